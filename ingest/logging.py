@@ -1,0 +1,126 @@
+"""Structured logs: one JSON object per line, for people with ``jq`` and for log shippers.
+
+Library modules only call ``logging.getLogger(__name__)`` with %-style arguments; the process
+entry points (``nev-ingest run`` and its workers, the demo) call :func:`configure_logging` once.
+Context travels as ``extra={...}`` (``topic``, ``partition``, ``offset``, ``reason`` ...) and
+becomes top-level keys of the JSON object, so a log line can be found by the partition and offset
+it is about. Process-wide fields (``service``, ``worker``, ``pid``) are added to every line.
+
+Per-frame problems (a poison frame, a DB-rejected row) can come in bursts of thousands per second:
+:class:`RateLimiter` lets one line per key through per interval and reports how many it held
+back, while the metrics count every one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import IO, Final
+
+import orjson
+
+__all__ = ["JsonFormatter", "RateLimiter", "configure_logging"]
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is context.
+_STANDARD_ATTRS: Final = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+def _default(value: object) -> object:
+    # orjson handles the common types natively; everything else (TopicPartition, Path, bytes of
+    # a bad frame's key ...) becomes its string form rather than failing the log call.
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object: ts, level, logger, msg, static fields, extras."""
+
+    def __init__(self, static: Mapping[str, object] | None = None) -> None:
+        super().__init__()
+        self._static = dict(static or {})
+
+    def set_static(self, **fields: object) -> None:
+        """Add or replace process-wide fields (e.g. the worker index once it is known)."""
+        self._static.update(fields)
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(self._static)
+        out.update(
+            (k, v)
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD_ATTRS and not k.startswith("_")
+        )
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__
+            out["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return orjson.dumps(out, default=_default).decode()
+
+
+def configure_logging(
+    level: str | int = "INFO",
+    *,
+    stream: IO[str] | None = None,
+    static: Mapping[str, object] | None = None,
+) -> JsonFormatter:
+    """Route the root logger to ``stream`` (stderr) as JSON lines; returns the formatter.
+
+    Idempotent: a second call replaces the handler it installed before instead of adding one.
+    aiokafka logs a line per rebalance step at INFO; it stays at WARNING unless DEBUG is asked.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_nev_ingest", False):
+            root.removeHandler(handler)
+    formatter = JsonFormatter({"service": "nev-ingest", "pid": os.getpid(), **(static or {})})
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter)
+    handler._nev_ingest = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    noisy_level = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    for name in ("aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(noisy_level)
+    return formatter
+
+
+class RateLimiter:
+    """One log line per key per ``interval_s``; counts what it held back in between.
+
+    ``allow(key)`` returns ``None`` when the line should be dropped, else the number of lines
+    suppressed for that key since the last one let through (to log as ``suppressed``).
+    """
+
+    def __init__(
+        self, interval_s: float = 10.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> int | None:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)

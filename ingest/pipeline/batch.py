@@ -1,0 +1,242 @@
+"""Batches: the unit of work between Kafka and one database transaction.
+
+A batch holds the decoded frames of consecutive records of one or more partitions (in offset
+order per partition), the dead letters of the records that did not decode, and for each
+partition the offset range it covers: ``start`` (the offset the database must hold before this
+batch, the fence) and ``next`` (the offset stored with the rows). Decoding happens when records
+are added, so the CPU work of batch N+1 overlaps the database write of batch N.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from ingest.decoders.errors import FrameError
+from ingest.decoders.rows import FrameRows
+from ingest.logging import RateLimiter
+from ingest.pipeline import contract
+from ingest.pipeline.contract import DeadLetter
+
+__all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike"]
+
+log = logging.getLogger(__name__)
+
+# Decode one frame: (raw bytes, received_at epoch ms) -> rows, or FrameError.
+Decode = Callable[[bytes, int], FrameRows]
+
+_STAGE_DECODE: Final = "decode"
+
+
+class TopicPartitionLike(Protocol):
+    """aiokafka's TopicPartition (a NamedTuple), typed for mypy."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    def __hash__(self) -> int: ...
+
+
+class Record(Protocol):
+    """The fields of aiokafka's ConsumerRecord the pipeline reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+@dataclass(eq=False)
+class Batch:
+    """Decoded frames + dead letters + per-partition offset ranges; see the module docstring."""
+
+    generation: int
+    created: float = field(default_factory=time.monotonic)
+    frames: list[FrameRows] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # parallel to frames (DLQ of db rejects)
+    received_ms: list[int] = field(default_factory=list)  # parallel to frames
+    dead: list[DeadLetter] = field(default_factory=list)
+    dead_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
+    consumed: Counter[str] = field(default_factory=Counter)  # by topic
+    start: dict[Any, int | None] = field(default_factory=dict)  # tp -> fence (stored offset)
+    next: dict[Any, int] = field(default_factory=dict)  # tp -> offset to store
+    first_ts_ms: dict[Any, int] = field(default_factory=dict)  # tp -> oldest record timestamp
+    size: int = 0  # records in the batch (frames + dead letters)
+    dead_sent: bool = False  # dead letters of decode failures already produced (retry-safe)
+    alert_changes: Any = None  # the rule engine's output for this batch, computed once
+
+    @property
+    def partitions(self) -> list[Any]:
+        return list(self.next)
+
+    def decoded_by_topic(self) -> Counter[str]:
+        return Counter(r.topic for r in self.records)
+
+    def drop_partitions(self, tps: Iterable[Any]) -> int:
+        """Remove everything of partitions ``tps`` (fenced or revoked); returns records removed."""
+        gone = set(tps) & set(self.next)
+        if not gone:
+            return 0
+        before = self.size
+        keep = [i for i, r in enumerate(self.records) if _tp_of(r) not in gone]
+        self.frames = [self.frames[i] for i in keep]
+        self.records = [self.records[i] for i in keep]
+        self.received_ms = [self.received_ms[i] for i in keep]
+        dead = [d for d in self.dead if _dead_tp(d) not in gone]
+        self.dead = dead
+        self.dead_reasons = Counter((_dead_topic(d), _dead_reason(d)) for d in dead)
+        for tp in gone:
+            self.start.pop(tp, None)
+            self.next.pop(tp, None)
+            self.first_ts_ms.pop(tp, None)
+        self.size = len(self.records) + len(self.dead)
+        return before - self.size
+
+
+def _tp_of(record: Record) -> tuple[str, int]:
+    return (record.topic, record.partition)
+
+
+def _dead_header(d: DeadLetter, name: str) -> bytes:
+    return contract.header(d.headers, name) or b""
+
+
+def _dead_tp(d: DeadLetter) -> tuple[str, int]:
+    return (
+        _dead_header(d, contract.SOURCE_TOPIC).decode(),
+        int(_dead_header(d, contract.SOURCE_PARTITION) or b"-1"),
+    )
+
+
+def _dead_topic(d: DeadLetter) -> str:
+    return _dead_header(d, contract.SOURCE_TOPIC).decode()
+
+
+def _dead_reason(d: DeadLetter) -> str:
+    return _dead_header(d, contract.ERROR_REASON).decode()
+
+
+class BatchBuilder:
+    """Accumulates records into the open batch, decoding each one as it arrives.
+
+    ``decoders`` maps a topic to its entity kind's decoder (a topic without a decoder sends its
+    records to the DLQ with ``no_decoder``; the worker only subscribes to topics it can decode,
+    so that is a configuration mistake, reported loudly, never a stuck partition).
+    """
+
+    def __init__(self, decoders: dict[str, Decode], *, generation: int = 0) -> None:
+        self._decoders = decoders
+        self._limiter = RateLimiter(10.0)
+        self.generation = generation
+        self.batch = Batch(generation)
+
+    @property
+    def size(self) -> int:
+        return self.batch.size
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the open batch received its first record (0 when empty)."""
+        if self.batch.size == 0:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self.batch.created
+
+    def add(self, tp: Any, records: Iterable[Record], start: int | None) -> None:
+        """Decode ``records`` of partition ``tp`` (in offset order) into the open batch.
+
+        ``start`` is the offset the database holds for ``tp`` before this batch (None when it
+        holds none); it is used only for the first records of ``tp`` in this batch.
+        """
+        b = self.batch
+        if b.size == 0:
+            b.created = time.monotonic()
+        decode = self._decoders.get(tp.topic)
+        if tp not in b.next:
+            b.start[tp] = start
+        last = None
+        for rec in records:
+            last = rec
+            b.size += 1
+            b.consumed[rec.topic] += 1
+            if tp not in b.first_ts_ms:
+                b.first_ts_ms[tp] = rec.timestamp
+            received = contract.received_at_ms(rec.headers, rec.timestamp)
+            value = rec.value
+            if not value:
+                self._dead(rec, contract.EMPTY_VALUE, "record has no value (one raw frame)")
+                continue
+            if decode is None:
+                self._dead(rec, contract.NO_DECODER, f"no decoder for topic {rec.topic}")
+                continue
+            try:
+                rows = decode(value, received)
+            except FrameError as exc:
+                self._dead(rec, exc.reason, str(exc))
+                continue
+            except Exception as exc:
+                # A decoder bug must not stop the partition: the frame is kept in the DLQ for
+                # the fix, and the traceback is logged (rate-limited) for the bug report.
+                self._dead(rec, contract.DECODER_ERROR, repr(exc), exc_info=True)
+                continue
+            b.frames.append(rows)
+            b.records.append(rec)
+            b.received_ms.append(received)
+        if last is not None:
+            b.next[tp] = last.offset + 1
+
+    def take(self) -> Batch:
+        """Seal and return the open batch; a new empty one takes its place."""
+        sealed = self.batch
+        self.batch = Batch(self.generation)
+        return sealed
+
+    def reset(self, generation: int) -> Batch:
+        """Drop the open batch (rebalance) and start a new generation; returns the dropped one."""
+        self.generation = generation
+        return self.take()
+
+    def _dead(self, rec: Record, reason: str, detail: str, *, exc_info: bool = False) -> None:
+        self.batch.dead.append(
+            contract.dead_letter(
+                key=rec.key,
+                value=rec.value,
+                headers=list(rec.headers or ()),
+                reason=reason,
+                detail=detail,
+                stage=_STAGE_DECODE,
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                timestamp_ms=rec.timestamp,
+            )
+        )
+        self.batch.dead_reasons[(rec.topic, reason)] += 1
+        suppressed = self._limiter.allow(reason)
+        if suppressed is not None:
+            log.warning(
+                "frame sent to the dead-letter topic: %s",
+                reason,
+                extra={
+                    "reason": reason,
+                    "detail": detail[:300],
+                    "topic": rec.topic,
+                    "partition": rec.partition,
+                    "offset": rec.offset,
+                    "suppressed": suppressed,
+                },
+                exc_info=exc_info,
+            )

@@ -1,0 +1,102 @@
+"""Batch building: decode on add, dead letters with reasons, per-partition offset ranges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pytest
+
+from ingest.decoders.errors import BAD_CHECKSUM, FrameError
+from ingest.decoders.rows import FrameRows
+from ingest.pipeline import contract
+from ingest.pipeline.batch import BatchBuilder
+
+pytestmark = pytest.mark.unit
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = b"VIN00000000000001"
+    timestamp: int = 1_700_000_000_000
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def _decode(value: bytes, received_ms: int) -> FrameRows:
+    if value == b"bad":
+        raise FrameError(BAD_CHECKSUM, len(value) - 1, "BCC 0x01, computed 0x02")
+    if value == b"bug":
+        raise IndexError("decoder bug")
+    return FrameRows(edition=2016, command=2, vin=value.decode(), ts_ms=received_ms)
+
+
+def test_decodes_and_dead_letters_with_reasons() -> None:
+    vehicle, charger = "nev.vehicle.raw", "nev.charger.raw"
+    builder = BatchBuilder({vehicle: _decode})
+    tp0, tp1, tpc = TP(vehicle, 0), TP(vehicle, 1), TP(charger, 0)
+    hdr = [(contract.RECEIVED_AT, b"1700000000123"), (contract.GATEWAY, b"gw-1")]
+    builder.add(
+        tp0,
+        [
+            Rec(vehicle, 0, 10, b"A", headers=hdr),
+            Rec(vehicle, 0, 11, b"bad", headers=hdr),
+            Rec(vehicle, 0, 12, None),
+            Rec(vehicle, 0, 13, b"bug"),
+        ],
+        start=10,
+    )
+    builder.add(tp1, [Rec(vehicle, 1, 5, b"B")], start=None)
+    builder.add(tpc, [Rec(charger, 0, 0, b"C")], start=0)
+    builder.add(tp0, [Rec(vehicle, 0, 15, b"D")], start=999)  # start used only the first time
+    batch = builder.take()
+    assert builder.size == 0
+    assert batch.size == 7
+    assert [f.vin for f in batch.frames] == ["A", "B", "D"]
+    assert batch.received_ms[0] == 1_700_000_000_123  # from the header
+    assert batch.received_ms[1] == 1_700_000_000_000  # no header: the Kafka timestamp
+    assert batch.start == {tp0: 10, tp1: None, tpc: 0}
+    assert batch.next == {tp0: 16, tp1: 6, tpc: 1}
+    assert batch.dead_reasons == {
+        (vehicle, BAD_CHECKSUM): 1,
+        (vehicle, contract.EMPTY_VALUE): 1,
+        (vehicle, contract.DECODER_ERROR): 1,
+        (charger, contract.NO_DECODER): 1,
+    }
+    bad = batch.dead[0]
+    assert bad.value == b"bad" and bad.key == b"VIN00000000000001"
+    assert bad.headers[:2] == hdr  # original headers first, untouched
+    assert contract.header(bad.headers, contract.ERROR_REASON) == b"bad_checksum"
+    assert b"BCC" in (contract.header(bad.headers, contract.ERROR_DETAIL) or b"")
+    assert contract.header(bad.headers, contract.SOURCE_TOPIC) == vehicle.encode()
+    assert contract.header(bad.headers, contract.SOURCE_PARTITION) == b"0"
+    assert contract.header(bad.headers, contract.SOURCE_OFFSET) == b"11"
+
+
+def test_drop_partitions_removes_everything_of_them() -> None:
+    topic = "nev.vehicle.raw"
+    builder = BatchBuilder({topic: _decode})
+    builder.add(TP(topic, 0), [Rec(topic, 0, 1, b"A"), Rec(topic, 0, 2, b"bad")], start=1)
+    builder.add(TP(topic, 1), [Rec(topic, 1, 7, b"B"), Rec(topic, 1, 8, b"bad")], start=7)
+    batch = builder.take()
+    assert batch.drop_partitions([TP(topic, 0)]) == 2
+    assert [f.vin for f in batch.frames] == ["B"]
+    assert batch.next == {TP(topic, 1): 9}
+    assert batch.dead_reasons == {(topic, BAD_CHECKSUM): 1}
+    assert batch.size == 2
+    assert batch.drop_partitions([TP(topic, 5)]) == 0
+
+
+def test_received_at_header_validation() -> None:
+    assert contract.received_at_ms([(contract.RECEIVED_AT, b"1700000000999")], 5) == 1700000000999
+    assert contract.received_at_ms([(contract.RECEIVED_AT, b"1700000000")], 5) == 5  # seconds
+    assert contract.received_at_ms([(contract.RECEIVED_AT, b"soon")], 5) == 5
+    assert contract.received_at_ms([], 5) == 5
