@@ -149,7 +149,8 @@ class FrameRows:
 
     For 0x02/0x03 frames ``vehicle`` is set (even when the frame has no 0x01 block, so the
     frame is still traceable) and the lists hold the other blocks' rows; for 0x01/0x04 frames
-    ``session`` is set; other commands carry only the envelope.
+    ``session`` is set; other commands, responses (``response != 0xFE``: a platform's ack
+    is not vehicle data) and encrypted frames carry only the envelope.
     """
 
     __slots__ = (
@@ -160,7 +161,9 @@ class FrameRows:
         "motors",
         "packs",
         "partial",
+        "response",
         "session",
+        "tail_offset",
         "ts_ms",
         "vehicle",
         "vin",
@@ -180,6 +183,8 @@ class FrameRows:
         packs: list[PackRow] | None = None,
         alarm: AlarmRow | None = None,
         session: SessionRow | None = None,
+        response: int = 0xFE,
+        tail_offset: int | None = None,
     ) -> None:
         self.edition = edition
         self.command = command
@@ -192,6 +197,9 @@ class FrameRows:
         self.packs: list[PackRow] = packs if packs is not None else []
         self.alarm = alarm
         self.session = session
+        # Added after the first contract (keyword-only with defaults, so existing callers work):
+        self.response = response  # response flag; 0xFE = a command. Responses carry no rows.
+        self.tail_offset = tail_offset  # partial frames: frame offset of the undecoded tail
 
     def __repr__(self) -> str:
         return (
