@@ -1,0 +1,96 @@
+"""Backpressure: a bound on in-flight frames, and when to pause and resume the partitions.
+
+In-flight frames are those consumed from Kafka and not yet committed (open batch, queued
+batches, the batch being written). The consumer never fetches more than ``room()``, so memory
+is bounded by ``max_in_flight`` frames whatever the database does.
+
+When the bound is reached the consumer first just waits (the writer usually frees room within
+one batch time, and aiokafka keeps what it prefetched). If it is still full after
+``pause_after_s``, or as soon as the database reports a transient failure, the partitions are
+paused: the consumer keeps polling (so the group does not evict it after
+``max.poll.interval.ms``) but fetches nothing, and resumes when the database works again and the
+in-flight count has fallen to ``resume_ratio`` of the bound (hysteresis, so a slow database does
+not make the partitions flap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from enum import Enum
+
+__all__ = ["Backpressure", "Decision"]
+
+
+class Decision(Enum):
+    NONE = "none"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+class Backpressure:
+    """In-flight accounting plus the pause/resume state machine (no I/O)."""
+
+    def __init__(
+        self, max_in_flight: int, *, resume_ratio: float = 0.5, pause_after_s: float = 1.0
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.max_in_flight = max_in_flight
+        self.resume_at = int(max_in_flight * resume_ratio)
+        self.pause_after_s = pause_after_s
+        self.in_flight = 0
+        self.sink_healthy = True
+        self.paused = False
+        self._full_since: float | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def room(self) -> int:
+        """How many more frames may be fetched now."""
+        return max(0, self.max_in_flight - self.in_flight)
+
+    def add(self, n: int) -> None:
+        self.in_flight += n
+        if self.in_flight >= self.max_in_flight:
+            self._room.clear()
+
+    def done(self, n: int) -> None:
+        self.in_flight = max(0, self.in_flight - n)
+        if self.in_flight < self.max_in_flight:
+            self._room.set()
+
+    def set_sink_healthy(self, healthy: bool) -> None:
+        self.sink_healthy = healthy
+        if healthy:
+            self._room.set()  # wake the consumer so it can resume promptly
+
+    async def wait_room(self, timeout_s: float) -> None:
+        """Wait until there is room or the sink's health changes, at most ``timeout_s``."""
+        if self._room.is_set() and self.in_flight < self.max_in_flight:
+            return
+        try:
+            await asyncio.wait_for(self._room.wait(), timeout_s)
+        except TimeoutError:
+            return
+
+    def decide(self, now: float | None = None) -> Decision:
+        """Pause or resume? Call once per consumer-loop turn and act on the answer."""
+        now = time.monotonic() if now is None else now
+        full = self.in_flight >= self.max_in_flight
+        if full:
+            if self._full_since is None:
+                self._full_since = now
+        else:
+            self._full_since = None
+        if not self.paused:
+            stuck = self._full_since is not None and now - self._full_since >= self.pause_after_s
+            if not self.sink_healthy or stuck:
+                self.paused = True
+                return Decision.PAUSE
+            return Decision.NONE
+        if self.sink_healthy and self.in_flight <= self.resume_at:
+            self.paused = False
+            self._full_since = None
+            return Decision.RESUME
+        return Decision.NONE

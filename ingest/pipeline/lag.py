@@ -1,0 +1,124 @@
+"""Housekeeping of a worker: consumer lag, DB pool and readiness gauges, a DB ping when idle.
+
+Lag per partition = end offset (ListOffsets, every ``interval_s``) minus the offset committed
+with the rows. Lag in seconds = age of the oldest consumed-but-uncommitted record of the
+partition; when the lag is not zero but nothing of it is in flight (not fetched yet, or the
+partition is paused) it is the time since the partition's last commit, an upper bound that
+grows while the partition makes no progress, which is what an alert on it should see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.pipeline.worker import Worker
+
+__all__ = ["LagReporter"]
+
+log = logging.getLogger(__name__)
+
+
+class LagReporter:
+    """Updates the gauges of one worker every ``interval_s`` seconds."""
+
+    def __init__(self, worker: Worker, *, interval_s: float) -> None:
+        self._w = worker
+        self._interval = interval_s
+        self._labelled: set[Any] = set()
+        self._since: dict[Any, float] = {}  # tp -> when it was assigned (for lag seconds)
+
+    async def run(self) -> None:
+        w = self._w
+        w.metrics.db_connected.set(1)
+        w.metrics.kafka_connected.set(0)
+        while True:
+            try:
+                await self.update()
+            except Exception:  # a gauge must never take the worker down
+                log.exception("housekeeping failed")
+            await asyncio.sleep(self._interval)
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        """Zero the per-partition gauges of partitions this worker gave up (see metrics.py:
+        multi-process gauges cannot be removed, and ``livemax`` lets the new owner's win)."""
+        m = self._w.metrics
+        for tp in tps:
+            labels = self._labels(tp)
+            m.lag.labels(**labels).set(0)
+            m.lag_seconds.labels(**labels).set(0)
+            m.current_offset.labels(**labels).set(0)
+            self._labelled.discard(tp)
+            self._since.pop(tp, None)
+
+    def _labels(self, tp: Any) -> dict[str, str]:
+        return {
+            "consumergroup": self._w.options.group_id,
+            "topic": tp.topic,
+            "partition": str(tp.partition),
+        }
+
+    async def update(self) -> None:
+        w = self._w
+        m = w.metrics
+        now = time.time()
+        m.heartbeat.set(w.last_turn)
+        m.in_flight.set(w.bp.in_flight)
+        in_use, idle, size_max = w.sink.pool_stats()
+        m.db_pool.labels(state="in_use").set(in_use)
+        m.db_pool.labels(state="idle").set(idle)
+        m.db_pool.labels(state="max").set(size_max)
+        writer = w.writer
+        if writer is None or w.consumer is None:
+            return
+        m.last_commit.set(writer.last_commit)
+        owned = sorted(w.owned)
+        ends: dict[Any, int] = {}
+        try:
+            if owned:
+                ends = await asyncio.wait_for(w.consumer.end_offsets(owned), 5)
+            else:
+                await asyncio.wait_for(w.consumer.topics(), 5)
+            m.kafka_connected.set(1)
+        except Exception as exc:  # the broker is away: that is what we report
+            m.kafka_connected.set(0)
+            log.debug("end offsets unavailable: %r", exc)
+        # Database: a failing write already says "down"; when idle, ask it.
+        if w.bp.sink_healthy and now - writer.last_commit > self._interval and not w.bp.in_flight:
+            try:
+                await asyncio.wait_for(w.sink.ping(), 5)
+                m.db_connected.set(1)
+            except Exception:  # reported through the gauge and /readyz
+                m.db_connected.set(0)
+        else:
+            m.db_connected.set(1 if w.bp.sink_healthy else 0)
+        oldest: dict[Any, int] = {}
+        for batch in [*writer.in_flight_batches(), w.builder.batch]:
+            for tp, ts in batch.first_ts_ms.items():
+                if ts < oldest.get(tp, 1 << 62):
+                    oldest[tp] = ts
+        backlog = 0
+        for tp in owned:
+            since = self._since.setdefault(tp, now)
+            committed = writer.committed.get(tp, w.stored.get(tp))
+            end = ends.get(tp)
+            if committed is None or end is None:
+                continue
+            lag = max(0, end - committed)
+            backlog += lag
+            if lag == 0:
+                seconds = 0.0
+            elif tp in oldest:
+                seconds = max(0.0, now - oldest[tp] / 1000)
+            else:
+                seconds = now - writer.commit_time.get(tp, since)
+            labels = self._labels(tp)
+            m.lag.labels(**labels).set(lag)
+            m.lag_seconds.labels(**labels).set(seconds)
+            m.current_offset.labels(**labels).set(committed)
+            self._labelled.add(tp)
+        m.backlog.set(backlog + w.builder.size)

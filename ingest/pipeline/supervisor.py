@@ -1,0 +1,259 @@
+"""The supervisor: N worker processes, restarted when they crash, and the HTTP endpoint.
+
+Why processes: decoding is CPU-bound Python; one process per core is how ``--workers N`` uses
+the host. Each worker is its own consumer in the group, so Kafka spreads the partitions.
+
+- A worker that exits while the service is not stopping is a crash: it is logged (exit code or
+  signal), counted, and restarted after a backoff (1 s doubling to 30 s; reset once a worker
+  has run for a minute), so a crash loop does not hammer the broker and the database.
+- SIGTERM / SIGINT: forwarded to the workers as SIGTERM (they stop fetching, flush, commit and
+  exit 0); a worker still running after the deadline is killed (its uncommitted frames are
+  read again after the restart: nothing is lost). The supervisor exits 0 when every worker did.
+- SIGHUP: forwarded to the workers, which reload their rule files.
+- Metrics: workers write multi-process files into ``multiproc_dir``; the supervisor serves them
+  merged on one port with /healthz (this loop is turning) and /readyz (every worker is in the
+  group, reaches the database, and is not stalled: see ``readiness``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from ingest.metrics import MetricsServer, worker_gauges
+
+__all__ = ["Supervisor", "SupervisorOptions", "prepare_multiproc_dir"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorOptions:
+    workers: int
+    metrics_host: str
+    metrics_port: int
+    multiproc_dir: Path
+    shutdown_timeout_s: float = 30.0
+    stall_after_s: float = 60.0
+    restart_backoff_initial_s: float = 1.0
+    restart_backoff_max_s: float = 30.0
+    healthy_run_s: float = 60.0
+
+
+@dataclass
+class _Slot:
+    index: int
+    process: Any = None  # multiprocessing.Process
+    started: float = 0.0
+    restart_at: float = 0.0
+    backoff: float = 0.0
+    exit_code: int | None = None
+
+
+def prepare_multiproc_dir(path: Path) -> Path:
+    """Empty ``path`` (metrics of a previous run must not be summed into this one) and point
+    prometheus-client's multi-process mode at it for this process and its children."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+class _SupervisorCollector:
+    """The supervisor's own series, computed at scrape time (not multi-process files)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self._sup = sup
+
+    def collect(self) -> Any:
+        restarts = CounterMetricFamily(
+            "nev_ingest_worker_restarts", "Workers restarted after a crash."
+        )
+        restarts.add_metric([], self._sup.restarts)
+        alive = GaugeMetricFamily("nev_ingest_workers_alive", "Worker processes running.")
+        alive.add_metric([], len(self._sup.live_pids()))
+        wanted = GaugeMetricFamily("nev_ingest_workers_wanted", "Worker processes configured.")
+        wanted.add_metric([], self._sup.options.workers)
+        return [restarts, alive, wanted]
+
+
+class Supervisor:
+    """Runs ``target(index)`` in ``options.workers`` spawned processes; see the module doc."""
+
+    def __init__(self, options: SupervisorOptions, target: Callable[[int], None]) -> None:
+        self.options = options
+        self._target = target
+        self._ctx = multiprocessing.get_context("spawn")
+        self._slots = [_Slot(i) for i in range(options.workers)]
+        self._stopping = False
+        self._stop_deadline = 0.0
+        self._hup = False
+        self._turn = time.monotonic()
+        self.restarts = 0
+        self.server: MetricsServer | None = None
+
+    # -- what the HTTP thread reads ----------------------------------------------------------
+    def live_pids(self) -> list[int]:
+        return [
+            s.process.pid for s in self._slots if s.process is not None and s.process.is_alive()
+        ]
+
+    def readiness(self, registry: CollectorRegistry) -> tuple[bool, dict[str, object]]:
+        """Ready when every wanted worker runs, is in the group, reaches the database, and
+        either has nothing to do or committed within ``stall_after_s``."""
+        now = time.time()
+        gauges = worker_gauges(registry)
+        workers: list[dict[str, object]] = []
+        ok = not self._stopping
+        pids = self.live_pids()
+        if len(pids) < self.options.workers:
+            ok = False
+        stall = self.options.stall_after_s
+        for pid in pids:
+            g = gauges.get(str(pid), {})
+            problems = []
+            if g.get("kafka_connected") != 1:
+                problems.append("not connected to Kafka")
+            if g.get("db_connected") != 1:
+                problems.append("database unreachable")
+            if now - g.get("heartbeat", 0) > stall:
+                problems.append("consumer loop stalled")
+            if g.get("backlog", 0) > 0 and now - g.get("last_commit", 0) > stall:
+                problems.append(f"backlog but no commit for {stall:.0f}s")
+            ok = ok and not problems
+            workers.append({"pid": pid, "ok": not problems, "problems": problems})
+        return ok, {"workers": workers, "wanted": self.options.workers, "stopping": self._stopping}
+
+    # -- main loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        o = self.options
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(o.multiproc_dir))  # type: ignore[no-untyped-call]
+        registry.register(_SupervisorCollector(self))
+        self.server = MetricsServer(
+            o.metrics_host,
+            o.metrics_port,
+            registry=registry,
+            ready=lambda: self.readiness(registry),
+            alive=lambda: time.monotonic() - self._turn < 10,
+        )
+        self.server.start()
+        log.info(
+            "supervisor started",
+            extra={"workers": o.workers, "metrics": f"http://{o.metrics_host}:{self.server.port}"},
+        )
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_signal)
+        try:
+            for slot in self._slots:
+                self._start(slot)
+            while True:
+                self._turn = time.monotonic()
+                self._reap()
+                if self._stopping and not self.live_pids():
+                    break
+                if self._stopping and time.monotonic() > self._stop_deadline:
+                    self._kill_stragglers()
+                if self._hup:
+                    self._hup = False
+                    self._forward(signal.SIGHUP)
+                if not self._stopping:
+                    for slot in self._slots:
+                        if slot.process is None and time.monotonic() >= slot.restart_at:
+                            self._start(slot)
+                sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
+                multiprocessing.connection.wait(sentinels, timeout=0.5)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            self.server.stop()
+        codes = [s.exit_code for s in self._slots]
+        log.info("supervisor stopped", extra={"exit_codes": codes})
+        return 0 if all(c == 0 for c in codes) else 1
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._hup = True
+            return
+        if not self._stopping:
+            self._stopping = True
+            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
+            log.info("stopping: %s received", signal.Signals(signum).name)
+            self._forward(signal.SIGTERM)
+
+    def _forward(self, sig: int) -> None:
+        for pid in self.live_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _start(self, slot: _Slot) -> None:
+        proc = self._ctx.Process(
+            target=self._target, args=(slot.index,), name=f"nev-ingest-worker-{slot.index}"
+        )
+        proc.start()
+        slot.process = proc
+        slot.started = time.monotonic()
+        slot.exit_code = None
+        log.info("worker started", extra={"worker": slot.index, "worker_pid": proc.pid})
+
+    def _reap(self) -> None:
+        o = self.options
+        for slot in self._slots:
+            proc = slot.process
+            if proc is None or proc.is_alive():
+                continue
+            proc.join()
+            code = proc.exitcode
+            slot.exit_code = code
+            slot.process = None
+            mark_process_dead(proc.pid, str(o.multiproc_dir))  # type: ignore[no-untyped-call]
+            if self._stopping:
+                log.info("worker exited", extra={"worker": slot.index, "exit_code": code})
+                continue
+            ran = time.monotonic() - slot.started
+            if ran >= o.healthy_run_s:
+                slot.backoff = 0.0
+            slot.backoff = min(
+                max(slot.backoff * 2, o.restart_backoff_initial_s), o.restart_backoff_max_s
+            )
+            slot.restart_at = time.monotonic() + slot.backoff
+            self.restarts += 1
+            how = (
+                f"killed by {signal.Signals(-code).name}"
+                if code is not None and code < 0
+                else f"exit code {code}"
+            )
+            log.error(
+                "worker crashed (%s) after %.1fs; restarting in %.1fs",
+                how,
+                ran,
+                slot.backoff,
+                extra={"worker": slot.index, "worker_pid": proc.pid, "exit_code": code},
+            )
+
+    def _kill_stragglers(self) -> None:
+        for slot in self._slots:
+            if slot.process is not None and slot.process.is_alive():
+                log.warning(
+                    "worker did not stop within %.0fs: killing it (uncommitted frames will be "
+                    "read again; nothing is lost)",
+                    self.options.shutdown_timeout_s,
+                    extra={"worker": slot.index, "worker_pid": slot.process.pid},
+                )
+                slot.process.kill()

@@ -1,0 +1,336 @@
+"""One pipeline worker: an aiokafka consumer in the group, a batch builder and a writer.
+
+Tasks (one ``asyncio.TaskGroup``: if one fails, all stop and the process exits non-zero, and the
+supervisor restarts it):
+- the consume loop: ``getmany`` bounded by the in-flight room -> decode into the open batch ->
+  seal on size or linger -> hand to the writer; applies backpressure (pause/resume);
+- the writer (``writer.Writer``): one transaction per batch, then Kafka commit, DLQ, alerts;
+- housekeeping: lag, pool and readiness gauges, database ping when idle.
+
+Offsets: on assignment the consumer seeks to the offsets stored in the database (the copy that
+is committed with the rows), not to Kafka's. On revocation the open batch is sealed and the
+writer gets ``revoke_timeout_s`` to commit everything in flight; what it cannot commit in time
+is abandoned uncommitted (the next owner reads it again; the fenced offsets in the database
+keep a late commit from duplicating rows). On stop: no more fetching, flush, commit, leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.metrics import PipelineMetrics
+from ingest.pipeline.backpressure import Backpressure, Decision
+from ingest.pipeline.batch import BatchBuilder, Decode
+from ingest.pipeline.lag import LagReporter
+from ingest.pipeline.sink import Sink
+from ingest.pipeline.writer import Producer, Writer
+
+__all__ = ["Worker", "WorkerOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """The pipeline knobs a worker uses (from the ``pipeline`` settings section)."""
+
+    group_id: str
+    topics: tuple[str, ...]
+    dlq_topic: str
+    alerts_topic: str
+    batch_max_frames: int = 5000
+    linger_ms: int = 200
+    max_in_flight: int = 20000
+    resume_ratio: float = 0.5
+    pause_after_s: float = 1.0
+    revoke_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 20.0
+    poll_timeout_ms: int = 500
+    lag_interval_s: float = 2.0
+    retry_backoff_initial_s: float = 0.25
+    retry_backoff_max_s: float = 5.0
+
+
+class _Listener:
+    """aiokafka ConsumerRebalanceListener (duck-typed: aiokafka checks the two methods)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._worker.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._worker.on_assigned(set(assigned))
+
+
+class Worker:
+    """See the module docstring. ``run`` returns when ``stop`` is set and everything flushed."""
+
+    def __init__(
+        self,
+        *,
+        options: WorkerOptions,
+        make_consumer: Callable[[], Any],
+        make_producer: Callable[[], Any],
+        sink: Sink,
+        decoders: dict[str, Decode],
+        metrics: PipelineMetrics,
+    ) -> None:
+        self.options = options
+        self._make_consumer = make_consumer
+        self._make_producer = make_producer
+        self.sink = sink
+        self.metrics = metrics
+        self.bp = Backpressure(
+            options.max_in_flight,
+            resume_ratio=options.resume_ratio,
+            pause_after_s=options.pause_after_s,
+        )
+        self.builder = BatchBuilder(decoders)
+        self.consumer: Any = None
+        self.writer: Writer | None = None
+        self.owned: set[Any] = set()
+        self.positions: dict[Any, int | None] = {}  # tp -> offset the DB holds before next batch
+        self.needs_seek: set[Any] = set()  # assigned, but the stored offset is not loaded yet
+        self.rewind: dict[Any, int] = {}  # tp -> first offset fetched before the seek (skipped)
+        self.stored: dict[Any, int | None] = {}  # tp -> offset stored in the DB at assignment
+        self.lag: LagReporter | None = None
+        self.last_turn = time.time()
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        o = self.options
+        await self.sink.start()
+        producer = self._make_producer()
+        await producer.start()
+        self.consumer = consumer = self._make_consumer()
+        self.writer = writer = Writer(
+            sink=self.sink,
+            producer=_as_producer(producer),
+            metrics=self.metrics,
+            backpressure=self.bp,
+            dlq_topic=o.dlq_topic,
+            alerts_topic=o.alerts_topic,
+            commit=self._commit_kafka,
+            on_fenced=self._on_fenced,
+            backoff_initial_s=o.retry_backoff_initial_s,
+            backoff_max_s=o.retry_backoff_max_s,
+        )
+        self.lag = lag = LagReporter(self, interval_s=o.lag_interval_s)
+        try:
+            await consumer.start()
+            consumer.subscribe(list(o.topics), listener=_Listener(self))
+            log.info("worker started", extra={"topics": list(o.topics), "group": o.group_id})
+            async with asyncio.TaskGroup() as tg:
+                write_task = tg.create_task(writer.run(), name="writer")
+                lag_task = tg.create_task(lag.run(), name="housekeeping")
+                stop_task = tg.create_task(stop.wait(), name="stop")
+                consume_task = tg.create_task(self._consume_loop(stop), name="consume")
+                await asyncio.wait({stop_task, consume_task}, return_when="FIRST_COMPLETED")
+                await self._shutdown(consume_task, write_task)
+                lag_task.cancel()
+        finally:
+            await self._close(consumer, producer)
+
+    async def _shutdown(
+        self, consume_task: asyncio.Task[None], write_task: asyncio.Task[None]
+    ) -> None:
+        """Stop fetching, flush the open batch, wait for the writer, within the deadline."""
+        self._stopping = True
+        await consume_task  # returns promptly: it checks the flag after each (short) poll
+        assert self.writer is not None
+        self._seal()
+        deadline = self.options.shutdown_timeout_s
+        if await self.writer.drain(deadline):
+            log.info("flushed and committed everything in flight")
+        else:
+            frames = self.writer.abandon("shutdown")
+            log.warning(
+                "shutdown deadline of %.0fs passed: %d in-flight frames left uncommitted "
+                "(they will be read again after the restart; nothing is lost)",
+                deadline,
+                frames,
+            )
+        self.writer.close()
+        await write_task
+
+    async def _close(self, consumer: Any, producer: Any) -> None:
+        for what, closer in (("consumer", consumer.stop), ("producer", producer.stop)):
+            try:
+                await asyncio.wait_for(closer(), 10)
+            except Exception as exc:  # best effort on the way out
+                log.warning("stopping the Kafka %s failed: %r", what, exc)
+        await self.sink.close()
+
+    # -- consume loop ------------------------------------------------------------------------
+    async def _consume_loop(self, stop: asyncio.Event) -> None:
+        o = self.options
+        consumer = self.consumer
+        linger = o.linger_ms / 1000
+        while not self._stopping and not stop.is_set():
+            self.last_turn = time.time()
+            await self._load_pending_offsets()
+            self._apply_backpressure()
+            room = self.bp.room()
+            if self.bp.paused or room == 0:
+                if not self.bp.paused:
+                    await self.bp.wait_room(self.bp.pause_after_s)
+                else:
+                    # Paused: poll anyway, so the group does not drop us (max.poll.interval.ms).
+                    await consumer.getmany(timeout_ms=o.poll_timeout_ms // 5, max_records=1)
+                    await self.bp.wait_room(o.poll_timeout_ms / 1000)
+                self._maybe_seal(linger)
+                continue
+            if self.builder.size:
+                wait_ms = max(1, int((linger - self.builder.age()) * 1000))
+            else:
+                wait_ms = o.poll_timeout_ms
+            want = min(room, o.batch_max_frames - self.builder.size)
+            data = await consumer.getmany(timeout_ms=wait_ms, max_records=max(1, want))
+            for tp, records in data.items():
+                if tp not in self.owned:
+                    continue  # fetched just before a rebalance: not ours to write
+                if tp in self.needs_seek:
+                    # Fetched before the stored offset was known: skipped now, and if the
+                    # database holds no offset for tp the seek comes back to the first of them.
+                    self.rewind.setdefault(tp, records[0].offset)
+                    continue
+                self.builder.add(tp, records, self.positions.get(tp))
+                self.bp.add(len(records))
+            self._maybe_seal(linger)
+
+    def _maybe_seal(self, linger: float) -> None:
+        size = self.builder.size
+        if size and (size >= self.options.batch_max_frames or self.builder.age() >= linger):
+            self._seal()
+
+    def _seal(self) -> None:
+        if not self.builder.size or self.writer is None:
+            return
+        batch = self.builder.take()
+        for tp, offset in batch.next.items():
+            self.positions[tp] = offset
+        self.writer.submit(batch)
+
+    def _apply_backpressure(self) -> None:
+        decision = self.bp.decide()
+        consumer = self.consumer
+        assignment = set(consumer.assignment())
+        if decision is Decision.PAUSE:
+            log.warning(
+                "pausing %d partitions: %s",
+                len(assignment),
+                "the database is failing" if not self.bp.sink_healthy else "writes are slow",
+                extra={"in_flight": self.bp.in_flight},
+            )
+        elif decision is Decision.RESUME:
+            log.info("resuming partitions", extra={"in_flight": self.bp.in_flight})
+        # Re-applied every turn: a rebalance hands out partitions unpaused.
+        want_paused = assignment if self.bp.paused else (assignment & self.needs_seek)
+        paused = set(consumer.paused())
+        if want_paused - paused:
+            consumer.pause(*(want_paused - paused))
+        if (paused & assignment) - want_paused:
+            consumer.resume(*((paused & assignment) - want_paused))
+        self.metrics.paused_partitions.set(len(want_paused))
+
+    # -- offsets -----------------------------------------------------------------------------
+    async def _commit_kafka(self, offsets: dict[Any, int]) -> None:
+        mine = {tp: off for tp, off in offsets.items() if tp in self.owned}
+        if mine:
+            await asyncio.wait_for(self.consumer.commit(mine), 10)
+
+    def _on_fenced(self, tps: list[Any]) -> None:
+        self.builder.batch.drop_partitions(tps)
+        for tp in tps:
+            if tp in self.owned:
+                self.needs_seek.add(tp)
+                self.positions.pop(tp, None)
+
+    async def _load_pending_offsets(self) -> None:
+        if not self.needs_seek:
+            return
+        pending = sorted(self.needs_seek & self.owned)
+        self.needs_seek &= self.owned
+        if not pending:
+            return
+        try:
+            stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
+        except Exception as exc:  # DB down: stay paused, try again next turn
+            self.bp.set_sink_healthy(False)
+            log.warning("cannot read stored offsets yet (%r); partitions stay paused", exc)
+            await asyncio.sleep(self.options.retry_backoff_max_s / 5)
+            return
+        for tp in pending:
+            self._seek(tp, stored.get(tp))
+            self.needs_seek.discard(tp)
+
+    def _seek(self, tp: Any, offset: int | None) -> None:
+        self.positions[tp] = offset
+        self.stored[tp] = offset
+        rewind = self.rewind.pop(tp, None)
+        if offset is None and rewind is not None:
+            offset = rewind
+        if offset is not None:
+            self.consumer.seek(tp, offset)
+            log.info(
+                "seek to the stored offset",
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+            )
+
+    # -- rebalance ---------------------------------------------------------------------------
+    async def on_revoked(self, revoked: set[Any]) -> None:
+        if not revoked:
+            return
+        self.metrics.rebalances.labels(event="revoked").inc()
+        writer = self.writer
+        assert writer is not None
+        self._seal()
+        t0 = time.monotonic()
+        if await writer.drain(self.options.revoke_timeout_s):
+            log.info(
+                "partitions revoked after committing everything in flight",
+                extra={"partitions": len(revoked), "took_s": round(time.monotonic() - t0, 3)},
+            )
+        else:
+            frames = writer.abandon("revoked")
+            log.warning(
+                "partitions revoked: the database did not commit in %.0fs, %d in-flight "
+                "frames abandoned uncommitted (the next owner reads them again)",
+                self.options.revoke_timeout_s,
+                frames,
+            )
+        self.builder.reset(writer.generation)
+        self.sink.on_partitions_lost(sorted(revoked))
+        for tp in revoked:
+            self.positions.pop(tp, None)
+            self.stored.pop(tp, None)
+            self.rewind.pop(tp, None)
+        self.owned -= revoked
+        self.needs_seek -= revoked
+        if self.lag is not None:
+            self.lag.forget(revoked)
+
+    async def on_assigned(self, assigned: set[Any]) -> None:
+        self.metrics.rebalances.labels(event="assigned").inc()
+        self.owned = set(assigned)
+        self.metrics.assigned_partitions.set(len(assigned))
+        self.needs_seek = set(assigned)
+        log.info(
+            "partitions assigned",
+            extra={"partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)},
+        )
+        # Seek now when the database answers; otherwise the consume loop keeps them paused
+        # and retries (never fetch from Kafka's offsets: the database's are the truth).
+        await self._load_pending_offsets()
+
+
+def _as_producer(producer: Any) -> Producer:
+    return producer  # type: ignore[no-any-return]
