@@ -1,0 +1,92 @@
+"""Cell / probe temperatures: 2016 type 0x09 (Annex B Tables B.7-B.8), 2025 type 0x08
+(Tables 13-14). The layout is the same in both editions; only the ranges differ.
+
+Block: pack count (BYTE; 2016 1..250, 2025 0..50; FE/FF = no list), then per pack:
+
+    field         type      range
+    pack          BYTE      2016 subsystem 1..250; 2025 pack 1..50
+    probe_count   WORD      1..65531, FFFE/FFFF (a sentinel count is followed by no list)
+    temps_c       BYTE x N  0..250, offset -40 °C, FE/FF -> None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from ingest.decoders.codec import (
+    BlockCodec,
+    decode_array,
+    encode_array,
+    is_abnormal,
+    need_items,
+    read_count,
+    write_count,
+)
+from ingest.decoders.fields import Field, Layout, Quality, Record
+
+__all__ = ["CODEC_2016", "CODEC_2025", "CellTemperatures", "TemperaturePack"]
+
+
+@dataclass(frozen=True, slots=True)
+class TemperaturePack(Record):
+    """The probe temperatures of one pack; ``temps_c`` is ``None`` for a sentinel count."""
+
+    name: ClassVar[str] = "pack"
+    pack: int | None = None
+    probe_count: int | None = None
+    temps_c: tuple[int | None, ...] | None = ()
+    quality: Quality = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CellTemperatures(Record):
+    """The temperature block; ``packs`` is ``None`` when the pack count is a sentinel."""
+
+    name: ClassVar[str] = "cell_temperatures"
+    packs: tuple[TemperaturePack, ...] | None = ()
+    quality: Quality = ()
+
+
+def _codec(pack_hi: int, count_lo: int) -> BlockCodec:
+    head = Layout((Field("pack", "B", lo=1, hi=pack_hi),))
+
+    def decode(buf: bytes, off: int, end: int) -> tuple[CellTemperatures, int]:
+        count, quality = read_count(
+            buf, off, end, "B", "packs", count_lo, pack_hi, "cell_temperatures"
+        )
+        off += 1
+        if count is None:
+            return CellTemperatures(None, quality), off
+        need_items(off, count, 3, end, "cell_temperatures")
+        packs = []
+        for _ in range(count):
+            (pack,), q = head.read(buf, off, end, "cell_temperatures")
+            n, nq = read_count(buf, off + 1, end, "H", "probe_count", 1, 65_531, "cell_temps")
+            off += 3
+            temps: tuple[Any, ...] | None = None
+            if n is not None:
+                need_items(off, n, 1, end, "cell_temperatures")
+                temps = decode_array(buf, off, n, "B", 1, 40)
+                off += n
+            packs.append(TemperaturePack(pack, n, temps, q + nq))
+        return CellTemperatures(tuple(packs), quality), off
+
+    def encode(rec: Any) -> bytes:
+        if rec.packs is None:
+            return write_count("B", None, is_abnormal(rec.quality, "packs"))
+        parts = [write_count("B", len(rec.packs), False)]
+        for p in rec.packs:
+            parts.append(head.write([p.pack], p.quality))
+            if p.temps_c is None:
+                parts.append(write_count("H", None, is_abnormal(p.quality, "probe_count")))
+            else:
+                parts.append(write_count("H", len(p.temps_c), False))
+                parts.append(encode_array(p.temps_c, "B", 1, 40))
+        return b"".join(parts)
+
+    return BlockCodec(CellTemperatures, decode, encode)
+
+
+CODEC_2016: Final = _codec(250, 1)
+CODEC_2025: Final = _codec(50, 0)

@@ -1,0 +1,123 @@
+"""The block walk of a real-time (0x02) / reissue (0x03) data unit: 2016 Table 7, 2025 Table 7.
+
+After the 6-byte time: ``type BYTE + body``, repeated to the end (2016), or to the 0xFF
+signature marker (2025). There is no block count and no per-block length except for the
+custom types, so the walk must know every type it passes. Blocks may repeat and come in any
+order (real Dongfeng frames put 0x09 before 0x08), so the result is a list, not a struct.
+
+When the walk cannot go on -- a type whose length cannot be known, a custom WORD length that
+overruns the data unit, a known block whose counts overrun it -- it stops and keeps what it
+decoded; the rest of the unit is the opaque tail with a reason (never a guess). In 2025 the
+signature is then still searched for backwards from the end (§3.12 step 3).
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from ingest.decoders.blocks.custom import CustomBlock
+from ingest.decoders.envelope import EDITION_2025
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fields import Record
+from ingest.decoders.registry import Registry
+from ingest.decoders.signature import (
+    SIGNATURE_MARKER,
+    Signature,
+    decode_signature,
+    find_signature,
+)
+
+__all__ = ["TAIL_REASONS", "Walk", "walk_blocks"]
+
+# Why a data unit has an opaque tail (``Frame.tail_reason``). The walk's own reasons, plus
+# the FrameError reasons of a block that failed ("truncated", "bad_field"), plus the frame's:
+# "encrypted", "custom_command", "trailing_bytes", "unknown_param", "unknown_param_length".
+UNKNOWN_TYPE: Final = "unknown_type"  # a type of undefined length (2016 0x0A-0x7F, 2025 ...)
+CUSTOM_OVERRUN: Final = "custom_overrun"  # a 0x80-0xFE block whose WORD length overruns
+BAD_SIGNATURE: Final = "bad_signature"  # 2025: a 0xFF marker whose Table 8 does not fit
+TAIL_REASONS: Final = frozenset(
+    {
+        UNKNOWN_TYPE,
+        CUSTOM_OVERRUN,
+        BAD_SIGNATURE,
+        "truncated",
+        "bad_field",
+        "encrypted",
+        "custom_command",
+        "trailing_bytes",
+        "unknown_param",
+        "unknown_param_length",
+    }
+)
+
+
+class Walk(NamedTuple):
+    """What the walk found; ``tail_start`` is ``None`` when it consumed the whole unit."""
+
+    blocks: tuple[Record, ...]
+    signature: Signature | None
+    tail_start: int | None
+    tail_end: int
+    tail_reason: str | None
+    tail_detail: str
+
+
+def _stop(
+    buf: bytes,
+    blocks: list[Record],
+    pos: int,
+    end: int,
+    du_start: int,
+    edition: int,
+    reason: str,
+    detail: str,
+) -> Walk:
+    signature = None
+    tail_end = end
+    if edition == EDITION_2025:
+        p = find_signature(buf, pos, end)
+        if p is not None:
+            signature, _ = decode_signature(buf, p + 1, end, du_start, p)
+            tail_end = p
+    if tail_end == pos:  # e.g. a bad marker right before a good signature: nothing opaque
+        return Walk(tuple(blocks), signature, None, end, None, "")
+    return Walk(tuple(blocks), signature, pos, tail_end, reason, detail)
+
+
+def walk_blocks(
+    buf: bytes, pos: int, end: int, du_start: int, edition: int, registry: Registry
+) -> Walk:
+    """Decode the blocks of ``buf[pos:end]`` (after the time) for ``edition``."""
+    blocks: list[Record] = []
+    get = registry.get
+    while pos < end:
+        t = buf[pos]
+        codec = get(edition, t)
+        if codec is not None:
+            try:
+                rec, pos = codec.decode(buf, pos + 1, end)
+            except FrameError as exc:
+                return _stop(buf, blocks, pos, end, du_start, edition, exc.reason, exc.detail)
+            blocks.append(rec)
+            continue
+        if t == SIGNATURE_MARKER and edition == EDITION_2025:
+            try:
+                sig, after = decode_signature(buf, pos + 1, end, du_start, pos)
+            except FrameError as exc:
+                detail = exc.detail
+            else:
+                if after == end:
+                    return Walk(tuple(blocks), sig, None, end, None, "")
+                detail = f"signature ends at {after}, the data unit at {end}"
+            return _stop(buf, blocks, pos, end, du_start, edition, BAD_SIGNATURE, detail)
+        if 0x80 <= t <= 0xFE:
+            size = (buf[pos + 1] << 8 | buf[pos + 2]) if pos + 3 <= end else -1
+            if size < 0 or pos + 3 + size > end:
+                detail = f"custom type {t:#04x}: length {size} overruns the data unit"
+                return _stop(buf, blocks, pos, end, du_start, edition, CUSTOM_OVERRUN, detail)
+            blocks.append(CustomBlock(t, buf[pos + 3 : pos + 3 + size]))
+            pos += 3 + size
+            continue
+        detail = f"type {t:#04x} has no defined length in the {edition} edition"
+        return _stop(buf, blocks, pos, end, du_start, edition, UNKNOWN_TYPE, detail)
+    return Walk(tuple(blocks), None, None, end, None, "")
