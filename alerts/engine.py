@@ -1,0 +1,389 @@
+"""The rule engine: decoded frames in, alert changes out. Pure: no I/O, no clock.
+
+Usage inside a pipeline worker (one engine per worker, per entity kind)::
+
+    engine = Engine(RuleSet.load(path), models=vin_to_model)
+    engine.rebuild(await load_open(conn), replay=recent_frames)   # on start / assignment
+    changes = engine.evaluate(batch_frames, partition=p)            # per batch
+    async with conn.transaction():
+        ...write the batch...
+        await save_changes(conn, changes)                           # same transaction
+    for change in changes: producer.send("nev.alerts", *to_message(change))
+
+Event time, not arrival order, drives every rule: a frame whose time is not newer than the
+newest frame already evaluated for its entity (a reissue 0x03, a late or duplicate delivery) is
+"late". Late frames never clear an alert and never feed history-based rules (rates, drops,
+durations, composites); a late frame may update an open alert, and may raise a *stateless*
+alert (flag level, threshold, spread, insulation without durations) only if its time is after
+the end of the last alert of that rule for that entity: reissued data of an episode already
+reported cannot raise it again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Final
+
+from alerts.kinds import CLEAR, HOLD
+from alerts.model import AlertChange, AlertRecord, Rule
+from alerts.plan import CRule, Entity, LiveAlert, Plan
+from alerts.rules import RuleSet
+from ingest.decoders.rows import FrameRows
+
+__all__ = ["Engine", "EngineStats"]
+
+_NAN: Final = math.nan
+
+
+class EngineStats:
+    """Counters since construction (the pipeline turns them into metrics)."""
+
+    __slots__ = ("duplicate", "evaluated", "future", "late", "no_data")
+
+    def __init__(self) -> None:
+        self.evaluated = 0  # frames evaluated in event-time order
+        self.late = 0  # older than the entity's newest frame (reissue, late delivery)
+        self.duplicate = 0  # same event time as the newest frame (realtime and its reissue)
+        self.future = 0  # event time too far ahead of now_ms: device clock wrong
+        self.no_data = 0  # no vehicle block or no time (login, logout, heartbeat)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Engine:
+    """Evaluates a ``RuleSet`` over the frames of the entities one worker owns.
+
+    ``models`` maps an entity id (VIN) to its vehicle model for rules scoped by model (the
+    registration data); ``update_every_s`` throttles ``updated`` changes of a long-open alert
+    (a new peak is always reported at once); ``max_future_s`` bounds how far ahead of
+    ``now_ms`` a frame time may be (a device with a wrong clock would otherwise make every
+    later frame look late).
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        entity_kind: str = "vehicle",
+        models: Mapping[str, str] | Callable[[str], str | None] | None = None,
+        update_every_s: float = 60.0,
+        max_future_s: float = 300.0,
+    ) -> None:
+        self.entity_kind = entity_kind
+        self.stats = EngineStats()
+        self._model: Callable[[str], str | None] = (
+            models if callable(models) else (models or {}).get
+        )
+        self._update_ms = update_every_s * 1000.0
+        self._future_ms = max_future_s * 1000.0
+        self._entities: dict[str, Entity] = {}
+        self._open: dict[tuple[str, str], LiveAlert] = {}
+        self._touched: list[LiveAlert] = []
+        self._warming = False
+        self._install(rules)
+
+    def _install(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self._plan = Plan.compile(rules)
+        self._plan_cache: dict[tuple[bool, ...], tuple[tuple[CRule, ...], tuple[CRule, ...]]] = {}
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        frames: Iterable[FrameRows],
+        *,
+        now_ms: int | None = None,
+        partition: int | None = None,
+    ) -> list[AlertChange]:
+        """Run every frame through the rules; returns the alert changes, in order."""
+        ents = self._entities
+        extract = self._plan.extract
+        stats = self.stats
+        limit = math.inf if now_ms is None else now_ms + self._future_ms
+        n = 0
+        for fr in frames:
+            t = fr.ts_ms
+            if fr.vehicle is None or t is None:
+                stats.no_data += 1
+                continue
+            if t > limit:
+                stats.future += 1
+                continue
+            ent = ents.get(fr.vin)
+            if ent is None:
+                ent = self._entity(fr.vin, partition)
+            if t <= ent.wm:
+                self._late(ent, fr, t)
+                continue
+            ent.wm = t
+            n += 1
+            vals = extract(fr)
+            slots = ent.slots
+            for cr in ent.plans[fr.edition == 2025]:
+                c = cr.cond(vals, slots, t, ent.active)
+                if c == CLEAR:
+                    # The common case: not holding and nothing to undo. Checked inline because
+                    # this line runs (frames x rules) times.
+                    pend = cr.pend
+                    if ent.active & cr.bit or (pend >= 0 and slots[pend] == slots[pend]):
+                        self._clear(ent, cr, fr.vin, t)
+                elif c == HOLD:
+                    self._hold(ent, cr, fr.vin, t, cr.value(vals))
+        stats.evaluated += n
+        return self._flush()
+
+    def _hold(self, ent: Entity, cr: CRule, vin: str, t: int, value: float | None) -> None:
+        slots = ent.slots
+        if cr.off >= 0:
+            slots[cr.off] = _NAN
+        if cr.lt >= 0:
+            slots[cr.lt] = t
+        if ent.active & cr.bit:
+            if cr.alert and not self._warming:
+                a = self._open.get((vin, cr.id))
+                if a is not None and (a.see(t, value) or t - a.emitted_ms >= self._update_ms):
+                    self._touch(a).updated_now = True
+            return
+        first = t
+        if cr.pend >= 0:
+            p = slots[cr.pend]
+            if cr.for_n:
+                count = (p if p == p else 0.0) + 1.0
+                slots[cr.pend] = count
+                if count < cr.for_n:
+                    return
+            else:
+                if p != p:
+                    slots[cr.pend] = p = t
+                first = int(p)
+                if t - p < cr.for_ms:
+                    return
+            if cr.alert and self._warming:
+                return  # stays "ready": the first live frame that holds decides
+            slots[cr.pend] = _NAN
+        if cr.alert:
+            if self._warming:
+                return
+            self._raise(ent, cr, vin, t, value, (first, t) if first != t else (t,), late=False)
+        ent.active |= cr.bit
+
+    def _clear(self, ent: Entity, cr: CRule, vin: str, t: int) -> None:
+        slots = ent.slots
+        if cr.pend >= 0:
+            slots[cr.pend] = _NAN
+        if not ent.active & cr.bit:
+            if cr.off >= 0:
+                slots[cr.off] = _NAN
+            return
+        if cr.alert and self._warming:
+            return
+        if cr.off >= 0:
+            p = slots[cr.off]
+            if cr.clear_n:
+                count = (p if p == p else 0.0) + 1.0
+                slots[cr.off] = count
+                if count < cr.clear_n:
+                    return
+            else:
+                if p != p:
+                    slots[cr.off] = p = t
+                if t - p < cr.clear_ms:
+                    return
+            slots[cr.off] = _NAN
+        ent.active &= ~cr.bit
+        if cr.cl >= 0:
+            slots[cr.cl] = t
+        if cr.alert:
+            a = self._open.pop((vin, cr.id), None)
+            if a is not None:
+                a.cleared_ms = t
+                a.reason = "condition"
+                self._touch(a)
+
+    def _late(self, ent: Entity, fr: FrameRows, t: int) -> None:
+        if t == ent.wm:
+            self.stats.duplicate += 1  # the realtime frame of this instant was evaluated
+            return
+        self.stats.late += 1
+        vals = self._plan.extract(fr)
+        slots = ent.slots
+        for cr in ent.plans[fr.edition == 2025]:
+            if not cr.late_ok or cr.cond(vals, slots, t, ent.active) != HOLD:
+                continue
+            value = cr.value(vals)
+            if ent.active & cr.bit:
+                a = self._open.get((fr.vin, cr.id))
+                if a is not None and t >= a.opened_ms and not self._warming:
+                    a.see(t, value)
+                    self._touch(a).updated_now = True
+            elif not (t <= slots[cr.cl]) and not self._warming:  # NaN: never cleared
+                self._raise(ent, cr, fr.vin, t, value, (t,), late=True)
+                ent.active |= cr.bit
+
+    def _raise(
+        self,
+        ent: Entity,
+        cr: CRule,
+        vin: str,
+        t: int,
+        value: float | None,
+        trigger: tuple[int, ...],
+        *,
+        late: bool,
+    ) -> None:
+        a = LiveAlert(cr, vin, t, value, trigger, late, ent.part)
+        self._open[(vin, cr.id)] = a
+        self._touch(a).raised_now = True
+
+    def _touch(self, a: LiveAlert) -> LiveAlert:
+        if not a.touched:
+            a.touched = True
+            self._touched.append(a)
+        return a
+
+    def _flush(self) -> list[AlertChange]:
+        out: list[AlertChange] = []
+        kind = self.entity_kind
+        for a in self._touched:
+            rec = a.record(kind)
+            if a.raised_now:
+                out.append(AlertChange("raised", replace(rec, cleared_ms=None, clear_reason=None)))
+            elif a.updated_now and a.cleared_ms is None:
+                out.append(AlertChange("updated", rec))
+            if a.cleared_ms is not None:
+                out.append(AlertChange("cleared", rec))
+            a.emitted_ms = a.last_ms
+            a.raised_now = a.updated_now = a.touched = False
+        self._touched = []
+        return out
+
+    def _entity(self, entity_id: str, partition: int | None) -> Entity:
+        plan = self._plan
+        if plan.scoped:
+            m = self._model(entity_id)
+            key = tuple(cr.rule.scope.matches(entity_id, m) for cr in plan.rules)
+        else:
+            key = ()
+        plans = self._plan_cache.get(key)
+        if plans is None:
+            plans = self._plan_cache[key] = plan.plans_for(entity_id, self._model)
+        ent = Entity(plans, plan.template.__copy__(), partition)
+        self._entities[entity_id] = ent
+        return ent
+
+    # -- rebuild, reload, ownership -----------------------------------------------------------
+
+    def warm(self, frames: Iterable[FrameRows], *, partition: int | None = None) -> None:
+        """Replay frames already processed (and stored) to rebuild history: rates, drops,
+        durations and conditions. Alerting rules neither raise, update nor clear meanwhile:
+        their state comes from the database through ``restore``."""
+        self._warming = True
+        try:
+            self.evaluate(frames, partition=partition)
+        finally:
+            self._warming = False
+
+    def restore(self, records: Iterable[AlertRecord]) -> list[AlertChange]:
+        """Adopt stored alerts (``store.load_open``): open ones become live again, recently
+        cleared ones bound late raises. Returns ``cleared`` changes for open alerts whose rule
+        no longer exists or no longer alerts (save and publish them like any change)."""
+        for rec in records:
+            cr = self._plan.by_id.get(rec.rule_id)
+            if rec.cleared_ms is not None:
+                if cr is not None and cr.cl >= 0:
+                    slots = self._ent(rec).slots
+                    if not (slots[cr.cl] >= rec.cleared_ms):
+                        slots[cr.cl] = rec.cleared_ms
+                continue
+            if cr is None or not cr.alert:
+                a = LiveAlert.from_record(cr or CRule(_removed(rec), 0), rec)
+                a.cleared_ms, a.reason = rec.last_seen_ms, "rule_removed"
+                self._touch(a)
+                continue
+            ent = self._ent(rec)
+            ent.active |= cr.bit
+            ent.wm = max(ent.wm, rec.last_seen_ms)
+            self._open[(rec.entity_id, rec.rule_id)] = LiveAlert.from_record(cr, rec)
+        return self._flush()
+
+    def rebuild(
+        self,
+        records: Iterable[AlertRecord],
+        replay: Iterable[FrameRows] = (),
+        *,
+        partition: int | None = None,
+    ) -> list[AlertChange]:
+        """After a restart or partition assignment: ``warm(replay)`` then ``restore(records)``."""
+        self.warm(replay, partition=partition)
+        return self.restore(records)
+
+    def _ent(self, rec: AlertRecord) -> Entity:
+        return self._entities.get(rec.entity_id) or self._entity(rec.entity_id, rec.partition)
+
+    def swap_rules(self, rules: RuleSet) -> list[AlertChange]:
+        """Install a new rule set (SIGHUP). Unchanged rules (same id and version) keep their
+        state; changed rules start afresh but an open alert stays open (no second raise);
+        alerts of removed or no-longer-alerting rules are cleared (returned as changes)."""
+        old_plan, old_open = self._plan, self._open
+        self._install(rules)
+        new = self._plan
+        self._open = {}
+        for key, a in old_open.items():
+            cr = new.by_id.get(key[1])
+            if cr is None or not cr.alert:
+                a.cleared_ms, a.reason = a.last_ms, "rule_removed"
+                self._touch(a)
+            else:
+                a.cr = cr
+                self._open[key] = a
+        for vin, ent in list(self._entities.items()):
+            fresh = self._entity(vin, ent.part)
+            fresh.wm = ent.wm
+            for cr in new.rules:
+                old = old_plan.by_id.get(cr.id)
+                if old is None:
+                    continue
+                same = old.rule.version == cr.rule.version
+                if (vin, cr.id) in self._open or (same and not cr.alert and ent.active & old.bit):
+                    fresh.active |= cr.bit
+                if same:
+                    pairs = [(old.base + k, cr.base + k) for k in range(cr.nslots)]
+                    pairs += [
+                        (old.pend, cr.pend),
+                        (old.off, cr.off),
+                        (old.lt, cr.lt),
+                        (old.cl, cr.cl),
+                    ]
+                    for src, dst in pairs:
+                        if src >= 0 and dst >= 0:
+                            fresh.slots[dst] = ent.slots[src]
+        return self._flush()
+
+    def forget(
+        self, *, partition: int | None = None, entity_ids: Iterable[str] | None = None
+    ) -> int:
+        """Drop the state of entities a worker no longer owns (partition revoked)."""
+        if entity_ids is not None:
+            gone = set(entity_ids)
+        else:
+            gone = {vin for vin, e in self._entities.items() if e.part == partition}
+        for vin in gone:
+            self._entities.pop(vin, None)
+        for key in [k for k in self._open if k[0] in gone]:
+            del self._open[key]
+        return len(gone)
+
+    def open_alerts(self) -> list[AlertRecord]:
+        return [a.record(self.entity_kind) for a in self._open.values()]
+
+    def __len__(self) -> int:
+        return len(self._entities)
+
+
+def _removed(rec: AlertRecord) -> Rule:
+    """A stand-in rule for an alert whose rule is gone, so its record can still be built."""
+    return Rule(rec.rule_id, "composite", rec.severity, rec.title, "", {}, version=rec.rule_version)

@@ -1,0 +1,130 @@
+"""Build ``FrameRows`` from plain values: JSON-lines input of ``rules test``, tests, scenarios.
+
+One JSON object per frame, e.g.::
+
+    {"vin": "LTEST000000000001", "ts": "2026-07-01T10:00:00+08:00", "edition": 2025,
+     "max_temp_c": 41, "min_cell_voltage_v": 3.61, "general_flags": 0,
+     "packs": [{"pack": 1, "cells_mv": [3610, 3650], "probes_c": [40, 41]}]}
+
+Keys other than ``vin``, ``ts``/``ts_ms``, ``edition``, ``command`` and ``packs`` are
+``VehicleRow`` fields; missing fields are ``None`` (a sentinel), exactly as the decoder leaves
+a field the frame did not carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+from ingest.decoders.rows import FrameRows, PackRow, VehicleRow
+
+__all__ = ["CST", "FrameSpecError", "build_frame", "frame_from_json", "pack_row"]
+
+CST: Final = timezone(timedelta(hours=8))  # GB/T 32960 times are Beijing time
+_VEHICLE_FIELDS: Final = frozenset(VehicleRow._fields)
+_DEFAULTS: Final[dict[str, Any]] = {
+    **dict.fromkeys(VehicleRow._fields),
+    "extremes_derived": False,
+    "fault_count": 0,
+}
+_PACK_KEYS: Final = frozenset(PackRow._fields) | {"cells_mv", "probes_c"}
+
+
+class FrameSpecError(ValueError):
+    """A JSON frame that cannot become ``FrameRows`` (unknown key, wrong type)."""
+
+
+def pack_row(vin: str, ts: datetime, spec: Mapping[str, Any]) -> PackRow:
+    """A PackRow from ``pack``, ``voltage_v``, ... and optionally ``cells_mv`` / ``probes_c``
+    lists (None entries = sentinels), from which the raw bytes and min/max are derived."""
+    unknown = set(spec) - _PACK_KEYS
+    if unknown:
+        raise FrameSpecError(f"unknown pack key(s) {sorted(unknown)}; known: {sorted(_PACK_KEYS)}")
+    cells = spec.get("cells_mv")
+    probes = spec.get("probes_c")
+    raw_cells = spec.get("cell_voltages_raw", b"")
+    raw_probes = spec.get("probe_temps_raw", b"")
+    cmin, cmax = spec.get("cell_min_mv"), spec.get("cell_max_mv")
+    pmin, pmax = spec.get("probe_min_c"), spec.get("probe_max_c")
+    if cells is not None:
+        raw_cells = b"".join((0xFFFF if c is None else int(c)).to_bytes(2, "big") for c in cells)
+        valid = [int(c) for c in cells if c is not None]
+        cmin, cmax = (min(valid), max(valid)) if valid else (None, None)
+    if probes is not None:
+        raw_probes = bytes(0xFF if p is None else int(p) + 40 for p in probes)
+        valid = [int(p) for p in probes if p is not None]
+        pmin, pmax = (min(valid), max(valid)) if valid else (None, None)
+    return PackRow(
+        vin=vin,
+        ts=ts,
+        pack=int(spec.get("pack", 1)),
+        voltage_v=spec.get("voltage_v"),
+        current_a=spec.get("current_a"),
+        cell_count=spec.get("cell_count", len(cells) if cells is not None else None),
+        first_cell=int(spec.get("first_cell", 1)),
+        cell_voltages_raw=bytes(raw_cells),
+        probe_temps_raw=bytes(raw_probes),
+        cell_min_mv=cmin,
+        cell_max_mv=cmax,
+        probe_min_c=pmin,
+        probe_max_c=pmax,
+    )
+
+
+def build_frame(
+    vin: str,
+    ts_ms: int,
+    *,
+    edition: int = 2016,
+    command: int = 0x02,
+    packs: Sequence[Mapping[str, Any]] = (),
+    **vehicle: Any,
+) -> FrameRows:
+    """A real-time (or, with ``command=0x03``, reissue) frame with the given vehicle fields."""
+    unknown = set(vehicle) - _VEHICLE_FIELDS
+    if unknown:
+        raise FrameSpecError(f"unknown vehicle field(s) {sorted(unknown)}")
+    ts = datetime.fromtimestamp(ts_ms / 1000, CST)
+    values = {**_DEFAULTS, **vehicle, "vin": vin, "ts": ts, "edition": edition, "command": command}
+    return FrameRows(
+        edition=edition,
+        command=command,
+        vin=vin,
+        ts_ms=ts_ms,
+        vehicle=VehicleRow(**values),
+        packs=[pack_row(vin, ts, p) for p in packs],
+    )
+
+
+def frame_from_json(obj: Mapping[str, Any]) -> FrameRows:
+    """``build_frame`` from one decoded JSON object (see the module docstring)."""
+    if not isinstance(obj, Mapping):
+        raise FrameSpecError("a JSON frame must be an object")
+    fields = dict(obj)
+    vin = fields.pop("vin", None)
+    if not isinstance(vin, str) or not vin:
+        raise FrameSpecError("missing 'vin'")
+    ts_ms = fields.pop("ts_ms", None)
+    ts = fields.pop("ts", None)
+    if ts_ms is None and isinstance(ts, str):
+        try:
+            parsed = datetime.fromisoformat(ts)
+        except ValueError as exc:
+            raise FrameSpecError(f"bad 'ts' {ts!r}: {exc}") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=CST)  # the protocol's own clock is Beijing time
+        ts_ms = int(parsed.timestamp() * 1000)
+    if not isinstance(ts_ms, int):
+        raise FrameSpecError("missing time: give 'ts' (ISO 8601) or 'ts_ms' (epoch ms)")
+    packs = fields.pop("packs", [])
+    if not isinstance(packs, list) or not all(isinstance(p, Mapping) for p in packs):
+        raise FrameSpecError("'packs' must be a list of objects")
+    return build_frame(
+        vin,
+        ts_ms,
+        edition=int(fields.pop("edition", 2016)),
+        command=int(fields.pop("command", 0x02)),
+        packs=packs,
+        **fields,
+    )

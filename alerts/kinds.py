@@ -1,0 +1,379 @@
+"""Rule kinds compiled to conditions: small closures over one entity's state slots.
+
+A condition is called once per in-order frame with the frame's extracted values, the entity's
+state array (``array('d')``, NaN = unknown), the frame time (epoch ms) and the entity's bit mask
+of active rules. It answers one of three verdicts:
+
+- ``HOLD``: the rule's condition holds on this frame (may fire, or keeps an alert open);
+- ``CLEAR``: it positively does not hold (may clear, after hysteresis/debounce);
+- ``NEUTRAL``: cannot tell (a sentinel ``None``, a value inside the hysteresis band, a
+  failed guard): neither fires nor clears, and the duration counters are left as they are.
+
+Only kinds that need history use slots (rate, drop/jump, flag edges); every slot is a float so
+one entity's whole state is one compact array. ``value()`` returns the number the alert
+reports (peak/last value) for the frame just judged; it reads a per-rule scratch cell that
+``cond`` filled, so history-based kinds need not recompute.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, MutableSequence, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from alerts.fields import Value
+from alerts.model import Rule
+
+__all__ = [
+    "CLEAR",
+    "HOLD",
+    "NEUTRAL",
+    "OPS",
+    "Compiled",
+    "Condition",
+    "ValueFn",
+    "compile_condition",
+    "kind_fields",
+]
+
+HOLD: Final = 1
+CLEAR: Final = 0
+NEUTRAL: Final = -1
+NAN: Final = math.nan
+
+Vals = tuple[Value, ...]
+Condition = Callable[[Vals, MutableSequence[float], float, int], int]
+ValueFn = Callable[[Vals], float | None]
+OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+# Bits 19-31 are "reserved" in the 2016 edition (Table 18): a 2016 terminal setting one says
+# nothing about, e.g., a thermal event (2025 bit 23), so flag rules ignore them on 2016 frames.
+FLAGS_2016_MASK: Final = (1 << 19) - 1
+# GB 38031 / GB 18384 minimum insulation resistance per volt of working voltage.
+INSULATION_MIN_OHM_PER_V: Final = {"dc": 100.0, "ac": 500.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    cond: Condition
+    value: ValueFn
+    nslots: int  # state slots the kind uses, from the base it was given
+    peak_is_max: bool  # peak = max of values (else min: "below" rules like insulation)
+
+
+def kind_fields(rule: Rule) -> list[str]:
+    """The fields a rule reads, for the rule set's extractor (guards included)."""
+    p = rule.params
+    out: list[str] = [g.field for g in rule.guards]
+    if rule.kind in ("threshold", "spread", "rate", "drop", "jump"):
+        out.append(str(p["field"]))  # the loader resolves a spread's array to its field
+    elif rule.kind == "insulation":
+        out += ["insulation_kohm", "total_voltage_v"]
+    elif rule.kind == "flag":
+        out += ["edition", "general_flags", "max_alarm_level"]
+    return out
+
+
+def compile_condition(
+    rule: Rule,
+    index: Callable[[str], int],
+    base: int,
+    subs: Sequence[tuple[int, int]] = (),
+) -> Compiled:
+    """Compile ``rule`` (validated by the loader). ``index`` maps a field to its position in
+    the extracted tuple; ``base`` is the rule's first state slot; ``subs`` are the (bit,
+    last-true slot or -1) of a composite's sub-rules, in declaration order."""
+    p = rule.params
+    scratch = [NAN]
+
+    def from_scratch(vals: Vals) -> float | None:
+        return scratch[0]
+
+    if rule.kind in ("threshold", "spread"):
+        op = str(p.get("op", ">="))
+        cond, value, is_max = _threshold(
+            index(str(p["field"])), op, float(p["value"]), float(p.get("hysteresis", 0.0))
+        )
+        out = Compiled(cond, value, 0, is_max)
+    elif rule.kind == "insulation":
+        out = Compiled(_insulation(rule, index, scratch), from_scratch, 0, False)
+    elif rule.kind == "flag":
+        cond, nslots = _flag(rule, index, base)
+        out = Compiled(cond, _level_value(index("max_alarm_level")), nslots, True)
+    elif rule.kind == "rate":
+        out = Compiled(_rate(rule, index(str(p["field"])), base, scratch), from_scratch, 4, True)
+    elif rule.kind in ("drop", "jump"):
+        cond, nslots = _step(rule, index(str(p["field"])), base, scratch)
+        out = Compiled(cond, from_scratch, nslots, True)
+    elif rule.kind == "composite":
+        out = Compiled(_composite(rule, subs), lambda vals: None, 0, True)
+    else:  # pragma: no cover - the loader rejects unknown kinds
+        raise ValueError(f"unknown kind {rule.kind!r}")
+    if rule.guards:
+        out = Compiled(_guarded(out.cond, rule, index), out.value, out.nslots, out.peak_is_max)
+    return out
+
+
+def _threshold(i: int, op: str, thr: float, hyst: float) -> tuple[Condition, ValueFn, bool]:
+    """Fire on ``x op thr``; clear once ``x`` is ``hyst`` beyond ``thr`` on the other side."""
+
+    def value(vals: Vals) -> float | None:
+        x = vals[i]
+        return None if x is None else float(x)
+
+    if op in (">=", ">"):
+        clr = thr - hyst
+        strict = op == ">"
+
+        def above(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+            x = vals[i]
+            if x is None:
+                return NEUTRAL
+            if x > thr or (x == thr and not strict):
+                return HOLD
+            return CLEAR if x < clr or (hyst == 0.0) else NEUTRAL
+
+        return above, value, True
+    if op in ("<=", "<"):
+        clr = thr + hyst
+        strict = op == "<"
+
+        def below(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+            x = vals[i]
+            if x is None:
+                return NEUTRAL
+            if x < thr or (x == thr and not strict):
+                return HOLD
+            return CLEAR if x > clr or (hyst == 0.0) else NEUTRAL
+
+        return below, value, False
+    fn = OPS[op]
+
+    def equal(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        x = vals[i]
+        if x is None:
+            return NEUTRAL
+        return HOLD if fn(x, thr) else CLEAR
+
+    return equal, value, True
+
+
+def _insulation(rule: Rule, index: Callable[[str], int], scratch: list[float]) -> Condition:
+    p = rule.params
+    circuit = str(p.get("circuit", "dc"))
+    thr = float(p.get("min_ohm_per_v", INSULATION_MIN_OHM_PER_V[circuit]))
+    clr = thr + float(p.get("hysteresis_ohm_per_v", 0.0))
+    # Below the class-B boundary (60 V DC, GB 18384) the high-voltage system is off or
+    # precharging: Ω/V is meaningless there, so such frames neither fire nor clear.
+    min_v = float(p.get("min_voltage_v", 60.0))
+    i_r = index("insulation_kohm")
+    i_u = index("total_voltage_v")
+
+    def cond(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        r = vals[i_r]
+        u = vals[i_u]
+        if r is None or u is None or u < min_v:
+            return NEUTRAL
+        x = r * 1000.0 / u
+        scratch[0] = x
+        if x < thr:
+            return HOLD
+        return CLEAR if x >= clr else NEUTRAL
+
+    return cond
+
+
+def _level_value(i_level: int) -> ValueFn:
+    def value(vals: Vals) -> float | None:
+        lvl = vals[i_level]
+        return None if lvl is None else float(lvl)
+
+    return value
+
+
+def _flag(rule: Rule, index: Callable[[str], int], base: int) -> tuple[Condition, int]:
+    p = rule.params
+    bits = [int(b) for b in p.get("bits", ())]
+    mask25 = sum(1 << b for b in bits)
+    mask16 = mask25 & FLAGS_2016_MASK
+    min_level = p.get("min_level")
+    lvl_min = None if min_level is None else int(min_level)
+    edge = str(p.get("edge", "level"))
+    i_ed, i_f, i_l = index("edition"), index("general_flags"), index("max_alarm_level")
+
+    if edge == "level":
+
+        def level(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+            f = vals[i_f]
+            lvl = vals[i_l]
+            if mask25 and f is not None and f & (mask25 if vals[i_ed] == 2025 else mask16):  # type: ignore[operator]
+                return HOLD
+            if lvl_min is not None and lvl is not None and lvl >= lvl_min:
+                return HOLD
+            # Clear only when every part of the condition is known: a sentinel level next to
+            # clean flags may hide exactly the alarm this rule is about.
+            if (not mask25 or f is not None) and (lvl_min is None or lvl is not None):
+                return CLEAR
+            return NEUTRAL
+
+        return level, 0
+
+    turning_on = edge == "on"
+
+    def edged(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        f = vals[i_f]
+        if f is None:
+            return NEUTRAL
+        cur = int(f) & (mask25 if vals[i_ed] == 2025 else mask16)
+        prev = slots[base]
+        slots[base] = cur
+        if prev != prev:  # first frame seen: no edge can be told
+            return NEUTRAL
+        changed = (cur & ~int(prev)) if turning_on else (int(prev) & ~cur)
+        return HOLD if changed else CLEAR
+
+    return edged, 1
+
+
+def _rate(rule: Rule, i: int, b: int, scratch: list[float]) -> Condition:
+    """Rate of change sustained over a run of frames (slots: run start t/v, previous t/v).
+
+    Every interval between consecutive frames of the run must change at >= ``rate_per_s``;
+    the rule holds once the run spans strictly more than ``sustain_s`` (GB 38031's "for more
+    than 3 s"). An interval longer than ``max_gap_s`` breaks the run: no rate is inferred
+    across a gap in the data.
+    """
+    p = rule.params
+    sign = -1.0 if p.get("direction", "rise") == "fall" else 1.0
+    rate = float(p["rate_per_s"])
+    sustain_ms = float(p.get("sustain_s", 0.0)) * 1000.0
+    gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
+
+    def cond(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        x = vals[i]
+        if x is None:
+            return NEUTRAL
+        st = slots
+        pt = st[b + 2]
+        if pt == pt:
+            dt = t - pt
+            if 0.0 < dt <= gap_ms and (x - st[b + 3]) * sign * 1000.0 >= rate * dt:
+                if st[b] != st[b]:
+                    st[b] = pt
+                    st[b + 1] = st[b + 3]
+            else:
+                st[b] = NAN
+        st[b + 2] = t
+        st[b + 3] = x
+        start = st[b]
+        if start == start and t - start > sustain_ms:
+            scratch[0] = round((x - st[b + 1]) * 1000.0 / (t - start), 3)
+            return HOLD
+        return CLEAR
+
+    return cond
+
+
+def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, int]:
+    """Drop / jump between consecutive frames, or against the extreme of a short window.
+
+    ``window_s == 0``: compare with the previous frame (slots: previous t/v). Otherwise
+    compare with the highest (drop) / lowest (rise) value of the last ``window_s`` seconds,
+    kept as one reference point; when it expires the previous frame takes over if it is still
+    inside the window, so a collapse straddling the expiry is not missed (slots: reference t/v,
+    previous t/v). The magnitude is in % of the reference when ``pct`` is set, else absolute.
+    """
+    p = rule.params
+    direction = "down" if rule.kind == "drop" else str(p.get("direction", "either"))
+    pct = p.get("pct")
+    limit = float(pct if pct is not None else p["delta"])
+    relative = pct is not None
+    gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
+    win_ms = float(p.get("window_s", 0.0)) * 1000.0
+
+    def magnitude(ref: float, x: float) -> float:
+        d = ref - x if direction == "down" else x - ref if direction == "up" else abs(x - ref)
+        if relative:
+            return d * 100.0 / ref if ref > 0 else 0.0
+        return d
+
+    if win_ms <= 0.0:
+
+        def consecutive(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+            x = vals[i]
+            if x is None:
+                return NEUTRAL
+            st = slots
+            pt = st[b]
+            pv = st[b + 1]
+            st[b] = t
+            st[b + 1] = x
+            if pt != pt or not 0.0 < t - pt <= gap_ms:
+                return CLEAR
+            m = magnitude(pv, float(x))
+            if m >= limit:
+                scratch[0] = round(m, 3)
+                return HOLD
+            return CLEAR
+
+        return consecutive, 2
+
+    higher_is_ref = direction == "down"
+
+    def windowed(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        x = vals[i]
+        if x is None:
+            return NEUTRAL
+        st = slots
+        rt, rv, pt, pv = st[b], st[b + 1], st[b + 2], st[b + 3]
+        if rt != rt or t - rt > win_ms:
+            rt, rv = (pt, pv) if pt == pt and t - pt <= win_ms else (NAN, NAN)
+        verdict = CLEAR
+        if rt == rt:
+            m = magnitude(rv, float(x))
+            if m >= limit:
+                scratch[0] = round(m, 3)
+                verdict = HOLD
+        if rt != rt or (x >= rv if higher_is_ref else x <= rv):
+            rt, rv = t, float(x)
+        st[b], st[b + 1], st[b + 2], st[b + 3] = rt, rv, t, float(x)
+        return verdict
+
+    return windowed, 4
+
+
+def _composite(rule: Rule, subs: Sequence[tuple[int, int]]) -> Condition:
+    """``all``/``any`` of sub-rules, each counted if active now or within ``window_s``."""
+    win_ms = float(rule.params.get("window_s", 0.0)) * 1000.0
+    need_all = "all" in rule.params
+    pairs = tuple(subs)
+
+    def cond(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        for bit, lt in pairs:
+            ok = bool(active & bit) or (lt >= 0 and t - slots[lt] <= win_ms)
+            if ok != need_all:
+                return HOLD if ok else CLEAR
+        return HOLD if need_all else CLEAR
+
+    return cond
+
+
+def _guarded(inner: Condition, rule: Rule, index: Callable[[str], int]) -> Condition:
+    checks = tuple((index(g.field), OPS[g.op], g.value) for g in rule.guards)
+
+    def cond(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
+        for i, fn, ref in checks:
+            x = vals[i]
+            if x is None or not fn(x, ref):
+                return NEUTRAL
+        return inner(vals, slots, t, active)
+
+    return cond

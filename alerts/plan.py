@@ -1,0 +1,256 @@
+"""A rule set compiled for the engine: per-rule slots in one state array per entity.
+
+Memory is what decides the layout: a pipeline worker may own hundreds of thousands of devices,
+so one device's state is one ``_Entity`` (5 slots) plus one ``array('d')`` holding every
+rule's history and counters as doubles (NaN = unknown), plus an int bit mask of the rules
+that are active. A rule only gets the slots it needs: a plain threshold without durations has
+none at all, and most frames touch no state but the watermark.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from alerts.fields import Extractor, compile_extractor
+from alerts.kinds import Condition, ValueFn, compile_condition, kind_fields
+from alerts.model import AlertRecord, Rule
+from alerts.rules import RuleSet
+
+__all__ = ["CRule", "Entity", "LiveAlert", "Plan"]
+
+
+class CRule:
+    """One compiled rule. Slot indexes are -1 when the rule does not need that slot."""
+
+    __slots__ = (
+        "alert",
+        "base",
+        "bit",
+        "cl",
+        "clear_ms",
+        "clear_n",
+        "cond",
+        "for_ms",
+        "for_n",
+        "id",
+        "late_ok",
+        "lt",
+        "nslots",
+        "off",
+        "peak_max",
+        "pend",
+        "rule",
+        "value",
+    )
+
+    def __init__(self, rule: Rule, bit: int) -> None:
+        self.rule = rule
+        self.id = rule.id
+        self.bit = bit
+        self.alert = rule.alert
+        self.late_ok = rule.alert and rule.is_stateless
+        self.for_ms = rule.for_s * 1000.0
+        self.for_n = rule.for_frames if rule.for_frames > 1 else 0
+        self.clear_ms = rule.clear_for_s * 1000.0
+        self.clear_n = rule.clear_for_frames if rule.clear_for_frames > 1 else 0
+        self.base = self.nslots = 0
+        self.pend = self.off = self.lt = self.cl = -1
+        self.peak_max = True
+        self.cond: Condition = _never
+        self.value: ValueFn = _no_value
+
+
+def _never(vals: object, slots: object, t: float, active: int) -> int:  # pragma: no cover
+    return -1
+
+
+def _no_value(vals: object) -> float | None:  # pragma: no cover
+    return None
+
+
+class Entity:
+    """One device's state: its rules (per edition), state array, watermark, active mask."""
+
+    __slots__ = ("active", "part", "plans", "slots", "wm")
+
+    def __init__(
+        self,
+        plans: tuple[tuple[CRule, ...], tuple[CRule, ...]],
+        slots: array[float],
+        part: int | None,
+    ) -> None:
+        self.plans = plans  # (rules for 2016 frames, rules for 2025 frames): shared tuples
+        self.slots = slots
+        self.wm = -math.inf  # newest event time evaluated in order (epoch ms)
+        self.active = 0  # bit i set = rule i fired and has not cleared
+        self.part = part
+
+
+class LiveAlert:
+    """An open alert (or one that changed in the current batch) inside the engine."""
+
+    __slots__ = (
+        "cleared_ms",
+        "count",
+        "cr",
+        "emitted_ms",
+        "entity_id",
+        "last_ms",
+        "last_value",
+        "late",
+        "opened_ms",
+        "part",
+        "peak",
+        "raised_now",
+        "reason",
+        "touched",
+        "trigger",
+        "updated_now",
+    )
+
+    def __init__(
+        self,
+        cr: CRule,
+        entity_id: str,
+        t: int,
+        value: float | None,
+        trigger: tuple[int, ...],
+        late: bool,
+        part: int | None,
+    ) -> None:
+        self.cr = cr
+        self.entity_id = entity_id
+        self.opened_ms = self.last_ms = self.emitted_ms = t
+        self.peak = self.last_value = value
+        self.count = 1
+        self.trigger = trigger
+        self.late = late
+        self.part = part
+        self.cleared_ms: int | None = None
+        self.reason: str | None = None
+        self.raised_now = self.updated_now = self.touched = False
+
+    def see(self, t: int, value: float | None) -> bool:
+        """Account one more holding frame; True when the peak moved (worth publishing)."""
+        self.count += 1
+        if t > self.last_ms:
+            self.last_ms = t
+            self.last_value = value
+        if value is None:
+            return False
+        if self.peak is None or (value > self.peak if self.cr.peak_max else value < self.peak):
+            self.peak = value
+            return True
+        return False
+
+    def record(self, entity_kind: str) -> AlertRecord:
+        r = self.cr.rule
+        return AlertRecord(
+            entity_kind=entity_kind,
+            entity_id=self.entity_id,
+            rule_id=r.id,
+            rule_version=r.version,
+            severity=r.severity,
+            title=r.title,
+            opened_ms=self.opened_ms,
+            last_seen_ms=self.last_ms,
+            cleared_ms=self.cleared_ms,
+            peak=self.peak,
+            last_value=self.last_value,
+            frame_count=self.count,
+            trigger_ms=self.trigger,
+            late=self.late,
+            partition=self.part,
+            clear_reason=self.reason,
+        )
+
+    @classmethod
+    def from_record(cls, cr: CRule, rec: AlertRecord) -> LiveAlert:
+        a = cls(
+            cr,
+            rec.entity_id,
+            rec.opened_ms,
+            rec.last_value,
+            rec.trigger_ms,
+            rec.late,
+            rec.partition,
+        )
+        a.last_ms = a.emitted_ms = rec.last_seen_ms
+        a.peak = rec.peak
+        a.count = rec.frame_count
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    rules: tuple[CRule, ...]
+    by_id: Mapping[str, CRule]
+    extract: Extractor
+    template: array[float]
+    scoped: bool  # some rule has a scope: plans differ per entity
+
+    @classmethod
+    def compile(cls, ruleset: RuleSet) -> Plan:
+        rules = ruleset.rules
+        names: list[str] = []
+        for r in rules:
+            for name in kind_fields(r):
+                if name not in names:
+                    names.append(name)
+        position = {n: i for i, n in enumerate(names)}
+        # Sub-rules that a windowed composite remembers need a "last held at" slot.
+        remembered = {
+            s
+            for r in rules
+            if r.kind == "composite" and r.params.get("window_s", 0)
+            for s in r.params.get("all", r.params.get("any", []))
+        }
+        compiled: dict[str, CRule] = {}
+        n = 0
+        for i, r in enumerate(rules):
+            cr = CRule(r, 1 << i)
+            subs = (
+                [
+                    (compiled[s].bit, compiled[s].lt)
+                    for s in r.params.get("all", r.params.get("any", []))
+                ]
+                if r.kind == "composite"
+                else []
+            )
+            c = compile_condition(r, position.__getitem__, n, subs)
+            cr.cond, cr.value, cr.peak_max = c.cond, c.value, c.peak_is_max
+            cr.base, cr.nslots = n, c.nslots
+            n += c.nslots
+            if cr.for_ms or cr.for_n:
+                cr.pend, n = n, n + 1
+            if cr.clear_ms or cr.clear_n:
+                cr.off, n = n, n + 1
+            if r.id in remembered:
+                cr.lt, n = n, n + 1
+            if cr.late_ok:
+                cr.cl, n = n, n + 1
+            compiled[r.id] = cr
+        return cls(
+            rules=tuple(compiled.values()),
+            by_id=compiled,
+            extract=compile_extractor(names) if names else _empty_extract,
+            template=array("d", [math.nan] * n),
+            scoped=any(not r.scope.is_all for r in rules),
+        )
+
+    def plans_for(
+        self, entity_id: str, model: Callable[[str], str | None]
+    ) -> tuple[tuple[CRule, ...], tuple[CRule, ...]]:
+        m = model(entity_id) if self.scoped else None
+        mine = [cr for cr in self.rules if cr.rule.scope.matches(entity_id, m)]
+        return (
+            tuple(cr for cr in mine if 2016 in cr.rule.editions),
+            tuple(cr for cr in mine if 2025 in cr.rule.editions),
+        )
+
+
+def _empty_extract(fr: object) -> tuple[()]:
+    return ()

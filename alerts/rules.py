@@ -1,0 +1,58 @@
+"""``RuleSet``: a validated, ordered rule file, ready for ``Engine`` (and for SIGHUP reloads)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alerts.loader import RuleFileError, RuleProblem, parse_rules
+from alerts.model import Rule
+
+__all__ = ["DEFAULT_RULES", "RuleFileError", "RuleProblem", "RuleSet"]
+
+DEFAULT_RULES = "default_rules.toml"  # shipped inside the alerts package
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Enabled rules in evaluation order (composites after what they refer to)."""
+
+    rules: tuple[Rule, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = "<rules>"
+    version: str = ""  # hash of the file's text
+    warnings: tuple[RuleProblem, ...] = ()
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<rules>") -> RuleSet:
+        """Parse ``text``; raises ``RuleFileError`` listing every problem found."""
+        rules, params, problems = parse_rules(text, source)
+        return cls(
+            rules=tuple(rules),
+            params=params,
+            source=source,
+            version=hashlib.sha256(text.encode()).hexdigest()[:12],
+            warnings=tuple(problems),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RuleSet:
+        """Read a rule file. ``OSError`` if it cannot be read, ``RuleFileError`` if invalid."""
+        p = Path(path)
+        return cls.from_toml(p.read_text(encoding="utf-8"), str(p))
+
+    @classmethod
+    def default(cls) -> RuleSet:
+        """The shipped default rule set (GB/T 32960.3 alarm block, GB 38031 criteria)."""
+        text = resources.files("alerts").joinpath(DEFAULT_RULES).read_text(encoding="utf-8")
+        return cls.from_toml(text, f"alerts/{DEFAULT_RULES}")
+
+    def get(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    @property
+    def alerting(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.alert)
