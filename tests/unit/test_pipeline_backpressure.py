@@ -1,0 +1,65 @@
+"""Backpressure: bounded in-flight frames, pause on a failing or slow sink, resume later."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ingest.pipeline.backpressure import Backpressure, Decision
+
+pytestmark = pytest.mark.unit
+
+
+def test_room_is_bounded_by_max_in_flight() -> None:
+    bp = Backpressure(100)
+    assert bp.room() == 100
+    bp.add(60)
+    assert bp.room() == 40
+    bp.add(40)
+    assert bp.room() == 0
+    bp.done(10)
+    assert bp.room() == 10
+    bp.done(1000)  # never negative
+    assert bp.in_flight == 0
+
+
+def test_pause_immediately_when_sink_fails_resume_when_healthy_and_drained() -> None:
+    bp = Backpressure(100, resume_ratio=0.5)
+    bp.add(80)
+    assert bp.decide(0.0) is Decision.NONE
+    bp.set_sink_healthy(False)
+    assert bp.decide(0.1) is Decision.PAUSE
+    assert bp.paused
+    assert bp.decide(0.2) is Decision.NONE  # stays paused
+    bp.set_sink_healthy(True)
+    assert bp.decide(0.3) is Decision.NONE  # healthy but 80 > 50 in flight: not yet
+    bp.done(30)
+    assert bp.decide(0.4) is Decision.RESUME
+    assert not bp.paused
+
+
+def test_pause_when_full_for_longer_than_pause_after() -> None:
+    bp = Backpressure(10, pause_after_s=1.0)
+    bp.add(10)
+    assert bp.decide(5.0) is Decision.NONE  # full, but only just
+    assert bp.decide(5.9) is Decision.NONE
+    assert bp.decide(6.0) is Decision.PAUSE
+    bp.done(4)  # 6 left > resume_at 5
+    assert bp.decide(6.5) is Decision.NONE
+    bp.done(1)
+    assert bp.decide(7.0) is Decision.RESUME
+    bp.add(5)
+    assert bp.decide(7.1) is Decision.NONE  # full again: the clock starts over
+
+
+async def test_wait_room_wakes_when_room_frees_up() -> None:
+    bp = Backpressure(5)
+    bp.add(5)
+    waiter = asyncio.create_task(bp.wait_room(30))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    bp.done(1)
+    await asyncio.wait_for(waiter, 5)
+    bp.add(1)
+    await bp.wait_room(0.01)  # times out quietly
