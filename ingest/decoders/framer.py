@@ -32,6 +32,7 @@ NO_START: Final = "no_start"
 BAD_LENGTH: Final = "bad_length"
 BAD_CHECKSUM: Final = "bad_checksum"
 INCOMPLETE: Final = "incomplete"
+_PRIORITY: Final = {NO_START: 0, INCOMPLETE: 1, BAD_LENGTH: 2, BAD_CHECKSUM: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,9 @@ class RawFrame:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """Bytes that belong to no good frame: where they were and why the first was skipped."""
+    """Bytes that belong to no good frame, where they were, and why: ``no_start`` (no start
+    marker), ``bad_length`` / ``bad_checksum`` (a candidate frame was rejected in the run),
+    ``incomplete`` (the stream ended inside a candidate)."""
 
     data: bytes
     offset: int
@@ -122,6 +125,10 @@ class StreamFramer:
     def _mark_skip(self, at: int, reason: str) -> None:
         if self._skip_start is None:
             self._skip_start = at
+            self._skip_reason = reason
+        elif _PRIORITY[reason] > _PRIORITY[self._skip_reason]:
+            # A run that contains a rejected candidate frame says so, even if it began with
+            # plain garbage: "a frame was lost here" is what an operator needs to know.
             self._skip_reason = reason
 
     def _flush_skip(self, upto: int, out: list[RawFrame | Skipped]) -> None:
