@@ -171,6 +171,6 @@ def _report(stats: _Stats, binary: bool) -> int:
     # Plain garbage between frames (a stray 0x7E) is reported but is no failure; a candidate
     # frame that failed its length or BCC check is a rejected frame.
     failed = rejected > 0 or stats.lost_candidates > 0
-    hint = '; rejected frames are the {"error": ...} lines on stdout' if failed else ""
+    hint = '; rejected frames are the {"error": ...} lines on stdout' if rejected else ""
     print(f"nev-ingest decode: {', '.join(parts)}{hint}", file=sys.stderr)
     return 1 if failed else 0
