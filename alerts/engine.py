@@ -28,7 +28,7 @@ from typing import Final
 
 from alerts.kinds import CLEAR, HOLD
 from alerts.model import AlertChange, AlertRecord, Rule
-from alerts.plan import CRule, Entity, LiveAlert, Plan
+from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans
 from alerts.rules import RuleSet
 from ingest.decoders.rows import FrameRows
 
@@ -88,7 +88,7 @@ class Engine:
     def _install(self, rules: RuleSet) -> None:
         self.rules = rules
         self._plan = Plan.compile(rules)
-        self._plan_cache: dict[tuple[bool, ...], tuple[tuple[CRule, ...], tuple[CRule, ...]]] = {}
+        self._plan_cache: dict[tuple[bool, ...], Plans] = {}
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -123,16 +123,19 @@ class Engine:
             n += 1
             vals = extract(fr)
             slots = ent.slots
-            for cr in ent.plans[fr.edition == 2025]:
-                c = cr.cond(vals, slots, t, ent.active)
+            active = ent.active
+            vin = fr.vin
+            for cond, bit, pend, cr in ent.plans[fr.edition == 2025]:
+                c = cond(vals, slots, t, active)
                 if c == CLEAR:
                     # The common case: not holding and nothing to undo. Checked inline because
                     # this line runs (frames x rules) times.
-                    pend = cr.pend
-                    if ent.active & cr.bit or (pend >= 0 and slots[pend] == slots[pend]):
-                        self._clear(ent, cr, fr.vin, t)
+                    if active & bit or (pend >= 0 and slots[pend] == slots[pend]):
+                        self._clear(ent, cr, vin, t)
+                        active = ent.active
                 elif c == HOLD:
-                    self._hold(ent, cr, fr.vin, t, cr.value(vals))
+                    self._hold(ent, cr, vin, t, cr.value(vals))
+                    active = ent.active
         stats.evaluated += n
         return self._flush()
 
@@ -211,7 +214,7 @@ class Engine:
         self.stats.late += 1
         vals = self._plan.extract(fr)
         slots = ent.slots
-        for cr in ent.plans[fr.edition == 2025]:
+        for _, _, _, cr in ent.plans[fr.edition == 2025]:
             if not cr.late_ok or cr.cond(vals, slots, t, ent.active) != HOLD:
                 continue
             value = cr.value(vals)
@@ -294,10 +297,12 @@ class Engine:
         for rec in records:
             cr = self._plan.by_id.get(rec.rule_id)
             if rec.cleared_ms is not None:
-                if cr is not None and cr.cl >= 0:
-                    slots = self._ent(rec).slots
-                    if not (slots[cr.cl] >= rec.cleared_ms):
-                        slots[cr.cl] = rec.cleared_ms
+                # Frames up to the clear were processed before: anything older is late (and
+                # a reissue of that episode cannot raise it again).
+                ent = self._ent(rec)
+                ent.wm = max(ent.wm, rec.cleared_ms)
+                if cr is not None and cr.cl >= 0 and not (ent.slots[cr.cl] >= rec.cleared_ms):
+                    ent.slots[cr.cl] = rec.cleared_ms
                 continue
             if cr is None or not cr.alert:
                 a = LiveAlert.from_record(cr or CRule(_removed(rec), 0), rec)

@@ -274,10 +274,14 @@ def _rate(rule: Rule, i: int, b: int, scratch: list[float]) -> Condition:
         st[b + 2] = t
         st[b + 3] = x
         start = st[b]
-        if start == start and t - start > sustain_ms:
+        if start != start:
+            # No run: it broke (CLEAR), or there is no earlier sample to judge by (a first
+            # frame, a restart without replay): that cannot clear a live alert.
+            return CLEAR if pt == pt else NEUTRAL
+        if t - start > sustain_ms:
             scratch[0] = round((x - st[b + 1]) * 1000.0 / (t - start), 3)
             return HOLD
-        return CLEAR
+        return NEUTRAL  # rising fast enough, not yet for long enough: undecided
 
     return cond
 
@@ -302,8 +306,9 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
     def magnitude(ref: float, x: float) -> float:
         d = ref - x if direction == "down" else x - ref if direction == "up" else abs(x - ref)
         if relative:
-            return d * 100.0 / ref if ref > 0 else 0.0
-        return d
+            d = d * 100.0 / ref if ref > 0 else 0.0
+        # 3.6 V -> 2.7 V is 25 %, not 24.999999999999993 %: a value exactly at the limit counts.
+        return round(d, 9)
 
     if win_ms <= 0.0:
 
@@ -317,7 +322,7 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
             st[b] = t
             st[b + 1] = x
             if pt != pt or not 0.0 < t - pt <= gap_ms:
-                return CLEAR
+                return NEUTRAL  # nothing comparable before: cannot tell
             m = magnitude(pv, float(x))
             if m >= limit:
                 scratch[0] = round(m, 3)
@@ -336,8 +341,9 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
         rt, rv, pt, pv = st[b], st[b + 1], st[b + 2], st[b + 3]
         if rt != rt or t - rt > win_ms:
             rt, rv = (pt, pv) if pt == pt and t - pt <= win_ms else (NAN, NAN)
-        verdict = CLEAR
+        verdict = NEUTRAL  # no reference inside the window: cannot tell
         if rt == rt:
+            verdict = CLEAR
             m = magnitude(rv, float(x))
             if m >= limit:
                 scratch[0] = round(m, 3)

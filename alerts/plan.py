@@ -19,7 +19,11 @@ from alerts.kinds import Condition, ValueFn, compile_condition, kind_fields
 from alerts.model import AlertRecord, Rule
 from alerts.rules import RuleSet
 
-__all__ = ["CRule", "Entity", "LiveAlert", "Plan"]
+__all__ = ["CRule", "Entity", "LiveAlert", "Plan", "Plans", "Step"]
+
+# What the engine's inner loop unpacks per rule: (condition, bit, pending slot, rule).
+Step = tuple[Condition, int, int, "CRule"]
+Plans = tuple[tuple[Step, ...], tuple[Step, ...]]  # (steps for 2016 frames, for 2025 frames)
 
 
 class CRule:
@@ -78,7 +82,7 @@ class Entity:
 
     def __init__(
         self,
-        plans: tuple[tuple[CRule, ...], tuple[CRule, ...]],
+        plans: Plans,
         slots: array[float],
         part: int | None,
     ) -> None:
@@ -241,14 +245,12 @@ class Plan:
             scoped=any(not r.scope.is_all for r in rules),
         )
 
-    def plans_for(
-        self, entity_id: str, model: Callable[[str], str | None]
-    ) -> tuple[tuple[CRule, ...], tuple[CRule, ...]]:
+    def plans_for(self, entity_id: str, model: Callable[[str], str | None]) -> Plans:
         m = model(entity_id) if self.scoped else None
         mine = [cr for cr in self.rules if cr.rule.scope.matches(entity_id, m)]
         return (
-            tuple(cr for cr in mine if 2016 in cr.rule.editions),
-            tuple(cr for cr in mine if 2025 in cr.rule.editions),
+            tuple((cr.cond, cr.bit, cr.pend, cr) for cr in mine if 2016 in cr.rule.editions),
+            tuple((cr.cond, cr.bit, cr.pend, cr) for cr in mine if 2025 in cr.rule.editions),
         )
 
 

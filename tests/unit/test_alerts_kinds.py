@@ -1,0 +1,321 @@
+"""Every rule kind: firing, durations, hysteresis, sentinels, windows (frames built by hand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alerts import Engine, RuleSet
+from alerts.frames import build_frame
+from ingest.decoders.rows import FrameRows
+
+pytestmark = pytest.mark.unit
+
+VIN = "LTEST000000000001"
+T0 = 1_782_835_200_000
+
+
+def rules(body: str, severity: str = "major") -> Engine:
+    return Engine(RuleSet.from_toml(f'[[rule]]\nid = "r"\nseverity = "{severity}"\n{body}'))
+
+
+def fr(at_s: float, *, edition: int = 2016, **fields: Any) -> FrameRows:
+    return build_frame(VIN, T0 + int(at_s * 1000), edition=edition, **fields)
+
+
+def events(engine: Engine, frames: list[FrameRows]) -> list[tuple[str, float]]:
+    """(change type, frame offset in s) of every raise and clear."""
+    out: list[tuple[str, float]] = []
+    for c in engine.evaluate(frames):
+        if c.type != "updated":
+            at = c.alert.opened_ms if c.type == "raised" else c.alert.cleared_ms
+            assert at is not None
+            out.append((c.type, (at - T0) / 1000))
+    return out
+
+
+def series(values: list[Any], field: str, period_s: float = 10.0, **extra: Any) -> list[FrameRows]:
+    return [fr(i * period_s, **{field: v}, **extra) for i, v in enumerate(values)]
+
+
+THRESHOLD = 'kind = "threshold"\nfield = "max_temp_c"\nop = ">="\nvalue = 60\n'
+
+
+def test_threshold_fires_once_and_clears_past_the_hysteresis() -> None:
+    e = rules(THRESHOLD + "hysteresis = 5\n")
+    got = events(e, series([59, 60, 61, 57, 56, 55, 54, 60], "max_temp_c"))
+    # 57..55 sit inside the band (55 is the clear threshold: clears strictly below it)
+    assert got == [("raised", 10.0), ("cleared", 60.0), ("raised", 70.0)]
+
+
+def test_threshold_below_op_and_strict_ops() -> None:
+    e = rules('kind = "threshold"\nfield = "soc_pct"\nop = "<"\nvalue = 10\nhysteresis = 2\n')
+    assert events(e, series([12, 10, 9, 11, 12, 13], "soc_pct")) == [
+        ("raised", 20.0),
+        ("cleared", 50.0),
+    ]
+
+
+def test_for_frames_needs_consecutive_holding_frames() -> None:
+    e = rules(THRESHOLD + "for_frames = 3\n")
+    frames = series([61, 62, 50, 61, 62, 63, 64], "max_temp_c")
+    changes = e.evaluate(frames)
+    raised = [c.alert for c in changes if c.type == "raised"]
+    assert [(a.opened_ms - T0) / 1000 for a in raised] == [50.0]
+    assert raised[0].trigger_ms == (T0 + 50_000,)
+
+
+def test_for_seconds_counts_event_time_and_records_the_trigger_frames() -> None:
+    e = rules(THRESHOLD + "for_s = 20\n")
+    changes = e.evaluate(series([61, 62, 63, 64], "max_temp_c"))
+    assert [c.type for c in changes] == ["raised"]
+    assert changes[0].alert.opened_ms == T0 + 20_000
+    assert changes[0].alert.trigger_ms == (T0, T0 + 20_000)
+
+
+def test_sentinels_never_fire_nor_clear_nor_reset_durations() -> None:
+    e = rules(THRESHOLD + "for_frames = 2\n")
+    # None between two holding frames: the pending count survives it, nothing clears.
+    assert events(e, series([None, 61, None, 62, None, None, 50], "max_temp_c")) == [
+        ("raised", 30.0),
+        ("cleared", 60.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("debounce", "expected_clear"),
+    [("clear_for_frames = 3\n", 60.0), ("clear_for_s = 10\n", 50.0)],
+)
+def test_clear_debounce(debounce: str, expected_clear: float) -> None:
+    e = rules(THRESHOLD + debounce)
+    # a single cool frame at 20 s does not clear; the run from 40 s does
+    got = events(e, series([61, 61, 50, 61, 50, 50, 50, 50], "max_temp_c"))
+    assert got == [("raised", 0.0), ("cleared", expected_clear)]
+
+
+RATE = 'kind = "rate"\nfield = "max_temp_c"\nrate_per_s = 1.0\nsustain_s = 3\nmax_gap_s = 35\n'
+
+
+def test_rate_holds_only_after_more_than_the_sustain_time() -> None:
+    e = rules(RATE)
+    temps = [30, 31, 33, 34, 36, 37, 39]  # 1.5 °C/s as integers, 1 Hz
+    changes = e.evaluate(series(temps, "max_temp_c", period_s=1.0))
+    assert [(c.type, (c.alert.opened_ms - T0) / 1000) for c in changes] == [("raised", 4.0)]
+    assert changes[0].alert.peak == pytest.approx(1.5)  # (36 - 30) / 4 s
+
+
+def test_rate_exactly_at_the_limit_holds_and_below_does_not() -> None:
+    assert events(rules(RATE), series([30, 31, 32, 33, 34], "max_temp_c", 1.0)) == [("raised", 4.0)]
+    slow = [30.0 + 0.9 * i for i in range(10)]
+    assert events(rules(RATE), series(slow, "max_temp_c", 1.0)) == []
+
+
+def test_rate_run_breaks_on_a_flat_interval_and_on_a_data_gap() -> None:
+    e = rules(RATE)
+    flat = series([30, 31, 32, 32, 33, 34, 35], "max_temp_c", 1.0)  # restarts at 3 s: 3->6
+    assert events(e, flat) == []
+    e = rules(RATE)
+    gap = [
+        fr(0, max_temp_c=30),
+        fr(1, max_temp_c=32),
+        fr(60, max_temp_c=100),
+        fr(61, max_temp_c=102),
+    ]
+    assert events(e, gap) == []  # nothing is inferred across a 59 s hole in the data
+
+
+def test_rate_over_one_long_interval_counts_as_sustained() -> None:
+    # 10 s reporting: +15 °C in one interval is 1.5 °C/s over 10 s > 3 s
+    assert events(rules(RATE), series([30, 45], "max_temp_c")) == [("raised", 10.0)]
+
+
+def test_rate_skips_sentinels_and_falls() -> None:
+    e = rules(RATE)
+    assert events(e, series([30, 31, None, 33, 34, 35], "max_temp_c", 1.0)) == [("raised", 4.0)]
+    e = rules(RATE.replace("rate_per_s", 'direction = "fall"\nrate_per_s'))
+    assert events(e, series([90, 88, 86, 84, 82, 81], "max_temp_c", 1.0)) == [("raised", 4.0)]
+
+
+def test_spread_per_pack_uses_the_pack_min_max() -> None:
+    e = rules('kind = "spread"\narray = "cell_voltage"\nacross = "pack"\nvalue = 300\n')
+    ok = [{"pack": 1, "cells_mv": [3600, 3650]}, {"pack": 2, "cells_mv": [3300, 3350]}]
+    bad = [{"pack": 1, "cells_mv": [3600, 3650]}, {"pack": 2, "cells_mv": [3300, 3620, None]}]
+    frames = [fr(0, packs=ok), fr(10, packs=bad), fr(20, packs=ok)]
+    changes = e.evaluate(frames)
+    # across packs the spread is 350 mV, but inside each pack it is 50 mV: no alert at 0 s
+    assert [(c.type, c.alert.peak) for c in changes] == [("raised", 320.0), ("cleared", 320.0)]
+
+
+def test_spread_across_the_vehicle_uses_the_extremes() -> None:
+    e = rules('kind = "spread"\narray = "probe_temp"\nacross = "vehicle"\nvalue = 15\n')
+    frames = [
+        fr(0, max_temp_c=40, min_temp_c=30),
+        fr(10, max_temp_c=46, min_temp_c=30),
+        fr(20, max_temp_c=46, min_temp_c=None),  # sentinel: no verdict
+        fr(30, max_temp_c=40, min_temp_c=35),
+    ]
+    assert events(e, frames) == [("raised", 10.0), ("cleared", 30.0)]
+
+
+def test_drop_between_consecutive_frames_in_percent() -> None:
+    e = rules('kind = "drop"\nfield = "total_voltage_v"\npct = 25\nmax_gap_s = 35\n')
+    volts = [400.0, 380.0, 290.0, 285.0, 100.0]
+    # 380 -> 290 is 23.7 %: no; 285 -> 100 is 65 %: yes; it is an event: clears next frame
+    frames = [*series(volts, "total_voltage_v"), fr(50, total_voltage_v=101.0)]
+    assert events(e, frames) == [("raised", 40.0), ("cleared", 50.0)]
+    e = rules('kind = "drop"\nfield = "total_voltage_v"\npct = 25\nmax_gap_s = 35\n')
+    apart = [fr(0, total_voltage_v=400.0), fr(100, total_voltage_v=100.0)]
+    assert events(e, apart) == []  # not consecutive frames of one session
+
+
+def test_windowed_drop_sees_a_collapse_spread_over_several_frames() -> None:
+    body = 'kind = "drop"\nfield = "min_cell_voltage_v"\npct = 25\nwindow_s = 10\n'
+    collapse = [3.60, 3.60, 3.40, 3.20, 3.00, 2.70, 2.40]  # -5..-10 % per second
+    assert events(rules(body), series(collapse, "min_cell_voltage_v", 1.0)) == [("raised", 5.0)]
+    # a slow decline of the same size over far longer than the window is normal discharge
+    slow = [3.6 - 0.01 * i for i in range(120)]
+    assert events(rules(body), series(slow, "min_cell_voltage_v", 1.0)) == []
+
+
+def test_windowed_drop_keeps_the_previous_frame_when_the_reference_expires() -> None:
+    body = 'kind = "drop"\nfield = "min_cell_voltage_v"\npct = 25\nwindow_s = 10\n'
+    frames = [fr(0, min_cell_voltage_v=3.7), fr(9, min_cell_voltage_v=3.7)]
+    frames += [fr(11, min_cell_voltage_v=3.0), fr(12, min_cell_voltage_v=2.5)]
+    # at 11 s the 0 s reference expired, but the 9 s frame (3.7 V) is still in the window
+    assert events(rules(body), frames) == [("raised", 12.0)]
+
+
+def test_jump_either_way_and_upward_only() -> None:
+    body = 'kind = "jump"\nfield = "soc_pct"\ndelta = 10\n'
+    assert events(rules(body), series([50, 49, 61, 62, 50], "soc_pct")) == [
+        ("raised", 20.0),
+        ("cleared", 30.0),
+        ("raised", 40.0),
+    ]
+    up = rules(body + 'direction = "up"\n')
+    assert events(up, series([50, 38, 40, 52], "soc_pct")) == [("raised", 30.0)]
+
+
+def test_when_guard_makes_frames_not_applicable() -> None:
+    e = rules(
+        'kind = "drop"\nfield = "total_voltage_v"\npct = 25\n'
+        'when = [{ field = "vehicle_state", op = "==", value = 1 }]\n'
+    )
+    frames = [
+        fr(0, total_voltage_v=400.0, vehicle_state=1),
+        fr(10, total_voltage_v=0.0, vehicle_state=2),  # switched off: not applicable
+        fr(20, total_voltage_v=399.0, vehicle_state=1),
+        fr(30, total_voltage_v=200.0, vehicle_state=1),
+    ]
+    assert events(e, frames) == [("raised", 30.0)]
+
+
+FLAG23 = 'kind = "flag"\nbits = [23]\nmin_level = 4\n'
+
+
+def test_flag_level_bit_23_is_a_2025_thermal_event_only() -> None:
+    e = rules(FLAG23)
+    frames = [
+        fr(0, edition=2016, general_flags=1 << 23, max_alarm_level=2),  # reserved in 2016
+        fr(10, edition=2025, general_flags=1 << 23, max_alarm_level=3),
+        fr(20, edition=2025, general_flags=0, max_alarm_level=0),
+    ]
+    assert events(e, frames) == [("raised", 10.0), ("cleared", 20.0)]
+
+
+def test_flag_level_4_alone_fires_and_a_sentinel_half_does_not_clear() -> None:
+    e = rules(FLAG23)
+    frames = [
+        fr(0, edition=2025, general_flags=0, max_alarm_level=4),
+        fr(10, edition=2025, general_flags=0, max_alarm_level=None),  # level unknown
+        fr(20, edition=2025, general_flags=None, max_alarm_level=0),  # flags unknown
+        fr(30, edition=2025, general_flags=0, max_alarm_level=0),
+    ]
+    assert events(e, frames) == [("raised", 0.0), ("cleared", 30.0)]
+
+
+def test_flag_min_level_counts_every_level_at_or_above() -> None:
+    e = rules('kind = "flag"\nmin_level = 3\n')
+    levels = [0, 2, 3, 4, 1]
+    assert events(e, series(levels, "max_alarm_level", edition=2025)) == [
+        ("raised", 20.0),
+        ("cleared", 40.0),
+    ]
+
+
+def test_flag_edges() -> None:
+    on = rules('kind = "flag"\nbits = [1, 11]\nedge = "on"\n')
+    flags = [1 << 1, 1 << 1, 0, 1 << 11, (1 << 11) | (1 << 1), 0]
+    # the first frame has no predecessor: no edge; then edges at 30 s and 40 s
+    assert events(on, series(flags, "general_flags")) == [
+        ("raised", 30.0),
+        ("cleared", 50.0),
+    ]
+    off = rules('kind = "flag"\nbits = [1]\nedge = "off"\n')
+    assert events(off, series([2, 2, 0, 0], "general_flags")) == [
+        ("raised", 20.0),
+        ("cleared", 30.0),
+    ]
+
+
+def test_insulation_ohm_per_volt_dc_and_ac() -> None:
+    dc = rules('kind = "insulation"\ncircuit = "dc"\nhysteresis_ohm_per_v = 20\n')
+    frames = [
+        fr(0, insulation_kohm=30, total_voltage_v=350.0),  # 85.7 Ω/V < 100
+        fr(10, insulation_kohm=40, total_voltage_v=350.0),  # 114 Ω/V: inside the band
+        fr(20, insulation_kohm=None, total_voltage_v=350.0),  # sentinel
+        fr(30, insulation_kohm=1, total_voltage_v=12.0),  # HV off: meaningless
+        fr(40, insulation_kohm=50, total_voltage_v=350.0),  # 143 Ω/V: clears
+    ]
+    changes = dc.evaluate(frames)
+    assert [(c.type, round(c.alert.peak or 0, 1)) for c in changes] == [
+        ("raised", 85.7),
+        ("cleared", 85.7),  # the peak of a "below" rule is its minimum
+    ]
+    assert changes[1].alert.cleared_ms == T0 + 40_000
+    ac = rules('kind = "insulation"\ncircuit = "ac"\n')
+    assert events(ac, [fr(0, insulation_kohm=150, total_voltage_v=350.0)]) == [("raised", 0.0)]
+
+
+def composite(window: int, op: str = "all") -> Engine:
+    return Engine(
+        RuleSet.from_toml(
+            f"""
+[[rule]]
+id = "drop"
+kind = "drop"
+alert = false
+field = "min_cell_voltage_v"
+pct = 25
+[[rule]]
+id = "hot"
+kind = "threshold"
+alert = false
+field = "max_temp_c"
+value = 60
+[[rule]]
+id = "both"
+kind = "composite"
+severity = "critical"
+{op} = ["drop", "hot"]
+window_s = {window}
+"""
+        )
+    )
+
+
+def test_composite_all_within_a_window() -> None:
+    frames = [
+        fr(0, min_cell_voltage_v=3.6, max_temp_c=40),
+        fr(10, min_cell_voltage_v=2.0, max_temp_c=45),  # the drop: one frame only
+        fr(20, min_cell_voltage_v=2.0, max_temp_c=50),
+        fr(30, min_cell_voltage_v=2.0, max_temp_c=61),  # hot 20 s after the drop
+    ]
+    assert events(composite(30), frames) == [("raised", 30.0)]
+    assert events(composite(10), frames) == []  # the drop is 20 s old: outside the window
+
+
+def test_composite_any() -> None:
+    frames = series([40, 61, 40], "max_temp_c", min_cell_voltage_v=3.6)
+    assert events(composite(0, "any"), frames) == [("raised", 10.0), ("cleared", 20.0)]

@@ -1,0 +1,171 @@
+"""Rule files: the default set, and validation messages that name the line, rule and key."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+
+import pytest
+
+from alerts import RuleFileError, RuleSet
+from alerts.model import KINDS
+
+pytestmark = pytest.mark.unit
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(RuleFileError) as info:
+        RuleSet.from_toml(text, "r.toml")
+    return [p.format("r.toml") for p in info.value.problems]
+
+
+def test_default_rules_load_and_name_their_source() -> None:
+    rs = RuleSet.default()
+    assert rs.warnings == ()
+    ids = [r.id for r in rs.rules]
+    assert "gb38031_thermal_runaway" in ids and "thermal_event" in ids
+    # composites come after what they use
+    assert ids.index("tr_temp_rate") < ids.index("gb38031_thermal_runaway")
+    assert all(r.source for r in rs.rules)
+    assert {"threshold", "rate", "drop", "flag", "insulation", "composite", "spread", "jump"} <= {
+        r.kind for r in rs.rules
+    }
+    tr = rs.get("tr_temp_rate")
+    assert tr is not None and tr.params["rate_per_s"] == 1.0 and tr.params["sustain_s"] == 3
+
+
+def test_every_rule_in_the_default_file_has_a_comment_or_source_per_threshold() -> None:
+    text = resources.files("alerts").joinpath("default_rules.toml").read_text(encoding="utf-8")
+    doc = tomllib.loads(text)
+    for line in text.splitlines():
+        key = line.split("=")[0].strip()
+        if (
+            key in ("value", "pct", "rate_per_s", "sustain_s", "min_level", "delta")
+            and '"$' not in line
+        ):
+            assert "#" in line, f"threshold without its source: {line!r}"
+    assert all(isinstance(p, int | float) for p in doc["params"].values())
+
+
+def test_rule_versions_change_with_the_definition_only() -> None:
+    base = (
+        '[[rule]]\nid = "a"\nkind = "threshold"\nseverity = "info"\nfield = "soc_pct"\nvalue = 5\n'
+    )
+    v1 = RuleSet.from_toml(base).rules[0].version
+    assert RuleSet.from_toml("# comment\n" + base).rules[0].version == v1
+    assert RuleSet.from_toml(base.replace("= 5", "= 6")).rules[0].version != v1
+
+
+def test_errors_name_line_rule_and_key() -> None:
+    text = """
+[[rule]]
+id = "hot"
+kind = "threshold"
+severity = "urgent"
+field = "max_temperature"
+value = "$limit"
+colour = "red"
+"""
+    got = problems(text)
+    severity = "r.toml:5: error: rule hot key 'severity': must be one of info, warning, major, "
+    assert severity + "critical; got 'urgent'" in got
+    assert any(
+        p.startswith("r.toml:6: error: rule hot key 'field': unknown field 'max_temperature'")
+        for p in got
+    )
+    assert (
+        "r.toml:7: error: rule hot key 'value': refers to $limit, which [params] does not define"
+        in got
+    )
+    assert "r.toml:8: error: rule hot key 'colour': unknown key for a threshold rule" in got
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('kind = "rate"\nfield = "max_temp_c"\n', "missing required key 'rate_per_s'"),
+        ('kind = "drop"\nfield = "soc_pct"\npct = 5\ndelta = 3\n', "exactly one of pct"),
+        ('kind = "flag"\n', "needs bits, min_level or both"),
+        ('kind = "flag"\nbits = [40]\n', "bit numbers 0..31"),
+        ('kind = "flag"\nmin_level = 3\nedge = "on"\n', "edges apply to bits only"),
+        (
+            'kind = "threshold"\nfield = "soc_pct"\nvalue = 1\nfor_s = 1\nfor_frames = 2\n',
+            "not both",
+        ),
+        ('kind = "threshold"\nfield = "soc_pct"\nvalue = 1\nfor_frames = 1.5\n', "whole number"),
+        ('kind = "composite"\nall = ["x"]\n', "unknown or disabled rule 'x'"),
+        ('kind = "composite"\nall = ["a"]\nany = ["a"]\n', "exactly one of all"),
+        (
+            'kind = "jump"\nfield = "soc_pct"\ndelta = 5\nwindow_s = 10\n',
+            "needs direction up or down",
+        ),
+        (
+            'kind = "spread"\narray = "cells"\nvalue = 5\n',
+            "must be one of cell_voltage, probe_temp",
+        ),
+        ('kind = "threshold"\nfield = "max(pack.nope)"\nvalue = 1\n', "unknown field"),
+        (
+            'kind = "threshold"\nfield = "soc_pct"\nvalue = 1\nwhen = [{ field = "soc_pct" }]\n',
+            "each guard is",
+        ),
+    ],
+)
+def test_kind_validation(body: str, message: str) -> None:
+    text = f'[[rule]]\nid = "a"\nseverity = "info"\n{body}'
+    assert any(message in p for p in problems(text)), problems(text)
+
+
+def test_cross_rule_problems() -> None:
+    text = """
+[[rule]]
+id = "a"
+kind = "composite"
+severity = "info"
+any = ["b"]
+[[rule]]
+id = "b"
+kind = "composite"
+severity = "info"
+any = ["a"]
+[[rule]]
+id = "b"
+kind = "flag"
+severity = "info"
+min_level = 3
+"""
+    got = problems(text)
+    assert any(
+        p == "r.toml:12: error: rule b key 'id': duplicate id (first at line 7)" for p in got
+    )
+    assert any("form a cycle" in p for p in got)
+
+
+def test_syntax_error_reports_its_line_and_warnings_do_not_fail() -> None:
+    got = problems('[[rule]]\nid = "a"\nkind = \n')
+    assert got[0].startswith("r.toml:3: error: not valid TOML")
+    rs = RuleSet.from_toml('[[rule]]\nid = "a"\nkind = "flag"\nalert = false\nmin_level = 2\n')
+    assert [p.message for p in rs.warnings] == [
+        "alert = false and no composite uses it: it does nothing"
+    ]
+
+
+def test_params_substitute_and_disabled_rules_are_left_out() -> None:
+    text = """
+[params]
+limit = 55
+[[rule]]
+id = "a"
+kind = "threshold"
+severity = "info"
+field = "max(pack.probe_max_c)"
+value = "$limit"
+[[rule]]
+id = "b"
+kind = "flag"
+severity = "info"
+enabled = false
+bits = [1]
+"""
+    rs = RuleSet.from_toml(text)
+    assert [(r.id, r.params["value"]) for r in rs.rules] == [("a", 55)]
+    assert set(KINDS) >= {r.kind for r in rs.rules}
