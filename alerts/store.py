@@ -1,0 +1,154 @@
+"""The ``alerts`` table (storage/migrations/0050_alerts.sql) through asyncpg, for the pipeline.
+
+``save_changes`` runs inside the caller's transaction, the one that writes the batch and its
+Kafka offsets, so alerts are durable exactly when the frames that produced them are. It is
+idempotent: a raise is keyed by (entity, rule, opened_at) and ``ON CONFLICT DO NOTHING``; an
+update or clear sets absolute values (greatest last-seen, the engine's peak and count, the
+first clear wins). Replaying the same changes, in the same or a later transaction, leaves the
+table as one application left it. The partial unique index ``alerts_one_open`` makes a second
+open alert for one (entity, rule) impossible even if two workers briefly disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from alerts.model import AlertChange, AlertRecord
+
+__all__ = ["Connection", "load_open", "save_changes"]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+# The 2025 edition lets terminals reissue up to 7 days of stored data (§4.2): clears within
+# that horizon are loaded so reissued frames of a closed episode cannot raise it again.
+REISSUE_HORIZON_S: Final = 7 * 86_400
+
+
+class Connection(Protocol):
+    """The part of ``asyncpg.Connection`` used here (asyncpg ships no type information)."""
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+_INSERT: Final = """
+INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, severity, title,
+                    opened_at, last_seen_at, peak_value, last_value, frame_count,
+                    trigger_times, late, kafka_partition)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT DO NOTHING
+"""
+_UPDATE: Final = """
+UPDATE alerts SET
+    last_seen_at = GREATEST(last_seen_at, $5),
+    last_value = CASE WHEN $5 >= last_seen_at THEN $6 ELSE last_value END,
+    peak_value = $7,
+    frame_count = GREATEST(frame_count, $8),
+    updated_at = now()
+WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3 AND opened_at = $4
+"""
+_CLEAR: Final = """
+UPDATE alerts SET
+    last_seen_at = GREATEST(last_seen_at, $5),
+    last_value = CASE WHEN $5 >= last_seen_at THEN $6 ELSE last_value END,
+    peak_value = $7,
+    frame_count = GREATEST(frame_count, $8),
+    cleared_at = $9,
+    clear_reason = $10,
+    updated_at = now()
+WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3 AND opened_at = $4
+  AND cleared_at IS NULL
+"""
+_COLUMNS: Final = """entity_kind, entity_id, rule_id, rule_version, severity, title, opened_at,
+    last_seen_at, cleared_at, peak_value, last_value, frame_count, trigger_times, late,
+    kafka_partition, clear_reason"""
+_LOAD: Final = f"""
+SELECT DISTINCT ON (entity_id, rule_id) {_COLUMNS}
+FROM alerts
+WHERE entity_kind = $1
+  AND (cleared_at IS NULL OR cleared_at >= now() - make_interval(secs => $2))
+  AND ($3::int[] IS NULL OR kafka_partition = ANY($3::int[]))
+  AND ($4::text[] IS NULL OR entity_id = ANY($4::text[]))
+ORDER BY entity_id, rule_id, (cleared_at IS NULL) DESC, cleared_at DESC
+"""
+
+
+def _dt(ms: int) -> datetime:
+    return _EPOCH + ms * _MS
+
+
+def _ms(dt: datetime) -> int:
+    return (dt - _EPOCH) // _MS
+
+
+async def save_changes(conn: Connection, changes: Sequence[AlertChange]) -> None:
+    """Apply ``changes`` (from ``Engine.evaluate``/``restore``/``swap_rules``) to ``alerts``.
+
+    Call it inside the batch's transaction; three statements at most, however many changes.
+    """
+    raised, updated, cleared = [], [], []
+    for c in changes:
+        a = c.alert
+        key = (a.entity_kind, a.entity_id, a.rule_id, _dt(a.opened_ms))
+        figures = (_dt(a.last_seen_ms), a.last_value, a.peak, a.frame_count)
+        if c.type == "raised":
+            raised.append(
+                (*key[:3], a.rule_version, a.severity, a.title, key[3], figures[0], a.peak,
+                 a.last_value, a.frame_count, [_dt(t) for t in a.trigger_ms], a.late,
+                 a.partition)
+            )  # fmt: skip
+        elif c.type == "updated":
+            updated.append((*key, *figures))
+        else:
+            assert a.cleared_ms is not None
+            cleared.append((*key, *figures, _dt(a.cleared_ms), a.clear_reason or "condition"))
+    # Raises first: a raise and its clear can come in the same batch.
+    if raised:
+        await conn.executemany(_INSERT, raised)
+    if updated:
+        await conn.executemany(_UPDATE, updated)
+    if cleared:
+        await conn.executemany(_CLEAR, cleared)
+
+
+async def load_open(
+    conn: Connection,
+    *,
+    entity_kind: str = "vehicle",
+    partitions: Iterable[int] | None = None,
+    entity_ids: Iterable[str] | None = None,
+    cleared_within_s: float = REISSUE_HORIZON_S,
+) -> list[AlertRecord]:
+    """What ``Engine.restore`` needs: per (entity, rule) the open alert, else the latest alert
+    cleared within ``cleared_within_s``; optionally only some partitions or entities."""
+    rows = await conn.fetch(
+        _LOAD,
+        entity_kind,
+        float(cleared_within_s),
+        None if partitions is None else list(partitions),
+        None if entity_ids is None else list(entity_ids),
+    )
+    return [
+        AlertRecord(
+            entity_kind=r["entity_kind"],
+            entity_id=r["entity_id"],
+            rule_id=r["rule_id"],
+            rule_version=r["rule_version"],
+            severity=r["severity"],
+            title=r["title"],
+            opened_ms=_ms(r["opened_at"]),
+            last_seen_ms=_ms(r["last_seen_at"]),
+            cleared_ms=None if r["cleared_at"] is None else _ms(r["cleared_at"]),
+            peak=r["peak_value"],
+            last_value=r["last_value"],
+            frame_count=r["frame_count"],
+            trigger_ms=tuple(_ms(t) for t in r["trigger_times"]),
+            late=r["late"],
+            partition=r["kafka_partition"],
+            clear_reason=r["clear_reason"],
+        )
+        for r in rows
+    ]
