@@ -10,6 +10,7 @@ Sentinels: ``None`` is written as the invalid code, or the abnormal one when the
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -90,14 +91,17 @@ def encode_frame(frame: Frame, *, registry: Registry = VEHICLE) -> bytes:
     unit = b"".join(parts)
     if len(unit) > MAX_DATA_LENGTH:
         raise ValueError(f"data unit of {len(unit)} bytes exceeds {MAX_DATA_LENGTH}")
-    head = HEADER.pack(
-        _START[ed],
-        frame.command,
-        frame.response,
-        encode_text(frame.vin, 17),
-        frame.encryption,
-        len(unit),
-    )
+    try:
+        head = HEADER.pack(
+            _START[ed],
+            frame.command,
+            frame.response,
+            encode_text(frame.vin, 17),
+            frame.encryption,
+            len(unit),
+        )
+    except struct.error as exc:
+        raise ValueError(f"frame header does not fit: {exc}") from None
     out = head + unit
     return out + bytes((bcc(out, 2, len(out)),))
 
