@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ingest.errors import UserError
 
 # Import paths of the subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("ingest.decode_cli",)
+COMMANDS: tuple[str, ...] = ("ingest.decode_cli", "ingest.rules_cli", "ingest.alerts_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

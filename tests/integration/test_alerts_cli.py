@@ -1,0 +1,108 @@
+"""``nev-ingest alerts list|ack`` against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+
+from alerts import Engine, RuleSet
+from alerts.scenarios import thermal_runaway
+from ingest.cli import main
+
+pytestmark = pytest.mark.integration
+
+MIGRATION = Path(__file__).parents[2] / "storage" / "migrations" / "0050_alerts.sql"
+
+
+@pytest.fixture
+def dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh migrated database holding the alerts of one generated thermal runaway."""
+    base = os.environ.get("NEV_POSTGRES_DSN") or str(request.getfixturevalue("postgres_dsn"))
+    name = f"alerts_cli_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+        info = psycopg.conninfo.conninfo_to_dict(base)
+        info["dbname"] = name
+        db = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+        try:
+            with psycopg.connect(db) as conn:
+                conn.execute(MIGRATION.read_bytes())
+                changes = Engine(RuleSet.default()).evaluate(thermal_runaway())
+                for c in changes:
+                    a = c.alert
+                    if c.type == "raised":
+                        conn.execute(
+                            "INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, "
+                            "severity, title, opened_at, last_seen_at) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
+                            (a.entity_kind, a.entity_id, a.rule_id, a.rule_version, a.severity,
+                             a.title, a.opened_ms / 1000, a.last_seen_ms / 1000),
+                        )  # fmt: skip
+                conn.execute("UPDATE alerts SET cleared_at = now() WHERE rule_id = 'max_temp_high'")
+            yield db
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+
+
+def test_list_shows_open_alerts_newest_first(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "list", "--dsn", dsn]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "OPENED", "(+08:00)"]
+    rules = [line.split()[5] for line in lines[1:]]
+    assert rules[0] == "thermal_event" and "gb38031_thermal_runaway" in rules
+    assert "max_temp_high" not in rules  # cleared
+    assert main(["alerts", "list", "--dsn", dsn, "--all", "--format", "json"]) == 0
+    every = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert "max_temp_high" in {r["rule_id"] for r in every}
+
+
+def test_list_filters_by_severity(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "list", "--dsn", dsn, "--severity", "critical", "--format", "json"]) == 0
+    got = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {r["rule_id"] for r in got} == {"gb38031_thermal_runaway", "thermal_event"}
+
+
+def test_ack_records_who_and_is_reported_per_id(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["alerts", "list", "--dsn", dsn, "--format", "json", "--severity", "critical"]) == 0
+    ids = [orjson.loads(x)["id"] for x in capsys.readouterr().out.splitlines()]
+    assert (
+        main(
+            [
+                "alerts",
+                "ack",
+                str(ids[0]),
+                "--by",
+                "duty-officer",
+                "--note",
+                "fire brigade called",
+                "--dsn",
+                dsn,
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == f"alert {ids[0]}: acknowledged by duty-officer\n"
+    assert main(["alerts", "ack", str(ids[0]), "999999", "--by", "someone", "--dsn", dsn]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"alert {ids[0]}: already acknowledged by duty-officer",
+        "alert 999999: no such alert (see `nev-ingest alerts list --all`)",
+    ]
+    assert main(["alerts", "list", "--dsn", dsn, "--unacked", "--format", "json"]) == 0
+    assert ids[0] not in {orjson.loads(x)["id"] for x in capsys.readouterr().out.splitlines()}
+
+
+def test_without_a_database_the_error_says_what_to_do(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEV_POSTGRES_DSN", raising=False)
+    assert main(["alerts", "list"]) == 2
+    assert "give --dsn or set NEV_POSTGRES_DSN" in capsys.readouterr().err

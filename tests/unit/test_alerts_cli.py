@@ -1,0 +1,104 @@
+"""``nev-ingest rules check|test`` end to end through the console entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from alerts.frames import build_frame
+from alerts.scenarios import thermal_runaway
+from ingest.cli import main
+from ingest.decoders.rows import FrameRows
+
+pytestmark = pytest.mark.unit
+
+DEFAULT = str(Path(__file__).parents[2] / "alerts" / "default_rules.toml")
+VECTORS = Path(__file__).parents[1] / "golden" / "vectors.jsonl"  # the repo's copy of shared/
+
+
+def as_json(fr: FrameRows) -> bytes:
+    v = fr.vehicle
+    assert v is not None
+    fields = {
+        k: getattr(v, k)
+        for k in (
+            "max_temp_c",
+            "min_cell_voltage_v",
+            "max_alarm_level",
+            "general_flags",
+            "soc_pct",
+            "total_voltage_v",
+            "vehicle_state",
+        )
+    }
+    return orjson.dumps(
+        {"vin": fr.vin, "ts_ms": fr.ts_ms, "edition": fr.edition, "command": fr.command, **fields}
+    )
+
+
+def test_check_accepts_the_default_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "check", DEFAULT]) == 0
+    assert "OK, 17 rules" in capsys.readouterr().out
+
+
+def test_check_reports_every_problem_with_line_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[rule]]\nid = "x"\nkind = "rate"\nseverity = "high"\n'
+        'field = "max_temp_c"\nrate_per_s = -1\n'
+    )
+    assert main(["rules", "check", str(bad)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    choices = "must be one of info, warning, major, critical; got 'high'"
+    assert f"{bad}:4: error: rule x key 'severity': {choices}" in err
+    assert f"{bad}:6: error: rule x key 'rate_per_s': must be a number > 0, got -1" in err
+    assert err[-1] == f"{bad}: 2 error(s): fix them and run the check again"
+
+
+def test_check_of_a_missing_file_is_a_one_line_user_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["rules", "check", "/nonexistent/rules.toml"]) == 2
+    assert capsys.readouterr().err.startswith("nev-ingest: error: cannot read rule file")
+
+
+def test_test_replays_json_frames_and_prints_the_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = tmp_path / "frames.jsonl"
+    frames.write_bytes(b"\n".join(as_json(f) for f in thermal_runaway(edition=2025)) + b"\n")
+    assert main(["rules", "test", DEFAULT, "--frames", str(frames)]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert sum("raised" in line and "gb38031_thermal_runaway" in line for line in lines) == 1
+    assert (
+        "2026-07-01 14:00:21  raised   critical LNEVTR0000000001   gb38031_thermal_runaway"
+        in out.out
+    )
+    assert "0 skipped" in out.err
+
+
+def test_test_json_output_and_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frames = tmp_path / "frames.txt"
+    hot = [
+        build_frame("LTEST000000000001", 1_782_835_200_000 + i * 10_000, max_temp_c=61 + i)
+        for i in range(3)
+    ]
+    frames.write_bytes(b"# comment\nnot hex at all\n" + b"\n".join(as_json(f) for f in hot))
+    assert main(["rules", "test", DEFAULT, "--frames", str(frames), "--format", "json"]) == 1
+    out = capsys.readouterr()
+    msgs = [orjson.loads(line) for line in out.out.splitlines()]
+    assert [(m["type"], m["rule_id"]) for m in msgs] == [("raised", "max_temp_high")]
+    assert f"{frames}:2: skipped, neither hex nor a JSON frame" in out.err
+
+
+def test_test_decodes_hex_frames_with_the_fast_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "test", DEFAULT, "--frames", str(VECTORS)]) == 1  # 3 bad-BCC vectors
+    out = capsys.readouterr()
+    # the public vectors hold real level-3 alarm frames (e.g. XL2CEF5P0AL007023, level 3)
+    assert "XL2CEF5P0AL007023  alarm_level_3" in out.out
+    assert "bad_checksum" in out.err and "3 skipped" in out.err
