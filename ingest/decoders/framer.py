@@ -11,9 +11,12 @@ dropped silently.
 Memory is bounded: a candidate frame is at most 65556 bytes, and bytes before the current
 search position are released on every ``feed``.
 
-Limit: a false start whose length field is large makes the framer wait for that many bytes
-before it can reject it (a BCC needs the whole candidate), so a burst of garbage can delay the
-next good frame by up to 64 KiB of input. That is inherent in the protocol.
+A false start (a ``##`` in garbage) may declare a large length; waiting for that many bytes
+would hold every later frame back. So while a candidate is incomplete, the framer looks for a
+complete, checked frame behind it in what is already buffered, and if there is one, drops the
+candidate (a genuine frame's bytes cannot contain another complete frame, short of a frame
+nested in a payload with a matching BCC). At ``close`` an incomplete candidate is dead and
+the bytes behind it are still searched.
 """
 
 from __future__ import annotations
@@ -72,55 +75,60 @@ class StreamFramer:
         """Add bytes from the stream; return everything they completed, in stream order."""
         self._buf += data
         out: list[RawFrame | Skipped] = []
+        scan = self._scan(out, final=False)
+        # Bytes before ``scan`` can never start a frame: report and release them, so memory
+        # stays bounded by one candidate frame (<= 65556 bytes) whatever the input.
+        self._flush_skip(scan, out)
+        del self._buf[:scan]
+        self._start += scan
+        return out
+
+    def close(self) -> list[RawFrame | Skipped]:
+        """End of stream: a candidate still waiting for bytes is dead; frames behind it are
+        still found, and whatever is left is reported."""
+        out: list[RawFrame | Skipped] = []
+        self._scan(out, final=True)
+        self._flush_skip(len(self._buf), out)
+        self._start += len(self._buf)
+        self._buf.clear()
+        return out
+
+    def _scan(self, out: list[RawFrame | Skipped], final: bool) -> int:
         buf = self._buf
         scan = 0
         while True:
             p = _find_start(buf, scan)
             if p < 0:
                 # Keep a trailing "#" or "$": it may be the first half of a marker.
-                keep = len(buf) - 1 if buf and buf[-1] in (0x23, 0x24) else len(buf)
+                half = not final and buf and buf[-1] in (0x23, 0x24)
+                keep = len(buf) - 1 if half else len(buf)
                 if keep > scan:
                     self._mark_skip(scan, NO_START)
-                scan = keep
-                break
+                return keep
             if p > scan:
                 self._mark_skip(scan, NO_START)
-            if len(buf) - p < HEADER_SIZE:
-                scan = p
-                break
-            n = buf[p + 22] << 8 | buf[p + 23]
-            if n > MAX_DATA_LENGTH:
+            status, end = _candidate(buf, p)
+            if status is None:
+                self._flush_skip(p, out)
+                out.append(RawFrame(bytes(buf[p : end + 1]), self._start + p))
+                self.frames += 1
+                scan = end + 1
+            elif status == INCOMPLETE:
+                if final:
+                    self._mark_skip(p, INCOMPLETE)
+                    scan = p + 1
+                    continue
+                # A false start with a large length would hold every later frame back until
+                # that many bytes arrived. If a complete, checked frame already follows, the
+                # candidate cannot be genuine (its bytes would contain that frame): drop it.
+                q = _next_complete(buf, p + 1)
+                if q is None:
+                    return p
                 self._mark_skip(p, BAD_LENGTH)
+                scan = q
+            else:
+                self._mark_skip(p, status)
                 scan = p + 1
-                continue
-            end = p + HEADER_SIZE + n
-            if len(buf) <= end:
-                scan = p
-                break
-            if bcc(buf, p + 2, end) != buf[end]:
-                self._mark_skip(p, BAD_CHECKSUM)
-                scan = p + 1
-                continue
-            self._flush_skip(p, out)
-            out.append(RawFrame(bytes(buf[p : end + 1]), self._start + p))
-            self.frames += 1
-            scan = end + 1
-        # Bytes before ``scan`` can never start a frame: report and release them, so memory
-        # stays bounded by one candidate frame (<= 65556 bytes) whatever the input.
-        self._flush_skip(scan, out)
-        del buf[:scan]
-        self._start += scan
-        return out
-
-    def close(self) -> list[Skipped]:
-        """End of stream: whatever is still buffered belongs to no frame."""
-        out: list[RawFrame | Skipped] = []
-        if self._buf:
-            self._mark_skip(0, INCOMPLETE)
-            self._flush_skip(len(self._buf), out)
-        self._start += len(self._buf)
-        self._buf.clear()
-        return [s for s in out if isinstance(s, Skipped)]
 
     def _mark_skip(self, at: int, reason: str) -> None:
         if self._skip_start is None:
@@ -139,6 +147,31 @@ class StreamFramer:
             out.append(Skipped(data, self._start + self._skip_start, self._skip_reason))
             self.skipped_bytes += len(data)
         self._skip_start = None
+
+
+def _candidate(buf: bytearray, p: int) -> tuple[str | None, int]:
+    """Check the candidate frame at ``p``: (None, BCC offset) when good, else a reason."""
+    if len(buf) - p < HEADER_SIZE:
+        return INCOMPLETE, 0
+    n = buf[p + 22] << 8 | buf[p + 23]
+    if n > MAX_DATA_LENGTH:
+        return BAD_LENGTH, 0
+    end = p + HEADER_SIZE + n
+    if len(buf) <= end:
+        return INCOMPLETE, 0
+    if bcc(buf, p + 2, end) != buf[end]:
+        return BAD_CHECKSUM, 0
+    return None, end
+
+
+def _next_complete(buf: bytearray, pos: int) -> int | None:
+    """The first marker at or after ``pos`` that starts a complete, checked frame."""
+    q = _find_start(buf, pos)
+    while q >= 0:
+        if _candidate(buf, q)[0] is None:
+            return q
+        q = _find_start(buf, q + 1)
+    return None
 
 
 def _find_start(buf: bytearray, pos: int) -> int:
