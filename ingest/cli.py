@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from ingest.errors import UserError
 
 # Import paths of the subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("ingest.decode_cli", "ingest.rules_cli", "ingest.alerts_cli")
+COMMANDS: tuple[str, ...] = (
+    "ingest.decode_cli",
+    "ingest.rules_cli",
+    "ingest.alerts_cli",
+    "ingest.config_cli",
+    "ingest.devstack.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
