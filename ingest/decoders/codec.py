@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ingest.decoders.errors import BAD_FIELD, FrameError
@@ -107,14 +108,24 @@ def decode_array(
 ) -> tuple[float | int | None, ...]:
     """``count`` scaled values of ``code`` (B/H/I) from ``off``; sentinels become ``None``."""
     raws = array_struct(code, count).unpack_from(buf, off)
-    if sentinel:
-        cut = _ARRAY_CUT[code]
-        if div == 1:
-            return tuple(None if r >= cut else r - sub for r in raws)
-        return tuple(None if r >= cut else (r - sub) / div for r in raws)
+    if code != "I":
+        # Cell voltages and probe temperatures are most of a frame's values: a lookup table
+        # per (width, scale) turns the conversion into one C-level map.
+        return tuple(map(_table(code, div, sub, sentinel).__getitem__, raws))
+    cut = _ARRAY_CUT[code] if sentinel else 1 << 32
     if div == 1:
-        return tuple(r - sub for r in raws)
-    return tuple((r - sub) / div for r in raws)
+        return tuple([None if r >= cut else r - sub for r in raws])
+    return tuple([None if r >= cut else (r - sub) / div for r in raws])
+
+
+@lru_cache(maxsize=16)
+def _table(code: str, div: int, sub: int, sentinel: bool) -> tuple[float | int | None, ...]:
+    """Every raw value of a BYTE/WORD mapped to its value (a WORD table is ~1 MB)."""
+    top = _COUNT_TOP[code]
+    cut = top - 1 if sentinel else top + 1
+    return tuple(
+        None if r >= cut else (r - sub if div == 1 else (r - sub) / div) for r in range(top + 1)
+    )
 
 
 _ARRAY_CUT = {"B": 0xFE, "H": 0xFFFE, "I": 0xFFFFFFFE}
