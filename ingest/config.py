@@ -138,12 +138,30 @@ class PipelineSettings(Section):
         50000, "Frames a worker holds before it pauses its partitions.", minimum=1
     )
     shutdown_timeout_s: float = setting(30.0, "Deadline to flush and commit on SIGTERM.", minimum=0)
+    pause_after_s: float = setting(
+        1.0, "Pause the partitions when in-flight frames stay at the bound this long.", minimum=0
+    )
+    revoke_timeout_s: float = setting(
+        10.0, "On rebalance, time to commit in-flight batches before abandoning them.", minimum=0
+    )
+    retry_backoff_max_s: float = setting(
+        5.0, "Longest wait between retries of a batch after a transient error.", minimum=0.01
+    )
+    lag_interval_s: float = setting(
+        2.0, "How often consumer lag and pool gauges are refreshed.", minimum=0.1
+    )
+    stall_after_s: float = setting(
+        60.0, "/readyz fails when a worker with backlog committed nothing for so long.", minimum=1
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class MetricsSettings(Section):
     host: str = setting("127.0.0.1", "Address of /metrics, /healthz and /readyz.")
     port: int = setting(9464, "Port of the metrics server.", minimum=PORT_MIN, maximum=PORT_MAX)
+    multiproc_dir: str = setting(
+        "", "Directory of the workers' metric files (emptied at start); empty: a temporary one."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
