@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Final
 
@@ -67,28 +69,34 @@ def _has_timescaledb(binaries: prereq.PostgresBinaries) -> bool:
     return share is not None and (share / "extension" / "timescaledb.control").is_file()
 
 
-def _chown_tree(path: Path, user: str | None) -> None:
-    if user is None:
-        return
-    entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
-        for name in [root, *(os.path.join(root, d) for d in dirs)]:
-            os.chown(name, entry.pw_uid, entry.pw_gid)
-        for name in files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+def _give_to(path: Path, user: str | None) -> None:
+    # initdb (run as `user`) creates data/ inside, and pg_ctl -l writes postgres.log there.
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _check_reachable(path: Path, user: str) -> None:
-    # The server runs as `user`, who must be able to walk down to the data directory.
+def _reachable(path: Path, user: str) -> bool:
+    # The server runs as `user`, who must be able to walk down to its data directory.
     entry = pwd.getpwnam(user)
-    for parent in reversed(path.resolve().parents):
-        mode = parent.stat().st_mode
-        if parent.stat().st_uid != entry.pw_uid and not mode & 0o001:
-            raise UserError(
-                f"PostgreSQL runs as user {user!r} (it refuses root), who cannot enter {parent}; "
-                "set devstack.state_dir (NEV_DEVSTACK_STATE_DIR) to a directory it can reach, "
-                "e.g. /tmp/nev-devstack"
-            )
+    for parent in path.resolve().parents:
+        info = parent.stat()
+        if info.st_uid != entry.pw_uid and not info.st_mode & 0o001:
+            return False
+    return True
+
+
+def _home(state_dir: Path, user: str | None) -> Path:
+    """Where the cluster lives: ``<state_dir>/postgres``, unless we are root and the server's
+    user cannot reach the state directory (a checkout under /root, say); then a directory in
+    /tmp named after the state directory, recorded in state.json like everything else."""
+    home = state_dir / NAME
+    if user is None or _reachable(state_dir, user):
+        return home
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    fallback = Path(tempfile.gettempdir()) / f"nev-devstack-{digest}" / NAME
+    print(f"devstack: {user} cannot reach {state_dir}; the cluster lives in {fallback}", flush=True)
+    return fallback
 
 
 def up(
@@ -97,14 +105,12 @@ def up(
     """Create the cluster on first use, then start it; returns its new state."""
     binaries = prereq.postgres(bin_dir)
     user = prereq.server_user()
-    home = state_dir / NAME
+    home = _home(state_dir, user)
     data = home / "data"
     log = home / "postgres.log"  # written by the server (pg_ctl -l), owned by `user`
     setup_log = home / "setup.log"  # initdb / pg_ctl output, written by us
     home.mkdir(parents=True, exist_ok=True)
-    if user is not None:
-        _check_reachable(home, user)
-        _chown_tree(home, user)
+    _give_to(home, user)
     port = free_port(previous.port if previous else None)
 
     if not (data / "PG_VERSION").is_file():

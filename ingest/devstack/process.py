@@ -23,6 +23,11 @@ from ingest.errors import UserError
 # real check, not sleeps standing in for one.
 POLL_S = 0.1
 
+# Services this process spawned, by pid. Keeping the Popen objects lets us reap our own children
+# (no zombies, no "subprocess is still running" ResourceWarning when a test session started them);
+# services started by another `nev-ingest devstack up` are found by pid and start time instead.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def start_time(pid: int) -> int | None:
     """Kernel start time of ``pid`` in clock ticks since boot, or None if it is gone/a zombie."""
@@ -39,10 +44,10 @@ def start_time(pid: int) -> int | None:
 
 
 def _reap(pid: int) -> None:
-    # When the service is our own child (the test session started the stack in-process), collect
-    # its exit status so it does not linger as a zombie that still looks "alive" to kill(0).
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    # Our own child: collect its exit status so it does not linger as a zombie.
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
 
 
 def is_running(pid: int | None, started: int | None) -> bool:
@@ -74,6 +79,7 @@ def spawn(
             start_new_session=True,
             user=user,
         )
+    _CHILDREN[proc.pid] = proc
     started = start_time(proc.pid)
     if started is None:
         raise UserError(f"{argv[0]} exited at once; see {log}")

@@ -41,18 +41,27 @@ class Paths:
         return cls(state_dir=Path(dev.state_dir).expanduser().absolute(), cache_dir=cache)
 
 
-def _services(with_: Iterable[str]) -> tuple[str, ...]:
-    extra = tuple(name for name in with_ if name not in DEFAULT_SERVICES)
-    for name in extra:
-        if name not in OPTIONAL_SERVICES:
-            raise UserError(f"devstack --with {name}: known optional services: timescale")
-    return DEFAULT_SERVICES + extra
+def _services(with_: Iterable[str], only: Iterable[str] | None) -> tuple[str, ...]:
+    names = tuple(only) if only is not None else DEFAULT_SERVICES + tuple(with_)
+    for name in names:
+        if name not in SERVICES:
+            raise UserError(f"devstack: unknown service {name!r}; known: {', '.join(SERVICES)}")
+    return tuple(dict.fromkeys(names))
 
 
-def up(settings: Settings, with_: Iterable[str] = (), *, report: bool = True) -> StackState:
-    """Start what is not running yet; a service already running is left alone (idempotent)."""
+def up(
+    settings: Settings,
+    with_: Iterable[str] = (),
+    *,
+    only: Iterable[str] | None = None,
+    report: bool = True,
+) -> StackState:
+    """Start what is not running yet; a service already running is left alone (idempotent).
+
+    Starts postgres and kafka plus ``with_``; ``only`` names the services exactly instead.
+    """
     paths = Paths.from_settings(settings)
-    wanted = _services(with_)
+    wanted = _services(with_, only)
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
         for name in wanted:
@@ -90,12 +99,17 @@ def _start(
     )
 
 
-def down(settings: Settings, *, report: bool = True) -> StackState:
-    """Stop every service ``up`` started (by its recorded pid), timescale first."""
+def down(
+    settings: Settings, *, only: Iterable[str] | None = None, report: bool = True
+) -> StackState:
+    """Stop the services ``up`` started (by their recorded pids), timescale first."""
     paths = Paths.from_settings(settings)
+    names = SERVICES if only is None else _services((), only)
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
         for name in reversed(SERVICES):
+            if name not in names:
+                continue
             svc = state.services.get(name)
             if svc is None or not svc.running:
                 continue

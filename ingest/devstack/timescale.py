@@ -16,15 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from ingest.devstack import prereq
-from ingest.devstack.process import (
-    free_port,
-    is_running,
-    port_open,
-    run,
-    spawn,
-    terminate,
-    wait_until,
-)
+from ingest.devstack.process import POLL_S, free_port, is_running, run, spawn, tail, terminate
 from ingest.devstack.state import ServiceState
 from ingest.errors import UserError
 
@@ -95,14 +87,9 @@ def up(
         cwd=server_dir,
     )
     try:
-        wait_until(
-            lambda: port_open(HOST, port),
-            alive=lambda: is_running(pid, started),
-            timeout_s=timeout_s,
-            what="PGlite-TimescaleDB",
-            log=log,
+        version = asyncio.run(
+            _extension_version(dsn(port), time.monotonic() + timeout_s, pid, started, log)
         )
-        version = asyncio.run(_extension_version(dsn(port), timeout_s))
     except BaseException:
         terminate(pid, started, timeout_s=10.0, name="PGlite-TimescaleDB")
         raise
@@ -117,12 +104,23 @@ def up(
     )
 
 
-async def _extension_version(url: str, timeout_s: float) -> str:
-    """Readiness: a real query over the wire (the port opens before the extension is loaded
-    only in theory: server.mjs listens after CREATE EXTENSION; this also proves the protocol)."""
+async def _extension_version(url: str, deadline: float, pid: int, started: int, log: Path) -> str:
+    """Readiness: a real connection and query over the wire protocol. (No bare TCP probe: the
+    server counts any socket as its one connection.)"""
     import asyncpg
 
-    conn = await asyncpg.connect(url, timeout=timeout_s)
+    while True:
+        if not is_running(pid, started):
+            raise UserError(f"PGlite-TimescaleDB exited during startup; see {log}: {tail(log)}")
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+            break
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"PGlite-TimescaleDB did not accept connections in time; see {log}"
+                ) from None
+            await asyncio.sleep(POLL_S)
     try:
         version = await conn.fetchval(
             "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"

@@ -37,16 +37,24 @@ const bootSearchPath = (await db.query("SHOW search_path")).rows[0].search_path;
 // prepared statements ("__asyncpg_stmt_1__ already exists"), temp tables, cursors and settings.
 // pglite-socket rolls back an open transaction on disconnect; reset the rest the way a connection
 // pooler does, so that every connection starts with a clean session.
+async function resetSession() {
+  if (db.closed) return;
+  if (db.isInTransaction()) await db.exec("ROLLBACK");
+  await db.exec(
+    "DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); " +
+      "DISCARD TEMP; DISCARD SEQUENCES; RESET ALL; " +
+      `SET search_path TO ${bootSearchPath}`,
+  );
+}
+
+// A client that vanished without Terminate (crash, kill -9): reset when its socket closes.
 const detach = PGLiteSocketHandler.prototype.detach;
 PGLiteSocketHandler.prototype.detach = async function (close) {
   const wasAttached = this.isAttached;
   const result = await detach.call(this, close);
-  if (wasAttached && !db.closed) {
-    await db.exec(
-      "DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); " +
-        "DISCARD TEMP; DISCARD SEQUENCES; RESET ALL; " +
-        `SET search_path TO ${bootSearchPath}`,
-    );
+  if (wasAttached && !this.sessionReset) {
+    this.sessionReset = true;
+    await resetSession();
   }
   return result;
 };
@@ -60,13 +68,18 @@ const server = new PGLiteSocketServer({
 
 // pglite-socket hands a Terminate message ('X') to PGlite, which ignores it, and keeps the socket
 // open, so a client's graceful close (asyncpg's Connection.close()) would wait forever. A server
-// closes the connection on Terminate: do the same.
+// closes the connection on Terminate: do the same, in an order that lets the same client connect
+// again at once: reset the session, free the connection slot, then close the socket.
 const queue = server.queryQueue;
 const enqueue = queue.enqueue.bind(queue);
 queue.enqueue = async (handlerId, message) => {
   if (message.length === 5 && message[0] === 0x58) {
     for (const handler of server.handlers) {
-      if (handler.handlerId === handlerId) handler.socket?.end();
+      if (handler.handlerId !== handlerId) continue;
+      handler.sessionReset = true;
+      await resetSession();
+      server.handlers.delete(handler);
+      handler.socket?.end();
     }
     return new Uint8Array(0);
   }

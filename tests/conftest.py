@@ -1,0 +1,163 @@
+"""Test services: the real Kafka, PostgreSQL and TimescaleDB engine of the dev stack.
+
+Contract (every test module relies on these names):
+
+- ``kafka_bootstrap: str`` - bootstrap servers of a real Kafka 4.x broker;
+- ``postgres_dsn: str`` - ``postgresql://`` DSN of the dev cluster's maintenance database
+  (``postgres``), for CREATE DATABASE and friends; isolate with ``fresh_database``;
+- ``timescale_dsn: str`` - DSN of PGlite-TimescaleDB (ONE connection at a time, sslmode=disable,
+  no COPY FROM STDIN); isolate with a unique schema.
+
+All three are session-scoped. Each starts only its own service, once per test session, through
+``nev-ingest devstack`` (state in devstack.state_dir, default .devstack/), or reuses what
+``NEV_KAFKA_BOOTSTRAP_SERVERS`` / ``NEV_POSTGRES_DSN`` / ``NEV_TEST_TIMESCALE_DSN`` point at. A
+service the session started is stopped at its end; one that was already running is left alone.
+
+Helpers: ``fresh_database`` (a new database, dropped afterwards), ``unique_topic`` (a factory of
+new topics), ``unique_name`` (a factory of collision-free identifiers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from ingest.config import Settings
+from ingest.config_load import load_settings
+from ingest.devstack import ENV_KAFKA, ENV_POSTGRES, ENV_TIMESCALE, StackState, stack
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop (a worker
+    thread gets its own loop, so pytest-asyncio's session loop is never touched)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="conftest-run-async")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+class _DevStack:
+    """Starts services on demand, once per session; stops at the end only what it started."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: list[str] = []
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            # Only devstack.* matters here; NEV_DEVSTACK_* variables still apply.
+            self._settings = load_settings()
+        return self._settings
+
+    def url(self, service: str) -> str:
+        with self._lock:
+            state = StackState.load(stack.Paths.from_settings(self.settings).state_dir)
+            if state.running(service) is None:
+                state = stack.up(self.settings, only=(service,), report=False)
+                self._started.append(service)
+            return state.services[service].url
+
+    def stop_started(self) -> None:
+        if self._started:
+            stack.down(self.settings, only=tuple(self._started), report=False)
+            self._started.clear()
+
+
+@pytest.fixture(scope="session")
+def _devstack() -> Iterator[_DevStack]:
+    dev = _DevStack()
+    try:
+        yield dev
+    finally:
+        dev.stop_started()
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_devstack: _DevStack) -> str:
+    """Bootstrap servers of the real broker (``host:port[,host:port]``)."""
+    return os.environ.get(ENV_KAFKA) or _devstack.url("kafka")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(_devstack: _DevStack) -> str:
+    """DSN of the maintenance database (``postgres``) of the real PostgreSQL cluster."""
+    configured = os.environ.get(ENV_POSTGRES)
+    if configured:
+        return _with_database(configured, "postgres")
+    return _with_database(_devstack.url("postgres"), "postgres")
+
+
+@pytest.fixture(scope="session")
+def timescale_dsn(_devstack: _DevStack) -> str:
+    """DSN of the PGlite-TimescaleDB engine: one connection at a time, no SSL, no COPY."""
+    return os.environ.get(ENV_TIMESCALE) or _devstack.url("timescale")
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """``unique_name("tel")`` -> ``tel_3f9a1c0e2b``: a valid SQL identifier and topic name."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+@pytest.fixture
+def fresh_database(postgres_dsn: str, unique_name: Callable[[str], str]) -> Iterator[str]:
+    """DSN of a new, empty database on the dev cluster, dropped after the test."""
+    import psycopg
+
+    name = unique_name("test")
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(postgres_dsn, name)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            # FORCE: a test that leaked a connection must not leave its database behind.
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def unique_topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Callable[..., str]:
+    """Factory: ``unique_topic(partitions=3)`` creates a new topic and returns its name.
+
+    Topics are left behind (deleting them while consumers close is racy and they are cheap);
+    ``devstack down`` plus removing the state directory clears them.
+    """
+    from ingest.devstack.kafka import ensure_topics
+
+    def make(partitions: int = 1, prefix: str = "test") -> str:
+        name = unique_name(prefix)
+        run_async(ensure_topics(kafka_bootstrap, {name: partitions}, replication_factor=1))
+        return name
+
+    return make
