@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Final
 
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, FrameError
-from ingest.decoders.fast_common import AlarmInfo, TempEntry, VoltEntry, parse_alarm
+from ingest.decoders.fast_common import AlarmInfo, Hints, TempEntry, VoltEntry, parse_alarm
 from ingest.decoders.rows import MotorRow
 
 __all__ = ["Walk", "walk_2016"]
@@ -25,9 +25,12 @@ _EXTREMES: Final = struct.Struct(">BBHBBHBBBBBB")  # 0x06, 14 bytes (Table 16)
 _PAGE: Final = struct.Struct(">BHHHHB")  # one 0x08 voltage page header, 10 bytes (Table B.6)
 _PROBES: Final = struct.Struct(">BH")  # one 0x09 subsystem header, 3 bytes (Table B.8)
 _WORD: Final = struct.Struct(">H")
+_LEVEL_FLAGS: Final = struct.Struct(">BI")
+_NO_FAULTS: Final = b"\x00\x00\x00\x00"  # N1..N4 = 0
 
-# (vehicle, position, extremes, alarm, motors, voltage entries, temperature entries, tail).
-# ``tail`` is the frame offset of the first block the walker could not size (partial frame).
+# (vehicle, position, extremes, alarm, motors, voltage entries, temperature entries, tail,
+# extremes hints). ``tail`` is the frame offset of the first block the walker could not size
+# (a partial frame); the hints are the raw extremes-block values (see ``fast_common.Hints``).
 Walk = tuple[
     tuple[object, ...] | None,
     tuple[bool, float | None, float | None] | None,
@@ -37,6 +40,7 @@ Walk = tuple[
     list[VoltEntry],
     list[TempEntry],
     int | None,
+    Hints | None,
 ]
 
 
@@ -53,13 +57,14 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
     motors: list[MotorRow] = []
     volts: list[VoltEntry] = []
     temps: list[TempEntry] = []
+    hints: Hints | None = None
     new = tuple.__new__
     while pos < end:
         t = buf[pos]
         pos += 1
         if t == 0x01:
             if pos + 20 > end:
-                raise _short(pos - 1, "vehicle", 20)
+                raise _short(pos, "vehicle", 20)
             vs, cs, rm, sp, od, vo, cu, soc, dc, gear, ins, acc, brk = _VEHICLE.unpack_from(
                 buf, pos
             )
@@ -81,19 +86,26 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
             pos += 20
         elif t == 0x08:
             if pos >= end:
-                raise _short(pos - 1, "RESS voltage", 1)
+                raise _short(pos, "RESS voltage", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue  # sentinel count: no subsystems follow
+            if pos + 10 * n > end:
+                raise FrameError(BAD_FIELD, pos, f"{n} RESS voltage pages overrun the data unit")
             for _ in range(n):
                 if pos + 10 > end:
                     raise FrameError(TRUNCATED, pos, "RESS voltage page header needs 10 bytes")
                 pack, vo, cu, total, first, m = _PAGE.unpack_from(buf, pos)
                 pos += 10
-                stop = pos + 2 * m
-                if stop > end:
-                    raise FrameError(BAD_FIELD, pos - 1, f"{m} cell voltages overrun the data unit")
+                if m >= 0xFE:
+                    cells = b""  # sentinel page count: no cells follow
+                else:
+                    stop = pos + 2 * m
+                    if stop > end:
+                        raise FrameError(BAD_FIELD, pos, f"{m} cells overrun the data unit")
+                    cells = buf[pos:stop]
+                    pos = stop
                 volts.append(
                     (
                         pack,
@@ -101,17 +113,18 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                         None if cu >= 0xFFFE else (cu - 10000) / 10,
                         None if total >= 0xFFFE else total,
                         first,
-                        buf[pos:stop],
+                        cells,
                     )
                 )
-                pos = stop
         elif t == 0x09:
             if pos >= end:
-                raise _short(pos - 1, "RESS temperature", 1)
+                raise _short(pos, "RESS temperature", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue
+            if pos + 3 * n > end:
+                raise FrameError(BAD_FIELD, pos, f"{n} RESS probe lists overrun the data unit")
             for _ in range(n):
                 if pos + 3 > end:
                     raise FrameError(TRUNCATED, pos, "RESS temperature header needs 3 bytes")
@@ -122,18 +135,18 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                     continue
                 stop = pos + k
                 if stop > end:
-                    raise FrameError(BAD_FIELD, pos - 2, f"{k} probes overrun the data unit")
+                    raise FrameError(BAD_FIELD, pos, f"{k} probes overrun the data unit")
                 temps.append((pack, buf[pos:stop]))
                 pos = stop
         elif t == 0x02:
             if pos >= end:
-                raise _short(pos - 1, "drive motor", 1)
+                raise _short(pos, "drive motor", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue
             if pos + 12 * n > end:
-                raise FrameError(BAD_FIELD, pos - 1, f"{n} drive motors overrun the data unit")
+                raise FrameError(BAD_FIELD, pos, f"{n} drive motors overrun the data unit")
             for _ in range(n):
                 seq, st, ct, sp, tq, mt, vo, cu = _MOTOR.unpack_from(buf, pos)
                 pos += 12
@@ -156,7 +169,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 )
         elif t == 0x05:
             if pos + 9 > end:
-                raise _short(pos - 1, "position", 9)
+                raise _short(pos, "position", 9)
             st, lon, lat = _POSITION.unpack_from(buf, pos)
             pos += 9
             position = (
@@ -166,7 +179,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
             )
         elif t == 0x06:
             if pos + 14 > end:
-                raise _short(pos - 1, "extremes", 14)
+                raise _short(pos, "extremes", 14)
             vp, vc, vmax, np_, nc, vmin, tp, tc, tmax, sp_, sc, tmin = _EXTREMES.unpack_from(
                 buf, pos
             )
@@ -185,32 +198,48 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 None if sp_ >= 0xFE else sp_,
                 None if sc >= 0xFE else sc,
             )
+            hints = (vp, vmax, np_, vmin, tp, tmax, sp_, tmin)
         elif t == 0x07:
-            pos, alarm = parse_alarm(buf, pos, end, False)
+            if buf[pos + 5 : pos + 9] == _NO_FAULTS and pos + 9 <= end:
+                # The usual alarm block: four zero fault counts, no lists to read.
+                level, flags = _LEVEL_FLAGS.unpack_from(buf, pos)
+                pos += 9
+                alarm = (
+                    None if level >= 0xFE else level,
+                    None if flags >= 0xFFFFFFFE else flags,
+                    0,
+                    [],
+                    [],
+                    [],
+                    [],
+                    None,
+                )
+            else:
+                pos, alarm = parse_alarm(buf, pos, end, False)
         elif t == 0x03:
             # Fuel cell: 18 + N bytes, N = probe count WORD at body offset 6 (sentinel: none).
             if pos + 8 > end:
-                raise _short(pos - 1, "fuel cell", 18)
+                raise _short(pos, "fuel cell", 18)
             (k,) = _WORD.unpack_from(buf, pos + 6)
             size = 18 + (0 if k >= 0xFFFE else k)
             if pos + size > end:
-                raise FrameError(BAD_FIELD, pos + 6, f"{k} fuel-cell probes overrun the data unit")
+                raise FrameError(BAD_FIELD, pos + 8, f"{k} fuel-cell probes overrun the data unit")
             pos += size
         elif t == 0x04:
             if pos + 5 > end:
-                raise _short(pos - 1, "engine", 5)
+                raise _short(pos, "engine", 5)
             pos += 5
         elif 0x80 <= t <= 0xFE:
             # User-defined: WORD length + bytes (Table 19). Shanghai buses send 0x81/0x82 with
             # no length at all, so a length that overruns the data unit means "cannot size this
             # block": keep what was decoded and stop, never guess (§3.12).
             if pos + 2 > end:
-                return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1
+                return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1, hints
             (size,) = _WORD.unpack_from(buf, pos)
             if pos + 2 + size > end:
-                return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1
+                return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1, hints
             pos += 2 + size
         else:
             # 0x00 and 0x0A-0x7F have no defined length: the rest is an opaque tail.
-            return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1
-    return vehicle, position, extremes, alarm, motors, volts, temps, None
+            return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1, hints
+    return vehicle, position, extremes, alarm, motors, volts, temps, None, hints

@@ -25,6 +25,8 @@ _POSITION: Final = struct.Struct(">BBII")  # 0x05, 10 bytes: status, coordinate 
 _PACK: Final = struct.Struct(">BHHH")  # one 0x07 pack header, 7 bytes (Table 12)
 _PROBES: Final = struct.Struct(">BH")  # one 0x08 pack header, 3 bytes (Table 14)
 _WORD: Final = struct.Struct(">H")
+_LEVEL_FLAGS: Final = struct.Struct(">BI")
+_NO_FAULTS: Final = b"\x00\x00\x00\x00\x00"  # N1..N4 = 0 and N5 = 0
 
 
 def _short(at: int, name: str, need: int) -> FrameError:
@@ -46,7 +48,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
         pos += 1
         if t == 0x01:
             if pos + 18 > end:
-                raise _short(pos - 1, "vehicle", 18)
+                raise _short(pos, "vehicle", 18)
             vs, cs, rm, sp, od, vo, cu, soc, dc, gear, ins = _VEHICLE.unpack_from(buf, pos)
             vehicle = (
                 None if vs >= 0xFE else vs,
@@ -66,11 +68,13 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
             pos += 18
         elif t == 0x07:
             if pos >= end:
-                raise _short(pos - 1, "cell voltage", 1)
+                raise _short(pos, "cell voltage", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue
+            if pos + 7 * n > end:
+                raise FrameError(BAD_FIELD, pos, f"{n} cell voltage packs overrun the data unit")
             for _ in range(n):
                 if pos + 7 > end:
                     raise FrameError(TRUNCATED, pos, "cell voltage pack header needs 7 bytes")
@@ -82,7 +86,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 else:
                     stop = pos + 2 * k
                     if stop > end:
-                        raise FrameError(BAD_FIELD, pos - 2, f"{k} cells overrun the data unit")
+                        raise FrameError(BAD_FIELD, pos, f"{k} cells overrun the data unit")
                     cells = buf[pos:stop]
                     count = k
                     pos = stop
@@ -98,11 +102,13 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 )
         elif t == 0x08:
             if pos >= end:
-                raise _short(pos - 1, "temperature", 1)
+                raise _short(pos, "temperature", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue
+            if pos + 3 * n > end:
+                raise FrameError(BAD_FIELD, pos, f"{n} probe lists overrun the data unit")
             for _ in range(n):
                 if pos + 3 > end:
                     raise FrameError(TRUNCATED, pos, "temperature pack header needs 3 bytes")
@@ -113,18 +119,18 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                     continue
                 stop = pos + k
                 if stop > end:
-                    raise FrameError(BAD_FIELD, pos - 2, f"{k} probes overrun the data unit")
+                    raise FrameError(BAD_FIELD, pos, f"{k} probes overrun the data unit")
                 temps.append((pack, buf[pos:stop]))
                 pos = stop
         elif t == 0x02:
             if pos >= end:
-                raise _short(pos - 1, "drive motor", 1)
+                raise _short(pos, "drive motor", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue
             if pos + 10 * n > end:
-                raise FrameError(BAD_FIELD, pos - 1, f"{n} drive motors overrun the data unit")
+                raise FrameError(BAD_FIELD, pos, f"{n} drive motors overrun the data unit")
             for _ in range(n):
                 seq, st, ct, sp, tq, mt = _MOTOR.unpack_from(buf, pos)
                 pos += 10
@@ -147,7 +153,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 )
         elif t == 0x05:
             if pos + 10 > end:
-                raise _short(pos - 1, "position", 10)
+                raise _short(pos, "position", 10)
             st, _crs, lon, lat = _POSITION.unpack_from(buf, pos)
             pos += 10
             position = (
@@ -156,58 +162,75 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 None if lat >= 0xFFFFFFFE else (-lat if st & 0x02 else lat) / 1e6,
             )
         elif t == 0x06:
-            pos, alarm = parse_alarm(buf, pos, end, True)
+            if buf[pos + 5 : pos + 10] == _NO_FAULTS and pos + 10 <= end:
+                # The usual alarm block: zero fault counts N1..N4 and no bit levels (N5).
+                level, flags = _LEVEL_FLAGS.unpack_from(buf, pos)
+                pos += 10
+                alarm = (
+                    None if level >= 0xFE else level,
+                    None if flags >= 0xFFFFFFFE else flags,
+                    0,
+                    [],
+                    [],
+                    [],
+                    [],
+                    [],
+                )
+            else:
+                pos, alarm = parse_alarm(buf, pos, end, True)
         elif t == 0xFF:
             break  # the vehicle signature: the end of the information blocks
         elif t == 0x03:
             if pos + 12 > end:
-                raise _short(pos - 1, "fuel cell", 12)
+                raise _short(pos, "fuel cell", 12)
             pos += 12
         elif t == 0x04:
             if pos + 2 > end:
-                raise _short(pos - 1, "engine", 2)
+                raise _short(pos, "engine", 2)
             pos += 2
         elif t == 0x30:
             # Fuel-cell stacks: count, then per stack 12 bytes with the probe count N at +10.
             if pos >= end:
-                raise _short(pos - 1, "fuel-cell stack", 1)
+                raise _short(pos, "fuel-cell stack", 1)
             n = buf[pos]
             pos += 1
             if n >= 0xFE:
                 continue
+            if pos + 12 * n > end:
+                raise FrameError(BAD_FIELD, pos, f"{n} fuel-cell stacks overrun the data unit")
             for _ in range(n):
                 if pos + 12 > end:
                     raise FrameError(TRUNCATED, pos, "fuel-cell stack needs 12 bytes")
                 (k,) = _WORD.unpack_from(buf, pos + 10)
                 size = 12 + (0 if k >= 0xFFFE else k)
                 if pos + size > end:
-                    raise FrameError(BAD_FIELD, pos + 10, f"{k} probes overrun the data unit")
+                    raise FrameError(BAD_FIELD, pos + 12, f"{k} probes overrun the data unit")
                 pos += size
         elif t == 0x31:
             # Super capacitor: system(1) V(2) I(2) M(2) cells(2M) N(2) probes(N).
             if pos + 7 > end:
-                raise _short(pos - 1, "super-capacitor", 9)
+                raise _short(pos, "super-capacitor", 9)
             (m,) = _WORD.unpack_from(buf, pos + 5)
             at = pos + 7 + (0 if m >= 0xFFFE else 2 * m)
             if at + 2 > end:
-                raise FrameError(BAD_FIELD, pos + 5, f"{m} capacitor cells overrun the data unit")
+                raise FrameError(BAD_FIELD, pos + 7, f"{m} capacitor cells overrun the data unit")
             (k,) = _WORD.unpack_from(buf, at)
             pos = at + 2 + (0 if k >= 0xFFFE else k)
             if pos > end:
-                raise FrameError(BAD_FIELD, at, f"{k} capacitor probes overrun the data unit")
+                raise FrameError(BAD_FIELD, at + 2, f"{k} capacitor probes overrun the data unit")
         elif t == 0x32:
             if pos + 18 > end:
-                raise _short(pos - 1, "super-capacitor extremes", 18)
+                raise _short(pos, "super-capacitor extremes", 18)
             pos += 18
         elif 0x80 <= t <= 0xFE:
             # Custom: WORD length + bytes (Table 27); an overrunning length cannot be trusted.
             if pos + 2 > end:
-                return vehicle, position, None, alarm, motors, volts, temps, pos - 1
+                return vehicle, position, None, alarm, motors, volts, temps, pos - 1, None
             (size,) = _WORD.unpack_from(buf, pos)
             if pos + 2 + size > end:
-                return vehicle, position, None, alarm, motors, volts, temps, pos - 1
+                return vehicle, position, None, alarm, motors, volts, temps, pos - 1, None
             pos += 2 + size
         else:
             # 0x00, 0x09-0x2F and 0x33-0x7F have no defined length: the rest is an opaque tail.
-            return vehicle, position, None, alarm, motors, volts, temps, pos - 1
-    return vehicle, position, None, alarm, motors, volts, temps, None
+            return vehicle, position, None, alarm, motors, volts, temps, pos - 1, None
+    return vehicle, position, None, alarm, motors, volts, temps, None, None

@@ -1,0 +1,301 @@
+"""Decoder throughput: frames/s and MB/s of the fast path (and the structured/JSON path).
+
+    python -m loadtest.bench_decode [--seconds 3] [--frames 2000] [--profile]
+
+Phases, each timed on one core for ``--seconds``:
+- ceiling: ``parse_envelope`` alone (header checks + BCC), the floor every path pays;
+- fast path (``decode_rows``) over the public vectors and over generated typical real-time
+  frames of both editions (about 330 bytes in 2016: vehicle, one motor, position, extremes,
+  alarm, 96 cells, 32 probes; the 2025 frame adds the 262-byte RSA signature block);
+- the structured decoder and its JSON rendering, when ``ingest.decoders`` provides them.
+
+A progress line per phase goes to stderr; the LAST stdout line is one JSON object with the
+figures and the parameters (Python, machine, frame sizes, counts). ``--profile`` prints the
+cProfile of the 2016 typical phase instead of timing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import random
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from ingest.decoders.checksum import bcc
+from ingest.decoders.envelope import parse_envelope
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows
+
+VECTORS = Path(os.environ.get("NEV_VECTORS", "/work/shared/protocol/vectors.jsonl"))
+_BEIJING = timezone(timedelta(hours=8))
+
+
+# --- frame building (the load generator's typical frames) -----------------------------------
+
+
+def build_frame(
+    edition: int,
+    command: int,
+    vin: str,
+    data: bytes,
+    *,
+    response: int = 0xFE,
+    encryption: int = 0x01,
+) -> bytes:
+    """A whole frame around ``data``: start marker, header, data unit, BCC."""
+    start = b"##" if edition == 2016 else b"$$"
+    head = start + struct.pack(
+        ">BB17sBH", command, response, vin.encode("ascii"), encryption, len(data)
+    )
+    body = head + data
+    return body + bytes((bcc(body, 2, len(body)),))
+
+
+def time_bytes(ts: datetime) -> bytes:
+    t = ts.astimezone(_BEIJING)
+    return bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second))
+
+
+def _cells(rng: random.Random, n: int) -> list[int]:
+    # A pack's cells sit within ~20 mV of each other; the level moves with the state of charge,
+    # so some packs straddle a 256 mV boundary (e.g. LFP around 3.328 V = 0x0D00).
+    level = rng.randint(3200, 4150)
+    return [level + rng.randint(-10, 10) for _ in range(n)]
+
+
+def _extremes(cells: list[int], probes: bytes) -> bytes:
+    """The 2016 extremes block a BMS computes from its own cells and probes (pack 1)."""
+    vmax, vmin = max(cells), min(cells)
+    tmax, tmin = max(probes), min(probes)
+    return struct.pack(
+        ">BBHBBHBBBBBB",
+        1, cells.index(vmax) + 1, vmax, 1, cells.index(vmin) + 1, vmin,
+        1, probes.index(tmax) + 1, tmax, 1, probes.index(tmin) + 1, tmin,
+    )  # fmt: skip
+
+
+def typical_data(edition: int, rng: random.Random, ts: datetime, cells: int = 96) -> bytes:
+    """The data unit of a typical real-time frame of ``edition`` (blocks in standard order)."""
+    probes = bytes(rng.randint(60, 75) for _ in range(32))  # 20..35 °C
+    cell_values = _cells(rng, cells)
+    cell_raw = struct.pack(f">{cells}H", *cell_values)
+    speed, soc = rng.randint(0, 1200), rng.randint(10, 100)
+    lon, lat = rng.randint(113_700_000, 114_600_000), rng.randint(22_400_000, 22_900_000)
+    out = [time_bytes(ts)]
+    if edition == 2016:
+        out += [
+            b"\x01",
+            struct.pack(
+                ">BBBHIHHBBBHBB",
+                1,
+                3,
+                1,
+                speed,
+                123_456,
+                6500,
+                10_000 + rng.randint(-500, 500),
+                soc,
+                1,
+                0x0E,
+                5000,
+                rng.randint(0, 100),
+                0,
+            ),
+            b"\x02\x01",
+            struct.pack(">BBBHHBHH", 1, 1, 80, 23_000, 20_500, 85, 6500, 10_100),
+            b"\x05",
+            struct.pack(">BII", 0, lon, lat),
+            b"\x06",
+            _extremes(cell_values, probes),
+            b"\x07",
+            struct.pack(">BIBBBB", 0, 0, 0, 0, 0, 0),
+            b"\x08\x01",
+            struct.pack(">BHHHHB", 1, 6500, 10_000, cells, 1, cells) + cell_raw,
+            b"\x09\x01",
+            struct.pack(">BH", 1, len(probes)) + probes,
+        ]
+    else:
+        out += [
+            b"\x01",
+            struct.pack(
+                ">BBBHIHHBBBH",
+                1,
+                3,
+                1,
+                speed,
+                123_456,
+                6500,
+                30_000 + rng.randint(-500, 500),
+                soc,
+                1,
+                0x0E,
+                5000,
+            ),
+            b"\x02\x01",
+            struct.pack(">BBBHIB", 1, 1, 80, 35_000, 200_500, 85),
+            b"\x05",
+            struct.pack(">BBII", 0, 2, lon, lat),
+            b"\x06",
+            struct.pack(">BIBBBBB", 0, 0, 0, 0, 0, 0, 0),
+            b"\x07\x01",
+            struct.pack(">BHHH", 1, 6500, 30_000, cells) + cell_raw,
+            b"\x08\x01",
+            struct.pack(">BH", 1, len(probes)) + probes,
+            # RSA-2048 signature as real 2025 terminals send it: R = 256 bytes, S empty.
+            b"\xff\x02",
+            struct.pack(">H", 256) + rng.randbytes(256) + b"\x00\x00",
+        ]
+    return b"".join(out)
+
+
+def typical_frames(edition: int, count: int, seed: int = 32960) -> list[bytes]:
+    """``count`` typical real-time frames from 500 vehicles reporting at 1 Hz."""
+    rng = random.Random(seed + edition)
+    start = datetime(2026, 3, 1, 8, 0, 0, tzinfo=_BEIJING)
+    frames = []
+    for i in range(count):
+        vin = f"LNEV{edition % 100:02d}{i % 500:011d}"
+        ts = start + timedelta(seconds=i // 500)
+        frames.append(build_frame(edition, 0x02, vin, typical_data(edition, rng, ts)))
+    return frames
+
+
+def vector_frames() -> list[bytes]:
+    lines = VECTORS.read_text(encoding="utf-8").splitlines()
+    return [bytes.fromhex(json.loads(line)["hex"]) for line in lines if line.strip()]
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+def _run(
+    name: str, fn: Callable[[bytes], object], frames: Sequence[bytes], seconds: float
+) -> dict[str, Any]:
+    """Call ``fn`` over ``frames`` round-robin for ``seconds``; FrameErrors are counted."""
+    size = sum(len(f) for f in frames)
+    done = rejected = 0
+    elapsed = 0.0
+    began = time.perf_counter()
+    while elapsed < seconds:
+        t0 = time.perf_counter()
+        for frame in frames:
+            try:
+                fn(frame)
+            except FrameError:
+                rejected += 1
+        elapsed += time.perf_counter() - t0
+        done += 1
+        if time.perf_counter() - began > seconds * 3:
+            break  # a very slow path: do not let one phase run away
+    n = done * len(frames)
+    rate = n / elapsed
+    mbps = done * size / elapsed / 1e6
+    print(
+        f"{name:28s} {n:>9,} frames in {elapsed:5.2f}s  {rate:>10,.0f} frames/s  {mbps:6.1f} MB/s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {
+        "frames": n,
+        "distinct": len(frames),
+        "rejected_per_pass": rejected // max(done, 1),
+        "seconds": round(elapsed, 3),
+        "frames_per_s": round(rate),
+        "mb_per_s": round(mbps, 2),
+        "mean_frame_bytes": round(size / len(frames), 1),
+    }
+
+
+def _structured() -> tuple[Callable[[bytes], object], Callable[[bytes], object]] | None:
+    """The protocol engineer's structured decoder and JSON rendering, once they exist."""
+    from ingest.decoders import decode_frame, frame_to_json
+
+    return decode_frame, lambda b: frame_to_json(decode_frame(b))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timing per phase (default 3)")
+    ap.add_argument("--frames", type=int, default=2000, help="distinct generated frames")
+    ap.add_argument("--profile", action="store_true", help="cProfile the 2016 typical phase")
+    args = ap.parse_args(argv)
+
+    vectors = vector_frames()
+    typical = {ed: typical_frames(ed, args.frames) for ed in (2016, 2025)}
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(max(1, 200_000 // len(typical[2016]))):
+            for frame in typical[2016]:
+                decode_rows(frame)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        return 0
+
+    s = args.seconds
+    phases: dict[str, Any] = {
+        "ceiling_envelope_2016": _run(
+            "ceiling: envelope+BCC 2016", parse_envelope, typical[2016], s
+        ),
+        "fast_typical_2016": _run("fast: typical 2016", decode_rows, typical[2016], s),
+        "fast_typical_2025": _run("fast: typical 2025", decode_rows, typical[2025], s),
+        "fast_vectors": _run("fast: public vectors", decode_rows, vectors, s),
+    }
+    structured = _structured()
+    if structured is None:
+        print("structured decoder not available: skipped", file=sys.stderr)
+    else:
+        decode, to_json = structured
+        phases["structured_typical_2016"] = _run(
+            "structured: typical 2016", decode, typical[2016], s
+        )
+        phases["json_typical_2016"] = _run("json: typical 2016", to_json, typical[2016], s)
+        phases["json_vectors"] = _run("json: public vectors", to_json, vectors, s)
+    result = {
+        "benchmark": "decode",
+        "target_frames_per_s": 100_000,
+        "fast_typical_2016_meets_target": phases["fast_typical_2016"]["frames_per_s"] >= 100_000,
+        "phases": phases,
+        "params": {
+            "seconds_per_phase": s,
+            "generated_frames_per_edition": args.frames,
+            "vector_frames": len(vectors),
+            "typical_frame_bytes": {
+                str(ed): round(sum(map(len, fs)) / len(fs), 1) for ed, fs in typical.items()
+            },
+            "cells_per_frame": 96,
+            "probes_per_frame": 32,
+        },
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "nproc": os.cpu_count(),
+        "command": "python -m loadtest.bench_decode " + " ".join(argv or sys.argv[1:]),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
