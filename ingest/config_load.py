@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from ingest.config import SECTIONS, Settings
+from ingest.config import ENTITY_KINDS, SECTIONS, Settings
 from ingest.config_fields import FieldSpec, Section, spec_of
 from ingest.errors import UserError
 
@@ -298,7 +298,10 @@ def _check_consistency(settings: Settings) -> None:
         _check_file(f"kafka.{key}", getattr(kafka, key))
     for key in ("sslrootcert", "sslcert", "sslkey"):
         _check_file(f"postgres.{key}", getattr(pg, key))
-    topics = list(kafka.topic_partitions())
+    topics = [kafka.raw_topic(kind) for kind in ENTITY_KINDS] + [
+        kafka.topic_dlq,
+        kafka.topic_alerts,
+    ]
     if len(set(topics)) != len(topics):
         raise UserError(f"kafka.topic_*: every topic needs its own name, got {', '.join(topics)}")
 

@@ -1,0 +1,82 @@
+"""`nev-ingest config ...` as a person runs it: one line on stderr, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+def _closed_port() -> int:
+    # Bound and closed again: nothing listens there for the moment the test needs.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nev-ingest: error: ")
+    assert text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_key() -> None:
+    result = _cli("config", "show", env={"NEV_KAFKA_PARTITION": "3"})
+    _assert_one_line_error(result, "unknown key kafka.partition (did you mean 'partitions'?)")
+
+
+def test_bad_port() -> None:
+    result = _cli("config", "show", "--set", "metrics.port=0")
+    _assert_one_line_error(result, "metrics.port = 0: expected an integer from 1 to 65535")
+
+
+def test_unreachable_broker() -> None:
+    servers = f"127.0.0.1:{_closed_port()}"
+    result = _cli(
+        "config",
+        "check",
+        "--skip",
+        "postgres",
+        "--timeout",
+        "5",
+        env={"NEV_KAFKA_BOOTSTRAP_SERVERS": servers},
+    )
+    _assert_one_line_error(result, f"kafka.bootstrap_servers = {servers}: no broker answered")
+
+
+def test_unreachable_database() -> None:
+    dsn = f"postgresql://nev@127.0.0.1:{_closed_port()}/nev"
+    result = _cli("config", "check", "--skip", "kafka", env={"NEV_POSTGRES_DSN": dsn})
+    _assert_one_line_error(result, f"postgres.dsn = {dsn}: cannot connect")
+
+
+def test_show_masks_secrets() -> None:
+    result = _cli(
+        "config",
+        "show",
+        "--format",
+        "json",
+        env={"NEV_POSTGRES_DSN": "postgresql://nev:hunter2@db/nev"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout
+    assert "postgresql://nev:********@db/nev" in result.stdout
