@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 from alerts.kinds import CLEAR, HOLD
 from alerts.model import AlertChange, AlertRecord, Rule
@@ -122,22 +122,22 @@ class Engine:
             ent.wm = t
             n += 1
             vals = extract(fr)
-            slots = ent.slots
-            active = ent.active
-            vin = fr.vin
-            for cond, bit, pend, cr in ent.plans[fr.edition == 2025]:
-                c = cond(vals, slots, t, active)
-                if c == CLEAR:
-                    # The common case: not holding and nothing to undo. Checked inline because
-                    # this line runs (frames x rules) times.
-                    if active & bit or (pend >= 0 and slots[pend] == slots[pend]):
-                        self._clear(ent, cr, vin, t)
-                        active = ent.active
-                elif c == HOLD:
-                    self._hold(ent, cr, vin, t, cr.value(vals))
-                    active = ent.active
+            # The generated hot loop of this entity's rules (alerts.fastpath).
+            plans = ent.plans
+            (plans.run25 if fr.edition == 2025 else plans.run16)(self._apply, ent, vals, t, fr.vin)
         stats.evaluated += n
         return self._flush()
+
+    def _apply(
+        self, ent: Entity, cr: CRule, c: int, vals: tuple[Any, ...], t: int, vin: str
+    ) -> None:
+        """A rule's verdict on an in-order frame, applied to its lifecycle."""
+        if c == HOLD:
+            self._hold(ent, cr, vin, t, cr.value(vals))
+        elif c == CLEAR:
+            pend = cr.pend
+            if ent.active & cr.bit or (pend >= 0 and ent.slots[pend] == ent.slots[pend]):
+                self._clear(ent, cr, vin, t)
 
     def _hold(self, ent: Entity, cr: CRule, vin: str, t: int, value: float | None) -> None:
         slots = ent.slots
@@ -214,7 +214,8 @@ class Engine:
         self.stats.late += 1
         vals = self._plan.extract(fr)
         slots = ent.slots
-        for _, _, _, cr in ent.plans[fr.edition == 2025]:
+        plans = ent.plans
+        for _, _, _, cr in plans.steps25 if fr.edition == 2025 else plans.steps16:
             if not cr.late_ok or cr.cond(vals, slots, t, ent.active) != HOLD:
                 continue
             value = cr.value(vals)

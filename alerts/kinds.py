@@ -303,12 +303,9 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
     gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
     win_ms = float(p.get("window_s", 0.0)) * 1000.0
 
-    def magnitude(ref: float, x: float) -> float:
-        d = ref - x if direction == "down" else x - ref if direction == "up" else abs(x - ref)
-        if relative:
-            d = d * 100.0 / ref if ref > 0 else 0.0
-        # 3.6 V -> 2.7 V is 25 %, not 24.999999999999993 %: a value exactly at the limit counts.
-        return round(d, 9)
+    down, up = direction == "down", direction == "up"
+    # 3.6 V -> 2.7 V is 25 %, not 24.999999999999993 %: a value exactly at the limit counts.
+    at_least = limit - 1e-9
 
     if win_ms <= 0.0:
 
@@ -323,9 +320,11 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
             st[b + 1] = x
             if pt != pt or not 0.0 < t - pt <= gap_ms:
                 return NEUTRAL  # nothing comparable before: cannot tell
-            m = magnitude(pv, float(x))
-            if m >= limit:
-                scratch[0] = round(m, 3)
+            d = pv - x if down else x - pv if up or x >= pv else pv - x
+            if relative:
+                d = d * 100.0 / pv if pv > 0.0 else 0.0
+            if d >= at_least:
+                scratch[0] = round(d, 3)
                 return HOLD
             return CLEAR
 
@@ -344,9 +343,11 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
         verdict = NEUTRAL  # no reference inside the window: cannot tell
         if rt == rt:
             verdict = CLEAR
-            m = magnitude(rv, float(x))
-            if m >= limit:
-                scratch[0] = round(m, 3)
+            d = rv - x if down else x - rv
+            if relative:
+                d = d * 100.0 / rv if rv > 0.0 else 0.0
+            if d >= at_least:
+                scratch[0] = round(d, 3)
                 verdict = HOLD
         if rt != rt or (x >= rv if higher_is_ref else x <= rv):
             rt, rv = t, float(x)

@@ -13,7 +13,9 @@ import math
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from alerts.fastpath import Runner, compile_runner
 from alerts.fields import Extractor, compile_extractor
 from alerts.kinds import Condition, ValueFn, compile_condition, kind_fields
 from alerts.model import AlertRecord, Rule
@@ -21,9 +23,17 @@ from alerts.rules import RuleSet
 
 __all__ = ["CRule", "Entity", "LiveAlert", "Plan", "Plans", "Step"]
 
-# What the engine's inner loop unpacks per rule: (condition, bit, pending slot, rule).
+# Per rule: (condition, bit, pending slot, rule), for the late path and rule reloads.
 Step = tuple[Condition, int, int, "CRule"]
-Plans = tuple[tuple[Step, ...], tuple[Step, ...]]  # (steps for 2016 frames, for 2025 frames)
+
+
+class Plans(NamedTuple):
+    """The rules that apply to one kind of entity (scope), per protocol edition."""
+
+    steps16: tuple[Step, ...]
+    steps25: tuple[Step, ...]
+    run16: Runner  # generated hot loop (alerts.fastpath)
+    run25: Runner
 
 
 class CRule:
@@ -195,6 +205,7 @@ class Plan:
     extract: Extractor
     template: array[float]
     scoped: bool  # some rule has a scope: plans differ per entity
+    position: Mapping[str, int]  # field name -> index in the extracted tuple
 
     @classmethod
     def compile(cls, ruleset: RuleSet) -> Plan:
@@ -243,14 +254,19 @@ class Plan:
             extract=compile_extractor(names) if names else _empty_extract,
             template=array("d", [math.nan] * n),
             scoped=any(not r.scope.is_all for r in rules),
+            position=position,
         )
 
     def plans_for(self, entity_id: str, model: Callable[[str], str | None]) -> Plans:
         m = model(entity_id) if self.scoped else None
         mine = [cr for cr in self.rules if cr.rule.scope.matches(entity_id, m)]
-        return (
-            tuple((cr.cond, cr.bit, cr.pend, cr) for cr in mine if 2016 in cr.rule.editions),
-            tuple((cr.cond, cr.bit, cr.pend, cr) for cr in mine if 2025 in cr.rule.editions),
+        r16 = [cr for cr in mine if 2016 in cr.rule.editions]
+        r25 = [cr for cr in mine if 2025 in cr.rule.editions]
+        return Plans(
+            tuple((cr.cond, cr.bit, cr.pend, cr) for cr in r16),
+            tuple((cr.cond, cr.bit, cr.pend, cr) for cr in r25),
+            compile_runner(r16, self.position.__getitem__, dict(self.by_id)),
+            compile_runner(r25, self.position.__getitem__, dict(self.by_id)),
         )
 
 
