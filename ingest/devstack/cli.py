@@ -40,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     env = sub.add_parser("env", help='print export lines: eval "$(nev-ingest devstack env)"')
     env.set_defaults(func=_env)
 
-    for action in (up, down, status, env):
+    smoke = sub.add_parser(
+        "smoke", help="produce/consume a message and write/read a row on the running stack"
+    )
+    smoke.set_defaults(func=_smoke)
+
+    for action in (up, down, status, env, smoke):
         add_config_arguments(action)
 
 
@@ -69,5 +74,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _env(args: argparse.Namespace) -> int:
     for line in stack.env_lines(settings_from_args(args)):
+        print(line)
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from ingest.devstack.smoke import run_smoke
+
+    for line in run_smoke(settings_from_args(args)):
         print(line)
     return 0
