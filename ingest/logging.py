@@ -25,7 +25,7 @@ from typing import IO, Final
 
 import orjson
 
-__all__ = ["JsonFormatter", "RateLimiter", "configure_logging"]
+__all__ = ["JsonFormatter", "RateLimiter", "TextFormatter", "configure_logging"]
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is context.
 _STANDARD_ATTRS: Final = frozenset(
@@ -72,13 +72,29 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=_default).decode()
 
 
+class TextFormatter(JsonFormatter):
+    """For people at a terminal (``log.format = "text"``): time, level, message, then context
+    as ``key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = orjson.loads(super().format(record))
+        head = f"{data.pop('ts')} {data.pop('level'):<7} {data.pop('msg')}"
+        exc = data.pop("exc", None)
+        for key in ("logger", "service", "pid", "exc_type"):
+            data.pop(key, None)
+        tail = " ".join(f"{k}={v}" for k, v in data.items())
+        return head + (f"  [{tail}]" if tail else "") + (f"\n{exc}" if exc else "")
+
+
 def configure_logging(
     level: str | int = "INFO",
     *,
     stream: IO[str] | None = None,
     static: Mapping[str, object] | None = None,
+    fmt: str = "json",
 ) -> JsonFormatter:
-    """Route the root logger to ``stream`` (stderr) as JSON lines; returns the formatter.
+    """Route the root logger to ``stream`` (stderr) as JSON lines (``fmt="text"``: readable
+    lines); returns the formatter.
 
     Idempotent: a second call replaces the handler it installed before instead of adding one.
     aiokafka logs a line per rebalance step at INFO; it stays at WARNING unless DEBUG is asked.
@@ -87,7 +103,8 @@ def configure_logging(
     for handler in list(root.handlers):
         if getattr(handler, "_nev_ingest", False):
             root.removeHandler(handler)
-    formatter = JsonFormatter({"service": "nev-ingest", "pid": os.getpid(), **(static or {})})
+    cls = TextFormatter if fmt == "text" else JsonFormatter
+    formatter = cls({"service": "nev-ingest", "pid": os.getpid(), **(static or {})})
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
     handler._nev_ingest = True  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from ingest.errors import UserError
 from ingest.metrics import MetricsServer, worker_gauges
 
 __all__ = ["Supervisor", "SupervisorOptions", "prepare_multiproc_dir"]
@@ -146,13 +147,19 @@ class Supervisor:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(o.multiproc_dir))  # type: ignore[no-untyped-call]
         registry.register(_SupervisorCollector(self))
-        self.server = MetricsServer(
-            o.metrics_host,
-            o.metrics_port,
-            registry=registry,
-            ready=lambda: self.readiness(registry),
-            alive=lambda: time.monotonic() - self._turn < 10,
-        )
+        try:
+            self.server = MetricsServer(
+                o.metrics_host,
+                o.metrics_port,
+                registry=registry,
+                ready=lambda: self.readiness(registry),
+                alive=lambda: time.monotonic() - self._turn < 10,
+            )
+        except OSError as exc:
+            raise UserError(
+                f"metrics endpoint {o.metrics_host}:{o.metrics_port}: {exc.strerror}; "
+                "choose another port (--metrics-port or metrics.port)"
+            ) from None
         self.server.start()
         log.info(
             "supervisor started",
