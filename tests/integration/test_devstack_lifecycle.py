@@ -1,0 +1,65 @@
+"""`devstack up` is idempotent, `down` stops by pid what `up` started, and both repeat cleanly.
+
+Uses PostgreSQL alone in a private state directory (a second Kafka would cost a JVM); Kafka and
+PGlite go through the same up/down code in every test session via the conftest fixtures.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.config import DevstackSettings, Settings
+from ingest.devstack import stack
+from ingest.devstack.process import is_running
+from ingest.devstack.state import StackState
+from ingest.errors import UserError
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_twice_is_a_no_op_and_down_up_repeats(tmp_path: Path) -> None:
+    settings = replace(Settings(), devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
+    data_dirs: set[str] = set()
+    try:
+        pids = []
+        for _ in range(2):
+            state = stack.up(settings, only=("postgres",), report=False)
+            first = state.services["postgres"]
+            assert first.running
+            data_dirs.add(first.extra["data_dir"])
+            again = stack.up(settings, only=("postgres",), report=False).services["postgres"]
+            assert (again.pid, again.started) == (first.pid, first.started)  # a no-op
+            with psycopg.connect(first.url) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == ("nev",)
+            saved = StackState.load(tmp_path / "ds").services["postgres"]
+            assert saved.pid == first.pid
+            assert [name for name, running, _ in stack.status(settings) if running] == ["postgres"]
+            with pytest.raises(UserError, match="kafka not running"):
+                stack.env_lines(settings)
+
+            stack.down(settings, report=False)
+            assert first.pid is not None and first.started is not None
+            assert not is_running(first.pid, first.started)
+            assert StackState.load(tmp_path / "ds").services["postgres"].pid is None
+            pids.append(first.pid)
+        assert pids[0] != pids[1]
+        # The cluster survives down/up: the second round found the first round's data.
+        assert len(data_dirs) == 1
+    finally:
+        stack.down(settings, report=False)
+        for data in data_dirs:
+            home = Path(data).parent
+            if home.parent.name.startswith("nev-devstack-"):
+                shutil.rmtree(home.parent, ignore_errors=True)  # the /tmp fallback used as root
+
+
+def test_down_with_nothing_running_is_fine(tmp_path: Path) -> None:
+    settings = replace(Settings(), devstack=DevstackSettings(state_dir=str(tmp_path / "none")))
+    assert stack.down(settings, report=False).services == {}
+    with pytest.raises(UserError, match="not running; start it: nev-ingest devstack up"):
+        stack.env_lines(settings)
