@@ -1,0 +1,103 @@
+"""The supervisor with real processes: a crashed worker is restarted, SIGTERM stops all, /metrics
+and /readyz are served from the workers' multi-process files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+
+pytestmark = pytest.mark.unit
+
+
+def _worker(index: int, marker_dir: str) -> None:
+    """Crash (exit 3) on the first start; then publish metrics and run until SIGTERM."""
+    from ingest.metrics import PipelineMetrics
+
+    marker = Path(marker_dir) / f"started-{index}"
+    starts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(starts))
+    if starts == 1:
+        sys.exit(3)
+    m = PipelineMetrics()
+    m.frames_written.labels(topic="t").inc(5)
+    m.kafka_connected.set(1)
+    m.db_connected.set(1)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set():
+        m.heartbeat.set(time.time())
+        stop.wait(0.05)
+    sys.exit(0)
+
+
+def _wait(cond: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (http to loopback)
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_restarts_a_crashed_worker_then_stops_on_sigterm(tmp_path: Path) -> None:
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=2,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=mp_dir,
+            shutdown_timeout_s=20,
+            restart_backoff_initial_s=0.05,
+        ),
+        partial(_worker, marker_dir=str(markers)),
+    )
+    seen: dict[str, object] = {}
+
+    def drive() -> None:
+        try:
+            _wait(lambda: all((markers / f"started-{i}").exists() for i in range(2)))
+            _wait(lambda: sup.restarts == 2 and len(sup.live_pids()) == 2)
+            assert sup.server is not None
+            base = f"http://127.0.0.1:{sup.server.port}"
+            _wait(lambda: _get(base + "/readyz")[0] == 200)
+            seen["metrics"] = _get(base + "/metrics")[1]
+            seen["healthz"] = _get(base + "/healthz")
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        code = sup.run()
+    finally:
+        thread.join()
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert code == 0
+    assert sup.restarts == 2
+    assert [(markers / f"started-{i}").read_text() for i in range(2)] == ["2", "2"]
+    metrics = str(seen["metrics"])
+    assert 'nev_ingest_frames_written_total{topic="t"} 10.0' in metrics  # merged: 2 workers
+    assert "nev_ingest_worker_restarts_total 2.0" in metrics
+    assert seen["healthz"] == (200, "ok\n")
