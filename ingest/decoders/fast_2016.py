@@ -59,187 +59,204 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
     temps: list[TempEntry] = []
     hints: Hints | None = None
     new = tuple.__new__
-    while pos < end:
-        t = buf[pos]
-        pos += 1
-        if t == 0x01:
-            if pos + 20 > end:
-                raise _short(pos, "vehicle", 20)
-            vs, cs, rm, sp, od, vo, cu, soc, dc, gear, ins, acc, brk = _VEHICLE.unpack_from(
-                buf, pos
-            )
-            vehicle = (
-                None if vs >= 0xFE else vs,
-                None if cs >= 0xFE else cs,
-                None if rm >= 0xFE else rm,
-                None if sp >= 0xFFFE else sp / 10,
-                None if od >= 0xFFFFFFFE else od / 10,
-                None if vo >= 0xFFFE else vo / 10,
-                None if cu >= 0xFFFE else (cu - 10000) / 10,
-                None if soc >= 0xFE else soc,
-                None if dc >= 0xFE else dc,
-                gear,  # a bit field (Table A.1), kept raw
-                ins,  # 2016 insulation resistance has no sentinels
-                None if acc >= 0xFE else acc,
-                None if brk >= 0xFE else brk,
-            )
-            pos += 20
-        elif t == 0x08:
-            if pos >= end:
-                raise _short(pos, "RESS voltage", 1)
-            n = buf[pos]
+    start = pos
+    # A block that does not fit (a count or length overrunning the data unit) stops the
+    # walk like a type of unknown length: the frame keeps the blocks before it and becomes
+    # partial, exactly as the structured decoder does. Nothing of that block is kept, so
+    # multi-entry blocks collect their entries locally and commit them at their end.
+    try:
+        while pos < end:
+            start = pos
+            t = buf[pos]
             pos += 1
-            if n >= 0xFE:
-                continue  # sentinel count: no subsystems follow
-            if pos + 10 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} RESS voltage pages overrun the data unit")
-            for _ in range(n):
-                if pos + 10 > end:
-                    raise FrameError(TRUNCATED, pos, "RESS voltage page header needs 10 bytes")
-                pack, vo, cu, total, first, m = _PAGE.unpack_from(buf, pos)
-                pos += 10
-                if m >= 0xFE:
-                    cells = b""  # sentinel page count: no cells follow
-                else:
-                    stop = pos + 2 * m
-                    if stop > end:
-                        raise FrameError(BAD_FIELD, pos, f"{m} cells overrun the data unit")
-                    cells = buf[pos:stop]
-                    pos = stop
-                volts.append(
-                    (
-                        pack,
-                        None if vo >= 0xFFFE else vo / 10,
-                        None if cu >= 0xFFFE else (cu - 10000) / 10,
-                        None if total >= 0xFFFE else total,
-                        first,
-                        cells,
-                    )
+            if t == 0x01:
+                if pos + 20 > end:
+                    raise _short(pos, "vehicle", 20)
+                vs, cs, rm, sp, od, vo, cu, soc, dc, gear, ins, acc, brk = _VEHICLE.unpack_from(
+                    buf, pos
                 )
-        elif t == 0x09:
-            if pos >= end:
-                raise _short(pos, "RESS temperature", 1)
-            n = buf[pos]
-            pos += 1
-            if n >= 0xFE:
-                continue
-            if pos + 3 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} RESS probe lists overrun the data unit")
-            for _ in range(n):
-                if pos + 3 > end:
-                    raise FrameError(TRUNCATED, pos, "RESS temperature header needs 3 bytes")
-                pack, k = _PROBES.unpack_from(buf, pos)
-                pos += 3
-                if k >= 0xFFFE:
-                    temps.append((pack, b""))
-                    continue
-                stop = pos + k
-                if stop > end:
-                    raise FrameError(BAD_FIELD, pos, f"{k} probes overrun the data unit")
-                temps.append((pack, buf[pos:stop]))
-                pos = stop
-        elif t == 0x02:
-            if pos >= end:
-                raise _short(pos, "drive motor", 1)
-            n = buf[pos]
-            pos += 1
-            if n >= 0xFE:
-                continue
-            if pos + 12 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} drive motors overrun the data unit")
-            for _ in range(n):
-                seq, st, ct, sp, tq, mt, vo, cu = _MOTOR.unpack_from(buf, pos)
-                pos += 12
-                motors.append(
-                    new(
-                        MotorRow,
+                vehicle = (
+                    None if vs >= 0xFE else vs,
+                    None if cs >= 0xFE else cs,
+                    None if rm >= 0xFE else rm,
+                    None if sp >= 0xFFFE else sp / 10,
+                    None if od >= 0xFFFFFFFE else od / 10,
+                    None if vo >= 0xFFFE else vo / 10,
+                    None if cu >= 0xFFFE else (cu - 10000) / 10,
+                    None if soc >= 0xFE else soc,
+                    None if dc >= 0xFE else dc,
+                    gear,  # a bit field (Table A.1), kept raw
+                    ins,  # 2016 insulation resistance has no sentinels
+                    None if acc >= 0xFE else acc,
+                    None if brk >= 0xFE else brk,
+                )
+                pos += 20
+            elif t == 0x08:
+                if pos >= end:
+                    raise _short(pos, "RESS voltage", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
+                    continue  # sentinel count: no subsystems follow
+                if pos + 10 * n > end:
+                    raise FrameError(
+                        BAD_FIELD, pos, f"{n} RESS voltage pages overrun the data unit"
+                    )
+                page: list[VoltEntry] = []
+                for _ in range(n):
+                    if pos + 10 > end:
+                        raise FrameError(TRUNCATED, pos, "RESS voltage page header needs 10 bytes")
+                    pack, vo, cu, total, first, m = _PAGE.unpack_from(buf, pos)
+                    pos += 10
+                    if m >= 0xFE:
+                        cells = b""  # sentinel page count: no cells follow
+                    else:
+                        stop = pos + 2 * m
+                        if stop > end:
+                            raise FrameError(BAD_FIELD, pos, f"{m} cells overrun the data unit")
+                        cells = buf[pos:stop]
+                        pos = stop
+                    page.append(
                         (
-                            vin,
-                            ts,
-                            seq,
-                            None if st >= 0xFE else st,
-                            None if ct >= 0xFE else ct - 40,
-                            None if sp >= 0xFFFE else sp - 20000,
-                            None if tq >= 0xFFFE else (tq - 20000) / 10,
-                            None if mt >= 0xFE else mt - 40,
+                            pack,
                             None if vo >= 0xFFFE else vo / 10,
                             None if cu >= 0xFFFE else (cu - 10000) / 10,
-                        ),
+                            None if total >= 0xFFFE else total,
+                            first,
+                            cells,
+                        )
                     )
-                )
-        elif t == 0x05:
-            if pos + 9 > end:
-                raise _short(pos, "position", 9)
-            st, lon, lat = _POSITION.unpack_from(buf, pos)
-            pos += 9
-            position = (
-                not st & 0x01,  # bit 0 set = fix invalid
-                None if lon >= 0xFFFFFFFE else (-lon if st & 0x04 else lon) / 1e6,
-                None if lat >= 0xFFFFFFFE else (-lat if st & 0x02 else lat) / 1e6,
-            )
-        elif t == 0x06:
-            if pos + 14 > end:
-                raise _short(pos, "extremes", 14)
-            vp, vc, vmax, np_, nc, vmin, tp, tc, tmax, sp_, sc, tmin = _EXTREMES.unpack_from(
-                buf, pos
-            )
-            pos += 14
-            extremes = (
-                None if vmax >= 0xFFFE else vmax / 1000,
-                None if vp >= 0xFE else vp,
-                None if vc >= 0xFE else vc,
-                None if vmin >= 0xFFFE else vmin / 1000,
-                None if np_ >= 0xFE else np_,
-                None if nc >= 0xFE else nc,
-                None if tmax >= 0xFE else tmax - 40,
-                None if tp >= 0xFE else tp,
-                None if tc >= 0xFE else tc,
-                None if tmin >= 0xFE else tmin - 40,
-                None if sp_ >= 0xFE else sp_,
-                None if sc >= 0xFE else sc,
-            )
-            hints = (vp, vmax, np_, vmin, tp, tmax, sp_, tmin)
-        elif t == 0x07:
-            if buf[pos + 5 : pos + 9] == _NO_FAULTS and pos + 9 <= end:
-                # The usual alarm block: four zero fault counts, no lists to read.
-                level, flags = _LEVEL_FLAGS.unpack_from(buf, pos)
+                volts += page
+            elif t == 0x09:
+                if pos >= end:
+                    raise _short(pos, "RESS temperature", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
+                    continue
+                if pos + 3 * n > end:
+                    raise FrameError(BAD_FIELD, pos, f"{n} RESS probe lists overrun the data unit")
+                probe_lists: list[TempEntry] = []
+                for _ in range(n):
+                    if pos + 3 > end:
+                        raise FrameError(TRUNCATED, pos, "RESS temperature header needs 3 bytes")
+                    pack, k = _PROBES.unpack_from(buf, pos)
+                    pos += 3
+                    if k >= 0xFFFE:
+                        probe_lists.append((pack, b""))
+                        continue
+                    stop = pos + k
+                    if stop > end:
+                        raise FrameError(BAD_FIELD, pos, f"{k} probes overrun the data unit")
+                    probe_lists.append((pack, buf[pos:stop]))
+                    pos = stop
+                temps += probe_lists
+            elif t == 0x02:
+                if pos >= end:
+                    raise _short(pos, "drive motor", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
+                    continue
+                if pos + 12 * n > end:
+                    raise FrameError(BAD_FIELD, pos, f"{n} drive motors overrun the data unit")
+                for _ in range(n):
+                    seq, st, ct, sp, tq, mt, vo, cu = _MOTOR.unpack_from(buf, pos)
+                    pos += 12
+                    motors.append(
+                        new(
+                            MotorRow,
+                            (
+                                vin,
+                                ts,
+                                seq,
+                                None if st >= 0xFE else st,
+                                None if ct >= 0xFE else ct - 40,
+                                None if sp >= 0xFFFE else sp - 20000,
+                                None if tq >= 0xFFFE else (tq - 20000) / 10,
+                                None if mt >= 0xFE else mt - 40,
+                                None if vo >= 0xFFFE else vo / 10,
+                                None if cu >= 0xFFFE else (cu - 10000) / 10,
+                            ),
+                        )
+                    )
+            elif t == 0x05:
+                if pos + 9 > end:
+                    raise _short(pos, "position", 9)
+                st, lon, lat = _POSITION.unpack_from(buf, pos)
                 pos += 9
-                alarm = (
-                    None if level >= 0xFE else level,
-                    None if flags >= 0xFFFFFFFE else flags,
-                    0,
-                    [],
-                    [],
-                    [],
-                    [],
-                    None,
+                position = (
+                    not st & 0x01,  # bit 0 set = fix invalid
+                    None if lon >= 0xFFFFFFFE else (-lon if st & 0x04 else lon) / 1e6,
+                    None if lat >= 0xFFFFFFFE else (-lat if st & 0x02 else lat) / 1e6,
                 )
+            elif t == 0x06:
+                if pos + 14 > end:
+                    raise _short(pos, "extremes", 14)
+                vp, vc, vmax, np_, nc, vmin, tp, tc, tmax, sp_, sc, tmin = _EXTREMES.unpack_from(
+                    buf, pos
+                )
+                pos += 14
+                extremes = (
+                    None if vmax >= 0xFFFE else vmax / 1000,
+                    None if vp >= 0xFE else vp,
+                    None if vc >= 0xFE else vc,
+                    None if vmin >= 0xFFFE else vmin / 1000,
+                    None if np_ >= 0xFE else np_,
+                    None if nc >= 0xFE else nc,
+                    None if tmax >= 0xFE else tmax - 40,
+                    None if tp >= 0xFE else tp,
+                    None if tc >= 0xFE else tc,
+                    None if tmin >= 0xFE else tmin - 40,
+                    None if sp_ >= 0xFE else sp_,
+                    None if sc >= 0xFE else sc,
+                )
+                hints = (vp, vmax, np_, vmin, tp, tmax, sp_, tmin)
+            elif t == 0x07:
+                if buf[pos + 5 : pos + 9] == _NO_FAULTS and pos + 9 <= end:
+                    # The usual alarm block: four zero fault counts, no lists to read.
+                    level, flags = _LEVEL_FLAGS.unpack_from(buf, pos)
+                    pos += 9
+                    alarm = (
+                        None if level >= 0xFE else level,
+                        flags,  # all 32 bits are flags: no sentinel
+                        0,
+                        [],
+                        [],
+                        [],
+                        [],
+                        None,
+                    )
+                else:
+                    pos, alarm = parse_alarm(buf, pos, end, False)
+            elif t == 0x03:
+                # Fuel cell: 18 + N bytes, N = probe count WORD at body offset 6 (sentinel: none).
+                if pos + 8 > end:
+                    raise _short(pos, "fuel cell", 18)
+                (k,) = _WORD.unpack_from(buf, pos + 6)
+                size = 18 + (0 if k >= 0xFFFE else k)
+                if pos + size > end:
+                    raise FrameError(
+                        BAD_FIELD, pos + 8, f"{k} fuel-cell probes overrun the data unit"
+                    )
+                pos += size
+            elif t == 0x04:
+                if pos + 5 > end:
+                    raise _short(pos, "engine", 5)
+                pos += 5
+            elif 0x80 <= t <= 0xFE:
+                # User-defined: WORD length + bytes (Table 19). Shanghai buses send 0x81/0x82 with
+                # no length at all, so a length that overruns the data unit means "cannot size this
+                # block": keep what was decoded and stop, never guess (§3.12).
+                if pos + 2 > end:
+                    return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
+                (size,) = _WORD.unpack_from(buf, pos)
+                if pos + 2 + size > end:
+                    return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
+                pos += 2 + size
             else:
-                pos, alarm = parse_alarm(buf, pos, end, False)
-        elif t == 0x03:
-            # Fuel cell: 18 + N bytes, N = probe count WORD at body offset 6 (sentinel: none).
-            if pos + 8 > end:
-                raise _short(pos, "fuel cell", 18)
-            (k,) = _WORD.unpack_from(buf, pos + 6)
-            size = 18 + (0 if k >= 0xFFFE else k)
-            if pos + size > end:
-                raise FrameError(BAD_FIELD, pos + 8, f"{k} fuel-cell probes overrun the data unit")
-            pos += size
-        elif t == 0x04:
-            if pos + 5 > end:
-                raise _short(pos, "engine", 5)
-            pos += 5
-        elif 0x80 <= t <= 0xFE:
-            # User-defined: WORD length + bytes (Table 19). Shanghai buses send 0x81/0x82 with
-            # no length at all, so a length that overruns the data unit means "cannot size this
-            # block": keep what was decoded and stop, never guess (§3.12).
-            if pos + 2 > end:
-                return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1, hints
-            (size,) = _WORD.unpack_from(buf, pos)
-            if pos + 2 + size > end:
-                return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1, hints
-            pos += 2 + size
-        else:
-            # 0x00 and 0x0A-0x7F have no defined length: the rest is an opaque tail.
-            return vehicle, position, extremes, alarm, motors, volts, temps, pos - 1, hints
+                # 0x00 and 0x0A-0x7F have no defined length: the rest is an opaque tail.
+                return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
+    except FrameError:
+        return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
     return vehicle, position, extremes, alarm, motors, volts, temps, None, hints

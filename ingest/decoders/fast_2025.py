@@ -43,194 +43,219 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
     volts: list[VoltEntry] = []
     temps: list[TempEntry] = []
     new = tuple.__new__
-    while pos < end:
-        t = buf[pos]
-        pos += 1
-        if t == 0x01:
-            if pos + 18 > end:
-                raise _short(pos, "vehicle", 18)
-            vs, cs, rm, sp, od, vo, cu, soc, dc, gear, ins = _VEHICLE.unpack_from(buf, pos)
-            vehicle = (
-                None if vs >= 0xFE else vs,
-                None if cs >= 0xFE else cs,
-                None if rm >= 0xFE else rm,
-                None if sp >= 0xFFFE else sp / 10,
-                None if od >= 0xFFFFFFFE else od / 10,
-                None if vo >= 0xFFFE else vo / 10,
-                None if cu >= 0xFFFE else (cu - 30000) / 10,  # 2025 offset is 3000 A
-                None if soc >= 0xFE else soc,
-                None if dc >= 0xFE else dc,
-                gear,  # bit 7 = gear invalid (Table A.1); kept raw
-                None if ins >= 0xFFFE else ins,
-                None,  # the pedals left the 2025 vehicle block
-                None,
-            )
-            pos += 18
-        elif t == 0x07:
-            if pos >= end:
-                raise _short(pos, "cell voltage", 1)
-            n = buf[pos]
+    start = pos
+    # A block that does not fit (a count or length overrunning the data unit) stops the
+    # walk like a type of unknown length: the frame keeps the blocks before it and becomes
+    # partial, exactly as the structured decoder does. Nothing of that block is kept, so
+    # multi-entry blocks collect their entries locally and commit them at their end.
+    try:
+        while pos < end:
+            start = pos
+            t = buf[pos]
             pos += 1
-            if n >= 0xFE:
-                continue
-            if pos + 7 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} cell voltage packs overrun the data unit")
-            for _ in range(n):
-                if pos + 7 > end:
-                    raise FrameError(TRUNCATED, pos, "cell voltage pack header needs 7 bytes")
-                pack, vo, cu, k = _PACK.unpack_from(buf, pos)
-                pos += 7
-                if k >= 0xFFFE:
-                    cells = b""
-                    count = None
-                else:
-                    stop = pos + 2 * k
-                    if stop > end:
-                        raise FrameError(BAD_FIELD, pos, f"{k} cells overrun the data unit")
-                    cells = buf[pos:stop]
-                    count = k
-                    pos = stop
-                volts.append(
-                    (
-                        pack,
-                        None if vo >= 0xFFFE else vo / 10,
-                        None if cu >= 0xFFFE else (cu - 30000) / 10,
-                        count,
-                        1,  # 2025 has no paging: every unit of the pack is in the frame
-                        cells,
-                    )
+            if t == 0x01:
+                if pos + 18 > end:
+                    raise _short(pos, "vehicle", 18)
+                vs, cs, rm, sp, od, vo, cu, soc, dc, gear, ins = _VEHICLE.unpack_from(buf, pos)
+                vehicle = (
+                    None if vs >= 0xFE else vs,
+                    None if cs >= 0xFE else cs,
+                    None if rm >= 0xFE else rm,
+                    None if sp >= 0xFFFE else sp / 10,
+                    None if od >= 0xFFFFFFFE else od / 10,
+                    None if vo >= 0xFFFE else vo / 10,
+                    None if cu >= 0xFFFE else (cu - 30000) / 10,  # 2025 offset is 3000 A
+                    None if soc >= 0xFE else soc,
+                    None if dc >= 0xFE else dc,
+                    gear,  # bit 7 = gear invalid (Table A.1); kept raw
+                    None if ins >= 0xFFFE else ins,
+                    None,  # the pedals left the 2025 vehicle block
+                    None,
                 )
-        elif t == 0x08:
-            if pos >= end:
-                raise _short(pos, "temperature", 1)
-            n = buf[pos]
-            pos += 1
-            if n >= 0xFE:
-                continue
-            if pos + 3 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} probe lists overrun the data unit")
-            for _ in range(n):
-                if pos + 3 > end:
-                    raise FrameError(TRUNCATED, pos, "temperature pack header needs 3 bytes")
-                pack, k = _PROBES.unpack_from(buf, pos)
-                pos += 3
-                if k >= 0xFFFE:
-                    temps.append((pack, b""))
+                pos += 18
+            elif t == 0x07:
+                if pos >= end:
+                    raise _short(pos, "cell voltage", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
                     continue
-                stop = pos + k
-                if stop > end:
-                    raise FrameError(BAD_FIELD, pos, f"{k} probes overrun the data unit")
-                temps.append((pack, buf[pos:stop]))
-                pos = stop
-        elif t == 0x02:
-            if pos >= end:
-                raise _short(pos, "drive motor", 1)
-            n = buf[pos]
-            pos += 1
-            if n >= 0xFE:
-                continue
-            if pos + 10 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} drive motors overrun the data unit")
-            for _ in range(n):
-                seq, st, ct, sp, tq, mt = _MOTOR.unpack_from(buf, pos)
-                pos += 10
-                motors.append(
-                    new(
-                        MotorRow,
-                        (
-                            vin,
-                            ts,
-                            seq,
-                            None if st >= 0xFE else st,
-                            None if ct >= 0xFE else ct - 40,
-                            None if sp >= 0xFFFE else sp - 32000,
-                            None if tq >= 0xFFFFFFFE else (tq - 200000) / 10,
-                            None if mt >= 0xFE else mt - 40,
-                            None,  # controller voltage and current left the 2025 block
-                            None,
-                        ),
+                if pos + 7 * n > end:
+                    raise FrameError(
+                        BAD_FIELD, pos, f"{n} cell voltage packs overrun the data unit"
                     )
-                )
-        elif t == 0x05:
-            if pos + 10 > end:
-                raise _short(pos, "position", 10)
-            st, _crs, lon, lat = _POSITION.unpack_from(buf, pos)
-            pos += 10
-            position = (
-                not st & 0x01,
-                None if lon >= 0xFFFFFFFE else (-lon if st & 0x04 else lon) / 1e6,
-                None if lat >= 0xFFFFFFFE else (-lat if st & 0x02 else lat) / 1e6,
-            )
-        elif t == 0x06:
-            if buf[pos + 5 : pos + 10] == _NO_FAULTS and pos + 10 <= end:
-                # The usual alarm block: zero fault counts N1..N4 and no bit levels (N5).
-                level, flags = _LEVEL_FLAGS.unpack_from(buf, pos)
+                page: list[VoltEntry] = []
+                for _ in range(n):
+                    if pos + 7 > end:
+                        raise FrameError(TRUNCATED, pos, "cell voltage pack header needs 7 bytes")
+                    pack, vo, cu, k = _PACK.unpack_from(buf, pos)
+                    pos += 7
+                    if k >= 0xFFFE:
+                        cells = b""
+                        count = None
+                    else:
+                        stop = pos + 2 * k
+                        if stop > end:
+                            raise FrameError(BAD_FIELD, pos, f"{k} cells overrun the data unit")
+                        cells = buf[pos:stop]
+                        count = k
+                        pos = stop
+                    page.append(
+                        (
+                            pack,
+                            None if vo >= 0xFFFE else vo / 10,
+                            None if cu >= 0xFFFE else (cu - 30000) / 10,
+                            count,
+                            1,  # 2025 has no paging: every unit of the pack is in the frame
+                            cells,
+                        )
+                    )
+                volts += page
+            elif t == 0x08:
+                if pos >= end:
+                    raise _short(pos, "temperature", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
+                    continue
+                if pos + 3 * n > end:
+                    raise FrameError(BAD_FIELD, pos, f"{n} probe lists overrun the data unit")
+                probe_lists: list[TempEntry] = []
+                for _ in range(n):
+                    if pos + 3 > end:
+                        raise FrameError(TRUNCATED, pos, "temperature pack header needs 3 bytes")
+                    pack, k = _PROBES.unpack_from(buf, pos)
+                    pos += 3
+                    if k >= 0xFFFE:
+                        probe_lists.append((pack, b""))
+                        continue
+                    stop = pos + k
+                    if stop > end:
+                        raise FrameError(BAD_FIELD, pos, f"{k} probes overrun the data unit")
+                    probe_lists.append((pack, buf[pos:stop]))
+                    pos = stop
+                temps += probe_lists
+            elif t == 0x02:
+                if pos >= end:
+                    raise _short(pos, "drive motor", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
+                    continue
+                if pos + 10 * n > end:
+                    raise FrameError(BAD_FIELD, pos, f"{n} drive motors overrun the data unit")
+                for _ in range(n):
+                    seq, st, ct, sp, tq, mt = _MOTOR.unpack_from(buf, pos)
+                    pos += 10
+                    motors.append(
+                        new(
+                            MotorRow,
+                            (
+                                vin,
+                                ts,
+                                seq,
+                                None if st >= 0xFE else st,
+                                None if ct >= 0xFE else ct - 40,
+                                None if sp >= 0xFFFE else sp - 32000,
+                                None if tq >= 0xFFFFFFFE else (tq - 200000) / 10,
+                                None if mt >= 0xFE else mt - 40,
+                                None,  # controller voltage and current left the 2025 block
+                                None,
+                            ),
+                        )
+                    )
+            elif t == 0x05:
+                if pos + 10 > end:
+                    raise _short(pos, "position", 10)
+                st, _crs, lon, lat = _POSITION.unpack_from(buf, pos)
                 pos += 10
-                alarm = (
-                    None if level >= 0xFE else level,
-                    None if flags >= 0xFFFFFFFE else flags,
-                    0,
-                    [],
-                    [],
-                    [],
-                    [],
-                    [],
+                position = (
+                    not st & 0x01,
+                    None if lon >= 0xFFFFFFFE else (-lon if st & 0x04 else lon) / 1e6,
+                    None if lat >= 0xFFFFFFFE else (-lat if st & 0x02 else lat) / 1e6,
                 )
-            else:
-                pos, alarm = parse_alarm(buf, pos, end, True)
-        elif t == 0xFF:
-            break  # the vehicle signature: the end of the information blocks
-        elif t == 0x03:
-            if pos + 12 > end:
-                raise _short(pos, "fuel cell", 12)
-            pos += 12
-        elif t == 0x04:
-            if pos + 2 > end:
-                raise _short(pos, "engine", 2)
-            pos += 2
-        elif t == 0x30:
-            # Fuel-cell stacks: count, then per stack 12 bytes with the probe count N at +10.
-            if pos >= end:
-                raise _short(pos, "fuel-cell stack", 1)
-            n = buf[pos]
-            pos += 1
-            if n >= 0xFE:
-                continue
-            if pos + 12 * n > end:
-                raise FrameError(BAD_FIELD, pos, f"{n} fuel-cell stacks overrun the data unit")
-            for _ in range(n):
+            elif t == 0x06:
+                if buf[pos + 5 : pos + 10] == _NO_FAULTS and pos + 10 <= end:
+                    # The usual alarm block: zero fault counts N1..N4 and no bit levels (N5).
+                    level, flags = _LEVEL_FLAGS.unpack_from(buf, pos)
+                    pos += 10
+                    alarm = (
+                        None if level >= 0xFE else level,
+                        flags,  # all 32 bits are flags: no sentinel
+                        0,
+                        [],
+                        [],
+                        [],
+                        [],
+                        [],
+                    )
+                else:
+                    pos, alarm = parse_alarm(buf, pos, end, True)
+            elif t == 0xFF:
+                # The vehicle signature (Table 8) ends the blocks; it must end the data unit
+                # too, else the walk stops here (the caller then searches it backwards).
+                if pos + 3 <= end:
+                    at = pos + 3 + (buf[pos + 1] << 8 | buf[pos + 2])
+                    if at + 2 <= end and at + 2 + (buf[at] << 8 | buf[at + 1]) == end:
+                        return vehicle, position, None, alarm, motors, volts, temps, None, None
+                return vehicle, position, None, alarm, motors, volts, temps, start, None
+            elif t == 0x03:
                 if pos + 12 > end:
-                    raise FrameError(TRUNCATED, pos, "fuel-cell stack needs 12 bytes")
-                (k,) = _WORD.unpack_from(buf, pos + 10)
-                size = 12 + (0 if k >= 0xFFFE else k)
-                if pos + size > end:
-                    raise FrameError(BAD_FIELD, pos + 12, f"{k} probes overrun the data unit")
-                pos += size
-        elif t == 0x31:
-            # Super capacitor: system(1) V(2) I(2) M(2) cells(2M) N(2) probes(N).
-            if pos + 7 > end:
-                raise _short(pos, "super-capacitor", 9)
-            (m,) = _WORD.unpack_from(buf, pos + 5)
-            at = pos + 7 + (0 if m >= 0xFFFE else 2 * m)
-            if at + 2 > end:
-                raise FrameError(BAD_FIELD, pos + 7, f"{m} capacitor cells overrun the data unit")
-            (k,) = _WORD.unpack_from(buf, at)
-            pos = at + 2 + (0 if k >= 0xFFFE else k)
-            if pos > end:
-                raise FrameError(BAD_FIELD, at + 2, f"{k} capacitor probes overrun the data unit")
-        elif t == 0x32:
-            if pos + 18 > end:
-                raise _short(pos, "super-capacitor extremes", 18)
-            pos += 18
-        elif 0x80 <= t <= 0xFE:
-            # Custom: WORD length + bytes (Table 27); an overrunning length cannot be trusted.
-            if pos + 2 > end:
-                return vehicle, position, None, alarm, motors, volts, temps, pos - 1, None
-            (size,) = _WORD.unpack_from(buf, pos)
-            if pos + 2 + size > end:
-                return vehicle, position, None, alarm, motors, volts, temps, pos - 1, None
-            pos += 2 + size
-        else:
-            # 0x00, 0x09-0x2F and 0x33-0x7F have no defined length: the rest is an opaque tail.
-            return vehicle, position, None, alarm, motors, volts, temps, pos - 1, None
+                    raise _short(pos, "fuel cell", 12)
+                pos += 12
+            elif t == 0x04:
+                if pos + 2 > end:
+                    raise _short(pos, "engine", 2)
+                pos += 2
+            elif t == 0x30:
+                # Fuel-cell stacks: count, then per stack 12 bytes with the probe count N at +10.
+                if pos >= end:
+                    raise _short(pos, "fuel-cell stack", 1)
+                n = buf[pos]
+                pos += 1
+                if n >= 0xFE:
+                    continue
+                if pos + 12 * n > end:
+                    raise FrameError(BAD_FIELD, pos, f"{n} fuel-cell stacks overrun the data unit")
+                for _ in range(n):
+                    if pos + 12 > end:
+                        raise FrameError(TRUNCATED, pos, "fuel-cell stack needs 12 bytes")
+                    (k,) = _WORD.unpack_from(buf, pos + 10)
+                    size = 12 + (0 if k >= 0xFFFE else k)
+                    if pos + size > end:
+                        raise FrameError(BAD_FIELD, pos + 12, f"{k} probes overrun the data unit")
+                    pos += size
+            elif t == 0x31:
+                # Super capacitor: system(1) V(2) I(2) M(2) cells(2M) N(2) probes(N).
+                if pos + 7 > end:
+                    raise _short(pos, "super-capacitor", 9)
+                (m,) = _WORD.unpack_from(buf, pos + 5)
+                at = pos + 7 + (0 if m >= 0xFFFE else 2 * m)
+                if at + 2 > end:
+                    raise FrameError(
+                        BAD_FIELD, pos + 7, f"{m} capacitor cells overrun the data unit"
+                    )
+                (k,) = _WORD.unpack_from(buf, at)
+                pos = at + 2 + (0 if k >= 0xFFFE else k)
+                if pos > end:
+                    raise FrameError(
+                        BAD_FIELD, at + 2, f"{k} capacitor probes overrun the data unit"
+                    )
+            elif t == 0x32:
+                if pos + 18 > end:
+                    raise _short(pos, "super-capacitor extremes", 18)
+                pos += 18
+            elif 0x80 <= t <= 0xFE:
+                # Custom: WORD length + bytes (Table 27); an overrunning length cannot be trusted.
+                if pos + 2 > end:
+                    return vehicle, position, None, alarm, motors, volts, temps, start, None
+                (size,) = _WORD.unpack_from(buf, pos)
+                if pos + 2 + size > end:
+                    return vehicle, position, None, alarm, motors, volts, temps, start, None
+                pos += 2 + size
+            else:
+                # 0x00, 0x09-0x2F and 0x33-0x7F have no defined length: the rest is an opaque tail.
+                return vehicle, position, None, alarm, motors, volts, temps, start, None
+    except FrameError:
+        return vehicle, position, None, alarm, motors, volts, temps, start, None
     return vehicle, position, None, alarm, motors, volts, temps, None, None

@@ -292,7 +292,7 @@ def parse_alarm(buf: bytes, pos: int, end: int, edition_2025: bool) -> tuple[int
     ress, motor, engine, other = lists
     info: AlarmInfo = (
         None if level >= 0xFE else level,
-        None if flags >= 0xFFFFFFFE else flags,
+        flags,  # all 32 bits are flags: no sentinel (Table 18)
         len(ress) + len(motor) + len(engine) + len(other),
         ress,
         motor,
