@@ -462,3 +462,36 @@ def test_struct_layouts_match_the_standard_sizes() -> None:
         layout.format: size for layout, size in sizes.items()
     }
     assert struct.calcsize(">BH") == 3
+
+
+# --- the benchmark measures what it says --------------------------------------------------
+
+
+def test_benchmark_frames_are_typical_real_time_frames() -> None:
+    from loadtest.bench_decode import typical_frames
+
+    for edition in (2016, 2025):
+        frames = typical_frames(edition, 50)
+        for raw in frames:
+            rows = decode_rows(raw)
+            assert rows.vehicle is not None and not rows.partial
+            assert len(rows.motors) == 1 and rows.alarm is None
+            (p,) = rows.packs
+            assert len(p.cell_voltages_raw) == 192 and len(p.probe_temps_raw) == 32
+            mv = cell_voltages_mv(p)
+            assert (p.cell_min_mv, p.cell_max_mv) == (min(mv), max(mv))  # type: ignore[type-var]
+        if edition == 2016:
+            assert 320 <= sum(map(len, frames)) / len(frames) <= 360  # "about 330 bytes"
+
+
+def test_benchmark_prints_its_figures_as_the_last_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from loadtest.bench_decode import main
+
+    assert main(["--seconds", "0.01", "--frames", "20"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out.strip().splitlines()[-1])
+    assert result["phases"]["fast_typical_2016"]["frames_per_s"] > 0
+    assert result["params"]["vector_frames"] == len(VECTORS)
+    assert "frames/s" in out.err  # the progress lines
