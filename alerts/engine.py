@@ -386,6 +386,11 @@ class Engine:
     def open_alerts(self) -> list[AlertRecord]:
         return [a.record(self.entity_kind) for a in self._open.values()]
 
+    @property
+    def state_slots(self) -> int:
+        """Doubles of rule state each entity keeps with the current rule set."""
+        return len(self._plan.template)
+
     def __len__(self) -> int:
         return len(self._entities)
 

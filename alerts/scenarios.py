@@ -199,9 +199,12 @@ def _as_reissue(fr: FrameRows) -> FrameRows:
     )
 
 
-def normal_day(vehicles: int, *, seed: int = 1, period_s: float = 10.0) -> Iterator[FrameRows]:
-    """Frames of a normal day for ``vehicles`` vehicles, vehicle after vehicle."""
-    for i in range(vehicles):
+def normal_day(
+    vehicles: int, *, seed: int = 1, period_s: float = 10.0, first: int = 0
+) -> Iterator[FrameRows]:
+    """Frames of a normal day for vehicles ``first`` .. ``first + vehicles - 1``, vehicle after
+    vehicle (lazily: taking a few frames of each is cheap)."""
+    for i in range(first, first + vehicles):
         yield from _vehicle_day(i, seed, int(period_s * 1000))
 
 
