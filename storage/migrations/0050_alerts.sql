@@ -2,7 +2,9 @@
 --
 -- A plain table on both PostgreSQL and TimescaleDB: alerts are few (rows per episode, not per
 -- frame) and are updated in place while open, which hypertable compression would fight.
--- Idempotent (IF NOT EXISTS everywhere) so re-running the migration is harmless.
+-- Idempotent (IF NOT EXISTS everywhere) so re-running the migration is harmless. Run by
+-- storage.migrate with search_path = <schema>, public: names are unqualified, and alerts.store
+-- uses the search_path of the connection it is given.
 --
 -- Times: opened_at / last_seen_at / cleared_at / trigger_times are the frames' own event
 -- times (what the engine decided on); created_at / updated_at are when the row was written;
