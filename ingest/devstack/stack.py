@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from ingest.config import Settings
-from ingest.devstack import kafka, postgres, timescale
+from ingest.devstack import kafka, postgres, prereq, timescale
 from ingest.devstack.state import SERVICES, ServiceState, StackState, locked
 from ingest.errors import UserError
 
@@ -64,6 +64,7 @@ def up(
     wanted = _services(with_, only)
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
+        _preflight([name for name in wanted if not state.running(name)], settings)
         for name in wanted:
             if state.running(name):
                 _say(report, f"{name}: already running at {state.services[name].url}")
@@ -75,6 +76,19 @@ def up(
             state.save()  # record each service as soon as it runs: a later failure keeps it
             _say(report, f"{name}: started at {svc.url} ({time.monotonic() - began:.1f}s)")
     return state
+
+
+def _preflight(names: list[str], settings: Settings) -> None:
+    """Check every prerequisite before starting anything, so a missing one leaves no half stack."""
+    for name in names:
+        if name == "postgres":
+            prereq.postgres(settings.devstack.postgres_bin_dir)
+        elif name == "kafka":
+            prereq.java()
+            prereq.maven()
+        elif name == "timescale":
+            prereq.node()
+            prereq.npm()
 
 
 def _start(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         [sys.executable, "-m", "ingest", *args],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})},
         timeout=60,
         check=False,
     )
@@ -80,3 +81,14 @@ def test_show_masks_secrets() -> None:
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout
     assert "postgresql://nev:********@db/nev" in result.stdout
+
+
+def test_missing_prerequisite_says_how_to_install_it_and_starts_nothing(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    result = _cli(
+        "devstack",
+        "up",
+        env={"PATH": str(tmp_path), "NEV_DEVSTACK_STATE_DIR": str(state_dir)},
+    )
+    _assert_one_line_error(result, "java not found on PATH; install it: apt-get install -y")
+    assert not (state_dir / "state.json").exists()
