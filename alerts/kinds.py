@@ -249,7 +249,9 @@ def _rate(rule: Rule, i: int, b: int, scratch: list[float]) -> Condition:
     Every interval between consecutive frames of the run must change at >= ``rate_per_s``;
     the rule holds once the run spans strictly more than ``sustain_s`` (GB 38031's "for more
     than 3 s"). An interval longer than ``max_gap_s`` breaks the run: no rate is inferred
-    across a gap in the data.
+    across a gap in the data. A run still too short, or a first sample with nothing before
+    it, is ``NEUTRAL``: it neither confirms nor denies a rise (so a restart cannot clear a
+    live alert just because its history is gone).
     """
     p = rule.params
     sign = -1.0 if p.get("direction", "rise") == "fall" else 1.0

@@ -3,13 +3,13 @@
 ``alerts list`` shows open alerts (``--all`` for cleared ones too), newest first, filtered by
 entity, rule or minimum severity, as a table or JSON lines. ``alerts ack ID...`` records who
 acknowledged which alert (an acknowledged alert stays open until its condition clears; the
-engine never touches the acknowledgement). The database is ``--dsn`` or ``NEV_POSTGRES_DSN``.
+engine never touches the acknowledgement). The database is the ``[postgres]`` configuration
+(``--config``, ``NEV_POSTGRES_DSN``, ``--set postgres.dsn=...``) or ``--dsn``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 
 from alerts.frames import CST
 from alerts.model import SEVERITIES
+from ingest.config_load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
 
 __all__ = ["register"]
@@ -43,18 +44,29 @@ def register(subparsers: Any) -> None:
     ack.add_argument("--note", help="free text kept with the acknowledgement")
     ack.set_defaults(func=_ack)
     for sp in (ls, ack):
-        sp.add_argument("--dsn", help="PostgreSQL DSN (default: $NEV_POSTGRES_DSN)")
+        sp.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
+        add_config_arguments(sp)
 
 
 def _connect(args: argparse.Namespace) -> psycopg.Connection[dict[str, Any]]:
-    dsn = args.dsn or os.environ.get("NEV_POSTGRES_DSN")
-    if not dsn:
-        raise UserError("no database: give --dsn or set NEV_POSTGRES_DSN")
+    pg = settings_from_args(args, {"postgres.dsn": args.dsn} if args.dsn else None).postgres
+    extra: dict[str, Any] = {"sslmode": pg.sslmode}
+    for key in ("password", "sslrootcert", "sslcert", "sslkey"):
+        if getattr(pg, key):
+            extra[key] = getattr(pg, key)
     try:
-        return psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10)
+        return psycopg.connect(
+            pg.dsn,
+            row_factory=dict_row,
+            connect_timeout=max(1, round(pg.connect_timeout_s)),
+            **extra,
+        )
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot connect to the database: {first}") from exc
+        raise UserError(
+            f"cannot connect to the database: {first} (set --dsn, NEV_POSTGRES_DSN or "
+            "[postgres] dsn in --config)"
+        ) from exc
 
 
 def _run(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -21,15 +22,13 @@ MIGRATION = Path(__file__).parents[2] / "storage" / "migrations" / "0050_alerts.
 
 
 @pytest.fixture
-def dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+def dsn(postgres_dsn: str) -> Iterator[str]:
     """A fresh migrated database holding the alerts of one generated thermal runaway."""
-    base = os.environ.get("NEV_POSTGRES_DSN") or str(request.getfixturevalue("postgres_dsn"))
+    base = postgres_dsn
     name = f"alerts_cli_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"'.encode())
-        info = psycopg.conninfo.conninfo_to_dict(base)
-        info["dbname"] = name
-        db = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+        db = urlsplit(base)._replace(path=f"/{name}").geturl()  # the CLI takes URLs
         try:
             with psycopg.connect(db) as conn:
                 conn.execute(MIGRATION.read_bytes())
@@ -100,9 +99,15 @@ def test_ack_records_who_and_is_reported_per_id(
     assert ids[0] not in {orjson.loads(x)["id"] for x in capsys.readouterr().out.splitlines()}
 
 
-def test_without_a_database_the_error_says_what_to_do(
+def test_an_unreachable_database_is_a_one_line_error_saying_what_to_set(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("NEV_POSTGRES_DSN", raising=False)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("NEV_POSTGRES_DSN", f"postgresql://nobody@127.0.0.1:{port}/nev")
     assert main(["alerts", "list"]) == 2
-    assert "give --dsn or set NEV_POSTGRES_DSN" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("nev-ingest: error: cannot connect to the database")
+    assert "set --dsn, NEV_POSTGRES_DSN or [postgres] dsn in --config" in err
+    assert len(err.splitlines()) == 1

@@ -3,13 +3,12 @@ and a worker restarted mid-alert that neither raises it twice nor loses it."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import pytest
 
 from alerts import AlertChange, Engine, RuleSet
@@ -24,19 +23,12 @@ TR = "gb38031_thermal_runaway"
 
 
 @pytest.fixture
-def maintenance_dsn(request: pytest.FixtureRequest) -> str:
-    # The dev stack's session fixture; NEV_POSTGRES_DSN points at an already running cluster.
-    env = os.environ.get("NEV_POSTGRES_DSN")
-    return env if env else str(request.getfixturevalue("postgres_dsn"))
-
-
-@pytest.fixture
-async def db(maintenance_dsn: str) -> AsyncIterator[Any]:
+async def db(postgres_dsn: str) -> AsyncIterator[Any]:
     """A connection to a fresh database of its own, migrated."""
     name = f"alerts_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(maintenance_dsn)
+    admin = await asyncpg.connect(postgres_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await asyncpg.connect(maintenance_dsn, database=name)
+    conn = await asyncpg.connect(postgres_dsn, database=name)
     try:
         await conn.execute(MIGRATION.read_text())
         yield conn
