@@ -139,3 +139,30 @@ async def test_load_open_filters_by_partition_and_entity(db: Any) -> None:
     only = await load_open(db, entity_ids=["LNEVTR0000000001"])
     assert {a.entity_id for a in only} == {"LNEVTR0000000001"} and all(a.is_open for a in only)
     assert await load_open(db, entity_kind="charger") == []
+
+
+async def test_the_same_table_on_timescaledb(timescale_dsn: str) -> None:
+    """The migration and the helpers on the TimescaleDB engine (PGlite: one connection, no
+    SSL), in a schema of their own: raise, replay, clear, reload."""
+    schema = f"alerts_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(timescale_dsn, ssl=False)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path = "{schema}", public')
+        await conn.execute(MIGRATION.read_text())
+        frames = thermal_runaway(edition=2025)
+        engine = Engine(RuleSet.default())
+        changes = engine.evaluate(frames, partition=0)
+        await commit(conn, changes)
+        await commit(conn, changes)  # replayed
+        raised = sum(c.type == "raised" for c in changes)
+        assert len(await rows(conn)) == raised
+        cool = cooling(frames[-1], minutes=8)
+        await commit(conn, engine.evaluate(cool, partition=0))
+        (row,) = await rows(conn, TR)
+        assert row["cleared_at"] is not None
+        reloaded = await load_open(conn, partitions=[0], cleared_within_s=10 * 365 * 86_400)
+        assert {a.rule_id for a in reloaded} == {c.alert.rule_id for c in changes}
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
