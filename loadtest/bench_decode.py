@@ -187,36 +187,47 @@ def vector_frames() -> list[bytes]:
 def _run(
     name: str, fn: Callable[[bytes], object], frames: Sequence[bytes], seconds: float
 ) -> dict[str, Any]:
-    """Call ``fn`` over ``frames`` round-robin for ``seconds``; FrameErrors are counted."""
+    """Call ``fn`` over ``frames`` round-robin for ``seconds``; FrameErrors are counted.
+
+    Each pass over the frames is timed on its own: the machine is shared (2 cores, other
+    engineers' tests), so the figure reported is the median pass rate, with the best pass
+    (the least disturbed) and the overall mean beside it. The garbage collector stays on, as
+    in the pipeline.
+    """
     size = sum(len(f) for f in frames)
-    done = rejected = 0
-    elapsed = 0.0
+    rejected = 0
+    passes: list[float] = []
     began = time.perf_counter()
-    while elapsed < seconds:
+    while sum(passes) < seconds:
         t0 = time.perf_counter()
         for frame in frames:
             try:
                 fn(frame)
             except FrameError:
                 rejected += 1
-        elapsed += time.perf_counter() - t0
-        done += 1
+        passes.append(time.perf_counter() - t0)
         if time.perf_counter() - began > seconds * 3:
             break  # a very slow path: do not let one phase run away
-    n = done * len(frames)
-    rate = n / elapsed
-    mbps = done * size / elapsed / 1e6
+    elapsed = sum(passes)
+    n = len(passes) * len(frames)
+    rates = sorted(len(frames) / p for p in passes)
+    median = rates[len(rates) // 2]
+    mbps = median * size / len(frames) / 1e6
     print(
-        f"{name:28s} {n:>9,} frames in {elapsed:5.2f}s  {rate:>10,.0f} frames/s  {mbps:6.1f} MB/s",
+        f"{name:28s} {n:>9,} frames in {elapsed:5.2f}s  median {median:>9,.0f} frames/s "
+        f"(best {rates[-1]:,.0f})  {mbps:6.1f} MB/s",
         file=sys.stderr,
         flush=True,
     )
     return {
         "frames": n,
         "distinct": len(frames),
-        "rejected_per_pass": rejected // max(done, 1),
+        "passes": len(passes),
+        "rejected_per_pass": rejected // len(passes),
         "seconds": round(elapsed, 3),
-        "frames_per_s": round(rate),
+        "frames_per_s": round(median),
+        "best_pass_frames_per_s": round(rates[-1]),
+        "mean_frames_per_s": round(n / elapsed),
         "mb_per_s": round(mbps, 2),
         "mean_frame_bytes": round(size / len(frames), 1),
     }

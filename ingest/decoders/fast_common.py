@@ -350,22 +350,51 @@ def _cell_index(raw: bytes, mv: int) -> int:
     return at >> 1
 
 
+_NO_VOLTS: Final[
+    tuple[float | None, int | None, int | None, float | None, int | None, int | None]
+] = (
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+)
+
+
 def derive_extremes(packs: list[PackRow]) -> Extremes | None:
     """Frame extremes from the pack rows (2025 has no extremes block): the highest and lowest
     non-sentinel cell and probe over all packs, first pack and first position on ties.
     ``None`` when no pack has a valid cell or probe."""
+    if len(packs) == 1:  # the usual frame: one pack, no comparisons between packs
+        _, _, pack, _, _, _, first, raw, probes, cmin, cmax, pmin, pmax = packs[0]
+        if cmax is None or cmin is None:
+            if pmax is None or pmin is None:
+                return None
+            v6 = _NO_VOLTS
+        else:
+            # _cell_index inlined: a call costs as much as the search itself.
+            top = raw.find(cmax.to_bytes(2, "big"))
+            bottom = raw.find(cmin.to_bytes(2, "big"))
+            if top & 1:  # a match straddling two cells: search on 2-byte alignment
+                top = _cell_index(raw, cmax) << 1
+            if bottom & 1:
+                bottom = _cell_index(raw, cmin) << 1
+            v6 = (cmax / 1000, pack, first + (top >> 1), cmin / 1000, pack, first + (bottom >> 1))
+        if pmax is None or pmin is None:
+            return (*v6, None, None, None, None, None, None)
+        return (
+            *v6,
+            pmax,
+            pack,
+            1 + probes.index(pmax + 40),
+            pmin,
+            pack,
+            1 + probes.index(pmin + 40),
+        )
     vmax = vmin = tmax = tmin = None
     hi = lo = thi = tlo = 0
-    if len(packs) == 1:  # the usual frame: no comparisons between packs
-        row = packs[0]
-        cmax, cmin, pmax, pmin = row.cell_max_mv, row.cell_min_mv, row.probe_max_c, row.probe_min_c
-        if cmax is not None and cmin is not None:
-            vmax = vmin = row
-            hi, lo = cmax, cmin
-        if pmax is not None and pmin is not None:
-            tmax = tmin = row
-            thi, tlo = pmax, pmin
-    for row in packs if len(packs) > 1 else ():
+    for row in packs:
         cmax, cmin = row.cell_max_mv, row.cell_min_mv
         if cmax is not None and cmin is not None:
             if vmax is None or cmax > hi:
@@ -381,7 +410,7 @@ def derive_extremes(packs: list[PackRow]) -> Extremes | None:
     if vmax is None and tmax is None:
         return None
     if vmax is None or vmin is None:
-        v6: tuple[float | None, int | None, int | None, float | None, int | None, int | None] = (
+        volts: tuple[float | None, int | None, int | None, float | None, int | None, int | None] = (
             None,
             None,
             None,
@@ -390,7 +419,7 @@ def derive_extremes(packs: list[PackRow]) -> Extremes | None:
             None,
         )
     else:
-        v6 = (
+        volts = (
             hi / 1000,
             vmax.pack,
             vmax.first_cell + _cell_index(vmax.cell_voltages_raw, hi),
@@ -399,9 +428,9 @@ def derive_extremes(packs: list[PackRow]) -> Extremes | None:
             vmin.first_cell + _cell_index(vmin.cell_voltages_raw, lo),
         )
     if tmax is None or tmin is None:
-        return (*v6, None, None, None, None, None, None)
+        return (*volts, None, None, None, None, None, None)
     return (
-        *v6,
+        *volts,
         thi,
         tmax.pack,
         1 + tmax.probe_temps_raw.index(thi + 40),
