@@ -71,6 +71,9 @@ _SWAP: Final = sys.byteorder == "little"  # array('H') is native-endian; the fra
 # _GE[k] maps a byte to 1 if it is >= k, else 0: ``1 in raw.translate(_GE[k])`` asks "is any
 # byte >= k?" in two C passes (~80 ns for 96 bytes, against ~1 us for ``max(raw)``).
 _GE: Final = tuple(bytes(v >= k for v in range(256)) for k in range(257))
+# Deletion sets for ``translate``: the bytes <= k / >= k.
+_UPTO: Final = tuple(bytes(range(k + 1)) for k in range(256))
+_FROM: Final = tuple(bytes(range(k, 256)) for k in range(256))
 # _EQ[k] / _NE[k] map a byte to 0xFF if it is == k / != k, else 0: lane masks for big ints.
 _EQ: Final = tuple(bytes(0xFF if v == k else 0 for v in range(256)) for k in range(256))
 _NE: Final = tuple(bytes(0 if v == k else 0xFF for v in range(256)) for k in range(256))
@@ -120,9 +123,9 @@ def cell_extremes(
     cells sit within 256 mV of each other, so their high bytes are all equal (one ``count``),
     and then the extremes are those of the low bytes. When the frame's extremes block names
     this pack, its values are checked rather than searched for: present, and nothing beyond
-    (``translate`` + ``in``; also for a pack straddling a 256 mV boundary). Otherwise the low
-    bytes' distinct values are sorted; anything else (sentinels, straddling packs without
-    hints) goes through ``array``.
+    (``translate`` + ``in``; also for a pack straddling a 256 mV boundary). Otherwise a sample's
+    range is widened by what ``translate`` leaves outside it; anything else (sentinels,
+    straddling packs without hints) goes through ``array``.
     """
     hi = raw[0::2]
     if not hi:
@@ -140,8 +143,18 @@ def cell_extremes(
                 and 0 not in low.translate(_GE[bottom])
             ):
                 return hint_min, hint_max
-        values = sorted(set(low))
-        return base + values[0], base + values[-1]
+        # No usable hints: take the extremes of a few cells, then let ``translate`` delete
+        # every low byte inside that range (one C pass each way); only the few bytes beyond
+        # it are compared in the interpreter.
+        sample = low[:8]
+        top, bottom = max(sample), min(sample)
+        above = low.translate(None, _UPTO[top])
+        if above:
+            top = max(above)
+        below = low.translate(None, _FROM[bottom])
+        if below:
+            bottom = min(below)
+        return base + bottom, base + top
     if hint_max >= 0 and _split_hints_hold(raw, hi, hint_max, hint_min):
         return hint_min, hint_max
     cells = array("H", raw)

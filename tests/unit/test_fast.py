@@ -495,3 +495,44 @@ def test_benchmark_prints_its_figures_as_the_last_line(capsys: pytest.CaptureFix
     assert result["phases"]["fast_typical_2016"]["frames_per_s"] > 0
     assert result["params"]["vector_frames"] == len(VECTORS)
     assert "frames/s" in out.err  # the progress lines
+
+
+# --- the C-level extremes helpers against the obvious implementation ------------------------
+
+_u16 = st.one_of(
+    st.integers(0, 0xFFFF),
+    st.sampled_from([0xFFFE, 0xFFFF, 0x0CFF, 0x0D00, 0x0FFF, 0x1000, 0xFEFF, 0xFF00]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.integers(0, 0xFFFF),
+    st.lists(st.integers(-300, 300), max_size=40),
+    st.lists(_u16, max_size=3),
+    st.data(),
+)
+def test_cell_extremes_match_min_max(
+    base: int, deltas: list[int], odd: list[int], data: st.DataObject
+) -> None:
+    values = [min(0xFFFF, max(0, base + d)) for d in deltas] + odd
+    values = data.draw(st.permutations(values))
+    raw = struct.pack(f">{len(values)}H", *values)
+    valid = [v for v in values if v < 0xFFFE]
+    want = (min(valid), max(valid)) if valid else (None, None)
+    # Hints: right, wrong, or none; they may only ever speed things up.
+    hint = data.draw(
+        st.sampled_from([want, (-1, -1)] + [(a, b) for a in values[:2] for b in values[:2]])
+    )
+    lo, hi = (-1, -1) if hint[0] is None else hint
+    assert fast_common.cell_extremes(raw, hi if hi is not None else -1, lo) == want
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=40), st.integers(-1, 255), st.integers(-1, 255))
+def test_probe_extremes_match_min_max(raw: bytes, hint_max: int, hint_min: int) -> None:
+    valid = [b for b in raw if b < 0xFE]
+    want = (min(valid) - 40, max(valid) - 40) if valid else (None, None)
+    assert fast_common.probe_extremes(raw, hint_max, hint_min) == want
+    if valid:
+        assert fast_common.probe_extremes(raw, max(valid), min(valid)) == want
