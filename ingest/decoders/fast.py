@@ -38,13 +38,8 @@ from ingest.decoders.envelope import (
 from ingest.decoders.errors import TRUNCATED, FrameError
 from ingest.decoders.fast_2016 import walk_2016
 from ingest.decoders.fast_2025 import walk_2025
-from ingest.decoders.fast_common import (
-    NO_EXTREMES,
-    TIMES,
-    derive_extremes,
-    frame_time,
-    join_packs,
-)
+from ingest.decoders.fast_common import TIMES, frame_time, join_packs
+from ingest.decoders.fast_extremes import NO_EXTREMES, derive_extremes
 from ingest.decoders.frame import Frame, decode_frame
 from ingest.decoders.rows import AlarmRow, FrameRows, SessionRow, VehicleRow
 from ingest.decoders.signature import find_signature
