@@ -87,7 +87,7 @@ class MotorRow(NamedTuple):
 
     vin: str
     ts: datetime
-    seq: int
+    seq: int  # motor number as sent (a key: a sentinel 0xFE/0xFF stays a number)
     state: int | None
     controller_temp_c: int | None
     speed_rpm: int | None
@@ -106,11 +106,11 @@ class PackRow(NamedTuple):
 
     vin: str
     ts: datetime
-    pack: int
+    pack: int  # pack / RESS subsystem number as sent (a key: a sentinel stays a number)
     voltage_v: float | None
     current_a: float | None
     cell_count: int | None  # total cells of the pack (2016) / units in this frame (2025)
-    first_cell: int  # 1-based index of the first cell in cell_voltages_raw
+    first_cell: int  # 1-based index of the first cell in cell_voltages_raw (as sent)
     cell_voltages_raw: bytes  # big-endian u16 per cell, mV, sentinels as sent (0xFFFE/0xFFFF)
     probe_temps_raw: bytes  # u8 per probe, raw (°C + 40), sentinels as sent (0xFE/0xFF)
     cell_min_mv: int | None  # over the non-sentinel cells of this row
@@ -191,7 +191,9 @@ class FrameRows:
         self.vin = vin
         self.ts_ms = ts_ms  # frame time as epoch ms (UTC), None for commands without a time
         self.encrypted = encrypted  # payload kept opaque (RSA/AES/SM2/SM4)
-        self.partial = partial  # decoding stopped at a block of unknown length; tail kept
+        # decoding stopped at a block it could not size or read (unknown type, custom length
+        # or a count overrunning the data unit): rows of the blocks before it are kept
+        self.partial = partial
         self.vehicle = vehicle
         self.motors: list[MotorRow] = motors if motors is not None else []
         self.packs: list[PackRow] = packs if packs is not None else []
