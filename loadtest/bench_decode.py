@@ -36,13 +36,9 @@ from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import parse_envelope
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
+from loadtest.vectors import vectors_path
 
-# The repo keeps a copy of shared/protocol/vectors.jsonl (CI runs from a fresh clone).
-VECTORS = Path(
-    os.environ.get(
-        "NEV_VECTORS", Path(__file__).resolve().parents[1] / "tests/golden/vectors.jsonl"
-    )
-)
+VECTORS = vectors_path()
 _BEIJING = timezone(timedelta(hours=8))
 
 

@@ -49,8 +49,9 @@ from ingest.decoders import (
 )
 from ingest.decoders.checksum import bcc
 from ingest.decoders.fields import CST, Record
+from loadtest.vectors import vectors_path
 
-DEFAULT_VECTORS = Path(__file__).resolve().parents[1] / "tests/golden/vectors.jsonl"
+DEFAULT_VECTORS = vectors_path()
 T0 = datetime(2025, 10, 27, 20, 2, 2, tzinfo=CST)
 
 

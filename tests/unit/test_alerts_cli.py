@@ -11,11 +11,12 @@ from alerts.frames import build_frame
 from alerts.scenarios import thermal_runaway
 from ingest.cli import main
 from ingest.decoders.rows import FrameRows
+from loadtest.vectors import vectors_path
 
 pytestmark = pytest.mark.unit
 
 DEFAULT = str(Path(__file__).parents[2] / "alerts" / "default_rules.toml")
-VECTORS = Path(__file__).parents[1] / "golden" / "vectors.jsonl"  # the repo's copy of shared/
+VECTORS = vectors_path()
 
 
 def as_json(fr: FrameRows) -> bytes:

@@ -7,17 +7,13 @@ semantics of the decode contract so the tests compare meaning, not formatting.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# A copy of shared/protocol/vectors.jsonl lives in the repo so that CI (a fresh clone) has it;
-# NEV_VECTORS points the tests at another file (e.g. a newer collection of real frames).
-VECTORS_PATH = Path(
-    os.environ.get("NEV_VECTORS", Path(__file__).resolve().parents[1] / "golden/vectors.jsonl")
-)
+from loadtest.vectors import vectors_path
+
+VECTORS_PATH = vectors_path()
 
 
 def load_vectors() -> list[dict[str, Any]]:
