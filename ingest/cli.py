@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "ingest.alerts_cli",
     "ingest.config_cli",
     "ingest.devstack.cli",
+    "ingest.run_cli",
+    "loadtest.loadgen",
 )
 
 

@@ -13,14 +13,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ingest.pipeline.worker import Worker
 
-__all__ = ["LagReporter"]
+__all__ = ["UPKEEP_INTERVAL_S", "LagReporter"]
 
 log = logging.getLogger(__name__)
+
+# Partitions are made days ahead; every few minutes keeps them there with a wide margin.
+UPKEEP_INTERVAL_S: Final = 300
 
 
 class LagReporter:
@@ -31,6 +34,7 @@ class LagReporter:
         self._interval = interval_s
         self._labelled: set[Any] = set()
         self._since: dict[Any, float] = {}  # tp -> when it was assigned (for lag seconds)
+        self._next_upkeep = 0.0
 
     async def run(self) -> None:
         w = self._w
@@ -41,6 +45,14 @@ class LagReporter:
                 await self.update()
             except Exception:  # a gauge must never take the worker down
                 log.exception("housekeeping failed")
+            if time.monotonic() >= self._next_upkeep:
+                # Storage upkeep (partitions ahead on plain PostgreSQL). Every worker asks;
+                # the storage side lets one of them work at a time.
+                self._next_upkeep = time.monotonic() + UPKEEP_INTERVAL_S
+                try:
+                    await asyncio.wait_for(w.sink.maintain(), 120)
+                except Exception:
+                    log.exception("storage maintenance failed; retrying in %ds", UPKEEP_INTERVAL_S)
             await asyncio.sleep(self._interval)
 
     def forget(self, tps: Iterable[Any]) -> None:

@@ -1,20 +1,21 @@
 """What the pipeline needs from the database side: the ``Sink`` protocol and its errors.
 
 A sink writes one batch in ONE transaction: the rows, the rule engine's alert changes and the
-batch's Kafka offsets (fenced: the transaction fails with ``FencedError`` when the stored offset
-of a partition is not the one the batch starts from, i.e. another consumer wrote it meanwhile).
-``ingest.pipeline.storage_sink`` implements it with the storage writer and the rule engine.
+batch's Kafka offsets. Offsets are fenced: a partition whose stored offset is past the batch's
+start (another consumer wrote it meanwhile) is not written, and comes back in
+``WriteResult.fenced`` with the stored offset to seek to. ``ingest.pipeline.storage_sink``
+implements it with the storage writer and the rule engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ingest.pipeline.batch import Batch
 
-__all__ = ["AlertChange", "FencedError", "Sink", "TransientSinkError", "WriteResult"]
+__all__ = ["AlertChange", "OnRejected", "Sink", "TransientSinkError", "WriteResult"]
 
 
 class TransientSinkError(Exception):
@@ -22,13 +23,9 @@ class TransientSinkError(Exception):
     retry the same batch later; nothing was committed."""
 
 
-class FencedError(Exception):
-    """Another consumer already stored offsets past this batch's start for ``partitions``:
-    this worker's view of them is stale (it lost them in a rebalance); drop and re-seek."""
-
-    def __init__(self, partitions: Sequence[Any], detail: str = "") -> None:
-        super().__init__(detail or f"offsets moved on for {list(partitions)}")
-        self.partitions = list(partitions)
+# Called inside the transaction with the frames the database refused, (frame index, detail):
+# their dead letters are produced before the offsets that skip them commit.
+OnRejected = Callable[[list[tuple[int, str]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +46,7 @@ class WriteResult:
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (frame index, detail)
     alerts: list[AlertChange] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # rows written by table
+    fenced: dict[Any, int] = field(default_factory=dict)  # tp -> stored offset (not written)
 
 
 class Sink(Protocol):
@@ -62,14 +60,24 @@ class Sink(Protocol):
         """Next offset to read for each partition that has one stored (for the seek)."""
         ...
 
-    async def write(self, batch: Batch) -> WriteResult:
+    async def write(self, batch: Batch, on_rejected: OnRejected) -> WriteResult:
         """Write ``batch`` and its offsets (``batch.next``, fenced by ``batch.start``) in one
-        transaction. Raises ``TransientSinkError`` or ``FencedError``; rows the database
-        rejects permanently are left out and returned in ``WriteResult.rejected``."""
+        transaction. Raises ``TransientSinkError``; frames the database rejects permanently
+        are left out, handed to ``on_rejected`` before the commit and returned in
+        ``WriteResult.rejected``."""
         ...
 
     async def ping(self) -> None:
         """Raise ``TransientSinkError`` when the database cannot be reached."""
+        ...
+
+    def set_health_listener(self, listener: Callable[[bool], None]) -> None:
+        """``listener(False)`` as soon as a write meets a transient error, ``True`` on success
+        (the consumer pauses at once instead of waiting for the sink's own retries)."""
+        ...
+
+    async def maintain(self) -> None:
+        """Periodic upkeep (partitions ahead on plain PostgreSQL); cheap when nothing is due."""
         ...
 
     def pool_stats(self) -> tuple[int, int, int]:
@@ -78,6 +86,10 @@ class Sink(Protocol):
 
     def reload_rules(self) -> str:
         """Re-read the rule files (SIGHUP); returns a one-line summary for the log."""
+        ...
+
+    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
+        """Restore in-memory state (open alerts) of partitions this worker now owns."""
         ...
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:

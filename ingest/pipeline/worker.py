@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.abc import ConsumerRebalanceListener
+
 from ingest.metrics import PipelineMetrics
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import BatchBuilder, Decode
@@ -56,8 +58,8 @@ class WorkerOptions:
     retry_backoff_max_s: float = 5.0
 
 
-class _Listener:
-    """aiokafka ConsumerRebalanceListener (duck-typed: aiokafka checks the two methods)."""
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Hands aiokafka's rebalance callbacks to the worker (it awaits them before rejoining)."""
 
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
@@ -107,6 +109,7 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         o = self.options
+        self.sink.set_health_listener(self.bp.set_sink_healthy)
         await self.sink.start()
         producer = self._make_producer()
         await producer.start()
@@ -247,12 +250,15 @@ class Worker:
         if mine:
             await asyncio.wait_for(self.consumer.commit(mine), 10)
 
-    def _on_fenced(self, tps: list[Any]) -> None:
-        self.builder.batch.drop_partitions(tps)
-        for tp in tps:
+    def _on_fenced(self, fenced: dict[Any, int]) -> None:
+        """Another consumer stored these partitions past what this one wrote: forget what is
+        in flight for them and read on from the stored offset (if they are still ours)."""
+        key_of = {(tp.topic, tp.partition): tp for tp in self.owned}
+        tps = [key_of.get((t[0], t[1]), t) for t in fenced]
+        self.bp.done(self.builder.batch.drop_partitions(tps))
+        for tp, offset in zip(tps, fenced.values(), strict=True):
             if tp in self.owned:
-                self.needs_seek.add(tp)
-                self.positions.pop(tp, None)
+                self._seek(tp, offset)
 
     async def _load_pending_offsets(self) -> None:
         if not self.needs_seek:
@@ -330,6 +336,13 @@ class Worker:
         # Seek now when the database answers; otherwise the consume loop keeps them paused
         # and retries (never fetch from Kafka's offsets: the database's are the truth).
         await self._load_pending_offsets()
+        try:
+            await asyncio.wait_for(self.sink.on_partitions_assigned(sorted(assigned)), 30)
+        except Exception:
+            # Alert state is rebuilt from the database; when that fails the rules start from
+            # scratch for these vehicles (a duplicate raise is still impossible: the database
+            # holds one open alert per vehicle and rule).
+            log.exception("could not restore open alerts of the assigned partitions")
 
 
 def _as_producer(producer: Any) -> Producer:

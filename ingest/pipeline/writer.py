@@ -29,7 +29,7 @@ from ingest.pipeline import contract
 from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.contract import DeadLetter
-from ingest.pipeline.sink import FencedError, Sink, TransientSinkError, WriteResult
+from ingest.pipeline.sink import Sink, TransientSinkError, WriteResult
 
 __all__ = ["Producer", "Writer"]
 
@@ -72,7 +72,7 @@ class Writer:
         dlq_topic: str,
         alerts_topic: str,
         commit: Callable[[dict[Any, int]], Awaitable[None]],
-        on_fenced: Callable[[list[Any]], None],
+        on_fenced: Callable[[dict[Any, int]], None],
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 5.0,
     ) -> None:
@@ -170,6 +170,10 @@ class Writer:
         started = time.monotonic()
         backoff = self._backoff_initial
         result: WriteResult | None = None
+
+        async def on_rejected(rejected: list[tuple[int, str]]) -> None:
+            await self._dead_letter_rejected(batch, rejected)
+
         while result is None:
             if batch.generation != self.generation:
                 return  # abandoned (rebalance / shutdown); abandon() already accounted for it
@@ -179,10 +183,8 @@ class Writer:
                 if batch.dead and not batch.dead_sent:
                     await self._send_dead(batch.dead)
                     batch.dead_sent = True
-                self._attempt = asyncio.ensure_future(self._sink.write(batch))
+                self._attempt = asyncio.ensure_future(self._sink.write(batch, on_rejected))
                 result = await self._attempt
-            except FencedError as exc:
-                self._fenced(batch, exc)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling() == 0:
@@ -201,20 +203,21 @@ class Writer:
         self._bp.set_sink_healthy(True)
         await self._after_commit(batch, result, time.monotonic() - started)
 
-    def _fenced(self, batch: Batch, exc: FencedError) -> None:
+    def _fenced(self, fenced: dict[Any, int]) -> None:
         log.warning(
-            "offsets moved on in the database (another consumer owned the partitions): "
-            "dropping them from in-flight batches and seeking to the stored offsets",
-            extra={"partitions": [str(tp) for tp in exc.partitions]},
+            "offsets moved on in the database (another consumer wrote these partitions): "
+            "their frames were not written again; seeking to the stored offsets",
+            extra={"partitions": {f"{tp[0]}[{tp[1]}]": off for tp, off in fenced.items()}},
         )
         self._m.batches_abandoned.labels(reason="fenced").inc()
-        self._bp.done(batch.drop_partitions(exc.partitions))
-        self.drop_partitions(exc.partitions)
-        self._on_fenced(exc.partitions)
+        self.drop_partitions(list(fenced))
+        self._on_fenced(fenced)
 
     async def _after_commit(self, batch: Batch, result: WriteResult, took: float) -> None:
         now = time.time()
-        for tp, offset in batch.next.items():
+        fenced = result.fenced
+        committed = {tp: off for tp, off in batch.next.items() if tp not in fenced}
+        for tp, offset in committed.items():
             self.committed[tp] = offset
             self.commit_time[tp] = now
         self.last_commit = now
@@ -224,7 +227,7 @@ class Writer:
         rejected = {i for i, _ in result.rejected}
         by_topic: dict[str, list[float]] = {}
         for i, rec in enumerate(batch.records):
-            if i not in rejected:
+            if i not in rejected and (rec.topic, rec.partition) not in fenced:
                 by_topic.setdefault(rec.topic, []).append(now - batch.received_ms[i] / 1000)
         for topic, latencies in by_topic.items():
             m.frames_written.labels(topic=topic).inc(len(latencies))
@@ -235,19 +238,28 @@ class Writer:
             m.frames_decoded.labels(topic=topic).inc(n)
         for (topic, reason), n in batch.dead_reasons.items():
             m.frames_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+        for i in rejected:
+            rec = batch.records[i]
+            m.frames_dead_lettered.labels(topic=rec.topic, reason=contract.DB_REJECTED).inc()
         self._bp.done(batch.size)
+        if fenced:
+            self._fenced(fenced)
         try:
-            await self._commit(dict(batch.next))
+            await self._commit(committed)
         except Exception as exc:  # the database holds the offsets; log and go on
             log.info("Kafka offset commit failed (the database has them): %r", exc)
-        if result.rejected:
-            await self._dead_letter_rejected(batch, result)
         if result.alerts:
             await self._publish_alerts(result)
 
-    async def _dead_letter_rejected(self, batch: Batch, result: WriteResult) -> None:
+    async def _dead_letter_rejected(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
+        """Inside the batch's transaction: the dead letters of the frames the database refused.
+
+        Acknowledged by the broker before the offsets that skip them commit. If the broker
+        does not take them after a few tries, the failure is raised as a ``ConnectionError``,
+        which the storage writer treats as transient: the whole batch goes again later.
+        """
         letters = []
-        for i, detail in result.rejected:
+        for i, detail in rejected:
             rec = batch.records[i]
             letters.append(
                 contract.dead_letter(
@@ -263,7 +275,6 @@ class Writer:
                     timestamp_ms=rec.timestamp,
                 )
             )
-            self._m.frames_dead_lettered.labels(topic=rec.topic, reason=contract.DB_REJECTED).inc()
             if self._limiter.allow(contract.DB_REJECTED) is not None:
                 log.warning(
                     "the database rejected a frame's rows: sent to the dead-letter topic",
@@ -275,8 +286,14 @@ class Writer:
                         "offset": rec.offset,
                     },
                 )
-        # Already committed: retry until the broker takes them (losing them would lose data).
-        await self._retry_forever("dlq", lambda: self._send_dead(letters))
+        for attempt in range(3):
+            try:
+                await self._send_dead(letters)
+                return
+            except TRANSIENT_KAFKA as exc:
+                if attempt == 2:
+                    raise ConnectionError(f"dead-letter topic unreachable: {exc!r}") from exc
+                await asyncio.sleep(self._backoff_initial * 2**attempt)
 
     async def _publish_alerts(self, result: WriteResult) -> None:
         for change in result.alerts:
@@ -298,7 +315,11 @@ class Writer:
                 "alert %s: %s",
                 change.change,
                 change.rule,
-                extra={"rule": change.rule, "severity": change.severity, "entity": change.key},
+                extra={
+                    "rule": change.rule,
+                    "severity": change.severity,
+                    "entity": change.key.decode(errors="replace"),
+                },
             )
 
     async def _send_dead(self, letters: Sequence[DeadLetter]) -> None:

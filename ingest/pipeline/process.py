@@ -1,0 +1,136 @@
+"""Wiring: ``Settings`` -> a running worker process (uvloop, signals, Kafka clients, the sink).
+
+This is the only pipeline module that reads ``Settings``; the worker, writer and batcher take
+plain typed options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.config import ENTITY_KINDS, Settings
+from ingest.connections import kafka_client_options
+from ingest.decoders.rows import FrameRows
+from ingest.logging import configure_logging
+from ingest.metrics import PipelineMetrics
+from ingest.pipeline.batch import Decode
+from ingest.pipeline.sink import Sink
+from ingest.pipeline.worker import Worker, WorkerOptions
+
+__all__ = ["build_worker", "decoders_for", "worker_options", "worker_process"]
+
+log = logging.getLogger(__name__)
+
+
+def _decode_vehicle(value: bytes, received_ms: int) -> FrameRows:
+    from ingest.decoders.fast import decode_rows
+
+    return decode_rows(value, datetime.fromtimestamp(received_ms / 1000, UTC))
+
+
+# Entity kind -> fast-path decoder. A kind becomes first-class by adding its decoder here.
+DECODERS: dict[str, Decode] = {"vehicle": _decode_vehicle}
+
+
+def decoders_for(settings: Settings) -> dict[str, Decode]:
+    """Raw topic -> decoder, for the kinds that have one (the topics the workers subscribe)."""
+    return {settings.kafka.raw_topic(k): DECODERS[k] for k in ENTITY_KINDS if k in DECODERS}
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    p, k = settings.pipeline, settings.kafka
+    return WorkerOptions(
+        group_id=k.group_id,
+        topics=tuple(decoders_for(settings)),
+        dlq_topic=k.topic_dlq,
+        alerts_topic=k.topic_alerts,
+        batch_max_frames=p.batch_max_frames,
+        linger_ms=p.batch_linger_ms,
+        max_in_flight=max(p.max_in_flight_frames, p.batch_max_frames),
+        pause_after_s=p.pause_after_s,
+        revoke_timeout_s=p.revoke_timeout_s,
+        shutdown_timeout_s=p.shutdown_timeout_s,
+        lag_interval_s=p.lag_interval_s,
+        retry_backoff_max_s=p.retry_backoff_max_s,
+    )
+
+
+def build_worker(
+    settings: Settings, *, index: int = 0, metrics: PipelineMetrics, sink: Sink | None = None
+) -> Worker:
+    """A worker wired to the configured Kafka and database (``sink`` overrides the latter)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from ingest.pipeline.storage_sink import StorageSink
+
+    k, p = settings.kafka, settings.pipeline
+    client = kafka_client_options(k)
+    client["client_id"] = f"{k.client_id}-w{index}"
+
+    def make_consumer() -> Any:
+        return AIOKafkaConsumer(
+            **client,
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=p.batch_max_frames,
+            # A fetch per partition of up to 2 MB (~5,000 frames) keeps the decoder fed
+            # without holding more than a few batches of prefetched data per partition.
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
+
+    def make_producer() -> Any:
+        return AIOKafkaProducer(**client, acks="all", enable_idempotence=True, linger_ms=5)
+
+    return Worker(
+        options=worker_options(settings),
+        make_consumer=make_consumer,
+        make_producer=make_producer,
+        sink=sink if sink is not None else StorageSink.from_settings(settings, metrics=metrics),
+        decoders=decoders_for(settings),
+        metrics=metrics,
+    )
+
+
+async def _run(index: int, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_stop(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("%s received: stop fetching, flush, commit, exit", sig.name)
+            stop.set()
+
+    worker = build_worker(settings, index=index, metrics=PipelineMetrics())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+
+    def on_hup() -> None:
+        try:
+            log.info("SIGHUP: %s", worker.sink.reload_rules())
+        except Exception:
+            log.exception("SIGHUP: rules not reloaded; the previous rules stay in force")
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await worker.run(stop)
+
+
+def worker_process(index: int, settings: Settings) -> None:
+    """Entry point of a worker process (the supervisor spawns it). Exit 0 after a clean stop;
+    1 on a failure, which the supervisor logs and restarts."""
+    configure_logging(settings.log.level, static={"worker": index}, fmt=settings.log.format)
+    import uvloop
+
+    try:
+        uvloop.run(_run(index, settings))
+    except Exception:
+        log.exception("worker failed")
+        sys.exit(1)
+    log.info("worker stopped")
+    sys.exit(0)

@@ -1,0 +1,287 @@
+"""The pipeline's ``Sink``: the storage writer and the rule engine in one transaction per batch.
+
+Per batch: the rule engine evaluates the decoded frames once (partition by partition, in
+offset order) and its changes ride in the writer's ``before_commit`` hook, so alerts are
+durable exactly when the rows that produced them are. On assignment the open alerts of the
+new partitions are restored from the database (no second raise after a move); on revocation
+their state is forgotten. SIGHUP swaps the rule set; its changes (alerts of removed rules
+cleared) go with the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from alerts import Engine, RuleSet, to_message
+from alerts.model import AlertChange as EngineChange
+from alerts.store import load_open, save_changes
+from ingest.config import Settings
+from ingest.connections import postgres_dsn
+from ingest.errors import UserError
+from ingest.metrics import PipelineMetrics
+from ingest.pipeline.batch import Batch
+from ingest.pipeline.sink import AlertChange, OnRejected, TransientSinkError, WriteResult
+from storage.batch import WriteResult as StorageResult
+from storage.batch import WriterHooks
+from storage.connect import PoolParams
+from storage.errors import SchemaError, StorageUnavailable
+from storage.offsets import OffsetRange
+from storage.params import LoaderKind, SchemaMode, StorageParams, WriterParams
+from storage.writer import StorageWriter
+
+__all__ = ["StorageSink", "check_schema"]
+
+log = logging.getLogger(__name__)
+
+
+class _Hooks(WriterHooks):
+    """Health for backpressure: a transient error pauses the consumer at once."""
+
+    def __init__(self, sink: StorageSink) -> None:
+        self._sink = sink
+
+    def on_written(self, result: StorageResult) -> None:
+        self._sink.health(True)
+
+    def on_retry(self, attempt: int, delay_s: float, error: BaseException) -> None:
+        self._sink.health(False)
+        self._sink.metrics.write_retries.labels(stage="database").inc()
+
+
+def pool_params(settings: Settings, application: str = "nev-ingest run") -> PoolParams:
+    pg = settings.postgres
+    return PoolParams(
+        dsn=postgres_dsn(pg),
+        password=pg.password or None,
+        min_size=pg.pool_min_size,
+        max_size=pg.pool_max_size,
+        statement_timeout_ms=pg.statement_timeout_ms,
+        connect_timeout_s=pg.connect_timeout_s,
+        application_name=application,
+    )
+
+
+def storage_params(settings: Settings) -> StorageParams:
+    return StorageParams(mode=SchemaMode(settings.postgres.schema_mode))
+
+
+class StorageSink:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        pool: PoolParams,
+        writer: WriterParams,
+        storage: StorageParams,
+        metrics: PipelineMetrics,
+        alert_topics: dict[str, str],  # raw topic -> entity kind, for topics with rules
+        rules_file: str = "",
+        alerts_enabled: bool = True,
+        raw_frames: bool = False,
+    ) -> None:
+        self._pool_params = pool
+        self._writer_params = writer
+        self._storage = storage
+        self.metrics = metrics
+        self._alert_topics = alert_topics
+        self._rules_file = rules_file
+        self._alerts_enabled = alerts_enabled
+        self._raw_frames = raw_frames
+        self._writer: StorageWriter | None = None
+        self._engine: Engine | None = None
+        self._pending: list[EngineChange] = []  # from restore / swap_rules, saved next batch
+        self._listener: Callable[[bool], None] = lambda healthy: None
+        self._mode: SchemaMode | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, metrics: PipelineMetrics) -> StorageSink:
+        k = settings.kafka
+        return cls(
+            pool=pool_params(settings),
+            writer=WriterParams(
+                consumer_group=k.group_id,
+                loader=LoaderKind(settings.postgres.loader),
+                raw_frames=settings.storage.raw_frames,
+            ),
+            storage=storage_params(settings),
+            metrics=metrics,
+            alert_topics={k.topic_vehicle: "vehicle"},
+            rules_file=settings.alerts.rules_file,
+            alerts_enabled=settings.alerts.enabled,
+            raw_frames=settings.storage.raw_frames,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._writer = await StorageWriter.open(
+            self._pool_params, self._writer_params, hooks=_Hooks(self)
+        )
+        if self._alerts_enabled:
+            self._engine = Engine(self._load_rules())
+            log.info("rule engine ready", extra={"rules": len(self._engine.rules.rules)})
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+
+    def set_health_listener(self, listener: Callable[[bool], None]) -> None:
+        self._listener = listener
+
+    def health(self, healthy: bool) -> None:
+        self._listener(healthy)
+
+    def _load_rules(self) -> RuleSet:
+        return RuleSet.load(self._rules_file) if self._rules_file else RuleSet.default()
+
+    # -- offsets, upkeep ---------------------------------------------------------------------
+    @property
+    def writer(self) -> StorageWriter:
+        if self._writer is None:
+            raise RuntimeError("StorageSink.start() was not awaited")
+        return self._writer
+
+    async def stored_offsets(self, partitions: Sequence[Any]) -> dict[Any, int]:
+        by_key = {(tp.topic, tp.partition): tp for tp in partitions}
+        try:
+            stored = await self.writer.load_offsets(list(by_key))
+        except (OSError, StorageUnavailable) as exc:
+            raise TransientSinkError(str(exc)) from exc
+        return {by_key[key]: offset for key, offset in stored.items() if key in by_key}
+
+    async def ping(self) -> None:
+        try:
+            await self.writer.ping()
+        except StorageUnavailable as exc:
+            raise TransientSinkError(str(exc)) from exc
+
+    async def maintain(self) -> None:
+        from storage.maintenance import run
+        from storage.migrate import schema_status
+
+        async with self.writer.pool.acquire() as conn:
+            if self._mode is None:
+                self._mode = (await schema_status(conn, self._storage.schema)).mode
+            if self._mode is not None:
+                await run(conn, self._storage, self._mode)
+
+    def pool_stats(self) -> tuple[int, int, int]:
+        if self._writer is None:
+            return (0, 0, self._pool_params.max_size)
+        pool = self._writer.pool
+        size, idle = pool.get_size(), pool.get_idle_size()
+        return (size - idle, idle, pool.get_max_size())
+
+    # -- alerts state ------------------------------------------------------------------------
+    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
+        if self._engine is None:
+            return
+        mine = sorted({tp.partition for tp in partitions if tp.topic in self._alert_topics})
+        if not mine:
+            return
+        async with self.writer.pool.acquire() as conn:
+            records = await load_open(conn, entity_kind="vehicle", partitions=mine)
+        self._pending.extend(self._engine.restore(records))
+        log.info(
+            "alert state restored",
+            extra={"partitions": mine, "alerts": sum(r.cleared_ms is None for r in records)},
+        )
+
+    def on_partitions_lost(self, partitions: Sequence[Any]) -> None:
+        if self._engine is None:
+            return
+        for tp in partitions:
+            if tp.topic in self._alert_topics:
+                self._engine.forget(partition=tp.partition)
+
+    def reload_rules(self) -> str:
+        if self._engine is None:
+            return "alerts are disabled (alerts.enabled = false): nothing to reload"
+        rules = self._load_rules()
+        changes = self._engine.swap_rules(rules)
+        self._pending.extend(changes)
+        return (
+            f"rules reloaded from {self._rules_file or 'the built-in default set'}: "
+            f"{len(rules.rules)} rules, {len(changes)} alerts cleared by the change"
+        )
+
+    def _evaluate(self, batch: Batch) -> list[EngineChange]:
+        engine = self._engine
+        if engine is None:
+            return []
+        by_partition: dict[int, list[Any]] = {}
+        for rec, frame in zip(batch.records, batch.frames, strict=True):
+            if rec.topic in self._alert_topics:
+                by_partition.setdefault(rec.partition, []).append(frame)
+        changes, self._pending = self._pending, []
+        now_ms = time.time_ns() // 1_000_000
+        for partition, frames in by_partition.items():
+            changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition))
+        return changes
+
+    # -- the write ---------------------------------------------------------------------------
+    async def write(self, batch: Batch, on_rejected: OnRejected) -> WriteResult:
+        if batch.alert_changes is None:
+            # Once per batch: the engine's state moves with each evaluation, so a retried
+            # write must save the same changes, not evaluate the frames a second time.
+            batch.alert_changes = self._evaluate(batch)
+        changes: list[EngineChange] = batch.alert_changes
+        offsets = {
+            (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
+            for tp, nxt in batch.next.items()
+        }
+        saved: list[EngineChange] = []
+
+        async def before_commit(conn: Any, outcome: Any) -> None:
+            if outcome.rejected:
+                await on_rejected([(r.index, r.detail) for r in outcome.rejected])
+            fenced = {p for (t, p) in outcome.fenced if t in self._alert_topics}
+            keep = [c for c in changes if c.alert.partition not in fenced]
+            if keep:
+                await save_changes(conn, keep)
+            saved[:] = keep
+
+        try:
+            result = await self.writer.write_batch(
+                batch.frames,
+                offsets,
+                partitions=[(r.topic, r.partition) for r in batch.records],
+                kafka_offsets=[r.offset for r in batch.records],
+                raw=[r.value or b"" for r in batch.records] if self._raw_frames else None,
+                before_commit=before_commit,
+            )
+        except StorageUnavailable as exc:
+            raise TransientSinkError(str(exc)) from exc
+        by_key = {(tp.topic, tp.partition): tp for tp in batch.next}
+        return WriteResult(
+            rejected=[(r.index, r.detail) for r in result.rejected],
+            alerts=[_alert(c) for c in saved],
+            rows=dict(result.rows),
+            fenced={by_key.get(key, key): off for key, off in result.fenced.items()},
+        )
+
+
+def _alert(change: EngineChange) -> AlertChange:
+    key, value = to_message(change)
+    a = change.alert
+    return AlertChange(
+        rule=a.rule_id, severity=a.severity, change=change.type, key=key, message=value
+    )
+
+
+async def check_schema(settings: Settings) -> None:
+    """``UserError`` unless the configured database has the current schema (run migrate)."""
+    from storage.connect import connect
+    from storage.migrate import require_current
+
+    params = pool_params(settings, "nev-ingest run (check)")
+    conn = await connect(params)
+    try:
+        await require_current(conn, params.schema)
+    except SchemaError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        await conn.close()
