@@ -103,6 +103,13 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        self.duplicates_skipped = Counter(
+            "duplicate_rows_skipped",
+            "Rows the database already held (a device resending, or a replay the offsets did not "
+            "stop); 0 while exactly-once works by offsets alone.",
+            namespace=ns,
+            registry=r,
+        )
         self.batches_abandoned = Counter(
             "batches_abandoned",
             "In-flight batches given up uncommitted (revoke, shutdown deadline, fencing); "

@@ -47,6 +47,7 @@ class WriteResult:
     alerts: list[AlertChange] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # rows written by table
     fenced: dict[Any, int] = field(default_factory=dict)  # tp -> stored offset (not written)
+    duplicates: int = 0  # rows skipped because the database already held them
 
 
 class Sink(Protocol):

@@ -261,6 +261,7 @@ class StorageSink:
             alerts=[_alert(c) for c in saved],
             rows=dict(result.rows),
             fenced={by_key.get(key, key): off for key, off in result.fenced.items()},
+            duplicates=result.duplicates_skipped,
         )
 
 

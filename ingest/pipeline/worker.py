@@ -104,6 +104,8 @@ class Worker:
         self.stored: dict[Any, int | None] = {}  # tp -> offset stored in the DB at assignment
         self.lag: LagReporter | None = None
         self.last_turn = time.time()
+        self._loading = asyncio.Lock()
+        self._assignments = 0  # bumped on every assignment
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -130,7 +132,7 @@ class Worker:
         try:
             await consumer.start()
             consumer.subscribe(list(o.topics), listener=_Listener(self))
-            log.info("worker started", extra={"topics": list(o.topics), "group": o.group_id})
+            log.info("consumer started", extra={"topics": list(o.topics), "group": o.group_id})
             async with asyncio.TaskGroup() as tg:
                 write_task = tg.create_task(writer.run(), name="writer")
                 lag_task = tg.create_task(lag.run(), name="housekeeping")
@@ -261,22 +263,30 @@ class Worker:
                 self._seek(tp, offset)
 
     async def _load_pending_offsets(self) -> None:
-        if not self.needs_seek:
+        # The consume loop and the assignment callback both call this: one load at a time, and
+        # a load that a newer assignment overtook is thrown away (its offsets may be stale).
+        if not self.needs_seek or self._loading.locked():
             return
-        pending = sorted(self.needs_seek & self.owned)
-        self.needs_seek &= self.owned
-        if not pending:
-            return
-        try:
-            stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
-        except Exception as exc:  # DB down: stay paused, try again next turn
-            self.bp.set_sink_healthy(False)
-            log.warning("cannot read stored offsets yet (%r); partitions stay paused", exc)
-            await asyncio.sleep(self.options.retry_backoff_max_s / 5)
-            return
-        for tp in pending:
-            self._seek(tp, stored.get(tp))
-            self.needs_seek.discard(tp)
+        async with self._loading:
+            pending = sorted(self.needs_seek & self.owned)
+            self.needs_seek &= self.owned
+            if not pending:
+                return
+            generation = self._assignments
+            try:
+                stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
+            except Exception as exc:  # DB down: stay paused, try again next turn
+                self.bp.set_sink_healthy(False)
+                log.warning("cannot read stored offsets yet (%r); partitions stay paused", exc)
+                await asyncio.sleep(self.options.retry_backoff_max_s / 5)
+                return
+            if generation != self._assignments:
+                return
+            self.bp.set_sink_healthy(True)
+            for tp in pending:
+                if tp in self.needs_seek:
+                    self._seek(tp, stored.get(tp))
+                    self.needs_seek.discard(tp)
 
     def _seek(self, tp: Any, offset: int | None) -> None:
         self.positions[tp] = offset
@@ -326,6 +336,7 @@ class Worker:
 
     async def on_assigned(self, assigned: set[Any]) -> None:
         self.metrics.rebalances.labels(event="assigned").inc()
+        self._assignments += 1
         self.owned = set(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
         self.needs_seek = set(assigned)

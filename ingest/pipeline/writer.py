@@ -224,6 +224,8 @@ class Writer:
         m = self._m
         m.write_duration.observe(took)
         m.batch_size.observe(batch.size)
+        if result.duplicates:
+            m.duplicates_skipped.inc(result.duplicates)
         rejected = {i for i, _ in result.rejected}
         by_topic: dict[str, list[float]] = {}
         for i, rec in enumerate(batch.records):

@@ -1,0 +1,330 @@
+"""Helpers of the pipeline integration tests: a real ``nev-ingest run`` process, real Kafka and
+PostgreSQL, and bounded polling of real state (never sleeps to wait)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows
+from ingest.devstack.process import free_port
+from loadtest.fleet import Message
+from loadtest.loadgen import LoadResult, produce_messages
+
+T = TypeVar("T")
+
+SCHEMA = "nev"
+
+
+async def until(
+    probe: Callable[[], Awaitable[T]], *, timeout_s: float, what: str, every_s: float = 0.1
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout_s`` saying what."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {what} (last: {last!r})"
+            )
+        await asyncio.sleep(every_s)
+
+
+@dataclass
+class PipelineEnv:
+    """One isolated pipeline: its own topics, database, consumer group and metrics port."""
+
+    kafka: str
+    dsn: str
+    topic: str
+    dlq: str
+    alerts: str
+    group: str
+    tmp: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
+        env.update(
+            NEV_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            NEV_POSTGRES_DSN=self.dsn,
+            NEV_KAFKA_TOPIC_VEHICLE=self.topic,
+            NEV_KAFKA_TOPIC_DLQ=self.dlq,
+            NEV_KAFKA_TOPIC_ALERTS=self.alerts,
+            NEV_KAFKA_GROUP_ID=self.group,
+            NEV_LOG_LEVEL="INFO",
+            NEV_PIPELINE_BATCH_LINGER_MS="100",
+            NEV_PIPELINE_REVOKE_TIMEOUT_S="5",
+            NEV_PIPELINE_RETRY_BACKOFF_MAX_S="1",
+            NEV_PIPELINE_LAG_INTERVAL_S="0.5",
+        )
+        env.update(self.extra)
+        env.update(overrides)
+        return env
+
+
+class Service:
+    """A ``nev-ingest run`` process (supervisor + workers) writing its log to a file."""
+
+    def __init__(self, env: PipelineEnv, name: str, workers: int = 1, **overrides: str) -> None:
+        self.port = free_port()
+        self.log = env.tmp / f"{name}.log"
+        environ = env.environ(NEV_METRICS_PORT=str(self.port), **overrides)
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest", "run", "--workers", str(workers)],
+            env=environ,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_bytes().splitlines():
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+        return out
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the workers running now (from the supervisor's "worker started" lines)."""
+        started = [
+            r["worker_pid"]
+            for r in self.logs()
+            if "worker_pid" in r and r.get("msg") == "worker started"
+        ]
+        return [pid for pid in started if _alive(pid)]
+
+    def metrics(self) -> dict[str, float]:
+        """``name{labels}`` -> value from /metrics (empty while not serving)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except (urllib.error.URLError, OSError):
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels`` (0.0 when the metric
+        is exposed without such samples yet; AssertionError when it is not exposed at all)."""
+        total, exposed = 0.0, False
+        for key, value in self.metrics().items():
+            base, _, rest = key.partition("{")
+            exposed = exposed or base == name
+            if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+                total += value
+        if not exposed:
+            raise AssertionError(f"{name} is not on /metrics")
+        return total
+
+    def readyz(self) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+        except (urllib.error.URLError, OSError):
+            return 0
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM, wait for the exit; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            self._log_file.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        for pid in self.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        self._log_file.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def produce(
+    kafka: str, topic: str, messages: Iterable[Message], *, rate: float = 0.0
+) -> LoadResult:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        return await produce_messages(producer, topic, messages, rate=rate)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Expected:
+    """What the database and the DLQ must hold after the pipeline consumed ``messages``."""
+
+    rows: Counter[tuple[str, int]] = field(default_factory=Counter)  # (vin, ts_ms) of 0x02/0x03
+    sessions: int = 0
+    bad: Counter[str] = field(default_factory=Counter)  # decoder reason -> count
+
+    @classmethod
+    def of(cls, messages: Iterable[Message]) -> Expected:
+        exp = cls()
+        for m in messages:
+            try:
+                rows = decode_rows(m.value)
+            except FrameError as exc:
+                exp.bad[exc.reason] += 1
+                continue
+            if rows.vehicle is not None and rows.ts_ms is not None:
+                exp.rows[(rows.vin, rows.ts_ms)] += 1
+            elif rows.session is not None:
+                exp.sessions += 1
+        return exp
+
+
+async def migrate_database(dsn: str) -> None:
+    """The current schema in the (empty) database at ``dsn``."""
+    from storage.migrate import migrate
+    from storage.params import StorageParams
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, StorageParams())
+    finally:
+        await conn.close()
+
+
+async def make_env(
+    kafka: str,
+    dsn: str,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp: Path,
+    *,
+    partitions: int = 4,
+) -> PipelineEnv:
+    """Topics, a migrated database and a consumer group of one's own."""
+    await migrate_database(dsn)
+    return PipelineEnv(
+        kafka=kafka,
+        dsn=dsn,
+        topic=unique_topic(partitions, "veh"),
+        dlq=unique_topic(1, "dlq"),
+        alerts=unique_topic(1, "alerts"),
+        group=unique_name("group"),
+        tmp=tmp,
+    )
+
+
+async def ready(svc: Service) -> bool:
+    """The service answers /readyz with 200 (every worker in the group, DB reachable)."""
+    if svc.proc.poll() is not None:
+        raise AssertionError(f"the service exited ({svc.proc.returncode}): {svc.log.read_text()}")
+    return svc.readyz() == 200
+
+
+def header(headers: Iterable[tuple[str, bytes]], name: str) -> bytes | None:
+    found = None
+    for key, value in headers:
+        if key == name:
+            found = value
+    return found
+
+
+async def end_offsets(kafka: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def stored_offsets(dsn: str, group: str, topic: str) -> dict[int, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT partition, next_offset FROM {SCHEMA}.consumer_offsets "
+            "WHERE consumer_group = $1 AND topic = $2",
+            group,
+            topic,
+        )
+    except asyncpg.UndefinedTableError:
+        return {}
+    finally:
+        await conn.close()
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def caught_up(env: PipelineEnv) -> bool:
+    """True when the database holds the end offset of every non-empty partition."""
+    ends = await end_offsets(env.kafka, env.topic)
+    stored = await stored_offsets(env.dsn, env.group, env.topic)
+    return all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+
+async def stored_rows(dsn: str) -> Counter[tuple[str, int]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT vin, (extract(epoch FROM ts) * 1000)::bigint AS ms "
+            f"FROM {SCHEMA}.vehicle_telemetry"
+        )
+    finally:
+        await conn.close()
+    return Counter((r["vin"], r["ms"]) for r in rows)
+
+
+async def read_topic(kafka: str, topic: str, *, expect: int, timeout_s: float = 30) -> list[Any]:
+    """Every record of ``topic`` from the beginning, waiting until at least ``expect`` came."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                out.extend(records)
+            if len(out) >= expect and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return out

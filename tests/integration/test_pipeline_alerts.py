@@ -1,0 +1,96 @@
+"""The GB 38031 thermal-runaway alert, end to end: frames on Kafka -> service -> alerts table and
+the alerts topic, raised once, within 1 s of its triggering frame reaching the gateway."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from ingest.decoders.fast import decode_rows
+from loadtest.fleet import FleetOptions, fleet_messages
+from tests.integration.pipeline_support import (
+    SCHEMA,
+    PipelineEnv,
+    Service,
+    caught_up,
+    header,
+    make_env,
+    produce,
+    read_topic,
+    ready,
+    until,
+)
+
+pytestmark = pytest.mark.integration
+
+RULE = "gb38031_thermal_runaway"
+
+
+@pytest.fixture
+async def env(
+    kafka_bootstrap: str,
+    fresh_database: str,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> PipelineEnv:
+    return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
+
+
+async def test_thermal_runaway_raised_once_within_one_second(env: PipelineEnv) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    # Vehicle 0 of the fleet goes into thermal runaway; 30 ordinary vehicles around it.
+    fleet = FleetOptions(vehicles=30, minutes=4, bad_ratio=0.0, runaway=True, end_ms=now_ms)
+    messages = list(fleet_messages(fleet))
+    runaway_vin = "LNEVSIM0000000000"
+
+    svc = Service(env, "alerts")
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        await produce(env.kafka, env.topic, messages)
+        await until(lambda: caught_up(env), timeout_s=60, what="every offset stored")
+        published = await read_topic(env.kafka, env.alerts, expect=1)
+    finally:
+        code = svc.stop()
+    assert code == 0
+
+    raised = [
+        (r, orjson.loads(r.value))
+        for r in published
+        if orjson.loads(r.value)["type"] == "raised" and orjson.loads(r.value)["rule_id"] == RULE
+    ]
+    assert len(raised) == 1, [orjson.loads(r.value) for r in published]
+    record, body = raised[0]
+    assert body["entity_id"] == runaway_vin and record.key == runaway_vin.encode()
+    # Nobody else raised anything: the other 30 vehicles are an ordinary fleet.
+    assert {orjson.loads(r.value)["entity_id"] for r in published} == {runaway_vin}
+
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT entity_id, opened_at FROM {SCHEMA}.alerts WHERE rule_id = $1", RULE
+        )
+    finally:
+        await conn.close()
+    assert [r["entity_id"] for r in rows] == [runaway_vin]
+
+    # The triggering frame: the one whose event time opened the alert. Its received_at header
+    # is when the "gateway" produced it; the alert record's timestamp is when the service
+    # published it, after the commit. The difference bounds "consumed -> alert" from above.
+    opened_ms = int(rows[0]["opened_at"].timestamp() * 1000)
+    trigger = None
+    for m in messages:
+        rows_of = decode_rows(m.value)
+        if rows_of.vin == runaway_vin and rows_of.ts_ms == opened_ms:
+            trigger = m
+    assert trigger is not None
+    sent = await read_topic(env.kafka, env.topic, expect=len(messages))
+    on_kafka = next(r for r in sent if r.value == trigger.value)
+    received_ms = int(header(on_kafka.headers, "received_at") or b"0")
+    delay_s = (record.timestamp - received_ms) / 1000
+    assert 0 <= delay_s <= 1.0, f"alert published {delay_s:.3f}s after its frame was received"

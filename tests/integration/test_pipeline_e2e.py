@@ -1,0 +1,108 @@
+"""End to end through the real service: frames on Kafka become rows once; bad frames and frames
+the database refuses land in the dead-letter topic with their reason; SIGTERM exits 0."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ingest.decoders import encode_frame
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows
+from loadtest.fleet import FleetOptions, Message, SimVehicle, fleet_messages
+from tests.integration.pipeline_support import (
+    Expected,
+    PipelineEnv,
+    Service,
+    caught_up,
+    header,
+    make_env,
+    produce,
+    read_topic,
+    ready,
+    stored_rows,
+    until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def env(
+    kafka_bootstrap: str,
+    fresh_database: str,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> PipelineEnv:
+    return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
+
+
+def _far_future_frame() -> Message:
+    """A valid frame dated 2035: plain PostgreSQL has no partition for it, so the database
+    refuses its rows (a permanent error) and the pipeline must dead-letter it, not stop."""
+    import random
+
+    v = SimVehicle("LNEVFUTURE0000001", random.Random(3), 2016)
+    v.step(10.0)
+    t = int(datetime(2035, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    return Message(t, b"LNEVFUTURE0000001", encode_frame(v.frame(t)), "realtime")
+
+
+async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: PipelineEnv) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    fleet = FleetOptions(vehicles=80, minutes=3, bad_ratio=0.04, runaway=False, end_ms=now_ms)
+    messages = [*fleet_messages(fleet), _far_future_frame()]
+    expected = Expected.of(messages)
+    future = ("LNEVFUTURE0000001", messages[-1].t_ms)
+    del expected.rows[future]  # refused by the database
+    assert sum(expected.bad.values()) >= 10, "the traffic must hold bad frames"
+
+    svc = Service(env, "e2e")
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        sent = await produce(env.kafka, env.topic, messages)
+        assert sent.frames == len(messages)
+        await until(lambda: caught_up(env), timeout_s=90, what="every offset stored")
+
+        rows = await stored_rows(env.dsn)
+        assert rows == expected.rows  # every decodable frame, each exactly once
+        assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0
+
+        n_dead = sum(expected.bad.values()) + 1
+        dead = await read_topic(env.kafka, env.dlq, expect=n_dead)
+        reasons = Counter((header(r.headers, "error.reason") or b"").decode() for r in dead)
+        assert reasons == {**expected.bad, "db_rejected": 1}
+        # A dead letter is the original record: same key, value and headers, plus the error.
+        bad_values = set()
+        for m in messages:
+            try:
+                decode_rows(m.value)
+            except FrameError:
+                bad_values.add((m.key, m.value))
+        assert {(r.key, r.value) for r in dead} == {
+            *bad_values,
+            (messages[-1].key, messages[-1].value),
+        }
+        for r in dead:
+            assert header(r.headers, "source.topic") == env.topic.encode()
+            assert int(header(r.headers, "source.offset") or b"-1") >= 0
+            assert header(r.headers, "received_at") is not None  # original header kept
+            assert header(r.headers, "error.detail")
+        rejected = next(r for r in dead if header(r.headers, "error.reason") == b"db_rejected")
+        assert header(rejected.headers, "error.stage") == b"store"
+
+        for reason, n in expected.bad.items():
+            assert svc.metric("nev_ingest_frames_dead_lettered_total", reason=reason) == n
+        assert svc.metric("nev_ingest_frames_written_total") == sum(expected.rows.values()) + (
+            expected.sessions
+        )
+        assert svc.metric("nev_ingest_end_to_end_latency_seconds_count") > 0
+    finally:
+        code = svc.stop()
+    assert code == 0

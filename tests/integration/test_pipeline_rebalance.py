@@ -1,0 +1,91 @@
+"""Rebalance: a second service (worker) joins the group during a run and leaves again; the
+partitions move twice, and every frame is stored exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loadtest.fleet import FleetOptions, fleet_messages
+from tests.integration.pipeline_support import (
+    Expected,
+    PipelineEnv,
+    Service,
+    caught_up,
+    make_env,
+    produce,
+    ready,
+    stored_offsets,
+    stored_rows,
+    until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def env(
+    kafka_bootstrap: str,
+    fresh_database: str,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> PipelineEnv:
+    return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
+
+
+async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineEnv) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    fleet = FleetOptions(vehicles=300, minutes=10, bad_ratio=0.0, runaway=False, end_ms=now_ms)
+    messages = list(fleet_messages(fleet))
+    expected = Expected.of(messages)
+    total = len(messages)
+
+    first = Service(env, "first", NEV_PIPELINE_BATCH_MAX_FRAMES="500")
+    second: Service | None = None
+    try:
+        await until(lambda: ready(first), timeout_s=60, what="the first service to be ready")
+        producing = asyncio.create_task(produce(env.kafka, env.topic, messages, rate=2000))
+
+        async def some_stored() -> int:
+            n = sum((await stored_offsets(env.dsn, env.group, env.topic)).values())
+            return n if n >= total // 5 else 0
+
+        await until(some_stored, timeout_s=60, what="a fifth of the frames stored")
+        second = Service(env, "second", NEV_PIPELINE_BATCH_MAX_FRAMES="500")
+
+        async def second_works() -> bool:
+            try:
+                return (
+                    second.metric("nev_ingest_assigned_partitions") > 0
+                    and second.metric("nev_ingest_frames_written_total") > 0
+                )
+            except AssertionError:
+                return False  # not serving metrics yet
+
+        await until(second_works, timeout_s=60, what="the joining worker to take partitions")
+        assert first.metric("nev_ingest_assigned_partitions") < 4  # it gave some away
+        assert not producing.done(), "the join must happen while traffic flows"
+        assert second.metric("nev_ingest_duplicate_rows_skipped_total") == 0
+        assert second.stop() == 0  # leaves the group: its partitions go back to the first
+
+        async def first_has_all() -> bool:
+            return first.metric("nev_ingest_assigned_partitions") == 4
+
+        await until(first_has_all, timeout_s=60, what="the partitions to come back")
+        await producing
+        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+
+        rows = await stored_rows(env.dsn)
+        assert rows == expected.rows  # nothing lost
+        assert first.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
+        assert first.metric("nev_ingest_rebalances_total", event="revoked") >= 2
+    finally:
+        code = first.stop()
+        if second is not None and second.proc.poll() is None:
+            second.stop()
+    assert code == 0
