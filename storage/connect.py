@@ -1,0 +1,177 @@
+"""Connections: what the engine can do, and an asyncpg pool set up for the writer.
+
+The TimescaleDB test engine (PGlite over pglite-socket) differs from a PostgreSQL server in
+four ways that matter here: it has no COPY FROM STDIN (the attempt breaks the engine); it
+serves one connection at a time; all connections share one backend, so asyncpg's named
+prepared statements of one connection collide with those of the next; and it never closes
+the socket after a Terminate message, so asyncpg's graceful ``close()`` waits forever.
+``detect`` recognises it from ``version()`` (compiled by emscripten) and this module adapts:
+one connection, no statement cache, the unnest loader, and ``terminate()`` instead of
+``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from storage.params import LoaderKind, check_identifier
+
+__all__ = [
+    "Engine",
+    "PoolParams",
+    "close",
+    "close_pool",
+    "connect",
+    "create_pool",
+    "detect",
+    "probe",
+]
+
+# PGlite serves one connection at a time and frees the slot only after the previous client's
+# socket closed; a reconnect right after a close can be refused. Retry that briefly.
+_PGLITE_CONNECT_TRIES = 50
+_PGLITE_CONNECT_PAUSE_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What the server at a DSN is and supports."""
+
+    version: str
+    pglite: bool
+    timescaledb: bool  # the extension is available (installed or installable)
+
+    @property
+    def copy_from_stdin(self) -> bool:
+        return not self.pglite
+
+    @property
+    def max_connections(self) -> int | None:
+        return 1 if self.pglite else None
+
+    def loader(self, wanted: LoaderKind) -> LoaderKind:
+        """``wanted`` resolved: auto -> copy where COPY FROM STDIN works, else unnest."""
+        if wanted is LoaderKind.AUTO:
+            return LoaderKind.COPY if self.copy_from_stdin else LoaderKind.UNNEST
+        if wanted is LoaderKind.COPY and not self.copy_from_stdin:
+            raise ValueError("this engine (PGlite) has no COPY FROM STDIN: use loader = unnest")
+        return wanted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolParams:
+    """Where and how to connect (the CLI builds this from postgres.* settings)."""
+
+    dsn: str
+    password: str | None = None
+    schema: str = "nev"
+    min_size: int = 1
+    max_size: int = 4
+    statement_timeout_ms: int = 60_000
+    connect_timeout_s: float = 10.0
+    application_name: str = "nev-ingest"
+
+    def __post_init__(self) -> None:
+        check_identifier(self.schema)
+
+    def server_settings(self) -> dict[str, str]:
+        # search_path: the schema's tables unqualified, for our SQL and for code sharing the
+        # writer's transaction (the alerts store); public for the timescaledb functions.
+        return {
+            "application_name": self.application_name,
+            "statement_timeout": str(self.statement_timeout_ms),
+            "search_path": f"{self.schema}, public",
+        }
+
+
+async def detect(conn: Any) -> Engine:
+    """The ``Engine`` behind an open connection."""
+    version = str(await conn.fetchval("SELECT version()"))
+    available = await conn.fetchval(
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+    )
+    return Engine(
+        version=version, pglite="emscripten" in version.lower(), timescaledb=bool(available)
+    )
+
+
+async def close(conn: Any, engine: Engine, *, timeout_s: float = 5.0) -> None:
+    """Close a connection: gracefully on PostgreSQL, by dropping the socket on PGlite."""
+    if engine.pglite:
+        conn.terminate()
+    else:
+        await conn.close(timeout=timeout_s)
+
+
+async def close_pool(pool: Any, engine: Engine) -> None:
+    """Close a pool (``terminate`` on PGlite, see the module docstring)."""
+    if engine.pglite:
+        pool.terminate()
+    else:
+        await pool.close()
+
+
+async def _raw_connect(params: PoolParams, **kwargs: Any) -> Any:
+    for attempt in range(_PGLITE_CONNECT_TRIES):
+        try:
+            return await asyncpg.connect(
+                params.dsn, password=params.password, timeout=params.connect_timeout_s, **kwargs
+            )
+        except (asyncpg.exceptions.ConnectionDoesNotExistError, ConnectionResetError):
+            # What PGlite does to a second connection; a server would not drop a new one.
+            if attempt == _PGLITE_CONNECT_TRIES - 1:
+                raise
+            await asyncio.sleep(_PGLITE_CONNECT_PAUSE_S)
+    raise AssertionError("unreachable")
+
+
+async def probe(params: PoolParams) -> Engine:
+    """Connect once and tell what the engine is."""
+    conn = await _raw_connect(params, statement_cache_size=0)
+    try:
+        engine = await detect(conn)
+    except BaseException:
+        conn.terminate()
+        raise
+    await close(conn, engine)
+    return engine
+
+
+async def connect(params: PoolParams, *, engine: Engine | None = None) -> tuple[Any, Engine]:
+    """One asyncpg connection with the pool's session settings (for migrate, maintenance),
+    and the engine; close it with ``close(conn, engine)``."""
+    if engine is None:
+        engine = await probe(params)
+    conn = await _raw_connect(
+        params,
+        statement_cache_size=0 if engine.pglite else 100,
+        server_settings=params.server_settings(),
+    )
+    return conn, engine
+
+
+async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
+    """An asyncpg pool for the writer, and the engine it talks to; close with ``close_pool``."""
+    engine = await probe(params)
+    max_size = params.max_size if engine.max_connections is None else engine.max_connections
+
+    async def connect_one(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("password", None)
+        kwargs.pop("timeout", None)
+        return await _raw_connect(params, **kwargs)
+
+    pool = await asyncpg.create_pool(
+        params.dsn,
+        connect=connect_one,
+        min_size=min(params.min_size, max_size),
+        max_size=max_size,
+        # PGlite: never recycle a connection gracefully (close() would hang, module docstring)
+        max_queries=1 << 60 if engine.pglite else 50_000,
+        statement_cache_size=0 if engine.pglite else 100,
+        server_settings=params.server_settings(),
+    )
+    return pool, engine

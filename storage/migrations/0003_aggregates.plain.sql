@@ -1,0 +1,141 @@
+-- 0003_aggregates (plain PostgreSQL): summary tables in place of continuous aggregates.
+--
+-- Per vehicle per minute and per hour, what regulators ask most: distance, energy, SOC range,
+-- max cell temperature, alarm counts (docs/storage.md describes every column):
+--   distance_km     max - min odometer inside the bucket. Summing buckets under-counts the
+--                   stretch between one bucket's last frame and the next one's first: for a
+--                   day or a trip take max(odometer_max_km) - min(odometer_min_km) instead.
+--   energy_*_kwh    sum of V*I over the bucket's frames times their mean spacing
+--                   (span / (frames - 1)): each frame stands for one sampling interval.
+--                   out = discharge (current > 0), in = charging/regeneration. NULL for a
+--                   bucket of a single frame (no spacing to go by).
+--   alarm_frames    frames with max_alarm_level > 0; severe_alarm_frames: level >= 3.
+-- Buckets are aligned to UTC (whole minutes/hours, so also to +08:00 local time).
+--
+-- Same names and columns as the TimescaleDB continuous aggregates, so queries do not care which
+-- flavour they run on. storage.maintenance calls refresh_vehicle_stats(from, to) periodically
+-- over a trailing window; it recomputes whole hours (delete + insert in one transaction), so a
+-- refresh is idempotent and readers see the old or the new buckets, never half of them.
+
+CREATE TABLE IF NOT EXISTS vehicle_stats_1m (
+    vin                 text COLLATE "C" NOT NULL,
+    bucket              timestamptz NOT NULL,
+    frames              bigint      NOT NULL,
+    first_ts            timestamptz NOT NULL,
+    last_ts             timestamptz NOT NULL,
+    odometer_min_km     double precision,
+    odometer_max_km     double precision,
+    distance_km         double precision,
+    energy_out_kwh      double precision,
+    energy_in_kwh       double precision,
+    soc_min_pct         smallint,
+    soc_max_pct         smallint,
+    max_temp_c          smallint,
+    max_cell_voltage_v  real,
+    min_cell_voltage_v  real,
+    max_alarm_level     smallint,
+    alarm_frames        bigint      NOT NULL,
+    severe_alarm_frames bigint      NOT NULL,
+    PRIMARY KEY (vin, bucket)
+);
+CREATE INDEX IF NOT EXISTS vehicle_stats_1m_bucket ON vehicle_stats_1m (bucket);
+
+CREATE TABLE IF NOT EXISTS vehicle_stats_1h (
+    vin                 text COLLATE "C" NOT NULL,
+    bucket              timestamptz NOT NULL,
+    frames              bigint      NOT NULL,
+    first_ts            timestamptz NOT NULL,
+    last_ts             timestamptz NOT NULL,
+    odometer_min_km     double precision,
+    odometer_max_km     double precision,
+    distance_km         double precision,
+    energy_out_kwh      double precision,
+    energy_in_kwh       double precision,
+    soc_min_pct         smallint,
+    soc_max_pct         smallint,
+    max_temp_c          smallint,
+    max_cell_voltage_v  real,
+    min_cell_voltage_v  real,
+    max_alarm_level     smallint,
+    alarm_frames        bigint      NOT NULL,
+    severe_alarm_frames bigint      NOT NULL,
+    PRIMARY KEY (vin, bucket)
+);
+CREATE INDEX IF NOT EXISTS vehicle_stats_1h_bucket ON vehicle_stats_1h (bucket);
+
+CREATE OR REPLACE FUNCTION refresh_vehicle_stats(p_from timestamptz, p_to timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    lo    timestamptz := date_trunc('hour', p_from, 'UTC');
+    hi    timestamptz := date_trunc('hour', p_to, 'UTC');
+    n     bigint;
+    total bigint := 0;
+BEGIN
+    IF hi < p_to THEN
+        hi := hi + INTERVAL '1 hour';
+    END IF;
+    DELETE FROM vehicle_stats_1m WHERE bucket >= lo AND bucket < hi;
+    INSERT INTO vehicle_stats_1m
+    SELECT
+        vin,
+        date_trunc('minute', ts, 'UTC') AS bucket,
+        count(*)                                        AS frames,
+        min(ts)                                         AS first_ts,
+        max(ts)                                         AS last_ts,
+        min(odometer_km)                                AS odometer_min_km,
+        max(odometer_km)                                AS odometer_max_km,
+        max(odometer_km) - min(odometer_km)             AS distance_km,
+        sum(total_voltage_v::float8 * greatest(total_current_a, 0))
+            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
+            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_out_kwh,
+        sum(total_voltage_v::float8 * greatest(-total_current_a, 0))
+            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
+            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_in_kwh,
+        min(soc_pct)                                    AS soc_min_pct,
+        max(soc_pct)                                    AS soc_max_pct,
+        max(max_temp_c)                                 AS max_temp_c,
+        max(max_cell_voltage_v)                         AS max_cell_voltage_v,
+        min(min_cell_voltage_v)                         AS min_cell_voltage_v,
+        max(max_alarm_level)                            AS max_alarm_level,
+        count(*) FILTER (WHERE max_alarm_level > 0)     AS alarm_frames,
+        count(*) FILTER (WHERE max_alarm_level >= 3)    AS severe_alarm_frames
+    FROM vehicle_telemetry
+    WHERE ts >= lo AND ts < hi
+    GROUP BY 1, 2;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    total := total + n;
+    DELETE FROM vehicle_stats_1h WHERE bucket >= lo AND bucket < hi;
+    INSERT INTO vehicle_stats_1h
+    SELECT
+        vin,
+        date_trunc('hour', ts, 'UTC') AS bucket,
+        count(*)                                        AS frames,
+        min(ts)                                         AS first_ts,
+        max(ts)                                         AS last_ts,
+        min(odometer_km)                                AS odometer_min_km,
+        max(odometer_km)                                AS odometer_max_km,
+        max(odometer_km) - min(odometer_km)             AS distance_km,
+        sum(total_voltage_v::float8 * greatest(total_current_a, 0))
+            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
+            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_out_kwh,
+        sum(total_voltage_v::float8 * greatest(-total_current_a, 0))
+            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
+            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_in_kwh,
+        min(soc_pct)                                    AS soc_min_pct,
+        max(soc_pct)                                    AS soc_max_pct,
+        max(max_temp_c)                                 AS max_temp_c,
+        max(max_cell_voltage_v)                         AS max_cell_voltage_v,
+        min(min_cell_voltage_v)                         AS min_cell_voltage_v,
+        max(max_alarm_level)                            AS max_alarm_level,
+        count(*) FILTER (WHERE max_alarm_level > 0)     AS alarm_frames,
+        count(*) FILTER (WHERE max_alarm_level >= 3)    AS severe_alarm_frames
+    FROM vehicle_telemetry
+    WHERE ts >= lo AND ts < hi
+    GROUP BY 1, 2;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN total + n;
+END
+$$;

@@ -1,0 +1,184 @@
+"""Typed parameters of the storage layer (the CLI maps ``ingest.config`` settings onto these).
+
+Library code never reads settings or the environment: every size, interval and switch arrives
+here, explicitly, with a default that is documented in docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Final
+
+from storage.sizing import FleetProfile, chunk_intervals
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "TIMESERIES_TABLES",
+    "Dedupe",
+    "LoaderKind",
+    "PlainParams",
+    "RetryParams",
+    "SchemaMode",
+    "StorageParams",
+    "TimescaleParams",
+    "WriterParams",
+    "check_identifier",
+]
+
+DEFAULT_SCHEMA: Final = "nev"
+
+# The per-frame tables, in the order a batch writes them. Each has its own retention, chunk or
+# partition interval; ``raw_frames`` only exists to be switched on.
+TIMESERIES_TABLES: Final = (
+    "vehicle_telemetry",
+    "drive_motor_telemetry",
+    "battery_pack_telemetry",
+    "alarm_events",
+    "vehicle_sessions",
+    "raw_frames",
+)
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str, what: str = "schema") -> str:
+    """``name`` if it is a plain lower-case SQL identifier, else ``ValueError``.
+
+    Schema and table names are spliced into SQL text (they cannot be bind parameters), so only
+    names that need no quoting are accepted.
+    """
+    if not _IDENT.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is not a plain SQL identifier (lower-case letters, digits, "
+            "underscore; not starting with a digit; at most 63 characters)"
+        )
+    return name
+
+
+class SchemaMode(StrEnum):
+    """Which flavour of the schema to build: detected, or forced by configuration."""
+
+    AUTO = "auto"
+    TIMESCALE = "timescale"
+    PLAIN = "plain"
+
+
+class Dedupe(StrEnum):
+    """How a batch avoids duplicate rows (docs/storage.md, "Exactly once").
+
+    ``offsets``: plain COPY on the hot path; replays are stopped by the offsets stored with the
+    rows, reissued frames and the rare batch holding an already-stored frame take the
+    conflict-skipping path. ``staging``: every table through staging + ON CONFLICT DO NOTHING
+    (the classic design, ~40 % slower; kept for comparison and for the cautious).
+    """
+
+    OFFSETS = "offsets"
+    STAGING = "staging"
+
+
+class LoaderKind(StrEnum):
+    """How rows reach the tables: binary COPY, or INSERT ... SELECT FROM unnest(arrays)."""
+
+    AUTO = "auto"
+    COPY = "copy"
+    UNNEST = "unnest"
+
+
+def _days(n: float) -> timedelta:
+    return timedelta(days=n)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimescaleParams:
+    """Hypertable chunking, compression, retention and continuous-aggregate refresh.
+
+    Chunk intervals come from ``fleet`` (the arithmetic of ``storage.sizing``, written out in
+    docs/storage.md); ``chunk_overrides`` sets a table's interval outright. A retention of
+    ``None`` keeps the data forever.
+    """
+
+    fleet: FleetProfile = field(default_factory=FleetProfile)
+    chunk_overrides: dict[str, timedelta] = field(default_factory=dict)
+    compress_after: timedelta = timedelta(days=2)
+    retention: dict[str, timedelta | None] = field(
+        default_factory=lambda: {
+            "vehicle_telemetry": _days(3 * 365),
+            "drive_motor_telemetry": _days(3 * 365),
+            "battery_pack_telemetry": _days(3 * 365),
+            "alarm_events": _days(3 * 365),
+            "vehicle_sessions": _days(3 * 365),
+            "raw_frames": _days(7),
+            "vehicle_stats_1m": _days(400),
+            "vehicle_stats_1h": None,
+        }
+    )
+    # Continuous aggregates: refresh what is between start_offset and end_offset ago, every
+    # schedule interval. end_offset leaves the still-filling bucket to real-time aggregation.
+    cagg_schedule: timedelta = timedelta(minutes=1)
+    cagg_start_offset: timedelta = timedelta(hours=6)
+    cagg_end_offset: timedelta = timedelta(minutes=1)
+
+    def chunk_intervals(self) -> dict[str, timedelta]:
+        """The chunk interval of every hypertable: the overrides over the fleet arithmetic."""
+        return {**chunk_intervals(self.fleet), **self.chunk_overrides}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlainParams:
+    """Native range partitioning and summary tables on PostgreSQL without TimescaleDB."""
+
+    partition_interval: timedelta = timedelta(days=1)
+    # Partitions exist from ``backfill`` ago to ``premake`` ahead; a frame outside that window
+    # has no partition and is rejected (to the dead-letter topic), never silently dropped.
+    premake: timedelta = timedelta(days=3)
+    backfill: timedelta = timedelta(days=7)
+    retention: dict[str, timedelta | None] = field(
+        default_factory=lambda: dict(TimescaleParams().retention)
+    )
+    # Each maintenance run recomputes the summary buckets of this trailing window.
+    summary_lookback: timedelta = timedelta(hours=3)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageParams:
+    """Everything ``migrate`` needs: where, which flavour, and the flavour's parameters."""
+
+    schema: str = DEFAULT_SCHEMA
+    mode: SchemaMode = SchemaMode.AUTO
+    timescale: TimescaleParams = field(default_factory=TimescaleParams)
+    plain: PlainParams = field(default_factory=PlainParams)
+
+    def __post_init__(self) -> None:
+        check_identifier(self.schema)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryParams:
+    """Backoff for transient errors: ``initial`` doubling up to ``maximum``, ``attempts`` tries.
+
+    After the last attempt the writer raises ``StorageUnavailable`` with nothing committed; the
+    caller keeps the batch (and pauses its partitions) and calls again later.
+    """
+
+    attempts: int = 8
+    initial: float = 0.25
+    maximum: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriterParams:
+    """The batch writer: which consumer group's offsets, which loader, archive or not."""
+
+    consumer_group: str
+    schema: str = DEFAULT_SCHEMA
+    loader: LoaderKind = LoaderKind.AUTO
+    dedupe: Dedupe = Dedupe.OFFSETS
+    raw_frames: bool = False
+    entity_kind: str = "vehicle"
+    retry: RetryParams = field(default_factory=RetryParams)
+
+    def __post_init__(self) -> None:
+        check_identifier(self.schema)

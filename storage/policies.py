@@ -1,0 +1,168 @@
+"""What configuration decides, reconciled at every ``migrate``: idempotent, changes only diffs.
+
+TimescaleDB: chunk intervals (new chunks only), compression, retention and continuous-aggregate
+refresh policies - a policy whose configuration differs is replaced, an equal one is left
+alone (its job id and history stay). Plain PostgreSQL: the partitions of the current window
+(``storage.maintenance`` keeps them coming afterwards).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from storage import maintenance
+from storage.params import TIMESERIES_TABLES, SchemaMode, StorageParams, TimescaleParams
+
+__all__ = ["CONTINUOUS_AGGREGATES", "apply", "human"]
+
+log = logging.getLogger(__name__)
+
+CONTINUOUS_AGGREGATES: Final = ("vehicle_stats_1m", "vehicle_stats_1h")
+
+# Recent TimescaleDB versions name a continuous aggregate's jobs after the view, older ones
+# after its materialisation hypertable: match either.
+_JOB = """
+SELECT j.job_id, j.config, j.schedule_interval
+FROM timescaledb_information.jobs j
+WHERE j.proc_name = $1
+  AND ((j.hypertable_schema = $2 AND j.hypertable_name = $3)
+       OR (j.hypertable_schema, j.hypertable_name) IN (
+           SELECT c.materialization_hypertable_schema, c.materialization_hypertable_name
+           FROM timescaledb_information.continuous_aggregates c
+           WHERE c.view_schema = $2 AND c.view_name = $3))
+ORDER BY j.job_id
+"""
+
+
+async def apply(
+    conn: Any, params: StorageParams, mode: SchemaMode, *, now: datetime | None = None
+) -> list[str]:
+    """Bring the schema's settings in line with ``params``; one line per change made."""
+    if mode is SchemaMode.TIMESCALE:
+        return await _timescale(conn, params.schema, params.timescale)
+    report = await maintenance.run(conn, params, SchemaMode.PLAIN, now=now, refresh=False)
+    return report.lines()
+
+
+async def _interval_equal(conn: Any, a: Any, b: timedelta | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(await conn.fetchval("SELECT $1::text::interval = $2::interval", str(a), b))
+
+
+async def _job(conn: Any, proc: str, schema: str, name: str) -> Any:
+    rows = await conn.fetch(_JOB, proc, schema, name)
+    return rows[0] if rows else None
+
+
+def human(t: timedelta) -> str:
+    """``timedelta`` as people write intervals: 10 min, 6 h, 2 days."""
+    s = int(t.total_seconds())
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if s and s % size == 0:
+            n = s // size
+            return f"{n} {'day' if unit == 'days' and n == 1 else unit}"
+    return f"{s} s"
+
+
+def _config(job: Any) -> dict[str, Any]:
+    import json
+
+    raw = job["config"]
+    parsed: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    return parsed
+
+
+async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
+    changes: list[str] = []
+    intervals = ts.chunk_intervals()
+    for table in TIMESERIES_TABLES:
+        rel = f"{schema}.{table}"
+        current = await conn.fetchval(
+            "SELECT time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_schema = $1 AND hypertable_name = $2 AND column_name = 'ts'",
+            schema,
+            table,
+        )
+        if current != intervals[table]:
+            await conn.execute(
+                "SELECT set_chunk_time_interval($1::regclass, $2::interval)", rel, intervals[table]
+            )
+            changes.append(f"{table}: chunk interval {human(intervals[table])}")
+        changes += await _policy(
+            conn,
+            schema,
+            table,
+            "policy_compression",
+            "compress_after",
+            ts.compress_after,
+            add="SELECT add_compression_policy($1::regclass, compress_after => $2::interval)",
+            remove="SELECT remove_compression_policy($1::regclass, if_exists => true)",
+        )
+    for name in (*TIMESERIES_TABLES, *CONTINUOUS_AGGREGATES):
+        changes += await _policy(
+            conn,
+            schema,
+            name,
+            "policy_retention",
+            "drop_after",
+            ts.retention.get(name),
+            add="SELECT add_retention_policy($1::regclass, drop_after => $2::interval)",
+            remove="SELECT remove_retention_policy($1::regclass, if_exists => true)",
+        )
+    for cagg in CONTINUOUS_AGGREGATES:
+        rel = f"{schema}.{cagg}"
+        job = await _job(conn, "policy_refresh_continuous_aggregate", schema, cagg)
+        same = job is not None
+        if job is not None:
+            cfg = _config(job)
+            same = (
+                await _interval_equal(conn, cfg.get("start_offset"), ts.cagg_start_offset)
+                and await _interval_equal(conn, cfg.get("end_offset"), ts.cagg_end_offset)
+                and job["schedule_interval"] == ts.cagg_schedule
+            )
+        if not same:
+            await conn.execute(
+                "SELECT remove_continuous_aggregate_policy($1::regclass, if_exists => true)", rel
+            )
+            await conn.execute(
+                "SELECT add_continuous_aggregate_policy($1::regclass, "
+                "start_offset => $2::interval, end_offset => $3::interval, "
+                "schedule_interval => $4::interval)",
+                rel,
+                ts.cagg_start_offset,
+                ts.cagg_end_offset,
+                ts.cagg_schedule,
+            )
+            changes.append(
+                f"{cagg}: refresh every {human(ts.cagg_schedule)}, from "
+                f"{human(ts.cagg_start_offset)} to {human(ts.cagg_end_offset)} ago"
+            )
+    for line in changes:
+        log.info("timescale setting: %s", line)
+    return changes
+
+
+async def _policy(
+    conn: Any,
+    schema: str,
+    name: str,
+    proc: str,
+    key: str,
+    want: timedelta | None,
+    *,
+    add: str,
+    remove: str,
+) -> list[str]:
+    job = await _job(conn, proc, schema, name)
+    have = _config(job).get(key) if job is not None else None
+    if await _interval_equal(conn, have, want):
+        return []
+    rel = f"{schema}.{name}"
+    await conn.execute(remove, rel)
+    if want is None:
+        return [f"{name}: {proc} removed"]
+    await conn.execute(add, rel, want)
+    return [f"{name}: {proc} {key} = {human(want)}"]
