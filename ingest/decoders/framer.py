@@ -21,6 +21,7 @@ the bytes behind it are still searched.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -174,11 +175,11 @@ def _next_complete(buf: bytearray, pos: int) -> int | None:
     return None
 
 
+# One pass for either marker: two ``find`` calls would each scan to the end of the buffer when
+# their marker is absent, which made resynchronising on marker-dense garbage quadratic.
+_START: Final = re.compile(rb"##|\$\$")
+
+
 def _find_start(buf: bytearray, pos: int) -> int:
-    a = buf.find(b"##", pos)
-    b = buf.find(b"$$", pos)
-    if a < 0:
-        return b
-    if b < 0:
-        return a
-    return min(a, b)
+    m = _START.search(buf, pos)
+    return -1 if m is None else m.start()

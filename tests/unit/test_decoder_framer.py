@@ -99,3 +99,14 @@ def test_a_false_start_does_not_hold_later_frames_back() -> None:
     events = framer.feed(false_start + good + good)
     assert [e.data for e in events if isinstance(e, RawFrame)] == [good, good]
     assert [e.reason for e in events if isinstance(e, Skipped)] == ["bad_length"]
+
+
+def test_marker_dense_garbage_of_one_edition_then_a_frame_of_the_other() -> None:
+    # Only "##" markers in the garbage, so the search for "$$" finds nothing until the frame:
+    # the framer must still report the garbage and find the 2025 frame behind it.
+    frame = build(2025, 0x07)
+    garbage = b"##\xfe\x00" * 600
+    got, skipped, framer = _run([garbage[i : i + 97] for i in range(0, len(garbage), 97)] + [frame])
+    assert [f.data for f in got] == [frame]
+    assert [f.offset for f in got] == [len(garbage)]
+    assert sum(len(s.data) for s in skipped) == len(garbage) == framer.skipped_bytes
