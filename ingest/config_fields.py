@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -73,17 +73,35 @@ def spec_of(field: dataclasses.Field[Any]) -> FieldSpec:
     return spec
 
 
+# libpq URI query parameters that carry secrets (``?password=...`` is as valid as ``u:p@``).
+_SECRET_PARAMS: Final = frozenset({"password", "sslpassword"})
+
+
+def _mask_query(query: str) -> str:
+    items = query.split("&") if query else []
+    for k, item in enumerate(items):
+        key, eq, _ = item.partition("=")
+        if eq and unquote(key).lower() in _SECRET_PARAMS:
+            items[k] = f"{key}={MASK}"
+    return "&".join(items)
+
+
 def mask_dsn(dsn: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:********@h/db``; other text unchanged."""
+    """``postgresql://u:secret@h/db?password=x`` -> ``postgresql://u:********@h/db?password=
+    ********``: the password in the user info and in the query are masked; other text unchanged.
+    """
     try:
         parts = urlsplit(dsn)
     except ValueError:
         return MASK
-    if parts.password is None:
+    query = _mask_query(parts.query)
+    if parts.password is None and query == parts.query:
         return dsn
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostinfo}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def masked_value(field: dataclasses.Field[Any], value: object) -> object:

@@ -152,6 +152,13 @@ def test_mask_dsn() -> None:
         "postgresql://u:********@h:1/db?sslmode=require"
     )
     assert mask_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+    # libpq also takes the password (and the TLS key's) as URI query parameters.
+    assert mask_dsn("postgresql://u@h/db?sslmode=require&password=s3cr3t&sslpassword=k") == (
+        "postgresql://u@h/db?sslmode=require&password=********&sslpassword=********"
+    )
+    assert mask_dsn("postgresql://u:p@h/db?Password=s3cr3t") == (
+        "postgresql://u:********@h/db?Password=********"
+    )
 
 
 def test_show_toml_round_trips_through_the_loader(tmp_path: Path) -> None:
