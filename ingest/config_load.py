@@ -286,8 +286,13 @@ def _check_consistency(settings: Settings) -> None:
             f"postgres.pool_max_size ({pg.pool_max_size})"
         )
     if not pg.dsn.startswith(("postgresql://", "postgres://")):
-        raise UserError(f"postgres.dsn: expected a postgresql:// URL, got {pg.dsn[:20]!r}...")
+        # Not a URL, so nothing of it is echoed: a "host=h password=..." string would leak.
+        raise UserError(
+            "postgres.dsn: expected a postgresql://user@host:port/dbname URL "
+            "(the password goes in postgres.password or postgres.password_file)"
+        )
     kafka = settings.kafka
+    _check_bootstrap(kafka.bootstrap_servers)
     sasl = kafka.security_protocol.startswith("SASL_") and kafka.sasl_mechanism != "OAUTHBEARER"
     if sasl and not (kafka.sasl_username and kafka.sasl_password):
         raise UserError(
@@ -304,6 +309,18 @@ def _check_consistency(settings: Settings) -> None:
     ]
     if len(set(topics)) != len(topics):
         raise UserError(f"kafka.topic_*: every topic needs its own name, got {', '.join(topics)}")
+
+
+def _check_bootstrap(servers: str) -> None:
+    """``host:port[,host:port...]`` with ports 1..65535 ("[::1]:9092" for IPv6 literals)."""
+    entries = [e.strip() for e in servers.split(",")]
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        if not entry or not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise UserError(
+                f"kafka.bootstrap_servers = {servers!r}: {entry!r} is not host:port "
+                "(port 1..65535); give a comma-separated list such as 127.0.0.1:9092"
+            )
 
 
 def _check_file(key: str, value: str) -> None:

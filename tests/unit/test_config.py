@@ -77,6 +77,12 @@ def test_config_file_comes_from_nev_config(tmp_path: Path) -> None:
         ),
         ({"NEV_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "kafka.ssl_cafile = "),
         ({"NEV_KAFKA_TOPIC_DLQ": "nev.alerts"}, "every topic needs its own name"),
+        (
+            {"NEV_KAFKA_BOOTSTRAP_SERVERS": "a:9092,b:99999"},
+            "kafka.bootstrap_servers = 'a:9092,b:99999': 'b:99999' is not host:port",
+        ),
+        ({"NEV_KAFKA_BOOTSTRAP_SERVERS": "broker"}, "'broker' is not host:port"),
+        ({"NEV_KAFKA_BOOTSTRAP_SERVERS": "a:9092,"}, "'' is not host:port"),
     ],
 )
 def test_bad_values_name_the_key_and_what_it_accepts(env: dict[str, str], message: str) -> None:
@@ -86,6 +92,13 @@ def test_bad_values_name_the_key_and_what_it_accepts(env: dict[str, str], messag
     assert message in text
     assert "\n" not in text
     assert caught.value.exit_code == 2
+
+
+def test_a_refused_dsn_is_not_echoed() -> None:
+    # A key=value DSN may hold a password: the error says what is expected, not what was given.
+    with pytest.raises(UserError, match=r"postgres\.dsn: expected a postgresql://") as caught:
+        load_settings(environ={"NEV_POSTGRES_DSN": "host=h password=s3cr3t"})
+    assert "s3cr" not in str(caught.value)
 
 
 def test_toml_errors_say_where(tmp_path: Path) -> None:
