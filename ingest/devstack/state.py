@@ -65,10 +65,13 @@ class StackState:
         except (OSError, ValueError):
             # A damaged file must not block `down`: start from nothing; ports are re-picked.
             return state
-        if data.get("version") != STATE_VERSION:
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             return state
-        for name, svc in data.get("services", {}).items():
-            state.services[name] = ServiceState(**svc)
+        try:
+            services = {name: ServiceState(**svc) for name, svc in data["services"].items()}
+        except (KeyError, TypeError, AttributeError):
+            return state  # hand-edited or from another version: as damaged as bad JSON
+        state.services.update(services)
         return state
 
     def save(self) -> None:
