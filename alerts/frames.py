@@ -13,6 +13,7 @@ a field the frame did not carry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
@@ -29,6 +30,31 @@ _DEFAULTS: Final[dict[str, Any]] = {
     "fault_count": 0,
 }
 _PACK_KEYS: Final = frozenset(PackRow._fields) | {"cells_mv", "probes_c"}
+# What a JSON frame may give for a field (the decoder gives nothing else, and the rule engine
+# relies on it: a string or a list where a number belongs would make a comparison raise).
+_FLAGS: Final = frozenset({"general_flags"})  # a bit mask: integers only
+_BOOLS: Final = frozenset({"position_valid", "extremes_derived"})
+_NOT_VALUES: Final = frozenset({"vin", "ts", "received_at"})
+_PACK_NUMBERS: Final = frozenset(PackRow._fields) - {
+    "vin",
+    "ts",
+    "cell_voltages_raw",
+    "probe_temps_raw",
+}
+
+
+def _check_value(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if name in _BOOLS:
+        ok = isinstance(value, bool)
+    elif name in _FLAGS:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        want = "true/false" if name in _BOOLS else "a number" if name not in _FLAGS else "an int"
+        raise FrameSpecError(f"{name} = {value!r}: expected {want} or null")
 
 
 class FrameSpecError(ValueError):
@@ -47,14 +73,20 @@ def pack_row(vin: str, ts: datetime, spec: Mapping[str, Any]) -> PackRow:
     raw_probes = spec.get("probe_temps_raw", b"")
     cmin, cmax = spec.get("cell_min_mv"), spec.get("cell_max_mv")
     pmin, pmax = spec.get("probe_min_c"), spec.get("probe_max_c")
-    if cells is not None:
-        raw_cells = b"".join((0xFFFF if c is None else int(c)).to_bytes(2, "big") for c in cells)
-        valid = [int(c) for c in cells if c is not None]
-        cmin, cmax = (min(valid), max(valid)) if valid else (None, None)
-    if probes is not None:
-        raw_probes = bytes(0xFF if p is None else int(p) + 40 for p in probes)
-        valid = [int(p) for p in probes if p is not None]
-        pmin, pmax = (min(valid), max(valid)) if valid else (None, None)
+    try:
+        if cells is not None:
+            raw_cells = b"".join(
+                (0xFFFF if c is None else int(c)).to_bytes(2, "big") for c in cells
+            )
+            valid = [int(c) for c in cells if c is not None]
+            cmin, cmax = (min(valid), max(valid)) if valid else (None, None)
+        if probes is not None:
+            raw_probes = bytes(0xFF if p is None else int(p) + 40 for p in probes)
+            valid = [int(p) for p in probes if p is not None]
+            pmin, pmax = (min(valid), max(valid)) if valid else (None, None)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # cells_mv are WORDs (0..65533 mV), probes_c BYTEs (-40..213 °C): as on the wire.
+        raise FrameSpecError(f"pack cells_mv / probes_c: {exc}") from None
     return PackRow(
         vin=vin,
         ts=ts,
@@ -120,6 +152,15 @@ def frame_from_json(obj: Mapping[str, Any]) -> FrameRows:
     packs = fields.pop("packs", [])
     if not isinstance(packs, list) or not all(isinstance(p, Mapping) for p in packs):
         raise FrameSpecError("'packs' must be a list of objects")
+    for name, value in fields.items():
+        if name not in _NOT_VALUES:
+            _check_value(name, value)
+    for p in packs:
+        for name in _PACK_NUMBERS.intersection(p):
+            _check_value(name, p[name])
+        for name in ("cells_mv", "probes_c"):
+            if not isinstance(p.get(name, []), list | None):
+                raise FrameSpecError(f"pack {name} must be a list")
     return build_frame(
         vin,
         ts_ms,

@@ -97,6 +97,33 @@ def test_test_json_output_and_bad_lines(tmp_path: Path, capsys: pytest.CaptureFi
     assert f"{frames}:2: skipped, neither hex nor a JSON frame" in out.err
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '"max_temp_c": "hot"',
+        '"max_temp_c": [61]',
+        '"max_temp_c": true',
+        '"general_flags": 1.5',
+        '"position_valid": 1',
+        '"packs": [{"pack": 1, "voltage_v": "400"}]',
+        '"packs": [{"pack": 1, "cells_mv": [70000]}]',
+        '"packs": [{"pack": 1, "cells_mv": "3600"}]',
+    ],
+)
+def test_test_skips_json_frames_with_values_of_the_wrong_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    # The engine compares numbers: a wrong type is a bad line of the input, never a traceback.
+    hot = as_json(build_frame("LTEST000000000001", 1_782_835_200_000, max_temp_c=61))
+    frames = tmp_path / "frames.txt"
+    odd = '{"vin": "LTEST000000000001", "ts_ms": 1782835100000, ' + bad + "}"
+    frames.write_bytes(odd.encode() + b"\n" + hot + b"\n" + hot.replace(b"200000", b"210000"))
+    assert main(["rules", "test", DEFAULT, "--frames", str(frames)]) == 1
+    out = capsys.readouterr()
+    assert f"{frames}:1: skipped, neither hex nor a JSON frame" in out.err
+    assert "1 skipped" in out.err and "max_temp_high" in out.out
+
+
 def test_test_decodes_hex_frames_with_the_fast_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", DEFAULT, "--frames", str(VECTORS)]) == 1  # 3 bad-BCC vectors
     out = capsys.readouterr()
