@@ -13,7 +13,6 @@ and returns them (``WriteResult.rejected``) for the dead-letter topic.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from enum import StrEnum
 from typing import Final
@@ -98,7 +97,6 @@ def classify(exc: BaseException) -> ErrorKind:
         | ConnectionError
         | OSError
         | TimeoutError
-        | asyncio.TimeoutError
         | asyncpg.exceptions.InternalClientError,
     ):
         # Connection closed under us, pool gave up waiting, socket errors: the batch can go

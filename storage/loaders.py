@@ -1,0 +1,145 @@
+"""The two ways rows reach a table: binary COPY, and INSERT ... SELECT FROM unnest(arrays).
+
+Both take the same ``Table`` and rows, and both can skip rows whose key is already stored
+(``skip_conflicts``), which the writer uses for reissued frames and duplicate-carrying
+batches only - the hot path is a plain COPY (see storage/writer.py).
+
+* ``CopyLoader`` - the production loader. Plain: ``COPY ... FROM STDIN (FORMAT binary)``
+  straight into the table. Skipping conflicts: COPY into a per-session temporary staging table,
+  then ``INSERT INTO t SELECT ... FROM staging ON CONFLICT DO NOTHING``.
+* ``UnnestLoader`` - for engines without COPY FROM STDIN (PGlite-TimescaleDB): one
+  ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per table with one array per column;
+  skipping conflicts just adds ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Protocol
+
+from storage.params import LoaderKind
+from storage.tables import Table
+
+__all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader"]
+
+
+async def _pieces(stream: Iterator[bytes | bytearray]) -> AsyncIterator[bytes | bytearray]:
+    # asyncpg sends each piece as it comes: the server works on one while we encode the next.
+    for piece in stream:
+        yield piece
+
+
+def _count(status: str) -> int:
+    """Rows affected from a command tag such as ``INSERT 0 42`` or ``COPY 42``."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+class Loader(Protocol):
+    """Loads rows of one table inside the caller's transaction; returns rows inserted."""
+
+    kind: LoaderKind
+
+    async def load(
+        self, conn: Any, schema: str, table: Table, rows: Sequence[Any], *, skip_conflicts: bool
+    ) -> int: ...
+
+
+class CopyLoader:
+    """Binary COPY (hand-built stream where the table has one, asyncpg's records otherwise)."""
+
+    kind = LoaderKind.COPY
+
+    async def load(
+        self, conn: Any, schema: str, table: Table, rows: Sequence[Any], *, skip_conflicts: bool
+    ) -> int:
+        if not rows:
+            return 0
+        if not skip_conflicts:
+            await self._copy(conn, schema, table.name, table, rows)
+            return len(rows)
+        stage = f"nev_stage_{table.name}"
+        # Created once per session (IF NOT EXISTS costs one catalog lookup afterwards); the
+        # rows go at commit or, for the next table load in this transaction, just below.
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
+            f"(LIKE {schema}.{table.name}) ON COMMIT DELETE ROWS"
+        )
+        await self._copy(conn, None, stage, table, rows)
+        cols = ", ".join(table.columns)
+        status = await conn.execute(
+            f"INSERT INTO {schema}.{table.name} ({cols}) SELECT {cols} FROM {stage} "
+            "ON CONFLICT DO NOTHING"
+        )
+        await conn.execute(f"DELETE FROM {stage}")
+        return _count(status)
+
+    @staticmethod
+    async def _copy(
+        conn: Any, schema: str | None, name: str, table: Table, rows: Sequence[Any]
+    ) -> None:
+        if table.encode is not None:
+            await conn.copy_to_table(
+                name,
+                source=_pieces(table.encode(rows)),
+                columns=list(table.columns),
+                schema_name=schema,
+                format="binary",
+            )
+        else:
+            await conn.copy_records_to_table(
+                name, records=rows, columns=list(table.columns), schema_name=schema
+            )
+
+
+class UnnestLoader:
+    """``INSERT ... SELECT FROM unnest(...)``: one array parameter per column."""
+
+    kind = LoaderKind.UNNEST
+
+    def __init__(self) -> None:
+        self._sql: dict[tuple[str, str, bool], str] = {}
+
+    def _statement(self, schema: str, table: Table, skip_conflicts: bool) -> str:
+        key = (schema, table.name, skip_conflicts)
+        sql = self._sql.get(key)
+        if sql is None:
+            names = ", ".join(f"c{i}" for i in range(len(table.columns)))
+            params = ", ".join(
+                f"${i + 1}::text[]" if i in table.literals else f"${i + 1}::{t}[]"
+                for i, t in enumerate(table.types)
+            )
+            select = ", ".join(
+                f"u.c{i}::{t}" if i in table.literals else f"u.c{i}"
+                for i, t in enumerate(table.types)
+            )
+            sql = (
+                f"INSERT INTO {schema}.{table.name} ({', '.join(table.columns)}) "
+                f"SELECT {select} FROM unnest({params}) AS u({names})"
+            )
+            if skip_conflicts:
+                sql += " ON CONFLICT DO NOTHING"
+            self._sql[key] = sql
+        return sql
+
+    async def load(
+        self, conn: Any, schema: str, table: Table, rows: Sequence[Any], *, skip_conflicts: bool
+    ) -> int:
+        if not rows:
+            return 0
+        columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)]
+        for i, to_literal in table.literals.items():
+            columns[i] = [to_literal(v) for v in columns[i]]
+        status = await conn.execute(self._statement(schema, table, skip_conflicts), *columns)
+        return _count(status)
+
+
+def make_loader(kind: LoaderKind) -> Loader:
+    """The loader of a concrete kind (resolve ``auto`` with ``storage.connect.Engine`` first)."""
+    if kind is LoaderKind.COPY:
+        return CopyLoader()
+    if kind is LoaderKind.UNNEST:
+        return UnnestLoader()
+    raise ValueError("resolve LoaderKind.AUTO from the engine before making a loader")

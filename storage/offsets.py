@@ -1,0 +1,112 @@
+"""Kafka offsets stored with the rows: the fence at the start of a batch, the store at its end.
+
+Exactly-once into the database rests on three statements of the batch's own transaction:
+
+1. ``fence`` locks the batch's partitions' rows of ``consumer_offsets`` (creating missing ones)
+   in (topic, partition) order and returns what is stored. A partition whose stored offset is
+   past the batch's start was written by someone else since this consumer read it (a stale
+   consumer after a rebalance, or a replay): its frames are not written again.
+2. the rows themselves (plain COPY: nothing can be in the way, because every offset this batch
+   covers is after the stored one);
+3. ``store`` moves the partitions' offsets to the batch's ``next``.
+
+A consumer seeks to ``load`` on assignment. The row lock of step 1 serialises two writers of
+the same partition: the second sees the first's committed offset and is fenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["NONE_STORED", "OffsetRange", "TopicPartition", "fence", "load", "store"]
+
+TopicPartition = tuple[str, int]
+# next_offset of a row created by the fence of a batch for a partition without a stored
+# offset; the same transaction overwrites it, so it is never visible once committed.
+NONE_STORED: Final = -1
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRange:
+    """The part of one partition a batch covers.
+
+    ``start``: the offset the consumer believes is stored (where it began reading), None when
+    it found none stored; ``next``: the offset after the batch's last record.
+    """
+
+    start: int | None
+    next: int
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.next < self.start:
+            raise ValueError(f"offset range ends ({self.next}) before it starts ({self.start})")
+
+
+def _fence_sql(schema: str) -> str:
+    return f"""
+INSERT INTO {schema}.consumer_offsets AS o (consumer_group, topic, partition, next_offset)
+SELECT $1, u.t, u.p, {NONE_STORED} FROM unnest($2::text[], $3::int4[]) AS u(t, p)
+ORDER BY u.t, u.p
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = o.next_offset
+RETURNING o.topic, o.partition, o.next_offset
+"""
+
+
+def _store_sql(schema: str) -> str:
+    return f"""
+UPDATE {schema}.consumer_offsets AS o SET next_offset = u.n, updated_at = now()
+FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, n)
+WHERE o.consumer_group = $1 AND o.topic = u.t AND o.partition = u.p
+"""
+
+
+def _load_sql(schema: str) -> str:
+    return f"""
+SELECT o.topic, o.partition, o.next_offset
+FROM {schema}.consumer_offsets o
+JOIN unnest($2::text[], $3::int4[]) AS u(t, p) ON o.topic = u.t AND o.partition = u.p
+WHERE o.consumer_group = $1 AND o.next_offset >= 0
+"""
+
+
+async def fence(
+    conn: Any, schema: str, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int | None]:
+    """Lock the partitions' offset rows; the stored next offset of each (None: none stored)."""
+    tps = sorted({(str(t), int(p)) for t, p in partitions})
+    if not tps:
+        return {}
+    rows = await conn.fetch(_fence_sql(schema), group, [t for t, _ in tps], [p for _, p in tps])
+    return {
+        (r["topic"], r["partition"]): (
+            None if r["next_offset"] == NONE_STORED else r["next_offset"]
+        )
+        for r in rows
+    }
+
+
+async def store(conn: Any, schema: str, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+    """Set the next offsets of ``offsets``' partitions (their rows exist: ``fence`` made them)."""
+    if not offsets:
+        return
+    tps = sorted(offsets)
+    await conn.execute(
+        _store_sql(schema),
+        group,
+        [t for t, _ in tps],
+        [p for _, p in tps],
+        [offsets[tp] for tp in tps],
+    )
+
+
+async def load(
+    conn: Any, schema: str, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The stored next offset of each of ``partitions`` that has one (seek there on assign)."""
+    tps = sorted({(str(t), int(p)) for t, p in partitions})
+    if not tps:
+        return {}
+    rows = await conn.fetch(_load_sql(schema), group, [t for t, _ in tps], [p for _, p in tps])
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}

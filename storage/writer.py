@@ -1,0 +1,360 @@
+"""The batch writer: frames + their Kafka offsets -> one transaction, exactly once.
+
+Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
+
+1. fence: lock the batch's partitions in ``consumer_offsets``; a partition whose stored offset
+   is past the batch's start is skipped (replay / stale consumer) and reported as fenced;
+2. rows: a plain binary COPY per table of the frames of the other partitions - nothing stored
+   can be in the way, the offsets prove it. Reissued (0x03) frames, which may repeat data the
+   device sent before, go through the conflict-skipping path instead (staging + ON CONFLICT
+   DO NOTHING), and so does a COPY that still meets an existing key (a device sending the same
+   frame twice): the batch's load is redone that way inside a savepoint, off the hot path;
+3. ``latest_state``: one batched upsert;
+4. the caller's ``before_commit`` hook (the rule engine stores its alerts here);
+5. the partitions' next offsets; COMMIT.
+
+Transient errors (connection lost, serialization failure, deadlock, admin shutdown ...) retry
+the whole batch with exponential backoff on a fresh connection; nothing is lost because
+nothing was committed. A permanent data error (a value the column refuses, a time without a
+partition) is isolated by bisecting the batch's frames under savepoints inside the same
+transaction: the bad frames are left out and returned, the rest commit with the offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.decoders.rows import FrameRows
+from storage import offsets as offsets_sql
+from storage.batch import (
+    BatchOutcome,
+    RejectedFrame,
+    WriteResult,
+    WriterHooks,
+    is_reissue,
+    rows_by_table,
+)
+from storage.connect import Engine, PoolParams, close_pool, create_pool
+from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
+from storage.latest import upsert_latest
+from storage.loaders import Loader, make_loader
+from storage.migrate import require_current
+from storage.offsets import OffsetRange, TopicPartition
+from storage.params import Dedupe, WriterParams
+
+__all__ = ["BeforeCommit", "StorageWriter"]
+
+log = logging.getLogger(__name__)
+
+BeforeCommit = Callable[[Any, BatchOutcome], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """State of one write_batch call; ``bad`` survives retries (data errors are permanent)."""
+
+    bad: dict[int, BaseException] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    fallbacks: int = 0
+
+    def reset(self) -> None:
+        self.rows.clear()
+        self.skipped = 0
+        self.fallbacks = 0
+
+
+class StorageWriter:
+    """Writes batches of decoded frames with their Kafka offsets (see the module docstring).
+
+    Build with ``await StorageWriter.open(pool_params, writer_params)`` (owns its pool) or
+    around an existing asyncpg pool. One writer may serve concurrent ``write_batch`` calls
+    (each takes its own pool connection).
+    """
+
+    def __init__(
+        self,
+        pool: Any,
+        params: WriterParams,
+        *,
+        engine: Engine,
+        hooks: WriterHooks | None = None,
+        owns_pool: bool = False,
+    ) -> None:
+        self._pool = pool
+        self._params = params
+        self._schema = params.schema
+        self.engine = engine
+        self.loader: Loader = make_loader(engine.loader(params.loader))
+        self._hooks = hooks or WriterHooks()
+        self._owns_pool = owns_pool
+
+    @classmethod
+    async def open(
+        cls, pool: PoolParams, params: WriterParams, *, hooks: WriterHooks | None = None
+    ) -> StorageWriter:
+        """Connect, check that the schema is migrated, and return a writer owning its pool."""
+        if pool.schema != params.schema:
+            raise ValueError(f"pool schema {pool.schema} != writer schema {params.schema}")
+        asyncpg_pool, engine = await create_pool(pool)
+        try:
+            async with asyncpg_pool.acquire() as conn:
+                await require_current(conn, params.schema)
+        except BaseException:
+            await close_pool(asyncpg_pool, engine)
+            raise
+        return cls(asyncpg_pool, params, engine=engine, hooks=hooks, owns_pool=True)
+
+    async def close(self) -> None:
+        """Close the pool if this writer opened it."""
+        if self._owns_pool:
+            await close_pool(self._pool, self.engine)
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    async def load_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Stored next offset per partition (absent: none stored); seek there on assignment."""
+        async with self._pool.acquire() as conn:
+            return await offsets_sql.load(
+                conn, self._schema, self._params.consumer_group, partitions
+            )
+
+    async def ping(self) -> None:
+        """``StorageUnavailable`` unless a pooled connection answers."""
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception as exc:
+            if classify(exc) is ErrorKind.TRANSIENT:
+                raise StorageUnavailable(f"database not answering: {exc}") from exc
+            raise
+
+    async def write_batch(
+        self,
+        frames: Sequence[FrameRows],
+        offsets: Mapping[TopicPartition, OffsetRange],
+        *,
+        partitions: Sequence[TopicPartition] | None = None,
+        kafka_offsets: Sequence[int] | None = None,
+        raw: Sequence[bytes] | None = None,
+        before_commit: BeforeCommit | None = None,
+    ) -> WriteResult:
+        """Write ``frames`` and store ``offsets`` in one transaction (module docstring).
+
+        ``partitions[i]`` is the (topic, partition) of ``frames[i]`` (may be omitted when
+        ``offsets`` has one partition); ``kafka_offsets[i]`` its Kafka offset (reported with
+        rejects, archived with ``raw``); ``raw[i]`` its bytes for the ``raw_frames`` archive
+        (used when the writer's ``raw_frames`` is on). Raises ``StorageUnavailable`` when
+        transient errors outlast the retries (nothing committed), ``SchemaError`` when the
+        tables are not what this code expects.
+        """
+        sources = self._sources(frames, offsets, partitions)
+        for name, seq in (("kafka_offsets", kafka_offsets), ("raw", raw)):
+            if seq is not None and len(seq) != len(frames):
+                raise ValueError(f"{name} has {len(seq)} items for {len(frames)} frames")
+        started = time.perf_counter()
+        state = _Attempt()
+        retry = self._params.retry
+        delay = retry.initial
+        attempt = 0
+        while True:
+            attempt += 1
+            state.reset()
+            try:
+                async with self._pool.acquire() as conn:
+                    result = await self._transaction(
+                        conn, frames, offsets, sources, kafka_offsets, raw, before_commit, state
+                    )
+            except Exception as exc:
+                kind = classify(exc)
+                if kind is ErrorKind.TRANSIENT and attempt < retry.attempts:
+                    log.warning(
+                        "batch write failed (%s: %s); retry %d/%d in %.2fs",
+                        type(exc).__name__,
+                        exc,
+                        attempt,
+                        retry.attempts - 1,
+                        delay,
+                    )
+                    self._hooks.on_retry(attempt, delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, retry.maximum)
+                    continue
+                error = self._final_error(kind, exc, attempt)
+                self._hooks.on_failed(error)
+                raise error from exc
+            done = WriteResult(
+                committed=result.committed,
+                fenced=result.fenced,
+                rejected=result.rejected,
+                frames=result.frames,
+                rows=result.rows,
+                latest=result.latest,
+                duplicates_skipped=result.duplicates_skipped,
+                conflict_fallbacks=result.conflict_fallbacks,
+                attempts=attempt,
+                seconds=time.perf_counter() - started,
+            )
+            self._hooks.on_written(done)
+            return done
+
+    @staticmethod
+    def _final_error(kind: ErrorKind, exc: Exception, attempts: int) -> Exception:
+        if kind is ErrorKind.TRANSIENT:
+            return StorageUnavailable(
+                f"batch not written after {attempts} attempts ({type(exc).__name__}: {exc}); "
+                "nothing was committed - keep the batch and try again when the database is back"
+            )
+        if kind is ErrorKind.SCHEMA:
+            return SchemaError(
+                f"the database refused the batch ({type(exc).__name__}: {exc}); is the schema "
+                "migrated (nev-ingest migrate) and the role allowed to write it?"
+            )
+        if isinstance(exc, StorageError):
+            return exc
+        return StorageError(f"batch write failed: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _sources(
+        frames: Sequence[FrameRows],
+        offsets: Mapping[TopicPartition, OffsetRange],
+        partitions: Sequence[TopicPartition] | None,
+    ) -> list[TopicPartition]:
+        if partitions is None:
+            if len(offsets) != 1 and frames:
+                raise ValueError("partitions= is required when offsets has several partitions")
+            only = next(iter(offsets)) if offsets else ("", -1)
+            return [only] * len(frames)
+        if len(partitions) != len(frames):
+            raise ValueError(f"partitions has {len(partitions)} items for {len(frames)} frames")
+        out = [(tp[0], tp[1]) for tp in partitions]
+        unknown = set(out) - {(t, p) for t, p in offsets}
+        if unknown:
+            raise ValueError(f"frames of partitions without an offset range: {sorted(unknown)}")
+        return out
+
+    async def _transaction(
+        self,
+        conn: Any,
+        frames: Sequence[FrameRows],
+        offsets: Mapping[TopicPartition, OffsetRange],
+        sources: list[TopicPartition],
+        kafka_offsets: Sequence[int] | None,
+        raw: Sequence[bytes] | None,
+        before_commit: BeforeCommit | None,
+        state: _Attempt,
+    ) -> WriteResult:
+        group, schema = self._params.consumer_group, self._schema
+        ranges = {(t, p): r for (t, p), r in offsets.items()}
+        async with conn.transaction():
+            stored = await offsets_sql.fence(conn, schema, group, ranges)
+            fenced: dict[TopicPartition, int] = {}
+            for tp, rng in ranges.items():
+                have = stored.get(tp)
+                if have is not None and (rng.start is None or have > rng.start):
+                    fenced[tp] = have
+            live = [i for i, tp in enumerate(sources) if tp not in fenced and i not in state.bad]
+            staging = self._params.dedupe is Dedupe.STAGING
+            hot = [] if staging else [i for i in live if not is_reissue(frames[i])]
+            slow = live if staging else [i for i in live if is_reissue(frames[i])]
+            archive = raw if self._params.raw_frames else None
+            for indices, skip in ((hot, False), (slow, True)):
+                if indices:
+                    await self._load(
+                        conn, frames, indices, skip, state, archive, sources, kafka_offsets
+                    )
+            kept = [i for i in live if i not in state.bad]
+            latest = await upsert_latest(
+                conn,
+                schema,
+                self._params.entity_kind,
+                (v for i in kept if (v := frames[i].vehicle) is not None),
+                copy=self.engine.copy_from_stdin,
+            )
+            rejected = [
+                RejectedFrame(
+                    index=i,
+                    topic=sources[i][0],
+                    partition=sources[i][1],
+                    offset=kafka_offsets[i] if kafka_offsets is not None else None,
+                    sqlstate=getattr(exc, "sqlstate", None),
+                    detail=f"{type(exc).__name__}: {exc}",
+                )
+                for i, exc in sorted(state.bad.items())
+            ]
+            if before_commit is not None:
+                await before_commit(conn, BatchOutcome(kept, rejected, dict(fenced)))
+            committed = {tp: rng.next for tp, rng in ranges.items() if tp not in fenced}
+            await offsets_sql.store(conn, schema, group, committed)
+        return WriteResult(
+            committed=committed,
+            fenced=fenced,
+            rejected=rejected,
+            frames=len(kept),
+            rows=dict(state.rows),
+            latest=latest,
+            duplicates_skipped=state.skipped,
+            conflict_fallbacks=state.fallbacks,
+            attempts=0,
+            seconds=0.0,
+        )
+
+    async def _load(
+        self,
+        conn: Any,
+        frames: Sequence[FrameRows],
+        indices: list[int],
+        skip: bool,
+        state: _Attempt,
+        raw: Sequence[bytes] | None,
+        sources: list[TopicPartition],
+        kafka_offsets: Sequence[int] | None,
+    ) -> None:
+        """Load the frames ``indices`` under a savepoint; bisect on data errors."""
+        tables = rows_by_table(
+            frames,
+            indices,
+            raw=raw,
+            sources=sources,
+            kafka_offsets=kafka_offsets,
+            entity_kind=self._params.entity_kind,
+        )
+        counts: dict[str, int] = {}
+        skipped = 0
+        try:
+            async with conn.transaction():  # a savepoint: a failure undoes only this load
+                for table, rows in tables:
+                    n = await self.loader.load(conn, self._schema, table, rows, skip_conflicts=skip)
+                    counts[table.name] = n
+                    skipped += len(rows) - n
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is ErrorKind.DUPLICATE and not skip:
+                state.fallbacks += 1
+                log.info(
+                    "%d frames meet rows already stored (%s); loading them skipping conflicts",
+                    len(indices),
+                    exc,
+                )
+                await self._load(conn, frames, indices, True, state, raw, sources, kafka_offsets)
+                return
+            if kind is ErrorKind.DATA:
+                if len(indices) == 1:
+                    state.bad[indices[0]] = exc
+                    log.warning("frame %d rejected by the database: %s", indices[0], exc)
+                    return
+                mid = len(indices) // 2
+                for half in (indices[:mid], indices[mid:]):
+                    await self._load(conn, frames, half, skip, state, raw, sources, kafka_offsets)
+                return
+            raise
+        for name, n in counts.items():
+            state.rows[name] = state.rows.get(name, 0) + n
+        state.skipped += skipped

@@ -1,0 +1,113 @@
+"""Migrations on disk, the table descriptions the loaders use, and the row contract agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ingest.decoders.rows import AlarmRow, MotorRow, PackRow, SessionRow, VehicleRow
+from storage.errors import MigrationError
+from storage.migrate import MIGRATIONS_DIR, discover, plan
+from storage.params import SchemaMode
+from storage.tables import ALARMS, MOTORS, PACKS, RAW, SESSIONS, TABLES, VEHICLES, RawRow
+
+pytestmark = pytest.mark.unit
+
+_SQL_TYPE = {
+    "text": "text",
+    "timestamptz": "timestamptz",
+    "smallint": "int2",
+    "integer": "int4",
+    "bigint": "int8",
+    "real": "float4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "bytea": "bytea",
+}
+_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\)", re.S)
+_COLUMN = re.compile(
+    r"^\s{4}(\w+)\s+([a-z][a-z ]*?(?:\[\])?)(?:\s+COLLATE \"C\")?(?:\s+NOT NULL)?,"
+)
+
+
+def columns(sql: str) -> dict[str, list[tuple[str, str]]]:
+    """Table -> [(column, int2/float8/... type)] of every CREATE TABLE in ``sql``."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, body in _TABLE.findall(sql):
+        cols = []
+        for line in body.splitlines():
+            m = _COLUMN.match(line.split("--")[0].rstrip() + ("," if "," not in line else ""))
+            if m and m[1] != "PRIMARY":
+                sql_type = m[2].strip()
+                array = sql_type.endswith("[]")
+                base = _SQL_TYPE[sql_type.removesuffix("[]")]
+                cols.append((m[1], base + ("[]" if array else "")))
+        out[name] = cols
+    return out
+
+
+def flavour_sql(version: int, mode: SchemaMode) -> str:
+    return discover()[version][mode].sql
+
+
+def test_every_version_exists_for_both_flavours_and_0050_is_the_alerts() -> None:
+    versions = discover()
+    assert {1, 2, 3} <= set(versions)
+    for files in versions.values():
+        assert set(files) == {SchemaMode.PLAIN, SchemaMode.TIMESCALE}
+    assert versions[50][SchemaMode.PLAIN].name == "0050_alerts"
+    names = [m.name for m in plan(SchemaMode.PLAIN)]
+    assert names == sorted(names)
+
+
+def test_both_flavours_define_the_same_columns() -> None:
+    plain = columns(flavour_sql(2, SchemaMode.PLAIN))
+    timescale = columns(flavour_sql(2, SchemaMode.TIMESCALE))
+    assert set(plain) == {t.name for t in TABLES}
+    assert plain == timescale
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+def test_loader_description_matches_the_migration(table: object) -> None:
+    from storage.tables import Table
+
+    assert isinstance(table, Table)
+    sql = columns(flavour_sql(2, SchemaMode.PLAIN))[table.name]
+    assert list(zip(table.columns, table.types, strict=True)) == sql
+
+
+def test_tables_follow_the_row_contract() -> None:
+    assert VEHICLES.columns == VehicleRow._fields
+    assert MOTORS.columns == MotorRow._fields
+    assert ALARMS.columns == AlarmRow._fields
+    assert SESSIONS.columns == SessionRow._fields
+    assert RAW.columns == RawRow._fields
+    raw_named = {"cell_voltages_raw": "cell_voltages_mv", "probe_temps_raw": "probe_temps_c"}
+    assert PACKS.columns == tuple(raw_named.get(f, f) for f in PackRow._fields)
+
+
+def test_summary_tables_have_the_continuous_aggregates_columns() -> None:
+    plain = columns(flavour_sql(3, SchemaMode.PLAIN))
+    cagg = flavour_sql(3, SchemaMode.TIMESCALE)
+    for view in ("vehicle_stats_1m", "vehicle_stats_1h"):
+        view_sql = cagg.split(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view}")[1]
+        select = view_sql.split("\nFROM vehicle_telemetry")[0]
+        aliases = ["vin", *re.findall(r"\bAS (\w+),?\s*$", select, re.M)]
+        assert [c for c, _ in plain[view]] == aliases
+
+
+def test_malformed_names_and_half_pairs_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0002_b.plain.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="needs both"):
+        discover(tmp_path)
+    (tmp_path / "0002_b.plain.sql").unlink()
+    (tmp_path / "2_c.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="not NNNN_name"):
+        discover(tmp_path)
+
+
+def test_files_are_found_where_the_package_is() -> None:
+    assert (MIGRATIONS_DIR / "0001_core.sql").is_file()
