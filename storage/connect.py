@@ -6,8 +6,8 @@ serves one connection at a time; all connections share one backend, so asyncpg's
 prepared statements of one connection collide with those of the next; and it never closes
 the socket after a Terminate message, so asyncpg's graceful ``close()`` waits forever.
 ``detect`` recognises it from ``version()`` (compiled by emscripten) and this module adapts:
-one connection, no statement cache, the unnest loader, and ``terminate()`` instead of
-``close()``.
+one connection, no statement cache, the unnest loader, and ``PGliteConnection`` whose
+``close()`` drops the socket.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from storage.params import LoaderKind, check_identifier
 
 __all__ = [
     "Engine",
+    "PGliteConnection",
     "PoolParams",
-    "close",
-    "close_pool",
     "connect",
     "create_pool",
     "detect",
@@ -99,20 +98,17 @@ async def detect(conn: Any) -> Engine:
     )
 
 
-async def close(conn: Any, engine: Engine, *, timeout_s: float = 5.0) -> None:
-    """Close a connection: gracefully on PostgreSQL, by dropping the socket on PGlite."""
-    if engine.pglite:
-        conn.terminate()
-    else:
-        await conn.close(timeout=timeout_s)
+class PGliteConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection to PGlite: ``close()`` drops the socket (a graceful close never returns).
 
+    asyncpg pools close their connections through ``close()`` too, so a pool of these shuts
+    down cleanly.
+    """
 
-async def close_pool(pool: Any, engine: Engine) -> None:
-    """Close a pool (``terminate`` on PGlite, see the module docstring)."""
-    if engine.pglite:
-        pool.terminate()
-    else:
-        await pool.close()
+    __slots__ = ()
+
+    async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's)
+        self.terminate()
 
 
 async def _raw_connect(params: PoolParams, **kwargs: Any) -> Any:
@@ -131,35 +127,36 @@ async def _raw_connect(params: PoolParams, **kwargs: Any) -> Any:
 
 async def probe(params: PoolParams) -> Engine:
     """Connect once and tell what the engine is."""
-    conn = await _raw_connect(params, statement_cache_size=0)
+    # No statement cache and no graceful close: safe whatever the engine turns out to be.
+    conn = await _raw_connect(params, statement_cache_size=0, connection_class=PGliteConnection)
     try:
-        engine = await detect(conn)
-    except BaseException:
+        return await detect(conn)
+    finally:
         conn.terminate()
-        raise
-    await close(conn, engine)
-    return engine
 
 
-async def connect(params: PoolParams, *, engine: Engine | None = None) -> tuple[Any, Engine]:
-    """One asyncpg connection with the pool's session settings (for migrate, maintenance),
-    and the engine; close it with ``close(conn, engine)``."""
+def _engine_kwargs(engine: Engine) -> dict[str, Any]:
+    if engine.pglite:
+        return {"statement_cache_size": 0, "connection_class": PGliteConnection}
+    return {}
+
+
+async def connect(params: PoolParams, *, engine: Engine | None = None) -> Any:
+    """One asyncpg connection with the pool's session settings (for migrate, maintenance)."""
     if engine is None:
         engine = await probe(params)
-    conn = await _raw_connect(
-        params,
-        statement_cache_size=0 if engine.pglite else 100,
-        server_settings=params.server_settings(),
+    return await _raw_connect(
+        params, server_settings=params.server_settings(), **_engine_kwargs(engine)
     )
-    return conn, engine
 
 
 async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
-    """An asyncpg pool for the writer, and the engine it talks to; close with ``close_pool``."""
+    """An asyncpg pool for the writer, and the engine it talks to."""
     engine = await probe(params)
     max_size = params.max_size if engine.max_connections is None else engine.max_connections
 
     async def connect_one(*args: Any, **kwargs: Any) -> Any:
+        # the pool passes its own dsn/password/timeout again; ours are the same
         kwargs.pop("password", None)
         kwargs.pop("timeout", None)
         return await _raw_connect(params, **kwargs)
@@ -169,9 +166,7 @@ async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
         connect=connect_one,
         min_size=min(params.min_size, max_size),
         max_size=max_size,
-        # PGlite: never recycle a connection gracefully (close() would hang, module docstring)
-        max_queries=1 << 60 if engine.pglite else 50_000,
-        statement_cache_size=0 if engine.pglite else 100,
         server_settings=params.server_settings(),
+        **_engine_kwargs(engine),
     )
     return pool, engine

@@ -6,7 +6,8 @@ row of ``<schema>.schema_migrations`` (version, name, mode, checksum, time). Eve
 its own transaction with ``search_path = <schema>, public``, so the SQL is unqualified and one
 database can hold several isolated schemas (tests do that on the single-connection engine).
 
-``migrate`` holds a session advisory lock for the whole run, so any number of processes may
+``migrate`` sets the session's search_path (schema first, then the extension's schema) and
+holds a session advisory lock for the whole run, so any number of processes may
 run it at once: the first applies, the others wait and then find nothing to do. After the
 files it reconciles what configuration decides (chunk intervals, policies; plain: partitions),
 which is idempotent and runs every time.
@@ -180,11 +181,21 @@ async def _timescale_installed(conn: Any) -> bool:
     )
 
 
+async def _extension_schema(conn: Any) -> str:
+    """Where timescaledb's functions live (public unless someone installed it elsewhere)."""
+    found = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'timescaledb'"
+    )
+    return check_identifier(str(found), "extension schema") if found else "public"
+
+
 async def _create_timescale(conn: Any) -> str | None:
     """Create the extension; the error text when the server cannot, else None."""
     try:
         async with conn.transaction():
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            # public, whatever the session's search_path: where every tool expects it
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb WITH SCHEMA public")
     except asyncpg.PostgresError as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -250,6 +261,8 @@ async def migrate(
         await _bootstrap(conn, schema)
         recorded, done = await _recorded(conn, schema)
         mode = await _decide_mode(conn, params.mode, recorded)
+        path = f"{schema}, {await _extension_schema(conn)}"
+        await conn.execute(f"SET search_path = {path}")
         applied: list[str] = []
         for mig in plan(mode, directory):
             if mig.version in done:
@@ -263,7 +276,7 @@ async def migrate(
             started = time.perf_counter()
             try:
                 async with conn.transaction():
-                    await conn.execute(f"SET LOCAL search_path = {schema}, public")
+                    await conn.execute(f"SET LOCAL search_path = {path}")
                     await conn.execute(mig.sql)
                     await conn.execute(
                         f"INSERT INTO {schema}.schema_migrations "

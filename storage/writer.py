@@ -39,7 +39,7 @@ from storage.batch import (
     is_reissue,
     rows_by_table,
 )
-from storage.connect import Engine, PoolParams, close_pool, create_pool
+from storage.connect import Engine, PoolParams, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
 from storage.latest import upsert_latest
 from storage.loaders import Loader, make_loader
@@ -106,14 +106,14 @@ class StorageWriter:
             async with asyncpg_pool.acquire() as conn:
                 await require_current(conn, params.schema)
         except BaseException:
-            await close_pool(asyncpg_pool, engine)
+            await asyncpg_pool.close()
             raise
         return cls(asyncpg_pool, params, engine=engine, hooks=hooks, owns_pool=True)
 
     async def close(self) -> None:
         """Close the pool if this writer opened it."""
         if self._owns_pool:
-            await close_pool(self._pool, self.engine)
+            await self._pool.close()
 
     @property
     def pool(self) -> Any:
