@@ -1,13 +1,14 @@
 """Connections: what the engine can do, and an asyncpg pool set up for the writer.
 
 The TimescaleDB test engine (PGlite over pglite-socket) differs from a PostgreSQL server in
-four ways that matter here: it has no COPY FROM STDIN (the attempt breaks the engine); it
-serves one connection at a time; all connections share one backend, so asyncpg's named
-prepared statements of one connection collide with those of the next; and it never closes
-the socket after a Terminate message, so asyncpg's graceful ``close()`` waits forever.
+five ways that matter here: it has no COPY FROM STDIN (the attempt breaks the engine); it
+serves one connection at a time; all connections share one backend, so session state leaks
+from one connection to the next and the startup packet's settings are not applied (asyncpg's
+named prepared statements collide, search_path is whatever the last client left); and it
+never closes the socket after a Terminate message, so a graceful ``close()`` waits forever.
 ``detect`` recognises it from ``version()`` (compiled by emscripten) and this module adapts:
-one connection, no statement cache, the unnest loader, and ``PGliteConnection`` whose
-``close()`` drops the socket.
+one connection, no statement cache, the session settings SET on every connect and pool
+acquire, the unnest loader, and ``PGliteConnection`` whose ``close()`` drops the socket.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "Engine",
     "PGliteConnection",
     "PoolParams",
+    "apply_session",
     "connect",
     "create_pool",
     "detect",
@@ -141,13 +143,32 @@ def _engine_kwargs(engine: Engine) -> dict[str, Any]:
     return {}
 
 
+async def apply_session(conn: Any, params: PoolParams) -> None:
+    """SET the session settings (what the startup packet carries; PGlite ignores it)."""
+    settings = params.server_settings()
+    await conn.execute(
+        "SELECT set_config('search_path', $1, false), set_config('statement_timeout', $2, false),"
+        " set_config('application_name', $3, false)",
+        settings["search_path"],
+        settings["statement_timeout"] + "ms",
+        settings["application_name"],
+    )
+
+
 async def connect(params: PoolParams, *, engine: Engine | None = None) -> Any:
     """One asyncpg connection with the pool's session settings (for migrate, maintenance)."""
     if engine is None:
         engine = await probe(params)
-    return await _raw_connect(
+    conn = await _raw_connect(
         params, server_settings=params.server_settings(), **_engine_kwargs(engine)
     )
+    if engine.pglite:
+        try:
+            await apply_session(conn, params)
+        except BaseException:
+            conn.terminate()
+            raise
+    return conn
 
 
 async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
@@ -161,9 +182,13 @@ async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
         kwargs.pop("timeout", None)
         return await _raw_connect(params, **kwargs)
 
+    async def setup(conn: Any) -> None:
+        await apply_session(conn, params)
+
     pool = await asyncpg.create_pool(
         params.dsn,
         connect=connect_one,
+        setup=setup if engine.pglite else None,
         min_size=min(params.min_size, max_size),
         max_size=max_size,
         server_settings=params.server_settings(),

@@ -252,8 +252,9 @@ async def migrate(
 ) -> MigrationReport:
     """Apply the pending migrations of ``params.schema`` and reconcile its settings.
 
-    ``conn`` is an asyncpg connection outside any transaction; it is the only connection used
-    (the single-connection test engine needs that), and holds the advisory lock throughout.
+    ``conn`` is an asyncpg connection outside any transaction (``storage.connect.connect``
+    prepares one for the engine); it is the only connection used (the single-connection test
+    engine needs that), and holds the advisory lock throughout.
     """
     schema = _q(params.schema)
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
@@ -288,9 +289,18 @@ async def migrate(
                         int((time.perf_counter() - started) * 1000),
                     )
             except asyncpg.PostgresError as exc:
+                hint = ""
+                if "license" in str(exc):
+                    # Seen on PGlite-TimescaleDB restarted on an existing data directory: the
+                    # TSL module (compression, continuous aggregates) is not loaded.
+                    hint = (
+                        " - this TimescaleDB has its TSL features (compression, continuous "
+                        "aggregates) off; on PGlite-TimescaleDB restart it on a fresh data "
+                        "directory, on a server set timescaledb.license = 'timescale'"
+                    )
                 raise MigrationError(
                     f"{mig.path.name} failed ({type(exc).__name__}: {exc}); nothing of it was "
-                    "applied, earlier versions stay"
+                    f"applied, earlier versions stay{hint}"
                 ) from exc
             log.info("applied migration %s (%s)", mig.name, mode.value)
             applied.append(mig.name)
