@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "ingest.rules_cli",
     "ingest.alerts_cli",
     "ingest.config_cli",
+    "ingest.migrate_cli",
+    "ingest.query_cli",
     "ingest.devstack.cli",
     "ingest.run_cli",
     "loadtest.loadgen",

@@ -125,6 +125,51 @@ class PostgresSettings(Section):
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class StorageSettings(Section):
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")
+    schema: str = setting("nev", "Database schema of the tables (one database can hold several).")
+    dedupe: str = setting(
+        "offsets",
+        "offsets: plain COPY, replays stopped by the offsets stored with the rows; staging: "
+        "every row through staging + ON CONFLICT DO NOTHING (~40 % slower).",
+        choices=("offsets", "staging"),
+    )
+    fleet_vehicles: int = setting(
+        1_000_000,
+        "Vehicles this database serves; sets the TimescaleDB chunk interval (docs/storage.md).",
+        minimum=1,
+    )
+    frame_interval_s: float = setting(
+        10.0, "Seconds between two real-time frames of one vehicle.", minimum=1
+    )
+    db_memory_gb: float = setting(
+        64.0,
+        "Database server memory; a quarter holds the indexes of the chunks written.",
+        minimum=1,
+    )
+    chunk_interval_min: int = setting(
+        0, "Chunk interval of the per-frame hypertables; 0: from the fleet arithmetic.", minimum=0
+    )
+    compress_after_h: float = setting(
+        48.0, "TimescaleDB: compress chunks older than this.", minimum=1
+    )
+    retention_days: int = setting(
+        1095, "Keep telemetry, alarms and sessions this many days; 0: forever.", minimum=0
+    )
+    raw_frames_retention_days: int = setting(
+        7, "Keep raw_frames this many days; 0: forever.", minimum=0
+    )
+    stats_1m_retention_days: int = setting(
+        400, "Keep the per-minute aggregates this many days; 0: forever.", minimum=0
+    )
+    stats_1h_retention_days: int = setting(
+        0, "Keep the per-hour aggregates this many days; 0: forever.", minimum=0
+    )
+    partition_interval_h: int = setting(24, "Plain PostgreSQL: hours per partition.", minimum=1)
+    partition_premake_days: int = setting(
+        3, "Plain PostgreSQL: partitions are created this many days ahead.", minimum=1
+    )
+    partition_backfill_days: int = setting(
+        8, "Plain PostgreSQL: and this many days back, for reissued frames.", minimum=1
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

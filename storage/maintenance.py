@@ -121,8 +121,11 @@ async def run(
         for table in TIMESERIES_TABLES:
             rows = await conn.fetch(_LIST, f"{schema}.{table}", _BOUNDS)
             existing = [(r["lo"], r["hi"]) for r in rows if r["lo"] is not None]
+            keep = plain.retention.get(table)
+            # never (re)create what retention would drop: backfill stops at the horizon
+            back = plain.backfill if keep is None else min(plain.backfill, keep)
             wanted = plan_partitions(
-                existing, now - plain.backfill, now + plain.premake, plain.partition_interval
+                existing, now - back, now + plain.premake, plain.partition_interval
             )
             for lo, hi in wanted:
                 name = f"{table}_p{lo.astimezone(UTC):%Y%m%d%H%M}"
@@ -131,7 +134,6 @@ async def run(
                     f"FOR VALUES FROM ({_literal(lo)}) TO ({_literal(hi)})"
                 )
                 report.created.append(name)
-            keep = plain.retention.get(table)
             if keep is not None:
                 for r in rows:
                     if r["hi"] is not None and r["hi"] <= now - keep:

@@ -134,7 +134,7 @@ class PlainParams:
     # Partitions exist from ``backfill`` ago to ``premake`` ahead; a frame outside that window
     # has no partition and is rejected (to the dead-letter topic), never silently dropped.
     premake: timedelta = timedelta(days=3)
-    backfill: timedelta = timedelta(days=7)
+    backfill: timedelta = timedelta(days=8)  # 2025 terminals reissue up to 7 days back
     retention: dict[str, timedelta | None] = field(
         default_factory=lambda: dict(TimescaleParams().retention)
     )

@@ -1,0 +1,224 @@
+"""What regulators ask, as SQL that an index or an aggregate answers (docs/storage.md shows
+each EXPLAIN). Synchronous psycopg: these run from the CLI and from reports, not the hot path.
+
+Every query is a ``Statement`` (SQL + parameters) built by one function below; ``run`` fetches
+it, ``explain`` shows the plan. Names are schema-qualified, so the session's search_path does
+not matter; times are ``timestamptz`` and come back in the session's time zone.
+
+=========  ================================================  ===================================
+query      answers                                           served by
+=========  ================================================  ===================================
+track      a vehicle's positions and telemetry over a range  vehicle_telemetry PK (vin, ts)
+latest     the current state of a VIN or a fleet prefix      latest_state PK (kind, id COLLATE C)
+alarms     alarm frames of level >= N in a time range         alarm_events (max_level, ts) index
+daily      distance and energy per vehicle per day           vehicle_stats_1h (vin, bucket)
+pack       cell-voltage spread, max temperature over time    battery_pack_telemetry PK (vin, ts,
+                                                             pack, first_cell)
+=========  ================================================  ===================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from storage.params import check_identifier
+
+__all__ = [
+    "QueryResult",
+    "Statement",
+    "alarms",
+    "daily",
+    "explain",
+    "latest",
+    "pack",
+    "run",
+    "track",
+]
+
+# date_bin's origin: a Monday at midnight UTC (TimescaleDB's time_bucket origin), so
+# buckets of a day or a week start where people expect.
+_ORIGIN = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A query ready to run: SQL with ``%s`` placeholders, and its parameters."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Column names and rows, in order."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def _t(schema: str, table: str) -> str:
+    return f"{check_identifier(schema)}.{table}"
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def track(schema: str, vin: str, start: datetime, end: datetime, limit: int = 10_000) -> Statement:
+    """A vehicle's track and main telemetry, oldest first."""
+    return Statement(
+        f"""SELECT ts, longitude, latitude, position_valid, speed_kmh, odometer_km, soc_pct,
+       vehicle_state, charging_state, total_voltage_v, total_current_a, max_temp_c,
+       min_cell_voltage_v, max_cell_voltage_v, max_alarm_level
+FROM {_t(schema, "vehicle_telemetry")}
+WHERE vin = %s AND ts >= %s AND ts < %s
+ORDER BY ts
+LIMIT %s""",
+        (vin, start, end, limit),
+    )
+
+
+def latest(
+    schema: str,
+    *,
+    vin: str | None = None,
+    prefix: str | None = None,
+    kind: str = "vehicle",
+    limit: int = 1000,
+) -> Statement:
+    """The latest state of one entity (``vin``) or of every entity whose id starts with
+    ``prefix`` (a fleet: WMI, manufacturer or model prefix of the VIN)."""
+    if (vin is None) == (prefix is None):
+        raise ValueError("give exactly one of vin and prefix")
+    where = "entity_id = %s" if vin is not None else "entity_id LIKE %s"
+    value = vin if vin is not None else _like_prefix(prefix or "")
+    return Statement(
+        f"""SELECT entity_id, ts, received_at, longitude, latitude, speed_kmh, odometer_km,
+       soc_pct, vehicle_state, charging_state, total_voltage_v, total_current_a, max_temp_c,
+       min_cell_voltage_v, max_cell_voltage_v, insulation_kohm, max_alarm_level, updated_at
+FROM {_t(schema, "latest_state")}
+WHERE entity_kind = %s AND {where}
+ORDER BY entity_id
+LIMIT %s""",
+        (kind, value, limit),
+    )
+
+
+def alarms(
+    schema: str,
+    start: datetime,
+    end: datetime,
+    *,
+    min_level: int = 1,
+    vin: str | None = None,
+    limit: int = 10_000,
+) -> Statement:
+    """Frames with an alarm of ``min_level`` or worse in [start, end), newest first."""
+    vin_filter = "AND vin = %s " if vin is not None else ""
+    params: tuple[Any, ...] = (min_level, start, end) + ((vin,) if vin is not None else ())
+    return Statement(
+        f"""SELECT ts, vin, max_level, general_flags, ress_faults, motor_faults, engine_faults,
+       other_faults, bit_levels
+FROM {_t(schema, "alarm_events")}
+WHERE max_level >= %s AND ts >= %s AND ts < %s {vin_filter}
+ORDER BY ts DESC
+LIMIT %s""",
+        (*params, limit),
+    )
+
+
+def daily(
+    schema: str,
+    first_day: date,
+    last_day: date,
+    *,
+    tz: str,
+    vin: str | None = None,
+    prefix: str | None = None,
+    limit: int = 100_000,
+) -> Statement:
+    """Distance and energy per vehicle per local day (``tz``), from the hourly aggregate.
+
+    A day's distance is its highest odometer minus its lowest, so nothing is lost between
+    the hours; energy is the sum of the hours' energies.
+    """
+    if vin is not None and prefix is not None:
+        raise ValueError("give vin or prefix, not both")
+    where = ""
+    extra: tuple[Any, ...] = ()
+    if vin is not None:
+        where, extra = "AND vin = %s", (vin,)
+    elif prefix is not None:
+        where, extra = "AND vin LIKE %s", (_like_prefix(prefix),)
+    return Statement(
+        f"""SELECT vin, (bucket AT TIME ZONE %s)::date AS day,
+       max(odometer_max_km) - min(odometer_min_km) AS distance_km,
+       sum(energy_out_kwh) AS energy_out_kwh,
+       sum(energy_in_kwh) AS energy_in_kwh,
+       min(soc_min_pct) AS soc_min_pct,
+       max(soc_max_pct) AS soc_max_pct,
+       max(max_temp_c) AS max_temp_c,
+       sum(alarm_frames)::bigint AS alarm_frames,
+       sum(frames)::bigint AS frames
+FROM {_t(schema, "vehicle_stats_1h")}
+WHERE bucket >= (%s::date)::timestamp AT TIME ZONE %s
+  AND bucket < (%s::date + 1)::timestamp AT TIME ZONE %s
+  {where}
+GROUP BY vin, day
+ORDER BY vin, day
+LIMIT %s""",
+        (tz, first_day, tz, last_day, tz, *extra, limit),
+    )
+
+
+def pack(
+    schema: str,
+    vin: str,
+    start: datetime,
+    end: datetime,
+    *,
+    every: timedelta,
+    pack_no: int | None = None,
+) -> Statement:
+    """Per pack and time bucket: frames, largest and mean cell-voltage spread (max - min cell
+    of one frame), lowest/highest cell, highest probe temperature. The pages of a 2016 pack
+    (first_cell 1, 201, ...) are joined per frame before the spread is taken."""
+    pack_filter = "AND pack = %s" if pack_no is not None else ""
+    extra: tuple[Any, ...] = (pack_no,) if pack_no is not None else ()
+    return Statement(
+        f"""WITH frame AS (
+    SELECT ts, pack, min(cell_min_mv) AS cell_min_mv, max(cell_max_mv) AS cell_max_mv,
+           max(probe_max_c) AS probe_max_c
+    FROM {_t(schema, "battery_pack_telemetry")}
+    WHERE vin = %s AND ts >= %s AND ts < %s {pack_filter}
+    GROUP BY ts, pack
+)
+SELECT date_bin(%s, ts, {_ORIGIN}) AS bucket, pack, count(*) AS frames,
+       max(cell_max_mv - cell_min_mv) AS max_spread_mv,
+       round(avg(cell_max_mv - cell_min_mv), 1) AS mean_spread_mv,
+       min(cell_min_mv) AS cell_min_mv, max(cell_max_mv) AS cell_max_mv,
+       max(probe_max_c) AS max_temp_c
+FROM frame
+GROUP BY 1, 2
+ORDER BY 1, 2""",
+        (vin, start, end, *extra, every),
+    )
+
+
+def run(conn: Any, statement: Statement) -> QueryResult:
+    """Fetch ``statement`` on a psycopg connection."""
+    with conn.cursor() as cur:
+        cur.execute(statement.sql.encode(), statement.params)
+        columns = [d.name for d in cur.description or ()]
+        return QueryResult(columns, [tuple(r) for r in cur.fetchall()])
+
+
+def explain(conn: Any, statement: Statement, *, analyze: bool = True) -> list[str]:
+    """The plan of ``statement`` (``EXPLAIN ANALYZE`` by default: it runs the query)."""
+    options = "ANALYZE, BUFFERS, " if analyze else ""
+    with conn.cursor() as cur:
+        cur.execute(f"EXPLAIN ({options}COSTS OFF) {statement.sql}".encode(), statement.params)
+        return [str(r[0]) for r in cur.fetchall()]

@@ -1,0 +1,158 @@
+"""``nev-ingest migrate`` and every ``nev-ingest query`` end to end, on plain PostgreSQL and on
+the TimescaleDB engine: the rows a regulator gets back for data written by the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ingest.cli import main
+from storage import OffsetRange, PoolParams, StorageWriter, WriterParams
+from storage.synthetic import frame_rows, vin
+
+pytestmark = pytest.mark.integration
+
+FLEET = "LQTEST"
+END = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+START = END - timedelta(hours=2)
+FRAMES = 2 * 360  # one every 10 s
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+async def load(dsn: str, schema: str) -> None:
+    writer = await StorageWriter.open(
+        PoolParams(dsn=dsn, schema=schema), WriterParams(consumer_group="q", schema=schema)
+    )
+    try:
+        off = 0
+        vins = [vin(i, FLEET) for i in range(3)] + [vin(0, "LOTHER")]
+        for k0 in range(0, FRAMES, 120):
+            frames = [
+                frame_rows(
+                    v,
+                    START + timedelta(seconds=10 * k),
+                    seq=k,
+                    alarm_level=3 if k % 60 == 0 and i == 0 else 0,
+                )
+                for k in range(k0, k0 + 120)
+                for i, v in enumerate(vins)
+            ]
+            await writer.write_batch(
+                frames, {("q", 0): OffsetRange(off or None, off + len(frames))}
+            )
+            off += len(frames)
+    finally:
+        await writer.close()
+
+
+@pytest.fixture(params=["plain", "timescale"])
+def target(
+    request: pytest.FixtureRequest,
+    unique_name: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[str, str]:
+    """(dsn, schema) migrated with `nev-ingest migrate` and loaded with 2 h of 4 vehicles."""
+    if request.param == "plain":
+        dsn, schema = request.getfixturevalue("fresh_database"), "nev"
+    else:
+        # libpq (psycopg) needs a password when asked; the engine accepts any
+        dsn = request.getfixturevalue("timescale_dsn").replace("postgres@", "postgres:pglite@", 1)
+        schema = unique_name("q")
+    code, out, _ = cli(capsys, "migrate", "--dsn", dsn, "--schema", schema, "--format", "json")
+    assert code == 0
+    assert json.loads(out)["mode"] == request.param
+    return dsn, schema
+
+
+def test_every_query(target: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    dsn, schema = target
+    asyncio.run(load(dsn, schema))
+    # the service's periodic upkeep: on plain PostgreSQL it fills the summary tables
+    code, out, _ = cli(capsys, "migrate", "--maintain", "--dsn", dsn, "--schema", schema)
+    assert code == 0 and ("summary buckets recomputed" in out) == (schema == "nev")
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC")
+    window = ("--from", START.isoformat(), "--to", END.isoformat())
+    car = vin(0, FLEET)
+
+    code, out, _ = cli(capsys, "query", "track", car, *window, *db, "--format", "json")
+    track = lines(out)
+    assert code == 0 and len(track) == FRAMES
+    assert track[0]["ts"] == START.isoformat(timespec="seconds")
+    assert track[1]["odometer_km"] > track[0]["odometer_km"]
+    assert {"longitude", "latitude", "soc_pct", "speed_kmh"} <= set(track[0])
+
+    code, out, _ = cli(capsys, "query", "latest", "--prefix", FLEET, *db, "--format", "json")
+    latest = lines(out)
+    assert [r["entity_id"] for r in latest] == [vin(i, FLEET) for i in range(3)]
+    assert {r["ts"] for r in latest} == {
+        (END - timedelta(seconds=10)).isoformat(timespec="seconds")
+    }
+    code, out, _ = cli(capsys, "query", "latest", vin(0, "LOTHER"), *db, "--format", "json")
+    assert [r["entity_id"] for r in lines(out)] == [vin(0, "LOTHER")]
+
+    code, out, _ = cli(capsys, "query", "alarms", "--level", "3", *window, *db, "--format", "json")
+    alarms = lines(out)
+    assert len(alarms) == FRAMES // 60 and {a["vin"] for a in alarms} == {car}
+    assert alarms[0]["ts"] > alarms[-1]["ts"] and {a["max_level"] for a in alarms} == {3}
+    code, out, _ = cli(capsys, "query", "alarms", "--level", "4", *window, *db, "--format", "json")
+    assert out == ""
+
+    day_window = ("--from", START.date().isoformat(), "--to", END.date().isoformat())
+    code, out, _ = cli(
+        capsys, "query", "daily", "--prefix", FLEET, *day_window, *db, "--format", "json"
+    )
+    daily = lines(out)
+    assert {d["vin"] for d in daily} == {vin(i, FLEET) for i in range(3)}
+    mine = [d for d in daily if d["vin"] == car]
+    assert sum(d["frames"] for d in mine) == FRAMES
+    assert sum(d["alarm_frames"] for d in mine) == FRAMES // 60
+    odometers = [t["odometer_km"] for t in track]
+    if len(mine) == 1:  # the window did not cross midnight
+        assert mine[0]["distance_km"] == pytest.approx(odometers[-1] - odometers[0], abs=1e-3)
+    assert all(d["energy_out_kwh"] > 0 for d in mine)
+
+    code, out, _ = cli(
+        capsys, "query", "pack", car, "--every", "1h", *window, *db, "--format", "csv"
+    )
+    rows = out.splitlines()
+    assert (
+        rows[0]
+        == "bucket,pack,frames,max_spread_mv,mean_spread_mv,cell_min_mv,cell_max_mv,max_temp_c"
+    )
+    assert sum(int(r.split(",")[2]) for r in rows[1:]) == FRAMES
+    assert {r.split(",")[3] for r in rows[1:]} == {"39"}  # synthetic cells span 3300..3339 mV
+
+    code, out, err = cli(capsys, "query", "track", car, *window, *db, "--limit", "2")
+    assert (
+        out.splitlines()[0].startswith("ts ") and len(out.splitlines()) == 4 and "(2 rows)" in err
+    )
+    code, out, _ = cli(capsys, "query", "track", car, *window, *db, "--explain")
+    assert code == 0 and "Index" in out
+
+
+def test_errors_say_what_to_do(fresh_database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "query", "latest", "X", "--dsn", fresh_database)
+    assert code == 2 and "migrated?" in err and "nev-ingest migrate" in err
+    code, _, err = cli(
+        capsys, "query", "track", "X", "--from", "yesterday", "--dsn", fresh_database
+    )
+    assert code == 2 and "ISO date" in err
+    code, _, err = cli(capsys, "migrate", "--status", "--dsn", fresh_database)
+    assert code == 1
+    code, _, err = cli(capsys, "migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/none")
+    assert code == 2 and "cannot connect" in err

@@ -1,0 +1,95 @@
+"""The storage CLI's pure parts: settings -> storage parameters, time arguments, summaries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ingest.config_load import load_settings
+from ingest.errors import UserError
+from ingest.migrate_cli import _summarise, pool_params, storage_params, writer_params
+from ingest.query_cli import parse_duration, parse_time
+from storage import Dedupe, LoaderKind, SchemaMode
+
+pytestmark = pytest.mark.unit
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2025, 7, 1, 12, 0, tzinfo=SHANGHAI)
+
+
+def test_settings_map_onto_storage_parameters() -> None:
+    settings = load_settings(
+        environ={
+            "NEV_STORAGE_SCHEMA": "fleet_a",
+            "NEV_STORAGE_RETENTION_DAYS": "0",
+            "NEV_STORAGE_RAW_FRAMES_RETENTION_DAYS": "3",
+            "NEV_STORAGE_CHUNK_INTERVAL_MIN": "45",
+            "NEV_STORAGE_COMPRESS_AFTER_H": "12",
+            "NEV_STORAGE_PARTITION_INTERVAL_H": "6",
+            "NEV_STORAGE_DEDUPE": "staging",
+            "NEV_POSTGRES_SCHEMA_MODE": "plain",
+            "NEV_POSTGRES_LOADER": "unnest",
+            "NEV_KAFKA_GROUP_ID": "ingest-a",
+        }
+    )
+    params = storage_params(settings)
+    assert params.schema == "fleet_a" and params.mode is SchemaMode.PLAIN
+    assert params.timescale.retention["vehicle_telemetry"] is None  # 0 = forever
+    assert params.timescale.retention["raw_frames"] == timedelta(days=3)
+    assert params.plain.retention == params.timescale.retention
+    chunks = params.timescale.chunk_intervals()
+    assert chunks["battery_pack_telemetry"] == timedelta(minutes=45)
+    assert chunks["vehicle_sessions"] > timedelta(minutes=45)  # sparse tables keep the arithmetic
+    assert params.timescale.compress_after == timedelta(hours=12)
+    assert params.plain.partition_interval == timedelta(hours=6)
+    writer = writer_params(settings)
+    assert (writer.schema, writer.consumer_group) == ("fleet_a", "ingest-a")
+    assert writer.dedupe is Dedupe.STAGING and writer.loader is LoaderKind.UNNEST
+    assert pool_params(settings, "x").server_settings()["search_path"] == "fleet_a, public"
+
+
+def test_fleet_size_drives_the_chunk_interval() -> None:
+    small = storage_params(load_settings(environ={"NEV_STORAGE_FLEET_VEHICLES": "20000"}))
+    big = storage_params(load_settings(environ={}))
+    assert (
+        small.timescale.chunk_intervals()["vehicle_telemetry"]
+        > big.timescale.chunk_intervals()["vehicle_telemetry"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("5min", 300), ("2h", 7200), ("1.5d", 129600)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_bad_duration() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("5 weeks")
+
+
+def test_times_are_read_in_the_zone_unless_they_say_otherwise() -> None:
+    assert parse_time("2025-07-01", SHANGHAI, NOW) == datetime(2025, 7, 1, tzinfo=SHANGHAI)
+    assert parse_time("2025-07-01T08:30", SHANGHAI, NOW).utcoffset() == timedelta(hours=8)
+    explicit = parse_time("2025-07-01T08:30+00:00", SHANGHAI, NOW)
+    assert explicit == datetime(2025, 7, 1, 8, 30, tzinfo=UTC)
+    assert parse_time("6h", SHANGHAI, NOW) == NOW - timedelta(hours=6)
+    with pytest.raises(UserError, match="ISO date"):
+        parse_time("last tuesday", UTC, NOW)
+
+
+def test_partition_lines_are_counted_per_table() -> None:
+    lines = [
+        "partition created: vehicle_telemetry_p202507010000",
+        "partition created: vehicle_telemetry_p202507020000",
+        "partition created: raw_frames_p202507010000",
+        "vehicle_telemetry: chunk interval 10 min",
+    ]
+    assert _summarise(lines) == [
+        "partition created: vehicle_telemetry x2",
+        "partition created: raw_frames x1",
+        "vehicle_telemetry: chunk interval 10 min",
+    ]
