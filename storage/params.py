@@ -103,6 +103,10 @@ class TimescaleParams:
     fleet: FleetProfile = field(default_factory=FleetProfile)
     chunk_overrides: dict[str, timedelta] = field(default_factory=dict)
     compress_after: timedelta = timedelta(days=2)
+    # Compression merges consecutive chunks up to this span (compress_chunk_time_interval):
+    # short chunks keep the indexes being written small, but a 10-minute chunk holds only ~60
+    # rows per VIN - too few for segment-by-VIN compression to pay (docs/storage.md). None: off.
+    compress_rollup: timedelta | None = timedelta(days=1)
     retention: dict[str, timedelta | None] = field(
         default_factory=lambda: {
             "vehicle_telemetry": _days(3 * 365),
@@ -124,6 +128,14 @@ class TimescaleParams:
     def chunk_intervals(self) -> dict[str, timedelta]:
         """The chunk interval of every hypertable: the overrides over the fleet arithmetic."""
         return {**chunk_intervals(self.fleet), **self.chunk_overrides}
+
+    def rollup(self, table: str) -> timedelta | None:
+        """The compression roll-up of ``table``: ``compress_rollup`` where it is a multiple of
+        the table's (shorter) chunk interval, else None (TimescaleDB requires a multiple)."""
+        chunk, rollup = self.chunk_intervals()[table], self.compress_rollup
+        if rollup is None or rollup <= chunk or rollup % chunk:
+            return None
+        return rollup
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -91,6 +91,7 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
                 "SELECT set_chunk_time_interval($1::regclass, $2::interval)", rel, intervals[table]
             )
             changes.append(f"{table}: chunk interval {human(intervals[table])}")
+        changes += await _rollup(conn, schema, table, ts.rollup(table))
         changes += await _policy(
             conn,
             schema,
@@ -143,6 +144,22 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
     for line in changes:
         log.info("timescale setting: %s", line)
     return changes
+
+
+async def _rollup(conn: Any, schema: str, table: str, want: timedelta | None) -> list[str]:
+    have = await conn.fetchval(
+        "SELECT compress_interval_length::text "
+        "FROM timescaledb_information.hypertable_compression_settings "
+        "WHERE hypertable = $1::regclass",
+        f"{schema}.{table}",
+    )
+    if await _interval_equal(conn, have, want):
+        return []
+    value = "NULL" if want is None else f"'{int(want.total_seconds())} seconds'"
+    await conn.execute(
+        f"ALTER TABLE {schema}.{table} SET (timescaledb.compress_chunk_time_interval = {value})"
+    )
+    return [f"{table}: compression merges chunks up to {human(want) if want else 'off'}"]
 
 
 async def _policy(

@@ -92,6 +92,20 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
             schema,
         )
         assert {r["hypertable_name"] for r in segment} == set(TIMESERIES_TABLES)
+        rollup = await conn.fetch(
+            "SELECT hypertable::text AS h, compress_interval_length AS i "
+            "FROM timescaledb_information.hypertable_compression_settings "
+            "WHERE hypertable::text LIKE $1",
+            f"{schema}.%",
+        )
+        assert {r["h"].split(".")[1]: r["i"] for r in rollup} == {
+            "vehicle_telemetry": "1 day",
+            "drive_motor_telemetry": "1 day",
+            "battery_pack_telemetry": "1 day",
+            "raw_frames": "1 day",
+            "alarm_events": None,  # its 2-day chunks are long enough already
+            "vehicle_sessions": None,
+        }
         compression = await jobs(conn, schema, "policy_compression")
         assert set(compression) == set(TIMESERIES_TABLES)
         assert all('"compress_after": "2 days"' in j["config"] for j in compression.values())
