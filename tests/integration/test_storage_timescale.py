@@ -92,13 +92,16 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
             schema,
         )
         assert {r["hypertable_name"] for r in segment} == set(TIMESERIES_TABLES)
-        rollup = await conn.fetch(
-            "SELECT hypertable::text AS h, compress_interval_length AS i "
-            "FROM timescaledb_information.hypertable_compression_settings "
-            "WHERE hypertable::text LIKE $1",
-            f"{schema}.%",
-        )
-        assert {r["h"].split(".")[1]: r["i"] for r in rollup} == {
+        rollup = {
+            t: await conn.fetchval(
+                "SELECT compress_interval_length "
+                "FROM timescaledb_information.hypertable_compression_settings "
+                "WHERE hypertable = $1::regclass",
+                f"{schema}.{t}",
+            )
+            for t in TIMESERIES_TABLES
+        }
+        assert rollup == {
             "vehicle_telemetry": "1 day",
             "drive_motor_telemetry": "1 day",
             "battery_pack_telemetry": "1 day",
