@@ -1,29 +1,30 @@
-"""``latest_state``: one row per entity, brought up to date once per batch in one statement.
+"""``latest_state``: one row per entity, brought up to date with every batch.
 
-Only the newest frame of each entity in the batch is sent, sorted by id so two writers that
-share entities during a rebalance lock them in the same order instead of deadlocking. The
-update only moves forward (``WHERE stored.ts < new.ts``): a reissued old frame never rolls the
-state back. Value columns keep their last non-null value, so a frame without a position block
-does not erase the position.
+Only the newest frame of each entity counts. The update only moves forward (``WHERE stored.ts
+< new.ts``): a reissued old frame never rolls the state back. Value columns keep their last
+non-null value, so a frame without a position block does not erase the position.
 
-Two forms, measured (docs/performance.md): with COPY available, the newest states go by binary
-COPY into a temporary staging table and one statement updates the existing entities from it
-and inserts the new ones (``UPDATE ... FROM`` does not pay ``INSERT ... ON CONFLICT``'s
-speculative insertion per row, and COPY beats 22 array parameters on the client: ~1.5-2x
-faster). Without COPY (PGlite) it is ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE``.
-A new entity inserted concurrently by another writer is skipped by ``ON CONFLICT DO NOTHING``;
-its next frame brings it up to date.
+Two forms, measured (docs/performance.md):
+
+* with COPY (``merge_stage``): the vehicle rows are already in a temporary staging table (the
+  COPY loader puts them there and inserts them into vehicle_telemetry from it), so one
+  statement updates the existing entities from the newest staged row of each VIN and inserts
+  the new ones - nothing is sent twice. ``UPDATE ... FROM`` also skips the speculative
+  insertion ``INSERT ... ON CONFLICT DO UPDATE`` pays per row. A new entity inserted
+  concurrently by another writer is skipped by ``ON CONFLICT DO NOTHING``; its next frame
+  brings it up to date.
+* without COPY (``upsert_rows``, PGlite): ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+  UPDATE`` of the newest row per VIN, sorted by VIN so two writers lock in the same order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import itemgetter
 from typing import Any, Final
 
 from ingest.decoders.rows import VehicleRow
 
-__all__ = ["LATEST_COLUMNS", "newest_per_vehicle", "upsert_latest"]
+__all__ = ["LATEST_COLUMNS", "merge_stage", "newest_per_vehicle", "upsert_rows"]
 
 # (latest_state column, VehicleRow field, SQL type); entity_id is the VIN.
 LATEST_COLUMNS: Final = (
@@ -51,13 +52,8 @@ LATEST_COLUMNS: Final = (
     ("general_flags", "general_flags", "int8"),
 )
 _FIELD_INDEX: Final = tuple(VehicleRow._fields.index(f) for _, f, _ in LATEST_COLUMNS)
-_PICK: Final = itemgetter(*_FIELD_INDEX)
 _ALWAYS: Final = frozenset({"entity_id", "ts", "received_at", "edition"})
 _NAMES: Final = tuple(c for c, _, _ in LATEST_COLUMNS)
-_STAGE: Final = "nev_latest_stage"
-_SQL_TYPES: Final = {"int2": "smallint", "int4": "integer", "int8": "bigint", "float4": "real",
-                     "float8": "double precision", "bool": "boolean", "text": 'text COLLATE "C"',
-                     "timestamptz": "timestamptz"}  # fmt: skip
 
 
 def _assignments(source: str) -> str:
@@ -68,24 +64,22 @@ def _assignments(source: str) -> str:
     )
 
 
-def _stage_ddl() -> str:
-    cols = ", ".join(f"{c} {_SQL_TYPES[t]}" for c, _, t in LATEST_COLUMNS)
-    return f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ({cols}) ON COMMIT DELETE ROWS"
-
-
-def _merge_sql(schema: str) -> str:
+def _merge_sql(schema: str, stage: str) -> str:
     cols = ", ".join(_NAMES)
+    picked = ", ".join("vin" if c == "entity_id" else c for c in _NAMES)
+    newest = f"(SELECT DISTINCT ON (vin) {picked} FROM {stage} ORDER BY vin, ts DESC)"
     return f"""
-WITH updated AS (
+WITH u ({cols}) AS MATERIALIZED {newest},
+updated AS (
     UPDATE {schema}.latest_state AS s SET
     {_assignments("u")},
     updated_at = now()
-    FROM {_STAGE} AS u
+    FROM u
     WHERE s.entity_kind = $1 AND s.entity_id = u.entity_id AND s.ts < u.ts
     RETURNING 1
 )
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
-SELECT $1, {cols} FROM {_STAGE} AS u
+SELECT $1, {cols} FROM u
 WHERE NOT EXISTS (
     SELECT 1 FROM {schema}.latest_state AS x WHERE x.entity_kind = $1 AND x.entity_id = u.entity_id
 )
@@ -106,7 +100,7 @@ WHERE s.ts < EXCLUDED.ts
 """
 
 
-_statements: dict[tuple[str, bool], str] = {}
+_statements: dict[tuple[str, str], str] = {}
 
 
 def newest_per_vehicle(rows: Iterable[VehicleRow]) -> list[VehicleRow]:
@@ -119,24 +113,22 @@ def newest_per_vehicle(rows: Iterable[VehicleRow]) -> list[VehicleRow]:
     return [best[v] for v in sorted(best)]
 
 
-async def upsert_latest(
-    conn: Any, schema: str, entity_kind: str, rows: Iterable[VehicleRow], *, copy: bool
-) -> int:
-    """Bring the newest state of each vehicle in ``rows`` in; returns the entities sent.
-
-    ``copy``: the engine has COPY FROM STDIN (staging form), else the unnest form.
-    """
+async def upsert_rows(conn: Any, schema: str, entity_kind: str, rows: Iterable[VehicleRow]) -> int:
+    """The unnest form: upsert the newest row of each vehicle; returns the entities sent."""
     newest = newest_per_vehicle(rows)
     if not newest:
         return 0
-    sql = _statements.get((schema, copy))
+    sql = _statements.get((schema, ""))
     if sql is None:
-        sql = _statements[(schema, copy)] = _merge_sql(schema) if copy else _upsert_sql(schema)
-    if copy:
-        await conn.execute(_stage_ddl())
-        await conn.copy_records_to_table(_STAGE, records=[_PICK(r) for r in newest], columns=_NAMES)
-        await conn.execute(sql, entity_kind)
-    else:
-        columns = [[r[i] for r in newest] for i in _FIELD_INDEX]
-        await conn.execute(sql, entity_kind, *columns)
+        sql = _statements[(schema, "")] = _upsert_sql(schema)
+    columns = [[r[i] for r in newest] for i in _FIELD_INDEX]
+    await conn.execute(sql, entity_kind, *columns)
     return len(newest)
+
+
+async def merge_stage(conn: Any, schema: str, entity_kind: str, stage: str) -> None:
+    """The COPY form: bring in the newest row per VIN of the vehicle rows in ``stage``."""
+    sql = _statements.get((schema, stage))
+    if sql is None:
+        sql = _statements[(schema, stage)] = _merge_sql(schema, stage)
+    await conn.execute(sql, entity_kind)

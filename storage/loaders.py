@@ -6,7 +6,9 @@ batches only - the hot path is a plain COPY (see storage/writer.py).
 
 * ``CopyLoader`` - the production loader. Plain: ``COPY ... FROM STDIN (FORMAT binary)``
   straight into the table. Skipping conflicts: COPY into a per-session temporary staging table,
-  then ``INSERT INTO t SELECT ... FROM staging ON CONFLICT DO NOTHING``.
+  then ``INSERT INTO t SELECT ... FROM staging ON CONFLICT DO NOTHING``. The vehicle rows
+  always take the staging route (without ON CONFLICT on the hot path) because latest_state is
+  then merged from the staged rows: cheaper than sending the newest states a second time.
 * ``UnnestLoader`` - for engines without COPY FROM STDIN (PGlite-TimescaleDB): one
   ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per table with one array per column;
   skipping conflicts just adds ``ON CONFLICT DO NOTHING``.
@@ -17,8 +19,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
+from ingest.decoders.rows import VehicleRow
+from storage.latest import merge_stage, upsert_rows
 from storage.params import LoaderKind
-from storage.tables import Table
+from storage.tables import VEHICLES, Table
 
 __all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader"]
 
@@ -27,6 +31,10 @@ async def _pieces(stream: Iterator[bytes | bytearray]) -> AsyncIterator[bytes | 
     # asyncpg sends each piece as it comes: the server works on one while we encode the next.
     for piece in stream:
         yield piece
+
+
+def _stage(table: Table) -> str:
+    return f"nev_stage_{table.name}"
 
 
 def _count(status: str) -> int:
@@ -38,13 +46,30 @@ def _count(status: str) -> int:
 
 
 class Loader(Protocol):
-    """Loads rows of one table inside the caller's transaction; returns rows inserted."""
+    """Loads rows of one table inside the caller's transaction; returns rows inserted.
+
+    ``keep_stage``: the vehicle rows stay where ``latest`` can read them (the writer calls
+    ``latest`` right after loading the vehicle rows, in the same savepoint).
+    """
 
     kind: LoaderKind
 
     async def load(
-        self, conn: Any, schema: str, table: Table, rows: Sequence[Any], *, skip_conflicts: bool
+        self,
+        conn: Any,
+        schema: str,
+        table: Table,
+        rows: Sequence[Any],
+        *,
+        skip_conflicts: bool,
+        keep_stage: bool = False,
     ) -> int: ...
+
+    async def latest(
+        self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
+    ) -> None:
+        """Bring latest_state up to date with the vehicle rows just loaded."""
+        ...
 
 
 class CopyLoader:
@@ -53,28 +78,42 @@ class CopyLoader:
     kind = LoaderKind.COPY
 
     async def load(
-        self, conn: Any, schema: str, table: Table, rows: Sequence[Any], *, skip_conflicts: bool
+        self,
+        conn: Any,
+        schema: str,
+        table: Table,
+        rows: Sequence[Any],
+        *,
+        skip_conflicts: bool,
+        keep_stage: bool = False,
     ) -> int:
         if not rows:
             return 0
-        if not skip_conflicts:
+        if not skip_conflicts and not keep_stage:
             await self._copy(conn, schema, table.name, table, rows)
             return len(rows)
-        stage = f"nev_stage_{table.name}"
-        # Created once per session (IF NOT EXISTS costs one catalog lookup afterwards); the
-        # rows go at commit or, for the next table load in this transaction, just below.
+        stage = _stage(table)
+        # Created once per session (IF NOT EXISTS costs one catalog lookup afterwards); its
+        # rows go at commit, or when the next load of this table in this transaction (another
+        # savepoint, a reissue set) clears it first.
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
-            f"(LIKE {schema}.{table.name}) ON COMMIT DELETE ROWS"
+            f"(LIKE {schema}.{table.name}) ON COMMIT DELETE ROWS;"
+            f"DELETE FROM {stage}"
         )
         await self._copy(conn, None, stage, table, rows)
         cols = ", ".join(table.columns)
+        conflict = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
         status = await conn.execute(
-            f"INSERT INTO {schema}.{table.name} ({cols}) SELECT {cols} FROM {stage} "
-            "ON CONFLICT DO NOTHING"
+            f"INSERT INTO {schema}.{table.name} ({cols}) SELECT {cols} FROM {stage}{conflict}"
         )
-        await conn.execute(f"DELETE FROM {stage}")
         return _count(status)
+
+    async def latest(
+        self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
+    ) -> None:
+        if rows:
+            await merge_stage(conn, schema, entity_kind, _stage(VEHICLES))
 
     @staticmethod
     async def _copy(
@@ -125,7 +164,14 @@ class UnnestLoader:
         return sql
 
     async def load(
-        self, conn: Any, schema: str, table: Table, rows: Sequence[Any], *, skip_conflicts: bool
+        self,
+        conn: Any,
+        schema: str,
+        table: Table,
+        rows: Sequence[Any],
+        *,
+        skip_conflicts: bool,
+        keep_stage: bool = False,
     ) -> int:
         if not rows:
             return 0
@@ -134,6 +180,11 @@ class UnnestLoader:
             columns[i] = [to_literal(v) for v in columns[i]]
         status = await conn.execute(self._statement(schema, table, skip_conflicts), *columns)
         return _count(status)
+
+    async def latest(
+        self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
+    ) -> None:
+        await upsert_rows(conn, schema, entity_kind, rows)
 
 
 def make_loader(kind: LoaderKind) -> Loader:

@@ -9,7 +9,8 @@ Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
    device sent before, go through the conflict-skipping path instead (staging + ON CONFLICT
    DO NOTHING), and so does a COPY that still meets an existing key (a device sending the same
    frame twice): the batch's load is redone that way inside a savepoint, off the hot path;
-3. ``latest_state``: one batched upsert;
+3. ``latest_state``: the newest state per vehicle, merged from the staged vehicle rows in one
+   statement right after they load (storage/latest.py);
 4. the caller's ``before_commit`` hook (the rule engine stores its alerts here);
 5. the partitions' next offsets; COMMIT.
 
@@ -41,11 +42,11 @@ from storage.batch import (
 )
 from storage.connect import Engine, PoolParams, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
-from storage.latest import upsert_latest
 from storage.loaders import Loader, make_loader
 from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
 from storage.params import Dedupe, WriterParams
+from storage.tables import VEHICLES
 
 __all__ = ["BeforeCommit", "StorageWriter"]
 
@@ -62,11 +63,13 @@ class _Attempt:
     rows: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     fallbacks: int = 0
+    latest: int = 0
 
     def reset(self) -> None:
         self.rows.clear()
         self.skipped = 0
         self.fallbacks = 0
+        self.latest = 0
 
 
 class StorageWriter:
@@ -271,13 +274,6 @@ class StorageWriter:
                         conn, frames, indices, skip, state, archive, sources, kafka_offsets
                     )
             kept = [i for i in live if i not in state.bad]
-            latest = await upsert_latest(
-                conn,
-                schema,
-                self._params.entity_kind,
-                (v for i in kept if (v := frames[i].vehicle) is not None),
-                copy=self.engine.copy_from_stdin,
-            )
             rejected = [
                 RejectedFrame(
                     index=i,
@@ -299,7 +295,7 @@ class StorageWriter:
             rejected=rejected,
             frames=len(kept),
             rows=dict(state.rows),
-            latest=latest,
+            latest=state.latest,
             duplicates_skipped=state.skipped,
             conflict_fallbacks=state.fallbacks,
             attempts=0,
@@ -327,13 +323,19 @@ class StorageWriter:
             entity_kind=self._params.entity_kind,
         )
         counts: dict[str, int] = {}
-        skipped = 0
+        skipped = latest = 0
         try:
             async with conn.transaction():  # a savepoint: a failure undoes only this load
                 for table, rows in tables:
-                    n = await self.loader.load(conn, self._schema, table, rows, skip_conflicts=skip)
+                    vehicles = table is VEHICLES
+                    n = await self.loader.load(
+                        conn, self._schema, table, rows, skip_conflicts=skip, keep_stage=vehicles
+                    )
                     counts[table.name] = n
                     skipped += len(rows) - n
+                    if vehicles:
+                        await self.loader.latest(conn, self._schema, self._params.entity_kind, rows)
+                        latest += len({r.vin for r in rows})
         except Exception as exc:
             kind = classify(exc)
             if kind is ErrorKind.DUPLICATE and not skip:
@@ -358,3 +360,4 @@ class StorageWriter:
         for name, n in counts.items():
             state.rows[name] = state.rows.get(name, 0) + n
         state.skipped += skipped
+        state.latest += latest
