@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -73,6 +73,7 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     dead_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     consumed: Counter[str] = field(default_factory=Counter)  # by topic
+    decoded: Counter[str] = field(default_factory=Counter)  # by topic
     start: dict[Any, int | None] = field(default_factory=dict)  # tp -> fence (stored offset)
     next: dict[Any, int] = field(default_factory=dict)  # tp -> offset to store
     first_ts_ms: dict[Any, int] = field(default_factory=dict)  # tp -> oldest record timestamp
@@ -83,9 +84,6 @@ class Batch:
     @property
     def partitions(self) -> list[Any]:
         return list(self.next)
-
-    def decoded_by_topic(self) -> Counter[str]:
-        return Counter(r.topic for r in self.records)
 
     def drop_partitions(self, tps: Iterable[Any]) -> int:
         """Remove everything of partitions ``tps`` (fenced or revoked); returns records removed."""
@@ -99,6 +97,8 @@ class Batch:
         self.received_ms = [self.received_ms[i] for i in keep]
         dead = [d for d in self.dead if _dead_tp(d) not in gone]
         self.dead = dead
+        self.decoded = Counter(r.topic for r in self.records)
+        self.consumed = self.decoded + Counter(_dead_topic(d) for d in dead)
         self.dead_reasons = Counter((_dead_topic(d), _dead_reason(d)) for d in dead)
         for tp in gone:
             self.start.pop(tp, None)
@@ -155,32 +155,36 @@ class BatchBuilder:
             return 0.0
         return (time.monotonic() if now is None else now) - self.batch.created
 
-    def add(self, tp: Any, records: Iterable[Record], start: int | None) -> None:
+    def add(self, tp: Any, records: Sequence[Record], start: int | None) -> None:
         """Decode ``records`` of partition ``tp`` (in offset order) into the open batch.
 
         ``start`` is the offset the database holds for ``tp`` before this batch (None when it
         holds none); it is used only for the first records of ``tp`` in this batch.
         """
+        if not records:
+            return
         b = self.batch
         if b.size == 0:
             b.created = time.monotonic()
-        decode = self._decoders.get(tp.topic)
+        topic = tp.topic
+        decode = self._decoders.get(topic)
         if tp not in b.next:
             b.start[tp] = start
-        last = None
+            b.first_ts_ms[tp] = records[0].timestamp
+        b.size += len(records)
+        b.consumed[topic] += len(records)
+        # This loop runs once per frame: locals instead of attribute lookups.
+        frames, recs, received_ms = b.frames, b.records, b.received_ms
+        received_of = contract.received_at_ms
+        before = len(frames)
         for rec in records:
-            last = rec
-            b.size += 1
-            b.consumed[rec.topic] += 1
-            if tp not in b.first_ts_ms:
-                b.first_ts_ms[tp] = rec.timestamp
-            received = contract.received_at_ms(rec.headers, rec.timestamp)
+            received = received_of(rec.headers, rec.timestamp)
             value = rec.value
             if not value:
                 self._dead(rec, contract.EMPTY_VALUE, "record has no value (one raw frame)")
                 continue
             if decode is None:
-                self._dead(rec, contract.NO_DECODER, f"no decoder for topic {rec.topic}")
+                self._dead(rec, contract.NO_DECODER, f"no decoder for topic {topic}")
                 continue
             try:
                 rows = decode(value, received)
@@ -192,11 +196,12 @@ class BatchBuilder:
                 # the fix, and the traceback is logged (rate-limited) for the bug report.
                 self._dead(rec, contract.DECODER_ERROR, repr(exc), exc_info=True)
                 continue
-            b.frames.append(rows)
-            b.records.append(rec)
-            b.received_ms.append(received)
-        if last is not None:
-            b.next[tp] = last.offset + 1
+            frames.append(rows)
+            recs.append(rec)
+            received_ms.append(received)
+        if len(frames) > before:
+            b.decoded[topic] += len(frames) - before
+        b.next[tp] = records[-1].offset + 1
 
     def take(self) -> Batch:
         """Seal and return the open batch; a new empty one takes its place."""

@@ -80,16 +80,18 @@ def received_at_ms(headers: Headers, fallback_ms: int) -> int:
 
     A missing or malformed header does not make the frame bad: the data is still good, and the
     record's own timestamp (set by the gateway's producer) is the next best receive time.
+    Runs once per frame: the first ``received_at`` header counts.
     """
-    raw = header(headers, RECEIVED_AT)
-    if raw is not None:
-        try:
-            value = int(raw)
-        except ValueError:
+    for key, raw in headers:
+        if key == RECEIVED_AT:
+            try:
+                value = int(raw)
+            except ValueError:
+                return fallback_ms
+            # Plausible epoch ms (2001..2286); seconds or microseconds sent by mistake fall back.
+            if 1_000_000_000_000 <= value < 10_000_000_000_000:
+                return value
             return fallback_ms
-        # Plausible epoch ms (2001..2286); seconds or microseconds sent by mistake fall back.
-        if 1_000_000_000_000 <= value < 10_000_000_000_000:
-            return value
     return fallback_ms
 
 

@@ -10,6 +10,7 @@ grows while the partition makes no progress, which is what an alert on it should
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # Partitions are made days ahead; every few minutes keeps them there with a wide margin.
 UPKEEP_INTERVAL_S: Final = 300
+# Scheduled garbage collection of workers (automatic collection is off there): the young
+# generations hold what a few seconds of batches left alive; a full pass is rarely needed.
+GC_YOUNG_S: Final = 10.0
+GC_FULL_S: Final = 300.0
 
 
 class LagReporter:
@@ -35,6 +40,8 @@ class LagReporter:
         self._labelled: set[Any] = set()
         self._since: dict[Any, float] = {}  # tp -> when it was assigned (for lag seconds)
         self._next_upkeep = 0.0
+        self._next_young_gc = time.monotonic() + GC_YOUNG_S
+        self._next_full_gc = time.monotonic() + GC_FULL_S
 
     async def run(self) -> None:
         w = self._w
@@ -45,6 +52,7 @@ class LagReporter:
                 await self.update()
             except Exception:  # a gauge must never take the worker down
                 log.exception("housekeeping failed")
+            self._collect_garbage()
             if time.monotonic() >= self._next_upkeep:
                 # Storage upkeep (partitions ahead on plain PostgreSQL). Every worker asks;
                 # the storage side lets one of them work at a time.
@@ -54,6 +62,21 @@ class LagReporter:
                 except Exception:
                     log.exception("storage maintenance failed; retrying in %ds", UPKEEP_INTERVAL_S)
             await asyncio.sleep(self._interval)
+
+    def _collect_garbage(self) -> None:
+        """The scheduled stand-in for automatic garbage collection (disabled in workers, see
+        ``process._run``): young generations every ``GC_YOUNG_S``, everything every
+        ``GC_FULL_S``. A no-op where automatic collection is on (tests, in-process use)."""
+        if gc.isenabled():
+            return
+        now = time.monotonic()
+        if now >= self._next_full_gc:
+            self._next_full_gc = now + GC_FULL_S
+            self._next_young_gc = now + GC_YOUNG_S
+            gc.collect()
+        elif now >= self._next_young_gc:
+            self._next_young_gc = now + GC_YOUNG_S
+            gc.collect(1)
 
     def forget(self, tps: Iterable[Any]) -> None:
         """Zero the per-partition gauges of partitions this worker gave up (see metrics.py:

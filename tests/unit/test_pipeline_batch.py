@@ -60,6 +60,8 @@ def test_decodes_and_dead_letters_with_reasons() -> None:
     batch = builder.take()
     assert builder.size == 0
     assert batch.size == 7
+    assert batch.consumed == {vehicle: 6, charger: 1}
+    assert batch.decoded == {vehicle: 3}
     assert [f.vin for f in batch.frames] == ["A", "B", "D"]
     assert batch.received_ms[0] == 1_700_000_000_123  # from the header
     assert batch.received_ms[1] == 1_700_000_000_000  # no header: the Kafka timestamp
@@ -92,6 +94,7 @@ def test_drop_partitions_removes_everything_of_them() -> None:
     assert batch.next == {TP(topic, 1): 9}
     assert batch.dead_reasons == {(topic, BAD_CHECKSUM): 1}
     assert batch.size == 2
+    assert batch.consumed == {topic: 2} and batch.decoded == {topic: 1}
     assert batch.drop_partitions([TP(topic, 5)]) == 0
 
 

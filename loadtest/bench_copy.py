@@ -1,0 +1,73 @@
+"""The benchmark's "copy" ceiling: raw binary COPY of the pipeline's rows, nothing else.
+
+The frames are read back from the preloaded topic and decoded with the fast path (neither is
+timed); then, per 5,000-frame chunk, one transaction COPYs each table's rows with the storage
+layer's own encoding (``storage.batch.rows_by_table`` + the COPY loader), without what the
+writer adds: the offset fence and store, ``latest_state``, alerts. Only the COPY time counts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from ingest.decoders.fast import decode_rows
+from storage.batch import rows_by_table
+from storage.loaders import CopyLoader
+
+__all__ = ["copy_rows"]
+
+CHUNK = 5000
+
+
+async def copy_rows(
+    env: Any, topic: str, total: int, dsn: str, progress: Callable[[str, int, int, float], None]
+) -> float:
+    """COPY the decoded rows of ``topic`` into ``dsn``; returns frames per second of COPY time."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=env.kafka,
+        group_id=f"bench-copy-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+    )
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "nev, public"})
+    await consumer.start()
+    copy_s, done, pending = 0.0, 0, []
+    started = time.monotonic()
+    last = started
+    try:
+        while done < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
+            for records in batch.values():
+                for r in records:
+                    received = datetime.fromtimestamp(r.timestamp / 1000, UTC)
+                    pending.append(decode_rows(r.value, received))
+            if len(pending) >= CHUNK or (pending and done + len(pending) >= total):
+                copy_s += await _copy_chunk(conn, pending)
+                done += len(pending)
+                pending = []
+                if time.monotonic() - last >= 2:
+                    last = time.monotonic()
+                    progress("ceiling copy", done, total, time.monotonic() - copy_s)
+    finally:
+        await consumer.stop()
+        await conn.close()
+    progress("ceiling copy", done, total, time.monotonic() - copy_s)
+    return done / copy_s
+
+
+async def _copy_chunk(conn: Any, frames: list[Any]) -> float:
+    tables = rows_by_table(frames, range(len(frames)))
+    t0 = time.perf_counter()
+    async with conn.transaction():
+        for table, rows in tables:
+            await CopyLoader._copy(conn, "nev", table.name, table, rows)
+    return time.perf_counter() - t0

@@ -1,0 +1,132 @@
+"""Pipeline benchmark: frames/s end to end, against two ceilings measured in the same run.
+
+    python -m loadtest.bench_pipeline [--frames 1000000] [--workers 1,2] [--steady-s 60]
+
+Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``NEV_*``).
+
+1. preload a fresh 12-partition topic with ``--frames`` real-time frames (``bench_frames``);
+2. ceiling "consume": raw aiokafka consumption of the whole topic in a fresh group (getmany,
+   nothing else);
+3. ceiling "copy": raw binary COPY of the same rows (decoded beforehand, not timed) into the
+   same tables of a fresh database, 5,000-frame transactions, one connection;
+4. ``nev-ingest run --workers N`` for each N, each on a fresh database and consumer group:
+   frames/s from its first commit until the database holds the topic's end offsets; RSS of
+   each worker (max over the run);
+5. steady state: one worker, a new topic fed at 50 % of the one-worker rate for
+   ``--steady-s`` seconds with ``received_at`` = now; p50/p99 of received_at -> committed from
+   the service's histogram.
+
+Prints a progress line while it runs and, last, one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from loadtest.bench_support import (
+    BenchEnv,
+    consume_ceiling,
+    copy_ceiling,
+    histogram_quantile,
+    preload,
+    run_pipeline,
+    steady_state,
+)
+
+__all__ = ["main"]
+
+
+def _machine() -> dict[str, Any]:
+    mem = 0
+    try:
+        for line in open("/proc/meminfo").read().splitlines():  # noqa: SIM115 - tiny file
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_mb": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    env = await BenchEnv.create(partitions=args.partitions)
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"bench.pipeline.{run_id}"
+    vehicles = args.vehicles
+    per_vehicle = -(-args.frames // vehicles)
+    frames = vehicles * per_vehicle
+    out: dict[str, Any] = {
+        "benchmark": "pipeline",
+        "frames": frames,
+        "vehicles": vehicles,
+        "partitions": args.partitions,
+        "batch_max_frames": env.settings.pipeline.batch_max_frames,
+        "batch_linger_ms": env.settings.pipeline.batch_linger_ms,
+        "machine": _machine(),
+    }
+    produced = await preload(env, topic, vehicles, per_vehicle)
+    out["preload_frames_per_s"] = round(produced)
+    consume = await consume_ceiling(env, topic, frames)
+    out["ceiling_consume_frames_per_s"] = round(consume)
+    copy = await copy_ceiling(env, topic, frames, run_id)
+    out["ceiling_copy_frames_per_s"] = round(copy)
+    lower = min(consume, copy)
+    out["ceiling_lower_frames_per_s"] = round(lower)
+    for n in args.workers:
+        res = await run_pipeline(env, topic, frames, workers=n, tag=f"{run_id}w{n}")
+        out[f"pipeline_{n}w_frames_per_s"] = round(res.rate)
+        out[f"pipeline_{n}w_vs_lower_ceiling"] = round(res.rate / lower, 3)
+        out[f"pipeline_{n}w_rss_mb_per_worker"] = res.rss_mb
+        out[f"pipeline_{n}w_seconds"] = round(res.seconds, 2)
+    one = out.get("pipeline_1w_frames_per_s")
+    if args.steady_s > 0 and one:
+        rate = one * 0.5
+        hist = await steady_state(env, f"{topic}.steady", rate=rate, seconds=args.steady_s)
+        out["steady_rate_frames_per_s"] = round(rate)
+        out["steady_seconds"] = args.steady_s
+        out["steady_frames"] = int(hist.get("count", 0))
+        out["steady_p50_latency_s"] = histogram_quantile(hist, 0.50)
+        out["steady_p99_latency_s"] = histogram_quantile(hist, 0.99)
+    goal_rate = out.get("pipeline_1w_frames_per_s", 0)
+    out["goal_1w_ge_0_6_lower_ceiling"] = goal_rate >= 0.6 * lower
+    out["goal_1w_ge_30000"] = goal_rate >= 30_000
+    p99 = out.get("steady_p99_latency_s")
+    out["goal_p99_le_2s"] = p99 is not None and p99 <= 2.0
+    out["command"] = " ".join(["python -m loadtest.bench_pipeline", *sys.argv[1:]])
+    await env.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=1_000_000)
+    p.add_argument("--vehicles", type=int, default=10_000)
+    p.add_argument("--partitions", type=int, default=12)
+    p.add_argument(
+        "--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+        help="comma-separated worker counts to measure (1,2)",
+    )  # fmt: skip
+    p.add_argument("--steady-s", type=float, default=60.0, help="steady-state run; 0 skips it")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    result = asyncio.run(_bench(args))
+    result["bench_seconds"] = round(time.monotonic() - started, 1)
+    print(orjson.dumps(result).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The pieces of ``bench_pipeline``: services, preload, ceilings, service runs, histograms."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ingest.config import Settings
+from ingest.config_load import load_settings
+from ingest.devstack.kafka import ensure_topics
+from ingest.devstack.process import free_port
+from loadtest.bench_frames import realtime_frames
+from loadtest.fleet import Message
+from loadtest.loadgen import produce_messages
+
+__all__ = [
+    "BenchEnv",
+    "PipelineRun",
+    "consume_ceiling",
+    "copy_ceiling",
+    "histogram_quantile",
+    "preload",
+    "run_pipeline",
+    "steady_state",
+]
+
+SCHEMA = "nev"
+LATENCY = "nev_ingest_end_to_end_latency_seconds"
+
+
+def progress(phase: str, done: int, total: int, started: float) -> None:
+    took = max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(
+        f"bench: {phase}: {done:,}/{total:,} frames, {done / took:,.0f} frames/s, {took:.1f}s\n"
+    )
+    sys.stderr.flush()
+
+
+@dataclass
+class BenchEnv:
+    settings: Settings
+    kafka: str
+    maintenance_dsn: str
+    databases: list[str]
+
+    @classmethod
+    async def create(cls, *, partitions: int) -> BenchEnv:
+        from ingest.devstack import Paths, StackState
+
+        settings = load_settings()
+        kafka, dsn = settings.kafka.bootstrap_servers, settings.postgres.dsn
+        if "NEV_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+            state = StackState.load(Paths.from_settings(settings).state_dir)
+            if state.running("kafka") is None or state.running("postgres") is None:
+                raise SystemExit("bench: start the dev stack first: nev-ingest devstack up")
+            kafka = state.services["kafka"].url
+            dsn = state.services["postgres"].url
+        parts = urlsplit(dsn)
+        return cls(settings, kafka, urlunsplit(parts._replace(path="/postgres")), [])
+
+    def dsn_of(self, database: str) -> str:
+        return urlunsplit(urlsplit(self.maintenance_dsn)._replace(path=f"/{database}"))
+
+    async def fresh_database(self, tag: str) -> str:
+        """A new migrated database; returns its DSN."""
+        from storage.migrate import migrate
+        from storage.params import StorageParams
+
+        name = f"bench_{tag}"
+        conn = await asyncpg.connect(self.maintenance_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.databases.append(name)
+        conn = await asyncpg.connect(self.dsn_of(name))
+        try:
+            await migrate(conn, StorageParams())
+        finally:
+            await conn.close()
+        return self.dsn_of(name)
+
+    async def drop(self, dsn: str) -> None:
+        name = urlsplit(dsn).path.lstrip("/")
+        conn = await asyncpg.connect(self.maintenance_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    async def close(self) -> None:
+        for name in self.databases:
+            await self.drop(self.dsn_of(name))
+
+
+def _messages(pairs: Any) -> Any:
+    for key, value in pairs:
+        yield Message(0, key, value, "realtime")
+
+
+async def preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int) -> float:
+    """Create ``topic`` and fill it; returns the produce rate (frames/s)."""
+    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
+    total = vehicles * per_vehicle
+    start_ms = time.time_ns() // 1_000_000 - per_vehicle * 10_000
+    producer = AIOKafkaProducer(
+        bootstrap_servers=env.kafka, acks="all", linger_ms=20, max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    started = time.monotonic()
+    try:
+        frames = realtime_frames(vehicles, per_vehicle, start_ms=start_ms)
+        result = await produce_messages(producer, topic, _messages(frames), progress=None)
+    finally:
+        await producer.stop()
+    progress("preload", result.frames, total, started)
+    return result.frames / (time.monotonic() - started)
+
+
+async def consume_ceiling(env: BenchEnv, topic: str, total: int) -> float:
+    """Raw aiokafka consumption of the whole topic in a fresh group (frames/s)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=env.kafka,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    n, started = 0, 0.0
+    try:
+        while n < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if batch and not started:
+                started = time.monotonic()
+            n += sum(len(records) for records in batch.values())
+    finally:
+        await consumer.stop()
+    took = time.monotonic() - started
+    progress("ceiling consume", n, total, started)
+    return n / took
+
+
+async def copy_ceiling(env: BenchEnv, topic: str, total: int, tag: str) -> float:
+    """Raw binary COPY of the same rows into the same tables (frames/s of COPY time only)."""
+    from loadtest.bench_copy import copy_rows
+
+    dsn = await env.fresh_database(f"{tag}_copy")
+    try:
+        return await copy_rows(env, topic, total, dsn, progress)
+    finally:
+        await env.drop(dsn)
+
+
+@dataclass
+class PipelineRun:
+    rate: float
+    seconds: float
+    rss_mb: list[float]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    out = []
+    for child in text.split():
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"resource_tracker" not in cmd:
+            out.append(int(child))
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class _Service:
+    def __init__(self, env: BenchEnv, topic: str, dsn: str, group: str, workers: int) -> None:
+        self.port = free_port()
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
+        environ.update(
+            NEV_KAFKA_BOOTSTRAP_SERVERS=env.kafka,
+            NEV_POSTGRES_DSN=dsn,
+            NEV_KAFKA_TOPIC_VEHICLE=topic,
+            NEV_KAFKA_GROUP_ID=group,
+            NEV_METRICS_PORT=str(self.port),
+            NEV_LOG_LEVEL="WARNING",
+        )
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-run-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest", "run", "--workers", str(workers)],
+            env=environ,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def scrape(self) -> str:
+        try:
+            url = f"http://127.0.0.1:{self.port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(120)
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+async def _stored(dsn: str, group: str, topic: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        value = await conn.fetchval(
+            f"SELECT coalesce(sum(next_offset), 0) FROM {SCHEMA}.consumer_offsets "
+            "WHERE consumer_group = $1 AND topic = $2",
+            group,
+            topic,
+        )
+    finally:
+        await conn.close()
+    return int(value)
+
+
+async def _end_total(kafka: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
+    await consumer.start()
+    try:
+        # A consumer without a subscription knows no topic until it asks for all of them.
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            raise SystemExit(f"bench: topic {topic} has no partitions")
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def run_pipeline(
+    env: BenchEnv, topic: str, total: int, *, workers: int, tag: str
+) -> PipelineRun:
+    """``nev-ingest run --workers N`` over the preloaded topic; rate from first commit to end."""
+    dsn = await env.fresh_database(tag)
+    group = f"bench-{tag}"
+    end = await _end_total(env.kafka, topic)
+    svc = _Service(env, topic, dsn, group, workers)
+    rss: dict[int, float] = {}
+    first_at, first_n, last_print = 0.0, 0, 0.0
+    try:
+        while True:
+            n = await _stored(dsn, group, topic)
+            now = time.monotonic()
+            for pid in _children(svc.proc.pid):
+                rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))
+            if n and not first_at:
+                first_at, first_n = now, n
+            if now - last_print >= 2 and first_at:
+                progress(f"pipeline {workers}w", n, end, first_at)
+                last_print = now
+            if n >= end:
+                break
+            if svc.proc.poll() is not None:
+                raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")
+            await asyncio.sleep(0.2)
+        took = time.monotonic() - first_at
+    finally:
+        svc.stop()
+        await env.drop(dsn)
+    return PipelineRun((end - first_n) / took, took, sorted(round(v, 1) for v in rss.values()))
+
+
+def parse_histogram(text: str, name: str = LATENCY) -> dict[str, float]:
+    """Cumulative buckets (``le`` -> count, summed over labels) plus ``count`` and ``sum``."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        key, _, value = line.rpartition(" ")
+        if key.startswith(name + "_bucket"):
+            le = key.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(value)
+        elif key.startswith(name + "_count"):
+            out["count"] = out.get("count", 0.0) + float(value)
+        elif key.startswith(name + "_sum"):
+            out["sum"] = out.get("sum", 0.0) + float(value)
+    return out
+
+
+def histogram_quantile(hist: dict[str, float], q: float) -> float | None:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket."""
+    buckets = sorted((float(k), v) for k, v in hist.items() if k not in ("count", "sum"))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    prev_le, prev_n = 0.0, 0.0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return prev_le
+            return round(prev_le + (le - prev_le) * (rank - prev_n) / max(n - prev_n, 1e-9), 3)
+        prev_le, prev_n = le, n
+    return None
+
+
+async def steady_state(
+    env: BenchEnv, topic: str, *, rate: float, seconds: float
+) -> dict[str, float]:
+    """One worker fed at ``rate`` frames/s for ``seconds``; the latency histogram afterwards."""
+    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
+    dsn = await env.fresh_database(f"steady_{uuid.uuid4().hex[:6]}")
+    group = f"bench-steady-{uuid.uuid4().hex[:6]}"
+    svc = _Service(env, topic, dsn, group, 1)
+    total = int(rate * seconds)
+    vehicles = 5000
+    try:
+        deadline = time.monotonic() + 60
+        while "nev_ingest_worker_kafka_connected" not in svc.scrape():
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the service did not start within 60 s")
+            await asyncio.sleep(0.2)
+        producer = AIOKafkaProducer(bootstrap_servers=env.kafka, acks="all", linger_ms=5)
+        await producer.start()
+        started = time.monotonic()
+        start_ms = time.time_ns() // 1_000_000 - (total // vehicles + 1) * 10_000
+        try:
+            frames = realtime_frames(vehicles, total // vehicles + 1, start_ms=start_ms)
+            result = await produce_messages(
+                producer, topic, _messages(frames), rate=rate, max_frames=total
+            )
+        finally:
+            await producer.stop()
+        progress("steady produce", result.frames, total, started)
+        end = await _end_total(env.kafka, topic)
+        deadline = time.monotonic() + 300
+        while await _stored(dsn, group, topic) < end:
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: steady state did not catch up within 300 s")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # let the lag/metrics tick publish the last observations
+        return parse_histogram(svc.scrape())
+    finally:
+        svc.stop()
+        await env.drop(dsn)
