@@ -19,9 +19,9 @@ from alerts import Engine, RuleSet, to_message
 from alerts.model import AlertChange as EngineChange
 from alerts.store import load_open, save_changes
 from ingest.config import Settings
-from ingest.connections import postgres_dsn
 from ingest.errors import UserError
 from ingest.metrics import PipelineMetrics
+from ingest.migrate_cli import pool_params, storage_params, writer_params
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.sink import AlertChange, OnRejected, TransientSinkError, WriteResult
 from storage.batch import WriteResult as StorageResult
@@ -29,7 +29,7 @@ from storage.batch import WriterHooks
 from storage.connect import PoolParams
 from storage.errors import SchemaError, StorageUnavailable
 from storage.offsets import OffsetRange
-from storage.params import LoaderKind, SchemaMode, StorageParams, WriterParams
+from storage.params import SchemaMode, StorageParams, WriterParams
 from storage.writer import StorageWriter
 
 __all__ = ["StorageSink", "check_schema"]
@@ -49,23 +49,6 @@ class _Hooks(WriterHooks):
     def on_retry(self, attempt: int, delay_s: float, error: BaseException) -> None:
         self._sink.health(False)
         self._sink.metrics.write_retries.labels(stage="database").inc()
-
-
-def pool_params(settings: Settings, application: str = "nev-ingest run") -> PoolParams:
-    pg = settings.postgres
-    return PoolParams(
-        dsn=postgres_dsn(pg),
-        password=pg.password or None,
-        min_size=pg.pool_min_size,
-        max_size=pg.pool_max_size,
-        statement_timeout_ms=pg.statement_timeout_ms,
-        connect_timeout_s=pg.connect_timeout_s,
-        application_name=application,
-    )
-
-
-def storage_params(settings: Settings) -> StorageParams:
-    return StorageParams(mode=SchemaMode(settings.postgres.schema_mode))
 
 
 class StorageSink:
@@ -101,12 +84,8 @@ class StorageSink:
     def from_settings(cls, settings: Settings, *, metrics: PipelineMetrics) -> StorageSink:
         k = settings.kafka
         return cls(
-            pool=pool_params(settings),
-            writer=WriterParams(
-                consumer_group=k.group_id,
-                loader=LoaderKind(settings.postgres.loader),
-                raw_frames=settings.storage.raw_frames,
-            ),
+            pool=pool_params(settings, "nev-ingest run"),
+            writer=writer_params(settings),
             storage=storage_params(settings),
             metrics=metrics,
             alert_topics={k.topic_vehicle: "vehicle"},
