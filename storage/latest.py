@@ -7,12 +7,13 @@ non-null value, so a frame without a position block does not erase the position.
 Two forms, measured (docs/performance.md):
 
 * with COPY (``merge_stage``): the vehicle rows are already in a temporary staging table (the
-  COPY loader puts them there and inserts them into vehicle_telemetry from it), so one
-  statement updates the existing entities from the newest staged row of each VIN and inserts
-  the new ones - nothing is sent twice. ``UPDATE ... FROM`` also skips the speculative
-  insertion ``INSERT ... ON CONFLICT DO UPDATE`` pays per row. A new entity inserted
-  concurrently by another writer is skipped by ``ON CONFLICT DO NOTHING``; its next frame
-  brings it up to date.
+  COPY loader puts them there and inserts them into vehicle_telemetry from it), so nothing is
+  sent twice: one ``UPDATE ... FROM`` brings the existing entities up to date from the newest
+  staged row of each VIN (no speculative insertion per row as with ``INSERT ... ON CONFLICT
+  DO UPDATE``), and only when it reached fewer rows than there are VINs (new entities, or
+  reissued frames older than the stored state) an ``INSERT ... WHERE NOT EXISTS ... ON
+  CONFLICT DO NOTHING`` adds the new ones. A new entity inserted concurrently by another
+  writer is skipped by the ON CONFLICT; its next frame brings it up to date.
 * without COPY (``upsert_rows``, PGlite): ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
   UPDATE`` of the newest row per VIN, sorted by VIN so two writers lock in the same order.
 """
@@ -64,22 +65,26 @@ def _assignments(source: str) -> str:
     )
 
 
-def _merge_sql(schema: str, stage: str) -> str:
-    cols = ", ".join(_NAMES)
+def _newest(stage: str) -> str:
     picked = ", ".join("vin" if c == "entity_id" else c for c in _NAMES)
-    newest = f"(SELECT DISTINCT ON (vin) {picked} FROM {stage} ORDER BY vin, ts DESC)"
+    return f"(SELECT DISTINCT ON (vin) {picked} FROM {stage} ORDER BY vin, ts DESC)"
+
+
+def _update_sql(schema: str, stage: str) -> str:
     return f"""
-WITH u ({cols}) AS MATERIALIZED {newest},
-updated AS (
-    UPDATE {schema}.latest_state AS s SET
+UPDATE {schema}.latest_state AS s SET
     {_assignments("u")},
     updated_at = now()
-    FROM u
-    WHERE s.entity_kind = $1 AND s.entity_id = u.entity_id AND s.ts < u.ts
-    RETURNING 1
-)
+FROM {_newest(stage)} AS u ({", ".join(_NAMES)})
+WHERE s.entity_kind = $1 AND s.entity_id = u.entity_id AND s.ts < u.ts
+"""
+
+
+def _insert_sql(schema: str, stage: str) -> str:
+    cols = ", ".join(_NAMES)
+    return f"""
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
-SELECT $1, {cols} FROM u
+SELECT $1, {cols} FROM {_newest(stage)} AS u ({cols})
 WHERE NOT EXISTS (
     SELECT 1 FROM {schema}.latest_state AS x WHERE x.entity_kind = $1 AND x.entity_id = u.entity_id
 )
@@ -126,9 +131,18 @@ async def upsert_rows(conn: Any, schema: str, entity_kind: str, rows: Iterable[V
     return len(newest)
 
 
-async def merge_stage(conn: Any, schema: str, entity_kind: str, stage: str) -> None:
-    """The COPY form: bring in the newest row per VIN of the vehicle rows in ``stage``."""
-    sql = _statements.get((schema, stage))
-    if sql is None:
-        sql = _statements[(schema, stage)] = _merge_sql(schema, stage)
-    await conn.execute(sql, entity_kind)
+async def merge_stage(conn: Any, schema: str, entity_kind: str, stage: str, entities: int) -> None:
+    """The COPY form: bring in the newest row per VIN of the vehicle rows in ``stage``.
+
+    ``entities``: the distinct VINs staged. When the UPDATE reaches them all (the steady
+    state: every vehicle has a row), the INSERT of new entities is not even sent.
+    """
+    update = _statements.get((schema, stage))
+    if update is None:
+        update = _statements[(schema, stage)] = _update_sql(schema, stage)
+    status = await conn.execute(update, entity_kind)
+    if int(status.rsplit(" ", 1)[-1]) < entities:
+        insert = _statements.get((schema, stage + "+"))
+        if insert is None:
+            insert = _statements[(schema, stage + "+")] = _insert_sql(schema, stage)
+        await conn.execute(insert, entity_kind)

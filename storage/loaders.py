@@ -113,7 +113,8 @@ class CopyLoader:
         self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
     ) -> None:
         if rows:
-            await merge_stage(conn, schema, entity_kind, _stage(VEHICLES))
+            vins = len({r.vin for r in rows})
+            await merge_stage(conn, schema, entity_kind, _stage(VEHICLES), vins)
 
     @staticmethod
     async def _copy(
