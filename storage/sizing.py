@@ -15,15 +15,17 @@ from typing import Final
 
 __all__ = ["INDEX_BYTES_PER_ROW", "ROWS_PER_FRAME", "FleetProfile", "chunk_intervals"]
 
-# Index bytes per row (primary key + time index), measured on PostgreSQL 15 with
-# loadtest/bench_storage.py (pg_indexes_size / rows after a run; docs/performance.md).
+# Index bytes per row of a hypertable chunk (primary key + the time index TimescaleDB adds),
+# measured by loadtest/bench_storage.py on the TimescaleDB engine (hypertable_detailed_size
+# index_bytes / rows; docs/performance.md). The three sparse tables have an extra index or a
+# wider key; they are taken as the widest measured.
 INDEX_BYTES_PER_ROW: Final[dict[str, int]] = {
-    "vehicle_telemetry": 72,
-    "drive_motor_telemetry": 76,
-    "battery_pack_telemetry": 84,
-    "alarm_events": 60,
-    "vehicle_sessions": 76,
-    "raw_frames": 76,
+    "vehicle_telemetry": 82,
+    "drive_motor_telemetry": 110,
+    "battery_pack_telemetry": 110,
+    "alarm_events": 110,
+    "vehicle_sessions": 110,
+    "raw_frames": 110,
 }
 # Rows per real-time frame of a typical passenger BEV: one vehicle row, one drive motor, one
 # pack; alarms are rare (1 % of frames is generous); logins a few a day.
