@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.query_cli",
     "ingest.devstack.cli",
     "ingest.run_cli",
+    "ingest.demo",
     "loadtest.loadgen",
 )
 
