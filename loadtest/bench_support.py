@@ -204,7 +204,7 @@ def _rss_mb(pid: int) -> float:
 class _Service:
     def __init__(self, env: BenchEnv, topic: str, dsn: str, group: str, workers: int) -> None:
         self.port = free_port()
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
+        environ = dict(os.environ)  # NEV_PIPELINE_* etc. pass through; the rest is set here
         environ.update(
             NEV_KAFKA_BOOTSTRAP_SERVERS=env.kafka,
             NEV_POSTGRES_DSN=dsn,

@@ -85,6 +85,10 @@ class Sink(Protocol):
         """(in use, idle, max) connections."""
         ...
 
+    def has_pending_changes(self) -> bool:
+        """Alert changes wait that no frame produced (reload, restore): write them soon."""
+        ...
+
     def reload_rules(self) -> str:
         """Re-read the rule files (SIGHUP); returns a one-line summary for the log."""
         ...

@@ -176,6 +176,9 @@ class StorageSink:
             if tp.topic in self._alert_topics:
                 self._engine.forget(partition=tp.partition)
 
+    def has_pending_changes(self) -> bool:
+        return bool(self._pending)
+
     def reload_rules(self) -> str:
         if self._engine is None:
             return "alerts are disabled (alerts.enabled = false): nothing to reload"

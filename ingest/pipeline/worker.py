@@ -27,7 +27,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from ingest.metrics import PipelineMetrics
 from ingest.pipeline.backpressure import Backpressure, Decision
-from ingest.pipeline.batch import BatchBuilder, Decode
+from ingest.pipeline.batch import Batch, BatchBuilder, Decode
 from ingest.pipeline.lag import LagReporter
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.writer import Producer, Writer
@@ -210,6 +210,10 @@ class Worker:
                 self.builder.add(tp, records, self.positions.get(tp))
                 self.bp.add(len(records))
             self._maybe_seal(linger)
+            writer = self.writer
+            idle = writer is not None and writer.idle and not self.builder.size
+            if idle and writer is not None and self.sink.has_pending_changes():
+                writer.submit(Batch(self.builder.generation, changes_only=True))
 
     def _maybe_seal(self, linger: float) -> None:
         size = self.builder.size

@@ -105,6 +105,10 @@ class Writer:
         self._idle.clear()
         self._wakeup.set()
 
+    @property
+    def idle(self) -> bool:
+        return self._current is None and not self._queue
+
     def in_flight_batches(self) -> list[Batch]:
         out = list(self._queue)
         if self._current is not None:
@@ -177,7 +181,7 @@ class Writer:
         while result is None:
             if batch.generation != self.generation:
                 return  # abandoned (rebalance / shutdown); abandon() already accounted for it
-            if batch.size == 0:
+            if batch.size == 0 and not batch.changes_only:
                 return
             try:
                 if batch.dead and not batch.dead_sent:

@@ -3,9 +3,11 @@ the alerts topic, raised once, within 1 s of its triggering frame reaching the g
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -94,3 +96,63 @@ async def test_thermal_runaway_raised_once_within_one_second(env: PipelineEnv) -
     received_ms = int(header(on_kafka.headers, "received_at") or b"0")
     delay_s = (record.timestamp - received_ms) / 1000
     assert 0 <= delay_s <= 1.0, f"alert published {delay_s:.3f}s after its frame was received"
+
+
+_HOT_RULE = """
+version = 1
+
+[[rule]]
+id = "test_hot_pack"
+kind = "threshold"
+severity = "major"
+title = "Pack hotter than 50 °C (test rule)"
+source = "tests/integration/test_pipeline_alerts.py"
+field = "max_temp_c"
+op = ">="
+value = 50
+"""
+
+_OTHER_RULE = _HOT_RULE.replace("test_hot_pack", "test_other_rule")
+
+
+async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(_HOT_RULE)
+    now_ms = time.time_ns() // 1_000_000
+    fleet = FleetOptions(vehicles=5, minutes=4, bad_ratio=0.0, runaway=True, end_ms=now_ms)
+    svc = Service(env, "reload", NEV_ALERTS_RULES_FILE=str(rules))
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        await produce(env.kafka, env.topic, fleet_messages(fleet))
+        await until(lambda: caught_up(env), timeout_s=60, what="every offset stored")
+        raised = await read_topic(env.kafka, env.alerts, expect=1)
+        assert {orjson.loads(r.value)["rule_id"] for r in raised} == {"test_hot_pack"}
+
+        # The rule disappears from the file: SIGHUP, and no new traffic at all.
+        rules.write_text(_OTHER_RULE)
+        svc.proc.send_signal(signal.SIGHUP)
+
+        async def cleared() -> list[Any]:
+            records = await read_topic(env.kafka, env.alerts, expect=len(raised) + 1, timeout_s=2)
+            return [
+                orjson.loads(r.value) for r in records if orjson.loads(r.value)["type"] == "cleared"
+            ]
+
+        (change,) = await until(cleared, timeout_s=30, what="the alert of the removed rule cleared")
+        assert change["rule_id"] == "test_hot_pack"
+        assert change["clear_reason"] == "rule_removed"
+        reloaded = [r for r in svc.logs() if r.get("msg", "").startswith("SIGHUP: rules reloaded")]
+        assert reloaded, "each worker says it reloaded"
+    finally:
+        code = svc.stop()
+    assert code == 0
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        still_open = await conn.fetchval(
+            f"SELECT count(*) FROM {SCHEMA}.alerts WHERE cleared_at IS NULL"
+        )
+    finally:
+        await conn.close()
+    assert still_open == 0
