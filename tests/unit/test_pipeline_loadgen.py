@@ -1,21 +1,18 @@
-"""The simulated fleet and the load generator: real frames of both editions, bad frames the
-decoder rejects, one thermal runaway the default rules catch, bounded in count and time."""
+"""The simulated fleet: real frames of both editions, bad frames the decoder rejects, one
+thermal runaway the default rules catch (tests/integration/test_pipeline_loadgen.py puts
+them on Kafka)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from alerts import Engine, RuleSet
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from ingest.pipeline import contract
 from loadtest.bench_frames import realtime_frames
 from loadtest.fleet import FleetOptions, fleet_messages, vin_of
-from loadtest.loadgen import produce_messages
 
 pytestmark = pytest.mark.unit
 
@@ -60,38 +57,3 @@ def test_bench_frames_are_distinct_real_frames() -> None:
     pairs = list(realtime_frames(50, 4, start_ms=END_MS - 60_000))
     keys = {(r.vin, r.ts_ms) for r in (decode_rows(v) for _, v in pairs)}
     assert len(pairs) == len(keys) == 200
-
-
-class _Producer:
-    """Collects what would be sent (the generator's pacing and bounds are what is tested)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None, Any]] = []
-
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, **kw: Any) -> Any:
-        self.sent.append((topic, value, key, kw["headers"]))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    async def flush(self) -> None:
-        return None
-
-
-async def test_loadgen_headers_and_bounds() -> None:
-    options = FleetOptions(vehicles=20, minutes=5, end_ms=END_MS)
-    producer = _Producer()
-    result = await produce_messages(producer, "t", fleet_messages(options), max_frames=100)
-    assert result.frames == len(producer.sent) == 100 and result.stopped_by == "max_frames"
-    _, value, key, headers = producer.sent[0]
-    assert key is not None and decode_rows(value).vin == key.decode()  # value: the raw frame
-    names = [h[0] for h in headers]
-    assert names == [contract.RECEIVED_AT, contract.GATEWAY, contract.PEER]
-    assert contract.received_at_ms(headers, 0) > 1_700_000_000_000
-
-    paced = _Producer()
-    result = await produce_messages(
-        paced, "t", fleet_messages(options), rate=200.0, max_seconds=0.3
-    )
-    assert result.stopped_by == "max_seconds"
-    assert 20 <= result.frames <= 90  # ~200 frames/s for 0.3 s
