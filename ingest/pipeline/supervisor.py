@@ -173,7 +173,9 @@ class Supervisor:
             while True:
                 self._turn = time.monotonic()
                 self._reap()
-                if self._stopping and not self.live_pids():
+                # Reaped, not merely dead: a worker that exits between the reap and this
+                # check is reaped (and its exit code recorded) on the next turn.
+                if self._stopping and all(slot.process is None for slot in self._slots):
                     break
                 if self._stopping and time.monotonic() > self._stop_deadline:
                     self._kill_stragglers()

@@ -105,6 +105,11 @@ class Service:
                 continue
         return out
 
+    def tail(self, lines: int = 60) -> str:
+        """The end of the service's log (for assertion messages)."""
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
     def worker_pids(self) -> list[int]:
         """Pids of the workers running now (from the supervisor's "worker started" lines)."""
         started = [

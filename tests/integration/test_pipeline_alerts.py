@@ -59,7 +59,8 @@ async def test_thermal_runaway_raised_once_within_one_second(env: PipelineEnv) -
         published = await read_topic(env.kafka, env.alerts, expect=1)
     finally:
         code = svc.stop()
-    assert code == 0
+        log_tail = svc.tail()
+    assert code == 0, log_tail
 
     raised = [
         (r, orjson.loads(r.value))
@@ -147,7 +148,8 @@ async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
         assert reloaded, "each worker says it reloaded"
     finally:
         code = svc.stop()
-    assert code == 0
+        log_tail = svc.tail()
+    assert code == 0, log_tail
     conn = await asyncpg.connect(env.dsn)
     try:
         still_open = await conn.fetchval(

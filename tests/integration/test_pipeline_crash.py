@@ -95,4 +95,5 @@ async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: Pipeline
         assert Counter(by_source.values()) == expected.bad
     finally:
         code = svc.stop()
-    assert code == 0
+        log_tail = svc.tail()
+    assert code == 0, log_tail

@@ -105,4 +105,5 @@ async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: P
         assert svc.metric("nev_ingest_end_to_end_latency_seconds_count") > 0
     finally:
         code = svc.stop()
-    assert code == 0
+        log_tail = svc.tail()
+    assert code == 0, log_tail

@@ -134,4 +134,5 @@ async def test_database_outage_pauses_then_resumes_without_loss(
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
     finally:
         code = svc.stop()
-    assert code == 0
+        log_tail = svc.tail()
+    assert code == 0, log_tail

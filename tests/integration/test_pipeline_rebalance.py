@@ -71,7 +71,9 @@ async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineE
         assert first.metric("nev_ingest_assigned_partitions") < 4  # it gave some away
         assert not producing.done(), "the join must happen while traffic flows"
         assert second.metric("nev_ingest_duplicate_rows_skipped_total") == 0
-        assert second.stop() == 0  # leaves the group: its partitions go back to the first
+        assert second.stop() == 0, (
+            second.tail()
+        )  # leaves the group: its partitions go back to the first
 
         async def first_has_all() -> bool:
             return first.metric("nev_ingest_assigned_partitions") == 4
@@ -86,6 +88,7 @@ async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineE
         assert first.metric("nev_ingest_rebalances_total", event="revoked") >= 2
     finally:
         code = first.stop()
+        log_tail = first.tail()
         if second is not None and second.proc.poll() is None:
             second.stop()
-    assert code == 0
+    assert code == 0, log_tail
