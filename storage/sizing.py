@@ -20,12 +20,12 @@ __all__ = ["INDEX_BYTES_PER_ROW", "ROWS_PER_FRAME", "FleetProfile", "chunk_inter
 # index_bytes / rows; docs/performance.md). The three sparse tables have an extra index or a
 # wider key; they are taken as the widest measured.
 INDEX_BYTES_PER_ROW: Final[dict[str, int]] = {
-    "vehicle_telemetry": 82,
-    "drive_motor_telemetry": 110,
-    "battery_pack_telemetry": 110,
-    "alarm_events": 110,
-    "vehicle_sessions": 110,
-    "raw_frames": 110,
+    "vehicle_telemetry": 95,
+    "drive_motor_telemetry": 116,
+    "battery_pack_telemetry": 116,
+    "alarm_events": 116,
+    "vehicle_sessions": 116,
+    "raw_frames": 116,
 }
 # Rows per real-time frame of a typical passenger BEV: one vehicle row, one drive motor, one
 # pack; alarms are rare (1 % of frames is generous); logins a few a day.

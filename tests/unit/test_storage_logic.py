@@ -63,8 +63,8 @@ def test_chunk_interval_follows_the_data_rate() -> None:
     # the busy tables roll over together; sparse ones get longer chunks
     assert big["vehicle_telemetry"] == big["battery_pack_telemetry"]
     assert big["vehicle_sessions"] > big["vehicle_telemetry"]
-    # 1M vehicles / 10 s = 100,000 frames/s x (82 + 110 + 110) B of index per frame
-    # = 30.2 MB/s; a quarter of 64 GiB lasts 569 s -> the 5-minute step below it
+    # 1M vehicles / 10 s = 100,000 frames/s x (95 + 116 + 116) B of index per frame
+    # = 32.7 MB/s; a quarter of 64 GiB lasts 525 s -> the 5-minute step below it
     assert big["vehicle_telemetry"] == timedelta(minutes=5)
     more_memory = chunk_intervals(FleetProfile(vehicles=1_000_000, memory_bytes=256 * 2**30))
     assert more_memory["vehicle_telemetry"] > big["vehicle_telemetry"]
