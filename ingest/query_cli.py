@@ -240,11 +240,8 @@ def _execute(args: argparse.Namespace, build: Callable[[str], Statement]) -> int
     statement = build(settings.storage.schema)
     with _connect(settings, args.tz) as conn:
         try:
-            if args.explain:
-                for line in queries.explain(conn, statement):
-                    print(line)
-                return 0
-            result = queries.run(conn, statement)
+            plan = queries.explain(conn, statement) if args.explain else None
+            result = queries.run(conn, statement) if plan is None else None
         except psycopg.errors.UndefinedTable as exc:
             raise UserError(
                 f"{exc.diag.message_primary}: is schema {settings.storage.schema} migrated? "
@@ -256,7 +253,10 @@ def _execute(args: argparse.Namespace, build: Callable[[str], Statement]) -> int
                 "raise the timeout"
             ) from None
     try:
-        _print(result, args.format)
+        if result is not None:
+            _print(result, args.format)
+        for line in plan or ():
+            print(line)
     except BrokenPipeError:
         # The reader went away (| head): not an error; keep Python from reporting it at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
