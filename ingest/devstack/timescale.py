@@ -27,8 +27,9 @@ FILES: Final = ("package.json", "package-lock.json", "server.mjs")
 
 
 def dsn(port: int) -> str:
-    # sslmode=disable: the server drops a connection that asks for SSL. Any password works.
-    return f"postgresql://postgres@{HOST}:{port}/postgres?sslmode=disable"
+    # sslmode=disable: the server drops a connection that asks for SSL. Any password works, but
+    # libpq-based clients (psycopg, psql) refuse to connect without one, so the DSN carries one.
+    return f"postgresql://postgres:pglite@{HOST}:{port}/postgres?sslmode=disable"
 
 
 def install(cache_dir: Path) -> Path:
@@ -69,7 +70,11 @@ def up(
     server_dir = install(cache_dir)
     home = state_dir / NAME
     data = home / "data"
-    data.mkdir(parents=True, exist_ok=True)
+    # A fresh data directory on every start: PGlite reopening an existing one does not load
+    # TimescaleDB's TSL module, so compression and continuous aggregates would then fail with a
+    # "license" error. This is a test engine; its data is not meant to outlive a restart.
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
     log = home / "server.log"
     port = free_port(previous.port if previous else None)
     pid, started = spawn(
