@@ -25,7 +25,13 @@ from typing import IO, Final
 
 import orjson
 
-__all__ = ["JsonFormatter", "RateLimiter", "TextFormatter", "configure_logging"]
+__all__ = [
+    "JsonFormatter",
+    "RateLimiter",
+    "TextFormatter",
+    "ThirdPartyRateLimit",
+    "configure_logging",
+]
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is context.
 _STANDARD_ATTRS: Final = frozenset(
@@ -107,6 +113,7 @@ def configure_logging(
     formatter = cls({"service": "nev-ingest", "pid": os.getpid(), **(static or {})})
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(ThirdPartyRateLimit())
     handler._nev_ingest = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
@@ -114,6 +121,28 @@ def configure_logging(
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(noisy_level)
     return formatter
+
+
+class ThirdPartyRateLimit(logging.Filter):
+    """While a broker or the database is away, aiokafka and asyncpg log the same error many
+    times a second; let each message template through once per ``interval_s`` per logger, with
+    the count held back as ``suppressed``. Our own loggers rate-limit where they need to."""
+
+    PREFIXES: Final = ("aiokafka", "kafka", "asyncpg")
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self._limiter = RateLimiter(interval_s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.PREFIXES):
+            return True
+        suppressed = self._limiter.allow(f"{record.name}:{record.levelno}:{record.msg}")
+        if suppressed is None:
+            return False
+        if suppressed:
+            record.suppressed = suppressed
+        return True
 
 
 class RateLimiter:

@@ -130,3 +130,20 @@ def test_rate_limiter_counts_what_it_holds_back() -> None:
     now[0] = 10.5
     assert limiter.allow("bad_checksum") == 2
     assert limiter.allow("bad_checksum") is None
+
+
+def test_third_party_log_floods_are_rate_limited() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        noisy = logging.getLogger("aiokafka.conn")
+        for _ in range(50):
+            noisy.error("Unable connect to node with id %s: %s", 1, "Connection refused")
+        mine = logging.getLogger("ingest.pipeline.worker")
+        for _ in range(3):
+            mine.warning("pausing partitions")
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["logger"] for r in lines].count("aiokafka.conn") == 1
+    assert [r["logger"] for r in lines].count("ingest.pipeline.worker") == 3
