@@ -116,6 +116,14 @@ async def test_database_outage_pauses_then_resumes_without_loss(
             return ends - before >= 3 * MAX_IN_FLIGHT
 
         await until(piled_up, timeout_s=60, what="frames to pile up in Kafka during the outage")
+
+        async def lag_shows_it() -> bool:
+            return (
+                svc.metric("kafka_consumergroup_lag", consumergroup=env.group) >= 3 * MAX_IN_FLIGHT
+                and svc.metric("kafka_consumergroup_lag_seconds", consumergroup=env.group) > 0
+            )
+
+        await until(lag_shows_it, timeout_s=30, what="the lag metrics to show the backlog")
         assert svc.metric("nev_ingest_paused_partitions") == 4
         assert svc.metric("nev_ingest_in_flight_frames") <= MAX_IN_FLIGHT
         assert not producing.done(), "the outage must happen while traffic flows"
@@ -123,7 +131,11 @@ async def test_database_outage_pauses_then_resumes_without_loss(
         await asyncio.to_thread(cluster.start)
 
         async def resumed() -> bool:
-            return svc.metric("nev_ingest_paused_partitions") == 0 and await caught_up(env)
+            return (
+                svc.metric("nev_ingest_paused_partitions") == 0
+                and await caught_up(env)
+                and svc.metric("kafka_consumergroup_lag", consumergroup=env.group) == 0
+            )
 
         await producing
         await until(resumed, timeout_s=120, what="resume and store everything")
