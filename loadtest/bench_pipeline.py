@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from loadtest.bench_support import (
+    CPU_US,
     BenchEnv,
     consume_ceiling,
     copy_ceiling,
@@ -85,12 +86,18 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     out["ceiling_copy_frames_per_s"] = round(copy)
     lower = min(consume, copy)
     out["ceiling_lower_frames_per_s"] = round(lower)
+    out["ceiling_consume_cpu_us_per_frame"] = round(CPU_US.get("consume", 0.0), 1)
+    out["ceiling_copy_client_cpu_us_per_frame"] = round(CPU_US.get("copy", 0.0), 1)
+    out["decode_cpu_us_per_frame"] = round(CPU_US.get("decode", 0.0), 1)
+    out["rules_cpu_us_per_frame"] = round(CPU_US.get("rules", 0.0), 1)
     for n in args.workers:
         res = await run_pipeline(env, topic, frames, workers=n, tag=f"{run_id}w{n}")
         out[f"pipeline_{n}w_frames_per_s"] = round(res.rate)
         out[f"pipeline_{n}w_vs_lower_ceiling"] = round(res.rate / lower, 3)
         out[f"pipeline_{n}w_rss_mb_per_worker"] = res.rss_mb
         out[f"pipeline_{n}w_seconds"] = round(res.seconds, 2)
+        out[f"pipeline_{n}w_cpu_us_per_frame"] = res.cpu_us_per_frame
+        out[f"pipeline_{n}w_cpu_busy"] = res.cpu_busy
     one = out.get("pipeline_1w_frames_per_s")
     if args.steady_s > 0 and one:
         rate = one * 0.5

@@ -27,6 +27,7 @@ from loadtest.fleet import Message
 from loadtest.loadgen import produce_messages
 
 __all__ = [
+    "CPU_US",
     "BenchEnv",
     "PipelineRun",
     "consume_ceiling",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 SCHEMA = "nev"
+# Client CPU microseconds per frame of the ceilings, filled by them (the benchmark reports it).
+CPU_US: dict[str, float] = {}
 LATENCY = "nev_ingest_end_to_end_latency_seconds"
 
 
@@ -143,16 +146,17 @@ async def consume_ceiling(env: BenchEnv, topic: str, total: int) -> float:
         fetch_max_bytes=32 * 1024 * 1024,
     )
     await consumer.start()
-    n, started = 0, 0.0
+    n, started, cpu0 = 0, 0.0, 0.0
     try:
         while n < total:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             if batch and not started:
-                started = time.monotonic()
+                started, cpu0 = time.monotonic(), time.process_time()
             n += sum(len(records) for records in batch.values())
     finally:
         await consumer.stop()
     took = time.monotonic() - started
+    CPU_US["consume"] = (time.process_time() - cpu0) / n * 1e6
     progress("ceiling consume", n, total, started)
     return n / took
 
@@ -173,6 +177,8 @@ class PipelineRun:
     rate: float
     seconds: float
     rss_mb: list[float]
+    cpu_us_per_frame: float  # all workers' CPU time over the measured span, per frame
+    cpu_busy: float  # that CPU time over (wall time x workers): 1.0 = CPU-bound
 
 
 def _children(pid: int) -> list[int]:
@@ -189,6 +195,18 @@ def _children(pid: int) -> list[int]:
         if b"resource_tracker" not in cmd:
             out.append(int(child))
     return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _rss_mb(pid: int) -> float:
@@ -274,6 +292,8 @@ async def run_pipeline(
     end = await _end_total(env.kafka, topic)
     svc = _Service(env, topic, dsn, group, workers)
     rss: dict[int, float] = {}
+    cpu_first: dict[int, float] = {}
+    cpu_last: dict[int, float] = {}
     first_at, first_n, last_print = 0.0, 0, 0.0
     try:
         while True:
@@ -281,8 +301,12 @@ async def run_pipeline(
             now = time.monotonic()
             for pid in _children(svc.proc.pid):
                 rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))
+                cpu_last[pid] = _cpu_s(pid)
+                if first_at:
+                    cpu_first.setdefault(pid, cpu_last[pid])
             if n and not first_at:
                 first_at, first_n = now, n
+                cpu_first = dict(cpu_last)
             if now - last_print >= 2 and first_at:
                 progress(f"pipeline {workers}w", n, end, first_at)
                 last_print = now
@@ -295,7 +319,14 @@ async def run_pipeline(
     finally:
         svc.stop()
         await env.drop(dsn)
-    return PipelineRun((end - first_n) / took, took, sorted(round(v, 1) for v in rss.values()))
+    cpu = sum(cpu_last[pid] - cpu_first.get(pid, 0.0) for pid in cpu_last)
+    return PipelineRun(
+        (end - first_n) / took,
+        took,
+        sorted(round(v, 1) for v in rss.values()),
+        round(cpu / (end - first_n) * 1e6, 1),
+        round(cpu / (took * workers), 2),
+    )
 
 
 def parse_histogram(text: str, name: str = LATENCY) -> dict[str, float]:
