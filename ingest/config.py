@@ -195,6 +195,13 @@ class PipelineSettings(Section):
     lag_interval_s: float = setting(
         2.0, "How often consumer lag and pool gauges are refreshed.", minimum=0.1
     )
+    write_lanes: int = setting(
+        2,
+        "Batches a worker writes at once, each on its own connection; a partition always "
+        "uses the same one (its order is kept).",
+        minimum=1,
+        maximum=16,
+    )
     stall_after_s: float = setting(
         60.0, "/readyz fails when a worker with backlog committed nothing for so long.", minimum=1
     )

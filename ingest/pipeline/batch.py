@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ingest.logging import RateLimiter
 from ingest.pipeline import contract
 from ingest.pipeline.contract import DeadLetter
 
-__all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike"]
+__all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,35 @@ class Batch:
     def partitions(self) -> list[Any]:
         return list(self.next)
 
+    def split(self, lanes: int) -> list[tuple[int, Batch]]:
+        """This batch's parts per writer lane (``lane_of``), each with its partitions' frames,
+        dead letters and offset ranges; the batch itself when it all goes to one lane."""
+        lane = {tp: lane_of(tp[0], tp[1], lanes) for tp in self.next}
+        used = set(lane.values())
+        if len(used) <= 1:
+            return [(used.pop() if used else 0, self)]
+        parts = {i: Batch(self.generation, created=self.created) for i in sorted(used)}
+        for tp, i in lane.items():
+            part = parts[i]
+            part.start[tp] = self.start[tp]
+            part.next[tp] = self.next[tp]
+            if tp in self.first_ts_ms:
+                part.first_ts_ms[tp] = self.first_ts_ms[tp]
+        for i, rec in enumerate(self.records):
+            part = parts[lane[(rec.topic, rec.partition)]]
+            part.frames.append(self.frames[i])
+            part.records.append(rec)
+            part.received_ms.append(self.received_ms[i])
+        for d in self.dead:
+            parts[lane[_dead_tp(d)]].dead.append(d)
+        for part in parts.values():
+            part.dead_sent = self.dead_sent
+            part.decoded = Counter(r.topic for r in part.records)
+            part.consumed = part.decoded + Counter(_dead_topic(d) for d in part.dead)
+            part.dead_reasons = Counter((_dead_topic(d), _dead_reason(d)) for d in part.dead)
+            part.size = len(part.records) + len(part.dead)
+        return sorted(parts.items())
+
     def drop_partitions(self, tps: Iterable[Any]) -> int:
         """Remove everything of partitions ``tps`` (fenced or revoked); returns records removed."""
         gone = set(tps) & set(self.next)
@@ -109,6 +139,11 @@ class Batch:
             self.first_ts_ms.pop(tp, None)
         self.size = len(self.records) + len(self.dead)
         return before - self.size
+
+
+def lane_of(topic: str, partition: int, lanes: int) -> int:
+    """The writer lane of a partition: always the same one (keeps the partition's order)."""
+    return (zlib.crc32(topic.encode()) + partition) % lanes
 
 
 def _tp_of(record: Record) -> tuple[str, int]:

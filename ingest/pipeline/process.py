@@ -66,6 +66,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         shutdown_timeout_s=p.shutdown_timeout_s,
         lag_interval_s=p.lag_interval_s,
         retry_backoff_max_s=p.retry_backoff_max_s,
+        write_lanes=p.write_lanes,
     )
 
 

@@ -28,9 +28,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 from ingest.metrics import PipelineMetrics
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, Decode
+from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.lag import LagReporter
+from ingest.pipeline.publish import Producer
 from ingest.pipeline.sink import Sink
-from ingest.pipeline.writer import Producer, Writer
+from ingest.pipeline.writer import Writer
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -56,6 +58,7 @@ class WorkerOptions:
     lag_interval_s: float = 2.0
     retry_backoff_initial_s: float = 0.25
     retry_backoff_max_s: float = 5.0
+    write_lanes: int = 2
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -96,6 +99,7 @@ class Worker:
         )
         self.builder = BatchBuilder(decoders)
         self.consumer: Any = None
+        self.committer: KafkaCommitter
         self.writer: Writer | None = None
         self.owned: set[Any] = set()
         self.positions: dict[Any, int | None] = {}  # tp -> offset the DB holds before next batch
@@ -116,6 +120,7 @@ class Worker:
         producer = self._make_producer()
         await producer.start()
         self.consumer = consumer = self._make_consumer()
+        self.committer = KafkaCommitter(consumer, lambda: self.owned)
         self.writer = writer = Writer(
             sink=self.sink,
             producer=_as_producer(producer),
@@ -123,10 +128,11 @@ class Worker:
             backpressure=self.bp,
             dlq_topic=o.dlq_topic,
             alerts_topic=o.alerts_topic,
-            commit=self._commit_kafka,
+            commit=self._committer_offer,
             on_fenced=self._on_fenced,
             backoff_initial_s=o.retry_backoff_initial_s,
             backoff_max_s=o.retry_backoff_max_s,
+            lanes=o.write_lanes,
         )
         self.lag = lag = LagReporter(self, interval_s=o.lag_interval_s)
         try:
@@ -136,11 +142,14 @@ class Worker:
             async with asyncio.TaskGroup() as tg:
                 write_task = tg.create_task(writer.run(), name="writer")
                 lag_task = tg.create_task(lag.run(), name="housekeeping")
+                commit_task = tg.create_task(self.committer.run(), name="kafka-commit")
                 stop_task = tg.create_task(stop.wait(), name="stop")
                 consume_task = tg.create_task(self._consume_loop(stop), name="consume")
                 await asyncio.wait({stop_task, consume_task}, return_when="FIRST_COMPLETED")
                 await self._shutdown(consume_task, write_task)
+                await self.committer.flush()
                 lag_task.cancel()
+                commit_task.cancel()
         finally:
             await self._close(consumer, producer)
 
@@ -251,10 +260,8 @@ class Worker:
         self.metrics.paused_partitions.set(len(want_paused))
 
     # -- offsets -----------------------------------------------------------------------------
-    async def _commit_kafka(self, offsets: dict[Any, int]) -> None:
-        mine = {tp: off for tp, off in offsets.items() if tp in self.owned}
-        if mine:
-            await asyncio.wait_for(self.consumer.commit(mine), 10)
+    def _committer_offer(self, offsets: dict[Any, int]) -> None:
+        self.committer.offer(offsets)
 
     def _on_fenced(self, fenced: dict[Any, int]) -> None:
         """Another consumer stored these partitions past what this one wrote: forget what is
@@ -327,6 +334,7 @@ class Worker:
                 self.options.revoke_timeout_s,
                 frames,
             )
+        await self.committer.flush()  # Kafka's copy of the offsets, before the partitions go
         self.builder.reset(writer.generation)
         self.sink.on_partitions_lost(sorted(revoked))
         for tp in revoked:

@@ -10,7 +10,7 @@ import pytest
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
 from ingest.decoders.rows import FrameRows
 from ingest.pipeline import contract
-from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.batch import BatchBuilder, lane_of
 
 pytestmark = pytest.mark.unit
 
@@ -103,3 +103,34 @@ def test_received_at_header_validation() -> None:
     assert contract.received_at_ms([(contract.RECEIVED_AT, b"1700000000")], 5) == 5  # seconds
     assert contract.received_at_ms([(contract.RECEIVED_AT, b"soon")], 5) == 5
     assert contract.received_at_ms([], 5) == 5
+
+
+def test_split_by_lane_keeps_each_partition_whole_and_in_order() -> None:
+    topic = "nev.vehicle.raw"
+    builder = BatchBuilder({topic: _decode})
+    for p in range(6):
+        recs = [Rec(topic, p, 10 * p + i, f"V{p}-{i}".encode()) for i in range(3)]
+        recs.append(Rec(topic, p, 10 * p + 3, b"bad"))
+        builder.add(TP(topic, p), recs, start=10 * p)
+    batch = builder.take()
+    parts = batch.split(2)
+    assert [lane for lane, _ in parts] == [0, 1]
+    assert sum(part.size for _, part in parts) == batch.size == 24
+    seen: set[int] = set()
+    for lane, part in parts:
+        tps = set(part.next)
+        assert all(lane_of(tp.topic, tp.partition, 2) == lane for tp in tps)
+        assert not seen & {tp.partition for tp in tps}
+        seen |= {tp.partition for tp in tps}
+        for tp in tps:
+            assert part.start[tp] == batch.start[tp] and part.next[tp] == batch.next[tp]
+            vins = [
+                f.vin
+                for f, r in zip(part.frames, part.records, strict=True)
+                if r.partition == tp.partition
+            ]
+            assert vins == [f"V{tp.partition}-{i}" for i in range(3)]  # order kept
+        assert part.dead_reasons == {(topic, BAD_CHECKSUM): len(tps)}
+        assert part.decoded == {topic: 3 * len(tps)}
+    assert seen == set(range(6))
+    assert batch.split(1) == [(0, batch)]
