@@ -76,7 +76,7 @@ def stop_service(settings: Settings) -> bool:
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + settings.pipeline.shutdown_timeout_s + 15
+    deadline = time.monotonic() + settings.pipeline.shutdown_timeout_s + 25
     while _running_pid(pid_file) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     pid_file.unlink(missing_ok=True)

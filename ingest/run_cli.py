@@ -86,9 +86,10 @@ def run_service(settings: Settings) -> int:
                 metrics_host=m.host,
                 metrics_port=m.port,
                 multiproc_dir=path,
-                # Workers get shutdown_timeout_s to flush; the supervisor kills them after a
-                # little more, so a worker stuck in a system call cannot hold the stop forever.
-                shutdown_timeout_s=p.shutdown_timeout_s + 5,
+                # Workers get shutdown_timeout_s to flush, then ~15 s to leave the group and
+                # close (Kafka 3 + 5 + 5 s at most, the pool); the supervisor kills them after
+                # that, so a worker stuck in a system call cannot hold the stop forever.
+                shutdown_timeout_s=p.shutdown_timeout_s + 20,
                 stall_after_s=p.stall_after_s,
             ),
             functools.partial(worker_process, settings=settings),

@@ -17,6 +17,7 @@ keep a late commit from duplicating rows). On stop: no more fetching, flush, com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -147,7 +148,9 @@ class Worker:
                 consume_task = tg.create_task(self._consume_loop(stop), name="consume")
                 await asyncio.wait({stop_task, consume_task}, return_when="FIRST_COMPLETED")
                 await self._shutdown(consume_task, write_task)
-                await self.committer.flush()
+                # Kafka's copy of the offsets, best effort: the database has them anyway.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.committer.flush(), 3)
                 lag_task.cancel()
                 commit_task.cancel()
         finally:
@@ -178,7 +181,7 @@ class Worker:
     async def _close(self, consumer: Any, producer: Any) -> None:
         for what, closer in (("consumer", consumer.stop), ("producer", producer.stop)):
             try:
-                await asyncio.wait_for(closer(), 10)
+                await asyncio.wait_for(closer(), 5)
             except Exception as exc:  # best effort on the way out
                 log.warning("stopping the Kafka %s failed: %r", what, exc)
         await self.sink.close()
