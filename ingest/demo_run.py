@@ -62,7 +62,7 @@ def _by_label(samples: dict[str, float], name: str, label: str) -> dict[str, flo
 
 
 def _quantile(samples: dict[str, float], q: float) -> float | None:
-    from loadtest.bench_support import histogram_quantile, parse_histogram
+    from loadtest.histogram import histogram_quantile, parse_histogram
 
     text = "\n".join(f"{k} {v}" for k, v in samples.items())
     return histogram_quantile(parse_histogram(text), q)

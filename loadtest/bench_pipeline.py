@@ -37,11 +37,11 @@ from loadtest.bench_support import (
     BenchEnv,
     consume_ceiling,
     copy_ceiling,
-    histogram_quantile,
     preload,
     run_pipeline,
     steady_state,
 )
+from loadtest.histogram import histogram_quantile
 
 __all__ = ["main"]
 

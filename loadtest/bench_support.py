@@ -24,6 +24,7 @@ from ingest.devstack.kafka import ensure_topics
 from ingest.devstack.process import free_port
 from loadtest.bench_frames import realtime_frames
 from loadtest.fleet import Message
+from loadtest.histogram import parse_histogram
 from loadtest.loadgen import produce_messages
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "PipelineRun",
     "consume_ceiling",
     "copy_ceiling",
-    "histogram_quantile",
     "preload",
     "run_pipeline",
     "steady_state",
@@ -41,7 +41,6 @@ __all__ = [
 SCHEMA = "nev"
 # Client CPU microseconds per frame of the ceilings, filled by them (the benchmark reports it).
 CPU_US: dict[str, float] = {}
-LATENCY = "nev_ingest_end_to_end_latency_seconds"
 
 
 def progress(phase: str, done: int, total: int, started: float) -> None:
@@ -327,39 +326,6 @@ async def run_pipeline(
         round(cpu / (end - first_n) * 1e6, 1),
         round(cpu / (took * workers), 2),
     )
-
-
-def parse_histogram(text: str, name: str = LATENCY) -> dict[str, float]:
-    """Cumulative buckets (``le`` -> count, summed over labels) plus ``count`` and ``sum``."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        key, _, value = line.rpartition(" ")
-        if key.startswith(name + "_bucket"):
-            le = key.split('le="', 1)[1].split('"', 1)[0]
-            out[le] = out.get(le, 0.0) + float(value)
-        elif key.startswith(name + "_count"):
-            out["count"] = out.get("count", 0.0) + float(value)
-        elif key.startswith(name + "_sum"):
-            out["sum"] = out.get("sum", 0.0) + float(value)
-    return out
-
-
-def histogram_quantile(hist: dict[str, float], q: float) -> float | None:
-    """Prometheus' histogram_quantile: linear interpolation inside the bucket."""
-    buckets = sorted((float(k), v) for k, v in hist.items() if k not in ("count", "sum"))
-    if not buckets or buckets[-1][1] == 0:
-        return None
-    rank = q * buckets[-1][1]
-    prev_le, prev_n = 0.0, 0.0
-    for le, n in buckets:
-        if n >= rank:
-            if le == float("inf"):
-                return prev_le
-            return round(prev_le + (le - prev_le) * (rank - prev_n) / max(n - prev_n, 1e-9), 3)
-        prev_le, prev_n = le, n
-    return None
 
 
 async def steady_state(

@@ -147,3 +147,23 @@ def test_third_party_log_floods_are_rate_limited() -> None:
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
     assert [r["logger"] for r in lines].count("aiokafka.conn") == 1
     assert [r["logger"] for r in lines].count("ingest.pipeline.worker") == 3
+
+
+def test_histogram_quantile_like_promql() -> None:
+    from loadtest.histogram import histogram_quantile, parse_histogram
+
+    text = "\n".join(
+        [
+            'nev_ingest_end_to_end_latency_seconds_bucket{le="0.5",topic="a"} 50.0',
+            'nev_ingest_end_to_end_latency_seconds_bucket{le="1.0",topic="a"} 90.0',
+            'nev_ingest_end_to_end_latency_seconds_bucket{le="2.0",topic="a"} 100.0',
+            'nev_ingest_end_to_end_latency_seconds_bucket{le="+Inf",topic="a"} 100.0',
+            'nev_ingest_end_to_end_latency_seconds_count{topic="a"} 100.0',
+        ]
+    )
+    hist = parse_histogram(text)
+    assert hist["count"] == 100
+    assert histogram_quantile(hist, 0.5) == 0.5
+    assert histogram_quantile(hist, 0.7) == 0.75  # halfway through the (0.5, 1] bucket
+    assert histogram_quantile(hist, 0.99) == 1.9
+    assert histogram_quantile({}, 0.5) is None
