@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.integration.pipeline_support import (
     Service,
     caught_up,
     header,
-    make_env,
     produce,
     read_topic,
     ready,
@@ -31,17 +29,6 @@ from tests.integration.pipeline_support import (
 pytestmark = pytest.mark.integration
 
 RULE = "gb38031_thermal_runaway"
-
-
-@pytest.fixture
-async def env(
-    kafka_bootstrap: str,
-    fresh_database: str,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> PipelineEnv:
-    return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
 
 
 async def test_thermal_runaway_raised_once_within_one_second(env: PipelineEnv) -> None:

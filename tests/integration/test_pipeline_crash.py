@@ -8,8 +8,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +18,6 @@ from tests.integration.pipeline_support import (
     Service,
     caught_up,
     header,
-    make_env,
     produce,
     read_topic,
     ready,
@@ -30,17 +27,6 @@ from tests.integration.pipeline_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def env(
-    kafka_bootstrap: str,
-    fresh_database: str,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> PipelineEnv:
-    return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
 
 
 async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: PipelineEnv) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +14,6 @@ from tests.integration.pipeline_support import (
     PipelineEnv,
     Service,
     caught_up,
-    make_env,
     produce,
     ready,
     stored_offsets,
@@ -25,17 +22,6 @@ from tests.integration.pipeline_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def env(
-    kafka_bootstrap: str,
-    fresh_database: str,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> PipelineEnv:
-    return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
 
 
 async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineEnv) -> None:
