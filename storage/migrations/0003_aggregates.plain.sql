@@ -73,69 +73,48 @@ DECLARE
     hi    timestamptz := date_trunc('hour', p_to, 'UTC');
     n     bigint;
     total bigint := 0;
+    grain text;
+    tbl   text;
 BEGIN
     IF hi < p_to THEN
         hi := hi + INTERVAL '1 hour';
     END IF;
-    DELETE FROM vehicle_stats_1m WHERE bucket >= lo AND bucket < hi;
-    INSERT INTO vehicle_stats_1m
-    SELECT
-        vin,
-        date_trunc('minute', ts, 'UTC') AS bucket,
-        count(*)                                        AS frames,
-        min(ts)                                         AS first_ts,
-        max(ts)                                         AS last_ts,
-        min(odometer_km)                                AS odometer_min_km,
-        max(odometer_km)                                AS odometer_max_km,
-        max(odometer_km) - min(odometer_km)             AS distance_km,
-        sum(total_voltage_v::float8 * greatest(total_current_a, 0))
-            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
-            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_out_kwh,
-        sum(total_voltage_v::float8 * greatest(-total_current_a, 0))
-            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
-            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_in_kwh,
-        min(soc_pct)                                    AS soc_min_pct,
-        max(soc_pct)                                    AS soc_max_pct,
-        max(max_temp_c)                                 AS max_temp_c,
-        max(max_cell_voltage_v)                         AS max_cell_voltage_v,
-        min(min_cell_voltage_v)                         AS min_cell_voltage_v,
-        max(max_alarm_level)                            AS max_alarm_level,
-        count(*) FILTER (WHERE max_alarm_level > 0)     AS alarm_frames,
-        count(*) FILTER (WHERE max_alarm_level >= 3)    AS severe_alarm_frames
-    FROM vehicle_telemetry
-    WHERE ts >= lo AND ts < hi
-    GROUP BY 1, 2;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    total := total + n;
-    DELETE FROM vehicle_stats_1h WHERE bucket >= lo AND bucket < hi;
-    INSERT INTO vehicle_stats_1h
-    SELECT
-        vin,
-        date_trunc('hour', ts, 'UTC') AS bucket,
-        count(*)                                        AS frames,
-        min(ts)                                         AS first_ts,
-        max(ts)                                         AS last_ts,
-        min(odometer_km)                                AS odometer_min_km,
-        max(odometer_km)                                AS odometer_max_km,
-        max(odometer_km) - min(odometer_km)             AS distance_km,
-        sum(total_voltage_v::float8 * greatest(total_current_a, 0))
-            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
-            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_out_kwh,
-        sum(total_voltage_v::float8 * greatest(-total_current_a, 0))
-            * EXTRACT(epoch FROM max(ts) - min(ts))::float8
-            / nullif(count(*) - 1, 0) / 3.6e6           AS energy_in_kwh,
-        min(soc_pct)                                    AS soc_min_pct,
-        max(soc_pct)                                    AS soc_max_pct,
-        max(max_temp_c)                                 AS max_temp_c,
-        max(max_cell_voltage_v)                         AS max_cell_voltage_v,
-        min(min_cell_voltage_v)                         AS min_cell_voltage_v,
-        max(max_alarm_level)                            AS max_alarm_level,
-        count(*) FILTER (WHERE max_alarm_level > 0)     AS alarm_frames,
-        count(*) FILTER (WHERE max_alarm_level >= 3)    AS severe_alarm_frames
-    FROM vehicle_telemetry
-    WHERE ts >= lo AND ts < hi
-    GROUP BY 1, 2;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN total + n;
+    -- One query for both grains (the minute and the hour table have the same columns).
+    FOREACH grain IN ARRAY ARRAY['minute', 'hour'] LOOP
+        tbl := CASE grain WHEN 'minute' THEN 'vehicle_stats_1m' ELSE 'vehicle_stats_1h' END;
+        EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', tbl) USING lo, hi;
+        EXECUTE format($q$
+        INSERT INTO %I
+        SELECT
+            vin,
+            date_trunc(%L, ts, 'UTC') AS bucket,
+            count(*)                                        AS frames,
+            min(ts)                                         AS first_ts,
+            max(ts)                                         AS last_ts,
+            min(odometer_km)                                AS odometer_min_km,
+            max(odometer_km)                                AS odometer_max_km,
+            max(odometer_km) - min(odometer_km)             AS distance_km,
+            sum(total_voltage_v::float8 * greatest(total_current_a, 0))
+                * EXTRACT(epoch FROM max(ts) - min(ts))::float8
+                / nullif(count(*) - 1, 0) / 3.6e6           AS energy_out_kwh,
+            sum(total_voltage_v::float8 * greatest(-total_current_a, 0))
+                * EXTRACT(epoch FROM max(ts) - min(ts))::float8
+                / nullif(count(*) - 1, 0) / 3.6e6           AS energy_in_kwh,
+            min(soc_pct)                                    AS soc_min_pct,
+            max(soc_pct)                                    AS soc_max_pct,
+            max(max_temp_c)                                 AS max_temp_c,
+            max(max_cell_voltage_v)                         AS max_cell_voltage_v,
+            min(min_cell_voltage_v)                         AS min_cell_voltage_v,
+            max(max_alarm_level)                            AS max_alarm_level,
+            count(*) FILTER (WHERE max_alarm_level > 0)     AS alarm_frames,
+            count(*) FILTER (WHERE max_alarm_level >= 3)    AS severe_alarm_frames
+        FROM vehicle_telemetry
+        WHERE ts >= $1 AND ts < $2
+        GROUP BY 1, 2$q$,
+            tbl, grain) USING lo, hi;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+    END LOOP;
+    RETURN total;
 END
 $$;
