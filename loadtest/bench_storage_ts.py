@@ -21,6 +21,7 @@ from storage import (
     migrate,
 )
 from storage.connect import connect
+from storage.policies import RECOMPRESS_PROC
 
 __all__ = ["compression_figures"]
 
@@ -37,10 +38,10 @@ async def compression_figures(
 ) -> dict[str, Any]:
     """Bytes per frame of the busy hypertables on the TimescaleDB engine: before compression,
     after compressing every chunk (frames moved 10 days back, as the policy would find them;
-    the roll-up merges the chunks of a day into one), and after recompressing the merged
-    chunks once (decompress + compress: segments of a whole hour per VIN instead of one per
-    source chunk). ``chunk`` overrides the busy tables' chunk interval (None: the default
-    fleet arithmetic, 5 minutes for 1,000,000 vehicles)."""
+    the roll-up merges the chunks of a day into one), and after the recompression job has
+    re-segmented the merged chunks (decompress + compress: segments of a whole hour per VIN
+    instead of one per source chunk). ``chunk`` overrides the busy tables' chunk interval
+    (None: the default fleet arithmetic, 5 minutes for 1,000,000 vehicles)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     params = PoolParams(dsn=dsn, schema=schema, statement_timeout_ms=0)
     busy = BUSY
@@ -97,12 +98,14 @@ async def compression_figures(
                     f"{schema}.{t}",
                 )
             after = await sizes(c)
-            for t in busy:
-                for (ch,) in await c.fetch(
-                    "SELECT ch::text FROM show_chunks($1::regclass) ch", f"{schema}.{t}"
-                ):
-                    await c.execute("SELECT decompress_chunk($1::regclass)", ch)
-                    await c.execute("SELECT compress_chunk($1::regclass)", ch)
+            # what the service does: the recompression job (migrations/0004_recompress)
+            job = await c.fetchval(
+                "SELECT job_id FROM timescaledb_information.jobs "
+                "WHERE proc_schema = $1 AND proc_name = $2",
+                schema,
+                RECOMPRESS_PROC,
+            )
+            await c.execute(f"CALL run_job({int(job)})")
             recompressed = await sizes(c)
             await c.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:

@@ -1,9 +1,10 @@
-"""Versioned, forward-only migrations (storage/migrations/NNNN_name[.plain|.timescale].sql).
+"""Versioned, forward-only migrations (storage/migrations/, see ``storage.migration_files``).
 
-A version is one file for both flavours (``0001_core.sql``) or a pair of files, one per flavour
-(``0002_timeseries.plain.sql`` + ``0002_timeseries.timescale.sql``). Each applied version is a
-row of ``<schema>.schema_migrations`` (version, name, mode, checksum, time). Every file runs in
-its own transaction with ``search_path = <schema>, public``, so the SQL is unqualified and one
+A version is a file both flavours run (``0001_core.sql``), what each flavour adds to it, or
+both (``0002_timeseries.sql`` + ``.plain.sql`` + ``.timescale.sql``: the tables written once,
+partitioning/hypertables apart). Each applied version is a row of
+``<schema>.schema_migrations`` (version, name, mode, checksum, time). Every version runs in its
+own transaction with ``search_path = <schema>, public``, so the SQL is unqualified and one
 database can hold several isolated schemas (tests do that on the single-connection engine).
 
 ``migrate`` sets the session's search_path (schema first, then the extension's schema) and
@@ -19,9 +20,7 @@ every later run follows it (a forced mode that contradicts the record is an erro
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +31,7 @@ import asyncpg
 
 from storage import policies
 from storage.errors import MigrationError, SchemaError
+from storage.migration_files import CONCRETE, MIGRATIONS_DIR, Migration, discover
 from storage.params import SchemaMode, StorageParams, check_identifier
 
 __all__ = [
@@ -49,25 +49,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
 # One key for every schema of the database: CREATE EXTENSION is database-wide, and migrations
 # are rare enough that serialising all of them costs nothing.
 LOCK_KEY: Final = 0x6E65_7600_0001  # "nev\0" + 1
-_FILE = re.compile(
-    r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)(?:\.(?P<mode>plain|timescale))?\.sql$"
-)
-_CONCRETE: Final = (SchemaMode.PLAIN, SchemaMode.TIMESCALE)
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One file to apply for a concrete mode."""
-
-    version: int
-    name: str
-    path: Path
-    sql: str
-    checksum: str  # sha256 of the file, to notice an applied migration edited afterwards
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,50 +75,9 @@ class SchemaStatus:
     pending: tuple[str, ...]  # files not applied yet for that mode
 
 
-def discover(directory: Path = MIGRATIONS_DIR) -> dict[int, dict[SchemaMode, Migration]]:
-    """Every version in ``directory`` -> the file to run for each concrete mode.
-
-    Raises ``MigrationError`` on a malformed name, on a version with files of different names,
-    or on a flavour-specific version missing one of its two flavours.
-    """
-    found: dict[int, dict[SchemaMode | None, Path]] = {}
-    names: dict[int, str] = {}
-    for path in sorted(directory.glob("*.sql")):
-        m = _FILE.match(path.name)
-        if m is None:
-            raise MigrationError(
-                f"{path.name}: not NNNN_name.sql or NNNN_name.<plain|timescale>.sql"
-            )
-        version = int(m["version"])
-        if names.setdefault(version, m["name"]) != m["name"]:
-            raise MigrationError(
-                f"version {version:04d} has two names: {names[version]}, {m['name']}"
-            )
-        mode = SchemaMode(m["mode"]) if m["mode"] else None
-        found.setdefault(version, {})[mode] = path
-    out: dict[int, dict[SchemaMode, Migration]] = {}
-    for version, files in sorted(found.items()):
-        if None in files and len(files) > 1:
-            raise MigrationError(f"version {version:04d} has a common file and flavour files")
-        if None not in files and set(files) != set(_CONCRETE):
-            raise MigrationError(f"version {version:04d} needs both .plain.sql and .timescale.sql")
-        out[version] = {}
-        for mode in _CONCRETE:
-            path = files.get(None) or files[mode]
-            sql = path.read_text(encoding="utf-8")
-            out[version][mode] = Migration(
-                version=version,
-                name=f"{version:04d}_{names[version]}",
-                path=path,
-                sql=sql,
-                checksum=hashlib.sha256(sql.encode()).hexdigest(),
-            )
-    return out
-
-
 def plan(mode: SchemaMode, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """The files of ``mode`` (plain or timescale), in version order."""
-    if mode not in _CONCRETE:
+    if mode not in CONCRETE:
         raise ValueError(f"plan() needs a concrete mode, not {mode.value}")
     return [files[mode] for _, files in sorted(discover(directory).items())]
 
@@ -267,7 +210,7 @@ async def migrate(
         applied: list[str] = []
         for mig in plan(mode, directory):
             if mig.version in done:
-                if done[mig.version] != mig.checksum:
+                if not mig.matches(done[mig.version]):
                     log.warning(
                         "migration %s changed after it was applied; forward-only: the change "
                         "is NOT applied, add a new migration instead",

@@ -8,6 +8,7 @@ alone (its job id and history stay). Plain PostgreSQL: the partitions of the cur
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -15,11 +16,15 @@ from typing import Any, Final
 from storage import maintenance
 from storage.params import TIMESERIES_TABLES, SchemaMode, StorageParams, TimescaleParams
 
-__all__ = ["CONTINUOUS_AGGREGATES", "apply", "human"]
+__all__ = ["CONTINUOUS_AGGREGATES", "RECOMPRESS_PROC", "RECOMPRESS_SCHEDULE", "apply", "human"]
 
 log = logging.getLogger(__name__)
 
 CONTINUOUS_AGGREGATES: Final = ("vehicle_stats_1m", "vehicle_stats_1h")
+# The job re-segmenting rolled-up compressed chunks (migrations/0004_recompress.timescale.sql).
+# Hourly: a run with nothing to do is one catalog query, and a day's chunks are due once a day.
+RECOMPRESS_PROC: Final = "recompress_rolled_up"
+RECOMPRESS_SCHEDULE: Final = timedelta(hours=1)
 
 # Recent TimescaleDB versions name a continuous aggregate's jobs after the view, older ones
 # after its materialisation hypertable: match either.
@@ -68,8 +73,6 @@ def human(t: timedelta) -> str:
 
 
 def _config(job: Any) -> dict[str, Any]:
-    import json
-
     raw = job["config"]
     parsed: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
     return parsed
@@ -141,9 +144,50 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
                 f"{cagg}: refresh every {human(ts.cagg_schedule)}, from "
                 f"{human(ts.cagg_start_offset)} to {human(ts.cagg_end_offset)} ago"
             )
+    changes += await _recompress(conn, schema, ts)
     for line in changes:
         log.info("timescale setting: %s", line)
     return changes
+
+
+async def _recompress(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
+    """One recompression job for the schema while any table rolls chunks up, else none.
+
+    A rolled-up chunk stops growing once the chunk after it is compressed, i.e. when it ends
+    ``compress_after`` plus that chunk's interval ago; the longest rolled-up chunk interval
+    plus an hour of slack for the compression policy's own schedule covers every table.
+    """
+    rolled = [ts.chunk_intervals()[t] for t in TIMESERIES_TABLES if ts.rollup(t) is not None]
+    want: dict[str, str] | None = None
+    if rolled:
+        settled = ts.compress_after + max(rolled) + timedelta(hours=1)
+        want = {"schema": schema, "settled_after": f"{int(settled.total_seconds())} seconds"}
+    rows = await conn.fetch(
+        "SELECT job_id, config, schedule_interval FROM timescaledb_information.jobs "
+        "WHERE proc_schema = $1 AND proc_name = $2 ORDER BY job_id",
+        schema,
+        RECOMPRESS_PROC,
+    )
+    if len(rows) == 1 and want is not None:
+        have = _config(rows[0])
+        if have == want and rows[0]["schedule_interval"] == RECOMPRESS_SCHEDULE:
+            return []
+    if not rows and want is None:
+        return []
+    for r in rows:
+        await conn.execute("SELECT delete_job($1)", r["job_id"])
+    if want is None:
+        return [f"{RECOMPRESS_PROC}: removed (no table rolls chunks up)"]
+    await conn.execute(
+        "SELECT add_job($1::regproc, $2::interval, config => $3::jsonb)",
+        f"{schema}.{RECOMPRESS_PROC}",
+        RECOMPRESS_SCHEDULE,
+        json.dumps(want),
+    )
+    return [
+        f"{RECOMPRESS_PROC}: every {human(RECOMPRESS_SCHEDULE)}, chunks that ended "
+        f"{human(settled)} ago"
+    ]
 
 
 async def _rollup(conn: Any, schema: str, table: str, want: timedelta | None) -> list[str]:

@@ -13,53 +13,17 @@
 -- Buckets are aligned to UTC (whole minutes/hours, so also to +08:00 local time).
 --
 -- Same names and columns as the TimescaleDB continuous aggregates, so queries do not care which
--- flavour they run on. storage.maintenance calls refresh_vehicle_stats(from, to) periodically
+-- flavour they run on: both compute the columns of 0003_aggregates.vehicle_stats.part.sql. storage.maintenance calls refresh_vehicle_stats(from, to) periodically
 -- over a trailing window; it recomputes whole hours (delete + insert in one transaction), so a
 -- refresh is idempotent and readers see the old or the new buckets, never half of them.
 
 CREATE TABLE IF NOT EXISTS vehicle_stats_1m (
-    vin                 text COLLATE "C" NOT NULL,
-    bucket              timestamptz NOT NULL,
-    frames              bigint      NOT NULL,
-    first_ts            timestamptz NOT NULL,
-    last_ts             timestamptz NOT NULL,
-    odometer_min_km     double precision,
-    odometer_max_km     double precision,
-    distance_km         double precision,
-    energy_out_kwh      double precision,
-    energy_in_kwh       double precision,
-    soc_min_pct         smallint,
-    soc_max_pct         smallint,
-    max_temp_c          smallint,
-    max_cell_voltage_v  real,
-    min_cell_voltage_v  real,
-    max_alarm_level     smallint,
-    alarm_frames        bigint      NOT NULL,
-    severe_alarm_frames bigint      NOT NULL,
-    PRIMARY KEY (vin, bucket)
+    {{vehicle_stats_columns}}
 );
 CREATE INDEX IF NOT EXISTS vehicle_stats_1m_bucket ON vehicle_stats_1m (bucket);
 
 CREATE TABLE IF NOT EXISTS vehicle_stats_1h (
-    vin                 text COLLATE "C" NOT NULL,
-    bucket              timestamptz NOT NULL,
-    frames              bigint      NOT NULL,
-    first_ts            timestamptz NOT NULL,
-    last_ts             timestamptz NOT NULL,
-    odometer_min_km     double precision,
-    odometer_max_km     double precision,
-    distance_km         double precision,
-    energy_out_kwh      double precision,
-    energy_in_kwh       double precision,
-    soc_min_pct         smallint,
-    soc_max_pct         smallint,
-    max_temp_c          smallint,
-    max_cell_voltage_v  real,
-    min_cell_voltage_v  real,
-    max_alarm_level     smallint,
-    alarm_frames        bigint      NOT NULL,
-    severe_alarm_frames bigint      NOT NULL,
-    PRIMARY KEY (vin, bucket)
+    {{vehicle_stats_columns}}
 );
 CREATE INDEX IF NOT EXISTS vehicle_stats_1h_bucket ON vehicle_stats_1h (bucket);
 
@@ -88,26 +52,7 @@ BEGIN
         SELECT
             vin,
             date_trunc(%L, ts, 'UTC') AS bucket,
-            count(*)                                        AS frames,
-            min(ts)                                         AS first_ts,
-            max(ts)                                         AS last_ts,
-            min(odometer_km)                                AS odometer_min_km,
-            max(odometer_km)                                AS odometer_max_km,
-            max(odometer_km) - min(odometer_km)             AS distance_km,
-            sum(total_voltage_v::float8 * greatest(total_current_a, 0))
-                * EXTRACT(epoch FROM max(ts) - min(ts))::float8
-                / nullif(count(*) - 1, 0) / 3.6e6           AS energy_out_kwh,
-            sum(total_voltage_v::float8 * greatest(-total_current_a, 0))
-                * EXTRACT(epoch FROM max(ts) - min(ts))::float8
-                / nullif(count(*) - 1, 0) / 3.6e6           AS energy_in_kwh,
-            min(soc_pct)                                    AS soc_min_pct,
-            max(soc_pct)                                    AS soc_max_pct,
-            max(max_temp_c)                                 AS max_temp_c,
-            max(max_cell_voltage_v)                         AS max_cell_voltage_v,
-            min(min_cell_voltage_v)                         AS min_cell_voltage_v,
-            max(max_alarm_level)                            AS max_alarm_level,
-            count(*) FILTER (WHERE max_alarm_level > 0)     AS alarm_frames,
-            count(*) FILTER (WHERE max_alarm_level >= 3)    AS severe_alarm_frames
+            {{vehicle_stats}}
         FROM vehicle_telemetry
         WHERE ts >= $1 AND ts < $2
         GROUP BY 1, 2$q$,

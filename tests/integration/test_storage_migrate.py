@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from storage import (
 )
 from storage.connect import connect
 from storage.migrate import LOCK_KEY, discover, schema_status
+from storage.migration_files import SUPERSEDED
 from storage.synthetic import frame_rows, vin
 from storage.tables import TABLES
 
@@ -116,6 +118,34 @@ async def test_two_processes_at_once_apply_each_migration_once(
     assert applied[0] == [] and len(applied[1]) == len(discover())
     versions = await conn.fetch("SELECT version FROM nev.schema_migrations ORDER BY version")
     assert [r["version"] for r in versions] == sorted(discover())
+
+
+async def test_a_database_migrated_before_the_shared_tables_stays_current(
+    conn: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database whose 0002/0003 were applied from the files written once per flavour records
+    # their old checksums: it is current, with no "changed after it was applied" warning; a
+    # checksum that is neither the old nor the new one still warns.
+    await migrate(conn, StorageParams())
+    for (version, mode), before in SUPERSEDED.items():
+        if mode is SchemaMode.PLAIN:
+            await conn.execute(
+                "UPDATE nev.schema_migrations SET checksum = $2 WHERE version = $1",
+                version,
+                min(before),
+            )
+    with caplog.at_level(logging.WARNING, logger="storage.migrate"):
+        report = await migrate(conn, StorageParams())
+    assert report.applied == [] and (await schema_status(conn, "nev")).pending == ()
+    assert not [r for r in caplog.records if "changed after it was applied" in r.getMessage()]
+    await conn.execute("UPDATE nev.schema_migrations SET checksum = 'edited' WHERE version = 3")
+    with caplog.at_level(logging.WARNING, logger="storage.migrate"):
+        await migrate(conn, StorageParams())
+    changed = [r.getMessage() for r in caplog.records if "changed after" in r.getMessage()]
+    assert changed == [
+        "migration 0003_aggregates changed after it was applied; forward-only: the change is "
+        "NOT applied, add a new migration instead"
+    ]
 
 
 async def test_a_forced_flavour_must_match_the_schema(conn: Any) -> None:

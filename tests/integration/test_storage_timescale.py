@@ -30,6 +30,17 @@ from storage.synthetic import frame_rows, vin
 pytestmark = pytest.mark.integration
 
 TP = ("nev.vehicle.raw", 3)
+# A chunk's rows, batches (compressed rows) and how many of them its last full compression
+# wrote (TimescaleDB's catalog): a roll-up merge adds batches without writing them anew.
+_CHUNK_STATE = """
+SELECT i.range_start, i.range_end, i.is_compressed, c.compressed_chunk_id,
+       s.numrows_pre_compression AS rows, s.numrows_post_compression AS batches,
+       s.numrows_frozen_immediately AS written
+FROM timescaledb_information.chunks i
+JOIN _timescaledb_catalog.chunk c ON c.schema_name = i.chunk_schema AND c.table_name = i.chunk_name
+LEFT JOIN _timescaledb_catalog.compression_chunk_size s ON s.chunk_id = c.id
+WHERE i.hypertable_schema = $1 AND i.hypertable_name = 'vehicle_telemetry'
+"""
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -138,7 +149,9 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
         assert "vehicle_telemetry: chunk interval 2 h" in report.settings
         assert "raw_frames: policy_retention removed" in report.settings
         assert sum("compress_after = 1 day" in line for line in report.settings) == 6
-        assert len(report.settings) == 8
+        # the recompression job follows: compress_after + the longest rolled-up chunk + 1 h
+        assert "recompress_rolled_up: every 1 h, chunks that ended 27 h ago" in report.settings
+        assert len(report.settings) == 9
         assert "raw_frames" not in await jobs(conn, schema, "policy_retention")
         again = await migrate(conn, StorageParams(schema=schema, timescale=changed))
         assert again.settings == []
@@ -223,6 +236,74 @@ async def test_compression_policy_compresses_old_chunks(timescale_dsn: str, sche
         assert res.duplicates_skipped == 15 and res.rows["vehicle_telemetry"] == 5
         async with w.pool.acquire() as conn:
             assert await conn.fetchval(f"SELECT count(*) FROM {schema}.vehicle_telemetry") == 115
+    finally:
+        await w.close()
+
+
+async def test_rolled_up_chunks_are_compressed_again_by_the_recompress_job(
+    timescale_dsn: str, schema: str
+) -> None:
+    # 5 vehicles, a frame a minute for 40 minutes, 10 days ago: 8 chunks of 5 minutes, which
+    # the compression policy rolls up into one chunk holding each source chunk's batches.
+    start = (NOW - timedelta(days=10)).replace(minute=0, second=0)
+    frames = [
+        frame_rows(vin(i), start + timedelta(minutes=k), seq=k) for k in range(40) for i in range(5)
+    ]
+    assert TimescaleParams().chunk_intervals()["vehicle_telemetry"] == timedelta(minutes=5)
+    w = await open_writer(timescale_dsn, schema)
+    try:
+        await w.write_batch(frames, {TP: OffsetRange(None, len(frames))})
+        async with w.pool.acquire() as conn:
+            policy = (await jobs(conn, schema, "policy_compression"))["vehicle_telemetry"]
+            await conn.execute(f"CALL run_job({policy['job_id']})")
+
+            async def state() -> list[Any]:
+                return list(
+                    await conn.fetch(
+                        _CHUNK_STATE,
+                        schema,
+                    )
+                )
+
+            rolled = await state()
+            assert len(rolled) == 1 and rolled[0]["is_compressed"]
+            assert rolled[0]["range_end"] - rolled[0]["range_start"] == timedelta(minutes=40)
+            # one batch per vehicle per source chunk, appended by the merges
+            assert (rolled[0]["rows"], rolled[0]["batches"]) == (200, 5 * 8)
+            assert rolled[0]["written"] < rolled[0]["batches"]
+            size_rolled = await conn.fetchval(
+                "SELECT hypertable_size($1::regclass)", f"{schema}.vehicle_telemetry"
+            )
+
+            job = await conn.fetchrow(
+                "SELECT job_id, config FROM timescaledb_information.jobs "
+                "WHERE proc_schema = $1 AND proc_name = 'recompress_rolled_up'",
+                schema,
+            )
+            await conn.execute(f"CALL run_job({job['job_id']})")
+            again = await state()
+            assert len(again) == 1 and again[0]["is_compressed"]
+            assert again[0]["range_start"] == rolled[0]["range_start"]
+            # one batch per vehicle for the whole rolled-up chunk, all written by one compression
+            assert (again[0]["rows"], again[0]["batches"], again[0]["written"]) == (200, 5, 5)
+            assert again[0]["compressed_chunk_id"] != rolled[0]["compressed_chunk_id"]
+            assert (
+                await conn.fetchval(
+                    "SELECT hypertable_size($1::regclass)", f"{schema}.vehicle_telemetry"
+                )
+                < size_rolled
+            )
+            # the data reads back the same
+            stored = await conn.fetch(
+                f"SELECT vin, ts, odometer_km FROM {schema}.vehicle_telemetry ORDER BY vin, ts"
+            )
+            want = sorted(
+                (f.vehicle.vin, f.vehicle.ts, f.vehicle.odometer_km) for f in frames if f.vehicle
+            )
+            assert [(r["vin"], r["ts"], r["odometer_km"]) for r in stored] == want
+            # recompressed once: the next run leaves it alone
+            await conn.execute(f"CALL run_job({job['job_id']})")
+            assert (await state())[0]["compressed_chunk_id"] == again[0]["compressed_chunk_id"]
     finally:
         await w.close()
 

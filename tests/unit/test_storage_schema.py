@@ -10,6 +10,7 @@ import pytest
 from ingest.decoders.rows import AlarmRow, MotorRow, PackRow, SessionRow, VehicleRow
 from storage.errors import MigrationError
 from storage.migrate import MIGRATIONS_DIR, discover, plan
+from storage.migration_files import SUPERSEDED
 from storage.params import SchemaMode
 from storage.tables import ALARMS, MOTORS, PACKS, RAW, SESSIONS, TABLES, VEHICLES, RawRow
 
@@ -101,12 +102,46 @@ def test_summary_tables_have_the_continuous_aggregates_columns() -> None:
 def test_malformed_names_and_half_pairs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "0001_a.sql").write_text("SELECT 1;")
     (tmp_path / "0002_b.plain.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="needs both"):
+    with pytest.raises(MigrationError, match=r"or both \.plain\.sql and \.timescale\.sql"):
         discover(tmp_path)
     (tmp_path / "0002_b.plain.sql").unlink()
     (tmp_path / "2_c.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="not NNNN_name"):
         discover(tmp_path)
+
+
+def test_a_version_is_its_shared_file_then_the_flavours_with_placeholders_filled(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "0007_x.sql").write_text("CREATE TABLE t (\n    a int\n) {{partitioned_by_ts}};\n")
+    (tmp_path / "0007_x.timescale.sql").write_text("SELECT\n    k,\n    {{cols}}\nFROM t;\n")
+    (tmp_path / "0007_x.cols.part.sql").write_text(
+        "-- what it is, left out\nmin(a) AS lo,\nmax(a) AS hi\n"
+    )
+    files = discover(tmp_path)[7]
+    assert (
+        files[SchemaMode.PLAIN].sql == "CREATE TABLE t (\n    a int\n) PARTITION BY RANGE (ts);\n"
+    )
+    assert files[SchemaMode.PLAIN].path.name == "0007_x.sql"  # plain adds nothing here
+    assert files[SchemaMode.TIMESCALE].sql == (
+        "CREATE TABLE t (\n    a int\n) ;\n\nSELECT\n    k,\n    min(a) AS lo,\n    max(a) AS hi\n"
+        "FROM t;\n"
+    )
+    assert files[SchemaMode.TIMESCALE].checksum != files[SchemaMode.PLAIN].checksum
+    (tmp_path / "0007_x.plain.sql").write_text("SELECT {{colz}};\n")
+    with pytest.raises(MigrationError, match=r"0007_x.plain.sql: unknown placeholder \{\{colz\}\}"):
+        discover(tmp_path)
+
+
+def test_the_shared_column_lists_render_as_each_flavour_wrote_them_before() -> None:
+    # The checksums of 0002/0003 before the flavours shared their tables: the rewrite is
+    # accepted as the same migration (the schema was compared object by object), and nothing
+    # else is.
+    for (version, mode), before in SUPERSEDED.items():
+        mig = discover()[version][mode]
+        assert all(mig.matches(c) for c in before)
+        assert mig.matches(mig.checksum) and not mig.matches("0" * 64)
+    assert "{{" not in "".join(m.sql for v in discover().values() for m in v.values())
 
 
 def test_files_are_found_where_the_package_is() -> None:

@@ -1,0 +1,22 @@
+-- {{vehicle_stats_columns}}: the columns of the plain summary tables vehicle_stats_1m and _1h,
+-- the output of {{vehicle_stats}} with its types (a unit test checks the names agree).
+-- These leading comment lines are the part's description and are not included.
+vin                 text COLLATE "C" NOT NULL,
+bucket              timestamptz NOT NULL,
+frames              bigint      NOT NULL,
+first_ts            timestamptz NOT NULL,
+last_ts             timestamptz NOT NULL,
+odometer_min_km     double precision,
+odometer_max_km     double precision,
+distance_km         double precision,
+energy_out_kwh      double precision,
+energy_in_kwh       double precision,
+soc_min_pct         smallint,
+soc_max_pct         smallint,
+max_temp_c          smallint,
+max_cell_voltage_v  real,
+min_cell_voltage_v  real,
+max_alarm_level     smallint,
+alarm_frames        bigint      NOT NULL,
+severe_alarm_frames bigint      NOT NULL,
+PRIMARY KEY (vin, bucket)
