@@ -1,8 +1,9 @@
 """``nev-ingest rules``: validate a rule file, and replay frames through it offline.
 
 ``rules check FILE`` lists every problem as ``FILE:LINE: error: rule ID key 'K': why`` (exit 2
-when there is an error, like any other invalid input). ``rules test FILE --frames FRAMES`` replays frames through the rules,
-the way an engineer tunes a threshold, and prints the alerts that would be raised and cleared.
+when there is an error, like any invalid input). ``rules test FILE --frames FRAMES`` replays
+frames through the rules, the way an engineer tunes a threshold, and prints the alerts that
+would be raised and cleared.
 FRAMES holds one frame per line: hex (as ``nev-ingest decode`` reads it), a JSON object with a
 ``hex`` member (e.g. the protocol test vectors), or a JSON frame in the decoded-row form of
 ``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``).
