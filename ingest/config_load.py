@@ -209,6 +209,7 @@ def _convert(value: object, hint: object, spec: FieldSpec, where: str) -> object
     elif hint is str:
         if not isinstance(value, str):
             raise UserError(f"{where} = {value!r}: expected a string")
+        _check_utf8(value, where)
         if spec.pattern is not None and not spec.pattern.matches(value):
             raise UserError(f"{where} = {value!r}: expected {spec.pattern.meaning}")
         out = value
@@ -279,8 +280,19 @@ def _to_float(value: object, where: str, spec: FieldSpec) -> float:
     return number
 
 
+def _check_utf8(value: str, where: str) -> None:
+    """Bytes that are not UTF-8 in the environment or argv arrive as lone surrogates, which
+    no client library can send; refuse them here rather than with a traceback later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Not echoed: the value may be a secret or a DSN with a password.
+        raise UserError(f"{where}: not UTF-8 text; give it in UTF-8") from None
+
+
 def _to_str_tuple(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
+        _check_utf8(value, where)
         return tuple(item.strip() for item in value.split(",") if item.strip())
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)

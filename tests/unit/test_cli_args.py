@@ -178,3 +178,11 @@ def test_config_file_not_utf8_or_nested_too_deeply(tmp_path: Path) -> None:
     deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(UserError, match="nested too deeply"):
         load_settings(config_file=deep, environ={})
+
+
+def test_text_that_is_not_utf8_is_refused_without_echoing_it() -> None:
+    # Bytes that are not UTF-8 in the environment arrive as lone surrogates.
+    dsn = "postgresql://nev:hunter2\udcff@db/nev"
+    with pytest.raises(UserError) as info:
+        load_settings(environ={"NEV_POSTGRES_DSN": dsn})
+    assert str(info.value) == "NEV_POSTGRES_DSN: postgres.dsn: not UTF-8 text; give it in UTF-8"

@@ -86,6 +86,11 @@ RANGE_CASES = [
         ("pipeline.workers = 99999999999999999999999: expected an integer from 1 to 256",),
     ),
     (("config", "check", "--timeout", "-1"), ("argument --timeout",)),
+    (
+        ("alerts", "list", "--dsn", "postgresql://nev:s\udcffcret@127.0.0.1/nev"),
+        ("command line: postgres.dsn: not UTF-8 text",),
+    ),
+    (("query", "track", "VIN", "--tz", "\udcff"), ("--tz",)),
     (("run", "--workers", "0"), ("argument --workers", "from 1 to 256")),
     (("run", "--metrics-port", "70000"), ("argument --metrics-port", "from 1 to 65535")),
     (("demo", "--vehicles", "0"), ("argument --vehicles",)),
