@@ -19,10 +19,14 @@ from psycopg.rows import dict_row
 
 from alerts.frames import CST
 from alerts.model import SEVERITIES
+from ingest.cli_args import int_range, text
 from ingest.config_load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
 
 __all__ = ["register"]
+
+MAX_ROWS = 100_000
+_ALERT_ID = int_range(1, 2**63 - 1)  # alerts.id is a bigint
 
 
 def register(subparsers: Any) -> None:
@@ -31,17 +35,22 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="open alerts, newest first (--all: cleared too)")
     ls.add_argument("--all", action="store_true", help="include cleared alerts")
-    ls.add_argument("--entity", help="one VIN / entity id")
-    ls.add_argument("--rule", help="one rule id")
+    ls.add_argument("--entity", type=text(64), help="one VIN / entity id")
+    ls.add_argument("--rule", type=text(64), help="one rule id")
     ls.add_argument("--severity", choices=SEVERITIES, help="this severity or worse")
     ls.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument(
+        "--limit",
+        type=int_range(1, MAX_ROWS),
+        default=50,
+        help=f"at most this many (1..{MAX_ROWS})",
+    )
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=_list)
     ack = sub.add_parser("ack", help="acknowledge alerts by id")
-    ack.add_argument("ids", nargs="+", type=int, metavar="ID")
-    ack.add_argument("--by", required=True, help="who acknowledges (name or login)")
-    ack.add_argument("--note", help="free text kept with the acknowledgement")
+    ack.add_argument("ids", nargs="+", type=_ALERT_ID, metavar="ID")
+    ack.add_argument("--by", type=text(128), required=True, help="who acknowledges (name or login)")
+    ack.add_argument("--note", type=text(2000), help="one line kept with the acknowledgement")
     ack.set_defaults(func=_ack)
     for sp in (ls, ack):
         sp.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
@@ -95,7 +104,7 @@ def _list(args: argparse.Namespace) -> int:
         params.append(list(SEVERITIES[SEVERITIES.index(args.severity) :]))
     if args.unacked:
         where.append("acked_at IS NULL")
-    params.append(max(1, args.limit))
+    params.append(args.limit)
     sql = (
         "SELECT id, entity_kind, entity_id, rule_id, severity, title, opened_at, last_seen_at, "
         "cleared_at, peak_value, frame_count, late, acked_at, acked_by, ack_note FROM alerts "

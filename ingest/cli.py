@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ingest.cli_args import OneLineParser
 from ingest.errors import UserError
 
 # Import paths of the subcommand modules, in the order ``--help`` lists them.
@@ -30,7 +31,9 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # OneLineParser: a bad flag is one line naming it and what it accepts (exit 2), like a
+    # UserError, instead of argparse's usage block.
+    parser = OneLineParser(
         prog="nev-ingest",
         description="GB/T 32960 NEV telemetry: Kafka -> decode -> TimescaleDB, with safety alerts.",
     )

@@ -18,13 +18,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from ingest.config_fields import Section, setting
+from ingest.config_fields import Pattern, Section, setting
 
 # Entity kind is a dimension everywhere (topics, decoders, tables, rules, metrics).
 ENTITY_KINDS: Final = ("vehicle", "charger", "battery")
 
 PORT_MIN: Final = 1
 PORT_MAX: Final = 65535
+
+# Upper bounds shared by several keys. They only stop absurd values (a typo, an extra digit);
+# raise one if a real deployment needs more.
+MAX_PARTITIONS: Final = 10_000
+MAX_WORKERS: Final = 256  # processes of one host; more hosts scale further, not more workers
+MAX_TIMEOUT_S: Final = 3600.0
+MAX_RETENTION_DAYS: Final = 36_500  # 100 years; 0 keeps forever
+
+# Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic).
+KAFKA_TOPIC: Final = Pattern(
+    r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,249}",
+    "a Kafka topic name (letters, digits, '.', '_', '-'; 1 to 249 characters; not '.' or '..')",
+)
+# Schema names are spliced into SQL text (storage.params.check_identifier accepts the same).
+SQL_IDENTIFIER: Final = Pattern(
+    r"[a-z_][a-z0-9_]{0,62}",
+    "a plain SQL name (lower-case letters, digits, '_'; not starting with a digit; "
+    "at most 63 characters)",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -41,8 +60,9 @@ class KafkaSettings(Section):
     )
     sasl_mechanism: str = setting(
         "SCRAM-SHA-512",
-        "SASL mechanism, used when security_protocol is SASL_*.",
-        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"),
+        "SASL mechanism, used when security_protocol is SASL_*. (OAUTHBEARER is not offered: "
+        "aiokafka needs a token provider object for it, which a setting cannot give.)",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
     )
     sasl_username: str = setting("", "SASL user name.")
     sasl_password: str = setting("", "SASL password.", secret=True)
@@ -50,21 +70,38 @@ class KafkaSettings(Section):
     ssl_certfile: str = setting("", "PEM client certificate, for mutual TLS.")
     ssl_keyfile: str = setting("", "PEM private key of ssl_certfile.")
     ssl_key_password: str = setting("", "Password of ssl_keyfile, if encrypted.", secret=True)
-    topic_vehicle: str = setting("nev.vehicle.raw", "Raw GB/T 32960 frames from vehicles.")
-    topic_charger: str = setting("nev.charger.raw", "Raw frames from charging piles.")
-    topic_battery: str = setting("nev.battery.raw", "Raw frames from battery packs.")
-    topic_dlq: str = setting("nev.dlq", "Dead letters: undecodable or rejected frames + reason.")
-    topic_alerts: str = setting("nev.alerts", "Alerts raised by the rule engine (JSON).")
+    topic_vehicle: str = setting(
+        "nev.vehicle.raw", "Raw GB/T 32960 frames from vehicles.", pattern=KAFKA_TOPIC
+    )
+    topic_charger: str = setting(
+        "nev.charger.raw", "Raw frames from charging piles.", pattern=KAFKA_TOPIC
+    )
+    topic_battery: str = setting(
+        "nev.battery.raw", "Raw frames from battery packs.", pattern=KAFKA_TOPIC
+    )
+    topic_dlq: str = setting(
+        "nev.dlq", "Dead letters: undecodable or rejected frames + reason.", pattern=KAFKA_TOPIC
+    )
+    topic_alerts: str = setting(
+        "nev.alerts", "Alerts raised by the rule engine (JSON).", pattern=KAFKA_TOPIC
+    )
     partitions: int = setting(
         12,
         "Partitions of each raw topic when nev-ingest creates it; caps the useful worker count.",
         minimum=1,
-        maximum=10000,
+        maximum=MAX_PARTITIONS,
     )
-    dlq_partitions: int = setting(3, "Partitions of the dead-letter topic.", minimum=1)
-    alerts_partitions: int = setting(3, "Partitions of the alerts topic.", minimum=1)
+    dlq_partitions: int = setting(
+        3, "Partitions of the dead-letter topic.", minimum=1, maximum=MAX_PARTITIONS
+    )
+    alerts_partitions: int = setting(
+        3, "Partitions of the alerts topic.", minimum=1, maximum=MAX_PARTITIONS
+    )
     replication_factor: int = setting(
-        1, "Replication factor of topics nev-ingest creates (3 in production).", minimum=1
+        1,
+        "Replication factor of topics nev-ingest creates (3 in production).",
+        minimum=1,
+        maximum=16,
     )
     request_timeout_ms: int = setting(
         30000, "Timeout of one request to a broker.", minimum=1000, maximum=600000
@@ -103,12 +140,14 @@ class PostgresSettings(Section):
     sslrootcert: str = setting("", "PEM file of the CA for verify-ca / verify-full.")
     sslcert: str = setting("", "PEM client certificate.")
     sslkey: str = setting("", "PEM private key of sslcert.")
-    pool_min_size: int = setting(1, "Connections each worker keeps open.", minimum=0)
-    pool_max_size: int = setting(4, "Most connections each worker opens.", minimum=1)
+    pool_min_size: int = setting(1, "Connections each worker keeps open.", minimum=0, maximum=100)
+    pool_max_size: int = setting(4, "Most connections each worker opens.", minimum=1, maximum=100)
     statement_timeout_ms: int = setting(
-        60000, "Server-side statement timeout; 0 disables it.", minimum=0
+        60000, "Server-side statement timeout; 0 disables it.", minimum=0, maximum=86_400_000
     )
-    connect_timeout_s: float = setting(10.0, "Timeout of one connection attempt.", minimum=0.1)
+    connect_timeout_s: float = setting(
+        10.0, "Timeout of one connection attempt.", minimum=0.1, maximum=300
+    )
     schema_mode: str = setting(
         "auto",
         "Schema flavour: auto detects the timescaledb extension.",
@@ -125,7 +164,11 @@ class PostgresSettings(Section):
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class StorageSettings(Section):
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")
-    schema: str = setting("nev", "Database schema of the tables (one database can hold several).")
+    schema: str = setting(
+        "nev",
+        "Database schema of the tables (one database can hold several).",
+        pattern=SQL_IDENTIFIER,
+    )
     dedupe: str = setting(
         "offsets",
         "offsets: plain COPY, replays stopped by the offsets stored with the rows; staging: "
@@ -136,64 +179,101 @@ class StorageSettings(Section):
         1_000_000,
         "Vehicles this database serves; sets the TimescaleDB chunk interval (docs/storage.md).",
         minimum=1,
+        maximum=100_000_000,
     )
     frame_interval_s: float = setting(
-        10.0, "Seconds between two real-time frames of one vehicle.", minimum=1
+        10.0, "Seconds between two real-time frames of one vehicle.", minimum=1, maximum=3600
     )
     db_memory_gb: float = setting(
         64.0,
         "Database server memory; a quarter holds the indexes of the chunks written.",
         minimum=1,
+        maximum=65536,
     )
     chunk_interval_min: int = setting(
-        0, "Chunk interval of the per-frame hypertables; 0: from the fleet arithmetic.", minimum=0
+        0,
+        "Chunk interval of the per-frame hypertables; 0: from the fleet arithmetic.",
+        minimum=0,
+        maximum=43_200,
     )
     compress_after_h: float = setting(
-        48.0, "TimescaleDB: compress chunks older than this.", minimum=1
+        48.0, "TimescaleDB: compress chunks older than this.", minimum=1, maximum=87_600
     )
     retention_days: int = setting(
-        1095, "Keep telemetry, alarms and sessions this many days; 0: forever.", minimum=0
+        1095,
+        "Keep telemetry, alarms and sessions this many days; 0: forever.",
+        minimum=0,
+        maximum=MAX_RETENTION_DAYS,
     )
     raw_frames_retention_days: int = setting(
-        7, "Keep raw_frames this many days; 0: forever.", minimum=0
+        7, "Keep raw_frames this many days; 0: forever.", minimum=0, maximum=MAX_RETENTION_DAYS
     )
     stats_1m_retention_days: int = setting(
-        400, "Keep the per-minute aggregates this many days; 0: forever.", minimum=0
+        400,
+        "Keep the per-minute aggregates this many days; 0: forever.",
+        minimum=0,
+        maximum=MAX_RETENTION_DAYS,
     )
     stats_1h_retention_days: int = setting(
-        0, "Keep the per-hour aggregates this many days; 0: forever.", minimum=0
+        0,
+        "Keep the per-hour aggregates this many days; 0: forever.",
+        minimum=0,
+        maximum=MAX_RETENTION_DAYS,
     )
-    partition_interval_h: int = setting(24, "Plain PostgreSQL: hours per partition.", minimum=1)
+    partition_interval_h: int = setting(
+        24, "Plain PostgreSQL: hours per partition.", minimum=1, maximum=744
+    )
     partition_premake_days: int = setting(
-        3, "Plain PostgreSQL: partitions are created this many days ahead.", minimum=1
+        3, "Plain PostgreSQL: partitions are created this many days ahead.", minimum=1, maximum=366
     )
     partition_backfill_days: int = setting(
-        8, "Plain PostgreSQL: and this many days back, for reissued frames.", minimum=1
+        8, "Plain PostgreSQL: and this many days back, for reissued frames.", minimum=1, maximum=366
     )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class PipelineSettings(Section):
-    workers: int = setting(1, "Worker processes, each a consumer in the group.", minimum=1)
+    workers: int = setting(
+        1,
+        "Worker processes, each a consumer in the group (more than the partitions idle).",
+        minimum=1,
+        maximum=MAX_WORKERS,
+    )
     batch_max_frames: int = setting(
-        5000, "Write a batch when it holds this many frames.", minimum=1
+        5000, "Write a batch when it holds this many frames.", minimum=1, maximum=1_000_000
     )
-    batch_linger_ms: int = setting(200, "... or when its oldest frame waited this long.", minimum=0)
+    batch_linger_ms: int = setting(
+        200, "... or when its oldest frame waited this long.", minimum=0, maximum=60_000
+    )
     max_in_flight_frames: int = setting(
-        50000, "Frames a worker holds before it pauses its partitions.", minimum=1
+        50000,
+        "Frames a worker holds before it pauses its partitions.",
+        minimum=1,
+        maximum=10_000_000,
     )
-    shutdown_timeout_s: float = setting(30.0, "Deadline to flush and commit on SIGTERM.", minimum=0)
+    shutdown_timeout_s: float = setting(
+        30.0, "Deadline to flush and commit on SIGTERM.", minimum=0, maximum=MAX_TIMEOUT_S
+    )
     pause_after_s: float = setting(
-        1.0, "Pause the partitions when in-flight frames stay at the bound this long.", minimum=0
+        1.0,
+        "Pause the partitions when in-flight frames stay at the bound this long.",
+        minimum=0,
+        maximum=MAX_TIMEOUT_S,
     )
     revoke_timeout_s: float = setting(
-        10.0, "On rebalance, time to commit in-flight batches before abandoning them.", minimum=0
+        10.0,
+        "On rebalance, time to commit in-flight batches before abandoning them.",
+        minimum=0,
+        maximum=MAX_TIMEOUT_S,
     )
     retry_backoff_max_s: float = setting(
-        5.0, "Longest wait between retries of a batch after a transient error.", minimum=0.01
+        5.0,
+        "Longest wait between retries of a batch after a transient error.",
+        minimum=0.01,
+        maximum=300,
     )
     lag_interval_s: float = setting(
-        2.0, "How often consumer lag and pool gauges are refreshed.", minimum=0.1
+        2.0, "How often consumer lag and pool gauges are refreshed.", minimum=0.1, maximum=300
     )
     write_lanes: int = setting(
         2,
@@ -203,7 +283,10 @@ class PipelineSettings(Section):
         maximum=16,
     )
     stall_after_s: float = setting(
-        60.0, "/readyz fails when a worker with backlog committed nothing for so long.", minimum=1
+        60.0,
+        "/readyz fails when a worker with backlog committed nothing for so long.",
+        minimum=1,
+        maximum=86_400,
     )
 
 
@@ -234,7 +317,10 @@ class DevstackSettings(Section):
         "", "PostgreSQL server binaries; empty finds them (pg_config, /usr/lib/postgresql/*)."
     )
     start_timeout_s: float = setting(
-        180.0, "How long up waits for a service to accept connections.", minimum=1
+        180.0,
+        "How long up waits for a service to accept connections.",
+        minimum=1,
+        maximum=MAX_TIMEOUT_S,
     )
 
 

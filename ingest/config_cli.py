@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from ingest.cli_args import float_range
 from ingest.config_docs import render_docs, show_json, show_toml
 from ingest.config_load import add_config_arguments, settings_from_args
 from ingest.connections import check_kafka, check_postgres
@@ -29,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check", help="validate the configuration and connect to Kafka and PostgreSQL"
     )
     check.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS", help="per service (default 10)"
+        "--timeout",
+        type=float_range(0.1, 600),
+        default=10.0,
+        metavar="SECONDS",
+        help="per service, 0.1..600 (default 10)",
     )
     check.add_argument(
         "--skip", choices=("kafka", "postgres"), action="append", default=[], help="skip a check"

@@ -9,7 +9,7 @@ import typing
 from typing import Any, Final
 
 from ingest.config import SECTIONS, Settings
-from ingest.config_fields import masked_value, spec_of
+from ingest.config_fields import masked_value, show_number, spec_of
 from ingest.config_load import ENV_CONFIG, ENV_PREFIX, FILE_SUFFIX
 
 DOCS_PATH: Final = "docs/configuration.md"
@@ -64,11 +64,15 @@ def _accepts(field: dataclasses.Field[Any], hint: str) -> str:
     spec = spec_of(field)
     if spec.choices:
         return " \\| ".join(f"`{c}`" for c in spec.choices)
+    if spec.pattern is not None:
+        return _cell(spec.pattern.meaning)
     low, high = spec.minimum, spec.maximum
     if low is not None and high is not None:
-        return f"{hint} {low:g}–{high:g}"
+        return f"{hint} {show_number(low)}–{show_number(high)}"
     if low is not None:
-        return f"{hint} ≥ {low:g}"
+        return f"{hint} ≥ {show_number(low)}"
+    if high is not None:
+        return f"{hint} ≤ {show_number(high)}"
     return hint
 
 

@@ -9,6 +9,8 @@ unit, secrecy). Adding a key is one line in ``ingest/config.py``; the loader, ``
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -20,6 +22,18 @@ MASK: Final = "********"
 
 
 @dataclass(frozen=True, slots=True)
+class Pattern:
+    """The shape a text setting must have: a regular expression and what it means to a person
+    (the error and the docs show ``meaning``; the regex is for the code)."""
+
+    regex: str
+    meaning: str
+
+    def matches(self, value: str) -> bool:
+        return re.fullmatch(self.regex, value) is not None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     """What the loader and the docs know about one key beyond its type and default."""
 
@@ -27,6 +41,7 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    pattern: Pattern | None = None
     # "secret": masked whole and readable from a ``<key>_file``; "dsn": the password inside a
     # connection URL is masked; "": shown as is.
     secret: str = ""
@@ -44,11 +59,15 @@ def setting(
     choices: Sequence[str] = (),
     minimum: float | None = None,
     maximum: float | None = None,
+    pattern: Pattern | None = None,
     secret: bool = False,
     dsn: bool = False,
     example: str = "",
 ) -> T:
     """Declare one configuration key: its default, one-line help, and what values it accepts.
+
+    Numbers take ``minimum``/``maximum`` (inclusive; both, so that the docs give a range),
+    text may take ``choices`` or a ``pattern``.
 
     Secrets (``secret=True``) are masked by ``config show`` and may be given as a file with the
     companion key ``<key>_file`` (the file's content, stripped of surrounding whitespace).
@@ -58,12 +77,20 @@ def setting(
         choices=tuple(choices),
         minimum=minimum,
         maximum=maximum,
+        pattern=pattern,
         secret="secret" if secret else ("dsn" if dsn else ""),
         example=example,
     )
     # repr=False: a section's repr must never print a secret (sections mask in __repr__).
     field: Any = dataclasses.field(default=default, metadata={"spec": spec}, repr=not secret)
     return field  # type: ignore[no-any-return]
+
+
+def show_number(value: float) -> str:
+    """A bound as a person reads it: ``1000000``, ``0.5``, not ``1e+06``."""
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def spec_of(field: dataclasses.Field[Any]) -> FieldSpec:

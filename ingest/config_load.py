@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ingest.config import ENTITY_KINDS, SECTIONS, Settings
-from ingest.config_fields import FieldSpec, Section, spec_of
+from ingest.config_fields import FieldSpec, Section, show_number, spec_of
 from ingest.errors import UserError
 
 ENV_PREFIX: Final = "NEV_"
@@ -108,8 +108,16 @@ def _read_toml(path: Path, raw: dict[str, dict[str, tuple[object, str]]]) -> Non
         ) from None
     except OSError as exc:
         raise UserError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"config file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise UserError(f"config file {path}: arrays or tables nested too deeply") from None
     for section, table in data.items():
         if section not in SECTIONS:
             raise UserError(f"{path}: unknown section [{section}]{_suggest(section, SECTIONS)}")
@@ -201,6 +209,9 @@ def _convert(value: object, hint: object, spec: FieldSpec, where: str) -> object
     elif hint is str:
         if not isinstance(value, str):
             raise UserError(f"{where} = {value!r}: expected a string")
+        _check_utf8(value, where)
+        if spec.pattern is not None and not spec.pattern.matches(value):
+            raise UserError(f"{where} = {value!r}: expected {spec.pattern.meaning}")
         out = value
     elif typing.get_origin(hint) is tuple:
         out = _to_str_tuple(value, where)
@@ -226,19 +237,19 @@ def _to_bool(value: object, where: str) -> bool:
 
 def _bounds(spec: FieldSpec) -> str:
     if spec.minimum is not None and spec.maximum is not None:
-        return f" from {spec.minimum:g} to {spec.maximum:g}"
+        return f" from {show_number(spec.minimum)} to {show_number(spec.maximum)}"
     if spec.minimum is not None:
-        return f" >= {spec.minimum:g}"
+        return f" >= {show_number(spec.minimum)}"
     if spec.maximum is not None:
-        return f" <= {spec.maximum:g}"
+        return f" <= {show_number(spec.maximum)}"
     return ""
 
 
-def _check_range(number: float, spec: FieldSpec, where: str, kind: str) -> None:
-    low = spec.minimum is not None and number < spec.minimum
-    high = spec.maximum is not None and number > spec.maximum
-    if low or high or math.isnan(number):
-        raise UserError(f"{where} = {number!r}: expected {kind}{_bounds(spec)}")
+def _check_range(value: float, spec: FieldSpec, where: str, kind: str) -> None:
+    low = spec.minimum is not None and value < spec.minimum
+    high = spec.maximum is not None and value > spec.maximum
+    if low or high or math.isnan(value):
+        raise UserError(f"{where} = {value!r}: expected {kind}{_bounds(spec)}")
 
 
 def _to_int(value: object, where: str, spec: FieldSpec) -> int:
@@ -269,8 +280,19 @@ def _to_float(value: object, where: str, spec: FieldSpec) -> float:
     return number
 
 
+def _check_utf8(value: str, where: str) -> None:
+    """Bytes that are not UTF-8 in the environment or argv arrive as lone surrogates, which
+    no client library can send; refuse them here rather than with a traceback later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Not echoed: the value may be a secret or a DSN with a password.
+        raise UserError(f"{where}: not UTF-8 text; give it in UTF-8") from None
+
+
 def _to_str_tuple(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
+        _check_utf8(value, where)
         return tuple(item.strip() for item in value.split(",") if item.strip())
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)
@@ -293,7 +315,7 @@ def _check_consistency(settings: Settings) -> None:
         )
     kafka = settings.kafka
     _check_bootstrap(kafka.bootstrap_servers)
-    sasl = kafka.security_protocol.startswith("SASL_") and kafka.sasl_mechanism != "OAUTHBEARER"
+    sasl = kafka.security_protocol.startswith("SASL_")
     if sasl and not (kafka.sasl_username and kafka.sasl_password):
         raise UserError(
             f"kafka.security_protocol = {kafka.security_protocol} needs "

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest.config import Settings
+from ingest.cli_args import float_range, int_range
+from ingest.config import MAX_WORKERS, Settings
 from ingest.config_load import add_config_arguments, settings_from_args
-from ingest.errors import UserError
 
 __all__ = ["register"]
 
@@ -39,9 +39,19 @@ def register(subparsers: Any) -> None:
         help="start everything locally, ingest simulated traffic, show what happened",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    p.add_argument("--vehicles", type=int, default=3000, help="simulated vehicles (3000)")
-    p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes each (10)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    # A demo on one machine: bounded so that a typo cannot queue hours of traffic.
+    p.add_argument(
+        "--vehicles", type=int_range(1, 100_000), default=3000, help="simulated vehicles (3000)"
+    )
+    p.add_argument(
+        "--minutes",
+        type=float_range(0, 1440, low_open=True),
+        default=10.0,
+        help="simulated minutes each, up to 1440 (10)",
+    )
+    p.add_argument(
+        "--workers", type=int_range(1, MAX_WORKERS), default=2, help="worker processes (2)"
+    )
     p.add_argument("--stop", action="store_true", help="stop the demo's service and exit")
     add_config_arguments(p)
     p.set_defaults(func=_main)
@@ -88,8 +98,6 @@ def _main(args: argparse.Namespace) -> int:
     if args.stop:
         _say("demo: service stopped" if stop_service(base) else "demo: no demo service running")
         return 0
-    if args.vehicles < 1 or args.minutes <= 0 or args.workers < 1:
-        raise UserError("--vehicles, --minutes and --workers must be positive")
     from ingest.demo_run import run_demo
 
     return run_demo(args, base, _demo_dir(base))

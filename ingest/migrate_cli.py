@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from ingest.cli_args import sql_name
 from ingest.config import Settings
 from ingest.config_fields import mask_dsn
 from ingest.config_load import add_config_arguments, settings_from_args
@@ -125,7 +126,9 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     p.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
-    p.add_argument("--schema", help="schema of the tables (overrides storage.schema)")
+    p.add_argument(
+        "--schema", type=sql_name, help="schema of the tables (overrides storage.schema)"
+    )
     p.add_argument(
         "--mode",
         choices=[m.value for m in SchemaMode],

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import sys
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,7 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import psycopg
 
-from ingest.config import Settings
+from ingest.cli_args import DurationTooLong, duration, int_range, parse_duration, sql_name, text
+from ingest.config import ENTITY_KINDS, Settings
 from ingest.config_load import add_config_arguments, settings_from_args
 from ingest.connections import postgres_dsn
 from ingest.errors import UserError
@@ -36,32 +36,41 @@ from storage.queries import QueryResult, Statement
 
 __all__ = ["parse_duration", "parse_time", "register"]
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)$")
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+# Times a query may name: far wider than any stored frame (GB/T 32960 years are 2000-2099),
+# narrow enough that a window's arithmetic (24 h before --to, 7 days before a day) cannot leave
+# the range of ``datetime``.
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+
+# Row limits, bucket widths and alarm levels a query accepts.
+MAX_ROWS = 10_000_000
+_EVERY = duration(timedelta(seconds=1), timedelta(days=366))
+_ID = text(64)  # VINs are 17 characters; other ids and escaped forms fit in 64
 
 
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``5m``, ``2h``, ``7d`` -> timedelta; ``ValueError`` otherwise."""
-    m = _DURATION.match(text.strip())
-    if m is None:
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 2h or 7d")
-    return timedelta(seconds=float(m[1]) * _UNITS[m[2]])
-
-
-def parse_time(text: str, tz: tzinfo, now: datetime) -> datetime:
-    """An ISO date/date-time (in ``tz`` unless it has an offset) or a duration ago."""
+def parse_time(text: str, tz: tzinfo, now: datetime, flag: str = "time") -> datetime:
+    """An ISO date/date-time (in ``tz`` unless it has an offset) or a duration ago, from
+    1970 to 2199; otherwise a ``UserError`` that names ``flag``."""
     try:
-        return now - parse_duration(text)
+        ago: timedelta | None = parse_duration(text)
+    except DurationTooLong:
+        ago = timedelta.max
     except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UserError(
-            f"time {text!r}: use an ISO date or date-time (2025-07-01, 2025-07-01T08:00, "
-            "2025-07-01T08:00+08:00) or a duration ago (30m, 6h, 7d)"
-        ) from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=tz)
+        ago = None
+    if ago is not None:
+        t = now - ago if ago <= now - TIME_MIN else TIME_MIN - timedelta(days=1)
+    else:
+        try:
+            t = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise UserError(
+                f"{flag} {text!r}: use an ISO date or date-time (2025-07-01, 2025-07-01T08:00, "
+                "2025-07-01T08:00+08:00) or a duration ago (30m, 6h, 7d)"
+            ) from None
+        t = t if t.tzinfo is not None else t.replace(tzinfo=tz)
+    if not TIME_MIN <= t < TIME_MAX:
+        raise UserError(f"{flag} {text!r}: expected a time from 1970 to 2199")
+    return t
 
 
 def register(subparsers: Any) -> None:
@@ -78,42 +87,53 @@ def register(subparsers: Any) -> None:
             sp.add_argument("--to", dest="end", help="end, exclusive (default: now)")
         sp.add_argument("--format", choices=("table", "json", "csv"), default="table")
         sp.add_argument("--tz", default="Asia/Shanghai", help="time zone of input and output")
-        sp.add_argument("--limit", type=int, default=10_000, help="at most this many rows")
+        sp.add_argument(
+            "--limit",
+            type=int_range(1, MAX_ROWS),
+            default=10_000,
+            help=f"at most this many rows (1..{MAX_ROWS})",
+        )
         sp.add_argument("--explain", action="store_true", help="print the plan (EXPLAIN ANALYZE)")
         sp.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
-        sp.add_argument("--schema", help="schema of the tables (overrides storage.schema)")
+        sp.add_argument(
+            "--schema", type=sql_name, help="schema of the tables (overrides storage.schema)"
+        )
         add_config_arguments(sp)
 
     t = sub.add_parser("track", help="a vehicle's track and telemetry over a time range")
-    t.add_argument("vin")
+    t.add_argument("vin", type=_ID)
     common(t)
     t.set_defaults(func=_track)
 
     la = sub.add_parser("latest", help="latest state of a VIN or of a fleet prefix")
-    la.add_argument("vin", nargs="?")
-    la.add_argument("--prefix", help="every entity whose id starts with this")
-    la.add_argument("--kind", default="vehicle", help="entity kind (vehicle, charger, battery)")
+    la.add_argument("vin", nargs="?", type=_ID)
+    la.add_argument("--prefix", type=_ID, help="every entity whose id starts with this")
+    la.add_argument("--kind", default="vehicle", choices=ENTITY_KINDS, help="entity kind")
     common(la, window=False)
     la.set_defaults(func=_latest)
 
     al = sub.add_parser("alarms", help="alarm frames by level and time range, newest first")
-    al.add_argument("--level", type=int, default=1, help="this alarm level or worse (1..4)")
-    al.add_argument("--vin", help="one vehicle only")
+    al.add_argument(
+        "--level", type=int_range(1, 4), default=1, help="this alarm level or worse (1..4)"
+    )
+    al.add_argument("--vin", type=_ID, help="one vehicle only")
     common(al)
     al.set_defaults(func=_alarms)
 
     d = sub.add_parser("daily", help="distance and energy per vehicle per day")
-    d.add_argument("--vin", help="one vehicle")
-    d.add_argument("--prefix", help="a fleet: every VIN starting with this")
+    d.add_argument("--vin", type=_ID, help="one vehicle")
+    d.add_argument("--prefix", type=_ID, help="a fleet: every VIN starting with this")
     d.add_argument("--from", dest="start", help="first day (default: 7 days before --to)")
     d.add_argument("--to", dest="end", help="last day, inclusive (default: today)")
     common(d, window=False)
     d.set_defaults(func=_daily)
 
     pk = sub.add_parser("pack", help="cell-voltage spread and max temperature of a vehicle's packs")
-    pk.add_argument("vin")
-    pk.add_argument("--pack", type=int, help="one pack number only")
-    pk.add_argument("--every", default="5m", help="bucket width (default 5m)")
+    pk.add_argument("vin", type=_ID)
+    pk.add_argument("--pack", type=int_range(1, 255), help="one pack number only (1..255)")
+    pk.add_argument(
+        "--every", type=_EVERY, default=timedelta(minutes=5), help="bucket width, 1s..366d (5m)"
+    )
     common(pk)
     pk.set_defaults(func=_pack)
 
@@ -128,8 +148,8 @@ def _zone(args: argparse.Namespace) -> ZoneInfo:
 def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     tz = _zone(args)
     now = datetime.now(tz)
-    end = parse_time(args.end, tz, now) if args.end else now
-    start = parse_time(args.start, tz, now) if args.start else end - timedelta(hours=24)
+    end = parse_time(args.end, tz, now, "--to") if args.end else now
+    start = parse_time(args.start, tz, now, "--from") if args.start else end - timedelta(hours=24)
     if start >= end:
         raise UserError(f"--from ({start.isoformat()}) must be before --to ({end.isoformat()})")
     return start, end
@@ -170,11 +190,14 @@ def _alarms(args: argparse.Namespace) -> int:
     )
 
 
-def _day(text: str, tz: ZoneInfo, today: date) -> date:
+def _day(text: str, tz: ZoneInfo, flag: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        return parse_time(text, tz, datetime.now(tz)).date() if text else today
+        return parse_time(text, tz, datetime.now(tz), flag).date()
+    if not TIME_MIN.date() <= day < TIME_MAX.date():
+        raise UserError(f"{flag} {text!r}: expected a day from 1970 to 2199")
+    return day
 
 
 def _daily(args: argparse.Namespace) -> int:
@@ -182,8 +205,8 @@ def _daily(args: argparse.Namespace) -> int:
         raise UserError("give --vin or --prefix, not both")
     tz = _zone(args)
     today = datetime.now(tz).date()
-    last = _day(args.end, tz, today) if args.end else today
-    first = _day(args.start, tz, today) if args.start else last - timedelta(days=6)
+    last = _day(args.end, tz, "--to") if args.end else today
+    first = _day(args.start, tz, "--from") if args.start else last - timedelta(days=6)
     if first > last:
         raise UserError(f"--from ({first}) is after --to ({last})")
     return _execute(
@@ -196,12 +219,8 @@ def _daily(args: argparse.Namespace) -> int:
 
 def _pack(args: argparse.Namespace) -> int:
     start, end = _window(args)
-    try:
-        every = parse_duration(args.every)
-    except ValueError as exc:
-        raise UserError(f"--every: {exc}") from None
     return _execute(
-        args, lambda s: queries.pack(s, args.vin, start, end, every=every, pack_no=args.pack)
+        args, lambda s: queries.pack(s, args.vin, start, end, every=args.every, pack_no=args.pack)
     )
 
 

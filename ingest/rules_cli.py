@@ -1,8 +1,9 @@
 """``nev-ingest rules``: validate a rule file, and replay frames through it offline.
 
-``rules check FILE`` lists every problem as ``FILE:LINE: error: rule ID key 'K': why`` (exit 1
-when there is an error). ``rules test FILE --frames FRAMES`` replays frames through the rules,
-the way an engineer tunes a threshold, and prints the alerts that would be raised and cleared.
+``rules check FILE`` lists every problem as ``FILE:LINE: error: rule ID key 'K': why`` (exit 2
+when there is an error, like any invalid input). ``rules test FILE --frames FRAMES`` replays
+frames through the rules, the way an engineer tunes a threshold, and prints the alerts that
+would be raised and cleared.
 FRAMES holds one frame per line: hex (as ``nev-ingest decode`` reads it), a JSON object with a
 ``hex`` member (e.g. the protocol test vectors), or a JSON frame in the decoded-row form of
 ``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``).
@@ -29,7 +30,7 @@ from ingest.decoders.fast import decode_rows
 from ingest.decoders.rows import FrameRows
 from ingest.errors import UserError
 
-__all__ = ["register"]
+__all__ = ["load_rules", "register"]
 
 _PROGRESS_EVERY = 100_000
 
@@ -50,22 +51,32 @@ def register(subparsers: Any) -> None:
     t.set_defaults(func=_test)
 
 
-def _load(path: str) -> RuleSet:
+def load_rules(path: str) -> RuleSet:
+    """``RuleSet.load``, with every way the file can be unreadable as a one-line ``UserError``
+    (``RuleFileError``, the list of problems in a readable file, passes through)."""
     try:
         return RuleSet.load(path)
     except OSError as exc:
-        raise UserError(f"cannot read rule file {path}: {exc.strerror}") from exc
+        raise UserError(f"cannot read rule file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"rule file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; no rule nests deeply.
+        raise UserError(f"rule file {path}: arrays or tables nested too deeply") from None
 
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        rs = _load(args.file)
+        rs = load_rules(args.file)
     except RuleFileError as exc:
         for p in exc.problems:
             print(p.format(exc.source), file=sys.stderr)
         n = sum(not p.warning for p in exc.problems)
         print(f"{args.file}: {n} error(s): fix them and run the check again", file=sys.stderr)
-        return 1
+        return 2
     for p in rs.warnings:
         print(p.format(rs.source), file=sys.stderr)
     if not rs.rules:
@@ -79,15 +90,16 @@ def _check(args: argparse.Namespace) -> int:
 
 def _frames(path: str, bad: Counter[str]) -> Iterator[FrameRows]:
     try:
-        f = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed below, streamed
+        f = Path(path).open("rb")  # noqa: SIM115 - closed below, streamed
     except OSError as exc:
-        raise UserError(f"cannot read frames file {path}: {exc.strerror}") from exc
+        raise UserError(f"cannot read frames file {path}: {exc.strerror}") from None
     with f:
         for n, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
             try:
+                # Per line: one line in another encoding is a skipped line, not a traceback.
+                line = raw.decode("utf-8").strip()
+                if not line or line.startswith(("#", ";")):
+                    continue
                 if line.startswith("{"):
                     obj = orjson.loads(line)
                     if isinstance(obj, dict) and "hex" in obj:
@@ -100,7 +112,7 @@ def _frames(path: str, bad: Counter[str]) -> Iterator[FrameRows]:
             except FrameError as exc:
                 bad[exc.reason] += 1
                 print(f"{path}:{n}: skipped, not decodable: {exc}", file=sys.stderr)
-            except (binascii.Error, ValueError, FrameSpecError) as exc:
+            except (binascii.Error, ValueError, FrameSpecError) as exc:  # UnicodeDecodeError too
                 bad["bad_line"] += 1
                 print(f"{path}:{n}: skipped, neither hex nor a JSON frame: {exc}", file=sys.stderr)
 
@@ -130,7 +142,7 @@ def _print(changes: list[AlertChange], fmt: str, updates: bool) -> None:
 
 def _test(args: argparse.Namespace) -> int:
     try:
-        rules = _load(args.file)
+        rules = load_rules(args.file)
     except RuleFileError as exc:
         raise UserError(f"{exc}; run `nev-ingest rules check {args.file}` for all of them") from exc
     models: dict[str, str] = {}

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ingest.config import Settings
+from ingest.cli_args import int_range
+from ingest.config import MAX_WORKERS, PORT_MAX, PORT_MIN, Settings
 from ingest.config_load import add_config_arguments, settings_from_args
 from ingest.logging import configure_logging
 
@@ -33,8 +34,16 @@ def register(subparsers: Any) -> None:
         help="run the ingest service: consume raw frames, store rows, raise alerts",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    p.add_argument("--workers", type=int, help="worker processes (pipeline.workers)")
-    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz")
+    p.add_argument(
+        "--workers",
+        type=int_range(1, MAX_WORKERS),
+        help=f"worker processes, 1..{MAX_WORKERS} (pipeline.workers)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int_range(PORT_MIN, PORT_MAX),
+        help="port of /metrics, /healthz, /readyz (metrics.port)",
+    )
     p.add_argument("--group", help="Kafka consumer group (kafka.group_id)")
     p.add_argument(
         "--skip-checks",
@@ -55,9 +64,28 @@ def _main(args: argparse.Namespace) -> int:
         },
     )
     configure_logging(settings.log.level, static={"worker": "supervisor"}, fmt=settings.log.format)
+    check_rules(settings)
     if not args.skip_checks:
         asyncio.run(preflight(settings))
     return run_service(settings)
+
+
+def check_rules(settings: Settings) -> None:
+    """A rule file that would stop every worker at its first assignment stops ``run`` now,
+    with one line (a local check: ``--skip-checks`` skips only the services)."""
+    if not settings.alerts.enabled or not settings.alerts.rules_file:
+        return
+    from alerts import RuleFileError
+    from ingest.errors import UserError
+    from ingest.rules_cli import load_rules
+
+    path = settings.alerts.rules_file
+    try:
+        load_rules(path)
+    except RuleFileError as exc:
+        raise UserError(
+            f"alerts.rules_file = {path}: {exc}; see `nev-ingest rules check {path}`"
+        ) from None
 
 
 async def preflight(settings: Settings) -> None:

@@ -6,7 +6,8 @@ gateway would: key = VIN, value = the raw frame, headers ``received_at`` (now, e
 ``gateway`` and ``peer``. Bounded in count (``--vehicles`` x ``--minutes``, ``--max-frames``)
 and time (``--max-seconds``); ``--rate`` paces it (0 = as fast as the broker takes it).
 
-Prints a progress line to stderr and, last, one JSON line with what it sent.
+Prints a progress line to stderr and, last, one JSON line with what it sent. A bad flag, an
+unreachable broker or a topic it cannot produce to is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ __all__ = ["LoadResult", "produce_messages", "register", "run_loadgen"]
 
 # Futures awaited in chunks: bounds the memory of unacknowledged sends.
 _CHUNK = 5000
+
+# What the flags accept: a laptop-to-cluster load test, not absurd values (a typo, a sign).
+MAX_VEHICLES = 1_000_000
+MAX_MINUTES = 7 * 24 * 60.0  # a simulated week
+MAX_RATE = 10_000_000.0
+MAX_FRAMES = 10**12
+MAX_SECONDS = 86_400.0
 
 
 @dataclass(slots=True)
@@ -161,7 +169,18 @@ async def run_loadgen(
         linger_ms=10,
         max_batch_size=512 * 1024,
     )
-    await producer.start()
+    from ingest.devstack.kafka import quiet_aiokafka
+
+    try:
+        # aiokafka logs each refused connection at ERROR; the caller reports it in one line.
+        with quiet_aiokafka():
+            # Bounded: bootstrapping retries nothing, but a black-holed address would wait
+            # for the OS connect timeout; one request timeout is the configured patience.
+            async with asyncio.timeout(settings.kafka.request_timeout_ms / 1000):
+                await producer.start()
+    except BaseException:
+        await producer.stop()  # start() leaves its connections open when it fails
+        raise
     total = expected_frames(options)
     if max_frames is not None:
         total = min(total, max_frames)
@@ -184,6 +203,7 @@ async def run_loadgen(
 
 def register(sub: Any) -> None:
     """Add the ``loadgen`` subcommand."""
+    from ingest.cli_args import float_range, int_range, kafka_topic
     from ingest.config_load import add_config_arguments
 
     p = sub.add_parser(
@@ -192,28 +212,63 @@ def register(sub: Any) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     d = FleetOptions()
-    p.add_argument("--vehicles", type=int, default=d.vehicles, help="simulated vehicles")
-    p.add_argument("--minutes", type=float, default=d.minutes, help="simulated time span")
-    p.add_argument("--interval-s", type=float, default=d.interval_s, help="reporting period")
-    p.add_argument("--share-2025", type=float, default=d.share_2025, help="2025-edition share")
-    p.add_argument("--bad-ratio", type=float, default=d.bad_ratio, help="corrupted frame share")
+    p.add_argument(
+        "--vehicles",
+        type=int_range(1, MAX_VEHICLES),
+        default=d.vehicles,
+        help=f"simulated vehicles, 1..{MAX_VEHICLES}",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float_range(0, MAX_MINUTES, low_open=True),
+        default=d.minutes,
+        help=f"simulated time span, > 0 and <= {MAX_MINUTES:g}",
+    )
+    p.add_argument(
+        "--interval-s",
+        # Frame times have whole seconds: a shorter period would repeat a frame's time.
+        type=float_range(1, 3600),
+        default=d.interval_s,
+        help="reporting period, 1..3600 s",
+    )
+    p.add_argument(
+        "--share-2025", type=float_range(0, 1), default=d.share_2025, help="2025-edition share"
+    )
+    p.add_argument(
+        "--bad-ratio", type=float_range(0, 1), default=d.bad_ratio, help="corrupted frame share"
+    )
     p.add_argument("--no-runaway", action="store_true", help="no thermal-runaway vehicle")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--rate", type=float, default=0.0, help="frames/s; 0 = as fast as possible")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
-    p.add_argument("--topic", default=None, help="default: kafka.topic_vehicle")
+    p.add_argument("--seed", type=int_range(0, 2**63 - 1), default=d.seed)
+    p.add_argument(
+        "--rate",
+        type=float_range(0, MAX_RATE),
+        default=0.0,
+        help="frames/s; 0 = as fast as possible",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int_range(1, MAX_FRAMES),
+        default=None,
+        help="stop after this many frames",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float_range(0, MAX_SECONDS, low_open=True),
+        default=600.0,
+        help="stop after this long",
+    )
+    p.add_argument("--topic", type=kafka_topic, default=None, help="default: kafka.topic_vehicle")
     add_config_arguments(p)
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from ingest.config_load import settings_from_args
     from ingest.errors import UserError
 
     settings = settings_from_args(args)
-    if args.vehicles < 1 or args.minutes <= 0 or args.interval_s <= 0:
-        raise UserError("--vehicles, --minutes and --interval-s must be positive")
     options = FleetOptions(
         vehicles=args.vehicles,
         minutes=args.minutes,
@@ -235,7 +290,12 @@ def _main(args: argparse.Namespace) -> int:
                 topic=args.topic,
             )
         )
-    except OSError as exc:
-        raise UserError(f"cannot produce to Kafka ({exc}); is the broker up?") from None
+    except (OSError, TimeoutError, KafkaError) as exc:
+        topic = args.topic or settings.kafka.topic_vehicle
+        raise UserError(
+            f"cannot produce to topic {topic} at kafka.bootstrap_servers = "
+            f"{settings.kafka.bootstrap_servers} ({exc or type(exc).__name__}); is the broker "
+            "up and the topic created? (nev-ingest devstack up)"
+        ) from None
     print(orjson.dumps(result.as_dict()).decode())
     return 0

@@ -52,7 +52,7 @@ def test_check_reports_every_problem_with_line_and_key(
         '[[rule]]\nid = "x"\nkind = "rate"\nseverity = "high"\n'
         'field = "max_temp_c"\nrate_per_s = -1\n'
     )
-    assert main(["rules", "check", str(bad)]) == 1
+    assert main(["rules", "check", str(bad)]) == 2  # invalid input: exit 2
     err = capsys.readouterr().err.splitlines()
     choices = "must be one of info, warning, major, critical; got 'high'"
     assert f"{bad}:4: error: rule x key 'severity': {choices}" in err
