@@ -70,7 +70,8 @@ class Envelope(NamedTuple):
     edition: int  # 2016 ("##") | 2025 ("$$")
     command: int  # command flag
     response: int  # response flag; 0xFE = command packet
-    vin: str  # unique ID, padding stripped ("" for an all-NUL ID)
+    vin: str  # unique ID as text, padding stripped; not yet checked (decode_frame applies
+    # the identity rules of identity.py after the response flag is known)
     encryption: int  # raw encryption byte
     length: int  # data-unit length N
 

@@ -11,9 +11,24 @@ LENGTH_MISMATCH: Final = "length_mismatch"  # frame size disagrees with the data
 BAD_CHECKSUM: Final = "bad_checksum"  # BCC (XOR of bytes 2..end-1) differs from the last byte
 UNKNOWN_COMMAND: Final = "unknown_command"  # command byte the decoder has no layout for
 BAD_FIELD: Final = "bad_field"  # a field's value makes the rest undecodable (count overrun, ...)
+BAD_IDENTITY: Final = (
+    "bad_identity"  # the 17-byte unique ID is no VIN / printable code (identity.py)
+)
+COUNT_MISMATCH: Final = (
+    "count_mismatch"  # a motor / pack count disagrees with the blocks (counts.py)
+)
 
 REASONS: Final = frozenset(
-    {BAD_START, TRUNCATED, LENGTH_MISMATCH, BAD_CHECKSUM, UNKNOWN_COMMAND, BAD_FIELD}
+    {
+        BAD_START,
+        TRUNCATED,
+        LENGTH_MISMATCH,
+        BAD_CHECKSUM,
+        UNKNOWN_COMMAND,
+        BAD_FIELD,
+        BAD_IDENTITY,
+        COUNT_MISMATCH,
+    }
 )
 
 

@@ -15,7 +15,10 @@ session fields become rows: one set of rules for those, and the same answers by 
 
 A frame whose blocks cannot all be walked (a type of unknown length, a custom WORD length or
 a count overrunning the data unit) keeps every row decoded before that block, with
-``partial`` and ``tail_offset`` set; encrypted frames give the envelope (``encrypted``).
+``partial`` and ``tail_offset`` set -- unless a smaller motor / pack count explains the stop,
+then the frame is rejected (``count_mismatch``, ``counts.py``); encrypted frames give the
+envelope (``encrypted``). A 2025 data unit without its signature sets ``signature_missing``.
+The ID must be a VIN (``identity.py``), else ``bad_identity``.
 The fast path agrees with ``decode_frame`` field for field, errors included
 (tests/unit/test_fast_agreement.py), and raises nothing but ``FrameError``.
 """
@@ -28,6 +31,7 @@ from typing import Final
 from ingest.decoders.checksum import bcc
 from ingest.decoders.commands.login import Login
 from ingest.decoders.commands.session import Logout
+from ingest.decoders.counts import find_miscount
 from ingest.decoders.envelope import (
     EDITION_2016,
     EDITION_2025,
@@ -41,9 +45,9 @@ from ingest.decoders.fast_2025 import walk_2025
 from ingest.decoders.fast_common import TIMES, frame_time, join_packs
 from ingest.decoders.fast_extremes import NO_EXTREMES, derive_extremes
 from ingest.decoders.frame import Frame, decode_frame
+from ingest.decoders.identity import check_identity
 from ingest.decoders.rows import AlarmRow, FrameRows, SessionRow, VehicleRow
 from ingest.decoders.signature import find_signature
-from ingest.decoders.text import decode_text
 
 __all__ = ["decode_rows", "rows_of_frame"]
 
@@ -109,6 +113,7 @@ def rows_of_frame(frame: Frame) -> FrameRows:
         session=session,
         response=frame.response,
         tail_offset=frame.tail_offset if partial else None,
+        signature_missing=frame.signature_missing,
     )
 
 
@@ -119,7 +124,9 @@ _VINS: dict[bytes, str] = {}
 
 
 def _vin(raw: bytes) -> str:
-    vin = decode_text(raw)
+    # Only real-time / reissue command packets come here: their ID must be a VIN. A bad one
+    # raises and is never cached, so the cache holds valid VINs only.
+    vin = check_identity(raw, True)
     if len(_VINS) >= _VIN_CACHE_MAX:
         _VINS.clear()
     _VINS[raw] = vin
@@ -135,16 +142,18 @@ def _data(
     key = buf[24:30]
     hit = TIMES.get(key)
     ts, ts_ms = hit if hit is not None else frame_time(key, 24)
-    if edition == EDITION_2016:
-        veh, position, extremes, alarm, motors, volts, temps, tail, hints = walk_2016(
-            buf, 30, end, vin, ts
-        )
-    else:
-        veh, position, extremes, alarm, motors, volts, temps, tail, hints = walk_2025(
-            buf, 30, end, vin, ts
-        )
-    if tail is not None and edition == EDITION_2025 and find_signature(buf, tail, end) == tail:
-        tail = None  # the walk stopped right at the signature (found backwards): nothing lost
+    walk = walk_2016 if edition == EDITION_2016 else walk_2025
+    veh, position, extremes, alarm, motors, volts, temps, tail, hints, counted, signed = walk(
+        buf, 30, end, vin, ts
+    )
+    if tail is not None:
+        if edition == EDITION_2025:
+            at = find_signature(buf, tail, end)
+            signed = at is not None
+            if at == tail:
+                tail = None  # the walk stopped right at the signature (found backwards)
+        if tail is not None and counted:
+            _check_counts(buf, counted, end, edition, vin, ts)
     packs = join_packs(vin, ts, volts, temps, hints) if volts or temps else []
     derived = False
     if extremes is None and packs and edition != EDITION_2016:
@@ -178,4 +187,20 @@ def _data(
     rows.session = None
     rows.response = _COMMAND
     rows.tail_offset = tail
+    rows.signature_missing = edition == EDITION_2025 and not signed
     return rows
+
+
+def _check_counts(
+    buf: bytes, counted: list[int], end: int, edition: int, vin: str, ts: datetime
+) -> None:
+    """Raise ``count_mismatch`` when a smaller motor / pack count explains a stopped walk."""
+    walk = walk_2016 if edition == EDITION_2016 else walk_2025
+
+    def clean(at: int) -> bool:
+        tail = walk(buf, at, end, vin, ts)[7]
+        return tail is None or (edition == EDITION_2025 and find_signature(buf, tail, end) == tail)
+
+    miscount = find_miscount(buf, counted, end, edition, clean)
+    if miscount is not None:
+        raise miscount

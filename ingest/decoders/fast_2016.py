@@ -29,8 +29,11 @@ _LEVEL_FLAGS: Final = struct.Struct(">BI")
 _NO_FAULTS: Final = b"\x00\x00\x00\x00"  # N1..N4 = 0
 
 # (vehicle, position, extremes, alarm, motors, voltage entries, temperature entries, tail,
-# extremes hints). ``tail`` is the frame offset of the first block the walker could not size
-# (a partial frame); the hints are the raw extremes-block values (see ``fast_common.Hints``).
+# extremes hints, counted, signed). ``tail`` is the frame offset of the first block the walker
+# could not size (a partial frame); the hints are the raw extremes-block values (see
+# ``fast_common.Hints``); ``counted`` the type-byte offsets of the motor and pack blocks, for
+# ``counts.find_miscount``; ``signed`` whether a 2025 walk ended at a signature that ends the
+# data unit (always False in 2016).
 Walk = tuple[
     tuple[object, ...] | None,
     tuple[bool, float | None, float | None] | None,
@@ -41,6 +44,8 @@ Walk = tuple[
     list[TempEntry],
     int | None,
     Hints | None,
+    list[int],
+    bool,
 ]
 
 
@@ -58,6 +63,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
     volts: list[VoltEntry] = []
     temps: list[TempEntry] = []
     hints: Hints | None = None
+    counted: list[int] = []  # type-byte offsets of the motor / RESS blocks (counts.py)
     new = tuple.__new__
     start = pos
     # A block that does not fit (a count or length overrunning the data unit) stops the
@@ -92,6 +98,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 )
                 pos += 20
             elif t == 0x08:
+                counted.append(start)
                 if pos >= end:
                     raise _short(pos, "RESS voltage", 1)
                 n = buf[pos]
@@ -128,6 +135,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                     )
                 volts += page
             elif t == 0x09:
+                counted.append(start)
                 if pos >= end:
                     raise _short(pos, "RESS temperature", 1)
                 n = buf[pos]
@@ -152,6 +160,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                     pos = stop
                 temps += probe_lists
             elif t == 0x02:
+                counted.append(start)
                 if pos >= end:
                     raise _short(pos, "drive motor", 1)
                 n = buf[pos]
@@ -249,14 +258,62 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 # no length at all, so a length that overruns the data unit means "cannot size this
                 # block": keep what was decoded and stop, never guess (§3.12).
                 if pos + 2 > end:
-                    return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
+                    return (
+                        vehicle,
+                        position,
+                        extremes,
+                        alarm,
+                        motors,
+                        volts,
+                        temps,
+                        start,
+                        hints,
+                        counted,
+                        False,
+                    )
                 (size,) = _WORD.unpack_from(buf, pos)
                 if pos + 2 + size > end:
-                    return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
+                    return (
+                        vehicle,
+                        position,
+                        extremes,
+                        alarm,
+                        motors,
+                        volts,
+                        temps,
+                        start,
+                        hints,
+                        counted,
+                        False,
+                    )
                 pos += 2 + size
             else:
                 # 0x00 and 0x0A-0x7F have no defined length: the rest is an opaque tail.
-                return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
+                return (
+                    vehicle,
+                    position,
+                    extremes,
+                    alarm,
+                    motors,
+                    volts,
+                    temps,
+                    start,
+                    hints,
+                    counted,
+                    False,
+                )
     except FrameError:
-        return vehicle, position, extremes, alarm, motors, volts, temps, start, hints
-    return vehicle, position, extremes, alarm, motors, volts, temps, None, hints
+        return (
+            vehicle,
+            position,
+            extremes,
+            alarm,
+            motors,
+            volts,
+            temps,
+            start,
+            hints,
+            counted,
+            False,
+        )
+    return vehicle, position, extremes, alarm, motors, volts, temps, None, hints, counted, False

@@ -42,6 +42,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
     motors: list[MotorRow] = []
     volts: list[VoltEntry] = []
     temps: list[TempEntry] = []
+    counted: list[int] = []  # type-byte offsets of the motor / pack blocks (counts.py)
     new = tuple.__new__
     start = pos
     # A block that does not fit (a count or length overrunning the data unit) stops the
@@ -74,6 +75,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 )
                 pos += 18
             elif t == 0x07:
+                counted.append(start)
                 if pos >= end:
                     raise _short(pos, "cell voltage", 1)
                 n = buf[pos]
@@ -112,6 +114,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                     )
                 volts += page
             elif t == 0x08:
+                counted.append(start)
                 if pos >= end:
                     raise _short(pos, "temperature", 1)
                 n = buf[pos]
@@ -136,6 +139,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                     pos = stop
                 temps += probe_lists
             elif t == 0x02:
+                counted.append(start)
                 if pos >= end:
                     raise _short(pos, "drive motor", 1)
                 n = buf[pos]
@@ -197,8 +201,23 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 if pos + 3 <= end:
                     at = pos + 3 + (buf[pos + 1] << 8 | buf[pos + 2])
                     if at + 2 <= end and at + 2 + (buf[at] << 8 | buf[at + 1]) == end:
-                        return vehicle, position, None, alarm, motors, volts, temps, None, None
-                return vehicle, position, None, alarm, motors, volts, temps, start, None
+                        return (
+                            vehicle, position, None, alarm, motors, volts, temps, None, None,
+                            counted, True,
+                        )  # fmt: skip
+                return (
+                    vehicle,
+                    position,
+                    None,
+                    alarm,
+                    motors,
+                    volts,
+                    temps,
+                    start,
+                    None,
+                    counted,
+                    False,
+                )
             elif t == 0x03:
                 if pos + 12 > end:
                     raise _short(pos, "fuel cell", 12)
@@ -248,14 +267,50 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
             elif 0x80 <= t <= 0xFE:
                 # Custom: WORD length + bytes (Table 27); an overrunning length cannot be trusted.
                 if pos + 2 > end:
-                    return vehicle, position, None, alarm, motors, volts, temps, start, None
+                    return (
+                        vehicle,
+                        position,
+                        None,
+                        alarm,
+                        motors,
+                        volts,
+                        temps,
+                        start,
+                        None,
+                        counted,
+                        False,
+                    )
                 (size,) = _WORD.unpack_from(buf, pos)
                 if pos + 2 + size > end:
-                    return vehicle, position, None, alarm, motors, volts, temps, start, None
+                    return (
+                        vehicle,
+                        position,
+                        None,
+                        alarm,
+                        motors,
+                        volts,
+                        temps,
+                        start,
+                        None,
+                        counted,
+                        False,
+                    )
                 pos += 2 + size
             else:
                 # 0x00, 0x09-0x2F and 0x33-0x7F have no defined length: the rest is an opaque tail.
-                return vehicle, position, None, alarm, motors, volts, temps, start, None
+                return (
+                    vehicle,
+                    position,
+                    None,
+                    alarm,
+                    motors,
+                    volts,
+                    temps,
+                    start,
+                    None,
+                    counted,
+                    False,
+                )
     except FrameError:
-        return vehicle, position, None, alarm, motors, volts, temps, start, None
-    return vehicle, position, None, alarm, motors, volts, temps, None, None
+        return vehicle, position, None, alarm, motors, volts, temps, start, None, counted, False
+    return vehicle, position, None, alarm, motors, volts, temps, None, None, counted, False

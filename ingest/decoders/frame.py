@@ -23,9 +23,11 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from ingest.decoders.commands import activation, control, login, params, session
+from ingest.decoders.counts import find_miscount
 from ingest.decoders.envelope import EDITION_2016, EDITION_2025, parse_envelope
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, UNKNOWN_COMMAND, FrameError
 from ingest.decoders.fields import Record, decode_time, epoch_ms
+from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity, vin_keyed
 from ingest.decoders.realtime import BAD_SIGNATURE, walk_blocks
 from ingest.decoders.registry import VEHICLE, Registry
 from ingest.decoders.signature import Signature, decode_signature
@@ -78,6 +80,18 @@ class Frame:
     def partial(self) -> bool:
         """Decoding stopped early: the tail holds bytes the decoder could not place."""
         return self.tail is not None and self.tail_reason not in ("encrypted", "custom_command")
+
+    @property
+    def signature_missing(self) -> bool:
+        """A 2025 real-time / reissue command packet that carries no signature (Table 7 ends
+        every such data unit with one): the data cannot be verified, so it is flagged."""
+        return (
+            self.edition == EDITION_2025
+            and self.command in (0x02, 0x03)
+            and self.response == RESPONSE_COMMAND
+            and self.encryption == 0x01
+            and self.signature is None
+        )
 
     @property
     def command_name(self) -> str:
@@ -166,11 +180,12 @@ def decode_frame(data: bytes | bytearray | memoryview, *, registry: Registry = V
             f"response flag {env.response:#04x} is a VIN character: "
             "probably a GB 17691 / HJ 1239 frame, not GB/T 32960",
         )
+    vin = check_identity(buf[ID_OFFSET : ID_OFFSET + ID_SIZE], vin_keyed(command, env.response))
     base: dict[str, Any] = {
         "edition": edition,
         "command": command,
         "response": env.response,
-        "vin": env.vin,
+        "vin": vin,
         "encryption": env.encryption,
     }
     start, end = 24, 24 + env.length
@@ -226,7 +241,16 @@ def _decode_unit(
         except FrameError:
             pass
     if spec.command_body is _REALTIME:
-        walk = walk_blocks(buf, pos, end, start, base["edition"], registry)
+        edition = base["edition"]
+        walk = walk_blocks(buf, pos, end, start, edition, registry)
+        if walk.tail_start is not None and walk.counted:
+
+            def clean(at: int) -> bool:
+                return walk_blocks(buf, at, end, start, edition, registry).tail_start is None
+
+            miscount = find_miscount(buf, walk.counted, end, edition, clean)
+            if miscount is not None:
+                raise miscount
         tail = None if walk.tail_start is None else buf[walk.tail_start : walk.tail_end]
         return Frame(
             **base,

@@ -140,6 +140,7 @@ def frame_to_dict(frame: Frame, registry: Registry = VEHICLE) -> dict[str, Any]:
         sig = record_to_dict(frame.signature, ed)
         out["signature"] = sig
     out["partial"] = frame.partial
+    out["signature_missing"] = frame.signature_missing
     out["tail_hex"] = None if frame.tail is None else frame.tail.hex()
     out["tail_reason"] = frame.tail_reason
     out["tail_offset"] = frame.tail_offset

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from ingest.decoders.blocks.custom import CustomBlock
+from ingest.decoders.counts import COUNTED
 from ingest.decoders.envelope import EDITION_2025
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fields import Record
@@ -42,6 +43,7 @@ TAIL_REASONS: Final = frozenset(
         BAD_SIGNATURE,
         "truncated",
         "bad_field",
+        "count_mismatch",  # a response echoing data whose count disagrees (counts.py)
         "encrypted",
         "custom_command",
         "trailing_bytes",
@@ -60,6 +62,7 @@ class Walk(NamedTuple):
     tail_end: int
     tail_reason: str | None
     tail_detail: str
+    counted: tuple[int, ...] = ()  # type-byte offsets of the counted blocks met (counts.py)
 
 
 def _stop(
@@ -71,6 +74,7 @@ def _stop(
     edition: int,
     reason: str,
     detail: str,
+    counted: list[int],
 ) -> Walk:
     signature = None
     tail_end = end
@@ -81,7 +85,7 @@ def _stop(
             tail_end = p
     if tail_end == pos:  # e.g. a bad marker right before a good signature: nothing opaque
         return Walk(tuple(blocks), signature, None, end, None, "")
-    return Walk(tuple(blocks), signature, pos, tail_end, reason, detail)
+    return Walk(tuple(blocks), signature, pos, tail_end, reason, detail, tuple(counted))
 
 
 def walk_blocks(
@@ -89,15 +93,21 @@ def walk_blocks(
 ) -> Walk:
     """Decode the blocks of ``buf[pos:end]`` (after the time) for ``edition``."""
     blocks: list[Record] = []
+    counted: list[int] = []
+    is_counted = COUNTED[edition].__contains__
     get = registry.get
     while pos < end:
         t = buf[pos]
         codec = get(edition, t)
         if codec is not None:
+            if is_counted(t):
+                counted.append(pos)
             try:
                 rec, pos = codec.decode(buf, pos + 1, end)
             except FrameError as exc:
-                return _stop(buf, blocks, pos, end, du_start, edition, exc.reason, exc.detail)
+                return _stop(
+                    buf, blocks, pos, end, du_start, edition, exc.reason, exc.detail, counted
+                )
             blocks.append(rec)
             continue
         if t == SIGNATURE_MARKER and edition == EDITION_2025:
@@ -109,15 +119,17 @@ def walk_blocks(
                 if after == end:
                     return Walk(tuple(blocks), sig, None, end, None, "")
                 detail = f"signature ends at {after}, the data unit at {end}"
-            return _stop(buf, blocks, pos, end, du_start, edition, BAD_SIGNATURE, detail)
+            return _stop(buf, blocks, pos, end, du_start, edition, BAD_SIGNATURE, detail, counted)
         if 0x80 <= t <= 0xFE:
             size = (buf[pos + 1] << 8 | buf[pos + 2]) if pos + 3 <= end else -1
             if size < 0 or pos + 3 + size > end:
                 detail = f"custom type {t:#04x}: length {size} overruns the data unit"
-                return _stop(buf, blocks, pos, end, du_start, edition, CUSTOM_OVERRUN, detail)
+                return _stop(
+                    buf, blocks, pos, end, du_start, edition, CUSTOM_OVERRUN, detail, counted
+                )
             blocks.append(CustomBlock(t, buf[pos + 3 : pos + 3 + size]))
             pos += 3 + size
             continue
         detail = f"type {t:#04x} has no defined length in the {edition} edition"
-        return _stop(buf, blocks, pos, end, du_start, edition, UNKNOWN_TYPE, detail)
+        return _stop(buf, blocks, pos, end, du_start, edition, UNKNOWN_TYPE, detail, counted)
     return Walk(tuple(blocks), None, None, end, None, "")

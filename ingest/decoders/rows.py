@@ -163,6 +163,7 @@ class FrameRows:
         "partial",
         "response",
         "session",
+        "signature_missing",
         "tail_offset",
         "ts_ms",
         "vehicle",
@@ -185,6 +186,7 @@ class FrameRows:
         session: SessionRow | None = None,
         response: int = 0xFE,
         tail_offset: int | None = None,
+        signature_missing: bool = False,
     ) -> None:
         self.edition = edition
         self.command = command
@@ -202,6 +204,9 @@ class FrameRows:
         # Added after the first contract (keyword-only with defaults, so existing callers work):
         self.response = response  # response flag; 0xFE = a command. Responses carry no rows.
         self.tail_offset = tail_offset  # partial frames: frame offset of the undecoded tail
+        # a 2025 real-time / reissue command packet without the signature Table 7 ends it with:
+        # its rows are kept, but nothing vouches for them (not stored yet: docs/protocols)
+        self.signature_missing = signature_missing
 
     def __repr__(self) -> str:
         return (

@@ -202,7 +202,7 @@ def cell_voltages_block(edition: int) -> st.SearchStrategy[CellVoltages]:
 
 def cell_temperatures_block(edition: int) -> st.SearchStrategy[CellTemperatures]:
     pack_hi, count_lo = (250, 1) if edition == 2016 else (50, 0)
-    pack_field = Field("pack", "B", lo=1, hi=pack_hi)
+    pack_field = Field("pack", "B", lo=1, hi=pack_hi, sentinel=edition == 2025)
 
     def build(args: tuple[Any, Any]) -> TemperaturePack:
         (p, q), (temps, tq) = args
@@ -289,6 +289,8 @@ def block(edition: int) -> st.SearchStrategy[Any]:
 # --- envelope and command bodies -----------------------------------------------------------
 
 ALNUM = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+# The ID of a frame whose rows are keyed by it: a VIN (ingest/decoders/identity.py).
+vins = st.text(ALNUM, min_size=17, max_size=17)
 # Aware times in Beijing time, whole seconds (the wire has no sub-second part).
 times = st.datetimes(
     min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
@@ -359,7 +361,8 @@ def param_list(edition: int) -> st.SearchStrategy[ParamList]:
 
 def _frame(edition: int, command: int, response: Any, **kw: Any) -> st.SearchStrategy[Frame]:
     resp = response if isinstance(response, st.SearchStrategy) else st.just(response)
-    return st.builds(Frame, st.just(edition), st.just(command), resp, vin=text(17), **kw)
+    vin = vins if command in (0x01, 0x04) and response == 0xFE else text(17)
+    return st.builds(Frame, st.just(edition), st.just(command), resp, vin=vin, **kw)
 
 
 def realtime_frame(edition: int) -> st.SearchStrategy[Frame]:
@@ -387,7 +390,7 @@ def realtime_frame(edition: int) -> st.SearchStrategy[Frame]:
             edition,
             draw(st.sampled_from([2, 3])),
             0xFE,
-            draw(text(17)),
+            draw(vins),
             1,
             draw(times),
             None,
@@ -458,7 +461,7 @@ def body_frame(edition: int) -> st.SearchStrategy[Frame]:
             st.just(edition),
             st.sampled_from([1, 2, 3, 4]),
             st.just(fe),
-            text(17),
+            vins,
             st.integers(2, 255),
             tail=st.binary(min_size=1, max_size=40),
         ),

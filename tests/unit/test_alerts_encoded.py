@@ -48,7 +48,7 @@ def encode_2016(fr: FrameRows) -> bytes:
 
 
 def test_encoded_thermal_runaway_raises_the_gb38031_alert_once() -> None:
-    scenario = thermal_runaway(edition=2016)
+    scenario = thermal_runaway(vin="LNEVTR00000000001", edition=2016)  # a 17-character VIN
     wire = [encode_2016(fr) for fr in scenario]
     decoded = [decode_rows(b) for b in wire]
     assert [d.ts_ms for d in decoded] == [fr.ts_ms for fr in scenario]  # the bytes carry time

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ingest.decoders import Frame, decode_frame, encode_block, encode_frame, frame_to_dict
+from ingest.decoders import (
+    Frame,
+    FrameError,
+    decode_frame,
+    encode_block,
+    encode_frame,
+    frame_to_dict,
+)
 from ingest.decoders.registry import VEHICLE
 from tests.unit import strategies as s
 
@@ -57,7 +64,15 @@ def test_every_block_type_roundtrips_alone(edition: int, data: st.DataObject) ->
 
 def _roundtrip(frame: Frame) -> None:
     raw = encode_frame(frame)
-    decoded = decode_frame(raw)
+    try:
+        decoded = decode_frame(raw)
+    except FrameError as exc:
+        # A partial frame whose bytes also read completely with a smaller motor / pack count
+        # is ambiguous, and the decoder refuses it rather than keep rows that may be another
+        # block's bytes (ingest/decoders/counts.py). Only partial frames can be ambiguous.
+        assert frame.partial and exc.reason == "count_mismatch", exc
+        event("ambiguous count")
+        return
     assert decoded == frame
     assert encode_frame(decoded) == raw
     orjson.dumps(frame_to_dict(decoded))

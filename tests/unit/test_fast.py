@@ -301,7 +301,10 @@ def test_a_count_overrun_stops_the_walk_and_drops_only_that_block() -> None:
         0x02,
         TIME_HEX,
         "08 01 01 1B58 2710 0002 0001 02" + cells(3300, 3301),
-        "09 01 01 0009 41 42",  # 9 probes announced, 2 present
+        # 9 probes announced, 3 present. (With 2, the 21 bytes after the 0x08 count would read
+        # as one whole-vehicle block: a smaller pack count would explain the stop, and the frame
+        # would be rejected as count_mismatch -- see test_decoder_counts.py.)
+        "09 01 01 0009 41 42 43",
     )
     rows = decode_rows(frame)
     assert rows.partial and rows.tail_offset == 24 + 6 + 16
@@ -342,6 +345,15 @@ def _with_bcc(frame: bytearray) -> bytes:
         pytest.param(build(2016, 0x02, "65 01 01 00 00 00"), "bad_field", 24, id="year_101"),
         pytest.param(build(2025, 0x02, "19 0A"), "truncated", 24, id="short_time"),
         pytest.param(_with_bcc(bytearray(GOOD[:3] + b"L" + GOOD[4:])), "bad_field", 3, id="hj1239"),
+        pytest.param(
+            build(2016, 0x02, TIME_HEX, vin="LSFD03205HC00118"), "bad_identity", 20, id="vin16"
+        ),
+        pytest.param(
+            build(2016, 0x02, TIME_HEX, "02 02" + "01" * 12 + "05 00 00000000 00000000"),
+            "count_mismatch",
+            31,
+            id="motor_count",
+        ),
     ],
 )
 def test_every_rejection_reason(frame: bytes, reason: str, offset: int) -> None:
@@ -352,7 +364,7 @@ def test_every_rejection_reason(frame: bytes, reason: str, offset: int) -> None:
 
 def test_the_rejection_cases_cover_every_reason() -> None:
     ids = {"bad_start", "truncated", "length_mismatch", "bad_checksum", "unknown_command"}
-    assert ids | {"bad_field"} == REASONS
+    assert ids | {"bad_field", "bad_identity", "count_mismatch"} == REASONS
 
 
 @settings(max_examples=3000, deadline=None)

@@ -29,6 +29,8 @@ from ingest.decoders import (
     encode_frame,
 )
 from ingest.decoders.checksum import bcc
+from ingest.decoders.counts import COUNTED
+from ingest.decoders.encoder import encode_block
 from ingest.decoders.fast import decode_rows
 from ingest.decoders.fields import ABNORMAL
 from ingest.decoders.rows import FrameRows, cell_voltages_mv, probe_temps_c
@@ -153,6 +155,7 @@ def expected(frame: Frame) -> dict[str, Any]:
         "encrypted": frame.encrypted,
         "partial": frame.partial,
         "tail_offset": frame.tail_offset if frame.partial else None,
+        "signature_missing": frame.signature_missing,
         "vehicle": None,
         "motors": [],
         "packs": [],
@@ -239,6 +242,7 @@ def actual(rows: FrameRows) -> dict[str, Any]:
         "encrypted": rows.encrypted,
         "partial": rows.partial,
         "tail_offset": rows.tail_offset,
+        "signature_missing": rows.signature_missing,
         "vehicle": None if rows.vehicle is None else tuple(rows.vehicle),
         "motors": [tuple(m) for m in rows.motors],
         "packs": packs,
@@ -321,4 +325,48 @@ def test_mutated_realtime_frames_agree(frame: Frame, data: st.DataObject) -> Non
 @given(st.binary(max_size=120), st.sampled_from([b"##", b"$$"]), st.integers(0, 255))
 def test_random_bytes_agree(body: bytes, start: bytes, command: int) -> None:
     raw = bytearray(start + bytes((command, 0xFE)) + b"LNEV0000000000001\x01\x00\x00" + body)
+    event(assert_agree(_reseal(raw)))
+
+
+def _counted_blocks(frame: Frame) -> list[int]:
+    """Frame offsets of the count bytes of ``frame``'s motor / pack blocks."""
+    out = []
+    pos = 30  # after the header and the time
+    for rec in frame.blocks:
+        raw = encode_block(frame.edition, rec)
+        if raw[0] in COUNTED[frame.edition] and raw[1] < 0xFE:
+            out.append(pos + 1)
+        pos += len(raw)
+    return out
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s.realtime_frame(2016) | s.realtime_frame(2025), st.data())
+def test_miscounted_realtime_frames_agree(frame: Frame, data: st.DataObject) -> None:
+    # A motor / pack count off by a few, BCC kept valid: both decoders reject it the same way
+    # (count_mismatch, or the error a misaligned walk hits) or give the same rows.
+    counts = _counted_blocks(frame)
+    raw = bytearray(encode_frame(frame))
+    if not counts:
+        event(assert_agree(bytes(raw)))
+        return
+    at = data.draw(st.sampled_from(counts))
+    raw[at] = min(0xFD, max(0, raw[at] + data.draw(st.sampled_from([-2, -1, 1, 2, 3]))))
+    event(assert_agree(_reseal(raw)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from([b"##", b"$$"]),
+    st.sampled_from([0x01, 0x02, 0x03, 0x04, 0x05, 0x07, 0xC0]),
+    st.sampled_from([0xFE, 0x01]),
+    st.one_of(
+        st.binary(min_size=17, max_size=17),
+        st.text("ABC012", min_size=17, max_size=17).map(str.encode),
+        st.text("ABC012 -\x00", min_size=17, max_size=17).map(str.encode),
+    ),
+)
+def test_any_identity_agrees(start: bytes, command: int, response: int, ident: bytes) -> None:
+    body = bytes.fromhex("190A1B140202") + (b"\x04\x0b\xb8" if command in (2, 3) else b"")
+    raw = bytearray(start + bytes((command, response)) + ident + b"\x01\x00\x00" + body)
     event(assert_agree(_reseal(raw)))

@@ -16,6 +16,12 @@ from loadtest.vectors import vectors_path
 VECTORS_PATH = vectors_path()
 
 
+# Vector index -> offset of the first non-VIN byte: SmallChi's synthetic vehicle login /
+# logout command packets, whose ID is the JTNE test placeholder "123456789" padded with NULs.
+# The decoders refuse them (bad_identity, ingest/decoders/identity.py).
+NOT_A_VIN = {109: 13, 110: 13, 112: 13}
+
+
 def load_vectors() -> list[dict[str, Any]]:
     """All vectors, each with its line number as ``index``."""
     if not VECTORS_PATH.exists():

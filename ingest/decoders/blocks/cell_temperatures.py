@@ -4,7 +4,7 @@
 Block: pack count (BYTE; 2016 1..250, 2025 0..50; FE/FF = no list), then per pack:
 
     field         type      range
-    pack          BYTE      2016 subsystem 1..250; 2025 pack 1..50
+    pack          BYTE      2016 subsystem 1..250 (no sentinels); 2025 pack 1..50
     probe_count   WORD      1..65531, FFFE/FFFF (a sentinel count is followed by no list)
     temps_c       BYTE x N  0..250, offset -40 °C, FE/FF -> None
 """
@@ -48,8 +48,8 @@ class CellTemperatures(Record):
     quality: Quality = ()
 
 
-def _codec(pack_hi: int, count_lo: int) -> BlockCodec:
-    head = Layout((Field("pack", "B", lo=1, hi=pack_hi),))
+def _codec(pack_hi: int, count_lo: int, sentinel: bool) -> BlockCodec:
+    head = Layout((Field("pack", "B", lo=1, hi=pack_hi, sentinel=sentinel),))
 
     def decode(buf: bytes, off: int, end: int) -> tuple[CellTemperatures, int]:
         count, quality = read_count(
@@ -88,5 +88,6 @@ def _codec(pack_hi: int, count_lo: int) -> BlockCodec:
     return BlockCodec(CellTemperatures, decode, encode)
 
 
-CODEC_2016: Final = _codec(250, 1)
-CODEC_2025: Final = _codec(50, 0)
+# 2016 subsystem numbers have no sentinels (Table B.8): 0xFE/0xFF stay numbers, as in the rows.
+CODEC_2016: Final = _codec(250, 1, sentinel=False)
+CODEC_2025: Final = _codec(50, 0, sentinel=True)

@@ -3,7 +3,8 @@
 Block: pack count (BYTE; 2016 1..250, 2025 0..50; FE/FF = no list), then per pack:
 
     field             type      2016                              2025
-    pack              BYTE      subsystem number 1..250           pack number 1..50
+    pack              BYTE      subsystem number 1..250,          pack number 1..50
+                                no sentinels (Table B.6)
     voltage_v         WORD      0..10000, 0.1 V                   0..60000, 0.1 V
     current_a         WORD      0..20000, 0.1 A, offset -1000 A   0..60000, 0.1 A, offset -3000 A
     cell_count        WORD      total cells of the pack 1..65531  units N in this frame
@@ -60,7 +61,9 @@ class CellVoltages(Record):
 
 HEAD_2016: Final = Layout(
     (
-        Field("pack", "B", lo=1, hi=250),
+        # Table B.6 gives the subsystem number no sentinels, and it is a row key: 0xFE/0xFF
+        # stay numbers (flagged out of range), as in the rows (docs/protocols, "Sentinels").
+        Field("pack", "B", lo=1, hi=250, sentinel=False),
         Field("voltage_v", "H", div=10, hi=10_000),
         Field("current_a", "H", div=10, sub=10_000, hi=20_000),
         Field("cell_count", "H", lo=1, hi=65_531),
