@@ -205,6 +205,13 @@ class PipelineSettings(Section):
     stall_after_s: float = setting(
         60.0, "/readyz fails when a worker with backlog committed nothing for so long.", minimum=1
     )
+    frame_max_future_s: float = setting(
+        600.0,
+        "Frame-time window: a frame dated more than this ahead of its received_at goes to the "
+        "dead-letter topic (time_out_of_window), never to the database. The window's past "
+        "bound is storage.retention_days.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
