@@ -186,9 +186,11 @@ class BatchBuilder:
         *,
         generation: int = 0,
         window: TimeWindow | None = None,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._decoders = decoders
         self._window = window
+        self._clock_ms = clock_ms
         self._limiter = RateLimiter(10.0)
         self.generation = generation
         self.batch = Batch(generation)
@@ -226,7 +228,7 @@ class BatchBuilder:
         received_of = contract.received_at_ms
         before = len(frames)
         window = self._window
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._clock_ms()
         # The past bound is one number per call; the future bound is per frame (received_at).
         oldest = window.start(now_ms) if window is not None else 0
         ahead = window.max_future_ms if window is not None else 0
