@@ -10,7 +10,8 @@ outside the stored window (2000-01-01, 2099-06-01, a 2019 capture past the reten
 they make ``--bad-share`` of its records. ``nev-ingest run`` (``--workers``) then drains each
 topic on a fresh database, clean and bad alternately for ``--rounds`` rounds (the machine's
 noise hits both alike); the good-frame rate of a bad run is its record rate times the good
-share. The issue's goal: the bad runs' good-frame rate within 20 % of the clean runs'.
+share. The issue's goal: the bad runs' good-frame rate within 20 % of the clean runs' (the
+median of the per-round ratios).
 
 Prints progress lines and, last, one JSON object with every figure.
 """
@@ -115,7 +116,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         bad.append(res.rate * good / bad_n)  # good frames/s: records/s x the good share
     out["clean_good_frames_per_s"] = [round(x) for x in clean]
     out["bad_good_frames_per_s"] = [round(x) for x in bad]
-    ratio = statistics.median(bad) / statistics.median(clean)
+    # Per round (a clean run and the bad run right after it share the machine's load), then
+    # the median: one noisy round does not decide.
+    ratios = [b / c for b, c in zip(bad, clean, strict=True)]
+    out["good_rate_bad_vs_clean_per_round"] = [round(x, 3) for x in ratios]
+    ratio = statistics.median(ratios)
     out["good_rate_bad_vs_clean"] = round(ratio, 3)
     out["goal_within_20_pct"] = ratio >= 0.8
     out["command"] = " ".join(["python -m loadtest.bench_timewindow", *sys.argv[1:]])
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vehicles", type=int, default=2_000)
     p.add_argument("--bad-share", type=float, default=0.1, help="share of out-of-window records")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=2, help="clean + bad runs, alternately")
+    p.add_argument("--rounds", type=int, default=3, help="clean + bad runs, alternately")
     args = p.parse_args(argv)
     if not 0 <= args.bad_share < 1:
         p.error("--bad-share must be in [0, 1)")
