@@ -46,7 +46,7 @@ def _ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: in
 async def test_out_of_window_times_are_dead_lettered_and_old_in_window_ones_stored(
     env: PipelineEnv,
 ) -> None:
-    now_ms = time.time_ns() // 1_000_000
+    now_ms = time.time_ns() // 1_000_000_000 * 1000  # frame times have whole seconds
     good = list(
         fleet_messages(
             FleetOptions(vehicles=40, minutes=2, bad_ratio=0, gap_ratio=0, runaway=False,
