@@ -288,6 +288,14 @@ class PipelineSettings(Section):
         minimum=1,
         maximum=86_400,
     )
+    frame_max_future_s: float = setting(
+        600.0,
+        "Frame-time window: a frame dated more than this ahead of its received_at goes to the "
+        "dead-letter topic (time_out_of_window), never to the database. The window's past "
+        "bound is storage.retention_days.",
+        minimum=0,
+        maximum=366 * 86_400,  # a year ahead: beyond that a clock is wrong, not early
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -118,6 +118,19 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        self.bisect_loads = Counter(
+            "bisect_loads",
+            "Batch loads the database refused for a row and that were split to find it (an "
+            "unexpected data error; 0 while every reject is decided before the database).",
+            namespace=ns,
+            registry=r,
+        )
+        self.partitions_created = Counter(
+            "partitions_created",
+            "Plain PostgreSQL partitions created on demand for in-window frame times.",
+            namespace=ns,
+            registry=r,
+        )
         self.rebalances = Counter(
             "rebalances", "Partition revocations and assignments.", ["event"], namespace=ns,
             registry=r,

@@ -115,6 +115,8 @@ def writer_params(settings: Settings) -> WriterParams:
         loader=LoaderKind(settings.postgres.loader),
         dedupe=Dedupe(settings.storage.dedupe),
         raw_frames=settings.storage.raw_frames,
+        # used on plain PostgreSQL only: partitions of in-window frame times on demand
+        partition_interval=timedelta(hours=settings.storage.partition_interval_h),
     )
 
 

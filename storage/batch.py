@@ -62,6 +62,8 @@ class WriteResult:
     conflict_fallbacks: int  # times the hot path met an existing key and went the slow way
     attempts: int
     seconds: float
+    bisect_loads: int = 0  # loads that failed with a data error and were split (0: none)
+    partitions_created: int = 0  # plain PostgreSQL: partitions created on demand for the batch
 
 
 class WriterHooks:

@@ -191,6 +191,15 @@ class WriterParams:
     raw_frames: bool = False
     entity_kind: str = "vehicle"
     retry: RetryParams = field(default_factory=RetryParams)
+    # Plain PostgreSQL: create the missing partitions (this interval, aligned as maintenance
+    # aligns them) of a batch's frame times before its transaction; None: never (TimescaleDB
+    # makes chunks itself). The pipeline's time window decides which times get this far.
+    partition_interval: timedelta | None = None
+    # Isolating rows the database refuses (bisecting under savepoints) is for the unexpected;
+    # it stops after this many failed loads or seconds and dead-letters the frames it could not
+    # clear (the rest commit), so one batch never holds a partition for minutes (docs/storage.md).
+    bisect_max_loads: int = 32
+    bisect_max_s: float = 2.0
 
     def __post_init__(self) -> None:
         check_identifier(self.schema)

@@ -14,11 +14,21 @@ Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
 4. the caller's ``before_commit`` hook (the rule engine stores its alerts here);
 5. the partitions' next offsets; COMMIT.
 
+Before the transaction (plain PostgreSQL, ``partition_interval`` set): the partitions of the
+batch's frame times that the writer has not seen yet are created on another connection
+(``storage.partitions``): a cached set of slots, so a batch of known slots costs no query.
+Which times may be stored at all is the pipeline's decision (its frame-time window), made
+before the batch gets here. A COPY that still finds no partition (dropped behind the cache)
+refreshes the cache and redoes the transaction once.
+
 Transient errors (connection lost, serialization failure, deadlock, admin shutdown ...) retry
 the whole batch with exponential backoff on a fresh connection; nothing is lost because
-nothing was committed. A permanent data error (a value the column refuses, a time without a
-partition) is isolated by bisecting the batch's frames under savepoints inside the same
-transaction: the bad frames are left out and returned, the rest commit with the offsets.
+nothing was committed. A permanent data error (a value the column refuses) is unexpected: it is
+isolated by bisecting the batch's frames under savepoints inside the same transaction, the bad
+frames are left out and returned, the rest commit with the offsets. Bisecting is bounded
+(``bisect_max_loads`` failed loads, ``bisect_max_s``): past the bound the frames still mixed
+with a bad one are returned as rejected too (the caller dead-letters them, nothing is lost),
+so one batch cannot hold its partitions - or a rebalance - for minutes.
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavaila
 from storage.loaders import Loader, make_loader
 from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
-from storage.params import Dedupe, WriterParams
+from storage.params import TIMESERIES_TABLES, Dedupe, SchemaMode, WriterParams
+from storage.partitions import SlotCache, ensure
 from storage.tables import VEHICLES
 
 __all__ = ["BeforeCommit", "StorageWriter"]
@@ -64,12 +75,20 @@ class _Attempt:
     skipped: int = 0
     fallbacks: int = 0
     latest: int = 0
+    splits: int = 0  # failed loads that were bisected (kept across retries: same frames)
+    deadline: float = 0.0  # perf_counter after which bisecting stops
+    refreshed: bool = False  # the partition cache was refreshed after a missing partition
+    created: int = 0  # partitions created on demand
 
     def reset(self) -> None:
         self.rows.clear()
         self.skipped = 0
         self.fallbacks = 0
         self.latest = 0
+
+
+class _NoPartition(Exception):
+    """A load met a time without a partition although the cache said it exists."""
 
 
 class StorageWriter:
@@ -88,6 +107,7 @@ class StorageWriter:
         engine: Engine,
         hooks: WriterHooks | None = None,
         owns_pool: bool = False,
+        mode: SchemaMode | None = None,
     ) -> None:
         self._pool = pool
         self._params = params
@@ -96,6 +116,10 @@ class StorageWriter:
         self.loader: Loader = make_loader(engine.loader(params.loader))
         self._hooks = hooks or WriterHooks()
         self._owns_pool = owns_pool
+        # Partitions on demand: plain PostgreSQL only, when an interval is configured.
+        interval = params.partition_interval
+        plain = mode is SchemaMode.PLAIN and interval is not None
+        self._slots = SlotCache(interval) if plain and interval is not None else None
 
     @classmethod
     async def open(
@@ -107,11 +131,13 @@ class StorageWriter:
         asyncpg_pool, engine = await create_pool(pool)
         try:
             async with asyncpg_pool.acquire() as conn:
-                await require_current(conn, params.schema)
+                status = await require_current(conn, params.schema)
         except BaseException:
             await asyncpg_pool.close()
             raise
-        return cls(asyncpg_pool, params, engine=engine, hooks=hooks, owns_pool=True)
+        return cls(
+            asyncpg_pool, params, engine=engine, hooks=hooks, owns_pool=True, mode=status.mode
+        )
 
     async def close(self) -> None:
         """Close the pool if this writer opened it."""
@@ -163,7 +189,7 @@ class StorageWriter:
             if seq is not None and len(seq) != len(frames):
                 raise ValueError(f"{name} has {len(seq)} items for {len(frames)} frames")
         started = time.perf_counter()
-        state = _Attempt()
+        state = _Attempt(deadline=started + self._params.bisect_max_s)
         retry = self._params.retry
         delay = retry.initial
         attempt = 0
@@ -171,10 +197,20 @@ class StorageWriter:
             attempt += 1
             state.reset()
             try:
+                if self._slots is not None:
+                    await self._ensure_partitions(frames, state)
                 async with self._pool.acquire() as conn:
                     result = await self._transaction(
                         conn, frames, offsets, sources, kafka_offsets, raw, before_commit, state
                     )
+            except _NoPartition as exc:
+                # A partition was dropped behind the cache (retention, by hand): look again,
+                # once; a second miss is bisected like any other data error.
+                log.warning("%s; refreshing the partition cache and writing again", exc)
+                state.refreshed = True
+                if self._slots is not None:
+                    self._slots.clear()
+                continue
             except Exception as exc:
                 kind = classify(exc)
                 if kind is ErrorKind.TRANSIENT and attempt < retry.attempts:
@@ -204,9 +240,35 @@ class StorageWriter:
                 conflict_fallbacks=result.conflict_fallbacks,
                 attempts=attempt,
                 seconds=time.perf_counter() - started,
+                bisect_loads=state.splits,
+                partitions_created=state.created,
             )
             self._hooks.on_written(done)
             return done
+
+    async def _ensure_partitions(self, frames: Sequence[FrameRows], state: _Attempt) -> None:
+        """Create the partitions of the batch's frame times that the cache does not know, on
+        a connection of their own, before the batch's transaction (the creation locks the
+        parent tables only for its own short transaction)."""
+        slots = self._slots
+        assert slots is not None
+        missing = slots.missing(
+            f.ts_ms for f in frames if f.vehicle is not None or f.session is not None
+        )
+        if not missing:
+            return
+        ranges = [slots.bounds(k) for k in missing]
+        async with self._pool.acquire() as conn:
+            created = await ensure(conn, self._schema, TIMESERIES_TABLES, ranges, slots.interval)
+        slots.add(missing)
+        state.created += len(created)
+        if created:
+            log.info(
+                "created %d partitions on demand for frame times %s .. %s",
+                len(created),
+                ranges[0][0].isoformat(),
+                ranges[-1][1].isoformat(),
+            )
 
     @staticmethod
     def _final_error(kind: ErrorKind, exc: Exception, attempts: int) -> Exception:
@@ -348,10 +410,30 @@ class StorageWriter:
                 await self._load(conn, frames, indices, True, state, raw, sources, kafka_offsets)
                 return
             if kind is ErrorKind.DATA:
+                if self._slots is not None and not state.refreshed and _no_partition(exc):
+                    raise _NoPartition(f"no partition for a frame time ({exc})") from exc
                 if len(indices) == 1:
                     state.bad[indices[0]] = exc
                     log.warning("frame %d rejected by the database: %s", indices[0], exc)
                     return
+                if (
+                    state.splits >= self._params.bisect_max_loads
+                    or time.perf_counter() > state.deadline
+                ):
+                    # Bounded: these frames stay mixed with a bad one; all go to the DLQ.
+                    detail = StorageError(
+                        f"not isolated (bisect bound reached, {state.splits} loads); "
+                        f"the batch's error: {type(exc).__name__}: {exc}"
+                    )
+                    for i in indices:
+                        state.bad[i] = detail
+                    log.warning(
+                        "bisect bound reached: %d frames rejected unisolated: %s",
+                        len(indices),
+                        exc,
+                    )
+                    return
+                state.splits += 1
                 mid = len(indices) // 2
                 for half in (indices[:mid], indices[mid:]):
                     await self._load(conn, frames, half, skip, state, raw, sources, kafka_offsets)
@@ -361,3 +443,8 @@ class StorageWriter:
             state.rows[name] = state.rows.get(name, 0) + n
         state.skipped += skipped
         state.latest += latest
+
+
+def _no_partition(exc: BaseException) -> bool:
+    # 23514 is check_violation; PostgreSQL raises it with this text for a missing partition.
+    return getattr(exc, "sqlstate", None) == "23514" and "no partition" in str(exc)

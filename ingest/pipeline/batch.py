@@ -21,7 +21,8 @@ from ingest.decoders.errors import FrameError
 from ingest.decoders.rows import FrameRows
 from ingest.logging import RateLimiter
 from ingest.pipeline import contract
-from ingest.pipeline.contract import DeadLetter
+from ingest.pipeline.contract import DeadLetter, Headers
+from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 
 __all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
 
@@ -174,11 +175,22 @@ class BatchBuilder:
 
     ``decoders`` maps a topic to its entity kind's decoder (a topic without a decoder sends its
     records to the DLQ with ``no_decoder``; the worker only subscribes to topics it can decode,
-    so that is a configuration mistake, reported loudly, never a stuck partition).
+    so that is a configuration mistake, reported loudly, never a stuck partition). ``window``:
+    a decoded frame whose time is outside it goes to the DLQ with ``time_out_of_window``
+    (``ingest.pipeline.timewindow``) and never reaches the database.
     """
 
-    def __init__(self, decoders: dict[str, Decode], *, generation: int = 0) -> None:
+    def __init__(
+        self,
+        decoders: dict[str, Decode],
+        *,
+        generation: int = 0,
+        window: TimeWindow | None = None,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
         self._decoders = decoders
+        self._window = window
+        self._clock_ms = clock_ms
         self._limiter = RateLimiter(10.0)
         self.generation = generation
         self.batch = Batch(generation)
@@ -215,6 +227,11 @@ class BatchBuilder:
         frames, recs, received_ms = b.frames, b.records, b.received_ms
         received_of = contract.received_at_ms
         before = len(frames)
+        window = self._window
+        now_ms = self._clock_ms()
+        # The past bound is one number per call; the future bound is per frame (received_at).
+        oldest = window.start(now_ms) if window is not None else 0
+        ahead = window.max_future_ms if window is not None else 0
         for rec in records:
             received = received_of(rec.headers, rec.timestamp)
             value = rec.value
@@ -234,6 +251,10 @@ class BatchBuilder:
                 # the fix, and the traceback is logged (rate-limited) for the bug report.
                 self._dead(rec, contract.DECODER_ERROR, repr(exc), exc_info=True)
                 continue
+            ts = rows.ts_ms
+            if window is not None and ts is not None and (ts < oldest or ts > received + ahead):
+                self._out_of_window(rec, window, ts, received, now_ms)
+                continue
             frames.append(rows)
             recs.append(rec)
             received_ms.append(received)
@@ -252,7 +273,27 @@ class BatchBuilder:
         self.generation = generation
         return self.take()
 
-    def _dead(self, rec: Record, reason: str, detail: str, *, exc_info: bool = False) -> None:
+    def _out_of_window(
+        self, rec: Record, window: TimeWindow, ts: int, received: int, now_ms: int
+    ) -> None:
+        start = "" if window.max_age_ms is None else str(window.start(now_ms))
+        more = [
+            (FRAME_TIME, str(ts).encode()),
+            (WINDOW_START, start.encode()),  # empty: no past bound (retention forever)
+            (WINDOW_END, str(window.end(received)).encode()),
+        ]
+        detail = window.describe(ts, received, now_ms)
+        self._dead(rec, contract.TIME_OUT_OF_WINDOW, detail, more=more)
+
+    def _dead(
+        self,
+        rec: Record,
+        reason: str,
+        detail: str,
+        *,
+        exc_info: bool = False,
+        more: Headers = (),
+    ) -> None:
         self.batch.dead.append(
             contract.dead_letter(
                 key=rec.key,
@@ -265,6 +306,7 @@ class BatchBuilder:
                 partition=rec.partition,
                 offset=rec.offset,
                 timestamp_ms=rec.timestamp,
+                more=more,
             )
         )
         self.batch.dead_reasons[(rec.topic, reason)] += 1

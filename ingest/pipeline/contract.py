@@ -53,6 +53,8 @@ EMPTY_VALUE: Final = "empty_value"  # a record without a value (tombstone) on a 
 DECODER_ERROR: Final = "decoder_error"  # the decoder raised something else than FrameError (a bug)
 DB_REJECTED: Final = "db_rejected"  # the database refused the frame's rows permanently
 NO_DECODER: Final = "no_decoder"  # the topic's entity kind has no decoder in this version
+# the frame's time is outside the stored window (ingest.pipeline.timewindow)
+TIME_OUT_OF_WINDOW: Final = "time_out_of_window"
 
 # A dead letter's detail is for people; cap it so one bad frame cannot make a huge record.
 MAX_DETAIL_BYTES: Final = 1000
@@ -107,8 +109,10 @@ def dead_letter(
     partition: int,
     offset: int,
     timestamp_ms: int,
+    more: Headers = (),
 ) -> DeadLetter:
-    """The dead letter of one raw record: everything original, then the error headers."""
+    """The dead letter of one raw record: everything original, then the error headers, then
+    ``more`` (a reason's own headers, e.g. the time window of ``time_out_of_window``)."""
     extra = [
         (ERROR_REASON, reason.encode()),
         (ERROR_DETAIL, detail.encode(errors="replace")[:MAX_DETAIL_BYTES]),
@@ -118,4 +122,4 @@ def dead_letter(
         (SOURCE_OFFSET, str(offset).encode()),
         (SOURCE_TIMESTAMP, str(timestamp_ms).encode()),
     ]
-    return DeadLetter(key, value, [*headers, *extra])
+    return DeadLetter(key, value, [*headers, *extra, *more])

@@ -22,9 +22,16 @@ from ingest.logging import configure_logging
 from ingest.metrics import PipelineMetrics
 from ingest.pipeline.batch import Decode
 from ingest.pipeline.sink import Sink
+from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.worker import Worker, WorkerOptions
 
-__all__ = ["build_worker", "decoders_for", "worker_options", "worker_process"]
+__all__ = [
+    "build_worker",
+    "decoders_for",
+    "time_window",
+    "worker_options",
+    "worker_process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,16 @@ def worker_options(settings: Settings) -> WorkerOptions:
         lag_interval_s=p.lag_interval_s,
         retry_backoff_max_s=p.retry_backoff_max_s,
         write_lanes=p.write_lanes,
+        window=time_window(settings),
+    )
+
+
+def time_window(settings: Settings) -> TimeWindow:
+    """The frame-time window: retention back (none when kept forever), skew ahead."""
+    days = settings.storage.retention_days
+    return TimeWindow(
+        max_age_ms=days * 86_400_000 if days else None,
+        max_future_ms=int(settings.pipeline.frame_max_future_s * 1000),
     )
 
 

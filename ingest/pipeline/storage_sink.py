@@ -45,6 +45,10 @@ class _Hooks(WriterHooks):
 
     def on_written(self, result: StorageResult) -> None:
         self._sink.health(True)
+        if result.bisect_loads:
+            self._sink.metrics.bisect_loads.inc(result.bisect_loads)
+        if result.partitions_created:
+            self._sink.metrics.partitions_created.inc(result.partitions_created)
 
     def on_retry(self, attempt: int, delay_s: float, error: BaseException) -> None:
         self._sink.health(False)

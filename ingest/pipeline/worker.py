@@ -33,6 +33,7 @@ from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.lag import LagReporter
 from ingest.pipeline.publish import Producer
 from ingest.pipeline.sink import Sink
+from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.writer import Writer
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -60,6 +61,7 @@ class WorkerOptions:
     retry_backoff_initial_s: float = 0.25
     retry_backoff_max_s: float = 5.0
     write_lanes: int = 2
+    window: TimeWindow | None = None  # frame times stored; None: every time (tests, tools)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -98,7 +100,7 @@ class Worker:
             resume_ratio=options.resume_ratio,
             pause_after_s=options.pause_after_s,
         )
-        self.builder = BatchBuilder(decoders)
+        self.builder = BatchBuilder(decoders, window=options.window)
         self.consumer: Any = None
         self.committer: KafkaCommitter
         self.writer: Writer | None = None

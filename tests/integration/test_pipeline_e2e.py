@@ -1,5 +1,6 @@
 """End to end through the real service: frames on Kafka become rows once; bad frames and frames
-the database refuses land in the dead-letter topic with their reason; SIGTERM exits 0."""
+outside the stored time window land in the dead-letter topic with their reason; SIGTERM exits
+0."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 def _far_future_frame() -> Message:
-    """A valid frame dated 2035: plain PostgreSQL has no partition for it, so the database
-    refuses its rows (a permanent error) and the pipeline must dead-letter it, not stop."""
+    """A valid frame dated 2035: outside the frame-time window (far ahead of its received_at),
+    so the pipeline dead-letters it before the database, and stores nothing of it."""
     import random
 
     v = SimVehicle("LNEVFUTURE0000001", random.Random(3), 2016)
@@ -46,7 +47,7 @@ async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: P
     messages = [*fleet_messages(fleet), _far_future_frame()]
     expected = Expected.of(messages)
     future = ("LNEVFUTURE0000001", messages[-1].t_ms)
-    del expected.rows[future]  # refused by the database
+    del expected.rows[future]  # outside the time window
     assert sum(expected.bad.values()) >= 10, "the traffic must hold bad frames"
 
     svc = Service(env, "e2e")
@@ -63,7 +64,7 @@ async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: P
         n_dead = sum(expected.bad.values()) + 1
         dead = await read_topic(env.kafka, env.dlq, expect=n_dead)
         reasons = Counter((header(r.headers, "error.reason") or b"").decode() for r in dead)
-        assert reasons == {**expected.bad, "db_rejected": 1}
+        assert reasons == {**expected.bad, "time_out_of_window": 1}
         # A dead letter is the original record: same key, value and headers, plus the error.
         bad_values = set()
         for m in messages:
@@ -80,8 +81,8 @@ async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: P
             assert int(header(r.headers, "source.offset") or b"-1") >= 0
             assert header(r.headers, "received_at") is not None  # original header kept
             assert header(r.headers, "error.detail")
-        rejected = next(r for r in dead if header(r.headers, "error.reason") == b"db_rejected")
-        assert header(rejected.headers, "error.stage") == b"store"
+        late = next(r for r in dead if header(r.headers, "error.reason") == b"time_out_of_window")
+        assert header(late.headers, "error.stage") == b"decode"  # decided before the database
 
         for reason, n in expected.bad.items():
             assert svc.metric("nev_ingest_frames_dead_lettered_total", reason=reason) == n

@@ -1,0 +1,73 @@
+"""The frame-time window: which frame times the pipeline stores, decided before the database.
+
+A frame is stored when its time lies within the storage retention (not older than
+``max_age_ms`` before now: the database would drop it anyway) and at most ``max_future_ms``
+ahead of its ``received_at`` (a device cannot report from the future; a clock that does is
+wrong). Inside the window a frame is stored whatever its age: plain PostgreSQL creates the
+partitions it needs (``storage.partitions``). Outside it the frame goes to the dead-letter
+topic with reason ``time_out_of_window``, its time and the window in the headers, and is never
+stored: a bad device clock (year 2000 after a reset, 2099) must neither fail a batch's COPY,
+which used to cost a bisect of the whole batch, nor create a partition or chunk of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from ingest.pipeline import contract
+
+__all__ = ["REASON", "TimeWindow", "iso_ms"]
+
+REASON: Final = contract.TIME_OUT_OF_WINDOW
+
+# Dead-letter headers of a ``time_out_of_window`` frame: epoch milliseconds, decimal text.
+FRAME_TIME: Final = "error.frame_time"
+WINDOW_START: Final = "error.window_start"
+WINDOW_END: Final = "error.window_end"
+
+_NO_PAST_BOUND: Final = -(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Bounds relative to now (past) and to the frame's ``received_at`` (future), in ms.
+
+    ``max_age_ms`` None: no past bound (retention forever).
+    """
+
+    max_age_ms: int | None
+    max_future_ms: int
+
+    def __post_init__(self) -> None:
+        if self.max_future_ms < 0 or (self.max_age_ms is not None and self.max_age_ms < 0):
+            raise ValueError("time window bounds must be >= 0")
+
+    def start(self, now_ms: int) -> int:
+        """The oldest frame time stored at ``now_ms`` (inclusive)."""
+        return _NO_PAST_BOUND if self.max_age_ms is None else now_ms - self.max_age_ms
+
+    def end(self, received_ms: int) -> int:
+        """The newest frame time stored for a frame received at ``received_ms`` (inclusive)."""
+        return received_ms + self.max_future_ms
+
+    def contains(self, ts_ms: int, received_ms: int, now_ms: int) -> bool:
+        return self.start(now_ms) <= ts_ms <= self.end(received_ms)
+
+    def describe(self, ts_ms: int, received_ms: int, now_ms: int) -> str:
+        """The dead letter's detail: what was wrong and what to do."""
+        start, end = self.start(now_ms), self.end(received_ms)
+        lo = "-" if self.max_age_ms is None else iso_ms(start)
+        why = "older than the retention" if ts_ms < start else "ahead of its received_at"
+        return (
+            f"frame time {iso_ms(ts_ms)} is outside the stored window [{lo}, {iso_ms(end)}] "
+            f"({why}); a device clock is wrong - or, for a historical capture, raise "
+            "storage.retention_days (docs/operations.md)"
+        )
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC (clamped to what datetime can show)."""
+    ms = min(max(ms, -62_135_596_800_000), 253_402_300_799_000)
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
