@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ingest.config_fields import Section, setting
+from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
 
 # Entity kind is a dimension everywhere (topics, decoders, tables, rules, metrics).
 ENTITY_KINDS: Final = ("vehicle", "charger", "battery")
@@ -68,6 +69,53 @@ class KafkaSettings(Section):
     )
     request_timeout_ms: int = setting(
         30000, "Timeout of one request to a broker.", minimum=1000, maximum=600000
+    )
+    # Sizes (docs/kafka.md "Record sizes"): checked against each other at load and against
+    # the dead-letter topic's max.message.bytes at start, so no dead letter can be refused.
+    max_record_bytes: int = setting(
+        DEFAULT_MAX_RECORD_BYTES,
+        "Largest raw frame (record value) stored; a larger one goes to the dead-letter topic "
+        "as too_large with its first 4 KiB, size and SHA-256 (a GB/T 32960 frame is < 64 KiB).",
+        minimum=1024,
+    )
+    max_request_size: int = setting(
+        1048576,
+        "Largest message the workers produce (dead letters, alerts); at least max_record_bytes "
+        "+ 16 KiB, and at most the dead-letter topic's max.message.bytes (checked at start).",
+        minimum=1024,
+    )
+    max_partition_fetch_bytes: int = setting(
+        2097152,
+        "Most bytes fetched per partition per request; at least max_record_bytes + 16 KiB.",
+        minimum=1024,
+    )
+    fetch_max_bytes: int = setting(
+        33554432,
+        "Most bytes one fetch returns over all partitions; at least max_partition_fetch_bytes.",
+        minimum=1024,
+    )
+    # Group timeouts (docs/operations.md "Consumer-group timeouts"): heartbeats run in their own
+    # task, so only a dead process misses them; a slow write delays nothing but a rebalance.
+    session_timeout_ms: int = setting(
+        30000,
+        "A worker that sends no heartbeat for this long is dropped from the group (how long a "
+        "killed worker's partitions wait).",
+        minimum=6000,
+    )
+    heartbeat_interval_ms: int = setting(
+        3000, "Heartbeat period; at most a third of session_timeout_ms.", minimum=100
+    )
+    rebalance_timeout_ms: int = setting(
+        60000,
+        "How long the group waits for every worker to rejoin in a rebalance; more than "
+        "pipeline.revoke_timeout_s + 10 s (the revoke callback runs inside it).",
+        minimum=6000,
+    )
+    max_poll_interval_ms: int = setting(
+        300000,
+        "A worker whose consume loop does not poll for this long leaves the group (the loop "
+        "polls even while paused); at least rebalance_timeout_ms.",
+        minimum=6000,
     )
 
     def raw_topic(self, kind: str) -> str:
@@ -187,7 +235,10 @@ class PipelineSettings(Section):
         1.0, "Pause the partitions when in-flight frames stay at the bound this long.", minimum=0
     )
     revoke_timeout_s: float = setting(
-        10.0, "On rebalance, time to commit in-flight batches before abandoning them.", minimum=0
+        20.0,
+        "On rebalance, time to commit in-flight batches before abandoning them; rides out a "
+        "~20 s database stall, and stays below kafka.rebalance_timeout_ms - 10 s.",
+        minimum=0,
     )
     retry_backoff_max_s: float = setting(
         5.0, "Longest wait between retries of a batch after a transient error.", minimum=0.01

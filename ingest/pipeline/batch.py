@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol
 
 from ingest.decoders.errors import FrameError
 from ingest.decoders.rows import FrameRows
+from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
 from ingest.logging import RateLimiter
 from ingest.pipeline import contract
 from ingest.pipeline.contract import DeadLetter
@@ -177,8 +178,17 @@ class BatchBuilder:
     so that is a configuration mistake, reported loudly, never a stuck partition).
     """
 
-    def __init__(self, decoders: dict[str, Decode], *, generation: int = 0) -> None:
+    def __init__(
+        self,
+        decoders: dict[str, Decode],
+        *,
+        generation: int = 0,
+        max_value_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
         self._decoders = decoders
+        # Checked before decoding: an oversized record's dead letter must not carry the whole
+        # value, which could exceed what the dead-letter topic accepts (docs/kafka.md).
+        self._max_value = max_value_bytes
         self._limiter = RateLimiter(10.0)
         self.generation = generation
         self.batch = Batch(generation)
@@ -221,6 +231,9 @@ class BatchBuilder:
             if not value:
                 self._dead(rec, contract.EMPTY_VALUE, "record has no value (one raw frame)")
                 continue
+            if len(value) > self._max_value:
+                self._too_large(rec, value)
+                continue
             if decode is None:
                 self._dead(rec, contract.NO_DECODER, f"no decoder for topic {topic}")
                 continue
@@ -252,9 +265,35 @@ class BatchBuilder:
         self.generation = generation
         return self.take()
 
-    def _dead(self, rec: Record, reason: str, detail: str, *, exc_info: bool = False) -> None:
-        self.batch.dead.append(
-            contract.dead_letter(
+    def _too_large(self, rec: Record, value: bytes) -> None:
+        detail = (
+            f"record value of {len(value)} bytes is over kafka.max_record_bytes "
+            f"({self._max_value}); kept: the first bytes, the size and the SHA-256"
+        )
+        letter = contract.too_large_letter(
+            key=rec.key,
+            value=value,
+            headers=list(rec.headers or ()),
+            detail=detail,
+            stage=_STAGE_DECODE,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            timestamp_ms=rec.timestamp,
+        )
+        self._dead(rec, contract.TOO_LARGE, detail, letter=letter)
+
+    def _dead(
+        self,
+        rec: Record,
+        reason: str,
+        detail: str,
+        *,
+        exc_info: bool = False,
+        letter: DeadLetter | None = None,
+    ) -> None:
+        if letter is None:
+            letter = contract.dead_letter(
                 key=rec.key,
                 value=rec.value,
                 headers=list(rec.headers or ()),
@@ -266,7 +305,7 @@ class BatchBuilder:
                 offset=rec.offset,
                 timestamp_ms=rec.timestamp,
             )
-        )
+        self.batch.dead.append(letter)
         self.batch.dead_reasons[(rec.topic, reason)] += 1
         suppressed = self._limiter.allow(reason)
         if suppressed is not None:
