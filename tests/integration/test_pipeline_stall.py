@@ -39,9 +39,9 @@ async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv
     expected = Expected.of(messages)
     third = len(messages) // 3
     # The default group timeouts and revoke timeout (the test environment shortens the latter).
-    timeouts = {"NEV_PIPELINE_REVOKE_TIMEOUT_S": "20"}
+    revoke = "20"
 
-    first = Service(env, "first", **timeouts)
+    first = Service(env, "first", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
     second: Service | None = None
     lock = await asyncpg.connect(env.dsn)
     try:
@@ -66,7 +66,7 @@ async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv
             return bool(waiting)
 
         await until(write_stalled, timeout_s=60, what="a batch write waiting for the lock")
-        second = Service(env, "second", **timeouts)
+        second = Service(env, "second", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
 
         async def revoking() -> bool:
             return first.metric("nev_ingest_rebalances_total", event="revoked") >= 1
