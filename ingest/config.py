@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ingest.config_fields import Pattern, Section, setting
+from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
 
 # Entity kind is a dimension everywhere (topics, decoders, tables, rules, metrics).
 ENTITY_KINDS: Final = ("vehicle", "charger", "battery")
@@ -32,6 +33,8 @@ MAX_PARTITIONS: Final = 10_000
 MAX_WORKERS: Final = 256  # processes of one host; more hosts scale further, not more workers
 MAX_TIMEOUT_S: Final = 3600.0
 MAX_RETENTION_DAYS: Final = 36_500  # 100 years; 0 keeps forever
+# Kafka message sizes: far above any GB/T 32960 frame (< 64 KiB), below what brokers accept.
+MAX_MESSAGE_BYTES: Final = 64 * 2**20
 
 # Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic).
 KAFKA_TOPIC: Final = Pattern(
@@ -105,6 +108,63 @@ class KafkaSettings(Section):
     )
     request_timeout_ms: int = setting(
         30000, "Timeout of one request to a broker.", minimum=1000, maximum=600000
+    )
+    # Sizes (docs/kafka.md "Record sizes"): checked against each other at load and against
+    # the dead-letter topic's max.message.bytes at start, so no dead letter can be refused.
+    max_record_bytes: int = setting(
+        DEFAULT_MAX_RECORD_BYTES,
+        "Largest raw frame (record value) stored; a larger one goes to the dead-letter topic "
+        "as too_large with its first 4 KiB, size and SHA-256 (a GB/T 32960 frame is < 64 KiB).",
+        minimum=1024,
+        maximum=MAX_MESSAGE_BYTES,
+    )
+    max_request_size: int = setting(
+        1048576,
+        "Largest message the workers produce (dead letters, alerts); at least max_record_bytes "
+        "+ 16 KiB, and at most the dead-letter topic's max.message.bytes (checked at start).",
+        minimum=1024,
+        maximum=MAX_MESSAGE_BYTES,
+    )
+    max_partition_fetch_bytes: int = setting(
+        2097152,
+        "Most bytes fetched per partition per request; at least max_record_bytes + 16 KiB.",
+        minimum=1024,
+        maximum=MAX_MESSAGE_BYTES,
+    )
+    fetch_max_bytes: int = setting(
+        33554432,
+        "Most bytes one fetch returns over all partitions; at least max_partition_fetch_bytes.",
+        minimum=1024,
+        maximum=4 * MAX_MESSAGE_BYTES,
+    )
+    # Group timeouts (docs/operations.md "Consumer-group timeouts"): heartbeats run in their own
+    # task, so only a dead process misses them; a slow write delays nothing but a rebalance.
+    session_timeout_ms: int = setting(
+        30000,
+        "A worker that sends no heartbeat for this long is dropped from the group (how long a "
+        "killed worker's partitions wait).",
+        minimum=6000,
+        maximum=1_800_000,  # the broker's default group.max.session.timeout.ms
+    )
+    heartbeat_interval_ms: int = setting(
+        3000,
+        "Heartbeat period; at most a third of session_timeout_ms.",
+        minimum=100,
+        maximum=600_000,
+    )
+    rebalance_timeout_ms: int = setting(
+        60000,
+        "How long the group waits for every worker to rejoin in a rebalance; more than "
+        "pipeline.revoke_timeout_s + 10 s (the revoke callback runs inside it).",
+        minimum=6000,
+        maximum=int(MAX_TIMEOUT_S) * 1000,
+    )
+    max_poll_interval_ms: int = setting(
+        300000,
+        "A worker whose consume loop does not poll for this long leaves the group (the loop "
+        "polls even while paused); at least rebalance_timeout_ms.",
+        minimum=6000,
+        maximum=int(MAX_TIMEOUT_S) * 1000,
     )
 
     def raw_topic(self, kind: str) -> str:
@@ -261,8 +321,9 @@ class PipelineSettings(Section):
         maximum=MAX_TIMEOUT_S,
     )
     revoke_timeout_s: float = setting(
-        10.0,
-        "On rebalance, time to commit in-flight batches before abandoning them.",
+        20.0,
+        "On rebalance, time to commit in-flight batches before abandoning them; rides out a "
+        "~20 s database stall, and stays below kafka.rebalance_timeout_ms - 10 s.",
         minimum=0,
         maximum=MAX_TIMEOUT_S,
     )

@@ -26,6 +26,7 @@ from typing import Any, Final
 from ingest.config import ENTITY_KINDS, SECTIONS, Settings
 from ingest.config_fields import FieldSpec, Section, show_number, spec_of
 from ingest.errors import UserError
+from ingest.kafka_limits import check_settings as check_kafka_limits
 
 ENV_PREFIX: Final = "NEV_"
 ENV_CONFIG: Final = "NEV_CONFIG"
@@ -331,6 +332,7 @@ def _check_consistency(settings: Settings) -> None:
     ]
     if len(set(topics)) != len(topics):
         raise UserError(f"kafka.topic_*: every topic needs its own name, got {', '.join(topics)}")
+    check_kafka_limits(settings)
 
 
 def _check_bootstrap(servers: str) -> None:

@@ -108,3 +108,70 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float) -> str:
     finally:
         await conn.close()
     return f"postgres: server {version}"
+
+
+async def check_topics(
+    kafka: KafkaSettings, topics: dict[str, str], timeout_s: float, *, dlq_topic: str = ""
+) -> str:
+    """Every topic of ``topics`` (name -> the key that names it) exists, and ``dlq_topic``'s
+    ``max.message.bytes`` is at least ``kafka.max_request_size``; else a one-line ``UserError``.
+
+    Production brokers do not create topics on first use (nor does the dev broker): a missing
+    topic would otherwise show up as a consumer that never gets partitions, or as dead letters
+    and alerts retried until someone looks.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    from ingest.devstack.kafka import quiet_aiokafka
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(kafka))
+    try:
+        with quiet_aiokafka():
+            async with asyncio.timeout(timeout_s):
+                await admin.start()
+                existing = set(await admin.list_topics())
+                missing = [(name, key) for name, key in topics.items() if name not in existing]
+                if missing:
+                    name, key = missing[0]
+                    raise UserError(
+                        f"Kafka topic {name!r} ({key}) does not exist and the brokers do not "
+                        "create topics: create it (nev-ingest devstack up does for the dev "
+                        f"stack; else kafka-topics.sh --create --topic {name}) or fix {key}"
+                    )
+                if not dlq_topic:
+                    return f"kafka: topics {', '.join(sorted(topics))} exist"
+                resource = ConfigResource(
+                    ConfigResourceType.TOPIC, dlq_topic, {"max.message.bytes": None}
+                )
+                responses = await admin.describe_configs([resource])
+    except (TimeoutError, OSError, KafkaError) as exc:
+        raise UserError(
+            f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
+            f"within {timeout_s:g}s ({exc or type(exc).__name__}); is the broker up?"
+        ) from None
+    finally:
+        await admin.close()
+    limit = _config_value(responses, "max.message.bytes")
+    if limit is not None and int(limit) < kafka.max_request_size:
+        raise UserError(
+            f"kafka.max_request_size ({kafka.max_request_size}) is larger than max.message.bytes "
+            f"({limit}) of the dead-letter topic {dlq_topic}: the broker could refuse dead "
+            "letters; raise the topic's max.message.bytes (kafka-configs.sh --alter) or lower "
+            "kafka.max_request_size and kafka.max_record_bytes"
+        )
+    return f"kafka: topics {', '.join(sorted(topics))} exist; {dlq_topic} takes {limit} bytes"
+
+
+def _config_value(responses: Any, name: str) -> str | None:
+    """A config value out of DescribeConfigs responses (None when it could not be read, e.g.
+    not authorised: the check is then skipped, the producer's error handling still holds)."""
+    for response in responses:
+        for error_code, _msg, _type, _resource, entries, *_ in response.resources:
+            if error_code:
+                continue
+            for entry in entries:
+                if entry[0] == name:
+                    return str(entry[1])
+    return None

@@ -142,6 +142,12 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        self.dead_letters_shrunk = Counter(
+            "dead_letters_shrunk",
+            "Dead letters the dead-letter topic refused as too large, sent again cut down.",
+            namespace=ns,
+            registry=r,
+        )
         self.alerts_published = Counter(
             "alerts_published", "Alert messages published to the alerts topic.", namespace=ns,
             registry=r,

@@ -1,8 +1,9 @@
 """``nev-ingest run``: the ingest service (Kafka -> decode -> database, with alerts).
 
-Checks that Kafka and the database answer and that the schema is migrated (one-line errors,
-exit 2), then runs ``--workers`` supervised worker processes and the metrics endpoint until
-SIGTERM/SIGINT. See docs/operations.md.
+Checks that Kafka and the database answer, that the topics exist (and the dead-letter topic
+takes the largest dead letter), and that the schema is migrated (one-line errors, exit 2), then
+runs ``--workers`` supervised worker processes and the metrics endpoint until SIGTERM/SIGINT.
+See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -90,10 +91,16 @@ def check_rules(settings: Settings) -> None:
 
 async def preflight(settings: Settings) -> None:
     """Fail fast, with what to do, when a dependency is missing (raises ``UserError``)."""
-    from ingest.connections import check_kafka, check_postgres
+    from ingest.connections import check_kafka, check_postgres, check_topics
+    from ingest.pipeline.process import DECODERS
     from ingest.pipeline.storage_sink import check_schema
 
-    log.info(await check_kafka(settings.kafka, 15))
+    k = settings.kafka
+    log.info(await check_kafka(k, 15))
+    topics = {k.raw_topic(kind): f"kafka.topic_{kind}" for kind in DECODERS}
+    topics[k.topic_dlq] = "kafka.topic_dlq"
+    topics[k.topic_alerts] = "kafka.topic_alerts"
+    log.info(await check_topics(k, topics, 15, dlq_topic=k.topic_dlq))
     log.info(await check_postgres(settings.postgres, 15))
     await check_schema(settings)
 

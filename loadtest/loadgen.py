@@ -160,8 +160,10 @@ async def run_loadgen(
     """Produce the fleet's traffic to Kafka (``settings``: the ``ingest.config.Settings``)."""
     from aiokafka import AIOKafkaProducer
 
-    from ingest.connections import kafka_client_options
+    from ingest.connections import check_topics, kafka_client_options
 
+    name = topic or settings.kafka.topic_vehicle
+    await check_topics(settings.kafka, {name: "--topic" if topic else "kafka.topic_vehicle"}, 15)
     producer = AIOKafkaProducer(
         **kafka_client_options(settings.kafka),
         acks="all",
@@ -187,7 +189,7 @@ async def run_loadgen(
     try:
         result = await produce_messages(
             producer,
-            topic or settings.kafka.topic_vehicle,
+            name,
             fleet_messages(options),
             rate=rate,
             max_frames=max_frames,

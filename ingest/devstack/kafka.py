@@ -102,8 +102,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # Tests start consumer groups constantly: do not hold the first rebalance back 3 s.
 group.initial.rebalance.delay.ms=0
-# Like Kafka's default; `up` still creates nev-ingest's topics with their partition counts.
-auto.create.topics.enable=true
+# Like production brokers: a topic is created on purpose (`up` creates every configured one),
+# so a misspelt topic fails loudly here too instead of appearing with one partition.
+auto.create.topics.enable=false
 num.partitions=1
 # Raw frames are small; allow batches of a few MB from the load generator.
 message.max.bytes=8388608

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import time
@@ -68,6 +69,13 @@ def up(
         for name in wanted:
             if state.running(name):
                 _say(report, f"{name}: already running at {state.services[name].url}")
+                if name == "kafka":
+                    # The broker creates no topics itself: topics configured since it started
+                    # are created now, so `up` always leaves every configured topic in place.
+                    url = state.services[name].url
+                    topics = settings.kafka.topic_partitions()
+                    rf = settings.kafka.replication_factor
+                    asyncio.run(kafka.ensure_topics(url, topics, rf))
                 continue
             began = time.monotonic()
             previous = state.services.get(name)

@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol
 
 from ingest.decoders.errors import FrameError
 from ingest.decoders.rows import FrameRows
+from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
 from ingest.logging import RateLimiter
 from ingest.pipeline import contract
 from ingest.pipeline.contract import DeadLetter, Headers
@@ -187,10 +188,14 @@ class BatchBuilder:
         generation: int = 0,
         window: TimeWindow | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        max_value_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self._decoders = decoders
         self._window = window
         self._clock_ms = clock_ms
+        # Checked before decoding: an oversized record's dead letter must not carry the whole
+        # value, which could exceed what the dead-letter topic accepts (docs/kafka.md).
+        self._max_value = max_value_bytes
         self._limiter = RateLimiter(10.0)
         self.generation = generation
         self.batch = Batch(generation)
@@ -237,6 +242,9 @@ class BatchBuilder:
             value = rec.value
             if not value:
                 self._dead(rec, contract.EMPTY_VALUE, "record has no value (one raw frame)")
+                continue
+            if len(value) > self._max_value:
+                self._too_large(rec, value)
                 continue
             if decode is None:
                 self._dead(rec, contract.NO_DECODER, f"no decoder for topic {topic}")
@@ -285,6 +293,24 @@ class BatchBuilder:
         detail = window.describe(ts, received, now_ms)
         self._dead(rec, contract.TIME_OUT_OF_WINDOW, detail, more=more)
 
+    def _too_large(self, rec: Record, value: bytes) -> None:
+        detail = (
+            f"record value of {len(value)} bytes is over kafka.max_record_bytes "
+            f"({self._max_value}); kept: the first bytes, the size and the SHA-256"
+        )
+        letter = contract.too_large_letter(
+            key=rec.key,
+            value=value,
+            headers=list(rec.headers or ()),
+            detail=detail,
+            stage=_STAGE_DECODE,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            timestamp_ms=rec.timestamp,
+        )
+        self._dead(rec, contract.TOO_LARGE, detail, letter=letter)
+
     def _dead(
         self,
         rec: Record,
@@ -293,9 +319,10 @@ class BatchBuilder:
         *,
         exc_info: bool = False,
         more: Headers = (),
+        letter: DeadLetter | None = None,
     ) -> None:
-        self.batch.dead.append(
-            contract.dead_letter(
+        if letter is None:
+            letter = contract.dead_letter(
                 key=rec.key,
                 value=rec.value,
                 headers=list(rec.headers or ()),
@@ -308,7 +335,7 @@ class BatchBuilder:
                 timestamp_ms=rec.timestamp,
                 more=more,
             )
-        )
+        self.batch.dead.append(letter)
         self.batch.dead_reasons[(rec.topic, reason)] += 1
         suppressed = self._limiter.allow(reason)
         if suppressed is not None:

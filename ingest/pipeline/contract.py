@@ -8,8 +8,11 @@ A dead letter is the original record, untouched, plus headers saying why and whe
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Final, NamedTuple
+
+from ingest.kafka_limits import TOO_LARGE_PREFIX_BYTES
 
 __all__ = [
     "DLQ_HEADERS",
@@ -21,6 +24,7 @@ __all__ = [
     "dead_letter",
     "header",
     "received_at_ms",
+    "shrunk",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
@@ -38,6 +42,9 @@ SOURCE_TOPIC: Final = "source.topic"
 SOURCE_PARTITION: Final = "source.partition"
 SOURCE_OFFSET: Final = "source.offset"
 SOURCE_TIMESTAMP: Final = "source.timestamp"  # Kafka timestamp of the original record, epoch ms
+# Only on a dead letter whose value was cut (too_large, or shrunk to fit the DLQ topic):
+ORIGINAL_SIZE: Final = "original.size"  # bytes of the original value, decimal
+ORIGINAL_SHA256: Final = "original.sha256"  # SHA-256 of the original value, lowercase hex
 DLQ_HEADERS: Final = (
     ERROR_REASON,
     ERROR_DETAIL,
@@ -55,6 +62,7 @@ DB_REJECTED: Final = "db_rejected"  # the database refused the frame's rows perm
 NO_DECODER: Final = "no_decoder"  # the topic's entity kind has no decoder in this version
 # the frame's time is outside the stored window (ingest.pipeline.timewindow)
 TIME_OUT_OF_WINDOW: Final = "time_out_of_window"
+TOO_LARGE: Final = "too_large"  # value over kafka.max_record_bytes (kept: a prefix, size, hash)
 
 # A dead letter's detail is for people; cap it so one bad frame cannot make a huge record.
 MAX_DETAIL_BYTES: Final = 1000
@@ -123,3 +131,57 @@ def dead_letter(
         (SOURCE_TIMESTAMP, str(timestamp_ms).encode()),
     ]
     return DeadLetter(key, value, [*headers, *extra, *more])
+
+
+def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
+    return [
+        (ORIGINAL_SIZE, str(len(value)).encode()),
+        (ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
+    ]
+
+
+def too_large_letter(
+    *,
+    key: bytes | None,
+    value: bytes,
+    headers: Headers,
+    detail: str,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+) -> DeadLetter:
+    """The dead letter of a record whose value is over the size limit: the value's first
+    ``TOO_LARGE_PREFIX_BYTES`` (the frame header identifies the device), its size and hash."""
+    letter = dead_letter(
+        key=key,
+        value=value[:TOO_LARGE_PREFIX_BYTES],
+        headers=headers,
+        reason=TOO_LARGE,
+        detail=detail,
+        stage=stage,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+    )
+    letter.headers.extend(_cut_headers(value))
+    return letter
+
+
+def shrunk(letter: DeadLetter) -> DeadLetter | None:
+    """A dead letter the dead-letter topic refused as too large, cut to what surely fits: the
+    value's prefix, its size and hash, and only the dead-letter headers (the original headers
+    may be what made it large). None when it is already that small: nothing left to cut."""
+    value = letter.value or b""
+    keep = [(k, v) for k, v in letter.headers if k in DLQ_HEADERS or k == RECEIVED_AT]
+    if header(letter.headers, ORIGINAL_SIZE) is not None:
+        keep.extend((k, v) for k, v in letter.headers if k in (ORIGINAL_SIZE, ORIGINAL_SHA256))
+    else:
+        keep.extend(_cut_headers(value))
+    key = letter.key[:256] if letter.key is not None else None
+    small = DeadLetter(key, value[:TOO_LARGE_PREFIX_BYTES], keep)
+    if small == letter:
+        return None
+    return small

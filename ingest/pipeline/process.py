@@ -21,6 +21,7 @@ from ingest.decoders.rows import FrameRows
 from ingest.logging import configure_logging
 from ingest.metrics import PipelineMetrics
 from ingest.pipeline.batch import Decode
+from ingest.pipeline.publish import PermanentKafkaError
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.worker import Worker, WorkerOptions
@@ -75,6 +76,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         retry_backoff_max_s=p.retry_backoff_max_s,
         write_lanes=p.write_lanes,
         window=time_window(settings),
+        max_record_bytes=k.max_record_bytes,
     )
 
 
@@ -106,14 +108,23 @@ def build_worker(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=p.batch_max_frames,
-            # A fetch per partition of up to 2 MB (~5,000 frames) keeps the decoder fed
-            # without holding more than a few batches of prefetched data per partition.
-            max_partition_fetch_bytes=2 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
+            # Sizes and timeouts: see ingest/kafka_limits.py for how they must agree.
+            max_partition_fetch_bytes=k.max_partition_fetch_bytes,
+            fetch_max_bytes=k.fetch_max_bytes,
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            rebalance_timeout_ms=k.rebalance_timeout_ms,
+            max_poll_interval_ms=k.max_poll_interval_ms,
         )
 
     def make_producer() -> Any:
-        return AIOKafkaProducer(**client, acks="all", enable_idempotence=True, linger_ms=5)
+        return AIOKafkaProducer(
+            **client,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=k.max_request_size,
+        )
 
     return Worker(
         options=worker_options(settings),
@@ -163,8 +174,24 @@ def worker_process(index: int, settings: Settings) -> None:
 
     try:
         uvloop.run(_run(index, settings))
-    except Exception:
-        log.exception("worker failed")
+    except Exception as exc:
+        permanent = _permanent_error(exc)
+        if permanent is not None:
+            log.error("worker stopped: %s", permanent)  # one line: the traceback adds nothing
+        else:
+            log.exception("worker failed")
         sys.exit(1)
     log.info("worker stopped")
     sys.exit(0)
+
+
+def _permanent_error(exc: BaseException) -> PermanentKafkaError | None:
+    """The ``PermanentKafkaError`` in ``exc`` (the worker's task group wraps it), if any."""
+    if isinstance(exc, PermanentKafkaError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _permanent_error(inner)
+            if found is not None:
+                return found
+    return None

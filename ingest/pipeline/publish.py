@@ -2,9 +2,18 @@
 
 Dead letters of frames that did not decode go out before their batch's transaction; those of
 frames the database refused go out inside it (``dead_letter_rejected``); alert changes go out
-after it. Giving up would lose a dead letter or an alert, so sends are retried; inside a
-transaction only a few times, then the failure becomes a ``ConnectionError`` that the storage
-writer treats as transient (the whole batch goes again later).
+after it. Giving up would lose a dead letter or an alert, so sends that failed for a retriable
+reason (broker away, leader moving, timeouts: ``retriable``) are retried; inside a transaction
+only a few times, then the failure becomes a ``ConnectionError`` that the storage writer treats
+as transient (the whole batch goes again later).
+
+A non-retriable error is never retried: it would fail the same way forever and hold the
+partition. A dead letter the broker refuses as too large is sent once more cut down
+(``contract.shrunk``: the value's first 4 KiB, its size and SHA-256, the dead-letter headers),
+so the frame is still accounted for; any other non-retriable error (authorisation, a missing or
+invalid topic, or a cut-down letter refused again) raises ``PermanentKafkaError``: the worker
+exits with that one line, nothing of the batch is committed (its frames are read again after
+the fix), and the supervisor's restarts make the problem loud.
 """
 
 from __future__ import annotations
@@ -14,7 +23,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    BrokerNotAvailableError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from ingest.logging import RateLimiter
 from ingest.metrics import PipelineMetrics
@@ -23,15 +40,38 @@ from ingest.pipeline.batch import Batch
 from ingest.pipeline.contract import DeadLetter
 from ingest.pipeline.sink import AlertChange
 
-__all__ = ["TRANSIENT_KAFKA", "Producer", "Publisher"]
+__all__ = ["TRANSIENT_KAFKA", "PermanentKafkaError", "Producer", "Publisher", "retriable"]
 
 log = logging.getLogger(__name__)
 
 _STAGE_STORE: Final = "store"
 
-# Errors of the broker side that are worth retrying: all of them, since giving up would lose
-# a dead letter; a permanent one (authorisation) keeps being logged until someone fixes it.
+# What producing can raise; ``retriable`` says which of these are worth another attempt.
 TRANSIENT_KAFKA: Final[tuple[type[BaseException], ...]] = (KafkaError, OSError, TimeoutError)
+
+# Not flagged retriable by aiokafka, yet what a broker that is away or restarting looks like:
+# a batch that expired unsent, no broker to talk to.
+_AWAY: Final = (KafkaTimeoutError, BrokerNotAvailableError, KafkaUnavailableError)
+_TOO_LARGE: Final = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
+class PermanentKafkaError(Exception):
+    """Producing failed in a way another attempt cannot fix; the message says what to do."""
+
+
+def retriable(exc: BaseException) -> bool:
+    """True for an error another attempt can get past (connection, timeout, leadership)."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, _AWAY)
+    return isinstance(exc, (OSError, TimeoutError))
+
+
+def _permanent(topic: str, exc: BaseException) -> PermanentKafkaError:
+    return PermanentKafkaError(
+        f"producing to Kafka topic {topic} failed with a non-retriable error "
+        f"({type(exc).__name__}: {exc}); fix the topic or the permissions, then restart; "
+        "nothing of the batch was committed, its frames will be read again"
+    )
 
 
 class Producer(Protocol):
@@ -70,12 +110,45 @@ class Publisher:
         self._limiter = RateLimiter(10.0)
 
     async def send_dead(self, letters: Sequence[DeadLetter]) -> None:
-        """Produce ``letters`` and wait until the broker acknowledged all of them."""
-        futures = [
-            await self._producer.send(self._dlq_topic, d.value, key=d.key, headers=d.headers)
-            for d in letters
-        ]
-        await asyncio.gather(*futures)
+        """Produce ``letters`` and wait until the broker acknowledged all of them. A letter
+        refused as too large is sent again cut down (module docstring); retriable errors are
+        raised for the caller to retry, others as ``PermanentKafkaError``."""
+        outcomes = await self._send_all(letters)
+        again: list[DeadLetter] = []
+        for letter, outcome in zip(letters, outcomes, strict=True):
+            if isinstance(outcome, _TOO_LARGE) and (small := contract.shrunk(letter)) is not None:
+                again.append(small)
+            elif isinstance(outcome, BaseException):
+                raise outcome if retriable(outcome) else _permanent(self._dlq_topic, outcome)
+        if not again:
+            return
+        self._m.dead_letters_shrunk.inc(len(again))
+        log.error(
+            "the dead-letter topic refused %d dead letters as too large: sent cut down to their "
+            "first bytes, size and hash; make kafka.max_request_size and the topic's "
+            "max.message.bytes agree (docs/kafka.md)",
+            len(again),
+            extra={"topic": self._dlq_topic},
+        )
+        for outcome in await self._send_all(again):
+            if isinstance(outcome, BaseException):
+                raise outcome if retriable(outcome) else _permanent(self._dlq_topic, outcome)
+
+    async def _send_all(self, letters: Sequence[DeadLetter]) -> list[BaseException | None]:
+        """Send every letter; per letter, the error it met (at send or at acknowledgement)."""
+        futures: list[Any] = []
+        for d in letters:
+            try:
+                futures.append(
+                    await self._producer.send(
+                        self._dlq_topic, d.value, key=d.key, headers=d.headers
+                    )
+                )
+            except _TOO_LARGE as exc:  # the producer's own max_request_size check
+                futures.append(exc)
+        acks = [f for f in futures if not isinstance(f, BaseException)]
+        results = iter(await asyncio.gather(*acks, return_exceptions=True))
+        return [f if isinstance(f, BaseException) else _error_of(next(results)) for f in futures]
 
     async def dead_letter_rejected(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
         """Inside the batch's transaction: dead letters of the frames the database refused."""
@@ -112,6 +185,8 @@ class Publisher:
                 await self.send_dead(letters)
                 return
             except TRANSIENT_KAFKA as exc:
+                if not retriable(exc):
+                    raise _permanent(self._dlq_topic, exc) from exc
                 if attempt == 2:
                     raise ConnectionError(f"dead-letter topic unreachable: {exc!r}") from exc
                 await asyncio.sleep(self._backoff_initial * 2**attempt)
@@ -130,7 +205,7 @@ class Publisher:
             ]
             await asyncio.gather(*futures)
 
-        await self._retry_forever("alerts", publish)
+        await self._retry_forever("alerts", self._alerts_topic, publish)
         self._m.alerts_published.inc(len(changes))
         for change in changes:
             log.info(
@@ -144,13 +219,19 @@ class Publisher:
                 },
             )
 
-    async def _retry_forever(self, stage: str, op: Callable[[], Awaitable[None]]) -> None:
+    async def _retry_forever(
+        self, stage: str, topic: str, op: Callable[[], Awaitable[None]]
+    ) -> None:
+        """``op`` until it works, while its errors are retriable (``PermanentKafkaError``
+        otherwise: an alert message is small, so a refusal is a setup problem to fix)."""
         backoff = self._backoff_initial
         while True:
             try:
                 await op()
                 return
             except TRANSIENT_KAFKA as exc:
+                if not retriable(exc):
+                    raise _permanent(topic, exc) from exc
                 self._m.write_retries.labels(stage=stage).inc()
                 log.warning(
                     "producing to Kafka failed, retrying in %.2fs: %r",
@@ -160,3 +241,7 @@ class Publisher:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
+
+
+def _error_of(result: object) -> BaseException | None:
+    return result if isinstance(result, BaseException) else None

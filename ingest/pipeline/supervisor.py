@@ -8,7 +8,10 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
   has run for a minute), so a crash loop does not hammer the broker and the database.
 - SIGTERM / SIGINT: forwarded to the workers as SIGTERM (they stop fetching, flush, commit and
   exit 0); a worker still running after the deadline is killed (its uncommitted frames are
-  read again after the restart: nothing is lost). The supervisor exits 0 when every worker did.
+  read again after the restart: nothing is lost). The supervisor exits 0 when every worker did;
+  a worker waiting out its restart backoff when the signal comes holds nothing in flight, so it
+  is simply not restarted (its crash was logged and counted already) and does not make the
+  stop fail.
 - SIGHUP: forwarded to the workers, which reload their rule files.
 - Metrics: workers write multi-process files into ``multiproc_dir``; the supervisor serves them
   merged on one port with /healthz (this loop is turning) and /readyz (every worker is in the
@@ -172,6 +175,8 @@ class Supervisor:
                 self._start(slot)
             while True:
                 self._turn = time.monotonic()
+                if self._stopping:
+                    self._drop_pending_restarts()
                 self._reap()
                 # Reaped, not merely dead: a worker that exits between the reap and this
                 # check is reaped (and its exit code recorded) on the next turn.
@@ -194,7 +199,19 @@ class Supervisor:
             self.server.stop()
         codes = [s.exit_code for s in self._slots]
         log.info("supervisor stopped", extra={"exit_codes": codes})
-        return 0 if all(c == 0 for c in codes) else 1
+        return 0 if all(c in (0, None) for c in codes) else 1
+
+    def _drop_pending_restarts(self) -> None:
+        """Before reaping: a slot without a process is waiting to restart after a crash (a
+        worker that exited since is still in ``process`` until reaped)."""
+        for slot in self._slots:
+            if slot.process is None and slot.exit_code is not None:
+                log.info(
+                    "worker %d was waiting to restart after a crash: not restarted",
+                    slot.index,
+                    extra={"worker": slot.index, "exit_code": slot.exit_code},
+                )
+                slot.exit_code = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:

@@ -26,12 +26,14 @@ from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
 
+from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
+from ingest.logging import RateLimiter
 from ingest.metrics import PipelineMetrics
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, Decode
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.lag import LagReporter
-from ingest.pipeline.publish import Producer
+from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.writer import Writer
@@ -62,6 +64,7 @@ class WorkerOptions:
     retry_backoff_max_s: float = 5.0
     write_lanes: int = 2
     window: TimeWindow | None = None  # frame times stored; None: every time (tests, tools)
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -100,7 +103,9 @@ class Worker:
             resume_ratio=options.resume_ratio,
             pause_after_s=options.pause_after_s,
         )
-        self.builder = BatchBuilder(decoders, window=options.window)
+        self.builder = BatchBuilder(
+            decoders, window=options.window, max_value_bytes=options.max_record_bytes
+        )
         self.consumer: Any = None
         self.committer: KafkaCommitter
         self.writer: Writer | None = None
@@ -120,9 +125,18 @@ class Worker:
         o = self.options
         self.sink.set_health_listener(self.bp.set_sink_healthy)
         await self.sink.start()
-        producer = self._make_producer()
-        await producer.start()
-        self.consumer = consumer = self._make_consumer()
+        producer = await self._start_kafka("producer", self._make_producer, stop)
+        consumer = None
+        if producer is not None:
+            consumer = await self._start_kafka("consumer", self._make_consumer, stop)
+        if producer is None or consumer is None:
+            # Stopped before the broker answered: nothing was fetched, nothing to flush.
+            if producer is not None:
+                await _stop_quietly(producer)
+            await self.sink.close()
+            log.info("stopped while waiting for Kafka")
+            return
+        self.consumer = consumer
         self.committer = KafkaCommitter(consumer, lambda: self.owned)
         self.writer = writer = Writer(
             sink=self.sink,
@@ -139,7 +153,6 @@ class Worker:
         )
         self.lag = lag = LagReporter(self, interval_s=o.lag_interval_s)
         try:
-            await consumer.start()
             consumer.subscribe(list(o.topics), listener=_Listener(self))
             log.info("consumer started", extra={"topics": list(o.topics), "group": o.group_id})
             async with asyncio.TaskGroup() as tg:
@@ -157,6 +170,36 @@ class Worker:
                 commit_task.cancel()
         finally:
             await self._close(consumer, producer)
+
+    async def _start_kafka(
+        self, what: str, make: Callable[[], Any], stop: asyncio.Event
+    ) -> Any | None:
+        """A started Kafka client; while no broker answers, retried with a backoff (a worker
+        restarted during a broker outage waits for it, as a running one does, instead of
+        crash-looping). None when ``stop`` is set first."""
+        backoff = self.options.retry_backoff_initial_s
+        limiter = RateLimiter(30.0)
+        while not stop.is_set():
+            client = make()
+            try:
+                await client.start()
+                return client
+            except TRANSIENT_KAFKA as exc:
+                if not retriable(exc):
+                    raise
+                await _stop_quietly(client)
+                self.metrics.kafka_connected.set(0)
+                if limiter.allow(what) is not None:
+                    log.warning(
+                        "Kafka does not answer (%r); starting the %s again in %.1fs",
+                        exc,
+                        what,
+                        backoff,
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, self.options.retry_backoff_max_s)
+        return None
 
     async def _shutdown(
         self, consume_task: asyncio.Task[None], write_task: asyncio.Task[None]
@@ -339,7 +382,10 @@ class Worker:
                 self.options.revoke_timeout_s,
                 frames,
             )
-        await self.committer.flush()  # Kafka's copy of the offsets, before the partitions go
+        # Kafka's copy of the offsets, before the partitions go; bounded, because the group
+        # waits for this callback (kafka_limits.REVOKE_MARGIN_MS) and the database has them.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.committer.flush(), 5)
         self.builder.reset(writer.generation)
         self.sink.on_partitions_lost(sorted(revoked))
         for tp in revoked:
@@ -371,6 +417,11 @@ class Worker:
             # scratch for these vehicles (a duplicate raise is still impossible: the database
             # holds one open alert per vehicle and rule).
             log.exception("could not restore open alerts of the assigned partitions")
+
+
+async def _stop_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):  # a half-started client: best effort
+        await asyncio.wait_for(client.stop(), 5)
 
 
 def _as_producer(producer: Any) -> Producer:

@@ -101,3 +101,39 @@ def test_restarts_a_crashed_worker_then_stops_on_sigterm(tmp_path: Path) -> None
     assert 'nev_ingest_frames_written_total{topic="t"} 10.0' in metrics  # merged: 2 workers
     assert "nev_ingest_worker_restarts_total 2.0" in metrics
     assert seen["healthz"] == (200, "ok\n")
+
+
+def _always_crash(index: int) -> None:
+    sys.exit(1)
+
+
+def test_sigterm_while_a_crashed_worker_waits_for_its_restart_exits_0(tmp_path: Path) -> None:
+    # E.g. a worker that crashed during an outage: its restart backoff is running when the
+    # operator stops the service. Nothing of it is in flight: the stop is clean.
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=1,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=mp_dir,
+            restart_backoff_initial_s=600,
+        ),
+        _always_crash,
+    )
+
+    def drive() -> None:
+        try:
+            _wait(lambda: sup.restarts == 1)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        code = sup.run()
+    finally:
+        thread.join()
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert sup.restarts == 1
+    assert code == 0

@@ -1,0 +1,73 @@
+"""A worker restarted while the broker is down waits for the broker (no crash loop), the service
+recovers once the broker is back, and the next SIGTERM exits 0. Uses a private broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.pipeline_support import (
+    PipelineEnv,
+    Service,
+    migrate_database,
+    ready,
+    until,
+)
+from tests.integration.test_pipeline_broker import PrivateKafka
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateKafka]:
+    kafka = PrivateKafka(tmp_path / "kafka")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+async def test_worker_restarted_while_broker_down_recovers_and_stops_cleanly(
+    broker: PrivateKafka,
+    fresh_database: str,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    await migrate_database(fresh_database)
+    env = PipelineEnv(
+        kafka=broker.bootstrap,
+        dsn=fresh_database,
+        topic="veh",
+        dlq="dlq",
+        alerts="alerts",
+        group=unique_name("group"),
+        tmp=tmp_path,
+    )
+    svc = Service(env, "restart")
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        (victim,) = svc.worker_pids()
+        await asyncio.to_thread(broker.stop)
+        os.kill(victim, signal.SIGKILL)
+
+        async def restarted_while_down() -> bool:
+            return any(r.get("msg") == "worker started" for r in svc.logs()[1:]) and bool(
+                [p for p in svc.worker_pids() if p != victim]
+            )
+
+        await until(restarted_while_down, timeout_s=60, what="a restart while the broker is down")
+        await asyncio.to_thread(broker.start)
+        await until(lambda: ready(svc), timeout_s=120, what="ready again after the broker is back")
+        # The restarted worker waited for the broker instead of crash-looping: the kill was
+        # the only restart.
+        assert svc.metric("nev_ingest_worker_restarts_total") == 1
+        assert any(str(r.get("msg", "")).startswith("Kafka does not answer") for r in svc.logs())
+    finally:
+        code = svc.stop()
+        log_tail = svc.tail(120)
+    assert code == 0, log_tail

@@ -1,0 +1,103 @@
+"""A database stall longer than aiokafka's default 10 s session/rebalance timeouts while a
+rebalance is under way (issue 9, item 4): the worker whose revoke waits for the stalled write
+keeps its group membership (the rebalance completes once, nobody is dropped and rejoins), its
+in-flight batch commits instead of being abandoned, and every frame is stored exactly once.
+
+The stall is a lock held by the test on the offsets table (reads go on, writes wait), as a long
+VACUUM FULL, a migration or a saturated disk would hold the writers."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import pytest
+
+from loadtest.fleet import FleetOptions, fleet_messages
+from tests.integration.pipeline_support import (
+    SCHEMA,
+    Expected,
+    PipelineEnv,
+    Service,
+    caught_up,
+    produce,
+    ready,
+    stored_offsets,
+    stored_rows,
+    until,
+)
+
+pytestmark = pytest.mark.integration
+
+STALL_S = 15  # longer than the 10 s that used to get the revoking worker dropped
+
+
+async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    fleet = FleetOptions(vehicles=100, minutes=5, bad_ratio=0.0, runaway=False, end_ms=now_ms)
+    messages = list(fleet_messages(fleet))
+    expected = Expected.of(messages)
+    third = len(messages) // 3
+    # The default group timeouts and revoke timeout (the test environment shortens the latter).
+    revoke = "20"
+
+    first = Service(env, "first", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
+    second: Service | None = None
+    lock = await asyncpg.connect(env.dsn)
+    try:
+        await until(lambda: ready(first), timeout_s=60, what="the first service to be ready")
+        await produce(env.kafka, env.topic, messages[:third])
+
+        async def first_third_stored() -> bool:
+            return sum((await stored_offsets(env.dsn, env.group, env.topic)).values()) >= third
+
+        await until(first_third_stored, timeout_s=60, what="the first third stored")
+
+        tx = lock.transaction()
+        await tx.start()
+        await lock.execute(f"LOCK TABLE {SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
+        await produce(env.kafka, env.topic, messages[third : 2 * third])
+
+        async def write_stalled() -> bool:
+            waiting = await lock.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(waiting)
+
+        await until(write_stalled, timeout_s=60, what="a batch write waiting for the lock")
+        second = Service(env, "second", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
+
+        async def revoking() -> bool:
+            return first.metric("nev_ingest_rebalances_total", event="revoked") >= 1
+
+        await until(revoking, timeout_s=60, what="the rebalance to reach the stalled worker")
+        stalled_since = time.monotonic()
+
+        async def stall_over() -> bool:
+            # The fault's duration, not a wait for a service: the revoke is blocked meanwhile.
+            return time.monotonic() - stalled_since >= STALL_S
+
+        await until(stall_over, timeout_s=STALL_S + 5, what="the stall")
+        await tx.rollback()
+
+        await produce(env.kafka, env.topic, messages[2 * third :])
+        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+        await until(lambda: ready(second), timeout_s=60, what="the second service to be ready")
+
+        assert await stored_rows(env.dsn) == expected.rows  # nothing lost
+        for svc in (first, second):
+            assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
+            abandoned = [k for k in svc.metrics() if k.startswith("nev_ingest_batches_abandoned")]
+            assert not abandoned, abandoned  # no sample: no batch was ever given up
+        # One rebalance, completed by both: the first worker was assigned at start and after
+        # the second joined; the second once. A dropped worker rejoins: one more each.
+        assert first.metric("nev_ingest_rebalances_total", event="assigned") == 2
+        assert second.metric("nev_ingest_rebalances_total", event="assigned") == 1
+        msgs = [str(r.get("msg", "")) for r in first.logs()]
+        assert "partitions revoked after committing everything in flight" in msgs
+    finally:
+        await lock.close()
+        codes = [first.stop()] + ([second.stop()] if second is not None else [])
+        log_tail = first.tail()
+    assert codes == [0] * len(codes), log_tail

@@ -1,0 +1,130 @@
+"""Kafka limits that must agree: record sizes and group timeouts are checked when the settings
+load (one line naming the keys); producer errors are classed retriable or not; a dead letter
+too large for its topic is cut to a prefix with the original's size and hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
+
+from ingest.config_load import load_settings
+from ingest.errors import UserError
+from ingest.kafka_limits import TOO_LARGE_PREFIX_BYTES
+from ingest.pipeline import contract
+from ingest.pipeline.publish import retriable
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_defaults_agree() -> None:
+    k = load_settings(environ={}).kafka
+    assert k.max_record_bytes + 16 * 1024 <= k.max_request_size <= 1048588  # Kafka's default
+    assert k.heartbeat_interval_ms * 3 <= k.session_timeout_ms
+
+
+@pytest.mark.parametrize(
+    ("env", "keys"),
+    [
+        ({"NEV_KAFKA_MAX_RECORD_BYTES": "1048576"}, ["kafka.max_request_size"]),
+        (
+            {"NEV_KAFKA_MAX_PARTITION_FETCH_BYTES": "500000"},
+            ["kafka.max_partition_fetch_bytes", "kafka.max_record_bytes"],
+        ),
+        (
+            {"NEV_KAFKA_FETCH_MAX_BYTES": "1000000"},
+            ["kafka.fetch_max_bytes", "kafka.max_partition_fetch_bytes"],
+        ),
+        (
+            {"NEV_KAFKA_HEARTBEAT_INTERVAL_MS": "11000"},
+            ["kafka.heartbeat_interval_ms", "kafka.session_timeout_ms"],
+        ),
+        (
+            {"NEV_PIPELINE_REVOKE_TIMEOUT_S": "55"},
+            ["pipeline.revoke_timeout_s", "kafka.rebalance_timeout_ms"],
+        ),
+        (
+            {"NEV_KAFKA_MAX_POLL_INTERVAL_MS": "30000"},
+            ["kafka.max_poll_interval_ms", "kafka.rebalance_timeout_ms"],
+        ),
+    ],
+)
+def test_limits_that_contradict_each_other_are_refused(
+    env: dict[str, str], keys: list[str]
+) -> None:
+    with pytest.raises(UserError) as err:
+        load_settings(environ=env)
+    message = str(err.value)
+    assert "\n" not in message
+    for key in keys:
+        assert key in message
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (KafkaConnectionError(), True),
+        (KafkaTimeoutError(), True),  # a batch expired unsent: the broker is away
+        (NotLeaderForPartitionError(), True),
+        (OSError(), True),
+        (MessageSizeTooLargeError(), False),
+        (RecordTooLargeError(), False),
+        (TopicAuthorizationFailedError(), False),
+        (ValueError(), False),
+    ],
+)
+def test_retriable_errors(exc: BaseException, expected: bool) -> None:
+    assert retriable(exc) is expected
+
+
+def test_a_too_large_letter_keeps_a_prefix_the_size_and_the_hash() -> None:
+    value = bytes(range(256)) * 4000
+    letter = contract.too_large_letter(
+        key=b"VIN",
+        value=value,
+        headers=[("received_at", b"1764135600123"), ("gateway", b"g1")],
+        detail="too big",
+        stage="decode",
+        topic="raw",
+        partition=2,
+        offset=7,
+        timestamp_ms=1,
+    )
+    assert letter.value == value[:TOO_LARGE_PREFIX_BYTES]
+    assert contract.header(letter.headers, contract.ERROR_REASON) == b"too_large"
+    assert contract.header(letter.headers, contract.ORIGINAL_SIZE) == str(len(value)).encode()
+    sha = hashlib.sha256(value).hexdigest().encode()
+    assert contract.header(letter.headers, contract.ORIGINAL_SHA256) == sha
+    assert contract.header(letter.headers, "gateway") == b"g1"  # the original headers stay
+
+
+def test_shrinking_a_letter_drops_big_headers_and_stops_when_nothing_is_left_to_cut() -> None:
+    value = b"x" * 50_000
+    letter = contract.dead_letter(
+        key=b"k" * 1000,
+        value=value,
+        headers=[("received_at", b"1764135600123"), ("junk", b"j" * 100_000)],
+        reason="bad_bcc",
+        detail="checksum",
+        stage="decode",
+        topic="raw",
+        partition=0,
+        offset=3,
+        timestamp_ms=1,
+    )
+    small = contract.shrunk(letter)
+    assert small is not None
+    assert small.value == value[:TOO_LARGE_PREFIX_BYTES] and small.key == b"k" * 256
+    assert contract.header(small.headers, "junk") is None
+    assert contract.header(small.headers, contract.ERROR_REASON) == b"bad_bcc"
+    assert contract.header(small.headers, contract.SOURCE_OFFSET) == b"3"
+    assert contract.header(small.headers, contract.ORIGINAL_SIZE) == b"50000"
+    assert contract.shrunk(small) is None
