@@ -163,7 +163,12 @@ async def run_loadgen(
     from ingest.connections import check_topics, kafka_client_options
 
     name = topic or settings.kafka.topic_vehicle
-    await check_topics(settings.kafka, {name: "--topic" if topic else "kafka.topic_vehicle"}, 15)
+    # One request timeout is the configured patience, for the topic check as for the producer.
+    await check_topics(
+        settings.kafka,
+        {name: "--topic" if topic else "kafka.topic_vehicle"},
+        settings.kafka.request_timeout_ms / 1000,
+    )
     producer = AIOKafkaProducer(
         **kafka_client_options(settings.kafka),
         acks="all",
