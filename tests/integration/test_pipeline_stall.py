@@ -101,3 +101,59 @@ async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv
         codes = [first.stop()] + ([second.stop()] if second is not None else [])
         log_tail = first.tail()
     assert codes == [0] * len(codes), log_tail
+
+
+LONG_STALL_S = 30  # the issue's figure: a database stall of 30 s evicts nobody
+
+
+async def test_thirty_second_database_stall_keeps_the_worker_in_its_group(
+    env: PipelineEnv,
+) -> None:
+    """No rebalance this time: writes wait 30 s on the lock while traffic keeps arriving. The
+    worker pauses, keeps polling and heartbeating, and is never dropped from the group: one
+    assignment, no revocation, nothing abandoned, every frame stored once."""
+    now_ms = time.time_ns() // 1_000_000
+    fleet = FleetOptions(vehicles=100, minutes=5, bad_ratio=0.0, runaway=False, end_ms=now_ms)
+    messages = list(fleet_messages(fleet))
+    half = len(messages) // 2
+
+    svc = Service(env, "stalled")
+    lock = await asyncpg.connect(env.dsn)
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        tx = lock.transaction()
+        await tx.start()
+        await lock.execute(f"LOCK TABLE {SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
+        await produce(env.kafka, env.topic, messages[:half])
+
+        async def write_stalled() -> bool:
+            waiting = await lock.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(waiting)
+
+        await until(write_stalled, timeout_s=60, what="a batch write waiting for the lock")
+        stalled_since = time.monotonic()
+
+        async def stall_over() -> bool:
+            # The fault's duration, not a wait for a service: the writes are blocked meanwhile.
+            return time.monotonic() - stalled_since >= LONG_STALL_S
+
+        await until(stall_over, timeout_s=LONG_STALL_S + 5, what="the stall")
+        await tx.rollback()
+        await produce(env.kafka, env.topic, messages[half:])
+        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+
+        assert await stored_rows(env.dsn) == Expected.of(messages).rows
+        assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0
+        assert svc.metric("nev_ingest_rebalances_total", event="assigned") == 1
+        # Never dropped from the group, so never revoked and rejoined.
+        assert svc.metric("nev_ingest_rebalances_total", event="revoked") == 0
+        abandoned = [k for k in svc.metrics() if k.startswith("nev_ingest_batches_abandoned")]
+        assert not abandoned, abandoned
+    finally:
+        await lock.close()
+        code = svc.stop()
+        log_tail = svc.tail()
+    assert code == 0, log_tail

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 TP = ("nev.vehicle.raw", 0)
 NOW = datetime.now(BEIJING).replace(microsecond=0)
-OLD = NOW - timedelta(days=400)  # within the 3-year retention, far before the 8-day backfill
+# Within the 3-year retention, far before the 8-day backfill; noon UTC, so that an hour later is
+# still the same day slot whatever the time of day the test runs at.
+OLD = (NOW - timedelta(days=400)).astimezone(UTC).replace(hour=12, minute=0, second=0)
 
 
 @pytest.fixture
