@@ -9,7 +9,7 @@ supervisor restarts it):
 
 Offsets: on assignment the consumer seeks to the offsets stored in the database (the copy that
 is committed with the rows), not to Kafka's, and only after the sink restored the partition's
-alert state (open alerts, the replayed last rule window); until both worked the partition stays
+alert state (its open alerts and unpublished alert messages); until both worked the partition stays
 paused and its records are neither evaluated nor written (retried with backoff). On
 revocation the open batch is sealed and the writer gets ``revoke_timeout_s`` to commit
 everything in flight; what it cannot commit in time is abandoned uncommitted (the next owner
