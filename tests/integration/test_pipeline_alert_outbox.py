@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -59,7 +60,7 @@ async def commit_without_publishing(env: PipelineEnv, environ: dict[str, str]) -
         ends = await consumer.end_offsets(tps)
         builder = BatchBuilder(decoders_for(settings))
         for tp in tps:
-            records = []
+            records: list[Any] = []
             while len(records) < ends[tp]:
                 got = await consumer.getmany(tp, timeout_ms=1000)
                 records.extend(got.get(tp, []))
