@@ -282,14 +282,21 @@ class Engine:
     # -- rebuild, reload, ownership -----------------------------------------------------------
 
     def warm(self, frames: Iterable[FrameRows], *, partition: int | None = None) -> None:
-        """Replay frames already processed (and stored) to rebuild history: rates, drops,
-        durations and conditions. Alerting rules neither raise, update nor clear meanwhile:
-        their state comes from the database through ``restore``."""
+        """Replay frames already evaluated and stored (the short replay on partition
+        assignment, alerts/replay.py) to rebuild history: rates, drops, jumps, durations,
+        composite windows, named conditions, and each entity's watermark (a redelivery of a
+        replayed frame is then late or a duplicate). Alerting rules neither raise, update nor
+        clear meanwhile (their open alerts come from the database through ``restore``,
+        called after); a duration that completed during the replay stays pending, so the
+        first live frame on which the condition holds raises, with the trigger times an
+        uninterrupted run would have had. Replayed frames are not counted in ``stats``."""
+        live, self.stats = self.stats, EngineStats()
         self._warming = True
         try:
             self.evaluate(frames, partition=partition)
         finally:
             self._warming = False
+            self.stats = live
 
     def restore(self, records: Iterable[AlertRecord]) -> list[AlertChange]:
         """Adopt stored alerts (``store.load_open``): open ones become live again, recently

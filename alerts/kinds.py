@@ -306,8 +306,10 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
     win_ms = float(p.get("window_s", 0.0)) * 1000.0
 
     down, up = direction == "down", direction == "up"
-    # 3.6 V -> 2.7 V is 25 %, not 24.999999999999993 %: a value exactly at the limit counts.
-    at_least = limit - 1e-9
+    # GB 38031 (a) says a drop *exceeding* 25 %: a drop fires strictly above its limit, a jump at
+    # or above it. The 1e-9 absorbs float noise both ways (3.6 V -> 2.7 V is 25 %, not
+    # 24.999999999999993 %): exactly 25 % is no drop alert, and exactly the jump limit is one.
+    fires_over = limit + 1e-9 if rule.kind == "drop" else limit - 1e-9
 
     if win_ms <= 0.0:
 
@@ -325,7 +327,7 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
             d = pv - x if down else x - pv if up or x >= pv else pv - x
             if relative:
                 d = d * 100.0 / pv if pv > 0.0 else 0.0
-            if d >= at_least:
+            if d > fires_over:
                 scratch[0] = round(d, 3)
                 return HOLD
             return CLEAR
@@ -348,7 +350,7 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
             d = rv - x if down else x - rv
             if relative:
                 d = d * 100.0 / rv if rv > 0.0 else 0.0
-            if d >= at_least:
+            if d > fires_over:
                 scratch[0] = round(d, 3)
                 verdict = HOLD
         if rt != rt or (x >= rv if higher_is_ref else x <= rv):

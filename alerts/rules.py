@@ -56,3 +56,25 @@ class RuleSet:
     @property
     def alerting(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.alert)
+
+    @property
+    def window_s(self) -> float:
+        """How much event time of an entity's history its rules can look back on: the longest
+        ``window_s``, ``sustain_s`` or ``for_s`` (``for_frames`` counted at the longest gap),
+        plus the longest ``max_gap_s`` (the frame before the window that starts a run). The
+        replay on partition assignment covers this much (docs/alerts.md); 0: no history."""
+        gap = max((_num(r.params.get("max_gap_s")) for r in self.rules), default=0.0)
+        span = 0.0
+        for r in self.rules:
+            span = max(
+                span,
+                _num(r.params.get("window_s")),
+                _num(r.params.get("sustain_s")),
+                r.for_s,
+                r.for_frames * gap,
+            )
+        return span + gap if span else 0.0
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

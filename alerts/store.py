@@ -2,11 +2,17 @@
 
 ``save_changes`` runs inside the caller's transaction, the one that writes the batch and its
 Kafka offsets, so alerts are durable exactly when the frames that produced them are. It is
-idempotent: a raise is keyed by (entity, rule, opened_at) and ``ON CONFLICT DO NOTHING``; an
-update or clear sets absolute values (greatest last-seen, the engine's peak and count, the
-first clear wins). Replaying the same changes, in the same or a later transaction, leaves the
-table as one application left it. The partial unique index ``alerts_one_open`` makes a second
-open alert for one (entity, rule) impossible even if two workers briefly disagree.
+idempotent: a raise is keyed by (entity, rule, opened_at) and inserted only if that episode is
+not stored yet; an update or clear sets absolute values (greatest last-seen, the engine's peak
+and count, the first clear wins). Replaying the same changes, in the same or a later
+transaction, leaves the table as one application left it.
+
+A *conflicting* raise (another alert of that entity and rule is still open: two workers briefly
+disagreed, or an engine lost its state) is not dropped: ``ON CONFLICT`` on the partial unique
+index ``alerts_one_open`` merges it into the open alert (last seen, last value, frame count),
+and the later updates and its clear, which carry the raise's own ``opened_at``, apply to the
+open alert of that entity and rule opened no later than it. So the open alert is the one that
+clears, never left open forever, and there is still one open alert per (entity, rule).
 """
 
 from __future__ import annotations
@@ -38,8 +44,19 @@ _INSERT: Final = """
 INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, severity, title,
                     opened_at, last_seen_at, peak_value, last_value, frame_count,
                     trigger_times, late, kafka_partition)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT DO NOTHING
+SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::timestamptz,
+       $8::timestamptz, $9::float8, $10::float8, $11::int, $12::timestamptz[], $13::bool,
+       $14::int
+WHERE NOT EXISTS (  -- stored already, or merged into an episode closed since: a replay
+    SELECT 1 FROM alerts e
+    WHERE e.entity_kind = $1 AND e.entity_id = $2 AND e.rule_id = $3
+      AND (e.opened_at = $7 OR (e.opened_at < $7 AND e.cleared_at >= $7)))
+ON CONFLICT (entity_kind, entity_id, rule_id) WHERE cleared_at IS NULL DO UPDATE SET
+    last_seen_at = GREATEST(alerts.last_seen_at, EXCLUDED.last_seen_at),
+    last_value = CASE WHEN EXCLUDED.last_seen_at >= alerts.last_seen_at
+                      THEN EXCLUDED.last_value ELSE alerts.last_value END,
+    frame_count = GREATEST(alerts.frame_count, EXCLUDED.frame_count),
+    updated_at = now()
 """
 _UPDATE: Final = """
 UPDATE alerts SET
@@ -48,7 +65,8 @@ UPDATE alerts SET
     peak_value = $7,
     frame_count = GREATEST(frame_count, $8),
     updated_at = now()
-WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3 AND opened_at = $4
+WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3
+  AND (opened_at = $4 OR (cleared_at IS NULL AND opened_at < $4))  -- or merged into it
 """
 _CLEAR: Final = """
 UPDATE alerts SET
@@ -59,8 +77,8 @@ UPDATE alerts SET
     cleared_at = $9,
     clear_reason = $10,
     updated_at = now()
-WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3 AND opened_at = $4
-  AND cleared_at IS NULL
+WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3
+  AND opened_at <= $4 AND cleared_at IS NULL  -- the episode, or the open one it merged into
 """
 _COLUMNS: Final = """entity_kind, entity_id, rule_id, rule_version, severity, title, opened_at,
     last_seen_at, cleared_at, peak_value, last_value, frame_count, trigger_times, late,

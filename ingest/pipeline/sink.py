@@ -37,6 +37,7 @@ class AlertChange:
     change: str  # raised | updated | cleared
     key: bytes  # Kafka key: the entity id
     message: bytes  # the nev.alerts value (JSON)
+    outbox_id: int | None = None  # its alerts_outbox row, deleted once Kafka acknowledged it
 
 
 @dataclass(slots=True)
@@ -93,8 +94,14 @@ class Sink(Protocol):
         """Re-read the rule files (SIGHUP); returns a one-line summary for the log."""
         ...
 
+    def alerts_published(self, alerts: Sequence[AlertChange]) -> None:
+        """Kafka acknowledged these alert messages: their outbox rows may go."""
+        ...
+
     async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
-        """Restore in-memory state (open alerts) of partitions this worker now owns."""
+        """Restore in-memory state (open alerts) of partitions this worker now owns, and find
+        their unpublished alert messages (sent with the next batch). Raises when it cannot:
+        the worker keeps the partitions paused and calls again."""
         ...
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:

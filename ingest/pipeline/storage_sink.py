@@ -2,9 +2,12 @@
 
 Per batch: the rule engine evaluates the decoded frames once (partition by partition, in
 offset order) and its changes ride in the writer's ``before_commit`` hook, so alerts are
-durable exactly when the rows that produced them are. On assignment the open alerts of the
-new partitions are restored from the database (no second raise after a move); on revocation
-their state is forgotten. SIGHUP swaps the rule set; its changes (alerts of removed rules
+durable exactly when the rows that produced them are, and so are their alerts-topic messages
+(``alerts_outbox``): published after the commit, deleted in a later transaction once Kafka
+acknowledged them, re-sent on assignment if a crash came between. On assignment the open
+alerts of the new partitions are restored from the database (no second raise after a move);
+when that fails the worker keeps the partitions paused and tries again. On revocation their
+state is forgotten. SIGHUP swaps the rule set; its changes (alerts of removed rules
 cleared) go with the next batch.
 """
 
@@ -15,7 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from alerts import Engine, RuleSet, to_message
+import asyncpg
+import orjson
+
+from alerts import Engine, RuleSet, outbox, replay, to_message
 from alerts.model import AlertChange as EngineChange
 from alerts.store import load_open, save_changes
 from ingest.config import Settings
@@ -81,6 +87,10 @@ class StorageSink:
         self._writer: StorageWriter | None = None
         self._engine: Engine | None = None
         self._pending: list[EngineChange] = []  # from restore / swap_rules, saved next batch
+        self._resend: dict[int, AlertChange] = {}  # outbox rows a crash left unpublished
+        self._acked: set[int] = set()  # outbox rows Kafka acknowledged, deleted next batch
+        # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
+        self._placed: dict[tuple[str, str], int] = {}
         self._listener: Callable[[bool], None] = lambda healthy: None
         self._mode: SchemaMode | None = None
 
@@ -165,13 +175,48 @@ class StorageSink:
         mine = sorted({tp.partition for tp in partitions if tp.topic in self._alert_topics})
         if not mine:
             return
+        window_s = self._engine.rules.window_s
         async with self.writer.pool.acquire() as conn:
             records = await load_open(conn, entity_kind="vehicle", partitions=mine)
+            unsent = await outbox.pending(conn, mine)
+            recent = await self._recent(conn, partitions, window_s)
+        # Everything read first, then applied: a failed load (retried) changes nothing.
+        # The replay rebuilds histories and durations without raising anything; the stored
+        # open alerts then become live (docs/alerts.md, "after a rebalance").
+        for partition, frames in recent.items():
+            self._engine.warm(frames, partition=partition)
         self._pending.extend(self._engine.restore(records))
+        for row in unsent:
+            if row.id not in self._acked:
+                self._resend[row.id] = _resent(row)
         log.info(
             "alert state restored",
-            extra={"partitions": mine, "alerts": sum(r.cleared_ms is None for r in records)},
+            extra={
+                "partitions": mine,
+                "alerts": sum(r.cleared_ms is None for r in records),
+                "unpublished": len(unsent),
+                "replayed_frames": sum(map(len, recent.values())),
+                "replay_window_s": window_s,
+            },
         )
+
+    async def _recent(
+        self, conn: Any, partitions: Sequence[Any], window_s: float
+    ) -> dict[int, list[Any]]:
+        """The replay's frames. The database unreachable: raised (the partitions stay paused
+        and it is retried); anything else (a bug, a schema surprise) must not stall them: the
+        windowed rules then start without history, said loudly."""
+        recent: dict[int, list[Any]] = {}
+        try:
+            for topic, kind in self._alert_topics.items():
+                parts = sorted({tp.partition for tp in partitions if tp.topic == topic})
+                recent.update(await replay.recent_frames(conn, kind, topic, parts, window_s))
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            raise
+        except Exception:
+            log.exception("replay of the last rule window failed: windowed rules start blind")
+            return {}
+        return recent
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:
         if self._engine is None:
@@ -179,9 +224,15 @@ class StorageSink:
         for tp in partitions:
             if tp.topic in self._alert_topics:
                 self._engine.forget(partition=tp.partition)
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        for key in [k for k, p in self._placed.items() if (k[0], p) in gone]:
+            del self._placed[key]
 
     def has_pending_changes(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending or self._resend or self._acked)
+
+    def alerts_published(self, alerts: Sequence[AlertChange]) -> None:
+        self._acked.update(a.outbox_id for a in alerts if a.outbox_id is not None)
 
     def reload_rules(self) -> str:
         if self._engine is None:
@@ -208,6 +259,19 @@ class StorageSink:
             changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition))
         return changes
 
+    def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
+        """(topic, kind) -> {entity: partition} not stamped in latest_state since the
+        assignment: what the replay on the next assignment finds the entities by."""
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        placed = self._placed
+        for rec, frame in zip(batch.records, batch.frames, strict=True):
+            kind = self._alert_topics.get(rec.topic)
+            if kind is None or frame.vehicle is None:
+                continue
+            if placed.get((rec.topic, frame.vin)) != rec.partition:
+                out.setdefault((rec.topic, kind), {})[frame.vin] = rec.partition
+        return out
+
     # -- the write ---------------------------------------------------------------------------
     async def write(self, batch: Batch, on_rejected: OnRejected) -> WriteResult:
         if batch.alert_changes is None:
@@ -219,16 +283,26 @@ class StorageSink:
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
             for tp, nxt in batch.next.items()
         }
-        saved: list[EngineChange] = []
+        saved: list[AlertChange] = []
+        acked = set(self._acked)
+        placements = self._placements(batch) if self._engine is not None else {}
+        resend = dict(self._resend)
 
         async def before_commit(conn: Any, outcome: Any) -> None:
             if outcome.rejected:
                 await on_rejected([(r.index, r.detail) for r in outcome.rejected])
             fenced = {p for (t, p) in outcome.fenced if t in self._alert_topics}
             keep = [c for c in changes if c.alert.partition not in fenced]
+            saved.clear()
             if keep:
                 await save_changes(conn, keep)
-            saved[:] = keep
+                messages = [to_message(c) for c in keep]
+                records = [(c.alert.partition, *m) for c, m in zip(keep, messages, strict=True)]
+                ids = await outbox.add(conn, records)
+                saved.extend(map(_alert, keep, messages, ids))
+            await outbox.delete(conn, acked)
+            for (topic, kind), entities in placements.items():
+                await replay.stamp(conn, kind, topic, entities)
 
         try:
             result = await self.writer.write_batch(
@@ -241,21 +315,38 @@ class StorageSink:
             )
         except StorageUnavailable as exc:
             raise TransientSinkError(str(exc)) from exc
+        self._acked -= acked
+        for (topic, _), entities in placements.items():
+            for vin, partition in entities.items():
+                self._placed[(topic, vin)] = partition
+        for row_id in resend:
+            self._resend.pop(row_id, None)
         by_key = {(tp.topic, tp.partition): tp for tp in batch.next}
         return WriteResult(
             rejected=[(r.index, r.detail) for r in result.rejected],
-            alerts=[_alert(c) for c in saved],
+            alerts=[*resend.values(), *saved],
             rows=dict(result.rows),
             fenced={by_key.get(key, key): off for key, off in result.fenced.items()},
             duplicates=result.duplicates_skipped,
         )
 
 
-def _alert(change: EngineChange) -> AlertChange:
-    key, value = to_message(change)
+def _alert(change: EngineChange, message: tuple[bytes, bytes], outbox_id: int) -> AlertChange:
     a = change.alert
+    key, value = message
+    return AlertChange(a.rule_id, a.severity, change.type, key, value, outbox_id)
+
+
+def _resent(row: outbox.OutboxRow) -> AlertChange:
+    """An unpublished outbox record, sent again byte for byte (rule etc. for the metrics)."""
+    body = orjson.loads(row.value)
     return AlertChange(
-        rule=a.rule_id, severity=a.severity, change=change.type, key=key, message=value
+        rule=str(body.get("rule_id", "")),
+        severity=str(body.get("severity", "")),
+        change=str(body.get("type", "")),
+        key=row.key,
+        message=row.value,
+        outbox_id=row.id,
     )
 
 

@@ -8,10 +8,13 @@ supervisor restarts it):
 - housekeeping: lag, pool and readiness gauges, database ping when idle.
 
 Offsets: on assignment the consumer seeks to the offsets stored in the database (the copy that
-is committed with the rows), not to Kafka's. On revocation the open batch is sealed and the
-writer gets ``revoke_timeout_s`` to commit everything in flight; what it cannot commit in time
-is abandoned uncommitted (the next owner reads it again; the fenced offsets in the database
-keep a late commit from duplicating rows). On stop: no more fetching, flush, commit, leave.
+is committed with the rows), not to Kafka's, and only after the sink restored the partition's
+alert state (its open alerts and unpublished alert messages); until both worked the partition stays
+paused and its records are neither evaluated nor written (retried with backoff). On
+revocation the open batch is sealed and the writer gets ``revoke_timeout_s`` to commit
+everything in flight; what it cannot commit in time is abandoned uncommitted (the next owner
+reads it again; the fenced offsets in the database keep a late commit from duplicating rows).
+On stop: no more fetching, flush, commit, leave.
 """
 
 from __future__ import annotations
@@ -111,12 +114,14 @@ class Worker:
         self.writer: Writer | None = None
         self.owned: set[Any] = set()
         self.positions: dict[Any, int | None] = {}  # tp -> offset the DB holds before next batch
-        self.needs_seek: set[Any] = set()  # assigned, but the stored offset is not loaded yet
+        self.needs_seek: set[Any] = set()  # assigned, but offsets / alert state not loaded yet
+        self.restored: set[Any] = set()  # assigned, and the sink restored its alert state
         self.rewind: dict[Any, int] = {}  # tp -> first offset fetched before the seek (skipped)
         self.stored: dict[Any, int | None] = {}  # tp -> offset stored in the DB at assignment
         self.lag: LagReporter | None = None
         self.last_turn = time.time()
         self._loading = asyncio.Lock()
+        self._backoff_s = 0.0  # between failed loads of offsets / alert state
         self._assignments = 0  # bumped on every assignment
         self._stopping = False
 
@@ -321,7 +326,7 @@ class Worker:
             if tp in self.owned:
                 self._seek(tp, offset)
 
-    async def _load_pending_offsets(self) -> None:
+    async def _load_pending_offsets(self, *, backoff: bool = True) -> None:
         # The consume loop and the assignment callback both call this: one load at a time, and
         # a load that a newer assignment overtook is thrown away (its offsets may be stale).
         if not self.needs_seek or self._loading.locked():
@@ -334,11 +339,33 @@ class Worker:
             generation = self._assignments
             try:
                 stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
+                # Alert state first: a partition whose open alerts are unknown would raise them
+                # again under new keys and leave the stored ones open forever.
+                unrestored = [tp for tp in pending if tp not in self.restored]
+                if unrestored:
+                    await asyncio.wait_for(self.sink.on_partitions_assigned(unrestored), 30)
+                    self.restored.update(unrestored)
             except Exception as exc:  # DB down: stay paused, try again next turn
                 self.bp.set_sink_healthy(False)
-                log.warning("cannot read stored offsets yet (%r); partitions stay paused", exc)
-                await asyncio.sleep(self.options.retry_backoff_max_s / 5)
+                self._backoff_s = min(
+                    max(self._backoff_s * 2, self.options.retry_backoff_initial_s),
+                    self.options.retry_backoff_max_s,
+                )
+                log.warning(
+                    "cannot read the stored offsets and alert state yet (%r); the partitions "
+                    "stay paused, retrying in %.2fs",
+                    exc,
+                    self._backoff_s,
+                    extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in pending]},
+                )
+                if backoff:  # not in the rebalance callback: the group waits for that one
+                    await asyncio.sleep(self._backoff_s)
                 return
+            self._backoff_s = 0.0
+            gone = [tp for tp in self.restored if tp not in self.owned]
+            if gone:  # revoked while this load ran: its state must not linger
+                self.sink.on_partitions_lost(sorted(gone))
+                self.restored -= set(gone)
             if generation != self._assignments:
                 return
             self.bp.set_sink_healthy(True)
@@ -394,6 +421,7 @@ class Worker:
             self.rewind.pop(tp, None)
         self.owned -= revoked
         self.needs_seek -= revoked
+        self.restored -= revoked
         if self.lag is not None:
             self.lag.forget(revoked)
 
@@ -407,16 +435,11 @@ class Worker:
             "partitions assigned",
             extra={"partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)},
         )
-        # Seek now when the database answers; otherwise the consume loop keeps them paused
-        # and retries (never fetch from Kafka's offsets: the database's are the truth).
-        await self._load_pending_offsets()
-        try:
-            await asyncio.wait_for(self.sink.on_partitions_assigned(sorted(assigned)), 30)
-        except Exception:
-            # Alert state is rebuilt from the database; when that fails the rules start from
-            # scratch for these vehicles (a duplicate raise is still impossible: the database
-            # holds one open alert per vehicle and rule).
-            log.exception("could not restore open alerts of the assigned partitions")
+        # Restore the alert state and seek now when the database answers; otherwise the
+        # consume loop keeps them paused and retries (never fetch from Kafka's offsets: the
+        # database's are the truth; never evaluate rules without the stored open alerts).
+        self.restored &= self.owned
+        await self._load_pending_offsets(backoff=False)
 
 
 async def _stop_quietly(client: Any) -> None:

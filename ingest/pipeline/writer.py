@@ -8,7 +8,8 @@ Order per batch, and why:
    failure is transient; the partitions are paused meanwhile, see ``backpressure``);
 3. after the commit: the offsets are handed to the background Kafka committer (for lag
    tooling; the database copy is the one the consumer seeks to) and alert changes are
-   published to the alerts topic (rows the database rejected went to the DLQ inside the
+   published to the alerts topic from the outbox rows written in the transaction, which go
+   once Kafka acknowledged them (rows the database rejected went to the DLQ inside the
    transaction).
 Lanes: the partitions are split between ``lanes`` writers, each with its own database
 connection and one batch at a time, in order; a partition always goes to the same lane, so its
@@ -267,6 +268,7 @@ class Writer:
         self._commit(committed)  # to Kafka, in the background (ingest.pipeline.commits)
         if result.alerts:
             await self._publisher.publish_alerts(result.alerts)
+            self._sink.alerts_published(result.alerts)  # acknowledged: outbox rows may go
 
     def _log_retry(self, batch: Batch, stage: str, exc: BaseException, backoff: float) -> None:
         suppressed = self._limiter.allow(f"retry-{stage}")

@@ -166,3 +166,28 @@ async def test_the_same_table_on_timescaledb(timescale_dsn: str) -> None:
     finally:
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+
+
+async def test_a_conflicting_raise_merges_into_the_open_alert_which_then_clears(db: Any) -> None:
+    """An engine that raises while the table still holds an open alert of that vehicle and rule
+    (state lost, two workers briefly disagreeing): the raise is merged into the open alert, not
+    dropped, and its clear closes that alert instead of leaving it open forever."""
+    frames = thermal_runaway(edition=2016, seed=4)
+    frames += cooling(frames[-1], minutes=8)
+    split = len(frames) // 3
+    await commit(db, Engine(RuleSet.default()).evaluate(frames[:split], partition=3))
+    (first,) = await rows(db, TR)
+    assert first["cleared_at"] is None
+
+    blind = Engine(RuleSet.default())  # no restore: raises the same condition with a new key
+    changes = blind.evaluate(frames[split:], partition=3)
+    again = [c for c in changes if c.type == "raised" and c.alert.rule_id == TR]
+    assert again and again[0].alert.opened_ms > int(first["opened_at"].timestamp() * 1000)
+    assert [c.type for c in changes if c.alert.rule_id == TR][-1] == "cleared"
+    await commit(db, changes)
+    (row,) = await rows(db, TR)  # one row: the raise went into the open alert
+    assert row["id"] == first["id"] and row["opened_at"] == first["opened_at"]
+    assert row["last_seen_at"] > first["last_seen_at"]  # the merged raise was not dropped
+    assert row["cleared_at"] is not None and row["clear_reason"] == "condition"
+    await commit(db, changes)  # replayed: still the same single, cleared row
+    assert [dict(r)["cleared_at"] for r in await rows(db, TR)] == [row["cleared_at"]]

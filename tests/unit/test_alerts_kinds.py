@@ -172,7 +172,8 @@ def test_drop_between_consecutive_frames_in_percent() -> None:
 def test_windowed_drop_sees_a_collapse_spread_over_several_frames() -> None:
     body = 'kind = "drop"\nfield = "min_cell_voltage_v"\npct = 25\nwindow_s = 10\n'
     collapse = [3.60, 3.60, 3.40, 3.20, 3.00, 2.70, 2.40]  # -5..-10 % per second
-    assert events(rules(body), series(collapse, "min_cell_voltage_v", 1.0)) == [("raised", 5.0)]
+    # 2.70 V is exactly 25 % below 3.60 V: not yet (GB 38031 says "exceeding"); 2.40 V is
+    assert events(rules(body), series(collapse, "min_cell_voltage_v", 1.0)) == [("raised", 6.0)]
     # a slow decline of the same size over far longer than the window is normal discharge
     slow = [3.6 - 0.01 * i for i in range(120)]
     assert events(rules(body), series(slow, "min_cell_voltage_v", 1.0)) == []
@@ -184,6 +185,27 @@ def test_windowed_drop_keeps_the_previous_frame_when_the_reference_expires() -> 
     frames += [fr(11, min_cell_voltage_v=3.0), fr(12, min_cell_voltage_v=2.5)]
     # at 11 s the 0 s reference expired, but the 9 s frame (3.7 V) is still in the window
     assert events(rules(body), frames) == [("raised", 12.0)]
+
+
+@pytest.mark.parametrize("window", ["", "window_s = 10\n"])
+def test_drop_fires_strictly_above_25_percent_as_gb38031_says(window: str) -> None:
+    body = f'kind = "drop"\nfield = "min_cell_voltage_v"\npct = 25\nmax_gap_s = 35\n{window}'
+    # 3.6 V -> 2.7 V is exactly 25 % (24.999999999999993 in floats): no alert
+    exactly = [fr(0, min_cell_voltage_v=3.6), fr(1, min_cell_voltage_v=2.7)]
+    assert events(rules(body), exactly) == []
+    # 4.0 V -> 2.999 V is 25.025 %: just above the limit, raised
+    above = [fr(0, min_cell_voltage_v=4.0), fr(1, min_cell_voltage_v=2.999)]
+    assert events(rules(body), above) == [("raised", 1.0)]
+    # the default rules agree: pack voltage 400 V -> 300 V (exactly 25 %) is no drop alert
+    e = Engine(RuleSet.default())
+    frames = [
+        fr(0, total_voltage_v=400.0, vehicle_state=1),
+        fr(10, total_voltage_v=300.0, vehicle_state=1),
+    ]
+    assert [c.alert.rule_id for c in e.evaluate(frames)] == []
+    e = Engine(RuleSet.default())
+    frames[1] = fr(10, total_voltage_v=299.9, vehicle_state=1)
+    assert [c.alert.rule_id for c in e.evaluate(frames)] == ["pack_voltage_drop"]
 
 
 def test_jump_either_way_and_upward_only() -> None:

@@ -1,0 +1,135 @@
+"""The short replay of the last rule window on partition assignment, through asyncpg.
+
+Windowed rules (rate, drop, jump, composite windows, ``for_s`` durations) need the frames just
+before the ones a new owner of a partition reads next; the previous owner stored them. So:
+
+* ``stamp`` (in each batch's transaction) records in ``latest_state.kafka_topic/_partition``
+  where an entity's frames are read from (migration 0052), once per entity per assignment;
+* ``recent_frames`` (on assignment) reads, for the entities of the assigned partitions whose
+  latest frame was stored within the last ``window_s`` seconds (wall clock), their stored
+  frames in ``(latest frame time - window_s, latest frame time]`` (frame time), vehicle and
+  pack rows, in time order, for ``Engine.warm``.
+
+Both queries are bounded by the assigned partitions' entities (an index range) and by the
+window (the telemetry primary key ``(vin, ts)``, with constant time bounds for partition
+pruning), not by the fleet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from ingest.decoders.rows import FrameRows, PackRow, VehicleRow
+
+__all__ = ["recent_frames", "stamp"]
+
+
+class Connection(Protocol):
+    """The part of ``asyncpg.Connection`` used here."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+# Only rows whose partition changed are written: the steady state writes nothing. Sorted by
+# entity so two writers lock latest_state rows in the same order (as storage/latest.py does).
+_STAMP: Final = """
+UPDATE latest_state AS s SET kafka_topic = $2, kafka_partition = u.p
+FROM unnest($3::text[], $4::int[]) AS u(id, p)
+WHERE s.entity_kind = $1 AND s.entity_id = u.id
+  AND (s.kafka_partition IS DISTINCT FROM u.p OR s.kafka_topic IS DISTINCT FROM $2)
+"""
+_ENTITIES: Final = """
+SELECT entity_id, ts, kafka_partition FROM latest_state
+WHERE kafka_topic = $1 AND kafka_partition = ANY($2::int[])
+  AND entity_kind = $3 AND updated_at >= now() - make_interval(secs => $4)
+"""
+_ROWS: Final = """
+SELECT t.* FROM unnest($1::text[], $2::timestamptz[]) AS e(vin, last)
+JOIN {table} AS t ON t.vin = e.vin AND t.ts > e.last - make_interval(secs => $3) AND t.ts <= e.last
+WHERE t.ts > $4 AND t.ts <= $5
+ORDER BY t.vin, t.ts{extra}
+"""
+
+
+async def stamp(
+    conn: Connection, entity_kind: str, topic: str, placements: Mapping[str, int]
+) -> None:
+    """Record that these entities' frames come from ``topic`` partition ``placements[id]``."""
+    if not placements:
+        return
+    ids = sorted(placements)
+    await conn.execute(_STAMP, entity_kind, topic, ids, [placements[i] for i in ids])
+
+
+async def recent_frames(
+    conn: Connection,
+    entity_kind: str,
+    topic: str,
+    partitions: Sequence[int],
+    window_s: float,
+) -> dict[int, list[FrameRows]]:
+    """Per partition, the stored frames of the last ``window_s`` of its recently active
+    entities (see the module docstring), each entity's in time order."""
+    if window_s <= 0 or not partitions:
+        return {}
+    entities = await conn.fetch(_ENTITIES, topic, list(partitions), entity_kind, window_s)
+    if not entities:
+        return {}
+    part_of = {r["entity_id"]: r["kafka_partition"] for r in entities}
+    vins = [r["entity_id"] for r in entities]
+    lasts = [r["ts"] for r in entities]
+    lo = min(lasts) - timedelta(seconds=window_s)
+    hi = max(lasts)
+    args = (vins, lasts, window_s, lo, hi)
+    vehicles = await conn.fetch(_ROWS.format(table="vehicle_telemetry", extra=""), *args)
+    packs: dict[tuple[str, datetime], list[PackRow]] = {}
+    sql = _ROWS.format(table="battery_pack_telemetry", extra=", t.pack")
+    for r in await conn.fetch(sql, *args):
+        packs.setdefault((r["vin"], r["ts"]), []).append(_pack(r))
+    out: dict[int, list[FrameRows]] = {}
+    for r in vehicles:
+        row = VehicleRow(*(r[f] for f in VehicleRow._fields))
+        frame = FrameRows(
+            edition=row.edition,
+            command=row.command,
+            vin=row.vin,
+            ts_ms=_ms(row.ts),
+            vehicle=row,
+            packs=packs.get((row.vin, row.ts)),
+        )
+        out.setdefault(part_of[row.vin], []).append(frame)
+    return out
+
+
+def _pack(r: Any) -> PackRow:
+    """A stored pack row back in the decoder's form (cells and probes as raw bytes again)."""
+    cells = r["cell_voltages_mv"] or []
+    probes = r["probe_temps_c"] or []
+    return PackRow(
+        vin=r["vin"],
+        ts=r["ts"],
+        pack=r["pack"],
+        voltage_v=r["voltage_v"],
+        current_a=r["current_a"],
+        cell_count=r["cell_count"],
+        first_cell=r["first_cell"],
+        cell_voltages_raw=b"".join(
+            (0xFFFF if v is None else v & 0xFFFF).to_bytes(2, "big") for v in cells
+        ),
+        probe_temps_raw=bytes(0xFF if c is None else (c + 40) & 0xFF for c in probes),
+        cell_min_mv=r["cell_min_mv"],
+        cell_max_mv=r["cell_max_mv"],
+        probe_min_c=r["probe_min_c"],
+        probe_max_c=r["probe_max_c"],
+    )
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(ts: datetime) -> int:
+    return (ts - _EPOCH) // timedelta(milliseconds=1)

@@ -1,0 +1,120 @@
+"""A crash between the database commit and the alerts-topic publish loses no alert message
+(issue 9, item 5): the message is in ``alerts_outbox`` with the alert, and the next owner of the
+partition sends it.
+
+The crash is made deterministic by running the pipeline's own sink in this process: it decodes
+the frames read from the real broker, evaluates the rules and commits the batch (rows, offsets,
+alert, outbox row) exactly as a worker does, and then this "worker" dies before its publish
+(the step a SIGKILL right after the commit skips). A real service started afterwards must send
+the committed message, byte for byte, and delete its outbox row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ingest.config_load import load_settings
+from ingest.metrics import PipelineMetrics
+from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.process import decoders_for
+from ingest.pipeline.sink import AlertChange
+from ingest.pipeline.storage_sink import StorageSink
+from tests.integration.pipeline_support import (
+    SCHEMA,
+    PipelineEnv,
+    Service,
+    caught_up,
+    produce,
+    read_topic,
+    ready,
+    until,
+)
+from tests.integration.test_pipeline_alert_state import RULES, VIN, frames
+
+pytestmark = pytest.mark.integration
+
+
+async def count(dsn: str, sql: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def commit_without_publishing(env: PipelineEnv, environ: dict[str, str]) -> AlertChange:
+    """Consume the topic, commit it through the real sink, never publish: the committed alert
+    message that a worker killed right after its commit would have sent."""
+    settings = load_settings(environ=environ)
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(env.topic, p) for p in range(4)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        builder = BatchBuilder(decoders_for(settings))
+        for tp in tps:
+            records: list[Any] = []
+            while len(records) < ends[tp]:
+                got = await consumer.getmany(tp, timeout_ms=1000)
+                records.extend(got.get(tp, []))
+            builder.add(tp, records, None)
+        batch = builder.take()
+    finally:
+        await consumer.stop()
+
+    sink = StorageSink.from_settings(settings, metrics=PipelineMetrics())
+    await sink.start()
+    try:
+        await sink.on_partitions_assigned(batch.partitions)
+
+        async def no_rejects(rejected: list[tuple[int, str]]) -> None:
+            raise AssertionError(f"the database rejected frames: {rejected}")
+
+        result = await sink.write(batch, no_rejects)
+    finally:
+        await sink.close()  # the "worker" is gone: its publish never happens
+    assert [(a.change, a.rule) for a in result.alerts] == [("raised", "test_hot_pack")]
+    return result.alerts[0]
+
+
+async def test_alert_committed_but_not_published_is_sent_by_the_next_owner(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    environ = env.environ(NEV_ALERTS_RULES_FILE=str(rules))
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    await produce(env.kafka, env.topic, frames(start, [60.0] * 4))
+
+    unsent = await commit_without_publishing(env, environ)
+    assert await caught_up(env)  # rows and offsets committed...
+    assert await count(env.dsn, f"SELECT count(*) FROM {SCHEMA}.alerts") == 1  # ...the alert...
+    outbox_rows = f"SELECT count(*) FROM {SCHEMA}.alerts_outbox"
+    assert await count(env.dsn, outbox_rows) == 1  # ...and its message, not yet sent
+    assert await read_topic(env.kafka, env.alerts, expect=1, timeout_s=2) == []
+
+    svc = Service(env, "resend", NEV_ALERTS_RULES_FILE=str(rules))
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        published = await read_topic(env.kafka, env.alerts, expect=1)
+
+        async def outbox_empty() -> bool:
+            return await count(env.dsn, outbox_rows) == 0
+
+        await until(outbox_empty, timeout_s=30, what="the acknowledged outbox row deleted")
+    finally:
+        code = svc.stop()
+        log_tail = svc.tail()
+    assert code == 0, log_tail
+    # Exactly the message the dead worker would have sent, once (its frames are not evaluated
+    # again: the stored offsets are past them).
+    assert [(r.key, r.value) for r in published] == [(VIN.encode(), unsent.message)], log_tail
+    assert unsent.key == VIN.encode()
+    assert await count(env.dsn, f"SELECT count(*) FROM {SCHEMA}.alerts") == 1

@@ -1,0 +1,83 @@
+"""The short replay of the last rule window on partition assignment (issue 9, item 3): a
+windowed rule whose window spans a partition's move from one worker to another still fires on
+the first frame after the move, as it would have without the move. Two services share one
+consumer group; the first stops, so its partitions (and the vehicle's history) move."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.integration.pipeline_support import (
+    SCHEMA,
+    PipelineEnv,
+    Service,
+    caught_up,
+    produce,
+    ready,
+    until,
+)
+from tests.integration.test_pipeline_alert_state import frames
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+version = 1
+
+[[rule]]
+id = "test_temp_drop"
+kind = "drop"
+severity = "major"
+title = "Pack temperature fell by more than 25 % within 35 s (test rule)"
+source = "tests/integration/test_pipeline_alert_replay.py"
+field = "max_temp_c"
+pct = 25
+window_s = 35
+max_gap_s = 35
+"""
+
+
+async def opened(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT (extract(epoch FROM opened_at) * 1000)::bigint AS ms FROM {SCHEMA}.alerts "
+            "WHERE rule_id = 'test_temp_drop'"
+        )
+    finally:
+        await conn.close()
+    return [r["ms"] for r in rows]
+
+
+async def test_windowed_rule_fires_across_a_partition_move(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    # 60 °C at 0, 10, 20 s (stored by the first owner), 40 °C at 30 s (read by the second):
+    # a fall of 33 % from the highest value of the last 35 s, which only the replay knows.
+    messages = frames(start, [60.0, 60.0, 60.0, 40.0])
+    first = Service(env, "first", NEV_ALERTS_RULES_FILE=str(rules))
+    second: Service | None = None
+    try:
+        await until(lambda: ready(first), timeout_s=60, what="the first service to be ready")
+        await produce(env.kafka, env.topic, messages[:3])
+        await until(lambda: caught_up(env), timeout_s=60, what="the history stored")
+        second = Service(env, "second", NEV_ALERTS_RULES_FILE=str(rules))
+        await until(lambda: ready(second), timeout_s=60, what="the second service to join")
+        assert first.stop() == 0, first.tail()  # every partition moves to the second
+        await produce(env.kafka, env.topic, messages[3:])
+        await until(lambda: caught_up(env), timeout_s=60, what="the fall stored")
+        got = await until(lambda: opened(env.dsn), timeout_s=30, what="the drop alert")
+        # Opened on the first frame after the move (frame times have whole seconds).
+        assert got == [messages[3].t_ms // 1000 * 1000], second.tail()
+        replayed = [r for r in second.logs() if r.get("msg") == "alert state restored"]
+        assert any(r.get("replayed_frames", 0) >= 3 for r in replayed), second.tail()
+    finally:
+        code = second.stop() if second is not None else 0
+        first.kill()
+    assert code == 0

@@ -1,0 +1,160 @@
+"""Alert state across a rebalance during a database outage (issue 9, item 3): a partition whose
+open alerts could not be reloaded is not processed until they are, so the condition that goes
+on after the outage neither raises a second alert nor leaves the first open forever. Uses a
+private PostgreSQL cluster (stopped mid-test) and a real consumer joining and leaving the group
+to force two rebalances while it is down."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from ingest.decoders.encoder import encode_frame
+from loadtest.fleet import Message, SimVehicle
+from tests.integration.pipeline_support import (
+    SCHEMA,
+    PipelineEnv,
+    Service,
+    caught_up,
+    make_env,
+    produce,
+    read_topic,
+    ready,
+    until,
+)
+from tests.integration.test_pipeline_outage import PrivateCluster
+
+pytestmark = pytest.mark.integration
+
+VIN = "LNEVHOT0000000001"
+RULES = """
+version = 1
+
+[[rule]]
+id = "test_hot_pack"
+kind = "threshold"
+severity = "major"
+title = "Pack hotter than 50 °C (test rule)"
+source = "tests/integration/test_pipeline_alert_state.py"
+field = "max_temp_c"
+op = ">="
+value = 50
+hysteresis = 5
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
+    pg = PrivateCluster(tmp_path / "pg")
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+async def env(
+    kafka_bootstrap: str,
+    cluster: PrivateCluster,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> PipelineEnv:
+    return await make_env(kafka_bootstrap, cluster.dsn, unique_topic, unique_name, tmp_path)
+
+
+def frames(start_ms: int, temps: list[float], period_ms: int = 10_000) -> list[Message]:
+    """One vehicle's real-time frames, one per ``period_ms``, at the given pack temperatures."""
+    v = SimVehicle(VIN, random.Random(7), 2016)
+    v.mode, v.current, v.probe_offsets = "park", 0.4, [0] * len(v.probe_offsets)
+    out = []
+    for i, temp in enumerate(temps):
+        t = start_ms + i * period_ms
+        v.temp = temp
+        out.append(Message(t, VIN.encode(), encode_frame(v.frame(t)), "realtime"))
+    return out
+
+
+async def alert_rows(dsn: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(
+            await conn.fetch(
+                f"SELECT opened_at, cleared_at FROM {SCHEMA}.alerts "
+                "WHERE rule_id = 'test_hot_pack' ORDER BY id"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_alert_state_lost_in_an_outage_rebalance_is_restored_before_processing(
+    env: PipelineEnv, cluster: PrivateCluster, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    hot = frames(start, [60.0] * 6)
+    svc = Service(env, "state", NEV_ALERTS_RULES_FILE=str(rules))
+    try:
+        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+        await produce(env.kafka, env.topic, hot)
+        await until(lambda: caught_up(env), timeout_s=60, what="the hot frames stored")
+        (first,) = await alert_rows(env.dsn)
+        assert first["cleared_at"] is None
+
+        await asyncio.to_thread(cluster.stop)
+        assigned = svc.metric("nev_ingest_rebalances_total", event="assigned")
+        # Another member joins the group and leaves it: two rebalances while the database is
+        # down, the worker ends up owning every partition again without their alert state.
+        intruder = AIOKafkaConsumer(
+            env.topic, bootstrap_servers=env.kafka, group_id=env.group, enable_auto_commit=False
+        )
+        await intruder.start()
+        try:
+            await until(
+                lambda: intruder_assigned(intruder), timeout_s=60, what="the intruder assigned"
+            )
+        finally:
+            await intruder.stop()
+
+        async def reassigned() -> bool:
+            return svc.metric("nev_ingest_rebalances_total", event="assigned") >= assigned + 2
+
+        await until(reassigned, timeout_s=60, what="the worker to get its partitions back")
+        # The condition goes on (still hot) and then ends, while and after the database is back.
+        await produce(env.kafka, env.topic, frames(hot[-1].t_ms + 10_000, [61.0] * 4))
+        await asyncio.to_thread(cluster.start)
+        await until(lambda: caught_up(env), timeout_s=90, what="the hot frames stored")
+        await produce(env.kafka, env.topic, frames(hot[-1].t_ms + 60_000, [30.0] * 3))
+        await until(lambda: caught_up(env), timeout_s=60, what="the cool frames stored")
+
+        async def cleared() -> list[Any]:
+            found = await alert_rows(env.dsn)
+            return found if all(r["cleared_at"] is not None for r in found) else []
+
+        rows = await until(cleared, timeout_s=30, what="the alert cleared")
+        published = await read_topic(env.kafka, env.alerts, expect=2)
+    finally:
+        code = svc.stop()
+        log_tail = svc.tail()
+    assert code == 0, log_tail
+    assert [r["opened_at"] for r in rows] == [first["opened_at"]]  # one alert, the first one
+    changes = [orjson.loads(r.value) for r in published]
+    kinds = [c["type"] for c in changes if c["type"] != "updated"]
+    assert kinds == ["raised", "cleared"], changes  # no second raise under a new key
+    assert len({c["key"] for c in changes}) == 1
+
+
+async def intruder_assigned(consumer: AIOKafkaConsumer) -> bool:
+    await consumer.getmany(timeout_ms=200)
+    return bool(consumer.assignment())
