@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from contract.rows import FrameRows
 from ingest.decoders.errors import FrameError
-from ingest.decoders.rows import FrameRows
-from ingest.logging import RateLimiter
 from ingest.pipeline import contract
 from ingest.pipeline.contract import DeadLetter
+from ingest.pipeline.logs import RateLimiter
 
 __all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
 

@@ -14,15 +14,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.rows import FrameRows
 from ingest.config import ENTITY_KINDS, Settings
-from ingest.connections import kafka_client_options
 from ingest.decoders.fast import decode_rows
-from ingest.decoders.rows import FrameRows
-from ingest.logging import configure_logging
-from ingest.metrics import PipelineMetrics
 from ingest.pipeline.batch import Decode
+from ingest.pipeline.logs import configure_logging
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.worker import Worker, WorkerOptions
+from ingest.wiring import kafka_client_options
 
 __all__ = ["build_worker", "decoders_for", "worker_options", "worker_process"]
 

@@ -16,11 +16,11 @@ from typing import Any, Final, Protocol
 
 from aiokafka.errors import KafkaError
 
-from ingest.logging import RateLimiter
-from ingest.metrics import PipelineMetrics
 from ingest.pipeline import contract
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.contract import DeadLetter
+from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertChange
 
 __all__ = ["TRANSIENT_KAFKA", "Producer", "Publisher"]

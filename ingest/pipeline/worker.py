@@ -26,11 +26,11 @@ from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
 
-from ingest.metrics import PipelineMetrics
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, Decode
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.lag import LagReporter
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import Producer
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.writer import Writer
@@ -135,7 +135,7 @@ class Worker:
             backoff_max_s=o.retry_backoff_max_s,
             lanes=o.write_lanes,
         )
-        self.lag = lag = LagReporter(self, interval_s=o.lag_interval_s)
+        self.lag = lag = LagReporter(self, group_id=o.group_id, interval_s=o.lag_interval_s)
         try:
             await consumer.start()
             consumer.subscribe(list(o.topics), listener=_Listener(self))

@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ingest.logging import RateLimiter
-from ingest.metrics import PipelineMetrics, observe_many
 from ingest.pipeline import contract
 from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.metrics import PipelineMetrics, observe_many
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, Publisher
 from ingest.pipeline.sink import Sink, TransientSinkError, WriteResult
 

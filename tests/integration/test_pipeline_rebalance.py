@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from loadtest.fleet import FleetOptions, fleet_messages
+from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,

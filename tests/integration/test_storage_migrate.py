@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devtools.sim.synthetic import frame_rows, vin
 from storage import (
     MigrationError,
     OffsetRange,
@@ -28,7 +29,6 @@ from storage import (
 )
 from storage.connect import connect
 from storage.migrate import LOCK_KEY, discover, schema_status
-from storage.synthetic import frame_rows, vin
 from storage.tables import TABLES
 
 pytestmark = pytest.mark.integration

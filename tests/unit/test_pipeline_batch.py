@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 import pytest
 
+from contract.rows import FrameRows
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
-from ingest.decoders.rows import FrameRows
 from ingest.pipeline import contract
 from ingest.pipeline.batch import BatchBuilder, lane_of
 
