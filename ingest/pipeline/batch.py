@@ -19,9 +19,9 @@ from typing import Any, Final, Protocol
 
 from contract.rows import FrameRows
 from ingest.decoders.errors import FrameError
-from ingest.pipeline import contract
-from ingest.pipeline.contract import DeadLetter
+from ingest.pipeline import wire
 from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.wire import DeadLetter
 
 __all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
 
@@ -151,22 +151,22 @@ def _tp_of(record: Record) -> tuple[str, int]:
 
 
 def _dead_header(d: DeadLetter, name: str) -> bytes:
-    return contract.header(d.headers, name) or b""
+    return wire.header(d.headers, name) or b""
 
 
 def _dead_tp(d: DeadLetter) -> tuple[str, int]:
     return (
-        _dead_header(d, contract.SOURCE_TOPIC).decode(),
-        int(_dead_header(d, contract.SOURCE_PARTITION) or b"-1"),
+        _dead_header(d, wire.SOURCE_TOPIC).decode(),
+        int(_dead_header(d, wire.SOURCE_PARTITION) or b"-1"),
     )
 
 
 def _dead_topic(d: DeadLetter) -> str:
-    return _dead_header(d, contract.SOURCE_TOPIC).decode()
+    return _dead_header(d, wire.SOURCE_TOPIC).decode()
 
 
 def _dead_reason(d: DeadLetter) -> str:
-    return _dead_header(d, contract.ERROR_REASON).decode()
+    return _dead_header(d, wire.ERROR_REASON).decode()
 
 
 class BatchBuilder:
@@ -213,16 +213,16 @@ class BatchBuilder:
         b.consumed[topic] += len(records)
         # This loop runs once per frame: locals instead of attribute lookups.
         frames, recs, received_ms = b.frames, b.records, b.received_ms
-        received_of = contract.received_at_ms
+        received_of = wire.received_at_ms
         before = len(frames)
         for rec in records:
             received = received_of(rec.headers, rec.timestamp)
             value = rec.value
             if not value:
-                self._dead(rec, contract.EMPTY_VALUE, "record has no value (one raw frame)")
+                self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
                 continue
             if decode is None:
-                self._dead(rec, contract.NO_DECODER, f"no decoder for topic {topic}")
+                self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
                 continue
             try:
                 rows = decode(value, received)
@@ -232,7 +232,7 @@ class BatchBuilder:
             except Exception as exc:
                 # A decoder bug must not stop the partition: the frame is kept in the DLQ for
                 # the fix, and the traceback is logged (rate-limited) for the bug report.
-                self._dead(rec, contract.DECODER_ERROR, repr(exc), exc_info=True)
+                self._dead(rec, wire.DECODER_ERROR, repr(exc), exc_info=True)
                 continue
             frames.append(rows)
             recs.append(rec)
@@ -254,7 +254,7 @@ class BatchBuilder:
 
     def _dead(self, rec: Record, reason: str, detail: str, *, exc_info: bool = False) -> None:
         self.batch.dead.append(
-            contract.dead_letter(
+            wire.dead_letter(
                 key=rec.key,
                 value=rec.value,
                 headers=list(rec.headers or ()),

@@ -16,12 +16,12 @@ from typing import Any, Final, Protocol
 
 from aiokafka.errors import KafkaError
 
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 from ingest.pipeline.batch import Batch
-from ingest.pipeline.contract import DeadLetter
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertChange
+from ingest.pipeline.wire import DeadLetter
 
 __all__ = ["TRANSIENT_KAFKA", "Producer", "Publisher"]
 
@@ -83,11 +83,11 @@ class Publisher:
         for i, detail in rejected:
             rec = batch.records[i]
             letters.append(
-                contract.dead_letter(
+                wire.dead_letter(
                     key=rec.key,
                     value=rec.value,
                     headers=list(rec.headers or ()),
-                    reason=contract.DB_REJECTED,
+                    reason=wire.DB_REJECTED,
                     detail=detail,
                     stage=_STAGE_STORE,
                     topic=rec.topic,
@@ -96,11 +96,11 @@ class Publisher:
                     timestamp_ms=rec.timestamp,
                 )
             )
-            if self._limiter.allow(contract.DB_REJECTED) is not None:
+            if self._limiter.allow(wire.DB_REJECTED) is not None:
                 log.warning(
                     "the database rejected a frame's rows: sent to the dead-letter topic",
                     extra={
-                        "reason": contract.DB_REJECTED,
+                        "reason": wire.DB_REJECTED,
                         "detail": detail[:300],
                         "topic": rec.topic,
                         "partition": rec.partition,
