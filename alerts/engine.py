@@ -30,7 +30,7 @@ from alerts.kinds import CLEAR, HOLD
 from alerts.model import AlertChange, AlertRecord, Rule
 from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans
 from alerts.rules import RuleSet
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
 
 __all__ = ["Engine", "EngineStats"]
 

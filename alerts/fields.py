@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from ingest.decoders.rows import FrameRows, MotorRow, PackRow, VehicleRow
+from contract.rows import FrameRows, MotorRow, PackRow, VehicleRow
 
 __all__ = ["DERIVED", "Extractor", "compile_extractor", "field_error"]
 

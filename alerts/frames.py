@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Final
 
-from ingest.decoders.rows import FrameRows, PackRow, VehicleRow
+from contract.clock import CHINA_TZ
+from contract.rows import FrameRows, PackRow, VehicleRow
 
-__all__ = ["CST", "FrameSpecError", "build_frame", "frame_from_json", "pack_row"]
+__all__ = ["FrameSpecError", "build_frame", "frame_from_json", "pack_row"]
 
-CST: Final = timezone(timedelta(hours=8))  # GB/T 32960 times are Beijing time
+
 _VEHICLE_FIELDS: Final = frozenset(VehicleRow._fields)
 _DEFAULTS: Final[dict[str, Any]] = {
     **dict.fromkeys(VehicleRow._fields),
@@ -117,7 +118,7 @@ def build_frame(
     unknown = set(vehicle) - _VEHICLE_FIELDS
     if unknown:
         raise FrameSpecError(f"unknown vehicle field(s) {sorted(unknown)}")
-    ts = datetime.fromtimestamp(ts_ms / 1000, CST)
+    ts = datetime.fromtimestamp(ts_ms / 1000, CHINA_TZ)
     values = {**_DEFAULTS, **vehicle, "vin": vin, "ts": ts, "edition": edition, "command": command}
     return FrameRows(
         edition=edition,
@@ -145,7 +146,7 @@ def frame_from_json(obj: Mapping[str, Any]) -> FrameRows:
         except ValueError as exc:
             raise FrameSpecError(f"bad 'ts' {ts!r}: {exc}") from exc
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=CST)  # the protocol's own clock is Beijing time
+            parsed = parsed.replace(tzinfo=CHINA_TZ)  # the protocol's own clock is Beijing time
         ts_ms = int(parsed.timestamp() * 1000)
     if not isinstance(ts_ms, int):
         raise FrameSpecError("missing time: give 'ts' (ISO 8601) or 'ts_ms' (epoch ms)")

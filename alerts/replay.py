@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from ingest.decoders.rows import FrameRows, PackRow, VehicleRow
+from contract.rows import FrameRows, PackRow, VehicleRow
 
 __all__ = ["recent_frames", "stamp"]
 

@@ -29,9 +29,9 @@ from itertools import islice
 from typing import Any
 
 from alerts import Engine, RuleSet
-from alerts.scenarios import normal_day
+from contract.rows import FrameRows
+from devtools.sim.scenarios import normal_day
 from ingest.decoders.fast import decode_rows
-from ingest.decoders.rows import FrameRows
 
 PIPELINE_TARGET_FPS = 30_000  # issue 5: one worker >= 30,000 frames/s
 BATCH = 5_000

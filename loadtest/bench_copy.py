@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaConsumer
 
 from alerts import Engine, RuleSet
 from ingest.decoders.fast import decode_rows
-from loadtest.bench_support import CPU_US
 from storage.batch import rows_by_table
 from storage.loaders import CopyLoader
 
@@ -29,9 +28,15 @@ CHUNK = 5000
 
 
 async def copy_rows(
-    env: Any, topic: str, total: int, dsn: str, progress: Callable[[str, int, int, float], None]
+    env: Any,
+    topic: str,
+    total: int,
+    dsn: str,
+    progress: Callable[[str, int, int, float], None],
+    cpu_us: dict[str, float],
 ) -> float:
-    """COPY the decoded rows of ``topic`` into ``dsn``; returns frames per second of COPY time."""
+    """COPY the decoded rows of ``topic`` into ``dsn``; returns frames per second of COPY time.
+    Fills ``cpu_us`` with this client's CPU microseconds per frame by part."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=env.kafka,
@@ -74,9 +79,9 @@ async def copy_rows(
         await consumer.stop()
         await conn.close()
     progress("ceiling copy", done, total, time.monotonic() - copy_s)
-    CPU_US["copy"] = copy_cpu / done * 1e6  # the client's share: row encoding, protocol
-    CPU_US["decode"] = decode_cpu / done * 1e6
-    CPU_US["rules"] = rules_cpu / done * 1e6
+    cpu_us["copy"] = copy_cpu / done * 1e6  # the client's share: row encoding, protocol
+    cpu_us["decode"] = decode_cpu / done * 1e6
+    cpu_us["rules"] = rules_cpu / done * 1e6
     return done / copy_s
 
 

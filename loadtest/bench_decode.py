@@ -27,10 +27,11 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from contract.clock import CHINA_TZ
 from ingest.decoders import decode_frame, frame_to_json
 from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import parse_envelope
@@ -39,7 +40,6 @@ from ingest.decoders.fast import decode_rows
 from loadtest.vectors import vectors_path
 
 VECTORS = vectors_path()
-_BEIJING = timezone(timedelta(hours=8))
 
 
 # --- frame building (the load generator's typical frames) -----------------------------------
@@ -64,7 +64,7 @@ def build_frame(
 
 
 def time_bytes(ts: datetime) -> bytes:
-    t = ts.astimezone(_BEIJING)
+    t = ts.astimezone(CHINA_TZ)
     return bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second))
 
 
@@ -163,7 +163,7 @@ def typical_data(edition: int, rng: random.Random, ts: datetime, cells: int = 96
 def typical_frames(edition: int, count: int, seed: int = 32960) -> list[bytes]:
     """``count`` typical real-time frames from 500 vehicles reporting at 1 Hz."""
     rng = random.Random(seed + edition)
-    start = datetime(2026, 3, 1, 8, 0, 0, tzinfo=_BEIJING)
+    start = datetime(2026, 3, 1, 8, 0, 0, tzinfo=CHINA_TZ)
     frames = []
     for i in range(count):
         vin = f"LNEV{edition % 100:02d}{i % 500:011d}"

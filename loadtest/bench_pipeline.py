@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from devtools.sim.promtext import histogram_quantile
 from loadtest.bench_support import (
     CPU_US,
     BenchEnv,
@@ -41,7 +42,6 @@ from loadtest.bench_support import (
     run_pipeline,
     steady_state,
 )
-from loadtest.histogram import histogram_quantile
 
 __all__ = ["main"]
 

@@ -2,7 +2,7 @@
 
     python -m loadtest.bench_storage [--vehicles 5000] [--per-vehicle 20] [--batch 5000]
 
-Real GB/T 32960 frames (``loadtest.bench_frames``, both editions) are decoded by the fast path
+Real GB/T 32960 frames (``devtools.sim.bench_frames``, both editions) are decoded by the fast path
 once, untimed; then every mode writes the same rows into emptied tables of a scratch database
 on the dev PostgreSQL (``NEV_POSTGRES_DSN`` or the running dev stack), best of ``--repeat``
 interleaved runs:
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
-from ingest.decoders.rows import FrameRows, PackRow, cell_voltages_mv, probe_temps_c
+from contract.rows import FrameRows, PackRow, cell_voltages_mv, probe_temps_c
 from loadtest.bench_storage_ts import compression_figures
 from storage import (
     Dedupe,
@@ -100,8 +100,8 @@ def _machine() -> dict[str, Any]:
 def _service_dsn(env: str, service: str) -> str | None:
     if os.environ.get(env):
         return os.environ[env]
-    from ingest.config_load import load_settings
-    from ingest.devstack import Paths, StackState
+    from devtools.devstack import Paths, StackState
+    from ingest.config.load import load_settings
 
     state = StackState.load(Paths.from_settings(load_settings()).state_dir)
     running = state.running(service)
@@ -111,8 +111,8 @@ def _service_dsn(env: str, service: str) -> str | None:
 def _frames(
     vehicles: int, per_vehicle: int, progress: Progress, label: str = "decode (untimed)"
 ) -> list[FrameRows]:
+    from devtools.sim.bench_frames import realtime_frames
     from ingest.decoders.fast import decode_rows
-    from loadtest.bench_frames import realtime_frames
 
     start_ms = int(time.time() * 1000) - per_vehicle * 10_000 - 60_000
     received = datetime.now(UTC)

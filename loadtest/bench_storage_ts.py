@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
 from storage import (
     OffsetRange,
     PoolParams,

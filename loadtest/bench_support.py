@@ -18,14 +18,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devtools.devstack.kafka import ensure_topics
+from devtools.devstack.process import free_port
+from devtools.loadgen import produce_messages
+from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.fleet import Message
+from devtools.sim.promtext import parse_histogram
 from ingest.config import Settings
-from ingest.config_load import load_settings
-from ingest.devstack.kafka import ensure_topics
-from ingest.devstack.process import free_port
-from loadtest.bench_frames import realtime_frames
-from loadtest.fleet import Message
-from loadtest.histogram import parse_histogram
-from loadtest.loadgen import produce_messages
+from ingest.config.load import load_settings
+from loadtest.bench_copy import copy_rows
 
 __all__ = [
     "CPU_US",
@@ -60,7 +61,7 @@ class BenchEnv:
 
     @classmethod
     async def create(cls, *, partitions: int) -> BenchEnv:
-        from ingest.devstack import Paths, StackState
+        from devtools.devstack import Paths, StackState
 
         settings = load_settings()
         kafka, dsn = settings.kafka.bootstrap_servers, settings.postgres.dsn
@@ -162,11 +163,9 @@ async def consume_ceiling(env: BenchEnv, topic: str, total: int) -> float:
 
 async def copy_ceiling(env: BenchEnv, topic: str, total: int, tag: str) -> float:
     """Raw binary COPY of the same rows into the same tables (frames/s of COPY time only)."""
-    from loadtest.bench_copy import copy_rows
-
     dsn = await env.fresh_database(f"{tag}_copy")
     try:
-        return await copy_rows(env, topic, total, dsn, progress)
+        return await copy_rows(env, topic, total, dsn, progress, CPU_US)
     finally:
         await env.drop(dsn)
 

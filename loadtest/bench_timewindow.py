@@ -31,13 +31,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from devtools.devstack.kafka import ensure_topics
+from devtools.loadgen import produce_messages
+from devtools.sim.bench_frames import _TIME_AT, _time_bytes, realtime_frames
+from devtools.sim.fleet import Message
 from ingest.decoders.checksum import bcc
-from ingest.devstack.kafka import ensure_topics
-from loadtest.bench_frames import _TIME_AT, _time_bytes, realtime_frames
 from loadtest.bench_pipeline import _machine
 from loadtest.bench_support import BenchEnv, progress, run_pipeline
-from loadtest.fleet import Message
-from loadtest.loadgen import produce_messages
 
 __all__ = ["BAD_TIMES_MS", "main", "with_bad_times"]
 

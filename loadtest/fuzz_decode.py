@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from contract.clock import CHINA_TZ
 from ingest.decoders import (
     Alarm,
     CellTemperatures,
@@ -48,11 +49,11 @@ from ingest.decoders import (
     frame_to_json,
 )
 from ingest.decoders.checksum import bcc
-from ingest.decoders.fields import CST, Record
+from ingest.decoders.fields import Record
 from loadtest.vectors import vectors_path
 
 DEFAULT_VECTORS = vectors_path()
-T0 = datetime(2025, 10, 27, 20, 2, 2, tzinfo=CST)
+T0 = datetime(2025, 10, 27, 20, 2, 2, tzinfo=CHINA_TZ)
 
 
 def seed_frames(vectors: Path) -> list[bytes]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
 from storage.offsets import TopicPartition
 from storage.tables import ALARMS, MOTORS, PACKS, RAW, SESSIONS, VEHICLES, RawRow, Table
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from ingest.decoders.rows import PackRow
+from contract.rows import PackRow
 
 __all__ = [
     "COPY_SIGNATURE",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ingest.decoders.rows import VehicleRow
+from contract.rows import VehicleRow
 
 __all__ = ["LATEST_COLUMNS", "merge_stage", "newest_per_vehicle", "upsert_rows"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
-from ingest.decoders.rows import VehicleRow
+from contract.rows import VehicleRow
 from storage.latest import merge_stage, upsert_rows
 from storage.params import LoaderKind
 from storage.tables import VEHICLES, Table

@@ -1,7 +1,7 @@
 """The tables a batch writes: columns, SQL types, and how each loader encodes their rows.
 
 One description per table serves both loaders. Column names and order are the row
-NamedTuples' fields (ingest/decoders/rows.py), so a row is a COPY record as it is; the SQL
+NamedTuples' fields (contract/rows.py), so a row is a COPY record as it is; the SQL
 types are the migrations' (a unit test checks the former, the integration tests the latter).
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from ingest.decoders.rows import AlarmRow, MotorRow, SessionRow, VehicleRow
+from contract.rows import AlarmRow, MotorRow, SessionRow, VehicleRow
 from storage.binary import int2_array_cells, int2_array_probes, iter_pack_rows
 
 __all__ = [

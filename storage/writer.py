@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
 from storage import offsets as offsets_sql
 from storage.batch import (
     BatchOutcome,

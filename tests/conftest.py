@@ -29,9 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from devtools.devstack import ENV_KAFKA, ENV_POSTGRES, ENV_TIMESCALE, StackState, stack
 from ingest.config import Settings
-from ingest.config_load import load_settings
-from ingest.devstack import ENV_KAFKA, ENV_POSTGRES, ENV_TIMESCALE, StackState, stack
+from ingest.config.load import load_settings
 
 T = TypeVar("T")
 
@@ -153,7 +153,7 @@ def unique_topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Cal
     Topics are left behind (deleting them while consumers close is racy and they are cheap);
     ``devstack down`` plus removing the state directory clears them.
     """
-    from ingest.devstack.kafka import ensure_topics
+    from devtools.devstack.kafka import ensure_topics
 
     def make(partitions: int = 1, prefix: str = "test") -> str:
         name = unique_name(prefix)

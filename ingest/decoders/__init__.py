@@ -6,7 +6,7 @@
     StreamFramer                          whole frames out of a TCP byte stream
 
 The fast path for the pipeline (bytes -> flat rows) is ``ingest.decoders.fast``; the row
-contract is ``ingest.decoders.rows``.
+contract is ``contract.rows``.
 """
 
 from __future__ import annotations

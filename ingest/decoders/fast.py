@@ -1,4 +1,4 @@
-"""The fast path: one GB/T 32960 frame to flat, typed rows (``ingest.decoders.rows``).
+"""The fast path: one GB/T 32960 frame to flat, typed rows (``contract.rows``).
 
 The pipeline needs rows for the database writer and the rule engine, not a structured
 document, so real-time and reissue data -- nearly all the traffic -- go straight from bytes
@@ -28,6 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from contract.rows import AlarmRow, FrameRows, SessionRow, VehicleRow
 from ingest.decoders.checksum import bcc
 from ingest.decoders.commands.login import Login
 from ingest.decoders.commands.session import Logout
@@ -46,7 +47,6 @@ from ingest.decoders.fast_common import TIMES, frame_time, join_packs
 from ingest.decoders.fast_extremes import NO_EXTREMES, derive_extremes
 from ingest.decoders.frame import Frame, decode_frame
 from ingest.decoders.identity import check_identity
-from ingest.decoders.rows import AlarmRow, FrameRows, SessionRow, VehicleRow
 from ingest.decoders.signature import find_signature
 
 __all__ = ["decode_rows", "rows_of_frame"]

@@ -12,9 +12,9 @@ import struct
 from datetime import datetime
 from typing import Final
 
+from contract.rows import MotorRow
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, FrameError
 from ingest.decoders.fast_common import AlarmInfo, Hints, TempEntry, VoltEntry, parse_alarm
-from ingest.decoders.rows import MotorRow
 
 __all__ = ["Walk", "walk_2016"]
 

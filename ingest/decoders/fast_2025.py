@@ -12,10 +12,10 @@ import struct
 from datetime import datetime
 from typing import Final
 
+from contract.rows import MotorRow
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, FrameError
 from ingest.decoders.fast_2016 import Walk
 from ingest.decoders.fast_common import AlarmInfo, TempEntry, VoltEntry, parse_alarm
-from ingest.decoders.rows import MotorRow
 
 __all__ = ["walk_2025"]
 

@@ -8,15 +8,15 @@ Python work where a C-level bytes operation can do it (see docs/performance.md, 
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from contract.clock import CHINA_TZ
+from contract.rows import PackRow
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, FrameError
 from ingest.decoders.fast_extremes import cell_extremes, probe_extremes
-from ingest.decoders.rows import PackRow
 
 __all__ = [
-    "BEIJING",
     "TIMES",
     "U32_LISTS",
     "AlarmInfo",
@@ -28,7 +28,7 @@ __all__ = [
     "parse_alarm",
 ]
 
-BEIJING: Final = timezone(timedelta(hours=8))  # the frame clock is GMT+8 (§1.3)
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 
@@ -54,7 +54,7 @@ def frame_time(raw: bytes, offset: int) -> tuple[datetime, int]:
     if yy > 99:
         raise FrameError(BAD_FIELD, offset, f"frame time: year byte {yy} > 99")
     try:
-        ts = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=BEIJING)
+        ts = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=CHINA_TZ)
     except ValueError:
         raise FrameError(BAD_FIELD, offset, f"frame time {raw.hex()} is not a date") from None
     value = (ts, (ts - _EPOCH) // _MS)

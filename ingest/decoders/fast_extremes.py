@@ -13,7 +13,7 @@ import sys
 from array import array
 from typing import Final
 
-from ingest.decoders.rows import PackRow
+from contract.rows import PackRow
 
 __all__ = ["NO_EXTREMES", "Extremes", "cell_extremes", "derive_extremes", "probe_extremes"]
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, ClassVar, Final, NamedTuple
 
+from contract.clock import CHINA_TZ
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, FrameError
 
 __all__ = [
-    "CST",
     "TIME",
     "Field",
     "Layout",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # Beijing time. Annex B says GMT+8; frames carry the wall clock and no zone.
-CST: Final = timezone(timedelta(hours=8), "GMT+8")
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 TIME: Final = struct.Struct(
@@ -79,7 +79,7 @@ def decode_time(buf: bytes, off: int) -> datetime:
     if yy > 99:
         raise FrameError(BAD_FIELD, off, f"time: year byte {yy} > 99")
     try:
-        return datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=CST)
+        return datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=CHINA_TZ)
     except ValueError as exc:
         raw = buf[off : off + 6].hex()
         raise FrameError(BAD_FIELD, off, f"time {raw}: {exc}") from None
@@ -90,7 +90,7 @@ def encode_time(dt: datetime) -> bytes:
 
     Sub-second parts are dropped (the standard has whole seconds).
     """
-    local = dt.astimezone(CST) if dt.tzinfo is not None else dt
+    local = dt.astimezone(CHINA_TZ) if dt.tzinfo is not None else dt
     if not 2000 <= local.year <= 2099:
         raise ValueError(f"time {dt.isoformat()}: the year must be 2000..2099")
     return TIME.pack(

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from contract.rows import FrameRows
+from ingest.config.settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.errors import FrameError
-from ingest.decoders.rows import FrameRows
-from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
-from ingest.logging import RateLimiter
-from ingest.pipeline import contract
-from ingest.pipeline.contract import DeadLetter, Headers
+from ingest.pipeline import wire
+from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
+from ingest.pipeline.wire import DeadLetter, Headers
 
 __all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
 
@@ -153,22 +153,22 @@ def _tp_of(record: Record) -> tuple[str, int]:
 
 
 def _dead_header(d: DeadLetter, name: str) -> bytes:
-    return contract.header(d.headers, name) or b""
+    return wire.header(d.headers, name) or b""
 
 
 def _dead_tp(d: DeadLetter) -> tuple[str, int]:
     return (
-        _dead_header(d, contract.SOURCE_TOPIC).decode(),
-        int(_dead_header(d, contract.SOURCE_PARTITION) or b"-1"),
+        _dead_header(d, wire.SOURCE_TOPIC).decode(),
+        int(_dead_header(d, wire.SOURCE_PARTITION) or b"-1"),
     )
 
 
 def _dead_topic(d: DeadLetter) -> str:
-    return _dead_header(d, contract.SOURCE_TOPIC).decode()
+    return _dead_header(d, wire.SOURCE_TOPIC).decode()
 
 
 def _dead_reason(d: DeadLetter) -> str:
-    return _dead_header(d, contract.ERROR_REASON).decode()
+    return _dead_header(d, wire.ERROR_REASON).decode()
 
 
 class BatchBuilder:
@@ -230,7 +230,7 @@ class BatchBuilder:
         b.consumed[topic] += len(records)
         # This loop runs once per frame: locals instead of attribute lookups.
         frames, recs, received_ms = b.frames, b.records, b.received_ms
-        received_of = contract.received_at_ms
+        received_of = wire.received_at_ms
         before = len(frames)
         window = self._window
         now_ms = self._clock_ms()
@@ -241,13 +241,13 @@ class BatchBuilder:
             received = received_of(rec.headers, rec.timestamp)
             value = rec.value
             if not value:
-                self._dead(rec, contract.EMPTY_VALUE, "record has no value (one raw frame)")
+                self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
                 continue
             if len(value) > self._max_value:
                 self._too_large(rec, value)
                 continue
             if decode is None:
-                self._dead(rec, contract.NO_DECODER, f"no decoder for topic {topic}")
+                self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
                 continue
             try:
                 rows = decode(value, received)
@@ -257,7 +257,7 @@ class BatchBuilder:
             except Exception as exc:
                 # A decoder bug must not stop the partition: the frame is kept in the DLQ for
                 # the fix, and the traceback is logged (rate-limited) for the bug report.
-                self._dead(rec, contract.DECODER_ERROR, repr(exc), exc_info=True)
+                self._dead(rec, wire.DECODER_ERROR, repr(exc), exc_info=True)
                 continue
             ts = rows.ts_ms
             if window is not None and ts is not None and (ts < oldest or ts > received + ahead):
@@ -291,14 +291,14 @@ class BatchBuilder:
             (WINDOW_END, str(window.end(received)).encode()),
         ]
         detail = window.describe(ts, received, now_ms)
-        self._dead(rec, contract.TIME_OUT_OF_WINDOW, detail, more=more)
+        self._dead(rec, wire.TIME_OUT_OF_WINDOW, detail, more=more)
 
     def _too_large(self, rec: Record, value: bytes) -> None:
         detail = (
             f"record value of {len(value)} bytes is over kafka.max_record_bytes "
             f"({self._max_value}); kept: the first bytes, the size and the SHA-256"
         )
-        letter = contract.too_large_letter(
+        letter = wire.too_large_letter(
             key=rec.key,
             value=value,
             headers=list(rec.headers or ()),
@@ -309,7 +309,7 @@ class BatchBuilder:
             offset=rec.offset,
             timestamp_ms=rec.timestamp,
         )
-        self._dead(rec, contract.TOO_LARGE, detail, letter=letter)
+        self._dead(rec, wire.TOO_LARGE, detail, letter=letter)
 
     def _dead(
         self,
@@ -322,7 +322,7 @@ class BatchBuilder:
         letter: DeadLetter | None = None,
     ) -> None:
         if letter is None:
-            letter = contract.dead_letter(
+            letter = wire.dead_letter(
                 key=rec.key,
                 value=rec.value,
                 headers=list(rec.headers or ()),

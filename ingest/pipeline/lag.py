@@ -14,12 +14,15 @@ import gc
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-if TYPE_CHECKING:
-    from ingest.pipeline.worker import Worker
+from ingest.pipeline.backpressure import Backpressure
+from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.sink import Sink
+from ingest.pipeline.writer import Writer
 
-__all__ = ["UPKEEP_INTERVAL_S", "LagReporter"]
+__all__ = ["UPKEEP_INTERVAL_S", "LagReporter", "WorkerState"]
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,27 @@ GC_YOUNG_S: Final = 10.0
 GC_FULL_S: Final = 300.0
 
 
+class WorkerState(Protocol):
+    """What housekeeping reads of its worker (``ingest.pipeline.worker.Worker`` has it); a
+    protocol, so that this module does not import the worker that runs it."""
+
+    sink: Sink
+    metrics: PipelineMetrics
+    bp: Backpressure
+    builder: BatchBuilder
+    writer: Writer | None
+    consumer: Any
+    owned: set[Any]
+    stored: dict[Any, int | None]
+    last_turn: float
+
+
 class LagReporter:
     """Updates the gauges of one worker every ``interval_s`` seconds."""
 
-    def __init__(self, worker: Worker, *, interval_s: float) -> None:
+    def __init__(self, worker: WorkerState, *, group_id: str, interval_s: float) -> None:
         self._w = worker
+        self._group_id = group_id
         self._interval = interval_s
         self._labelled: set[Any] = set()
         self._since: dict[Any, float] = {}  # tp -> when it was assigned (for lag seconds)
@@ -92,7 +111,7 @@ class LagReporter:
 
     def _labels(self, tp: Any) -> dict[str, str]:
         return {
-            "consumergroup": self._w.options.group_id,
+            "consumergroup": self._group_id,
             "topic": tp.topic,
             "partition": str(tp.partition),
         }

@@ -14,17 +14,17 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.rows import FrameRows
 from ingest.config import ENTITY_KINDS, Settings
-from ingest.connections import kafka_client_options
 from ingest.decoders.fast import decode_rows
-from ingest.decoders.rows import FrameRows
-from ingest.logging import configure_logging
-from ingest.metrics import PipelineMetrics
 from ingest.pipeline.batch import Decode
+from ingest.pipeline.logs import configure_logging
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import PermanentKafkaError
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.worker import Worker, WorkerOptions
+from ingest.wiring import kafka_client_options
 
 __all__ = [
     "build_worker",
@@ -108,7 +108,7 @@ def build_worker(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=p.batch_max_frames,
-            # Sizes and timeouts: see ingest/kafka_limits.py for how they must agree.
+            # Sizes and timeouts: see ingest/config/kafka_limits.py for how they must agree.
             max_partition_fetch_bytes=k.max_partition_fetch_bytes,
             fetch_max_bytes=k.fetch_max_bytes,
             session_timeout_ms=k.session_timeout_ms,

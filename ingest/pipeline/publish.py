@@ -33,12 +33,12 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from ingest.logging import RateLimiter
-from ingest.metrics import PipelineMetrics
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 from ingest.pipeline.batch import Batch
-from ingest.pipeline.contract import DeadLetter
+from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertChange
+from ingest.pipeline.wire import DeadLetter
 
 __all__ = ["TRANSIENT_KAFKA", "PermanentKafkaError", "Producer", "Publisher", "retriable"]
 
@@ -116,7 +116,7 @@ class Publisher:
         outcomes = await self._send_all(letters)
         again: list[DeadLetter] = []
         for letter, outcome in zip(letters, outcomes, strict=True):
-            if isinstance(outcome, _TOO_LARGE) and (small := contract.shrunk(letter)) is not None:
+            if isinstance(outcome, _TOO_LARGE) and (small := wire.shrunk(letter)) is not None:
                 again.append(small)
             elif isinstance(outcome, BaseException):
                 raise outcome if retriable(outcome) else _permanent(self._dlq_topic, outcome)
@@ -156,11 +156,11 @@ class Publisher:
         for i, detail in rejected:
             rec = batch.records[i]
             letters.append(
-                contract.dead_letter(
+                wire.dead_letter(
                     key=rec.key,
                     value=rec.value,
                     headers=list(rec.headers or ()),
-                    reason=contract.DB_REJECTED,
+                    reason=wire.DB_REJECTED,
                     detail=detail,
                     stage=_STAGE_STORE,
                     topic=rec.topic,
@@ -169,11 +169,11 @@ class Publisher:
                     timestamp_ms=rec.timestamp,
                 )
             )
-            if self._limiter.allow(contract.DB_REJECTED) is not None:
+            if self._limiter.allow(wire.DB_REJECTED) is not None:
                 log.warning(
                     "the database rejected a frame's rows: sent to the dead-letter topic",
                     extra={
-                        "reason": contract.DB_REJECTED,
+                        "reason": wire.DB_REJECTED,
                         "detail": detail[:300],
                         "topic": rec.topic,
                         "partition": rec.partition,

@@ -26,10 +26,10 @@ from alerts.model import AlertChange as EngineChange
 from alerts.store import load_open, save_changes
 from ingest.config import Settings
 from ingest.errors import UserError
-from ingest.metrics import PipelineMetrics
-from ingest.migrate_cli import pool_params, storage_params, writer_params
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertChange, OnRejected, TransientSinkError, WriteResult
+from ingest.wiring import pool_params, storage_params, writer_params
 from storage.batch import WriteResult as StorageResult
 from storage.batch import WriterHooks
 from storage.connect import PoolParams

@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from ingest.errors import UserError
-from ingest.metrics import MetricsServer, worker_gauges
+from ingest.pipeline.metrics import MetricsServer, worker_gauges
 
 __all__ = ["Supervisor", "SupervisorOptions", "prepare_multiproc_dir"]
 

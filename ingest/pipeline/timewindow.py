@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 
 __all__ = ["REASON", "TimeWindow", "iso_ms"]
 
-REASON: Final = contract.TIME_OUT_OF_WINDOW
+REASON: Final = wire.TIME_OUT_OF_WINDOW
 
 # Dead-letter headers of a ``time_out_of_window`` frame: epoch milliseconds, decimal text.
 FRAME_TIME: Final = "error.frame_time"

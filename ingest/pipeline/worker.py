@@ -29,13 +29,13 @@ from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
 
-from ingest.kafka_limits import DEFAULT_MAX_RECORD_BYTES
-from ingest.logging import RateLimiter
-from ingest.metrics import PipelineMetrics
+from ingest.config.settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, Decode
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.lag import LagReporter
+from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import TimeWindow
@@ -156,7 +156,7 @@ class Worker:
             backoff_max_s=o.retry_backoff_max_s,
             lanes=o.write_lanes,
         )
-        self.lag = lag = LagReporter(self, interval_s=o.lag_interval_s)
+        self.lag = lag = LagReporter(self, group_id=o.group_id, interval_s=o.lag_interval_s)
         try:
             consumer.subscribe(list(o.topics), listener=_Listener(self))
             log.info("consumer started", extra={"topics": list(o.topics), "group": o.group_id})

@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ingest.logging import RateLimiter
-from ingest.metrics import PipelineMetrics, observe_many
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.metrics import PipelineMetrics, observe_many
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, Publisher
 from ingest.pipeline.sink import Sink, TransientSinkError, WriteResult
 
@@ -261,7 +261,7 @@ class Writer:
             m.frames_dead_lettered.labels(topic=topic, reason=reason).inc(n)
         for i in rejected:
             rec = batch.records[i]
-            m.frames_dead_lettered.labels(topic=rec.topic, reason=contract.DB_REJECTED).inc()
+            m.frames_dead_lettered.labels(topic=rec.topic, reason=wire.DB_REJECTED).inc()
         self._bp.done(batch.size)
         if fenced:
             self._fenced(fenced)

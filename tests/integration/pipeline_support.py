@@ -21,11 +21,11 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devtools.devstack.process import free_port
+from devtools.loadgen import LoadResult, produce_messages
+from devtools.sim.fleet import Message
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from ingest.devstack.process import free_port
-from loadtest.fleet import Message
-from loadtest.loadgen import LoadResult, produce_messages
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from alerts import Engine, RuleSet
-from alerts.scenarios import thermal_runaway
+from devtools.sim.scenarios import thermal_runaway
 from ingest.cli import main
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 
 from alerts import AlertChange, Engine, RuleSet
-from alerts.scenarios import thermal_runaway
 from alerts.store import load_open, save_changes
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
+from devtools.sim.scenarios import thermal_runaway
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devtools.devstack import stack
+from devtools.devstack.process import is_running
+from devtools.devstack.state import StackState
 from ingest.config import DevstackSettings, Settings
-from ingest.devstack import stack
-from ingest.devstack.process import is_running
-from ingest.devstack.state import StackState
 from ingest.errors import UserError
 
 pytestmark = pytest.mark.integration

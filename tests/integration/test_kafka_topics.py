@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from ingest.devstack.kafka import quiet_aiokafka
+from ingest.wiring import quiet_aiokafka
 from tests.integration.pipeline_support import PipelineEnv, make_env
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest.config_load import load_settings
-from ingest.metrics import PipelineMetrics
+from ingest.config.load import load_settings
 from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.process import decoders_for
 from ingest.pipeline.sink import AlertChange
 from ingest.pipeline.storage_sink import StorageSink

@@ -18,8 +18,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from devtools.sim.fleet import Message, SimVehicle
 from ingest.decoders.encoder import encode_frame
-from loadtest.fleet import Message, SimVehicle
 from tests.integration.pipeline_support import (
     SCHEMA,
     PipelineEnv,

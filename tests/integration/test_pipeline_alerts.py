@@ -12,8 +12,8 @@ import asyncpg
 import orjson
 import pytest
 
+from devtools.sim.fleet import FleetOptions, fleet_messages
 from ingest.decoders.fast import decode_rows
-from loadtest.fleet import FleetOptions, fleet_messages
 from tests.integration.pipeline_support import (
     SCHEMA,
     PipelineEnv,

@@ -13,12 +13,12 @@ from collections import Counter
 import asyncpg
 import pytest
 
+from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
 from ingest.decoders import Frame, encode_frame
 from ingest.decoders.checksum import bcc
 from ingest.decoders.encoder import encode_block
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from loadtest.fleet import FleetOptions, Message, SimVehicle, fleet_messages
 from tests.integration.pipeline_support import (
     SCHEMA,
     Expected,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config_load import load_settings
-from ingest.devstack import Paths, ServiceState
-from ingest.devstack import kafka as kafkadev
-from loadtest.fleet import FleetOptions, fleet_messages
+from devtools.devstack import Paths, ServiceState
+from devtools.devstack import kafka as kafkadev
+from devtools.sim.fleet import FleetOptions, fleet_messages
+from ingest.config.load import load_settings
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,

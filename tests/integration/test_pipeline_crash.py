@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from loadtest.fleet import FleetOptions, fleet_messages
+from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,

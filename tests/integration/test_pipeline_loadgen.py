@@ -14,7 +14,7 @@ import pytest
 
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 from tests.integration.pipeline_support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -52,8 +52,8 @@ async def test_loadgen_puts_gateway_records_on_kafka(
     decoded = 0
     for r in records:
         names = [h[0] for h in r.headers]
-        assert names == [contract.RECEIVED_AT, contract.GATEWAY, contract.PEER]
-        assert contract.received_at_ms(r.headers, 0) >= r.timestamp - 60_000
+        assert names == [wire.RECEIVED_AT, wire.GATEWAY, wire.PEER]
+        assert wire.received_at_ms(r.headers, 0) >= r.timestamp - 60_000
         try:
             rows = decode_rows(r.value)
         except FrameError:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.devstack import ServiceState
-from ingest.devstack import postgres as pgdev
-from loadtest.fleet import FleetOptions, fleet_messages
+from devtools.devstack import ServiceState
+from devtools.devstack import postgres as pgdev
+from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,

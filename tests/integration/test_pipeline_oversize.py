@@ -10,9 +10,9 @@ import time
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ingest.kafka_limits import TOO_LARGE_PREFIX_BYTES
-from ingest.pipeline import contract
-from loadtest.fleet import FleetOptions, fleet_messages
+from devtools.sim.fleet import FleetOptions, fleet_messages
+from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
+from ingest.pipeline import wire
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,
@@ -57,11 +57,11 @@ async def test_oversized_record_is_dead_lettered_and_blocks_nothing(env: Pipelin
         assert await stored_rows(env.dsn) == expected.rows  # the good frames, all of them
         dead = await read_topic(env.kafka, env.dlq, expect=1)
         (letter,) = [r for r in dead if header(r.headers, "error.reason") == b"too_large"]
-        assert header(letter.headers, contract.SOURCE_PARTITION) == str(meta.partition).encode()
-        assert header(letter.headers, contract.SOURCE_OFFSET) == str(meta.offset).encode()
-        assert header(letter.headers, contract.ORIGINAL_SIZE) == str(BIG).encode()
+        assert header(letter.headers, wire.SOURCE_PARTITION) == str(meta.partition).encode()
+        assert header(letter.headers, wire.SOURCE_OFFSET) == str(meta.offset).encode()
+        assert header(letter.headers, wire.ORIGINAL_SIZE) == str(BIG).encode()
         sha = hashlib.sha256(big).hexdigest().encode()
-        assert header(letter.headers, contract.ORIGINAL_SHA256) == sha
+        assert header(letter.headers, wire.ORIGINAL_SHA256) == sha
         assert letter.value == big[:TOO_LARGE_PREFIX_BYTES]
         assert letter.key == messages[0].key
         assert svc.metric("nev_ingest_frames_dead_lettered_total", reason="too_large") == 1

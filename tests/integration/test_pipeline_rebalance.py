@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtest.fleet import FleetOptions, Message, fleet_messages
+from devtools.sim.fleet import FleetOptions, Message, fleet_messages
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,

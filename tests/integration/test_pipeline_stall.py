@@ -13,7 +13,7 @@ import time
 import asyncpg
 import pytest
 
-from loadtest.fleet import FleetOptions, fleet_messages
+from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration.pipeline_support import (
     SCHEMA,
     Expected,

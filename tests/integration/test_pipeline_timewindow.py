@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
 from ingest.decoders import encode_frame
-from loadtest.fleet import FleetOptions, Message, SimVehicle, fleet_messages
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,

@@ -11,9 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from ingest.kafka_limits import TOO_LARGE_PREFIX_BYTES
-from ingest.metrics import PipelineMetrics
-from ingest.pipeline import contract
+from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
+from ingest.pipeline import wire
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import Publisher
 from tests.integration.pipeline_support import header, read_topic
 
@@ -33,7 +33,7 @@ async def test_a_dead_letter_the_topic_refuses_is_sent_cut_down(
     finally:
         await admin.close()
     value = bytes(range(256)) * 400  # 102,400 bytes: over the topic's limit
-    letter = contract.dead_letter(
+    letter = wire.dead_letter(
         key=b"LNBSCB3F5JA000001",
         value=value,
         headers=[("gateway", b"g1")],
@@ -62,9 +62,9 @@ async def test_a_dead_letter_the_topic_refuses_is_sent_cut_down(
         await producer.stop()
     (got,) = await read_topic(kafka_bootstrap, dlq, expect=1)
     assert got.value == value[:TOO_LARGE_PREFIX_BYTES]
-    assert header(got.headers, contract.ERROR_REASON) == b"bad_bcc"
-    assert header(got.headers, contract.SOURCE_OFFSET) == b"42"
-    assert header(got.headers, contract.ORIGINAL_SIZE) == b"102400"
+    assert header(got.headers, wire.ERROR_REASON) == b"bad_bcc"
+    assert header(got.headers, wire.SOURCE_OFFSET) == b"42"
+    assert header(got.headers, wire.ORIGINAL_SIZE) == b"102400"
     sha = hashlib.sha256(value).hexdigest().encode()
-    assert header(got.headers, contract.ORIGINAL_SHA256) == sha
+    assert header(got.headers, wire.ORIGINAL_SHA256) == sha
     assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devtools.sim.synthetic import frame_rows, vin
 from storage import (
     MigrationError,
     OffsetRange,
@@ -30,7 +31,6 @@ from storage import (
 from storage.connect import connect
 from storage.migrate import LOCK_KEY, discover, schema_status
 from storage.migration_files import SUPERSEDED
-from storage.synthetic import frame_rows, vin
 from storage.tables import TABLES
 
 pytestmark = pytest.mark.integration

@@ -12,17 +12,18 @@ from typing import Any
 
 import pytest
 
-from ingest.decoders.rows import FrameRows
+from contract.clock import CHINA_TZ
+from contract.rows import FrameRows
+from devtools.sim.synthetic import frame_rows, vin
 from storage import OffsetRange, PoolParams, RetryParams, StorageParams, StorageWriter, migrate
 from storage.connect import connect
 from storage.params import TIMESERIES_TABLES, WriterParams
 from storage.partitions import align
-from storage.synthetic import BEIJING, frame_rows, vin
 
 pytestmark = pytest.mark.integration
 
 TP = ("nev.vehicle.raw", 0)
-NOW = datetime.now(BEIJING).replace(microsecond=0)
+NOW = datetime.now(CHINA_TZ).replace(microsecond=0)
 # Within the 3-year retention, far before the 8-day backfill; noon UTC, so that an hour later is
 # still the same day slot whatever the time of day the test runs at.
 OLD = (NOW - timedelta(days=400)).astimezone(UTC).replace(hour=12, minute=0, second=0)

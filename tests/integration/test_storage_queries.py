@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from devtools.sim.synthetic import frame_rows, vin
 from ingest.cli import main
 from storage import OffsetRange, PoolParams, StorageWriter, WriterParams
-from storage.synthetic import frame_rows, vin
 
 pytestmark = pytest.mark.integration
 

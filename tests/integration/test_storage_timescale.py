@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
+from devtools.sim.synthetic import frame_rows, vin
 from storage import (
     LoaderKind,
     OffsetRange,
@@ -25,7 +26,6 @@ from storage import (
 from storage.connect import connect
 from storage.params import TIMESERIES_TABLES
 from storage.policies import CONTINUOUS_AGGREGATES
-from storage.synthetic import frame_rows, vin
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest.decoders.rows import FrameRows
+from contract.clock import CHINA_TZ
+from contract.rows import FrameRows
+from devtools.sim.synthetic import frame_rows, session_rows, vin
 from storage import (
     BatchOutcome,
     Dedupe,
@@ -26,13 +28,12 @@ from storage import (
     migrate,
 )
 from storage.connect import connect
-from storage.synthetic import BEIJING, frame_rows, session_rows, vin
 
 pytestmark = pytest.mark.integration
 
 TP = ("nev.vehicle.raw", 0)
 FAST_RETRY = RetryParams(attempts=5, initial=0.01, maximum=0.05)
-T0 = datetime.now(BEIJING).replace(microsecond=0) - timedelta(hours=1)
+T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=1)
 
 
 @pytest.fixture
@@ -251,7 +252,7 @@ async def test_a_bad_frame_is_rejected_and_the_rest_committed(
     # a pack number no column can hold, and a frame time without a partition (clock years off)
     bad_value = frames[4]
     bad_value.packs[0] = bad_value.packs[0]._replace(pack=70000)
-    far = frame_rows(vin(99), datetime(2099, 1, 1, tzinfo=BEIJING))
+    far = frame_rows(vin(99), datetime(2099, 1, 1, tzinfo=CHINA_TZ))
     frames.insert(9, far)
     seen: list[BatchOutcome] = []
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from contract.clock import CHINA_TZ
 from ingest.decoders import (
     Activation,
     ActivationResponse,
@@ -48,7 +49,7 @@ from ingest.decoders.blocks import (
     super_capacitor_extremes,
     vehicle,
 )
-from ingest.decoders.fields import CST, Field, Layout
+from ingest.decoders.fields import Field, Layout
 
 _TOP = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
 Q = list[tuple[str, str]]
@@ -295,7 +296,7 @@ vins = st.text(ALNUM, min_size=17, max_size=17)
 times = st.datetimes(
     min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
     max_value=datetime(2099, 12, 31, 23, 59, 59),  # noqa: DTZ001
-).map(lambda t: t.replace(microsecond=0, tzinfo=CST))
+).map(lambda t: t.replace(microsecond=0, tzinfo=CHINA_TZ))
 
 
 def text(max_bytes: int, alphabet: str = ALNUM) -> st.SearchStrategy[str]:

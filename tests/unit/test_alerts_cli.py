@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from alerts.frames import build_frame
-from alerts.scenarios import thermal_runaway
+from contract.rows import FrameRows
+from devtools.sim.scenarios import thermal_runaway
 from ingest.cli import main
-from ingest.decoders.rows import FrameRows
 from loadtest.vectors import vectors_path
 
 pytestmark = pytest.mark.unit

@@ -8,15 +8,15 @@ from datetime import datetime
 import pytest
 
 from alerts import Engine, RuleSet
-from alerts.frames import CST
-from alerts.scenarios import thermal_runaway
+from contract.clock import CHINA_TZ
+from contract.rows import FrameRows
+from devtools.sim.scenarios import thermal_runaway
 from ingest.decoders.blocks.alarm import Alarm
 from ingest.decoders.blocks.extremes import Extremes
 from ingest.decoders.blocks.vehicle import Vehicle
 from ingest.decoders.encoder import encode_frame
 from ingest.decoders.fast import decode_rows
 from ingest.decoders.frame import Frame
-from ingest.decoders.rows import FrameRows
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,7 @@ def encode_2016(fr: FrameRows) -> bytes:
         ),
         Alarm(max_level=v.max_alarm_level, general_flags=v.general_flags or 0),
     )  # fmt: skip
-    time = datetime.fromtimestamp(fr.ts_ms / 1000, CST).replace(tzinfo=None)
+    time = datetime.fromtimestamp(fr.ts_ms / 1000, CHINA_TZ).replace(tzinfo=None)
     return encode_frame(
         Frame(edition=2016, command=fr.command, vin=fr.vin, time=time, blocks=blocks)
     )

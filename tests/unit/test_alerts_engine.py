@@ -11,7 +11,7 @@ import pytest
 
 from alerts import AlertChange, Engine, RuleSet, to_message
 from alerts.frames import build_frame
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from itertools import islice
 import pytest
 
 from alerts import AlertChange, Engine, RuleSet
-from alerts.scenarios import normal_day, thermal_runaway
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
+from devtools.sim.scenarios import normal_day, thermal_runaway
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 
 from alerts import AlertChange, Engine, RuleSet
 from alerts.frames import build_frame
-from ingest.decoders.rows import FrameRows
+from contract.rows import FrameRows
 
 pytestmark = pytest.mark.unit
 

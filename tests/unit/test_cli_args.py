@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.cli_args import (
+from ingest.cli.args import (
     DurationTooLong,
     OneLineParser,
     duration,
@@ -22,10 +22,10 @@ from ingest.cli_args import (
     sql_name,
     text,
 )
-from ingest.config import SECTIONS, SQL_IDENTIFIER
-from ingest.config_docs import render_docs
-from ingest.config_fields import spec_of
-from ingest.config_load import load_settings
+from ingest.config.docs import render_docs
+from ingest.config.fields import spec_of
+from ingest.config.load import load_settings
+from ingest.config.settings import SECTIONS, SQL_IDENTIFIER
 from ingest.errors import UserError
 from storage.params import check_identifier
 

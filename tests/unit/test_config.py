@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ingest.config import Settings
-from ingest.config_docs import DOCS_PATH, render_docs, show_json, show_toml
-from ingest.config_fields import MASK, mask_dsn
-from ingest.config_load import load_settings
+from ingest.config.docs import DOCS_PATH, render_docs, show_json, show_toml
+from ingest.config.fields import MASK, mask_dsn
+from ingest.config.load import load_settings
 from ingest.errors import UserError
 
 pytestmark = pytest.mark.unit

@@ -9,11 +9,11 @@ import sys
 import pytest
 
 import ingest.decoders
+from devtools.sim.framebuilder import build
 from ingest.decoders.blocks import engine, vehicle
 from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import HEADER, HEADER_SIZE, Envelope, parse_envelope
 from ingest.decoders.registry import VEHICLE, Registry
-from tests.unit.framebuilder import build
 
 pytestmark = pytest.mark.unit
 

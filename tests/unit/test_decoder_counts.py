@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.sim.framebuilder import TIME_HEX, build
 from ingest.decoders import FrameError, decode_frame
 from ingest.decoders.counts import MAX_TRIES, entry_bounds, find_miscount
 from ingest.decoders.fast import decode_rows
-from tests.unit.framebuilder import TIME_HEX, build
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.sim.framebuilder import TIME_HEX, block, build, decode_json
 from ingest.decoders import decode_frame, encode_frame, frame_to_dict
 from ingest.decoders.fast import decode_rows
-from tests.unit.framebuilder import TIME_HEX, block, build, decode_json
 
 pytestmark = pytest.mark.unit
 

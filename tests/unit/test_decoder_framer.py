@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.sim.framebuilder import TIME_HEX, build
 from ingest.decoders import RawFrame, Skipped, StreamFramer
 from ingest.decoders.checksum import bcc
-from tests.unit.framebuilder import TIME_HEX, build
 from tests.unit.vectors_support import load_vectors
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.framebuilder import TIME_HEX, block, build, decode_json
+from devtools.sim.framebuilder import TIME_HEX, block, build, decode_json
 
 pytestmark = pytest.mark.unit
 

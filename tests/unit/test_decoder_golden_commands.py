@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.sim.framebuilder import TIME_HEX, TIME_ISO, VIN, build, decode_json, reject
 from ingest.decoders import decode_frame, encode_frame, make_response
-from tests.unit.framebuilder import TIME_HEX, TIME_ISO, VIN, build, decode_json, reject
 
 pytestmark = pytest.mark.unit
 

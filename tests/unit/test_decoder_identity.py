@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.sim.framebuilder import TIME_HEX, VIN, build
 from ingest.decoders import FrameError, decode_frame, error_to_dict
 from ingest.decoders.checksum import bcc
 from ingest.decoders.fast import decode_rows
-from tests.unit.framebuilder import TIME_HEX, VIN, build
 
 pytestmark = pytest.mark.unit
 

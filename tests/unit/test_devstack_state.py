@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.devstack.state import ServiceState, StackState
+from devtools.devstack.state import ServiceState, StackState
 
 pytestmark = pytest.mark.unit
 

@@ -5,22 +5,23 @@ rejection reason, and "nothing but FrameError" on any bytes."""
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.clock import CHINA_TZ
+from contract.rows import FrameRows, cell_voltages_mv, probe_temps_c
+from devtools.sim.framebuilder import TIME_HEX, build
 from ingest.decoders import fast_common
 from ingest.decoders.errors import REASONS, FrameError
 from ingest.decoders.fast import decode_rows
-from ingest.decoders.rows import FrameRows, cell_voltages_mv, probe_temps_c
-from tests.unit.framebuilder import TIME_HEX, build
 from tests.unit.vectors_support import load_vectors
 
 pytestmark = pytest.mark.unit
 
-CST = timezone(timedelta(hours=8))
+
 RECEIVED = datetime(2025, 10, 11, 11, 8, 19, tzinfo=UTC)
 VECTORS = load_vectors()
 
@@ -42,7 +43,7 @@ def test_golden_2016_realtime_frame() -> None:
     assert (rows.edition, rows.command, rows.response) == (2016, 0x02, 0xFE)
     assert rows.vin == "HAUV4BGN6S5002219"
     assert not rows.partial and not rows.encrypted and rows.tail_offset is None
-    ts = datetime(2025, 10, 11, 19, 8, 18, tzinfo=CST)  # 19 0A 0B 13 08 12, GMT+8
+    ts = datetime(2025, 10, 11, 19, 8, 18, tzinfo=CHINA_TZ)  # 19 0A 0B 13 08 12, GMT+8
     assert rows.ts_ms == int(ts.timestamp() * 1000) == 1_760_180_898_000
     v = rows.vehicle
     assert v is not None
@@ -88,7 +89,7 @@ def test_golden_2025_realtime_frame() -> None:
     rows = decode_rows(vector(138), RECEIVED)
     assert (rows.edition, rows.command, rows.vin) == (2025, 0x02, "HAUV4BGN6S5002219")
     assert not rows.partial  # the walk ends at the 0xFF marker whose Table 8 ends the unit
-    ts = datetime(2025, 10, 28, 14, 45, 47, tzinfo=CST)  # 19 0A 1C 0E 2D 2F
+    ts = datetime(2025, 10, 28, 14, 45, 47, tzinfo=CHINA_TZ)  # 19 0A 1C 0E 2D 2F
     v = rows.vehicle
     assert v is not None and v.ts == ts and rows.ts_ms == int(ts.timestamp() * 1000)
     # 01 | 01 03 01 0000 00026106 1BE2 7546 4B 01 1F 1999 (18 bytes, no pedals)
@@ -134,7 +135,7 @@ def test_login_and_logout_give_session_rows() -> None:
         "89860924790023166606",
         ["0RJPEA00HAU0AAF131001955"],
     )
-    assert login.session.ts == datetime(2025, 10, 27, 20, 2, 2, tzinfo=CST)
+    assert login.session.ts == datetime(2025, 10, 27, 20, 2, 2, tzinfo=CHINA_TZ)
     assert login.vehicle is None and login.packs == []
     login16 = decode_rows(vector(1))  # 2016: 3 RESS codes of 24 bytes
     assert login16.session is not None and len(login16.session.pack_codes) == 3
@@ -148,7 +149,7 @@ def test_login_and_logout_give_session_rows() -> None:
 def test_response_and_heartbeat_carry_the_envelope_only() -> None:
     ack = decode_rows(build(2016, 0x02, TIME_HEX, response=0x01))
     assert ack.response == 0x01 and ack.vehicle is None and ack.motors == []
-    assert ack.ts_ms == int(datetime(2025, 10, 27, 20, 2, 2, tzinfo=CST).timestamp() * 1000)
+    assert ack.ts_ms == int(datetime(2025, 10, 27, 20, 2, 2, tzinfo=CHINA_TZ).timestamp() * 1000)
     beat = decode_rows(build(2025, 0x07))
     assert (beat.command, beat.ts_ms, beat.vehicle, beat.session) == (0x07, None, None, None)
 
@@ -394,7 +395,7 @@ def test_frame_times_are_cached_and_bounded() -> None:
     a, b = decode_rows(vector(25)), decode_rows(vector(25))
     assert a.vehicle is not None and b.vehicle is not None
     assert a.vehicle.ts is b.vehicle.ts  # one datetime per distinct frame second
-    start = datetime(2026, 1, 1, tzinfo=CST)
+    start = datetime(2026, 1, 1, tzinfo=CHINA_TZ)
     for i in range(fast_common._TIME_CACHE_MAX + 10):
         t = start + timedelta(seconds=i)
         stamp = bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second)).hex()

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from contract.rows import FrameRows, cell_voltages_mv, probe_temps_c
 from ingest.decoders import (
     Alarm,
     CellTemperatures,
@@ -33,7 +34,6 @@ from ingest.decoders.counts import COUNTED
 from ingest.decoders.encoder import encode_block
 from ingest.decoders.fast import decode_rows
 from ingest.decoders.fields import ABNORMAL
-from ingest.decoders.rows import FrameRows, cell_voltages_mv, probe_temps_c
 from tests.unit import strategies as s
 from tests.unit.vectors_support import load_vectors
 

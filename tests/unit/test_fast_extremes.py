@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.rows import cell_voltages_mv, probe_temps_c
+from devtools.sim.framebuilder import TIME_HEX, build
 from ingest.decoders import fast_extremes
 from ingest.decoders.fast import decode_rows
-from ingest.decoders.rows import cell_voltages_mv, probe_temps_c
 from loadtest.bench_decode import main, typical_frames
-from tests.unit.framebuilder import TIME_HEX, build
 from tests.unit.vectors_support import load_vectors
 
 pytestmark = pytest.mark.unit

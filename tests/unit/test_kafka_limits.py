@@ -16,10 +16,10 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from ingest.config_load import load_settings
+from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
+from ingest.config.load import load_settings
 from ingest.errors import UserError
-from ingest.kafka_limits import TOO_LARGE_PREFIX_BYTES
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 from ingest.pipeline.publish import retriable
 
 pytestmark = pytest.mark.unit
@@ -87,7 +87,7 @@ def test_retriable_errors(exc: BaseException, expected: bool) -> None:
 
 def test_a_too_large_letter_keeps_a_prefix_the_size_and_the_hash() -> None:
     value = bytes(range(256)) * 4000
-    letter = contract.too_large_letter(
+    letter = wire.too_large_letter(
         key=b"VIN",
         value=value,
         headers=[("received_at", b"1764135600123"), ("gateway", b"g1")],
@@ -99,16 +99,16 @@ def test_a_too_large_letter_keeps_a_prefix_the_size_and_the_hash() -> None:
         timestamp_ms=1,
     )
     assert letter.value == value[:TOO_LARGE_PREFIX_BYTES]
-    assert contract.header(letter.headers, contract.ERROR_REASON) == b"too_large"
-    assert contract.header(letter.headers, contract.ORIGINAL_SIZE) == str(len(value)).encode()
+    assert wire.header(letter.headers, wire.ERROR_REASON) == b"too_large"
+    assert wire.header(letter.headers, wire.ORIGINAL_SIZE) == str(len(value)).encode()
     sha = hashlib.sha256(value).hexdigest().encode()
-    assert contract.header(letter.headers, contract.ORIGINAL_SHA256) == sha
-    assert contract.header(letter.headers, "gateway") == b"g1"  # the original headers stay
+    assert wire.header(letter.headers, wire.ORIGINAL_SHA256) == sha
+    assert wire.header(letter.headers, "gateway") == b"g1"  # the original headers stay
 
 
 def test_shrinking_a_letter_drops_big_headers_and_stops_when_nothing_is_left_to_cut() -> None:
     value = b"x" * 50_000
-    letter = contract.dead_letter(
+    letter = wire.dead_letter(
         key=b"k" * 1000,
         value=value,
         headers=[("received_at", b"1764135600123"), ("junk", b"j" * 100_000)],
@@ -120,11 +120,11 @@ def test_shrinking_a_letter_drops_big_headers_and_stops_when_nothing_is_left_to_
         offset=3,
         timestamp_ms=1,
     )
-    small = contract.shrunk(letter)
+    small = wire.shrunk(letter)
     assert small is not None
     assert small.value == value[:TOO_LARGE_PREFIX_BYTES] and small.key == b"k" * 256
-    assert contract.header(small.headers, "junk") is None
-    assert contract.header(small.headers, contract.ERROR_REASON) == b"bad_bcc"
-    assert contract.header(small.headers, contract.SOURCE_OFFSET) == b"3"
-    assert contract.header(small.headers, contract.ORIGINAL_SIZE) == b"50000"
-    assert contract.shrunk(small) is None
+    assert wire.header(small.headers, "junk") is None
+    assert wire.header(small.headers, wire.ERROR_REASON) == b"bad_bcc"
+    assert wire.header(small.headers, wire.SOURCE_OFFSET) == b"3"
+    assert wire.header(small.headers, wire.ORIGINAL_SIZE) == b"50000"
+    assert wire.shrunk(small) is None

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import pytest
 
+from contract.rows import FrameRows
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
-from ingest.decoders.rows import FrameRows
-from ingest.pipeline import contract
+from ingest.pipeline import wire
 from ingest.pipeline.batch import BatchBuilder, lane_of
 
 pytestmark = pytest.mark.unit
@@ -43,7 +43,7 @@ def test_decodes_and_dead_letters_with_reasons() -> None:
     vehicle, charger = "nev.vehicle.raw", "nev.charger.raw"
     builder = BatchBuilder({vehicle: _decode})
     tp0, tp1, tpc = TP(vehicle, 0), TP(vehicle, 1), TP(charger, 0)
-    hdr = [(contract.RECEIVED_AT, b"1700000000123"), (contract.GATEWAY, b"gw-1")]
+    hdr = [(wire.RECEIVED_AT, b"1700000000123"), (wire.GATEWAY, b"gw-1")]
     builder.add(
         tp0,
         [
@@ -69,18 +69,18 @@ def test_decodes_and_dead_letters_with_reasons() -> None:
     assert batch.next == {tp0: 16, tp1: 6, tpc: 1}
     assert batch.dead_reasons == {
         (vehicle, BAD_CHECKSUM): 1,
-        (vehicle, contract.EMPTY_VALUE): 1,
-        (vehicle, contract.DECODER_ERROR): 1,
-        (charger, contract.NO_DECODER): 1,
+        (vehicle, wire.EMPTY_VALUE): 1,
+        (vehicle, wire.DECODER_ERROR): 1,
+        (charger, wire.NO_DECODER): 1,
     }
     bad = batch.dead[0]
     assert bad.value == b"bad" and bad.key == b"VIN00000000000001"
     assert bad.headers[:2] == hdr  # original headers first, untouched
-    assert contract.header(bad.headers, contract.ERROR_REASON) == b"bad_checksum"
-    assert b"BCC" in (contract.header(bad.headers, contract.ERROR_DETAIL) or b"")
-    assert contract.header(bad.headers, contract.SOURCE_TOPIC) == vehicle.encode()
-    assert contract.header(bad.headers, contract.SOURCE_PARTITION) == b"0"
-    assert contract.header(bad.headers, contract.SOURCE_OFFSET) == b"11"
+    assert wire.header(bad.headers, wire.ERROR_REASON) == b"bad_checksum"
+    assert b"BCC" in (wire.header(bad.headers, wire.ERROR_DETAIL) or b"")
+    assert wire.header(bad.headers, wire.SOURCE_TOPIC) == vehicle.encode()
+    assert wire.header(bad.headers, wire.SOURCE_PARTITION) == b"0"
+    assert wire.header(bad.headers, wire.SOURCE_OFFSET) == b"11"
 
 
 def test_drop_partitions_removes_everything_of_them() -> None:
@@ -99,10 +99,10 @@ def test_drop_partitions_removes_everything_of_them() -> None:
 
 
 def test_received_at_header_validation() -> None:
-    assert contract.received_at_ms([(contract.RECEIVED_AT, b"1700000000999")], 5) == 1700000000999
-    assert contract.received_at_ms([(contract.RECEIVED_AT, b"1700000000")], 5) == 5  # seconds
-    assert contract.received_at_ms([(contract.RECEIVED_AT, b"soon")], 5) == 5
-    assert contract.received_at_ms([], 5) == 5
+    assert wire.received_at_ms([(wire.RECEIVED_AT, b"1700000000999")], 5) == 1700000000999
+    assert wire.received_at_ms([(wire.RECEIVED_AT, b"1700000000")], 5) == 5  # seconds
+    assert wire.received_at_ms([(wire.RECEIVED_AT, b"soon")], 5) == 5
+    assert wire.received_at_ms([], 5) == 5
 
 
 def test_split_by_lane_keeps_each_partition_whole_and_in_order() -> None:

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 
 from alerts import Engine, RuleSet
+from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.fleet import FleetOptions, fleet_messages, vin_of
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from loadtest.bench_frames import realtime_frames
-from loadtest.fleet import FleetOptions, fleet_messages, vin_of
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from ingest.logging import RateLimiter, configure_logging
-from ingest.metrics import LATENCY_BUCKETS, MetricsServer, PipelineMetrics, observe_many
+from ingest.pipeline.logs import RateLimiter, configure_logging
+from ingest.pipeline.metrics import LATENCY_BUCKETS, MetricsServer, PipelineMetrics, observe_many
 
 pytestmark = pytest.mark.unit
 
@@ -150,7 +150,7 @@ def test_third_party_log_floods_are_rate_limited() -> None:
 
 
 def test_histogram_quantile_like_promql() -> None:
-    from loadtest.histogram import histogram_quantile, parse_histogram
+    from devtools.sim.promtext import histogram_quantile, parse_histogram
 
     text = "\n".join(
         [

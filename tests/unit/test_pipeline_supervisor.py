@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 
 def _worker(index: int, marker_dir: str) -> None:
     """Crash (exit 3) on the first start; then publish metrics and run until SIGTERM."""
-    from ingest.metrics import PipelineMetrics
+    from ingest.pipeline.metrics import PipelineMetrics
 
     marker = Path(marker_dir) / f"started-{index}"
     starts = int(marker.read_text()) + 1 if marker.exists() else 1

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ingest.config_load import load_settings
-from ingest.decoders.rows import FrameRows
-from ingest.pipeline import contract
+from contract.rows import FrameRows
+from ingest.config.load import load_settings
+from ingest.pipeline import wire
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.process import time_window
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
@@ -78,7 +78,7 @@ def _decode(value: bytes, received_ms: int) -> FrameRows:
 def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> None:
     builder = BatchBuilder({TP.topic: _decode}, window=WINDOW, clock_ms=lambda: NOW)
     received = NOW - 1_000
-    hdr = [(contract.RECEIVED_AT, str(received).encode())]
+    hdr = [(wire.RECEIVED_AT, str(received).encode())]
     times = {
         0: NOW - 30 * DAY,  # the oldest retained instant: stored
         1: NOW - 30 * DAY - 1,  # just past retention
@@ -92,7 +92,7 @@ def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> N
     builder.add(TP(), recs, start=0)
     batch = builder.take()
     assert [r.offset for r in batch.records] == [0, 2, 5, 6]
-    assert [contract.header(d.headers, contract.SOURCE_OFFSET) for d in batch.dead] == [
+    assert [wire.header(d.headers, wire.SOURCE_OFFSET) for d in batch.dead] == [
         b"1",
         b"3",
         b"4",
@@ -101,14 +101,14 @@ def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> N
     assert list(batch.next.values()) == [7]  # the offsets move past the dead letters
     for d, off in zip(batch.dead, (1, 3, 4), strict=True):
         h = dict(d.headers)
-        assert h[contract.ERROR_REASON] == b"time_out_of_window"
+        assert h[wire.ERROR_REASON] == b"time_out_of_window"
         assert int(h[FRAME_TIME]) == times[off]
         assert int(h[WINDOW_START]) == NOW - 30 * DAY
         assert int(h[WINDOW_END]) == received + 600_000
-        assert h[contract.RECEIVED_AT] == str(received).encode()  # the original headers kept
-        assert b"outside the stored window" in h[contract.ERROR_DETAIL]
-    assert b"older than the retention" in dict(batch.dead[0].headers)[contract.ERROR_DETAIL]
-    assert b"ahead of its received_at" in dict(batch.dead[1].headers)[contract.ERROR_DETAIL]
+        assert h[wire.RECEIVED_AT] == str(received).encode()  # the original headers kept
+        assert b"outside the stored window" in h[wire.ERROR_DETAIL]
+    assert b"older than the retention" in dict(batch.dead[0].headers)[wire.ERROR_DETAIL]
+    assert b"ahead of its received_at" in dict(batch.dead[1].headers)[wire.ERROR_DETAIL]
 
 
 def test_without_a_window_every_time_is_kept() -> None:

@@ -4,12 +4,13 @@ decoder of the format (PostgreSQL docs, "COPY - Binary Format"; array_recv)."""
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from ingest.decoders.rows import PackRow
+from contract.clock import CHINA_TZ
+from contract.rows import PackRow
 from storage.binary import (
     COPY_SIGNATURE,
     encode_pack_rows,
@@ -21,8 +22,8 @@ from storage.binary import (
 
 pytestmark = pytest.mark.unit
 
-CST = timezone(timedelta(hours=8))
-TS = datetime(2025, 7, 1, 12, 30, 15, tzinfo=CST)
+
+TS = datetime(2025, 7, 1, 12, 30, 15, tzinfo=CHINA_TZ)
 
 
 def _array(buf: bytes) -> list[int | None]:
@@ -155,5 +156,5 @@ def test_value_outside_its_column_type_raises() -> None:
 
 
 def test_micros_is_postgres_epoch_in_utc() -> None:
-    assert micros(datetime(2000, 1, 1, 8, tzinfo=CST)) == 0
+    assert micros(datetime(2000, 1, 1, 8, tzinfo=CHINA_TZ)) == 0
     assert micros(datetime(2000, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005

@@ -7,10 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.config_load import load_settings
+from ingest.cli.migrate import _summarise
+from ingest.cli.query import parse_duration, parse_time
+from ingest.config.load import load_settings
 from ingest.errors import UserError
-from ingest.migrate_cli import _summarise, pool_params, storage_params, writer_params
-from ingest.query_cli import parse_duration, parse_time
+from ingest.wiring import pool_params, storage_params, writer_params
 from storage import Dedupe, LoaderKind, SchemaMode
 
 pytestmark = pytest.mark.unit

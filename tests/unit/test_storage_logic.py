@@ -9,13 +9,13 @@ import asyncpg
 import pytest
 
 import storage
+from devtools.sim.synthetic import frame_rows, vin
 from storage.errors import ErrorKind, classify
 from storage.latest import newest_per_vehicle
 from storage.maintenance import plan_partitions
 from storage.offsets import OffsetRange
 from storage.params import StorageParams, TimescaleParams, WriterParams, check_identifier
 from storage.sizing import FleetProfile, chunk_intervals
-from storage.synthetic import frame_rows, vin
 from storage.tables import array_literal
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.decoders.rows import AlarmRow, MotorRow, PackRow, SessionRow, VehicleRow
+from contract.rows import AlarmRow, MotorRow, PackRow, SessionRow, VehicleRow
 from storage.errors import MigrationError
 from storage.migrate import MIGRATIONS_DIR, discover, plan
 from storage.migration_files import SUPERSEDED

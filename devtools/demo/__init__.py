@@ -1,0 +1,1 @@
+"""``nev-ingest demo``: the whole system on this machine, in one command (see ``cli``)."""

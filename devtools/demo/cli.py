@@ -1,0 +1,59 @@
+"""``nev-ingest demo``: the whole system on this machine, in one command.
+
+1. start the dev stack (real Kafka and PostgreSQL as local processes) and migrate the schema;
+2. start the service (``nev-ingest run``, in the background, logging to the state directory);
+3. generate a few thousand simulated vehicles' traffic (both protocol editions, some bad frames,
+   one thermal runaway) into Kafka, with a progress line;
+4. wait until the service has stored everything, then print a summary: frames in, rows stored,
+   dead letters by reason, alerts raised, rate and latency, and a few regulator queries with
+   their output; and say how to look further and how to stop.
+
+``nev-ingest demo --stop`` stops the demo's service (``nev-ingest devstack down`` the stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from devtools.demo.service import demo_dir, say, stop_service
+from ingest.cli.args import float_range, int_range
+from ingest.config.load import add_config_arguments, settings_from_args
+from ingest.config.settings import MAX_WORKERS
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser(
+        "demo",
+        help="start everything locally, ingest simulated traffic, show what happened",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    # A demo on one machine: bounded so that a typo cannot queue hours of traffic.
+    p.add_argument(
+        "--vehicles", type=int_range(1, 100_000), default=3000, help="simulated vehicles (3000)"
+    )
+    p.add_argument(
+        "--minutes",
+        type=float_range(0, 1440, low_open=True),
+        default=10.0,
+        help="simulated minutes each, up to 1440 (10)",
+    )
+    p.add_argument(
+        "--workers", type=int_range(1, MAX_WORKERS), default=2, help="worker processes (2)"
+    )
+    p.add_argument("--stop", action="store_true", help="stop the demo's service and exit")
+    add_config_arguments(p)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    base = settings_from_args(args)
+    if args.stop:
+        say("demo: service stopped" if stop_service(base) else "demo: no demo service running")
+        return 0
+    from devtools.demo.run import run_demo
+
+    return run_demo(args, base, demo_dir(base))

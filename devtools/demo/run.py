@@ -1,0 +1,300 @@
+"""The body of ``nev-ingest demo``: stack, schema, service, traffic, summary."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from contract.clock import CHINA_TZ
+from devtools.demo.service import say, start_service, stop_service
+from ingest.config import Settings
+from ingest.config.load import settings_from_args
+from ingest.errors import UserError
+
+__all__ = ["run_demo"]
+
+CATCH_UP_TIMEOUT_S = 600.0
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """``name{labels}`` -> value from the service's /metrics ({} while it does not answer)."""
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def _total(samples: dict[str, float], name: str, **labels: str) -> float:
+    total = 0.0
+    for key, value in samples.items():
+        base, _, rest = key.partition("{")
+        if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += value
+    return total
+
+
+def _by_label(samples: dict[str, float], name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in samples.items():
+        base, _, rest = key.partition("{")
+        if base == name and f'{label}="' in rest:
+            v = rest.split(f'{label}="', 1)[1].split('"', 1)[0]
+            out[v] = out.get(v, 0.0) + value
+    return out
+
+
+def _quantile(samples: dict[str, float], q: float) -> float | None:
+    from devtools.sim.promtext import histogram_quantile, parse_histogram
+
+    text = "\n".join(f"{k} {v}" for k, v in samples.items())
+    return histogram_quantile(parse_histogram(text), q)
+
+
+def _one(conn: Any, sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def run_demo(args: argparse.Namespace, base: Settings, demo_dir: Path) -> int:
+    from devtools.devstack import stack
+    from devtools.devstack.process import free_port
+
+    began = time.monotonic()
+    say("== 1/5  dev stack: Apache Kafka (KRaft) and PostgreSQL as local processes")
+    state = stack.up(base)
+    kafka, dsn = state.services["kafka"].url, state.services["postgres"].url
+    stop_service(base)  # a previous demo's service, if any: start fresh on this stack
+    port = base.metrics.port if _port_free(base.metrics.port) else free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("NEV_CONFIG",)}
+    env.update(
+        NEV_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        NEV_POSTGRES_DSN=dsn,
+        NEV_METRICS_PORT=str(port),
+    )
+    overrides = {"kafka.bootstrap_servers": kafka, "postgres.dsn": dsn, "metrics.port": port}
+    settings = settings_from_args(args, overrides)
+
+    say("\n== 2/5  schema: nev-ingest migrate")
+    _run([sys.executable, "-m", "ingest", "migrate"], env)
+
+    say(f"\n== 3/5  service: nev-ingest run --workers {args.workers} (in the background)")
+    pid = start_service(env, args.workers, demo_dir)
+    _until_ready(port, demo_dir / "run.log")
+    say(f"  ready (pid {pid}); log: {demo_dir / 'run.log'}")
+    before = _metrics(port)
+
+    say(
+        f"\n== 4/5  traffic: {args.vehicles:,} simulated vehicles x {args.minutes:g} minutes of "
+        "GB/T 32960 (2016 and 2025 editions, ~0.2 % bad frames, one thermal runaway)"
+    )
+    result, took = _traffic(args, settings, port, before)
+
+    say("\n== 5/5  summary")
+    _summary(args, settings, env, port, before, result, took)
+    say(
+        f"""
+Look further (the stack and the service keep running):
+  metrics     curl -s http://127.0.0.1:{port}/metrics | grep ^nev_ingest   (and /readyz)
+  queries     eval "$(nev-ingest devstack env)"   then:
+              nev-ingest query track {result.runaway_vin} --from 1h
+              nev-ingest query latest --prefix {result.runaway_vin[:-3]}
+              nev-ingest alerts list
+  more load   nev-ingest loadgen --vehicles 10000 --minutes 5
+  logs        {demo_dir / "run.log"}  (one JSON object per line)
+Stop:
+  nev-ingest demo --stop        the service
+  nev-ingest devstack down      Kafka and PostgreSQL (./dev down does the same)
+Demo took {time.monotonic() - began:.0f}s."""
+    )
+    return 0
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise UserError(f"{' '.join(cmd[2:])} failed (exit {proc.returncode}): {out[-500:]}")
+    for line in out.splitlines()[:8]:
+        say(f"  {line}")
+    return out
+
+
+def _until_ready(port: int, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            url = f"http://127.0.0.1:{port}/readyz"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+    raise UserError(f"the service did not become ready in 120 s; its log ends: {tail}")
+
+
+def _traffic(
+    args: argparse.Namespace, settings: Settings, port: int, before: dict[str, float]
+) -> tuple[Any, float]:
+    """Run the load generator in a thread; every 2 s say what was sent and stored."""
+    from devtools.loadgen import expected_frames, run_loadgen
+    from devtools.sim.fleet import FleetOptions
+
+    now_ms = time.time_ns() // 1_000_000
+    options = FleetOptions(
+        vehicles=args.vehicles,
+        minutes=args.minutes,
+        end_ms=now_ms,
+        # VINs of their own per run, so a second demo raises its own alerts rather than
+        # finding the first run's still open (one open alert per vehicle and rule).
+        vin_prefix=f"LDM{now_ms // 60_000 % 10_000:04d}",
+    )
+    box: dict[str, Any] = {}
+
+    def generate() -> None:
+        try:
+            box["result"] = asyncio.run(run_loadgen(settings, options, progress_stream=None))
+        except BaseException as exc:  # handed to the main thread below
+            box["error"] = exc
+
+    started = time.monotonic()
+    thread = threading.Thread(target=generate, name="demo-loadgen", daemon=True)
+    thread.start()
+    while True:
+        thread.join(2.0)
+        if not thread.is_alive():
+            time.sleep(0.5)  # all sent: poll the service until it has everything
+        m = _metrics(port)
+        stored = _total(m, "nev_ingest_frames_consumed_total") - _total(
+            before, "nev_ingest_frames_consumed_total"
+        )
+        written = _total(m, "nev_ingest_frames_written_total") - _total(
+            before, "nev_ingest_frames_written_total"
+        )
+        dead = _total(m, "nev_ingest_frames_dead_lettered_total") - _total(
+            before, "nev_ingest_frames_dead_lettered_total"
+        )
+        result = box.get("result")
+        sent = f"{result.frames:,}" if result else f"~{expected_frames(options):,} (sending)"
+        say(
+            f"  {time.monotonic() - started:5.1f}s  frames sent {sent} | stored {written:,.0f}"
+            f" | dead-lettered {dead:,.0f}"
+            f" | alerts raised {_total(m, 'nev_ingest_alerts_total', change='raised'):,.0f}"
+            f" | lag {_total(m, 'kafka_consumergroup_lag'):,.0f}"
+        )
+        if "error" in box:
+            raise UserError(f"the load generator failed: {box['error']!r}")
+        if result is not None and stored >= result.frames:
+            return result, time.monotonic() - started
+        if time.monotonic() - started > CATCH_UP_TIMEOUT_S:
+            raise UserError(
+                f"the service took {stored:,.0f} frames in {CATCH_UP_TIMEOUT_S:.0f}s; see its log"
+            )
+
+
+def _summary(
+    args: argparse.Namespace,
+    settings: Settings,
+    env: dict[str, str],
+    port: int,
+    before: dict[str, float],
+    result: Any,
+    took: float,
+) -> None:
+    import psycopg
+
+    m = _metrics(port)
+
+    def delta(name: str, **labels: str) -> float:
+        return _total(m, name, **labels) - _total(before, name, **labels)
+
+    reasons_before = _by_label(before, "nev_ingest_frames_dead_lettered_total", "reason")
+    dead = {
+        k: v - reasons_before.get(k, 0)
+        for k, v in _by_label(m, "nev_ingest_frames_dead_lettered_total", "reason").items()
+    }
+    dead = {k: v for k, v in dead.items() if v}
+    schema = settings.storage.schema
+    tables = (
+        "vehicle_telemetry",
+        "battery_pack_telemetry",
+        "drive_motor_telemetry",
+        "vehicle_sessions",
+        "alarm_events",
+        "latest_state",
+    )
+    with psycopg.connect(env["NEV_POSTGRES_DSN"]) as conn:
+        counts = {t: _one(conn, f"SELECT count(*) FROM {schema}.{t}") for t in tables}
+        alerts = conn.execute(
+            f"SELECT rule_id, severity, entity_id, opened_at FROM {schema}.alerts "
+            "WHERE cleared_at IS NULL AND entity_id LIKE %s ORDER BY opened_at LIMIT 8",
+            (result.runaway_vin[:7] + "%",),
+        ).fetchall()
+    kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(result.by_kind.items(), key=lambda x: -x[1]))
+    p50, p99 = _quantile(m, 0.5), _quantile(m, 0.99)
+    say(f"  frames in       {result.frames:,} ({kinds})")
+    say(f"  frames stored   {delta('nev_ingest_frames_written_total'):,.0f} this run")
+    say("  rows in tables  " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    detail = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(dead.items()))
+    say(
+        f"  dead letters    {sum(dead.values()):,.0f}"
+        + (f" ({detail})" if detail else "")
+        + f" on {settings.kafka.topic_dlq}"
+    )
+    say(f"  alerts raised   {delta('nev_ingest_alerts_total', change='raised'):,.0f} this run")
+    for rule, severity, entity, opened in alerts:
+        local = opened.astimezone(CHINA_TZ)  # the frames' own zone, as the queries show it
+        say(f"    {severity:<8} {rule:<26} {entity}  opened {local.isoformat()}")
+    say(
+        f"  rate            {result.frames / took:,.0f} frames/s from the first frame sent to "
+        f"the last stored ({took:.1f}s, {args.workers} workers); the generator sent at "
+        f"{result.frames / max(result.seconds, 1e-9):,.0f} frames/s, so this is its pace: "
+        "for the service's own capacity see docs/performance.md"
+    )
+    if p50 is not None and p99 is not None:
+        say(f"  latency         received_at -> committed: p50 {p50:.2f}s, p99 {p99:.2f}s")
+    vin = result.runaway_vin
+    say("\n  What a regulator asks (nev-ingest query ...):")
+    for q in (
+        ["query", "latest", vin],
+        ["query", "alarms", "--level", "3", "--from", "1h"],
+        ["query", "pack", vin, "--every", "1m"],
+    ):
+        say(f"\n  $ nev-ingest {' '.join(q)}")
+        proc = subprocess.run(
+            [sys.executable, "-m", "ingest", *q],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = (proc.stdout or proc.stderr).rstrip().splitlines()
+        for line in lines[:8]:
+            say(f"    {line[:160]}")
+        if len(lines) > 8:
+            say(f"    ... ({len(lines) - 8} more lines)")

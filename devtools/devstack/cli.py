@@ -1,0 +1,86 @@
+"""``nev-ingest devstack up|down|status|env``: the local Kafka + PostgreSQL (+ TimescaleDB)."""
+
+from __future__ import annotations
+
+import argparse
+
+from devtools.devstack import stack
+from ingest.config.load import add_config_arguments, settings_from_args
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "devstack",
+        help="run real Kafka / PostgreSQL / TimescaleDB locally for development and tests",
+        description="Run Apache Kafka (KRaft), PostgreSQL and optionally PGlite-TimescaleDB as "
+        "local processes on free loopback ports. State, data and logs live in devstack.state_dir "
+        "(default .devstack/).",
+    )
+    sub = parser.add_subparsers(dest="devstack_command", metavar="ACTION", required=True)
+
+    up = sub.add_parser("up", help="start the services that are not running (idempotent)")
+    up.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        default=[],
+        choices=stack.OPTIONAL_SERVICES,
+        help="also start an optional service (timescale: PGlite-TimescaleDB, one connection)",
+    )
+    up.set_defaults(func=_up)
+
+    down = sub.add_parser("down", help="stop the services that up started (by pid)")
+    down.set_defaults(func=_down)
+
+    status = sub.add_parser(
+        "status", help="show what runs where; exit 1 if postgres/kafka are down"
+    )
+    status.set_defaults(func=_status)
+
+    env = sub.add_parser("env", help='print export lines: eval "$(nev-ingest devstack env)"')
+    env.set_defaults(func=_env)
+
+    smoke = sub.add_parser(
+        "smoke", help="produce/consume a message and write/read a row on the running stack"
+    )
+    smoke.set_defaults(func=_smoke)
+
+    for action in (up, down, status, env, smoke):
+        add_config_arguments(action)
+
+
+def _up(args: argparse.Namespace) -> int:
+    stack.up(settings_from_args(args), args.with_)
+    print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stack.down(settings_from_args(args))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    rows = stack.status(settings_from_args(args))
+    core_up = True
+    for name, running, svc in rows:
+        if running and svc is not None:
+            print(f"{name:<10} running  pid {svc.pid:<8} {svc.url}  (log {svc.log})")
+        else:
+            print(f"{name:<10} stopped")
+            core_up = core_up and name not in stack.DEFAULT_SERVICES
+    return 0 if core_up else 1
+
+
+def _env(args: argparse.Namespace) -> int:
+    for line in stack.env_lines(settings_from_args(args)):
+        print(line)
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from devtools.devstack.smoke import run_smoke
+
+    for line in run_smoke(settings_from_args(args)):
+        print(line)
+    return 0

@@ -1,0 +1,241 @@
+"""The dev stack's PostgreSQL: an initdb cluster in the state directory on a loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Final
+
+from devtools.devstack import prereq
+from devtools.devstack.process import free_port, run, start_time, tail
+from devtools.devstack.state import ServiceState
+from ingest.errors import UserError
+
+NAME: Final = "postgres"
+HOST: Final = "127.0.0.1"
+SUPERUSER: Final = "nev"
+DATABASE: Final = "nev"  # the service's database; tests make their own next to it
+
+
+def dsn(port: int, database: str = DATABASE) -> str:
+    return f"postgresql://{SUPERUSER}@{HOST}:{port}/{database}"
+
+
+def tuned_conf(port: int, *, preload_timescaledb: bool) -> str:
+    """postgresql.conf additions for an ingest-heavy dev cluster (2 cores, a few GB to spare).
+
+    Durability stays ON (fsync, synchronous_commit, full_page_writes): the pipeline commits Kafka
+    offsets with its rows, and tests that kill processes mid-batch must see what production sees.
+    """
+    preload = "'timescaledb'" if preload_timescaledb else "''"
+    return f"""
+# ---- nev-ingest devstack (written by `nev-ingest devstack up`; see devtools/devstack/postgres.py)
+listen_addresses = '{HOST}'      # loopback only: a dev cluster with trust auth
+port = {port}                     # a free port picked at first `up`, kept in state.json
+unix_socket_directories = ''     # TCP only: no clash with a system server's socket, no path limit
+max_connections = 200            # pipeline workers x pool + tests' databases in parallel
+shared_buffers = 512MB           # keep the hot chunks of the telemetry tables in memory
+work_mem = 32MB                  # per sort/hash: regulator queries aggregate by vehicle and time
+maintenance_work_mem = 256MB     # faster index builds and VACUUM after bulk COPY
+effective_cache_size = 4GB       # planner hint: the OS page cache holds far more than that
+random_page_cost = 1.1           # SSD: index scans on (vin, ts) are cheap, prefer them
+wal_compression = on             # COPY batches write full-page images; compressing them halves WAL
+wal_buffers = 16MB               # absorb a whole COPY batch of WAL before flushing
+max_wal_size = 4GB               # fewer forced checkpoints during sustained ingest
+min_wal_size = 512MB
+checkpoint_timeout = 15min       # spread checkpoint I/O; crash recovery of dev data stays short
+checkpoint_completion_target = 0.9
+synchronous_commit = on          # offsets are committed with rows: a commit must be durable
+jit = off                        # JIT compile time dominates the short queries of the ingest path
+max_parallel_workers_per_gather = 1  # 2 cores are shared with Kafka and the workers
+autovacuum_vacuum_insert_scale_factor = 0.05  # visibility maps of append-only tables stay fresh
+autovacuum_naptime = 10s         # notice freshly filled partitions sooner
+timezone = 'UTC'                 # timestamptz shown in UTC; frames carry +08:00 explicitly
+log_timezone = 'UTC'
+lc_messages = 'C'                # error text tests and people can grep, whatever the locale
+log_min_duration_statement = 1000  # log statements slower than 1 s
+log_checkpoints = on             # checkpoints are what stall ingest: see when they happen
+log_lock_waits = on              # deadlocks and lock waits between workers show up in the log
+shared_preload_libraries = {preload}  # timescaledb when this server has it
+"""
+
+
+def _has_timescaledb(binaries: prereq.PostgresBinaries) -> bool:
+    share = binaries.share_dir
+    return share is not None and (share / "extension" / "timescaledb.control").is_file()
+
+
+def _give_to(path: Path, user: str | None) -> None:
+    # initdb (run as `user`) creates data/ inside, and pg_ctl -l writes postgres.log there.
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _reachable(path: Path, user: str) -> bool:
+    # The server runs as `user`, who must be able to walk down to its data directory.
+    entry = pwd.getpwnam(user)
+    for parent in path.resolve().parents:
+        info = parent.stat()
+        if info.st_uid != entry.pw_uid and not info.st_mode & 0o001:
+            return False
+    return True
+
+
+def _home(state_dir: Path, user: str | None) -> Path:
+    """Where the cluster lives: ``<state_dir>/postgres``, unless we are root and the server's
+    user cannot reach the state directory (a checkout under /root, say); then a directory in
+    /tmp named after the state directory, recorded in state.json like everything else."""
+    home = state_dir / NAME
+    if user is None or _reachable(state_dir, user):
+        return home
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    fallback = Path(tempfile.gettempdir()) / f"nev-devstack-{digest}" / NAME
+    print(f"devstack: {user} cannot reach {state_dir}; the cluster lives in {fallback}", flush=True)
+    return fallback
+
+
+def up(
+    state_dir: Path, previous: ServiceState | None, bin_dir: str, timeout_s: float
+) -> ServiceState:
+    """Create the cluster on first use, then start it; returns its new state."""
+    binaries = prereq.postgres(bin_dir)
+    user = prereq.server_user()
+    home = _home(state_dir, user)
+    data = home / "data"
+    log = home / "postgres.log"  # written by the server (pg_ctl -l), owned by `user`
+    setup_log = home / "setup.log"  # initdb / pg_ctl output, written by us
+    home.mkdir(parents=True, exist_ok=True)
+    _give_to(home, user)
+    port = free_port(previous.port if previous else None)
+
+    if not (data / "PG_VERSION").is_file():
+        if data.exists():
+            shutil.rmtree(data)  # a half-made cluster from an interrupted first `up`
+        run(
+            [
+                binaries.exe("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",  # loopback-only dev cluster; production uses scram + TLS
+                "--encoding=UTF8",
+                "--locale=C",  # byte-order collation: fast, and the same on every machine
+            ],
+            what=f"initdb ({binaries.bin_dir})",
+            log=setup_log,
+            user=user,
+        )
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(tuned_conf(port, preload_timescaledb=_has_timescaledb(binaries)))
+    _set_port(data / "postgresql.conf", port)
+
+    run(
+        [
+            binaries.exe("pg_ctl"),
+            "start",
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",  # pg_ctl waits until the server accepts connections (postmaster.pid "ready")
+            "-t",
+            str(int(timeout_s)),
+        ],
+        what=f"PostgreSQL start (server log: {log})",
+        log=setup_log,
+        user=user,
+    )
+    try:
+        pid = _postmaster_pid(data)
+        started = start_time(pid)
+        if started is None:
+            raise UserError(f"PostgreSQL exited after start; see {log}: {tail(log)}")
+        _create_database(binaries, port)
+    except BaseException:
+        _stop(binaries.bin_dir, data, user, setup_log, timeout_s)
+        raise
+    return ServiceState(
+        name=NAME,
+        port=port,
+        url=dsn(port),
+        log=str(log),
+        pid=pid,
+        started=started,
+        extra={
+            "data_dir": str(data),
+            "bin_dir": str(binaries.bin_dir),
+            "version": binaries.version,
+            "maintenance_dsn": dsn(port, "postgres"),
+            "user": user,
+        },
+    )
+
+
+def _set_port(conf: Path, port: int) -> None:
+    # The last `port =` line wins in postgresql.conf: rewrite ours when the old port was taken.
+    lines = conf.read_text().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("port = "):
+            comment = lines[i].partition("#")[2]
+            lines[i] = f"port = {port}".ljust(34) + (f"#{comment}" if comment else "")
+            break
+    conf.write_text("\n".join(lines) + "\n")
+
+
+def _postmaster_pid(data: Path) -> int:
+    try:
+        return int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        raise UserError(f"PostgreSQL started but {data}/postmaster.pid is unreadable") from None
+
+
+def _create_database(binaries: prereq.PostgresBinaries, port: int) -> None:
+    psql = [
+        binaries.exe("psql"),
+        "-X",
+        "-Atq",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        dsn(port, "postgres"),
+    ]
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
+    if run([*psql, "-c", query], what="psql (is there a nev database?)").strip() != "1":
+        run([*psql, "-c", f"CREATE DATABASE {DATABASE}"], what=f"CREATE DATABASE {DATABASE}")
+
+
+def down(svc: ServiceState, timeout_s: float) -> None:
+    """Stop the cluster with pg_ctl (it signals the postmaster pid from postmaster.pid)."""
+    _stop(
+        Path(svc.extra["bin_dir"]),
+        Path(svc.extra["data_dir"]),
+        svc.extra.get("user"),
+        Path(svc.log).with_name("setup.log"),
+        timeout_s,
+    )
+
+
+def _stop(bin_dir: Path, data: Path, user: str | None, log: Path, timeout_s: float) -> None:
+    # "fast": roll back open sessions and shut down cleanly (a checkpoint, no recovery next time).
+    run(
+        [
+            str(bin_dir / "pg_ctl"),
+            "stop",
+            "-D",
+            str(data),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            str(int(timeout_s)),
+        ],
+        what="PostgreSQL stop",
+        log=log,
+        user=user,
+    )

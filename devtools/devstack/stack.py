@@ -1,0 +1,178 @@
+"""up / down / status / env of the whole dev stack, under the state directory's lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from devtools.devstack import kafka, postgres, prereq, timescale
+from devtools.devstack.state import SERVICES, ServiceState, StackState, locked
+from ingest.config import Settings
+from ingest.errors import UserError
+
+DEFAULT_SERVICES: Final = ("postgres", "kafka")
+OPTIONAL_SERVICES: Final = ("timescale",)
+STOP_TIMEOUT_S: Final = 60.0
+
+# The variables `devstack env` prints and the test fixtures read.
+ENV_KAFKA: Final = "NEV_KAFKA_BOOTSTRAP_SERVERS"
+ENV_POSTGRES: Final = "NEV_POSTGRES_DSN"
+ENV_TIMESCALE: Final = "NEV_TEST_TIMESCALE_DSN"
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    state_dir: Path
+    cache_dir: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Paths:
+        dev = settings.devstack
+        if dev.cache_dir:
+            cache = Path(dev.cache_dir).expanduser()
+        else:
+            xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+            cache = Path(xdg) / "nev-ingest"
+        return cls(state_dir=Path(dev.state_dir).expanduser().absolute(), cache_dir=cache)
+
+
+def _services(with_: Iterable[str], only: Iterable[str] | None) -> tuple[str, ...]:
+    names = tuple(only) if only is not None else DEFAULT_SERVICES + tuple(with_)
+    for name in names:
+        if name not in SERVICES:
+            raise UserError(f"devstack: unknown service {name!r}; known: {', '.join(SERVICES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def up(
+    settings: Settings,
+    with_: Iterable[str] = (),
+    *,
+    only: Iterable[str] | None = None,
+    report: bool = True,
+) -> StackState:
+    """Start what is not running yet; a service already running is left alone (idempotent).
+
+    Starts postgres and kafka plus ``with_``; ``only`` names the services exactly instead.
+    """
+    paths = Paths.from_settings(settings)
+    wanted = _services(with_, only)
+    with locked(paths.state_dir):
+        state = StackState.load(paths.state_dir)
+        _preflight([name for name in wanted if not state.running(name)], settings)
+        for name in wanted:
+            if state.running(name):
+                _say(report, f"{name}: already running at {state.services[name].url}")
+                if name == "kafka":
+                    # The broker creates no topics itself: topics configured since it started
+                    # are created now, so `up` always leaves every configured topic in place.
+                    url = state.services[name].url
+                    topics = settings.kafka.topic_partitions()
+                    rf = settings.kafka.replication_factor
+                    asyncio.run(kafka.ensure_topics(url, topics, rf))
+                continue
+            began = time.monotonic()
+            previous = state.services.get(name)
+            svc = _start(name, settings, paths, previous)
+            state.services[name] = svc
+            state.save()  # record each service as soon as it runs: a later failure keeps it
+            _say(report, f"{name}: started at {svc.url} ({time.monotonic() - began:.1f}s)")
+    return state
+
+
+def _preflight(names: list[str], settings: Settings) -> None:
+    """Check every prerequisite before starting anything, so a missing one leaves no half stack."""
+    for name in names:
+        if name == "postgres":
+            prereq.postgres(settings.devstack.postgres_bin_dir)
+        elif name == "kafka":
+            prereq.java()
+            prereq.maven()
+        elif name == "timescale":
+            prereq.node()
+            prereq.npm()
+
+
+def _start(
+    name: str, settings: Settings, paths: Paths, previous: ServiceState | None
+) -> ServiceState:
+    dev = settings.devstack
+    if name == "postgres":
+        return postgres.up(paths.state_dir, previous, dev.postgres_bin_dir, dev.start_timeout_s)
+    if name == "kafka":
+        return kafka.up(
+            paths.state_dir,
+            previous,
+            cache_dir=paths.cache_dir,
+            version=dev.kafka_version,
+            heap=dev.kafka_heap,
+            topics=settings.kafka.topic_partitions(),
+            replication_factor=1,  # one broker: the configured factor is for production
+            timeout_s=dev.start_timeout_s,
+        )
+    return timescale.up(
+        paths.state_dir, previous, cache_dir=paths.cache_dir, timeout_s=dev.start_timeout_s
+    )
+
+
+def down(
+    settings: Settings, *, only: Iterable[str] | None = None, report: bool = True
+) -> StackState:
+    """Stop the services ``up`` started (by their recorded pids), timescale first."""
+    paths = Paths.from_settings(settings)
+    names = SERVICES if only is None else _services((), only)
+    with locked(paths.state_dir):
+        state = StackState.load(paths.state_dir)
+        for name in reversed(SERVICES):
+            if name not in names:
+                continue
+            svc = state.services.get(name)
+            if svc is None or not svc.running:
+                continue
+            began = time.monotonic()
+            if name == "postgres":
+                postgres.down(svc, STOP_TIMEOUT_S)
+            elif name == "kafka":
+                kafka.down(svc, STOP_TIMEOUT_S)
+            else:
+                timescale.down(svc, STOP_TIMEOUT_S)
+            svc.pid = svc.started = None
+            state.save()
+            _say(report, f"{name}: stopped ({time.monotonic() - began:.1f}s)")
+        if not any(svc.running for svc in state.services.values()):
+            _say(report, f"devstack: nothing running (state kept in {paths.state_dir})")
+    return state
+
+
+def status(settings: Settings) -> list[tuple[str, bool, ServiceState | None]]:
+    state = StackState.load(Paths.from_settings(settings).state_dir)
+    return [(name, state.running(name) is not None, state.services.get(name)) for name in SERVICES]
+
+
+def env_lines(settings: Settings) -> list[str]:
+    """``export NEV_...=...`` for every running service; fails if the core stack is not up."""
+    state = StackState.load(Paths.from_settings(settings).state_dir)
+    lines: list[str] = []
+    missing = [name for name in DEFAULT_SERVICES if state.running(name) is None]
+    if missing:
+        raise UserError(
+            f"devstack: {', '.join(missing)} not running; start it: nev-ingest devstack up"
+        )
+    pg = state.services["postgres"]
+    lines.append(f"export {ENV_POSTGRES}={shlex.quote(pg.url)}")
+    lines.append(f"export {ENV_KAFKA}={shlex.quote(state.services['kafka'].url)}")
+    ts = state.running("timescale")
+    if ts is not None:
+        lines.append(f"export {ENV_TIMESCALE}={shlex.quote(ts.url)}")
+    return lines
+
+
+def _say(report: bool, line: str) -> None:
+    if report:
+        print(line, flush=True)

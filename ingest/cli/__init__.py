@@ -1,0 +1,75 @@
+"""The ``nev-ingest`` console script: one entry point, one module per subcommand.
+
+Each module in ``COMMANDS`` exposes ``register(subparsers)``, which adds its subparser and sets
+``func`` (a callable taking the parsed ``argparse.Namespace`` and returning the exit code).
+Register a command only when it works end to end: no placeholders.
+
+``DEV_COMMANDS`` come from the ``devtools`` package (dev stack, demo, load generator), which a
+source checkout has and the wheel does not: they are looked up by name when it is importable, so
+the service never imports the dev tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from ingest.cli.args import OneLineParser
+from ingest.errors import UserError
+
+# Import paths of the subcommand modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = (
+    "ingest.cli.decode",
+    "ingest.cli.rules",
+    "ingest.cli.alerts",
+    "ingest.cli.config",
+    "ingest.cli.migrate",
+    "ingest.cli.query",
+    "ingest.cli.run",
+)
+
+# The dev tools' commands, in the order ``--help`` lists them after the service's.
+DEV_COMMANDS: tuple[str, ...] = (
+    "devtools.devstack.cli",
+    "devtools.demo.cli",
+    "devtools.loadgen",
+)
+
+
+def dev_commands() -> tuple[str, ...]:
+    """The dev tools' command modules, when the ``devtools`` package is installed (a checkout)."""
+    return DEV_COMMANDS if importlib.util.find_spec("devtools") is not None else ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # OneLineParser: a bad flag is one line naming it and what it accepts (exit 2), like a
+    # UserError, instead of argparse's usage block.
+    parser = OneLineParser(
+        prog="nev-ingest",
+        description="GB/T 32960 NEV telemetry: Kafka -> decode -> TimescaleDB, with safety alerts.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for path in COMMANDS + dev_commands():
+        importlib.import_module(path).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UserError as exc:
+        # One line, no traceback: the message already says what to do next.
+        print(f"nev-ingest: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``nev-ingest alerts``: what operators do with alerts: list them, acknowledge them.
+
+``alerts list`` shows open alerts (``--all`` for cleared ones too), newest first, filtered by
+entity, rule or minimum severity, as a table or JSON lines. ``alerts ack ID...`` records who
+acknowledged which alert (an acknowledged alert stays open until its condition clears; the
+engine never touches the acknowledgement). The database is the ``[postgres]`` configuration
+(``--config``, ``NEV_POSTGRES_DSN``, ``--set postgres.dsn=...``) or ``--dsn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts.model import SEVERITIES
+from contract.clock import CHINA_TZ
+from ingest.cli.args import int_range, text
+from ingest.config.load import add_config_arguments, settings_from_args
+from ingest.errors import UserError
+
+__all__ = ["register"]
+
+MAX_ROWS = 100_000
+_ALERT_ID = int_range(1, 2**63 - 1)  # alerts.id is a bigint
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``alerts`` subcommand (``list``, ``ack``)."""
+    p = subparsers.add_parser("alerts", help="list and acknowledge battery-safety alerts")
+    sub = p.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="open alerts, newest first (--all: cleared too)")
+    ls.add_argument("--all", action="store_true", help="include cleared alerts")
+    ls.add_argument("--entity", type=text(64), help="one VIN / entity id")
+    ls.add_argument("--rule", type=text(64), help="one rule id")
+    ls.add_argument("--severity", choices=SEVERITIES, help="this severity or worse")
+    ls.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
+    ls.add_argument(
+        "--limit",
+        type=int_range(1, MAX_ROWS),
+        default=50,
+        help=f"at most this many (1..{MAX_ROWS})",
+    )
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+    ls.set_defaults(func=_list)
+    ack = sub.add_parser("ack", help="acknowledge alerts by id")
+    ack.add_argument("ids", nargs="+", type=_ALERT_ID, metavar="ID")
+    ack.add_argument("--by", type=text(128), required=True, help="who acknowledges (name or login)")
+    ack.add_argument("--note", type=text(2000), help="one line kept with the acknowledgement")
+    ack.set_defaults(func=_ack)
+    for sp in (ls, ack):
+        sp.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
+        add_config_arguments(sp)
+
+
+def _connect(args: argparse.Namespace) -> psycopg.Connection[dict[str, Any]]:
+    pg = settings_from_args(args, {"postgres.dsn": args.dsn} if args.dsn else None).postgres
+    extra: dict[str, Any] = {"sslmode": pg.sslmode}
+    for key in ("password", "sslrootcert", "sslcert", "sslkey"):
+        if getattr(pg, key):
+            extra[key] = getattr(pg, key)
+    try:
+        return psycopg.connect(
+            pg.dsn,
+            row_factory=dict_row,
+            connect_timeout=max(1, round(pg.connect_timeout_s)),
+            **extra,
+        )
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"cannot connect to the database: {first} (set --dsn, NEV_POSTGRES_DSN or "
+            "[postgres] dsn in --config)"
+        ) from exc
+
+
+def _run(
+    conn: psycopg.Connection[dict[str, Any]], sql: str, params: list[Any]
+) -> list[dict[str, Any]]:
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.encode(), params)
+            return cur.fetchall() if cur.description else []
+    except psycopg.errors.UndefinedTable as exc:
+        raise UserError("no alerts table in this database: run `nev-ingest migrate` first") from exc
+
+
+def _list(args: argparse.Namespace) -> int:
+    where, params = ["true"], []
+    if not args.all:
+        where.append("cleared_at IS NULL")
+    if args.entity:
+        where.append("entity_id = %s")
+        params.append(args.entity)
+    if args.rule:
+        where.append("rule_id = %s")
+        params.append(args.rule)
+    if args.severity:
+        where.append("severity = ANY(%s)")
+        params.append(list(SEVERITIES[SEVERITIES.index(args.severity) :]))
+    if args.unacked:
+        where.append("acked_at IS NULL")
+    params.append(args.limit)
+    sql = (
+        "SELECT id, entity_kind, entity_id, rule_id, severity, title, opened_at, last_seen_at, "
+        "cleared_at, peak_value, frame_count, late, acked_at, acked_by, ack_note FROM alerts "
+        f"WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC LIMIT %s"
+    )
+    with _connect(args) as conn:
+        rows = _run(conn, sql, params)
+    if args.format == "json":
+        for r in rows:
+            print(orjson.dumps(r, default=str).decode())
+        return 0
+    if not rows:
+        print("no alerts" if args.all else "no open alerts")
+        return 0
+    print(
+        f"{'ID':>6}  {'OPENED (+08:00)':<19}  {'SEVERITY':<8}  {'ENTITY':<17}  {'RULE':<26}  STATE"
+    )
+    for r in rows:
+        state = "open" if r["cleared_at"] is None else f"cleared {_local(r['cleared_at'])}"
+        if r["acked_at"] is not None:
+            state += f", acked by {r['acked_by']}"
+        print(
+            f"{r['id']:>6}  {_local(r['opened_at'])}  {r['severity']:<8}  {r['entity_id']:<17}  "
+            f"{r['rule_id']:<26}  {state}"
+        )
+    return 0
+
+
+def _local(dt: datetime) -> str:
+    return dt.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ack(args: argparse.Namespace) -> int:
+    with _connect(args) as conn:
+        done = _run(
+            conn,
+            "UPDATE alerts SET acked_at = now(), acked_by = %s, ack_note = %s, updated_at = now() "
+            "WHERE id = ANY(%s) AND acked_at IS NULL RETURNING id",
+            [args.by, args.note, list(args.ids)],
+        )
+        known = _run(conn, "SELECT id, acked_by FROM alerts WHERE id = ANY(%s)", [list(args.ids)])
+    acked = {r["id"] for r in done}
+    by_id = {r["id"]: r["acked_by"] for r in known}
+    for i in args.ids:
+        if i in acked:
+            print(f"alert {i}: acknowledged by {args.by}")
+        elif i in by_id:
+            print(f"alert {i}: already acknowledged by {by_id[i]}")
+        else:
+            print(f"alert {i}: no such alert (see `nev-ingest alerts list --all`)")
+    return 0 if all(i in by_id for i in args.ids) else 1

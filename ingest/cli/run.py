@@ -1,0 +1,137 @@
+"""``nev-ingest run``: the ingest service (Kafka -> decode -> database, with alerts).
+
+Checks that Kafka and the database answer, that the topics exist (and the dead-letter topic
+takes the largest dead letter), and that the schema is migrated (one-line errors, exit 2), then
+runs ``--workers`` supervised worker processes and the metrics endpoint until SIGTERM/SIGINT.
+See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ingest.cli.args import int_range
+from ingest.config import Settings
+from ingest.config.load import add_config_arguments, settings_from_args
+from ingest.config.settings import MAX_WORKERS, PORT_MAX, PORT_MIN
+from ingest.pipeline.logs import configure_logging
+
+__all__ = ["register", "run_service"]
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` subcommand."""
+    p = subparsers.add_parser(
+        "run",
+        help="run the ingest service: consume raw frames, store rows, raise alerts",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument(
+        "--workers",
+        type=int_range(1, MAX_WORKERS),
+        help=f"worker processes, 1..{MAX_WORKERS} (pipeline.workers)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int_range(PORT_MIN, PORT_MAX),
+        help="port of /metrics, /healthz, /readyz (metrics.port)",
+    )
+    p.add_argument("--group", help="Kafka consumer group (kafka.group_id)")
+    p.add_argument(
+        "--skip-checks",
+        action="store_true",
+        help="start without checking Kafka, the database and the schema first",
+    )
+    add_config_arguments(p)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    settings = settings_from_args(
+        args,
+        {
+            "pipeline.workers": args.workers,
+            "metrics.port": args.metrics_port,
+            "kafka.group_id": args.group,
+        },
+    )
+    configure_logging(settings.log.level, static={"worker": "supervisor"}, fmt=settings.log.format)
+    check_rules(settings)
+    if not args.skip_checks:
+        asyncio.run(preflight(settings))
+    return run_service(settings)
+
+
+def check_rules(settings: Settings) -> None:
+    """A rule file that would stop every worker at its first assignment stops ``run`` now,
+    with one line (a local check: ``--skip-checks`` skips only the services)."""
+    if not settings.alerts.enabled or not settings.alerts.rules_file:
+        return
+    from alerts import RuleFileError
+    from ingest.cli.rules import load_rules
+    from ingest.errors import UserError
+
+    path = settings.alerts.rules_file
+    try:
+        load_rules(path)
+    except RuleFileError as exc:
+        raise UserError(
+            f"alerts.rules_file = {path}: {exc}; see `nev-ingest rules check {path}`"
+        ) from None
+
+
+async def preflight(settings: Settings) -> None:
+    """Fail fast, with what to do, when a dependency is missing (raises ``UserError``)."""
+    from ingest.pipeline.process import DECODERS
+    from ingest.pipeline.storage_sink import check_schema
+    from ingest.wiring import check_kafka, check_postgres, check_topics
+
+    k = settings.kafka
+    log.info(await check_kafka(k, 15))
+    topics = {k.raw_topic(kind): f"kafka.topic_{kind}" for kind in DECODERS}
+    topics[k.topic_dlq] = "kafka.topic_dlq"
+    topics[k.topic_alerts] = "kafka.topic_alerts"
+    log.info(await check_topics(k, topics, 15, dlq_topic=k.topic_dlq))
+    log.info(await check_postgres(settings.postgres, 15))
+    await check_schema(settings)
+
+
+def run_service(settings: Settings) -> int:
+    """Run the supervisor until stopped; returns the process exit code."""
+    from ingest.pipeline.process import worker_process
+    from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+
+    m, p = settings.metrics, settings.pipeline
+    own_dir = not m.multiproc_dir
+    path = Path(m.multiproc_dir or tempfile.mkdtemp(prefix="nev-ingest-metrics-"))
+    prepare_multiproc_dir(path)
+    try:
+        supervisor = Supervisor(
+            SupervisorOptions(
+                workers=p.workers,
+                metrics_host=m.host,
+                metrics_port=m.port,
+                multiproc_dir=path,
+                # Workers get shutdown_timeout_s to flush, then ~15 s to leave the group and
+                # close (Kafka 3 + 5 + 5 s at most, the pool); the supervisor kills them after
+                # that, so a worker stuck in a system call cannot hold the stop forever.
+                shutdown_timeout_s=p.shutdown_timeout_s + 20,
+                stall_after_s=p.stall_after_s,
+            ),
+            functools.partial(worker_process, settings=settings),
+        )
+        return supervisor.run()
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if own_dir:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,352 @@
+"""Build ``Settings`` from defaults < TOML file < ``NEV_<SECTION>_<KEY>`` < command-line flags.
+
+Every failure is a ``UserError`` of one line that names the key, where it came from and what it
+accepts, so that ``nev-ingest`` exits 2 before doing anything with a bad configuration.
+
+Typical use in a subcommand::
+
+    add_config_arguments(parser)                      # --config FILE, --set SECTION.KEY=VALUE
+    settings = settings_from_args(args, {"pipeline.workers": args.workers})
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from ingest.config.fields import FieldSpec, Section, show_number, spec_of
+from ingest.config.kafka_limits import check_settings as check_kafka_limits
+from ingest.config.settings import ENTITY_KINDS, SECTIONS, Settings
+from ingest.errors import UserError
+
+ENV_PREFIX: Final = "NEV_"
+ENV_CONFIG: Final = "NEV_CONFIG"
+FILE_SUFFIX: Final = "_file"
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def load_settings(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Read the configuration; ``environ`` defaults to ``os.environ`` (pass a dict in tests).
+
+    ``overrides`` maps ``"section.key"`` to a value from a command-line flag; ``None`` values
+    (flags not given) are ignored. ``config_file`` falls back to ``$NEV_CONFIG``.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, dict[str, tuple[object, str]]] = {name: {} for name in SECTIONS}
+
+    path = config_file if config_file is not None else env.get(ENV_CONFIG) or None
+    if path is not None:
+        _read_toml(Path(path), raw)
+    _read_env(env, raw)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = _split_dotted(dotted, "command line")
+            _put(raw, section, key, value, "command line")
+
+    sections = {name: _build_section(cls, raw[name], name) for name, cls in SECTIONS.items()}
+    settings = Settings(**sections)  # type: ignore[arg-type]
+    _check_consistency(settings)
+    return settings
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` and ``--set SECTION.KEY=VALUE`` to a subcommand."""
+    group = parser.add_argument_group("configuration")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML configuration file (default: ${ENV_CONFIG}, else built-in defaults)",
+    )
+    group.add_argument(
+        "--set",
+        dest="config_set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one key, e.g. --set kafka.bootstrap_servers=host:9092 (repeatable)",
+    )
+
+
+def settings_from_args(
+    args: argparse.Namespace, flags: Mapping[str, object] | None = None
+) -> Settings:
+    """Settings for a subcommand: its ``--config``/``--set`` plus its own flags (``flags``)."""
+    overrides: dict[str, object] = {}
+    for item in getattr(args, "config_set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item}: expected SECTION.KEY=VALUE")
+        overrides[key.strip()] = value
+    overrides.update(flags or {})
+    return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path, raw: dict[str, dict[str, tuple[object, str]]]) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"config file {path} does not exist (from --config or ${ENV_CONFIG})"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"config file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise UserError(f"config file {path}: arrays or tables nested too deeply") from None
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise UserError(f"{path}: unknown section [{section}]{_suggest(section, SECTIONS)}")
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: {section} must be a table ([{section}])")
+        for key, value in table.items():
+            _put(raw, section, key, value, f"{path} [{section}] {key}")
+
+
+def _read_env(env: Mapping[str, str], raw: dict[str, dict[str, tuple[object, str]]]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        # Only variables of a known section are ours: NEV_TEST_* (test services) and variables
+        # of other tools may share the prefix.
+        if section in SECTIONS and key:
+            _put(raw, section, key, value, name)
+
+
+def _split_dotted(dotted: str, origin: str) -> tuple[str, str]:
+    section, sep, key = dotted.partition(".")
+    if not sep or section not in SECTIONS:
+        known = ", ".join(SECTIONS)
+        raise UserError(f"{origin}: {dotted!r} is not SECTION.KEY (sections: {known})")
+    return section, key
+
+
+def _put(
+    raw: dict[str, dict[str, tuple[object, str]]],
+    section: str,
+    key: str,
+    value: object,
+    origin: str,
+) -> None:
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}  # type: ignore[arg-type]
+    if key.endswith(FILE_SUFFIX) and key[: -len(FILE_SUFFIX)] in fields:
+        base = key[: -len(FILE_SUFFIX)]
+        if not spec_of(fields[base]).is_secret:
+            raise UserError(f"{origin}: {section}.{base} is not a secret; set it directly")
+        raw[section][base] = (_read_secret_file(value, origin), origin)
+        return
+    if key not in fields:
+        raise UserError(
+            f"{origin}: unknown key {section}.{key}{_suggest(key, fields)}"
+            f" (keys of [{section}]: {', '.join(fields)})"
+        )
+    raw[section][key] = (value, origin)
+
+
+def _read_secret_file(value: object, origin: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{origin}: expected the path of a file holding the secret")
+    try:
+        return Path(value).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UserError(f"{origin}: cannot read secret file {value}: {exc.strerror}") from None
+
+
+def _suggest(word: str, candidates: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- conversion and validation -------------------------------------------------------------
+
+
+def _build_section(
+    cls: type[Section], values: Mapping[str, tuple[object, str]], section: str
+) -> Section:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name in values:
+            value, origin = values[field.name]
+            where = f"{origin}: {section}.{field.name}"
+            kwargs[field.name] = _convert(value, hints[field.name], spec_of(field), where)
+    return cls(**kwargs)
+
+
+def _convert(value: object, hint: object, spec: FieldSpec, where: str) -> object:
+    if hint is bool:
+        out: object = _to_bool(value, where)
+    elif hint is int:
+        out = _to_int(value, where, spec)
+    elif hint is float:
+        out = _to_float(value, where, spec)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"{where} = {value!r}: expected a string")
+        _check_utf8(value, where)
+        if spec.pattern is not None and not spec.pattern.matches(value):
+            raise UserError(f"{where} = {value!r}: expected {spec.pattern.meaning}")
+        out = value
+    elif typing.get_origin(hint) is tuple:
+        out = _to_str_tuple(value, where)
+    elif isinstance(hint, types.UnionType):
+        raise TypeError(f"{where}: optional settings are not supported; use an empty default")
+    else:
+        raise TypeError(f"{where}: unsupported setting type {hint!r}")
+    if spec.choices:
+        items = out if isinstance(out, tuple) else (out,)
+        for item in items:
+            if item not in spec.choices:
+                raise UserError(f"{where} = {item!r}: expected one of {', '.join(spec.choices)}")
+    return out
+
+
+def _to_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise UserError(f"{where} = {value!r}: expected true or false")
+
+
+def _bounds(spec: FieldSpec) -> str:
+    if spec.minimum is not None and spec.maximum is not None:
+        return f" from {show_number(spec.minimum)} to {show_number(spec.maximum)}"
+    if spec.minimum is not None:
+        return f" >= {show_number(spec.minimum)}"
+    if spec.maximum is not None:
+        return f" <= {show_number(spec.maximum)}"
+    return ""
+
+
+def _check_range(value: float, spec: FieldSpec, where: str, kind: str) -> None:
+    low = spec.minimum is not None and value < spec.minimum
+    high = spec.maximum is not None and value > spec.maximum
+    if low or high or math.isnan(value):
+        raise UserError(f"{where} = {value!r}: expected {kind}{_bounds(spec)}")
+
+
+def _to_int(value: object, where: str, spec: FieldSpec) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise UserError(f"{where} = {value!r}: expected an integer{_bounds(spec)}") from None
+    else:
+        raise UserError(f"{where} = {value!r}: expected an integer{_bounds(spec)}")
+    _check_range(number, spec, where, "an integer")
+    return number
+
+
+def _to_float(value: object, where: str, spec: FieldSpec) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise UserError(f"{where} = {value!r}: expected a number{_bounds(spec)}") from None
+    else:
+        raise UserError(f"{where} = {value!r}: expected a number{_bounds(spec)}")
+    _check_range(number, spec, where, "a number")
+    return number
+
+
+def _check_utf8(value: str, where: str) -> None:
+    """Bytes that are not UTF-8 in the environment or argv arrive as lone surrogates, which
+    no client library can send; refuse them here rather than with a traceback later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Not echoed: the value may be a secret or a DSN with a password.
+        raise UserError(f"{where}: not UTF-8 text; give it in UTF-8") from None
+
+
+def _to_str_tuple(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        _check_utf8(value, where)
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise UserError(f"{where} = {value!r}: expected a list of strings (comma-separated)")
+
+
+def _check_consistency(settings: Settings) -> None:
+    """Checks that span keys; each names the keys involved and what to change."""
+    pg = settings.postgres
+    if pg.pool_min_size > pg.pool_max_size:
+        raise UserError(
+            f"postgres.pool_min_size ({pg.pool_min_size}) is larger than "
+            f"postgres.pool_max_size ({pg.pool_max_size})"
+        )
+    if not pg.dsn.startswith(("postgresql://", "postgres://")):
+        # Not a URL, so nothing of it is echoed: a "host=h password=..." string would leak.
+        raise UserError(
+            "postgres.dsn: expected a postgresql://user@host:port/dbname URL "
+            "(the password goes in postgres.password or postgres.password_file)"
+        )
+    kafka = settings.kafka
+    _check_bootstrap(kafka.bootstrap_servers)
+    sasl = kafka.security_protocol.startswith("SASL_")
+    if sasl and not (kafka.sasl_username and kafka.sasl_password):
+        raise UserError(
+            f"kafka.security_protocol = {kafka.security_protocol} needs "
+            "kafka.sasl_username and kafka.sasl_password (or kafka.sasl_password_file)"
+        )
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        _check_file(f"kafka.{key}", getattr(kafka, key))
+    for key in ("sslrootcert", "sslcert", "sslkey"):
+        _check_file(f"postgres.{key}", getattr(pg, key))
+    topics = [kafka.raw_topic(kind) for kind in ENTITY_KINDS] + [
+        kafka.topic_dlq,
+        kafka.topic_alerts,
+    ]
+    if len(set(topics)) != len(topics):
+        raise UserError(f"kafka.topic_*: every topic needs its own name, got {', '.join(topics)}")
+    check_kafka_limits(settings)
+
+
+def _check_bootstrap(servers: str) -> None:
+    """``host:port[,host:port...]`` with ports 1..65535 ("[::1]:9092" for IPv6 literals)."""
+    entries = [e.strip() for e in servers.split(",")]
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        if not entry or not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise UserError(
+                f"kafka.bootstrap_servers = {servers!r}: {entry!r} is not host:port "
+                "(port 1..65535); give a comma-separated list such as 127.0.0.1:9092"
+            )
+
+
+def _check_file(key: str, value: str) -> None:
+    if value and not Path(value).expanduser().is_file():
+        raise UserError(f"{key} = {value!r}: no such file")

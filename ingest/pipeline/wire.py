@@ -1,0 +1,187 @@
+"""The Kafka contract of nev-ingest (docs/kafka.md): raw-frame records in, dead letters out.
+
+A raw record's value is exactly one frame as the device sent it; its key is the device
+identity (VIN, charger id or pack id) so that one device stays on one partition and its frames
+keep their order; its headers carry the gateway's receive time and where the frame came from.
+A dead letter is the original record, untouched, plus headers saying why and where from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Final, NamedTuple
+
+from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
+
+__all__ = [
+    "DLQ_HEADERS",
+    "GATEWAY",
+    "PEER",
+    "RECEIVED_AT",
+    "DeadLetter",
+    "Headers",
+    "dead_letter",
+    "header",
+    "received_at_ms",
+    "shrunk",
+]
+
+Headers = Sequence[tuple[str, bytes]]
+
+# Raw-frame record headers (all optional; values are UTF-8 text).
+RECEIVED_AT: Final = "received_at"  # gateway receive time, epoch milliseconds, decimal text
+GATEWAY: Final = "gateway"  # gateway instance that received the frame
+PEER: Final = "peer"  # device's address as the gateway saw it (ip:port)
+
+# Dead-letter headers, added after the original ones.
+ERROR_REASON: Final = "error.reason"  # stable machine-readable reason (metrics label too)
+ERROR_DETAIL: Final = "error.detail"  # for people: what was wrong, where in the frame
+ERROR_STAGE: Final = "error.stage"  # decode | store
+SOURCE_TOPIC: Final = "source.topic"
+SOURCE_PARTITION: Final = "source.partition"
+SOURCE_OFFSET: Final = "source.offset"
+SOURCE_TIMESTAMP: Final = "source.timestamp"  # Kafka timestamp of the original record, epoch ms
+# Only on a dead letter whose value was cut (too_large, or shrunk to fit the DLQ topic):
+ORIGINAL_SIZE: Final = "original.size"  # bytes of the original value, decimal
+ORIGINAL_SHA256: Final = "original.sha256"  # SHA-256 of the original value, lowercase hex
+DLQ_HEADERS: Final = (
+    ERROR_REASON,
+    ERROR_DETAIL,
+    ERROR_STAGE,
+    SOURCE_TOPIC,
+    SOURCE_PARTITION,
+    SOURCE_OFFSET,
+    SOURCE_TIMESTAMP,
+)
+
+# Reasons the pipeline adds to the decoder's (ingest.decoders.errors.REASONS).
+EMPTY_VALUE: Final = "empty_value"  # a record without a value (tombstone) on a raw topic
+DECODER_ERROR: Final = "decoder_error"  # the decoder raised something else than FrameError (a bug)
+DB_REJECTED: Final = "db_rejected"  # the database refused the frame's rows permanently
+NO_DECODER: Final = "no_decoder"  # the topic's entity kind has no decoder in this version
+# the frame's time is outside the stored window (ingest.pipeline.timewindow)
+TIME_OUT_OF_WINDOW: Final = "time_out_of_window"
+TOO_LARGE: Final = "too_large"  # value over kafka.max_record_bytes (kept: a prefix, size, hash)
+
+# A dead letter's detail is for people; cap it so one bad frame cannot make a huge record.
+MAX_DETAIL_BYTES: Final = 1000
+
+
+class DeadLetter(NamedTuple):
+    """A record for the dead-letter topic: the original key/value/headers plus the error."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def header(headers: Headers, name: str) -> bytes | None:
+    """The value of header ``name`` (the last one wins when repeated), or None."""
+    found: bytes | None = None
+    for key, value in headers:
+        if key == name:
+            found = value
+    return found
+
+
+def received_at_ms(headers: Headers, fallback_ms: int) -> int:
+    """The ``received_at`` header as epoch ms; the Kafka timestamp when it is absent or bad.
+
+    A missing or malformed header does not make the frame bad: the data is still good, and the
+    record's own timestamp (set by the gateway's producer) is the next best receive time.
+    Runs once per frame: the first ``received_at`` header counts.
+    """
+    for key, raw in headers:
+        if key == RECEIVED_AT:
+            try:
+                value = int(raw)
+            except ValueError:
+                return fallback_ms
+            # Plausible epoch ms (2001..2286); seconds or microseconds sent by mistake fall back.
+            if 1_000_000_000_000 <= value < 10_000_000_000_000:
+                return value
+            return fallback_ms
+    return fallback_ms
+
+
+def dead_letter(
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    reason: str,
+    detail: str,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    more: Headers = (),
+) -> DeadLetter:
+    """The dead letter of one raw record: everything original, then the error headers, then
+    ``more`` (a reason's own headers, e.g. the time window of ``time_out_of_window``)."""
+    extra = [
+        (ERROR_REASON, reason.encode()),
+        (ERROR_DETAIL, detail.encode(errors="replace")[:MAX_DETAIL_BYTES]),
+        (ERROR_STAGE, stage.encode()),
+        (SOURCE_TOPIC, topic.encode()),
+        (SOURCE_PARTITION, str(partition).encode()),
+        (SOURCE_OFFSET, str(offset).encode()),
+        (SOURCE_TIMESTAMP, str(timestamp_ms).encode()),
+    ]
+    return DeadLetter(key, value, [*headers, *extra, *more])
+
+
+def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
+    return [
+        (ORIGINAL_SIZE, str(len(value)).encode()),
+        (ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
+    ]
+
+
+def too_large_letter(
+    *,
+    key: bytes | None,
+    value: bytes,
+    headers: Headers,
+    detail: str,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+) -> DeadLetter:
+    """The dead letter of a record whose value is over the size limit: the value's first
+    ``TOO_LARGE_PREFIX_BYTES`` (the frame header identifies the device), its size and hash."""
+    letter = dead_letter(
+        key=key,
+        value=value[:TOO_LARGE_PREFIX_BYTES],
+        headers=headers,
+        reason=TOO_LARGE,
+        detail=detail,
+        stage=stage,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms,
+    )
+    letter.headers.extend(_cut_headers(value))
+    return letter
+
+
+def shrunk(letter: DeadLetter) -> DeadLetter | None:
+    """A dead letter the dead-letter topic refused as too large, cut to what surely fits: the
+    value's prefix, its size and hash, and only the dead-letter headers (the original headers
+    may be what made it large). None when it is already that small: nothing left to cut."""
+    value = letter.value or b""
+    keep = [(k, v) for k, v in letter.headers if k in DLQ_HEADERS or k == RECEIVED_AT]
+    if header(letter.headers, ORIGINAL_SIZE) is not None:
+        keep.extend((k, v) for k, v in letter.headers if k in (ORIGINAL_SIZE, ORIGINAL_SHA256))
+    else:
+        keep.extend(_cut_headers(value))
+    key = letter.key[:256] if letter.key is not None else None
+    small = DeadLetter(key, value[:TOO_LARGE_PREFIX_BYTES], keep)
+    if small == letter:
+        return None
+    return small

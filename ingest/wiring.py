@@ -1,0 +1,278 @@
+"""Settings -> client parameters, for everyone: Kafka client options, the PostgreSQL DSN and
+session settings, the storage layer's typed parameters (pool, schema and policies, writer), and
+the start-up checks that the services answer.
+
+The pipeline, the commands and the dev tools all build their clients from here, so every client
+gets the same security settings; the library layers (``storage``, ``alerts``) take the
+resulting plain, typed parameters and never read ``Settings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ingest.config import KafkaSettings, PostgresSettings, Settings
+from ingest.config.fields import mask_dsn
+from ingest.errors import UserError
+from storage import (
+    Dedupe,
+    LoaderKind,
+    PlainParams,
+    PoolParams,
+    SchemaMode,
+    StorageParams,
+    TimescaleParams,
+    WriterParams,
+)
+from storage.sizing import FleetProfile
+
+
+def kafka_client_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments common to aiokafka's producer, consumer and admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "client_id": kafka.client_id,
+        "request_timeout_ms": kafka.request_timeout_ms,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = kafka.sasl_password
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=kafka.ssl_cafile or None,
+            certfile=kafka.ssl_certfile or None,
+            keyfile=kafka.ssl_keyfile or None,
+            password=kafka.ssl_key_password or None,
+        )
+    return options
+
+
+def postgres_dsn(pg: PostgresSettings) -> str:
+    """``postgres.dsn`` with the TLS keys added as libpq query parameters (asyncpg and psycopg
+    both read them). A key already in the URL wins. The password is NOT added: pass
+    ``pg.password or None`` as the driver's ``password`` argument so it never sits in a URL."""
+    parts = urlsplit(pg.dsn)
+    query = dict(parse_qsl(parts.query))
+    extra = {
+        "sslmode": pg.sslmode,
+        "sslrootcert": pg.sslrootcert,
+        "sslcert": pg.sslcert,
+        "sslkey": pg.sslkey,
+    }
+    for key, value in extra.items():
+        if value and key not in query:
+            query[key] = value
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def postgres_server_settings(pg: PostgresSettings, application_name: str) -> dict[str, str]:
+    """Session settings to send at connect (asyncpg ``server_settings``)."""
+    return {
+        "application_name": application_name,
+        "statement_timeout": str(pg.statement_timeout_ms),
+    }
+
+
+async def check_kafka(kafka: KafkaSettings, timeout_s: float) -> str:
+    """Connect to the brokers and describe the cluster; a one-line ``UserError`` if none answers."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(kafka))
+    try:
+        with quiet_aiokafka():
+            async with asyncio.timeout(timeout_s):
+                await admin.start()
+                cluster = await admin.describe_cluster()
+    except (TimeoutError, OSError, KafkaError) as exc:
+        raise UserError(
+            f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: no broker answered within "
+            f"{timeout_s:g}s ({exc or type(exc).__name__}); start one (nev-ingest devstack up, "
+            'then eval "$(nev-ingest devstack env)") or fix NEV_KAFKA_BOOTSTRAP_SERVERS'
+        ) from None
+    finally:
+        await admin.close()
+    brokers = cluster.get("brokers", [])
+    return f"kafka: {len(brokers)} broker(s), cluster {cluster.get('cluster_id')}"
+
+
+async def check_postgres(pg: PostgresSettings, timeout_s: float) -> str:
+    """Connect and ask the server version; a one-line ``UserError`` if it does not answer."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(
+            postgres_dsn(pg), password=pg.password or None, timeout=timeout_s
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise UserError(
+            f"postgres.dsn = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "
+            "start the dev stack (nev-ingest devstack up) or fix NEV_POSTGRES_DSN"
+        ) from None
+    try:
+        version = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return f"postgres: server {version}"
+
+
+async def check_topics(
+    kafka: KafkaSettings, topics: dict[str, str], timeout_s: float, *, dlq_topic: str = ""
+) -> str:
+    """Every topic of ``topics`` (name -> the key that names it) exists, and ``dlq_topic``'s
+    ``max.message.bytes`` is at least ``kafka.max_request_size``; else a one-line ``UserError``.
+
+    Production brokers do not create topics on first use (nor does the dev broker): a missing
+    topic would otherwise show up as a consumer that never gets partitions, or as dead letters
+    and alerts retried until someone looks.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(kafka))
+    try:
+        with quiet_aiokafka():
+            async with asyncio.timeout(timeout_s):
+                await admin.start()
+                existing = set(await admin.list_topics())
+                missing = [(name, key) for name, key in topics.items() if name not in existing]
+                if missing:
+                    name, key = missing[0]
+                    raise UserError(
+                        f"Kafka topic {name!r} ({key}) does not exist and the brokers do not "
+                        "create topics: create it (nev-ingest devstack up does for the dev "
+                        f"stack; else kafka-topics.sh --create --topic {name}) or fix {key}"
+                    )
+                if not dlq_topic:
+                    return f"kafka: topics {', '.join(sorted(topics))} exist"
+                resource = ConfigResource(
+                    ConfigResourceType.TOPIC, dlq_topic, {"max.message.bytes": None}
+                )
+                responses = await admin.describe_configs([resource])
+    except (TimeoutError, OSError, KafkaError) as exc:
+        raise UserError(
+            f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
+            f"within {timeout_s:g}s ({exc or type(exc).__name__}); is the broker up?"
+        ) from None
+    finally:
+        await admin.close()
+    limit = _config_value(responses, "max.message.bytes")
+    if limit is not None and int(limit) < kafka.max_request_size:
+        raise UserError(
+            f"kafka.max_request_size ({kafka.max_request_size}) is larger than max.message.bytes "
+            f"({limit}) of the dead-letter topic {dlq_topic}: the broker could refuse dead "
+            "letters; raise the topic's max.message.bytes (kafka-configs.sh --alter) or lower "
+            "kafka.max_request_size and kafka.max_record_bytes"
+        )
+    return f"kafka: topics {', '.join(sorted(topics))} exist; {dlq_topic} takes {limit} bytes"
+
+
+def _config_value(responses: Any, name: str) -> str | None:
+    """A config value out of DescribeConfigs responses (None when it could not be read, e.g.
+    not authorised: the check is then skipped, the producer's error handling still holds)."""
+    for response in responses:
+        for error_code, _msg, _type, _resource, entries, *_ in response.resources:
+            if error_code:
+                continue
+            for entry in entries:
+                if entry[0] == name:
+                    return str(entry[1])
+    return None
+
+
+@contextlib.contextmanager
+def quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs every refused connection at ERROR; while we poll a starting broker (or
+    report an unreachable one ourselves in one line) that is noise."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _days(n: int) -> timedelta | None:
+    return timedelta(days=n) if n > 0 else None
+
+
+def pool_params(settings: Settings, application: str = "nev-ingest") -> PoolParams:
+    """``[postgres]`` + ``storage.schema`` as the storage layer's connection parameters."""
+    pg = settings.postgres
+    return PoolParams(
+        dsn=postgres_dsn(pg),
+        password=pg.password or None,
+        schema=settings.storage.schema,
+        min_size=pg.pool_min_size,
+        max_size=pg.pool_max_size,
+        statement_timeout_ms=pg.statement_timeout_ms,
+        connect_timeout_s=pg.connect_timeout_s,
+        application_name=application,
+    )
+
+
+def storage_params(settings: Settings) -> StorageParams:
+    """``[storage]`` + ``postgres.schema_mode`` as what migrate and maintenance take."""
+    st = settings.storage
+    telemetry = _days(st.retention_days)
+    retention = {
+        "vehicle_telemetry": telemetry,
+        "drive_motor_telemetry": telemetry,
+        "battery_pack_telemetry": telemetry,
+        "alarm_events": telemetry,
+        "vehicle_sessions": telemetry,
+        "raw_frames": _days(st.raw_frames_retention_days),
+        "vehicle_stats_1m": _days(st.stats_1m_retention_days),
+        "vehicle_stats_1h": _days(st.stats_1h_retention_days),
+    }
+    overrides = {}
+    if st.chunk_interval_min:
+        chunk = timedelta(minutes=st.chunk_interval_min)
+        busy = ("vehicle_telemetry", "drive_motor_telemetry", "battery_pack_telemetry")
+        overrides = {t: chunk for t in (*busy, "raw_frames")}
+    return StorageParams(
+        schema=st.schema,
+        mode=SchemaMode(settings.postgres.schema_mode),
+        timescale=TimescaleParams(
+            fleet=FleetProfile(
+                vehicles=st.fleet_vehicles,
+                frame_interval_s=st.frame_interval_s,
+                memory_bytes=int(st.db_memory_gb * 2**30),
+                raw_frames=st.raw_frames,
+            ),
+            chunk_overrides=overrides,
+            compress_after=timedelta(hours=st.compress_after_h),
+            retention=retention,
+        ),
+        plain=PlainParams(
+            partition_interval=timedelta(hours=st.partition_interval_h),
+            premake=timedelta(days=st.partition_premake_days),
+            backfill=timedelta(days=st.partition_backfill_days),
+            retention=retention,
+        ),
+    )
+
+
+def writer_params(settings: Settings) -> WriterParams:
+    """What the batch writer takes, from ``[kafka]``, ``[postgres]`` and ``[storage]``."""
+    return WriterParams(
+        consumer_group=settings.kafka.group_id,
+        schema=settings.storage.schema,
+        loader=LoaderKind(settings.postgres.loader),
+        dedupe=Dedupe(settings.storage.dedupe),
+        raw_frames=settings.storage.raw_frames,
+        # used on plain PostgreSQL only: partitions of in-window frame times on demand
+        partition_interval=timedelta(hours=settings.storage.partition_interval_h),
+    )
