@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.clock import CHINA_TZ
+from devtools.sim import envelope
 from ingest.decoders import decode_frame, frame_to_json
-from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import parse_envelope
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
@@ -55,12 +55,7 @@ def build_frame(
     encryption: int = 0x01,
 ) -> bytes:
     """A whole frame around ``data``: start marker, header, data unit, BCC."""
-    start = b"##" if edition == 2016 else b"$$"
-    head = start + struct.pack(
-        ">BB17sBH", command, response, vin.encode("ascii"), encryption, len(data)
-    )
-    body = head + data
-    return body + bytes((bcc(body, 2, len(body)),))
+    return envelope.frame(edition, command, vin, data, response=response, encryption=encryption)
 
 
 def time_bytes(ts: datetime) -> bytes:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devtools.devstack.process import free_port
 from devtools.loadgen import LoadResult, produce_messages
+from devtools.sim import promtext
 from devtools.sim.fleet import Message
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
@@ -121,30 +122,15 @@ class Service:
 
     def metrics(self) -> dict[str, float]:
         """``name{labels}`` -> value from /metrics (empty while not serving)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-        except (urllib.error.URLError, OSError):
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key] = float(value)
-        return out
+        return promtext.scrape(self.port)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels`` (0.0 when the metric
         is exposed without such samples yet; AssertionError when it is not exposed at all)."""
-        total, exposed = 0.0, False
-        for key, value in self.metrics().items():
-            base, _, rest = key.partition("{")
-            exposed = exposed or base == name
-            if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += value
-        if not exposed:
+        samples = self.metrics()
+        if not promtext.exposed(samples, name):
             raise AssertionError(f"{name} is not on /metrics")
-        return total
+        return promtext.total(samples, name, **labels)
 
     def readyz(self) -> int:
         try:
