@@ -319,3 +319,29 @@ async def read_topic(kafka: str, topic: str, *, expect: int, timeout_s: float = 
     finally:
         await consumer.stop()
     return out
+
+
+async def until_write_waits_on_lock(conn: asyncpg.Connection) -> None:
+    """Until some session of ``conn``'s database waits on a lock (the one ``conn`` holds): the
+    service's batch write is stalled, not merely slow."""
+
+    async def waiting() -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+
+    await until(waiting, timeout_s=60, what="a batch write waiting for the lock")
+
+
+async def hold_stall(seconds: float) -> None:
+    """Keep a fault in place for ``seconds``: the fault's duration, not a wait for a service
+    (what the service does meanwhile is the test's subject)."""
+    since = time.monotonic()
+
+    async def over() -> bool:
+        return time.monotonic() - since >= seconds
+
+    await until(over, timeout_s=seconds + 5, what="the stall")
