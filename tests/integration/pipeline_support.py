@@ -1,5 +1,9 @@
 """Helpers of the pipeline integration tests: a real ``nev-ingest run`` process, real Kafka and
-PostgreSQL, and bounded polling of real state (never sleeps to wait)."""
+PostgreSQL, and bounded polling of real state (never sleeps to wait).
+
+The test modules import what they use from here by name, in one parenthesized list each;
+``duplicates`` pairs those lists (same names, one a line) -- they are imports, not repeated
+logic, and left as they are."""
 
 from __future__ import annotations
 
