@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.clock import CHINA_TZ
+from devtools.sim import envelope
 from ingest.decoders import decode_frame, frame_to_json
-from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import parse_envelope
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
@@ -43,29 +43,6 @@ VECTORS = vectors_path()
 
 
 # --- frame building (the load generator's typical frames) -----------------------------------
-
-
-def build_frame(
-    edition: int,
-    command: int,
-    vin: str,
-    data: bytes,
-    *,
-    response: int = 0xFE,
-    encryption: int = 0x01,
-) -> bytes:
-    """A whole frame around ``data``: start marker, header, data unit, BCC."""
-    start = b"##" if edition == 2016 else b"$$"
-    head = start + struct.pack(
-        ">BB17sBH", command, response, vin.encode("ascii"), encryption, len(data)
-    )
-    body = head + data
-    return body + bytes((bcc(body, 2, len(body)),))
-
-
-def time_bytes(ts: datetime) -> bytes:
-    t = ts.astimezone(CHINA_TZ)
-    return bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second))
 
 
 def _cells(rng: random.Random, n: int) -> list[int]:
@@ -93,7 +70,7 @@ def typical_data(edition: int, rng: random.Random, ts: datetime, cells: int = 96
     cell_raw = struct.pack(f">{cells}H", *cell_values)
     speed, soc = rng.randint(0, 1200), rng.randint(10, 100)
     lon, lat = rng.randint(113_700_000, 114_600_000), rng.randint(22_400_000, 22_900_000)
-    out = [time_bytes(ts)]
+    out = [envelope.time_bytes(int(ts.timestamp() * 1000))]
     if edition == 2016:
         out += [
             b"\x01",
@@ -166,9 +143,9 @@ def typical_frames(edition: int, count: int, seed: int = 32960) -> list[bytes]:
     start = datetime(2026, 3, 1, 8, 0, 0, tzinfo=CHINA_TZ)
     frames = []
     for i in range(count):
-        vin = f"LNEV{edition % 100:02d}{i % 500:011d}"
+        vin = envelope.vin_of(i % 500, f"LNEV{edition % 100:02d}")
         ts = start + timedelta(seconds=i // 500)
-        frames.append(build_frame(edition, 0x02, vin, typical_data(edition, rng, ts)))
+        frames.append(envelope.frame(edition, 0x02, vin, typical_data(edition, rng, ts)))
     return frames
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from devtools.devstack.process import free_port
 from devtools.loadgen import produce_messages
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.fleet import Message
-from devtools.sim.promtext import parse_histogram
+from devtools.sim.promtext import fetch, parse_histogram
 from ingest.config import Settings
 from ingest.config.load import load_settings
 from loadtest.bench_copy import copy_rows
@@ -238,12 +237,7 @@ class _Service:
         )
 
     def scrape(self) -> str:
-        try:
-            url = f"http://127.0.0.1:{self.port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return str(resp.read().decode())
-        except OSError:
-            return ""
+        return fetch(self.port)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -33,9 +33,9 @@ from aiokafka import AIOKafkaProducer
 
 from devtools.devstack.kafka import ensure_topics
 from devtools.loadgen import produce_messages
-from devtools.sim.bench_frames import _TIME_AT, _time_bytes, realtime_frames
+from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.envelope import TIME_AT, reseal, time_bytes
 from devtools.sim.fleet import Message
-from ingest.decoders.checksum import bcc
 from loadtest.bench_pipeline import _machine
 from loadtest.bench_support import BenchEnv, progress, run_pipeline
 
@@ -64,10 +64,9 @@ def with_bad_times(
         if owed >= every:
             owed -= every
             bad = bytearray(frame)
-            bad[_TIME_AT : _TIME_AT + 6] = _time_bytes(BAD_TIMES_MS[n % len(BAD_TIMES_MS)])
-            bad[-1] = bcc(bad, 2, len(bad) - 1)
+            bad[TIME_AT : TIME_AT + 6] = time_bytes(BAD_TIMES_MS[n % len(BAD_TIMES_MS)])
             n += 1
-            yield key, bytes(bad)
+            yield key, reseal(bad)
 
 
 async def _preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int, share: float) -> int:

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from contract.clock import CHINA_TZ
+from devtools.sim.envelope import seal
 from ingest.decoders import (
     Alarm,
     CellTemperatures,
@@ -48,7 +49,6 @@ from ingest.decoders import (
     encode_frame,
     frame_to_json,
 )
-from ingest.decoders.checksum import bcc
 from ingest.decoders.fields import Record
 from loadtest.vectors import vectors_path
 
@@ -130,15 +130,6 @@ def typical_frame(edition: int) -> Frame:
     return Frame(
         edition, 0x02, vin="LSFD03205HC001180", time=T0, blocks=tuple(blocks), signature=sig
     )
-
-
-def seal(data: bytes) -> bytes:
-    """Recompute the length field and the BCC (no-op below a header)."""
-    if len(data) < 24:
-        return data
-    n = min(len(data) - 24, 0xFFFF)
-    framed = data[:22] + n.to_bytes(2, "big") + data[24 : 24 + n]
-    return framed + bytes((bcc(framed, 2, len(framed)),))
 
 
 def mutate(rnd: random.Random, frame: bytes, other: bytes) -> bytes:

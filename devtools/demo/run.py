@@ -16,6 +16,15 @@ from typing import Any
 
 from contract.clock import CHINA_TZ
 from devtools.demo.service import say, start_service, stop_service
+from devtools.sim.promtext import (
+    by_label,
+    fetch,
+    histogram_quantile,
+    parse_histogram,
+    parse_samples,
+    scrape,
+    total,
+)
 from ingest.config import Settings
 from ingest.config.load import settings_from_args
 from ingest.errors import UserError
@@ -23,48 +32,6 @@ from ingest.errors import UserError
 __all__ = ["run_demo"]
 
 CATCH_UP_TIMEOUT_S = 600.0
-
-
-def _metrics(port: int) -> dict[str, float]:
-    """``name{labels}`` -> value from the service's /metrics ({} while it does not answer)."""
-    try:
-        url = f"http://127.0.0.1:{port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-    except (urllib.error.URLError, OSError):
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
-
-
-def _total(samples: dict[str, float], name: str, **labels: str) -> float:
-    total = 0.0
-    for key, value in samples.items():
-        base, _, rest = key.partition("{")
-        if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            total += value
-    return total
-
-
-def _by_label(samples: dict[str, float], name: str, label: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in samples.items():
-        base, _, rest = key.partition("{")
-        if base == name and f'{label}="' in rest:
-            v = rest.split(f'{label}="', 1)[1].split('"', 1)[0]
-            out[v] = out.get(v, 0.0) + value
-    return out
-
-
-def _quantile(samples: dict[str, float], q: float) -> float | None:
-    from devtools.sim.promtext import histogram_quantile, parse_histogram
-
-    text = "\n".join(f"{k} {v}" for k, v in samples.items())
-    return histogram_quantile(parse_histogram(text), q)
 
 
 def _one(conn: Any, sql: str) -> int:
@@ -105,7 +72,7 @@ def run_demo(args: argparse.Namespace, base: Settings, demo_dir: Path) -> int:
     pid = start_service(env, args.workers, demo_dir)
     _until_ready(port, demo_dir / "run.log")
     say(f"  ready (pid {pid}); log: {demo_dir / 'run.log'}")
-    before = _metrics(port)
+    before = scrape(port)
 
     say(
         f"\n== 4/5  traffic: {args.vehicles:,} simulated vehicles x {args.minutes:g} minutes of "
@@ -189,14 +156,14 @@ def _traffic(
         thread.join(2.0)
         if not thread.is_alive():
             time.sleep(0.5)  # all sent: poll the service until it has everything
-        m = _metrics(port)
-        stored = _total(m, "nev_ingest_frames_consumed_total") - _total(
+        m = scrape(port)
+        stored = total(m, "nev_ingest_frames_consumed_total") - total(
             before, "nev_ingest_frames_consumed_total"
         )
-        written = _total(m, "nev_ingest_frames_written_total") - _total(
+        written = total(m, "nev_ingest_frames_written_total") - total(
             before, "nev_ingest_frames_written_total"
         )
-        dead = _total(m, "nev_ingest_frames_dead_lettered_total") - _total(
+        dead = total(m, "nev_ingest_frames_dead_lettered_total") - total(
             before, "nev_ingest_frames_dead_lettered_total"
         )
         result = box.get("result")
@@ -204,8 +171,8 @@ def _traffic(
         say(
             f"  {time.monotonic() - started:5.1f}s  frames sent {sent} | stored {written:,.0f}"
             f" | dead-lettered {dead:,.0f}"
-            f" | alerts raised {_total(m, 'nev_ingest_alerts_total', change='raised'):,.0f}"
-            f" | lag {_total(m, 'kafka_consumergroup_lag'):,.0f}"
+            f" | alerts raised {total(m, 'nev_ingest_alerts_total', change='raised'):,.0f}"
+            f" | lag {total(m, 'kafka_consumergroup_lag'):,.0f}"
         )
         if "error" in box:
             raise UserError(f"the load generator failed: {box['error']!r}")
@@ -228,15 +195,16 @@ def _summary(
 ) -> None:
     import psycopg
 
-    m = _metrics(port)
+    text = fetch(port)
+    m = parse_samples(text)
 
     def delta(name: str, **labels: str) -> float:
-        return _total(m, name, **labels) - _total(before, name, **labels)
+        return total(m, name, **labels) - total(before, name, **labels)
 
-    reasons_before = _by_label(before, "nev_ingest_frames_dead_lettered_total", "reason")
+    reasons_before = by_label(before, "nev_ingest_frames_dead_lettered_total", "reason")
     dead = {
         k: v - reasons_before.get(k, 0)
-        for k, v in _by_label(m, "nev_ingest_frames_dead_lettered_total", "reason").items()
+        for k, v in by_label(m, "nev_ingest_frames_dead_lettered_total", "reason").items()
     }
     dead = {k: v for k, v in dead.items() if v}
     schema = settings.storage.schema
@@ -256,7 +224,8 @@ def _summary(
             (result.runaway_vin[:7] + "%",),
         ).fetchall()
     kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(result.by_kind.items(), key=lambda x: -x[1]))
-    p50, p99 = _quantile(m, 0.5), _quantile(m, 0.99)
+    hist = parse_histogram(text)
+    p50, p99 = histogram_quantile(hist, 0.5), histogram_quantile(hist, 0.99)
     say(f"  frames in       {result.frames:,} ({kinds})")
     say(f"  frames stored   {delta('nev_ingest_frames_written_total'):,.0f} this run")
     say("  rows in tables  " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))

@@ -1,4 +1,23 @@
 """Simulators: the one place that makes test data (frames, fleets, rule scenarios, storage rows)
 and reads back what the service exposes (Prometheus text). Tests, benchmarks, the demo and the
 load generator all use these; the service never does.
+
+Which module for what:
+
+- ``envelope``: the frame envelope every other builder seals with -- ``frame`` (header, unit,
+  BCC), ``reseal`` (BCC after patching bytes), ``seal`` (length and BCC after a mutation),
+  ``time_bytes`` / ``china_time`` (the 6-byte Beijing collection time), ``vin_of``.
+- ``framebuilder``: golden unit tests -- a frame from commented hex pieces, read as the spec
+  table it checks (``build``, ``block``, ``decode_json``, ``reject``).
+- ``fleet``: realistic traffic of both editions for the load generator, the demo and the
+  pipeline integration tests -- vehicles that drive, charge and park, reissue after gaps, bad
+  frames, one thermal runaway (``fleet_messages``).
+- ``bench_frames``: millions of distinct real-time frames fast, for benchmark preloads (fleet
+  templates with the time patched in place).
+- ``scenarios``: decoded rows (no bytes) of a normal day and a thermal runaway, for the rule
+  engine's tests and benchmark.
+- ``synthetic``: storage rows of chosen shapes (cells, probes, sentinels) for writer, schema and
+  query tests.
+- ``promtext``: the service's /metrics read back -- samples, sums over labels, histograms and
+  their quantiles -- for integration tests, benchmarks and the demo.
 """

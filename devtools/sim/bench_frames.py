@@ -11,23 +11,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Final
 
-from contract.clock import CHINA_TZ
+from devtools.sim.envelope import TIME_AT, reseal, time_bytes
 from devtools.sim.fleet import SimVehicle, vin_of
 from ingest.decoders import encode_frame
-from ingest.decoders.checksum import bcc
 
 __all__ = ["realtime_frames"]
-
-
-_TIME_AT: Final = 24  # the data unit's first 6 bytes: YY MM DD hh mm ss (Beijing time)
-
-
-def _time_bytes(ms: int) -> bytes:
-    t = datetime.fromtimestamp(ms / 1000, UTC).astimezone(CHINA_TZ)
-    return bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second))
 
 
 def realtime_frames(
@@ -54,9 +43,8 @@ def realtime_frames(
     keys = [vin_of(i, "LNEVBEN").encode() for i in range(vehicles)]
     for j in range(per_vehicle):
         t = start_ms + j * interval_ms
-        stamp = _time_bytes(t)
+        stamp = time_bytes(t)
         for i in range(vehicles):
             frame = bytearray(bases[i][j % templates])
-            frame[_TIME_AT : _TIME_AT + 6] = stamp
-            frame[-1] = bcc(frame, 2, len(frame) - 1)
-            yield keys[i], bytes(frame)
+            frame[TIME_AT : TIME_AT + 6] = stamp
+            yield keys[i], reseal(frame)

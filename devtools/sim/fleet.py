@@ -21,10 +21,10 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
-from contract.clock import CHINA_TZ
+from devtools.sim import envelope
+from devtools.sim.envelope import china_time
 from ingest.decoders import (
     Alarm,
     CellTemperatures,
@@ -73,12 +73,8 @@ class Message(NamedTuple):
 
 
 def vin_of(i: int, prefix: str = "LNEVSIM") -> str:
-    """A 17-character VIN for simulated vehicle ``i``."""
-    return f"{prefix}{i:0{17 - len(prefix)}d}"
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(CHINA_TZ).replace(microsecond=0)
+    """A 17-character VIN for simulated vehicle ``i`` (the fleet's prefix by default)."""
+    return envelope.vin_of(i, prefix)
 
 
 class SimVehicle:
@@ -237,7 +233,7 @@ class SimVehicle:
             edition=self.edition,
             command=command,
             vin=self.vin,
-            time=_dt(t_ms),
+            time=china_time(t_ms),
             blocks=tuple(blocks),  # type: ignore[arg-type]
         )
 
@@ -251,7 +247,9 @@ class SimVehicle:
             code_length=len(codes[0]) if self.edition == 2016 else None,
             bms_pack_counts=None if self.edition == 2016 else (1,),
         )
-        return Frame(edition=self.edition, command=0x01, vin=self.vin, time=_dt(t_ms), body=body)
+        return Frame(
+            edition=self.edition, command=0x01, vin=self.vin, time=china_time(t_ms), body=body
+        )
 
 
 def _corrupt(raw: bytes, rng: random.Random) -> tuple[bytes, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from devtools.sim.envelope import frame
 from ingest.decoders import FrameError, decode_frame, frame_to_dict
-from ingest.decoders.checksum import bcc
 
 TIME_HEX = "19 0A 1B 14 02 02"  # 2025-10-27 20:02:02 (GMT+8)
 TIME_ISO = "2025-10-27T20:02:02+08:00"
@@ -23,10 +23,7 @@ def build(
 ) -> bytes:
     """A whole frame whose data unit is the concatenated hex ``pieces`` (spaces allowed)."""
     unit = bytes.fromhex("".join(p.replace(" ", "") for p in pieces))
-    head = (b"##" if edition == 2016 else b"$$") + bytes((command, response))
-    head += vin.encode().ljust(17, b"\0") + bytes((encryption,)) + len(unit).to_bytes(2, "big")
-    body = head + unit
-    return body + bytes((bcc(body, 2, len(body)),))
+    return frame(edition, command, vin, unit, response=response, encryption=encryption)
 
 
 def decode_json(frame: bytes) -> dict[str, Any]:

@@ -1,10 +1,74 @@
-"""Prometheus histograms read back from /metrics text: buckets, and quantiles like PromQL's."""
+"""The Prometheus text the service serves on /metrics, read back: samples, sums over labels,
+histogram buckets and quantiles like PromQL's. The one parser of that text for the integration
+tests, the benchmarks and the demo (the service only writes it)."""
 
 from __future__ import annotations
 
-__all__ = ["LATENCY", "histogram_quantile", "parse_histogram"]
+import urllib.request
+
+__all__ = [
+    "LATENCY",
+    "by_label",
+    "exposed",
+    "fetch",
+    "histogram_quantile",
+    "parse_histogram",
+    "parse_samples",
+    "scrape",
+    "total",
+]
 
 LATENCY = "nev_ingest_end_to_end_latency_seconds"
+
+
+def fetch(port: int, *, host: str = "127.0.0.1") -> str:
+    """The /metrics text of the service on ``port`` ("" while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:  # URLError and connection errors alike: not serving (yet)
+        return ""
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """``name{labels}`` -> value for every sample line (comments and blank lines skipped)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``parse_samples(fetch(port))``: {} while the service does not answer."""
+    return parse_samples(fetch(port))
+
+
+def _matches(key: str, name: str, labels: dict[str, str]) -> bool:
+    base, _, rest = key.partition("{")
+    return base == name and all(f'{k}="{v}"' in rest for k, v in labels.items())
+
+
+def exposed(samples: dict[str, float], name: str) -> bool:
+    """Whether any sample of ``name`` is there (with or without labels)."""
+    return any(key.partition("{")[0] == name for key in samples)
+
+
+def total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0.0 when none)."""
+    return sum(value for key, value in samples.items() if _matches(key, name, labels))
+
+
+def by_label(samples: dict[str, float], name: str, label: str) -> dict[str, float]:
+    """The samples of ``name`` summed per value of ``label`` (samples without it left out)."""
+    out: dict[str, float] = {}
+    for key, value in samples.items():
+        base, _, rest = key.partition("{")
+        if base == name and f'{label}="' in rest:
+            v = rest.split(f'{label}="', 1)[1].split('"', 1)[0]
+            out[v] = out.get(v, 0.0) + value
+    return out
 
 
 def parse_histogram(text: str, name: str = LATENCY) -> dict[str, float]:

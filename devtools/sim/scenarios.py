@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows, PackRow, VehicleRow
+from devtools.sim import envelope
 
 __all__ = ["DAY_START_MS", "normal_day", "thermal_runaway", "vin_of"]
 
@@ -50,7 +51,8 @@ _CELLS = 96  # cells in series per pack (a 350 V class pack)
 
 
 def vin_of(i: int, prefix: str = "LNEVTEST") -> str:
-    return f"{prefix}{i:09d}"
+    """A 17-character VIN for scenario vehicle ``i``."""
+    return envelope.vin_of(i, prefix)
 
 
 def _ocv(soc: float) -> float:

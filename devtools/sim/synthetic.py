@@ -12,13 +12,14 @@ import struct
 from datetime import datetime
 
 from contract.rows import AlarmRow, FrameRows, MotorRow, PackRow, SessionRow, VehicleRow
+from devtools.sim import envelope
 
 __all__ = ["frame_rows", "session_rows", "vin"]
 
 
 def vin(i: int, prefix: str = "LSYNTH") -> str:
     """A 17-character VIN, unique per ``i``."""
-    return f"{prefix}{i:0{17 - len(prefix)}d}"
+    return envelope.vin_of(i, prefix)
 
 
 def frame_rows(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline_support import PipelineEnv, make_env
+from tests.integration.pipeline_support import PipelineEnv, make_env, migrate_database
+from tests.integration.private_services import PrivateCluster, PrivateKafka
 
 
 @pytest.fixture
@@ -21,3 +22,55 @@ async def env(
     """A private topic, group and database for one run of the service (the shared dev stack's
     Kafka and PostgreSQL). A test module that needs another database overrides ``env``."""
     return await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this test's own, which the test may stop and start."""
+    pg = PrivateCluster(tmp_path / "pg")
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+async def cluster_env(
+    kafka_bootstrap: str,
+    cluster: PrivateCluster,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> PipelineEnv:
+    """``env`` on the test's own PostgreSQL cluster (``cluster``) instead of the shared one."""
+    return await make_env(kafka_bootstrap, cluster.dsn, unique_topic, unique_name, tmp_path)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateKafka]:
+    """A Kafka broker of this test's own (topics veh, dlq, alerts), to stop and start."""
+    kafka = PrivateKafka(tmp_path / "kafka")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+async def broker_env(
+    broker: PrivateKafka,
+    fresh_database: str,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> PipelineEnv:
+    """``env`` on the test's own broker (``broker``) and a fresh, migrated database."""
+    await migrate_database(fresh_database)
+    return PipelineEnv(
+        kafka=broker.bootstrap,
+        dsn=fresh_database,
+        topic="veh",
+        dlq="dlq",
+        alerts="alerts",
+        group=unique_name("group"),
+        tmp=tmp_path,
+    )

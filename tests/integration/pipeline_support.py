@@ -1,5 +1,9 @@
 """Helpers of the pipeline integration tests: a real ``nev-ingest run`` process, real Kafka and
-PostgreSQL, and bounded polling of real state (never sleeps to wait)."""
+PostgreSQL, and bounded polling of real state (never sleeps to wait).
+
+The test modules import what they use from here by name, in one parenthesized list each;
+``duplicates`` pairs those lists (same names, one a line) -- they are imports, not repeated
+logic, and left as they are."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devtools.devstack.process import free_port
 from devtools.loadgen import LoadResult, produce_messages
+from devtools.sim import promtext
 from devtools.sim.fleet import Message
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
@@ -121,30 +126,15 @@ class Service:
 
     def metrics(self) -> dict[str, float]:
         """``name{labels}`` -> value from /metrics (empty while not serving)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-        except (urllib.error.URLError, OSError):
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key] = float(value)
-        return out
+        return promtext.scrape(self.port)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels`` (0.0 when the metric
         is exposed without such samples yet; AssertionError when it is not exposed at all)."""
-        total, exposed = 0.0, False
-        for key, value in self.metrics().items():
-            base, _, rest = key.partition("{")
-            exposed = exposed or base == name
-            if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += value
-        if not exposed:
+        samples = self.metrics()
+        if not promtext.exposed(samples, name):
             raise AssertionError(f"{name} is not on /metrics")
-        return total
+        return promtext.total(samples, name, **labels)
 
     def readyz(self) -> int:
         try:
@@ -333,3 +323,29 @@ async def read_topic(kafka: str, topic: str, *, expect: int, timeout_s: float = 
     finally:
         await consumer.stop()
     return out
+
+
+async def until_write_waits_on_lock(conn: asyncpg.Connection) -> None:
+    """Until some session of ``conn``'s database waits on a lock (the one ``conn`` holds): the
+    service's batch write is stalled, not merely slow."""
+
+    async def waiting() -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+
+    await until(waiting, timeout_s=60, what="a batch write waiting for the lock")
+
+
+async def hold_stall(seconds: float) -> None:
+    """Keep a fault in place for ``seconds``: the fault's duration, not a wait for a service
+    (what the service does meanwhile is the test's subject)."""
+    since = time.monotonic()
+
+    async def over() -> bool:
+        return time.monotonic() - since >= seconds
+
+    await until(over, timeout_s=seconds + 5, what="the stall")

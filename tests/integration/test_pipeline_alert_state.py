@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,12 @@ from tests.integration.pipeline_support import (
     PipelineEnv,
     Service,
     caught_up,
-    make_env,
     produce,
     read_topic,
     ready,
     until,
 )
-from tests.integration.test_pipeline_outage import PrivateCluster
+from tests.integration.private_services import PrivateCluster
 
 pytestmark = pytest.mark.integration
 
@@ -53,23 +51,8 @@ hysteresis = 5
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
-    pg = PrivateCluster(tmp_path / "pg")
-    try:
-        yield pg
-    finally:
-        pg.stop()
-
-
-@pytest.fixture
-async def env(
-    kafka_bootstrap: str,
-    cluster: PrivateCluster,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> PipelineEnv:
-    return await make_env(kafka_bootstrap, cluster.dsn, unique_topic, unique_name, tmp_path)
+def env(cluster_env: PipelineEnv) -> PipelineEnv:
+    return cluster_env  # the pipeline on this test's own PostgreSQL cluster, to stop
 
 
 def frames(start_ms: int, temps: list[float], period_ms: int = 10_000) -> list[Message]:

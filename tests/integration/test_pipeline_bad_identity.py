@@ -13,9 +13,9 @@ from collections import Counter
 import asyncpg
 import pytest
 
+from devtools.sim.envelope import reseal
 from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
 from ingest.decoders import Frame, encode_frame
-from ingest.decoders.checksum import bcc
 from ingest.decoders.encoder import encode_block
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
@@ -45,11 +45,6 @@ BAD_IDS = [
     b"LNEVBAD 000000001",  # a space inside
     b"LNEVBAD000000001\x00",  # 16 characters, padded
 ]
-
-
-def _reseal(raw: bytearray) -> bytes:
-    raw[-1] = bcc(raw, 2, len(raw) - 1)
-    return bytes(raw)
 
 
 def _count_offsets(frame: Frame, types: set[int]) -> list[int]:
@@ -84,7 +79,7 @@ def _bad_messages(now_ms: int) -> tuple[list[Message], Counter[str]]:
             at = _count_offsets(frame, types)[0]
             raw[at] += 1
             want = "count_mismatch"
-        value = _reseal(raw)
+        value = reseal(raw)
         with pytest.raises(FrameError) as err:  # the test's own premise
             decode_rows(value)
         assert err.value.reason == want

@@ -5,91 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from devtools.devstack import Paths, ServiceState
-from devtools.devstack import kafka as kafkadev
 from devtools.sim.fleet import FleetOptions, fleet_messages
-from ingest.config.load import load_settings
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,
     Service,
     caught_up,
-    migrate_database,
     produce,
     ready,
     stored_offsets,
     stored_rows,
     until,
 )
+from tests.integration.private_services import PrivateKafka
 
 pytestmark = pytest.mark.integration
 
 
-class PrivateKafka:
-    """A single-node KRaft broker of this test's own (started by the devstack code)."""
-
-    def __init__(self, home: Path) -> None:
-        settings = load_settings()
-        self._home = home
-        self._cache = Paths.from_settings(settings).cache_dir
-        self._version = settings.devstack.kafka_version
-        self.state = self._up(None)
-
-    def _up(self, previous: ServiceState | None) -> ServiceState:
-        return kafkadev.up(
-            self._home,
-            previous,
-            cache_dir=self._cache,
-            version=self._version,
-            heap="512m",
-            topics={"veh": 4, "dlq": 1, "alerts": 1},
-            replication_factor=1,
-            timeout_s=180.0,
-        )
-
-    @property
-    def bootstrap(self) -> str:
-        return self.state.url
-
-    def stop(self) -> None:
-        kafkadev.down(self.state, 60)
-
-    def start(self) -> None:
-        port = self.state.port
-        self.state = self._up(self.state)
-        assert self.state.port == port, "restarted on another port; clients cannot follow"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka(tmp_path / "kafka")
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
-
-
 async def test_broker_restart_mid_run_loses_and_duplicates_nothing(
-    broker: PrivateKafka,
-    fresh_database: str,
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
+    broker: PrivateKafka, broker_env: PipelineEnv
 ) -> None:
-    await migrate_database(fresh_database)
-    env = PipelineEnv(
-        kafka=broker.bootstrap,
-        dsn=fresh_database,
-        topic="veh",
-        dlq="dlq",
-        alerts="alerts",
-        group=unique_name("group"),
-        tmp=tmp_path,
-    )
+    env = broker_env
     now_ms = time.time_ns() // 1_000_000
     fleet = FleetOptions(vehicles=200, minutes=10, bad_ratio=0.0, runaway=False, end_ms=now_ms)
     messages = list(fleet_messages(fleet))

@@ -6,48 +6,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.integration.pipeline_support import (
     PipelineEnv,
     Service,
-    migrate_database,
     ready,
     until,
 )
-from tests.integration.test_pipeline_broker import PrivateKafka
+from tests.integration.private_services import PrivateKafka
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka(tmp_path / "kafka")
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
-
-
 async def test_worker_restarted_while_broker_down_recovers_and_stops_cleanly(
-    broker: PrivateKafka,
-    fresh_database: str,
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
+    broker: PrivateKafka, broker_env: PipelineEnv
 ) -> None:
-    await migrate_database(fresh_database)
-    env = PipelineEnv(
-        kafka=broker.bootstrap,
-        dsn=fresh_database,
-        topic="veh",
-        dlq="dlq",
-        alerts="alerts",
-        group=unique_name("group"),
-        tmp=tmp_path,
-    )
+    env = broker_env
     svc = Service(env, "restart")
     try:
         await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from devtools.devstack import ServiceState
-from devtools.devstack import postgres as pgdev
 from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration.pipeline_support import (
     Expected,
@@ -20,57 +16,22 @@ from tests.integration.pipeline_support import (
     Service,
     caught_up,
     end_offsets,
-    make_env,
     produce,
     ready,
     stored_offsets,
     stored_rows,
     until,
 )
+from tests.integration.private_services import PrivateCluster
 
 pytestmark = pytest.mark.integration
 
 MAX_IN_FLIGHT = 4000
 
 
-class PrivateCluster:
-    """A PostgreSQL cluster of this test's own (initdb'd by the devstack code), to stop."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.state: ServiceState = pgdev.up(home, None, "", 120)
-
-    @property
-    def dsn(self) -> str:
-        return self.state.url
-
-    def stop(self) -> None:
-        pgdev.down(self.state, 60)
-
-    def start(self) -> None:
-        port = self.state.port
-        self.state = pgdev.up(self.home, self.state, "", 120)
-        assert self.state.port == port, "restarted on another port; the service cannot follow"
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
-    pg = PrivateCluster(tmp_path / "pg")
-    try:
-        yield pg
-    finally:
-        pg.stop()
-
-
-@pytest.fixture
-async def env(
-    kafka_bootstrap: str,
-    cluster: PrivateCluster,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> PipelineEnv:
-    return await make_env(kafka_bootstrap, cluster.dsn, unique_topic, unique_name, tmp_path)
+def env(cluster_env: PipelineEnv) -> PipelineEnv:
+    return cluster_env  # the pipeline on this test's own PostgreSQL cluster, to stop
 
 
 async def test_database_outage_pauses_then_resumes_without_loss(

@@ -20,11 +20,13 @@ from tests.integration.pipeline_support import (
     PipelineEnv,
     Service,
     caught_up,
+    hold_stall,
     produce,
     ready,
     stored_offsets,
     stored_rows,
     until,
+    until_write_waits_on_lock,
 )
 
 pytestmark = pytest.mark.integration
@@ -58,27 +60,14 @@ async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv
         await lock.execute(f"LOCK TABLE {SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
         await produce(env.kafka, env.topic, messages[third : 2 * third])
 
-        async def write_stalled() -> bool:
-            waiting = await lock.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return bool(waiting)
-
-        await until(write_stalled, timeout_s=60, what="a batch write waiting for the lock")
+        await until_write_waits_on_lock(lock)
         second = Service(env, "second", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
 
         async def revoking() -> bool:
             return first.metric("nev_ingest_rebalances_total", event="revoked") >= 1
 
         await until(revoking, timeout_s=60, what="the rebalance to reach the stalled worker")
-        stalled_since = time.monotonic()
-
-        async def stall_over() -> bool:
-            # The fault's duration, not a wait for a service: the revoke is blocked meanwhile.
-            return time.monotonic() - stalled_since >= STALL_S
-
-        await until(stall_over, timeout_s=STALL_S + 5, what="the stall")
+        await hold_stall(STALL_S)  # the revoke is blocked meanwhile
         await tx.rollback()
 
         await produce(env.kafka, env.topic, messages[2 * third :])
@@ -126,21 +115,8 @@ async def test_thirty_second_database_stall_keeps_the_worker_in_its_group(
         await lock.execute(f"LOCK TABLE {SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
         await produce(env.kafka, env.topic, messages[:half])
 
-        async def write_stalled() -> bool:
-            waiting = await lock.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return bool(waiting)
-
-        await until(write_stalled, timeout_s=60, what="a batch write waiting for the lock")
-        stalled_since = time.monotonic()
-
-        async def stall_over() -> bool:
-            # The fault's duration, not a wait for a service: the writes are blocked meanwhile.
-            return time.monotonic() - stalled_since >= LONG_STALL_S
-
-        await until(stall_over, timeout_s=LONG_STALL_S + 5, what="the stall")
+        await until_write_waits_on_lock(lock)
+        await hold_stall(LONG_STALL_S)  # the writes are blocked meanwhile
         await tx.rollback()
         await produce(env.kafka, env.topic, messages[half:])
         await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.sim.envelope import reseal
 from devtools.sim.framebuilder import TIME_HEX, VIN, build
 from ingest.decoders import FrameError, decode_frame, error_to_dict
-from ingest.decoders.checksum import bcc
 from ingest.decoders.fast import decode_rows
 
 pytestmark = pytest.mark.unit
@@ -23,8 +23,7 @@ def with_id(frame: bytes, ident: bytes) -> bytes:
     assert len(ident) == 17
     raw = bytearray(frame)
     raw[4:21] = ident
-    raw[-1] = bcc(raw, 2, len(raw) - 1)
-    return bytes(raw)
+    return reseal(raw)
 
 
 def rejected(frame: bytes) -> tuple[str, int]:

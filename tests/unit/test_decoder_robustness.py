@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.sim.envelope import seal
 from ingest.decoders import Frame, FrameError, decode_frame, encode_frame, frame_to_dict
-from ingest.decoders.checksum import bcc
 from ingest.decoders.errors import REASONS
 from tests.unit import strategies as s
 
@@ -34,15 +34,6 @@ def _check(data: bytes) -> None:
         encode_frame(frame)
 
 
-def _seal(body: bytes) -> bytes:
-    """Fix the length field and the BCC, so that the mutation reaches the data unit."""
-    if len(body) < 24:
-        return body
-    n = min(len(body) - 24, 0xFFFF)
-    framed = body[:22] + n.to_bytes(2, "big") + body[24 : 24 + n]
-    return framed + bytes((bcc(framed, 2, len(framed)),))
-
-
 @SETTINGS
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes(data: bytes) -> None:
@@ -61,7 +52,7 @@ def test_arbitrary_bytes(data: bytes) -> None:
 def test_valid_envelope_random_data_unit(
     start: bytes, command: int, response: int, vin: bytes, enc: int, unit: bytes
 ) -> None:
-    _check(_seal(start + bytes((command, response)) + vin + bytes((enc, 0, 0)) + unit))
+    _check(seal(start + bytes((command, response)) + vin + bytes((enc, 0, 0)) + unit))
 
 
 @SETTINGS
@@ -82,7 +73,7 @@ def test_mutated_frames(frame: Frame, data: st.DataObject) -> None:
         elif raw:
             raw[at] = data.draw(st.sampled_from([0x00, 0xFE, 0xFF, 0x80, 0x7F]))
     _check(bytes(raw))  # as mutated: mostly length / BCC rejections
-    _check(_seal(bytes(raw)))  # sealed: the mutation reaches the block decoders
+    _check(seal(bytes(raw)))  # sealed: the mutation reaches the block decoders
 
 
 @pytest.mark.parametrize("size", range(0, 30))

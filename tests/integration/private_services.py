@@ -1,0 +1,69 @@
+"""Services of one test's own, to stop and start in the middle of a run: a PostgreSQL cluster
+and a single-node Kafka broker, both started by the devstack code (the shared dev stack's
+services are never stopped by a test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devtools.devstack import Paths, ServiceState
+from devtools.devstack import kafka as kafkadev
+from devtools.devstack import postgres as pgdev
+from ingest.config.load import load_settings
+
+__all__ = ["PrivateCluster", "PrivateKafka"]
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of this test's own (initdb'd by the devstack code), to stop."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.state: ServiceState = pgdev.up(home, None, "", 120)
+
+    @property
+    def dsn(self) -> str:
+        return self.state.url
+
+    def stop(self) -> None:
+        pgdev.down(self.state, 60)
+
+    def start(self) -> None:
+        port = self.state.port
+        self.state = pgdev.up(self.home, self.state, "", 120)
+        assert self.state.port == port, "restarted on another port; the service cannot follow"
+
+
+class PrivateKafka:
+    """A single-node KRaft broker of this test's own (started by the devstack code)."""
+
+    def __init__(self, home: Path) -> None:
+        settings = load_settings()
+        self._home = home
+        self._cache = Paths.from_settings(settings).cache_dir
+        self._version = settings.devstack.kafka_version
+        self.state = self._up(None)
+
+    def _up(self, previous: ServiceState | None) -> ServiceState:
+        return kafkadev.up(
+            self._home,
+            previous,
+            cache_dir=self._cache,
+            version=self._version,
+            heap="512m",
+            topics={"veh": 4, "dlq": 1, "alerts": 1},
+            replication_factor=1,
+            timeout_s=180.0,
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return self.state.url
+
+    def stop(self) -> None:
+        kafkadev.down(self.state, 60)
+
+    def start(self) -> None:
+        port = self.state.port
+        self.state = self._up(self.state)
+        assert self.state.port == port, "restarted on another port; clients cannot follow"
