@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -241,7 +242,9 @@ class SimVehicle:
         codes = (f"0RJPEA{self.vin[-10:]}{seq:08d}",)
         body = Login(
             login_seq=seq,
-            iccid=f"898609{abs(hash(self.vin)) % 10**14:014d}",
+            # zlib.crc32, not hash(): str hashes change per process (PYTHONHASHSEED), and the
+            # fleet must be the same bytes for the same seed in every run.
+            iccid=f"898609{zlib.crc32(self.vin.encode()) % 10**14:014d}",
             pack_codes=codes,
             ress_count=1 if self.edition == 2016 else None,
             code_length=len(codes[0]) if self.edition == 2016 else None,

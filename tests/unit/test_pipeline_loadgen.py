@@ -4,6 +4,9 @@ them on Kafka)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -57,3 +60,28 @@ def test_bench_frames_are_distinct_real_frames() -> None:
     pairs = list(realtime_frames(50, 4, start_ms=END_MS - 60_000))
     keys = {(r.vin, r.ts_ms) for r in (decode_rows(v) for _, v in pairs)}
     assert len(pairs) == len(keys) == 200
+
+
+_FLEET_DIGEST = """
+import hashlib
+from devtools.sim.fleet import FleetOptions, fleet_messages
+digest = hashlib.sha256()
+for m in fleet_messages(FleetOptions(vehicles=20, minutes=2, end_ms=1_780_000_000_000)):
+    digest.update(m.key + m.value)
+print(digest.hexdigest())
+"""
+
+
+def test_the_fleet_is_the_same_bytes_for_a_seed_in_every_process() -> None:
+    # str hashes differ per process (PYTHONHASHSEED): nothing of the fleet may depend on them.
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _FLEET_DIGEST],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1, digests
