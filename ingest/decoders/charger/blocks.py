@@ -59,10 +59,20 @@ _VIN_BYTES: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PAD: Final = frozenset(b"\x00 ")
 
 
+# Identifiers by their raw bytes: a consumer sees the same connectors every few seconds, and
+# checking 26 bytes one by one in Python costs more than the rest of a block. Only valid
+# identifiers are cached; the cache is cleared when full (bounded memory).
+_IDS: dict[bytes, str | None] = {}
+_IDS_MAX: Final = 200_000
+
+
 def opt_code_string(buf: bytes, off: int, size: int, what: str) -> str | None:
     """A fixed-width identifier: printable ASCII, then only NUL/space padding; ``None`` when
     the field is all padding; ``bad_field`` for any other byte."""
     raw = buf[off : off + size]
+    hit = _IDS.get(raw, _IDS)
+    if hit is not _IDS:
+        return hit  # type: ignore[return-value]
     n = size
     while n and raw[n - 1] in _PAD:
         n -= 1
@@ -73,7 +83,11 @@ def opt_code_string(buf: bytes, off: int, size: int, what: str) -> str | None:
             raise FrameError(
                 BAD_FIELD, off + i, f"{what}: byte {raw[i]:#04x} is not printable ASCII"
             )
-    return raw[:n].decode("ascii")
+    text = raw[:n].decode("ascii")
+    if len(_IDS) >= _IDS_MAX:
+        _IDS.clear()
+    _IDS[raw] = text
+    return text
 
 
 def code_string(buf: bytes, off: int, size: int, what: str) -> str:
@@ -246,10 +260,13 @@ def _decode_demand(buf: bytes, off: int, end: int) -> tuple[Record, int]:
     raw = buf[p : p + VIN_SIZE]
     vin: str | None = None
     if raw.strip(b"\x00"):  # all NUL: no vehicle identified (e.g. an AC charge without BMS)
-        for i, b in enumerate(raw):
-            if b not in _VIN_BYTES:
-                raise FrameError(BAD_FIELD, p + i, f"VIN byte {b:#04x}: 17 digits/letters")
-        vin = raw.decode("ascii")
+        vin = _IDS.get(raw)  # only valid VINs are cached: a VIN and a ConnectorID are
+        if vin is None:  # never the same 17 vs 26 bytes
+            for i, b in enumerate(raw):
+                if b not in _VIN_BYTES:
+                    raise FrameError(BAD_FIELD, p + i, f"VIN byte {b:#04x}: 17 digits/letters")
+            vin = raw.decode("ascii")
+            _IDS[raw] = vin
     values, quality = _DEMAND.read(buf, p + VIN_SIZE, end, "vehicle demand")
     soc, dv, di = values
     return VehicleDemand(cid, vin, soc, dv, di, quality), off + size
