@@ -1,0 +1,51 @@
+"""Chargers: the GB/T 32960-style charger profile (``nev.charger.raw``) and the operators'
+T/CEC 102 pushes (``nev.charger.tcec``), both to the rows of ``contract.charger``.
+
+    decode_charger_frame(bytes) -> ChargerFrame     structured records; FrameError only
+    encode_charger_frame(ChargerFrame) -> bytes     the inverse (tests, load generator)
+    decode_charger_rows(bytes, received_at)         the pipeline's path: flat rows
+    decode_tcec(json, interface, operator, t)       a T/CEC 102 push: the same rows
+
+Layouts, codes and sources: docs/protocols/charger.md.
+"""
+
+from __future__ import annotations
+
+from ingest.decoders.charger.blocks import (
+    ChargeOrder,
+    ConnectorEntry,
+    ConnectorStatus,
+    Faults,
+    Output,
+    VehicleDemand,
+)
+from ingest.decoders.charger.frame import (
+    COMMANDS,
+    ChargerFrame,
+    ChargerLogin,
+    ChargerLogout,
+    decode_charger_frame,
+    encode_charger_frame,
+)
+from ingest.decoders.charger.rows import decode_charger_rows, rows_of_charger_frame
+from ingest.decoders.charger.tcec import INTERFACES, TCEC_REASONS, decode_tcec
+
+__all__ = [
+    "COMMANDS",
+    "INTERFACES",
+    "TCEC_REASONS",
+    "ChargeOrder",
+    "ChargerFrame",
+    "ChargerLogin",
+    "ChargerLogout",
+    "ConnectorEntry",
+    "ConnectorStatus",
+    "Faults",
+    "Output",
+    "VehicleDemand",
+    "decode_charger_frame",
+    "decode_charger_rows",
+    "decode_tcec",
+    "encode_charger_frame",
+    "rows_of_charger_frame",
+]

@@ -1,0 +1,149 @@
+"""Charger frames to the flat rows of ``contract.charger`` (the pipeline's path).
+
+One walk of the frame (``decode_charger_frame``) and a join by ConnectorID: a connector's
+output block (0x02) and vehicle/BMS block (0x03) in one frame make one telemetry row; its
+order block (0x04) a session ``progress`` row carrying that output's energy and that vehicle's
+VIN; a status block (0x01) a status row; a fault block (0x05) a fault row. A login gives the
+connectors' registration rows. Responses and encrypted frames carry only the envelope.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from contract.charger import (
+    SOURCE_FRAME,
+    ChargerFaultRow,
+    ChargerRows,
+    ChargerTelemetryRow,
+    ChargingSessionRow,
+    ConnectorInfoRow,
+    ConnectorStatusRow,
+)
+from ingest.decoders.charger.blocks import (
+    ChargeOrder,
+    ConnectorStatus,
+    Faults,
+    Output,
+    VehicleDemand,
+)
+from ingest.decoders.charger.frame import (
+    RESPONSE_COMMAND,
+    ChargerFrame,
+    ChargerLogin,
+    decode_charger_frame,
+)
+
+__all__ = ["decode_charger_rows", "rows_of_charger_frame"]
+
+_NO_OUTPUT: Final = (None, None, None, None, None)
+_NO_DEMAND: Final = (None, None, None, None)
+
+
+def decode_charger_rows(
+    frame: bytes | bytearray | memoryview, received_at: datetime | None = None
+) -> ChargerRows:
+    """One whole charger frame to rows; raises ``FrameError`` only."""
+    return rows_of_charger_frame(decode_charger_frame(frame), received_at)
+
+
+def rows_of_charger_frame(frame: ChargerFrame, received_at: datetime | None = None) -> ChargerRows:
+    """The rows of a decoded charger frame."""
+    op = frame.operator_id
+    rows = ChargerRows(
+        operator_id=op,
+        charger_id=frame.charger_id,
+        command=frame.command,
+        ts_ms=frame.ts_ms,
+        response=frame.response,
+        encrypted=frame.encrypted,
+    )
+    ts = frame.time
+    if ts is None or frame.response != RESPONSE_COMMAND:
+        return rows
+    body = frame.body
+    if isinstance(body, ChargerLogin):
+        for e in body.connectors:
+            rows.connectors.append(
+                ConnectorInfoRow(
+                    op,
+                    e.connector_id,
+                    ts,
+                    body.station_id,
+                    body.equipment_id,
+                    frame.charger_id,
+                    e.connector_type,
+                    e.voltage_upper_v,
+                    e.voltage_lower_v,
+                    e.current_a,
+                    e.power_kw,
+                    e.national_standard,
+                    SOURCE_FRAME,
+                )
+            )
+        return rows
+    outputs: dict[str, Output] = {}
+    demands: dict[str, VehicleDemand] = {}
+    orders: list[ChargeOrder] = []
+    for b in frame.blocks:
+        if isinstance(b, Output):
+            outputs[b.connector_id] = b
+        elif isinstance(b, VehicleDemand):
+            demands[b.connector_id] = b
+        elif isinstance(b, ConnectorStatus):
+            rows.statuses.append(
+                ConnectorStatusRow(
+                    op, b.connector_id, ts, b.status, b.park_status, b.lock_status, SOURCE_FRAME
+                )
+            )
+        elif isinstance(b, ChargeOrder):
+            orders.append(b)
+        elif isinstance(b, Faults):
+            rows.faults.append(
+                ChargerFaultRow(
+                    op, b.connector_id, ts, frame.charger_id, list(b.codes), SOURCE_FRAME
+                )
+            )
+    # Connectors in first-seen order (output first, then demand-only ones): stable rows.
+    for cid in dict.fromkeys([*outputs, *demands]):
+        o = outputs.get(cid)
+        d = demands.get(cid)
+        out = (
+            _NO_OUTPUT
+            if o is None
+            else (o.voltage_v, o.current_a, o.power_kw, o.energy_kwh, o.connector_temp_c)
+        )
+        dem = (
+            _NO_DEMAND
+            if d is None
+            else (d.vin, d.soc_pct, d.bms_voltage_demand_v, d.bms_current_demand_a)
+        )
+        rows.telemetry.append(
+            ChargerTelemetryRow(
+                op, cid, ts, received_at, frame.charger_id, *out, *dem, SOURCE_FRAME
+            )
+        )
+    for r in orders:
+        o = outputs.get(r.connector_id)
+        d = demands.get(r.connector_id)
+        rows.sessions.append(
+            ChargingSessionRow(
+                op,
+                r.connector_id,
+                ts,
+                r.start_charge_seq,
+                "progress",
+                r.state,
+                r.start_time,
+                None,
+                None if o is None else o.energy_kwh,
+                r.elec_money,
+                r.service_money,
+                r.total_money,
+                None,
+                None if d is None else d.vin,
+                SOURCE_FRAME,
+            )
+        )
+    return rows

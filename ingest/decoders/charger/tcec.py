@@ -1,0 +1,288 @@
+"""T/CEC 102 business JSON (``nev.charger.tcec``) to the rows of ``contract.charger``.
+
+The gateway checks and opens the operator's envelope (OperatorID, AES-128-CBC + Base64 Data,
+TimeStamp, Seq, HMAC-MD5 Sig) and puts the decrypted ``Data`` on the topic with the operator
+id, the interface name and the envelope TimeStamp in headers; this module reads that JSON.
+
+    rows = decode_tcec(data, "notification_stationStatus", "MA01H3BQ2", pushed_at)
+
+Field names and codes are the standard's (docs/protocols/charger.md, "T/CEC 102 pushes").
+A message is taken whole or not at all: a missing required field, a code outside the
+standard's set, a time that is not "yyyy-MM-dd HH:mm:ss" or a value of the wrong type
+rejects the message with a named reason (``FrameError``, offset 0, or the JSON error's
+position for ``bad_json``), and nothing is filled in by guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from contract.charger import (
+    SOURCE_TCEC,
+    ChargerRows,
+    ChargerTelemetryRow,
+    ChargingSessionRow,
+    ConnectorInfoRow,
+    ConnectorStatusRow,
+)
+from contract.clock import CHINA_TZ
+from ingest.decoders.charger.blocks import (
+    CONNECTOR_STATUS,
+    CONNECTOR_TYPES,
+    LOCK_STATUS,
+    ORDER_STATES,
+    PARK_STATUS,
+)
+from ingest.decoders.errors import BAD_FIELD, FrameError
+
+__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec"]
+
+BAD_JSON: Final = "bad_json"  # not JSON, or not a JSON object
+UNKNOWN_INTERFACE: Final = "unknown_interface"  # an interface name this decoder does not read
+MISSING_FIELD: Final = "missing_field"  # a field the standard requires is absent or null
+BAD_CODE: Final = "bad_code"  # an enumerated field outside the standard's codes
+BAD_TIME: Final = "bad_time"  # a time that is not "yyyy-MM-dd HH:mm:ss"
+TCEC_REASONS: Final = frozenset({BAD_JSON, UNKNOWN_INTERFACE, MISSING_FIELD, BAD_CODE, BAD_TIME})
+# ... plus ``bad_field`` (ingest.decoders.errors): a value of the wrong type or size.
+
+STOP_REASONS: Final = frozenset(range(100))  # 0..4 defined, 5..99 operator-defined
+NATIONAL_STANDARDS: Final = frozenset({1, 2})
+ID_MAX: Final = 50  # ConnectorID: 26 in T/CEC 102.4; regional profiles allow up to 50
+SEQ_SIZE: Final = 27
+
+_Obj = dict[str, Any]
+
+
+def _fail(reason: str, detail: str) -> FrameError:
+    return FrameError(reason, 0, detail)
+
+
+def _get(obj: _Obj, key: str, path: str) -> Any:
+    v = obj.get(key)
+    if v is None:
+        raise _fail(MISSING_FIELD, f"{path}{key} is required")
+    return v
+
+
+def _obj(v: Any, path: str) -> _Obj:
+    if type(v) is not dict:
+        raise _fail(BAD_FIELD, f"{path} must be an object")
+    return v
+
+
+def _str(obj: _Obj, key: str, path: str, size: int = ID_MAX) -> str:
+    v = _get(obj, key, path)
+    if type(v) is not str or not v or len(v) > size or not v.isascii() or not v.isprintable():
+        raise _fail(BAD_FIELD, f"{path}{key} must be 1..{size} printable ASCII characters")
+    return v
+
+
+def _opt_str(obj: _Obj, key: str, path: str, size: int) -> str | None:
+    return None if obj.get(key) is None else _str(obj, key, path, size)
+
+
+def _num(obj: _Obj, key: str, path: str, required: bool = True) -> float | None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise _fail(MISSING_FIELD, f"{path}{key} is required")
+        return None
+    if type(v) is not int and type(v) is not float:
+        raise _fail(BAD_FIELD, f"{path}{key} must be a number, not {type(v).__name__}")
+    return v
+
+
+def _code(obj: _Obj, key: str, path: str, codes: frozenset[int], required: bool = True) -> Any:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise _fail(MISSING_FIELD, f"{path}{key} is required")
+        return None
+    if type(v) is not int or v not in codes:
+        raise _fail(BAD_CODE, f"{path}{key} = {v!r} is not one of {sorted(codes)}")
+    return v
+
+
+def _time(obj: _Obj, key: str, path: str) -> datetime:
+    v = _get(obj, key, path)
+    # "yyyy-MM-dd HH:mm:ss", Beijing time; fromisoformat alone would also take zones, "T",
+    # fractions and dates without a time, which the standard does not.
+    if type(v) is not str or len(v) != 19 or v[10] != " " or v[4] != "-" or v[13] != ":":
+        raise _fail(BAD_TIME, f"{path}{key} = {v!r}: expected 'yyyy-MM-dd HH:mm:ss'")
+    try:
+        return datetime.fromisoformat(v).replace(tzinfo=CHINA_TZ)
+    except ValueError:
+        raise _fail(BAD_TIME, f"{path}{key} = {v!r}: not a date and time") from None
+
+
+def _seq(obj: _Obj, path: str) -> str:
+    seq = _str(obj, "StartChargeSeq", path, SEQ_SIZE)
+    if len(seq) != SEQ_SIZE:
+        raise _fail(BAD_FIELD, f"{path}StartChargeSeq {seq!r} must be 27 characters")
+    return seq
+
+
+def _station_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> None:
+    info = data.get("ConnectorStatusInfo")
+    if info is None:
+        raise _fail(MISSING_FIELD, "ConnectorStatusInfo is required")
+    # The standard pushes one object; some platforms send a list of them: both are read,
+    # and one bad entry rejects the message.
+    items = info if type(info) is list else [info]
+    if not items:
+        raise _fail(MISSING_FIELD, "ConnectorStatusInfo is empty")
+    for i, raw in enumerate(items):
+        path = f"ConnectorStatusInfo[{i}]." if type(info) is list else "ConnectorStatusInfo."
+        o = _obj(raw, path[:-1])
+        rows.statuses.append(
+            ConnectorStatusRow(
+                op,
+                _str(o, "ConnectorID", path),
+                pushed_at,
+                _code(o, "Status", path, CONNECTOR_STATUS),
+                _code(o, "ParkStatus", path, PARK_STATUS, required=False),
+                _code(o, "LockStatus", path, LOCK_STATUS, required=False),
+                SOURCE_TCEC,
+            )
+        )
+
+
+def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> None:
+    seq = _seq(data, "")
+    state = _code(data, "StartChargeSeqStat", "", ORDER_STATES)
+    cid = _str(data, "ConnectorID", "")
+    status = _code(data, "ConnectorStatus", "", CONNECTOR_STATUS)
+    current = _num(data, "CurrentA", "")
+    voltage = _num(data, "VoltageA", "")
+    soc = _num(data, "Soc", "")
+    start = _time(data, "StartTime", "")
+    ts = _time(data, "EndTime", "")  # "本次采样时间": the time of this sample
+    energy = _num(data, "TotalPower", "")
+    vin = _opt_str(data, "Vin", "", 17)
+    if soc is not None and not 0 <= soc <= 100:
+        raise _fail(BAD_FIELD, f"Soc = {soc!r} is not 0..100")
+    rows.statuses.append(ConnectorStatusRow(op, cid, ts, status, None, None, SOURCE_TCEC))
+    rows.telemetry.append(
+        ChargerTelemetryRow(
+            op,
+            cid,
+            ts,
+            None,
+            None,
+            voltage,
+            current,
+            None,
+            energy,
+            None,
+            vin,
+            soc,
+            None,
+            None,
+            SOURCE_TCEC,
+        )
+    )
+    rows.sessions.append(
+        ChargingSessionRow(
+            op, cid, ts, seq, "progress", state, start, None, energy,
+            _num(data, "ElecMoney", "", False), _num(data, "SeviceMoney", "", False),
+            _num(data, "TotalMoney", "", False), None, vin, SOURCE_TCEC,
+        )
+    )  # fmt: skip
+
+
+def _order_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> None:
+    seq = _seq(data, "")
+    cid = _str(data, "ConnectorID", "")
+    start = _time(data, "StartTime", "")
+    end = _time(data, "EndTime", "")
+    energy = _num(data, "TotalPower", "")
+    elec = _num(data, "TotalElecMoney", "")
+    service = _num(data, "TotalSeviceMoney", "")
+    total = _num(data, "TotalMoney", "")
+    stop = _code(data, "StopReason", "", STOP_REASONS)
+    vin = _opt_str(data, "Vin", "", 17)
+    if end < start:
+        raise _fail(BAD_TIME, f"EndTime {end:%Y-%m-%d %H:%M:%S} is before StartTime")
+    rows.sessions.append(
+        ChargingSessionRow(
+            op, cid, end, seq, "order", None, start, end, energy, elec, service, total, stop,
+            vin, SOURCE_TCEC,
+        )
+    )  # fmt: skip
+
+
+def _station_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> None:
+    st = _obj(_get(data, "StationInfo", ""), "StationInfo")
+    station = _str(st, "StationID", "StationInfo.", 20)
+    equipments = _get(st, "EquipmentInfos", "StationInfo.")
+    if type(equipments) is not list:
+        raise _fail(BAD_FIELD, "StationInfo.EquipmentInfos must be a list")
+    for i, eq_raw in enumerate(equipments):
+        ep = f"StationInfo.EquipmentInfos[{i}]."
+        eq = _obj(eq_raw, ep[:-1])
+        equipment = _str(eq, "EquipmentID", ep, 23)
+        connectors = _get(eq, "ConnectorInfos", ep)
+        if type(connectors) is not list:
+            raise _fail(BAD_FIELD, f"{ep}ConnectorInfos must be a list")
+        for j, c_raw in enumerate(connectors):
+            cp = f"{ep}ConnectorInfos[{j}]."
+            c = _obj(c_raw, cp[:-1])
+            upper = _num(c, "VoltageUpperLimits", cp)
+            lower = _num(c, "VoltageLowerLimits", cp)
+            current = _num(c, "Current", cp)
+            rows.connectors.append(
+                ConnectorInfoRow(
+                    op,
+                    _str(c, "ConnectorID", cp),
+                    pushed_at,
+                    station,
+                    equipment,
+                    None,
+                    _code(c, "ConnectorType", cp, CONNECTOR_TYPES),
+                    None if upper is None else int(upper),
+                    None if lower is None else int(lower),
+                    None if current is None else int(current),
+                    _num(c, "Power", cp),
+                    _code(c, "NationalStandard", cp, NATIONAL_STANDARDS, required=False),
+                    SOURCE_TCEC,
+                )
+            )
+
+
+_Handler = Callable[[_Obj, str, datetime, ChargerRows], None]
+INTERFACES: Final[dict[str, _Handler]] = {
+    "notification_stationStatus": _station_status,
+    "notification_equip_charge_status": _charge_status,
+    "notification_charge_order_info": _order_info,
+    "notification_stationInfo": _station_info,
+}
+
+
+def decode_tcec(
+    data: bytes | bytearray | memoryview, interface: str, operator_id: str, pushed_at: datetime
+) -> ChargerRows:
+    """One T/CEC 102 push (the decrypted ``Data``) to rows; ``pushed_at`` (the envelope's
+    TimeStamp, aware) is the time of the interfaces that carry none of their own (status
+    and station pushes). Raises ``FrameError`` only."""
+    handler = INTERFACES.get(interface)
+    if handler is None:
+        raise _fail(
+            UNKNOWN_INTERFACE, f"interface {interface!r} is not one of {sorted(INTERFACES)}"
+        )
+    if len(operator_id) != 9 or not operator_id.isascii() or not operator_id.isalnum():
+        raise _fail(BAD_FIELD, f"operator id {operator_id!r}: 9 letters or digits (OperatorID)")
+    try:
+        doc = orjson.loads(bytes(data))
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(BAD_JSON, exc.pos, f"{interface}: {exc.msg}") from None
+    if type(doc) is not dict:
+        raise _fail(
+            BAD_JSON, f"{interface}: the data is a JSON {type(doc).__name__}, not an object"
+        )
+    rows = ChargerRows(operator_id=operator_id)
+    handler(doc, operator_id, pushed_at, rows)
+    return rows

@@ -1,0 +1,276 @@
+"""T/CEC 102 pushes: samples built from the published field lists (docs/protocols/charger.md,
+"T/CEC 102 pushes"), and bad and partial messages, each rejected with its named reason."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from contract.clock import CHINA_TZ
+from ingest.decoders import FrameError
+from ingest.decoders.charger import decode_tcec
+
+OP = "MA01H3BQ2"
+CID = "MA01H3BQ2P000000101"
+SEQ = "MA01H3BQ2202503011000000001"  # OperatorID + 18 = 27
+PUSHED = datetime(2025, 3, 1, 10, 0, 5, tzinfo=CHINA_TZ)
+
+STATUS: dict[str, Any] = {
+    "ConnectorStatusInfo": {"ConnectorID": CID, "Status": 3, "ParkStatus": 50, "LockStatus": 10}
+}
+CHARGE_STATUS: dict[str, Any] = {
+    "StartChargeSeq": SEQ,
+    "StartChargeSeqStat": 2,
+    "ConnectorID": CID,
+    "ConnectorStatus": 3,
+    "CurrentA": 125.5,
+    "CurrentB": 0,
+    "CurrentC": 0,
+    "VoltageA": 400.0,
+    "VoltageB": 0,
+    "VoltageC": 0,
+    "Soc": 55.5,
+    "StartTime": "2025-03-01 09:30:00",
+    "EndTime": "2025-03-01 10:00:00",
+    "TotalPower": 25.125,
+    "ElecMoney": 20.1,
+    "SeviceMoney": 10.05,
+    "TotalMoney": 30.15,
+    "SumPeriod": 1,
+    "ChargeDetails": [
+        {
+            "DetailStartTime": "2025-03-01 09:30:00",
+            "DetailEndTime": "2025-03-01 10:00:00",
+            "ElecPrice": 0.8,
+            "SevicePrice": 0.4,
+            "DetailPower": 25.125,
+            "DetailElecMoney": 20.1,
+            "DetailSeviceMoney": 10.05,
+        }
+    ],
+}
+ORDER: dict[str, Any] = {
+    "StartChargeSeq": SEQ,
+    "ConnectorID": CID,
+    "StartTime": "2025-03-01 09:30:00",
+    "EndTime": "2025-03-01 10:30:00",
+    "TotalPower": 50.25,
+    "TotalElecMoney": 40.2,
+    "TotalSeviceMoney": 20.1,
+    "TotalMoney": 60.3,
+    "StopReason": 2,
+    "SumPeriod": 1,
+    "ChargeDetails": [],
+}
+STATION: dict[str, Any] = {
+    "StationInfo": {
+        "StationID": "3101150001",
+        "OperatorID": OP,
+        "EquipmentOwnerID": OP,
+        "StationName": "Demo station",
+        "StationStatus": 50,
+        "EquipmentInfos": [
+            {
+                "EquipmentID": "3101150001000001",
+                "EquipmentType": 1,
+                "ConnectorInfos": [
+                    {
+                        "ConnectorID": CID,
+                        "ConnectorName": "gun 1",
+                        "ConnectorType": 4,
+                        "VoltageUpperLimits": 1000,
+                        "VoltageLowerLimits": 200,
+                        "Current": 250,
+                        "Power": 125.0,
+                        "NationalStandard": 2,
+                    }
+                ],
+            }
+        ],
+    }
+}
+
+
+def _decode(doc: Any, interface: str) -> Any:
+    return decode_tcec(orjson.dumps(doc), interface, OP, PUSHED)
+
+
+def test_station_status_push_is_a_status_row_at_the_push_time() -> None:
+    rows = _decode(STATUS, "notification_stationStatus")
+    assert [tuple(r) for r in rows.statuses] == [(OP, CID, PUSHED, 3, 50, 10, "tcec")]
+    listed = {
+        "ConnectorStatusInfo": [STATUS["ConnectorStatusInfo"], {"ConnectorID": "X2", "Status": 255}]
+    }
+    rows = _decode(listed, "notification_stationStatus")
+    assert [(r.connector_id, r.status, r.park_status) for r in rows.statuses] == [
+        (CID, 3, 50),
+        ("X2", 255, None),
+    ]
+
+
+def test_charge_status_push_gives_telemetry_session_progress_and_status() -> None:
+    rows = _decode(CHARGE_STATUS, "notification_equip_charge_status")
+    ts = datetime(2025, 3, 1, 10, 0, tzinfo=CHINA_TZ)
+    (t,) = rows.telemetry
+    assert (t.connector_id, t.ts, t.voltage_v, t.current_a, t.energy_kwh, t.soc_pct) == (
+        CID, ts, 400.0, 125.5, 25.125, 55.5,
+    )  # fmt: skip
+    assert (t.power_kw, t.bms_voltage_demand_v, t.vin) == (None, None, None)  # not carried
+    (s,) = rows.sessions
+    assert (s.start_charge_seq, s.event, s.state, s.energy_kwh, s.service_money) == (
+        SEQ, "progress", 2, 25.125, 10.05,
+    )  # fmt: skip
+    assert s.start_time == datetime(2025, 3, 1, 9, 30, tzinfo=CHINA_TZ)
+    assert [(r.status, r.ts) for r in rows.statuses] == [(3, ts)]
+
+
+def test_completed_order_is_an_order_row_at_its_end_time() -> None:
+    (s,) = _decode(ORDER, "notification_charge_order_info").sessions
+    assert (s.event, s.state, s.energy_kwh, s.total_money, s.stop_reason) == (
+        "order", None, 50.25, 60.3, 2,
+    )  # fmt: skip
+    assert s.ts == s.end_time == datetime(2025, 3, 1, 10, 30, tzinfo=CHINA_TZ)
+
+
+def test_station_info_registers_connectors() -> None:
+    (c,) = _decode(STATION, "notification_stationInfo").connectors
+    assert tuple(c) == (
+        OP, CID, PUSHED, "3101150001", "3101150001000001", None, 4, 1000, 200, 250, 125.0, 2,
+        "tcec",
+    )  # fmt: skip
+
+
+def _without(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != key}
+
+
+def _with(doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return {**doc, **kw}
+
+
+@pytest.mark.parametrize(
+    ("data", "interface", "reason"),
+    [
+        (b'{"ConnectorStatusInfo": {', "notification_stationStatus", "bad_json"),
+        (b"[1, 2]", "notification_stationStatus", "bad_json"),
+        (orjson.dumps(STATUS), "notification_stationStatus_v2", "unknown_interface"),
+        (b"{}", "notification_stationStatus", "missing_field"),
+        (
+            orjson.dumps({"ConnectorStatusInfo": {"ConnectorID": CID}}),
+            "notification_stationStatus",
+            "missing_field",
+        ),
+        (
+            orjson.dumps({"ConnectorStatusInfo": {"ConnectorID": CID, "Status": 5}}),
+            "notification_stationStatus",
+            "bad_code",
+        ),
+        (
+            orjson.dumps({"ConnectorStatusInfo": {"ConnectorID": CID, "Status": True}}),
+            "notification_stationStatus",
+            "bad_code",
+        ),
+        (
+            # partial: the second entry is bad, so the whole message is rejected
+            orjson.dumps({"ConnectorStatusInfo": [STATUS["ConnectorStatusInfo"], {"Status": 1}]}),
+            "notification_stationStatus",
+            "missing_field",
+        ),
+        (
+            orjson.dumps({"ConnectorStatusInfo": {"ConnectorID": 42, "Status": 1}}),
+            "notification_stationStatus",
+            "bad_field",
+        ),
+        (
+            orjson.dumps(_without(CHARGE_STATUS, "TotalPower")),
+            "notification_equip_charge_status",
+            "missing_field",
+        ),
+        (
+            orjson.dumps(_with(CHARGE_STATUS, StartChargeSeqStat=6)),
+            "notification_equip_charge_status",
+            "bad_code",
+        ),
+        (
+            orjson.dumps(_with(CHARGE_STATUS, EndTime="2025-03-01T10:00:00")),
+            "notification_equip_charge_status",
+            "bad_time",
+        ),
+        (
+            orjson.dumps(_with(CHARGE_STATUS, EndTime="2025-02-30 10:00:00")),
+            "notification_equip_charge_status",
+            "bad_time",
+        ),
+        (
+            orjson.dumps(_with(CHARGE_STATUS, CurrentA="125.5")),
+            "notification_equip_charge_status",
+            "bad_field",
+        ),
+        (
+            orjson.dumps(_with(CHARGE_STATUS, StartChargeSeq="short")),
+            "notification_equip_charge_status",
+            "bad_field",
+        ),
+        (
+            orjson.dumps(_with(CHARGE_STATUS, Soc=101)),
+            "notification_equip_charge_status",
+            "bad_field",
+        ),
+        (
+            orjson.dumps(_without(ORDER, "StopReason")),
+            "notification_charge_order_info",
+            "missing_field",
+        ),
+        (
+            orjson.dumps(_with(ORDER, EndTime="2025-03-01 09:00:00")),
+            "notification_charge_order_info",
+            "bad_time",
+        ),
+        (
+            orjson.dumps(_with(ORDER, TotalMoney=None)),
+            "notification_charge_order_info",
+            "missing_field",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "StationInfo": {
+                        "StationID": "1",
+                        "EquipmentInfos": [
+                            {
+                                "EquipmentID": "E",
+                                "ConnectorInfos": [
+                                    {
+                                        "ConnectorID": CID,
+                                        "ConnectorType": 9,
+                                        "VoltageUpperLimits": 1,
+                                        "VoltageLowerLimits": 1,
+                                        "Current": 1,
+                                        "Power": 1,
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                }
+            ),
+            "notification_stationInfo",
+            "bad_code",
+        ),
+    ],
+)
+def test_bad_and_partial_messages_are_rejected_with_their_reason(
+    data: bytes, interface: str, reason: str
+) -> None:
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(data, interface, OP, PUSHED)
+    assert exc.value.reason == reason
+
+
+def test_a_bad_operator_header_is_rejected() -> None:
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(STATUS), "notification_stationStatus", "MA01", PUSHED)
+    assert exc.value.reason == "bad_field"
