@@ -3,8 +3,10 @@ builder add the header, length and BCC, so a golden case reads as the spec table
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from contract.clock import CHINA_TZ
 from ingest.decoders import FrameError, decode_frame, frame_to_dict
 from ingest.decoders.checksum import bcc
 
@@ -50,3 +52,9 @@ def reject(frame: bytes) -> FrameError:
     except FrameError as exc:
         return exc
     raise AssertionError("the frame was accepted")
+
+
+def time_hex(ts: datetime) -> str:
+    """The 6-byte collection time of a data unit for ``ts`` (Beijing time, whole seconds)."""
+    t = ts.astimezone(CHINA_TZ)
+    return bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second)).hex()
