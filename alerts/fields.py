@@ -27,7 +27,9 @@ Value = int | float | None
 Extractor = Callable[[FrameRows], tuple[Value, ...]]
 
 # VehicleRow fields that are not numbers a rule could compare.
-_NOT_NUMERIC: Final = frozenset({"vin", "ts", "received_at", "position_valid", "extremes_derived"})
+_NOT_NUMERIC: Final = frozenset(
+    {"vin", "ts", "received_at", "position_valid", "extremes_derived", "signature_missing"}
+)
 _VEHICLE: Final = {name: i for i, name in enumerate(VehicleRow._fields) if name not in _NOT_NUMERIC}
 _PACK: Final = {
     name: i

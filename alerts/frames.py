@@ -29,12 +29,13 @@ _DEFAULTS: Final[dict[str, Any]] = {
     **dict.fromkeys(VehicleRow._fields),
     "extremes_derived": False,
     "fault_count": 0,
+    "signature_missing": False,
 }
 _PACK_KEYS: Final = frozenset(PackRow._fields) | {"cells_mv", "probes_c"}
 # What a JSON frame may give for a field (the decoder gives nothing else, and the rule engine
 # relies on it: a string or a list where a number belongs would make a comparison raise).
 _FLAGS: Final = frozenset({"general_flags"})  # a bit mask: integers only
-_BOOLS: Final = frozenset({"position_valid", "extremes_derived"})
+_BOOLS: Final = frozenset({"position_valid", "extremes_derived", "signature_missing"})
 _NOT_VALUES: Final = frozenset({"vin", "ts", "received_at"})
 _PACK_NUMBERS: Final = frozenset(PackRow._fields) - {
     "vin",

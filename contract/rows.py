@@ -80,6 +80,10 @@ class VehicleRow(NamedTuple):
     max_alarm_level: int | None
     general_flags: int | None  # u32 bit mask, bit 0 = LSB of the last byte
     fault_count: int  # N1+N2+N3+N4 (sentinel counts contribute 0)
+    # 2025 real-time / reissue command packet without its signature (Table 7): stored, flagged.
+    # Last, with a default, because it came after the first contract (0005 adds the column at
+    # the end of the table); the fast path always sets it.
+    signature_missing: bool = False
 
 
 class MotorRow(NamedTuple):
@@ -205,7 +209,8 @@ class FrameRows:
         self.response = response  # response flag; 0xFE = a command. Responses carry no rows.
         self.tail_offset = tail_offset  # partial frames: frame offset of the undecoded tail
         # a 2025 real-time / reissue command packet without the signature Table 7 ends it with:
-        # its rows are kept, but nothing vouches for them (not stored yet: docs/protocols)
+        # its rows are kept, but nothing vouches for them (also VehicleRow.signature_missing,
+        # stored in vehicle_telemetry)
         self.signature_missing = signature_missing
 
     def __repr__(self) -> str:

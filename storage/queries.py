@@ -72,7 +72,7 @@ def track(schema: str, vin: str, start: datetime, end: datetime, limit: int = 10
     return Statement(
         f"""SELECT ts, longitude, latitude, position_valid, speed_kmh, odometer_km, soc_pct,
        vehicle_state, charging_state, total_voltage_v, total_current_a, max_temp_c,
-       min_cell_voltage_v, max_cell_voltage_v, max_alarm_level
+       min_cell_voltage_v, max_cell_voltage_v, max_alarm_level, signature_missing
 FROM {_t(schema, "vehicle_telemetry")}
 WHERE vin = %s AND ts >= %s AND ts < %s
 ORDER BY ts

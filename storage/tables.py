@@ -98,6 +98,7 @@ VEHICLES: Final = Table(
         "float4", "int2", "int4", "float4", "int2", "int4",
         "int2", "int2", "int4", "int2", "int2", "int4", "bool",
         "int2", "int8", "int4",
+        "bool",
     ),
 )  # fmt: skip
 MOTORS: Final = Table(

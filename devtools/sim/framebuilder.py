@@ -3,9 +3,10 @@ builder add the header, length and BCC, so a golden case reads as the spec table
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from devtools.sim.envelope import frame
+from devtools.sim.envelope import frame, time_bytes
 from ingest.decoders import FrameError, decode_frame, frame_to_dict
 
 TIME_HEX = "19 0A 1B 14 02 02"  # 2025-10-27 20:02:02 (GMT+8)
@@ -47,3 +48,8 @@ def reject(frame: bytes) -> FrameError:
     except FrameError as exc:
         return exc
     raise AssertionError("the frame was accepted")
+
+
+def time_hex(ts: datetime) -> str:
+    """The 6-byte collection time of a data unit for ``ts`` (Beijing time, whole seconds)."""
+    return time_bytes(int(ts.timestamp() * 1000)).hex()

@@ -28,6 +28,7 @@ _F = VehicleRow._fields.index
 _TEMPLATE: list[object] = [None] * len(VehicleRow._fields)
 _TEMPLATE[_F("run_mode")] = 1
 _TEMPLATE[_F("fault_count")] = 0
+_TEMPLATE[_F("signature_missing")] = False  # NOT NULL in the table; generated frames are signed
 _I_VIN, _I_TS, _I_ED, _I_CMD = _F("vin"), _F("ts"), _F("edition"), _F("command")
 _I_STATE, _I_CHG, _I_SPEED, _I_ODO = (
     _F("vehicle_state"), _F("charging_state"), _F("speed_kmh"), _F("odometer_km")

@@ -54,6 +54,7 @@ def frame_rows(
         min(temps) - 40, 1, temps.index(min(temps)) + 1,
         False,
         alarm_level, (1 << 2) if alarm_level else 0, 1 if alarm_level else 0,
+        False,  # signature_missing: a 2016 frame has no signature to miss
     )  # fmt: skip
     motor = MotorRow(vin, ts, 1, 1, 45, 3000 + seq % 100, 120.5, 50, 350.0, 30.0)
     pack = PackRow(

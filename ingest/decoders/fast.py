@@ -159,14 +159,15 @@ def _data(
     if extremes is None and packs and edition != EDITION_2016:
         extremes = derive_extremes(packs)
         derived = extremes is not None
+    unsigned = edition == EDITION_2025 and not signed
     head = (vin, ts, received_at, edition, command)
     body = (veh or _NO_VEHICLE) + (position or _NO_POSITION) + (extremes or NO_EXTREMES)
     alarm_row = None
     if alarm is None:
-        values = (*head, *body, derived, None, None, 0)
+        values = (*head, *body, derived, None, None, 0, unsigned)
     else:
         level, flags, faults, ress, motor, engine, other, bit_levels = alarm
-        values = (*head, *body, derived, level, flags, faults)
+        values = (*head, *body, derived, level, flags, faults, unsigned)
         if level or flags:
             alarm_row = tuple.__new__(
                 AlarmRow, (vin, ts, level, flags, ress, motor, engine, other, bit_levels)
@@ -187,7 +188,7 @@ def _data(
     rows.session = None
     rows.response = _COMMAND
     rows.tail_offset = tail
-    rows.signature_missing = edition == EDITION_2025 and not signed
+    rows.signature_missing = unsigned
     return rows
 
 

@@ -95,6 +95,7 @@ def test_every_query(target: tuple[str, str], capsys: pytest.CaptureFixture[str]
     assert track[0]["ts"] == START.isoformat(timespec="seconds")
     assert track[1]["odometer_km"] > track[0]["odometer_km"]
     assert {"longitude", "latitude", "soc_pct", "speed_kmh"} <= set(track[0])
+    assert [t["signature_missing"] for t in track] == [False] * FRAMES  # 2016 frames: false
 
     code, out, _ = cli(capsys, "query", "latest", "--prefix", FLEET, *db, "--format", "json")
     latest = lines(out)

@@ -4,14 +4,18 @@ continuous aggregates, and the writer's unnest loader exactly once."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contract.rows import FrameRows
+from devtools.sim.framebuilder import build, time_hex
 from devtools.sim.synthetic import frame_rows, vin
+from ingest.decoders.fast import decode_rows
 from storage import (
     LoaderKind,
     OffsetRange,
@@ -24,6 +28,7 @@ from storage import (
     migrate,
 )
 from storage.connect import connect
+from storage.migrate import MIGRATIONS_DIR
 from storage.params import TIMESERIES_TABLES
 from storage.policies import CONTINUOUS_AGGREGATES
 
@@ -358,3 +363,74 @@ async def test_continuous_aggregates(timescale_dsn: str, schema: str) -> None:
     assert (first["alarm_frames"], first["severe_alarm_frames"]) == (1, 1)
     assert hour["frames"] == 12 and hour["max_alarm_level"] == 3
     assert hour["max_temp_c"] == max(f.vehicle.max_temp_c or 0 for f in frames if f.vehicle)
+
+
+async def test_signature_missing_is_added_to_compressed_chunks_and_stored(
+    timescale_dsn: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # A deployment migrated before 0005, with compressed chunks: 0005 applies to it, old rows
+    # read NULL (not recorded), the writer stores the flag (in the compressed range too), and
+    # both ways of filtering on it work there (a column added with a default fails them:
+    # "unexpected column type 'boolean'", see 0005_signature_missing.sql).
+    before = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, before)
+    (before / "0005_signature_missing.sql").unlink()
+    name = unique_name("sig")
+    # half past an hour: the rows below and the reissue share one chunk of any interval >= 1 h
+    old_ts = (NOW - timedelta(days=10)).replace(minute=30, second=0)
+    conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+    try:
+        await migrate(conn, StorageParams(schema=name), directory=before)
+        await conn.execute(
+            f"INSERT INTO {name}.vehicle_telemetry "
+            "(vin, ts, edition, command, extremes_derived, fault_count) "
+            "SELECT $1, $2::timestamptz + k * INTERVAL '10 s', 2025, 2, false, 0 "
+            "FROM generate_series(0, 9) k",
+            vin(1),
+            old_ts,
+        )
+        compressed = await conn.fetchval(
+            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
+            f"{name}.vehicle_telemetry",
+        )
+        assert compressed >= 1
+        report = await migrate(conn, StorageParams(schema=name))
+        assert [m.split()[0] for m in report.applied] == ["0005_signature_missing"]
+        stored = await conn.fetch(
+            f"SELECT signature_missing FROM {name}.vehicle_telemetry WHERE vin = $1", vin(1)
+        )
+        assert [r["signature_missing"] for r in stored] == [None] * 10
+    finally:
+        await conn.close()
+    w = await open_writer(timescale_dsn, name)
+    try:
+        signature = "FF 02 0002 AABB 0000"
+        recent = NOW - timedelta(minutes=1)
+        sent = [
+            (0x02, recent, signature),
+            (0x02, recent + timedelta(seconds=10), ""),
+            (0x03, old_ts + timedelta(seconds=5), ""),  # a reissue into the compressed chunk
+        ]
+        frames = [
+            decode_rows(build(2025, cmd, time_hex(at), "04 0BB8", sig, vin=vin(2)), NOW)
+            for cmd, at, sig in sent
+        ]
+        assert [f.signature_missing for f in frames] == [False, True, True]
+        result = await w.write_batch(frames, {TP: OffsetRange(None, 3)})
+        assert result.rows["vehicle_telemetry"] == 3 and not result.rejected
+        async with w.pool.acquire() as conn:
+            flagged = await conn.fetch(
+                f"SELECT ts FROM {name}.vehicle_telemetry WHERE signature_missing ORDER BY ts"
+            )
+            unsigned = await conn.fetchval(
+                f"SELECT count(*) FROM {name}.vehicle_telemetry WHERE NOT signature_missing"
+            )
+        assert [r["ts"] for r in flagged] == [old_ts + timedelta(seconds=5), sent[1][1]]
+        assert unsigned == 1  # the signed frame; the ten stored before 0005 are NULL
+    finally:
+        await w.close()
+        conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+        try:
+            await conn.execute(f"DROP SCHEMA {name} CASCADE")
+        finally:
+            await conn.close()

@@ -13,7 +13,9 @@ import pytest
 
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
+from devtools.sim.framebuilder import build, time_hex
 from devtools.sim.synthetic import frame_rows, session_rows, vin
+from ingest.decoders.fast import decode_rows
 from storage import (
     BatchOutcome,
     Dedupe,
@@ -317,3 +319,38 @@ async def test_the_raw_archive_traces_rows_to_frames(writer_factory: WriterFacto
     assert [(r["kafka_offset"], r["frame"]) for r in rows] == list(
         zip([50, 51, 52, 53], raw, strict=True)
     )
+
+
+def signed_and_unsigned_2025(at: datetime) -> list[FrameRows]:
+    """Two decoded 2025 real-time frames of one vehicle, the second without its signature,
+    and a 2016 frame (which has no signature to miss)."""
+    signature = "FF 02 0002 AABB 0000"  # the block Table 7 ends a 2025 data unit with
+    engine = "04 0BB8"  # one short block (engine speed) is data enough
+    raw = [
+        build(2025, 0x02, time_hex(at), engine, signature, vin=vin(7)),
+        build(2025, 0x02, time_hex(at + timedelta(seconds=10)), engine, vin=vin(7)),
+        build(2016, 0x02, time_hex(at), "05 00 00000000 00000000", vin=vin(8)),
+    ]
+    return [decode_rows(f, at) for f in raw]
+
+
+async def test_a_2025_frame_without_its_signature_is_stored_flagged(
+    writer_factory: WriterFactory,
+) -> None:
+    w = await writer_factory()
+    frames = signed_and_unsigned_2025(T0)
+    assert [f.signature_missing for f in frames] == [False, True, False]
+    result = await w.write_batch(frames, {TP: OffsetRange(None, 3)})
+    assert result.committed == {TP: 3} and not result.rejected
+    async with w.pool.acquire() as conn:
+        stored = await conn.fetch(
+            "SELECT vin, ts, edition, signature_missing FROM vehicle_telemetry ORDER BY vin, ts"
+        )
+        # what a regulator asks: the frames nothing vouches for
+        flagged = await conn.fetch("SELECT vin, ts FROM vehicle_telemetry WHERE signature_missing")
+    assert [(r["vin"], r["ts"], r["edition"], r["signature_missing"]) for r in stored] == [
+        (vin(7), T0, 2025, False),
+        (vin(7), T0 + timedelta(seconds=10), 2025, True),
+        (vin(8), T0, 2016, False),
+    ]
+    assert [(r["vin"], r["ts"]) for r in flagged] == [(vin(7), T0 + timedelta(seconds=10))]

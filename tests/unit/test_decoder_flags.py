@@ -1,6 +1,7 @@
 """Two decisions both decoders apply the same way: 2016 RESS subsystem numbers keep 0xFE/0xFF
 as numbers, and a 2025 real-time / reissue frame without its signature is flagged
-(``signature_missing``, in the rows and in the JSON contract)."""
+(``signature_missing``, in the rows - the frame's and the vehicle row that stores it - and in the
+JSON contract)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def test_2025_data_without_signature_is_flagged(command: int) -> None:
     d = decode_json(frame)
     assert rows.signature_missing and d["signature_missing"] is True
     assert not rows.partial and not d["partial"]  # the data itself is whole: kept, flagged
-    assert rows.vehicle is not None
+    assert rows.vehicle is not None and rows.vehicle.signature_missing is True  # stored
 
 
 @pytest.mark.parametrize(
@@ -73,10 +74,13 @@ def test_2025_data_without_signature_is_flagged(command: int) -> None:
     ],
 )
 def test_other_frames_are_not_flagged(frame: bytes) -> None:
-    assert not decode_rows(frame).signature_missing
+    rows = decode_rows(frame)
+    assert not rows.signature_missing
+    assert rows.vehicle is None or rows.vehicle.signature_missing is False
     assert frame_to_dict(decode_frame(frame))["signature_missing"] is False
 
 
 def test_a_stopped_2025_walk_without_signature_is_flagged_and_partial() -> None:
     rows = decode_rows(build(2025, 0x02, TIME_HEX, "04 0BB8", "79 0002 0102"))
     assert rows.partial and rows.signature_missing
+    assert rows.vehicle is not None and rows.vehicle.signature_missing

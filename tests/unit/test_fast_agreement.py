@@ -216,7 +216,8 @@ def expected(frame: Frame) -> dict[str, Any]:
                 levels = [x for bl in alarm.bit_levels or () for x in (bl.bit, bl.level)]
             out["alarm"] = (frame.vin, frame.time, level, flags, *lists, levels)
     out["vehicle"] = (frame.vin, frame.time, RECEIVED, frame.edition, frame.command, *veh,
-                      *pos, *(ext or (None,) * 12), derived, level, flags, faults)  # fmt: skip
+                      *pos, *(ext or (None,) * 12), derived, level, flags, faults,
+                      frame.signature_missing)  # fmt: skip
     return out
 
 

@@ -49,8 +49,26 @@ def columns(sql: str) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+_ADD_COLUMN = re.compile(
+    r"ALTER TABLE (\w+) ADD COLUMN (?:IF NOT EXISTS )?(\w+) ([a-z][a-z ]*?(?:\[\])?)"
+    r"(?= NOT NULL| DEFAULT| COLLATE|;)"
+)
+
+
 def flavour_sql(version: int, mode: SchemaMode) -> str:
     return discover()[version][mode].sql
+
+
+def schema_columns(mode: SchemaMode) -> dict[str, list[tuple[str, str]]]:
+    """``columns`` of the schema every version of ``mode`` builds: the tables of their CREATE
+    TABLEs, with the columns later versions ADD at the end (as PostgreSQL appends them)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for mig in plan(mode):
+        out.update(columns(mig.sql))
+        for table, column, sql_type in _ADD_COLUMN.findall(mig.sql):
+            base = _SQL_TYPE[sql_type.strip().removesuffix("[]")]
+            out[table].append((column, base + ("[]" if sql_type.endswith("[]") else "")))
+    return out
 
 
 def test_every_version_exists_for_both_flavours_and_0050_is_the_alerts() -> None:
@@ -68,6 +86,11 @@ def test_both_flavours_define_the_same_columns() -> None:
     timescale = columns(flavour_sql(2, SchemaMode.TIMESCALE))
     assert set(plain) == {t.name for t in TABLES}
     assert plain == timescale
+    # ... and so does every later version (0005 adds vehicle_telemetry.signature_missing)
+    series = {t.name for t in TABLES}
+    every_plain = {k: v for k, v in schema_columns(SchemaMode.PLAIN).items() if k in series}
+    every_timescale = schema_columns(SchemaMode.TIMESCALE)
+    assert every_plain == {k: v for k, v in every_timescale.items() if k in series}
 
 
 @pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
@@ -75,8 +98,19 @@ def test_loader_description_matches_the_migration(table: object) -> None:
     from storage.tables import Table
 
     assert isinstance(table, Table)
-    sql = columns(flavour_sql(2, SchemaMode.PLAIN))[table.name]
+    sql = schema_columns(SchemaMode.PLAIN)[table.name]
     assert list(zip(table.columns, table.types, strict=True)) == sql
+
+
+def test_signature_missing_is_added_last_by_0005() -> None:
+    # The test above reads ALTER TABLE ... ADD COLUMN: prove it sees 0005 (else a parse that
+    # silently missed it would compare 0002's columns with a description lacking the flag).
+    assert schema_columns(SchemaMode.PLAIN)["vehicle_telemetry"][-1] == (
+        "signature_missing",
+        "bool",
+    )
+    assert columns(flavour_sql(2, SchemaMode.PLAIN))["vehicle_telemetry"][-1][0] == "fault_count"
+    assert VehicleRow._fields[-1] == "signature_missing"
 
 
 def test_tables_follow_the_row_contract() -> None:
