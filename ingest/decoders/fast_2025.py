@@ -4,6 +4,13 @@ Same shape as ``fast_2016`` (one function, bodies inline) with the 2025 layouts:
 types (alarm 0x06, cell voltages 0x07 without paging, temperatures 0x08), the 0x30-0x32 types,
 and the signature (0xFF) that ends the blocks. Offsets and scaling per GB/T 32960.3-2025
 Tables 10-27; lengths per §3.12.
+
+Duplication, on purpose: the blocks both editions share (vehicle, motors, position, extremes
+tails) repeat ``fast_2016``'s bodies here, because a helper call per block costs ~10 % of the
+frame budget (measured; docs/performance.md) and ``duplicates`` lists them. The structured
+decoder (``ingest.decoders.blocks``) is the single readable definition of every layout, and the
+agreement tests hold both paths to it; the native hot path of the next step replaces these
+walkers rather than factoring them.
 """
 
 from __future__ import annotations
