@@ -25,9 +25,7 @@ from ingest.decoders.battery.frame import (
     PackFrame,
     PackLogin,
     PackLogout,
-    _keyed_id,
     decode_pack_frame,
-    read_pack_code,
 )
 from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import EDITION_2016, EDITION_2025, HEADER, HEADER_SIZE
@@ -72,22 +70,23 @@ def decode_pack_rows(
             if ident is not None and code is not None and code[7:] == ident:
                 edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
                 return _data(buf, edition, command, code, end, received_at)
-            if end >= 54:
-                _remember(raw_id, buf, end)  # raises the structured decoder's error
-                return decode_pack_rows(buf, received_at)
+            # First sight of this pack: the structured decoder checks the frame in its order
+            # (time, then pack code, then ID) and raises its exact error; then cache both.
+            structured = decode_pack_frame(buf)
+            if structured.pack_code is not None:
+                _remember(raw_id, buf[30:54], structured.ident, structured.pack_code)
+                edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
+                return _data(buf, edition, command, structured.pack_code, end, received_at)
+            return rows_of_pack_frame(structured)
     return rows_of_pack_frame(decode_pack_frame(buf))
 
 
-def _remember(raw_id: bytes, buf: bytes, end: int) -> None:
-    ident = _keyed_id(raw_id)
-    code = read_pack_code(buf, 30, end)
-    if code[7:] != ident:
-        decode_pack_frame(buf)  # raises bad_identity with its detail
+def _remember(raw_id: bytes, raw_code: bytes, ident: str, code: str) -> None:
     if len(_IDS) >= _CACHE_MAX:
         _IDS.clear()
         _CODES.clear()
     _IDS[raw_id] = ident
-    _CODES[buf[30:54]] = code
+    _CODES[raw_code] = code
 
 
 def _data(
