@@ -133,7 +133,18 @@ def test_realtime_2016_decodes_to_the_documented_values() -> None:
 
 
 def _as_pack_row(cells: bytes, probes: bytes) -> PackRow:
-    return PackRow("X", datetime(2025, 1, 1, tzinfo=CHINA_TZ), 1, None, None, None, 1, cells, probes, *[None] * 4)
+    return PackRow(
+        "X",
+        datetime(2025, 1, 1, tzinfo=CHINA_TZ),
+        1,
+        None,
+        None,
+        None,
+        1,
+        cells,
+        probes,
+        *[None] * 4,
+    )
 
 
 def test_login_2025_of_a_second_life_pack() -> None:
