@@ -195,9 +195,12 @@ def _array(buf: bytes, pos: int, end: int, width: int) -> tuple[tuple[Any, ...],
     else:
         cut = 0xFFFE
         values = array_struct("H", n).unpack_from(buf, pos)
-    good = [v for v in values if v < cut] if n else []
-    if len(good) == n and n:
-        return (n, raw, min(values), max(values)), stop
+    if not n:
+        return (0, raw, None, None), stop
+    hi = max(values)
+    if hi < cut:  # the common case: no sentinel, min/max in C
+        return (n, raw, min(values), hi), stop
+    good = [v for v in values if v < cut]
     return (n, raw, min(good) if good else None, max(good) if good else None), stop
 
 
