@@ -1,4 +1,4 @@
-"""``RuleSet``: a validated, ordered rule file, ready for ``Engine`` (and for SIGHUP reloads)."""
+"""``RuleSet``: a validated, ordered rule file, ready for ``RuleEngine`` (and SIGHUP reloads)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ from storage.batch import (
     is_reissue,
     rows_by_table,
 )
-from storage.connect import Engine, PoolParams, create_pool
+from storage.connect import PoolParams, ServerInfo, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
 from storage.loaders import Loader, make_loader
 from storage.migrate import require_current
@@ -104,7 +104,7 @@ class StorageWriter:
         pool: Any,
         params: WriterParams,
         *,
-        engine: Engine,
+        server: ServerInfo,
         hooks: WriterHooks | None = None,
         owns_pool: bool = False,
         mode: SchemaMode | None = None,
@@ -112,8 +112,8 @@ class StorageWriter:
         self._pool = pool
         self._params = params
         self._schema = params.schema
-        self.engine = engine
-        self.loader: Loader = make_loader(engine.loader(params.loader))
+        self.server = server
+        self.loader: Loader = make_loader(server.loader(params.loader))
         self._hooks = hooks or WriterHooks()
         self._owns_pool = owns_pool
         # Partitions on demand: plain PostgreSQL only, when an interval is configured.
@@ -128,7 +128,7 @@ class StorageWriter:
         """Connect, check that the schema is migrated, and return a writer owning its pool."""
         if pool.schema != params.schema:
             raise ValueError(f"pool schema {pool.schema} != writer schema {params.schema}")
-        asyncpg_pool, engine = await create_pool(pool)
+        asyncpg_pool, server = await create_pool(pool)
         try:
             async with asyncpg_pool.acquire() as conn:
                 status = await require_current(conn, params.schema)
@@ -136,7 +136,7 @@ class StorageWriter:
             await asyncpg_pool.close()
             raise
         return cls(
-            asyncpg_pool, params, engine=engine, hooks=hooks, owns_pool=True, mode=status.mode
+            asyncpg_pool, params, server=server, hooks=hooks, owns_pool=True, mode=status.mode
         )
 
     async def close(self) -> None:

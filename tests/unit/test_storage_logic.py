@@ -147,7 +147,7 @@ def test_public_api() -> None:
     assert set(storage.__all__) == {
         "BatchOutcome",
         "Dedupe",
-        "Engine",
+        "ServerInfo",
         "LoaderKind",
         "MigrationError",
         "MigrationReport",
