@@ -4,7 +4,7 @@ Pure except ``alerts.store`` (asyncpg, called by the pipeline inside its transac
 See docs/alerts.md.
 """
 
-from alerts.engine import Engine, EngineStats
+from alerts.engine import RuleEngine, RuleEngineStats
 from alerts.model import AlertChange, AlertRecord, Rule, Scope
 from alerts.publish import to_message
 from alerts.rules import RuleFileError, RuleProblem, RuleSet
@@ -12,9 +12,9 @@ from alerts.rules import RuleFileError, RuleProblem, RuleSet
 __all__ = [
     "AlertChange",
     "AlertRecord",
-    "Engine",
-    "EngineStats",
     "Rule",
+    "RuleEngine",
+    "RuleEngineStats",
     "RuleFileError",
     "RuleProblem",
     "RuleSet",

@@ -2,7 +2,7 @@
 
 Usage inside a pipeline worker (one engine per worker, per entity kind)::
 
-    engine = Engine(RuleSet.load(path), models=vin_to_model)
+    engine = RuleEngine(RuleSet.load(path), models=vin_to_model)
     engine.rebuild(await load_open(conn), replay=recent_frames)   # on start / assignment
     changes = engine.evaluate(batch_frames, partition=p)            # per batch
     async with conn.transaction():
@@ -32,12 +32,12 @@ from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans
 from alerts.rules import RuleSet
 from contract.rows import FrameRows
 
-__all__ = ["Engine", "EngineStats"]
+__all__ = ["RuleEngine", "RuleEngineStats"]
 
 _NAN: Final = math.nan
 
 
-class EngineStats:
+class RuleEngineStats:
     """Counters since construction (the pipeline turns them into metrics)."""
 
     __slots__ = ("duplicate", "evaluated", "future", "late", "no_data")
@@ -53,7 +53,7 @@ class EngineStats:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-class Engine:
+class RuleEngine:
     """Evaluates a ``RuleSet`` over the frames of the entities one worker owns.
 
     ``models`` maps an entity id (VIN) to its vehicle model for rules scoped by model (the
@@ -73,7 +73,7 @@ class Engine:
         max_future_s: float = 300.0,
     ) -> None:
         self.entity_kind = entity_kind
-        self.stats = EngineStats()
+        self.stats = RuleEngineStats()
         self._model: Callable[[str], str | None] = (
             models if callable(models) else (models or {}).get
         )
@@ -290,7 +290,7 @@ class Engine:
         called after); a duration that completed during the replay stays pending, so the
         first live frame on which the condition holds raises, with the trigger times an
         uninterrupted run would have had. Replayed frames are not counted in ``stats``."""
-        live, self.stats = self.stats, EngineStats()
+        live, self.stats = self.stats, RuleEngineStats()
         self._warming = True
         try:
             self.evaluate(frames, partition=partition)

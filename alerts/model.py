@@ -96,7 +96,7 @@ class Rule:
     def is_stateless(self) -> bool:
         """True when one frame alone decides the condition (no history, no duration).
 
-        Only such rules look at late frames (see ``Engine``): their verdict does not depend
+        Only such rules look at late frames (see ``RuleEngine``): their verdict does not depend
         on the order frames arrive in.
         """
         if self.for_s or self.for_frames > 1 or self.guards:
@@ -139,7 +139,7 @@ class AlertRecord:
 
 @dataclass(frozen=True, slots=True)
 class AlertChange:
-    """One lifecycle event of one alert, as produced by ``Engine.evaluate``.
+    """One lifecycle event of one alert, as produced by ``RuleEngine.evaluate``.
 
     Per call at most one ``updated`` per alert (coalesced), and ``raised`` before ``cleared``
     when both happen in the same batch.

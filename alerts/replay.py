@@ -8,7 +8,7 @@ before the ones a new owner of a partition reads next; the previous owner stored
 * ``recent_frames`` (on assignment) reads, for the entities of the assigned partitions whose
   latest frame was stored within the last ``window_s`` seconds (wall clock), their stored
   frames in ``(latest frame time - window_s, latest frame time]`` (frame time), vehicle and
-  pack rows, in time order, for ``Engine.warm``.
+  pack rows, in time order, for ``RuleEngine.warm``.
 
 Both queries are bounded by the assigned partitions' entities (an index range) and by the
 window (the telemetry primary key ``(vin, ts)``, with constant time bounds for partition

@@ -1,4 +1,4 @@
-"""``RuleSet``: a validated, ordered rule file, ready for ``Engine`` (and for SIGHUP reloads)."""
+"""``RuleSet``: a validated, ordered rule file, ready for ``RuleEngine`` (and SIGHUP reloads)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from alerts.loader import RuleFileError, RuleProblem, parse_rules
+from alerts.loader import parse_rules
 from alerts.model import Rule
+from alerts.problems import RuleFileError, RuleProblem
 
 __all__ = ["DEFAULT_RULES", "RuleFileError", "RuleProblem", "RuleSet"]
 

@@ -103,7 +103,7 @@ def _ms(dt: datetime) -> int:
 
 
 async def save_changes(conn: Connection, changes: Sequence[AlertChange]) -> None:
-    """Apply ``changes`` (from ``Engine.evaluate``/``restore``/``swap_rules``) to ``alerts``.
+    """Apply ``changes`` (from ``RuleEngine.evaluate``/``restore``/``swap_rules``) to ``alerts``.
 
     Call it inside the batch's transaction; three statements at most, however many changes.
     """
@@ -140,7 +140,7 @@ async def load_open(
     entity_ids: Iterable[str] | None = None,
     cleared_within_s: float = REISSUE_HORIZON_S,
 ) -> list[AlertRecord]:
-    """What ``Engine.restore`` needs: per (entity, rule) the open alert, else the latest alert
+    """What ``RuleEngine.restore`` needs: per (entity, rule) the open alert, else the latest alert
     cleared within ``cleared_within_s``; optionally only some partitions or entities."""
     rows = await conn.fetch(
         _LOAD,

@@ -3,7 +3,7 @@
     python -m loadtest.bench_alerts [--vehicles 300] [--repeat 3] [--devices 10000]
 
 Phases (one core):
-- engine: ``Engine.evaluate`` over a generated normal fleet day (decoded rows, 10 s period,
+- engine: ``RuleEngine.evaluate`` over a generated normal fleet day (decoded rows, 10 s period,
   reissues, duplicates and sentinels included), in batches of 5,000 like the pipeline; its
   ceiling, the same loop without rules (``iterate``), is timed on the same frames;
 - decode vs decode + engine: the fast path (``decode_rows``) over encoded typical real-time
@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import Any
 
-from alerts import Engine, RuleSet
+from alerts import RuleEngine, RuleSet
 from contract.rows import FrameRows
 from devtools.sim.scenarios import normal_day
 from ingest.decoders.fast import decode_rows
@@ -61,7 +61,7 @@ def engine_phase(vehicles: int, repeat: int) -> dict[str, Any]:
     rules = RuleSet.default()
 
     def with_engine() -> None:
-        engine = Engine(rules)
+        engine = RuleEngine(rules)
         for b in batches:
             engine.evaluate(b)
 
@@ -100,7 +100,7 @@ def decode_phase(repeat: int) -> dict[str, Any] | None:
             [decode_rows(f) for f in raw[b : b + BATCH]]
 
     def decode_and_engine() -> None:
-        engine = Engine(rules)
+        engine = RuleEngine(rules)
         for b in range(0, len(raw), BATCH):
             engine.evaluate([decode_rows(f) for f in raw[b : b + BATCH]])
 
@@ -121,7 +121,7 @@ def state_phase(devices: int) -> dict[str, Any]:
     vins = {fr.vin for fr in sample}
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    engine = Engine(RuleSet.default())
+    engine = RuleEngine(RuleSet.default())
     engine.evaluate(sample)
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from alerts import Engine, RuleSet
+from alerts import RuleEngine, RuleSet
 from ingest.decoders.fast import decode_rows
 from storage.batch import rows_by_table
 from storage.loaders import CopyLoader
@@ -51,7 +51,7 @@ async def copy_rows(
     # Also timed here, on the same frames: the decoder's and the default rules' CPU per frame
     # (the parts of a worker's budget that are not the database's).
     decode_cpu, rules_cpu = 0.0, 0.0
-    engine = Engine(RuleSet.default())
+    engine = RuleEngine(RuleSet.default())
     started = time.monotonic()
     last = started
     try:

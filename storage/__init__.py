@@ -12,7 +12,7 @@ Library code only: every parameter is explicit (``storage.params``); ``ingest`` 
 """
 
 from storage.batch import BatchOutcome, RejectedFrame, WriteResult, WriterHooks
-from storage.connect import Engine, PoolParams
+from storage.connect import PoolParams, ServerInfo
 from storage.errors import MigrationError, SchemaError, StorageError, StorageUnavailable
 from storage.maintenance import run as run_maintenance
 from storage.migrate import MigrationReport, migrate
@@ -32,7 +32,6 @@ from storage.writer import StorageWriter
 __all__ = [
     "BatchOutcome",
     "Dedupe",
-    "Engine",
     "LoaderKind",
     "MigrationError",
     "MigrationReport",
@@ -43,6 +42,7 @@ __all__ = [
     "RetryParams",
     "SchemaError",
     "SchemaMode",
+    "ServerInfo",
     "StorageError",
     "StorageParams",
     "StorageUnavailable",

@@ -1,4 +1,4 @@
-"""Connections: what the engine can do, and an asyncpg pool set up for the writer.
+"""Connections: what the server is and supports, and an asyncpg pool set up for the writer.
 
 The TimescaleDB test engine (PGlite over pglite-socket) differs from a PostgreSQL server in
 five ways that matter here: it has no COPY FROM STDIN (the attempt breaks the engine); it
@@ -22,9 +22,9 @@ import asyncpg
 from storage.params import LoaderKind, check_identifier
 
 __all__ = [
-    "Engine",
     "PGliteConnection",
     "PoolParams",
+    "ServerInfo",
     "apply_session",
     "connect",
     "create_pool",
@@ -39,7 +39,7 @@ _PGLITE_CONNECT_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
-class Engine:
+class ServerInfo:
     """What the server at a DSN is and supports."""
 
     version: str
@@ -89,13 +89,13 @@ class PoolParams:
         }
 
 
-async def detect(conn: Any) -> Engine:
-    """The ``Engine`` behind an open connection."""
+async def detect(conn: Any) -> ServerInfo:
+    """The ``ServerInfo`` behind an open connection."""
     version = str(await conn.fetchval("SELECT version()"))
     available = await conn.fetchval(
         "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
     )
-    return Engine(
+    return ServerInfo(
         version=version, pglite="emscripten" in version.lower(), timescaledb=bool(available)
     )
 
@@ -127,7 +127,7 @@ async def _raw_connect(params: PoolParams, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-async def probe(params: PoolParams) -> Engine:
+async def probe(params: PoolParams) -> ServerInfo:
     """Connect once and tell what the engine is."""
     # No statement cache and no graceful close: safe whatever the engine turns out to be.
     conn = await _raw_connect(params, statement_cache_size=0, connection_class=PGliteConnection)
@@ -137,8 +137,8 @@ async def probe(params: PoolParams) -> Engine:
         conn.terminate()
 
 
-def _engine_kwargs(engine: Engine) -> dict[str, Any]:
-    if engine.pglite:
+def _server_kwargs(server: ServerInfo) -> dict[str, Any]:
+    if server.pglite:
         return {"statement_cache_size": 0, "connection_class": PGliteConnection}
     return {}
 
@@ -155,14 +155,14 @@ async def apply_session(conn: Any, params: PoolParams) -> None:
     )
 
 
-async def connect(params: PoolParams, *, engine: Engine | None = None) -> Any:
+async def connect(params: PoolParams, *, server: ServerInfo | None = None) -> Any:
     """One asyncpg connection with the pool's session settings (for migrate, maintenance)."""
-    if engine is None:
-        engine = await probe(params)
+    if server is None:
+        server = await probe(params)
     conn = await _raw_connect(
-        params, server_settings=params.server_settings(), **_engine_kwargs(engine)
+        params, server_settings=params.server_settings(), **_server_kwargs(server)
     )
-    if engine.pglite:
+    if server.pglite:
         try:
             await apply_session(conn, params)
         except BaseException:
@@ -171,10 +171,10 @@ async def connect(params: PoolParams, *, engine: Engine | None = None) -> Any:
     return conn
 
 
-async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
+async def create_pool(params: PoolParams) -> tuple[Any, ServerInfo]:
     """An asyncpg pool for the writer, and the engine it talks to."""
-    engine = await probe(params)
-    max_size = params.max_size if engine.max_connections is None else engine.max_connections
+    server = await probe(params)
+    max_size = params.max_size if server.max_connections is None else server.max_connections
 
     async def connect_one(*args: Any, **kwargs: Any) -> Any:
         # the pool passes its own dsn/password/timeout again; ours are the same
@@ -188,10 +188,10 @@ async def create_pool(params: PoolParams) -> tuple[Any, Engine]:
     pool = await asyncpg.create_pool(
         params.dsn,
         connect=connect_one,
-        setup=setup if engine.pglite else None,
+        setup=setup if server.pglite else None,
         min_size=min(params.min_size, max_size),
         max_size=max_size,
         server_settings=params.server_settings(),
-        **_engine_kwargs(engine),
+        **_server_kwargs(server),
     )
-    return pool, engine
+    return pool, server

@@ -189,7 +189,7 @@ class UnnestLoader:
 
 
 def make_loader(kind: LoaderKind) -> Loader:
-    """The loader of a concrete kind (resolve ``auto`` with ``storage.connect.Engine`` first)."""
+    """The loader of a concrete kind (resolve ``auto`` with ``ServerInfo.loader`` first)."""
     if kind is LoaderKind.COPY:
         return CopyLoader()
     if kind is LoaderKind.UNNEST:

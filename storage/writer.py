@@ -28,7 +28,7 @@ isolated by bisecting the batch's frames under savepoints inside the same transa
 frames are left out and returned, the rest commit with the offsets. Bisecting is bounded
 (``bisect_max_loads`` failed loads, ``bisect_max_s``): past the bound the frames still mixed
 with a bad one are returned as rejected too (the caller dead-letters them, nothing is lost),
-so one batch cannot hold its partitions - or a rebalance - for minutes.
+so one batch cannot hold its partitions - or a rebalance - for minutes (``storage.isolate``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from contract.rows import FrameRows
@@ -48,47 +47,21 @@ from storage.batch import (
     WriteResult,
     WriterHooks,
     is_reissue,
-    rows_by_table,
 )
-from storage.connect import Engine, PoolParams, create_pool
+from storage.connect import PoolParams, ServerInfo, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
+from storage.isolate import Attempt, LoadBatch, NoPartition, load_isolating
 from storage.loaders import Loader, make_loader
 from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
 from storage.params import TIMESERIES_TABLES, Dedupe, SchemaMode, WriterParams
 from storage.partitions import SlotCache, ensure
-from storage.tables import VEHICLES
 
 __all__ = ["BeforeCommit", "StorageWriter"]
 
 log = logging.getLogger(__name__)
 
 BeforeCommit = Callable[[Any, BatchOutcome], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """State of one write_batch call; ``bad`` survives retries (data errors are permanent)."""
-
-    bad: dict[int, BaseException] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)
-    skipped: int = 0
-    fallbacks: int = 0
-    latest: int = 0
-    splits: int = 0  # failed loads that were bisected (kept across retries: same frames)
-    deadline: float = 0.0  # perf_counter after which bisecting stops
-    refreshed: bool = False  # the partition cache was refreshed after a missing partition
-    created: int = 0  # partitions created on demand
-
-    def reset(self) -> None:
-        self.rows.clear()
-        self.skipped = 0
-        self.fallbacks = 0
-        self.latest = 0
-
-
-class _NoPartition(Exception):
-    """A load met a time without a partition although the cache said it exists."""
 
 
 class StorageWriter:
@@ -104,7 +77,7 @@ class StorageWriter:
         pool: Any,
         params: WriterParams,
         *,
-        engine: Engine,
+        server: ServerInfo,
         hooks: WriterHooks | None = None,
         owns_pool: bool = False,
         mode: SchemaMode | None = None,
@@ -112,8 +85,8 @@ class StorageWriter:
         self._pool = pool
         self._params = params
         self._schema = params.schema
-        self.engine = engine
-        self.loader: Loader = make_loader(engine.loader(params.loader))
+        self.server = server
+        self.loader: Loader = make_loader(server.loader(params.loader))
         self._hooks = hooks or WriterHooks()
         self._owns_pool = owns_pool
         # Partitions on demand: plain PostgreSQL only, when an interval is configured.
@@ -128,7 +101,7 @@ class StorageWriter:
         """Connect, check that the schema is migrated, and return a writer owning its pool."""
         if pool.schema != params.schema:
             raise ValueError(f"pool schema {pool.schema} != writer schema {params.schema}")
-        asyncpg_pool, engine = await create_pool(pool)
+        asyncpg_pool, server = await create_pool(pool)
         try:
             async with asyncpg_pool.acquire() as conn:
                 status = await require_current(conn, params.schema)
@@ -136,7 +109,7 @@ class StorageWriter:
             await asyncpg_pool.close()
             raise
         return cls(
-            asyncpg_pool, params, engine=engine, hooks=hooks, owns_pool=True, mode=status.mode
+            asyncpg_pool, params, server=server, hooks=hooks, owns_pool=True, mode=status.mode
         )
 
     async def close(self) -> None:
@@ -189,7 +162,7 @@ class StorageWriter:
             if seq is not None and len(seq) != len(frames):
                 raise ValueError(f"{name} has {len(seq)} items for {len(frames)} frames")
         started = time.perf_counter()
-        state = _Attempt(deadline=started + self._params.bisect_max_s)
+        state = Attempt(deadline=started + self._params.bisect_max_s)
         retry = self._params.retry
         delay = retry.initial
         attempt = 0
@@ -203,7 +176,7 @@ class StorageWriter:
                     result = await self._transaction(
                         conn, frames, offsets, sources, kafka_offsets, raw, before_commit, state
                     )
-            except _NoPartition as exc:
+            except NoPartition as exc:
                 # A partition was dropped behind the cache (retention, by hand): look again,
                 # once; a second miss is bisected like any other data error.
                 log.warning("%s; refreshing the partition cache and writing again", exc)
@@ -246,7 +219,7 @@ class StorageWriter:
             self._hooks.on_written(done)
             return done
 
-    async def _ensure_partitions(self, frames: Sequence[FrameRows], state: _Attempt) -> None:
+    async def _ensure_partitions(self, frames: Sequence[FrameRows], state: Attempt) -> None:
         """Create the partitions of the batch's frame times that the cache does not know, on
         a connection of their own, before the batch's transaction (the creation locks the
         parent tables only for its own short transaction)."""
@@ -314,7 +287,7 @@ class StorageWriter:
         kafka_offsets: Sequence[int] | None,
         raw: Sequence[bytes] | None,
         before_commit: BeforeCommit | None,
-        state: _Attempt,
+        state: Attempt,
     ) -> WriteResult:
         group, schema = self._params.consumer_group, self._schema
         ranges = {(t, p): r for (t, p), r in offsets.items()}
@@ -330,11 +303,19 @@ class StorageWriter:
             hot = [] if staging else [i for i in live if not is_reissue(frames[i])]
             slow = live if staging else [i for i in live if is_reissue(frames[i])]
             archive = raw if self._params.raw_frames else None
+            batch = LoadBatch(
+                frames=frames,
+                sources=sources,
+                kafka_offsets=kafka_offsets,
+                raw=archive,
+                loader=self.loader,
+                schema=self._schema,
+                params=self._params,
+                may_miss_partitions=self._slots is not None,
+            )
             for indices, skip in ((hot, False), (slow, True)):
                 if indices:
-                    await self._load(
-                        conn, frames, indices, skip, state, archive, sources, kafka_offsets
-                    )
+                    await load_isolating(conn, batch, indices, skip, state)
             kept = [i for i in live if i not in state.bad]
             rejected = [
                 RejectedFrame(
@@ -363,88 +344,3 @@ class StorageWriter:
             attempts=0,
             seconds=0.0,
         )
-
-    async def _load(
-        self,
-        conn: Any,
-        frames: Sequence[FrameRows],
-        indices: list[int],
-        skip: bool,
-        state: _Attempt,
-        raw: Sequence[bytes] | None,
-        sources: list[TopicPartition],
-        kafka_offsets: Sequence[int] | None,
-    ) -> None:
-        """Load the frames ``indices`` under a savepoint; bisect on data errors."""
-        tables = rows_by_table(
-            frames,
-            indices,
-            raw=raw,
-            sources=sources,
-            kafka_offsets=kafka_offsets,
-            entity_kind=self._params.entity_kind,
-        )
-        counts: dict[str, int] = {}
-        skipped = latest = 0
-        try:
-            async with conn.transaction():  # a savepoint: a failure undoes only this load
-                for table, rows in tables:
-                    vehicles = table is VEHICLES
-                    n = await self.loader.load(
-                        conn, self._schema, table, rows, skip_conflicts=skip, keep_stage=vehicles
-                    )
-                    counts[table.name] = n
-                    skipped += len(rows) - n
-                    if vehicles:
-                        await self.loader.latest(conn, self._schema, self._params.entity_kind, rows)
-                        latest += len({r.vin for r in rows})
-        except Exception as exc:
-            kind = classify(exc)
-            if kind is ErrorKind.DUPLICATE and not skip:
-                state.fallbacks += 1
-                log.info(
-                    "%d frames meet rows already stored (%s); loading them skipping conflicts",
-                    len(indices),
-                    exc,
-                )
-                await self._load(conn, frames, indices, True, state, raw, sources, kafka_offsets)
-                return
-            if kind is ErrorKind.DATA:
-                if self._slots is not None and not state.refreshed and _no_partition(exc):
-                    raise _NoPartition(f"no partition for a frame time ({exc})") from exc
-                if len(indices) == 1:
-                    state.bad[indices[0]] = exc
-                    log.warning("frame %d rejected by the database: %s", indices[0], exc)
-                    return
-                if (
-                    state.splits >= self._params.bisect_max_loads
-                    or time.perf_counter() > state.deadline
-                ):
-                    # Bounded: these frames stay mixed with a bad one; all go to the DLQ.
-                    detail = StorageError(
-                        f"not isolated (bisect bound reached, {state.splits} loads); "
-                        f"the batch's error: {type(exc).__name__}: {exc}"
-                    )
-                    for i in indices:
-                        state.bad[i] = detail
-                    log.warning(
-                        "bisect bound reached: %d frames rejected unisolated: %s",
-                        len(indices),
-                        exc,
-                    )
-                    return
-                state.splits += 1
-                mid = len(indices) // 2
-                for half in (indices[:mid], indices[mid:]):
-                    await self._load(conn, frames, half, skip, state, raw, sources, kafka_offsets)
-                return
-            raise
-        for name, n in counts.items():
-            state.rows[name] = state.rows.get(name, 0) + n
-        state.skipped += skipped
-        state.latest += latest
-
-
-def _no_partition(exc: BaseException) -> bool:
-    # 23514 is check_violation; PostgreSQL raises it with this text for a missing partition.
-    return getattr(exc, "sqlstate", None) == "23514" and "no partition" in str(exc)

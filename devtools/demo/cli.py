@@ -18,8 +18,8 @@ from typing import Any
 
 from devtools.demo.service import demo_dir, say, stop_service
 from ingest.cli.args import float_range, int_range
+from ingest.config.bounds import MAX_WORKERS
 from ingest.config.load import add_config_arguments, settings_from_args
-from ingest.config.settings import MAX_WORKERS
 
 __all__ = ["register"]
 

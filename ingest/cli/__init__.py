@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from ingest.cli.args import OneLineParser
 from ingest.errors import UserError
 
+__all__ = ["COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"]
+
 # Import paths of the subcommand modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "ingest.cli.decode",

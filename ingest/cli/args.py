@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Final, NoReturn
 
+from ingest.config.bounds import KAFKA_TOPIC, SQL_IDENTIFIER
 from ingest.config.fields import Pattern
 from ingest.config.fields import show_number as number
-from ingest.config.settings import KAFKA_TOPIC, SQL_IDENTIFIER
 
 __all__ = [
     "DURATION_UNITS",

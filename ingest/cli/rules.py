@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from alerts import AlertChange, Engine, RuleFileError, RuleSet, to_message
+from alerts import AlertChange, RuleEngine, RuleFileError, RuleSet, to_message
 from alerts.frames import FrameSpecError, frame_from_json
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
@@ -154,7 +154,7 @@ def _test(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read --models {args.models}: {exc}") from exc
         if not isinstance(models, dict):
             raise UserError(f"--models {args.models}: expected a JSON object VIN -> model")
-    engine = Engine(rules, models=models)
+    engine = RuleEngine(rules, models=models)
     bad: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     batch: list[FrameRows] = []

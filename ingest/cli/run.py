@@ -20,8 +20,8 @@ from typing import Any
 
 from ingest.cli.args import int_range
 from ingest.config import Settings
+from ingest.config.bounds import MAX_WORKERS, PORT_MAX, PORT_MIN
 from ingest.config.load import add_config_arguments, settings_from_args
-from ingest.config.settings import MAX_WORKERS, PORT_MAX, PORT_MIN
 from ingest.pipeline.logs import configure_logging
 
 __all__ = ["register", "run_service"]

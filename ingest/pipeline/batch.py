@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from contract.rows import FrameRows
-from ingest.config.settings import DEFAULT_MAX_RECORD_BYTES
+from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
 from ingest.pipeline.logs import RateLimiter

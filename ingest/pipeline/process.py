@@ -20,10 +20,11 @@ from ingest.decoders.fast import decode_rows
 from ingest.pipeline.batch import Decode
 from ingest.pipeline.logs import configure_logging
 from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.publish import PermanentKafkaError
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import TimeWindow
-from ingest.pipeline.worker import Worker, WorkerOptions
+from ingest.pipeline.worker import Worker
 from ingest.wiring import kafka_client_options
 
 __all__ = [

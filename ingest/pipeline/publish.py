@@ -37,7 +37,7 @@ from ingest.pipeline import wire
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.sink import AlertChange
+from ingest.pipeline.sink import AlertMessage
 from ingest.pipeline.wire import DeadLetter
 
 __all__ = ["TRANSIENT_KAFKA", "PermanentKafkaError", "Producer", "Publisher", "retriable"]
@@ -191,7 +191,7 @@ class Publisher:
                     raise ConnectionError(f"dead-letter topic unreachable: {exc!r}") from exc
                 await asyncio.sleep(self._backoff_initial * 2**attempt)
 
-    async def publish_alerts(self, changes: Sequence[AlertChange]) -> None:
+    async def publish_alerts(self, changes: Sequence[AlertMessage]) -> None:
         """After the commit: one message per alert change (retried until the broker takes it)."""
         for change in changes:
             self._m.alerts.labels(

@@ -3,7 +3,7 @@
 A sink writes one batch in ONE transaction: the rows, the rule engine's alert changes and the
 batch's Kafka offsets. Offsets are fenced: a partition whose stored offset is past the batch's
 start (another consumer wrote it meanwhile) is not written, and comes back in
-``WriteResult.fenced`` with the stored offset to seek to. ``ingest.pipeline.storage_sink``
+``SinkResult.fenced`` with the stored offset to seek to. ``ingest.pipeline.storage_sink``
 implements it with the storage writer and the rule engine.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ingest.pipeline.batch import Batch
 
-__all__ = ["AlertChange", "OnRejected", "Sink", "TransientSinkError", "WriteResult"]
+__all__ = ["AlertMessage", "OnRejected", "Sink", "SinkResult", "TransientSinkError"]
 
 
 class TransientSinkError(Exception):
@@ -29,7 +29,7 @@ OnRejected = Callable[[list[tuple[int, str]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class AlertChange:
+class AlertMessage:
     """One alert lifecycle change for metrics and the alerts topic."""
 
     rule: str
@@ -41,11 +41,11 @@ class AlertChange:
 
 
 @dataclass(slots=True)
-class WriteResult:
+class SinkResult:
     """What a committed batch produced beyond its rows."""
 
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (frame index, detail)
-    alerts: list[AlertChange] = field(default_factory=list)
+    alerts: list[AlertMessage] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # rows written by table
     fenced: dict[Any, int] = field(default_factory=dict)  # tp -> stored offset (not written)
     duplicates: int = 0  # rows skipped because the database already held them
@@ -62,11 +62,11 @@ class Sink(Protocol):
         """Next offset to read for each partition that has one stored (for the seek)."""
         ...
 
-    async def write(self, batch: Batch, on_rejected: OnRejected) -> WriteResult:
+    async def write(self, batch: Batch, on_rejected: OnRejected) -> SinkResult:
         """Write ``batch`` and its offsets (``batch.next``, fenced by ``batch.start``) in one
         transaction. Raises ``TransientSinkError``; frames the database rejects permanently
         are left out, handed to ``on_rejected`` before the commit and returned in
-        ``WriteResult.rejected``."""
+        ``SinkResult.rejected``."""
         ...
 
     async def ping(self) -> None:
@@ -94,7 +94,7 @@ class Sink(Protocol):
         """Re-read the rule files (SIGHUP); returns a one-line summary for the log."""
         ...
 
-    def alerts_published(self, alerts: Sequence[AlertChange]) -> None:
+    def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
         """Kafka acknowledged these alert messages: their outbox rows may go."""
         ...
 

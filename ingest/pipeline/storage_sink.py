@@ -21,17 +21,15 @@ from typing import Any
 import asyncpg
 import orjson
 
-from alerts import Engine, RuleSet, outbox, replay, to_message
-from alerts.model import AlertChange as EngineChange
+from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
 from alerts.store import load_open, save_changes
 from ingest.config import Settings
 from ingest.errors import UserError
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.sink import AlertChange, OnRejected, TransientSinkError, WriteResult
+from ingest.pipeline.sink import AlertMessage, OnRejected, SinkResult, TransientSinkError
 from ingest.wiring import pool_params, storage_params, writer_params
-from storage.batch import WriteResult as StorageResult
-from storage.batch import WriterHooks
+from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
 from storage.errors import SchemaError, StorageUnavailable
 from storage.offsets import OffsetRange
@@ -49,7 +47,7 @@ class _Hooks(WriterHooks):
     def __init__(self, sink: StorageSink) -> None:
         self._sink = sink
 
-    def on_written(self, result: StorageResult) -> None:
+    def on_written(self, result: WriteResult) -> None:
         self._sink.health(True)
         if result.bisect_loads:
             self._sink.metrics.bisect_loads.inc(result.bisect_loads)
@@ -85,9 +83,9 @@ class StorageSink:
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
         self._writer: StorageWriter | None = None
-        self._engine: Engine | None = None
-        self._pending: list[EngineChange] = []  # from restore / swap_rules, saved next batch
-        self._resend: dict[int, AlertChange] = {}  # outbox rows a crash left unpublished
+        self._engine: RuleEngine | None = None
+        self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
+        self._resend: dict[int, AlertMessage] = {}  # outbox rows a crash left unpublished
         self._acked: set[int] = set()  # outbox rows Kafka acknowledged, deleted next batch
         # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
         self._placed: dict[tuple[str, str], int] = {}
@@ -114,7 +112,7 @@ class StorageSink:
             self._pool_params, self._writer_params, hooks=_Hooks(self)
         )
         if self._alerts_enabled:
-            self._engine = Engine(self._load_rules())
+            self._engine = RuleEngine(self._load_rules())
             log.info("rule engine ready", extra={"rules": len(self._engine.rules.rules)})
 
     async def close(self) -> None:
@@ -231,7 +229,7 @@ class StorageSink:
     def has_pending_changes(self) -> bool:
         return bool(self._pending or self._resend or self._acked)
 
-    def alerts_published(self, alerts: Sequence[AlertChange]) -> None:
+    def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
         self._acked.update(a.outbox_id for a in alerts if a.outbox_id is not None)
 
     def reload_rules(self) -> str:
@@ -245,7 +243,7 @@ class StorageSink:
             f"{len(rules.rules)} rules, {len(changes)} alerts cleared by the change"
         )
 
-    def _evaluate(self, batch: Batch) -> list[EngineChange]:
+    def _evaluate(self, batch: Batch) -> list[AlertChange]:
         engine = self._engine
         if engine is None:
             return []
@@ -273,17 +271,17 @@ class StorageSink:
         return out
 
     # -- the write ---------------------------------------------------------------------------
-    async def write(self, batch: Batch, on_rejected: OnRejected) -> WriteResult:
+    async def write(self, batch: Batch, on_rejected: OnRejected) -> SinkResult:
         if batch.alert_changes is None:
             # Once per batch: the engine's state moves with each evaluation, so a retried
             # write must save the same changes, not evaluate the frames a second time.
             batch.alert_changes = self._evaluate(batch)
-        changes: list[EngineChange] = batch.alert_changes
+        changes: list[AlertChange] = batch.alert_changes
         offsets = {
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
             for tp, nxt in batch.next.items()
         }
-        saved: list[AlertChange] = []
+        saved: list[AlertMessage] = []
         acked = set(self._acked)
         placements = self._placements(batch) if self._engine is not None else {}
         resend = dict(self._resend)
@@ -322,7 +320,7 @@ class StorageSink:
         for row_id in resend:
             self._resend.pop(row_id, None)
         by_key = {(tp.topic, tp.partition): tp for tp in batch.next}
-        return WriteResult(
+        return SinkResult(
             rejected=[(r.index, r.detail) for r in result.rejected],
             alerts=[*resend.values(), *saved],
             rows=dict(result.rows),
@@ -331,16 +329,16 @@ class StorageSink:
         )
 
 
-def _alert(change: EngineChange, message: tuple[bytes, bytes], outbox_id: int) -> AlertChange:
+def _alert(change: AlertChange, message: tuple[bytes, bytes], outbox_id: int) -> AlertMessage:
     a = change.alert
     key, value = message
-    return AlertChange(a.rule_id, a.severity, change.type, key, value, outbox_id)
+    return AlertMessage(a.rule_id, a.severity, change.type, key, value, outbox_id)
 
 
-def _resent(row: outbox.OutboxRow) -> AlertChange:
+def _resent(row: outbox.OutboxRow) -> AlertMessage:
     """An unpublished outbox record, sent again byte for byte (rule etc. for the metrics)."""
     body = orjson.loads(row.value)
-    return AlertChange(
+    return AlertMessage(
         rule=str(body.get("rule_id", "")),
         severity=str(body.get("severity", "")),
         change=str(body.get("type", "")),

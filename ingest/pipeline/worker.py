@@ -24,63 +24,27 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.abc import ConsumerRebalanceListener
-
-from ingest.config.settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, Decode
 from ingest.pipeline.commits import KafkaCommitter
+from ingest.pipeline.kafka_clients import (
+    RebalanceListener,
+    as_producer,
+    start_client,
+    stop_clients,
+    stop_quietly,
+)
 from ingest.pipeline.lag import LagReporter
-from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
+from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.sink import Sink
-from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.writer import Writer
 
-__all__ = ["Worker", "WorkerOptions"]
+__all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """The pipeline knobs a worker uses (from the ``pipeline`` settings section)."""
-
-    group_id: str
-    topics: tuple[str, ...]
-    dlq_topic: str
-    alerts_topic: str
-    batch_max_frames: int = 5000
-    linger_ms: int = 200
-    max_in_flight: int = 20000
-    resume_ratio: float = 0.5
-    pause_after_s: float = 1.0
-    revoke_timeout_s: float = 10.0
-    shutdown_timeout_s: float = 20.0
-    poll_timeout_ms: int = 500
-    lag_interval_s: float = 2.0
-    retry_backoff_initial_s: float = 0.25
-    retry_backoff_max_s: float = 5.0
-    write_lanes: int = 2
-    window: TimeWindow | None = None  # frame times stored; None: every time (tests, tools)
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    """Hands aiokafka's rebalance callbacks to the worker (it awaits them before rejoining)."""
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._worker.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._worker.on_assigned(set(assigned))
 
 
 class Worker:
@@ -137,7 +101,7 @@ class Worker:
         if producer is None or consumer is None:
             # Stopped before the broker answered: nothing was fetched, nothing to flush.
             if producer is not None:
-                await _stop_quietly(producer)
+                await stop_quietly(producer)
             await self.sink.close()
             log.info("stopped while waiting for Kafka")
             return
@@ -145,7 +109,7 @@ class Worker:
         self.committer = KafkaCommitter(consumer, lambda: self.owned)
         self.writer = writer = Writer(
             sink=self.sink,
-            producer=_as_producer(producer),
+            producer=as_producer(producer),
             metrics=self.metrics,
             backpressure=self.bp,
             dlq_topic=o.dlq_topic,
@@ -158,7 +122,7 @@ class Worker:
         )
         self.lag = lag = LagReporter(self, group_id=o.group_id, interval_s=o.lag_interval_s)
         try:
-            consumer.subscribe(list(o.topics), listener=_Listener(self))
+            consumer.subscribe(list(o.topics), listener=RebalanceListener(self))
             log.info("consumer started", extra={"topics": list(o.topics), "group": o.group_id})
             async with asyncio.TaskGroup() as tg:
                 write_task = tg.create_task(writer.run(), name="writer")
@@ -179,32 +143,15 @@ class Worker:
     async def _start_kafka(
         self, what: str, make: Callable[[], Any], stop: asyncio.Event
     ) -> Any | None:
-        """A started Kafka client; while no broker answers, retried with a backoff (a worker
-        restarted during a broker outage waits for it, as a running one does, instead of
-        crash-looping). None when ``stop`` is set first."""
-        backoff = self.options.retry_backoff_initial_s
-        limiter = RateLimiter(30.0)
-        while not stop.is_set():
-            client = make()
-            try:
-                await client.start()
-                return client
-            except TRANSIENT_KAFKA as exc:
-                if not retriable(exc):
-                    raise
-                await _stop_quietly(client)
-                self.metrics.kafka_connected.set(0)
-                if limiter.allow(what) is not None:
-                    log.warning(
-                        "Kafka does not answer (%r); starting the %s again in %.1fs",
-                        exc,
-                        what,
-                        backoff,
-                    )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, self.options.retry_backoff_max_s)
-        return None
+        o = self.options
+        return await start_client(
+            what,
+            make,
+            stop,
+            metrics=self.metrics,
+            backoff_initial_s=o.retry_backoff_initial_s,
+            backoff_max_s=o.retry_backoff_max_s,
+        )
 
     async def _shutdown(
         self, consume_task: asyncio.Task[None], write_task: asyncio.Task[None]
@@ -229,11 +176,7 @@ class Worker:
         await write_task
 
     async def _close(self, consumer: Any, producer: Any) -> None:
-        for what, closer in (("consumer", consumer.stop), ("producer", producer.stop)):
-            try:
-                await asyncio.wait_for(closer(), 5)
-            except Exception as exc:  # best effort on the way out
-                log.warning("stopping the Kafka %s failed: %r", what, exc)
+        await stop_clients(consumer, producer)
         await self.sink.close()
 
     # -- consume loop ------------------------------------------------------------------------
@@ -440,12 +383,3 @@ class Worker:
         # database's are the truth; never evaluate rules without the stored open alerts).
         self.restored &= self.owned
         await self._load_pending_offsets(backoff=False)
-
-
-async def _stop_quietly(client: Any) -> None:
-    with contextlib.suppress(Exception):  # a half-started client: best effort
-        await asyncio.wait_for(client.stop(), 5)
-
-
-def _as_producer(producer: Any) -> Producer:
-    return producer  # type: ignore[no-any-return]

@@ -33,7 +33,7 @@ from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics, observe_many
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, Publisher
-from ingest.pipeline.sink import Sink, TransientSinkError, WriteResult
+from ingest.pipeline.sink import Sink, SinkResult, TransientSinkError
 
 __all__ = ["Writer"]
 
@@ -51,7 +51,7 @@ class _Lane:
     queue: collections.deque[Batch] = field(default_factory=collections.deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     current: Batch | None = None
-    attempt: asyncio.Task[WriteResult] | None = None
+    attempt: asyncio.Task[SinkResult] | None = None
 
 
 class Writer:
@@ -183,7 +183,7 @@ class Writer:
     async def _process(self, lane: _Lane, batch: Batch) -> None:
         started = time.monotonic()
         backoff = self._backoff_initial
-        result: WriteResult | None = None
+        result: SinkResult | None = None
 
         async def on_rejected(rejected: list[tuple[int, str]]) -> None:
             await self._publisher.dead_letter_rejected(batch, rejected)
@@ -227,7 +227,7 @@ class Writer:
         self.drop_partitions(list(fenced))
         self._on_fenced(fenced)
 
-    async def _after_commit(self, batch: Batch, result: WriteResult, took: float) -> None:
+    async def _after_commit(self, batch: Batch, result: SinkResult, took: float) -> None:
         now = time.time()
         fenced = result.fenced
         committed = {tp: off for tp, off in batch.next.items() if tp not in fenced}

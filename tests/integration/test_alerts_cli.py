@@ -12,7 +12,7 @@ import orjson
 import psycopg
 import pytest
 
-from alerts import Engine, RuleSet
+from alerts import RuleEngine, RuleSet
 from devtools.sim.scenarios import thermal_runaway
 from ingest.cli import main
 
@@ -32,7 +32,7 @@ def dsn(postgres_dsn: str) -> Iterator[str]:
         try:
             with psycopg.connect(db) as conn:
                 conn.execute(MIGRATION.read_bytes())
-                changes = Engine(RuleSet.default()).evaluate(thermal_runaway())
+                changes = RuleEngine(RuleSet.default()).evaluate(thermal_runaway())
                 for c in changes:
                     a = c.alert
                     if c.type == "raised":

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from alerts import AlertChange, Engine, RuleSet
+from alerts import AlertChange, RuleEngine, RuleSet
 from alerts.store import load_open, save_changes
 from contract.rows import FrameRows
 from devtools.sim.scenarios import thermal_runaway
@@ -67,7 +67,7 @@ async def test_migration_can_run_twice(db: Any) -> None:
 
 async def test_save_changes_is_idempotent_under_replay(db: Any) -> None:
     frames = thermal_runaway(edition=2025)
-    changes = Engine(RuleSet.default()).evaluate(frames)
+    changes = RuleEngine(RuleSet.default()).evaluate(frames)
     raised = [c for c in changes if c.type == "raised"]
     assert {c.alert.rule_id for c in raised} >= {TR, "thermal_event"}
     await commit(db, changes)
@@ -88,10 +88,10 @@ async def test_save_changes_is_idempotent_under_replay(db: Any) -> None:
 
 
 async def test_the_database_refuses_a_second_open_alert(db: Any) -> None:
-    changes = Engine(RuleSet.default()).evaluate(thermal_runaway(edition=2016))
+    changes = RuleEngine(RuleSet.default()).evaluate(thermal_runaway(edition=2016))
     await commit(db, changes)
     # an engine that lost its state would raise the same episode again, later
-    lost = Engine(RuleSet.default()).evaluate(thermal_runaway(edition=2016)[30:])
+    lost = RuleEngine(RuleSet.default()).evaluate(thermal_runaway(edition=2016)[30:])
     assert any(c.type == "raised" and c.alert.rule_id == TR for c in lost)
     await commit(db, lost)
     assert len(await rows(db, TR)) == 1
@@ -101,7 +101,7 @@ async def test_restarted_worker_neither_reraises_nor_loses_the_alert(db: Any) ->
     frames = thermal_runaway(edition=2016, seed=4)
     frames += cooling(frames[-1], minutes=8)
     split = len(frames) // 3  # the runaway is under way and alerted by then
-    first = Engine(RuleSet.default())
+    first = RuleEngine(RuleSet.default())
     before = []
     for i in range(0, split, 5):  # batch by batch, each committed with its alerts
         changes = first.evaluate(frames[i : min(i + 5, split)], partition=3)
@@ -110,7 +110,7 @@ async def test_restarted_worker_neither_reraises_nor_loses_the_alert(db: Any) ->
     assert [c.alert.rule_id for c in before if c.type == "raised"].count(TR) == 1
     del first  # kill -9: the in-memory state is gone
 
-    second = Engine(RuleSet.default())
+    second = RuleEngine(RuleSet.default())
     stored = await load_open(db, partitions=[3])
     assert TR in {a.rule_id for a in stored if a.is_open}
     # rebuild from the stored open alerts plus a short replay of the last committed frames
@@ -132,7 +132,7 @@ async def test_restarted_worker_neither_reraises_nor_loses_the_alert(db: Any) ->
 
 
 async def test_load_open_filters_by_partition_and_entity(db: Any) -> None:
-    e = Engine(RuleSet.default())
+    e = RuleEngine(RuleSet.default())
     await commit(db, e.evaluate(thermal_runaway(vin="LNEVTR0000000001"), partition=1))
     await commit(db, e.evaluate(thermal_runaway(vin="LNEVTR0000000002"), partition=2))
     assert {a.entity_id for a in await load_open(db, partitions=[2])} == {"LNEVTR0000000002"}
@@ -151,7 +151,7 @@ async def test_the_same_table_on_timescaledb(timescale_dsn: str) -> None:
         await conn.execute(f'SET search_path = "{schema}", public')
         await conn.execute(MIGRATION.read_text())
         frames = thermal_runaway(edition=2025)
-        engine = Engine(RuleSet.default())
+        engine = RuleEngine(RuleSet.default())
         changes = engine.evaluate(frames, partition=0)
         await commit(conn, changes)
         await commit(conn, changes)  # replayed
@@ -175,11 +175,11 @@ async def test_a_conflicting_raise_merges_into_the_open_alert_which_then_clears(
     frames = thermal_runaway(edition=2016, seed=4)
     frames += cooling(frames[-1], minutes=8)
     split = len(frames) // 3
-    await commit(db, Engine(RuleSet.default()).evaluate(frames[:split], partition=3))
+    await commit(db, RuleEngine(RuleSet.default()).evaluate(frames[:split], partition=3))
     (first,) = await rows(db, TR)
     assert first["cleared_at"] is None
 
-    blind = Engine(RuleSet.default())  # no restore: raises the same condition with a new key
+    blind = RuleEngine(RuleSet.default())  # no restore: raises the same condition with a new key
     changes = blind.evaluate(frames[split:], partition=3)
     again = [c for c in changes if c.type == "raised" and c.alert.rule_id == TR]
     assert again and again[0].alert.opened_ms > int(first["opened_at"].timestamp() * 1000)

@@ -22,7 +22,7 @@ from ingest.config.load import load_settings
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.process import decoders_for
-from ingest.pipeline.sink import AlertChange
+from ingest.pipeline.sink import AlertMessage
 from ingest.pipeline.storage_sink import StorageSink
 from tests.integration.pipeline_support import (
     SCHEMA,
@@ -47,7 +47,7 @@ async def count(dsn: str, sql: str) -> int:
         await conn.close()
 
 
-async def commit_without_publishing(env: PipelineEnv, environ: dict[str, str]) -> AlertChange:
+async def commit_without_publishing(env: PipelineEnv, environ: dict[str, str]) -> AlertMessage:
     """Consume the topic, commit it through the real sink, never publish: the committed alert
     message that a worker killed right after its commit would have sent."""
     settings = load_settings(environ=environ)

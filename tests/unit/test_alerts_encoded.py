@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from alerts import Engine, RuleSet
+from alerts import RuleEngine, RuleSet
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
 from devtools.sim.scenarios import thermal_runaway
@@ -53,7 +53,7 @@ def test_encoded_thermal_runaway_raises_the_gb38031_alert_once() -> None:
     decoded = [decode_rows(b) for b in wire]
     assert [d.ts_ms for d in decoded] == [fr.ts_ms for fr in scenario]  # the bytes carry time
     assert decoded[-1].vehicle is not None and decoded[-1].vehicle.max_temp_c == 210
-    engine = Engine(RuleSet.default())
+    engine = RuleEngine(RuleSet.default())
     changes = [c for i in range(0, len(decoded), 7) for c in engine.evaluate(decoded[i : i + 7])]
     tr = [c for c in changes if c.alert.rule_id == "gb38031_thermal_runaway"]
     assert [c.type for c in tr if c.type != "updated"] == ["raised"]  # and never cleared

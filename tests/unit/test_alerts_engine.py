@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from alerts import AlertChange, Engine, RuleSet, to_message
+from alerts import AlertChange, RuleEngine, RuleSet, to_message
 from alerts.frames import build_frame
 from contract.rows import FrameRows
 
@@ -46,7 +46,7 @@ def summary(changes: list[AlertChange]) -> list[tuple[str, str, float]]:
 
 
 def test_one_raise_while_it_holds_and_updates_coalesced_per_batch() -> None:
-    e = Engine(RuleSet.from_toml(HOT), update_every_s=0)
+    e = RuleEngine(RuleSet.from_toml(HOT), update_every_s=0)
     first = e.evaluate([fr(0, 61), fr(10, 65), fr(20, 63)])
     assert [c.type for c in first] == ["raised"]
     a = first[0].alert
@@ -63,7 +63,7 @@ def test_one_raise_while_it_holds_and_updates_coalesced_per_batch() -> None:
 
 
 def test_updates_are_throttled_except_for_a_new_peak() -> None:
-    e = Engine(RuleSet.from_toml(HOT), update_every_s=60)
+    e = RuleEngine(RuleSet.from_toml(HOT), update_every_s=60)
     e.evaluate([fr(0, 65)])
     assert e.evaluate([fr(10, 64)]) == []  # same episode, no new peak, < 60 s since last
     assert [c.type for c in e.evaluate([fr(20, 66)])] == ["updated"]  # new peak
@@ -72,7 +72,7 @@ def test_updates_are_throttled_except_for_a_new_peak() -> None:
 
 
 def test_raise_and_clear_in_one_batch_come_in_order() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     changes = e.evaluate([fr(0, 61), fr(10, 40), fr(20, 62)])
     assert [(c.type, (c.alert.opened_ms - T0) / 1000) for c in changes] == [
         ("raised", 0.0),
@@ -86,8 +86,8 @@ def test_batch_boundaries_do_not_change_the_outcome() -> None:
     rng = random.Random(5)
     temps = [rng.choice([40, 58, 61, 66, None]) for _ in range(300)]
     frames = [fr(i, t) for i, t in enumerate(temps)]
-    whole = Engine(RuleSet.from_toml(HOT + RATE), update_every_s=0).evaluate(frames)
-    split = Engine(RuleSet.from_toml(HOT + RATE), update_every_s=0)
+    whole = RuleEngine(RuleSet.from_toml(HOT + RATE), update_every_s=0).evaluate(frames)
+    split = RuleEngine(RuleSet.from_toml(HOT + RATE), update_every_s=0)
     pieces: list[AlertChange] = []
     i = 0
     while i < len(frames):
@@ -104,7 +104,7 @@ def test_batch_boundaries_do_not_change_the_outcome() -> None:
 
 
 def test_late_frames_never_clear_a_live_alert() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     e.evaluate([fr(0, 40), fr(10, 61), fr(20, 62)])
     # reissued data of 5 s (before the alert) and of 15 s, both cool: no clear
     assert e.evaluate([fr(5, 30, command=3), fr(15, 30, command=3)]) == []
@@ -113,7 +113,7 @@ def test_late_frames_never_clear_a_live_alert() -> None:
 
 
 def test_reissue_of_an_episode_already_reported_raises_nothing() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     assert summary(e.evaluate([fr(0, 61), fr(10, 62), fr(20, 40)])) == [
         ("raised", "hot", 0.0),
         ("cleared", "hot", 0.0),
@@ -125,7 +125,7 @@ def test_reissue_of_an_episode_already_reported_raises_nothing() -> None:
 
 
 def test_a_late_frame_after_the_last_episode_raises_a_late_alert() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     e.evaluate([fr(0, 61), fr(10, 40), fr(100, 40)])
     changes = e.evaluate([fr(50, 70, command=3)])  # a gap filled by reissue: a new episode
     assert [(c.type, c.alert.late, c.alert.opened_ms) for c in changes] == [
@@ -135,7 +135,7 @@ def test_a_late_frame_after_the_last_episode_raises_a_late_alert() -> None:
 
 
 def test_history_based_rules_ignore_late_frames() -> None:
-    e = Engine(RuleSet.from_toml(RATE))
+    e = RuleEngine(RuleSet.from_toml(RATE))
     e.evaluate([fr(0, 30), fr(10, 31)])
     # late frames showing a fast rise must not be stitched into the in-order history
     assert e.evaluate([fr(2, 40, command=3), fr(4, 50, command=3), fr(8, 60, command=3)]) == []
@@ -143,7 +143,7 @@ def test_history_based_rules_ignore_late_frames() -> None:
 
 
 def test_frames_from_a_wrong_clock_are_skipped_when_now_is_known() -> None:
-    e = Engine(RuleSet.from_toml(HOT), max_future_s=300)
+    e = RuleEngine(RuleSet.from_toml(HOT), max_future_s=300)
     now = T0 + 10_000
     assert e.evaluate([fr(3600, 70)], now_ms=now) == []
     assert e.stats.future == 1
@@ -152,17 +152,17 @@ def test_frames_from_a_wrong_clock_are_skipped_when_now_is_known() -> None:
 
 
 def test_one_alert_per_entity_and_rule() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     changes = e.evaluate([fr(0, 61, vin="LA"), fr(0, 61, vin="LB"), fr(10, 61, vin="LA")])
     assert sorted(c.alert.entity_id for c in changes) == ["LA", "LB"]
     assert {a.entity_id for a in e.open_alerts()} == {"LA", "LB"}
 
 
 def test_restart_restore_neither_reraises_nor_loses_the_alert() -> None:
-    first = Engine(RuleSet.from_toml(HOT))
+    first = RuleEngine(RuleSet.from_toml(HOT))
     raised = first.evaluate([fr(0, 61), fr(10, 62)])
     stored = [raised[0].alert]
-    second = Engine(RuleSet.from_toml(HOT))
+    second = RuleEngine(RuleSet.from_toml(HOT))
     assert second.restore(stored) == []
     cont = second.evaluate([fr(20, 63), fr(30, 64)])
     assert all(c.type == "updated" for c in cont)
@@ -173,10 +173,10 @@ def test_restart_restore_neither_reraises_nor_loses_the_alert() -> None:
 def test_warm_replay_rebuilds_history_without_emitting() -> None:
     temps = [30, 31, 33, 34, 36, 37, 39, 40, 42]
     frames = [fr(i, t) for i, t in enumerate(temps)]
-    first = Engine(RuleSet.from_toml(RATE))
+    first = RuleEngine(RuleSet.from_toml(RATE))
     raised = first.evaluate(frames[:6])
     assert summary(raised) == [("raised", "heating", 4.0)]
-    second = Engine(RuleSet.from_toml(RATE))
+    second = RuleEngine(RuleSet.from_toml(RATE))
     assert second.rebuild([raised[0].alert], replay=frames[:6]) == []
     assert all(c.type == "updated" for c in second.evaluate(frames[6:]))  # no second raise
     cleared = second.evaluate([fr(9, 42), fr(10, 42)])  # the rise stopped
@@ -185,19 +185,19 @@ def test_warm_replay_rebuilds_history_without_emitting() -> None:
 
 def test_without_warm_a_restarted_rate_rule_does_not_fire_twice() -> None:
     frames = [fr(i, 30 + 2 * i) for i in range(12)]
-    first = Engine(RuleSet.from_toml(RATE))
+    first = RuleEngine(RuleSet.from_toml(RATE))
     raised = first.evaluate(frames[:6])
-    second = Engine(RuleSet.from_toml(RATE))
+    second = RuleEngine(RuleSet.from_toml(RATE))
     second.restore([c.alert for c in raised])
     assert [c.type for c in second.evaluate(frames[6:])] in ([], ["updated"])
 
 
 def test_restore_clears_alerts_of_removed_rules_and_bounds_late_raises() -> None:
-    old = Engine(RuleSet.from_toml(HOT + RATE))
+    old = RuleEngine(RuleSet.from_toml(HOT + RATE))
     open_rate = old.evaluate([fr(i, 30 + 2 * i) for i in range(6)])
     closed_hot = old.evaluate([fr(6, 70), fr(7, 30)])
     stored = [c.alert for c in open_rate] + [c.alert for c in closed_hot if c.type == "cleared"]
-    e = Engine(RuleSet.from_toml(HOT))  # the rate rule was deleted meanwhile
+    e = RuleEngine(RuleSet.from_toml(HOT))  # the rate rule was deleted meanwhile
     changes = e.restore(stored)
     assert [(c.type, c.alert.rule_id, c.alert.clear_reason) for c in changes] == [
         ("cleared", "heating", "rule_removed")
@@ -207,7 +207,9 @@ def test_restore_clears_alerts_of_removed_rules_and_bounds_late_raises() -> None
 
 
 def test_swap_rules_keeps_state_and_open_alerts() -> None:
-    e = Engine(RuleSet.from_toml(HOT.replace("value = 60", "value = 60\nfor_frames = 3") + RATE))
+    e = RuleEngine(
+        RuleSet.from_toml(HOT.replace("value = 60", "value = 60\nfor_frames = 3") + RATE)
+    )
     e.evaluate([fr(0, 61), fr(10, 62)])  # 2 of 3 frames pending
     rate_alert = e.evaluate([fr(11, 64), fr(12, 66), fr(13, 68), fr(14, 70)])
     assert summary(rate_alert) == [("raised", "hot", 11.0), ("raised", "heating", 14.0)]
@@ -230,13 +232,13 @@ def test_scope_by_vin_prefix_and_model() -> None:
     text = HOT.replace(
         'severity = "major"', 'severity = "major"\nvin_prefix = ["LSJ"]\nmodel = ["M7"]'
     )
-    e = Engine(RuleSet.from_toml(text), models={"LBB0001": "M7"})
+    e = RuleEngine(RuleSet.from_toml(text), models={"LBB0001": "M7"})
     got = e.evaluate([fr(0, 70, vin=v) for v in ("LSJ0001", "LBB0001", "LZZ0001")])
     assert sorted(c.alert.entity_id for c in got) == ["LBB0001", "LSJ0001"]
 
 
 def test_forget_drops_revoked_partitions() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     e.evaluate([fr(0, 70, vin="LA")], partition=1)
     e.evaluate([fr(0, 70, vin="LB")], partition=2)
     assert e.forget(partition=1) == 1
@@ -245,7 +247,7 @@ def test_forget_drops_revoked_partitions() -> None:
 
 
 def test_to_message_is_keyed_by_entity_and_deterministic() -> None:
-    e = Engine(RuleSet.from_toml(HOT))
+    e = RuleEngine(RuleSet.from_toml(HOT))
     change = e.evaluate([fr(0, 70)])[0]
     key, value = to_message(change)
     assert key == VIN.encode()

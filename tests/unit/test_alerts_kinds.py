@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from alerts import Engine, RuleSet
+from alerts import RuleEngine, RuleSet
 from alerts.frames import build_frame
 from contract.rows import FrameRows
 
@@ -16,15 +16,15 @@ VIN = "LTEST000000000001"
 T0 = 1_782_835_200_000
 
 
-def rules(body: str, severity: str = "major") -> Engine:
-    return Engine(RuleSet.from_toml(f'[[rule]]\nid = "r"\nseverity = "{severity}"\n{body}'))
+def rules(body: str, severity: str = "major") -> RuleEngine:
+    return RuleEngine(RuleSet.from_toml(f'[[rule]]\nid = "r"\nseverity = "{severity}"\n{body}'))
 
 
 def fr(at_s: float, *, edition: int = 2016, **fields: Any) -> FrameRows:
     return build_frame(VIN, T0 + int(at_s * 1000), edition=edition, **fields)
 
 
-def events(engine: Engine, frames: list[FrameRows]) -> list[tuple[str, float]]:
+def events(engine: RuleEngine, frames: list[FrameRows]) -> list[tuple[str, float]]:
     """(change type, frame offset in s) of every raise and clear."""
     out: list[tuple[str, float]] = []
     for c in engine.evaluate(frames):
@@ -197,13 +197,13 @@ def test_drop_fires_strictly_above_25_percent_as_gb38031_says(window: str) -> No
     above = [fr(0, min_cell_voltage_v=4.0), fr(1, min_cell_voltage_v=2.999)]
     assert events(rules(body), above) == [("raised", 1.0)]
     # the default rules agree: pack voltage 400 V -> 300 V (exactly 25 %) is no drop alert
-    e = Engine(RuleSet.default())
+    e = RuleEngine(RuleSet.default())
     frames = [
         fr(0, total_voltage_v=400.0, vehicle_state=1),
         fr(10, total_voltage_v=300.0, vehicle_state=1),
     ]
     assert [c.alert.rule_id for c in e.evaluate(frames)] == []
-    e = Engine(RuleSet.default())
+    e = RuleEngine(RuleSet.default())
     frames[1] = fr(10, total_voltage_v=299.9, vehicle_state=1)
     assert [c.alert.rule_id for c in e.evaluate(frames)] == ["pack_voltage_drop"]
 
@@ -300,8 +300,8 @@ def test_insulation_ohm_per_volt_dc_and_ac() -> None:
     assert events(ac, [fr(0, insulation_kohm=150, total_voltage_v=350.0)]) == [("raised", 0.0)]
 
 
-def composite(window: int, op: str = "all") -> Engine:
-    return Engine(
+def composite(window: int, op: str = "all") -> RuleEngine:
+    return RuleEngine(
         RuleSet.from_toml(
             f"""
 [[rule]]

@@ -9,7 +9,7 @@ from itertools import islice
 
 import pytest
 
-from alerts import AlertChange, Engine, RuleSet
+from alerts import AlertChange, RuleEngine, RuleSet
 from contract.rows import FrameRows
 from devtools.sim.scenarios import normal_day, thermal_runaway
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 TR = "gb38031_thermal_runaway"
 
 
-def in_batches(engine: Engine, frames: list[FrameRows], seed: int) -> list[AlertChange]:
+def in_batches(engine: RuleEngine, frames: list[FrameRows], seed: int) -> list[AlertChange]:
     rng = random.Random(seed)
     out: list[AlertChange] = []
     it = iter(frames)
@@ -35,7 +35,7 @@ def first_time(frames: list[FrameRows], ok: object) -> int:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_thermal_runaway_raises_the_gb38031_alert_exactly_once(edition: int, seed: int) -> None:
     frames = thermal_runaway(edition=edition, seed=seed)
-    changes = in_batches(Engine(RuleSet.default()), frames, seed)
+    changes = in_batches(RuleEngine(RuleSet.default()), frames, seed)
     raised = [c.alert for c in changes if c.type == "raised" and c.alert.rule_id == TR]
     assert len(raised) == 1
     assert not [c for c in changes if c.type == "cleared" and c.alert.rule_id == TR]
@@ -50,13 +50,13 @@ def test_thermal_runaway_raises_the_gb38031_alert_exactly_once(edition: int, see
 
 def test_a_slow_warm_up_is_not_a_thermal_runaway() -> None:
     frames = thermal_runaway(heat_rate=0.5)
-    changes = Engine(RuleSet.default()).evaluate(frames)
+    changes = RuleEngine(RuleSet.default()).evaluate(frames)
     assert TR not in {c.alert.rule_id for c in changes}
     assert "max_temp_high" in {c.alert.rule_id for c in changes}  # hot, but not a runaway
 
 
 def test_a_normal_day_of_1000_vehicles_raises_nothing() -> None:
-    engine = Engine(RuleSet.default())
+    engine = RuleEngine(RuleSet.default())
     changes: list[AlertChange] = []
     batch: list[FrameRows] = []
     frames = 0

@@ -1,4 +1,4 @@
-"""``Engine.warm``: the short replay of the last rule window after a partition moves. A new
+"""``RuleEngine.warm``: the short replay of the last rule window after a partition moves. A new
 owner that warms with the frames the previous owner stored raises exactly what one engine
 running through the handover raises, when it raises it; warming alone raises nothing."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from alerts import AlertChange, Engine, RuleSet
+from alerts import AlertChange, RuleEngine, RuleSet
 from alerts.frames import build_frame
 from contract.rows import FrameRows
 
@@ -59,9 +59,9 @@ def summary(changes: list[AlertChange]) -> list[tuple[Any, ...]]:
 def run(before: list[FrameRows], after: list[FrameRows], *, warm: bool) -> list[Any]:
     """The previous owner evaluates ``before`` (and stores it); a new engine takes over,
     warmed with those stored frames or not, and evaluates ``after``."""
-    old = Engine(RuleSet.from_toml(RULES), update_every_s=3600)
+    old = RuleEngine(RuleSet.from_toml(RULES), update_every_s=3600)
     assert old.evaluate(before, partition=3) == []  # nothing held long enough yet
-    new = Engine(RuleSet.from_toml(RULES), update_every_s=3600)
+    new = RuleEngine(RuleSet.from_toml(RULES), update_every_s=3600)
     if warm:
         new.warm(before, partition=3)
     return summary(new.evaluate(after, partition=3))
@@ -75,7 +75,7 @@ BEFORE, AFTER = FRAMES[:6], FRAMES[6:]  # the partition moves after the frame at
 
 
 def test_warmed_new_owner_raises_what_an_uninterrupted_run_raises() -> None:
-    whole = Engine(RuleSet.from_toml(RULES), update_every_s=3600)
+    whole = RuleEngine(RuleSet.from_toml(RULES), update_every_s=3600)
     assert summary(whole.evaluate(BEFORE, partition=3)) == []
     uninterrupted = summary(whole.evaluate(AFTER, partition=3))
     # Each window spans the move: the rate run (20 s -> 60 s), the drop (the 3.6 V highest of
@@ -96,7 +96,7 @@ def test_without_the_replay_windowed_rules_re_warm_blind() -> None:
 
 
 def test_warming_raises_updates_and_clears_nothing() -> None:
-    e = Engine(RuleSet.from_toml(RULES), update_every_s=0)
+    e = RuleEngine(RuleSet.from_toml(RULES), update_every_s=0)
     e.warm(FRAMES, partition=3)  # every condition holds at some point of these frames
     assert e.open_alerts() == []
     assert e.evaluate([], partition=3) == []

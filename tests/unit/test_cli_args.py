@@ -22,10 +22,11 @@ from ingest.cli.args import (
     sql_name,
     text,
 )
+from ingest.config.bounds import SQL_IDENTIFIER
 from ingest.config.docs import render_docs
 from ingest.config.fields import spec_of
 from ingest.config.load import load_settings
-from ingest.config.settings import SECTIONS, SQL_IDENTIFIER
+from ingest.config.settings import SECTIONS
 from ingest.errors import UserError
 from storage.params import check_identifier
 

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-import ingest.decoders
 from devtools.sim.framebuilder import build
 from ingest.decoders.blocks import engine, vehicle
 from ingest.decoders.checksum import bcc
@@ -16,61 +15,6 @@ from ingest.decoders.envelope import HEADER, HEADER_SIZE, Envelope, parse_envelo
 from ingest.decoders.registry import VEHICLE, Registry
 
 pytestmark = pytest.mark.unit
-
-
-EXPORTED = sorted(
-    [
-        "Activation",
-        "ActivationResponse",
-        "Alarm",
-        "BitLevel",
-        "CellTemperatures",
-        "CellVoltages",
-        "Control",
-        "CustomBlock",
-        "DriveMotors",
-        "Engine",
-        "Extremes",
-        "Frame",
-        "FrameError",
-        "FuelCell",
-        "FuelCellStacks",
-        "KeyExchange",
-        "Login",
-        "Logout",
-        "Motor",
-        "Param",
-        "ParamList",
-        "PlatformLogin",
-        "Position",
-        "QueryRequest",
-        "RawFrame",
-        "Signature",
-        "Skipped",
-        "Stack",
-        "StreamFramer",
-        "SuperCapacitor",
-        "SuperCapacitorExtremes",
-        "TemperaturePack",
-        "Upgrade",
-        "Vehicle",
-        "VoltagePack",
-        "decode_frame",
-        "encode_block",
-        "encode_body",
-        "encode_frame",
-        "error_to_dict",
-        "frame_to_dict",
-        "frame_to_json",
-        "make_response",
-    ]
-)
-
-
-def test_exported_members() -> None:
-    assert sorted(ingest.decoders.__all__) == EXPORTED
-    for name in ingest.decoders.__all__:
-        assert getattr(ingest.decoders, name) is not None
 
 
 def test_decoders_import_no_io_packages() -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from alerts import Engine, RuleSet
+from alerts import RuleEngine, RuleSet
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.fleet import FleetOptions, fleet_messages, vin_of
 from ingest.decoders.errors import FrameError
@@ -49,7 +49,7 @@ def test_fleet_sends_both_editions_logins_bad_frames_in_time_order() -> None:
 
 def test_runaway_vehicle_raises_the_gb38031_alert_and_no_one_else_alerts() -> None:
     messages = fleet_messages(FleetOptions(vehicles=40, minutes=5, bad_ratio=0, end_ms=END_MS))
-    engine = Engine(RuleSet.default())
+    engine = RuleEngine(RuleSet.default())
     changes = engine.evaluate(decode_rows(m.value) for m in messages)
     raised = {(c.alert.entity_id, c.alert.rule_id) for c in changes if c.type == "raised"}
     assert (vin_of(0), "gb38031_thermal_runaway") in raised

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-import storage
 from devtools.sim.synthetic import frame_rows, vin
 from storage.errors import ErrorKind, classify
 from storage.latest import newest_per_vehicle
@@ -141,33 +140,3 @@ def test_identifiers_are_checked() -> None:
         StorageParams(schema="x y")
     with pytest.raises(ValueError):
         WriterParams(consumer_group="g", schema="X")
-
-
-def test_public_api() -> None:
-    assert set(storage.__all__) == {
-        "BatchOutcome",
-        "Dedupe",
-        "Engine",
-        "LoaderKind",
-        "MigrationError",
-        "MigrationReport",
-        "OffsetRange",
-        "PlainParams",
-        "PoolParams",
-        "RejectedFrame",
-        "RetryParams",
-        "SchemaError",
-        "SchemaMode",
-        "StorageError",
-        "StorageParams",
-        "StorageUnavailable",
-        "StorageWriter",
-        "TimescaleParams",
-        "WriteResult",
-        "WriterHooks",
-        "WriterParams",
-        "migrate",
-        "run_maintenance",
-    }
-    for name in storage.__all__:
-        assert getattr(storage, name) is not None
