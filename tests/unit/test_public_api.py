@@ -16,6 +16,50 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 PINNED: dict[str, frozenset[str]] = {
+    "ingest.decoders.battery": frozenset(
+        {
+            "ALARM_FLAGS",
+            "BATTERY",
+            "PackAlarm",
+            "PackCells",
+            "PackFrame",
+            "PackLogin",
+            "PackLogout",
+            "PackProbes",
+            "PackState",
+            "Site",
+            "alarm_flag_names",
+            "decode_pack_frame",
+            "decode_pack_rows",
+            "encode_pack_frame",
+            "pack_code_to_dict",
+            "pack_frame_to_dict",
+            "pack_frame_to_json",
+            "pack_ident",
+            "rows_of_pack_frame",
+        }
+    ),
+    "ingest.decoders.charger": frozenset(
+        {
+            "COMMANDS",
+            "ChargeOrder",
+            "ChargerFrame",
+            "ChargerLogin",
+            "ChargerLogout",
+            "ConnectorEntry",
+            "ConnectorStatus",
+            "Faults",
+            "INTERFACES",
+            "Output",
+            "TCEC_REASONS",
+            "VehicleDemand",
+            "decode_charger_frame",
+            "decode_charger_rows",
+            "decode_tcec",
+            "encode_charger_frame",
+            "rows_of_charger_frame",
+        }
+    ),
     "contract": frozenset({"CHINA_TZ", "ENTITY_KINDS", "EntityKind"}),
     "ingest.decoders": frozenset(
         {
