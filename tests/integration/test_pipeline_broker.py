@@ -12,8 +12,8 @@ import pytest
 
 from devtools.devstack import Paths, ServiceState
 from devtools.devstack import kafka as kafkadev
+from devtools.settings import load_dev_settings
 from devtools.sim.fleet import FleetOptions, fleet_messages
-from ingest.config.load import load_settings
 from tests.integration.pipeline_support import (
     Expected,
     PipelineEnv,
@@ -34,7 +34,7 @@ class PrivateKafka:
     """A single-node KRaft broker of this test's own (started by the devstack code)."""
 
     def __init__(self, home: Path) -> None:
-        settings = load_settings()
+        settings = load_dev_settings()
         self._home = home
         self._cache = Paths.from_settings(settings).cache_dir
         self._version = settings.devstack.kafka_version
