@@ -272,10 +272,10 @@ def register(sub: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
-    from ingest.config.load import settings_from_args
+    from devtools.settings import dev_settings_from_args
     from ingest.errors import UserError
 
-    settings = settings_from_args(args)
+    settings = dev_settings_from_args(args)
     options = FleetOptions(
         vehicles=args.vehicles,
         minutes=args.minutes,

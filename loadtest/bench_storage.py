@@ -101,9 +101,9 @@ def _service_dsn(env: str, service: str) -> str | None:
     if os.environ.get(env):
         return os.environ[env]
     from devtools.devstack import Paths, StackState
-    from ingest.config.load import load_settings
+    from devtools.settings import load_dev_settings
 
-    state = StackState.load(Paths.from_settings(load_settings()).state_dir)
+    state = StackState.load(Paths.from_settings(load_dev_settings()).state_dir)
     running = state.running(service)
     return running.url if running is not None else None
 

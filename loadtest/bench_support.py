@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from devtools.devstack.kafka import ensure_topics
 from devtools.devstack.process import free_port
 from devtools.loadgen import produce_messages
+from devtools.settings import load_dev_settings
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.fleet import Message
 from devtools.sim.promtext import fetch, parse_histogram
 from ingest.config import Settings
-from ingest.config.load import load_settings
 from loadtest.bench_copy import copy_rows
 
 __all__ = [
@@ -62,7 +62,7 @@ class BenchEnv:
     async def create(cls, *, partitions: int) -> BenchEnv:
         from devtools.devstack import Paths, StackState
 
-        settings = load_settings()
+        settings = load_dev_settings()
         kafka, dsn = settings.kafka.bootstrap_servers, settings.postgres.dsn
         if "NEV_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
             state = StackState.load(Paths.from_settings(settings).state_dir)

@@ -30,8 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from devtools.devstack import ENV_KAFKA, ENV_POSTGRES, ENV_TIMESCALE, StackState, stack
-from ingest.config import Settings
-from ingest.config.load import load_settings
+from devtools.settings import DevSettings, load_dev_settings
 
 T = TypeVar("T")
 
@@ -62,13 +61,13 @@ class _DevStack:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started: list[str] = []
-        self._settings: Settings | None = None
+        self._settings: DevSettings | None = None
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> DevSettings:
         if self._settings is None:
             # Only devstack.* matters here; NEV_DEVSTACK_* variables still apply.
-            self._settings = load_settings()
+            self._settings = load_dev_settings()
         return self._settings
 
     def url(self, service: str) -> str:

@@ -17,9 +17,10 @@ import argparse
 from typing import Any
 
 from devtools.demo.service import demo_dir, say, stop_service
+from devtools.settings import dev_settings_from_args
 from ingest.cli.args import float_range, int_range
 from ingest.config.bounds import MAX_WORKERS
-from ingest.config.load import add_config_arguments, settings_from_args
+from ingest.config.load import add_config_arguments
 
 __all__ = ["register"]
 
@@ -50,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    base = settings_from_args(args)
+    base = dev_settings_from_args(args)
     if args.stop:
         say("demo: service stopped" if stop_service(base) else "demo: no demo service running")
         return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from contract.clock import CHINA_TZ
 from devtools.demo.service import say, start_service, stop_service
+from devtools.settings import DevSettings, dev_settings_from_args
 from devtools.sim.promtext import (
     by_label,
     fetch,
@@ -26,7 +27,6 @@ from devtools.sim.promtext import (
     total,
 )
 from ingest.config import Settings
-from ingest.config.load import settings_from_args
 from ingest.errors import UserError
 
 __all__ = ["run_demo"]
@@ -46,7 +46,7 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def run_demo(args: argparse.Namespace, base: Settings, demo_dir: Path) -> int:
+def run_demo(args: argparse.Namespace, base: DevSettings, demo_dir: Path) -> int:
     from devtools.devstack import stack
     from devtools.devstack.process import free_port
 
@@ -63,7 +63,7 @@ def run_demo(args: argparse.Namespace, base: Settings, demo_dir: Path) -> int:
         NEV_METRICS_PORT=str(port),
     )
     overrides = {"kafka.bootstrap_servers": kafka, "postgres.dsn": dsn, "metrics.port": port}
-    settings = settings_from_args(args, overrides)
+    settings = dev_settings_from_args(args, overrides)
 
     say("\n== 2/5  schema: nev-ingest migrate")
     _run([sys.executable, "-m", "ingest", "migrate"], env)

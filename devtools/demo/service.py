@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ingest.config import Settings
+from devtools.settings import DevSettings
 
 __all__ = ["demo_dir", "say", "start_service", "stop_service"]
 
@@ -22,7 +22,7 @@ def say(line: str = "") -> None:
     _OUT.flush()
 
 
-def demo_dir(settings: Settings) -> Path:
+def demo_dir(settings: DevSettings) -> Path:
     from devtools.devstack import Paths
 
     path = Paths.from_settings(settings).state_dir / "demo"
@@ -39,7 +39,7 @@ def _running_pid(pid_file: Path) -> int | None:
     return pid if b"run" in cmdline and b"ingest" in cmdline else None
 
 
-def stop_service(settings: Settings) -> bool:
+def stop_service(settings: DevSettings) -> bool:
     """Stop the demo's service if it runs (SIGTERM, then wait); True if one was stopped."""
     pid_file = demo_dir(settings) / "run.pid"
     pid = _running_pid(pid_file)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from devtools.devstack import stack
-from ingest.config.load import add_config_arguments, settings_from_args
+from devtools.settings import DOCS_PATH, dev_settings_from_args, render_docs, update_docs
+from ingest.config.load import add_config_arguments
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,23 +46,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     smoke.set_defaults(func=_smoke)
 
+    docs = sub.add_parser(
+        "config-docs",
+        help="print the reference of the [devstack] keys (the service's: nev-ingest config docs)",
+    )
+    docs.add_argument(
+        "--write", action="store_true", help=f"update it in {DOCS_PATH.name} instead of printing"
+    )
+    docs.set_defaults(func=_config_docs)
+
     for action in (up, down, status, env, smoke):
         add_config_arguments(action)
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(settings_from_args(args), args.with_)
+    stack.up(dev_settings_from_args(args), args.with_)
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    stack.down(settings_from_args(args))
+    stack.down(dev_settings_from_args(args))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = stack.status(settings_from_args(args))
+    rows = stack.status(dev_settings_from_args(args))
     core_up = True
     for name, running, svc in rows:
         if running and svc is not None:
@@ -73,7 +83,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    for line in stack.env_lines(settings_from_args(args)):
+    for line in stack.env_lines(dev_settings_from_args(args)):
         print(line)
     return 0
 
@@ -81,6 +91,16 @@ def _env(args: argparse.Namespace) -> int:
 def _smoke(args: argparse.Namespace) -> int:
     from devtools.devstack.smoke import run_smoke
 
-    for line in run_smoke(settings_from_args(args)):
+    for line in run_smoke(dev_settings_from_args(args)):
         print(line)
+    return 0
+
+
+def _config_docs(args: argparse.Namespace) -> int:
+    if not args.write:
+        print(render_docs())
+        return 0
+    text = DOCS_PATH.read_text(encoding="utf-8")
+    DOCS_PATH.write_text(update_docs(text), encoding="utf-8")
+    print(f"devstack: wrote the [devstack] keys into {DOCS_PATH}")
     return 0

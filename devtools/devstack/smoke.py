@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from devtools.devstack.kafka import ensure_topics
 from devtools.devstack.stack import DEFAULT_SERVICES, Paths
 from devtools.devstack.state import StackState
-from ingest.config import Settings
+from devtools.settings import DevSettings
 from ingest.errors import UserError
 
 TIMEOUT_S = 60.0
 
 
-def run_smoke(settings: Settings) -> list[str]:
+def run_smoke(settings: DevSettings) -> list[str]:
     state = StackState.load(Paths.from_settings(settings).state_dir)
     missing = [name for name in DEFAULT_SERVICES if state.running(name) is None]
     if missing:

@@ -13,7 +13,7 @@ from typing import Final
 
 from devtools.devstack import kafka, postgres, prereq, timescale
 from devtools.devstack.state import SERVICES, ServiceState, StackState, locked
-from ingest.config import Settings
+from devtools.settings import DevSettings
 from ingest.errors import UserError
 
 DEFAULT_SERVICES: Final = ("postgres", "kafka")
@@ -32,7 +32,7 @@ class Paths:
     cache_dir: Path
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Paths:
+    def from_settings(cls, settings: DevSettings) -> Paths:
         dev = settings.devstack
         if dev.cache_dir:
             cache = Path(dev.cache_dir).expanduser()
@@ -51,7 +51,7 @@ def _services(with_: Iterable[str], only: Iterable[str] | None) -> tuple[str, ..
 
 
 def up(
-    settings: Settings,
+    settings: DevSettings,
     with_: Iterable[str] = (),
     *,
     only: Iterable[str] | None = None,
@@ -86,7 +86,7 @@ def up(
     return state
 
 
-def _preflight(names: list[str], settings: Settings) -> None:
+def _preflight(names: list[str], settings: DevSettings) -> None:
     """Check every prerequisite before starting anything, so a missing one leaves no half stack."""
     for name in names:
         if name == "postgres":
@@ -100,7 +100,7 @@ def _preflight(names: list[str], settings: Settings) -> None:
 
 
 def _start(
-    name: str, settings: Settings, paths: Paths, previous: ServiceState | None
+    name: str, settings: DevSettings, paths: Paths, previous: ServiceState | None
 ) -> ServiceState:
     dev = settings.devstack
     if name == "postgres":
@@ -122,7 +122,7 @@ def _start(
 
 
 def down(
-    settings: Settings, *, only: Iterable[str] | None = None, report: bool = True
+    settings: DevSettings, *, only: Iterable[str] | None = None, report: bool = True
 ) -> StackState:
     """Stop the services ``up`` started (by their recorded pids), timescale first."""
     paths = Paths.from_settings(settings)
@@ -150,12 +150,12 @@ def down(
     return state
 
 
-def status(settings: Settings) -> list[tuple[str, bool, ServiceState | None]]:
+def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:
     state = StackState.load(Paths.from_settings(settings).state_dir)
     return [(name, state.running(name) is not None, state.services.get(name)) for name in SERVICES]
 
 
-def env_lines(settings: Settings) -> list[str]:
+def env_lines(settings: DevSettings) -> list[str]:
     """``export NEV_...=...`` for every running service; fails if the core stack is not up."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
     lines: list[str] = []

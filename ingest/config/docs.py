@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Mapping
 from typing import Any, Final
 
-from ingest.config.fields import masked_value, show_number, spec_of
+from ingest.config.fields import Section, masked_value, show_number, spec_of
 from ingest.config.load import ENV_CONFIG, ENV_PREFIX, FILE_SUFFIX
-from ingest.config.settings import SECTIONS, Settings
+from ingest.config.settings import DEV_TOOL_SECTIONS, SECTIONS, Settings
 
 DOCS_PATH: Final = "docs/configuration.md"
 _KIND: Final = {
@@ -94,6 +95,10 @@ def render_docs() -> str:
         "",
         "An unknown key or a bad value stops the command before it does anything, with one line",
         "that names the key, where it came from and what it accepts (exit status 2).",
+        "The dev tools' tables ("
+        + ", ".join(f"`[{name}]`" for name in sorted(DEV_TOOL_SECTIONS))
+        + ") may share the file; the service skips them and their",
+        "variables (they are documented in docs/development.md).",
         "`nev-ingest config show` prints the effective configuration with secrets masked;",
         "`nev-ingest config check` also connects to Kafka and PostgreSQL.",
         "",
@@ -123,9 +128,17 @@ def render_docs() -> str:
         "```",
         "",
     ]
-    settings = Settings()
-    for name, cls in SECTIONS.items():
-        out += [f"## [{name}]", "", "| key | environment | default | accepts | meaning |"]
+    out += section_tables(Settings(), SECTIONS)
+    return "\n".join(out)
+
+
+def section_tables(
+    settings: Settings, sections: Mapping[str, type[Section]], heading: str = "##"
+) -> list[str]:
+    """One heading and table of keys per section (the dev tools document theirs with it)."""
+    out: list[str] = []
+    for name, cls in sections.items():
+        out += [f"{heading} [{name}]", "", "| key | environment | default | accepts | meaning |"]
         out.append("|---|---|---|---|---|")
         hints = {k: _KIND.get(getattr(v, "__name__", ""), "text") for k, v in _hints(cls).items()}
         section: Any = getattr(settings, name)
@@ -139,7 +152,7 @@ def render_docs() -> str:
                 f"| {_accepts(field, hints[field.name])} | {_cell(spec.help)} |"
             )
         out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -7,6 +7,10 @@ Typical use in a subcommand::
 
     add_config_arguments(parser)                      # --config FILE, --set SECTION.KEY=VALUE
     settings = settings_from_args(args, {"pipeline.workers": args.workers})
+
+The reading is generic over a ``Schema`` (a ``Settings`` class and its sections), so that the dev
+tools load their larger settings (``devtools.settings``) through the same code; the service's
+schema skips the dev tools' tables of a shared TOML file.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
-from ingest.config.settings import ENTITY_KINDS, SECTIONS, Settings
+from ingest.config.settings import DEV_TOOL_SECTIONS, ENTITY_KINDS, SECTIONS, Settings
 from ingest.errors import UserError
 
 ENV_PREFIX: Final = "NEV_"
@@ -35,6 +40,23 @@ FILE_SUFFIX: Final = "_file"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
+S = TypeVar("S", bound=Settings)
+# Raw values by section and key, each with where it came from (for the error messages).
+_Raw = dict[str, dict[str, tuple[object, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Schema(Generic[S]):
+    """What one program reads: its settings class, which has one field per section of
+    ``sections``, and the TOML tables of other programs that a shared file may hold."""
+
+    settings: type[S]
+    sections: Mapping[str, type[Section]]
+    skipped: frozenset[str] = frozenset()
+
+
+SERVICE: Final = Schema(Settings, SECTIONS, DEV_TOOL_SECTIONS)
+
 
 def load_settings(
     *,
@@ -42,25 +64,38 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
 ) -> Settings:
-    """Read the configuration; ``environ`` defaults to ``os.environ`` (pass a dict in tests).
+    """Read the service's configuration; ``environ`` defaults to ``os.environ`` (pass a dict
+    in tests).
 
     ``overrides`` maps ``"section.key"`` to a value from a command-line flag; ``None`` values
     (flags not given) are ignored. ``config_file`` falls back to ``$NEV_CONFIG``.
     """
+    return load(SERVICE, config_file=config_file, environ=environ, overrides=overrides)
+
+
+def load(
+    schema: Schema[S],
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> S:
+    """``load_settings`` for any schema (the dev tools pass theirs)."""
     env = os.environ if environ is None else environ
-    raw: dict[str, dict[str, tuple[object, str]]] = {name: {} for name in SECTIONS}
+    raw: _Raw = {name: {} for name in schema.sections}
 
     path = config_file if config_file is not None else env.get(ENV_CONFIG) or None
     if path is not None:
-        _read_toml(Path(path), raw)
-    _read_env(env, raw)
+        _read_toml(schema, Path(path), raw)
+    _read_env(schema, env, raw)
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            section, key = _split_dotted(dotted, "command line")
-            _put(raw, section, key, value, "command line")
+            section, key = _split_dotted(schema, dotted, "command line")
+            _put(schema, raw, section, key, value, "command line")
 
-    sections = {name: _build_section(cls, raw[name], name) for name, cls in SECTIONS.items()}
-    settings = Settings(**sections)  # type: ignore[arg-type]
+    # Typed by the schema: one section object per field of its settings class.
+    sections: dict[str, Any] = {n: _build_section(c, raw[n], n) for n, c in schema.sections.items()}
+    settings = schema.settings(**sections)
     _check_consistency(settings)
     return settings
 
@@ -87,6 +122,13 @@ def settings_from_args(
     args: argparse.Namespace, flags: Mapping[str, object] | None = None
 ) -> Settings:
     """Settings for a subcommand: its ``--config``/``--set`` plus its own flags (``flags``)."""
+    return load_from_args(SERVICE, args, flags)
+
+
+def load_from_args(
+    schema: Schema[S], args: argparse.Namespace, flags: Mapping[str, object] | None = None
+) -> S:
+    """``settings_from_args`` for any schema (the dev tools pass theirs)."""
     overrides: dict[str, object] = {}
     for item in getattr(args, "config_set", None) or []:
         key, sep, value = item.partition("=")
@@ -94,13 +136,13 @@ def settings_from_args(
             raise UserError(f"--set {item}: expected SECTION.KEY=VALUE")
         overrides[key.strip()] = value
     overrides.update(flags or {})
-    return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
+    return load(schema, config_file=getattr(args, "config", None), overrides=overrides)
 
 
 # --- sources -------------------------------------------------------------------------------
 
 
-def _read_toml(path: Path, raw: dict[str, dict[str, tuple[object, str]]]) -> None:
+def _read_toml(schema: Schema[Any], path: Path, raw: _Raw) -> None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -120,42 +162,41 @@ def _read_toml(path: Path, raw: dict[str, dict[str, tuple[object, str]]]) -> Non
         # tomllib parses nested arrays and inline tables recursively.
         raise UserError(f"config file {path}: arrays or tables nested too deeply") from None
     for section, table in data.items():
-        if section not in SECTIONS:
-            raise UserError(f"{path}: unknown section [{section}]{_suggest(section, SECTIONS)}")
+        if section in schema.skipped:
+            continue  # another program's table in a shared file (it checks it itself)
+        if section not in schema.sections:
+            known = schema.sections
+            raise UserError(f"{path}: unknown section [{section}]{_suggest(section, known)}")
         if not isinstance(table, dict):
             raise UserError(f"{path}: {section} must be a table ([{section}])")
         for key, value in table.items():
-            _put(raw, section, key, value, f"{path} [{section}] {key}")
+            _put(schema, raw, section, key, value, f"{path} [{section}] {key}")
 
 
-def _read_env(env: Mapping[str, str], raw: dict[str, dict[str, tuple[object, str]]]) -> None:
+def _read_env(schema: Schema[Any], env: Mapping[str, str], raw: _Raw) -> None:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         # Only variables of a known section are ours: NEV_TEST_* (test services) and variables
-        # of other tools may share the prefix.
-        if section in SECTIONS and key:
-            _put(raw, section, key, value, name)
+        # of other tools (NEV_DEVSTACK_* for the service) may share the prefix.
+        if section in schema.sections and key:
+            _put(schema, raw, section, key, value, name)
 
 
-def _split_dotted(dotted: str, origin: str) -> tuple[str, str]:
+def _split_dotted(schema: Schema[Any], dotted: str, origin: str) -> tuple[str, str]:
     section, sep, key = dotted.partition(".")
-    if not sep or section not in SECTIONS:
-        known = ", ".join(SECTIONS)
+    if not sep or section not in schema.sections:
+        known = ", ".join(schema.sections)
         raise UserError(f"{origin}: {dotted!r} is not SECTION.KEY (sections: {known})")
     return section, key
 
 
 def _put(
-    raw: dict[str, dict[str, tuple[object, str]]],
-    section: str,
-    key: str,
-    value: object,
-    origin: str,
+    schema: Schema[Any], raw: _Raw, section: str, key: str, value: object, origin: str
 ) -> None:
-    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(schema.sections[section])}  # type: ignore[arg-type]
     if key.endswith(FILE_SUFFIX) and key[: -len(FILE_SUFFIX)] in fields:
         base = key[: -len(FILE_SUFFIX)]
         if not spec_of(fields[base]).is_secret:

@@ -37,7 +37,6 @@ __all__ = [
     "ENTITY_KINDS",
     "SECTIONS",
     "AlertsSettings",
-    "DevstackSettings",
     "KafkaSettings",
     "LogSettings",
     "MetricsSettings",
@@ -239,25 +238,6 @@ class AlertsSettings(Section):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class DevstackSettings(Section):
-    state_dir: str = setting(".devstack", "Data, logs and state.json of the local dev stack.")
-    cache_dir: str = setting(
-        "", "Downloaded Kafka jars and npm packages; empty means $XDG_CACHE_HOME/nev-ingest."
-    )
-    kafka_version: str = setting("4.3.1", "Apache Kafka version fetched from Maven Central.")
-    kafka_heap: str = setting("1g", "JVM heap of the dev broker (-Xms and -Xmx).")
-    postgres_bin_dir: str = setting(
-        "", "PostgreSQL server binaries; empty finds them (pg_config, /usr/lib/postgresql/*)."
-    )
-    start_timeout_s: float = setting(
-        180.0,
-        "How long up waits for a service to accept connections.",
-        minimum=1,
-        maximum=MAX_TIMEOUT_S,
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class LogSettings(Section):
     level: str = setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     format: str = setting(
@@ -277,7 +257,6 @@ class Settings:
     pipeline: PipelineSettings = PipelineSettings()
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
-    devstack: DevstackSettings = DevstackSettings()
     log: LogSettings = LogSettings()
 
 
@@ -289,6 +268,9 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "pipeline": PipelineSettings,
     "metrics": MetricsSettings,
     "alerts": AlertsSettings,
-    "devstack": DevstackSettings,
     "log": LogSettings,
 }
+
+# Sections of the dev tools (devtools.settings), which may share a TOML file with the service:
+# the service skips their tables, ignores their variables, and refuses them in --set.
+DEV_TOOL_SECTIONS: Final = frozenset({"devstack"})

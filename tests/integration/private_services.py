@@ -9,7 +9,7 @@ from pathlib import Path
 from devtools.devstack import Paths, ServiceState
 from devtools.devstack import kafka as kafkadev
 from devtools.devstack import postgres as pgdev
-from ingest.config.load import load_settings
+from devtools.settings import load_dev_settings
 
 __all__ = ["PrivateCluster", "PrivateKafka"]
 
@@ -38,7 +38,7 @@ class PrivateKafka:
     """A single-node KRaft broker of this test's own (started by the devstack code)."""
 
     def __init__(self, home: Path) -> None:
-        settings = load_settings()
+        settings = load_dev_settings()
         self._home = home
         self._cache = Paths.from_settings(settings).cache_dir
         self._version = settings.devstack.kafka_version

@@ -7,7 +7,6 @@ PGlite go through the same up/down code in every test session via the conftest f
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -16,14 +15,14 @@ import pytest
 from devtools.devstack import stack
 from devtools.devstack.process import is_running
 from devtools.devstack.state import StackState
-from ingest.config import DevstackSettings, Settings
+from devtools.settings import DevSettings, DevstackSettings
 from ingest.errors import UserError
 
 pytestmark = pytest.mark.integration
 
 
 def test_up_twice_is_a_no_op_and_down_up_repeats(tmp_path: Path) -> None:
-    settings = replace(Settings(), devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
+    settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
     data_dirs: set[str] = set()
     try:
         pids = []
@@ -59,7 +58,7 @@ def test_up_twice_is_a_no_op_and_down_up_repeats(tmp_path: Path) -> None:
 
 
 def test_down_with_nothing_running_is_fine(tmp_path: Path) -> None:
-    settings = replace(Settings(), devstack=DevstackSettings(state_dir=str(tmp_path / "none")))
+    settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "none")))
     assert stack.down(settings, report=False).services == {}
     with pytest.raises(UserError, match="not running; start it: nev-ingest devstack up"):
         stack.env_lines(settings)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.settings import DEV_SECTIONS, load_dev_settings
+from devtools.settings import render_docs as render_dev_docs
 from ingest.cli.args import (
     DurationTooLong,
     OneLineParser,
@@ -26,7 +28,6 @@ from ingest.config.bounds import SQL_IDENTIFIER
 from ingest.config.docs import render_docs
 from ingest.config.fields import spec_of
 from ingest.config.load import load_settings
-from ingest.config.settings import SECTIONS
 from ingest.errors import UserError
 from storage.params import check_identifier
 
@@ -114,7 +115,7 @@ def test_parser_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[st
 
 def _numeric_fields() -> list[tuple[str, dataclasses.Field[typing.Any]]]:
     out = []
-    for name, cls in SECTIONS.items():
+    for name, cls in DEV_SECTIONS.items():  # the service's sections and the dev tools' own
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):  # type: ignore[arg-type]
             if hints[field.name] in (int, float):
@@ -132,12 +133,13 @@ def test_every_numeric_setting_has_a_documented_range(
     assert spec.minimum <= default <= spec.maximum
     section, name = key.split(".")
     env = f"`NEV_{section.upper()}_{name.upper()}`"
-    row = next(line for line in render_docs().splitlines() if env in line)
+    docs = render_docs() + render_dev_docs()
+    row = next(line for line in docs.splitlines() if env in line)
     assert "–" in row  # the docs show "integer LOW–HIGH"
     too_big = spec.maximum * 10 + 1 if math.isfinite(spec.maximum) else 1e308
     value = str(int(too_big)) if isinstance(default, int) else repr(too_big)
     with pytest.raises(UserError, match=rf"^command line: {key} = .*: expected .* to "):
-        load_settings(environ={}, overrides={key: value})
+        load_dev_settings(environ={}, overrides={key: value})
 
 
 def test_absurd_workers_are_refused() -> None:

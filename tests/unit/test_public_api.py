@@ -113,7 +113,6 @@ PINNED: dict[str, frozenset[str]] = {
             "ENTITY_KINDS",
             "SECTIONS",
             "AlertsSettings",
-            "DevstackSettings",
             "KafkaSettings",
             "LogSettings",
             "MetricsSettings",
