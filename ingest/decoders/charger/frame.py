@@ -23,8 +23,7 @@ from ingest.decoders.charger.blocks import (
     encode_entry,
     opt_code_string,
 )
-from ingest.decoders.checksum import bcc
-from ingest.decoders.envelope import EDITION_2016, HEADER, MAX_DATA_LENGTH, parse_envelope
+from ingest.decoders.envelope import EDITION_2016, encode_envelope, parse_envelope
 from ingest.decoders.errors import (
     BAD_FIELD,
     BAD_IDENTITY,
@@ -238,15 +237,6 @@ def encode_charger_frame(frame: ChargerFrame) -> bytes:
     if frame.tail is not None:
         parts.append(frame.tail)
     unit = b"".join(parts)
-    if len(unit) > MAX_DATA_LENGTH:
-        raise ValueError(f"data unit of {len(unit)} bytes exceeds {MAX_DATA_LENGTH}")
-    head = HEADER.pack(
-        b"##",
-        frame.command,
-        frame.response,
-        encode_text(frame.charger_id, ID_SIZE),
-        frame.encryption,
-        len(unit),
+    return encode_envelope(
+        EDITION_2016, frame.command, frame.response, frame.charger_id, frame.encryption, unit
     )
-    out = head + unit
-    return out + bytes((bcc(out, 2, len(out)),))
