@@ -32,9 +32,10 @@ from ingest.decoders.errors import (
     UNKNOWN_COMMAND,
     FrameError,
 )
-from ingest.decoders.fields import TIME, Record, decode_time, encode_time, epoch_ms, need
+from ingest.decoders.fields import TIME, Record, decode_time, encode_time, need
 from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity
 from ingest.decoders.text import encode_text
+from ingest.decoders.unit import FrameTimes
 
 __all__ = [
     "COMMANDS",
@@ -84,7 +85,7 @@ class ChargerLogout(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class ChargerFrame:
+class ChargerFrame(FrameTimes):
     """A decoded charger frame. ``tail`` holds an encrypted data unit, or the bytes of a
     response after its time, opaque."""
 
@@ -101,16 +102,6 @@ class ChargerFrame:
     def operator_id(self) -> str:
         """The T/CEC OperatorID: the first 9 characters of the header code."""
         return self.charger_id[:OPERATOR_ID_SIZE]
-
-    @property
-    def ts_ms(self) -> int | None:
-        """Frame time as epoch milliseconds (None without a time)."""
-        return None if self.time is None else epoch_ms(self.time)
-
-    @property
-    def encrypted(self) -> bool:
-        """The data unit is ciphertext (kept opaque in ``tail``)."""
-        return self.encryption != 0x01
 
 
 def check_charger_id(raw: bytes) -> str:
