@@ -10,6 +10,8 @@
 
 Counts FFFE/FFFF (WORD) and FE/FF (BYTE) are sentinels followed by no list, as in
 GB/T 32960.3. Scalars follow ``fields.Field`` (sentinels -> ``None``, quality names them).
+The records and layouts repeat the vehicle blocks' declarative form on purpose (``duplicates``
+pairs them); the counted lists are read and written by ``codec.read_counted``/``write_counted``.
 """
 
 from __future__ import annotations

@@ -106,7 +106,9 @@ LOGIN_SIZE: Final = LOGIN_HEAD.size + 2 * CODE_LENGTH + LOGIN_TAIL.size  # 80
 @dataclass(frozen=True, slots=True)
 class PackFrame(FrameTimes):
     """A decoded pack frame. ``ident`` is the header ID; ``pack_code`` the full code of
-    0x01-0x04 command packets (``None`` otherwise)."""
+    0x01-0x04 command packets (``None`` otherwise). The field list mirrors ``Frame``'s on
+    purpose (a declaration; the behaviour they share is ``unit.FrameTimes`` and ``unit``'s
+    helpers): field order is the record's constructor and JSON order."""
 
     edition: int
     command: int
