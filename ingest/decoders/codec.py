@@ -27,13 +27,16 @@ from ingest.decoders.fields import (
 
 __all__ = [
     "BlockCodec",
+    "CountedList",
     "decode_array",
     "encode_array",
     "fixed_codec",
     "is_abnormal",
     "need_items",
     "read_count",
+    "read_counted",
     "write_count",
+    "write_counted",
 ]
 
 Decode = Callable[[bytes, int, int], tuple[Record, int]]
@@ -66,6 +69,7 @@ def fixed_codec(layout: Layout, cls: type[Record], what: str) -> BlockCodec:
 
 
 _COUNT_TOP = {"B": 0xFF, "H": 0xFFFF}
+_COUNT_SIZE = {"B": 1, "H": 2}
 
 
 def read_count(
@@ -146,3 +150,49 @@ def encode_array(values: Sequence[float | int | None], code: str, div: int, sub:
 def is_abnormal(quality: Quality, name: str) -> bool:
     """Whether ``quality`` marks ``name`` abnormal (for re-encoding a sentinel count)."""
     return (name, ABNORMAL) in quality
+
+
+class CountedList(NamedTuple):
+    """A count field and the list it counts (``values`` is ``None`` for a sentinel count)."""
+
+    n: int | None  # the count; None for a sentinel
+    values: tuple[Any, ...] | None  # floats or ints by the item's scale, as the record wants
+    quality: Quality
+    end: int  # the offset after the list
+
+
+def read_counted(
+    buf: bytes,
+    off: int,
+    end: int,
+    count: tuple[str, str, int, int, str],
+    item: tuple[str, int, int],
+    what: str,
+    sentinel: bool = True,
+) -> CountedList:
+    """A count field (``count``: its code, name, lo, hi and block name as for ``read_count``)
+    followed by that many values (``item``: code, div, sub as for ``decode_array``);
+    ``what`` names the list in the overrun error. The shape of every cell / probe list."""
+    code, name, lo, hi, block = count
+    n, quality = read_count(buf, off, end, code, name, lo, hi, block)
+    off += _COUNT_SIZE[code]
+    if n is None:
+        return CountedList(None, None, quality, off)
+    item_code, div, sub = item
+    width = _COUNT_SIZE[item_code]
+    need_items(off, n, width, end, what)
+    values = decode_array(buf, off, n, item_code, div, sub, sentinel)
+    return CountedList(n, values, quality, off + width * n)
+
+
+def write_counted(
+    code: str,
+    values: Sequence[float | int | None] | None,
+    abnormal: bool,
+    item: tuple[str, int, int],
+) -> bytes:
+    """The inverse of ``read_counted``: the count (``None`` values: the sentinel, abnormal
+    when ``abnormal``) and the list."""
+    if values is None:
+        return write_count(code, None, abnormal)
+    return write_count(code, len(values), False) + encode_array(values, *item)

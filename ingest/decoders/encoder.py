@@ -10,25 +10,21 @@ Sentinels: ``None`` is written as the invalid code, or the abnormal one when the
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Any, Final
 
 from ingest.decoders.blocks.custom import CustomBlock, encode_custom
-from ingest.decoders.checksum import bcc
 from ingest.decoders.commands import activation, control, login, params, session
-from ingest.decoders.envelope import EDITION_2016, EDITION_2025, HEADER, MAX_DATA_LENGTH
+from ingest.decoders.envelope import EDITION_2016, EDITION_2025, encode_envelope, start_marker
 from ingest.decoders.fields import Record, encode_time
 from ingest.decoders.frame import RESPONSE_COMMAND, Frame
 from ingest.decoders.registry import VEHICLE, Registry
 from ingest.decoders.signature import SIGNATURE_MARKER, encode_signature
-from ingest.decoders.text import encode_text
 
 __all__ = ["encode_block", "encode_body", "encode_frame", "make_response"]
 
-_START: Final = {EDITION_2016: b"##", EDITION_2025: b"$$"}
 _REALTIME: Final = (0x02, 0x03)
 
 _BODY: Final[dict[tuple[int, type[Record]], Callable[[Any], bytes]]] = {}
@@ -71,8 +67,7 @@ def encode_body(edition: int, body: Record) -> bytes:
 def encode_frame(frame: Frame, *, registry: Registry = VEHICLE) -> bytes:
     """The whole frame: header, data unit and BCC."""
     ed = frame.edition
-    if ed not in _START:
-        raise ValueError(f"edition {ed} is neither 2016 nor 2025")
+    start_marker(ed)
     parts: list[bytes] = []
     if frame.time is not None:
         parts.append(encode_time(frame.time))
@@ -89,21 +84,7 @@ def encode_frame(frame: Frame, *, registry: Registry = VEHICLE) -> bytes:
     if not realtime and frame.tail is not None:
         parts.append(frame.tail)
     unit = b"".join(parts)
-    if len(unit) > MAX_DATA_LENGTH:
-        raise ValueError(f"data unit of {len(unit)} bytes exceeds {MAX_DATA_LENGTH}")
-    try:
-        head = HEADER.pack(
-            _START[ed],
-            frame.command,
-            frame.response,
-            encode_text(frame.vin, 17),
-            frame.encryption,
-            len(unit),
-        )
-    except struct.error as exc:
-        raise ValueError(f"frame header does not fit: {exc}") from None
-    out = head + unit
-    return out + bytes((bcc(out, 2, len(out)),))
+    return encode_envelope(ed, frame.command, frame.response, frame.vin, frame.encryption, unit)
 
 
 def make_response(frame: Frame, result: int = 0x01, *, time: datetime | None = None) -> Frame:

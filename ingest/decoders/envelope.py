@@ -21,7 +21,7 @@ from typing import Final, NamedTuple
 
 from ingest.decoders.checksum import bcc
 from ingest.decoders.errors import BAD_CHECKSUM, BAD_START, LENGTH_MISMATCH, TRUNCATED, FrameError
-from ingest.decoders.text import decode_text
+from ingest.decoders.text import decode_text, encode_text
 
 __all__ = [
     "EDITION_2016",
@@ -33,13 +33,16 @@ __all__ = [
     "MIN_FRAME_SIZE",
     "START_MARKERS",
     "Envelope",
+    "encode_envelope",
     "parse_envelope",
+    "start_marker",
 ]
 
 EDITION_2016: Final = 2016
 EDITION_2025: Final = 2025
 START_MARKERS: Final = {b"##": EDITION_2016, b"$$": EDITION_2025}
 _START_BYTE: Final = {0x23: EDITION_2016, 0x24: EDITION_2025}  # first byte -> edition
+_MARKER: Final = {edition: marker for marker, edition in START_MARKERS.items()}
 
 HEADER: Final = struct.Struct(
     ">"
@@ -114,3 +117,29 @@ def parse_envelope(frame: bytes | bytearray | memoryview) -> Envelope:
         detail = f"BCC {frame[end]:#04x}, computed {check:#04x} over bytes 2..{end - 1}"
         raise FrameError(BAD_CHECKSUM, end, detail)
     return Envelope(_START_BYTE[frame[0]], command, response, decode_text(vin), encryption, length)
+
+
+def start_marker(edition: int) -> bytes:
+    """``b"##"`` or ``b"$$"``; ``ValueError`` for any other edition (encoders call it before
+    they encode the data unit, so that this is the error an unknown edition gets)."""
+    marker = _MARKER.get(edition)
+    if marker is None:
+        raise ValueError(f"edition {edition} is neither 2016 nor 2025")
+    return marker
+
+
+def encode_envelope(
+    edition: int, command: int, response: int, ident: str, encryption: int, unit: bytes
+) -> bytes:
+    """A whole frame around the data unit ``unit``: header, unit and BCC (the one writer of
+    the envelope for the vehicle, pack and charger profiles). Raises ``ValueError`` for what
+    the header cannot carry (an unknown edition, N > 65531, a byte value out of range)."""
+    marker = start_marker(edition)
+    if len(unit) > MAX_DATA_LENGTH:
+        raise ValueError(f"data unit of {len(unit)} bytes exceeds {MAX_DATA_LENGTH}")
+    try:
+        head = HEADER.pack(marker, command, response, encode_text(ident, 17), encryption, len(unit))
+    except struct.error as exc:
+        raise ValueError(f"frame header does not fit: {exc}") from None
+    out = head + unit
+    return out + bytes((bcc(out, 2, len(out)),))

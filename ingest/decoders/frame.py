@@ -26,11 +26,12 @@ from ingest.decoders.commands import activation, control, login, params, session
 from ingest.decoders.counts import find_miscount
 from ingest.decoders.envelope import EDITION_2016, EDITION_2025, parse_envelope
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, UNKNOWN_COMMAND, FrameError
-from ingest.decoders.fields import Record, decode_time, epoch_ms
+from ingest.decoders.fields import Record, decode_time
 from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity, vin_keyed
 from ingest.decoders.realtime import BAD_SIGNATURE, walk_blocks
 from ingest.decoders.registry import VEHICLE, Registry
 from ingest.decoders.signature import Signature, decode_signature
+from ingest.decoders.unit import FrameTimes, opaque_fields, optional_time, walk_fields
 
 __all__ = ["COMMANDS", "CommandSpec", "Frame", "command_name", "decode_frame"]
 
@@ -41,7 +42,7 @@ BodyDecode = Callable[[bytes, int, int], tuple[Record, int, str | None]]
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(FrameTimes):
     """A decoded frame. ``body`` is the command's record (login, logout, ...), ``blocks`` the
     information blocks of real-time / reissue data in frame order, ``tail`` the undecoded
     rest of the data unit (``tail_reason`` says why)."""
@@ -60,16 +61,6 @@ class Frame:
     tail_reason: str | None = field(default=None, compare=False)
     tail_offset: int | None = field(default=None, compare=False)
     tail_detail: str = field(default="", compare=False)
-
-    @property
-    def ts_ms(self) -> int | None:
-        """The frame time as epoch milliseconds, or ``None`` for commands without a time."""
-        return None if self.time is None else epoch_ms(self.time)
-
-    @property
-    def encrypted(self) -> bool:
-        """The data unit is not plain text (kept opaque in ``tail``)."""
-        return self.encryption != 0x01
 
     @property
     def is_response(self) -> bool:
@@ -192,12 +183,12 @@ def decode_frame(data: bytes | bytearray | memoryview, *, registry: Registry = V
     spec = COMMANDS[edition].get(command)
     if spec is None:
         if command in CUSTOM_COMMANDS:
-            return _opaque(buf, start, end, base, "custom_command")
+            return Frame(**base, **opaque_fields(buf, start, end, "custom_command"))
         raise FrameError(
             UNKNOWN_COMMAND, 2, f"command {command:#04x} is not defined in the {edition} edition"
         )
     if env.encrypted:
-        return _opaque(buf, start, end, base, "encrypted")
+        return Frame(**base, **opaque_fields(buf, start, end, "encrypted"))
     is_response = env.response != RESPONSE_COMMAND
     try:
         return _decode_unit(buf, start, end, spec, base, is_response, registry)
@@ -205,11 +196,6 @@ def decode_frame(data: bytes | bytearray | memoryview, *, registry: Registry = V
         if not is_response:
             raise
         return _response_fallback(buf, start, end, spec, base, exc)
-
-
-def _opaque(buf: bytes, start: int, end: int, base: dict[str, Any], reason: str) -> Frame:
-    tail = buf[start:end] or None
-    return Frame(**base, tail=tail, tail_reason=reason if tail else None, tail_offset=start)
 
 
 def _decode_unit(
@@ -251,17 +237,7 @@ def _decode_unit(
             miscount = find_miscount(buf, walk.counted, end, edition, clean)
             if miscount is not None:
                 raise miscount
-        tail = None if walk.tail_start is None else buf[walk.tail_start : walk.tail_end]
-        return Frame(
-            **base,
-            time=time,
-            blocks=walk.blocks,
-            signature=walk.signature,
-            tail=tail,
-            tail_reason=walk.tail_reason,
-            tail_offset=walk.tail_start,
-            tail_detail=walk.tail_detail,
-        )
+        return Frame(**base, time=time, **walk_fields(buf, walk))
     decoder = spec.response_body if is_response else spec.command_body
     body = None
     reason = None
@@ -308,14 +284,9 @@ def _response_fallback(
 ) -> Frame:
     """A response whose data unit is neither time-only nor the command's layout: keep the
     time when it is one, and the rest as an opaque tail."""
-    time = None
-    pos = start
-    if end - start >= 6 and (spec.timed or spec.command_body is None):
-        try:
-            time = decode_time(buf, start)
-            pos = start + 6
-        except FrameError:
-            pass
+    time, pos = None, start
+    if spec.timed or spec.command_body is None:
+        time, pos = optional_time(buf, start, end)
     tail = buf[pos:end] or None
     return Frame(
         **base,

@@ -10,6 +10,8 @@
 
 Counts FFFE/FFFF (WORD) and FE/FF (BYTE) are sentinels followed by no list, as in
 GB/T 32960.3. Scalars follow ``fields.Field`` (sentinels -> ``None``, quality names them).
+The records and layouts repeat the vehicle blocks' declarative form on purpose (``duplicates``
+pairs them); the counted lists are read and written by ``codec.read_counted``/``write_counted``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from typing import Any, ClassVar, Final
 
 from ingest.decoders.codec import (
     BlockCodec,
-    decode_array,
-    encode_array,
     fixed_codec,
     is_abnormal,
     need_items,
     read_count,
+    read_counted,
     write_count,
+    write_counted,
 )
 from ingest.decoders.envelope import EDITION_2016, EDITION_2025
 from ingest.decoders.fields import Field, Layout, Quality, Record, array_struct, need
@@ -117,18 +119,14 @@ class PackCells(Record):
 
 
 def _decode_cells(buf: bytes, off: int, end: int) -> tuple[PackCells, int]:
-    n, quality = read_count(buf, off, end, "H", "cell_count", 0, MAX_CELLS, "cell_voltages")
-    off += 2
-    if n is None:
-        return PackCells(None, quality), off
-    need_items(off, n, 2, end, "cell_voltages")
-    return PackCells(decode_array(buf, off, n, "H", 1000, 0), quality), off + 2 * n
+    count = ("H", "cell_count", 0, MAX_CELLS, "cell_voltages")
+    cells = read_counted(buf, off, end, count, ("H", 1000, 0), "cell_voltages")
+    return PackCells(cells.values, cells.quality), cells.end
 
 
 def _encode_cells(rec: Any) -> bytes:
-    if rec.voltages_v is None:
-        return write_count("H", None, is_abnormal(rec.quality, "cell_count"))
-    return write_count("H", len(rec.voltages_v), False) + encode_array(rec.voltages_v, "H", 1000, 0)
+    abnormal = is_abnormal(rec.quality, "cell_count")
+    return write_counted("H", rec.voltages_v, abnormal, ("H", 1000, 0))
 
 
 CELLS_CODEC: Final = BlockCodec(PackCells, _decode_cells, _encode_cells)
@@ -144,19 +142,15 @@ class PackProbes(Record):
 
 
 def _decode_probes(buf: bytes, off: int, end: int) -> tuple[PackProbes, int]:
-    n, quality = read_count(buf, off, end, "H", "probe_count", 0, MAX_PROBES, "probes")
-    off += 2
-    if n is None:
-        return PackProbes(None, quality), off
-    need_items(off, n, 1, end, "probe_temperatures")
-    temps: Any = decode_array(buf, off, n, "B", 1, 40)
-    return PackProbes(temps, quality), off + n
+    count = ("H", "probe_count", 0, MAX_PROBES, "probes")
+    probes = read_counted(buf, off, end, count, ("B", 1, 40), "probe_temperatures")
+    temps: Any = probes.values
+    return PackProbes(temps, probes.quality), probes.end
 
 
 def _encode_probes(rec: Any) -> bytes:
-    if rec.temps_c is None:
-        return write_count("H", None, is_abnormal(rec.quality, "probe_count"))
-    return write_count("H", len(rec.temps_c), False) + encode_array(rec.temps_c, "B", 1, 40)
+    abnormal = is_abnormal(rec.quality, "probe_count")
+    return write_counted("H", rec.temps_c, abnormal, ("B", 1, 40))
 
 
 PROBES_CODEC: Final = BlockCodec(PackProbes, _decode_probes, _encode_probes)

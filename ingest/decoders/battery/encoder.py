@@ -9,7 +9,6 @@ a frame the wire format cannot carry.
 from __future__ import annotations
 
 import struct
-from typing import Final
 
 from ingest.decoders.battery.blocks import BATTERY
 from ingest.decoders.battery.frame import (
@@ -21,17 +20,14 @@ from ingest.decoders.battery.frame import (
     PackLogin,
     PackLogout,
 )
-from ingest.decoders.checksum import bcc
 from ingest.decoders.encoder import encode_block
-from ingest.decoders.envelope import EDITION_2016, EDITION_2025, HEADER, MAX_DATA_LENGTH
+from ingest.decoders.envelope import encode_envelope, start_marker
 from ingest.decoders.fields import encode_time
 from ingest.decoders.pack_code import CODE_LENGTH
 from ingest.decoders.signature import SIGNATURE_MARKER, encode_signature
 from ingest.decoders.text import encode_text
 
 __all__ = ["encode_pack_frame", "pack_ident"]
-
-_START: Final = {EDITION_2016: b"##", EDITION_2025: b"$$"}
 
 
 def pack_ident(pack_code: str) -> str:
@@ -42,8 +38,7 @@ def pack_ident(pack_code: str) -> str:
 def encode_pack_frame(frame: PackFrame) -> bytes:
     """The whole frame: header, data unit and BCC."""
     ed = frame.edition
-    if ed not in _START:
-        raise ValueError(f"edition {ed} is neither 2016 nor 2025")
+    start_marker(ed)
     parts: list[bytes] = []
     if frame.time is not None:
         parts.append(encode_time(frame.time))
@@ -67,21 +62,7 @@ def encode_pack_frame(frame: PackFrame) -> bytes:
     elif frame.tail is not None:
         parts.append(frame.tail)
     unit = b"".join(parts)
-    if len(unit) > MAX_DATA_LENGTH:
-        raise ValueError(f"data unit of {len(unit)} bytes exceeds {MAX_DATA_LENGTH}")
-    try:
-        head = HEADER.pack(
-            _START[ed],
-            frame.command,
-            frame.response,
-            encode_text(frame.ident, 17),
-            frame.encryption,
-            len(unit),
-        )
-    except struct.error as exc:
-        raise ValueError(f"frame header does not fit: {exc}") from None
-    out = head + unit
-    return out + bytes((bcc(out, 2, len(out)),))
+    return encode_envelope(ed, frame.command, frame.response, frame.ident, frame.encryption, unit)
 
 
 def _login(rec: PackLogin, code: bytes) -> bytes:

@@ -162,6 +162,8 @@ def _data(
         flags,
         faults,
     )
+    # Slots filled inline like fast.py's FrameRows (a shared helper costs a call per frame on
+    # the vehicle hot path): the pairing ``duplicates`` reports here is deliberate.
     rows: PackFrameRows = _new(PackFrameRows)
     rows.edition = edition
     rows.command = command

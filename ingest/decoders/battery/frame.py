@@ -34,12 +34,13 @@ from ingest.decoders.errors import (
     UNKNOWN_COMMAND,
     FrameError,
 )
-from ingest.decoders.fields import Field, Layout, Quality, Record, decode_time, epoch_ms, need
+from ingest.decoders.fields import Field, Layout, Quality, Record, decode_time, need
 from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity
 from ingest.decoders.pack_code import CODE_LENGTH, PackCodeError, decode_pack_code
 from ingest.decoders.realtime import walk_blocks
 from ingest.decoders.signature import Signature
 from ingest.decoders.text import decode_text
+from ingest.decoders.unit import FrameTimes, opaque_fields, optional_time, walk_fields
 
 __all__ = [
     "COMMAND_NAMES",
@@ -103,9 +104,11 @@ LOGIN_SIZE: Final = LOGIN_HEAD.size + 2 * CODE_LENGTH + LOGIN_TAIL.size  # 80
 
 
 @dataclass(frozen=True, slots=True)
-class PackFrame:
+class PackFrame(FrameTimes):
     """A decoded pack frame. ``ident`` is the header ID; ``pack_code`` the full code of
-    0x01-0x04 command packets (``None`` otherwise)."""
+    0x01-0x04 command packets (``None`` otherwise). The field list mirrors ``Frame``'s on
+    purpose (a declaration; the behaviour they share is ``unit.FrameTimes`` and ``unit``'s
+    helpers): field order is the record's constructor and JSON order."""
 
     edition: int
     command: int
@@ -121,14 +124,6 @@ class PackFrame:
     tail_reason: str | None = field(default=None, compare=False)
     tail_offset: int | None = field(default=None, compare=False)
     tail_detail: str = field(default="", compare=False)
-
-    @property
-    def ts_ms(self) -> int | None:
-        return None if self.time is None else epoch_ms(self.time)
-
-    @property
-    def encrypted(self) -> bool:
-        return self.encryption != 0x01
 
     @property
     def partial(self) -> bool:
@@ -174,10 +169,10 @@ def decode_pack_frame(data: bytes | bytearray | memoryview) -> PackFrame:
     start, end = 24, 24 + env.length
     if command not in COMMAND_NAMES:
         if command in _CUSTOM:
-            return _opaque(buf, start, end, base, "custom_command")
+            return PackFrame(**base, **opaque_fields(buf, start, end, "custom_command"))
         raise FrameError(UNKNOWN_COMMAND, 2, f"command {command:#04x} is not in the pack profile")
     if env.encrypted:
-        return _opaque(buf, start, end, base, "encrypted")
+        return PackFrame(**base, **opaque_fields(buf, start, end, "encrypted"))
     if not keyed:
         return _untimed_or_response(buf, start, end, base)
     if end - start < 6:
@@ -196,18 +191,7 @@ def decode_pack_frame(data: bytes | bytearray | memoryview) -> PackFrame:
         code = read_pack_code(buf, pos, end)
         _same_pack(ident, code)
         walk = walk_blocks(buf, pos + CODE_LENGTH, end, start, env.edition, BATTERY)
-        tail = None if walk.tail_start is None else buf[walk.tail_start : walk.tail_end]
-        return PackFrame(
-            **base,
-            time=time,
-            pack_code=code,
-            blocks=walk.blocks,
-            signature=walk.signature,
-            tail=tail,
-            tail_reason=walk.tail_reason,
-            tail_offset=walk.tail_start,
-            tail_detail=walk.tail_detail,
-        )
+        return PackFrame(**base, time=time, pack_code=code, **walk_fields(buf, walk))
     _same_pack(ident, code)
     if pos < end:
         # A login / logout has a fixed size: extra bytes mean a layout this decoder does not
@@ -257,14 +241,7 @@ def _login(buf: bytes, pos: int, end: int) -> tuple[PackLogin, str, int]:
 def _untimed_or_response(buf: bytes, start: int, end: int, base: dict[str, Any]) -> PackFrame:
     """Heartbeat / time sync and every response: an optional 6-byte time, the rest opaque
     (the GB/T 32960 body rule: a response keeps the request's time)."""
-    time = None
-    pos = start
-    if end - start >= 6:
-        try:
-            time = decode_time(buf, start)
-            pos = start + 6
-        except FrameError:
-            pass
+    time, pos = optional_time(buf, start, end)
     tail = buf[pos:end] or None
     return PackFrame(
         **base,
@@ -273,8 +250,3 @@ def _untimed_or_response(buf: bytes, start: int, end: int, base: dict[str, Any])
         tail_reason="response_data" if tail else None,
         tail_offset=pos if tail else None,
     )
-
-
-def _opaque(buf: bytes, start: int, end: int, base: dict[str, Any], reason: str) -> PackFrame:
-    tail = buf[start:end] or None
-    return PackFrame(**base, tail=tail, tail_reason=reason if tail else None, tail_offset=start)

@@ -16,12 +16,12 @@ from typing import Any, ClassVar, Final
 
 from ingest.decoders.codec import (
     BlockCodec,
-    decode_array,
-    encode_array,
     is_abnormal,
     need_items,
     read_count,
+    read_counted,
     write_count,
+    write_counted,
 )
 from ingest.decoders.fields import Field, Layout, Quality, Record
 
@@ -48,6 +48,10 @@ class CellTemperatures(Record):
     quality: Quality = ()
 
 
+_COUNT: Final = ("H", "probe_count", 1, 65_531, "cell_temps")
+_TEMPS: Final = ("B", 1, 40)  # BYTE, -40 °C
+
+
 def _codec(pack_hi: int, count_lo: int, sentinel: bool) -> BlockCodec:
     head = Layout((Field("pack", "B", lo=1, hi=pack_hi, sentinel=sentinel),))
 
@@ -62,14 +66,9 @@ def _codec(pack_hi: int, count_lo: int, sentinel: bool) -> BlockCodec:
         packs = []
         for _ in range(count):
             (pack,), q = head.read(buf, off, end, "cell_temperatures")
-            n, nq = read_count(buf, off + 1, end, "H", "probe_count", 1, 65_531, "cell_temps")
-            off += 3
-            temps: tuple[Any, ...] | None = None
-            if n is not None:
-                need_items(off, n, 1, end, "cell_temperatures")
-                temps = decode_array(buf, off, n, "B", 1, 40)
-                off += n
-            packs.append(TemperaturePack(pack, n, temps, q + nq))
+            probes = read_counted(buf, off + 1, end, _COUNT, _TEMPS, "cell_temperatures")
+            off = probes.end
+            packs.append(TemperaturePack(pack, probes.n, probes.values, q + probes.quality))
         return CellTemperatures(tuple(packs), quality), off
 
     def encode(rec: Any) -> bytes:
@@ -78,11 +77,8 @@ def _codec(pack_hi: int, count_lo: int, sentinel: bool) -> BlockCodec:
         parts = [write_count("B", len(rec.packs), False)]
         for p in rec.packs:
             parts.append(head.write([p.pack], p.quality))
-            if p.temps_c is None:
-                parts.append(write_count("H", None, is_abnormal(p.quality, "probe_count")))
-            else:
-                parts.append(write_count("H", len(p.temps_c), False))
-                parts.append(encode_array(p.temps_c, "B", 1, 40))
+            abnormal = is_abnormal(p.quality, "probe_count")
+            parts.append(write_counted("H", p.temps_c, abnormal, _TEMPS))
         return b"".join(parts)
 
     return BlockCodec(CellTemperatures, decode, encode)

@@ -27,13 +27,10 @@ from typing import Any, ClassVar, Final
 
 from ingest.decoders.codec import (
     BlockCodec,
-    decode_array,
-    encode_array,
     fixed_codec,
     is_abnormal,
-    need_items,
-    read_count,
-    write_count,
+    read_counted,
+    write_counted,
 )
 from ingest.decoders.fields import Field, Layout, Quality, Record
 
@@ -98,13 +95,10 @@ LAYOUT_2025: Final = Layout(
 def decode_2016(buf: bytes, off: int, end: int) -> tuple[FuelCell, int]:
     head, q1 = HEAD_2016.read(buf, off, end, "fuel_cell")
     off += HEAD_2016.size
-    n, q2 = read_count(buf, off, end, "H", "probe_temps_c", 0, 65_531, "fuel_cell")
-    off += 2
-    temps: tuple[Any, ...] | None = None
-    if n is not None:
-        need_items(off, n, 1, end, "fuel_cell probes")
-        temps = decode_array(buf, off, n, "B", 1, 40, sentinel=False)  # no sentinels (Table 12)
-        off += n
+    count = ("H", "probe_temps_c", 0, 65_531, "fuel_cell")
+    # No sentinels in the probe list (Table 12): 0xFE/0xFF are temperatures.
+    probes = read_counted(buf, off, end, count, ("B", 1, 40), "fuel_cell probes", sentinel=False)
+    temps, q2, off = probes.values, probes.quality, probes.end
     tail, q3 = TAIL_2016.read(buf, off, end, "fuel_cell")
     off += TAIL_2016.size
     kw: dict[str, Any] = dict(zip(HEAD_2016.names, head, strict=True))
@@ -115,11 +109,8 @@ def decode_2016(buf: bytes, off: int, end: int) -> tuple[FuelCell, int]:
 def encode_2016(rec: Any) -> bytes:
     q = rec.quality
     head = HEAD_2016.write([getattr(rec, n) for n in HEAD_2016.names], q)
-    temps = rec.probe_temps_c
-    if temps is None:
-        probes = write_count("H", None, is_abnormal(q, "probe_temps_c"))
-    else:
-        probes = write_count("H", len(temps), False) + encode_array(temps, "B", 1, 40)
+    abnormal = is_abnormal(q, "probe_temps_c")
+    probes = write_counted("H", rec.probe_temps_c, abnormal, ("B", 1, 40))
     return head + probes + TAIL_2016.write([getattr(rec, n) for n in TAIL_2016.names], q)
 
 

@@ -20,12 +20,12 @@ from typing import Any, ClassVar, Final
 
 from ingest.decoders.codec import (
     BlockCodec,
-    decode_array,
-    encode_array,
     is_abnormal,
     need_items,
     read_count,
+    read_counted,
     write_count,
+    write_counted,
 )
 from ingest.decoders.fields import Field, Layout, Quality, Record
 
@@ -66,6 +66,8 @@ HEAD: Final = Layout(
         Field("air_inlet_temp_c", "B", sub=40, hi=250),
     )
 )
+_COUNT: Final = ("H", "coolant_temps_c", 0, 65_531, "fuel_cell_stacks")
+_TEMPS: Final = ("B", 1, 40)  # BYTE, -40 °C
 
 
 def decode_2025(buf: bytes, off: int, end: int) -> tuple[FuelCellStacks, int]:
@@ -78,15 +80,12 @@ def decode_2025(buf: bytes, off: int, end: int) -> tuple[FuelCellStacks, int]:
     for _ in range(count):
         values, q = HEAD.read(buf, off, end, "fuel_cell_stacks")
         off += HEAD.size
-        n, nq = read_count(buf, off, end, "H", "coolant_temps_c", 0, 65_531, "fuel_cell_stacks")
-        off += 2
-        temps: tuple[Any, ...] | None = None
-        if n is not None:
-            need_items(off, n, 1, end, "fuel_cell_stacks coolant probes")
-            temps = decode_array(buf, off, n, "B", 1, 40)
-            off += n
+        probes = read_counted(
+            buf, off, end, _COUNT, ("B", 1, 40), "fuel_cell_stacks coolant probes"
+        )
+        off = probes.end
         kw: dict[str, Any] = dict(zip(HEAD.names, values, strict=True))
-        stacks.append(Stack(**kw, coolant_temps_c=temps, quality=q + nq))
+        stacks.append(Stack(**kw, coolant_temps_c=probes.values, quality=q + probes.quality))
     return FuelCellStacks(tuple(stacks), quality), off
 
 
@@ -96,11 +95,8 @@ def encode_2025(rec: Any) -> bytes:
     parts = [write_count("B", len(rec.stacks), False)]
     for s in rec.stacks:
         parts.append(HEAD.write([getattr(s, n) for n in HEAD.names], s.quality))
-        if s.coolant_temps_c is None:
-            parts.append(write_count("H", None, is_abnormal(s.quality, "coolant_temps_c")))
-        else:
-            parts.append(write_count("H", len(s.coolant_temps_c), False))
-            parts.append(encode_array(s.coolant_temps_c, "B", 1, 40))
+        abnormal = is_abnormal(s.quality, "coolant_temps_c")
+        parts.append(write_counted("H", s.coolant_temps_c, abnormal, _TEMPS))
     return b"".join(parts)
 
 

@@ -18,12 +18,9 @@ from typing import Any, ClassVar, Final
 
 from ingest.decoders.codec import (
     BlockCodec,
-    decode_array,
-    encode_array,
     is_abnormal,
-    need_items,
-    read_count,
-    write_count,
+    read_counted,
+    write_counted,
 )
 from ingest.decoders.fields import Field, Layout, Quality, Record
 
@@ -50,43 +47,26 @@ HEAD: Final = Layout(
         Field("current_a", "H", div=10, sub=30_000, hi=60_000),
     )
 )
+_CELLS: Final = ("H", 1000, 0)  # cell voltages: WORD, 0.001 V
+_TEMPS: Final = ("B", 1, 40)  # probe temperatures: BYTE, -40 °C
 
 
 def decode_2025(buf: bytes, off: int, end: int) -> tuple[SuperCapacitor, int]:
     (system, volt, curr), quality = HEAD.read(buf, off, end, "super_capacitor")
     off += HEAD.size
-    m, q = read_count(buf, off, end, "H", "cell_voltages_v", 1, 65_531, "super_capacitor")
-    quality += q
-    off += 2
-    cells: tuple[Any, ...] | None = None
-    if m is not None:
-        need_items(off, m, 2, end, "super_capacitor cells")
-        cells = decode_array(buf, off, m, "H", 1000, 0)
-        off += 2 * m
-    n, q = read_count(buf, off, end, "H", "temps_c", 1, 65_531, "super_capacitor")
-    quality += q
-    off += 2
-    temps: tuple[Any, ...] | None = None
-    if n is not None:
-        need_items(off, n, 1, end, "super_capacitor probes")
-        temps = decode_array(buf, off, n, "B", 1, 40)
-        off += n
-    return SuperCapacitor(system, volt, curr, cells, temps, quality), off
+    count = ("H", "cell_voltages_v", 1, 65_531, "super_capacitor")
+    cells = read_counted(buf, off, end, count, _CELLS, "super_capacitor cells")
+    count = ("H", "temps_c", 1, 65_531, "super_capacitor")
+    temps = read_counted(buf, cells.end, end, count, _TEMPS, "super_capacitor probes")
+    quality += cells.quality + temps.quality
+    return SuperCapacitor(system, volt, curr, cells.values, temps.values, quality), temps.end
 
 
 def encode_2025(rec: Any) -> bytes:
     q = rec.quality
     parts = [HEAD.write([rec.system, rec.voltage_v, rec.current_a], q)]
-    if rec.cell_voltages_v is None:
-        parts.append(write_count("H", None, is_abnormal(q, "cell_voltages_v")))
-    else:
-        parts.append(write_count("H", len(rec.cell_voltages_v), False))
-        parts.append(encode_array(rec.cell_voltages_v, "H", 1000, 0))
-    if rec.temps_c is None:
-        parts.append(write_count("H", None, is_abnormal(q, "temps_c")))
-    else:
-        parts.append(write_count("H", len(rec.temps_c), False))
-        parts.append(encode_array(rec.temps_c, "B", 1, 40))
+    parts.append(write_counted("H", rec.cell_voltages_v, is_abnormal(q, "cell_voltages_v"), _CELLS))
+    parts.append(write_counted("H", rec.temps_c, is_abnormal(q, "temps_c"), _TEMPS))
     return b"".join(parts)
 
 

@@ -6,6 +6,9 @@ read by ``decode(buf, off, end) -> (record, new_off)``, written by ``encode(reco
 (the body, without the type byte): the ``BlockCodec`` shape of ``ingest.decoders.codec``.
 The T/CEC 102 code sets are checked here, because a code outside them cannot be mapped onto
 what regulators receive: such a block is ``bad_field``, never stored as a guess.
+
+The records and layouts below look alike on purpose (``duplicates`` pairs them): they are
+declarative field tables in the order of T/CEC 102's tables; the logic lives once, in codec.
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ from ingest.decoders.charger.blocks import (
     encode_entry,
     opt_code_string,
 )
-from ingest.decoders.checksum import bcc
-from ingest.decoders.envelope import EDITION_2016, HEADER, MAX_DATA_LENGTH, parse_envelope
+from ingest.decoders.envelope import EDITION_2016, encode_envelope, parse_envelope
 from ingest.decoders.errors import (
     BAD_FIELD,
     BAD_IDENTITY,
@@ -33,9 +32,10 @@ from ingest.decoders.errors import (
     UNKNOWN_COMMAND,
     FrameError,
 )
-from ingest.decoders.fields import TIME, Record, decode_time, encode_time, epoch_ms, need
+from ingest.decoders.fields import TIME, Record, decode_time, encode_time, need
 from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity
 from ingest.decoders.text import encode_text
+from ingest.decoders.unit import FrameTimes
 
 __all__ = [
     "COMMANDS",
@@ -85,7 +85,7 @@ class ChargerLogout(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class ChargerFrame:
+class ChargerFrame(FrameTimes):
     """A decoded charger frame. ``tail`` holds an encrypted data unit, or the bytes of a
     response after its time, opaque."""
 
@@ -102,16 +102,6 @@ class ChargerFrame:
     def operator_id(self) -> str:
         """The T/CEC OperatorID: the first 9 characters of the header code."""
         return self.charger_id[:OPERATOR_ID_SIZE]
-
-    @property
-    def ts_ms(self) -> int | None:
-        """Frame time as epoch milliseconds (None without a time)."""
-        return None if self.time is None else epoch_ms(self.time)
-
-    @property
-    def encrypted(self) -> bool:
-        """The data unit is ciphertext (kept opaque in ``tail``)."""
-        return self.encryption != 0x01
 
 
 def check_charger_id(raw: bytes) -> str:
@@ -238,15 +228,6 @@ def encode_charger_frame(frame: ChargerFrame) -> bytes:
     if frame.tail is not None:
         parts.append(frame.tail)
     unit = b"".join(parts)
-    if len(unit) > MAX_DATA_LENGTH:
-        raise ValueError(f"data unit of {len(unit)} bytes exceeds {MAX_DATA_LENGTH}")
-    head = HEADER.pack(
-        b"##",
-        frame.command,
-        frame.response,
-        encode_text(frame.charger_id, ID_SIZE),
-        frame.encryption,
-        len(unit),
+    return encode_envelope(
+        EDITION_2016, frame.command, frame.response, frame.charger_id, frame.encryption, unit
     )
-    out = head + unit
-    return out + bytes((bcc(out, 2, len(out)),))
