@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
 
@@ -21,10 +21,13 @@ __all__ = [
     "RECEIVED_AT",
     "DeadLetter",
     "Headers",
+    "Record",
     "dead_letter",
     "header",
+    "letter_of",
     "received_at_ms",
     "shrunk",
+    "too_large_letter_of",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
@@ -133,6 +136,44 @@ def dead_letter(
     return DeadLetter(key, value, [*headers, *extra, *more])
 
 
+class Record(Protocol):
+    """The fields of aiokafka's ConsumerRecord the pipeline reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+def letter_of(
+    rec: Record, *, reason: str, detail: str, stage: str, more: Headers = ()
+) -> DeadLetter:
+    """``dead_letter`` of a consumed record: its key, value, headers and where it came from."""
+    return dead_letter(
+        key=rec.key,
+        value=rec.value,
+        headers=list(rec.headers or ()),
+        reason=reason,
+        detail=detail,
+        stage=stage,
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        timestamp_ms=rec.timestamp,
+        more=more,
+    )
+
+
 def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
     return [
         (ORIGINAL_SIZE, str(len(value)).encode()),
@@ -168,6 +209,14 @@ def too_large_letter(
     )
     letter.headers.extend(_cut_headers(value))
     return letter
+
+
+def too_large_letter_of(rec: Record, value: bytes, *, detail: str, stage: str) -> DeadLetter:
+    """``too_large_letter`` of a consumed record whose value is ``value``."""
+    letter = letter_of(rec, reason=TOO_LARGE, detail=detail, stage=stage)
+    return DeadLetter(
+        letter.key, value[:TOO_LARGE_PREFIX_BYTES], [*letter.headers, *_cut_headers(value)]
+    )
 
 
 def shrunk(letter: DeadLetter) -> DeadLetter | None:
