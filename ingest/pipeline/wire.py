@@ -124,16 +124,22 @@ def dead_letter(
 ) -> DeadLetter:
     """The dead letter of one raw record: everything original, then the error headers, then
     ``more`` (a reason's own headers, e.g. the time window of ``time_out_of_window``)."""
-    extra = [
+    extra = _error_headers(reason, detail, stage, topic, partition, offset, timestamp_ms)
+    return DeadLetter(key, value, [*headers, *extra, *more])
+
+
+def _error_headers(
+    reason: str, detail: str, stage: str, topic: str, partition: int, offset: int, ts_ms: int
+) -> list[tuple[str, bytes]]:
+    return [
         (ERROR_REASON, reason.encode()),
         (ERROR_DETAIL, detail.encode(errors="replace")[:MAX_DETAIL_BYTES]),
         (ERROR_STAGE, stage.encode()),
         (SOURCE_TOPIC, topic.encode()),
         (SOURCE_PARTITION, str(partition).encode()),
         (SOURCE_OFFSET, str(offset).encode()),
-        (SOURCE_TIMESTAMP, str(timestamp_ms).encode()),
+        (SOURCE_TIMESTAMP, str(ts_ms).encode()),
     ]
-    return DeadLetter(key, value, [*headers, *extra, *more])
 
 
 class Record(Protocol):
@@ -159,19 +165,10 @@ def letter_of(
     rec: Record, *, reason: str, detail: str, stage: str, more: Headers = ()
 ) -> DeadLetter:
     """``dead_letter`` of a consumed record: its key, value, headers and where it came from."""
-    return dead_letter(
-        key=rec.key,
-        value=rec.value,
-        headers=list(rec.headers or ()),
-        reason=reason,
-        detail=detail,
-        stage=stage,
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        timestamp_ms=rec.timestamp,
-        more=more,
+    extra = _error_headers(
+        reason, detail, stage, rec.topic, rec.partition, rec.offset, rec.timestamp
     )
+    return DeadLetter(rec.key, rec.value, [*(rec.headers or ()), *extra, *more])
 
 
 def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
