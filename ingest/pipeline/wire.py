@@ -178,6 +178,7 @@ def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
     ]
 
 
+# dead_letter's keywords but ``reason`` (always TOO_LARGE): one explicit signature each.
 def too_large_letter(
     *,
     key: bytes | None,
