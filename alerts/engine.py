@@ -174,6 +174,8 @@ class RuleEngine:
             self._raise(ent, cr, vin, t, value, (first, t) if first != t else (t,), late=False)
         ent.active |= cr.bit
 
+    # Mirrors _hold's counting (frames or milliseconds) on the clear slot: inlined, as it runs
+    # per frame and rule.
     def _clear(self, ent: Entity, cr: CRule, vin: str, t: int) -> None:
         slots = ent.slots
         if cr.pend >= 0:

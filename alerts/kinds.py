@@ -336,6 +336,8 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
 
     higher_is_ref = direction == "down"
 
+    # Each kind's evaluator opens alike (read the value, NEUTRAL when unknown): the Evaluate
+    # protocol, not shared logic.
     def windowed(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
         x = vals[i]
         if x is None:

@@ -105,6 +105,7 @@ async def recent_frames(
     return out
 
 
+# Column-by-column like alerts/store.py's records: each maps its own query's columns.
 def _pack(r: Any) -> PackRow:
     """A stored pack row back in the decoder's form (cells and probes as raw bytes again)."""
     cells = r["cell_voltages_mv"] or []

@@ -58,22 +58,21 @@ ON CONFLICT (entity_kind, entity_id, rule_id) WHERE cleared_at IS NULL DO UPDATE
     frame_count = GREATEST(alerts.frame_count, EXCLUDED.frame_count),
     updated_at = now()
 """
-_UPDATE: Final = """
-UPDATE alerts SET
+# What every later frame of an episode sets ($5 its time, $6 its value, $7 the peak so far, $8
+# the frame count): an update and a clear both record the frame; a clear also closes.
+_SEEN: Final = """
     last_seen_at = GREATEST(last_seen_at, $5),
     last_value = CASE WHEN $5 >= last_seen_at THEN $6 ELSE last_value END,
     peak_value = $7,
-    frame_count = GREATEST(frame_count, $8),
+    frame_count = GREATEST(frame_count, $8),"""
+_UPDATE: Final = f"""
+UPDATE alerts SET{_SEEN}
     updated_at = now()
 WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3
   AND (opened_at = $4 OR (cleared_at IS NULL AND opened_at < $4))  -- or merged into it
 """
-_CLEAR: Final = """
-UPDATE alerts SET
-    last_seen_at = GREATEST(last_seen_at, $5),
-    last_value = CASE WHEN $5 >= last_seen_at THEN $6 ELSE last_value END,
-    peak_value = $7,
-    frame_count = GREATEST(frame_count, $8),
+_CLEAR: Final = f"""
+UPDATE alerts SET{_SEEN}
     cleared_at = $9,
     clear_reason = $10,
     updated_at = now()

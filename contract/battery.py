@@ -15,6 +15,7 @@ same readers ``cell_voltages_mv`` / ``probe_temps_c`` apply).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -100,53 +101,27 @@ class PackSessionRow(NamedTuple):
     probe_count: int | None
 
 
+@dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class PackFrameRows:
     """Everything the battery fast path extracts from one frame: ``telemetry`` (+ ``alarm``)
     for real-time / reissue data, ``session`` for login / logout command packets; responses,
     heartbeats, time sync and encrypted frames carry only the envelope."""
 
-    __slots__ = (
-        "alarm",
-        "command",
-        "edition",
-        "encrypted",
-        "pack_code",
-        "partial",
-        "response",
-        "session",
-        "tail_offset",
-        "telemetry",
-        "ts_ms",
-    )
-
-    def __init__(
-        self,
-        *,
-        edition: int,
-        command: int,
-        pack_code: str,
-        ts_ms: int | None,
-        encrypted: bool = False,
-        partial: bool = False,
-        telemetry: PackTelemetryRow | None = None,
-        alarm: PackAlarmRow | None = None,
-        session: PackSessionRow | None = None,
-        response: int = 0xFE,
-        tail_offset: int | None = None,
-    ) -> None:
-        self.edition = edition
-        self.command = command
-        # the full code for login / logout / data frames; the header ID (positions 8-24 of
-        # the code, or a station code) for the others, which carry no code
-        self.pack_code = pack_code
-        self.ts_ms = ts_ms
-        self.encrypted = encrypted
-        self.partial = partial  # a block could not be walked: rows of the blocks before it
-        self.telemetry = telemetry
-        self.alarm = alarm
-        self.session = session
-        self.response = response
-        self.tail_offset = tail_offset
+    # A dataclass, not a hand-written ``__init__`` like ``FrameRows`` (which turns ``None``
+    # lists into empty ones): the fields are all there is.
+    edition: int
+    command: int
+    # the full code for login / logout / data frames; the header ID (positions 8-24 of
+    # the code, or a station code) for the others, which carry no code
+    pack_code: str
+    ts_ms: int | None
+    encrypted: bool = False
+    partial: bool = False  # a block could not be walked: rows of the blocks before it
+    telemetry: PackTelemetryRow | None = None
+    alarm: PackAlarmRow | None = None
+    session: PackSessionRow | None = None
+    response: int = 0xFE
+    tail_offset: int | None = None
 
     def __repr__(self) -> str:
         return (

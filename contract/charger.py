@@ -13,6 +13,7 @@ engineering units (the unit is in the name); a sentinel or an absent optional fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -120,45 +121,22 @@ class ChargerFaultRow(NamedTuple):
     source: str
 
 
+@dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class ChargerRows:
     """Everything one charger frame or push yields. ``charger_id`` is the frame's header code
     ("" for a T/CEC push); ``ts_ms`` the frame time (None for commands without one)."""
 
-    __slots__ = (
-        "charger_id",
-        "command",
-        "connectors",
-        "encrypted",
-        "faults",
-        "operator_id",
-        "response",
-        "sessions",
-        "statuses",
-        "telemetry",
-        "ts_ms",
-    )
-
-    def __init__(
-        self,
-        *,
-        operator_id: str,
-        charger_id: str = "",
-        command: int = 0,
-        ts_ms: int | None = None,
-        response: int = 0xFE,
-        encrypted: bool = False,
-    ) -> None:
-        self.operator_id = operator_id
-        self.charger_id = charger_id
-        self.command = command
-        self.ts_ms = ts_ms
-        self.response = response
-        self.encrypted = encrypted
-        self.connectors: list[ConnectorInfoRow] = []
-        self.statuses: list[ConnectorStatusRow] = []
-        self.telemetry: list[ChargerTelemetryRow] = []
-        self.sessions: list[ChargingSessionRow] = []
-        self.faults: list[ChargerFaultRow] = []
+    operator_id: str
+    charger_id: str = ""
+    command: int = 0
+    ts_ms: int | None = None
+    response: int = 0xFE
+    encrypted: bool = False
+    connectors: list[ConnectorInfoRow] = field(default_factory=list, init=False)
+    statuses: list[ConnectorStatusRow] = field(default_factory=list, init=False)
+    telemetry: list[ChargerTelemetryRow] = field(default_factory=list, init=False)
+    sessions: list[ChargingSessionRow] = field(default_factory=list, init=False)
+    faults: list[ChargerFaultRow] = field(default_factory=list, init=False)
 
     def __repr__(self) -> str:
         return (

@@ -16,3 +16,12 @@ class UserError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+def not_utf8(what: str, exc: UnicodeDecodeError) -> UserError:
+    """The error for a file that is not UTF-8 text: ``what`` names it, the first bad byte
+    and its offset say where to look."""
+    return UserError(
+        f"{what}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+        f"{exc.start}); save it as UTF-8"
+    )

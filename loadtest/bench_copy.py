@@ -9,16 +9,15 @@ writer adds: the offset fence and store, ``latest_state``, alerts. Only the COPY
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from alerts import RuleEngine, RuleSet
 from ingest.decoders.fast import decode_rows
+from loadtest.clients import fresh_consumer
 from storage.batch import rows_by_table
 from storage.loaders import CopyLoader
 
@@ -37,14 +36,7 @@ async def copy_rows(
 ) -> float:
     """COPY the decoded rows of ``topic`` into ``dsn``; returns frames per second of COPY time.
     Fills ``cpu_us`` with this client's CPU microseconds per frame by part."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=env.kafka,
-        group_id=f"bench-copy-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=2 * 1024 * 1024,
-    )
+    consumer = fresh_consumer(env.kafka, topic, "bench-copy")
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "nev, public"})
     await consumer.start()
     copy_s, copy_cpu, done, pending = 0.0, 0.0, 0, []

@@ -22,15 +22,11 @@ Prints a progress line while it runs and, last, one JSON object with every figur
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sys
-import time
 import uuid
 from typing import Any
-
-import orjson
 
 from devtools.sim.promtext import histogram_quantile
 from loadtest.bench_support import (
@@ -39,6 +35,7 @@ from loadtest.bench_support import (
     consume_ceiling,
     copy_ceiling,
     preload,
+    print_result,
     run_pipeline,
     steady_state,
 )
@@ -128,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--steady-s", type=float, default=60.0, help="steady-state run; 0 skips it")
     args = p.parse_args(argv)
-    started = time.monotonic()
-    result = asyncio.run(_bench(args))
-    result["bench_seconds"] = round(time.monotonic() - started, 1)
-    print(orjson.dumps(result).decode(), flush=True)
-    return 0
+    return print_result(_bench(args))
 
 
 if __name__ == "__main__":

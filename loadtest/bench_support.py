@@ -9,12 +9,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devtools.devstack.kafka import ensure_topics
@@ -26,6 +28,7 @@ from devtools.sim.fleet import Message
 from devtools.sim.promtext import fetch, parse_histogram
 from ingest.config import Settings
 from loadtest.bench_copy import copy_rows
+from loadtest.clients import bench_producer, fresh_consumer
 
 __all__ = [
     "CPU_US",
@@ -34,6 +37,7 @@ __all__ = [
     "consume_ceiling",
     "copy_ceiling",
     "preload",
+    "print_result",
     "run_pipeline",
     "steady_state",
 ]
@@ -119,9 +123,7 @@ async def preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int) ->
     await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
     total = vehicles * per_vehicle
     start_ms = time.time_ns() // 1_000_000 - per_vehicle * 10_000
-    producer = AIOKafkaProducer(
-        bootstrap_servers=env.kafka, acks="all", linger_ms=20, max_batch_size=1024 * 1024
-    )
+    producer = bench_producer(env.kafka)
     await producer.start()
     started = time.monotonic()
     try:
@@ -135,15 +137,7 @@ async def preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int) ->
 
 async def consume_ceiling(env: BenchEnv, topic: str, total: int) -> float:
     """Raw aiokafka consumption of the whole topic in a fresh group (frames/s)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=env.kafka,
-        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=2 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
-    )
+    consumer = fresh_consumer(env.kafka, topic, "bench-raw", fetch_max_bytes=32 * 1024 * 1024)
     await consumer.start()
     n, started, cpu0 = 0, 0.0, 0.0
     try:
@@ -360,3 +354,13 @@ async def steady_state(
     finally:
         svc.stop()
         await env.drop(dsn)
+
+
+def print_result(bench: Coroutine[Any, Any, dict[str, Any]]) -> int:
+    """Run a benchmark's coroutine and print its result, with how long the benchmark took, as
+    the last line of output (one JSON object); the exit status of ``main``."""
+    started = time.monotonic()
+    result = asyncio.run(bench)
+    result["bench_seconds"] = round(time.monotonic() - started, 1)
+    print(orjson.dumps(result).decode(), flush=True)
+    return 0

@@ -19,7 +19,6 @@ Prints progress lines and, last, one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import time
@@ -28,16 +27,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaProducer
-
 from devtools.devstack.kafka import ensure_topics
 from devtools.loadgen import produce_messages
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.envelope import TIME_AT, reseal, time_bytes
 from devtools.sim.fleet import Message
 from loadtest.bench_pipeline import _machine
-from loadtest.bench_support import BenchEnv, progress, run_pipeline
+from loadtest.bench_support import BenchEnv, print_result, progress, run_pipeline
+from loadtest.clients import bench_producer
 
 __all__ = ["BAD_TIMES_MS", "main", "with_bad_times"]
 
@@ -72,9 +69,7 @@ def with_bad_times(
 async def _preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int, share: float) -> int:
     await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
     start_ms = time.time_ns() // 1_000_000 - per_vehicle * 10_000
-    producer = AIOKafkaProducer(
-        bootstrap_servers=env.kafka, acks="all", linger_ms=20, max_batch_size=1024 * 1024
-    )
+    producer = bench_producer(env.kafka)
     await producer.start()
     started = time.monotonic()
     try:
@@ -137,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 0 <= args.bad_share < 1:
         p.error("--bad-share must be in [0, 1)")
-    started = time.monotonic()
-    result = asyncio.run(_bench(args))
-    result["bench_seconds"] = round(time.monotonic() - started, 1)
-    print(orjson.dumps(result).decode(), flush=True)
-    return 0
+    return print_result(_bench(args))
 
 
 if __name__ == "__main__":

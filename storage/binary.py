@@ -105,6 +105,16 @@ def int2_array_probes(raw: bytes) -> list[int | None]:
     return [None if b >= 0xFE else b - 40 for b in raw]
 
 
+def _put_int2s(out: bytearray, n: int, hi: bytes, lo: bytes) -> None:
+    """An int2[] of ``n`` elements, none NULL: the cached template, then the element bytes."""
+    pos = len(out)
+    out += _template(n)
+    start = pos + _HI_OFFSET
+    end = pos + _ARRAY_HEAD.size + 6 * n
+    out[start:end:6] = hi
+    out[start + 1 : end : 6] = lo
+
+
 def _put_cells(out: bytearray, raw: bytes) -> None:
     n = len(raw) >> 1
     if n == 0:
@@ -114,12 +124,7 @@ def _put_cells(out: bytearray, raw: bytes) -> None:
     if not hi.isascii():  # a high byte >= 0x80: a sentinel or a value beyond int2
         out += _slow_array(int2_array_cells(raw))
         return
-    pos = len(out)
-    out += _template(n)
-    start = pos + _HI_OFFSET
-    end = pos + _ARRAY_HEAD.size + 6 * n
-    out[start:end:6] = hi
-    out[start + 1 : end : 6] = raw[1 : 2 * n : 2]
+    _put_int2s(out, n, hi, raw[1 : 2 * n : 2])
 
 
 def _put_probes(out: bytearray, raw: bytes) -> None:
@@ -130,12 +135,7 @@ def _put_probes(out: bytearray, raw: bytes) -> None:
     if raw.translate(None, _TEMP_OK):  # 0xFE / 0xFF present
         out += _slow_array(int2_array_probes(raw))
         return
-    pos = len(out)
-    out += _template(n)
-    start = pos + _HI_OFFSET
-    end = pos + _ARRAY_HEAD.size + 6 * n
-    out[start:end:6] = raw.translate(_TEMP_HI)
-    out[start + 1 : end : 6] = raw.translate(_TEMP_LO)
+    _put_int2s(out, n, raw.translate(_TEMP_HI), raw.translate(_TEMP_LO))
 
 
 def _opt(out: bytearray, fmt: struct.Struct, size: int, value: float | None) -> None:

@@ -134,6 +134,7 @@ class CopyLoader:
             )
 
 
+# Same `load` signature as CopyLoader: both implement the Loader protocol.
 class UnnestLoader:
     """``INSERT ... SELECT FROM unnest(...)``: one array parameter per column."""
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ingest.errors import UserError
 
@@ -54,6 +54,21 @@ def is_running(pid: int | None, started: int | None) -> bool:
     return pid is not None and started is not None and start_time(pid) == started
 
 
+def _child_io(
+    out: IO[bytes] | int, cwd: Path | None, env: Mapping[str, str] | None, user: str | None
+) -> dict[str, Any]:
+    """How every child starts: no stdin (it must never wait on the caller's terminal), output
+    and errors together into ``out``."""
+    return {
+        "stdin": subprocess.DEVNULL,
+        "stdout": out,
+        "stderr": subprocess.STDOUT,
+        "cwd": cwd,
+        "env": None if env is None else dict(env),
+        "user": user,
+    }
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -70,14 +85,7 @@ def spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=None if env is None else dict(env),
-            start_new_session=True,
-            user=user,
+            list(argv), **_child_io(out, cwd, env, user), start_new_session=True
         )
     _CHILDREN[proc.pid] = proc
     started = start_time(proc.pid)
@@ -101,15 +109,7 @@ def run(
     out = log.open("ab") if log is not None else subprocess.PIPE
     try:
         result = subprocess.run(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=None if env is None else dict(env),
-            user=user,
-            timeout=timeout_s,
-            check=False,
+            list(argv), **_child_io(out, cwd, env, user), timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired:
         raise UserError(f"{what} did not finish within {timeout_s:g}s") from None

@@ -96,6 +96,7 @@ async def _postgres(dsn: str) -> str:
     return f"postgres {version}: wrote (binary COPY) and read back 1 row ({took:.0f} ms)"
 
 
+# Same steps as _postgres (connect, write, read back, time it) with TimescaleDB's own statements.
 async def _timescale(dsn: str) -> str:
     import asyncpg
 

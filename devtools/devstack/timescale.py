@@ -98,6 +98,7 @@ def up(
     except BaseException:
         terminate(pid, started, timeout_s=10.0, name="PGlite-TimescaleDB")
         raise
+    # Every service's state is built like this (postgres.py, kafka.py): one keyword a field.
     return ServiceState(
         name=NAME,
         port=port,

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from alerts.model import SEVERITIES
 from contract.clock import CHINA_TZ
-from ingest.cli.args import int_range, text
+from ingest.cli.args import add_limit_argument, int_range, text
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
 
@@ -39,12 +39,7 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--rule", type=text(64), help="one rule id")
     ls.add_argument("--severity", choices=SEVERITIES, help="this severity or worse")
     ls.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
-    ls.add_argument(
-        "--limit",
-        type=int_range(1, MAX_ROWS),
-        default=50,
-        help=f"at most this many (1..{MAX_ROWS})",
-    )
+    add_limit_argument(ls, most=MAX_ROWS, default=50)
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=_list)
     ack = sub.add_parser("ack", help="acknowledge alerts by id")

@@ -24,6 +24,9 @@ __all__ = [
     "DURATION_UNITS",
     "DurationTooLong",
     "OneLineParser",
+    "add_database_arguments",
+    "add_limit_argument",
+    "database_flags",
     "duration",
     "float_range",
     "int_range",
@@ -178,3 +181,32 @@ def _safe(value: str) -> str:
     shown = repr(value[:80]) + ("..." if len(value) > 80 else "")
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
     return shown.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dsn`` and ``--schema``, the flags of every command that opens the database; read
+    them back with ``database_flags``."""
+    parser.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
+    parser.add_argument(
+        "--schema", type=sql_name, help="schema of the tables (overrides storage.schema)"
+    )
+
+
+def database_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The settings ``add_database_arguments``' flags override (for ``settings_from_args``)."""
+    flags: dict[str, object] = {}
+    if args.dsn:
+        flags["postgres.dsn"] = args.dsn
+    if args.schema:
+        flags["storage.schema"] = args.schema
+    return flags
+
+
+def add_limit_argument(
+    parser: argparse.ArgumentParser, *, most: int, default: int, noun: str = ""
+) -> None:
+    """``--limit``: at most this many results (1..``most``)."""
+    what = f"this many {noun}" if noun else "this many"
+    parser.add_argument(
+        "--limit", type=int_range(1, most), default=default, help=f"at most {what} (1..{most})"
+    )

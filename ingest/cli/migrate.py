@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.cli.args import sql_name
+from ingest.cli.args import add_database_arguments, database_flags
 from ingest.config import Settings
 from ingest.config.fields import mask_dsn
 from ingest.config.load import add_config_arguments, settings_from_args
@@ -41,10 +41,7 @@ def register(subparsers: Any) -> None:
         help="create or update the database schema (idempotent, safe to run concurrently)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    p.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
-    p.add_argument(
-        "--schema", type=sql_name, help="schema of the tables (overrides storage.schema)"
-    )
+    add_database_arguments(p)
     p.add_argument(
         "--mode",
         choices=[m.value for m in SchemaMode],
@@ -64,11 +61,7 @@ def register(subparsers: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags: dict[str, object] = {}
-    if args.dsn:
-        flags["postgres.dsn"] = args.dsn
-    if args.schema:
-        flags["storage.schema"] = args.schema
+    flags = database_flags(args)
     if args.mode:
         flags["postgres.schema_mode"] = args.mode
     return settings_from_args(args, flags)

@@ -26,7 +26,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import psycopg
 
-from ingest.cli.args import DurationTooLong, duration, int_range, parse_duration, sql_name, text
+from ingest.cli.args import (
+    DurationTooLong,
+    add_database_arguments,
+    add_limit_argument,
+    database_flags,
+    duration,
+    int_range,
+    parse_duration,
+    text,
+)
 from ingest.config import ENTITY_KINDS, Settings
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
@@ -87,17 +96,9 @@ def register(subparsers: Any) -> None:
             sp.add_argument("--to", dest="end", help="end, exclusive (default: now)")
         sp.add_argument("--format", choices=("table", "json", "csv"), default="table")
         sp.add_argument("--tz", default="Asia/Shanghai", help="time zone of input and output")
-        sp.add_argument(
-            "--limit",
-            type=int_range(1, MAX_ROWS),
-            default=10_000,
-            help=f"at most this many rows (1..{MAX_ROWS})",
-        )
+        add_limit_argument(sp, most=MAX_ROWS, default=10_000, noun="rows")
         sp.add_argument("--explain", action="store_true", help="print the plan (EXPLAIN ANALYZE)")
-        sp.add_argument("--dsn", help="PostgreSQL DSN (overrides postgres.dsn)")
-        sp.add_argument(
-            "--schema", type=sql_name, help="schema of the tables (overrides storage.schema)"
-        )
+        add_database_arguments(sp)
         add_config_arguments(sp)
 
     t = sub.add_parser("track", help="a vehicle's track and telemetry over a time range")
@@ -156,12 +157,7 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags: dict[str, object] = {}
-    if args.dsn:
-        flags["postgres.dsn"] = args.dsn
-    if args.schema:
-        flags["storage.schema"] = args.schema
-    return settings_from_args(args, flags)
+    return settings_from_args(args, database_flags(args))
 
 
 def _track(args: argparse.Namespace) -> int:

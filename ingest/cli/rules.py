@@ -29,7 +29,7 @@ from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from ingest.errors import UserError
+from ingest.errors import UserError, not_utf8
 
 __all__ = ["load_rules", "register"]
 
@@ -60,10 +60,7 @@ def load_rules(path: str) -> RuleSet:
     except OSError as exc:
         raise UserError(f"cannot read rule file {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise UserError(
-            f"rule file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8"
-        ) from None
+        raise not_utf8(f"rule file {path}", exc) from None
     except RecursionError:
         # tomllib parses nested arrays and inline tables recursively; no rule nests deeply.
         raise UserError(f"rule file {path}: arrays or tables nested too deeply") from None

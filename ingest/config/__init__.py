@@ -21,6 +21,7 @@ from ingest.config.settings import (
     StorageSettings,
 )
 
+# Re-exports ingest.config.settings' names (the package's pinned public API).
 __all__ = [
     "ENTITY_KINDS",
     "SECTIONS",

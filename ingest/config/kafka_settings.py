@@ -24,6 +24,8 @@ DEFAULT_MAX_RECORD_BYTES: Final = 512 * 1024
 MAX_MESSAGE_BYTES: Final = 64 * 2**20
 
 
+# A declarative table of fields like the other sections (ingest/config/settings.py): the same
+# shape by design.
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class KafkaSettings(Section):
     bootstrap_servers: str = setting(

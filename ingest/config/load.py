@@ -23,7 +23,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
@@ -31,11 +31,12 @@ from typing import Any, Final, Generic, TypeVar
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.settings import DEV_TOOL_SECTIONS, ENTITY_KINDS, SECTIONS, Settings
-from ingest.errors import UserError
+from ingest.errors import UserError, not_utf8
 
 ENV_PREFIX: Final = "NEV_"
 ENV_CONFIG: Final = "NEV_CONFIG"
 FILE_SUFFIX: Final = "_file"
+_N = TypeVar("_N", int, float)
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -152,10 +153,7 @@ def _read_toml(schema: Schema[Any], path: Path, raw: _Raw) -> None:
     except OSError as exc:
         raise UserError(f"config file {path}: cannot read it: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise UserError(
-            f"config file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8"
-        ) from None
+        raise not_utf8(f"config file {path}", exc) from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {path}: not valid TOML: {exc}") from None
     except RecursionError:
@@ -297,13 +295,8 @@ def _check_range(value: float, spec: FieldSpec, where: str, kind: str) -> None:
 def _to_int(value: object, where: str, spec: FieldSpec) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip().replace("_", ""))
-        except ValueError:
-            raise UserError(f"{where} = {value!r}: expected an integer{_bounds(spec)}") from None
     else:
-        raise UserError(f"{where} = {value!r}: expected an integer{_bounds(spec)}")
+        number = _from_text(value, where, spec, lambda t: int(t.replace("_", "")), "an integer")
     _check_range(number, spec, where, "an integer")
     return number
 
@@ -311,15 +304,22 @@ def _to_int(value: object, where: str, spec: FieldSpec) -> int:
 def _to_float(value: object, where: str, spec: FieldSpec) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise UserError(f"{where} = {value!r}: expected a number{_bounds(spec)}") from None
     else:
-        raise UserError(f"{where} = {value!r}: expected a number{_bounds(spec)}")
+        number = _from_text(value, where, spec, float, "a number")
     _check_range(number, spec, where, "a number")
     return number
+
+
+def _from_text(
+    value: object, where: str, spec: FieldSpec, parse: Callable[[str], _N], kind: str
+) -> _N:
+    """A number given as text (an environment variable, ``--set``); anything else is wrong."""
+    if isinstance(value, str):
+        try:
+            return parse(value.strip())
+        except ValueError:
+            pass
+    raise UserError(f"{where} = {value!r}: expected {kind}{_bounds(spec)}") from None
 
 
 def _check_utf8(value: str, where: str) -> None:

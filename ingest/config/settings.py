@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 
+# The sections are declarative tables (one `setting(default, doc, bounds)` a field, the docs
+# generated from them): the same shape repeats by design, each field reads on its own.
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class PostgresSettings(Section):
     dsn: str = setting(

@@ -23,7 +23,7 @@ from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
-from ingest.pipeline.wire import DeadLetter, Headers
+from ingest.pipeline.wire import DeadLetter, Headers, Record
 
 __all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
 
@@ -43,25 +43,6 @@ class TopicPartitionLike(Protocol):
     @property
     def partition(self) -> int: ...
     def __hash__(self) -> int: ...
-
-
-class Record(Protocol):
-    """The fields of aiokafka's ConsumerRecord the pipeline reads."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Any: ...
 
 
 @dataclass(eq=False)
@@ -298,17 +279,7 @@ class BatchBuilder:
             f"record value of {len(value)} bytes is over kafka.max_record_bytes "
             f"({self._max_value}); kept: the first bytes, the size and the SHA-256"
         )
-        letter = wire.too_large_letter(
-            key=rec.key,
-            value=value,
-            headers=list(rec.headers or ()),
-            detail=detail,
-            stage=_STAGE_DECODE,
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            timestamp_ms=rec.timestamp,
-        )
+        letter = wire.too_large_letter_of(rec, value, detail=detail, stage=_STAGE_DECODE)
         self._dead(rec, wire.TOO_LARGE, detail, letter=letter)
 
     def _dead(
@@ -322,18 +293,8 @@ class BatchBuilder:
         letter: DeadLetter | None = None,
     ) -> None:
         if letter is None:
-            letter = wire.dead_letter(
-                key=rec.key,
-                value=rec.value,
-                headers=list(rec.headers or ()),
-                reason=reason,
-                detail=detail,
-                stage=_STAGE_DECODE,
-                topic=rec.topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                timestamp_ms=rec.timestamp,
-                more=more,
+            letter = wire.letter_of(
+                rec, reason=reason, detail=detail, stage=_STAGE_DECODE, more=more
             )
         self.batch.dead.append(letter)
         self.batch.dead_reasons[(rec.topic, reason)] += 1

@@ -50,6 +50,8 @@ _LAG_LABELS: Final = ("consumergroup", "topic", "partition")
 class PipelineMetrics:
     """Every metric a pipeline worker emits, registered on ``registry`` (a fresh one in tests)."""
 
+    # One declaration a metric (name, help, labels): a table that reads better repeated than
+    # generated.
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.registry = r

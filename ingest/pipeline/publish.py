@@ -156,18 +156,7 @@ class Publisher:
         for i, detail in rejected:
             rec = batch.records[i]
             letters.append(
-                wire.dead_letter(
-                    key=rec.key,
-                    value=rec.value,
-                    headers=list(rec.headers or ()),
-                    reason=wire.DB_REJECTED,
-                    detail=detail,
-                    stage=_STAGE_STORE,
-                    topic=rec.topic,
-                    partition=rec.partition,
-                    offset=rec.offset,
-                    timestamp_ms=rec.timestamp,
-                )
+                wire.letter_of(rec, reason=wire.DB_REJECTED, detail=detail, stage=_STAGE_STORE)
             )
             if self._limiter.allow(wire.DB_REJECTED) is not None:
                 log.warning(

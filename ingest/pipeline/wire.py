@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
 
@@ -21,10 +21,13 @@ __all__ = [
     "RECEIVED_AT",
     "DeadLetter",
     "Headers",
+    "Record",
     "dead_letter",
     "header",
+    "letter_of",
     "received_at_ms",
     "shrunk",
+    "too_large_letter_of",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
@@ -121,16 +124,51 @@ def dead_letter(
 ) -> DeadLetter:
     """The dead letter of one raw record: everything original, then the error headers, then
     ``more`` (a reason's own headers, e.g. the time window of ``time_out_of_window``)."""
-    extra = [
+    extra = _error_headers(reason, detail, stage, topic, partition, offset, timestamp_ms)
+    return DeadLetter(key, value, [*headers, *extra, *more])
+
+
+def _error_headers(
+    reason: str, detail: str, stage: str, topic: str, partition: int, offset: int, ts_ms: int
+) -> list[tuple[str, bytes]]:
+    return [
         (ERROR_REASON, reason.encode()),
         (ERROR_DETAIL, detail.encode(errors="replace")[:MAX_DETAIL_BYTES]),
         (ERROR_STAGE, stage.encode()),
         (SOURCE_TOPIC, topic.encode()),
         (SOURCE_PARTITION, str(partition).encode()),
         (SOURCE_OFFSET, str(offset).encode()),
-        (SOURCE_TIMESTAMP, str(timestamp_ms).encode()),
+        (SOURCE_TIMESTAMP, str(ts_ms).encode()),
     ]
-    return DeadLetter(key, value, [*headers, *extra, *more])
+
+
+class Record(Protocol):
+    """The fields of aiokafka's ConsumerRecord the pipeline reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+def letter_of(
+    rec: Record, *, reason: str, detail: str, stage: str, more: Headers = ()
+) -> DeadLetter:
+    """``dead_letter`` of a consumed record: its key, value, headers and where it came from."""
+    extra = _error_headers(
+        reason, detail, stage, rec.topic, rec.partition, rec.offset, rec.timestamp
+    )
+    return DeadLetter(rec.key, rec.value, [*(rec.headers or ()), *extra, *more])
 
 
 def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
@@ -140,6 +178,7 @@ def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
     ]
 
 
+# dead_letter's keywords but ``reason`` (always TOO_LARGE): one explicit signature each.
 def too_large_letter(
     *,
     key: bytes | None,
@@ -168,6 +207,14 @@ def too_large_letter(
     )
     letter.headers.extend(_cut_headers(value))
     return letter
+
+
+def too_large_letter_of(rec: Record, value: bytes, *, detail: str, stage: str) -> DeadLetter:
+    """``too_large_letter`` of a consumed record whose value is ``value``."""
+    letter = letter_of(rec, reason=TOO_LARGE, detail=detail, stage=stage)
+    return DeadLetter(
+        letter.key, value[:TOO_LARGE_PREFIX_BYTES], [*letter.headers, *_cut_headers(value)]
+    )
 
 
 def shrunk(letter: DeadLetter) -> DeadLetter | None:
