@@ -155,7 +155,8 @@ class StorageWriter:
         rejects, archived with ``raw``); ``raw[i]`` its bytes for the ``raw_frames`` archive
         (used when the writer's ``raw_frames`` is on). Raises ``StorageUnavailable`` when
         transient errors outlast the retries (nothing committed), ``SchemaError`` when the
-        tables are not what this code expects.
+        tables are not what this code expects; what ``before_commit`` raised that is not a
+        database error comes back unchanged, after the rollback (the caller's to handle).
         """
         sources = self._sources(frames, offsets, partitions)
         for name, seq in (("kafka_offsets", kafka_offsets), ("raw", raw)):
@@ -184,6 +185,10 @@ class StorageWriter:
                 if self._slots is not None:
                     self._slots.clear()
                 continue
+            except _HookFailed as failed:
+                # Not the database's: the caller's own error (e.g. Kafka), rolled back and
+                # handed back unchanged for the caller to decide.
+                raise failed.error from None
             except Exception as exc:
                 kind = classify(exc)
                 if kind is ErrorKind.TRANSIENT and attempt < retry.attempts:
@@ -329,7 +334,12 @@ class StorageWriter:
                 for i, exc in sorted(state.bad.items())
             ]
             if before_commit is not None:
-                await before_commit(conn, BatchOutcome(kept, rejected, dict(fenced)))
+                try:
+                    await before_commit(conn, BatchOutcome(kept, rejected, dict(fenced)))
+                except Exception as exc:
+                    if classify(exc) is not ErrorKind.FATAL:
+                        raise  # the hook's own SQL: retried or reported like the batch's
+                    raise _HookFailed(exc) from exc
             committed = {tp: rng.next for tp, rng in ranges.items() if tp not in fenced}
             await offsets_sql.store(conn, schema, group, committed)
         return WriteResult(
@@ -344,3 +354,11 @@ class StorageWriter:
             attempts=0,
             seconds=0.0,
         )
+
+
+class _HookFailed(Exception):
+    """The ``before_commit`` hook raised something that is not a database error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -13,11 +13,11 @@ importing one light module (``wire``) does not load Kafka and the metrics server
 from __future__ import annotations
 
 from ingest.pipeline.options import WorkerOptions
-from ingest.pipeline.sink import AlertMessage, OnRejected, Sink, SinkResult, TransientSinkError
+from ingest.pipeline.sink import AlertMessage, BeforeCommit, Sink, SinkResult, TransientSinkError
 
 __all__ = [
     "AlertMessage",
-    "OnRejected",
+    "BeforeCommit",
     "Sink",
     "SinkResult",
     "TransientSinkError",

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ingest.pipeline.batch import Batch
 
-__all__ = ["AlertMessage", "OnRejected", "Sink", "SinkResult", "TransientSinkError"]
+__all__ = ["AlertMessage", "BeforeCommit", "Sink", "SinkResult", "TransientSinkError"]
 
 
 class TransientSinkError(Exception):
@@ -23,9 +23,10 @@ class TransientSinkError(Exception):
     retry the same batch later; nothing was committed."""
 
 
-# Called inside the transaction with the frames the database refused, (frame index, detail):
-# their dead letters are produced before the offsets that skip them commit.
-OnRejected = Callable[[list[tuple[int, str]]], Awaitable[None]]
+# Called inside the transaction, right before its commit, with the frames the database refused
+# as (frame index, detail), possibly none: every dead letter of the batch (those of the decode
+# step too) is acknowledged by Kafka before the offsets that skip them commit.
+BeforeCommit = Callable[[list[tuple[int, str]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +63,11 @@ class Sink(Protocol):
         """Next offset to read for each partition that has one stored (for the seek)."""
         ...
 
-    async def write(self, batch: Batch, on_rejected: OnRejected) -> SinkResult:
+    async def write(self, batch: Batch, before_commit: BeforeCommit) -> SinkResult:
         """Write ``batch`` and its offsets (``batch.next``, fenced by ``batch.start``) in one
-        transaction. Raises ``TransientSinkError``; frames the database rejects permanently
-        are left out, handed to ``on_rejected`` before the commit and returned in
+        transaction, calling ``before_commit`` inside it, once per attempt, right before the
+        commit. Raises ``TransientSinkError`` (or what ``before_commit`` raised); frames the
+        database rejects permanently are left out, handed to ``before_commit`` and returned in
         ``SinkResult.rejected``."""
         ...
 

@@ -27,7 +27,7 @@ from ingest.config import Settings
 from ingest.errors import UserError
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.sink import AlertMessage, OnRejected, SinkResult, TransientSinkError
+from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.wiring import pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
@@ -271,7 +271,7 @@ class StorageSink:
         return out
 
     # -- the write ---------------------------------------------------------------------------
-    async def write(self, batch: Batch, on_rejected: OnRejected) -> SinkResult:
+    async def write(self, batch: Batch, before_commit_hook: BeforeCommit) -> SinkResult:
         if batch.alert_changes is None:
             # Once per batch: the engine's state moves with each evaluation, so a retried
             # write must save the same changes, not evaluate the frames a second time.
@@ -287,8 +287,7 @@ class StorageSink:
         resend = dict(self._resend)
 
         async def before_commit(conn: Any, outcome: Any) -> None:
-            if outcome.rejected:
-                await on_rejected([(r.index, r.detail) for r in outcome.rejected])
+            await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
             fenced = {p for (t, p) in outcome.fenced if t in self._alert_topics}
             keep = [c for c in changes if c.alert.partition not in fenced]
             saved.clear()

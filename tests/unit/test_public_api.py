@@ -164,7 +164,14 @@ PINNED: dict[str, frozenset[str]] = {
         }
     ),
     "ingest.pipeline": frozenset(
-        {"AlertMessage", "OnRejected", "Sink", "SinkResult", "TransientSinkError", "WorkerOptions"}
+        {
+            "AlertMessage",
+            "BeforeCommit",
+            "Sink",
+            "SinkResult",
+            "TransientSinkError",
+            "WorkerOptions",
+        }
     ),
     "ingest.cli": frozenset({"COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"}),
 }
