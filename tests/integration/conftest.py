@@ -12,6 +12,14 @@ from tests.integration.private_services import PrivateCluster, PrivateKafka
 
 
 @pytest.fixture
+async def migrated_database(fresh_database: str) -> str:
+    """A fresh database with the current schema (plain mode: the dev cluster has no
+    timescaledb)."""
+    await migrate_database(fresh_database)
+    return fresh_database
+
+
+@pytest.fixture
 async def env(
     kafka_bootstrap: str,
     fresh_database: str,

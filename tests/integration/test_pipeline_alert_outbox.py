@@ -26,7 +26,7 @@ from ingest.pipeline.sink import AlertMessage
 from ingest.pipeline.storage_sink import StorageSink
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
-from tests.integration.test_pipeline_alert_state import RULES, VIN, frames
+from tests.integration.traffic import HOT_PACK_RULES, HOT_VIN, hot_frames
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +80,10 @@ async def test_alert_committed_but_not_published_is_sent_by_the_next_owner(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
+    rules.write_text(HOT_PACK_RULES)
     environ = env.environ(NEV_ALERTS_RULES_FILE=str(rules))
     start = time.time_ns() // 1_000_000 - 3_600_000
-    await ps.produce(env.kafka, env.topic, frames(start, [60.0] * 4))
+    await ps.produce(env.kafka, env.topic, hot_frames(start, [60.0] * 4))
 
     unsent = await commit_without_publishing(env, environ)
     assert await ps.caught_up(env)  # rows and offsets committed...
@@ -102,6 +102,6 @@ async def test_alert_committed_but_not_published_is_sent_by_the_next_owner(
     log_tail = svc.tail()
     # Exactly the message the dead worker would have sent, once (its frames are not evaluated
     # again: the stored offsets are past them).
-    assert [(r.key, r.value) for r in published] == [(VIN.encode(), unsent.message)], log_tail
-    assert unsent.key == VIN.encode()
+    assert [(r.key, r.value) for r in published] == [(HOT_VIN.encode(), unsent.message)], log_tail
+    assert unsent.key == HOT_VIN.encode()
     assert await count(env.dsn, f"SELECT count(*) FROM {ps.SCHEMA}.alerts") == 1

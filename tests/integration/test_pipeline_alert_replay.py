@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
-from tests.integration.test_pipeline_alert_state import frames
+from tests.integration.traffic import hot_frames
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ async def test_windowed_rule_fires_across_a_partition_move(
     start = time.time_ns() // 1_000_000 - 3_600_000
     # 60 °C at 0, 10, 20 s (stored by the first owner), 40 °C at 30 s (read by the second):
     # a fall of 33 % from the highest value of the last 35 s, which only the replay knows.
-    messages = frames(start, [60.0, 60.0, 60.0, 40.0])
+    messages = hot_frames(start, [60.0, 60.0, 60.0, 40.0])
     first = ps.Service(env, "first", NEV_ALERTS_RULES_FILE=str(rules))
     second: ps.Service | None = None
     try:

@@ -4,7 +4,6 @@ the alerts topic, raised once, within 1 s of its triggering frame reaching the g
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,10 @@ import asyncpg
 import orjson
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from ingest.decoders.fast import decode_rows
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import HOT_PACK_RULES, recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +22,8 @@ RULE = "gb38031_thermal_runaway"
 
 
 async def test_thermal_runaway_raised_once_after_its_trigger_frame(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
     # Vehicle 0 of the fleet goes into thermal runaway; 30 ordinary vehicles around it.
-    fleet = FleetOptions(vehicles=30, minutes=4, bad_ratio=0.0, runaway=True, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(30, 4, runaway=True)
     runaway_vin = "LNEVSIM0000000000"
 
     async with ps.serving(env, "alerts"):
@@ -71,32 +68,16 @@ async def test_thermal_runaway_raised_once_after_its_trigger_frame(env: Pipeline
     assert delay_s >= 0, f"alert published {-delay_s:.3f}s before its frame was received"
 
 
-_HOT_RULE = """
-version = 1
-
-[[rule]]
-id = "test_hot_pack"
-kind = "threshold"
-severity = "major"
-title = "Pack hotter than 50 °C (test rule)"
-source = "tests/integration/test_pipeline_alerts.py"
-field = "max_temp_c"
-op = ">="
-value = 50
-"""
-
-_OTHER_RULE = _HOT_RULE.replace("test_hot_pack", "test_other_rule")
+_OTHER_RULE = HOT_PACK_RULES.replace("test_hot_pack", "test_other_rule")
 
 
 async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(_HOT_RULE)
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=5, minutes=4, bad_ratio=0.0, runaway=True, end_ms=now_ms)
+    rules.write_text(HOT_PACK_RULES)
     async with ps.serving(env, "reload", NEV_ALERTS_RULES_FILE=str(rules)) as svc:
-        await ps.produce_and_store(env, fleet_messages(fleet), timeout_s=60)
+        await ps.produce_and_store(env, recent_fleet(5, 4, runaway=True), timeout_s=60)
         raised = await ps.read_topic(env.kafka, env.alerts, expect=1)
         assert {orjson.loads(r.value)["rule_id"] for r in raised} == {"test_hot_pack"}
 

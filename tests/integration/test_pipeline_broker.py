@@ -4,14 +4,13 @@ produced before and after the restart, is stored exactly once. Uses a private br
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateKafka
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +19,7 @@ async def test_broker_restart_mid_run_loses_and_duplicates_nothing(
     broker: PrivateKafka, broker_env: PipelineEnv
 ) -> None:
     env = broker_env
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=200, minutes=10, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(200, 10)
     half = len(messages) // 2
     expected = ps.Expected.of(messages)
 

@@ -6,22 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import Counter
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
 
 async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=300, minutes=10, bad_ratio=0.01, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(300, 10, bad_ratio=0.01)
     expected = ps.Expected.of(messages)
     total = len(messages)
 

@@ -4,18 +4,18 @@ outside the stored time window land in the dead-letter topic with their reason; 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
+from devtools.sim.fleet import Message, SimVehicle
 from ingest.decoders import encode_frame
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +32,7 @@ def _far_future_frame() -> Message:
 
 
 async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=80, minutes=3, bad_ratio=0.04, runaway=False, end_ms=now_ms)
-    messages = [*fleet_messages(fleet), _far_future_frame()]
+    messages = [*recent_fleet(80, 3, bad_ratio=0.04), _far_future_frame()]
     expected = ps.Expected.of(messages)
     future = ("LNEVFUTURE0000001", messages[-1].t_ms)
     del expected.rows[future]  # outside the time window

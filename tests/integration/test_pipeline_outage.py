@@ -5,14 +5,13 @@ it resumes; no frame is lost or stored twice. Uses a private cluster, not the sh
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateCluster
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +26,7 @@ def env(cluster_env: PipelineEnv) -> PipelineEnv:
 async def test_database_outage_pauses_then_resumes_without_loss(
     env: PipelineEnv, cluster: PrivateCluster
 ) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=300, minutes=10, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(300, 10)
     expected = ps.Expected.of(messages)
     total = len(messages)
 

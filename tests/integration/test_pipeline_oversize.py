@@ -5,16 +5,15 @@ committed, the big one is dead-lettered as ``too_large`` with its first bytes, s
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
 from ingest.pipeline import wire
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +21,7 @@ BIG = 1_100_000
 
 
 async def test_oversized_record_is_dead_lettered_and_blocks_nothing(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=100, minutes=3, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(100, 3)
     expected = ps.Expected.of(messages)
     half = len(messages) // 2
     big = b"##" + bytes(range(256)) * (BIG // 256) + b"\x00" * (BIG % 256 - 2)

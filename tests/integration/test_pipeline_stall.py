@@ -8,14 +8,12 @@ VACUUM FULL, a migration or a saturated disk would hold the writers."""
 
 from __future__ import annotations
 
-import time
-
 import asyncpg
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +21,7 @@ STALL_S = 15  # longer than the 10 s that used to get the revoking worker droppe
 
 
 async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=100, minutes=5, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(100, 5)
     expected = ps.Expected.of(messages)
     third = len(messages) // 3
     # The default group timeouts and revoke timeout (the test environment shortens the latter).
@@ -91,9 +87,7 @@ async def test_thirty_second_database_stall_keeps_the_worker_in_its_group(
     """No rebalance this time: writes wait 30 s on the lock while traffic keeps arriving. The
     worker pauses, keeps polling and heartbeating, and is never dropped from the group: one
     assignment, no revocation, nothing abandoned, every frame stored once."""
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=100, minutes=5, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(100, 5)
     half = len(messages) // 2
 
     async with ps.serving(env, "stalled") as svc:
