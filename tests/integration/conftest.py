@@ -1,4 +1,7 @@
-"""Fixtures shared by the pipeline's integration tests."""
+"""Fixtures shared by the pipeline's integration tests.
+
+``env``, ``cluster_env`` and ``make_env`` take the same five ingredients (``duplicates`` pairs
+their signatures): pytest injects fixtures by parameter name, so each fixture names them."""
 
 from __future__ import annotations
 

@@ -296,6 +296,8 @@ async def end_offsets(kafka: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+# loadtest/bench_support.py sums the same table (``duplicates`` pairs the queries by shape): the
+# benchmarks do not import the tests, nor the tests the benchmarks.
 async def stored_offsets(dsn: str, group: str, topic: str) -> dict[int, int]:
     conn = await asyncpg.connect(dsn)
     try:

@@ -31,6 +31,8 @@ OLD = (NOW - timedelta(days=400)).astimezone(UTC).replace(hour=12, minute=0, sec
 Factory = Callable[..., Awaitable[StorageWriter]]
 
 
+# Like test_storage_writer.py's writer_factory (``duplicates`` pairs them by shape), with this
+# module's own defaults (day partitions, its application name, no loader parameter).
 @pytest.fixture
 async def writers(migrated_database: str) -> AsyncIterator[Factory]:
     opened: list[StorageWriter] = []
