@@ -1,4 +1,7 @@
-"""Fixtures shared by the pipeline's integration tests."""
+"""Fixtures shared by the pipeline's integration tests.
+
+``env``, ``cluster_env`` and ``make_env`` take the same five ingredients (``duplicates`` pairs
+their signatures): pytest injects fixtures by parameter name, so each fixture names them."""
 
 from __future__ import annotations
 
@@ -9,6 +12,14 @@ import pytest
 
 from tests.integration.pipeline_support import PipelineEnv, make_env, migrate_database
 from tests.integration.private_services import PrivateCluster, PrivateKafka
+
+
+@pytest.fixture
+async def migrated_database(fresh_database: str) -> str:
+    """A fresh database with the current schema (plain mode: the dev cluster has no
+    timescaledb)."""
+    await migrate_database(fresh_database)
+    return fresh_database
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """Helpers of the pipeline integration tests: a real ``nev-ingest run`` process, real Kafka and
 PostgreSQL, and bounded polling of real state (never sleeps to wait).
 
-The test modules import what they use from here by name, in one parenthesized list each;
-``duplicates`` pairs those lists (same names, one a line) -- they are imports, not repeated
-logic, and left as they are."""
+Most tests run one service through the same frame: ``serving`` starts it and waits until it is
+ready, and on leaving the block stops it and checks that it exited 0; ``produce_and_store``
+produces frames and waits until every offset is stored. Tests that start services mid-run, or
+stop one as their subject, use ``Service`` directly."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,6 +165,30 @@ class Service:
         self._log_file.close()
 
 
+@asynccontextmanager
+async def serving(
+    env: PipelineEnv,
+    name: str,
+    *,
+    workers: int = 1,
+    ready_timeout_s: float = 60,
+    tail_lines: int = 60,
+    **overrides: str,
+) -> AsyncIterator[Service]:
+    """A ready ``nev-ingest run``; on leaving the block SIGTERM, and the exit code must be 0 (the
+    log's tail says why not). The service stays readable (logs, metrics) after the block."""
+    svc = Service(env, name, workers, **overrides)
+    try:
+        await until(
+            lambda: ready(svc), timeout_s=ready_timeout_s, what=f"the service {name!r} to be ready"
+        )
+        yield svc
+    finally:
+        code = svc.stop()
+        log_tail = svc.tail(tail_lines)
+    assert code == 0, log_tail
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -270,6 +296,8 @@ async def end_offsets(kafka: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+# loadtest/bench_support.py sums the same table (``duplicates`` pairs the queries by shape): the
+# benchmarks do not import the tests, nor the tests the benchmarks.
 async def stored_offsets(dsn: str, group: str, topic: str) -> dict[int, int]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -291,6 +319,19 @@ async def caught_up(env: PipelineEnv) -> bool:
     ends = await end_offsets(env.kafka, env.topic)
     stored = await stored_offsets(env.dsn, env.group, env.topic)
     return all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+
+async def produce_and_store(
+    env: PipelineEnv,
+    messages: Iterable[Message],
+    *,
+    timeout_s: float = 90,
+    what: str = "every offset stored",
+) -> LoadResult:
+    """Produce ``messages`` to the env's topic and wait until the database holds every offset."""
+    sent = await produce(env.kafka, env.topic, messages)
+    await until(lambda: caught_up(env), timeout_s=timeout_s, what=what)
+    return sent
 
 
 async def stored_rows(dsn: str) -> Counter[tuple[str, int]]:

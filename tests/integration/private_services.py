@@ -34,6 +34,8 @@ class PrivateCluster:
         assert self.state.port == port, "restarted on another port; the service cannot follow"
 
 
+# PrivateKafka mirrors PrivateCluster's dsn/stop/start (``duplicates`` pairs them by shape): the
+# same small lifecycle over two devstack modules with different parameters.
 class PrivateKafka:
     """A single-node KRaft broker of this test's own (started by the devstack code)."""
 

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from ingest.wiring import quiet_aiokafka
-from tests.integration.pipeline_support import PipelineEnv, make_env
+from tests.integration.pipeline_support import PipelineEnv
 
 pytestmark = pytest.mark.integration
 
@@ -65,34 +64,22 @@ async def test_the_dev_broker_does_not_create_topics_on_first_use(
 
 
 async def test_run_stops_at_start_naming_the_missing_topic(
-    kafka_bootstrap: str,
-    fresh_database: str,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
+    env: PipelineEnv, unique_name: Callable[[str], str]
 ) -> None:
-    env = await make_env(kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path)
     missing = unique_name("dlq")
     proc = _cli(env.environ(NEV_KAFKA_TOPIC_DLQ=missing), "run")
     assert proc.returncode == 2, proc.stderr
     line = _error_line(proc.stderr)
     assert missing in line and "kafka.topic_dlq" in line and "does not exist" in line
     assert "kafka-topics.sh --create" in line
-    assert missing not in await _topics(kafka_bootstrap)  # asking did not create it
+    assert missing not in await _topics(env.kafka)  # asking did not create it
 
 
 async def test_run_stops_at_start_when_the_dlq_topic_is_too_small(
-    kafka_bootstrap: str,
-    fresh_database: str,
-    unique_topic: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
+    env: PipelineEnv, unique_name: Callable[[str], str]
 ) -> None:
-    env: PipelineEnv = await make_env(
-        kafka_bootstrap, fresh_database, unique_topic, unique_name, tmp_path
-    )
     small = unique_name("dlq")
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=env.kafka)
     await admin.start()
     try:
         await admin.create_topics(

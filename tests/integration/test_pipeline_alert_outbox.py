@@ -24,17 +24,9 @@ from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.process import decoders_for
 from ingest.pipeline.sink import AlertMessage
 from ingest.pipeline.storage_sink import StorageSink
-from tests.integration.pipeline_support import (
-    SCHEMA,
-    PipelineEnv,
-    Service,
-    caught_up,
-    produce,
-    read_topic,
-    ready,
-    until,
-)
-from tests.integration.test_pipeline_alert_state import RULES, VIN, frames
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import HOT_PACK_RULES, HOT_VIN, hot_frames
 
 pytestmark = pytest.mark.integration
 
@@ -88,33 +80,28 @@ async def test_alert_committed_but_not_published_is_sent_by_the_next_owner(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
+    rules.write_text(HOT_PACK_RULES)
     environ = env.environ(NEV_ALERTS_RULES_FILE=str(rules))
     start = time.time_ns() // 1_000_000 - 3_600_000
-    await produce(env.kafka, env.topic, frames(start, [60.0] * 4))
+    await ps.produce(env.kafka, env.topic, hot_frames(start, [60.0] * 4))
 
     unsent = await commit_without_publishing(env, environ)
-    assert await caught_up(env)  # rows and offsets committed...
-    assert await count(env.dsn, f"SELECT count(*) FROM {SCHEMA}.alerts") == 1  # ...the alert...
-    outbox_rows = f"SELECT count(*) FROM {SCHEMA}.alerts_outbox"
+    assert await ps.caught_up(env)  # rows and offsets committed...
+    assert await count(env.dsn, f"SELECT count(*) FROM {ps.SCHEMA}.alerts") == 1  # ...the alert...
+    outbox_rows = f"SELECT count(*) FROM {ps.SCHEMA}.alerts_outbox"
     assert await count(env.dsn, outbox_rows) == 1  # ...and its message, not yet sent
-    assert await read_topic(env.kafka, env.alerts, expect=1, timeout_s=2) == []
+    assert await ps.read_topic(env.kafka, env.alerts, expect=1, timeout_s=2) == []
 
-    svc = Service(env, "resend", NEV_ALERTS_RULES_FILE=str(rules))
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        published = await read_topic(env.kafka, env.alerts, expect=1)
+    async with ps.serving(env, "resend", NEV_ALERTS_RULES_FILE=str(rules)) as svc:
+        published = await ps.read_topic(env.kafka, env.alerts, expect=1)
 
         async def outbox_empty() -> bool:
             return await count(env.dsn, outbox_rows) == 0
 
-        await until(outbox_empty, timeout_s=30, what="the acknowledged outbox row deleted")
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail
+        await ps.until(outbox_empty, timeout_s=30, what="the acknowledged outbox row deleted")
+    log_tail = svc.tail()
     # Exactly the message the dead worker would have sent, once (its frames are not evaluated
     # again: the stored offsets are past them).
-    assert [(r.key, r.value) for r in published] == [(VIN.encode(), unsent.message)], log_tail
-    assert unsent.key == VIN.encode()
-    assert await count(env.dsn, f"SELECT count(*) FROM {SCHEMA}.alerts") == 1
+    assert [(r.key, r.value) for r in published] == [(HOT_VIN.encode(), unsent.message)], log_tail
+    assert unsent.key == HOT_VIN.encode()
+    assert await count(env.dsn, f"SELECT count(*) FROM {ps.SCHEMA}.alerts") == 1

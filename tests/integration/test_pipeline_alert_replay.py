@@ -11,16 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.integration.pipeline_support import (
-    SCHEMA,
-    PipelineEnv,
-    Service,
-    caught_up,
-    produce,
-    ready,
-    until,
-)
-from tests.integration.test_pipeline_alert_state import frames
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import hot_frames
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +37,7 @@ async def opened(dsn: str) -> list[int]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            f"SELECT (extract(epoch FROM opened_at) * 1000)::bigint AS ms FROM {SCHEMA}.alerts "
+            f"SELECT (extract(epoch FROM opened_at) * 1000)::bigint AS ms FROM {ps.SCHEMA}.alerts "
             "WHERE rule_id = 'test_temp_drop'"
         )
     finally:
@@ -60,19 +53,19 @@ async def test_windowed_rule_fires_across_a_partition_move(
     start = time.time_ns() // 1_000_000 - 3_600_000
     # 60 °C at 0, 10, 20 s (stored by the first owner), 40 °C at 30 s (read by the second):
     # a fall of 33 % from the highest value of the last 35 s, which only the replay knows.
-    messages = frames(start, [60.0, 60.0, 60.0, 40.0])
-    first = Service(env, "first", NEV_ALERTS_RULES_FILE=str(rules))
-    second: Service | None = None
+    messages = hot_frames(start, [60.0, 60.0, 60.0, 40.0])
+    first = ps.Service(env, "first", NEV_ALERTS_RULES_FILE=str(rules))
+    second: ps.Service | None = None
     try:
-        await until(lambda: ready(first), timeout_s=60, what="the first service to be ready")
-        await produce(env.kafka, env.topic, messages[:3])
-        await until(lambda: caught_up(env), timeout_s=60, what="the history stored")
-        second = Service(env, "second", NEV_ALERTS_RULES_FILE=str(rules))
-        await until(lambda: ready(second), timeout_s=60, what="the second service to join")
+        await ps.until(lambda: ps.ready(first), timeout_s=60, what="the first service to be ready")
+        await ps.produce(env.kafka, env.topic, messages[:3])
+        await ps.until(lambda: ps.caught_up(env), timeout_s=60, what="the history stored")
+        second = ps.Service(env, "second", NEV_ALERTS_RULES_FILE=str(rules))
+        await ps.until(lambda: ps.ready(second), timeout_s=60, what="the second service to join")
         assert first.stop() == 0, first.tail()  # every partition moves to the second
-        await produce(env.kafka, env.topic, messages[3:])
-        await until(lambda: caught_up(env), timeout_s=60, what="the fall stored")
-        got = await until(lambda: opened(env.dsn), timeout_s=30, what="the drop alert")
+        await ps.produce(env.kafka, env.topic, messages[3:])
+        await ps.until(lambda: ps.caught_up(env), timeout_s=60, what="the fall stored")
+        got = await ps.until(lambda: opened(env.dsn), timeout_s=30, what="the drop alert")
         # Opened on the first frame after the move (frame times have whole seconds).
         assert got == [messages[3].t_ms // 1000 * 1000], second.tail()
         replayed = [r for r in second.logs() if r.get("msg") == "alert state restored"]

@@ -7,7 +7,6 @@ to force two rebalances while it is down."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -17,37 +16,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from devtools.sim.fleet import Message, SimVehicle
-from ingest.decoders.encoder import encode_frame
-from tests.integration.pipeline_support import (
-    SCHEMA,
-    PipelineEnv,
-    Service,
-    caught_up,
-    produce,
-    read_topic,
-    ready,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateCluster
+from tests.integration.traffic import HOT_PACK_RULES, hot_frames
 
 pytestmark = pytest.mark.integration
-
-VIN = "LNEVHOT0000000001"
-RULES = """
-version = 1
-
-[[rule]]
-id = "test_hot_pack"
-kind = "threshold"
-severity = "major"
-title = "Pack hotter than 50 °C (test rule)"
-source = "tests/integration/test_pipeline_alert_state.py"
-field = "max_temp_c"
-op = ">="
-value = 50
-hysteresis = 5
-"""
 
 
 @pytest.fixture
@@ -55,24 +29,12 @@ def env(cluster_env: PipelineEnv) -> PipelineEnv:
     return cluster_env  # the pipeline on this test's own PostgreSQL cluster, to stop
 
 
-def frames(start_ms: int, temps: list[float], period_ms: int = 10_000) -> list[Message]:
-    """One vehicle's real-time frames, one per ``period_ms``, at the given pack temperatures."""
-    v = SimVehicle(VIN, random.Random(7), 2016)
-    v.mode, v.current, v.probe_offsets = "park", 0.4, [0] * len(v.probe_offsets)
-    out = []
-    for i, temp in enumerate(temps):
-        t = start_ms + i * period_ms
-        v.temp = temp
-        out.append(Message(t, VIN.encode(), encode_frame(v.frame(t)), "realtime"))
-    return out
-
-
 async def alert_rows(dsn: str) -> list[Any]:
     conn = await asyncpg.connect(dsn)
     try:
         return list(
             await conn.fetch(
-                f"SELECT opened_at, cleared_at FROM {SCHEMA}.alerts "
+                f"SELECT opened_at, cleared_at FROM {ps.SCHEMA}.alerts "
                 "WHERE rule_id = 'test_hot_pack' ORDER BY id"
             )
         )
@@ -84,14 +46,11 @@ async def test_alert_state_lost_in_an_outage_rebalance_is_restored_before_proces
     env: PipelineEnv, cluster: PrivateCluster, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
+    rules.write_text(HOT_PACK_RULES)
     start = time.time_ns() // 1_000_000 - 3_600_000
-    hot = frames(start, [60.0] * 6)
-    svc = Service(env, "state", NEV_ALERTS_RULES_FILE=str(rules))
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        await produce(env.kafka, env.topic, hot)
-        await until(lambda: caught_up(env), timeout_s=60, what="the hot frames stored")
+    hot = hot_frames(start, [60.0] * 6)
+    async with ps.serving(env, "state", NEV_ALERTS_RULES_FILE=str(rules)) as svc:
+        await ps.produce_and_store(env, hot, timeout_s=60, what="the hot frames stored")
         (first,) = await alert_rows(env.dsn)
         assert first["cleared_at"] is None
 
@@ -104,7 +63,7 @@ async def test_alert_state_lost_in_an_outage_rebalance_is_restored_before_proces
         )
         await intruder.start()
         try:
-            await until(
+            await ps.until(
                 lambda: intruder_assigned(intruder), timeout_s=60, what="the intruder assigned"
             )
         finally:
@@ -113,24 +72,20 @@ async def test_alert_state_lost_in_an_outage_rebalance_is_restored_before_proces
         async def reassigned() -> bool:
             return svc.metric("nev_ingest_rebalances_total", event="assigned") >= assigned + 2
 
-        await until(reassigned, timeout_s=60, what="the worker to get its partitions back")
+        await ps.until(reassigned, timeout_s=60, what="the worker to get its partitions back")
         # The condition goes on (still hot) and then ends, while and after the database is back.
-        await produce(env.kafka, env.topic, frames(hot[-1].t_ms + 10_000, [61.0] * 4))
+        await ps.produce(env.kafka, env.topic, hot_frames(hot[-1].t_ms + 10_000, [61.0] * 4))
         await asyncio.to_thread(cluster.start)
-        await until(lambda: caught_up(env), timeout_s=90, what="the hot frames stored")
-        await produce(env.kafka, env.topic, frames(hot[-1].t_ms + 60_000, [30.0] * 3))
-        await until(lambda: caught_up(env), timeout_s=60, what="the cool frames stored")
+        await ps.until(lambda: ps.caught_up(env), timeout_s=90, what="the hot frames stored")
+        cool = hot_frames(hot[-1].t_ms + 60_000, [30.0] * 3)
+        await ps.produce_and_store(env, cool, timeout_s=60, what="the cool frames stored")
 
         async def cleared() -> list[Any]:
             found = await alert_rows(env.dsn)
             return found if all(r["cleared_at"] is not None for r in found) else []
 
-        rows = await until(cleared, timeout_s=30, what="the alert cleared")
-        published = await read_topic(env.kafka, env.alerts, expect=2)
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail
+        rows = await ps.until(cleared, timeout_s=30, what="the alert cleared")
+        published = await ps.read_topic(env.kafka, env.alerts, expect=2)
     assert [r["opened_at"] for r in rows] == [first["opened_at"]]  # one alert, the first one
     changes = [orjson.loads(r.value) for r in published]
     kinds = [c["type"] for c in changes if c["type"] != "updated"]

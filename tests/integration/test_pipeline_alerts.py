@@ -4,7 +4,6 @@ the alerts topic, raised once, within 1 s of its triggering frame reaching the g
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +11,10 @@ import asyncpg
 import orjson
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
 from ingest.decoders.fast import decode_rows
-from tests.integration.pipeline_support import (
-    SCHEMA,
-    PipelineEnv,
-    Service,
-    caught_up,
-    header,
-    produce,
-    read_topic,
-    ready,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import HOT_PACK_RULES, recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +22,13 @@ RULE = "gb38031_thermal_runaway"
 
 
 async def test_thermal_runaway_raised_once_after_its_trigger_frame(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
     # Vehicle 0 of the fleet goes into thermal runaway; 30 ordinary vehicles around it.
-    fleet = FleetOptions(vehicles=30, minutes=4, bad_ratio=0.0, runaway=True, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(30, 4, runaway=True)
     runaway_vin = "LNEVSIM0000000000"
 
-    svc = Service(env, "alerts")
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        await produce(env.kafka, env.topic, messages)
-        await until(lambda: caught_up(env), timeout_s=60, what="every offset stored")
-        published = await read_topic(env.kafka, env.alerts, expect=1)
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail
+    async with ps.serving(env, "alerts"):
+        await ps.produce_and_store(env, messages, timeout_s=60)
+        published = await ps.read_topic(env.kafka, env.alerts, expect=1)
 
     raised = [
         (r, orjson.loads(r.value))
@@ -63,7 +44,7 @@ async def test_thermal_runaway_raised_once_after_its_trigger_frame(env: Pipeline
     conn = await asyncpg.connect(env.dsn)
     try:
         rows = await conn.fetch(
-            f"SELECT entity_id, opened_at FROM {SCHEMA}.alerts WHERE rule_id = $1", RULE
+            f"SELECT entity_id, opened_at FROM {ps.SCHEMA}.alerts WHERE rule_id = $1", RULE
         )
     finally:
         await conn.close()
@@ -80,43 +61,24 @@ async def test_thermal_runaway_raised_once_after_its_trigger_frame(env: Pipeline
         if rows_of.vin == runaway_vin and rows_of.ts_ms == opened_ms:
             trigger = m
     assert trigger is not None
-    sent = await read_topic(env.kafka, env.topic, expect=len(messages))
+    sent = await ps.read_topic(env.kafka, env.topic, expect=len(messages))
     on_kafka = next(r for r in sent if r.value == trigger.value)
-    received_ms = int(header(on_kafka.headers, "received_at") or b"0")
+    received_ms = int(ps.header(on_kafka.headers, "received_at") or b"0")
     delay_s = (record.timestamp - received_ms) / 1000
     assert delay_s >= 0, f"alert published {-delay_s:.3f}s before its frame was received"
 
 
-_HOT_RULE = """
-version = 1
-
-[[rule]]
-id = "test_hot_pack"
-kind = "threshold"
-severity = "major"
-title = "Pack hotter than 50 °C (test rule)"
-source = "tests/integration/test_pipeline_alerts.py"
-field = "max_temp_c"
-op = ">="
-value = 50
-"""
-
-_OTHER_RULE = _HOT_RULE.replace("test_hot_pack", "test_other_rule")
+_OTHER_RULE = HOT_PACK_RULES.replace("test_hot_pack", "test_other_rule")
 
 
 async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(_HOT_RULE)
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=5, minutes=4, bad_ratio=0.0, runaway=True, end_ms=now_ms)
-    svc = Service(env, "reload", NEV_ALERTS_RULES_FILE=str(rules))
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        await produce(env.kafka, env.topic, fleet_messages(fleet))
-        await until(lambda: caught_up(env), timeout_s=60, what="every offset stored")
-        raised = await read_topic(env.kafka, env.alerts, expect=1)
+    rules.write_text(HOT_PACK_RULES)
+    async with ps.serving(env, "reload", NEV_ALERTS_RULES_FILE=str(rules)) as svc:
+        await ps.produce_and_store(env, recent_fleet(5, 4, runaway=True), timeout_s=60)
+        raised = await ps.read_topic(env.kafka, env.alerts, expect=1)
         assert {orjson.loads(r.value)["rule_id"] for r in raised} == {"test_hot_pack"}
 
         # The rule disappears from the file: SIGHUP, and no new traffic at all.
@@ -124,24 +86,24 @@ async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
         svc.proc.send_signal(signal.SIGHUP)
 
         async def cleared() -> list[Any]:
-            records = await read_topic(env.kafka, env.alerts, expect=len(raised) + 1, timeout_s=2)
+            records = await ps.read_topic(
+                env.kafka, env.alerts, expect=len(raised) + 1, timeout_s=2
+            )
             return [
                 orjson.loads(r.value) for r in records if orjson.loads(r.value)["type"] == "cleared"
             ]
 
-        (change,) = await until(cleared, timeout_s=30, what="the alert of the removed rule cleared")
+        (change,) = await ps.until(
+            cleared, timeout_s=30, what="the alert of the removed rule cleared"
+        )
         assert change["rule_id"] == "test_hot_pack"
         assert change["clear_reason"] == "rule_removed"
         reloaded = [r for r in svc.logs() if r.get("msg", "").startswith("SIGHUP: rules reloaded")]
         assert reloaded, "each worker says it reloaded"
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail
     conn = await asyncpg.connect(env.dsn)
     try:
         still_open = await conn.fetchval(
-            f"SELECT count(*) FROM {SCHEMA}.alerts WHERE cleared_at IS NULL"
+            f"SELECT count(*) FROM {ps.SCHEMA}.alerts WHERE cleared_at IS NULL"
         )
     finally:
         await conn.close()

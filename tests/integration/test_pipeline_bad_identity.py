@@ -19,19 +19,8 @@ from ingest.decoders import Frame, encode_frame
 from ingest.decoders.encoder import encode_block
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from tests.integration.pipeline_support import (
-    SCHEMA,
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    header,
-    produce,
-    read_topic,
-    ready,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 
 pytestmark = pytest.mark.integration
 
@@ -91,8 +80,8 @@ def _bad_messages(now_ms: int) -> tuple[list[Message], Counter[str]]:
 async def _stored_vins(dsn: str) -> set[str]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(f"SELECT DISTINCT vin FROM {SCHEMA}.vehicle_telemetry")
-        rows += await conn.fetch(f"SELECT DISTINCT vin FROM {SCHEMA}.drive_motor_telemetry")
+        rows = await conn.fetch(f"SELECT DISTINCT vin FROM {ps.SCHEMA}.vehicle_telemetry")
+        rows += await conn.fetch(f"SELECT DISTINCT vin FROM {ps.SCHEMA}.drive_motor_telemetry")
     finally:
         await conn.close()
     return {r["vin"] for r in rows}
@@ -113,31 +102,24 @@ async def test_bad_identities_and_miscounts_are_dead_lettered(env: PipelineEnv) 
         if k % step == step - 1 and bad:
             messages.append(bad.pop())
     messages += bad
-    expected = Expected.of(messages)
+    expected = ps.Expected.of(messages)
     assert expected.bad == reasons and sum(reasons.values()) == 2 * len(BAD_IDS)
 
-    svc = Service(env, "bad-identity")
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        sent = await produce(env.kafka, env.topic, messages)
+    async with ps.serving(env, "bad-identity") as svc:
+        sent = await ps.produce_and_store(env, messages)
         assert sent.frames == len(messages)
-        await until(lambda: caught_up(env), timeout_s=90, what="every offset stored")
 
-        assert await stored_rows(env.dsn) == expected.rows  # every good frame, once
+        assert await ps.stored_rows(env.dsn) == expected.rows  # every good frame, once
         vins = await _stored_vins(env.dsn)
         assert vins and all(v.startswith("LNEVOK") and len(v) == 17 for v in vins), vins
 
-        dead = await read_topic(env.kafka, env.dlq, expect=sum(reasons.values()))
-        got = Counter((header(r.headers, "error.reason") or b"").decode() for r in dead)
+        dead = await ps.read_topic(env.kafka, env.dlq, expect=sum(reasons.values()))
+        got = Counter((ps.header(r.headers, "error.reason") or b"").decode() for r in dead)
         assert got == reasons
         sent_bad = {m.value for m in messages if m.kind == "bad"}
         assert {r.value for r in dead} == sent_bad  # the original bytes, untouched
         for r in dead:
-            detail = (header(r.headers, "error.detail") or b"").decode()
+            detail = (ps.header(r.headers, "error.detail") or b"").decode()
             assert ("unique ID byte" in detail) or ("line up after" in detail), detail
         for reason, n in reasons.items():
             assert svc.metric("nev_ingest_frames_dead_lettered_total", reason=reason) == n
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail

@@ -4,23 +4,13 @@ produced before and after the restart, is stored exactly once. Uses a private br
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
-from tests.integration.pipeline_support import (
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    produce,
-    ready,
-    stored_offsets,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateKafka
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -29,37 +19,29 @@ async def test_broker_restart_mid_run_loses_and_duplicates_nothing(
     broker: PrivateKafka, broker_env: PipelineEnv
 ) -> None:
     env = broker_env
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=200, minutes=10, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(200, 10)
     half = len(messages) // 2
-    expected = Expected.of(messages)
+    expected = ps.Expected.of(messages)
 
-    svc = Service(env, "broker")
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        await produce(env.kafka, env.topic, messages[:half], rate=3000)
+    async with ps.serving(env, "broker") as svc:
+        await ps.produce(env.kafka, env.topic, messages[:half], rate=3000)
 
         async def first_half_stored() -> bool:
-            return sum((await stored_offsets(env.dsn, env.group, env.topic)).values()) >= half
+            return sum((await ps.stored_offsets(env.dsn, env.group, env.topic)).values()) >= half
 
-        await until(first_half_stored, timeout_s=60, what="the first half stored")
+        await ps.until(first_half_stored, timeout_s=60, what="the first half stored")
         await asyncio.to_thread(broker.stop)
 
         async def noticed() -> bool:
             return svc.metric("nev_ingest_worker_kafka_connected") == 0
 
-        await until(noticed, timeout_s=60, what="the workers to notice the broker is gone")
+        await ps.until(noticed, timeout_s=60, what="the workers to notice the broker is gone")
         await asyncio.to_thread(broker.start)
-        await produce(env.kafka, env.topic, messages[half:], rate=3000)
-        await until(lambda: caught_up(env), timeout_s=180, what="every offset stored")
-        await until(lambda: ready(svc), timeout_s=60, what="ready again")
+        await ps.produce(env.kafka, env.topic, messages[half:], rate=3000)
+        await ps.until(lambda: ps.caught_up(env), timeout_s=180, what="every offset stored")
+        await ps.until(lambda: ps.ready(svc), timeout_s=60, what="ready again")
 
-        rows = await stored_rows(env.dsn)
+        rows = await ps.stored_rows(env.dsn)
         assert rows == expected.rows  # nothing lost
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
         assert svc.metric("nev_ingest_worker_restarts_total") == 0  # ridden out, no crash
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail

@@ -9,12 +9,8 @@ import signal
 
 import pytest
 
-from tests.integration.pipeline_support import (
-    PipelineEnv,
-    Service,
-    ready,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateKafka
 
 pytestmark = pytest.mark.integration
@@ -24,9 +20,7 @@ async def test_worker_restarted_while_broker_down_recovers_and_stops_cleanly(
     broker: PrivateKafka, broker_env: PipelineEnv
 ) -> None:
     env = broker_env
-    svc = Service(env, "restart")
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+    async with ps.serving(env, "restart", tail_lines=120) as svc:
         (victim,) = svc.worker_pids()
         await asyncio.to_thread(broker.stop)
         os.kill(victim, signal.SIGKILL)
@@ -36,14 +30,14 @@ async def test_worker_restarted_while_broker_down_recovers_and_stops_cleanly(
                 [p for p in svc.worker_pids() if p != victim]
             )
 
-        await until(restarted_while_down, timeout_s=60, what="a restart while the broker is down")
+        await ps.until(
+            restarted_while_down, timeout_s=60, what="a restart while the broker is down"
+        )
         await asyncio.to_thread(broker.start)
-        await until(lambda: ready(svc), timeout_s=120, what="ready again after the broker is back")
+        await ps.until(
+            lambda: ps.ready(svc), timeout_s=120, what="ready again after the broker is back"
+        )
         # The restarted worker waited for the broker instead of crash-looping: the kill was
         # the only restart.
         assert svc.metric("nev_ingest_worker_restarts_total") == 1
         assert any(str(r.get("msg", "")).startswith("Kafka does not answer") for r in svc.logs())
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail(120)
-    assert code == 0, log_tail

@@ -6,48 +6,32 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import Counter
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
-from tests.integration.pipeline_support import (
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    header,
-    produce,
-    read_topic,
-    ready,
-    stored_offsets,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
 
 async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=300, minutes=10, bad_ratio=0.01, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
-    expected = Expected.of(messages)
+    messages = recent_fleet(300, 10, bad_ratio=0.01)
+    expected = ps.Expected.of(messages)
     total = len(messages)
 
     # Small batches: many transactions in flight over the run, so the kill lands inside one.
-    svc = Service(env, "crash", NEV_PIPELINE_BATCH_MAX_FRAMES="300")
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
+    async with ps.serving(env, "crash", NEV_PIPELINE_BATCH_MAX_FRAMES="300") as svc:
         (victim,) = svc.worker_pids()
-        producing = asyncio.create_task(produce(env.kafka, env.topic, messages, rate=3000))
+        producing = asyncio.create_task(ps.produce(env.kafka, env.topic, messages, rate=3000))
 
         async def some_stored() -> int:
-            n = sum((await stored_offsets(env.dsn, env.group, env.topic)).values())
+            n = sum((await ps.stored_offsets(env.dsn, env.group, env.topic)).values())
             return n if n >= total // 5 else 0
 
-        at_kill = await until(some_stored, timeout_s=60, what="a fifth of the frames stored")
+        at_kill = await ps.until(some_stored, timeout_s=60, what="a fifth of the frames stored")
         os.kill(victim, signal.SIGKILL)
         assert at_kill < total and not producing.done(), "the kill must land mid-run"
 
@@ -55,11 +39,11 @@ async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: Pipeline
             pids = svc.worker_pids()
             return len(pids) == 1 and pids[0] != victim
 
-        await until(restarted, timeout_s=30, what="the supervisor to restart the worker")
+        await ps.until(restarted, timeout_s=30, what="the supervisor to restart the worker")
         await producing
-        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+        await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
 
-        rows = await stored_rows(env.dsn)
+        rows = await ps.stored_rows(env.dsn)
         assert rows == expected.rows  # nothing lost
         # Nothing twice: the tables' keys would hide a second copy, so ask the writer whether a
         # replayed frame ever reached them (it would, had the restart not sought to the
@@ -71,15 +55,11 @@ async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: Pipeline
         assert "SIGKILL" in crashed[0]["msg"]
 
         # Dead letters: at least once (a batch killed after its DLQ send is sent again).
-        dead = await read_topic(env.kafka, env.dlq, expect=sum(expected.bad.values()))
+        dead = await ps.read_topic(env.kafka, env.dlq, expect=sum(expected.bad.values()))
         by_source = {
-            (header(r.headers, "source.partition"), header(r.headers, "source.offset")): (
-                header(r.headers, "error.reason") or b""
+            (ps.header(r.headers, "source.partition"), ps.header(r.headers, "source.offset")): (
+                ps.header(r.headers, "error.reason") or b""
             ).decode()
             for r in dead
         }
         assert Counter(by_source.values()) == expected.bad
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail

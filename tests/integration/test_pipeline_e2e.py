@@ -4,28 +4,18 @@ outside the stored time window land in the dead-letter topic with their reason; 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
+from devtools.sim.fleet import Message, SimVehicle
 from ingest.decoders import encode_frame
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from tests.integration.pipeline_support import (
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    header,
-    produce,
-    read_topic,
-    ready,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -42,28 +32,23 @@ def _far_future_frame() -> Message:
 
 
 async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=80, minutes=3, bad_ratio=0.04, runaway=False, end_ms=now_ms)
-    messages = [*fleet_messages(fleet), _far_future_frame()]
-    expected = Expected.of(messages)
+    messages = [*recent_fleet(80, 3, bad_ratio=0.04), _far_future_frame()]
+    expected = ps.Expected.of(messages)
     future = ("LNEVFUTURE0000001", messages[-1].t_ms)
     del expected.rows[future]  # outside the time window
     assert sum(expected.bad.values()) >= 10, "the traffic must hold bad frames"
 
-    svc = Service(env, "e2e")
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        sent = await produce(env.kafka, env.topic, messages)
+    async with ps.serving(env, "e2e") as svc:
+        sent = await ps.produce_and_store(env, messages)
         assert sent.frames == len(messages)
-        await until(lambda: caught_up(env), timeout_s=90, what="every offset stored")
 
-        rows = await stored_rows(env.dsn)
+        rows = await ps.stored_rows(env.dsn)
         assert rows == expected.rows  # every decodable frame, each exactly once
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0
 
         n_dead = sum(expected.bad.values()) + 1
-        dead = await read_topic(env.kafka, env.dlq, expect=n_dead)
-        reasons = Counter((header(r.headers, "error.reason") or b"").decode() for r in dead)
+        dead = await ps.read_topic(env.kafka, env.dlq, expect=n_dead)
+        reasons = Counter((ps.header(r.headers, "error.reason") or b"").decode() for r in dead)
         assert reasons == {**expected.bad, "time_out_of_window": 1}
         # A dead letter is the original record: same key, value and headers, plus the error.
         bad_values = set()
@@ -77,12 +62,14 @@ async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: P
             (messages[-1].key, messages[-1].value),
         }
         for r in dead:
-            assert header(r.headers, "source.topic") == env.topic.encode()
-            assert int(header(r.headers, "source.offset") or b"-1") >= 0
-            assert header(r.headers, "received_at") is not None  # original header kept
-            assert header(r.headers, "error.detail")
-        late = next(r for r in dead if header(r.headers, "error.reason") == b"time_out_of_window")
-        assert header(late.headers, "error.stage") == b"decode"  # decided before the database
+            assert ps.header(r.headers, "source.topic") == env.topic.encode()
+            assert int(ps.header(r.headers, "source.offset") or b"-1") >= 0
+            assert ps.header(r.headers, "received_at") is not None  # original header kept
+            assert ps.header(r.headers, "error.detail")
+        late = next(
+            r for r in dead if ps.header(r.headers, "error.reason") == b"time_out_of_window"
+        )
+        assert ps.header(late.headers, "error.stage") == b"decode"  # decided before the database
 
         for reason, n in expected.bad.items():
             assert svc.metric("nev_ingest_frames_dead_lettered_total", reason=reason) == n
@@ -90,7 +77,3 @@ async def test_rows_arrive_once_and_bad_frames_reach_the_dlq_with_reasons(env: P
             expected.sessions
         )
         assert svc.metric("nev_ingest_end_to_end_latency_seconds_count") > 0
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail

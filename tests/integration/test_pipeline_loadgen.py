@@ -63,6 +63,7 @@ async def test_loadgen_puts_gateway_records_on_kafka(
     assert decoded >= 0.95 * len(records)
 
 
+# The command lines are spelled out as an operator types them (``duplicates`` pairs the two).
 async def test_loadgen_stops_after_max_seconds(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:

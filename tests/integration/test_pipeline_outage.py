@@ -5,24 +5,13 @@ it resumes; no frame is lost or stored twice. Uses a private cluster, not the sh
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
-from tests.integration.pipeline_support import (
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    end_offsets,
-    produce,
-    ready,
-    stored_offsets,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateCluster
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -37,34 +26,30 @@ def env(cluster_env: PipelineEnv) -> PipelineEnv:
 async def test_database_outage_pauses_then_resumes_without_loss(
     env: PipelineEnv, cluster: PrivateCluster
 ) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=300, minutes=10, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
-    expected = Expected.of(messages)
+    messages = recent_fleet(300, 10)
+    expected = ps.Expected.of(messages)
     total = len(messages)
 
-    svc = Service(
+    async with ps.serving(
         env,
         "outage",
         NEV_PIPELINE_MAX_IN_FLIGHT_FRAMES=str(MAX_IN_FLIGHT),
         NEV_PIPELINE_BATCH_MAX_FRAMES="1000",
-    )
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        producing = asyncio.create_task(produce(env.kafka, env.topic, messages, rate=1500))
+    ) as svc:
+        producing = asyncio.create_task(ps.produce(env.kafka, env.topic, messages, rate=1500))
 
         async def some_stored() -> int:
-            n = sum((await stored_offsets(env.dsn, env.group, env.topic)).values())
+            n = sum((await ps.stored_offsets(env.dsn, env.group, env.topic)).values())
             return n if n >= total // 5 else 0
 
-        before = await until(some_stored, timeout_s=60, what="a fifth of the frames stored")
+        before = await ps.until(some_stored, timeout_s=60, what="a fifth of the frames stored")
         await asyncio.to_thread(cluster.stop)
 
         async def paused() -> float:
             return svc.metric("nev_ingest_paused_partitions")
 
-        assert await until(paused, timeout_s=60, what="the partitions to be paused") == 4
-        await until(
+        assert await ps.until(paused, timeout_s=60, what="the partitions to be paused") == 4
+        await ps.until(
             lambda: asyncio.to_thread(lambda: svc.readyz() == 503),
             timeout_s=30,
             what="/readyz to report the database",
@@ -73,10 +58,10 @@ async def test_database_outage_pauses_then_resumes_without_loss(
         # The outage lasts while the gateways keep producing: frames pile up in Kafka (not in
         # the worker, which holds no more than its bound), the paused partitions stay paused.
         async def piled_up() -> bool:
-            ends = sum((await end_offsets(env.kafka, env.topic)).values())
+            ends = sum((await ps.end_offsets(env.kafka, env.topic)).values())
             return ends - before >= 3 * MAX_IN_FLIGHT
 
-        await until(piled_up, timeout_s=60, what="frames to pile up in Kafka during the outage")
+        await ps.until(piled_up, timeout_s=60, what="frames to pile up in Kafka during the outage")
 
         async def lag_shows_it() -> bool:
             return (
@@ -84,7 +69,7 @@ async def test_database_outage_pauses_then_resumes_without_loss(
                 and svc.metric("kafka_consumergroup_lag_seconds", consumergroup=env.group) > 0
             )
 
-        await until(lag_shows_it, timeout_s=30, what="the lag metrics to show the backlog")
+        await ps.until(lag_shows_it, timeout_s=30, what="the lag metrics to show the backlog")
         assert svc.metric("nev_ingest_paused_partitions") == 4
         assert svc.metric("nev_ingest_in_flight_frames") <= MAX_IN_FLIGHT
         assert not producing.done(), "the outage must happen while traffic flows"
@@ -94,18 +79,14 @@ async def test_database_outage_pauses_then_resumes_without_loss(
         async def resumed() -> bool:
             return (
                 svc.metric("nev_ingest_paused_partitions") == 0
-                and await caught_up(env)
+                and await ps.caught_up(env)
                 and svc.metric("kafka_consumergroup_lag", consumergroup=env.group) == 0
             )
 
         await producing
-        await until(resumed, timeout_s=120, what="resume and store everything")
+        await ps.until(resumed, timeout_s=120, what="resume and store everything")
         assert svc.metric("nev_ingest_write_retries_total", stage="database") > 0
 
-        rows = await stored_rows(env.dsn)
+        rows = await ps.stored_rows(env.dsn)
         assert rows == expected.rows  # nothing lost
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
-    finally:
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail

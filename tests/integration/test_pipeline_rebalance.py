@@ -10,17 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.sim.fleet import FleetOptions, Message, fleet_messages
-from tests.integration.pipeline_support import (
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    produce,
-    ready,
-    stored_offsets,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +31,18 @@ async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineE
             sent.append(message)
             yield message
 
-    first = Service(env, "first", NEV_PIPELINE_BATCH_MAX_FRAMES="500")
-    second: Service | None = None
+    first = ps.Service(env, "first", NEV_PIPELINE_BATCH_MAX_FRAMES="500")
+    second: ps.Service | None = None
     try:
-        await until(lambda: ready(first), timeout_s=60, what="the first service to be ready")
-        producing = asyncio.create_task(produce(env.kafka, env.topic, flowing(), rate=2000))
+        await ps.until(lambda: ps.ready(first), timeout_s=60, what="the first service to be ready")
+        producing = asyncio.create_task(ps.produce(env.kafka, env.topic, flowing(), rate=2000))
 
         async def some_stored() -> int:
-            n = sum((await stored_offsets(env.dsn, env.group, env.topic)).values())
+            n = sum((await ps.stored_offsets(env.dsn, env.group, env.topic)).values())
             return n if n >= 3000 else 0
 
-        await until(some_stored, timeout_s=60, what="3,000 frames stored")
-        second = Service(env, "second", NEV_PIPELINE_BATCH_MAX_FRAMES="500")
+        await ps.until(some_stored, timeout_s=60, what="3,000 frames stored")
+        second = ps.Service(env, "second", NEV_PIPELINE_BATCH_MAX_FRAMES="500")
 
         async def second_works() -> bool:
             try:
@@ -62,7 +53,7 @@ async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineE
             except AssertionError:
                 return False  # not serving metrics yet
 
-        await until(second_works, timeout_s=90, what="the joining worker to take partitions")
+        await ps.until(second_works, timeout_s=90, what="the joining worker to take partitions")
         assert first.metric("nev_ingest_assigned_partitions") < 4  # it gave some away
         assert not producing.done(), "the join must happen while traffic flows"
         assert second.metric("nev_ingest_duplicate_rows_skipped_total") == 0
@@ -73,14 +64,14 @@ async def test_worker_joins_and_leaves_without_loss_or_duplicates(env: PipelineE
         async def first_has_all() -> bool:
             return first.metric("nev_ingest_assigned_partitions") == 4
 
-        await until(first_has_all, timeout_s=90, what="the partitions to come back")
+        await ps.until(first_has_all, timeout_s=90, what="the partitions to come back")
         assert not producing.done(), "the partitions must come back while traffic flows"
         stop.set()
         await producing
-        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+        await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
 
-        rows = await stored_rows(env.dsn)
-        assert rows == Expected.of(sent).rows  # nothing lost
+        rows = await ps.stored_rows(env.dsn)
+        assert rows == ps.Expected.of(sent).rows  # nothing lost
         assert first.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
         assert first.metric("nev_ingest_rebalances_total", event="revoked") >= 2
     finally:

@@ -8,26 +8,12 @@ VACUUM FULL, a migration or a saturated disk would hold the writers."""
 
 from __future__ import annotations
 
-import time
-
 import asyncpg
 import pytest
 
-from devtools.sim.fleet import FleetOptions, fleet_messages
-from tests.integration.pipeline_support import (
-    SCHEMA,
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    hold_stall,
-    produce,
-    ready,
-    stored_offsets,
-    stored_rows,
-    until,
-    until_write_waits_on_lock,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -35,46 +21,46 @@ STALL_S = 15  # longer than the 10 s that used to get the revoking worker droppe
 
 
 async def test_database_stall_during_rebalance_evicts_no_worker(env: PipelineEnv) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=100, minutes=5, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
-    expected = Expected.of(messages)
+    messages = recent_fleet(100, 5)
+    expected = ps.Expected.of(messages)
     third = len(messages) // 3
     # The default group timeouts and revoke timeout (the test environment shortens the latter).
     revoke = "20"
 
-    first = Service(env, "first", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
-    second: Service | None = None
+    first = ps.Service(env, "first", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
+    second: ps.Service | None = None
     lock = await asyncpg.connect(env.dsn)
     try:
-        await until(lambda: ready(first), timeout_s=60, what="the first service to be ready")
-        await produce(env.kafka, env.topic, messages[:third])
+        await ps.until(lambda: ps.ready(first), timeout_s=60, what="the first service to be ready")
+        await ps.produce(env.kafka, env.topic, messages[:third])
 
         async def first_third_stored() -> bool:
-            return sum((await stored_offsets(env.dsn, env.group, env.topic)).values()) >= third
+            return sum((await ps.stored_offsets(env.dsn, env.group, env.topic)).values()) >= third
 
-        await until(first_third_stored, timeout_s=60, what="the first third stored")
+        await ps.until(first_third_stored, timeout_s=60, what="the first third stored")
 
         tx = lock.transaction()
         await tx.start()
-        await lock.execute(f"LOCK TABLE {SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
-        await produce(env.kafka, env.topic, messages[third : 2 * third])
+        await lock.execute(f"LOCK TABLE {ps.SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
+        await ps.produce(env.kafka, env.topic, messages[third : 2 * third])
 
-        await until_write_waits_on_lock(lock)
-        second = Service(env, "second", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
+        await ps.until_write_waits_on_lock(lock)
+        second = ps.Service(env, "second", NEV_PIPELINE_REVOKE_TIMEOUT_S=revoke)
 
         async def revoking() -> bool:
             return first.metric("nev_ingest_rebalances_total", event="revoked") >= 1
 
-        await until(revoking, timeout_s=60, what="the rebalance to reach the stalled worker")
-        await hold_stall(STALL_S)  # the revoke is blocked meanwhile
+        await ps.until(revoking, timeout_s=60, what="the rebalance to reach the stalled worker")
+        await ps.hold_stall(STALL_S)  # the revoke is blocked meanwhile
         await tx.rollback()
 
-        await produce(env.kafka, env.topic, messages[2 * third :])
-        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
-        await until(lambda: ready(second), timeout_s=60, what="the second service to be ready")
+        await ps.produce(env.kafka, env.topic, messages[2 * third :])
+        await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
+        await ps.until(
+            lambda: ps.ready(second), timeout_s=60, what="the second service to be ready"
+        )
 
-        assert await stored_rows(env.dsn) == expected.rows  # nothing lost
+        assert await ps.stored_rows(env.dsn) == expected.rows  # nothing lost
         for svc in (first, second):
             assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
             abandoned = [k for k in svc.metrics() if k.startswith("nev_ingest_batches_abandoned")]
@@ -101,35 +87,28 @@ async def test_thirty_second_database_stall_keeps_the_worker_in_its_group(
     """No rebalance this time: writes wait 30 s on the lock while traffic keeps arriving. The
     worker pauses, keeps polling and heartbeating, and is never dropped from the group: one
     assignment, no revocation, nothing abandoned, every frame stored once."""
-    now_ms = time.time_ns() // 1_000_000
-    fleet = FleetOptions(vehicles=100, minutes=5, bad_ratio=0.0, runaway=False, end_ms=now_ms)
-    messages = list(fleet_messages(fleet))
+    messages = recent_fleet(100, 5)
     half = len(messages) // 2
 
-    svc = Service(env, "stalled")
-    lock = await asyncpg.connect(env.dsn)
-    try:
-        await until(lambda: ready(svc), timeout_s=60, what="the service to be ready")
-        tx = lock.transaction()
-        await tx.start()
-        await lock.execute(f"LOCK TABLE {SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
-        await produce(env.kafka, env.topic, messages[:half])
+    async with ps.serving(env, "stalled") as svc:
+        lock = await asyncpg.connect(env.dsn)
+        try:
+            tx = lock.transaction()
+            await tx.start()
+            await lock.execute(f"LOCK TABLE {ps.SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
+            await ps.produce(env.kafka, env.topic, messages[:half])
 
-        await until_write_waits_on_lock(lock)
-        await hold_stall(LONG_STALL_S)  # the writes are blocked meanwhile
-        await tx.rollback()
-        await produce(env.kafka, env.topic, messages[half:])
-        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+            await ps.until_write_waits_on_lock(lock)
+            await ps.hold_stall(LONG_STALL_S)  # the writes are blocked meanwhile
+            await tx.rollback()
+        finally:
+            await lock.close()
+        await ps.produce_and_store(env, messages[half:], timeout_s=120)
 
-        assert await stored_rows(env.dsn) == Expected.of(messages).rows
+        assert await ps.stored_rows(env.dsn) == ps.Expected.of(messages).rows
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0
         assert svc.metric("nev_ingest_rebalances_total", event="assigned") == 1
         # Never dropped from the group, so never revoked and rejoined.
         assert svc.metric("nev_ingest_rebalances_total", event="revoked") == 0
         abandoned = [k for k in svc.metrics() if k.startswith("nev_ingest_batches_abandoned")]
         assert not abandoned, abandoned
-    finally:
-        await lock.close()
-        code = svc.stop()
-        log_tail = svc.tail()
-    assert code == 0, log_tail

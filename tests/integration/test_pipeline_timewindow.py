@@ -15,18 +15,8 @@ import pytest
 
 from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
 from ingest.decoders import encode_frame
-from tests.integration.pipeline_support import (
-    Expected,
-    PipelineEnv,
-    Service,
-    caught_up,
-    header,
-    produce,
-    read_topic,
-    ready,
-    stored_rows,
-    until,
-)
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
 
 pytestmark = pytest.mark.integration
 
@@ -67,20 +57,17 @@ async def test_out_of_window_times_are_dead_lettered_and_old_in_window_ones_stor
     step = len(good) // (len(outside) + len(inside) + 1)
     for k, m in enumerate([*outside, *inside]):  # interleaved with the good frames
         messages.insert((k + 1) * step + k, m)
-    expected = Expected.of(messages)
+    expected = ps.Expected.of(messages)
     for m in outside:
         del expected.rows[(m.key.decode(), m.t_ms)]
     assert all((m.key.decode(), m.t_ms) in expected.rows for m in inside)
 
-    svc = Service(env, "window", workers=2)
-    try:
-        await until(lambda: ready(svc), timeout_s=90, what="the service to be ready")
-        await produce(env.kafka, env.topic, messages)
-        await until(lambda: caught_up(env), timeout_s=120, what="every offset stored")
+    async with ps.serving(env, "window", workers=2, ready_timeout_s=90) as svc:
+        await ps.produce_and_store(env, messages, timeout_s=120)
 
-        assert await stored_rows(env.dsn) == expected.rows  # good + in-window old, once each
-        dead = await read_topic(env.kafka, env.dlq, expect=len(outside))
-        assert Counter(header(r.headers, "error.reason") for r in dead) == {
+        assert await ps.stored_rows(env.dsn) == expected.rows  # good + in-window old, once each
+        dead = await ps.read_topic(env.kafka, env.dlq, expect=len(outside))
+        assert Counter(ps.header(r.headers, "error.reason") for r in dead) == {
             b"time_out_of_window": 3
         }
         by_key = {r.key: r for r in dead}
@@ -88,21 +75,17 @@ async def test_out_of_window_times_are_dead_lettered_and_old_in_window_ones_stor
         for m in outside:
             h = by_key[m.key].headers
             assert by_key[m.key].value == m.value  # the record as it came
-            assert int(header(h, "error.frame_time") or b"0") == m.t_ms
-            received = int(header(h, "received_at") or b"0")
-            start = int(header(h, "error.window_start") or b"0")
-            end = int(header(h, "error.window_end") or b"0")
+            assert int(ps.header(h, "error.frame_time") or b"0") == m.t_ms
+            received = int(ps.header(h, "received_at") or b"0")
+            start = int(ps.header(h, "error.window_start") or b"0")
+            end = int(ps.header(h, "error.window_end") or b"0")
             assert end == received + 600_000  # pipeline.frame_max_future_s default
             assert now_ms - 1095 * DAY_MS - 60_000 <= start <= now_ms - 1095 * DAY_MS + 600_000
             assert not start <= m.t_ms <= end
-            assert header(h, "error.stage") == b"decode"
+            assert ps.header(h, "error.stage") == b"decode"
 
         # decided before the database: no batch split, nothing refused by it
         assert svc.metric("nev_ingest_bisect_loads_total") == 0
         assert svc.metric("nev_ingest_frames_dead_lettered_total", reason="db_rejected") == 0
         assert svc.metric("nev_ingest_frames_dead_lettered_total", reason="time_out_of_window") == 3
         assert svc.metric("nev_ingest_partitions_created_total") > 0
-    finally:
-        code = svc.stop()
-        tail = svc.tail()
-    assert code == 0, tail

@@ -20,6 +20,9 @@ from tests.integration.pipeline_support import header, read_topic
 pytestmark = pytest.mark.integration
 
 
+# The letter is spelled out in full, as in tests/unit/test_kafka_limits.py, and the topic made
+# with its own max.message.bytes, as in test_kafka_topics.py (``duplicates`` pairs both by
+# shape): each test states the inputs it is about.
 async def test_a_dead_letter_the_topic_refuses_is_sent_cut_down(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:

@@ -15,8 +15,7 @@ import pytest
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
 from devtools.sim.synthetic import frame_rows, vin
-from storage import OffsetRange, PoolParams, RetryParams, StorageParams, StorageWriter, migrate
-from storage.connect import connect
+from storage import OffsetRange, PoolParams, RetryParams, StorageWriter
 from storage.params import TIMESERIES_TABLES, WriterParams
 from storage.partitions import align
 
@@ -29,28 +28,22 @@ NOW = datetime.now(CHINA_TZ).replace(microsecond=0)
 OLD = (NOW - timedelta(days=400)).astimezone(UTC).replace(hour=12, minute=0, second=0)
 
 
-@pytest.fixture
-async def db(fresh_database: str) -> str:
-    conn = await connect(PoolParams(dsn=fresh_database))
-    try:
-        await migrate(conn, StorageParams())
-    finally:
-        await conn.close()
-    return fresh_database
-
-
 Factory = Callable[..., Awaitable[StorageWriter]]
 
 
+# Like test_storage_writer.py's writer_factory (``duplicates`` pairs them by shape), with this
+# module's own defaults (day partitions, its application name, no loader parameter).
 @pytest.fixture
-async def writers(db: str) -> AsyncIterator[Factory]:
+async def writers(migrated_database: str) -> AsyncIterator[Factory]:
     opened: list[StorageWriter] = []
 
     async def make(group: str = "g", **kw: Any) -> StorageWriter:
         kw.setdefault("partition_interval", timedelta(days=1))
         kw.setdefault("retry", RetryParams(attempts=3, initial=0.01, maximum=0.05))
         params = WriterParams(consumer_group=group, **kw)
-        w = await StorageWriter.open(PoolParams(dsn=db, application_name="nev-test-parts"), params)
+        w = await StorageWriter.open(
+            PoolParams(dsn=migrated_database, application_name="nev-test-parts"), params
+        )
         opened.append(w)
         return w
 

@@ -83,6 +83,8 @@ async def jobs(conn: Any, schema: str, proc: str) -> dict[str, Any]:
     return {r["hypertable_name"]: r for r in rows}
 
 
+# The hypertable and the continuous-aggregate checks read two catalog views alike (``duplicates``
+# pairs them by shape): one query each, spelled out, is what the assertions are about.
 async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: str) -> None:
     conn = await connect(PoolParams(dsn=timescale_dsn, schema=schema))
     try:

@@ -24,12 +24,9 @@ from storage import (
     PoolParams,
     RetryParams,
     StorageError,
-    StorageParams,
     StorageWriter,
     WriterParams,
-    migrate,
 )
-from storage.connect import connect
 
 pytestmark = pytest.mark.integration
 
@@ -38,28 +35,21 @@ FAST_RETRY = RetryParams(attempts=5, initial=0.01, maximum=0.05)
 T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=1)
 
 
-@pytest.fixture
-async def db(fresh_database: str) -> str:
-    """A fresh database, migrated (plain mode: the dev cluster has no timescaledb)."""
-    conn = await connect(PoolParams(dsn=fresh_database))
-    try:
-        await migrate(conn, StorageParams())
-    finally:
-        await conn.close()
-    return fresh_database
-
-
 WriterFactory = Callable[..., Awaitable[StorageWriter]]
 
 
 @pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
-async def writer_factory(db: str, request: pytest.FixtureRequest) -> AsyncIterator[WriterFactory]:
+async def writer_factory(
+    migrated_database: str, request: pytest.FixtureRequest
+) -> AsyncIterator[WriterFactory]:
     opened: list[StorageWriter] = []
 
     async def make(group: str = "g", **kw: Any) -> StorageWriter:
         kw.setdefault("retry", FAST_RETRY)
         params = WriterParams(consumer_group=group, loader=request.param, **kw)
-        w = await StorageWriter.open(PoolParams(dsn=db, application_name="nev-test-writer"), params)
+        w = await StorageWriter.open(
+            PoolParams(dsn=migrated_database, application_name="nev-test-writer"), params
+        )
         opened.append(w)
         return w
 
@@ -153,15 +143,15 @@ async def test_replaying_a_batch_with_the_same_offsets_stores_it_once(
 
 
 async def test_a_connection_killed_mid_batch_is_retried_and_every_row_is_there_once(
-    writer_factory: WriterFactory, db: str
+    writer_factory: WriterFactory, migrated_database: str
 ) -> None:
     w = await writer_factory()
     await w.write_batch(fleet(10, 1), {TP: OffsetRange(None, 10)})
     batch = fleet(10, 5, start=T0 + timedelta(minutes=5))
-    admin = await asyncpg.connect(db)
+    admin = await asyncpg.connect(migrated_database)
     try:
         # Hold the pack table: the writer COPYs the vehicle and motor rows, then waits on it.
-        locker = await asyncpg.connect(db)
+        locker = await asyncpg.connect(migrated_database)
         tx = locker.transaction()
         await tx.start()
         await locker.execute("LOCK TABLE nev.battery_pack_telemetry IN ACCESS EXCLUSIVE MODE")

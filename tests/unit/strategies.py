@@ -51,6 +51,9 @@ from ingest.decoders.blocks import (
 )
 from ingest.decoders.fields import Field, Layout
 
+# ``duplicates`` pairs the import list above with ingest/decoders/registry.py's (the same block
+# modules, one a line): imports, not repeated logic.
+
 _TOP = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
 Q = list[tuple[str, str]]
 

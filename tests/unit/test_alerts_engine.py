@@ -17,6 +17,8 @@ pytestmark = pytest.mark.unit
 
 VIN = "LTEST000000000001"
 T0 = 1_782_835_200_000
+# Rules as TOML, the way operators write them; test_alerts_warm.py has its own set (``duplicates``
+# pairs the texts): each module's rules are the input its assertions are about.
 HOT = """
 [[rule]]
 id = "hot"

@@ -56,6 +56,8 @@ def test_rule_versions_change_with_the_definition_only() -> None:
     assert RuleSet.from_toml(base.replace("= 5", "= 6")).rules[0].version != v1
 
 
+# Rule files are written out as an operator writes them, one per test (``duplicates`` pairs
+# them by shape): the text is the input under test, line numbers included.
 def test_errors_name_line_rule_and_key() -> None:
     text = """
 [[rule]]

@@ -12,7 +12,7 @@ import pytest
 from contract.battery import PackFrameRows
 from contract.clock import CHINA_TZ
 from contract.rows import PackRow, cell_voltages_mv, probe_temps_c
-from ingest.decoders import FrameError
+from ingest.decoders import FrameError, battery
 from ingest.decoders.battery import (
     PackAlarm,
     PackCells,
@@ -21,9 +21,6 @@ from ingest.decoders.battery import (
     PackProbes,
     PackState,
     Site,
-    decode_pack_frame,
-    decode_pack_rows,
-    encode_pack_frame,
     pack_frame_to_dict,
 )
 from ingest.decoders.battery.frame import PackFrame
@@ -93,7 +90,7 @@ SENTINELS_2025 = _hex(
 
 
 def test_realtime_2016_decodes_to_the_documented_values() -> None:
-    f = decode_pack_frame(REALTIME_2016)
+    f = battery.decode_pack_frame(REALTIME_2016)
     assert (f.edition, f.command, f.ident, f.pack_code) == (2016, 2, CODE[7:], CODE)
     assert f.time == datetime(2025, 1, 2, 3, 4, 5, tzinfo=CHINA_TZ)
     assert f.blocks == (
@@ -104,8 +101,8 @@ def test_realtime_2016_decodes_to_the_documented_values() -> None:
         PackAlarm(1, 2, (7,)),
     )
     assert not f.partial
-    assert encode_pack_frame(f) == REALTIME_2016
-    rows = decode_pack_rows(REALTIME_2016)
+    assert battery.encode_pack_frame(f) == REALTIME_2016
+    rows = battery.decode_pack_rows(REALTIME_2016)
     t = rows.telemetry
     assert t is not None
     assert (t.pack_code, t.lifecycle_stage, t.work_state, t.soc_pct, t.soh_pct) == (
@@ -148,13 +145,13 @@ def _as_pack_row(cells: bytes, probes: bytes) -> PackRow:
 
 
 def test_login_2025_of_a_second_life_pack() -> None:
-    f = decode_pack_frame(LOGIN_2025)
+    f = battery.decode_pack_frame(LOGIN_2025)
     assert f.edition == 2025 and f.command_name == "pack_login"
     assert f.body == PackLogin(
         3, "89860000000000000001", "BYDPB10LINE001A1A0001234", 150.0, 60.0, 360.0, 96, 32
     )
-    assert encode_pack_frame(f) == LOGIN_2025
-    s = decode_pack_rows(LOGIN_2025).session
+    assert battery.encode_pack_frame(f) == LOGIN_2025
+    s = battery.decode_pack_rows(LOGIN_2025).session
     assert s is not None
     assert (s.pack_code, s.event, s.seq, s.original_code, s.cell_count) == (
         CODE,
@@ -169,15 +166,15 @@ def test_login_2025_of_a_second_life_pack() -> None:
 
 
 def test_logout_2016() -> None:
-    f = decode_pack_frame(LOGOUT_2016)
+    f = battery.decode_pack_frame(LOGOUT_2016)
     assert f.body == PackLogout(3) and f.pack_code == CODE
-    assert encode_pack_frame(f) == LOGOUT_2016
-    s = decode_pack_rows(LOGOUT_2016).session
+    assert battery.encode_pack_frame(f) == LOGOUT_2016
+    s = battery.decode_pack_rows(LOGOUT_2016).session
     assert s is not None and (s.event, s.seq, s.iccid) == ("logout", 3, None)
 
 
 def test_sentinels_custom_block_and_partial_walk_agree_in_both_decoders() -> None:
-    f = decode_pack_frame(SENTINELS_2025)
+    f = battery.decode_pack_frame(SENTINELS_2025)
     state = f.blocks[0]
     assert state == PackState(
         4,
@@ -194,8 +191,8 @@ def test_sentinels_custom_block_and_partial_walk_agree_in_both_decoders() -> Non
     assert f.blocks[2] == CustomBlock(0x80, b"\xab\xcd")
     assert f.blocks[3] == PackProbes((None,))
     assert f.partial and f.tail_reason == "unknown_type" and f.tail_offset == 79
-    assert encode_pack_frame(f) == SENTINELS_2025
-    rows: PackFrameRows = decode_pack_rows(SENTINELS_2025)
+    assert battery.encode_pack_frame(f) == SENTINELS_2025
+    rows: PackFrameRows = battery.decode_pack_rows(SENTINELS_2025)
     t = rows.telemetry
     assert t is not None
     assert rows.partial and rows.tail_offset == 79
@@ -247,7 +244,7 @@ def _patch(frame: bytes, at: int, new: bytes) -> bytes:
     ],
 )
 def test_rejections(frame: bytes, reason: str, offset: int) -> None:
-    for decode in (decode_pack_frame, decode_pack_rows):
+    for decode in (battery.decode_pack_frame, battery.decode_pack_rows):
         with pytest.raises(FrameError) as info:
             decode(frame)
         assert (info.value.reason, info.value.offset) == (reason, offset)
@@ -256,7 +253,7 @@ def test_rejections(frame: bytes, reason: str, offset: int) -> None:
 def test_login_with_trailing_bytes_is_rejected() -> None:
     extra = LOGIN_2025[:22] + b"\x00\x57" + LOGIN_2025[24:-1] + b"\x00"
     with pytest.raises(FrameError) as info:
-        decode_pack_frame(_reseal(extra + b"\x00"))
+        battery.decode_pack_frame(_reseal(extra + b"\x00"))
     assert info.value.reason == "bad_field" and info.value.offset == 110
 
 
@@ -264,9 +261,9 @@ def test_responses_and_heartbeats_need_no_pack_code() -> None:
     ack = PackFrame(
         2016, 0x01, response=0x01, ident=CODE[7:], time=datetime(2025, 1, 2, tzinfo=CHINA_TZ)
     )
-    raw = encode_pack_frame(ack)
-    assert decode_pack_frame(raw) == ack
-    rows = decode_pack_rows(raw)
+    raw = battery.encode_pack_frame(ack)
+    assert battery.decode_pack_frame(raw) == ack
+    rows = battery.decode_pack_rows(raw)
     assert rows.session is None and rows.telemetry is None and rows.response == 1
-    beat = encode_pack_frame(PackFrame(2025, 0x07, ident="STATION-SH-01"))
-    assert decode_pack_frame(beat).ident == "STATION-SH-01"
+    beat = battery.encode_pack_frame(PackFrame(2025, 0x07, ident="STATION-SH-01"))
+    assert battery.decode_pack_frame(beat).ident == "STATION-SH-01"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from contract.battery import PackFrameRows
 from contract.clock import CHINA_TZ
-from ingest.decoders import FrameError
+from ingest.decoders import FrameError, battery
 from ingest.decoders.battery import (
     PackAlarm,
     PackCells,
@@ -24,9 +24,6 @@ from ingest.decoders.battery import (
     PackProbes,
     PackState,
     Site,
-    decode_pack_frame,
-    decode_pack_rows,
-    encode_pack_frame,
     pack_frame_to_json,
 )
 from ingest.decoders.battery.blocks import STATE_LAYOUT
@@ -117,8 +114,8 @@ def frames(draw: st.DrawFn) -> PackFrame:
 @SETTINGS
 @given(frames())
 def test_round_trip(frame: PackFrame) -> None:
-    raw = encode_pack_frame(frame)
-    assert decode_pack_frame(raw) == frame
+    raw = battery.encode_pack_frame(frame)
+    assert battery.decode_pack_frame(raw) == frame
     pack_frame_to_json(frame)
 
 
@@ -132,8 +129,8 @@ def _last(frame: PackFrame, cls: type) -> object:
     frames().filter(lambda f: f.command in (0x02, 0x03)), st.datetimes(timezones=st.just(CHINA_TZ))
 )
 def test_fast_rows_agree_with_records(frame: PackFrame, received: datetime) -> None:
-    raw = encode_pack_frame(frame)
-    rows = decode_pack_rows(raw, received)
+    raw = battery.encode_pack_frame(frame)
+    rows = battery.decode_pack_rows(raw, received)
     t = rows.telemetry
     assert t is not None and not rows.partial
     assert (t.pack_code, t.ts, t.received_at, t.command) == (
@@ -204,13 +201,13 @@ def _outcome(decode: object, raw: bytes) -> object:
 def test_only_frame_error_escapes_and_both_decoders_decide_alike(
     frame: PackFrame, flips: list[tuple[int, int]], cut: int, seal: bool
 ) -> None:
-    raw = bytearray(encode_pack_frame(frame))
+    raw = bytearray(battery.encode_pack_frame(frame))
     for at, value in flips:
         raw[at % len(raw)] = value
     data = bytes(raw[: len(raw) - cut] if cut else raw)
     data = _seal(data) if seal else data
-    structured = _outcome(decode_pack_frame, data)
-    fast = _outcome(decode_pack_rows, data)
+    structured = _outcome(battery.decode_pack_frame, data)
+    fast = _outcome(battery.decode_pack_rows, data)
     if isinstance(structured, tuple):
         assert fast == structured
     else:

@@ -151,6 +151,8 @@ def _with(doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
     return {**doc, **kw}
 
 
+# One case per broken rule, each a whole (document, interface, reason) triple (``duplicates``
+# pairs neighbouring cases by shape): the table is the specification under test.
 @pytest.mark.parametrize(
     ("data", "interface", "reason"),
     [

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.unit
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+# One test per edition and frame kind (``duplicates`` pairs the four): each gets its own
+# examples and its own name in a failure report.
 @SETTINGS
 @given(s.realtime_frame(2016))
 def test_realtime_2016_roundtrip(frame: Frame) -> None:

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.unit
 
 VECTORS = load_vectors()
 
+# The two reference implementations' enum words, one table each (``duplicates`` pairs them by
+# shape): data copied from their outputs, kept side by side as they appear in the vectors.
 # rtm_con's enum words, as they appear in the vectors.
 RTM_ENUMS = {
     "vehicle_state": {"on": 1, "off": 2, "other": 3},

@@ -37,6 +37,9 @@ from ingest.decoders.fields import ABNORMAL
 from tests.unit import strategies as s
 from tests.unit.vectors_support import load_vectors
 
+# ``duplicates`` pairs the import list above with devtools/sim/fleet.py's and
+# loadtest/fuzz_decode.py's (the same record classes, one a line): imports, not repeated logic.
+
 pytestmark = pytest.mark.unit
 
 RECEIVED = datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC)

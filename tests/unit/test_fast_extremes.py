@@ -21,6 +21,8 @@ from tests.unit.vectors_support import load_vectors
 pytestmark = pytest.mark.unit
 
 
+# Frames are built from commented hex pieces as in test_fast.py (``duplicates`` pairs the calls
+# by shape): each golden case reads as the spec table it checks.
 def cells(*mv: int) -> str:
     return "".join(f"{v:04X}" for v in mv)
 

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 import pytest
 
 from contract.rows import FrameRows
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
 from ingest.pipeline import wire
 from ingest.pipeline.batch import BatchBuilder, lane_of
+from tests.unit.kafka_records import TP, Rec
 
 pytestmark = pytest.mark.unit
-
-
-class TP(NamedTuple):
-    topic: str
-    partition: int
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"VIN00000000000001"
-    timestamp: int = 1_700_000_000_000
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def _decode(value: bytes, received_ms: int) -> FrameRows:

@@ -58,6 +58,25 @@ def _get(url: str) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
+def _run_then_sigterm(sup: Supervisor, drive: Callable[[], None]) -> int:
+    """Run ``sup`` here (the main thread: it installs signal handlers) while ``drive`` watches it
+    from a thread; then SIGTERM, as an operator stops the service. Returns the exit code."""
+
+    def driver() -> None:
+        try:
+            drive()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=driver)
+    thread.start()
+    try:
+        return sup.run()
+    finally:
+        thread.join()
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
 def test_restarts_a_crashed_worker_then_stops_on_sigterm(tmp_path: Path) -> None:
     mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
     markers = tmp_path / "markers"
@@ -76,24 +95,15 @@ def test_restarts_a_crashed_worker_then_stops_on_sigterm(tmp_path: Path) -> None
     seen: dict[str, object] = {}
 
     def drive() -> None:
-        try:
-            _wait(lambda: all((markers / f"started-{i}").exists() for i in range(2)))
-            _wait(lambda: sup.restarts == 2 and len(sup.live_pids()) == 2)
-            assert sup.server is not None
-            base = f"http://127.0.0.1:{sup.server.port}"
-            _wait(lambda: _get(base + "/readyz")[0] == 200)
-            seen["metrics"] = _get(base + "/metrics")[1]
-            seen["healthz"] = _get(base + "/healthz")
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
+        _wait(lambda: all((markers / f"started-{i}").exists() for i in range(2)))
+        _wait(lambda: sup.restarts == 2 and len(sup.live_pids()) == 2)
+        assert sup.server is not None
+        base = f"http://127.0.0.1:{sup.server.port}"
+        _wait(lambda: _get(base + "/readyz")[0] == 200)
+        seen["metrics"] = _get(base + "/metrics")[1]
+        seen["healthz"] = _get(base + "/healthz")
 
-    thread = threading.Thread(target=drive)
-    thread.start()
-    try:
-        code = sup.run()
-    finally:
-        thread.join()
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    code = _run_then_sigterm(sup, drive)
     assert code == 0
     assert sup.restarts == 2
     assert [(markers / f"started-{i}").read_text() for i in range(2)] == ["2", "2"]
@@ -122,18 +132,6 @@ def test_sigterm_while_a_crashed_worker_waits_for_its_restart_exits_0(tmp_path: 
         _always_crash,
     )
 
-    def drive() -> None:
-        try:
-            _wait(lambda: sup.restarts == 1)
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    thread = threading.Thread(target=drive)
-    thread.start()
-    try:
-        code = sup.run()
-    finally:
-        thread.join()
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    code = _run_then_sigterm(sup, lambda: _wait(lambda: sup.restarts == 1))
     assert sup.restarts == 1
     assert code == 0

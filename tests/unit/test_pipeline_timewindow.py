@@ -3,8 +3,6 @@ database - out-of-window frames dead-lettered with their time and the window in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from contract.rows import FrameRows
@@ -13,6 +11,7 @@ from ingest.pipeline import wire
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.process import time_window
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
+from tests.unit.kafka_records import TP, Rec
 
 pytestmark = pytest.mark.unit
 
@@ -54,20 +53,7 @@ def test_the_window_follows_the_settings() -> None:
     assert time_window(forever).max_age_ms is None
 
 
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"VIN00000000000001"
-    timestamp: int = NOW
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-class TP:
-    topic = "nev.vehicle.raw"
-    partition = 0
+VEHICLE = TP("nev.vehicle.raw", 0)
 
 
 def _decode(value: bytes, received_ms: int) -> FrameRows:
@@ -76,7 +62,7 @@ def _decode(value: bytes, received_ms: int) -> FrameRows:
 
 
 def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> None:
-    builder = BatchBuilder({TP.topic: _decode}, window=WINDOW, clock_ms=lambda: NOW)
+    builder = BatchBuilder({VEHICLE.topic: _decode}, window=WINDOW, clock_ms=lambda: NOW)
     received = NOW - 1_000
     hdr = [(wire.RECEIVED_AT, str(received).encode())]
     times = {
@@ -87,9 +73,12 @@ def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> N
         4: 946_684_800_000,  # 2000-01-01, a reset clock
         5: NOW - 20 * DAY,  # a reissue older than any pre-made partition: stored
     }
-    recs = [Rec(TP.topic, 0, o, str(t).encode(), headers=hdr) for o, t in times.items()]
-    recs.append(Rec(TP.topic, 0, 6, b"none", headers=hdr))  # no time (heartbeat): stored
-    builder.add(TP(), recs, start=0)
+    recs = [
+        Rec(VEHICLE.topic, 0, o, str(t).encode(), timestamp=NOW, headers=hdr)
+        for o, t in times.items()
+    ]
+    recs.append(Rec(VEHICLE.topic, 0, 6, b"none", timestamp=NOW, headers=hdr))  # no time: stored
+    builder.add(VEHICLE, recs, start=0)
     batch = builder.take()
     assert [r.offset for r in batch.records] == [0, 2, 5, 6]
     assert [wire.header(d.headers, wire.SOURCE_OFFSET) for d in batch.dead] == [
@@ -97,7 +86,7 @@ def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> N
         b"3",
         b"4",
     ]
-    assert batch.dead_reasons == {(TP.topic, "time_out_of_window"): 3}
+    assert batch.dead_reasons == {(VEHICLE.topic, "time_out_of_window"): 3}
     assert list(batch.next.values()) == [7]  # the offsets move past the dead letters
     for d, off in zip(batch.dead, (1, 3, 4), strict=True):
         h = dict(d.headers)
@@ -112,8 +101,8 @@ def test_the_batch_step_dead_letters_out_of_window_frames_with_the_window() -> N
 
 
 def test_without_a_window_every_time_is_kept() -> None:
-    builder = BatchBuilder({TP.topic: _decode}, clock_ms=lambda: NOW)
-    builder.add(TP(), [Rec(TP.topic, 0, 0, b"946684800000")], start=0)
+    builder = BatchBuilder({VEHICLE.topic: _decode}, clock_ms=lambda: NOW)
+    builder.add(VEHICLE, [Rec(VEHICLE.topic, 0, 0, b"946684800000", timestamp=NOW)], start=0)
     assert len(builder.take().frames) == 1
 
 
