@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncpg
 import orjson
 
 from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
@@ -31,7 +30,7 @@ from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, Transie
 from ingest.wiring import pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
-from storage.errors import SchemaError, StorageUnavailable
+from storage.errors import ErrorKind, SchemaError, StorageUnavailable, classify
 from storage.offsets import OffsetRange
 from storage.params import SchemaMode, StorageParams, WriterParams
 from storage.writer import StorageWriter
@@ -182,7 +181,11 @@ class StorageSink:
         # The replay rebuilds histories and durations without raising anything; the stored
         # open alerts then become live (docs/alerts.md, "after a rebalance").
         for partition, frames in recent.items():
-            self._engine.warm(frames, partition=partition)
+            try:
+                self._engine.warm(frames, partition=partition)
+            except Exception:  # a bug must not keep the partition paused: start blind, loudly
+                log.exception("replay of the last rule window failed: windowed rules start blind")
+                self._engine.forget(partition=partition)
         self._pending.extend(self._engine.restore(records))
         for row in unsent:
             if row.id not in self._acked:
@@ -209,9 +212,9 @@ class StorageSink:
             for topic, kind in self._alert_topics.items():
                 parts = sorted({tp.partition for tp in partitions if tp.topic == topic})
                 recent.update(await replay.recent_frames(conn, kind, topic, parts, window_s))
-        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-            raise
-        except Exception:
+        except Exception as exc:
+            if classify(exc) is ErrorKind.TRANSIENT:  # unreachable, restarting, timed out
+                raise
             log.exception("replay of the last rule window failed: windowed rules start blind")
             return {}
         return recent

@@ -287,6 +287,12 @@ class Worker:
                 unrestored = [tp for tp in pending if tp not in self.restored]
                 if unrestored:
                     await asyncio.wait_for(self.sink.on_partitions_assigned(unrestored), 30)
+                    if generation != self._assignments:
+                        # A rebalance overtook this load (the partitions may have been
+                        # drained and handed back meanwhile): its snapshot is stale. Forget
+                        # it; the next turn loads them again.
+                        self.sink.on_partitions_lost(unrestored)
+                        return
                     self.restored.update(unrestored)
             except Exception as exc:  # DB down: stay paused, try again next turn
                 self.bp.set_sink_healthy(False)

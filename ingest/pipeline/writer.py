@@ -40,7 +40,21 @@ __all__ = ["Writer"]
 log = logging.getLogger(__name__)
 
 
-_RETRY: Final[tuple[type[BaseException], ...]] = (TransientSinkError, *TRANSIENT_KAFKA)
+# How long a batch's transaction waits, right before its commit, for the acknowledgement of its
+# dead letters (sent when the write began; normally long done by then).
+DLQ_COMMIT_WAIT_S: Final = 5.0
+
+
+class DeadLettersPending(Exception):
+    """The batch's dead letters were not acknowledged in time, or their send failed: the
+    transaction rolled back; the batch is retried (the send goes on, or goes again)."""
+
+
+_RETRY: Final[tuple[type[BaseException], ...]] = (
+    TransientSinkError,
+    DeadLettersPending,
+    *TRANSIENT_KAFKA,
+)
 
 
 @dataclass(eq=False)
@@ -193,7 +207,14 @@ class Writer:
 
         async def before_commit(rejected: list[tuple[int, str]]) -> None:
             if dlq is not None:
-                await dlq
+                # Bounded: a slow broker must not hold the transaction (and its locks, which a
+                # partition created on demand waits for) open; the send goes on, the
+                # transaction rolls back and the batch is retried. Typed, so that a Kafka
+                # OSError/TimeoutError is not taken for the database's.
+                try:
+                    await asyncio.wait_for(asyncio.shield(dlq), DLQ_COMMIT_WAIT_S)
+                except Exception as exc:
+                    raise DeadLettersPending(f"{type(exc).__name__}: {exc}") from exc
                 batch.dead_sent = True
             if rejected:
                 await self._publisher.dead_letter_rejected(batch, rejected)
