@@ -104,14 +104,23 @@ def _ms(dt: datetime) -> int:
 async def save_changes(conn: Connection, changes: Sequence[AlertChange]) -> None:
     """Apply ``changes`` (from ``RuleEngine.evaluate``/``restore``/``swap_rules``) to ``alerts``.
 
-    Call it inside the batch's transaction; three statements at most, however many changes.
+    Call it inside the batch's transaction; three statements at most (raises, updates, clears)
+    per round. A round ends where an alert is raised again after a clear of the same entity and
+    rule in the batch (a rule flapping through a backlog): the clear must land before that raise,
+    or the one-open-alert index would merge the new episode into the old one.
     """
-    raised, updated, cleared = [], [], []
+    raised: list[tuple[Any, ...]] = []
+    updated: list[tuple[Any, ...]] = []
+    cleared: list[tuple[Any, ...]] = []
+    closing: set[tuple[str, str, str]] = set()  # (kind, entity, rule) cleared in this round
     for c in changes:
         a = c.alert
         key = (a.entity_kind, a.entity_id, a.rule_id, _dt(a.opened_ms))
         figures = (_dt(a.last_seen_ms), a.last_value, a.peak, a.frame_count)
         if c.type == "raised":
+            if key[:3] in closing:
+                await _apply(conn, raised, updated, cleared)
+                raised, updated, cleared, closing = [], [], [], set()
             raised.append(
                 (*key[:3], a.rule_version, a.severity, a.title, key[3], figures[0], a.peak,
                  a.last_value, a.frame_count, [_dt(t) for t in a.trigger_ms], a.late,
@@ -122,7 +131,17 @@ async def save_changes(conn: Connection, changes: Sequence[AlertChange]) -> None
         else:
             assert a.cleared_ms is not None
             cleared.append((*key, *figures, _dt(a.cleared_ms), a.clear_reason or "condition"))
-    # Raises first: a raise and its clear can come in the same batch.
+            closing.add(key[:3])
+    await _apply(conn, raised, updated, cleared)
+
+
+async def _apply(
+    conn: Connection,
+    raised: list[tuple[Any, ...]],
+    updated: list[tuple[Any, ...]],
+    cleared: list[tuple[Any, ...]],
+) -> None:
+    # Raises first: a raise and its own clear can come in the same round.
     if raised:
         await conn.executemany(_INSERT, raised)
     if updated:

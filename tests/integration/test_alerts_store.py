@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from alerts import AlertChange, RuleEngine, RuleSet
+from alerts import AlertChange, AlertRecord, RuleEngine, RuleSet
 from alerts.store import load_open, save_changes
 from contract.rows import FrameRows
 from devtools.sim.scenarios import thermal_runaway
@@ -191,3 +191,40 @@ async def test_a_conflicting_raise_merges_into_the_open_alert_which_then_clears(
     assert row["cleared_at"] is not None and row["clear_reason"] == "condition"
     await commit(db, changes)  # replayed: still the same single, cleared row
     assert [dict(r)["cleared_at"] for r in await rows(db, TR)] == [row["cleared_at"]]
+
+
+def _episode(opened_ms: int, cleared_ms: int | None) -> AlertRecord:
+    return AlertRecord(
+        entity_kind="vehicle",
+        entity_id="LNEVFLAP000000001",
+        rule_id="flapping_rule",
+        rule_version="1",
+        severity="warning",
+        title="flapping",
+        opened_ms=opened_ms,
+        last_seen_ms=cleared_ms or opened_ms,
+        cleared_ms=cleared_ms,
+        peak=1.0,
+        last_value=1.0,
+        frame_count=1,
+        trigger_ms=(opened_ms,),
+        partition=0,
+    )
+
+
+async def test_a_rule_flapping_inside_one_batch_keeps_both_episodes(db: Any) -> None:
+    # A backlog caught up in one batch: raised at t1, cleared, raised again at t3 (not cleared).
+    t1, t2, t3 = 1_780_000_000_000, 1_780_000_010_000, 1_780_000_020_000
+    changes = [
+        AlertChange("raised", _episode(t1, None)),
+        AlertChange("cleared", _episode(t1, t2)),
+        AlertChange("raised", _episode(t3, None)),
+    ]
+    await commit(db, changes)
+    got = [(r["opened_at"], r["cleared_at"]) for r in await rows(db, "flapping_rule")]
+    assert [(int(o.timestamp() * 1000), c is not None) for o, c in got] == [
+        (t1, True),  # the first episode, closed
+        (t3, False),  # the second one, open: not merged into the first
+    ]
+    await commit(db, changes)  # replayed after a crash: nothing changes
+    assert [(r["opened_at"], r["cleared_at"]) for r in await rows(db, "flapping_rule")] == got
