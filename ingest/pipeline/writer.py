@@ -247,6 +247,10 @@ class Writer:
         if batch.generation != self.generation:
             return
         self._bp.set_sink_healthy(True)
+        # Committed: no longer the lane's to abandon (abandon() would count its frames as given
+        # up a second time after _after_commit released them).
+        lane.current = None
+        lane.attempt = None
         await self._after_commit(batch, result, time.monotonic() - started)
 
     def _fenced(self, fenced: dict[Any, int]) -> None:
