@@ -257,7 +257,8 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 # User-defined: WORD length + bytes (Table 19). Shanghai buses send 0x81/0x82 with
                 # no length at all, so a length that overruns the data unit means "cannot size this
                 # block": keep what was decoded and stop, never guess (§3.12).
-                if pos + 2 > end:
+                length = _WORD.unpack_from(buf, pos)[0] if pos + 2 <= end else None
+                if length is None or pos + 2 + length > end:
                     return (
                         vehicle,
                         position,
@@ -271,22 +272,7 @@ def walk_2016(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                         counted,
                         False,
                     )
-                (size,) = _WORD.unpack_from(buf, pos)
-                if pos + 2 + size > end:
-                    return (
-                        vehicle,
-                        position,
-                        extremes,
-                        alarm,
-                        motors,
-                        volts,
-                        temps,
-                        start,
-                        hints,
-                        counted,
-                        False,
-                    )
-                pos += 2 + size
+                pos += 2 + length
             else:
                 # 0x00 and 0x0A-0x7F have no defined length: the rest is an opaque tail.
                 return (

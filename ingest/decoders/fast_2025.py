@@ -273,7 +273,8 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                 pos += 18
             elif 0x80 <= t <= 0xFE:
                 # Custom: WORD length + bytes (Table 27); an overrunning length cannot be trusted.
-                if pos + 2 > end:
+                length = _WORD.unpack_from(buf, pos)[0] if pos + 2 <= end else None
+                if length is None or pos + 2 + length > end:
                     return (
                         vehicle,
                         position,
@@ -287,22 +288,7 @@ def walk_2025(buf: bytes, pos: int, end: int, vin: str, ts: datetime) -> Walk:
                         counted,
                         False,
                     )
-                (size,) = _WORD.unpack_from(buf, pos)
-                if pos + 2 + size > end:
-                    return (
-                        vehicle,
-                        position,
-                        None,
-                        alarm,
-                        motors,
-                        volts,
-                        temps,
-                        start,
-                        None,
-                        counted,
-                        False,
-                    )
-                pos += 2 + size
+                pos += 2 + length
             else:
                 # 0x00, 0x09-0x2F and 0x33-0x7F have no defined length: the rest is an opaque tail.
                 return (
