@@ -178,39 +178,10 @@ def _cut_headers(value: bytes) -> list[tuple[str, bytes]]:
     ]
 
 
-# dead_letter's keywords but ``reason`` (always TOO_LARGE): one explicit signature each.
-def too_large_letter(
-    *,
-    key: bytes | None,
-    value: bytes,
-    headers: Headers,
-    detail: str,
-    stage: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    timestamp_ms: int,
-) -> DeadLetter:
-    """The dead letter of a record whose value is over the size limit: the value's first
-    ``TOO_LARGE_PREFIX_BYTES`` (the frame header identifies the device), its size and hash."""
-    letter = dead_letter(
-        key=key,
-        value=value[:TOO_LARGE_PREFIX_BYTES],
-        headers=headers,
-        reason=TOO_LARGE,
-        detail=detail,
-        stage=stage,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp_ms=timestamp_ms,
-    )
-    letter.headers.extend(_cut_headers(value))
-    return letter
-
-
 def too_large_letter_of(rec: Record, value: bytes, *, detail: str, stage: str) -> DeadLetter:
-    """``too_large_letter`` of a consumed record whose value is ``value``."""
+    """The dead letter of a consumed record whose ``value`` is over the size limit: the value's
+    first ``TOO_LARGE_PREFIX_BYTES`` (the frame header identifies the device), its size and
+    hash, and the record's headers and coordinates."""
     letter = letter_of(rec, reason=TOO_LARGE, detail=detail, stage=stage)
     return DeadLetter(
         letter.key, value[:TOO_LARGE_PREFIX_BYTES], [*letter.headers, *_cut_headers(value)]

@@ -21,6 +21,7 @@ from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.pipeline import wire
 from ingest.pipeline.publish import retriable
+from tests.unit.kafka_records import Rec
 
 pytestmark = pytest.mark.unit
 
@@ -85,22 +86,23 @@ def test_retriable_errors(exc: BaseException, expected: bool) -> None:
     assert retriable(exc) is expected
 
 
-# Each test spells out the whole letter it checks, every keyword of wire.dead_letter /
-# too_large_letter (``duplicates`` pairs them by shape, also with test_publish_limits.py): the
-# inputs are the test's subject, a shared builder would hide which field the test is about.
+# Each test spells out the whole letter it checks, every keyword of wire.dead_letter
+# (``duplicates`` pairs them by shape, also with test_publish_limits.py): the inputs are the
+# test's subject, a shared builder would hide which field the test is about.
 def test_a_too_large_letter_keeps_a_prefix_the_size_and_the_hash() -> None:
     value = bytes(range(256)) * 4000
-    letter = wire.too_large_letter(
+    rec = Rec(
+        "raw",
+        2,
+        7,
+        value,
         key=b"VIN",
-        value=value,
+        timestamp=1,
         headers=[("received_at", b"1764135600123"), ("gateway", b"g1")],
-        detail="too big",
-        stage="decode",
-        topic="raw",
-        partition=2,
-        offset=7,
-        timestamp_ms=1,
     )
+    letter = wire.too_large_letter_of(rec, value, detail="too big", stage="decode")
+    assert letter.key == b"VIN"
+    assert wire.header(letter.headers, wire.SOURCE_OFFSET) == b"7"
     assert letter.value == value[:TOO_LARGE_PREFIX_BYTES]
     assert wire.header(letter.headers, wire.ERROR_REASON) == b"too_large"
     assert wire.header(letter.headers, wire.ORIGINAL_SIZE) == str(len(value)).encode()
