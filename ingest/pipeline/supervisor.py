@@ -103,6 +103,7 @@ class Supervisor:
     def __init__(self, options: SupervisorOptions, target: Callable[[int], None]) -> None:
         self.options = options
         self._target = target
+        self._restarts_dropped = False
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(options.workers)]
         self._stopping = False
@@ -175,8 +176,11 @@ class Supervisor:
                 self._start(slot)
             while True:
                 self._turn = time.monotonic()
-                if self._stopping:
+                if self._stopping and not self._restarts_dropped:
+                    # Once, when the stop begins: later, a slot without a process is a worker
+                    # that exited during the stop, and its exit code must count.
                     self._drop_pending_restarts()
+                    self._restarts_dropped = True
                 self._reap()
                 # Reaped, not merely dead: a worker that exits between the reap and this
                 # check is reaped (and its exit code recorded) on the next turn.
@@ -237,6 +241,9 @@ class Supervisor:
         slot.started = time.monotonic()
         slot.exit_code = None
         log.info("worker started", extra={"worker": slot.index, "worker_pid": proc.pid})
+        if self._stopping:  # a SIGTERM came while it started: the forward did not reach it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
         o = self.options

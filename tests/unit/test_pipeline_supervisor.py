@@ -135,3 +135,35 @@ def test_sigterm_while_a_crashed_worker_waits_for_its_restart_exits_0(tmp_path: 
     code = _run_then_sigterm(sup, lambda: _wait(lambda: sup.restarts == 1))
     assert sup.restarts == 1
     assert code == 0
+
+
+def _fails_to_stop_cleanly(index: int, marker_dir: str) -> None:
+    """Worker 0 exits 1 on SIGTERM (say its final flush failed); worker 1 takes a second to
+    stop cleanly, so the supervisor reaps worker 0 turns before the stop is over."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    (Path(marker_dir) / f"ready-{index}").write_text("1")
+    stop.wait()
+    if index == 0:
+        sys.exit(1)
+    time.sleep(1.0)  # the slow, clean stop of the other worker
+    sys.exit(0)
+
+
+def test_a_worker_failing_during_the_stop_makes_the_supervisor_exit_1(tmp_path: Path) -> None:
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=2, metrics_host="127.0.0.1", metrics_port=0, multiproc_dir=mp_dir
+        ),
+        partial(_fails_to_stop_cleanly, marker_dir=str(markers)),
+    )
+
+    def drive() -> None:
+        _wait(lambda: all((markers / f"ready-{i}").exists() for i in range(2)))
+
+    code = _run_then_sigterm(sup, drive)
+    assert sup.restarts == 0
+    assert code == 1  # worker 0's exit code 1 counts, though worker 1 stopped later
