@@ -241,8 +241,8 @@ class Supervisor:
         slot.started = time.monotonic()
         slot.exit_code = None
         log.info("worker started", extra={"worker": slot.index, "worker_pid": proc.pid})
-        if self._stopping:  # a SIGTERM came while it started: the forward did not reach it
-            with contextlib.suppress(ProcessLookupError):
+        if self._stopping and proc.pid is not None:  # a SIGTERM came while it started:
+            with contextlib.suppress(ProcessLookupError):  # the forward did not reach it
                 os.kill(proc.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
