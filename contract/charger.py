@@ -114,7 +114,7 @@ class ChargerFaultRow(NamedTuple):
     """``charger_faults``: fault codes a charger reports (profile block 0x05)."""
 
     operator_id: str
-    connector_id: str | None  # None: a fault of the pile, not of one connector
+    connector_id: str  # "": a fault of the pile, not of one connector (a key column: no NULL)
     ts: datetime
     charger_id: str | None
     fault_codes: list[int]

@@ -102,7 +102,7 @@ def rows_of_charger_frame(frame: ChargerFrame, received_at: datetime | None = No
         elif isinstance(b, Faults):
             rows.faults.append(
                 ChargerFaultRow(
-                    op, b.connector_id, ts, frame.charger_id, list(b.codes), SOURCE_FRAME
+                    op, b.connector_id or "", ts, frame.charger_id, list(b.codes), SOURCE_FRAME
                 )
             )
     # Connectors in first-seen order (output first, then demand-only ones): stable rows.
