@@ -7,11 +7,13 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
   signal), counted, and restarted after a backoff (1 s doubling to 30 s; reset once a worker
   has run for a minute), so a crash loop does not hammer the broker and the database.
 - SIGTERM / SIGINT: forwarded to the workers as SIGTERM (they stop fetching, flush, commit and
-  exit 0); a worker still running after the deadline is killed (its uncommitted frames are
-  read again after the restart: nothing is lost). The supervisor exits 0 when every worker did;
-  a worker waiting out its restart backoff when the signal comes holds nothing in flight, so it
-  is simply not restarted (its crash was logged and counted already) and does not make the
-  stop fail.
+  exit 0), and again every second until they are gone (a signal can be lost while a worker
+  starts); a worker killed by that SIGTERM (it came before the worker installed its handler,
+  so nothing was in flight) stopped cleanly; a worker still running after the deadline is
+  killed (its uncommitted frames are read again after the restart: nothing is lost). The
+  supervisor exits 0 when every worker did; a worker waiting out its restart backoff when the
+  signal comes holds nothing in flight, so it is simply not restarted (its crash was logged
+  and counted already) and does not make the stop fail.
 - SIGHUP: forwarded to the workers, which reload their rule files.
 - Metrics: workers write multi-process files into ``multiproc_dir``; the supervisor serves them
   merged on one port with /healthz (this loop is turning) and /readyz (every worker is in the
@@ -97,6 +99,10 @@ class _SupervisorCollector:
         return [restarts, alive, wanted]
 
 
+# During a stop, SIGTERM is forwarded again this often to the workers still running.
+_REFORWARD_S = 1.0
+
+
 class Supervisor:
     """Runs ``target(index)`` in ``options.workers`` spawned processes; see the module doc."""
 
@@ -108,6 +114,7 @@ class Supervisor:
         self._slots = [_Slot(i) for i in range(options.workers)]
         self._stopping = False
         self._stop_deadline = 0.0
+        self._forwarded_at = 0.0  # when SIGTERM was last forwarded during the stop
         self._hup = False
         self._turn = time.monotonic()
         self.restarts = 0
@@ -188,6 +195,11 @@ class Supervisor:
                     break
                 if self._stopping and time.monotonic() > self._stop_deadline:
                     self._kill_stragglers()
+                elif self._stopping and time.monotonic() - self._forwarded_at >= _REFORWARD_S:
+                    # Again, until they are gone: a SIGTERM that reaches a worker between its
+                    # fork and its exec is taken by the parent's inherited handler and lost
+                    # with the exec; workers treat a second SIGTERM like the first.
+                    self._forward(signal.SIGTERM)
                 if self._hup:
                     self._hup = False
                     self._forward(signal.SIGHUP)
@@ -228,6 +240,8 @@ class Supervisor:
             self._forward(signal.SIGTERM)
 
     def _forward(self, sig: int) -> None:
+        if sig == signal.SIGTERM:
+            self._forwarded_at = time.monotonic()
         for pid in self.live_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -257,6 +271,10 @@ class Supervisor:
             slot.process = None
             mark_process_dead(proc.pid, str(o.multiproc_dir))  # type: ignore[no-untyped-call]
             if self._stopping:
+                if code == -signal.SIGTERM:
+                    # Killed by the forwarded SIGTERM itself: it came before the worker had
+                    # installed its handler, i.e. before it consumed anything - a clean stop.
+                    slot.exit_code = code = 0
                 log.info("worker exited", extra={"worker": slot.index, "exit_code": code})
                 continue
             ran = time.monotonic() - slot.started

@@ -167,3 +167,63 @@ def test_a_worker_failing_during_the_stop_makes_the_supervisor_exit_1(tmp_path: 
     code = _run_then_sigterm(sup, drive)
     assert sup.restarts == 0
     assert code == 1  # worker 0's exit code 1 counts, though worker 1 stopped later
+
+
+def _needs_two_sigterms(index: int, marker_dir: str) -> None:
+    """A worker whose first SIGTERM is lost (as one reaching it between fork and exec is)."""
+    got: list[int] = []
+    stop = threading.Event()
+
+    def on_term(*_: object) -> None:
+        got.append(1)
+        if len(got) >= 2:
+            stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    (Path(marker_dir) / f"ready-{index}").write_text("1")
+    stop.wait(60)
+    sys.exit(0 if stop.is_set() else 5)
+
+
+def test_sigterm_is_forwarded_again_until_the_workers_are_gone(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=1,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
+            shutdown_timeout_s=15,  # far more than the re-forward interval; a kill exits 1
+        ),
+        partial(_needs_two_sigterms, marker_dir=str(markers)),
+    )
+    code = _run_then_sigterm(sup, lambda: _wait(lambda: (markers / "ready-0").exists()))
+    assert code == 0
+    assert sup.restarts == 0
+
+
+def _no_handler_yet(index: int, marker_dir: str) -> None:
+    """A worker the stop reaches before it installed its SIGTERM handler (default: die)."""
+    (Path(marker_dir) / f"ready-{index}").write_text("1")
+    threading.Event().wait(60)
+    sys.exit(5)
+
+
+def test_a_worker_killed_by_the_forwarded_sigterm_before_its_handler_stopped_cleanly(
+    tmp_path: Path,
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=1,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
+            shutdown_timeout_s=15,
+        ),
+        partial(_no_handler_yet, marker_dir=str(markers)),
+    )
+    code = _run_then_sigterm(sup, lambda: _wait(lambda: (markers / "ready-0").exists()))
+    assert code == 0
