@@ -3,7 +3,8 @@ T/CEC 102 pushes (``nev.charger.tcec``), both to the rows of ``contract.charger`
 
     decode_charger_frame(bytes) -> ChargerFrame     structured records; FrameError only
     encode_charger_frame(ChargerFrame) -> bytes     the inverse (tests, load generator)
-    decode_charger_rows(bytes, received_at)         the pipeline's path: flat rows
+    decode_charger_rows(bytes, received_at)         the pipeline's fast path: flat rows
+    rows_of_charger_frame(ChargerFrame, received_at) the same rows from the records
     decode_tcec(json, interface, operator, t)       a T/CEC 102 push: the same rows
 
 Layouts, codes and sources: docs/protocols/charger.md.
@@ -19,6 +20,7 @@ from ingest.decoders.charger.blocks import (
     Output,
     VehicleDemand,
 )
+from ingest.decoders.charger.fast import decode_charger_rows
 from ingest.decoders.charger.frame import (
     COMMANDS,
     ChargerFrame,
@@ -27,7 +29,7 @@ from ingest.decoders.charger.frame import (
     decode_charger_frame,
     encode_charger_frame,
 )
-from ingest.decoders.charger.rows import decode_charger_rows, rows_of_charger_frame
+from ingest.decoders.charger.rows import rows_of_charger_frame
 from ingest.decoders.charger.tcec import INTERFACES, TCEC_REASONS, decode_tcec
 
 __all__ = [
