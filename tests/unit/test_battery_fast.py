@@ -102,7 +102,7 @@ def as_data(rows: PackFrameRows) -> dict[str, Any]:
         out["telemetry"] = None
         return out
     cells = struct.unpack(f">{len(t.cell_voltages_raw) // 2}H", t.cell_voltages_raw)
-    values = list(t)
+    values: list[Any] = list(t)
     values[t._fields.index("cell_voltages_raw")] = [None if v >= 0xFFFE else v for v in cells]
     probes = [None if b >= 0xFE else b - 40 for b in t.probe_temps_raw]
     values[t._fields.index("probe_temps_raw")] = probes
