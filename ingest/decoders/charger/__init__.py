@@ -6,6 +6,8 @@ T/CEC 102 pushes (``nev.charger.tcec``), both to the rows of ``contract.charger`
     decode_charger_rows(bytes, received_at)         the pipeline's fast path: flat rows
     rows_of_charger_frame(ChargerFrame, received_at) the same rows from the records
     decode_tcec(json, interface, operator, t)       a T/CEC 102 push: the same rows
+    parse_tcec_timestamp("20250301100000")          the envelope TimeStamp header
+    charger_rows_to_dict(rows)                      the JSON view (``nev-ingest decode``)
 
 Layouts, codes and sources: docs/protocols/charger.md.
 """
@@ -29,8 +31,14 @@ from ingest.decoders.charger.frame import (
     decode_charger_frame,
     encode_charger_frame,
 )
+from ingest.decoders.charger.jsonview import charger_rows_to_dict
 from ingest.decoders.charger.rows import rows_of_charger_frame
-from ingest.decoders.charger.tcec import INTERFACES, TCEC_REASONS, decode_tcec
+from ingest.decoders.charger.tcec import (
+    INTERFACES,
+    TCEC_REASONS,
+    decode_tcec,
+    parse_tcec_timestamp,
+)
 
 __all__ = [
     "COMMANDS",
@@ -45,9 +53,11 @@ __all__ = [
     "Faults",
     "Output",
     "VehicleDemand",
+    "charger_rows_to_dict",
     "decode_charger_frame",
     "decode_charger_rows",
     "decode_tcec",
     "encode_charger_frame",
+    "parse_tcec_timestamp",
     "rows_of_charger_frame",
 ]

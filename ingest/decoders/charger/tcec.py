@@ -48,7 +48,7 @@ from ingest.decoders.errors import (
     FrameError,
 )
 
-__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec"]
+__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec", "parse_tcec_timestamp"]
 
 STOP_REASONS: Final = frozenset(range(100))  # 0..4 defined, 5..99 operator-defined
 NATIONAL_STANDARDS: Final = frozenset({1, 2})
@@ -287,3 +287,14 @@ def decode_tcec(
     rows = ChargerRows(operator_id=operator_id)
     handler(doc, operator_id, pushed_at, rows)
     return rows
+
+
+def parse_tcec_timestamp(text: str) -> datetime:
+    """The envelope's TimeStamp (``yyyyMMddHHmmss``, Beijing time; the ``tcec_timestamp``
+    header) as an aware datetime; ``FrameError(bad_time)`` for anything else."""
+    if len(text) != 14 or not text.isascii() or not text.isdigit():
+        raise _fail(BAD_TIME, f"TimeStamp {text!r}: expected yyyyMMddHHmmss (14 digits)")
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
+    except ValueError:
+        raise _fail(BAD_TIME, f"TimeStamp {text!r}: not a date and time") from None
