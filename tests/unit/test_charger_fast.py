@@ -45,7 +45,9 @@ def as_data(rows: ChargerRows) -> dict[str, Any]:
 
 
 def assert_agree(raw: bytes) -> str:
-    """Both paths on ``raw``: equal rows, or the same rejection. Returns what happened."""
+    """Both paths on ``raw``: equal rows, or the same rejection. Returns what happened.
+    (test_battery_fast.py's and test_fast_agreement.py's are the same shape on purpose: each
+    spells out its own profile's decoders, for a reader of that test alone.)"""
     try:
         frame = decode_charger_frame(raw)
     except FrameError as exc:

@@ -27,10 +27,9 @@ from ingest.decoders.battery.frame import (
     PackLogout,
     decode_pack_frame,
 )
-from ingest.decoders.checksum import bcc
-from ingest.decoders.envelope import EDITION_2016, EDITION_2025, HEADER, HEADER_SIZE
+from ingest.decoders.envelope import EDITION_2016, EDITION_2025
 from ingest.decoders.errors import FrameError
-from ingest.decoders.fast_common import TIMES, U32_LISTS, frame_time
+from ingest.decoders.fast_common import TIMES, U32_LISTS, frame_time, plain_data
 from ingest.decoders.fast_extremes import cell_extremes, probe_extremes
 from ingest.decoders.pack_code import CODE_LENGTH
 from ingest.decoders.text import decode_text
@@ -57,30 +56,22 @@ def decode_pack_rows(
 ) -> PackFrameRows:
     """Decode one whole frame into rows; ``received_at`` goes into the telemetry row."""
     buf = frame if type(frame) is bytes else bytes(frame)
-    size = len(buf)
-    if size > HEADER_SIZE + 30 and buf[0] == buf[1] and (buf[0] == 0x23 or buf[0] == 0x24):
-        _, command, response, raw_id, encryption, length = HEADER.unpack_from(buf)
-        end = HEADER_SIZE + length
-        if (
-            (command == 0x02 or command == 0x03)
-            and response == _COMMAND
-            and encryption == 0x01
-            and size == end + 1
-            and bcc(buf, 2, end) == buf[end]
-        ):
-            ident = _IDS.get(raw_id)
-            code = _CODES.get(buf[30:54])
-            if ident is not None and code is not None and code[7:] == ident:
-                edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
-                return _data(buf, edition, command, code, end, received_at)
-            # First sight of this pack: the structured decoder checks the frame in its order
-            # (time, then pack code, then ID) and raises its exact error; then cache both.
-            structured = decode_pack_frame(buf)
-            if structured.pack_code is not None:
-                _remember(raw_id, buf[30:54], structured.ident, structured.pack_code)
-                edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
-                return _data(buf, edition, command, structured.pack_code, end, received_at)
-            return rows_of_pack_frame(structured)
+    plain = plain_data(buf)
+    if plain is not None and plain[2] >= 30 + CODE_LENGTH:
+        command, raw_id, end = plain
+        ident = _IDS.get(raw_id)
+        code = _CODES.get(buf[30:54])
+        if ident is not None and code is not None and code[7:] == ident:
+            edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
+            return _data(buf, edition, command, code, end, received_at)
+        # First sight of this pack: the structured decoder checks the frame in its order
+        # (time, then pack code, then ID) and raises its exact error; then cache both.
+        structured = decode_pack_frame(buf)
+        if structured.pack_code is not None:
+            _remember(raw_id, buf[30:54], structured.ident, structured.pack_code)
+            edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
+            return _data(buf, edition, command, structured.pack_code, end, received_at)
+        return rows_of_pack_frame(structured)
     return rows_of_pack_frame(decode_pack_frame(buf))
 
 

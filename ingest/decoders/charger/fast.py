@@ -1,7 +1,7 @@
 """The charger profile's fast path: one frame to the rows of ``contract.charger``.
 
 Real-time and reissue command packets -- nearly all the traffic -- go from bytes to rows in
-one walk: the envelope checks inline (``parse_envelope``'s, for a well-formed frame), header
+one walk: the envelope checks of the vehicle fast path (``fast_common.plain_data``), header
 codes, ConnectorIDs and VINs cached by their raw bytes (valid ones only), the five
 information types read with precompiled ``struct`` layouts and their sentinels turned into
 ``None`` inline, the rows built as tuples. This is the layout of ``blocks.py`` written out a
@@ -43,10 +43,8 @@ from ingest.decoders.charger.blocks import (
 )
 from ingest.decoders.charger.frame import check_charger_id, decode_charger_frame
 from ingest.decoders.charger.rows import rows_of_charger_frame
-from ingest.decoders.checksum import bcc
-from ingest.decoders.envelope import HEADER, HEADER_SIZE, MAX_DATA_LENGTH
 from ingest.decoders.errors import FrameError
-from ingest.decoders.fast_common import TIMES, U32_LISTS, frame_time
+from ingest.decoders.fast_common import TIMES, U32_LISTS, frame_time, plain_data
 
 __all__ = ["decode_charger_rows"]
 
@@ -82,22 +80,13 @@ def decode_charger_rows(
     """One whole charger frame to rows; ``received_at`` goes into the telemetry rows.
     Raises ``FrameError`` only, with the structured decoder's reason and offset."""
     buf = frame if type(frame) is bytes else bytes(frame)
-    size = len(buf)
-    if size > HEADER_SIZE + 6 and buf[0] == 0x23 and buf[1] == 0x23:
-        _, command, response, raw_id, encryption, length = HEADER.unpack_from(buf)
-        end = HEADER_SIZE + length
-        if (
-            (command == 0x02 or command == 0x03)
-            and response == _COMMAND
-            and encryption == 0x01
-            and size == end + 1
-            and length <= MAX_DATA_LENGTH
-            and bcc(buf, 2, end) == buf[end]
-        ):
-            try:
-                return _data(buf, command, raw_id, end, received_at)
-            except (_Stop, FrameError):
-                pass
+    plain = plain_data(buf)
+    if plain is not None and buf[0] == 0x23 and plain[2] >= 30:  # "##" and a time
+        command, raw_id, end = plain
+        try:
+            return _data(buf, command, raw_id, end, received_at)
+        except (_Stop, FrameError):
+            pass
     return rows_of_charger_frame(decode_charger_frame(buf), received_at)
 
 
