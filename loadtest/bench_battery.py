@@ -4,6 +4,8 @@
 
 Phases, each timed on one core for ``--seconds`` (median pass, best in brackets):
 - ceiling: ``parse_envelope`` alone (header checks + BCC), the floor every path pays;
+- the vehicle fast path (``decode_rows``) over typical 2016 real-time frames (bench_decode's:
+  ~330 bytes, 96 cells, 32 probes), for comparison in the same run;
 - fast path over typical pack real-time frames: state, site, 96 cells, 32 probes, alarm (no
   faults), one frame per pack, ``--packs`` packs (2016 envelope; the 2025 one adds nothing
   unless signed);
@@ -39,7 +41,9 @@ from ingest.decoders.battery import (
     encode_pack_frame,
 )
 from ingest.decoders.envelope import parse_envelope
+from ingest.decoders.fast import decode_rows
 from ingest.decoders.pack_code import encode_date_code
+from loadtest.bench_decode import typical_frames as vehicle_frames
 
 
 def typical_frames(packs: int, seed: int = 7) -> list[bytes]:
@@ -99,13 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = typical_frames(args.packs)
     for f in frames:  # warm the caches (IDs, codes, times) as a running consumer has them
         decode_pack_rows(f)
+    vehicles = vehicle_frames(2016, args.packs)
     results = {}
-    for name, fn in (
-        ("ceiling_parse_envelope", parse_envelope),
-        ("fast_decode_pack_rows", decode_pack_rows),
-        ("structured_decode_pack_frame", decode_pack_frame),
+    for name, fn, items in (
+        ("ceiling_parse_envelope", parse_envelope, frames),
+        ("vehicle_fast_decode_rows", decode_rows, vehicles),
+        ("fast_decode_pack_rows", decode_pack_rows, frames),
+        ("structured_decode_pack_frame", decode_pack_frame, frames),
     ):
-        results[name] = _time(fn, frames, args.seconds)
+        results[name] = _time(fn, items, args.seconds)
         print(f"{name}: {results[name]}", file=sys.stderr)
     report = {
         "benchmark": "bench_battery",

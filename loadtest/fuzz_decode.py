@@ -1,6 +1,12 @@
-"""Fuzz the structured decoder: random and mutated frames; nothing but FrameError may escape.
+"""Fuzz the decoders: random and mutated frames; nothing but FrameError may escape.
 
     python -m loadtest.fuzz_decode [--count 1000000] [--seed 1] [--vectors PATH]
+    python -m loadtest.fuzz_decode --profile charger|battery [--count 100000]
+
+``--profile vehicle`` (default) fuzzes the structured vehicle decoder; ``charger`` and
+``battery`` fuzz both decoders of that profile, the fast path (the pipeline's) and the
+structured one, and count any input they decide differently as a crash too
+(``loadtest.fuzz_profiles``).
 
 Inputs, in rotation: mutations of seed frames (the public vectors plus frames built with the
 encoder: a typical ~330-byte real-time frame of each edition, logins, query replies, 2025
@@ -50,6 +56,7 @@ from ingest.decoders import (
     frame_to_json,
 )
 from ingest.decoders.fields import Record
+from loadtest.fuzz_profiles import CHECKS, SEEDS
 from loadtest.vectors import vectors_path
 
 DEFAULT_VECTORS = vectors_path()
@@ -156,7 +163,7 @@ def mutate(rnd: random.Random, frame: bytes, other: bytes) -> bytes:
     return bytes(buf)
 
 
-def random_unit(rnd: random.Random) -> bytes:
+def random_unit(rnd: random.Random, ident: bytes = b"LSFD03205HC001180") -> bytes:
     start = rnd.choice((b"##", b"$$"))
     cmd = rnd.choice(
         (
@@ -178,11 +185,21 @@ def random_unit(rnd: random.Random) -> bytes:
             rnd.randrange(256),
         )
     )
-    head = start + bytes((cmd, rnd.choice((0xFE, 0x01)))) + b"LSFD03205HC001180"
+    head = start + bytes((cmd, rnd.choice((0xFE, 0x01)))) + ident
     head += bytes((rnd.choice((1, 1, 1, 3)), 0, 0))
     unit = bytes((rnd.randrange(26), rnd.randint(1, 12), rnd.randint(1, 28), 1, 2, 3))
     unit += rnd.randbytes(rnd.randint(0, 400))
     return seal(head + unit)
+
+
+def _check_vehicle(data: bytes) -> str:
+    """The structured vehicle decoder and its JSON view on one input: the outcome."""
+    try:
+        frame = decode_frame(data)
+    except FrameError as exc:
+        return f"rejected:{exc.reason}"
+    frame_to_json(frame)
+    return "partial" if frame.partial else "decoded"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,10 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vectors", type=Path, default=DEFAULT_VECTORS)
     ap.add_argument("--crashes", type=Path, default=Path("fuzz-crashes.hex"))
     ap.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
+    ap.add_argument("--profile", choices=["vehicle", *SEEDS], default="vehicle")
     args = ap.parse_args(argv)
 
     rnd = random.Random(args.seed)
-    seeds = seed_frames(args.vectors)
+    if args.profile == "vehicle":
+        seeds = seed_frames(args.vectors)
+        check: Callable[[bytes], str] = _check_vehicle
+    else:
+        seeds = SEEDS[args.profile]()
+        check = CHECKS[args.profile]
+    ident = seeds[-1][4:21]  # a header ID of the profile for the random data units
     outcomes: Counter[str] = Counter()
     sources: Counter[str] = Counter()
     crashes: list[str] = []
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         ("mutated", lambda: mutate(rnd, rnd.choice(seeds), rnd.choice(seeds))),
         ("mutated_sealed", lambda: seal(mutate(rnd, rnd.choice(seeds), rnd.choice(seeds)))),
         ("mutated_sealed", lambda: seal(mutate(rnd, rnd.choice(seeds), rnd.choice(seeds)))),
-        ("random_unit", lambda: random_unit(rnd)),
+        ("random_unit", lambda: random_unit(rnd, ident)),
         ("random_bytes", lambda: rnd.randbytes(rnd.randint(0, 120))),
     ]
     started = last = time.perf_counter()
@@ -214,11 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         sources[source] += 1
         total_bytes += len(data)
         try:
-            frame = decode_frame(data)
-            frame_to_json(frame)
-            outcomes["partial" if frame.partial else "decoded"] += 1
-        except FrameError as exc:
-            outcomes[f"rejected:{exc.reason}"] += 1
+            outcomes[check(data)] += 1
         except Exception as exc:
             outcomes["crash"] += 1
             crashes.append(f"{type(exc).__name__}: {exc} {data.hex()}")
@@ -238,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fuzz: {len(crashes)} crashing inputs written to {args.crashes}", file=sys.stderr)
     result = {
         "benchmark": "fuzz_decode",
+        "profile": args.profile,
         "frames": args.count,
         "crashes": outcomes["crash"],
         "decoded": outcomes["decoded"],

@@ -1,9 +1,18 @@
-"""``nev-ingest decode``: GB/T 32960 frames in, one JSON object per frame out.
+"""``nev-ingest decode``: GB/T 32960 frames (or T/CEC 102 pushes) in, one JSON object each out.
 
-Input is hex, one frame per line (blank lines and lines starting with ``;`` are ignored;
+``--profile`` picks the decoder: ``vehicle`` (default; the structured frame,
+docs/protocols/gbt32960.md), ``battery`` (the pack profile's structured frame,
+docs/protocols/battery.md), ``charger`` (the charger profile's rows by table, what the
+pipeline stores) or ``tcec`` (T/CEC 102 pushes, the same rows; docs/protocols/charger.md).
+
+Frames are hex, one frame per line (blank lines and lines starting with ``;`` are ignored;
 spaces and a ``0x`` prefix are tolerated), or with ``--binary`` a raw byte stream (a TCP
 capture) that the stream framer splits into frames. Files are read in order; no file or ``-``
-means stdin. A rejected frame is written as ``{"error": {...}, "source": ...}`` in its place.
+means stdin. With ``--profile tcec`` each line is one JSON object: the push's business JSON
+itself (interface, operator and TimeStamp from ``--interface``, ``--operator`` and
+``--timestamp``), or ``{"interface": ..., "operator_id": ..., "timestamp": ..., "data": {...}}``
+whose fields take the place of the flags. A rejected frame or push is written as
+``{"error": {...}, "source": ...}`` in its place.
 
 Exit status: 0 when every frame decoded, 1 when some were rejected (with ``--binary`` this
 includes candidate frames the framer dropped for a bad length or BCC, or cut off at the end;
@@ -17,13 +26,23 @@ import argparse
 import binascii
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 
+from contract.charger import ChargerRows
 from ingest.decoders import FrameError, StreamFramer, decode_frame, error_to_dict, frame_to_dict
+from ingest.decoders.battery import decode_pack_frame, pack_frame_to_dict
+from ingest.decoders.charger import (
+    charger_rows_to_dict,
+    decode_charger_rows,
+    decode_tcec,
+    parse_tcec_timestamp,
+)
+from ingest.decoders.errors import BAD_JSON, MISSING_FIELD
 from ingest.decoders.framer import BAD_CHECKSUM, BAD_LENGTH, INCOMPLETE, NO_START, RawFrame
 from ingest.errors import UserError
 
@@ -32,18 +51,39 @@ __all__ = ["register", "run"]
 _CHUNK = 1 << 16
 BAD_HEX = "bad_hex"  # a CLI-level reason: the line is not hex (not a FrameError reason)
 
+# The binary profiles: frame bytes -> the JSON object printed; each raises FrameError only.
+_Decoder = Callable[[bytes], dict[str, Any]]
+PROFILES: dict[str, _Decoder] = {
+    "vehicle": lambda data: frame_to_dict(decode_frame(data)),
+    "battery": lambda data: pack_frame_to_dict(decode_pack_frame(data)),
+    "charger": lambda data: charger_rows_to_dict(decode_charger_rows(data)),
+}
+TCEC = "tcec"
+
 
 def register(subparsers: Any) -> None:
     """Add the ``decode`` subcommand."""
     p = subparsers.add_parser(
         "decode",
-        help="decode GB/T 32960 frames (hex lines or a binary capture) to JSON lines",
+        help="decode GB/T 32960 frames (hex lines, a binary capture) or T/CEC pushes to JSON",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="input files (default: stdin)")
     p.add_argument(
         "--binary", action="store_true", help="input is a raw byte stream, not hex lines"
+    )
+    p.add_argument(
+        "--profile",
+        choices=[*PROFILES, TCEC],
+        default="vehicle",
+        help="the decoder: vehicle (default), charger, battery frames; tcec JSON pushes",
+    )
+    p.add_argument("--interface", help="tcec: the interface, e.g. notification_stationStatus")
+    p.add_argument("--operator", help="tcec: the OperatorID (9 letters or digits)")
+    p.add_argument(
+        "--timestamp",
+        help="tcec: the envelope TimeStamp yyyyMMddHHmmss, Beijing time (default: now)",
     )
     p.add_argument("--pretty", action="store_true", help="indent the JSON output")
     p.add_argument(
@@ -67,14 +107,22 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     stats = _Stats()
     names = args.files or ["-"]
+    tcec = args.profile == TCEC
+    if tcec and args.binary:
+        raise UserError("--binary reads GB/T 32960 frames; drop it for --profile tcec (JSON lines)")
+    if not tcec and (args.interface or args.operator or args.timestamp):
+        raise UserError("--interface, --operator and --timestamp are for --profile tcec")
+    decode = None if tcec else PROFILES[args.profile]
     try:
         for name in names:
             with ExitStack() as stack:
                 stream = _open(name, stack)
-                if args.binary:
-                    _decode_binary(name, stream, out, option, stats, args.verbose)
+                if decode is None:
+                    _decode_tcec(name, stream, out, option, stats, args)
+                elif args.binary:
+                    _decode_binary(name, stream, out, option, stats, args.verbose, decode)
                 else:
-                    _decode_hex(name, stream, out, option, stats)
+                    _decode_hex(name, stream, out, option, stats, decode)
         out.flush()
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, like other filters do.
@@ -96,15 +144,17 @@ def _emit(obj: dict[str, Any], out: IO[bytes], option: int) -> None:
     out.write(orjson.dumps(obj, option=option))
 
 
-def _decode_one(data: bytes, source: str, out: IO[bytes], option: int, stats: _Stats) -> None:
+def _decode_one(
+    data: bytes, source: str, out: IO[bytes], option: int, stats: _Stats, decode: _Decoder
+) -> None:
     try:
-        frame = decode_frame(data)
+        obj = decode(data)
     except FrameError as exc:
         stats.rejected[exc.reason] += 1
         _emit({**error_to_dict(exc), "source": source}, out, option)
         return
     stats.decoded += 1
-    _emit(frame_to_dict(frame), out, option)
+    _emit(obj, out, option)
 
 
 def _hex_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
@@ -114,7 +164,9 @@ def _hex_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def _decode_hex(name: str, stream: IO[bytes], out: IO[bytes], option: int, s: _Stats) -> None:
+def _decode_hex(
+    name: str, stream: IO[bytes], out: IO[bytes], option: int, s: _Stats, decode: _Decoder
+) -> None:
     label = "<stdin>" if name == "-" else name
     for number, line in _hex_lines(stream):
         text = "".join(line.split())
@@ -127,11 +179,17 @@ def _decode_hex(name: str, stream: IO[bytes], out: IO[bytes], option: int, s: _S
             error = {"reason": BAD_HEX, "offset": 0, "detail": f"not hex: {exc}"}
             _emit({"error": error, "source": f"{label}:{number}"}, out, option)
             continue
-        _decode_one(data, f"{label}:{number}", out, option, s)
+        _decode_one(data, f"{label}:{number}", out, option, s, decode)
 
 
 def _decode_binary(
-    name: str, stream: IO[bytes], out: IO[bytes], option: int, s: _Stats, verbose: bool
+    name: str,
+    stream: IO[bytes],
+    out: IO[bytes],
+    option: int,
+    s: _Stats,
+    verbose: bool,
+    decode: _Decoder,
 ) -> None:
     label = "<stdin>" if name == "-" else name
     framer = StreamFramer()
@@ -139,7 +197,7 @@ def _decode_binary(
     def handle(events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, RawFrame):
-                _decode_one(ev.data, f"{label}@{ev.offset}", out, option, s)
+                _decode_one(ev.data, f"{label}@{ev.offset}", out, option, s, decode)
             else:
                 s.skipped_bytes += len(ev.data)
                 s.skipped_runs += 1
@@ -155,6 +213,50 @@ def _decode_binary(
     while chunk := stream.read(_CHUNK):
         handle(framer.feed(chunk))
     handle(framer.close())
+
+
+def _decode_tcec(
+    name: str, stream: IO[bytes], out: IO[bytes], option: int, s: _Stats, args: Any
+) -> None:
+    label = "<stdin>" if name == "-" else name
+    for number, raw in enumerate(stream, 1):
+        line = raw.strip()
+        if not line or line.startswith(b";"):
+            continue
+        source = f"{label}:{number}"
+        try:
+            rows = _tcec_line(line, args)
+        except FrameError as exc:
+            s.rejected[exc.reason] += 1
+            _emit({**error_to_dict(exc), "source": source}, out, option)
+            continue
+        s.decoded += 1
+        _emit(charger_rows_to_dict(rows, TCEC), out, option)
+
+
+def _tcec_line(line: bytes, args: Any) -> ChargerRows:
+    """One JSON line: the business JSON, or ``{"interface", "operator_id", "timestamp",
+    "data"}`` (fields before flags); the push's rows, or ``FrameError``."""
+    data = line
+    interface, operator, stamp = args.interface, args.operator, args.timestamp
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(BAD_JSON, exc.pos, f"not JSON: {exc.msg}") from None
+    if type(doc) is dict and "data" in doc:
+        interface = doc.get("interface", interface)
+        operator = doc.get("operator_id", operator)
+        stamp = doc.get("timestamp", stamp)
+        data = orjson.dumps(doc["data"])
+    for value, what in ((interface, "interface"), (operator, "operator")):
+        if type(value) is not str or not value:
+            field = "operator_id" if what == "operator" else what
+            raise FrameError(
+                MISSING_FIELD, 0, f"no {what}: give --{what} or the line's {field!r} field"
+            )
+    # The time of the status and station pushes, which carry none of their own.
+    pushed_at = datetime.now(UTC) if stamp is None else parse_tcec_timestamp(str(stamp))
+    return decode_tcec(data, interface, operator, pushed_at)
 
 
 def _report(stats: _Stats, binary: bool) -> int:

@@ -1,4 +1,5 @@
-"""The one exception the decoders raise: ``FrameError``, with a stable machine-readable reason."""
+"""The one exception the decoders raise: ``FrameError``, with a stable machine-readable reason;
+and ``REASONS``, every reason the decoders name."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ COUNT_MISMATCH: Final = (
     "count_mismatch"  # a motor / pack count disagrees with the blocks (counts.py)
 )
 
-REASONS: Final = frozenset(
+# The binary profiles (vehicle, charger, battery pack): the envelope and the frame's fields.
+FRAME_REASONS: Final = frozenset(
     {
         BAD_START,
         TRUNCATED,
@@ -31,9 +33,35 @@ REASONS: Final = frozenset(
     }
 )
 
+# T/CEC 102 pushes (nev.charger.tcec, ``charger.tcec``); they also use ``bad_field`` (a value of
+# the wrong type or size). Offset 0, or the JSON error's position for ``bad_json``.
+BAD_JSON: Final = "bad_json"  # not JSON, or not a JSON object
+UNKNOWN_INTERFACE: Final = "unknown_interface"  # an interface name the decoder does not read
+MISSING_FIELD: Final = "missing_field"  # a field the standard requires is absent or null
+BAD_CODE: Final = "bad_code"  # an enumerated field outside the standard's codes
+BAD_TIME: Final = "bad_time"  # a time that is not "yyyy-MM-dd HH:mm:ss" (or ends before it starts)
+TCEC_REASONS: Final = frozenset({BAD_JSON, UNKNOWN_INTERFACE, MISSING_FIELD, BAD_CODE, BAD_TIME})
+
+# GB/T 34014 pack codes (``pack_code.PackCodeError.reason``). A pack frame whose code breaks a
+# rule is rejected as ``bad_identity`` (the code is its identity, as the VIN is a vehicle's),
+# the detail naming one of these; they are the reasons of ``check_pack_code`` and of the RESS
+# codes vehicles report at login (``classify_ress_codes``), which are kept, not rejected.
+WRONG_LENGTH: Final = "wrong_length"  # not 24 characters
+BAD_CHARACTER: Final = "bad_character"  # anything but 0-9 A-Z (lower case, space, NUL, ...)
+BAD_PRODUCT_TYPE: Final = "bad_product_type"  # position 4 not P / M / C
+BAD_BATTERY_TYPE: Final = "bad_battery_type"  # position 5 not A-G / Z
+BAD_DATE: Final = "bad_date"  # positions 15-17 no date code, or no such day
+PACK_CODE_REASONS: Final = frozenset(
+    {WRONG_LENGTH, BAD_CHARACTER, BAD_PRODUCT_TYPE, BAD_BATTERY_TYPE, BAD_DATE}
+)
+
+# Every stable reason of the decoders: what docs list and metrics label (docs/kafka.md).
+REASONS: Final = FRAME_REASONS | TCEC_REASONS | PACK_CODE_REASONS
+
 
 class FrameError(ValueError):
-    """A frame the decoder rejects. ``reason`` is one of ``REASONS``; ``offset`` is the byte
+    """A frame or push the decoder rejects. ``reason`` is one of ``FRAME_REASONS`` (binary
+    profiles) or ``TCEC_REASONS`` / ``bad_field`` (T/CEC pushes); ``offset`` is the byte
     offset in the frame where decoding failed; ``detail`` is for people."""
 
     __slots__ = ("detail", "offset", "reason")

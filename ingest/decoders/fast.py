@@ -29,21 +29,14 @@ from datetime import datetime
 from typing import Final
 
 from contract.rows import AlarmRow, FrameRows, SessionRow, VehicleRow
-from ingest.decoders.checksum import bcc
 from ingest.decoders.commands.login import Login
 from ingest.decoders.commands.session import Logout
 from ingest.decoders.counts import find_miscount
-from ingest.decoders.envelope import (
-    EDITION_2016,
-    EDITION_2025,
-    HEADER,
-    HEADER_SIZE,
-    MAX_DATA_LENGTH,
-)
+from ingest.decoders.envelope import EDITION_2016, EDITION_2025, HEADER_SIZE
 from ingest.decoders.errors import TRUNCATED, FrameError
 from ingest.decoders.fast_2016 import walk_2016
 from ingest.decoders.fast_2025 import walk_2025
-from ingest.decoders.fast_common import TIMES, frame_time, join_packs
+from ingest.decoders.fast_common import TIMES, frame_time, join_packs, plain_data
 from ingest.decoders.fast_extremes import NO_EXTREMES, derive_extremes
 from ingest.decoders.frame import Frame, decode_frame
 from ingest.decoders.identity import check_identity
@@ -63,23 +56,12 @@ def decode_rows(
     """Decode one whole frame (start marker through BCC) into rows; ``received_at`` (the
     gateway's receive time) is copied into the vehicle row. Raises ``FrameError`` only."""
     buf = frame if type(frame) is bytes else bytes(frame)
-    size = len(buf)
-    # The envelope checks of ``parse_envelope`` for a well-formed frame, without building an
-    # Envelope; anything else goes to the structured decoder, which raises the exact error.
-    if size > HEADER_SIZE and buf[0] == buf[1] and (buf[0] == 0x23 or buf[0] == 0x24):
-        _, command, response, vin_raw, encryption, length = HEADER.unpack_from(buf)
-        end = HEADER_SIZE + length
-        if (
-            (command == 0x02 or command == 0x03)
-            and response == _COMMAND
-            and encryption == 0x01
-            and size == end + 1
-            and length <= MAX_DATA_LENGTH
-            and bcc(buf, 2, end) == buf[end]
-        ):
-            vin = _VINS.get(vin_raw) or _vin(vin_raw)
-            edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
-            return _data(buf, edition, command, vin, end, received_at)
+    plain = plain_data(buf)
+    if plain is not None:
+        command, vin_raw, end = plain
+        vin = _VINS.get(vin_raw) or _vin(vin_raw)
+        edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
+        return _data(buf, edition, command, vin, end, received_at)
     return rows_of_frame(decode_frame(buf))
 
 

@@ -13,6 +13,8 @@ from typing import Final
 
 from contract.clock import CHINA_TZ
 from contract.rows import PackRow
+from ingest.decoders.checksum import bcc
+from ingest.decoders.envelope import HEADER, HEADER_SIZE, MAX_DATA_LENGTH
 from ingest.decoders.errors import BAD_FIELD, TRUNCATED, FrameError
 from ingest.decoders.fast_extremes import cell_extremes, probe_extremes
 
@@ -26,7 +28,29 @@ __all__ = [
     "frame_time",
     "join_packs",
     "parse_alarm",
+    "plain_data",
 ]
+
+
+def plain_data(buf: bytes) -> tuple[int, bytes, int] | None:
+    """``(command, raw ID, end of the data unit)`` of a well-formed real-time (0x02) or
+    reissue (0x03) command packet with a plain data unit, in either envelope: the checks of
+    ``parse_envelope`` without building an ``Envelope``. ``None`` for anything else, which
+    the caller gives to its structured decoder (the one that raises the exact error). The
+    vehicle, pack and charger fast paths all start here."""
+    if len(buf) > HEADER_SIZE and buf[0] == buf[1] and (buf[0] == 0x23 or buf[0] == 0x24):
+        _, command, response, raw_id, encryption, length = HEADER.unpack_from(buf)
+        end = HEADER_SIZE + length
+        if (
+            (command == 0x02 or command == 0x03)
+            and response == 0xFE
+            and encryption == 0x01
+            and len(buf) == end + 1
+            and length <= MAX_DATA_LENGTH
+            and bcc(buf, 2, end) == buf[end]
+        ):
+            return command, raw_id, end
+    return None
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

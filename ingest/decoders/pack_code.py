@@ -29,6 +29,15 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Final, NamedTuple
 
+from ingest.decoders.errors import (
+    BAD_BATTERY_TYPE,
+    BAD_CHARACTER,
+    BAD_DATE,
+    BAD_PRODUCT_TYPE,
+    PACK_CODE_REASONS,
+    WRONG_LENGTH,
+)
+
 __all__ = [
     "BATTERY_TYPES",
     "CODE_LENGTH",
@@ -45,16 +54,8 @@ __all__ = [
 
 CODE_LENGTH: Final = 24
 
-# Stable reasons (dead-letter reasons and quality flags quote them).
-WRONG_LENGTH: Final = "wrong_length"  # not 24 characters
-BAD_CHARACTER: Final = "bad_character"  # anything but 0-9 A-Z (lower case, space, NUL, ...)
-BAD_PRODUCT_TYPE: Final = "bad_product_type"  # position 4 not P / M / C
-BAD_BATTERY_TYPE: Final = "bad_battery_type"  # position 5 not A-G / Z
-BAD_DATE: Final = "bad_date"  # positions 15-17 no date code, or no such day
-PACK_CODE_REASONS: Final = frozenset(
-    {WRONG_LENGTH, BAD_CHARACTER, BAD_PRODUCT_TYPE, BAD_BATTERY_TYPE, BAD_DATE}
-)
-
+# The stable reasons (WRONG_LENGTH ... BAD_DATE, PACK_CODE_REASONS) live with the decoders'
+# others in errors.py ("GB/T 34014 pack codes").
 PRODUCT_TYPES: Final = {"P": "pack", "M": "module", "C": "cell"}
 BATTERY_TYPES: Final = {
     "A": "nimh",  # 镍氢

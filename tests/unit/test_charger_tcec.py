@@ -11,7 +11,7 @@ import pytest
 
 from contract.clock import CHINA_TZ
 from ingest.decoders import FrameError
-from ingest.decoders.charger import decode_tcec
+from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
 
 OP = "MA01H3BQ2"
 CID = "MA01H3BQ2P000000101"
@@ -276,3 +276,11 @@ def test_a_bad_operator_header_is_rejected() -> None:
     with pytest.raises(FrameError) as exc:
         decode_tcec(orjson.dumps(STATUS), "notification_stationStatus", "MA01", PUSHED)
     assert exc.value.reason == "bad_field"
+
+
+def test_the_envelope_timestamp_header_is_read_as_beijing_time() -> None:
+    assert parse_tcec_timestamp("20250301100000") == datetime(2025, 3, 1, 10, tzinfo=CHINA_TZ)
+    for bad in ("2025-03-01 10:00:00", "20250230100000", "2025030110000", "２0250301100000"):
+        with pytest.raises(FrameError) as info:
+            parse_tcec_timestamp(bad)
+        assert (info.value.reason, info.value.offset) == ("bad_time", 0)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_battery_golden import CODE, LOGOUT_2016, REALTIME_2016
+from tests.unit.test_charger_golden import REALTIME
 from tests.unit.vectors_support import NOT_A_VIN, load_vectors
 
 pytestmark = pytest.mark.unit
@@ -86,3 +88,80 @@ def test_missing_file_is_a_one_line_usage_error() -> None:
         "nev-ingest: error: cannot read /nonexistent/frames.hex: "
         "No such file or directory; check the path"
     ]
+
+
+# --- --profile charger | battery | tcec -----------------------------------------------------
+
+
+def test_charger_profile_prints_the_rows_by_table() -> None:
+    res = _run("--profile", "charger", stdin=REALTIME.hex().encode() + b"\nzz\n")
+    assert res.returncode == 1  # the second line is no hex
+    first, second = (json.loads(x) for x in res.stdout.splitlines())
+    assert (first["profile"], first["charger_id"], first["ts_ms"]) == (
+        "charger",
+        "MA01H3BQ2P0000001",
+        1740794400000,
+    )
+    (telemetry,) = first["telemetry"]
+    assert (telemetry["connector_id"], telemetry["voltage_v"], telemetry["vin"]) == (
+        "MA01H3BQ2P000000101",
+        400.0,
+        "LSVAU2180N2183294",
+    )
+    assert first["statuses"][0]["status"] == 3 and first["sessions"] == []
+    assert second["error"]["reason"] == "bad_hex"
+
+
+def test_battery_profile_prints_the_pack_frame_and_binary_captures_work(tmp_path: Path) -> None:
+    capture = tmp_path / "packs.bin"
+    capture.write_bytes(REALTIME_2016 + b"\x7e" + LOGOUT_2016)
+    res = _run("--profile", "battery", "--binary", str(capture))
+    assert res.returncode == 0, res.stderr
+    realtime, logout = (json.loads(x) for x in res.stdout.splitlines())
+    assert (realtime["profile"], realtime["pack_code"]) == ("battery", CODE)
+    assert logout["command"] == 4
+    # Read as a vehicle frame (the default profile), the pack code is an unknown block.
+    res = _run(stdin=REALTIME_2016.hex().encode())
+    vehicle = json.loads(res.stdout)
+    assert "pack_code" not in vehicle and vehicle["tail_reason"] == "unknown_type"
+
+
+def test_tcec_profile_reads_lines_with_flags_or_fields() -> None:
+    status = {"ConnectorStatusInfo": {"ConnectorID": "MA01H3BQ2P000000101", "Status": 255}}
+    lines = [
+        status,  # interface, operator and time from the flags
+        {
+            "interface": "notification_stationStatus",
+            "operator_id": "MA01H3BQ2",
+            "timestamp": "20250301103000",
+            "data": status,
+        },  # the line's fields instead
+        {"ConnectorStatusInfo": {"ConnectorID": "MA01H3BQ2P000000101", "Status": 7}},
+        {"data": status, "interface": "notification_nothing"},
+    ]
+    text = b"\n".join(json.dumps(x).encode() for x in lines) + b"\n{not json\n"
+    flags = ("--interface", "notification_stationStatus", "--operator", "MA01H3BQ2")
+    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000", stdin=text)
+    assert res.returncode == 1
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o["statuses"][0]["ts"] for o in out[:2]] == [
+        "2025-03-01T10:00:00+08:00",
+        "2025-03-01T10:30:00+08:00",
+    ]
+    assert out[0]["profile"] == "tcec" and out[0]["statuses"][0]["status"] == 255
+    reasons = [(o["error"]["reason"], o["source"]) for o in out[2:]]
+    assert reasons == [
+        ("bad_code", "<stdin>:3"),
+        ("unknown_interface", "<stdin>:4"),
+        ("bad_json", "<stdin>:5"),
+    ]
+    assert b"3 rejected (bad_code: 1, bad_json: 1, unknown_interface: 1)" in res.stderr
+
+
+def test_tcec_usage_errors_exit_2() -> None:
+    res = _run("--profile", "tcec", "--binary", stdin=b"{}\n")
+    assert res.returncode == 2 and b"--binary" in res.stderr
+    res = _run("--operator", "MA01H3BQ2", stdin=b"")
+    assert res.returncode == 2 and b"--profile tcec" in res.stderr
+    res = _run("--profile", "tcec", "--timestamp", "2025-03-01", stdin=b"{}\n")
+    assert res.returncode == 1 and b"missing_field" in res.stdout  # no interface given

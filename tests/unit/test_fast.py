@@ -15,7 +15,7 @@ from contract.clock import CHINA_TZ
 from contract.rows import FrameRows, cell_voltages_mv, probe_temps_c
 from devtools.sim.framebuilder import TIME_HEX, build
 from ingest.decoders import fast_common
-from ingest.decoders.errors import REASONS, FrameError
+from ingest.decoders.errors import FRAME_REASONS, REASONS, FrameError
 from ingest.decoders.fast import decode_rows
 from tests.unit.vectors_support import load_vectors
 
@@ -365,7 +365,7 @@ def test_every_rejection_reason(frame: bytes, reason: str, offset: int) -> None:
 
 def test_the_rejection_cases_cover_every_reason() -> None:
     ids = {"bad_start", "truncated", "length_mismatch", "bad_checksum", "unknown_command"}
-    assert ids | {"bad_field", "bad_identity", "count_mismatch"} == REASONS
+    assert ids | {"bad_field", "bad_identity", "count_mismatch"} == FRAME_REASONS
 
 
 @settings(max_examples=3000, deadline=None)

@@ -56,10 +56,12 @@ PINNED: dict[str, frozenset[str]] = {
             "Output",
             "TCEC_REASONS",
             "VehicleDemand",
+            "charger_rows_to_dict",
             "decode_charger_frame",
             "decode_charger_rows",
             "decode_tcec",
             "encode_charger_frame",
+            "parse_tcec_timestamp",
             "rows_of_charger_frame",
         }
     ),

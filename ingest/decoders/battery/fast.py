@@ -27,17 +27,19 @@ from ingest.decoders.battery.frame import (
     PackLogout,
     decode_pack_frame,
 )
-from ingest.decoders.checksum import bcc
-from ingest.decoders.envelope import EDITION_2016, EDITION_2025, HEADER, HEADER_SIZE
+from ingest.decoders.envelope import EDITION_2016, EDITION_2025
 from ingest.decoders.errors import FrameError
-from ingest.decoders.fast_common import TIMES, U32_LISTS, frame_time
-from ingest.decoders.fields import array_struct
+from ingest.decoders.fast_common import TIMES, U32_LISTS, frame_time, plain_data
+from ingest.decoders.fast_extremes import cell_extremes, probe_extremes
 from ingest.decoders.pack_code import CODE_LENGTH
 from ingest.decoders.text import decode_text
 
 __all__ = ["decode_pack_rows", "rows_of_pack_frame"]
 
 _COMMAND: Final = 0xFE
+# blocks.STATE_LAYOUT as one struct: a generic ``Layout.read`` costs a tenth of the frame
+# budget; tests/unit/test_battery_fast.py checks the inline conversions agree with it.
+_STATE: Final = STATE_LAYOUT.struct
 _new: Final = object.__new__
 _NO_STATE: Final = (None,) * 8
 _CACHE_MAX: Final = 1 << 16
@@ -54,30 +56,22 @@ def decode_pack_rows(
 ) -> PackFrameRows:
     """Decode one whole frame into rows; ``received_at`` goes into the telemetry row."""
     buf = frame if type(frame) is bytes else bytes(frame)
-    size = len(buf)
-    if size > HEADER_SIZE + 30 and buf[0] == buf[1] and (buf[0] == 0x23 or buf[0] == 0x24):
-        _, command, response, raw_id, encryption, length = HEADER.unpack_from(buf)
-        end = HEADER_SIZE + length
-        if (
-            (command == 0x02 or command == 0x03)
-            and response == _COMMAND
-            and encryption == 0x01
-            and size == end + 1
-            and bcc(buf, 2, end) == buf[end]
-        ):
-            ident = _IDS.get(raw_id)
-            code = _CODES.get(buf[30:54])
-            if ident is not None and code is not None and code[7:] == ident:
-                edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
-                return _data(buf, edition, command, code, end, received_at)
-            # First sight of this pack: the structured decoder checks the frame in its order
-            # (time, then pack code, then ID) and raises its exact error; then cache both.
-            structured = decode_pack_frame(buf)
-            if structured.pack_code is not None:
-                _remember(raw_id, buf[30:54], structured.ident, structured.pack_code)
-                edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
-                return _data(buf, edition, command, structured.pack_code, end, received_at)
-            return rows_of_pack_frame(structured)
+    plain = plain_data(buf)
+    if plain is not None and plain[2] >= 30 + CODE_LENGTH:
+        command, raw_id, end = plain
+        ident = _IDS.get(raw_id)
+        code = _CODES.get(buf[30:54])
+        if ident is not None and code is not None and code[7:] == ident:
+            edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
+            return _data(buf, edition, command, code, end, received_at)
+        # First sight of this pack: the structured decoder checks the frame in its order
+        # (time, then pack code, then ID) and raises its exact error; then cache both.
+        structured = decode_pack_frame(buf)
+        if structured.pack_code is not None:
+            _remember(raw_id, buf[30:54], structured.ident, structured.pack_code)
+            edition = EDITION_2016 if buf[0] == 0x23 else EDITION_2025
+            return _data(buf, edition, command, structured.pack_code, end, received_at)
+        return rows_of_pack_frame(structured)
     return rows_of_pack_frame(decode_pack_frame(buf))
 
 
@@ -97,8 +91,8 @@ def _data(
     ts, ts_ms = hit if hit is not None else frame_time(key, 24)
     state: Any = _NO_STATE
     site_id = slot = None
-    cells: Any = (None, b"", None, None)
-    probes: Any = (None, b"", None, None)
+    cell_count = cell_min = cell_max = probe_count = probe_min = probe_max = None
+    cells_raw = probes_raw = b""
     alarm: Any = None
     pos = 30 + CODE_LENGTH
     tail = None
@@ -106,8 +100,21 @@ def _data(
         while pos < end:
             t = buf[pos]
             if t == 0x01:
-                state, _ = STATE_LAYOUT.read(buf, pos + 1, end, "pack_state")
-                pos += 1 + STATE_LAYOUT.size
+                if pos + 1 + _STATE.size > end:
+                    raise _Stop
+                stage, work, soc, soh, cycles, v, i, ins = _STATE.unpack_from(buf, pos + 1)
+                # blocks.STATE_LAYOUT's fields, their sentinels to None inline (see _STATE).
+                state = (
+                    None if stage >= 0xFE else stage,
+                    None if work >= 0xFE else work,
+                    None if soc >= 0xFE else soc,
+                    None if soh >= 0xFE else soh,
+                    None if cycles >= 0xFFFE else cycles,
+                    None if v >= 0xFFFE else v / 10,
+                    None if i >= 0xFFFE else (i - 30_000) / 10,
+                    None if ins >= 0xFFFE else ins,
+                )
+                pos += 1 + _STATE.size
             elif t == 0x02:
                 if pos + 3 + SITE_ID_SIZE > end:
                     raise _Stop
@@ -115,10 +122,27 @@ def _data(
                 s = buf[pos + 1 + SITE_ID_SIZE] << 8 | buf[pos + 2 + SITE_ID_SIZE]
                 slot = None if s >= 0xFFFE else s
                 pos += 3 + SITE_ID_SIZE
-            elif t == 0x03:
-                cells, pos = _array(buf, pos, end, 2)
-            elif t == 0x04:
-                probes, pos = _array(buf, pos, end, 1)
+            elif t == 0x03 or t == 0x04:
+                # A counted list (cells WORD mV, probes BYTE °C+40), count FFFE/FFFF: none.
+                # Extremes with the vehicle path's C-speed helpers (fast_extremes.py).
+                if pos + 3 > end:
+                    raise _Stop
+                n = buf[pos + 1] << 8 | buf[pos + 2]
+                pos += 3
+                raw = b""
+                low = high = count = None
+                if n < 0xFFFE:
+                    count = n
+                    stop = pos + (n << 1 if t == 0x03 else n)
+                    if stop > end:
+                        raise _Stop
+                    raw = buf[pos:stop]
+                    low, high = cell_extremes(raw) if t == 0x03 else probe_extremes(raw)
+                    pos = stop
+                if t == 0x03:
+                    cell_count, cells_raw, cell_min, cell_max = count, raw, low, high
+                else:
+                    probe_count, probes_raw, probe_min, probe_max = count, raw, low, high
             elif t == 0x05:
                 alarm, pos = _alarm(buf, pos, end)
             elif 0x80 <= t <= 0xFE and pos + 3 <= end:
@@ -131,8 +155,6 @@ def _data(
     except (_Stop, FrameError):
         structured = decode_pack_frame(buf)
         tail = structured.tail_offset if structured.partial else None
-    cell_count, cells_raw, cell_min, cell_max = cells
-    probe_count, probes_raw, probe_min, probe_max = probes
     level = flags = None
     faults = 0
     alarm_row = None
@@ -156,8 +178,8 @@ def _data(
         cell_max,
         probe_count,
         probes_raw,
-        None if probe_min is None else probe_min - 40,
-        None if probe_max is None else probe_max - 40,
+        probe_min,
+        probe_max,
         level,
         flags,
         faults,
@@ -177,33 +199,6 @@ def _data(
     rows.response = _COMMAND
     rows.tail_offset = tail
     return rows
-
-
-def _array(buf: bytes, pos: int, end: int, width: int) -> tuple[tuple[Any, ...], int]:
-    """A cell (WORD) or probe (BYTE) list: (count, raw bytes, min, max) over non-sentinels."""
-    if pos + 3 > end:
-        raise _Stop
-    n = buf[pos + 1] << 8 | buf[pos + 2]
-    pos += 3
-    if n >= 0xFFFE:
-        return (None, b"", None, None), pos
-    stop = pos + n * width
-    if stop > end:
-        raise _Stop
-    raw = buf[pos:stop]
-    if width == 1:
-        cut = 0xFE
-        values: Any = raw
-    else:
-        cut = 0xFFFE
-        values = array_struct("H", n).unpack_from(buf, pos)
-    if not n:
-        return (0, raw, None, None), stop
-    hi = max(values)
-    if hi < cut:  # the common case: no sentinel, min/max in C
-        return (n, raw, min(values), hi), stop
-    good = [v for v in values if v < cut]
-    return (n, raw, min(good) if good else None, max(good) if good else None), stop
 
 
 def _alarm(buf: bytes, pos: int, end: int) -> tuple[tuple[Any, ...], int]:

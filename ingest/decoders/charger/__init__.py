@@ -3,8 +3,11 @@ T/CEC 102 pushes (``nev.charger.tcec``), both to the rows of ``contract.charger`
 
     decode_charger_frame(bytes) -> ChargerFrame     structured records; FrameError only
     encode_charger_frame(ChargerFrame) -> bytes     the inverse (tests, load generator)
-    decode_charger_rows(bytes, received_at)         the pipeline's path: flat rows
+    decode_charger_rows(bytes, received_at)         the pipeline's fast path: flat rows
+    rows_of_charger_frame(ChargerFrame, received_at) the same rows from the records
     decode_tcec(json, interface, operator, t)       a T/CEC 102 push: the same rows
+    parse_tcec_timestamp("20250301100000")          the envelope TimeStamp header
+    charger_rows_to_dict(rows)                      the JSON view (``nev-ingest decode``)
 
 Layouts, codes and sources: docs/protocols/charger.md.
 """
@@ -19,6 +22,7 @@ from ingest.decoders.charger.blocks import (
     Output,
     VehicleDemand,
 )
+from ingest.decoders.charger.fast import decode_charger_rows
 from ingest.decoders.charger.frame import (
     COMMANDS,
     ChargerFrame,
@@ -27,8 +31,14 @@ from ingest.decoders.charger.frame import (
     decode_charger_frame,
     encode_charger_frame,
 )
-from ingest.decoders.charger.rows import decode_charger_rows, rows_of_charger_frame
-from ingest.decoders.charger.tcec import INTERFACES, TCEC_REASONS, decode_tcec
+from ingest.decoders.charger.jsonview import charger_rows_to_dict
+from ingest.decoders.charger.rows import rows_of_charger_frame
+from ingest.decoders.charger.tcec import (
+    INTERFACES,
+    TCEC_REASONS,
+    decode_tcec,
+    parse_tcec_timestamp,
+)
 
 __all__ = [
     "COMMANDS",
@@ -43,9 +53,11 @@ __all__ = [
     "Faults",
     "Output",
     "VehicleDemand",
+    "charger_rows_to_dict",
     "decode_charger_frame",
     "decode_charger_rows",
     "decode_tcec",
     "encode_charger_frame",
+    "parse_tcec_timestamp",
     "rows_of_charger_frame",
 ]

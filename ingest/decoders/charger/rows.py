@@ -1,4 +1,6 @@
-"""Charger frames to the flat rows of ``contract.charger`` (the pipeline's path).
+"""Charger frames to the flat rows of ``contract.charger``, from the structured records: the
+reference the fast path (``charger/fast.py``, the pipeline's ``decode_charger_rows``) agrees
+with, and the path of the rare frames it hands over (login, logout, responses, rejects).
 
 One walk of the frame (``decode_charger_frame``) and a join by ConnectorID: a connector's
 output block (0x02) and vehicle/BMS block (0x03) in one frame make one telemetry row; its
@@ -32,20 +34,12 @@ from ingest.decoders.charger.frame import (
     RESPONSE_COMMAND,
     ChargerFrame,
     ChargerLogin,
-    decode_charger_frame,
 )
 
-__all__ = ["decode_charger_rows", "rows_of_charger_frame"]
+__all__ = ["rows_of_charger_frame"]
 
 _NO_OUTPUT: Final = (None, None, None, None, None)
 _NO_DEMAND: Final = (None, None, None, None)
-
-
-def decode_charger_rows(
-    frame: bytes | bytearray | memoryview, received_at: datetime | None = None
-) -> ChargerRows:
-    """One whole charger frame to rows; raises ``FrameError`` only."""
-    return rows_of_charger_frame(decode_charger_frame(frame), received_at)
 
 
 def rows_of_charger_frame(frame: ChargerFrame, received_at: datetime | None = None) -> ChargerRows:

@@ -37,17 +37,18 @@ from ingest.decoders.charger.blocks import (
     ORDER_STATES,
     PARK_STATUS,
 )
-from ingest.decoders.errors import BAD_FIELD, FrameError
+from ingest.decoders.errors import (
+    BAD_CODE,
+    BAD_FIELD,
+    BAD_JSON,
+    BAD_TIME,
+    MISSING_FIELD,
+    TCEC_REASONS,
+    UNKNOWN_INTERFACE,
+    FrameError,
+)
 
-__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec"]
-
-BAD_JSON: Final = "bad_json"  # not JSON, or not a JSON object
-UNKNOWN_INTERFACE: Final = "unknown_interface"  # an interface name this decoder does not read
-MISSING_FIELD: Final = "missing_field"  # a field the standard requires is absent or null
-BAD_CODE: Final = "bad_code"  # an enumerated field outside the standard's codes
-BAD_TIME: Final = "bad_time"  # a time that is not "yyyy-MM-dd HH:mm:ss"
-TCEC_REASONS: Final = frozenset({BAD_JSON, UNKNOWN_INTERFACE, MISSING_FIELD, BAD_CODE, BAD_TIME})
-# ... plus ``bad_field`` (ingest.decoders.errors): a value of the wrong type or size.
+__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec", "parse_tcec_timestamp"]
 
 STOP_REASONS: Final = frozenset(range(100))  # 0..4 defined, 5..99 operator-defined
 NATIONAL_STANDARDS: Final = frozenset({1, 2})
@@ -286,3 +287,14 @@ def decode_tcec(
     rows = ChargerRows(operator_id=operator_id)
     handler(doc, operator_id, pushed_at, rows)
     return rows
+
+
+def parse_tcec_timestamp(text: str) -> datetime:
+    """The envelope's TimeStamp (``yyyyMMddHHmmss``, Beijing time; the ``tcec_timestamp``
+    header) as an aware datetime; ``FrameError(bad_time)`` for anything else."""
+    if len(text) != 14 or not text.isascii() or not text.isdigit():
+        raise _fail(BAD_TIME, f"TimeStamp {text!r}: expected yyyyMMddHHmmss (14 digits)")
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
+    except ValueError:
+        raise _fail(BAD_TIME, f"TimeStamp {text!r}: not a date and time") from None
