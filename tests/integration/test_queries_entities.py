@@ -85,29 +85,112 @@ def pack_rows() -> list[Row]:
 
 def charger_rows() -> list[Row]:
     rows: list[Row] = [
-        ("charger_connectors", (OP, c, h(0), "ST1", "EQ1", PILE, 2, 750, 200, 250, 120.0, 2, "frame"))
+        (
+            "charger_connectors",
+            (OP, c, h(0), "ST1", "EQ1", PILE, 2, 750, 200, 250, 120.0, 2, "frame"),
+        )
         for c in ("C0001", "C0002")
-    ]  # fmt: skip
+    ]
     # C0001: an order session 61..91 min; peak 120 kW once.
     for ts, status in ((60, 1), (61, 3), (91, 1)):
         rows.append(("connector_status_events", (OP, "C0001", m(ts), status, None, None, "frame")))
     for k in range(61, 91):
         power = 120.0 if k == 70 else 60.0
-        rows.append(("charger_telemetry", (OP, "C0001", m(k), m(k) + timedelta(seconds=2), PILE,
-                     500.0, power * 2, power, (k - 60) * 1.0, 40, V1, 50.0, 510.0, 250.0, "frame")))  # fmt: skip
+        rows.append(
+            (
+                "charger_telemetry",
+                (
+                    OP,
+                    "C0001",
+                    m(k),
+                    m(k) + timedelta(seconds=2),
+                    PILE,
+                    500.0,
+                    power * 2,
+                    power,
+                    (k - 60) * 1.0,
+                    40,
+                    V1,
+                    50.0,
+                    510.0,
+                    250.0,
+                    "frame",
+                ),
+            )
+        )
     for ts, energy, money in ((70, 10.0, 8.0), (80, 25.0, 20.0)):
-        rows.append(("charging_session_events", (OP, "C0001", m(ts), SEQ, "progress", 2, m(61),
-                     m(ts), energy, None, None, money, None, None, "tcec")))  # fmt: skip
-    rows.append(("charging_session_events", (OP, "C0001", m(91), SEQ, "order", None, m(61), m(91),
-                 30.5, 30.0, 15.0, 45.0, 1, V1, "tcec")))  # fmt: skip
+        rows.append(
+            (
+                "charging_session_events",
+                (
+                    OP,
+                    "C0001",
+                    m(ts),
+                    SEQ,
+                    "progress",
+                    2,
+                    m(61),
+                    m(ts),
+                    energy,
+                    None,
+                    None,
+                    money,
+                    None,
+                    None,
+                    "tcec",
+                ),
+            )
+        )
+    rows.append(
+        (
+            "charging_session_events",
+            (
+                OP,
+                "C0001",
+                m(91),
+                SEQ,
+                "order",
+                None,
+                m(61),
+                m(91),
+                30.5,
+                30.0,
+                15.0,
+                45.0,
+                1,
+                V1,
+                "tcec",
+            ),
+        )
+    )
     # C0002: no orders, a charging run 125..155 min from status alone.
     for ts, status in ((120, 1), (125, 3), (130, 3), (155, 1)):
         rows.append(("connector_status_events", (OP, "C0002", m(ts), status, None, None, "frame")))
     for k in range(126, 155):
         late = timedelta(minutes=5) if k == 140 else timedelta(seconds=2)
         soc = 150.0 if k == 141 else 60.0
-        rows.append(("charger_telemetry", (OP, "C0002", m(k), m(k) + late, PILE, 400.0, 100.0,
-                     50.0 if k == 150 else 40.0, (k - 125) * 0.4, 35, V2, soc, None, None, "frame")))  # fmt: skip
+        rows.append(
+            (
+                "charger_telemetry",
+                (
+                    OP,
+                    "C0002",
+                    m(k),
+                    m(k) + late,
+                    PILE,
+                    400.0,
+                    100.0,
+                    50.0 if k == 150 else 40.0,
+                    (k - 125) * 0.4,
+                    35,
+                    V2,
+                    soc,
+                    None,
+                    None,
+                    "frame",
+                ),
+            )
+        )
     rows.append(("charger_faults", (OP, "C0001", m(65), PILE, [1001], "frame")))
     rows.append(("charger_faults", (OP, "", m(66), PILE, [9], "frame")))
     return rows
