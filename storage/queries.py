@@ -81,6 +81,19 @@ LIMIT %s""",
     )
 
 
+# What ``latest`` shows of each kind (latest_state holds the three; 0008_latest_kinds.sql).
+_LATEST_COLUMNS = {
+    "vehicle": """longitude, latitude, speed_kmh, odometer_km, soc_pct, vehicle_state,
+       charging_state, total_voltage_v, total_current_a, max_temp_c, min_cell_voltage_v,
+       max_cell_voltage_v, insulation_kohm, max_alarm_level""",
+    "charger": """operator_id, connector_status, total_voltage_v, total_current_a, power_kw,
+       energy_kwh, connected_vin, soc_pct, max_temp_c""",
+    "battery": """edition, lifecycle_stage, place_id, soc_pct, soh_pct, cycle_count,
+       total_voltage_v, total_current_a, insulation_kohm, min_cell_voltage_v,
+       max_cell_voltage_v, min_temp_c, max_temp_c, max_alarm_level, general_flags""",
+}
+
+
 def latest(
     schema: str,
     *,
@@ -89,16 +102,17 @@ def latest(
     kind: str = "vehicle",
     limit: int = 1000,
 ) -> Statement:
-    """The latest state of one entity (``vin``) or of every entity whose id starts with
-    ``prefix`` (a fleet: WMI, manufacturer or model prefix of the VIN)."""
+    """The latest state of one entity (``vin``: a VIN, ``OPERATOR:CONNECTOR`` or a pack code)
+    or of every entity of ``kind`` whose id starts with ``prefix`` (a fleet: WMI, manufacturer
+    or model prefix of the VIN; an operator's connectors; a manufacturer's packs)."""
     if (vin is None) == (prefix is None):
         raise ValueError("give exactly one of vin and prefix")
+    if kind not in _LATEST_COLUMNS:
+        raise ValueError(f"kind {kind!r}: one of {', '.join(_LATEST_COLUMNS)}")
     where = "entity_id = %s" if vin is not None else "entity_id LIKE %s"
     value = vin if vin is not None else _like_prefix(prefix or "")
     return Statement(
-        f"""SELECT entity_id, ts, received_at, longitude, latitude, speed_kmh, odometer_km,
-       soc_pct, vehicle_state, charging_state, total_voltage_v, total_current_a, max_temp_c,
-       min_cell_voltage_v, max_cell_voltage_v, insulation_kohm, max_alarm_level, updated_at
+        f"""SELECT entity_id, ts, received_at, {_LATEST_COLUMNS[kind]}, updated_at
 FROM {_t(schema, "latest_state")}
 WHERE entity_kind = %s AND {where}
 ORDER BY entity_id

@@ -1,0 +1,235 @@
+"""What every ``nev-ingest query`` shares: times and windows, the connection, running titled
+statements and printing them as a table, JSON lines or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+import psycopg
+
+from ingest.cli.args import DurationTooLong, database_flags, parse_duration
+from ingest.config import Settings
+from ingest.config.load import settings_from_args
+from ingest.errors import UserError
+from ingest.wiring import postgres_dsn
+from storage import queries
+from storage.queries import QueryResult, Statement
+
+__all__ = [
+    "TIME_MAX",
+    "TIME_MIN",
+    "Sections",
+    "day",
+    "execute",
+    "execute_sections",
+    "parse_time",
+    "window",
+    "zone",
+]
+
+# A report of several results: (title, statement) in print order.
+Sections = list[tuple[str, Statement]]
+
+# Times a query may name: far wider than any stored frame (GB/T 32960 years are 2000-2099),
+# narrow enough that a window's arithmetic (24 h before --to, 7 days before a day) cannot leave
+# the range of ``datetime``.
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def parse_time(text: str, tz: tzinfo, now: datetime, flag: str = "time") -> datetime:
+    """An ISO date/date-time (in ``tz`` unless it has an offset) or a duration ago, from
+    1970 to 2199; otherwise a ``UserError`` that names ``flag``."""
+    try:
+        ago: timedelta | None = parse_duration(text)
+    except DurationTooLong:
+        ago = timedelta.max
+    except ValueError:
+        ago = None
+    if ago is not None:
+        t = now - ago if ago <= now - TIME_MIN else TIME_MIN - timedelta(days=1)
+    else:
+        try:
+            t = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise UserError(
+                f"{flag} {text!r}: use an ISO date or date-time (2025-07-01, 2025-07-01T08:00, "
+                "2025-07-01T08:00+08:00) or a duration ago (30m, 6h, 7d)"
+            ) from None
+        t = t if t.tzinfo is not None else t.replace(tzinfo=tz)
+    if not TIME_MIN <= t < TIME_MAX:
+        raise UserError(f"{flag} {text!r}: expected a time from 1970 to 2199")
+    return t
+
+
+def zone(args: argparse.Namespace) -> ZoneInfo:
+    try:
+        return ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"--tz {args.tz}: not a time zone name (e.g. Asia/Shanghai, UTC)") from None
+
+
+def window(
+    args: argparse.Namespace, default: timedelta = timedelta(hours=24)
+) -> tuple[datetime, datetime]:
+    """``--from``/``--to`` (``default`` before ``--to``, which is now by default)."""
+    tz = zone(args)
+    now = datetime.now(tz)
+    end = parse_time(args.end, tz, now, "--to") if args.end else now
+    start = parse_time(args.start, tz, now, "--from") if args.start else end - default
+    if start >= end:
+        raise UserError(f"--from ({start.isoformat()}) must be before --to ({end.isoformat()})")
+    return start, end
+
+
+def day(text: str, tz: ZoneInfo, flag: str) -> date:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return parse_time(text, tz, datetime.now(tz), flag).date()
+    if not TIME_MIN.date() <= day < TIME_MAX.date():
+        raise UserError(f"{flag} {text!r}: expected a day from 1970 to 2199")
+    return day
+
+
+def _connect(settings: Settings, tz: str) -> psycopg.Connection[Any]:
+    pg = settings.postgres
+    extra: dict[str, Any] = {"password": pg.password} if pg.password else {}
+    try:
+        # postgres_dsn adds the TLS keys where the URL has none (?sslmode=disable stays).
+        conn = psycopg.connect(
+            postgres_dsn(pg),
+            connect_timeout=max(1, round(pg.connect_timeout_s)),
+            autocommit=True,
+            **extra,
+        )
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "no password supplied" in first:
+            raise UserError(
+                "the server asks for a password: set postgres.password (NEV_POSTGRES_PASSWORD) "
+                "or put it in the DSN (PGlite-TimescaleDB accepts any)"
+            ) from None
+        raise UserError(
+            f"cannot connect to the database: {first} (set --dsn, NEV_POSTGRES_DSN or "
+            "[postgres] dsn in --config)"
+        ) from None
+    # Times come back in the reader's zone; statement_timeout guards a runaway range.
+    conn.execute("SELECT set_config('TimeZone', %s, false)", [tz])
+    conn.execute(
+        "SELECT set_config('statement_timeout', %s, false)", [f"{pg.statement_timeout_ms}ms"]
+    )
+    return conn
+
+
+def execute(args: argparse.Namespace, build: Callable[[str], Statement]) -> int:
+    return execute_sections(args, lambda schema: [("", build(schema))])
+
+
+def execute_sections(args: argparse.Namespace, build: Callable[[str], Sections]) -> int:
+    """Run each titled statement of ``build(schema)`` and print them in ``args.format`` (or
+    their plans with ``--explain``). One untitled statement prints as a plain result."""
+    settings = settings_from_args(args, database_flags(args))
+    statements = build(settings.storage.schema)
+    results: list[tuple[str, QueryResult | list[str]]] = []
+    with _connect(settings, args.tz) as conn:
+        try:
+            for title, statement in statements:
+                results.append(
+                    (
+                        title,
+                        queries.explain(conn, statement)
+                        if args.explain
+                        else queries.run(conn, statement),
+                    )
+                )
+        except psycopg.errors.UndefinedTable as exc:
+            raise UserError(
+                f"{exc.diag.message_primary}: is schema {settings.storage.schema} migrated? "
+                "(nev-ingest migrate)"
+            ) from None
+        except psycopg.errors.QueryCanceled:
+            raise UserError(
+                "the query ran past postgres.statement_timeout_ms: narrow --from/--to or "
+                "raise the timeout"
+            ) from None
+    try:
+        for n, (title, result) in enumerate(results):
+            if isinstance(result, QueryResult):
+                _print(result, args.format, title, first=n == 0)
+            else:
+                if title:
+                    print(f"== {title}")
+                for line in result:
+                    print(line)
+    except BrokenPipeError:
+        # The reader went away (| head): not an error; keep Python from reporting it at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _print(result: QueryResult, fmt: str, title: str = "", *, first: bool = True) -> None:
+    """One result; a titled one (a section of a report) says its title: a ``section`` key in
+    JSON, a leading ``section`` column in CSV, a ``== title`` line above a table."""
+    rows = [[_cell(v) for v in row] for row in result.rows]
+    columns = result.columns
+    out = sys.stdout
+    if fmt == "json":
+        for row in rows:
+            obj = dict(zip(columns, row, strict=True))
+            out.write(orjson.dumps({"section": title, **obj} if title else obj).decode() + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        lead = [title] if title else []
+        if title and not first:
+            out.write("\n")
+        writer.writerow((["section"] if title else []) + columns)
+        writer.writerows(
+            lead + [orjson.dumps(v).decode() if isinstance(v, list) else v for v in row]
+            for row in rows
+        )
+        return
+    if title:
+        out.write(("" if first else "\n") + f"== {title}\n")
+    if not rows:
+        if title:
+            out.write("(none)\n")
+        else:
+            print("(no rows)", file=sys.stderr)
+        return
+    text = [columns] + [
+        [
+            "" if v is None else orjson.dumps(v).decode() if isinstance(v, list) else str(v)
+            for v in row
+        ]
+        for row in rows
+    ]
+    widths = [max(len(r[i]) for r in text) for i in range(len(columns))]
+    for n, r in enumerate(text):
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    print(f"({len(rows)} rows)" if not title else f"({title}: {len(rows)} rows)", file=sys.stderr)

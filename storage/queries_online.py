@@ -1,0 +1,167 @@
+"""Online now, the offline list and per-entity data quality over a day, for the three kinds -
+what national and municipal platforms grade operators on.
+
+"Online" is judged from ``latest_state``: an entity whose last frame was received (gateway
+time, else frame time) within ``stale`` of now, and for a connector, one whose operator does
+not report it offline (status 0). Quality reads the day's frames of the kind's table:
+
+=======  ========================  ==========================  ================================
+kind     frames of                 entity id                   out of range (any of)
+=======  ========================  ==========================  ================================
+vehicle  vehicle_telemetry         vin                         SOC 0..100, speed 0..220 km/h,
+                                                               voltage 0..1000 V, current
+                                                               +-1000 A, a valid position
+                                                               outside China (73..136 E,
+                                                               3..54 N)
+charger  charger_telemetry         operator_id:connector_id    voltage 0..1000 V, current
+                                                               0..1000 A, power 0..1000 kW,
+                                                               SOC 0..100
+battery  pack_telemetry            pack_code                   SOC, SOH 0..100, voltage 0..1000
+                                                               V, current +-1000 A
+=======  ========================  ==========================  ================================
+
+Expected frames are those of the reporting ``interval`` between an entity's first and last
+frame of the day (a vehicle parked all night is not expected to report); clock skew is frame
+time minus gateway receive time.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any, Final, NamedTuple
+
+from storage.params import check_identifier
+from storage.queries import Statement, _like_prefix
+
+__all__ = ["KINDS", "offline", "quality", "summary"]
+
+
+class _Kind(NamedTuple):
+    table: str
+    entity: str  # the entity id as an expression of the table's columns
+    filter_column: str  # what an id / prefix filter compares (index-leading)
+    out_of_range: str
+
+
+KINDS: Final = {
+    "vehicle": _Kind(
+        "vehicle_telemetry",
+        "vin",
+        "vin",
+        """soc_pct NOT BETWEEN 0 AND 100 OR speed_kmh NOT BETWEEN 0 AND 220
+            OR total_voltage_v NOT BETWEEN 0 AND 1000 OR total_current_a NOT BETWEEN -1000 AND 1000
+            OR (position_valid AND (longitude NOT BETWEEN 73 AND 136
+                                    OR latitude NOT BETWEEN 3 AND 54))""",
+    ),
+    "charger": _Kind(
+        "charger_telemetry",
+        "operator_id || ':' || connector_id",
+        "operator_id || ':' || connector_id",
+        """voltage_v NOT BETWEEN 0 AND 1000 OR current_a NOT BETWEEN 0 AND 1000
+            OR power_kw NOT BETWEEN 0 AND 1000 OR soc_pct NOT BETWEEN 0 AND 100""",
+    ),
+    "battery": _Kind(
+        "pack_telemetry",
+        "pack_code",
+        "pack_code",
+        """soc_pct NOT BETWEEN 0 AND 100 OR soh_pct NOT BETWEEN 0 AND 100
+            OR voltage_v NOT BETWEEN 0 AND 1000 OR current_a NOT BETWEEN -1000 AND 1000""",
+    ),
+}
+
+_LAST_SEEN = "coalesce(received_at, ts)"
+# A connector its operator reports offline (T/CEC status 0) is offline however fresh the report.
+_ONLINE = (
+    f"{_LAST_SEEN} >= now() - %s AND (entity_kind <> 'charger' OR connector_status IS NULL "
+    "OR connector_status <> 0)"
+)
+
+
+def summary(schema: str, kind: str, stale: timedelta) -> Statement:
+    """Entities of ``kind``, how many are online now, and the share that reported today (the
+    session's time zone decides where today starts)."""
+    return Statement(
+        f"""SELECT %s AS kind, count(*) AS entities,
+       count(*) FILTER (WHERE online) AS online,
+       count(*) FILTER (WHERE NOT online) AS offline,
+       round(100.0 * count(*) FILTER (WHERE online) / nullif(count(*), 0), 2) AS online_pct,
+       round(100.0 * count(*) FILTER (WHERE today) / nullif(count(*), 0), 2)
+           AS reported_today_pct
+FROM (
+    SELECT {_ONLINE} AS online, {_LAST_SEEN} >= date_trunc('day', now()) AS today
+    FROM {check_identifier(schema)}.latest_state
+    WHERE entity_kind = %s
+) e""",
+        (kind, stale, kind),
+    )
+
+
+def offline(schema: str, kind: str, stale: timedelta, *, limit: int = 10_000) -> Statement:
+    """Entities of ``kind`` not online now, longest silent first."""
+    return Statement(
+        f"""SELECT entity_id, ts AS last_frame, received_at,
+       EXTRACT(epoch FROM now() - {_LAST_SEEN})::bigint AS silent_s, connector_status
+FROM {check_identifier(schema)}.latest_state
+WHERE entity_kind = %s AND NOT ({_ONLINE})
+ORDER BY {_LAST_SEEN}, entity_id
+LIMIT %s""",
+        (kind, stale, limit),
+    )
+
+
+def quality(
+    schema: str,
+    kind: str,
+    day: date,
+    *,
+    tz: str,
+    interval: timedelta,
+    skew: timedelta,
+    entity: str | None = None,
+    prefix: str | None = None,
+    limit: int = 10_000,
+) -> Statement:
+    """Per entity over the local ``day`` (``tz``): frames, expected frames, completeness,
+    out-of-range frames, clock skew (mean and largest, frames beyond ``skew``). Worst
+    completeness first. Reads the day's partitions / chunks; ``entity`` / ``prefix`` narrow it
+    to one entity / a fleet through the table's primary key."""
+    k = KINDS[kind]
+    where = ""
+    extra: tuple[Any, ...] = ()
+    if entity is not None:
+        where, extra = f"AND {k.filter_column} = %s", (entity,)
+    elif prefix is not None:
+        where, extra = f"AND {k.filter_column} LIKE %s", (_like_prefix(prefix),)
+    skew_s = "EXTRACT(epoch FROM ts - received_at)"
+    return Statement(
+        f"""SELECT entity_id, frames, expected,
+       round(100.0 * frames / nullif(expected, 0), 1) AS completeness_pct,
+       out_of_range, round(avg_skew_s::numeric, 1) AS avg_skew_s,
+       round(max_skew_s::numeric, 1) AS max_skew_s, skewed_frames, first_frame, last_frame
+FROM (
+    SELECT {k.entity} AS entity_id, count(*) AS frames,
+           floor(EXTRACT(epoch FROM max(ts) - min(ts)) / %s)::bigint + 1 AS expected,
+           count(*) FILTER (WHERE {k.out_of_range}) AS out_of_range,
+           avg({skew_s}) AS avg_skew_s,
+           max(abs({skew_s})) AS max_skew_s,
+           count(*) FILTER (WHERE abs({skew_s}) > %s) AS skewed_frames,
+           min(ts) AS first_frame, max(ts) AS last_frame
+    FROM {check_identifier(schema)}.{k.table}
+    WHERE ts >= (%s::date)::timestamp AT TIME ZONE %s
+      AND ts < (%s::date + 1)::timestamp AT TIME ZONE %s
+      {where}
+    GROUP BY 1
+) q
+ORDER BY completeness_pct NULLS FIRST, entity_id
+LIMIT %s""",
+        (
+            interval.total_seconds(),
+            skew.total_seconds(),
+            day,
+            tz,
+            day,
+            tz,
+            *extra,
+            limit,
+        ),
+    )
