@@ -76,8 +76,12 @@ def test_connector_stuck_in_fault_raises_after_thirty_minutes_of_status_255() ->
 def test_a_fault_that_recovers_in_between_starts_its_duration_again() -> None:
     e = engine("charger")
     changes = e.evaluate(
-        [charger(0, status=255), charger(1000, status=1), charger(1100, status=255)]
-        + [charger(2800, status=255)]
+        [
+            charger(0, status=255),
+            charger(1000, status=1),
+            charger(1100, status=255),
+            charger(2800, status=255),
+        ]
     )
     assert raised(changes) == []  # 1700 s since the fault came back
     assert raised(e.evaluate([charger(2900, status=255)]))[0][0] == "connector_stuck_in_fault"
