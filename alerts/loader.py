@@ -7,7 +7,9 @@ Layout (see docs/alerts.md and alerts/default_rules.toml)::
 
     [[rule]]
     id = "max_temp_high"
-    kind = "threshold"            # threshold|rate|spread|drop|jump|flag|insulation|composite
+    entity = "vehicle"            # vehicle (default)|charger|battery: whose fields it reads
+    kind = "threshold"            # threshold|rate|spread|drop|jump|flag|insulation|composite|
+                                  # ratio|flip
     severity = "major"            # info|warning|major|critical
     field = "max_temp_c"
     op = ">="
