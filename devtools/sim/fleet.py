@@ -27,11 +27,11 @@ import math
 import random
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from devtools.sim import envelope, plans
 from devtools.sim.envelope import china_time
+from devtools.sim.options import FleetOptions
 from ingest.decoders import (
     Alarm,
     CellTemperatures,
@@ -55,23 +55,6 @@ __all__ = ["GOOD_KINDS", "FleetOptions", "Message", "corrupt", "fleet_messages",
 SHENZHEN: Final = (114.06, 22.55)  # lon, lat of the city centre
 CELLS: Final = 96  # cells in series: a 350 V class pack
 PROBES: Final = 32
-
-
-@dataclass(frozen=True, slots=True)
-class FleetOptions:
-    vehicles: int = 3000
-    minutes: float = 10.0  # simulated time span per vehicle
-    interval_s: float = 10.0  # real-time reporting period (GB/T 32960.3: <= 30 s)
-    share_2025: float = 0.4  # share of vehicles speaking the 2025 edition
-    bad_ratio: float = 0.002  # share of frames corrupted on the way
-    gap_ratio: float = 0.05  # share of vehicles with a network gap, reissued later
-    runaway: bool = True  # one vehicle goes into thermal runaway near the end
-    seed: int = 1
-    end_ms: int = 1_782_878_400_000  # simulated "now" (2026-07-01 12:00 +08:00 by default)
-    vin_prefix: str = "LNEVSIM"  # also names the run's operators and pack codes (plans.tag_of)
-    chargers: int = 0  # charging piles, two connectors each (devtools.sim.chargers)
-    packs: int = 0  # standalone packs: swap stations, storage, second life (devtools.sim.packs)
-    tcec_share: float = 0.3  # share of piles whose operator reports them by T/CEC 102 pushes
 
 
 # Message kinds of good records; every other kind is bad on purpose (a dead letter).

@@ -26,13 +26,11 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from devtools.sim.envelope import vin_of
+from devtools.sim.options import FleetOptions
 from ingest.decoders.pack_code import encode_date_code
-
-if TYPE_CHECKING:  # fleet imports this module: the options' type only
-    from devtools.sim.fleet import FleetOptions
 
 __all__ = [
     "CAPACITY_KWH",
