@@ -38,7 +38,7 @@ from ingest.decoders.battery import (
     encode_pack_frame,
 )
 
-__all__ = ["PackSpot", "pack_messages", "spot_of"]
+__all__ = ["PackSpot", "pack_frame", "pack_messages"]
 
 CELLS: Final = 96
 PROBES: Final = 32
@@ -102,10 +102,6 @@ class PackSpot:
         return 3, 50.0, 0.0
 
 
-def spot_of(o: FleetOptions, e: int) -> PackSpot:
-    return PackSpot(o, e)
-
-
 def _health(o: FleetOptions, spot: PackSpot) -> tuple[int, int]:
     """SOH % and cycle count: older packs further down their life."""
     u = plans.unit(o.seed, 36, spot.k)
@@ -113,7 +109,8 @@ def _health(o: FleetOptions, spot: PackSpot) -> tuple[int, int]:
     return base + int(10 * u), int((100 - base) * 40 + 300 * u)
 
 
-def _frame(o: FleetOptions, spot: PackSpot, t: int, edition: int) -> PackFrame:
+def pack_frame(o: FleetOptions, spot: PackSpot, t: int, edition: int) -> PackFrame:
+    """The real-time frame of ``spot``'s pack at ``t``."""
     rng = random.Random(o.seed * 1_000_003 + spot.k)  # per pack, the same each frame
     work, soc, current = spot.state(o, t)
     soh, cycles = _health(o, spot)
@@ -169,7 +166,7 @@ def _pack_tick(o: FleetOptions, e: int, n: int, t: int) -> Iterator[Message]:
     if n == 0 or (spot.from_ms is not None and t - p < spot.from_ms):
         login = _session(o, spot, t, edition, login=True)  # its first tick here
         yield Message(t, key, encode_pack_frame(login), "login", "battery")
-    raw = encode_pack_frame(_frame(o, spot, t, edition))
+    raw = encode_pack_frame(pack_frame(o, spot, t, edition))
     if plans.unit(o.seed, 37, e, n) < o.bad_ratio:
         bad, kind = corrupt(raw, random.Random(o.seed * 7919 + e * 31 + n))
         yield Message(t, key, bad, kind, "battery")
