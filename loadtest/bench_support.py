@@ -39,7 +39,6 @@ __all__ = [
     "consume_ceiling",
     "copy_ceiling",
     "kind_topics",
-    "preload",
     "preload_kind",
     "preload_kinds",
     "print_result",
@@ -156,23 +155,6 @@ async def preload_kind(
     finally:
         await producer.stop()
     progress("preload", result.frames, share * per_device * len(kinds), started)
-    return result.frames / (time.monotonic() - started)
-
-
-async def preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int) -> float:
-    """Create ``topic`` and fill it; returns the produce rate (frames/s)."""
-    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
-    total = vehicles * per_vehicle
-    start_ms = time.time_ns() // 1_000_000 - per_vehicle * 10_000
-    producer = bench_producer(env.kafka)
-    await producer.start()
-    started = time.monotonic()
-    try:
-        frames = realtime_frames(vehicles, per_vehicle, start_ms=start_ms)
-        result = await produce_messages(producer, topic, _messages(frames), progress=None)
-    finally:
-        await producer.stop()
-    progress("preload", result.frames, total, started)
     return result.frames / (time.monotonic() - started)
 
 
