@@ -1,9 +1,14 @@
-"""``nev-ingest loadgen``: realistic GB/T 32960 traffic for N simulated vehicles, into Kafka.
+"""``nev-ingest loadgen``: realistic traffic of simulated vehicles, charging piles and battery
+packs, into Kafka.
 
-The frames come from ``devtools.sim.fleet`` (both editions, logins, real-time and reissued data,
-some bad frames, one thermal runaway); they are produced to the vehicle raw topic the way a
-gateway would: key = VIN, value = the raw frame, headers ``received_at`` (now, epoch ms),
-``gateway`` and ``peer``. Bounded in count (``--vehicles`` x ``--minutes``, ``--max-frames``)
+The records come from ``devtools.sim.world`` (vehicles of both GB/T 32960 editions with logins,
+real-time and reissued data and one thermal runaway; piles in the charger profile, or as their
+operator's T/CEC 102 pushes; standalone packs; vehicles charging at the piles and swapping
+packs at the stations; some bad records), produced the way gateways would: to the raw topic
+of each kind (``kafka.topic_vehicle``, ``topic_charger``, ``topic_battery``) and the T/CEC
+topic (``kafka.topic_tcec``), key = the device identity, value = the raw frame (a push's JSON),
+headers ``received_at`` (now, epoch ms), ``gateway`` and ``peer`` (and the T/CEC headers).
+Bounded in count (``--vehicles``/``--chargers``/``--packs`` x ``--minutes``, ``--max-frames``)
 and time (``--max-seconds``); ``--rate`` paces it (0 = as fast as the broker takes it).
 
 Prints a progress line to stderr and, last, one JSON line with what it sent. A bad flag, an
@@ -18,12 +23,14 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 
-from devtools.sim.fleet import FleetOptions, fleet_messages, vin_of
+from devtools.sim.fleet import GOOD_KINDS, FleetOptions, vin_of
+from devtools.sim.world import world_messages
 
 __all__ = ["LoadResult", "produce_messages", "register", "run_loadgen"]
 
@@ -32,6 +39,11 @@ _CHUNK = 5000
 
 # What the flags accept: a laptop-to-cluster load test, not absurd values (a typo, a sign).
 MAX_VEHICLES = 1_000_000
+MAX_CHARGERS = 1_000_000  # piles (two connectors each)
+MAX_PACKS = 1_000_000
+# The T/CEC topic's default name (docs/kafka.md), for a configuration that predates the
+# ``kafka.topic_tcec`` setting.
+DEFAULT_TCEC_TOPIC: Final = "nev.charger.tcec"
 MAX_MINUTES = 7 * 24 * 60.0  # a simulated week
 MAX_RATE = 10_000_000.0
 MAX_FRAMES = 10**12
@@ -47,11 +59,12 @@ class LoadResult:
     seconds: float = 0.0
     stopped_by: str = "done"  # done | max_frames | max_seconds
     runaway_vin: str | None = None
-    topic: str = ""
+    topic: str = ""  # the vehicle topic (or the one topic of a single-topic run)
+    by_topic: Counter[str] = field(default_factory=Counter)
 
     @property
     def bad(self) -> int:
-        return sum(n for k, n in self.by_kind.items() if k not in ("login", "realtime", "reissue"))
+        return sum(n for k, n in self.by_kind.items() if k not in GOOD_KINDS)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +76,7 @@ class LoadResult:
             "stopped_by": self.stopped_by,
             "runaway_vin": self.runaway_vin,
             "topic": self.topic,
+            "by_topic": dict(self.by_topic),
         }
 
 
@@ -91,7 +105,7 @@ class Progress:
 
 async def produce_messages(
     producer: Any,
-    topic: str,
+    topic: str | Mapping[str, str],
     messages: Any,
     *,
     rate: float = 0.0,
@@ -100,9 +114,12 @@ async def produce_messages(
     gateway: str | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Send ``messages`` (``fleet.Message``) with gateway headers; paced by ``rate`` frames/s."""
+    """Send ``messages`` (``fleet.Message``) with gateway headers; paced by ``rate`` frames/s.
+    ``topic``: one topic for all, or the topic of each message's ``topic`` role (vehicle,
+    charger, battery, tcec)."""
     gw = (gateway or f"loadgen-{socket.gethostname()}").encode()
-    result = LoadResult(topic=topic)
+    single, roles = (topic, {}) if isinstance(topic, str) else ("", topic)
+    result = LoadResult(topic=single or roles.get("vehicle", ""))
     started = time.monotonic()
     pending: list[asyncio.Future[Any]] = []
     for msg in messages:
@@ -124,10 +141,13 @@ async def produce_messages(
             ("received_at", str(time.time_ns() // 1_000_000).encode()),
             ("gateway", gw),
             ("peer", peer.encode()),
+            *msg.headers,
         ]
-        pending.append(await producer.send(topic, msg.value, key=msg.key, headers=headers))
+        name = single or roles[msg.topic]
+        pending.append(await producer.send(name, msg.value, key=msg.key, headers=headers))
         result.frames += 1
         result.by_kind[msg.kind] += 1
+        result.by_topic[name] += 1
         if len(pending) >= _CHUNK:
             await asyncio.gather(*pending)
             pending.clear()
@@ -142,9 +162,41 @@ async def produce_messages(
 
 
 def expected_frames(o: FleetOptions) -> int:
-    """Roughly how many frames a fleet sends (for the progress percentage)."""
-    per_vehicle = int(o.minutes * 60 / o.interval_s) + 1
-    return o.vehicles * per_vehicle + (135 if o.runaway else 0)
+    """Roughly how many records the simulation sends (for the progress percentage)."""
+    per_device = int(o.minutes * 60 / o.interval_s) + 1
+    devices = o.vehicles + o.chargers + o.packs
+    return devices * per_device + (135 if o.runaway else 0)
+
+
+def topics_of(
+    settings: Any, options: FleetOptions, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The topic of each record role the options produce (vehicle, charger, tcec, battery),
+    from the settings, ``overrides`` winning."""
+    kafka = settings.kafka
+    # ``kafka.topic_tcec`` comes with the pipeline's T/CEC consumer; before it, the default.
+    names = {
+        "vehicle": kafka.topic_vehicle,
+        "charger": kafka.topic_charger,
+        "tcec": getattr(kafka, "topic_tcec", DEFAULT_TCEC_TOPIC),
+        "battery": kafka.topic_battery,
+    }
+    names.update(overrides or {})
+    used = ["vehicle"]
+    if options.chargers:
+        used += ["charger"] if options.tcec_share < 1 else []
+        used += ["tcec"] if options.tcec_share > 0 else []
+    if options.packs:
+        used.append("battery")
+    return {role: names[role] for role in used}
+
+
+_SETTING_OF: Final = {
+    "vehicle": "kafka.topic_vehicle",
+    "charger": "kafka.topic_charger",
+    "tcec": "kafka.topic_tcec",
+    "battery": "kafka.topic_battery",
+}
 
 
 async def run_loadgen(
@@ -156,19 +208,24 @@ async def run_loadgen(
     max_seconds: float | None = 600.0,
     topic: str | None = None,
     progress_stream: IO[str] | None = sys.stderr,
+    topics: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Produce the fleet's traffic to Kafka (``settings``: the ``ingest.config.Settings``)."""
+    """Produce the simulation's traffic to Kafka (``settings``: the ``ingest.config.Settings``;
+    ``topic`` the vehicle topic, ``topics`` any role's, else the settings')."""
     from aiokafka import AIOKafkaProducer
 
     from ingest.wiring import check_topics, kafka_client_options
 
-    name = topic or settings.kafka.topic_vehicle
+    overrides = dict(topics or {})
+    if topic:
+        overrides["vehicle"] = topic
+    names = topics_of(settings, options, overrides)
+    keys = {
+        name: ("--topic" if role == "vehicle" and topic else _SETTING_OF[role])
+        for role, name in names.items()
+    }
     # One request timeout is the configured patience, for the topic check as for the producer.
-    await check_topics(
-        settings.kafka,
-        {name: "--topic" if topic else "kafka.topic_vehicle"},
-        settings.kafka.request_timeout_ms / 1000,
-    )
+    await check_topics(settings.kafka, keys, settings.kafka.request_timeout_ms / 1000)
     producer = AIOKafkaProducer(
         **kafka_client_options(settings.kafka),
         acks="all",
@@ -194,8 +251,8 @@ async def run_loadgen(
     try:
         result = await produce_messages(
             producer,
-            name,
-            fleet_messages(options),
+            names,
+            world_messages(options),
             rate=rate,
             max_frames=max_frames,
             max_seconds=max_seconds,
@@ -215,7 +272,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "loadgen",
-        help="produce realistic GB/T 32960 traffic for simulated vehicles to Kafka",
+        help="produce realistic traffic of simulated vehicles, chargers and packs to Kafka",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     d = FleetOptions()
@@ -224,6 +281,24 @@ def register(sub: Any) -> None:
         type=int_range(1, MAX_VEHICLES),
         default=d.vehicles,
         help=f"simulated vehicles, 1..{MAX_VEHICLES}",
+    )
+    p.add_argument(
+        "--chargers",
+        type=int_range(0, MAX_CHARGERS),
+        default=d.chargers,
+        help=f"simulated charging piles (two connectors each), 0..{MAX_CHARGERS}",
+    )
+    p.add_argument(
+        "--packs",
+        type=int_range(0, MAX_PACKS),
+        default=d.packs,
+        help=f"simulated standalone battery packs (stations, storage, second life), 0..{MAX_PACKS}",
+    )
+    p.add_argument(
+        "--tcec-share",
+        type=float_range(0, 1),
+        default=d.tcec_share,
+        help="share of piles reported by their operator's T/CEC 102 pushes",
     )
     p.add_argument(
         "--minutes",
@@ -244,7 +319,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--bad-ratio", type=float_range(0, 1), default=d.bad_ratio, help="corrupted frame share"
     )
-    p.add_argument("--no-runaway", action="store_true", help="no thermal-runaway vehicle")
+    p.add_argument(
+        "--no-runaway",
+        action="store_true",
+        help="no incidents: no thermal-runaway vehicle, no connector stuck in fault",
+    )
     p.add_argument("--seed", type=int_range(0, 2**63 - 1), default=d.seed)
     p.add_argument(
         "--rate",
@@ -278,6 +357,9 @@ def _main(args: argparse.Namespace) -> int:
     settings = dev_settings_from_args(args)
     options = FleetOptions(
         vehicles=args.vehicles,
+        chargers=args.chargers,
+        packs=args.packs,
+        tcec_share=args.tcec_share,
         minutes=args.minutes,
         interval_s=args.interval_s,
         share_2025=args.share_2025,
@@ -298,9 +380,10 @@ def _main(args: argparse.Namespace) -> int:
             )
         )
     except (OSError, TimeoutError, KafkaError) as exc:
-        topic = args.topic or settings.kafka.topic_vehicle
+        chosen = {"vehicle": args.topic} if args.topic else {}
+        topics = ", ".join(topics_of(settings, options, chosen).values())
         raise UserError(
-            f"cannot produce to topic {topic} at kafka.bootstrap_servers = "
+            f"cannot produce to {topics} at kafka.bootstrap_servers = "
             f"{settings.kafka.bootstrap_servers} ({exc or type(exc).__name__}); is the broker "
             "up and the topic created? (nev-ingest devstack up)"
         ) from None

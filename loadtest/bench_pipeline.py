@@ -1,14 +1,19 @@
 """Pipeline benchmark: frames/s end to end, against two ceilings measured in the same run.
 
-    python -m loadtest.bench_pipeline [--frames 1000000] [--workers 1,2] [--steady-s 60]
+    python -m loadtest.bench_pipeline [--kind vehicle|charger|battery|mixed] [--frames 1000000]
+                                      [--devices 10000] [--workers 1,2] [--steady-s 60]
 
 Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``NEV_*``).
 
-1. preload a fresh 12-partition topic with ``--frames`` real-time frames (``bench_frames``);
-2. ceiling "consume": raw aiokafka consumption of the whole topic in a fresh group (getmany,
-   nothing else);
-3. ceiling "copy": raw binary COPY of the same rows (decoded beforehand, not timed) into the
-   same tables of a fresh database, 5,000-frame transactions, one connection;
+1. preload fresh 12-partition topics with ``--frames`` real-time frames of ``--kind``
+   (``bench_frames``: vehicles, charging piles, standalone packs; ``mixed``: a third of the
+   devices of each kind, each kind on its own topic as in production);
+2. ceiling "consume": raw aiokafka consumption of the whole topic(s) in a fresh group
+   (getmany, nothing else);
+3. ceiling "copy" (vehicles): raw binary COPY of the same rows (decoded beforehand, not
+   timed) into the same tables of a fresh database, 5,000-frame transactions, one connection;
+   for the other kinds it is left out (``null``): the COPY of their rows is the storage
+   writer's, measured by its own benchmark;
 4. ``nev-ingest run --workers N`` for each N, each on a fresh database and consumer group:
    frames/s from its first commit until the database holds the topic's end offsets; RSS of
    each worker (max over the run);
@@ -34,7 +39,9 @@ from loadtest.bench_support import (
     BenchEnv,
     consume_ceiling,
     copy_ceiling,
-    preload,
+    kind_topics,
+    preload_kind,
+    preload_kinds,
     print_result,
     run_pipeline,
     steady_state,
@@ -63,32 +70,39 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=args.partitions)
     run_id = uuid.uuid4().hex[:8]
     topic = f"bench.pipeline.{run_id}"
-    vehicles = args.vehicles
-    per_vehicle = -(-args.frames // vehicles)
-    frames = vehicles * per_vehicle
+    topics = kind_topics(topic)
+    kinds = preload_kinds(args.kind)
+    per_kind = max(1, args.devices // len(kinds))
+    per_device = -(-args.frames // (per_kind * len(kinds)))
+    frames = per_kind * per_device * len(kinds)
+    loaded = [topics[k] for k in kinds]
     out: dict[str, Any] = {
         "benchmark": "pipeline",
+        "kind": args.kind,
         "frames": frames,
-        "vehicles": vehicles,
+        "devices": per_kind * len(kinds),
         "partitions": args.partitions,
         "batch_max_frames": env.settings.pipeline.batch_max_frames,
         "batch_linger_ms": env.settings.pipeline.batch_linger_ms,
         "machine": _machine(),
     }
-    produced = await preload(env, topic, vehicles, per_vehicle)
+    produced = await preload_kind(env, topics, args.kind, args.devices, per_device)
     out["preload_frames_per_s"] = round(produced)
-    consume = await consume_ceiling(env, topic, frames)
+    consume = await consume_ceiling(env, loaded, frames)
     out["ceiling_consume_frames_per_s"] = round(consume)
-    copy = await copy_ceiling(env, topic, frames, run_id)
-    out["ceiling_copy_frames_per_s"] = round(copy)
-    lower = min(consume, copy)
+    lower = consume
+    out["ceiling_copy_frames_per_s"] = None
+    if args.kind == "vehicle":
+        copy = await copy_ceiling(env, topics["vehicle"], frames, run_id)
+        out["ceiling_copy_frames_per_s"] = round(copy)
+        lower = min(consume, copy)
     out["ceiling_lower_frames_per_s"] = round(lower)
     out["ceiling_consume_cpu_us_per_frame"] = round(CPU_US.get("consume", 0.0), 1)
     out["ceiling_copy_client_cpu_us_per_frame"] = round(CPU_US.get("copy", 0.0), 1)
     out["decode_cpu_us_per_frame"] = round(CPU_US.get("decode", 0.0), 1)
     out["rules_cpu_us_per_frame"] = round(CPU_US.get("rules", 0.0), 1)
     for n in args.workers:
-        res = await run_pipeline(env, topic, frames, workers=n, tag=f"{run_id}w{n}")
+        res = await run_pipeline(env, topics, frames, workers=n, tag=f"{run_id}w{n}")
         out[f"pipeline_{n}w_frames_per_s"] = round(res.rate)
         out[f"pipeline_{n}w_vs_lower_ceiling"] = round(res.rate / lower, 3)
         out[f"pipeline_{n}w_rss_mb_per_worker"] = res.rss_mb
@@ -96,7 +110,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         out[f"pipeline_{n}w_cpu_us_per_frame"] = res.cpu_us_per_frame
         out[f"pipeline_{n}w_cpu_busy"] = res.cpu_busy
     one = out.get("pipeline_1w_frames_per_s")
-    if args.steady_s > 0 and one:
+    if args.steady_s > 0 and one and args.kind == "vehicle":
         rate = one * 0.5
         hist = await steady_state(env, f"{topic}.steady", rate=rate, seconds=args.steady_s)
         out["steady_rate_frames_per_s"] = round(rate)
@@ -116,8 +130,14 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--kind", choices=("vehicle", "charger", "battery", "mixed"), default="vehicle",
+        help="entity kind of the frames (mixed: a third each, each on its topic)",
+    )  # fmt: skip
     p.add_argument("--frames", type=int, default=1_000_000)
-    p.add_argument("--vehicles", type=int, default=10_000)
+    p.add_argument(
+        "--devices", "--vehicles", type=int, default=10_000, help="devices (of all kinds)"
+    )
     p.add_argument("--partitions", type=int, default=12)
     p.add_argument(
         "--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],

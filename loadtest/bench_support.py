@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -23,10 +24,11 @@ from devtools.devstack.kafka import ensure_topics
 from devtools.devstack.process import free_port
 from devtools.loadgen import produce_messages
 from devtools.settings import load_dev_settings
-from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.bench_frames import KINDS, frames_of_kind, realtime_frames
 from devtools.sim.fleet import Message
 from devtools.sim.promtext import fetch, parse_histogram
 from ingest.config import Settings
+from ingest.config.kafka_settings import KafkaSettings
 from loadtest.bench_copy import copy_rows
 from loadtest.clients import bench_producer, fresh_consumer
 
@@ -36,7 +38,9 @@ __all__ = [
     "PipelineRun",
     "consume_ceiling",
     "copy_ceiling",
-    "preload",
+    "kind_topics",
+    "preload_kind",
+    "preload_kinds",
     "print_result",
     "run_pipeline",
     "steady_state",
@@ -113,30 +117,49 @@ class BenchEnv:
             await self.drop(self.dsn_of(name))
 
 
-def _messages(pairs: Any) -> Any:
+def _messages(pairs: Any, role: str = "vehicle") -> Any:
     for key, value in pairs:
-        yield Message(0, key, value, "realtime")
+        yield Message(0, key, value, "realtime", role)
 
 
-async def preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int) -> float:
-    """Create ``topic`` and fill it; returns the produce rate (frames/s)."""
-    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
-    total = vehicles * per_vehicle
-    start_ms = time.time_ns() // 1_000_000 - per_vehicle * 10_000
+def kind_topics(base: str) -> dict[str, str]:
+    """A fresh topic for each raw topic setting of the service: the run's kinds carry frames,
+    the others stay empty, so the service reads nothing but the benchmark's records (the T/CEC
+    topic only where the build has ``kafka.topic_tcec``)."""
+    roles = [*KINDS]
+    if "topic_tcec" in {f.name for f in dataclasses.fields(KafkaSettings)}:
+        roles.append("tcec")
+    return {role: f"{base}.{role}" for role in roles}
+
+
+def preload_kinds(kind: str) -> tuple[str, ...]:
+    return KINDS if kind == "mixed" else (kind,)
+
+
+async def preload_kind(
+    env: BenchEnv, topics: dict[str, str], kind: str, devices: int, per_device: int
+) -> float:
+    """Create the topics and fill those of ``kind`` (``mixed``: a third of the devices of each
+    kind, interleaved); returns the produce rate (frames/s)."""
+    await ensure_topics(env.kafka, {t: 12 for t in topics.values()}, replication_factor=1)
+    kinds = preload_kinds(kind)
+    share = max(1, devices // len(kinds))
+    start_ms = time.time_ns() // 1_000_000 - per_device * 10_000
+    streams = [_messages(frames_of_kind(k, share, per_device, start_ms=start_ms), k) for k in kinds]
     producer = bench_producer(env.kafka)
     await producer.start()
     started = time.monotonic()
     try:
-        frames = realtime_frames(vehicles, per_vehicle, start_ms=start_ms)
-        result = await produce_messages(producer, topic, _messages(frames), progress=None)
+        mixed = (m for group in zip(*streams, strict=True) for m in group)
+        result = await produce_messages(producer, topics, mixed, progress=None)
     finally:
         await producer.stop()
-    progress("preload", result.frames, total, started)
+    progress("preload", result.frames, share * per_device * len(kinds), started)
     return result.frames / (time.monotonic() - started)
 
 
-async def consume_ceiling(env: BenchEnv, topic: str, total: int) -> float:
-    """Raw aiokafka consumption of the whole topic in a fresh group (frames/s)."""
+async def consume_ceiling(env: BenchEnv, topic: str | list[str], total: int) -> float:
+    """Raw aiokafka consumption of the whole topic(s) in a fresh group (frames/s)."""
     consumer = fresh_consumer(env.kafka, topic, "bench-raw", fetch_max_bytes=32 * 1024 * 1024)
     await consumer.start()
     n, started, cpu0 = 0, 0.0, 0.0
@@ -211,17 +234,21 @@ def _rss_mb(pid: int) -> float:
 
 
 class _Service:
-    def __init__(self, env: BenchEnv, topic: str, dsn: str, group: str, workers: int) -> None:
+    def __init__(
+        self, env: BenchEnv, topics: str | dict[str, str], dsn: str, group: str, workers: int
+    ) -> None:
         self.port = free_port()
         environ = dict(os.environ)  # NEV_PIPELINE_* etc. pass through; the rest is set here
+        roles = {"vehicle": topics} if isinstance(topics, str) else topics
         environ.update(
             NEV_KAFKA_BOOTSTRAP_SERVERS=env.kafka,
             NEV_POSTGRES_DSN=dsn,
-            NEV_KAFKA_TOPIC_VEHICLE=topic,
             NEV_KAFKA_GROUP_ID=group,
             NEV_METRICS_PORT=str(self.port),
             NEV_LOG_LEVEL="WARNING",
         )
+        for role, name in roles.items():
+            environ[f"NEV_KAFKA_TOPIC_{role.upper()}"] = name
         self.log = tempfile.NamedTemporaryFile(prefix="bench-run-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest", "run", "--workers", str(workers)],
@@ -240,42 +267,47 @@ class _Service:
         os.unlink(self.log.name)
 
 
-async def _stored(dsn: str, group: str, topic: str) -> int:
+async def _stored(dsn: str, group: str, topic: str | list[str]) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         value = await conn.fetchval(
             f"SELECT coalesce(sum(next_offset), 0) FROM {SCHEMA}.consumer_offsets "
-            "WHERE consumer_group = $1 AND topic = $2",
+            "WHERE consumer_group = $1 AND topic = ANY($2)",
             group,
-            topic,
+            [topic] if isinstance(topic, str) else topic,
         )
     finally:
         await conn.close()
     return int(value)
 
 
-async def _end_total(kafka: str, topic: str) -> int:
+async def _end_total(kafka: str, topic: str | list[str]) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
     await consumer.start()
     try:
         # A consumer without a subscription knows no topic until it asks for all of them.
         await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            raise SystemExit(f"bench: topic {topic} has no partitions")
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-        return sum(ends.values())
+        total = 0
+        for name in [topic] if isinstance(topic, str) else topic:
+            parts = consumer.partitions_for_topic(name) or set()
+            if not parts:
+                raise SystemExit(f"bench: topic {name} has no partitions")
+            ends = await consumer.end_offsets([TopicPartition(name, p) for p in parts])
+            total += sum(ends.values())
+        return total
     finally:
         await consumer.stop()
 
 
 async def run_pipeline(
-    env: BenchEnv, topic: str, total: int, *, workers: int, tag: str
+    env: BenchEnv, topic: str | dict[str, str], total: int, *, workers: int, tag: str
 ) -> PipelineRun:
-    """``nev-ingest run --workers N`` over the preloaded topic; rate from first commit to end."""
+    """``nev-ingest run --workers N`` over the preloaded topic (or the topic of each kind);
+    rate from the first commit to the end offsets stored."""
     dsn = await env.fresh_database(tag)
     group = f"bench-{tag}"
-    end = await _end_total(env.kafka, topic)
+    names = [topic] if isinstance(topic, str) else list(topic.values())
+    end = await _end_total(env.kafka, names)
     svc = _Service(env, topic, dsn, group, workers)
     rss: dict[int, float] = {}
     cpu_first: dict[int, float] = {}
@@ -283,7 +315,7 @@ async def run_pipeline(
     first_at, first_n, last_print = 0.0, 0, 0.0
     try:
         while True:
-            n = await _stored(dsn, group, topic)
+            n = await _stored(dsn, group, names)
             now = time.monotonic()
             for pid in _children(svc.proc.pid):
                 rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))

@@ -11,11 +11,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 __all__ = ["bench_producer", "fresh_consumer"]
 
 
-def fresh_consumer(kafka: str, topic: str, group: str, **more: Any) -> AIOKafkaConsumer:
-    """A consumer of ``topic`` from its first offset, in a new group named ``group-<random>``
-    (so no committed offset of an earlier run applies), committing nothing itself."""
+def fresh_consumer(kafka: str, topic: str | list[str], group: str, **more: Any) -> AIOKafkaConsumer:
+    """A consumer of ``topic`` (or topics) from its first offset, in a new group named
+    ``group-<random>`` (so no committed offset of an earlier run applies), committing nothing
+    itself."""
     return AIOKafkaConsumer(
-        topic,
+        *([topic] if isinstance(topic, str) else topic),
         bootstrap_servers=kafka,
         group_id=f"{group}-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",

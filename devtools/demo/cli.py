@@ -2,11 +2,15 @@
 
 1. start the dev stack (real Kafka and PostgreSQL as local processes) and migrate the schema;
 2. start the service (``nev-ingest run``, in the background, logging to the state directory);
-3. generate a few thousand simulated vehicles' traffic (both protocol editions, some bad frames,
-   one thermal runaway) into Kafka, with a progress line;
-4. wait until the service has stored everything, then print a summary: frames in, rows stored,
-   dead letters by reason, alerts raised, rate and latency, and a few regulator queries with
-   their output; and say how to look further and how to stop.
+3. generate the traffic of a few thousand simulated vehicles (both protocol editions, some bad
+   frames, one thermal runaway), a few hundred charging piles (charger profile and T/CEC 102
+   pushes, vehicles of the fleet charging there, one connector stuck in fault) and standalone
+   packs (swap stations where fleet vehicles swap packs, storage, second life) into Kafka,
+   with a progress line;
+4. wait until the service has stored everything, then print a summary: frames in, rows stored
+   per kind, one pack swap, one charging session, dead letters by reason, alerts raised per
+   kind, rate and latency, and a few regulator queries with their output; and say how to look
+   further and how to stop.
 
 ``nev-ingest demo --stop`` stops the demo's service (``nev-ingest devstack down`` the stack).
 """
@@ -35,6 +39,18 @@ def register(subparsers: Any) -> None:
     # A demo on one machine: bounded so that a typo cannot queue hours of traffic.
     p.add_argument(
         "--vehicles", type=int_range(1, 100_000), default=3000, help="simulated vehicles (3000)"
+    )
+    p.add_argument(
+        "--chargers",
+        type=int_range(0, 100_000),
+        default=200,
+        help="simulated charging piles, two connectors each (200)",
+    )
+    p.add_argument(
+        "--packs",
+        type=int_range(0, 100_000),
+        default=400,
+        help="simulated standalone battery packs (400)",
     )
     p.add_argument(
         "--minutes",

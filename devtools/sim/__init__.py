@@ -11,7 +11,15 @@ Which module for what:
   table it checks (``build``, ``block``, ``decode_json``, ``reject``).
 - ``fleet``: realistic traffic of both editions for the load generator, the demo and the
   pipeline integration tests -- vehicles that drive, charge and park, reissue after gaps, bad
-  frames, one thermal runaway (``fleet_messages``).
+  frames, one thermal runaway (``fleet_messages``); ``options``: its ``FleetOptions``.
+- ``chargers``: charging piles in the charger profile and their operators' T/CEC 102 pushes,
+  with sessions of the fleet's vehicles and one connector stuck in fault (``charger_messages``).
+- ``packs``: standalone battery packs in swap stations, storage, second life and recycling,
+  and the packs the fleet's vehicles swap (``pack_messages``).
+- ``plans``: the identities and couplings the three share, as pure functions of the options
+  and an index (who charges where and when, which swap takes which pack).
+- ``world``: all three kinds merged in time order, for the load generator and the demo
+  (``world_messages``).
 - ``bench_frames``: millions of distinct real-time frames fast, for benchmark preloads (fleet
   templates with the time patched in place).
 - ``scenarios``: decoded rows (no bytes) of a normal day and a thermal runaway, for the rule

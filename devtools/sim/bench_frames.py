@@ -1,50 +1,124 @@
-"""Many distinct real-time frames, fast: the benchmark's preload.
+"""Many distinct real-time frames, fast: the benchmark's preload, per entity kind.
 
 Encoding a full real-time frame costs ~40 us (structured encoder), so a million frames would
-take minutes. Instead each simulated vehicle (``devtools.sim.fleet``) encodes a few frames of
-different states once, and every frame after is one of those with its collection time patched
-in place and its BCC recomputed: real GB/T 32960 frames, each (VIN, time) unique, at ~3 us
-each. Both editions, by the fleet's share.
+take minutes. Instead each simulated device encodes a few frames of different states once, and
+every frame after is one of those with its collection time patched in place and its BCC
+recomputed: real frames, each (device, time) unique, at ~3 us each. Vehicles
+(``devtools.sim.fleet``, both editions by the fleet's share), charging piles (two connectors
+charging: status, output, vehicle/BMS and order blocks) and standalone packs
+(``devtools.sim.packs``); all three profiles put the 6-byte time first in the data unit.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 
-from devtools.sim.envelope import TIME_AT, reseal, time_bytes
+from devtools.sim import plans
+from devtools.sim.envelope import TIME_AT, china_time, reseal, time_bytes
 from devtools.sim.fleet import SimVehicle, vin_of
+from devtools.sim.options import FleetOptions
+from devtools.sim.packs import PackSpot, pack_frame
 from ingest.decoders import encode_frame
+from ingest.decoders.battery import encode_pack_frame
+from ingest.decoders.charger import (
+    ChargeOrder,
+    ChargerFrame,
+    ConnectorStatus,
+    Output,
+    VehicleDemand,
+    encode_charger_frame,
+)
 
-__all__ = ["realtime_frames"]
+__all__ = ["KINDS", "frames_of_kind", "realtime_frames"]
+
+KINDS = ("vehicle", "charger", "battery")
+_Templates = Callable[[int, int, int, int], tuple[bytes, list[bytes]]]
 
 
-def realtime_frames(
-    vehicles: int,
-    per_vehicle: int,
+def _vehicle(i: int, templates: int, start_ms: int, interval_ms: int) -> tuple[bytes, list[bytes]]:
+    rng = random.Random(7 * 1_000_003 + i)
+    edition = 2025 if rng.random() < 0.4 else 2016
+    v = SimVehicle(vin_of(i, "LNEVBEN"), random.Random(7 * 7919 + i), edition)
+    frames = []
+    for k in range(templates):
+        v.step(30.0)
+        frames.append(encode_frame(v.frame(start_ms + k * interval_ms)))
+    return v.vin.encode(), frames
+
+
+_BENCH = FleetOptions(vehicles=1, chargers=1_000_000, packs=1_000_000, vin_prefix="LNEVBEN")
+
+
+def _charger(i: int, templates: int, start_ms: int, interval_ms: int) -> tuple[bytes, list[bytes]]:
+    tag = plans.tag_of(_BENCH.vin_prefix)
+    op = plans.operator_of(i, _BENCH.chargers, tag)
+    charger_id = plans.charger_id_of(i, _BENCH.chargers, tag)
+    frames = []
+    for k in range(templates):
+        blocks: list[object] = []
+        for gun in range(plans.CONNECTORS_PER_PILE):
+            cid = plans.connector_id_of(i, gun, _BENCH.chargers, tag)
+            kw = 60.0 + (i + k + gun) % 40
+            volts = 380.0 + (i + 3 * k) % 40
+            blocks += [
+                ConnectorStatus(cid, 3, 50, 10),
+                Output(cid, volts, round(kw * 1000 / volts, 1), kw, 1.5 * k + gun, 35),
+                VehicleDemand(cid, vin_of(2 * i + gun, "LNEVBEN"), 40 + k, volts + 5, 200.0),
+                ChargeOrder(
+                    cid, f"{op}{i:08d}{gun + 1:02d}{0:08d}", 2, china_time(start_ms), 1.0, 0.5, 1.5
+                ),
+            ]
+        t = china_time(start_ms) + timedelta(milliseconds=k * interval_ms)
+        frame = ChargerFrame(0x02, charger_id, time=t, blocks=tuple(blocks))  # type: ignore[arg-type]
+        frames.append(encode_charger_frame(frame))
+    return charger_id.encode(), frames
+
+
+def _pack(i: int, templates: int, start_ms: int, interval_ms: int) -> tuple[bytes, list[bytes]]:
+    o = FleetOptions(packs=_BENCH.packs, end_ms=start_ms + 600_000, vin_prefix="LNEVBEN")
+    spot = PackSpot(o, i)
+    edition = 2025 if plans.unit(o.seed, 34, i) < 0.4 else 2016
+    frames = [
+        encode_pack_frame(pack_frame(o, spot, start_ms + k * interval_ms * 30, edition))
+        for k in range(templates)
+    ]
+    return spot.code.encode(), frames
+
+
+_BUILDERS: dict[str, _Templates] = {"vehicle": _vehicle, "charger": _charger, "battery": _pack}
+
+
+def frames_of_kind(
+    kind: str,
+    devices: int,
+    per_device: int,
     *,
     start_ms: int,
     interval_ms: int = 10_000,
     templates: int = 8,
-    share_2025: float = 0.4,
-    seed: int = 7,
 ) -> Iterator[tuple[bytes, bytes]]:
-    """``vehicles * per_vehicle`` (key, frame) pairs, interleaved in time like gateway traffic."""
-    rng = random.Random(seed)
-    bases: list[list[bytes]] = []
-    for i in range(vehicles):
-        edition = 2025 if rng.random() < share_2025 else 2016
-        v = SimVehicle(vin_of(i, "LNEVBEN"), random.Random(seed * 7919 + i), edition)
-        frames = []
-        for k in range(templates):
-            v.step(30.0)
-            frames.append(encode_frame(v.frame(start_ms + k * interval_ms)))
+    """``devices * per_device`` (key, frame) pairs of ``kind``, interleaved in time like
+    gateway traffic."""
+    build = _BUILDERS[kind]
+    keys, bases = [], []
+    for i in range(devices):
+        key, frames = build(i, templates, start_ms, interval_ms)
+        keys.append(key)
         bases.append(frames)
-    keys = [vin_of(i, "LNEVBEN").encode() for i in range(vehicles)]
-    for j in range(per_vehicle):
-        t = start_ms + j * interval_ms
-        stamp = time_bytes(t)
-        for i in range(vehicles):
+    for j in range(per_device):
+        stamp = time_bytes(start_ms + j * interval_ms)
+        for i in range(devices):
             frame = bytearray(bases[i][j % templates])
             frame[TIME_AT : TIME_AT + 6] = stamp
             yield keys[i], reseal(frame)
+
+
+def realtime_frames(
+    vehicles: int, per_vehicle: int, *, start_ms: int, interval_ms: int = 10_000
+) -> Iterator[tuple[bytes, bytes]]:
+    """``vehicles * per_vehicle`` vehicle (key, frame) pairs (``frames_of_kind("vehicle")``)."""
+    return frames_of_kind(
+        "vehicle", vehicles, per_vehicle, start_ms=start_ms, interval_ms=interval_ms
+    )

@@ -11,6 +11,12 @@ marker, a garbage record. One vehicle (``runaway``) goes into thermal runaway: i
 heats at 1.5 °C/s, it reports at 1 Hz once its BMS alarms (GB/T 32960.3 Annex B), and a cell's
 voltage collapses, which is what the GB 38031 rule must catch.
 
+With chargers and packs in the options (``devtools.sim.world``), some vehicles are coupled to
+them by ``devtools.sim.plans``: one parks at a simulated charger and charges there (its SOC
+is the plan's, which the charger reports too), another swaps its pack at a swap station
+(logout, then a login with the station's pack code). Every vehicle logs in with a valid
+GB/T 34014 code of its own pack (``plans.pack_code_of_vin``).
+
 Pure and deterministic for a seed (no clock, no I/O): ``loadgen`` puts the frames on Kafka.
 """
 
@@ -21,11 +27,11 @@ import math
 import random
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from devtools.sim import envelope
+from devtools.sim import envelope, plans
 from devtools.sim.envelope import china_time
+from devtools.sim.options import FleetOptions
 from ingest.decoders import (
     Alarm,
     CellTemperatures,
@@ -34,6 +40,7 @@ from ingest.decoders import (
     Extremes,
     Frame,
     Login,
+    Logout,
     Motor,
     Position,
     TemperaturePack,
@@ -42,7 +49,7 @@ from ingest.decoders import (
     encode_frame,
 )
 
-__all__ = ["FleetOptions", "Message", "fleet_messages", "vin_of"]
+__all__ = ["GOOD_KINDS", "FleetOptions", "Message", "corrupt", "fleet_messages", "vin_of"]
 
 
 SHENZHEN: Final = (114.06, 22.55)  # lon, lat of the city centre
@@ -50,27 +57,22 @@ CELLS: Final = 96  # cells in series: a 350 V class pack
 PROBES: Final = 32
 
 
-@dataclass(frozen=True, slots=True)
-class FleetOptions:
-    vehicles: int = 3000
-    minutes: float = 10.0  # simulated time span per vehicle
-    interval_s: float = 10.0  # real-time reporting period (GB/T 32960.3: <= 30 s)
-    share_2025: float = 0.4  # share of vehicles speaking the 2025 edition
-    bad_ratio: float = 0.002  # share of frames corrupted on the way
-    gap_ratio: float = 0.05  # share of vehicles with a network gap, reissued later
-    runaway: bool = True  # one vehicle goes into thermal runaway near the end
-    seed: int = 1
-    end_ms: int = 1_782_878_400_000  # simulated "now" (2026-07-01 12:00 +08:00 by default)
-    vin_prefix: str = "LNEVSIM"
+# Message kinds of good records; every other kind is bad on purpose (a dead letter).
+GOOD_KINDS: frozenset[str] = frozenset({"login", "realtime", "reissue", "logout", "tcec"})
 
 
 class Message(NamedTuple):
-    """One Kafka record to produce: key = VIN, value = the raw frame."""
+    """One Kafka record to produce: key = the device identity, value = the raw frame (or a
+    T/CEC push's JSON), to the raw topic of ``topic`` (vehicle | charger | battery | tcec)."""
 
     t_ms: int  # frame time (simulation clock), for ordering
     key: bytes
     value: bytes
-    kind: str  # login | realtime | reissue | bad_checksum | truncated | bad_start | garbage
+    # login | realtime | reissue | logout | tcec; bad: bad_checksum | truncated | bad_start |
+    # garbage | tcec_bad_json | tcec_missing_field | tcec_bad_code
+    kind: str
+    topic: str = "vehicle"
+    headers: tuple[tuple[str, bytes], ...] = ()  # beyond the gateway's (T/CEC: interface ...)
 
 
 def vin_of(i: int, prefix: str = "LNEVSIM") -> str:
@@ -238,8 +240,9 @@ class SimVehicle:
             blocks=tuple(blocks),  # type: ignore[arg-type]
         )
 
-    def login(self, t_ms: int, seq: int) -> Frame:
-        codes = (f"0RJPEA{self.vin[-10:]}{seq:08d}",)
+    def login(self, t_ms: int, seq: int, codes: tuple[str, ...] | None = None) -> Frame:
+        """A login (0x01) with ``codes`` (default: the vehicle's own pack, by its VIN)."""
+        codes = codes or (plans.pack_code_of_vin(self.vin),)
         body = Login(
             login_seq=seq,
             # zlib.crc32, not hash(): str hashes change per process (PYTHONHASHSEED), and the
@@ -254,8 +257,26 @@ class SimVehicle:
             edition=self.edition, command=0x01, vin=self.vin, time=china_time(t_ms), body=body
         )
 
+    def logout(self, t_ms: int, seq: int) -> Frame:
+        return Frame(
+            edition=self.edition,
+            command=0x04,
+            vin=self.vin,
+            time=china_time(t_ms),
+            body=Logout(seq),
+        )
 
-def _corrupt(raw: bytes, rng: random.Random) -> tuple[bytes, str]:
+    def charge_at(self, plan: plans.ChargePlan, t_ms: int) -> None:
+        """Parked at the plan's connector: charging in its window, the SOC the plan's."""
+        self.mode = "charge" if plan.start_ms <= t_ms < plan.end_ms else "park"
+        self.speed = 0.0
+        self.soc = plan.soc_at(t_ms)
+        pack_v = 96 * (3.40 + 0.0075 * self.soc)
+        self.current = -plan.power_at(t_ms) * 1000 / pack_v if self.mode == "charge" else 0.4
+
+
+def corrupt(raw: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """``raw`` damaged as gateways see it, and the kind of damage."""
     kind = rng.choices(("bad_checksum", "truncated", "bad_start", "garbage"), (5, 3, 1, 1))[0]
     if kind == "bad_checksum":
         i = rng.randrange(24, len(raw) - 1)  # a data byte: the BCC no longer matches
@@ -279,7 +300,12 @@ def _vehicle_stream(i: int, o: FleetOptions, start_ms: int) -> Iterator[Message]
         v.mode, v.soc, v.fast_charge = "charge", 70.0, True
         v.heating_from = o.end_ms - 150_000
         v.collapse_at = v.heating_from + 35_000
-    yield Message(t, key, encode_frame(v.login(t, 1 + i % 65000)), "login")
+    charge = plans.vehicle_charge(o, i)
+    swap = plans.swap_of_vehicle(o, i)
+    if swap is not None:
+        v.mode, v.soc = "park", swap.soc_out  # waiting at the swap station
+    seq = 1 + i % 65000
+    yield Message(t, key, encode_frame(v.login(t, seq)), "login")
     gap_from = rng.randrange(start_ms, o.end_ms) if rng.random() < o.gap_ratio else None
     held: list[Message] = []
     while t < o.end_ms:
@@ -287,6 +313,15 @@ def _vehicle_stream(i: int, o: FleetOptions, start_ms: int) -> Iterator[Message]
         if t >= o.end_ms:
             break
         v.step(1.0 if v.alarm >= 3 else o.interval_s)
+        if charge is not None:
+            v.charge_at(charge, t)
+        elif swap is not None:
+            step = _swap_step(v, swap, t, seq)
+            if step is not None:
+                seq, frame, kind = step
+                if frame is not None:
+                    yield Message(t, key, encode_frame(frame), kind)
+                continue
         if gap_from is not None and gap_from <= t < gap_from + 6 * period:
             held.append(Message(t, key, encode_frame(v.frame(t, 0x03)), "reissue"))
             continue
@@ -295,10 +330,30 @@ def _vehicle_stream(i: int, o: FleetOptions, start_ms: int) -> Iterator[Message]
         held = []
         raw = encode_frame(v.frame(t))
         if not runaway and rng.random() < o.bad_ratio:
-            bad, kind = _corrupt(raw, rng)
+            bad, kind = corrupt(raw, rng)
             yield Message(t, key, bad, kind)
             continue
         yield Message(t, key, raw, "realtime")
+
+
+def _swap_step(
+    v: SimVehicle, swap: plans.SwapPlan, t: int, seq: int
+) -> tuple[int, Frame | None, str] | None:
+    """What a swapping vehicle sends at ``t`` instead of real-time data: the logout at the
+    station, nothing during the swap, the login with the station's pack; ``None``: as usual."""
+    if t < swap.out_ms:
+        v.mode, v.soc, v.speed = "park", swap.soc_out, 0.0
+        return None
+    if v.mode == "park" and t < swap.in_ms:  # the first tick at the station
+        v.mode = "swapping"
+        return seq, v.logout(t, seq), "logout"
+    if t < swap.in_ms:
+        return seq, None, ""
+    if v.mode == "swapping":
+        v.mode, v.soc = "drive", swap.soc_in
+        seq = seq % 65000 + 1
+        return seq, v.login(t, seq, (swap.new_code,)), "login"
+    return None
 
 
 def fleet_messages(o: FleetOptions) -> Iterator[Message]:

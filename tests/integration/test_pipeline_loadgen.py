@@ -1,5 +1,6 @@
-"""``nev-ingest loadgen`` against the real broker: key = VIN, value = the raw frame, gateway
-headers; bounded by --max-frames and --max-seconds; last line one JSON object."""
+"""``nev-ingest loadgen`` against the real broker: key = the device identity, value = the raw
+frame (a T/CEC push's JSON), gateway headers, each kind on its topic; bounded by --max-frames
+and --max-seconds; last line one JSON object."""
 
 from __future__ import annotations
 
@@ -8,16 +9,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
 
+from devtools.loadgen import run_loadgen
+from devtools.settings import load_dev_settings
+from devtools.sim.fleet import FleetOptions
+from ingest.decoders.battery import decode_pack_rows
+from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.pipeline import wire
 from tests.integration.pipeline_support import read_topic
 
 pytestmark = pytest.mark.integration
+
+DECODERS: dict[str, Callable[[bytes], Any]] = {
+    "vehicle": decode_rows,
+    "charger": decode_charger_rows,
+    "battery": decode_pack_rows,
+}
 
 
 def _loadgen(kafka: str, *args: str) -> tuple[dict[str, object], float]:
@@ -75,3 +88,50 @@ async def test_loadgen_stops_after_max_seconds(
     assert summary["stopped_by"] == "max_seconds"
     assert 200 <= int(str(summary["frames"])) <= 700  # ~300 frames/s for 1.5 s
     assert took < 60
+
+
+async def test_loadgen_of_three_kinds_puts_each_on_its_topic(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # In process, to name a T/CEC topic of its own before kafka.topic_tcec exists everywhere.
+    topics = {role: unique_topic(2, f"lg-{role}") for role in ("vehicle", "charger", "tcec")}
+    topics["battery"] = unique_topic(2, "lg-battery")
+    settings = load_dev_settings(overrides={"kafka.bootstrap_servers": kafka_bootstrap})
+    options = FleetOptions(
+        vehicles=20, chargers=6, packs=20, minutes=3, tcec_share=0.5, end_ms=int(time.time() * 1000)
+    )
+    result = await run_loadgen(settings, options, topics=topics, progress_stream=None)
+    assert result.stopped_by == "done"
+    assert set(result.by_topic) == set(topics.values())
+    for role, name in topics.items():
+        records = await read_topic(kafka_bootstrap, name, expect=result.by_topic[name])
+        assert len(records) == result.by_topic[name] > 0
+        for r in records:
+            names = [h[0] for h in r.headers]
+            assert names[:3] == [wire.RECEIVED_AT, wire.GATEWAY, wire.PEER]
+            if role == "tcec":
+                assert names[3:] == ["tcec_interface", "tcec_operator_id", "tcec_timestamp"]
+                h = {k: v.decode() for k, v in r.headers}
+                assert r.key.decode().split(":")[0] == h["tcec_operator_id"]
+                continue
+            try:
+                rows = DECODERS[role](r.value)
+            except FrameError:
+                continue  # corrupted on purpose
+            identity = {"vehicle": "vin", "charger": "charger_id", "battery": "pack_code"}[role]
+            assert r.key.decode() == getattr(rows, identity)
+
+
+async def test_loadgen_cli_takes_chargers_and_packs(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    vehicle, charger, battery = (unique_topic(1, f"lg-{k}") for k in ("v", "c", "b"))
+    summary, _ = _loadgen(
+        kafka_bootstrap, "--vehicles", "5", "--chargers", "3", "--packs", "10",
+        "--tcec-share", "0", "--minutes", "2", "--topic", vehicle,
+        "--set", f"kafka.topic_charger={charger}", "--set", f"kafka.topic_battery={battery}",
+    )  # fmt: skip
+    by_topic = summary["by_topic"]
+    assert isinstance(by_topic, dict)
+    assert set(by_topic) == {vehicle, charger, battery}
+    assert summary["frames"] == sum(by_topic.values())

@@ -115,6 +115,12 @@ RANGE_CASES = [
     (("loadgen", "--rate", "-5"), ("argument --rate",)),
     (("loadgen", "--interval-s", "0"), ("argument --interval-s",)),
     (("loadgen", "--max-seconds", "0"), ("argument --max-seconds",)),
+    (("loadgen", "--chargers", "-1"), ("argument --chargers", "from 0 to 1000000")),
+    (("loadgen", "--packs", "1000001"), ("argument --packs", "from 0 to 1000000")),
+    (("loadgen", "--packs", "many"), ("argument --packs",)),
+    (("loadgen", "--tcec-share", "1.5"), ("argument --tcec-share", "from 0 to 1")),
+    (("demo", "--chargers", "-3"), ("argument --chargers",)),
+    (("demo", "--packs", "100001"), ("argument --packs",)),
     (
         ("loadgen", "--topic", "bad topic!"),
         ("argument --topic: expected a Kafka topic name", "'bad topic!'"),

@@ -8,12 +8,16 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from alerts import RuleEngine, RuleSet
-from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.bench_frames import frames_of_kind, realtime_frames
 from devtools.sim.fleet import FleetOptions, fleet_messages, vin_of
+from ingest.decoders.battery import decode_pack_rows
+from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 
@@ -85,3 +89,17 @@ def test_the_fleet_is_the_same_bytes_for_a_seed_in_every_process() -> None:
         for seed in ("1", "2")
     }
     assert len(digests) == 1, digests
+
+
+@pytest.mark.parametrize("kind", ["charger", "battery"])
+def test_bench_frames_of_chargers_and_packs_are_distinct_real_frames(kind: str) -> None:
+    decoders: dict[str, Callable[[bytes], Any]] = {
+        "charger": decode_charger_rows,
+        "battery": decode_pack_rows,
+    }
+    decode = decoders[kind]
+    pairs = list(frames_of_kind(kind, 20, 5, start_ms=END_MS - 60_000))
+    decoded = [(key, decode(value)) for key, value in pairs]
+    ident = "charger_id" if kind == "charger" else "pack_code"
+    assert all(key.decode() == getattr(rows, ident) for key, rows in decoded)
+    assert len({(key, rows.ts_ms) for key, rows in decoded}) == len(pairs) == 100
