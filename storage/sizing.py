@@ -41,7 +41,7 @@ INDEX_BYTES_PER_ROW: Final[dict[str, int]] = {
     "charger_faults": 109,
     "pack_telemetry": 95,
     "pack_alarm_events": 88,
-    "pack_sessions": 148,
+    "pack_sessions": 131,
 }
 # Rows per report of the table's entity. A vehicle's real-time frame: one vehicle row, one
 # drive motor, one pack; alarms are rare (1 % of frames is generous); logins a few a day. A
