@@ -95,8 +95,7 @@ async def load_isolating(
                 if vehicles:
                     await batch.loader.latest(conn, batch.schema, batch.params.entity_kind, rows)
                     latest += len({r.vin for r in rows})
-            if len(tables) > 1 or (tables and tables[0][0] is not VEHICLES):
-                latest += await _latest_of_kinds(conn, batch.schema, tables)
+            latest += await _latest_of_kinds(conn, batch.schema, tables)
     except Exception as exc:
         kind = classify(exc)
         if kind is ErrorKind.DUPLICATE and not skip:

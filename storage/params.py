@@ -200,6 +200,8 @@ class WriterParams:
     loader: LoaderKind = LoaderKind.AUTO
     dedupe: Dedupe = Dedupe.OFFSETS
     raw_frames: bool = False
+    # The kind latest_state and raw_frames give vehicle frames (``FrameRows``); charger and
+    # pack frames are 'charger' and 'battery' by their type.
     entity_kind: str = "vehicle"
     retry: RetryParams = field(default_factory=RetryParams)
     # Plain PostgreSQL: create the missing partitions (this interval, aligned as maintenance
