@@ -1,5 +1,8 @@
 """The batch writer: frames + their Kafka offsets -> one transaction, exactly once.
 
+A batch may mix the decoded kinds (vehicle ``FrameRows``, ``ChargerRows``, ``PackFrameRows``:
+a worker's partitions may belong to several topics); each goes to its own tables.
+
 Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
 
 1. fence: lock the batch's partitions in ``consumer_offsets``; a partition whose stored offset
@@ -10,7 +13,8 @@ Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
    DO NOTHING), and so does a COPY that still meets an existing key (a device sending the same
    frame twice): the batch's load is redone that way inside a savepoint, off the hot path;
 3. ``latest_state``: the newest state per vehicle, merged from the staged vehicle rows in one
-   statement right after they load (storage/latest.py);
+   statement right after they load (storage/latest.py), and per charger connector and
+   standalone pack (storage/latest_kinds.py);
 4. the caller's ``before_commit`` hook (the rule engine stores its alerts here);
 5. the partitions' next offsets; COMMIT.
 
