@@ -1,5 +1,8 @@
 """The batch writer: frames + their Kafka offsets -> one transaction, exactly once.
 
+A batch may mix the decoded kinds (vehicle ``FrameRows``, ``ChargerRows``, ``PackFrameRows``:
+a worker's partitions may belong to several topics); each goes to its own tables.
+
 Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
 
 1. fence: lock the batch's partitions in ``consumer_offsets``; a partition whose stored offset
@@ -10,7 +13,8 @@ Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
    DO NOTHING), and so does a COPY that still meets an existing key (a device sending the same
    frame twice): the batch's load is redone that way inside a savepoint, off the hot path;
 3. ``latest_state``: the newest state per vehicle, merged from the staged vehicle rows in one
-   statement right after they load (storage/latest.py);
+   statement right after they load (storage/latest.py), and per charger connector and
+   standalone pack (storage/latest_kinds.py);
 4. the caller's ``before_commit`` hook (the rule engine stores its alerts here);
 5. the partitions' next offsets; COMMIT.
 
@@ -39,14 +43,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from contract.rows import FrameRows
 from storage import offsets as offsets_sql
 from storage.batch import (
     BatchOutcome,
+    Decoded,
     RejectedFrame,
     WriteResult,
     WriterHooks,
     is_reissue,
+    row_times_ms,
 )
 from storage.connect import PoolParams, ServerInfo, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
@@ -140,7 +145,7 @@ class StorageWriter:
 
     async def write_batch(
         self,
-        frames: Sequence[FrameRows],
+        frames: Sequence[Decoded],
         offsets: Mapping[TopicPartition, OffsetRange],
         *,
         partitions: Sequence[TopicPartition] | None = None,
@@ -224,15 +229,13 @@ class StorageWriter:
             self._hooks.on_written(done)
             return done
 
-    async def _ensure_partitions(self, frames: Sequence[FrameRows], state: Attempt) -> None:
+    async def _ensure_partitions(self, frames: Sequence[Decoded], state: Attempt) -> None:
         """Create the partitions of the batch's frame times that the cache does not know, on
         a connection of their own, before the batch's transaction (the creation locks the
         parent tables only for its own short transaction)."""
         slots = self._slots
         assert slots is not None
-        missing = slots.missing(
-            f.ts_ms for f in frames if f.vehicle is not None or f.session is not None
-        )
+        missing = slots.missing(row_times_ms(frames))
         if not missing:
             return
         ranges = [slots.bounds(k) for k in missing]
@@ -266,7 +269,7 @@ class StorageWriter:
 
     @staticmethod
     def _sources(
-        frames: Sequence[FrameRows],
+        frames: Sequence[Decoded],
         offsets: Mapping[TopicPartition, OffsetRange],
         partitions: Sequence[TopicPartition] | None,
     ) -> list[TopicPartition]:
@@ -286,7 +289,7 @@ class StorageWriter:
     async def _transaction(
         self,
         conn: Any,
-        frames: Sequence[FrameRows],
+        frames: Sequence[Decoded],
         offsets: Mapping[TopicPartition, OffsetRange],
         sources: list[TopicPartition],
         kafka_offsets: Sequence[int] | None,
