@@ -6,18 +6,53 @@ the types without the machinery.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeAlias
 
+from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
 from contract.rows import FrameRows
 from storage.offsets import TopicPartition
-from storage.tables import ALARMS, MOTORS, PACKS, RAW, SESSIONS, VEHICLES, RawRow, Table
+from storage.tables import (
+    ALARMS,
+    CHARGER_FAULTS,
+    CHARGER_TELEMETRY,
+    CHARGING_SESSIONS,
+    CONNECTOR_STATUS,
+    CONNECTORS,
+    MOTORS,
+    PACK_ALARMS,
+    PACK_SESSIONS,
+    PACK_TELEMETRY,
+    PACKS,
+    RAW,
+    SESSIONS,
+    VEHICLES,
+    RawRow,
+    Table,
+)
 
-__all__ = ["BatchOutcome", "RejectedFrame", "WriteResult", "WriterHooks", "rows_by_table"]
+__all__ = [
+    "BatchOutcome",
+    "Decoded",
+    "RejectedFrame",
+    "WriteResult",
+    "WriterHooks",
+    "is_reissue",
+    "row_times_ms",
+    "rows_by_table",
+]
 
-REISSUE = 0x03
+# What the writer stores: a decoded frame of any kind (contract.kinds.Decoded, spelled out
+# here so that storage needs nothing but the row types).
+Decoded: TypeAlias = FrameRows | ChargerRows | PackFrameRows
+
+REISSUE: Final = 0x03
+CHARGER_EDITION: Final = 2016  # the charger profile's envelope is GB/T 32960-2016's ("##")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +114,8 @@ class WriterHooks:
         """``write_batch`` is about to raise (retries exhausted, schema or other error)."""
 
 
-@dataclass(slots=True)
-class _Rows:
-    tables: dict[str, list[Any]] = field(default_factory=dict)
-
-
 def rows_by_table(
-    frames: Sequence[FrameRows],
+    frames: Sequence[Decoded],
     indices: Sequence[int],
     *,
     raw: Sequence[bytes] | None = None,
@@ -95,8 +125,10 @@ def rows_by_table(
 ) -> list[tuple[Table, list[Any]]]:
     """The rows of ``frames[i] for i in indices``, per table, in the order they are written.
 
-    ``raw`` (with ``sources`` and ``kafka_offsets``) adds the ``raw_frames`` archive rows of the
-    frames that have a time.
+    ``frames`` may mix the three decoded kinds (a batch holds partitions of several topics):
+    each goes to its own tables. ``raw`` (with ``sources`` and ``kafka_offsets``) adds the
+    ``raw_frames`` archive rows of the frames that have a time and rows; ``entity_kind`` is
+    the kind archived for vehicle frames.
     """
     vehicles: list[Any] = []
     motors: list[Any] = []
@@ -104,8 +136,20 @@ def rows_by_table(
     alarms: list[Any] = []
     sessions: list[Any] = []
     archive: list[Any] = []
+    others: _KindRows | None = None
+    archiving = raw is not None and sources is not None and kafka_offsets is not None
     for i in indices:
         f = frames[i]
+        # The vehicle hot path first, by exact type: one identity test per frame.
+        if type(f) is not FrameRows:
+            if others is None:
+                others = _KindRows()
+            held = others.add(f)
+            if archiving and held is not None:
+                assert raw is not None and sources is not None and kafka_offsets is not None
+                topic, partition = sources[i]
+                archive.append(RawRow(*held, topic, partition, kafka_offsets[i], raw[i]))
+            continue
         if f.vehicle is not None:
             vehicles.append(f.vehicle)
         if f.motors:
@@ -116,7 +160,8 @@ def rows_by_table(
             alarms.append(f.alarm)
         if f.session is not None:
             sessions.append(f.session)
-        if raw is not None and sources is not None and kafka_offsets is not None:
+        if archiving:
+            assert raw is not None and sources is not None and kafka_offsets is not None
             ts: datetime | None = (
                 f.vehicle.ts
                 if f.vehicle is not None
@@ -138,11 +183,94 @@ def rows_by_table(
         (PACKS, packs),
         (ALARMS, alarms),
         (SESSIONS, sessions),
-        (RAW, archive),
     ]
+    if others is not None:
+        out += others.tables()
+    out.append((RAW, archive))
     return [(t, rows) for t, rows in out if rows]
 
 
-def is_reissue(frame: FrameRows) -> bool:
-    """Reissued (0x03) data may already be stored: it takes the conflict-skipping path."""
+class _KindRows:
+    """The charger and pack rows of a batch (only built when the batch holds such frames)."""
+
+    __slots__ = ("alarms", "connectors", "faults", "pack_sessions", "pack_telemetry", "sessions",
+                 "statuses", "telemetry")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.connectors: list[Any] = []
+        self.statuses: list[Any] = []
+        self.telemetry: list[Any] = []
+        self.sessions: list[Any] = []
+        self.faults: list[Any] = []
+        self.pack_telemetry: list[Any] = []
+        self.alarms: list[Any] = []
+        self.pack_sessions: list[Any] = []
+
+    def add(self, f: Decoded) -> tuple[str, datetime, int, int, str] | None:
+        """Take the rows of ``f``; returns the head of its archive row (entity id, ts, command,
+        edition, kind), or None when it is not archived (no time or no rows)."""
+        if isinstance(f, ChargerRows):
+            self.connectors += f.connectors
+            self.statuses += f.statuses
+            self.telemetry += f.telemetry
+            self.sessions += f.sessions
+            self.faults += f.faults
+            # Only frames of the binary profile are archived: a T/CEC push (no header code) is
+            # JSON, not a frame, and has no command to key it by (raw_frames' key).
+            first = f.statuses or f.telemetry or f.sessions or f.faults or f.connectors
+            if f.charger_id and first:
+                return f.charger_id, first[0].ts, f.command, CHARGER_EDITION, "charger"
+            return None
+        if isinstance(f, PackFrameRows):
+            ts: datetime | None = None
+            if f.telemetry is not None:
+                self.pack_telemetry.append(f.telemetry)
+                ts = f.telemetry.ts
+            if f.alarm is not None:
+                self.alarms.append(f.alarm)
+            if f.session is not None:
+                self.pack_sessions.append(f.session)
+                ts = f.session.ts
+            if ts is None:
+                return None
+            return f.pack_code, ts, f.command, f.edition, "battery"
+        raise TypeError(f"cannot store a {type(f).__name__}: not one of the decoded kinds")
+
+    def tables(self) -> list[tuple[Table, list[Any]]]:
+        return [
+            (CONNECTORS, self.connectors),
+            (CONNECTOR_STATUS, self.statuses),
+            (CHARGER_TELEMETRY, self.telemetry),
+            (CHARGING_SESSIONS, self.sessions),
+            (CHARGER_FAULTS, self.faults),
+            (PACK_TELEMETRY, self.pack_telemetry),
+            (PACK_ALARMS, self.alarms),
+            (PACK_SESSIONS, self.pack_sessions),
+        ]
+
+
+def row_times_ms(frames: Sequence[Decoded]) -> Iterator[int | None]:
+    """The frame times (epoch ms) of the rows of ``frames`` in partitioned tables: what the
+    partitions on demand must cover. A T/CEC push carries its times in its rows only."""
+    for f in frames:
+        if type(f) is FrameRows:
+            if f.vehicle is not None or f.session is not None:
+                yield f.ts_ms
+        elif isinstance(f, ChargerRows):
+            for rows in (f.statuses, f.telemetry, f.sessions, f.faults):
+                for r in rows:
+                    yield _ms(r.ts)
+        elif isinstance(f, PackFrameRows):
+            for row in (f.telemetry, f.alarm, f.session):
+                if row is not None:
+                    yield _ms(row.ts)
+
+
+def _ms(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MS
+
+
+def is_reissue(frame: Decoded) -> bool:
+    """Reissued (0x03) data may already be stored: it takes the conflict-skipping path (the
+    three kinds' profiles share GB/T 32960's command code)."""
     return frame.command == REISSUE

@@ -33,6 +33,8 @@ __all__ = [
     "int2_array_probes",
     "iter_pack_rows",
     "micros",
+    "put_cells",
+    "put_probes",
 ]
 
 COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -115,7 +117,8 @@ def _put_int2s(out: bytearray, n: int, hi: bytes, lo: bytes) -> None:
     out[start + 1 : end : 6] = lo
 
 
-def _put_cells(out: bytearray, raw: bytes) -> None:
+def put_cells(out: bytearray, raw: bytes) -> None:
+    """Append the ``int2[]`` field of cell voltages as the frame sent them (NULL when none)."""
     n = len(raw) >> 1
     if n == 0:
         out += _NULL
@@ -127,7 +130,8 @@ def _put_cells(out: bytearray, raw: bytes) -> None:
     _put_int2s(out, n, hi, raw[1 : 2 * n : 2])
 
 
-def _put_probes(out: bytearray, raw: bytes) -> None:
+def put_probes(out: bytearray, raw: bytes) -> None:
+    """Append the ``int2[]`` field of probe temperatures as the frame sent them."""
     n = len(raw)
     if n == 0:
         out += _NULL
@@ -201,8 +205,8 @@ def _encode_into(out: bytearray, rows: Sequence[PackRow]) -> None:
             _opt(out, _F4, 4, r.current_a)
             _opt(out, _I4, 4, r.cell_count)
             out += _I4.pack(4, r.first_cell)
-        _put_cells(out, r.cell_voltages_raw)
-        _put_probes(out, r.probe_temps_raw)
+        put_cells(out, r.cell_voltages_raw)
+        put_probes(out, r.probe_temps_raw)
         lo, hi, pmin, pmax = r.cell_min_mv, r.cell_max_mv, r.probe_min_c, r.probe_max_c
         if lo is not None and hi is not None and pmin is not None and pmax is not None:
             out += _TAIL.pack(4, lo, 4, hi, 2, pmin, 2, pmax)

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.rows import FrameRows
-from storage.batch import rows_by_table
+from storage.batch import Decoded, rows_by_table
 from storage.errors import ErrorKind, StorageError, classify
+from storage.latest_kinds import BATTERY, CHARGER, battery_values, charger_values, upsert
 from storage.loaders import Loader
 from storage.offsets import TopicPartition
 from storage.params import WriterParams
-from storage.tables import VEHICLES
+from storage.tables import CHARGER_TELEMETRY, CONNECTOR_STATUS, PACK_TELEMETRY, VEHICLES, Table
 
 __all__ = ["Attempt", "LoadBatch", "NoPartition", "load_isolating"]
 
@@ -59,7 +59,7 @@ class NoPartition(Exception):
 class LoadBatch:
     """What every load of one transaction shares: the frames and where they came from."""
 
-    frames: Sequence[FrameRows]
+    frames: Sequence[Decoded]  # the kinds may be mixed
     sources: list[TopicPartition]  # (topic, partition) of each frame
     kafka_offsets: Sequence[int] | None
     raw: Sequence[bytes] | None  # archived in raw_frames when given
@@ -95,6 +95,8 @@ async def load_isolating(
                 if vehicles:
                     await batch.loader.latest(conn, batch.schema, batch.params.entity_kind, rows)
                     latest += len({r.vin for r in rows})
+            if len(tables) > 1 or (tables and tables[0][0] is not VEHICLES):
+                latest += await _latest_of_kinds(conn, batch.schema, tables)
     except Exception as exc:
         kind = classify(exc)
         if kind is ErrorKind.DUPLICATE and not skip:
@@ -140,6 +142,20 @@ async def load_isolating(
         state.rows[name] = state.rows.get(name, 0) + n
     state.skipped += skipped
     state.latest += latest
+
+
+async def _latest_of_kinds(conn: Any, schema: str, tables: list[tuple[Table, list[Any]]]) -> int:
+    """latest_state of the connectors and packs whose rows were just loaded."""
+    rows = {t.name: r for t, r in tables}
+    statuses = rows.get(CONNECTOR_STATUS.name, [])
+    telemetry = rows.get(CHARGER_TELEMETRY.name, [])
+    packs = rows.get(PACK_TELEMETRY.name, [])
+    n = 0
+    if statuses or telemetry:
+        n += await upsert(conn, schema, CHARGER, charger_values(statuses, telemetry))
+    if packs:
+        n += await upsert(conn, schema, BATTERY, battery_values(packs))
+    return n
 
 
 def _no_partition(exc: BaseException) -> bool:

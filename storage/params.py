@@ -16,6 +16,7 @@ from storage.sizing import FleetProfile, chunk_intervals
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "TELEMETRY_TABLES",
     "TIMESERIES_TABLES",
     "Dedupe",
     "LoaderKind",
@@ -39,7 +40,21 @@ TIMESERIES_TABLES: Final = (
     "alarm_events",
     "vehicle_sessions",
     "raw_frames",
+    # chargers (0006; charger_connectors is a plain table: few rows, kept whole)
+    "connector_status_events",
+    "charger_telemetry",
+    "charging_session_events",
+    "charger_faults",
+    # standalone packs (0007)
+    "pack_telemetry",
+    "pack_alarm_events",
+    "pack_sessions",
 )
+# The telemetry, event and session tables of every kind share one retention
+# (``storage.retention_days``, 3 years by default): a pack's history follows it across
+# vehicles, stations and second life, and a charger's sessions are joined with the vehicles'
+# data, so neither may end before the vehicles' own. raw_frames and the aggregates have theirs.
+TELEMETRY_TABLES: Final = tuple(t for t in TIMESERIES_TABLES if t != "raw_frames")
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -109,11 +124,7 @@ class TimescaleParams:
     compress_rollup: timedelta | None = timedelta(days=1)
     retention: dict[str, timedelta | None] = field(
         default_factory=lambda: {
-            "vehicle_telemetry": _days(3 * 365),
-            "drive_motor_telemetry": _days(3 * 365),
-            "battery_pack_telemetry": _days(3 * 365),
-            "alarm_events": _days(3 * 365),
-            "vehicle_sessions": _days(3 * 365),
+            **dict.fromkeys(TELEMETRY_TABLES, _days(3 * 365)),
             "raw_frames": _days(7),
             "vehicle_stats_1m": _days(400),
             "vehicle_stats_1h": None,

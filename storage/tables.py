@@ -1,7 +1,8 @@
 """The tables a batch writes: columns, SQL types, and how each loader encodes their rows.
 
 One description per table serves both loaders. Column names and order are the row
-NamedTuples' fields (contract/rows.py), so a row is a COPY record as it is; the SQL
+NamedTuples' fields (contract/rows.py, contract/charger.py, contract/battery.py), so a row is a
+COPY record as it is; the SQL
 types are the migrations' (a unit test checks the former, the integration tests the latter).
 """
 
@@ -11,17 +12,43 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from contract.battery import PackAlarmRow, PackSessionRow, PackTelemetryRow
+from contract.charger import (
+    ChargerFaultRow,
+    ChargerTelemetryRow,
+    ChargingSessionRow,
+    ConnectorInfoRow,
+    ConnectorStatusRow,
+)
 from contract.rows import AlarmRow, MotorRow, SessionRow, VehicleRow
-from storage.binary import int2_array_cells, int2_array_probes, iter_pack_rows
+from storage.binary import (
+    int2_array_cells,
+    int2_array_probes,
+    iter_pack_rows,
+    put_cells,
+    put_probes,
+)
+from storage.binary_rows import row_encoder
 
 __all__ = [
     "ALARMS",
+    "CHARGER_FAULTS",
+    "CHARGER_TABLES",
+    "CHARGER_TELEMETRY",
+    "CHARGING_SESSIONS",
+    "CONNECTORS",
+    "CONNECTOR_STATUS",
     "MOTORS",
     "PACKS",
+    "PACK_ALARMS",
+    "PACK_SESSIONS",
+    "PACK_TABLES",
+    "PACK_TELEMETRY",
     "RAW",
     "SESSIONS",
     "TABLES",
     "VEHICLES",
+    "VEHICLE_TABLES",
     "RawRow",
     "Table",
     "array_literal",
@@ -139,4 +166,88 @@ RAW: Final = Table(
     RawRow._fields,
     ("text", "timestamptz", "int2", "int2", "text", "text", "int4", "int8", "bytea"),
 )
-TABLES: Final = (VEHICLES, MOTORS, PACKS, ALARMS, SESSIONS, RAW)
+VEHICLE_TABLES: Final = (VEHICLES, MOTORS, PACKS, ALARMS, SESSIONS, RAW)
+
+# Chargers (migrations/0006_chargers.sql): both paths (binary profile, T/CEC pushes) fill these.
+CONNECTORS: Final = Table(
+    "charger_connectors",
+    ConnectorInfoRow._fields,
+    (
+        "text", "text", "timestamptz", "text", "text", "text", "int2", "int4", "int4", "int4",
+        "float4", "int2", "text",
+    ),
+)  # fmt: skip
+CONNECTOR_STATUS: Final = Table(
+    "connector_status_events",
+    ConnectorStatusRow._fields,
+    ("text", "text", "timestamptz", "int2", "int2", "int2", "text"),
+)
+CHARGER_TELEMETRY: Final = Table(
+    "charger_telemetry",
+    ChargerTelemetryRow._fields,
+    (
+        "text", "text", "timestamptz", "timestamptz", "text", "float4", "float4", "float4",
+        "float8", "int2", "text", "float4", "float4", "float4", "text",
+    ),
+)  # fmt: skip
+CHARGING_SESSIONS: Final = Table(
+    "charging_session_events",
+    ChargingSessionRow._fields,
+    (
+        "text", "text", "timestamptz", "text", "text", "int2", "timestamptz", "timestamptz",
+        "float8", "float8", "float8", "float8", "int2", "text", "text",
+    ),
+)  # fmt: skip
+CHARGER_FAULTS: Final = Table(
+    "charger_faults",
+    ChargerFaultRow._fields,
+    ("text", "text", "timestamptz", "text", "int8[]", "text"),
+    literals={4: array_literal},
+)
+CHARGER_TABLES: Final = (
+    CONNECTORS,
+    CONNECTOR_STATUS,
+    CHARGER_TELEMETRY,
+    CHARGING_SESSIONS,
+    CHARGER_FAULTS,
+)
+
+# Standalone packs (migrations/0007_packs.sql).
+_PACK_TELEMETRY_TYPES: Final = (
+    "text", "timestamptz", "timestamptz", "int2", "int2",
+    "int2", "int2", "int2", "int2", "int4", "float4", "float4", "int4",
+    "text", "int4",
+    "int4", "int2[]", "int4", "int4",
+    "int4", "int2[]", "int2", "int2",
+    "int2", "int8", "int4",
+)  # fmt: skip
+_CELLS: Final = PackTelemetryRow._fields.index("cell_voltages_raw")
+_PROBES: Final = PackTelemetryRow._fields.index("probe_temps_raw")
+PACK_TELEMETRY: Final = Table(
+    "pack_telemetry",
+    # PackTelemetryRow's fields; the two *_raw byte strings arrive as their int2[] columns
+    tuple(
+        {"cell_voltages_raw": "cell_voltages_mv", "probe_temps_raw": "probe_temps_c"}.get(f, f)
+        for f in PackTelemetryRow._fields
+    ),
+    _PACK_TELEMETRY_TYPES,
+    encode=row_encoder(_PACK_TELEMETRY_TYPES, {_CELLS: put_cells, _PROBES: put_probes}),
+    literals={_CELLS: _cells_literal, _PROBES: _probes_literal},
+)
+PACK_ALARMS: Final = Table(
+    "pack_alarm_events",
+    PackAlarmRow._fields,
+    ("text", "timestamptz", "int2", "int8", "int8[]"),
+    literals={4: array_literal},
+)
+PACK_SESSIONS: Final = Table(
+    "pack_sessions",
+    PackSessionRow._fields,
+    (
+        "text", "timestamptz", "text", "int4", "text", "text", "float4", "float4", "float4",
+        "int4", "int4",
+    ),
+)  # fmt: skip
+PACK_TABLES: Final = (PACK_TELEMETRY, PACK_ALARMS, PACK_SESSIONS)
+
+TABLES: Final = (*VEHICLE_TABLES, *CHARGER_TABLES, *PACK_TABLES)

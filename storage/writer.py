@@ -39,14 +39,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from contract.rows import FrameRows
 from storage import offsets as offsets_sql
 from storage.batch import (
     BatchOutcome,
+    Decoded,
     RejectedFrame,
     WriteResult,
     WriterHooks,
     is_reissue,
+    row_times_ms,
 )
 from storage.connect import PoolParams, ServerInfo, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
@@ -140,7 +141,7 @@ class StorageWriter:
 
     async def write_batch(
         self,
-        frames: Sequence[FrameRows],
+        frames: Sequence[Decoded],
         offsets: Mapping[TopicPartition, OffsetRange],
         *,
         partitions: Sequence[TopicPartition] | None = None,
@@ -224,15 +225,13 @@ class StorageWriter:
             self._hooks.on_written(done)
             return done
 
-    async def _ensure_partitions(self, frames: Sequence[FrameRows], state: Attempt) -> None:
+    async def _ensure_partitions(self, frames: Sequence[Decoded], state: Attempt) -> None:
         """Create the partitions of the batch's frame times that the cache does not know, on
         a connection of their own, before the batch's transaction (the creation locks the
         parent tables only for its own short transaction)."""
         slots = self._slots
         assert slots is not None
-        missing = slots.missing(
-            f.ts_ms for f in frames if f.vehicle is not None or f.session is not None
-        )
+        missing = slots.missing(row_times_ms(frames))
         if not missing:
             return
         ranges = [slots.bounds(k) for k in missing]
@@ -266,7 +265,7 @@ class StorageWriter:
 
     @staticmethod
     def _sources(
-        frames: Sequence[FrameRows],
+        frames: Sequence[Decoded],
         offsets: Mapping[TopicPartition, OffsetRange],
         partitions: Sequence[TopicPartition] | None,
     ) -> list[TopicPartition]:
@@ -286,7 +285,7 @@ class StorageWriter:
     async def _transaction(
         self,
         conn: Any,
-        frames: Sequence[FrameRows],
+        frames: Sequence[Decoded],
         offsets: Mapping[TopicPartition, OffsetRange],
         sources: list[TopicPartition],
         kafka_offsets: Sequence[int] | None,

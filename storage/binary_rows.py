@@ -1,0 +1,115 @@
+"""Binary COPY for a table described by its SQL types, with hooks for the raw-byte arrays.
+
+``storage.binary`` hand-builds ``battery_pack_telemetry`` with one ``struct`` per row shape, the
+vehicle hot path's table. A standalone pack's ``pack_telemetry`` row carries the same two byte
+strings (cell voltages, probe temperatures) among 26 columns; asyncpg could not take them as
+they are (it wants Python lists for ``int2[]``, ~6x slower per row: shared/MEASUREMENTS.md), so
+this encoder writes every column by its SQL type and hands the array columns to
+``binary.put_cells`` / ``put_probes``, which copy the frame's bytes into the array template.
+
+Format reference: PostgreSQL docs "COPY - Binary Format".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from storage.binary import COPY_SIGNATURE, COPY_TRAILER, micros
+
+__all__ = ["RowEncoder", "row_encoder"]
+
+_NULL: Final = b"\xff\xff\xff\xff"
+_COUNT = struct.Struct(">h")
+_LEN = struct.Struct(">i")
+_FIXED: Final[dict[str, tuple[struct.Struct, int]]] = {
+    "int2": (struct.Struct(">ih"), 2),
+    "int4": (struct.Struct(">ii"), 4),
+    "int8": (struct.Struct(">iq"), 8),
+    "float4": (struct.Struct(">if"), 4),
+    "float8": (struct.Struct(">id"), 8),
+    "bool": (struct.Struct(">i?"), 1),
+}
+_TS = struct.Struct(">iq")
+
+# A column writer appends one field (length + bytes, or NULL) to the stream.
+ColumnWriter = Callable[[bytearray, Any], None]
+RowEncoder = Callable[[Sequence[Sequence[Any]]], Iterator[bytearray]]
+
+
+def _fixed(sql_type: str) -> ColumnWriter:
+    fmt, size = _FIXED[sql_type]
+    pack = fmt.pack
+
+    def put(out: bytearray, v: Any) -> None:
+        if v is None:
+            out += _NULL
+        else:
+            out += pack(size, v)
+
+    return put
+
+
+def _text(out: bytearray, v: Any) -> None:
+    if v is None:
+        out += _NULL
+    else:
+        b = v.encode()
+        out += _LEN.pack(len(b))
+        out += b
+
+
+def _writer(sql_type: str) -> ColumnWriter:
+    if sql_type == "text":
+        return _text
+    if sql_type in _FIXED:
+        return _fixed(sql_type)
+    raise ValueError(f"no binary COPY writer for {sql_type}: give the column a writer")
+
+
+def row_encoder(
+    types: Sequence[str], special: dict[int, ColumnWriter] | None = None, chunk_rows: int = 500
+) -> RowEncoder:
+    """A COPY stream encoder for rows of these column ``types`` (as ``storage.tables.Table``
+    lists them); ``special`` writes the columns whose value is not the SQL value as it is
+    (the raw-byte arrays). Raises ``struct.error`` / ``OverflowError`` for a value outside its
+    column type, which the writer treats as a bad row."""
+    special = special or {}
+    writers: list[ColumnWriter | None] = []
+    for i, t in enumerate(types):
+        # timestamptz is written inline: the rows of one frame share their datetime object
+        writers.append(special.get(i) or (None if t == "timestamptz" else _writer(t)))
+    head = _COUNT.pack(len(types))
+    columns = tuple(enumerate(writers))
+
+    def encode_into(out: bytearray, rows: Sequence[Sequence[Any]]) -> None:
+        last_ts: datetime | None = None
+        last_us = 0
+        for r in rows:
+            out += head
+            for i, put in columns:
+                v = r[i]
+                if put is not None:
+                    put(out, v)
+                elif v is None:
+                    out += _NULL
+                else:
+                    if v is not last_ts:
+                        last_ts, last_us = v, micros(v)
+                    out += _TS.pack(8, last_us)
+
+    def encode(rows: Sequence[Sequence[Any]]) -> Iterator[bytearray]:
+        # In pieces, as binary.iter_pack_rows: the server parses one while the next is built.
+        out = bytearray(COPY_SIGNATURE)
+        for i in range(0, len(rows), chunk_rows):
+            encode_into(out, rows[i : i + chunk_rows])
+            if i + chunk_rows >= len(rows):
+                out += COPY_TRAILER
+            yield out
+            out = bytearray()
+        if not rows:
+            yield out + COPY_TRAILER
+
+    return encode
