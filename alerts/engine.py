@@ -30,7 +30,7 @@ from alerts.kinds import CLEAR, HOLD
 from alerts.model import AlertChange, AlertRecord, Rule
 from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans
 from alerts.rules import RuleSet
-from contract.rows import FrameRows
+from alerts.subjects import Subject, subjects_of
 
 __all__ = ["RuleEngine", "RuleEngineStats"]
 
@@ -54,7 +54,9 @@ class RuleEngineStats:
 
 
 class RuleEngine:
-    """Evaluates a ``RuleSet`` over the frames of the entities one worker owns.
+    """Evaluates the rules of a ``RuleSet`` for one entity kind over the decoded objects of the
+    entities of that kind one worker owns: ``FrameRows`` (vehicle, the default),
+    ``ChargerRows`` (charger: per connector, alerts.subjects) or ``PackFrameRows`` (battery).
 
     ``models`` maps an entity id (VIN) to its vehicle model for rules scoped by model (the
     registration data); ``update_every_s`` throttles ``updated`` changes of a long-open alert
@@ -86,20 +88,22 @@ class RuleEngine:
         self._install(rules)
 
     def _install(self, rules: RuleSet) -> None:
-        self.rules = rules
-        self._plan = Plan.compile(rules)
+        self.rules = rules.for_kind(self.entity_kind)
+        self._plan = Plan.compile(rules, self.entity_kind)
         self._plan_cache: dict[tuple[bool, ...], Plans] = {}
 
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate(
         self,
-        frames: Iterable[FrameRows],
+        frames: Iterable[Any],
         *,
         now_ms: int | None = None,
         partition: int | None = None,
     ) -> list[AlertChange]:
         """Run every frame through the rules; returns the alert changes, in order."""
+        if self.entity_kind != "vehicle":
+            return self._evaluate_subjects(subjects_of(self.entity_kind, frames), now_ms, partition)
         ents = self._entities
         extract = self._plan.extract
         stats = self.stats
@@ -117,7 +121,7 @@ class RuleEngine:
             if ent is None:
                 ent = self._entity(fr.vin, partition)
             if t <= ent.wm:
-                self._late(ent, fr, t)
+                self._late(ent, fr.vin, fr.edition, fr, t)
                 continue
             ent.wm = t
             n += 1
@@ -125,6 +129,38 @@ class RuleEngine:
             # The generated hot loop of this entity's rules (alerts.fastpath).
             plans = ent.plans
             (plans.run25 if fr.edition == 2025 else plans.run16)(self._apply, ent, vals, t, fr.vin)
+        stats.evaluated += n
+        return self._flush()
+
+    # The vehicle loop above, over subjects (a charger's connectors, a pack): kept apart so the
+    # vehicles' hot path pays no generator per frame.
+    def _evaluate_subjects(
+        self, subjects: Iterable[Subject], now_ms: int | None, partition: int | None
+    ) -> list[AlertChange]:
+        ents = self._entities
+        extract = self._plan.extract
+        stats = self.stats
+        limit = math.inf if now_ms is None else now_ms + self._future_ms
+        n = 0
+        for eid, t, edition, subject in subjects:
+            if t is None:
+                stats.no_data += 1
+                continue
+            if t > limit:
+                stats.future += 1
+                continue
+            ent = ents.get(eid)
+            if ent is None:
+                ent = self._entity(eid, partition)
+            if t <= ent.wm:
+                self._late(ent, eid, edition, subject, t)
+                continue
+            ent.wm = t
+            n += 1
+            plans = ent.plans
+            (plans.run25 if edition == 2025 else plans.run16)(
+                self._apply, ent, extract(subject), t, eid
+            )
         stats.evaluated += n
         return self._flush()
 
@@ -209,25 +245,25 @@ class RuleEngine:
                 a.reason = "condition"
                 self._touch(a)
 
-    def _late(self, ent: Entity, fr: FrameRows, t: int) -> None:
+    def _late(self, ent: Entity, eid: str, edition: int, subject: Any, t: int) -> None:
         if t == ent.wm:
             self.stats.duplicate += 1  # the realtime frame of this instant was evaluated
             return
         self.stats.late += 1
-        vals = self._plan.extract(fr)
+        vals = self._plan.extract(subject)
         slots = ent.slots
         plans = ent.plans
-        for _, _, _, cr in plans.steps25 if fr.edition == 2025 else plans.steps16:
+        for _, _, _, cr in plans.steps25 if edition == 2025 else plans.steps16:
             if not cr.late_ok or cr.cond(vals, slots, t, ent.active) != HOLD:
                 continue
             value = cr.value(vals)
             if ent.active & cr.bit:
-                a = self._open.get((fr.vin, cr.id))
+                a = self._open.get((eid, cr.id))
                 if a is not None and t >= a.opened_ms and not self._warming:
                     a.see(t, value)
                     self._touch(a).updated_now = True
             elif not (t <= slots[cr.cl]) and not self._warming:  # NaN: never cleared
-                self._raise(ent, cr, fr.vin, t, value, (t,), late=True)
+                self._raise(ent, cr, eid, t, value, (t,), late=True)
                 ent.active |= cr.bit
 
     def _raise(
@@ -283,7 +319,7 @@ class RuleEngine:
 
     # -- rebuild, reload, ownership -----------------------------------------------------------
 
-    def warm(self, frames: Iterable[FrameRows], *, partition: int | None = None) -> None:
+    def warm(self, frames: Iterable[Any], *, partition: int | None = None) -> None:
         """Replay frames already evaluated and stored (the short replay on partition
         assignment, alerts/replay.py) to rebuild history: rates, drops, jumps, durations,
         composite windows, named conditions, and each entity's watermark (a redelivery of a
@@ -328,7 +364,7 @@ class RuleEngine:
     def rebuild(
         self,
         records: Iterable[AlertRecord],
-        replay: Iterable[FrameRows] = (),
+        replay: Iterable[Any] = (),
         *,
         partition: int | None = None,
     ) -> list[AlertChange]:

@@ -30,7 +30,9 @@ def _f(x: Any) -> str:
     return repr(float(x))
 
 
-def _maybe_holds(cr: Any, k: int, index: Callable[[str], int], comp: dict[str, Any]) -> str | None:
+def _maybe_holds(
+    cr: Any, k: int, index: Callable[[str], int], comp: dict[str, Any], mask_2016: int
+) -> str | None:
     """An inline expression true whenever the rule can hold on this frame, or None."""
     r = cr.rule
     p = r.params
@@ -50,7 +52,7 @@ def _maybe_holds(cr: Any, k: int, index: Callable[[str], int], comp: dict[str, A
         parts = []
         mask = sum(1 << b for b in p.get("bits", ()))
         if mask:
-            m16 = mask & FLAGS_2016_MASK
+            m16 = mask & mask_2016
             parts.append(
                 f"((f{k} := vals[{index('general_flags')}]) is not None and "
                 f"f{k} & ({mask} if vals[{index('edition')}] == 2025 else {m16}))"
@@ -71,9 +73,13 @@ def _maybe_holds(cr: Any, k: int, index: Callable[[str], int], comp: dict[str, A
 
 
 def compile_runner(
-    rules: Sequence[Any], index: Callable[[str], int], comp: dict[str, Any]
+    rules: Sequence[Any],
+    index: Callable[[str], int],
+    comp: dict[str, Any],
+    flags_2016_mask: int = FLAGS_2016_MASK,
 ) -> Runner:
-    """The hot loop for ``rules`` (``CRule``s in evaluation order)."""
+    """The hot loop for ``rules`` (``CRule``s in evaluation order); ``flags_2016_mask``: the
+    flag bits a 2016-edition frame of their entity kind defines."""
     lines = [
         "def run(apply, ent, vals, t, vin):",
         "    slots = ent.slots",
@@ -86,7 +92,7 @@ def compile_runner(
         busy = f"active & {cr.bit}" + (
             f" or slots[{cr.pend}] == slots[{cr.pend}]" if cr.pend >= 0 else ""
         )
-        test = _maybe_holds(cr, k, index, comp)
+        test = _maybe_holds(cr, k, index, comp, flags_2016_mask)
         lines.append(f"    # {cr.id} ({cr.rule.kind})")
         if test is None:
             lines += [

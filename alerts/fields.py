@@ -12,19 +12,26 @@ read, not ten. Field names:
   ``vehicle_probe_spread_c`` (vehicle extremes: max cell/probe minus min cell/probe).
 
 Sentinels stay ``None``: an aggregate over no valid values is ``None``, never 0.
+
+Those are the vehicle's fields; chargers and packs have their own tables
+(alerts/entity_fields.py). Every function here takes the entity kind a rule is for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
-from contract.rows import FrameRows, MotorRow, PackRow, VehicleRow
+from alerts.entity_fields import CHARGER, PACK, KindFields, place_code
+from contract.charger import ChargerTelemetryRow, ConnectorStatusRow
+from contract.rows import MotorRow, PackRow, VehicleRow
 
 __all__ = ["DERIVED", "Extractor", "compile_extractor", "field_error"]
 
 Value = int | float | None
-Extractor = Callable[[FrameRows], tuple[Value, ...]]
+# Reads a vehicle's FrameRows, a charger's ConnectorView or a pack's PackTelemetryRow.
+Extractor = Callable[[Any], tuple[Value, ...]]
+_OTHER_KINDS: Final[dict[str, KindFields]] = {"charger": CHARGER, "battery": PACK}
 
 # VehicleRow fields that are not numbers a rule could compare.
 _NOT_NUMERIC: Final = frozenset(
@@ -89,7 +96,15 @@ def _min(rows: Sequence[tuple[object, ...]], i: int) -> Value:
     return best
 
 
-def _expression(name: str) -> str | None:
+def _scale(x: Value, factor: float) -> Value:
+    # Rounded like the decoder's own scaled fields: 3612 mV is 3.612 V, not 3.6119999...
+    return None if x is None else round(x * factor, 6)
+
+
+def _expression(name: str, kind: str = "vehicle") -> str | None:
+    other = _OTHER_KINDS.get(kind)
+    if other is not None:
+        return other.fields.get(name)
     if name in _VEHICLE:
         return f"v[{_VEHICLE[name]}]"
     if name in DERIVED:
@@ -104,17 +119,20 @@ def _expression(name: str) -> str | None:
     return None
 
 
-def field_error(name: str) -> str | None:
-    """Why ``name`` is not a readable field, or ``None`` when it is."""
-    if _expression(name) is not None:
+def field_error(name: str, kind: str = "vehicle") -> str | None:
+    """Why ``name`` is not a readable field of ``kind``, or ``None`` when it is."""
+    if _expression(name, kind) is not None:
         return None
+    other = _OTHER_KINDS.get(kind)
+    if other is not None:
+        return f"unknown field {name!r} for a {kind} rule: use {other.hint}"
     return (
         f"unknown field {name!r}: use a VehicleRow field (e.g. max_temp_c), max(pack.F) / "
         f"min(pack.F), max(motor.F) / min(motor.F), or one of {', '.join(sorted(DERIVED))}"
     )
 
 
-def compile_extractor(names: Sequence[str]) -> Extractor:
+def compile_extractor(names: Sequence[str], kind: str = "vehicle") -> Extractor:
     """One function returning the values of ``names`` (in that order) for a frame.
 
     The frame must carry a vehicle row (the engine checks before calling). Generated code
@@ -123,13 +141,25 @@ def compile_extractor(names: Sequence[str]) -> Extractor:
     """
     exprs = []
     for name in names:
-        expr = _expression(name)
+        expr = _expression(name, kind)
         if expr is None:
-            raise ValueError(field_error(name))
+            raise ValueError(field_error(name, kind))
         exprs.append(expr)
     body = ", ".join(exprs) + ("," if len(exprs) == 1 else "")
-    src = f"def _extract(fr):\n    v = fr.vehicle\n    return ({body})\n"
-    namespace: dict[str, object] = {"_spread": _spread, "_diff": _diff, "_max": _max, "_min": _min}
+    other = _OTHER_KINDS.get(kind)
+    prologue = "    v = fr.vehicle\n" if other is None else other.prologue
+    src = f"def _extract(fr):\n{prologue}    return ({body})\n"
+    namespace: dict[str, object] = {
+        "_spread": _spread,
+        "_diff": _diff,
+        "_max": _max,
+        "_min": _min,
+        "_scale": _scale,
+        "_place": place_code,
+        # a connector reported without telemetry or without status in this frame
+        "_NT": (None,) * len(ChargerTelemetryRow._fields),
+        "_NS": (None,) * len(ConnectorStatusRow._fields),
+    }
     exec(compile(src, "<alerts.fields>", "exec"), namespace)  # noqa: S102 - names from tables above
     fn: Extractor = namespace["_extract"]  # type: ignore[assignment]
     return fn

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from alerts.fields import Value
+from alerts.kinds_session import RATIO_SLOTS, flip, ratio
 from alerts.model import Rule
 
 __all__ = [
@@ -73,8 +74,10 @@ def kind_fields(rule: Rule) -> list[str]:
     """The fields a rule reads, for the rule set's extractor (guards included)."""
     p = rule.params
     out: list[str] = [g.field for g in rule.guards]
-    if rule.kind in ("threshold", "spread", "rate", "drop", "jump"):
+    if rule.kind in ("threshold", "spread", "rate", "drop", "jump", "ratio", "flip"):
         out.append(str(p["field"]))  # the loader resolves a spread's array to its field
+        if rule.kind == "ratio":
+            out.append(str(p["per"]))
     elif rule.kind == "insulation":
         out += ["insulation_kohm", "total_voltage_v"]
     elif rule.kind == "flag":
@@ -87,10 +90,12 @@ def compile_condition(
     index: Callable[[str], int],
     base: int,
     subs: Sequence[tuple[int, int]] = (),
+    flags_2016_mask: int = FLAGS_2016_MASK,
 ) -> Compiled:
     """Compile ``rule`` (validated by the loader). ``index`` maps a field to its position in
     the extracted tuple; ``base`` is the rule's first state slot; ``subs`` are the (bit,
-    last-true slot or -1) of a composite's sub-rules, in declaration order."""
+    last-true slot or -1) of a composite's sub-rules, in declaration order;
+    ``flags_2016_mask`` the flag bits a 2016-edition frame of this entity kind defines."""
     p = rule.params
     scratch = [NAN]
 
@@ -106,7 +111,7 @@ def compile_condition(
     elif rule.kind == "insulation":
         out = Compiled(_insulation(rule, index, scratch), from_scratch, 0, False)
     elif rule.kind == "flag":
-        cond, nslots = _flag(rule, index, base)
+        cond, nslots = _flag(rule, index, base, flags_2016_mask)
         out = Compiled(cond, _level_value(index("max_alarm_level")), nslots, True)
     elif rule.kind == "rate":
         out = Compiled(_rate(rule, index(str(p["field"])), base, scratch), from_scratch, 4, True)
@@ -115,6 +120,11 @@ def compile_condition(
         out = Compiled(cond, from_scratch, nslots, True)
     elif rule.kind == "composite":
         out = Compiled(_composite(rule, subs), lambda vals: None, 0, True)
+    elif rule.kind == "ratio":
+        cond = ratio(rule, index(str(p["field"])), index(str(p["per"])), base, scratch)
+        out = Compiled(cond, from_scratch, RATIO_SLOTS, True)
+    elif rule.kind == "flip":
+        out = Compiled(flip(rule, index(str(p["field"])), base, scratch), from_scratch, 4, False)
     else:  # pragma: no cover - the loader rejects unknown kinds
         raise ValueError(f"unknown kind {rule.kind!r}")
     if rule.guards:
@@ -199,11 +209,13 @@ def _level_value(i_level: int) -> ValueFn:
     return value
 
 
-def _flag(rule: Rule, index: Callable[[str], int], base: int) -> tuple[Condition, int]:
+def _flag(
+    rule: Rule, index: Callable[[str], int], base: int, mask_2016: int
+) -> tuple[Condition, int]:
     p = rule.params
     bits = [int(b) for b in p.get("bits", ())]
     mask25 = sum(1 << b for b in bits)
-    mask16 = mask25 & FLAGS_2016_MASK
+    mask16 = mask25 & mask_2016
     min_level = p.get("min_level")
     lvl_min = None if min_level is None else int(min_level)
     edge = str(p.get("edge", "level"))

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from alerts.fields import field_error
-from alerts.kinds import OPS
+from alerts.kinds import OPS, kind_fields
 from alerts.model import KINDS, SEVERITIES, Guard, Rule, Scope
 from alerts.problems import RuleFileError, RuleProblem
 from alerts.rule_graph import check_references, evaluation_order
@@ -51,6 +51,7 @@ from alerts.rule_values import (
     positive,
     str_list,
 )
+from contract.kinds import ENTITY_KINDS
 
 __all__ = ["parse_rules"]
 
@@ -148,6 +149,7 @@ class _RuleChecker:
         self.used: set[str] = set()
         self.enabled = True
         self.ok = True
+        self.entity = "vehicle"
 
     def problem(self, key: str | None, message: str, *, warning: bool = False) -> None:
         self.out.append(
@@ -187,6 +189,8 @@ class _RuleChecker:
         raw = self.raw
         rid = self.get("id", is_id, required=True)
         kind = self.get("kind", one_of(KINDS), required=True)
+        # Read before the fields: they are checked against this kind's field table.
+        self.entity = self.get("entity", one_of(ENTITY_KINDS), "vehicle")
         self.enabled = bool(self.get("enabled", is_bool, True))
         alert = bool(self.get("alert", is_bool, True))
         severity = self.get("severity", one_of(SEVERITIES), None, required=alert)
@@ -229,7 +233,15 @@ class _RuleChecker:
             clear_for_s=float(timing["clear_for_s"]),
             clear_for_frames=int(timing["clear_for_frames"]),
             line=self.lines.rule_line(self.i),
+            entity=self.entity,
         )
+        # What the kind itself reads (a flag rule: general_flags, max_alarm_level; insulation:
+        # insulation_kohm, total_voltage_v) must exist for the entity kind too.
+        for name in kind_fields(rule):
+            why = field_error(name, self.entity)
+            if why:
+                self.problem("entity", f"a {kind} rule reads {name!r}: {why}")
+                return None
         return _with_version(rule)
 
     def _guards(self) -> tuple[Guard, ...]:
@@ -248,19 +260,19 @@ class _RuleChecker:
             if op not in OPS or not is_number(g["value"]) or not isinstance(g["field"], str):
                 self.problem("when", f"guard needs op in {sorted(OPS)} and a numeric value")
                 continue
-            why = field_error(g["field"])
+            why = field_error(g["field"], self.entity)
             if why:
                 self.problem("when", why)
                 continue
             out.append(Guard(g["field"], op, float(g["value"])))
         return tuple(out)
 
-    def _field(self) -> str | None:
-        name = self.get("field", is_str, required=True)
+    def _field(self, key: str = "field") -> str | None:
+        name = self.get(key, is_str, required=True)
         if name is not None:
-            why = field_error(name)
+            why = field_error(name, self.entity)
             if why:
-                self.problem("field", why)
+                self.problem(key, why)
                 return None
         return name  # type: ignore[no-any-return]
 
@@ -276,6 +288,8 @@ class _RuleChecker:
             array = self.get("array", one_of(("cell_voltage", "probe_temp")), required=True)
             across = self.get("across", one_of(("pack", "vehicle")), "pack")
             p["field"] = _SPREAD_FIELDS.get((array, across))
+            if p["field"] and field_error(p["field"], self.entity):
+                self.problem("across", f"a {self.entity} has no {across}-wide {array} spread")
             p["value"] = self.get("value", pos, required=True)
             p["hysteresis"] = self.get("hysteresis", nonneg, 0.0)
         elif kind == "rate":
@@ -319,6 +333,17 @@ class _RuleChecker:
             if ("all" in p) == ("any" in p):
                 self.problem(None, "a composite needs exactly one of all = [...] or any = [...]")
             p["window_s"] = self.get("window_s", nonneg, 0.0)
+        elif kind == "ratio":
+            p["field"] = self._field()
+            p["per"] = self._field("per")
+            p["scale"] = self.get("scale", num, 1.0)
+            p["op"] = self.get("op", one_of((">=", ">", "<=", "<")), ">=")
+            p["value"] = self.get("value", num, required=True)
+            p["min_per"] = self.get("min_per", pos, required=True)
+            p["max_gap_s"] = self.get("max_gap_s", pos, 60.0)
+        elif kind == "flip":
+            p["field"] = self._field()
+            p["window_s"] = self.get("window_s", pos, required=True)
         return {k: v for k, v in p.items() if v is not None}
 
 
@@ -326,5 +351,7 @@ def _with_version(rule: Rule) -> Rule:
     from dataclasses import asdict, replace
 
     body = {k: v for k, v in asdict(rule).items() if k not in ("line", "version")}
+    if rule.entity == "vehicle":
+        del body["entity"]  # the versions of the rules written before kinds existed stay
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
     return replace(rule, version=digest)

@@ -34,6 +34,8 @@ KINDS: Final = (
     "flag",
     "insulation",
     "composite",
+    "ratio",
+    "flip",
 )
 ChangeType = Literal["raised", "updated", "cleared"]
 CHANGE_TYPES: Final = ("raised", "updated", "cleared")
@@ -91,6 +93,7 @@ class Rule:
     clear_for_frames: int = 0
     line: int | None = None  # where the rule starts in its file, for messages
     version: str = ""  # short hash of the resolved definition: stored with every alert
+    entity: str = "vehicle"  # the entity kind it is for (contract.kinds): its field table
 
     @property
     def is_stateless(self) -> bool:

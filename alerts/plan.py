@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from alerts.fastpath import Runner, compile_runner
 from alerts.fields import Extractor, compile_extractor
-from alerts.kinds import Condition, ValueFn, compile_condition, kind_fields
+from alerts.kinds import FLAGS_2016_MASK, Condition, ValueFn, compile_condition, kind_fields
 from alerts.model import AlertRecord, Rule
 from alerts.rules import RuleSet
 
@@ -206,10 +206,15 @@ class Plan:
     template: array[float]
     scoped: bool  # some rule has a scope: plans differ per entity
     position: Mapping[str, int]  # field name -> index in the extracted tuple
+    flags_2016_mask: int  # the flag bits a 2016-edition frame of the entity kind defines
 
     @classmethod
-    def compile(cls, ruleset: RuleSet) -> Plan:
-        rules = ruleset.rules
+    def compile(cls, ruleset: RuleSet, entity_kind: str = "vehicle") -> Plan:
+        """Compile the rules of ``ruleset`` that are for ``entity_kind``."""
+        rules = ruleset.for_kind(entity_kind).rules
+        # Vehicles: bits 19-31 are reserved in 2016 (alerts.kinds). The pack profile defines
+        # its bits 19-23 in both envelopes (docs/protocols/battery.md); chargers have none.
+        mask16 = FLAGS_2016_MASK if entity_kind == "vehicle" else 0xFFFFFFFF
         names: list[str] = []
         for r in rules:
             for name in kind_fields(r):
@@ -235,7 +240,7 @@ class Plan:
                 if r.kind == "composite"
                 else []
             )
-            c = compile_condition(r, position.__getitem__, n, subs)
+            c = compile_condition(r, position.__getitem__, n, subs, mask16)
             cr.cond, cr.value, cr.peak_max = c.cond, c.value, c.peak_is_max
             cr.base, cr.nslots = n, c.nslots
             n += c.nslots
@@ -251,10 +256,11 @@ class Plan:
         return cls(
             rules=tuple(compiled.values()),
             by_id=compiled,
-            extract=compile_extractor(names) if names else _empty_extract,
+            extract=compile_extractor(names, entity_kind) if names else _empty_extract,
             template=array("d", [math.nan] * n),
             scoped=any(not r.scope.is_all for r in rules),
             position=position,
+            flags_2016_mask=mask16,
         )
 
     def plans_for(self, entity_id: str, model: Callable[[str], str | None]) -> Plans:
@@ -265,8 +271,8 @@ class Plan:
         return Plans(
             tuple((cr.cond, cr.bit, cr.pend, cr) for cr in r16),
             tuple((cr.cond, cr.bit, cr.pend, cr) for cr in r25),
-            compile_runner(r16, self.position.__getitem__, dict(self.by_id)),
-            compile_runner(r25, self.position.__getitem__, dict(self.by_id)),
+            compile_runner(r16, self.position.__getitem__, dict(self.by_id), self.flags_2016_mask),
+            compile_runner(r25, self.position.__getitem__, dict(self.by_id), self.flags_2016_mask),
         )
 
 

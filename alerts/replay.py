@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 
 from contract.rows import FrameRows, PackRow, VehicleRow
 
-__all__ = ["recent_frames", "stamp"]
+__all__ = ["ms_of", "recent_frames", "stamp"]
 
 
 class Connection(Protocol):
@@ -73,7 +73,8 @@ async def recent_frames(
     window_s: float,
 ) -> dict[int, list[FrameRows]]:
     """Per partition, the stored frames of the last ``window_s`` of its recently active
-    entities (see the module docstring), each entity's in time order."""
+    entities (see the module docstring), each entity's in time order. Vehicles; chargers and
+    packs: ``alerts.replay_kinds.recent_objects``."""
     if window_s <= 0 or not partitions:
         return {}
     entities = await conn.fetch(_ENTITIES, topic, list(partitions), entity_kind, window_s)
@@ -97,7 +98,7 @@ async def recent_frames(
             edition=row.edition,
             command=row.command,
             vin=row.vin,
-            ts_ms=_ms(row.ts),
+            ts_ms=ms_of(row.ts),
             vehicle=row,
             packs=packs.get((row.vin, row.ts)),
         )
@@ -132,5 +133,6 @@ def _pack(r: Any) -> PackRow:
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _ms(ts: datetime) -> int:
+def ms_of(ts: datetime) -> int:
+    """A stored time as the engine's epoch milliseconds."""
     return (ts - _EPOCH) // timedelta(milliseconds=1)

@@ -39,6 +39,18 @@ def check_references(rules: list[Rule], out: list[RuleProblem]) -> None:
                         f"refers to unknown or disabled rule {sub!r}",
                     )
                 )
+            elif by_id[sub].entity != r.entity:
+                # One engine per entity kind evaluates one entity's frames: it cannot see
+                # another kind's rules.
+                out.append(
+                    RuleProblem(
+                        r.line,
+                        r.id,
+                        "all" if "all" in r.params else "any",
+                        f"refers to {sub!r}, a {by_id[sub].entity} rule: a composite combines "
+                        f"rules of its own entity ({r.entity})",
+                    )
+                )
     for r in rules:
         if in_cycle(r.id, by_id, ()):
             out.append(RuleProblem(r.line, r.id, None, "composite conditions form a cycle"))

@@ -51,6 +51,18 @@ class RuleSet:
         text = resources.files("alerts").joinpath(DEFAULT_RULES).read_text(encoding="utf-8")
         return cls.from_toml(text, f"alerts/{DEFAULT_RULES}")
 
+    def for_kind(self, entity_kind: str) -> RuleSet:
+        """The rules for one entity kind (``entity = ...``; vehicle by default), same order."""
+        mine = tuple(r for r in self.rules if r.entity == entity_kind)
+        if len(mine) == len(self.rules):
+            return self
+        return RuleSet(mine, self.params, self.source, self.version, self.warnings)
+
+    @property
+    def entity_kinds(self) -> tuple[str, ...]:
+        """The entity kinds some rule is for, in first-seen order."""
+        return tuple(dict.fromkeys(r.entity for r in self.rules))
+
     def get(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 

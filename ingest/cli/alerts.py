@@ -1,7 +1,8 @@
 """``nev-ingest alerts``: what operators do with alerts: list them, acknowledge them.
 
 ``alerts list`` shows open alerts (``--all`` for cleared ones too), newest first, filtered by
-entity, rule or minimum severity, as a table or JSON lines. ``alerts ack ID...`` records who
+entity kind (vehicle, charger, battery), entity, rule or minimum severity, as a table or JSON
+lines. ``alerts ack ID...`` records who
 acknowledged which alert (an acknowledged alert stays open until its condition clears; the
 engine never touches the acknowledgement). The database is the ``[postgres]`` configuration
 (``--config``, ``NEV_POSTGRES_DSN``, ``--set postgres.dsn=...``) or ``--dsn``.
@@ -19,6 +20,7 @@ from psycopg.rows import dict_row
 
 from alerts.model import SEVERITIES
 from contract.clock import CHINA_TZ
+from contract.kinds import ENTITY_KINDS
 from ingest.cli.args import add_limit_argument, int_range, text
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
@@ -35,7 +37,10 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="open alerts, newest first (--all: cleared too)")
     ls.add_argument("--all", action="store_true", help="include cleared alerts")
-    ls.add_argument("--entity", type=text(64), help="one VIN / entity id")
+    ls.add_argument("--kind", choices=ENTITY_KINDS, help="one entity kind")
+    ls.add_argument(
+        "--entity", type=text(64), help="one entity id: VIN, operator_id:connector_id, pack code"
+    )
     ls.add_argument("--rule", type=text(64), help="one rule id")
     ls.add_argument("--severity", choices=SEVERITIES, help="this severity or worse")
     ls.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
@@ -88,6 +93,9 @@ def _list(args: argparse.Namespace) -> int:
     where, params = ["true"], []
     if not args.all:
         where.append("cleared_at IS NULL")
+    if args.kind:
+        where.append("entity_kind = %s")
+        params.append(args.kind)
     if args.entity:
         where.append("entity_id = %s")
         params.append(args.entity)
@@ -115,15 +123,16 @@ def _list(args: argparse.Namespace) -> int:
         print("no alerts" if args.all else "no open alerts")
         return 0
     print(
-        f"{'ID':>6}  {'OPENED (+08:00)':<19}  {'SEVERITY':<8}  {'ENTITY':<17}  {'RULE':<26}  STATE"
+        f"{'ID':>6}  {'OPENED (+08:00)':<19}  {'SEVERITY':<8}  {'KIND':<7}  {'ENTITY':<17}  "
+        f"{'RULE':<26}  STATE"
     )
     for r in rows:
         state = "open" if r["cleared_at"] is None else f"cleared {_local(r['cleared_at'])}"
         if r["acked_at"] is not None:
             state += f", acked by {r['acked_by']}"
         print(
-            f"{r['id']:>6}  {_local(r['opened_at'])}  {r['severity']:<8}  {r['entity_id']:<17}  "
-            f"{r['rule_id']:<26}  {state}"
+            f"{r['id']:>6}  {_local(r['opened_at'])}  {r['severity']:<8}  "
+            f"{r['entity_kind']:<7}  {r['entity_id']:<17}  {r['rule_id']:<26}  {state}"
         )
     return 0
 

@@ -1,7 +1,9 @@
 """``nev-ingest rules``: validate a rule file, and replay frames through it offline.
 
 ``rules check FILE`` lists every problem as ``FILE:LINE: error: rule ID key 'K': why`` (exit 2
-when there is an error, like any invalid input). ``rules test FILE --frames FRAMES`` replays
+when there is an error, like any invalid input); fields are checked against the field table of
+the rule's entity kind (``entity``). ``rules test`` replays vehicle frames: it runs the
+file's vehicle rules. ``rules test FILE --frames FRAMES`` replays
 frames through the rules, the way an engineer tunes a threshold, and prints the alerts that
 would be raised and cleared.
 FRAMES holds one frame per line: hex (as ``nev-ingest decode`` reads it), a JSON object with a
@@ -83,6 +85,9 @@ def _check(args: argparse.Namespace) -> int:
     alerting = sum(r.alert for r in rs.rules)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     print(f"{args.file}: OK, {len(rs.rules)} rules ({alerting} alerting; {summary})")
+    if rs.entity_kinds != ("vehicle",):
+        per = ", ".join(f"{k} {len(rs.for_kind(k).rules)}" for k in rs.entity_kinds)
+        print(f"  per entity kind: {per}")
     return 0
 
 

@@ -9,6 +9,9 @@ alerts of the new partitions are restored from the database (no second raise aft
 when that fails the worker keeps the partitions paused and tries again. On revocation their
 state is forgotten. SIGHUP swaps the rule set; its changes (alerts of removed rules
 cleared) go with the next batch.
+
+One rule engine per entity kind that has rules (vehicles, chargers, packs), each fed the
+frames of its kind's topics (``alert_topics``: raw topic -> kind), partition by partition.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any
 import orjson
 
 from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
+from alerts.replay_kinds import recent_objects
 from alerts.store import load_open, save_changes
+from alerts.subjects import subjects_of
 from ingest.config import Settings
 from ingest.errors import UserError
 from ingest.pipeline.batch import Batch
@@ -82,7 +87,9 @@ class StorageSink:
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
         self._writer: StorageWriter | None = None
-        self._engine: RuleEngine | None = None
+        self._engines: dict[str, RuleEngine] = {}  # entity kind -> its engine
+        self._enabled = False  # alerts on and the engines built
+        self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
         self._resend: dict[int, AlertMessage] = {}  # outbox rows a crash left unpublished
         self._acked: set[int] = set()  # outbox rows Kafka acknowledged, deleted next batch
@@ -116,8 +123,18 @@ class StorageSink:
             self._pool_params, self._writer_params, hooks=_Hooks(self)
         )
         if self._alerts_enabled:
-            self._engine = RuleEngine(self._load_rules())
-            log.info("rule engine ready", extra={"rules": len(self._engine.rules.rules)})
+            self._enabled = True
+            self._build_engines(self._load_rules())
+            log.info(
+                "rule engines ready",
+                extra={"rules": {k: len(e.rules.rules) for k, e in self._engines.items()}},
+            )
+
+    def _build_engines(self, rules: RuleSet) -> None:
+        """An engine for each kind of the alert topics that has rules and none yet."""
+        for kind in dict.fromkeys(self._alert_topics.values()):
+            if kind not in self._engines and rules.for_kind(kind).rules:
+                self._engines[kind] = RuleEngine(rules, entity_kind=kind)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -172,51 +189,66 @@ class StorageSink:
 
     # -- alerts state ------------------------------------------------------------------------
     async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
-        if self._engine is None:
+        if not self._enabled:
             return
-        mine = sorted({tp.partition for tp in partitions if tp.topic in self._alert_topics})
+        mine = [(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics]
         if not mine:
             return
-        window_s = self._engine.rules.window_s
+        kinds = {self._alert_topics[t] for t, _ in mine}
+        parts = {k: sorted({p for t, p in mine if self._alert_topics[t] == k}) for k in kinds}
+        records: dict[str, list[Any]] = {}
         async with self.writer.pool.acquire() as conn:
-            records = await load_open(conn, entity_kind="vehicle", partitions=mine)
-            unsent = await outbox.pending(conn, mine)
-            recent = await self._recent(conn, partitions, window_s)
+            for kind in self._engines:
+                if kind in parts:
+                    records[kind] = await load_open(conn, entity_kind=kind, partitions=parts[kind])
+            unsent = await outbox.pending(conn, sorted({p for _, p in mine}))
+            recent = await self._recent(conn, partitions)
         # Everything read first, then applied: a failed load (retried) changes nothing.
         # The replay rebuilds histories and durations without raising anything; the stored
         # open alerts then become live (docs/alerts.md, "after a rebalance").
-        for partition, frames in recent.items():
+        for (kind, partition), frames in recent.items():
             try:
-                self._engine.warm(frames, partition=partition)
+                self._engines[kind].warm(frames, partition=partition)
             except Exception:  # a bug must not keep the partition paused: start blind, loudly
                 log.exception("replay of the last rule window failed: windowed rules start blind")
-                self._engine.forget(partition=partition)
-        self._pending.extend(self._engine.restore(records))
+                self._engines[kind].forget(partition=partition)
+        for kind, recs in records.items():
+            self._pending.extend(self._engines[kind].restore(recs))
+        self._assigned.update(mine)
         for row in unsent:
             if row.id not in self._acked:
                 self._resend[row.id] = _resent(row)
         log.info(
             "alert state restored",
             extra={
-                "partitions": mine,
-                "alerts": sum(r.cleared_ms is None for r in records),
+                "partitions": parts,
+                "alerts": sum(r.cleared_ms is None for recs in records.values() for r in recs),
                 "unpublished": len(unsent),
                 "replayed_frames": sum(map(len, recent.values())),
-                "replay_window_s": window_s,
+                "replay_window_s": {k: e.rules.window_s for k, e in self._engines.items()},
             },
         )
 
     async def _recent(
-        self, conn: Any, partitions: Sequence[Any], window_s: float
-    ) -> dict[int, list[Any]]:
-        """The replay's frames. The database unreachable: raised (the partitions stay paused
-        and it is retried); anything else (a bug, a schema surprise) must not stall them: the
-        windowed rules then start without history, said loudly."""
-        recent: dict[int, list[Any]] = {}
+        self, conn: Any, partitions: Sequence[Any]
+    ) -> dict[tuple[str, int], list[Any]]:
+        """The replay's frames, per (kind, partition). The database unreachable: raised (the
+        partitions stay paused and it is retried); anything else (a bug, a schema surprise)
+        must not stall them: the windowed rules then start without history, said loudly."""
+        recent: dict[tuple[str, int], list[Any]] = {}
         try:
             for topic, kind in self._alert_topics.items():
+                engine = self._engines.get(kind)
                 parts = sorted({tp.partition for tp in partitions if tp.topic == topic})
-                recent.update(await replay.recent_frames(conn, kind, topic, parts, window_s))
+                if engine is None or not parts:
+                    continue
+                window_s = engine.rules.window_s
+                if kind == "vehicle":
+                    got = await replay.recent_frames(conn, kind, topic, parts, window_s)
+                else:
+                    got = await recent_objects(conn, kind, topic, parts, window_s)
+                for partition, frames in got.items():
+                    recent.setdefault((kind, partition), []).extend(frames)
         except Exception as exc:
             if classify(exc) is ErrorKind.TRANSIENT:  # unreachable, restarting, timed out
                 raise
@@ -225,11 +257,18 @@ class StorageSink:
         return recent
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:
-        if self._engine is None:
+        if not self._enabled:
             return
-        for tp in partitions:
-            if tp.topic in self._alert_topics:
-                self._engine.forget(partition=tp.partition)
+        lost = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics}
+        self._assigned -= lost
+        for topic, partition in lost:
+            kind = self._alert_topics[topic]
+            engine = self._engines.get(kind)
+            # Engine state is keyed by partition number, not topic: chargers come on two topics
+            # (raw, T/CEC), so the same number may still be owned on the other one.
+            still = any(self._alert_topics[t] == kind and p == partition for t, p in self._assigned)
+            if engine is not None and not still:
+                engine.forget(partition=partition)
         gone = {(tp.topic, tp.partition) for tp in partitions}
         for key in [k for k, p in self._placed.items() if (k[0], p) in gone]:
             del self._placed[key]
@@ -241,10 +280,12 @@ class StorageSink:
         self._acked.update(a.outbox_id for a in alerts if a.outbox_id is not None)
 
     def reload_rules(self) -> str:
-        if self._engine is None:
+        if not self._enabled:
             return "alerts are disabled (alerts.enabled = false): nothing to reload"
         rules = self._load_rules()
-        changes = self._engine.swap_rules(rules)
+        changes = [c for e in self._engines.values() for c in e.swap_rules(rules)]
+        # A kind that had no rules gets an engine now; it starts without history or alerts.
+        self._build_engines(rules)
         self._pending.extend(changes)
         return (
             f"rules reloaded from {self._rules_file or 'the built-in default set'}: "
@@ -252,16 +293,19 @@ class StorageSink:
         )
 
     def _evaluate(self, batch: Batch) -> list[AlertChange]:
-        engine = self._engine
-        if engine is None:
-            return []
-        by_partition: dict[int, list[Any]] = {}
+        if not self._engines:
+            changes, self._pending = self._pending, []
+            return changes
+        by_partition: dict[tuple[str, int], list[Any]] = {}
+        topics = self._alert_topics
         for rec, frame in zip(batch.records, batch.frames, strict=True):
-            if rec.topic in self._alert_topics:
-                by_partition.setdefault(rec.partition, []).append(frame)
+            kind = topics.get(rec.topic)
+            if kind is not None and kind in self._engines:
+                by_partition.setdefault((kind, rec.partition), []).append(frame)
         changes, self._pending = self._pending, []
         now_ms = time.time_ns() // 1_000_000
-        for partition, frames in by_partition.items():
+        for (kind, partition), frames in by_partition.items():
+            engine = self._engines[kind]
             changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition))
         return changes
 
@@ -272,10 +316,16 @@ class StorageSink:
         placed = self._placed
         for rec, frame in zip(batch.records, batch.frames, strict=True):
             kind = self._alert_topics.get(rec.topic)
-            if kind is None or frame.vehicle is None:
+            if kind is None:
                 continue
-            if placed.get((rec.topic, frame.vin)) != rec.partition:
-                out.setdefault((rec.topic, kind), {})[frame.vin] = rec.partition
+            ids: tuple[str, ...]
+            if kind == "vehicle":
+                ids = () if frame.vehicle is None else (frame.vin,)
+            else:  # a charger's connectors, a pack's code: the engine's entity ids
+                ids = tuple(s[0] for s in subjects_of(kind, (frame,)) if s[1] is not None)
+            for eid in ids:
+                if placed.get((rec.topic, eid)) != rec.partition:
+                    out.setdefault((rec.topic, kind), {})[eid] = rec.partition
         return out
 
     # -- the write ---------------------------------------------------------------------------
@@ -291,7 +341,7 @@ class StorageSink:
         }
         saved: list[AlertMessage] = []
         acked = set(self._acked)
-        placements = self._placements(batch) if self._engine is not None else {}
+        placements = self._placements(batch) if self._engines else {}
         resend = dict(self._resend)
 
         async def before_commit(conn: Any, outcome: Any) -> None:

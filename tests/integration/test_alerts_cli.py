@@ -15,6 +15,7 @@ import pytest
 from alerts import RuleEngine, RuleSet
 from devtools.sim.scenarios import thermal_runaway
 from ingest.cli import main
+from tests.unit.alerts_entities_support import charger
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,8 @@ MIGRATION = Path(__file__).parents[2] / "storage" / "migrations" / "0050_alerts.
 
 @pytest.fixture
 def dsn(postgres_dsn: str) -> Iterator[str]:
-    """A fresh migrated database holding the alerts of one generated thermal runaway."""
+    """A fresh migrated database holding the alerts of one generated thermal runaway and of
+    one hot charging connector."""
     base = postgres_dsn
     name = f"alerts_cli_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as admin:
@@ -33,6 +35,8 @@ def dsn(postgres_dsn: str) -> Iterator[str]:
             with psycopg.connect(db) as conn:
                 conn.execute(MIGRATION.read_bytes())
                 changes = RuleEngine(RuleSet.default()).evaluate(thermal_runaway())
+                hot = [charger(0, temp=95), charger(30, temp=96)]
+                changes += RuleEngine(RuleSet.default(), entity_kind="charger").evaluate(hot)
                 for c in changes:
                     a = c.alert
                     if c.type == "raised":
@@ -53,12 +57,21 @@ def test_list_shows_open_alerts_newest_first(dsn: str, capsys: pytest.CaptureFix
     assert main(["alerts", "list", "--dsn", dsn]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["ID", "OPENED", "(+08:00)"]
-    rules = [line.split()[5] for line in lines[1:]]
-    assert rules[0] == "thermal_event" and "gb38031_thermal_runaway" in rules
+    rules = [line.split()[6] for line in lines[1:]]
+    assert "thermal_event" in rules and "gb38031_thermal_runaway" in rules
+    assert "connector_over_temp" in rules
     assert "max_temp_high" not in rules  # cleared
     assert main(["alerts", "list", "--dsn", dsn, "--all", "--format", "json"]) == 0
     every = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert "max_temp_high" in {r["rule_id"] for r in every}
+
+
+def test_list_filters_by_entity_kind(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "list", "--dsn", dsn, "--kind", "charger", "--format", "json"]) == 0
+    got = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["entity_kind"], r["rule_id"]) for r in got] == [("charger", "connector_over_temp")]
+    assert main(["alerts", "list", "--dsn", dsn, "--kind", "vehicle"]) == 0
+    assert "connector_over_temp" not in capsys.readouterr().out
 
 
 def test_list_filters_by_severity(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:

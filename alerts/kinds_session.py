@@ -1,0 +1,96 @@
+"""Two rule kinds with per-entity history made for chargers and packs (alerts.kinds holds the
+others and dispatches to these; same condition protocol, same verdicts).
+
+- ``ratio``: the change of one field over the change of another across a run of frames, e.g.
+  a charging session's energy over its SOC rise: the capacity the vehicle's pack would need
+  to have. A run is one session: it restarts when ``field`` goes down (a new session's
+  counter) or after a gap longer than ``max_gap_s``.
+- ``flip``: a value that changes and then changes back to the previous one within
+  ``window_s``, e.g. a pack's place: site A, site B, site A again within minutes is one pack
+  code reported by two places at once, faster than a pack can physically move.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import MutableSequence
+from typing import Any, Final
+
+from alerts.model import Rule
+
+__all__ = ["RATIO_SLOTS", "flip", "ratio"]
+
+# The verdicts of alerts.kinds (which imports this module, so they are restated, not imported).
+HOLD: Final = 1
+CLEAR: Final = 0
+NEUTRAL: Final = -1
+NAN: Final = math.nan
+RATIO_SLOTS: Final = 5
+
+
+def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> Any:
+    """Holds when ``scale * Δfield / Δper op value`` over the run, once ``Δper`` reached
+    ``min_per`` (smaller changes are dominated by the reporting resolution: SOC comes in 1 %
+    steps). Slots: the run's start time, numerator and denominator (the reference), the
+    previous frame's time and numerator (gaps and restarts)."""
+    p = rule.params
+    scale = float(p.get("scale", 1.0))
+    limit = float(p["value"])
+    above = str(p.get("op", ">=")) in (">=", ">")
+    min_per = float(p["min_per"])
+    gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
+
+    def cond(vals: Any, slots: MutableSequence[float], t: float, active: int) -> int:
+        n = vals[i_num]
+        d = vals[i_per]
+        if n is None or d is None:
+            return NEUTRAL
+        st = slots
+        pt = st[b + 3]
+        restart = pt != pt or not 0.0 < t - pt <= gap_ms or n < st[b + 4]
+        st[b + 3] = t
+        st[b + 4] = n
+        if restart:
+            had_run = st[b] == st[b]
+            st[b], st[b + 1], st[b + 2] = t, n, d
+            # A new session: whatever the last one implied is over (nothing before: unknown).
+            return CLEAR if had_run else NEUTRAL
+        dd = d - st[b + 2]
+        if dd < min_per:
+            return NEUTRAL  # too little change yet to judge
+        x = round(scale * (n - st[b + 1]) / dd, 3)
+        scratch[0] = x
+        return HOLD if (x >= limit if above else x <= limit) else CLEAR
+
+    return cond
+
+
+def flip(rule: Rule, i: int, b: int, scratch: list[float]) -> Any:
+    """Holds on a frame whose value is the one before the current one, seen there within
+    ``window_s``; clears once the entity stayed at one value for ``window_s`` since it was
+    last seen elsewhere. The value reported is the seconds since it was last at that value
+    (the peak is the minimum: the fastest impossible move). Slots: current value, its last
+    time, previous value, its last time."""
+    win_ms = float(rule.params["window_s"]) * 1000.0
+
+    def cond(vals: Any, slots: MutableSequence[float], t: float, active: int) -> int:
+        x = vals[i]
+        if x is None:
+            return NEUTRAL
+        st = slots
+        cur = st[b]
+        if cur != cur:
+            st[b], st[b + 1] = x, t
+            return NEUTRAL
+        if x == cur:
+            st[b + 1] = t
+            # NaN (never anywhere else) compares False: settled.
+            return NEUTRAL if t - st[b + 3] <= win_ms else CLEAR
+        back = x == st[b + 2] and t - st[b + 3] <= win_ms
+        if back:
+            scratch[0] = round((t - st[b + 3]) / 1000.0, 3)
+        st[b + 2], st[b + 3] = cur, st[b + 1]
+        st[b], st[b + 1] = x, t
+        return HOLD if back else NEUTRAL
+
+    return cond

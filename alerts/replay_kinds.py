@@ -1,0 +1,112 @@
+"""The short replay on assignment (alerts/replay.py) for chargers and standalone packs.
+
+Same selection as for vehicles: the entities of the assigned partitions whose latest report was
+stored within the last ``window_s`` (latest_state, stamped by ``replay.stamp``), and their
+stored rows in ``(latest time - window_s, latest time]``, in time order, rebuilt into the
+decoded objects the engine evaluates: ``PackFrameRows`` from ``pack_telemetry``, ``ChargerRows``
+from ``charger_telemetry`` joined with ``connector_status_events`` by connector and time.
+Bounded like the vehicles' replay: an index range over the partitions' entities, then one
+primary-key range per entity (``(pack_code, ts)``, ``(operator_id, connector_id, ts, ...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Final
+
+from alerts.replay import Connection, ms_of
+from contract.battery import PackFrameRows, PackTelemetryRow
+from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
+
+__all__ = ["recent_objects"]
+
+_ENTITIES: Final = """
+SELECT entity_id, ts, kafka_partition FROM latest_state
+WHERE kafka_topic = $1 AND kafka_partition = ANY($2::int[])
+  AND entity_kind = $3 AND updated_at >= now() - make_interval(secs => $4)
+"""
+_PACKS: Final = """
+SELECT t.* FROM unnest($1::text[], $2::timestamptz[]) AS e(id, last)
+JOIN pack_telemetry AS t
+  ON t.pack_code = e.id AND t.ts > e.last - make_interval(secs => $3) AND t.ts <= e.last
+WHERE t.ts > $4 AND t.ts <= $5
+ORDER BY t.pack_code, t.ts
+"""
+_CONNECTORS: Final = """
+SELECT t.* FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(op, cid, last)
+JOIN {table} AS t ON t.operator_id = e.op AND t.connector_id = e.cid
+  AND t.ts > e.last - make_interval(secs => $4) AND t.ts <= e.last
+WHERE t.ts > $5 AND t.ts <= $6
+ORDER BY t.operator_id, t.connector_id, t.ts
+"""
+_OP_LEN: Final = 9  # OperatorID: the charger entity id is OperatorID ":" ConnectorID
+
+
+async def recent_objects(
+    conn: Connection, entity_kind: str, topic: str, partitions: Sequence[int], window_s: float
+) -> dict[int, list[Any]]:
+    """Per partition, the stored objects of the last ``window_s`` of its recently active
+    chargers' connectors or packs, each entity's in time order."""
+    if window_s <= 0 or not partitions:
+        return {}
+    entities = await conn.fetch(_ENTITIES, topic, list(partitions), entity_kind, window_s)
+    if not entities:
+        return {}
+    part_of = {r["entity_id"]: r["kafka_partition"] for r in entities}
+    ids = [r["entity_id"] for r in entities]
+    lasts = [r["ts"] for r in entities]
+    bounds = (window_s, min(lasts) - timedelta(seconds=window_s), max(lasts))
+    out: dict[int, list[Any]] = {}
+    if entity_kind == "battery":
+        for r in await conn.fetch(_PACKS, ids, lasts, *bounds):
+            row = _pack_row(r)
+            obj = PackFrameRows(
+                edition=row.edition,
+                command=row.command,
+                pack_code=row.pack_code,
+                ts_ms=ms_of(row.ts),
+                telemetry=row,
+            )
+            out.setdefault(part_of[row.pack_code], []).append(obj)
+        return out
+    keys = ([i[:_OP_LEN] for i in ids], [i[_OP_LEN + 1 :] for i in ids], lasts, *bounds)
+    joined: dict[tuple[str, str, Any], ChargerRows] = {}
+    tel = await conn.fetch(_CONNECTORS.format(table="charger_telemetry"), *keys)
+    for r in tel:
+        t = ChargerTelemetryRow(*(r[f] for f in ChargerTelemetryRow._fields))
+        _object(joined, t.operator_id, t.connector_id, t.ts).telemetry.append(t)
+    for r in await conn.fetch(_CONNECTORS.format(table="connector_status_events"), *keys):
+        s = ConnectorStatusRow(*(r[f] for f in ConnectorStatusRow._fields))
+        _object(joined, s.operator_id, s.connector_id, s.ts).statuses.append(s)
+    # Each connector's objects in time order (status-only times sort in with the others).
+    for (op, cid, _), rows in sorted(joined.items(), key=lambda kv: kv[0]):
+        out.setdefault(part_of[f"{op}:{cid}"], []).append(rows)
+    return out
+
+
+def _object(
+    joined: dict[tuple[str, str, Any], ChargerRows], op: str, cid: str, ts: Any
+) -> ChargerRows:
+    key = (op, cid, ts)
+    obj = joined.get(key)
+    if obj is None:
+        obj = joined[key] = ChargerRows(operator_id=op, command=0x02, ts_ms=ms_of(ts))
+    return obj
+
+
+def _pack_row(r: Any) -> PackTelemetryRow:
+    """A stored pack row back in the decoder's form (cells and probes as raw bytes again)."""
+    cells = r["cell_voltages_mv"] or []
+    probes = r["probe_temps_c"] or []
+    values = {f: r[f] for f in PackTelemetryRow._fields if f not in _RAW}
+    return PackTelemetryRow(
+        **values,
+        cell_voltages_raw=b"".join(
+            (0xFFFF if v is None else v & 0xFFFF).to_bytes(2, "big") for v in cells
+        ),
+        probe_temps_raw=bytes(0xFF if c is None else (c + 40) & 0xFF for c in probes),
+    )
+
+
+_RAW: Final = frozenset({"cell_voltages_raw", "probe_temps_raw"})
