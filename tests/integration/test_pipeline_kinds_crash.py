@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from devtools.sim import promtext
 from devtools.sim.envelope import china_time
 from tests.integration import kinds_frames as kf
 from tests.integration import kinds_support as ks
@@ -71,7 +72,7 @@ async def test_kill_9_mid_run_stores_every_charger_and_pack_row_once(env: Pipeli
 
     async with ps.serving(env, "kinds-crash", NEV_PIPELINE_BATCH_MAX_FRAMES="200") as svc:
         (victim,) = svc.worker_pids()
-        producing = asyncio.create_task(ks.produce_records(env.kafka, records, rate=1000))
+        producing = asyncio.create_task(ks.produce_records(env.kafka, records, rate=400))
 
         async def some_stored() -> int:
             n = await _stored_total(env)
@@ -96,5 +97,5 @@ async def test_kill_9_mid_run_stores_every_charger_and_pack_row_once(env: Pipeli
         # the refusal split the batch and dead-lettered the frame: none of that happened.
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0
         assert svc.metric("nev_ingest_bisect_loads_total") == 0
-        assert svc.metric("nev_ingest_frames_dead_lettered_total") == 0
+        assert promtext.total(svc.metrics(), "nev_ingest_frames_dead_lettered_total") == 0
         assert svc.metric("nev_ingest_worker_restarts_total") == 1
