@@ -30,7 +30,8 @@ from storage import (
     TimescaleParams,
     WriterParams,
 )
-from storage.sizing import FleetProfile
+from storage.params import TELEMETRY_TABLES
+from storage.sizing import FleetProfile, busy_tables
 
 
 def kafka_client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -226,13 +227,8 @@ def pool_params(settings: Settings, application: str = "nev-ingest") -> PoolPara
 def storage_params(settings: Settings) -> StorageParams:
     """``[storage]`` + ``postgres.schema_mode`` as what migrate and maintenance take."""
     st = settings.storage
-    telemetry = _days(st.retention_days)
     retention = {
-        "vehicle_telemetry": telemetry,
-        "drive_motor_telemetry": telemetry,
-        "battery_pack_telemetry": telemetry,
-        "alarm_events": telemetry,
-        "vehicle_sessions": telemetry,
+        **dict.fromkeys(TELEMETRY_TABLES, _days(st.retention_days)),
         "raw_frames": _days(st.raw_frames_retention_days),
         "vehicle_stats_1m": _days(st.stats_1m_retention_days),
         "vehicle_stats_1h": _days(st.stats_1h_retention_days),
@@ -240,14 +236,15 @@ def storage_params(settings: Settings) -> StorageParams:
     overrides = {}
     if st.chunk_interval_min:
         chunk = timedelta(minutes=st.chunk_interval_min)
-        busy = ("vehicle_telemetry", "drive_motor_telemetry", "battery_pack_telemetry")
-        overrides = {t: chunk for t in (*busy, "raw_frames")}
+        overrides = dict.fromkeys(busy_tables(raw_frames=True), chunk)
     return StorageParams(
         schema=st.schema,
         mode=SchemaMode(settings.postgres.schema_mode),
         timescale=TimescaleParams(
             fleet=FleetProfile(
                 vehicles=st.fleet_vehicles,
+                connectors=st.fleet_connectors,
+                packs=st.fleet_packs,
                 frame_interval_s=st.frame_interval_s,
                 memory_bytes=int(st.db_memory_gb * 2**30),
                 raw_frames=st.raw_frames,

@@ -106,8 +106,23 @@ class StorageSettings(Section):
         minimum=1,
         maximum=100_000_000,
     )
+    fleet_connectors: int = setting(
+        1_000_000,
+        "Charger connectors this database serves; with fleet_vehicles sets the chunk interval.",
+        minimum=0,
+        maximum=100_000_000,
+    )
+    fleet_packs: int = setting(
+        1_000_000,
+        "Standalone battery packs (nev.battery.raw) this database serves; likewise.",
+        minimum=0,
+        maximum=100_000_000,
+    )
     frame_interval_s: float = setting(
-        10.0, "Seconds between two real-time frames of one vehicle.", minimum=1, maximum=3600
+        10.0,
+        "Seconds between two real-time frames of one vehicle, connector or pack.",
+        minimum=1,
+        maximum=3600,
     )
     db_memory_gb: float = setting(
         64.0,

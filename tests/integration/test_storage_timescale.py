@@ -31,6 +31,7 @@ from storage.connect import connect
 from storage.migrate import MIGRATIONS_DIR
 from storage.params import TIMESERIES_TABLES
 from storage.policies import CONTINUOUS_AGGREGATES
+from tests.integration.test_storage_kinds import EXPECTED_ROWS, check_mixed_rows, mixed
 
 pytestmark = pytest.mark.integration
 
@@ -105,11 +106,17 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
             TimescaleParams().chunk_intervals()
         )
         segment = await conn.fetch(
-            "SELECT hypertable_name FROM timescaledb_information.compression_settings "
-            "WHERE hypertable_schema = $1 AND attname = 'vin' AND segmentby_column_index = 1",
+            "SELECT hypertable_name, attname FROM timescaledb_information.compression_settings "
+            "WHERE hypertable_schema = $1 AND segmentby_column_index = 1",
             schema,
         )
-        assert {r["hypertable_name"] for r in segment} == set(TIMESERIES_TABLES)
+        # one entity's rows compress together: a vehicle's, a connector's, a pack's
+        by_kind = {"vin": "vehicle", "operator_id": "charger", "pack_code": "battery"}
+        assert {r["hypertable_name"]: by_kind[r["attname"]] for r in segment} == {
+            **dict.fromkeys(TIMESERIES_TABLES[:6], "vehicle"),
+            **dict.fromkeys(TIMESERIES_TABLES[6:10], "charger"),
+            **dict.fromkeys(TIMESERIES_TABLES[10:], "battery"),
+        }
         rollup = {
             t: await conn.fetchval(
                 "SELECT compress_interval_length "
@@ -124,8 +131,15 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
             "drive_motor_telemetry": "1 day",
             "battery_pack_telemetry": "1 day",
             "raw_frames": "1 day",
-            "alarm_events": None,  # its 2-day chunks are long enough already
+            "alarm_events": None,  # its 1-day chunks are long enough already
             "vehicle_sessions": None,
+            "connector_status_events": "1 day",
+            "charger_telemetry": "1 day",
+            "charging_session_events": "1 day",  # 30-minute chunks
+            "charger_faults": None,
+            "pack_telemetry": "1 day",
+            "pack_alarm_events": None,
+            "pack_sessions": None,
         }
         compression = await jobs(conn, schema, "policy_compression")
         assert set(compression) == set(TIMESERIES_TABLES)
@@ -155,10 +169,12 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
         assert report.applied == []
         assert "vehicle_telemetry: chunk interval 2 h" in report.settings
         assert "raw_frames: policy_retention removed" in report.settings
-        assert sum("compress_after = 1 day" in line for line in report.settings) == 6
+        assert sum("compress_after = 1 day" in line for line in report.settings) == len(
+            TIMESERIES_TABLES
+        )
         # the recompression job follows: compress_after + the longest rolled-up chunk + 1 h
         assert "recompress_rolled_up: every 1 h, chunks that ended 27 h ago" in report.settings
-        assert len(report.settings) == 9
+        assert len(report.settings) == len(TIMESERIES_TABLES) + 3
         assert "raw_frames" not in await jobs(conn, schema, "policy_retention")
         again = await migrate(conn, StorageParams(schema=schema, timescale=changed))
         assert again.settings == []
@@ -200,6 +216,29 @@ async def test_writer_stores_once_with_the_unnest_loader(timescale_dsn: str, sch
             assert cells[:3] == [3300, 3301, 3302] and len(cells) == 96
             assert await conn.fetchval(f"SELECT count(*) FROM {schema}.latest_state") == 4
         assert await w.load_offsets([TP]) == {TP: 15}
+    finally:
+        await w.close()
+
+
+async def test_chargers_and_packs_are_stored_once_in_their_hypertables(
+    timescale_dsn: str, schema: str
+) -> None:
+    w = await open_writer(timescale_dsn, schema)
+    try:
+        batch = mixed()
+        first = await batch.write(w)
+        assert first.rows == EXPECTED_ROWS and first.latest == 6 and not first.rejected
+        replay = await batch.write(w)
+        assert replay.frames == 0 and replay.rows == {} and set(replay.fenced) == set(batch.next)
+        async with w.pool.acquire() as conn:
+            await check_mixed_rows(conn)
+            chunks = await conn.fetch(
+                "SELECT hypertable_name, count(*) AS n FROM timescaledb_information.chunks "
+                "WHERE hypertable_schema = $1 GROUP BY hypertable_name",
+                schema,
+            )
+        stored = {r["hypertable_name"] for r in chunks}
+        assert {"charger_telemetry", "pack_telemetry", "charger_faults"} <= stored
     finally:
         await w.close()
 

@@ -52,7 +52,15 @@ def test_settings_map_onto_storage_parameters() -> None:
 
 
 def test_fleet_size_drives_the_chunk_interval() -> None:
-    small = storage_params(load_settings(environ={"NEV_STORAGE_FLEET_VEHICLES": "20000"}))
+    small = storage_params(
+        load_settings(
+            environ={
+                "NEV_STORAGE_FLEET_VEHICLES": "20000",
+                "NEV_STORAGE_FLEET_CONNECTORS": "20000",
+                "NEV_STORAGE_FLEET_PACKS": "0",
+            }
+        )
+    )
     big = storage_params(load_settings(environ={}))
     assert (
         small.timescale.chunk_intervals()["vehicle_telemetry"]

@@ -56,8 +56,8 @@ def test_weekly_partitions_start_on_monday() -> None:
 
 
 def test_chunk_interval_follows_the_data_rate() -> None:
-    big = chunk_intervals(FleetProfile(vehicles=1_000_000))
-    small = chunk_intervals(FleetProfile(vehicles=10_000))
+    big = chunk_intervals(FleetProfile(vehicles=1_000_000, connectors=0, packs=0))
+    small = chunk_intervals(FleetProfile(vehicles=10_000, connectors=0, packs=0))
     assert big["vehicle_telemetry"] < small["vehicle_telemetry"]
     # the busy tables roll over together; sparse ones get longer chunks
     assert big["vehicle_telemetry"] == big["battery_pack_telemetry"]
@@ -65,8 +65,26 @@ def test_chunk_interval_follows_the_data_rate() -> None:
     # 1M vehicles / 10 s = 100,000 frames/s x (95 + 116 + 116) B of index per frame
     # = 32.7 MB/s; a quarter of 64 GiB lasts 525 s -> the 5-minute step below it
     assert big["vehicle_telemetry"] == timedelta(minutes=5)
-    more_memory = chunk_intervals(FleetProfile(vehicles=1_000_000, memory_bytes=256 * 2**30))
+    more_memory = chunk_intervals(
+        FleetProfile(vehicles=1_000_000, connectors=0, packs=0, memory_bytes=256 * 2**30)
+    )
     assert more_memory["vehicle_telemetry"] > big["vehicle_telemetry"]
+
+
+def test_chargers_and_packs_share_the_busy_tables_budget() -> None:
+    alone = chunk_intervals(FleetProfile(vehicles=100_000, connectors=0, packs=0))
+    shared = chunk_intervals(FleetProfile(vehicles=100_000, connectors=100_000, packs=100_000))
+    # 10,000 frames/s x 327 B = 3.27 MB/s alone -> 1 h 27 min -> 1 h; with 10,000 connector
+    # reports/s x (119 + 106) B and 10,000 pack frames/s x 95 B: 6.47 MB/s -> 44 min -> 30 min
+    assert (alone["vehicle_telemetry"], shared["vehicle_telemetry"]) == (
+        timedelta(hours=1),
+        timedelta(minutes=30),
+    )
+    busy = {"connector_status_events", "charger_telemetry", "pack_telemetry"}
+    assert {shared[t] for t in busy} == {shared["vehicle_telemetry"]}
+    # sparse tables of a kind without entities keep the longest step; with them, their own
+    assert alone["charging_session_events"] == timedelta(days=7)
+    assert shared["charging_session_events"] == timedelta(hours=6)
 
 
 def test_overrides_win_over_the_arithmetic() -> None:

@@ -7,12 +7,40 @@ from pathlib import Path
 
 import pytest
 
+from contract.battery import PackAlarmRow, PackSessionRow, PackTelemetryRow
+from contract.charger import (
+    ChargerFaultRow,
+    ChargerTelemetryRow,
+    ChargingSessionRow,
+    ConnectorInfoRow,
+    ConnectorStatusRow,
+)
 from contract.rows import AlarmRow, MotorRow, PackRow, SessionRow, VehicleRow
 from storage.errors import MigrationError
 from storage.migrate import MIGRATIONS_DIR, discover, plan
 from storage.migration_files import SUPERSEDED
-from storage.params import SchemaMode
-from storage.tables import ALARMS, MOTORS, PACKS, RAW, SESSIONS, TABLES, VEHICLES, RawRow
+from storage.params import TELEMETRY_TABLES, TIMESERIES_TABLES, SchemaMode
+from storage.tables import (
+    ALARMS,
+    CHARGER_FAULTS,
+    CHARGER_TABLES,
+    CHARGER_TELEMETRY,
+    CHARGING_SESSIONS,
+    CONNECTOR_STATUS,
+    CONNECTORS,
+    MOTORS,
+    PACK_ALARMS,
+    PACK_SESSIONS,
+    PACK_TABLES,
+    PACK_TELEMETRY,
+    PACKS,
+    RAW,
+    SESSIONS,
+    TABLES,
+    VEHICLE_TABLES,
+    VEHICLES,
+    RawRow,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -84,8 +112,13 @@ def test_every_version_exists_for_both_flavours_and_0050_is_the_alerts() -> None
 def test_both_flavours_define_the_same_columns() -> None:
     plain = columns(flavour_sql(2, SchemaMode.PLAIN))
     timescale = columns(flavour_sql(2, SchemaMode.TIMESCALE))
-    assert set(plain) == {t.name for t in TABLES}
+    assert set(plain) == {t.name for t in VEHICLE_TABLES}
     assert plain == timescale
+    # the chargers' (0006) and the packs' (0007) likewise
+    for version, tables in ((6, CHARGER_TABLES), (7, PACK_TABLES)):
+        plain = columns(flavour_sql(version, SchemaMode.PLAIN))
+        assert set(plain) == {t.name for t in tables}
+        assert plain == columns(flavour_sql(version, SchemaMode.TIMESCALE))
     # ... and so does every later version (0005 adds vehicle_telemetry.signature_missing)
     series = {t.name for t in TABLES}
     every_plain = {k: v for k, v in schema_columns(SchemaMode.PLAIN).items() if k in series}
@@ -121,6 +154,28 @@ def test_tables_follow_the_row_contract() -> None:
     assert RAW.columns == RawRow._fields
     raw_named = {"cell_voltages_raw": "cell_voltages_mv", "probe_temps_raw": "probe_temps_c"}
     assert PACKS.columns == tuple(raw_named.get(f, f) for f in PackRow._fields)
+    assert CONNECTORS.columns == ConnectorInfoRow._fields
+    assert CONNECTOR_STATUS.columns == ConnectorStatusRow._fields
+    assert CHARGER_TELEMETRY.columns == ChargerTelemetryRow._fields
+    assert CHARGING_SESSIONS.columns == ChargingSessionRow._fields
+    assert CHARGER_FAULTS.columns == ChargerFaultRow._fields
+    assert PACK_TELEMETRY.columns == tuple(raw_named.get(f, f) for f in PackTelemetryRow._fields)
+    assert PACK_ALARMS.columns == PackAlarmRow._fields
+    assert PACK_SESSIONS.columns == PackSessionRow._fields
+
+
+def test_every_partitioned_table_is_a_timeseries_table_with_a_retention() -> None:
+    # ``{{partitioned_by_ts}}`` tables get partitions (plain) / chunk policies (TimescaleDB)
+    # only when storage.params lists them; a table left out would have no partition to write.
+    partitioned = set()
+    for mig in plan(SchemaMode.PLAIN):
+        for piece in mig.sql.split("CREATE TABLE IF NOT EXISTS ")[1:]:
+            name, rest = piece.split(" ", 1)
+            if rest.split("\n)", 1)[1].startswith(" PARTITION BY"):
+                partitioned.add(name)
+    assert partitioned == set(TIMESERIES_TABLES)
+    assert set(TELEMETRY_TABLES) == set(TIMESERIES_TABLES) - {"raw_frames"}
+    assert "charger_connectors" not in partitioned  # few rows: a plain table on both flavours
 
 
 def test_summary_tables_have_the_continuous_aggregates_columns() -> None:

@@ -1,0 +1,94 @@
+"""Pure pieces of storing chargers and packs: one latest_state row per entity from a batch's
+rows (frame-time order, last non-null, never older than the stored state), rows per table of
+a batch that mixes the kinds, and the pack_telemetry COPY stream read back."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contract.battery import PackFrameRows
+from contract.charger import ChargerRows, ConnectorStatusRow
+from devtools.sim.synthetic import frame_rows, vin
+from storage.batch import is_reissue, row_times_ms, rows_by_table
+from storage.binary import COPY_SIGNATURE, COPY_TRAILER
+from storage.latest_kinds import merge_newest, several_times
+from storage.tables import CONNECTOR_STATUS, PACK_TELEMETRY, VEHICLES
+from tests.unit.test_storage_binary import _array
+
+pytestmark = pytest.mark.unit
+
+T = datetime(2025, 3, 10, tzinfo=UTC)
+S = timedelta(seconds=1)
+
+
+def test_rows_of_one_entity_merge_in_frame_time_order() -> None:
+    items = [
+        ("a", (T + 2 * S, None, 3)),  # newest, no second column
+        ("a", (T, 1, 1)),
+        ("a", (T + S, None, 2)),
+        ("b", (T, 5, None)),
+    ]
+    assert several_times(items) == {"a"}
+    assert merge_newest(items) == [("a", (T + 2 * S, 1, 3)), ("b", (T, 5, None))]
+    # what is not newer than the stored state takes no part: its 1 would overwrite a newer value
+    assert merge_newest(items, {"a": T, "b": T}) == [("a", (T + 2 * S, None, 3))]
+
+
+def test_rows_of_one_time_keep_their_order() -> None:
+    items = [("a", (T, 1, None)), ("a", (T, None, 2)), ("a", (T, 3, None))]
+    assert merge_newest(items) == [("a", (T, 3, 2))]
+
+
+def test_a_mixed_batch_goes_to_each_kind_s_tables() -> None:
+    charger = ChargerRows(operator_id="MA01H3BQ2", charger_id="MA01H3BQ2P0000001", command=3)
+    charger.statuses.append(ConnectorStatusRow("MA01H3BQ2", "01", T, 3, None, None, "frame"))
+    pack = PackFrameRows(edition=2016, command=0x07, pack_code="TRACE01E3F0000042", ts_ms=None)
+    vehicle = frame_rows(vin(1), T)
+    tables = rows_by_table([vehicle, charger, pack], [0, 1, 2])
+    assert [t.name for t, _ in tables][:1] == [VEHICLES.name]
+    assert dict((t.name, len(r)) for t, r in tables)[CONNECTOR_STATUS.name] == 1
+    assert PACK_TELEMETRY.name not in {t.name for t, _ in tables}  # a heartbeat has no rows
+    assert [is_reissue(f) for f in (vehicle, charger, pack)] == [False, True, False]
+    assert list(row_times_ms([charger, pack])) == [int(T.timestamp() * 1000)]
+    with pytest.raises(TypeError, match="not one of the decoded kinds"):
+        rows_by_table([object()], [0])  # type: ignore[list-item]
+
+
+def _fields(stream: bytes) -> list[list[bytes | None]]:
+    """The tuples of a binary COPY stream, each as its raw field values."""
+    assert stream.startswith(COPY_SIGNATURE) and stream.endswith(COPY_TRAILER)
+    pos = len(COPY_SIGNATURE)
+    rows: list[list[bytes | None]] = []
+    while True:
+        (count,) = struct.unpack_from(">h", stream, pos)
+        pos += 2
+        if count == -1:
+            return rows
+        row: list[bytes | None] = []
+        for _ in range(count):
+            (size,) = struct.unpack_from(">i", stream, pos)
+            pos += 4
+            row.append(None if size == -1 else stream[pos : pos + size])
+            pos += max(size, 0)
+        rows.append(row)
+
+
+def test_pack_telemetry_copy_stream_reads_back() -> None:
+    from tests.integration.kinds_frames import pack_realtime
+
+    _, rows = pack_realtime(T, cells=(3.301, None), probes=(25, None), soc=None)
+    assert rows.telemetry is not None
+    row: Any = rows.telemetry
+    assert PACK_TELEMETRY.encode is not None
+    stream = b"".join(PACK_TELEMETRY.encode([row, row._replace(cell_voltages_raw=b"")]))
+    first, second = _fields(stream)
+    assert len(first) == len(PACK_TELEMETRY.columns) == 26
+    assert first[0] == row.pack_code.encode()
+    assert _array(first[16] or b"") == [3301, None] and _array(first[20] or b"") == [25, None]
+    assert first[7] is None  # soc_pct absent
+    assert struct.unpack(">f", first[10] or b"")[0] == pytest.approx(row.voltage_v)
+    assert second[16] is None  # no cells block: NULL, not an empty array
