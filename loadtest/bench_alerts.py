@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "bench": "alerts",
         "rules": "alerts/default_rules.toml",
-        "rule_count": len(RuleSet.default().rules),
+        "rule_count": len(RuleSet.default().for_kind("vehicle").rules),
         "engine": engine_phase(args.vehicles, args.repeat),
         "decode": decode_phase(args.repeat),
         "state": state_phase(args.devices),

@@ -41,7 +41,9 @@ def as_json(fr: FrameRows) -> bytes:
 
 def test_check_accepts_the_default_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check", DEFAULT]) == 0
-    assert "OK, 17 rules" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK, 38 rules" in out
+    assert "per entity kind: vehicle 17, charger 6, battery 15" in out
 
 
 def test_check_reports_every_problem_with_line_and_key(
