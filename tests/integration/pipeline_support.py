@@ -72,6 +72,7 @@ class PipelineEnv:
     charger: str = "chg"
     tcec: str = "tcec"
     battery: str = "bat"
+    raw_partitions: int = 7  # of the four raw topics together (a worker alone owns them all)
 
     @property
     def raw_topics(self) -> tuple[str, ...]:
@@ -275,9 +276,12 @@ async def make_env(
         alerts=unique_topic(1, "alerts"),
         group=unique_name("group"),
         tmp=tmp,
-        charger=unique_topic(partitions, "chg"),
-        tcec=unique_topic(partitions, "tcec"),
-        battery=unique_topic(partitions, "bat"),
+        # One partition each: most tests send vehicle frames only, and every partition
+        # costs the consumers fetches.
+        charger=unique_topic(1, "chg"),
+        tcec=unique_topic(1, "tcec"),
+        battery=unique_topic(1, "bat"),
+        raw_partitions=partitions + 3,
     )
 
 
