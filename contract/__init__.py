@@ -6,6 +6,6 @@ the frame clock's zone (``contract.clock``). It imports no other package of the 
 from __future__ import annotations
 
 from contract.clock import CHINA_TZ
-from contract.kinds import ENTITY_KINDS, EntityKind
+from contract.kinds import ENTITY_KINDS, Decoded, EntityKind
 
-__all__ = ["CHINA_TZ", "ENTITY_KINDS", "EntityKind"]
+__all__ = ["CHINA_TZ", "ENTITY_KINDS", "Decoded", "EntityKind"]

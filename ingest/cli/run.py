@@ -92,13 +92,13 @@ def check_rules(settings: Settings) -> None:
 
 async def preflight(settings: Settings) -> None:
     """Fail fast, with what to do, when a dependency is missing (raises ``UserError``)."""
-    from ingest.pipeline.process import DECODERS
+    from ingest.pipeline.process import raw_topic_keys
     from ingest.pipeline.storage_sink import check_schema
     from ingest.wiring import check_kafka, check_postgres, check_topics
 
     k = settings.kafka
     log.info(await check_kafka(k, 15))
-    topics = {k.raw_topic(kind): f"kafka.topic_{kind}" for kind in DECODERS}
+    topics = raw_topic_keys(settings)  # every raw topic: vehicle, charger, T/CEC, battery
     topics[k.topic_dlq] = "kafka.topic_dlq"
     topics[k.topic_alerts] = "kafka.topic_alerts"
     log.info(await check_topics(k, topics, 15, dlq_topic=k.topic_dlq))

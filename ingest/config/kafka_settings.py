@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from contract.kinds import ENTITY_KINDS
+from contract.kinds import ENTITY_KINDS, EntityKind
 from ingest.config.bounds import KAFKA_TOPIC, MAX_PARTITIONS, MAX_TIMEOUT_S
 from ingest.config.fields import Section, setting
 
-__all__ = ["DEFAULT_MAX_RECORD_BYTES", "MAX_MESSAGE_BYTES", "KafkaSettings"]
+__all__ = ["DEFAULT_MAX_RECORD_BYTES", "MAX_MESSAGE_BYTES", "RAW_SOURCES", "KafkaSettings"]
 
 # kafka.max_record_bytes: 8x the largest GB/T 32960 frame (a 16-bit length field: < 64 KiB),
 # and with a dead letter's overhead still under Kafka's default 1 MiB message.max.bytes, so the
@@ -22,6 +22,15 @@ __all__ = ["DEFAULT_MAX_RECORD_BYTES", "MAX_MESSAGE_BYTES", "KafkaSettings"]
 DEFAULT_MAX_RECORD_BYTES: Final = 512 * 1024
 # Kafka message sizes: far above any GB/T 32960 frame (< 64 KiB), below what brokers accept.
 MAX_MESSAGE_BYTES: Final = 64 * 2**20
+
+# The raw topics the service consumes: ``kafka.topic_<source>`` -> the entity kind of its
+# records. Chargers have two: their binary profile and their operators' T/CEC 102 pushes.
+RAW_SOURCES: Final[dict[str, EntityKind]] = {
+    "vehicle": "vehicle",
+    "charger": "charger",
+    "tcec": "charger",
+    "battery": "battery",
+}
 
 
 # A declarative table of fields like the other sections (ingest/config/settings.py): the same
@@ -58,6 +67,12 @@ class KafkaSettings(Section):
     )
     topic_battery: str = setting(
         "nev.battery.raw", "Raw frames from battery packs.", pattern=KAFKA_TOPIC
+    )
+    topic_tcec: str = setting(
+        "nev.charger.tcec",
+        "T/CEC 102 pushes of charging operators (one push's business JSON a record, the "
+        "interface, operator id and time in headers; docs/kafka.md): chargers too.",
+        pattern=KAFKA_TOPIC,
     )
     topic_dlq: str = setting(
         "nev.dlq", "Dead letters: undecodable or rejected frames + reason.", pattern=KAFKA_TOPIC
@@ -153,9 +168,13 @@ class KafkaSettings(Section):
         except KeyError:
             raise ValueError(f"unknown entity kind {kind!r}; known: {ENTITY_KINDS}") from None
 
+    def raw_topics(self) -> dict[str, EntityKind]:
+        """Every raw topic (``RAW_SOURCES``, in its order) -> the entity kind of its records."""
+        return {getattr(self, f"topic_{source}"): kind for source, kind in RAW_SOURCES.items()}
+
     def topic_partitions(self) -> dict[str, int]:
         """Every topic nev-ingest owns, with the partition count it creates it with."""
-        out = {self.raw_topic(kind): self.partitions for kind in ENTITY_KINDS}
+        out = {topic: self.partitions for topic in self.raw_topics()}
         out[self.topic_dlq] = self.dlq_partitions
         out[self.topic_alerts] = self.alerts_partitions
         return out

@@ -30,7 +30,8 @@ from typing import Any, Final, Generic, TypeVar
 
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
-from ingest.config.settings import DEV_TOOL_SECTIONS, ENTITY_KINDS, SECTIONS, Settings
+from ingest.config.kafka_settings import RAW_SOURCES
+from ingest.config.settings import DEV_TOOL_SECTIONS, SECTIONS, Settings
 from ingest.errors import UserError, not_utf8
 
 ENV_PREFIX: Final = "NEV_"
@@ -367,7 +368,7 @@ def _check_consistency(settings: Settings) -> None:
         _check_file(f"kafka.{key}", getattr(kafka, key))
     for key in ("sslrootcert", "sslcert", "sslkey"):
         _check_file(f"postgres.{key}", getattr(pg, key))
-    topics = [kafka.raw_topic(kind) for kind in ENTITY_KINDS] + [
+    topics = [getattr(kafka, f"topic_{source}") for source in RAW_SOURCES] + [
         kafka.topic_dlq,
         kafka.topic_alerts,
     ]

@@ -13,11 +13,11 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from contract.rows import FrameRows
+from contract.kinds import Decoded
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
@@ -25,12 +25,41 @@ from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
 
-__all__ = ["Batch", "BatchBuilder", "Decode", "Record", "TopicPartitionLike", "lane_of"]
+__all__ = [
+    "Batch",
+    "BatchBuilder",
+    "Decode",
+    "DecodeWithHeaders",
+    "Record",
+    "TopicDecoder",
+    "TopicPartitionLike",
+    "WithHeaders",
+    "lane_of",
+]
 
 log = logging.getLogger(__name__)
 
 # Decode one frame: (raw bytes, received_at epoch ms) -> rows, or FrameError.
-Decode = Callable[[bytes, int], FrameRows]
+Decode = Callable[[bytes, int], Decoded]
+# The same with the record's headers, for a topic whose records need them (T/CEC 102 pushes:
+# the interface, operator id and push time travel in headers). A separate form so that the
+# frame topics, the hot path, never pay for reading headers they do not use.
+DecodeWithHeaders = Callable[[bytes, int, Headers], Decoded]
+
+
+@dataclass(frozen=True, slots=True)
+class WithHeaders:
+    """A topic's decoder that takes the record's headers too (see ``DecodeWithHeaders``)."""
+
+    decode: DecodeWithHeaders
+
+
+TopicDecoder = Decode | WithHeaders
+
+
+def _no_headers(value: bytes, received_ms: int, headers: Headers) -> Decoded:
+    raise AssertionError("unreachable: the topic's decoder takes no headers")
+
 
 _STAGE_DECODE: Final = "decode"
 
@@ -51,7 +80,7 @@ class Batch:
 
     generation: int
     created: float = field(default_factory=time.monotonic)
-    frames: list[FrameRows] = field(default_factory=list)
+    frames: list[Decoded] = field(default_factory=list)  # of any kind: batches span topics
     records: list[Record] = field(default_factory=list)  # parallel to frames (DLQ of db rejects)
     received_ms: list[int] = field(default_factory=list)  # parallel to frames
     dead: list[DeadLetter] = field(default_factory=list)
@@ -164,7 +193,7 @@ class BatchBuilder:
 
     def __init__(
         self,
-        decoders: dict[str, Decode],
+        decoders: Mapping[str, TopicDecoder],
         *,
         generation: int = 0,
         window: TimeWindow | None = None,
@@ -203,7 +232,13 @@ class BatchBuilder:
         if b.size == 0:
             b.created = time.monotonic()
         topic = tp.topic
-        decode = self._decoders.get(topic)
+        entry = self._decoders.get(topic)
+        decode: Decode | None = None
+        decode_with_headers: DecodeWithHeaders = _no_headers
+        if isinstance(entry, WithHeaders):
+            decode_with_headers = entry.decode
+        else:
+            decode = entry
         if tp not in b.next:
             b.start[tp] = start
             b.first_ts_ms[tp] = records[0].timestamp
@@ -227,11 +262,14 @@ class BatchBuilder:
             if len(value) > self._max_value:
                 self._too_large(rec, value)
                 continue
-            if decode is None:
+            if entry is None:
                 self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
                 continue
             try:
-                rows = decode(value, received)
+                if decode is not None:
+                    rows = decode(value, received)
+                else:
+                    rows = decode_with_headers(value, received, rec.headers or ())
             except FrameError as exc:
                 self._dead(rec, exc.reason, str(exc))
                 continue

@@ -10,7 +10,8 @@ gives up a partition sets it to 0, the new owner reports the real value), readin
 
 Names follow ``nev_ingest_<what>_<unit>[_total]``; consumer lag uses the names and labels of
 kafka_exporter (``kafka_consumergroup_lag{consumergroup,topic,partition}``) so existing Kafka
-dashboards and alerts work unchanged. No label ever carries a VIN, an offset or error text.
+dashboards and alerts work unchanged. The frame counters and the latency histogram carry the
+entity ``kind`` beside the ``topic``. No label ever carries a VIN, an offset or error text.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ LATENCY_BUCKETS: Final = (
     0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
 _LAG_LABELS: Final = ("consumergroup", "topic", "partition")
+# Frame counters: the raw topic and its entity kind (vehicle, charger, battery), so that kinds
+# sum without knowing topic names (the T/CEC 102 topic counts as charger).
+_FRAME_LABELS: Final = ("topic", "kind")
 
 
 class PipelineMetrics:
@@ -57,22 +61,26 @@ class PipelineMetrics:
         self.registry = r
         ns = "nev_ingest"
         self.frames_consumed = Counter(
-            "frames_consumed", "Frames fetched from Kafka.", ["topic"], namespace=ns, registry=r
+            "frames_consumed", "Frames fetched from Kafka.", _FRAME_LABELS, namespace=ns, registry=r
         )
         self.frames_decoded = Counter(
-            "frames_decoded", "Frames the decoder accepted.", ["topic"], namespace=ns, registry=r
+            "frames_decoded",
+            "Frames the decoder accepted.",
+            _FRAME_LABELS,
+            namespace=ns,
+            registry=r,
         )
         self.frames_written = Counter(
             "frames_written",
             "Frames whose rows were committed to the database.",
-            ["topic"],
+            _FRAME_LABELS,
             namespace=ns,
             registry=r,
         )
         self.frames_dead_lettered = Counter(
             "frames_dead_lettered",
             "Frames sent to the dead-letter topic, by reason (decoder reason or db_rejected).",
-            ["topic", "reason"],
+            [*_FRAME_LABELS, "reason"],
             namespace=ns,
             registry=r,
         )
@@ -93,7 +101,7 @@ class PipelineMetrics:
         self.e2e_latency = Histogram(
             "end_to_end_latency_seconds",
             "Gateway receive time (received_at header) to database commit, per frame.",
-            ["topic"],
+            _FRAME_LABELS,
             buckets=LATENCY_BUCKETS,
             namespace=ns,
             registry=r,

@@ -18,6 +18,7 @@ class WorkerOptions:
 
     group_id: str
     topics: tuple[str, ...]
+    topic_kinds: dict[str, str]  # topic -> entity kind (metrics label)
     dlq_topic: str
     alerts_topic: str
     batch_max_frames: int

@@ -11,13 +11,16 @@ import gc
 import logging
 import signal
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
-from contract.rows import FrameRows
-from ingest.config import ENTITY_KINDS, Settings
-from ingest.decoders.fast import decode_rows
-from ingest.pipeline.batch import Decode
+from ingest.config import Settings
+from ingest.pipeline.adapters import (
+    decode_battery,
+    decode_charger,
+    decode_tcec_record,
+    decode_vehicle,
+)
+from ingest.pipeline.batch import TopicDecoder, WithHeaders
 from ingest.pipeline.logs import configure_logging
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
@@ -30,34 +33,41 @@ from ingest.wiring import kafka_client_options
 __all__ = [
     "build_worker",
     "decoders_for",
+    "raw_topic_keys",
     "time_window",
+    "topic_kinds",
     "worker_options",
     "worker_process",
 ]
 
 log = logging.getLogger(__name__)
 
-
-_RECEIVED: dict[int, datetime] = {}
-
-
-def _decode_vehicle(value: bytes, received_ms: int) -> FrameRows:
-    # Gateways stamp many frames with the same millisecond: one datetime for all of them.
-    received = _RECEIVED.get(received_ms)
-    if received is None:
-        if len(_RECEIVED) > 4096:
-            _RECEIVED.clear()
-        received = _RECEIVED[received_ms] = datetime.fromtimestamp(received_ms / 1000, UTC)
-    return decode_rows(value, received)
+# Raw source (``kafka.topic_<source>``, ``ingest.config.kafka_settings.RAW_SOURCES``) -> its
+# decoder (``ingest.pipeline.adapters``). A source is consumed once its decoder is here.
+DECODERS: dict[str, TopicDecoder] = {
+    "vehicle": decode_vehicle,
+    "charger": decode_charger,
+    "tcec": WithHeaders(decode_tcec_record),
+    "battery": decode_battery,
+}
 
 
-# Entity kind -> fast-path decoder. A kind becomes first-class by adding its decoder here.
-DECODERS: dict[str, Decode] = {"vehicle": _decode_vehicle}
+def raw_topic_keys(settings: Settings) -> dict[str, str]:
+    """Raw topic -> the setting that names it, for the sources that have a decoder."""
+    k = settings.kafka
+    return {getattr(k, f"topic_{s}"): f"kafka.topic_{s}" for s in DECODERS}
 
 
-def decoders_for(settings: Settings) -> dict[str, Decode]:
-    """Raw topic -> decoder, for the kinds that have one (the topics the workers subscribe)."""
-    return {settings.kafka.raw_topic(k): DECODERS[k] for k in ENTITY_KINDS if k in DECODERS}
+def decoders_for(settings: Settings) -> dict[str, TopicDecoder]:
+    """Raw topic -> decoder, for the sources that have one (the topics the workers subscribe)."""
+    k = settings.kafka
+    return {getattr(k, f"topic_{s}"): decode for s, decode in DECODERS.items()}
+
+
+def topic_kinds(settings: Settings) -> dict[str, str]:
+    """Raw topic -> entity kind, for the topics the workers subscribe (a metrics label)."""
+    kinds = settings.kafka.raw_topics()
+    return {topic: kinds[topic] for topic in decoders_for(settings)}
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -65,6 +75,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
     return WorkerOptions(
         group_id=k.group_id,
         topics=tuple(decoders_for(settings)),
+        topic_kinds=topic_kinds(settings),
         dlq_topic=k.topic_dlq,
         alerts_topic=k.topic_alerts,
         batch_max_frames=p.batch_max_frames,

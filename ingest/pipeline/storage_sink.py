@@ -106,7 +106,12 @@ class StorageSink:
             writer=writer_params(settings),
             storage=storage_params(settings),
             metrics=metrics,
-            alert_topics={k.topic_vehicle: "vehicle"},
+            alert_topics={
+                k.topic_vehicle: "vehicle",
+                k.topic_charger: "charger",
+                k.topic_tcec: "charger",
+                k.topic_battery: "battery",
+            },
             rules_file=settings.alerts.rules_file,
             alerts_enabled=settings.alerts.enabled,
             raw_frames=settings.storage.raw_frames,

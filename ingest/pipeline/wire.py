@@ -3,6 +3,8 @@
 A raw record's value is exactly one frame as the device sent it; its key is the device
 identity (VIN, charger id or pack id) so that one device stays on one partition and its frames
 keep their order; its headers carry the gateway's receive time and where the frame came from.
+On the T/CEC 102 topic a record's value is one push's business JSON instead, and its headers
+also name the interface, the operator and the push time (``TCEC_HEADERS``).
 A dead letter is the original record, untouched, plus headers saying why and where from.
 """
 
@@ -18,7 +20,12 @@ __all__ = [
     "DLQ_HEADERS",
     "GATEWAY",
     "PEER",
+    "PIPELINE_REASONS",
     "RECEIVED_AT",
+    "TCEC_HEADERS",
+    "TCEC_INTERFACE",
+    "TCEC_OPERATOR_ID",
+    "TCEC_TIMESTAMP",
     "DeadLetter",
     "Headers",
     "Record",
@@ -36,6 +43,13 @@ Headers = Sequence[tuple[str, bytes]]
 RECEIVED_AT: Final = "received_at"  # gateway receive time, epoch milliseconds, decimal text
 GATEWAY: Final = "gateway"  # gateway instance that received the frame
 PEER: Final = "peer"  # device's address as the gateway saw it (ip:port)
+# T/CEC 102 push headers (required on kafka.topic_tcec; UTF-8 text), from the envelope the
+# gateway opened: the interface name (notification_stationStatus, ...), the OperatorID
+# (9 characters) and the envelope TimeStamp (yyyyMMddHHmmss, China time).
+TCEC_INTERFACE: Final = "tcec_interface"
+TCEC_OPERATOR_ID: Final = "tcec_operator_id"
+TCEC_TIMESTAMP: Final = "tcec_timestamp"
+TCEC_HEADERS: Final = (TCEC_INTERFACE, TCEC_OPERATOR_ID, TCEC_TIMESTAMP)
 
 # Dead-letter headers, added after the original ones.
 ERROR_REASON: Final = "error.reason"  # stable machine-readable reason (metrics label too)
@@ -66,6 +80,20 @@ NO_DECODER: Final = "no_decoder"  # the topic's entity kind has no decoder in th
 # the frame's time is outside the stored window (ingest.pipeline.timewindow)
 TIME_OUT_OF_WINDOW: Final = "time_out_of_window"
 TOO_LARGE: Final = "too_large"  # value over kafka.max_record_bytes (kept: a prefix, size, hash)
+MISSING_HEADER: Final = "missing_header"  # a header the topic requires is absent (T/CEC 102)
+BAD_HEADER: Final = "bad_header"  # a required header's value is malformed (T/CEC 102)
+PIPELINE_REASONS: Final = frozenset(
+    {
+        EMPTY_VALUE,
+        DECODER_ERROR,
+        DB_REJECTED,
+        NO_DECODER,
+        TIME_OUT_OF_WINDOW,
+        TOO_LARGE,
+        MISSING_HEADER,
+        BAD_HEADER,
+    }
+)
 
 # A dead letter's detail is for people; cap it so one bad frame cannot make a huge record.
 MAX_DETAIL_BYTES: Final = 1000

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ingest.pipeline.backpressure import Backpressure, Decision
-from ingest.pipeline.batch import Batch, BatchBuilder, Decode
+from ingest.pipeline.batch import Batch, BatchBuilder, TopicDecoder
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.kafka_clients import (
     RebalanceListener,
@@ -57,7 +57,7 @@ class Worker:
         make_consumer: Callable[[], Any],
         make_producer: Callable[[], Any],
         sink: Sink,
-        decoders: dict[str, Decode],
+        decoders: dict[str, TopicDecoder],
         metrics: PipelineMetrics,
     ) -> None:
         self.options = options
@@ -119,6 +119,7 @@ class Worker:
             backoff_initial_s=o.retry_backoff_initial_s,
             backoff_max_s=o.retry_backoff_max_s,
             lanes=o.write_lanes,
+            kinds=o.topic_kinds,
         )
         self.lag = lag = LagReporter(self, group_id=o.group_id, interval_s=o.lag_interval_s)
         try:

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,8 +85,10 @@ class Writer:
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 5.0,
         lanes: int = 1,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._sink = sink
+        self._kinds = kinds or {}  # topic -> entity kind, the metrics' kind label
         self._m = metrics
         self._bp = backpressure
         self._commit = commit
@@ -286,18 +288,19 @@ class Writer:
             for i, rec in enumerate(batch.records):
                 if i not in rejected and (rec.topic, rec.partition) not in fenced:
                     by_topic.setdefault(rec.topic, []).append(now - batch.received_ms[i] / 1000)
+        kind = self._kinds.get
         for topic, latencies in by_topic.items():
-            m.frames_written.labels(topic=topic).inc(len(latencies))
-            observe_many(m.e2e_latency.labels(topic=topic), latencies)
+            m.frames_written.labels(topic, kind(topic, "")).inc(len(latencies))
+            observe_many(m.e2e_latency.labels(topic, kind(topic, "")), latencies)
         for topic, n in batch.consumed.items():
-            m.frames_consumed.labels(topic=topic).inc(n)
+            m.frames_consumed.labels(topic, kind(topic, "")).inc(n)
         for topic, n in batch.decoded.items():
-            m.frames_decoded.labels(topic=topic).inc(n)
+            m.frames_decoded.labels(topic, kind(topic, "")).inc(n)
         for (topic, reason), n in batch.dead_reasons.items():
-            m.frames_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+            m.frames_dead_lettered.labels(topic, kind(topic, ""), reason).inc(n)
         for i in rejected:
-            rec = batch.records[i]
-            m.frames_dead_lettered.labels(topic=rec.topic, reason=wire.DB_REJECTED).inc()
+            topic = batch.records[i].topic
+            m.frames_dead_lettered.labels(topic, kind(topic, ""), wire.DB_REJECTED).inc()
         self._bp.done(batch.size)
         if fenced:
             self._fenced(fenced)

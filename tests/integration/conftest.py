@@ -59,7 +59,8 @@ async def cluster_env(
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[PrivateKafka]:
-    """A Kafka broker of this test's own (topics veh, dlq, alerts), to stop and start."""
+    """A Kafka broker of this test's own (topics veh, chg, tcec, bat, dlq, alerts), to stop
+    and start."""
     kafka = PrivateKafka(tmp_path / "kafka")
     try:
         yield kafka

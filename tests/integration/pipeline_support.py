@@ -67,6 +67,16 @@ class PipelineEnv:
     group: str
     tmp: Path
     extra: dict[str, str] = field(default_factory=dict)
+    # The other raw topics (the service subscribes every one): chargers' frames, T/CEC 102
+    # pushes, standalone packs. The defaults are the names of PrivateKafka's topics.
+    charger: str = "chg"
+    tcec: str = "tcec"
+    battery: str = "bat"
+    raw_partitions: int = 7  # of the four raw topics together (a worker alone owns them all)
+
+    @property
+    def raw_topics(self) -> tuple[str, ...]:
+        return (self.topic, self.charger, self.tcec, self.battery)
 
     def environ(self, **overrides: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
@@ -74,6 +84,9 @@ class PipelineEnv:
             NEV_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
             NEV_POSTGRES_DSN=self.dsn,
             NEV_KAFKA_TOPIC_VEHICLE=self.topic,
+            NEV_KAFKA_TOPIC_CHARGER=self.charger,
+            NEV_KAFKA_TOPIC_TCEC=self.tcec,
+            NEV_KAFKA_TOPIC_BATTERY=self.battery,
             NEV_KAFKA_TOPIC_DLQ=self.dlq,
             NEV_KAFKA_TOPIC_ALERTS=self.alerts,
             NEV_KAFKA_GROUP_ID=self.group,
@@ -263,6 +276,12 @@ async def make_env(
         alerts=unique_topic(1, "alerts"),
         group=unique_name("group"),
         tmp=tmp,
+        # One partition each: most tests send vehicle frames only, and every partition
+        # costs the consumers fetches.
+        charger=unique_topic(1, "chg"),
+        tcec=unique_topic(1, "tcec"),
+        battery=unique_topic(1, "bat"),
+        raw_partitions=partitions + 3,
     )
 
 
@@ -314,11 +333,15 @@ async def stored_offsets(dsn: str, group: str, topic: str) -> dict[int, int]:
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
-async def caught_up(env: PipelineEnv) -> bool:
-    """True when the database holds the end offset of every non-empty partition."""
-    ends = await end_offsets(env.kafka, env.topic)
-    stored = await stored_offsets(env.dsn, env.group, env.topic)
-    return all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0)
+async def caught_up(env: PipelineEnv, topics: Iterable[str] = ()) -> bool:
+    """True when the database holds the end offset of every non-empty partition of ``topics``
+    (default: the vehicle topic)."""
+    for topic in tuple(topics) or (env.topic,):
+        ends = await end_offsets(env.kafka, topic)
+        stored = await stored_offsets(env.dsn, env.group, topic)
+        if not all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0):
+            return False
+    return True
 
 
 async def produce_and_store(

@@ -53,7 +53,7 @@ class PrivateKafka:
             cache_dir=self._cache,
             version=self._version,
             heap="512m",
-            topics={"veh": 4, "dlq": 1, "alerts": 1},
+            topics={"veh": 4, "chg": 1, "tcec": 1, "bat": 1, "dlq": 1, "alerts": 1},
             replication_factor=1,
             timeout_s=180.0,
         )

@@ -63,14 +63,15 @@ async def test_the_dev_broker_does_not_create_topics_on_first_use(
     assert name not in await _topics(kafka_bootstrap)
 
 
+@pytest.mark.parametrize("key", ["dlq", "tcec", "battery"])  # every raw topic is checked too
 async def test_run_stops_at_start_naming_the_missing_topic(
-    env: PipelineEnv, unique_name: Callable[[str], str]
+    env: PipelineEnv, unique_name: Callable[[str], str], key: str
 ) -> None:
-    missing = unique_name("dlq")
-    proc = _cli(env.environ(NEV_KAFKA_TOPIC_DLQ=missing), "run")
+    missing = unique_name(key)
+    proc = _cli(env.environ(**{f"NEV_KAFKA_TOPIC_{key.upper()}": missing}), "run")
     assert proc.returncode == 2, proc.stderr
     line = _error_line(proc.stderr)
-    assert missing in line and "kafka.topic_dlq" in line and "does not exist" in line
+    assert missing in line and f"kafka.topic_{key}" in line and "does not exist" in line
     assert "kafka-topics.sh --create" in line
     assert missing not in await _topics(env.kafka)  # asking did not create it
 

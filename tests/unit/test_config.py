@@ -28,6 +28,13 @@ def test_defaults_without_any_source() -> None:
     assert settings == Settings()
     assert settings.kafka.raw_topic("vehicle") == "nev.vehicle.raw"
     assert settings.kafka.topic_partitions()["nev.battery.raw"] == 12
+    assert settings.kafka.topic_partitions()["nev.charger.tcec"] == 12
+    assert settings.kafka.raw_topics() == {
+        "nev.vehicle.raw": "vehicle",
+        "nev.charger.raw": "charger",
+        "nev.charger.tcec": "charger",
+        "nev.battery.raw": "battery",
+    }
 
 
 def test_each_source_overrides_the_one_before(tmp_path: Path) -> None:
@@ -77,6 +84,7 @@ def test_config_file_comes_from_nev_config(tmp_path: Path) -> None:
         ),
         ({"NEV_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "kafka.ssl_cafile = "),
         ({"NEV_KAFKA_TOPIC_DLQ": "nev.alerts"}, "every topic needs its own name"),
+        ({"NEV_KAFKA_TOPIC_TCEC": "nev.charger.raw"}, "every topic needs its own name"),
         (
             {"NEV_KAFKA_BOOTSTRAP_SERVERS": "a:9092,b:99999"},
             "kafka.bootstrap_servers = 'a:9092,b:99999': 'b:99999' is not host:port",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contract.kinds import Decoded
 from contract.rows import FrameRows
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
 from ingest.pipeline import wire
@@ -19,6 +20,11 @@ def _decode(value: bytes, received_ms: int) -> FrameRows:
     if value == b"bug":
         raise IndexError("decoder bug")
     return FrameRows(edition=2016, command=2, vin=value.decode(), ts_ms=received_ms)
+
+
+def _vin(frame: Decoded) -> str:
+    assert isinstance(frame, FrameRows)
+    return frame.vin
 
 
 def test_decodes_and_dead_letters_with_reasons() -> None:
@@ -44,7 +50,7 @@ def test_decodes_and_dead_letters_with_reasons() -> None:
     assert batch.size == 7
     assert batch.consumed == {vehicle: 6, charger: 1}
     assert batch.decoded == {vehicle: 3}
-    assert [f.vin for f in batch.frames] == ["A", "B", "D"]
+    assert [_vin(f) for f in batch.frames] == ["A", "B", "D"]
     assert batch.received_ms[0] == 1_700_000_000_123  # from the header
     assert batch.received_ms[1] == 1_700_000_000_000  # no header: the Kafka timestamp
     assert batch.start == {tp0: 10, tp1: None, tpc: 0}
@@ -72,7 +78,7 @@ def test_drop_partitions_removes_everything_of_them() -> None:
     builder.add(TP(topic, 1), [Rec(topic, 1, 7, b"B"), Rec(topic, 1, 8, b"bad")], start=7)
     batch = builder.take()
     assert batch.drop_partitions([TP(topic, 0)]) == 2
-    assert [f.vin for f in batch.frames] == ["B"]
+    assert [_vin(f) for f in batch.frames] == ["B"]
     assert batch.next == {TP(topic, 1): 9}
     assert batch.dead_reasons == {(topic, BAD_CHECKSUM): 1}
     assert batch.size == 2
@@ -107,7 +113,7 @@ def test_split_by_lane_keeps_each_partition_whole_and_in_order() -> None:
         for tp in tps:
             assert part.start[tp] == batch.start[tp] and part.next[tp] == batch.next[tp]
             vins = [
-                f.vin
+                _vin(f)
                 for f, r in zip(part.frames, part.records, strict=True)
                 if r.partition == tp.partition
             ]

@@ -50,10 +50,11 @@ def test_metrics_names_follow_kafka_exporter_for_lag() -> None:
         {"consumergroup": "g", "topic": "nev.vehicle.raw", "partition": "3"},
     )
     assert value == 42
-    m.frames_dead_lettered.labels(topic="t", reason="bad_checksum").inc(3)
+    m.frames_dead_lettered.labels(topic="t", kind="vehicle", reason="bad_checksum").inc(3)
     assert (
         m.registry.get_sample_value(
-            "nev_ingest_frames_dead_lettered_total", {"topic": "t", "reason": "bad_checksum"}
+            "nev_ingest_frames_dead_lettered_total",
+            {"topic": "t", "kind": "vehicle", "reason": "bad_checksum"},
         )
         == 3
     )
@@ -69,7 +70,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def test_server_endpoints() -> None:
     m = PipelineMetrics(CollectorRegistry())
-    m.frames_consumed.labels(topic="nev.vehicle.raw").inc(7)
+    m.frames_consumed.labels(topic="nev.vehicle.raw", kind="vehicle").inc(7)
     state = {"ready": False}
     server = MetricsServer(
         "127.0.0.1",
@@ -82,7 +83,9 @@ def test_server_endpoints() -> None:
         base = f"http://127.0.0.1:{server.port}"
         code, body = _get(base + "/metrics")
         assert code == 200
-        assert b'nev_ingest_frames_consumed_total{topic="nev.vehicle.raw"} 7.0' in body
+        assert (
+            b'nev_ingest_frames_consumed_total{kind="vehicle",topic="nev.vehicle.raw"} 7.0' in body
+        )
         assert _get(base + "/healthz") == (200, b"ok\n")
         code, body = _get(base + "/readyz")
         assert code == 503

@@ -31,7 +31,7 @@ def _worker(index: int, marker_dir: str) -> None:
     if starts == 1:
         sys.exit(3)
     m = PipelineMetrics()
-    m.frames_written.labels(topic="t").inc(5)
+    m.frames_written.labels(topic="t", kind="vehicle").inc(5)
     m.kafka_connected.set(1)
     m.db_connected.set(1)
     stop = threading.Event()
@@ -108,7 +108,9 @@ def test_restarts_a_crashed_worker_then_stops_on_sigterm(tmp_path: Path) -> None
     assert sup.restarts == 2
     assert [(markers / f"started-{i}").read_text() for i in range(2)] == ["2", "2"]
     metrics = str(seen["metrics"])
-    assert 'nev_ingest_frames_written_total{topic="t"} 10.0' in metrics  # merged: 2 workers
+    assert (
+        'nev_ingest_frames_written_total{kind="vehicle",topic="t"} 10.0' in metrics
+    )  # merged: 2 workers
     assert "nev_ingest_worker_restarts_total 2.0" in metrics
     assert seen["healthz"] == (200, "ok\n")
 

@@ -65,7 +65,7 @@ PINNED: dict[str, frozenset[str]] = {
             "rows_of_charger_frame",
         }
     ),
-    "contract": frozenset({"CHINA_TZ", "ENTITY_KINDS", "EntityKind"}),
+    "contract": frozenset({"CHINA_TZ", "Decoded", "ENTITY_KINDS", "EntityKind"}),
     "ingest.decoders": frozenset(
         {
             "Activation",

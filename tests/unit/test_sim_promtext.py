@@ -24,19 +24,23 @@ def _served() -> tuple[MetricsServer, PipelineMetrics]:
 def test_reads_what_the_metrics_server_writes() -> None:
     server, m = _served()
     try:
-        m.frames_consumed.labels(topic="a").inc(7)
-        m.frames_consumed.labels(topic="b").inc(5)
-        m.frames_dead_lettered.labels(topic="a", reason="bad_checksum").inc(3)
-        m.frames_dead_lettered.labels(topic="b", reason="bad_checksum").inc(1)
-        m.frames_dead_lettered.labels(topic="a", reason="truncated").inc(2)
+        m.frames_consumed.labels(topic="a", kind="vehicle").inc(7)
+        m.frames_consumed.labels(topic="b", kind="charger").inc(5)
+        m.frames_dead_lettered.labels(topic="a", kind="vehicle", reason="bad_checksum").inc(3)
+        m.frames_dead_lettered.labels(topic="b", kind="charger", reason="bad_checksum").inc(1)
+        m.frames_dead_lettered.labels(topic="a", kind="vehicle", reason="truncated").inc(2)
         m.lag.labels(consumergroup="g", topic="a", partition="0").set(42)
         samples = promtext.scrape(server.port)
     finally:
         server.stop()
-    assert samples['nev_ingest_frames_consumed_total{topic="a"}'] == 7.0
+    assert samples['nev_ingest_frames_consumed_total{kind="vehicle",topic="a"}'] == 7.0
     assert promtext.total(samples, "nev_ingest_frames_consumed_total") == 12.0
     assert promtext.total(samples, "nev_ingest_frames_consumed_total", topic="b") == 5.0
     assert promtext.total(samples, "nev_ingest_frames_consumed_total", topic="z") == 0.0
+    assert promtext.by_label(samples, "nev_ingest_frames_consumed_total", "kind") == {
+        "vehicle": 7.0,
+        "charger": 5.0,
+    }
     dead = "nev_ingest_frames_dead_lettered_total"
     assert promtext.total(samples, dead, topic="a", reason="truncated") == 2.0
     assert promtext.by_label(samples, dead, "reason") == {"bad_checksum": 4.0, "truncated": 2.0}
@@ -52,9 +56,9 @@ def test_reads_what_the_metrics_server_writes() -> None:
 def test_latency_histogram_read_back_from_the_server() -> None:
     server, m = _served()
     try:
-        m.e2e_latency.labels(topic="a").observe(0.3)
-        m.e2e_latency.labels(topic="b").observe(0.3)
-        m.e2e_latency.labels(topic="a").observe(7.0)
+        m.e2e_latency.labels(topic="a", kind="vehicle").observe(0.3)
+        m.e2e_latency.labels(topic="b", kind="charger").observe(0.3)
+        m.e2e_latency.labels(topic="a", kind="vehicle").observe(7.0)
         text = promtext.fetch(server.port)
     finally:
         server.stop()

@@ -22,6 +22,7 @@ INTERNAL = {"resume_ratio", "poll_timeout_ms", "retry_backoff_initial_s"}
 SOURCES: dict[str, Callable[[Settings], Any]] = {
     "group_id": lambda s: s.kafka.group_id,
     "topics": lambda s: tuple(decoders_for(s)),
+    "topic_kinds": lambda s: {t: s.kafka.raw_topics()[t] for t in decoders_for(s)},
     "dlq_topic": lambda s: s.kafka.topic_dlq,
     "alerts_topic": lambda s: s.kafka.topic_alerts,
     "batch_max_frames": lambda s: s.pipeline.batch_max_frames,

@@ -1,0 +1,110 @@
+"""The decoders of the raw topics as the batch builder calls them: a record's value and
+``received_at`` (epoch ms) -> the decoded object of its entity kind, or ``FrameError``.
+
+The frame topics (vehicle, charger, battery) take the bytes and the receive time only. The
+T/CEC 102 topic also reads three headers (docs/kafka.md, "nev.charger.tcec"): what the gateway
+took from the operator's envelope. A header that is missing or malformed rejects the push
+with ``missing_header`` / ``bad_header`` before the JSON is read; what the JSON holds is the
+decoder's to judge (``ingest.decoders.charger.TCEC_REASONS``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
+from contract.clock import CHINA_TZ
+from contract.rows import FrameRows
+from ingest.decoders.battery import decode_pack_rows
+from ingest.decoders.charger import decode_charger_rows, decode_tcec
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows
+from ingest.pipeline import wire
+from ingest.pipeline.wire import Headers
+
+__all__ = ["decode_battery", "decode_charger", "decode_tcec_record", "decode_vehicle"]
+
+_RECEIVED: dict[int, datetime] = {}
+_RECEIVED_MAX: Final = 4096
+OPERATOR_ID_SIZE: Final = 9  # T/CEC 102 OperatorID: the organisation code's 9 characters
+TIMESTAMP_SIZE: Final = 14  # envelope TimeStamp: yyyyMMddHHmmss
+
+
+def received_at(received_ms: int) -> datetime:
+    """``received_ms`` as an aware UTC datetime. Gateways stamp many frames with the same
+    millisecond: one datetime object for all of them (a small cache, cleared when full)."""
+    received = _RECEIVED.get(received_ms)
+    if received is None:
+        if len(_RECEIVED) > _RECEIVED_MAX:
+            _RECEIVED.clear()
+        received = _RECEIVED[received_ms] = datetime.fromtimestamp(received_ms / 1000, UTC)
+    return received
+
+
+def decode_vehicle(value: bytes, received_ms: int) -> FrameRows:
+    return decode_rows(value, received_at(received_ms))
+
+
+def decode_charger(value: bytes, received_ms: int) -> ChargerRows:
+    return decode_charger_rows(value, received_at(received_ms))
+
+
+def decode_battery(value: bytes, received_ms: int) -> PackFrameRows:
+    return decode_pack_rows(value, received_at(received_ms))
+
+
+def decode_tcec_record(value: bytes, received_ms: int, headers: Headers) -> ChargerRows:
+    """One T/CEC 102 push to rows. ``ts_ms`` is set from the rows' time (the push carries no
+    frame time of its own; the four interfaces give all rows of a push one time), so the
+    frame-time window applies to pushes as to frames; telemetry rows get ``received_at``."""
+    interface = _text(headers, wire.TCEC_INTERFACE)
+    if not interface.isascii() or not interface.isprintable():
+        raise FrameError(wire.BAD_HEADER, 0, f"{wire.TCEC_INTERFACE} {interface!r}: not ASCII")
+    operator = _text(headers, wire.TCEC_OPERATOR_ID)
+    if len(operator) != OPERATOR_ID_SIZE or not operator.isascii() or not operator.isalnum():
+        raise FrameError(
+            wire.BAD_HEADER,
+            0,
+            f"{wire.TCEC_OPERATOR_ID} {operator!r}: expected the 9-character OperatorID",
+        )
+    pushed_at = _timestamp(_text(headers, wire.TCEC_TIMESTAMP))
+    received = received_at(received_ms)
+    rows = decode_tcec(value, interface, operator, pushed_at)
+    times = [r.ts for r in rows.connectors] + [r.ts for r in rows.statuses]
+    times += [r.ts for r in rows.telemetry] + [r.ts for r in rows.sessions]
+    if not times:  # a station without equipment: the push's own time
+        times.append(pushed_at)
+    # Should a push ever hold several times, the window judges the one farthest from the
+    # receive time: the oldest if it lies further back than the newest lies ahead.
+    oldest, newest = min(times), max(times)
+    ts = oldest if received - oldest >= newest - received else newest
+    rows.ts_ms = int(ts.timestamp() * 1000)
+    if rows.telemetry:
+        rows.telemetry = [
+            r if r.received_at is not None else r._replace(received_at=received)
+            for r in rows.telemetry
+        ]
+    return rows
+
+
+def _text(headers: Headers, name: str) -> str:
+    raw = wire.header(headers, name)
+    if raw is None or not raw:
+        raise FrameError(wire.MISSING_HEADER, 0, f"header {name} is required on this topic")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise FrameError(wire.BAD_HEADER, 0, f"header {name} is not UTF-8 text") from None
+
+
+def _timestamp(text: str) -> datetime:
+    """The envelope TimeStamp, ``yyyyMMddHHmmss`` in China time, as an aware datetime."""
+    bad = FrameError(wire.BAD_HEADER, 0, f"{wire.TCEC_TIMESTAMP} {text!r}: expected yyyyMMddHHmmss")
+    if len(text) != TIMESTAMP_SIZE or not text.isascii() or not text.isdigit():
+        raise bad
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
+    except ValueError:
+        raise bad from None
