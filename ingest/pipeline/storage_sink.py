@@ -27,6 +27,7 @@ from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
 from alerts.replay_kinds import recent_objects
 from alerts.store import load_open, save_changes
 from alerts.subjects import subjects_of
+from contract.rows import FrameRows
 from ingest.config import Settings
 from ingest.errors import UserError
 from ingest.pipeline.batch import Batch
@@ -319,7 +320,7 @@ class StorageSink:
             if kind is None:
                 continue
             ids: tuple[str, ...]
-            if kind == "vehicle":
+            if isinstance(frame, FrameRows):
                 ids = () if frame.vehicle is None else (frame.vin,)
             else:  # a charger's connectors, a pack's code: the engine's entity ids
                 ids = tuple(s[0] for s in subjects_of(kind, (frame,)) if s[1] is not None)
