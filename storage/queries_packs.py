@@ -33,8 +33,9 @@ from storage.queries import Statement
 
 __all__ = ["about", "bindings", "swaps", "swaps_in"]
 
-# The places of one pack (%s = code, code, code): logins naming it, through the GIN index, and
-# its own reports (pack_telemetry PK).
+# The places of one pack (%s = the code, 6 times): logins naming it, through the GIN index, its
+# own reports (pack_telemetry PK), and the next login of each of those vehicles that no longer
+# names it (0011_pack_departures: the stay ends there, 'unbound').
 _PLACES_OF_PACK = """places AS (
     SELECT p.pack_code, s.ts, 'vehicle'::text AS place_kind, s.vin::text AS place_id,
            p.position::smallint AS position, 'vehicle_login'::text AS source
@@ -46,6 +47,18 @@ _PLACES_OF_PACK = """places AS (
            NULL::smallint, 'pack_report'
     FROM {pack_telemetry} t
     WHERE t.pack_code = %s
+    UNION ALL
+    SELECT %s, n.ts, 'unbound', s.vin::text, NULL::smallint, 'vehicle_login'
+    FROM {vehicle_sessions} s
+    CROSS JOIN LATERAL (
+        SELECT x.ts, x.pack_codes FROM {vehicle_sessions} x
+        WHERE x.vin = s.vin AND x.event = 'login' AND cardinality(x.pack_codes) > 0
+          AND x.ts > s.ts
+        ORDER BY x.ts
+        LIMIT 1
+    ) n
+    WHERE s.event = 'login' AND s.pack_codes @> ARRAY[%s::text]
+      AND NOT n.pack_codes @> ARRAY[%s::text]
 )"""
 
 # pack_bindings of 0009_pack_views.sql over the CTE ``places`` (kept the same; see above).
@@ -81,6 +94,7 @@ FROM (
            place_kind AS to_kind, place_id AS to_id,
            lag(valid_from) OVER w IS NOT NULL AS after_first
     FROM bindings
+    WHERE place_kind <> 'unbound'
     WINDOW w AS (PARTITION BY pack_code ORDER BY valid_from)
 ) changes
 WHERE after_first"""
@@ -171,7 +185,7 @@ LEFT JOIN LATERAL (
       AND (b.valid_to IS NULL OR t.ts < b.valid_to)
 ) pf ON true
 ORDER BY b.valid_from""",
-        (code, code, code, code, code, code),
+        (code, code, code, code, code, code, code, code, code),
     )
 
 
@@ -179,7 +193,7 @@ def swaps(schema: str, code: str) -> Statement:
     """One pack's changes of place, oldest first."""
     return Statement(
         f"WITH {_places(schema)},\n{_RUNS}\n{_SWAPS}\nORDER BY ts",
-        (code, code, code),
+        (code,) * 6,
     )
 
 

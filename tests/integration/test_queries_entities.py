@@ -285,7 +285,9 @@ def target(
 
 
 B_BINDINGS = [
-    ("vehicle", V1, 2, h(0), h(3), 1),
+    ("vehicle", V1, 2, h(0), h(2), 1),
+    # V1's login of 2 h names A and C: B's stay in V1 ends there (0011_pack_departures)
+    ("unbound", V1, None, h(2), h(3), 1),
     ("swap_station", SITE, None, h(3), h(5), 2),
     ("vehicle", V2, 2, h(5), None, 2),
 ]
@@ -324,7 +326,7 @@ def test_pack_history_by_frame_time(
         kinds = conn.execute(
             f"SELECT DISTINCT place_kind FROM {schema}.pack_places WHERE pack_code = %s", [B]
         ).fetchall()
-        assert {k for (k,) in kinds} == {"vehicle", "swap_station", "unknown"}
+        assert {k for (k,) in kinds} == {"vehicle", "swap_station", "unknown", "unbound"}
 
     db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
     code, out, _ = cli(capsys, "query", "pack", B, *db)
@@ -336,11 +338,11 @@ def test_pack_history_by_frame_time(
     assert got == [(k, i, p, iso(f), iso(t), n) for k, i, p, f, t, n in B_BINDINGS]
     # B's telemetry spans three places; C's 3400 mV / 50 °C in V1's position 2 is not B's.
     assert [(b["vehicle_frames"], b["pack_frames"]) for b in report["bindings"]] == [
-        (2, 0), (0, 3), (2, 1)]  # fmt: skip
+        (2, 0), (0, 0), (0, 3), (2, 1)]  # fmt: skip
     assert (
         report["bindings"][0]["cell_max_mv"] == 3311 and report["bindings"][0]["max_temp_c"] == 30
     )
-    assert (report["bindings"][1]["soc_min_pct"], report["bindings"][1]["soc_max_pct"]) == (40, 90)
+    assert (report["bindings"][2]["soc_min_pct"], report["bindings"][2]["soc_max_pct"]) == (40, 90)
     assert [(s["ts"], s["from_id"], s["to_id"]) for s in report["swaps"]] == [
         (iso(t), f, to) for t, _, f, _, to in B_SWAPS
     ]
@@ -436,3 +438,40 @@ def test_chargers_sessions_and_online(
     assert (one["out_of_range"], one["skewed_frames"], one["max_skew_s"]) == (0, 0, 2)
     assert (two["frames"], two["out_of_range"], two["skewed_frames"]) == (29, 1, 1)
     assert two["max_skew_s"] == 300
+
+
+def test_a_login_naming_no_pack_does_not_end_a_stay(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Terminals that do not report their RESS codes log in with n = 0: no information, so the
+    # pack stays bound; only a login naming other packs ends its stay (0011_pack_departures).
+    dsn, schema = target
+    v3, e, f = "LTESTPACK00000003", code(5), code(6)
+    insert(
+        dsn,
+        schema,
+        [
+            ("vehicle_sessions", (v3, h(0), "login", 1, None, [e])),
+            ("vehicle_sessions", (v3, h(1), "login", 2, None, [])),
+            ("vehicle_sessions", (v3, h(2), "login", 3, None, [e])),
+            ("vehicle_sessions", (v3, h(3), "login", 4, None, [f])),
+        ],
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        view = conn.execute(
+            f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
+            "WHERE pack_code = %s ORDER BY valid_from",
+            [e],
+        ).fetchall()
+        swaps = conn.execute(
+            f"SELECT count(*) FROM {schema}.pack_swaps WHERE pack_code = %s", [e]
+        ).fetchone()
+    expected = [("vehicle", v3, h(0), h(3)), ("unbound", v3, h(3), None)]
+    assert [tuple(r) for r in view] == expected
+    assert swaps == (0,)  # leaving without appearing elsewhere is no swap
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code_, out, _ = cli(capsys, "query", "pack", e, *db)
+    assert code_ == 0
+    got = [(b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"])
+           for b in sections(out)["bindings"]]  # fmt: skip
+    assert got == [(k, i, iso(a), iso(b)) for k, i, a, b in expected]
