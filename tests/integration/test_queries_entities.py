@@ -24,7 +24,6 @@ from storage import queries, queries_packs
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 6, 1, 0, 0, tzinfo=UTC)  # a past day: plain rows land in DEFAULT partitions
-NOW = datetime.now(UTC)
 V1, V2 = "LTESTPACK00000001", "LTESTPACK00000002"
 SITE = "SWAPSZ001"
 OP = "MA01H3BQ1"
@@ -198,7 +197,9 @@ def charger_rows() -> list[Row]:
 
 def latest_rows() -> list[Row]:
     def state(kind: str, ident: str, ago_min: float, **extra: Any) -> Row:
-        seen = NOW - timedelta(minutes=ago_min)
+        # now, not at import: in a full run the test starts minutes after the module loads,
+        # and "1 minute ago" must still be inside the --stale window
+        seen = datetime.now(UTC) - timedelta(minutes=ago_min)
         return ("latest_state", (kind, ident, seen, seen, json.dumps(extra)))
 
     return [
