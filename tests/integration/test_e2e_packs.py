@@ -9,14 +9,9 @@ the views of 0009_pack_views."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
 
-import asyncpg
-import orjson
 import pytest
 
 from devtools.sim.envelope import china_time
@@ -32,6 +27,7 @@ from ingest.decoders import (
 )
 from tests.integration import kinds_support as ks
 from tests.integration import pipeline_support as ps
+from tests.integration.e2e_support import fetch, query, sections, when
 from tests.integration.kinds_frames import pack_login
 from tests.integration.kinds_support import Out
 from tests.integration.pipeline_support import PipelineEnv
@@ -124,27 +120,6 @@ def story(env: PipelineEnv, t0: int) -> list[Out]:
     return records
 
 
-def query(env: PipelineEnv, *argv: str) -> list[dict[str, Any]]:
-    """``nev-ingest query ... --format json`` as an operator runs it: one JSON object a line."""
-    cmd = [sys.executable, "-m", "ingest", "query", *argv]
-    cmd += ["--dsn", env.dsn, "--tz", "UTC", "--format", "json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return [orjson.loads(line) for line in done.stdout.splitlines()]
-
-
-def when(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-async def fetch(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return [tuple(r) for r in await conn.fetch(sql.format(s=ps.SCHEMA), *args)]
-    finally:
-        await conn.close()
-
-
 @pytest.mark.parametrize("order", ["shuffled", "reversed"])
 async def test_pack_bindings_swaps_and_history_by_frame_time(env: PipelineEnv, order: str) -> None:
     t0 = (time.time_ns() // 10**9 - 12 * 60) * 1000  # whole seconds, inside the stored window
@@ -212,9 +187,7 @@ async def test_pack_bindings_swaps_and_history_by_frame_time(env: PipelineEnv, o
     )
 
     # The operator's question: `nev-ingest query pack B`.
-    report: dict[str, list[dict[str, Any]]] = {}
-    for row in query(env, "pack", B):
-        report.setdefault(row.pop("section"), []).append(row)
+    report = sections(query(env, "pack", B))
     (about,) = report["pack"]
     assert about["pack_code"] == B and about["manufacturer"] == B[:3]
     assert about["place_kind"] == "swap_station" and about["place_id"] == SITE
