@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from tests.integration.pipeline_support import SCHEMA, PipelineEnv
+from tests.integration.kinds_support import Out, produce_records
+from tests.integration.pipeline_support import SCHEMA, PipelineEnv, caught_up, until
 
 
 def query(env: PipelineEnv, *argv: str) -> list[dict[str, Any]]:
@@ -44,3 +45,14 @@ async def fetch(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await conn.fetch(sql.format(s=SCHEMA), *args)]
     finally:
         await conn.close()
+
+
+async def consume(env: PipelineEnv, records: list[Out], *, topics: tuple[str, ...] = ()) -> None:
+    """Produce ``records`` in their order and wait until the running service stored the end
+    offset of every raw topic (``topics``: of these only)."""
+    assert await produce_records(env.kafka, records) == len(records)
+    await until(
+        lambda: caught_up(env, topics or env.raw_topics),
+        timeout_s=90,
+        what="every offset stored",
+    )

@@ -14,9 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration import kinds_support as ks
 from tests.integration import pipeline_support as ps
-from tests.integration.e2e_support import fetch
+from tests.integration.e2e_support import consume, fetch
 from tests.integration.kinds_support import Out
 from tests.integration.pipeline_support import PipelineEnv
 from tests.kinds_traffic import (
@@ -80,10 +79,7 @@ async def test_connector_and_pack_over_temperature_raise_and_clear(env: Pipeline
 
     records = traffic(env, t0)
     async with ps.serving(env, "alerts-kinds"):
-        assert await ks.produce_records(env.kafka, records) == len(records)
-        await ps.until(
-            lambda: ps.caught_up(env, env.raw_topics), timeout_s=90, what="every offset stored"
-        )
+        await consume(env, records)
         # raised + cleared of each of the two alerts
         published = await ps.read_topic(env.kafka, env.alerts, expect=4)
 

@@ -31,7 +31,7 @@ from ingest.decoders.charger import (
 from ingest.decoders.fields import Record
 from tests.integration import kinds_support as ks
 from tests.integration import pipeline_support as ps
-from tests.integration.e2e_support import fetch, query, when
+from tests.integration.e2e_support import consume, fetch, query, when
 from tests.integration.kinds_frames import CHARGER
 from tests.integration.kinds_support import Out
 from tests.integration.pipeline_support import PipelineEnv
@@ -117,10 +117,7 @@ async def test_charging_session_energy_matches_the_reported_power(env: PipelineE
 
     records = charger_session(env, t0)
     async with ps.serving(env, "charging"):
-        assert await ks.produce_records(env.kafka, records) == len(records)
-        await ps.until(
-            lambda: ps.caught_up(env, env.raw_topics), timeout_s=90, what="every offset stored"
-        )
+        await consume(env, records)
     assert await ps.read_topic(env.kafka, env.dlq, expect=0, timeout_s=1) == []
 
     sessions = await fetch(
@@ -206,8 +203,7 @@ async def test_tcec_pushes_sent_again_are_stored_once(env: PipelineEnv) -> None:
         assert svc.metric("nev_ingest_batch_size_frames_sum") == len(twice)
         assert await ks.stored(env.dsn) == want.rows
         # The operator re-sends all of them later (its retry after a lost HTTP answer).
-        assert await ks.produce_records(env.kafka, pushes) == len(pushes)
-        await ps.until(lambda: ps.caught_up(env, [env.tcec]), timeout_s=90, what="re-sends")
+        await consume(env, pushes, topics=(env.tcec,))
         assert await ks.stored(env.dsn) == want.rows, "each push's rows exactly once"
         written = svc.metric("nev_ingest_frames_written_total", kind="charger")
         assert written == 3 * len(pushes), "every copy was consumed and counted, none dropped"

@@ -25,9 +25,8 @@ from ingest.decoders import (
     VoltagePack,
     encode_frame,
 )
-from tests.integration import kinds_support as ks
 from tests.integration import pipeline_support as ps
-from tests.integration.e2e_support import fetch, query, sections, when
+from tests.integration.e2e_support import consume, fetch, query, sections, when
 from tests.integration.kinds_frames import pack_login
 from tests.integration.kinds_support import Out
 from tests.integration.pipeline_support import PipelineEnv
@@ -50,8 +49,11 @@ V2_LOGIN = 300
 V2_FRAMES = range(310, 360, 10)  # 5 frames: pack 1 = B, 2 = D
 
 
-def _vehicle(out_ms: int, frame: Frame) -> Out:
-    return Out("", frame.vin.encode(), encode_frame(frame), received(out_ms + 300))
+def _vehicle(topic: str, frame: Frame) -> Out:
+    """The frame as a gateway produces it: key = VIN, received 0.3 s after its frame time."""
+    assert frame.time is not None
+    ms = int(frame.time.timestamp() * 1000)
+    return Out(topic, frame.vin.encode(), encode_frame(frame), received(ms + 300))
 
 
 def _login(vin: str, ms: int, seq: int, codes: tuple[str, ...]) -> Frame:
@@ -83,29 +85,19 @@ def story(env: PipelineEnv, t0: int) -> list[Out]:
     def at(s: int) -> int:
         return t0 + s * 1000
 
-    frames: list[tuple[int, Frame]] = [
-        (at(V1_LOGIN_AB), _login(V1, at(V1_LOGIN_AB), 1, (A, B))),
-        (
-            at(V1_LOGOUT),
-            Frame(
-                edition=2025, command=0x04, vin=V1, time=china_time(at(V1_LOGOUT)), body=Logout(1)
-            ),
-        ),
-        (at(V1_LOGIN_AC), _login(V1, at(V1_LOGIN_AC), 2, (A, C))),
-        (at(V2_LOGIN), _login(V2, at(V2_LOGIN), 1, (B, D))),
+    logout = Frame(
+        edition=2025, command=0x04, vin=V1, time=china_time(at(V1_LOGOUT)), body=Logout(1)
+    )
+    frames = [
+        _login(V1, at(V1_LOGIN_AB), 1, (A, B)),
+        logout,
+        _login(V1, at(V1_LOGIN_AC), 2, (A, C)),
+        _login(V2, at(V2_LOGIN), 1, (B, D)),
     ]
-    frames += [
-        (at(s), _cells(V1, at(s), ((1, 3200, 28), (2, B_IN_V1_MV, B_IN_V1_C))))
-        for s in V1_AB_FRAMES
-    ]
-    frames += [
-        (at(s), _cells(V1, at(s), ((1, 3200, 28), (2, C_IN_V1_MV, C_IN_V1_C))))
-        for s in V1_AC_FRAMES
-    ]
-    frames += [
-        (at(s), _cells(V2, at(s), ((1, B_IN_V2_MV, B_IN_V2_C), (2, 3250, 29)))) for s in V2_FRAMES
-    ]
-    records = [_vehicle(ms, f)._replace(topic=env.topic) for ms, f in frames]
+    frames += [_cells(V1, at(s), ((1, 3200, 28), (2, B_IN_V1_MV, B_IN_V1_C))) for s in V1_AB_FRAMES]
+    frames += [_cells(V1, at(s), ((1, 3200, 28), (2, C_IN_V1_MV, C_IN_V1_C))) for s in V1_AC_FRAMES]
+    frames += [_cells(V2, at(s), ((1, B_IN_V2_MV, B_IN_V2_C), (2, 3250, 29))) for s in V2_FRAMES]
+    records = [_vehicle(env.topic, f) for f in frames]
 
     def pack_out(ms: int, raw: bytes) -> Out:
         return Out(env.battery, B.encode(), raw, received(ms + 300))
@@ -130,10 +122,7 @@ async def test_pack_bindings_swaps_and_history_by_frame_time(env: PipelineEnv, o
         records.sort(key=lambda r: int(dict(r.headers)["received_at"]), reverse=True)
 
     async with ps.serving(env, f"packs-{order}"):
-        assert await ks.produce_records(env.kafka, records) == len(records)
-        await ps.until(
-            lambda: ps.caught_up(env, env.raw_topics), timeout_s=90, what="every offset stored"
-        )
+        await consume(env, records)
         dead = await ps.read_topic(env.kafka, env.dlq, expect=0, timeout_s=1)
         assert dead == [], "every frame of the story is good"
 
