@@ -137,7 +137,9 @@ async def test_pack_bindings_swaps_and_history_by_frame_time(env: PipelineEnv, o
 
     # The views: B's bindings V1 (position 2) -> station S -> V2 (position 1), by frame time.
     b_bindings = [
-        ("vehicle", V1, 2, at(V1_LOGIN_AB), at(STATION_FRAMES[0]), 1),
+        ("vehicle", V1, 2, at(V1_LOGIN_AB), at(V1_LOGIN_AC), 1),
+        # V1's second login names A and C: B's stay in V1 ends there, before S reports it
+        ("unbound", V1, None, at(V1_LOGIN_AC), at(STATION_FRAMES[0]), 1),
         ("swap_station", SITE, None, at(STATION_FRAMES[0]), at(V2_LOGIN), len(STATION_FRAMES)),
         ("vehicle", V2, 1, at(V2_LOGIN), None, 1),
     ]
@@ -194,10 +196,11 @@ async def test_pack_bindings_swaps_and_history_by_frame_time(env: PipelineEnv, o
     ]
     assert per_place == [
         (len(V1_AB_FRAMES), 0, B_IN_V1_MV, B_IN_V1_C),  # not C's 3400 mV / 50 °C
+        (0, 0, None, None),  # out of V1, not yet seen at S
         (0, len(STATION_FRAMES), 3305, 26),
         (len(V2_FRAMES), 0, B_IN_V2_MV, B_IN_V2_C),
     ]
-    station = report["bindings"][1]
+    station = report["bindings"][2]
     assert (station["soc_min_pct"], station["soc_max_pct"]) == (40, 70)
     assert [(when(s["ts"]), s["from_id"], s["to_id"]) for s in report["swaps"]] == [
         (t, f, to) for t, _, f, _, to in b_swaps
