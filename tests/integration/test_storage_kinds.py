@@ -371,4 +371,3 @@ async def test_a_connector_reporting_only_its_status_now_is_online(
         silent = pg.execute(stmt.sql, stmt.params).fetchall()
     assert row["ts"] == now and row["received_at"] in (None, now)
     assert silent == []
-
