@@ -3,8 +3,8 @@
 The rule is the vehicles' (storage/latest.py): ``ts`` only moves forward, every other column
 keeps its last non-null value - except ``received_at``, which goes with ``ts``: connectors'
 status rows carry no receive time, and one kept from an older report would make a connector
-that just reported look silent since then (NULL: "online" falls back to ``ts``). What differs is where the values come from, one column map per
-kind:
+that just reported look silent since then (NULL: "online" falls back to ``ts``). What
+differs is where the values come from, one column map per kind:
 
 * ``charger``, one row per connector (entity ``operator_id:connector_id``), from its status
   rows (``connector_status``) and its telemetry rows (output, connected vehicle);
