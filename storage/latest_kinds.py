@@ -1,8 +1,10 @@
 """``latest_state`` of chargers' connectors and standalone packs (migrations/0008).
 
 The rule is the vehicles' (storage/latest.py): ``ts`` only moves forward, every other column
-keeps its last non-null value. What differs is where the values come from, one column map per
-kind:
+keeps its last non-null value - except ``received_at``, which goes with ``ts``: connectors'
+status rows carry no receive time, and one kept from an older report would make a connector
+that just reported look silent since then (NULL: "online" falls back to ``ts``). What
+differs is where the values come from, one column map per kind:
 
 * ``charger``, one row per connector (entity ``operator_id:connector_id``), from its status
   rows (``connector_status``) and its telemetry rows (output, connected vehicle);
@@ -189,14 +191,20 @@ def _time(values: Values) -> datetime:
     return ts
 
 
+_FOLLOW_TS: Final = frozenset({"ts", "received_at"})
+
+
 def _upsert_sql(schema: str, spec: KindLatest) -> str:
     names = [c for c, _ in spec.columns]
     cols = ", ".join(["entity_id", *names])
     params = ", ".join(
         f"${i + 2}::{t}[]" for i, (_, t) in enumerate([("entity_id", "text"), *spec.columns])
     )
+    # received_at belongs to the report that moved ts: a status row carries none, and an older
+    # report's receive time kept beside a newer ts makes "last seen" (queries_online) old.
     sets = ",\n    ".join(
-        "ts = EXCLUDED.ts" if c == "ts" else f"{c} = COALESCE(EXCLUDED.{c}, s.{c})" for c in names
+        f"{c} = EXCLUDED.{c}" if c in _FOLLOW_TS else f"{c} = COALESCE(EXCLUDED.{c}, s.{c})"
+        for c in names
     )
     return f"""
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})

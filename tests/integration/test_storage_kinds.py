@@ -9,14 +9,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from contract.clock import CHINA_TZ
 from devtools.sim.synthetic import frame_rows, vin
-from storage import LoaderKind, OffsetRange, PoolParams, RetryParams, StorageWriter, WriterParams
+from storage import (
+    LoaderKind,
+    OffsetRange,
+    PoolParams,
+    RetryParams,
+    StorageWriter,
+    WriterParams,
+    queries_online,
+)
 from storage.batch import Decoded
-from storage.params import TIMESERIES_TABLES
+from storage.params import DEFAULT_SCHEMA, TIMESERIES_TABLES
 from tests.integration.kinds_frames import (
+    OPERATOR,
     PACK,
     PACK_B,
     charger_login,
@@ -335,3 +345,29 @@ async def test_an_old_pack_frame_and_push_get_their_partitions(
     async with w.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM pack_telemetry WHERE ts = $1", old) == 1
         assert await conn.fetchval("SELECT count(*) FROM connector_status_events") == 1
+
+
+async def test_a_connector_reporting_only_its_status_now_is_online(
+    writer_factory: WriterFactory, migrated_database: str
+) -> None:
+    # Idle connectors send status rows only, which carry no receive time: the receive time of
+    # an output two hours old must not stay beside the new status, or "online" (last seen =
+    # received_at, else ts) would call a connector that just reported silent for two hours.
+    w = await writer_factory()
+    charging = Batch()
+    charging.add(CHG, charger_realtime(T0, C1, status=3))
+    await charging.write(w)
+    now = datetime.now(CHINA_TZ).replace(microsecond=0)
+    idle = Batch()
+    idle.add(CHG, charger_realtime(now, C1, status=1, output=None, vehicle=None))
+    idle.add(TCEC, tcec_status(now, C2, 1))
+    await idle.write(w, start={CHG: 1})
+    stmt = queries_online.offline(DEFAULT_SCHEMA, "charger", timedelta(minutes=10))
+    async with w.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT ts, received_at FROM latest_state WHERE entity_id = $1", f"{OPERATOR}:{C1}"
+        )
+    with psycopg.connect(migrated_database) as pg:  # the driver the CLI runs queries with
+        silent = pg.execute(stmt.sql, stmt.params).fetchall()
+    assert row["ts"] == now and row["received_at"] in (None, now)
+    assert silent == []

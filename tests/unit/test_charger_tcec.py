@@ -284,3 +284,37 @@ def test_the_envelope_timestamp_header_is_read_as_beijing_time() -> None:
         with pytest.raises(FrameError) as info:
             parse_tcec_timestamp(bad)
         assert (info.value.reason, info.value.offset) == ("bad_time", 0)
+
+
+def _station_with(**connector: Any) -> dict[str, Any]:
+    info = STATION["StationInfo"]
+    equipment = info["EquipmentInfos"][0]
+    c = {**equipment["ConnectorInfos"][0], **connector}
+    eq = {**equipment, "ConnectorInfos": [c]}
+    return {"StationInfo": {**info, "EquipmentInfos": [eq]}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "interface"),
+    [
+        (_with(CHARGE_STATUS, VoltageA=1e39), "notification_equip_charge_status"),
+        (_with(CHARGE_STATUS, CurrentA=-1e39), "notification_equip_charge_status"),
+        (_with(ORDER, TotalPower=1e300), "notification_charge_order_info"),
+        (_station_with(Current=2**31), "notification_stationInfo"),
+        (_station_with(VoltageUpperLimits=1e300), "notification_stationInfo"),
+        (_station_with(Power=1e39), "notification_stationInfo"),
+    ],
+)
+def test_a_number_that_does_not_fit_its_column_is_a_bad_field(
+    doc: dict[str, Any], interface: str
+) -> None:
+    # Accepted, it would fail the COPY (real / integer overflow) and the batch be bisected:
+    # the decoder is where a push's values are judged.
+    with pytest.raises(FrameError) as exc:
+        _decode(doc, interface)
+    assert exc.value.reason == "bad_field"
+
+
+def test_the_largest_numbers_that_fit_are_taken() -> None:
+    rows = _decode(_station_with(Current=2**31 - 1, Power=3.0e38), "notification_stationInfo")
+    assert (rows.connectors[0].current_a, rows.connectors[0].power_kw) == (2**31 - 1, 3.0e38)

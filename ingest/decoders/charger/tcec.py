@@ -54,6 +54,10 @@ STOP_REASONS: Final = frozenset(range(100))  # 0..4 defined, 5..99 operator-defi
 NATIONAL_STANDARDS: Final = frozenset({1, 2})
 ID_MAX: Final = 50  # ConnectorID: 26 in T/CEC 102.4; regional profiles allow up to 50
 SEQ_SIZE: Final = 27
+# A number must fit its column (real / integer), or the COPY fails at the database and the
+# batch is bisected: a push with an absurd value is rejected here instead, as bad_field.
+REAL_MAX: Final = 3.4e38
+INT4_MAX: Final = 2**31 - 1
 
 _Obj = dict[str, Any]
 
@@ -86,7 +90,9 @@ def _opt_str(obj: _Obj, key: str, path: str, size: int) -> str | None:
     return None if obj.get(key) is None else _str(obj, key, path, size)
 
 
-def _num(obj: _Obj, key: str, path: str, required: bool = True) -> float | None:
+def _num(
+    obj: _Obj, key: str, path: str, required: bool = True, limit: float = REAL_MAX
+) -> float | None:
     v = obj.get(key)
     if v is None:
         if required:
@@ -94,6 +100,8 @@ def _num(obj: _Obj, key: str, path: str, required: bool = True) -> float | None:
         return None
     if type(v) is not int and type(v) is not float:
         raise _fail(BAD_FIELD, f"{path}{key} must be a number, not {type(v).__name__}")
+    if not -limit <= v <= limit:
+        raise _fail(BAD_FIELD, f"{path}{key} = {v!r} is out of range (|value| <= {limit:g})")
     return v
 
 
@@ -232,9 +240,9 @@ def _station_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -
         for j, c_raw in enumerate(connectors):
             cp = f"{ep}ConnectorInfos[{j}]."
             c = _obj(c_raw, cp[:-1])
-            upper = _num(c, "VoltageUpperLimits", cp)
-            lower = _num(c, "VoltageLowerLimits", cp)
-            current = _num(c, "Current", cp)
+            upper = _num(c, "VoltageUpperLimits", cp, limit=INT4_MAX)
+            lower = _num(c, "VoltageLowerLimits", cp, limit=INT4_MAX)
+            current = _num(c, "Current", cp, limit=INT4_MAX)
             rows.connectors.append(
                 ConnectorInfoRow(
                     op,
