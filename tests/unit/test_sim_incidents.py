@@ -3,16 +3,19 @@ demo's world, decoded by the real decoders and run through alerts/default_rules.
 the connector over-temperature alert on the hot connector and the pack over-temperature and
 cell-spread alerts on the pack with a shorted cell - nothing on any other connector or pack -
 and the piles with incidents report in the charger profile (fault codes, power, temperature),
-never by T/CEC pushes."""
+never by T/CEC pushes. The demo's row counts pick its own run's entities."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from alerts import RuleEngine, RuleSet
+from devtools.demo.kinds import run_patterns
 from devtools.sim import plans
 from devtools.sim.chargers import is_tcec_pile
 from devtools.sim.fleet import FleetOptions
@@ -20,6 +23,7 @@ from devtools.sim.world import world_messages
 from ingest.decoders.battery import decode_pack_rows
 from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +86,36 @@ def test_piles_with_incidents_report_in_the_profile_with_fault_codes_and_power(
     powered = {r.connector_id for rows in decoded["charger"] for r in rows.telemetry if r.power_kw}
     assert faults == {faulty}
     assert session in powered
+
+
+def _like(pattern: str, value: str) -> bool:
+    """SQL LIKE (``%``, ``_``; the patterns have no escapes)."""
+    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, value) is not None
+
+
+def test_the_demo_counts_the_entities_of_its_own_run_only() -> None:
+    def ids(o: FleetOptions) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = defaultdict(set)
+        for m in world_messages(o):
+            decoder = {"vehicle": decode_rows, "charger": decode_charger_rows}.get(m.topic)
+            if m.topic == "tcec":
+                continue  # the same operators as the profile's piles
+            try:
+                rows = (decoder or decode_pack_rows)(m.value)
+            except FrameError:
+                continue
+            out[m.topic].add(
+                rows.vin if m.topic == "vehicle"
+                else rows.operator_id if m.topic == "charger"
+                else rows.pack_code
+            )  # fmt: skip
+        return out
+
+    small = FleetOptions(vehicles=40, chargers=4, packs=30, minutes=3, end_ms=DEMO.end_ms)
+    this, other = small, replace(small, vin_prefix="LDM0001")
+    mine, theirs = run_patterns(this), run_patterns(other)
+    for topic, entities in ids(this).items():
+        kind = "battery" if topic == "battery" else topic
+        assert entities and all(any(_like(p, e) for p in mine[kind]) for e in entities)
+        assert not any(_like(p, e) for p in theirs[kind] for e in entities), kind
