@@ -68,7 +68,7 @@ PRICE_SERVICE: Final = 0.40
 
 
 def is_tcec_pile(o: FleetOptions, pile: int) -> bool:
-    return not plans.profile_pile(o, pile) and plans.unit(o.seed, 21, pile) < o.tcec_share
+    return not plans.profile_pile(pile) and plans.unit(o.seed, 21, pile) < o.tcec_share
 
 
 HOT_PEAK_C: Final = 98  # the worn contact's terminal, well past GB/T 20234.1's 90 °C

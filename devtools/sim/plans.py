@@ -192,7 +192,7 @@ def hot_connector(o: FleetOptions, k: int) -> bool:
     return bool(o.runaway) and k == HOT_CONNECTOR
 
 
-def profile_pile(o: FleetOptions, pile: int) -> bool:
+def profile_pile(pile: int) -> bool:
     """Piles 0 and 1 always report in the charger profile, never by T/CEC pushes: their
     incidents (the fault codes of pile 0's stuck gun, pile 1's connector temperature) and
     connector 0's session power (the one the demo shows) are fields only the profile has."""
