@@ -98,11 +98,11 @@ def test_the_demo_counts_the_entities_of_its_own_run_only() -> None:
     def ids(o: FleetOptions) -> dict[str, set[str]]:
         out: dict[str, set[str]] = defaultdict(set)
         for m in world_messages(o):
-            decoder = {"vehicle": decode_rows, "charger": decode_charger_rows}.get(m.topic)
             if m.topic == "tcec":
                 continue  # the same operators as the profile's piles
+            decoder: Any = {"vehicle": decode_rows, "charger": decode_charger_rows}.get(m.topic)
             try:
-                rows = (decoder or decode_pack_rows)(m.value)
+                rows: Any = (decoder or decode_pack_rows)(m.value)
             except FrameError:
                 continue
             out[m.topic].add(
