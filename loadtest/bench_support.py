@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from devtools.sim.bench_frames import KINDS, frames_of_kind, realtime_frames
 from devtools.sim.fleet import Message
 from devtools.sim.promtext import fetch, parse_histogram
 from ingest.config import Settings
-from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.kafka_settings import RAW_SOURCES
 from loadtest.bench_copy import copy_rows
 from loadtest.clients import bench_producer, fresh_consumer
 
@@ -123,13 +122,22 @@ def _messages(pairs: Any, role: str = "vehicle") -> Any:
 
 
 def kind_topics(base: str) -> dict[str, str]:
-    """A fresh topic for each raw topic setting of the service: the run's kinds carry frames,
-    the others stay empty, so the service reads nothing but the benchmark's records (the T/CEC
-    topic only where the build has ``kafka.topic_tcec``)."""
-    roles = [*KINDS]
-    if "topic_tcec" in {f.name for f in dataclasses.fields(KafkaSettings)}:
-        roles.append("tcec")
-    return {role: f"{base}.{role}" for role in roles}
+    """A fresh topic for each raw topic setting of the service (``kafka.topic_<role>``,
+    ``RAW_SOURCES``): the run's kinds carry frames, the others stay empty, so the service reads
+    nothing but the benchmark's records."""
+    return {role: f"{base}.{role}" for role in RAW_SOURCES}
+
+
+async def service_topics(env: BenchEnv, topic: str | dict[str, str]) -> dict[str, str]:
+    """Every raw topic setting of a benchmark's service. ``nev-ingest run`` subscribes all four
+    and stops when one is missing; a one-topic benchmark (vehicle frames) gets empty topics of
+    its own for the others, never the dev stack's default ones (a demo's records there would
+    be consumed and counted)."""
+    if isinstance(topic, dict):
+        return topic
+    empty = {role: f"{topic}.{role}" for role in RAW_SOURCES if role != "vehicle"}
+    await ensure_topics(env.kafka, {t: 1 for t in empty.values()}, replication_factor=1)
+    return {"vehicle": topic, **empty}
 
 
 def preload_kinds(kind: str) -> tuple[str, ...]:
@@ -235,11 +243,10 @@ def _rss_mb(pid: int) -> float:
 
 class _Service:
     def __init__(
-        self, env: BenchEnv, topics: str | dict[str, str], dsn: str, group: str, workers: int
+        self, env: BenchEnv, roles: dict[str, str], dsn: str, group: str, workers: int
     ) -> None:
         self.port = free_port()
         environ = dict(os.environ)  # NEV_PIPELINE_* etc. pass through; the rest is set here
-        roles = {"vehicle": topics} if isinstance(topics, str) else topics
         environ.update(
             NEV_KAFKA_BOOTSTRAP_SERVERS=env.kafka,
             NEV_POSTGRES_DSN=dsn,
@@ -308,7 +315,7 @@ async def run_pipeline(
     group = f"bench-{tag}"
     names = [topic] if isinstance(topic, str) else list(topic.values())
     end = await _end_total(env.kafka, names)
-    svc = _Service(env, topic, dsn, group, workers)
+    svc = _Service(env, await service_topics(env, topic), dsn, group, workers)
     rss: dict[int, float] = {}
     cpu_first: dict[int, float] = {}
     cpu_last: dict[int, float] = {}
@@ -354,7 +361,7 @@ async def steady_state(
     await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
     dsn = await env.fresh_database(f"steady_{uuid.uuid4().hex[:6]}")
     group = f"bench-steady-{uuid.uuid4().hex[:6]}"
-    svc = _Service(env, topic, dsn, group, 1)
+    svc = _Service(env, await service_topics(env, topic), dsn, group, 1)
     total = int(rate * seconds)
     vehicles = 5000
     try:

@@ -4,13 +4,14 @@
 2. start the service (``nev-ingest run``, in the background, logging to the state directory);
 3. generate the traffic of a few thousand simulated vehicles (both protocol editions, some bad
    frames, one thermal runaway), a few hundred charging piles (charger profile and T/CEC 102
-   pushes, vehicles of the fleet charging there, one connector stuck in fault) and standalone
-   packs (swap stations where fleet vehicles swap packs, storage, second life) into Kafka,
-   with a progress line;
-4. wait until the service has stored everything, then print a summary: frames in, rows stored
-   per kind, one pack swap, one charging session, dead letters by reason, alerts raised per
-   kind, rate and latency, and a few regulator queries with their output; and say how to look
-   further and how to stop.
+   pushes, vehicles of the fleet charging there, one connector stuck in fault and one
+   overheating) and standalone packs (swap stations where fleet vehicles swap packs, one pack
+   with a shorted cell, storage, second life) into Kafka, with a progress line;
+4. wait until the service has stored everything, then print a summary: frames in, this run's
+   rows per kind, one pack swap, one charging session (its energy against the trapezoid
+   integral of its stored power, its peak power), dead letters by reason, the open alerts of
+   every kind, rate and latency, and a few regulator queries with their output; and say how
+   to look further and how to stop.
 
 ``nev-ingest demo --stop`` stops the demo's service (``nev-ingest devstack down`` the stack).
 """

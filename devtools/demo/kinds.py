@@ -16,7 +16,14 @@ from devtools.sim import plans
 from devtools.sim.envelope import china_time
 from devtools.sim.fleet import FleetOptions
 
-__all__ = ["KIND_TABLES", "alert_lines", "row_lines", "session_lines", "swap_lines"]
+__all__ = [
+    "KIND_TABLES",
+    "alert_lines",
+    "row_lines",
+    "run_patterns",
+    "session_lines",
+    "swap_lines",
+]
 
 KIND_TABLES: Final = {
     "vehicle": (
@@ -42,22 +49,50 @@ def _exists(conn: Any, schema: str, name: str) -> bool:
     return bool(row and row[0])
 
 
-def _count(conn: Any, schema: str, table: str) -> str:
+# The key column of each kind's tables: a run's rows are those of its own entities.
+_KEY: Final = {"vehicle": "vin", "charger": "operator_id", "battery": "pack_code"}
+
+
+def run_patterns(o: FleetOptions) -> dict[str, list[str]]:
+    """LIKE patterns of this run's entity ids per kind: its VINs, its operators (connectors
+    are ``operator:connector``), its standalone packs and the vehicles' packs its swaps put in
+    stations (the only vehicle-born codes that report on their own)."""
+    tag = plans.tag_of(o.vin_prefix)
+    old = [plans.swap_plan(o, m).old_code for m in range(plans.swap_count(o))]
+    return {
+        "vehicle": [f"{o.vin_prefix}%"],
+        "charger": [f"MA{tag}%"],
+        "battery": [f"SIMP_96{tag}S%", *old],
+    }
+
+
+def _count(conn: Any, schema: str, table: str, kind: str, o: FleetOptions) -> str:
     if not _exists(conn, schema, table):
         return f"{table} (missing)"
-    row = conn.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()
+    # The span's start bounds the partitions read; the key patterns pick this run's entities.
+    row = conn.execute(
+        f"SELECT count(*) FROM {schema}.{table} WHERE ts >= %s AND {_KEY[kind]} LIKE ANY(%s)",
+        (china_time(plans.start_ms(o)), run_patterns(o)[kind]),
+    ).fetchone()
     return f"{table} {int(row[0]) if row else 0:,}"
 
 
-def row_lines(conn: Any, schema: str) -> list[str]:
-    """Rows in each kind's tables, and latest_state per kind."""
+def row_lines(conn: Any, schema: str, o: FleetOptions) -> list[str]:
+    """Rows of this run's entities in each kind's tables, and their latest_state rows (the dev
+    database keeps earlier runs: each run has entities of its own, ``plans.tag_of``)."""
     out = []
+    patterns = run_patterns(o)
     for kind, tables in KIND_TABLES.items():
-        out.append(f"{kind:<8} " + ", ".join(_count(conn, schema, t) for t in tables))
-    latest = conn.execute(
-        f"SELECT entity_kind, count(*) FROM {schema}.latest_state GROUP BY 1 ORDER BY 1"
-    ).fetchall()
-    out.append("latest   " + ", ".join(f"{k} {n:,}" for k, n in latest))
+        out.append(f"{kind:<8} " + ", ".join(_count(conn, schema, t, kind, o) for t in tables))
+    latest = [
+        (kind, conn.execute(
+            f"SELECT count(*) FROM {schema}.latest_state "
+            "WHERE entity_kind = %s AND entity_id LIKE ANY(%s)",
+            (kind, patterns[kind]),
+        ).fetchone())
+        for kind in KIND_TABLES
+    ]  # fmt: skip
+    out.append("latest   " + ", ".join(f"{k} {int(r[0]) if r else 0:,}" for k, r in latest))
     return out
 
 
@@ -101,8 +136,9 @@ def swap_lines(conn: Any, schema: str, o: FleetOptions) -> list[str]:
 
 
 def session_lines(conn: Any, schema: str, o: FleetOptions) -> list[str]:
-    """Connector 0's session: the ``charging_sessions`` view (else its events), and its
-    energy against the integral of the reported power."""
+    """Connector 0's session (pile 0 reports in the charger profile, ``plans.profile_pile``):
+    the ``charging_sessions`` view (else its events), its peak power, and its energy against
+    the integral of the power samples stored in charger_telemetry."""
     plan = plans.charge_plan(o, 0)
     if plan is None:
         return ["no charging session in this run (no chargers, or a span under 8 periods)"]
@@ -126,41 +162,63 @@ def session_lines(conn: Any, schema: str, o: FleetOptions) -> list[str]:
             )
             lines += _table(cur)
     if _exists(conn, schema, "charger_telemetry"):
-        # trapezoid over the samples; T/CEC pushes carry voltage and current, not power
-        row = conn.execute(
-            f"""SELECT max(energy_kwh), sum((p + lp) / 2 * extract(epoch FROM ts - lts) / 3600)
-            FROM (SELECT ts, energy_kwh, coalesce(power_kw, voltage_v * current_a / 1000) AS p,
-                         lag(coalesce(power_kw, voltage_v * current_a / 1000)) OVER w AS lp,
-                         lag(ts) OVER w AS lts
+        lines.append(_integral_line(conn, schema, op, cid, plan))
+    return lines
+
+
+def _integral_line(conn: Any, schema: str, op: str, cid: str, plan: plans.ChargePlan) -> str:
+    """Trapezoid rule over the stored power samples (``power_kw``, the charger profile's), from
+    the session's first sample to its last: each pair of neighbours adds their mean power times
+    the time between them. Samples without power (a T/CEC push has none) are not invented."""
+    row = conn.execute(
+        f"""SELECT max(energy_kwh), count(*), count(power_kw), max(power_kw),
+                   sum((power_kw + prev_kw) / 2 * extract(epoch FROM ts - prev_ts) / 3600)
+            FROM (SELECT ts, energy_kwh, power_kw,
+                         lag(power_kw) OVER w AS prev_kw, lag(ts) OVER w AS prev_ts
                   FROM {schema}.charger_telemetry
                   WHERE operator_id = %s AND connector_id = %s AND ts BETWEEN %s AND %s
                   WINDOW w AS (ORDER BY ts)) s""",
-            (op, cid, china_time(plan.start_ms), china_time(plan.end_ms)),
-        ).fetchone()
-        if row and row[0] is not None and row[1]:
-            apart = abs(row[0] - row[1]) / row[0] * 100
-            lines.append(
-                f"energy reported {row[0]:.3f} kWh, integral of the reported power "
-                f"{row[1]:.3f} kWh ({apart:.2f} % apart)"
-            )
-    return lines
+        (op, cid, china_time(plan.start_ms), china_time(plan.end_ms)),
+    ).fetchone()
+    if not row or not row[1]:
+        return "no charger_telemetry rows of this session stored"
+    energy, samples, with_power, peak, integral = row
+    if with_power < samples or integral is None:
+        return (
+            f"energy reported {energy:.3f} kWh; {samples - with_power} of {samples} samples "
+            "carry no power (T/CEC pushes), so no integral of stored power"
+        )
+    apart = abs(energy - integral) / energy * 100 if energy else 0.0
+    return (
+        f"energy reported {energy:.3f} kWh; trapezoid integral of the {samples} stored power "
+        f"samples {integral:.3f} kWh ({apart:.2f} % apart); peak power {peak:.1f} kW"
+    )
 
 
 def alert_lines(conn: Any, schema: str, o: FleetOptions, limit: int = 12) -> list[str]:
     """Open alerts of this run's entities (its VIN prefix, operators and pack codes)."""
-    tag = plans.tag_of(o.vin_prefix)
-    patterns = (f"{o.vin_prefix}%", f"MA{tag}%", f"SIMP_96{tag}%", "SIMPE96%")
-    where = "cleared_at IS NULL AND (" + " OR ".join(["entity_id LIKE %s"] * 4) + ")"
-    counts = conn.execute(
-        f"SELECT entity_kind, count(*) FROM {schema}.alerts WHERE {where} GROUP BY 1 ORDER BY 1",
-        patterns,
-    ).fetchall()
+    patterns = run_patterns(o)
+    kinds = list(patterns)
+    where = "cleared_at IS NULL AND (" + " OR ".join(
+        ["(entity_kind = %s AND entity_id LIKE ANY(%s))"] * len(kinds)
+    ) + ")"  # fmt: skip
+    params = [x for k in kinds for x in (k, patterns[k])]
+    counts = dict(
+        conn.execute(
+            f"SELECT entity_kind, count(*) FROM {schema}.alerts WHERE {where} GROUP BY 1",
+            params,
+        ).fetchall()
+    )
+    # Every kind's alerts, the rarer kinds first (``limit`` shared; a vehicle's are many).
     rows = conn.execute(
-        f"SELECT entity_kind, severity, rule_id, entity_id, opened_at FROM {schema}.alerts "
-        f"WHERE {where} ORDER BY entity_kind, opened_at LIMIT {int(limit)}",
-        patterns,
+        f"""SELECT entity_kind, severity, rule_id, entity_id, opened_at FROM (
+                SELECT *, row_number() OVER (PARTITION BY entity_kind ORDER BY opened_at) AS n
+                FROM {schema}.alerts WHERE {where}) a
+            ORDER BY n, entity_kind LIMIT {int(limit)}""",
+        params,
     ).fetchall()
-    out = ["open: " + (", ".join(f"{k} {n:,}" for k, n in counts) or "none")]
+    rows.sort(key=lambda r: (kinds.index(r[0]), r[4]))
+    out = ["open: " + ", ".join(f"{k} {counts.get(k, 0):,}" for k in kinds)]
     for kind, severity, rule, entity, opened in rows:
         local = opened.astimezone(CHINA_TZ).isoformat()  # the frames' own zone
         out.append(f"{kind:<8} {severity:<8} {rule:<30} {entity}  opened {local}")

@@ -28,6 +28,7 @@ from devtools.sim.promtext import (
     total,
 )
 from ingest.config import Settings
+from ingest.config.kafka_settings import RAW_SOURCES
 from ingest.errors import UserError
 
 __all__ = ["run_demo"]
@@ -52,14 +53,15 @@ def run_demo(args: argparse.Namespace, base: DevSettings, demo_dir: Path) -> int
     kafka, dsn = state.services["kafka"].url, state.services["postgres"].url
     stop_service(base)  # a previous demo's service, if any: start fresh on this stack
     port = base.metrics.port if _port_free(base.metrics.port) else free_port()
+    overrides = {"kafka.bootstrap_servers": kafka, "postgres.dsn": dsn, "metrics.port": port}
+    settings = dev_settings_from_args(args, overrides)
     env = {k: v for k, v in os.environ.items() if k not in ("NEV_CONFIG",)}
     env.update(
         NEV_KAFKA_BOOTSTRAP_SERVERS=kafka,
         NEV_POSTGRES_DSN=dsn,
         NEV_METRICS_PORT=str(port),
+        **_topic_env(settings),
     )
-    overrides = {"kafka.bootstrap_servers": kafka, "postgres.dsn": dsn, "metrics.port": port}
-    settings = dev_settings_from_args(args, overrides)
 
     say("\n== 2/5  schema: nev-ingest migrate")
     _run([sys.executable, "-m", "ingest", "migrate"], env)
@@ -74,7 +76,8 @@ def run_demo(args: argparse.Namespace, base: DevSettings, demo_dir: Path) -> int
         f"\n== 4/5  traffic: {args.vehicles:,} simulated vehicles, {args.chargers:,} charging "
         f"piles, {args.packs:,} battery packs x {args.minutes:g} minutes (GB/T 32960 2016 and "
         "2025, the charger and pack profiles, T/CEC 102 pushes; ~0.2 % bad records, one thermal "
-        "runaway, one connector stuck in fault, pack swaps, charging sessions)"
+        "runaway, a connector stuck in fault and one overheating, a pack with a shorted cell in "
+        "a swap station, pack swaps, charging sessions)"
     )
     result, took, options = _traffic(args, settings, port, before)
 
@@ -97,6 +100,14 @@ Stop:
 Demo took {time.monotonic() - began:.0f}s."""
     )
     return 0
+
+
+def _topic_env(settings: Settings) -> dict[str, str]:
+    """The topics the load generator produces to, for the service: it subscribes every raw
+    topic (``RAW_SOURCES``) and stops at start when one is missing, and the demo's environment
+    drops ``NEV_CONFIG``, so a configured name would otherwise fall back to its default."""
+    roles = [*RAW_SOURCES, "dlq", "alerts"]
+    return {f"NEV_KAFKA_TOPIC_{r.upper()}": getattr(settings.kafka, f"topic_{r}") for r in roles}
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> str:
@@ -228,7 +239,7 @@ def _summary(
     dead = {k: v for k, v in dead.items() if v}
     schema = settings.storage.schema
     with psycopg.connect(env["NEV_POSTGRES_DSN"], autocommit=True) as conn:
-        rows = kinds.row_lines(conn, schema)
+        rows = kinds.row_lines(conn, schema, options)
         swap = kinds.swap_lines(conn, schema, options)
         session = kinds.session_lines(conn, schema, options)
         alerts = kinds.alert_lines(conn, schema, options)
@@ -246,7 +257,7 @@ def _summary(
     if missing:
         say(f"  not consumed    {', '.join(missing)}: this build has no decoder for their kind")
     say(f"  frames stored   {delta('nev_ingest_frames_written_total'):,.0f} this run")
-    say("  rows in tables")
+    say("  rows in tables  (this run's entities; the dev database keeps earlier runs)")
     for line in rows:
         say(f"    {line}")
     say("  one pack swap")

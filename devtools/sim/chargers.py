@@ -9,8 +9,10 @@ for two ticks, then idle. While charging, the frame carries the output (voltage,
 power, the session's energy so far), the vehicle's VIN and SOC and its BMS demand, and the
 order (StartChargeSeq, state 1 starting, 2 charging, 4 ended). The energy is the integral of
 the power (``ChargePlan.energy_at``) and the SOC the vehicle's own, so the charger and the
-vehicle tell the same story. Pile 0's second connector is stuck in fault (255, fault codes)
-when the options have incidents (``runaway``).
+vehicle tell the same story. With incidents (``runaway``), pile 0's second connector is stuck
+in fault (255, fault codes) and pile 1's first connector (``plans.hot_connector``) charges
+through a worn contact whose terminal heats to 98 °C; piles 0 and 1 always report in the
+profile (``plans.profile_pile``), whose fault codes and temperatures T/CEC pushes lack.
 
 A T/CEC pile sends no frames; its operator pushes what T/CEC 102 defines: station info first
 (key = OperatorID), a ``notification_stationStatus`` on every status change, a
@@ -46,7 +48,13 @@ from ingest.decoders.charger import (
     encode_charger_frame,
 )
 
-__all__ = ["TCEC_HEADERS", "charger_messages", "connector_status", "is_tcec_pile"]
+__all__ = [
+    "TCEC_HEADERS",
+    "charger_messages",
+    "connector_status",
+    "connector_temp",
+    "is_tcec_pile",
+]
 
 # The T/CEC record headers of the design (docs/kafka.md); the pipeline reads them.
 TCEC_INTERFACE: Final = "tcec_interface"
@@ -60,7 +68,21 @@ PRICE_SERVICE: Final = 0.40
 
 
 def is_tcec_pile(o: FleetOptions, pile: int) -> bool:
-    return plans.unit(o.seed, 21, pile) < o.tcec_share
+    return not plans.profile_pile(pile) and plans.unit(o.seed, 21, pile) < o.tcec_share
+
+
+HOT_PEAK_C: Final = 98  # the worn contact's terminal, well past GB/T 20234.1's 90 °C
+
+
+def connector_temp(p: plans.ChargePlan, t: int, power: float, hot: bool) -> int:
+    """The terminal temperature: ambient plus a rise with the power; on the hot connector
+    the rise grows over the first 60 % of the session to ``HOT_PEAK_C`` and stays there (a
+    few °C per period: a worn contact, not a thermal runaway)."""
+    normal = 28 + round(power / 8)
+    if not hot:
+        return normal
+    done = (t - p.start_ms) / max(p.end_ms - p.start_ms, 1)
+    return normal + round((HOT_PEAK_C - normal) * min(1.0, max(0.0, done) / 0.6))
 
 
 def connector_status(o: FleetOptions, plan: plans.ChargePlan | None, k: int, t: int) -> int:
@@ -82,9 +104,10 @@ def connector_status(o: FleetOptions, plan: plans.ChargePlan | None, k: int, t: 
 class _Gun:
     """What one connector reports at one tick (computed, never kept)."""
 
-    __slots__ = ("cid", "k", "plan", "status")
+    __slots__ = ("cid", "k", "o", "plan", "status")
 
     def __init__(self, o: FleetOptions, pile: int, gun: int, t: int, tag: str) -> None:
+        self.o = o
         self.k = plans.CONNECTORS_PER_PILE * pile + gun
         self.cid = plans.connector_id_of(pile, gun, o.chargers, tag)
         self.plan = plans.charge_plan(o, self.k)
@@ -102,7 +125,8 @@ class _Gun:
         power = round(p.power_at(t), 1)
         volts = p.voltage_at(t)
         amps = round(power * 1000 / volts, 1)
-        return volts, amps, power, round(p.energy_at(t), 3), 28 + round(power / 8)
+        temp = connector_temp(p, t, power, plans.hot_connector(self.o, self.k))
+        return volts, amps, power, round(p.energy_at(t), 3), temp
 
 
 def _login(o: FleetOptions, pile: int, t: int, tag: str, charger_id: str) -> bytes:

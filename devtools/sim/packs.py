@@ -7,6 +7,9 @@ Where they are, by index: the first packs are in swap stations (the ones the swa
 the others in a swap station (charging to 95 % then idle), a warehouse, a second-life
 energy-storage site (cycling) or a recycler.
 
+With incidents (``runaway``), pack ``plans.hot_pack`` in a swap station gets a cell with an
+internal short (its voltage sags, the probe next to it heats past 60 °C).
+
 Swaps (``plans.swap_plan``): station pack ``m`` stops reporting from the station when the
 swap's vehicle arrives (a logout), and the pack the vehicle came with -- its login code --
 starts reporting from the same station and slot (a login, then data), charging from the SOC
@@ -69,7 +72,7 @@ class PackSpot:
         swap = plans.swap_of_pack(o, e)
         tag = plans.tag_of(o.vin_prefix)
         u = plans.unit(o.seed, 32, e)
-        if swap is not None or u < 0.55:
+        if swap is not None or u < 0.55 or e == plans.hot_pack(o):
             self.stage, self.site = IN_STATION, plans.swap_station_of(o, e)
             self.slot = e // plans.station_count(o)
             if swap is not None:
@@ -109,15 +112,36 @@ def _health(o: FleetOptions, spot: PackSpot) -> tuple[int, int]:
     return base + int(10 * u), int((100 - base) * 40 + 300 * u)
 
 
+# The incident of ``plans.hot_pack``: from 40 % of the span one cell has an internal short. Its
+# voltage sags by 650 mV (a spread above the 500 mV consistency limit) and the probe next to it
+# warms 3 °C a period up to 66 °C (past the 60 °C maximum operating temperature, at 0.3 °C/s:
+# far below GB 38031's 1 °C/s, so no thermal runaway).
+SHORT_CELL, SHORT_PROBE, SAG_V, HEAT_C, HOT_MAX_C = 17, 5, 0.650, 3, 66
+
+
+def _short_ticks(o: FleetOptions, spot: PackSpot, t: int) -> int | None:
+    """Reporting periods since the hot pack's short began (``None``: no short at ``t``)."""
+    if spot.k != plans.hot_pack(o):
+        return None
+    began = plans.start_ms(o) + int(0.4 * plans.ticks(o)) * plans.period_ms(o)
+    return (t - began) // plans.period_ms(o) if t >= began else None
+
+
 def pack_frame(o: FleetOptions, spot: PackSpot, t: int, edition: int) -> PackFrame:
     """The real-time frame of ``spot``'s pack at ``t``."""
     rng = random.Random(o.seed * 1_000_003 + spot.k)  # per pack, the same each frame
     work, soc, current = spot.state(o, t)
     soh, cycles = _health(o, spot)
     ocv = 3.30 + 0.0085 * soc - current * 0.0004
-    cells = tuple(round(ocv - 0.012 * rng.random(), 3) for _ in range(CELLS))
+    cell_list = [round(ocv - 0.012 * rng.random(), 3) for _ in range(CELLS)]
     warm = 6 if work == 1 else 0
-    probes = tuple(24 + warm + rng.randint(0, 3) for _ in range(PROBES))
+    probe_list = [24 + warm + rng.randint(0, 3) for _ in range(PROBES)]
+    short = _short_ticks(o, spot, t)
+    if short is not None:
+        cell_list[SHORT_CELL] = round(cell_list[SHORT_CELL] - SAG_V, 3)
+        heated = probe_list[SHORT_PROBE] + HEAT_C * (short + 1)
+        probe_list[SHORT_PROBE] = min(HOT_MAX_C, heated)
+    cells, probes = tuple(cell_list), tuple(probe_list)
     state = PackState(
         spot.stage, work, int(soc), soh, cycles, round(sum(cells), 1), round(current, 1), 8000
     )

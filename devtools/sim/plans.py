@@ -39,8 +39,11 @@ __all__ = [
     "charge_plan",
     "charger_id_of",
     "connector_id_of",
+    "hot_connector",
+    "hot_pack",
     "operator_of",
     "pack_code_of_vin",
+    "profile_pile",
     "standalone_pack_code",
     "swap_count",
     "swap_of_pack",
@@ -180,6 +183,22 @@ def fault_connector(o: FleetOptions, k: int) -> bool:
     return bool(o.runaway) and k == 1
 
 
+HOT_CONNECTOR: Final = 2  # pile 1's first gun
+
+
+def hot_connector(o: FleetOptions, k: int) -> bool:
+    """Connector 2 (pile 1, gun 0) has a worn contact: it always has a session, during which
+    its terminal heats past the connector limit (``chargers``: GB/T 20234.1's 90 °C)."""
+    return bool(o.runaway) and k == HOT_CONNECTOR
+
+
+def profile_pile(pile: int) -> bool:
+    """Piles 0 and 1 always report in the charger profile, never by T/CEC pushes: their
+    incidents (the fault codes of pile 0's stuck gun, pile 1's connector temperature) and
+    connector 0's session power (the one the demo shows) are fields only the profile has."""
+    return pile < 2
+
+
 def charge_plan(o: FleetOptions, k: int) -> ChargePlan | None:
     """The session of connector ``k``, or ``None`` (idle all along, or the span is too short:
     fewer than 8 ticks)."""
@@ -188,7 +207,7 @@ def charge_plan(o: FleetOptions, k: int) -> ChargePlan | None:
     n_ticks = ticks(o)
     if k >= CONNECTORS_PER_PILE * piles or vehicle >= o.vehicles or n_ticks < 8:
         return None
-    if fault_connector(o, k) or (k > 0 and unit(o.seed, 11, k) >= 0.7):
+    if fault_connector(o, k) or (k > 0 and not hot_connector(o, k) and unit(o.seed, 11, k) >= 0.7):
         return None
     pile, gun = divmod(k, CONNECTORS_PER_PILE)
     u = unit(o.seed, 12, k)
@@ -306,6 +325,14 @@ def swap_plan(o: FleetOptions, m: int) -> SwapPlan:
         soc_out=12.0 + 20.0 * unit(o.seed, 42, m),
         soc_in=92.0 + 3.0 * unit(o.seed, 43, m),
     )
+
+
+def hot_pack(o: FleetOptions) -> int | None:
+    """The standalone pack with an incident (``packs``: a cell with an internal short in a swap
+    station - its voltage sags and its probe heats past the maximum operating temperature): the
+    first pack after the ones the swaps take, so it stays in its station all along."""
+    k = swap_count(o)
+    return k if o.runaway and k < o.packs and ticks(o) >= 8 else None
 
 
 def swap_of_vehicle(o: FleetOptions, i: int) -> SwapPlan | None:
