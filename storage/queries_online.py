@@ -3,7 +3,9 @@ what national and municipal platforms grade operators on.
 
 "Online" is judged from ``latest_state``: an entity whose last frame was received (gateway
 time, else frame time) within ``stale`` of now, and for a connector, one whose operator does
-not report it offline (status 0). Quality reads the day's frames of the kind's table:
+not report it offline (status 0); a connector registered by T/CEC 102 by its status alone
+(operators push on change: silence is normal, see ``_online``). Quality reads the day's
+frames of the kind's table:
 
 =======  ========================  ==========================  ================================
 kind     frames of                 entity id                   out of range (any of)
@@ -70,16 +72,33 @@ KINDS: Final = {
 }
 
 _LAST_SEEN = "coalesce(received_at, ts)"
-# A connector its operator reports offline (T/CEC status 0) is offline however fresh the report.
-_ONLINE = (
-    f"{_LAST_SEEN} >= now() - %s AND (entity_kind <> 'charger' OR connector_status IS NULL "
-    "OR connector_status <> 0)"
-)
+
+
+def _online(schema: str) -> str:
+    """Online as a condition on a latest_state row (one ``%s``: the stale interval).
+
+    A connector its operator reports offline (T/CEC status 0) is offline however fresh the
+    report. A connector registered by T/CEC 102 (``notification_stationInfo``) is judged by
+    its status alone: operators push a connector's status when it changes, so an idle
+    connector is silent for hours and still online; one reporting by the binary profile sends
+    frames every few seconds, and silence means offline.
+    """
+    tcec = (
+        f"EXISTS (SELECT 1 FROM {schema}.charger_connectors c WHERE c.operator_id = "
+        "latest_state.operator_id AND c.connector_id = substr(latest_state.entity_id, 11) "
+        "AND c.source = 'tcec')"
+    )
+    return (
+        f"CASE WHEN entity_kind = 'charger' AND connector_status IS NOT NULL AND {tcec} "
+        f"THEN connector_status <> 0 ELSE {_LAST_SEEN} >= now() - %s AND "
+        "(entity_kind <> 'charger' OR connector_status IS NULL OR connector_status <> 0) END"
+    )
 
 
 def summary(schema: str, kind: str, stale: timedelta) -> Statement:
     """Entities of ``kind``, how many are online now, and the share that reported today (the
     session's time zone decides where today starts)."""
+    s = check_identifier(schema)
     return Statement(
         f"""SELECT %s AS kind, count(*) AS entities,
        count(*) FILTER (WHERE online) AS online,
@@ -88,8 +107,8 @@ def summary(schema: str, kind: str, stale: timedelta) -> Statement:
        round(100.0 * count(*) FILTER (WHERE today) / nullif(count(*), 0), 2)
            AS reported_today_pct
 FROM (
-    SELECT {_ONLINE} AS online, {_LAST_SEEN} >= date_trunc('day', now()) AS today
-    FROM {check_identifier(schema)}.latest_state
+    SELECT {_online(s)} AS online, {_LAST_SEEN} >= date_trunc('day', now()) AS today
+    FROM {s}.latest_state
     WHERE entity_kind = %s
 ) e""",
         (kind, stale, kind),
@@ -98,11 +117,12 @@ FROM (
 
 def offline(schema: str, kind: str, stale: timedelta, *, limit: int = 10_000) -> Statement:
     """Entities of ``kind`` not online now, longest silent first."""
+    s = check_identifier(schema)
     return Statement(
         f"""SELECT entity_id, ts AS last_frame, received_at,
        EXTRACT(epoch FROM now() - {_LAST_SEEN})::bigint AS silent_s, connector_status
-FROM {check_identifier(schema)}.latest_state
-WHERE entity_kind = %s AND NOT ({_ONLINE})
+FROM {s}.latest_state
+WHERE entity_kind = %s AND NOT ({_online(s)})
 ORDER BY {_LAST_SEEN}, entity_id
 LIMIT %s""",
         (kind, stale, limit),

@@ -476,3 +476,42 @@ def test_a_login_naming_no_pack_does_not_end_a_stay(
     got = [(b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"])
            for b in sections(out)["bindings"]]  # fmt: skip
     assert got == [(k, i, iso(a), iso(b)) for k, i, a, b in expected]
+
+
+def test_a_tcec_connector_is_judged_by_its_status_not_its_silence(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Operators push a connector's status when it changes: an idle T/CEC connector is silent
+    # for hours and online; a profile connector silent that long is offline.
+    dsn, schema = target
+    op = "MA02TCEC1"
+
+    def registered(connector: str, source: str) -> Row:
+        return (
+            "charger_connectors",
+            (op, connector, h(0), "ST2", "EQ2", None, 2, 750, 200, 250, 60.0, 2, source),
+        )
+
+    def state(connector: str, status: int, ago_h: float) -> Row:
+        seen = datetime.now(UTC) - timedelta(hours=ago_h)
+        extra = {"operator_id": op, "connector_status": status}
+        return ("latest_state", ("charger", f"{op}:{connector}", seen, None, json.dumps(extra)))
+
+    insert(
+        dsn,
+        schema,
+        [
+            registered("T1", "tcec"),
+            registered("T2", "tcec"),
+            registered("F1", "frame"),
+            state("T1", 1, 3),  # idle, silent 3 h: online
+            state("T2", 0, 0),  # reported offline just now: offline
+            state("F1", 1, 3),  # profile connector silent 3 h: offline
+        ],
+    )
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code, out, _ = cli(capsys, "query", "online", "--kind", "charger", *db)
+    assert code == 0
+    report = sections(out)
+    assert (report["summary"][0]["entities"], report["summary"][0]["online"]) == (3, 1)
+    assert sorted(r["entity_id"] for r in report["offline"]) == [f"{op}:F1", f"{op}:T2"]
