@@ -94,7 +94,10 @@ class StorageSink:
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
-        self._resend: dict[int, AlertMessage] = {}  # outbox rows a crash left unpublished
+        # Outbox rows a crash left unpublished, with their (topic, partition); the ids a write
+        # in flight is sending (claimed: another lane's write must not send them too).
+        self._resend: dict[int, tuple[tuple[str | None, int | None], AlertMessage]] = {}
+        self._claimed: set[int] = set()
         self._acked: set[int] = set()  # outbox rows Kafka acknowledged, deleted next batch
         # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
         self._placed: dict[tuple[str, str], int] = {}
@@ -226,7 +229,7 @@ class StorageSink:
         self._assigned.update(mine)
         for row in unsent:
             if row.id not in self._acked:
-                self._resend[row.id] = _resent(row)
+                self._resend[row.id] = ((row.topic, row.partition), _resent(row))
         log.info(
             "alert state restored",
             extra={
@@ -277,9 +280,16 @@ class StorageSink:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         for key in [k for k, p in self._placed.items() if (k[0], p) in gone]:
             del self._placed[key]
+        # Their unpublished messages are the next owner's to send (a write in flight may
+        # still send its claimed ones: at-least-once). A row of no topic (before 0053) goes
+        # with its partition number.
+        numbers = {p for _, p in lost}
+        for row_id, ((topic, partition), _) in list(self._resend.items()):
+            if (topic, partition) in lost or (topic is None and partition in numbers):
+                del self._resend[row_id]
 
     def has_pending_changes(self) -> bool:
-        return bool(self._pending or self._resend or self._acked)
+        return bool(self._pending or self._acked or self._resend.keys() - self._claimed)
 
     def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
         self._acked.update(a.outbox_id for a in alerts if a.outbox_id is not None)
@@ -348,7 +358,11 @@ class StorageSink:
         saved: list[AlertMessage] = []
         acked = set(self._acked)
         placements = self._placements(batch) if self._engines else {}
-        resend = dict(self._resend)
+        # Claimed for this write: lanes write concurrently, and two sending the same snapshot
+        # would duplicate it on the alerts topic. Released if this write fails (the retry, or
+        # another lane, sends them).
+        resend = {i: m for i, (_, m) in self._resend.items() if i not in self._claimed}
+        self._claimed.update(resend)
 
         async def before_commit(conn: Any, outcome: Any) -> None:
             await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
@@ -379,6 +393,8 @@ class StorageSink:
             )
         except StorageUnavailable as exc:
             raise TransientSinkError(str(exc)) from exc
+        finally:
+            self._claimed.difference_update(resend)
         self._acked -= acked
         for (topic, _), entities in placements.items():
             for vin, partition in entities.items():

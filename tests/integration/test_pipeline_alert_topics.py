@@ -11,6 +11,7 @@ both, are assigned and revoked as a worker's would be."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from ingest.config.load import load_settings
 from ingest.pipeline.batch import Batch, BatchBuilder
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.process import decoders_for
+from ingest.pipeline.sink import AlertMessage
 from ingest.pipeline.storage_sink import StorageSink
+from ingest.pipeline.writer import DeadLettersPending
 from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
 from tests.integration.kinds_support import Out, produce_records
@@ -86,9 +89,9 @@ async def resent(sink: StorageSink) -> list[bytes]:
     return [a.message for a in result.alerts]
 
 
-async def test_alert_state_and_outbox_are_keyed_by_topic_and_partition(
-    env: PipelineEnv, tmp_path: Path
-) -> None:
+async def commit_unpublished(env: PipelineEnv, tmp_path: Path) -> tuple[Any, AlertMessage]:
+    """The settings of the test's sinks, and the alert message a worker owning the T/CEC
+    topic's partition 0 committed (with its outbox row) and died before publishing."""
     rules = tmp_path / "rules.toml"
     rules.write_text(FAULT_RULES)
     settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
@@ -100,9 +103,7 @@ async def test_alert_state_and_outbox_are_keyed_by_topic_and_partition(
         kt.tcec_headers(kt.STATUS, ms),
     )
     await produce_records(env.kafka, [push])
-    tcec0, raw0 = TopicPartition(env.tcec, 0), TopicPartition(env.charger, 0)
-
-    # The T/CEC partition's owner commits the alert and its message, and dies unpublished.
+    tcec0 = TopicPartition(env.tcec, 0)
     sink = await started(settings)
     try:
         await sink.on_partitions_assigned([tcec0])
@@ -111,6 +112,14 @@ async def test_alert_state_and_outbox_are_keyed_by_topic_and_partition(
         await sink.close()
     (unsent,) = result.alerts
     assert (unsent.change, unsent.rule) == ("raised", "test_connector_fault")
+    return settings, unsent
+
+
+async def test_alert_state_and_outbox_are_keyed_by_topic_and_partition(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    settings, unsent = await commit_unpublished(env, tmp_path)
+    tcec0, raw0 = TopicPartition(env.tcec, 0), TopicPartition(env.charger, 0)
     conn = await asyncpg.connect(env.dsn)
     try:
         stored = await conn.fetch(
@@ -150,3 +159,55 @@ async def test_alert_state_and_outbox_are_keyed_by_topic_and_partition(
         assert await resent(owner) == [unsent.message]
     finally:
         await owner.close()
+
+
+async def test_a_lost_partitions_unpublished_messages_are_left_to_its_next_owner(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    settings, _ = await commit_unpublished(env, tmp_path)
+    tcec0 = TopicPartition(env.tcec, 0)
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([tcec0])
+        assert sink.has_pending_changes()  # found: it would send it with its next batch...
+        sink.on_partitions_lost([tcec0])
+        # ...but the partition went to another worker, which sends it: not this one as well.
+        assert not sink.has_pending_changes()
+        assert await resent(sink) == []
+    finally:
+        await sink.close()
+
+
+async def test_two_lanes_do_not_publish_the_same_unpublished_message(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    settings, unsent = await commit_unpublished(env, tmp_path)
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([TopicPartition(env.tcec, 0)])
+        # Two writer lanes write at the same time (each its own connection and transaction).
+        both = await asyncio.gather(resent(sink), resent(sink))
+        assert sorted(both) == [[], [unsent.message]]  # once, by one of them
+        assert await resent(sink) == []
+    finally:
+        await sink.close()
+
+
+async def test_a_failed_write_keeps_the_unpublished_message_for_the_next(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    settings, unsent = await commit_unpublished(env, tmp_path)
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([TopicPartition(env.tcec, 0)])
+
+        async def refuse(rejected: list[tuple[int, str]]) -> None:
+            # What the writer's hook raises when the batch's dead letters were not
+            # acknowledged in time: the transaction rolls back, the writer tries again later.
+            raise DeadLettersPending("KafkaTimeoutError: not acknowledged")
+
+        with pytest.raises(DeadLettersPending):
+            await sink.write(Batch(0, changes_only=True), refuse)
+        assert await resent(sink) == [unsent.message]  # the retry sends it
+    finally:
+        await sink.close()
