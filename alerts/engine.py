@@ -100,10 +100,13 @@ class RuleEngine:
         *,
         now_ms: int | None = None,
         partition: int | None = None,
+        topic: str | None = None,
     ) -> list[AlertChange]:
-        """Run every frame through the rules; returns the alert changes, in order."""
+        """Run every frame through the rules; returns the alert changes, in order.
+        ``topic``/``partition``: where the frames come from (what ``forget`` drops by)."""
         if self.entity_kind != "vehicle":
-            return self._evaluate_subjects(subjects_of(self.entity_kind, frames), now_ms, partition)
+            subjects = subjects_of(self.entity_kind, frames)
+            return self._evaluate_subjects(subjects, now_ms, partition, topic)
         ents = self._entities
         extract = self._plan.extract
         stats = self.stats
@@ -119,7 +122,7 @@ class RuleEngine:
                 continue
             ent = ents.get(fr.vin)
             if ent is None:
-                ent = self._entity(fr.vin, partition)
+                ent = self._entity(fr.vin, partition, topic)
             if t <= ent.wm:
                 self._late(ent, fr.vin, fr.edition, fr, t)
                 continue
@@ -135,7 +138,11 @@ class RuleEngine:
     # The vehicle loop above, over subjects (a charger's connectors, a pack): kept apart so the
     # vehicles' hot path pays no generator per frame.
     def _evaluate_subjects(
-        self, subjects: Iterable[Subject], now_ms: int | None, partition: int | None
+        self,
+        subjects: Iterable[Subject],
+        now_ms: int | None,
+        partition: int | None,
+        topic: str | None,
     ) -> list[AlertChange]:
         ents = self._entities
         extract = self._plan.extract
@@ -151,7 +158,7 @@ class RuleEngine:
                 continue
             ent = ents.get(eid)
             if ent is None:
-                ent = self._entity(eid, partition)
+                ent = self._entity(eid, partition, topic)
             if t <= ent.wm:
                 self._late(ent, eid, edition, subject, t)
                 continue
@@ -277,7 +284,7 @@ class RuleEngine:
         *,
         late: bool,
     ) -> None:
-        a = LiveAlert(cr, vin, t, value, trigger, late, ent.part)
+        a = LiveAlert(cr, vin, t, value, trigger, late, ent.part, ent.topic)
         self._open[(vin, cr.id)] = a
         self._touch(a).raised_now = True
 
@@ -303,7 +310,7 @@ class RuleEngine:
         self._touched = []
         return out
 
-    def _entity(self, entity_id: str, partition: int | None) -> Entity:
+    def _entity(self, entity_id: str, partition: int | None, topic: str | None = None) -> Entity:
         plan = self._plan
         if plan.scoped:
             m = self._model(entity_id)
@@ -313,13 +320,15 @@ class RuleEngine:
         plans = self._plan_cache.get(key)
         if plans is None:
             plans = self._plan_cache[key] = plan.plans_for(entity_id, self._model)
-        ent = Entity(plans, plan.template.__copy__(), partition)
+        ent = Entity(plans, plan.template.__copy__(), partition, topic)
         self._entities[entity_id] = ent
         return ent
 
     # -- rebuild, reload, ownership -----------------------------------------------------------
 
-    def warm(self, frames: Iterable[Any], *, partition: int | None = None) -> None:
+    def warm(
+        self, frames: Iterable[Any], *, partition: int | None = None, topic: str | None = None
+    ) -> None:
         """Replay frames already evaluated and stored (the short replay on partition
         assignment, alerts/replay.py) to rebuild history: rates, drops, jumps, durations,
         composite windows, named conditions, and each entity's watermark (a redelivery of a
@@ -331,7 +340,7 @@ class RuleEngine:
         live, self.stats = self.stats, RuleEngineStats()
         self._warming = True
         try:
-            self.evaluate(frames, partition=partition)
+            self.evaluate(frames, partition=partition, topic=topic)
         finally:
             self._warming = False
             self.stats = live
@@ -373,7 +382,8 @@ class RuleEngine:
         return self.restore(records)
 
     def _ent(self, rec: AlertRecord) -> Entity:
-        return self._entities.get(rec.entity_id) or self._entity(rec.entity_id, rec.partition)
+        ent = self._entities.get(rec.entity_id)
+        return ent or self._entity(rec.entity_id, rec.partition, rec.topic)
 
     def swap_rules(self, rules: RuleSet) -> list[AlertChange]:
         """Install a new rule set (SIGHUP). Unchanged rules (same id and version) keep their
@@ -392,7 +402,7 @@ class RuleEngine:
                 a.cr = cr
                 self._open[key] = a
         for vin, ent in list(self._entities.items()):
-            fresh = self._entity(vin, ent.part)
+            fresh = self._entity(vin, ent.part, ent.topic)
             fresh.wm = ent.wm
             for cr in new.rules:
                 old = old_plan.by_id.get(cr.id)
@@ -415,13 +425,23 @@ class RuleEngine:
         return self._flush()
 
     def forget(
-        self, *, partition: int | None = None, entity_ids: Iterable[str] | None = None
+        self,
+        *,
+        partition: int | None = None,
+        entity_ids: Iterable[str] | None = None,
+        topic: str | None = None,
     ) -> int:
-        """Drop the state of entities a worker no longer owns (partition revoked)."""
+        """Drop the state of entities a worker no longer owns (partition revoked): those of
+        ``partition`` of ``topic`` (of any topic when None; an entity of no known topic, from
+        an alert stored before topics were, goes with its partition number)."""
         if entity_ids is not None:
             gone = set(entity_ids)
         else:
-            gone = {vin for vin, e in self._entities.items() if e.part == partition}
+            gone = {
+                vin
+                for vin, e in self._entities.items()
+                if e.part == partition and (topic is None or e.topic is None or e.topic == topic)
+            }
         for vin in gone:
             self._entities.pop(vin, None)
         for key in [k for k in self._open if k[0] in gone]:

@@ -129,6 +129,8 @@ class AlertRecord:
     late: bool = False  # raised from a late (reissued) frame
     partition: int | None = None  # Kafka partition of the entity, for rebuild on assignment
     clear_reason: str | None = None  # "condition" | "rule_removed" | "rule_disabled"
+    # Kafka topic of that partition: chargers come on two topics whose numbers coincide
+    topic: str | None = None
 
     @property
     def key(self) -> str:

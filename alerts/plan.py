@@ -88,19 +88,21 @@ def _no_value(vals: object) -> float | None:  # pragma: no cover
 class Entity:
     """One device's state: its rules (per edition), state array, watermark, active mask."""
 
-    __slots__ = ("active", "part", "plans", "slots", "wm")
+    __slots__ = ("active", "part", "plans", "slots", "topic", "wm")
 
     def __init__(
         self,
         plans: Plans,
         slots: array[float],
         part: int | None,
+        topic: str | None = None,
     ) -> None:
         self.plans = plans  # (rules for 2016 frames, rules for 2025 frames): shared tuples
         self.slots = slots
         self.wm = -math.inf  # newest event time evaluated in order (epoch ms)
         self.active = 0  # bit i set = rule i fired and has not cleared
-        self.part = part
+        self.part = part  # (topic, part): the Kafka partition its frames come from
+        self.topic = topic
 
 
 class LiveAlert:
@@ -120,6 +122,7 @@ class LiveAlert:
         "peak",
         "raised_now",
         "reason",
+        "topic",
         "touched",
         "trigger",
         "updated_now",
@@ -134,6 +137,7 @@ class LiveAlert:
         trigger: tuple[int, ...],
         late: bool,
         part: int | None,
+        topic: str | None = None,
     ) -> None:
         self.cr = cr
         self.entity_id = entity_id
@@ -143,6 +147,7 @@ class LiveAlert:
         self.trigger = trigger
         self.late = late
         self.part = part
+        self.topic = topic
         self.cleared_ms: int | None = None
         self.reason: str | None = None
         self.raised_now = self.updated_now = self.touched = False
@@ -179,6 +184,7 @@ class LiveAlert:
             late=self.late,
             partition=self.part,
             clear_reason=self.reason,
+            topic=self.topic,
         )
 
     @classmethod
@@ -191,6 +197,7 @@ class LiveAlert:
             rec.trigger_ms,
             rec.late,
             rec.partition,
+            rec.topic,
         )
         a.last_ms = a.emitted_ms = rec.last_seen_ms
         a.peak = rec.peak

@@ -43,10 +43,10 @@ class Connection(Protocol):
 _INSERT: Final = """
 INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, severity, title,
                     opened_at, last_seen_at, peak_value, last_value, frame_count,
-                    trigger_times, late, kafka_partition)
+                    trigger_times, late, kafka_partition, kafka_topic)
 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::timestamptz,
        $8::timestamptz, $9::float8, $10::float8, $11::int, $12::timestamptz[], $13::bool,
-       $14::int
+       $14::int, $15::text
 WHERE NOT EXISTS (  -- stored already, or merged into an episode closed since: a replay
     SELECT 1 FROM alerts e
     WHERE e.entity_kind = $1 AND e.entity_id = $2 AND e.rule_id = $3
@@ -81,7 +81,7 @@ WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3
 """
 _COLUMNS: Final = """entity_kind, entity_id, rule_id, rule_version, severity, title, opened_at,
     last_seen_at, cleared_at, peak_value, last_value, frame_count, trigger_times, late,
-    kafka_partition, clear_reason"""
+    kafka_partition, clear_reason, kafka_topic"""
 _LOAD: Final = f"""
 SELECT DISTINCT ON (entity_id, rule_id) {_COLUMNS}
 FROM alerts
@@ -89,6 +89,8 @@ WHERE entity_kind = $1
   AND (cleared_at IS NULL OR cleared_at >= now() - make_interval(secs => $2))
   AND ($3::int[] IS NULL OR kafka_partition = ANY($3::int[]))
   AND ($4::text[] IS NULL OR entity_id = ANY($4::text[]))
+  -- a row of no topic was stored before 0053: it goes by its partition number alone
+  AND ($5::text IS NULL OR kafka_topic = $5 OR kafka_topic IS NULL)
 ORDER BY entity_id, rule_id, (cleared_at IS NULL) DESC, cleared_at DESC
 """
 
@@ -124,7 +126,7 @@ async def save_changes(conn: Connection, changes: Sequence[AlertChange]) -> None
             raised.append(
                 (*key[:3], a.rule_version, a.severity, a.title, key[3], figures[0], a.peak,
                  a.last_value, a.frame_count, [_dt(t) for t in a.trigger_ms], a.late,
-                 a.partition)
+                 a.partition, a.topic)
             )  # fmt: skip
         elif c.type == "updated":
             updated.append((*key, *figures))
@@ -157,15 +159,19 @@ async def load_open(
     partitions: Iterable[int] | None = None,
     entity_ids: Iterable[str] | None = None,
     cleared_within_s: float = REISSUE_HORIZON_S,
+    topic: str | None = None,
 ) -> list[AlertRecord]:
     """What ``RuleEngine.restore`` needs: per (entity, rule) the open alert, else the latest alert
-    cleared within ``cleared_within_s``; optionally only some partitions or entities."""
+    cleared within ``cleared_within_s``; optionally only some partitions (of ``topic``: the
+    numbers of two topics of one kind coincide) or entities. Rows stored before the topic was
+    (migration 0053) match any topic."""
     rows = await conn.fetch(
         _LOAD,
         entity_kind,
         float(cleared_within_s),
         None if partitions is None else list(partitions),
         None if entity_ids is None else list(entity_ids),
+        topic,
     )
     return [
         AlertRecord(
@@ -185,6 +191,7 @@ async def load_open(
             late=r["late"],
             partition=r["kafka_partition"],
             clear_reason=r["clear_reason"],
+            topic=r["kafka_topic"],
         )
         for r in rows
     ]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from storage.errors import SchemaError
 from storage.params import check_identifier
 
 __all__ = ["ORIGIN", "PARTITION_LOCK_KEY", "SlotCache", "align", "ensure", "plan_partitions"]
@@ -37,6 +38,11 @@ SELECT c.relname AS name,
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = $1::regclass
+"""
+# CREATE TABLE IF NOT EXISTS skips a same-named table whatever it is: check it is the partition.
+_ATTACHED = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = $2::regclass)
 """
 
 
@@ -107,10 +113,21 @@ async def ensure(
                 wanted += plan_partitions([*existing, *wanted], start, end, interval)
             for lo, hi in sorted(wanted):
                 name = f"{table}_p{lo.astimezone(UTC):%Y%m%d%H%M}"
+                bounds = f"FOR VALUES FROM ({_literal(lo)}) TO ({_literal(hi)})"
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {schema}.{name} PARTITION OF {schema}.{table} "
-                    f"FOR VALUES FROM ({_literal(lo)}) TO ({_literal(hi)})"
+                    + bounds
                 )
+                # A same-named plain or detached table would be taken for the partition, and
+                # every frame of the slot dead-lettered: stop the writer with what to do.
+                if not await conn.fetchval(_ATTACHED, f"{schema}.{name}", f"{schema}.{table}"):
+                    raise SchemaError(
+                        f"table {schema}.{name} exists but is not a partition of "
+                        f"{schema}.{table}, so frames of {lo.isoformat()} .. {hi.isoformat()} "
+                        f"cannot be stored: rename or drop it, or attach it (ALTER TABLE "
+                        f"{schema}.{table} ATTACH PARTITION {schema}.{name} {bounds}), "
+                        "then restart"
+                    )
                 created.append(name)
     return created
 

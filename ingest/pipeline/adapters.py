@@ -15,10 +15,9 @@ from typing import Final
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
-from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
 from ingest.decoders.battery import decode_pack_rows
-from ingest.decoders.charger import decode_charger_rows, decode_tcec
+from ingest.decoders.charger import decode_charger_rows, decode_tcec, parse_tcec_timestamp
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.pipeline import wire
@@ -29,7 +28,6 @@ __all__ = ["decode_battery", "decode_charger", "decode_tcec_record", "decode_veh
 _RECEIVED: dict[int, datetime] = {}
 _RECEIVED_MAX: Final = 4096
 OPERATOR_ID_SIZE: Final = 9  # T/CEC 102 OperatorID: the organisation code's 9 characters
-TIMESTAMP_SIZE: Final = 14  # envelope TimeStamp: yyyyMMddHHmmss
 
 
 def received_at(received_ms: int) -> datetime:
@@ -100,11 +98,11 @@ def _text(headers: Headers, name: str) -> str:
 
 
 def _timestamp(text: str) -> datetime:
-    """The envelope TimeStamp, ``yyyyMMddHHmmss`` in China time, as an aware datetime."""
-    bad = FrameError(wire.BAD_HEADER, 0, f"{wire.TCEC_TIMESTAMP} {text!r}: expected yyyyMMddHHmmss")
-    if len(text) != TIMESTAMP_SIZE or not text.isascii() or not text.isdigit():
-        raise bad
+    """The envelope TimeStamp as the decoder reads it (one parser: ``parse_tcec_timestamp``);
+    its ``bad_time`` is ``bad_header`` here, since the header is what is wrong, not the JSON."""
     try:
-        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
-    except ValueError:
-        raise bad from None
+        return parse_tcec_timestamp(text)
+    except FrameError as exc:
+        raise FrameError(
+            wire.BAD_HEADER, 0, f"header {wire.TCEC_TIMESTAMP}: {exc.detail}"
+        ) from None

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
+from alerts.model import AlertRecord
 from alerts.replay_kinds import recent_objects
 from alerts.store import load_open, save_changes
 from alerts.subjects import subjects_of
@@ -92,7 +94,10 @@ class StorageSink:
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
-        self._resend: dict[int, AlertMessage] = {}  # outbox rows a crash left unpublished
+        # Outbox rows a crash left unpublished, with their (topic, partition); the ids a write
+        # in flight is sending (claimed: another lane's write must not send them too).
+        self._resend: dict[int, tuple[tuple[str | None, int | None], AlertMessage]] = {}
+        self._claimed: set[int] = set()
         self._acked: set[int] = set()  # outbox rows Kafka acknowledged, deleted next batch
         # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
         self._placed: dict[tuple[str, str], int] = {}
@@ -195,30 +200,36 @@ class StorageSink:
         mine = [(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics]
         if not mine:
             return
-        kinds = {self._alert_topics[t] for t, _ in mine}
-        parts = {k: sorted({p for t, p in mine if self._alert_topics[t] == k}) for k in kinds}
-        records: dict[str, list[Any]] = {}
+        # By (topic, partition): chargers' two topics have the same partition numbers.
+        parts = {
+            t: sorted({p for t2, p in mine if t2 == t}) for t in dict.fromkeys(t for t, _ in mine)
+        }
+        records: dict[str, list[AlertRecord]] = {}
         async with self.writer.pool.acquire() as conn:
-            for kind in self._engines:
-                if kind in parts:
-                    records[kind] = await load_open(conn, entity_kind=kind, partitions=parts[kind])
-            unsent = await outbox.pending(conn, sorted({p for _, p in mine}))
+            for topic, numbers in parts.items():
+                kind = self._alert_topics[topic]
+                if kind in self._engines:
+                    got = await load_open(conn, entity_kind=kind, partitions=numbers, topic=topic)
+                    # A row stored before topics were (0053) is this topic's from now on.
+                    got = [r if r.topic else replace(r, topic=topic) for r in got]
+                    records.setdefault(kind, []).extend(got)
+            unsent = await outbox.pending(conn, sorted(mine))
             recent = await self._recent(conn, partitions)
         # Everything read first, then applied: a failed load (retried) changes nothing.
         # The replay rebuilds histories and durations without raising anything; the stored
         # open alerts then become live (docs/alerts.md, "after a rebalance").
-        for (kind, partition), frames in recent.items():
+        for (kind, topic, partition), frames in recent.items():
             try:
-                self._engines[kind].warm(frames, partition=partition)
+                self._engines[kind].warm(frames, partition=partition, topic=topic)
             except Exception:  # a bug must not keep the partition paused: start blind, loudly
                 log.exception("replay of the last rule window failed: windowed rules start blind")
-                self._engines[kind].forget(partition=partition)
+                self._engines[kind].forget(partition=partition, topic=topic)
         for kind, recs in records.items():
             self._pending.extend(self._engines[kind].restore(recs))
         self._assigned.update(mine)
         for row in unsent:
             if row.id not in self._acked:
-                self._resend[row.id] = _resent(row)
+                self._resend[row.id] = ((row.topic, row.partition), _resent(row))
         log.info(
             "alert state restored",
             extra={
@@ -232,11 +243,11 @@ class StorageSink:
 
     async def _recent(
         self, conn: Any, partitions: Sequence[Any]
-    ) -> dict[tuple[str, int], list[Any]]:
-        """The replay's frames, per (kind, partition). The database unreachable: raised (the
+    ) -> dict[tuple[str, str, int], list[Any]]:
+        """The replay's frames, per (kind, topic, partition). The database unreachable: raised (the
         partitions stay paused and it is retried); anything else (a bug, a schema surprise)
         must not stall them: the windowed rules then start without history, said loudly."""
-        recent: dict[tuple[str, int], list[Any]] = {}
+        recent: dict[tuple[str, str, int], list[Any]] = {}
         try:
             for topic, kind in self._alert_topics.items():
                 engine = self._engines.get(kind)
@@ -249,7 +260,7 @@ class StorageSink:
                 else:
                     got = await recent_objects(conn, kind, topic, parts, window_s)
                 for partition, frames in got.items():
-                    recent.setdefault((kind, partition), []).extend(frames)
+                    recent.setdefault((kind, topic, partition), []).extend(frames)
         except Exception as exc:
             if classify(exc) is ErrorKind.TRANSIENT:  # unreachable, restarting, timed out
                 raise
@@ -263,19 +274,22 @@ class StorageSink:
         lost = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics}
         self._assigned -= lost
         for topic, partition in lost:
-            kind = self._alert_topics[topic]
-            engine = self._engines.get(kind)
-            # Engine state is keyed by partition number, not topic: chargers come on two topics
-            # (raw, T/CEC), so the same number may still be owned on the other one.
-            still = any(self._alert_topics[t] == kind and p == partition for t, p in self._assigned)
-            if engine is not None and not still:
-                engine.forget(partition=partition)
+            engine = self._engines.get(self._alert_topics[topic])
+            if engine is not None:
+                engine.forget(partition=partition, topic=topic)
         gone = {(tp.topic, tp.partition) for tp in partitions}
         for key in [k for k, p in self._placed.items() if (k[0], p) in gone]:
             del self._placed[key]
+        # Their unpublished messages are the next owner's to send (a write in flight may
+        # still send its claimed ones: at-least-once). A row of no topic (before 0053) goes
+        # with its partition number.
+        numbers = {p for _, p in lost}
+        for row_id, ((topic, partition), _) in list(self._resend.items()):
+            if (topic, partition) in lost or (topic is None and partition in numbers):
+                del self._resend[row_id]
 
     def has_pending_changes(self) -> bool:
-        return bool(self._pending or self._resend or self._acked)
+        return bool(self._pending or self._acked or self._resend.keys() - self._claimed)
 
     def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
         self._acked.update(a.outbox_id for a in alerts if a.outbox_id is not None)
@@ -298,16 +312,17 @@ class StorageSink:
             changes, self._pending = self._pending, []
             return changes
         by_partition: dict[tuple[str, int], list[Any]] = {}
+        engines = self._engines
         topics = self._alert_topics
         for rec, frame in zip(batch.records, batch.frames, strict=True):
             kind = topics.get(rec.topic)
-            if kind is not None and kind in self._engines:
-                by_partition.setdefault((kind, rec.partition), []).append(frame)
+            if kind is not None and kind in engines:
+                by_partition.setdefault((rec.topic, rec.partition), []).append(frame)
         changes, self._pending = self._pending, []
         now_ms = time.time_ns() // 1_000_000
-        for (kind, partition), frames in by_partition.items():
-            engine = self._engines[kind]
-            changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition))
+        for (topic, partition), frames in by_partition.items():
+            engine = engines[topics[topic]]
+            changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition, topic=topic))
         return changes
 
     def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
@@ -343,17 +358,24 @@ class StorageSink:
         saved: list[AlertMessage] = []
         acked = set(self._acked)
         placements = self._placements(batch) if self._engines else {}
-        resend = dict(self._resend)
+        # Claimed for this write: lanes write concurrently, and two sending the same snapshot
+        # would duplicate it on the alerts topic. Released if this write fails (the retry, or
+        # another lane, sends them).
+        resend = {i: m for i, (_, m) in self._resend.items() if i not in self._claimed}
+        self._claimed.update(resend)
 
         async def before_commit(conn: Any, outcome: Any) -> None:
             await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
-            fenced = {p for (t, p) in outcome.fenced if t in self._alert_topics}
-            keep = [c for c in changes if c.alert.partition not in fenced]
+            fenced = {tp for tp in outcome.fenced if tp[0] in self._alert_topics}
+            keep = [c for c in changes if not _fenced(c.alert, fenced)]
             saved.clear()
             if keep:
                 await save_changes(conn, keep)
                 messages = [to_message(c) for c in keep]
-                records = [(c.alert.partition, *m) for c, m in zip(keep, messages, strict=True)]
+                records = [
+                    (c.alert.topic, c.alert.partition, *m)
+                    for c, m in zip(keep, messages, strict=True)
+                ]
                 ids = await outbox.add(conn, records)
                 saved.extend(map(_alert, keep, messages, ids))
             await outbox.delete(conn, acked)
@@ -371,6 +393,8 @@ class StorageSink:
             )
         except StorageUnavailable as exc:
             raise TransientSinkError(str(exc)) from exc
+        finally:
+            self._claimed.difference_update(resend)
         self._acked -= acked
         for (topic, _), entities in placements.items():
             for vin, partition in entities.items():
@@ -385,6 +409,14 @@ class StorageSink:
             fenced={by_key.get(key, key): off for key, off in result.fenced.items()},
             duplicates=result.duplicates_skipped,
         )
+
+
+def _fenced(alert: AlertRecord, fenced: set[tuple[str, int]]) -> bool:
+    """Whether the alert's partition was fenced (another consumer wrote it): not ours to save.
+    An alert of no topic (stored before 0053) goes by its partition number."""
+    if alert.topic is None:
+        return any(p == alert.partition for _, p in fenced)
+    return (alert.topic, alert.partition) in fenced
 
 
 def _alert(change: AlertChange, message: tuple[bytes, bytes], outbox_id: int) -> AlertMessage:

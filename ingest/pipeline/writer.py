@@ -10,7 +10,10 @@ Order per batch, and why:
    tooling; the database copy is the one the consumer seeks to) and alert changes are
    published to the alerts topic from the outbox rows written in the transaction, which go
    once Kafka acknowledged them (rows the database rejected went to the DLQ inside the
-   transaction).
+   transaction). The publish retries while Kafka is away, but ``abandon`` (a stop or revoke
+   past its deadline) cancels it: the messages stay in ``alerts_outbox``, unacknowledged, and
+   the next owner of their partitions sends them (the same worker after a restart; with
+   aiokafka's eager rebalances, every partition a worker keeps is assigned again).
 Lanes: the partitions are split between ``lanes`` writers, each with its own database
 connection and one batch at a time, in order; a partition always goes to the same lane, so its
 order is kept. While one lane waits for the database another encodes and sends its batch: the
@@ -33,7 +36,7 @@ from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics, observe_many
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, Publisher
-from ingest.pipeline.sink import Sink, SinkResult, TransientSinkError
+from ingest.pipeline.sink import AlertMessage, Sink, SinkResult, TransientSinkError
 
 __all__ = ["Writer"]
 
@@ -66,6 +69,7 @@ class _Lane:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     current: Batch | None = None
     attempt: asyncio.Task[SinkResult] | None = None
+    publish: asyncio.Task[None] | None = None  # a committed batch's alert messages going out
 
 
 class Writer:
@@ -158,6 +162,10 @@ class Writer:
                 self._m.batches_abandoned.labels(reason=reason).inc()
                 if lane.attempt is not None:
                     lane.attempt.cancel()
+            if lane.publish is not None:
+                # Committed already: nothing to give up but the wait for Kafka; the messages
+                # stay in the outbox and are sent again on the next assignment.
+                lane.publish.cancel()
         self._bp.done(dropped)
         if self.idle:
             self._idle.set()
@@ -253,7 +261,7 @@ class Writer:
         # up a second time after _after_commit released them).
         lane.current = None
         lane.attempt = None
-        await self._after_commit(batch, result, time.monotonic() - started)
+        await self._after_commit(lane, batch, result, time.monotonic() - started)
 
     def _fenced(self, fenced: dict[Any, int]) -> None:
         log.warning(
@@ -265,7 +273,9 @@ class Writer:
         self.drop_partitions(list(fenced))
         self._on_fenced(fenced)
 
-    async def _after_commit(self, batch: Batch, result: SinkResult, took: float) -> None:
+    async def _after_commit(
+        self, lane: _Lane, batch: Batch, result: SinkResult, took: float
+    ) -> None:
         now = time.time()
         fenced = result.fenced
         committed = {tp: off for tp, off in batch.next.items() if tp not in fenced}
@@ -306,8 +316,27 @@ class Writer:
             self._fenced(fenced)
         self._commit(committed)  # to Kafka, in the background (ingest.pipeline.commits)
         if result.alerts:
-            await self._publisher.publish_alerts(result.alerts)
-            self._sink.alerts_published(result.alerts)  # acknowledged: outbox rows may go
+            await self._publish(lane, result.alerts)
+
+    async def _publish(self, lane: _Lane, alerts: list[AlertMessage]) -> None:
+        """The batch's alert messages, in the lane (their order is the batch order) but as a
+        task ``abandon`` can cancel: a stop must not wait for a broker that is away."""
+        lane.publish = asyncio.ensure_future(self._publisher.publish_alerts(alerts))
+        try:
+            await lane.publish
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() == 0:  # abandon() cancelled the publish
+                log.warning(
+                    "%d alert messages not acknowledged by Kafka before the stop or revoke: "
+                    "left in the outbox, the next owner of their partitions sends them",
+                    len(alerts),
+                )
+                return
+            raise
+        finally:
+            lane.publish = None
+        self._sink.alerts_published(alerts)  # acknowledged: outbox rows may go
 
     def _log_retry(self, batch: Batch, stage: str, exc: BaseException, backoff: float) -> None:
         suppressed = self._limiter.allow(f"retry-{stage}")

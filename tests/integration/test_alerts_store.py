@@ -18,7 +18,11 @@ from devtools.sim.scenarios import thermal_runaway
 
 pytestmark = pytest.mark.integration
 
-MIGRATION = Path(__file__).parents[2] / "storage" / "migrations" / "0050_alerts.sql"
+# The alerts table, its outbox and their topic columns (0053 alters both tables).
+MIGRATIONS = [
+    Path(__file__).parents[2] / "storage" / "migrations" / name
+    for name in ("0050_alerts.sql", "0051_alerts_outbox.sql", "0053_alert_topics.sql")
+]
 TR = "gb38031_thermal_runaway"
 
 
@@ -30,7 +34,8 @@ async def db(postgres_dsn: str) -> AsyncIterator[Any]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     conn = await asyncpg.connect(postgres_dsn, database=name)
     try:
-        await conn.execute(MIGRATION.read_text())
+        for migration in MIGRATIONS:
+            await conn.execute(migration.read_text())
         yield conn
     finally:
         await conn.close()
@@ -61,7 +66,8 @@ def cooling(last: FrameRows, minutes: int) -> list[FrameRows]:
 
 
 async def test_migration_can_run_twice(db: Any) -> None:
-    await db.execute(MIGRATION.read_text())
+    for migration in MIGRATIONS:
+        await db.execute(migration.read_text())
     assert await db.fetchval("SELECT count(*) FROM alerts") == 0
 
 
@@ -149,7 +155,8 @@ async def test_the_same_table_on_timescaledb(timescale_dsn: str) -> None:
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path = "{schema}", public')
-        await conn.execute(MIGRATION.read_text())
+        for migration in MIGRATIONS:
+            await conn.execute(migration.read_text())
         frames = thermal_runaway(edition=2025)
         engine = RuleEngine(RuleSet.default())
         changes = engine.evaluate(frames, partition=0)

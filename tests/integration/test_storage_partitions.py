@@ -16,6 +16,7 @@ from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
 from devtools.sim.synthetic import frame_rows, vin
 from storage import OffsetRange, PoolParams, RetryParams, StorageWriter
+from storage.errors import SchemaError
 from storage.params import TIMESERIES_TABLES, WriterParams
 from storage.partitions import align
 
@@ -127,3 +128,19 @@ async def test_bisecting_an_unexpected_row_error_is_bounded(writers: Factory) ->
         with_bad_rows(NOW - timedelta(minutes=20)), {TP: OffsetRange(None, 64)}
     )
     assert {r.index for r in full.rejected} == {5, 40} and full.bisect_loads > 3
+
+
+async def test_a_same_named_table_that_is_no_partition_fails_loudly(writers: Factory) -> None:
+    w = await writers()
+    slot = align(OLD.astimezone(UTC), timedelta(days=1))
+    stray = f"vehicle_telemetry_p{slot:%Y%m%d%H%M}"
+    async with w.pool.acquire() as conn:  # a leftover of a restore, or detached by hand
+        await conn.execute(f"CREATE TABLE nev.{stray} (LIKE nev.vehicle_telemetry)")
+    with pytest.raises(SchemaError) as caught:
+        await w.write_batch(frames(OLD, 2), {TP: OffsetRange(None, 2)})
+    message = str(caught.value)
+    assert f"nev.{stray}" in message and "not a partition of nev.vehicle_telemetry" in message
+    assert "\n" not in message  # one line, saying what to do
+    async with w.pool.acquire() as conn:  # nothing of the batch committed, offsets included
+        assert await conn.fetchval("SELECT count(*) FROM vehicle_telemetry") == 0
+        assert await conn.fetchval("SELECT count(*) FROM consumer_offsets") == 0

@@ -17,7 +17,7 @@ from contract.rows import FrameRows
 from devtools.sim.envelope import reseal
 from devtools.sim.fleet import SimVehicle
 from ingest.config import Settings
-from ingest.decoders.charger import TCEC_REASONS
+from ingest.decoders.charger import TCEC_REASONS, parse_tcec_timestamp
 from ingest.decoders.encoder import encode_frame
 from ingest.decoders.errors import BAD_IDENTITY, REASONS, FrameError
 from ingest.pipeline import wire
@@ -144,6 +144,20 @@ def test_a_missing_tcec_header_is_missing_header(name: str) -> None:
 )
 def test_a_malformed_tcec_header_is_bad_header(name: str, value: bytes) -> None:
     assert _reason(_with(name, value)) == wire.BAD_HEADER
+
+
+@pytest.mark.parametrize(
+    "value", [b"20260230100000", b"20261306100000", b"2026120610000", b"2026-12-06 10:00:00"]
+)
+def test_the_timestamp_header_is_judged_by_the_decoders_one_parser(value: bytes) -> None:
+    # One definition of the envelope TimeStamp (ingest.decoders.charger): the pipeline reports
+    # what it says, as bad_header (a header, not the push's JSON, is wrong).
+    with pytest.raises(FrameError) as theirs:
+        parse_tcec_timestamp(value.decode())
+    with pytest.raises(FrameError) as ours:
+        decode_tcec_record(station_status(connector(1), 3), NOW, _with(wire.TCEC_TIMESTAMP, value))
+    assert (theirs.value.reason, ours.value.reason) == ("bad_time", wire.BAD_HEADER)
+    assert ours.value.detail == f"header {wire.TCEC_TIMESTAMP}: {theirs.value.detail}"
 
 
 def test_what_the_json_holds_is_the_decoders_to_judge() -> None:
