@@ -1,6 +1,6 @@
 """Where battery packs have been: one pack's history and the swaps of a time range.
 
-The views of migration 0009 (``pack_places``, ``pack_bindings``, ``pack_swaps``,
+The views of migrations 0009 and 0011 (``pack_places``, ``pack_bindings``, ``pack_swaps``,
 ``vehicle_pack_history``) answer any SQL; these statements answer the CLI's questions from
 the same rules, written so that the indexes serve them:
 
@@ -19,7 +19,7 @@ Why not ``SELECT * FROM pack_bindings WHERE pack_code = %s``: the filter reaches
 through the views' windows, but the vehicle logins name packs inside an array, and a filter on
 an unnested element never becomes the ``pack_codes @> ARRAY[...]`` the GIN index needs. So the
 places of one pack are selected here with that condition, and the run-finding of the view
-(``_RUNS``, the same SQL as ``pack_bindings`` in 0009_pack_views.sql; the integration test
+(``_RUNS``, the same SQL as ``pack_bindings`` in 0011_pack_departures.sql; the integration test
 compares the two) runs on them.
 """
 
@@ -61,7 +61,7 @@ _PLACES_OF_PACK = """places AS (
       AND NOT n.pack_codes @> ARRAY[%s::text]
 )"""
 
-# pack_bindings of 0009_pack_views.sql over the CTE ``places`` (kept the same; see above).
+# pack_bindings of 0011_pack_departures.sql over the CTE ``places`` (kept the same; see above).
 _RUNS = """bindings AS (
     SELECT pack_code, place_kind, place_id, position, valid_from,
            lead(valid_from) OVER (PARTITION BY pack_code ORDER BY valid_from) AS valid_to,
@@ -78,8 +78,16 @@ _RUNS = """bindings AS (
                 SELECT pack_code, ts, place_kind, place_id, position, source,
                        (place_kind, place_id) IS DISTINCT FROM
                            (lag(place_kind) OVER w, lag(place_id) OVER w) AS moved
-                FROM places
-                WHERE place_kind <> 'unknown'
+                FROM (
+                    SELECT pack_code, ts, place_kind, place_id, position, source,
+                           lag(place_kind) OVER w AS before_kind,
+                           lag(place_id) OVER w AS before_id
+                    FROM places
+                    WHERE place_kind <> 'unknown'
+                    WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
+                ) known
+                WHERE place_kind <> 'unbound'
+                   OR (before_kind = 'vehicle' AND before_id = place_id)
                 WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
             ) reports
         ) numbered
@@ -97,7 +105,7 @@ FROM (
     WHERE place_kind <> 'unbound'
     WINDOW w AS (PARTITION BY pack_code ORDER BY valid_from)
 ) changes
-WHERE after_first"""
+WHERE after_first AND (from_kind, from_id) IS DISTINCT FROM (to_kind, to_id)"""
 
 
 _TABLES = ("vehicle_sessions", "pack_telemetry", "battery_pack_telemetry", "pack_places")

@@ -515,3 +515,64 @@ def test_a_tcec_connector_is_judged_by_its_status_not_its_silence(
     report = sections(out)
     assert (report["summary"][0]["entities"], report["summary"][0]["online"]) == (3, 1)
     assert sorted(r["entity_id"] for r in report["offline"]) == [f"{op}:F1", f"{op}:T2"]
+
+
+def test_a_departure_counts_only_from_the_place_the_pack_is_in(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # G is seen at a station before its vehicle logs in with another pack: that login's
+    # departure is old news (no 'unbound' gap, no station -> station swap). H is taken out of
+    # its vehicle and put back: a gap, but no swap (it never appeared anywhere else).
+    dsn, schema = target
+    v4, g, h_, k = "LTESTPACK00000004", code(7), code(8), code(9)
+    v5 = "LTESTPACK00000005"
+
+    def station(pack: str, at: datetime) -> Row:
+        return (
+            "pack_telemetry",
+            (pack, at, at, 2016, 2, 2, 3, 50, 95, 812, 610.0, 0.0, 5000, SITE, 3, 2,
+             [3301, 3302], 3301, 3302, 1, [25], 25, 25, 0, 0, 0),
+        )  # fmt: skip
+
+    insert(
+        dsn,
+        schema,
+        [
+            ("vehicle_sessions", (v4, h(0), "login", 1, None, [g])),
+            station(g, h(1)),
+            ("vehicle_sessions", (v4, h(2), "login", 2, None, [k])),
+            station(g, h(3)),
+            ("vehicle_sessions", (v5, h(0), "login", 1, None, [h_])),
+            ("vehicle_sessions", (v5, h(1), "login", 2, None, [k])),
+            ("vehicle_sessions", (v5, h(2), "login", 3, None, [h_])),
+        ],
+    )
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    expected = {
+        g: ([("vehicle", v4, h(0), h(1)), ("swap_station", SITE, h(1), None)],
+            [(h(1), v4, SITE)]),
+        h_: ([("vehicle", v5, h(0), h(1)), ("unbound", v5, h(1), h(2)), ("vehicle", v5, h(2), None)],
+             []),
+    }  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for pack, (bindings, swaps) in expected.items():
+            view = conn.execute(
+                f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
+                "WHERE pack_code = %s ORDER BY valid_from",
+                [pack],
+            ).fetchall()
+            assert [tuple(r) for r in view] == bindings, pack
+            moved = conn.execute(
+                f"SELECT ts, from_id, to_id FROM {schema}.pack_swaps WHERE pack_code = %s",
+                [pack],
+            ).fetchall()
+            assert [tuple(r) for r in moved] == swaps, pack
+    for pack, (bindings, swaps) in expected.items():
+        code_, out, _ = cli(capsys, "query", "pack", pack, *db)
+        report = sections(out)
+        got = [(b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"])
+               for b in report["bindings"]]  # fmt: skip
+        assert got == [(kd, i, iso(a), iso(b)) for kd, i, a, b in bindings], pack
+        assert [(s["ts"], s["from_id"], s["to_id"]) for s in report.get("swaps", [])] == [
+            (iso(t), f, to) for t, f, to in swaps
+        ], pack
