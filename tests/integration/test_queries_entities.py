@@ -551,8 +551,8 @@ def test_a_departure_counts_only_from_the_place_the_pack_is_in(
     expected = {
         g: ([("vehicle", v4, h(0), h(1)), ("swap_station", SITE, h(1), None)],
             [(h(1), v4, SITE)]),
-        h_: ([("vehicle", v5, h(0), h(1)), ("unbound", v5, h(1), h(2)), ("vehicle", v5, h(2), None)],
-             []),
+        h_: ([("vehicle", v5, h(0), h(1)), ("unbound", v5, h(1), h(2)),
+              ("vehicle", v5, h(2), None)], []),
     }  # fmt: skip
     with psycopg.connect(dsn, autocommit=True) as conn:
         for pack, (bindings, swaps) in expected.items():
@@ -569,6 +569,7 @@ def test_a_departure_counts_only_from_the_place_the_pack_is_in(
             assert [tuple(r) for r in moved] == swaps, pack
     for pack, (bindings, swaps) in expected.items():
         code_, out, _ = cli(capsys, "query", "pack", pack, *db)
+        assert code_ == 0
         report = sections(out)
         got = [(b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"])
                for b in report["bindings"]]  # fmt: skip
