@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 
 from contract.rows import FrameRows, PackRow, VehicleRow
 
-__all__ = ["ms_of", "recent_frames", "stamp"]
+__all__ = ["ms_of", "recent_entities", "recent_frames", "stamp"]
 
 
 class Connection(Protocol):
@@ -55,6 +55,16 @@ ORDER BY t.vin, t.ts{extra}
 """
 
 
+async def recent_entities(
+    conn: Connection, entity_kind: str, topic: str, partitions: Sequence[int], window_s: float
+) -> list[Any]:
+    """The entities of ``kind`` that ``partitions`` of ``topic`` carried within ``window_s``
+    (their latest_state rows: entity_id, ts, kafka_partition); none when there is no window."""
+    if window_s <= 0 or not partitions:
+        return []
+    return list(await conn.fetch(_ENTITIES, topic, list(partitions), entity_kind, window_s))
+
+
 async def stamp(
     conn: Connection, entity_kind: str, topic: str, placements: Mapping[str, int]
 ) -> None:
@@ -75,9 +85,7 @@ async def recent_frames(
     """Per partition, the stored frames of the last ``window_s`` of its recently active
     entities (see the module docstring), each entity's in time order. Vehicles; chargers and
     packs: ``alerts.replay_kinds.recent_objects``."""
-    if window_s <= 0 or not partitions:
-        return {}
-    entities = await conn.fetch(_ENTITIES, topic, list(partitions), entity_kind, window_s)
+    entities = await recent_entities(conn, entity_kind, topic, partitions, window_s)
     if not entities:
         return {}
     part_of = {r["entity_id"]: r["kafka_partition"] for r in entities}

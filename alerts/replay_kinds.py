@@ -15,17 +15,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from alerts.replay import Connection, ms_of
+from alerts.replay import Connection, ms_of, recent_entities
 from contract.battery import PackFrameRows, PackTelemetryRow
 from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 
 __all__ = ["recent_objects"]
 
-_ENTITIES: Final = """
-SELECT entity_id, ts, kafka_partition FROM latest_state
-WHERE kafka_topic = $1 AND kafka_partition = ANY($2::int[])
-  AND entity_kind = $3 AND updated_at >= now() - make_interval(secs => $4)
-"""
 _PACKS: Final = """
 SELECT t.* FROM unnest($1::text[], $2::timestamptz[]) AS e(id, last)
 JOIN pack_telemetry AS t
@@ -48,9 +43,7 @@ async def recent_objects(
 ) -> dict[int, list[Any]]:
     """Per partition, the stored objects of the last ``window_s`` of its recently active
     chargers' connectors or packs, each entity's in time order."""
-    if window_s <= 0 or not partitions:
-        return {}
-    entities = await conn.fetch(_ENTITIES, topic, list(partitions), entity_kind, window_s)
+    entities = await recent_entities(conn, entity_kind, topic, partitions, window_s)
     if not entities:
         return {}
     part_of = {r["entity_id"]: r["kafka_partition"] for r in entities}

@@ -19,9 +19,9 @@ Format reference: PostgreSQL docs "COPY - Binary Format" and array_send() (array
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from contract.rows import PackRow
 
@@ -29,6 +29,7 @@ __all__ = [
     "COPY_SIGNATURE",
     "COPY_TRAILER",
     "encode_pack_rows",
+    "in_pieces",
     "int2_array_cells",
     "int2_array_probes",
     "iter_pack_rows",
@@ -43,6 +44,7 @@ _NULL: Final = b"\xff\xff\xff\xff"
 _INT2_OID: Final = 21
 _PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
+_Row = TypeVar("_Row", bound=Sequence[Any])
 
 _FIELDS: Final = 13  # columns of battery_pack_telemetry
 _HEAD = struct.Struct(">hi")  # field count, vin length
@@ -167,9 +169,19 @@ def iter_pack_rows(rows: Sequence[PackRow], chunk_rows: int = 500) -> Iterator[b
     Sent piece by piece, the server parses one piece while the next is encoded: measured
     ~1.4x the rows/s of building the whole stream first (docs/performance.md).
     """
+    return in_pieces(_encode_into, rows, chunk_rows)
+
+
+def in_pieces(
+    encode_into: Callable[[bytearray, Sequence[_Row]], None],
+    rows: Sequence[_Row],
+    chunk_rows: int,
+) -> Iterator[bytearray]:
+    """A binary COPY stream of ``rows``: the signature, ``encode_into`` of each run of
+    ``chunk_rows`` rows as one piece, the trailer (an empty ``rows`` is one piece)."""
     out = bytearray(COPY_SIGNATURE)
     for i in range(0, len(rows), chunk_rows):
-        _encode_into(out, rows[i : i + chunk_rows])
+        encode_into(out, rows[i : i + chunk_rows])
         if i + chunk_rows >= len(rows):
             out += COPY_TRAILER
         yield out

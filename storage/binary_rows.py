@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from storage.binary import COPY_SIGNATURE, COPY_TRAILER, micros
+from storage.binary import in_pieces, micros
 
 __all__ = ["RowEncoder", "row_encoder"]
 
@@ -102,14 +102,6 @@ def row_encoder(
 
     def encode(rows: Sequence[Sequence[Any]]) -> Iterator[bytearray]:
         # In pieces, as binary.iter_pack_rows: the server parses one while the next is built.
-        out = bytearray(COPY_SIGNATURE)
-        for i in range(0, len(rows), chunk_rows):
-            encode_into(out, rows[i : i + chunk_rows])
-            if i + chunk_rows >= len(rows):
-                out += COPY_TRAILER
-            yield out
-            out = bytearray()
-        if not rows:
-            yield out + COPY_TRAILER
+        return in_pieces(encode_into, rows, chunk_rows)
 
     return encode

@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from alerts import replay
+from alerts.replay_kinds import recent_objects
 from contract.clock import CHINA_TZ
 from devtools.sim.synthetic import frame_rows, vin
 from storage import (
@@ -24,6 +26,7 @@ from storage import (
     queries_online,
 )
 from storage.batch import Decoded
+from storage.connect import connect
 from storage.params import DEFAULT_SCHEMA, TIMESERIES_TABLES
 from tests.integration.kinds_frames import (
     OPERATOR,
@@ -371,3 +374,38 @@ async def test_a_connector_reporting_only_its_status_now_is_online(
         silent = pg.execute(stmt.sql, stmt.params).fetchall()
     assert row["ts"] == now and row["received_at"] in (None, now)
     assert silent == []
+
+
+async def test_alert_replay_reads_back_connectors_and_packs(
+    writer_factory: WriterFactory, migrated_database: str
+) -> None:
+    # On assignment the rule engines of chargers and packs re-warm from what is stored
+    # (alerts.replay_kinds): each connector's telemetry and status of one time joined back into
+    # one object, each pack's frames with their cells and probes as the decoder gave them.
+    w = await writer_factory()
+    await mixed().write(w)
+    conn = await connect(PoolParams(dsn=migrated_database, schema=DEFAULT_SCHEMA))
+    try:
+        await replay.stamp(conn, "charger", "nev.charger.raw", {f"MA01H3BQ2:{C1}": 3})
+        await replay.stamp(conn, "battery", "nev.battery.raw", {PACK: 3, PACK_B: 4})
+        window = 3 * 3600.0  # the batch's frames are two hours old
+        chargers = await recent_objects(conn, "charger", "nev.charger.raw", [3], window)
+        packs = await recent_objects(conn, "battery", "nev.battery.raw", [3, 4], window)
+        nothing = await recent_objects(conn, "charger", "nev.charger.tcec", [3], window)
+    finally:
+        await conn.close()
+    (obj,) = chargers[3]  # C1's one real-time frame: its status and output rows, joined
+    assert (obj.operator_id, obj.ts_ms) == ("MA01H3BQ2", ms(T0 + timedelta(seconds=30)))
+    assert [t.connector_id for t in obj.telemetry] == [C1]
+    assert obj.telemetry[0].power_kw == pytest.approx(50.2)
+    assert [s.connector_id for s in obj.statuses] == [C1]
+    assert [p.pack_code for p in packs[3]] == [PACK] and [p.pack_code for p in packs[4]] == [PACK_B]
+    t = packs[3][0].telemetry
+    assert t is not None and (t.cell_min_mv, t.cell_max_mv, t.probe_max_c) == (3298, 3305, 31)
+    # the invalid cell and probe come back as the frame's sentinels
+    assert t.cell_voltages_raw[4:6] == b"\xff\xff" and t.probe_temps_raw[2] == 0xFF
+    assert nothing == {}  # stamped on nev.charger.raw: nothing of it is the T/CEC topic's
+
+
+def ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
