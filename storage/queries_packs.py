@@ -1,6 +1,6 @@
 """Where battery packs have been: one pack's history and the swaps of a time range.
 
-The views of migrations 0009 and 0011 (``pack_places``, ``pack_bindings``, ``pack_swaps``,
+The views of migration 0009 (``pack_places``, ``pack_bindings``, ``pack_swaps``,
 ``vehicle_pack_history``) answer any SQL; these statements answer the CLI's questions from
 the same rules, written so that the indexes serve them:
 
@@ -19,7 +19,7 @@ Why not ``SELECT * FROM pack_bindings WHERE pack_code = %s``: the filter reaches
 through the views' windows, but the vehicle logins name packs inside an array, and a filter on
 an unnested element never becomes the ``pack_codes @> ARRAY[...]`` the GIN index needs. So the
 places of one pack are selected here with that condition, and the run-finding of the view
-(``_RUNS``, the same SQL as ``pack_bindings`` in 0011_pack_departures.sql; the integration test
+(``_RUNS``, the same SQL as ``pack_bindings`` in 0009_pack_views.sql; the integration test
 compares the two) runs on them.
 """
 
@@ -35,7 +35,7 @@ __all__ = ["about", "bindings", "swaps", "swaps_in"]
 
 # The places of one pack (%s = the code, 6 times): logins naming it, through the GIN index, its
 # own reports (pack_telemetry PK), and the next login of each of those vehicles that no longer
-# names it (0011_pack_departures: the stay ends there, 'unbound').
+# names it (the stay ends there, 'unbound': see pack_places in 0009_pack_views.sql).
 _PLACES_OF_PACK = """places AS (
     SELECT p.pack_code, s.ts, 'vehicle'::text AS place_kind, s.vin::text AS place_id,
            p.position::smallint AS position, 'vehicle_login'::text AS source
@@ -61,7 +61,7 @@ _PLACES_OF_PACK = """places AS (
       AND NOT n.pack_codes @> ARRAY[%s::text]
 )"""
 
-# pack_bindings of 0011_pack_departures.sql over the CTE ``places`` (kept the same; see above).
+# pack_bindings of 0009_pack_views.sql over the CTE ``places`` (kept the same; see above).
 _RUNS = """bindings AS (
     SELECT pack_code, place_kind, place_id, position, valid_from,
            lead(valid_from) OVER (PARTITION BY pack_code ORDER BY valid_from) AS valid_to,

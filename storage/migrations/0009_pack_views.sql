@@ -23,8 +23,12 @@ RETURN CASE stage
 END;
 
 -- Every report of where a pack was: vehicle logins (pack_codes[i] is the pack in position i,
--- the place is the VIN) and standalone pack frames (place from lifecycle stage + site id; a
--- frame without the pack-state block says nothing about its place: 'unknown').
+-- the place is the VIN), standalone pack frames (place from lifecycle stage + site id; a
+-- frame without the pack-state block says nothing about its place: 'unknown'), and
+-- departures: 'unbound' (place_id = the VIN it left) at a vehicle's login that no longer names
+-- a pack its previous login named - the stay ends there, not when the pack is next reported
+-- somewhere else, which can be hours later. A login naming no pack at all (n = 0: terminals
+-- that do not report their RESS codes) says nothing and is skipped, also as "previous login".
 CREATE OR REPLACE VIEW pack_places AS
 SELECT p.pack_code, s.ts, 'vehicle'::text AS place_kind, s.vin::text AS place_id,
        p.position::smallint AS position, 'vehicle_login'::text AS source
@@ -34,13 +38,26 @@ WHERE s.event = 'login'
 UNION ALL
 SELECT t.pack_code, t.ts, pack_place_kind(t.lifecycle_stage), t.site_id::text,
        NULL::smallint, 'pack_report'
-FROM pack_telemetry t;
+FROM pack_telemetry t
+UNION ALL
+SELECT gone.pack_code, l.ts, 'unbound', l.vin::text, NULL::smallint, 'vehicle_login'
+FROM (
+    SELECT vin, ts, pack_codes,
+           lag(pack_codes) OVER (PARTITION BY vin ORDER BY ts) AS before
+    FROM vehicle_sessions
+    WHERE event = 'login' AND cardinality(pack_codes) > 0
+) l
+CROSS JOIN LATERAL unnest(l.before) AS gone(pack_code)
+WHERE NOT (gone.pack_code = ANY (l.pack_codes));
 
 -- Runs of the same place per pack in frame-time order (gaps and islands): a run starts where
 -- the place (kind, id) differs from the previous report's; it lasts until the next run starts
 -- (valid_to NULL: still there). Reports at the same instant are ordered by source, kind and id
 -- so the answer does not depend on arrival order. 'unknown' reports are left out (they would
--- split a stay in two). position is the pack's position in the vehicle (lowest reported).
+-- split a stay in two); an 'unbound' report counts only right after that vehicle's own report
+-- (a pack already reported elsewhere before the vehicle's next login has left: the departure
+-- says nothing new) and shows the gap as a binding of kind 'unbound'. position is the pack's
+-- position in the vehicle (lowest reported).
 CREATE OR REPLACE VIEW pack_bindings AS
 SELECT pack_code, place_kind, place_id, position, valid_from,
        lead(valid_from) OVER (PARTITION BY pack_code ORDER BY valid_from) AS valid_to,
@@ -57,15 +74,23 @@ FROM (
             SELECT pack_code, ts, place_kind, place_id, position, source,
                    (place_kind, place_id) IS DISTINCT FROM
                        (lag(place_kind) OVER w, lag(place_id) OVER w) AS moved
-            FROM pack_places
-            WHERE place_kind <> 'unknown'
+            FROM (
+                SELECT pack_code, ts, place_kind, place_id, position, source,
+                       lag(place_kind) OVER w AS before_kind, lag(place_id) OVER w AS before_id
+                FROM pack_places
+                WHERE place_kind <> 'unknown'
+                WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
+            ) known
+            WHERE place_kind <> 'unbound' OR (before_kind = 'vehicle' AND before_id = place_id)
             WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
         ) reports
     ) numbered
     GROUP BY pack_code, run
 ) runs;
 
--- A swap is a change of place: every binding after a pack's first, with the place it left.
+-- A swap is a change of place: every binding after a pack's first, with the place it left;
+-- 'unbound' gaps are left out (a swap is leaving one place and appearing at another, at the
+-- time it appears there), so a swap is never a return to the place it left.
 CREATE OR REPLACE VIEW pack_swaps AS
 SELECT pack_code, ts, from_kind, from_id, to_kind, to_id
 FROM (
@@ -74,9 +99,10 @@ FROM (
            place_kind AS to_kind, place_id AS to_id,
            lag(valid_from) OVER w IS NOT NULL AS after_first
     FROM pack_bindings
+    WHERE place_kind <> 'unbound'
     WINDOW w AS (PARTITION BY pack_code ORDER BY valid_from)
 ) changes
-WHERE after_first;
+WHERE after_first AND (from_kind, from_id) IS DISTINCT FROM (to_kind, to_id);
 
 -- Vehicle pack telemetry under the pack code in that position of the vehicle's latest login at
 -- or before the row's frame time, so one pack's history follows it across vehicles. A filter on

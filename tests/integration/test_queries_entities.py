@@ -287,7 +287,7 @@ def target(
 
 B_BINDINGS = [
     ("vehicle", V1, 2, h(0), h(2), 1),
-    # V1's login of 2 h names A and C: B's stay in V1 ends there (0011_pack_departures)
+    # V1's login of 2 h names A and C: B's stay in V1 ends there (a departure)
     ("unbound", V1, None, h(2), h(3), 1),
     ("swap_station", SITE, None, h(3), h(5), 2),
     ("vehicle", V2, 2, h(5), None, 2),
@@ -445,7 +445,7 @@ def test_a_login_naming_no_pack_does_not_end_a_stay(
     target: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Terminals that do not report their RESS codes log in with n = 0: no information, so the
-    # pack stays bound; only a login naming other packs ends its stay (0011_pack_departures).
+    # pack stays bound; only a login naming other packs ends its stay (pack_places' departures).
     dsn, schema = target
     v3, e, f = "LTESTPACK00000003", code(5), code(6)
     insert(
