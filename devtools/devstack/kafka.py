@@ -133,9 +133,15 @@ logger.config.level = WARN
 """
 
 
-def _cluster_id() -> str:
-    # KRaft cluster ids are 16 random bytes, URL-safe base64 without padding (22 characters).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def new_cluster_id() -> str:
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters),
+    never starting with "-" - the storage tool's argument parser takes such an id for an option
+    and fails ("--cluster-id: expected one argument"), once in 64 starts; Kafka's own
+    Uuid.randomUuid() draws again for the same reason."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def up(
@@ -169,7 +175,7 @@ def up(
 
     cluster_id = previous.extra.get("cluster_id") if previous else None
     if not (home / "data" / "meta.properties").is_file():
-        cluster_id = _cluster_id()
+        cluster_id = new_cluster_id()
         run(
             [
                 java,
