@@ -187,7 +187,8 @@ def _needs_two_sigterms(index: int, marker_dir: str) -> None:
     sys.exit(0 if stop.is_set() else 5)
 
 
-def test_sigterm_is_forwarded_again_until_the_workers_are_gone(tmp_path: Path) -> None:
+def _stop_one_ready_worker(tmp_path: Path, target: Callable[..., None]) -> tuple[int, Supervisor]:
+    """Run one worker ``target(index, marker_dir)``; SIGTERM once it wrote ``ready-0``."""
     markers = tmp_path / "markers"
     markers.mkdir()
     sup = Supervisor(
@@ -198,9 +199,14 @@ def test_sigterm_is_forwarded_again_until_the_workers_are_gone(tmp_path: Path) -
             multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
             shutdown_timeout_s=15,  # far more than the re-forward interval; a kill exits 1
         ),
-        partial(_needs_two_sigterms, marker_dir=str(markers)),
+        partial(target, marker_dir=str(markers)),
     )
     code = _run_then_sigterm(sup, lambda: _wait(lambda: (markers / "ready-0").exists()))
+    return code, sup
+
+
+def test_sigterm_is_forwarded_again_until_the_workers_are_gone(tmp_path: Path) -> None:
+    code, sup = _stop_one_ready_worker(tmp_path, _needs_two_sigterms)
     assert code == 0
     assert sup.restarts == 0
 
@@ -215,17 +221,5 @@ def _no_handler_yet(index: int, marker_dir: str) -> None:
 def test_a_worker_killed_by_the_forwarded_sigterm_before_its_handler_stopped_cleanly(
     tmp_path: Path,
 ) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    sup = Supervisor(
-        SupervisorOptions(
-            workers=1,
-            metrics_host="127.0.0.1",
-            metrics_port=0,
-            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
-            shutdown_timeout_s=15,
-        ),
-        partial(_no_handler_yet, marker_dir=str(markers)),
-    )
-    code = _run_then_sigterm(sup, lambda: _wait(lambda: (markers / "ready-0").exists()))
+    code, _ = _stop_one_ready_worker(tmp_path, _no_handler_yet)
     assert code == 0
