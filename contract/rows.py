@@ -17,9 +17,10 @@ min/max fields spare the rules from touching the arrays at all.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = [
+    "COPY_TABLES",
     "AlarmRow",
     "FrameRows",
     "MotorRow",
@@ -148,6 +149,15 @@ class SessionRow(NamedTuple):
     pack_codes: list[str]  # login only (2016 RESS codes / 2025 GB/T 34014 pack codes)
 
 
+# The tables of ``FrameRows.copy``, in its order.
+COPY_TABLES: Final = (
+    "vehicle_telemetry",
+    "drive_motor_telemetry",
+    "battery_pack_telemetry",
+    "alarm_events",
+)
+
+
 class FrameRows:
     """Everything the fast path extracts from one frame.
 
@@ -160,6 +170,7 @@ class FrameRows:
     __slots__ = (
         "alarm",
         "command",
+        "copy",
         "edition",
         "encrypted",
         "motors",
@@ -191,6 +202,7 @@ class FrameRows:
         response: int = 0xFE,
         tail_offset: int | None = None,
         signature_missing: bool = False,
+        copy: tuple[bytes, bytes, bytes, bytes] | None = None,
     ) -> None:
         self.edition = edition
         self.command = command
@@ -212,6 +224,12 @@ class FrameRows:
         # its rows are kept, but nothing vouches for them (also VehicleRow.signature_missing,
         # stored in vehicle_telemetry)
         self.signature_missing = signature_missing
+        # The native decoder's binary COPY tuples of this frame's rows, per table of
+        # ``COPY_TABLES`` (b"" where the frame has no row there), in each table's column order
+        # with ``received_at`` as given to the decoder; no COPY signature or trailer, so the
+        # writer can join the tuples of any frames. None: the rows were built in Python, and
+        # the writer encodes them itself.
+        self.copy = copy
 
     def __repr__(self) -> str:
         return (

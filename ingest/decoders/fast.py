@@ -171,6 +171,7 @@ def _data(
     rows.response = _COMMAND
     rows.tail_offset = tail
     rows.signature_missing = unsigned
+    rows.copy = None
     return rows
 
 

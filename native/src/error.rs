@@ -1,0 +1,46 @@
+//! Reject reasons: the same names as `ingest.decoders.errors` (the dead-letter topic's
+//! `error_reason` header and the metrics label), and the error the decoders return.
+
+use std::fmt;
+
+pub const BAD_START: &str = "bad_start";
+pub const TRUNCATED: &str = "truncated";
+pub const LENGTH_MISMATCH: &str = "length_mismatch";
+pub const BAD_CHECKSUM: &str = "bad_checksum";
+pub const UNKNOWN_COMMAND: &str = "unknown_command";
+pub const BAD_FIELD: &str = "bad_field";
+pub const BAD_IDENTITY: &str = "bad_identity";
+pub const COUNT_MISMATCH: &str = "count_mismatch";
+
+/// Why a frame was rejected: a reason of `ingest.decoders.errors`, the frame offset where the
+/// problem was found, and a sentence for people. Python raises it as `FrameError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub reason: &'static str,
+    pub offset: usize,
+    pub detail: String,
+}
+
+impl FrameError {
+    pub fn new(reason: &'static str, offset: usize, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            offset,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at offset {}: {}",
+            self.reason, self.offset, self.detail
+        )
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+pub type Result<T> = std::result::Result<T, FrameError>;

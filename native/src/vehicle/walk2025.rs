@@ -1,0 +1,1 @@
+//! TODO(issue 12): see vehicle/mod.rs.
