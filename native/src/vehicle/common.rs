@@ -1,1 +1,2 @@
-//! TODO(issue 12): see vehicle/mod.rs.
+//! The alarm block and the pack join, shared by both editions: port of the
+//! `fast_common.parse_alarm` / `join_packs` (owner: n1-v2016).
