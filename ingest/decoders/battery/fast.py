@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import nev_native
+
 from contract.battery import PackFrameRows, PackSessionRow
 from ingest.decoders.battery.frame import (
     PackFrame,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import nev_native
+
 from contract.charger import ChargerRows
 from ingest.decoders.charger.frame import decode_charger_frame
 from ingest.decoders.charger.rows import rows_of_charger_frame
