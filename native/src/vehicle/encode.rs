@@ -9,7 +9,7 @@
 //! Floats: float8 columns take the row's f64 as it is; float4 columns round it to the nearest
 //! f32, as Python's `struct.pack(">f")` does.
 
-use super::rows::{Alarm, Extremes, FrameRows, Motor, Pack, Position, Vehicle};
+use super::rows::{Alarm, FrameRows, Motor, Pack};
 use crate::copy::Tuples;
 
 const VEHICLE_COLUMNS: i16 = 38;
@@ -75,7 +75,7 @@ fn vehicle(rows: &FrameRows, vin: &str, ts: i64, received_ms: Option<i64>, out: 
     // 2016 or 2025.
     t.int2(Some(rows.edition as i16));
     t.int2(Some(i16::from(rows.command)));
-    let v = rows.vehicle.unwrap_or(Vehicle::default());
+    let v = rows.vehicle.unwrap_or_default();
     t.int2(i2(v.vehicle_state));
     t.int2(i2(v.charging_state));
     t.int2(i2(v.run_mode));
@@ -90,11 +90,11 @@ fn vehicle(rows: &FrameRows, vin: &str, ts: i64, received_ms: Option<i64>, out: 
     t.int4(v.insulation_kohm.and_then(|x| i32::try_from(x).ok()));
     t.int2(i2(v.accel_pedal_pct));
     t.int2(i2(v.brake_pedal_pct));
-    let p = rows.position.unwrap_or(Position::default());
+    let p = rows.position.unwrap_or_default();
     t.boolean(p.valid);
     t.float8(p.longitude);
     t.float8(p.latitude);
-    let e = rows.extremes.unwrap_or(Extremes::default());
+    let e = rows.extremes.unwrap_or_default();
     t.float4(f4(e.max_cell_voltage_v));
     t.int2(i2(e.max_cell_voltage_pack));
     t.int4(i4(e.max_cell_voltage_cell));
@@ -180,6 +180,7 @@ fn alarm(a: &Alarm, vin: &str, ts: i64, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::time::parse;
+    use crate::vehicle::rows::Vehicle;
 
     fn rows() -> FrameRows {
         FrameRows {
