@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -107,13 +108,51 @@ fn decode_all(values: &[&[u8]], received: &[Option<i64>], out: &mut [Vec<u8>; 4]
         .collect()
 }
 
-/// Per-call caches: the frames of a batch share few vehicles, times and receive times.
+// Cache bounds: a consumer sees the same vehicles every few seconds, frame times advance by
+// the second, gateways stamp many frames with one millisecond. Each cache is cleared
+// wholesale when full (a miss costs well under a microsecond).
+const VIN_CACHE_MAX: usize = 1 << 16;
+const TIME_CACHE_MAX: usize = 1 << 12;
+const RECEIVED_CACHE_MAX: usize = 1 << 12;
+
+/// The VIN strings and datetimes of earlier batches, shared so equal values are one object.
+#[derive(Default)]
+struct Caches {
+    vins: HashMap<[u8; ID_SIZE], Py<PyString>>,
+    times: HashMap<[u8; 6], Py<PyAny>>,
+    received: HashMap<i64, Py<PyAny>>,
+}
+
+/// Taken out for the length of a call and put back after it, so the lock is never held
+/// while Python runs: a concurrent call just starts with empty caches.
+static CACHES: Mutex<Option<Caches>> = Mutex::new(None);
+
+fn take_caches() -> Caches {
+    CACHES
+        .lock()
+        .map(|mut c| c.take().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn put_caches(mut caches: Caches) {
+    if caches.vins.len() > VIN_CACHE_MAX {
+        caches.vins.clear();
+    }
+    if caches.times.len() > TIME_CACHE_MAX {
+        caches.times.clear();
+    }
+    if caches.received.len() > RECEIVED_CACHE_MAX {
+        caches.received.clear();
+    }
+    if let Ok(mut c) = CACHES.lock() {
+        *c = Some(caches);
+    }
+}
+
 struct Builder<'py, 'a> {
     py: Python<'py>,
     api: &'a Api,
-    vins: HashMap<[u8; ID_SIZE], Bound<'py, PyString>>,
-    times: HashMap<[u8; 6], Bound<'py, PyAny>>,
-    received: HashMap<i64, Bound<'py, PyAny>>,
+    caches: Caches,
     none: Bound<'py, PyAny>,
 }
 
@@ -144,23 +183,22 @@ impl<'py> Builder<'py, '_> {
             .get(ID_OFFSET..ID_OFFSET + ID_SIZE)
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| PyValueError::new_err("a decoded frame is shorter than its header"))?;
-        if let Some(s) = self.vins.get(&raw) {
-            return Ok(s.clone());
+        if let Some(s) = self.caches.vins.get(&raw) {
+            return Ok(s.bind(self.py).clone());
         }
         let s = PyString::new(self.py, &String::from_utf8_lossy(&raw));
-        self.vins.insert(raw, s.clone());
+        self.caches.vins.insert(raw, s.clone().unbind());
         Ok(s)
     }
 
     fn time(&mut self, t: &FrameTime) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(d) = self.times.get(&t.raw) {
-            return Ok(d.clone());
+        if let Some(d) = self.caches.times.get(&t.raw) {
+            return Ok(d.bind(self.py).clone());
         }
-        let [yy, mo, dd, hh, mi, ss] = t.raw;
+        let [_, mo, dd, hh, mi, ss] = t.raw;
         let tz = self.api.china_tz.bind(self.py);
         let d = PyDateTime::new(self.py, t.year(), mo, dd, hh, mi, ss, 0, Some(tz))?.into_any();
-        let _ = yy;
-        self.times.insert(t.raw, d.clone());
+        self.caches.times.insert(t.raw, d.clone().unbind());
         Ok(d)
     }
 
@@ -168,13 +206,13 @@ impl<'py> Builder<'py, '_> {
         let Some(ms) = ms else {
             return Ok(self.none.clone());
         };
-        if let Some(d) = self.received.get(&ms) {
-            return Ok(d.clone());
+        if let Some(d) = self.caches.received.get(&ms) {
+            return Ok(d.bind(self.py).clone());
         }
         // datetime.fromtimestamp(ms / 1000, UTC), exactly what the Python pipeline did
         let utc = self.api.utc.bind(self.py);
         let d = PyDateTime::from_timestamp(self.py, ms as f64 / 1000.0, Some(utc))?.into_any();
-        self.received.insert(ms, d.clone());
+        self.caches.received.insert(ms, d.clone().unbind());
         Ok(d)
     }
 
@@ -417,9 +455,7 @@ fn decode_vehicle_batch<'py>(
     let mut builder = Builder {
         py,
         api,
-        vins: HashMap::new(),
-        times: HashMap::new(),
-        received: HashMap::new(),
+        caches: take_caches(),
         none: py.None().into_bound(py),
     };
     let out = PyList::empty(py);
@@ -442,6 +478,7 @@ fn decode_vehicle_batch<'py>(
         };
         out.append(item)?;
     }
+    put_caches(builder.caches);
     Ok(out)
 }
 
