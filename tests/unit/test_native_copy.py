@@ -205,7 +205,8 @@ def test_writer_stream_joins_native_tuples_and_encodes_python_built_rows() -> No
     frames = _native(values, [RECEIVED_MS] * 3)
     frames[1].copy = None  # as if built in Python: its rows are encoded by the writer
     loads = {t.name: rows for t, rows in rows_by_table(frames, range(3))}
-    for table in TABLES:
+    assert set(loads) == {"vehicle_telemetry", "battery_pack_telemetry", "alarm_events"}
+    for table in (VEHICLES, PACKS, ALARMS):
         rows = loads[table.name]
         assert isinstance(rows, TableRows)
         native = [f for f in frames if f.copy is not None]
