@@ -137,7 +137,7 @@ def rows_by_table(
     alarms: list[Any] = []
     sessions: list[Any] = []
     archive: list[Any] = []
-    copies: list[tuple[bytes, bytes, bytes, bytes]] = []  # native COPY tuples, per frame
+    native: list[FrameRows] = []  # frames with native COPY tuples (FrameRows.copy)
     plain: list[FrameRows] = []  # frames whose rows were built in Python (no tuples)
     others: _KindRows | None = None
     archiving = raw is not None and sources is not None and kafka_offsets is not None
@@ -153,9 +153,8 @@ def rows_by_table(
                 topic, partition = sources[i]
                 archive.append(RawRow(*held, topic, partition, kafka_offsets[i], raw[i]))
             continue
-        copy = f.copy
-        if copy is not None:
-            copies.append(copy)
+        if f.copy is not None:
+            native.append(f)
         elif f.vehicle is not None or f.packs or f.motors or f.alarm is not None:
             plain.append(f)
         if f.vehicle is not None:
@@ -191,8 +190,8 @@ def rows_by_table(
         (PACKS, packs),
         (ALARMS, alarms),
     ]
-    if copies:
-        out = [(t, _with_copies(t, rows, copies, plain)) for t, rows in out]
+    if native:
+        out = [(t, _with_copies(t, rows, native, plain)) for t, rows in out]
     out.append((SESSIONS, sessions))
     if others is not None:
         out += others.tables()
@@ -203,7 +202,7 @@ def rows_by_table(
 def _with_copies(
     table: Table,
     rows: list[Any],
-    copies: list[tuple[bytes, bytes, bytes, bytes]],
+    native: list[FrameRows],
     plain: list[FrameRows],
 ) -> TableRows:
     # Python-built rows are rare (tests, replays of stored rows): collected only when present.
@@ -218,7 +217,7 @@ def _with_copies(
             own += f.packs
         elif f.alarm is not None:
             own.append(f.alarm)
-    return TableRows(rows, copies, own)
+    return TableRows(rows, native, own)
 
 
 class _KindRows:

@@ -20,7 +20,7 @@ from contract.charger import (
     ConnectorInfoRow,
     ConnectorStatusRow,
 )
-from contract.rows import AlarmRow, MotorRow, SessionRow, VehicleRow
+from contract.rows import AlarmRow, FrameRows, MotorRow, SessionRow, VehicleRow
 from storage.binary import (
     encode_pack_tuples,
     int2_array_cells,
@@ -125,17 +125,15 @@ class Table:
 
 class TableRows(list[Any]):
     """The rows of one table of ``COPY_TABLES`` in a load, with the native COPY tuples of
-    those that have them: ``copies`` holds the ``FrameRows.copy`` of the frames whose rows
-    came with tuples, ``plain`` the rows of the other frames (built in Python), which the
+    those that have them: ``native`` holds the frames whose rows came with tuples
+    (``FrameRows.copy``), ``plain`` the rows of the other frames (built in Python), which the
     writer encodes itself. The list itself is every row (latest state, counts, UNNEST)."""
 
-    __slots__ = ("copies", "plain")
+    __slots__ = ("native", "plain")
 
-    def __init__(
-        self, rows: list[Any], copies: list[tuple[bytes, bytes, bytes, bytes]], plain: list[Any]
-    ) -> None:
+    def __init__(self, rows: list[Any], native: list[FrameRows], plain: list[Any]) -> None:
         super().__init__(rows)
-        self.copies = copies
+        self.native = native
         self.plain = plain
 
 
