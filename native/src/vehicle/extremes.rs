@@ -14,36 +14,64 @@ const PROBE_VALID_BELOW: u8 = 0xFE;
 /// Probe bytes are degC + 40 (Table 14).
 const PROBE_OFFSET: i16 = 40;
 
+/// Cells per block of the min/max loops: 8 u16 lanes, one SSE2 register.
+const LANES: usize = 8;
+
+/// The cell at `at` of a block (big-endian).
+#[inline(always)]
+fn cell(block: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([block[2 * at], block[2 * at + 1]])
+}
+
 /// (min, max) mV over the non-sentinel cells of `cells` (big-endian u16 each); None if none.
 /// A trailing odd byte is not a cell (the walks only make even ranges).
+///
+/// It runs over every cell of every pack, so it is written to vectorise: blocks of `LANES`
+/// cells into per-lane accumulators, no branches. The sentinels are the two largest values, so
+/// they never lower the min and count as 0 for the max; a min that is a sentinel means no cell
+/// was valid.
 pub fn cell_min_max(cells: &[u8]) -> Option<(u16, u16)> {
-    let mut lo = u16::MAX;
-    let mut hi = 0u16;
-    let mut any = false;
-    for pair in cells.chunks_exact(2) {
-        let v = u16::from_be_bytes([pair[0], pair[1]]);
-        if v < CELL_VALID_BELOW {
-            lo = lo.min(v);
-            hi = hi.max(v);
-            any = true;
+    let mut lo = [u16::MAX; LANES];
+    let mut hi = [0u16; LANES];
+    let mut blocks = cells.chunks_exact(2 * LANES);
+    for block in &mut blocks {
+        for i in 0..LANES {
+            let v = cell(block, i);
+            lo[i] = lo[i].min(v);
+            hi[i] = hi[i].max(if v < CELL_VALID_BELOW { v } else { 0 });
         }
     }
-    any.then_some((lo, hi))
+    let rest = blocks.remainder();
+    for i in 0..rest.len() / 2 {
+        let v = cell(rest, i);
+        lo[0] = lo[0].min(v);
+        hi[0] = hi[0].max(if v < CELL_VALID_BELOW { v } else { 0 });
+    }
+    let lo = lo.into_iter().fold(u16::MAX, u16::min);
+    let hi = hi.into_iter().fold(0, u16::max);
+    (lo < CELL_VALID_BELOW).then_some((lo, hi))
 }
 
 /// (min, max) degC over the non-sentinel probes of `probes` (raw u8, degC + 40); None if none.
+/// Written to vectorise as `cell_min_max` (0xFE / 0xFF are the largest bytes).
 pub fn probe_min_max(probes: &[u8]) -> Option<(i16, i16)> {
-    let mut lo = u8::MAX;
-    let mut hi = 0u8;
-    let mut any = false;
-    for &v in probes {
-        if v < PROBE_VALID_BELOW {
-            lo = lo.min(v);
-            hi = hi.max(v);
-            any = true;
+    let mut lo = [u8::MAX; 2 * LANES];
+    let mut hi = [0u8; 2 * LANES];
+    let mut blocks = probes.chunks_exact(2 * LANES);
+    for block in &mut blocks {
+        for i in 0..2 * LANES {
+            let v = block[i];
+            lo[i] = lo[i].min(v);
+            hi[i] = hi[i].max(if v < PROBE_VALID_BELOW { v } else { 0 });
         }
     }
-    any.then(|| (i16::from(lo) - PROBE_OFFSET, i16::from(hi) - PROBE_OFFSET))
+    for &v in blocks.remainder() {
+        lo[0] = lo[0].min(v);
+        hi[0] = hi[0].max(if v < PROBE_VALID_BELOW { v } else { 0 });
+    }
+    let lo = lo.into_iter().fold(u8::MAX, u8::min);
+    let hi = hi.into_iter().fold(0, u8::max);
+    (lo < PROBE_VALID_BELOW).then(|| (i16::from(lo) - PROBE_OFFSET, i16::from(hi) - PROBE_OFFSET))
 }
 
 /// 0-based index of the first cell (2-byte aligned) equal to `mv`; a pack's min/max came from
@@ -55,11 +83,8 @@ fn cell_index(cells: &[u8], mv: u16) -> usize {
 
 /// 1-based number of the first probe whose raw byte is `temp_c` + 40 (see `cell_index`).
 fn probe_number(probes: &[u8], temp_c: i16) -> u16 {
-    let raw = temp_c + PROBE_OFFSET;
-    let at = probes
-        .iter()
-        .position(|&b| i16::from(b) == raw)
-        .unwrap_or(0);
+    let raw = u8::try_from(temp_c + PROBE_OFFSET).unwrap_or(0);
+    let at = probes.iter().position(|&b| b == raw).unwrap_or(0);
     // A probe list holds at most 0xFFFD bytes (a count of 0xFFFE+ is a sentinel): fits.
     u16::try_from(at + 1).unwrap_or(u16::MAX)
 }
@@ -171,6 +196,49 @@ mod tests {
         assert_eq!(probe_min_max(&[0, 0xFD, 0xFE, 0xFF]), Some((-40, 213)));
         assert_eq!(probe_min_max(&[0xFE, 0xFF]), None);
         assert_eq!(probe_min_max(&[]), None);
+    }
+
+    /// The blocked loops against the obvious filter + min/max, on every length around the
+    /// block size and values near the sentinels (a small LCG: no dependency, reproducible).
+    #[test]
+    fn blocked_min_max_matches_the_plain_definition() {
+        let mut seed = 32960u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed >> 8
+        };
+        for len in 0..80usize {
+            for _ in 0..20 {
+                let pick = [0u16, 1, 3300, 0x7FFF, 0x8000, 0xFFFD, 0xFFFE, 0xFFFF];
+                let values: Vec<u16> = (0..len)
+                    .map(|_| match next() % 3 {
+                        0 => pick[(next() % 8) as usize],
+                        _ => (next() & 0xFFFF) as u16,
+                    })
+                    .collect();
+                let valid: Vec<u16> = values.iter().copied().filter(|&v| v < 0xFFFE).collect();
+                let want = valid
+                    .iter()
+                    .min()
+                    .zip(valid.iter().max())
+                    .map(|(a, b)| (*a, *b));
+                assert_eq!(cell_min_max(&cells(&values)), want, "{values:?}");
+                let bytes: Vec<u8> = values.iter().map(|&v| (v >> 8) as u8).collect();
+                let valid: Vec<i16> = bytes
+                    .iter()
+                    .filter(|&&b| b < 0xFE)
+                    .map(|&b| i16::from(b) - 40)
+                    .collect();
+                let want = valid
+                    .iter()
+                    .min()
+                    .zip(valid.iter().max())
+                    .map(|(a, b)| (*a, *b));
+                assert_eq!(probe_min_max(&bytes), want, "{bytes:?}");
+            }
+        }
+        // An odd trailing byte is no cell.
+        assert_eq!(cell_min_max(&[0x0C, 0xE4, 0x00]), Some((3300, 3300)));
     }
 
     /// A frame with each pack's cells then probes, and the packs pointing into it.

@@ -13,8 +13,11 @@
 //! walk: Python catches it too. So `walk_2025` is always `Ok`; the `Result` is the walks' shape.
 
 use super::common::{be16, be32, parse_alarm};
-use super::{Motor, Position, TempEntry, Vehicle, VoltEntry, Walk};
+use super::{Alarm, Motor, Position, TempEntry, Vehicle, VoltEntry, Walk};
 use crate::error::{FrameError, Result, BAD_FIELD, TRUNCATED};
+
+/// N1..N4 = 0 and N5 = 0: an alarm block without fault codes or bit levels.
+const NO_FAULTS: [u8; 5] = [0; 5];
 
 /// Where the walk goes after a block.
 enum Next {
@@ -93,7 +96,17 @@ fn block(buf: &[u8], start: usize, end: usize, walk: &mut Walk) -> Result<Next> 
             Ok(Next::At(pos + 10))
         }
         0x06 => {
-            // The usual block (zero fault counts, no bit levels) allocates nothing there either.
+            if pos + 10 <= end && buf[pos + 5..pos + 10] == NO_FAULTS {
+                // The usual block: zero fault counts N1..N4 and no bit levels (N5), as Python
+                // takes it; `parse_alarm` gives the same alarm at ~10x the cost.
+                walk.alarm = Some(Alarm {
+                    max_level: valid(buf[pos], 0xFE),
+                    general_flags: be32(buf, pos + 1), // all 32 bits are flags: no sentinel
+                    bit_levels: Some(Vec::new()),
+                    ..Alarm::default()
+                });
+                return Ok(Next::At(pos + 10));
+            }
             let (next, alarm) = parse_alarm(buf, pos, end, true)?;
             walk.alarm = Some(alarm);
             Ok(Next::At(next))

@@ -542,3 +542,15 @@ fn every_prefix_and_byte_flip_of_a_unit_walks_without_panic() {
         flipped[i] = buf[i];
     }
 }
+
+#[test]
+fn the_usual_alarm_block_is_what_parse_alarm_gives() {
+    for level in [0x00, 0x02, 0xFE, 0xFF] {
+        let block = [level, 0x80, 0x00, 0x01, 0x04, 0, 0, 0, 0, 0];
+        let w = walk(&unit(&[&[0x06], &block]));
+        let (next, alarm) = parse_alarm(&block, 0, block.len(), true).expect("alarm");
+        assert_eq!(next, block.len());
+        assert_eq!(w.alarm, Some(alarm));
+        assert_eq!(w.alarm.and_then(|a| a.bit_levels), Some(vec![]));
+    }
+}
