@@ -2,3 +2,5 @@
 # ingest.decoders.fast (and the charger / battery fast modules), which wrap these calls.
 
 __version__: str
+
+def vehicle_json(frame: bytes) -> bytes | None: ...  # n6: py_json.rs

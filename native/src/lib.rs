@@ -24,3 +24,5 @@ pub mod vehicle;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_json;

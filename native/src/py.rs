@@ -5,5 +5,6 @@ use pyo3::prelude::*;
 #[pymodule]
 fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    crate::py_json::register(m)?;
     Ok(())
 }

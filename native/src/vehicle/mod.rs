@@ -9,6 +9,7 @@ pub mod common;
 pub mod counts;
 pub mod encode;
 pub mod extremes;
+pub mod json;
 pub mod rows;
 pub mod signature;
 pub mod walk2016;

@@ -1,0 +1,113 @@
+"""The native JSON of ``nev-ingest decode`` is the reference JSON, byte for byte.
+
+``nev_native.vehicle_json(frame)`` writes the JSON of a real-time / reissue command packet
+itself (native/src/vehicle/json.rs); the reference is ``orjson.dumps(frame_to_dict(
+decode_frame(frame)))`` (ingest/decoders/jsonview.py). For every input the native function
+either gives exactly the reference's bytes or ``None`` (the CLI then runs the reference);
+``None`` is allowed only for frames the reference rejects, frames that are not plain
+real-time / reissue command packets, and stopped walks that met a counted block (the
+reference's miscount check decides those). Inputs: the public vectors, simulated fleet frames
+of both editions, Hypothesis frames of every block type and byte mutations of them.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections import Counter
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+import nev_native
+from devtools.sim.bench_frames import realtime_frames
+from ingest.decoders import (
+    CellTemperatures,
+    CellVoltages,
+    DriveMotors,
+    Frame,
+    FrameError,
+    decode_frame,
+    encode_frame,
+    frame_to_dict,
+)
+from ingest.decoders.checksum import bcc
+from tests.unit import strategies as s
+from tests.unit.frame_mutations import mutate
+from tests.unit.vectors_support import load_vectors
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _counted_stop(frame: Frame) -> bool:
+    """A stopped walk that met a counted block (drive motors, cell voltages or temperatures,
+    decoded or the block it stopped at): the one accepted frame the native side may leave."""
+    counted = {2016: (0x02, 0x08, 0x09), 2025: (0x02, 0x07, 0x08)}[frame.edition]
+    met = any(isinstance(b, DriveMotors | CellVoltages | CellTemperatures) for b in frame.blocks)
+    return frame.partial and (met or (frame.tail is not None and frame.tail[0] in counted))
+
+
+def assert_same(data: bytes) -> str:
+    """The native JSON equals the reference's, or the native side declined a frame it may
+    decline; returns what happened (a Hypothesis event)."""
+    native = nev_native.vehicle_json(data)
+    try:
+        frame = decode_frame(data)
+    except FrameError as exc:
+        assert native is None, f"the reference rejects ({exc}) but native wrote JSON"
+        return f"rejected {exc.reason}"
+    if native is None:
+        plain = frame.command in (0x02, 0x03) and not frame.is_response and frame.encryption == 0x01
+        assert not plain or _counted_stop(frame), f"native declined a plain frame: {data.hex()}"
+        return "left to the reference"
+    assert native == orjson.dumps(frame_to_dict(frame)), data.hex()
+    return "partial" if frame.partial else "native"
+
+
+def test_every_vector_is_the_reference_json() -> None:
+    outcomes = Counter(assert_same(binascii.unhexlify(v["hex"])) for v in load_vectors())
+    # The vectors hold real real-time frames of both editions: the native path takes them.
+    assert outcomes["native"] >= 20, outcomes
+
+
+def test_simulated_fleet_frames_are_the_reference_json() -> None:
+    # Both editions by the fleet's share, every template of a simulated vehicle.
+    frames = [f for _, f in realtime_frames(40, 3, start_ms=1_772_000_000_000)]
+    assert {f[:2] for f in frames} == {b"##", b"$$"}
+    assert Counter(assert_same(f) for f in frames) == Counter({"native": len(frames)})
+
+
+@SETTINGS
+@given(s.realtime_frame(2016) | s.realtime_frame(2025))
+def test_generated_realtime_frames_are_the_reference_json(frame: Frame) -> None:
+    event(assert_same(encode_frame(frame)))
+
+
+@SETTINGS
+@given(s.any_frame())
+def test_other_commands_are_left_to_the_reference(frame: Frame) -> None:
+    event(assert_same(encode_frame(frame)))
+
+
+@SETTINGS
+@given(s.realtime_frame(2016) | s.realtime_frame(2025), st.data())
+def test_mutated_frames_are_the_reference_json_or_left_to_it(
+    frame: Frame, data: st.DataObject
+) -> None:
+    # Mostly the data unit (what reaches the walk), sometimes the header too.
+    first = data.draw(st.sampled_from([24, 24, 24, 0]), label="first")
+    event(assert_same(mutate(encode_frame(frame), data, first=first)))
+
+
+@SETTINGS
+@given(st.binary(max_size=200), st.sampled_from([b"##", b"$$"]), st.sampled_from([2, 3]))
+def test_random_data_units_are_the_reference_json_or_left_to_it(
+    unit: bytes, start: bytes, command: int
+) -> None:
+    unit = bytes([25, 3, 1, 12, 0, 0]) + unit  # a valid time, so that the walk is reached
+    head = start + bytes([command, 0xFE]) + b"LSVAU2180N2183294" + b"\x01"
+    body = head + len(unit).to_bytes(2, "big") + unit
+    event(assert_same(body + bytes([bcc(body, 2, len(body))])))
