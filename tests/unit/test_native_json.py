@@ -13,14 +13,17 @@ of both editions, Hypothesis frames of every block type and byte mutations of th
 from __future__ import annotations
 
 import binascii
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
+import nev_native
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import nev_native
 from devtools.sim.bench_frames import realtime_frames
 from ingest.decoders import (
     CellTemperatures,
@@ -30,6 +33,7 @@ from ingest.decoders import (
     FrameError,
     decode_frame,
     encode_frame,
+    error_to_dict,
     frame_to_dict,
 )
 from ingest.decoders.checksum import bcc
@@ -111,3 +115,30 @@ def test_random_data_units_are_the_reference_json_or_left_to_it(
     head = start + bytes([command, 0xFE]) + b"LSVAU2180N2183294" + b"\x01"
     body = head + len(unit).to_bytes(2, "big") + unit
     event(assert_same(body + bytes([bcc(body, 2, len(body))])))
+
+
+def test_the_decode_cli_prints_the_reference_json(tmp_path: Path) -> None:
+    frames = [binascii.unhexlify(v["hex"]) for v in load_vectors()]
+    frames += [f for _, f in realtime_frames(5, 2, start_ms=1_772_000_000_000)]
+    path = tmp_path / "frames.hex"
+    path.write_text("".join(f"{f.hex()}\n" for f in frames))
+    want = []
+    for number, data in enumerate(frames, 1):
+        try:
+            want.append(orjson.dumps(frame_to_dict(decode_frame(data))))
+        except FrameError as exc:
+            want.append(orjson.dumps({**error_to_dict(exc), "source": f"{path}:{number}"}))
+    for pretty in ([], ["--pretty"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ingest", "decode", *pretty, str(path)],
+            capture_output=True,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr  # the vectors hold rejected frames
+        if pretty:  # the reference path, indented by orjson
+            option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+            assert done.stdout == b"".join(
+                orjson.dumps(orjson.loads(w), option=option) for w in want
+            )
+        else:
+            assert done.stdout.splitlines() == want
