@@ -7,6 +7,8 @@
 
 pub mod common;
 pub mod counts;
+#[cfg(test)]
+mod decode_tests;
 pub mod encode;
 pub mod extremes;
 pub mod rows;
