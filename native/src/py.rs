@@ -486,5 +486,6 @@ fn decode_vehicle_batch<'py>(
 fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
+    crate::py_kinds::register(m)?;
     Ok(())
 }
