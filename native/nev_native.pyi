@@ -1,6 +1,35 @@
 # Type stub of the native extension (native/src/py.rs). The typed Python API is
 # ingest.decoders.fast (and the charger / battery fast modules), which wrap these calls.
 
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
+from contract.rows import FrameRows
+from ingest.decoders.errors import FrameError
+
 __version__: str
 
-def vehicle_json(frame: bytes) -> bytes | None: ...  # n6: py_json.rs
+def decode_vehicle_batch(
+    values: Iterable[bytes], received_ms: Sequence[int | None]
+) -> list[FrameRows | FrameError | None]:
+    """Per value, in order: its rows (with ``copy``), a ``FrameError`` instance for a rejected
+    frame, or None for a frame the structured decoder must take. One receive time (epoch ms,
+    UTC; None: unknown) per value. Parses and encodes with the GIL released."""
+
+# The charger and battery-pack profiles (native/src/py_kinds.rs). None: the structured
+# decoder judges the frame. Wrapped by ingest/decoders/charger/fast.py and battery/fast.py.
+def decode_charger_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[ChargerRows | None]: ...
+def decode_charger(frame: bytes, received_at: datetime | None) -> ChargerRows | None: ...
+def decode_pack_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> tuple[list[PackFrameRows | None], list[int]]: ...
+def decode_pack(
+    frame: bytes, received_at: datetime | None, trusted: bool = False
+) -> tuple[PackFrameRows, bool] | None: ...
+
+# nev-ingest decode's JSON (native/src/py_json.rs); None: use the reference decoder.
+def vehicle_json(frame: bytes) -> bytes | None: ...

@@ -20,17 +20,42 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
 from contract.rows import VehicleRow
+from storage.binary import COPY_SIGNATURE, COPY_TRAILER
 from storage.latest import merge_stage, upsert_rows
 from storage.params import LoaderKind
-from storage.tables import VEHICLES, Table
+from storage.tables import VEHICLES, Table, TableRows
 
-__all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader"]
+__all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader", "native_pieces"]
 
 
 async def _pieces(stream: Iterator[bytes | bytearray]) -> AsyncIterator[bytes | bytearray]:
     # asyncpg sends each piece as it comes: the server works on one while we encode the next.
     for piece in stream:
         yield piece
+
+
+# Frames per piece of a native COPY stream: a few hundred frames (~100-300 KB) keep the server
+# parsing one piece while the next is joined, like storage.binary.iter_pack_rows.
+NATIVE_PIECE_FRAMES = 300
+
+
+def native_pieces(table: Table, rows: TableRows) -> Iterator[bytes | bytearray]:
+    """The binary COPY stream of ``rows``: the native tuples of ``rows.copies`` joined in
+    pieces, then the Python-built ``rows.plain`` encoded by the table, then the trailer."""
+    k = table.copy_index
+    encode = table.encode_tuples
+    assert k is not None and encode is not None
+    copies = rows.copies
+    head: bytes | bytearray = COPY_SIGNATURE
+    for i in range(0, len(copies), NATIVE_PIECE_FRAMES):
+        piece = b"".join([c[k] for c in copies[i : i + NATIVE_PIECE_FRAMES]])
+        yield head + piece if head else piece
+        head = b""
+    tail = bytearray(head)
+    if rows.plain:
+        encode(tail, rows.plain)
+    tail += COPY_TRAILER
+    yield tail
 
 
 def _stage(table: Table) -> str:
@@ -120,10 +145,16 @@ class CopyLoader:
     async def _copy(
         conn: Any, schema: str | None, name: str, table: Table, rows: Sequence[Any]
     ) -> None:
-        if table.encode is not None:
+        stream: Iterator[bytes | bytearray] | None = None
+        if isinstance(rows, TableRows) and rows.copies and table.copy_index is not None:
+            # The native decoder's tuples: joined, not encoded (FrameRows.copy).
+            stream = native_pieces(table, rows)
+        elif table.encode is not None:
+            stream = table.encode(rows)
+        if stream is not None:
             await conn.copy_to_table(
                 name,
-                source=_pieces(table.encode(rows)),
+                source=_pieces(stream),
                 columns=list(table.columns),
                 schema_name=schema,
                 format="binary",

@@ -15,6 +15,8 @@
 //! Validation, sentinels -> NULL, scaling and every reject reason are exactly those of the
 //! Python decoder (docs/protocols/gbt32960.md); tests/unit/test_native_agreement.py proves it.
 
+pub mod battery;
+pub mod charger;
 pub mod copy;
 pub mod envelope;
 pub mod error;
@@ -24,5 +26,7 @@ pub mod vehicle;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_kinds;
 #[cfg(feature = "python")]
 mod py_json;

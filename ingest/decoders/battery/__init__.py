@@ -4,6 +4,7 @@ envelope with the full GB/T 34014 pack code and pack-state information types. Pu
     decode_pack_frame(bytes) -> PackFrame      structured records; raises only FrameError
     encode_pack_frame(PackFrame) -> bytes      the inverse (tests, load generator)
     decode_pack_rows(bytes) -> PackFrameRows   the fast path to ``contract.battery`` rows
+    decode_pack_rows_batch(values, received_ms) the same for a batch (one native call)
     pack_frame_to_dict / pack_frame_to_json    the JSON view
 
 The pack-code rules are ``ingest.decoders.pack_code``.
@@ -22,7 +23,11 @@ from ingest.decoders.battery.blocks import (
     alarm_flag_names,
 )
 from ingest.decoders.battery.encoder import encode_pack_frame, pack_ident
-from ingest.decoders.battery.fast import decode_pack_rows, rows_of_pack_frame
+from ingest.decoders.battery.fast import (
+    decode_pack_rows,
+    decode_pack_rows_batch,
+    rows_of_pack_frame,
+)
 from ingest.decoders.battery.frame import PackFrame, PackLogin, PackLogout, decode_pack_frame
 from ingest.decoders.battery.jsonview import (
     pack_code_to_dict,
@@ -44,6 +49,7 @@ __all__ = [
     "alarm_flag_names",
     "decode_pack_frame",
     "decode_pack_rows",
+    "decode_pack_rows_batch",
     "encode_pack_frame",
     "pack_code_to_dict",
     "pack_frame_to_dict",

@@ -4,6 +4,7 @@ T/CEC 102 pushes (``nev.charger.tcec``), both to the rows of ``contract.charger`
     decode_charger_frame(bytes) -> ChargerFrame     structured records; FrameError only
     encode_charger_frame(ChargerFrame) -> bytes     the inverse (tests, load generator)
     decode_charger_rows(bytes, received_at)         the pipeline's fast path: flat rows
+    decode_charger_rows_batch(values, received_ms)  the same for a batch (one native call)
     rows_of_charger_frame(ChargerFrame, received_at) the same rows from the records
     decode_tcec(json, interface, operator, t)       a T/CEC 102 push: the same rows
     parse_tcec_timestamp("20250301100000")          the envelope TimeStamp header
@@ -22,7 +23,7 @@ from ingest.decoders.charger.blocks import (
     Output,
     VehicleDemand,
 )
-from ingest.decoders.charger.fast import decode_charger_rows
+from ingest.decoders.charger.fast import decode_charger_rows, decode_charger_rows_batch
 from ingest.decoders.charger.frame import (
     COMMANDS,
     ChargerFrame,
@@ -56,6 +57,7 @@ __all__ = [
     "charger_rows_to_dict",
     "decode_charger_frame",
     "decode_charger_rows",
+    "decode_charger_rows_batch",
     "decode_tcec",
     "encode_charger_frame",
     "parse_tcec_timestamp",

@@ -7,6 +7,8 @@
 
 pub mod common;
 pub mod counts;
+#[cfg(test)]
+mod decode_tests;
 pub mod encode;
 pub mod extremes;
 pub mod json;
@@ -17,8 +19,19 @@ pub mod walk2025;
 
 use std::ops::Range;
 
-use crate::error::FrameError;
+use crate::envelope::{
+    plain_data, Plain, EDITION_2016, EDITION_2025, HEADER_SIZE, ID_OFFSET, ID_SIZE,
+};
+use crate::error::{FrameError, Result, TRUNCATED};
+use crate::identity::check_vin;
+use crate::time;
+use common::join_packs;
+use counts::find_miscount;
+use extremes::derive_extremes;
 pub use rows::{Alarm, Extremes, FrameRows, Motor, Pack, Position, Vehicle};
+use signature::find_signature;
+use walk2016::walk_2016;
+use walk2025::walk_2025;
 
 /// What `decode` makes of one frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,8 +89,100 @@ pub struct Walk {
     pub signed: bool,
 }
 
-/// Decode one whole frame (start marker through BCC).
+/// Decode one whole frame (start marker through BCC): port of `fast.decode_rows` / `_data` /
+/// `_check_counts` for the frames `envelope::plain_data` accepts.
 pub fn decode(buf: &[u8]) -> Outcome {
-    let _ = buf;
-    todo!("issue 12: port ingest/decoders/fast.py decode_rows/_data")
+    let Some(plain) = plain_data(buf) else {
+        return Outcome::Structured;
+    };
+    match data(buf, plain) {
+        Ok(rows) => Outcome::Rows(Box::new(rows)),
+        Err(e) => Outcome::Error(e),
+    }
+}
+
+fn walk(buf: &[u8], pos: usize, end: usize, edition: u16) -> Result<Walk> {
+    if edition == EDITION_2016 {
+        walk_2016(buf, pos, end)
+    } else {
+        walk_2025(buf, pos, end)
+    }
+}
+
+/// Real-time / reissue data unit `buf[HEADER_SIZE..end]` -> rows.
+fn data(buf: &[u8], plain: Plain) -> Result<FrameRows> {
+    let Plain {
+        edition,
+        command,
+        end,
+    } = plain;
+    let mut id = [0u8; ID_SIZE];
+    id.copy_from_slice(&buf[ID_OFFSET..ID_OFFSET + ID_SIZE]);
+    check_vin(&id)?;
+    if end < HEADER_SIZE + 6 {
+        return Err(FrameError::new(
+            TRUNCATED,
+            HEADER_SIZE,
+            "real-time data needs a 6-byte time",
+        ));
+    }
+    let mut raw = [0u8; 6];
+    raw.copy_from_slice(&buf[HEADER_SIZE..HEADER_SIZE + 6]);
+    let time = time::parse(raw, HEADER_SIZE)?;
+    let mut w = walk(buf, HEADER_SIZE + 6, end, edition)?;
+    let mut tail = w.tail;
+    if let Some(at) = tail {
+        if edition == EDITION_2025 {
+            let sig = find_signature(buf, at, end);
+            w.signed = sig.is_some();
+            if sig == Some(at) {
+                tail = None; // the walk stopped right at the signature (found backwards)
+            }
+        }
+        if tail.is_some() && !w.counted.is_empty() {
+            check_counts(buf, &w.counted, end, edition)?;
+        }
+    }
+    let packs = if w.volts.is_empty() && w.temps.is_empty() {
+        Vec::new()
+    } else {
+        join_packs(buf, &w.volts, &w.temps, w.hints.as_ref())
+    };
+    let mut extremes = w.extremes;
+    let mut extremes_derived = false;
+    if extremes.is_none() && !packs.is_empty() && edition != EDITION_2016 {
+        extremes = derive_extremes(&packs, buf);
+        extremes_derived = extremes.is_some();
+    }
+    Ok(FrameRows {
+        edition,
+        command,
+        time,
+        vehicle: w.vehicle,
+        position: w.position,
+        extremes,
+        extremes_derived,
+        alarm: w.alarm,
+        motors: w.motors,
+        packs,
+        tail_offset: tail,
+        signature_missing: edition == EDITION_2025 && !w.signed,
+    })
+}
+
+/// `count_mismatch` when a smaller motor / pack count explains a stopped walk.
+fn check_counts(buf: &[u8], counted: &[usize], end: usize, edition: u16) -> Result<()> {
+    let clean = |at: usize| match walk(buf, at, end, edition) {
+        Ok(w) => match w.tail {
+            None => true,
+            Some(tail) => edition == EDITION_2025 && find_signature(buf, tail, end) == Some(tail),
+        },
+        // The walks never fail (a block they cannot size sets `tail`); were one to, the
+        // recount does not line up there.
+        Err(_) => false,
+    };
+    match find_miscount(buf, counted, end, edition, clean) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
