@@ -33,3 +33,6 @@ def decode_pack(
 
 # nev-ingest decode's JSON (native/src/py_json.rs); None: use the reference decoder.
 def vehicle_json(frame: bytes) -> bytes | None: ...
+def bench(what: str, frames: list[bytes], passes: int) -> float:
+    """Seconds of ``passes`` native passes of ``what`` ("decode", "decode+encode", "json")
+    over ``frames``, GIL released, no Python objects (loadtest/bench_native.py)."""

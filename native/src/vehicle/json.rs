@@ -17,9 +17,12 @@ use crate::envelope::{plain_data, EDITION_2025, HEADER_SIZE, ID_OFFSET, ID_SIZE}
 use crate::identity::check_vin;
 use crate::time;
 mod blocks;
+mod fields;
 mod out;
+mod tables;
 
-use blocks::{block, Stop};
+use blocks::block;
+use fields::Stop;
 use out::Out;
 
 const UNKNOWN_TYPE: &str = "unknown_type";

@@ -1,282 +1,10 @@
-//! The information blocks of both editions as JSON: each block is a field table in the order
-//! of its table of the standard (as `ingest.decoders.blocks.*` declares it with `Field`), read
-//! by one generic `read`, then written in the record's dataclass field order, which is the
-//! JSON contract's key order (fields of the other edition are `null`).
+//! The information blocks of both editions as JSON, one function per block shape, each
+//! mirroring its module of ingest/decoders/blocks/ over the tables of `tables`.
 
+use super::fields::*;
 use super::out::Out;
+use super::tables::*;
 use crate::envelope::EDITION_2025;
-
-pub use crate::error::{BAD_FIELD, TRUNCATED};
-
-/// Why a block could not be read: the walk stops there (the tail reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stop(pub &'static str);
-
-type R<T> = Result<T, Stop>;
-
-/// One scalar of a fixed layout (`fields.Field`): value = (raw - sub) / div, valid lo..=hi.
-#[derive(Clone, Copy)]
-struct F {
-    name: &'static str,
-    width: u8,
-    div: u32,
-    sub: i64,
-    lo: u32,
-    hi: Option<u32>,
-    sentinel: bool,
-}
-
-const fn f(name: &'static str, width: u8) -> F {
-    F {
-        name,
-        width,
-        div: 1,
-        sub: 0,
-        lo: 0,
-        hi: None,
-        sentinel: true,
-    }
-}
-
-impl F {
-    const fn div(mut self, div: u32) -> F {
-        self.div = div;
-        self
-    }
-    const fn sub(mut self, sub: i64) -> F {
-        self.sub = sub;
-        self
-    }
-    const fn lo(mut self, lo: u32) -> F {
-        self.lo = lo;
-        self
-    }
-    const fn hi(mut self, hi: u32) -> F {
-        self.hi = Some(hi);
-        self
-    }
-    /// A field the text gives no sentinels: every raw value is a number.
-    const fn raw(mut self) -> F {
-        self.sentinel = false;
-        self
-    }
-}
-
-/// A list of `n` items of `width` bytes at `at`, scaled like a field (`codec.decode_array`).
-#[derive(Clone, Copy)]
-struct Arr {
-    at: usize,
-    n: usize,
-    width: u8,
-    div: u32,
-    sub: i64,
-    cut: u64, // raw values >= cut are sentinels (null)
-}
-
-#[derive(Clone, Copy)]
-enum V {
-    Null,
-    Int(i64),
-    Float(f64),
-    Arr(Arr),
-}
-
-/// A record being read: its values by name and its quality, in reading order.
-#[derive(Default)]
-struct Rec {
-    vals: Vec<(&'static str, V)>,
-    quality: Vec<(&'static str, &'static str)>,
-}
-
-impl Rec {
-    fn set(&mut self, name: &'static str, v: V) {
-        self.vals.push((name, v));
-    }
-    /// `dict(quality)`: a repeated name keeps its first place and takes the last value.
-    fn flag(&mut self, name: &'static str, what: &'static str) {
-        match self.quality.iter_mut().find(|q| q.0 == name) {
-            Some(q) => q.1 = what,
-            None => self.quality.push((name, what)),
-        }
-    }
-    fn get(&self, name: &str) -> V {
-        self.vals
-            .iter()
-            .find(|v| v.0 == name)
-            .map_or(V::Null, |v| v.1)
-    }
-}
-
-fn top(width: u8) -> u64 {
-    (1u64 << (8 * u32::from(width))) - 1
-}
-
-fn raw_at(buf: &[u8], at: usize, width: u8) -> u64 {
-    buf[at..at + usize::from(width)]
-        .iter()
-        .fold(0, |acc, b| acc << 8 | u64::from(*b))
-}
-
-fn scaled(raw: u64, div: u32, sub: i64) -> V {
-    let v = raw as i64 - sub;
-    if div == 1 {
-        V::Int(v)
-    } else {
-        V::Float(v as f64 / f64::from(div))
-    }
-}
-
-/// `Layout.read`: the fields at `off` into `rec`; the offset after them.
-fn read(buf: &[u8], off: usize, end: usize, fields: &[F], rec: &mut Rec) -> R<usize> {
-    let size: usize = fields.iter().map(|f| usize::from(f.width)).sum();
-    if off + size > end {
-        return Err(Stop(TRUNCATED));
-    }
-    let mut at = off;
-    for f in fields {
-        let raw = raw_at(buf, at, f.width);
-        at += usize::from(f.width);
-        let top = top(f.width);
-        let abnormal = if f.sentinel { top - 1 } else { top + 1 };
-        if raw >= abnormal {
-            rec.set(f.name, V::Null);
-            if raw == abnormal {
-                rec.flag(f.name, "abnormal");
-            }
-            continue;
-        }
-        let hi =
-            f.hi.map_or(if f.sentinel { top - 2 } else { top }, u64::from);
-        if raw < u64::from(f.lo) || raw > hi {
-            rec.flag(f.name, "out_of_range");
-        }
-        rec.set(f.name, scaled(raw, f.div, f.sub));
-    }
-    Ok(at)
-}
-
-/// `codec.read_count`: a BYTE / WORD count; `None` for a sentinel.
-fn count(
-    buf: &[u8],
-    off: usize,
-    end: usize,
-    width: u8,
-    name: &'static str,
-    lo: u64,
-    hi: u64,
-    rec: &mut Rec,
-) -> R<Option<usize>> {
-    if off + usize::from(width) > end {
-        return Err(Stop(TRUNCATED));
-    }
-    let n = raw_at(buf, off, width);
-    let top = top(width);
-    if n >= top - 1 {
-        if n == top - 1 {
-            rec.flag(name, "abnormal");
-        }
-        return Ok(None);
-    }
-    if n < lo || n > hi {
-        rec.flag(name, "out_of_range");
-    }
-    Ok(Some(n as usize))
-}
-
-/// `codec.need_items`: `n` items of `size` bytes must fit before `end`.
-fn need_items(off: usize, n: usize, size: usize, end: usize) -> R<()> {
-    if off + n * size > end {
-        return Err(Stop(BAD_FIELD));
-    }
-    Ok(())
-}
-
-/// `codec.read_counted`: a count (`names.0` in quality, valid `lo..=hi`) then its items,
-/// the list `names.1` (null for a sentinel count); the count and the offset after the list.
-fn counted(
-    buf: &[u8],
-    off: usize,
-    end: usize,
-    (cw, lo, hi): (u8, u64, u64),
-    names: (&'static str, &'static str),
-    (width, div, sub, sentinel): (u8, u32, i64, bool),
-    rec: &mut Rec,
-) -> R<(Option<usize>, usize)> {
-    let n = count(buf, off, end, cw, names.0, lo, hi, rec)?;
-    let off = off + usize::from(cw);
-    let Some(n) = n else {
-        rec.set(names.1, V::Null);
-        return Ok((None, off));
-    };
-    need_items(off, n, usize::from(width), end)?;
-    let cut = if sentinel {
-        top(width) - 1
-    } else {
-        top(width) + 1
-    };
-    rec.set(
-        names.1,
-        V::Arr(Arr {
-            at: off,
-            n,
-            width,
-            div,
-            sub,
-            cut,
-        }),
-    );
-    Ok((Some(n), off + n * usize::from(width)))
-}
-
-/// Cell voltages (WORD, 0.001 V) and probe temperatures (BYTE, -40 degC), with sentinels.
-const CELLS: (u8, u32, i64, bool) = (2, 1000, 0, true);
-const PROBES: (u8, u32, i64, bool) = (1, 1, 40, true);
-const WORD_COUNT: (u8, u64, u64) = (2, 1, 65_531);
-
-fn write_arr(o: &mut Out, buf: &[u8], a: Arr) {
-    o.raw(b"[");
-    for i in 0..a.n {
-        o.item();
-        let raw = raw_at(buf, a.at + i * usize::from(a.width), a.width);
-        if raw >= a.cut {
-            o.null();
-        } else {
-            match scaled(raw, a.div, a.sub) {
-                V::Float(x) => o.float(x),
-                V::Int(x) => o.int(x),
-                _ => o.null(),
-            }
-        }
-    }
-    o.end(b']');
-}
-
-fn write_val(o: &mut Out, buf: &[u8], v: V) {
-    match v {
-        V::Null => o.null(),
-        V::Int(x) => o.int(x),
-        V::Float(x) => o.float(x),
-        V::Arr(a) => write_arr(o, buf, a),
-    }
-}
-
-/// The record's members in `names` order, then `quality`.
-fn write_rec(o: &mut Out, buf: &[u8], names: &[&str], rec: &Rec) {
-    for name in names {
-        o.key(name);
-        write_val(o, buf, rec.get(name));
-    }
-    o.key("quality");
-    o.raw(b"{");
-    for (name, what) in &rec.quality {
-        o.key(name);
-        o.str(what);
-    }
-    o.end(b'}');
-}
-
-mod tables;
-use tables::*;
 
 /// A fixed-layout block (`codec.fixed_codec`).
 fn fixed(
@@ -307,7 +35,7 @@ fn entries(
     entry: impl Fn(usize, &mut Rec) -> R<usize>,
 ) -> R<usize> {
     let mut head = Rec::default();
-    let n = count(buf, off, end, 1, key, lo, hi, &mut head)?;
+    let n = count(buf, off, end, (1, lo, hi), key, &mut head)?;
     let mut off = off + 1;
     o.key(key);
     match n {
@@ -408,7 +136,7 @@ fn alarm(o: &mut Out, buf: &[u8], off: usize, end: usize, ed: u16) -> R<usize> {
     let mut off = read(buf, off, end, head, &mut rec)?;
     let count_hi = if ed == EDITION_2025 { 253 } else { 252 };
     for name in FAULT_LISTS {
-        let n = count(buf, off, end, 1, name, 0, count_hi, &mut rec)?;
+        let n = count(buf, off, end, (1, 0, count_hi), name, &mut rec)?;
         off += 1;
         match n {
             None => rec.set(name, V::Null),
@@ -432,7 +160,7 @@ fn alarm(o: &mut Out, buf: &[u8], off: usize, end: usize, ed: u16) -> R<usize> {
     }
     let mut levels = None;
     if ed == EDITION_2025 {
-        if let Some(n) = count(buf, off, end, 1, "bit_levels", 0, count_hi, &mut rec)? {
+        if let Some(n) = count(buf, off, end, (1, 0, count_hi), "bit_levels", &mut rec)? {
             need_items(off + 1, n, 2, end)?;
             levels = Some((off + 1, n));
             off += 2 * n;

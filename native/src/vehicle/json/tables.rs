@@ -1,7 +1,7 @@
 //! The field tables of ingest/decoders/blocks/*.py (the layouts, in the order of the
 //! standard's tables) and the dataclass field names of each record (the JSON key order).
 
-use super::{f, F};
+use super::fields::{f, F};
 use crate::envelope::EDITION_2025;
 
 /// The contract `name` of a block type, or `None` for a type the edition does not define.
