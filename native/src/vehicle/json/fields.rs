@@ -76,6 +76,8 @@ pub enum V {
     Null,
     Int(i64),
     Float(f64),
+    /// `(raw - sub) / div` as Python computes it (a float), kept exact for `Out::decimal`.
+    Dec(i64, u32),
     Arr(Arr),
 }
 
@@ -120,7 +122,7 @@ fn scaled(raw: u64, div: u32, sub: i64) -> V {
     if div == 1 {
         V::Int(v)
     } else {
-        V::Float(v as f64 / f64::from(div))
+        V::Dec(v, div)
     }
 }
 
@@ -238,7 +240,7 @@ pub fn write_arr(o: &mut Out, buf: &[u8], a: Arr) {
             o.null();
         } else {
             match scaled(raw, a.div, a.sub) {
-                V::Float(x) => o.float(x),
+                V::Dec(x, div) => o.decimal(x, div),
                 V::Int(x) => o.int(x),
                 _ => o.null(),
             }
@@ -252,6 +254,7 @@ pub fn write_val(o: &mut Out, buf: &[u8], v: V) {
         V::Null => o.null(),
         V::Int(x) => o.int(x),
         V::Float(x) => o.float(x),
+        V::Dec(x, div) => o.decimal(x, div),
         V::Arr(a) => write_arr(o, buf, a),
     }
 }

@@ -101,6 +101,43 @@ impl Out {
         self.0.extend_from_slice(&digits[i..]);
     }
 
+    /// `v / div` (a power of ten) as orjson writes the float Python computes for it. The
+    /// shortest digits that read back as that float are the exact decimal `v / div` itself:
+    /// it has at most 10 significant digits, and any other decimal of as few digits lies more
+    /// than a float's rounding step away. So no float formatting is needed, only digits;
+    /// below 1e-5 orjson switches to exponent notation, left to `float`.
+    pub fn decimal(&mut self, v: i64, div: u32) {
+        let places = match div {
+            10 => 1,
+            100 => 2,
+            1000 => 3,
+            10_000 => 4,
+            1_000_000 => 6,
+            _ => 0,
+        };
+        let (a, d) = (v.unsigned_abs(), u64::from(div));
+        if places == 0 || (a != 0 && a * 100_000 < d) {
+            self.float(v as f64 / f64::from(div));
+            return;
+        }
+        if v < 0 {
+            self.0.push(b'-');
+        }
+        self.int((a / d) as i64);
+        self.0.push(b'.');
+        let mut frac = [b'0'; 6];
+        let mut rest = a % d;
+        for i in (0..places).rev() {
+            frac[i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let mut keep = places;
+        while keep > 1 && frac[keep - 1] == b'0' {
+            keep -= 1;
+        }
+        self.0.extend_from_slice(&frac[..keep]);
+    }
+
     /// A finite float as orjson writes it: the shortest digits that read back as `v` (what
     /// Rust's `{:e}` gives), in positional notation for 1e-5 <= |v| < 1e16 (with at least one
     /// decimal, "3.0"), else as `1.5e16` / `5e-6`.
@@ -183,6 +220,27 @@ mod tests {
         ];
         for (v, want) in cases {
             assert_eq!(f(v), want, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn decimals_are_the_floats_python_divides() {
+        let mut cases: Vec<(i64, u32)> = vec![(0, 10), (-10_000, 10), (65_535, 1000), (1, 1000)];
+        cases.extend([
+            (7, 1_000_000),
+            (10, 1_000_000),
+            (-123, 100),
+            (4_294_967_295, 10),
+        ]);
+        cases.extend((0..70_000).step_by(7).map(|n| (n, 1000)));
+        cases.extend((-20_000..45_536).step_by(13).map(|n| (n, 10)));
+        for (v, div) in cases {
+            let mut o = Out::with_capacity(32);
+            o.decimal(v, div);
+            assert_eq!(
+                String::from_utf8(o.into_bytes()).unwrap(),
+                f(v as f64 / f64::from(div))
+            );
         }
     }
 
