@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -170,11 +171,20 @@ def _decode_one(
     _emit(obj, out, option)
 
 
-def _hex_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
+def _hex_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | str]]:
+    """Numbered lines to decode: a bare hex line as its bytes (the common case, kept out of
+    str), any other as stripped text; blank lines and ``;`` comments are dropped."""
     for number, raw in enumerate(stream, 1):
-        line = raw.decode("ascii", errors="replace").strip()
-        if line and not line.startswith(";"):
+        line = raw.strip()
+        if line and _BARE_HEX.fullmatch(line):
             yield number, line
+            continue
+        text = raw.decode("ascii", errors="replace").strip()
+        if text and not text.startswith(";"):
+            yield number, text
+
+
+_BARE_HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
 def _decode_hex(
@@ -182,9 +192,11 @@ def _decode_hex(
 ) -> None:
     label = "<stdin>" if name == "-" else name
     for number, line in _hex_lines(stream):
-        text = "".join(line.split())
-        if text[:2].lower() == "0x":
-            text = text[2:]
+        text = line
+        if isinstance(text, str):  # spaces, a 0x prefix, or not hex at all
+            text = "".join(text.split())
+            if text[:2].lower() == "0x":
+                text = text[2:]
         try:
             data = binascii.unhexlify(text)
         except (binascii.Error, ValueError) as exc:
