@@ -8,14 +8,15 @@
 //! floats in orjson's notation (`fmt_float`), `quality` with dict semantics. The differential
 //! test (tests/unit/test_native_json.py) compares the bytes with the reference's.
 //!
-//! `None` means "not taken here": any other frame, any reject, and a stopped walk that met a
-//! counted block (its miscount check may turn it into a reject); the caller then runs the
-//! Python reference, which names the exact error. The block walk mirrors
+//! `None` means "not taken here": any other frame and any reject (a miscount found after a
+//! stopped walk included); the caller then runs the Python reference, which names the exact
+//! error. The block walk mirrors
 //! `ingest.decoders.realtime.walk_blocks`; the field tables mirror ingest/decoders/blocks/.
 
 use crate::envelope::{plain_data, EDITION_2025, HEADER_SIZE, ID_OFFSET, ID_SIZE};
 use crate::identity::check_vin;
 use crate::time;
+use crate::vehicle::counts::find_miscount;
 mod blocks;
 mod fields;
 mod out;
@@ -90,7 +91,8 @@ fn find_signature(buf: &[u8], lo: usize, end: usize) -> Option<usize> {
 struct Walked {
     sig: Option<Sig>,
     tail: Option<(usize, usize, &'static str)>,
-    counted: bool,
+    /// Type-byte offsets of the counted blocks met (for `counts::find_miscount`).
+    counted: Vec<usize>,
 }
 
 fn stop(
@@ -99,7 +101,7 @@ fn stop(
     end: usize,
     ed: u16,
     reason: &'static str,
-    counted: bool,
+    counted: Vec<usize>,
 ) -> Walked {
     let mut sig = None;
     let mut tail_end = end;
@@ -113,7 +115,7 @@ fn stop(
         return Walked {
             sig,
             tail: None,
-            counted: false,
+            counted: Vec::new(),
         };
     }
     Walked {
@@ -133,19 +135,18 @@ fn is_counted(ed: u16, t: u8) -> bool {
 
 /// `realtime.walk_blocks`: the blocks go to `o` as the items of the `blocks` array.
 fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked {
-    let mut counted = false;
+    let mut counted = Vec::new();
     while pos < end {
         let t = buf[pos];
+        if is_counted(ed, t) {
+            counted.push(pos);
+        }
         match block(o, buf, t, pos + 1, end, ed) {
             Some(Ok(next)) => {
-                counted |= is_counted(ed, t);
                 pos = next;
                 continue;
             }
-            Some(Err(Stop(reason))) => {
-                let counted = counted || is_counted(ed, t);
-                return stop(buf, pos, end, ed, reason, counted);
-            }
+            Some(Err(Stop(reason))) => return stop(buf, pos, end, ed, reason, counted),
             None => {}
         }
         if t == MARKER && ed == EDITION_2025 {
@@ -154,7 +155,7 @@ fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked 
                     return Walked {
                         sig: Some(sig),
                         tail: None,
-                        counted: false,
+                        counted: Vec::new(),
                     };
                 }
             }
@@ -187,7 +188,7 @@ fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked 
     Walked {
         sig: None,
         tail: None,
-        counted: false,
+        counted: Vec::new(),
     }
 }
 
@@ -235,8 +236,17 @@ pub fn frame_json(buf: &[u8]) -> Option<Vec<u8>> {
     o.int(t.epoch_ms);
     o.raw(b",\"blocks\":[");
     let w = walk(&mut o, buf, HEADER_SIZE + 6, end, ed);
-    if w.tail.is_some() && w.counted {
-        return None; // counts.find_miscount may reject it: the reference decides
+    if w.tail.is_some() && !w.counted.is_empty() {
+        // A stopped walk after a counted block may be a miscount (frame.py): then the
+        // reference rejects the frame, and names the error.
+        let clean = |at: usize| {
+            walk(&mut Out::with_capacity(0), buf, at, end, ed)
+                .tail
+                .is_none()
+        };
+        if find_miscount(buf, &w.counted, end, ed, clean).is_some() {
+            return None;
+        }
     }
     o.raw(b"]");
     if let Some(sig) = &w.sig {
