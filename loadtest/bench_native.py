@@ -212,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="timing per phase (default 2)")
     ap.add_argument("--frames", type=int, default=2000, help="distinct typical frames")
     ap.add_argument("--cli-frames", type=int, default=20_000, help="lines of the CLI's file")
+    ap.add_argument("--no-peer", action="store_true", help="skip rtm-con (no install, no ratios)")
     args = ap.parse_args(argv)
     s = args.seconds
     typical = {ed: typical_frames(ed, args.frames) for ed in (2016, 2025)}
@@ -225,10 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases["native_batch_2016"] = native_batch(typical[2016], s)
     phases["native_batch_2025"] = native_batch(typical[2025], s)
     phases["native_single_2016"] = native_single(typical[2016], s)
-    phases["cli_typical_2016"] = cli(typical[2016], args.cli_frames)
-    phases["cli_real_vectors"] = cli(real, args.cli_frames)
+    runs = 3 if args.cli_frames >= 1000 else 1
+    phases["cli_typical_2016"] = cli(typical[2016], args.cli_frames, runs)
+    phases["cli_real_vectors"] = cli(real, args.cli_frames, runs)
 
-    py, why = rtm_python()
+    py, why = (None, "skipped (--no-peer)") if args.no_peer else rtm_python()
     ratios: dict[str, Any] = {}
     if py is not None:
         rtm_typ = phases["rtm_con_typical_2016"] = rtm_parse(py, typical[2016][:500], s, "2016")
