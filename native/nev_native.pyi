@@ -30,3 +30,9 @@ def decode_pack_batch(
 def decode_pack(
     frame: bytes, received_at: datetime | None, trusted: bool = False
 ) -> tuple[PackFrameRows, bool] | None: ...
+
+# nev-ingest decode's JSON (native/src/py_json.rs); None: use the reference decoder.
+def vehicle_json(frame: bytes) -> bytes | None: ...
+def bench(what: str, frames: list[bytes], passes: int) -> float:
+    """Seconds of ``passes`` native passes of ``what`` ("decode", "decode+encode", "json")
+    over ``frames``, GIL released, no Python objects (loadtest/bench_native.py)."""

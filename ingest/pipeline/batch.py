@@ -28,7 +28,9 @@ from ingest.pipeline.wire import DeadLetter, Headers, Record
 __all__ = [
     "Batch",
     "BatchBuilder",
+    "Batched",
     "Decode",
+    "DecodeBatch",
     "DecodeWithHeaders",
     "Record",
     "TopicDecoder",
@@ -54,11 +56,23 @@ class WithHeaders:
     decode: DecodeWithHeaders
 
 
-TopicDecoder = Decode | WithHeaders
+# Decode the values of one ``add`` call at once: (values, received_at epoch ms) -> one result
+# per value, in order, a rejected frame as a FrameError instance (not raised). The frame
+# topics' form: one native call per batch, the GIL released while it parses.
+DecodeBatch = Callable[[Sequence[bytes], Sequence[int]], Sequence[Decoded | FrameError]]
 
 
-def _no_headers(value: bytes, received_ms: int, headers: Headers) -> Decoded:
-    raise AssertionError("unreachable: the topic's decoder takes no headers")
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A topic's decoder that takes all the values of one ``add`` call (see ``DecodeBatch``)."""
+
+    decode: DecodeBatch
+
+
+TopicDecoder = Decode | WithHeaders | Batched
+# What one record decoded to: rows, or the exception that rejected it (FrameError: a reason of
+# the decoder; anything else: a decoder bug, ``decoder_error``).
+_Result = Decoded | Exception
 
 
 _STAGE_DECODE: Final = "decode"
@@ -158,6 +172,17 @@ def lane_of(topic: str, partition: int, lanes: int) -> int:
     return (zlib.crc32(topic.encode()) + partition) % lanes
 
 
+def _decode_one(
+    entry: Decode | WithHeaders, value: bytes, headers: Headers | None, received: int
+) -> _Result:
+    try:
+        if isinstance(entry, WithHeaders):
+            return entry.decode(value, received, headers or ())
+        return entry(value, received)
+    except Exception as exc:  # FrameError, or a decoder bug: the caller dead-letters it
+        return exc
+
+
 def _tp_of(record: Record) -> tuple[str, int]:
     return (record.topic, record.partition)
 
@@ -233,50 +258,33 @@ class BatchBuilder:
             b.created = time.monotonic()
         topic = tp.topic
         entry = self._decoders.get(topic)
-        decode: Decode | None = None
-        decode_with_headers: DecodeWithHeaders = _no_headers
-        if isinstance(entry, WithHeaders):
-            decode_with_headers = entry.decode
-        else:
-            decode = entry
         if tp not in b.next:
             b.start[tp] = start
             b.first_ts_ms[tp] = records[0].timestamp
         b.size += len(records)
         b.consumed[topic] += len(records)
+        received_of = wire.received_at_ms
+        receipts = [received_of(rec.headers, rec.timestamp) for rec in records]
+        results = self._decode(entry, records, receipts)
         # This loop runs once per frame: locals instead of attribute lookups.
         frames, recs, received_ms = b.frames, b.records, b.received_ms
-        received_of = wire.received_at_ms
         before = len(frames)
         window = self._window
         now_ms = self._clock_ms()
         # The past bound is one number per call; the future bound is per frame (received_at).
         oldest = window.start(now_ms) if window is not None else 0
         ahead = window.max_future_ms if window is not None else 0
-        for rec in records:
-            received = received_of(rec.headers, rec.timestamp)
-            value = rec.value
-            if not value:
-                self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
+        for rec, received, rows in zip(records, receipts, results, strict=True):
+            if rows is None:  # decided before decoding: empty, oversized or no decoder
+                self._refuse(rec, topic)
                 continue
-            if len(value) > self._max_value:
-                self._too_large(rec, value)
-                continue
-            if entry is None:
-                self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
-                continue
-            try:
-                if decode is not None:
-                    rows = decode(value, received)
+            if isinstance(rows, Exception):
+                if isinstance(rows, FrameError):
+                    self._dead(rec, rows.reason, str(rows))
                 else:
-                    rows = decode_with_headers(value, received, rec.headers or ())
-            except FrameError as exc:
-                self._dead(rec, exc.reason, str(exc))
-                continue
-            except Exception as exc:
-                # A decoder bug must not stop the partition: the frame is kept in the DLQ for
-                # the fix, and the traceback is logged (rate-limited) for the bug report.
-                self._dead(rec, wire.DECODER_ERROR, repr(exc), exc_info=True)
+                    # A decoder bug must not stop the partition: the frame is kept in the DLQ
+                    # for the fix, and the traceback is logged (rate-limited) for the report.
+                    self._dead(rec, wire.DECODER_ERROR, repr(rows), exc_info=rows)
                 continue
             ts = rows.ts_ms
             if window is not None and ts is not None and (ts < oldest or ts > received + ahead):
@@ -288,6 +296,76 @@ class BatchBuilder:
         if len(frames) > before:
             b.decoded[topic] += len(frames) - before
         b.next[tp] = records[-1].offset + 1
+
+    def _refuse(self, rec: Record, topic: str) -> None:
+        """Dead-letter a record refused before decoding (``_decode`` gave it no result)."""
+        value = rec.value
+        if not value:
+            self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
+        elif len(value) > self._max_value:
+            self._too_large(rec, value)
+        else:
+            self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
+
+    def _decode(
+        self, entry: TopicDecoder | None, records: Sequence[Record], receipts: list[int]
+    ) -> list[_Result | None]:
+        """One result per record, in order; None for a record refused before decoding."""
+        if entry is None:
+            return [None] * len(records)
+        most = self._max_value
+        out: list[_Result | None] = [None] * len(records)
+        if isinstance(entry, Batched):
+            at: list[int] = []
+            values: list[bytes] = []
+            for i, rec in enumerate(records):
+                value = rec.value
+                if value and len(value) <= most:
+                    at.append(i)
+                    values.append(value)
+            results = self._decode_batch(entry.decode, values, [receipts[i] for i in at])
+            for i, result in zip(at, results, strict=True):
+                out[i] = result
+            return out
+        for i, (rec, received) in enumerate(zip(records, receipts, strict=True)):
+            value = rec.value
+            if value and len(value) <= most:
+                out[i] = _decode_one(entry, value, rec.headers, received)
+        return out
+
+    def _decode_batch(
+        self, decode: DecodeBatch, values: list[bytes], receipts: list[int]
+    ) -> list[_Result]:
+        """``decode`` over all ``values`` in one call. Should the call itself fail (a bug in the
+        native decoder, or a result list of the wrong length), the values are decoded one at a
+        time, so that only the frame that hits the bug goes to the DLQ (``decoder_error``) and
+        the partition moves on."""
+        if not values:
+            return []
+        try:
+            results: list[_Result] = list(decode(values, receipts))
+            if len(results) == len(values):
+                return results
+            problem = f"gave {len(results)} results for {len(values)} frames"
+        except Exception as exc:
+            problem = f"failed: {exc!r}"
+        suppressed = self._limiter.allow("batch_decoder")
+        if suppressed is not None:
+            log.error(
+                "batch decoder %s; decoding these frames one by one",
+                problem,
+                extra={"suppressed": suppressed},
+            )
+        out: list[_Result] = []
+        for value, received in zip(values, receipts, strict=True):
+            try:
+                one: list[_Result] = list(decode([value], [received]))
+                if len(one) != 1:
+                    raise RuntimeError(f"batch decoder gave {len(one)} results for 1 frame")
+                out.append(one[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def take(self) -> Batch:
         """Seal and return the open batch; a new empty one takes its place."""
@@ -326,7 +404,7 @@ class BatchBuilder:
         reason: str,
         detail: str,
         *,
-        exc_info: bool = False,
+        exc_info: bool | BaseException = False,
         more: Headers = (),
         letter: DeadLetter | None = None,
     ) -> None:

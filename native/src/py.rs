@@ -487,5 +487,6 @@ fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
     crate::py_kinds::register(m)?;
+    crate::py_json::register(m)?;
     Ok(())
 }
