@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,7 @@ from ingest.decoders.charger import (
     VehicleDemand,
     decode_charger_frame,
     decode_charger_rows,
+    decode_charger_rows_batch,
     decode_tcec,
     encode_charger_frame,
     rows_of_charger_frame,
@@ -81,8 +83,13 @@ def typical_pushes(n: int = 500) -> list[bytes]:
 
 
 def _phase(
-    name: str, items: list[bytes], fn: Callable[[bytes], object], seconds: float
+    name: str,
+    items: list[Any],
+    fn: Callable[[Any], object],
+    seconds: float,
+    per_item: int = 1,
 ) -> dict[str, float]:
+    """Frames/s of ``fn`` over ``items`` (each item ``per_item`` frames: a batch)."""
     passes: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(passes) < 3:
@@ -90,8 +97,9 @@ def _phase(
         for x in items:
             fn(x)
         passes.append(time.perf_counter() - start)
-    n = len(items)
-    size = sum(map(len, items)) / n
+    n = len(items) * per_item
+    flat = [f for x in items for f in x] if per_item > 1 else items
+    size = sum(map(len, flat)) / n
     median = n / statistics.median(passes)
     best = n / min(passes)
     sys.stderr.write(f"{name:<34} {median:>10,.0f} frames/s (best {best:,.0f}), {size:.0f} B\n")
@@ -117,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "charger_rows": _phase(
             "charger fast path -> rows", frames, decode_charger_rows, args.seconds
+        ),
+        "charger_rows_batch": _phase(
+            "charger fast path, batches of 100",
+            [frames[k : k + 100] for k in range(0, len(frames), 100)],
+            lambda batch: decode_charger_rows_batch(batch, [0] * len(batch)),
+            args.seconds,
+            per_item=100,
         ),
         "charger_rows_structured": _phase(
             "charger records -> rows",

@@ -118,7 +118,11 @@ def assert_agree(raw: bytes) -> str:
         assert exc.reason in REASONS
         with pytest.raises(FrameError) as fast:
             decode_pack_rows(raw, RECEIVED)
-        assert (fast.value.reason, fast.value.offset) == (exc.reason, exc.offset)
+        assert (fast.value.reason, fast.value.offset, fast.value.detail) == (
+            exc.reason,
+            exc.offset,
+            exc.detail,
+        )
         return exc.reason
     want = expected(frame)
     assert as_data(decode_pack_rows(raw, RECEIVED)) == want

@@ -54,7 +54,11 @@ def assert_agree(raw: bytes) -> str:
         assert exc.reason in REASONS
         with pytest.raises(FrameError) as fast:
             decode_charger_rows(raw, RECEIVED)
-        assert (fast.value.reason, fast.value.offset) == (exc.reason, exc.offset)
+        assert (fast.value.reason, fast.value.offset, fast.value.detail) == (
+            exc.reason,
+            exc.offset,
+            exc.detail,
+        )
         return exc.reason
     want = as_data(rows_of_charger_frame(frame, RECEIVED))
     assert as_data(decode_charger_rows(raw, RECEIVED)) == want

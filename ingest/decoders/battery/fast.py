@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 import nev_native
+
 from contract.battery import PackFrameRows, PackSessionRow
 from ingest.decoders.battery.frame import (
     PackFrame,
@@ -65,6 +67,8 @@ def decode_pack_rows_batch(
     is its ``FrameError`` (an instance, not raised). ``received_ms`` is each frame's gateway
     receive time (epoch ms, UTC), its telemetry row's ``received_at``."""
     decoded, stopped = nev_native.decode_pack_batch(values, received_ms)
+    if not stopped and None not in decoded:  # the usual batch: every frame the native walk's
+        return cast("list[PackFrameRows | FrameError]", decoded)
     out: list[PackFrameRows | FrameError] = []
     walked = set(stopped)
     for k, (buf, ms, rows) in enumerate(zip(values, received_ms, decoded, strict=True)):

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 import nev_native
+
 from contract.charger import ChargerRows
 from ingest.decoders.charger.frame import decode_charger_frame
 from ingest.decoders.charger.rows import rows_of_charger_frame
@@ -50,6 +52,8 @@ def decode_charger_rows_batch(
     frame is its ``FrameError`` (an instance, not raised). ``received_ms`` is each frame's
     gateway receive time (epoch ms, UTC), its telemetry rows' ``received_at``."""
     decoded = nev_native.decode_charger_batch(values, received_ms)
+    if None not in decoded:  # the usual batch: every frame the native walk's own
+        return cast("list[ChargerRows | FrameError]", decoded)
     out: list[ChargerRows | FrameError] = []
     for buf, ms, rows in zip(values, received_ms, decoded, strict=True):
         if rows is None:

@@ -125,24 +125,8 @@ pub fn join_packs(
     hints: Option<&Hints>,
 ) -> Vec<Pack> {
     let _ = hints;
-    join_with(buf, volts, temps, cell_min_max, probe_min_max)
-}
-
-/// `join_packs` with the per-pack min/max functions as parameters (monomorphised, so free),
-/// which lets the tests run before `extremes` exists.
-fn join_with<C, P>(
-    buf: &[u8],
-    volts: &[VoltEntry],
-    temps: &[TempEntry],
-    cell: C,
-    probe: P,
-) -> Vec<Pack>
-where
-    C: Fn(&[u8]) -> Option<(u16, u16)>,
-    P: Fn(&[u8]) -> Option<(i16, i16)>,
-{
     let row = |volt: Option<&VoltEntry>, pack: u8, probes: std::ops::Range<usize>| -> Pack {
-        let (probe_min_c, probe_max_c) = match probe(&buf[probes.clone()]) {
+        let (probe_min_c, probe_max_c) = match probe_min_max(&buf[probes.clone()]) {
             Some((lo, hi)) => (Some(lo), Some(hi)),
             None => (None, None),
         };
@@ -157,7 +141,7 @@ where
                 ..Pack::default()
             };
         };
-        let (cell_min_mv, cell_max_mv) = match cell(&buf[v.cells.clone()]) {
+        let (cell_min_mv, cell_max_mv) = match cell_min_max(&buf[v.cells.clone()]) {
             Some((lo, hi)) => (Some(lo), Some(hi)),
             None => (None, None),
         };
@@ -232,30 +216,6 @@ impl Used {
 mod tests {
     use super::*;
     use crate::error::{BAD_FIELD, TRUNCATED};
-
-    // Stand-ins for `extremes::cell_min_max` / `probe_min_max` (n2-v2025's), only so the join
-    // can be tested on its own: plain min/max over the non-sentinel values.
-    fn cells(raw: &[u8]) -> Option<(u16, u16)> {
-        let v = raw
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .filter(|&v| v < 0xFFFE);
-        v.fold(None, |acc, x| match acc {
-            None => Some((x, x)),
-            Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
-        })
-    }
-
-    fn probes(raw: &[u8]) -> Option<(i16, i16)> {
-        let v = raw
-            .iter()
-            .filter(|&&b| b < 0xFE)
-            .map(|&b| i16::from(b) - 40);
-        v.fold(None, |acc, x| match acc {
-            None => Some((x, x)),
-            Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
-        })
-    }
 
     #[test]
     fn the_usual_alarm_block_and_its_lists() {
@@ -344,7 +304,7 @@ mod tests {
                 probes: 13..14,
             },
         ];
-        let packs = join_with(&buf, &volts, &temps, cells, probes);
+        let packs = join_packs(&buf, &volts, &temps, None);
         let got: Vec<_> = packs.iter().map(|p| (p.pack, p.probes.clone())).collect();
         assert_eq!(got, vec![(1, 10..12), (2, 8..10), (1, 12..13), (3, 13..14)]);
         assert_eq!(
@@ -372,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_pack_without_cells_or_probes_has_no_extremes() {
-        let packs = join_with(&[0; 4], &[volt(1, 2..2)], &[], cells, probes);
+        let packs = join_packs(&[0; 4], &[volt(1, 2..2)], &[], None);
         assert_eq!(packs.len(), 1);
         let p = &packs[0];
         assert_eq!(
