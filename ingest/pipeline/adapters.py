@@ -12,31 +12,31 @@ decoder's to judge (``ingest.decoders.charger.TCEC_REASONS``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Final
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows
-from ingest.decoders.battery import decode_pack_rows
-from ingest.decoders.charger import decode_charger_rows, decode_tcec, parse_tcec_timestamp
+from ingest.decoders.battery import decode_pack_rows_batch
+from ingest.decoders.charger import (
+    decode_charger_rows_batch,
+    decode_tcec,
+    parse_tcec_timestamp,
+)
 from ingest.decoders.errors import FrameError
-from ingest.decoders.fast import decode_rows
+from ingest.decoders.fast import decode_rows_batch
 from ingest.pipeline import wire
 from ingest.pipeline.wire import Headers
 
 __all__ = [
-    "decode_battery",
     "decode_battery_batch",
-    "decode_charger",
     "decode_charger_batch",
     "decode_tcec_record",
-    "decode_vehicle",
     "decode_vehicle_batch",
 ]
 
-_Rows = TypeVar("_Rows")
 
 _RECEIVED: dict[int, datetime] = {}
 _RECEIVED_MAX: Final = 4096
@@ -54,38 +54,22 @@ def received_at(received_ms: int) -> datetime:
     return received
 
 
-def decode_vehicle(value: bytes, received_ms: int) -> FrameRows:
-    return decode_rows(value, received_at(received_ms))
+def decode_vehicle_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[FrameRows | FrameError]:
+    return decode_rows_batch(values, received_ms)
 
 
-def decode_charger(value: bytes, received_ms: int) -> ChargerRows:
-    return decode_charger_rows(value, received_at(received_ms))
+def decode_charger_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[ChargerRows | FrameError]:
+    return decode_charger_rows_batch(values, received_ms)
 
 
-def decode_battery(value: bytes, received_ms: int) -> PackFrameRows:
-    return decode_pack_rows(value, received_at(received_ms))
-
-
-def _one_by_one(
-    decode: Callable[[bytes, int], _Rows],
-) -> Callable[[Sequence[bytes], Sequence[int]], list[_Rows | FrameError]]:
-    """The batch form of a one-frame decoder (until its native batch function lands)."""
-
-    def batch(values: Sequence[bytes], received_ms: Sequence[int]) -> list[_Rows | FrameError]:
-        out: list[_Rows | FrameError] = []
-        for value, received in zip(values, received_ms, strict=True):
-            try:
-                out.append(decode(value, received))
-            except FrameError as exc:
-                out.append(exc)
-        return out
-
-    return batch
-
-
-decode_vehicle_batch = _one_by_one(decode_vehicle)
-decode_charger_batch = _one_by_one(decode_charger)
-decode_battery_batch = _one_by_one(decode_battery)
+def decode_battery_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[PackFrameRows | FrameError]:
+    return decode_pack_rows_batch(values, received_ms)
 
 
 def decode_tcec_record(value: bytes, received_ms: int, headers: Headers) -> ChargerRows:

@@ -21,6 +21,16 @@ from contract.kinds import Decoded
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
+from ingest.pipeline.decoding import (
+    Batched,
+    Decode,
+    DecodeBatch,
+    DecodeWithHeaders,
+    Result,
+    TopicDecoder,
+    WithHeaders,
+    decode_records,
+)
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
@@ -40,40 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Decode one frame: (raw bytes, received_at epoch ms) -> rows, or FrameError.
-Decode = Callable[[bytes, int], Decoded]
-# The same with the record's headers, for a topic whose records need them (T/CEC 102 pushes:
-# the interface, operator id and push time travel in headers). A separate form so that the
-# frame topics, the hot path, never pay for reading headers they do not use.
-DecodeWithHeaders = Callable[[bytes, int, Headers], Decoded]
-
-
-@dataclass(frozen=True, slots=True)
-class WithHeaders:
-    """A topic's decoder that takes the record's headers too (see ``DecodeWithHeaders``)."""
-
-    decode: DecodeWithHeaders
-
-
-# Decode the values of one ``add`` call at once: (values, received_at epoch ms) -> one result
-# per value, in order, a rejected frame as a FrameError instance (not raised). The frame
-# topics' form: one native call per batch, the GIL released while it parses.
-DecodeBatch = Callable[[Sequence[bytes], Sequence[int]], Sequence[Decoded | FrameError]]
-
-
-@dataclass(frozen=True, slots=True)
-class Batched:
-    """A topic's decoder that takes all the values of one ``add`` call (see ``DecodeBatch``)."""
-
-    decode: DecodeBatch
-
-
-TopicDecoder = Decode | WithHeaders | Batched
-# What one record decoded to: rows, or the exception that rejected it (FrameError: a reason of
-# the decoder; anything else: a decoder bug, ``decoder_error``).
-_Result = Decoded | Exception
-
 
 _STAGE_DECODE: Final = "decode"
 
@@ -172,17 +148,6 @@ def lane_of(topic: str, partition: int, lanes: int) -> int:
     return (zlib.crc32(topic.encode()) + partition) % lanes
 
 
-def _decode_one(
-    entry: Decode | WithHeaders, value: bytes, headers: Headers | None, received: int
-) -> _Result:
-    try:
-        if isinstance(entry, WithHeaders):
-            return entry.decode(value, received, headers or ())
-        return entry(value, received)
-    except Exception as exc:  # FrameError, or a decoder bug: the caller dead-letters it
-        return exc
-
-
 def _tp_of(record: Record) -> tuple[str, int]:
     return (record.topic, record.partition)
 
@@ -278,7 +243,7 @@ class BatchBuilder:
             if rows is None:  # decided before decoding: empty, oversized or no decoder
                 self._refuse(rec, topic)
                 continue
-            if isinstance(rows, Exception):
+            if isinstance(rows, BaseException):
                 if isinstance(rows, FrameError):
                     self._dead(rec, rows.reason, str(rows))
                 else:
@@ -309,63 +274,11 @@ class BatchBuilder:
 
     def _decode(
         self, entry: TopicDecoder | None, records: Sequence[Record], receipts: list[int]
-    ) -> list[_Result | None]:
+    ) -> list[Result | None]:
         """One result per record, in order; None for a record refused before decoding."""
         if entry is None:
             return [None] * len(records)
-        most = self._max_value
-        out: list[_Result | None] = [None] * len(records)
-        if isinstance(entry, Batched):
-            at: list[int] = []
-            values: list[bytes] = []
-            for i, rec in enumerate(records):
-                value = rec.value
-                if value and len(value) <= most:
-                    at.append(i)
-                    values.append(value)
-            results = self._decode_batch(entry.decode, values, [receipts[i] for i in at])
-            for i, result in zip(at, results, strict=True):
-                out[i] = result
-            return out
-        for i, (rec, received) in enumerate(zip(records, receipts, strict=True)):
-            value = rec.value
-            if value and len(value) <= most:
-                out[i] = _decode_one(entry, value, rec.headers, received)
-        return out
-
-    def _decode_batch(
-        self, decode: DecodeBatch, values: list[bytes], receipts: list[int]
-    ) -> list[_Result]:
-        """``decode`` over all ``values`` in one call. Should the call itself fail (a bug in the
-        native decoder, or a result list of the wrong length), the values are decoded one at a
-        time, so that only the frame that hits the bug goes to the DLQ (``decoder_error``) and
-        the partition moves on."""
-        if not values:
-            return []
-        try:
-            results: list[_Result] = list(decode(values, receipts))
-            if len(results) == len(values):
-                return results
-            problem = f"gave {len(results)} results for {len(values)} frames"
-        except Exception as exc:
-            problem = f"failed: {exc!r}"
-        suppressed = self._limiter.allow("batch_decoder")
-        if suppressed is not None:
-            log.error(
-                "batch decoder %s; decoding these frames one by one",
-                problem,
-                extra={"suppressed": suppressed},
-            )
-        out: list[_Result] = []
-        for value, received in zip(values, receipts, strict=True):
-            try:
-                one: list[_Result] = list(decode([value], [received]))
-                if len(one) != 1:
-                    raise RuntimeError(f"batch decoder gave {len(one)} results for 1 frame")
-                out.append(one[0])
-            except Exception as exc:
-                out.append(exc)
-        return out
+        return decode_records(entry, records, receipts, self._max_value, self._limiter)
 
     def take(self) -> Batch:
         """Seal and return the open batch; a new empty one takes its place."""

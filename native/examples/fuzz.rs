@@ -1,16 +1,19 @@
-//! The bounded fuzz loop over the native vehicle decoder (pure core: no Python, no libpython).
+//! The bounded fuzz loop over the native decoders (pure core: no Python, no libpython): the
+//! vehicle decoder and its COPY encoder, and the charger and battery-pack profile decoders.
 //!
 //!     cargo run --release --example fuzz -- [INPUTS] [SEED]
 //!
-//! Seeds: the golden vectors (tests/golden/vectors.jsonl, read at run time) and the simulated
-//! and generated real-time frames of `native/fuzz-seeds/frames.hex`. Each input is one seed
+//! Seeds: the golden vectors (tests/golden/vectors.jsonl, read at run time), the simulated and
+//! generated real-time frames of `native/fuzz-seeds/frames.hex` and the simulated charger and
+//! pack frames of `charger.hex` / `battery.hex` there. Each input is one seed
 //! with 1..4 mutations (bit flips, interesting bytes, inserts, deletes, count and length edits,
 //! truncations, splices with another seed); most are then resealed (length field and BCC fixed)
 //! so that the mutation reaches the block walk instead of stopping at the checksum.
 //!
-//! Checks, per input: `decode` does not panic; a reject names one of the reasons of
-//! `nev_native::error` (the Python `FRAME_REASONS` the pipeline routes); rows are consistent
-//! with the frame (a tail offset inside the data unit, cell and probe ranges inside the frame).
+//! Checks, per input, through all three decoders: no panic; a vehicle reject names one of the
+//! reasons of `nev_native::error` (the Python `FRAME_REASONS` the pipeline routes); vehicle
+//! rows are consistent with the frame (a tail offset inside the data unit, cell and probe
+//! ranges inside the frame) and encode to COPY tuples (one vehicle tuple of 38 fields).
 //! A failure prints the input's hex and exits 1. Progress goes to stderr about once a second;
 //! the last stdout line is one JSON object (inputs, seconds, rate, outcomes, reasons).
 //!
@@ -22,8 +25,11 @@ use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
+use nev_native::battery::{self, Identity};
+use nev_native::charger;
 use nev_native::envelope::{bcc, HEADER_SIZE};
 use nev_native::error;
+use nev_native::vehicle::encode::{encode, MOTORS, VEHICLES};
 use nev_native::vehicle::{decode, FrameRows, Outcome};
 
 const KNOWN_REASONS: [&str; 8] = [
@@ -78,9 +84,11 @@ fn seeds() -> Vec<Vec<u8>> {
             out.extend(unhex(hex));
         }
     }
-    let sim = std::fs::read_to_string(format!("{root}/fuzz-seeds/frames.hex"))
-        .expect("native/fuzz-seeds/frames.hex is part of the repository");
-    out.extend(sim.lines().filter_map(unhex));
+    for name in ["frames", "charger", "battery"] {
+        let sim = std::fs::read_to_string(format!("{root}/fuzz-seeds/{name}.hex"))
+            .unwrap_or_else(|_| panic!("native/fuzz-seeds/{name}.hex is part of the repository"));
+        out.extend(sim.lines().filter_map(unhex));
+    }
     assert!(out.len() > 300, "too few fuzz seeds: {}", out.len());
     out
 }
@@ -156,8 +164,9 @@ fn mutate(buf: &mut Vec<u8>, rng: &mut Rng, seeds: &[Vec<u8>]) {
     }
 }
 
-/// What must hold for the rows of an accepted frame of `len` bytes.
-fn check_rows(rows: &FrameRows, len: usize) -> Result<(), String> {
+/// What must hold for the rows of an accepted vehicle frame `buf`, and their COPY tuples.
+fn check_rows(rows: &FrameRows, buf: &[u8]) -> Result<(), String> {
+    let len = buf.len();
     if let Some(tail) = rows.tail_offset {
         if tail < HEADER_SIZE || tail >= len {
             return Err(format!(
@@ -181,6 +190,19 @@ fn check_rows(rows: &FrameRows, len: usize) -> Result<(), String> {
             return Err(format!("pack {}: an odd number of cell bytes", pack.pack));
         }
     }
+    // An accepted frame's ID is a VIN: 17 ASCII characters.
+    let vin = buf
+        .get(4..21)
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .ok_or("rows for a frame whose ID is not text")?;
+    let mut out: [Vec<u8>; 4] = Default::default();
+    encode(rows, buf, vin, Some(1_780_000_000_000), &mut out);
+    if out[VEHICLES].get(..2) != Some(&38i16.to_be_bytes()[..]) {
+        return Err("the vehicle tuple does not start with its 38 fields".into());
+    }
+    if out[MOTORS].is_empty() != rows.motors.is_empty() {
+        return Err("motor tuples and motor rows disagree".into());
+    }
     Ok(())
 }
 
@@ -191,6 +213,8 @@ struct Tally {
     partial: u64,
     structured: u64,
     reasons: BTreeMap<&'static str, u64>,
+    charger_rows: u64,
+    pack_rows: u64,
 }
 
 impl Tally {
@@ -202,14 +226,17 @@ impl Tally {
             .collect();
         format!(
             "{{\"inputs\": {}, \"seconds\": {:.2}, \"inputs_per_s\": {:.0}, \"rows\": {}, \
-             \"partial\": {}, \"structured\": {}, \"rejected\": {{{}}}, \"failures\": 0}}",
+             \"partial\": {}, \"structured\": {}, \"rejected\": {{{}}}, \"charger_rows\": {}, \
+             \"pack_rows\": {}, \"failures\": 0}}",
             self.inputs,
             seconds,
             self.inputs as f64 / seconds.max(1e-9),
             self.rows,
             self.partial,
             self.structured,
-            reasons.join(", ")
+            reasons.join(", "),
+            self.charger_rows,
+            self.pack_rows
         )
     }
 }
@@ -231,12 +258,26 @@ fn run(inputs: u64, seed: u64, progress: bool) -> Result<Tally, String> {
         if rng.chance(85) {
             reseal(&mut buf);
         }
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| decode(&buf)))
-            .map_err(|_| format!("panic on input {i}: {}", to_hex(&buf)))?;
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            let kinds = (
+                charger::decode(&buf).is_some(),
+                battery::decode(&buf, Identity::Check).is_some(),
+                battery::decode(&buf, Identity::Trusted).is_some(),
+            );
+            let vehicle = decode(&buf);
+            let checked = match &vehicle {
+                Outcome::Rows(rows) => check_rows(rows, &buf),
+                _ => Ok(()),
+            };
+            (vehicle, checked, kinds)
+        }))
+        .map_err(|_| format!("panic on input {i}: {}", to_hex(&buf)))?;
+        let (outcome, checked, (charger_rows, pack_rows, _)) = outcome;
+        checked.map_err(|e| format!("input {i}: {e}: {}", to_hex(&buf)))?;
+        tally.charger_rows += u64::from(charger_rows);
+        tally.pack_rows += u64::from(pack_rows);
         match outcome {
             Outcome::Rows(rows) => {
-                check_rows(&rows, buf.len())
-                    .map_err(|e| format!("input {i}: {e}: {}", to_hex(&buf)))?;
                 tally.rows += 1;
                 tally.partial += u64::from(rows.partial());
             }

@@ -206,3 +206,34 @@ def test_a_batch_result_of_the_wrong_length_is_not_trusted() -> None:
     assert [_vin(f) for f in batch.frames] == ["A", "B"]
     assert [r.offset for r in batch.records] == [0, 1]
     assert not batch.dead
+
+
+class PanicException(BaseException):  # the name PyO3 gives a Rust panic
+    """Stands for ``pyo3_runtime.PanicException``: a BaseException, not an Exception."""
+
+
+def test_a_native_panic_is_a_decoder_error_not_a_dead_partition() -> None:
+    topic = "nev.vehicle.raw"
+
+    def panics(values: Sequence[bytes], received_ms: Sequence[int]) -> list[FrameRows]:
+        if b"bug" in values:
+            raise PanicException("index out of bounds")
+        return [_decode(v, ms) for v, ms in zip(values, received_ms, strict=True)]
+
+    builder = BatchBuilder({topic: Batched(panics)})
+    builder.add(TP(topic, 0), [Rec(topic, 0, 0, b"A"), Rec(topic, 0, 1, b"bug")], start=0)
+    batch = builder.take()
+    assert [_vin(f) for f in batch.frames] == ["A"]
+    assert batch.dead_reasons == {(topic, wire.DECODER_ERROR): 1}
+    assert batch.next == {TP(topic, 0): 2}
+
+
+def test_cancellation_inside_a_decoder_is_not_swallowed() -> None:
+    topic = "nev.vehicle.raw"
+
+    def interrupted(values: Sequence[bytes], received_ms: Sequence[int]) -> list[FrameRows]:
+        raise KeyboardInterrupt
+
+    builder = BatchBuilder({topic: Batched(interrupted)})
+    with pytest.raises(KeyboardInterrupt):
+        builder.add(TP(topic, 0), [Rec(topic, 0, 0, b"A")], start=0)
