@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from alerts import RuleEngine, RuleSet
-from ingest.decoders.fast import decode_rows
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows_batch
 from loadtest.clients import fresh_consumer
 from storage.batch import rows_by_table
 from storage.loaders import CopyLoader
@@ -51,9 +51,12 @@ async def copy_rows(
             batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
             cpu0 = time.process_time()
             for records in batch.values():
-                for r in records:
-                    received = datetime.fromtimestamp(r.timestamp / 1000, UTC)
-                    pending.append(decode_rows(r.value, received))
+                # The pipeline's call: one native batch per partition's records.
+                values = [r.value for r in records]
+                for rows in decode_rows_batch(values, [r.timestamp for r in records]):
+                    if isinstance(rows, FrameError):
+                        raise SystemExit(f"bench: a preloaded frame was rejected: {rows}")
+                    pending.append(rows)
             decode_cpu += time.process_time() - cpu0
             if len(pending) >= CHUNK or (pending and done + len(pending) >= total):
                 cpu0 = time.process_time()

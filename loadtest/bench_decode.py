@@ -1,13 +1,18 @@
-"""Decoder throughput: frames/s and MB/s of the fast path (and the structured/JSON path).
+"""Decoder throughput: frames/s and MB/s of the native path (and the structured/JSON path).
 
     python -m loadtest.bench_decode [--seconds 3] [--frames 2000] [--profile]
 
 Phases, each timed on one core for ``--seconds``:
 - ceiling: ``parse_envelope`` alone (header checks + BCC), the floor every path pays;
-- fast path (``decode_rows``) over the public vectors and over generated typical real-time
-  frames of both editions (about 330 bytes in 2016: vehicle, one motor, position, extremes,
-  alarm, 96 cells, 32 probes; the 2025 frame adds the 262-byte RSA signature block);
-- the structured decoder (``decode_frame``) and its JSON rendering (``frame_to_json``).
+- the native path, one frame per call (``decode_rows``) and a batch of 1,000 per call
+  (``decode_rows_batch``, the pipeline's call: rows plus COPY tuples), over the public vectors
+  and over generated typical real-time frames of both editions (about 330 bytes in 2016:
+  vehicle, one motor, position, extremes, alarm, 96 cells, 32 probes; the 2025 frame adds the
+  262-byte RSA signature block);
+- the structured decoder (``decode_frame``) and its JSON rendering (``frame_to_json``), and the
+  native JSON of ``nev-ingest decode`` (``fast_frame_json``, the same bytes).
+
+loadtest/bench_native.py measures the native floor (no Python objects) and rtm-con beside it.
 
 A progress line per phase goes to stderr; the LAST stdout line is one JSON object with the
 figures and the parameters (Python, machine, frame sizes, counts). ``--profile`` prints the
@@ -26,17 +31,18 @@ import random
 import struct
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contract.clock import CHINA_TZ
 from devtools.sim import envelope
 from ingest.decoders import decode_frame, frame_to_json
 from ingest.decoders.envelope import parse_envelope
 from ingest.decoders.errors import FrameError
-from ingest.decoders.fast import decode_rows
+from ingest.decoders.fast import decode_rows, decode_rows_batch
+from ingest.decoders.jsonview import fast_frame_json
 from loadtest.vectors import vectors_path
 
 VECTORS = vectors_path()
@@ -154,20 +160,29 @@ def vector_frames() -> list[bytes]:
     return [bytes.fromhex(json.loads(line)["hex"]) for line in lines if line.strip()]
 
 
+_F = TypeVar("_F", bound=Sized)  # a frame, or a batch of frames
+
+
 # --- timing ----------------------------------------------------------------------------------
 
 
 def _run(
-    name: str, fn: Callable[[bytes], object], frames: Sequence[bytes], seconds: float
+    name: str,
+    fn: Callable[[_F], object],
+    frames: Sequence[_F],
+    seconds: float,
+    per_item: int = 1,
+    size: int | None = None,
 ) -> dict[str, Any]:
-    """Call ``fn`` over ``frames`` round-robin for ``seconds``; FrameErrors are counted.
+    """Call ``fn`` over ``frames`` round-robin for ``seconds``; FrameErrors are counted. An
+    item may be a batch of ``per_item`` frames (``size``: their bytes in all).
 
     Each pass over the frames is timed on its own: the machine is shared (2 cores, other
     engineers' tests), so the figure reported is the median pass rate, with the best pass
     (the least disturbed) and the overall mean beside it. The garbage collector stays on, as
     in the pipeline.
     """
-    size = sum(len(f) for f in frames)
+    size = sum(len(f) for f in frames) if size is None else size
     rejected = 0
     passes: list[float] = []
     began = time.perf_counter()
@@ -182,10 +197,11 @@ def _run(
         if time.perf_counter() - began > seconds * 3:
             break  # a very slow path: do not let one phase run away
     elapsed = sum(passes)
-    n = len(passes) * len(frames)
-    rates = sorted(len(frames) / p for p in passes)
+    distinct = len(frames) * per_item
+    n = len(passes) * distinct
+    rates = sorted(distinct / p for p in passes)
     median = rates[len(rates) // 2]
-    mbps = median * size / len(frames) / 1e6
+    mbps = median * size / distinct / 1e6
     print(
         f"{name:28s} {n:>9,} frames in {elapsed:5.2f}s  median {median:>9,.0f} frames/s "
         f"(best {rates[-1]:,.0f})  {mbps:6.1f} MB/s",
@@ -194,7 +210,7 @@ def _run(
     )
     return {
         "frames": n,
-        "distinct": len(frames),
+        "distinct": distinct,
         "passes": len(passes),
         "rejected_per_pass": rejected // len(passes),
         "seconds": round(elapsed, 3),
@@ -202,8 +218,24 @@ def _run(
         "best_pass_frames_per_s": round(rates[-1]),
         "mean_frames_per_s": round(n / elapsed),
         "mb_per_s": round(mbps, 2),
-        "mean_frame_bytes": round(size / len(frames), 1),
+        "mean_frame_bytes": round(size / distinct, 1),
     }
+
+
+def _batches(frames: Sequence[bytes], size: int = 1000) -> list[list[bytes]]:
+    size = min(size, len(frames))
+    return [list(frames[i : i + size]) for i in range(0, len(frames) - size + 1, size)]
+
+
+def _run_batches(name: str, frames: Sequence[bytes], seconds: float) -> dict[str, Any]:
+    """``_run`` over batches: one ``decode_rows_batch`` call per 1,000 frames, figures per
+    frame (a rejected frame is an item of the result, not an exception)."""
+    batches = _batches(frames)
+    received = [1_772_000_000_000] * 1000
+    size = sum(len(f) for b in batches for f in b)
+    call = lambda b: decode_rows_batch(b, received[: len(b)])  # noqa: E731
+    # Equal batches, so that frames/s per pass is batches/s x the batch size.
+    return _run(name, call, batches, seconds, per_item=len(batches[0]), size=size)
 
 
 def _to_json(frame: bytes) -> object:
@@ -247,15 +279,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ceiling_envelope_2025": _run(
             "ceiling: envelope+BCC 2025", parse_envelope, typical[2025], s
         ),
-        "fast_typical_2016": _run("fast: typical 2016", decode_rows, typical[2016], s),
-        "fast_typical_2025": _run("fast: typical 2025", decode_rows, typical[2025], s),
-        "fast_vectors": _run("fast: public vectors", decode_rows, vectors, s),
+        "fast_typical_2016": _run("native: typical 2016", decode_rows, typical[2016], s),
+        "fast_typical_2025": _run("native: typical 2025", decode_rows, typical[2025], s),
+        "fast_vectors": _run("native: public vectors", decode_rows, vectors, s),
+        "batch_typical_2016": _run_batches("native batch: typical 2016", typical[2016], s),
+        "batch_typical_2025": _run_batches("native batch: typical 2025", typical[2025], s),
+        "batch_vectors": _run_batches("native batch: public vectors", vectors, s),
     }
     for name, fn, frames in (
         ("structured_typical_2016", decode_frame, typical[2016]),
         ("json_typical_2016", _to_json, typical[2016]),
         ("json_typical_2025", _to_json, typical[2025]),
         ("json_vectors", _to_json, vectors),
+        ("json_native_typical_2016", fast_frame_json, typical[2016]),
+        ("json_native_typical_2025", fast_frame_json, typical[2025]),
     ):
         phases[name] = _run(name.replace("_", " ", 1), fn, frames, s)
     result = {

@@ -2,8 +2,10 @@
 
     python -m loadtest.bench_storage [--vehicles 5000] [--per-vehicle 20] [--batch 5000]
 
-Real GB/T 32960 frames (``devtools.sim.bench_frames``, both editions) are decoded by the fast path
-once, untimed; then every mode writes the same rows into emptied tables of a scratch database
+Real GB/T 32960 frames (``devtools.sim.bench_frames``, both editions) are decoded once, untimed,
+by the native path (``decode_rows_batch``: the rows carry their binary COPY tuples, which the
+CopyLoader joins instead of encoding rows, so ``copy_raw`` is the native encoder's ceiling);
+then every mode writes the same rows into emptied tables of a scratch database
 on the dev PostgreSQL (``NEV_POSTGRES_DSN`` or the running dev stack), best of ``--repeat``
 interleaved runs:
 
@@ -29,7 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +39,7 @@ import asyncpg
 import orjson
 
 from contract.rows import FrameRows, PackRow, cell_voltages_mv, probe_temps_c
+from ingest.decoders.errors import FrameError
 from loadtest.bench_storage_ts import compression_figures
 from storage import (
     Dedupe,
@@ -112,16 +115,29 @@ def _frames(
     vehicles: int, per_vehicle: int, progress: Progress, label: str = "decode (untimed)"
 ) -> list[FrameRows]:
     from devtools.sim.bench_frames import realtime_frames
-    from ingest.decoders.fast import decode_rows
+    from ingest.decoders.fast import decode_rows_batch
 
     start_ms = int(time.time() * 1000) - per_vehicle * 10_000 - 60_000
-    received = datetime.now(UTC)
+    received_ms = int(time.time() * 1000)
     out: list[FrameRows] = []
     total = vehicles * per_vehicle
     started = time.monotonic()
-    for _, raw in realtime_frames(vehicles, per_vehicle, start_ms=start_ms):
-        out.append(decode_rows(raw, received))
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        # The pipeline's call: one native call per batch; the rows carry their COPY tuples.
+        for rows in decode_rows_batch(batch, [received_ms] * len(batch)):
+            if isinstance(rows, FrameError):
+                raise SystemExit(f"bench: a simulated frame was rejected: {rows}")
+            out.append(rows)
+        batch.clear()
         progress(label, len(out), total, started)
+
+    for _, raw in realtime_frames(vehicles, per_vehicle, start_ms=start_ms):
+        batch.append(raw)
+        if len(batch) == 1000:
+            flush()
+    flush()
     return out
 
 
@@ -289,6 +305,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             pairs = [c / w for w, c in zip(seconds["writer"], seconds["copy_raw"], strict=True)]
             out["writer_vs_copy_raw_paired_median"] = round(statistics.median(pairs), 3)
             out["goal_writer_ge_0_8_copy_raw"] = ratio >= 0.8
+            out["goal_writer_ge_0_9_copy_raw"] = ratio >= 0.9  # issue 12
             out["goal_writer_ge_100k_frames_per_s"] = results["writer"]["frames_per_s"] >= 100_000
         if "writer_staging" in results and "writer" in results:
             out["staging_vs_offsets"] = round(

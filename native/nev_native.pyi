@@ -1,16 +1,25 @@
 # Type stub of the native extension (native/src/py.rs). The typed Python API is
 # ingest.decoders.fast (and the charger / battery fast modules), which wrap these calls.
 
-__version__: str
-
-# The charger and battery-pack profiles (native/src/py_kinds.rs). None: the structured
-# decoder judges the frame. Wrapped by ingest/decoders/charger/fast.py and battery/fast.py.
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
+from contract.rows import FrameRows
+from ingest.decoders.errors import FrameError
 
+__version__: str
+
+def decode_vehicle_batch(
+    values: Iterable[bytes], received_ms: Sequence[int | None]
+) -> list[FrameRows | FrameError | None]:
+    """Per value, in order: its rows (with ``copy``), a ``FrameError`` instance for a rejected
+    frame, or None for a frame the structured decoder must take. One receive time (epoch ms,
+    UTC; None: unknown) per value. Parses and encodes with the GIL released."""
+
+# The charger and battery-pack profiles (native/src/py_kinds.rs). None: the structured
+# decoder judges the frame. Wrapped by ingest/decoders/charger/fast.py and battery/fast.py.
 def decode_charger_batch(
     values: Sequence[bytes], received_ms: Sequence[int]
 ) -> list[ChargerRows | None]: ...
@@ -21,3 +30,9 @@ def decode_pack_batch(
 def decode_pack(
     frame: bytes, received_at: datetime | None, trusted: bool = False
 ) -> tuple[PackFrameRows, bool] | None: ...
+
+# nev-ingest decode's JSON (native/src/py_json.rs); None: use the reference decoder.
+def vehicle_json(frame: bytes) -> bytes | None: ...
+def bench(what: str, frames: list[bytes], passes: int) -> float:
+    """Seconds of ``passes`` native passes of ``what`` ("decode", "decode+encode", "json")
+    over ``frames``, GIL released, no Python objects (loadtest/bench_native.py)."""

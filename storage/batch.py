@@ -32,6 +32,7 @@ from storage.tables import (
     VEHICLES,
     RawRow,
     Table,
+    TableRows,
 )
 
 __all__ = [
@@ -136,6 +137,8 @@ def rows_by_table(
     alarms: list[Any] = []
     sessions: list[Any] = []
     archive: list[Any] = []
+    native: list[FrameRows] = []  # frames with native COPY tuples (FrameRows.copy)
+    plain: list[FrameRows] = []  # frames whose rows were built in Python (no tuples)
     others: _KindRows | None = None
     archiving = raw is not None and sources is not None and kafka_offsets is not None
     for i in indices:
@@ -150,6 +153,10 @@ def rows_by_table(
                 topic, partition = sources[i]
                 archive.append(RawRow(*held, topic, partition, kafka_offsets[i], raw[i]))
             continue
+        if f.copy is not None:
+            native.append(f)
+        elif f.vehicle is not None or f.packs or f.motors or f.alarm is not None:
+            plain.append(f)
         if f.vehicle is not None:
             vehicles.append(f.vehicle)
         if f.motors:
@@ -177,17 +184,40 @@ def rows_by_table(
                         kafka_offsets[i], raw[i],
                     )
                 )  # fmt: skip
-    out = [
+    out: list[tuple[Table, list[Any]]] = [
         (VEHICLES, vehicles),
         (MOTORS, motors),
         (PACKS, packs),
         (ALARMS, alarms),
-        (SESSIONS, sessions),
     ]
+    if native:
+        out = [(t, _with_copies(t, rows, native, plain)) for t, rows in out]
+    out.append((SESSIONS, sessions))
     if others is not None:
         out += others.tables()
     out.append((RAW, archive))
     return [(t, rows) for t, rows in out if rows]
+
+
+def _with_copies(
+    table: Table,
+    rows: list[Any],
+    native: list[FrameRows],
+    plain: list[FrameRows],
+) -> TableRows:
+    # Python-built rows are rare (tests, replays of stored rows): collected only when present.
+    own: list[Any] = []
+    for f in plain:
+        if table is VEHICLES:
+            if f.vehicle is not None:
+                own.append(f.vehicle)
+        elif table is MOTORS:
+            own += f.motors
+        elif table is PACKS:
+            own += f.packs
+        elif f.alarm is not None:
+            own.append(f.alarm)
+    return TableRows(rows, native, own)
 
 
 class _KindRows:

@@ -29,6 +29,7 @@ __all__ = [
     "COPY_SIGNATURE",
     "COPY_TRAILER",
     "encode_pack_rows",
+    "encode_pack_tuples",
     "in_pieces",
     "int2_array_cells",
     "int2_array_probes",
@@ -158,7 +159,7 @@ def encode_pack_rows(rows: Sequence[PackRow]) -> bytearray:
     for a value outside its column type, which the writer treats as a bad row.
     """
     out = bytearray(COPY_SIGNATURE)
-    _encode_into(out, rows)
+    encode_pack_tuples(out, rows)
     out += COPY_TRAILER
     return out
 
@@ -169,7 +170,7 @@ def iter_pack_rows(rows: Sequence[PackRow], chunk_rows: int = 500) -> Iterator[b
     Sent piece by piece, the server parses one piece while the next is encoded: measured
     ~1.4x the rows/s of building the whole stream first (docs/performance.md).
     """
-    return in_pieces(_encode_into, rows, chunk_rows)
+    return in_pieces(encode_pack_tuples, rows, chunk_rows)
 
 
 def in_pieces(
@@ -190,7 +191,8 @@ def in_pieces(
         yield out + COPY_TRAILER
 
 
-def _encode_into(out: bytearray, rows: Sequence[PackRow]) -> None:
+def encode_pack_tuples(out: bytearray, rows: Sequence[PackRow]) -> None:
+    """Append the COPY tuples (no signature, no trailer) of ``rows`` to ``out``."""
     last_ts: datetime | None = None
     last_us = 0
     last_vin = ""

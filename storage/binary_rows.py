@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from storage.binary import in_pieces, micros
 
-__all__ = ["RowEncoder", "row_encoder"]
+__all__ = ["RowEncoder", "TupleEncoder", "row_encoder", "tuple_encoder"]
 
 _NULL: Final = b"\xff\xff\xff\xff"
 _COUNT = struct.Struct(">h")
@@ -37,6 +37,7 @@ _TS = struct.Struct(">iq")
 # A column writer appends one field (length + bytes, or NULL) to the stream.
 ColumnWriter = Callable[[bytearray, Any], None]
 RowEncoder = Callable[[Sequence[Sequence[Any]]], Iterator[bytearray]]
+TupleEncoder = Callable[[bytearray, Sequence[Any]], None]
 
 
 def _fixed(sql_type: str) -> ColumnWriter:
@@ -61,21 +62,52 @@ def _text(out: bytearray, v: Any) -> None:
         out += b
 
 
+_ARRAY_HEAD = struct.Struct(">iiiiii")  # field length, ndim, has-null, elem oid, dim, lbound
+_EMPTY_ARRAY = struct.Struct(">iiii")  # field length 12, ndim 0, has-null 0, elem oid
+_ARRAYS: Final[dict[str, tuple[int, str, int]]] = {  # type -> element oid, format, size
+    "int2[]": (21, "h", 2),
+    "int8[]": (20, "q", 8),
+}
+
+
+def _array(sql_type: str) -> ColumnWriter:
+    """A one-dimensional array of ints (``None`` elements are NULL), as array_send writes it."""
+    oid, code, size = _ARRAYS[sql_type]
+    elem = struct.Struct(f">i{code}")
+    empty = _EMPTY_ARRAY.pack(12, 0, 0, oid)
+
+    def put(out: bytearray, v: Any) -> None:
+        if v is None:
+            out += _NULL
+            return
+        n = len(v)
+        if n == 0:
+            out += empty
+            return
+        nulls = sum(1 for x in v if x is None)
+        out += _ARRAY_HEAD.pack(20 + (n - nulls) * (4 + size) + 4 * nulls, 1, int(nulls > 0), oid,
+                                n, 1)  # fmt: skip
+        for x in v:
+            out += _NULL if x is None else elem.pack(size, x)
+
+    return put
+
+
 def _writer(sql_type: str) -> ColumnWriter:
     if sql_type == "text":
         return _text
+    if sql_type in _ARRAYS:
+        return _array(sql_type)
     if sql_type in _FIXED:
         return _fixed(sql_type)
     raise ValueError(f"no binary COPY writer for {sql_type}: give the column a writer")
 
 
-def row_encoder(
-    types: Sequence[str], special: dict[int, ColumnWriter] | None = None, chunk_rows: int = 500
-) -> RowEncoder:
-    """A COPY stream encoder for rows of these column ``types`` (as ``storage.tables.Table``
-    lists them); ``special`` writes the columns whose value is not the SQL value as it is
-    (the raw-byte arrays). Raises ``struct.error`` / ``OverflowError`` for a value outside its
-    column type, which the writer treats as a bad row."""
+def tuple_encoder(
+    types: Sequence[str], special: dict[int, ColumnWriter] | None = None
+) -> TupleEncoder:
+    """Appends the COPY tuples (no signature, no trailer) of rows of these column ``types`` to
+    a buffer; ``special`` as in ``row_encoder``."""
     special = special or {}
     writers: list[ColumnWriter | None] = []
     for i, t in enumerate(types):
@@ -99,6 +131,18 @@ def row_encoder(
                     if v is not last_ts:
                         last_ts, last_us = v, micros(v)
                     out += _TS.pack(8, last_us)
+
+    return encode_into
+
+
+def row_encoder(
+    types: Sequence[str], special: dict[int, ColumnWriter] | None = None, chunk_rows: int = 500
+) -> RowEncoder:
+    """A COPY stream encoder for rows of these column ``types`` (as ``storage.tables.Table``
+    lists them); ``special`` writes the columns whose value is not the SQL value as it is
+    (the raw-byte arrays). Raises ``struct.error`` / ``OverflowError`` for a value outside its
+    column type, which the writer treats as a bad row."""
+    encode_into = tuple_encoder(types, special)
 
     def encode(rows: Sequence[Sequence[Any]]) -> Iterator[bytearray]:
         # In pieces, as binary.iter_pack_rows: the server parses one while the next is built.

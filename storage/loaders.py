@@ -6,9 +6,12 @@ batches only - the hot path is a plain COPY (see storage/writer.py).
 
 * ``CopyLoader`` - the production loader. Plain: ``COPY ... FROM STDIN (FORMAT binary)``
   straight into the table. Skipping conflicts: COPY into a per-session temporary staging table,
-  then ``INSERT INTO t SELECT ... FROM staging ON CONFLICT DO NOTHING``. The vehicle rows
-  always take the staging route (without ON CONFLICT on the hot path) because latest_state is
-  then merged from the staged rows: cheaper than sending the newest states a second time.
+  then ``INSERT INTO t SELECT ... FROM staging ON CONFLICT DO NOTHING``. latest_state is merged
+  from staged vehicle rows: frames decoded natively (``FrameRows.copy``) COPY their tuples
+  straight into the table and stage only each vehicle's newest tuple (joining bytes again
+  costs nothing); Python-built vehicle rows take the staging route (without ON CONFLICT on the
+  hot path), cheaper than encoding the newest states a second time. The native tuples are
+  joined, not encoded; rows without them are encoded into the same stream.
 * ``UnnestLoader`` - for engines without COPY FROM STDIN (PGlite-TimescaleDB): one
   ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per table with one array per column;
   skipping conflicts just adds ``ON CONFLICT DO NOTHING``.
@@ -19,18 +22,56 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol
 
-from contract.rows import VehicleRow
-from storage.latest import merge_stage, upsert_rows
+from contract.rows import FrameRows, VehicleRow
+from storage.binary import COPY_SIGNATURE, COPY_TRAILER
+from storage.latest import merge_stage, newest_per_vehicle, upsert_rows
 from storage.params import LoaderKind
-from storage.tables import VEHICLES, Table
+from storage.tables import VEHICLES, Table, TableRows
 
-__all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader"]
+__all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader", "native_pieces"]
 
 
 async def _pieces(stream: Iterator[bytes | bytearray]) -> AsyncIterator[bytes | bytearray]:
     # asyncpg sends each piece as it comes: the server works on one while we encode the next.
     for piece in stream:
         yield piece
+
+
+# Frames per piece of a native COPY stream: a few hundred frames (~100-300 KB) keep the server
+# parsing one piece while the next is joined, like storage.binary.iter_pack_rows.
+NATIVE_PIECE_FRAMES = 300
+
+
+def native_pieces(table: Table, rows: TableRows) -> Iterator[bytes | bytearray]:
+    """The binary COPY stream of ``rows``: the native tuples of ``rows.native`` joined in
+    pieces, then the Python-built ``rows.plain`` encoded by the table, then the trailer."""
+    k = table.copy_index
+    encode = table.encode_tuples
+    assert k is not None and encode is not None
+    native = rows.native
+    head: bytes | bytearray = COPY_SIGNATURE
+    for i in range(0, len(native), NATIVE_PIECE_FRAMES):
+        piece = b"".join([f.copy[k] for f in native[i : i + NATIVE_PIECE_FRAMES] if f.copy])
+        yield head + piece if head else piece
+        head = b""
+    tail = bytearray(head)
+    if rows.plain:
+        encode(tail, rows.plain)
+    tail += COPY_TRAILER
+    yield tail
+
+
+def newest_of(rows: TableRows) -> TableRows:
+    """The newest vehicle row of each VIN in ``rows`` (native and Python-built apart: the
+    stage may hold both for one VIN, latest_state's merge picks the newer)."""
+    best: dict[str, FrameRows] = {}
+    for f in rows.native:
+        b = best.get(f.vin)
+        if b is None or (f.ts_ms or 0) > (b.ts_ms or 0):
+            best[f.vin] = f
+    plain = newest_per_vehicle(rows.plain)
+    picked = [f.vehicle for f in best.values() if f.vehicle is not None]
+    return TableRows(picked + plain, list(best.values()), plain)
 
 
 def _stage(table: Table) -> str:
@@ -101,6 +142,13 @@ class CopyLoader:
             f"(LIKE {schema}.{table.name}) ON COMMIT DELETE ROWS;"
             f"DELETE FROM {stage}"
         )
+        if not skip_conflicts and isinstance(rows, TableRows) and rows.native:
+            # Native tuples cost nothing to send twice: COPY them straight into the table
+            # (multi-row inserts) and stage only each vehicle's newest row for latest_state,
+            # instead of staging every row and INSERT ... SELECT-ing it (docs/performance.md).
+            await self._copy(conn, schema, table.name, table, rows)
+            await self._copy(conn, None, stage, table, newest_of(rows))
+            return len(rows)
         await self._copy(conn, None, stage, table, rows)
         cols = ", ".join(table.columns)
         conflict = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
@@ -120,10 +168,16 @@ class CopyLoader:
     async def _copy(
         conn: Any, schema: str | None, name: str, table: Table, rows: Sequence[Any]
     ) -> None:
-        if table.encode is not None:
+        stream: Iterator[bytes | bytearray] | None = None
+        if isinstance(rows, TableRows) and rows.native and table.copy_index is not None:
+            # The native decoder's tuples: joined, not encoded (FrameRows.copy).
+            stream = native_pieces(table, rows)
+        elif table.encode is not None:
+            stream = table.encode(rows)
+        if stream is not None:
             await conn.copy_to_table(
                 name,
-                source=_pieces(table.encode(rows)),
+                source=_pieces(stream),
                 columns=list(table.columns),
                 schema_name=schema,
                 format="binary",

@@ -20,15 +20,16 @@ from contract.charger import (
     ConnectorInfoRow,
     ConnectorStatusRow,
 )
-from contract.rows import AlarmRow, MotorRow, SessionRow, VehicleRow
+from contract.rows import AlarmRow, FrameRows, MotorRow, SessionRow, VehicleRow
 from storage.binary import (
+    encode_pack_tuples,
     int2_array_cells,
     int2_array_probes,
     iter_pack_rows,
     put_cells,
     put_probes,
 )
-from storage.binary_rows import row_encoder
+from storage.binary_rows import TupleEncoder, row_encoder, tuple_encoder
 
 __all__ = [
     "ALARMS",
@@ -51,6 +52,7 @@ __all__ = [
     "VEHICLE_TABLES",
     "RawRow",
     "Table",
+    "TableRows",
     "array_literal",
 ]
 
@@ -101,6 +103,9 @@ class Table:
     ``literals``: column index -> a function turning the value into an array literal, for the
     columns the unnest loader sends as ``text[]`` and casts (unnest flattens arrays of arrays,
     so an array column cannot travel as an array parameter).
+    ``copy_index``: the table's index in ``FrameRows.copy`` (``contract.rows.COPY_TABLES``):
+    the native decoder's tuples of the frame's rows; ``encode_tuples`` then encodes the rows
+    of the frames that came without them (Python-built) into the same COPY stream.
     """
 
     name: str
@@ -108,30 +113,56 @@ class Table:
     types: tuple[str, ...]
     encode: Callable[[Sequence[Any]], Iterator[bytes | bytearray]] | None = None
     literals: dict[int, Callable[[Any], str | None]] = field(default_factory=dict)
+    copy_index: int | None = None
+    encode_tuples: TupleEncoder | None = None
 
     def __post_init__(self) -> None:
         if len(self.columns) != len(self.types):
             raise ValueError(f"{self.name}: {len(self.columns)} columns, {len(self.types)} types")
+        if (self.copy_index is None) != (self.encode_tuples is None):
+            raise ValueError(f"{self.name}: copy_index and encode_tuples go together")
 
 
+class TableRows(list[Any]):
+    """The rows of one table of ``COPY_TABLES`` in a load, with the native COPY tuples of
+    those that have them: ``native`` holds the frames whose rows came with tuples
+    (``FrameRows.copy``), ``plain`` the rows of the other frames (built in Python), which the
+    writer encodes itself. The list itself is every row (latest state, counts, UNNEST)."""
+
+    __slots__ = ("native", "plain")
+
+    def __init__(self, rows: list[Any], native: list[FrameRows], plain: list[Any]) -> None:
+        super().__init__(rows)
+        self.native = native
+        self.plain = plain
+
+
+_VEHICLE_TYPES: Final = (
+    "text", "timestamptz", "timestamptz", "int2", "int2",
+    "int2", "int2", "int2", "float4", "float8", "float4", "float4", "int2", "int2", "int2",
+    "int4", "int2", "int2",
+    "bool", "float8", "float8",
+    "float4", "int2", "int4", "float4", "int2", "int4",
+    "int2", "int2", "int4", "int2", "int2", "int4", "bool",
+    "int2", "int8", "int4",
+    "bool",
+)  # fmt: skip
 VEHICLES: Final = Table(
     "vehicle_telemetry",
     VehicleRow._fields,
-    (
-        "text", "timestamptz", "timestamptz", "int2", "int2",
-        "int2", "int2", "int2", "float4", "float8", "float4", "float4", "int2", "int2", "int2",
-        "int4", "int2", "int2",
-        "bool", "float8", "float8",
-        "float4", "int2", "int4", "float4", "int2", "int4",
-        "int2", "int2", "int4", "int2", "int2", "int4", "bool",
-        "int2", "int8", "int4",
-        "bool",
-    ),
+    _VEHICLE_TYPES,
+    copy_index=0,
+    encode_tuples=tuple_encoder(_VEHICLE_TYPES),
+)
+_MOTOR_TYPES: Final = (
+    "text", "timestamptz", "int2", "int2", "int2", "int4", "float4", "int2", "float4", "float4",
 )  # fmt: skip
 MOTORS: Final = Table(
     "drive_motor_telemetry",
     MotorRow._fields,
-    ("text", "timestamptz", "int2", "int2", "int2", "int4", "float4", "int2", "float4", "float4"),
+    _MOTOR_TYPES,
+    copy_index=1,
+    encode_tuples=tuple_encoder(_MOTOR_TYPES),
 )
 PACKS: Final = Table(
     "battery_pack_telemetry",
@@ -147,13 +178,20 @@ PACKS: Final = Table(
     ),
     encode=iter_pack_rows,
     literals={7: _cells_literal, 8: _probes_literal},
+    copy_index=2,
+    encode_tuples=encode_pack_tuples,
+)  # fmt: skip
+_ALARM_TYPES: Final = (
+    "text", "timestamptz", "int2", "int8", "int8[]", "int8[]", "int8[]", "int8[]", "int2[]",
 )  # fmt: skip
 ALARMS: Final = Table(
     "alarm_events",
     AlarmRow._fields,
-    ("text", "timestamptz", "int2", "int8", "int8[]", "int8[]", "int8[]", "int8[]", "int2[]"),
+    _ALARM_TYPES,
     literals={4: array_literal, 5: array_literal, 6: array_literal, 7: array_literal,
               8: array_literal},
+    copy_index=3,
+    encode_tuples=tuple_encoder(_ALARM_TYPES),
 )  # fmt: skip
 SESSIONS: Final = Table(
     "vehicle_sessions",

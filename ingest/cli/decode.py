@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ from ingest.decoders.charger import (
 )
 from ingest.decoders.errors import BAD_JSON, MISSING_FIELD
 from ingest.decoders.framer import BAD_CHECKSUM, BAD_LENGTH, INCOMPLETE, NO_START, RawFrame
+from ingest.decoders.jsonview import fast_frame_json
 from ingest.errors import UserError
 
 __all__ = ["register", "run"]
@@ -58,6 +60,10 @@ PROFILES: dict[str, _Decoder] = {
     "battery": lambda data: pack_frame_to_dict(decode_pack_frame(data)),
     "charger": lambda data: charger_rows_to_dict(decode_charger_rows(data)),
 }
+# Profiles whose common frames have their JSON written natively (the same bytes as the
+# profile's decoder + orjson; None: use the decoder). Not with --pretty (orjson indents).
+_Fast = Callable[[bytes], bytes | None]
+FAST: dict[str, _Fast] = {"vehicle": fast_frame_json}
 TCEC = "tcec"
 
 
@@ -99,6 +105,7 @@ class _Stats:
         self.skipped_bytes = 0
         self.skipped_runs = 0
         self.lost_candidates = 0  # skipped runs in which a candidate frame was rejected
+        self.fast: _Fast | None = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if not tcec and (args.interface or args.operator or args.timestamp):
         raise UserError("--interface, --operator and --timestamp are for --profile tcec")
     decode = None if tcec else PROFILES[args.profile]
+    stats.fast = None if args.pretty else FAST.get(args.profile)
     try:
         for name in names:
             with ExitStack() as stack:
@@ -147,6 +155,12 @@ def _emit(obj: dict[str, Any], out: IO[bytes], option: int) -> None:
 def _decode_one(
     data: bytes, source: str, out: IO[bytes], option: int, stats: _Stats, decode: _Decoder
 ) -> None:
+    if stats.fast is not None:
+        fast = stats.fast(data)
+        if fast is not None:
+            stats.decoded += 1
+            out.write(fast + b"\n")
+            return
     try:
         obj = decode(data)
     except FrameError as exc:
@@ -157,11 +171,20 @@ def _decode_one(
     _emit(obj, out, option)
 
 
-def _hex_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
+def _hex_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | str]]:
+    """Numbered lines to decode: a bare hex line as its bytes (the common case, kept out of
+    str), any other as stripped text; blank lines and ``;`` comments are dropped."""
     for number, raw in enumerate(stream, 1):
-        line = raw.decode("ascii", errors="replace").strip()
-        if line and not line.startswith(";"):
+        line = raw.strip()
+        if line and _BARE_HEX.fullmatch(line):
             yield number, line
+            continue
+        text = raw.decode("ascii", errors="replace").strip()
+        if text and not text.startswith(";"):
+            yield number, text
+
+
+_BARE_HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
 def _decode_hex(
@@ -169,9 +192,11 @@ def _decode_hex(
 ) -> None:
     label = "<stdin>" if name == "-" else name
     for number, line in _hex_lines(stream):
-        text = "".join(line.split())
-        if text[:2].lower() == "0x":
-            text = text[2:]
+        text = line
+        if isinstance(text, str):  # spaces, a 0x prefix, or not hex at all
+            text = "".join(text.split())
+            if text[:2].lower() == "0x":
+                text = text[2:]
         try:
             data = binascii.unhexlify(text)
         except (binascii.Error, ValueError) as exc:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
+from nev_native import vehicle_json
 
 from ingest.decoders.blocks.alarm import Alarm, alarm_names
 from ingest.decoders.blocks.custom import CustomBlock
@@ -26,7 +27,14 @@ from ingest.decoders.frame import COMMANDS, Frame
 from ingest.decoders.registry import VEHICLE, Registry
 from ingest.decoders.signature import SIGNATURE_ALGORITHMS, Signature
 
-__all__ = ["RESPONSE_NAMES", "error_to_dict", "error_to_json", "frame_to_dict", "frame_to_json"]
+__all__ = [
+    "RESPONSE_NAMES",
+    "error_to_dict",
+    "error_to_json",
+    "fast_frame_json",
+    "frame_to_dict",
+    "frame_to_json",
+]
 
 RESPONSE_NAMES: Final = {
     0x01: "success",
@@ -155,6 +163,14 @@ def error_to_dict(err: FrameError) -> dict[str, Any]:
 def frame_to_json(frame: Frame, registry: Registry = VEHICLE) -> bytes:
     """``frame_to_dict`` serialised (UTF-8 JSON, one line)."""
     return orjson.dumps(frame_to_dict(frame, registry))
+
+
+def fast_frame_json(data: bytes) -> bytes | None:
+    """``frame_to_json(decode_frame(data))`` written by the native decoder for a real-time /
+    reissue command packet with a plain data unit (the same bytes: tests/unit/
+    test_native_json.py); ``None`` for any other frame or a rejected one: use the reference.
+    """
+    return vehicle_json(data)
 
 
 def error_to_json(err: FrameError) -> bytes:

@@ -1,7 +1,9 @@
 """The decoders of the raw topics as the batch builder calls them: a record's value and
 ``received_at`` (epoch ms) -> the decoded object of its entity kind, or ``FrameError``.
 
-The frame topics (vehicle, charger, battery) take the bytes and the receive time only. The
+The frame topics (vehicle, charger, battery) take the bytes and the receive time only, all
+the values of one ``BatchBuilder.add`` call at once (``decode_*_batch``: one native call,
+a rejected frame as a ``FrameError`` instance in its place). The
 T/CEC 102 topic also reads three headers (docs/kafka.md, "nev.charger.tcec"): what the gateway
 took from the operator's envelope. A header that is missing or malformed rejects the push
 with ``missing_header`` / ``bad_header`` before the JSON is read; what the JSON holds is the
@@ -10,20 +12,31 @@ decoder's to judge (``ingest.decoders.charger.TCEC_REASONS``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows
-from ingest.decoders.battery import decode_pack_rows
-from ingest.decoders.charger import decode_charger_rows, decode_tcec, parse_tcec_timestamp
+from ingest.decoders.battery import decode_pack_rows_batch
+from ingest.decoders.charger import (
+    decode_charger_rows_batch,
+    decode_tcec,
+    parse_tcec_timestamp,
+)
 from ingest.decoders.errors import FrameError
-from ingest.decoders.fast import decode_rows
+from ingest.decoders.fast import decode_rows_batch
 from ingest.pipeline import wire
 from ingest.pipeline.wire import Headers
 
-__all__ = ["decode_battery", "decode_charger", "decode_tcec_record", "decode_vehicle"]
+__all__ = [
+    "decode_battery_batch",
+    "decode_charger_batch",
+    "decode_tcec_record",
+    "decode_vehicle_batch",
+]
+
 
 _RECEIVED: dict[int, datetime] = {}
 _RECEIVED_MAX: Final = 4096
@@ -41,16 +54,22 @@ def received_at(received_ms: int) -> datetime:
     return received
 
 
-def decode_vehicle(value: bytes, received_ms: int) -> FrameRows:
-    return decode_rows(value, received_at(received_ms))
+def decode_vehicle_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[FrameRows | FrameError]:
+    return decode_rows_batch(values, received_ms)
 
 
-def decode_charger(value: bytes, received_ms: int) -> ChargerRows:
-    return decode_charger_rows(value, received_at(received_ms))
+def decode_charger_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[ChargerRows | FrameError]:
+    return decode_charger_rows_batch(values, received_ms)
 
 
-def decode_battery(value: bytes, received_ms: int) -> PackFrameRows:
-    return decode_pack_rows(value, received_at(received_ms))
+def decode_battery_batch(
+    values: Sequence[bytes], received_ms: Sequence[int]
+) -> list[PackFrameRows | FrameError]:
+    return decode_pack_rows_batch(values, received_ms)
 
 
 def decode_tcec_record(value: bytes, received_ms: int, headers: Headers) -> ChargerRows:

@@ -21,6 +21,16 @@ from contract.kinds import Decoded
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
+from ingest.pipeline.decoding import (
+    Batched,
+    Decode,
+    DecodeBatch,
+    DecodeWithHeaders,
+    Result,
+    TopicDecoder,
+    WithHeaders,
+    decode_records,
+)
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
@@ -28,7 +38,9 @@ from ingest.pipeline.wire import DeadLetter, Headers, Record
 __all__ = [
     "Batch",
     "BatchBuilder",
+    "Batched",
     "Decode",
+    "DecodeBatch",
     "DecodeWithHeaders",
     "Record",
     "TopicDecoder",
@@ -38,28 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Decode one frame: (raw bytes, received_at epoch ms) -> rows, or FrameError.
-Decode = Callable[[bytes, int], Decoded]
-# The same with the record's headers, for a topic whose records need them (T/CEC 102 pushes:
-# the interface, operator id and push time travel in headers). A separate form so that the
-# frame topics, the hot path, never pay for reading headers they do not use.
-DecodeWithHeaders = Callable[[bytes, int, Headers], Decoded]
-
-
-@dataclass(frozen=True, slots=True)
-class WithHeaders:
-    """A topic's decoder that takes the record's headers too (see ``DecodeWithHeaders``)."""
-
-    decode: DecodeWithHeaders
-
-
-TopicDecoder = Decode | WithHeaders
-
-
-def _no_headers(value: bytes, received_ms: int, headers: Headers) -> Decoded:
-    raise AssertionError("unreachable: the topic's decoder takes no headers")
-
 
 _STAGE_DECODE: Final = "decode"
 
@@ -233,50 +223,33 @@ class BatchBuilder:
             b.created = time.monotonic()
         topic = tp.topic
         entry = self._decoders.get(topic)
-        decode: Decode | None = None
-        decode_with_headers: DecodeWithHeaders = _no_headers
-        if isinstance(entry, WithHeaders):
-            decode_with_headers = entry.decode
-        else:
-            decode = entry
         if tp not in b.next:
             b.start[tp] = start
             b.first_ts_ms[tp] = records[0].timestamp
         b.size += len(records)
         b.consumed[topic] += len(records)
+        received_of = wire.received_at_ms
+        receipts = [received_of(rec.headers, rec.timestamp) for rec in records]
+        results = self._decode(entry, records, receipts)
         # This loop runs once per frame: locals instead of attribute lookups.
         frames, recs, received_ms = b.frames, b.records, b.received_ms
-        received_of = wire.received_at_ms
         before = len(frames)
         window = self._window
         now_ms = self._clock_ms()
         # The past bound is one number per call; the future bound is per frame (received_at).
         oldest = window.start(now_ms) if window is not None else 0
         ahead = window.max_future_ms if window is not None else 0
-        for rec in records:
-            received = received_of(rec.headers, rec.timestamp)
-            value = rec.value
-            if not value:
-                self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
+        for rec, received, rows in zip(records, receipts, results, strict=True):
+            if rows is None:  # decided before decoding: empty, oversized or no decoder
+                self._refuse(rec, topic)
                 continue
-            if len(value) > self._max_value:
-                self._too_large(rec, value)
-                continue
-            if entry is None:
-                self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
-                continue
-            try:
-                if decode is not None:
-                    rows = decode(value, received)
+            if isinstance(rows, BaseException):
+                if isinstance(rows, FrameError):
+                    self._dead(rec, rows.reason, str(rows))
                 else:
-                    rows = decode_with_headers(value, received, rec.headers or ())
-            except FrameError as exc:
-                self._dead(rec, exc.reason, str(exc))
-                continue
-            except Exception as exc:
-                # A decoder bug must not stop the partition: the frame is kept in the DLQ for
-                # the fix, and the traceback is logged (rate-limited) for the bug report.
-                self._dead(rec, wire.DECODER_ERROR, repr(exc), exc_info=True)
+                    # A decoder bug must not stop the partition: the frame is kept in the DLQ
+                    # for the fix, and the traceback is logged (rate-limited) for the report.
+                    self._dead(rec, wire.DECODER_ERROR, repr(rows), exc_info=rows)
                 continue
             ts = rows.ts_ms
             if window is not None and ts is not None and (ts < oldest or ts > received + ahead):
@@ -288,6 +261,24 @@ class BatchBuilder:
         if len(frames) > before:
             b.decoded[topic] += len(frames) - before
         b.next[tp] = records[-1].offset + 1
+
+    def _refuse(self, rec: Record, topic: str) -> None:
+        """Dead-letter a record refused before decoding (``_decode`` gave it no result)."""
+        value = rec.value
+        if not value:
+            self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
+        elif len(value) > self._max_value:
+            self._too_large(rec, value)
+        else:
+            self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
+
+    def _decode(
+        self, entry: TopicDecoder | None, records: Sequence[Record], receipts: list[int]
+    ) -> list[Result | None]:
+        """One result per record, in order; None for a record refused before decoding."""
+        if entry is None:
+            return [None] * len(records)
+        return decode_records(entry, records, receipts, self._max_value, self._limiter)
 
     def take(self) -> Batch:
         """Seal and return the open batch; a new empty one takes its place."""
@@ -326,7 +317,7 @@ class BatchBuilder:
         reason: str,
         detail: str,
         *,
-        exc_info: bool = False,
+        exc_info: bool | BaseException = False,
         more: Headers = (),
         letter: DeadLetter | None = None,
     ) -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 from ingest.config import Settings
 from ingest.pipeline.adapters import (
-    decode_battery,
-    decode_charger,
+    decode_battery_batch,
+    decode_charger_batch,
     decode_tcec_record,
-    decode_vehicle,
+    decode_vehicle_batch,
 )
-from ingest.pipeline.batch import TopicDecoder, WithHeaders
+from ingest.pipeline.batch import Batched, TopicDecoder, WithHeaders
 from ingest.pipeline.logs import configure_logging
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
@@ -43,12 +43,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Raw source (``kafka.topic_<source>``, ``ingest.config.kafka_settings.RAW_SOURCES``) -> its
-# decoder (``ingest.pipeline.adapters``). A source is consumed once its decoder is here.
+# decoder (``ingest.pipeline.adapters``). A source is consumed once its decoder is here. The
+# frame topics decode a whole ``add`` call at once (one native call); T/CEC 102 pushes (JSON,
+# few) one by one, with their headers.
 DECODERS: dict[str, TopicDecoder] = {
-    "vehicle": decode_vehicle,
-    "charger": decode_charger,
+    "vehicle": Batched(decode_vehicle_batch),
+    "charger": Batched(decode_charger_batch),
     "tcec": WithHeaders(decode_tcec_record),
-    "battery": decode_battery,
+    "battery": Batched(decode_battery_batch),
 }
 
 

@@ -105,64 +105,84 @@ impl<'a> Tuples<'a> {
 
     /// A `timestamptz` given as epoch milliseconds (UTC).
     pub fn timestamptz_ms(&mut self, epoch_ms: Option<i64>) {
-        self.int8_raw(epoch_ms.map(|ms| (ms - PG_EPOCH_MS) * 1000));
+        self.int8(epoch_ms.map(|ms| (ms - PG_EPOCH_MS) * 1000));
     }
 
-    fn int8_raw(&mut self, v: Option<i64>) {
-        self.int8(v)
-    }
-
-    /// A one-dimensional `int2[]` (NULL elements for `None`); an empty slice is an empty array.
+    /// A one-dimensional `int2[]` (NULL elements for `None`); an empty iterator is an empty
+    /// array (ndim 0, as `array_send` writes it).
     pub fn int2_array(&mut self, values: impl ExactSizeIterator<Item = Option<i16>> + Clone) {
-        self.array(
-            INT2_OID,
-            2,
-            values.map(|v| v.map(|x| x.to_be_bytes().to_vec())),
-        );
-    }
-
-    /// A one-dimensional `int8[]`.
-    pub fn int8_array(&mut self, values: &[i64]) {
-        self.array(
-            INT8_OID,
-            8,
-            values.iter().map(|x| Some(x.to_be_bytes().to_vec())),
-        );
-    }
-
-    fn array(
-        &mut self,
-        oid: i32,
-        size: usize,
-        values: impl ExactSizeIterator<Item = Option<Vec<u8>>> + Clone,
-    ) {
         let n = values.len();
-        if n == 0 {
-            // array_send of an empty array: ndim 0, no dimensions.
-            self.len(12);
-            self.out.extend_from_slice(&0i32.to_be_bytes());
-            self.out.extend_from_slice(&0i32.to_be_bytes());
-            self.out.extend_from_slice(&oid.to_be_bytes());
-            return;
-        }
         let nulls = values.clone().filter(Option::is_none).count();
+        if self.array_head(INT2_OID, 2, n, nulls) {
+            for v in values {
+                match v {
+                    Some(x) => {
+                        self.out.extend_from_slice(&[0, 0, 0, 2]);
+                        self.out.extend_from_slice(&x.to_be_bytes());
+                    }
+                    None => self.null(),
+                }
+            }
+        }
+    }
+
+    /// The `int2[]` of cell voltages (big-endian u16 each, as the frame sends them) that
+    /// `storage.binary.put_cells` writes: a value above 0x7FFF (the sentinels 0xFFFE/0xFFFF, or
+    /// beyond int2) is a NULL element; no cells is a NULL field.
+    pub fn cells(&mut self, raw: &[u8]) {
+        let pairs = raw.chunks_exact(2);
+        if pairs.len() == 0 {
+            return self.null();
+        }
+        // The high byte alone decides: > 0x7FFF is the high byte's top bit.
+        self.int2_array(pairs.map(|p| (p[0] < 0x80).then(|| i16::from_be_bytes([p[0], p[1]]))));
+    }
+
+    /// The `int2[]` of probe temperatures (u8 each, degC + 40) that `storage.binary.put_probes`
+    /// writes: 0xFE/0xFF are NULL elements; no probes is a NULL field.
+    pub fn probes(&mut self, raw: &[u8]) {
+        if raw.is_empty() {
+            return self.null();
+        }
+        self.int2_array(raw.iter().map(|&b| (b < 0xFE).then(|| i16::from(b) - 40)));
+    }
+
+    /// A one-dimensional `int2[]` of bytes (2025 alarm bit levels).
+    pub fn int2_array_u8(&mut self, values: &[u8]) {
+        self.int2_array(values.iter().map(|&b| Some(i16::from(b))));
+    }
+
+    /// A one-dimensional `int8[]` (no NULL elements).
+    pub fn int8_array(&mut self, values: &[u32]) {
+        if self.array_head(INT8_OID, 8, values.len(), 0) {
+            for &x in values {
+                self.out.extend_from_slice(&[0, 0, 0, 8]);
+                self.out.extend_from_slice(&i64::from(x).to_be_bytes());
+            }
+        }
+    }
+
+    /// The field length and array header of `n` elements of `size` bytes, `nulls` of them
+    /// NULL; false for an empty array (written whole: no dimension follows).
+    fn array_head(&mut self, oid: i32, size: usize, n: usize, nulls: usize) -> bool {
+        if n == 0 {
+            self.len(12);
+            self.out.extend_from_slice(&0i32.to_be_bytes()); // ndim
+            self.out.extend_from_slice(&0i32.to_be_bytes()); // has nulls
+            self.out.extend_from_slice(&oid.to_be_bytes());
+            return false;
+        }
         let body = 20 + (n - nulls) * (4 + size) + nulls * 4;
+        self.out.reserve(4 + body);
         self.len(body);
         self.out.extend_from_slice(&1i32.to_be_bytes()); // ndim
         self.out
             .extend_from_slice(&i32::from(nulls > 0).to_be_bytes()); // has nulls
         self.out.extend_from_slice(&oid.to_be_bytes());
+        // At most 65,535 elements (a frame is at most 65,556 bytes): fits i32.
         self.out.extend_from_slice(&(n as i32).to_be_bytes()); // dimension
         self.out.extend_from_slice(&1i32.to_be_bytes()); // lower bound
-        for v in values {
-            match v {
-                Some(bytes) => {
-                    self.len(size);
-                    self.out.extend_from_slice(&bytes);
-                }
-                None => self.null(),
-            }
-        }
+        true
     }
 }
 

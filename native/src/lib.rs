@@ -27,4 +27,6 @@ pub mod vehicle;
 #[cfg(feature = "python")]
 mod py;
 #[cfg(feature = "python")]
+mod py_json;
+#[cfg(feature = "python")]
 mod py_kinds;

@@ -19,7 +19,7 @@ from contract.charger import ChargerRows
 from contract.kinds import Decoded
 from ingest.config import KafkaSettings, Settings
 from ingest.decoders.errors import FrameError
-from ingest.pipeline.batch import WithHeaders
+from ingest.pipeline.batch import Batched, WithHeaders
 from ingest.pipeline.process import decoders_for
 from tests.integration.pipeline_support import SCHEMA, PipelineEnv
 
@@ -88,6 +88,11 @@ def decode(env: PipelineEnv, out: Out) -> Decoded:
     received = int(dict(out.headers).get("received_at", b"0"))
     if isinstance(decoder, WithHeaders):
         return decoder.decode(out.value, received, out.headers)
+    if isinstance(decoder, Batched):
+        (result,) = decoder.decode([out.value], [received])
+        if isinstance(result, FrameError):
+            raise result
+        return result
     return decoder(out.value, received)
 
 

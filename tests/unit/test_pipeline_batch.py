@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from contract.kinds import Decoded
 from contract.rows import FrameRows
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
 from ingest.pipeline import wire
-from ingest.pipeline.batch import BatchBuilder, lane_of
+from ingest.pipeline.batch import BatchBuilder, Batched, lane_of
 from tests.unit.kafka_records import TP, Rec
 
 pytestmark = pytest.mark.unit
@@ -122,3 +124,116 @@ def test_split_by_lane_keeps_each_partition_whole_and_in_order() -> None:
         assert part.decoded == {topic: 3 * len(tps)}
     assert seen == set(range(6))
     assert batch.split(1) == [(0, batch)]
+
+
+class _Native:
+    """A batch decoder (the form of ``decode_rows_batch``) that records its calls; ``b"bug"``
+    makes the whole call raise, as a bug in native code would."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[bytes]] = []
+
+    def __call__(
+        self, values: Sequence[bytes], received_ms: Sequence[int]
+    ) -> list[FrameRows | FrameError]:
+        self.calls.append(list(values))
+        if b"bug" in values:
+            raise SystemError("native decoder bug")
+        out: list[FrameRows | FrameError] = []
+        for value, ms in zip(values, received_ms, strict=True):
+            try:
+                out.append(_decode(value, ms))
+            except FrameError as exc:
+                out.append(exc)
+        return out
+
+
+def test_a_batched_decoder_gets_one_call_per_add_with_the_decodable_values_only() -> None:
+    topic = "nev.vehicle.raw"
+    native = _Native()
+    builder = BatchBuilder({topic: Batched(native)}, max_value_bytes=8)
+    records = [
+        Rec(topic, 0, 1, b"A"),
+        Rec(topic, 0, 2, None),
+        Rec(topic, 0, 3, b"bad"),
+        Rec(topic, 0, 4, b"X" * 9),  # over max_value_bytes: never reaches the decoder
+        Rec(topic, 0, 5, b"B"),
+    ]
+    builder.add(TP(topic, 0), records, start=1)
+    batch = builder.take()
+    assert native.calls == [[b"A", b"bad", b"B"]]
+    assert [_vin(f) for f in batch.frames] == ["A", "B"]
+    assert [r.offset for r in batch.records] == [1, 5]
+    # Dead letters in offset order, each with its own reason.
+    assert [wire.header(d.headers, wire.SOURCE_OFFSET) for d in batch.dead] == [b"2", b"3", b"4"]
+    assert [wire.header(d.headers, wire.ERROR_REASON) for d in batch.dead] == [
+        wire.EMPTY_VALUE.encode(),
+        BAD_CHECKSUM.encode(),
+        wire.TOO_LARGE.encode(),
+    ]
+    assert b"BCC" in (wire.header(batch.dead[1].headers, wire.ERROR_DETAIL) or b"")
+    assert batch.next == {TP(topic, 0): 6} and batch.size == 5
+    assert batch.decoded == {topic: 2} and batch.consumed == {topic: 5}
+
+
+def test_a_failing_batch_call_falls_back_to_one_frame_at_a_time() -> None:
+    topic = "nev.vehicle.raw"
+    native = _Native()
+    builder = BatchBuilder({topic: Batched(native)})
+    values = [b"A", b"bug", b"bad", b"B"]
+    builder.add(TP(topic, 0), [Rec(topic, 0, i, v) for i, v in enumerate(values)], start=0)
+    batch = builder.take()
+    # The whole call failed, then each frame alone: only the guilty one is a decoder_error.
+    assert native.calls == [values, [b"A"], [b"bug"], [b"bad"], [b"B"]]
+    assert [_vin(f) for f in batch.frames] == ["A", "B"]
+    assert batch.dead_reasons == {(topic, wire.DECODER_ERROR): 1, (topic, BAD_CHECKSUM): 1}
+    guilty = batch.dead[0]
+    assert wire.header(guilty.headers, wire.SOURCE_OFFSET) == b"1"
+    assert b"native decoder bug" in (wire.header(guilty.headers, wire.ERROR_DETAIL) or b"")
+    assert batch.next == {TP(topic, 0): 4}
+
+
+def test_a_batch_result_of_the_wrong_length_is_not_trusted() -> None:
+    topic = "nev.vehicle.raw"
+
+    def short(values: Sequence[bytes], received_ms: Sequence[int]) -> list[FrameRows]:
+        return [_decode(v, ms) for v, ms in zip(values, received_ms, strict=True)][:1]
+
+    builder = BatchBuilder({topic: Batched(short)})
+    builder.add(TP(topic, 0), [Rec(topic, 0, 0, b"A"), Rec(topic, 0, 1, b"B")], start=0)
+    batch = builder.take()
+    # Had the results been zipped as given, B would be lost or paired with A's record.
+    assert [_vin(f) for f in batch.frames] == ["A", "B"]
+    assert [r.offset for r in batch.records] == [0, 1]
+    assert not batch.dead
+
+
+class PanicException(BaseException):  # the name PyO3 gives a Rust panic
+    """Stands for ``pyo3_runtime.PanicException``: a BaseException, not an Exception."""
+
+
+def test_a_native_panic_is_a_decoder_error_not_a_dead_partition() -> None:
+    topic = "nev.vehicle.raw"
+
+    def panics(values: Sequence[bytes], received_ms: Sequence[int]) -> list[FrameRows]:
+        if b"bug" in values:
+            raise PanicException("index out of bounds")
+        return [_decode(v, ms) for v, ms in zip(values, received_ms, strict=True)]
+
+    builder = BatchBuilder({topic: Batched(panics)})
+    builder.add(TP(topic, 0), [Rec(topic, 0, 0, b"A"), Rec(topic, 0, 1, b"bug")], start=0)
+    batch = builder.take()
+    assert [_vin(f) for f in batch.frames] == ["A"]
+    assert batch.dead_reasons == {(topic, wire.DECODER_ERROR): 1}
+    assert batch.next == {TP(topic, 0): 2}
+
+
+def test_cancellation_inside_a_decoder_is_not_swallowed() -> None:
+    topic = "nev.vehicle.raw"
+
+    def interrupted(values: Sequence[bytes], received_ms: Sequence[int]) -> list[FrameRows]:
+        raise KeyboardInterrupt
+
+    builder = BatchBuilder({topic: Batched(interrupted)})
+    with pytest.raises(KeyboardInterrupt):
+        builder.add(TP(topic, 0), [Rec(topic, 0, 0, b"A")], start=0)

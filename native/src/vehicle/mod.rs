@@ -11,6 +11,7 @@ pub mod counts;
 mod decode_tests;
 pub mod encode;
 pub mod extremes;
+pub mod json;
 pub mod rows;
 pub mod signature;
 pub mod walk2016;

@@ -1,12 +1,22 @@
-"""The fast path agrees with the structured decoder: for every public vector and for generated
-frames (the structured encoder's own hypothesis strategies, plus mutated bytes), the rows
+"""The native hot path agrees with the structured reference decoder (issue 12's oracle): for
+every public vector, for generated frames (the structured encoder's own hypothesis strategies)
+and for mutated real frames (byte sets, cuts, inserts, count edits, resealed or not), the rows
 ``decode_rows`` gives equal the rows derived here, slowly and independently, from
-``decode_frame``'s records -- and when one rejects a frame the other rejects it the same way.
+``decode_frame``'s records -- and when one rejects a frame the other rejects it the same way
+(reason and offset). Every case also goes through the batch form (``decode_rows_batch``, the
+pipeline's): the same rows, or a FrameError instance with the same reason, offset and detail.
+
+The detail texts are the Python fast path's, which issue 12 retired: the structured decoder
+words some of them differently, so tests/golden/fast_rejects.jsonl freezes what the Python
+fast path said (reason, offset, detail) for 520 mutated frames, one row per frame, written by
+that code before it was deleted; the native path must say the same.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +44,9 @@ from ingest.decoders.counts import COUNTED
 from ingest.decoders.encoder import encode_block
 from ingest.decoders.fast import decode_rows
 from ingest.decoders.fields import ABNORMAL
+from ingest.pipeline.adapters import decode_vehicle_batch
 from tests.unit import strategies as s
+from tests.unit.frame_mutations import mutate
 from tests.unit.vectors_support import load_vectors
 
 # ``duplicates`` pairs the import list above with devtools/sim/fleet.py's and
@@ -43,6 +55,15 @@ from tests.unit.vectors_support import load_vectors
 pytestmark = pytest.mark.unit
 
 RECEIVED = datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC)
+RECEIVED_MS = int(RECEIVED.timestamp() * 1000)
+ROOT = Path(__file__).resolve().parents[2]
+FROZEN_REJECTS = ROOT / "tests" / "golden" / "fast_rejects.jsonl"
+# Real frames to mutate: simulated fleet frames and generated ones (native/fuzz-seeds, the fuzz
+# loop's seeds) and the real-time vectors.
+REAL_FRAMES = [
+    bytes.fromhex(line)
+    for line in (ROOT / "native" / "fuzz-seeds" / "frames.hex").read_text().split()
+] + [bytes.fromhex(v["hex"]) for v in load_vectors() if v["command"] in (2, 3)]
 SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _VEHICLE_FIELDS = (
@@ -255,17 +276,34 @@ def actual(rows: FrameRows) -> dict[str, Any]:
     }
 
 
+def batch_of_one(raw: bytes) -> FrameRows | FrameError:
+    """``raw`` through the pipeline's batch form, between two other frames (order kept)."""
+    ok = REAL_FRAMES[0]
+    results = decode_vehicle_batch([ok, raw, ok], [RECEIVED_MS] * 3)
+    assert len(results) == 3
+    assert all(isinstance(r, FrameRows) for r in results[::2])
+    return results[1]
+
+
 def assert_agree(raw: bytes) -> str:
     """Both paths on ``raw``: equal rows, or the same rejection. Returns what happened."""
+    batched = batch_of_one(raw)
     try:
         frame = decode_frame(raw)
     except FrameError as exc:
         with pytest.raises(FrameError) as fast:
             decode_rows(raw, RECEIVED)
         assert (fast.value.reason, fast.value.offset) == (exc.reason, exc.offset)
+        assert isinstance(batched, FrameError)
+        assert (batched.reason, batched.offset, batched.detail) == (
+            fast.value.reason,
+            fast.value.offset,
+            fast.value.detail,
+        )
         return exc.reason
     assert actual(decode_rows(raw, RECEIVED)) == expected(frame)
     assert actual(decode_rows(memoryview(raw), RECEIVED)) == expected(frame)
+    assert isinstance(batched, FrameRows) and actual(batched) == expected(frame)
     return "partial" if frame.partial else "ok"
 
 
@@ -276,6 +314,62 @@ def test_every_vector_agrees() -> None:
         outcomes[what] = outcomes.get(what, 0) + 1
     # The vectors hold real-time frames of both editions, partial ones and bad checksums.
     assert outcomes["ok"] > 100 and outcomes["partial"] >= 5 and outcomes["bad_checksum"] >= 3
+
+
+def test_frozen_rejects_keep_the_python_fast_paths_reason_offset_and_detail() -> None:
+    cases = [json.loads(line) for line in FROZEN_REJECTS.read_text().splitlines()]
+    assert len(cases) >= 500
+    reasons = set()
+    for case in cases:
+        raw = bytes.fromhex(case["hex"])
+        want = (case["reason"], case["offset"], case["detail"])
+        with pytest.raises(FrameError) as exc:
+            decode_rows(raw, RECEIVED)
+        assert (exc.value.reason, exc.value.offset, exc.value.detail) == want, case["hex"]
+        batched = batch_of_one(raw)
+        assert isinstance(batched, FrameError)
+        assert (batched.reason, batched.offset, batched.detail) == want
+        assert_agree(raw)  # and the reference rejects it with the same reason and offset
+        reasons.add(case["reason"])
+    assert reasons >= {"count_mismatch", "bad_field", "bad_identity", "truncated"}
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(REAL_FRAMES), st.data())
+def test_mutated_real_frames_agree(raw: bytes, data: st.DataObject) -> None:
+    # From offset 4: the VIN, encryption and length bytes too, not only the data unit.
+    event(assert_agree(mutate(raw, data, first=4)))
+
+
+def test_a_batch_keeps_order_and_puts_each_reject_in_its_place() -> None:
+    frames = REAL_FRAMES[:40]
+    bad = bytearray(frames[3])
+    bad[-1] ^= 0xFF  # BCC
+    values = [*frames[:3], bytes(bad), b"\x00", *frames[4:]]
+    received = [RECEIVED_MS + i for i in range(len(values))]
+    results = decode_vehicle_batch(values, received)
+    assert len(results) == len(values)
+    for value, ms, result in zip(values, received, results, strict=True):
+        try:
+            single: FrameRows | FrameError = decode_rows(
+                value, datetime.fromtimestamp(ms / 1000, UTC)
+            )
+        except FrameError as exc:
+            single = exc
+        if isinstance(single, FrameError):
+            assert isinstance(result, FrameError)
+            assert (result.reason, result.offset, result.detail) == (
+                single.reason,
+                single.offset,
+                single.detail,
+            )
+        else:
+            assert isinstance(result, FrameRows) and actual(result) == actual(single)
+            assert (
+                result.vehicle is not None
+                and result.vehicle.received_at == datetime.fromtimestamp(ms / 1000, UTC)
+            )
+    assert [type(r).__name__ for r in results[3:5]] == ["FrameError", "FrameError"]
 
 
 @SETTINGS

@@ -1,10 +1,10 @@
-"""The fast path (``ingest.decoders.fast.decode_rows``): golden rows checked by hand against
-the standard, sentinels, pack joins and paging, partial / encrypted / response frames, every
-rejection reason, and "nothing but FrameError" on any bytes."""
+"""The rows of the native hot path (``ingest.decoders.fast.decode_rows``, was the Python fast
+path's test_fast.py): golden rows checked by hand against the standard, sentinels, pack joins
+and paging, partial / encrypted / response frames, every rejection reason, and "nothing but
+FrameError" on any bytes."""
 
 from __future__ import annotations
 
-import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows, cell_voltages_mv, probe_temps_c
 from devtools.sim.framebuilder import TIME_HEX, build
-from ingest.decoders import fast_common
 from ingest.decoders.errors import FRAME_REASONS, REASONS, FrameError
-from ingest.decoders.fast import decode_rows
+from ingest.decoders.fast import decode_rows, decode_rows_batch
 from tests.unit.vectors_support import load_vectors
 
 pytestmark = pytest.mark.unit
@@ -391,41 +390,25 @@ def test_buffers_of_any_kind_and_every_slot_filled() -> None:
     assert repr(rows).startswith("FrameRows(edition=2016, command=0x02")
 
 
-def test_frame_times_are_cached_and_bounded() -> None:
+def test_frame_times_are_cached_and_right_past_the_cache_bound() -> None:
     a, b = decode_rows(vector(25)), decode_rows(vector(25))
     assert a.vehicle is not None and b.vehicle is not None
     assert a.vehicle.ts is b.vehicle.ts  # one datetime per distinct frame second
+    # More distinct seconds than the native time cache holds (4096, cleared when full), in
+    # one batch: every frame still gets its own time.
     start = datetime(2026, 1, 1, tzinfo=CHINA_TZ)
-    for i in range(fast_common._TIME_CACHE_MAX + 10):
-        t = start + timedelta(seconds=i)
-        stamp = bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second)).hex()
-        rows = decode_rows(build(2016, 0x02, stamp))
-        assert rows.ts_ms == int(t.timestamp() * 1000)
-    assert len(fast_common.TIMES) <= fast_common._TIME_CACHE_MAX
+    times = [start + timedelta(seconds=i) for i in range(4096 + 10)]
+    frames = [
+        build(2016, 0x02, bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second)).hex())
+        for t in times
+    ]
+    results = decode_rows_batch(frames, [0] * len(frames))
+    for t, rows in zip(times, results, strict=True):
+        assert isinstance(rows, FrameRows) and rows.vehicle is not None
+        assert rows.ts_ms == int(t.timestamp() * 1000) and rows.vehicle.ts == t
 
 
 def test_received_at_reaches_the_vehicle_row() -> None:
     rows = decode_rows(vector(82), RECEIVED)
     assert rows.vehicle is not None and rows.vehicle.received_at is RECEIVED
     assert decode_rows(vector(82)).vehicle.received_at is None  # type: ignore[union-attr]
-
-
-def test_struct_layouts_match_the_standard_sizes() -> None:
-    # §3.12: fixed sizes per type; a layout off by one byte would shift every later block.
-    from ingest.decoders import fast_2016, fast_2025
-
-    sizes = {
-        fast_2016._VEHICLE: 20,
-        fast_2016._MOTOR: 12,
-        fast_2016._POSITION: 9,
-        fast_2016._EXTREMES: 14,
-        fast_2016._PAGE: 10,
-        fast_2025._VEHICLE: 18,
-        fast_2025._MOTOR: 10,
-        fast_2025._POSITION: 10,
-        fast_2025._PACK: 7,
-    }
-    assert {layout.format: layout.size for layout in sizes} == {
-        layout.format: size for layout, size in sizes.items()
-    }
-    assert struct.calcsize(">BH") == 3

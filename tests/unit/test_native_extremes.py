@@ -1,11 +1,11 @@
-"""The fast path's per-pack and frame extremes: C-level helpers against the obvious
-implementation, extremes-block hints that are checked and never trusted, and the benchmark's
-frames (which must be the typical frames it claims to measure)."""
+"""The per-pack and frame extremes of the native path: pack minima / maxima against the obvious
+implementation (any cells and probes, with extremes-block hints right, wrong or absent: hints
+are checked and never trusted), and the benchmark's frames (which must be the typical frames it
+claims to measure)."""
 
 from __future__ import annotations
 
 import json
-import struct
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from contract.rows import cell_voltages_mv, probe_temps_c
 from devtools.sim.framebuilder import TIME_HEX, build
-from ingest.decoders import fast_extremes
 from ingest.decoders.fast import decode_rows
 from loadtest.bench_decode import main, typical_frames
 from tests.unit.vectors_support import load_vectors
@@ -73,12 +72,17 @@ def test_pack_straddling_a_256_mv_boundary(hinted: bool) -> None:
     assert (p.cell_min_mv, p.cell_max_mv) == (3319, 3340)
 
 
-# --- the C-level extremes helpers against the obvious implementation ------------------------
+# --- pack extremes against the obvious implementation, through whole frames ----------------
 
 _u16 = st.one_of(
     st.integers(0, 0xFFFF),
     st.sampled_from([0xFFFE, 0xFFFF, 0x0CFF, 0x0D00, 0x0FFF, 0x1000, 0xFEFF, 0xFF00]),
 )
+
+
+def _extremes_16(v_max: int, v_min: int, t_max: int, t_min: int) -> str:
+    """A 2016 extremes block (Table 16) of pack 1 with these raw values: the hints."""
+    return f"06 01 01 {v_max:04X} 01 01 {v_min:04X} 01 01 {t_max:02X} 01 01 {t_min:02X}"
 
 
 @settings(max_examples=2000, deadline=None)
@@ -91,17 +95,24 @@ _u16 = st.one_of(
 def test_cell_extremes_match_min_max(
     base: int, deltas: list[int], odd: list[int], data: st.DataObject
 ) -> None:
-    values = [min(0xFFFF, max(0, base + d)) for d in deltas] + odd
+    values = [min(0xFFFF, max(0, base + d)) for d in deltas] + odd or [base]
     values = data.draw(st.permutations(values))
-    raw = struct.pack(f">{len(values)}H", *values)
     valid = [v for v in values if v < 0xFFFE]
     want = (min(valid), max(valid)) if valid else (None, None)
     # Hints: right, wrong, or none; they may only ever speed things up.
     hint = data.draw(
-        st.sampled_from([want, (-1, -1)] + [(a, b) for a in values[:2] for b in values[:2]])
+        st.sampled_from([want, None] + [(a, b) for a in values[:2] for b in values[:2]])
     )
-    lo, hi = (-1, -1) if hint[0] is None else hint
-    assert fast_extremes.cell_extremes(raw, hi if hi is not None else -1, lo) == want
+    extremes = ""
+    if hint is not None:
+        lo, hi = (0xFFFF if v is None else v for v in hint)  # None: the invalid-value code
+        extremes = _extremes_16(hi, lo, 0xFF, 0xFF)
+    page = f"08 01 01 1B58 2710 {len(values):04X} 0001 {len(values):02X}" + cells(*values)
+    rows = decode_rows(build(2016, 0x02, TIME_HEX, extremes, page))
+    assert not rows.partial
+    (p,) = rows.packs
+    assert (p.cell_min_mv, p.cell_max_mv) == want
+    assert cell_voltages_mv(p) == [None if v >= 0xFFFE else v for v in values]
 
 
 @settings(max_examples=1000, deadline=None)
@@ -109,9 +120,14 @@ def test_cell_extremes_match_min_max(
 def test_probe_extremes_match_min_max(raw: bytes, hint_max: int, hint_min: int) -> None:
     valid = [b for b in raw if b < 0xFE]
     want = (min(valid) - 40, max(valid) - 40) if valid else (None, None)
-    assert fast_extremes.probe_extremes(raw, hint_max, hint_min) == want
-    if valid:
-        assert fast_extremes.probe_extremes(raw, max(valid), min(valid)) == want
+    hints = [(hint_max, hint_min)] + ([(max(valid), min(valid))] if valid else [])
+    for t_max, t_min in hints:
+        extremes = "" if t_max < 0 else _extremes_16(0x0CE4, 0x0CE0, t_max, max(t_min, 0))
+        probes = f"09 01 01 {len(raw):04X} {raw.hex()}"
+        rows = decode_rows(build(2016, 0x02, TIME_HEX, extremes, probes))
+        assert not rows.partial
+        (p,) = rows.packs
+        assert (p.probe_min_c, p.probe_max_c) == want
 
 
 # --- the benchmark measures what it says --------------------------------------------------

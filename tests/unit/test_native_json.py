@@ -1,0 +1,148 @@
+"""The native JSON of ``nev-ingest decode`` is the reference JSON, byte for byte.
+
+``nev_native.vehicle_json(frame)`` writes the JSON of a real-time / reissue command packet
+itself (native/src/vehicle/json.rs); the reference is ``orjson.dumps(frame_to_dict(
+decode_frame(frame)))`` (ingest/decoders/jsonview.py). For every input the native function
+either gives exactly the reference's bytes or ``None`` (the CLI then runs the reference);
+``None`` is allowed only for frames the reference rejects (a miscount after a stopped walk
+included) and frames that are not plain real-time / reissue command packets. Inputs: the
+public vectors, simulated fleet frames of both editions, Hypothesis frames of every block type,
+byte mutations of them and miscounted blocks.
+"""
+
+from __future__ import annotations
+
+import binascii
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import nev_native
+import orjson
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from devtools.sim.bench_frames import realtime_frames
+from ingest.decoders import (
+    Frame,
+    FrameError,
+    decode_frame,
+    encode_frame,
+    error_to_dict,
+    frame_to_dict,
+)
+from ingest.decoders.checksum import bcc
+from tests.unit import strategies as s
+from tests.unit.frame_mutations import mutate, reseal
+from tests.unit.vectors_support import load_vectors
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def assert_same(data: bytes) -> str:
+    """The native JSON equals the reference's, or the native side declined a frame it may
+    decline; returns what happened (a Hypothesis event)."""
+    native = nev_native.vehicle_json(data)
+    try:
+        frame = decode_frame(data)
+    except FrameError as exc:
+        assert native is None, f"the reference rejects ({exc}) but native wrote JSON"
+        return f"rejected {exc.reason}"
+    if native is None:
+        plain = frame.command in (0x02, 0x03) and not frame.is_response and frame.encryption == 0x01
+        assert not plain, f"native declined a plain frame: {data.hex()}"
+        return "left to the reference"
+    assert native == orjson.dumps(frame_to_dict(frame)), data.hex()
+    return "partial" if frame.partial else "native"
+
+
+def test_every_vector_is_the_reference_json() -> None:
+    outcomes = Counter(assert_same(binascii.unhexlify(v["hex"])) for v in load_vectors())
+    # The vectors hold real real-time frames of both editions: the native path takes them.
+    assert outcomes["native"] >= 20, outcomes
+
+
+def test_simulated_fleet_frames_are_the_reference_json() -> None:
+    # Both editions by the fleet's share, every template of a simulated vehicle.
+    frames = [f for _, f in realtime_frames(40, 3, start_ms=1_772_000_000_000)]
+    assert {f[:2] for f in frames} == {b"##", b"$$"}
+    assert Counter(assert_same(f) for f in frames) == Counter({"native": len(frames)})
+
+
+@SETTINGS
+@given(s.realtime_frame(2016) | s.realtime_frame(2025))
+def test_generated_realtime_frames_are_the_reference_json(frame: Frame) -> None:
+    event(assert_same(encode_frame(frame)))
+
+
+@SETTINGS
+@given(s.any_frame())
+def test_other_commands_are_left_to_the_reference(frame: Frame) -> None:
+    event(assert_same(encode_frame(frame)))
+
+
+@SETTINGS
+@given(s.realtime_frame(2016) | s.realtime_frame(2025), st.data())
+def test_mutated_frames_are_the_reference_json_or_left_to_it(
+    frame: Frame, data: st.DataObject
+) -> None:
+    # Mostly the data unit (what reaches the walk), sometimes the header too.
+    first = data.draw(st.sampled_from([24, 24, 24, 0]), label="first")
+    event(assert_same(mutate(encode_frame(frame), data, first=first)))
+
+
+@SETTINGS
+@given(st.binary(max_size=200), st.sampled_from([b"##", b"$$"]), st.sampled_from([2, 3]))
+def test_random_data_units_are_the_reference_json_or_left_to_it(
+    unit: bytes, start: bytes, command: int
+) -> None:
+    unit = bytes([25, 3, 1, 12, 0, 0]) + unit  # a valid time, so that the walk is reached
+    head = start + bytes([command, 0xFE]) + b"LSVAU2180N2183294" + b"\x01"
+    body = head + len(unit).to_bytes(2, "big") + unit
+    event(assert_same(body + bytes([bcc(body, 2, len(body))])))
+
+
+def test_the_decode_cli_prints_the_reference_json(tmp_path: Path) -> None:
+    frames = [binascii.unhexlify(v["hex"]) for v in load_vectors()]
+    frames += [f for _, f in realtime_frames(5, 2, start_ms=1_772_000_000_000)]
+    path = tmp_path / "frames.hex"
+    path.write_text("".join(f"{f.hex()}\n" for f in frames))
+    want = []
+    for number, data in enumerate(frames, 1):
+        try:
+            want.append(orjson.dumps(frame_to_dict(decode_frame(data))))
+        except FrameError as exc:
+            want.append(orjson.dumps({**error_to_dict(exc), "source": f"{path}:{number}"}))
+    for pretty in ([], ["--pretty"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ingest", "decode", *pretty, str(path)],
+            capture_output=True,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr  # the vectors hold rejected frames
+        if pretty:  # the reference path, indented by orjson
+            option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+            assert done.stdout == b"".join(
+                orjson.dumps(orjson.loads(w), option=option) for w in want
+            )
+        else:
+            assert done.stdout.splitlines() == want
+
+
+@SETTINGS
+@given(s.realtime_frame(2016) | s.realtime_frame(2025), st.data())
+def test_miscounted_blocks_are_left_to_the_reference(frame: Frame, data: st.DataObject) -> None:
+    # A count byte of a motor / pack block raised or lowered (the length and BCC fixed): the
+    # walk stops, and the reference's miscount check decides between a partial frame (the
+    # native JSON) and a count_mismatch reject (left to it).
+    raw = bytearray(encode_frame(frame))
+    counted = {2016: (0x02, 0x08, 0x09), 2025: (0x02, 0x07, 0x08)}[frame.edition]
+    spots = [i for i in range(30, len(raw) - 2) if raw[i] in counted and 0 < raw[i + 1] < 0xFE]
+    if spots:
+        at = data.draw(st.sampled_from(spots), label="at") + 1
+        raw[at] = max(0, min(0xFD, raw[at] + data.draw(st.sampled_from([-1, 1]), label="by")))
+    event(assert_same(reseal(raw)))
