@@ -146,3 +146,18 @@ def test_miscounted_blocks_are_left_to_the_reference(frame: Frame, data: st.Data
         at = data.draw(st.sampled_from(spots), label="at") + 1
         raw[at] = max(0, min(0xFD, raw[at] + data.draw(st.sampled_from([-1, 1]), label="by")))
     event(assert_same(reseal(raw)))
+
+
+def test_the_decode_cli_binary_capture_prints_the_reference_json(tmp_path: Path) -> None:
+    frames = [f for _, f in realtime_frames(6, 2, start_ms=1_772_000_000_000)]
+    path = tmp_path / "capture.bin"
+    path.write_bytes(b"\x00junk".join(frames))  # stray bytes between frames: no failure
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "decode", "--binary", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        orjson.dumps(frame_to_dict(decode_frame(f))) for f in frames
+    ]

@@ -321,7 +321,7 @@ mod tests {
 
     /// A bounded fuzz loop (the big one is examples/fuzz.rs over `decode`): mutated seeds,
     /// half of them resealed (length and BCC fixed) so that the mutation reaches the walk;
-    /// any panic fails the test.
+    /// any panic fails the test. `NEV_JSON_FUZZ=<inputs>` runs more (docs/performance.md).
     #[test]
     fn mutated_frames_never_panic() {
         let frames = seeds();
@@ -333,7 +333,8 @@ mod tests {
             x
         };
         let mut taken = 0;
-        for i in 0..40_000 {
+        let inputs: usize = std::env::var("NEV_JSON_FUZZ").map_or(40_000, |n| n.parse().unwrap());
+        for i in 0..inputs {
             let mut f = frames[i % frames.len()].clone();
             for _ in 0..1 + next() % 4 {
                 let at = 24 + (next() as usize) % f.len().saturating_sub(24).max(1);
