@@ -29,7 +29,7 @@ pub fn bcc(buf: &[u8], start: usize, end: usize) -> u8 {
 /// The checks of the Python `parse_envelope` for the frames the native path decodes, without
 /// building anything: `None` for every other frame (another command, a response, an encrypted
 /// unit, a bad marker, length or BCC), which the caller hands to the structured decoder -- the
-/// one that names the exact error. Mirrors `ingest.decoders.fast_common.plain_data`.
+/// one that names the exact error. (The Python fast path's `plain_data` did the same before issue 12.)
 pub fn plain_data(buf: &[u8]) -> Option<Plain> {
     if buf.len() <= HEADER_SIZE || buf[0] != buf[1] || (buf[0] != b'#' && buf[0] != b'$') {
         return None;

@@ -1,5 +1,5 @@
 //! The 6-byte frame time (YY MM DD hh mm ss, binary, China Standard Time UTC+8, §1.3).
-//! Mirrors `ingest.decoders.fast_common.frame_time`: the same checks and messages.
+//! The same checks and messages as the structured decoder's frame time.
 
 use crate::error::{FrameError, Result, BAD_FIELD};
 

@@ -1,5 +1,5 @@
-//! The alarm block and the pack join, shared by both editions: port of the
-//! `fast_common.parse_alarm` / `join_packs` (owner: n1-v2016), and the big-endian readers the
+//! The alarm block and the pack join, shared by both editions (as the retired
+//! Python fast path's `parse_alarm` / `join_packs` did), and the big-endian readers the
 //! walks use. Callers check lengths against the data unit's end before reading, exactly where
 //! the Python code does (the checks decide the reject reason and offset).
 

@@ -1,5 +1,5 @@
 //! A walk that stopped early because a motor / pack count was too large: port of
-//! `ingest/decoders/counts.py` `find_miscount` (owner: n1-v2016).
+//! `ingest/decoders/counts.py` `find_miscount`.
 //!
 //! The drive-motor and cell-voltage/temperature blocks have no length, only an entry count, so
 //! a count of 3 over two motors makes the walk read the next block's bytes as a third motor and

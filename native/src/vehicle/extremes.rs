@@ -1,5 +1,5 @@
 //! Per-pack cell / probe min-max and the 2025 derived frame extremes: port of
-//! `ingest/decoders/fast_extremes.py` (owner: n2-v2025). The Python hints only made the search
+//! the retired Python fast path's `fast_extremes.py`. The Python hints only made the search
 //! cheaper in the interpreter (they are verified, so they never change the answer); the result
 //! is the min/max over the non-sentinel values.
 //!
@@ -103,7 +103,7 @@ fn bytes_of<'a>(buf: &'a [u8], range: &std::ops::Range<usize>) -> &'a [u8] {
 /// The frame extremes a 2025 frame does not send, derived from its packs (`buf` is the frame
 /// the packs' byte ranges point into); None when the packs give none.
 ///
-/// As `fast_extremes.derive_extremes`: the highest and lowest non-sentinel cell and probe over
+/// As the Python fast path's `derive_extremes` did: the highest and lowest non-sentinel cell and probe over
 /// all packs (each pack's own `cell_min_mv` .. `probe_max_c`), the first pack on ties (a later
 /// pack must be strictly beyond), the first cell / probe of that value within the pack. Volts
 /// are mV / 1000 (divided, as Python does), temperatures degC. The voltage half and the

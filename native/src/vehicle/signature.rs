@@ -1,5 +1,5 @@
 //! The 2025 signature block at the end of a data unit: port of
-//! `ingest.decoders.signature.find_signature` (owner: n2-v2025).
+//! `ingest.decoders.signature.find_signature`.
 //!
 //! Table 8 after the 0xFF marker: algorithm BYTE (0x01 SM2, 0x02 RSA, 0x03 ECC), R length WORD,
 //! r, S length WORD, s. The search runs backwards (§3.12 step 3): the last marker whose body

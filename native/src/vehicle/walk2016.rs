@@ -1,4 +1,6 @@
-//! The 2016 (`##`) block walk: port of `ingest/decoders/fast_2016.py` (owner: n1-v2016).
+//! The 2016 (`##`) block walk of real-time / reissue data units (it replaced the Python fast
+//! path's `fast_2016.py` in issue 12, result for result; the structured decoder in
+//! `ingest/decoders/blocks/` is the readable reference and the differential tests' oracle).
 //!
 //! Layout and scaling follow GB/T 32960.3-2016 Tables 9-19 and Annex B Tables B.5-B.8;
 //! lengths per §3.12. Values are divided (`raw as f64 / 10.0`), not multiplied by 0.1, so that

@@ -1,4 +1,6 @@
-//! The 2025 (`$$`) block walk: port of `ingest/decoders/fast_2025.py` (owner: n2-v2025).
+//! The 2025 (`$$`) block walk of real-time / reissue data units (it replaced the Python fast
+//! path's `fast_2025.py` in issue 12, result for result; the structured decoder in
+//! `ingest/decoders/blocks/` is the readable reference and the differential tests' oracle).
 //!
 //! The 2025 layouts (GB/T 32960.3-2025 Tables 10-27, lengths per §3.12): renumbered types
 //! (alarm 0x06, cell voltages 0x07 without paging, temperatures 0x08), the 0x30-0x32 types,

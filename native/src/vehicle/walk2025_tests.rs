@@ -1,5 +1,5 @@
 //! Tests of the 2025 walk on hand-built data units (the blocks after the frame time). The
-//! expected values are what `fast_2025.walk_2025` returns for the same bytes.
+//! expected values are what the Python fast path's `walk_2025` returned (checked before it was retired) for the same bytes.
 
 use super::*;
 
