@@ -16,20 +16,33 @@ one row per entity (the newest time, the last non-null value of each column). On
 than the stored state may take part, or an old frame's value would overwrite a newer stored
 one in a column the newest row leaves empty; so when an entity has rows of more than one time
 in the batch (rare: a connector reports every few seconds, a batch lasts a fraction of that),
-the stored times of those entities are read first. Then one ``INSERT ... SELECT FROM
-unnest(...) ON CONFLICT DO UPDATE ... WHERE stored.ts < new.ts`` (the form both loaders can
-send; sorted by entity so two writers lock in the same order).
+the stored times of those entities are read first. The merged rows (sorted by entity, so two
+writers lock in the same order) then reach latest_state in one of two forms, as the vehicles'
+(storage/latest.py), measured in docs/performance.md:
+
+* with COPY (``copy=True``, plain PostgreSQL): binary COPY into a temporary staging table of
+  the kind (``nev_latest_<kind>``, created once per session, ``ON COMMIT DELETE ROWS``), one
+  ``UPDATE ... FROM`` the staged rows ``WHERE stored.ts < new.ts``, and only when it reached
+  fewer rows than were staged (new entities, or rows not newer than the stored state) an
+  ``INSERT ... WHERE NOT EXISTS ... ON CONFLICT DO NOTHING`` of the new entities. An entity
+  inserted concurrently by another writer is skipped; its next report brings it up to date.
+  asyncpg's encoding of one Python list per column into arrays cost most of the writer's CPU
+  for chargers; the COPY stream is written by ``storage.binary_rows.row_encoder``.
+* without COPY (PGlite): one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE ...
+  WHERE stored.ts < new.ts``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final
 
 from contract.battery import PackTelemetryRow
 from contract.charger import ChargerTelemetryRow, ConnectorStatusRow
+from storage.binary_rows import RowEncoder, row_encoder
 
 __all__ = [
     "BATTERY",
@@ -177,42 +190,103 @@ def merge_newest(
             out.append((entity, rows[0]))
             continue
         rows.sort(key=_time)  # stable: rows of one time keep their order
-        merged = list(rows[0])
-        for values in rows[1:]:
-            for j, v in enumerate(values):
-                if v is not None:
-                    merged[j] = v
-        out.append((entity, tuple(merged)))
+        out.append((entity, _last_non_null(rows)))
     return out
 
 
-def _time(values: Values) -> datetime:
-    ts: datetime = values[0]
-    return ts
+def _last_non_null(rows: list[Values]) -> Values:
+    """Per column, the value of the last row where it is not null (rows in frame-time order).
+
+    Newest first, visiting only the columns still null: a connector's newest row usually
+    lacks only its status (in the status row of the same frame), so this touches a column or
+    two where a forward merge would visit every column of every row (measured: docs/storage.md).
+    """
+    newest = rows[-1]
+    if None not in newest:  # one scan in C
+        return newest
+    merged = list(newest)
+    missing = [j for j, v in enumerate(newest) if v is None]
+    for values in reversed(rows[:-1]):
+        still = []
+        for j in missing:
+            v = values[j]
+            if v is None:
+                still.append(j)
+            else:
+                merged[j] = v
+        if not still:
+            break
+        missing = still
+    return tuple(merged)
 
 
+_time: Final = itemgetter(0)
 _FOLLOW_TS: Final = frozenset({"ts", "received_at"})
 
 
-def _upsert_sql(schema: str, spec: KindLatest) -> str:
-    names = [c for c, _ in spec.columns]
-    cols = ", ".join(["entity_id", *names])
-    params = ", ".join(
-        f"${i + 2}::{t}[]" for i, (_, t) in enumerate([("entity_id", "text"), *spec.columns])
-    )
+def _assignments(spec: KindLatest, source: str) -> str:
     # received_at belongs to the report that moved ts: a status row carries none, and an older
     # report's receive time kept beside a newer ts makes "last seen" (queries_online) old.
-    sets = ",\n    ".join(
-        f"{c} = EXCLUDED.{c}" if c in _FOLLOW_TS else f"{c} = COALESCE(EXCLUDED.{c}, s.{c})"
-        for c in names
+    return ",\n    ".join(
+        f"{c} = {source}.{c}" if c in _FOLLOW_TS else f"{c} = COALESCE({source}.{c}, s.{c})"
+        for c, _ in spec.columns
+    )
+
+
+def _names(spec: KindLatest) -> str:
+    return ", ".join(["entity_id", *(c for c, _ in spec.columns)])
+
+
+def _upsert_sql(schema: str, spec: KindLatest) -> str:
+    cols = _names(spec)
+    params = ", ".join(
+        f"${i + 2}::{t}[]" for i, (_, t) in enumerate([("entity_id", "text"), *spec.columns])
     )
     return f"""
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
 SELECT $1, u.* FROM unnest({params}) AS u({cols})
 ON CONFLICT (entity_kind, entity_id) DO UPDATE SET
-    {sets},
+    {_assignments(spec, "EXCLUDED")},
     updated_at = now()
 WHERE s.ts < EXCLUDED.ts
+"""
+
+
+def _stage(spec: KindLatest) -> str:
+    return f"nev_latest_{spec.kind}"
+
+
+def _stage_sql(spec: KindLatest) -> str:
+    # Created once per session (IF NOT EXISTS costs one catalog lookup afterwards), as the COPY
+    # loader's stages; emptied first, for another load of the same transaction (a bisected
+    # half, a conflict-skipping redo) has staged its rows already.
+    cols = ", ".join(f"{c} {t}" for c, t in [("entity_id", "text"), *spec.columns])
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {_stage(spec)} ({cols}) ON COMMIT DELETE ROWS;"
+        f"DELETE FROM {_stage(spec)}"
+    )
+
+
+def _update_sql(schema: str, spec: KindLatest) -> str:
+    return f"""
+UPDATE {schema}.latest_state AS s SET
+    {_assignments(spec, "u")},
+    updated_at = now()
+FROM {_stage(spec)} AS u
+WHERE s.entity_kind = $1 AND s.entity_id = u.entity_id AND s.ts < u.ts
+"""
+
+
+def _insert_sql(schema: str, spec: KindLatest) -> str:
+    cols = _names(spec)
+    return f"""
+INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
+SELECT $1, {cols} FROM {_stage(spec)} AS u
+WHERE NOT EXISTS (
+    SELECT 1 FROM {schema}.latest_state AS x WHERE x.entity_kind = $1 AND x.entity_id = u.entity_id
+)
+ORDER BY u.entity_id
+ON CONFLICT DO NOTHING
 """
 
 
@@ -220,12 +294,31 @@ _STORED = """
 SELECT entity_id, ts FROM {schema}.latest_state
 WHERE entity_kind = $1 AND entity_id = ANY($2::text[])
 """
-_statements: dict[tuple[str, str], str] = {}
+_statements: dict[tuple[str, str, str], str] = {}
+_encoders: dict[str, RowEncoder] = {}
 
 
-async def upsert(conn: Any, schema: str, spec: KindLatest, items: list[tuple[str, Values]]) -> int:
+def _sql(form: str, schema: str, spec: KindLatest) -> str:
+    sql = _statements.get((form, schema, spec.kind))
+    if sql is None:
+        build = {"upsert": _upsert_sql, "update": _update_sql, "insert": _insert_sql}[form]
+        sql = _statements[(form, schema, spec.kind)] = build(schema, spec)
+    return sql
+
+
+async def upsert(
+    conn: Any,
+    schema: str,
+    spec: KindLatest,
+    items: list[tuple[str, Values]],
+    *,
+    copy: bool = False,
+) -> int:
     """Bring latest_state up to date with ``items`` (from ``charger_values`` /
-    ``battery_values``) inside the caller's transaction; returns the entities sent."""
+    ``battery_values``) inside the caller's transaction; returns the entities sent.
+
+    ``copy``: the connection takes ``COPY FROM STDIN`` (the COPY loader's engines); otherwise
+    the unnest form, which every engine takes."""
     if not items:
         return 0
     stored: dict[str, datetime] | None = None
@@ -236,10 +329,31 @@ async def upsert(conn: Any, schema: str, spec: KindLatest, items: list[tuple[str
     newest = merge_newest(items, stored)
     if not newest:
         return 0
-    sql = _statements.get((schema, spec.kind))
-    if sql is None:
-        sql = _statements[(schema, spec.kind)] = _upsert_sql(schema, spec)
-    columns: list[list[Any]] = [[e for e, _ in newest]]
-    columns += [[v[j] for _, v in newest] for j in range(len(spec.columns))]
-    await conn.execute(sql, spec.kind, *columns)
+    if copy:
+        await _merge_copy(conn, schema, spec, newest)
+    else:
+        columns: list[list[Any]] = [[e for e, _ in newest]]
+        columns += [[v[j] for _, v in newest] for j in range(len(spec.columns))]
+        await conn.execute(_sql("upsert", schema, spec), spec.kind, *columns)
     return len(newest)
+
+
+async def _merge_copy(
+    conn: Any, schema: str, spec: KindLatest, newest: list[tuple[str, Values]]
+) -> None:
+    encode = _encoders.get(spec.kind)
+    if encode is None:
+        encode = _encoders[spec.kind] = row_encoder(["text", *(t for _, t in spec.columns)])
+    # encoded before anything is sent: a value its column refuses raises here (struct.error /
+    # OverflowError, a data error) before the COPY starts. One piece: a few thousand rows.
+    stream = b"".join(encode([(e, *v) for e, v in newest]))
+    await conn.execute(_stage_sql(spec))
+    await conn.copy_to_table(_stage(spec), source=_one(stream), format="binary")
+    status = await conn.execute(_sql("update", schema, spec), spec.kind)
+    if int(status.rsplit(" ", 1)[-1]) < len(newest):
+        await conn.execute(_sql("insert", schema, spec), spec.kind)
+
+
+async def _one(piece: bytes) -> AsyncIterator[bytes]:
+    # asyncpg reads a bytes ``source`` as a file path; an async iterable is sent as it is
+    yield piece
