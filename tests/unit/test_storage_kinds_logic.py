@@ -13,11 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contract.battery import PackFrameRows
-from contract.charger import ChargerRows, ConnectorStatusRow
+from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 from devtools.sim.synthetic import frame_rows, vin
+from storage import latest_kinds
 from storage.batch import is_reissue, row_times_ms, rows_by_table
 from storage.binary import COPY_SIGNATURE, COPY_TRAILER
-from storage.latest_kinds import merge_newest, several_times
+from storage.latest_kinds import charger_values, merge_newest, several_times
 from storage.tables import CONNECTOR_STATUS, PACK_TELEMETRY, VEHICLES
 from tests.unit.test_storage_binary import _array
 
@@ -128,3 +129,28 @@ def test_the_merge_is_the_forward_rule(
         if rows:
             expected.append((entity, _forward_merge(rows)))
     assert merge_newest(items, stored) == expected
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("12"), st.integers(0, 2), st.integers(0, 4)), max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from("12"), st.integers(0, 2), st.none() | st.floats(0, 500)),
+        max_size=6,
+    ),
+)
+def test_a_status_joined_to_its_telemetry_row_merges_as_two_rows(
+    raw_statuses: list[tuple[str, int, int]], raw_telemetry: list[tuple[str, int, float | None]]
+) -> None:
+    statuses = [
+        ConnectorStatusRow("OP", c, T + t * S, v, None, None, "x") for c, t, v in raw_statuses
+    ]
+    telemetry = [
+        ChargerTelemetryRow(
+            "OP", c, T + t * S, T, None, v, None, None, None, None, None, None, None, None, "x"
+        )
+        for c, t, v in raw_telemetry
+    ]
+    # the rule as the merge states it: every status and telemetry row an item of its own
+    apart = [(f"OP:{s.connector_id}", latest_kinds._status(s)) for s in statuses]
+    apart += [(f"OP:{t.connector_id}", latest_kinds._output(t, None)) for t in telemetry]
+    assert merge_newest(charger_values(statuses, telemetry)) == merge_newest(apart)
