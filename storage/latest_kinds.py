@@ -179,13 +179,7 @@ def battery_values(rows: Iterable[PackTelemetryRow]) -> list[tuple[str, Values]]
 
 def several_times(items: Iterable[tuple[str, Values]]) -> set[str]:
     """The entities with rows of more than one frame time."""
-    first: dict[str, datetime] = {}
-    out: set[str] = set()
-    for entity, values in items:
-        ts = first.setdefault(entity, values[0])
-        if ts != values[0]:
-            out.add(entity)
-    return out
+    return set(_several_times(_group(items)))
 
 
 def merge_newest(
@@ -193,10 +187,25 @@ def merge_newest(
 ) -> list[tuple[str, Values]]:
     """One row per entity, sorted by entity: the newest time and, per column, the last non-null
     value in frame-time order, of the rows newer than ``stored[entity]`` (when known)."""
+    return _merge(_group(items), stored or {})
+
+
+def _group(items: Iterable[tuple[str, Values]]) -> dict[str, list[Values]]:
     per: dict[str, list[Values]] = {}
     for entity, values in items:
         per.setdefault(entity, []).append(values)
-    stored = stored or {}
+    return per
+
+
+def _several_times(per: dict[str, list[Values]]) -> list[str]:
+    return [
+        entity
+        for entity, rows in per.items()
+        if len(rows) > 1 and any(v[0] != rows[0][0] for v in rows)
+    ]
+
+
+def _merge(per: dict[str, list[Values]], stored: dict[str, datetime]) -> list[tuple[str, Values]]:
     out: list[tuple[str, Values]] = []
     for entity in sorted(per):
         rows = per[entity]
@@ -346,12 +355,13 @@ async def upsert(
         # nothing to merge and no older row of the batch to keep out; the SQL moves ts forward
         newest = sorted(once.items(), key=_entity)
     else:
-        stored: dict[str, datetime] | None = None
-        mixed = several_times(items)
+        per = _group(items)
+        stored: dict[str, datetime] = {}
+        mixed = _several_times(per)
         if mixed:
             rows = await conn.fetch(_STORED.format(schema=schema), spec.kind, sorted(mixed))
             stored = {r["entity_id"]: r["ts"] for r in rows}
-        newest = merge_newest(items, stored)
+        newest = _merge(per, stored)
         if not newest:
             return 0
     if copy:
