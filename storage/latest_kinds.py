@@ -10,9 +10,10 @@ differs is where the values come from, one column map per kind:
   rows (``connector_status``) and its telemetry rows (output, connected vehicle);
 * ``battery``, one row per pack code, from standalone pack frames (``pack_telemetry``).
 
-A connector's status row and telemetry row of one frame are two rows with the same time, and
-a batch may hold several frames of one entity: they are merged here, in frame-time order, into
-one row per entity (the newest time, the last non-null value of each column). Only rows newer
+A connector's status row and telemetry row of one frame have the same time (``charger_values``
+joins them into one item), and a batch may hold several frames of one entity: they are merged
+here, in frame-time order, into one row per entity (the newest time, the last non-null value of
+each column; a batch with every entity once needs no merge). Only rows newer
 than the stored state may take part, or an old frame's value would overwrite a newer stored
 one in a column the newest row leaves empty; so when an entity has rows of more than one time
 in the batch (rare: a connector reports every few seconds, a batch lasts a fraction of that),
@@ -20,14 +21,15 @@ the stored times of those entities are read first. The merged rows (sorted by en
 writers lock in the same order) then reach latest_state in one of two forms, as the vehicles'
 (storage/latest.py), measured in docs/performance.md:
 
-* with COPY (``copy=True``, plain PostgreSQL): binary COPY into a temporary staging table of
+* with COPY (``copy=True``, plain PostgreSQL): asyncpg's binary COPY of records (its compiled
+  codecs: ~4x ``storage.binary_rows.row_encoder`` here) into a temporary staging table of
   the kind (``nev_latest_<kind>``, created once per session, ``ON COMMIT DELETE ROWS``), one
   ``UPDATE ... FROM`` the staged rows ``WHERE stored.ts < new.ts``, and only when it reached
   fewer rows than were staged (new entities, or rows not newer than the stored state) an
   ``INSERT ... WHERE NOT EXISTS ... ON CONFLICT DO NOTHING`` of the new entities. An entity
   inserted concurrently by another writer is skipped; its next report brings it up to date.
-  asyncpg's encoding of one Python list per column into arrays cost most of the writer's CPU
-  for chargers; its COPY of records costs a fraction of that.
+  It replaces, there, the unnest form, whose encoding of one Python list per column into
+  arrays was most of the charger writer's client CPU.
 * without COPY (PGlite): one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE ...
   WHERE stored.ts < new.ts``.
 """

@@ -225,6 +225,31 @@ async def test_new_entities_are_inserted_only_when_the_update_missed_some(conn: 
     assert await state(conn, BATTERY) == got
 
 
+async def test_a_new_entity_inserted_meanwhile_by_another_writer_is_skipped(
+    conn: Any, migrated_database: str
+) -> None:
+    other = await connect(PoolParams(dsn=migrated_database))
+
+    class Interleaved(Recording):
+        async def execute(self, sql: str, *args: Any) -> str:
+            if sql.lstrip().startswith("INSERT"):
+                # between this writer's UPDATE (P9 unknown then) and its INSERT of new entities
+                await write(other, packs=[pack("P9", T0 + 5 * S, 11)])
+            return await super().execute(sql, *args)
+
+    try:
+        rec = Interleaved(conn)
+        assert await write(rec, packs=[pack("P9", T0 + 9 * S, 22), pack("P8", T0, 33)]) == 2
+    finally:
+        await other.close()
+    got = await state(conn, BATTERY)
+    # no error, P8 inserted; P9 keeps the other writer's row until its next report
+    assert {k: (v["ts"], v["soc_pct"]) for k, v in got.items()} == {
+        "P8": (T0, 33),
+        "P9": (T0 + 5 * S, 11),
+    }
+
+
 def _random_batches(seed: int, count: int) -> list[dict[str, list[Any]]]:
     """Batches of both kinds with nulls, several times per entity, rows older than the stored
     state, redeliveries and new entities."""
