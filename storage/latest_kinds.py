@@ -154,23 +154,17 @@ def charger_values(
     the merge would keep it): a frame's status and output of one connector are one item, so
     an entity with one frame in the batch needs no merge. Statuses without such a telemetry
     row are items of their own."""
-    status_of = {
-        (connector_entity(s.operator_id, s.connector_id), s.ts): s for s in statuses
-    }  # later rows win, as in the merge
+    # later rows win, as in the merge; the key needs no entity string
+    status_of = {(s.operator_id, s.connector_id, s.ts): s for s in statuses}
     out: list[tuple[str, Values]] = []
-    joined: set[tuple[str, datetime]] = set()
     for t in telemetry:
-        entity = connector_entity(t.operator_id, t.connector_id)
-        s = status_of.get((entity, t.ts))
-        if s is None:
-            out.append((entity, _output(t, None)))
-        else:
-            joined.add((entity, t.ts))
-            out.append((entity, _output(t, s.status)))
-    if len(joined) < len(status_of):
-        for (entity, ts), s in status_of.items():
-            if (entity, ts) not in joined:
-                out.append((entity, _status(s)))
+        # popped: a second telemetry row of the same time needs it no more than the merge does
+        s = status_of.pop((t.operator_id, t.connector_id, t.ts), None)
+        status = None if s is None else s.status
+        out.append((connector_entity(t.operator_id, t.connector_id), _output(t, status)))
+    out += [
+        (connector_entity(s.operator_id, s.connector_id), _status(s)) for s in status_of.values()
+    ]
     return out
 
 
