@@ -22,7 +22,7 @@ from storage.errors import ErrorKind, StorageError, classify
 from storage.latest_kinds import BATTERY, CHARGER, battery_values, charger_values, upsert
 from storage.loaders import Loader
 from storage.offsets import TopicPartition
-from storage.params import WriterParams
+from storage.params import LoaderKind, WriterParams
 from storage.tables import CHARGER_TELEMETRY, CONNECTOR_STATUS, PACK_TELEMETRY, VEHICLES, Table
 
 __all__ = ["Attempt", "LoadBatch", "NoPartition", "load_isolating"]
@@ -95,7 +95,7 @@ async def load_isolating(
                 if vehicles:
                     await batch.loader.latest(conn, batch.schema, batch.params.entity_kind, rows)
                     latest += len({r.vin for r in rows})
-            latest += await _latest_of_kinds(conn, batch.schema, tables)
+            latest += await _latest_of_kinds(conn, batch.schema, tables, batch.loader.kind)
     except Exception as exc:
         kind = classify(exc)
         if kind is ErrorKind.DUPLICATE and not skip:
@@ -143,17 +143,20 @@ async def load_isolating(
     state.latest += latest
 
 
-async def _latest_of_kinds(conn: Any, schema: str, tables: list[tuple[Table, list[Any]]]) -> int:
+async def _latest_of_kinds(
+    conn: Any, schema: str, tables: list[tuple[Table, list[Any]]], loader: LoaderKind
+) -> int:
     """latest_state of the connectors and packs whose rows were just loaded."""
+    copy = loader is LoaderKind.COPY  # COPY FROM STDIN: the staging form (storage/latest_kinds)
     rows = {t.name: r for t, r in tables}
     statuses = rows.get(CONNECTOR_STATUS.name, [])
     telemetry = rows.get(CHARGER_TELEMETRY.name, [])
     packs = rows.get(PACK_TELEMETRY.name, [])
     n = 0
     if statuses or telemetry:
-        n += await upsert(conn, schema, CHARGER, charger_values(statuses, telemetry))
+        n += await upsert(conn, schema, CHARGER, charger_values(statuses, telemetry), copy=copy)
     if packs:
-        n += await upsert(conn, schema, BATTERY, battery_values(packs))
+        n += await upsert(conn, schema, BATTERY, battery_values(packs), copy=copy)
     return n
 
 

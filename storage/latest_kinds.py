@@ -10,15 +10,29 @@ differs is where the values come from, one column map per kind:
   rows (``connector_status``) and its telemetry rows (output, connected vehicle);
 * ``battery``, one row per pack code, from standalone pack frames (``pack_telemetry``).
 
-A connector's status row and telemetry row of one frame are two rows with the same time, and
-a batch may hold several frames of one entity: they are merged here, in frame-time order, into
-one row per entity (the newest time, the last non-null value of each column). Only rows newer
+A connector's status row and telemetry row of one frame have the same time (``charger_values``
+joins them into one item), and a batch may hold several frames of one entity: they are merged
+here, in frame-time order, into one row per entity (the newest time, the last non-null value of
+each column; a batch with every entity once needs no merge). Only rows newer
 than the stored state may take part, or an old frame's value would overwrite a newer stored
 one in a column the newest row leaves empty; so when an entity has rows of more than one time
 in the batch (rare: a connector reports every few seconds, a batch lasts a fraction of that),
-the stored times of those entities are read first. Then one ``INSERT ... SELECT FROM
-unnest(...) ON CONFLICT DO UPDATE ... WHERE stored.ts < new.ts`` (the form both loaders can
-send; sorted by entity so two writers lock in the same order).
+the stored times of those entities are read first. The merged rows (sorted by entity, so two
+writers lock in the same order) then reach latest_state in one of two forms, as the vehicles'
+(storage/latest.py), measured in docs/performance.md:
+
+* with COPY (``copy=True``, plain PostgreSQL): asyncpg's binary COPY of records (its compiled
+  codecs: 1.7 µs of client CPU per charger row, ``storage.binary_rows.row_encoder`` 2.3) into
+  a temporary staging table of
+  the kind (``nev_latest_<kind>``, created once per session, ``ON COMMIT DELETE ROWS``), one
+  ``UPDATE ... FROM`` the staged rows ``WHERE stored.ts < new.ts``, and only when it reached
+  fewer rows than were staged (new entities, or rows not newer than the stored state) an
+  ``INSERT ... WHERE NOT EXISTS ... ON CONFLICT DO NOTHING`` of the new entities. An entity
+  inserted concurrently by another writer is skipped; its next report brings it up to date.
+  It replaces, there, the unnest form, whose encoding of one Python list per column into
+  arrays was most of the charger writer's client CPU.
+* without COPY (PGlite): one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE ...
+  WHERE stored.ts < new.ts``.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final
 
 from contract.battery import PackTelemetryRow
@@ -116,9 +131,9 @@ def _status(s: ConnectorStatusRow) -> Values:
     return (s.ts, None, s.operator_id, s.status, None, None, None, None, None, None, None)
 
 
-def _output(t: ChargerTelemetryRow) -> Values:
+def _output(t: ChargerTelemetryRow, status: int | None) -> Values:
     return (
-        t.ts, t.received_at, t.operator_id, None, t.voltage_v, t.current_a, t.power_kw,
+        t.ts, t.received_at, t.operator_id, status, t.voltage_v, t.current_a, t.power_kw,
         t.energy_kwh, t.vin, _soc(t.soc_pct), t.connector_temp_c,
     )  # fmt: skip
 
@@ -134,9 +149,23 @@ def _pack(r: PackTelemetryRow) -> Values:
 def charger_values(
     statuses: Iterable[ConnectorStatusRow], telemetry: Iterable[ChargerTelemetryRow]
 ) -> list[tuple[str, Values]]:
-    """(entity, values) of every status and telemetry row, in CHARGER's column order."""
-    out = [(connector_entity(s.operator_id, s.connector_id), _status(s)) for s in statuses]
-    out += [(connector_entity(t.operator_id, t.connector_id), _output(t)) for t in telemetry]
+    """(entity, values) of the status and telemetry rows, in CHARGER's column order.
+
+    A telemetry row carries the status of its connector at the same time (the last one, as
+    the merge would keep it): a frame's status and output of one connector are one item, so
+    an entity with one frame in the batch needs no merge. Statuses without such a telemetry
+    row are items of their own."""
+    # later rows win, as in the merge; the key needs no entity string
+    status_of = {(s.operator_id, s.connector_id, s.ts): s for s in statuses}
+    out: list[tuple[str, Values]] = []
+    for t in telemetry:
+        # popped: a second telemetry row of the same time needs it no more than the merge does
+        s = status_of.pop((t.operator_id, t.connector_id, t.ts), None)
+        status = None if s is None else s.status
+        out.append((connector_entity(t.operator_id, t.connector_id), _output(t, status)))
+    out += [
+        (connector_entity(s.operator_id, s.connector_id), _status(s)) for s in status_of.values()
+    ]
     return out
 
 
@@ -147,13 +176,7 @@ def battery_values(rows: Iterable[PackTelemetryRow]) -> list[tuple[str, Values]]
 
 def several_times(items: Iterable[tuple[str, Values]]) -> set[str]:
     """The entities with rows of more than one frame time."""
-    first: dict[str, datetime] = {}
-    out: set[str] = set()
-    for entity, values in items:
-        ts = first.setdefault(entity, values[0])
-        if ts != values[0]:
-            out.add(entity)
-    return out
+    return set(_several_times(_group(items)))
 
 
 def merge_newest(
@@ -161,10 +184,25 @@ def merge_newest(
 ) -> list[tuple[str, Values]]:
     """One row per entity, sorted by entity: the newest time and, per column, the last non-null
     value in frame-time order, of the rows newer than ``stored[entity]`` (when known)."""
+    return _merge(_group(items), stored or {})
+
+
+def _group(items: Iterable[tuple[str, Values]]) -> dict[str, list[Values]]:
     per: dict[str, list[Values]] = {}
     for entity, values in items:
         per.setdefault(entity, []).append(values)
-    stored = stored or {}
+    return per
+
+
+def _several_times(per: dict[str, list[Values]]) -> list[str]:
+    return [
+        entity
+        for entity, rows in per.items()
+        if len(rows) > 1 and any(v[0] != rows[0][0] for v in rows)
+    ]
+
+
+def _merge(per: dict[str, list[Values]], stored: dict[str, datetime]) -> list[tuple[str, Values]]:
     out: list[tuple[str, Values]] = []
     for entity in sorted(per):
         rows = per[entity]
@@ -177,42 +215,104 @@ def merge_newest(
             out.append((entity, rows[0]))
             continue
         rows.sort(key=_time)  # stable: rows of one time keep their order
-        merged = list(rows[0])
-        for values in rows[1:]:
-            for j, v in enumerate(values):
-                if v is not None:
-                    merged[j] = v
-        out.append((entity, tuple(merged)))
+        out.append((entity, _last_non_null(rows)))
     return out
 
 
-def _time(values: Values) -> datetime:
-    ts: datetime = values[0]
-    return ts
+def _last_non_null(rows: list[Values]) -> Values:
+    """Per column, the value of the last row where it is not null (rows in frame-time order).
+
+    Newest first, visiting only the columns still null: the newest row usually lacks a column
+    or two, so this touches those where a forward merge would visit every column of every row
+    (measured: docs/performance.md).
+    """
+    newest = rows[-1]
+    if None not in newest:  # one scan in C
+        return newest
+    merged = list(newest)
+    missing = [j for j, v in enumerate(newest) if v is None]
+    for values in reversed(rows[:-1]):
+        still = []
+        for j in missing:
+            v = values[j]
+            if v is None:
+                still.append(j)
+            else:
+                merged[j] = v
+        if not still:
+            break
+        missing = still
+    return tuple(merged)
 
 
+_entity: Final = itemgetter(0)
+_time: Final = itemgetter(0)
 _FOLLOW_TS: Final = frozenset({"ts", "received_at"})
 
 
-def _upsert_sql(schema: str, spec: KindLatest) -> str:
-    names = [c for c, _ in spec.columns]
-    cols = ", ".join(["entity_id", *names])
-    params = ", ".join(
-        f"${i + 2}::{t}[]" for i, (_, t) in enumerate([("entity_id", "text"), *spec.columns])
-    )
+def _assignments(spec: KindLatest, source: str) -> str:
     # received_at belongs to the report that moved ts: a status row carries none, and an older
     # report's receive time kept beside a newer ts makes "last seen" (queries_online) old.
-    sets = ",\n    ".join(
-        f"{c} = EXCLUDED.{c}" if c in _FOLLOW_TS else f"{c} = COALESCE(EXCLUDED.{c}, s.{c})"
-        for c in names
+    return ",\n    ".join(
+        f"{c} = {source}.{c}" if c in _FOLLOW_TS else f"{c} = COALESCE({source}.{c}, s.{c})"
+        for c, _ in spec.columns
+    )
+
+
+def _names(spec: KindLatest) -> str:
+    return ", ".join(["entity_id", *(c for c, _ in spec.columns)])
+
+
+def _upsert_sql(schema: str, spec: KindLatest) -> str:
+    cols = _names(spec)
+    params = ", ".join(
+        f"${i + 2}::{t}[]" for i, (_, t) in enumerate([("entity_id", "text"), *spec.columns])
     )
     return f"""
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
 SELECT $1, u.* FROM unnest({params}) AS u({cols})
 ON CONFLICT (entity_kind, entity_id) DO UPDATE SET
-    {sets},
+    {_assignments(spec, "EXCLUDED")},
     updated_at = now()
 WHERE s.ts < EXCLUDED.ts
+"""
+
+
+def _stage(spec: KindLatest) -> str:
+    return f"nev_latest_{spec.kind}"
+
+
+def _stage_sql(spec: KindLatest) -> str:
+    # Created once per session (IF NOT EXISTS costs one catalog lookup afterwards), as the COPY
+    # loader's stages; emptied first, for another load of the same transaction (a bisected
+    # half, a conflict-skipping redo) has staged its rows already.
+    cols = ", ".join(f"{c} {t}" for c, t in [("entity_id", "text"), *spec.columns])
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {_stage(spec)} ({cols}) ON COMMIT DELETE ROWS;"
+        f"DELETE FROM {_stage(spec)}"
+    )
+
+
+def _update_sql(schema: str, spec: KindLatest) -> str:
+    return f"""
+UPDATE {schema}.latest_state AS s SET
+    {_assignments(spec, "u")},
+    updated_at = now()
+FROM {_stage(spec)} AS u
+WHERE s.entity_kind = $1 AND s.entity_id = u.entity_id AND s.ts < u.ts
+"""
+
+
+def _insert_sql(schema: str, spec: KindLatest) -> str:
+    cols = _names(spec)
+    return f"""
+INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
+SELECT $1, {cols} FROM {_stage(spec)} AS u
+WHERE NOT EXISTS (
+    SELECT 1 FROM {schema}.latest_state AS x WHERE x.entity_kind = $1 AND x.entity_id = u.entity_id
+)
+ORDER BY u.entity_id
+ON CONFLICT DO NOTHING
 """
 
 
@@ -220,26 +320,64 @@ _STORED = """
 SELECT entity_id, ts FROM {schema}.latest_state
 WHERE entity_kind = $1 AND entity_id = ANY($2::text[])
 """
-_statements: dict[tuple[str, str], str] = {}
+_statements: dict[tuple[str, str, str], str] = {}
 
 
-async def upsert(conn: Any, schema: str, spec: KindLatest, items: list[tuple[str, Values]]) -> int:
+def _sql(form: str, schema: str, spec: KindLatest) -> str:
+    sql = _statements.get((form, schema, spec.kind))
+    if sql is None:
+        build = {"upsert": _upsert_sql, "update": _update_sql, "insert": _insert_sql}[form]
+        sql = _statements[(form, schema, spec.kind)] = build(schema, spec)
+    return sql
+
+
+async def upsert(
+    conn: Any,
+    schema: str,
+    spec: KindLatest,
+    items: list[tuple[str, Values]],
+    *,
+    copy: bool = False,
+) -> int:
     """Bring latest_state up to date with ``items`` (from ``charger_values`` /
-    ``battery_values``) inside the caller's transaction; returns the entities sent."""
+    ``battery_values``) inside the caller's transaction; returns the entities sent.
+
+    ``copy``: the connection takes ``COPY FROM STDIN`` (the COPY loader's engines); otherwise
+    the unnest form, which every engine takes."""
     if not items:
         return 0
-    stored: dict[str, datetime] | None = None
-    mixed = several_times(items)
-    if mixed:
-        rows = await conn.fetch(_STORED.format(schema=schema), spec.kind, sorted(mixed))
-        stored = {r["entity_id"]: r["ts"] for r in rows}
-    newest = merge_newest(items, stored)
-    if not newest:
-        return 0
-    sql = _statements.get((schema, spec.kind))
-    if sql is None:
-        sql = _statements[(schema, spec.kind)] = _upsert_sql(schema, spec)
-    columns: list[list[Any]] = [[e for e, _ in newest]]
-    columns += [[v[j] for _, v in newest] for j in range(len(spec.columns))]
-    await conn.execute(sql, spec.kind, *columns)
+    once = dict(items)
+    if len(once) == len(items):
+        # every entity once (the steady state: a batch lasts less than a report interval):
+        # nothing to merge and no older row of the batch to keep out; the SQL moves ts forward
+        newest = sorted(once.items(), key=_entity)
+    else:
+        per = _group(items)
+        stored: dict[str, datetime] = {}
+        mixed = _several_times(per)
+        if mixed:
+            rows = await conn.fetch(_STORED.format(schema=schema), spec.kind, sorted(mixed))
+            stored = {r["entity_id"]: r["ts"] for r in rows}
+        newest = _merge(per, stored)
+        if not newest:
+            return 0
+    if copy:
+        await _merge_copy(conn, schema, spec, newest)
+    else:
+        columns: list[list[Any]] = [[e for e, _ in newest]]
+        columns += [[v[j] for _, v in newest] for j in range(len(spec.columns))]
+        await conn.execute(_sql("upsert", schema, spec), spec.kind, *columns)
     return len(newest)
+
+
+async def _merge_copy(
+    conn: Any, schema: str, spec: KindLatest, newest: list[tuple[str, Values]]
+) -> None:
+    await conn.execute(_stage_sql(spec))
+    # asyncpg's own binary COPY of records (its compiled codecs; its column introspection is a
+    # statement cached per connection): measured 1.7 µs of client CPU per charger row against
+    # 2.3 for storage.binary_rows.row_encoder (a Python call per column); docs/performance.md.
+    await conn.copy_records_to_table(_stage(spec), records=[(e, *v) for e, v in newest])
+    status = await conn.execute(_sql("update", schema, spec), spec.kind)
+    if int(status.rsplit(" ", 1)[-1]) < len(newest):
+        await conn.execute(_sql("insert", schema, spec), spec.kind)

@@ -9,13 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contract.battery import PackFrameRows
-from contract.charger import ChargerRows, ConnectorStatusRow
+from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 from devtools.sim.synthetic import frame_rows, vin
+from storage import latest_kinds
 from storage.batch import is_reissue, row_times_ms, rows_by_table
 from storage.binary import COPY_SIGNATURE, COPY_TRAILER
-from storage.latest_kinds import merge_newest, several_times
+from storage.latest_kinds import charger_values, merge_newest, several_times
 from storage.tables import CONNECTOR_STATUS, PACK_TELEMETRY, VEHICLES
 from tests.unit.test_storage_binary import _array
 
@@ -92,3 +95,62 @@ def test_pack_telemetry_copy_stream_reads_back() -> None:
     assert first[7] is None  # soc_pct absent
     assert struct.unpack(">f", first[10] or b"")[0] == pytest.approx(row.voltage_v)
     assert second[16] is None  # no cells block: NULL, not an empty array
+
+
+def _forward_merge(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    # the rule as stated: in frame-time order (stable), each non-null value replaces the last
+    merged = list(sorted(rows, key=lambda r: r[0])[0])
+    for values in sorted(rows, key=lambda r: r[0])[1:]:
+        for j, v in enumerate(values):
+            if v is not None:
+                merged[j] = v
+    return tuple(merged)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abc"),
+            st.integers(0, 3),
+            st.lists(st.none() | st.integers(0, 9), min_size=4, max_size=4),
+        ),
+        max_size=12,
+    ),
+    st.dictionaries(st.sampled_from("abc"), st.integers(0, 3)),
+)
+def test_the_merge_is_the_forward_rule(
+    raw: list[tuple[str, int, list[int | None]]], stored_s: dict[str, int]
+) -> None:
+    items: list[tuple[str, tuple[Any, ...]]] = [(e, (T + t * S, *vs)) for e, t, vs in raw]
+    stored = {e: T + t * S for e, t in stored_s.items()}
+    expected = []
+    for entity in sorted({e for e, _ in items}):
+        rows = [v for e, v in items if e == entity and v[0] > stored.get(entity, T - S)]
+        if rows:
+            expected.append((entity, _forward_merge(rows)))
+    assert merge_newest(items, stored) == expected
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("12"), st.integers(0, 2), st.integers(0, 4)), max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from("12"), st.integers(0, 2), st.none() | st.floats(0, 500)),
+        max_size=6,
+    ),
+)
+def test_a_status_joined_to_its_telemetry_row_merges_as_two_rows(
+    raw_statuses: list[tuple[str, int, int]], raw_telemetry: list[tuple[str, int, float | None]]
+) -> None:
+    statuses = [
+        ConnectorStatusRow("OP", c, T + t * S, v, None, None, "x") for c, t, v in raw_statuses
+    ]
+    telemetry = [
+        ChargerTelemetryRow(
+            "OP", c, T + t * S, T, None, v, None, None, None, None, None, None, None, None, "x"
+        )
+        for c, t, v in raw_telemetry
+    ]
+    # the rule as the merge states it: every status and telemetry row an item of its own
+    apart = [(f"OP:{s.connector_id}", latest_kinds._status(s)) for s in statuses]
+    apart += [(f"OP:{t.connector_id}", latest_kinds._output(t, None)) for t in telemetry]
+    assert merge_newest(charger_values(statuses, telemetry)) == merge_newest(apart)
