@@ -119,10 +119,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         out["steady_p50_latency_s"] = histogram_quantile(hist, 0.50)
         out["steady_p99_latency_s"] = histogram_quantile(hist, 0.99)
     goal_rate = out.get("pipeline_1w_frames_per_s", 0)
-    out["goal_1w_ge_0_6_lower_ceiling"] = goal_rate >= 0.6 * lower
+    # Issue 12's goals (the earlier ones, 0.6x and p99 <= 2 s, are met where these are).
+    out["goal_1w_ge_0_8_lower_ceiling"] = goal_rate >= 0.8 * lower
     out["goal_1w_ge_30000"] = goal_rate >= 30_000
     p99 = out.get("steady_p99_latency_s")
-    out["goal_p99_le_2s"] = p99 is not None and p99 <= 2.0
+    out["goal_p99_le_1s"] = p99 is not None and p99 <= 1.0
     out["command"] = " ".join(["python -m loadtest.bench_pipeline", *sys.argv[1:]])
     await env.close()
     return out
