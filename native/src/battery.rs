@@ -12,6 +12,7 @@
 
 use crate::envelope::{plain_data, ID_OFFSET, ID_SIZE};
 use crate::time::{self, FrameTime};
+use crate::wire::{be16, be32, byte, word};
 
 pub mod pack_code;
 
@@ -265,22 +266,6 @@ fn take(buf: &[u8], pos: usize, n: usize, end: usize) -> Option<&[u8]> {
         return None;
     }
     buf.get(pos..pos + n)
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn byte(v: u8) -> Option<u8> {
-    (v < 0xFE).then_some(v)
-}
-
-fn word(v: u16) -> Option<u16> {
-    (v < 0xFFFE).then_some(v)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use crate::envelope::{plain_data, ID_OFFSET, ID_SIZE};
 use crate::time::{self, FrameTime};
+use crate::wire::{be16, be32, byte, dword, word};
 
 pub const CONNECTOR_ID_SIZE: usize = 26;
 pub const SEQ_SIZE: usize = 27;
@@ -322,27 +323,6 @@ fn vin(raw: &[u8]) -> Option<&str> {
 
 fn is_printable(b: u8) -> bool {
     (0x21..0x7F).contains(&b)
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// GB/T 32960 sentinels: 0xFE "abnormal" / 0xFF "invalid" and their WORD / DWORD forms.
-fn byte(v: u8) -> Option<u8> {
-    (v < 0xFE).then_some(v)
-}
-
-fn word(v: u16) -> Option<u16> {
-    (v < 0xFFFE).then_some(v)
-}
-
-fn dword(v: u32) -> Option<u32> {
-    (v < 0xFFFF_FFFE).then_some(v)
 }
 
 #[cfg(test)]

@@ -12,6 +12,18 @@ pub const BAD_FIELD: &str = "bad_field";
 pub const BAD_IDENTITY: &str = "bad_identity";
 pub const COUNT_MISMATCH: &str = "count_mismatch";
 
+/// Every reason a frame decoder here may give (`ingest.decoders.errors.FRAME_REASONS`).
+pub const FRAME_REASONS: [&str; 8] = [
+    BAD_START,
+    TRUNCATED,
+    LENGTH_MISMATCH,
+    BAD_CHECKSUM,
+    UNKNOWN_COMMAND,
+    BAD_FIELD,
+    BAD_IDENTITY,
+    COUNT_MISMATCH,
+];
+
 /// Why a frame was rejected: a reason of `ingest.decoders.errors`, the frame offset where the
 /// problem was found, and a sentence for people. Python raises it as `FrameError`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,7 @@ pub mod error;
 pub mod identity;
 pub mod time;
 pub mod vehicle;
+pub mod wire;
 
 #[cfg(feature = "python")]
 mod py;

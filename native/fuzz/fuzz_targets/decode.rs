@@ -10,16 +10,7 @@ use nev_native::error;
 use nev_native::vehicle::encode::encode;
 use nev_native::vehicle::{decode, Outcome};
 
-const KNOWN_REASONS: [&str; 8] = [
-    error::BAD_START,
-    error::TRUNCATED,
-    error::LENGTH_MISMATCH,
-    error::BAD_CHECKSUM,
-    error::UNKNOWN_COMMAND,
-    error::BAD_FIELD,
-    error::BAD_IDENTITY,
-    error::COUNT_MISMATCH,
-];
+const KNOWN_REASONS: [&str; 8] = error::FRAME_REASONS;
 
 fuzz_target!(|buf: &[u8]| {
     let _ = charger::decode(buf);

@@ -1,23 +1,13 @@
 //! The alarm block and the pack join, shared by both editions (as the retired
-//! Python fast path's `parse_alarm` / `join_packs` did), and the big-endian readers the
-//! walks use. Callers check lengths against the data unit's end before reading, exactly where
+//! Python fast path's `parse_alarm` / `join_packs` did), and (re-exported from `wire`) the
+//! big-endian readers the walks use. Callers check lengths against the data unit's end before reading, exactly where
 //! the Python code does (the checks decide the reject reason and offset).
 
 use super::extremes::{cell_min_max, probe_min_max};
 use super::{Alarm, Hints, Pack, TempEntry, VoltEntry};
 use crate::error::{FrameError, Result, BAD_FIELD, TRUNCATED};
 
-/// The big-endian WORD at `at` (the caller has checked `at + 2 <= end`).
-#[inline(always)]
-pub fn be16(buf: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([buf[at], buf[at + 1]])
-}
-
-/// The big-endian DWORD at `at` (the caller has checked `at + 4 <= end`).
-#[inline(always)]
-pub fn be32(buf: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
-}
+pub use crate::wire::{be16, be32};
 
 /// `n` big-endian fault codes from `at` (checked by the caller).
 fn codes(buf: &[u8], at: usize, n: usize) -> Vec<u32> {

@@ -16,6 +16,7 @@
 use super::common::{be16, be32, parse_alarm};
 use super::{Extremes, Motor, Position, TempEntry, Vehicle, VoltEntry, Walk};
 use crate::error::Result;
+use crate::wire::byte;
 
 /// Walk the information blocks in `buf[pos..end]` (after the frame time). Never fails: a
 /// block that cannot be sized ends the walk with `tail` set (the `Result` is the walks'
@@ -36,12 +37,6 @@ pub fn walk_2016(buf: &[u8], mut pos: usize, end: usize) -> Result<Walk> {
         }
     }
     Ok(walk)
-}
-
-/// `Some(x)` unless `raw` is one of the BYTE sentinels 0xFE (abnormal) / 0xFF (invalid).
-#[inline(always)]
-fn byte(raw: u8) -> Option<u8> {
-    (raw < 0xFE).then_some(raw)
 }
 
 /// A WORD scaled by 1/`div` with `offset` subtracted first, None for 0xFFFE / 0xFFFF.
