@@ -31,13 +31,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import nev_native
-
 from contract.rows import FrameRows, SessionRow
 from ingest.decoders.commands.login import Login
 from ingest.decoders.commands.session import Logout
 from ingest.decoders.errors import FrameError
 from ingest.decoders.frame import Frame, decode_frame
+from ingest.decoders.native import nev_native
 
 __all__ = ["decode_rows", "decode_rows_batch", "rows_of_frame"]
 

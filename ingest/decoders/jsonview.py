@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from nev_native import vehicle_json
 
 from ingest.decoders.blocks.alarm import Alarm, alarm_names
 from ingest.decoders.blocks.custom import CustomBlock
@@ -24,6 +23,7 @@ from ingest.decoders.commands.params import Param, param_name
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fields import Record
 from ingest.decoders.frame import COMMANDS, Frame
+from ingest.decoders.native import nev_native
 from ingest.decoders.registry import VEHICLE, Registry
 from ingest.decoders.signature import SIGNATURE_ALGORITHMS, Signature
 
@@ -170,7 +170,7 @@ def fast_frame_json(data: bytes) -> bytes | None:
     reissue command packet with a plain data unit (the same bytes: tests/unit/
     test_native_json.py); ``None`` for any other frame or a rejected one: use the reference.
     """
-    return vehicle_json(data)
+    return nev_native.vehicle_json(data)
 
 
 def error_to_json(err: FrameError) -> bytes:

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-import nev_native
-
 from contract.battery import PackFrameRows, PackSessionRow
 from ingest.decoders.battery.frame import (
     PackFrame,
@@ -34,6 +32,7 @@ from ingest.decoders.battery.frame import (
     decode_pack_frame,
 )
 from ingest.decoders.errors import FrameError
+from ingest.decoders.native import nev_native
 
 __all__ = ["decode_pack_rows", "decode_pack_rows_batch", "rows_of_pack_frame"]
 

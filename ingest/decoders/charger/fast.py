@@ -23,12 +23,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-import nev_native
-
 from contract.charger import ChargerRows
 from ingest.decoders.charger.frame import decode_charger_frame
 from ingest.decoders.charger.rows import rows_of_charger_frame
 from ingest.decoders.errors import FrameError
+from ingest.decoders.native import nev_native
 
 __all__ = ["decode_charger_rows", "decode_charger_rows_batch"]
 
