@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from devtools.devstack import stack
+from devtools.devstack.state import SHARD_SERVICES
 from devtools.settings import DOCS_PATH, dev_settings_from_args, render_docs, update_docs
 from ingest.config.load import add_config_arguments
 
@@ -27,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         choices=stack.OPTIONAL_SERVICES,
         help="also start an optional service (timescale: PGlite-TimescaleDB, one connection)",
+    )
+    up.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="N PostgreSQL clusters, one per storage shard, and the query database nev_query "
+        "on the first (default: as the last up, else 1)",
     )
     up.set_defaults(func=_up)
 
@@ -60,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(dev_settings_from_args(args), args.with_)
+    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards)
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 
@@ -78,7 +86,7 @@ def _status(args: argparse.Namespace) -> int:
             print(f"{name:<10} running  pid {svc.pid:<8} {svc.url}  (log {svc.log})")
         else:
             print(f"{name:<10} stopped")
-            core_up = core_up and name not in stack.DEFAULT_SERVICES
+            core_up = core_up and name not in (*stack.DEFAULT_SERVICES, *SHARD_SERVICES)
     return 0 if core_up else 1
 
 
