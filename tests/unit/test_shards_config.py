@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from ingest.cli.query_run import target_dsn
 from ingest.config.docs import show_json
 from ingest.config.fields import MASK
 from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.wiring import pool_params, query_pool_params, shard_pool_params
+from storage.fdw import FETCH_SIZE, ShardLink
 from storage.shards import kafka_partition, murmur2, shard_of, shard_of_key
 
 pytestmark = pytest.mark.unit
@@ -108,3 +110,63 @@ def test_without_shards_the_one_database_is_shard_zero() -> None:
     settings = load_settings(environ={})
     assert shard_pool_params(settings) == [pool_params(settings)]
     assert query_pool_params(settings) is None
+
+
+def test_a_query_goes_to_its_entitys_shard_or_the_query_database() -> None:
+    settings = load_settings(
+        environ={"NEV_STORAGE_SHARDS": f"{A},{B}", "NEV_STORAGE_QUERY_DSN": A + "_query"}
+    )
+    for n in range(50):
+        vin = f"LNBSCU3H{n:09d}"
+        want = (A, B)[kafka_partition(vin.encode(), settings.kafka.partitions) % 2]
+        assert target_dsn(settings, ("vehicle", vin)) == want
+    assert target_dsn(settings, None) == A + "_query"  # fleet-wide: the union
+    assert target_dsn(settings, ("vehicle", "X"), dsn_flag=True) == settings.postgres.dsn
+
+
+def test_the_router_hashes_into_the_configured_partition_count() -> None:
+    environ = {"NEV_STORAGE_SHARDS": f"{A},{B}"}
+    # a key whose partition differs in parity between 12 and 7 partitions
+    key = next(
+        f"V{n:016d}"
+        for n in range(1000)
+        if kafka_partition(f"V{n:016d}".encode(), 12) % 2
+        != kafka_partition(f"V{n:016d}".encode(), 7) % 2
+    )
+    twelve = target_dsn(load_settings(environ=environ), ("vehicle", key))
+    seven = target_dsn(
+        load_settings(environ={**environ, "NEV_KAFKA_PARTITIONS": "7"}), ("vehicle", key)
+    )
+    assert twelve != seven
+
+
+def test_without_shards_every_query_reads_postgres_dsn() -> None:
+    settings = load_settings(environ={})
+    assert target_dsn(settings, ("vehicle", "LNBSCU3H000000001")) == settings.postgres.dsn
+    assert target_dsn(settings, None) == settings.postgres.dsn
+
+
+def test_a_fleet_query_over_shards_needs_the_query_database() -> None:
+    settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{A},{B}"})
+    with pytest.raises(UserError, match=r"set storage\.query_dsn"):
+        target_dsn(settings, None)
+
+
+def test_the_query_database_reaches_a_shard_with_the_postgres_credentials() -> None:
+    link = ShardLink(B + "?sslmode=require&sslcert=/c.pem&sslkey=/k.pem", password="pw")
+    assert link.server_options() == {
+        "host": "db-1",
+        "port": "5432",
+        "dbname": "nev",
+        "sslmode": "require",
+        "async_capable": "true",
+        "fetch_size": str(FETCH_SIZE),
+    }
+    # user, password and the client certificate belong to the user mapping (postgres_fdw)
+    assert link.user_options() == {
+        "user": "nev",
+        "password": "pw",
+        "sslcert": "/c.pem",
+        "sslkey": "/k.pem",
+    }
+    assert ShardLink(B).user_options()["password"] == "hunter2"  # the URL's, if none is set
