@@ -168,3 +168,19 @@ def test_a_fleet_query_over_shards_without_a_query_database_says_what_to_set(
     only_shards = ["--set", f"storage.shards={','.join(fresh_shards.shards)}"]
     assert main(["query", "latest", "--prefix", "LSHARD", *only_shards]) == 2
     assert "set storage.query_dsn" in capsys.readouterr().err
+
+
+def test_a_shard_left_out_of_the_list_leaves_the_query_database(
+    fresh_shards: ShardDatabases, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _migrate(fresh_shards, capsys)
+    capsys.readouterr()
+    one = ["--set", f"storage.shards={fresh_shards.shards[0]}"]
+    assert main(["migrate", *one, "--set", f"storage.query_dsn={fresh_shards.query}"]) == 0
+    out = capsys.readouterr().out
+    assert "unions 1 shard(s)" in out and "removed: nev_shard_1" in out
+    state = _query_db_state(fresh_shards.query)
+    assert [row[0] for row in state["servers"]] == ["nev_shard_0"]
+    assert not any(schema == "shard_1" for schema, *_ in state["relations"])
+    views = [d for schema, _, kind, d in state["relations"] if kind == "v"]
+    assert views and all("shard_0." in d and "shard_1." not in d for d in views)
