@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from devtools.devstack import stack
-from devtools.devstack.state import SHARD_SERVICES
 from devtools.settings import DOCS_PATH, dev_settings_from_args, render_docs, update_docs
 from ingest.config.load import add_config_arguments
 
@@ -79,14 +78,16 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = stack.status(dev_settings_from_args(args))
+    settings = dev_settings_from_args(args)
+    rows = stack.status(settings)
+    core = stack.core_services(settings)
     core_up = True
     for name, running, svc in rows:
         if running and svc is not None:
             print(f"{name:<10} running  pid {svc.pid:<8} {svc.url}  (log {svc.log})")
         else:
             print(f"{name:<10} stopped")
-            core_up = core_up and name not in (*stack.DEFAULT_SERVICES, *SHARD_SERVICES)
+            core_up = core_up and name not in core
     return 0 if core_up else 1
 
 

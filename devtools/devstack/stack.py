@@ -59,11 +59,18 @@ def _services(with_: Iterable[str], only: Iterable[str] | None) -> tuple[str, ..
     return tuple(dict.fromkeys(names))
 
 
+# Kept in the postgres service's state (carried over its restarts): how many shards the stack
+# has. Only `up --shards N` sets it; a test fixture that starts postgres-1 on its own does not,
+# so the stack's `env` stays what the developer asked for.
+_SHARDS_KEY: Final = "shards"
+
+
 def shard_services(state: StackState) -> tuple[str, ...]:
-    """The PostgreSQL clusters of the stack's shards, shard 0 first: ``postgres`` and each
-    ``postgres-<i>`` that an ``up --shards N`` recorded (a stopped one still counts: its
-    partitions' data lives there)."""
-    return ("postgres", *(name for name in SHARD_SERVICES if name in state.services))
+    """The PostgreSQL clusters of the stack's shards, shard 0 first: ``postgres`` and the
+    ``postgres-<i>`` of the last ``up --shards N``."""
+    pg = state.services.get("postgres")
+    count = int(pg.extra.get(_SHARDS_KEY, 1)) if pg is not None else 1
+    return ("postgres", *SHARD_SERVICES[: count - 1])
 
 
 def _with_shards(state: StackState, shards: int | None) -> tuple[str, ...]:
@@ -79,6 +86,12 @@ def _with_shards(state: StackState, shards: int | None) -> tuple[str, ...]:
             "one with its data; run devstack down and delete the state directory to start over"
         )
     return SHARD_SERVICES[: shards - 1]
+
+
+def core_services(settings: DevSettings) -> tuple[str, ...]:
+    """What must run for the stack to be up: postgres, kafka and the shards' clusters."""
+    state = StackState.load(Paths.from_settings(settings).state_dir)
+    return (*DEFAULT_SERVICES, *shard_services(state)[1:])
 
 
 def up(
@@ -115,9 +128,14 @@ def up(
             began = time.monotonic()
             previous = state.services.get(name)
             svc = _start(name, settings, paths, previous)
+            if previous is not None and _SHARDS_KEY in previous.extra:
+                svc.extra[_SHARDS_KEY] = previous.extra[_SHARDS_KEY]
             state.services[name] = svc
             state.save()  # record each service as soon as it runs: a later failure keeps it
             _say(report, f"{name}: started at {svc.url} ({time.monotonic() - began:.1f}s)")
+        if shards is not None and only is None:
+            state.services["postgres"].extra[_SHARDS_KEY] = shards
+            state.save()
         if "postgres" in wanted and len(shard_services(state)) > 1:
             query = postgres.ensure_database(state.services["postgres"], postgres.QUERY_DATABASE)
             _say(report, f"query database: {query}")
@@ -191,7 +209,7 @@ def down(
 
 
 def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:
-    """Each service (a shard cluster only once ``up --shards`` made it): running, state."""
+    """Each service (a shard cluster once something started it): running, state."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
     names = [n for n in SERVICES if n not in SHARD_SERVICES or n in state.services]
     return [(name, state.running(name) is not None, state.services.get(name)) for name in names]
