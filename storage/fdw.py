@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import asyncpg
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import MigrationError
@@ -76,7 +77,7 @@ class ShardLink:
     def _options(self) -> dict[str, str]:
         try:
             parsed = conninfo_to_dict(self.dsn)
-        except Exception:  # psycopg.ProgrammingError; never echo the DSN (it may hold a password)
+        except psycopg.ProgrammingError:  # never echo the DSN: it may hold a password
             raise MigrationError(
                 "a shard DSN is not a valid libpq URL; fix storage.shards"
             ) from None

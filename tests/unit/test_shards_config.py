@@ -11,6 +11,7 @@ from ingest.config.fields import MASK
 from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.wiring import pool_params, query_pool_params, shard_pool_params
+from storage.errors import MigrationError
 from storage.fdw import FETCH_SIZE, ShardLink
 from storage.shards import kafka_partition, murmur2, shard_of, shard_of_key
 
@@ -170,3 +171,9 @@ def test_the_query_database_reaches_a_shard_with_the_postgres_credentials() -> N
         "sslkey": "/k.pem",
     }
     assert ShardLink(B).user_options()["password"] == "hunter2"  # the URL's, if none is set
+
+
+def test_a_bad_shard_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(MigrationError, match="not a valid libpq URL") as info:
+        ShardLink("postgresql://nev:s3cret@db/nev?no_such_option=1").server_options()
+    assert "s3cret" not in str(info.value)
