@@ -8,13 +8,14 @@ query database; a query about one vehicle goes to the shard its Kafka key hashes
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
 from ingest.cli import main
+from ingest.decoders.pack_code import encode_date_code
 from storage.shards import shard_of_key
 from tests.conftest import ShardDatabases
 
@@ -153,6 +154,12 @@ def test_fleet_queries_read_the_union_and_one_vehicle_reads_its_shard(
     assert [r["soc_pct"] for r in track] == [40]
     track = _rows(["query", "track", on1, *window, *flags], capsys)
     assert [r["soc_pct"] for r in track] == [60]
+
+    # a pack's history joins vehicles' sessions of every shard and calls pack_place_kind,
+    # which migrate copied into the query database
+    code = "ABCPE01TRACE01" + encode_date_code(date(2024, 5, 1)) + "0000001"
+    capsys.readouterr()
+    assert main(["query", "pack", code, "--format", "json", *flags]) == 0
 
     # the query database scans the shards concurrently (async foreign scans over the union)
     with psycopg.connect(fresh_shards.query) as conn:
