@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -222,6 +223,25 @@ def pool_params(settings: Settings, application: str = "nev-ingest") -> PoolPara
         connect_timeout_s=pg.connect_timeout_s,
         application_name=application,
     )
+
+
+def shard_pool_params(settings: Settings, application: str = "nev-ingest") -> list[PoolParams]:
+    """One ``pool_params`` per shard, in shard order (shard i = ``storage.shards[i]``, the owner
+    of Kafka partitions p with p % N == i, ``storage.shards.shard_of``); with no shards, the one
+    database of ``postgres.dsn``. Password, TLS and pool sizes come from ``postgres.*``."""
+    dsns = settings.storage.shards or (settings.postgres.dsn,)
+    return [_pool_params_at(settings, dsn, application) for dsn in dsns]
+
+
+def query_pool_params(settings: Settings, application: str = "nev-ingest") -> PoolParams | None:
+    """The query database (``storage.query_dsn``) with ``postgres.*`` credentials, or None."""
+    dsn = settings.storage.query_dsn
+    return _pool_params_at(settings, dsn, application) if dsn else None
+
+
+def _pool_params_at(settings: Settings, dsn: str, application: str) -> PoolParams:
+    pg = dataclasses.replace(settings.postgres, dsn=dsn)
+    return pool_params(dataclasses.replace(settings, postgres=pg), application)
 
 
 def storage_params(settings: Settings) -> StorageParams:

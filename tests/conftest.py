@@ -13,6 +13,10 @@ All three are session-scoped. Each starts only its own service, once per test se
 ``NEV_KAFKA_BOOTSTRAP_SERVERS`` / ``NEV_POSTGRES_DSN`` / ``NEV_TEST_TIMESCALE_DSN`` point at. A
 service the session started is stopped at its end; one that was already running is left alone.
 
+Shards: ``shard_cluster_dsns: tuple[str, str]`` - maintenance DSNs of the two clusters of a
+2-shard dev stack (``postgres`` and ``postgres-1``, or the first two of ``NEV_STORAGE_SHARDS``);
+``fresh_shards`` - a new database on each plus a new query database, dropped afterwards.
+
 Helpers: ``fresh_database`` (a new database, dropped afterwards), ``unique_topic`` (a factory of
 new topics), ``unique_name`` (a factory of collision-free identifiers).
 """
@@ -24,12 +28,20 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from devtools.devstack import ENV_KAFKA, ENV_POSTGRES, ENV_TIMESCALE, StackState, stack
+from devtools.devstack import (
+    ENV_KAFKA,
+    ENV_POSTGRES,
+    ENV_SHARDS,
+    ENV_TIMESCALE,
+    StackState,
+    stack,
+)
 from devtools.settings import DevSettings, load_dev_settings
 
 T = TypeVar("T")
@@ -111,6 +123,65 @@ def postgres_dsn(_devstack: _DevStack) -> str:
     if configured:
         return _with_database(configured, "postgres")
     return _with_database(_devstack.url("postgres"), "postgres")
+
+
+@pytest.fixture(scope="session")
+def shard_cluster_dsns(postgres_dsn: str, _devstack: _DevStack) -> tuple[str, str]:
+    """Maintenance DSNs (``postgres`` database) of two PostgreSQL clusters, shard 0 and 1."""
+    configured = [d.strip() for d in os.environ.get(ENV_SHARDS, "").split(",") if d.strip()]
+    if len(configured) >= 2:
+        return (
+            _with_database(configured[0], "postgres"),
+            _with_database(configured[1], "postgres"),
+        )
+    return (postgres_dsn, _with_database(_devstack.url("postgres-1"), "postgres"))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardDatabases:
+    """Fresh databases of one test: ``shards[i]`` on cluster i, ``query`` on cluster 0."""
+
+    shards: tuple[str, ...]
+    query: str
+
+
+def _create_database(maintenance: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_database(maintenance, name)
+
+
+def _drop_database(maintenance: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        # FORCE: a test that leaked a connection must not leave its database behind.
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_shards(
+    shard_cluster_dsns: tuple[str, str], unique_name: Callable[[str], str]
+) -> Iterator[ShardDatabases]:
+    """A new, empty database on each of the two shard clusters and a new query database on
+    the first (not migrated: ``nev-ingest migrate`` or ``migrate_shards`` does that)."""
+    made: list[tuple[str, str]] = []
+    try:
+        shards = []
+        for maintenance in shard_cluster_dsns:
+            name = unique_name("shard")
+            made.append((maintenance, name))
+            shards.append(_create_database(maintenance, name))
+        name = unique_name("query")
+        made.append((shard_cluster_dsns[0], name))
+        query = _create_database(shard_cluster_dsns[0], name)
+        yield ShardDatabases(shards=tuple(shards), query=query)
+    finally:
+        # the query database first: its foreign servers hold connections to the shards
+        for maintenance, name in reversed(made):
+            _drop_database(maintenance, name)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,16 @@
 No Docker, no mocks: ``nev-ingest devstack up`` runs Apache Kafka 4.x (KRaft, jars from Maven
 Central), an initdb PostgreSQL cluster and, with ``--with timescale``, PGlite-TimescaleDB over the
 wire protocol, on free loopback ports, with data, logs and ``state.json`` under the state
-directory (default ``.devstack/``). Tests, the demo and ``devstack env`` read their addresses
-from there.
+directory (default ``.devstack/``). ``up --shards N`` runs N PostgreSQL clusters (shard i in
+``postgres-<i>/``) and the query database ``nev_query`` on the first. Tests, the demo and
+``devstack env`` read their addresses from there.
 """
 
 from devtools.devstack.stack import (
     ENV_KAFKA,
     ENV_POSTGRES,
+    ENV_QUERY_DSN,
+    ENV_SHARDS,
     ENV_TIMESCALE,
     Paths,
     down,
@@ -22,6 +25,8 @@ from devtools.devstack.state import ServiceState, StackState
 __all__ = [
     "ENV_KAFKA",
     "ENV_POSTGRES",
+    "ENV_QUERY_DSN",
+    "ENV_SHARDS",
     "ENV_TIMESCALE",
     "Paths",
     "ServiceState",

@@ -28,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=stack.OPTIONAL_SERVICES,
         help="also start an optional service (timescale: PGlite-TimescaleDB, one connection)",
     )
+    up.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="N PostgreSQL clusters, one per storage shard, and the query database nev_query "
+        "on the first (default: as the last up, else 1)",
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop the services that up started (by pid)")
@@ -60,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(dev_settings_from_args(args), args.with_)
+    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards)
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 
@@ -71,14 +78,16 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = stack.status(dev_settings_from_args(args))
+    settings = dev_settings_from_args(args)
+    rows = stack.status(settings)
+    core = stack.core_services(settings)
     core_up = True
     for name, running, svc in rows:
         if running and svc is not None:
             print(f"{name:<10} running  pid {svc.pid:<8} {svc.url}  (log {svc.log})")
         else:
             print(f"{name:<10} stopped")
-            core_up = core_up and name not in stack.DEFAULT_SERVICES
+            core_up = core_up and name not in core
     return 0 if core_up else 1
 
 

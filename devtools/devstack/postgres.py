@@ -19,6 +19,7 @@ NAME: Final = "postgres"
 HOST: Final = "127.0.0.1"
 SUPERUSER: Final = "nev"
 DATABASE: Final = "nev"  # the service's database; tests make their own next to it
+QUERY_DATABASE: Final = "nev_query"  # with shards: the postgres_fdw views, on the first cluster
 
 
 def dsn(port: int, database: str = DATABASE) -> str:
@@ -86,26 +87,32 @@ def _reachable(path: Path, user: str) -> bool:
     return True
 
 
-def _home(state_dir: Path, user: str | None) -> Path:
-    """Where the cluster lives: ``<state_dir>/postgres``, unless we are root and the server's
+def _home(state_dir: Path, user: str | None, name: str) -> Path:
+    """Where the cluster lives: ``<state_dir>/<name>``, unless we are root and the server's
     user cannot reach the state directory (a checkout under /root, say); then a directory in
     /tmp named after the state directory, recorded in state.json like everything else."""
-    home = state_dir / NAME
+    home = state_dir / name
     if user is None or _reachable(state_dir, user):
         return home
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
-    fallback = Path(tempfile.gettempdir()) / f"nev-devstack-{digest}" / NAME
+    fallback = Path(tempfile.gettempdir()) / f"nev-devstack-{digest}" / name
     print(f"devstack: {user} cannot reach {state_dir}; the cluster lives in {fallback}", flush=True)
     return fallback
 
 
 def up(
-    state_dir: Path, previous: ServiceState | None, bin_dir: str, timeout_s: float
+    state_dir: Path,
+    previous: ServiceState | None,
+    bin_dir: str,
+    timeout_s: float,
+    *,
+    name: str = NAME,
 ) -> ServiceState:
-    """Create the cluster on first use, then start it; returns its new state."""
+    """Create the cluster on first use, then start it; returns its new state. ``name`` is the
+    service (``postgres``, or ``postgres-<i>`` for shard i) and its directory."""
     binaries = prereq.postgres(bin_dir)
     user = prereq.server_user()
-    home = _home(state_dir, user)
+    home = _home(state_dir, user, name)
     data = home / "data"
     log = home / "postgres.log"  # written by the server (pg_ctl -l), owned by `user`
     setup_log = home / "setup.log"  # initdb / pg_ctl output, written by us
@@ -156,12 +163,12 @@ def up(
         started = start_time(pid)
         if started is None:
             raise UserError(f"PostgreSQL exited after start; see {log}: {tail(log)}")
-        _create_database(binaries, port)
+        _create_database(binaries.exe("psql"), port, DATABASE)
     except BaseException:
         _stop(binaries.bin_dir, data, user, setup_log, timeout_s)
         raise
     return ServiceState(
-        name=NAME,
+        name=name,
         port=port,
         url=dsn(port),
         log=str(log),
@@ -195,9 +202,15 @@ def _postmaster_pid(data: Path) -> int:
         raise UserError(f"PostgreSQL started but {data}/postmaster.pid is unreadable") from None
 
 
-def _create_database(binaries: prereq.PostgresBinaries, port: int) -> None:
+def ensure_database(svc: ServiceState, database: str) -> str:
+    """Create ``database`` on the running cluster ``svc`` unless it exists; its DSN."""
+    _create_database(str(Path(svc.extra["bin_dir"]) / "psql"), svc.port, database)
+    return dsn(svc.port, database)
+
+
+def _create_database(psql_exe: str, port: int, database: str) -> None:
     psql = [
-        binaries.exe("psql"),
+        psql_exe,
         "-X",
         "-Atq",
         "-v",
@@ -205,9 +218,10 @@ def _create_database(binaries: prereq.PostgresBinaries, port: int) -> None:
         "-d",
         dsn(port, "postgres"),
     ]
-    query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
-    if run([*psql, "-c", query], what="psql (is there a nev database?)").strip() != "1":
-        run([*psql, "-c", f"CREATE DATABASE {DATABASE}"], what=f"CREATE DATABASE {DATABASE}")
+    # database is one of our constants (nev, nev_query), never user input
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{database}'"
+    if run([*psql, "-c", query], what=f"psql (is there a {database} database?)").strip() != "1":
+        run([*psql, "-c", f"CREATE DATABASE {database}"], what=f"CREATE DATABASE {database}")
 
 
 def down(svc: ServiceState, timeout_s: float) -> None:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Final
 
 from devtools.devstack import kafka, postgres, prereq, timescale
-from devtools.devstack.state import SERVICES, ServiceState, StackState, locked
+from devtools.devstack.state import (
+    MAX_SHARDS,
+    SERVICES,
+    SHARD_SERVICES,
+    ServiceState,
+    StackState,
+    locked,
+)
 from devtools.settings import DevSettings
 from ingest.errors import UserError
 
@@ -24,6 +31,8 @@ STOP_TIMEOUT_S: Final = 60.0
 ENV_KAFKA: Final = "NEV_KAFKA_BOOTSTRAP_SERVERS"
 ENV_POSTGRES: Final = "NEV_POSTGRES_DSN"
 ENV_TIMESCALE: Final = "NEV_TEST_TIMESCALE_DSN"
+ENV_SHARDS: Final = "NEV_STORAGE_SHARDS"
+ENV_QUERY_DSN: Final = "NEV_STORAGE_QUERY_DSN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +59,60 @@ def _services(with_: Iterable[str], only: Iterable[str] | None) -> tuple[str, ..
     return tuple(dict.fromkeys(names))
 
 
+# Kept in the postgres service's state (carried over its restarts): how many shards the stack
+# has. Only `up --shards N` sets it; a test fixture that starts postgres-1 on its own does not,
+# so the stack's `env` stays what the developer asked for.
+_SHARDS_KEY: Final = "shards"
+
+
+def shard_services(state: StackState) -> tuple[str, ...]:
+    """The PostgreSQL clusters of the stack's shards, shard 0 first: ``postgres`` and the
+    ``postgres-<i>`` of the last ``up --shards N``."""
+    pg = state.services.get("postgres")
+    count = int(pg.extra.get(_SHARDS_KEY, 1)) if pg is not None else 1
+    return ("postgres", *SHARD_SERVICES[: count - 1])
+
+
+def _with_shards(state: StackState, shards: int | None) -> tuple[str, ...]:
+    """The extra shard clusters ``up`` starts: ``--shards N`` asks for N, else what ran before."""
+    recorded = shard_services(state)[1:]
+    if shards is None:
+        return recorded
+    if not 1 <= shards <= MAX_SHARDS:
+        raise UserError(f"devstack: --shards {shards}: give 1 to {MAX_SHARDS}")
+    if shards < len(recorded) + 1:
+        raise UserError(
+            f"devstack: the stack has {len(recorded) + 1} shards, --shards {shards} would drop "
+            "one with its data; run devstack down and delete the state directory to start over"
+        )
+    return SHARD_SERVICES[: shards - 1]
+
+
+def core_services(settings: DevSettings) -> tuple[str, ...]:
+    """What must run for the stack to be up: postgres, kafka and the shards' clusters."""
+    state = StackState.load(Paths.from_settings(settings).state_dir)
+    return (*DEFAULT_SERVICES, *shard_services(state)[1:])
+
+
 def up(
     settings: DevSettings,
     with_: Iterable[str] = (),
     *,
+    shards: int | None = None,
     only: Iterable[str] | None = None,
     report: bool = True,
 ) -> StackState:
     """Start what is not running yet; a service already running is left alone (idempotent).
 
-    Starts postgres and kafka plus ``with_``; ``only`` names the services exactly instead.
+    Starts postgres and kafka plus ``with_`` and the shard clusters (``shards``, else those of
+    an earlier ``up --shards``); ``only`` names the services exactly instead. With two shards
+    or more, the query database (``nev_query``) is created on the first cluster.
     """
     paths = Paths.from_settings(settings)
-    wanted = _services(with_, only)
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
+        extra = _with_shards(state, shards) if only is None else ()
+        wanted = _services((*with_, *extra), only)
         _preflight([name for name in wanted if not state.running(name)], settings)
         for name in wanted:
             if state.running(name):
@@ -80,16 +128,24 @@ def up(
             began = time.monotonic()
             previous = state.services.get(name)
             svc = _start(name, settings, paths, previous)
+            if previous is not None and _SHARDS_KEY in previous.extra:
+                svc.extra[_SHARDS_KEY] = previous.extra[_SHARDS_KEY]
             state.services[name] = svc
             state.save()  # record each service as soon as it runs: a later failure keeps it
             _say(report, f"{name}: started at {svc.url} ({time.monotonic() - began:.1f}s)")
+        if shards is not None and only is None:
+            state.services["postgres"].extra[_SHARDS_KEY] = shards
+            state.save()
+        if "postgres" in wanted and len(shard_services(state)) > 1:
+            query = postgres.ensure_database(state.services["postgres"], postgres.QUERY_DATABASE)
+            _say(report, f"query database: {query}")
     return state
 
 
 def _preflight(names: list[str], settings: DevSettings) -> None:
     """Check every prerequisite before starting anything, so a missing one leaves no half stack."""
     for name in names:
-        if name == "postgres":
+        if name.startswith("postgres"):
             prereq.postgres(settings.devstack.postgres_bin_dir)
         elif name == "kafka":
             prereq.java()
@@ -103,8 +159,10 @@ def _start(
     name: str, settings: DevSettings, paths: Paths, previous: ServiceState | None
 ) -> ServiceState:
     dev = settings.devstack
-    if name == "postgres":
-        return postgres.up(paths.state_dir, previous, dev.postgres_bin_dir, dev.start_timeout_s)
+    if name.startswith("postgres"):
+        return postgres.up(
+            paths.state_dir, previous, dev.postgres_bin_dir, dev.start_timeout_s, name=name
+        )
     if name == "kafka":
         return kafka.up(
             paths.state_dir,
@@ -136,7 +194,7 @@ def down(
             if svc is None or not svc.running:
                 continue
             began = time.monotonic()
-            if name == "postgres":
+            if name.startswith("postgres"):
                 postgres.down(svc, STOP_TIMEOUT_S)
             elif name == "kafka":
                 kafka.down(svc, STOP_TIMEOUT_S)
@@ -151,15 +209,19 @@ def down(
 
 
 def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:
+    """Each service (a shard cluster once something started it): running, state."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
-    return [(name, state.running(name) is not None, state.services.get(name)) for name in SERVICES]
+    names = [n for n in SERVICES if n not in SHARD_SERVICES or n in state.services]
+    return [(name, state.running(name) is not None, state.services.get(name)) for name in names]
 
 
 def env_lines(settings: DevSettings) -> list[str]:
     """``export NEV_...=...`` for every running service; fails if the core stack is not up."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
     lines: list[str] = []
-    missing = [name for name in DEFAULT_SERVICES if state.running(name) is None]
+    shards = shard_services(state)
+    missing = [name for name in (*DEFAULT_SERVICES, *shards) if state.running(name) is None]
+    missing = list(dict.fromkeys(missing))
     if missing:
         raise UserError(
             f"devstack: {', '.join(missing)} not running; start it: nev-ingest devstack up"
@@ -167,6 +229,11 @@ def env_lines(settings: DevSettings) -> list[str]:
     pg = state.services["postgres"]
     lines.append(f"export {ENV_POSTGRES}={shlex.quote(pg.url)}")
     lines.append(f"export {ENV_KAFKA}={shlex.quote(state.services['kafka'].url)}")
+    if len(shards) > 1:
+        urls = ",".join(state.services[name].url for name in shards)
+        lines.append(f"export {ENV_SHARDS}={shlex.quote(urls)}")
+        query = postgres.dsn(pg.port, postgres.QUERY_DATABASE)
+        lines.append(f"export {ENV_QUERY_DSN}={shlex.quote(query)}")
     ts = state.running("timescale")
     if ts is not None:
         lines.append(f"export {ENV_TIMESCALE}={shlex.quote(ts.url)}")

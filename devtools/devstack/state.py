@@ -5,6 +5,7 @@ Layout under the state directory (default ``.devstack/``)::
     state.json          services, pids, ports, addresses (read by tests, the demo, devstack env)
     lock                held while up/down change anything (two `up`s at once queue up)
     postgres/           data/ (the initdb cluster) and postgres.log
+    postgres-1/         with `up --shards 2`: the second shard's cluster (nev_query is on postgres)
     kafka/              server.properties, log4j2.properties, data/, server.log
     timescale/          data/ (PGlite files) and server.log
 
@@ -26,7 +27,10 @@ from typing import Any, Final
 from devtools.devstack.process import is_running
 
 STATE_VERSION: Final = 1
-SERVICES: Final = ("postgres", "kafka", "timescale")
+MAX_SHARDS: Final = 4
+# postgres is shard 0; postgres-<i> the cluster of shard i (devstack up --shards N).
+SHARD_SERVICES: Final = tuple(f"postgres-{i}" for i in range(1, MAX_SHARDS))
+SERVICES: Final = ("postgres", *SHARD_SERVICES, "kafka", "timescale")
 
 
 @dataclass(slots=True)

@@ -1,10 +1,13 @@
 """``nev-ingest migrate``: create or update the schema, show its status, run upkeep once.
 
 The database and every size/interval come from the configuration (``[postgres]``,
-``[storage]``; ``--dsn``/``--schema``/``--mode`` override). Safe to run from several places at
-once (an advisory lock serialises them) and as often as you like (it only does what is
-missing). ``--maintain`` also runs one pass of the plain-PostgreSQL upkeep (partitions ahead,
-retention, summary tables) - what the service does periodically, for cron or after a pause.
+``[storage]``; ``--dsn``/``--schema``/``--mode`` override). With ``storage.shards`` every shard
+is migrated (each a complete schema), then the query database (``storage.query_dsn``) is made
+to span them (``storage.fdw``); ``--dsn`` migrates that one database only. Safe to run from
+several places at once (an advisory lock serialises them) and as often as you like (it only
+does what is missing). ``--maintain`` also runs one pass of the plain-PostgreSQL upkeep
+(partitions ahead, retention, summary tables) - what the service does periodically, for cron or
+after a pause.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from ingest.config import Settings
 from ingest.config.fields import mask_dsn
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
-from ingest.wiring import pool_params, storage_params
+from ingest.wiring import pool_params, query_pool_params, shard_pool_params, storage_params
 from storage import (
     MigrationError,
+    PoolParams,
     SchemaMode,
+    fdw,
     migrate,
     run_maintenance,
 )
@@ -67,15 +72,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings_from_args(args, flags)
 
 
-async def open_connection(settings: Settings, application: str) -> Any:
-    """One asyncpg connection to the configured database, or a one-line ``UserError``."""
-    params = pool_params(settings, application)
+async def open_connection(
+    settings: Settings, application: str, params: PoolParams | None = None
+) -> Any:
+    """One asyncpg connection to ``params`` (default: the configured database), or a one-line
+    ``UserError``."""
+    params = params or pool_params(settings, application)
     try:
         return await connect(params)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise UserError(
-            f"cannot connect to {mask_dsn(settings.postgres.dsn)} ({type(exc).__name__}: {exc}); "
-            "start the dev stack (nev-ingest devstack up) or set --dsn / NEV_POSTGRES_DSN"
+            f"cannot connect to {mask_dsn(params.dsn)} ({type(exc).__name__}: {exc}); "
+            "start the dev stack (nev-ingest devstack up) or set --dsn / NEV_POSTGRES_DSN "
+            "(with shards: NEV_STORAGE_SHARDS, NEV_STORAGE_QUERY_DSN)"
         ) from None
 
 
@@ -85,12 +94,36 @@ def _main(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    app = "nev-ingest migrate"
+    # --dsn names one database: exactly that one is migrated, as before shards existed.
+    targets = [pool_params(settings, app)] if args.dsn else shard_pool_params(settings, app)
+    query = None if args.dsn else query_pool_params(settings, app)
+    label = len(targets) > 1 or query is not None
+    status = 0
+    for index, params in enumerate(targets):
+        prefix = f"shard {index}: " if label else ""
+        extra = {"shard": index} if label else {}
+        status = max(status, await _one(args, settings, params, prefix, extra))
+    if query is not None and not args.status:
+        await _query_database(args, settings, targets, query)
+    return status
+
+
+async def _one(
+    args: argparse.Namespace,
+    settings: Settings,
+    target: PoolParams,
+    prefix: str,
+    extra: dict[str, Any],
+) -> int:
+    """Migrate (or with --status, describe) one database; print what happened."""
     params = storage_params(settings)
-    conn = await open_connection(settings, "nev-ingest migrate")
+    conn = await open_connection(settings, target.application_name, target)
     try:
         if args.status:
             status = await schema_status(conn, params.schema)
             out: dict[str, Any] = {
+                **extra,
                 "schema": status.schema,
                 "mode": status.mode.value if status.mode else None,
                 "applied": list(status.applied),
@@ -99,18 +132,18 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             if args.format == "json":
                 print(orjson.dumps(out).decode())
             elif status.mode is None:
-                print(f"schema {status.schema}: not migrated (run nev-ingest migrate)")
+                print(f"{prefix}schema {status.schema}: not migrated (run nev-ingest migrate)")
             else:
                 pending = ", ".join(status.pending) or "none"
                 print(
-                    f"schema {status.schema}: {status.mode.value}, versions "
+                    f"{prefix}schema {status.schema}: {status.mode.value}, versions "
                     f"{', '.join(f'{v:04d}' for v in status.applied)}; pending: {pending}"
                 )
             return 1 if status.mode is None or status.pending else 0
         try:
             report = await migrate(conn, params)
         except MigrationError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(f"{prefix}{exc}") from None
         lines = _summarise(report.settings)
         maintenance: list[str] = []
         if args.maintain:
@@ -126,6 +159,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(
             orjson.dumps(
                 {
+                    **extra,
                     "schema": report.schema,
                     "mode": report.mode.value,
                     "applied": report.applied,
@@ -138,11 +172,48 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     applied = ", ".join(report.applied) if report.applied else "nothing to apply"
     print(
-        f"schema {report.schema} ({report.mode.value}): {applied}; at version {report.current:04d}"
+        f"{prefix}schema {report.schema} ({report.mode.value}): {applied}; "
+        f"at version {report.current:04d}"
     )
     for line in lines + maintenance:
         print(f"  {line}")
     return 0
+
+
+async def _query_database(
+    args: argparse.Namespace, settings: Settings, shards: list[PoolParams], query: PoolParams
+) -> None:
+    """The query database over the (just migrated) shards: foreign servers, tables, views."""
+    schema = settings.storage.schema
+    first = await open_connection(settings, query.application_name, shards[0])
+    try:
+        functions = await fdw.shard_functions(first, schema)
+    finally:
+        await first.close()
+    conn = await open_connection(settings, query.application_name, query)
+    try:
+        links = [fdw.ShardLink(p.dsn, p.password) for p in shards]
+        report = await fdw.build(conn, schema, links, functions)
+    except MigrationError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        await conn.close()
+    if args.format == "json":
+        out = {
+            "query_database": mask_dsn(query.dsn),
+            "schema": report.schema,
+            "shards": report.shards,
+            "views": report.views,
+            "removed_shards": report.removed_shards,
+        }
+        print(orjson.dumps(out).decode())
+        return
+    print(
+        f"query database: schema {report.schema} unions {report.shards} shard(s) "
+        f"in {len(report.views)} views (postgres_fdw)"
+    )
+    for name in report.removed_shards:
+        print(f"  removed: {name} (no longer in storage.shards)")
 
 
 def _summarise(lines: list[str]) -> list[str]:

@@ -33,7 +33,7 @@ from ingest.cli.args import (
     parse_duration,
     text,
 )
-from ingest.cli.query_run import day, execute, parse_time, window, zone
+from ingest.cli.query_run import Entity, day, execute, parse_time, window, zone
 from ingest.config import ENTITY_KINDS
 from ingest.config.load import add_config_arguments
 from ingest.errors import UserError
@@ -116,7 +116,9 @@ def register(subparsers: Any) -> None:
 
 def _track(args: argparse.Namespace) -> int:
     start, end = window(args)
-    return execute(args, lambda s: queries.track(s, args.vin, start, end, args.limit))
+    return execute(
+        args, lambda s: queries.track(s, args.vin, start, end, args.limit), _vehicle(args.vin)
+    )
 
 
 def _latest(args: argparse.Namespace) -> int:
@@ -127,6 +129,8 @@ def _latest(args: argparse.Namespace) -> int:
         lambda s: queries.latest(
             s, vin=args.vin, prefix=args.prefix, kind=args.kind, limit=args.limit
         ),
+        # a charger connector is keyed two ways on Kafka (frames, T/CEC pushes): every shard
+        (args.kind, args.vin) if args.vin is not None and args.kind != "charger" else None,
     )
 
 
@@ -137,6 +141,7 @@ def _alarms(args: argparse.Namespace) -> int:
         lambda s: queries.alarms(
             s, start, end, min_level=args.level, vin=args.vin, limit=args.limit
         ),
+        _vehicle(args.vin),
     )
 
 
@@ -154,6 +159,7 @@ def _daily(args: argparse.Namespace) -> int:
         lambda s: queries.daily(
             s, first, last, tz=args.tz, vin=args.vin, prefix=args.prefix, limit=args.limit
         ),
+        _vehicle(args.vin),
     )
 
 
@@ -162,5 +168,12 @@ def _pack(args: argparse.Namespace) -> int:
         return query_entities.pack_history(args)
     start, end = window(args)
     return execute(
-        args, lambda s: queries.pack(s, args.vin, start, end, every=args.every, pack_no=args.pack)
+        args,
+        lambda s: queries.pack(s, args.vin, start, end, every=args.every, pack_no=args.pack),
+        _vehicle(args.vin),
     )
+
+
+def _vehicle(vin: str | None) -> Entity | None:
+    """A vehicle's own rows (its frames, keyed by VIN on Kafka) are all on the VIN's shard."""
+    return ("vehicle", vin) if vin is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -23,15 +24,21 @@ from ingest.errors import UserError
 from ingest.wiring import postgres_dsn
 from storage import queries
 from storage.queries import QueryResult, Statement
+from storage.shards import kafka_partition, shard_of
+
+# A query about one entity's own rows: (raw source, Kafka record key), e.g. ("vehicle", VIN).
+Entity = tuple[str, str]
 
 __all__ = [
     "TIME_MAX",
     "TIME_MIN",
+    "Entity",
     "Sections",
     "day",
     "execute",
     "execute_sections",
     "parse_time",
+    "target_dsn",
     "window",
     "zone",
 ]
@@ -101,8 +108,8 @@ def day(text: str, tz: ZoneInfo, flag: str) -> date:
     return day
 
 
-def _connect(settings: Settings, tz: str) -> psycopg.Connection[Any]:
-    pg = settings.postgres
+def _connect(settings: Settings, dsn: str, tz: str) -> psycopg.Connection[Any]:
+    pg = dataclasses.replace(settings.postgres, dsn=dsn)
     extra: dict[str, Any] = {"password": pg.password} if pg.password else {}
     try:
         # postgres_dsn adds the TLS keys where the URL has none (?sslmode=disable stays).
@@ -131,17 +138,46 @@ def _connect(settings: Settings, tz: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def execute(args: argparse.Namespace, build: Callable[[str], Statement]) -> int:
-    return execute_sections(args, lambda schema: [("", build(schema))])
+def execute(
+    args: argparse.Namespace, build: Callable[[str], Statement], entity: Entity | None = None
+) -> int:
+    return execute_sections(args, lambda schema: [("", build(schema))], entity)
 
 
-def execute_sections(args: argparse.Namespace, build: Callable[[str], Sections]) -> int:
+def target_dsn(settings: Settings, entity: Entity | None, *, dsn_flag: bool = False) -> str:
+    """The database a query reads (``storage.shards``, docs/storage.md): ``--dsn`` when given;
+    with shards, ``entity``'s shard for a query about one entity's own rows, else the query
+    database that unions them; without shards, ``postgres.dsn``."""
+    shards = settings.storage.shards
+    if dsn_flag or not shards:
+        return settings.postgres.dsn
+    if entity is not None:
+        _source, key = entity
+        partition = kafka_partition(key.encode(), settings.kafka.partitions)
+        return shards[shard_of(partition, len(shards))]
+    if settings.storage.query_dsn:
+        return settings.storage.query_dsn
+    if len(shards) == 1:
+        return shards[0]
+    raise UserError(
+        f"this query reads every shard ({len(shards)} in storage.shards): set "
+        "storage.query_dsn (NEV_STORAGE_QUERY_DSN) and run nev-ingest migrate to build it"
+    )
+
+
+def execute_sections(
+    args: argparse.Namespace, build: Callable[[str], Sections], entity: Entity | None = None
+) -> int:
     """Run each titled statement of ``build(schema)`` and print them in ``args.format`` (or
-    their plans with ``--explain``). One untitled statement prints as a plain result."""
+    their plans with ``--explain``). One untitled statement prints as a plain result.
+
+    ``entity`` (raw source, Kafka record key) says that every statement reads only rows that
+    entity's frames wrote: with shards it runs on that entity's shard alone."""
     settings = settings_from_args(args, database_flags(args))
     statements = build(settings.storage.schema)
     results: list[tuple[str, QueryResult | list[str]]] = []
-    with _connect(settings, args.tz) as conn:
+    dsn = target_dsn(settings, entity, dsn_flag=bool(args.dsn))
+    with _connect(settings, dsn, args.tz) as conn:
         try:
             for title, statement in statements:
                 results.append(

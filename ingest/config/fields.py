@@ -138,6 +138,8 @@ def masked_value(field: dataclasses.Field[Any], value: object) -> object:
         return MASK if value else value
     if kind == "dsn" and isinstance(value, str):
         return mask_dsn(value)
+    if kind == "dsn" and isinstance(value, tuple):
+        return tuple(mask_dsn(str(item)) for item in value)
     return value
 
 

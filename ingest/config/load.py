@@ -356,6 +356,7 @@ def _check_consistency(settings: Settings) -> None:
             "postgres.dsn: expected a postgresql://user@host:port/dbname URL "
             "(the password goes in postgres.password or postgres.password_file)"
         )
+    _check_shards(settings)
     kafka = settings.kafka
     _check_bootstrap(kafka.bootstrap_servers)
     sasl = kafka.security_protocol.startswith("SASL_")
@@ -375,6 +376,31 @@ def _check_consistency(settings: Settings) -> None:
     if len(set(topics)) != len(topics):
         raise UserError(f"kafka.topic_*: every topic needs its own name, got {', '.join(topics)}")
     check_kafka_limits(settings)
+
+
+def _check_shards(settings: Settings) -> None:
+    """Each shard and the query database a URL of its own (nothing of a bad one is echoed: a
+    "host=h password=..." string would leak)."""
+    st = settings.storage
+    for index, dsn in enumerate(st.shards):
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise UserError(
+                f"storage.shards[{index}]: expected a postgresql://user@host:port/dbname URL "
+                "(the password goes in postgres.password or postgres.password_file)"
+            )
+    if len(set(st.shards)) != len(st.shards):
+        raise UserError(
+            "storage.shards: a database is listed twice; give each shard its own database"
+        )
+    if st.query_dsn and not st.query_dsn.startswith(("postgresql://", "postgres://")):
+        raise UserError(
+            "storage.query_dsn: expected a postgresql://user@host:port/dbname URL, or empty"
+        )
+    if st.query_dsn and st.query_dsn in (st.shards or (settings.postgres.dsn,)):
+        raise UserError(
+            "storage.query_dsn: is also a shard; give the query database its own database "
+            "(e.g. nev_query on the first shard's server)"
+        )
 
 
 def _check_bootstrap(servers: str) -> None:

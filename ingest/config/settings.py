@@ -88,6 +88,19 @@ class PostgresSettings(Section):
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class StorageSettings(Section):
+    shards: tuple[str, ...] = setting(
+        (),
+        "libpq URLs of the shard databases; Kafka partition p of every raw topic is written "
+        "to shard p % N (docs/storage.md). Empty: one database, postgres.dsn. Passwords and "
+        "TLS come from postgres.* as for postgres.dsn.",
+        dsn=True,
+    )
+    query_dsn: str = setting(
+        "",
+        "libpq URL of the query database: postgres_fdw views that union every shard, made by "
+        "nev-ingest migrate. Empty: none (fleet-wide queries read the single database).",
+        dsn=True,
+    )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")
     schema: str = setting(
         "nev",

@@ -1,0 +1,289 @@
+"""The query database: postgres_fdw over every shard, and views that union them.
+
+Each shard is a complete database of its own (``storage.migrate``); fleet-wide SQL (Grafana,
+regulators, ``nev-ingest query``) reads one more database, the query database, where
+
+* ``nev_shard_<i>`` is a foreign server per shard (``async_capable``, so an ``Append`` over the
+  shards scans them concurrently; ``fetch_size`` large, as fleet queries return many rows),
+  with a user mapping for the migrating role built from the ``postgres.*`` settings;
+* schema ``shard_<i>`` holds shard i's tables and views as foreign tables
+  (``IMPORT FOREIGN SCHEMA``; partitions and chunks are the shard's business, not imported);
+* schema ``<storage.schema>`` (``nev``) holds one view per shard table or view,
+  ``SELECT <columns> FROM shard_0.t UNION ALL SELECT <columns> FROM shard_1.t ...``, plus the
+  shards' IMMUTABLE helper functions the queries call, so every query runs here unchanged.
+
+``build`` rebuilds all of it in one transaction (readers see the old or the new set, never a
+half) under the migrations' advisory lock: it is idempotent, and re-running it after a shard was
+added or migrated picks the change up. The views are dropped and made again on every run, so a
+user's view on top of them must be dropped first (the error says which).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from storage.errors import MigrationError
+from storage.migrate import LOCK_KEY
+from storage.params import check_identifier
+
+__all__ = [
+    "FETCH_SIZE",
+    "QueryDatabaseReport",
+    "ShardLink",
+    "build",
+    "server_name",
+    "shard_functions",
+    "shard_schema",
+]
+
+log = logging.getLogger(__name__)
+
+# Rows per remote fetch: postgres_fdw's default of 100 costs one round trip per 100 rows, which
+# dominates a fleet-wide scan; 10,000 rows of telemetry are a few MB of the query's memory.
+FETCH_SIZE: Final = 10_000
+# Marks the views ``build`` owns, so a rerun replaces them and leaves anything else alone.
+_VIEW_MARK: Final = "nev-ingest: union of the shards (nev-ingest migrate)"
+# Internal to each shard's migrations: nothing a query database user reads.
+_NOT_IMPORTED: Final = ("schema_migrations",)
+# libpq options that belong to the user mapping, not the foreign server (postgres_fdw rule).
+_USER_OPTIONS: Final = frozenset({"user", "password", "sslcert", "sslkey", "sslpassword"})
+# libpq options that make no sense for a server-side connection (postgres_fdw sets them).
+_DROPPED_OPTIONS: Final = frozenset({"client_encoding", "fallback_application_name"})
+
+
+def server_name(index: int) -> str:
+    return f"nev_shard_{index}"
+
+
+def shard_schema(index: int) -> str:
+    return f"shard_{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLink:
+    """How the query database reaches one shard: its libpq URL (TLS keys included) and the
+    password, if any (``postgres.password`` wins over one in the URL)."""
+
+    dsn: str
+    password: str | None = None
+
+    def _options(self) -> dict[str, str]:
+        try:
+            parsed = conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError:  # never echo the DSN: it may hold a password
+            raise MigrationError(
+                "a shard DSN is not a valid libpq URL; fix storage.shards"
+            ) from None
+        out = {k: str(v) for k, v in parsed.items() if v is not None and k not in _DROPPED_OPTIONS}
+        if self.password:
+            out["password"] = self.password
+        return out
+
+    def server_options(self) -> dict[str, str]:
+        options = {k: v for k, v in self._options().items() if k not in _USER_OPTIONS}
+        options["async_capable"] = "true"
+        options["fetch_size"] = str(FETCH_SIZE)
+        return options
+
+    def user_options(self) -> dict[str, str]:
+        return {k: v for k, v in self._options().items() if k in _USER_OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDatabaseReport:
+    """What ``build`` made: the shards it spans and the views of ``schema``."""
+
+    schema: str
+    shards: int
+    views: list[str] = field(default_factory=list)
+    removed_shards: list[str] = field(default_factory=list)
+
+
+def _lit(value: str) -> str:
+    # DDL takes no bind parameters; standard_conforming_strings is on since PostgreSQL 9.1.
+    return "'" + value.replace("'", "''") + "'"
+
+
+async def shard_functions(conn: Any, schema: str) -> list[str]:
+    """``CREATE OR REPLACE FUNCTION`` text of ``schema``'s IMMUTABLE functions on a shard: the
+    pure helpers queries call (``pack_place_kind``); others touch the shard's own tables."""
+    rows = await conn.fetch(
+        "SELECT pg_get_functiondef(p.oid) FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = $1 AND p.prokind = 'f' AND p.provolatile = 'i' ORDER BY p.proname",
+        check_identifier(schema),
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def build(
+    conn: Any, schema: str, shards: Sequence[ShardLink], functions: Sequence[str] = ()
+) -> QueryDatabaseReport:
+    """Make the query database behind ``conn`` span ``shards`` (shard i = ``shards[i]``).
+
+    Every shard must be migrated already (its tables are imported as they are now); ``conn`` is
+    an asyncpg connection outside a transaction, by a role that may create extensions.
+    """
+    schema = check_identifier(schema)
+    if not shards:
+        raise MigrationError("the query database needs at least one shard")
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+    try:
+        async with conn.transaction():
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await _drop_views(conn, schema)
+            removed = await _drop_shards_beyond(conn, len(shards))
+            for index, link in enumerate(shards):
+                await _link_shard(conn, index, link)
+                await _import(conn, schema, index)
+            names = await _common_tables(conn, len(shards))
+            for ddl in functions:
+                await conn.execute(ddl)
+            for name in names:
+                await _create_view(conn, schema, name, len(shards))
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+    log.info("query database spans %d shard(s): %d views in %s", len(shards), len(names), schema)
+    return QueryDatabaseReport(schema, len(shards), names, removed)
+
+
+async def _drop_views(conn: Any, schema: str) -> None:
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') = $2",
+        schema,
+        _VIEW_MARK,
+    )
+    for row in rows:
+        try:
+            await conn.execute(f"DROP VIEW {schema}.{check_identifier(row[0], 'view')}")
+        except asyncpg.DependentObjectsStillExistError as exc:
+            raise MigrationError(
+                f"query database: {schema}.{row[0]} is rebuilt by migrate but other objects "
+                f"depend on it ({exc.detail or exc}); drop them, migrate, then create them again"
+            ) from None
+
+
+async def _drop_shards_beyond(conn: Any, count: int) -> list[str]:
+    """Servers and schemas of shards no longer configured (the shard list was shortened)."""
+    rows = await conn.fetch(
+        "SELECT srvname FROM pg_foreign_server WHERE srvname LIKE 'nev_shard_%'"
+    )
+    removed: list[str] = []
+    for row in rows:
+        suffix = str(row[0]).removeprefix("nev_shard_")
+        if suffix.isdigit() and int(suffix) >= count:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {shard_schema(int(suffix))} CASCADE")
+            await conn.execute(f"DROP SERVER {server_name(int(suffix))} CASCADE")
+            removed.append(str(row[0]))
+    return removed
+
+
+async def _set_options(conn: Any, target: str, current: list[str], wanted: dict[str, str]) -> None:
+    """ALTER ``target`` OPTIONS so that exactly ``wanted`` is set (ADD/SET/DROP as needed)."""
+    have = {item.partition("=")[0] for item in current}
+    actions = [
+        f"{'SET' if key in have else 'ADD'} {key} {_lit(value)}" for key, value in wanted.items()
+    ]
+    actions += [f"DROP {key}" for key in sorted(have - wanted.keys())]
+    if actions:
+        await conn.execute(f"ALTER {target} OPTIONS ({', '.join(actions)})")
+
+
+async def _link_shard(conn: Any, index: int, link: ShardLink) -> None:
+    server = server_name(index)
+    await conn.execute(f"CREATE SERVER IF NOT EXISTS {server} FOREIGN DATA WRAPPER postgres_fdw")
+    current = await conn.fetchval(
+        "SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1", server
+    )
+    await _set_options(conn, f"SERVER {server}", list(current), link.server_options())
+    await conn.execute(f"CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {server}")
+    current = await conn.fetchval(
+        "SELECT coalesce(umoptions, '{}') FROM pg_user_mappings "
+        "WHERE srvname = $1 AND usename = current_user",
+        server,
+    )
+    await _set_options(
+        conn, f"USER MAPPING FOR CURRENT_USER SERVER {server}", list(current), link.user_options()
+    )
+
+
+async def _import(conn: Any, schema: str, index: int) -> None:
+    target = shard_schema(index)
+    await conn.execute(f"DROP SCHEMA IF EXISTS {target} CASCADE")
+    await conn.execute(f"CREATE SCHEMA {target}")
+    try:
+        await conn.execute(
+            f"IMPORT FOREIGN SCHEMA {schema} EXCEPT ({', '.join(_NOT_IMPORTED)}) "
+            f"FROM SERVER {server_name(index)} INTO {target}"
+        )
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise MigrationError(
+            f"query database: cannot import schema {schema} of shard {index} "
+            f"({type(exc).__name__}: {exc}); check that the shard is up and migrated"
+        ) from None
+
+
+async def _tables(conn: Any, index: int) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relkind = 'f'",
+        shard_schema(index),
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def _common_tables(conn: Any, count: int) -> list[str]:
+    """The tables every shard has; a shard with another set is at another schema version."""
+    first = await _tables(conn, 0)
+    if not first:
+        raise MigrationError("query database: shard 0 has no tables; run nev-ingest migrate")
+    for index in range(1, count):
+        other = await _tables(conn, index)
+        if other != first:
+            differ = sorted(first ^ other)
+            raise MigrationError(
+                f"query database: shard {index} and shard 0 differ in {', '.join(differ[:5])}; "
+                "migrate every shard to the same version (nev-ingest migrate), then again"
+            )
+    return sorted(first)
+
+
+async def _create_view(conn: Any, schema: str, name: str, count: int) -> None:
+    # Columns by name from shard 0, so a shard whose column order differs still lines up.
+    columns = await conn.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+        "AND NOT attisdropped ORDER BY attnum",
+        f"{shard_schema(0)}.{name}",
+    )
+    select = ", ".join(f'"{c[0]}"' for c in columns)
+    union = "\nUNION ALL\n".join(
+        f"SELECT {select} FROM {shard_schema(i)}.{name}" for i in range(count)
+    )
+    existing = await conn.fetchval(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2",
+        schema,
+        name,
+    )
+    if existing is not None:
+        raise MigrationError(
+            f"query database: {schema}.{name} already exists and is not a view migrate made; "
+            "give the query database a database of its own (storage.query_dsn)"
+        )
+    try:
+        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{union}")
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(
+            f"query database: cannot union {name} over the shards ({exc}); migrate every shard "
+            "to the same version (nev-ingest migrate), then again"
+        ) from None
+    await conn.execute(f"COMMENT ON VIEW {schema}.{name} IS {_lit(_VIEW_MARK)}")

@@ -1,0 +1,179 @@
+"""Shards: the two settings, their validation and masking, and the partition -> shard map."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from ingest.cli.query_run import target_dsn
+from ingest.config.docs import show_json
+from ingest.config.fields import MASK
+from ingest.config.load import load_settings
+from ingest.errors import UserError
+from ingest.wiring import pool_params, query_pool_params, shard_pool_params
+from storage.errors import MigrationError
+from storage.fdw import FETCH_SIZE, ShardLink
+from storage.shards import kafka_partition, murmur2, shard_of, shard_of_key
+
+pytestmark = pytest.mark.unit
+
+A = "postgresql://nev@db-0:5432/nev"
+B = "postgresql://nev:hunter2@db-1:5432/nev"
+
+
+def test_shards_come_comma_separated_from_the_environment() -> None:
+    settings = load_settings(
+        environ={"NEV_STORAGE_SHARDS": f"{A}, {B}", "NEV_STORAGE_QUERY_DSN": A + "_query"}
+    )
+    assert settings.storage.shards == (A, B)
+    assert settings.storage.query_dsn == A + "_query"
+
+
+def test_no_shards_by_default_means_the_one_database() -> None:
+    settings = load_settings(environ={})
+    assert settings.storage.shards == ()
+    assert settings.storage.query_dsn == ""
+
+
+def test_a_shard_password_is_masked_in_config_show() -> None:
+    shown = show_json(load_settings(environ={"NEV_STORAGE_SHARDS": f"{A},{B}"}))
+    assert "hunter2" not in shown
+    assert MASK in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NEV_STORAGE_SHARDS": f"{A},host=db password=secret"}, "storage.shards[1]: expected"),
+        ({"NEV_STORAGE_SHARDS": f"{A},{A}"}, "listed twice"),
+        ({"NEV_STORAGE_QUERY_DSN": "dbname=q"}, "storage.query_dsn: expected"),
+        ({"NEV_STORAGE_SHARDS": f"{A},{B}", "NEV_STORAGE_QUERY_DSN": B}, "is also a shard"),
+        ({"NEV_STORAGE_QUERY_DSN": "postgresql://nev@127.0.0.1:5432/nev"}, "is also a shard"),
+    ],
+)
+def test_bad_shard_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("[", r"\[")) as info:
+        load_settings(environ=env)
+    assert "secret" not in str(info.value)
+
+
+def test_partition_p_belongs_to_shard_p_mod_n() -> None:
+    assert [shard_of(p, 2) for p in range(6)] == [0, 1, 0, 1, 0, 1]
+    assert [shard_of(p, 3) for p in range(6)] == [0, 1, 2, 0, 1, 2]
+    assert {shard_of(p, 0) for p in range(12)} == {0}  # no shards: the one database
+    assert {shard_of(p, 1) for p in range(12)} == {0}
+    with pytest.raises(ValueError, match="negative"):
+        shard_of(-1, 2)
+
+
+def test_murmur2_matches_kafkas_own_vectors() -> None:
+    # org.apache.kafka.common.utils.UtilsTest.testMurmur2 (Java ints, signed)
+    vectors = {
+        "21": -973932308,
+        "foobar": -790332482,
+        "a-little-bit-long-string": -985981536,
+        "a-little-bit-longer-string": -1486304829,
+        "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        "abc": 479470107,
+    }
+    for key, expected in vectors.items():
+        assert murmur2(key.encode()) == expected & 0xFFFFFFFF, key
+
+
+def test_key_partition_agrees_with_the_producers_partitioner() -> None:
+    # the producer (aiokafka) picks the partition of a keyed record; the query router must agree
+    partitioner = DefaultPartitioner()
+    partitions = list(range(12))
+    for n in range(200):
+        key = f"LNBSCU3H{n:09d}".encode()
+        assert kafka_partition(key, 12) == partitioner(key, partitions, partitions)
+        assert shard_of_key(key, 12, 2) == kafka_partition(key, 12) % 2
+
+
+def test_each_shard_gets_the_postgres_credentials_and_tls() -> None:
+    settings = load_settings(
+        environ={
+            "NEV_STORAGE_SHARDS": f"{A},{B}",
+            "NEV_STORAGE_QUERY_DSN": A + "_query",
+            "NEV_POSTGRES_PASSWORD": "pw",
+            "NEV_POSTGRES_SSLMODE": "require",
+        }
+    )
+    params = shard_pool_params(settings, "t")
+    assert [p.dsn for p in params] == [A + "?sslmode=require", B + "?sslmode=require"]
+    assert {p.password for p in params} == {"pw"}
+    query = query_pool_params(settings, "t")
+    assert query is not None
+    assert (query.dsn, query.password) == (A + "_query?sslmode=require", "pw")
+
+
+def test_without_shards_the_one_database_is_shard_zero() -> None:
+    settings = load_settings(environ={})
+    assert shard_pool_params(settings) == [pool_params(settings)]
+    assert query_pool_params(settings) is None
+
+
+def test_a_query_goes_to_its_entitys_shard_or_the_query_database() -> None:
+    settings = load_settings(
+        environ={"NEV_STORAGE_SHARDS": f"{A},{B}", "NEV_STORAGE_QUERY_DSN": A + "_query"}
+    )
+    for n in range(50):
+        vin = f"LNBSCU3H{n:09d}"
+        want = (A, B)[kafka_partition(vin.encode(), settings.kafka.partitions) % 2]
+        assert target_dsn(settings, ("vehicle", vin)) == want
+    assert target_dsn(settings, None) == A + "_query"  # fleet-wide: the union
+    assert target_dsn(settings, ("vehicle", "X"), dsn_flag=True) == settings.postgres.dsn
+
+
+def test_the_router_hashes_into_the_configured_partition_count() -> None:
+    environ = {"NEV_STORAGE_SHARDS": f"{A},{B}"}
+    # a key whose partition differs in parity between 12 and 7 partitions
+    key = next(
+        f"V{n:016d}"
+        for n in range(1000)
+        if kafka_partition(f"V{n:016d}".encode(), 12) % 2
+        != kafka_partition(f"V{n:016d}".encode(), 7) % 2
+    )
+    twelve = target_dsn(load_settings(environ=environ), ("vehicle", key))
+    seven = target_dsn(
+        load_settings(environ={**environ, "NEV_KAFKA_PARTITIONS": "7"}), ("vehicle", key)
+    )
+    assert twelve != seven
+
+
+def test_without_shards_every_query_reads_postgres_dsn() -> None:
+    settings = load_settings(environ={})
+    assert target_dsn(settings, ("vehicle", "LNBSCU3H000000001")) == settings.postgres.dsn
+    assert target_dsn(settings, None) == settings.postgres.dsn
+
+
+def test_a_fleet_query_over_shards_needs_the_query_database() -> None:
+    settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{A},{B}"})
+    with pytest.raises(UserError, match=r"set storage\.query_dsn"):
+        target_dsn(settings, None)
+
+
+def test_the_query_database_reaches_a_shard_with_the_postgres_credentials() -> None:
+    link = ShardLink(B + "?sslmode=require&sslcert=/c.pem&sslkey=/k.pem", password="pw")
+    assert link.server_options() == {
+        "host": "db-1",
+        "port": "5432",
+        "dbname": "nev",
+        "sslmode": "require",
+        "async_capable": "true",
+        "fetch_size": str(FETCH_SIZE),
+    }
+    # user, password and the client certificate belong to the user mapping (postgres_fdw)
+    assert link.user_options() == {
+        "user": "nev",
+        "password": "pw",
+        "sslcert": "/c.pem",
+        "sslkey": "/k.pem",
+    }
+    assert ShardLink(B).user_options()["password"] == "hunter2"  # the URL's, if none is set
+
+
+def test_a_bad_shard_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(MigrationError, match="not a valid libpq URL") as info:
+        ShardLink("postgresql://nev:s3cret@db/nev?no_such_option=1").server_options()
+    assert "s3cret" not in str(info.value)
