@@ -115,6 +115,9 @@ class Writer:
         self._per_shard = max(1, lanes)
         self._shards = max(1, shards)
         self._lanes = [_Lane(i) for i in range(self._per_shard * self._shards)]
+        for shard in map(str, range(self._shards)):  # every shard's series, from 0 on
+            metrics.shard_frames_written.labels(shard=shard)
+            metrics.shard_write_errors.labels(shard=shard)
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
