@@ -34,11 +34,8 @@ PARTITIONS = 4  # of the vehicle topic (make_env): 0 and 2 go to shard 0, 1 and 
 async def shards(env: PipelineEnv, cluster: PrivateCluster) -> tuple[str, str]:
     """The two shards' DSNs, both migrated; ``env.dsn`` (``postgres.dsn``) is shard 0."""
     await ps.migrate_database(cluster.dsn)
+    env.extra["NEV_STORAGE_SHARDS"] = f"{env.dsn},{cluster.dsn}"
     return (env.dsn, cluster.dsn)
-
-
-def sharded(dsns: Sequence[str], **overrides: str) -> dict[str, str]:
-    return {"NEV_STORAGE_SHARDS": ",".join(dsns), **overrides}
 
 
 def expected_by_shard(messages: Sequence[Message], n: int) -> list[Counter[tuple[str, int]]]:
@@ -68,9 +65,7 @@ async def test_kill_9_with_two_shards_stores_every_frame_once_in_its_shard(
     assert all(want), "the fleet must cover both shards"
     total = len(messages)
 
-    async with ps.serving(
-        env, "shards-crash", **sharded(shards, NEV_PIPELINE_BATCH_MAX_FRAMES="300")
-    ) as svc:
+    async with ps.serving(env, "shards-crash", NEV_PIPELINE_BATCH_MAX_FRAMES="300") as svc:
         (victim,) = svc.worker_pids()
         producing = asyncio.create_task(ps.produce(env.kafka, env.topic, messages, rate=3000))
 
@@ -100,8 +95,8 @@ async def test_kill_9_with_two_shards_stores_every_frame_once_in_its_shard(
             assert offsets and {p % 2 for p in offsets} == {shard}, offsets
         assert svc.metric("nev_ingest_duplicate_rows_skipped_total") == 0  # nothing twice
         assert svc.metric("nev_ingest_worker_restarts_total") == 1
-        for shard in ("0", "1"):
-            assert svc.metric("nev_ingest_shard_frames_written_total", shard=shard) > 0
+        for label in ("0", "1"):
+            assert svc.metric("nev_ingest_shard_frames_written_total", shard=label) > 0
 
 
 async def test_one_shard_down_pauses_its_partitions_while_the_other_writes_on(
@@ -111,9 +106,7 @@ async def test_one_shard_down_pauses_its_partitions_while_the_other_writes_on(
     want = expected_by_shard(messages, 2)
     first = shards[0]
 
-    async with ps.serving(
-        env, "shards-outage", **sharded(shards, NEV_PIPELINE_BATCH_MAX_FRAMES="500")
-    ) as svc:
+    async with ps.serving(env, "shards-outage", NEV_PIPELINE_BATCH_MAX_FRAMES="500") as svc:
         producing = asyncio.create_task(ps.produce(env.kafka, env.topic, messages, rate=600))
 
         async def both_writing() -> bool:
