@@ -11,6 +11,13 @@ paused: the consumer keeps polling (so the group does not evict it after
 ``max.poll.interval.ms``) but fetches nothing, and resumes when the database works again and the
 in-flight count has fallen to ``resume_ratio`` of the bound (hysteresis, so a slow database does
 not make the partitions flap).
+
+Shards (``storage.shards``): each database is a shard with a health of its own. A shard that
+fails pauses only its partitions (``unhealthy``: the worker pauses the partitions that map to
+those shards) and resumes them as soon as it works again; all partitions pause only when every
+shard fails (with one shard: today's behaviour) or the bound stays reached. The frames a failing
+shard holds count against the bound: they were fetched before its partitions paused (one
+consume turn), and the healthy shards keep the rest of the room.
 """
 
 from __future__ import annotations
@@ -32,7 +39,12 @@ class Backpressure:
     """In-flight accounting plus the pause/resume state machine (no I/O)."""
 
     def __init__(
-        self, max_in_flight: int, *, resume_ratio: float = 0.5, pause_after_s: float = 1.0
+        self,
+        max_in_flight: int,
+        *,
+        resume_ratio: float = 0.5,
+        pause_after_s: float = 1.0,
+        shards: int = 1,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -40,7 +52,8 @@ class Backpressure:
         self.resume_at = int(max_in_flight * resume_ratio)
         self.pause_after_s = pause_after_s
         self.in_flight = 0
-        self.sink_healthy = True
+        self.shards = max(1, shards)
+        self.unhealthy: set[int] = set()  # shards whose last write or load failed
         self.paused = False
         self._full_since: float | None = None
         self._room = asyncio.Event()
@@ -60,10 +73,21 @@ class Backpressure:
         if self.in_flight < self.max_in_flight:
             self._room.set()
 
-    def set_sink_healthy(self, healthy: bool) -> None:
-        self.sink_healthy = healthy
+    @property
+    def sink_healthy(self) -> bool:
+        """False while every shard fails: nothing can be written (the whole consumer pauses)."""
+        return len(self.unhealthy) < self.shards
+
+    @property
+    def all_healthy(self) -> bool:
+        return not self.unhealthy
+
+    def set_sink_healthy(self, healthy: bool, shard: int = 0) -> None:
         if healthy:
+            self.unhealthy.discard(shard)
             self._room.set()  # wake the consumer so it can resume promptly
+        else:
+            self.unhealthy.add(shard)
 
     async def wait_room(self, timeout_s: float) -> None:
         """Wait until there is room or the sink's health changes, at most ``timeout_s``."""

@@ -34,6 +34,7 @@ from ingest.pipeline.decoding import (
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
+from storage.shards import shard_of
 
 __all__ = [
     "Batch",
@@ -86,19 +87,30 @@ class Batch:
     # No frames: a transaction for alert changes that came without a batch (a rules reload,
     # restored alerts of removed rules), so they do not wait for the next frame.
     changes_only: bool = False
+    # The database (storage.shards) the batch goes to: a writer lane's batches are all of one
+    # shard (``split``), and a changes-only batch is made once per shard.
+    shard: int = 0
 
     @property
     def partitions(self) -> list[Any]:
         return list(self.next)
 
-    def split(self, lanes: int) -> list[tuple[int, Batch]]:
-        """This batch's parts per writer lane (``lane_of``), each with its partitions' frames,
-        dead letters and offset ranges; the batch itself when it all goes to one lane."""
-        lane = {tp: lane_of(tp[0], tp[1], lanes) for tp in self.next}
+    def split(self, lanes: int, shards: int = 1) -> list[tuple[int, Batch]]:
+        """This batch's parts per writer lane, each with its partitions' frames, dead letters
+        and offset ranges; the batch itself when it all goes to one lane. Each shard has
+        ``lanes`` lanes of its own (shard ``s``: lanes ``s * lanes`` ..), so that a part is
+        written to one database and a shard that is down holds up only its own lanes."""
+        lane = {
+            tp: shard_of(tp[1], shards) * lanes + lane_of(tp[0], tp[1], lanes) for tp in self.next
+        }
         used = set(lane.values())
         if len(used) <= 1:
-            return [(used.pop() if used else 0, self)]
-        parts = {i: Batch(self.generation, created=self.created) for i in sorted(used)}
+            index = used.pop() if used else 0
+            self.shard = index // lanes
+            return [(index, self)]
+        parts = {
+            i: Batch(self.generation, created=self.created, shard=i // lanes) for i in sorted(used)
+        }
         for tp, i in lane.items():
             part = parts[i]
             part.start[tp] = self.start[tp]

@@ -142,14 +142,15 @@ class LagReporter:
             m.kafka_connected.set(0)
             log.debug("end offsets unavailable: %r", exc)
         # Database: a failing write already says "down"; when idle, ask it.
-        if w.bp.sink_healthy and now - writer.last_commit > self._interval and not w.bp.in_flight:
+        # With shards: connected = every shard answers (one down shows here and on /readyz).
+        if w.bp.all_healthy and now - writer.last_commit > self._interval and not w.bp.in_flight:
             try:
                 await asyncio.wait_for(w.sink.ping(), 5)
                 m.db_connected.set(1)
             except Exception:  # reported through the gauge and /readyz
                 m.db_connected.set(0)
         else:
-            m.db_connected.set(1 if w.bp.sink_healthy else 0)
+            m.db_connected.set(1 if w.bp.all_healthy else 0)
         oldest: dict[Any, int] = {}
         for batch in [*writer.in_flight_batches(), w.builder.batch]:
             for tp, ts in batch.first_ts_ms.items():

@@ -176,6 +176,29 @@ class PipelineMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # Per shard (storage.shards; one database = shard 0): which database is behind.
+        self.shard_paused_partitions = Gauge(
+            "shard_paused_partitions",
+            "Partitions paused because their shard (database) is failing, by shard.",
+            ["shard"],
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.shard_frames_written = Counter(
+            "shard_frames_written",
+            "Frames committed, by shard (database).",
+            ["shard"],
+            namespace=ns,
+            registry=r,
+        )
+        self.shard_write_errors = Counter(
+            "shard_write_errors",
+            "Batch writes that failed with a transient database error (then retried), by shard.",
+            ["shard"],
+            namespace=ns,
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "assigned_partitions",
             "Partitions assigned to the workers.",

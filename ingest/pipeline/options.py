@@ -29,7 +29,8 @@ class WorkerOptions:
     shutdown_timeout_s: float
     lag_interval_s: float
     retry_backoff_max_s: float
-    write_lanes: int
+    write_lanes: int  # per shard
+    shards: int  # databases (storage.shards; 1 when none are listed): partition p -> p % shards
     window: TimeWindow | None  # frame times stored; None: every time
     max_record_bytes: int
     # Internal timings (not settings).

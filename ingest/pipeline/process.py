@@ -89,6 +89,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         lag_interval_s=p.lag_interval_s,
         retry_backoff_max_s=p.retry_backoff_max_s,
         write_lanes=p.write_lanes,
+        shards=max(1, len(settings.storage.shards)),
         window=time_window(settings),
         max_record_bytes=k.max_record_bytes,
     )

@@ -39,6 +39,7 @@ class AlertMessage:
     key: bytes  # Kafka key: the entity id
     message: bytes  # the nev.alerts value (JSON)
     outbox_id: int | None = None  # its alerts_outbox row, deleted once Kafka acknowledged it
+    shard: int = 0  # the database that row is in (outbox ids are per shard)
 
 
 @dataclass(slots=True)
@@ -60,14 +61,16 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
     async def stored_offsets(self, partitions: Sequence[Any]) -> dict[Any, int]:
-        """Next offset to read for each partition that has one stored (for the seek)."""
+        """Next offset to read for each partition that has one stored (for the seek), each
+        read from its partition's shard."""
         ...
 
     async def write(self, batch: Batch, before_commit: BeforeCommit) -> SinkResult:
-        """Write ``batch`` and its offsets (``batch.next``, fenced by ``batch.start``) in one
-        transaction, calling ``before_commit`` inside it, once per attempt, right before the
-        commit. Raises ``TransientSinkError`` (or what ``before_commit`` raised); frames the
-        database rejects permanently are left out, handed to ``before_commit`` and returned in
+        """Write ``batch`` (its partitions are all of shard ``batch.shard``) and its offsets
+        (``batch.next``, fenced by ``batch.start``) in one transaction of that shard, calling
+        ``before_commit`` inside it, once per attempt, right before the commit. Raises
+        ``TransientSinkError`` (or what ``before_commit`` raised); frames the database rejects
+        permanently are left out, handed to ``before_commit`` and returned in
         ``SinkResult.rejected``."""
         ...
 
@@ -75,9 +78,10 @@ class Sink(Protocol):
         """Raise ``TransientSinkError`` when the database cannot be reached."""
         ...
 
-    def set_health_listener(self, listener: Callable[[bool], None]) -> None:
-        """``listener(False)`` as soon as a write meets a transient error, ``True`` on success
-        (the consumer pauses at once instead of waiting for the sink's own retries)."""
+    def set_health_listener(self, listener: Callable[[bool, int], None]) -> None:
+        """``listener(False, shard)`` as soon as a write to a shard meets a transient error,
+        ``listener(True, shard)`` on success (the consumer pauses that shard's partitions at
+        once instead of waiting for the sink's own retries)."""
         ...
 
     async def maintain(self) -> None:

@@ -12,6 +12,13 @@ cleared) go with the next batch.
 
 One rule engine per entity kind that has rules (vehicles, chargers, packs), each fed the
 frames of its kind's topics (``alert_topics``: raw topic -> kind), partition by partition.
+
+Shards (``storage.shards``): one ``StorageWriter`` (pool) per database. A batch is written to
+its shard (``Batch.shard``: the writer's lanes give it the partitions of one shard only), with
+the alert changes of its partitions and the outbox deletions of that shard; the changes that
+came without a batch (restore, rule reload) wait for a write to their partition's shard.
+Offsets, open alerts, unpublished outbox rows and the replay window are read from each
+partition's shard. Outbox ids are per database, so they are kept as (shard, id).
 """
 
 from __future__ import annotations
@@ -35,35 +42,40 @@ from ingest.errors import UserError
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
-from ingest.wiring import pool_params, storage_params, writer_params
+from ingest.wiring import shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
 from storage.errors import ErrorKind, SchemaError, StorageUnavailable, classify
 from storage.offsets import OffsetRange
 from storage.params import SchemaMode, StorageParams, WriterParams
+from storage.shards import shard_of
 from storage.writer import StorageWriter
 
 __all__ = ["StorageSink", "check_schema"]
 
 log = logging.getLogger(__name__)
 
+_Row = tuple[int, int]  # an alerts_outbox row: (shard, id)
+
 
 class _Hooks(WriterHooks):
-    """Health for backpressure: a transient error pauses the consumer at once."""
+    """Health for backpressure: a transient error pauses the shard's partitions at once."""
 
-    def __init__(self, sink: StorageSink) -> None:
+    def __init__(self, sink: StorageSink, shard: int) -> None:
         self._sink = sink
+        self._shard = shard
 
     def on_written(self, result: WriteResult) -> None:
-        self._sink.health(True)
+        self._sink.health(True, self._shard)
         if result.bisect_loads:
             self._sink.metrics.bisect_loads.inc(result.bisect_loads)
         if result.partitions_created:
             self._sink.metrics.partitions_created.inc(result.partitions_created)
 
     def on_retry(self, attempt: int, delay_s: float, error: BaseException) -> None:
-        self._sink.health(False)
+        self._sink.health(False, self._shard)
         self._sink.metrics.write_retries.labels(stage="database").inc()
+        self._sink.metrics.shard_write_errors.labels(shard=str(self._shard)).inc()
 
 
 class StorageSink:
@@ -72,7 +84,7 @@ class StorageSink:
     def __init__(
         self,
         *,
-        pool: PoolParams,
+        pools: Sequence[PoolParams],  # one per shard, in shard order (one: no sharding)
         writer: WriterParams,
         storage: StorageParams,
         metrics: PipelineMetrics,
@@ -81,7 +93,9 @@ class StorageSink:
         alerts_enabled: bool = True,
         raw_frames: bool = False,
     ) -> None:
-        self._pool_params = pool
+        if not pools:
+            raise ValueError("StorageSink needs at least one database")
+        self._pool_params = list(pools)
         self._writer_params = writer
         self._storage = storage
         self.metrics = metrics
@@ -89,26 +103,27 @@ class StorageSink:
         self._rules_file = rules_file
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
-        self._writer: StorageWriter | None = None
+        self._writers: list[StorageWriter] = []  # by shard
         self._engines: dict[str, RuleEngine] = {}  # entity kind -> its engine
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
-        # Outbox rows a crash left unpublished, with their (topic, partition); the ids a write
-        # in flight is sending (claimed: another lane's write must not send them too).
-        self._resend: dict[int, tuple[tuple[str | None, int | None], AlertMessage]] = {}
-        self._claimed: set[int] = set()
-        self._acked: set[int] = set()  # outbox rows Kafka acknowledged, deleted next batch
+        # Outbox rows a crash left unpublished, by (shard, id), with their (topic, partition);
+        # the ones a write in flight is sending (claimed: another lane's write must not send
+        # them too).
+        self._resend: dict[_Row, tuple[tuple[str | None, int | None], AlertMessage]] = {}
+        self._claimed: set[_Row] = set()
+        self._acked: set[_Row] = set()  # outbox rows Kafka acknowledged, deleted next batch
         # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
         self._placed: dict[tuple[str, str], int] = {}
-        self._listener: Callable[[bool], None] = lambda healthy: None
-        self._mode: SchemaMode | None = None
+        self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
+        self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
 
     @classmethod
     def from_settings(cls, settings: Settings, *, metrics: PipelineMetrics) -> StorageSink:
         k = settings.kafka
         return cls(
-            pool=pool_params(settings, "nev-ingest run"),
+            pools=shard_pool_params(settings, "nev-ingest run"),
             writer=writer_params(settings),
             storage=storage_params(settings),
             metrics=metrics,
@@ -125,9 +140,10 @@ class StorageSink:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._writer = await StorageWriter.open(
-            self._pool_params, self._writer_params, hooks=_Hooks(self)
-        )
+        for shard, params in enumerate(self._pool_params):
+            self._writers.append(
+                await StorageWriter.open(params, self._writer_params, hooks=_Hooks(self, shard))
+            )
         if self._alerts_enabled:
             self._enabled = True
             self._build_engines(self._load_rules())
@@ -143,14 +159,29 @@ class StorageSink:
                 self._engines[kind] = RuleEngine(rules, entity_kind=kind)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.close()
+        for writer in self._writers:
+            await writer.close()
 
-    def set_health_listener(self, listener: Callable[[bool], None]) -> None:
+    def set_health_listener(self, listener: Callable[[bool, int], None]) -> None:
         self._listener = listener
 
-    def health(self, healthy: bool) -> None:
-        self._listener(healthy)
+    def health(self, healthy: bool, shard: int = 0) -> None:
+        self._listener(healthy, shard)
+
+    @property
+    def shards(self) -> int:
+        return len(self._pool_params)
+
+    def shard_of(self, partition: int) -> int:
+        return shard_of(partition, len(self._pool_params))
+
+    def _by_shard(self, partitions: Sequence[Any]) -> dict[int, list[Any]]:
+        """Topic-partitions (objects or (topic, partition) tuples) grouped by their shard."""
+        out: dict[int, list[Any]] = {}
+        for tp in partitions:
+            number = tp[1] if isinstance(tp, tuple) else tp.partition
+            out.setdefault(self.shard_of(number), []).append(tp)
+        return out
 
     def _load_rules(self) -> RuleSet:
         return RuleSet.load(self._rules_file) if self._rules_file else RuleSet.default()
@@ -158,40 +189,58 @@ class StorageSink:
     # -- offsets, upkeep ---------------------------------------------------------------------
     @property
     def writer(self) -> StorageWriter:
-        if self._writer is None:
+        """The first shard's writer (the only one without sharding)."""
+        return self.writer_of(0)
+
+    def writer_of(self, shard: int) -> StorageWriter:
+        if not self._writers:
             raise RuntimeError("StorageSink.start() was not awaited")
-        return self._writer
+        return self._writers[shard]
 
     async def stored_offsets(self, partitions: Sequence[Any]) -> dict[Any, int]:
-        by_key = {(tp.topic, tp.partition): tp for tp in partitions}
-        try:
-            stored = await self.writer.load_offsets(list(by_key))
-        except (OSError, StorageUnavailable) as exc:
-            raise TransientSinkError(str(exc)) from exc
-        return {by_key[key]: offset for key, offset in stored.items() if key in by_key}
+        out: dict[Any, int] = {}
+        for shard, tps in self._by_shard(partitions).items():
+            by_key = {(tp.topic, tp.partition): tp for tp in tps}
+            try:
+                stored = await self.writer_of(shard).load_offsets(list(by_key))
+            except (OSError, StorageUnavailable) as exc:
+                raise TransientSinkError(f"shard {shard}: {exc}") from exc
+            out.update({by_key[key]: off for key, off in stored.items() if key in by_key})
+        return out
 
     async def ping(self) -> None:
-        try:
-            await self.writer.ping()
-        except StorageUnavailable as exc:
-            raise TransientSinkError(str(exc)) from exc
+        for shard, writer in enumerate(self._writers):
+            try:
+                await writer.ping()
+            except StorageUnavailable as exc:
+                raise TransientSinkError(f"shard {shard}: {exc}") from exc
 
     async def maintain(self) -> None:
         from storage.maintenance import run
         from storage.migrate import schema_status
 
-        async with self.writer.pool.acquire() as conn:
-            if self._mode is None:
-                self._mode = (await schema_status(conn, self._storage.schema)).mode
-            if self._mode is not None:
-                await run(conn, self._storage, self._mode)
+        for shard, writer in enumerate(self._writers):
+            async with writer.pool.acquire() as conn:
+                if shard not in self._modes:
+                    mode = (await schema_status(conn, self._storage.schema)).mode
+                    if mode is None:
+                        continue
+                    self._modes[shard] = mode
+                await run(conn, self._storage, self._modes[shard])
 
     def pool_stats(self) -> tuple[int, int, int]:
-        if self._writer is None:
-            return (0, 0, self._pool_params.max_size)
-        pool = self._writer.pool
-        size, idle = pool.get_size(), pool.get_idle_size()
-        return (size - idle, idle, pool.get_max_size())
+        if not self._writers:
+            return (0, 0, sum(p.max_size for p in self._pool_params))
+        in_use = idle = size_max = 0
+        for writer in self._writers:
+            pool = writer.pool
+            size, free = pool.get_size(), pool.get_idle_size()
+            in_use, idle, size_max = (
+                in_use + size - free,
+                idle + free,
+                size_max + pool.get_max_size(),
+            )
+        return (in_use, idle, size_max)
 
     # -- alerts state ------------------------------------------------------------------------
     async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
@@ -205,16 +254,24 @@ class StorageSink:
             t: sorted({p for t2, p in mine if t2 == t}) for t in dict.fromkeys(t for t, _ in mine)
         }
         records: dict[str, list[AlertRecord]] = {}
-        async with self.writer.pool.acquire() as conn:
-            for topic, numbers in parts.items():
-                kind = self._alert_topics[topic]
-                if kind in self._engines:
-                    got = await load_open(conn, entity_kind=kind, partitions=numbers, topic=topic)
-                    # A row stored before topics were (0053) is this topic's from now on.
-                    got = [r if r.topic else replace(r, topic=topic) for r in got]
-                    records.setdefault(kind, []).extend(got)
-            unsent = await outbox.pending(conn, sorted(mine))
-            recent = await self._recent(conn, partitions)
+        unsent: list[tuple[int, outbox.OutboxRow]] = []
+        recent: dict[tuple[str, str, int], list[Any]] = {}
+        for shard, tps in self._by_shard(partitions).items():
+            # Each partition's state is in its shard's database.
+            numbers_of = {t: sorted({tp.partition for tp in tps if tp.topic == t}) for t in parts}
+            async with self.writer_of(shard).pool.acquire() as conn:
+                for topic, numbers in numbers_of.items():
+                    kind = self._alert_topics[topic]
+                    if kind in self._engines and numbers:
+                        got = await load_open(
+                            conn, entity_kind=kind, partitions=numbers, topic=topic
+                        )
+                        # A row stored before topics were (0053) is this topic's from now on.
+                        got = [r if r.topic else replace(r, topic=topic) for r in got]
+                        records.setdefault(kind, []).extend(got)
+                keys = sorted((t, p) for t, ps in numbers_of.items() for p in ps)
+                unsent.extend((shard, row) for row in await outbox.pending(conn, keys))
+                recent.update(await self._recent(conn, tps))
         # Everything read first, then applied: a failed load (retried) changes nothing.
         # The replay rebuilds histories and durations without raising anything; the stored
         # open alerts then become live (docs/alerts.md, "after a rebalance").
@@ -227,9 +284,9 @@ class StorageSink:
         for kind, recs in records.items():
             self._pending.extend(self._engines[kind].restore(recs))
         self._assigned.update(mine)
-        for row in unsent:
-            if row.id not in self._acked:
-                self._resend[row.id] = ((row.topic, row.partition), _resent(row))
+        for shard, row in unsent:
+            if (shard, row.id) not in self._acked:
+                self._resend[(shard, row.id)] = ((row.topic, row.partition), _resent(row, shard))
         log.info(
             "alert state restored",
             extra={
@@ -292,7 +349,7 @@ class StorageSink:
         return bool(self._pending or self._acked or self._resend.keys() - self._claimed)
 
     def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
-        self._acked.update(a.outbox_id for a in alerts if a.outbox_id is not None)
+        self._acked.update((a.shard, a.outbox_id) for a in alerts if a.outbox_id is not None)
 
     def reload_rules(self) -> str:
         if not self._enabled:
@@ -307,10 +364,21 @@ class StorageSink:
             f"{len(rules.rules)} rules, {len(changes)} alerts cleared by the change"
         )
 
-    def _evaluate(self, batch: Batch) -> list[AlertChange]:
-        if not self._engines:
+    def _take_pending(self, shard: int) -> list[AlertChange]:
+        """The waiting changes of ``shard``'s partitions (an alert of no partition: shard 0)."""
+        if len(self._pool_params) == 1:
             changes, self._pending = self._pending, []
             return changes
+        mine: list[AlertChange] = []
+        rest: list[AlertChange] = []
+        for change in self._pending:
+            (mine if self.shard_of(change.alert.partition or 0) == shard else rest).append(change)
+        self._pending = rest
+        return mine
+
+    def _evaluate(self, batch: Batch) -> list[AlertChange]:
+        if not self._engines:
+            return self._take_pending(batch.shard)
         by_partition: dict[tuple[str, int], list[Any]] = {}
         engines = self._engines
         topics = self._alert_topics
@@ -318,7 +386,7 @@ class StorageSink:
             kind = topics.get(rec.topic)
             if kind is not None and kind in engines:
                 by_partition.setdefault((rec.topic, rec.partition), []).append(frame)
-        changes, self._pending = self._pending, []
+        changes = self._take_pending(batch.shard)
         now_ms = time.time_ns() // 1_000_000
         for (topic, partition), frames in by_partition.items():
             engine = engines[topics[topic]]
@@ -355,13 +423,18 @@ class StorageSink:
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
             for tp, nxt in batch.next.items()
         }
+        shard = batch.shard
         saved: list[AlertMessage] = []
-        acked = set(self._acked)
+        acked = {key for key in self._acked if key[0] == shard}
         placements = self._placements(batch) if self._engines else {}
         # Claimed for this write: lanes write concurrently, and two sending the same snapshot
         # would duplicate it on the alerts topic. Released if this write fails (the retry, or
         # another lane, sends them).
-        resend = {i: m for i, (_, m) in self._resend.items() if i not in self._claimed}
+        resend = {
+            key: m
+            for key, (_, m) in self._resend.items()
+            if key[0] == shard and key not in self._claimed
+        }
         self._claimed.update(resend)
 
         async def before_commit(conn: Any, outcome: Any) -> None:
@@ -377,13 +450,15 @@ class StorageSink:
                     for c, m in zip(keep, messages, strict=True)
                 ]
                 ids = await outbox.add(conn, records)
-                saved.extend(map(_alert, keep, messages, ids))
-            await outbox.delete(conn, acked)
+                saved.extend(
+                    _alert(c, m, i, shard) for c, m, i in zip(keep, messages, ids, strict=True)
+                )
+            await outbox.delete(conn, {row_id for _, row_id in acked})
             for (topic, kind), entities in placements.items():
                 await replay.stamp(conn, kind, topic, entities)
 
         try:
-            result = await self.writer.write_batch(
+            result = await self.writer_of(shard).write_batch(
                 batch.frames,
                 offsets,
                 partitions=[(r.topic, r.partition) for r in batch.records],
@@ -392,7 +467,7 @@ class StorageSink:
                 before_commit=before_commit,
             )
         except StorageUnavailable as exc:
-            raise TransientSinkError(str(exc)) from exc
+            raise TransientSinkError(f"shard {shard}: {exc}") from exc
         finally:
             self._claimed.difference_update(resend)
         self._acked -= acked
@@ -419,13 +494,15 @@ def _fenced(alert: AlertRecord, fenced: set[tuple[str, int]]) -> bool:
     return (alert.topic, alert.partition) in fenced
 
 
-def _alert(change: AlertChange, message: tuple[bytes, bytes], outbox_id: int) -> AlertMessage:
+def _alert(
+    change: AlertChange, message: tuple[bytes, bytes], outbox_id: int, shard: int
+) -> AlertMessage:
     a = change.alert
     key, value = message
-    return AlertMessage(a.rule_id, a.severity, change.type, key, value, outbox_id)
+    return AlertMessage(a.rule_id, a.severity, change.type, key, value, outbox_id, shard)
 
 
-def _resent(row: outbox.OutboxRow) -> AlertMessage:
+def _resent(row: outbox.OutboxRow, shard: int) -> AlertMessage:
     """An unpublished outbox record, sent again byte for byte (rule etc. for the metrics)."""
     body = orjson.loads(row.value)
     return AlertMessage(
@@ -435,19 +512,31 @@ def _resent(row: outbox.OutboxRow) -> AlertMessage:
         key=row.key,
         message=row.value,
         outbox_id=row.id,
+        shard=shard,
     )
 
 
 async def check_schema(settings: Settings) -> None:
-    """``UserError`` unless the configured database has the current schema (run migrate)."""
+    """``UserError`` unless every configured database (each shard) has the current schema
+    (run migrate)."""
     from storage.connect import connect
     from storage.migrate import require_current
 
-    params = pool_params(settings, "nev-ingest run (check)")
-    conn = await connect(params)
-    try:
-        await require_current(conn, params.schema)
-    except SchemaError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        await conn.close()
+    every = shard_pool_params(settings, "nev-ingest run (check)")
+    for shard, params in enumerate(every):
+        conn = await connect(params)
+        try:
+            await require_current(conn, params.schema)
+        except SchemaError as exc:
+            where = f"shard {shard} ({_host(params.dsn)}): " if len(every) > 1 else ""
+            raise UserError(f"{where}{exc}") from None
+        finally:
+            await conn.close()
+
+
+def _host(dsn: str) -> str:
+    """Where a DSN points, without its credentials (for an error message)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"

@@ -15,6 +15,10 @@ revocation the open batch is sealed and the writer gets ``revoke_timeout_s`` to 
 everything in flight; what it cannot commit in time is abandoned uncommitted (the next owner
 reads it again; the fenced offsets in the database keep a late commit from duplicating rows).
 On stop: no more fetching, flush, commit, leave.
+
+Shards (``storage.shards``): a partition's offsets and alert state are loaded from its shard
+(``storage.shards.shard_of``), shard by shard, so a shard that is down keeps only its partitions
+paused; a shard whose writes fail pauses its partitions until a write to it works again.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.writer import Writer
+from storage.shards import shard_of
 
 __all__ = ["Worker"]
 
@@ -69,6 +74,7 @@ class Worker:
             options.max_in_flight,
             resume_ratio=options.resume_ratio,
             pause_after_s=options.pause_after_s,
+            shards=options.shards,
         )
         self.builder = BatchBuilder(
             decoders, window=options.window, max_value_bytes=options.max_record_bytes
@@ -88,6 +94,7 @@ class Worker:
         self._backoff_s = 0.0  # between failed loads of offsets / alert state
         self._assignments = 0  # bumped on every assignment
         self._stopping = False
+        self._down: set[int] = set()  # shards whose partitions are paused (for the log)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -120,6 +127,7 @@ class Worker:
             backoff_max_s=o.retry_backoff_max_s,
             lanes=o.write_lanes,
             kinds=o.topic_kinds,
+            shards=o.shards,
         )
         self.lag = lag = LagReporter(self, group_id=o.group_id, interval_s=o.lag_interval_s)
         try:
@@ -247,14 +255,32 @@ class Worker:
             )
         elif decision is Decision.RESUME:
             log.info("resuming partitions", extra={"in_flight": self.bp.in_flight})
+        shards = self.options.shards
+        down = set(self.bp.unhealthy) if shards > 1 else set()
+        if down != self._down:
+            log.warning(
+                "shards failing: %s; their partitions stay paused, the other shards write on",
+                sorted(down) or "none",
+            )
+            self._down = down
         # Re-applied every turn: a rebalance hands out partitions unpaused.
-        want_paused = assignment if self.bp.paused else (assignment & self.needs_seek)
+        if self.bp.paused:
+            want_paused = assignment
+        else:
+            want_paused = assignment & self.needs_seek
+            if down:
+                want_paused |= {tp for tp in assignment if shard_of(tp.partition, shards) in down}
         paused = set(consumer.paused())
         if want_paused - paused:
             consumer.pause(*(want_paused - paused))
         if (paused & assignment) - want_paused:
             consumer.resume(*((paused & assignment) - want_paused))
         self.metrics.paused_partitions.set(len(want_paused))
+        per_shard = [0] * shards
+        for tp in want_paused:
+            per_shard[shard_of(tp.partition, shards)] += 1
+        for shard, n in enumerate(per_shard):
+            self.metrics.shard_paused_partitions.labels(shard=str(shard)).set(n)
 
     # -- offsets -----------------------------------------------------------------------------
     def _committer_offer(self, offsets: dict[Any, int]) -> None:
@@ -280,49 +306,66 @@ class Worker:
             self.needs_seek &= self.owned
             if not pending:
                 return
-            generation = self._assignments
-            try:
-                stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
-                # Alert state first: a partition whose open alerts are unknown would raise them
-                # again under new keys and leave the stored ones open forever.
-                unrestored = [tp for tp in pending if tp not in self.restored]
-                if unrestored:
-                    await asyncio.wait_for(self.sink.on_partitions_assigned(unrestored), 30)
-                    if generation != self._assignments:
-                        # A rebalance overtook this load (the partitions may have been
-                        # drained and handed back meanwhile): its snapshot is stale. Forget
-                        # it; the next turn loads them again.
-                        self.sink.on_partitions_lost(unrestored)
-                        return
-                    self.restored.update(unrestored)
-            except Exception as exc:  # DB down: stay paused, try again next turn
-                self.bp.set_sink_healthy(False)
-                self._backoff_s = min(
-                    max(self._backoff_s * 2, self.options.retry_backoff_initial_s),
-                    self.options.retry_backoff_max_s,
-                )
-                log.warning(
-                    "cannot read the stored offsets and alert state yet (%r); the partitions "
-                    "stay paused, retrying in %.2fs",
-                    exc,
-                    self._backoff_s,
-                    extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in pending]},
-                )
-                if backoff:  # not in the rebalance callback: the group waits for that one
-                    await asyncio.sleep(self._backoff_s)
-                return
-            self._backoff_s = 0.0
-            gone = [tp for tp in self.restored if tp not in self.owned]
-            if gone:  # revoked while this load ran: its state must not linger
-                self.sink.on_partitions_lost(sorted(gone))
-                self.restored -= set(gone)
-            if generation != self._assignments:
-                return
-            self.bp.set_sink_healthy(True)
+            by_shard: dict[int, list[Any]] = {}
             for tp in pending:
-                if tp in self.needs_seek:
-                    self._seek(tp, stored.get(tp))
-                    self.needs_seek.discard(tp)
+                by_shard.setdefault(shard_of(tp.partition, self.options.shards), []).append(tp)
+            generation = self._assignments
+            failed = False
+            for shard, tps in sorted(by_shard.items()):
+                # Shard by shard: one that is down keeps only its partitions paused.
+                if generation != self._assignments:
+                    return
+                failed |= not await self._load_shard(shard, tps, generation)
+            if failed and backoff:  # not in the rebalance callback: the group waits for that
+                await asyncio.sleep(self._backoff_s)
+
+    async def _load_shard(self, shard: int, pending: list[Any], generation: int) -> bool:
+        """Offsets and alert state of one shard's pending partitions, then the seek. False when
+        the shard could not be read (the partitions stay pending and paused)."""
+        try:
+            stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
+            # Alert state first: a partition whose open alerts are unknown would raise them
+            # again under new keys and leave the stored ones open forever.
+            unrestored = [tp for tp in pending if tp not in self.restored]
+            if unrestored:
+                await asyncio.wait_for(self.sink.on_partitions_assigned(unrestored), 30)
+                if generation != self._assignments:
+                    # A rebalance overtook this load (the partitions may have been
+                    # drained and handed back meanwhile): its snapshot is stale. Forget
+                    # it; the next turn loads them again.
+                    self.sink.on_partitions_lost(unrestored)
+                    return True
+                self.restored.update(unrestored)
+        except Exception as exc:  # DB down: stay paused, try again next turn
+            self.bp.set_sink_healthy(False, shard)
+            self._backoff_s = min(
+                max(self._backoff_s * 2, self.options.retry_backoff_initial_s),
+                self.options.retry_backoff_max_s,
+            )
+            log.warning(
+                "cannot read the stored offsets and alert state yet (%r); the partitions "
+                "stay paused, retrying in %.2fs",
+                exc,
+                self._backoff_s,
+                extra={
+                    "partitions": [f"{tp.topic}[{tp.partition}]" for tp in pending],
+                    "shard": shard,
+                },
+            )
+            return False
+        self._backoff_s = 0.0
+        gone = [tp for tp in self.restored if tp not in self.owned]
+        if gone:  # revoked while this load ran: its state must not linger
+            self.sink.on_partitions_lost(sorted(gone))
+            self.restored -= set(gone)
+        if generation != self._assignments:
+            return True
+        self.bp.set_sink_healthy(True, shard)
+        for tp in pending:
+            if tp in self.needs_seek:
+                self._seek(tp, stored.get(tp))
+                self.needs_seek.discard(tp)
+        return True
 
     def _seek(self, tp: Any, offset: int | None) -> None:
         self.positions[tp] = offset

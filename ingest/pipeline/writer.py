@@ -18,6 +18,10 @@ Lanes: the partitions are split between ``lanes`` writers, each with its own dat
 connection and one batch at a time, in order; a partition always goes to the same lane, so its
 order is kept. While one lane waits for the database another encodes and sends its batch: the
 database's work overlaps the worker's (two lanes: ~+20 % for one worker, bench_pipeline).
+Shards: each database of ``storage.shards`` has ``lanes`` lanes of its own and a batch part holds
+the partitions of one shard only (``Batch.split``), so its transaction is that shard's (rows,
+alerts, offsets: exactly-once per shard) and a shard that is down retries in its own lanes while
+the others go on writing; its health pauses only its partitions (``Backpressure``).
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Writer:
         backoff_max_s: float = 5.0,
         lanes: int = 1,
         kinds: Mapping[str, str] | None = None,
+        shards: int = 1,
     ) -> None:
         self._sink = sink
         self._kinds = kinds or {}  # topic -> entity kind, the metrics' kind label
@@ -107,7 +112,12 @@ class Writer:
             backoff_initial_s=backoff_initial_s,
             backoff_max_s=backoff_max_s,
         )
-        self._lanes = [_Lane(i) for i in range(max(1, lanes))]
+        self._per_shard = max(1, lanes)
+        self._shards = max(1, shards)
+        self._lanes = [_Lane(i) for i in range(self._per_shard * self._shards)]
+        for shard in map(str, range(self._shards)):  # every shard's series, from 0 on
+            metrics.shard_frames_written.labels(shard=shard)
+            metrics.shard_write_errors.labels(shard=shard)
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -119,7 +129,15 @@ class Writer:
 
     # -- what the consumer side calls ---------------------------------------------------------
     def submit(self, batch: Batch) -> None:
-        for index, part in batch.split(len(self._lanes)):
+        if batch.changes_only and not batch.next and self._shards > 1:
+            # Alert changes without frames (a reload, a restore): each shard saves its own.
+            parts = [
+                (s * self._per_shard, Batch(batch.generation, changes_only=True, shard=s))
+                for s in range(self._shards)
+            ]
+        else:
+            parts = batch.split(self._per_shard, self._shards)
+        for index, part in parts:
             lane = self._lanes[index]
             lane.queue.append(part)
             lane.wakeup.set()
@@ -250,13 +268,14 @@ class Writer:
                 stage = "database" if isinstance(exc, TransientSinkError) else "dlq"
                 self._m.write_retries.labels(stage=stage).inc()
                 if stage == "database":
-                    self._bp.set_sink_healthy(False)
+                    self._bp.set_sink_healthy(False, batch.shard)
+                    self._m.shard_write_errors.labels(shard=str(batch.shard)).inc()
                 self._log_retry(batch, stage, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
         if batch.generation != self.generation:
             return
-        self._bp.set_sink_healthy(True)
+        self._bp.set_sink_healthy(True, batch.shard)
         # Committed: no longer the lane's to abandon (abandon() would count its frames as given
         # up a second time after _after_commit released them).
         lane.current = None
@@ -302,6 +321,9 @@ class Writer:
         for topic, latencies in by_topic.items():
             m.frames_written.labels(topic, kind(topic, "")).inc(len(latencies))
             observe_many(m.e2e_latency.labels(topic, kind(topic, "")), latencies)
+        if by_topic:
+            written = sum(map(len, by_topic.values()))
+            m.shard_frames_written.labels(shard=str(batch.shard)).inc(written)
         for topic, n in batch.consumed.items():
             m.frames_consumed.labels(topic, kind(topic, "")).inc(n)
         for topic, n in batch.decoded.items():
@@ -350,6 +372,7 @@ class Writer:
                 "stage": stage,
                 "error": str(exc)[:300],
                 "frames": batch.size,
+                "shard": batch.shard,
                 "partitions": [f"{tp[0]}[{tp[1]}]" for tp in batch.next],
                 "suppressed": suppressed,
             },

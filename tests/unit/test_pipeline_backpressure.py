@@ -63,3 +63,15 @@ async def test_wait_room_wakes_when_room_frees_up() -> None:
     await asyncio.wait_for(waiter, 5)
     bp.add(1)
     await bp.wait_room(0.01)  # times out quietly
+
+
+def test_a_failing_shard_is_unhealthy_alone_and_pauses_nothing_globally() -> None:
+    bp = Backpressure(100, shards=2)
+    bp.set_sink_healthy(False, 1)
+    assert bp.unhealthy == {1} and bp.sink_healthy and not bp.all_healthy
+    assert bp.decide(0.0) is Decision.NONE  # shard 0 writes on: only shard 1's partitions pause
+    bp.set_sink_healthy(False, 0)
+    assert bp.decide(0.1) is Decision.PAUSE  # every shard failing: everything pauses
+    bp.set_sink_healthy(True, 0)
+    bp.set_sink_healthy(True, 1)
+    assert bp.all_healthy and bp.decide(0.2) is Decision.RESUME

@@ -126,6 +126,23 @@ def test_split_by_lane_keeps_each_partition_whole_and_in_order() -> None:
     assert batch.split(1) == [(0, batch)]
 
 
+def test_split_by_shard_gives_each_part_one_shard_and_its_own_lanes() -> None:
+    # Partition p belongs to shard p % 2; each shard has lanes of its own (2 per shard here),
+    # so a part's transaction is one shard's and a down shard holds up only its lanes.
+    topic = "nev.vehicle.raw"
+    builder = BatchBuilder({topic: _decode})
+    for p in range(6):
+        builder.add(TP(topic, p), [Rec(topic, p, 10 * p, f"V{p}-0".encode())], start=10 * p)
+    batch = builder.take()
+    parts = batch.split(2, shards=2)
+    assert sum(part.size for _, part in parts) == batch.size == 6
+    for lane, part in parts:
+        assert part.shard == lane // 2
+        assert {tp.partition % 2 for tp in part.next} == {part.shard}
+        assert {r.partition % 2 for r in part.records} == {part.shard}
+    assert {part.shard for _, part in parts} == {0, 1}
+
+
 class _Native:
     """A batch decoder (the form of ``decode_rows_batch``) that records its calls; ``b"bug"``
     makes the whole call raise, as a bug in native code would."""

@@ -34,6 +34,7 @@ SOURCES: dict[str, Callable[[Settings], Any]] = {
     "lag_interval_s": lambda s: s.pipeline.lag_interval_s,
     "retry_backoff_max_s": lambda s: s.pipeline.retry_backoff_max_s,
     "write_lanes": lambda s: s.pipeline.write_lanes,
+    "shards": lambda s: max(1, len(s.storage.shards)),
     "window": time_window,
     "max_record_bytes": lambda s: s.kafka.max_record_bytes,
 }
@@ -60,7 +61,7 @@ CHANGED = Settings(
         write_lanes=3,
         frame_max_future_s=60.0,
     ),
-    storage=StorageSettings(retention_days=30),
+    storage=StorageSettings(retention_days=30, shards=("postgresql://a/nev", "postgresql://b/nev")),
 )
 
 
