@@ -122,7 +122,7 @@ def test_soc_agrees_with_the_energy_of_the_reported_current() -> None:
 def test_vehicles_drive_park_and_charge_with_a_rising_odometer() -> None:
     o = ScaleOptions(devices=600, mix=(("vehicle", 1),), bad_ratio=0, reissue_share=0)
     rows = [decode_rows(m.value).vehicle for m in _take(o, 600 * 6) if m.kind == "realtime"]
-    modes = Counter((r.charging_state, r.speed_kmh > 0) for r in rows if r is not None)
+    modes = Counter((r.charging_state, (r.speed_kmh or 0) > 0) for r in rows if r is not None)
     assert modes[(1, False)] and modes[(3, True)] and modes[(3, False)]  # charge, drive, park
     odo: dict[str, float] = {}
     for r in rows:
