@@ -208,7 +208,8 @@ def register(sub: Any) -> None:
         "--rate",
         type=float_range(0, MAX_RATE),
         default=0.0,
-        help="frames/s; 0 = as fast as possible",
+        help="frames/s; 0 = as fast as possible (with --devices: real time, devices / "
+        "--interval-s; a rate sets each device's period to devices / rate)",
     )
     p.add_argument(
         "--max-frames",
@@ -244,7 +245,10 @@ def _main(args: argparse.Namespace) -> int:
         if args.replay is not None:
             source = loadgen_modes.replay_source(args.replay)
         elif args.devices is not None:
-            source = loadgen_modes.scale_source(args, settings)
+            try:
+                source = loadgen_modes.scale_source(args, settings)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
         else:
             source, runaway_vin = _fleet_source(args, settings)
     except (OSError, RecordFileError) as exc:
@@ -267,7 +271,7 @@ def _main(args: argparse.Namespace) -> int:
             source.names,
             source.keys,
             source.messages,
-            rate=args.rate,
+            rate=source.rate if source.rate is not None else args.rate,
             progress=progress,
             **bounds,
         )

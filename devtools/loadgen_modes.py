@@ -14,7 +14,16 @@ from devtools.sim.fleet import Message
 from devtools.sim.recordfile import read_records, read_topics
 from devtools.sim.scale import ScaleOptions, parse_mix, scale_messages
 
-__all__ = ["MAX_DEVICES", "Source", "TopicNames", "add_arguments", "replay_source", "scale_source"]
+__all__ = [
+    "MAX_DEVICES",
+    "Source",
+    "TopicNames",
+    "add_arguments",
+    "pace",
+    "replay_source",
+    "scale_options",
+    "scale_source",
+]
 
 MAX_DEVICES: Final = 10_000_000  # ten times the issue's three million
 MAX_REISSUE_TICKS: Final = 7 * 24 * 360  # a week of 10 s reports held back (issue 13)
@@ -35,7 +44,8 @@ class TopicNames(dict[str, str]):
 
 class Source:
     """What a run sends: the records, the topic of each record role, the setting or flag
-    naming each topic (for the topic check's message) and the expected count, if known."""
+    naming each topic (for the topic check's message), the expected count and the pace, if
+    known."""
 
     def __init__(
         self,
@@ -43,8 +53,10 @@ class Source:
         names: Mapping[str, str],
         keys: Mapping[str, str],
         total: int | None = None,
+        rate: float | None = None,
     ) -> None:
         self.messages, self.names, self.keys, self.total = messages, names, keys, total
+        self.rate = rate  # records/s to send at, if the source sets it (else --rate)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,24 +120,48 @@ def _mix(text: str) -> tuple[tuple[str, int], ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def scale_options(args: argparse.Namespace) -> ScaleOptions:
+def scale_options(args: argparse.Namespace, now_ms: int) -> ScaleOptions:
+    """The scale generator's options from the flags. To Kafka, frame times keep pace with the
+    wall clock (the pipeline dead-letters frames dated over ``frame_max_future_s`` ahead):
+    with ``--rate R`` every device reports every N / R seconds (a reduced per-device rate;
+    ``--interval-s`` does not apply), without it every ``--interval-s``, paced at N /
+    interval records/s (``pace``). To a file (``--out``) there is no pacing: with
+    ``--max-frames`` the records are dated so that the file ends now, ready to replay."""
+    interval = args.interval_s
+    start = now_ms
+    if args.out is None and args.rate > 0:
+        interval = args.devices / args.rate
+        if interval < 1.0:
+            raise ValueError(
+                f"--rate {args.rate:g} with --devices {args.devices} would have each device "
+                "report more than once a second (frame times have whole seconds); give "
+                "--devices at least the rate"
+            )
+    elif args.out is not None and args.max_frames is not None:
+        rounds = -(-args.max_frames // args.devices)
+        start = now_ms - rounds * int(interval * 1000)
     return ScaleOptions(
         devices=args.devices,
         mix=args.mix,
-        interval_s=args.interval_s,
+        interval_s=interval,
         share_2025=args.share_2025,
         bad_ratio=args.bad_ratio,
         reissue_share=args.reissue_share,
         reissue_ticks=args.reissue_ticks,
         fault_per_hour=args.fault_rate,
         seed=args.seed,
-        start_ms=time.time_ns() // 1_000_000,
+        start_ms=start,
     )
+
+
+def pace(args: argparse.Namespace, o: ScaleOptions) -> float:
+    """The records/s a scale run to Kafka is paced at: ``--rate``, else real time."""
+    return float(args.rate) if args.rate > 0 else o.devices / o.interval_s
 
 
 def scale_source(args: argparse.Namespace, settings: Any) -> Source:
     """The scale generator's records, each kind to its topic (``--topic`` for vehicles)."""
-    o = scale_options(args)
+    o = scale_options(args, time.time_ns() // 1_000_000)
     kafka = settings.kafka
     topics = {
         "vehicle": args.topic or kafka.topic_vehicle,
@@ -137,7 +173,7 @@ def scale_source(args: argparse.Namespace, settings: Any) -> Source:
         name: "--topic" if kind == "vehicle" and args.topic else _SETTING_OF[kind]
         for kind, name in names.items()
     }
-    return Source(scale_messages(o), names, keys)
+    return Source(scale_messages(o), names, keys, rate=pace(args, o))
 
 
 def replay_source(path: Path) -> Source:

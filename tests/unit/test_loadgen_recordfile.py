@@ -1,9 +1,10 @@
 """The record file of ``nev-ingest loadgen --out`` / ``--replay``: what is written is read back
 byte for byte (keys, values, kinds, topics, T/CEC headers), a file that is not one is refused
-with its line, and the command writes one without a broker."""
+with its line, and the command writes one without a broker; the scale flags' frame times."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import subprocess
@@ -13,10 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from devtools.loadgen import Progress
+from devtools import loadgen_modes
+from devtools.loadgen import Progress, register
 from devtools.loadgen_send import write_messages
 from devtools.sim.fleet import FleetOptions
 from devtools.sim.recordfile import RecordFileError, read_records, read_topics
+from devtools.sim.scale import scale_messages
 from devtools.sim.world import world_messages
 
 pytestmark = pytest.mark.unit
@@ -100,3 +103,35 @@ def test_loadgen_refuses_a_bad_mix_and_a_missing_replay_file(tmp_path: Path) -> 
     missing = run("--replay", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "cannot read --replay" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["loadgen", *argv])
+
+
+NOW = 1_782_878_400_000
+
+
+def test_scale_frame_times_keep_pace_with_the_wall_clock_to_kafka() -> None:
+    # A rate below devices / interval: each device reports less often, not late.
+    slow = loadgen_modes.scale_options(_args("--devices", "3000000", "--rate", "30000"), NOW)
+    assert slow.interval_s == 100.0 and slow.start_ms == NOW
+    # No rate: real time, paced at devices / interval (never "as fast as possible", which would
+    # date frames ahead of the wall clock and the pipeline would dead-letter them).
+    real = _args("--devices", "3000")
+    o = loadgen_modes.scale_options(real, NOW)
+    assert o.interval_s == 10.0 and loadgen_modes.pace(real, o) == 300.0
+    with pytest.raises(ValueError, match="more than once a second"):
+        loadgen_modes.scale_options(_args("--devices", "100", "--rate", "1000"), NOW)
+
+
+def test_a_scale_file_ends_now_so_that_it_replays_without_future_frames() -> None:
+    args = _args("--devices", "1000", "--max-frames", "25000", "--out", "f.txt")
+    o = loadgen_modes.scale_options(args, NOW)
+    assert o.start_ms == NOW - 25 * 10_000  # 25 rounds of 10 s
+    last = list(itertools.islice(scale_messages(o), 25_000))[-1]
+    # Round 0 holds a login per device too, so the file ends a round or two before now: in
+    # the past (replayable at once), not far from now.
+    assert NOW - 3 * 10_000 <= last.t_ms <= NOW
