@@ -31,12 +31,11 @@ from itertools import count
 from typing import Final
 
 from devtools.sim import identities, plans
-from devtools.sim.chargers import _frame as charger_frame
-from devtools.sim.chargers import _Gun, _login, connector_status
+from devtools.sim.chargers import Gun, connector_status, pile_frame, pile_login
 from devtools.sim.cycle import VehicleCycle, fault_at
 from devtools.sim.fleet import CELLS, PROBES, Message, SimVehicle, corrupt
 from devtools.sim.options import FleetOptions
-from devtools.sim.packs import PackSpot, _session, pack_frame
+from devtools.sim.packs import PackSpot, pack_frame, session_frame
 from ingest.decoders import Alarm, encode_frame
 from ingest.decoders.battery import encode_pack_frame
 
@@ -288,16 +287,16 @@ def _charger_tick(run: _Run, pile: int, r: int, t: int) -> Iterator[Message]:
     cid = identities.charger_id(run.o.seed, pile, f.chargers)
     key = cid.encode()
     if r == 0:
-        yield Message(t, key, _login(f, pile, t, run.tag, cid), "login", "charger")
+        yield Message(t, key, pile_login(f, pile, t, run.tag, cid), "login", "charger")
     guns = []
     for gun in range(plans.CONNECTORS_PER_PILE):
-        g = _Gun.__new__(_Gun)
+        g = Gun.__new__(Gun)
         g.o, g.k = f, plans.CONNECTORS_PER_PILE * pile + gun
         g.cid = plans.connector_id_of(pile, gun, f.chargers, run.tag)
         g.plan = session_plan(run, g.k, t)
         g.status = connector_status(f, g.plan, g.k, t)
         guns.append(g)
-    msg = Message(t, key, charger_frame(guns, t, cid), "realtime", "charger")
+    msg = Message(t, key, pile_frame(guns, t, cid), "realtime", "charger")
     yield run.bad(msg, 1, pile, r)
 
 
@@ -310,7 +309,7 @@ def _pack_tick(run: _Run, e: int, r: int, t: int) -> Iterator[Message]:
     key = spot.code.encode()
     edition = _edition(run.o, 2, e)
     if r == 0:
-        login = encode_pack_frame(_session(f, spot, t, edition, login=True))
+        login = encode_pack_frame(session_frame(f, spot, t, edition, login=True))
         yield Message(t, key, login, "login", "battery")
     raw = encode_pack_frame(pack_frame(f, spot, t, edition))
     yield run.bad(Message(t, key, raw, "realtime", "battery"), 2, e, r)
