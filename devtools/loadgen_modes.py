@@ -82,8 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reissue-share",
         type=float_range(0, 1),
         default=d.reissue_share,
-        help="scale mode: share of vehicle-hours with a network gap whose frames are sent as "
-        "reissue (0x03) at once when it ends",
+        help="scale mode: share of vehicle windows (max(1 hour, 2 gaps) of reports) with a "
+        "network gap; when it ends the vehicle logs in and sends the gap as reissue (0x03)",
     )
     p.add_argument(
         "--reissue-ticks",

@@ -11,7 +11,8 @@ devices``. Everything a record holds is a function of (seed, kind, index, time):
 - vehicles (``cycle``): drive/park/charge cycles with an SOC that agrees with the energy, a
   normal cell spread (one of ``_PATTERNS`` cell-offset patterns, scaled per vehicle), rare
   faults whose alarm escalates to level 3 (then 1 Hz frames, GB/T 32960.3 Annex B), network
-  gaps whose held frames are sent at once as reissue (0x03) when the gap ends;
+  gaps after which the vehicle logs in again and sends the held frames at once as reissue
+  (0x03);
 - piles: a charging session in some two-hour windows (``ChargePlan``: power, energy, the
   connected VIN and its SOC), reported in the charger profile (``chargers``);
 - packs: the standalone packs of ``packs`` (swap stations, storage, second life, recycling).
@@ -57,7 +58,7 @@ class ScaleOptions:
     interval_s: float = 10.0
     share_2025: float = 0.4
     bad_ratio: float = 0.001
-    reissue_share: float = 0.01  # share of (vehicle, gap window) with a network gap
+    reissue_share: float = 0.01  # share of (vehicle, gap window) with a network gap (``_gap``)
     reissue_ticks: int = 6  # frames a gap holds back, sent as reissue when it ends
     fault_per_hour: float = 0.001  # share of vehicle-hours with an escalating fault
     seed: int = 1
@@ -202,29 +203,34 @@ def vehicle_frame(run: _Run, i: int, t: int, command: int = 0x02) -> tuple[bytes
 
 
 def _gap(o: ScaleOptions, i: int, r: int) -> tuple[int, int] | None:
-    """The rounds [first, end) of vehicle ``i``'s network gap around round ``r``, if any."""
+    """The rounds [first, end) of vehicle ``i``'s network gap in the window holding round
+    ``r``, if it has one. Windows are ``max(GAP_WINDOW_TICKS, 2 x reissue_ticks)`` rounds,
+    each vehicle's shifted by a phase of its own, so gaps end all through a run and a gap may
+    have begun before the run started (a week's backlog arrives within a short run)."""
     if o.reissue_share <= 0:
         return None
     size = max(GAP_WINDOW_TICKS, 2 * o.reissue_ticks)
-    w, _ = divmod(r, size)
+    phase = int(plans.unit(o.seed, 82, i) * size)
+    w = (r + phase) // size
     if plans.unit(o.seed, 80, i, w) >= o.reissue_share:
         return None
-    first = w * size + int(plans.unit(o.seed, 81, i, w) * (size - o.reissue_ticks))
-    return max(first, 1), first + o.reissue_ticks  # round 0 (the login's) is always live
+    # The gap ends inside its window (off + ticks < size), so its end round finds it too.
+    first = w * size - phase + int(plans.unit(o.seed, 81, i, w) * (size - o.reissue_ticks))
+    return first, first + o.reissue_ticks
 
 
 def _vehicle_tick(run: _Run, i: int, r: int, t: int) -> Iterator[Message]:
     o = run.o
     key = _vin(o.seed, i).encode()
-    if r == 0:
-        seq = 1 + i % 65000
-        v = SimVehicle.__new__(SimVehicle)
-        v.vin, v.edition = key.decode(), _edition(o, 0, i)
-        yield Message(t, key, encode_frame(v.login(t, seq)), "login")
     gap = _gap(o, i, r)
     if gap is not None and gap[0] <= r < gap[1]:
         return  # offline: the terminal stores the frame
-    if gap is not None and r == gap[1]:  # back online: the backlog first, as reissue
+    back_online = gap is not None and r == gap[1]
+    if r == 0 or back_online:  # a terminal logs in again after every reconnection
+        v = SimVehicle.__new__(SimVehicle)
+        v.vin, v.edition = key.decode(), _edition(o, 0, i)
+        yield Message(t, key, encode_frame(v.login(t, 1 + (i + r) % 65000)), "login")
+    if gap is not None and back_online:  # then the backlog, as reissue
         for back in range(gap[0], gap[1]):
             then = t - (r - back) * run.period
             yield Message(t, key, vehicle_frame(run, i, then, 0x03)[0], "reissue")
