@@ -9,7 +9,14 @@ of each kind (``kafka.topic_vehicle``, ``topic_charger``, ``topic_battery``) and
 topic (``kafka.topic_tcec``), key = the device identity, value = the raw frame (a push's JSON),
 headers ``received_at`` (now, epoch ms), ``gateway`` and ``peer`` (and the T/CEC headers).
 Bounded in count (``--vehicles``/``--chargers``/``--packs`` x ``--minutes``, ``--max-frames``)
-and time (``--max-seconds``); ``--rate`` paces it (0 = as fast as the broker takes it).
+and time (``--max-seconds``, alias ``--duration``); ``--rate`` paces it (0 = as fast as the
+broker takes it).
+
+At scale (``--devices N --mix vehicle=1,charger=1,battery=1``): ``devtools.sim.scale``, N
+devices reporting every ``--interval-s`` from now on, identities and behaviour derived from the
+seed and each device's index, so memory does not grow with N (``loadgen_modes``). ``--out FILE``
+writes the records to a file instead of Kafka, ``--replay FILE`` sends such a file
+(``devtools.sim.recordfile``: the format).
 
 Prints a progress line to stderr and, last, one JSON line with what it sent. A bad flag, an
 unreachable broker or a topic it cannot produce to is one line on stderr and exit status 2.
@@ -19,23 +26,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
-from devtools.sim.fleet import GOOD_KINDS, FleetOptions, vin_of
+from devtools.loadgen_send import (
+    LoadResult,
+    Progress,
+    produce_messages,
+    run_to_kafka,
+    write_messages,
+)
+from devtools.sim.fleet import FleetOptions, vin_of
 from devtools.sim.world import world_messages
 
-__all__ = ["LoadResult", "produce_messages", "register", "run_loadgen"]
+if TYPE_CHECKING:
+    from devtools.loadgen_modes import Source
 
-# Futures awaited in chunks: bounds the memory of unacknowledged sends.
-_CHUNK = 5000
+__all__ = ["LoadResult", "Progress", "produce_messages", "register", "run_loadgen"]
 
 # What the flags accept: a laptop-to-cluster load test, not absurd values (a typo, a sign).
 MAX_VEHICLES = 1_000_000
@@ -48,117 +59,6 @@ MAX_MINUTES = 7 * 24 * 60.0  # a simulated week
 MAX_RATE = 10_000_000.0
 MAX_FRAMES = 10**12
 MAX_SECONDS = 86_400.0
-
-
-@dataclass(slots=True)
-class LoadResult:
-    """What the generator sent."""
-
-    frames: int = 0
-    by_kind: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-    stopped_by: str = "done"  # done | max_frames | max_seconds
-    runaway_vin: str | None = None
-    topic: str = ""  # the vehicle topic (or the one topic of a single-topic run)
-    by_topic: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def bad(self) -> int:
-        return sum(n for k, n in self.by_kind.items() if k not in GOOD_KINDS)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "bad_frames": self.bad,
-            "by_kind": dict(self.by_kind),
-            "seconds": round(self.seconds, 3),
-            "frames_per_s": round(self.frames / self.seconds) if self.seconds else 0,
-            "stopped_by": self.stopped_by,
-            "runaway_vin": self.runaway_vin,
-            "topic": self.topic,
-            "by_topic": dict(self.by_topic),
-        }
-
-
-class Progress:
-    """A progress line on a terminal (rewritten in place), or one line per update otherwise."""
-
-    def __init__(self, stream: IO[str] | None, total: int | None, every_s: float = 1.0) -> None:
-        self._stream = stream
-        self._total = total
-        self._every = every_s
-        self._last = 0.0
-        self._tty = bool(stream is not None and stream.isatty())
-
-    def update(self, done: int, started: float, extra: str = "", *, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._stream is None or (not force and now - self._last < self._every):
-            return
-        self._last = now
-        took = max(now - started, 1e-9)
-        pct = f" ({100 * done / self._total:.0f}%)" if self._total and not force else ""
-        line = f"loadgen: {done:,} frames{pct}, {done / took:,.0f} frames/s, {took:.1f}s{extra}"
-        end = "\r" if self._tty and not force else "\n"
-        self._stream.write(line + end)
-        self._stream.flush()
-
-
-async def produce_messages(
-    producer: Any,
-    topic: str | Mapping[str, str],
-    messages: Any,
-    *,
-    rate: float = 0.0,
-    max_frames: int | None = None,
-    max_seconds: float | None = None,
-    gateway: str | None = None,
-    progress: Progress | None = None,
-) -> LoadResult:
-    """Send ``messages`` (``fleet.Message``) with gateway headers; paced by ``rate`` frames/s.
-    ``topic``: one topic for all, or the topic of each message's ``topic`` role (vehicle,
-    charger, battery, tcec)."""
-    gw = (gateway or f"loadgen-{socket.gethostname()}").encode()
-    single, roles = (topic, {}) if isinstance(topic, str) else ("", topic)
-    result = LoadResult(topic=single or roles.get("vehicle", ""))
-    started = time.monotonic()
-    pending: list[asyncio.Future[Any]] = []
-    for msg in messages:
-        if max_frames is not None and result.frames >= max_frames:
-            result.stopped_by = "max_frames"
-            break
-        elapsed = time.monotonic() - started
-        if max_seconds is not None and elapsed >= max_seconds:
-            result.stopped_by = "max_seconds"
-            break
-        if rate > 0:
-            ahead = result.frames / rate - elapsed
-            if ahead > 0.005:
-                await asyncio.sleep(ahead)
-        peer = (
-            f"10.{msg.key[-3] % 250}.{msg.key[-2] % 250}.{msg.key[-1] % 250}:{40000 + msg.key[-1]}"
-        )
-        headers = [
-            ("received_at", str(time.time_ns() // 1_000_000).encode()),
-            ("gateway", gw),
-            ("peer", peer.encode()),
-            *msg.headers,
-        ]
-        name = single or roles[msg.topic]
-        pending.append(await producer.send(name, msg.value, key=msg.key, headers=headers))
-        result.frames += 1
-        result.by_kind[msg.kind] += 1
-        result.by_topic[name] += 1
-        if len(pending) >= _CHUNK:
-            await asyncio.gather(*pending)
-            pending.clear()
-        if progress is not None:
-            progress.update(result.frames, started, f", {result.bad:,} bad")
-    await asyncio.gather(*pending)
-    await producer.flush()
-    result.seconds = time.monotonic() - started
-    if progress is not None:
-        progress.update(result.frames, started, f", {result.bad:,} bad", force=True)
-    return result
 
 
 def expected_frames(o: FleetOptions) -> int:
@@ -199,6 +99,14 @@ _SETTING_OF: Final = {
 }
 
 
+def _setting_keys(names: Mapping[str, str], topic: str | None) -> dict[str, str]:
+    """Topic -> the setting or flag naming it (for the topic check's message)."""
+    return {
+        name: ("--topic" if role == "vehicle" and topic else _SETTING_OF[role])
+        for role, name in names.items()
+    }
+
+
 async def run_loadgen(
     settings: Any,
     options: FleetOptions,
@@ -212,54 +120,24 @@ async def run_loadgen(
 ) -> LoadResult:
     """Produce the simulation's traffic to Kafka (``settings``: the ``ingest.config.Settings``;
     ``topic`` the vehicle topic, ``topics`` any role's, else the settings')."""
-    from aiokafka import AIOKafkaProducer
-
-    from ingest.wiring import check_topics, kafka_client_options
-
     overrides = dict(topics or {})
     if topic:
         overrides["vehicle"] = topic
     names = topics_of(settings, options, overrides)
-    keys = {
-        name: ("--topic" if role == "vehicle" and topic else _SETTING_OF[role])
-        for role, name in names.items()
-    }
-    # One request timeout is the configured patience, for the topic check as for the producer.
-    await check_topics(settings.kafka, keys, settings.kafka.request_timeout_ms / 1000)
-    producer = AIOKafkaProducer(
-        **kafka_client_options(settings.kafka),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=10,
-        max_batch_size=512 * 1024,
-    )
-    from ingest.wiring import quiet_aiokafka
-
-    try:
-        # aiokafka logs each refused connection at ERROR; the caller reports it in one line.
-        with quiet_aiokafka():
-            # Bounded: bootstrapping retries nothing, but a black-holed address would wait
-            # for the OS connect timeout; one request timeout is the configured patience.
-            async with asyncio.timeout(settings.kafka.request_timeout_ms / 1000):
-                await producer.start()
-    except BaseException:
-        await producer.stop()  # start() leaves its connections open when it fails
-        raise
+    keys = _setting_keys(names, topic)
     total = expected_frames(options)
     if max_frames is not None:
         total = min(total, max_frames)
-    try:
-        result = await produce_messages(
-            producer,
-            names,
-            world_messages(options),
-            rate=rate,
-            max_frames=max_frames,
-            max_seconds=max_seconds,
-            progress=Progress(progress_stream, total),
-        )
-    finally:
-        await producer.stop()
+    result = await run_to_kafka(
+        settings,
+        names,
+        keys,
+        world_messages(options),
+        rate=rate,
+        max_frames=max_frames,
+        max_seconds=max_seconds,
+        progress=Progress(progress_stream, total),
+    )
     if options.runaway:
         result.runaway_vin = vin_of(0, options.vin_prefix)
     return result
@@ -267,6 +145,7 @@ async def run_loadgen(
 
 def register(sub: Any) -> None:
     """Add the ``loadgen`` subcommand."""
+    from devtools import loadgen_modes
     from ingest.cli.args import float_range, int_range, kafka_topic
     from ingest.config.load import add_config_arguments
 
@@ -329,7 +208,8 @@ def register(sub: Any) -> None:
         "--rate",
         type=float_range(0, MAX_RATE),
         default=0.0,
-        help="frames/s; 0 = as fast as possible",
+        help="frames/s; 0 = as fast as possible (with --devices: real time, devices / "
+        "--interval-s; a rate sets each device's period to devices / rate)",
     )
     p.add_argument(
         "--max-frames",
@@ -339,11 +219,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--max-seconds",
+        "--duration",
+        dest="max_seconds",
         type=float_range(0, MAX_SECONDS, low_open=True),
         default=600.0,
-        help="stop after this long",
+        help="stop after this many seconds (wall clock)",
     )
     p.add_argument("--topic", type=kafka_topic, default=None, help="default: kafka.topic_vehicle")
+    loadgen_modes.add_arguments(p)
     add_config_arguments(p)
     p.set_defaults(func=_main)
 
@@ -351,10 +234,64 @@ def register(sub: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
+    from devtools import loadgen_modes
     from devtools.settings import dev_settings_from_args
+    from devtools.sim.recordfile import RecordFileError
     from ingest.errors import UserError
 
     settings = dev_settings_from_args(args)
+    runaway_vin = None
+    try:
+        if args.replay is not None:
+            source = loadgen_modes.replay_source(args.replay)
+        elif args.devices is not None:
+            try:
+                source = loadgen_modes.scale_source(args, settings)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+        else:
+            source, runaway_vin = _fleet_source(args, settings)
+    except (OSError, RecordFileError) as exc:
+        raise UserError(f"cannot read --replay {args.replay}: {exc}") from None
+    total = source.total
+    if args.max_frames is not None:
+        total = min(total or args.max_frames, args.max_frames)
+    progress = Progress(sys.stderr, total)
+    bounds: dict[str, Any] = {"max_frames": args.max_frames, "max_seconds": args.max_seconds}
+    if args.out is not None:
+        try:
+            result = write_messages(
+                args.out, source.names, source.messages, progress=progress, **bounds
+            )
+        except OSError as exc:
+            raise UserError(f"cannot write --out {args.out}: {exc}; is the folder there?") from None
+    else:
+        run = run_to_kafka(
+            settings,
+            source.names,
+            source.keys,
+            source.messages,
+            rate=source.rate if source.rate is not None else args.rate,
+            progress=progress,
+            **bounds,
+        )
+        try:
+            result = asyncio.run(run)
+        except (OSError, TimeoutError, KafkaError) as exc:
+            raise UserError(
+                f"cannot produce to {', '.join(source.keys)} at kafka.bootstrap_servers = "
+                f"{settings.kafka.bootstrap_servers} ({exc or type(exc).__name__}); is the "
+                "broker up and the topic created? (nev-ingest devstack up)"
+            ) from None
+    result.runaway_vin = runaway_vin
+    print(orjson.dumps(result.as_dict()).decode())
+    return 0
+
+
+def _fleet_source(args: argparse.Namespace, settings: Any) -> tuple[Source, str | None]:
+    """The simulated fleet's records (``--vehicles`` ...) and its runaway VIN, if any."""
+    from devtools.loadgen_modes import Source
+
     options = FleetOptions(
         vehicles=args.vehicles,
         chargers=args.chargers,
@@ -368,24 +305,8 @@ def _main(args: argparse.Namespace) -> int:
         seed=args.seed,
         end_ms=time.time_ns() // 1_000_000,
     )
-    try:
-        result = asyncio.run(
-            run_loadgen(
-                settings,
-                options,
-                rate=args.rate,
-                max_frames=args.max_frames,
-                max_seconds=args.max_seconds,
-                topic=args.topic,
-            )
-        )
-    except (OSError, TimeoutError, KafkaError) as exc:
-        chosen = {"vehicle": args.topic} if args.topic else {}
-        topics = ", ".join(topics_of(settings, options, chosen).values())
-        raise UserError(
-            f"cannot produce to {topics} at kafka.bootstrap_servers = "
-            f"{settings.kafka.bootstrap_servers} ({exc or type(exc).__name__}); is the broker "
-            "up and the topic created? (nev-ingest devstack up)"
-        ) from None
-    print(orjson.dumps(result.as_dict()).decode())
-    return 0
+    names = topics_of(settings, options, {"vehicle": args.topic} if args.topic else {})
+    source = Source(
+        world_messages(options), names, _setting_keys(names, args.topic), expected_frames(options)
+    )
+    return source, vin_of(0, options.vin_prefix) if options.runaway else None

@@ -20,6 +20,10 @@ Which module for what:
   and an index (who charges where and when, which swap takes which pack).
 - ``world``: all three kinds merged in time order, for the load generator and the demo
   (``world_messages``).
+- ``scale``: traffic of millions of devices with bounded memory for ``loadgen --devices``:
+  ``identities`` (VINs with check digits, pack codes, charger ids from seed and index) and
+  ``cycle`` (a vehicle's drive/park/charge day in closed form, faults); ``recordfile``: the
+  record file of ``loadgen --out`` / ``--replay``.
 - ``bench_frames``: millions of distinct real-time frames fast, for benchmark preloads (fleet
   templates with the time patched in place).
 - ``scenarios``: decoded rows (no bytes) of a normal day and a thermal runaway, for the rule

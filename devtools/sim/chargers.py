@@ -50,10 +50,13 @@ from ingest.decoders.charger import (
 
 __all__ = [
     "TCEC_HEADERS",
+    "Gun",
     "charger_messages",
     "connector_status",
     "connector_temp",
     "is_tcec_pile",
+    "pile_frame",
+    "pile_login",
 ]
 
 # The T/CEC record headers of the design (docs/kafka.md); the pipeline reads them.
@@ -101,7 +104,7 @@ def connector_status(o: FleetOptions, plan: plans.ChargePlan | None, k: int, t: 
     return IDLE
 
 
-class _Gun:
+class Gun:
     """What one connector reports at one tick (computed, never kept)."""
 
     __slots__ = ("cid", "k", "o", "plan", "status")
@@ -129,7 +132,8 @@ class _Gun:
         return volts, amps, power, round(p.energy_at(t), 3), temp
 
 
-def _login(o: FleetOptions, pile: int, t: int, tag: str, charger_id: str) -> bytes:
+def pile_login(o: FleetOptions, pile: int, t: int, tag: str, charger_id: str) -> bytes:
+    """The pile's login frame (0x01): its station and its connectors' ratings."""
     dc = plans.unit(o.seed, 14, pile) < 0.7
     entries = tuple(
         ConnectorEntry(
@@ -147,7 +151,9 @@ def _login(o: FleetOptions, pile: int, t: int, tag: str, charger_id: str) -> byt
     return encode_charger_frame(ChargerFrame(0x01, charger_id, time=china_time(t), body=body))
 
 
-def _frame(guns: list[_Gun], t: int, charger_id: str) -> bytes:
+def pile_frame(guns: list[Gun], t: int, charger_id: str) -> bytes:
+    """The pile's real-time frame at tick ``t``: each gun's status, and while it samples a
+    session its output, the vehicle's demand and the order."""
     blocks: list[Any] = []
     for g in guns:
         charging = g.status == CHARGING
@@ -220,7 +226,7 @@ def _station_info(o: FleetOptions, pile: int, t: int, tag: str, op: str) -> Mess
     return _push(t, op, op, "notification_stationInfo", doc)
 
 
-def _tcec_gun(o: FleetOptions, g: _Gun, t: int, first: bool, op: str) -> Iterator[Message]:
+def _tcec_gun(o: FleetOptions, g: Gun, t: int, first: bool, op: str) -> Iterator[Message]:
     key = f"{op}:{g.cid}"
     p = g.plan
     if g.sampling(t):
@@ -287,7 +293,7 @@ def _spoil(msg: Message, rng: random.Random) -> Message:
 
 
 def _pile_tick(o: FleetOptions, pile: int, n: int, t: int, tag: str) -> Iterator[Message]:
-    guns = [_Gun(o, pile, gun, t, tag) for gun in range(plans.CONNECTORS_PER_PILE)]
+    guns = [Gun(o, pile, gun, t, tag) for gun in range(plans.CONNECTORS_PER_PILE)]
     spoil = plans.unit(o.seed, 22, pile, n) < o.bad_ratio
     if is_tcec_pile(o, pile):
         op = plans.operator_of(pile, o.chargers, tag)
@@ -301,8 +307,8 @@ def _pile_tick(o: FleetOptions, pile: int, n: int, t: int, tag: str) -> Iterator
     charger_id = plans.charger_id_of(pile, o.chargers, tag)
     key = charger_id.encode()
     if n == 0:
-        yield Message(t, key, _login(o, pile, t, tag, charger_id), "login", "charger")
-    raw = _frame(guns, t, charger_id)
+        yield Message(t, key, pile_login(o, pile, t, tag, charger_id), "login", "charger")
+    raw = pile_frame(guns, t, charger_id)
     if spoil:
         damaged, kind = corrupt(raw, random.Random(o.seed * 7919 + pile * 31 + n))
         yield Message(t, key, damaged, kind, "charger")

@@ -41,7 +41,7 @@ from ingest.decoders.battery import (
     encode_pack_frame,
 )
 
-__all__ = ["PackSpot", "pack_frame", "pack_messages"]
+__all__ = ["PackSpot", "pack_frame", "pack_messages", "session_frame"]
 
 CELLS: Final = 96
 PROBES: Final = 32
@@ -161,7 +161,8 @@ def pack_frame(o: FleetOptions, spot: PackSpot, t: int, edition: int) -> PackFra
     )
 
 
-def _session(o: FleetOptions, spot: PackSpot, t: int, edition: int, login: bool) -> PackFrame:
+def session_frame(o: FleetOptions, spot: PackSpot, t: int, edition: int, login: bool) -> PackFrame:
+    """The pack's login (``login``) or logout frame at ``t``."""
     if not login:
         body: Any = PackLogout(1)
     else:
@@ -184,11 +185,11 @@ def _pack_tick(o: FleetOptions, e: int, n: int, t: int) -> Iterator[Message]:
     edition = 2025 if plans.unit(o.seed, 34, e) < o.share_2025 else 2016
     if not spot.reports_at(t):
         if spot.until_ms is not None and spot.until_ms <= t < spot.until_ms + p:
-            logout = _session(o, spot, t, edition, login=False)  # taken out for a vehicle
+            logout = session_frame(o, spot, t, edition, login=False)  # taken out for a vehicle
             yield Message(t, key, encode_pack_frame(logout), "logout", "battery")
         return
     if n == 0 or (spot.from_ms is not None and t - p < spot.from_ms):
-        login = _session(o, spot, t, edition, login=True)  # its first tick here
+        login = session_frame(o, spot, t, edition, login=True)  # its first tick here
         yield Message(t, key, encode_pack_frame(login), "login", "battery")
     raw = encode_pack_frame(pack_frame(o, spot, t, edition))
     if plans.unit(o.seed, 37, e, n) < o.bad_ratio:
