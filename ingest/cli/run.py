@@ -93,7 +93,7 @@ def check_rules(settings: Settings) -> None:
 async def preflight(settings: Settings) -> None:
     """Fail fast, with what to do, when a dependency is missing (raises ``UserError``)."""
     from ingest.pipeline.process import raw_topic_keys
-    from ingest.pipeline.storage_sink import check_schema
+    from ingest.pipeline.schema_check import check_schema
     from ingest.wiring import check_kafka, check_postgres, check_topics
 
     k = settings.kafka

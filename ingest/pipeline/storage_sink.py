@@ -26,32 +26,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
 from alerts.model import AlertRecord
-from alerts.replay_kinds import recent_objects
-from alerts.store import load_open, save_changes
+from alerts.store import save_changes
 from alerts.subjects import subjects_of
 from contract.rows import FrameRows
 from ingest.config import Settings
-from ingest.errors import UserError
+from ingest.pipeline.alert_state import AssignedState
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.wiring import shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
-from storage.errors import ErrorKind, SchemaError, StorageUnavailable, classify
+from storage.errors import StorageUnavailable
 from storage.offsets import OffsetRange
 from storage.params import SchemaMode, StorageParams, WriterParams
 from storage.shards import shard_of
 from storage.writer import StorageWriter
 
-__all__ = ["StorageSink", "check_schema"]
+__all__ = ["StorageSink"]
 
 log = logging.getLogger(__name__)
 
@@ -253,25 +251,12 @@ class StorageSink:
         parts = {
             t: sorted({p for t2, p in mine if t2 == t}) for t in dict.fromkeys(t for t, _ in mine)
         }
-        records: dict[str, list[AlertRecord]] = {}
-        unsent: list[tuple[int, outbox.OutboxRow]] = []
-        recent: dict[tuple[str, str, int], list[Any]] = {}
+        state = AssignedState()
         for shard, tps in self._by_shard(partitions).items():
             # Each partition's state is in its shard's database.
-            numbers_of = {t: sorted({tp.partition for tp in tps if tp.topic == t}) for t in parts}
             async with self.writer_of(shard).pool.acquire() as conn:
-                for topic, numbers in numbers_of.items():
-                    kind = self._alert_topics[topic]
-                    if kind in self._engines and numbers:
-                        got = await load_open(
-                            conn, entity_kind=kind, partitions=numbers, topic=topic
-                        )
-                        # A row stored before topics were (0053) is this topic's from now on.
-                        got = [r if r.topic else replace(r, topic=topic) for r in got]
-                        records.setdefault(kind, []).extend(got)
-                keys = sorted((t, p) for t, ps in numbers_of.items() for p in ps)
-                unsent.extend((shard, row) for row in await outbox.pending(conn, keys))
-                recent.update(await self._recent(conn, tps))
+                await state.read(conn, shard, tps, parts, self._alert_topics, self._engines)
+        records, unsent, recent = state.records, state.unsent, state.recent
         # Everything read first, then applied: a failed load (retried) changes nothing.
         # The replay rebuilds histories and durations without raising anything; the stored
         # open alerts then become live (docs/alerts.md, "after a rebalance").
@@ -297,33 +282,6 @@ class StorageSink:
                 "replay_window_s": {k: e.rules.window_s for k, e in self._engines.items()},
             },
         )
-
-    async def _recent(
-        self, conn: Any, partitions: Sequence[Any]
-    ) -> dict[tuple[str, str, int], list[Any]]:
-        """The replay's frames, per (kind, topic, partition). The database unreachable: raised (the
-        partitions stay paused and it is retried); anything else (a bug, a schema surprise)
-        must not stall them: the windowed rules then start without history, said loudly."""
-        recent: dict[tuple[str, str, int], list[Any]] = {}
-        try:
-            for topic, kind in self._alert_topics.items():
-                engine = self._engines.get(kind)
-                parts = sorted({tp.partition for tp in partitions if tp.topic == topic})
-                if engine is None or not parts:
-                    continue
-                window_s = engine.rules.window_s
-                if kind == "vehicle":
-                    got = await replay.recent_frames(conn, kind, topic, parts, window_s)
-                else:
-                    got = await recent_objects(conn, kind, topic, parts, window_s)
-                for partition, frames in got.items():
-                    recent.setdefault((kind, topic, partition), []).extend(frames)
-        except Exception as exc:
-            if classify(exc) is ErrorKind.TRANSIENT:  # unreachable, restarting, timed out
-                raise
-            log.exception("replay of the last rule window failed: windowed rules start blind")
-            return {}
-        return recent
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:
         if not self._enabled:
@@ -514,29 +472,3 @@ def _resent(row: outbox.OutboxRow, shard: int) -> AlertMessage:
         outbox_id=row.id,
         shard=shard,
     )
-
-
-async def check_schema(settings: Settings) -> None:
-    """``UserError`` unless every configured database (each shard) has the current schema
-    (run migrate)."""
-    from storage.connect import connect
-    from storage.migrate import require_current
-
-    every = shard_pool_params(settings, "nev-ingest run (check)")
-    for shard, params in enumerate(every):
-        conn = await connect(params)
-        try:
-            await require_current(conn, params.schema)
-        except SchemaError as exc:
-            where = f"shard {shard} ({_host(params.dsn)}): " if len(every) > 1 else ""
-            raise UserError(f"{where}{exc}") from None
-        finally:
-            await conn.close()
-
-
-def _host(dsn: str) -> str:
-    """Where a DSN points, without its credentials (for an error message)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(dsn)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
