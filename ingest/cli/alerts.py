@@ -6,11 +6,16 @@ lines. ``alerts ack ID...`` records who
 acknowledged which alert (an acknowledged alert stays open until its condition clears; the
 engine never touches the acknowledgement). The database is the ``[postgres]`` configuration
 (``--config``, ``NEV_POSTGRES_DSN``, ``--set postgres.dsn=...``) or ``--dsn``.
+
+With ``storage.shards`` (and no ``--dsn``), alerts live in the shard of the partition that
+raised them and their ids are per shard: ``list`` reads every shard and names an alert
+``SHARD:ID``, which is what ``ack`` then takes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +33,16 @@ from ingest.errors import UserError
 __all__ = ["register"]
 
 MAX_ROWS = 100_000
-_ALERT_ID = int_range(1, 2**63 - 1)  # alerts.id is a bigint
+_ID = int_range(1, 2**63 - 1)  # alerts.id is a bigint
+_SHARD = int_range(0, 1023)
+# An alert as `ack` takes it: (shard, id); shard None without shards.
+AlertRef = tuple[int | None, int]
+
+
+def _alert_ref(value: str) -> AlertRef:
+    """``ID``, or ``SHARD:ID`` as ``alerts list`` shows it with shards."""
+    shard, colon, ident = value.rpartition(":")
+    return (_SHARD(shard) if colon else None, _ID(ident))
 
 
 def register(subparsers: Any) -> None:
@@ -48,7 +62,7 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=_list)
     ack = sub.add_parser("ack", help="acknowledge alerts by id")
-    ack.add_argument("ids", nargs="+", type=_ALERT_ID, metavar="ID")
+    ack.add_argument("ids", nargs="+", type=_alert_ref, metavar="ID")
     ack.add_argument("--by", type=text(128), required=True, help="who acknowledges (name or login)")
     ack.add_argument("--note", type=text(2000), help="one line kept with the acknowledgement")
     ack.set_defaults(func=_ack)
@@ -57,8 +71,17 @@ def register(subparsers: Any) -> None:
         add_config_arguments(sp)
 
 
-def _connect(args: argparse.Namespace) -> psycopg.Connection[dict[str, Any]]:
-    pg = settings_from_args(args, {"postgres.dsn": args.dsn} if args.dsn else None).postgres
+def _databases(args: argparse.Namespace) -> list[tuple[int | None, Any]]:
+    """(shard, postgres settings) of every database holding alerts: the shards of
+    ``storage.shards`` (none with ``--dsn``), else the one of ``postgres.dsn`` (shard None)."""
+    settings = settings_from_args(args, {"postgres.dsn": args.dsn} if args.dsn else None)
+    pg = settings.postgres
+    if args.dsn or not settings.storage.shards:
+        return [(None, pg)]
+    return [(i, dataclasses.replace(pg, dsn=d)) for i, d in enumerate(settings.storage.shards)]
+
+
+def _connect(pg: Any) -> psycopg.Connection[dict[str, Any]]:
     extra: dict[str, Any] = {"sslmode": pg.sslmode}
     for key in ("password", "sslrootcert", "sslcert", "sslkey"):
         if getattr(pg, key):
@@ -108,13 +131,20 @@ def _list(args: argparse.Namespace) -> int:
     if args.unacked:
         where.append("acked_at IS NULL")
     params.append(args.limit)
+    rows: list[dict[str, Any]] = []
     sql = (
         "SELECT id, entity_kind, entity_id, rule_id, severity, title, opened_at, last_seen_at, "
         "cleared_at, peak_value, frame_count, late, acked_at, acked_by, ack_note FROM alerts "
         f"WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC LIMIT %s"
     )
-    with _connect(args) as conn:
-        rows = _run(conn, sql, params)
+    for shard, pg in _databases(args):
+        with _connect(pg) as conn:
+            got = _run(conn, sql, params)
+        if shard is not None:  # ids are per shard: SHARD:ID names one
+            got = [{**r, "id": f"{shard}:{r['id']}"} for r in got]
+        rows.extend(got)
+    rows.sort(key=lambda r: r["opened_at"], reverse=True)
+    del rows[args.limit :]
     if args.format == "json":
         for r in rows:
             print(orjson.dumps(r, default=str).decode())
@@ -142,21 +172,41 @@ def _local(dt: datetime) -> str:
 
 
 def _ack(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
-        done = _run(
-            conn,
-            "UPDATE alerts SET acked_at = now(), acked_by = %s, ack_note = %s, updated_at = now() "
-            "WHERE id = ANY(%s) AND acked_at IS NULL RETURNING id",
-            [args.by, args.note, list(args.ids)],
+    databases = dict(_databases(args))
+    sharded = None not in databases
+    refs: list[AlertRef] = args.ids
+    wrong = [r for r in refs if (r[0] is None) == sharded or (sharded and r[0] not in databases)]
+    if wrong:
+        shard, ident = wrong[0]
+        given = f"{shard}:{ident}" if shard is not None else str(ident)
+        raise UserError(
+            f"alert {given}: with storage.shards give SHARD:ID as `alerts list` shows it "
+            f"(shards 0..{len(databases) - 1})"
+            if sharded
+            else f"alert {given}: give the ID alone (this database has no shards)"
         )
-        known = _run(conn, "SELECT id, acked_by FROM alerts WHERE id = ANY(%s)", [list(args.ids)])
-    acked = {r["id"] for r in done}
-    by_id = {r["id"]: r["acked_by"] for r in known}
-    for i in args.ids:
-        if i in acked:
-            print(f"alert {i}: acknowledged by {args.by}")
-        elif i in by_id:
-            print(f"alert {i}: already acknowledged by {by_id[i]}")
+    names = {r: f"{r[0]}:{r[1]}" if sharded else str(r[1]) for r in refs}
+    acked: set[AlertRef] = set()
+    by_ref: dict[AlertRef, str] = {}
+    for shard, pg in databases.items():
+        ids = [i for s, i in refs if s == shard]
+        if not ids:
+            continue
+        with _connect(pg) as conn:
+            done = _run(
+                conn,
+                "UPDATE alerts SET acked_at = now(), acked_by = %s, ack_note = %s, "
+                "updated_at = now() WHERE id = ANY(%s) AND acked_at IS NULL RETURNING id",
+                [args.by, args.note, ids],
+            )
+            known = _run(conn, "SELECT id, acked_by FROM alerts WHERE id = ANY(%s)", [ids])
+        acked.update((shard, r["id"]) for r in done)
+        by_ref.update(((shard, r["id"]), r["acked_by"]) for r in known)
+    for ref in refs:
+        if ref in acked:
+            print(f"alert {names[ref]}: acknowledged by {args.by}")
+        elif ref in by_ref:
+            print(f"alert {names[ref]}: already acknowledged by {by_ref[ref]}")
         else:
-            print(f"alert {i}: no such alert (see `nev-ingest alerts list --all`)")
-    return 0 if all(i in by_id for i in args.ids) else 1
+            print(f"alert {names[ref]}: no such alert (see `nev-ingest alerts list --all`)")
+    return 0 if all(ref in by_ref for ref in refs) else 1
