@@ -53,8 +53,9 @@ async def _shard_envs(env: BenchEnv, count: int) -> list[BenchEnv]:
     """A BenchEnv per shard cluster of the dev stack (shard 0 is ``env`` itself)."""
     from devtools.devstack import Paths, StackState
     from devtools.devstack.stack import shard_services
+    from devtools.settings import load_dev_settings
 
-    state = StackState.load(Paths.from_settings(env.settings).state_dir)
+    state = StackState.load(Paths.from_settings(load_dev_settings()).state_dir)
     names = shard_services(state)
     if len(names) < count:
         raise SystemExit(
