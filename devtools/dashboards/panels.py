@@ -9,14 +9,39 @@ from __future__ import annotations
 from typing import Final
 
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
-from grafana_foundation_sdk.builders.common import StackingConfig
-from grafana_foundation_sdk.models.common import GraphDrawStyle, StackingMode
+from grafana_foundation_sdk.builders.common import (
+    ReduceDataOptions,
+    StackingConfig,
+    VizLegendOptions,
+)
+from grafana_foundation_sdk.models.common import (
+    GraphDrawStyle,
+    LegendDisplayMode,
+    LegendPlacement,
+    StackingMode,
+)
 
 from devtools.dashboards.sql import PROMETHEUS
 
-__all__ = ["JOB", "prom", "prom_stat", "prom_timeseries", "rate_by"]
+__all__ = ["JOB", "last_value", "legend", "prom", "prom_stat", "prom_timeseries", "rate_by"]
 
 JOB: Final = 'job="nev-ingest"'
+
+
+def legend() -> VizLegendOptions:
+    """A list legend below the graph (every panel sets its options: the library leaves them
+    null otherwise, which its own model does not read back)."""
+    return (
+        VizLegendOptions()
+        .display_mode(LegendDisplayMode.LIST)
+        .placement(LegendPlacement.BOTTOM)
+        .show_legend(True)
+    )
+
+
+def last_value() -> ReduceDataOptions:
+    """A stat shows the last non-null value of its series."""
+    return ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
 def rate_by(labels: str, counter: str) -> str:
@@ -49,6 +74,7 @@ def prom_timeseries(
         .span(width)
         .height(8)
         .fill_opacity(10)
+        .legend(legend())
     )
     for q in queries:
         panel = panel.with_target(q)
@@ -75,5 +101,6 @@ def prom_stat(
         .unit(unit)
         .span(width)
         .height(4)
+        .reduce_options(last_value())
         .with_target(query)
     )

@@ -21,6 +21,7 @@ from grafana_foundation_sdk.builders.geomap import MapViewConfig
 from grafana_foundation_sdk.models.common import FrameGeometrySourceMode, StackingMode
 from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
+from devtools.dashboards.panels import last_value, legend
 from devtools.dashboards.sql import POSTGRES, SqlQueryBuilder
 
 __all__ = ["THERMAL_RULES", "UID", "build"]
@@ -46,6 +47,7 @@ WHERE entity_kind = '{kind}' AND ts > now() - {ONLINE}
         .description(f"Entities of kind {kind} with a frame in the last 5 minutes (latest_state).")
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql))
+        .reduce_options(last_value())
         .span(6)
         .height(4)
     )
@@ -64,6 +66,7 @@ WHERE cleared_at IS NULL AND rule_id IN ({rules})
         .description("GB 38031 thermal runaway and GB/T 32960-2025 thermal events, not cleared.")
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql))
+        .reduce_options(last_value())
         .span(6)
         .height(4)
     )
@@ -89,6 +92,7 @@ ORDER BY 1
         )
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql, fmt="time_series"))
+        .legend(legend())
         .stacking(StackingConfig().mode(StackingMode.NORMAL))
         .span(12)
         .height(8)
@@ -111,6 +115,7 @@ ORDER BY 1
         .description("Alert episodes opened by the rule engine (alerts table, by opened_at).")
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql, fmt="time_series"))
+        .legend(legend())
         .span(12)
         .height(8)
     )
@@ -132,6 +137,7 @@ LIMIT 500
         .description("Acknowledge with `nev-ingest alerts ack ID` (docs/alerts.md).")
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql))
+        .show_header(True)
         .span(24)
         .height(8)
     )
