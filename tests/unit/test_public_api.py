@@ -181,6 +181,9 @@ PINNED: dict[str, frozenset[str]] = {
         }
     ),
     "ingest.cli": frozenset({"COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"}),
+    "devtools.dashboards": frozenset(
+        {"DASHBOARDS", "OUT_DIR", "export", "panel_targets", "render"}
+    ),
 }
 
 # Packages that re-export nothing: their modules are the API.
