@@ -127,6 +127,10 @@ class Session:
         """Decide about one whole frame whose start, length and BCC the framer checked."""
         command, response = frame[2], frame[3]
         name = command_name(command, response)
+        if command == 0 or not (response == _COMMAND or 0x01 <= response <= 0x07):
+            # Defined by neither edition; what a false start in zero padding looks like
+            # ("$$" + 22 NUL bytes passes the BCC).
+            return self._refuse(name, command, response, "unknown_command", f"{command:#04x}")
         if len(frame) > self.max_frame_bytes:
             return self._refuse(name, command, response, "frame_too_large", f"{len(frame)} bytes")
         try:

@@ -113,6 +113,8 @@ def test_bad_identity_and_size_are_refused_with_error_answers() -> None:
     assert (d.action, d.reason, d.flag) == (REFUSE, "bad_identity", 0x02)
     big = frame(2016, 0x01, VIN, LOGIN_BODY + bytes(60))
     assert s.on_frame(big).reason == "frame_too_large"
+    zeros = b"$$" + bytes(23)  # a false start in zero padding passes the BCC
+    assert s.on_frame(zeros).reason == "unknown_command"
     charger = Session("charger")
     assert charger.on_frame(frame(2025, 0x07, "", b"")).reason == "bad_start"
 
