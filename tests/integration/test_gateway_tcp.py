@@ -5,7 +5,6 @@ garbage and oversized input, record keys and headers, limits, TLS, graceful stop
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from devtools.sim.envelope import frame
+from ingest.gateway import Gateway
 from ingest.gateway.accounts import set_password
 from tests.integration import pipeline_support as ps
 from tests.integration.gateway_support import (
@@ -133,7 +133,7 @@ async def test_platform_forwards_many_vehicles_and_bad_credentials_are_refused(
         assert Counter(r.value for r in records) == Counter(frames)  # no 0x05/0x06
         assert all(r.key == r.value[4:21] for r in records)
         assert all(headers_of(r)["platform"] == b"oem1" for r in records)
-        by_vin = {}
+        by_vin: dict[bytes, set[int]] = {}
         for r in records:
             by_vin.setdefault(r.key, set()).add(r.partition)
         assert all(len(parts) == 1 for parts in by_vin.values())  # one VIN, one partition
@@ -200,38 +200,29 @@ async def test_login_timeout_and_max_connections(
         await close(writer, writer2)
 
 
-async def _open(gw: object, n: int) -> bool:
-    return len(gw.connections) == n  # type: ignore[attr-defined]
+async def _open(gw: Gateway, n: int) -> bool:
+    return len(gw.connections) == n
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl CLI."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 async def test_tls_session(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path
+    kafka_bootstrap: str, unique_topic: Callable[..., str], certificate: tuple[Path, Path]
 ) -> None:
     import ssl
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = certificate
     topic = unique_topic(1, "gw")
     settings = settings_for(kafka_bootstrap, topic, tls_certfile=str(cert), tls_keyfile=str(key))
     client = ssl.create_default_context(cafile=str(cert))
@@ -262,13 +253,5 @@ async def test_graceful_stop_answers_what_was_in_flight(
     await close(writer)
 
 
-async def _produced_or_pending(gw: object) -> bool:
-    return (
-        sample(
-            gw,
-            "nev_gateway_frames_received_total",
-            kind="vehicle",  # type: ignore[arg-type]
-            command="login",
-        )
-        == 1
-    )
+async def _produced_or_pending(gw: Gateway) -> bool:
+    return sample(gw, "nev_gateway_frames_received_total", kind="vehicle", command="login") == 1
