@@ -45,7 +45,10 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     actions = p.add_subparsers(dest="gateway_action", metavar="ACTION")
-    run = actions.add_parser("run", help="run the gateway (the default)")
+    # SUPPRESS: "gateway --listen X run" keeps X (a subparser's defaults would overwrite it).
+    run = actions.add_parser(
+        "run", help="run the gateway (the default)", argument_default=argparse.SUPPRESS
+    )
     _run_arguments(run)
     _run_arguments(p)
     pw = actions.add_parser("passwd", help="add or rotate an enterprise platform's password")
