@@ -48,7 +48,8 @@ async def test_passwd_run_and_sigterm(
 ) -> None:
     accounts = tmp_path / "accounts.json"
     cmd = [sys.executable, "-m", "ingest", "gateway"]
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [*cmd, "passwd", "oem7", "--accounts", str(accounts)],
         input="s3cret\n", capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -65,7 +66,8 @@ async def test_passwd_run_and_sigterm(
         "NEV_LOG_FORMAT": "text",
     }
     log = (tmp_path / "gateway.log").open("wb")
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
         [*cmd, "run", "--listen", f"127.0.0.1:{port}", "--metrics-port", str(metrics_port)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
