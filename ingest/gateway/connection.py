@@ -93,7 +93,7 @@ class Connection(asyncio.Protocol):
         self._frames.stamp = self._bytes.stamp = now
         if not self.gw.admit(self):
             self.closed = True
-            transport.abort()
+            self.transport.abort()
             return
         self.id = self.gw.next_connection_id()
         self._set_headers()
