@@ -107,10 +107,18 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
 async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], Any]]) -> int:
     from ingest.gateway import Gateway, GatewayMetrics
     from ingest.pipeline.metrics import MetricsServer
-    from ingest.wiring import check_kafka
+    from ingest.wiring import check_kafka, check_topics
 
     metrics = GatewayMetrics()
-    await check_kafka(settings.kafka, settings.kafka.request_timeout_ms / 1000)
+    kafka, timeout_s = settings.kafka, settings.kafka.request_timeout_ms / 1000
+    await check_kafka(kafka, timeout_s)
+    # A missing topic would hold every frame behind the first one sent to it (the send queue
+    # keeps order): refuse to start instead, with the one line that says which.
+    topics = {kafka.topic_dlq: "kafka.topic_dlq"}
+    for kind in ("vehicle", "charger", "battery"):
+        if getattr(settings.gateway, f"listen_{kind}"):
+            topics[getattr(kafka, f"topic_{kind}")] = f"kafka.topic_{kind}"
+    await check_topics(kafka, topics, timeout_s)
     gateway = Gateway(
         settings,
         metrics=metrics,

@@ -36,6 +36,10 @@ _RESULT: Final = {SUCCESS: "success", ERROR: "error"}
 _LOGIN_COMMANDS: Final = frozenset({"login", "platform_login"})
 
 
+def _ignore(exc: BaseException | None) -> None:
+    """A dead letter answers nobody (its frame's error answer went out at once)."""
+
+
 class Host(Protocol):
     """What a connection needs of its gateway (``ingest.gateway.server.Gateway``)."""
 
@@ -43,6 +47,7 @@ class Host(Protocol):
     metrics: GatewayMetrics
     dispatcher: Dispatcher
     topics: dict[GatewayKind, str]
+    dlq_topic: str
     gateway_id: str
     log_gate: LogGate
 
@@ -55,6 +60,8 @@ class Host(Protocol):
     async def check_password(self, user: str, password: str) -> bool: ...
 
     def budget_full(self, conn: Connection) -> None: ...
+
+    def bind(self, conn: Connection, identity: str) -> None: ...
 
 
 class Connection(asyncio.Protocol):
@@ -202,6 +209,8 @@ class Connection(asyncio.Protocol):
         if d.action == PRODUCE:
             if d.command == "login" and not self.session.platform:
                 m.logins.labels(self.kind, "login", "ok").inc()
+                if self.session.vin:
+                    self.gw.bind(self, self.session.vin)
             self.gw.dispatcher.submit(
                 Pending(
                     self.gw.topics[self.kind],
@@ -225,6 +234,27 @@ class Connection(asyncio.Protocol):
             if d.command in _LOGIN_COMMANDS:
                 m.logins.labels(self.kind, d.command, "failed").inc()
             self._send(frame, d, d.flag)
+            if d.reason != "not_logged_in":
+                self._dead_letter(frame, d, read_at)
+
+    def _dead_letter(self, frame: bytes, d: Decision, read_at: float) -> None:
+        """A refused frame goes to the dead-letter topic with its reason (docs/kafka.md), as
+        the pipeline's dead letters do: counted, never silently lost. Not for ``not_logged_in``:
+        its sender is told to log in and send again, and an unauthenticated stranger's bytes
+        must not fill a topic."""
+        ident = frame[4:21].rstrip(b"\0 ")
+        headers = [
+            ("received_at", str(time.time_ns() // 1_000_000).encode()),
+            *self._headers,
+            ("error.reason", d.reason.encode()),
+            ("error.detail", d.detail.encode(errors="replace")[:1000]),
+            ("error.stage", b"gateway"),
+            ("source.topic", self.gw.topics[self.kind].encode()),
+        ]
+        self.gw.metrics.dead_letters.labels(self.kind, d.reason).inc()
+        self.gw.dispatcher.submit(
+            Pending(self.gw.dlq_topic, frame, ident or None, headers, _ignore, read_at)
+        )
 
     def _acked(self, frame: bytes, d: Decision, exc: BaseException | None) -> None:
         if exc is None:

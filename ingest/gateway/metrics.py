@@ -71,6 +71,12 @@ class GatewayMetrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.dead_letters = Counter(
+            "nev_gateway_dead_letters",
+            "Refused frames produced to the dead-letter topic, by reason.",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.produce_latency = Histogram(
             "nev_gateway_produce_latency_seconds",
             "Frame read to Kafka acknowledgement.",

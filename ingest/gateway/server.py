@@ -97,6 +97,7 @@ class Gateway:
             "charger": kafka.topic_charger,
             "battery": kafka.topic_battery,
         }
+        self.dlq_topic = kafka.topic_dlq
         path = self.config.accounts_file
         self.accounts = Accounts(Path(path) if path else None)
         self.log_gate = LogGate(self.config.log_interval_s)
@@ -110,6 +111,7 @@ class Gateway:
             self._budget_free,
         )
         self.connections: set[Connection] = set()
+        self._bound: dict[tuple[GatewayKind, str], Connection] = {}
         self.ports: dict[GatewayKind, int] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -225,7 +227,18 @@ class Gateway:
         self.metrics.connections.labels(conn.kind).inc()
         return True
 
+    def bind(self, conn: Connection, identity: str) -> None:
+        """A device logged in on ``conn``: an older connection of the same identity is closed
+        (Annex B: "a new connection with the same identity replaces the old one")."""
+        old = self._bound.get((conn.kind, identity))
+        self._bound[(conn.kind, identity)] = conn
+        if old is not None and old is not conn:
+            old.close("replaced", f"{identity} logged in again from {conn.peer}")
+
     def forget(self, conn: Connection) -> None:
+        ident = conn.session.vin
+        if ident and self._bound.get((conn.kind, ident)) is conn:
+            del self._bound[(conn.kind, ident)]
         if conn in self.connections:
             self.connections.discard(conn)
             self._paused.discard(conn)

@@ -8,8 +8,9 @@ caller: ``Verify``). Charger and battery connections log in with their profile's
 Until a login, every other frame is refused (``not_logged_in``): the standard says log in
 first, and a refused command packet is answered with the error flag, so a terminal keeps the
 data and sends it again after logging in (reissue) instead of believing it delivered. A
-vehicle session's data frames must carry its VIN (``identity_mismatch`` otherwise); a platform
-session forwards frames of any number of vehicles.
+vehicle (or charger) session's data frames must carry its login's identity
+(``identity_mismatch`` otherwise; a battery connection is not bound: a swap station sends for
+many packs); a platform session forwards frames of any number of vehicles.
 
 What the decision says (``Decision``):
 
@@ -150,7 +151,8 @@ class Session:
             self.logged_in, self.platform = False, ""
             return Decision(ANSWER, name, flag=SUCCESS)
         if command == LOGIN and not self.platform:
-            self.logged_in, self.vin = True, ident
+            # A swap station multiplexes many packs on one connection: packs are not bound.
+            self.logged_in, self.vin = True, ident if self.kind != "battery" else ""
         elif not self.logged_in:
             return self._refuse(name, command, response, "not_logged_in", "log in first (0x01)")
         elif self.vin and ident and command in _DATA and ident != self.vin:

@@ -22,10 +22,14 @@ T = bytes((26, 12, 6, 15, 30, 45))  # the frames' collection time
 ANSWER_TIMEOUT_S = 30.0  # a bound on a hang, not a speed assertion
 
 
-def settings_for(kafka: str, topic: str, **gateway: Any) -> Settings:
+# The dead-letter topic of the tests on the shared broker (created by their autouse fixture).
+SHARED_DLQ = "gateway-test-dlq"
+
+
+def settings_for(kafka: str, topic: str, dlq: str = SHARED_DLQ, **gateway: Any) -> Settings:
     base = {"listen_vehicle": "127.0.0.1:0", "gateway_id": "gw-test", **gateway}
     return Settings(
-        kafka=KafkaSettings(bootstrap_servers=kafka, topic_vehicle=topic),
+        kafka=KafkaSettings(bootstrap_servers=kafka, topic_vehicle=topic, topic_dlq=dlq),
         gateway=dataclasses.replace(GatewaySettings(), **base),
     )
 

@@ -62,6 +62,7 @@ async def test_passwd_run_and_sigterm(
         **os.environ,
         "NEV_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "NEV_KAFKA_TOPIC_VEHICLE": topic,
+        "NEV_KAFKA_TOPIC_DLQ": unique_topic(1, "dlq"),
         "NEV_GATEWAY_ACCOUNTS_FILE": str(accounts),
         "NEV_LOG_FORMAT": "text",
     }

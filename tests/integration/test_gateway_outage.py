@@ -33,7 +33,7 @@ BUDGET = 8  # frames in flight before the gateway stops reading
 
 
 async def test_broker_down_pauses_reading_and_loses_nothing(broker: PrivateKafka) -> None:
-    settings = settings_for(broker.bootstrap, "veh", max_in_flight_frames=BUDGET)
+    settings = settings_for(broker.bootstrap, "veh", "dlq", max_in_flight_frames=BUDGET)
     async with running(settings) as gw:
         reader, writer = await connect(gw.ports["vehicle"])
         writer.write(login(VIN))

@@ -15,8 +15,10 @@ import pytest
 from devtools.sim.envelope import frame
 from ingest.gateway import Gateway
 from ingest.gateway.accounts import set_password
+from tests.conftest import run_async
 from tests.integration import pipeline_support as ps
 from tests.integration.gateway_support import (
+    SHARED_DLQ,
     T,
     close,
     connect,
@@ -31,6 +33,14 @@ from tests.integration.gateway_support import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _shared_dlq(kafka_bootstrap: str) -> None:
+    from devtools.devstack.kafka import ensure_topics
+
+    run_async(ensure_topics(kafka_bootstrap, {SHARED_DLQ: 1}, replication_factor=1))
+
 
 VIN = "LNEVGATE000000001"
 
@@ -142,8 +152,10 @@ async def test_platform_forwards_many_vehicles_and_bad_credentials_are_refused(
 async def test_split_glued_garbage_and_oversized_input(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
-    topic = unique_topic(1, "gw")
-    settings = settings_for(kafka_bootstrap, topic, max_frame_bytes=200, max_garbage_bytes=2000)
+    topic, dlq = unique_topic(1, "gw"), unique_topic(1, "dlq")
+    settings = settings_for(
+        kafka_bootstrap, topic, dlq, max_frame_bytes=200, max_garbage_bytes=2000
+    )
     async with running(settings) as gw:
         reader, writer = await connect(gw.ports["vehicle"])
         first = login(VIN)
@@ -164,6 +176,12 @@ async def test_split_glued_garbage_and_oversized_input(
         assert (
             sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="frame_too_large") == 1
         )
+        # the refused frame is not lost: it is on the dead-letter topic with its reason
+        (letter,) = await ps.read_topic(kafka_bootstrap, dlq, expect=1)
+        h = headers_of(letter)
+        assert letter.value == big and letter.key == VIN.encode()
+        assert (h["error.reason"], h["error.stage"]) == (b"frame_too_large", b"gateway")
+        assert h["source.topic"] == topic.encode() and h["gateway"] == b"gw-test"
         skipped = sum(
             sample(gw, "nev_gateway_skipped_bytes_total", kind="vehicle", reason=r)
             for r in ("no_start", "bad_length", "bad_checksum")
@@ -255,3 +273,22 @@ async def test_graceful_stop_answers_what_was_in_flight(
 
 async def _produced_or_pending(gw: Gateway) -> bool:
     return sample(gw, "nev_gateway_frames_received_total", kind="vehicle", command="login") == 1
+
+
+async def test_a_new_login_replaces_the_old_connection(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    async with running(settings_for(kafka_bootstrap, unique_topic(1, "gw"))) as gw:
+        old_reader, old_writer = await connect(gw.ports["vehicle"])
+        old_writer.write(login(VIN))
+        assert await read_answer(old_reader) == reply(login(VIN), 0x01)
+        reader, writer = await connect(gw.ports["vehicle"])
+        writer.write(login(VIN, seq=2))
+        assert await read_answer(reader) == reply(login(VIN, seq=2), 0x01)
+        assert await old_reader.read() == b""  # Annex B: the new connection replaces the old
+        hb = frame(2016, 0x07, VIN, b"")
+        writer.write(hb)
+        assert await read_answer(reader) == reply(hb, 0x01, b"")
+        assert sample(gw, "nev_gateway_connections_closed_total", kind="vehicle",
+                      why="replaced") == 1  # fmt: skip
+        await close(old_writer, writer)
