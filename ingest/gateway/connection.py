@@ -128,7 +128,7 @@ class Connection(asyncio.Protocol):
         now = time.monotonic()
         self.last_rx = now
         m = self.gw.metrics
-        m.received_bytes.labels(self.kind).inc(len(data))
+        m.child(m.received_bytes, self.kind).inc(len(data))
         frames = 0
         for item in self.framer.feed(data):
             if isinstance(item, RawFrame):
@@ -205,7 +205,7 @@ class Connection(asyncio.Protocol):
     def _on_frame(self, frame: bytes, read_at: float) -> None:
         d = self.session.on_frame(frame)
         m = self.gw.metrics
-        m.frames.labels(self.kind, d.command).inc()
+        m.child(m.frames, self.kind, d.command).inc()
         if d.action == PRODUCE:
             if d.command == "login" and not self.session.platform:
                 m.logins.labels(self.kind, "login", "ok").inc()
@@ -258,7 +258,8 @@ class Connection(asyncio.Protocol):
 
     def _acked(self, frame: bytes, d: Decision, exc: BaseException | None) -> None:
         if exc is None:
-            self.gw.metrics.produced.labels(self.kind).inc()
+            m = self.gw.metrics
+            m.child(m.produced, self.kind).inc()
             self._send(frame, d, d.flag)
         else:
             self.gw.metrics.refused.labels(self.kind, "kafka_refused").inc()
@@ -298,7 +299,8 @@ class Connection(asyncio.Protocol):
         if flag is None or self.transport is None or self.transport.is_closing():
             return
         self.transport.write(answer(frame, flag, datetime.now(UTC)))
-        self.gw.metrics.answers.labels(self.kind, d.command, _RESULT.get(flag, "other")).inc()
+        m = self.gw.metrics
+        m.child(m.answers, self.kind, d.command, _RESULT.get(flag, "other")).inc()
 
     def _set_headers(self) -> None:
         h: list[tuple[str, bytes]] = [
