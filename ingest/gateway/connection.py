@@ -67,6 +67,27 @@ class Host(Protocol):
 class Connection(asyncio.Protocol):
     """asyncio protocol of one accepted connection."""
 
+    # No __dict__: a gateway holds 100,000s of these (docs/gateway.md, memory per connection).
+    __slots__ = (
+        "_bytes",
+        "_frames",
+        "_headers",
+        "closed",
+        "connected_at",
+        "framer",
+        "garbage",
+        "gw",
+        "held",
+        "host",
+        "id",
+        "kind",
+        "last_rx",
+        "paused",
+        "peer",
+        "session",
+        "transport",
+    )
+
     def __init__(self, gateway: Host, kind: GatewayKind) -> None:
         self.gw = gateway
         self.kind = kind

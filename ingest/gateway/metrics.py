@@ -103,7 +103,9 @@ class GatewayMetrics:
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.kafka_connected = Gauge(
-            "nev_gateway_kafka_connected", "1 when the producer is started.", registry=r
+            "nev_gateway_kafka_connected",
+            "0 while frames wait and Kafka acknowledged none for 5 s, else 1.",
+            registry=r,
         )
 
     def child(self, metric: Counter, *labels: str) -> Any:

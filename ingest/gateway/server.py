@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # An unknown user is checked against this hash too, so that a refusal takes as long whether
 # or not the account exists (no user enumeration by timing).
 _DUMMY_HASH: Final = hash_password("not a password")
+# Frames waiting this long without any acknowledgement: Kafka is away (readiness, gauge).
+KAFKA_STALL_S: Final = 5.0
 
 
 class ExtraServer(Protocol):
@@ -210,8 +212,11 @@ class Gateway:
         self.metrics.kafka_connected.set(0)
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """/readyz: listening and the producer started."""
-        return self.ready, {"connections": len(self.connections), "listeners": dict(self.ports)}
+        """/readyz: listening, and Kafka takes frames (not ``KAFKA_STALL_S`` without an
+        acknowledgement while frames wait): a load balancer then sends new devices elsewhere."""
+        kafka = not self.dispatcher.stalled(KAFKA_STALL_S)
+        detail = {"connections": len(self.connections), "listeners": dict(self.ports)}
+        return self.ready and kafka, {**detail, "kafka": kafka}
 
     # -- connections -------------------------------------------------------------------------
 
@@ -287,6 +292,7 @@ class Gateway:
             budget = self.dispatcher.budget
             self.metrics.in_flight_frames.set(budget.frames)
             self.metrics.in_flight_bytes.set(budget.bytes)
+            self.metrics.kafka_connected.set(0 if self.dispatcher.stalled(KAFKA_STALL_S) else 1)
             if self._pressure_since is not None:
                 self.metrics.backpressure.inc(now - self._pressure_since)
                 self._pressure_since = now

@@ -55,6 +55,9 @@ async def test_broker_down_pauses_reading_and_loses_nothing(broker: PrivateKafka
         assert BUDGET <= gw.dispatcher.budget.frames < BUDGET + len(frames) + 1
         assert sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="backpressure") >= 1
 
+        await ps.until(
+            lambda: _not_ready(gw), timeout_s=120, what="/readyz false while Kafka is away"
+        )
         await asyncio.to_thread(broker.start)
         assert await read_answer(reader) == reply(heartbeat, 0x01, b"")
         records = await ps.read_topic(broker.bootstrap, "veh", expect=len(frames) + 2)
@@ -63,6 +66,7 @@ async def test_broker_down_pauses_reading_and_loses_nothing(broker: PrivateKafka
         assert all(got[f] >= 1 for f in (login(VIN), heartbeat, *frames))
         await ps.until(lambda: _drained(gw), timeout_s=60, what="in-flight budget empty")
         assert sample(gw, "nev_gateway_backpressure_seconds_total") > 0
+        assert gw.readiness()[0] and sample(gw, "nev_gateway_kafka_connected") == 1
         # reading resumed: a new frame is read and answered
         logout = frame(2016, 0x04, VIN, T + b"\x00\x01")
         writer.write(logout)
@@ -78,3 +82,7 @@ def _answered(gw: Gateway, command: str) -> float:
 
 async def _drained(gw: Gateway) -> bool:
     return gw.dispatcher.budget.frames == 0 and not any(c.paused for c in gw.connections)
+
+
+async def _not_ready(gw: Gateway) -> bool:
+    return not gw.readiness()[0] and sample(gw, "nev_gateway_kafka_connected") == 0
