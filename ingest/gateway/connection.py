@@ -224,7 +224,10 @@ class Connection(asyncio.Protocol):
     # -- frames ------------------------------------------------------------------------------
 
     def _on_frame(self, frame: bytes, read_at: float) -> None:
+        was_in = self.session.logged_in
         d = self.session.on_frame(frame)
+        if was_in and not self.session.logged_in:
+            self.connected_at = read_at  # logged out: the login timeout starts again
         m = self.gw.metrics
         m.child(m.frames, self.kind, d.command).inc()
         if d.action == PRODUCE:

@@ -75,6 +75,15 @@ def test_vehicle_session_logs_in_first() -> None:
     assert s.on_frame(rt).reason == "not_logged_in"  # logged out
 
 
+def test_battery_connections_are_not_bound_to_one_pack() -> None:
+    s = Session("battery")
+    a, b = "A1TRACE01E3F0000042", "A1TRACE01E3F0000043"
+    s.on_frame(frame(2025, 0x01, a[2:], T + bytes(70)))
+    assert s.logged_in and s.vin == ""
+    d = s.on_frame(frame(2025, 0x02, b[2:], T + bytes(30)))
+    assert d.action == PRODUCE  # a swap station sends for many packs on one connection
+
+
 def test_answer_realtime_option_and_responses() -> None:
     s = Session("vehicle", answer_realtime=True)
     s.on_frame(login())
