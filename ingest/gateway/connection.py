@@ -316,6 +316,8 @@ class Connection(asyncio.Protocol):
                 self.held.append(item)
                 continue
             self._on_frame(item.data, time.monotonic())
+        if self.gw.dispatcher.budget.full and not self.closed:
+            self.gw.budget_full(self)
         if not self.paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
