@@ -57,14 +57,15 @@ class GatewaySettings(Section):
         maximum=10_000_000,
     )
     max_in_flight_frames: int = setting(
-        20_000,
+        5_000,
         "Frames read but not yet acknowledged by Kafka, per process; at the bound every socket "
-        "stops being read until Kafka catches up.",
+        "stops being read until Kafka catches up. Bounds the answers' delay too (a frame waits "
+        "behind at most this many); throughput needs only rate x Kafka round trip.",
         minimum=1,
         maximum=10_000_000,
     )
     max_in_flight_bytes: int = setting(
-        64 * 2**20,
+        16 * 2**20,
         "Bytes of those frames, per process (the same pause).",
         minimum=65_556,
         maximum=2**36,
