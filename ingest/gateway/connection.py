@@ -74,12 +74,14 @@ class Connection(asyncio.Protocol):
         "_headers",
         "closed",
         "connected_at",
+        "eof",
         "framer",
         "garbage",
         "gw",
         "held",
         "host",
         "id",
+        "in_flight",
         "kind",
         "last_rx",
         "paused",
@@ -103,6 +105,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.connected_at = self.last_rx = time.monotonic()
         self.garbage = 0  # bytes outside good frames since the last good frame
+        self.in_flight = 0  # this connection's frames waiting for Kafka
+        self.eof = False  # the peer half-closed: close once in_flight is answered
         self.paused: set[str] = set()
         self.held: list[RawFrame] = []  # frames read behind a platform login being checked
         self._headers: list[tuple[str, bytes]] = []
@@ -136,6 +140,12 @@ class Connection(asyncio.Protocol):
             if not isinstance(item, RawFrame):
                 self.gw.metrics.skipped_bytes.labels(self.kind, item.reason).inc(len(item.data))
         self.gw.forget(self)
+
+    def eof_received(self) -> bool:
+        """The peer sent everything (half-close): keep the connection open for the answers
+        of what is still in flight, then close it."""
+        self.eof = True
+        return self.in_flight > 0  # False: nothing to answer, the transport closes itself
 
     def pause_writing(self) -> None:
         self.pause("write")
@@ -231,6 +241,7 @@ class Connection(asyncio.Protocol):
         m = self.gw.metrics
         m.child(m.frames, self.kind, d.command).inc()
         if d.action == PRODUCE:
+            self.in_flight += 1
             if d.command == "login" and not self.session.platform:
                 m.logins.labels(self.kind, "login", "ok").inc()
                 if self.session.vin:
@@ -281,6 +292,15 @@ class Connection(asyncio.Protocol):
         )
 
     def _acked(self, frame: bytes, d: Decision, exc: BaseException | None) -> None:
+        self.in_flight -= 1
+        self._answer_acked(frame, d, exc)
+        if self.eof and self.in_flight == 0 and not self.closed:
+            self.closed = True
+            self.gw.metrics.closed.labels(self.kind, "peer").inc()
+            if self.transport is not None:
+                self.transport.close()
+
+    def _answer_acked(self, frame: bytes, d: Decision, exc: BaseException | None) -> None:
         if exc is None:
             m = self.gw.metrics
             m.child(m.produced, self.kind).inc()

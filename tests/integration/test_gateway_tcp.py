@@ -292,3 +292,20 @@ async def test_a_new_login_replaces_the_old_connection(
         assert sample(gw, "nev_gateway_connections_closed_total", kind="vehicle",
                       why="replaced") == 1  # fmt: skip
         await close(old_writer, writer)
+
+
+async def test_half_close_gets_the_answers_of_what_was_sent(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    topic = unique_topic(1, "gw")
+    async with running(settings_for(kafka_bootstrap, topic)) as gw:
+        reader, writer = await connect(gw.ports["vehicle"])
+        logout = frame(2025, 0x04, VIN, T + b"\x00\x01")
+        writer.write(login(VIN, 2025) + realtime(VIN, 2025, 1) + logout)
+        writer.write_eof()  # a client piping a capture: everything sent, then half-close
+        assert await read_answer(reader) == reply(login(VIN, 2025), 0x01)
+        assert await read_answer(reader) == reply(logout, 0x01)
+        assert await reader.read() == b""  # closed once everything was answered
+        await close(writer)
+    records = await ps.read_topic(kafka_bootstrap, topic, expect=3)
+    assert [r.value for r in records] == [login(VIN, 2025), realtime(VIN, 2025, 1), logout]
