@@ -180,6 +180,7 @@ PINNED: dict[str, frozenset[str]] = {
             "WorkerOptions",
         }
     ),
+    "ingest.gateway": frozenset({"ExtraServer", "Gateway", "GatewayMetrics"}),
     "ingest.cli": frozenset({"COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"}),
     "devtools.dashboards": frozenset(
         {"DASHBOARDS", "OUT_DIR", "export", "panel_targets", "render"}
