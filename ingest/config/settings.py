@@ -32,6 +32,7 @@ from ingest.config.bounds import (
 )
 from ingest.config.fields import Section, setting
 from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.tcec_settings import TcecSettings
 
 __all__ = [
     "ENTITY_KINDS",
@@ -288,6 +289,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
+    tcec: TcecSettings = TcecSettings()  # noqa: RUF009 (frozen, as kafka)
 
 
 # Section name -> class, in the order the docs list them.
@@ -299,6 +301,7 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "metrics": MetricsSettings,
     "alerts": AlertsSettings,
     "log": LogSettings,
+    "tcec": TcecSettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:
