@@ -126,7 +126,7 @@ class Rig:
         return value or 0.0
 
 
-async def _rig(
+async def start_rig(
     kafka: str, topic: str, **overrides: Any
 ) -> tuple[AIOKafkaProducer, TcecServer, CollectorRegistry, Clock]:
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
@@ -149,7 +149,7 @@ async def _rig(
 @pytest.fixture
 async def rig(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> AsyncIterator[Rig]:
     topic = unique_topic(partitions=3)
-    producer, server, registry, clock = await _rig(kafka_bootstrap, topic)
+    producer, server, registry, clock = await start_rig(kafka_bootstrap, topic)
     try:
         async with aiohttp.ClientSession() as session:
             yield Rig(server, session, kafka_bootstrap, topic, clock, registry)
