@@ -73,6 +73,13 @@ class TcecSettings(Section):
         minimum=1024,
         maximum=16 * 2**20,
     )
+    max_in_flight: int = setting(
+        1024,
+        "Requests handled at once; more are answered Ret -1 (busy) unread, so memory stays "
+        "under max_in_flight x max_body_bytes while Kafka is slow.",
+        minimum=1,
+        maximum=1_000_000,
+    )
     produce_timeout_s: float = setting(
         10.0,
         "Longest wait for Kafka to acknowledge a push; then the answer is Ret -1 (busy).",

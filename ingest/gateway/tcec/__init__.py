@@ -57,6 +57,7 @@ def params_from_settings(settings: Settings, *, gateway_id: str) -> TcecParams |
         clock_skew_s=t.clock_skew_s,
         replay_window=t.replay_window,
         max_body_bytes=t.max_body_bytes,
+        max_in_flight=t.max_in_flight,
         produce_timeout_s=t.produce_timeout_s,
         gateway_id=gateway_id,
     )

@@ -70,6 +70,7 @@ class TcecParams:
     clock_skew_s: int = 300
     replay_window: int = 10_000
     max_body_bytes: int = 262_144
+    max_in_flight: int = 1024
     produce_timeout_s: float = 10.0
     gateway_id: str = ""
     clock: Callable[[], float] = time.time  # wall clock, epoch s (tests move it)
@@ -84,11 +85,25 @@ class _Receiver:
         # One window per configured operator: bounded by the operators file, never by input.
         self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
         self._limiter = RateLimiter(10.0)
+        self._in_flight = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         interface = request.match_info["interface"]
         if interface != QUERY_TOKEN and interface not in NOTIFICATIONS:
             raise web.HTTPNotFound(text=f"no T/CEC 102 interface {interface!r} here\n")
+        if self._in_flight >= self._p.max_in_flight:
+            # Kafka is slow and requests pile up: refuse before reading the body, so memory
+            # stays bounded; the operator retries later, as -1 asks.
+            self._m.requests.labels(interface, str(int(Ret.BUSY))).inc()
+            self._log(interface, Ret.BUSY, "too many requests in flight", request.remote)
+            return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
+        self._in_flight += 1
+        try:
+            return await self._handle(interface, request)
+        finally:
+            self._in_flight -= 1
+
+    async def _handle(self, interface: str, request: web.Request) -> web.Response:
         received_ms = int(self._p.clock() * 1000)
         secrets: OperatorSecrets | None = None
         data: dict[str, Any] | None = None
@@ -129,7 +144,7 @@ class _Receiver:
             log.exception("T/CEC 102 %s: unexpected error (a bug); answered Ret 500", interface)
             ret, msg, data = Ret.SYSTEM_ERROR, "system error", None
         self._m.requests.labels(interface, str(int(ret))).inc()
-        return web.Response(body=answer(secrets, ret, msg, data), content_type="application/json")
+        return _json(answer(secrets, ret, msg, data))
 
     async def _read(self, request: web.Request) -> bytes:
         try:
@@ -245,6 +260,10 @@ class _Receiver:
                 msg,
                 held,
             )
+
+
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
 
 
 def kafka_key(operator_id: str, doc: Mapping[str, Any]) -> bytes:
