@@ -151,7 +151,7 @@ async def rig(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> AsyncIt
     topic = unique_topic(partitions=3)
     producer, server, registry, clock = await start_rig(kafka_bootstrap, topic)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             yield Rig(server, session, kafka_bootstrap, topic, clock, registry)
     finally:
         await server.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["TcecMetrics"]
 
@@ -29,6 +29,12 @@ class TcecMetrics:
             "produce_latency_seconds",
             "Time from handing a push to the producer to Kafka's acknowledgement (acks=all).",
             buckets=PRODUCE_BUCKETS,
+            namespace=ns,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "in_flight",
+            "Requests being handled (at most tcec.max_in_flight): mostly pushes awaiting Kafka.",
             namespace=ns,
             registry=registry,
         )

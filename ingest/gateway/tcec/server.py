@@ -98,10 +98,12 @@ class _Receiver:
             self._log(interface, Ret.BUSY, "too many requests in flight", request.remote)
             return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
         self._in_flight += 1
+        self._m.in_flight.inc()
         try:
             return await self._handle(interface, request)
         finally:
             self._in_flight -= 1
+            self._m.in_flight.dec()
 
     async def _handle(self, interface: str, request: web.Request) -> web.Response:
         received_ms = int(self._p.clock() * 1000)
