@@ -28,8 +28,8 @@ LAYERS: Final[tuple[tuple[str, ...], ...]] = (
     ("ingest.decoders", "ingest.config"),  # pure codecs; settings, fields, loading, docs
     ("storage", "alerts"),  # the database layer; the rule engine (both take typed params)
     ("ingest.wiring",),  # settings -> client parameters for everyone above
-    # the service, and its peer the gateway (issue 14: imports decoders, config, wiring only)
-    ("ingest.pipeline", "ingest.gateway"),
+    ("ingest.pipeline",),  # the service
+    ("ingest.gateway",),  # the front doors (TCP, T/CEC 102 HTTP) -> Kafka; uses pipeline.wire
     ("ingest.cli",),  # the commands (one module each)
     ("ingest.__main__",),  # python -m ingest
     ("devtools",),  # dev stack, demo, load generator, simulators: never shipped

@@ -34,7 +34,16 @@ log = logging.getLogger(__name__)
 # Factories of servers started beside the TCP listeners (each takes the settings and the
 # gateway's metrics registry and returns an ``ingest.gateway.ExtraServer``): the place where
 # the T/CEC 102 HTTP receiver (ingest/gateway/tcec/) is wired in.
-EXTRA_SERVERS: list[Callable[[Settings, Any], Any]] = []
+# A factory may return None: that server is not configured (e.g. ``tcec.listen`` empty).
+EXTRA_SERVERS: list[Callable[[Settings, Any], Any]] = [
+    lambda settings, registry: _tcec(settings, registry),
+]
+
+
+def _tcec(settings: Settings, registry: Any) -> Any:
+    from ingest.gateway.tcec.extra import tcec_extra_server
+
+    return tcec_extra_server(settings, registry)
 
 
 def register(subparsers: Any) -> None:
@@ -118,11 +127,15 @@ async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], A
     for kind in ("vehicle", "charger", "battery"):
         if getattr(settings.gateway, f"listen_{kind}"):
             topics[getattr(kafka, f"topic_{kind}")] = f"kafka.topic_{kind}"
+    if settings.tcec.listen:
+        topics[kafka.topic_tcec] = "kafka.topic_tcec"
     await check_topics(kafka, topics, timeout_s)
     gateway = Gateway(
         settings,
         metrics=metrics,
-        extra_servers=[make(settings, metrics.registry) for make in extra],
+        extra_servers=[
+            s for s in (make(settings, metrics.registry) for make in extra) if s is not None
+        ],
     )
     cfg = settings.gateway
     server = MetricsServer(

@@ -8,8 +8,8 @@ Modules: ``answers`` and ``session`` (pure: the answers and the per-connection s
 machine), ``kinds`` (identity and record key per kind), ``accounts`` (platform accounts,
 scrypt), ``limits`` (rates, budget, log gate), ``producer`` (the ordered path to Kafka),
 ``connection`` (the asyncio protocol), ``server`` (listeners, lifecycle), ``metrics``.
-At the pipeline's layer, as its peer: it imports decoders, config and wiring, never
-``ingest.pipeline``.
+One layer above the pipeline (devtools/layers.py): the T/CEC receiver (``tcec/``) uses the
+pipeline's Kafka wire contract and producer; the TCP side imports decoders, config and wiring.
 """
 
 from __future__ import annotations

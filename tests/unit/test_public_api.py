@@ -43,6 +43,19 @@ PINNED: dict[str, frozenset[str]] = {
             "rows_of_pack_frame",
         }
     ),
+    "ingest.gateway.tcec": frozenset(
+        {
+            "NOTIFICATIONS",
+            "EnvelopeError",
+            "OperatorSecrets",
+            "OperatorsError",
+            "Ret",
+            "TcecParams",
+            "TcecServer",
+            "params_from_settings",
+            "start_tcec",
+        }
+    ),
     "ingest.decoders.charger": frozenset(
         {
             "COMMANDS",
@@ -193,6 +206,7 @@ NAMESPACES = frozenset(
         "ingest",
         "ingest.decoders.blocks",
         "ingest.decoders.commands",
+        "ingest.gateway",
         "devtools",
         "devtools.demo",
         "devtools.sim",
