@@ -11,7 +11,7 @@ import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from devtools.sim.gbt_session import ANSWERED, check_answer, parse_answer
 from ingest.decoders.framer import RawFrame, StreamFramer
@@ -228,13 +228,13 @@ class Conn(asyncio.Protocol):
     # -- the connection -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast("asyncio.Transport", transport)
         self.stats.open += 1
         self.stats.opened += 1
         held, self._held = self._held or [], None
         for raw in held:
-            transport.write(raw)
+            self.transport.write(raw)
             self.stats.sent += 1
             self.stats.bytes_sent += len(raw)
 
@@ -264,7 +264,8 @@ class Conn(asyncio.Protocol):
         missing = sum(len(q) for q in self._pending.values())
         self._pending.clear()
         self.stats.awaiting -= missing
-        self.stats.bad_answers["missing"] += missing
+        if missing:
+            self.stats.bad_answers["missing"] += missing
         self._settle()
 
     # -- answers --------------------------------------------------------------------------
