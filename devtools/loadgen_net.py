@@ -10,6 +10,7 @@ import resource
 import socket
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -114,7 +115,10 @@ class NetStats:
     unsent: int = 0  # frames for a connection that failed or was closed
     awaiting: int = 0  # answers due and not yet received
     answers: int = 0  # answers matching their request, success
-    data_answers: int = 0  # answers to real-time/reissue frames (not required by the standard)
+    # Answers to real-time/reissue frames: success only with gateway.answer_realtime (the
+    # standard answers data only on error); a refusal means the frame was not put on Kafka.
+    data_answers: int = 0
+    data_refused: Counter[str] = field(default_factory=Counter)
     data_sent: int = 0  # real-time and reissue frames among them
     acked: int = 0  # data frames sent before an answered request on their connection
     bad_answers: Counter[str] = field(default_factory=Counter)
@@ -137,6 +141,7 @@ class NetStats:
             "answers_missing": self.awaiting,
             "bad_answers": dict(self.bad_answers),
             "data_answers": self.data_answers,
+            "data_refused": dict(self.data_refused),
             "data_frames_sent": self.data_sent,
             "acked_data_frames": self.acked,
             "garbage_bytes_received": self.garbage_bytes,
@@ -144,7 +149,7 @@ class NetStats:
 
     def line(self) -> str:
         """The progress line's connection part."""
-        bad = sum(self.bad_answers.values())
+        bad = sum(self.bad_answers.values()) + sum(self.data_refused.values())
         return (
             f", {self.open:,} open, {self.logins:,} logins, {self.answers:,} answers"
             f"{f', {bad:,} bad answers' if bad else ''}"
@@ -168,6 +173,7 @@ class Conn(asyncio.Protocol):
         "identity",
         "last_sent",
         "login_seq",
+        "on_data",
         "stats",
         "transport",
     )
@@ -186,6 +192,8 @@ class Conn(asyncio.Protocol):
         self._data = 0  # data frames given to send()
         self._acked = 0  # of which acknowledged
         self._drained: asyncio.Future[None] | None = None
+        # Called with each answer to a data frame (the benchmark's latency probe).
+        self.on_data: Callable[[bytes], None] | None = None
 
     # -- sending --------------------------------------------------------------------------
 
@@ -281,7 +289,12 @@ class Conn(asyncio.Protocol):
         stats = self.stats
         answer = parse_answer(raw)
         if answer.command in (0x02, 0x03):
-            stats.data_answers += 1
+            if answer.response == 0x01:
+                stats.data_answers += 1
+            else:
+                stats.data_refused[f"0x{answer.response:02x}"] += 1
+            if self.on_data is not None:
+                self.on_data(raw)
             return
         queue = self._pending.get((answer.command, answer.identity))
         if not queue:
