@@ -215,6 +215,7 @@ class _Run:
             conn = self.conns[msg.key] = self.open(msg.key.decode("latin-1"), edition)
             if msg.kind != "login":
                 conn.send(gbt_session.vehicle_login(conn.identity, edition, now_ms))
+                self.stats.logins_made += 1
         return conn
 
     def heartbeats(self) -> None:

@@ -109,6 +109,7 @@ class NetStats:
     connect_failed: int = 0
     closed_by_peer: int = 0
     logins: int = 0  # vehicle or platform logins answered with success
+    logins_made: int = 0  # minimal logins sent for a device whose records did not open with one
     login_refused: int = 0
     sent: int = 0  # frames written to sockets
     bytes_sent: int = 0
@@ -134,6 +135,7 @@ class NetStats:
             "closed_by_peer": self.closed_by_peer,
             "logins": self.logins,
             "login_refused": self.login_refused,
+            "logins_made": self.logins_made,
             "frames_sent": self.sent,
             "bytes_sent": self.bytes_sent,
             "unsent": self.unsent,
