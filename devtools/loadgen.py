@@ -315,6 +315,8 @@ def _via_gateway(
             source.messages,
             devices=args.devices or args.vehicles,
             rate=rate,
+            # Scale mode in real time: each device sends when its report is due.
+            by_time=args.devices is not None and args.rate == 0,
             progress=progress,
             **bounds,
         )

@@ -259,9 +259,13 @@ async def run_via_gateway(
     max_frames: int | None,
     max_seconds: float | None,
     progress: Progress,
+    by_time: bool = False,
 ) -> tuple[LoadResult, NetStats]:
     """Send the vehicle records of ``messages`` through the gateways; returns what was sent
-    and the connections' totals. ``devices`` (if known) sizes the descriptor limit."""
+    and the connections' totals. ``devices`` (if known) sizes the descriptor limit. Paced at
+    ``rate`` records/s, or with ``by_time`` each record when its frame time comes (a device
+    sends when its report is due: the scale generator's round 0 - login and first report of
+    every device - spans one interval)."""
     stats = NetStats()
     # A hash share is uneven by a few percent.
     conns_needed = plan.platforms or int((devices or 0) / plan.share[1] * 1.05) + 16
@@ -272,6 +276,7 @@ async def run_via_gateway(
     if plan.platforms:
         await _platform_logins(run)
     generated = 0
+    first_t: int | None = None
     next_beat = started + plan.heartbeat_s
     try:
         for msg in messages:
@@ -283,10 +288,13 @@ async def run_via_gateway(
                 result.stopped_by = "max_seconds"
                 break
             generated += 1
-            if rate > 0:
-                ahead = generated / rate - (now - started)
-                if ahead > 0.005:
-                    await asyncio.sleep(ahead)
+            if by_time:
+                first_t = msg.t_ms if first_t is None else first_t
+                ahead = (msg.t_ms - first_t) / 1000 - (now - started)
+            else:
+                ahead = generated / rate - (now - started) if rate > 0 else 0.0
+            if ahead > 0.005:
+                await asyncio.sleep(ahead)
             if plan.heartbeat_s and now >= next_beat:
                 run.heartbeats()
                 next_beat = now + plan.heartbeat_s / 4
