@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -310,10 +311,15 @@ def _via_gateway(
         )
     try:
         plan = gw.plan_from_args(args)
+        devices = args.devices or args.vehicles
+        if args.devices is not None:
+            # The scale generator makes only this process's share of the slots.
+            devices = -(-args.devices // plan.share[1])
+            plan = dataclasses.replace(plan, share=(0, 1))
         run = gw.run_via_gateway(
             plan,
             source.messages,
-            devices=args.devices or args.vehicles,
+            devices=devices,
             rate=rate,
             # Scale mode in real time: each device sends when its report is due.
             by_time=args.devices is not None and args.rate == 0,

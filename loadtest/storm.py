@@ -32,7 +32,7 @@ import asyncpg
 import orjson
 
 from devtools.devstack.kafka import ensure_topics
-from devtools.sim.promtext import parse_samples, total
+from devtools.sim.promtext import by_label, parse_samples, total
 from loadtest.bench_gateway import GatewayProc, topic_total
 from loadtest.bench_support import BenchEnv, _Service, _stored, print_result, service_topics
 
@@ -63,6 +63,14 @@ async def _rows(dsn: str) -> tuple[int, int]:
         await conn.close()
     assert row is not None
     return int(row["n"]), int(row["d"])
+
+
+def _summed(samples: list[dict[str, float]], name: str, label: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in samples:
+        for key, n in by_label(one, name, label).items():
+            out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 def _loadgen(args: argparse.Namespace, k: int, targets: str, kafka: str) -> subprocess.Popen[bytes]:
@@ -130,6 +138,7 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.5)  # polling the stored offsets
         drained_s = time.monotonic() - started - sent_s
         rows, distinct = await _rows(dsn)
+        gateway_samples = [parse_samples(await asyncio.to_thread(gw.scrape)) for gw in gateways]
     finally:
         svc.stop()
         for gw in gateways:
@@ -157,8 +166,14 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
         "bad_answers": [r["bad_answers"] for r in results if r["bad_answers"]],
         "kafka_records": end,
         "rows": rows,
-        "lost": acked - distinct,
+        # Counts, not identities: rows >= acknowledged with no duplicate means every
+        # acknowledged frame can have been stored; a frame sent on a connection the gateway
+        # closed before reading it was never acknowledged (a terminal sends it again).
+        "stored_minus_acked": distinct - acked,
+        "sent_not_stored": s("data_frames_sent") - distinct,
         "duplicated": rows - distinct,
+        "gateway_closed": _summed(gateway_samples, "nev_gateway_connections_closed_total", "why"),
+        "gateway_refused": _summed(gateway_samples, "nev_gateway_refused_total", "reason"),
         "sent_seconds": round(sent_s, 1),
         "drain_after_send_s": round(drained_s, 1),
         "gateway_peak_rss_mb": [round(k / 1024, 1) for k in peak_rss],

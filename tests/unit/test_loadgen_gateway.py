@@ -5,6 +5,7 @@ addresses, credentials and the descriptor limit."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from devtools import loadgen_gateway as gw
 from devtools.loadgen_net import nofile_for, parse_source_addrs, parse_targets
 from devtools.sim import gbt_session as s
+from devtools.sim import identities
 from devtools.sim.envelope import frame, time_bytes
+from devtools.sim.scale import ScaleOptions, scale_messages
 from ingest.decoders import Logout, PlatformLogin, decode_frame
 
 pytestmark = pytest.mark.unit
@@ -119,6 +122,18 @@ def test_platforms_need_an_account() -> None:
     plan = gw.plan_from_args(_args(platforms=3, platform_user="u", platform_password="p"))
     assert plan.credentials == (("u", "p"),) and plan.platforms == 3
     assert len(gw.platform_code(123456)) == 17
+
+
+def test_device_shares_split_a_fleet_without_overlap() -> None:
+    def vins(share: tuple[int, int]) -> list[bytes]:
+        o = ScaleOptions(devices=30, mix=(("vehicle", 1),), share=share, bad_ratio=0.0)
+        return [m.key for m in itertools.islice(scale_messages(o), 200)]
+
+    whole = set(vins((0, 1)))
+    parts = [vins((k, 3)) for k in range(3)]
+    assert [len(set(p)) for p in parts] == [10, 10, 10]
+    assert set().union(*map(set, parts)) == whole
+    assert set(parts[1]) == {identities.vin(1, i).encode() for i in range(1, 30, 3)}
 
 
 def test_the_descriptor_limit_is_raised_or_refused_in_one_line() -> None:
