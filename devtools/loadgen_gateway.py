@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -218,9 +219,9 @@ class _Run:
                 self.stats.logins_made += 1
         return conn
 
-    def heartbeats(self) -> None:
-        """A heartbeat on every connection silent for ``heartbeat_s``."""
-        due = time.monotonic() - self.plan.heartbeat_s
+    def heartbeats(self, *, every: bool = False) -> None:
+        """A heartbeat on every connection silent for ``heartbeat_s`` (``every``: on all)."""
+        due = math.inf if every else time.monotonic() - self.plan.heartbeat_s
         for conn in self.platforms or self.conns.values():
             if not conn.dead and conn.last_sent <= due:
                 conn.send(gbt_session.heartbeat(conn.identity, conn.edition))
@@ -243,6 +244,15 @@ class _Run:
     def close(self) -> None:
         for conn in self.platforms or self.conns.values():
             conn.close()
+
+
+async def _answers(stats: NetStats, timeout_s: float, tick: Callable[[], None]) -> None:
+    """Wait until every answer due came (or ``timeout_s``)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while stats.awaiting:
+                await stats.settled.wait()
+                tick()
 
 
 def _wanted(msg: Message, share: tuple[int, int]) -> bool:
@@ -314,12 +324,15 @@ async def run_via_gateway(
         # Every connection's opening must be over before the logouts, or they are held.
         while run.tasks:
             await asyncio.gather(*list(run.tasks))
+        # A heartbeat on every connection, answered, before the logouts: its answer says that
+        # everything sent before it is on Kafka while the session is still logged in (after a
+        # logout a gateway may close the connection before the logout's own answer).
+        run.heartbeats(every=True)
+        await _answers(stats, plan.answer_timeout_s, lambda: progress.update(
+            result.frames, started, stats.line
+        ))  # fmt: skip
         run.logouts(time.time_ns() // 1_000_000)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(plan.answer_timeout_s):
-                while stats.awaiting:
-                    await stats.settled.wait()
-                    progress.update(result.frames, started, stats.line)
+        await _answers(stats, plan.answer_timeout_s, lambda: None)
     finally:
         run.close()
         for task in list(run.tasks):

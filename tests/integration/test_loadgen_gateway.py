@@ -75,18 +75,19 @@ async def test_one_connection_per_vehicle_every_good_frame_on_kafka_once(
     )  # fmt: skip
     assert stats.opened == 120 and stats.closed_by_peer == 0
     assert stats.logins == 120  # every vehicle logged in, answered with success
-    assert stats.answers == 240 and not stats.bad_answers and stats.awaiting == 0  # + logouts
+    # login, the closing heartbeat and the logout of each, all answered with success
+    assert stats.answers == 360 and not stats.bad_answers and stats.awaiting == 0
     assert stats.acked == stats.data_sent == sum(m.kind == "realtime" for m in msgs)
     good = [m for m in msgs if m.kind in GOOD_KINDS]
     bad = len(msgs) - len(good)
     assert bad > 0 and result.bad == bad  # corrupted frames went too, and the gateway skipped them
     made = stats.logins_made  # vehicles whose first record was a corrupted login
-    records = await read_topic(kafka_bootstrap, topic, expect=len(good) + 120 + made)
-    # Kafka holds the good frames once each, plus one logout per vehicle (and the logins the
-    # client made up); no corrupted frame.
+    records = await read_topic(kafka_bootstrap, topic, expect=len(good) + 240 + made)
+    # Kafka holds the good frames once each, plus one heartbeat and one logout per vehicle
+    # (and the logins the client made up); no corrupted frame.
     values = Counter(r.value for r in records)
     assert all(values[m.value] == 1 for m in good)
-    assert len(records) == len(good) + 120 + made
+    assert len(records) == len(good) + 240 + made
     for r in records:
         assert r.key == r.value[4:21]  # key = the VIN of the frame
         peer = dict(r.headers)["peer"].decode()
@@ -113,10 +114,12 @@ async def test_platforms_forward_many_vehicles_and_bad_credentials_are_refused(
     )  # fmt: skip
     assert stats.opened == 2 and stats.bad_answers == Counter()
     assert stats.logins == 2 + 80  # the platforms', then each forwarded vehicle login's answer
-    records = await read_topic(kafka_bootstrap, topic, expect=len(msgs))
-    assert len(records) == len(msgs)  # platform login/logout are not produced (passwords)
+    records = await read_topic(kafka_bootstrap, topic, expect=len(msgs) + 2)
+    # The vehicles' frames and each platform's closing heartbeat; platform login and logout
+    # are not produced (the login carries the password).
+    assert len(records) == len(msgs) + 2
     assert {dict(r.headers)["platform"] for r in records} == {b"oem-a"}
-    assert len({r.key for r in records}) == 80
+    assert len({r.key for r in records}) == 80 + 2
     assert len({dict(r.headers)["connection"] for r in records}) == 2
 
 
@@ -137,7 +140,7 @@ async def test_the_command_line_runs_through_the_gateway(gateway: tuple[Gateway,
     result = orjson.loads(out.decode().strip().splitlines()[-1])
     assert result["frames"] == 150 and result["stopped_by"] == "max_frames"
     assert result["connections_opened"] == 50 and result["logins"] == 50
-    assert result["answers"] == 100 and result["bad_answers"] == {}
+    assert result["answers"] == 150 and result["bad_answers"] == {}
     assert result["acked_data_frames"] == result["data_frames_sent"] == 100
 
 
