@@ -45,7 +45,10 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     actions = p.add_subparsers(dest="gateway_action", metavar="ACTION")
-    run = actions.add_parser("run", help="run the gateway (the default)")
+    # SUPPRESS: "gateway --listen X run" keeps X (a subparser's defaults would overwrite it).
+    run = actions.add_parser(
+        "run", help="run the gateway (the default)", argument_default=argparse.SUPPRESS
+    )
     _run_arguments(run)
     _run_arguments(p)
     pw = actions.add_parser("passwd", help="add or rotate an enterprise platform's password")
@@ -104,10 +107,18 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
 async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], Any]]) -> int:
     from ingest.gateway import Gateway, GatewayMetrics
     from ingest.pipeline.metrics import MetricsServer
-    from ingest.wiring import check_kafka
+    from ingest.wiring import check_kafka, check_topics
 
     metrics = GatewayMetrics()
-    await check_kafka(settings.kafka, settings.kafka.request_timeout_ms / 1000)
+    kafka, timeout_s = settings.kafka, settings.kafka.request_timeout_ms / 1000
+    await check_kafka(kafka, timeout_s)
+    # A missing topic would hold every frame behind the first one sent to it (the send queue
+    # keeps order): refuse to start instead, with the one line that says which.
+    topics = {kafka.topic_dlq: "kafka.topic_dlq"}
+    for kind in ("vehicle", "charger", "battery"):
+        if getattr(settings.gateway, f"listen_{kind}"):
+            topics[getattr(kafka, f"topic_{kind}")] = f"kafka.topic_{kind}"
+    await check_topics(kafka, topics, timeout_s)
     gateway = Gateway(
         settings,
         metrics=metrics,

@@ -36,6 +36,10 @@ _RESULT: Final = {SUCCESS: "success", ERROR: "error"}
 _LOGIN_COMMANDS: Final = frozenset({"login", "platform_login"})
 
 
+def _ignore(exc: BaseException | None) -> None:
+    """A dead letter answers nobody (its frame's error answer went out at once)."""
+
+
 class Host(Protocol):
     """What a connection needs of its gateway (``ingest.gateway.server.Gateway``)."""
 
@@ -43,6 +47,7 @@ class Host(Protocol):
     metrics: GatewayMetrics
     dispatcher: Dispatcher
     topics: dict[GatewayKind, str]
+    dlq_topic: str
     gateway_id: str
     log_gate: LogGate
 
@@ -56,9 +61,32 @@ class Host(Protocol):
 
     def budget_full(self, conn: Connection) -> None: ...
 
+    def bind(self, conn: Connection, identity: str) -> None: ...
+
 
 class Connection(asyncio.Protocol):
     """asyncio protocol of one accepted connection."""
+
+    # No __dict__: a gateway holds 100,000s of these (docs/gateway.md, memory per connection).
+    __slots__ = (
+        "_bytes",
+        "_frames",
+        "_headers",
+        "closed",
+        "connected_at",
+        "framer",
+        "garbage",
+        "gw",
+        "held",
+        "host",
+        "id",
+        "kind",
+        "last_rx",
+        "paused",
+        "peer",
+        "session",
+        "transport",
+    )
 
     def __init__(self, gateway: Host, kind: GatewayKind) -> None:
         self.gw = gateway
@@ -84,8 +112,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast("asyncio.Transport", transport)  # uvloop: not a subclass
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -93,7 +121,7 @@ class Connection(asyncio.Protocol):
         self._frames.stamp = self._bytes.stamp = now
         if not self.gw.admit(self):
             self.closed = True
-            transport.abort()
+            self.transport.abort()
             return
         self.id = self.gw.next_connection_id()
         self._set_headers()
@@ -121,7 +149,7 @@ class Connection(asyncio.Protocol):
         now = time.monotonic()
         self.last_rx = now
         m = self.gw.metrics
-        m.received_bytes.labels(self.kind).inc(len(data))
+        m.child(m.received_bytes, self.kind).inc(len(data))
         frames = 0
         for item in self.framer.feed(data):
             if isinstance(item, RawFrame):
@@ -196,12 +224,17 @@ class Connection(asyncio.Protocol):
     # -- frames ------------------------------------------------------------------------------
 
     def _on_frame(self, frame: bytes, read_at: float) -> None:
+        was_in = self.session.logged_in
         d = self.session.on_frame(frame)
+        if was_in and not self.session.logged_in:
+            self.connected_at = read_at  # logged out: the login timeout starts again
         m = self.gw.metrics
-        m.frames.labels(self.kind, d.command).inc()
+        m.child(m.frames, self.kind, d.command).inc()
         if d.action == PRODUCE:
             if d.command == "login" and not self.session.platform:
                 m.logins.labels(self.kind, "login", "ok").inc()
+                if self.session.vin:
+                    self.gw.bind(self, self.session.vin)
             self.gw.dispatcher.submit(
                 Pending(
                     self.gw.topics[self.kind],
@@ -225,10 +258,32 @@ class Connection(asyncio.Protocol):
             if d.command in _LOGIN_COMMANDS:
                 m.logins.labels(self.kind, d.command, "failed").inc()
             self._send(frame, d, d.flag)
+            if d.reason != "not_logged_in":
+                self._dead_letter(frame, d, read_at)
+
+    def _dead_letter(self, frame: bytes, d: Decision, read_at: float) -> None:
+        """A refused frame goes to the dead-letter topic with its reason (docs/kafka.md), as
+        the pipeline's dead letters do: counted, never silently lost. Not for ``not_logged_in``:
+        its sender is told to log in and send again, and an unauthenticated stranger's bytes
+        must not fill a topic."""
+        ident = frame[4:21].rstrip(b"\0 ")
+        headers = [
+            ("received_at", str(time.time_ns() // 1_000_000).encode()),
+            *self._headers,
+            ("error.reason", d.reason.encode()),
+            ("error.detail", d.detail.encode(errors="replace")[:1000]),
+            ("error.stage", b"gateway"),
+            ("source.topic", self.gw.topics[self.kind].encode()),
+        ]
+        self.gw.metrics.dead_letters.labels(self.kind, d.reason).inc()
+        self.gw.dispatcher.submit(
+            Pending(self.gw.dlq_topic, frame, ident or None, headers, _ignore, read_at)
+        )
 
     def _acked(self, frame: bytes, d: Decision, exc: BaseException | None) -> None:
         if exc is None:
-            self.gw.metrics.produced.labels(self.kind).inc()
+            m = self.gw.metrics
+            m.child(m.produced, self.kind).inc()
             self._send(frame, d, d.flag)
         else:
             self.gw.metrics.refused.labels(self.kind, "kafka_refused").inc()
@@ -268,7 +323,8 @@ class Connection(asyncio.Protocol):
         if flag is None or self.transport is None or self.transport.is_closing():
             return
         self.transport.write(answer(frame, flag, datetime.now(UTC)))
-        self.gw.metrics.answers.labels(self.kind, d.command, _RESULT.get(flag, "other")).inc()
+        m = self.gw.metrics
+        m.child(m.answers, self.kind, d.command, _RESULT.get(flag, "other")).inc()
 
     def _set_headers(self) -> None:
         h: list[tuple[str, bytes]] = [

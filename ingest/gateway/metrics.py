@@ -6,6 +6,8 @@ a refusal reason. Never a VIN, a peer address or an account (those are in the lo
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["GatewayMetrics"]
@@ -71,6 +73,12 @@ class GatewayMetrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.dead_letters = Counter(
+            "nev_gateway_dead_letters",
+            "Refused frames produced to the dead-letter topic, by reason.",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.produce_latency = Histogram(
             "nev_gateway_produce_latency_seconds",
             "Frame read to Kafka acknowledgement.",
@@ -93,6 +101,18 @@ class GatewayMetrics:
         self.in_flight_bytes = Gauge(
             "nev_gateway_in_flight_bytes", "Bytes of the frames waiting for Kafka.", registry=r
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.kafka_connected = Gauge(
-            "nev_gateway_kafka_connected", "1 when the producer is started.", registry=r
+            "nev_gateway_kafka_connected",
+            "0 while frames wait and Kafka acknowledged none for 5 s, else 1.",
+            registry=r,
         )
+
+    def child(self, metric: Counter, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: ``labels`` takes a lock and builds a key on every
+        call, and the frame counters are bumped once per frame."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found

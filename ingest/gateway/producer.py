@@ -86,9 +86,13 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Progress clock: the last acknowledgement, or when frames started waiting (``stalled``).
+        self._progress = time.monotonic()
 
     def submit(self, item: Pending) -> None:
         """Queue a frame (the caller pauses reading when ``budget.full``)."""
+        if self.budget.frames == 0:
+            self._progress = time.monotonic()
         self.budget.take(len(item.value))
         self._idle.clear()
         self._queue.append(item)
@@ -123,6 +127,11 @@ class Dispatcher:
                 self._queue.popleft()
                 fut.add_done_callback(lambda f, item=item: self._delivered(item, f))
 
+    def stalled(self, after_s: float) -> bool:
+        """True when frames wait and Kafka acknowledged none for ``after_s`` seconds (a broker
+        away: aiokafka keeps retrying its batches, so no error says so)."""
+        return self.budget.frames > 0 and time.monotonic() - self._progress > after_s
+
     def _delivered(self, item: Pending, fut: asyncio.Future[Any]) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled():
@@ -136,7 +145,8 @@ class Dispatcher:
 
     def _finish(self, item: Pending, exc: BaseException | None) -> None:
         if exc is None:
-            self._metrics.produce_latency.observe(time.monotonic() - item.read_at)
+            self._progress = now = time.monotonic()
+            self._metrics.produce_latency.observe(now - item.read_at)
         else:
             log.error(
                 "Kafka refused a frame for good: %r; its sender gets the error flag",

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # An unknown user is checked against this hash too, so that a refusal takes as long whether
 # or not the account exists (no user enumeration by timing).
 _DUMMY_HASH: Final = hash_password("not a password")
+# Frames waiting this long without any acknowledgement: Kafka is away (readiness, gauge).
+KAFKA_STALL_S: Final = 5.0
 
 
 class ExtraServer(Protocol):
@@ -97,6 +99,7 @@ class Gateway:
             "charger": kafka.topic_charger,
             "battery": kafka.topic_battery,
         }
+        self.dlq_topic = kafka.topic_dlq
         path = self.config.accounts_file
         self.accounts = Accounts(Path(path) if path else None)
         self.log_gate = LogGate(self.config.log_interval_s)
@@ -110,6 +113,7 @@ class Gateway:
             self._budget_free,
         )
         self.connections: set[Connection] = set()
+        self._bound: dict[tuple[GatewayKind, str], Connection] = {}
         self.ports: dict[GatewayKind, int] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -208,8 +212,11 @@ class Gateway:
         self.metrics.kafka_connected.set(0)
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """/readyz: listening and the producer started."""
-        return self.ready, {"connections": len(self.connections), "listeners": dict(self.ports)}
+        """/readyz: listening, and Kafka takes frames (not ``KAFKA_STALL_S`` without an
+        acknowledgement while frames wait): a load balancer then sends new devices elsewhere."""
+        kafka = not self.dispatcher.stalled(KAFKA_STALL_S)
+        detail = {"connections": len(self.connections), "listeners": dict(self.ports)}
+        return self.ready and kafka, {**detail, "kafka": kafka}
 
     # -- connections -------------------------------------------------------------------------
 
@@ -225,7 +232,18 @@ class Gateway:
         self.metrics.connections.labels(conn.kind).inc()
         return True
 
+    def bind(self, conn: Connection, identity: str) -> None:
+        """A device logged in on ``conn``: an older connection of the same identity is closed
+        (Annex B: "a new connection with the same identity replaces the old one")."""
+        old = self._bound.get((conn.kind, identity))
+        self._bound[(conn.kind, identity)] = conn
+        if old is not None and old is not conn:
+            old.close("replaced", f"{identity} logged in again from {conn.peer}")
+
     def forget(self, conn: Connection) -> None:
+        ident = conn.session.vin
+        if ident and self._bound.get((conn.kind, ident)) is conn:
+            del self._bound[(conn.kind, ident)]
         if conn in self.connections:
             self.connections.discard(conn)
             self._paused.discard(conn)
@@ -274,6 +292,7 @@ class Gateway:
             budget = self.dispatcher.budget
             self.metrics.in_flight_frames.set(budget.frames)
             self.metrics.in_flight_bytes.set(budget.bytes)
+            self.metrics.kafka_connected.set(0 if self.dispatcher.stalled(KAFKA_STALL_S) else 1)
             if self._pressure_since is not None:
                 self.metrics.backpressure.inc(now - self._pressure_since)
                 self._pressure_since = now

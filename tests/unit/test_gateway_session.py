@@ -75,6 +75,15 @@ def test_vehicle_session_logs_in_first() -> None:
     assert s.on_frame(rt).reason == "not_logged_in"  # logged out
 
 
+def test_battery_connections_are_not_bound_to_one_pack() -> None:
+    s = Session("battery")
+    a, b = "A1TRACE01E3F0000042", "A1TRACE01E3F0000043"
+    s.on_frame(frame(2025, 0x01, a[2:], T + bytes(70)))
+    assert s.logged_in and s.vin == ""
+    d = s.on_frame(frame(2025, 0x02, b[2:], T + bytes(30)))
+    assert d.action == PRODUCE  # a swap station sends for many packs on one connection
+
+
 def test_answer_realtime_option_and_responses() -> None:
     s = Session("vehicle", answer_realtime=True)
     s.on_frame(login())
@@ -113,6 +122,8 @@ def test_bad_identity_and_size_are_refused_with_error_answers() -> None:
     assert (d.action, d.reason, d.flag) == (REFUSE, "bad_identity", 0x02)
     big = frame(2016, 0x01, VIN, LOGIN_BODY + bytes(60))
     assert s.on_frame(big).reason == "frame_too_large"
+    zeros = b"$$" + bytes(23)  # a false start in zero padding passes the BCC
+    assert s.on_frame(zeros).reason == "unknown_command"
     charger = Session("charger")
     assert charger.on_frame(frame(2025, 0x07, "", b"")).reason == "bad_start"
 
