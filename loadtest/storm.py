@@ -33,8 +33,8 @@ import orjson
 
 from devtools.devstack.kafka import ensure_topics
 from devtools.sim.promtext import by_label, parse_samples, total
-from loadtest.bench_gateway import GatewayProc, topic_total
 from loadtest.bench_support import BenchEnv, _Service, _stored, print_result, service_topics
+from loadtest.gateway_support import GatewayProc, topic_total
 
 __all__ = ["main"]
 
