@@ -155,3 +155,33 @@ async def test_a_mix_the_gateway_cannot_carry_is_one_line() -> None:
     assert proc.returncode == 2
     (line,) = err.decode().strip().splitlines()
     assert "--via-gateway sends vehicle frames" in line and "--mix vehicle=1" in line
+
+
+async def test_the_demo_sends_vehicles_through_the_gateway_and_the_rest_to_kafka(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], gateway: tuple[Gateway, str]
+) -> None:
+    from devtools.demo.gateway import gateway_traffic
+    from devtools.sim.options import FleetOptions
+
+    gw, vehicle_topic = gateway
+    topics = {r: unique_topic(1, f"demo{r}") for r in ("charger", "tcec", "battery")}
+    settings = load_settings(
+        environ={
+            "NEV_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "NEV_KAFKA_TOPIC_VEHICLE": vehicle_topic,
+            **{f"NEV_KAFKA_TOPIC_{r.upper()}": t for r, t in topics.items()},
+        }
+    )
+    options = FleetOptions(vehicles=20, chargers=4, packs=4, minutes=1.0, bad_ratio=0.05)
+    result = await gateway_traffic(settings, options, gw.ports["vehicle"])
+    assert result.runaway_vin is not None and result.by_kind["realtime"] > 0
+    # What the demo waits for the service to take: each topic's count is what reached it.
+    for topic, expected in result.by_topic.items():
+        records = await read_topic(kafka_bootstrap, topic, expect=expected)
+        assert len(records) == expected, topic
+        if topic == vehicle_topic:  # through the gateway: its headers, one connection per VIN
+            conns = {(r.key, dict(r.headers)["connection"]) for r in records}
+            assert len(conns) == len({r.key for r in records}) == 20
+        else:
+            assert all(dict(r.headers)["gateway"].startswith(b"loadgen-") for r in records)
+    assert {vehicle_topic, topics["charger"], topics["battery"]} <= set(result.by_topic)
