@@ -145,7 +145,8 @@ class NetStats:
             "data_answers": self.data_answers,
             "data_refused": dict(self.data_refused),
             "data_frames_sent": self.data_sent,
-            "acked_data_frames": self.acked,
+            # A refused data frame is answered at once, so by the end every refusal is known.
+            "acked_data_frames": self.acked - sum(self.data_refused.values()),
             "garbage_bytes_received": self.garbage_bytes,
         }
 
