@@ -282,7 +282,7 @@ async def run_via_gateway(
     nofile_for(conns_needed)
     run = _Run(plan, stats)
     result = LoadResult(topic="gateway")
-    started = time.monotonic()
+    started = stats.started = time.monotonic()
     if plan.platforms:
         await _platform_logins(run)
     generated = 0

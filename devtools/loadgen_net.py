@@ -126,6 +126,8 @@ class NetStats:
     garbage_bytes: int = 0  # bytes from the gateway that were not a whole frame
     connect_errors: Counter[str] = field(default_factory=Counter)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = field(default_factory=time.monotonic)  # the run's start (monotonic)
+    last_login_at: float = 0.0  # when the last successful login answer came
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +138,9 @@ class NetStats:
             "logins": self.logins,
             "login_refused": self.login_refused,
             "logins_made": self.logins_made,
+            "last_login_after_s": round(self.last_login_at - self.started, 1)
+            if self.last_login_at
+            else None,
             "frames_sent": self.sent,
             "bytes_sent": self.bytes_sent,
             "unsent": self.unsent,
@@ -312,6 +317,7 @@ class Conn(asyncio.Protocol):
             stats.answers += 1
             if answer.command in (0x01, 0x05):
                 stats.logins += 1
+                stats.last_login_at = time.monotonic()
             # The gateway answers only after Kafka acknowledged the frame, in the order the
             # connection sent them: everything up to the answered request is durable.
             if position > self._acked:

@@ -159,6 +159,9 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
         "connect_failed": s("connect_failed"),
         "closed_by_peer": s("closed_by_peer"),
         "logins": s("logins"),
+        # From the generators' start: the last login answered (client side), and when the
+        # gateways' login counters, sampled every second, reached the fleet.
+        "last_login_after_s": max((r["last_login_after_s"] or 0.0) for r in results),
         "all_logged_in_after_s": round(all_in, 1) if all_in is not None else None,
         "data_frames_sent": s("data_frames_sent"),
         "acked_data_frames": acked,
