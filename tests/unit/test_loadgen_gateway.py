@@ -155,9 +155,7 @@ def test_a_frame_whose_bcc_is_a_hash_ends_a_read_and_the_next_frame_is_whole() -
     frame whose BCC byte is "#" left that byte in the stream framer as a possible half marker;
     with the next frame's "##" it made a false start "###...", rejected (1 byte skipped) - or,
     when its BCC matched by chance (1 in 256), taken as a frame, losing the real one."""
-    first = next(
-        f for i in range(10_000) if (f := s.vehicle_logout(VIN, 2016, NOW, i))[-1] == 0x23
-    )
+    first = next(f for i in range(10_000) if (f := s.vehicle_logout(VIN, 2016, NOW, i))[-1] == 0x23)
     second = s.vehicle_login(VIN, 2016, NOW)
     stream = first + second + first
     for cut in range(1, len(stream)):
