@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.rules",
     "ingest.cli.alerts",
     "ingest.cli.config",
+    "ingest.cli.dlq",
     "ingest.cli.migrate",
     "ingest.cli.query",
     "ingest.cli.run",
