@@ -126,6 +126,7 @@ class LagReporter:
         m.db_pool.labels(state="in_use").set(in_use)
         m.db_pool.labels(state="idle").set(idle)
         m.db_pool.labels(state="max").set(size_max)
+        m.set_open_alerts(w.sink.open_alert_counts())  # issue 15: the thermal-runaway alert
         writer = w.writer
         if writer is None or w.consumer is None:
             return

@@ -113,6 +113,8 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        for stage in ("database", "dlq", "alerts"):  # every stage's series from 0 on
+            self.write_retries.labels(stage=stage)
         self.duplicates_skipped = Counter(
             "duplicate_rows_skipped",
             "Rows the database already held (a device resending, or a replay the offsets did not "
@@ -158,6 +160,17 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        # A gauge, not the counter above: an alert raised before a restart or a rebalance is
+        # still open (restored from the database by the new owner), and Prometheus alerts on it.
+        self.alerts_open = Gauge(
+            "alerts_open",
+            "Alerts open now in the partitions the host's workers own, by rule and severity.",
+            ["rule", "severity"],
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._open_shown: set[tuple[str, str]] = set()
         self.alerts_published = Counter(
             "alerts_published", "Alert messages published to the alerts topic.", namespace=ns,
             registry=r,
@@ -259,6 +272,15 @@ class PipelineMetrics:
             "Frames known to wait for this worker (lag plus in-flight).",
             namespace=ns, registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
+
+    def set_open_alerts(self, counts: dict[tuple[str, str], int]) -> None:
+        """Set ``alerts_open`` from (rule, severity) -> count; a pair shown before and absent
+        now goes to 0 (multi-process gauges cannot be removed)."""
+        for rule, severity in self._open_shown - counts.keys():
+            self.alerts_open.labels(rule=rule, severity=severity).set(0)
+        for (rule, severity), n in counts.items():
+            self.alerts_open.labels(rule=rule, severity=severity).set(n)
+        self._open_shown = set(counts)
 
 
 class _HistogramChild(Protocol):

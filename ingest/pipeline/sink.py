@@ -92,6 +92,10 @@ class Sink(Protocol):
         """(in use, idle, max) connections."""
         ...
 
+    def open_alert_counts(self) -> dict[tuple[str, str], int]:
+        """Alerts open now in this worker's partitions, by (rule, severity), for a gauge."""
+        ...
+
     def has_pending_changes(self) -> bool:
         """Alert changes wait that no frame produced (reload, restore): write them soon."""
         ...

@@ -241,6 +241,17 @@ class StorageSink:
         return (in_use, idle, size_max)
 
     # -- alerts state ------------------------------------------------------------------------
+    def open_alert_counts(self) -> dict[tuple[str, str], int]:
+        # Every alerting rule from 0, so that an alert rule on the gauge has a series to see.
+        counts = {
+            (r.id, r.severity): 0 for e in self._engines.values() for r in e.rules.rules if r.alert
+        }
+        for engine in self._engines.values():
+            for rec in engine.open_alerts():
+                key = (rec.rule_id, rec.severity)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
         if not self._enabled:
             return

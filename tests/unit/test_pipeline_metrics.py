@@ -170,3 +170,14 @@ def test_histogram_quantile_like_promql() -> None:
     assert histogram_quantile(hist, 0.7) == 0.75  # halfway through the (0.5, 1] bucket
     assert histogram_quantile(hist, 0.99) == 1.9
     assert histogram_quantile({}, 0.5) is None
+
+
+def test_open_alerts_gauge_counts_and_zeroes_what_closed() -> None:
+    m = PipelineMetrics(CollectorRegistry())
+    m.set_open_alerts({("thermal_event", "critical"): 2, ("alarm_level_3", "major"): 1})
+    m.set_open_alerts({("thermal_event", "critical"): 1})
+    got = _samples(m.registry, "nev_ingest_alerts_open")
+    assert got == {
+        "nev_ingest_alerts_open[('rule', 'thermal_event'), ('severity', 'critical')]": 1.0,
+        "nev_ingest_alerts_open[('rule', 'alarm_level_3'), ('severity', 'major')]": 0.0,
+    }

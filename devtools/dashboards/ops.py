@@ -1,0 +1,286 @@
+"""The Ops dashboard: is the pipeline keeping up, what does it reject, is it healthy.
+
+Every expression uses only series ``nev-ingest run`` exposes (docs/operations.md, "Metrics");
+tests/integration/test_prometheus_scrape.py evaluates each against a real Prometheus scraping
+the service, so a renamed metric fails there, not on an operator's screen."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
+
+from devtools.dashboards.panels import JOB, prom, prom_stat, prom_timeseries, rate_by
+
+__all__ = ["UID", "build"]
+
+UID = "nev-ingest-ops"
+RATE = "$__rate_interval"
+
+
+def _throughput(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("Throughput"))
+        .with_panel(
+            prom_timeseries(
+                "Frames written by kind",
+                "Frames whose rows are committed, per second, by entity kind.",
+                [
+                    prom(
+                        rate_by("kind", "nev_ingest_frames_written_total"),
+                        "{{kind}}",
+                    )
+                ],
+                unit="cps",
+                stacked=True,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Frames consumed by topic",
+                "Frames fetched from Kafka (counted when their batch commits), per second.",
+                [
+                    prom(
+                        rate_by("topic", "nev_ingest_frames_consumed_total"),
+                        "{{topic}}",
+                    )
+                ],
+                unit="cps",
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Decode errors and dead letters by reason",
+                "Frames sent to the dead-letter topic per second, by topic and reason "
+                "(docs/kafka.md lists the reasons; db_rejected: refused by the database).",
+                [
+                    prom(
+                        f"sum by (topic, reason) "
+                        f"(rate(nev_ingest_frames_dead_lettered_total{{{JOB}}}[{RATE}]))",
+                        "{{topic}} {{reason}}",
+                    )
+                ],
+                unit="cps",
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "End-to-end latency p99 by kind",
+                "Gateway receive time to database commit; the goal is p99 <= 2 s.",
+                [
+                    prom(
+                        "histogram_quantile(0.99, sum by (kind, le) "
+                        f"(rate(nev_ingest_end_to_end_latency_seconds_bucket{{{JOB}}}[{RATE}])))",
+                        "{{kind}}",
+                    )
+                ],
+                unit="s",
+            )
+        )
+    )
+
+
+def _lag(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("Consumer lag"))
+        .with_panel(
+            prom_timeseries(
+                "Lag in offsets per partition",
+                "Partition end offset minus the committed offset (kafka_exporter's names).",
+                [
+                    prom(
+                        f"max by (topic, partition) (kafka_consumergroup_lag{{{JOB}}})",
+                        "{{topic}}/{{partition}}",
+                    )
+                ],
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Lag in seconds per partition",
+                "Age of the oldest consumed-but-uncommitted frame (or time since the last "
+                "commit while nothing of the lag is fetched). Alert: NevIngestLagGrowing.",
+                [
+                    prom(
+                        f"max by (topic, partition) (kafka_consumergroup_lag_seconds{{{JOB}}})",
+                        "{{topic}}/{{partition}}",
+                    )
+                ],
+                unit="s",
+            )
+        )
+    )
+
+
+def _writes(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("Database writes"))
+        .with_panel(
+            prom_timeseries(
+                "Batch write latency",
+                "Write + commit time of one batch (rows, latest state, alerts, offsets), "
+                "retries included.",
+                [
+                    prom(
+                        "histogram_quantile(0.5, sum by (le) "
+                        f"(rate(nev_ingest_batch_write_duration_seconds_bucket{{{JOB}}}[{RATE}])))",
+                        "p50",
+                    ),
+                    prom(
+                        "histogram_quantile(0.99, sum by (le) "
+                        f"(rate(nev_ingest_batch_write_duration_seconds_bucket{{{JOB}}}[{RATE}])))",
+                        "p99",
+                        "B",
+                    ),
+                ],
+                unit="s",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Batch size",
+                "Frames per written batch: bigger batches amortise the per-transaction cost.",
+                [
+                    prom(
+                        f"sum(rate(nev_ingest_batch_size_frames_sum{{{JOB}}}[{RATE}])) / "
+                        f"sum(rate(nev_ingest_batch_size_frames_count{{{JOB}}}[{RATE}]))",
+                        "mean",
+                    )
+                ],
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Write rate per shard",
+                "Frames committed per second, by database shard (storage.shards; one "
+                "database = shard 0).",
+                [
+                    prom(
+                        rate_by("shard", "nev_ingest_shard_frames_written_total"),
+                        "shard {{shard}}",
+                    )
+                ],
+                unit="cps",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Retries and write errors",
+                "Retries after transient errors by stage, and failed writes by shard. "
+                "Alert: NevIngestWriteErrors.",
+                [
+                    prom(
+                        rate_by("stage", "nev_ingest_write_retries_total"),
+                        "retry {{stage}}",
+                    ),
+                    prom(
+                        rate_by("shard", "nev_ingest_shard_write_errors_total"),
+                        "errors shard {{shard}}",
+                        "B",
+                    ),
+                ],
+                unit="ops",
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Database pool",
+                "Connections of the workers' pools: in use, idle, and the configured maximum.",
+                [prom(f"sum by (state) (nev_ingest_db_pool_connections{{{JOB}}})", "{{state}}")],
+            )
+        )
+    )
+
+
+def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    return (
+        d.with_row(dashboard.Row("Health"))
+        .with_panel(
+            prom_stat(
+                "Workers up",
+                "Worker processes running (of those configured). Alert: NevIngestWorkersMissing.",
+                prom(f"sum(nev_ingest_workers_alive{{{JOB}}})"),
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Workers wanted",
+                "pipeline.workers summed over the hosts.",
+                prom(f"sum(nev_ingest_workers_wanted{{{JOB}}})"),
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Worker restarts (1h)",
+                "Workers restarted after a crash. Alert: NevIngestWorkerRestarts.",
+                prom(f"sum(increase(nev_ingest_worker_restarts_total{{{JOB}}}[1h]))"),
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Paused partitions",
+                "Partitions paused by backpressure (database slow or down).",
+                prom(f"sum(nev_ingest_paused_partitions{{{JOB}}})"),
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Assigned partitions",
+                "Partitions owned by the workers of every host.",
+                prom(f"sum(nev_ingest_assigned_partitions{{{JOB}}})"),
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Database reachable",
+                "1 when every worker's last database write or ping worked.",
+                prom(f"min(nev_ingest_worker_db_connected{{{JOB}}})"),
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Paused partitions by shard",
+                "Partitions held because their shard fails. Alert: NevIngestShardDown.",
+                [
+                    prom(
+                        f"sum by (shard) (nev_ingest_shard_paused_partitions{{{JOB}}})",
+                        "shard {{shard}}",
+                    )
+                ],
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Frames in flight",
+                "Consumed, not yet committed (bounded by pipeline.max_in_flight_frames).",
+                [prom(f"sum(nev_ingest_in_flight_frames{{{JOB}}})", "in flight")],
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Open alerts by severity",
+                "Alerts the rule engines hold open. Alert: NevIngestThermalRunaway.",
+                [prom(f"sum by (severity) (nev_ingest_alerts_open{{{JOB}}})", "{{severity}}")],
+                width=8,
+            )
+        )
+    )
+
+
+def build() -> dashboard.Dashboard:
+    d = (
+        dashboard.Dashboard("NEV ingest: Ops")
+        .uid(UID)
+        .tags(["nev-ingest"])
+        .description("Throughput, rejects, lag, writes and health of nev-ingest (issue 15).")
+        .refresh("30s")
+        .time("now-3h", "now")
+        .timezone("browser")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .readonly()
+    )
+    return _health(_writes(_lag(_throughput(d))))
