@@ -28,7 +28,8 @@ LAYERS: Final[tuple[tuple[str, ...], ...]] = (
     ("ingest.decoders", "ingest.config"),  # pure codecs; settings, fields, loading, docs
     ("storage", "alerts"),  # the database layer; the rule engine (both take typed params)
     ("ingest.wiring",),  # settings -> client parameters for everyone above
-    ("ingest.pipeline",),  # the service
+    # the service, and its peer the gateway (issue 14: imports decoders, config, wiring only)
+    ("ingest.pipeline", "ingest.gateway"),
     ("ingest.cli",),  # the commands (one module each)
     ("ingest.__main__",),  # python -m ingest
     ("devtools",),  # dev stack, demo, load generator, simulators: never shipped

@@ -31,6 +31,7 @@ from ingest.config.bounds import (
     SQL_IDENTIFIER,
 )
 from ingest.config.fields import Section, setting
+from ingest.config.gateway_settings import GatewaySettings
 from ingest.config.kafka_settings import KafkaSettings
 
 __all__ = [
@@ -288,6 +289,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
+    gateway: GatewaySettings = GatewaySettings()  # noqa: RUF009 - issue 14, ingest/config/gateway_settings.py
 
 
 # Section name -> class, in the order the docs list them.
@@ -299,6 +301,7 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "metrics": MetricsSettings,
     "alerts": AlertsSettings,
     "log": LogSettings,
+    "gateway": GatewaySettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:
