@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.decoders.framer import RawFrame, StreamFramer
@@ -84,7 +84,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast("asyncio.Transport", transport)  # uvloop: not a subclass
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
