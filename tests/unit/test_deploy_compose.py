@@ -99,16 +99,20 @@ def test_compose_file_is_valid_against_the_compose_spec(tmp_path: Path) -> None:
 
 def test_every_nev_ingest_command_parses_and_every_setting_loads(tmp_path: Path) -> None:
     services = _nev_services(_compose())
-    assert {"migrate", "ingest", "gateway", "loadgen"} <= set(services)
+    assert {"migrate", "nev-ingest", "nev-gateway", "loadgen"} <= set(services)
     for name, service in services.items():
         check_command(service["command"])
         check_settings(_env(service), tmp_path)
-        assert service.get("secrets") or "NEV_POSTGRES_PASSWORD_FILE" not in _env(service), name
+        # a *_FILE setting whose secret is not mounted would stop the container at start
+        mounted = {f"/run/secrets/{name}" for name in service.get("secrets") or []}
+        for key, value in _env(service).items():
+            if value.startswith("/run/secrets/"):
+                assert value in mounted, f"{name}: {key} = {value}, a secret it does not mount"
 
 
 def test_the_service_runs_two_workers_after_migrate_and_topics() -> None:
     doc = _compose()
-    ingest = doc["services"]["ingest"]
+    ingest = doc["services"]["nev-ingest"]
     assert check_command(ingest["command"]).workers == 2
     assert ingest["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert ingest["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
@@ -165,3 +169,24 @@ def test_secrets_come_from_the_env_file_and_mounted_paths_exist() -> None:
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{volume}: {DEPLOY / source} is missing"
     assert "deploy/.env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_prometheus_scrapes_the_services_where_they_serve(tmp_path: Path) -> None:
+    doc = _compose()
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    targets = {
+        t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    for name in ("nev-ingest", "nev-gateway"):
+        service = doc["services"][name]
+        s = check_settings(_env(service), tmp_path)
+        gateway = service["command"][0] == "gateway"
+        port = s.gateway.metrics_port if gateway else s.metrics.port
+        host = s.gateway.metrics_host if gateway else s.metrics.host
+        assert f"{name}:{port}" in targets, f"prometheus.yml does not scrape {name}:{port}"
+        assert host == "0.0.0.0", f"{name} serves its metrics on loopback only"  # noqa: S104
+    grafana = doc["services"]["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("."))
+    provider = load_yaml(DEPLOY / "grafana/provisioning/dashboards/dashboards.yml")[0]
+    (path,) = [p["options"]["path"] for p in provider["providers"]]
+    assert mounts["./grafana/dashboards"] == path  # the dashboards are where Grafana looks

@@ -44,7 +44,8 @@ def _pod_specs() -> dict[str, dict[str, Any]]:
 def _env(container: dict[str, Any]) -> dict[str, str]:
     config = _resources()[("ConfigMap", "nev-ingest")]["data"]
     env = {k: str(v) for k, v in config.items()}
-    env.update({e["name"]: str(e["value"]) for e in container.get("env", [])})
+    # a value from the pod (valueFrom) is known only there: a stand-in of the right shape
+    env.update({e["name"]: str(e.get("value", "pod-name-0")) for e in container.get("env", [])})
     return env
 
 
@@ -102,7 +103,7 @@ def test_commands_and_settings_exist(tmp_path: Path) -> None:
                     assert str(Path(value).parent) in mounts, f"{name}: {key} is not mounted"
 
 
-def test_probes_security_and_resources() -> None:
+def test_probes_security_and_resources(tmp_path: Path) -> None:
     shutdown = load_settings(environ={}).pipeline.shutdown_timeout_s
     for name, pod in _pod_specs().items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -117,13 +118,15 @@ def test_probes_security_and_resources() -> None:
             assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
             if name == "nev-ingest-migrate":
                 continue
-            port = int(_env(c)["NEV_METRICS_PORT"])
+            s = check_settings(_env(c), tmp_path)
+            gateway = c["args"][0] == "gateway"
+            port = s.gateway.metrics_port if gateway else s.metrics.port
+            host = s.gateway.metrics_host if gateway else s.metrics.host
             named = {p["name"]: p["containerPort"] for p in c["ports"]}
             assert named["metrics"] == port, name
-            assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-            # the kubelet probes from outside the container
-            assert _env(c)["NEV_METRICS_HOST"] == "0.0.0.0"  # noqa: S104
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+            assert host == "0.0.0.0", f"{name}: the kubelet probes from outside"  # noqa: S104
     ingest = _pod_specs()["nev-ingest"]
     assert ingest["terminationGracePeriodSeconds"] > shutdown + 20
     (c,) = ingest["containers"]
