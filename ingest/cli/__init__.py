@@ -32,11 +32,11 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.rules",
     "ingest.cli.alerts",
     "ingest.cli.config",
-    "ingest.cli.dlq",
     "ingest.cli.migrate",
     "ingest.cli.query",
     "ingest.cli.run",
     "ingest.cli.gateway",
+    "ingest.cli.dlq",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.

@@ -23,7 +23,7 @@ import orjson
 from contract.clock import CHINA_TZ
 from ingest.cli.args import kafka_topic, parse_duration, text
 from ingest.config.load import add_config_arguments, settings_from_args
-from ingest.dlq import Letter, Selection, parse_offsets, read_letters, replay
+from ingest.pipeline.dlq import Letter, Selection, parse_offsets, read_letters, replay
 
 __all__ = ["register"]
 

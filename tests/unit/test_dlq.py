@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pytest
 
 from ingest.cli import main
-from ingest.dlq import Letter, Selection, parse_offsets, replay_headers, unreplayable
+from ingest.pipeline.dlq import Letter, Selection, parse_offsets, replay_headers, unreplayable
 from ingest.pipeline.wire import dead_letter
 
 pytestmark = pytest.mark.unit
