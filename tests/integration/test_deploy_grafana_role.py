@@ -21,6 +21,12 @@ pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).parents[2] / "deploy" / "compose" / "grafana-role.sh"
 
 
+def _run_script(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, check=False
+    )
+
+
 async def test_the_grafana_role_reads_the_migrated_schema_and_writes_nothing(
     fresh_database: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -39,9 +45,7 @@ async def test_the_grafana_role_reads_the_migrated_schema_and_writes_nothing(
     }
     if url.password:
         env["PGPASSWORD"] = url.password
-    done = await asyncio.to_thread(
-        subprocess.run, ["bash", SCRIPT], env=env, capture_output=True, text=True, check=False
-    )
+    done = await asyncio.to_thread(_run_script, env)
     assert done.returncode == 0, done.stderr
     try:
         await migrate_database(fresh_database)  # after the script, as in compose
