@@ -15,7 +15,9 @@ import orjson
 import pytest
 
 from devtools.sim.fleet import FleetOptions, Message, SimVehicle, fleet_messages
+from ingest.config.load import load_settings
 from ingest.decoders import encode_frame
+from ingest.pipeline.dlq import Selection, read_letters, replay
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
 
@@ -69,6 +71,15 @@ async def test_dead_letters_listed_then_replayed_twice_are_stored_once(env: Pipe
     assert sorted(x["size"] for x in letters) == sorted(len(m.value) for m in ahead)
     table = _cli(env, "list", "--reason", "bad_checksum")
     assert table.returncode == 0 and table.stdout.splitlines()[-1] == "0 dead letters"
+
+    # the progress callback of long replays, every letter here (a dry run: nothing is sent)
+    kafka = load_settings(environ=env.environ()).kafka
+    seen: list[int] = []
+    await replay(
+        kafka, read_letters(kafka, env.dlq), Selection(), {env.topic}, dry_run=True,
+        progress=seen.append, progress_every_s=0,
+    )  # fmt: skip
+    assert seen == list(range(1, len(ahead) + 1))
 
     before = await ps.end_offsets(env.kafka, env.topic)
     dry = _cli(env, "replay", "--reason", "time_out_of_window", "--dry-run")

@@ -131,6 +131,10 @@ def test_health_conditions_have_health_checks_and_the_demo_is_a_profile() -> Non
                 hc = services[dep].get("healthcheck")
                 image_hc = services[dep].get("image", "").startswith("nev-ingest:")
                 assert (hc and not hc.get("disable")) or image_hc, f"{dep} has no health check"
+    # the image's HEALTHCHECK asks the service's /healthz: any other command overrides it
+    for name, service in _nev_services(_compose()).items():
+        if service["command"][0] != "run":
+            assert "healthcheck" in service, f"{name}: the image's health check is for `run`"
     assert services["loadgen"]["profiles"] == ["demo"]
     assert services["loadgen"]["build"]["target"] == "demo"
     assert services["kafka"]["image"].startswith("apache/kafka:")

@@ -3,11 +3,12 @@ what goes back to the source topic, and which letters are never replayed."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from ingest.cli import main
+from ingest.cli import build_parser, main
 from ingest.pipeline.dlq import Letter, Selection, parse_offsets, replay_headers, unreplayable
 from ingest.pipeline.wire import dead_letter
 
@@ -102,3 +103,17 @@ def test_a_bad_flag_is_one_line_before_kafka_is_asked(capsys: pytest.CaptureFixt
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "--since" in err and "2h" in err
+
+
+def test_every_command_line_in_the_operations_guide_parses() -> None:
+    """docs/operations.md's code lines (``nev-ingest dlq ...`` among them) are real command
+    lines: a renamed command or flag fails here, not in an operator's terminal."""
+    doc = Path(__file__).parents[2] / "docs" / "operations.md"
+    lines = [
+        line.split("#")[0].split()
+        for line in doc.read_text().splitlines()
+        if line.startswith("    nev-ingest ")
+    ]
+    assert any(argv[1] == "dlq" for argv in lines)
+    for argv in lines:
+        build_parser(argv[1]).parse_args(argv[1:])
