@@ -144,9 +144,13 @@ def _print_counts(counts: Counter[str], fmt: str, out: TextIO) -> None:
     if fmt == "json":
         out.write(orjson.dumps({"counts": dict(counts.most_common())}).decode() + "\n")
         return
-    out.write(f"{sum(counts.values())} dead letters")
+    out.write(_letters(sum(counts.values())))
     out.write(": " + ", ".join(f"{r} {n}" for r, n in counts.most_common()) if counts else "")
     out.write("\n")
+
+
+def _letters(n: int) -> str:
+    return f"{n} dead letter" + ("" if n == 1 else "s")
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -156,7 +160,7 @@ def _replay(args: argparse.Namespace) -> int:
     k = settings.kafka
 
     def progress(n: int) -> None:
-        print(f"replayed {n} dead letters so far ...", file=sys.stderr, flush=True)
+        print(f"replayed {_letters(n)} so far ...", file=sys.stderr, flush=True)
 
     async def run() -> Any:
         letters = read_letters(k, k.topic_dlq, args.since)
@@ -173,7 +177,7 @@ def _replay(args: argparse.Namespace) -> int:
     verb = "would replay" if args.dry_run else "replayed"
     total = sum(report.replayed.values())
     by_reason = ", ".join(f"{r} {n}" for r, n in report.replayed.most_common())
-    print(f"{verb} {total} dead letters" + (f": {by_reason}" if by_reason else ""))
+    print(f"{verb} {_letters(total)}" + (f": {by_reason}" if by_reason else ""))
     for why, n in report.skipped.most_common():
         print(f"skipped {n}: {why}")
     return 0

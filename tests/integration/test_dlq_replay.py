@@ -72,6 +72,19 @@ async def test_dead_letters_listed_then_replayed_twice_are_stored_once(env: Pipe
     table = _cli(env, "list", "--reason", "bad_checksum")
     assert table.returncode == 0 and table.stdout.splitlines()[-1] == "0 dead letters"
 
+    # --since reads from the time index: an hour ago takes all, a time ahead none (and ends)
+    recent = _cli(env, "list", "--since", "1h", "--counts", "--format", "json")
+    assert orjson.loads(recent.stdout) == {"counts": {"time_out_of_window": len(ahead)}}
+    later = _cli(env, "list", "--since", "2099-01-01T00:00:00", "--counts")
+    assert later.returncode == 0 and later.stdout.strip() == "0 dead letters", later.stderr
+    first = min(letters, key=lambda x: (x["dlq_partition"], x["dlq_offset"]))
+    where = f"{first['dlq_partition']}:{first['dlq_offset']}"
+    one = _cli(env, "replay", "--offsets", where, "--dry-run")
+    assert one.stdout.strip() == "would replay 1 dead letter: time_out_of_window 1", one.stderr
+    missing = _cli(env, "list", "--set", "kafka.topic_dlq=no.such.topic")
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+    assert "no.such.topic" in missing.stderr and "kafka.topic_dlq" in missing.stderr
+
     # the progress callback of long replays, every letter here (a dry run: nothing is sent)
     kafka = load_settings(environ=env.environ()).kafka
     seen: list[int] = []
