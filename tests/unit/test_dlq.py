@@ -3,12 +3,15 @@ what goes back to the source topic, and which letters are never replayed."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
 from ingest.cli import build_parser, main
+from ingest.cli.dlq import _print
 from ingest.pipeline.dlq import Letter, Selection, parse_offsets, replay_headers, unreplayable
 from ingest.pipeline.wire import dead_letter
 
@@ -117,3 +120,13 @@ def test_every_command_line_in_the_operations_guide_parses() -> None:
     assert any(argv[1] == "dlq" for argv in lines)
     for argv in lines:
         build_parser(argv[1]).parse_args(argv[1:])
+
+
+def test_a_table_row_is_one_line_with_where_it_came_from() -> None:
+    letter = dataclasses.replace(_letter(), detail="line one\nline two")
+    out = io.StringIO()
+    _print(letter, "table", out)
+    row = out.getvalue()
+    assert row.count("\n") == 1
+    assert "0:7" in row and "bad_checksum" in row and "nev.raw[3]@41" in row
+    assert "line one line two" in row
