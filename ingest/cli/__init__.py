@@ -36,6 +36,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.query",
     "ingest.cli.run",
     "ingest.cli.gateway",
+    "ingest.cli.dlq",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.
