@@ -238,10 +238,11 @@ async def paced(
     watch: Watch | None = None,
     offsets: Offsets | None = None,
     every_s: float = 1.0,
-    on_sample: Callable[[int], Awaitable[None]] | None = None,
+    on_sample: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> int:
     """Produce ``messages`` at ``rate`` frames/s (``received_at`` = send time) while ``watch``
-    samples stored frames and lag every ``every_s``; returns the frames sent."""
+    samples stored frames and lag every ``every_s`` (and calls ``on_sample(stored, end)``);
+    returns the frames sent."""
     producer = bench_producer(env.kafka)
     await producer.start()
     try:
@@ -250,9 +251,10 @@ async def paced(
         )
         while not sending.done():
             if watch is not None and offsets is not None:
-                n = await watch.sample(await offsets.end())
+                end = await offsets.end()
+                n = await watch.sample(end)
                 if on_sample is not None:
-                    await on_sample(n)
+                    await on_sample(n, end)
             await asyncio.wait({sending}, timeout=every_s)
         return (await sending).frames
     finally:
