@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from devtools.loadgen import produce_messages
 from devtools.sim.fleet import Message
@@ -73,6 +74,8 @@ class Offsets:
         self.topics = list(topics)
         self._consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
         self._tps: list[TopicPartition] = []
+        self._last = 0
+        self.timeouts = 0
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -82,7 +85,13 @@ class Offsets:
             self._tps += [TopicPartition(name, p) for p in sorted(parts)]
 
     async def end(self) -> int:
-        return sum((await self._consumer.end_offsets(self._tps)).values())
+        """The sum of the end offsets; the last answer again when the broker is slow to give
+        one (the shared machine's Kafka can take longer than the request timeout)."""
+        try:
+            self._last = sum((await self._consumer.end_offsets(self._tps)).values())
+        except KafkaTimeoutError:
+            self.timeouts += 1
+        return self._last
 
     async def stop(self) -> None:
         await self._consumer.stop()

@@ -10,7 +10,7 @@ charging: status, output, vehicle/BMS and order blocks) and standalone packs
 
 Beyond ``POOL`` devices (3,000,000 in a scale run) encoding templates per device would cost
 minutes and gigabytes (~0.4 ms and ~2.8 KB each): device ``i`` then reuses the templates of
-device ``i % POOL`` with its own identity (VIN, pile code, pack code) written over the
+device ``i % TEMPLATE_DEVICES`` with its own identity (VIN, pile code, pack code) written over the
 template device's at the offsets where it occurs, so memory is the pool's and each frame
 still costs a copy, two patches and a BCC.
 """
@@ -108,7 +108,7 @@ def frames_of_kind(
     """``devices * per_device`` (key, frame) pairs of ``kind``, interleaved in time like
     gateway traffic."""
     build = _BUILDERS[kind]
-    own = min(devices, POOL)
+    own = devices if devices <= POOL else TEMPLATE_DEVICES
     keys, bases = [], []
     for i in range(own):
         key, frames = build(i, templates, start_ms, interval_ms)
@@ -136,8 +136,10 @@ def frames_of_kind(
             yield ident, reseal(frame)
 
 
-# Devices with templates of their own; beyond it, derived (module docstring).
+# Up to POOL devices each have templates of their own; beyond it, every device's frames are
+# derived from those of TEMPLATE_DEVICES template devices (module docstring).
 POOL = 20_000
+TEMPLATE_DEVICES = 1_000
 
 
 def _vehicle_id(i: int) -> bytes:
