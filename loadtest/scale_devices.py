@@ -1,15 +1,16 @@
 """Scale run: 3,000,000 distinct devices (1M vehicles + 1M charging piles + 1M packs) through the
 whole service at a reduced per-device rate: does the worker's per-device state stay bounded?
 
-    python -m loadtest.scale_devices [--devices 3000000] [--rounds 2] [--interval-s 600]
+    python -m loadtest.scale_devices [--devices 3000000] [--revisit 100000] [--interval-s 600]
                                      [--workers 1] [--shards 1]
 
 Needs the dev stack (``nev-ingest devstack up``). Fresh databases and 12-partition topics per
 kind; ``nev-ingest run --workers W`` starts first and takes its partitions, then the devices'
 frames are produced as fast as the producer goes, a third of the devices of each kind
 interleaved (``bench_frames``; beyond its pool each device's frames are derived from a pooled
-template with the device's own identity), ``--rounds`` frames per device ``--interval-s``
-apart: round 0 is every device's first frame, round 1 the same devices again.
+template with the device's own identity): round 0 is every device's first frame, round 1,
+``--interval-s`` later in frame time, a second frame of the first ``--revisit`` devices of
+each kind (devices the worker already knows: no new state).
 
 Worker RSS is sampled with the frames stored: at the start (no device yet), when every device
 has been seen once (end of round 0) and at the end. Bytes per device = (RSS when every device
@@ -42,17 +43,18 @@ from loadtest.scale_support import Offsets, Watch, paced, shard_envs, sharded_se
 __all__ = ["main"]
 
 
-def _of_kind(kind: str, devices: int, rounds: int, interval_ms: int, start_ms: int) -> Any:
-    pairs = frames_of_kind(kind, devices, rounds, start_ms=start_ms, interval_ms=interval_ms)
-    for key, value in pairs:
+def _of_kind(kind: str, devices: int, at_ms: int) -> Any:
+    for key, value in frames_of_kind(kind, devices, 1, start_ms=at_ms):
         yield Message(0, key, value, "realtime", kind)
 
 
-def _messages(devices: int, rounds: int, interval_ms: int, start_ms: int) -> Any:
-    """Round by round, a vehicle, a pile and a pack in turn."""
+def _messages(devices: int, revisit: int, interval_ms: int, start_ms: int) -> Any:
+    """Round 0: every device once; round 1, ``interval_ms`` later: the first ``revisit``
+    devices of each kind again. A vehicle, a pile and a pack in turn."""
     share = devices // len(KINDS)
-    streams = [_of_kind(kind, share, rounds, interval_ms, start_ms) for kind in KINDS]
-    return (m for group in zip(*streams, strict=True) for m in group)
+    for n, at_ms in ((share, start_ms), (revisit, start_ms + interval_ms)):
+        streams = [_of_kind(kind, n, at_ms) for kind in KINDS]
+        yield from (m for group in zip(*streams, strict=True) for m in group)
 
 
 def _rss_at(series: list[tuple[int, float]], stored: int) -> float:
@@ -68,14 +70,15 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     topics = kind_topics(f"scale.devices.{run_id}")
     await ensure_topics(env.kafka, {t: 12 for t in topics.values()}, replication_factor=1)
     devices = args.devices // len(KINDS) * len(KINDS)
-    total = devices * args.rounds
+    revisit = min(args.revisit, devices // len(KINDS))
+    total = devices + revisit * len(KINDS)
     interval_ms = int(args.interval_s * 1000)
-    start_ms = time.time_ns() // 1_000_000 - (args.rounds - 1) * interval_ms
+    start_ms = time.time_ns() // 1_000_000 - interval_ms
     out: dict[str, Any] = {
         "benchmark": "scale_devices",
         "devices": devices,
         "per_kind": devices // len(KINDS),
-        "rounds": args.rounds,
+        "revisited_per_kind": revisit,
         "interval_s": args.interval_s,
         "frames": total,
         "workers": args.workers,
@@ -83,7 +86,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": _machine(),
         "loadavg_1m_start": os.getloadavg()[0],
     }
-    messages = _messages(devices, args.rounds, interval_ms, start_ms)
+    messages = _messages(devices, revisit, interval_ms, start_ms)
     began = time.monotonic()
     first = next(messages)  # builds the template pools before the clock starts
     out["template_pool_build_s"] = round(time.monotonic() - began, 1)
@@ -163,7 +166,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scale_devices", description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, default=3_000_000, help="a third of each kind")
-    p.add_argument("--rounds", type=int, default=2, help="frames per device")
+    p.add_argument(
+        "--revisit", type=int, default=100_000, help="devices of each kind sent a second frame"
+    )
     p.add_argument("--interval-s", type=float, default=600.0, help="between a device's frames")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shards", type=int, default=1)
