@@ -88,11 +88,14 @@ class Offsets:
     async def end(self) -> int:
         """The sum of the end offsets; the last answer again when the broker is slow to give
         one (the shared machine's Kafka can take longer than the request timeout)."""
-        try:
-            self._last = sum((await self._consumer.end_offsets(self._tps)).values())
-        except KafkaTimeoutError:
-            self.timeouts += 1
-        return self._last
+        while True:
+            try:
+                self._last = sum((await self._consumer.end_offsets(self._tps)).values())
+            except KafkaTimeoutError:
+                self.timeouts += 1
+                if not self._last:
+                    continue  # no answer yet to stand in: ask again
+            return self._last
 
     async def stop(self) -> None:
         await self._consumer.stop()
