@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="N PostgreSQL clusters, one per storage shard, and the query database nev_query "
         "on the first (default: as the last up, else 1)",
     )
+    up.add_argument(
+        "--replica",
+        action="store_true",
+        help="also a streaming read replica of each shard's cluster (pg_basebackup -R, its own "
+        "port; kept for later ups); env exports NEV_STORAGE_REPLICAS",
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop the services that up started (by pid)")
@@ -67,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards)
+    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards, replicas=args.replica)
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 

@@ -70,7 +70,7 @@ def _has_timescaledb(binaries: prereq.PostgresBinaries) -> bool:
     return share is not None and (share / "extension" / "timescaledb.control").is_file()
 
 
-def _give_to(path: Path, user: str | None) -> None:
+def give_to(path: Path, user: str | None) -> None:
     # initdb (run as `user`) creates data/ inside, and pg_ctl -l writes postgres.log there.
     if user is not None:
         entry = pwd.getpwnam(user)
@@ -87,7 +87,7 @@ def _reachable(path: Path, user: str) -> bool:
     return True
 
 
-def _home(state_dir: Path, user: str | None, name: str) -> Path:
+def home_of(state_dir: Path, user: str | None, name: str) -> Path:
     """Where the cluster lives: ``<state_dir>/<name>``, unless we are root and the server's
     user cannot reach the state directory (a checkout under /root, say); then a directory in
     /tmp named after the state directory, recorded in state.json like everything else."""
@@ -112,12 +112,11 @@ def up(
     service (``postgres``, or ``postgres-<i>`` for shard i) and its directory."""
     binaries = prereq.postgres(bin_dir)
     user = prereq.server_user()
-    home = _home(state_dir, user, name)
+    home = home_of(state_dir, user, name)
     data = home / "data"
-    log = home / "postgres.log"  # written by the server (pg_ctl -l), owned by `user`
     setup_log = home / "setup.log"  # initdb / pg_ctl output, written by us
     home.mkdir(parents=True, exist_ok=True)
-    _give_to(home, user)
+    give_to(home, user)
     port = free_port(previous.port if previous else None)
 
     if not (data / "PG_VERSION").is_file():
@@ -140,8 +139,25 @@ def up(
         )
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(tuned_conf(port, preload_timescaledb=_has_timescaledb(binaries)))
-    _set_port(data / "postgresql.conf", port)
+    return start(binaries, name, data, port, timeout_s, user=user, create_database=DATABASE)
 
+
+def start(
+    binaries: prereq.PostgresBinaries,
+    name: str,
+    data: Path,
+    port: int,
+    timeout_s: float,
+    *,
+    user: str | None,
+    create_database: str | None,
+) -> ServiceState:
+    """Start the cluster in ``data`` on ``port`` (a primary or a standby) and wait until it
+    accepts connections; ``create_database`` is made unless it exists (None on a standby,
+    which is read-only and gets every database from its primary)."""
+    log = data.parent / "postgres.log"
+    setup_log = data.parent / "setup.log"
+    _set_port(data / "postgresql.conf", port)
     run(
         [
             binaries.exe("pg_ctl"),
@@ -163,7 +179,8 @@ def up(
         started = start_time(pid)
         if started is None:
             raise UserError(f"PostgreSQL exited after start; see {log}: {tail(log)}")
-        _create_database(binaries.exe("psql"), port, DATABASE)
+        if create_database is not None:
+            _create_database(binaries.exe("psql"), port, create_database)
     except BaseException:
         _stop(binaries.bin_dir, data, user, setup_log, timeout_s)
         raise

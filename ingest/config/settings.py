@@ -103,6 +103,13 @@ class StorageSettings(Section):
         "nev-ingest migrate. Empty: none (fleet-wide queries read the single database).",
         dsn=True,
     )
+    replicas: tuple[str, ...] = setting(
+        (),
+        "libpq URLs of read replicas, one per shard in storage.shards' order (one for "
+        "postgres.dsn without shards): nev-ingest query reads an entity from its shard's "
+        "replica. Empty: the primaries. The service never writes them.",
+        dsn=True,
+    )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")
     schema: str = setting(
         "nev",
