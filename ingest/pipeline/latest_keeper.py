@@ -85,7 +85,10 @@ class LatestKeeper:
             key = _key(tp)
             self._writer(key).latest.refill(key, decoder.decode_stored(key[0], records[:cut]))
         if cut < len(records) or records[cut - 1].offset >= until - 1:
-            p.refill_until = None  # complete: the set may be merged now
+            # Complete: these tuples are older than the interval already, merged with the next
+            # write (or by the idle merge) rather than an interval after the restart.
+            p.refill_until = None
+            p.merged_at = float("-inf")
         return records[cut:]
 
     async def flush(self, partitions: Iterable[Any]) -> None:

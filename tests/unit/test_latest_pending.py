@@ -31,7 +31,7 @@ def _frames(vehicles: int, per_vehicle: int, start_ms: int = 1_700_000_000_000) 
 
 def test_newest_frame_time_wins_and_an_older_reissue_does_not_replace() -> None:
     frames = _frames(3, 4)  # 3 vehicles, 4 frames each, 10 s apart
-    newest = {}
+    newest: dict[str, int] = {}
     for f in frames:
         assert f.ts_ms is not None
         newest[f.vin] = max(newest.get(f.vin, 0), f.ts_ms)
