@@ -89,6 +89,10 @@ class LatestKeeper:
             # write (or by the idle merge) rather than an interval after the restart.
             p.refill_until = None
             p.merged_at = float("-inf")
+            log.info(
+                "latest_state tuples refilled",
+                extra={"topic": _key(tp)[0], "partition": _key(tp)[1], "entities": len(p.pending)},
+            )
         return records[cut:]
 
     async def flush(self, partitions: Iterable[Any]) -> None:
