@@ -30,12 +30,14 @@ async def merge(
     copy = loader is LoaderKind.COPY
     n = 0
     if pending.vehicles:
-        entries = sorted(pending.vehicles.items())  # by VIN: two writers lock in one order
+        # Unsorted: both statements order by VIN themselves (merge_stage's DISTINCT ON, the
+        # upsert's newest_per_vehicle), so two writers still lock in the same order.
+        entries = list(pending.vehicles.values())
         if copy:
-            await _stage_vehicles(conn, schema, [e for _, e in entries])
+            await _stage_vehicles(conn, schema, entries)
             await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries))
         else:
-            await upsert_rows(conn, schema, entity_kind, [e[1] for _, e in entries])
+            await upsert_rows(conn, schema, entity_kind, [e[1] for e in entries])
         n += len(entries)
     if pending.chargers:
         n += await upsert(conn, schema, CHARGER, list(pending.chargers.items()), copy=copy)

@@ -72,11 +72,15 @@ class Delta:
 
     def absorb(self, other: Delta) -> None:
         """Take ``other``'s tuples (newest wins, as above)."""
-        if not self.vehicles:
+        mine = self.vehicles
+        if not mine:
             self.vehicles = dict(other.vehicles)
         else:
+            get = mine.get  # once per entity per batch: no method call per entry
             for vin, entry in other.vehicles.items():
-                self.put_vehicle(vin, entry)
+                old = get(vin)
+                if old is None or entry[0] > old[0]:
+                    mine[vin] = entry
         for mine, theirs in ((self.chargers, other.chargers), (self.packs, other.packs)):
             for entity, values in theirs.items():
                 self.put_values(mine, entity, values)
