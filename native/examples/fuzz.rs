@@ -86,7 +86,7 @@ fn seeds() -> Vec<Vec<u8>> {
 
 fn unhex(hex: &str) -> Option<Vec<u8>> {
     let hex = hex.trim();
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
