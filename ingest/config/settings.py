@@ -32,6 +32,7 @@ from ingest.config.bounds import (
 )
 from ingest.config.fields import Section, setting
 from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.security_settings import SecuritySettings
 
 __all__ = [
     "ENTITY_KINDS",
@@ -288,6 +289,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
+    security: SecuritySettings = SecuritySettings()
 
 
 # Section name -> class, in the order the docs list them.
@@ -299,6 +301,7 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "metrics": MetricsSettings,
     "alerts": AlertsSettings,
     "log": LogSettings,
+    "security": SecuritySettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:
