@@ -289,7 +289,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
-    security: SecuritySettings = SecuritySettings()
+    security: SecuritySettings = SecuritySettings()  # noqa: RUF009 (frozen)
 
 
 # Section name -> class, in the order the docs list them.

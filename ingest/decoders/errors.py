@@ -18,6 +18,10 @@ BAD_IDENTITY: Final = (
 COUNT_MISMATCH: Final = (
     "count_mismatch"  # a motor / pack count disagrees with the blocks (counts.py)
 )
+# Not a decoder's: the signature policy's (ingest.pipeline.signatures, docs/security.md). A
+# 2025 frame whose signature does not verify, or whose VIN has no key, under
+# security.signatures = reject. The decoders themselves never check signatures.
+BAD_SIGNATURE: Final = "bad_signature"
 
 # The binary profiles (vehicle, charger, battery pack): the envelope and the frame's fields.
 FRAME_REASONS: Final = frozenset(
