@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.decode",
     "ingest.cli.rules",
     "ingest.cli.alerts",
+    "ingest.cli.keys",
     "ingest.cli.config",
     "ingest.cli.migrate",
     "ingest.cli.query",
