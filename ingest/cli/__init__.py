@@ -31,11 +31,11 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.decode",
     "ingest.cli.rules",
     "ingest.cli.alerts",
-    "ingest.cli.keys",
     "ingest.cli.config",
     "ingest.cli.migrate",
     "ingest.cli.query",
     "ingest.cli.run",
+    "ingest.cli.keys",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.
