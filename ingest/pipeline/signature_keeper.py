@@ -36,11 +36,12 @@ RETRY_S: Final = 5.0
 def gate_decoders(
     decoders: dict[str, TopicDecoder], vehicle_topic: str, settings: Any, metrics: Any
 ) -> tuple[dict[str, TopicDecoder], SignatureGate | None]:
-    """``decoders`` with the vehicle topic's wrapped in a ``SignatureGate`` (none when
-    ``security.signatures = off``)."""
+    """``decoders`` with the vehicle topic's wrapped in a ``SignatureGate``, and the gate when it
+    needs keys (not with ``security.signatures = off``: then it only dead-letters encrypted
+    frames)."""
     sec = settings.security
     entry = decoders.get(vehicle_topic)
-    if sec.signatures == "off" or not isinstance(entry, Batched):
+    if not isinstance(entry, Batched):
         return decoders, None
     counter = Counter(
         "signature_checks",
@@ -51,7 +52,8 @@ def gate_decoders(
     )
     cache = KeyCache(sec.key_cache_size)
     gate = SignatureGate(entry.decode, Policy.from_settings(sec), cache, counter)
-    return {**decoders, vehicle_topic: Batched(gate)}, gate
+    gated = {**decoders, vehicle_topic: Batched(gate)}
+    return gated, (None if sec.signatures == "off" else gate)
 
 
 class Keeper:

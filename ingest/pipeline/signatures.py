@@ -19,6 +19,10 @@ judge those. Activation frames (0x09) register their key under trust on first us
 than the VIN's registered one is never taken (``key_conflict``: counted, logged, an event; an
 admin rotates with ``nev-ingest keys add --replace``).
 
+Whatever the policy (also ``off``), a frame whose data unit is encrypted (header byte 0x02-0x05)
+becomes ``encrypted_unsupported``: the cipher mode is not known, and such a frame used to be
+consumed without a row.
+
 Keys live in ``KeyCache`` (bounded, filled and refreshed by ``signature_keeper``).
 """
 
@@ -34,7 +38,7 @@ from typing import Any, Final
 
 import nev_native
 
-from ingest.decoders.errors import BAD_SIGNATURE, FrameError
+from ingest.decoders.errors import BAD_SIGNATURE, ENCRYPTED_UNSUPPORTED, FrameError
 from storage.keys import DeviceKey
 
 __all__ = ["KeyCache", "Policy", "SignatureGate", "Status"]
@@ -45,6 +49,9 @@ EDITION_2025: Final = b"$$"
 SIGNED_COMMANDS: Final = frozenset({0x02, 0x03})
 ACTIVATION: Final = 0x09
 VIN: Final = slice(4, 21)
+ENCRYPTION_AT: Final = 21
+# Header encryption bytes of a real cipher (0x02 RSA, 0x03 AES-128, 0x04 SM2, 0x05 SM4).
+CIPHERS: Final = {0x02: "RSA", 0x03: "AES-128", 0x04: "SM2", 0x05: "SM4"}
 
 
 class Status(IntEnum):
@@ -151,6 +158,7 @@ class SignatureGate:
 
     def __call__(self, values: Sequence[bytes], received_ms: Sequence[int]) -> list[Any]:
         results = list(self._inner(values, received_ms))
+        self._encrypted(values, results)
         if self.policy.signatures == "off":
             return results
         picked: list[int] = []
@@ -175,6 +183,17 @@ class SignatureGate:
             for i, code in zip(picked, statuses, strict=True):
                 results[i] = self._judge(results[i], received_ms[i], Status(code))
         return results
+
+    @staticmethod
+    def _encrypted(values: Sequence[bytes], results: list[Any]) -> None:
+        """Dead-letter the frames with an encrypted data unit the decoder kept opaque."""
+        for i, value in enumerate(values):
+            if len(value) > ENCRYPTION_AT and value[ENCRYPTION_AT] in CIPHERS:
+                rows = results[i]
+                if rows is not None and not isinstance(rows, BaseException):
+                    cipher = CIPHERS[value[ENCRYPTION_AT]]
+                    detail = f"{cipher}-encrypted data unit: decryption is not implemented yet"
+                    results[i] = FrameError(ENCRYPTED_UNSUPPORTED, ENCRYPTION_AT, detail)
 
     def _wanted(self, vin: str) -> bool:
         """Whether to verify this vehicle's frame under ``security.verify``."""

@@ -14,8 +14,9 @@ from typing import Any
 import nev_native
 import pytest
 
+from devtools.sim.envelope import frame, reseal
 from ingest.config.load import load_settings
-from ingest.decoders.errors import BAD_SIGNATURE, FrameError
+from ingest.decoders.errors import BAD_SIGNATURE, ENCRYPTED_UNSUPPORTED, FrameError
 from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate, Status
 from storage.keys import DeviceKey
@@ -184,13 +185,11 @@ def test_admin_only_registers_nothing(key: SigningKey) -> None:
 
 
 def test_a_forged_activation_registers_nothing(key: SigningKey) -> None:
-    frame = bytearray(activation(VIN, now_ms(), key))
-    frame[30] ^= 0x01  # inside the chip id: signed
-    frame[-1] = 0
-    from devtools.sim.envelope import reseal
-
+    raw = bytearray(activation(VIN, now_ms(), key))
+    raw[30] ^= 0x01  # inside the chip id: signed
+    raw[-1] = 0
     g = gate(Policy(signatures="reject", verify="every"))
-    (out,) = run(g, [reseal(frame)])
+    (out,) = run(g, [reseal(raw)])
     assert isinstance(out, FrameError) and out.reason == BAD_SIGNATURE
     assert not g.new_keys
 
@@ -219,3 +218,13 @@ def test_security_settings_defaults_and_environment() -> None:
     env = {"NEV_SECURITY_SIGNATURES": "reject", "NEV_SECURITY_VERIFY": "every"}
     s = load_settings(environ=env).security
     assert (s.signatures, s.verify) == ("reject", "every")
+
+
+def test_encrypted_data_units_are_dead_lettered_whatever_the_policy(key: SigningKey) -> None:
+    for policy in (Policy(signatures="off"), Policy(signatures="reject")):
+        g = gate(policy, {VIN: key})
+        values = [frame(2025, 0x02, VIN, b"\x12" * 40, encryption=e) for e in (0x03, 0x05, 0x01)]
+        out = run(g, values)
+        assert [getattr(r, "reason", None) for r in out[:2]] == [ENCRYPTED_UNSUPPORTED] * 2
+        assert "AES-128" in str(out[0]) and "SM4" in str(out[1])
+        assert not isinstance(out[2], FrameError) or out[2].reason != ENCRYPTED_UNSUPPORTED
