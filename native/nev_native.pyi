@@ -38,10 +38,9 @@ def bench(what: str, frames: list[bytes], passes: int) -> float:
     over ``frames``, GIL released, no Python objects (loadtest/bench_native.py)."""
 
 # Signatures (src/py_sig.rs). Statuses: ingest.pipeline.signatures.Status.
-def verify_frames(
-    frames: list[bytes], keys: list[tuple[int, bytes] | None], /
-) -> bytes:
+def verify_frames(frames: list[bytes], keys: list[tuple[int, bytes] | None], /) -> bytes:
     """One status byte per frame (ingest.pipeline.signatures.Status), GIL released."""
+
 def verify_signature(
     key_algorithm: int, public_key: bytes, algorithm: int, signed: bytes, r: bytes, s: bytes, /
 ) -> int: ...
