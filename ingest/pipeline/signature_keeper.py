@@ -119,6 +119,7 @@ class Keeper:
             )
             for r in rows:
                 gate.cache.put(r["vin"], r["algorithm"], bytes(r["public_key"]))
+            gate.cache.absent |= misses - {r["vin"] for r in rows}
 
 
 async def run_with_keeper(

@@ -103,6 +103,9 @@ class KeyCache:
         self.capacity = capacity
         self._keys: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self.misses: set[str] = set()
+        # VINs the keeper looked up and found no key for: not asked again until the next full
+        # reload, so that a fleet without keys does not cost a query a second.
+        self.absent: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -110,7 +113,7 @@ class KeyCache:
     def get(self, vin: str) -> tuple[int, bytes] | None:
         key = self._keys.get(vin)
         if key is None:
-            if len(self.misses) < self.capacity:
+            if vin not in self.absent and len(self.misses) < self.capacity:
                 self.misses.add(vin)
             return None
         self._keys.move_to_end(vin)
@@ -119,6 +122,7 @@ class KeyCache:
     def put(self, vin: str, algorithm: int, public_key: bytes) -> None:
         self._keys[vin] = (algorithm, public_key)
         self._keys.move_to_end(vin)
+        self.absent.discard(vin)
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
 
@@ -132,6 +136,7 @@ class KeyCache:
             if self._keys.get(vin) != (key.algorithm, key.public_key):
                 changed.add(vin)
         self._keys = OrderedDict((v, (k.algorithm, k.public_key)) for v, k in keys.items())
+        self.absent.clear()
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
         return changed
@@ -139,6 +144,10 @@ class KeyCache:
 
 # (vin, frame time, received_at, status): a signature_events row.
 Event = tuple[str, datetime, datetime, str]
+# One event per (VIN, status) per this many ms of receive time: a fleet without keys or
+# signatures must not write a row per frame (the metric counts every frame; the telemetry rows
+# carry signature_missing).
+EVENT_EVERY_MS: Final = 60_000
 
 
 class SignatureGate:
@@ -154,6 +163,7 @@ class SignatureGate:
         self._trusted: set[str] = set()  # VINs verified this session (first_per_session)
         self._acc = 0  # sampling accumulator: one frame in 1000 / sample_per_mille
         self.events: list[Event] = []
+        self._last_event: dict[tuple[str, str], int] = {}  # (vin, status) -> received ms
         self.new_keys: list[DeviceKey] = []
 
     def __call__(self, values: Sequence[bytes], received_ms: Sequence[int]) -> list[Any]:
@@ -282,6 +292,12 @@ class SignatureGate:
             self._counter.labels("vehicle", status.label).inc()
 
     def _event(self, vin: str, rows: Any, received: int, status: str) -> None:
+        last = self._last_event.get((vin, status))
+        if last is not None and 0 <= received - last < EVENT_EVERY_MS:
+            return
+        if len(self._last_event) >= self.cache.capacity:
+            self._last_event.clear()  # bounded: at worst an extra event per vehicle
+        self._last_event[(vin, status)] = received
         at = datetime.fromtimestamp(received / 1000, UTC)
         ts_ms = getattr(rows, "ts_ms", None)
         ts = at if ts_ms is None else datetime.fromtimestamp(ts_ms / 1000, UTC)

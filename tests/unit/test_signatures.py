@@ -228,3 +228,21 @@ def test_encrypted_data_units_are_dead_lettered_whatever_the_policy(key: Signing
         assert [getattr(r, "reason", None) for r in out[:2]] == [ENCRYPTED_UNSUPPORTED] * 2
         assert "AES-128" in str(out[0]) and "SM4" in str(out[1])
         assert not isinstance(out[2], FrameError) or out[2].reason != ENCRYPTED_UNSUPPORTED
+
+
+def test_a_fleet_without_keys_or_signatures_writes_an_event_per_vehicle_not_per_frame(
+    key: SigningKey,
+) -> None:
+    g = gate(Policy(signatures="flag", verify="every"))
+    t = now_ms()
+    frames = [realtime(VIN, t + i, key) for i in range(5)] + [
+        realtime("LSIGNONE000000001", t, None)
+    ] * 5
+    out = g(frames, [t + i for i in range(len(frames))])
+    assert not any(isinstance(r, BaseException) for r in out)
+    assert sorted(e[3] for e in g.events) == ["unknown_key", "unsigned"]
+    # The keeper found no key for the VIN: it is not looked up again until the next reload.
+    g.cache.misses.clear()
+    g.cache.absent.add(VIN)
+    run(g, [realtime(VIN, t, key)])
+    assert g.cache.misses == set()
