@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from ingest.pipeline.batch import Batched, TopicDecoder
 from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate
 from storage import keys as registry
-from storage.connect import PoolParams, connect
+from storage.connect import PoolParams, connect, probe
 
 __all__ = ["Keeper", "gate_decoders", "run_with_keeper"]
 
@@ -69,13 +69,15 @@ class Keeper:
         """Until cancelled; a database that is down is retried (the gate keeps its cache)."""
         while True:
             try:
-                conn = await connect(self.params)
+                server = await probe(self.params)
+                conn = await connect(self.params, server=server)
             except Exception as exc:
                 log.warning("signature keys: cannot connect (%s); retrying in %.0f s", exc, RETRY_S)
                 await asyncio.sleep(RETRY_S)
                 continue
             try:
-                await self._serve(conn)
+                await self._serve(conn, single=server.max_connections == 1)
+                return
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.flush(conn), 5.0)
@@ -87,12 +89,20 @@ class Keeper:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
-    async def _serve(self, conn: Any) -> None:
+    async def _serve(self, conn: Any, *, single: bool) -> None:
         schema = self.params.schema
         while True:
             keys = await registry.load(conn, schema, self.gate.cache.capacity)
             self.gate.cache.replace_all(keys)
             self.loaded.set()
+            if single:
+                # PGlite takes one connection, which the writer's pool needs: the registry is
+                # loaded once, before the worker starts; no events or new keys are written.
+                log.warning(
+                    "signature keys: this database takes one connection; keys loaded once, "
+                    "signature events and activation keys are not stored (use PostgreSQL)"
+                )
+                return
             due = time.monotonic() + self.refresh_s
             while time.monotonic() < due:
                 await self.flush(conn)
