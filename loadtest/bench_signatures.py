@@ -8,9 +8,9 @@ Phases (each pass timed alone, the median pass reported, best beside it; the mac
 - the whole vehicle batch decoder with the gate (``security.verify = every`` and
   ``first_per_session`` after the first pass) against the decoder alone, on the same frames.
 
-Keys and signatures come from the ``openssl`` CLI (tests/signing.py). The cores ``every`` needs
-at 300,000 frames/s are 300,000 / (frames/s per core). Progress goes to stderr; the LAST stdout
-line is one JSON object (docs/security.md quotes it).
+Keys and signatures come from the ``openssl`` CLI (devtools/sim/signing.py). The cores
+``every`` needs at 300,000 frames/s are 300,000 / (frames/s per core). Progress goes to stderr;
+the LAST stdout line is one JSON object (docs/security.md quotes it).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 
 import nev_native
 
+from devtools.sim.signing import RSA, SM2, SigningKey, make_key, realtime
 from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate
 from loadtest.bench_decode import _cpu_model
-from tests.signing import RSA, SM2, SigningKey, make_key, realtime
 
 TARGET_FPS = 300_000
 

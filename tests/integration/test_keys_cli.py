@@ -10,10 +10,10 @@ import asyncpg
 import orjson
 import pytest
 
+from devtools.sim.signing import RSA, SM2, make_key
 from ingest.cli import main
 from storage import keys
 from tests.integration.pipeline_support import SCHEMA
-from tests.signing import RSA, SM2, make_key
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import asyncpg
 import pytest
 
 from devtools.sim.fleet import Message
+from devtools.sim.signing import RSA, SM2, activation, make_key, realtime
 from storage.keys import DeviceKey, add
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
-from tests.signing import RSA, SM2, activation, make_key, realtime
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,12 @@ import nev_native
 import pytest
 
 from devtools.sim.envelope import frame, reseal
+from devtools.sim.signing import RSA, SM2, SigningKey, activation, make_key, realtime
 from ingest.config.load import load_settings
 from ingest.decoders.errors import BAD_SIGNATURE, ENCRYPTED_UNSUPPORTED, FrameError
 from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate, Status
 from storage.keys import DeviceKey
-from tests.signing import RSA, SM2, SigningKey, activation, make_key, realtime
 
 pytestmark = pytest.mark.unit
 
