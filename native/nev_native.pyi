@@ -36,3 +36,13 @@ def vehicle_json(frame: bytes) -> bytes | None: ...
 def bench(what: str, frames: list[bytes], passes: int) -> float:
     """Seconds of ``passes`` native passes of ``what`` ("decode", "decode+encode", "json")
     over ``frames``, GIL released, no Python objects (loadtest/bench_native.py)."""
+
+# Signatures (src/py_sig.rs). Statuses: ingest.pipeline.signatures.Status.
+def verify_frames(frames: list[bytes], keys: list[tuple[int, bytes] | None], /) -> bytes:
+    """One status byte per frame (ingest.pipeline.signatures.Status), GIL released."""
+
+def verify_signature(
+    key_algorithm: int, public_key: bytes, algorithm: int, signed: bytes, r: bytes, s: bytes, /
+) -> int: ...
+def check_key(algorithm: int, key: bytes, /) -> None: ...
+def activation_key(frame: bytes, /) -> tuple[bytes, int, bytes, int] | None: ...

@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.run",
     "ingest.cli.gateway",
     "ingest.cli.dlq",
+    "ingest.cli.keys",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.

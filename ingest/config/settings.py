@@ -33,6 +33,7 @@ from ingest.config.bounds import (
 from ingest.config.fields import Section, setting
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.security_settings import SecuritySettings
 from ingest.config.tcec_settings import TcecSettings
 
 __all__ = [
@@ -306,6 +307,7 @@ class Settings:
     log: LogSettings = LogSettings()
     gateway: GatewaySettings = GatewaySettings()  # noqa: RUF009 - issue 14, ingest/config/gateway_settings.py
     tcec: TcecSettings = TcecSettings()  # noqa: RUF009 (frozen, as kafka)
+    security: SecuritySettings = SecuritySettings()  # noqa: RUF009 (frozen)
 
 
 # Section name -> class, in the order the docs list them.
@@ -319,6 +321,7 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "log": LogSettings,
     "gateway": GatewaySettings,
     "tcec": TcecSettings,
+    "security": SecuritySettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:

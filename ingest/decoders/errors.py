@@ -18,6 +18,14 @@ BAD_IDENTITY: Final = (
 COUNT_MISMATCH: Final = (
     "count_mismatch"  # a motor / pack count disagrees with the blocks (counts.py)
 )
+# Not a decoder's: the signature policy's (ingest.pipeline.signatures, docs/security.md). A
+# 2025 frame whose signature does not verify, or whose VIN has no key, under
+# security.signatures = reject. The decoders themselves never check signatures.
+BAD_SIGNATURE: Final = "bad_signature"
+# A data unit encrypted with RSA / AES / SM2 / SM4 (header byte 0x02-0x05): the cipher mode, IV
+# and padding are not in the transcription (docs/security.md), so it is kept in the dead-letter
+# topic, intact, for a replay once decryption exists, instead of being consumed unread.
+ENCRYPTED_UNSUPPORTED: Final = "encrypted_unsupported"
 
 # The binary profiles (vehicle, charger, battery pack): the envelope and the frame's fields.
 FRAME_REASONS: Final = frozenset(

@@ -25,10 +25,11 @@ from ingest.pipeline.logs import configure_logging
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.publish import PermanentKafkaError
+from ingest.pipeline.signature_keeper import gate_decoders, run_with_keeper
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import TimeWindow
 from ingest.pipeline.worker import Worker
-from ingest.wiring import kafka_client_options
+from ingest.wiring import kafka_client_options, shard_pool_params
 
 __all__ = [
     "build_worker",
@@ -105,7 +106,12 @@ def time_window(settings: Settings) -> TimeWindow:
 
 
 def build_worker(
-    settings: Settings, *, index: int = 0, metrics: PipelineMetrics, sink: Sink | None = None
+    settings: Settings,
+    *,
+    index: int = 0,
+    metrics: PipelineMetrics,
+    sink: Sink | None = None,
+    decoders: dict[str, TopicDecoder] | None = None,
 ) -> Worker:
     """A worker wired to the configured Kafka and database (``sink`` overrides the latter)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -146,7 +152,7 @@ def build_worker(
         make_consumer=make_consumer,
         make_producer=make_producer,
         sink=sink if sink is not None else StorageSink.from_settings(settings, metrics=metrics),
-        decoders=decoders_for(settings),
+        decoders=decoders if decoders is not None else decoders_for(settings),
         metrics=metrics,
     )
 
@@ -160,7 +166,11 @@ async def _run(index: int, settings: Settings) -> None:
             log.info("%s received: stop fetching, flush, commit, exit", sig.name)
             stop.set()
 
-    worker = build_worker(settings, index=index, metrics=PipelineMetrics())
+    metrics = PipelineMetrics()
+    decoders, gate = gate_decoders(
+        decoders_for(settings), settings.kafka.topic_vehicle, settings, metrics
+    )
+    worker = build_worker(settings, index=index, metrics=metrics, decoders=decoders)
     # The cyclic garbage collector costs ~30 % of a worker's throughput (measured with
     # loadtest/bench_pipeline.py): every batch allocates ~100,000 objects, which trigger
     # collections that rescan everything in flight. Rows hold no reference cycles, so
@@ -178,7 +188,8 @@ async def _run(index: int, settings: Settings) -> None:
             log.exception("SIGHUP: rules not reloaded; the previous rules stay in force")
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await worker.run(stop)
+    keys_db = shard_pool_params(settings, "nev-ingest-keys")[0]
+    await run_with_keeper(worker.run, gate, keys_db, settings.security.key_refresh_s, stop)
 
 
 def worker_process(index: int, settings: Settings) -> None:

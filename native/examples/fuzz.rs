@@ -13,7 +13,9 @@
 //! Checks, per input, through all three decoders: no panic; a vehicle reject names one of the
 //! reasons of `nev_native::error` (the Python `FRAME_REASONS` the pipeline routes); vehicle
 //! rows are consistent with the frame (a tail offset inside the data unit, cell and probe
-//! ranges inside the frame) and encode to COPY tuples (one vehicle tuple of 38 fields).
+//! ranges inside the frame) and encode to COPY tuples (one vehicle tuple of 38 fields); the
+//! 2025 signature verifier (`sig`) gives a status for every input, with the key of the golden
+//! activation vector (its mutants reach RSA verification with a real key).
 //! A failure prints the input's hex and exits 1. Progress goes to stderr about once a second;
 //! the last stdout line is one JSON object (inputs, seconds, rate, outcomes, reasons).
 //!
@@ -29,6 +31,7 @@ use nev_native::battery::{self, Identity};
 use nev_native::charger;
 use nev_native::envelope::{bcc, HEADER_SIZE};
 use nev_native::error;
+use nev_native::sig::{self, DeviceKey, Status};
 use nev_native::vehicle::encode::{encode, MOTORS, VEHICLES};
 use nev_native::vehicle::{decode, FrameRows, Outcome};
 
@@ -86,7 +89,7 @@ fn seeds() -> Vec<Vec<u8>> {
 
 fn unhex(hex: &str) -> Option<Vec<u8>> {
     let hex = hex.trim();
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
@@ -206,6 +209,7 @@ struct Tally {
     reasons: BTreeMap<&'static str, u64>,
     charger_rows: u64,
     pack_rows: u64,
+    signatures_checked: u64,
 }
 
 impl Tally {
@@ -218,7 +222,7 @@ impl Tally {
         format!(
             "{{\"inputs\": {}, \"seconds\": {:.2}, \"inputs_per_s\": {:.0}, \"rows\": {}, \
              \"partial\": {}, \"structured\": {}, \"rejected\": {{{}}}, \"charger_rows\": {}, \
-             \"pack_rows\": {}, \"failures\": 0}}",
+             \"pack_rows\": {}, \"signatures_checked\": {}, \"failures\": 0}}",
             self.inputs,
             seconds,
             self.inputs as f64 / seconds.max(1e-9),
@@ -227,14 +231,26 @@ impl Tally {
             self.structured,
             reasons.join(", "),
             self.charger_rows,
-            self.pack_rows
+            self.pack_rows,
+            self.signatures_checked
         )
     }
+}
+
+/// The public key of the first seed that is a 2025 activation whose key parses (the golden
+/// `activation2025` vectors).
+fn activation_key(seeds: &[Vec<u8>]) -> Option<DeviceKey> {
+    seeds.iter().find_map(|s| {
+        let parts = sig::locate::locate(s)?;
+        let algorithm = parts.signature?.algorithm;
+        sig::parse_key(algorithm, &s[parts.public_key?]).ok()
+    })
 }
 
 /// Run `inputs` mutated frames from `seed`; `Err` names the first failing input.
 fn run(inputs: u64, seed: u64, progress: bool) -> Result<Tally, String> {
     let seeds = seeds();
+    let key = activation_key(&seeds);
     let mut rng = Rng(seed | 1);
     let mut tally = Tally::default();
     let started = Instant::now();
@@ -255,15 +271,20 @@ fn run(inputs: u64, seed: u64, progress: bool) -> Result<Tally, String> {
                 battery::decode(&buf, Identity::Check).is_some(),
                 battery::decode(&buf, Identity::Trusted).is_some(),
             );
+            let status = sig::verify_frame(&buf, key.as_ref());
             let vehicle = decode(&buf);
             let checked = match &vehicle {
                 Outcome::Rows(rows) => check_rows(rows, &buf),
                 _ => Ok(()),
             };
-            (vehicle, checked, kinds)
+            (vehicle, checked, kinds, status)
         }))
         .map_err(|_| format!("panic on input {i}: {}", to_hex(&buf)))?;
-        let (outcome, checked, (charger_rows, pack_rows, _)) = outcome;
+        let (outcome, checked, (charger_rows, pack_rows, _), status) = outcome;
+        tally.signatures_checked += u64::from(!matches!(
+            status,
+            Status::NotApplicable | Status::Unsigned | Status::UnknownKey
+        ));
         checked.map_err(|e| format!("input {i}: {e}: {}", to_hex(&buf)))?;
         tally.charger_rows += u64::from(charger_rows);
         tally.pack_rows += u64::from(pack_rows);

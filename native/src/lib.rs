@@ -21,6 +21,7 @@ pub mod copy;
 pub mod envelope;
 pub mod error;
 pub mod identity;
+pub mod sig;
 pub mod time;
 pub mod vehicle;
 pub mod wire;
@@ -31,3 +32,5 @@ mod py;
 mod py_json;
 #[cfg(feature = "python")]
 mod py_kinds;
+#[cfg(feature = "python")]
+mod py_sig;

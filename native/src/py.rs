@@ -488,5 +488,6 @@ fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
     crate::py_kinds::register(m)?;
     crate::py_json::register(m)?;
+    crate::py_sig::register(m)?;
     Ok(())
 }

@@ -67,4 +67,5 @@ def test_the_shipped_command_line_runs_without_the_dev_tools(wheel: Path, tmp_pa
         "run",
         "gateway",
         "dlq",
+        "keys",
     ]

@@ -115,18 +115,18 @@ pub fn derive_extremes(packs: &[Pack], buf: &[u8]) -> Option<Extremes> {
     let mut tmin: Option<(&Pack, i16)> = None;
     for pack in packs {
         if let (Some(hi), Some(lo)) = (pack.cell_max_mv, pack.cell_min_mv) {
-            if vmax.map_or(true, |(_, top)| hi > top) {
+            if vmax.is_none_or(|(_, top)| hi > top) {
                 vmax = Some((pack, hi));
             }
-            if vmin.map_or(true, |(_, bottom)| lo < bottom) {
+            if vmin.is_none_or(|(_, bottom)| lo < bottom) {
                 vmin = Some((pack, lo));
             }
         }
         if let (Some(hi), Some(lo)) = (pack.probe_max_c, pack.probe_min_c) {
-            if tmax.map_or(true, |(_, top)| hi > top) {
+            if tmax.is_none_or(|(_, top)| hi > top) {
                 tmax = Some((pack, hi));
             }
-            if tmin.map_or(true, |(_, bottom)| lo < bottom) {
+            if tmin.is_none_or(|(_, bottom)| lo < bottom) {
                 tmin = Some((pack, lo));
             }
         }

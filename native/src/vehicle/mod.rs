@@ -87,6 +87,8 @@ pub struct Walk {
     pub counted: Vec<usize>,
     /// 2025: the walk ended at a signature that ends the data unit (always false in 2016).
     pub signed: bool,
+    /// 2025: the frame offset of that signature's 0xFF marker (`sig::locate` verifies it).
+    pub signature_at: Option<usize>,
 }
 
 /// Decode one whole frame (start marker through BCC): port of `fast.decode_rows` / `_data` /
@@ -168,6 +170,17 @@ fn data(buf: &[u8], plain: Plain) -> Result<FrameRows> {
         tail_offset: tail,
         signature_missing: edition == EDITION_2025 && !w.signed,
     })
+}
+
+/// The frame offset of the 0xFF marker of the signature that ends a 2025 real-time / reissue
+/// data unit `buf[HEADER_SIZE..end]`, found as `decode` finds it (walk, then the backward
+/// search from where the walk stopped); None when the unit carries none. For `sig::locate`.
+pub fn signature_marker(buf: &[u8], end: usize) -> Option<usize> {
+    let w = walk(buf, HEADER_SIZE + 6, end, EDITION_2025).ok()?;
+    match w.tail {
+        Some(tail) => find_signature(buf, tail, end),
+        None => w.signature_at,
+    }
 }
 
 /// `count_mismatch` when a smaller motor / pack count explains a stopped walk.

@@ -55,6 +55,7 @@ pub fn walk_2025(buf: &[u8], pos: usize, end: usize) -> Result<Walk> {
             Ok(Next::At(next)) => pos = next,
             Ok(Next::Signed) => {
                 walk.signed = true;
+                walk.signature_at = Some(start);
                 return Ok(walk);
             }
             Ok(Next::Tail) => {

@@ -50,9 +50,9 @@ fn temps_block(packs: &[(u8, &[u8])]) -> Vec<u8> {
 fn signature_block(r: usize, s: usize) -> Vec<u8> {
     let mut out = vec![0xFF, 0x02];
     out.extend((r as u16).to_be_bytes());
-    out.extend(std::iter::repeat(0x5A).take(r));
+    out.extend(std::iter::repeat_n(0x5A, r));
     out.extend((s as u16).to_be_bytes());
-    out.extend(std::iter::repeat(0xA5).take(s));
+    out.extend(std::iter::repeat_n(0xA5, s));
     out
 }
 
@@ -529,7 +529,7 @@ fn every_prefix_and_byte_flip_of_a_unit_walks_without_panic() {
     ]);
     for end in 0..=buf.len() {
         let w = walk_2025(&buf, 0, end).expect("walk");
-        assert!(w.tail.map_or(true, |t| t < end));
+        assert!(w.tail.is_none_or(|t| t < end));
     }
     let mut flipped = buf.clone();
     for i in 0..buf.len() {

@@ -1,0 +1,158 @@
+"""The database side of the signature gate, one task per worker: load the key registry into
+the gate's cache before the first batch, reload it every ``security.key_refresh_s``, fetch the
+keys of VINs the gate missed, store the keys activations registered and the flagged outcomes
+(``signature_events``) about once a second.
+
+The registry is shard 0's database (``storage.shards[0]``, or ``postgres.dsn`` unsharded):
+one registry, whatever the partition's shard. Events are flags beside the stored rows, written
+after them and outside their transaction; a worker that dies loses at most its last second of
+events (the rows keep ``signature_missing``), and a redelivered frame's event is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from prometheus_client import Counter
+
+from ingest.pipeline.batch import Batched, TopicDecoder
+from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate
+from storage import keys as registry
+from storage.connect import PoolParams, connect, probe
+
+__all__ = ["Keeper", "gate_decoders", "run_with_keeper"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_S: Final = 1.0
+RETRY_S: Final = 5.0
+
+
+def gate_decoders(
+    decoders: dict[str, TopicDecoder], vehicle_topic: str, settings: Any, metrics: Any
+) -> tuple[dict[str, TopicDecoder], SignatureGate | None]:
+    """``decoders`` with the vehicle topic's wrapped in a ``SignatureGate``, and the gate when it
+    needs keys (not with ``security.signatures = off``: then it only dead-letters encrypted
+    frames)."""
+    sec = settings.security
+    entry = decoders.get(vehicle_topic)
+    if not isinstance(entry, Batched):
+        return decoders, None
+    counter = Counter(
+        "signature_checks",
+        "2025 frame signatures checked, by outcome (docs/security.md).",
+        ("kind", "status"),
+        namespace="nev_ingest",
+        registry=metrics.registry,
+    )
+    cache = KeyCache(sec.key_cache_size)
+    gate = SignatureGate(entry.decode, Policy.from_settings(sec), cache, counter)
+    gated = {**decoders, vehicle_topic: Batched(gate)}
+    return gated, (None if sec.signatures == "off" else gate)
+
+
+class Keeper:
+    """Keeps ``gate``'s keys in step with ``device_keys`` and writes what it collected."""
+
+    def __init__(self, gate: SignatureGate, params: PoolParams, refresh_s: float) -> None:
+        self.gate = gate
+        self.params = params
+        self.refresh_s = refresh_s
+        self.loaded = asyncio.Event()  # set once the registry is in the cache
+
+    async def run(self) -> None:
+        """Until cancelled; a database that is down is retried (the gate keeps its cache)."""
+        while True:
+            try:
+                server = await probe(self.params)
+                conn = await connect(self.params, server=server)
+            except Exception as exc:
+                log.warning("signature keys: cannot connect (%s); retrying in %.0f s", exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                await self._serve(conn, single=server.max_connections == 1)
+                return
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.flush(conn), 5.0)
+                raise
+            except Exception as exc:
+                log.warning("signature keys: %s; reconnecting in %.0f s", exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _serve(self, conn: Any, *, single: bool) -> None:
+        schema = self.params.schema
+        while True:
+            keys = await registry.load(conn, schema, self.gate.cache.capacity)
+            self.gate.cache.replace_all(keys)
+            self.loaded.set()
+            if single:
+                # PGlite takes one connection, which the writer's pool needs: the registry is
+                # loaded once, before the worker starts; no events or new keys are written.
+                log.warning(
+                    "signature keys: this database takes one connection; keys loaded once, "
+                    "signature events and activation keys are not stored (use PostgreSQL)"
+                )
+                return
+            due = time.monotonic() + self.refresh_s
+            while time.monotonic() < due:
+                await self.flush(conn)
+                await asyncio.sleep(FLUSH_S)
+
+    async def flush(self, conn: Any) -> None:
+        """Store the gate's new keys and events; fetch the keys of the VINs it missed."""
+        gate, schema = self.gate, self.params.schema
+        new, gate.new_keys = gate.new_keys, []
+        for key in new:
+            added, existing = await registry.add(conn, schema, key)
+            if not added and existing is not None:
+                gate.cache.put(existing.vin, existing.algorithm, existing.public_key)
+                if (existing.algorithm, existing.public_key) != (key.algorithm, key.public_key):
+                    gate.conflict(key.vin)
+        events, gate.events = gate.events, []
+        await registry.record_events(conn, schema, events)
+        misses, gate.cache.misses = gate.cache.misses, set()
+        if misses:
+            rows = await conn.fetch(
+                f"SELECT vin, algorithm, public_key FROM {schema}.device_keys"
+                " WHERE revoked_at IS NULL AND vin = ANY($1::text[])",
+                list(misses),
+            )
+            for r in rows:
+                gate.cache.put(r["vin"], r["algorithm"], bytes(r["public_key"]))
+            gate.cache.absent |= misses - {r["vin"] for r in rows}
+
+
+async def run_with_keeper(
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    gate: SignatureGate | None,
+    params: PoolParams,
+    refresh_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """``run(stop)`` (the worker) with a ``Keeper`` beside it when there is a gate. The worker
+    starts once the registry is loaded, so that reject never judges with an empty cache."""
+    if gate is None:
+        await run(stop)
+        return
+    keeper = Keeper(gate, params, refresh_s)
+    task = asyncio.create_task(keeper.run(), name="signature-keys")
+    try:
+        waits = [asyncio.ensure_future(keeper.loaded.wait()), asyncio.ensure_future(stop.wait())]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for p in pending:
+            p.cancel()
+        await run(stop)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

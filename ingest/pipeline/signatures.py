@@ -1,0 +1,304 @@
+"""GB/T 32960-2025 signature policy on the vehicle topic (docs/security.md, "Signatures").
+
+``SignatureGate`` wraps the vehicle topic's batch decoder: after the native decode it picks the
+frames to verify (``security.verify``), verifies them in one native call with the GIL released
+(``nev_native.verify_frames``: RSA PKCS#1 v1.5 + SHA-256, SM2 with SM3), and applies
+``security.signatures``:
+
+- ``reject``: a frame whose signature does not verify, or whose VIN has no key, becomes a
+  ``FrameError`` with reason ``bad_signature`` (detail ``invalid``, ``unknown_key`` or
+  ``algorithm_mismatch``): the batch builder dead-letters it like any decoder reject, before
+  the database, so no batch ever fails for it.
+- ``flag``: every frame is stored; each bad outcome becomes a ``signature_events`` row.
+
+In both, a 2025 real-time / reissue frame without a signature is stored and flagged (its row's
+``signature_missing`` and an ``unsigned`` event), and ECC (curve not named by the
+transcription) or a key that cannot be read is flagged, never rejected: the platform cannot
+judge those. Activation frames (0x09) register their key under trust on first use
+(``security.activation_keys = tofu``) when their own signature verifies with it; a key other
+than the VIN's registered one is never taken (``key_conflict``: counted, logged, an event; an
+admin rotates with ``nev-ingest keys add --replace``).
+
+Whatever the policy (also ``off``), a frame whose data unit is encrypted (header byte 0x02-0x05)
+becomes ``encrypted_unsupported``: the cipher mode is not known, and such a frame used to be
+consumed without a row.
+
+Keys live in ``KeyCache`` (bounded, filled and refreshed by ``signature_keeper``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any, Final
+
+import nev_native
+
+from ingest.decoders.errors import BAD_SIGNATURE, ENCRYPTED_UNSUPPORTED, FrameError
+from storage.keys import DeviceKey
+
+__all__ = ["KeyCache", "Policy", "SignatureGate", "Status"]
+
+log = logging.getLogger(__name__)
+
+EDITION_2025: Final = b"$$"
+SIGNED_COMMANDS: Final = frozenset({0x02, 0x03})
+ACTIVATION: Final = 0x09
+VIN: Final = slice(4, 21)
+ENCRYPTION_AT: Final = 21
+# Header encryption bytes of a real cipher (0x02 RSA, 0x03 AES-128, 0x04 SM2, 0x05 SM4).
+CIPHERS: Final = {0x02: "RSA", 0x03: "AES-128", 0x04: "SM2", 0x05: "SM4"}
+
+
+class Status(IntEnum):
+    """``nev_native`` statuses (native/src/sig/mod.rs ``Status``)."""
+
+    VALID = 0
+    INVALID = 1
+    UNSIGNED = 2
+    UNKNOWN_KEY = 3
+    BAD_KEY = 4
+    UNSUPPORTED = 5
+    ALGORITHM_MISMATCH = 6
+    NOT_APPLICABLE = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+# What reject dead-letters; the other bad outcomes are flagged whatever the policy.
+REJECTED: Final = frozenset({Status.INVALID, Status.UNKNOWN_KEY, Status.ALGORITHM_MISMATCH})
+KEY_CONFLICT: Final = "key_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """``[security]`` as the gate uses it."""
+
+    signatures: str = "flag"  # off | flag | reject
+    verify: str = "first_per_session"  # every | first_per_session | sample
+    sample_per_mille: int = 10
+    activation_keys: str = "tofu"  # tofu | admin_only
+
+    @classmethod
+    def from_settings(cls, security: Any) -> Policy:
+        return cls(
+            signatures=security.signatures,
+            verify=security.verify,
+            sample_per_mille=security.sample_per_mille,
+            activation_keys=security.activation_keys,
+        )
+
+
+class KeyCache:
+    """VIN -> (algorithm, key bytes), at most ``capacity`` (least recently used leave first).
+    ``misses`` collects the VINs looked up without a key, for the keeper to fetch."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self.misses: set[str] = set()
+        # VINs the keeper looked up and found no key for: not asked again until the next full
+        # reload, so that a fleet without keys does not cost a query a second.
+        self.absent: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, vin: str) -> tuple[int, bytes] | None:
+        key = self._keys.get(vin)
+        if key is None:
+            if vin not in self.absent and len(self.misses) < self.capacity:
+                self.misses.add(vin)
+            return None
+        self._keys.move_to_end(vin)
+        return key
+
+    def put(self, vin: str, algorithm: int, public_key: bytes) -> None:
+        self._keys[vin] = (algorithm, public_key)
+        self._keys.move_to_end(vin)
+        self.absent.discard(vin)
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+    def drop(self, vin: str) -> None:
+        self._keys.pop(vin, None)
+
+    def replace_all(self, keys: dict[str, DeviceKey]) -> set[str]:
+        """Load ``keys`` (the registry); returns the VINs whose key changed or went away."""
+        changed = {v for v, (a, k) in self._keys.items() if v not in keys}
+        for vin, key in keys.items():
+            if self._keys.get(vin) != (key.algorithm, key.public_key):
+                changed.add(vin)
+        self._keys = OrderedDict((v, (k.algorithm, k.public_key)) for v, k in keys.items())
+        self.absent.clear()
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return changed
+
+
+# (vin, frame time, received_at, status): a signature_events row.
+Event = tuple[str, datetime, datetime, str]
+# One event per (VIN, status) per this many ms of receive time: a fleet without keys or
+# signatures must not write a row per frame (the metric counts every frame; the telemetry rows
+# carry signature_missing).
+EVENT_EVERY_MS: Final = 60_000
+
+
+class SignatureGate:
+    """The vehicle topic's batch decoder with the signature policy applied (see the module)."""
+
+    def __init__(
+        self, inner: Any, policy: Policy, cache: KeyCache, counter: Any | None = None
+    ) -> None:
+        self._inner = inner
+        self.policy = policy
+        self.cache = cache
+        self._counter = counter  # nev_ingest_signature_checks_total{kind,status}, or None
+        self._trusted: set[str] = set()  # VINs verified this session (first_per_session)
+        self._acc = 0  # sampling accumulator: one frame in 1000 / sample_per_mille
+        self.events: list[Event] = []
+        self._last_event: dict[tuple[str, str], int] = {}  # (vin, status) -> received ms
+        self.new_keys: list[DeviceKey] = []
+
+    def __call__(self, values: Sequence[bytes], received_ms: Sequence[int]) -> list[Any]:
+        results = list(self._inner(values, received_ms))
+        self._encrypted(values, results)
+        if self.policy.signatures == "off":
+            return results
+        picked: list[int] = []
+        keys: list[tuple[int, bytes] | None] = []
+        for i, value in enumerate(values):
+            rows = results[i]
+            if value[:2] != EDITION_2025 or isinstance(rows, BaseException) or rows is None:
+                continue
+            command = value[2]
+            if command == ACTIVATION:
+                results[i] = self._activation(value, rows, received_ms[i])
+            elif command in SIGNED_COMMANDS and not getattr(rows, "encrypted", False):
+                if getattr(rows, "signature_missing", False):
+                    self._note(rows, received_ms[i], Status.UNSIGNED)
+                    continue
+                vin = rows.vin
+                if self._wanted(vin):
+                    picked.append(i)
+                    keys.append(self.cache.get(vin))
+        if picked:
+            statuses = nev_native.verify_frames([values[i] for i in picked], keys)
+            for i, code in zip(picked, statuses, strict=True):
+                results[i] = self._judge(results[i], received_ms[i], Status(code))
+        return results
+
+    @staticmethod
+    def _encrypted(values: Sequence[bytes], results: list[Any]) -> None:
+        """Dead-letter the frames with an encrypted data unit the decoder kept opaque."""
+        for i, value in enumerate(values):
+            if len(value) > ENCRYPTION_AT and value[ENCRYPTION_AT] in CIPHERS:
+                rows = results[i]
+                if rows is not None and not isinstance(rows, BaseException):
+                    cipher = CIPHERS[value[ENCRYPTION_AT]]
+                    detail = f"{cipher}-encrypted data unit: decryption is not implemented yet"
+                    results[i] = FrameError(ENCRYPTED_UNSUPPORTED, ENCRYPTION_AT, detail)
+
+    def _wanted(self, vin: str) -> bool:
+        """Whether to verify this vehicle's frame under ``security.verify``."""
+        p = self.policy
+        if p.verify == "every" or (p.verify == "first_per_session" and vin not in self._trusted):
+            return True
+        self._acc += p.sample_per_mille
+        if self._acc >= 1000:
+            self._acc -= 1000
+            return True
+        return False
+
+    def _judge(self, rows: Any, received: int, status: Status) -> Any:
+        vin = rows.vin
+        if status is Status.VALID:
+            if len(self._trusted) >= self.cache.capacity:
+                self._trusted.clear()  # bounded: vehicles are simply verified again
+            self._trusted.add(vin)
+            self._count(status)
+            return rows
+        self._trusted.discard(vin)
+        if status is Status.NOT_APPLICABLE:
+            return rows
+        if self.policy.signatures == "reject" and status in REJECTED:
+            self._count(status)
+            detail = f"{status.label}: VIN {vin}"
+            if status is Status.UNKNOWN_KEY:
+                detail += " has no key; register it with nev-ingest keys add"
+            return FrameError(BAD_SIGNATURE, 0, detail)
+        self._note(rows, received, status)
+        return rows
+
+    def _activation(self, value: bytes, rows: Any, received: int) -> Any:
+        """Register, confirm or refuse the key an activation carries (see the module)."""
+        found = nev_native.activation_key(value)
+        vin = value[VIN].decode("ascii", "replace")
+        if found is None:
+            return rows
+        chip, algorithm, key, code = found
+        status = Status(code)
+        if status is not Status.VALID:
+            if self.policy.signatures == "reject":
+                self._count(status)
+                return FrameError(BAD_SIGNATURE, 0, f"activation {status.label}: VIN {vin}")
+            self._note(rows, received, status, vin)
+            return rows
+        known = self.cache.get(vin)
+        if known == (algorithm, key):
+            self._count(status)
+            return rows
+        if known is not None:
+            self._conflict(rows, received, vin)
+            return rows
+        if self.policy.activation_keys != "tofu":
+            self._note(rows, received, Status.UNKNOWN_KEY, vin)
+            return rows
+        self.cache.put(vin, algorithm, key)
+        self.cache.misses.discard(vin)
+        chip_id = chip.decode("ascii", "replace").strip()
+        self.new_keys.append(DeviceKey(vin, algorithm, key, "activation", chip_id))
+        log.info("registered the activation key of VIN %s (chip %s)", vin, chip_id)
+        self._count(status)
+        return rows
+
+    def conflict(self, vin: str) -> None:
+        """A registration the database refused: the VIN had another key (the keeper)."""
+        self._trusted.discard(vin)
+        log.warning(
+            "activation of VIN %s carries a key other than its registered one; not taken: "
+            "check the vehicle, then rotate with nev-ingest keys add --replace",
+            vin,
+        )
+        if self._counter is not None:
+            self._counter.labels("vehicle", KEY_CONFLICT).inc()
+
+    def _conflict(self, rows: Any, received: int, vin: str) -> None:
+        self.conflict(vin)
+        self._event(vin, rows, received, KEY_CONFLICT)
+
+    def _note(self, rows: Any, received: int, status: Status, vin: str | None = None) -> None:
+        self._count(status)
+        self._event(vin or rows.vin, rows, received, status.label)
+
+    def _count(self, status: Status) -> None:
+        if self._counter is not None:
+            self._counter.labels("vehicle", status.label).inc()
+
+    def _event(self, vin: str, rows: Any, received: int, status: str) -> None:
+        last = self._last_event.get((vin, status))
+        if last is not None and 0 <= received - last < EVENT_EVERY_MS:
+            return
+        if len(self._last_event) >= self.cache.capacity:
+            self._last_event.clear()  # bounded: at worst an extra event per vehicle
+        self._last_event[(vin, status)] = received
+        at = datetime.fromtimestamp(received / 1000, UTC)
+        ts_ms = getattr(rows, "ts_ms", None)
+        ts = at if ts_ms is None else datetime.fromtimestamp(ts_ms / 1000, UTC)
+        self.events.append((vin, ts, at, status))

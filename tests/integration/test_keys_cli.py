@@ -1,0 +1,77 @@
+"""``nev-ingest keys`` on a real, migrated PostgreSQL: add (PEM, raw hex), list, refuse a
+second key without ``--replace``, rotate, revoke; unreadable keys get a one-line error."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from devtools.sim.signing import RSA, SM2, make_key
+from ingest.cli import main
+from storage import keys
+from tests.integration.pipeline_support import SCHEMA
+
+pytestmark = pytest.mark.integration
+
+VIN = "LKEYCLI0000000001"
+
+
+async def cli(*argv: str) -> int:
+    """``nev-ingest ARGV`` (it runs its own event loop: off this test's thread)."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def _list(capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict[str, object]]:
+    capsys.readouterr()
+    assert await cli("keys", "list", "--format", "json", *extra) == 0
+    return [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+async def test_add_list_replace_revoke(
+    migrated_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NEV_POSTGRES_DSN", migrated_database)
+    rsa, sm2 = make_key(tmp_path, RSA), make_key(tmp_path, SM2)
+    pem = tmp_path / "rsa.pem"
+    pem.write_bytes(rsa.public_pem)
+    assert await cli("keys", "add", VIN, "--algorithm", "rsa", "--key-file", str(pem)) == 0
+    (row,) = await _list(capsys)
+    assert (row["vin"], row["algorithm"], row["source"]) == (VIN, "rsa", "admin")
+
+    # A second key is not taken silently.
+    assert await cli("keys", "add", VIN, "--algorithm", "sm2", "--key-hex", sm2.raw.hex()) != 0
+    assert "rotate it with --replace" in capsys.readouterr().err
+    argv = ["keys", "add", VIN, "--algorithm", "sm2", "--key-hex", sm2.raw.hex(), "--replace"]
+    assert await cli(*argv) == 0
+    assert [r["algorithm"] for r in await _list(capsys)] == ["sm2"]
+    assert [r["revoked_at"] is None for r in await _list(capsys, "--all")] == [False, True]
+
+    conn = await asyncpg.connect(migrated_database)
+    try:
+        loaded = await keys.load(conn, SCHEMA, 10)
+    finally:
+        await conn.close()
+    assert loaded[VIN].public_key == sm2.raw and loaded[VIN].algorithm == SM2
+
+    assert await cli("keys", "revoke", VIN) == 0
+    assert await _list(capsys) == []
+    assert await cli("keys", "revoke", VIN) != 0
+    assert "has no active key" in capsys.readouterr().err
+
+
+def test_an_unreadable_key_is_refused_in_one_line(
+    migrated_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NEV_POSTGRES_DSN", migrated_database)
+    assert main(["keys", "add", VIN, "--algorithm", "rsa", "--key-hex", "0102"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give the key as DER or PEM" in err
+    assert main(["keys", "add", VIN, "--algorithm", "sm2", "--key-hex", "00" * 64]) != 0
+    assert "SM2 key unreadable" in capsys.readouterr().err
