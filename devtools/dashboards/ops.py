@@ -1,15 +1,24 @@
 """The Ops dashboard: is the pipeline keeping up, what does it reject, is it healthy.
 
-Every expression uses only series ``nev-ingest run`` exposes (docs/operations.md, "Metrics");
-tests/integration/test_prometheus_scrape.py evaluates each against a real Prometheus scraping
-the service, so a renamed metric fails there, not on an operator's screen."""
+Every expression uses only series ``nev-ingest run`` exposes (docs/operations.md, "Metrics"),
+or, in the gateway row, series ``nev-ingest gateway run`` exposes (docs/gateway.md, "Metrics,
+health"); tests/integration/test_prometheus_scrape.py evaluates each against a real Prometheus
+scraping the service and a gateway, so a renamed metric fails there, not on an operator's
+screen."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
-from devtools.dashboards.panels import JOB, prom, prom_stat, prom_timeseries, rate_by
+from devtools.dashboards.panels import (
+    GATEWAY_JOB,
+    JOB,
+    prom,
+    prom_stat,
+    prom_timeseries,
+    rate_by,
+)
 
 __all__ = ["UID", "build"]
 
@@ -271,16 +280,172 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
     )
 
 
+def _gateway(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    gw = GATEWAY_JOB
+    return (
+        d.with_row(dashboard.Row("Gateway"))
+        .with_panel(
+            prom_stat(
+                "Gateways up",
+                "Gateway processes answering scrapes. Alert: NevGatewayTargetDown.",
+                prom(f"sum(up{{{gw}}})"),
+                width=6,
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Gateways acknowledged by Kafka",
+                "1 when every gateway's frames are acknowledged (0: frames wait and none was "
+                "acknowledged for 5 s; /readyz is 503). Alert: NevGatewayNotReady.",
+                prom(f"min(nev_gateway_kafka_connected{{{gw}}})"),
+                width=6,
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Gateway frames in flight",
+                "Frames read and waiting for Kafka's acknowledgement, over every gateway "
+                "(bounded by gateway.max_in_flight_frames each).",
+                prom(f"sum(nev_gateway_in_flight_frames{{{gw}}})"),
+                width=6,
+            )
+        )
+        .with_panel(
+            prom_stat(
+                "Gateway connections",
+                "Open TCP connections over every gateway and listener.",
+                prom(f"sum(nev_gateway_connections{{{gw}}})"),
+                width=6,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway connections by kind",
+                "Open TCP connections by listener (vehicle, charger, battery), over every gateway.",
+                [prom(f"sum by (kind) (nev_gateway_connections{{{gw}}})", "{{kind}}")],
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway logins by result",
+                "Logins per second: vehicle/device logins (0x01) and platform logins (0x05), "
+                "ok or failed. Alert: NevGatewayLoginFailures.",
+                [
+                    prom(
+                        rate_by("login, result", "nev_gateway_logins_total", gw),
+                        "{{login}} {{result}}",
+                    )
+                ],
+                unit="ops",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway answers by result",
+                "Answers sent per second, by response flag: success (0x01) or error (0x02).",
+                [prom(rate_by("result", "nev_gateway_answers_total", gw), "{{result}}")],
+                unit="ops",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway frames received and produced",
+                "Whole frames received, and frames Kafka acknowledged (acks=all), per second, "
+                "by kind.",
+                [
+                    prom(
+                        rate_by("kind", "nev_gateway_frames_received_total", gw),
+                        "received {{kind}}",
+                    ),
+                    prom(
+                        rate_by("kind", "nev_gateway_frames_produced_total", gw),
+                        "produced {{kind}}",
+                        "B",
+                    ),
+                ],
+                unit="cps",
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway produce latency p99",
+                "Frame read to Kafka acknowledgement (the device's answer waits for it), and "
+                "the T/CEC receiver's push to acknowledgement. Alert: NevGatewayKafkaSlow.",
+                [
+                    prom(
+                        "histogram_quantile(0.99, sum by (le) "
+                        f"(rate(nev_gateway_produce_latency_seconds_bucket{{{gw}}}[{RATE}])))",
+                        "GB/T 32960 p99",
+                    ),
+                    prom(
+                        "histogram_quantile(0.99, sum by (le) (rate("
+                        f"nev_gateway_tcec_produce_latency_seconds_bucket{{{gw}}}[{RATE}])))",
+                        "T/CEC p99",
+                        "B",
+                    ),
+                ],
+                unit="s",
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway refusals by reason",
+                "Frames, connections and reads refused, throttled or closed, per second, by "
+                "kind and reason (docs/gateway.md). Alert: NevGatewayRefusalsHigh.",
+                [
+                    prom(
+                        rate_by("kind, reason", "nev_gateway_refused_total", gw),
+                        "{{kind}} {{reason}}",
+                    )
+                ],
+                unit="ops",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "Gateway backpressure",
+                "Share of the time each gateway did not read its sockets because its in-flight "
+                "budget was full (Kafka behind). Alert: NevGatewayBackpressure.",
+                [
+                    prom(
+                        rate_by("instance", "nev_gateway_backpressure_seconds_total", gw),
+                        "{{instance}}",
+                    )
+                ],
+                unit="percentunit",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
+                "T/CEC requests by Ret",
+                "Requests the T/CEC 102 receiver answered per second, by Ret (0 success, "
+                "-1 busy, 4001-4004 refused, 500 system error: docs/gateway.md).",
+                [prom(rate_by("ret", "nev_gateway_tcec_requests_total", gw), "Ret {{ret}}")],
+                unit="ops",
+                width=8,
+            )
+        )
+    )
+
+
 def build() -> dashboard.Dashboard:
     d = (
         dashboard.Dashboard("NEV ingest: Ops")
         .uid(UID)
         .tags(["nev-ingest"])
-        .description("Throughput, rejects, lag, writes and health of nev-ingest (issue 15).")
+        .description(
+            "Throughput, rejects, lag, writes and health of nev-ingest, and its TCP gateway "
+            "(issue 15)."
+        )
         .refresh("30s")
         .time("now-3h", "now")
         .timezone("browser")
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .readonly()
     )
-    return _health(_writes(_lag(_throughput(d))))
+    return _gateway(_health(_writes(_lag(_throughput(d)))))

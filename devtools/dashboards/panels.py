@@ -1,8 +1,9 @@
 """Small panel helpers shared by the dashboards: a Prometheus time series, a stat, a SQL panel.
 
 Every Prometheus query selects ``job="nev-ingest"`` (the scrape job of
-deploy/prometheus/prometheus.yml) through ``JOB``, so that a Prometheus scraping other services
-with the same metric names (kafka_exporter's lag) shows only ours."""
+deploy/prometheus/prometheus.yml) through ``JOB``, or the gateway's ``job="nev-gateway"``
+through ``GATEWAY_JOB``, so that a Prometheus scraping other services with the same metric
+names (kafka_exporter's lag) shows only ours."""
 
 from __future__ import annotations
 
@@ -23,9 +24,19 @@ from grafana_foundation_sdk.models.common import (
 
 from devtools.dashboards.sql import PROMETHEUS
 
-__all__ = ["JOB", "last_value", "legend", "prom", "prom_stat", "prom_timeseries", "rate_by"]
+__all__ = [
+    "GATEWAY_JOB",
+    "JOB",
+    "last_value",
+    "legend",
+    "prom",
+    "prom_stat",
+    "prom_timeseries",
+    "rate_by",
+]
 
 JOB: Final = 'job="nev-ingest"'
+GATEWAY_JOB: Final = 'job="nev-gateway"'
 
 
 def legend() -> VizLegendOptions:
@@ -44,9 +55,9 @@ def last_value() -> ReduceDataOptions:
     return ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
-def rate_by(labels: str, counter: str) -> str:
+def rate_by(labels: str, counter: str, job: str = JOB) -> str:
     """``sum by (labels) (rate(counter{job}[$__rate_interval]))``."""
-    return f"sum by ({labels}) (rate({counter}{{{JOB}}}[$__rate_interval]))"
+    return f"sum by ({labels}) (rate({counter}{{{job}}}[$__rate_interval]))"
 
 
 def prom(expr: str, legend: str = "", ref_id: str = "A") -> prometheus.Dataquery:

@@ -21,6 +21,13 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yml"
+SCRAPE_JOBS = set(
+    re.findall(
+        r"^\s*- job_name: ([\w-]+)",
+        (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(),
+        flags=re.M,
+    )
+)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -71,10 +78,13 @@ def test_panels_are_well_formed_for_provisioning(name: str) -> None:
             assert p["datasource"]["uid"] in uids, p["title"]
     targets = list(panel_targets(doc))
     assert targets
+    assert {"nev-ingest", "nev-gateway"} == SCRAPE_JOBS
     for title, target in targets:
         assert target["datasource"]["uid"] in uids, title
         if target["datasource"]["uid"] == "nev-prometheus":
-            # Only our scrape job (kafka_exporter uses the same lag metric names).
-            assert 'job="nev-ingest"' in target["expr"], title
+            # Only our scrape jobs (kafka_exporter uses the same lag metric names): the
+            # service's, or the gateway's, as deploy/prometheus/prometheus.yml names them.
+            jobs = set(re.findall(r'job="([^"]+)"', target["expr"]))
+            assert len(jobs) == 1 and jobs <= SCRAPE_JOBS, title
         else:
             assert target["rawSql"].startswith("SELECT"), title
