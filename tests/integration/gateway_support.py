@@ -1,22 +1,38 @@
 """Helpers of the gateway's integration tests: an in-process ``Gateway`` with a real aiokafka
 producer on a real broker, real TCP clients on loopback, and GB/T 32960 frames built with the
-simulators' envelope (an independent writer of the bytes the gateway must answer with)."""
+simulators' envelope (an independent writer of the bytes the gateway must answer with). Also
+``nev-ingest gateway run`` as a process (``serving_gateway``, with the T/CEC receiver) and a
+little traffic of every sort its metrics count (``drive_traffic``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import os
+import signal
 import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
+
+from contract import CHINA_TZ
+from devtools.devstack.process import free_port
 from devtools.sim.envelope import frame
 from ingest.config import KafkaSettings, Settings
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.decoders.commands.session import PlatformLogin, encode_platform_login
 from ingest.gateway import Gateway, GatewayMetrics
+from ingest.gateway.tcec.envelope import OperatorSecrets, decrypt, request
+from tests.integration.pipeline_support import until
 
 T = bytes((26, 12, 6, 15, 30, 45))  # the frames' collection time
 ANSWER_TIMEOUT_S = 30.0  # a bound on a hang, not a speed assertion
@@ -94,3 +110,134 @@ async def close(*writers: asyncio.StreamWriter) -> None:
         # closed by the gateway first: what some tests assert
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.wait_closed()
+
+
+# -- ``nev-ingest gateway run`` as operators run it ------------------------------------------
+
+# The one T/CEC operator of ``serving_gateway``'s receiver (secrets of the tests only).
+TCEC_OPERATOR = OperatorSecrets(
+    "MA01H3BQ2", "opsecret", "1234567890abcdef", "abcdef1234567890", "sig"
+)
+
+
+def http_status(port: int, path: str) -> int:
+    """The HTTP status of GET ``path`` on loopback (0 while nothing answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+@dataclasses.dataclass
+class GatewayProcess:
+    """A running ``nev-ingest gateway run``: its vehicle listener, metrics and T/CEC ports."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int
+    metrics_port: int
+    tcec_port: int
+
+
+def _start(argv: list[str], environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, env=environ, stdout=out, stderr=subprocess.STDOUT)
+
+
+@asynccontextmanager
+async def serving_gateway(
+    kafka: str, *, vehicle: str, dlq: str, tcec: str, log: Path
+) -> AsyncIterator[GatewayProcess]:
+    """A ready ``nev-ingest gateway run`` (/readyz 200) producing to the given topics, with the
+    T/CEC receiver for ``TCEC_OPERATOR`` and no platform accounts; on leaving SIGTERM, and the
+    exit code must be 0."""
+    secrets = {
+        TCEC_OPERATOR.operator_id: {
+            "OperatorSecret": TCEC_OPERATOR.operator_secret,
+            "DataSecret": TCEC_OPERATOR.data_secret,
+            "DataSecretIV": TCEC_OPERATOR.data_secret_iv,
+            "SigSecret": TCEC_OPERATOR.sig_secret,
+        }
+    }
+    port, metrics_port, tcec_port = free_port(), free_port(), free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
+    environ.update(
+        NEV_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        NEV_KAFKA_TOPIC_VEHICLE=vehicle,
+        NEV_KAFKA_TOPIC_DLQ=dlq,
+        NEV_KAFKA_TOPIC_TCEC=tcec,
+        NEV_TCEC_LISTEN=f"127.0.0.1:{tcec_port}",
+        NEV_TCEC_OPERATOR_SECRETS=orjson.dumps(secrets).decode(),
+        NEV_TCEC_TOKEN_KEY="a-token-key-for-the-test",
+        NEV_LOG_FORMAT="text",
+    )
+    argv = [sys.executable, "-m", "ingest", "gateway", "run", "--listen", f"127.0.0.1:{port}"]
+    proc = await asyncio.to_thread(
+        _start, [*argv, "--metrics-port", str(metrics_port)], environ, log
+    )
+    gw = GatewayProcess(proc, log, port, metrics_port, tcec_port)
+    try:
+
+        async def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(await asyncio.to_thread(log.read_text))
+            return await asyncio.to_thread(http_status, metrics_port, "/readyz") == 200
+
+        await until(ready, timeout_s=60, what="the gateway ready")
+        yield gw
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = await asyncio.to_thread(proc.wait, 30)
+    if code != 0:
+        raise AssertionError((await asyncio.to_thread(log.read_text))[-4000:])
+
+
+async def drive_traffic(gw: GatewayProcess, vin: str) -> None:
+    """Traffic of every sort the gateway's metrics count, each step answered: a frame before
+    the login (refused ``not_logged_in``), a vehicle login, real-time frames and a heartbeat
+    (produced), a platform login refused (no accounts), then a T/CEC token and a push."""
+    import aiohttp
+
+    reader, writer = await connect(gw.port)
+    early = realtime(vin, 2016, 0)
+    writer.write(early)
+    assert await read_answer(reader) == reply(early, 0x02)
+    hello = login(vin)
+    writer.write(hello)
+    assert await read_answer(reader) == reply(hello, 0x01)
+    beat = frame(2016, 0x07, vin, b"")
+    writer.write(b"".join(realtime(vin, 2016, n) for n in (1, 2, 3)) + beat)
+    assert await read_answer(reader) == reply(beat, 0x01, b"")  # after the frames before it
+    await close(writer)
+    reader, writer = await connect(gw.port)
+    guess = platform_login("nobody", "guess")
+    writer.write(guess)
+    assert await read_answer(reader) == reply(guess, 0x02)
+    await close(writer)
+
+    op = TCEC_OPERATOR
+    base = f"http://127.0.0.1:{gw.tcec_port}/evcs/v1.0"
+    stamp = datetime.now(CHINA_TZ).strftime("%Y%m%d%H%M%S")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def post(interface: str, data: dict[str, Any], seq: str, **h: str) -> Any:
+            body = request(op, orjson.dumps(data), stamp, seq)
+            async with session.post(f"{base}/{interface}", data=body, headers=h) as resp:
+                doc = orjson.loads(await resp.read())
+            return doc["Ret"], orjson.loads(decrypt(op, doc["Data"])) if doc["Data"] else None
+
+        cred = {"OperatorID": op.operator_id, "OperatorSecret": op.operator_secret}
+        ret, data = await post("query_token", cred, "0001")
+        assert ret == 0 and data["SuccStat"] == 0, data
+        push = {"ConnectorStatusInfo": {"ConnectorID": f"{op.operator_id}P000000101", "Status": 3}}
+        auth = {"Authorization": f"Bearer {data['AccessToken']}"}
+        ret, _ = await post("notification_stationStatus", push, "0002", **auth)
+        assert ret == 0

@@ -1,6 +1,6 @@
 """A real Prometheus (the Debian ``prometheus`` binary ./dev setup installs) of one test's own:
 a free loopback port, a scratch data directory, a generated configuration that scrapes the
-given targets every second and loads deploy/prometheus/alerts.yml; ready when ``/-/ready``
+given jobs' targets every second and loads deploy/prometheus/alerts.yml; ready when ``/-/ready``
 answers (polled, never slept for). Plus the HTTP API calls the tests make, and the metric names
 a PromQL expression refers to."""
 
@@ -25,9 +25,10 @@ ALERT_RULES: Final = Path(__file__).resolve().parents[2] / "deploy" / "prometheu
 
 
 class PrivatePrometheus:
-    """``prometheus`` scraping ``targets`` (host:port) as job ``nev-ingest``; ``stop`` ends it."""
+    """``prometheus`` scraping ``jobs`` (job name -> host:port targets, e.g. ``nev-ingest``
+    and ``nev-gateway`` as deploy/prometheus/prometheus.yml names them); ``stop`` ends it."""
 
-    def __init__(self, home: Path, targets: list[str], *, rule_files: list[Path]) -> None:
+    def __init__(self, home: Path, jobs: dict[str, list[str]], *, rule_files: list[Path]) -> None:
         binary = shutil.which("prometheus")
         assert binary, "prometheus not found: run ./dev setup (installs the Debian package)"
         home.mkdir(parents=True, exist_ok=True)
@@ -37,7 +38,8 @@ class PrivatePrometheus:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [
-                {"job_name": "nev-ingest", "static_configs": [{"targets": targets}]}
+                {"job_name": job, "static_configs": [{"targets": targets}]}
+                for job, targets in jobs.items()
             ],
         }
         config_file = home / "prometheus.yml"
