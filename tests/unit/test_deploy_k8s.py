@@ -135,6 +135,30 @@ def test_probes_security_and_resources(tmp_path: Path) -> None:
     assert memory.endswith("Gi") and int(memory[:-2]) * 1024 >= workers * WORKER_RSS_MIB
 
 
+def test_prometheus_scrape_annotations_match_the_metrics_ports_and_jobs(tmp_path: Path) -> None:
+    """Each Deployment's pods say where Prometheus scrapes them (``prometheus.io/port``: the
+    port the process serves its metrics on), and their ``app.kubernetes.io/name`` is a job of
+    deploy/prometheus/prometheus.yml: relabelled to ``job``, the alert rules and dashboards
+    select them (docs/operations.md, "Alert rules and runbooks")."""
+    config = load_yaml(K8S.parent / "prometheus" / "prometheus.yml")[0]
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    scraped = set()
+    for (kind, name), doc in _resources().items():
+        if kind != "Deployment":
+            continue
+        template = doc["spec"]["template"]
+        notes = template["metadata"]["annotations"]
+        (c,) = template["spec"]["containers"]
+        s = check_settings(_env(c), tmp_path)
+        port = s.gateway.metrics_port if c["args"][0] == "gateway" else s.metrics.port
+        assert notes["prometheus.io/scrape"] == "true", name
+        assert int(notes["prometheus.io/port"]) == port, f"{name}: scraped on another port"
+        job = template["metadata"]["labels"]["app.kubernetes.io/name"]
+        assert job in jobs, f"{name}: {job} is no scrape job of prometheus.yml"
+        scraped.add(job)
+    assert scraped == jobs == {"nev-ingest", "nev-gateway"}
+
+
 def test_selectors_select_and_the_gateway_is_behind_an_l4_load_balancer() -> None:
     r = _resources()
     labels = {
