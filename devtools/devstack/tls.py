@@ -85,8 +85,19 @@ def issue_server(ca: Authority, directory: Path, name: str = "server") -> tuple[
         return cert, key
     csr = directory / f"{name}.csr"
     _openssl(
-        ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr)]
-        + ["-subj", f"/CN={HOST_IP}"],
+        [
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={HOST_IP}",
+        ],
         f"{name} key and request",
     )
     _private(key)
@@ -99,8 +110,23 @@ def issue_server(ca: Authority, directory: Path, name: str = "server") -> tuple[
         )
     try:
         _openssl(
-            ["x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key)]
-            + ["-CAcreateserial", "-out", str(cert), "-days", str(DAYS), "-extfile", ext.name],
+            [
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(ca.cert),
+                "-CAkey",
+                str(ca.key),
+                "-CAcreateserial",
+                "-out",
+                str(cert),
+                "-days",
+                str(DAYS),
+                "-extfile",
+                ext.name,
+            ],
             f"{name} certificate",
         )
     finally:
@@ -113,8 +139,22 @@ def pkcs12(cert: Path, key: Path, ca: Authority, out: Path, password_file: Path)
     """``cert`` + ``key`` (+ the CA) as a PKCS#12 key store, for the broker's JVM."""
     if not out.is_file():
         _openssl(
-            ["pkcs12", "-export", "-in", str(cert), "-inkey", str(key), "-certfile", str(ca.cert)]
-            + ["-name", "broker", "-out", str(out), "-passout", f"file:{password_file}"],
+            [
+                "pkcs12",
+                "-export",
+                "-in",
+                str(cert),
+                "-inkey",
+                str(key),
+                "-certfile",
+                str(ca.cert),
+                "-name",
+                "broker",
+                "-out",
+                str(out),
+                "-passout",
+                f"file:{password_file}",
+            ],
             "broker key store",
         )
         _private(out)
