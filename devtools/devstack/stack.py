@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devtools.devstack import kafka, kafka_secure, postgres, prereq, timescale
+from devtools.devstack import kafka, kafka_secure, postgres, postgres_secure, prereq, timescale
 from devtools.devstack.state import (
     MAX_SHARDS,
     SERVICES,
@@ -263,7 +263,7 @@ def secure_env(state: StackState) -> dict[str, str]:
         out.update(kafka_secure.settings_env(files))
     pg_files = postgres.secure_files(state.services["postgres"])
     if pg_files is not None:
-        out.update(postgres.settings_env(pg_files))
+        out.update(postgres_secure.settings_env(pg_files))
     return out
 
 

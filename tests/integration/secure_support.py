@@ -17,6 +17,7 @@ from devtools.devstack import Paths, ServiceState
 from devtools.devstack import kafka as kafkadev
 from devtools.devstack import kafka_secure as ks
 from devtools.devstack import postgres as pgdev
+from devtools.devstack import postgres_secure as pgsec
 from devtools.loadgen import LoadResult, produce_messages
 from devtools.settings import load_dev_settings
 from devtools.sim.fleet import Message
@@ -80,7 +81,7 @@ class SecureStack:
 
     def service_dsn(self, database: str) -> str:
         return pgdev.dsn(self.pg.port, database).replace(
-            f"{pgdev.SUPERUSER}@", f"{pgdev.SERVICE_ROLE}@"
+            f"{pgdev.SUPERUSER}@", f"{pgsec.SERVICE_ROLE}@"
         )
 
     async def connect_service(self, database: str) -> Any:
@@ -98,7 +99,7 @@ class SecureStack:
             ssl=self.pg_ssl(),
         )
         try:
-            await admin.execute(f'CREATE DATABASE "{name}" OWNER {pgdev.SERVICE_ROLE}')
+            await admin.execute(f'CREATE DATABASE "{name}" OWNER {pgsec.SERVICE_ROLE}')
         finally:
             await admin.close()
         conn = await self.connect_service(name)
@@ -113,7 +114,7 @@ class SecureStack:
         settings ``devstack env`` prints for a secure stack."""
         extra = {
             **ks.settings_env(self.files, ks.SERVICE),
-            **pgdev.settings_env(self.files),
+            **pgsec.settings_env(self.files),
         }
         return PipelineEnv(
             kafka=self.bootstrap,
