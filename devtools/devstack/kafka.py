@@ -187,6 +187,7 @@ def up(
     cluster_id = previous.extra.get("cluster_id") if previous else None
     if not (home / "data" / "meta.properties").is_file():
         cluster_id = new_cluster_id()
+        (home / "acls.applied").unlink(missing_ok=True)  # a new metadata log has no ACLs
         run(
             [
                 java,
