@@ -243,6 +243,7 @@ def env_lines(settings: DevSettings) -> list[str]:
     lines.append(f"export {ENV_POSTGRES}={shlex.quote(pg.url)}")
     lines.append(f"export {ENV_KAFKA}={shlex.quote(state.services['kafka'].url)}")
     lines += [f"export {k}={shlex.quote(v)}" for k, v in secure_env(state).items()]
+    lines += _other_kafka_users(state)
     if len(shards) > 1:
         urls = ",".join(state.services[name].url for name in shards)
         lines.append(f"export {ENV_SHARDS}={shlex.quote(urls)}")
@@ -265,6 +266,20 @@ def secure_env(state: StackState) -> dict[str, str]:
     if pg_files is not None:
         out.update(postgres_secure.settings_env(pg_files))
     return out
+
+
+def _other_kafka_users(state: StackState) -> list[str]:
+    """Comment lines (eval ignores them): how the gateways' and the tools' users log in, e.g.
+    for `nev-ingest loadgen` (it produces raw frames, which only those users may)."""
+    svc = state.services["kafka"]
+    if not svc.extra.get("secure"):
+        return []
+    files = kafka_secure.SecureFiles(Path(svc.extra["tls_dir"]))
+    return [
+        f"# as {user}: NEV_KAFKA_SASL_USERNAME={user} "
+        f"NEV_KAFKA_SASL_PASSWORD_FILE={shlex.quote(str(files.password_file(user)))}"
+        for user in (kafka_secure.GATEWAY, kafka_secure.TOOLS)
+    ]
 
 
 def _say(report: bool, line: str) -> None:

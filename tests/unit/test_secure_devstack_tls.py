@@ -4,6 +4,8 @@ password is readable by its owner only, and a second ``prepare`` keeps what the 
 
 from __future__ import annotations
 
+import os
+import shlex
 import ssl
 import stat
 import subprocess
@@ -11,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.devstack import ServiceState, StackState, stack, tls
 from devtools.devstack import kafka_secure as ks
-from devtools.devstack import tls
+from devtools.devstack.process import start_time
+from devtools.settings import load_dev_settings
+from ingest.config.load import load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +81,38 @@ def test_acls_give_each_role_its_job_only() -> None:
     service_reads = {a[3] for a in acls if a[0] == ks.SERVICE and a[4] == "READ"}
     assert service_reads == {"veh", "chg", "grp"}
     assert not any(a[0] == ks.ADMIN for a in acls)  # the super user needs none
+
+
+def test_devstack_env_of_a_secure_stack_configures_the_service(tmp_path: Path) -> None:
+    """``devstack env``'s lines, read by the service's own config loader: SASL_SSL as
+    nev-service and verify-full as nev_service, with the passwords read from their files."""
+    files = ks.prepare(tmp_path)
+    me, started = os.getpid(), start_time(os.getpid())  # "running": this process stands in
+    state = StackState(state_dir=tmp_path)
+    secure = {"secure": True, "tls_dir": str(files.tls_dir)}
+    state.services["postgres"] = ServiceState(
+        "postgres", 5432, "postgresql://nev_service@127.0.0.1:5432/nev", "", me, started, secure
+    )
+    state.services["kafka"] = ServiceState(
+        "kafka", 9093, "127.0.0.1:9093", "", me, started, dict(secure)
+    )
+    state.save()
+    dev = load_dev_settings(environ={"NEV_DEVSTACK_STATE_DIR": str(tmp_path)})
+    lines = stack.env_lines(dev)
+
+    environ = {}
+    for line in lines:
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            environ[name] = shlex.split(value)[0]
+    settings = load_settings(environ=environ)
+    assert settings.kafka.security_protocol == "SASL_SSL"
+    assert settings.kafka.sasl_username == ks.SERVICE
+    assert settings.kafka.sasl_password == files.password(ks.SERVICE)
+    assert settings.kafka.ssl_cafile == str(files.ca)
+    assert settings.postgres.password == files.password("postgres-service")
+    assert settings.postgres.sslmode == "verify-full"
+    # No password by value in what a shell history or a CI log would keep.
+    text = "\n".join(lines)
+    assert not any(files.password(user) in text for user in ks.USERS)
+    assert f"NEV_KAFKA_SASL_USERNAME={ks.GATEWAY}" in text  # the gateways' login, as a comment
