@@ -18,7 +18,7 @@ from devtools.devstack.postgres_secure import (
     secure_initdb,
     service_role,
 )
-from devtools.devstack.process import free_port, run, start_time, tail
+from devtools.devstack.process import free_port, run, start_time, tail, wait_gone
 from devtools.devstack.state import ServiceState
 from ingest.errors import UserError
 
@@ -262,6 +262,11 @@ def down(svc: ServiceState, timeout_s: float) -> None:
         Path(svc.log).with_name("setup.log"),
         timeout_s,
     )
+    # pg_ctl -w returns once postmaster.pid is gone, which the postmaster removes just before
+    # it exits: on a loaded machine the process can outlive pg_ctl by a moment. `down` means
+    # stopped, so wait for the process itself (by pid and start time).
+    if svc.pid is not None and svc.started is not None:
+        wait_gone(svc.pid, svc.started, timeout_s)
 
 
 def _stop(bin_dir: Path, data: Path, user: str | None, log: Path, timeout_s: float) -> None:
