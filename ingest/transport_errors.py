@@ -65,11 +65,33 @@ async def kafka_hint(options: dict[str, Any], timeout_s: float) -> str | None:
                 " (wrong user or password): fix kafka.sasl_username / kafka.sasl_password "
                 "(or kafka.sasl_password_file), or kafka.sasl_mechanism"
             )
-        return None
     except (TimeoutError, OSError):
+        pass
+    else:
+        conn.close()
         return None
-    conn.close()
+    # A client without TLS at a TLS listener sees only a closed connection or silence.
+    if "ssl_context" not in options and await _speaks_tls(host, int(port), timeout_s):
+        return (
+            f"Kafka at {first} expects TLS: set kafka.security_protocol = SSL or SASL_SSL "
+            f"(now {options.get('security_protocol')}) and kafka.ssl_cafile"
+        )
     return None
+
+
+async def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
+    """Whether the server completes a TLS handshake (its certificate is not checked: only
+    the protocol is in question here, and nothing is sent over it)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port, ssl=context)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    return True
 
 
 def postgres_hint(exc: BaseException, host: str) -> str | None:
@@ -78,9 +100,13 @@ def postgres_hint(exc: BaseException, host: str) -> str | None:
 
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "PostgreSQL: " + _tls_hint(exc, "postgres.dsn", "postgres.sslrootcert", host)
-    if isinstance(
-        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
-    ):
+    rejected = asyncpg.InvalidAuthorizationSpecificationError
+    if isinstance(exc, rejected) and "no encryption" in str(exc):  # pg_hba: hostssl only
+        return (
+            f"PostgreSQL requires TLS ({exc}): set postgres.sslmode = verify-full "
+            "and postgres.sslrootcert"
+        )
+    if isinstance(exc, asyncpg.InvalidPasswordError | rejected):
         return (
             f"PostgreSQL refused the login ({exc}): fix the user in postgres.dsn or "
             "postgres.password (or postgres.password_file)"

@@ -1,7 +1,8 @@
 """The service over SASL_SSL (SCRAM-SHA-512) and PostgreSQL TLS (verify-full, scram-sha-256) on
 a secure dev stack of the module's own: frames become rows once, bad frames reach the DLQ, the
-alert is published, offsets are committed; wrong credentials, an untrusted CA and a wrong host
-name stop ``nev-ingest run`` with one line naming the setting to fix; the ACLs hold."""
+alert is published, offsets are committed; wrong credentials, an untrusted CA, a wrong host
+name and a client without TLS stop ``nev-ingest run`` with one line naming the setting to fix;
+the ACLs hold."""
 
 from __future__ import annotations
 
@@ -100,6 +101,9 @@ def _run_service(env: ps.PipelineEnv, **overrides: str) -> subprocess.CompletedP
         ("postgres_password", "postgres.password", "password authentication failed"),
         ("postgres_ca", "postgres.sslrootcert", "certificate is not trusted"),
         ("postgres_host", "postgres.dsn", "not valid for 'localhost'"),
+        # Nothing is served unencrypted: no plaintext listener, pg_hba takes hostssl only.
+        ("kafka_plaintext", "kafka.security_protocol", "expects TLS"),
+        ("postgres_plaintext", "postgres.sslmode", "requires TLS"),
     ],
 )
 def test_bad_credentials_or_certificates_stop_run_with_one_line(
@@ -122,6 +126,8 @@ def test_bad_credentials_or_certificates_stop_run_with_one_line(
         "postgres_password": {"NEV_POSTGRES_PASSWORD_FILE": str(wrong)},
         "postgres_ca": {"NEV_POSTGRES_SSLROOTCERT": str(other_ca)},
         "postgres_host": {"NEV_POSTGRES_DSN": env.dsn.replace("127.0.0.1", "localhost")},
+        "kafka_plaintext": {"NEV_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+        "postgres_plaintext": {"NEV_POSTGRES_SSLMODE": "disable"},
     }[case]
     result = _run_service(env, **overrides)
     assert result.returncode == 2, result.stderr + result.stdout
