@@ -29,6 +29,7 @@ LAYERS: Final[tuple[tuple[str, ...], ...]] = (
     ("storage", "alerts"),  # the database layer; the rule engine (both take typed params)
     ("ingest.wiring",),  # settings -> client parameters for everyone above
     ("ingest.pipeline",),  # the service
+    ("ingest.gateway",),  # the front doors (TCP, T/CEC 102 HTTP) -> Kafka; uses pipeline.wire
     ("ingest.cli",),  # the commands (one module each)
     ("ingest.__main__",),  # python -m ingest
     ("devtools",),  # dev stack, demo, load generator, simulators: never shipped

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -145,7 +146,7 @@ async def run_loadgen(
 
 def register(sub: Any) -> None:
     """Add the ``loadgen`` subcommand."""
-    from devtools import loadgen_modes
+    from devtools import loadgen_gateway, loadgen_modes
     from ingest.cli.args import float_range, int_range, kafka_topic
     from ingest.config.load import add_config_arguments
 
@@ -227,6 +228,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--topic", type=kafka_topic, default=None, help="default: kafka.topic_vehicle")
     loadgen_modes.add_arguments(p)
+    loadgen_gateway.add_arguments(p)
     add_config_arguments(p)
     p.set_defaults(func=_main)
 
@@ -258,6 +260,10 @@ def _main(args: argparse.Namespace) -> int:
         total = min(total or args.max_frames, args.max_frames)
     progress = Progress(sys.stderr, total)
     bounds: dict[str, Any] = {"max_frames": args.max_frames, "max_seconds": args.max_seconds}
+    if args.via_gateway is not None:
+        rate = source.rate if source.rate is not None else args.rate
+        print(orjson.dumps(_via_gateway(args, source, rate, progress, bounds)).decode())
+        return 0
     if args.out is not None:
         try:
             result = write_messages(
@@ -286,6 +292,53 @@ def _main(args: argparse.Namespace) -> int:
     result.runaway_vin = runaway_vin
     print(orjson.dumps(result.as_dict()).decode())
     return 0
+
+
+def _via_gateway(
+    args: argparse.Namespace, source: Source, rate: float, progress: Progress, bounds: Any
+) -> dict[str, Any]:
+    """Run ``--via-gateway``: the vehicle records over TCP (``devtools.loadgen_gateway``)."""
+    from devtools import loadgen_gateway as gw
+    from ingest.errors import UserError
+
+    if args.replay is not None or args.out is not None:
+        raise UserError("--via-gateway sends generated traffic: drop --replay/--out")
+    other = gw.unsupported_roles(list(source.names))
+    if other:
+        raise UserError(
+            f"--via-gateway sends vehicle frames (the gateway's GB/T 32960 listener), not "
+            f"{', '.join(other)}: give --mix vehicle=1, or --chargers 0 --packs 0"
+        )
+    try:
+        plan = gw.plan_from_args(args)
+        devices = args.devices or args.vehicles
+        if args.devices is not None:
+            # The scale generator makes only this process's share of the slots.
+            devices = -(-args.devices // plan.share[1])
+            plan = dataclasses.replace(plan, share=(0, 1))
+        run = gw.run_via_gateway(
+            plan,
+            source.messages,
+            devices=devices,
+            rate=rate,
+            # Scale mode in real time: each device sends when its report is due.
+            by_time=args.devices is not None and args.rate == 0,
+            progress=progress,
+            **bounds,
+        )
+        result, stats = _run_gateway(run)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return gw.result_dict(result, stats, plan)
+
+
+def _run_gateway(run: Any) -> Any:
+    """``asyncio.run`` on uvloop when it is installed (100,000 sockets: its loop is leaner)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(run)
+    return uvloop.run(run)
 
 
 def _fleet_source(args: argparse.Namespace, settings: Any) -> tuple[Source, str | None]:

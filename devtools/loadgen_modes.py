@@ -151,6 +151,8 @@ def scale_options(args: argparse.Namespace, now_ms: int) -> ScaleOptions:
         fault_per_hour=args.fault_rate,
         seed=args.seed,
         start_ms=start,
+        # --device-share: this process's slots only (by_time pacing; a --rate is per process).
+        share=args.device_share if getattr(args, "via_gateway", None) else (0, 1),
     )
 
 

@@ -62,6 +62,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--workers", type=int_range(1, MAX_WORKERS), default=2, help="worker processes (2)"
     )
+    p.add_argument(
+        "--via-gateway",
+        action="store_true",
+        help="start a gateway (nev-ingest gateway) and send the vehicles' frames through it "
+        "over TCP, one connection per vehicle",
+    )
     p.add_argument("--stop", action="store_true", help="stop the demo's service and exit")
     add_config_arguments(p)
     p.set_defaults(func=_main)
@@ -70,7 +76,11 @@ def register(subparsers: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     base = dev_settings_from_args(args)
     if args.stop:
+        from devtools.demo.gateway import stop_gateway
+
         say("demo: service stopped" if stop_service(base) else "demo: no demo service running")
+        if stop_gateway(base):
+            say("demo: gateway stopped")
         return 0
     from devtools.demo.run import run_demo
 

@@ -71,6 +71,14 @@ def run_demo(args: argparse.Namespace, base: DevSettings, demo_dir: Path) -> int
     _until_ready(port, demo_dir / "run.log")
     say(f"  ready (pid {pid}); log: {demo_dir / 'run.log'}")
     before = scrape(port)
+    gateway_port = None
+    if args.via_gateway:
+        from devtools.demo.gateway import start_gateway, stop_gateway
+
+        stop_gateway(base)  # a previous demo's gateway, if any
+        gw_pid, gateway_port = start_gateway(env, demo_dir)
+        say(f"  gateway: nev-ingest gateway on 127.0.0.1:{gateway_port} (pid {gw_pid}); the")
+        say(f"  vehicles send through it over TCP; log: {demo_dir / 'gateway.log'}")
 
     say(
         f"\n== 4/5  traffic: {args.vehicles:,} simulated vehicles, {args.chargers:,} charging "
@@ -79,7 +87,7 @@ def run_demo(args: argparse.Namespace, base: DevSettings, demo_dir: Path) -> int
         "runaway, a connector stuck in fault and one overheating, a pack with a shorted cell in "
         "a swap station, pack swaps, charging sessions)"
     )
-    result, took, options = _traffic(args, settings, port, before)
+    result, took, options = _traffic(args, settings, port, before, gateway_port)
 
     say("\n== 5/5  summary")
     _summary(args, settings, env, port, before, result, took, options)
@@ -95,7 +103,7 @@ Look further (the stack and the service keep running):
   more load   nev-ingest loadgen --vehicles 10000 --chargers 2000 --packs 5000 --minutes 5
   logs        {demo_dir / "run.log"}  (one JSON object per line)
 Stop:
-  nev-ingest demo --stop        the service
+  nev-ingest demo --stop        the service (and the gateway of --via-gateway)
   nev-ingest devstack down      Kafka and PostgreSQL (./dev down does the same)
 Demo took {time.monotonic() - began:.0f}s."""
     )
@@ -136,9 +144,14 @@ def _until_ready(port: int, log: Path) -> None:
 
 
 def _traffic(
-    args: argparse.Namespace, settings: Settings, port: int, before: dict[str, float]
+    args: argparse.Namespace,
+    settings: Settings,
+    port: int,
+    before: dict[str, float],
+    gateway_port: int | None = None,
 ) -> tuple[Any, float, Any]:
-    """Run the load generator in a thread; every 2 s say what was sent and stored."""
+    """Run the load generator in a thread (the vehicles through the gateway on
+    ``gateway_port``, if given); every 2 s say what was sent and stored."""
     from devtools.loadgen import expected_frames, run_loadgen
     from devtools.sim.fleet import FleetOptions
 
@@ -157,7 +170,12 @@ def _traffic(
 
     def generate() -> None:
         try:
-            box["result"] = asyncio.run(run_loadgen(settings, options, progress_stream=None))
+            if gateway_port is not None:
+                from devtools.demo.gateway import gateway_traffic
+
+                box["result"] = asyncio.run(gateway_traffic(settings, options, gateway_port))
+            else:
+                box["result"] = asyncio.run(run_loadgen(settings, options, progress_stream=None))
         except BaseException as exc:  # handed to the main thread below
             box["error"] = exc
 

@@ -333,6 +333,14 @@ async def ensure_topics(
             for name, code, *_ in getattr(response, "topic_errors", []):
                 if code not in (0, 36):  # 36 TOPIC_ALREADY_EXISTS: a concurrent creator won
                     raise UserError(f"Kafka refused to create topic {name} (error code {code})")
+            # CreateTopics answers once the controller has the topic; the broker's metadata
+            # may show it a moment later (seen under load), and a client that checks at once
+            # (the gateway's start-up check) would call it missing: return when it is listed.
+            deadline = asyncio.get_running_loop().time() + 30
+            while not {t.name for t in missing} <= set(await admin.list_topics()):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise UserError(f"Kafka created {missing[0].name} but does not list it")
+                await asyncio.sleep(0.05)
     finally:
         await admin.close()
 

@@ -64,6 +64,9 @@ class ScaleOptions:
     seed: int = 1
     start_ms: int = 1_782_878_400_000  # simulated time of round 0 (loadgen: now)
     first_round: int = 0  # rounds before it are not sent (> 0: no logins; steady state)
+    # (K, M): only device slots d with d % M == K (one of M processes sharing a fleet, each
+    # under its own descriptor limit: loadgen --via-gateway --device-share K/M).
+    share: tuple[int, int] = (0, 1)
 
 
 def parse_mix(text: str) -> tuple[tuple[str, int], ...]:
@@ -146,7 +149,7 @@ def scale_messages(o: ScaleOptions) -> Iterator[Message]:
     run = _Run(o)
     for r in count(o.first_round):
         base = o.start_ms + r * run.period
-        for d in range(o.devices):
+        for d in range(o.share[0], o.devices, o.share[1]):
             t = base + d * run.period // o.devices
             kind, i = slot_kind(o, d)
             if kind == "vehicle":

@@ -35,6 +35,8 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.migrate",
     "ingest.cli.query",
     "ingest.cli.run",
+    "ingest.cli.gateway",
+    "ingest.cli.dlq",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.

@@ -31,7 +31,9 @@ from ingest.config.bounds import (
     SQL_IDENTIFIER,
 )
 from ingest.config.fields import Section, setting
+from ingest.config.gateway_settings import GatewaySettings
 from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.tcec_settings import TcecSettings
 
 __all__ = [
     "ENTITY_KINDS",
@@ -288,6 +290,8 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
+    gateway: GatewaySettings = GatewaySettings()  # noqa: RUF009 - issue 14, ingest/config/gateway_settings.py
+    tcec: TcecSettings = TcecSettings()  # noqa: RUF009 (frozen, as kafka)
 
 
 # Section name -> class, in the order the docs list them.
@@ -299,6 +303,8 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "metrics": MetricsSettings,
     "alerts": AlertsSettings,
     "log": LogSettings,
+    "gateway": GatewaySettings,
+    "tcec": TcecSettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:

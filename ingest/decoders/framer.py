@@ -100,8 +100,8 @@ class StreamFramer:
         while True:
             p = _find_start(buf, scan)
             if p < 0:
-                # Keep a trailing "#" or "$": it may be the first half of a marker.
-                half = not final and buf and buf[-1] in (0x23, 0x24)
+                # Keep a trailing "#" or "$" not yet taken (a BCC is): it may start a marker.
+                half = not final and len(buf) > scan and buf[-1] in (0x23, 0x24)
                 keep = len(buf) - 1 if half else len(buf)
                 if keep > scan:
                     self._mark_skip(scan, NO_START)

@@ -43,6 +43,19 @@ PINNED: dict[str, frozenset[str]] = {
             "rows_of_pack_frame",
         }
     ),
+    "ingest.gateway.tcec": frozenset(
+        {
+            "NOTIFICATIONS",
+            "EnvelopeError",
+            "OperatorSecrets",
+            "OperatorsError",
+            "Ret",
+            "TcecParams",
+            "TcecServer",
+            "params_from_settings",
+            "start_tcec",
+        }
+    ),
     "ingest.decoders.charger": frozenset(
         {
             "COMMANDS",
@@ -180,6 +193,7 @@ PINNED: dict[str, frozenset[str]] = {
             "WorkerOptions",
         }
     ),
+    "ingest.gateway": frozenset({"ExtraServer", "Gateway", "GatewayMetrics"}),
     "ingest.cli": frozenset({"COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"}),
     "devtools.dashboards": frozenset(
         {"DASHBOARDS", "OUT_DIR", "export", "panel_targets", "render"}
@@ -192,6 +206,7 @@ NAMESPACES = frozenset(
         "ingest",
         "ingest.decoders.blocks",
         "ingest.decoders.commands",
+        "ingest.gateway",
         "devtools",
         "devtools.demo",
         "devtools.sim",

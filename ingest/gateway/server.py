@@ -1,0 +1,311 @@
+"""``Gateway``: the listeners, the producer, the limits' clock and the graceful stop.
+
+Lifecycle: ``start`` starts the Kafka producer (acks=all, idempotent), then opens one TCP
+listener per configured kind (TLS when a certificate is set) and the ``extra_servers`` (e.g.
+the T/CEC 102 HTTP receiver: anything with ``start``/``stop`` coroutines), and a sweeper that
+closes connections past their login or idle timeout. ``stop`` (SIGTERM): stop accepting,
+stop reading every connection, wait up to ``shutdown_timeout_s`` for every in-flight frame to
+be acknowledged and answered, close the connections, stop the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from ingest.config import Settings
+from ingest.config.gateway_settings import GatewaySettings
+from ingest.errors import UserError
+from ingest.gateway.accounts import Accounts, hash_password, verify_password
+from ingest.gateway.connection import Connection
+from ingest.gateway.kinds import KINDS, GatewayKind
+from ingest.gateway.limits import Budget, LogGate
+from ingest.gateway.metrics import GatewayMetrics
+from ingest.gateway.producer import Dispatcher
+from ingest.wiring import kafka_client_options
+
+__all__ = ["ExtraServer", "Gateway", "parse_listen", "tls_context"]
+
+log = logging.getLogger(__name__)
+
+# An unknown user is checked against this hash too, so that a refusal takes as long whether
+# or not the account exists (no user enumeration by timing).
+_DUMMY_HASH: Final = hash_password("not a password")
+# Frames waiting this long without any acknowledgement: Kafka is away (readiness, gauge).
+KAFKA_STALL_S: Final = 5.0
+_MAX_BATCH_BYTES: Final = 512 * 1024
+
+
+class ExtraServer(Protocol):
+    """A server started and stopped beside the TCP listeners (the T/CEC 102 receiver)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def parse_listen(key: str, value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``; empty host = every interface), or a one-line UserError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"gateway.{key} = {value!r}: expected host:port, e.g. 0.0.0.0:32960")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - listening is the point
+
+
+def tls_context(cfg: GatewaySettings) -> ssl.SSLContext | None:
+    """The listeners' TLS context, or None when no certificate is configured."""
+    if not cfg.tls_certfile and not cfg.tls_keyfile:
+        return None
+    if not (cfg.tls_certfile and cfg.tls_keyfile):
+        raise UserError("gateway.tls_certfile and gateway.tls_keyfile go together; set both")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cfg.tls_certfile, cfg.tls_keyfile)
+        if cfg.tls_cafile:
+            ctx.load_verify_locations(cfg.tls_cafile)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"gateway TLS files cannot be loaded ({exc}); fix gateway.tls_*") from None
+    return ctx
+
+
+class Gateway:
+    """One gateway process's servers and their shared state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: GatewayMetrics | None = None,
+        producer: Any = None,
+        extra_servers: Sequence[ExtraServer] = (),
+    ) -> None:
+        self.settings = settings
+        self.config = settings.gateway
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.gateway_id = self.config.gateway_id or socket.gethostname()
+        kafka = settings.kafka
+        self.topics: dict[GatewayKind, str] = {
+            "vehicle": kafka.topic_vehicle,
+            "charger": kafka.topic_charger,
+            "battery": kafka.topic_battery,
+        }
+        self.dlq_topic = kafka.topic_dlq
+        path = self.config.accounts_file
+        self.accounts = Accounts(Path(path) if path else None)
+        self.log_gate = LogGate(self.config.log_interval_s)
+        self.extra_servers = list(extra_servers)
+        self._producer = producer
+        self._own_producer = producer is None
+        self.dispatcher = Dispatcher(
+            None,
+            self.metrics,
+            Budget(self.config.max_in_flight_frames, self.config.max_in_flight_bytes),
+            self._budget_free,
+        )
+        self.connections: set[Connection] = set()
+        self._bound: dict[tuple[GatewayKind, str], Connection] = {}
+        self.ports: dict[GatewayKind, int] = {}
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ids = itertools.count(1)
+        self._boot = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}"
+        self._paused: set[Connection] = set()
+        self._pressure_since: float | None = None
+        self.ready = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the producer, the listeners and the extra servers."""
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            kafka = self.settings.kafka
+            self._producer = AIOKafkaProducer(
+                **kafka_client_options(kafka),
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                max_request_size=kafka.max_request_size,
+                # One sender keeps the read order, so a partition whose batch is full (aiokafka
+                # then waits for it to drain) holds every frame behind it: batches far larger
+                # than the 16 KiB default make that wait rare (an ad-hoc run on the shared dev
+                # box: 3,100 -> 5,000 frames/s acknowledged; a benchmark should settle it).
+                max_batch_size=min(_MAX_BATCH_BYTES, kafka.max_request_size),
+            )
+            await self._producer.start()
+        self.dispatcher._producer = self._producer
+        self.metrics.kafka_connected.set(1)
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="gateway-kafka"))
+        self._tasks.append(asyncio.create_task(self._sweep(), name="gateway-sweep"))
+        ctx = tls_context(self.config)
+        for kind in KINDS:
+            listen = getattr(self.config, f"listen_{kind}")
+            if not listen:
+                continue
+            host, port = parse_listen(f"listen_{kind}", listen)
+            try:
+                server = await asyncio.get_running_loop().create_server(
+                    lambda kind=kind: Connection(self, kind),
+                    host,
+                    port,
+                    ssl=ctx,
+                    backlog=4096,
+                    reuse_address=True,
+                )
+            except OSError as exc:
+                raise UserError(
+                    f"gateway.listen_{kind} = {listen}: cannot listen ({exc.strerror}); "
+                    "choose a free port or stop what holds it"
+                ) from None
+            self._servers.append(server)
+            self.ports[kind] = server.sockets[0].getsockname()[1]
+            log.info(
+                "gateway listening",
+                extra={
+                    "kind": kind,
+                    "listen": f"{host}:{self.ports[kind]}",
+                    "tls": ctx is not None,
+                },
+            )
+        for extra in self.extra_servers:
+            await extra.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Graceful stop: no new connections, in-flight frames acknowledged and answered."""
+        self.ready = False
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.pause("shutdown")
+        for extra in self.extra_servers:
+            with contextlib.suppress(Exception):
+                await extra.stop()
+        try:
+            await asyncio.wait_for(self.dispatcher.drained(), self.config.shutdown_timeout_s)
+        except TimeoutError:
+            log.error(
+                "shutdown: %d frames not acknowledged by Kafka within %.0fs; their senders got "
+                "no answer and will send them again",
+                self.dispatcher.budget.frames,
+                self.config.shutdown_timeout_s,
+            )
+        for conn in list(self.connections):
+            conn.close("shutdown")
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._own_producer and self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), 10)
+        self.metrics.kafka_connected.set(0)
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """/readyz: listening, and Kafka takes frames (not ``KAFKA_STALL_S`` without an
+        acknowledgement while frames wait): a load balancer then sends new devices elsewhere."""
+        kafka = not self.dispatcher.stalled(KAFKA_STALL_S)
+        detail = {"connections": len(self.connections), "listeners": dict(self.ports)}
+        return self.ready and kafka, {**detail, "kafka": kafka}
+
+    # -- connections -------------------------------------------------------------------------
+
+    def admit(self, conn: Connection) -> bool:
+        """Register a new connection, or refuse it (max_connections, or stopping)."""
+        if not self.ready or len(self.connections) >= self.config.max_connections:
+            why = "max_connections" if self.ready else "shutdown"
+            self.metrics.refused.labels(conn.kind, why).inc()
+            conn.note(why, f"{len(self.connections)} connections open")
+            return False
+        self.connections.add(conn)
+        self.metrics.accepted.labels(conn.kind).inc()
+        self.metrics.connections.labels(conn.kind).inc()
+        return True
+
+    def bind(self, conn: Connection, identity: str) -> None:
+        """A device logged in on ``conn``: an older connection of the same identity is closed
+        (Annex B: "a new connection with the same identity replaces the old one")."""
+        old = self._bound.get((conn.kind, identity))
+        self._bound[(conn.kind, identity)] = conn
+        if old is not None and old is not conn:
+            old.close("replaced", f"{identity} logged in again from {conn.peer}")
+
+    def forget(self, conn: Connection) -> None:
+        ident = conn.session.vin
+        if ident and self._bound.get((conn.kind, ident)) is conn:
+            del self._bound[(conn.kind, ident)]
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._paused.discard(conn)
+            self.metrics.connections.labels(conn.kind).dec()
+
+    def next_connection_id(self) -> str:
+        return f"{self._boot}-{next(self._ids)}"
+
+    async def check_password(self, user: str, password: str) -> bool:
+        """The platform account's password check, off the event loop (scrypt is slow by design)."""
+        stored = self.accounts.lookup(user)
+        ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
+        return ok and stored is not None
+
+    # -- backpressure ------------------------------------------------------------------------
+
+    def budget_full(self, conn: Connection) -> None:
+        """Kafka is behind: this connection stops being read until the budget frees."""
+        if self._pressure_since is None:
+            self._pressure_since = time.monotonic()
+            self.metrics.refused.labels(conn.kind, "backpressure").inc()
+            log.warning(
+                "in-flight budget full (%d frames, %d bytes): not reading sockets until Kafka "
+                "acknowledges",
+                self.dispatcher.budget.frames,
+                self.dispatcher.budget.bytes,
+            )
+        conn.pause("budget")
+        self._paused.add(conn)
+
+    def _budget_free(self) -> None:
+        if self._pressure_since is not None:
+            self.metrics.backpressure.inc(time.monotonic() - self._pressure_since)
+            self._pressure_since = None
+        paused, self._paused = self._paused, set()
+        for conn in paused:
+            conn.resume("budget")
+
+    async def _sweep(self) -> None:
+        """Close connections past their login or idle timeout; refresh the in-flight gauges."""
+        cfg = self.config
+        tick = max(0.05, min(1.0, cfg.login_timeout_s / 4, cfg.idle_timeout_s / 4))
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            budget = self.dispatcher.budget
+            self.metrics.in_flight_frames.set(budget.frames)
+            self.metrics.in_flight_bytes.set(budget.bytes)
+            self.metrics.kafka_connected.set(0 if self.dispatcher.stalled(KAFKA_STALL_S) else 1)
+            if self._pressure_since is not None:
+                self.metrics.backpressure.inc(now - self._pressure_since)
+                self._pressure_since = now
+            for conn in list(self.connections):
+                if conn.closed or conn.paused:
+                    continue  # a paused connection is not idle by its own doing
+                if not conn.session.logged_in and now - conn.connected_at > cfg.login_timeout_s:
+                    conn.close("login_timeout", f"no login within {cfg.login_timeout_s:g}s")
+                elif now - conn.last_rx > cfg.idle_timeout_s:
+                    conn.close("idle_timeout", f"nothing received for {cfg.idle_timeout_s:g}s")

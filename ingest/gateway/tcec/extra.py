@@ -1,0 +1,56 @@
+"""The T/CEC 102 receiver as one of ``nev-ingest gateway``'s extra servers.
+
+It gets its own acks=all producer rather than the TCP listeners' one: that producer sends in
+the order frames were read, through one sender task, and an operator's HTTP push does not need
+to queue behind a device's frames (or hold them up while it waits for its answer).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from ingest.config.settings import Settings
+from ingest.gateway.tcec.server import TcecParams, TcecServer, start_tcec
+from ingest.wiring import kafka_client_options
+
+__all__ = ["TcecExtraServer", "tcec_extra_server"]
+
+
+class TcecExtraServer:
+    """Start: producer, then the HTTP server; stop: the server, then the producer."""
+
+    def __init__(self, settings: Settings, params: TcecParams, registry: Any) -> None:
+        self._settings = settings
+        self._params = params
+        self._registry = registry
+        self._producer: Any = None
+        self._server: TcecServer | None = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        kafka = self._settings.kafka
+        self._producer = AIOKafkaProducer(
+            **kafka_client_options(kafka),
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=kafka.max_request_size,
+        )
+        await self._producer.start()
+        self._server = await start_tcec(self._params, self._producer, self._registry)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+        if self._producer is not None:
+            await self._producer.stop()
+
+
+def tcec_extra_server(settings: Settings, registry: Any) -> TcecExtraServer | None:
+    """The receiver when ``tcec.listen`` is set, else None (not started)."""
+    from ingest.gateway.tcec import params_from_settings
+
+    gateway_id = settings.gateway.gateway_id or socket.gethostname()
+    params = params_from_settings(settings, gateway_id=gateway_id)
+    return None if params is None else TcecExtraServer(settings, params, registry)

@@ -1,0 +1,43 @@
+"""The receiver's metrics, ``nev_gateway_tcec_*``, on a registry passed in."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["TcecMetrics"]
+
+# Produce to acknowledgement: a few ms on a healthy cluster, up to produce_timeout_s when not.
+PRODUCE_BUCKETS: Final = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class TcecMetrics:
+    """Requests by interface and Ret; the time Kafka took to acknowledge a push."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns = "nev_gateway_tcec"
+        # interface is one of the five routes' names; ret one of the standard's seven codes.
+        self.requests = Counter(
+            "requests",
+            "Requests answered, by interface and the answer's Ret.",
+            ["interface", "ret"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.produce_latency = Histogram(
+            "produce_latency_seconds",
+            "Time from handing a push to the producer to Kafka's acknowledgement (acks=all).",
+            buckets=PRODUCE_BUCKETS,
+            namespace=ns,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "in_flight",
+            "Requests being handled (at most tcec.max_in_flight): mostly pushes awaiting Kafka.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.tokens_issued = Counter(
+            "tokens_issued", "Tokens issued by query_token.", namespace=ns, registry=registry
+        )

@@ -1,0 +1,351 @@
+"""The T/CEC 102 HTTP receiver: aiohttp routes, token issue, checks, produce, answer.
+
+Each request runs the same checks in the same order, each with the standard's Ret
+(docs/gateway.md, "T/CEC 102 receiver"): the envelope's five fields (4003), the bearer token
+of notification_* (4002), the operator (4003), Sig (4001), TimeStamp within the clock skew
+(4003), Data decrypted to a JSON object (4003), (TimeStamp, Seq) not seen before (4003), the
+business JSON as the pipeline's decoder reads it (4004); then the push is produced with
+acks=all and answered 0 only once Kafka acknowledged it, else -1 (busy) after a bounded wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
+from ingest.decoders.errors import FrameError
+from ingest.gateway.tcec.envelope import (
+    Envelope,
+    EnvelopeError,
+    OperatorSecrets,
+    Ret,
+    answer,
+    open_data,
+    parse_envelope,
+    verify,
+)
+from ingest.gateway.tcec.metrics import TcecMetrics
+from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
+from ingest.pipeline import wire
+from ingest.pipeline.logs import RateLimiter
+from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
+
+__all__ = ["NOTIFICATIONS", "QUERY_TOKEN", "TcecParams", "TcecServer", "make_app", "start_tcec"]
+
+log = logging.getLogger(__name__)
+
+QUERY_TOKEN: Final = "query_token"  # noqa: S105 - an interface name, not a password
+# The push interfaces: the pipeline's decoder reads exactly these (ingest.decoders.charger).
+NOTIFICATIONS: Final = frozenset(
+    {
+        "notification_stationStatus",
+        "notification_equip_charge_status",
+        "notification_charge_order_info",
+        "notification_stationInfo",
+    }
+)
+_BEARER: Final = "Bearer "
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcecParams:
+    """What the receiver needs; ``ingest.gateway.tcec.params_from_settings`` builds it."""
+
+    host: str
+    port: int
+    path_prefix: str
+    topic: str
+    operators: Mapping[str, OperatorSecrets] = field(repr=False)
+    token_key: bytes | None = field(default=None, repr=False)
+    token_lifetime_s: int = 7200
+    clock_skew_s: int = 300
+    replay_window: int = 10_000
+    max_body_bytes: int = 262_144
+    max_in_flight: int = 1024
+    produce_timeout_s: float = 10.0
+    gateway_id: str = ""
+    clock: Callable[[], float] = time.time  # wall clock, epoch s (tests move it)
+
+
+class _Receiver:
+    def __init__(self, params: TcecParams, producer: Producer, metrics: TcecMetrics) -> None:
+        self._p = params
+        self._producer = producer
+        self._m = metrics
+        self._tokens = TokenIssuer(params.token_key, params.token_lifetime_s)
+        # One window per configured operator: bounded by the operators file, never by input.
+        self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
+        self._limiter = RateLimiter(10.0)
+        self._in_flight = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        interface = request.match_info["interface"]
+        if interface != QUERY_TOKEN and interface not in NOTIFICATIONS:
+            raise web.HTTPNotFound(text=f"no T/CEC 102 interface {interface!r} here\n")
+        if self._in_flight >= self._p.max_in_flight:
+            # Kafka is slow and requests pile up: refuse before reading the body, so memory
+            # stays bounded; the operator retries later, as -1 asks.
+            self._m.requests.labels(interface, str(int(Ret.BUSY))).inc()
+            self._log(interface, Ret.BUSY, "too many requests in flight", request.remote)
+            return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
+        self._in_flight += 1
+        self._m.in_flight.inc()
+        try:
+            return await self._handle(interface, request)
+        finally:
+            self._in_flight -= 1
+            self._m.in_flight.dec()
+
+    async def _handle(self, interface: str, request: web.Request) -> web.Response:
+        received_ms = int(self._p.clock() * 1000)
+        secrets: OperatorSecrets | None = None
+        data: dict[str, Any] | None = None
+        try:
+            env = parse_envelope(await self._read(request))
+            if interface != QUERY_TOKEN:
+                self._check_token(request, env.operator_id)
+            secrets = self._p.operators.get(env.operator_id)
+            if secrets is None:
+                raise EnvelopeError(
+                    Ret.BAD_PARAMETER,
+                    f"unknown OperatorID {env.operator_id}: ask the platform to register it",
+                )
+            verify(secrets, env)
+            self._check_time(env)
+            plain, doc = open_data(secrets, env)
+            window = self._windows[env.operator_id]
+            if not window.reserve(env.timestamp, env.seq):
+                raise EnvelopeError(
+                    Ret.BAD_PARAMETER, "TimeStamp and Seq were already received: send a new Seq"
+                )
+            try:
+                if interface == QUERY_TOKEN:
+                    data = self._token(secrets, doc)
+                else:
+                    peer = (
+                        request.transport.get_extra_info("peername") if request.transport else None
+                    )
+                    data = await self._push(interface, env, plain, doc, received_ms, peer)
+            except BaseException:
+                window.release(env.timestamp, env.seq)  # not taken: a retry is no replay
+                raise
+            ret, msg = Ret.OK, "ok"
+        except EnvelopeError as exc:
+            ret, msg, data = exc.ret, str(exc), None
+            self._log(interface, ret, msg, request.remote)
+        except Exception:
+            log.exception("T/CEC 102 %s: unexpected error (a bug); answered Ret 500", interface)
+            ret, msg, data = Ret.SYSTEM_ERROR, "system error", None
+        self._m.requests.labels(interface, str(int(ret))).inc()
+        return _json(answer(secrets, ret, msg, data))
+
+    async def _read(self, request: web.Request) -> bytes:
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise EnvelopeError(
+                Ret.BAD_PARAMETER, f"the body is over {self._p.max_body_bytes} bytes"
+            ) from None
+
+    def _check_token(self, request: web.Request, operator_id: str) -> None:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith(_BEARER):
+            raise EnvelopeError(Ret.BAD_TOKEN, "Authorization: Bearer <token> is required")
+        why = self._tokens.check(auth[len(_BEARER) :].strip(), operator_id, self._p.clock())
+        if why is not None:
+            raise EnvelopeError(Ret.BAD_TOKEN, why)
+
+    def _check_time(self, env: Envelope) -> None:
+        try:
+            sent = parse_tcec_timestamp(env.timestamp).timestamp()
+        except FrameError:
+            raise EnvelopeError(
+                Ret.BAD_PARAMETER, "TimeStamp is not a real date and time"
+            ) from None
+        off = sent - self._p.clock()
+        if abs(off) > self._p.clock_skew_s:
+            raise EnvelopeError(
+                Ret.BAD_PARAMETER,
+                f"TimeStamp is {off:+.0f} s from the platform's clock (China time, at most "
+                f"{self._p.clock_skew_s} s): set the sender's clock (NTP)",
+            )
+
+    def _token(self, secrets: OperatorSecrets, doc: dict[str, Any]) -> dict[str, Any]:
+        given = doc.get("OperatorSecret")
+        ok = (
+            doc.get("OperatorID") == secrets.operator_id
+            and type(given) is str
+            and hmac.compare_digest(given.encode(), secrets.operator_secret.encode())
+        )
+        if not ok:
+            # The standard answers Ret 0 with SuccStat 1; FailReason 2: wrong secret.
+            return {
+                "OperatorID": secrets.operator_id,
+                "SuccStat": 1,
+                "AccessToken": "",
+                "TokenAvailableTime": 0,
+                "FailReason": 2,
+            }
+        token, lifetime = self._tokens.issue(secrets.operator_id, self._p.clock())
+        self._m.tokens_issued.inc()
+        return {
+            "OperatorID": secrets.operator_id,
+            "SuccStat": 0,
+            "AccessToken": token,
+            "TokenAvailableTime": lifetime,
+            "FailReason": 0,
+        }
+
+    async def _push(
+        self,
+        interface: str,
+        env: Envelope,
+        plain: bytes,
+        doc: dict[str, Any],
+        received_ms: int,
+        peer: Any,
+    ) -> dict[str, Any]:
+        # The pipeline's own decoder: what it would dead-letter is refused here, with its
+        # reason, while the operator can still fix and resend it.
+        try:
+            decode_tcec(plain, interface, env.operator_id, parse_tcec_timestamp(env.timestamp))
+        except FrameError as exc:
+            raise EnvelopeError(Ret.BAD_BUSINESS, f"{exc.reason}: {exc.detail}") from None
+        headers = [
+            (wire.TCEC_INTERFACE, interface.encode()),
+            (wire.TCEC_OPERATOR_ID, env.operator_id.encode()),
+            (wire.TCEC_TIMESTAMP, env.timestamp.encode()),
+            (wire.RECEIVED_AT, str(received_ms).encode()),
+        ]
+        if self._p.gateway_id:
+            headers.append((wire.GATEWAY, self._p.gateway_id.encode()))
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            headers.append((wire.PEER, f"{peer[0]}:{peer[1]}".encode()))
+        key = kafka_key(env.operator_id, doc)
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._p.produce_timeout_s):
+                ack = await self._producer.send(self._p.topic, plain, key=key, headers=headers)
+                await ack
+        except TRANSIENT_KAFKA as exc:
+            if isinstance(exc, TimeoutError) or retriable(exc):
+                raise EnvelopeError(
+                    Ret.BUSY, "Kafka did not acknowledge the push in time: retry later"
+                ) from None
+            log.error(
+                "T/CEC 102: producing to %s failed (%s: %s); fix the topic or permissions",
+                self._p.topic,
+                type(exc).__name__,
+                exc,
+            )
+            raise EnvelopeError(Ret.SYSTEM_ERROR, "the platform cannot store pushes now") from None
+        self._m.produce_latency.observe(time.perf_counter() - start)
+        return _push_answer(interface, doc)
+
+    def _log(self, interface: str, ret: Ret, msg: str, remote: str | None) -> None:
+        held = self._limiter.allow(f"{remote}:{int(ret)}")
+        if held is not None:
+            log.warning(
+                "T/CEC 102 %s from %s: Ret %d, %s (suppressed %d)",
+                interface,
+                remote,
+                int(ret),
+                msg,
+                held,
+            )
+
+
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
+def kafka_key(operator_id: str, doc: Mapping[str, Any]) -> bytes:
+    """``OperatorID:ConnectorID`` when the push is about one connector, else the OperatorID
+    (docs/kafka.md): one connector's pushes stay in order on one partition."""
+    cid = doc.get("ConnectorID")
+    if cid is None:
+        info = doc.get("ConnectorStatusInfo")
+        items = info if isinstance(info, list) else [info]
+        ids = {i.get("ConnectorID") for i in items if isinstance(i, dict)}
+        cid = ids.pop() if len(ids) == 1 else None
+    if isinstance(cid, str) and cid:
+        return f"{operator_id}:{cid}".encode()
+    return operator_id.encode()
+
+
+def _push_answer(interface: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer's Data of each push (T/CEC 102.4: a status, or the order it confirms)."""
+    if interface == "notification_equip_charge_status":
+        return {"StartChargeSeq": doc.get("StartChargeSeq"), "SuccStat": 0}
+    if interface == "notification_charge_order_info":
+        return {
+            "StartChargeSeq": doc.get("StartChargeSeq"),
+            "ConnectorID": doc.get("ConnectorID"),
+            "ConfirmResult": 0,
+        }
+    return {"Status": 0}
+
+
+def make_app(params: TcecParams, producer: Producer, metrics: TcecMetrics) -> web.Application:
+    """The aiohttp application of the receiver (routes under ``params.path_prefix``)."""
+    app = web.Application(client_max_size=params.max_body_bytes)
+    receiver = _Receiver(params, producer, metrics)
+    prefix = params.path_prefix.rstrip("/")
+    app.router.add_post(prefix + r"/v{version:[0-9][0-9.]*}/{interface}", receiver.handle)
+    return app
+
+
+class TcecServer:
+    """A running receiver; ``close()`` (or leaving ``async with``) stops it."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, prefix: str) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+        self.prefix = prefix.rstrip("/")
+
+    def url(self, version: str = "1.0") -> str:
+        """The base URL of the interfaces, e.g. ``http://127.0.0.1:8090/evcs/v1.0``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.prefix}/v{version}"
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> TcecServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def start_tcec(
+    params: TcecParams, producer: Producer, registry: CollectorRegistry
+) -> TcecServer:
+    """Start the receiver on ``params.host:port`` beside the gateway's TCP listeners.
+
+    ``producer`` is a started aiokafka producer with ``acks="all"`` (the gateway's own); the
+    receiver never stops it. Metrics ``nev_gateway_tcec_*`` are registered on ``registry``.
+    """
+    if not params.token_key:
+        log.warning(
+            "tcec.token_key is empty: tokens are valid on this gateway process only; set it "
+            "(the same on every process) when operators are balanced across several"
+        )
+    app = make_app(params, producer, TcecMetrics(registry))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, params.host, params.port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else params.port  # port 0: the real one
+    log.info("T/CEC 102 receiver on %s:%d%s", params.host, port, params.path_prefix)
+    return TcecServer(runner, params.host, port, params.path_prefix)

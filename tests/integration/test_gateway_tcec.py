@@ -1,0 +1,265 @@
+"""The T/CEC 102 receiver end to end: a real aiohttp client against the real server and the
+real dev broker. Every accepted push is read back from the topic and decoded by the
+pipeline's own adapter; every refused one leaves the topic's end offsets where they were."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from contract.clock import CHINA_TZ
+from ingest.gateway.tcec import TcecParams, TcecServer, start_tcec
+from ingest.gateway.tcec.envelope import OperatorSecrets, decrypt, request, sign
+from ingest.pipeline import wire
+from ingest.pipeline.adapters import decode_tcec_record
+from tests.integration.pipeline_support import end_offsets, read_topic
+
+pytestmark = pytest.mark.integration
+
+OP = OperatorSecrets(
+    "MA01H3BQ2", "opsecret", "1234567890abcdef", "abcdef1234567890", "sigsecret1234567"
+)
+OTHER = OperatorSecrets("MA01H3BQ3", "other", "fedcba0987654321", "0987654321fedcba", "othersig")
+CID = "MA01H3BQ2P000000101"
+SEQ = "MA01H3BQ2202603011000000001"
+PUSHES: dict[str, dict[str, Any]] = {
+    "notification_stationStatus": {"ConnectorStatusInfo": {"ConnectorID": CID, "Status": 3}},
+    "notification_equip_charge_status": {
+        "StartChargeSeq": SEQ, "StartChargeSeqStat": 2, "ConnectorID": CID,
+        "ConnectorStatus": 3, "CurrentA": 125.5, "VoltageA": 380.0, "Soc": 55.5,
+        "StartTime": "2026-03-01 10:00:00", "EndTime": "2026-03-01 10:05:00",
+        "TotalPower": 10.5,
+    },
+    "notification_charge_order_info": {
+        "StartChargeSeq": SEQ, "ConnectorID": CID, "StartTime": "2026-03-01 10:00:00",
+        "EndTime": "2026-03-01 10:45:00", "TotalPower": 40.0, "TotalElecMoney": 30.0,
+        "TotalSeviceMoney": 10.0, "TotalMoney": 40.0, "StopReason": 0,
+    },
+    "notification_stationInfo": {
+        "StationInfo": {"StationID": "ST0001", "EquipmentInfos": [{
+            "EquipmentID": "EQ0001", "ConnectorInfos": [{
+                "ConnectorID": CID, "ConnectorType": 4, "VoltageUpperLimits": 750,
+                "VoltageLowerLimits": 200, "Current": 250, "Power": 120.0,
+            }],
+        }]},
+    },
+}  # fmt: skip
+KEYS = {
+    "notification_stationStatus": f"MA01H3BQ2:{CID}",
+    "notification_equip_charge_status": f"MA01H3BQ2:{CID}",
+    "notification_charge_order_info": f"MA01H3BQ2:{CID}",
+    "notification_stationInfo": "MA01H3BQ2",
+}
+
+
+def _header(rec: Any, name: str) -> bytes:
+    value = wire.header(rec.headers, name)
+    assert value is not None, name
+    return value
+
+
+class Clock:
+    """The receiver's wall clock, moved by the test (token expiry without waiting)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(CHINA_TZ).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def stamp(self) -> str:
+        return datetime.fromtimestamp(self.now, CHINA_TZ).strftime("%Y%m%d%H%M%S")
+
+
+@dataclass
+class Rig:
+    server: TcecServer
+    session: aiohttp.ClientSession
+    kafka: str
+    topic: str
+    clock: Clock
+    registry: CollectorRegistry
+    seq: int = 0
+
+    def body(self, data: dict[str, Any] | bytes, op: OperatorSecrets = OP) -> bytes:
+        self.seq += 1
+        raw = data if isinstance(data, bytes) else orjson.dumps(data)
+        return request(op, raw, self.clock.stamp(), f"{self.seq:04d}")
+
+    async def post(
+        self, interface: str, body: bytes, token: str | None = None, op: OperatorSecrets = OP
+    ) -> tuple[int, str, dict[str, Any] | None]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"{self.server.url()}/{interface}"
+        async with self.session.post(url, data=body, headers=headers) as resp:
+            assert resp.status == 200
+            doc = orjson.loads(await resp.read())
+        data = None
+        if doc["Data"]:
+            # The answer is signed over Ret + Msg + Data with the operator's SigSecret.
+            assert doc["Sig"] == sign(op.sig_secret, str(doc["Ret"]), doc["Msg"], doc["Data"])
+            data = orjson.loads(decrypt(op, doc["Data"]))
+        return doc["Ret"], doc["Msg"], data
+
+    async def token(self, op: OperatorSecrets = OP) -> str:
+        secret = {"OperatorID": op.operator_id, "OperatorSecret": op.operator_secret}
+        ret, _, data = await self.post("query_token", self.body(secret, op), op=op)
+        assert ret == 0 and data is not None and data["SuccStat"] == 0
+        token: str = data["AccessToken"]
+        return token
+
+    async def produced(self) -> int:
+        return sum((await end_offsets(self.kafka, self.topic)).values())
+
+    def answered(self, interface: str, ret: int) -> float:
+        value = self.registry.get_sample_value(
+            "nev_gateway_tcec_requests_total", {"interface": interface, "ret": str(ret)}
+        )
+        return value or 0.0
+
+
+async def start_rig(
+    kafka: str, topic: str, **overrides: Any
+) -> tuple[AIOKafkaProducer, TcecServer, CollectorRegistry, Clock]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+    await producer.start()
+    clock, registry = Clock(), CollectorRegistry()
+    params = TcecParams(
+        host="127.0.0.1",
+        port=0,
+        path_prefix="/evcs",
+        topic=topic,
+        operators={OP.operator_id: OP, OTHER.operator_id: OTHER},
+        token_key=b"test-key",
+        gateway_id="gw-test",
+        clock=clock,
+        **overrides,
+    )
+    return producer, await start_tcec(params, producer, registry), registry, clock
+
+
+@pytest.fixture
+async def rig(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> AsyncIterator[Rig]:
+    topic = unique_topic(partitions=3)
+    producer, server, registry, clock = await start_rig(kafka_bootstrap, topic)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            yield Rig(server, session, kafka_bootstrap, topic, clock, registry)
+    finally:
+        await server.close()
+        await producer.stop()
+
+
+async def test_token_then_every_interface_lands_on_the_topic_as_the_pipeline_reads_it(
+    rig: Rig,
+) -> None:
+    token = await rig.token()
+    for interface, push in PUSHES.items():
+        ret, msg, data = await rig.post(interface, rig.body(push), token)
+        assert (ret, msg) == (0, "ok"), interface
+        assert data is not None
+        if interface == "notification_charge_order_info":
+            assert data == {"StartChargeSeq": SEQ, "ConnectorID": CID, "ConfirmResult": 0}
+        assert rig.answered(interface, 0) == 1
+    records = await read_topic(rig.kafka, rig.topic, expect=len(PUSHES))
+    assert len(records) == len(PUSHES)
+    by_interface = {_header(r, wire.TCEC_INTERFACE).decode(): r for r in records}
+    assert set(by_interface) == set(PUSHES)
+    for interface, rec in by_interface.items():
+        assert rec.key.decode() == KEYS[interface]
+        assert orjson.loads(rec.value) == PUSHES[interface]  # the business JSON as sent
+        assert wire.header(rec.headers, wire.TCEC_OPERATOR_ID) == b"MA01H3BQ2"
+        assert wire.header(rec.headers, wire.GATEWAY) == b"gw-test"
+        assert _header(rec, wire.PEER).startswith(b"127.0.0.1:")
+        received = int(_header(rec, wire.RECEIVED_AT))
+        assert received == int(rig.clock.now * 1000)
+        rows = decode_tcec_record(rec.value, received, rec.headers)
+        assert rows.operator_id == "MA01H3BQ2"
+        assert rows.statuses or rows.connectors or rows.sessions
+    assert rig.registry.get_sample_value("nev_gateway_tcec_produce_latency_seconds_count") == 4
+
+
+async def test_a_wrong_operator_secret_gets_no_token(rig: Rig) -> None:
+    body = rig.body({"OperatorID": "MA01H3BQ2", "OperatorSecret": "guess"})
+    ret, _, data = await rig.post("query_token", body)
+    assert ret == 0 and data is not None
+    assert (data["SuccStat"], data["FailReason"], data["AccessToken"]) == (1, 2, "")
+
+
+async def test_a_forged_sig_is_4001_and_nothing_is_produced(rig: Rig) -> None:
+    token = await rig.token()
+    doc = orjson.loads(rig.body(PUSHES["notification_stationStatus"]))
+    doc["Sig"] = sign(
+        "not-the-secret", doc["OperatorID"], doc["Data"], doc["TimeStamp"], doc["Seq"]
+    )
+    ret, _, _ = await rig.post("notification_stationStatus", orjson.dumps(doc), token)
+    assert ret == 4001
+    # Data signed by another operator's secret under this operator's id: forged as well.
+    forged = rig.body(PUSHES["notification_stationStatus"], OTHER)
+    forged = forged.replace(b"MA01H3BQ3", b"MA01H3BQ2")
+    assert (await rig.post("notification_stationStatus", forged, token))[0] == 4001
+    assert await rig.produced() == 0
+    assert rig.answered("notification_stationStatus", 4001) == 2
+
+
+async def test_missing_unknown_foreign_and_expired_tokens_are_4002(rig: Rig) -> None:
+    push = PUSHES["notification_stationStatus"]
+    interface = "notification_stationStatus"
+    assert (await rig.post(interface, rig.body(push)))[0] == 4002
+    assert (await rig.post(interface, rig.body(push), "MA01H3BQ2.9999999999.AAAA"))[0] == 4002
+    other = await rig.token(OTHER)
+    ret, msg, _ = await rig.post(interface, rig.body(push), other)
+    assert (ret, msg) == (4002, "token belongs to another OperatorID")
+    token = await rig.token()
+    rig.clock.now += 7200  # the default lifetime: expired on the dot
+    ret, msg, _ = await rig.post(interface, rig.body(push), token)
+    assert (ret, msg) == (4002, "token expired: call query_token")
+    assert await rig.produced() == 0
+    assert (await rig.post(interface, rig.body(push), await rig.token()))[0] == 0
+    assert await rig.produced() == 1
+
+
+async def test_data_that_does_not_open_is_4003_and_bad_business_json_4004(rig: Rig) -> None:
+    token = await rig.token()
+    interface = "notification_stationStatus"
+    doc = orjson.loads(rig.body(PUSHES[interface]))
+    doc["Data"] = doc["Data"][:-8] + "AAAAAAA="  # still Base64 and signed: the padding breaks
+    doc["Sig"] = sign(OP.sig_secret, doc["OperatorID"], doc["Data"], doc["TimeStamp"], doc["Seq"])
+    ret, msg, _ = await rig.post(interface, orjson.dumps(doc), token)
+    assert ret == 4003 and "decrypt" in msg
+    ret, msg, _ = await rig.post(interface, rig.body(b"{not json"), token)
+    assert (ret, msg) == (4003, "the decrypted Data is not JSON")
+    ret, msg, _ = await rig.post(interface, rig.body({"ConnectorStatusInfo": {"Status": 3}}), token)
+    assert ret == 4004 and msg.startswith("missing_field:")
+    ret, msg, _ = await rig.post(interface, b'{"OperatorID": "MA01H3BQ2"}', token)
+    assert ret == 4003
+    assert await rig.produced() == 0
+
+
+async def test_a_replayed_seq_and_a_stale_timestamp_are_refused(rig: Rig) -> None:
+    token = await rig.token()
+    interface = "notification_stationStatus"
+    body = rig.body(PUSHES[interface])
+    assert (await rig.post(interface, body, token))[0] == 0
+    ret, msg, _ = await rig.post(interface, body, token)
+    assert ret == 4003 and "already received" in msg
+    stale = request(OP, orjson.dumps(PUSHES[interface]), "20200101000000", "0001")
+    ret, msg, _ = await rig.post(interface, stale, token)
+    assert ret == 4003 and "NTP" in msg
+    assert await rig.produced() == 1
+
+
+async def test_a_body_over_the_limit_is_4003(rig: Rig) -> None:
+    token = await rig.token()
+    big = rig.body({"ConnectorStatusInfo": {"ConnectorID": CID, "Status": 3}, "x": "y" * 300_000})
+    ret, msg, _ = await rig.post("notification_stationStatus", big, token)
+    assert ret == 4003 and "over 262144 bytes" in msg
+    assert await rig.produced() == 0

@@ -1,0 +1,157 @@
+"""deploy/k8s (kustomize base), checked with what runs here (no cluster): each resource against
+the Kubernetes JSON schemas (kubernetes-validate, strict: an unknown field fails), then what the
+schemas cannot know: the autoscaling rule (max replicas x workers <= partitions), settings and
+commands that exist, probes on the metrics port, non-root read-only containers, resources from
+docs/capacity.md, and selectors that select."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.config.load import load_settings
+from tests.unit.test_deploy_compose import _tool, check_command, check_settings, load_yaml
+
+pytestmark = pytest.mark.unit
+
+K8S = Path(__file__).parents[2] / "deploy" / "k8s"
+K8S_VERSION = "1.33.0"  # the oldest minor the base targets (PDB policy/v1, HPA behavior)
+WORKER_RSS_MIB = 500  # docs/capacity.md: measured RSS 240-500 MB per worker
+
+
+def _resources() -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) -> resource, of every file the kustomization lists."""
+    kustomization = load_yaml(K8S / "kustomization.yaml")[0]
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in kustomization["resources"]:
+        for doc in load_yaml(K8S / name):
+            out[(doc["kind"], doc["metadata"]["name"])] = doc
+    return out
+
+
+def _pod_specs() -> dict[str, dict[str, Any]]:
+    r = _resources()
+    return {
+        name: doc["spec"]["template"]["spec"]
+        for (kind, name), doc in r.items()
+        if kind in ("Deployment", "Job")
+    }
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    config = _resources()[("ConfigMap", "nev-ingest")]["data"]
+    env = {k: str(v) for k, v in config.items()}
+    # a value from the pod (valueFrom) is known only there: a stand-in of the right shape
+    env.update({e["name"]: str(e.get("value", "pod-name-0")) for e in container.get("env", [])})
+    return env
+
+
+def test_every_file_is_listed_and_valid_against_the_kubernetes_schemas(tmp_path: Path) -> None:
+    listed = set(load_yaml(K8S / "kustomization.yaml")[0]["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk, "list every manifest in kustomization.yaml (and only those)"
+    validate = _tool("kubernetes-validate")
+    files = sorted(K8S / name for name in listed)
+    done = subprocess.run(
+        [validate, "--strict", "-k", K8S_VERSION, *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("passed for resource") == len(_resources()) - 2  # KEDA's two CRDs
+    broken = tmp_path / "deployment.yaml"
+    broken.write_text((K8S / "ingest-deployment.yaml").read_text().replace("envFrom:", "envFron:"))
+    caught = subprocess.run(
+        [validate, "--strict", "-k", K8S_VERSION, broken],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert caught.returncode != 0  # strict: an unknown field fails
+
+
+def test_autoscaling_never_runs_more_workers_than_partitions(tmp_path: Path) -> None:
+    r = _resources()
+    scaled = r[("ScaledObject", "nev-ingest")]["spec"]
+    settings = check_settings(r[("ConfigMap", "nev-ingest")]["data"], tmp_path)
+    workers, partitions = settings.pipeline.workers, settings.kafka.partitions
+    assert scaled["maxReplicaCount"] * workers <= partitions
+    assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
+    assert scaled["scaleTargetRef"]["name"] == "nev-ingest"
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == settings.kafka.group_id
+    assert trigger["metadata"]["bootstrapServers"] == settings.kafka.bootstrap_servers
+    auth = r[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
+    secret = r[("Secret", "nev-ingest")]["stringData"]
+    for ref in auth["secretTargetRef"]:
+        assert ref["name"] == "nev-ingest" and ref["key"] in secret
+
+
+def test_commands_and_settings_exist(tmp_path: Path) -> None:
+    for name, pod in _pod_specs().items():
+        for c in pod["containers"]:
+            check_command(c["args"])
+            check_settings(_env(c), tmp_path)
+            mounts = {m["mountPath"] for m in c["volumeMounts"]}
+            for key, value in _env(c).items():
+                if key.endswith("_FILE"):
+                    assert str(Path(value).parent) in mounts, f"{name}: {key} is not mounted"
+
+
+def test_probes_security_and_resources(tmp_path: Path) -> None:
+    shutdown = load_settings(environ={}).pipeline.shutdown_timeout_s
+    for name, pod in _pod_specs().items():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            # a writable /tmp: the workers' metrics files (root filesystem read-only)
+            assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}  # noqa: S108
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
+            if name == "nev-ingest-migrate":
+                continue
+            s = check_settings(_env(c), tmp_path)
+            gateway = c["args"][0] == "gateway"
+            port = s.gateway.metrics_port if gateway else s.metrics.port
+            host = s.gateway.metrics_host if gateway else s.metrics.host
+            named = {p["name"]: p["containerPort"] for p in c["ports"]}
+            assert named["metrics"] == port, name
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+            assert host == "0.0.0.0", f"{name}: the kubelet probes from outside"  # noqa: S104
+    ingest = _pod_specs()["nev-ingest"]
+    assert ingest["terminationGracePeriodSeconds"] > shutdown + 20
+    (c,) = ingest["containers"]
+    workers = int(_env(c)["NEV_PIPELINE_WORKERS"])
+    memory = c["resources"]["requests"]["memory"]
+    assert memory.endswith("Gi") and int(memory[:-2]) * 1024 >= workers * WORKER_RSS_MIB
+
+
+def test_selectors_select_and_the_gateway_is_behind_an_l4_load_balancer() -> None:
+    r = _resources()
+    labels = {
+        name: doc["spec"]["template"]["metadata"]["labels"]
+        for (kind, name), doc in r.items()
+        if kind == "Deployment"
+    }
+    for (kind, name), doc in r.items():
+        if kind == "PodDisruptionBudget":
+            sel = doc["spec"]["selector"]["matchLabels"]
+            assert any(sel.items() <= lab.items() for lab in labels.values()), name
+        if kind == "Deployment":
+            assert doc["spec"]["selector"]["matchLabels"].items() <= labels[name].items()
+    svc = r[("Service", "nev-gateway")]["spec"]
+    assert svc["type"] == "LoadBalancer"
+    assert svc["selector"].items() <= labels["nev-gateway"].items()
+    (gw,) = _pod_specs()["nev-gateway"]["containers"]
+    ports = {p["name"]: p for p in gw["ports"]}
+    for p in svc["ports"]:
+        assert p["protocol"] == "TCP" and ports[p["targetPort"]]["protocol"] == "TCP"
