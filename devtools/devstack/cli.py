@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on the first (default: as the last up, else 1)",
     )
     up.add_argument(
+        "--replica",
+        action="store_true",
+        help="also a streaming read replica of each shard's cluster (pg_basebackup -R, its own "
+        "port; kept for later ups); env exports NEV_STORAGE_REPLICAS",
+    )
+    up.add_argument(
         "--secure",
         "--tls",
         action="store_true",
@@ -74,7 +80,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards, secure=args.secure)
+    stack.up(
+        dev_settings_from_args(args),
+        args.with_,
+        shards=args.shards,
+        replicas=args.replica,
+        secure=args.secure,
+    )
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 

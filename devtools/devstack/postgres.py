@@ -87,7 +87,7 @@ def _reachable(path: Path, user: str) -> bool:
     return True
 
 
-def _home(state_dir: Path, user: str | None, name: str) -> Path:
+def home_of(state_dir: Path, user: str | None, name: str) -> Path:
     """Where the cluster lives: ``<state_dir>/<name>``, unless we are root and the server's
     user cannot reach the state directory (a checkout under /root, say); then a directory in
     /tmp named after the state directory, recorded in state.json like everything else."""
@@ -116,9 +116,8 @@ def up(
     files = kafka_secure.prepare(state_dir) if secure else None
     binaries = prereq.postgres(bin_dir)
     user = prereq.server_user()
-    home = _home(state_dir, user, name)
+    home = home_of(state_dir, user, name)
     data = home / "data"
-    log = home / "postgres.log"  # written by the server (pg_ctl -l), owned by `user`
     setup_log = home / "setup.log"  # initdb / pg_ctl output, written by us
     home.mkdir(parents=True, exist_ok=True)
     give_to(home, user)
@@ -146,8 +145,29 @@ def up(
             conf.write(tuned_conf(port, preload_timescaledb=_has_timescaledb(binaries)))
         if files is not None:
             secure_cluster(files, data, user)
-    _set_port(data / "postgresql.conf", port)
+    return start(
+        binaries, name, data, port, timeout_s, user=user, create_database=DATABASE, files=files
+    )
 
+
+def start(
+    binaries: prereq.PostgresBinaries,
+    name: str,
+    data: Path,
+    port: int,
+    timeout_s: float,
+    *,
+    user: str | None,
+    create_database: str | None,
+    files: kafka_secure.SecureFiles | None = None,
+) -> ServiceState:
+    """Start the cluster in ``data`` on ``port`` (a primary or a standby) and wait until it
+    accepts connections; ``create_database`` is made unless it exists (None on a standby,
+    which is read-only and gets every database from its primary). ``files``: a ``--secure``
+    cluster, whose url is the service role's (the role and its password replicate too)."""
+    log = data.parent / "postgres.log"
+    setup_log = data.parent / "setup.log"
+    _set_port(data / "postgresql.conf", port)
     run(
         [
             binaries.exe("pg_ctl"),
@@ -169,10 +189,12 @@ def up(
         started = start_time(pid)
         if started is None:
             raise UserError(f"PostgreSQL exited after start; see {log}: {tail(log)}")
-        env = psql_env(files)
-        _create_database(binaries.exe("psql"), port, DATABASE, env)
-        if files is not None:
-            service_role(binaries.exe("psql"), dsn(port, "postgres"), DATABASE, files, env)
+        if create_database is not None:
+            env = psql_env(files)
+            _create_database(binaries.exe("psql"), port, create_database, env)
+            if files is not None:
+                psql = binaries.exe("psql")
+                service_role(psql, dsn(port, "postgres"), create_database, files, env)
     except BaseException:
         _stop(binaries.bin_dir, data, user, setup_log, timeout_s)
         raise
@@ -182,7 +204,7 @@ def up(
         "version": binaries.version,
         "maintenance_dsn": dsn(port, "postgres"),
         "user": user,
-        "secure": secure,
+        "secure": files is not None,
     }
     if files is not None:
         extra["tls_dir"] = str(files.tls_dir)

@@ -11,9 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devtools.devstack import kafka, kafka_secure, postgres, postgres_secure, prereq, timescale
+from devtools.devstack import (
+    kafka,
+    kafka_secure,
+    postgres,
+    postgres_secure,
+    prereq,
+    replica,
+    timescale,
+)
 from devtools.devstack.state import (
     MAX_SHARDS,
+    REPLICA_SERVICES,
     SERVICES,
     SHARD_SERVICES,
     ServiceState,
@@ -33,6 +42,7 @@ ENV_POSTGRES: Final = "NEV_POSTGRES_DSN"
 ENV_TIMESCALE: Final = "NEV_TEST_TIMESCALE_DSN"
 ENV_SHARDS: Final = "NEV_STORAGE_SHARDS"
 ENV_QUERY_DSN: Final = "NEV_STORAGE_QUERY_DSN"
+ENV_REPLICAS: Final = "NEV_STORAGE_REPLICAS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,14 @@ def _with_shards(state: StackState, shards: int | None) -> tuple[str, ...]:
     return SHARD_SERVICES[: shards - 1]
 
 
+def _with_replicas(state: StackState, shards: tuple[str, ...], wanted: bool) -> tuple[str, ...]:
+    """The replicas ``up`` starts: one per shard cluster with ``--replica``, or when an earlier
+    ``up --replica`` made them (a plain ``up`` brings the whole stack back)."""
+    names = tuple(replica.replica_name(shard) for shard in shards)
+    made = any(name in state.services for name in REPLICA_SERVICES)
+    return names if wanted or made else ()
+
+
 def core_services(settings: DevSettings) -> tuple[str, ...]:
     """What must run for the stack to be up: postgres, kafka and the shards' clusters."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
@@ -99,6 +117,7 @@ def up(
     with_: Iterable[str] = (),
     *,
     shards: int | None = None,
+    replicas: bool = False,
     only: Iterable[str] | None = None,
     report: bool = True,
     secure: bool = False,
@@ -110,13 +129,17 @@ def up(
     started secure stays secure over restarts.
 
     Starts postgres and kafka plus ``with_`` and the shard clusters (``shards``, else those of
-    an earlier ``up --shards``); ``only`` names the services exactly instead. With two shards
-    or more, the query database (``nev_query``) is created on the first cluster.
+    an earlier ``up --shards``) and, with ``replicas`` (or after an earlier ``up --replica``),
+    a streaming replica of each shard cluster; ``only`` names the services exactly instead.
+    With two shards or more, the query database (``nev_query``) is created on the first
+    cluster.
     """
     paths = Paths.from_settings(settings)
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
         extra = _with_shards(state, shards) if only is None else ()
+        if only is None:
+            extra += _with_replicas(state, ("postgres", *extra), replicas)
         wanted = _services((*with_, *extra), only)
         _preflight([name for name in wanted if not state.running(name)], settings)
         for name in wanted:
@@ -133,7 +156,7 @@ def up(
                 continue
             began = time.monotonic()
             previous = state.services.get(name)
-            svc = _start(name, settings, paths, previous, secure)
+            svc = _start(name, settings, paths, previous, state, secure)
             if previous is not None and _SHARDS_KEY in previous.extra:
                 svc.extra[_SHARDS_KEY] = previous.extra[_SHARDS_KEY]
             state.services[name] = svc
@@ -162,9 +185,22 @@ def _preflight(names: list[str], settings: DevSettings) -> None:
 
 
 def _start(
-    name: str, settings: DevSettings, paths: Paths, previous: ServiceState | None, secure: bool
+    name: str,
+    settings: DevSettings,
+    paths: Paths,
+    previous: ServiceState | None,
+    state: StackState,
+    secure: bool,
 ) -> ServiceState:
     dev = settings.devstack
+    if name in REPLICA_SERVICES:
+        # secure or not as its primary: the base backup copies its TLS, pg_hba.conf and roles
+        primary = state.services.get(replica.primary_name(name))
+        if primary is None:
+            raise UserError(f"devstack: start {replica.primary_name(name)} before {name}")
+        return replica.up(
+            paths.state_dir, primary, previous, dev.postgres_bin_dir, dev.start_timeout_s, name=name
+        )
     if name.startswith("postgres"):
         return postgres.up(
             paths.state_dir,
@@ -224,7 +260,8 @@ def down(
 def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:
     """Each service (a shard cluster once something started it): running, state."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
-    names = [n for n in SERVICES if n not in SHARD_SERVICES or n in state.services]
+    optional = (*SHARD_SERVICES, *REPLICA_SERVICES)
+    names = [n for n in SERVICES if n not in optional or n in state.services]
     return [(name, state.running(name) is not None, state.services.get(name)) for name in names]
 
 
@@ -249,6 +286,10 @@ def env_lines(settings: DevSettings) -> list[str]:
         lines.append(f"export {ENV_SHARDS}={shlex.quote(urls)}")
         query = postgres.dsn(pg.port, postgres.QUERY_DATABASE)
         lines.append(f"export {ENV_QUERY_DSN}={shlex.quote(query)}")
+    replicas = [state.running(replica.replica_name(name)) for name in shards]
+    if all(svc is not None for svc in replicas):
+        urls = ",".join(svc.url for svc in replicas if svc is not None)
+        lines.append(f"export {ENV_REPLICAS}={shlex.quote(urls)}")
     ts = state.running("timescale")
     if ts is not None:
         lines.append(f"export {ENV_TIMESCALE}={shlex.quote(ts.url)}")

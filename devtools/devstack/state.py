@@ -6,6 +6,8 @@ Layout under the state directory (default ``.devstack/``)::
     lock                held while up/down change anything (two `up`s at once queue up)
     postgres/           data/ (the initdb cluster) and postgres.log
     postgres-1/         with `up --shards 2`: the second shard's cluster (nev_query is on postgres)
+    postgres-replica/   with `up --replica`: a streaming replica of postgres (and postgres-1-replica
+                        of postgres-1, ...), pg_basebackup -R, read-only
     kafka/              server.properties, log4j2.properties, data/, server.log
     timescale/          data/ (PGlite files) and server.log
     tls/                with `up --secure`: the CA, the server certificate, secrets/ (0600)
@@ -31,7 +33,10 @@ STATE_VERSION: Final = 1
 MAX_SHARDS: Final = 4
 # postgres is shard 0; postgres-<i> the cluster of shard i (devstack up --shards N).
 SHARD_SERVICES: Final = tuple(f"postgres-{i}" for i in range(1, MAX_SHARDS))
-SERVICES: Final = ("postgres", *SHARD_SERVICES, "kafka", "timescale")
+# <shard>-replica: a streaming read replica of that shard's cluster (devstack up --replica).
+REPLICA_SERVICES: Final = tuple(f"{name}-replica" for name in ("postgres", *SHARD_SERVICES))
+# down stops them in reverse: timescale, kafka, the replicas, then their primaries.
+SERVICES: Final = ("postgres", *SHARD_SERVICES, *REPLICA_SERVICES, "kafka", "timescale")
 
 
 @dataclass(slots=True)

@@ -7,6 +7,12 @@ recomputed: real frames, each (device, time) unique, at ~3 us each. Vehicles
 (``devtools.sim.fleet``, both editions by the fleet's share), charging piles (two connectors
 charging: status, output, vehicle/BMS and order blocks) and standalone packs
 (``devtools.sim.packs``); all three profiles put the 6-byte time first in the data unit.
+
+Beyond ``POOL`` devices (3,000,000 in a scale run) encoding templates per device would cost
+minutes and gigabytes (~0.4 ms and ~2.8 KB each): device ``i`` then reuses the templates of
+device ``i % TEMPLATE_DEVICES`` with its own identity (VIN, pile code, pack code) written over the
+template device's at the offsets where it occurs, so memory is the pool's and each frame
+still costs a copy, two patches and a BCC.
 """
 
 from __future__ import annotations
@@ -102,17 +108,80 @@ def frames_of_kind(
     """``devices * per_device`` (key, frame) pairs of ``kind``, interleaved in time like
     gateway traffic."""
     build = _BUILDERS[kind]
+    own = devices if devices <= POOL else TEMPLATE_DEVICES
     keys, bases = [], []
-    for i in range(devices):
+    for i in range(own):
         key, frames = build(i, templates, start_ms, interval_ms)
         keys.append(key)
         bases.append(frames)
+    if devices <= POOL:
+        for j in range(per_device):
+            stamp = time_bytes(start_ms + j * interval_ms)
+            for i in range(devices):
+                frame = bytearray(bases[i][j % templates])
+                frame[TIME_AT : TIME_AT + 6] = stamp
+                yield keys[i], reseal(frame)
+        return
+    identity = _IDENTITIES[kind]
+    spots = [_spots(bases[t], identity(t)) for t in range(own)]
     for j in range(per_device):
         stamp = time_bytes(start_ms + j * interval_ms)
         for i in range(devices):
-            frame = bytearray(bases[i][j % templates])
+            t = i % own
+            ident = identity(i)
+            frame = bytearray(bases[t][j % templates])
             frame[TIME_AT : TIME_AT + 6] = stamp
-            yield keys[i], reseal(frame)
+            for at, width in spots[t][j % templates]:
+                frame[at : at + width] = ident[-width:]
+            yield ident, reseal(frame)
+
+
+# Up to POOL devices each have templates of their own; beyond it, every device's frames are
+# derived from those of TEMPLATE_DEVICES template devices (module docstring).
+POOL = 20_000
+TEMPLATE_DEVICES = 1_000
+
+
+def _vehicle_id(i: int) -> bytes:
+    return vin_of(i, "LNEVBEN").encode()
+
+
+def _charger_id(i: int) -> bytes:
+    return plans.charger_id_of(i, _BENCH.chargers, plans.tag_of(_BENCH.vin_prefix)).encode()
+
+
+_PACK_OPTIONS = FleetOptions(packs=_BENCH.packs, vin_prefix="LNEVBEN")
+
+
+def _pack_id(i: int) -> bytes:
+    return plans.standalone_pack_code(_PACK_OPTIONS, i).encode()
+
+
+# A device's identity as its frames carry it (and its Kafka key): the VIN, the pile code (also
+# the prefix of its connector ids and order numbers) or the 24-character pack code (whose last
+# 17 characters are the header ID).
+_IDENTITIES: dict[str, Callable[[int], bytes]] = {
+    "vehicle": _vehicle_id,
+    "charger": _charger_id,
+    "battery": _pack_id,
+}
+
+
+def _spots(frames: list[bytes], ident: bytes) -> list[list[tuple[int, int]]]:
+    """Per template frame, (offset, width) of every occurrence of the identity: the whole of
+    it, and the 17-character header form (the pack code's tail) where that stands alone."""
+    out = []
+    for frame in frames:
+        found = []
+        for needle in dict.fromkeys((ident, ident[-17:])):
+            at = frame.find(needle)
+            while at >= 0:
+                found.append((at, len(needle)))
+                at = frame.find(needle, at + 1)
+        if not found:
+            raise ValueError(f"bench_frames: identity {ident!r} not found in its frame")
+        out.append(found)
+    return out
 
 
 def realtime_frames(

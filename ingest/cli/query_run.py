@@ -147,18 +147,22 @@ def execute(
 def target_dsn(settings: Settings, entity: Entity | None, *, dsn_flag: bool = False) -> str:
     """The database a query reads (``storage.shards``, docs/storage.md): ``--dsn`` when given;
     with shards, ``entity``'s shard for a query about one entity's own rows, else the query
-    database that unions them; without shards, ``postgres.dsn``."""
+    database that unions them; without shards, ``postgres.dsn``. With ``storage.replicas``, a
+    shard is read on its replica instead."""
     shards = settings.storage.shards
-    if dsn_flag or not shards:
+    replicas = settings.storage.replicas
+    if dsn_flag:
         return settings.postgres.dsn
+    if not shards:
+        return replicas[0] if replicas else settings.postgres.dsn
     if entity is not None:
         _source, key = entity
         partition = kafka_partition(key.encode(), settings.kafka.partitions)
-        return shards[shard_of(partition, len(shards))]
+        return (replicas or shards)[shard_of(partition, len(shards))]
     if settings.storage.query_dsn:
         return settings.storage.query_dsn
     if len(shards) == 1:
-        return shards[0]
+        return (replicas or shards)[0]
     raise UserError(
         f"this query reads every shard ({len(shards)} in storage.shards): set "
         "storage.query_dsn (NEV_STORAGE_QUERY_DSN) and run nev-ingest migrate to build it"

@@ -396,6 +396,18 @@ def _check_shards(settings: Settings) -> None:
         raise UserError(
             "storage.query_dsn: expected a postgresql://user@host:port/dbname URL, or empty"
         )
+    primaries = st.shards or (settings.postgres.dsn,)
+    if st.replicas and len(st.replicas) != len(primaries):
+        raise UserError(
+            f"storage.replicas: {len(st.replicas)} given for {len(primaries)} shard(s); list "
+            "one replica per shard, in storage.shards' order"
+        )
+    for index, dsn in enumerate(st.replicas):
+        if not dsn.startswith(("postgresql://", "postgres://")) or dsn in primaries:
+            raise UserError(
+                f"storage.replicas[{index}]: expected the postgresql://user@host:port/dbname URL "
+                "of a replica (not of a primary)"
+            )
     if st.query_dsn and st.query_dsn in (st.shards or (settings.postgres.dsn,)):
         raise UserError(
             "storage.query_dsn: is also a shard; give the query database its own database "

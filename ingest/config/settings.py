@@ -103,6 +103,13 @@ class StorageSettings(Section):
         "nev-ingest migrate. Empty: none (fleet-wide queries read the single database).",
         dsn=True,
     )
+    replicas: tuple[str, ...] = setting(
+        (),
+        "libpq URLs of read replicas, one per shard in storage.shards' order (one for "
+        "postgres.dsn without shards): nev-ingest query reads an entity from its shard's "
+        "replica. Empty: the primaries. The service never writes them.",
+        dsn=True,
+    )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")
     schema: str = setting(
         "nev",
@@ -114,6 +121,13 @@ class StorageSettings(Section):
         "offsets: plain COPY, replays stopped by the offsets stored with the rows; staging: "
         "every row through staging + ON CONFLICT DO NOTHING (~40 % slower).",
         choices=("offsets", "staging"),
+    )
+    latest_interval_ms: int = setting(
+        5000,
+        "latest_state is merged once per this many ms per partition (at most this plus one "
+        "batch behind the stored rows; docs/storage.md); 0: with every batch (~1 table's cost).",
+        minimum=0,
+        maximum=600_000,
     )
     fleet_vehicles: int = setting(
         1_000_000,

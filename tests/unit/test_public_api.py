@@ -206,7 +206,6 @@ NAMESPACES = frozenset(
         "ingest",
         "ingest.decoders.blocks",
         "ingest.decoders.commands",
-        "ingest.gateway",
         "devtools",
         "devtools.demo",
         "devtools.sim",
