@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also a streaming read replica of each shard's cluster (pg_basebackup -R, its own "
         "port; kept for later ups); env exports NEV_STORAGE_REPLICAS",
     )
+    up.add_argument(
+        "--secure",
+        "--tls",
+        action="store_true",
+        help="Kafka on SASL_SSL (SCRAM-SHA-512 users, ACLs) and PostgreSQL with TLS and "
+        "scram-sha-256; CA, certificates and passwords in <state_dir>/tls (docs/security.md)",
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop the services that up started (by pid)")
@@ -73,7 +80,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards, replicas=args.replica)
+    stack.up(
+        dev_settings_from_args(args),
+        args.with_,
+        shards=args.shards,
+        replicas=args.replica,
+        secure=args.secure,
+    )
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 

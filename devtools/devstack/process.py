@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -59,6 +60,10 @@ def _child_io(
 ) -> dict[str, Any]:
     """How every child starts: no stdin (it must never wait on the caller's terminal), output
     and errors together into ``out``."""
+    if user is not None:
+        # As `user`, with its HOME: libpq (pg_basebackup, a --secure standby's walreceiver) looks
+        # for a client certificate in ~/.postgresql, and root's home is closed to that user.
+        env = {**(os.environ if env is None else env), "HOME": pwd.getpwnam(user).pw_dir}
     return {
         "stdin": subprocess.DEVNULL,
         "stdout": out,

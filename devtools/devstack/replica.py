@@ -9,6 +9,12 @@ database of the primary (``nev``, ``nev_query``, tests' databases) is replayed, 
 The primary needs nothing changed: PostgreSQL 10+ defaults to ``wal_level = replica`` and
 ``max_wal_senders = 10``, and initdb's pg_hba.conf trusts replication connections from
 127.0.0.1 (the dev clusters are trust-auth on loopback only).
+
+A ``--secure`` primary (postgres_secure.py) takes replication connections only over TLS with
+scram-sha-256 (its pg_hba.conf has a ``hostssl replication`` line): the base backup connects as
+the superuser with its password and ``verify-full``, and ``-R`` writes those settings into the
+standby's ``primary_conninfo`` (postgresql.auto.conf, 0600 in its data directory). The copy
+brings the primary's certificate, pg_hba.conf and roles along, so the standby is just as secure.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Final
 import psycopg
 
 from devtools.devstack import postgres, prereq
+from devtools.devstack.postgres_secure import give_to, psql_env
 from devtools.devstack.process import free_port, run
 from devtools.devstack.state import ServiceState
 from ingest.errors import UserError
@@ -53,11 +60,20 @@ def up(
     home = postgres.home_of(state_dir, user, name)
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
-    postgres.give_to(home, user)
+    give_to(home, user)
     port = free_port(previous.port if previous else None)
+    files = postgres.secure_files(primary)
     if not (data / "standby.signal").is_file():
         if data.exists():
             shutil.rmtree(data)  # a half-copied backup from an interrupted first `up`
+        env = None
+        if files is not None:
+            # pg_basebackup runs as the server's user, and the walreceiver later reads the CA
+            # named in primary_conninfo: a copy it can reach (the tls directory may not be).
+            ca = home / "ca.crt"
+            shutil.copyfile(files.ca, ca)
+            give_to(ca, user)
+            env = {**(psql_env(files) or {}), "PGSSLROOTCERT": str(ca)}
         run(
             [
                 binaries.exe("pg_basebackup"),
@@ -73,9 +89,12 @@ def up(
             ],
             what=f"pg_basebackup of {primary.name} (for {name})",
             log=home / "setup.log",
+            env=env,
             user=user,
         )
-    svc = postgres.start(binaries, name, data, port, timeout_s, user=user, create_database=None)
+    svc = postgres.start(
+        binaries, name, data, port, timeout_s, user=user, create_database=None, files=files
+    )
     svc.extra["primary"] = primary.name
     return svc
 

@@ -10,6 +10,7 @@ Layout under the state directory (default ``.devstack/``)::
                         of postgres-1, ...), pg_basebackup -R, read-only
     kafka/              server.properties, log4j2.properties, data/, server.log
     timescale/          data/ (PGlite files) and server.log
+    tls/                with `up --secure`: the CA, the server certificate, secrets/ (0600)
 
 ``state.json`` keeps a stopped service's port, so the next ``up`` reuses the same address when it
 is still free and ``eval "$(nev-ingest devstack env)"`` keeps pointing at the right place.

@@ -123,6 +123,19 @@ class GatewaySettings(Section):
     max_login_failures: int = setting(
         3, "Failed platform logins before the connection is closed.", minimum=1, maximum=100
     )
+    peer_login_failures: int = setting(
+        10,
+        "Failed platform logins from one peer address, over all its connections, within "
+        "peer_login_window_s; past it, that address's logins are refused unchecked.",
+        minimum=1,
+        maximum=10_000,
+    )
+    peer_login_window_s: float = setting(
+        300.0,
+        "The sliding window of peer_login_failures.",
+        minimum=1,
+        maximum=MAX_TIMEOUT_S,
+    )
     log_interval_s: float = setting(
         60.0,
         "A refusal is logged once per peer and reason in this interval (all are counted).",

@@ -57,7 +57,7 @@ class Host(Protocol):
 
     def next_connection_id(self) -> str: ...
 
-    async def check_password(self, user: str, password: str) -> bool: ...
+    async def check_password(self, user: str, password: str, host: str = "") -> bool: ...
 
     def budget_full(self, conn: Connection) -> None: ...
 
@@ -310,7 +310,7 @@ class Connection(asyncio.Protocol):
             self._send(frame, d, ERROR if d.flag is not None else None)
 
     async def _verify(self, frame: bytes, d: Decision) -> None:
-        ok = await self.gw.check_password(d.user, d.password)
+        ok = await self.gw.check_password(d.user, d.password, self.host)
         flag = self.session.platform_login_done(d.user, ok)
         m = self.gw.metrics
         m.logins.labels(self.kind, "platform_login", "ok" if ok else "failed").inc()

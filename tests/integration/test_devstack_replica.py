@@ -1,6 +1,7 @@
 """`devstack up --replica`: a streaming read replica of the shard's cluster (pg_basebackup -R on
 its own port), `env` exporting it, a row written on the primary read on the replica once
-replayed, and `nev-ingest query` reading the replica set in `storage.replicas`."""
+replayed, and `nev-ingest query` reading the replica set in `storage.replicas`; with --secure,
+the replica streams over TLS + scram and serves the service role like its primary."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devtools.devstack import ENV_REPLICAS, stack
+from devtools.devstack import ENV_REPLICAS, postgres, stack
 from devtools.devstack.process import free_port
 from devtools.devstack.replica import wait_replayed
 from devtools.settings import DevSettings, DevstackSettings
@@ -93,3 +94,43 @@ def test_replicas_must_match_the_shards(capsys: pytest.CaptureFixture[str]) -> N
     flags = ["--set", "storage.shards=postgresql://a@h:1/x,postgresql://a@h:2/x"]
     assert main(["query", "latest", "V", *flags, "--set", f"storage.replicas={one}"]) == 2
     assert "one replica per shard" in capsys.readouterr().err
+
+
+def test_a_replica_of_a_secure_cluster_streams_over_tls_and_serves_the_service_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
+    only = ("postgres", "postgres-replica")  # no Kafka: the replication link is under test
+    homes: set[Path] = set()
+    try:
+        state = stack.up(settings, only=only, secure=True, report=False)
+        primary, standby = state.services["postgres"], state.services["postgres-replica"]
+        homes |= {Path(s.extra["data_dir"]).parent for s in (primary, standby)}
+        files = postgres.secure_files(standby)
+        assert files is not None and standby.url.startswith("postgresql://nev_service@")
+        # libpq reads these: every connection below is the service role's, verify-full
+        monkeypatch.setenv("PGPASSWORD", files.password("postgres-service"))
+        monkeypatch.setenv("PGSSLMODE", "verify-full")
+        monkeypatch.setenv("PGSSLROOTCERT", str(files.ca))
+
+        with psycopg.connect(primary.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE secured (x int)")
+            conn.execute("INSERT INTO secured VALUES (7)")
+        wait_replayed(primary.url, standby.url)  # streamed: the walreceiver is connected
+        # as the superuser: only it sees the walsenders' rows
+        superuser = files.password("postgres-superuser")
+        with psycopg.connect(primary.extra["maintenance_dsn"], password=superuser) as conn:
+            link = conn.execute(
+                "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)"
+            ).fetchall()
+        assert link == [(True,)]  # the replication connection is encrypted too
+        with psycopg.connect(standby.url) as conn:
+            assert conn.execute("SELECT x FROM secured").fetchall() == [(7,)]
+            assert conn.info.pgconn.ssl_in_use
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(standby.url, sslmode="disable")  # pg_hba: hostssl only
+    finally:
+        stack.down(settings, report=False)
+        for home in homes:
+            if home.parent.name.startswith("nev-devstack-"):
+                shutil.rmtree(home.parent, ignore_errors=True)  # the /tmp fallback used as root

@@ -1,0 +1,37 @@
+"""The gateway's per-peer failed-login guard: a peer over its limit is blocked until its old
+failures leave the window, other peers are not, and memory stays bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.gateway.login_guard import PeerLoginGuard
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_peer_is_blocked_after_its_limit_until_the_window_passes() -> None:
+    guard = PeerLoginGuard(limit=3, window_s=60)
+    for t in (0.0, 1.0):
+        guard.failed("10.0.0.1", t)
+    assert not guard.blocked("10.0.0.1", 2.0)
+    guard.failed("10.0.0.1", 2.0)
+    assert guard.blocked("10.0.0.1", 3.0)
+    assert not guard.blocked("10.0.0.2", 3.0)  # another address is not affected
+    assert guard.blocked("10.0.0.1", 59.9)
+    assert not guard.blocked("10.0.0.1", 60.5)  # the failure at 0 s left the window
+
+
+def test_memory_is_bounded_by_peers_and_by_the_limit() -> None:
+    guard = PeerLoginGuard(limit=2, window_s=60, max_peers=3)
+    guard.failed("10.0.0.0", 0.0)
+    guard.failed("10.0.0.0", 0.5)
+    assert guard.blocked("10.0.0.0", 1.0)
+    for i in range(1, 10):
+        guard.failed(f"10.0.0.{i}", float(i))
+    assert not guard.blocked("10.0.0.0", 10.0)  # evicted, least recently failing
+    assert len(guard._failures) == 3
+    for t in range(100):
+        guard.failed("10.0.1.1", 20.0 + t / 1000)
+    assert guard.blocked("10.0.1.1", 21.0)
+    assert len(guard._failures["10.0.1.1"]) == 2  # at most `limit` stamps a peer
