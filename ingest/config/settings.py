@@ -32,6 +32,7 @@ from ingest.config.bounds import (
 )
 from ingest.config.fields import Section, setting
 from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.roles_settings import RolesSettings
 
 __all__ = [
     "ENTITY_KINDS",
@@ -42,6 +43,7 @@ __all__ = [
     "MetricsSettings",
     "PipelineSettings",
     "PostgresSettings",
+    "RolesSettings",
     "Settings",
     "StorageSettings",
 ]
@@ -288,6 +290,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
+    roles: RolesSettings = RolesSettings()  # hook: ingest.config.roles_settings
 
 
 # Section name -> class, in the order the docs list them.
@@ -299,6 +302,7 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "metrics": MetricsSettings,
     "alerts": AlertsSettings,
     "log": LogSettings,
+    "roles": RolesSettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:
