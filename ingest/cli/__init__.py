@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.config",
     "ingest.cli.migrate",
     "ingest.cli.query",
+    "ingest.cli.roles",
     "ingest.cli.run",
 )
 
