@@ -31,6 +31,7 @@ import asyncpg
 from storage.errors import MigrationError
 from storage.migrate import LOCK_KEY
 from storage.params import TIMESERIES_TABLES, SchemaMode, check_identifier
+from storage.roles_partitions import partition_function
 from storage.roles_policies import (
     CHARGER_TABLES,
     CHARGING_VIEWS,
@@ -253,6 +254,9 @@ def _grants(
     grant("SELECT, INSERT, DELETE", ("alerts_outbox",), w)
     grant("SELECT", ("schema_migrations",), w)
     grant("USAGE, SELECT", ("alerts_id_seq", "alerts_outbox_id_seq"), w)
+    if mode is SchemaMode.PLAIN:
+        # the service's upkeep recomputes the summary tables (derived data, not telemetry)
+        grant("SELECT, INSERT, DELETE", ("vehicle_stats_1m", "vehicle_stats_1h"), w)
     readable = sorted(
         n
         for n in have
@@ -310,6 +314,7 @@ async def apply(conn: Any, schema: str, names: RoleNames, mode: SchemaMode) -> R
         await _views_invoker(conn, schema, before, caggs, report)
         scope = Scope(schema, names)
         scoped = await scoped_views(conn, scope, before, report)
+        await partition_function(conn, schema, names.writer, mode, report)
         await apply_policies(conn, scope, before, hypertables | caggs, report)
         # last: what this run created is the owner's too, so the next run finds nothing to do
         await _reassign(conn, schema, names.owner, mode, report)
