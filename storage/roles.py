@@ -197,7 +197,7 @@ async def _reassign(
         await conn.execute(f"ALTER {kind} {r['name']} OWNER TO {owner}")
         moved += 1
     for (signature,) in await conn.fetch(_FUNCTIONS, schema, owner):
-        await conn.execute(f"ALTER FUNCTION {signature} OWNER TO {owner}")
+        await conn.execute(f"ALTER ROUTINE {signature} OWNER TO {owner}")
         moved += 1
     if moved:
         report.changes.append(f"owner: {moved} object(s) of {schema} to {owner}")
@@ -232,7 +232,11 @@ async def _views_invoker(
 
 
 def _grants(
-    names: RoleNames, relations: dict[str, Any], mode: SchemaMode, scoped: list[str]
+    names: RoleNames,
+    relations: dict[str, Any],
+    mode: SchemaMode,
+    scoped: list[str],
+    caggs: set[str],
 ) -> list[str]:
     """The GRANT statements (idempotent) for the relations that exist."""
     have = {n for n, r in relations.items() if not r["relispartition"]}
@@ -247,6 +251,10 @@ def _grants(
         if listed:
             out.append(f"GRANT {privileges} ON {listed} TO {role}")
 
+    # A continuous aggregate reads its materialization table (TimescaleDB's internal schema)
+    # with its owner's rights, and ALTER MATERIALIZED VIEW ... OWNER leaves that table's owner
+    # (altering it is refused); a grant on the aggregate reaches it, so the owner gets one.
+    grant("SELECT", sorted(caggs), names.owner)
     w = names.writer
     written = (*TIMESERIES_TABLES, "charger_connectors")
     grant("INSERT, SELECT", written, w)  # SELECT: the rule engine replays from them
@@ -322,7 +330,7 @@ async def apply(conn: Any, schema: str, names: RoleNames, mode: SchemaMode) -> R
         await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {', '.join(names.all()[1:])}")
         async with conn.transaction():
             await conn.execute(f"SET LOCAL search_path = {schema}")
-            for statement in _grants(names, relations, mode, scoped):
+            for statement in _grants(names, relations, mode, scoped, caggs):
                 await conn.execute(statement)
         after = await _relations(conn, schema)
         changed = sorted(n for n in after if n in before and after[n]["acl"] != before[n]["acl"])

@@ -34,8 +34,8 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.config",
     "ingest.cli.migrate",
     "ingest.cli.query",
-    "ingest.cli.roles",
     "ingest.cli.run",
+    "ingest.cli.roles",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.
