@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ingest.config import KafkaSettings, PostgresSettings, Settings
 from ingest.config.fields import mask_dsn
 from ingest.errors import UserError
+from ingest.transport_errors import kafka_hint, postgres_hint
 from storage import (
     Dedupe,
     LoaderKind,
@@ -97,6 +98,8 @@ async def check_kafka(kafka: KafkaSettings, timeout_s: float) -> str:
                 await admin.start()
                 cluster = await admin.describe_cluster()
     except (TimeoutError, OSError, KafkaError) as exc:
+        if hint := await kafka_hint(kafka_client_options(kafka), timeout_s):  # TLS/SASL cause
+            raise UserError(hint) from None
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: no broker answered within "
             f"{timeout_s:g}s ({exc or type(exc).__name__}); start one (nev-ingest devstack up, "
@@ -117,6 +120,8 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float) -> str:
             postgres_dsn(pg), password=pg.password or None, timeout=timeout_s
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or ""):  # TLS/login: the key
+            raise UserError(hint) from None
         raise UserError(
             f"postgres.dsn = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "
             "start the dev stack (nev-ingest devstack up) or fix NEV_POSTGRES_DSN"

@@ -35,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="N PostgreSQL clusters, one per storage shard, and the query database nev_query "
         "on the first (default: as the last up, else 1)",
     )
+    up.add_argument(
+        "--secure",
+        "--tls",
+        action="store_true",
+        help="Kafka on SASL_SSL (SCRAM-SHA-512 users, ACLs) and PostgreSQL with TLS and "
+        "scram-sha-256; CA, certificates and passwords in <state_dir>/tls (docs/security.md)",
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop the services that up started (by pid)")
@@ -67,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards)
+    stack.up(dev_settings_from_args(args), args.with_, shards=args.shards, secure=args.secure)
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
     return 0
 

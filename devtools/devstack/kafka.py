@@ -16,9 +16,9 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from devtools.devstack import prereq
+from devtools.devstack import kafka_secure, prereq
 from devtools.devstack.process import (
     POLL_S,
     free_port,
@@ -154,7 +154,12 @@ def up(
     topics: dict[str, int],
     replication_factor: int,
     timeout_s: float,
+    secure: bool = False,
+    acl_group: str = "nev-ingest",
 ) -> ServiceState:
+    """Start the broker (formatting its storage on first use). ``secure``: SASL_SSL with SCRAM
+    users and ACLs (kafka_secure), kept over restarts once chosen; ``acl_group`` is the service's
+    consumer-group prefix in its ACLs."""
     java = prereq.java()
     libs = jars(cache_dir, version)
     home = state_dir / NAME
@@ -166,8 +171,14 @@ def up(
     if controller_port == port:
         controller_port = free_port()
 
+    secure = secure or bool(previous and previous.extra.get("secure"))
+    files = kafka_secure.prepare(state_dir) if secure else None
     props = home / "server.properties"
-    props.write_text(server_properties(home, port, controller_port))
+    if files is not None:
+        props.touch(mode=0o600)  # holds the admin's and the key store's passwords
+        props.write_text(kafka_secure.server_properties(home, port, controller_port, files))
+    else:
+        props.write_text(server_properties(home, port, controller_port))
     log4j = home / "log4j2.properties"
     log4j.write_text(LOG4J2)
     classpath = f"{libs}/*"
@@ -176,6 +187,7 @@ def up(
     cluster_id = previous.extra.get("cluster_id") if previous else None
     if not (home / "data" / "meta.properties").is_file():
         cluster_id = new_cluster_id()
+        (home / "acls.applied").unlink(missing_ok=True)  # a new metadata log has no ACLs
         run(
             [
                 java,
@@ -186,6 +198,7 @@ def up(
                 cluster_id,
                 "-c",
                 str(props),
+                *(kafka_secure.scram_arguments(files) if files is not None else []),
             ],
             what="Kafka storage format",
             log=home / "format.log",
@@ -223,7 +236,15 @@ def up(
         )
         bootstrap = f"{HOST}:{port}"
         deadline = time.monotonic() + timeout_s
-        asyncio.run(_ready_and_topics(bootstrap, topics, replication_factor, deadline, alive, log))
+        options = kafka_secure.client_options(files) if files is not None else {}
+        asyncio.run(
+            _ready_and_topics(bootstrap, topics, replication_factor, deadline, alive, log, options)
+        )
+        if files is not None:
+            raw = [name for name in topics if name not in acl_topics(topics)]
+            dlq, alerts = acl_topics(topics)
+            wanted = kafka_secure.acls(raw, dlq, alerts, acl_group)
+            kafka_secure.apply_acls(java, libs, bootstrap, files, wanted, home)
     except BaseException:
         terminate(pid, started, timeout_s=10.0, name="Kafka")
         raise
@@ -239,8 +260,24 @@ def up(
             "cluster_id": cluster_id,
             "version": version,
             "topics": topics,
+            "secure": secure,
+            **({"tls_dir": str(files.tls_dir)} if files is not None else {}),
         },
     )
+
+
+def acl_topics(topics: dict[str, int]) -> tuple[str, str]:
+    """The dead-letter and alerts topics of ``topics`` (``KafkaSettings.topic_partitions``
+    lists them last, after the raw topics)."""
+    names = list(topics)
+    return names[-2], names[-1]
+
+
+def admin_options(svc: ServiceState) -> dict[str, Any]:
+    """aiokafka options to administer the running broker ``svc`` (as admin when secure)."""
+    if not svc.extra.get("secure"):
+        return {}
+    return kafka_secure.client_options(kafka_secure.SecureFiles(Path(svc.extra["tls_dir"])))
 
 
 async def _ready_and_topics(
@@ -250,6 +287,7 @@ async def _ready_and_topics(
     deadline: float,
     alive: Callable[[], bool],
     log: Path,
+    options: dict[str, Any],
 ) -> None:
     """Wait until the broker answers metadata requests (the controller has elected itself and the
     broker registered), then create the missing topics."""
@@ -261,7 +299,7 @@ async def _ready_and_topics(
             if not alive():
                 raise UserError(f"Kafka exited during startup; see {log}: {tail(log)}")
             try:
-                await ensure_topics(bootstrap, topics, replication_factor)
+                await ensure_topics(bootstrap, topics, replication_factor, options)
                 return
             except (KafkaError, OSError) as exc:
                 last = exc
@@ -269,11 +307,19 @@ async def _ready_and_topics(
     raise UserError(f"Kafka at {bootstrap} did not become ready: {last}; see {log}")
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int], replication_factor: int) -> None:
-    """Create the topics that do not exist yet (existing ones are left as they are)."""
+async def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    replication_factor: int,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are);
+    ``options``: security options of the client (``admin_options``)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10000, **(options or {})
+    )
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pwd
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Final
 
-from devtools.devstack import prereq
-from devtools.devstack.process import free_port, run, start_time, tail
+from devtools.devstack import kafka_secure, prereq
+from devtools.devstack.postgres_secure import (
+    SERVICE_ROLE,
+    give_to,
+    psql_env,
+    secure_cluster,
+    secure_initdb,
+    service_role,
+)
+from devtools.devstack.process import free_port, run, start_time, tail, wait_gone
 from devtools.devstack.state import ServiceState
 from ingest.errors import UserError
 
@@ -70,13 +77,6 @@ def _has_timescaledb(binaries: prereq.PostgresBinaries) -> bool:
     return share is not None and (share / "extension" / "timescaledb.control").is_file()
 
 
-def _give_to(path: Path, user: str | None) -> None:
-    # initdb (run as `user`) creates data/ inside, and pg_ctl -l writes postgres.log there.
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
 def _reachable(path: Path, user: str) -> bool:
     # The server runs as `user`, who must be able to walk down to its data directory.
     entry = pwd.getpwnam(user)
@@ -107,9 +107,13 @@ def up(
     timeout_s: float,
     *,
     name: str = NAME,
+    secure: bool = False,
 ) -> ServiceState:
     """Create the cluster on first use, then start it; returns its new state. ``name`` is the
-    service (``postgres``, or ``postgres-<i>`` for shard i) and its directory."""
+    service (``postgres``, or ``postgres-<i>`` for shard i) and its directory. ``secure``: TLS
+    and scram-sha-256 only, the service role ``nev_service`` (kept over restarts once chosen)."""
+    secure = secure or bool(previous and previous.extra.get("secure"))
+    files = kafka_secure.prepare(state_dir) if secure else None
     binaries = prereq.postgres(bin_dir)
     user = prereq.server_user()
     home = _home(state_dir, user, name)
@@ -117,7 +121,7 @@ def up(
     log = home / "postgres.log"  # written by the server (pg_ctl -l), owned by `user`
     setup_log = home / "setup.log"  # initdb / pg_ctl output, written by us
     home.mkdir(parents=True, exist_ok=True)
-    _give_to(home, user)
+    give_to(home, user)
     port = free_port(previous.port if previous else None)
 
     if not (data / "PG_VERSION").is_file():
@@ -130,7 +134,7 @@ def up(
                 str(data),
                 "-U",
                 SUPERUSER,
-                "--auth=trust",  # loopback-only dev cluster; production uses scram + TLS
+                *(secure_initdb(files, home, user) if files else ["--auth=trust"]),
                 "--encoding=UTF8",
                 "--locale=C",  # byte-order collation: fast, and the same on every machine
             ],
@@ -140,6 +144,8 @@ def up(
         )
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(tuned_conf(port, preload_timescaledb=_has_timescaledb(binaries)))
+        if files is not None:
+            secure_cluster(files, data, user)
     _set_port(data / "postgresql.conf", port)
 
     run(
@@ -163,24 +169,32 @@ def up(
         started = start_time(pid)
         if started is None:
             raise UserError(f"PostgreSQL exited after start; see {log}: {tail(log)}")
-        _create_database(binaries.exe("psql"), port, DATABASE)
+        env = psql_env(files)
+        _create_database(binaries.exe("psql"), port, DATABASE, env)
+        if files is not None:
+            service_role(binaries.exe("psql"), dsn(port, "postgres"), DATABASE, files, env)
     except BaseException:
         _stop(binaries.bin_dir, data, user, setup_log, timeout_s)
         raise
+    extra = {
+        "data_dir": str(data),
+        "bin_dir": str(binaries.bin_dir),
+        "version": binaries.version,
+        "maintenance_dsn": dsn(port, "postgres"),
+        "user": user,
+        "secure": secure,
+    }
+    if files is not None:
+        extra["tls_dir"] = str(files.tls_dir)
     return ServiceState(
         name=name,
         port=port,
-        url=dsn(port),
+        # secure: what the service connects as (the superuser is maintenance_dsn's)
+        url=dsn(port).replace(f"{SUPERUSER}@", f"{SERVICE_ROLE}@") if files else dsn(port),
         log=str(log),
         pid=pid,
         started=started,
-        extra={
-            "data_dir": str(data),
-            "bin_dir": str(binaries.bin_dir),
-            "version": binaries.version,
-            "maintenance_dsn": dsn(port, "postgres"),
-            "user": user,
-        },
+        extra=extra,
     )
 
 
@@ -204,11 +218,21 @@ def _postmaster_pid(data: Path) -> int:
 
 def ensure_database(svc: ServiceState, database: str) -> str:
     """Create ``database`` on the running cluster ``svc`` unless it exists; its DSN."""
-    _create_database(str(Path(svc.extra["bin_dir"]) / "psql"), svc.port, database)
+    env = psql_env(secure_files(svc))
+    _create_database(str(Path(svc.extra["bin_dir"]) / "psql"), svc.port, database, env)
     return dsn(svc.port, database)
 
 
-def _create_database(psql_exe: str, port: int, database: str) -> None:
+def secure_files(svc: ServiceState) -> kafka_secure.SecureFiles | None:
+    """The certificates and passwords of a cluster started ``--secure`` (else None)."""
+    if not svc.extra.get("secure"):
+        return None
+    return kafka_secure.SecureFiles(Path(svc.extra["tls_dir"]))
+
+
+def _create_database(
+    psql_exe: str, port: int, database: str, env: dict[str, str] | None = None
+) -> None:
     psql = [
         psql_exe,
         "-X",
@@ -220,8 +244,13 @@ def _create_database(psql_exe: str, port: int, database: str) -> None:
     ]
     # database is one of our constants (nev, nev_query), never user input
     query = f"SELECT 1 FROM pg_database WHERE datname = '{database}'"
-    if run([*psql, "-c", query], what=f"psql (is there a {database} database?)").strip() != "1":
-        run([*psql, "-c", f"CREATE DATABASE {database}"], what=f"CREATE DATABASE {database}")
+    exists = run([*psql, "-c", query], what=f"psql (is there a {database} database?)", env=env)
+    if exists.strip() != "1":
+        run(
+            [*psql, "-c", f"CREATE DATABASE {database}"],
+            what=f"CREATE DATABASE {database}",
+            env=env,
+        )
 
 
 def down(svc: ServiceState, timeout_s: float) -> None:
@@ -233,6 +262,11 @@ def down(svc: ServiceState, timeout_s: float) -> None:
         Path(svc.log).with_name("setup.log"),
         timeout_s,
     )
+    # pg_ctl -w returns once postmaster.pid is gone, which the postmaster removes just before
+    # it exits: on a loaded machine the process can outlive pg_ctl by a moment. `down` means
+    # stopped, so wait for the process itself (by pid and start time).
+    if svc.pid is not None and svc.started is not None:
+        wait_gone(svc.pid, svc.started, timeout_s)
 
 
 def _stop(bin_dir: Path, data: Path, user: str | None, log: Path, timeout_s: float) -> None:

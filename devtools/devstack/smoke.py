@@ -11,8 +11,10 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from devtools.devstack.kafka import ensure_topics
+from devtools.devstack import postgres as pgdev
+from devtools.devstack.kafka import admin_options, ensure_topics
 from devtools.devstack.stack import DEFAULT_SERVICES, Paths
 from devtools.devstack.state import StackState
 from devtools.settings import DevSettings
@@ -28,30 +30,57 @@ def run_smoke(settings: DevSettings) -> list[str]:
         raise UserError(
             f"devstack: {', '.join(missing)} not running; start it: nev-ingest devstack up"
         )
-    kafka = state.services["kafka"].url
-    postgres = state.services["postgres"].url
+    kafka_svc, pg_svc = state.services["kafka"], state.services["postgres"]
+    # A --secure stack: Kafka as its admin (the smoke topic is no role's), PostgreSQL as the
+    # service role over TLS (verify-full), as `devstack env` points the service.
+    options = admin_options(kafka_svc)
+    files = pgdev.secure_files(pg_svc)
+    pg_kwargs: dict[str, Any] = {}
+    if files is not None:
+        pg_kwargs = {"password": files.password("postgres-service"), "ssl": _verify_full(files)}
     timescale = state.running("timescale")
-    return asyncio.run(_smoke(kafka, postgres, timescale.url if timescale is not None else None))
+    return asyncio.run(
+        _smoke(
+            kafka_svc.url,
+            options,
+            pg_svc.url,
+            pg_kwargs,
+            timescale.url if timescale is not None else None,
+        )
+    )
 
 
-async def _smoke(bootstrap: str, dsn: str, timescale_dsn: str | None) -> list[str]:
-    lines = [await _kafka(bootstrap), await _postgres(dsn)]
+def _verify_full(files: Any) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=str(files.ca))
+
+
+async def _smoke(
+    bootstrap: str,
+    options: dict[str, Any],
+    dsn: str,
+    pg_kwargs: dict[str, Any],
+    timescale_dsn: str | None,
+) -> list[str]:
+    lines = [await _kafka(bootstrap, options), await _postgres(dsn, pg_kwargs)]
     if timescale_dsn is not None:
         lines.append(await _timescale(timescale_dsn))
     return lines
 
 
-async def _kafka(bootstrap: str) -> str:
+async def _kafka(bootstrap: str, options: dict[str, Any]) -> str:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     began = time.monotonic()
     topic = f"nev.smoke.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap, {topic: 1}, replication_factor=1)
+    await ensure_topics(bootstrap, {topic: 1}, 1, options)
     payload = f"smoke {datetime.now(UTC).isoformat()}".encode()
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
+    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options) as producer:
         await producer.send_and_wait(topic, payload, key=b"smoke")
     consumer = AIOKafkaConsumer(
         topic,
+        **options,
         bootstrap_servers=bootstrap,
         group_id=f"{topic}.group",
         auto_offset_reset="earliest",
@@ -76,11 +105,11 @@ async def _kafka(bootstrap: str) -> str:
     )
 
 
-async def _postgres(dsn: str) -> str:
+async def _postgres(dsn: str, kwargs: dict[str, Any]) -> str:
     import asyncpg
 
     began = time.monotonic()
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, **kwargs)
     try:
         async with conn.transaction():
             await conn.execute("CREATE TEMP TABLE smoke (vin text, ts timestamptz) ON COMMIT DROP")

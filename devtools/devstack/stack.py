@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devtools.devstack import kafka, postgres, prereq, timescale
+from devtools.devstack import kafka, kafka_secure, postgres, postgres_secure, prereq, timescale
 from devtools.devstack.state import (
     MAX_SHARDS,
     SERVICES,
@@ -101,8 +101,13 @@ def up(
     shards: int | None = None,
     only: Iterable[str] | None = None,
     report: bool = True,
+    secure: bool = False,
 ) -> StackState:
     """Start what is not running yet; a service already running is left alone (idempotent).
+
+    ``secure``: Kafka on SASL_SSL with SCRAM users and ACLs, PostgreSQL with TLS and
+    scram-sha-256 (certificates and passwords under ``<state_dir>/tls``); a service once
+    started secure stays secure over restarts.
 
     Starts postgres and kafka plus ``with_`` and the shard clusters (``shards``, else those of
     an earlier ``up --shards``); ``only`` names the services exactly instead. With two shards
@@ -123,11 +128,12 @@ def up(
                     url = state.services[name].url
                     topics = settings.kafka.topic_partitions()
                     rf = settings.kafka.replication_factor
-                    asyncio.run(kafka.ensure_topics(url, topics, rf))
+                    options = kafka.admin_options(state.services[name])
+                    asyncio.run(kafka.ensure_topics(url, topics, rf, options))
                 continue
             began = time.monotonic()
             previous = state.services.get(name)
-            svc = _start(name, settings, paths, previous)
+            svc = _start(name, settings, paths, previous, secure)
             if previous is not None and _SHARDS_KEY in previous.extra:
                 svc.extra[_SHARDS_KEY] = previous.extra[_SHARDS_KEY]
             state.services[name] = svc
@@ -156,12 +162,17 @@ def _preflight(names: list[str], settings: DevSettings) -> None:
 
 
 def _start(
-    name: str, settings: DevSettings, paths: Paths, previous: ServiceState | None
+    name: str, settings: DevSettings, paths: Paths, previous: ServiceState | None, secure: bool
 ) -> ServiceState:
     dev = settings.devstack
     if name.startswith("postgres"):
         return postgres.up(
-            paths.state_dir, previous, dev.postgres_bin_dir, dev.start_timeout_s, name=name
+            paths.state_dir,
+            previous,
+            dev.postgres_bin_dir,
+            dev.start_timeout_s,
+            name=name,
+            secure=secure,
         )
     if name == "kafka":
         return kafka.up(
@@ -173,6 +184,8 @@ def _start(
             topics=settings.kafka.topic_partitions(),
             replication_factor=1,  # one broker: the configured factor is for production
             timeout_s=dev.start_timeout_s,
+            secure=secure,
+            acl_group=settings.kafka.group_id,
         )
     return timescale.up(
         paths.state_dir, previous, cache_dir=paths.cache_dir, timeout_s=dev.start_timeout_s
@@ -229,6 +242,8 @@ def env_lines(settings: DevSettings) -> list[str]:
     pg = state.services["postgres"]
     lines.append(f"export {ENV_POSTGRES}={shlex.quote(pg.url)}")
     lines.append(f"export {ENV_KAFKA}={shlex.quote(state.services['kafka'].url)}")
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in secure_env(state).items()]
+    lines += _other_kafka_users(state)
     if len(shards) > 1:
         urls = ",".join(state.services[name].url for name in shards)
         lines.append(f"export {ENV_SHARDS}={shlex.quote(urls)}")
@@ -238,6 +253,33 @@ def env_lines(settings: DevSettings) -> list[str]:
     if ts is not None:
         lines.append(f"export {ENV_TIMESCALE}={shlex.quote(ts.url)}")
     return lines
+
+
+def secure_env(state: StackState) -> dict[str, str]:
+    """The service's NEV_* security settings of a ``--secure`` stack (passwords by file)."""
+    out: dict[str, str] = {}
+    kafka_svc = state.services.get("kafka")
+    if kafka_svc is not None and kafka_svc.extra.get("secure"):
+        files = kafka_secure.SecureFiles(Path(kafka_svc.extra["tls_dir"]))
+        out.update(kafka_secure.settings_env(files))
+    pg_files = postgres.secure_files(state.services["postgres"])
+    if pg_files is not None:
+        out.update(postgres_secure.settings_env(pg_files))
+    return out
+
+
+def _other_kafka_users(state: StackState) -> list[str]:
+    """Comment lines (eval ignores them): how the gateways' and the tools' users log in, e.g.
+    for `nev-ingest loadgen` (it produces raw frames, which only those users may)."""
+    svc = state.services["kafka"]
+    if not svc.extra.get("secure"):
+        return []
+    files = kafka_secure.SecureFiles(Path(svc.extra["tls_dir"]))
+    return [
+        f"# as {user}: NEV_KAFKA_SASL_USERNAME={user} "
+        f"NEV_KAFKA_SASL_PASSWORD_FILE={shlex.quote(str(files.password_file(user)))}"
+        for user in (kafka_secure.GATEWAY, kafka_secure.TOOLS)
+    ]
 
 
 def _say(report: bool, line: str) -> None:

@@ -8,6 +8,7 @@ Layout under the state directory (default ``.devstack/``)::
     postgres-1/         with `up --shards 2`: the second shard's cluster (nev_query is on postgres)
     kafka/              server.properties, log4j2.properties, data/, server.log
     timescale/          data/ (PGlite files) and server.log
+    tls/                with `up --secure`: the CA, the server certificate, secrets/ (0600)
 
 ``state.json`` keeps a stopped service's port, so the next ``up`` reuses the same address when it
 is still free and ``eval "$(nev-ingest devstack env)"`` keeps pointing at the right place.
