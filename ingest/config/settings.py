@@ -290,7 +290,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     log: LogSettings = LogSettings()
-    roles: RolesSettings = RolesSettings()  # hook: ingest.config.roles_settings
+    roles: RolesSettings = RolesSettings()  # noqa: RUF009 (frozen, as kafka)
 
 
 # Section name -> class, in the order the docs list them.

@@ -60,14 +60,15 @@ class RolesDb:
             assert done.returncode == 0, done.stderr[-2000:]
         return done
 
-    def login(self, family: str, *scope: str, **extra: str) -> str:
-        """A new login granted ``family`` (with ``scope``) by ``nev-ingest roles grant``."""
+    def login(self, family: str, *scope: str, as_dsn: str = "") -> str:
+        """A new login granted ``family`` (with ``scope``) by ``nev-ingest roles grant``, run
+        as the superuser or on ``as_dsn``."""
         name = f"{self.prefix}_l{len(self.logins)}_{family}"
         self.logins.append(name)
         args = ["roles", "grant", name, "--as", family]
         if scope:
             args += ["--scope", ",".join(scope)]
-        self.cli(*args, **extra)
+        self.cli(*args, NEV_POSTGRES_DSN=as_dsn or self.dsn)
         return name
 
     def dsn_of(self, login: str) -> str:

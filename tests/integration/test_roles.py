@@ -279,15 +279,17 @@ async def test_migrate_as_a_createrole_user_that_is_not_superuser(
             await conn.execute(f"CREATE ROLE {migrator} LOGIN CREATEROLE")
             database = await conn.fetchval("SELECT current_database()")
             await conn.execute(f'ALTER DATABASE "{database}" OWNER TO {migrator}')
-        as_migrator = {"NEV_POSTGRES_DSN": rdb.dsn_of(migrator)}
-        refused = rdb.cli("migrate", check=False, **as_migrator)
+        as_migrator = rdb.dsn_of(migrator)
+        refused = rdb.cli("migrate", check=False, NEV_POSTGRES_DSN=as_migrator)
         # PostgreSQL 15 lets only a superuser give BYPASSRLS: one line saying what to run
         assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
         assert f"CREATE ROLE {rdb.names.writer} NOLOGIN BYPASSRLS" in refused.stderr
         async with rdb.connect() as conn:
             await conn.execute(f"CREATE ROLE {rdb.names.writer} NOLOGIN BYPASSRLS")
-        rdb.cli("migrate", **as_migrator)
-        report = json.loads(rdb.cli("migrate", "--format", "json", **as_migrator).stdout)
+        rdb.cli("migrate", NEV_POSTGRES_DSN=as_migrator)
+        report = json.loads(
+            rdb.cli("migrate", "--format", "json", NEV_POSTGRES_DSN=as_migrator).stdout
+        )
         assert report["roles"] == []
         async with rdb.connect(migrator) as conn:
             assert await conn.fetchval(
@@ -300,7 +302,8 @@ async def test_migrate_as_a_createrole_user_that_is_not_superuser(
                 )
                 == rdb.names.owner
             )
-        login = rdb.login("oem", "LSV", **as_migrator)  # roles grant works as the migrator too
+        # roles grant works as the migrator too
+        login = rdb.login("oem", "LSV", as_dsn=as_migrator)
         async with rdb.connect() as conn:
             await seed(conn)
         async with rdb.connect(login) as conn:
