@@ -23,7 +23,6 @@ grants on the next run. What each group role (NOLOGIN; deployments grant them to
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import asyncpg
@@ -31,6 +30,7 @@ import asyncpg
 from storage.errors import MigrationError
 from storage.migrate import LOCK_KEY
 from storage.params import TIMESERIES_TABLES, SchemaMode, check_identifier
+from storage.roles_names import RoleNames, RolesReport
 from storage.roles_partitions import partition_function
 from storage.roles_policies import (
     CHARGER_TABLES,
@@ -47,52 +47,6 @@ __all__ = ["RoleNames", "RolesReport", "apply"]
 # The service's own bookkeeping and the scope mapping: nobody reads these but the writer.
 _PRIVATE: Final = ("account_scopes", "consumer_offsets", "alerts_outbox", "schema_migrations")
 _ALERT_ACK_COLUMNS: Final = "acked_at, acked_by, ack_note, updated_at"
-
-
-@dataclass(frozen=True, slots=True)
-class RoleNames:
-    """The group roles' names (``[roles]``; each a plain SQL identifier)."""
-
-    owner: str = "nev_owner"
-    writer: str = "nev_writer"
-    regulator: str = "nev_regulator"
-    operator: str = "nev_operator"
-    oem: str = "nev_oem"
-    charging: str = "nev_charging"
-    public: str = "nev_public"
-
-    def __post_init__(self) -> None:
-        for name in self.all():
-            check_identifier(name, "role name")
-        if len(set(self.all())) != len(self.all()):
-            raise ValueError(f"role names must differ: {', '.join(self.all())}")
-
-    def all(self) -> tuple[str, ...]:
-        return (
-            self.owner,
-            self.writer,
-            self.regulator,
-            self.operator,
-            self.oem,
-            self.charging,
-            self.public,
-        )
-
-    def family(self, name: str) -> str:
-        """The configured role of a family name (``oem`` -> ``nev_oem``)."""
-        if name not in _FAMILIES:
-            raise ValueError(f"unknown role family {name!r}; one of {', '.join(_FAMILIES)}")
-        return str(getattr(self, name))
-
-
-_FAMILIES: Final = ("owner", "writer", "regulator", "operator", "oem", "charging", "public")
-
-
-@dataclass(slots=True)
-class RolesReport:
-    """What ``apply`` changed (empty when everything was in place)."""
-
-    changes: list[str] = field(default_factory=list)
 
 
 async def _role_exists(conn: Any, name: str) -> bool:

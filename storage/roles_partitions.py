@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from storage.params import TIMESERIES_TABLES, SchemaMode
 
 if TYPE_CHECKING:
-    from storage.roles import RolesReport
+    from storage.roles_names import RolesReport
 
 __all__ = ["partition_function"]
 

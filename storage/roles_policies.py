@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from storage.roles import RoleNames, RolesReport
+    from storage.roles_names import RoleNames, RolesReport
 
 __all__ = [
     "CHARGER_TABLES",

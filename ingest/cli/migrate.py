@@ -35,8 +35,9 @@ from storage import (
 )
 from storage.connect import connect
 from storage.migrate import schema_status
+from storage.roles_names import RoleNames
 
-__all__ = ["register"]
+__all__ = ["open_connection", "register", "role_names"]
 
 
 def register(subparsers: Any) -> None:
@@ -218,11 +219,16 @@ async def _query_database(
         print(f"  removed: {name} (no longer in storage.shards)")
 
 
+def role_names(settings: Settings) -> RoleNames:
+    """The ``[roles]`` names as ``storage.roles`` takes them."""
+    r = settings.roles
+    return RoleNames(r.owner, r.writer, r.regulator, r.operator, r.oem, r.charging, r.public)
+
+
 async def _roles(conn: Any, settings: Settings, mode: SchemaMode) -> list[str]:
     """With roles.enabled: the roles, grants and row-level policies (storage.roles)."""
     if not settings.roles.enabled:
         return []
-    from ingest.cli.roles import role_names
     from storage import roles
 
     done = await roles.apply(conn, settings.storage.schema, role_names(settings), mode)

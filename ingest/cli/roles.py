@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 
 from ingest.cli.args import add_database_arguments, database_flags, sql_name
-from ingest.cli.migrate import open_connection
+from ingest.cli.migrate import open_connection, role_names
 from ingest.config import Settings
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
@@ -38,12 +38,6 @@ SCOPED: Final = ("oem", "charging")
 # characters (no I, O, Q; so never a LIKE wildcard), a 9-character T/CEC OperatorID.
 _VIN_PREFIX: Final = re.compile(r"[A-HJ-NPR-Z0-9]{1,17}")
 _OPERATOR_ID: Final = re.compile(r"[A-Z0-9]{9}")
-
-
-def role_names(settings: Settings) -> RoleNames:
-    """The ``[roles]`` names as ``storage.roles`` takes them."""
-    r = settings.roles
-    return RoleNames(r.owner, r.writer, r.regulator, r.operator, r.oem, r.charging, r.public)
 
 
 def register(subparsers: Any) -> None:

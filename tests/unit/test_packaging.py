@@ -57,4 +57,4 @@ def test_the_shipped_command_line_runs_without_the_dev_tools(wheel: Path, tmp_pa
         [sys.executable, "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True
     )
     commands = done.stdout.split()
-    assert commands == ["decode", "rules", "alerts", "config", "migrate", "query", "run"]
+    assert commands == ["decode", "rules", "alerts", "config", "migrate", "query", "run", "roles"]
