@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from storage import PoolParams, SchemaMode, StorageParams, partitions, run_maintenance
+from storage.connect import connect
 from tests.integration.roles_support import (
     OPERATORS,
     VINS,
@@ -207,6 +209,11 @@ async def test_an_oem_sees_only_its_vehicles(db: RolesDb) -> None:
         for table in ("charger_telemetry", "pack_telemetry", "alerts", "pack_places"):
             await _denied(conn, f"SELECT * FROM nev.{table}")
         await _denied(conn, "DELETE FROM nev.vehicle_telemetry")
+    # the regulators' query tool, used by an OEM's login, shows its vehicles only
+    out = db.cli(
+        "query", "latest", "--prefix", "L", "--format", "json", NEV_POSTGRES_DSN=db.dsn_of(lfv)
+    ).stdout
+    assert sorted(json.loads(line)["entity_id"] for line in out.splitlines()) == mine
     async with db.connect(lsv) as conn:
         assert await _column(conn, "SELECT vin FROM nev.vehicle_telemetry") == [VINS[2]]
         assert await _column(conn, "SELECT entity_id FROM nev.latest_state") == [VINS[2]]
@@ -310,3 +317,39 @@ async def test_migrate_as_a_createrole_user_that_is_not_superuser(
             assert await _column(conn, "SELECT vin FROM nev.vehicle_telemetry") == [VINS[2]]
     finally:
         await drop_roles(rdb)
+
+
+async def test_the_writers_upkeep_creates_partitions_and_leaves_retention_to_the_owner(
+    db: RolesDb,
+) -> None:
+    login = db.login("writer")
+    old = "vehicle_telemetry_p200001030000"  # the first slot: far past any retention
+    async with db.connect() as conn:
+        await conn.execute(
+            f"CREATE TABLE nev.{old} PARTITION OF nev.vehicle_telemetry "
+            "FOR VALUES FROM ('2000-01-03 00:00+00') TO ('2000-01-04 00:00+00')"
+        )
+    later = datetime.now(UTC) + timedelta(days=30)  # beyond the partitions made ahead
+    writer = await connect(PoolParams(dsn=db.dsn_of(login)))
+    try:
+        made = await partitions.ensure(
+            writer, "nev", ["vehicle_telemetry"], [(later, later)], timedelta(hours=24)
+        )
+        assert len(made) == 1
+        with pytest.raises(asyncpg.RaiseError, match="not a time-series table"):
+            await writer.execute(
+                "SELECT nev.create_partition('alerts', now(), now() + interval '1 day')"
+            )
+        report = await run_maintenance(writer, StorageParams(), SchemaMode.PLAIN)
+        assert old in report.left_to_owner and report.dropped == []
+        assert report.summary_rows is not None  # the summaries are the writer's to refresh
+    finally:
+        await writer.close()
+    async with db.connect() as conn:
+        owner = await conn.fetchval(
+            f"SELECT relowner::regrole::text FROM pg_class c "
+            f"WHERE c.oid = 'nev.{made[0]}'::regclass"
+        )
+        assert owner == db.names.owner
+        report = await run_maintenance(conn, StorageParams(), SchemaMode.PLAIN)
+        assert old in report.dropped  # the owner's run (nev-ingest migrate --maintain)
