@@ -10,7 +10,9 @@ grants on the next run. What each group role (NOLOGIN; deployments grant them to
 * writer - the service: INSERT into the time series, SELECT on the tables it replays rules
   from, read/write on its offsets, latest_state and the alert tables; no DDL, no DELETE of
   telemetry, no views. It has BYPASSRLS: COPY FROM refuses a table with row-level security
-  otherwise, and the policies then cost its hot path nothing (not even a ``true`` qual);
+  otherwise, and the policies then cost its hot path nothing (not even a ``true`` qual). On
+  plain PostgreSQL it also refreshes the summary tables and creates partitions through the
+  owner's ``create_partition`` (storage.roles_partitions);
 * regulator - SELECT on every table, view and aggregate except the service's own bookkeeping
   and the scope mapping; operator - a regulator who may also ack alerts;
 * oem / charging - their rows only: row-level policies match ``account_scopes`` (login ->
@@ -44,7 +46,8 @@ from storage.roles_policies import (
 
 __all__ = ["RoleNames", "RolesReport", "apply"]
 
-# The service's own bookkeeping and the scope mapping: nobody reads these but the writer.
+# The service's bookkeeping and the scope mapping: not for the regulator (the writer reads the
+# first three; a scoped login its own account_scopes row, through its policy).
 _PRIVATE: Final = ("account_scopes", "consumer_offsets", "alerts_outbox", "schema_migrations")
 _ALERT_ACK_COLUMNS: Final = "acked_at, acked_by, ack_note, updated_at"
 
