@@ -114,6 +114,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for index, params in enumerate(targets):
         conn = await open_connection(settings, app, params)
         try:
+            await _require_schema(conn, schema)
             if args.action == "list":
                 out.append({"shard": index, **await _list(conn, schema, names)})
             elif args.action == "grant":
@@ -127,6 +128,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.format == "text":
         _print_text(args, out)
     return 0
+
+
+async def _require_schema(conn: Any, schema: str) -> None:
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.account_scopes"):
+        raise UserError(
+            f"schema {schema} has no account_scopes table: run nev-ingest migrate (with "
+            "roles.enabled = true) first, or name the schema with --schema"
+        )
 
 
 async def _group(conn: Any, names: RoleNames, family: str) -> str:

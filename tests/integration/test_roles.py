@@ -258,6 +258,8 @@ async def test_roles_cli_rescopes_revokes_lists_and_refuses_mixed_scopes(db: Rol
     db.cli("roles", "grant", login, "--as", "oem", "--scope", "lsv,LFV")
     listed = json.loads(db.cli("roles", "list", "--format", "json").stdout)
     assert listed["scopes"] == {login: ["LFV", "LSV"]}
+    text = db.cli("roles", "list").stdout
+    assert f"{db.names.oem}: {login}" in text and f"scope of {login}: LFV, LSV" in text
     assert listed["members"][db.names.oem] == [login]
     async with db.connect(login) as conn:
         assert len(await _column(conn, "SELECT vin FROM nev.vehicle_telemetry")) == 3
