@@ -39,11 +39,17 @@ class MaintenanceReport:
     skipped: bool = False
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    left_to_owner: list[str] = field(default_factory=list)  # due, but not ours to drop
     summary_rows: int | None = None
 
     def lines(self) -> list[str]:
         out = [f"partition created: {n}" for n in self.created]
         out += [f"partition dropped (retention): {n}" for n in self.dropped]
+        out += [
+            f"partition due for retention, left to the schema owner (nev-ingest migrate "
+            f"--maintain): {n}"
+            for n in self.left_to_owner
+        ]
         if self.summary_rows is not None:
             out.append(f"summary buckets recomputed: {self.summary_rows}")
         return out
@@ -67,6 +73,12 @@ async def run(
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
         report.skipped = True
         return report
+    # Retention drops whole partitions: only the schema's owner may (with database roles the
+    # service's writer may not delete telemetry); `nev-ingest migrate --maintain` does it then.
+    may_drop = await conn.fetchval(
+        "SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace WHERE nspname = $1",
+        schema,
+    )
     try:
         for table in TIMESERIES_TABLES:
             keep = plain.retention.get(table)
@@ -80,7 +92,9 @@ async def run(
             rows = await partitions.listing(conn, schema, table)
             if keep is not None:
                 for name, _, hi in rows:
-                    if hi is not None and hi <= now - keep:
+                    if hi is not None and hi <= now - keep and not may_drop:
+                        report.left_to_owner.append(name)
+                    elif hi is not None and hi <= now - keep:
                         await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
                         report.dropped.append(name)
         if refresh:

@@ -39,6 +39,8 @@ FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = $1::regclass
 """
+# storage.roles' partition-creating function (plain flavour, roles.enabled).
+_DEFINER: Final = "%s.create_partition(text, timestamptz, timestamptz)"
 # CREATE TABLE IF NOT EXISTS skips a same-named table whatever it is: check it is the partition.
 _ATTACHED = """
 SELECT EXISTS (
@@ -106,6 +108,9 @@ async def ensure(
     created: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
+        # With database roles (storage.roles) the writer has no DDL rights: the owner's
+        # SECURITY DEFINER function creates exactly this partition for it.
+        definer = await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", _DEFINER % schema)
         for table in tables:
             existing = [(lo, hi) for _, lo, hi in await listing(conn, schema, table) if lo]
             wanted: list[tuple[datetime, datetime]] = []
@@ -114,10 +119,15 @@ async def ensure(
             for lo, hi in sorted(wanted):
                 name = f"{table}_p{lo.astimezone(UTC):%Y%m%d%H%M}"
                 bounds = f"FOR VALUES FROM ({_literal(lo)}) TO ({_literal(hi)})"
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {schema}.{name} PARTITION OF {schema}.{table} "
-                    + bounds
-                )
+                if definer:
+                    await conn.execute(
+                        f"SELECT {schema}.create_partition($1, $2, $3)", table, lo, hi
+                    )
+                else:
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {schema}.{name} PARTITION OF "
+                        f"{schema}.{table} {bounds}"
+                    )
                 # A same-named plain or detached table would be taken for the partition, and
                 # every frame of the slot dead-lettered: stop the writer with what to do.
                 if not await conn.fetchval(_ATTACHED, f"{schema}.{name}", f"{schema}.{table}"):

@@ -38,6 +38,7 @@ COMMANDS: tuple[str, ...] = (
     "ingest.cli.gateway",
     "ingest.cli.dlq",
     "ingest.cli.keys",
+    "ingest.cli.roles",
 )
 
 # The dev tools' commands, in the order ``--help`` lists them after the service's.

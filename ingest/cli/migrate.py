@@ -35,8 +35,9 @@ from storage import (
 )
 from storage.connect import connect
 from storage.migrate import schema_status
+from storage.roles_names import RoleNames
 
-__all__ = ["register"]
+__all__ = ["open_connection", "register", "role_names"]
 
 
 def register(subparsers: Any) -> None:
@@ -142,9 +143,10 @@ async def _one(
             return 1 if status.mode is None or status.pending else 0
         try:
             report = await migrate(conn, params)
+            granted = await _roles(conn, settings, report.mode)
         except MigrationError as exc:
             raise UserError(f"{prefix}{exc}") from None
-        lines = _summarise(report.settings)
+        lines = _summarise(report.settings) + granted
         maintenance: list[str] = []
         if args.maintain:
             done = await run_maintenance(conn, params, report.mode)
@@ -165,6 +167,7 @@ async def _one(
                     "applied": report.applied,
                     "version": report.current,
                     "settings": report.settings,
+                    "roles": granted,
                     "maintenance": maintenance,
                 }
             ).decode()
@@ -214,6 +217,22 @@ async def _query_database(
     )
     for name in report.removed_shards:
         print(f"  removed: {name} (no longer in storage.shards)")
+
+
+def role_names(settings: Settings) -> RoleNames:
+    """The ``[roles]`` names as ``storage.roles`` takes them."""
+    r = settings.roles
+    return RoleNames(r.owner, r.writer, r.regulator, r.operator, r.oem, r.charging, r.public)
+
+
+async def _roles(conn: Any, settings: Settings, mode: SchemaMode) -> list[str]:
+    """With roles.enabled: the roles, grants and row-level policies (storage.roles)."""
+    if not settings.roles.enabled:
+        return []
+    from storage import roles
+
+    done = await roles.apply(conn, settings.storage.schema, role_names(settings), mode)
+    return [f"roles: {line}" for line in done.changes]
 
 
 def _summarise(lines: list[str]) -> list[str]:

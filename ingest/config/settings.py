@@ -33,6 +33,7 @@ from ingest.config.bounds import (
 from ingest.config.fields import Section, setting
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.config.kafka_settings import KafkaSettings
+from ingest.config.roles_settings import RolesSettings
 from ingest.config.security_settings import SecuritySettings
 from ingest.config.tcec_settings import TcecSettings
 
@@ -45,6 +46,7 @@ __all__ = [
     "MetricsSettings",
     "PipelineSettings",
     "PostgresSettings",
+    "RolesSettings",
     "Settings",
     "StorageSettings",
 ]
@@ -308,6 +310,7 @@ class Settings:
     gateway: GatewaySettings = GatewaySettings()  # noqa: RUF009 - issue 14, ingest/config/gateway_settings.py
     tcec: TcecSettings = TcecSettings()  # noqa: RUF009 (frozen, as kafka)
     security: SecuritySettings = SecuritySettings()  # noqa: RUF009 (frozen)
+    roles: RolesSettings = RolesSettings()  # noqa: RUF009 (frozen, as kafka)
 
 
 # Section name -> class, in the order the docs list them.
@@ -322,6 +325,7 @@ SECTIONS: Final[dict[str, type[Section]]] = {
     "gateway": GatewaySettings,
     "tcec": TcecSettings,
     "security": SecuritySettings,
+    "roles": RolesSettings,
 }
 
 # Sections of the dev tools (devtools.settings), which may share a TOML file with the service:

@@ -68,4 +68,5 @@ def test_the_shipped_command_line_runs_without_the_dev_tools(wheel: Path, tmp_pa
         "gateway",
         "dlq",
         "keys",
+        "roles",
     ]

@@ -1,0 +1,127 @@
+"""Database roles on PGlite-TimescaleDB, where they differ from plain PostgreSQL: TimescaleDB
+refuses row-level security on a hypertable with compression, so the time series carry none and
+scoped roles get no grant on them - they read ``<table>_scoped`` views instead - while
+latest_state (a plain table) keeps its policies. PGlite takes one connection, so the logins are
+taken on with SET ROLE (current_user is what the policies match, as after a real login)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from storage import PoolParams, SchemaMode, StorageParams, migrate
+from storage.connect import connect
+from storage.roles import RoleNames, apply
+from tests.integration.roles_support import FAMILIES
+
+pytestmark = pytest.mark.integration
+
+VINS = ("LFVAA000000000001", "LSVBB000000000002", "LGXCC000000000003")
+
+
+@pytest.fixture
+async def ts(
+    timescale_dsn: str, unique_name: Callable[[str], str]
+) -> AsyncIterator[tuple[Any, str, RoleNames]]:
+    """A migrated TimescaleDB schema of its own with roles of its own; dropped afterwards."""
+    schema = unique_name("ts")
+    names = RoleNames(*(f"{schema}_{f}" for f in FAMILIES))
+    conn = await connect(PoolParams(dsn=timescale_dsn, schema=schema))
+    try:
+        report = await migrate(conn, StorageParams(schema=schema))
+        assert report.mode is SchemaMode.TIMESCALE
+        yield conn, schema, names
+    finally:
+        await conn.execute("RESET ROLE")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        logins = [f"{schema}_oem_login"]
+        for role in (*logins, *names.all()):
+            if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
+                await conn.execute(f"DROP OWNED BY {role}")
+                await conn.execute(f"DROP ROLE {role}")
+        await conn.close()
+
+
+async def test_timescale_scoped_roles_read_views_and_latest_state_keeps_its_policies(
+    ts: tuple[Any, str, RoleNames],
+) -> None:
+    conn, s, names = ts
+    first = await apply(conn, s, names, SchemaMode.TIMESCALE)
+    assert "row-level security: latest_state" in first.changes
+    assert (await apply(conn, s, names, SchemaMode.TIMESCALE)).changes == []
+    guarded = {
+        r[0]
+        for r in await conn.fetch(
+            "SELECT relname FROM pg_class WHERE relnamespace = $1::regnamespace AND relrowsecurity",
+            s,
+        )
+    }
+    assert {"latest_state", "charger_connectors", "account_scopes"} <= guarded
+    assert "vehicle_telemetry" not in guarded  # a compressed hypertable
+    owners = {
+        r[0]
+        for r in await conn.fetch(
+            "SELECT DISTINCT relowner::regrole::text FROM pg_class "
+            "WHERE relnamespace = $1::regnamespace",
+            s,
+        )
+    }
+    assert owners == {names.owner}
+
+    await conn.execute(
+        f"INSERT INTO {s}.vehicle_telemetry (vin, ts, edition, command, extremes_derived, "
+        "fault_count) SELECT v, now(), 2016, 2, false, 0 FROM unnest($1::text[]) v",
+        list(VINS),
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.latest_state (entity_kind, entity_id, ts, longitude, latitude, "
+        "position_valid) SELECT 'vehicle', v, now(), 116.4, 39.9, true FROM unnest($1::text[]) v",
+        list(VINS),
+    )
+    login = f"{s}_oem_login"
+    await conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {names.oem}")
+    await conn.execute(
+        f"INSERT INTO {s}.account_scopes (login, family, vin_prefixes) VALUES ($1, 'oem', $2)",
+        login,
+        ["LFV"],
+    )
+
+    await conn.execute(f"SET ROLE {login}")
+    try:
+        for table, column in (("vehicle_telemetry_scoped", "vin"), ("latest_state", "entity_id")):
+            rows = await conn.fetch(f"SELECT {column} FROM {s}.{table}")
+            assert [r[0] for r in rows] == [VINS[0]], table
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch(f"SELECT * FROM {s}.vehicle_telemetry")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch(f"SELECT * FROM {s}.vehicle_stats_1h")  # an aggregate: no RLS
+    finally:
+        await conn.execute("RESET ROLE")
+
+    await conn.execute(f"SET ROLE {names.writer}")
+    try:
+        await conn.execute(
+            f"INSERT INTO {s}.vehicle_telemetry (vin, ts, edition, command, extremes_derived, "
+            "fault_count) VALUES ('LFVAA000000000009', now(), 2016, 2, false, 0)"
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f"DELETE FROM {s}.vehicle_telemetry")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch(f"SELECT * FROM {s}.pack_places")
+    finally:
+        await conn.execute("RESET ROLE")
+
+    await conn.execute(f"SET ROLE {names.public}")
+    try:
+        cells = await conn.fetch(f"SELECT * FROM {s}.public_vehicle_positions")
+        assert [(c["longitude"], c["latitude"], c["vehicles"]) for c in cells] == [
+            (116.4, 39.9, len(VINS))
+        ]
+        await conn.fetch(f"SELECT * FROM {s}.public_fleet_stats_1h")  # over the aggregate
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch(f"SELECT * FROM {s}.latest_state")
+    finally:
+        await conn.execute("RESET ROLE")
