@@ -219,6 +219,11 @@ def _grants(
     grant("SELECT, INSERT, DELETE", ("alerts_outbox",), w)
     grant("SELECT", ("schema_migrations",), w)
     grant("USAGE, SELECT", ("alerts_id_seq", "alerts_outbox_id_seq"), w)
+    # 2025 signatures (0060): the worker reads the key registry, registers activation keys on
+    # first use (never replaces or revokes one: that is `nev-ingest keys`, as the owner) and
+    # records flagged outcomes.
+    grant("SELECT, INSERT", ("device_keys", "signature_events"), w)
+    grant("USAGE, SELECT", ("device_keys_id_seq",), w)
     if mode is SchemaMode.PLAIN:
         # the service's upkeep recomputes the summary tables (derived data, not telemetry)
         grant("SELECT, INSERT, DELETE", ("vehicle_stats_1m", "vehicle_stats_1h"), w)
