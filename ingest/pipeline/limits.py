@@ -1,0 +1,146 @@
+"""The input limits (``ingest.config.limits``) applied to consumed records.
+
+Two checks, each a FrameError with the limit's reason, so that the batch builder dead-letters
+the record like any decoder reject (docs/security.md, "Input limits"):
+
+- ``refuse_record``: the record's key and headers, before its value is decoded. The value's
+  size (``kafka.max_record_bytes``, ``too_large``) is checked before this, by the caller.
+- ``limit_rows``: the counts of what a frame decoded to, before the rows join the batch.
+  Counting needs the frame walked, which is the native decoder's job; counting the rows it
+  made costs a few ``len`` calls, and the walk itself is bounded by the frame size (64 KiB).
+
+Both run once per record on the hot path: plain loops over locals, no allocation unless a
+limit is crossed.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from contract.battery import PackFrameRows
+from contract.rows import FrameRows
+from ingest.config.limits import (
+    BAD_HEADER,
+    BAD_KEY,
+    CELLS_PER_FRAME,
+    HEADER_BYTES,
+    HEADERS_PER_RECORD,
+    KEY_BYTES,
+    MISSING_KEY,
+    MOTORS_PER_FRAME,
+    OVER_LIMIT,
+    PACK_ROWS_PER_FRAME,
+    PROBES_PER_FRAME,
+)
+from ingest.decoders.errors import FrameError
+from ingest.pipeline.wire import Record
+
+__all__ = ["limit_rows", "refuse_record"]
+
+R = TypeVar("R")
+
+_SEE: Final = "docs/security.md, Input limits"
+
+
+def _over(reason: str, limit: str, value: int, what: str, fix: str) -> FrameError:
+    return FrameError(reason, 0, f"{what} is over the limit {limit} ({value}): {fix} ({_SEE})")
+
+
+def refuse_record(rec: Record) -> FrameError | None:
+    """Why ``rec``'s key or headers break a limit, or None when they do not."""
+    key = rec.key
+    if not key:
+        return FrameError(
+            MISSING_KEY,
+            0,
+            "record has no key: produce it with the device identity (VIN, charger code, pack "
+            f"code) as the key, which keeps the device's frames in order on one partition ({_SEE})",
+        )
+    if len(key) > KEY_BYTES:
+        return _over(
+            BAD_KEY,
+            "key_bytes",
+            KEY_BYTES,
+            f"key of {len(key)} bytes",
+            "the key must be the device identity",
+        )
+    headers = rec.headers
+    if headers:
+        if len(headers) > HEADERS_PER_RECORD:
+            return _over(
+                BAD_HEADER,
+                "headers_per_record",
+                HEADERS_PER_RECORD,
+                f"{len(headers)} headers",
+                "send only the gateway's headers",
+            )
+        size = 0
+        for name, value in headers:
+            size += len(name)
+            if value is not None:  # Kafka allows a header without a value
+                size += len(value)
+        if size > HEADER_BYTES:
+            return _over(
+                BAD_HEADER,
+                "header_bytes",
+                HEADER_BYTES,
+                f"{size} bytes of headers",
+                "send only the gateway's headers",
+            )
+    return None
+
+
+def limit_rows(rows: R) -> R | FrameError:
+    """``rows``, or the FrameError of the first row limit they cross. Anything but a vehicle
+    or pack frame's rows (an exception of the decoder, a charger's rows) passes unchanged:
+    chargers' lists are bounded by their fixed-size frames and by kafka.max_record_bytes."""
+    if isinstance(rows, FrameRows):
+        motors = len(rows.motors)
+        if motors > MOTORS_PER_FRAME:
+            return _over(
+                OVER_LIMIT,
+                "motors_per_frame",
+                MOTORS_PER_FRAME,
+                f"{motors} drive motors",
+                "a frame holds one 0x02 block of at most 253",
+            )
+        packs = rows.packs
+        if not packs:
+            return rows
+        if len(packs) > PACK_ROWS_PER_FRAME:
+            return _over(
+                OVER_LIMIT,
+                "pack_rows_per_frame",
+                PACK_ROWS_PER_FRAME,
+                f"{len(packs)} pack rows",
+                "a frame holds at most 250 subsystems per battery block",
+            )
+        cell_bytes = probes = 0
+        for pack in packs:
+            cell_bytes += len(pack.cell_voltages_raw)
+            probes += len(pack.probe_temps_raw)
+        return _cells(rows, cell_bytes // 2, probes)
+    if isinstance(rows, PackFrameRows) and rows.telemetry is not None:
+        t = rows.telemetry
+        return _cells(rows, len(t.cell_voltages_raw) // 2, len(t.probe_temps_raw))
+    return rows
+
+
+def _cells(rows: R, cells: int, probes: int) -> R | FrameError:
+    if cells > CELLS_PER_FRAME:
+        return _over(
+            OVER_LIMIT,
+            "cells_per_frame",
+            CELLS_PER_FRAME,
+            f"{cells} cell voltages",
+            "split the cells over several frames",
+        )
+    if probes > PROBES_PER_FRAME:
+        return _over(
+            OVER_LIMIT,
+            "probes_per_frame",
+            PROBES_PER_FRAME,
+            f"{probes} probe temperatures",
+            "split the probes over several frames",
+        )
+    return rows
