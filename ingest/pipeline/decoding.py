@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from contract.kinds import Decoded
 from ingest.decoders.errors import FrameError
-from ingest.pipeline.limits import limit_rows, refuse_record
+from ingest.pipeline.limits import check_decoded, refuse_record
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.wire import Headers, Record
 
@@ -110,8 +110,8 @@ def decode_records(
                 at.append(i)
                 values.append(value)
         results = _decode_batch(entry.decode, values, [receipts[i] for i in at], limiter)
-        for i, result in zip(at, results, strict=True):
-            out[i] = limit_rows(result)
+        for i, value, result in zip(at, values, results, strict=True):
+            out[i] = check_decoded(result, value, receipts[i])
         return out
     for i, (rec, received) in enumerate(zip(records, receipts, strict=True)):
         value = rec.value
@@ -120,7 +120,9 @@ def decode_records(
             if refused is not None:
                 out[i] = refused
                 continue
-            out[i] = limit_rows(_decode_one(entry, value, rec.headers, received))
+            out[i] = check_decoded(
+                _decode_one(entry, value, rec.headers, received), value, received
+            )
     return out
 
 

@@ -5,7 +5,8 @@ the record like any decoder reject (docs/security.md, "Input limits"):
 
 - ``refuse_record``: the record's key and headers, before its value is decoded. The value's
   size (``kafka.max_record_bytes``, ``too_large``) is checked before this, by the caller.
-- ``limit_rows``: the counts of what a frame decoded to, before the rows join the batch.
+- ``limit_rows`` (in ``check_decoded``): the counts of what a frame decoded to, before the
+  rows join the batch.
   Counting needs the frame walked, which is the native decoder's job; counting the rows it
   made costs a few ``len`` calls, and the walk itself is bounded by the frame size (64 KiB).
 
@@ -34,8 +35,9 @@ from ingest.config.limits import (
 )
 from ingest.decoders.errors import FrameError
 from ingest.pipeline.wire import Record
+from ingest.pipeline.wrong_kind import other_profile
 
-__all__ = ["limit_rows", "refuse_record"]
+__all__ = ["check_decoded", "limit_rows", "refuse_record"]
 
 R = TypeVar("R")
 
@@ -88,6 +90,18 @@ def refuse_record(rec: Record) -> FrameError | None:
                 "send only the gateway's headers",
             )
     return None
+
+
+def check_decoded(rows: R, value: bytes, received_ms: int) -> R | FrameError:
+    """What a record decoded to, after the row limits (``limit_rows``) and, for a partial
+    vehicle frame only, the check that it is no charger's or pack's frame on the wrong topic
+    (``ingest.pipeline.wrong_kind``)."""
+    checked = limit_rows(rows)
+    if isinstance(checked, FrameRows) and checked.partial:
+        wrong = other_profile(value, received_ms)
+        if wrong is not None:
+            return wrong
+    return checked
 
 
 def limit_rows(rows: R) -> R | FrameError:

@@ -5,20 +5,25 @@ battery paths), frames built byte by byte so that the counts are exact."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from contract.battery import PackFrameRows
 from contract.rows import FrameRows
+from devtools.sim.bench_frames import frames_of_kind
 from ingest.config import limits as L
 from ingest.config.kafka_limits import DEAD_LETTER_OVERHEAD
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.envelope import MAX_FRAME_SIZE
 from ingest.decoders.errors import LENGTH_MISMATCH
 from ingest.pipeline import wire
+from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.process import DECODERS
+from ingest.pipeline.wrong_kind import WRONG_TOPIC
 from tests.kinds_traffic import pack_code, pack_realtime
 from tests.unit.kafka_records import TP, Rec
 
@@ -246,3 +251,27 @@ def test_a_refused_record_does_not_disturb_its_neighbours() -> None:
     )
     assert [len(f.motors) for f in frames] == [2, 2]  # type: ignore[attr-defined]
     assert [r for r, _ in dead] == [L.MISSING_KEY, L.OVER_LIMIT]
+
+
+def test_a_charger_or_pack_frame_on_the_vehicle_topic_is_wrong_topic() -> None:
+    start = NOW - 60_000
+    charger = [v for _, v in frames_of_kind("charger", 2, 1, start_ms=start)]
+    packs = [v for _, v in frames_of_kind("battery", 2, 1, start_ms=start)]
+    vehicles = [v for _, v in frames_of_kind("vehicle", 2, 1, start_ms=start)]
+    records = [rec(v, i) for i, v in enumerate([*charger, *packs, *vehicles])]
+    frames, dead = run(*records)
+    assert [r for r, _ in dead] == [WRONG_TOPIC] * 4
+    assert [b"kafka.topic_charger" in d for _, d in dead] == [True, True, False, False]
+    assert len(frames) == 2
+
+
+def test_partial_vehicle_frames_of_the_public_vectors_stay_vehicle_frames() -> None:
+    # Frames with blocks the vehicle decoder cannot size are kept (partial): none of them is
+    # taken for another profile's frame, although two decode (to no rows) as one.
+    lines = (Path(__file__).parents[1] / "golden" / "vectors.jsonl").read_text().splitlines()
+    values = [bytes.fromhex(orjson.loads(line)["hex"]) for line in lines]
+    decoded = decode_vehicle_batch(values, [NOW] * len(values))
+    partial = [v for v, r in zip(values, decoded, strict=True) if getattr(r, "partial", False)]
+    assert len(partial) >= 10
+    frames, dead = run(*(rec(v, i) for i, v in enumerate(partial)))
+    assert len(frames) == len(partial) and dead == []
