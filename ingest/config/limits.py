@@ -119,7 +119,7 @@ LIMITS: Final[tuple[Limit, ...]] = (
         1,
         "byte",
         MISSING_KEY,
-        "before decoding",
+        "after decoding: records that carry rows (a heartbeat may come without a key)",
         "the key decides the partition: a keyless record lands on any partition, out of "
         "order with its device's other frames, which the alert rules rely on",
     ),

@@ -110,8 +110,8 @@ def decode_records(
                 at.append(i)
                 values.append(value)
         results = _decode_batch(entry.decode, values, [receipts[i] for i in at], limiter)
-        for i, value, result in zip(at, values, results, strict=True):
-            out[i] = check_decoded(result, value, receipts[i])
+        for i, result in zip(at, results, strict=True):
+            out[i] = check_decoded(result, records[i], receipts[i])
         return out
     for i, (rec, received) in enumerate(zip(records, receipts, strict=True)):
         value = rec.value
@@ -120,9 +120,7 @@ def decode_records(
             if refused is not None:
                 out[i] = refused
                 continue
-            out[i] = check_decoded(
-                _decode_one(entry, value, rec.headers, received), value, received
-            )
+            out[i] = check_decoded(_decode_one(entry, value, rec.headers, received), rec, received)
     return out
 
 

@@ -3,8 +3,9 @@
 Two checks, each a FrameError with the limit's reason, so that the batch builder dead-letters
 the record like any decoder reject (docs/security.md, "Input limits"):
 
-- ``refuse_record``: the record's key and headers, before its value is decoded. The value's
-  size (``kafka.max_record_bytes``, ``too_large``) is checked before this, by the caller.
+- ``refuse_record``: the record's key length and headers, before its value is decoded. The
+  value's size (``kafka.max_record_bytes``, ``too_large``) is checked before this, by the
+  caller. A missing key is judged after decoding: only a record that carries rows needs one.
 - ``limit_rows`` (in ``check_decoded``): the counts of what a frame decoded to, before the
   rows join the batch.
   Counting needs the frame walked, which is the native decoder's job; counting the rows it
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Final, TypeVar
 
 from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
 from contract.rows import FrameRows
 from ingest.config.limits import (
     BAD_HEADER,
@@ -51,14 +53,7 @@ def _over(reason: str, limit: str, value: int, what: str, fix: str) -> FrameErro
 def refuse_record(rec: Record) -> FrameError | None:
     """Why ``rec``'s key or headers break a limit, or None when they do not."""
     key = rec.key
-    if not key:
-        return FrameError(
-            MISSING_KEY,
-            0,
-            "record has no key: produce it with the device identity (VIN, charger code, pack "
-            f"code) as the key, which keeps the device's frames in order on one partition ({_SEE})",
-        )
-    if len(key) > KEY_BYTES:
+    if key and len(key) > KEY_BYTES:  # no key at all: judged with the rows (check_decoded)
         return _over(
             BAD_KEY,
             "key_bytes",
@@ -92,16 +87,38 @@ def refuse_record(rec: Record) -> FrameError | None:
     return None
 
 
-def check_decoded(rows: R, value: bytes, received_ms: int) -> R | FrameError:
-    """What a record decoded to, after the row limits (``limit_rows``) and, for a partial
-    vehicle frame only, the check that it is no charger's or pack's frame on the wrong topic
-    (``ingest.pipeline.wrong_kind``)."""
+def check_decoded(rows: R, rec: Record, received_ms: int) -> R | FrameError:
+    """What record ``rec`` decoded to, after the row limits (``limit_rows``), the key (a record
+    that carries rows needs one) and, for a partial vehicle frame only, the check that it is no
+    charger's or pack's frame on the wrong topic (``ingest.pipeline.wrong_kind``)."""
     checked = limit_rows(rows)
+    if not rec.key and _carries_rows(checked):
+        # Only data needs the key: it orders a device's rows on one partition, which the alert
+        # rules rely on. The gateway keys a heartbeat of a terminal without a code with None.
+        return FrameError(
+            MISSING_KEY,
+            0,
+            "record has no key: produce it with the device identity (VIN, charger code, pack "
+            f"code) as the key, which keeps the device's frames in order on one partition ({_SEE})",
+        )
     if isinstance(checked, FrameRows) and checked.partial:
-        wrong = other_profile(value, received_ms)
+        wrong = other_profile(rec.value or b"", received_ms)
         if wrong is not None:
             return wrong
     return checked
+
+
+def _carries_rows(rows: object) -> bool:
+    """Whether decoded ``rows`` hold data (not a heartbeat, time sync, response or error)."""
+    if isinstance(rows, FrameRows):
+        return rows.vehicle is not None or rows.session is not None
+    if isinstance(rows, PackFrameRows):
+        return rows.telemetry is not None or rows.alarm is not None or rows.session is not None
+    if isinstance(rows, ChargerRows):
+        return bool(
+            rows.connectors or rows.statuses or rows.telemetry or rows.sessions or rows.faults
+        )
+    return False
 
 
 def limit_rows(rows: R) -> R | FrameError:

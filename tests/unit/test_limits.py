@@ -36,9 +36,10 @@ TIME = bytes([25, 11, 1, 10, 0, 0])  # 2025-11-01 10:00:00 China time
 MOTOR = bytes([1, 1, 100, 0x4E, 0x20, 0x4E, 0x20, 100, 0x0F, 0xA0, 0x27, 0x10])  # 12 bytes, 2016
 
 
-def frame(data: bytes) -> bytes:
-    """A 2016 real-time frame with data unit ``data`` (time + blocks), length and BCC right."""
-    body = bytes([0x02, 0xFE]) + VIN + b"\x01" + len(data).to_bytes(2, "big") + data
+def frame(data: bytes, command: int = 0x02, ident: bytes = VIN) -> bytes:
+    """A 2016 frame (real-time unless ``command`` says otherwise) with data unit ``data``
+    (time + blocks), length and BCC right."""
+    body = bytes([command, 0xFE]) + ident + b"\x01" + len(data).to_bytes(2, "big") + data
     bcc = 0
     for b in body:
         bcc ^= b
@@ -161,6 +162,12 @@ def test_frame_bytes() -> None:
 @pytest.mark.parametrize("key", [None, b""])
 def test_key_required(key: bytes | None) -> None:
     one_dead([rec(frame(TIME + motors(1)), key=key)], L.MISSING_KEY, "")
+
+
+def test_a_keyless_heartbeat_passes() -> None:
+    # The gateway keys a heartbeat of a terminal without a code with None: no rows, no order.
+    beat = one_kept([rec(frame(b"", command=0x07, ident=b"\x00" * 17), key=None)])
+    assert isinstance(beat, FrameRows) and beat.vehicle is None and beat.session is None
 
 
 def test_key_bytes() -> None:
