@@ -254,6 +254,8 @@ async def _fuzz(args: argparse.Namespace) -> dict[str, Any]:
     bad = bad_records(
         good[:5000], nbad, now_ms=now, seed=args.seed, huge_bytes=HUGE, huge_count=args.huge
     )
+    if args.vehicle_topic_only:
+        bad = [b for b in bad if b.role == "vehicle"]
     out: dict[str, Any] = {
         "benchmark": "fuzz_pipeline",
         "good_frames": len(good),
@@ -322,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--huge", type=int, default=2, help="records just under the broker's max")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--vehicle-topic-only",
+        action="store_true",
+        help="only the bad records of the vehicle topic (the others add partitions to batches)",
+    )
     args = p.parse_args(argv)
     result: dict[str, Any] = {}
 
