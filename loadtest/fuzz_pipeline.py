@@ -256,6 +256,9 @@ async def _fuzz(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.vehicle_topic_only:
         bad = [b for b in bad if b.role == "vehicle"]
+    if args.kinds:
+        kinds = set(args.kinds.split(","))
+        bad = [b for b in bad if b.kind in kinds]
     out: dict[str, Any] = {
         "benchmark": "fuzz_pipeline",
         "good_frames": len(good),
@@ -324,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--huge", type=int, default=2, help="records just under the broker's max")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--kinds", default="", help="only these kinds of bad records (comma-separated)")
     p.add_argument(
         "--vehicle-topic-only",
         action="store_true",
