@@ -16,16 +16,16 @@ from typing import Final
 
 from ingest.config.kafka_limits import DEAD_LETTER_OVERHEAD
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
-from ingest.decoders.envelope import MAX_FRAME_SIZE
-from ingest.decoders.errors import LENGTH_MISMATCH
 
 __all__ = [
     "BAD_HEADER",
     "BAD_KEY",
     "CELLS_PER_FRAME",
+    "FRAME_BYTES",
     "HEADERS_PER_RECORD",
     "HEADER_BYTES",
     "KEY_BYTES",
+    "LENGTH_MISMATCH",
     "LIMITS",
     "LIMIT_REASONS",
     "MISSING_KEY",
@@ -41,6 +41,7 @@ __all__ = [
 # existed before the limits (ingest.pipeline.wire, ingest.decoders.errors); the spellings are
 # repeated here so that the config layer does not import the pipeline.
 TOO_LARGE: Final = "too_large"
+LENGTH_MISMATCH: Final = "length_mismatch"  # the decoders' (ingest.decoders.errors)
 BAD_HEADER: Final = "bad_header"
 MISSING_KEY: Final = "missing_key"  # a raw record without a key (the device identity)
 BAD_KEY: Final = "bad_key"  # a key longer than any device identity
@@ -62,6 +63,10 @@ class Limit:
     why: str
 
 
+# The largest GB/T 32960 frame: 24-byte header + a data unit of at most 65531 bytes (its length is
+# a WORD) + BCC (ingest.decoders.envelope.MAX_FRAME_SIZE; config sits beside the decoders, so
+# the number is repeated here and a test keeps the two equal).
+FRAME_BYTES: Final = 24 + 65531 + 1
 # The identity keys: VIN and charger code 17 characters, GB/T 34014 pack code 24, a T/CEC 102
 # connector key "OperatorID:ConnectorID" 9 + 1 + 26 = 36. 64 leaves room, and keeps what every
 # dead letter and log line repeats small.
@@ -98,7 +103,7 @@ LIMITS: Final[tuple[Limit, ...]] = (
     ),
     Limit(
         "frame_bytes",
-        MAX_FRAME_SIZE,
+        FRAME_BYTES,
         "bytes",
         LENGTH_MISMATCH,
         "the decoder, first check (frame topics)",

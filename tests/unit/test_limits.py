@@ -118,6 +118,12 @@ def test_every_limit_is_named_with_a_reason_and_why() -> None:
     assert {limit.reason for limit in L.LIMITS} >= L.LIMIT_REASONS
 
 
+def test_the_limits_repeat_the_decoders_numbers() -> None:
+    assert L.FRAME_BYTES == MAX_FRAME_SIZE
+    assert L.LENGTH_MISMATCH == LENGTH_MISMATCH
+    assert {L.TOO_LARGE, L.BAD_HEADER} <= wire.PIPELINE_REASONS
+
+
 def test_the_dead_letter_of_a_record_at_every_limit_fits_the_producer() -> None:
     # The broker framing of a record at all limits at once, plus the error headers with a
     # full detail: what kafka.max_request_size (max_record_bytes + the overhead) must hold.
