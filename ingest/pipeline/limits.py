@@ -36,26 +36,87 @@ from ingest.config.limits import (
     PROBES_PER_FRAME,
 )
 from ingest.decoders.errors import FrameError
-from ingest.pipeline.wire import Record
+from ingest.pipeline import wire
+from ingest.pipeline.wire import DeadLetter, Record
 from ingest.pipeline.wrong_kind import other_profile
 
-__all__ = ["check_decoded", "limit_rows", "refuse_record"]
+__all__ = [
+    "ORIGINAL_HEADER_BYTES",
+    "ORIGINAL_HEADER_COUNT",
+    "ORIGINAL_KEY_SIZE",
+    "BulkyRecord",
+    "check_decoded",
+    "cut_letter",
+    "limit_rows",
+    "refuse_record",
+]
 
 R = TypeVar("R")
 
 _SEE: Final = "docs/security.md, Input limits"
+# On the cut dead letter of a record over key_bytes or a header limit (``cut_letter``):
+ORIGINAL_KEY_SIZE: Final = "original.key_size"  # bytes of the original key, decimal
+ORIGINAL_HEADER_COUNT: Final = "original.header_count"  # headers of the original record
+ORIGINAL_HEADER_BYTES: Final = "original.header_bytes"  # their names + values, bytes
+# What of the original key the cut letter keeps (a VIN or code is 17-36 bytes).
+_KEY_KEPT: Final = 4 * KEY_BYTES
+
+
+class BulkyRecord(FrameError):
+    """A record refused for the size of its key or headers: its dead letter must not repeat
+    them (``cut_letter``). A dead letter that copies 8 KiB of headers costs the worker's
+    producer ten times a plain one (docs/performance.md), so copying them would make a
+    record just over the limit an inexpensive way to slow every good frame down."""
+
+    __slots__ = ()
 
 
 def _over(reason: str, limit: str, value: int, what: str, fix: str) -> FrameError:
     return FrameError(reason, 0, f"{what} is over the limit {limit} ({value}): {fix} ({_SEE})")
 
 
-def refuse_record(rec: Record) -> FrameError | None:
+def _bulky(limit: str, value: int, what: str, fix: str) -> BulkyRecord:
+    reason = BAD_KEY if limit == "key_bytes" else BAD_HEADER
+    return BulkyRecord(reason, 0, f"{what} is over the limit {limit} ({value}): {fix} ({_SEE})")
+
+
+def cut_letter(rec: Record, error: FrameError) -> DeadLetter | None:
+    """The dead letter of ``rec`` refused as a ``BulkyRecord``: its value (within
+    kafka.max_record_bytes), the key's first 256 bytes, none of its headers but a plain
+    ``received_at``, the error headers and what was cut (``original.*``). None for any other
+    error: its letter is the whole original record (docs/kafka.md)."""
+    if not isinstance(error, BulkyRecord):
+        return None
+    headers = rec.headers or ()
+    size = sum(len(k) + (len(v) if v is not None else 0) for k, v in headers)
+    received = wire.header(headers, wire.RECEIVED_AT)
+    kept = [(wire.RECEIVED_AT, received)] if received is not None and len(received) <= 20 else []
+    key = rec.key
+    more = [
+        (ORIGINAL_KEY_SIZE, str(len(key) if key is not None else -1).encode()),
+        (ORIGINAL_HEADER_COUNT, str(len(headers)).encode()),
+        (ORIGINAL_HEADER_BYTES, str(size).encode()),
+    ]
+    return wire.dead_letter(
+        key=key[:_KEY_KEPT] if key is not None else None,
+        value=rec.value,
+        headers=kept,
+        reason=error.reason,
+        detail=str(error),
+        stage="decode",
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        timestamp_ms=rec.timestamp,
+        more=more,
+    )
+
+
+def refuse_record(rec: Record) -> BulkyRecord | None:
     """Why ``rec``'s key or headers break a limit, or None when they do not."""
     key = rec.key
     if key and len(key) > KEY_BYTES:  # no key at all: judged with the rows (check_decoded)
-        return _over(
-            BAD_KEY,
+        return _bulky(
             "key_bytes",
             KEY_BYTES,
             f"key of {len(key)} bytes",
@@ -64,8 +125,7 @@ def refuse_record(rec: Record) -> FrameError | None:
     headers = rec.headers
     if headers:
         if len(headers) > HEADERS_PER_RECORD:
-            return _over(
-                BAD_HEADER,
+            return _bulky(
                 "headers_per_record",
                 HEADERS_PER_RECORD,
                 f"{len(headers)} headers",
@@ -77,8 +137,7 @@ def refuse_record(rec: Record) -> FrameError | None:
             if value is not None:  # Kafka allows a header without a value
                 size += len(value)
         if size > HEADER_BYTES:
-            return _over(
-                BAD_HEADER,
+            return _bulky(
                 "header_bytes",
                 HEADER_BYTES,
                 f"{size} bytes of headers",

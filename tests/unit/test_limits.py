@@ -22,6 +22,7 @@ from ingest.decoders.errors import LENGTH_MISMATCH
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.limits import ORIGINAL_HEADER_BYTES, ORIGINAL_HEADER_COUNT, ORIGINAL_KEY_SIZE
 from ingest.pipeline.process import DECODERS
 from ingest.pipeline.wrong_kind import WRONG_TOPIC
 from tests.kinds_traffic import pack_code, pack_realtime
@@ -288,3 +289,33 @@ def test_partial_vehicle_frames_of_the_public_vectors_stay_vehicle_frames() -> N
     assert len(partial) >= 10
     frames, dead = run(*(rec(v, i) for i, v in enumerate(partial)))
     assert len(frames) == len(partial) and dead == []
+
+
+def test_the_dead_letter_of_a_bulky_record_does_not_repeat_its_bulk() -> None:
+    # Copying 8 KiB of headers into a dead letter costs the producer ten times a plain letter:
+    # a record over a key or header limit keeps its value, not its key's or headers' bulk.
+    value = frame(TIME + motors(1))
+    headers = [(wire.RECEIVED_AT, b"1761962400000"), ("gateway", b"g" * L.HEADER_BYTES)]
+    builder = BatchBuilder({VEHICLE.topic: DECODERS["vehicle"]})
+    builder.add(VEHICLE, [rec(value, 0, headers=headers), rec(value, 1, key=b"K" * 1000)], 0)
+    over_headers, over_key = builder.take().dead
+    assert over_headers.value == value and over_headers.key == VIN
+    assert wire.header(over_headers.headers, "gateway") is None
+    assert wire.header(over_headers.headers, wire.RECEIVED_AT) == b"1761962400000"
+    assert (
+        wire.header(over_headers.headers, ORIGINAL_HEADER_BYTES)
+        == str(11 + 13 + 7 + L.HEADER_BYTES).encode()
+    )
+    assert wire.header(over_headers.headers, ORIGINAL_HEADER_COUNT) == b"2"
+    assert wire.header(over_headers.headers, wire.ERROR_REASON) == L.BAD_HEADER.encode()
+    assert over_key.key == b"K" * 256 and over_key.value == value
+    assert wire.header(over_key.headers, ORIGINAL_KEY_SIZE) == b"1000"
+    assert sum(len(k) + len(v) for k, v in over_headers.headers) < 2000
+
+
+def test_other_dead_letters_stay_the_whole_record() -> None:
+    headers = [("gateway", b"gw-1"), ("peer", b"10.0.0.1:5555")]
+    builder = BatchBuilder({VEHICLE.topic: DECODERS["vehicle"]})
+    builder.add(VEHICLE, [rec(frame(TIME + motors(253, 1)), headers=headers)], 0)
+    (letter,) = builder.take().dead
+    assert letter.headers[:2] == headers and letter.key == VIN
