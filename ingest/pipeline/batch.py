@@ -31,6 +31,7 @@ from ingest.pipeline.decoding import (
     WithHeaders,
     decode_records,
 )
+from ingest.pipeline.limits import cut_letter
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
@@ -257,7 +258,7 @@ class BatchBuilder:
                 continue
             if isinstance(rows, BaseException):
                 if isinstance(rows, FrameError):
-                    self._dead(rec, rows.reason, str(rows))
+                    self._dead(rec, rows.reason, str(rows), letter=cut_letter(rec, rows))
                 else:
                     # A decoder bug must not stop the partition: the frame is kept in the DLQ
                     # for the fix, and the traceback is logged (rate-limited) for the report.

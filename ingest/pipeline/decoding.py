@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from contract.kinds import Decoded
 from ingest.decoders.errors import FrameError
+from ingest.pipeline.limits import check_decoded, refuse_record
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.wire import Headers, Record
 
@@ -92,8 +93,9 @@ def decode_records(
     max_value: int,
     limiter: RateLimiter,
 ) -> list[Result | None]:
-    """One result per record, in order: rows, or the exception that rejected it; None for a
-    record not decoded (empty, or over ``max_value`` bytes: the caller dead-letters it)."""
+    """One result per record, in order: rows, or the exception that rejected it (a FrameError
+    of an input limit too: key, headers, row counts); None for a record not decoded (empty, or
+    over ``max_value`` bytes: the caller dead-letters it)."""
     out: list[Result | None] = [None] * len(records)
     if isinstance(entry, Batched):
         at: list[int] = []
@@ -101,16 +103,24 @@ def decode_records(
         for i, rec in enumerate(records):
             value = rec.value
             if value and len(value) <= max_value:
+                refused = refuse_record(rec)  # the input limits (ingest.pipeline.limits)
+                if refused is not None:
+                    out[i] = refused
+                    continue
                 at.append(i)
                 values.append(value)
         results = _decode_batch(entry.decode, values, [receipts[i] for i in at], limiter)
         for i, result in zip(at, results, strict=True):
-            out[i] = result
+            out[i] = check_decoded(result, records[i], receipts[i])
         return out
     for i, (rec, received) in enumerate(zip(records, receipts, strict=True)):
         value = rec.value
         if value and len(value) <= max_value:
-            out[i] = _decode_one(entry, value, rec.headers, received)
+            refused = refuse_record(rec)
+            if refused is not None:
+                out[i] = refused
+                continue
+            out[i] = check_decoded(_decode_one(entry, value, rec.headers, received), rec, received)
     return out
 
 

@@ -127,7 +127,7 @@ def received_at_ms(headers: Headers, fallback_ms: int) -> int:
         if key == RECEIVED_AT:
             try:
                 value = int(raw)
-            except ValueError:
+            except (TypeError, ValueError):  # TypeError: a header without a value (None)
                 return fallback_ms
             # Plausible epoch ms (2001..2286); seconds or microseconds sent by mistake fall back.
             if 1_000_000_000_000 <= value < 10_000_000_000_000:
