@@ -1,9 +1,9 @@
 """One device or platform connection: bytes in, frames to Kafka, answers out, limits enforced.
 
-The protocol object does the I/O around two sans-I/O parts: ``StreamFramer`` (frames out of
-the byte stream) and ``Session`` (what each frame means). Reading stops
-(``transport.pause_reading``, so TCP pushes back on the sender) for any of these reasons,
-and resumes when all of them are gone:
+The protocol object does the I/O around two sans-I/O parts: ``NativeStreamFramer`` (frames out
+of the byte stream, the reference ``StreamFramer``'s semantics in native code) and ``Session``
+(what each frame means). Reading stops (``transport.pause_reading``, so TCP pushes back on the
+sender) for any of these reasons, and resumes when all of them are gone:
 
 - ``budget``: the process's in-flight budget is full (Kafka slow or away);
 - ``rate``: the connection is over its frame or byte rate, until its bucket refills;
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol, cast
 
 from ingest.config.gateway_settings import GatewaySettings
-from ingest.decoders.framer import RawFrame, StreamFramer
+from ingest.decoders.framer import NativeStreamFramer, RawFrame
 from ingest.gateway.answers import ERROR, SUCCESS, answer
 from ingest.gateway.kinds import GatewayKind
 from ingest.gateway.limits import LogGate, TokenBucket
@@ -97,7 +97,7 @@ class Connection(asyncio.Protocol):
         self.session = Session(
             kind, max_frame_bytes=cfg.max_frame_bytes, answer_realtime=cfg.answer_realtime
         )
-        self.framer = StreamFramer()
+        self.framer = NativeStreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.host = ""
@@ -108,7 +108,7 @@ class Connection(asyncio.Protocol):
         self.in_flight = 0  # this connection's frames waiting for Kafka
         self.eof = False  # the peer half-closed: close once in_flight is answered
         self.paused: set[str] = set()
-        self.held: list[RawFrame] = []  # frames read behind a platform login being checked
+        self.held: list[bytes] = []  # frames read behind a platform login being checked
         self._headers: list[tuple[str, bytes]] = []
         self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), 0.0)
         self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, 0.0)
@@ -161,14 +161,14 @@ class Connection(asyncio.Protocol):
         m = self.gw.metrics
         m.child(m.received_bytes, self.kind).inc(len(data))
         frames = 0
-        for item in self.framer.feed(data):
-            if isinstance(item, RawFrame):
+        for item in self.framer.feed_frames(data):
+            if isinstance(item, bytes):
                 frames += 1
                 self.garbage = 0
                 if self.held or "login" in self.paused:
                     self.held.append(item)
                 else:
-                    self._on_frame(item.data, now)
+                    self._on_frame(item, now)
                 continue
             self.garbage += len(item.data)
             m.skipped_bytes.labels(self.kind, item.reason).inc(len(item.data))
@@ -335,7 +335,7 @@ class Connection(asyncio.Protocol):
             if "login" in self.paused:
                 self.held.append(item)
                 continue
-            self._on_frame(item.data, time.monotonic())
+            self._on_frame(item, time.monotonic())
         if self.gw.dispatcher.budget.full and not self.closed:
             self.gw.budget_full(self)
         if not self.paused and self.transport is not None and not self.closed:
