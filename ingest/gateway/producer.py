@@ -94,8 +94,9 @@ class Pending:
 
 
 # Keys are device identities, and a device sends every few seconds: murmur2 in Python costs
-# ~3 µs, a dict hit ~0.1. Bounded (~15 MB at most), cleared when full.
-_HASH_CACHE: Final = 1 << 17
+# ~3 µs, a dict hit ~0.1. One entry per device (a process plans 100,000): bounded at ~260,000
+# (~30 MB at most), cleared when full.
+_HASH_CACHE: Final = 1 << 18
 
 
 class _Lane:
@@ -154,14 +155,12 @@ class Dispatcher:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._queue:
-                    item = self._queue[0]
                     try:
                         await self._route()
                     except Exception as exc:
-                        # Only the metadata of the head frame's topic can fail here.
+                        # Only the metadata of the (new) head frame's topic can fail here.
                         if not retriable(exc):
-                            self._queue.popleft()
-                            self._finish(item, exc, time.monotonic())
+                            self._finish(self._queue.popleft(), exc, time.monotonic())
                             continue
                         log.warning("Kafka does not take frames (%r); again in %.2fs", exc, backoff)
                         await asyncio.sleep(backoff)  # the queue head stays: order is kept
