@@ -41,7 +41,9 @@ GATEWAY_SPARE_FDS: Final = 200
 class GatewayProc:
     """A ``nev-ingest gateway`` subprocess producing to ``topic``."""
 
-    def __init__(self, kafka: str, topic: str, **settings: str) -> None:
+    def __init__(
+        self, kafka: str, topic: str, *, profile: Path | None = None, **settings: str
+    ) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="bench-gw-")
         accounts = Path(self.dir.name) / "accounts.toml"
@@ -64,10 +66,12 @@ class GatewayProc:
         )
         env.update({f"NEV_GATEWAY_{k.upper()}": v for k, v in settings.items()})
         self.log = Path(self.dir.name) / "gateway.log"
+        # cProfile of the whole process, written when it stops (``bench_gateway --profile``).
+        prof = ("-m", "cProfile", "-o", str(profile)) if profile else ()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "ingest", "gateway", "run"),
+                    *(sys.executable, *prof, "-m", "ingest", "gateway", "run"),
                     *("--listen", f"127.0.0.1:{self.port}"),
                     *("--metrics-port", str(self.metrics_port), "--accounts", str(accounts)),
                 ],

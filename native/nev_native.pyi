@@ -33,6 +33,9 @@ def decode_pack(
 
 # nev-ingest decode's JSON (native/src/py_json.rs); None: use the reference decoder.
 def vehicle_json(frame: bytes) -> bytes | None: ...
+
+# Stream framing (src/framer.rs), wrapped by ingest.decoders.framer.NativeStreamFramer.
+def frame_spans(buf: bytes, last: bool) -> tuple[int, list[tuple[int, int, int]]]: ...
 def bench(what: str, frames: list[bytes], passes: int) -> float:
     """Seconds of ``passes`` native passes of ``what`` ("decode", "decode+encode", "json")
     over ``frames``, GIL released, no Python objects (loadtest/bench_native.py)."""

@@ -17,6 +17,10 @@ complete, checked frame behind it in what is already buffered, and if there is o
 candidate (a genuine frame's bytes cannot contain another complete frame, short of a frame
 nested in a payload with a matching BCC). At ``close`` an incomplete candidate is dead and
 the bytes behind it are still searched.
+
+``StreamFramer`` is the readable reference; ``NativeStreamFramer`` is the same framer with the
+scan in native code (native/src/framer.rs), which the gateway uses: the Python scan cost ~9 µs of
+the gateway's ~24 µs per frame. tests/unit/test_native_framer.py proves the two agree.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from typing import Final
 
 from ingest.decoders.checksum import bcc
 from ingest.decoders.envelope import HEADER_SIZE, MAX_DATA_LENGTH
+from ingest.decoders.native import nev_native
 
-__all__ = ["RawFrame", "Skipped", "StreamFramer"]
+__all__ = ["NativeStreamFramer", "RawFrame", "Skipped", "StreamFramer"]
 
 # Skip reasons: no start marker in these bytes; a candidate whose length field exceeds 65531;
 # a candidate whose BCC failed; bytes left over when the stream ended.
@@ -183,3 +188,70 @@ _START: Final = re.compile(rb"##|\$\$")
 def _find_start(buf: bytearray, pos: int) -> int:
     m = _START.search(buf, pos)
     return -1 if m is None else m.start()
+
+
+# The native scan's span kinds (native/src/framer.rs ``Kind``): 0 is a frame.
+_KINDS: Final = ("frame", NO_START, BAD_LENGTH, BAD_CHECKSUM, INCOMPLETE)
+_frame_spans: Final = nev_native.frame_spans
+
+
+class NativeStreamFramer:
+    """``StreamFramer`` with the scan in native code: the same frames and skipped runs for
+    any input and any split of it. ``feed_frames`` is the gateway's call: good frames as
+    plain ``bytes`` (no ``RawFrame`` per frame), skipped runs as ``Skipped``."""
+
+    __slots__ = ("_rest", "_start", "frames", "skipped_bytes")
+
+    def __init__(self) -> None:
+        # The bytes not yet covered by a frame or a skipped run: at most one candidate frame
+        # (<= 65556 bytes) or a trailing half marker, as in ``StreamFramer``.
+        self._rest = b""
+        self._start = 0  # stream offset of _rest[0]
+        self.frames = 0
+        self.skipped_bytes = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[RawFrame | Skipped]:
+        """Add bytes from the stream; return everything they completed, in stream order."""
+        return self._located(self._scan(data, last=False))
+
+    def feed_frames(self, data: bytes | bytearray | memoryview) -> list[bytes | Skipped]:
+        """Like ``feed``, with each good frame as its bytes (the gateway's hot path)."""
+        buf, spans, start = self._scan(data, last=False)
+        out: list[bytes | Skipped] = []
+        for s, e, kind in spans:
+            if kind == 0:
+                out.append(buf[s:e])
+            else:
+                out.append(Skipped(buf[s:e], start + s, _KINDS[kind]))
+                self.skipped_bytes += e - s
+        return out
+
+    def close(self) -> list[RawFrame | Skipped]:
+        """End of stream: as ``StreamFramer.close``."""
+        return self._located(self._scan(b"", last=True))
+
+    def _scan(
+        self, data: bytes | bytearray | memoryview, last: bool
+    ) -> tuple[bytes, list[tuple[int, int, int]], int]:
+        chunk = data if type(data) is bytes else bytes(data)
+        buf = self._rest + chunk if self._rest else chunk
+        consumed, spans = _frame_spans(buf, last)
+        # Keep only what no span covers: at most one candidate frame or a half marker.
+        self._rest = buf[consumed:] if consumed < len(buf) else b""
+        start = self._start
+        self._start = start + consumed
+        self.frames += sum(1 for span in spans if span[2] == 0)
+        return buf, spans, start
+
+    def _located(
+        self, scanned: tuple[bytes, list[tuple[int, int, int]], int]
+    ) -> list[RawFrame | Skipped]:
+        buf, spans, start = scanned
+        out: list[RawFrame | Skipped] = []
+        for s, e, kind in spans:
+            if kind == 0:
+                out.append(RawFrame(buf[s:e], start + s))
+            else:
+                out.append(Skipped(buf[s:e], start + s, _KINDS[kind]))
+                self.skipped_bytes += e - s
+        return out

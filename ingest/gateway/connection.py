@@ -1,9 +1,9 @@
 """One device or platform connection: bytes in, frames to Kafka, answers out, limits enforced.
 
-The protocol object does the I/O around two sans-I/O parts: ``StreamFramer`` (frames out of
-the byte stream) and ``Session`` (what each frame means). Reading stops
-(``transport.pause_reading``, so TCP pushes back on the sender) for any of these reasons,
-and resumes when all of them are gone:
+The protocol object does the I/O around two sans-I/O parts: ``NativeStreamFramer`` (frames out
+of the byte stream, the reference ``StreamFramer``'s semantics in native code) and ``Session``
+(what each frame means). Reading stops (``transport.pause_reading``, so TCP pushes back on the
+sender) for any of these reasons, and resumes when all of them are gone:
 
 - ``budget``: the process's in-flight budget is full (Kafka slow or away);
 - ``rate``: the connection is over its frame or byte rate, until its bucket refills;
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol, cast
 
 from ingest.config.gateway_settings import GatewaySettings
-from ingest.decoders.framer import RawFrame, StreamFramer
+from ingest.decoders.framer import NativeStreamFramer, RawFrame
 from ingest.gateway.answers import ERROR, SUCCESS, answer
 from ingest.gateway.kinds import GatewayKind
 from ingest.gateway.limits import LogGate, TokenBucket
@@ -97,7 +97,7 @@ class Connection(asyncio.Protocol):
         self.session = Session(
             kind, max_frame_bytes=cfg.max_frame_bytes, answer_realtime=cfg.answer_realtime
         )
-        self.framer = StreamFramer()
+        self.framer = NativeStreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.host = ""
@@ -108,7 +108,7 @@ class Connection(asyncio.Protocol):
         self.in_flight = 0  # this connection's frames waiting for Kafka
         self.eof = False  # the peer half-closed: close once in_flight is answered
         self.paused: set[str] = set()
-        self.held: list[RawFrame] = []  # frames read behind a platform login being checked
+        self.held: list[bytes] = []  # frames read behind a platform login being checked
         self._headers: list[tuple[str, bytes]] = []
         self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), 0.0)
         self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, 0.0)
@@ -161,22 +161,35 @@ class Connection(asyncio.Protocol):
         m = self.gw.metrics
         m.child(m.received_bytes, self.kind).inc(len(data))
         frames = 0
-        for item in self.framer.feed(data):
-            if isinstance(item, RawFrame):
-                frames += 1
-                self.garbage = 0
-                if self.held or "login" in self.paused:
-                    self.held.append(item)
-                else:
-                    self._on_frame(item.data, now)
-                continue
-            self.garbage += len(item.data)
-            m.skipped_bytes.labels(self.kind, item.reason).inc(len(item.data))
-            if self.garbage > self.gw.config.max_garbage_bytes:
-                self.close("garbage", f"{self.garbage} bytes outside any good frame")
-                return
-            if self.closed:
-                return
+        # Per read, not per frame: the frames of one read were received at the same moment,
+        # and they share one header list (rebuilt if a frame changes the session's headers).
+        base = self._headers
+        headers = self._stamped()
+        counts: dict[str, int] = {}  # frames by command, counted once per read
+        try:
+            for item in self.framer.feed_frames(data):
+                if isinstance(item, bytes):
+                    frames += 1
+                    self.garbage = 0
+                    if self.held or "login" in self.paused:
+                        self.held.append(item)
+                        continue
+                    if self._headers is not base:
+                        base = self._headers
+                        headers = [headers[0], *base]
+                    command = self._on_frame(item, now, headers)
+                    counts[command] = counts.get(command, 0) + 1
+                    continue
+                self.garbage += len(item.data)
+                m.skipped_bytes.labels(self.kind, item.reason).inc(len(item.data))
+                if self.garbage > self.gw.config.max_garbage_bytes:
+                    self.close("garbage", f"{self.garbage} bytes outside any good frame")
+                    return
+                if self.closed:
+                    return
+        finally:
+            for command, n in counts.items():
+                m.child(m.frames, self.kind, command).inc(n)
         if self.closed:
             return
         wait = max(self._frames.take(frames, now), self._bytes.take(len(data), now))
@@ -233,13 +246,17 @@ class Connection(asyncio.Protocol):
 
     # -- frames ------------------------------------------------------------------------------
 
-    def _on_frame(self, frame: bytes, read_at: float) -> None:
+    def _stamped(self) -> list[tuple[str, bytes]]:
+        """The record headers of frames received now."""
+        return [("received_at", str(time.time_ns() // 1_000_000).encode()), *self._headers]
+
+    def _on_frame(self, frame: bytes, read_at: float, headers: list[tuple[str, bytes]]) -> str:
+        """Act on one frame; its metric label (the caller counts frames by command)."""
         was_in = self.session.logged_in
         d = self.session.on_frame(frame)
         if was_in and not self.session.logged_in:
             self.connected_at = read_at  # logged out: the login timeout starts again
         m = self.gw.metrics
-        m.child(m.frames, self.kind, d.command).inc()
         if d.action == PRODUCE:
             self.in_flight += 1
             if d.command == "login" and not self.session.platform:
@@ -251,7 +268,7 @@ class Connection(asyncio.Protocol):
                     self.gw.topics[self.kind],
                     frame,
                     d.key,
-                    [("received_at", str(time.time_ns() // 1_000_000).encode()), *self._headers],
+                    headers,
                     lambda exc: self._acked(frame, d, exc),
                     read_at,
                 )
@@ -270,16 +287,17 @@ class Connection(asyncio.Protocol):
                 m.logins.labels(self.kind, d.command, "failed").inc()
             self._send(frame, d, d.flag)
             if d.reason != "not_logged_in":
-                self._dead_letter(frame, d, read_at)
+                self._dead_letter(frame, d, read_at, headers[0][1])
+        return d.command
 
-    def _dead_letter(self, frame: bytes, d: Decision, read_at: float) -> None:
+    def _dead_letter(self, frame: bytes, d: Decision, read_at: float, received_at: bytes) -> None:
         """A refused frame goes to the dead-letter topic with its reason (docs/kafka.md), as
         the pipeline's dead letters do: counted, never silently lost. Not for ``not_logged_in``:
         its sender is told to log in and send again, and an unauthenticated stranger's bytes
         must not fill a topic."""
         ident = frame[4:21].rstrip(b"\0 ")
         headers = [
-            ("received_at", str(time.time_ns() // 1_000_000).encode()),
+            ("received_at", received_at),
             *self._headers,
             ("error.reason", d.reason.encode()),
             ("error.detail", d.detail.encode(errors="replace")[:1000]),
@@ -329,13 +347,19 @@ class Connection(asyncio.Protocol):
             return
         held, self.held = self.held, []
         self.paused.discard("login")
+        counts: dict[str, int] = {}
         for item in held:
             if self.closed:
-                return
+                break
             if "login" in self.paused:
                 self.held.append(item)
                 continue
-            self._on_frame(item.data, time.monotonic())
+            command = self._on_frame(item, time.monotonic(), self._stamped())
+            counts[command] = counts.get(command, 0) + 1
+        for command, n in counts.items():
+            m.child(m.frames, self.kind, command).inc(n)
+        if self.closed:
+            return
         if self.gw.dispatcher.budget.full and not self.closed:
             self.gw.budget_full(self)
         if not self.paused and self.transport is not None and not self.closed:

@@ -20,6 +20,7 @@ pub mod charger;
 pub mod copy;
 pub mod envelope;
 pub mod error;
+pub mod framer;
 pub mod identity;
 pub mod sig;
 pub mod time;

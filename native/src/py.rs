@@ -486,6 +486,7 @@ fn decode_vehicle_batch<'py>(
 fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::framer::py::frame_spans, m)?)?;
     crate::py_kinds::register(m)?;
     crate::py_json::register(m)?;
     crate::py_sig::register(m)?;

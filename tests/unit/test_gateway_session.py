@@ -128,6 +128,23 @@ def test_bad_identity_and_size_are_refused_with_error_answers() -> None:
     assert charger.on_frame(frame(2025, 0x07, "", b"")).reason == "bad_start"
 
 
+def test_checked_identities_are_remembered_without_loosening_the_rule() -> None:
+    """The session remembers VINs that passed the VIN rule (a ~3 µs byte loop per frame):
+    an ID first seen on a frame with the looser custom-code rule (a heartbeat) is still
+    checked as a VIN on a data frame, and a remembered VIN answers for any command."""
+    code = "lnevcache00000001"  # printable: a good custom code, not a VIN
+    p = Session("vehicle")
+    p.on_frame(platform_login("oem1", "secret"))
+    p.platform_login_done("oem1", ok=True)
+    assert p.on_frame(frame(2016, 0x07, code, b"")).action == PRODUCE  # custom-code rule
+    d = p.on_frame(frame(2016, 0x02, code, T + b"\x01" + bytes(20)))
+    assert (d.action, d.reason) == (REFUSE, "bad_identity")
+    vin = "LNEVCACHE00000002"
+    for _ in range(2):  # first checked, then remembered: the same decision both times
+        assert p.on_frame(frame(2016, 0x02, vin, T + b"\x01" + bytes(20))).key == vin.encode()
+        assert p.on_frame(frame(2016, 0x07, vin, b"")).key == vin.encode()
+
+
 def test_command_names_are_bounded() -> None:
     assert command_name(0x02, 0xFE) == "realtime"
     assert command_name(0xC7, 0xFE) == "custom"

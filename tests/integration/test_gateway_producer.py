@@ -1,0 +1,151 @@
+"""The gateway's batch producer on a real broker: every frame is reported once, acknowledged;
+each lands on the partition aiokafka's ``send`` gives its key, and each key's frames keep the
+order they were submitted in, also when a lane needs many batches and a frame is larger than
+a whole batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from ingest.gateway.limits import Budget
+from ingest.gateway.metrics import GatewayMetrics
+from ingest.gateway.producer import Dispatcher, Pending
+from tests.integration import pipeline_support as ps
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+DRAIN_TIMEOUT_S = 60.0  # a bound on a hang, not a speed assertion
+
+
+@asynccontextmanager
+async def dispatching(kafka: str, **options: Any) -> AsyncIterator[tuple[Dispatcher, Any]]:
+    # The gateway's producer options (ingest/gateway/server.py), unless a test narrows them.
+    gateway = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 1 << 19}
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, **(gateway | options))
+    await producer.start()
+    dispatcher = Dispatcher(producer, GatewayMetrics(), Budget(100_000, 1 << 30), lambda: None)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        yield dispatcher, producer
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+
+
+def submit_all(
+    dispatcher: Dispatcher, topic: str, frames: list[tuple[bytes | None, bytes]]
+) -> list[BaseException | str | None]:
+    """Submit ``frames`` (key, value); the list fills with each one's report, in order."""
+    reports: list[BaseException | str | None] = ["unreported"] * len(frames)
+
+    def done(i: int) -> Callable[[BaseException | None], None]:
+        def report(exc: BaseException | None) -> None:
+            assert reports[i] == "unreported", f"frame {i} reported twice"
+            reports[i] = exc
+
+        return report
+
+    for i, (key, value) in enumerate(frames):
+        dispatcher.submit(Pending(topic, value, key, [("n", str(i).encode())], done(i), 0.0))
+    return reports
+
+
+def by_key(records: list[Any]) -> dict[bytes | None, list[tuple[int, int]]]:
+    """Per key, the (partition, submission number) of its records in offset order."""
+    out: dict[bytes | None, list[tuple[int, int]]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        out[r.key].append((r.partition, int(dict(r.headers)["n"])))
+    return out
+
+
+async def test_batches_keep_each_keys_order_on_the_partition_send_would_choose(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    topic = unique_topic(PARTITIONS, "gwprod")
+    keys = [f"LNEVPROD{i:09d}".encode() for i in range(40)]
+    frames: list[tuple[bytes | None, bytes]] = [
+        (keys[i % len(keys)], b"frame %d " % i + b"x" * 300) for i in range(4_000)
+    ]
+    frames += [(None, b"keyless %d" % i) for i in range(60)]
+    async with dispatching(kafka_bootstrap) as (dispatcher, producer):
+        reports = submit_all(dispatcher, topic, frames)
+        await asyncio.wait_for(dispatcher.drained(), DRAIN_TIMEOUT_S)
+        assert reports == [None] * len(frames)
+        assert dispatcher.budget.frames == dispatcher.budget.bytes == 0
+        # Where aiokafka's own send() puts each key: the batches must agree.
+        placed = {k: (await (await producer.send(topic, b"probe", key=k))).partition for k in keys}
+
+    records = await ps.read_topic(kafka_bootstrap, topic, expect=len(frames) + len(keys))
+    got = by_key([r for r in records if r.value != b"probe"])
+    for key in keys:
+        parts = {p for p, _ in got[key]}
+        assert parts == {placed[key]}, key
+        numbers = [n for _, n in got[key]]
+        assert numbers == sorted(numbers) and len(numbers) == 100, key
+    assert len(got[None]) == 60
+    assert len({p for p, _ in got[None]}) > 1  # keyless frames are spread
+
+
+async def test_a_lane_of_many_batches_and_a_frame_larger_than_a_batch(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    topic = unique_topic(2, "gwprod")
+    key = b"LNEVPROD000000777"
+    values = [b"%05d" % i + b"y" * 330 for i in range(300)]
+    values[150] = b"00150" + b"z" * 5_000  # larger than a whole batch: alone in its own
+    async with dispatching(kafka_bootstrap, max_batch_size=2048) as (dispatcher, _):
+        reports = submit_all(dispatcher, topic, [(key, v) for v in values])
+        await asyncio.wait_for(dispatcher.drained(), DRAIN_TIMEOUT_S)
+        assert reports == [None] * len(values)
+
+    records = await ps.read_topic(kafka_bootstrap, topic, expect=len(values))
+    got = by_key(records)[key]
+    assert [n for _, n in got] == list(range(300))
+    assert len({p for p, _ in got}) == 1
+    assert [r.value for r in sorted(records, key=lambda r: r.offset)] == values
+
+
+async def test_a_frame_the_broker_refuses_fails_alone_and_the_rest_are_acknowledged(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    """The oversized record is alone in its batch (a batch always takes its first record and
+    then refuses what does not fit), so the broker's "too large" refuses that frame only.
+
+    Without idempotence: with it, aiokafka 0.14 has already given the refused batch its
+    sequence numbers, and every later batch of the partition is refused
+    OutOfOrderSequenceNumber (its per-record ``send`` does the same; docs/gateway.md)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    topic = unique_name("gwprod")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "8000"})]
+        )
+    finally:
+        await admin.close()
+    key = b"LNEVPROD000000888"
+    values = [b"%05d" % i + b"w" * 300 for i in range(60)]
+    values[30] = b"00030" + b"v" * 10_000  # over the topic's 8,000-byte limit
+    async with dispatching(kafka_bootstrap, max_batch_size=4096, enable_idempotence=False) as (
+        dispatcher,
+        _,
+    ):
+        reports = submit_all(dispatcher, topic, [(key, v) for v in values])
+        await asyncio.wait_for(dispatcher.drained(), DRAIN_TIMEOUT_S)
+    refused = reports.pop(30)
+    assert isinstance(refused, KafkaError) and not refused.retriable
+    assert reports == [None] * 59
+    records = await ps.read_topic(kafka_bootstrap, topic, expect=59)
+    assert [r.value for r in sorted(records, key=lambda r: r.offset)] == values[:30] + values[31:]
