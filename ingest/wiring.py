@@ -292,4 +292,5 @@ def writer_params(settings: Settings) -> WriterParams:
         raw_frames=settings.storage.raw_frames,
         # used on plain PostgreSQL only: partitions of in-window frame times on demand
         partition_interval=timedelta(hours=settings.storage.partition_interval_h),
+        latest_interval_ms=settings.storage.latest_interval_ms,
     )

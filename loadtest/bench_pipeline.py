@@ -21,6 +21,10 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
    ``--steady-s`` seconds with ``received_at`` = now; p50/p99 of received_at -> committed from
    the service's histogram.
 
+The service's settings come from the environment as usual: ``NEV_STORAGE_LATEST_INTERVAL_MS=0``
+measures latest_state merged with every batch (default 5000: once per 5 s per partition; the
+rates count until the rows and offsets are committed, the last merge happens at the stop).
+
 Prints a progress line while it runs and, last, one JSON object with every figure.
 """
 
@@ -84,6 +88,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "partitions": args.partitions,
         "batch_max_frames": env.settings.pipeline.batch_max_frames,
         "batch_linger_ms": env.settings.pipeline.batch_linger_ms,
+        # NEV_STORAGE_LATEST_INTERVAL_MS=0 measures latest_state merged with every batch
+        "latest_interval_ms": env.settings.storage.latest_interval_ms,
         "machine": _machine(),
     }
     produced = await preload_kind(env, topics, args.kind, args.devices, per_device)

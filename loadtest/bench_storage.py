@@ -13,7 +13,10 @@ interleaved runs:
                      arrays as Python lists (what the naive writer does; reference only);
 * ``copy_raw``       the CEILING: the writer's own encoders (hand-built int2[] stream), one
                      transaction per batch, nothing else;
-* ``writer``         the full writer: fence + COPY + latest_state + offsets (dedupe=offsets);
+* ``writer``         the full writer: fence + COPY + latest_state + offsets (dedupe=offsets),
+                     latest_state merged once per ``--latest-interval-ms`` (default 5000, the
+                     service's default; the last merge, ``flush_latest``, is timed too);
+* ``writer_latest0`` the same with latest_state merged with every batch (interval 0);
 * ``writer_staging`` the full writer with every row through staging + ON CONFLICT.
 
 Then bytes per frame on disk (heap + indexes) and, on the TimescaleDB engine when one is up
@@ -57,7 +60,7 @@ from storage.loaders import CopyLoader
 __all__ = ["main"]
 
 TABLES = ("vehicle_telemetry", "drive_motor_telemetry", "battery_pack_telemetry", "alarm_events")
-MODES = ("copy_generic", "copy_raw", "writer", "writer_staging")
+MODES = ("copy_generic", "copy_raw", "writer", "writer_latest0", "writer_staging")
 TP = ("bench.storage", 0)
 
 
@@ -170,15 +173,22 @@ async def _copy_batches(conn: Any, batches: list[list[FrameRows]], *, generic: b
 
 
 async def _run_mode(
-    mode: str, dsn: str, batches: list[list[FrameRows]], progress: Progress, label: str
+    mode: str,
+    dsn: str,
+    batches: list[list[FrameRows]],
+    progress: Progress,
+    label: str,
+    latest_interval_ms: int,
 ) -> tuple[float, float]:
     """Wall and client-CPU seconds to write every batch in ``mode`` (tables emptied first,
     not timed)."""
     total = sum(len(b) for b in batches)
     pool_params = PoolParams(dsn=dsn, min_size=1, max_size=1, statement_timeout_ms=0)
     dedupe = Dedupe.STAGING if mode == "writer_staging" else Dedupe.OFFSETS
+    interval = latest_interval_ms if mode == "writer" else 0
     writer = await StorageWriter.open(
-        pool_params, WriterParams(consumer_group=f"bench-{mode}", dedupe=dedupe)
+        pool_params,
+        WriterParams(consumer_group=f"bench-{mode}", dedupe=dedupe, latest_interval_ms=interval),
     )
     try:
         async with writer.pool.acquire() as conn:
@@ -201,6 +211,7 @@ async def _run_mode(
                 assert result.frames == len(batch), result
                 done += len(batch)
                 progress(label, done, total, started)
+            await writer.flush_latest([TP])  # what a stop merges: part of the cost
         return time.monotonic() - started, time.process_time() - cpu
     finally:
         await writer.close()
@@ -268,6 +279,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             t.name: len(r) / len(frames) for t, r in rows_by_table(frames, range(len(frames)))
         }
         out.update(
+            latest_interval_ms=args.latest_interval_ms,
             frames=len(frames),
             vehicles=args.vehicles,
             batch=args.batch,
@@ -279,7 +291,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         for r in range(args.repeat):
             for mode in args.modes:
                 label = f"{mode} run {r + 1}/{args.repeat}"
-                took, client = await _run_mode(mode, dsn, batches, progress, label)
+                took, client = await _run_mode(
+                    mode, dsn, batches, progress, label, args.latest_interval_ms
+                )
                 seconds[mode].append(took)
                 cpu[mode].append(client)
                 progress(label, len(frames), len(frames), time.monotonic() - took, force=True)
@@ -311,6 +325,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             out["staging_vs_offsets"] = round(
                 results["writer_staging"]["frames_per_s"] / results["writer"]["frames_per_s"], 3
             )
+        if "writer_latest0" in results and "copy_raw" in results:
+            ratio = results["writer_latest0"]["frames_per_s"] / results["copy_raw"]["frames_per_s"]
+            out["writer_latest0_vs_copy_raw"] = round(ratio, 3)
         if "copy_generic" in results and "copy_raw" in results:
             out["hand_built_stream_speedup"] = round(
                 results["copy_raw"]["frames_per_s"] / results["copy_generic"]["frames_per_s"], 2
@@ -356,6 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--ts-per-vehicle", type=int, default=360, help="compression figure: frames each (10 s)"
+    )
+    p.add_argument(
+        "--latest-interval-ms",
+        type=int,
+        default=5000,
+        help="writer mode: latest_state merged once per this many ms (storage.latest_interval_ms)",
     )
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = p.parse_args(argv)

@@ -100,6 +100,9 @@ class WriteResult:
     seconds: float
     bisect_loads: int = 0  # loads that failed with a data error and were split (0: none)
     partitions_created: int = 0  # plain PostgreSQL: partitions created on demand for the batch
+    # partitions whose latest_state is merged up to this batch (every committed one when
+    # storage.latest_interval_ms is 0; storage/latest_pending.py)
+    latest_merged: frozenset[TopicPartition] = frozenset()
 
 
 class WriterHooks:

@@ -67,6 +67,7 @@ class LoadBatch:
     schema: str
     params: WriterParams
     may_miss_partitions: bool  # partitions on demand (plain PostgreSQL): raise NoPartition
+    latest: bool = True  # merge latest_state with each load (False: storage/latest_pending.py)
 
 
 async def load_isolating(
@@ -86,7 +87,7 @@ async def load_isolating(
     try:
         async with conn.transaction():  # a savepoint: a failure undoes only this load
             for table, rows in tables:
-                vehicles = table is VEHICLES
+                vehicles = table is VEHICLES and batch.latest
                 n = await batch.loader.load(
                     conn, batch.schema, table, rows, skip_conflicts=skip, keep_stage=vehicles
                 )
@@ -95,7 +96,8 @@ async def load_isolating(
                 if vehicles:
                     await batch.loader.latest(conn, batch.schema, batch.params.entity_kind, rows)
                     latest += len({r.vin for r in rows})
-            latest += await _latest_of_kinds(conn, batch.schema, tables, batch.loader.kind)
+            if batch.latest:
+                latest += await _latest_of_kinds(conn, batch.schema, tables, batch.loader.kind)
     except Exception as exc:
         kind = classify(exc)
         if kind is ErrorKind.DUPLICATE and not skip:

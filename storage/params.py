@@ -213,6 +213,11 @@ class WriterParams:
     # clear (the rest commit), so one batch never holds a partition for minutes (docs/storage.md).
     bisect_max_loads: int = 32
     bisect_max_s: float = 2.0
+    # latest_state merged once per this many ms per partition from the tuples of the frames
+    # committed meanwhile (storage/latest_pending.py); 0: with every batch. ``latest_cap``:
+    # merge early when a partition holds this many entities' tuples.
+    latest_interval_ms: int = 0
+    latest_cap: int = 200_000
 
     def __post_init__(self) -> None:
         check_identifier(self.schema)

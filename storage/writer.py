@@ -14,7 +14,9 @@ Per ``write_batch`` call, in ONE transaction (docs/storage.md, "Write path"):
    frame twice): the batch's load is redone that way inside a savepoint, off the hot path;
 3. ``latest_state``: the newest state per vehicle, merged from the staged vehicle rows in one
    statement right after they load (storage/latest.py), and per charger connector and
-   standalone pack (storage/latest_kinds.py);
+   standalone pack (storage/latest_kinds.py). With ``latest_interval_ms`` > 0 the newest tuples
+   wait in memory per partition instead (storage/latest_pending.py) and a partition's are
+   merged here once per interval; the offsets then carry ``latest_from``, where they begin;
 4. the caller's ``before_commit`` hook (the rule engine stores its alerts here);
 5. the partitions' next offsets; COMMIT.
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from storage import offsets as offsets_sql
@@ -56,6 +58,8 @@ from storage.batch import (
 from storage.connect import PoolParams, ServerInfo, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
 from storage.isolate import Attempt, LoadBatch, NoPartition, load_isolating
+from storage.latest_pending import PendingLatest
+from storage.latest_tx import flush, in_transaction
 from storage.loaders import Loader, make_loader
 from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
@@ -98,6 +102,8 @@ class StorageWriter:
         interval = params.partition_interval
         plain = mode is SchemaMode.PLAIN and interval is not None
         self._slots = SlotCache(interval) if plain and interval is not None else None
+        # The latest_state tuples committed but not merged yet, per partition.
+        self.latest = PendingLatest(params.latest_interval_ms / 1000, params.latest_cap)
 
     @classmethod
     async def open(
@@ -127,11 +133,24 @@ class StorageWriter:
         return self._pool
 
     async def load_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """Stored next offset per partition (absent: none stored); seek there on assignment."""
+        """Stored next offset per partition (absent: none stored); seek there on assignment.
+
+        Call it when the partitions are assigned: a ``latest_from`` stored below the offset
+        (pending latest_state tuples a crash lost) makes them refill first (``self.latest``).
+        """
         async with self._pool.acquire() as conn:
-            return await offsets_sql.load(
+            stored = await offsets_sql.load_stored(
                 conn, self._schema, self._params.consumer_group, partitions
             )
+        for tp, s in stored.items():
+            self.latest.assigned(tp, s.next, s.latest_from)
+        return {tp: s.next for tp, s in stored.items()}
+
+    async def flush_latest(self, partitions: Iterable[TopicPartition]) -> int:
+        """Merge the pending latest_state tuples of ``partitions`` now, in a transaction of
+        their own (revocation, graceful stop, an idle partition); returns the entities merged
+        (storage.latest_tx.flush)."""
+        return await flush(self._pool, self._params, self.loader.kind, self.latest, partitions)
 
     async def ping(self) -> None:
         """``StorageUnavailable`` unless a pooled connection answers."""
@@ -225,6 +244,7 @@ class StorageWriter:
                 seconds=time.perf_counter() - started,
                 bisect_loads=state.splits,
                 partitions_created=state.created,
+                latest_merged=result.latest_merged,
             )
             self._hooks.on_written(done)
             return done
@@ -320,6 +340,7 @@ class StorageWriter:
                 schema=self._schema,
                 params=self._params,
                 may_miss_partitions=self._slots is not None,
+                latest=not self.latest.bounded,
             )
             for indices, skip in ((hot, False), (slow, True)):
                 if indices:
@@ -336,6 +357,11 @@ class StorageWriter:
                 )
                 for i, exc in sorted(state.bad.items())
             ]
+            live_tps = [tp for tp in ranges if tp not in fenced]
+            deltas, merged, latest_from = await in_transaction(
+                conn, self._params, self.loader.kind, self.latest, frames, kept, sources,
+                ranges, kafka_offsets, live_tps, state,
+            )  # fmt: skip
             if before_commit is not None:
                 try:
                     await before_commit(conn, BatchOutcome(kept, rejected, dict(fenced)))
@@ -344,7 +370,10 @@ class StorageWriter:
                         raise  # the hook's own SQL: retried or reported like the batch's
                     raise _HookFailed(exc) from exc
             committed = {tp: rng.next for tp, rng in ranges.items() if tp not in fenced}
-            await offsets_sql.store(conn, schema, group, committed)
+            await offsets_sql.store(conn, schema, group, committed, latest_from)
+        # Committed: the batch's tuples join the pending sets, the merged sets are gone.
+        self.latest.committed(deltas, merged, committed, time.monotonic())
+        self.latest.forget(fenced)
         return WriteResult(
             committed=committed,
             fenced=fenced,
@@ -356,6 +385,7 @@ class StorageWriter:
             conflict_fallbacks=state.fallbacks,
             attempts=0,
             seconds=0.0,
+            latest_merged=frozenset(committed if not self.latest.bounded else merged),
         )
 
 

@@ -122,6 +122,13 @@ class StorageSettings(Section):
         "every row through staging + ON CONFLICT DO NOTHING (~40 % slower).",
         choices=("offsets", "staging"),
     )
+    latest_interval_ms: int = setting(
+        5000,
+        "latest_state is merged once per this many ms per partition (at most this plus one "
+        "batch behind the stored rows; docs/storage.md); 0: with every batch (~1 table's cost).",
+        minimum=0,
+        maximum=600_000,
+    )
     fleet_vehicles: int = setting(
         1_000_000,
         "Vehicles this database serves; sets the TimescaleDB chunk interval (docs/storage.md).",

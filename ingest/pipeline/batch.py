@@ -274,6 +274,26 @@ class BatchBuilder:
             b.decoded[topic] += len(frames) - before
         b.next[tp] = records[-1].offset + 1
 
+    def decode_stored(self, topic: str, records: Sequence[Record]) -> list[Decoded]:
+        """The frames of records stored already, read again after a crash only to refill the
+        pending latest_state tuples (ingest/pipeline/latest_keeper.py): decoded as ``add``
+        decodes them; rejects and out-of-window frames are left out, without dead letters or
+        metrics (they had theirs when first read)."""
+        receipts = [wire.received_at_ms(rec.headers, rec.timestamp) for rec in records]
+        results = self._decode(self._decoders.get(topic), records, receipts)
+        window = self._window
+        now_ms = self._clock_ms()
+        oldest = window.start(now_ms) if window is not None else 0
+        ahead = window.max_future_ms if window is not None else 0
+        out: list[Decoded] = []
+        for received, rows in zip(receipts, results, strict=True):
+            if rows is None or isinstance(rows, BaseException):
+                continue
+            ts = rows.ts_ms
+            if window is None or ts is None or oldest <= ts <= received + ahead:
+                out.append(rows)
+        return out
+
     def _refuse(self, rec: Record, topic: str) -> None:
         """Dead-letter a record refused before decoding (``_decode`` gave it no result)."""
         value = rec.value

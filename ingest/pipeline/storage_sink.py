@@ -23,6 +23,8 @@ partition's shard. Outbox ids are per database, so they are kept as (shard, id).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +40,7 @@ from contract.rows import FrameRows
 from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.wiring import shard_pool_params, storage_params, writer_params
@@ -116,6 +119,9 @@ class StorageSink:
         self._placed: dict[tuple[str, str], int] = {}
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
+        # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
+        self.latest = LatestKeeper(lambda: self._writers, self.shard_of)
+        self._latest_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, metrics: PipelineMetrics) -> StorageSink:
@@ -142,6 +148,9 @@ class StorageSink:
             self._writers.append(
                 await StorageWriter.open(params, self._writer_params, hooks=_Hooks(self, shard))
             )
+        if self._writer_params.latest_interval_ms > 0:
+            interval_s = self._writer_params.latest_interval_ms / 1000
+            self._latest_task = asyncio.create_task(self.latest.run(interval_s))
         if self._alerts_enabled:
             self._enabled = True
             self._build_engines(self._load_rules())
@@ -157,6 +166,10 @@ class StorageSink:
                 self._engines[kind] = RuleEngine(rules, entity_kind=kind)
 
     async def close(self) -> None:
+        if self._latest_task is not None:
+            self._latest_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._latest_task
         for writer in self._writers:
             await writer.close()
 
@@ -295,6 +308,7 @@ class StorageSink:
         )
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:
+        self.latest.forget(partitions)  # merged by the worker's flush_latest, or refilled
         if not self._enabled:
             return
         lost = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics}
@@ -440,9 +454,13 @@ class StorageSink:
         finally:
             self._claimed.difference_update(resend)
         self._acked -= acked
+        # A stamp reaches only entities latest_state has: those of a partition whose pending
+        # tuples are not merged yet are stamped again with its next batches until they are.
+        merged = result.latest_merged
         for (topic, _), entities in placements.items():
             for vin, partition in entities.items():
-                self._placed[(topic, vin)] = partition
+                if (topic, partition) in merged:
+                    self._placed[(topic, vin)] = partition
         for row_id in resend:
             self._resend.pop(row_id, None)
         by_key = {(tp.topic, tp.partition): tp for tp in batch.next}

@@ -41,6 +41,7 @@ from ingest.pipeline.kafka_clients import (
     stop_quietly,
 )
 from ingest.pipeline.lag import LagReporter
+from ingest.pipeline.latest_keeper import flush_latest, seek_target, take_refill
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.sink import Sink
@@ -181,6 +182,7 @@ class Worker:
                 deadline,
                 frames,
             )
+        await flush_latest(self.sink, self.owned)  # pending latest_state tuples, before leaving
         self.writer.close()
         await write_task
 
@@ -221,6 +223,7 @@ class Worker:
                     # database holds no offset for tp the seek comes back to the first of them.
                     self.rewind.setdefault(tp, records[0].offset)
                     continue
+                records = take_refill(self.sink, self.builder, tp, records)  # latest_keeper
                 self.builder.add(tp, records, self.positions.get(tp))
                 self.bp.add(len(records))
             self._maybe_seal(linger)
@@ -374,7 +377,7 @@ class Worker:
         if offset is None and rewind is not None:
             offset = rewind
         if offset is not None:
-            self.consumer.seek(tp, offset)
+            self.consumer.seek(tp, seek_target(self.sink, tp, offset))  # latest_keeper
             log.info(
                 "seek to the stored offset",
                 extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
@@ -402,6 +405,7 @@ class Worker:
                 self.options.revoke_timeout_s,
                 frames,
             )
+        await flush_latest(self.sink, revoked)  # pending latest_state tuples, before they go
         # Kafka's copy of the offsets, before the partitions go; bounded, because the group
         # waits for this callback (kafka_limits.REVOKE_MARGIN_MS) and the database has them.
         with contextlib.suppress(TimeoutError):

@@ -1,0 +1,159 @@
+"""The pipeline's side of bounded-lag latest_state (storage/latest_pending.py).
+
+The writers (one per shard) keep each partition's pending latest_state tuples and merge them in
+the partition's write transactions once per ``storage.latest_interval_ms``. What the worker
+adds, through the hooks below (each a no-op for a sink without a keeper):
+
+* ``seek_target``: on assignment, a partition whose stored ``latest_from`` is below its stored
+  offset (the last owner crashed with tuples pending) is read from ``latest_from``;
+* ``take_refill``: the records below the stored offset are decoded only to refill the pending
+  tuples - no rows, no alerts, no dead letters, no metrics - and the rest go on as usual;
+* ``flush_latest``: on revocation and on a graceful stop, after the writer drained, the
+  partitions' sets are merged, so a clean stop or a rebalance leaves latest_state complete;
+* ``LatestKeeper.run``: a partition that stopped receiving frames has no write transaction to
+  merge in; its set is merged on its own once it waited the interval plus a tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from storage.latest_pending import PartitionLatest, PendingLatest
+from storage.offsets import TopicPartition
+
+__all__ = ["LatestKeeper", "flush_latest", "seek_target", "take_refill"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 10.0  # a rebalance waits for the revoke callback: bounded
+
+
+class _Writer(Protocol):
+    latest: PendingLatest
+
+    async def flush_latest(self, partitions: Iterable[TopicPartition]) -> int: ...
+
+
+class _Decoder(Protocol):
+    def decode_stored(self, topic: str, records: Sequence[Any]) -> list[Any]: ...
+
+
+def _key(tp: Any) -> TopicPartition:
+    return (str(tp[0]), int(tp[1])) if isinstance(tp, tuple) else (tp.topic, tp.partition)
+
+
+class LatestKeeper:
+    """The writers' pending sets seen per partition (``writer_of(partition)``)."""
+
+    def __init__(self, writers: Callable[[], Sequence[_Writer]], shard_of: Callable[[int], int]):
+        self._writers = writers
+        self._shard_of = shard_of
+
+    def _writer(self, tp: TopicPartition) -> _Writer:
+        return self._writers()[self._shard_of(tp[1])]
+
+    def _part(self, tp: Any) -> PartitionLatest | None:
+        key = _key(tp)
+        return self._writer(key).latest.parts.get(key)
+
+    def seek_from(self, tp: Any, offset: int | None) -> int | None:
+        """Where to read ``tp`` from after the assignment's seek to ``offset`` (once)."""
+        p = self._part(tp)
+        if p is None or p.seek_from is None or offset is None or p.seek_from >= offset:
+            return offset
+        start, p.seek_from = p.seek_from, None
+        log.info(
+            "latest_state tuples were pending when the last owner stopped: reading them again",
+            extra={"topic": _key(tp)[0], "partition": _key(tp)[1], "from": start, "to": offset},
+        )
+        return start
+
+    def take_refill(self, tp: Any, records: Sequence[Any], decoder: _Decoder) -> Sequence[Any]:
+        """``records`` past the refill range of ``tp``; the ones in it refill its set."""
+        p = self._part(tp)
+        if p is None or p.refill_until is None or not records:
+            return records
+        until = p.refill_until
+        cut = 0
+        while cut < len(records) and records[cut].offset < until:
+            cut += 1
+        if cut:
+            key = _key(tp)
+            self._writer(key).latest.refill(key, decoder.decode_stored(key[0], records[:cut]))
+        if cut < len(records) or records[cut - 1].offset >= until - 1:
+            # Complete: these tuples are older than the interval already, merged with the next
+            # write (or by the idle merge) rather than an interval after the restart.
+            p.refill_until = None
+            p.merged_at = float("-inf")
+            log.info(
+                "latest_state tuples refilled",
+                extra={"topic": _key(tp)[0], "partition": _key(tp)[1], "entities": len(p.pending)},
+            )
+        return records[cut:]
+
+    async def flush(self, partitions: Iterable[Any]) -> None:
+        """Merge the sets of ``partitions`` now (bounded; a failure leaves ``latest_from``
+        stored, so the next owner refills them)."""
+        by_writer: dict[int, list[TopicPartition]] = {}
+        for tp in partitions:
+            key = _key(tp)
+            by_writer.setdefault(self._shard_of(key[1]), []).append(key)
+        for shard, keys in sorted(by_writer.items()):
+            try:
+                n = await asyncio.wait_for(
+                    self._writers()[shard].flush_latest(keys), FLUSH_TIMEOUT_S
+                )
+            except Exception as exc:  # the stored latest_from still covers them
+                log.warning(
+                    "latest_state not merged before the partitions go (%r); their next owner "
+                    "reads the pending range again (consumer_offsets.latest_from)",
+                    exc,
+                    extra={"shard": shard, "partitions": len(keys)},
+                )
+                continue
+            if n:
+                log.info("latest_state merged", extra={"shard": shard, "entities": n})
+
+    def forget(self, partitions: Iterable[Any]) -> None:
+        keys = [_key(tp) for tp in partitions]
+        for writer in self._writers():
+            writer.latest.forget(keys)
+
+    async def run(self, interval_s: float) -> None:
+        """Merge the sets of partitions no write came to merge (idle), every quarter interval."""
+        tick = interval_s / 4
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for writer in self._writers():
+                stale = writer.latest.stale(now, interval_s + tick)
+                if stale:
+                    await self.flush(stale)
+
+
+def _keeper(sink: Any) -> LatestKeeper | None:
+    keeper = getattr(sink, "latest", None)
+    return keeper if isinstance(keeper, LatestKeeper) else None
+
+
+def seek_target(sink: Any, tp: Any, offset: int | None) -> int | None:
+    """The worker's hook on the assignment's seek (see the module docstring)."""
+    keeper = _keeper(sink)
+    return offset if keeper is None else keeper.seek_from(tp, offset)
+
+
+def take_refill(sink: Any, decoder: _Decoder, tp: Any, records: Sequence[Any]) -> Sequence[Any]:
+    """The worker's hook before a partition's records enter the batch."""
+    keeper = _keeper(sink)
+    return records if keeper is None else keeper.take_refill(tp, records, decoder)
+
+
+async def flush_latest(sink: Any, partitions: Iterable[Any]) -> None:
+    """The worker's hook after the writer drained, on revocation and on a graceful stop."""
+    keeper = _keeper(sink)
+    if keeper is not None:
+        await keeper.flush(list(partitions))

@@ -1,0 +1,75 @@
+"""Merge one pending set (storage/latest_pending.py) into ``latest_state``, in the caller's
+transaction, by the same statements as the per-batch merge (storage/latest.py,
+storage/latest_kinds.py): with COPY, the vehicles' newest tuples go into the vehicle staging
+table (native tuples joined, not encoded) and one ``UPDATE ... FROM`` (plus an INSERT of new
+entities when needed) brings latest_state up; without COPY (PGlite), the unnest upsert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from storage.binary import COPY_SIGNATURE, COPY_TRAILER
+from storage.latest import merge_stage, upsert_rows
+from storage.latest_kinds import BATTERY, CHARGER, upsert
+from storage.latest_pending import Delta
+from storage.params import LoaderKind
+from storage.tables import VEHICLES
+
+__all__ = ["VEHICLE_STAGE", "merge"]
+
+VEHICLE_STAGE = f"nev_stage_{VEHICLES.name}"  # the COPY loader's stage of vehicle rows
+_PIECE = 1000  # tuples per piece of the COPY stream
+
+
+async def merge(
+    conn: Any, schema: str, entity_kind: str, loader: LoaderKind, pending: Delta
+) -> int:
+    """Bring latest_state up to date with ``pending``; returns the entities sent."""
+    copy = loader is LoaderKind.COPY
+    n = 0
+    if pending.vehicles:
+        # Unsorted: both statements order by VIN themselves (merge_stage's DISTINCT ON, the
+        # upsert's newest_per_vehicle), so two writers still lock in the same order.
+        entries = list(pending.vehicles.values())
+        if copy:
+            await _stage_vehicles(conn, schema, entries)
+            await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries))
+        else:
+            await upsert_rows(conn, schema, entity_kind, [e[1] for e in entries])
+        n += len(entries)
+    if pending.chargers:
+        n += await upsert(conn, schema, CHARGER, list(pending.chargers.items()), copy=copy)
+    if pending.packs:
+        n += await upsert(conn, schema, BATTERY, list(pending.packs.items()), copy=copy)
+    return n
+
+
+async def _stage_vehicles(conn: Any, schema: str, entries: list[Any]) -> None:
+    # The loader's stage (same session table): emptied first, a load of this transaction may
+    # have used it.
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {VEHICLE_STAGE} "
+        f"(LIKE {schema}.{VEHICLES.name}) ON COMMIT DELETE ROWS;"
+        f"DELETE FROM {VEHICLE_STAGE}"
+    )
+    native = [e[2] for e in entries if e[2] is not None]
+    plain = [e[1] for e in entries if e[2] is None]
+    encode = VEHICLES.encode_tuples
+    assert encode is not None
+
+    async def pieces() -> AsyncIterator[bytes | bytearray]:
+        head: bytes = COPY_SIGNATURE
+        for i in range(0, len(native), _PIECE):
+            yield head + b"".join(native[i : i + _PIECE])
+            head = b""
+        tail = bytearray(head)
+        if plain:
+            encode(tail, plain)
+        tail += COPY_TRAILER
+        yield tail
+
+    await conn.copy_to_table(
+        VEHICLE_STAGE, source=pieces(), columns=list(VEHICLES.columns), format="binary"
+    )

@@ -1,0 +1,272 @@
+"""Bounded-lag ``latest_state``: the newest tuple per entity of committed frames, merged later.
+
+Merging latest_state with every batch costs 3.5-5 µs of database time per entity per batch,
+about one more table (docs/performance.md, issue 12). With ``storage.latest_interval_ms`` > 0
+the writer keeps, per (topic, partition), in memory, the newest value tuple of each entity of
+the frames already committed but not yet merged, and merges them inside that partition's
+write transaction once the interval has passed (or the set holds ``cap`` entities), when the
+partition is revoked and on a graceful stop (``StorageWriter.flush_latest``).
+
+A crash loses the memory, not the tuples: every write transaction also stores, beside the
+partition's next offset, ``latest_from`` - the first Kafka offset whose tuple is still
+pending (NULL: none). A worker assigned a partition whose ``latest_from`` is below the stored
+offset reads that range again only to refill this set (``refill``): no rows, no alerts.
+
+Newest = greatest frame time, as the merge's ``WHERE stored.ts < new.ts``: vehicles keep their
+newest frame's tuple (as in one batch: latest_state's vehicle merge takes the newest row per
+VIN), connectors and packs merge their tuples as ``latest_kinds.merge_newest`` does (the last
+non-null value per column in frame-time order). At most one tuple per entity per partition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
+from contract.rows import FrameRows, VehicleRow
+from storage.latest_kinds import _last_non_null, battery_values, charger_values
+from storage.offsets import OffsetRange, TopicPartition
+
+__all__ = ["DEFAULT_CAP", "Delta", "PartitionLatest", "PendingLatest", "VehicleTuple"]
+
+# Early merge past this many entities in one partition's set: bounds memory (a tuple is a few
+# hundred bytes) and the size of one merge statement.
+DEFAULT_CAP: Final = 200_000
+
+# A vehicle's pending state: (frame time ms, its row, its native COPY tuple or None).
+VehicleTuple = tuple[int, VehicleRow, bytes | None]
+Values = tuple[Any, ...]  # a connector's or pack's latest_state values, ts first
+
+
+@dataclass(slots=True)
+class Delta:
+    """The latest tuples of one partition: a batch's (before its commit) or the pending set."""
+
+    vehicles: dict[str, VehicleTuple] = field(default_factory=dict)
+    chargers: dict[str, Values] = field(default_factory=dict)
+    packs: dict[str, Values] = field(default_factory=dict)
+    first: int | None = None  # the smallest Kafka offset whose tuple is here
+
+    def __len__(self) -> int:
+        return len(self.vehicles) + len(self.chargers) + len(self.packs)
+
+    def put_vehicle(self, vin: str, entry: VehicleTuple) -> None:
+        old = self.vehicles.get(vin)
+        # strictly newer, as the merge's ``s.ts < u.ts``: a frame of the same time keeps the first
+        if old is None or entry[0] > old[0]:
+            self.vehicles[vin] = entry
+
+    @staticmethod
+    def put_values(into: dict[str, Values], entity: str, values: Values) -> None:
+        old = into.get(entity)
+        if old is None:
+            into[entity] = values
+        elif values[0] >= old[0]:  # same time: the later one last, as merge_newest's stable sort
+            into[entity] = _last_non_null([old, values])
+        else:
+            into[entity] = _last_non_null([values, old])
+
+    def absorb(self, other: Delta) -> None:
+        """Take ``other``'s tuples (newest wins, as above)."""
+        mine = self.vehicles
+        if not mine:
+            self.vehicles = dict(other.vehicles)
+        else:
+            get = mine.get  # once per entity per batch: no method call per entry
+            for vin, entry in other.vehicles.items():
+                old = get(vin)
+                if old is None or entry[0] > old[0]:
+                    mine[vin] = entry
+        for mine, theirs in ((self.chargers, other.chargers), (self.packs, other.packs)):
+            for entity, values in theirs.items():
+                self.put_values(mine, entity, values)
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+
+    def union(self, other: Delta) -> Delta:
+        """A new set: this one's tuples, then ``other``'s (neither changes)."""
+        out = Delta(dict(self.vehicles), dict(self.chargers), dict(self.packs), self.first)
+        out.absorb(other)
+        return out
+
+
+def collect(frames: Iterable[Any], first: int | None) -> Delta:
+    """The latest tuples of ``frames`` (one partition's, in offset order); ``first``: the
+    offset to replay from to find them again (the batch's start)."""
+    d = Delta()
+    vehicles = d.vehicles
+    statuses: list[Any] = []
+    telemetry: list[Any] = []
+    packs: list[Any] = []
+    for f in frames:
+        if type(f) is FrameRows:  # the hot path: one identity test per frame
+            v = f.vehicle
+            if v is None:
+                continue
+            ts = f.ts_ms or 0
+            old = vehicles.get(f.vin)
+            if old is None or ts > old[0]:
+                copy = f.copy
+                vehicles[f.vin] = (ts, v, copy[0] if copy is not None else None)
+        elif isinstance(f, ChargerRows):
+            statuses += f.statuses
+            telemetry += f.telemetry
+        elif isinstance(f, PackFrameRows) and f.telemetry is not None:
+            packs.append(f.telemetry)
+    if statuses or telemetry:
+        for entity, values in charger_values(statuses, telemetry):
+            Delta.put_values(d.chargers, entity, values)
+    for entity, values in battery_values(packs):
+        Delta.put_values(d.packs, entity, values)
+    if len(d):
+        d.first = first
+    return d
+
+
+@dataclass(slots=True)
+class PartitionLatest:
+    """One partition's pending set and what the writer knows of its stored offsets."""
+
+    pending: Delta = field(default_factory=Delta)
+    # the next offset stored with the last commit that this set accounts for (None: unknown)
+    next: int | None = None
+    merged_at: float = field(default_factory=time.monotonic)
+    version: int = 0  # bumped whenever ``pending`` changes
+    refill_until: int | None = None  # records below: committed already, refill only
+    seek_from: int | None = None  # the assignment's seek (latest_from), taken once
+
+
+class PendingLatest:
+    """The pending sets of the partitions one writer writes; see the module docstring.
+
+    ``interval_s`` 0: nothing waits (the writer merges with every batch, as before this set
+    existed); only tuples refilled after a crash pass through here, merged with the next batch.
+    """
+
+    def __init__(self, interval_s: float, cap: int = DEFAULT_CAP) -> None:
+        if interval_s < 0 or cap < 1:
+            raise ValueError("latest interval must be >= 0 and the cap >= 1")
+        self.interval_s = interval_s
+        self.cap = cap
+        self.parts: dict[TopicPartition, PartitionLatest] = {}
+
+    @property
+    def bounded(self) -> bool:
+        return self.interval_s > 0
+
+    def part(self, tp: TopicPartition) -> PartitionLatest:
+        p = self.parts.get(tp)
+        if p is None:
+            p = self.parts[tp] = PartitionLatest()
+        return p
+
+    def entities(self) -> int:
+        return sum(len(p.pending) for p in self.parts.values())
+
+    # -- in a write transaction -----------------------------------------------------------------
+    def batch_deltas(
+        self,
+        frames: Sequence[Any],
+        kept: Iterable[int],
+        sources: Sequence[TopicPartition],
+        ranges: dict[TopicPartition, OffsetRange],
+        kafka_offsets: Sequence[int] | None,
+    ) -> dict[TopicPartition, Delta]:
+        """The latest tuples of a batch's stored frames, per partition (not applied yet)."""
+        per: dict[TopicPartition, list[Any]] = {}
+        firsts: dict[TopicPartition, int] = {}
+        for i in kept:
+            tp = sources[i]
+            got = per.get(tp)
+            if got is None:
+                got = per[tp] = []
+                if kafka_offsets is not None:
+                    firsts[tp] = kafka_offsets[i]
+            got.append(frames[i])
+        out: dict[TopicPartition, Delta] = {}
+        for tp, fs in per.items():
+            start = ranges[tp].start
+            out[tp] = collect(fs, start if start is not None else firsts.get(tp, 0))
+        return out
+
+    def due(self, tp: TopicPartition, delta: Delta | None, now: float) -> bool:
+        """Whether ``tp``'s set (with ``delta``) is to be merged in this transaction."""
+        p = self.parts.get(tp)
+        held = 0 if p is None else len(p.pending)
+        if not self.bounded:
+            return held > 0  # refilled tuples only: merged with the first batch
+        if held == 0 and not delta:
+            return False
+        if held + (len(delta) if delta is not None else 0) >= self.cap:
+            return True
+        return p is None or now - p.merged_at >= self.interval_s
+
+    def to_merge(self, tp: TopicPartition, delta: Delta | None) -> Delta:
+        p = self.parts.get(tp)
+        base = p.pending if p is not None else Delta()
+        return base.union(delta) if delta is not None else base
+
+    def latest_from(self, tp: TopicPartition, delta: Delta | None) -> int | None:
+        """What ``consumer_offsets.latest_from`` of ``tp`` holds after a commit without merge."""
+        p = self.parts.get(tp)
+        sets = (p.pending if p is not None else None, delta)
+        firsts = [d.first for d in sets if d is not None and d.first is not None]
+        return min(firsts) if firsts else None
+
+    # -- after the commit -----------------------------------------------------------------------
+    def committed(
+        self,
+        deltas: dict[TopicPartition, Delta],
+        merged: Iterable[TopicPartition],
+        nexts: dict[TopicPartition, int],
+        now: float,
+    ) -> None:
+        """A write committed: ``merged`` partitions' sets are in latest_state, the others
+        keep their batch's tuples; ``nexts`` is what the commit stored."""
+        done = set(merged)
+        for tp, nxt in nexts.items():
+            p = self.part(tp)
+            p.next = nxt
+            if tp in done:
+                p.pending = Delta()
+                p.merged_at = now
+                p.version += 1
+            else:
+                delta = deltas.get(tp)
+                if delta:
+                    p.pending.absorb(delta)
+                    p.version += 1
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        """Partitions no longer this writer's (revoked, fenced): their sets go."""
+        for tp in tps:
+            self.parts.pop(tp, None)
+
+    # -- assignment and refill ------------------------------------------------------------------
+    def assigned(self, tp: TopicPartition, next_offset: int, latest_from: int | None) -> None:
+        """The stored offsets of a partition just assigned; a ``latest_from`` below the
+        offset means tuples were pending when the last owner stopped (crash): refill them."""
+        p = self.parts[tp] = PartitionLatest(next=next_offset)
+        if latest_from is not None and latest_from < next_offset:
+            p.refill_until = next_offset
+            p.seek_from = latest_from
+            p.pending.first = latest_from
+
+    def refill(self, tp: TopicPartition, frames: Iterable[Any]) -> None:
+        """Tuples of committed frames read again after a crash (offset order)."""
+        p = self.part(tp)
+        first = p.pending.first
+        p.pending.absorb(collect(frames, first))
+        p.pending.first = first
+        p.version += 1
+
+    def stale(self, now: float, after_s: float) -> list[TopicPartition]:
+        """Partitions with tuples that waited ``after_s`` since their last merge (no batch
+        came to merge them: an idle partition)."""
+        return [
+            tp for tp, p in self.parts.items() if len(p.pending) and now - p.merged_at >= after_s
+        ]

@@ -1,0 +1,102 @@
+"""Bounded-lag latest_state in the writer's transactions (storage/latest_pending.py): what a
+batch's transaction merges and stores as ``latest_from``, and the merge of a partition's set
+in a transaction of its own (revocation, graceful stop, an idle partition)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from storage import offsets as offsets_sql
+from storage.batch import Decoded
+from storage.isolate import Attempt
+from storage.latest_merge import merge
+from storage.latest_pending import Delta, PendingLatest
+from storage.offsets import OffsetRange, TopicPartition
+from storage.params import LoaderKind, WriterParams
+
+__all__ = ["flush", "in_transaction"]
+
+Planned = tuple[dict[TopicPartition, Delta], list[TopicPartition], dict[TopicPartition, int | None]]
+
+
+async def in_transaction(
+    conn: Any,
+    params: WriterParams,
+    loader: LoaderKind,
+    latest: PendingLatest,
+    frames: Sequence[Decoded],
+    kept: list[int],
+    sources: list[TopicPartition],
+    ranges: dict[TopicPartition, OffsetRange],
+    kafka_offsets: Sequence[int] | None,
+    live: list[TopicPartition],
+    state: Attempt,
+) -> Planned:
+    """In a batch's transaction, after its rows: the batch's tuples per partition (applied
+    to ``latest`` only once the transaction commits), the partitions whose sets are merged now
+    (interval passed, cap reached, or tuples refilled after a crash), and each partition's
+    ``latest_from`` to store with its offset."""
+    deltas = (
+        latest.batch_deltas(frames, kept, sources, ranges, kafka_offsets) if latest.bounded else {}
+    )
+    now = time.monotonic()
+    merged = [tp for tp in live if latest.due(tp, deltas.get(tp), now)]
+    if merged:
+        combined = Delta()
+        for tp in merged:
+            combined.absorb(latest.to_merge(tp, deltas.get(tp)))
+        state.latest += await merge(conn, params.schema, params.entity_kind, loader, combined)
+    done = set(merged)
+    latest_from = {
+        tp: None if tp in done else latest.latest_from(tp, deltas.get(tp)) for tp in live
+    }
+    return deltas, merged, latest_from
+
+
+async def flush(
+    pool: Any,
+    params: WriterParams,
+    loader: LoaderKind,
+    latest: PendingLatest,
+    partitions: Iterable[TopicPartition],
+) -> int:
+    """Merge the pending sets of ``partitions`` in a transaction of their own; returns the
+    entities merged.
+
+    Only a partition whose stored offset is still the one this writer committed last is
+    merged and its ``latest_from`` cleared: had a commit come between (a write of another
+    lane, an abandoned one that committed after all), the stored ``latest_from`` covers its
+    tuples. A partition still refilling after a crash waits until its refill is complete.
+    """
+    parts = {
+        tp: p
+        for tp in partitions
+        if (p := latest.parts.get(tp)) is not None
+        and len(p.pending)
+        and p.next is not None
+        and p.refill_until is None
+    }
+    if not parts:
+        return 0
+    group, schema = params.consumer_group, params.schema
+    mine: dict[TopicPartition, int] = {}
+    n = 0
+    async with pool.acquire() as conn, conn.transaction():
+        stored = await offsets_sql.fence(conn, schema, group, parts)
+        mine = {tp: p.version for tp, p in parts.items() if stored.get(tp) == p.next}
+        if mine:
+            combined = Delta()
+            for tp in mine:
+                combined.absorb(parts[tp].pending)
+            n = await merge(conn, schema, params.entity_kind, loader, combined)
+            await offsets_sql.clear_latest_from(conn, schema, group, mine)
+    now = time.monotonic()
+    for tp, version in mine.items():
+        p = parts[tp]
+        if p.version == version and latest.parts.get(tp) is p:  # nothing came meanwhile
+            p.pending = Delta()
+            p.merged_at = now
+            p.version += 1
+    return n

@@ -1,0 +1,101 @@
+"""The pending latest_state set (storage/latest_pending.py): newest frame time wins, an older
+reissue does not replace, connectors merge column by column, the cap and the interval make a
+partition due, and ``latest_from`` is the first offset still pending."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from contract.charger import ChargerRows, ConnectorStatusRow
+from contract.rows import FrameRows
+from devtools.sim.bench_frames import realtime_frames
+from ingest.decoders.fast import decode_rows
+from storage.latest_pending import Delta, PendingLatest, collect
+from storage.offsets import OffsetRange
+
+pytestmark = pytest.mark.unit
+
+TP = ("nev.vehicle.raw", 3)
+
+
+def _frames(vehicles: int, per_vehicle: int, start_ms: int = 1_700_000_000_000) -> list[FrameRows]:
+    out = []
+    for _, value in realtime_frames(vehicles, per_vehicle, start_ms=start_ms):
+        rows = decode_rows(value)
+        assert isinstance(rows, FrameRows) and rows.vehicle is not None
+        out.append(rows)
+    return out
+
+
+def test_newest_frame_time_wins_and_an_older_reissue_does_not_replace() -> None:
+    frames = _frames(3, 4)  # 3 vehicles, 4 frames each, 10 s apart
+    newest: dict[str, int] = {}
+    for f in frames:
+        assert f.ts_ms is not None
+        newest[f.vin] = max(newest.get(f.vin, 0), f.ts_ms)
+    # the batch in reverse: the newest frame of each vehicle comes first, older ones after it
+    d = collect(reversed(frames), first=100)
+    assert {vin: e[0] for vin, e in d.vehicles.items()} == newest
+    assert d.first == 100 and len(d) == 3
+    # the native COPY tuple travels with the row, for the merge's staging COPY
+    assert all(e[2] for e in d.vehicles.values())
+
+    pending = PendingLatest(interval_s=5.0)
+    pending.committed({TP: d}, merged=[], nexts={TP: 112}, now=0.0)
+    older = collect(frames[:3], first=112)  # a reissue of older frames, later offsets
+    pending.committed({TP: older}, merged=[], nexts={TP: 115}, now=0.0)
+    held = pending.parts[TP]
+    assert {vin: e[0] for vin, e in held.pending.vehicles.items()} == newest
+    assert held.next == 115
+    # where a crash replay must begin: the first offset still pending, not the last batch's
+    assert pending.latest_from(TP, None) == 100
+
+
+def test_connector_tuples_merge_column_by_column_in_frame_time_order() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+    into: dict[str, tuple[object, ...]] = {}
+    newer = (t1, None, "OP1", None, 380.0)  # the newest report lacks the status
+    older = (t0, None, "OP1", 2, 370.0)
+    Delta.put_values(into, "OP1:1", newer)
+    Delta.put_values(into, "OP1:1", older)  # arrives later, older frame time
+    assert into["OP1:1"] == (t1, None, "OP1", 2, 380.0)
+
+
+def test_due_after_the_interval_or_at_the_cap_and_a_merge_empties_the_set() -> None:
+    pending = PendingLatest(interval_s=5.0, cap=4)
+    frames = _frames(3, 1)
+    d = collect(frames, first=0)
+    pending.committed({TP: d}, merged=[], nexts={TP: 3}, now=100.0)
+    pending.parts[TP].merged_at = 100.0
+    assert not pending.due(TP, None, 102.0)  # 2 s since the last merge
+    assert pending.due(TP, None, 105.0)  # the interval passed
+    two_more = collect(_frames(5, 1)[3:], first=3)  # two new vehicles: 5 >= cap 4
+    assert pending.due(TP, two_more, 101.0)
+    assert len(pending.to_merge(TP, two_more)) == 5
+    assert len(pending.parts[TP].pending) == 3  # to_merge leaves the set as it is
+    pending.committed({TP: two_more}, merged=[TP], nexts={TP: 5}, now=101.0)
+    assert len(pending.parts[TP].pending) == 0 and pending.latest_from(TP, None) is None
+
+
+def test_interval_zero_merges_only_refilled_tuples_and_refill_keeps_latest_from() -> None:
+    pending = PendingLatest(interval_s=0.0)
+    assert not pending.bounded
+    assert pending.batch_deltas([], [], [], {TP: OffsetRange(0, 1)}, None) == {}
+    pending.assigned(TP, next_offset=50, latest_from=40)
+    assert pending.parts[TP].refill_until == 50 and pending.parts[TP].seek_from == 40
+    assert not pending.due(TP, None, 0.0)  # nothing refilled yet
+    pending.refill(TP, _frames(2, 1))
+    assert pending.due(TP, None, 0.0)
+    assert pending.latest_from(TP, None) == 40
+
+
+def test_statuses_become_connector_tuples() -> None:
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    status = ConnectorStatusRow("MA1234567", "01", ts, 3, None, None, "binary")
+    frame = ChargerRows(operator_id="MA1234567")
+    frame.statuses.append(status)
+    d = collect([frame], first=7)
+    assert list(d.chargers) == ["MA1234567:01"] and d.chargers["MA1234567:01"][3] == 3
