@@ -4,7 +4,8 @@
 
 A scratch database on the dev PostgreSQL (``NEV_POSTGRES_DSN`` or the running dev stack) gets
 ``--entities`` vehicles in latest_state (stamped with a partition of ``--partitions``, all
-stored just now, so all "recently active") and ``--frames`` vehicle_telemetry rows each, 10 s
+"recently active": their updated_at is a day ahead, so they stay in the window however long
+the modes take) and ``--frames`` vehicle_telemetry rows each, 10 s
 apart, ending at the entity's latest frame time, written server-side (``INSERT ... SELECT
 generate_series``: the bench measures reading, not writing). Pack rows are not written (the
 vehicle rows are what the query plan and the decoding cost scale with). Then, each in a fresh
@@ -49,7 +50,7 @@ TOPIC = "nev.vehicle.raw"
 _LATEST = """
 INSERT INTO latest_state (entity_kind, entity_id, ts, updated_at, kafka_topic, kafka_partition)
 SELECT 'vehicle', 'LBENCH' || lpad(i::text, 11, '0'),
-       $1::timestamptz - make_interval(secs => (i % 10)), now(), $2, i % $3
+       $1::timestamptz - make_interval(secs => (i % 10)), now() + interval '1 day', $2, i % $3
 FROM generate_series(0, $4 - 1) AS i
 """
 _TELEMETRY = """

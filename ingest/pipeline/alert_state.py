@@ -107,17 +107,27 @@ class Replay:
     ) -> bool:
         """Replay pages of ``keys`` (partitions of one shard, whose database ``conn`` is) into
         ``engines`` until all are done (True) or ``until`` (``time.monotonic``) passed."""
+        # One cutoff for every partition of the assignment, fixed when it begins: a long
+        # restore must not let the entities of the partitions it reaches last age out of the
+        # window meanwhile (they are paused, so their latest_state does not move on).
+        fresh = [k for k in keys if k not in self._progress]
+        windows = {e.rules.window_s for e in engines.values() if e.rules.window_s > 0}
+        since = {w: await replay.cutoff(conn, w) for w in windows} if fresh else {}
+        for key in fresh:
+            engine = engines.get(alert_topics.get(key[0], ""))
+            window_s = 0.0 if engine is None else engine.rules.window_s
+            self._progress[key] = _Progress(since=since.get(window_s))
         for key in keys:
-            progress = self._progress.setdefault(key, _Progress())
+            progress = self._progress[key]
             engine = engines.get(alert_topics.get(key[0], ""))
             if engine is None or engine.rules.window_s <= 0:
                 progress.done = True
             while not progress.done:
-                if time.monotonic() >= until:
-                    self._log_progress(key, progress)
-                    return False
                 assert engine is not None
                 await self._page(conn, key, alert_topics[key[0]], engine, progress)
+                if not progress.done and time.monotonic() >= until:  # a page per call at least
+                    self._log_progress(key, progress)
+                    return False
         return True
 
     async def _page(
@@ -131,7 +141,7 @@ class Replay:
         window_s = engine.rules.window_s
         try:
             async with asyncio.timeout(self.step_timeout_s):
-                if progress.since is None:
+                if progress.since is None:  # not set when the run began: no window then
                     progress.since = await replay.cutoff(conn, window_s)
                 entities = await replay.entity_page(
                     conn,
