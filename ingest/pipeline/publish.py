@@ -58,9 +58,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STAGE_STORE: Final = "store"
-# Deleting acknowledged outbox rows on a stop or revoke: short, the group or the supervisor
-# waits; what it misses is sent once more by the next owner (at-least-once, never lost).
-_DELETE_ACKED_S: Final = 5.0
+# Deleting acknowledged outbox rows on a stop or revoke: a few rows by primary key, so short;
+# the group (inside kafka_limits.REVOKE_MARGIN_MS) or the supervisor waits for it. What it
+# misses is sent once more by the next owner (at-least-once, never lost).
+_DELETE_ACKED_S: Final = 2.0
 
 # What producing can raise; ``retriable`` says which of these are worth another attempt.
 TRANSIENT_KAFKA: Final[tuple[type[BaseException], ...]] = (KafkaError, OSError, TimeoutError)

@@ -343,8 +343,9 @@ class Worker:
                     # it; the next turn loads them again.
                     self.sink.on_partitions_lost(unrestored)
                     return True
-                if not complete:
+                if not complete:  # progress made: the shard answers, its other partitions flow
                     self._backoff_s = 0.0
+                    self.bp.set_sink_healthy(True, shard)
                     return True  # still pending and paused; the consume loop polls meanwhile
                 self.restored.update(unrestored)
         except Exception as exc:  # DB down: stay paused, try again next turn
