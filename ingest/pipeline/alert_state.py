@@ -16,9 +16,10 @@ entities at a time (``replay.entity_page``), warming the engine with each page a
   a timeout) resumes after the last applied page, never from zero;
 * a progress line per slice and a summary (entities, frames, frames/s).
 
-The partitions stay paused until their replay is complete, so no live frame reaches an engine
-between two pages. The open alerts and outbox rows (few) are read in one go once the replay is
-complete (``AssignedState``), then applied: ``restore`` after ``warm``, as before.
+A partition stays paused until its replay is complete, so no live frame reaches an engine
+between two pages. Partitions are replayed one after the other, so the first resume early. A
+partition's open alerts and outbox rows (few) are read in one go once its replay is complete
+(``AssignedState``), then applied: ``restore`` after ``warm``, as before.
 """
 
 from __future__ import annotations

@@ -267,18 +267,16 @@ class StorageSink:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> bool:
+    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> list[Any]:
         if not self._enabled:
-            return True
-        mine = [(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics]
-        if not mine:
-            return True
-        # The replay a slice at a time, applied page by page (ingest/pipeline/alert_state.py):
-        # False while it is not complete, and the worker calls again.
+            return list(partitions)
+        alerting = [tp for tp in partitions if tp.topic in self._alert_topics]
+        # The replay a slice at a time, applied page by page, partition after partition
+        # (ingest/pipeline/alert_state.py): each partition whose replay is complete is adopted
+        # and returned; the worker calls again for the others.
         until = time.monotonic() + self._replay.slice_s
-        by_shard = self._by_shard(partitions)
-        for shard, tps in by_shard.items():
-            keys = sorted({(tp.topic, tp.partition) for tp in tps} & set(mine))
+        for shard, tps in self._by_shard(alerting).items():
+            keys = sorted({(tp.topic, tp.partition) for tp in tps})
             if self._replay.done(keys):
                 continue
             pool = self.writer_of(shard).pool
@@ -286,13 +284,22 @@ class StorageSink:
                 if not await self._replay.run(
                     conn, keys, self._alert_topics, self._engines, until=until
                 ):
-                    return False
+                    break
+        ready = [tp for tp in alerting if self._replay.done([(tp.topic, tp.partition)])]
+        if ready:
+            await self._adopt(ready)
+        waiting = set(alerting) - set(ready)
+        return [tp for tp in partitions if tp not in waiting]
+
+    async def _adopt(self, partitions: Sequence[Any]) -> None:
+        """The open alerts and unsent messages of ``partitions``, whose replay is complete."""
+        mine = [(tp.topic, tp.partition) for tp in partitions]
         # By (topic, partition): chargers' two topics have the same partition numbers.
         parts = {
             t: sorted({p for t2, p in mine if t2 == t}) for t in dict.fromkeys(t for t, _ in mine)
         }
         state = AssignedState()
-        for shard, tps in by_shard.items():
+        for shard, tps in self._by_shard(partitions).items():
             # Each partition's state is in its shard's database.
             async with self.writer_of(shard).pool.acquire() as conn:
                 await state.read(conn, shard, tps, parts, self._alert_topics, self._engines)
@@ -321,7 +328,6 @@ class StorageSink:
                 "replay_window_s": {k: e.rules.window_s for k, e in self._engines.items()},
             },
         )
-        return True
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:
         self.latest.forget(partitions)  # merged by the worker's flush_latest, or refilled

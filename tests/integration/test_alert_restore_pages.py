@@ -22,10 +22,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import TopicPartition
 
 from alerts import RuleEngine, RuleSet, replay
 from contract.rows import FrameRows
+from ingest.config.load import load_settings
 from ingest.pipeline.alert_state import Replay
+from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.storage_sink import StorageSink
 from storage import PoolParams
 from storage.connect import connect
 from storage.partitions import ensure
@@ -143,3 +147,34 @@ async def test_the_paged_replay_warms_like_the_whole_read_and_resumes_after_a_fa
     recent = {f.vin for f in live[:RECENT]}
     assert jumps(paged, live, now_ms) == jumps(whole, live, now_ms) == recent
     assert jumps(cold, live, now_ms) == set()  # no history, no jump: the replay is what counts
+
+
+async def test_the_sink_hands_back_each_partition_once_its_own_state_is_restored(
+    migrated_database: str,
+) -> None:
+    """The worker resumes a partition as soon as its replay and open alerts are restored, not
+    when every assigned partition's are: partition 0 comes back while 1 is still replayed."""
+    conn, _ = await seed(migrated_database)
+    await conn.close()
+    environ = {
+        "NEV_POSTGRES_DSN": migrated_database,
+        "NEV_KAFKA_TOPIC_VEHICLE": TOPIC,
+        "NEV_KAFKA_GROUP_ID": "restore-pages",
+    }
+    sink = StorageSink.from_settings(load_settings(environ=environ), metrics=PipelineMetrics())
+    await sink.start()
+    try:
+        sink._replay = Replay(page_entities=PAGE, slice_s=0.0)  # a page per call, to watch it
+        first, second = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+        waiting = [first, second]
+        handed_back: list[list[TopicPartition]] = []
+        while waiting and len(handed_back) < 20:
+            # As the worker does: again with the partitions not handed back yet.
+            got = await sink.on_partitions_assigned(waiting)
+            handed_back.append(sorted(got))
+            waiting = [tp for tp in waiting if tp not in got]
+    finally:
+        await sink.close()
+    # Partition 0's six pages of 525 vehicles: the sixth completes it, and it is handed back
+    # alone (that call starts 1), then 1's last five.
+    assert handed_back == [[]] * 5 + [[first]] + [[]] * 4 + [[second]]
