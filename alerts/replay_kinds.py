@@ -7,6 +7,7 @@ decoded objects the engine evaluates: ``PackFrameRows`` from ``pack_telemetry``,
 from ``charger_telemetry`` joined with ``connector_status_events`` by connector and time.
 Bounded like the vehicles' replay: an index range over the partitions' entities, then one
 primary-key range per entity (``(pack_code, ts)``, ``(operator_id, connector_id, ts, ...)``).
+``objects_of`` reads one page of entities (``replay.entity_page``) for the paged restore.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from alerts.replay import Connection, ms_of, recent_entities
 from contract.battery import PackFrameRows, PackTelemetryRow
 from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 
-__all__ = ["recent_objects"]
+__all__ = ["objects_of", "recent_objects"]
 
 _PACKS: Final = """
 SELECT t.* FROM unnest($1::text[], $2::timestamptz[]) AS e(id, last)
@@ -44,24 +45,46 @@ async def recent_objects(
     """Per partition, the stored objects of the last ``window_s`` of its recently active
     chargers' connectors or packs, each entity's in time order."""
     entities = await recent_entities(conn, entity_kind, topic, partitions, window_s)
-    if not entities:
-        return {}
     part_of = {r["entity_id"]: r["kafka_partition"] for r in entities}
+    out: dict[int, list[Any]] = {}
+    for eid, obj in await _objects(conn, entity_kind, entities, window_s):
+        out.setdefault(part_of[eid], []).append(obj)
+    return out
+
+
+async def objects_of(
+    conn: Connection, entity_kind: str, entities: Sequence[Any], window_s: float
+) -> list[Any]:
+    """The stored objects of ``entities`` (latest_state rows: entity_id, ts) in ``(ts -
+    window_s, ts]``, each entity's in time order."""
+    return [obj for _, obj in await _objects(conn, entity_kind, entities, window_s)]
+
+
+async def _objects(
+    conn: Connection, entity_kind: str, entities: Sequence[Any], window_s: float
+) -> list[tuple[str, Any]]:
+    """``objects_of`` with each object's entity id."""
+    if not entities:
+        return []
     ids = [r["entity_id"] for r in entities]
     lasts = [r["ts"] for r in entities]
     bounds = (window_s, min(lasts) - timedelta(seconds=window_s), max(lasts))
-    out: dict[int, list[Any]] = {}
     if entity_kind == "battery":
+        out: list[tuple[str, Any]] = []
         for r in await conn.fetch(_PACKS, ids, lasts, *bounds):
             row = _pack_row(r)
-            obj = PackFrameRows(
-                edition=row.edition,
-                command=row.command,
-                pack_code=row.pack_code,
-                ts_ms=ms_of(row.ts),
-                telemetry=row,
+            out.append(
+                (
+                    row.pack_code,
+                    PackFrameRows(
+                        edition=row.edition,
+                        command=row.command,
+                        pack_code=row.pack_code,
+                        ts_ms=ms_of(row.ts),
+                        telemetry=row,
+                    ),
+                )
             )
-            out.setdefault(part_of[row.pack_code], []).append(obj)
         return out
     keys = ([i[:_OP_LEN] for i in ids], [i[_OP_LEN + 1 :] for i in ids], lasts, *bounds)
     joined: dict[tuple[str, str, Any], ChargerRows] = {}
@@ -73,9 +96,9 @@ async def recent_objects(
         s = ConnectorStatusRow(*(r[f] for f in ConnectorStatusRow._fields))
         _object(joined, s.operator_id, s.connector_id, s.ts).statuses.append(s)
     # Each connector's objects in time order (status-only times sort in with the others).
-    for (op, cid, _), rows in sorted(joined.items(), key=lambda kv: kv[0]):
-        out.setdefault(part_of[f"{op}:{cid}"], []).append(rows)
-    return out
+    return [
+        (f"{op}:{cid}", rows) for (op, cid, _), rows in sorted(joined.items(), key=lambda kv: kv[0])
+    ]
 
 
 def _object(

@@ -1,36 +1,203 @@
-"""What a worker reads when partitions are assigned to it, before their first batch: the open
-alerts of those partitions, their unpublished alerts-topic messages (``alerts_outbox``), and
-the frames of the last rule window to replay (docs/alerts.md, "after a rebalance"). Read per
-shard, from the database that holds each partition (``storage.shards``); everything is read
-before anything is applied, so a failed read (retried with the partitions paused) changes
-nothing in the rule engines.
+"""What a worker reads when partitions are assigned to it, before their first batch: the frames
+of the last rule window to replay, then the open alerts of those partitions and their
+unpublished alerts-topic messages (``alerts_outbox``) (docs/alerts.md, "after a rebalance").
+Read per shard, from the database that holds each partition (``storage.shards``).
+
+The replay is proportional to the partitions' recently active entities, which can be millions
+per worker (docs/capacity.md, 3,000,000 devices), so ``Replay`` works through them a page of
+entities at a time (``replay.entity_page``), warming the engine with each page as it comes:
+
+* memory: one page of frames at a time, not every entity's window at once;
+* time: each page has its own bound (``STEP_TIMEOUT_S``: the restore fails on no progress,
+  not on the total), and a call returns after ``SLICE_S`` with the work unfinished, so the
+  consumer keeps polling (the group's poll interval) and the partitions already restored go
+  on; the worker calls again and the replay goes on from where it stopped;
+* failure: a page is applied whole or not at all, and the next call (after a database error,
+  a timeout) resumes after the last applied page, never from zero;
+* a progress line per slice and a summary (entities, frames, frames/s).
+
+A partition stays paused until its replay is complete, so no live frame reaches an engine
+between two pages. Partitions are replayed one after the other, so the first resume early. A
+partition's open alerts and outbox rows (few) are read in one go once its replay is complete
+(``AssignedState``), then applied: ``restore`` after ``warm``, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 from alerts import RuleEngine, outbox, replay
 from alerts.model import AlertRecord
-from alerts.replay_kinds import recent_objects
+from alerts.replay_kinds import objects_of
 from alerts.store import load_open
 from storage.errors import ErrorKind, classify
 
-__all__ = ["AssignedState"]
+__all__ = ["PAGE_ENTITIES", "SLICE_S", "STEP_TIMEOUT_S", "AssignedState", "Replay"]
 
 log = logging.getLogger(__name__)
+
+# Entities per page: ~11 vehicle frames each at the default window (105 s), ~180 objects each
+# for chargers and packs (1,835 s / 1,800 s): a few MB of rows per page.
+PAGE_ENTITIES: Final = 1000
+# No progress (one page read) within this: the load fails and is retried, from that page on.
+STEP_TIMEOUT_S: Final = 30.0
+# Work per call: then the worker polls Kafka and calls again (partitions stay paused meanwhile).
+SLICE_S: Final = 5.0
+
+_Key = tuple[str, int]  # (topic, partition)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """One partition's replay so far (kept across calls, dropped on revoke)."""
+
+    since: datetime | None = None  # the entities stored since then are replayed
+    after: str = ""  # the last entity applied (entity order)
+    done: bool = False
+    entities: int = 0
+    frames: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Replay:
+    """The paged replay of the last rule window, per assigned (topic, partition)."""
+
+    def __init__(
+        self,
+        *,
+        page_entities: int = PAGE_ENTITIES,
+        step_timeout_s: float = STEP_TIMEOUT_S,
+        slice_s: float = SLICE_S,
+    ) -> None:
+        self.page_entities = page_entities
+        self.step_timeout_s = step_timeout_s
+        self.slice_s = slice_s
+        self._progress: dict[_Key, _Progress] = {}
+
+    def done(self, keys: Iterable[_Key]) -> bool:
+        return all(k in self._progress and self._progress[k].done for k in keys)
+
+    def totals(self, keys: Iterable[_Key]) -> tuple[int, int]:
+        """(entities, frames) replayed for ``keys``."""
+        got = [self._progress[k] for k in keys if k in self._progress]
+        return sum(p.entities for p in got), sum(p.frames for p in got)
+
+    def took_s(self, keys: Iterable[_Key]) -> float:
+        """Seconds since the earliest of ``keys``' replays began."""
+        starts = [self._progress[k].started for k in keys if k in self._progress]
+        return time.monotonic() - min(starts) if starts else 0.0
+
+    def forget(self, keys: Iterable[_Key]) -> None:
+        for key in keys:
+            self._progress.pop(key, None)
+
+    async def run(
+        self,
+        conn: Any,
+        keys: Sequence[_Key],
+        alert_topics: Mapping[str, str],
+        engines: Mapping[str, RuleEngine],
+        *,
+        until: float,
+    ) -> bool:
+        """Replay pages of ``keys`` (partitions of one shard, whose database ``conn`` is) into
+        ``engines`` until all are done (True) or ``until`` (``time.monotonic``) passed."""
+        # One cutoff for every partition of the assignment, fixed when it begins: a long
+        # restore must not let the entities of the partitions it reaches last age out of the
+        # window meanwhile (they are paused, so their latest_state does not move on).
+        fresh = [k for k in keys if k not in self._progress]
+        windows = {e.rules.window_s for e in engines.values() if e.rules.window_s > 0}
+        since = {w: await replay.cutoff(conn, w) for w in windows} if fresh else {}
+        for key in fresh:
+            engine = engines.get(alert_topics.get(key[0], ""))
+            window_s = 0.0 if engine is None else engine.rules.window_s
+            self._progress[key] = _Progress(since=since.get(window_s))
+        for key in keys:
+            progress = self._progress[key]
+            engine = engines.get(alert_topics.get(key[0], ""))
+            if engine is None or engine.rules.window_s <= 0:
+                progress.done = True
+            while not progress.done:
+                assert engine is not None
+                await self._page(conn, key, alert_topics[key[0]], engine, progress)
+                if not progress.done and time.monotonic() >= until:  # a page per call at least
+                    self._log_progress(key, progress)
+                    return False
+        return True
+
+    async def _page(
+        self, conn: Any, key: _Key, kind: str, engine: RuleEngine, progress: _Progress
+    ) -> None:
+        """Read and apply the next page of ``key``'s entities (all of it or nothing). The
+        database unreachable or too slow: raised (the partitions stay paused and the next call
+        resumes here); anything else (a bug, a schema surprise) must not stall them: the
+        partition's windowed rules then start without history, said loudly."""
+        topic, partition = key
+        window_s = engine.rules.window_s
+        try:
+            async with asyncio.timeout(self.step_timeout_s):
+                if progress.since is None:  # not set when the run began: no window then
+                    progress.since = await replay.cutoff(conn, window_s)
+                entities = await replay.entity_page(
+                    conn,
+                    kind,
+                    topic,
+                    partition,
+                    since=progress.since,
+                    after=progress.after,
+                    limit=self.page_entities,
+                )
+                if kind == "vehicle":
+                    frames: list[Any] = list(await replay.frames_of(conn, entities, window_s))
+                else:
+                    frames = await objects_of(conn, kind, entities, window_s)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT:
+                raise
+            log.exception("replay of the last rule window failed: windowed rules start blind")
+            engine.forget(partition=partition, topic=topic)
+            progress.done = True
+            return
+        try:
+            engine.warm(frames, partition=partition, topic=topic)
+        except Exception:  # a bug must not keep the partition paused: start blind, loudly
+            log.exception("replay of the last rule window failed: windowed rules start blind")
+            engine.forget(partition=partition, topic=topic)
+            progress.done = True
+            return
+        progress.entities += len(entities)
+        progress.frames += len(frames)
+        if len(entities) < self.page_entities:
+            progress.done = True
+        else:
+            progress.after = entities[-1]["entity_id"]
+
+    def _log_progress(self, key: _Key, progress: _Progress) -> None:
+        took = max(time.monotonic() - progress.started, 1e-9)
+        log.info(
+            "alert state restore in progress: the partition stays paused until it is complete",
+            extra={
+                "partition": f"{key[0]}[{key[1]}]",
+                "entities": progress.entities,
+                "replayed_frames": progress.frames,
+                "frames_per_s": round(progress.frames / took),
+                "took_s": round(took, 1),
+            },
+        )
 
 
 @dataclass(slots=True)
 class AssignedState:
-    """The alert state of newly assigned partitions, gathered shard by shard."""
+    """The open alerts and unsent messages of newly assigned partitions, shard by shard."""
 
     records: dict[str, list[AlertRecord]] = field(default_factory=dict)  # by entity kind
     unsent: list[tuple[int, outbox.OutboxRow]] = field(default_factory=list)  # (shard, row)
-    recent: dict[tuple[str, str, int], list[Any]] = field(default_factory=dict)
 
     async def read(
         self,
@@ -55,35 +222,3 @@ class AssignedState:
                 self.records.setdefault(kind, []).extend(got)
         keys = sorted((t, p) for t, ps in numbers_of.items() for p in ps)
         self.unsent.extend((shard, row) for row in await outbox.pending(conn, keys))
-        self.recent.update(await _recent(conn, partitions, alert_topics, engines))
-
-
-async def _recent(
-    conn: Any,
-    partitions: Sequence[Any],
-    alert_topics: Mapping[str, str],
-    engines: Mapping[str, RuleEngine],
-) -> dict[tuple[str, str, int], list[Any]]:
-    """The replay's frames, per (kind, topic, partition). The database unreachable: raised (the
-    partitions stay paused and it is retried); anything else (a bug, a schema surprise) must
-    not stall them: the windowed rules then start without history, said loudly."""
-    recent: dict[tuple[str, str, int], list[Any]] = {}
-    try:
-        for topic, kind in alert_topics.items():
-            engine = engines.get(kind)
-            parts = sorted({tp.partition for tp in partitions if tp.topic == topic})
-            if engine is None or not parts:
-                continue
-            window_s = engine.rules.window_s
-            if kind == "vehicle":
-                got = await replay.recent_frames(conn, kind, topic, parts, window_s)
-            else:
-                got = await recent_objects(conn, kind, topic, parts, window_s)
-            for partition, frames in got.items():
-                recent.setdefault((kind, topic, partition), []).extend(frames)
-    except Exception as exc:
-        if classify(exc) is ErrorKind.TRANSIENT:  # unreachable, restarting, timed out
-            raise
-        log.exception("replay of the last rule window failed: windowed rules start blind")
-        return {}
-    return recent

@@ -14,6 +14,11 @@ so the frame is still accounted for; any other non-retriable error (authorisatio
 invalid topic, or a cut-down letter refused again) raises ``PermanentKafkaError``: the worker
 exits with that one line, nothing of the batch is committed (its frames are read again after
 the fix), and the supervisor's restarts make the problem loud.
+
+Alert messages Kafka acknowledged leave the outbox with the next batch's transaction; on a
+graceful stop or a revoke there is no next batch, so ``delete_acked`` deletes them at once:
+otherwise the next owner finds them and publishes them a second time (catch-up run 1 of
+docs/capacity.md: 9 raises of the batch in flight at SIGTERM).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from alerts import outbox
 from ingest.pipeline import wire
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
@@ -40,11 +46,22 @@ from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import AlertMessage
 from ingest.pipeline.wire import DeadLetter
 
-__all__ = ["TRANSIENT_KAFKA", "PermanentKafkaError", "Producer", "Publisher", "retriable"]
+__all__ = [
+    "TRANSIENT_KAFKA",
+    "PermanentKafkaError",
+    "Producer",
+    "Publisher",
+    "delete_acked",
+    "retriable",
+]
 
 log = logging.getLogger(__name__)
 
 _STAGE_STORE: Final = "store"
+# Deleting acknowledged outbox rows on a stop or revoke: a few rows by primary key, so short;
+# the group (inside kafka_limits.REVOKE_MARGIN_MS) or the supervisor waits for it. What it
+# misses is sent once more by the next owner (at-least-once, never lost).
+_DELETE_ACKED_S: Final = 2.0
 
 # What producing can raise; ``retriable`` says which of these are worth another attempt.
 TRANSIENT_KAFKA: Final[tuple[type[BaseException], ...]] = (KafkaError, OSError, TimeoutError)
@@ -234,3 +251,26 @@ class Publisher:
 
 def _error_of(result: object) -> BaseException | None:
     return result if isinstance(result, BaseException) else None
+
+
+async def delete_acked(acked: set[tuple[int, int]], writer_of: Callable[[int], Any]) -> None:
+    """Delete the outbox rows ``acked`` ((shard, id), acknowledged by Kafka) from each shard's
+    database (``writer_of(shard).pool``) and drop the deleted ones from ``acked``. Never
+    raises: a row left behind is sent again by the next owner, which consumers deduplicate."""
+    by_shard: dict[int, set[int]] = {}
+    for shard, row_id in acked:
+        by_shard.setdefault(shard, set()).add(row_id)
+    for shard, ids in sorted(by_shard.items()):
+        try:
+            async with asyncio.timeout(_DELETE_ACKED_S):
+                async with writer_of(shard).pool.acquire() as conn:
+                    await outbox.delete(conn, ids)
+        except Exception as exc:  # the database away: at-least-once still holds
+            log.warning(
+                "acknowledged alert messages not deleted from the outbox (%r): the next owner "
+                "of their partitions sends them again",
+                exc,
+                extra={"shard": shard, "messages": len(ids)},
+            )
+            continue
+        acked.difference_update((shard, i) for i in ids)

@@ -108,10 +108,17 @@ class Sink(Protocol):
         """Kafka acknowledged these alert messages: their outbox rows may go."""
         ...
 
-    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
-        """Restore in-memory state (open alerts) of partitions this worker now owns, and find
-        their unpublished alert messages (sent with the next batch). Raises when it cannot:
-        the worker keeps the partitions paused and calls again."""
+    async def delete_published(self) -> None:
+        """Delete the acknowledged alert messages' outbox rows now (a graceful stop or a revoke:
+        no next batch deletes them, and the next owner would send them again). Never raises."""
+        ...
+
+    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> list[Any]:
+        """Restore in-memory state (rule windows, open alerts) of partitions this worker now
+        owns, and find their unpublished alert messages (sent with the next batch). Returns
+        the partitions whose state is restored: a large restore goes a slice per call, keeping
+        what it did, partition after partition. Raises when it cannot go on. The worker keeps
+        the others paused and calls again."""
         ...
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:

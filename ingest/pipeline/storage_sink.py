@@ -38,10 +38,11 @@ from alerts.store import save_changes
 from alerts.subjects import subjects_of
 from contract.rows import FrameRows
 from ingest.config import Settings
-from ingest.pipeline.alert_state import AssignedState
+from ingest.pipeline.alert_state import AssignedState, Replay
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.publish import delete_acked
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.wiring import shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
@@ -108,6 +109,7 @@ class StorageSink:
         self._engines: dict[str, RuleEngine] = {}  # entity kind -> its engine
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
+        self._replay = Replay()  # the restore's replay in progress, per assigned partition
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
         # Outbox rows a crash left unpublished, by (shard, id), with their (topic, partition);
         # the ones a write in flight is sending (claimed: another lane's write must not send
@@ -265,12 +267,33 @@ class StorageSink:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> None:
+    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> list[Any]:
         if not self._enabled:
-            return
-        mine = [(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics]
-        if not mine:
-            return
+            return list(partitions)
+        alerting = [tp for tp in partitions if tp.topic in self._alert_topics]
+        # The replay a slice at a time, applied page by page, partition after partition
+        # (ingest/pipeline/alert_state.py): each partition whose replay is complete is adopted
+        # and returned; the worker calls again for the others.
+        until = time.monotonic() + self._replay.slice_s
+        for shard, tps in self._by_shard(alerting).items():
+            keys = sorted({(tp.topic, tp.partition) for tp in tps})
+            if self._replay.done(keys):
+                continue
+            pool = self.writer_of(shard).pool
+            async with pool.acquire(timeout=self._replay.step_timeout_s) as conn:
+                if not await self._replay.run(
+                    conn, keys, self._alert_topics, self._engines, until=until
+                ):
+                    break
+        ready = [tp for tp in alerting if self._replay.done([(tp.topic, tp.partition)])]
+        if ready:
+            await self._adopt(ready)
+        waiting = set(alerting) - set(ready)
+        return [tp for tp in partitions if tp not in waiting]
+
+    async def _adopt(self, partitions: Sequence[Any]) -> None:
+        """The open alerts and unsent messages of ``partitions``, whose replay is complete."""
+        mine = [(tp.topic, tp.partition) for tp in partitions]
         # By (topic, partition): chargers' two topics have the same partition numbers.
         parts = {
             t: sorted({p for t2, p in mine if t2 == t}) for t in dict.fromkeys(t for t, _ in mine)
@@ -280,29 +303,28 @@ class StorageSink:
             # Each partition's state is in its shard's database.
             async with self.writer_of(shard).pool.acquire() as conn:
                 await state.read(conn, shard, tps, parts, self._alert_topics, self._engines)
-        records, unsent, recent = state.records, state.unsent, state.recent
-        # Everything read first, then applied: a failed load (retried) changes nothing.
-        # The replay rebuilds histories and durations without raising anything; the stored
-        # open alerts then become live (docs/alerts.md, "after a rebalance").
-        for (kind, topic, partition), frames in recent.items():
-            try:
-                self._engines[kind].warm(frames, partition=partition, topic=topic)
-            except Exception:  # a bug must not keep the partition paused: start blind, loudly
-                log.exception("replay of the last rule window failed: windowed rules start blind")
-                self._engines[kind].forget(partition=partition, topic=topic)
+        records, unsent = state.records, state.unsent
+        # Read, then applied: a failed read (retried) changes nothing. The stored open alerts
+        # become live after the replay rebuilt histories and durations (docs/alerts.md).
         for kind, recs in records.items():
             self._pending.extend(self._engines[kind].restore(recs))
         self._assigned.update(mine)
         for shard, row in unsent:
             if (shard, row.id) not in self._acked:
                 self._resend[(shard, row.id)] = ((row.topic, row.partition), _resent(row, shard))
+        entities, frames = self._replay.totals(mine)
+        took = self._replay.took_s(mine)
+        self._replay.forget(mine)
         log.info(
             "alert state restored",
             extra={
                 "partitions": parts,
                 "alerts": sum(r.cleared_ms is None for recs in records.values() for r in recs),
                 "unpublished": len(unsent),
-                "replayed_frames": sum(map(len, recent.values())),
+                "replayed_entities": entities,
+                "replayed_frames": frames,
+                "replay_s": round(took, 2),
+                "replay_frames_per_s": round(frames / max(took, 1e-9)),
                 "replay_window_s": {k: e.rules.window_s for k, e in self._engines.items()},
             },
         )
@@ -313,6 +335,7 @@ class StorageSink:
             return
         lost = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics}
         self._assigned -= lost
+        self._replay.forget(lost)  # a replay in progress starts afresh if they come back
         for topic, partition in lost:
             engine = self._engines.get(self._alert_topics[topic])
             if engine is not None:
@@ -333,6 +356,9 @@ class StorageSink:
 
     def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
         self._acked.update((a.shard, a.outbox_id) for a in alerts if a.outbox_id is not None)
+
+    async def delete_published(self) -> None:
+        await delete_acked(self._acked, self.writer_of)
 
     def reload_rules(self) -> str:
         if not self._enabled:

@@ -10,7 +10,9 @@ supervisor restarts it):
 Offsets: on assignment the consumer seeks to the offsets stored in the database (the copy that
 is committed with the rows), not to Kafka's, and only after the sink restored the partition's
 alert state (its open alerts and unpublished alert messages); until both worked the partition stays
-paused and its records are neither evaluated nor written (retried with backoff). On
+paused and its records are neither evaluated nor written (retried with backoff). A large restore
+goes a slice per consume-loop turn, partition after partition: each partition resumes when its
+own state is restored (the consumer keeps polling meanwhile). On
 revocation the open batch is sealed and the writer gets ``revoke_timeout_s`` to commit
 everything in flight; what it cannot commit in time is abandoned uncommitted (the next owner
 reads it again; the fenced offsets in the database keep a late commit from duplicating rows).
@@ -183,6 +185,7 @@ class Worker:
                 frames,
             )
         await flush_latest(self.sink, self.owned)  # pending latest_state tuples, before leaving
+        await self.sink.delete_published()  # or the next owner sends them again
         self.writer.close()
         await write_task
 
@@ -331,14 +334,19 @@ class Worker:
             # again under new keys and leave the stored ones open forever.
             unrestored = [tp for tp in pending if tp not in self.restored]
             if unrestored:
-                await asyncio.wait_for(self.sink.on_partitions_assigned(unrestored), 30)
+                # No bound on the whole restore (it grows with the partitions' entities): the
+                # sink bounds each step (no progress: an error) and returns after a slice of
+                # work with the partitions restored so far, keeping what it did; the next
+                # turn goes on from there.
+                ready = await self.sink.on_partitions_assigned(unrestored)
                 if generation != self._assignments:
                     # A rebalance overtook this load (the partitions may have been
                     # drained and handed back meanwhile): its snapshot is stale. Forget
                     # it; the next turn loads them again.
                     self.sink.on_partitions_lost(unrestored)
                     return True
-                self.restored.update(unrestored)
+                # The others stay pending and paused (the consume loop polls meanwhile).
+                self.restored.update(ready)
         except Exception as exc:  # DB down: stay paused, try again next turn
             self.bp.set_sink_healthy(False, shard)
             self._backoff_s = min(
@@ -365,7 +373,7 @@ class Worker:
             return True
         self.bp.set_sink_healthy(True, shard)
         for tp in pending:
-            if tp in self.needs_seek:
+            if tp in self.needs_seek and tp in self.restored:
                 self._seek(tp, stored.get(tp))
                 self.needs_seek.discard(tp)
         return True
@@ -406,6 +414,7 @@ class Worker:
                 frames,
             )
         await flush_latest(self.sink, revoked)  # pending latest_state tuples, before they go
+        await self.sink.delete_published()  # before the next owner reads the outbox
         # Kafka's copy of the offsets, before the partitions go; bounded, because the group
         # waits for this callback (kafka_limits.REVOKE_MARGIN_MS) and the database has them.
         with contextlib.suppress(TimeoutError):
