@@ -352,7 +352,11 @@ mod tests {
         let at = custom.repeat(BLOCKS_PER_FRAME);
         assert!(!decode(&frame(b'$', &at), Identity::Check).unwrap().stopped);
         let over = custom.repeat(BLOCKS_PER_FRAME + 1);
-        assert!(decode(&frame(b'$', &over), Identity::Check).unwrap().stopped);
+        assert!(
+            decode(&frame(b'$', &over), Identity::Check)
+                .unwrap()
+                .stopped
+        );
     }
 
     #[test]

@@ -7,18 +7,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import nev_native
 import orjson
 import pytest
-import nev_native
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from contract.battery import PackFrameRows
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import frames_of_kind
+from devtools.sim.framebuilder import build
 from ingest.config import limits as L
 from ingest.config.kafka_limits import DEAD_LETTER_OVERHEAD
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
-from devtools.sim.framebuilder import build
 from ingest.decoders import realtime
 from ingest.decoders.battery.blocks import BATTERY as PACK_BLOCKS
 from ingest.decoders.charger.frame import decode_charger_frame

@@ -274,7 +274,11 @@ fn blocks_per_frame_is_the_most_blocks_a_unit_holds() {
     // The type byte of the block over the limit: header, time, then the blocks before it.
     let at_block = HEADER_SIZE + 6 + 6 * BLOCKS_PER_FRAME;
     assert_eq!((e.reason, e.offset), (OVER_LIMIT, at_block));
-    assert!(e.detail.contains("limit blocks_per_frame (64)"), "{}", e.detail);
+    assert!(
+        e.detail.contains("limit blocks_per_frame (64)"),
+        "{}",
+        e.detail
+    );
     // A block that cannot be walked is a tail, not one more block.
     let mut tail = at.clone();
     tail.push(&[0x0A, 1, 2]);
