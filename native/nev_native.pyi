@@ -10,6 +10,9 @@ from contract.rows import FrameRows
 from ingest.decoders.errors import FrameError
 
 __version__: str
+# native/src/error.rs: every reason a binary-profile decoder gives, and the blocks_per_frame limit.
+FRAME_REASONS: list[str]
+BLOCKS_PER_FRAME: int
 
 def decode_vehicle_batch(
     values: Iterable[bytes], received_ms: Sequence[int | None]

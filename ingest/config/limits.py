@@ -20,6 +20,7 @@ from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 __all__ = [
     "BAD_HEADER",
     "BAD_KEY",
+    "BLOCKS_PER_FRAME",
     "CELLS_PER_FRAME",
     "FRAME_BYTES",
     "HEADERS_PER_RECORD",
@@ -45,7 +46,9 @@ LENGTH_MISMATCH: Final = "length_mismatch"  # the decoders' (ingest.decoders.err
 BAD_HEADER: Final = "bad_header"
 MISSING_KEY: Final = "missing_key"  # a raw record without a key (the device identity)
 BAD_KEY: Final = "bad_key"  # a key longer than any device identity
-OVER_LIMIT: Final = "over_limit"  # a frame that decodes to more rows than any device sends
+# a frame that decodes to more rows, or holds more information blocks, than any device sends
+# (the decoders' blocks_per_frame reject: ingest.decoders.errors.OVER_LIMIT)
+OVER_LIMIT: Final = "over_limit"
 # The reasons the limits add to the pipeline's (docs/kafka.md lists them).
 LIMIT_REASONS: Final = frozenset({MISSING_KEY, BAD_KEY, OVER_LIMIT})
 
@@ -90,6 +93,12 @@ PACK_ROWS_PER_FRAME: Final = 500
 # which the cell rules and the arrays in storage would pay for a hundred times over.
 CELLS_PER_FRAME: Final = 4096
 PROBES_PER_FRAME: Final = 4096
+# Information blocks in one data unit (real-time / reissue, charger and pack frames). Real frames
+# carry under 20 (2016: 7-9 standard blocks + a few custom ones); a 64 KiB unit of tiny blocks
+# (5-byte engine blocks, 3-byte empty custom blocks) would be 13,000-21,000, each walked and
+# kept. Checked inside the decoders' block walks (native and structured), so the number is
+# repeated in ingest.decoders.realtime and native/src/error.rs; tests keep the three equal.
+BLOCKS_PER_FRAME: Final = 64
 
 LIMITS: Final[tuple[Limit, ...]] = (
     Limit(
@@ -145,6 +154,15 @@ LIMITS: Final[tuple[Limit, ...]] = (
         "before decoding",
         f"names + values; keeps any dead letter within kafka.max_record_bytes + "
         f"{DEAD_LETTER_OVERHEAD // 1024} KiB, which kafka.max_request_size must hold",
+    ),
+    Limit(
+        "blocks_per_frame",
+        BLOCKS_PER_FRAME,
+        "information blocks",
+        OVER_LIMIT,
+        "the decoder's block walk, before any row is built",
+        "real frames carry under 20; a 64 KiB data unit of tiny blocks (5-byte engine, 3-byte "
+        "empty custom) would be ~20,000 blocks walked and kept",
     ),
     Limit(
         "motors_per_frame",

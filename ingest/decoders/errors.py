@@ -18,6 +18,9 @@ BAD_IDENTITY: Final = (
 COUNT_MISMATCH: Final = (
     "count_mismatch"  # a motor / pack count disagrees with the blocks (counts.py)
 )
+# An input limit the decoders apply themselves: ``blocks_per_frame`` (realtime.BLOCKS_PER_FRAME;
+# the pipeline's other limits, ingest.config.limits, use the same reason after decoding).
+OVER_LIMIT: Final = "over_limit"
 # Not a decoder's: the signature policy's (ingest.pipeline.signatures, docs/security.md). A
 # 2025 frame whose signature does not verify, or whose VIN has no key, under
 # security.signatures = reject. The decoders themselves never check signatures.
@@ -38,6 +41,7 @@ FRAME_REASONS: Final = frozenset(
         BAD_FIELD,
         BAD_IDENTITY,
         COUNT_MISMATCH,
+        OVER_LIMIT,
     }
 )
 

@@ -232,7 +232,12 @@ def _decode_unit(
         if walk.tail_start is not None and walk.counted:
 
             def clean(at: int) -> bool:
-                return walk_blocks(buf, at, end, start, edition, registry).tail_start is None
+                # A recount over blocks_per_frame does not line up there (as native).
+                try:
+                    rest = walk_blocks(buf, at, end, start, edition, registry)
+                except FrameError:
+                    return False
+                return rest.tail_start is None
 
             miscount = find_miscount(buf, walk.counted, end, edition, clean)
             if miscount is not None:

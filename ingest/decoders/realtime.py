@@ -18,7 +18,7 @@ from typing import Final, NamedTuple
 from ingest.decoders.blocks.custom import CustomBlock
 from ingest.decoders.counts import COUNTED
 from ingest.decoders.envelope import EDITION_2025
-from ingest.decoders.errors import FrameError
+from ingest.decoders.errors import OVER_LIMIT, FrameError
 from ingest.decoders.fields import Record
 from ingest.decoders.registry import Registry
 from ingest.decoders.signature import (
@@ -28,7 +28,14 @@ from ingest.decoders.signature import (
     find_signature,
 )
 
-__all__ = ["TAIL_REASONS", "Walk", "walk_blocks"]
+__all__ = ["BLOCKS_PER_FRAME", "TAIL_REASONS", "Walk", "too_many_blocks", "walk_blocks"]
+
+# The input limit ``blocks_per_frame`` (docs/security.md, "Input limits"; repeated as
+# ingest.config.limits.BLOCKS_PER_FRAME and native/src/error.rs, tests keep them equal): the most
+# information blocks one data unit may hold. Real frames carry under 20; a 64 KiB unit of tiny
+# blocks (5-byte engine blocks, 3-byte empty custom blocks) would be thousands. The walk rejects
+# the frame at the first block decoded over it (the signature and a tail do not count).
+BLOCKS_PER_FRAME: Final = 64
 
 # Why a data unit has an opaque tail (``Frame.tail_reason``). The walk's own reasons, plus
 # the FrameError reasons of a block that failed ("truncated", "bad_field"), plus the frame's:
@@ -88,15 +95,29 @@ def _stop(
     return Walk(tuple(blocks), signature, pos, tail_end, reason, detail, tuple(counted))
 
 
+def too_many_blocks(at: int) -> FrameError:
+    """The ``over_limit`` reject of a data unit whose block at ``at`` is one over
+    ``BLOCKS_PER_FRAME`` (the native walks' text, native/src/error.rs)."""
+    return FrameError(
+        OVER_LIMIT,
+        at,
+        f"more than {BLOCKS_PER_FRAME} information blocks is over the limit blocks_per_frame "
+        f"({BLOCKS_PER_FRAME}): real frames carry under 20 (docs/security.md, Input limits)",
+    )
+
+
 def walk_blocks(
     buf: bytes, pos: int, end: int, du_start: int, edition: int, registry: Registry
 ) -> Walk:
-    """Decode the blocks of ``buf[pos:end]`` (after the time) for ``edition``."""
+    """Decode the blocks of ``buf[pos:end]`` (after the time) for ``edition``. Raises
+    ``FrameError`` only over ``BLOCKS_PER_FRAME`` (``over_limit``); a block it cannot walk
+    ends the walk with a tail."""
     blocks: list[Record] = []
     counted: list[int] = []
     is_counted = COUNTED[edition].__contains__
     get = registry.get
     while pos < end:
+        start = pos
         t = buf[pos]
         codec = get(edition, t)
         if codec is not None:
@@ -109,6 +130,8 @@ def walk_blocks(
                     buf, blocks, pos, end, du_start, edition, exc.reason, exc.detail, counted
                 )
             blocks.append(rec)
+            if len(blocks) > BLOCKS_PER_FRAME:  # counted once decoded: not a tail's block
+                raise too_many_blocks(start)
             continue
         if t == SIGNATURE_MARKER and edition == EDITION_2025:
             try:
@@ -128,6 +151,8 @@ def walk_blocks(
                     buf, blocks, pos, end, du_start, edition, CUSTOM_OVERRUN, detail, counted
                 )
             blocks.append(CustomBlock(t, buf[pos + 3 : pos + 3 + size]))
+            if len(blocks) > BLOCKS_PER_FRAME:
+                raise too_many_blocks(start)
             pos += 3 + size
             continue
         detail = f"type {t:#04x} has no defined length in the {edition} edition"

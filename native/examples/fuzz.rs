@@ -35,7 +35,7 @@ use nev_native::sig::{self, DeviceKey, Status};
 use nev_native::vehicle::encode::{encode, MOTORS, VEHICLES};
 use nev_native::vehicle::{decode, FrameRows, Outcome};
 
-const KNOWN_REASONS: [&str; 8] = error::FRAME_REASONS;
+const KNOWN_REASONS: [&str; error::FRAME_REASONS.len()] = error::FRAME_REASONS;
 // Byte values that sit on the standard's edges: 0xFE abnormal, 0xFF invalid, counts of 0/1,
 // sign and range boundaries.
 const INTERESTING: [u8; 10] = [0x00, 0x01, 0x02, 0x05, 0x7F, 0x80, 0xFD, 0xFE, 0xFF, 0x10];

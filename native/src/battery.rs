@@ -11,6 +11,7 @@
 //! If a type repeats in one frame, the last one wins.
 
 use crate::envelope::{plain_data, ID_OFFSET, ID_SIZE};
+use crate::error::BLOCKS_PER_FRAME;
 use crate::time::{self, FrameTime};
 use crate::wire::{be16, be32, byte, word};
 
@@ -148,9 +149,15 @@ pub fn decode(buf: &[u8], identity: Identity) -> Option<PackRows<'_>> {
     Some(rows)
 }
 
-/// The information blocks from `pos` to `end`; `None` at the first block it cannot place.
+/// The information blocks from `pos` to `end`; `None` at the first block it cannot place, or
+/// at one over `BLOCKS_PER_FRAME` (the structured decoder then rejects it as `over_limit`).
 fn walk<'a>(buf: &'a [u8], mut pos: usize, end: usize, rows: &mut PackRows<'a>) -> Option<()> {
+    let mut blocks = 0usize;
     while pos < end {
+        blocks += 1;
+        if blocks > BLOCKS_PER_FRAME {
+            return None;
+        }
         let t = buf[pos];
         match t {
             0x01 => {
@@ -333,6 +340,20 @@ mod tests {
         let overrun = [0x04, 0, 9, 60];
         assert!(
             decode(&frame(b'#', &overrun), Identity::Check)
+                .unwrap()
+                .stopped
+        );
+    }
+
+    #[test]
+    fn over_blocks_per_frame_goes_structured() {
+        // The structured decoder then rejects it as `over_limit` (tests/unit/test_limits.py).
+        let custom = [0x80, 0, 0];
+        let at = custom.repeat(BLOCKS_PER_FRAME);
+        assert!(!decode(&frame(b'$', &at), Identity::Check).unwrap().stopped);
+        let over = custom.repeat(BLOCKS_PER_FRAME + 1);
+        assert!(
+            decode(&frame(b'$', &over), Identity::Check)
                 .unwrap()
                 .stopped
         );

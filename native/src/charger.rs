@@ -9,6 +9,7 @@
 //! decoder is therefore the one judge of every reject, by construction.
 
 use crate::envelope::{plain_data, ID_OFFSET, ID_SIZE};
+use crate::error::BLOCKS_PER_FRAME;
 use crate::time::{self, FrameTime};
 use crate::wire::{be16, be32, byte, dword, word};
 
@@ -126,7 +127,14 @@ pub fn decode(buf: &[u8]) -> Option<ChargerRows<'_>> {
     let mut orders: Vec<Session<'_>> = Vec::new();
     let end = plain.end;
     let mut pos = DATA_START;
+    let mut blocks = 0usize;
     while pos < end {
+        // Over `blocks_per_frame`: the structured decoder rejects it as `over_limit`, having
+        // walked no further either.
+        blocks += 1;
+        if blocks > BLOCKS_PER_FRAME {
+            return None;
+        }
         let t = buf[pos];
         pos += 1;
         match t {
@@ -367,6 +375,16 @@ mod tests {
         b.extend(vin);
         b.extend([55, 0x10, 0x04, 0xFF, 0xFF]);
         b
+    }
+
+    #[test]
+    fn over_blocks_per_frame_goes_structured() {
+        // The structured decoder then rejects it as `over_limit` (tests/unit/test_limits.py).
+        let block = output("A", 4001, 12345);
+        let at = block.repeat(BLOCKS_PER_FRAME);
+        assert_eq!(decode(&frame(0x02, &at)).unwrap().telemetry.len(), 1);
+        let over = block.repeat(BLOCKS_PER_FRAME + 1);
+        assert!(decode(&frame(0x02, &over)).is_none());
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub const UNKNOWN_COMMAND: &str = "unknown_command";
 pub const BAD_FIELD: &str = "bad_field";
 pub const BAD_IDENTITY: &str = "bad_identity";
 pub const COUNT_MISMATCH: &str = "count_mismatch";
+/// An input limit (`ingest.config.limits`): here `blocks_per_frame`.
+pub const OVER_LIMIT: &str = "over_limit";
 
 /// Every reason a frame decoder here may give (`ingest.decoders.errors.FRAME_REASONS`).
-pub const FRAME_REASONS: [&str; 8] = [
+pub const FRAME_REASONS: [&str; 9] = [
     BAD_START,
     TRUNCATED,
     LENGTH_MISMATCH,
@@ -22,7 +24,29 @@ pub const FRAME_REASONS: [&str; 8] = [
     BAD_FIELD,
     BAD_IDENTITY,
     COUNT_MISMATCH,
+    OVER_LIMIT,
 ];
+
+/// The input limit `blocks_per_frame` (`ingest.config.limits.BLOCKS_PER_FRAME`,
+/// `ingest.decoders.realtime.BLOCKS_PER_FRAME`; docs/security.md, "Input limits"): the most
+/// information blocks one data unit may hold. Real frames carry under 20; without it, a 64 KiB data
+/// unit of tiny blocks (a 5-byte engine block, a 3-byte empty custom block) would be thousands
+/// of blocks walked, each a row or an entry to keep. The walks stop at the first block over it.
+pub const BLOCKS_PER_FRAME: usize = 64;
+
+/// The `over_limit` reject of a data unit whose block at `at` is one more than
+/// `BLOCKS_PER_FRAME` (the same text as the Python walks').
+pub fn too_many_blocks(at: usize) -> FrameError {
+    FrameError::new(
+        OVER_LIMIT,
+        at,
+        format!(
+            "more than {BLOCKS_PER_FRAME} information blocks is over the limit \
+             blocks_per_frame ({BLOCKS_PER_FRAME}): real frames carry under 20 \
+             (docs/security.md, Input limits)"
+        ),
+    )
+}
 
 /// Why a frame was rejected: a reason of `ingest.decoders.errors`, the frame offset where the
 /// problem was found, and a sentence for people. Python raises it as `FrameError`.

@@ -19,7 +19,7 @@ use pyo3::types::{PyBool, PyBytes, PyDateTime, PyFloat, PyList, PyString, PyTupl
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::envelope::{COMMAND_PACKET, ID_OFFSET, ID_SIZE};
-use crate::error::FrameError;
+use crate::error::{FrameError, BLOCKS_PER_FRAME, FRAME_REASONS};
 use crate::time::FrameTime;
 use crate::vehicle::encode::encode;
 use crate::vehicle::{self, Alarm, FrameRows, Motor, Outcome, Pack};
@@ -485,6 +485,10 @@ fn decode_vehicle_batch<'py>(
 #[pymodule]
 fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Pinned to ingest.decoders.errors.FRAME_REASONS and realtime.BLOCKS_PER_FRAME by
+    // tests/unit/test_limits.py.
+    m.add("FRAME_REASONS", FRAME_REASONS.to_vec())?;
+    m.add("BLOCKS_PER_FRAME", BLOCKS_PER_FRAME)?;
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
     m.add_function(wrap_pyfunction!(crate::framer::py::frame_spans, m)?)?;
     crate::py_kinds::register(m)?;

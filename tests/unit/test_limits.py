@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import nev_native
 import orjson
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -14,23 +15,30 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from contract.battery import PackFrameRows
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import frames_of_kind
+from devtools.sim.framebuilder import build
 from ingest.config import limits as L
 from ingest.config.kafka_limits import DEAD_LETTER_OVERHEAD
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
+from ingest.decoders import realtime
+from ingest.decoders.battery.blocks import BATTERY as PACK_BLOCKS
+from ingest.decoders.charger.frame import decode_charger_frame
 from ingest.decoders.envelope import MAX_FRAME_SIZE
-from ingest.decoders.errors import LENGTH_MISMATCH
+from ingest.decoders.errors import FRAME_REASONS, LENGTH_MISMATCH, OVER_LIMIT, FrameError
+from ingest.decoders.fast import decode_rows
+from ingest.decoders.frame import decode_frame
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.limits import ORIGINAL_HEADER_BYTES, ORIGINAL_HEADER_COUNT, ORIGINAL_KEY_SIZE
 from ingest.pipeline.process import DECODERS
 from ingest.pipeline.wrong_kind import WRONG_TOPIC
-from tests.kinds_traffic import pack_code, pack_realtime
+from tests.kinds_traffic import charger_realtime, pack_code, pack_realtime
 from tests.unit.kafka_records import TP, Rec
 
 pytestmark = pytest.mark.unit
 
 VEHICLE, BATTERY = TP("nev.vehicle.raw", 0), TP("nev.battery.raw", 0)
+CHARGER = TP("nev.charger.raw", 0)
 VIN = b"LSFD03205HC001180"
 NOW = 1_761_962_400_000
 TIME = bytes([25, 11, 1, 10, 0, 0])  # 2025-11-01 10:00:00 China time
@@ -79,7 +87,7 @@ def run(
 ) -> tuple[list[object], list[tuple[str, bytes]]]:
     """Feed ``records`` to a batch builder with the pipeline's real decoder of ``tp``; the
     frames kept and the (reason, detail) of each dead letter, in order."""
-    kind = "vehicle" if tp == VEHICLE else "battery"
+    kind = {VEHICLE: "vehicle", BATTERY: "battery", CHARGER: "charger"}[tp]
     builder = BatchBuilder({tp.topic: DECODERS[kind]}, max_value_bytes=max_value)
     builder.add(tp, list(records), start=0)
     batch = builder.take()
@@ -122,6 +130,11 @@ def test_every_limit_is_named_with_a_reason_and_why() -> None:
 def test_the_limits_repeat_the_decoders_numbers() -> None:
     assert L.FRAME_BYTES == MAX_FRAME_SIZE
     assert L.LENGTH_MISMATCH == LENGTH_MISMATCH
+    # blocks_per_frame is checked inside the walks: Python reference and native (error.rs).
+    assert L.BLOCKS_PER_FRAME == realtime.BLOCKS_PER_FRAME == nev_native.BLOCKS_PER_FRAME == 64
+    assert L.OVER_LIMIT == OVER_LIMIT
+    assert sorted(nev_native.FRAME_REASONS) == sorted(FRAME_REASONS)
+    assert len(nev_native.FRAME_REASONS) == len(FRAME_REASONS)
     assert {L.TOO_LARGE, L.BAD_HEADER} <= wire.PIPELINE_REASONS
 
 
@@ -210,6 +223,76 @@ def test_motors_per_frame() -> None:
     assert isinstance(at, FrameRows) and len(at.motors) == L.MOTORS_PER_FRAME
     # Repeated 0x02 blocks: each valid alone, together more motors than one frame may hold.
     one_dead([rec(frame(TIME + motors(253, 1)))], L.OVER_LIMIT, "motors_per_frame")
+
+
+def grow(value: bytes, extra: bytes) -> bytes:
+    """``value`` (a whole frame, either edition) with ``extra`` added to the end of its data
+    unit; length and BCC right."""
+    body = bytearray(value[2:-1] + extra)
+    body[20:22] = (len(body) - 22).to_bytes(2, "big")
+    bcc = 0
+    for b in body:
+        bcc ^= b
+    return value[:2] + bytes(body) + bytes([bcc])
+
+
+def test_blocks_per_frame() -> None:
+    n = L.BLOCKS_PER_FRAME
+    at = one_kept([rec(frame(TIME + motors(*[1] * n)))])
+    assert isinstance(at, FrameRows) and len(at.motors) == n
+    one_dead([rec(frame(TIME + motors(*[1] * (n + 1))))], L.OVER_LIMIT, "blocks_per_frame")
+    # Tiny blocks: 5-byte engine blocks, 3-byte empty custom blocks (the cheapest ones).
+    engine, custom = b"\x04" + b"\x00" * 5, b"\x80\x00\x00"
+    one_kept([rec(frame(TIME + engine * (n - 1) + custom))])
+    one_dead([rec(frame(TIME + engine * n + custom))], L.OVER_LIMIT, "blocks_per_frame")
+    # A block that cannot be walked is a tail, not a block: the frame is kept, partial.
+    partial = one_kept([rec(frame(TIME + custom * n + b"\x0a\x01\x02"))])
+    assert isinstance(partial, FrameRows) and partial.tail_offset is not None
+
+
+@pytest.mark.parametrize("edition", [2016, 2025])
+def test_blocks_per_frame_native_and_structured_agree(edition: int) -> None:
+    n = L.BLOCKS_PER_FRAME
+    custom = "80 0000 "
+    at = build(edition, 0x02, "190B010A0000", custom * n)
+    assert decode_rows(at).tail_offset is None
+    assert decode_frame(at).tail is None
+    over = build(edition, 0x02, "190B010A0000", custom * (n + 1))
+    errors = []
+    for decode in (decode_rows, decode_frame):
+        with pytest.raises(FrameError) as err:
+            decode(over)
+        errors.append((err.value.reason, err.value.offset, err.value.detail))
+    # The type byte of block n + 1: after the header (24), the time (6) and n blocks.
+    assert errors[0] == errors[1] and errors[0][:2] == (OVER_LIMIT, 24 + 6 + 3 * n)
+    assert "limit blocks_per_frame (64)" in errors[0][2]
+
+
+def test_blocks_per_frame_of_pack_and_charger_frames() -> None:
+    code = pack_code(1)
+    value = pack_realtime(NOW, code)
+    end = 24 + int.from_bytes(value[22:24], "big")
+    walked = realtime.walk_blocks(value, 24 + 6 + 24, end, 24, 2025, PACK_BLOCKS)
+    assert walked.tail_start is None and walked.signature is None
+    custom = b"\x80\x00\x00"
+
+    def pack(extra: int) -> Rec:
+        return Rec(BATTERY.topic, 0, 0, grow(value, custom * extra), key=code.encode())
+
+    room = L.BLOCKS_PER_FRAME - len(walked.blocks)
+    one_kept([pack(room)], BATTERY)
+    one_dead([pack(room + 1)], L.OVER_LIMIT, "blocks_per_frame", BATTERY)
+
+    cid = "MA5B85000P001"
+    value = charger_realtime(NOW, cid)
+    status = b"\x01" + cid.encode().ljust(26, b"\x00") + bytes([2, 0, 0])
+
+    def charger(extra: int) -> Rec:
+        return Rec(CHARGER.topic, 0, 0, grow(value, status * extra), key=value[4:21])
+
+    room = L.BLOCKS_PER_FRAME - len(decode_charger_frame(value).blocks)
+    one_kept([charger(room)], CHARGER)
+    one_dead([charger(room + 1)], L.OVER_LIMIT, "blocks_per_frame", CHARGER)
 
 
 def test_pack_rows_per_frame() -> None:

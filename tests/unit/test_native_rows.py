@@ -354,6 +354,12 @@ def _with_bcc(frame: bytearray) -> bytes:
             31,
             id="motor_count",
         ),
+        pytest.param(
+            build(2016, 0x02, TIME_HEX, "04 0000000000" * 65),
+            "over_limit",
+            24 + 6 + 6 * 64,
+            id="blocks_per_frame",
+        ),
     ],
 )
 def test_every_rejection_reason(frame: bytes, reason: str, offset: int) -> None:
@@ -364,7 +370,7 @@ def test_every_rejection_reason(frame: bytes, reason: str, offset: int) -> None:
 
 def test_the_rejection_cases_cover_every_reason() -> None:
     ids = {"bad_start", "truncated", "length_mismatch", "bad_checksum", "unknown_command"}
-    assert ids | {"bad_field", "bad_identity", "count_mismatch"} == FRAME_REASONS
+    assert ids | {"bad_field", "bad_identity", "count_mismatch", "over_limit"} == FRAME_REASONS
 
 
 @settings(max_examples=3000, deadline=None)

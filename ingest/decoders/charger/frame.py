@@ -34,6 +34,7 @@ from ingest.decoders.errors import (
 )
 from ingest.decoders.fields import TIME, Record, decode_time, encode_time, need
 from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity
+from ingest.decoders.realtime import BLOCKS_PER_FRAME, too_many_blocks
 from ingest.decoders.text import encode_text
 from ingest.decoders.unit import FrameTimes
 
@@ -164,8 +165,11 @@ def decode_charger_frame(frame: bytes | bytearray | memoryview) -> ChargerFrame:
                 # Every block but the fault list has a fixed size that only its type gives:
                 # an unknown type cannot be skipped, and guessing would misread the rest.
                 raise FrameError(BAD_FIELD, off, f"unknown information type {code:#04x}")
+            start = off
             rec, off = codec.decode(buf, off + 1, end)
             blocks.append(rec)
+            if len(blocks) > BLOCKS_PER_FRAME:
+                raise too_many_blocks(start)
     if off != end:
         raise FrameError(BAD_FIELD, off, f"{end - off} bytes after the {COMMANDS[command]} body")
     return ChargerFrame(command, charger_id, time=t, body=body, blocks=tuple(blocks))

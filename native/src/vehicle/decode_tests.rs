@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::envelope::{bcc, COMMAND_PACKET, ENCRYPTION_NONE, REALTIME};
-use crate::error::{BAD_FIELD, BAD_IDENTITY, COUNT_MISMATCH};
+use crate::error::{BAD_FIELD, BAD_IDENTITY, BLOCKS_PER_FRAME, COUNT_MISMATCH, OVER_LIMIT};
 
 const VIN: &[u8; 17] = b"LSVAU2180N2183294";
 /// 2024-03-05 12:34:56 China time.
@@ -261,4 +261,26 @@ fn a_fuel_cell_block_is_sized_by_its_probe_count() {
     fuel[8] = 0x40; // 64 probes: overruns the unit
     let r = rows(&frame(&[&VEHICLE, &fuel]));
     assert_eq!(r.tail_offset, Some(51));
+}
+
+#[test]
+fn blocks_per_frame_is_the_most_blocks_a_unit_holds() {
+    // 5-byte engine blocks, the cheapest 2016 block with a known length.
+    let engine: &[u8] = &[0x04, 0, 0, 0, 0, 0];
+    let at = vec![engine; BLOCKS_PER_FRAME];
+    assert_eq!(rows(&frame(&at)).tail_offset, None);
+    let over = vec![engine; BLOCKS_PER_FRAME + 1];
+    let e = error(&frame(&over));
+    // The type byte of the block over the limit: header, time, then the blocks before it.
+    let at_block = HEADER_SIZE + 6 + 6 * BLOCKS_PER_FRAME;
+    assert_eq!((e.reason, e.offset), (OVER_LIMIT, at_block));
+    assert!(
+        e.detail.contains("limit blocks_per_frame (64)"),
+        "{}",
+        e.detail
+    );
+    // A block that cannot be walked is a tail, not one more block.
+    let mut tail = at.clone();
+    tail.push(&[0x0A, 1, 2]);
+    assert_eq!(rows(&frame(&tail)).tail_offset, Some(at_block));
 }

@@ -190,8 +190,8 @@ fn check_counts(buf: &[u8], counted: &[usize], end: usize, edition: u16) -> Resu
             None => true,
             Some(tail) => edition == EDITION_2025 && find_signature(buf, tail, end) == Some(tail),
         },
-        // The walks never fail (a block they cannot size sets `tail`); were one to, the
-        // recount does not line up there.
+        // A block they cannot size sets `tail`; the one failure, a recount over
+        // `blocks_per_frame`, does not line up there (the Python `clean` says the same).
         Err(_) => false,
     };
     match find_miscount(buf, counted, end, edition, clean) {

@@ -15,21 +15,28 @@
 
 use super::common::{be16, be32, parse_alarm};
 use super::{Extremes, Motor, Position, TempEntry, Vehicle, VoltEntry, Walk};
-use crate::error::Result;
+use crate::error::{too_many_blocks, Result, BLOCKS_PER_FRAME};
 use crate::wire::byte;
 
-/// Walk the information blocks in `buf[pos..end]` (after the frame time). Never fails: a
-/// block that cannot be sized ends the walk with `tail` set (the `Result` is the walks'
-/// common signature).
+/// Walk the information blocks in `buf[pos..end]` (after the frame time). A block that cannot
+/// be sized ends the walk with `tail` set; the one failure is `over_limit`, at the first block
+/// walked over `BLOCKS_PER_FRAME` (the tail does not count), before any row is built.
 pub fn walk_2016(buf: &[u8], mut pos: usize, end: usize) -> Result<Walk> {
     // `end` comes from the envelope (the BCC's offset); the clamp only keeps a wrong caller
     // from reading past the buffer.
     let end = end.min(buf.len());
     let mut walk = Walk::default();
+    let mut blocks = 0usize;
     while pos < end {
         let start = pos;
         match block(buf, pos + 1, end, buf[pos], &mut walk) {
-            Some(next) => pos = next,
+            Some(next) => {
+                blocks += 1;
+                if blocks > BLOCKS_PER_FRAME {
+                    return Err(too_many_blocks(start));
+                }
+                pos = next;
+            }
             None => {
                 walk.tail = Some(start);
                 break;

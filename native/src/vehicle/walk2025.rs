@@ -12,11 +12,11 @@
 //! Nothing of that block is kept, but its offset stays in `counted` (Python appends it before
 //! reading the block), which `counts::find_miscount` needs. The reject each block would give
 //! (`block` returns it, with the Python reason, offset and detail) therefore never leaves the
-//! walk: Python catches it too. So `walk_2025` is always `Ok`; the `Result` is the walks' shape.
+//! walk: Python catches it too. So `walk_2025` fails only over the `blocks_per_frame` limit.
 
 use super::common::{be16, be32, parse_alarm};
 use super::{Alarm, Motor, Position, TempEntry, Vehicle, VoltEntry, Walk};
-use crate::error::{FrameError, Result, BAD_FIELD, TRUNCATED};
+use crate::error::{too_many_blocks, FrameError, Result, BAD_FIELD, BLOCKS_PER_FRAME, TRUNCATED};
 
 /// N1..N4 = 0 and N5 = 0: an alarm block without fault codes or bit levels.
 const NO_FAULTS: [u8; 5] = [0; 5];
@@ -43,16 +43,25 @@ fn valid<T: PartialOrd>(raw: T, invalid: T) -> Option<T> {
     (raw < invalid).then_some(raw)
 }
 
-/// Walk the information blocks in `buf[pos..end]` (after the frame time).
+/// Walk the information blocks in `buf[pos..end]` (after the frame time). Fails only with
+/// `over_limit`, at the first block walked over `BLOCKS_PER_FRAME` (neither the signature nor
+/// a tail counts), before any row is built.
 pub fn walk_2025(buf: &[u8], pos: usize, end: usize) -> Result<Walk> {
     let end = end.min(buf.len()); // callers pass end < len(buf); never index past it
     let mut walk = Walk::default();
     let mut pos = pos;
+    let mut blocks = 0usize;
     while pos < end {
         let start = pos;
         let (volts, temps) = (walk.volts.len(), walk.temps.len());
         match block(buf, start, end, &mut walk) {
-            Ok(Next::At(next)) => pos = next,
+            Ok(Next::At(next)) => {
+                blocks += 1;
+                if blocks > BLOCKS_PER_FRAME {
+                    return Err(too_many_blocks(start));
+                }
+                pos = next;
+            }
             Ok(Next::Signed) => {
                 walk.signed = true;
                 walk.signature_at = Some(start);

@@ -61,7 +61,7 @@ fn unit(blocks: &[&[u8]]) -> Vec<u8> {
 }
 
 fn walk(buf: &[u8]) -> Walk {
-    walk_2025(buf, 0, buf.len()).expect("the 2025 walk is always Ok")
+    walk_2025(buf, 0, buf.len()).expect("the 2025 walk fails only over blocks_per_frame")
 }
 
 #[test]
@@ -553,4 +553,20 @@ fn the_usual_alarm_block_is_what_parse_alarm_gives() {
         assert_eq!(w.alarm, Some(alarm));
         assert_eq!(w.alarm.and_then(|a| a.bit_levels), Some(vec![]));
     }
+}
+
+#[test]
+fn blocks_per_frame_is_the_most_blocks_a_unit_holds() {
+    use crate::error::{BLOCKS_PER_FRAME, OVER_LIMIT};
+    let custom: &[u8] = &[0x80, 0, 0]; // an empty custom block: 3 bytes
+    let sig = signature_block(32, 32);
+    let mut at = vec![custom; BLOCKS_PER_FRAME];
+    at.push(&sig); // the signature is not a block
+    let w = walk(&unit(&at));
+    assert!(w.signed && w.tail.is_none());
+    let mut over = vec![custom; BLOCKS_PER_FRAME + 1];
+    over.push(&sig);
+    let buf = unit(&over);
+    let e = walk_2025(&buf, 0, buf.len()).unwrap_err();
+    assert_eq!((e.reason, e.offset), (OVER_LIMIT, 3 * BLOCKS_PER_FRAME));
 }
