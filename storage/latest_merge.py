@@ -30,13 +30,19 @@ async def merge(
     copy = loader is LoaderKind.COPY
     n = 0
     if pending.vehicles:
-        # Unsorted: both statements order by VIN themselves (merge_stage's DISTINCT ON, the
-        # upsert's newest_per_vehicle), so two writers still lock in the same order.
-        entries = list(pending.vehicles.values())
         if copy:
+            # One tuple per VIN (the set's key), staged in VIN order: the merge needs no
+            # DISTINCT ON sort (a sort of the stage on the server costs more than this one on
+            # the client), and two writers still lock latest_state rows in the same order.
+            vehicles = pending.vehicles
+            entries = [vehicles[vin] for vin in sorted(vehicles)]
             await _stage_vehicles(conn, schema, entries)
-            await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries))
+            await merge_stage(
+                conn, schema, entity_kind, VEHICLE_STAGE, len(entries), unique=True
+            )
         else:
+            # the upsert orders by VIN itself (newest_per_vehicle)
+            entries = list(pending.vehicles.values())
             await upsert_rows(conn, schema, entity_kind, [e[1] for e in entries])
         n += len(entries)
     if pending.chargers:
