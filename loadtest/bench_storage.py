@@ -156,6 +156,22 @@ async def _truncate(conn: Any) -> None:
     )
 
 
+async def _prefill_latest(conn: Any, batches: list[list[FrameRows]], rows: int) -> None:
+    """latest_state as in production: a row per vehicle already (older than the frames, so
+    every merge updates), filled up to ``rows`` with other vehicles; analysed (untimed)."""
+    vins = sorted({f.vin for b in batches for f in b})
+    await conn.execute(
+        "INSERT INTO nev.latest_state (entity_kind, entity_id, ts, received_at, edition) "
+        "SELECT 'vehicle', v, '2000-01-01', '2000-01-01', 1 FROM ("
+        "  SELECT unnest($1::text[]) UNION ALL"
+        "  SELECT 'FILL' || lpad(g::text, 13, '0') FROM generate_series(1, $2) g"
+        ") AS t (v)",
+        vins,
+        max(0, rows - len(vins)),
+    )
+    await conn.execute("VACUUM ANALYZE nev.latest_state")
+
+
 async def _copy_batches(conn: Any, batches: list[list[FrameRows]], *, generic: bool) -> None:
     loader = CopyLoader()
     for batch in batches:
@@ -179,6 +195,7 @@ async def _run_mode(
     progress: Progress,
     label: str,
     latest_interval_ms: int,
+    latest_rows: int = 0,
 ) -> tuple[float, float]:
     """Wall and client-CPU seconds to write every batch in ``mode`` (tables emptied first,
     not timed)."""
@@ -193,6 +210,8 @@ async def _run_mode(
     try:
         async with writer.pool.acquire() as conn:
             await _truncate(conn)
+            if latest_rows:
+                await _prefill_latest(conn, batches, latest_rows)
             await conn.execute("CHECKPOINT")
         started = time.monotonic()
         cpu = time.process_time()
@@ -280,6 +299,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         }
         out.update(
             latest_interval_ms=args.latest_interval_ms,
+            latest_rows=args.latest_rows,
             frames=len(frames),
             vehicles=args.vehicles,
             batch=args.batch,
@@ -292,7 +312,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             for mode in args.modes:
                 label = f"{mode} run {r + 1}/{args.repeat}"
                 took, client = await _run_mode(
-                    mode, dsn, batches, progress, label, args.latest_interval_ms
+                    mode, dsn, batches, progress, label, args.latest_interval_ms, args.latest_rows
                 )
                 seconds[mode].append(took)
                 cpu[mode].append(client)
@@ -379,6 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=5000,
         help="writer mode: latest_state merged once per this many ms (storage.latest_interval_ms)",
+    )
+    p.add_argument(
+        "--latest-rows",
+        type=int,
+        default=0,
+        help="latest_state rows before each run, the bench's vehicles among them (as in "
+        "production: merges update); 0: empty (the first frame of each vehicle inserts)",
     )
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = p.parse_args(argv)

@@ -152,7 +152,5 @@ async def merge_stage(
     if int(status.rsplit(" ", 1)[-1]) < entities:
         insert = _statements.get((schema, stage + "+", unique))
         if insert is None:
-            insert = _statements[(schema, stage + "+", unique)] = _insert_sql(
-                schema, stage, unique
-            )
+            insert = _statements[(schema, stage + "+", unique)] = _insert_sql(schema, stage, unique)
         await conn.execute(insert, entity_kind)

@@ -37,9 +37,7 @@ async def merge(
             vehicles = pending.vehicles
             entries = [vehicles[vin] for vin in sorted(vehicles)]
             await _stage_vehicles(conn, schema, entries)
-            await merge_stage(
-                conn, schema, entity_kind, VEHICLE_STAGE, len(entries), unique=True
-            )
+            await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries), unique=True)
         else:
             # the upsert orders by VIN itself (newest_per_vehicle)
             entries = list(pending.vehicles.values())

@@ -177,6 +177,15 @@ class PendingLatest:
         kafka_offsets: Sequence[int] | None,
     ) -> dict[TopicPartition, Delta]:
         """The latest tuples of a batch's stored frames, per partition (not applied yet)."""
+        if len(ranges) == 1:  # one partition (a lane's batch): no grouping pass per frame
+            ((tp, rng),) = ranges.items()
+            fs = frames if len(kept) == len(frames) else [frames[i] for i in kept]
+            if not fs:
+                return {}
+            start = rng.start
+            if start is None:
+                start = kafka_offsets[next(iter(kept))] if kafka_offsets is not None else 0
+            return {tp: collect(fs, start)}
         per: dict[TopicPartition, list[Any]] = {}
         firsts: dict[TopicPartition, int] = {}
         for i in kept:
