@@ -171,7 +171,7 @@ class PendingLatest:
     def batch_deltas(
         self,
         frames: Sequence[Any],
-        kept: Iterable[int],
+        kept: Sequence[int],
         sources: Sequence[TopicPartition],
         ranges: dict[TopicPartition, OffsetRange],
         kafka_offsets: Sequence[int] | None,
@@ -184,7 +184,7 @@ class PendingLatest:
                 return {}
             start = rng.start
             if start is None:
-                start = kafka_offsets[next(iter(kept))] if kafka_offsets is not None else 0
+                start = kafka_offsets[kept[0]] if kafka_offsets is not None else 0
             return {tp: collect(fs, start)}
         per: dict[TopicPartition, list[Any]] = {}
         firsts: dict[TopicPartition, int] = {}
