@@ -21,6 +21,11 @@ __all__ = ["VEHICLE_STAGE", "merge"]
 
 VEHICLE_STAGE = f"nev_stage_{VEHICLES.name}"  # the COPY loader's stage of vehicle rows
 _PIECE = 1000  # tuples per piece of the COPY stream
+# From ~200,000 staged vehicles the planner joins by a merge join (below: a nested loop over
+# the primary key) and sorts the stage, which spills to disk past ~250,000 at the dev stack's
+# 32 MB work_mem (EXPLAIN ANALYZE, docs/storage.md): this transaction gets more for that sort.
+_BIG_MERGE = 250_000
+_BIG_MERGE_WORK_MEM = "128MB"
 
 
 async def merge(
@@ -36,6 +41,9 @@ async def merge(
             # the client), and two writers still lock latest_state rows in the same order.
             vehicles = pending.vehicles
             entries = [vehicles[vin] for vin in sorted(vehicles)]
+            if len(entries) > _BIG_MERGE:
+                # the merge join's sort of the stage: in memory, not an external merge
+                await conn.execute(f"SET LOCAL work_mem = '{_BIG_MERGE_WORK_MEM}'")
             await _stage_vehicles(conn, schema, entries)
             await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries), unique=True)
         else:
