@@ -348,6 +348,14 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         if "writer_latest0" in results and "copy_raw" in results:
             ratio = results["writer_latest0"]["frames_per_s"] / results["copy_raw"]["frames_per_s"]
             out["writer_latest0_vs_copy_raw"] = round(ratio, 3)
+            pairs = [
+                c / w for w, c in zip(seconds["writer_latest0"], seconds["copy_raw"], strict=True)
+            ]
+            out["writer_latest0_vs_copy_raw_paired_median"] = round(statistics.median(pairs), 3)
+        if "writer_latest0" in results and "writer" in results:
+            # the interval's own gain: > 1 when merging per interval beats merging per batch
+            pairs = [z / w for w, z in zip(seconds["writer"], seconds["writer_latest0"], strict=True)]
+            out["writer_vs_writer_latest0_paired_median"] = round(statistics.median(pairs), 3)
         if "copy_generic" in results and "copy_raw" in results:
             out["hand_built_stream_speedup"] = round(
                 results["copy_raw"]["frames_per_s"] / results["copy_generic"]["frames_per_s"], 2
