@@ -354,8 +354,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             out["writer_latest0_vs_copy_raw_paired_median"] = round(statistics.median(pairs), 3)
         if "writer_latest0" in results and "writer" in results:
             # the interval's own gain: > 1 when merging per interval beats merging per batch
-            runs = zip(seconds["writer"], seconds["writer_latest0"], strict=True)
-            pairs = [z / w for w, z in runs]
+            both = zip(seconds["writer"], seconds["writer_latest0"], strict=True)
+            pairs = [z / w for w, z in both]
             out["writer_vs_writer_latest0_paired_median"] = round(statistics.median(pairs), 3)
         if "copy_generic" in results and "copy_raw" in results:
             out["hand_built_stream_speedup"] = round(
