@@ -19,6 +19,11 @@ interleaved runs:
 * ``writer_latest0`` the same with latest_state merged with every batch (interval 0);
 * ``writer_staging`` the full writer with every row through staging + ON CONFLICT.
 
+``--latest-rows N`` fills latest_state before each run (untimed) with the bench's vehicles,
+older than their frames, and other vehicles up to N: merges then update rows, as in
+production, instead of inserting them. ``writer_vs_writer_latest0_paired_median`` is the
+interval's own gain (run r of both modes back to back: the same machine load).
+
 Then bytes per frame on disk (heap + indexes) and, on the TimescaleDB engine when one is up
 (``NEV_TEST_TIMESCALE_DSN`` or the dev stack's ``timescale``), before and after compression.
 A progress line goes to stderr every few seconds; the LAST line of stdout is one JSON object.
