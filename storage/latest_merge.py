@@ -66,6 +66,8 @@ async def _stage_vehicles(conn: Any, schema: str, entries: list[Any]) -> None:
         f"(LIKE {schema}.{VEHICLES.name}) ON COMMIT DELETE ROWS;"
         f"DELETE FROM {VEHICLE_STAGE}"
     )
+    # Each part keeps the VIN order; a set mixing both (Python-built rows are rare: tests,
+    # replays) is staged in two runs - at worst a deadlock, which the writer retries.
     native = [e[2] for e in entries if e[2] is not None]
     plain = [e[1] for e in entries if e[2] is None]
     encode = VEHICLES.encode_tuples
