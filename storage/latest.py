@@ -65,26 +65,31 @@ def _assignments(source: str) -> str:
     )
 
 
-def _newest(stage: str) -> str:
+def _newest(stage: str, unique: bool) -> str:
     picked = ", ".join("vin" if c == "entity_id" else c for c in _NAMES)
+    if unique:
+        # One row per VIN already (a pending set, storage/latest_merge.py): no sort (~10-20 %
+        # of a 50k-200k entity merge), and the planner sees the stage's size - behind
+        # DISTINCT ON it guesses 200 rows and never picks a merge join (docs/storage.md).
+        return f"(SELECT {picked} FROM {stage})"
     return f"(SELECT DISTINCT ON (vin) {picked} FROM {stage} ORDER BY vin, ts DESC)"
 
 
-def _update_sql(schema: str, stage: str) -> str:
+def _update_sql(schema: str, stage: str, unique: bool = False) -> str:
     return f"""
 UPDATE {schema}.latest_state AS s SET
     {_assignments("u")},
     updated_at = now()
-FROM {_newest(stage)} AS u ({", ".join(_NAMES)})
+FROM {_newest(stage, unique)} AS u ({", ".join(_NAMES)})
 WHERE s.entity_kind = $1 AND s.entity_id = u.entity_id AND s.ts < u.ts
 """
 
 
-def _insert_sql(schema: str, stage: str) -> str:
+def _insert_sql(schema: str, stage: str, unique: bool = False) -> str:
     cols = ", ".join(_NAMES)
     return f"""
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
-SELECT $1, {cols} FROM {_newest(stage)} AS u ({cols})
+SELECT $1, {cols} FROM {_newest(stage, unique)} AS u ({cols})
 WHERE NOT EXISTS (
     SELECT 1 FROM {schema}.latest_state AS x WHERE x.entity_kind = $1 AND x.entity_id = u.entity_id
 )
@@ -105,7 +110,7 @@ WHERE s.ts < EXCLUDED.ts
 """
 
 
-_statements: dict[tuple[str, str], str] = {}
+_statements: dict[tuple[str, str, bool], str] = {}
 
 
 def newest_per_vehicle(rows: Iterable[VehicleRow]) -> list[VehicleRow]:
@@ -123,26 +128,30 @@ async def upsert_rows(conn: Any, schema: str, entity_kind: str, rows: Iterable[V
     newest = newest_per_vehicle(rows)
     if not newest:
         return 0
-    sql = _statements.get((schema, ""))
+    sql = _statements.get((schema, "", False))
     if sql is None:
-        sql = _statements[(schema, "")] = _upsert_sql(schema)
+        sql = _statements[(schema, "", False)] = _upsert_sql(schema)
     columns = [[r[i] for r in newest] for i in _FIELD_INDEX]
     await conn.execute(sql, entity_kind, *columns)
     return len(newest)
 
 
-async def merge_stage(conn: Any, schema: str, entity_kind: str, stage: str, entities: int) -> None:
+async def merge_stage(
+    conn: Any, schema: str, entity_kind: str, stage: str, entities: int, *, unique: bool = False
+) -> None:
     """The COPY form: bring in the newest row per VIN of the vehicle rows in ``stage``.
 
     ``entities``: the distinct VINs staged. When the UPDATE reaches them all (the steady
     state: every vehicle has a row), the INSERT of new entities is not even sent.
+    ``unique``: the stage holds one row per VIN, in VIN order (the caller sorted them, so
+    two writers still lock latest_state rows in the same order): no DISTINCT ON sort.
     """
-    update = _statements.get((schema, stage))
+    update = _statements.get((schema, stage, unique))
     if update is None:
-        update = _statements[(schema, stage)] = _update_sql(schema, stage)
+        update = _statements[(schema, stage, unique)] = _update_sql(schema, stage, unique)
     status = await conn.execute(update, entity_kind)
     if int(status.rsplit(" ", 1)[-1]) < entities:
-        insert = _statements.get((schema, stage + "+"))
+        insert = _statements.get((schema, stage + "+", unique))
         if insert is None:
-            insert = _statements[(schema, stage + "+")] = _insert_sql(schema, stage)
+            insert = _statements[(schema, stage + "+", unique)] = _insert_sql(schema, stage, unique)
         await conn.execute(insert, entity_kind)

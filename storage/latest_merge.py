@@ -21,6 +21,11 @@ __all__ = ["VEHICLE_STAGE", "merge"]
 
 VEHICLE_STAGE = f"nev_stage_{VEHICLES.name}"  # the COPY loader's stage of vehicle rows
 _PIECE = 1000  # tuples per piece of the COPY stream
+# From ~200,000 staged vehicles the planner joins by a merge join (below: a nested loop over
+# the primary key) and sorts the stage, which spills to disk past ~250,000 at the dev stack's
+# 32 MB work_mem (EXPLAIN ANALYZE, docs/storage.md): this transaction gets more for that sort.
+_BIG_MERGE = 250_000
+_BIG_MERGE_WORK_MEM = "128MB"
 
 
 async def merge(
@@ -30,13 +35,20 @@ async def merge(
     copy = loader is LoaderKind.COPY
     n = 0
     if pending.vehicles:
-        # Unsorted: both statements order by VIN themselves (merge_stage's DISTINCT ON, the
-        # upsert's newest_per_vehicle), so two writers still lock in the same order.
-        entries = list(pending.vehicles.values())
         if copy:
+            # One tuple per VIN (the set's key), staged in VIN order: the merge needs no
+            # DISTINCT ON sort (a sort of the stage on the server costs more than this one on
+            # the client), and two writers still lock latest_state rows in the same order.
+            vehicles = pending.vehicles
+            entries = [vehicles[vin] for vin in sorted(vehicles)]
+            if len(entries) > _BIG_MERGE:
+                # the merge join's sort of the stage: in memory, not an external merge
+                await conn.execute(f"SET LOCAL work_mem = '{_BIG_MERGE_WORK_MEM}'")
             await _stage_vehicles(conn, schema, entries)
-            await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries))
+            await merge_stage(conn, schema, entity_kind, VEHICLE_STAGE, len(entries), unique=True)
         else:
+            # the upsert orders by VIN itself (newest_per_vehicle)
+            entries = list(pending.vehicles.values())
             await upsert_rows(conn, schema, entity_kind, [e[1] for e in entries])
         n += len(entries)
     if pending.chargers:
@@ -54,6 +66,8 @@ async def _stage_vehicles(conn: Any, schema: str, entries: list[Any]) -> None:
         f"(LIKE {schema}.{VEHICLES.name}) ON COMMIT DELETE ROWS;"
         f"DELETE FROM {VEHICLE_STAGE}"
     )
+    # Each part keeps the VIN order; a set mixing both (Python-built rows are rare: tests,
+    # replays) is staged in two runs - at worst a deadlock, which the writer retries.
     native = [e[2] for e in entries if e[2] is not None]
     plain = [e[1] for e in entries if e[2] is None]
     encode = VEHICLES.encode_tuples

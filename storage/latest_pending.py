@@ -171,12 +171,21 @@ class PendingLatest:
     def batch_deltas(
         self,
         frames: Sequence[Any],
-        kept: Iterable[int],
+        kept: Sequence[int],
         sources: Sequence[TopicPartition],
         ranges: dict[TopicPartition, OffsetRange],
         kafka_offsets: Sequence[int] | None,
     ) -> dict[TopicPartition, Delta]:
         """The latest tuples of a batch's stored frames, per partition (not applied yet)."""
+        if len(ranges) == 1:  # one partition (a lane's batch): no grouping pass per frame
+            ((tp, rng),) = ranges.items()
+            fs = frames if len(kept) == len(frames) else [frames[i] for i in kept]
+            if not fs:
+                return {}
+            start = rng.start
+            if start is None:
+                start = kafka_offsets[kept[0]] if kafka_offsets is not None else 0
+            return {tp: collect(fs, start)}
         per: dict[TopicPartition, list[Any]] = {}
         firsts: dict[TopicPartition, int] = {}
         for i in kept:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from storage.latest_pending import PartitionLatest, PendingLatest
@@ -123,12 +123,21 @@ class LatestKeeper:
         for writer in self._writers():
             writer.latest.forget(keys)
 
-    async def run(self, interval_s: float) -> None:
-        """Merge the sets of partitions no write came to merge (idle), every quarter interval."""
+    async def run(
+        self,
+        interval_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Merge the sets of partitions no write came to merge (idle), every quarter interval:
+        a set waits at least the interval and less than 1.5 intervals (plus the merge).
+        ``clock`` and ``sleep``: the writers' clock (time.monotonic) and a wait, replaceable
+        so a test can step through the ticks without waiting for them."""
         tick = interval_s / 4
         while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
+            await sleep(tick)
+            now = clock()
             for writer in self._writers():
                 stale = writer.latest.stale(now, interval_s + tick)
                 if stale:

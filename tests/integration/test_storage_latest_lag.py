@@ -5,12 +5,28 @@ a writer that finds ``latest_from`` stored (a crash) knows the range to read aga
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.integration.test_storage_kinds import T0, WriterFactory, mixed, writer_factory
+from contract.rows import FrameRows
+from devtools.sim.bench_frames import realtime_frames
+from ingest.decoders.fast import decode_rows
+from ingest.pipeline.latest_keeper import LatestKeeper
+from storage.offsets import TopicPartition
+from tests.integration.test_storage_kinds import (
+    T0,
+    VEH,
+    Batch,
+    WriterFactory,
+    mixed,
+    writer_factory,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +99,95 @@ async def test_the_cap_merges_early(writer_factory: WriterFactory) -> None:
     assert r2.latest == 6 and r2.latest_merged == set(second.next)
     async with w.pool.acquire() as conn:
         assert max((await latest(conn)).values()) > T0 + HOUR
+
+
+def _native(vehicles: int, per_vehicle: int, start: datetime) -> list[FrameRows]:
+    """Natively decoded frames (their COPY tuples go to the merge's stage), 10 s apart."""
+    start_ms = int(start.timestamp() * 1000)
+    out = []
+    for _, value in realtime_frames(vehicles, per_vehicle, start_ms=start_ms):
+        rows = decode_rows(value)
+        assert isinstance(rows, FrameRows) and rows.copy is not None
+        out.append(rows)
+    return out
+
+
+async def test_a_pending_set_merges_new_and_known_vehicles_in_any_order(
+    writer_factory: WriterFactory,
+) -> None:
+    # The merge stages one tuple per VIN without the DISTINCT ON sort: the set's own order
+    # (here reversed, known and new vehicles mixed) and an older reissue must not matter.
+    w = await writer_factory(latest_interval_ms=600_000)
+    frames = _native(20, 2, T0)  # vehicle k at T0 + 10 s * k ... then each again later
+    first = Batch()
+    for f in frames[:10]:  # vehicles 0-9: the partition's first batch, merged at once
+        first.add(VEH, f)
+    assert (await first.write(w)).latest == 10
+    second = Batch()
+    for f in reversed(frames[15:]):  # vehicles 15-19, then 0-19 again (newer): VINs unsorted
+        second.add(VEH, f)
+    second.add(VEH, frames[3])  # an older reissue of vehicle 3, after its newer frame
+    r2 = await second.write(w, start=first.next)
+    assert not r2.latest_merged  # pending: within the interval
+    assert await w.flush_latest([VEH]) == 20
+    newest: dict[str, int] = {}
+    for f in frames:
+        assert f.ts_ms is not None
+        newest[f.vin] = max(newest.get(f.vin, 0), f.ts_ms)
+    async with w.pool.acquire() as conn:
+        got = {
+            r["entity_id"]: (int(r["ts"].timestamp() * 1000), r["soc_pct"])
+            for r in await conn.fetch(
+                "SELECT entity_id, ts, soc_pct FROM nev.latest_state WHERE entity_kind = 'vehicle'"
+            )
+        }
+    assert {vin: ts for vin, (ts, _) in got.items()} == newest
+    assert all(soc is not None for _, soc in got.values())  # the staged tuples' values
+
+
+async def test_the_keeper_merges_an_idle_partition_after_the_interval(
+    writer_factory: WriterFactory,
+) -> None:
+    # ingest/pipeline/latest_keeper.py LatestKeeper.run with a stepped clock: the partition gets
+    # no more batches, so only the keeper can merge its set - not before the interval, and
+    # by the tick after 1.25 intervals (less than 1.5).
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)
+    second = mixed(T0 + HOUR)
+    assert not (await second.write(w, start=first.next)).latest_merged
+    interval = 600.0
+    clock = [time.monotonic()]
+    merged_at = {tp: p.merged_at for tp, p in w.latest.parts.items()}
+    flushed: list[tuple[float, int]] = []
+    done = asyncio.Event()
+
+    class Watched:
+        latest = w.latest
+
+        async def flush_latest(self, partitions: Iterable[TopicPartition]) -> int:
+            n = await w.flush_latest(partitions)
+            flushed.append((clock[0], n))
+            done.set()
+            return n
+
+    async def step(dt: float) -> None:  # a tick passes at once
+        clock[0] += dt
+        await asyncio.sleep(0)
+
+    keeper = LatestKeeper(lambda: [Watched()], lambda partition: 0)
+    task = asyncio.create_task(keeper.run(interval, clock=lambda: clock[0], sleep=step))
+    try:
+        await asyncio.wait_for(done.wait(), 60)  # bounds a hang; the clock is the stepped one
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    (at, n), *more = flushed
+    assert n == 6 and not more
+    for tp, before in merged_at.items():
+        assert interval <= at - before < 1.5 * interval
+        assert len(w.latest.parts[tp].pending) == 0
+    async with w.pool.acquire() as conn:
+        assert min((await latest(conn)).values()) >= T0 + HOUR
+        assert set((await latest_from(conn)).values()) == {None}

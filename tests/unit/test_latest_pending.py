@@ -99,3 +99,31 @@ def test_statuses_become_connector_tuples() -> None:
     frame.statuses.append(status)
     d = collect([frame], first=7)
     assert list(d.chargers) == ["MA1234567:01"] and d.chargers["MA1234567:01"][3] == 3
+
+
+def test_a_one_partition_batch_gives_what_the_grouping_pass_gives() -> None:
+    # batch_deltas skips its grouping pass when the batch has one partition: the same tuples
+    # and the same first offset as through the grouping (taken when two partitions are there),
+    # rejected frames (not kept) left out.
+    frames = _frames(4, 3)
+    kept = [i for i in range(len(frames)) if i not in (0, 5)]
+    offsets = list(range(200, 200 + len(frames)))
+    other = ("nev.vehicle.raw", 4)
+    pending = PendingLatest(interval_s=5.0)
+    for start in (None, 190):
+        one = pending.batch_deltas(
+            frames, kept, [TP] * len(frames), {TP: OffsetRange(start, 212)}, offsets
+        )
+        two = pending.batch_deltas(
+            frames,
+            kept,
+            [TP] * len(frames),
+            {TP: OffsetRange(start, 212), other: OffsetRange(0, 1)},
+            offsets,
+        )
+        assert list(one) == list(two) == [TP]
+        assert one[TP].vehicles == two[TP].vehicles and len(one[TP]) == 4
+        assert one[TP].first == two[TP].first == (201 if start is None else 190)
+    vin = frames[5].vin
+    newest = max(frames[i].ts_ms or 0 for i in kept if frames[i].vin == vin)
+    assert one[TP].vehicles[vin][0] == newest
