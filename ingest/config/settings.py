@@ -126,9 +126,10 @@ class StorageSettings(Section):
         choices=("offsets", "staging"),
     )
     latest_interval_ms: int = setting(
-        5000,
-        "latest_state is merged once per this many ms per partition (at most this plus one "
-        "batch behind the stored rows; docs/storage.md); 0: with every batch (~1 table's cost).",
+        0,
+        "0: latest_state is merged with every batch; N: once per N ms per partition (at most N "
+        "plus one batch behind the stored rows), which pays where devices report more often "
+        "than N (docs/storage.md, 'Bounded-lag latest_state').",
         minimum=0,
         maximum=600_000,
     )
