@@ -225,6 +225,9 @@ class Gateway:
         """/readyz: listening, and Kafka takes frames (not ``KAFKA_STALL_S`` without an
         acknowledgement while frames wait): a load balancer then sends new devices elsewhere."""
         kafka = not self.dispatcher.stalled(KAFKA_STALL_S)
+        # The sweep refreshes the gauge once a tick; refreshed here too so /readyz and
+        # nev_gateway_kafka_connected never disagree when read together.
+        self.metrics.kafka_connected.set(1 if kafka else 0)
         detail = {"connections": len(self.connections), "listeners": dict(self.ports)}
         return self.ready and kafka, {**detail, "kafka": kafka}
 
