@@ -369,10 +369,16 @@ async def stored_rows(dsn: str) -> Counter[tuple[str, int]]:
     return Counter((r["vin"], r["ms"]) for r in rows)
 
 
-async def read_topic(kafka: str, topic: str, *, expect: int, timeout_s: float = 30) -> list[Any]:
-    """Every record of ``topic`` from the beginning, waiting until at least ``expect`` came."""
+async def read_topic(
+    kafka: str, topic: str, *, expect: int, timeout_s: float = 30, **client: Any
+) -> list[Any]:
+    """Every record of ``topic`` from the beginning, waiting until at least ``expect`` came.
+    ``client``: more consumer options (a secure stack's SASL/TLS settings)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        **{"bootstrap_servers": kafka, **client},
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     out: list[Any] = []

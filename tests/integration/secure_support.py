@@ -5,7 +5,6 @@ versions of the pipeline helpers (pipeline_support's talk plaintext to the share
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from devtools.sim.fleet import Message
 from storage.migrate import migrate
 from storage.params import StorageParams
 from tests.integration.pipeline_support import SCHEMA, PipelineEnv
+from tests.integration.pipeline_support import read_topic as pipeline_read_topic
 
 __all__ = ["SecureStack"]
 
@@ -147,22 +147,9 @@ async def read_topic(
     stack: SecureStack, user: str, topic: str, *, expect: int, timeout_s: float = 30
 ) -> list[Any]:
     """Every record of ``topic`` as ``user`` (no group: only the topic's READ is needed)."""
-    consumer = AIOKafkaConsumer(
-        topic, **stack.kafka_options(user), auto_offset_reset="earliest", enable_auto_commit=False
+    return await pipeline_read_topic(
+        stack.bootstrap, topic, expect=expect, timeout_s=timeout_s, **stack.kafka_options(user)
     )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for records in batch.values():
-                out.extend(records)
-            if len(out) >= expect and not batch:
-                break
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def caught_up(stack: SecureStack, database: str, group: str, topic: str) -> bool:
