@@ -74,8 +74,9 @@ class RuleSet:
     def window_s(self) -> float:
         """How much event time of an entity's history its rules can look back on: the longest
         ``window_s``, ``sustain_s`` or ``for_s`` (``for_frames`` counted at the longest gap),
-        plus the longest ``max_gap_s`` (the frame before the window that starts a run). The
-        replay on partition assignment covers this much (docs/alerts.md); 0: no history."""
+        plus the longest ``max_gap_s`` (the frame before the window that starts a run; alone,
+        it is the previous frame a consecutive drop/jump or a rate compares with). The replay
+        on partition assignment covers this much (docs/alerts.md); 0: no history."""
         gap = max((_num(r.params.get("max_gap_s")) for r in self.rules), default=0.0)
         span = 0.0
         for r in self.rules:
@@ -86,7 +87,7 @@ class RuleSet:
                 r.for_s,
                 r.for_frames * gap,
             )
-        return span + gap if span else 0.0
+        return span + gap
 
 
 def _num(value: Any) -> float:

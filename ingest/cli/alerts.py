@@ -71,18 +71,23 @@ def register(subparsers: Any) -> None:
         add_config_arguments(sp)
 
 
-def _databases(args: argparse.Namespace) -> list[tuple[int | None, Any]]:
-    """(shard, postgres settings) of every database holding alerts: the shards of
-    ``storage.shards`` (none with ``--dsn``), else the one of ``postgres.dsn`` (shard None)."""
+def _databases(args: argparse.Namespace) -> tuple[str, list[tuple[int | None, Any]]]:
+    """``storage.schema`` and (shard, postgres settings) of every database holding alerts: the
+    shards of ``storage.shards`` (none with ``--dsn``), else the one of ``postgres.dsn``
+    (shard None)."""
     settings = settings_from_args(args, {"postgres.dsn": args.dsn} if args.dsn else None)
-    pg = settings.postgres
+    pg, schema = settings.postgres, settings.storage.schema
     if args.dsn or not settings.storage.shards:
-        return [(None, pg)]
-    return [(i, dataclasses.replace(pg, dsn=d)) for i, d in enumerate(settings.storage.shards)]
+        return schema, [(None, pg)]
+    shards = enumerate(settings.storage.shards)
+    return schema, [(i, dataclasses.replace(pg, dsn=d)) for i, d in shards]
 
 
-def _connect(pg: Any) -> psycopg.Connection[dict[str, Any]]:
-    extra: dict[str, Any] = {"sslmode": pg.sslmode}
+def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
+    # The tables live in storage.schema (`nev-ingest migrate` puts them there); the statements
+    # below name them unqualified, as the service's own sessions do (storage/connect.py).
+    # The schema matches SQL_IDENTIFIER (settings), so it needs no quoting.
+    extra: dict[str, Any] = {"sslmode": pg.sslmode, "options": f"-c search_path={schema},public"}
     for key in ("password", "sslrootcert", "sslcert", "sslkey"):
         if getattr(pg, key):
             extra[key] = getattr(pg, key)
@@ -137,8 +142,9 @@ def _list(args: argparse.Namespace) -> int:
         "cleared_at, peak_value, frame_count, late, acked_at, acked_by, ack_note FROM alerts "
         f"WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC LIMIT %s"
     )
-    for shard, pg in _databases(args):
-        with _connect(pg) as conn:
+    schema, databases = _databases(args)
+    for shard, pg in databases:
+        with _connect(pg, schema) as conn:
             got = _run(conn, sql, params)
         if shard is not None:  # ids are per shard: SHARD:ID names one
             got = [{**r, "id": f"{shard}:{r['id']}"} for r in got]
@@ -172,7 +178,8 @@ def _local(dt: datetime) -> str:
 
 
 def _ack(args: argparse.Namespace) -> int:
-    databases = dict(_databases(args))
+    schema, listed = _databases(args)
+    databases = dict(listed)
     sharded = None not in databases
     refs: list[AlertRef] = args.ids
     wrong = [r for r in refs if (r[0] is None) == sharded or (sharded and r[0] not in databases)]
@@ -192,7 +199,7 @@ def _ack(args: argparse.Namespace) -> int:
         ids = [i for s, i in refs if s == shard]
         if not ids:
             continue
-        with _connect(pg) as conn:
+        with _connect(pg, schema) as conn:
             done = _run(
                 conn,
                 "UPDATE alerts SET acked_at = now(), acked_by = %s, ack_note = %s, "

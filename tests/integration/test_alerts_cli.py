@@ -124,3 +124,38 @@ def test_an_unreachable_database_is_a_one_line_error_saying_what_to_set(
     assert err.startswith("nev-ingest: error: cannot connect to the database")
     assert "set --dsn, NEV_POSTGRES_DSN or [postgres] dsn in --config" in err
     assert len(err.splitlines()) == 1
+
+
+def test_reads_the_alerts_of_storage_schema_as_migrate_created_them(
+    postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two schemas in one database, each migrated by `nev-ingest migrate`: `alerts` lists and
+    acknowledges the alerts of the schema `storage.schema` names, not a table of `public`."""
+    name = f"alerts_schema_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+        db = urlsplit(postgres_dsn)._replace(path=f"/{name}").geturl()
+        try:
+            for schema, vin in (("nev", "LNEVSCHEMA0000001"), ("fleet_b", "LNEVSCHEMA0000002")):
+                set_schema = f"storage.schema={schema}"
+                assert main(["migrate", "--dsn", db, "--set", set_schema]) == 0
+                with psycopg.connect(db) as conn:
+                    conn.execute(
+                        f"INSERT INTO {schema}.alerts (entity_kind, entity_id, rule_id, "
+                        "rule_version, severity, title, opened_at, last_seen_at) "
+                        "VALUES ('vehicle', %s, 'r', 1, 'critical', 't', now(), now())".encode(),
+                        (vin,),
+                    )
+            capsys.readouterr()
+            assert main(["alerts", "list", "--dsn", db, "--format", "json"]) == 0
+            listed = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+            assert [r["entity_id"] for r in listed] == ["LNEVSCHEMA0000001"]
+            other = ["--set", "storage.schema=fleet_b"]
+            assert main(["alerts", "list", "--dsn", db, "--format", "json", *other]) == 0
+            listed = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+            assert [r["entity_id"] for r in listed] == ["LNEVSCHEMA0000002"]
+            ident = str(listed[0]["id"])
+            assert main(["alerts", "ack", ident, "--by", "duty", "--dsn", db, *other]) == 0
+            assert capsys.readouterr().out == f"alert {ident}: acknowledged by duty\n"
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())

@@ -171,3 +171,16 @@ bits = [1]
     rs = RuleSet.from_toml(text)
     assert [(r.id, r.params["value"]) for r in rs.rules] == [("a", 55)]
     assert set(KINDS) >= {r.kind for r in rs.rules}
+
+
+def test_window_covers_the_previous_frame_a_consecutive_rule_compares_with() -> None:
+    """A set whose only history is the previous frame (a jump between consecutive frames)
+    still needs that frame replayed after a rebalance: its window is the gap it accepts, not
+    0 ("no history"); a threshold-only set needs none."""
+    head = '[[rule]]\nid = "a"\nseverity = "info"\n'
+    jump = 'kind = "jump"\nfield = "soc_pct"\ndelta = 5\ndirection = "up"\nmax_gap_s = 30\n'
+    assert RuleSet.from_toml(head + jump).window_s == 30
+    threshold = 'kind = "threshold"\nfield = "soc_pct"\nvalue = 1\n'
+    assert RuleSet.from_toml(head + threshold).window_s == 0
+    rate = 'kind = "rate"\nfield = "max_temp_c"\nrate_per_s = 1\nsustain_s = 3\nmax_gap_s = 20\n'
+    assert RuleSet.from_toml(head + rate).window_s == 23
