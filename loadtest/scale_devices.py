@@ -12,8 +12,9 @@ template with the device's own identity): round 0 is every device's first frame,
 ``--rounds``, each ``--interval-s`` later in frame time, one more frame of the first
 ``--revisit`` devices of each kind (devices the worker already knows).
 
-Worker RSS is sampled with the frames stored: at the start (no device yet), when every device
-has been seen once (end of round 0) and at the end. Bytes per device = (RSS when every device
+Worker RSS is sampled with the frames stored: at the start (no device yet), while round 0 runs,
+and at the end of each round, which is sent only after the previous one is stored (the worker
+idle, nothing in flight). Bytes per device = (RSS when every device
 has been seen - RSS when a third had) / two thirds of the devices: everything the worker keeps
 per device (rule state, latest-state and session tracking, caches, allocator overhead), without
 its fixed costs. A device's second frame may still add state (a rule window then holds two
@@ -52,22 +53,23 @@ def _of_kind(kind: str, devices: int, at_ms: int) -> Any:
         yield Message(0, key, value, "realtime", kind)
 
 
-def _messages(devices: int, revisit: int, rounds: int, interval_ms: int, start_ms: int) -> Any:
-    """Round 0: every device once; rounds 1 .. ``rounds``, ``interval_ms`` apart: the first
-    ``revisit`` devices of each kind again. A vehicle, a pile and a pack in turn."""
+def _rounds(devices: int, revisit: int, rounds: int, interval_ms: int, start_ms: int) -> Any:
+    """Per round, its frames: round 0 every device once; rounds 1 .. ``rounds``,
+    ``interval_ms`` apart, the first ``revisit`` devices of each kind again. A vehicle, a pile
+    and a pack in turn."""
     share = devices // len(KINDS)
     plan = [(share, start_ms)] + [
         (revisit, start_ms + r * interval_ms) for r in range(1, rounds + 1)
     ]
     for n, at_ms in plan:
         streams = [_of_kind(kind, n, at_ms) for kind in KINDS]
-        yield from (m for group in zip(*streams, strict=True) for m in group)
+        yield n * len(KINDS), (m for group in zip(*streams, strict=True) for m in group)
 
 
 def _rss_at(series: list[tuple[int, float]], stored: int) -> float:
-    """The largest RSS sampled while at most ``stored`` frames were stored."""
+    """The RSS of the last sample taken while at most ``stored`` frames were stored."""
     seen = [rss for n, rss in series if n <= stored]
-    return max(seen) if seen else 0.0
+    return seen[-1] if seen else 0.0
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,48 +97,58 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": _machine(),
         "loadavg_1m_start": os.getloadavg()[0],
     }
-    messages = _messages(devices, revisit, rounds, interval_ms, start_ms)
-    began = time.monotonic()
-    first = next(messages)  # builds the template pools before the clock starts
-    out["template_pool_build_s"] = round(time.monotonic() - began, 1)
+    plan = list(_rounds(devices, revisit, rounds, interval_ms, start_ms))
     series: list[tuple[int, float]] = []  # (stored frames, RSS of all workers)
-
-    def chained() -> Any:
-        yield first
-        yield from messages
+    settled: list[float] = []  # RSS once each round is stored and the worker is idle
 
     extra = {"NEV_KAFKA_TOPIC_DLQ": f"scale.devices.{run_id}.dlq"}
     await ensure_topics(env.kafka, {extra["NEV_KAFKA_TOPIC_DLQ"]: 1}, replication_factor=1)
     async with sharded_service(envs, topics, args.workers, f"{run_id}_dev", extra_env=extra) as run:
         await until_assigned(run, 12 * len(topics))
-        base = sum(_rss_mb(pid) for pid in run.pids())
+
+        def rss() -> float:
+            return sum(_rss_mb(pid) for pid in run.pids())
+
+        base = rss()
         series.append((0, base))
         offsets = Offsets(env.kafka, run.topics.values())
         await offsets.start()
         watch = Watch(run, f"{devices:,} devices")
 
         async def record(stored: int, end: int) -> None:
-            series.append((stored, sum(_rss_mb(pid) for pid in run.pids())))
+            series.append((stored, rss()))
 
         try:
-            t0 = time.monotonic()
-            sent = await paced(
-                env,
-                topics,
-                chained(),
-                rate=0,
-                max_frames=total,
-                watch=watch,
-                offsets=offsets,
-                every_s=2.0,
-                on_sample=record,
-            )
-            out["produce_frames_per_s"] = round(sent / (time.monotonic() - t0))
-            end = await offsets.end()
-            while (stored := await watch.sample(end)) < end:
-                series.append((stored, sum(_rss_mb(pid) for pid in run.pids())))
-                await asyncio.sleep(1.0)
-            series.append((stored, sum(_rss_mb(pid) for pid in run.pids())))
+            sent, produce_s = 0, 0.0
+            for size, messages in plan:
+                # One round at a time, each stored in full before the next is sent: the RSS at
+                # a round's end is then the worker's state with nothing in flight.
+                p0 = time.monotonic()
+                sent += await paced(
+                    env,
+                    topics,
+                    messages,
+                    rate=0,
+                    max_frames=size,
+                    watch=watch,
+                    offsets=offsets,
+                    every_s=2.0,
+                    on_sample=record,
+                )
+                produce_s += time.monotonic() - p0
+                end = await offsets.end()
+                while (stored := await watch.sample(end)) < end:
+                    series.append((stored, rss()))
+                    await asyncio.sleep(1.0)
+                # Idle: three samples a second apart, the middle one (a batch's buffers may
+                # still be returned to the allocator).
+                idle = []
+                for _ in range(3):
+                    await asyncio.sleep(1.0)
+                    idle.append(rss())
+                settled.append(sorted(idle)[1])
+                series.append((stored, settled[-1]))
+            out["produce_frames_per_s"] = round(sent / max(produce_s, 1e-9))
             took = time.monotonic() - watch.first_at
         finally:
             await offsets.stop()
@@ -153,10 +165,10 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await dlq.stop()
     third = _rss_at(series, devices // 3)
-    round0 = _rss_at(series, devices)
-    last = series[-1][1]
+    round0 = settled[0]
+    last = settled[-1]
     # The slope between a third of the devices seen and all of them: the worker's fixed costs
-    # (imports, native extension, in-flight batches) are in both points and drop out.
+    # (imports, native extension) are in both points and drop out.
     per_device = (round0 - third) * 1024 * 1024 / (devices - devices // 3)
     out["rss_mb_start"] = round(base, 1)
     out["rss_mb_third_of_devices_seen"] = round(third, 1)
@@ -164,12 +176,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     out["rss_mb_end"] = round(last, 1)
     out["bytes_per_device"] = round(per_device)
     out["state_mb_total"] = round(per_device * devices / 1024 / 1024, 1)
-    ends = [round0] + [
-        _rss_at(series, devices + revisit * len(KINDS) * r) for r in range(1, rounds + 1)
-    ]
-    ends[-1] = max(ends[-1], last)
-    growth = [round((b - a) / max(a, 1e-9) * 100, 1) for a, b in itertools.pairwise(ends)]
-    out["rss_mb_end_of_round"] = [round(x, 1) for x in ends]
+    growth = [round((b - a) / max(a, 1e-9) * 100, 1) for a, b in itertools.pairwise(settled)]
+    out["rss_mb_end_of_round"] = [round(x, 1) for x in settled]
     out["growth_per_round_pct"] = growth
     out["growth_in_last_round_pct"] = growth[-1] if growth else None
     # Round 1 is each revisited device's second frame (may add window state); a later round
