@@ -178,3 +178,37 @@ async def test_the_sink_hands_back_each_partition_once_its_own_state_is_restored
     # Partition 0's six pages of 525 vehicles: the sixth completes it, and it is handed back
     # alone (that call starts 1), then 1's last five.
     assert handed_back == [[]] * 5 + [[first]] + [[]] * 4 + [[second]]
+
+
+async def test_with_bounded_lag_latest_state_the_cutoff_allows_for_its_lag(
+    migrated_database: str,
+) -> None:
+    """With ``storage.latest_interval_ms`` an entity still reporting when the last owner crashed
+    may have been merged into latest_state up to ~1.5 intervals before: the restore's "recently
+    active" cutoff is the window plus 2 intervals. With 10 minutes it reaches the vehicles last
+    merged 15 minutes ago, which a restore without an interval leaves out (above)."""
+    conn, _ = await seed(migrated_database)
+    await conn.execute(
+        "UPDATE latest_state SET updated_at = now() - interval '15 minutes' "
+        "WHERE updated_at < now() - interval '30 minutes'"
+    )
+    await conn.close()
+    environ = {
+        "NEV_POSTGRES_DSN": migrated_database,
+        "NEV_KAFKA_TOPIC_VEHICLE": TOPIC,
+        "NEV_KAFKA_GROUP_ID": "restore-lag",
+        "NEV_STORAGE_LATEST_INTERVAL_MS": "600000",
+    }
+    sink = StorageSink.from_settings(load_settings(environ=environ), metrics=PipelineMetrics())
+    await sink.start()
+    try:
+        waiting = [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
+        for _ in range(20):
+            got = await sink.on_partitions_assigned(waiting)
+            waiting = [tp for tp in waiting if tp not in got]
+            if not waiting:
+                break
+        assert waiting == []
+        assert len(sink._engines["vehicle"]) == RECENT + STALE
+    finally:
+        await sink.close()
