@@ -19,6 +19,8 @@ from ingest.pipeline.alert_state import RefillWarm
 from ingest.pipeline.latest_keeper import LatestKeeper
 from storage.latest_pending import PendingLatest
 from storage.offsets import TopicPartition
+from tests.unit.alerts_entities_support import CONNECTOR, at, charger, raised
+from tests.unit.alerts_entities_support import engine as engine_of
 
 pytestmark = pytest.mark.unit
 
@@ -191,3 +193,32 @@ def test_a_revoked_partition_forgets_its_held_alerts() -> None:
     warm.forget([TP])
     warm.refilled(TP, [], True)
     assert new.open_alerts() == [] and emitted == []
+
+
+CHARGER_RULES = """
+[[rule]]
+id = "hot_connector"
+entity = "charger"
+kind = "threshold"
+severity = "major"
+field = "connector_temp_c"
+value = 80
+for_s = 25
+"""
+
+
+def test_a_charger_topics_refill_warms_the_charger_engine() -> None:
+    # The engine of the topic's kind, as the batch path evaluates it (storage_sink._evaluate):
+    # a connector hot from 10 s, the crash after 20 s, raised at 40 s as without the crash.
+    hot = [charger(s, temp=90) for s in (10, 20, 30, 40)]
+    whole = engine_of("charger", CHARGER_RULES)
+    assert whole.evaluate(hot[:2], partition=0, topic="chg") == []
+    expected = raised(whole.evaluate(hot[2:], partition=0, topic="chg"))
+    assert expected == [("hot_connector", CONNECTOR, at(40))]
+    chargers, vehicles = engine_of("charger", CHARGER_RULES), engine()
+    emitted: list[AlertChange] = []
+    topics = {"chg": "charger", "tcec": "charger", TOPIC: "vehicle"}
+    warm = RefillWarm({"charger": chargers, "vehicle": vehicles}, topics, emitted.extend)
+    warm.refilled(("chg", 0), list(hot[:2]), True)
+    assert len(vehicles) == 0 and emitted == []
+    assert raised(chargers.evaluate(hot[2:], partition=0, topic="chg")) == expected
