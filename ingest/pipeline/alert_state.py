@@ -72,6 +72,7 @@ class _Progress:
     """One partition's replay so far (kept across calls, dropped on revoke)."""
 
     since: datetime | None = None  # the entities stored since then are replayed
+    lag_s: float = 0.0  # how far latest_state may lag its rows (``Replay.lag_s``), or 0
     after: str = ""  # the last entity applied (entity order)
     done: bool = False
     entities: int = 0
@@ -89,6 +90,7 @@ class Replay:
         step_timeout_s: float = STEP_TIMEOUT_S,
         slice_s: float = SLICE_S,
         lag_s: float = 0.0,
+        lagging: Callable[[_Key], bool] = lambda key: False,
     ) -> None:
         self.page_entities = page_entities
         self.step_timeout_s = step_timeout_s
@@ -97,7 +99,11 @@ class Replay:
         # latest_state: < 1.5 intervals plus the merge; the sink passes 2 intervals): an entity
         # still reporting when the last owner crashed may have been merged last that long ago,
         # and is recent all the same. Its frames after that come from the refill (RefillWarm).
+        # Only for the partitions that refill (``lagging``: ``LatestKeeper.refilling``, known
+        # once their stored offsets were loaded): after a rebalance or a stop latest_state is
+        # complete, and a wider cutoff would only replay more entities.
         self.lag_s = lag_s
+        self.lagging = lagging
         self._progress: dict[_Key, _Progress] = {}
 
     def done(self, keys: Iterable[_Key]) -> bool:
@@ -132,12 +138,16 @@ class Replay:
         # restore must not let the entities of the partitions it reaches last age out of the
         # window meanwhile (they are paused, so their latest_state does not move on).
         fresh = [k for k in keys if k not in self._progress]
-        windows = {e.rules.window_s for e in engines.values() if e.rules.window_s > 0}
-        since = {w: await replay.cutoff(conn, w + self.lag_s) for w in windows} if fresh else {}
+        spans: dict[_Key, tuple[float, float]] = {}
         for key in fresh:
             engine = engines.get(alert_topics.get(key[0], ""))
             window_s = 0.0 if engine is None else engine.rules.window_s
-            self._progress[key] = _Progress(since=since.get(window_s))
+            spans[key] = (window_s, self.lag_s if self.lagging(key) else 0.0)
+        since = {
+            (w, lag): await replay.cutoff(conn, w + lag) for w, lag in set(spans.values()) if w > 0
+        }
+        for key in fresh:
+            self._progress[key] = _Progress(since=since.get(spans[key]), lag_s=spans[key][1])
         for key in keys:
             progress = self._progress[key]
             engine = engines.get(alert_topics.get(key[0], ""))
@@ -163,7 +173,7 @@ class Replay:
         try:
             async with asyncio.timeout(self.step_timeout_s):
                 if progress.since is None:  # not set when the run began: no window then
-                    progress.since = await replay.cutoff(conn, window_s + self.lag_s)
+                    progress.since = await replay.cutoff(conn, window_s + progress.lag_s)
                 entities = await replay.entity_page(
                     conn,
                     kind,

@@ -110,7 +110,9 @@ class StorageSink:
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
         # the restore's replay in progress, per assigned partition (lag: alert_state.Replay)
-        self._replay = Replay(lag_s=2 * writer.latest_interval_ms / 1000)
+        self._replay = Replay(
+            lag_s=2 * writer.latest_interval_ms / 1000, lagging=lambda k: self.latest.refilling(k)
+        )
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
         # Outbox rows a crash left unpublished, by (shard, id), with their (topic, partition);
         # the ones a write in flight is sending (claimed: another lane's write must not send
