@@ -154,6 +154,12 @@ async def frames_of(conn: Connection, entities: Sequence[Any], window_s: float) 
     window_s, ts]``, vehicle and pack rows, each entity's in time order."""
     if not entities:
         return []
+    # The upper bound stays the entity's latest_state time even when latest_state lags the
+    # rows (bounded-lag latest_state, after a crash): the stored frames above it are the
+    # refill range's, which the new owner reads from Kafka anyway and warms the engine with
+    # (ingest/pipeline/alert_state.py, RefillWarm) - including those of entities first seen
+    # since the last merge, which no latest_state row leads this query to. Reading them here
+    # too would only be read twice (the engine ignores the second copy as a duplicate).
     vins = [r["entity_id"] for r in entities]
     lasts = [r["ts"] for r in entities]
     lo = min(lasts) - timedelta(seconds=window_s)

@@ -20,6 +20,13 @@ A partition stays paused until its replay is complete, so no live frame reaches 
 between two pages. Partitions are replayed one after the other, so the first resume early. A
 partition's open alerts and outbox rows (few) are read in one go once its replay is complete
 (``AssignedState``), then applied: ``restore`` after ``warm``, as before.
+
+With bounded-lag latest_state (``storage.latest_interval_ms`` > 0) a crash leaves latest_state
+up to 1.5 intervals behind the stored rows: the replay from the database then ends at each
+entity's stale latest_state time and cannot find the entities first seen since the last
+merge. The new owner reads that range again from Kafka anyway, to refill the pending tuples
+(ingest/pipeline/latest_keeper.py); ``RefillWarm`` warms the partition's engine with those
+frames too and applies its stored alerts once the refill is complete (warm, then restore).
 """
 
 from __future__ import annotations
@@ -27,18 +34,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
-from alerts import RuleEngine, outbox, replay
+from alerts import AlertChange, RuleEngine, outbox, replay
 from alerts.model import AlertRecord
 from alerts.replay_kinds import objects_of
 from alerts.store import load_open
 from storage.errors import ErrorKind, classify
 
-__all__ = ["PAGE_ENTITIES", "SLICE_S", "STEP_TIMEOUT_S", "AssignedState", "Replay"]
+__all__ = [
+    "PAGE_ENTITIES",
+    "SLICE_S",
+    "STEP_TIMEOUT_S",
+    "AssignedState",
+    "RefillWarm",
+    "Replay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +72,7 @@ class _Progress:
     """One partition's replay so far (kept across calls, dropped on revoke)."""
 
     since: datetime | None = None  # the entities stored since then are replayed
+    lag_s: float = 0.0  # how far latest_state may lag its rows (``Replay.lag_s``), or 0
     after: str = ""  # the last entity applied (entity order)
     done: bool = False
     entities: int = 0
@@ -74,10 +89,21 @@ class Replay:
         page_entities: int = PAGE_ENTITIES,
         step_timeout_s: float = STEP_TIMEOUT_S,
         slice_s: float = SLICE_S,
+        lag_s: float = 0.0,
+        lagging: Callable[[_Key], bool] = lambda key: False,
     ) -> None:
         self.page_entities = page_entities
         self.step_timeout_s = step_timeout_s
         self.slice_s = slice_s
+        # How far latest_state.updated_at may lag the stored rows after a crash (bounded-lag
+        # latest_state: < 1.5 intervals plus the merge; the sink passes 2 intervals): an entity
+        # still reporting when the last owner crashed may have been merged last that long ago,
+        # and is recent all the same. Its frames after that come from the refill (RefillWarm).
+        # Only for the partitions that refill (``lagging``: ``LatestKeeper.refilling``, known
+        # once their stored offsets were loaded): after a rebalance or a stop latest_state is
+        # complete, and a wider cutoff would only replay more entities.
+        self.lag_s = lag_s
+        self.lagging = lagging
         self._progress: dict[_Key, _Progress] = {}
 
     def done(self, keys: Iterable[_Key]) -> bool:
@@ -112,12 +138,16 @@ class Replay:
         # restore must not let the entities of the partitions it reaches last age out of the
         # window meanwhile (they are paused, so their latest_state does not move on).
         fresh = [k for k in keys if k not in self._progress]
-        windows = {e.rules.window_s for e in engines.values() if e.rules.window_s > 0}
-        since = {w: await replay.cutoff(conn, w) for w in windows} if fresh else {}
+        spans: dict[_Key, tuple[float, float]] = {}
         for key in fresh:
             engine = engines.get(alert_topics.get(key[0], ""))
             window_s = 0.0 if engine is None else engine.rules.window_s
-            self._progress[key] = _Progress(since=since.get(window_s))
+            spans[key] = (window_s, self.lag_s if self.lagging(key) else 0.0)
+        since = {
+            (w, lag): await replay.cutoff(conn, w + lag) for w, lag in set(spans.values()) if w > 0
+        }
+        for key in fresh:
+            self._progress[key] = _Progress(since=since.get(spans[key]), lag_s=spans[key][1])
         for key in keys:
             progress = self._progress[key]
             engine = engines.get(alert_topics.get(key[0], ""))
@@ -143,7 +173,7 @@ class Replay:
         try:
             async with asyncio.timeout(self.step_timeout_s):
                 if progress.since is None:  # not set when the run began: no window then
-                    progress.since = await replay.cutoff(conn, window_s)
+                    progress.since = await replay.cutoff(conn, window_s + progress.lag_s)
                 entities = await replay.entity_page(
                     conn,
                     kind,
@@ -190,6 +220,79 @@ class Replay:
                 "took_s": round(took, 1),
             },
         )
+
+
+class RefillWarm:
+    """The frames a new owner reads again after a crash only to refill the pending latest_state
+    tuples (``LatestKeeper.take_refill``: offsets ``latest_from`` up to the stored offset, in
+    order) warm the partition's rule engine too: they are the newest frames of the last rule
+    window that the replay from the database cannot see (it ends at each entity's latest_state
+    time, stale by up to 1.5 intervals, and finds no entity first seen since the last merge).
+
+    The two overlap without harm: a frame the database replay warmed already is at or below
+    its entity's watermark, a duplicate or late, which ``warm`` ignores; nothing raises,
+    updates, clears, is published or counted. Order: the stored alerts of a partition that
+    refills (``defer``) are restored once its refill is complete (``refilled``), because
+    ``restore`` moves watermarks up to the alerts' last-seen and clear times - the refill's
+    frames up to there would then be ignored as late and the entity's other rules lose that
+    history. No new frame of the partition is evaluated before then: ``take_refill`` lets
+    none through until the refill is complete."""
+
+    def __init__(
+        self,
+        engines: Mapping[str, RuleEngine],
+        alert_topics: Mapping[str, str],
+        emit: Callable[[list[AlertChange]], None],
+    ) -> None:
+        self._engines = engines  # kind -> engine (the sink's dict: engines built later count)
+        self._alert_topics = alert_topics
+        self._emit = emit  # the changes ``restore`` returns: saved with the next batch
+        self._held: dict[_Key, list[tuple[str, AlertRecord]]] = {}
+
+    def defer(
+        self, records: Mapping[str, list[AlertRecord]], refilling: Callable[[_Key], bool]
+    ) -> dict[str, list[AlertRecord]]:
+        """The records to restore now (by kind); those of refilling partitions are held."""
+        now: dict[str, list[AlertRecord]] = {}
+        for kind, recs in records.items():
+            for rec in recs:
+                key = (rec.topic or "", rec.partition if rec.partition is not None else -1)
+                if rec.topic is not None and rec.partition is not None and refilling(key):
+                    self._held.setdefault(key, []).append((kind, rec))
+                else:
+                    now.setdefault(kind, []).append(rec)
+        return now
+
+    def refilled(self, key: _Key, frames: list[Any], complete: bool) -> None:
+        """``LatestKeeper``'s ``on_refill``: warm with ``frames``, then restore when done."""
+        topic, partition = key
+        engine = self._engines.get(self._alert_topics.get(topic, ""))
+        if engine is not None and frames:
+            try:
+                engine.warm(frames, partition=partition, topic=topic)
+            except Exception:  # a bug must not stop the partition: start blind, loudly
+                log.exception("warming with the refilled frames failed: windowed rules start blind")
+                engine.forget(partition=partition, topic=topic)
+        if not complete:
+            return
+        held = self._held.pop(key, [])
+        by_kind: dict[str, list[AlertRecord]] = {}
+        for kind, rec in held:
+            by_kind.setdefault(kind, []).append(rec)
+        for kind, recs in by_kind.items():
+            self._emit(self._engines[kind].restore(recs))
+        if held:
+            log.info(
+                "alert state restored after the refill",
+                extra={
+                    "partition": f"{topic}[{partition}]",
+                    "alerts": sum(rec.cleared_ms is None for _, rec in held),
+                },
+            )
+
+    def forget(self, keys: Iterable[_Key]) -> None:
+        for key in keys:
+            self._held.pop(key, None)
 
 
 @dataclass(slots=True)

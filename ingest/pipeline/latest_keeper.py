@@ -7,7 +7,9 @@ adds, through the hooks below (each a no-op for a sink without a keeper):
 * ``seek_target``: on assignment, a partition whose stored ``latest_from`` is below its stored
   offset (the last owner crashed with tuples pending) is read from ``latest_from``;
 * ``take_refill``: the records below the stored offset are decoded only to refill the pending
-  tuples - no rows, no alerts, no dead letters, no metrics - and the rest go on as usual;
+  tuples - no rows, no alerts, no dead letters, no metrics - and the rest go on as usual; the
+  same frames warm the partition's rule engine (``on_refill``: alert_state.RefillWarm), as
+  the replay from the database ends at the stale latest_state;
 * ``flush_latest``: on revocation and on a graceful stop, after the writer drained, the
   partitions' sets are merged, so a clean stop or a rebalance leaves latest_state complete;
 * ``LatestKeeper.run``: a partition that stopped receiving frames has no write transaction to
@@ -46,12 +48,22 @@ def _key(tp: Any) -> TopicPartition:
     return (str(tp[0]), int(tp[1])) if isinstance(tp, tuple) else (tp.topic, tp.partition)
 
 
+# (partition, its refilled frames in offset order, whether its refill is complete)
+OnRefill = Callable[[TopicPartition, list[Any], bool], None]
+
+
 class LatestKeeper:
     """The writers' pending sets seen per partition (``writer_of(partition)``)."""
 
-    def __init__(self, writers: Callable[[], Sequence[_Writer]], shard_of: Callable[[int], int]):
+    def __init__(
+        self,
+        writers: Callable[[], Sequence[_Writer]],
+        shard_of: Callable[[int], int],
+        on_refill: OnRefill | None = None,
+    ):
         self._writers = writers
         self._shard_of = shard_of
+        self.on_refill = on_refill
 
     def _writer(self, tp: TopicPartition) -> _Writer:
         return self._writers()[self._shard_of(tp[1])]
@@ -72,6 +84,12 @@ class LatestKeeper:
         )
         return start
 
+    def refilling(self, tp: Any) -> bool:
+        """Whether ``tp`` has records to read again before its new ones (a crash left tuples
+        pending); known once its stored offsets were loaded."""
+        p = self._part(tp)
+        return p is not None and p.refill_until is not None
+
     def take_refill(self, tp: Any, records: Sequence[Any], decoder: _Decoder) -> Sequence[Any]:
         """``records`` past the refill range of ``tp``; the ones in it refill its set."""
         p = self._part(tp)
@@ -81,10 +99,14 @@ class LatestKeeper:
         cut = 0
         while cut < len(records) and records[cut].offset < until:
             cut += 1
+        key = _key(tp)
+        frames = decoder.decode_stored(key[0], records[:cut]) if cut else []
         if cut:
-            key = _key(tp)
-            self._writer(key).latest.refill(key, decoder.decode_stored(key[0], records[:cut]))
-        if cut < len(records) or records[cut - 1].offset >= until - 1:
+            self._writer(key).latest.refill(key, frames)
+        complete = cut < len(records) or records[cut - 1].offset >= until - 1
+        if self.on_refill is not None:
+            self.on_refill(key, frames, complete)
+        if complete:
             # Complete: these tuples are older than the interval already, merged with the next
             # write (or by the idle merge) rather than an interval after the restart.
             p.refill_until = None

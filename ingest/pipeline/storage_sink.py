@@ -38,7 +38,7 @@ from alerts.store import save_changes
 from alerts.subjects import subjects_of
 from contract.rows import FrameRows
 from ingest.config import Settings
-from ingest.pipeline.alert_state import AssignedState, Replay
+from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
@@ -109,7 +109,10 @@ class StorageSink:
         self._engines: dict[str, RuleEngine] = {}  # entity kind -> its engine
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
-        self._replay = Replay()  # the restore's replay in progress, per assigned partition
+        # the restore's replay in progress, per assigned partition (lag: alert_state.Replay)
+        self._replay = Replay(
+            lag_s=2 * writer.latest_interval_ms / 1000, lagging=lambda k: self.latest.refilling(k)
+        )
         self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
         # Outbox rows a crash left unpublished, by (shard, id), with their (topic, partition);
         # the ones a write in flight is sending (claimed: another lane's write must not send
@@ -122,7 +125,8 @@ class StorageSink:
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
-        self.latest = LatestKeeper(lambda: self._writers, self.shard_of)
+        self._refill = RefillWarm(self._engines, alert_topics, lambda c: self._pending.extend(c))
+        self.latest = LatestKeeper(lambda: self._writers, self.shard_of, self._refill.refilled)
         self._latest_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -303,7 +307,7 @@ class StorageSink:
             # Each partition's state is in its shard's database.
             async with self.writer_of(shard).pool.acquire() as conn:
                 await state.read(conn, shard, tps, parts, self._alert_topics, self._engines)
-        records, unsent = state.records, state.unsent
+        records, unsent = self._refill.defer(state.records, self.latest.refilling), state.unsent
         # Read, then applied: a failed read (retried) changes nothing. The stored open alerts
         # become live after the replay rebuilt histories and durations (docs/alerts.md).
         for kind, recs in records.items():
@@ -336,6 +340,7 @@ class StorageSink:
         lost = {(tp.topic, tp.partition) for tp in partitions if tp.topic in self._alert_topics}
         self._assigned -= lost
         self._replay.forget(lost)  # a replay in progress starts afresh if they come back
+        self._refill.forget(lost)
         for topic, partition in lost:
             engine = self._engines.get(self._alert_topics[topic])
             if engine is not None:

@@ -178,3 +178,49 @@ async def test_the_sink_hands_back_each_partition_once_its_own_state_is_restored
     # Partition 0's six pages of 525 vehicles: the sixth completes it, and it is handed back
     # alone (that call starts 1), then 1's last five.
     assert handed_back == [[]] * 5 + [[first]] + [[]] * 4 + [[second]]
+
+
+async def test_with_bounded_lag_latest_state_the_cutoff_allows_for_its_lag(
+    migrated_database: str,
+) -> None:
+    """With ``storage.latest_interval_ms`` an entity still reporting when the last owner crashed
+    may have been merged into latest_state up to ~1.5 intervals before: the restore's "recently
+    active" cutoff of a partition that refills (a crash left its tuples pending) is the window
+    plus 2 intervals. With 10 minutes it reaches that partition's vehicles last merged 15
+    minutes ago; the other partition (nothing pending: latest_state complete) is replayed as
+    without an interval (above)."""
+    conn, _ = await seed(migrated_database)
+    await conn.execute(
+        "UPDATE latest_state SET updated_at = now() - interval '15 minutes' "
+        "WHERE updated_at < now() - interval '30 minutes'"
+    )
+    group = "restore-lag"
+    await conn.execute(
+        "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, latest_from) "
+        "VALUES ($1, $2, 0, 10, 5), ($1, $2, 1, 10, NULL)",
+        group,
+        TOPIC,
+    )
+    await conn.close()
+    environ = {
+        "NEV_POSTGRES_DSN": migrated_database,
+        "NEV_KAFKA_TOPIC_VEHICLE": TOPIC,
+        "NEV_KAFKA_GROUP_ID": group,
+        "NEV_STORAGE_LATEST_INTERVAL_MS": "600000",
+    }
+    sink = StorageSink.from_settings(load_settings(environ=environ), metrics=PipelineMetrics())
+    await sink.start()
+    try:
+        waiting = [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
+        await sink.stored_offsets(waiting)  # as the worker does first: partition 0 refills
+        assert sink.latest.refilling((TOPIC, 0)) and not sink.latest.refilling((TOPIC, 1))
+        for _ in range(20):
+            got = await sink.on_partitions_assigned(waiting)
+            waiting = [tp for tp in waiting if tp not in got]
+            if not waiting:
+                break
+        assert waiting == []
+        engine = sink._engines["vehicle"]
+        assert len(engine) == RECENT + STALE // 2  # partition 0's stale half
+    finally:
+        await sink.close()
