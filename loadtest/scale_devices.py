@@ -121,6 +121,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 offsets=offsets,
                 every_s=2.0,
                 on_sample=record,
+                figures=out,
             )
             out["produce_frames_per_s"] = round(sent / (time.monotonic() - t0))
             end = await offsets.end()
