@@ -14,11 +14,17 @@ the service. Here:
   built, so a feed of up to ``PREBUILT_MAX`` frames (~650 MB: 80 s at 18,800/s) is built whole
   before the clock; a longer one (``scale_devices``' millions, unpaced) is built in chunks of
   that size, the later ones while sending, and their cost shows in ``cpu_us_per_frame``.
-- ``Feeder.run`` wakes every ``slice_s`` (5 ms), takes the frames due by then
+- ``Feeder.run`` wakes every ``slice_s`` (10 ms), takes the frames due by then
   (``rate`` x elapsed), appends them to one ``create_batch`` per lane with one
   ``received_at`` header (the send time in ms, as ``produce_messages`` stamps it) and submits
-  each with ``send_batch``: ~2 µs of Python per frame. Acks are the producer's (the benchmarks'
-  producers are acks=all); a failed batch fails the run.
+  each with ``send_batch``. Acks are the producer's (the benchmarks' producers are acks=all); a
+  failed batch fails the run.
+
+What it costs (docs/performance.md, "The benchmark's feeder"): a fixed ~0.6 ms of CPU per
+slice (the wake-up, the produce request and its answer in aiokafka, whatever the frames) plus
+~2-4 µs per frame; 6.8 µs/frame at 20,000 frames/s, 12.6 at 7,000, against 25-30 µs for
+``produce_messages`` sending the same pre-built frames. A 5 ms slice doubles the fixed part
+(8.6 and 17.9 µs/frame); a longer one makes the load burstier than devices are.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from storage.shards import murmur2
 __all__ = ["PREBUILT_MAX", "FeedResult", "Feeder", "Partitioner", "by_lane", "feed"]
 
 PREBUILT_MAX: Final = 1_500_000
+SLICE_S: Final = 0.010
 _UNPACED_SLICE: Final = 20_000  # frames per slice when ``rate`` is 0 (as fast as acks allow)
 # Per-key caches (hash, headers): a dict hit costs ~0.1 µs, murmur2 in Python ~3. Bounded like
 # the gateway's (~260,000 keys), cleared when full: scale_devices feeds 3,000,000 devices.
@@ -188,7 +195,7 @@ class Feeder:
         *,
         rate: float,
         max_frames: int,
-        slice_s: float = 0.005,
+        slice_s: float = SLICE_S,
         sent: Callable[[int], None] | None = None,
         on_start: Callable[[], None] | None = None,
     ) -> FeedResult:
