@@ -98,6 +98,7 @@ async def _steady(
             "p50_latency_s": histogram_quantile(hist, 0.50),
             "p99_latency_s": histogram_quantile(hist, 0.99),
             "feeder_cpu_us_per_frame": round(fed.cpu_us_per_frame, 2),
+            "feeder_cpu_share_of_core": fed.as_dict()["feeder_cpu_share_of_core"],
             "feeder_build_s": round(fed.build_s, 1),
         }
         sys.stderr.write(f"bench: steady {orjson.dumps(line).decode()}\n")

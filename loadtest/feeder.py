@@ -89,6 +89,9 @@ class FeedResult:
             "feeder_build_s": round(self.build_s, 2),
             "feeder_send_s": round(self.send_s, 2),
             "feeder_cpu_us_per_frame": round(self.cpu_us_per_frame, 2),
+            # the share of one core the feed took while it ran: its fixed per-slice cost makes
+            # the per-frame figure high at low rates, this one says what the service lost
+            "feeder_cpu_share_of_core": round(self.cpu_s / self.acked_s, 3) if self.acked_s else 0,
             "feeder_frames_per_batch": round(self.frames / max(self.batches, 1), 1),
         }
 
