@@ -21,7 +21,8 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
 5. steady state: one worker, a new topic fed at 50 % of the one-worker rate (or at each
    fraction of ``--steady-rates``, e.g. 0.25,0.5,0.75: one run each) for ``--steady-s``
    seconds with ``received_at`` = now, by ``loadtest.feeder`` (frames built before the
-   clock, paced batches: a few µs of CPU per frame, reported as ``feeder_cpu_us_per_frame``);
+   clock, paced batches: ~7 µs of CPU per frame at 18,800 frames/s, reported as
+   ``feeder_cpu_us_per_frame``);
    p50/p99 of received_at -> committed from the service's histogram, with the offered and
    achieved rate (``feeder_kept_up`` false: the load side fell more than 2 % short).
 
