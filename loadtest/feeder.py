@@ -14,7 +14,8 @@ the service. Here:
   built, so a feed of up to ``PREBUILT_MAX`` frames (~650 MB: 80 s at 18,800/s) is built whole
   before the clock; a longer one (``scale_devices``' millions, unpaced) is built in chunks of
   that size, the later ones while sending, and their cost shows in ``cpu_us_per_frame``.
-- ``Feeder.run`` wakes every ``slice_s`` (10 ms), takes the frames due by then
+- ``Feeder.run`` wakes every ``slice_s`` (10 ms; longer below 2,500 frames/s, for ~25
+  frames a slice, at most 50 ms), takes the frames due by then
   (``rate`` x elapsed), appends them to one ``create_batch`` per lane with one
   ``received_at`` header (the send time in ms, as ``produce_messages`` stamps it) and submits
   each with ``send_batch``. Acks are the producer's (the benchmarks' producers are acks=all); a
@@ -45,6 +46,11 @@ __all__ = ["PREBUILT_MAX", "FeedResult", "Feeder", "Partitioner", "by_lane", "fe
 
 PREBUILT_MAX: Final = 1_500_000
 SLICE_S: Final = 0.010
+# At low rates a 10 ms slice holds a few frames and the fixed cost per slice is the feeder's
+# whole cost (~8 % of a core at 500 frames/s): a slice is then stretched to hold ~25 frames,
+# up to 50 ms (still shorter than the service's 200 ms batch linger).
+_SLICE_FRAMES: Final = 25
+_SLICE_MAX_S: Final = 0.050
 _UNPACED_SLICE: Final = 20_000  # frames per slice when ``rate`` is 0 (as fast as acks allow)
 # Per-key caches (hash, headers): a dict hit costs ~0.1 µs, murmur2 in Python ~3. Bounded like
 # the gateway's (~260,000 keys), cleared when full: scale_devices feeds 3,000,000 devices.
@@ -220,6 +226,8 @@ class Feeder:
 
         if on_start is not None:
             on_start()
+        if rate > 0:
+            slice_s = max(slice_s, min(_SLICE_MAX_S, _SLICE_FRAMES / rate))
         cpu0, started = time.process_time(), time.monotonic()
         base = 0  # frames of the chunks before this one
         at = 0  # next frame of this chunk
