@@ -258,7 +258,8 @@ async def paced(
     ``loadtest.feeder`` (frames built before the clock) while ``watch`` samples stored frames
     and lag every ``every_s`` (and calls ``on_sample(stored, end)``); returns the frames sent
     and puts the feed's figures (``FeedResult.as_dict``: achieved rate, CPU per frame) into
-    ``figures``. ``on_start()``: the frames are built, the clock starts."""
+    ``figures`` (its CPU is the process's while it ran, so it includes ``watch``'s samples).
+    ``on_start()``: the frames are built, the clock starts."""
     producer = bench_producer(env.kafka)
     await producer.start()
     sent = [0]
