@@ -115,6 +115,7 @@ async def _steady(
         "steady_p50_latency_s": main["p50_latency_s"],
         "steady_p99_latency_s": main["p99_latency_s"],
         "feeder_cpu_us_per_frame": main["feeder_cpu_us_per_frame"],
+        "feeder_cpu_share_of_core": main["feeder_cpu_share_of_core"],
         "goal_p99_le_1s": main["fraction"] == 0.5
         and main["p99_latency_s"] is not None
         and main["p99_latency_s"] <= 1.0,
