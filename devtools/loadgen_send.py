@@ -18,6 +18,8 @@ from devtools.sim.recordfile import format_record, header
 __all__ = [
     "LoadResult",
     "Progress",
+    "gateway_name",
+    "peer_of",
     "produce_messages",
     "run_to_kafka",
     "start_producer",
@@ -103,6 +105,17 @@ class Progress:
         self._stream.flush()
 
 
+def gateway_name(gateway: str | None = None) -> bytes:
+    """The ``gateway`` header of generated records: ``gateway``, or ``loadgen-<host>``."""
+    return (gateway or f"loadgen-{socket.gethostname()}").encode()
+
+
+def peer_of(key: bytes) -> bytes:
+    """The ``peer`` header of a generated record: an address made up from the device key
+    (stable per device, as a gateway's connection would be)."""
+    return f"10.{key[-3] % 250}.{key[-2] % 250}.{key[-1] % 250}:{40000 + key[-1]}".encode()
+
+
 async def produce_messages(
     producer: Any,
     topic: str | Mapping[str, str],
@@ -117,7 +130,7 @@ async def produce_messages(
     """Send ``messages`` (``fleet.Message``) with gateway headers; paced by ``rate`` frames/s.
     ``topic``: one topic for all, or the topic of each message's ``topic`` role (vehicle,
     charger, battery, tcec)."""
-    gw = (gateway or f"loadgen-{socket.gethostname()}").encode()
+    gw = gateway_name(gateway)
     single, roles = (topic, {}) if isinstance(topic, str) else ("", topic)
     result = LoadResult(topic=single or roles.get("vehicle", ""))
     started = time.monotonic()
@@ -134,13 +147,10 @@ async def produce_messages(
             ahead = result.frames / rate - elapsed
             if ahead > 0.005:
                 await asyncio.sleep(ahead)
-        peer = (
-            f"10.{msg.key[-3] % 250}.{msg.key[-2] % 250}.{msg.key[-1] % 250}:{40000 + msg.key[-1]}"
-        )
         headers = [
             ("received_at", str(time.time_ns() // 1_000_000).encode()),
             ("gateway", gw),
-            ("peer", peer.encode()),
+            ("peer", peer_of(msg.key)),
             *msg.headers,
         ]
         name = single or roles[msg.topic]

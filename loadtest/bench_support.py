@@ -30,6 +30,7 @@ from ingest.config import Settings
 from ingest.config.kafka_settings import RAW_SOURCES
 from loadtest.bench_copy import copy_rows
 from loadtest.clients import bench_producer, fresh_consumer
+from loadtest.feeder import FeedResult, feed
 
 __all__ = [
     "CPU_US",
@@ -356,8 +357,9 @@ async def run_pipeline(
 
 async def steady_state(
     env: BenchEnv, topic: str, *, rate: float, seconds: float
-) -> dict[str, float]:
-    """One worker fed at ``rate`` frames/s for ``seconds``; the latency histogram afterwards."""
+) -> tuple[dict[str, float], FeedResult]:
+    """One worker fed at ``rate`` frames/s for ``seconds`` by ``loadtest.feeder`` (frames built
+    before the clock); the latency histogram afterwards, and what the feed achieved and cost."""
     await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
     dsn = await env.fresh_database(f"steady_{uuid.uuid4().hex[:6]}")
     group = f"bench-steady-{uuid.uuid4().hex[:6]}"
@@ -370,18 +372,19 @@ async def steady_state(
             if time.monotonic() > deadline:
                 raise SystemExit("bench: the service did not start within 60 s")
             await asyncio.sleep(0.2)
-        producer = AIOKafkaProducer(bootstrap_servers=env.kafka, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=env.kafka, acks="all")
         await producer.start()
-        started = time.monotonic()
         start_ms = time.time_ns() // 1_000_000 - (total // vehicles + 1) * 10_000
         try:
             frames = realtime_frames(vehicles, total // vehicles + 1, start_ms=start_ms)
-            result = await produce_messages(
-                producer, topic, _messages(frames), rate=rate, max_frames=total
-            )
+            fed = await feed(producer, topic, _messages(frames), rate=rate, max_frames=total)
         finally:
             await producer.stop()
-        progress("steady produce", result.frames, total, started)
+        sys.stderr.write(
+            f"bench: steady produce: {fed.frames:,}/{total:,} frames, "
+            f"{fed.achieved:,.0f} frames/s (offered {rate:,.0f}), built in {fed.build_s:.1f}s, "
+            f"feeder {fed.cpu_us_per_frame:.1f} µs CPU/frame\n"
+        )
         end = await _end_total(env.kafka, topic)
         deadline = time.monotonic() + 300
         while await _stored(dsn, group, topic) < end:
@@ -389,7 +392,7 @@ async def steady_state(
                 raise SystemExit("bench: steady state did not catch up within 300 s")
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # let the lag/metrics tick publish the last observations
-        return parse_histogram(svc.scrape())
+        return parse_histogram(svc.scrape()), fed
     finally:
         svc.stop()
         await env.drop(dsn)

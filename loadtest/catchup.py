@@ -151,11 +151,13 @@ async def _catchup_run(
         await offsets.start()
         watch = Watch(run, "catch-up")
         marks: dict[str, float] = {}
+        fed = asyncio.Event()  # the feeder built its frames and started its clock
 
         async def record(stored: int, end: int) -> None:
             series.append((time.monotonic(), stored, end))
 
         async def stop_and_restart() -> None:
+            await fed.wait()
             await asyncio.sleep(args.warm_s)
             marks["stop"] = time.monotonic()
             await asyncio.to_thread(run.stop)  # SIGTERM: the service commits what it has
@@ -179,6 +181,8 @@ async def _catchup_run(
                 watch=watch,
                 offsets=offsets,
                 on_sample=record,
+                figures=out,
+                on_start=fed.set,
             )
             await control
             end = await offsets.end()

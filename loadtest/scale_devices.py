@@ -120,10 +120,12 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
         try:
             sent, produce_s = 0, 0.0
+            feeds: list[dict[str, Any]] = []  # the feeder's figures of each round
             for size, messages in plan:
                 # One round at a time, each stored in full before the next is sent: the RSS at
                 # a round's end is then the worker's state with nothing in flight.
                 p0 = time.monotonic()
+                fed: dict[str, Any] = {}
                 sent += await paced(
                     env,
                     topics,
@@ -134,7 +136,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                     offsets=offsets,
                     every_s=2.0,
                     on_sample=record,
+                    figures=fed,
                 )
+                feeds.append(fed)
                 produce_s += time.monotonic() - p0
                 end = await offsets.end()
                 while (stored := await watch.sample(end)) < end:
@@ -149,6 +153,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 settled.append(sorted(idle)[1])
                 series.append((stored, settled[-1]))
             out["produce_frames_per_s"] = round(sent / max(produce_s, 1e-9))
+            out["feeds"] = feeds
             took = time.monotonic() - watch.first_at
         finally:
             await offsets.stop()

@@ -110,6 +110,7 @@ async def _steady(
         await offsets.start()
         try:
             watch = Watch(run, f"steady {len(envs)} shard(s) {workers}w")
+            fed: dict[str, Any] = {}
             messages = steady_frames(devices, rate, seconds, time.time_ns() // 1_000_000)
             sent = await paced(
                 envs[0],
@@ -119,6 +120,7 @@ async def _steady(
                 max_frames=int(rate * seconds),
                 watch=watch,
                 offsets=offsets,
+                figures=fed,
             )
             while_sending = len(watch.lags)
             await watch.until(await offsets.end(), timeout_s=600)
@@ -137,6 +139,7 @@ async def _steady(
         "lag_s_p50": round(statistics.median(lags) / rate, 3),
         "lag_s_max": round(max(lags) / rate, 3),
         "rss_mb_per_worker": sorted(round(v, 1) for v in watch.rss.values()),
+        **fed,
     }
 
 

@@ -20,8 +20,6 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
-from devtools.loadgen import produce_messages
-from devtools.loadgen_send import Progress
 from devtools.sim.fleet import Message
 from devtools.sim.promtext import histogram_quantile, parse_histogram
 from loadtest.bench_support import (
@@ -36,6 +34,7 @@ from loadtest.bench_support import (
     service_topics,
 )
 from loadtest.clients import bench_producer
+from loadtest.feeder import feed
 
 __all__ = [
     "Offsets",
@@ -252,42 +251,49 @@ async def paced(
     offsets: Offsets | None = None,
     every_s: float = 1.0,
     on_sample: Callable[[int, int], Awaitable[None]] | None = None,
+    figures: dict[str, Any] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> int:
-    """Produce ``messages`` at ``rate`` frames/s (``received_at`` = send time) while ``watch``
-    samples stored frames and lag every ``every_s`` (and calls ``on_sample(stored, end)``);
-    returns the frames sent."""
+    """Produce ``messages`` at ``rate`` frames/s (``received_at`` = send time) by
+    ``loadtest.feeder`` (frames built before the clock) while ``watch`` samples stored frames
+    and lag every ``every_s`` (and calls ``on_sample(stored, end)``); returns the frames sent
+    and puts the feed's figures (``FeedResult.as_dict``: achieved rate, CPU per frame) into
+    ``figures`` (its CPU is the process's while it ran, so it includes ``watch``'s samples).
+    ``on_start()``: the frames are built, the clock starts."""
     producer = bench_producer(env.kafka)
     await producer.start()
-    sent = _Sent()
+    sent = [0]
+
+    def count(frames: int) -> None:
+        sent[0] = frames
+
     try:
         sending = asyncio.create_task(
-            produce_messages(
-                producer, topics, messages, rate=rate, max_frames=max_frames, progress=sent
+            feed(
+                producer,
+                topics,
+                messages,
+                rate=rate,
+                max_frames=max_frames,
+                sent=count,
+                on_start=on_start,
             )
         )
         while not sending.done():
             if watch is not None and offsets is not None:
-                # Frames handed to the producer (acks=all, sent within linger_ms): the end
+                # Frames handed to the producer (acks=all, sent within one slice): the end
                 # offsets without asking the broker, whose answers time out on a busy machine.
-                end = sent.frames
+                end = sent[0]
                 n = await watch.sample(end)
                 if on_sample is not None:
                     await on_sample(n, end)
             await asyncio.wait({sending}, timeout=every_s)
-        return (await sending).frames
+        result = await sending
     finally:
         await producer.stop()
-
-
-class _Sent(Progress):
-    """A ``produce_messages`` progress that prints nothing and counts the frames sent so far."""
-
-    def __init__(self) -> None:
-        super().__init__(None, None)
-        self.frames = 0
-
-    def update(self, done: int, started: float, extra: Any = "", *, force: bool = False) -> None:
-        self.frames = done
+    if figures is not None:
+        figures.update(result.as_dict())
+    return result.frames
 
 
 def latency(text: str) -> dict[str, float | None]:
