@@ -127,3 +127,17 @@ def test_a_one_partition_batch_gives_what_the_grouping_pass_gives() -> None:
     vin = frames[5].vin
     newest = max(frames[i].ts_ms or 0 for i in kept if frames[i].vin == vin)
     assert one[TP].vehicles[vin][0] == newest
+
+
+def test_a_merge_places_only_entities_not_placed_since_the_assignment() -> None:
+    pending = PendingLatest(interval_s=5.0)
+    d = collect(_frames(3, 1), first=0)
+    vins = sorted(d.vehicles)
+    first = pending.placements(TP, d, "vehicle")
+    assert first == {"vehicle": dict.fromkeys(vins, TP)}
+    pending.committed({TP: d}, merged=[TP], nexts={TP: 3}, now=0.0, placed=first)
+    assert pending.placements(TP, d, "vehicle") == {}  # placed: nothing to record again
+    other = ("nev.vehicle.raw", 4)  # an entity seen on another partition is placed there
+    assert pending.placements(other, d, "vehicle") == {"vehicle": dict.fromkeys(vins, other)}
+    pending.forget([TP])  # revoked: placed again with the next merge after it comes back
+    assert pending.placements(TP, d, "vehicle") == first
