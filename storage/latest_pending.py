@@ -151,6 +151,7 @@ class PartitionLatest:
     # the next offset stored with the last commit that this set accounts for (None: unknown)
     next: int | None = None
     merged_at: float = field(default_factory=time.monotonic)
+    written_at: float = float("-inf")  # the last commit of a batch of this partition
     version: int = 0  # bumped whenever ``pending`` changes
     refill_until: int | None = None  # records below: committed already, refill only
     seek_from: int | None = None  # the assignment's seek (latest_from), taken once
@@ -276,6 +277,7 @@ class PendingLatest:
         for tp, nxt in nexts.items():
             p = self.part(tp)
             p.next = nxt
+            p.written_at = now
             if tp in done:
                 p.pending = Delta()
                 p.merged_at = now
@@ -321,8 +323,14 @@ class PendingLatest:
         p.version += 1
 
     def stale(self, now: float, after_s: float) -> list[TopicPartition]:
-        """Partitions with tuples that waited ``after_s`` since their last merge (no batch
-        came to merge them: an idle partition)."""
+        """Partitions with tuples that waited ``after_s`` since their last merge and had no
+        batch for ``after_s`` - interval (the keeper's tick): idle ones. A partition still
+        receiving batches merges with its next one (its interval has passed); merged beside
+        it, in a transaction of its own, the set held the partition's consumer_offsets row
+        while its lane's next batch waited for it (issue 12: the fence's lock waits)."""
+        quiet = after_s - self.interval_s
         return [
-            tp for tp, p in self.parts.items() if len(p.pending) and now - p.merged_at >= after_s
+            tp
+            for tp, p in self.parts.items()
+            if len(p.pending) and now - p.merged_at >= after_s and now - p.written_at >= quiet
         ]
