@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from storage import offsets as offsets_sql
 from storage.batch import Decoded
@@ -66,6 +66,27 @@ async def in_transaction(
     return deltas, merged, latest_from, placed
 
 
+# The offset rows of the partitions no other transaction holds, locked (a partition with a
+# pending set has its row: the commit that left the set stored it).
+_LOCK_FREE: Final = """
+SELECT o.topic, o.partition, o.next_offset FROM {schema}.consumer_offsets AS o
+JOIN unnest($2::text[], $3::int4[]) AS u(t, p) ON o.topic = u.t AND o.partition = u.p
+WHERE o.consumer_group = $1
+ORDER BY o.topic, o.partition
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+
+async def _lock_free(
+    conn: Any, schema: str, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    tps = sorted(partitions)
+    rows = await conn.fetch(
+        _LOCK_FREE.format(schema=schema), group, [t for t, _ in tps], [p for _, p in tps]
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
 def _add(into: Placements, more: Placements) -> None:
     for kind, entities in more.items():
         into.setdefault(kind, {}).update(entities)
@@ -84,7 +105,10 @@ async def flush(
     Only a partition whose stored offset is still the one this writer committed last is
     merged and its ``latest_from`` cleared: had a commit come between (a write of another
     lane, an abandoned one that committed after all), the stored ``latest_from`` covers its
-    tuples. A partition still refilling after a crash waits until its refill is complete.
+    tuples. A partition still refilling after a crash waits until its refill is complete. A
+    partition whose offset row another transaction holds (its lane writing a batch, which
+    merges the set when due) is skipped, not waited for: waiting, this transaction held the
+    rows it had locked already, and their lanes' next batches waited behind it (issue 12).
     """
     parts = {
         tp: p
@@ -101,7 +125,7 @@ async def flush(
     placed: Placements = {}
     n = 0
     async with pool.acquire() as conn, conn.transaction():
-        stored = await offsets_sql.fence(conn, schema, group, parts)
+        stored = await _lock_free(conn, schema, group, parts)
         mine = {tp: p.version for tp, p in parts.items() if stored.get(tp) == p.next}
         if mine:
             combined = Delta()

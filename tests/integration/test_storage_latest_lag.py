@@ -237,3 +237,25 @@ async def test_the_merge_records_where_each_entity_is_read_from(
     # writer's, when the partition comes back) first merge.
     w.latest.forget([VEH])
     assert not [k for k, tp in w.latest.placed.items() if tp == VEH]
+
+
+async def test_the_idle_merge_skips_a_partition_a_write_holds(
+    writer_factory: WriterFactory,
+) -> None:
+    # The keeper's merge must not wait for a lane's transaction on the partition: meanwhile it
+    # held the offset rows it had locked, and their lanes' batches waited behind it.
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)
+    second = mixed(T0 + HOUR)
+    await second.write(w, start=first.next)  # pending
+    async with w.pool.acquire() as conn, conn.transaction():
+        await conn.execute(  # a write of the vehicle partition in flight
+            "SELECT 1 FROM nev.consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE",
+            *VEH,
+        )
+        # bounds a hang (the merge waiting for the lock), not a speed
+        n = await asyncio.wait_for(w.flush_latest(list(second.next)), 30)
+        assert n == 4  # the other partitions' entities
+        assert len(w.latest.parts[VEH].pending) == 2  # the vehicles wait for their batch
+    assert await w.flush_latest([VEH]) == 2
