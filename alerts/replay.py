@@ -5,6 +5,8 @@ before the ones a new owner of a partition reads next; the previous owner stored
 
 * ``stamp`` (in each batch's transaction) records in ``latest_state.kafka_topic/_partition``
   where an entity's frames are read from (migration 0052), once per entity per assignment;
+  with ``storage.latest_interval_ms`` > 0 the writer's merge of a partition's pending set
+  records them instead (storage/latest_merge.py ``stamp``: the row exists only from then);
 * ``entity_page`` (on assignment) pages through the entities of one assigned partition whose
   latest frame was stored since a cutoff (``cutoff``: ``window_s`` seconds of wall clock
   before the restore began), in entity order from a keyset (index ``latest_state_restore``,

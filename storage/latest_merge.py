@@ -1,23 +1,25 @@
 """Merge one pending set (storage/latest_pending.py) into ``latest_state``, in the caller's
 transaction, by the same statements as the per-batch merge (storage/latest.py,
-storage/latest_kinds.py): with COPY, the vehicles' newest tuples go into the vehicle staging
-table (native tuples joined, not encoded) and one ``UPDATE ... FROM`` (plus an INSERT of new
-entities when needed) brings latest_state up; without COPY (PGlite), the unnest upsert.
+storage/latest_kinds.py), and record where the set's entities not placed yet are read from
+(``stamp``, storage/latest_pending.py). With COPY, the vehicles' newest tuples go into the
+vehicle staging table (native tuples joined, not encoded) and one ``UPDATE ... FROM`` (plus
+an INSERT of new entities when needed) brings latest_state up; without COPY (PGlite), the
+unnest upsert.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 from storage.binary import COPY_SIGNATURE, COPY_TRAILER
 from storage.latest import merge_stage, upsert_rows
 from storage.latest_kinds import BATTERY, CHARGER, upsert
-from storage.latest_pending import Delta
+from storage.latest_pending import Delta, Placements
 from storage.params import LoaderKind
 from storage.tables import VEHICLES
 
-__all__ = ["VEHICLE_STAGE", "merge"]
+__all__ = ["VEHICLE_STAGE", "merge", "stamp"]
 
 VEHICLE_STAGE = f"nev_stage_{VEHICLES.name}"  # the COPY loader's stage of vehicle rows
 _PIECE = 1000  # tuples per piece of the COPY stream
@@ -26,6 +28,27 @@ _PIECE = 1000  # tuples per piece of the COPY stream
 # 32 MB work_mem (EXPLAIN ANALYZE, docs/storage.md): this transaction gets more for that sort.
 _BIG_MERGE = 250_000
 _BIG_MERGE_WORK_MEM = "128MB"
+# alerts.replay's stamp with the topic per entity (one statement for a merge of several
+# partitions' sets); only rows whose placement changed are written. In entity order, so two
+# writers lock latest_state rows in the same order as the merge.
+_STAMP: Final = """
+UPDATE {schema}.latest_state AS s SET kafka_topic = u.t, kafka_partition = u.p
+FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, t, p)
+WHERE s.entity_kind = $1 AND s.entity_id = u.id
+  AND (s.kafka_partition IS DISTINCT FROM u.p OR s.kafka_topic IS DISTINCT FROM u.t)
+"""
+
+
+async def stamp(conn: Any, schema: str, placements: Placements) -> None:
+    """Record where the entities' frames are read from (after their merge: a new entity's
+    row exists only then)."""
+    sql = _STAMP.format(schema=schema)
+    for kind, entities in sorted(placements.items()):
+        if not entities:
+            continue
+        ids = sorted(entities)
+        where = [entities[e] for e in ids]
+        await conn.execute(sql, kind, ids, [t for t, _ in where], [p for _, p in where])
 
 
 async def merge(

@@ -12,6 +12,13 @@ partition's next offset, ``latest_from`` - the first Kafka offset whose tuple is
 pending (NULL: none). A worker assigned a partition whose ``latest_from`` is below the stored
 offset reads that range again only to refill this set (``refill``): no rows, no alerts.
 
+The merge of a partition's set also records in ``latest_state.kafka_topic/_partition`` where
+its entities' frames are read from (the alert replay's placement, alerts/replay.py), for the
+entities this writer has not placed there since it got the partition (``placements``): once
+per entity per assignment, with the merge, instead of the sink's stamp with every batch - a
+stamp before the merge finds no row for a new entity and was tried again with each batch
+until the merge (issue 12).
+
 Newest = greatest frame time, as the merge's ``WHERE stored.ts < new.ts``: vehicles keep their
 newest frame's tuple (as in one batch: latest_state's vehicle merge takes the newest row per
 VIN), connectors and packs merge their tuples as ``latest_kinds.merge_newest`` does (the last
@@ -31,7 +38,14 @@ from contract.rows import FrameRows, VehicleRow
 from storage.latest_kinds import _last_non_null, battery_values, charger_values
 from storage.offsets import OffsetRange, TopicPartition
 
-__all__ = ["DEFAULT_CAP", "Delta", "PartitionLatest", "PendingLatest", "VehicleTuple"]
+__all__ = [
+    "DEFAULT_CAP",
+    "Delta",
+    "PartitionLatest",
+    "PendingLatest",
+    "Placements",
+    "VehicleTuple",
+]
 
 # Early merge past this many entities in one partition's set: bounds memory (a tuple is a few
 # hundred bytes) and the size of one merge statement.
@@ -40,6 +54,8 @@ DEFAULT_CAP: Final = 200_000
 # A vehicle's pending state: (frame time ms, its row, its native COPY tuple or None).
 VehicleTuple = tuple[int, VehicleRow, bytes | None]
 Values = tuple[Any, ...]  # a connector's or pack's latest_state values, ts first
+# entity kind -> {entity id: (topic, partition)}: the placements a merge records
+Placements = dict[str, dict[str, TopicPartition]]
 
 
 @dataclass(slots=True)
@@ -135,6 +151,7 @@ class PartitionLatest:
     # the next offset stored with the last commit that this set accounts for (None: unknown)
     next: int | None = None
     merged_at: float = field(default_factory=time.monotonic)
+    written_at: float = float("-inf")  # the last commit of a batch of this partition
     version: int = 0  # bumped whenever ``pending`` changes
     refill_until: int | None = None  # records below: committed already, refill only
     seek_from: int | None = None  # the assignment's seek (latest_from), taken once
@@ -153,6 +170,9 @@ class PendingLatest:
         self.interval_s = interval_s
         self.cap = cap
         self.parts: dict[TopicPartition, PartitionLatest] = {}
+        # (kind, entity) -> the (topic, partition) recorded in latest_state by a committed
+        # merge of this writer since the assignment
+        self.placed: dict[tuple[str, str], TopicPartition] = {}
 
     @property
     def bounded(self) -> bool:
@@ -219,6 +239,20 @@ class PendingLatest:
         base = p.pending if p is not None else Delta()
         return base.union(delta) if delta is not None else base
 
+    def placements(self, tp: TopicPartition, merging: Delta, vehicle_kind: str) -> Placements:
+        """The entities of ``tp``'s set being merged whose placement is not recorded yet."""
+        placed = self.placed
+        out: Placements = {}
+        for kind, ids in (
+            (vehicle_kind, merging.vehicles),
+            ("charger", merging.chargers),
+            ("battery", merging.packs),
+        ):
+            new = {e: tp for e in ids if placed.get((kind, e)) != tp}
+            if new:
+                out[kind] = new
+        return out
+
     def latest_from(self, tp: TopicPartition, delta: Delta | None) -> int | None:
         """What ``consumer_offsets.latest_from`` of ``tp`` holds after a commit without merge."""
         p = self.parts.get(tp)
@@ -233,13 +267,17 @@ class PendingLatest:
         merged: Iterable[TopicPartition],
         nexts: dict[TopicPartition, int],
         now: float,
+        placed: Placements | None = None,
     ) -> None:
-        """A write committed: ``merged`` partitions' sets are in latest_state, the others
-        keep their batch's tuples; ``nexts`` is what the commit stored."""
+        """A write committed: ``merged`` partitions' sets are in latest_state (and the
+        ``placed`` placements recorded), the others keep their batch's tuples; ``nexts`` is
+        what the commit stored."""
+        self.mark_placed(placed)
         done = set(merged)
         for tp, nxt in nexts.items():
             p = self.part(tp)
             p.next = nxt
+            p.written_at = now
             if tp in done:
                 p.pending = Delta()
                 p.merged_at = now
@@ -250,10 +288,21 @@ class PendingLatest:
                     p.pending.absorb(delta)
                     p.version += 1
 
+    def mark_placed(self, placed: Placements | None) -> None:
+        """Placements a committed transaction recorded."""
+        for kind, entities in (placed or {}).items():
+            for entity, tp in entities.items():
+                self.placed[(kind, entity)] = tp
+
     def forget(self, tps: Iterable[TopicPartition]) -> None:
-        """Partitions no longer this writer's (revoked, fenced): their sets go."""
-        for tp in tps:
+        """Partitions no longer this writer's (revoked, fenced): their sets go, and their
+        placements (a later owner may have moved the entities; placed again if they come
+        back)."""
+        gone = set(tps)
+        for tp in gone:
             self.parts.pop(tp, None)
+        if gone and self.placed:
+            self.placed = {k: tp for k, tp in self.placed.items() if tp not in gone}
 
     # -- assignment and refill ------------------------------------------------------------------
     def assigned(self, tp: TopicPartition, next_offset: int, latest_from: int | None) -> None:
@@ -274,8 +323,14 @@ class PendingLatest:
         p.version += 1
 
     def stale(self, now: float, after_s: float) -> list[TopicPartition]:
-        """Partitions with tuples that waited ``after_s`` since their last merge (no batch
-        came to merge them: an idle partition)."""
+        """Partitions with tuples that waited ``after_s`` since their last merge and had no
+        batch for ``after_s`` - interval (the keeper's tick): idle ones. A partition still
+        receiving batches merges with its next one (its interval has passed); merged beside
+        it, in a transaction of its own, the set held the partition's consumer_offsets row
+        while its lane's next batch waited for it (issue 12: the fence's lock waits)."""
+        quiet = after_s - self.interval_s
         return [
-            tp for tp, p in self.parts.items() if len(p.pending) and now - p.merged_at >= after_s
+            tp
+            for tp, p in self.parts.items()
+            if len(p.pending) and now - p.merged_at >= after_s and now - p.written_at >= quiet
         ]

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from storage import offsets as offsets_sql
 from storage.batch import Decoded
 from storage.isolate import Attempt
-from storage.latest_merge import merge
-from storage.latest_pending import Delta, PendingLatest
+from storage.latest_merge import merge, stamp
+from storage.latest_pending import Delta, PendingLatest, Placements
 from storage.offsets import OffsetRange, TopicPartition
 from storage.params import LoaderKind, WriterParams
 
 __all__ = ["flush", "in_transaction"]
 
-Planned = tuple[dict[TopicPartition, Delta], list[TopicPartition], dict[TopicPartition, int | None]]
+Planned = tuple[
+    dict[TopicPartition, Delta],
+    list[TopicPartition],
+    dict[TopicPartition, int | None],
+    Placements,
+]
 
 
 async def in_transaction(
@@ -37,22 +42,54 @@ async def in_transaction(
     """In a batch's transaction, after its rows: the batch's tuples per partition (applied
     to ``latest`` only once the transaction commits), the partitions whose sets are merged now
     (interval passed, cap reached, or tuples refilled after a crash), and each partition's
-    ``latest_from`` to store with its offset."""
+    ``latest_from`` to store with its offset, and the placements the merge recorded (with an
+    interval; without one the sink stamps them, once per entity per assignment)."""
     deltas = (
         latest.batch_deltas(frames, kept, sources, ranges, kafka_offsets) if latest.bounded else {}
     )
     now = time.monotonic()
     merged = [tp for tp in live if latest.due(tp, deltas.get(tp), now)]
+    placed: Placements = {}
     if merged:
         combined = Delta()
         for tp in merged:
-            combined.absorb(latest.to_merge(tp, deltas.get(tp)))
+            merging = latest.to_merge(tp, deltas.get(tp))
+            combined.absorb(merging)
+            if latest.bounded:
+                _add(placed, latest.placements(tp, merging, params.entity_kind))
         state.latest += await merge(conn, params.schema, params.entity_kind, loader, combined)
+        await stamp(conn, params.schema, placed)
     done = set(merged)
     latest_from = {
         tp: None if tp in done else latest.latest_from(tp, deltas.get(tp)) for tp in live
     }
-    return deltas, merged, latest_from
+    return deltas, merged, latest_from, placed
+
+
+# The offset rows of the partitions no other transaction holds, locked (a partition with a
+# pending set has its row: the commit that left the set stored it).
+_LOCK_FREE: Final = """
+SELECT o.topic, o.partition, o.next_offset FROM {schema}.consumer_offsets AS o
+JOIN unnest($2::text[], $3::int4[]) AS u(t, p) ON o.topic = u.t AND o.partition = u.p
+WHERE o.consumer_group = $1
+ORDER BY o.topic, o.partition
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+
+async def _lock_free(
+    conn: Any, schema: str, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    tps = sorted(partitions)
+    rows = await conn.fetch(
+        _LOCK_FREE.format(schema=schema), group, [t for t, _ in tps], [p for _, p in tps]
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+def _add(into: Placements, more: Placements) -> None:
+    for kind, entities in more.items():
+        into.setdefault(kind, {}).update(entities)
 
 
 async def flush(
@@ -68,7 +105,10 @@ async def flush(
     Only a partition whose stored offset is still the one this writer committed last is
     merged and its ``latest_from`` cleared: had a commit come between (a write of another
     lane, an abandoned one that committed after all), the stored ``latest_from`` covers its
-    tuples. A partition still refilling after a crash waits until its refill is complete.
+    tuples. A partition still refilling after a crash waits until its refill is complete. A
+    partition whose offset row another transaction holds (its lane writing a batch, which
+    merges the set when due) is skipped, not waited for: waiting, this transaction held the
+    rows it had locked already, and their lanes' next batches waited behind it (issue 12).
     """
     parts = {
         tp: p
@@ -82,16 +122,21 @@ async def flush(
         return 0
     group, schema = params.consumer_group, params.schema
     mine: dict[TopicPartition, int] = {}
+    placed: Placements = {}
     n = 0
     async with pool.acquire() as conn, conn.transaction():
-        stored = await offsets_sql.fence(conn, schema, group, parts)
+        stored = await _lock_free(conn, schema, group, parts)
         mine = {tp: p.version for tp, p in parts.items() if stored.get(tp) == p.next}
         if mine:
             combined = Delta()
             for tp in mine:
                 combined.absorb(parts[tp].pending)
+                if latest.bounded:
+                    _add(placed, latest.placements(tp, parts[tp].pending, params.entity_kind))
             n = await merge(conn, schema, params.entity_kind, loader, combined)
+            await stamp(conn, schema, placed)
             await offsets_sql.clear_latest_from(conn, schema, group, mine)
+    latest.mark_placed(placed)
     now = time.monotonic()
     for tp, version in mine.items():
         p = parts[tp]

@@ -358,7 +358,7 @@ class StorageWriter:
                 for i, exc in sorted(state.bad.items())
             ]
             live_tps = [tp for tp in ranges if tp not in fenced]
-            deltas, merged, latest_from = await in_transaction(
+            deltas, merged, latest_from, placed = await in_transaction(
                 conn, self._params, self.loader.kind, self.latest, frames, kept, sources,
                 ranges, kafka_offsets, live_tps, state,
             )  # fmt: skip
@@ -372,7 +372,7 @@ class StorageWriter:
             committed = {tp: rng.next for tp, rng in ranges.items() if tp not in fenced}
             await offsets_sql.store(conn, schema, group, committed, latest_from)
         # Committed: the batch's tuples join the pending sets, the merged sets are gone.
-        self.latest.committed(deltas, merged, committed, time.monotonic())
+        self.latest.committed(deltas, merged, committed, time.monotonic(), placed)
         self.latest.forget(fenced)
         return WriteResult(
             committed=committed,

@@ -440,7 +440,11 @@ class StorageSink:
         shard = batch.shard
         saved: list[AlertMessage] = []
         acked = {key for key in self._acked if key[0] == shard}
-        placements = self._placements(batch) if self._engines else {}
+        # With a latest interval the writer's merges record the placements (once per entity
+        # per assignment, storage/latest_pending.py): a stamp here would find no row for a
+        # new entity until its partition's merge and be sent again with every batch till then.
+        stamps = self._engines and not self.writer_of(shard).latest.bounded
+        placements = self._placements(batch) if stamps else {}
         # Claimed for this write: lanes write concurrently, and two sending the same snapshot
         # would duplicate it on the alerts topic. Released if this write fails (the retry, or
         # another lane, sends them).
@@ -485,8 +489,8 @@ class StorageSink:
         finally:
             self._claimed.difference_update(resend)
         self._acked -= acked
-        # A stamp reaches only entities latest_state has: those of a partition whose pending
-        # tuples are not merged yet are stamped again with its next batches until they are.
+        # A stamp reaches only entities latest_state has (merged: every partition, without an
+        # interval).
         merged = result.latest_merged
         for (topic, _), entities in placements.items():
             for vin, partition in entities.items():

@@ -16,6 +16,7 @@ import pytest
 
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.synthetic import frame_rows, vin
 from ingest.decoders.fast import decode_rows
 from ingest.pipeline.latest_keeper import LatestKeeper
 from storage.offsets import TopicPartition
@@ -191,3 +192,70 @@ async def test_the_keeper_merges_an_idle_partition_after_the_interval(
     async with w.pool.acquire() as conn:
         assert min((await latest(conn)).values()) >= T0 + HOUR
         assert set((await latest_from(conn)).values()) == {None}
+
+
+async def placements(conn: Any) -> dict[tuple[str, str], tuple[str | None, int | None]]:
+    rows = await conn.fetch(
+        "SELECT entity_kind, entity_id, kafka_topic, kafka_partition FROM nev.latest_state"
+    )
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+async def test_the_merge_records_where_each_entity_is_read_from(
+    writer_factory: WriterFactory,
+) -> None:
+    # With an interval the writer's merge records latest_state.kafka_topic/_partition (what
+    # the alert replay finds an entity by): also for entities that came in a batch without a
+    # merge (no row yet, so no stamp could reach them then), and once per assignment only.
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)  # the partitions' first batch merges
+    async with w.pool.acquire() as conn:
+        got = await placements(conn)
+    assert len(got) == 6 and all(tp in first.next for tp in got.values()), got
+    assert {got[("vehicle", vin(k))] for k in (0, 1)} == {VEH}
+
+    later = Batch()  # new vehicles on VEH, pending (the interval has not passed)
+    for k in (5, 6):
+        later.add(VEH, frame_rows(vin(k), T0 + HOUR, seq=k))
+    r2 = await later.write(w, start=first.next)
+    assert not r2.latest_merged
+    assert await w.flush_latest([VEH]) == 2  # the idle/revoke merge
+    async with w.pool.acquire() as conn:
+        got = await placements(conn)
+        assert {got[("vehicle", vin(k))] for k in (5, 6)} == {VEH}
+        # Placed once per assignment: a later merge of these entities writes no placement.
+        await conn.execute("UPDATE nev.latest_state SET kafka_partition = 9")
+    again = Batch()
+    for k in (5, 6):
+        again.add(VEH, frame_rows(vin(k), T0 + 2 * HOUR, seq=k))
+    await again.write(w, start={VEH: first.next[VEH] + later.next[VEH]})
+    assert await w.flush_latest([VEH]) == 2
+    async with w.pool.acquire() as conn:
+        assert {p for _, p in (await placements(conn)).values()} == {9}
+    # A revoked partition's placements go: placed again by the next owner's (or this
+    # writer's, when the partition comes back) first merge.
+    w.latest.forget([VEH])
+    assert not [k for k, tp in w.latest.placed.items() if tp == VEH]
+
+
+async def test_the_idle_merge_skips_a_partition_a_write_holds(
+    writer_factory: WriterFactory,
+) -> None:
+    # The keeper's merge must not wait for a lane's transaction on the partition: meanwhile it
+    # held the offset rows it had locked, and their lanes' batches waited behind it.
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)
+    second = mixed(T0 + HOUR)
+    await second.write(w, start=first.next)  # pending
+    async with w.pool.acquire() as conn, conn.transaction():
+        await conn.execute(  # a write of the vehicle partition in flight
+            "SELECT 1 FROM nev.consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE",
+            *VEH,
+        )
+        # bounds a hang (the merge waiting for the lock), not a speed
+        n = await asyncio.wait_for(w.flush_latest(list(second.next)), 30)
+        assert n == 4  # the other partitions' entities
+        assert len(w.latest.parts[VEH].pending) == 2  # the vehicles wait for their batch
+    assert await w.flush_latest([VEH]) == 2

@@ -127,3 +127,31 @@ def test_a_one_partition_batch_gives_what_the_grouping_pass_gives() -> None:
     vin = frames[5].vin
     newest = max(frames[i].ts_ms or 0 for i in kept if frames[i].vin == vin)
     assert one[TP].vehicles[vin][0] == newest
+
+
+def test_a_merge_places_only_entities_not_placed_since_the_assignment() -> None:
+    pending = PendingLatest(interval_s=5.0)
+    d = collect(_frames(3, 1), first=0)
+    vins = sorted(d.vehicles)
+    first = pending.placements(TP, d, "vehicle")
+    assert first == {"vehicle": dict.fromkeys(vins, TP)}
+    pending.committed({TP: d}, merged=[TP], nexts={TP: 3}, now=0.0, placed=first)
+    assert pending.placements(TP, d, "vehicle") == {}  # placed: nothing to record again
+    other = ("nev.vehicle.raw", 4)  # an entity seen on another partition is placed there
+    assert pending.placements(other, d, "vehicle") == {"vehicle": dict.fromkeys(vins, other)}
+    pending.forget([TP])  # revoked: placed again with the next merge after it comes back
+    assert pending.placements(TP, d, "vehicle") == first
+
+
+def test_only_a_partition_without_batches_for_a_tick_is_stale() -> None:
+    # The keeper (interval 5 s, tick 1.25 s) asks for sets that waited 6.25 s since their merge;
+    # a partition whose batches still come merges with its next batch instead (its own
+    # transaction beside the lane's would hold the partition's offset row while the lane waits).
+    pending = PendingLatest(interval_s=5.0)
+    d = collect(_frames(2, 1), first=0)
+    pending.committed({TP: d}, merged=[TP], nexts={TP: 2}, now=0.0)
+    pending.committed({TP: d}, merged=[], nexts={TP: 4}, now=1.0)  # pending since 1.0
+    pending.committed({}, merged=[], nexts={TP: 4}, now=6.0)  # a write at 6.0, nothing new
+    assert pending.stale(6.5, 6.25) == []  # busy: written 0.5 s ago
+    assert pending.stale(7.0, 6.25) == []  # written 1.0 s ago, less than a tick
+    assert pending.stale(7.25, 6.25) == [TP]  # quiet for a tick: idle
