@@ -84,15 +84,12 @@ def _databases(args: argparse.Namespace) -> tuple[str, list[tuple[int | None, An
 
 
 def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
-    # The tables live in storage.schema (`nev-ingest migrate` puts them there); the statements
-    # below name them unqualified, as the service's own sessions do (storage/connect.py).
-    # The schema matches SQL_IDENTIFIER (settings), so it needs no quoting.
-    extra: dict[str, Any] = {"sslmode": pg.sslmode, "options": f"-c search_path={schema},public"}
+    extra: dict[str, Any] = {"sslmode": pg.sslmode}
     for key in ("password", "sslrootcert", "sslcert", "sslkey"):
         if getattr(pg, key):
             extra[key] = getattr(pg, key)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             pg.dsn,
             row_factory=dict_row,
             connect_timeout=max(1, round(pg.connect_timeout_s)),
@@ -104,6 +101,13 @@ def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
             f"cannot connect to the database: {first} (set --dsn, NEV_POSTGRES_DSN or "
             "[postgres] dsn in --config)"
         ) from exc
+    # The tables live in storage.schema (`nev-ingest migrate` puts them there) and the
+    # statements below name them unqualified, as the service's sessions do (storage/connect.py):
+    # set after connecting, not as a startup option, which would replace a DSN's own
+    # `options` and which poolers such as PgBouncer refuse.
+    conn.execute("SELECT set_config('search_path', %s, false)", [f"{schema}, public"])
+    conn.commit()
+    return conn
 
 
 def _run(
