@@ -15,7 +15,8 @@ template with the device's own identity): round 0 is every device's first frame,
 Worker RSS is sampled with the frames stored: at the start (no device yet), while round 0 runs,
 and at the end of each round, which is sent only after the previous one is stored (the worker
 idle, nothing in flight). Bytes per device = (RSS when every device
-has been seen - RSS when a third had) / two thirds of the devices: everything the worker keeps
+has been seen - RSS when a third had, both idle: round 0 is sent in those two parts) / two
+thirds of the devices: everything the worker keeps
 per device (rule state, latest-state and session tracking, caches, allocator overhead), without
 its fixed costs. A device's second frame may still add state (a rule window then holds two
 samples, a rate has a previous value); from the third on nothing may grow: bounded = the last
@@ -61,15 +62,16 @@ def _rounds(devices: int, revisit: int, rounds: int, interval_ms: int, start_ms:
     plan = [(share, start_ms)] + [
         (revisit, start_ms + r * interval_ms) for r in range(1, rounds + 1)
     ]
-    for n, at_ms in plan:
+    for r, (n, at_ms) in enumerate(plan):
         streams = [_of_kind(kind, n, at_ms) for kind in KINDS]
-        yield n * len(KINDS), (m for group in zip(*streams, strict=True) for m in group)
-
-
-def _rss_at(series: list[tuple[int, float]], stored: int) -> float:
-    """The RSS of the last sample taken while at most ``stored`` frames were stored."""
-    seen = [rss for n, rss in series if n <= stored]
-    return seen[-1] if seen else 0.0
+        frames = (m for group in zip(*streams, strict=True) for m in group)
+        if r == 0:
+            # Round 0 in two sends, a third of the devices and the rest, so the slope's first
+            # point is taken idle too (the feeder takes exactly max_frames of the stream).
+            yield devices // 3, frames
+            yield n * len(KINDS) - devices // 3, frames
+        else:
+            yield n * len(KINDS), frames
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,11 +171,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             out["dead_lettered"] = await dlq.end()
         finally:
             await dlq.stop()
-    third = _rss_at(series, devices // 3)
+    third = settled.pop(0)  # round 0's first third, stored, the worker idle
     round0 = settled[0]
     last = settled[-1]
-    # The slope between a third of the devices seen and all of them: the worker's fixed costs
-    # (imports, native extension) are in both points and drop out.
+    # The slope between a third of the devices seen and all of them, both taken idle: the
+    # worker's fixed costs (imports, native extension) are in both points and drop out.
     per_device = (round0 - third) * 1024 * 1024 / (devices - devices // 3)
     out["rss_mb_start"] = round(base, 1)
     out["rss_mb_third_of_devices_seen"] = round(third, 1)
