@@ -47,6 +47,7 @@ from storage.errors import ErrorKind, classify
 
 __all__ = [
     "PAGE_ENTITIES",
+    "RESTORE_ATTEMPTS",
     "SLICE_S",
     "STEP_TIMEOUT_S",
     "AssignedState",
@@ -63,6 +64,8 @@ PAGE_ENTITIES: Final = 1000
 STEP_TIMEOUT_S: Final = 30.0
 # Work per call: then the worker polls Kafka and calls again (partitions stay paused meanwhile).
 SLICE_S: Final = 5.0
+# Restores of a partition's held alerts after its refill before giving up (RefillWarm._restore).
+RESTORE_ATTEMPTS: Final = 3
 
 _Key = tuple[str, int]  # (topic, partition)
 
@@ -248,6 +251,7 @@ class RefillWarm:
         self._alert_topics = alert_topics
         self._emit = emit  # the changes ``restore`` returns: saved with the next batch
         self._held: dict[_Key, list[tuple[str, AlertRecord]]] = {}
+        self._attempts: dict[_Key, int] = {}  # failed restores per partition (RESTORE_ATTEMPTS)
 
     def defer(
         self, records: Mapping[str, list[AlertRecord]], refilling: Callable[[_Key], bool]
@@ -263,8 +267,10 @@ class RefillWarm:
                     now.setdefault(kind, []).append(rec)
         return now
 
-    def refilled(self, key: _Key, frames: list[Any], complete: bool) -> None:
-        """``LatestKeeper``'s ``on_refill``: warm with ``frames``, then restore when done."""
+    def refilled(self, key: _Key, frames: list[Any], complete: bool) -> bool:
+        """``LatestKeeper``'s ``on_refill``: warm with ``frames``, then restore when done.
+        False: some held alerts could not be restored yet (kept; the keeper calls again with
+        the partition's next records, before they are evaluated)."""
         topic, partition = key
         engine = self._engines.get(self._alert_topics.get(topic, ""))
         if engine is not None and frames:
@@ -273,26 +279,67 @@ class RefillWarm:
             except Exception:  # a bug must not stop the partition: start blind, loudly
                 log.exception("warming with the refilled frames failed: windowed rules start blind")
                 engine.forget(partition=partition, topic=topic)
-        if not complete:
-            return
-        held = self._held.pop(key, [])
+        if not complete or not self._held.get(key):
+            return True
+        return self._restore(key)
+
+    def _restore(self, key: _Key) -> bool:
+        """Restore ``key``'s held alerts kind by kind; a kind whose ``restore`` raised stays
+        held. The replay path's policy for a failing restore (storage_sink._adopt) is to keep
+        the stored alerts and try again; here the refill is over and the partition's frames
+        flow, so the retry comes with its next records, a bounded number of times: ``restore``
+        is pure, a failure is a bug and repeats, and retrying it forever would only repeat the
+        error line. Then the alerts stay open in the database (nothing deleted) and its next
+        assignment reads them again."""
+        held = self._held[key]
         by_kind: dict[str, list[AlertRecord]] = {}
         for kind, rec in held:
             by_kind.setdefault(kind, []).append(rec)
+        failed: list[tuple[str, AlertRecord]] = []
+        error: Exception | None = None
         for kind, recs in by_kind.items():
-            self._emit(self._engines[kind].restore(recs))
-        if held:
+            try:
+                self._emit(self._engines[kind].restore(recs))
+            except Exception as exc:  # restoring again is harmless: restore only sets state
+                failed.extend((kind, rec) for rec in recs)
+                error = exc
+        where = f"{key[0]}[{key[1]}]"
+        if not failed:
+            del self._held[key]
+            self._attempts.pop(key, None)
             log.info(
                 "alert state restored after the refill",
-                extra={
-                    "partition": f"{topic}[{partition}]",
-                    "alerts": sum(rec.cleared_ms is None for _, rec in held),
-                },
+                extra={"partition": where, "alerts": sum(r.cleared_ms is None for _, r in held)},
             )
+            return True
+        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        extra = {"partition": where, "alerts": len(failed), "attempt": attempt}
+        if attempt < RESTORE_ATTEMPTS:
+            self._held[key] = failed
+            log.error(
+                "restoring the stored alerts after the refill failed (%r): kept, and tried "
+                "again with the partition's next records",
+                error,
+                exc_info=error,
+                extra=extra,
+            )
+            return False
+        self.forget([key])
+        log.error(
+            "restoring the stored alerts after the refill failed %d times (%r): given up; "
+            "they stay open in the database and the partition's next assignment reads them "
+            "again (restart the worker to retry now)",
+            attempt,
+            error,
+            exc_info=error,
+            extra=extra,
+        )
+        return True
 
     def forget(self, keys: Iterable[_Key]) -> None:
         for key in keys:
             self._held.pop(key, None)
+            self._attempts.pop(key, None)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,8 @@ adds, through the hooks below (each a no-op for a sink without a keeper):
 * ``take_refill``: the records below the stored offset are decoded only to refill the pending
   tuples - no rows, no alerts, no dead letters, no metrics - and the rest go on as usual; the
   same frames warm the partition's rule engine (``on_refill``: alert_state.RefillWarm), as
-  the replay from the database ends at the stale latest_state;
+  the replay from the database ends at the stale latest_state; ``end_refills`` completes a
+  refill whose range ends in a gap, once the consumer's position passed it;
 * ``flush_latest``: on revocation and on a graceful stop, after the writer drained, the
   partitions' sets are merged, so a clean stop or a rebalance leaves latest_state complete;
 * ``LatestKeeper.run``: a partition that stopped receiving frames has no write transaction to
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from storage.latest_pending import PartitionLatest, PendingLatest
 from storage.offsets import TopicPartition
 
-__all__ = ["LatestKeeper", "flush_latest", "seek_target", "take_refill"]
+__all__ = ["LatestKeeper", "end_refills", "flush_latest", "seek_target", "take_refill"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ def _key(tp: Any) -> TopicPartition:
     return (str(tp[0]), int(tp[1])) if isinstance(tp, tuple) else (tp.topic, tp.partition)
 
 
-# (partition, its refilled frames in offset order, whether its refill is complete)
-OnRefill = Callable[[TopicPartition, list[Any], bool], None]
+# (partition, its refilled frames in offset order, whether its refill is complete) -> False
+# when the hook could not finish a complete refill's work (called again with the next records)
+OnRefill = Callable[[TopicPartition, list[Any], bool], bool | None]
 
 
 class LatestKeeper:
@@ -64,6 +66,7 @@ class LatestKeeper:
         self._writers = writers
         self._shard_of = shard_of
         self.on_refill = on_refill
+        self._unrestored: set[TopicPartition] = set()  # complete, but on_refill not done
 
     def _writer(self, tp: TopicPartition) -> _Writer:
         return self._writers()[self._shard_of(tp[1])]
@@ -92,6 +95,9 @@ class LatestKeeper:
 
     def take_refill(self, tp: Any, records: Sequence[Any], decoder: _Decoder) -> Sequence[Any]:
         """``records`` past the refill range of ``tp``; the ones in it refill its set."""
+        key = _key(tp)
+        if key in self._unrestored and records:  # before these records are evaluated
+            self._notify(key, [], True)
         p = self._part(tp)
         if p is None or p.refill_until is None or not records:
             return records
@@ -99,23 +105,53 @@ class LatestKeeper:
         cut = 0
         while cut < len(records) and records[cut].offset < until:
             cut += 1
-        key = _key(tp)
         frames = decoder.decode_stored(key[0], records[:cut]) if cut else []
         if cut:
             self._writer(key).latest.refill(key, frames)
         complete = cut < len(records) or records[cut - 1].offset >= until - 1
-        if self.on_refill is not None:
-            self.on_refill(key, frames, complete)
         if complete:
-            # Complete: these tuples are older than the interval already, merged with the next
-            # write (or by the idle merge) rather than an interval after the restart.
-            p.refill_until = None
-            p.merged_at = float("-inf")
-            log.info(
-                "latest_state tuples refilled",
-                extra={"topic": _key(tp)[0], "partition": _key(tp)[1], "entities": len(p.pending)},
-            )
+            self._complete(key, p)
+        self._notify(key, frames, complete)
         return records[cut:]
+
+    def reached(self, tp: Any, position: int) -> None:
+        """The consumer's next offset for ``tp`` is ``position`` (``end_refills``)."""
+        p = self._part(tp)
+        if p is not None and p.refill_until is not None and position >= p.refill_until:
+            key = _key(tp)
+            self._complete(key, p)
+            self._notify(key, [], True)
+
+    def _complete(self, key: TopicPartition, p: PartitionLatest) -> None:
+        # Before ``on_refill``, so that a failing hook cannot leave the refill half done.
+        # These tuples are older than the interval already: merged with the next write (or by
+        # the idle merge) rather than an interval after the restart.
+        p.refill_until = None
+        p.merged_at = float("-inf")
+        log.info(
+            "latest_state tuples refilled",
+            extra={"topic": key[0], "partition": key[1], "entities": len(p.pending)},
+        )
+
+    def _notify(self, key: TopicPartition, frames: list[Any], complete: bool) -> None:
+        """``on_refill``, guarded: the consume loop must not die of it. A complete refill whose
+        hook did not finish (False, or raised) is notified again with the partition's next
+        records (``take_refill``)."""
+        if self.on_refill is None:
+            return
+        try:
+            done = self.on_refill(key, frames, complete) is not False
+        except Exception:
+            log.exception(
+                "the refill's alert hook failed: the partition goes on; retried with its next "
+                "records",
+                extra={"topic": key[0], "partition": key[1]},
+            )
+            done = False
+        if complete and not done:
+            self._unrestored.add(key)
+        else:
+            self._unrestored.discard(key)
 
     async def flush(self, partitions: Iterable[Any]) -> None:
         """Merge the sets of ``partitions`` now (bounded; a failure leaves ``latest_from``
@@ -142,6 +178,7 @@ class LatestKeeper:
 
     def forget(self, partitions: Iterable[Any]) -> None:
         keys = [_key(tp) for tp in partitions]
+        self._unrestored.difference_update(keys)
         for writer in self._writers():
             writer.latest.forget(keys)
 
@@ -181,6 +218,30 @@ def take_refill(sink: Any, decoder: _Decoder, tp: Any, records: Sequence[Any]) -
     """The worker's hook before a partition's records enter the batch."""
     keeper = _keeper(sink)
     return records if keeper is None else keeper.take_refill(tp, records, decoder)
+
+
+async def end_refills(
+    sink: Any, tps: Iterable[Any], position: Callable[[Any], Awaitable[int]]
+) -> None:
+    """The worker's hook after each fetch: ``tps`` are its sought partitions, ``position`` the
+    consumer's. A refill completes on seeing offset ``until - 1`` or later (``take_refill``),
+    but a range that ends in a gap (compaction, a transaction marker) may never show it, and
+    if the partition then goes quiet no record comes to complete it. The consumer's position
+    is exact where a time bound would guess: it moves past a record only once ``getmany``
+    returned it (and ``take_refill`` saw it) and past a gap on its own, so position >= until
+    means every record of the range was seen. Only a partition still refilling is asked (a
+    few after a crash, none otherwise)."""
+    keeper = _keeper(sink)
+    if keeper is None:
+        return
+    for tp in tps:
+        if keeper.refilling(tp):
+            try:
+                at = await position(tp)
+            except Exception as exc:  # revoked meanwhile: its next owner refills it
+                log.debug("no position for a refilling partition (%r)", exc)
+                continue
+            keeper.reached(tp, at)
 
 
 async def flush_latest(sink: Any, partitions: Iterable[Any]) -> None:

@@ -43,7 +43,7 @@ from ingest.pipeline.kafka_clients import (
     stop_quietly,
 )
 from ingest.pipeline.lag import LagReporter
-from ingest.pipeline.latest_keeper import flush_latest, seek_target, take_refill
+from ingest.pipeline.latest_keeper import end_refills, flush_latest, seek_target, take_refill
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.sink import Sink
@@ -229,6 +229,7 @@ class Worker:
                 records = take_refill(self.sink, self.builder, tp, records)  # latest_keeper
                 self.builder.add(tp, records, self.positions.get(tp))
                 self.bp.add(len(records))
+            await end_refills(self.sink, self.owned - self.needs_seek, consumer.position)
             self._maybe_seal(linger)
             writer = self.writer
             idle = writer is not None and writer.idle and not self.builder.size
