@@ -21,6 +21,7 @@ from storage.latest_pending import PendingLatest
 from storage.offsets import TopicPartition
 from tests.unit.alerts_entities_support import CONNECTOR, at, charger, raised
 from tests.unit.alerts_entities_support import engine as engine_of
+from tests.unit.test_alerts_warm import RULES as WARM_RULES
 
 pytestmark = pytest.mark.unit
 
@@ -30,34 +31,9 @@ TOPIC = "nev.vehicle.raw"
 TP: TopicPartition = (TOPIC, 3)
 # The windowed rules of tests/unit/test_alerts_warm.py, and one that is open when the worker
 # crashes (its stored alert moves the entity's watermark on restore).
-RULES = """
-[[rule]]
-id = "heating"
-kind = "rate"
-severity = "critical"
-field = "max_temp_c"
-rate_per_s = 1.0
-sustain_s = 30
-max_gap_s = 15
-
-[[rule]]
-id = "cell_drop"
-kind = "drop"
-severity = "critical"
-field = "min_cell_voltage_v"
-pct = 25
-window_s = 35
-max_gap_s = 35
-
-[[rule]]
-id = "hot_for_a_minute"
-kind = "threshold"
-severity = "major"
-field = "max_temp_c"
-value = 45
-hysteresis = 2
-for_s = 60
-
+RULES = (
+    WARM_RULES
+    + """
 [[rule]]
 id = "warm_pack"
 kind = "threshold"
@@ -65,6 +41,7 @@ severity = "warning"
 field = "max_temp_c"
 value = 35
 """
+)
 
 
 def fr(at_s: float, temp: int, volts: float) -> FrameRows:
