@@ -153,10 +153,10 @@ class StorageWriter:
         their own (revocation, graceful stop: waits for the partitions' offset rows; an idle
         partition: ``skip_locked``, one a write holds merges with that write); returns the
         entities merged (storage.latest_tx.flush)."""
+        kind = self.loader.kind
         return await flush(
-            self._pool, self._params, self.loader.kind, self.latest, partitions,
-            skip_locked=skip_locked,
-        )  # fmt: skip
+            self._pool, self._params, kind, self.latest, partitions, skip_locked=skip_locked
+        )
 
     async def ping(self) -> None:
         """``StorageUnavailable`` unless a pooled connection answers."""
