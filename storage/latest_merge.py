@@ -29,8 +29,13 @@ _PIECE = 1000  # tuples per piece of the COPY stream
 _BIG_MERGE = 250_000
 _BIG_MERGE_WORK_MEM = "128MB"
 # alerts.replay's stamp with the topic per entity (one statement for a merge of several
-# partitions' sets); only rows whose placement changed are written. In entity order, so two
-# writers lock latest_state rows in the same order as the merge.
+# partitions' sets); only rows whose placement changed are written. The ids go sorted, but
+# ``UPDATE ... FROM unnest`` locks rows in its join's order, not theirs: two writers stamping
+# the same entities (one partition's entities moving to another writer) may deadlock.
+# PostgreSQL detects it and aborts one; a batch's write retries the batch (a transient error),
+# an idle/revoke merge fails and leaves ``latest_from`` stored (merged later, or refilled).
+# Locking first (SELECT ... ORDER BY entity_id FOR UPDATE) would cost a statement per merge
+# for a race that needs a rebalance in flight.
 _STAMP: Final = """
 UPDATE {schema}.latest_state AS s SET kafka_topic = u.t, kafka_partition = u.p
 FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, t, p)

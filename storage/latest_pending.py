@@ -28,14 +28,14 @@ non-null value per column in frame-time order). At most one tuple per entity per
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows, VehicleRow
-from storage.latest_kinds import _last_non_null, battery_values, charger_values
+from storage.latest_kinds import BATTERY, CHARGER, _last_non_null, battery_values, charger_values
 from storage.offsets import OffsetRange, TopicPartition
 
 __all__ = [
@@ -170,9 +170,15 @@ class PendingLatest:
         self.interval_s = interval_s
         self.cap = cap
         self.parts: dict[TopicPartition, PartitionLatest] = {}
-        # (kind, entity) -> the (topic, partition) recorded in latest_state by a committed
-        # merge of this writer since the assignment
-        self.placed: dict[tuple[str, str], TopicPartition] = {}
+        # Whether the merges record the placements of an entity kind: they serve only the
+        # alert replay, so a sink without a rule engine for the kind turns them off.
+        self.placing: Callable[[str], bool] = lambda kind: True
+        # The placements recorded in latest_state by this writer's committed merges since the
+        # assignment, per partition (a revoke or a fence drops whole partitions, with no scan
+        # of the others: ``forget`` runs per fenced write) and per entity (the partition it
+        # is placed on now: an entity that moved is moved out of its old partition's set).
+        self._placed: dict[TopicPartition, dict[str, set[str]]] = {}  # tp -> kind -> ids
+        self._where: dict[str, dict[str, TopicPartition]] = {}  # kind -> id -> tp
 
     @property
     def bounded(self) -> bool:
@@ -241,17 +247,24 @@ class PendingLatest:
 
     def placements(self, tp: TopicPartition, merging: Delta, vehicle_kind: str) -> Placements:
         """The entities of ``tp``'s set being merged whose placement is not recorded yet."""
-        placed = self.placed
+        placed = self._placed.get(tp, {})
         out: Placements = {}
         for kind, ids in (
             (vehicle_kind, merging.vehicles),
-            ("charger", merging.chargers),
-            ("battery", merging.packs),
+            (CHARGER.kind, merging.chargers),
+            (BATTERY.kind, merging.packs),
         ):
-            new = {e: tp for e in ids if placed.get((kind, e)) != tp}
+            if not ids or not self.placing(kind):
+                continue
+            have = placed.get(kind)
+            new = dict.fromkeys(ids, tp) if not have else {e: tp for e in ids if e not in have}
             if new:
                 out[kind] = new
         return out
+
+    def placed_on(self, tp: TopicPartition) -> dict[str, set[str]]:
+        """The entities placed on ``tp`` by this writer since the assignment, per kind."""
+        return self._placed.get(tp, {})
 
     def latest_from(self, tp: TopicPartition, delta: Delta | None) -> int | None:
         """What ``consumer_offsets.latest_from`` of ``tp`` holds after a commit without merge."""
@@ -268,13 +281,20 @@ class PendingLatest:
         nexts: dict[TopicPartition, int],
         now: float,
         placed: Placements | None = None,
+        began: dict[TopicPartition, PartitionLatest | None] | None = None,
     ) -> None:
         """A write committed: ``merged`` partitions' sets are in latest_state (and the
         ``placed`` placements recorded), the others keep their batch's tuples; ``nexts`` is
-        what the commit stored."""
-        self.mark_placed(placed)
+        what the commit stored. ``began``: each partition's set when the transaction began; a
+        partition whose set is not that one any more went meanwhile (lost, fenced): left
+        alone - the stored ``latest_from`` covers its tuples for the next owner."""
+        gone: set[TopicPartition] = set()
+        if began is not None:
+            gone = {tp for tp, p in began.items() if p is not None and self.parts.get(tp) is not p}
         done = set(merged)
         for tp, nxt in nexts.items():
+            if tp in gone:
+                continue
             p = self.part(tp)
             p.next = nxt
             p.written_at = now
@@ -287,22 +307,35 @@ class PendingLatest:
                 if delta:
                     p.pending.absorb(delta)
                     p.version += 1
+        self.mark_placed(placed, skip=gone)
 
-    def mark_placed(self, placed: Placements | None) -> None:
-        """Placements a committed transaction recorded."""
+    def mark_placed(self, placed: Placements | None, skip: Collection[TopicPartition] = ()) -> None:
+        """Placements a committed transaction recorded, but those on partitions in ``skip``
+        (gone while it ran: placed again by whoever owns them next)."""
         for kind, entities in (placed or {}).items():
+            where = self._where.setdefault(kind, {})
             for entity, tp in entities.items():
-                self.placed[(kind, entity)] = tp
+                if tp in skip:
+                    continue
+                old = where.get(entity)
+                if old == tp:
+                    continue
+                if old is not None:  # moved: no longer placed on the old partition
+                    self._placed.get(old, {}).get(kind, set()).discard(entity)
+                where[entity] = tp
+                self._placed.setdefault(tp, {}).setdefault(kind, set()).add(entity)
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Partitions no longer this writer's (revoked, fenced): their sets go, and their
         placements (a later owner may have moved the entities; placed again if they come
-        back)."""
-        gone = set(tps)
-        for tp in gone:
+        back). Costs the forgotten partitions' entities only."""
+        for tp in tps:
             self.parts.pop(tp, None)
-        if gone and self.placed:
-            self.placed = {k: tp for k, tp in self.placed.items() if tp not in gone}
+            for kind, entities in self._placed.pop(tp, {}).items():
+                where = self._where.get(kind, {})
+                for entity in entities:
+                    if where.get(entity) == tp:
+                        del where[entity]
 
     # -- assignment and refill ------------------------------------------------------------------
     def assigned(self, tp: TopicPartition, next_offset: int, latest_from: int | None) -> None:

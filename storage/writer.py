@@ -146,11 +146,17 @@ class StorageWriter:
             self.latest.assigned(tp, s.next, s.latest_from)
         return {tp: s.next for tp, s in stored.items()}
 
-    async def flush_latest(self, partitions: Iterable[TopicPartition]) -> int:
+    async def flush_latest(
+        self, partitions: Iterable[TopicPartition], *, skip_locked: bool = False
+    ) -> int:
         """Merge the pending latest_state tuples of ``partitions`` now, in a transaction of
-        their own (revocation, graceful stop, an idle partition); returns the entities merged
-        (storage.latest_tx.flush)."""
-        return await flush(self._pool, self._params, self.loader.kind, self.latest, partitions)
+        their own (revocation, graceful stop: waits for the partitions' offset rows; an idle
+        partition: ``skip_locked``, one a write holds merges with that write); returns the
+        entities merged (storage.latest_tx.flush)."""
+        kind = self.loader.kind
+        return await flush(
+            self._pool, self._params, kind, self.latest, partitions, skip_locked=skip_locked
+        )
 
     async def ping(self) -> None:
         """``StorageUnavailable`` unless a pooled connection answers."""
@@ -319,6 +325,7 @@ class StorageWriter:
     ) -> WriteResult:
         group, schema = self._params.consumer_group, self._schema
         ranges = {(t, p): r for (t, p), r in offsets.items()}
+        began = {tp: self.latest.parts.get(tp) for tp in ranges}  # a set gone by the commit: lost
         async with conn.transaction():
             stored = await offsets_sql.fence(conn, schema, group, ranges)
             fenced: dict[TopicPartition, int] = {}
@@ -372,7 +379,7 @@ class StorageWriter:
             committed = {tp: rng.next for tp, rng in ranges.items() if tp not in fenced}
             await offsets_sql.store(conn, schema, group, committed, latest_from)
         # Committed: the batch's tuples join the pending sets, the merged sets are gone.
-        self.latest.committed(deltas, merged, committed, time.monotonic(), placed)
+        self.latest.committed(deltas, merged, committed, time.monotonic(), placed, began)
         self.latest.forget(fenced)
         return WriteResult(
             committed=committed,

@@ -14,7 +14,8 @@ adds, through the hooks below (each a no-op for a sink without a keeper):
 * ``flush_latest``: on revocation and on a graceful stop, after the writer drained, the
   partitions' sets are merged, so a clean stop or a rebalance leaves latest_state complete;
 * ``LatestKeeper.run``: a partition that stopped receiving frames has no write transaction to
-  merge in; its set is merged on its own once it waited the interval plus a tick.
+  merge in; its set is merged on its own once it waited the interval plus a tick and the
+  partition had no batch for a tick (``PendingLatest.stale``; a busy one merges with its batch).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ FLUSH_TIMEOUT_S = 10.0  # a rebalance waits for the revoke callback: bounded
 class _Writer(Protocol):
     latest: PendingLatest
 
-    async def flush_latest(self, partitions: Iterable[TopicPartition]) -> int: ...
+    async def flush_latest(
+        self, partitions: Iterable[TopicPartition], *, skip_locked: bool = ...
+    ) -> int: ...
 
 
 class _Decoder(Protocol):
@@ -153,7 +156,7 @@ class LatestKeeper:
         else:
             self._unrestored.discard(key)
 
-    async def flush(self, partitions: Iterable[Any]) -> None:
+    async def flush(self, partitions: Iterable[Any], *, skip_locked: bool = False) -> None:
         """Merge the sets of ``partitions`` now (bounded; a failure leaves ``latest_from``
         stored, so the next owner refills them)."""
         by_writer: dict[int, list[TopicPartition]] = {}
@@ -163,7 +166,8 @@ class LatestKeeper:
         for shard, keys in sorted(by_writer.items()):
             try:
                 n = await asyncio.wait_for(
-                    self._writers()[shard].flush_latest(keys), FLUSH_TIMEOUT_S
+                    self._writers()[shard].flush_latest(keys, skip_locked=skip_locked),
+                    FLUSH_TIMEOUT_S,
                 )
             except Exception as exc:  # the stored latest_from still covers them
                 log.warning(
@@ -200,7 +204,7 @@ class LatestKeeper:
             for writer in self._writers():
                 stale = writer.latest.stale(now, interval_s + tick)
                 if stale:
-                    await self.flush(stale)
+                    await self.flush(stale, skip_locked=True)
 
 
 def _keeper(sink: Any) -> LatestKeeper | None:

@@ -154,6 +154,7 @@ class StorageSink:
             self._writers.append(
                 await StorageWriter.open(params, self._writer_params, hooks=_Hooks(self, shard))
             )
+            self._writers[-1].latest.placing = lambda kind: kind in self._engines  # replay's only
         if self._writer_params.latest_interval_ms > 0:
             interval_s = self._writer_params.latest_interval_ms / 1000
             self._latest_task = asyncio.create_task(self.latest.run(interval_s))

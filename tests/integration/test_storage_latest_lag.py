@@ -20,6 +20,7 @@ from devtools.sim.synthetic import frame_rows, vin
 from ingest.decoders.fast import decode_rows
 from ingest.pipeline.latest_keeper import LatestKeeper
 from storage.offsets import TopicPartition
+from tests.integration.pipeline_support import until_write_waits_on_lock
 from tests.integration.test_storage_kinds import (
     T0,
     VEH,
@@ -166,8 +167,11 @@ async def test_the_keeper_merges_an_idle_partition_after_the_interval(
     class Watched:
         latest = w.latest
 
-        async def flush_latest(self, partitions: Iterable[TopicPartition]) -> int:
-            n = await w.flush_latest(partitions)
+        async def flush_latest(
+            self, partitions: Iterable[TopicPartition], *, skip_locked: bool = False
+        ) -> int:
+            assert skip_locked  # the idle merge never waits for a lane's write
+            n = await w.flush_latest(partitions, skip_locked=skip_locked)
             flushed.append((clock[0], n))
             done.set()
             return n
@@ -236,7 +240,7 @@ async def test_the_merge_records_where_each_entity_is_read_from(
     # A revoked partition's placements go: placed again by the next owner's (or this
     # writer's, when the partition comes back) first merge.
     w.latest.forget([VEH])
-    assert not [k for k, tp in w.latest.placed.items() if tp == VEH]
+    assert not w.latest.placed_on(VEH)
 
 
 async def test_the_idle_merge_skips_a_partition_a_write_holds(
@@ -255,7 +259,63 @@ async def test_the_idle_merge_skips_a_partition_a_write_holds(
             *VEH,
         )
         # bounds a hang (the merge waiting for the lock), not a speed
-        n = await asyncio.wait_for(w.flush_latest(list(second.next)), 30)
+        n = await asyncio.wait_for(w.flush_latest(list(second.next), skip_locked=True), 30)
         assert n == 4  # the other partitions' entities
         assert len(w.latest.parts[VEH].pending) == 2  # the vehicles wait for their batch
     assert await w.flush_latest([VEH]) == 2
+
+
+async def test_a_revoke_flush_waits_for_a_write_holding_the_partition(
+    writer_factory: WriterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On revocation and a graceful stop latest_state is to be complete when the partitions
+    # go: the merge waits for the lane's transaction instead of skipping its partition.
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)
+    second = mixed(T0 + HOUR)
+    await second.write(w, start=first.next)  # pending
+    async with w.pool.acquire() as conn:
+        before = await latest(conn)
+    holder = await w.pool.acquire()
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(  # a write of the vehicle partition in flight
+            "SELECT 1 FROM nev.consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE",
+            *VEH,
+        )
+        flushing = asyncio.create_task(w.flush_latest(list(second.next)))
+        async with w.pool.acquire() as conn:
+            # the flush is blocked on the held row (seen by the server, not by a sleep)
+            await until_write_waits_on_lock(conn)
+        assert not flushing.done()
+        await tx.commit()
+    finally:
+        await w.pool.release(holder)
+    assert await asyncio.wait_for(flushing, 30) == 6  # every partition, the held one too
+    assert all(len(p.pending) == 0 for p in w.latest.parts.values())
+    async with w.pool.acquire() as conn:
+        assert await latest(conn) == {k: ts + HOUR for k, ts in before.items()}
+        assert set((await latest_from(conn)).values()) == {None}
+    assert "not merged before they go" not in caplog.text
+
+
+async def test_a_revoke_flush_warns_of_a_partition_it_could_not_merge(
+    writer_factory: WriterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)
+    second = mixed(T0 + HOUR)
+    await second.write(w, start=first.next)  # pending
+    async with w.pool.acquire() as conn:  # another commit came between (an abandoned lane)
+        await conn.execute(
+            "UPDATE nev.consumer_offsets SET next_offset = next_offset + 1 "
+            "WHERE topic = $1 AND partition = $2",
+            *VEH,
+        )
+    with caplog.at_level("WARNING", logger="storage.latest_tx"):
+        assert await w.flush_latest(list(second.next)) == 4
+    (record,) = [r for r in caplog.records if "not merged before they go" in r.getMessage()]
+    assert record.partitions == [f"{VEH[0]}:{VEH[1]}"]  # type: ignore[attr-defined]

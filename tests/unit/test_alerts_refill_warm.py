@@ -74,7 +74,7 @@ class Writer:
     def __init__(self) -> None:
         self.latest = PendingLatest(60.0)
 
-    async def flush_latest(self, partitions: Any) -> int:
+    async def flush_latest(self, partitions: Any, *, skip_locked: bool = False) -> int:
         return 0
 
 

@@ -4,6 +4,7 @@ partition due, and ``latest_from`` is the first offset still pending."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -141,6 +142,67 @@ def test_a_merge_places_only_entities_not_placed_since_the_assignment() -> None:
     assert pending.placements(other, d, "vehicle") == {"vehicle": dict.fromkeys(vins, other)}
     pending.forget([TP])  # revoked: placed again with the next merge after it comes back
     assert pending.placements(TP, d, "vehicle") == first
+
+
+class _Tracked(set[str]):
+    """A partition's placed entities that record whether anything iterated them."""
+
+    read = False
+
+    def __iter__(self) -> Iterator[str]:
+        type(self).read = True
+        return super().__iter__()
+
+
+def test_forget_drops_one_partitions_placements_without_scanning_the_others() -> None:
+    pending = PendingLatest(interval_s=5.0)
+    d = collect(_frames(3, 1), first=0)
+    other = ("nev.vehicle.raw", 4)
+    for tp in (TP, other):
+        pending.committed({tp: d}, [tp], {tp: 3}, 0.0, pending.placements(tp, d, "vehicle"))
+    # The same vehicles moved to ``other``: placed there now, no longer on TP.
+    assert pending.placed_on(TP) == {"vehicle": set()}
+    assert pending.placed_on(other) == {"vehicle": set(d.vehicles)}
+    third = ("nev.vehicle.raw", 5)
+    e = collect(_frames(2, 1, start_ms=1_800_000_000_000), first=0)
+    e.vehicles = {f"X{v}": t for v, t in e.vehicles.items()}  # other vehicles
+    pending.committed({third: e}, [third], {third: 2}, 0.0, pending.placements(third, e, "vehicle"))
+    kept = _Tracked(pending.placed_on(other)["vehicle"])
+    pending.placed_on(other)["vehicle"] = kept
+    _Tracked.read = False
+    pending.forget([third])  # a fenced write's partition: per write, must not scan the rest
+    assert not _Tracked.read  # the other partitions' placements were not iterated
+    assert pending.placed_on(third) == {}
+    assert pending.placements(third, e, "vehicle") == {"vehicle": dict.fromkeys(e.vehicles, third)}
+    assert pending.placed_on(other) == {"vehicle": set(d.vehicles)}
+    assert pending.placements(other, d, "vehicle") == {}  # still placed there
+    # An entity back on TP is placed again (it moved away, and the database says ``other``).
+    assert pending.placements(TP, d, "vehicle") == {"vehicle": dict.fromkeys(d.vehicles, TP)}
+
+
+def test_no_placements_for_a_kind_without_a_rule_engine() -> None:
+    pending = PendingLatest(interval_s=5.0)
+    pending.placing = lambda kind: kind != "vehicle"  # the sink: no vehicle rules
+    d = collect(_frames(3, 1), first=0)
+    assert pending.placements(TP, d, "vehicle") == {}
+    pending.placing = lambda kind: True  # rules came (SIGHUP): the next merge places them
+    assert pending.placements(TP, d, "vehicle") == {"vehicle": dict.fromkeys(d.vehicles, TP)}
+
+
+def test_a_commit_after_the_partition_went_leaves_no_set_and_no_placements() -> None:
+    # A write in flight when its partition is lost: its commit must not bring the partition's
+    # set or placements back (the stored latest_from covers the tuples for the next owner).
+    pending = PendingLatest(interval_s=5.0)
+    d = collect(_frames(3, 1), first=0)
+    pending.committed({TP: d}, [], {TP: 3}, 0.0)
+    began = {TP: pending.parts.get(TP)}
+    placed = pending.placements(TP, d, "vehicle")
+    pending.forget([TP])  # on_partitions_lost while the write ran
+    pending.committed({TP: d}, [TP], {TP: 6}, 1.0, placed, began)
+    assert TP not in pending.parts and pending.placed_on(TP) == {}
+    # without ``began`` (a first batch, no set yet) the commit makes the set, as before
+    pending.committed({TP: d}, [TP], {TP: 6}, 1.0, placed, {TP: None})
+    assert pending.parts[TP].next == 6 and pending.placed_on(TP) == {"vehicle": set(d.vehicles)}
 
 
 def test_only_a_partition_without_batches_for_a_tick_is_stale() -> None:
