@@ -24,7 +24,7 @@ class _Writer:
     def __init__(self) -> None:
         self.latest = PendingLatest(60.0)
 
-    async def flush_latest(self, partitions: Any) -> int:
+    async def flush_latest(self, partitions: Any, *, skip_locked: bool = False) -> int:
         return 0
 
 
