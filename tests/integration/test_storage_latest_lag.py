@@ -20,6 +20,7 @@ from devtools.sim.synthetic import frame_rows, vin
 from ingest.decoders.fast import decode_rows
 from ingest.pipeline.latest_keeper import LatestKeeper
 from storage.offsets import TopicPartition
+from storage.writer import StorageWriter
 from tests.integration.pipeline_support import until_write_waits_on_lock
 from tests.integration.test_storage_kinds import (
     T0,
@@ -35,6 +36,17 @@ pytestmark = pytest.mark.integration
 __all__ = ["writer_factory"]  # the fixture, parametrized over the COPY and unnest loaders
 
 HOUR = timedelta(hours=1)
+
+
+async def second_pending(writer_factory: WriterFactory) -> tuple[StorageWriter, Batch]:
+    """A writer merging every 600 s: a first batch written (merged at once, its partitions'
+    first) and a second one an hour of frame time later whose tuples are pending."""
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)
+    second = mixed(T0 + HOUR)
+    await second.write(w, start=first.next)
+    return w, second
 
 
 async def latest(conn: Any) -> dict[tuple[str, str], Any]:
@@ -248,11 +260,7 @@ async def test_the_idle_merge_skips_a_partition_a_write_holds(
 ) -> None:
     # The keeper's merge must not wait for a lane's transaction on the partition: meanwhile it
     # held the offset rows it had locked, and their lanes' batches waited behind it.
-    w = await writer_factory(latest_interval_ms=600_000)
-    first = mixed(T0)
-    await first.write(w)
-    second = mixed(T0 + HOUR)
-    await second.write(w, start=first.next)  # pending
+    w, second = await second_pending(writer_factory)
     async with w.pool.acquire() as conn, conn.transaction():
         await conn.execute(  # a write of the vehicle partition in flight
             "SELECT 1 FROM nev.consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE",
@@ -270,11 +278,7 @@ async def test_a_revoke_flush_waits_for_a_write_holding_the_partition(
 ) -> None:
     # On revocation and a graceful stop latest_state is to be complete when the partitions
     # go: the merge waits for the lane's transaction instead of skipping its partition.
-    w = await writer_factory(latest_interval_ms=600_000)
-    first = mixed(T0)
-    await first.write(w)
-    second = mixed(T0 + HOUR)
-    await second.write(w, start=first.next)  # pending
+    w, second = await second_pending(writer_factory)
     async with w.pool.acquire() as conn:
         before = await latest(conn)
     holder = await w.pool.acquire()
@@ -304,11 +308,7 @@ async def test_a_revoke_flush_waits_for_a_write_holding_the_partition(
 async def test_a_revoke_flush_warns_of_a_partition_it_could_not_merge(
     writer_factory: WriterFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    w = await writer_factory(latest_interval_ms=600_000)
-    first = mixed(T0)
-    await first.write(w)
-    second = mixed(T0 + HOUR)
-    await second.write(w, start=first.next)  # pending
+    w, second = await second_pending(writer_factory)
     async with w.pool.acquire() as conn:  # another commit came between (an abandoned lane)
         await conn.execute(
             "UPDATE nev.consumer_offsets SET next_offset = next_offset + 1 "
