@@ -128,17 +128,24 @@ def _service_env(rules: Path, tag: str) -> dict[str, str]:
     }
 
 
-async def _catchup_run(
-    envs: list[BenchEnv], args: argparse.Namespace, rules: Path, tag: str, start_ms: int
-) -> tuple[dict[str, Any], list[AlertRow], Counter[tuple[str, str]]]:
+async def _topics(env: BenchEnv, rules: Path, tag: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A run's fresh topics (12 partitions per kind; its alerts and dead-letter topics) and
+    the service environment that names them."""
     topics = kind_topics(f"scale.catchup.{tag}")
     extra = _service_env(rules, tag)
     await ensure_topics(
-        envs[0].kafka,
+        env.kafka,
         {**{t: 12 for t in topics.values()}, extra["NEV_KAFKA_TOPIC_ALERTS"]: 1,
          extra["NEV_KAFKA_TOPIC_DLQ"]: 1},
         replication_factor=1,
     )  # fmt: skip
+    return topics, extra
+
+
+async def _catchup_run(
+    envs: list[BenchEnv], args: argparse.Namespace, rules: Path, tag: str, start_ms: int
+) -> tuple[dict[str, Any], list[AlertRow], Counter[tuple[str, str]]]:
+    topics, extra = await _topics(envs[0], rules, tag)
     seconds = args.warm_s + args.stop_s + args.after_s
     frames = int(args.rate * seconds)
     messages = steady_frames(args.devices, args.rate, seconds, start_ms)
@@ -230,14 +237,7 @@ def _drain_figures(
 async def _reference_run(
     envs: list[BenchEnv], args: argparse.Namespace, rules: Path, tag: str, start_ms: int
 ) -> tuple[dict[str, Any], list[AlertRow], Counter[tuple[str, str]]]:
-    topics = kind_topics(f"scale.catchup.{tag}")
-    extra = _service_env(rules, tag)
-    await ensure_topics(
-        envs[0].kafka,
-        {**{t: 12 for t in topics.values()}, extra["NEV_KAFKA_TOPIC_ALERTS"]: 1,
-         extra["NEV_KAFKA_TOPIC_DLQ"]: 1},
-        replication_factor=1,
-    )  # fmt: skip
+    topics, extra = await _topics(envs[0], rules, tag)
     seconds = args.warm_s + args.stop_s + args.after_s
     frames = int(args.rate * seconds)
     producer = bench_producer(envs[0].kafka)
