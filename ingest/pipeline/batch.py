@@ -85,6 +85,7 @@ class Batch:
     size: int = 0  # records in the batch (frames + dead letters)
     dead_sent: bool = False  # dead letters of decode failures already produced (retry-safe)
     alert_changes: Any = None  # the rule engine's output for this batch, computed once
+    alert_work: Any = None  # that evaluation while under way (ingest.pipeline.evaluation)
     # No frames: a transaction for alert changes that came without a batch (a rules reload,
     # restored alerts of removed rules), so they do not wait for the next frame.
     changes_only: bool = False

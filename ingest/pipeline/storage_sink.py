@@ -40,6 +40,7 @@ from contract.rows import FrameRows
 from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.evaluation import evaluate_batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import delete_acked
@@ -391,23 +392,6 @@ class StorageSink:
         self._pending = rest
         return mine
 
-    def _evaluate(self, batch: Batch) -> list[AlertChange]:
-        if not self._engines:
-            return self._take_pending(batch.shard)
-        by_partition: dict[tuple[str, int], list[Any]] = {}
-        engines = self._engines
-        topics = self._alert_topics
-        for rec, frame in zip(batch.records, batch.frames, strict=True):
-            kind = topics.get(rec.topic)
-            if kind is not None and kind in engines:
-                by_partition.setdefault((rec.topic, rec.partition), []).append(frame)
-        changes = self._take_pending(batch.shard)
-        now_ms = time.time_ns() // 1_000_000
-        for (topic, partition), frames in by_partition.items():
-            engine = engines[topics[topic]]
-            changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition, topic=topic))
-        return changes
-
     def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
         """(topic, kind) -> {entity: partition} not stamped in latest_state since the
         assignment: what the replay on the next assignment finds the entities by."""
@@ -432,7 +416,9 @@ class StorageSink:
         if batch.alert_changes is None:
             # Once per batch: the engine's state moves with each evaluation, so a retried
             # write must save the same changes, not evaluate the frames a second time.
-            batch.alert_changes = self._evaluate(batch)
+            batch.alert_changes = await evaluate_batch(
+                batch, self._engines, self._alert_topics, self._take_pending
+            )
         changes: list[AlertChange] = batch.alert_changes
         offsets = {
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
