@@ -160,13 +160,17 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     out["decode_cpu_us_per_frame"] = round(CPU_US.get("decode", 0.0), 1)
     out["rules_cpu_us_per_frame"] = round(CPU_US.get("rules", 0.0), 1)
     for n in args.workers:
-        res = await run_pipeline(env, topics, frames, workers=n, tag=f"{run_id}w{n}")
+        res = await run_pipeline(
+            env, topics, frames, workers=n, tag=f"{run_id}w{n}", db_activity=args.db_activity
+        )
         out[f"pipeline_{n}w_frames_per_s"] = round(res.rate)
         out[f"pipeline_{n}w_vs_lower_ceiling"] = round(res.rate / lower, 3)
         out[f"pipeline_{n}w_rss_mb_per_worker"] = res.rss_mb
         out[f"pipeline_{n}w_seconds"] = round(res.seconds, 2)
         out[f"pipeline_{n}w_cpu_us_per_frame"] = res.cpu_us_per_frame
         out[f"pipeline_{n}w_cpu_busy"] = res.cpu_busy
+        if res.db_activity is not None:
+            out[f"pipeline_{n}w_db_activity"] = res.db_activity
     one = out.get("pipeline_1w_frames_per_s")
     if args.steady_s > 0 and one and args.kind == "vehicle":
         out.update(await _steady(env, topic, one, args))
@@ -200,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         "--steady-rates", type=lambda s: [float(x) for x in s.split(",")], default=[0.5],
         help="steady runs' rates: comma-separated fractions of the 1-worker rate (0.5)",
     )  # fmt: skip
+    p.add_argument(
+        "--db-activity",
+        action="store_true",
+        help="sample pg_stat_activity during each drain: how often the database waited "
+        "for the worker (loadtest.db_activity)",
+    )
     args = p.parse_args(argv)
     return print_result(_bench(args))
 

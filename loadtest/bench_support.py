@@ -30,6 +30,7 @@ from ingest.config import Settings
 from ingest.config.kafka_settings import RAW_SOURCES
 from loadtest.bench_copy import copy_rows
 from loadtest.clients import bench_producer, fresh_consumer
+from loadtest.db_activity import Activity
 from loadtest.feeder import FeedResult, feed
 
 __all__ = [
@@ -202,6 +203,7 @@ class PipelineRun:
     rss_mb: list[float]
     cpu_us_per_frame: float  # all workers' CPU time over the measured span, per frame
     cpu_busy: float  # that CPU time over (wall time x workers): 1.0 = CPU-bound
+    db_activity: dict[str, Any] | None = None  # loadtest.db_activity, when asked for
 
 
 def _children(pid: int) -> list[int]:
@@ -308,11 +310,20 @@ async def _end_total(kafka: str, topic: str | list[str]) -> int:
 
 
 async def run_pipeline(
-    env: BenchEnv, topic: str | dict[str, str], total: int, *, workers: int, tag: str
+    env: BenchEnv,
+    topic: str | dict[str, str],
+    total: int,
+    *,
+    workers: int,
+    tag: str,
+    db_activity: bool = False,
 ) -> PipelineRun:
     """``nev-ingest run --workers N`` over the preloaded topic (or the topic of each kind);
-    rate from the first commit to the end offsets stored."""
+    rate from the first commit to the end offsets stored. ``db_activity``: also sample what
+    the database does over that span (loadtest.db_activity)."""
     dsn = await env.fresh_database(tag)
+    activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
+    sampled: dict[str, Any] | None = None
     group = f"bench-{tag}"
     names = [topic] if isinstance(topic, str) else list(topic.values())
     end = await _end_total(env.kafka, names)
@@ -333,6 +344,8 @@ async def run_pipeline(
             if n and not first_at:
                 first_at, first_n = now, n
                 cpu_first = dict(cpu_last)
+                if db_activity:
+                    await activity.start()
             if now - last_print >= 2 and first_at:
                 progress(f"pipeline {workers}w", n, end, first_at)
                 last_print = now
@@ -342,6 +355,8 @@ async def run_pipeline(
                 raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")
             await asyncio.sleep(0.2)
         took = time.monotonic() - first_at
+        if db_activity:
+            sampled = await activity.stop()
     finally:
         svc.stop()
         await env.drop(dsn)
@@ -352,6 +367,7 @@ async def run_pipeline(
         sorted(round(v, 1) for v in rss.values()),
         round(cpu / (end - first_n) * 1e6, 1),
         round(cpu / (took * workers), 2),
+        sampled,
     )
 
 
