@@ -64,7 +64,11 @@ impl Rng {
 
 /// The seed frames: golden vectors plus `fuzz-seeds/frames.hex`.
 fn seeds() -> Vec<Vec<u8>> {
-    let root = env!("CARGO_MANIFEST_DIR");
+    // Cargo sets the variable when it runs the tests; the compile-time path is only the
+    // fallback, since a build reused from another checkout (a shared CARGO_TARGET_DIR) carries
+    // that checkout's path.
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
     let mut out = Vec::new();
     let golden = std::fs::read_to_string(format!("{root}/../tests/golden/vectors.jsonl"))
         .expect("tests/golden/vectors.jsonl: run the fuzz loop from a checkout of nev-ingest");
