@@ -213,7 +213,7 @@ class PipelineSettings(Section):
         maximum=MAX_WORKERS,
     )
     batch_max_frames: int = setting(
-        20000, "Write a batch when it holds this many frames.", minimum=1, maximum=1_000_000
+        5000, "Write a batch when it holds this many frames.", minimum=1, maximum=1_000_000
     )
     batch_linger_ms: int = setting(
         200, "... or when its oldest frame waited this long.", minimum=0, maximum=60_000
