@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ingest.pipeline.backpressure import Backpressure, Decision
@@ -94,6 +94,9 @@ class Worker:
         self.restored: set[Any] = set()  # assigned, and the sink restored its alert state
         self.rewind: dict[Any, int] = {}  # tp -> first offset fetched before the seek (skipped)
         self.stored: dict[Any, int | None] = {}  # tp -> offset stored in the DB at assignment
+        # tp -> how often it was moved from outside the consume loop (revoked, assigned, sought):
+        # records fetched before a move are stale, and a decode in progress stops (``_add``).
+        self.moves: dict[Any, int] = {}
         self.lag: LagReporter | None = None
         self.last_turn = time.time()
         self._loading = asyncio.Lock()
@@ -221,7 +224,10 @@ class Worker:
                 wait_ms = o.poll_timeout_ms
             want = min(room, o.batch_max_frames - self.builder.size)
             data = await consumer.getmany(timeout_ms=wait_ms, max_records=max(1, want))
+            marks = {tp: self.moves.get(tp, 0) for tp in data}  # before any await
             for tp, records in data.items():
+                if self.moves.get(tp, 0) != marks[tp]:
+                    continue  # moved while an earlier partition decoded: see _add
                 if tp not in self.owned:
                     continue  # fetched just before a rebalance: not ours to write
                 if tp in self.needs_seek:
@@ -230,7 +236,7 @@ class Worker:
                     self.rewind.setdefault(tp, records[0].offset)
                     continue
                 records = take_refill(self.sink, self.builder, tp, records)  # latest_keeper
-                await self._add(tp, records)
+                await self._add(tp, records, marks[tp])
             await end_refills(self.sink, self.owned - self.needs_seek, consumer.position)
             self._maybe_seal(linger)
             writer = self.writer
@@ -238,20 +244,28 @@ class Worker:
             if idle and writer is not None and self.sink.has_pending_changes():
                 writer.submit(Batch(self.builder.generation, changes_only=True))
 
-    async def _add(self, tp: Any, records: Sequence[Any]) -> None:
+    async def _add(self, tp: Any, records: Sequence[Any], mark: int) -> None:
         """Decode ``records`` of ``tp`` into the open batch, ``DECODE_SLICE`` at a time with a
         turn of the event loop between slices: a fetch of one partition can be a whole batch
         (~10 µs a frame), and while it decodes the write lanes' open transactions wait for
-        their next statement. A rebalance may run in such a turn, so each slice checks that
-        ``tp`` is still ours and takes its start offset afresh (a seal moves it)."""
+        their next statement. ``mark``: ``tp``'s move count when the records were fetched. A
+        revoke, an assignment or a seek (a fence) may run in such a turn; it moves ``tp``, and
+        the rest of the records is dropped unread: the partition is gone, or its position was
+        set again and the consumer reads them anew (none may join the batch with a start
+        offset they do not follow, nor be counted in flight for a batch the revoke drops).
+        Each slice takes the start offset afresh: a seal between slices moves it."""
         for i in range(0, len(records), DECODE_SLICE):
             if i:
                 await asyncio.sleep(0)
-                if tp not in self.owned or tp in self.needs_seek:
-                    return  # revoked meanwhile: the next owner reads the rest
+            if self.moves.get(tp, 0) != mark:
+                return
             part = records[i : i + DECODE_SLICE]
             self.builder.add(tp, part, self.positions.get(tp))
             self.bp.add(len(part))
+
+    def _moved(self, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            self.moves[tp] = self.moves.get(tp, 0) + 1
 
     def _maybe_seal(self, linger: float) -> None:
         size = self.builder.size
@@ -397,6 +411,7 @@ class Worker:
         return True
 
     def _seek(self, tp: Any, offset: int | None) -> None:
+        self._moved((tp,))
         self.positions[tp] = offset
         self.stored[tp] = offset
         rewind = self.rewind.pop(tp, None)
@@ -414,6 +429,7 @@ class Worker:
         if not revoked:
             return
         self.metrics.rebalances.labels(event="revoked").inc()
+        self._moved(revoked)  # a decode in progress stops before its next slice
         writer = self.writer
         assert writer is not None
         self._seal()
@@ -437,7 +453,9 @@ class Worker:
         # waits for this callback (kafka_limits.REVOKE_MARGIN_MS) and the database has them.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.committer.flush(), 5)
-        self.builder.reset(writer.generation)
+        # What the loop fetched and decoded while the writer drained: never written, so no
+        # longer in flight (the next owner reads it again).
+        self.bp.done(self.builder.reset(writer.generation).size)
         self.sink.on_partitions_lost(sorted(revoked))
         for tp in revoked:
             self.positions.pop(tp, None)
@@ -451,6 +469,7 @@ class Worker:
 
     async def on_assigned(self, assigned: set[Any]) -> None:
         self.metrics.rebalances.labels(event="assigned").inc()
+        self._moved(assigned)
         self._assignments += 1
         self.owned = set(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
