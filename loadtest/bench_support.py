@@ -355,9 +355,9 @@ async def run_pipeline(
                 raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")
             await asyncio.sleep(0.2)
         took = time.monotonic() - first_at
-        if db_activity:
-            sampled = await activity.stop()
     finally:
+        if db_activity:
+            sampled = await activity.stop()  # stopped even when the service failed
         svc.stop()
         await env.drop(dsn)
     cpu = sum(cpu_last[pid] - cpu_first.get(pid, 0.0) for pid in cpu_last)

@@ -11,7 +11,7 @@ the samples:
 * ``idle_in_transaction_mean``: open transactions waiting for their next statement.
 
 Used by ``loadtest.bench_pipeline --db-activity`` (docs/performance.md, "Slices and batch
-size"). The sampler's own connection goes to the maintenance database, so it is not counted.
+size"). The sampler's own connection goes to the maintenance database.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import asyncpg
 
 __all__ = ["Activity"]
 
+# The service's connections only: its pools name themselves (storage.connect), the
+# benchmark's own progress queries to the same database do not.
 _SQL = """
 SELECT state FROM pg_stat_activity
-WHERE datname = $1 AND backend_type = 'client backend'
+WHERE datname = $1 AND backend_type = 'client backend' AND application_name LIKE 'nev-ingest%'
 """
 
 
