@@ -214,7 +214,15 @@ class Worker:
                     await self.bp.wait_room(self.bp.pause_after_s)
                 else:
                     # Paused: poll anyway, so the group does not drop us (max.poll.interval.ms).
-                    await consumer.getmany(timeout_ms=o.poll_timeout_ms // 5, max_records=1)
+                    # A partition assigned during the poll is not paused yet: what it returns
+                    # of one still to be sought is noted, as below, so a seek without a stored
+                    # offset comes back to it.
+                    polled = await consumer.getmany(
+                        timeout_ms=o.poll_timeout_ms // 5, max_records=1
+                    )
+                    for tp, records in polled.items():
+                        if tp in self.needs_seek and records:
+                            self.rewind.setdefault(tp, records[0].offset)
                     await self.bp.wait_room(o.poll_timeout_ms / 1000)
                 self._maybe_seal(linger)
                 continue
@@ -411,13 +419,15 @@ class Worker:
         return True
 
     def _seek(self, tp: Any, offset: int | None) -> None:
-        self._moved((tp,))
         self.positions[tp] = offset
         self.stored[tp] = offset
         rewind = self.rewind.pop(tp, None)
         if offset is None and rewind is not None:
             offset = rewind
         if offset is not None:
+            # Only a real seek moves the partition: without one (no stored offset, nothing
+            # skipped) what was fetched still follows on and must not be dropped (_add).
+            self._moved((tp,))
             self.consumer.seek(tp, seek_target(self.sink, tp, offset))  # latest_keeper
             log.info(
                 "seek to the stored offset",

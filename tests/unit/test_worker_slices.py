@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.worker import DECODE_SLICE, Worker
 
 pytestmark = pytest.mark.unit
 
-TP = ("nev.vehicle.raw", 3)
-OTHER = ("nev.vehicle.raw", 4)
+TP = TopicPartition("nev.vehicle.raw", 3)
+OTHER = TopicPartition("nev.vehicle.raw", 4)
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,26 @@ async def test_another_partition_moving_does_not_stop_this_one() -> None:
     w._moved([OTHER])
     await task
     assert w.bp.in_flight == n
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[Any, int]] = []
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_only_a_real_seek_moves_the_partition() -> None:
+    # No stored offset and nothing skipped before: the consumer is not moved, so records it
+    # fetched meanwhile still follow on and must not be dropped (they would never come back).
+    w = _worker()
+    w.consumer = _Consumer()
+    w.sink = object()  # type: ignore[assignment]  # seek_target only asks it for refills
+    w.stored, w.rewind = {}, {}
+    w._seek(OTHER, None)
+    assert w.moves.get(OTHER, 0) == 0
+    assert w.consumer.seeks == []
+    w._seek(OTHER, 42)
+    assert w.moves.get(OTHER, 0) == 1
+    assert w.consumer.seeks == [(OTHER, 42)]
