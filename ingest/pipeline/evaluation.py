@@ -3,9 +3,9 @@
 A worker is one event loop: while it runs one lane's rules over a batch (~5 µs a frame: ~12 ms
 for the ~2,500-frame lane batch of the default 5,000-frame batch, ~50 ms at 20,000), the other
 lane's open transaction waits for its next statement ("idle in transaction") and the database
-idles with it. So the frames go through
-the engines in slices of at most ``SLICE`` frames of one partition, with a turn of the event
-loop between slices; measured in docs/performance.md ("Slices and batch size").
+idles with it. So the frames go through the engines in slices of at most ``SLICE`` frames of
+one partition, with a turn of the event loop between slices; measured in docs/performance.md
+("Slices and batch size").
 
 The work left and the changes so far live in the batch (``Batch.alert_work``): a write that is
 cancelled between two slices and then retried goes on where it stopped, so no frame moves an
