@@ -11,6 +11,12 @@ The work left and the changes so far live in the batch (``Batch.alert_work``): a
 cancelled between two slices and then retried goes on where it stopped, so no frame moves an
 engine's state twice. A slice is evaluated and taken off the list with no ``await`` between,
 so a cancellation can only fall between slices.
+
+The shard's waiting changes (a restore's, a rules reload's) are taken into the work at its
+start. A batch abandoned uncommitted takes them along: abandoning happens on a stop, or on a
+revoke, and aiokafka's rebalance is eager (every partition goes), so the next owner restores
+those alerts from the database and decides them again; ``StorageSink.on_partitions_lost``
+drops the changes still waiting for the lost partitions for the same reason.
 """
 
 from __future__ import annotations

@@ -354,9 +354,16 @@ class StorageSink:
         # still send its claimed ones: at-least-once). A row of no topic (before 0053) goes
         # with its partition number.
         numbers = {p for _, p in lost}
+
+        def theirs(topic: str | None, partition: int | None) -> bool:
+            return (topic, partition) in lost or (topic is None and partition in numbers)
+
         for row_id, ((topic, partition), _) in list(self._resend.items()):
-            if (topic, partition) in lost or (topic is None and partition in numbers):
+            if theirs(topic, partition):
                 del self._resend[row_id]
+        # So are their waiting changes (a restore's, a rules reload's): saved by this worker's
+        # next batch, they would overwrite what the next owner restored and decides.
+        self._pending = [c for c in self._pending if not theirs(c.alert.topic, c.alert.partition)]
 
     def has_pending_changes(self) -> bool:
         return bool(self._pending or self._acked or self._resend.keys() - self._claimed)

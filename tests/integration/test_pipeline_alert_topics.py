@@ -178,6 +178,35 @@ async def test_a_lost_partitions_unpublished_messages_are_left_to_its_next_owner
         await sink.close()
 
 
+async def test_a_lost_partitions_waiting_alert_changes_are_left_to_its_next_owner(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    settings, _ = await commit_unpublished(env, tmp_path)
+    tcec0 = TopicPartition(env.tcec, 0)
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([tcec0])
+        # The rule goes (a SIGHUP reload): the engine clears the partition's open alert, and
+        # the "cleared" change waits for the next batch of the partition's shard.
+        rules = tmp_path / "rules.toml"  # the settings' rules file (commit_unpublished)
+        rules.write_text(FAULT_RULES.replace("test_connector_fault", "test_connector_other"))
+        assert "1 alerts cleared" in sink.reload_rules()
+        sink.on_partitions_lost([tcec0])
+        # Another worker owns the partition now: this one's next write saves none of it.
+        assert not sink.has_pending_changes()
+        assert await resent(sink) == []
+    finally:
+        await sink.close()
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        cleared = await conn.fetchval(
+            f"SELECT count(*) FROM {ps.SCHEMA}.alerts WHERE cleared_at IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    assert cleared == 0  # still open, for the next owner to restore
+
+
 async def test_two_lanes_do_not_publish_the_same_unpublished_message(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
