@@ -221,8 +221,11 @@ async def _run_mode(
                 await _prefill_latest(conn, batches, latest_rows)
             await conn.execute("CHECKPOINT")
         if not mode.startswith("copy"):
-            # The assignment, as the worker's: without it the writer would take the partition
-            # for one it has never seen and merge its latest_state with the first batch.
+            # The partition as a worker gets it in the steady state: committed before (by a
+            # previous owner: an empty batch stores its offset) and assigned (load_offsets).
+            # A partition never committed nor assigned has its latest_state merged with its
+            # first batch, which is a start's cost, not the writer's.
+            await writer.write_batch([], {TP: OffsetRange(None, 0)})
             await writer.load_offsets([TP])
         if service_gc:
             # As a worker process runs (ingest/pipeline/process.py): no automatic collection,
@@ -240,9 +243,7 @@ async def _run_mode(
                     progress(label, done, total, started)
         else:
             for batch in batches:
-                result = await writer.write_batch(
-                    batch, {TP: OffsetRange(done or None, done + len(batch))}
-                )
+                result = await writer.write_batch(batch, {TP: OffsetRange(done, done + len(batch))})
                 assert result.frames == len(batch), result
                 done += len(batch)
                 progress(label, done, total, started)

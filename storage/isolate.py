@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,9 @@ class LoadBatch:
     params: WriterParams
     may_miss_partitions: bool  # partitions on demand (plain PostgreSQL): raise NoPartition
     latest: bool = True  # merge latest_state with each load (False: storage/latest_pending.py)
+    # The writer's own work on the batch, run while the server loads rows (``Loader.load``);
+    # once: the loads after the first one find it done.
+    meanwhile: Callable[[], None] | None = None
 
 
 async def load_isolating(
@@ -89,7 +92,13 @@ async def load_isolating(
             for table, rows in tables:
                 vehicles = table is VEHICLES and batch.latest
                 n = await batch.loader.load(
-                    conn, batch.schema, table, rows, skip_conflicts=skip, keep_stage=vehicles
+                    conn,
+                    batch.schema,
+                    table,
+                    rows,
+                    skip_conflicts=skip,
+                    keep_stage=vehicles,
+                    meanwhile=batch.meanwhile,
                 )
                 counts[table.name] = n
                 skipped += len(rows) - n

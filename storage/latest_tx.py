@@ -41,15 +41,20 @@ async def in_transaction(
     kafka_offsets: Sequence[int] | None,
     live: list[TopicPartition],
     state: Attempt,
+    early: dict[TopicPartition, Delta] | None = None,
 ) -> Planned:
-    """In a batch's transaction, after its rows: the batch's tuples per partition (applied
-    to ``latest`` only once the transaction commits), the partitions whose sets are merged now
+    """In a batch's transaction, after its rows: the batch's tuples per partition (``early``
+    when they were taken while the rows loaded; applied to ``latest`` only once the
+    transaction commits), the partitions whose sets are merged now
     (interval passed, cap reached, or tuples refilled after a crash), and each partition's
     ``latest_from`` to store with its offset, and the placements the merge recorded (with an
     interval; without one the sink stamps them, once per entity per assignment)."""
-    deltas = (
-        latest.batch_deltas(frames, kept, sources, ranges, kafka_offsets) if latest.bounded else {}
-    )
+    if not latest.bounded:
+        deltas = {}
+    elif early is not None:
+        deltas = early  # taken while the rows loaded (storage.writer._Early), still true
+    else:
+        deltas = latest.batch_deltas(frames, kept, sources, ranges, kafka_offsets)
     now = time.monotonic()
     merged = [tp for tp in live if latest.due(tp, deltas.get(tp), now)]
     placed: Placements = {}

@@ -58,7 +58,7 @@ from storage.batch import (
 from storage.connect import PoolParams, ServerInfo, create_pool
 from storage.errors import ErrorKind, SchemaError, StorageError, StorageUnavailable, classify
 from storage.isolate import Attempt, LoadBatch, NoPartition, load_isolating
-from storage.latest_pending import PendingLatest
+from storage.latest_pending import Delta, PendingLatest
 from storage.latest_tx import flush, in_transaction
 from storage.loaders import Loader, make_loader
 from storage.migrate import require_current
@@ -338,6 +338,7 @@ class StorageWriter:
             hot = [] if staging else [i for i in live if not is_reissue(frames[i])]
             slow = live if staging else [i for i in live if is_reissue(frames[i])]
             archive = raw if self._params.raw_frames else None
+            early = _Early(self.latest, frames, live, sources, ranges, kafka_offsets)
             batch = LoadBatch(
                 frames=frames,
                 sources=sources,
@@ -348,6 +349,7 @@ class StorageWriter:
                 params=self._params,
                 may_miss_partitions=self._slots is not None,
                 latest=not self.latest.bounded,
+                meanwhile=early.run if self.latest.bounded else None,
             )
             for indices, skip in ((hot, False), (slow, True)):
                 if indices:
@@ -368,6 +370,7 @@ class StorageWriter:
             deltas, merged, latest_from, placed = await in_transaction(
                 conn, self._params, self.loader.kind, self.latest, frames, kept, sources,
                 ranges, kafka_offsets, live_tps, state,
+                early.deltas if len(kept) == len(live) else None,
             )  # fmt: skip
             if before_commit is not None:
                 try:
@@ -394,6 +397,29 @@ class StorageWriter:
             seconds=0.0,
             latest_merged=frozenset(committed if not self.latest.bounded else merged),
         )
+
+
+class _Early:
+    """The batch's latest_state tuples, taken while the server loads its rows (``meanwhile``
+    of ``LoadBatch``): for the frames ``live`` when the transaction began, so they stand only
+    if the load rejects none of them."""
+
+    def __init__(
+        self,
+        latest: PendingLatest,
+        frames: Sequence[Decoded],
+        live: list[int],
+        sources: list[TopicPartition],
+        ranges: dict[TopicPartition, OffsetRange],
+        kafka_offsets: Sequence[int] | None,
+    ) -> None:
+        self._args = (frames, live, sources, ranges, kafka_offsets)
+        self._latest = latest
+        self.deltas: dict[TopicPartition, Delta] | None = None
+
+    def run(self) -> None:
+        if self.deltas is None:
+            self.deltas = self._latest.batch_deltas(*self._args)
 
 
 class _HookFailed(Exception):

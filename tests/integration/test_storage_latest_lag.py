@@ -159,6 +159,29 @@ async def test_a_pending_set_merges_new_and_known_vehicles_in_any_order(
     assert all(soc is not None for _, soc in got.values())  # the staged tuples' values
 
 
+async def test_a_frame_the_database_rejects_leaves_no_tuple_pending(
+    writer_factory: WriterFactory,
+) -> None:
+    # The batch's tuples are taken while its rows load, before the load of the pack rows
+    # fails and is bisected: the rejected frame's vehicle must not stay among them.
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = Batch()
+    first.add(VEH, frame_rows(vin(0), T0))
+    await first.write(w)  # the partition's first batch: merged at once
+    second = Batch()
+    for k in range(3):
+        second.add(VEH, frame_rows(vin(k), T0 + HOUR, seq=k))
+    bad = second.frames[1]
+    assert isinstance(bad, FrameRows)
+    bad.packs[0] = bad.packs[0]._replace(pack=70000)  # no column holds it
+    r2 = await second.write(w, start=first.next)
+    assert [r.index for r in r2.rejected] == [1] and r2.frames == 2
+    assert set(w.latest.parts[VEH].pending.vehicles) == {vin(0), vin(2)}
+    assert await w.flush_latest([VEH]) == 2
+    async with w.pool.acquire() as conn:
+        assert set(await latest(conn)) == {("vehicle", vin(0)), ("vehicle", vin(2))}
+
+
 async def test_the_keeper_merges_an_idle_partition_after_the_interval(
     writer_factory: WriterFactory,
 ) -> None:
