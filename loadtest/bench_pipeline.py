@@ -173,6 +173,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         out[f"pipeline_{n}w_cpu_busy"] = res.cpu_busy
         if res.db_activity is not None:
             out[f"pipeline_{n}w_db_activity"] = res.db_activity
+        out[f"pipeline_{n}w_rebalances_in_drain"] = res.rebalances
     one = args.steady_base or out.get("pipeline_1w_frames_per_s")
     if args.steady_base is not None:
         out["steady_base_frames_per_s"] = args.steady_base
