@@ -329,9 +329,11 @@ async def run_pipeline(
 
     Of N > 1 workers the first to join the group takes every partition and starts (the dev
     broker's ``group.initial.rebalance.delay.ms`` is 0); the others join a moment later and the
-    group rebalances, which may fall inside the drain or before its first commit: the 2-worker
-    rate came out at ~24,000 or ~48,000 frames/s by that alone (docs/performance.md). So an
-    assignment seen during the drain starts its span again, and ``rebalances`` reports them."""
+    group rebalances, before the drain's first commit or inside it. Inside it, the new owners
+    restore their partitions' alert state first (the replay, ``alerts.replay``), and 2 workers
+    drained at ~21,000-23,000 frames/s against ~39,000-51,000 without (docs/performance.md).
+    So an assignment seen during the drain starts its span again, and ``rebalances`` counts
+    them: read the rate with it."""
     dsn = await env.fresh_database(tag)
     activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
     sampled: dict[str, Any] | None = None
