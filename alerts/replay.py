@@ -82,12 +82,18 @@ WHERE t.ts > $4 AND t.ts <= $5
 ORDER BY t.vin, t.ts
 """.replace("{columns}", ", ".join(f"t.{f}" for f in VehicleRow._fields))
 _CUTOFF: Final = "SELECT now() - make_interval(secs => $1)"
-_ROWS: Final = """
-SELECT t.* FROM unnest($1::text[], $2::timestamptz[]) AS e(vin, last)
-JOIN {table} AS t ON t.vin = e.vin AND t.ts > e.last - make_interval(secs => $3) AND t.ts <= e.last
+# The pack rows without their cell and probe arrays: no rule reads single cells (alerts.fields:
+# the spreads come from the rows' min/max columns), and decoding the int2[] arrays and turning
+# them back into raw bytes was ~1/3 of a worker's CPU while it replayed (docs/performance.md).
+_RAW: Final = frozenset({"cell_voltages_raw", "probe_temps_raw"})
+_PACK_COLUMNS: Final = tuple(f for f in PackRow._fields if f not in _RAW)
+_PACKS: Final = """
+SELECT {columns} FROM unnest($1::text[], $2::timestamptz[]) AS e(vin, last)
+JOIN battery_pack_telemetry AS t
+  ON t.vin = e.vin AND t.ts > e.last - make_interval(secs => $3) AND t.ts <= e.last
 WHERE t.ts > $4 AND t.ts <= $5
-ORDER BY t.vin, t.ts{extra}
-"""
+ORDER BY t.vin, t.ts, t.pack
+""".replace("{columns}", ", ".join(f"t.{f}" for f in _PACK_COLUMNS))
 
 
 async def recent_entities(
@@ -169,8 +175,7 @@ async def frames_of(conn: Connection, entities: Sequence[Any], window_s: float) 
     args = (vins, lasts, window_s, lo, hi)
     vehicles = await conn.fetch(_VEHICLES, *args)
     packs: dict[tuple[str, datetime], list[PackRow]] = {}
-    sql = _ROWS.format(table="battery_pack_telemetry", extra=", t.pack")
-    for r in await conn.fetch(sql, *args):
+    for r in await conn.fetch(_PACKS, *args):
         packs.setdefault((r["vin"], r["ts"]), []).append(_pack(r))
     out: list[FrameRows] = []
     n = len(VehicleRow._fields)
@@ -191,9 +196,8 @@ async def frames_of(conn: Connection, entities: Sequence[Any], window_s: float) 
 
 # Column-by-column like alerts/store.py's records: each maps its own query's columns.
 def _pack(r: Any) -> PackRow:
-    """A stored pack row back in the decoder's form (cells and probes as raw bytes again)."""
-    cells = r["cell_voltages_mv"] or []
-    probes = r["probe_temps_c"] or []
+    """A stored pack row back in the decoder's form, for the rules: no cells, no probes (the
+    query leaves them out, see _PACKS)."""
     return PackRow(
         vin=r["vin"],
         ts=r["ts"],
@@ -202,10 +206,8 @@ def _pack(r: Any) -> PackRow:
         current_a=r["current_a"],
         cell_count=r["cell_count"],
         first_cell=r["first_cell"],
-        cell_voltages_raw=b"".join(
-            (0xFFFF if v is None else v & 0xFFFF).to_bytes(2, "big") for v in cells
-        ),
-        probe_temps_raw=bytes(0xFF if c is None else (c + 40) & 0xFF for c in probes),
+        cell_voltages_raw=b"",
+        probe_temps_raw=b"",
         cell_min_mv=r["cell_min_mv"],
         cell_max_mv=r["cell_max_mv"],
         probe_min_c=r["probe_min_c"],

@@ -402,8 +402,9 @@ async def test_alert_replay_reads_back_connectors_and_packs(
     assert [p.pack_code for p in packs[3]] == [PACK] and [p.pack_code for p in packs[4]] == [PACK_B]
     t = packs[3][0].telemetry
     assert t is not None and (t.cell_min_mv, t.cell_max_mv, t.probe_max_c) == (3298, 3305, 31)
-    # the invalid cell and probe come back as the frame's sentinels
-    assert t.cell_voltages_raw[4:6] == b"\xff\xff" and t.probe_temps_raw[2] == 0xFF
+    # the min and max of the valid cells and probes, not the cells: no rule reads one cell
+    assert (t.cell_count, t.probe_count) == (4, 4)
+    assert t.cell_voltages_raw == b"" and t.probe_temps_raw == b""
     assert nothing == {}  # stamped on nev.charger.raw: nothing of it is the T/CEC topic's
 
 
