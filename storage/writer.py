@@ -415,11 +415,21 @@ class _Early:
     ) -> None:
         self._args = (frames, live, sources, ranges, kafka_offsets)
         self._latest = latest
+        self._ran = False  # once per attempt, whatever it gave
         self.deltas: dict[TopicPartition, Delta] | None = None
 
     def run(self) -> None:
-        if self.deltas is None:
+        if self._ran:
+            return
+        self._ran = True
+        try:
             self.deltas = self._latest.batch_deltas(*self._args)
+        except Exception:
+            # Raised inside the COPY, a bug here would look like a bad row to the load and
+            # be bisected, every half running it again, until every frame is rejected. Left
+            # to ``in_transaction``, which takes the tuples again after the load and fails
+            # the batch as before (nothing committed).
+            log.exception("latest_state tuples not taken while the rows loaded")
 
 
 class _HookFailed(Exception):
