@@ -312,6 +312,17 @@ async def _end_total(kafka: str, topic: str | list[str]) -> int:
 
 
 ASSIGNED = "nev_ingest_rebalances_total"  # {event="assigned"}: one per worker per assignment
+REBALANCE_S = 2.0  # assignments closer together than this are one rebalance's members
+
+
+async def _assignments(port: int) -> int:
+    """The service's assignments so far (0 while it does not serve its metrics); the scrape
+    runs in a thread, so the database sampler's 10 ms ticks go on."""
+    try:
+        text = await asyncio.to_thread(fetch, port)
+    except Exception:  # a scrape cut short (http.client.IncompleteRead): seen next poll
+        return 0
+    return int(promtext.total(promtext.parse_samples(text), ASSIGNED, event="assigned"))
 
 
 async def run_pipeline(
@@ -345,26 +356,32 @@ async def run_pipeline(
     cpu_first: dict[int, float] = {}
     cpu_last: dict[int, float] = {}
     first_at, first_n, last_print = 0.0, 0, 0.0
-    assignments = restarts = 0
+    assignments = restarts = floor = 0  # floor: the stored count the span starts above
+    assigned_at = float("-inf")
     try:
         while True:
             n = await _stored(dsn, group, names)
             now = time.monotonic()
-            seen = int(promtext.total(promtext.scrape(svc.port), ASSIGNED, event="assigned"))
-            if seen > assignments:
+            seen = await _assignments(svc.port)
+            if seen > assignments and n < end:
                 assignments = seen
                 if first_at:  # a rebalance within the span: it starts again after it
-                    restarts += 1
+                    if now - assigned_at > REBALANCE_S:  # each member counts its own
+                        restarts += 1
                     first_at = 0.0
                     if db_activity:
                         await activity.stop()
                         activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
+                # The new owners restore alert state before they commit: the span starts
+                # with their first commit, not with the assignment.
+                floor = n
+                assigned_at = now
             for pid in _children(svc.proc.pid):
                 rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))
                 cpu_last[pid] = _cpu_s(pid)
                 if first_at:
                     cpu_first.setdefault(pid, cpu_last[pid])
-            if n and not first_at:
+            if n > floor and not first_at:
                 first_at, first_n = now, n
                 cpu_first = dict(cpu_last)
                 if db_activity:
@@ -384,11 +401,12 @@ async def run_pipeline(
         svc.stop()
         await env.drop(dsn)
     cpu = sum(cpu_last[pid] - cpu_first.get(pid, 0.0) for pid in cpu_last)
+    frames = max(1, end - first_n)  # the span's first poll saw the end: nothing to rate
     return PipelineRun(
         (end - first_n) / took,
         took,
         sorted(round(v, 1) for v in rss.values()),
-        round(cpu / (end - first_n) * 1e6, 1),
+        round(cpu / frames * 1e6, 1),
         round(cpu / (took * workers), 2),
         sampled,
         restarts,
