@@ -19,6 +19,9 @@ interleaved runs:
 * ``writer_latest0`` the same with latest_state merged with every batch (interval 0);
 * ``writer_staging`` the full writer with every row through staging + ON CONFLICT.
 
+Every mode is timed as a worker process runs: automatic garbage collection off (``--gc on``:
+Python's default), and the writer's partition committed before and assigned to it.
+
 ``--latest-rows N`` fills latest_state before each run (untimed) with the bench's vehicles,
 older than their frames, and other vehicles up to N: merges then update rows, as in
 production, instead of inserting them. ``writer_vs_writer_latest0_paired_median`` is the
