@@ -4,8 +4,8 @@ A worker is one event loop: while it runs one lane's rules over a batch (~5 µs 
 for the ~2,500-frame lane batch of the default 5,000-frame batch, ~50 ms at 20,000), the other
 lane's open transaction waits for its next statement ("idle in transaction") and the database
 idles with it. So the frames go through the engines in slices of at most ``SLICE`` frames of
-one partition, with a turn of the event loop between slices; measured in docs/performance.md
-("Slices and batch size").
+one partition, with the write lanes' turn of the event loop (ingest.pipeline.turns) between
+slices; measured in docs/performance.md ("Slices and batch size").
 
 The work left and the changes so far live in the batch (``Batch.alert_work``): a write that is
 cancelled between two slices and then retried goes on where it stopped, so no frame moves an
@@ -21,7 +21,6 @@ drops the changes still waiting for the lost partitions for the same reason.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from typing import Any, Final, Protocol
 
 from alerts import AlertChange
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.turns import lanes_turn
 
 __all__ = ["SLICE", "AlertWork", "evaluate_batch"]
 
@@ -89,5 +89,5 @@ async def evaluate_batch(
         changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition, topic=topic))
         todo.popleft()
         if todo:
-            await asyncio.sleep(0)
+            await lanes_turn()
     return changes

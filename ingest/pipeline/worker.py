@@ -47,6 +47,7 @@ from ingest.pipeline.latest_keeper import end_refills, flush_latest, seek_target
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.sink import Sink
+from ingest.pipeline.turns import lanes_turn
 from ingest.pipeline.writer import Writer
 from storage.shards import shard_of
 
@@ -253,18 +254,20 @@ class Worker:
                 writer.submit(Batch(self.builder.generation, changes_only=True))
 
     async def _add(self, tp: Any, records: Sequence[Any], mark: int) -> None:
-        """Decode ``records`` of ``tp`` into the open batch, ``DECODE_SLICE`` at a time with a
-        turn of the event loop between slices: a fetch of one partition can be a whole batch
-        (~10 µs a frame), and while it decodes the write lanes' open transactions wait for
-        their next statement. ``mark``: ``tp``'s move count when the records were fetched. A
-        revoke, an assignment or a seek (a fence) may run in such a turn; it moves ``tp``, and
-        the rest of the records is dropped unread: the partition is gone, or its position was
-        set again and the consumer reads them anew (none may join the batch with a start
-        offset they do not follow, nor be counted in flight for a batch the revoke drops).
-        Each slice takes the start offset afresh: a seal between slices moves it."""
+        """Decode ``records`` of ``tp`` into the open batch, ``DECODE_SLICE`` at a time, with
+        the write lanes' turn of the event loop before each slice (ingest.pipeline.turns): a
+        fetch of one partition can be a whole batch (~10 µs a frame), and while it decodes
+        the write lanes' open transactions wait for their next statement. ``mark``: ``tp``'s
+        move count when the records were fetched. A revoke, an assignment or a seek (a fence)
+        may run in such a turn; it moves ``tp``, and the rest of the records is dropped
+        unread: the partition is gone, or its position was set again and the consumer reads
+        them anew (none may join the batch with a start offset they do not follow, nor be
+        counted in flight for a batch the revoke drops). Each slice takes the start offset
+        afresh: a seal between slices moves it."""
         for i in range(0, len(records), DECODE_SLICE):
-            if i:
-                await asyncio.sleep(0)
+            # Before each slice, the first of a partition too: a fetch holds several
+            # partitions, whose slices would otherwise run back to back.
+            await lanes_turn()
             if self.moves.get(tp, 0) != mark:
                 return
             part = records[i : i + DECODE_SLICE]

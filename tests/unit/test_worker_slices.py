@@ -49,11 +49,21 @@ def _records(n: int) -> list[_Rec]:
     return [_Rec(100 + i) for i in range(n)]
 
 
+async def _until_slices(w: Worker, n: int) -> None:
+    """Turns of the loop until ``n`` slices are in (each waits for the lanes' turn first)."""
+    builder: Any = w.builder
+    for _ in range(100):
+        if len(builder.adds) >= n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{len(builder.adds)} slices in, not {n}")
+
+
 async def test_slices_in_order_each_with_the_start_offset_of_its_time() -> None:
     w = _worker()
     n = DECODE_SLICE * 2 + 7
     task = asyncio.ensure_future(w._add(TP, _records(n), w.moves.get(TP, 0)))
-    await asyncio.sleep(0)  # the first slice is in; a seal moves the start offset
+    await _until_slices(w, 1)  # the first slice is in; a seal moves the start offset
     w.positions[TP] = 100 + DECODE_SLICE
     await task
     builder: Any = w.builder
@@ -69,7 +79,7 @@ async def test_slices_in_order_each_with_the_start_offset_of_its_time() -> None:
 async def test_a_move_of_the_partition_between_slices_drops_the_rest() -> None:
     w = _worker()
     task = asyncio.ensure_future(w._add(TP, _records(DECODE_SLICE * 3), w.moves.get(TP, 0)))
-    await asyncio.sleep(0)  # the first slice is in, the task waits for its next turn
+    await _until_slices(w, 1)  # the first slice is in, the task waits for its next turn
     w._moved([TP])  # e.g. on_revoked, or _seek after a fence
     await task
     builder: Any = w.builder
@@ -91,7 +101,7 @@ async def test_another_partition_moving_does_not_stop_this_one() -> None:
     w = _worker()
     n = DECODE_SLICE * 2
     task = asyncio.ensure_future(w._add(TP, _records(n), w.moves.get(TP, 0)))
-    await asyncio.sleep(0)
+    await _until_slices(w, 1)
     w._moved([OTHER])
     await task
     assert w.bp.in_flight == n
