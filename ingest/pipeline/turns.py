@@ -8,8 +8,11 @@ yielded is already queued ahead of it, and runs the next slice first. So the lan
 transaction waited for two slices ("idle in transaction"), not one.
 
 Yielding three times lets the I/O callback run, then the lane send its next statement, before
-the next slice starts. uvloop, which the workers run, runs I/O callbacks in its poll phase and
-needs two; asyncio's loop (tests, in-process use) needs three (tests/unit/test_turns.py).
+the next slice starts. That holds for a lane awaiting its statement directly on the
+connection, as a write's statements are; a lane one more future away (a ``wait_for``, the
+step between batches) may still wait for the next slice. uvloop, which the workers run, runs
+I/O callbacks in its poll phase and needs two; asyncio's loop (tests, in-process use) needs
+three (tests/unit/test_turns.py).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
-# Records decoded per turn of the event loop (``Worker._add``): ~5 ms of decoding.
+# Records decoded between two of the write lanes' turns (``Worker._add``): ~5 ms of decoding.
 DECODE_SLICE: Final = 500
 
 

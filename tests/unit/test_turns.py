@@ -20,16 +20,19 @@ async def order_of(turn: Callable[[], Awaitable[None]]) -> list[str]:
     takes ``turn`` and runs "slice 2"."""
     ours, theirs = socket.socketpair()
     order: list[str] = []
+    waiting = asyncio.Event()
 
     async def lane() -> None:
         reader, writer = await asyncio.open_connection(sock=theirs)
-        await reader.read(1)
+        waiting.set()
+        await reader.read(1)  # as a statement's response, awaited directly
         order.append("lane")
         writer.close()
 
     task = asyncio.create_task(lane())
-    await asyncio.sleep(0.01)  # the lane waits for its response
-    ours.send(b"x")  # which arrives during slice 1
+    await waiting.wait()
+    await asyncio.sleep(0)  # the lane is in its read
+    ours.send(b"x")  # the response, during slice 1
     order.append("slice 1")
     await turn()
     order.append("slice 2")
@@ -38,12 +41,24 @@ async def order_of(turn: Callable[[], Awaitable[None]]) -> list[str]:
     return order
 
 
-async def one_sleep() -> None:
-    await asyncio.sleep(0)
+def yields(n: int) -> Callable[[], Awaitable[None]]:
+    async def turn() -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    return turn
 
 
-@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
-def test_the_woken_lane_runs_before_the_next_slice(run: Callable[..., list[str]]) -> None:
-    assert run(order_of(lanes_turn)) == ["slice 1", "lane", "slice 2"]
-    # what a single yield gave: the lane waited for slice 2 as well
-    assert run(order_of(one_sleep)) == ["slice 1", "slice 2", "lane"]
+LANE_FIRST = ["slice 1", "lane", "slice 2"]
+LANE_LATE = ["slice 1", "slice 2", "lane"]  # the lane's transaction waited for slice 2 too
+
+
+@pytest.mark.parametrize(
+    ("run", "two"), [(asyncio.run, LANE_LATE), (uvloop.run, LANE_FIRST)], ids=["asyncio", "uvloop"]
+)
+def test_the_woken_lane_runs_before_the_next_slice(
+    run: Callable[..., list[str]], two: list[str]
+) -> None:
+    assert run(order_of(lanes_turn)) == LANE_FIRST
+    assert run(order_of(yields(1))) == LANE_LATE  # what the slices did before
+    assert run(order_of(yields(2))) == two  # uvloop needs two, asyncio three

@@ -97,6 +97,17 @@ async def test_a_move_before_the_first_slice_adds_nothing() -> None:
     assert w.bp.in_flight == 0
 
 
+async def test_a_move_in_the_turn_before_the_first_slice_adds_nothing() -> None:
+    w = _worker()
+    task = asyncio.ensure_future(w._add(TP, _records(10), w.moves.get(TP, 0)))
+    await asyncio.sleep(0)  # the task waits for the lanes' turn before its first slice
+    w._moved([TP])
+    await task
+    builder: Any = w.builder
+    assert builder.adds == []
+    assert w.bp.in_flight == 0
+
+
 async def test_another_partition_moving_does_not_stop_this_one() -> None:
     w = _worker()
     n = DECODE_SLICE * 2
