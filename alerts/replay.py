@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol
 from contract.rows import FrameRows, PackRow, VehicleRow
 
 __all__ = [
+    "UNREAD",
     "cutoff",
     "entity_page",
     "frames_of",
@@ -85,8 +86,8 @@ _CUTOFF: Final = "SELECT now() - make_interval(secs => $1)"
 # The pack rows without their cell and probe arrays: no rule reads single cells (alerts.fields:
 # the spreads come from the rows' min/max columns), and decoding the int2[] arrays and turning
 # them back into raw bytes was ~1/3 of a worker's CPU while it replayed (docs/performance.md).
-_RAW: Final = frozenset({"cell_voltages_raw", "probe_temps_raw"})
-_PACK_COLUMNS: Final = tuple(f for f in PackRow._fields if f not in _RAW)
+UNREAD: Final = frozenset({"cell_voltages_raw", "probe_temps_raw"})  # by no rule
+_PACK_COLUMNS: Final = tuple(f for f in PackRow._fields if f not in UNREAD)
 _PACKS: Final = """
 SELECT {columns} FROM unnest($1::text[], $2::timestamptz[]) AS e(vin, last)
 JOIN battery_pack_telemetry AS t

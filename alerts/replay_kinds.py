@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from alerts.replay import Connection, ms_of, recent_entities
+from alerts.replay import UNREAD, Connection, ms_of, recent_entities
 from contract.battery import PackFrameRows, PackTelemetryRow
 from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 
 __all__ = ["objects_of", "recent_objects"]
 
-_RAW: Final = frozenset({"cell_voltages_raw", "probe_temps_raw"})
 # Without the cell and probe arrays, which no rule reads (as alerts.replay's pack rows).
 _PACKS: Final = """
 SELECT {columns} FROM unnest($1::text[], $2::timestamptz[]) AS e(id, last)
@@ -30,7 +29,7 @@ JOIN pack_telemetry AS t
   ON t.pack_code = e.id AND t.ts > e.last - make_interval(secs => $3) AND t.ts <= e.last
 WHERE t.ts > $4 AND t.ts <= $5
 ORDER BY t.pack_code, t.ts
-""".replace("{columns}", ", ".join(f"t.{f}" for f in PackTelemetryRow._fields if f not in _RAW))
+""".replace("{columns}", ", ".join(f"t.{f}" for f in PackTelemetryRow._fields if f not in UNREAD))
 _CONNECTORS: Final = """
 SELECT t.* FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(op, cid, last)
 JOIN {table} AS t ON t.operator_id = e.op AND t.connector_id = e.cid
@@ -115,5 +114,5 @@ def _object(
 
 def _pack_row(r: Any) -> PackTelemetryRow:
     """A stored pack row back in the decoder's form, for the rules: no cells, no probes."""
-    values = {f: r[f] for f in PackTelemetryRow._fields if f not in _RAW}
+    values = {f: r[f] for f in PackTelemetryRow._fields if f not in UNREAD}
     return PackTelemetryRow(**values, cell_voltages_raw=b"", probe_temps_raw=b"")
