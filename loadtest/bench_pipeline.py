@@ -16,8 +16,9 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
    for the other kinds it is left out (``null``): the COPY of their rows is the storage
    writer's, measured by its own benchmark;
 4. ``nev-ingest run --workers N`` for each N, each on a fresh database and consumer group:
-   frames/s from its first commit until the database holds the topic's end offsets; RSS of
-   each worker (max over the run);
+   frames/s from the workers' first fetch (after the last assignment) until the database
+   holds the topic's end offsets, and their CPU over that span; RSS of each worker (max
+   over the run);
 5. steady state: one worker, a new topic fed at 50 % of the one-worker rate (or at each
    fraction of ``--steady-rates``, e.g. 0.25,0.5,0.75: one run each) for ``--steady-s``
    seconds with ``received_at`` = now, by ``loadtest.feeder`` (frames built before the
@@ -174,6 +175,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         if res.db_activity is not None:
             out[f"pipeline_{n}w_db_activity"] = res.db_activity
         out[f"pipeline_{n}w_rebalances_in_drain"] = res.rebalances
+        out[f"pipeline_{n}w_span_start"] = res.span_start
+        out[f"pipeline_{n}w_frames_per_s_from_first_commit"] = round(res.rate_from_first_commit)
     one = args.steady_base or out.get("pipeline_1w_frames_per_s")
     if args.steady_base is not None:
         out["steady_base_frames_per_s"] = args.steady_base

@@ -206,6 +206,9 @@ class PipelineRun:
     cpu_busy: float  # that CPU time over (wall time x workers): 1.0 = CPU-bound
     db_activity: dict[str, Any] | None = None  # loadtest.db_activity, when asked for
     rebalances: int = 0  # assignments that started the measured span again (run_pipeline)
+    span_start: str = ""  # "idle poll" or "assignment" (run_pipeline)
+    # the rate from the span's first commit on, as measured before 2026-12-06 (comparisons)
+    rate_from_first_commit: float = 0.0
 
 
 def _children(pid: int) -> list[int]:
@@ -248,10 +251,17 @@ def _rss_mb(pid: int) -> float:
 
 class _Service:
     def __init__(
-        self, env: BenchEnv, roles: dict[str, str], dsn: str, group: str, workers: int
+        self,
+        env: BenchEnv,
+        roles: dict[str, str],
+        dsn: str,
+        group: str,
+        workers: int,
+        defaults: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
-        environ = dict(os.environ)  # NEV_PIPELINE_* etc. pass through; the rest is set here
+        # NEV_PIPELINE_* etc. pass through (over ``defaults``); the rest is set here
+        environ = {**(defaults or {}), **os.environ}
         environ.update(
             NEV_KAFKA_BOOTSTRAP_SERVERS=env.kafka,
             NEV_POSTGRES_DSN=dsn,
@@ -312,17 +322,25 @@ async def _end_total(kafka: str, topic: str | list[str]) -> int:
 
 
 ASSIGNED = "nev_ingest_rebalances_total"  # {event="assigned"}: one per worker per assignment
+IN_FLIGHT = "nev_ingest_in_flight_frames"  # fetched, not yet committed (all workers)
 REBALANCE_S = 2.0  # assignments closer together than this are one rebalance's members
+# The service's gauges (in flight) are refreshed this often during a drain, and the drain is
+# polled this often until its span starts: the span's start is known to within one poll.
+GAUGE_S = "0.2"
+START_POLL_S = 0.05
 
 
-async def _assignments(port: int) -> int:
-    """The service's assignments so far (0 while it does not serve its metrics); the scrape
-    runs in a thread, so the database sampler's 10 ms ticks go on."""
+async def _scrape(port: int) -> tuple[int, float | None]:
+    """The service's assignments so far and its frames in flight (0 and None while it does
+    not serve its metrics); the scrape runs in a thread, so the database sampler's 10 ms
+    ticks go on."""
     try:
         text = await asyncio.to_thread(fetch, port)
     except Exception:  # a scrape cut short (http.client.IncompleteRead): seen next poll
-        return 0
-    return int(promtext.total(promtext.parse_samples(text), ASSIGNED, event="assigned"))
+        return 0, None
+    samples = promtext.parse_samples(text)
+    in_flight = promtext.total(samples, IN_FLIGHT) if promtext.exposed(samples, IN_FLIGHT) else None
+    return int(promtext.total(samples, ASSIGNED, event="assigned")), in_flight
 
 
 async def run_pipeline(
@@ -335,73 +353,95 @@ async def run_pipeline(
     db_activity: bool = False,
 ) -> PipelineRun:
     """``nev-ingest run --workers N`` over the preloaded topic (or the topic of each kind);
-    rate from the first commit after the last assignment to the end offsets stored.
-    ``db_activity``: also sample what the database does over that span (loadtest.db_activity).
+    rate and CPU from the workers' first fetch after the last assignment to the end offsets
+    stored. ``db_activity``: also sample what the database does over that span
+    (loadtest.db_activity).
+
+    The span starts at the last poll that saw no frame in flight before one was: what the
+    workers fetch and decode before their first commit (up to
+    ``pipeline.max_in_flight_frames``) is in it. (It started at the first commit until
+    2026-12-06: that left out the work on those frames and overstated the rate and understated
+    the CPU per frame, most for a short span.) If the workers fetched before a poll saw
+    nothing in flight, the span starts at the assignment (``span_start`` says which).
 
     Of N > 1 workers the first to join the group takes every partition and starts (the dev
     broker's ``group.initial.rebalance.delay.ms`` is 0); the others join a moment later and the
     group rebalances, before the drain's first commit or inside it. Inside it, the new owners
     restore their partitions' alert state first (the replay, ``alerts.replay``), and 2 workers
     drained at ~21,000-23,000 frames/s against ~39,000-51,000 without (docs/performance.md).
-    So an assignment seen during the drain starts its span again, and ``rebalances`` counts
-    them: read the rate with it."""
+    So an assignment seen during the drain starts its span again, after the new owners'
+    restore, and ``rebalances`` counts them: read the rate with it."""
     dsn = await env.fresh_database(tag)
     activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
     sampled: dict[str, Any] | None = None
     group = f"bench-{tag}"
     names = [topic] if isinstance(topic, str) else list(topic.values())
     end = await _end_total(env.kafka, names)
-    svc = _Service(env, await service_topics(env, topic), dsn, group, workers)
+    gauges = {"NEV_PIPELINE_LAG_INTERVAL_S": GAUGE_S}
+    svc = _Service(env, await service_topics(env, topic), dsn, group, workers, gauges)
     rss: dict[int, float] = {}
     cpu_first: dict[int, float] = {}
     cpu_last: dict[int, float] = {}
     first_at, first_n, last_print = 0.0, 0, 0.0
-    assignments = restarts = floor = 0  # floor: the stored count the span starts above
+    assignments = restarts = 0
     assigned_at = float("-inf")
+    # (time, stored frames, CPU per worker) at the assignment and at the last poll since it
+    # that saw nothing in flight: where the span starts once the workers fetch
+    at_assignment: tuple[float, int, dict[int, float]] | None = None
+    idle_since: tuple[float, int, dict[int, float]] | None = None
+    span_start = ""
+    committed_at, committed_n = 0.0, 0  # the span's first poll that saw a commit
     try:
         while True:
             n = await _stored(dsn, group, names)
             now = time.monotonic()
-            seen = await _assignments(svc.port)
-            if seen > assignments and n < end:
-                assignments = seen
-                if first_at:  # a rebalance within the span: it starts again after it
-                    if now - assigned_at > REBALANCE_S:  # each member counts its own
-                        restarts += 1
-                    first_at = 0.0
-                    if db_activity:
-                        await activity.stop()
-                        activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
-                # The new owners restore alert state before they commit: the span starts
-                # with their first commit, not with the assignment.
-                floor = n
-                assigned_at = now
+            seen, in_flight = await _scrape(svc.port)
             for pid in _children(svc.proc.pid):
                 rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))
                 cpu_last[pid] = _cpu_s(pid)
                 if first_at:
                     cpu_first.setdefault(pid, cpu_last[pid])
-            if n > floor and not first_at:
-                first_at, first_n = now, n
-                cpu_first = dict(cpu_last)
-                if db_activity:
-                    await activity.start()
+            if seen > assignments and n < end:
+                assignments = seen
+                if first_at:  # a rebalance within the span: it starts again after it
+                    if now - assigned_at > REBALANCE_S:  # each member counts its own
+                        restarts += 1
+                    first_at = committed_at = 0.0
+                    if db_activity:
+                        await activity.stop()
+                        activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
+                assigned_at = now
+                at_assignment, idle_since = (now, n, dict(cpu_last)), None
+            elif not first_at and at_assignment is not None and in_flight is not None:
+                if in_flight == 0:
+                    idle_since = (now, n, dict(cpu_last))
+                else:  # fetched since the last poll (or, without an idle poll, since assigned)
+                    first_at, first_n, cpu_first = idle_since or at_assignment
+                    cpu_first = dict(cpu_first)
+                    span_start = "idle poll" if idle_since else "assignment"
+                    if db_activity:
+                        await activity.start()
+            if first_at and not committed_at and n > first_n:
+                committed_at, committed_n = now, n
             if now - last_print >= 2 and first_at:
-                progress(f"pipeline {workers}w", n, end, first_at)
+                progress(f"pipeline {workers}w", n - first_n, end - first_n, first_at)
                 last_print = now
             if n >= end:
+                if not first_at:  # drained between two polls: nothing to rate
+                    raise SystemExit("bench: the drain ended before its span started")
                 break
             if svc.proc.poll() is not None:
                 raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")
-            await asyncio.sleep(0.2)
-        took = time.monotonic() - first_at
+            await asyncio.sleep(0.2 if first_at else START_POLL_S)
+        finished = time.monotonic()
+        took = finished - first_at
     finally:
         if db_activity:
             sampled = await activity.stop()  # stopped even when the service failed
         svc.stop()
         await env.drop(dsn)
     cpu = sum(cpu_last[pid] - cpu_first.get(pid, 0.0) for pid in cpu_last)
-    frames = max(1, end - first_n)  # the span's first poll saw the end: nothing to rate
+    frames = max(1, end - first_n)
     return PipelineRun(
         (end - first_n) / took,
         took,
@@ -410,6 +450,8 @@ async def run_pipeline(
         round(cpu / (took * workers), 2),
         sampled,
         restarts,
+        span_start,
+        (end - committed_n) / (finished - committed_at) if committed_at < finished else 0.0,
     )
 
 
