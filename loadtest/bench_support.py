@@ -251,17 +251,10 @@ def _rss_mb(pid: int) -> float:
 
 class _Service:
     def __init__(
-        self,
-        env: BenchEnv,
-        roles: dict[str, str],
-        dsn: str,
-        group: str,
-        workers: int,
-        defaults: dict[str, str] | None = None,
+        self, env: BenchEnv, roles: dict[str, str], dsn: str, group: str, workers: int
     ) -> None:
         self.port = free_port()
-        # NEV_PIPELINE_* etc. pass through (over ``defaults``); the rest is set here
-        environ = {**(defaults or {}), **os.environ}
+        environ = dict(os.environ)  # NEV_PIPELINE_* etc. pass through; the rest is set here
         environ.update(
             NEV_KAFKA_BOOTSTRAP_SERVERS=env.kafka,
             NEV_POSTGRES_DSN=dsn,
@@ -322,12 +315,11 @@ async def _end_total(kafka: str, topic: str | list[str]) -> int:
 
 
 ASSIGNED = "nev_ingest_rebalances_total"  # {event="assigned"}: one per worker per assignment
-IN_FLIGHT = "nev_ingest_in_flight_frames"  # fetched, not yet committed (all workers)
+# Fetched, not yet committed (all workers): set as each fetch is decoded and when a revoke
+# empties it (ingest.pipeline.worker), so a poll sees the first fetch when it happens.
+IN_FLIGHT = "nev_ingest_in_flight_frames"
 REBALANCE_S = 2.0  # assignments closer together than this are one rebalance's members
-# The service's gauges (in flight) are refreshed this often during a drain, and the drain is
-# polled this often until its span starts: the span's start is known to within one poll.
-GAUGE_S = "0.2"
-START_POLL_S = 0.05
+START_POLL_S = 0.05  # the poll until the span starts: its start is known to within one
 
 
 async def _scrape(port: int) -> tuple[int, float | None]:
@@ -354,31 +346,34 @@ async def run_pipeline(
 ) -> PipelineRun:
     """``nev-ingest run --workers N`` over the preloaded topic (or the topic of each kind);
     rate and CPU from the workers' first fetch after the last assignment to the end offsets
-    stored. ``db_activity``: also sample what the database does over that span
-    (loadtest.db_activity).
+    stored. ``db_activity``: also sample what the database does from the poll that sees the
+    first fetch on (loadtest.db_activity).
 
-    The span starts at the last poll that saw no frame in flight before one was: what the
-    workers fetch and decode before their first commit (up to
-    ``pipeline.max_in_flight_frames``) is in it. (It started at the first commit until
-    2026-12-06: that left out the work on those frames and overstated the rate and understated
-    the CPU per frame, most for a short span.) If the workers fetched before a poll saw
-    nothing in flight, the span starts at the assignment (``span_start`` says which).
+    The span starts at the last poll (every ``START_POLL_S``) that saw no frame in flight
+    before one was: what the workers fetch and decode before their first commit (up to
+    ``pipeline.max_in_flight_frames``) is in it. It started at the first commit until
+    2026-12-06, which left that work out: 1.9-5.2 % more frames/s in nine drains
+    (docs/performance.md, "Fourth pass"); ``rate_from_first_commit`` keeps that figure for
+    comparisons. If no poll saw nothing in flight since the assignment, the span starts at
+    the assignment (``span_start`` says which).
 
     Of N > 1 workers the first to join the group takes every partition and starts (the dev
     broker's ``group.initial.rebalance.delay.ms`` is 0); the others join a moment later and the
-    group rebalances, before the drain's first commit or inside it. Inside it, the new owners
+    group rebalances, before the first fetch or inside the drain. Inside it, the new owners
     restore their partitions' alert state first (the replay, ``alerts.replay``), and 2 workers
     drained at ~21,000-23,000 frames/s against ~39,000-51,000 without (docs/performance.md).
-    So an assignment seen during the drain starts its span again, after the new owners'
-    restore, and ``rebalances`` counts them: read the rate with it."""
+    So an assignment seen during the drain starts its span again, at the first fetch after
+    it: that can be one new owner's while another still restores, so such a figure measures
+    the rebalance too. ``rebalances`` counts them (since the span starts at the first fetch,
+    a start-up rebalance more than ``REBALANCE_S`` after it counts too): read the rate with
+    it."""
     dsn = await env.fresh_database(tag)
     activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
     sampled: dict[str, Any] | None = None
     group = f"bench-{tag}"
     names = [topic] if isinstance(topic, str) else list(topic.values())
     end = await _end_total(env.kafka, names)
-    gauges = {"NEV_PIPELINE_LAG_INTERVAL_S": GAUGE_S}
-    svc = _Service(env, await service_topics(env, topic), dsn, group, workers, gauges)
+    svc = _Service(env, await service_topics(env, topic), dsn, group, workers)
     rss: dict[int, float] = {}
     cpu_first: dict[int, float] = {}
     cpu_last: dict[int, float] = {}
@@ -427,8 +422,12 @@ async def run_pipeline(
                 progress(f"pipeline {workers}w", n - first_n, end - first_n, first_at)
                 last_print = now
             if n >= end:
-                if not first_at:  # drained between two polls: nothing to rate
-                    raise SystemExit("bench: the drain ended before its span started")
+                if not first_at:  # fetched and committed between two polls
+                    start = idle_since or at_assignment
+                    if start is None:
+                        raise SystemExit("bench: the drain ended before any assignment was seen")
+                    first_at, first_n, cpu_first = start[0], start[1], dict(start[2])
+                    span_start = "idle poll" if idle_since else "assignment"
                 break
             if svc.proc.poll() is not None:
                 raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")
@@ -451,7 +450,7 @@ async def run_pipeline(
         sampled,
         restarts,
         span_start,
-        (end - committed_n) / (finished - committed_at) if committed_at < finished else 0.0,
+        (end - committed_n) / (finished - committed_at) if 0 < committed_at < finished else 0.0,
     )
 
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
 
 from ingest.pipeline.backpressure import Backpressure
+from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.worker import DECODE_SLICE, Worker
 
 pytestmark = pytest.mark.unit
@@ -42,6 +44,7 @@ def _worker() -> Worker:
     w.positions = {TP: 100}
     w.builder = _Builder()  # type: ignore[assignment]
     w.bp = Backpressure(1_000_000, resume_ratio=0.5, pause_after_s=1.0, shards=1)
+    w.metrics = PipelineMetrics(CollectorRegistry())
     return w
 
 
@@ -74,6 +77,17 @@ async def test_slices_in_order_each_with_the_start_offset_of_its_time() -> None:
     ]
     assert [start for *_x, start in builder.adds] == [100, 100 + DECODE_SLICE, 100 + DECODE_SLICE]
     assert w.bp.in_flight == n
+
+
+async def test_the_in_flight_gauge_follows_each_slice_not_the_lag_tick() -> None:
+    # Dashboards and bench_pipeline (its drain starts with the first fetch) read it live.
+    w = _worker()
+    gauge = w.metrics.registry
+    task = asyncio.ensure_future(w._add(TP, _records(DECODE_SLICE + 3), w.moves.get(TP, 0)))
+    await _until_slices(w, 1)
+    assert gauge.get_sample_value("nev_ingest_in_flight_frames") == DECODE_SLICE
+    await task
+    assert gauge.get_sample_value("nev_ingest_in_flight_frames") == DECODE_SLICE + 3
 
 
 async def test_a_move_of_the_partition_between_slices_drops_the_rest() -> None:
