@@ -352,7 +352,7 @@ async def run_pipeline(
     The span starts at the last poll (every ``START_POLL_S``) that saw no frame in flight
     before one was: what the workers fetch and decode before their first commit (up to
     ``pipeline.max_in_flight_frames``) is in it. It started at the first commit until
-    2026-12-06, which left that work out: 1.9-5.2 % more frames/s in nine drains
+    2026-12-06, which left that work out: 1.9-5.4 % more frames/s in ten drains
     (docs/performance.md, "Fourth pass"); ``rate_from_first_commit`` keeps that figure for
     comparisons. If no poll saw nothing in flight since the assignment, the span starts at
     the assignment (``span_start`` says which).
