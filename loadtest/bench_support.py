@@ -380,10 +380,10 @@ async def run_pipeline(
     first_at, first_n, last_print = 0.0, 0, 0.0
     assignments = restarts = 0
     assigned_at = float("-inf")
-    # (time, stored frames, CPU per worker) at the assignment and at the last poll since it
-    # that saw nothing in flight: where the span starts once the workers fetch
-    at_assignment: tuple[float, int, dict[int, float]] | None = None
-    idle_since: tuple[float, int, dict[int, float]] | None = None
+    # (time, stored frames, CPU per worker, span_start) at the assignment and at the last
+    # poll since it that saw nothing in flight: where the span starts once the workers fetch
+    at_assignment: tuple[float, int, dict[int, float], str] | None = None
+    idle_since: tuple[float, int, dict[int, float], str] | None = None
     span_start = ""
     committed_at, committed_n = 0.0, 0  # the span's first poll that saw a commit
     try:
@@ -406,14 +406,12 @@ async def run_pipeline(
                         await activity.stop()
                         activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
                 assigned_at = now
-                at_assignment, idle_since = (now, n, dict(cpu_last)), None
+                at_assignment, idle_since = (now, n, dict(cpu_last), "assignment"), None
             elif not first_at and at_assignment is not None and in_flight is not None:
                 if in_flight == 0:
-                    idle_since = (now, n, dict(cpu_last))
+                    idle_since = (now, n, dict(cpu_last), "idle poll")
                 else:  # fetched since the last poll (or, without an idle poll, since assigned)
-                    first_at, first_n, cpu_first = idle_since or at_assignment
-                    cpu_first = dict(cpu_first)
-                    span_start = "idle poll" if idle_since else "assignment"
+                    first_at, first_n, cpu_first, span_start = idle_since or at_assignment
                     if db_activity:
                         await activity.start()
             if first_at and not committed_at and n > first_n:
@@ -426,8 +424,7 @@ async def run_pipeline(
                     start = idle_since or at_assignment
                     if start is None:
                         raise SystemExit("bench: the drain ended before any assignment was seen")
-                    first_at, first_n, cpu_first = start[0], start[1], dict(start[2])
-                    span_start = "idle poll" if idle_since else "assignment"
+                    first_at, first_n, cpu_first, span_start = start
                 break
             if svc.proc.poll() is not None:
                 raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")

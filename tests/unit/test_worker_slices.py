@@ -82,12 +82,12 @@ async def test_slices_in_order_each_with_the_start_offset_of_its_time() -> None:
 async def test_the_in_flight_gauge_follows_each_slice_not_the_lag_tick() -> None:
     # Dashboards and bench_pipeline (its drain starts with the first fetch) read it live.
     w = _worker()
-    gauge = w.metrics.registry
+    registry = w.metrics.registry
     task = asyncio.ensure_future(w._add(TP, _records(DECODE_SLICE + 3), w.moves.get(TP, 0)))
     await _until_slices(w, 1)
-    assert gauge.get_sample_value("nev_ingest_in_flight_frames") == DECODE_SLICE
+    assert registry.get_sample_value("nev_ingest_in_flight_frames") == DECODE_SLICE
     await task
-    assert gauge.get_sample_value("nev_ingest_in_flight_frames") == DECODE_SLICE + 3
+    assert registry.get_sample_value("nev_ingest_in_flight_frames") == DECODE_SLICE + 3
 
 
 async def test_a_move_of_the_partition_between_slices_drops_the_rest() -> None:
