@@ -21,6 +21,10 @@ def decode_vehicle_batch(
     frame, or None for a frame the structured decoder must take. One receive time (epoch ms,
     UTC; None: unknown) per value. Parses and encodes with the GIL released."""
 
+def direct_layouts() -> list[tuple[str, bool]]:
+    """Per contract class the decoders build: whether its instances are allocated and filled
+    directly (native/src/py_alloc.rs) or, its layout not passing the checks, by Python calls."""
+
 # The charger and battery-pack profiles (native/src/py_kinds.rs). None: the structured
 # decoder judges the frame. Wrapped by ingest/decoders/charger/fast.py and battery/fast.py.
 def decode_charger_batch(

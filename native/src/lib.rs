@@ -30,6 +30,8 @@ pub mod wire;
 #[cfg(feature = "python")]
 mod py;
 #[cfg(feature = "python")]
+mod py_alloc;
+#[cfg(feature = "python")]
 mod py_json;
 #[cfg(feature = "python")]
 mod py_kinds;

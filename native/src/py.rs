@@ -16,10 +16,11 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyFloat, PyList, PyString, PyTuple, PyTzInfo};
-use pyo3::{intern, IntoPyObjectExt};
+use pyo3::IntoPyObjectExt;
 
 use crate::envelope::{COMMAND_PACKET, ID_OFFSET, ID_SIZE};
 use crate::error::{FrameError, BLOCKS_PER_FRAME, FRAME_REASONS};
+use crate::py_alloc::{RowClass, SlotsClass};
 use crate::time::FrameTime;
 use crate::vehicle::encode::encode;
 use crate::vehicle::{self, Alarm, FrameRows, Motor, Outcome, Pack};
@@ -32,16 +33,33 @@ enum Native {
     Error(FrameError),
 }
 
+/// `FrameRows`' slots, in the order `Builder::frame` gives their values.
+const FRAME_SLOTS: [&str; 15] = [
+    "edition",
+    "command",
+    "vin",
+    "ts_ms",
+    "encrypted",
+    "partial",
+    "vehicle",
+    "motors",
+    "packs",
+    "alarm",
+    "session",
+    "response",
+    "tail_offset",
+    "signature_missing",
+    "copy",
+];
+
 /// The classes and constants the objects are built from, fetched once per interpreter.
 struct Api {
-    frame_rows: Py<PyAny>,
-    vehicle_row: Py<PyAny>,
-    motor_row: Py<PyAny>,
-    pack_row: Py<PyAny>,
-    alarm_row: Py<PyAny>,
+    frame_rows: SlotsClass,
+    vehicle_row: RowClass,
+    motor_row: RowClass,
+    pack_row: RowClass,
+    alarm_row: RowClass,
     frame_error: Py<PyAny>,
-    object_new: Py<PyAny>,
-    tuple_new: Py<PyAny>,
     china_tz: Py<PyTzInfo>,
     utc: Py<PyTzInfo>,
     empty: Py<PyBytes>,
@@ -54,17 +72,14 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
         let rows = py.import("contract.rows")?;
         let clock = py.import("contract.clock")?;
         let errors = py.import("ingest.decoders.errors")?;
-        let builtins = py.import("builtins")?;
         let datetime = py.import("datetime")?;
         Ok::<_, PyErr>(Api {
-            frame_rows: rows.getattr("FrameRows")?.unbind(),
-            vehicle_row: rows.getattr("VehicleRow")?.unbind(),
-            motor_row: rows.getattr("MotorRow")?.unbind(),
-            pack_row: rows.getattr("PackRow")?.unbind(),
-            alarm_row: rows.getattr("AlarmRow")?.unbind(),
+            frame_rows: SlotsClass::new(rows.getattr("FrameRows")?, &FRAME_SLOTS)?,
+            vehicle_row: RowClass::new(rows.getattr("VehicleRow")?)?,
+            motor_row: RowClass::new(rows.getattr("MotorRow")?)?,
+            pack_row: RowClass::new(rows.getattr("PackRow")?)?,
+            alarm_row: RowClass::new(rows.getattr("AlarmRow")?)?,
             frame_error: errors.getattr("FrameError")?.unbind(),
-            object_new: builtins.getattr("object")?.getattr("__new__")?.unbind(),
-            tuple_new: builtins.getattr("tuple")?.getattr("__new__")?.unbind(),
             china_tz: clock.getattr("CHINA_TZ")?.cast_into::<PyTzInfo>()?.unbind(),
             utc: datetime.getattr("UTC")?.cast_into::<PyTzInfo>()?.unbind(),
             empty: PyBytes::new(py, b"").unbind(),
@@ -216,16 +231,8 @@ impl<'py> Builder<'py, '_> {
         Ok(d)
     }
 
-    fn named(
-        &self,
-        cls: &Py<PyAny>,
-        values: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let tuple = PyTuple::new(self.py, values)?;
-        self.api
-            .tuple_new
-            .bind(self.py)
-            .call1((cls.bind(self.py), tuple))
+    fn named(&self, cls: &RowClass, values: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        cls.make(self.py, values)
     }
 
     fn frame(
@@ -252,25 +259,26 @@ impl<'py> Builder<'py, '_> {
             Some(a) => self.alarm_row(a, &vin, &ts)?,
             None => self.none.clone(),
         };
-        let api = self.api;
-        // FrameRows' keyword __init__ is slower than filling its slots (fast.py did the same).
-        let obj = api.object_new.bind(py).call1((api.frame_rows.bind(py),))?;
-        obj.setattr(intern!(py, "edition"), rows.edition)?;
-        obj.setattr(intern!(py, "command"), rows.command)?;
-        obj.setattr(intern!(py, "vin"), vin)?;
-        obj.setattr(intern!(py, "ts_ms"), rows.time.epoch_ms)?;
-        obj.setattr(intern!(py, "encrypted"), false)?;
-        obj.setattr(intern!(py, "partial"), rows.partial())?;
-        obj.setattr(intern!(py, "vehicle"), vehicle)?;
-        obj.setattr(intern!(py, "motors"), motors)?;
-        obj.setattr(intern!(py, "packs"), packs)?;
-        obj.setattr(intern!(py, "alarm"), alarm)?;
-        obj.setattr(intern!(py, "session"), &self.none)?;
-        obj.setattr(intern!(py, "response"), COMMAND_PACKET)?;
-        obj.setattr(intern!(py, "tail_offset"), rows.tail_offset)?;
-        obj.setattr(intern!(py, "signature_missing"), rows.signature_missing)?;
-        obj.setattr(intern!(py, "copy"), copy)?;
-        Ok(obj)
+        // FrameRows' keyword __init__ is slower than filling its slots (py_alloc), in the
+        // order of FRAME_SLOTS.
+        let values = vec![
+            rows.edition.into_bound_py_any(py)?,
+            rows.command.into_bound_py_any(py)?,
+            vin,
+            rows.time.epoch_ms.into_bound_py_any(py)?,
+            boolean(py, false),
+            boolean(py, rows.partial()),
+            vehicle,
+            motors.into_any(),
+            packs.into_any(),
+            alarm,
+            self.none.clone(),
+            COMMAND_PACKET.into_bound_py_any(py)?,
+            rows.tail_offset.into_bound_py_any(py)?,
+            boolean(py, rows.signature_missing),
+            copy.into_any(),
+        ];
+        self.api.frame_rows.make(py, values)
     }
 
     fn vehicle_row(
@@ -482,6 +490,23 @@ fn decode_vehicle_batch<'py>(
     Ok(out)
 }
 
+/// Per contract class the decoders build, whether its instances are allocated and filled
+/// directly (py_alloc) or through Python calls because its layout did not pass the checks;
+/// tests/unit/test_native_agreement.py pins them all to direct.
+#[pyfunction]
+fn direct_layouts(py: Python<'_>) -> PyResult<Vec<(String, bool)>> {
+    let api = api(py)?;
+    let mut out = vec![
+        api.frame_rows.direct(py),
+        api.vehicle_row.direct(py),
+        api.motor_row.direct(py),
+        api.pack_row.direct(py),
+        api.alarm_row.direct(py),
+    ];
+    out.extend(crate::py_kinds::direct_layouts(py)?);
+    Ok(out)
+}
+
 #[pymodule]
 fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -490,6 +515,7 @@ fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FRAME_REASONS", FRAME_REASONS.to_vec())?;
     m.add("BLOCKS_PER_FRAME", BLOCKS_PER_FRAME)?;
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(direct_layouts, m)?)?;
     m.add_function(wrap_pyfunction!(crate::framer::py::frame_spans, m)?)?;
     crate::py_kinds::register(m)?;
     crate::py_json::register(m)?;

@@ -1,7 +1,7 @@
 //! Python bindings of the charger and battery-pack profiles (`charger`, `battery`): one call per
 //! batch of Kafka values, parsing with the GIL released, then the rows of `contract.charger` /
-//! `contract.battery` built exactly as the Python fast paths built them (NamedTuples through
-//! `tuple.__new__`, the slots of the row dataclasses set one by one). A frame the native walk
+//! `contract.battery` with the values the Python fast paths gave them (the NamedTuples and the
+//! slots of the frame dataclasses allocated and filled directly: py_alloc). A frame the native walk
 //! does not place is `None` in the result: the Python wrappers (ingest/decoders/charger/fast.py,
 //! battery/fast.py) hand it to the structured decoder.
 
@@ -9,11 +9,12 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDateTime, PyList, PyString, PyTuple, PyTzInfo};
+use pyo3::types::{PyBytes, PyDateTime, PyList, PyString, PyTzInfo};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::battery::{self, Identity, PackRows};
 use crate::charger::{self, ChargerRows};
+use crate::py_alloc::{RowClass, SlotsClass};
 use crate::time::FrameTime;
 
 /// Adds the profile functions to the `nev_native` module (one line in py.rs).
@@ -27,39 +28,61 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// The Python classes and constants the rows are made of, imported once.
 struct Symbols {
-    tuple_new: Py<PyAny>,
-    object_new: Py<PyAny>,
     china_tz: Py<PyTzInfo>,
     utc: Py<PyTzInfo>,
     source_frame: Py<PyString>,
     progress: Py<PyString>,
-    charger_rows: Py<PyAny>,
-    telemetry_row: Py<PyAny>,
-    session_row: Py<PyAny>,
-    status_row: Py<PyAny>,
-    fault_row: Py<PyAny>,
-    pack_frame_rows: Py<PyAny>,
-    pack_telemetry_row: Py<PyAny>,
-    pack_alarm_row: Py<PyAny>,
+    charger_rows: SlotsClass,
+    telemetry_row: RowClass,
+    session_row: RowClass,
+    status_row: RowClass,
+    fault_row: RowClass,
+    pack_frame_rows: SlotsClass,
+    pack_telemetry_row: RowClass,
+    pack_alarm_row: RowClass,
 }
+
+/// `ChargerRows`' slots, in the order `charger_rows` gives their values.
+const CHARGER_SLOTS: [&str; 11] = [
+    "operator_id",
+    "charger_id",
+    "command",
+    "ts_ms",
+    "response",
+    "encrypted",
+    "connectors",
+    "statuses",
+    "faults",
+    "telemetry",
+    "sessions",
+];
+
+/// `PackFrameRows`' slots, in the order `pack_rows` gives their values.
+const PACK_SLOTS: [&str; 11] = [
+    "edition",
+    "command",
+    "pack_code",
+    "ts_ms",
+    "encrypted",
+    "partial",
+    "telemetry",
+    "alarm",
+    "session",
+    "response",
+    "tail_offset",
+];
 
 static SYMBOLS: PyOnceLock<Symbols> = PyOnceLock::new();
 
 fn symbols(py: Python<'_>) -> PyResult<&Symbols> {
     SYMBOLS.get_or_try_init(py, || {
-        let builtins = py.import("builtins")?;
-        let new = |name: &str| -> PyResult<Py<PyAny>> {
-            Ok(builtins.getattr(name)?.getattr("__new__")?.unbind())
-        };
         let chargers = py.import("contract.charger")?;
         let packs = py.import("contract.battery")?;
-        let charger = |name: &str| -> PyResult<Py<PyAny>> { Ok(chargers.getattr(name)?.unbind()) };
-        let pack = |name: &str| -> PyResult<Py<PyAny>> { Ok(packs.getattr(name)?.unbind()) };
+        let charger = |name: &str| RowClass::new(chargers.getattr(name)?);
+        let pack = |name: &str| RowClass::new(packs.getattr(name)?);
         let china_tz = py.import("contract.clock")?.getattr("CHINA_TZ")?;
         let utc = py.import("datetime")?.getattr("UTC")?;
         Ok(Symbols {
-            tuple_new: new("tuple")?,
-            object_new: new("object")?,
             china_tz: china_tz.cast_into::<PyTzInfo>()?.unbind(),
             utc: utc.cast_into::<PyTzInfo>()?.unbind(),
             source_frame: chargers
@@ -67,16 +90,31 @@ fn symbols(py: Python<'_>) -> PyResult<&Symbols> {
                 .cast_into::<PyString>()?
                 .unbind(),
             progress: PyString::intern(py, "progress").unbind(),
-            charger_rows: charger("ChargerRows")?,
+            charger_rows: SlotsClass::new(chargers.getattr("ChargerRows")?, &CHARGER_SLOTS)?,
             telemetry_row: charger("ChargerTelemetryRow")?,
             session_row: charger("ChargingSessionRow")?,
             status_row: charger("ConnectorStatusRow")?,
             fault_row: charger("ChargerFaultRow")?,
-            pack_frame_rows: pack("PackFrameRows")?,
+            pack_frame_rows: SlotsClass::new(packs.getattr("PackFrameRows")?, &PACK_SLOTS)?,
             pack_telemetry_row: pack("PackTelemetryRow")?,
             pack_alarm_row: pack("PackAlarmRow")?,
         })
     })
+}
+
+/// See `py::direct_layouts`.
+pub(crate) fn direct_layouts(py: Python<'_>) -> PyResult<Vec<(String, bool)>> {
+    let sym = symbols(py)?;
+    Ok(vec![
+        sym.charger_rows.direct(py),
+        sym.telemetry_row.direct(py),
+        sym.session_row.direct(py),
+        sym.status_row.direct(py),
+        sym.fault_row.direct(py),
+        sym.pack_frame_rows.direct(py),
+        sym.pack_telemetry_row.direct(py),
+        sym.pack_alarm_row.direct(py),
+    ])
 }
 
 /// Python objects made once per call: frame times (datetime + epoch ms, by their 6 bytes),
@@ -134,21 +172,9 @@ impl<'py, 'a> Cache<'py, 'a> {
             .clone()
     }
 
-    /// `tuple.__new__(cls, values)`: a NamedTuple row without its Python-level `__new__`.
-    fn row(&self, cls: &Py<PyAny>, values: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
-        let values = PyTuple::new(self.py, values)?;
-        self.sym
-            .tuple_new
-            .bind(self.py)
-            .call1((cls.bind(self.py), values))
-    }
-
-    /// `object.__new__(cls)`: a slots dataclass whose slots the caller sets.
-    fn blank(&self, cls: &Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.sym
-            .object_new
-            .bind(self.py)
-            .call1((cls.bind(self.py),))
+    /// A NamedTuple row of ``cls`` (py_alloc).
+    fn row(&self, cls: &RowClass, values: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        cls.make(self.py, values)
     }
 }
 
@@ -313,19 +339,20 @@ fn charger_rows<'py, 'a>(
         ];
         sessions.append(c.row(&sym.session_row, values)?)?;
     }
-    let out = c.blank(&sym.charger_rows)?;
-    out.setattr(intern!(py, "operator_id"), op)?;
-    out.setattr(intern!(py, "charger_id"), charger_id)?;
-    out.setattr(intern!(py, "command"), rows.command)?;
-    out.setattr(intern!(py, "ts_ms"), ts_ms)?;
-    out.setattr(intern!(py, "response"), 0xFE_u8)?;
-    out.setattr(intern!(py, "encrypted"), false)?;
-    out.setattr(intern!(py, "connectors"), PyList::empty(py))?;
-    out.setattr(intern!(py, "statuses"), statuses)?;
-    out.setattr(intern!(py, "faults"), faults)?;
-    out.setattr(intern!(py, "telemetry"), telemetry)?;
-    out.setattr(intern!(py, "sessions"), sessions)?;
-    Ok(out)
+    let values = vec![
+        op,
+        charger_id,
+        any(py, rows.command)?,
+        any(py, ts_ms)?,
+        any(py, 0xFE_u8)?,
+        any(py, false)?,
+        PyList::empty(py).into_any(),
+        statuses.into_any(),
+        faults.into_any(),
+        telemetry.into_any(),
+        sessions.into_any(),
+    ];
+    sym.charger_rows.make(py, values)
 }
 
 /// Pack frames to `PackFrameRows` (`None` where the structured decoder must judge) and the
@@ -466,17 +493,18 @@ fn pack_rows<'py, 'a>(
         }
         _ => py.None().into_bound(py),
     };
-    let out = c.blank(&sym.pack_frame_rows)?;
-    out.setattr(intern!(py, "edition"), rows.edition)?;
-    out.setattr(intern!(py, "command"), rows.command)?;
-    out.setattr(intern!(py, "pack_code"), code)?;
-    out.setattr(intern!(py, "ts_ms"), ts_ms)?;
-    out.setattr(intern!(py, "encrypted"), false)?;
-    out.setattr(intern!(py, "partial"), false)?;
-    out.setattr(intern!(py, "telemetry"), telemetry)?;
-    out.setattr(intern!(py, "alarm"), alarm)?;
-    out.setattr(intern!(py, "session"), py.None())?;
-    out.setattr(intern!(py, "response"), 0xFE_u8)?;
-    out.setattr(intern!(py, "tail_offset"), py.None())?;
-    Ok(out)
+    let values = vec![
+        any(py, rows.edition)?,
+        any(py, rows.command)?,
+        code,
+        any(py, ts_ms)?,
+        any(py, false)?,
+        any(py, false)?,
+        telemetry,
+        alarm,
+        py.None().into_bound(py),
+        any(py, 0xFE_u8)?,
+        py.None().into_bound(py),
+    ];
+    sym.pack_frame_rows.make(py, values)
 }
