@@ -492,7 +492,7 @@ fn decode_vehicle_batch<'py>(
 
 /// Per contract class the decoders build, whether its instances are allocated and filled
 /// directly (py_alloc) or through Python calls because its layout did not pass the checks;
-/// tests/unit/test_native_agreement.py pins them all to direct.
+/// tests/unit/test_native_layouts.py pins them all to direct.
 #[pyfunction]
 fn direct_layouts(py: Python<'_>) -> PyResult<Vec<(String, bool)>> {
     let api = api(py)?;

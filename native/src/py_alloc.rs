@@ -14,6 +14,18 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
+/// The first base of `tp` that is not a class defined in Python: the C type whose layout and
+/// `tp_new` its instances get (`tuple` for a NamedTuple, `object` for a plain slots class).
+///
+/// # Safety
+/// `tp` must be a live type object.
+unsafe fn static_base(mut tp: *mut ffi::PyTypeObject) -> *mut ffi::PyTypeObject {
+    while !tp.is_null() && ((*tp).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE) != 0 {
+        tp = (*tp).tp_base;
+    }
+    tp
+}
+
 /// A NamedTuple class of the contract (`contract.rows.VehicleRow`, ...).
 pub(crate) struct RowClass {
     cls: Py<PyType>,
@@ -35,9 +47,12 @@ impl RowClass {
         let fields = cls.getattr("_fields")?.len()?;
         let tp = cls.as_type_ptr();
         // SAFETY: `tp` is a live type object (held by `cls`); only its layout fields are read.
+        // `tuple.__new__(cls)` refuses a class whose C base is not `tuple` itself (a struct
+        // sequence, say, with state of its own): such a class keeps that call.
         let direct = unsafe {
             let tuple = &raw mut ffi::PyTuple_Type;
-            (*tp).tp_basicsize == (*tuple).tp_basicsize
+            static_base(tp) == tuple
+                && (*tp).tp_basicsize == (*tuple).tp_basicsize
                 && (*tp).tp_itemsize == (*tuple).tp_itemsize
                 && (*tp).tp_dictoffset == 0
                 && (*tp).tp_alloc.is_some()
@@ -113,7 +128,24 @@ impl SlotsClass {
         let py = cls.py();
         let cls = cls.cast_into::<PyType>()?;
         let tp = cls.as_type_ptr();
-        let mut offsets = Some(Vec::with_capacity(names.len()));
+        // SAFETY: layout fields of a live type object. What `object.__new__(cls)` checks or
+        // does besides allocating must not apply: its C base is `object` (another base, a
+        // `dict` say, would need its own initialisation), no instance `__dict__` to set up,
+        // not abstract, and no `__setattr__` of its own that the slots' writes would bypass.
+        let plain = unsafe {
+            let object = &raw mut ffi::PyBaseObject_Type;
+            let setattr = |t: *mut ffi::PyTypeObject| (*t).tp_setattro.map(|f| f as usize);
+            static_base(tp) == object
+                && (*tp).tp_dictoffset == 0
+                && ((*tp).tp_flags & ffi::Py_TPFLAGS_IS_ABSTRACT) == 0
+                && setattr(tp) == setattr(object)
+                && (*tp).tp_alloc.is_some()
+        };
+        // SAFETY: as above.
+        let size = unsafe { (*tp).tp_basicsize };
+        let field = std::mem::size_of::<*mut ffi::PyObject>() as ffi::Py_ssize_t;
+        let header = std::mem::size_of::<ffi::PyObject>() as ffi::Py_ssize_t;
+        let mut offsets = plain.then(|| Vec::with_capacity(names.len()));
         for name in names {
             let descr = cls.getattr(*name)?;
             let d = descr.as_ptr();
@@ -128,18 +160,16 @@ impl SlotsClass {
                     let member = (*descr).d_member;
                     let own = (*descr).d_common.d_type == tp;
                     let writable = ((*member).flags & ffi::Py_READONLY) == 0;
-                    (own && writable && (*member).type_code == ffi::Py_T_OBJECT_EX)
-                        .then_some((*member).offset)
+                    let offset = (*member).offset;
+                    let inside = offset >= header && offset + field <= size;
+                    (own && writable && inside && (*member).type_code == ffi::Py_T_OBJECT_EX)
+                        .then_some(offset)
                 }
             };
             match (offset, offsets.as_mut()) {
                 (Some(o), Some(v)) => v.push(o),
                 _ => offsets = None,
             }
-        }
-        // SAFETY: as above, a layout field of a live type object.
-        if unsafe { (*tp).tp_alloc.is_none() } {
-            offsets = None;
         }
         let names = names
             .iter()
