@@ -4,10 +4,12 @@
 //! each slot's descriptor up by name. Both were a large share of the objects' cost, which is
 //! most of `decode_vehicle_batch`'s (docs/performance.md, "Fourth pass").
 //!
-//! Every class is checked once, when the module's API is fetched: a row class must be laid out
-//! as a plain tuple (a NamedTuple: no instance `__dict__`, no slots of its own) and a slots class
-//! must hold each name as a writable object slot of its own. A class that does not pass keeps
-//! the Python calls, so a contract change can cost speed but never memory safety.
+//! Every class is checked once, when the module's API is fetched. A row class must be laid out
+//! as a plain tuple: its C base `tuple`, no instance `__dict__`, no slots of its own (a
+//! NamedTuple). A slots class must be what `object.__new__` would only allocate: its C base
+//! `object`, no instance `__dict__`, not abstract, no `__setattr__` of its own, and each name a
+//! writable object slot of its own inside the instance. A class that does not pass keeps the
+//! Python calls, so a contract change can cost speed but never memory safety.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
