@@ -315,8 +315,8 @@ async def _end_total(kafka: str, topic: str | list[str]) -> int:
 
 
 ASSIGNED = "nev_ingest_rebalances_total"  # {event="assigned"}: one per worker per assignment
-# Fetched, not yet committed (all workers): set as each fetch is decoded and when a revoke
-# empties it (ingest.pipeline.worker), so a poll sees the first fetch when it happens.
+# Fetched, not yet committed (all workers): set at every change of the count (the worker's
+# Backpressure), so a poll sees the first fetch when it happens.
 IN_FLIGHT = "nev_ingest_in_flight_frames"
 REBALANCE_S = 2.0  # assignments closer together than this are one rebalance's members
 START_POLL_S = 0.05  # the poll until the span starts: its start is known to within one

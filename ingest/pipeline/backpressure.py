@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from enum import Enum
 
 __all__ = ["Backpressure", "Decision"]
@@ -45,7 +46,11 @@ class Backpressure:
         resume_ratio: float = 0.5,
         pause_after_s: float = 1.0,
         shards: int = 1,
+        observe: Callable[[int], None] | None = None,
     ) -> None:
+        """``observe``: called with the in-flight count whenever it changes (the worker's
+        ``nev_ingest_in_flight_frames`` gauge: live, so a dashboard and bench_pipeline, whose
+        drain starts with the first fetch, see each fetch and commit when it happens)."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.max_in_flight = max_in_flight
@@ -58,6 +63,7 @@ class Backpressure:
         self._full_since: float | None = None
         self._room = asyncio.Event()
         self._room.set()
+        self._observe = observe
 
     def room(self) -> int:
         """How many more frames may be fetched now."""
@@ -67,11 +73,15 @@ class Backpressure:
         self.in_flight += n
         if self.in_flight >= self.max_in_flight:
             self._room.clear()
+        if self._observe is not None:
+            self._observe(self.in_flight)
 
     def done(self, n: int) -> None:
         self.in_flight = max(0, self.in_flight - n)
         if self.in_flight < self.max_in_flight:
             self._room.set()
+        if self._observe is not None:
+            self._observe(self.in_flight)
 
     @property
     def sink_healthy(self) -> bool:

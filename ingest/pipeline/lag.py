@@ -121,7 +121,6 @@ class LagReporter:
         m = w.metrics
         now = time.time()
         m.heartbeat.set(w.last_turn)
-        m.in_flight.set(w.bp.in_flight)
         in_use, idle, size_max = w.sink.pool_stats()
         m.db_pool.labels(state="in_use").set(in_use)
         m.db_pool.labels(state="idle").set(idle)

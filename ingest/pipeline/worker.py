@@ -82,6 +82,7 @@ class Worker:
             resume_ratio=options.resume_ratio,
             pause_after_s=options.pause_after_s,
             shards=options.shards,
+            observe=metrics.in_flight.set,
         )
         self.builder = BatchBuilder(
             decoders, window=options.window, max_value_bytes=options.max_record_bytes
@@ -273,9 +274,6 @@ class Worker:
             part = records[i : i + DECODE_SLICE]
             self.builder.add(tp, part, self.positions.get(tp))
             self.bp.add(len(part))
-            # Live, not only at the lag task's next refresh: a dashboard (and bench_pipeline,
-            # whose drain starts with the first fetch) sees the fetch when it happens.
-            self.metrics.in_flight.set(self.bp.in_flight)
 
     def _moved(self, tps: Iterable[Any]) -> None:
         for tp in tps:
@@ -472,7 +470,6 @@ class Worker:
         # What the loop fetched and decoded while the writer drained: never written, so no
         # longer in flight (the next owner reads it again).
         self.bp.done(self.builder.reset(writer.generation).size)
-        self.metrics.in_flight.set(self.bp.in_flight)  # live, as in _add
         self.sink.on_partitions_lost(sorted(revoked))
         for tp in revoked:
             self.positions.pop(tp, None)

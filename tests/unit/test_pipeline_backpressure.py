@@ -24,6 +24,16 @@ def test_room_is_bounded_by_max_in_flight() -> None:
     assert bp.in_flight == 0
 
 
+def test_every_change_of_the_count_is_observed() -> None:
+    seen: list[int] = []
+    bp = Backpressure(100, observe=seen.append)
+    bp.add(60)
+    bp.add(50)
+    bp.done(30)
+    bp.done(1000)
+    assert seen == [60, 110, 80, 0]
+
+
 def test_pause_immediately_when_sink_fails_resume_when_healthy_and_drained() -> None:
     bp = Backpressure(100, resume_ratio=0.5)
     bp.add(80)
