@@ -103,7 +103,9 @@ async def load_isolating(
                 counts[table.name] = n
                 skipped += len(rows) - n
                 if vehicles:
-                    await batch.loader.latest(conn, batch.schema, batch.params.entity_kind, rows)
+                    await batch.loader.latest(
+                        conn, batch.schema, batch.params.entity_kind, rows, skip_conflicts=skip
+                    )
                     latest += len({r.vin for r in rows})
             if batch.latest:
                 latest += await _latest_of_kinds(conn, batch.schema, tables, batch.loader.kind)

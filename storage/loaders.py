@@ -29,7 +29,15 @@ from storage.latest import merge_stage, newest_per_vehicle, upsert_rows
 from storage.params import LoaderKind
 from storage.tables import VEHICLES, Table, TableRows
 
-__all__ = ["CopyLoader", "Loader", "UnnestLoader", "make_loader", "native_pieces"]
+__all__ = [
+    "CopyLoader",
+    "Loader",
+    "UnnestLoader",
+    "make_loader",
+    "native_pieces",
+    "newest_of",
+    "stages_unique",
+]
 
 
 async def _pieces(
@@ -69,16 +77,27 @@ def native_pieces(table: Table, rows: TableRows) -> Iterator[bytes | bytearray]:
 
 
 def newest_of(rows: TableRows) -> TableRows:
-    """The newest vehicle row of each VIN in ``rows`` (native and Python-built apart: the
-    stage may hold both for one VIN, latest_state's merge picks the newer)."""
+    """The newest vehicle row of each VIN in ``rows``, in VIN order (native and Python-built
+    apart: the stage may hold both for one VIN, latest_state's merge picks the newer)."""
     best: dict[str, FrameRows] = {}
     for f in rows.native:
         b = best.get(f.vin)
         if b is None or (f.ts_ms or 0) > (b.ts_ms or 0):
             best[f.vin] = f
     plain = newest_per_vehicle(rows.plain)
-    picked = [f.vehicle for f in best.values() if f.vehicle is not None]
-    return TableRows(picked + plain, list(best.values()), plain)
+    frames = [best[vin] for vin in sorted(best)]
+    picked = [f.vehicle for f in frames if f.vehicle is not None]
+    return TableRows(picked + plain, frames, plain)
+
+
+def stages_unique(rows: Sequence[Any], skip_conflicts: bool) -> bool:
+    """Whether ``CopyLoader.load(rows, skip_conflicts=..., keep_stage=True)`` leaves one row
+    per VIN in the stage, in VIN order: the native tuples without Python-built rows beside
+    them, whose newest per VIN is all it stages (``newest_of``). Skipping conflicts stages
+    every row; Python-built rows may repeat a VIN the native ones have."""
+    return (
+        not skip_conflicts and isinstance(rows, TableRows) and bool(rows.native) and not rows.plain
+    )
 
 
 def _stage(table: Table) -> str:
@@ -119,9 +138,16 @@ class Loader(Protocol):
     ) -> int: ...
 
     async def latest(
-        self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
+        self,
+        conn: Any,
+        schema: str,
+        entity_kind: str,
+        rows: Sequence[VehicleRow],
+        *,
+        skip_conflicts: bool,
     ) -> None:
-        """Bring latest_state up to date with the vehicle rows just loaded."""
+        """Bring latest_state up to date with the vehicle rows just loaded (``skip_conflicts``:
+        as they were loaded)."""
         ...
 
 
@@ -181,11 +207,20 @@ class CopyLoader:
         return _count(status)
 
     async def latest(
-        self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
+        self,
+        conn: Any,
+        schema: str,
+        entity_kind: str,
+        rows: Sequence[VehicleRow],
+        *,
+        skip_conflicts: bool,
     ) -> None:
         if rows:
+            # A stage of one row per VIN in VIN order needs no DISTINCT ON: no sort of the
+            # stage, and the lanes still lock latest_state rows in one order (no deadlock).
+            unique = stages_unique(rows, skip_conflicts)
             vins = len({r.vin for r in rows})
-            await merge_stage(conn, schema, entity_kind, _stage(VEHICLES), vins)
+            await merge_stage(conn, schema, entity_kind, _stage(VEHICLES), vins, unique=unique)
 
     @staticmethod
     async def _copy(
@@ -272,7 +307,13 @@ class UnnestLoader:
         return _count(status)
 
     async def latest(
-        self, conn: Any, schema: str, entity_kind: str, rows: Sequence[VehicleRow]
+        self,
+        conn: Any,
+        schema: str,
+        entity_kind: str,
+        rows: Sequence[VehicleRow],
+        *,
+        skip_conflicts: bool,
     ) -> None:
         await upsert_rows(conn, schema, entity_kind, rows)
 

@@ -18,6 +18,7 @@ from storage.connect import connect
 from storage.latest_kinds import BATTERY, CHARGER, KindLatest, battery_values, charger_values
 from storage.latest_kinds import upsert as upsert_kind
 from storage.params import DEFAULT_SCHEMA
+from tests.integration.recording import Recording
 
 pytestmark = pytest.mark.integration
 
@@ -52,22 +53,6 @@ async def conn(migrated_database: str) -> AsyncIterator[Any]:
         yield c
     finally:
         await c.close()
-
-
-class Recording:
-    """The real connection, with the statements sent through ``execute`` kept in order."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.sent: list[str] = []
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        self.sent.append(sql.strip().split(None, 1)[0])
-        status: str = await self.conn.execute(sql, *args)
-        return status
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
 
 
 async def write(

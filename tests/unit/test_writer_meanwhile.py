@@ -59,7 +59,15 @@ class Loader:
         self.loaded += len(rows)
         return len(rows)
 
-    async def latest(self, conn: Any, schema: str, entity_kind: str, rows: Sequence[Any]) -> None:
+    async def latest(
+        self,
+        conn: Any,
+        schema: str,
+        entity_kind: str,
+        rows: Sequence[Any],
+        *,
+        skip_conflicts: bool,
+    ) -> None:
         raise AssertionError("latest_state is the pending set's here")
 
 
