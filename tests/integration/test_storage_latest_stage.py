@@ -65,7 +65,9 @@ async def merge_all(
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Load and merge each batch in its own transaction, as storage/isolate.py does; returns
     the statements that went to latest_state and the state they left."""
-    await conn.execute(f"TRUNCATE {DEFAULT_SCHEMA}.vehicle_telemetry, {DEFAULT_SCHEMA}.latest_state")
+    await conn.execute(
+        f"TRUNCATE {DEFAULT_SCHEMA}.vehicle_telemetry, {DEFAULT_SCHEMA}.latest_state"
+    )
     rec, loader = Recording(conn), CopyLoader()
     for frames in batches:
         rows = vehicle_rows(frames)
