@@ -51,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop the services that up started (by pid)")
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="then delete their data: the state directory and any cluster kept in /tmp "
+        "(the next up starts afresh; the downloaded Kafka stays in the cache)",
+    )
     down.set_defaults(func=_down)
 
     status = sub.add_parser(
@@ -92,7 +98,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    stack.down(dev_settings_from_args(args))
+    stack.down(dev_settings_from_args(args), purge=args.purge)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pwd
 import shutil
@@ -94,10 +95,31 @@ def home_of(state_dir: Path, user: str | None, name: str) -> Path:
     home = state_dir / name
     if user is None or _reachable(state_dir, user):
         return home
-    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
-    fallback = Path(tempfile.gettempdir()) / f"nev-devstack-{digest}" / name
+    fallback = _fallback_root(state_dir) / name
     print(f"devstack: {user} cannot reach {state_dir}; the cluster lives in {fallback}", flush=True)
     return fallback
+
+
+def _fallback_root(state_dir: Path) -> Path:
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"nev-devstack-{digest}"
+
+
+def remove_home(state_dir: Path, state: ServiceState) -> Path | None:
+    """Delete the directory of a stopped cluster of ``state_dir`` that ``home_of`` put in /tmp
+    (removing the state directory does not reach it, and the next ``up`` of a state directory
+    at the same path would start the old cluster again); returns it, or None when the cluster
+    lives elsewhere (in the state directory: the caller's to remove). Only that exact
+    directory is ever deleted, whatever ``state.json`` says."""
+    data = state.extra.get("data_dir")
+    root = _fallback_root(state_dir)
+    home = root / state.name
+    if not data or Path(data) != home / "data" or not home.is_dir():
+        return None
+    shutil.rmtree(home)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # once the last of the state directory's clusters is gone
+    return home
 
 
 def up(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -229,11 +230,18 @@ def _start(
 
 
 def down(
-    settings: DevSettings, *, only: Iterable[str] | None = None, report: bool = True
+    settings: DevSettings,
+    *,
+    only: Iterable[str] | None = None,
+    report: bool = True,
+    purge: bool = False,
 ) -> StackState:
-    """Stop the services ``up`` started (by their recorded pids), timescale first."""
+    """Stop the services ``up`` started (by their recorded pids), timescale first. ``purge``:
+    then delete all their data, the state directory and the clusters kept outside it."""
     paths = Paths.from_settings(settings)
     names = SERVICES if only is None else _services((), only)
+    if purge and only is not None:
+        raise ValueError("purge removes the whole stack: stop it all (only=None)")
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
         for name in reversed(SERVICES):
@@ -252,9 +260,26 @@ def down(
             svc.pid = svc.started = None
             state.save()
             _say(report, f"{name}: stopped ({time.monotonic() - began:.1f}s)")
-        if not any(svc.running for svc in state.services.values()):
+        if purge:
+            _purge(paths.state_dir, state, report)
+        elif not any(svc.running for svc in state.services.values()):
             _say(report, f"devstack: nothing running (state kept in {paths.state_dir})")
     return state
+
+
+def _purge(state_dir: Path, state: StackState, report: bool) -> None:
+    """Delete the stopped stack's data: clusters kept in /tmp first (``postgres.home_of``),
+    then the state directory (its lock file too: nothing is left to guard)."""
+    running = [name for name, svc in state.services.items() if svc.running]
+    if running:
+        raise UserError(f"devstack: {', '.join(running)} still running; nothing was deleted")
+    for svc in state.services.values():
+        if svc.name.startswith("postgres"):
+            home = postgres.remove_home(state_dir, svc)
+            if home is not None:
+                _say(report, f"{svc.name}: deleted {home}")
+    shutil.rmtree(state_dir, ignore_errors=True)
+    _say(report, f"devstack: deleted {state_dir}; the next up starts afresh")
 
 
 def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:

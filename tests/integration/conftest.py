@@ -43,6 +43,7 @@ def cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
         yield pg
     finally:
         pg.stop()
+        pg.remove()
 
 
 @pytest.fixture

@@ -28,6 +28,11 @@ class PrivateCluster:
     def stop(self) -> None:
         pgdev.down(self.state, 60)
 
+    def remove(self) -> None:
+        """Delete the stopped cluster where it lives outside ``home`` (/tmp, when the server's
+        user cannot reach pytest's directories); pytest removes ``home`` itself."""
+        pgdev.remove_home(self.home, self.state)
+
     def start(self) -> None:
         port = self.state.port
         self.state = pgdev.up(self.home, self.state, "", 120)

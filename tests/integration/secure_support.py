@@ -62,12 +62,14 @@ class SecureStack:
             )
         except BaseException:
             pgdev.down(self.pg, 60)
+            pgdev.remove_home(home, self.pg)
             raise
         self.files = ks.SecureFiles(home / "tls")
 
     def stop(self) -> None:
         kafkadev.down(self.kafka, 60)
         pgdev.down(self.pg, 60)
+        pgdev.remove_home(self.home, self.pg)  # the cluster in /tmp, when it lives there
 
     @property
     def bootstrap(self) -> str:

@@ -6,7 +6,6 @@ PGlite go through the same up/down code in every test session via the conftest f
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -50,11 +49,29 @@ def test_up_twice_is_a_no_op_and_down_up_repeats(tmp_path: Path) -> None:
         # The cluster survives down/up: the second round found the first round's data.
         assert len(data_dirs) == 1
     finally:
-        stack.down(settings, report=False)
-        for data in data_dirs:
-            home = Path(data).parent
-            if home.parent.name.startswith("nev-devstack-"):
-                shutil.rmtree(home.parent, ignore_errors=True)  # the /tmp fallback used as root
+        stack.down(settings, report=False, purge=True)
+
+
+def test_down_purge_deletes_the_cluster_wherever_it_lives(tmp_path: Path) -> None:
+    # As root, with the state directory in pytest's tmp_path (0700), the cluster lives in /tmp
+    # (postgres.home_of): removing the state directory alone would leave it there, and the next
+    # up of this state directory would start it again.
+    state_dir = tmp_path / "ds"
+    settings = DevSettings(devstack=DevstackSettings(state_dir=str(state_dir)))
+    try:
+        first = stack.up(settings, only=("postgres",), report=False).services["postgres"]
+        data = Path(first.extra["data_dir"])
+        with psycopg.connect(first.url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE left_behind")
+        stack.down(settings, report=False, purge=True)
+        assert not data.exists() and not state_dir.exists()
+        again = stack.up(settings, only=("postgres",), report=False).services["postgres"]
+        with psycopg.connect(again.url) as conn:
+            names = conn.execute("SELECT datname FROM pg_database").fetchall()
+        assert ("left_behind",) not in names  # a new cluster, not the old one again
+    finally:
+        stack.down(settings, report=False, purge=True)
+    assert not state_dir.exists()
 
 
 def test_down_with_nothing_running_is_fine(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,12 +38,10 @@ def test_a_row_written_on_the_primary_is_read_on_the_replica_and_by_query(
     settings = DevSettings(
         devstack=DevstackSettings(state_dir=str(tmp_path / "ds"), kafka_heap="256m")
     )
-    homes: set[Path] = set()
     try:
         # kafka is needed by `env` only; the replica is what is under test
         state = stack.up(settings, replicas=True, report=False)
         primary, standby = state.services["postgres"], state.services["postgres-replica"]
-        homes |= {Path(s.extra["data_dir"]).parent for s in (primary, standby)}
         assert standby.running and standby.port != primary.port
         assert _exports(stack.env_lines(settings))[ENV_REPLICAS] == standby.url
 
@@ -83,10 +80,7 @@ def test_a_row_written_on_the_primary_is_read_on_the_replica_and_by_query(
         again = stack.up(settings, report=False)
         assert again.services["postgres-replica"].running
     finally:
-        stack.down(settings, report=False)
-        for home in homes:
-            if home.parent.name.startswith("nev-devstack-"):
-                shutil.rmtree(home.parent, ignore_errors=True)  # the /tmp fallback used as root
+        stack.down(settings, report=False, purge=True)
 
 
 def test_replicas_must_match_the_shards(capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,11 +95,9 @@ def test_a_replica_of_a_secure_cluster_streams_over_tls_and_serves_the_service_r
 ) -> None:
     settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
     only = ("postgres", "postgres-replica")  # no Kafka: the replication link is under test
-    homes: set[Path] = set()
     try:
         state = stack.up(settings, only=only, secure=True, report=False)
         primary, standby = state.services["postgres"], state.services["postgres-replica"]
-        homes |= {Path(s.extra["data_dir"]).parent for s in (primary, standby)}
         files = postgres.secure_files(standby)
         assert files is not None and standby.url.startswith("postgresql://nev_service@")
         # libpq reads these: every connection below is the service role's, verify-full
@@ -130,7 +122,4 @@ def test_a_replica_of_a_secure_cluster_streams_over_tls_and_serves_the_service_r
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(standby.url, sslmode="disable")  # pg_hba: hostssl only
     finally:
-        stack.down(settings, report=False)
-        for home in homes:
-            if home.parent.name.startswith("nev-devstack-"):
-                shutil.rmtree(home.parent, ignore_errors=True)  # the /tmp fallback used as root
+        stack.down(settings, report=False, purge=True)

@@ -4,7 +4,6 @@ and `down`, in a private state directory (its own Kafka, with a small heap: `env
 from __future__ import annotations
 
 import shlex
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -71,23 +70,15 @@ def test_up_with_two_shards_runs_two_clusters_and_a_query_database(tmp_path: Pat
         assert again.services["postgres-1"].running
         assert _exports(stack.env_lines(settings))[ENV_SHARDS] == exported[ENV_SHARDS]
     finally:
-        stack.down(settings, report=False)
-        for home in homes:
-            if home.parent.name.startswith("nev-devstack-"):
-                shutil.rmtree(home.parent, ignore_errors=True)  # the /tmp fallback used as root
+        stack.down(settings, report=False, purge=True)
 
 
 def test_a_shard_cluster_started_alone_does_not_make_a_sharded_stack(tmp_path: Path) -> None:
     # what the test fixture does: start postgres-1 for a test, not for the developer's env
     settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
-    homes: set[Path] = set()
     try:
         state = stack.up(settings, only=("postgres", "postgres-1"), report=False)
-        homes |= {Path(s.extra["data_dir"]).parent for s in state.services.values()}
         assert stack.core_services(settings) == ("postgres", "kafka")
         assert stack.shard_services(state) == ("postgres",)
     finally:
-        stack.down(settings, report=False)
-        for home in homes:
-            if home.parent.name.startswith("nev-devstack-"):
-                shutil.rmtree(home.parent, ignore_errors=True)
+        stack.down(settings, report=False, purge=True)
