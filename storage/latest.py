@@ -68,7 +68,8 @@ def _assignments(source: str) -> str:
 def _newest(stage: str, unique: bool) -> str:
     picked = ", ".join("vin" if c == "entity_id" else c for c in _NAMES)
     if unique:
-        # One row per VIN already (a pending set, storage/latest_merge.py): no sort (~10-20 %
+        # One row per VIN already (a pending set, storage/latest_merge.py, or the hot path's
+        # native stage, storage.loaders.stages_unique): no sort (~10-20 %
         # of a 50k-200k entity merge), and the planner sees the stage's size - behind
         # DISTINCT ON it guesses 200 rows and never picks a merge join (docs/storage.md).
         return f"(SELECT {picked} FROM {stage})"

@@ -77,8 +77,9 @@ def native_pieces(table: Table, rows: TableRows) -> Iterator[bytes | bytearray]:
 
 
 def newest_of(rows: TableRows) -> TableRows:
-    """The newest vehicle row of each VIN in ``rows``, in VIN order (native and Python-built
-    apart: the stage may hold both for one VIN, latest_state's merge picks the newer)."""
+    """The newest vehicle row of each VIN in ``rows``: the native ones in VIN order, then the
+    Python-built ones in VIN order (apart: the stage may hold both for one VIN, and then
+    latest_state's merge picks the newer)."""
     best: dict[str, FrameRows] = {}
     for f in rows.native:
         b = best.get(f.vin)
@@ -94,7 +95,8 @@ def stages_unique(rows: Sequence[Any], skip_conflicts: bool) -> bool:
     """Whether ``CopyLoader.load(rows, skip_conflicts=..., keep_stage=True)`` leaves one row
     per VIN in the stage, in VIN order: the native tuples without Python-built rows beside
     them, whose newest per VIN is all it stages (``newest_of``). Skipping conflicts stages
-    every row; Python-built rows may repeat a VIN the native ones have."""
+    every row; Python-built rows may repeat a VIN the native ones have. It says what that
+    load staged: ``latest`` must follow it, with no other staging load between."""
     return (
         not skip_conflicts and isinstance(rows, TableRows) and bool(rows.native) and not rows.plain
     )
@@ -216,8 +218,10 @@ class CopyLoader:
         skip_conflicts: bool,
     ) -> None:
         if rows:
-            # A stage of one row per VIN in VIN order needs no DISTINCT ON: no sort of the
-            # stage, and the lanes still lock latest_state rows in one order (no deadlock).
+            # A stage of one row per VIN needs no DISTINCT ON (its sort), and the planner
+            # then sees the stage's size. In the plans measured (a nested loop over the
+            # stage as staged, docs/storage.md) the UPDATE locks rows in VIN order, as the
+            # pending sets' merge does.
             unique = stages_unique(rows, skip_conflicts)
             vins = len({r.vin for r in rows})
             await merge_stage(conn, schema, entity_kind, _stage(VEHICLES), vins, unique=unique)
