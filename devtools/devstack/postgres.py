@@ -105,21 +105,46 @@ def _fallback_root(state_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"nev-devstack-{digest}"
 
 
-def remove_home(state_dir: Path, state: ServiceState) -> Path | None:
-    """Delete the directory of a stopped cluster of ``state_dir`` that ``home_of`` put in /tmp
-    (removing the state directory does not reach it, and the next ``up`` of a state directory
-    at the same path would start the old cluster again); returns it, or None when the cluster
-    lives elsewhere (in the state directory: the caller's to remove). Only that exact
-    directory is ever deleted, whatever ``state.json`` says."""
-    data = state.extra.get("data_dir")
+def remove_home(state_dir: Path, name: str, data_dir: str | None = None) -> Path | None:
+    """Delete the stopped cluster of service ``name`` of ``state_dir`` that ``home_of`` put in
+    /tmp: removing the state directory does not reach it, and the next ``up`` of a state
+    directory at the same path would start the old cluster again. Returns the directory
+    deleted, or None when there is none (the cluster lives in the state directory: the
+    caller's to delete).
+
+    ``data_dir``: where ``state.json`` says the cluster is (found by that should ``TMPDIR``
+    differ from ``up``'s); else where ``home_of`` would put it now (an ``up`` that failed
+    before recording it). Only a real directory ``nev-devstack-<digest of state_dir>/<name>``
+    is ever deleted, whatever ``state.json`` says, and not while a server runs in it."""
     root = _fallback_root(state_dir)
-    home = root / state.name
-    if not data or Path(data) != home / "data" or not home.is_dir():
+    candidates = [root / name]
+    if data_dir:
+        candidates.insert(0, Path(data_dir).parent)
+    for home in candidates:
+        if home.name != name or home.parent.name != root.name:
+            continue
+        if home.is_symlink() or not home.is_dir():
+            continue
+        pid = _live_postmaster(home / "data")
+        if pid is not None:
+            raise UserError(
+                f"devstack: PostgreSQL (pid {pid}) still runs in {home}; stop it "
+                f"(pg_ctl -D {home / 'data'} stop -m fast), then purge again"
+            )
+        shutil.rmtree(home)
+        with contextlib.suppress(OSError):
+            home.parent.rmdir()  # once the last of the state directory's clusters is gone
+        return home
+    return None
+
+
+def _live_postmaster(data: Path) -> int | None:
+    """The pid in ``data``'s postmaster.pid while that process lives, else None."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
         return None
-    shutil.rmtree(home)
-    with contextlib.suppress(OSError):
-        root.rmdir()  # once the last of the state directory's clusters is gone
-    return home
+    return pid if start_time(pid) is not None else None
 
 
 def up(

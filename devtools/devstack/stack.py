@@ -26,6 +26,7 @@ from devtools.devstack.state import (
     REPLICA_SERVICES,
     SERVICES,
     SHARD_SERVICES,
+    STATE_FILE,
     ServiceState,
     StackState,
     locked,
@@ -94,7 +95,7 @@ def _with_shards(state: StackState, shards: int | None) -> tuple[str, ...]:
     if shards < len(recorded) + 1:
         raise UserError(
             f"devstack: the stack has {len(recorded) + 1} shards, --shards {shards} would drop "
-            "one with its data; run devstack down and delete the state directory to start over"
+            "one with its data; run devstack down --purge to start over"
         )
     return SHARD_SERVICES[: shards - 1]
 
@@ -268,18 +269,55 @@ def down(
 
 
 def _purge(state_dir: Path, state: StackState, report: bool) -> None:
-    """Delete the stopped stack's data: clusters kept in /tmp first (``postgres.home_of``),
-    then the state directory (its lock file too: nothing is left to guard)."""
+    """Delete the stopped stack's data: its clusters kept in /tmp (``postgres.home_of``),
+    then what it keeps in the state directory, by name (the directory itself and its lock
+    file stay: a process waiting on the lock must not end up with a lock of its own). Refused,
+    with nothing deleted, while any of it may still run."""
     running = [name for name, svc in state.services.items() if svc.running]
     if running:
-        raise UserError(f"devstack: {', '.join(running)} still running; nothing was deleted")
-    for svc in state.services.values():
-        if svc.name.startswith("postgres"):
-            home = postgres.remove_home(state_dir, svc)
+        raise UserError(
+            f"devstack: {', '.join(running)} did not stop (see the logs in {state_dir}); stop "
+            "them, then run devstack down --purge again; nothing was deleted"
+        )
+    if (state_dir / STATE_FILE).exists() and not state.services:
+        raise UserError(
+            f"devstack: {state_dir / STATE_FILE} is damaged or from another version, so what "
+            "runs from this directory is unknown; nothing was deleted: stop its services by "
+            "hand, then delete the directory"
+        )
+    demo = [pid_file.name for pid_file in _live_demo(state_dir)]
+    if demo:
+        raise UserError(
+            f"devstack: the demo still runs ({', '.join(demo)}); stop it with "
+            "nev-ingest demo --stop, then purge again; nothing was deleted"
+        )
+    for name in SERVICES:
+        if name.startswith("postgres"):
+            svc = state.services.get(name)
+            home = postgres.remove_home(state_dir, name, svc.extra.get("data_dir") if svc else None)
             if home is not None:
-                _say(report, f"{svc.name}: deleted {home}")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    _say(report, f"devstack: deleted {state_dir}; the next up starts afresh")
+                _say(report, f"{name}: deleted {home}")
+    for entry in (STATE_FILE, f"{Path(STATE_FILE).stem}.tmp", "tls", "demo", *SERVICES):
+        path = state_dir / entry
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    _say(report, f"devstack: deleted the stack's data in {state_dir}; the next up starts afresh")
+
+
+def _live_demo(state_dir: Path) -> list[Path]:
+    """The demo's pid files (devtools/demo) whose process still runs."""
+    live = []
+    for pid_file in sorted((state_dir / "demo").glob("*.pid")):
+        try:
+            pid = int(pid_file.read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"ingest" in command:  # not a process that took a dead demo's pid
+            live.append(pid_file)
+    return live
 
 
 def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:

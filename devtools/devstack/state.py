@@ -36,6 +36,7 @@ SHARD_SERVICES: Final = tuple(f"postgres-{i}" for i in range(1, MAX_SHARDS))
 # <shard>-replica: a streaming read replica of that shard's cluster (devstack up --replica).
 REPLICA_SERVICES: Final = tuple(f"{name}-replica" for name in ("postgres", *SHARD_SERVICES))
 # down stops them in reverse: timescale, kafka, the replicas, then their primaries.
+STATE_FILE: Final = "state.json"
 SERVICES: Final = ("postgres", *SHARD_SERVICES, *REPLICA_SERVICES, "kafka", "timescale")
 
 
@@ -63,7 +64,7 @@ class StackState:
 
     @property
     def path(self) -> Path:
-        return self.state_dir / "state.json"
+        return self.state_dir / STATE_FILE
 
     @classmethod
     def load(cls, state_dir: Path) -> StackState:

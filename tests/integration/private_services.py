@@ -19,19 +19,24 @@ class PrivateCluster:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.state: ServiceState = pgdev.up(home, None, "", 120)
+        try:
+            self.state: ServiceState = pgdev.up(home, None, "", 120)
+        except BaseException:
+            pgdev.remove_home(home, pgdev.NAME)  # a cluster made before the start failed
+            raise
 
     @property
     def dsn(self) -> str:
         return self.state.url
 
     def stop(self) -> None:
-        pgdev.down(self.state, 60)
+        if self.state.running:  # a test may have stopped it already
+            pgdev.down(self.state, 60)
 
     def remove(self) -> None:
         """Delete the stopped cluster where it lives outside ``home`` (/tmp, when the server's
         user cannot reach pytest's directories); pytest removes ``home`` itself."""
-        pgdev.remove_home(self.home, self.state)
+        pgdev.remove_home(self.home, self.state.name, self.state.extra.get("data_dir"))
 
     def start(self) -> None:
         port = self.state.port

@@ -46,7 +46,11 @@ class SecureStack:
     def __init__(self, home: Path) -> None:
         settings = load_dev_settings()
         self.home = home
-        self.pg: ServiceState = pgdev.up(home, None, "", 120, secure=True)
+        try:
+            self.pg: ServiceState = pgdev.up(home, None, "", 120, secure=True)
+        except BaseException:
+            pgdev.remove_home(home, pgdev.NAME)  # a cluster made before the start failed
+            raise
         try:
             self.kafka: ServiceState = kafkadev.up(
                 home,
@@ -61,15 +65,19 @@ class SecureStack:
                 acl_group=GROUP_PREFIX,
             )
         except BaseException:
-            pgdev.down(self.pg, 60)
-            pgdev.remove_home(home, self.pg)
+            self._stop_postgres()
             raise
         self.files = ks.SecureFiles(home / "tls")
 
     def stop(self) -> None:
-        kafkadev.down(self.kafka, 60)
+        try:
+            kafkadev.down(self.kafka, 60)
+        finally:
+            self._stop_postgres()
+
+    def _stop_postgres(self) -> None:
         pgdev.down(self.pg, 60)
-        pgdev.remove_home(self.home, self.pg)  # the cluster in /tmp, when it lives there
+        pgdev.remove_home(self.home, self.pg.name, self.pg.extra.get("data_dir"))  # if in /tmp
 
     @property
     def bootstrap(self) -> str:

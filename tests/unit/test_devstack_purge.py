@@ -1,16 +1,22 @@
-"""``devstack down --purge``'s deletion of a cluster kept in /tmp (``postgres.remove_home``):
-exactly the directory ``home_of`` made for that state directory and service, nothing that
-``state.json`` merely points at."""
+"""``devstack down --purge`` without servers: what it deletes (the clusters ``home_of`` kept in
+/tmp, the stack's entries of the state directory) and what it leaves (anything else, whatever
+``state.json`` says), and when it refuses and deletes nothing."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devtools.devstack import postgres
-from devtools.devstack.state import ServiceState
+from devtools.devstack import postgres, stack
+from devtools.devstack.state import ServiceState, StackState
+from devtools.settings import DevSettings, DevstackSettings
+from ingest.errors import UserError
 
 pytestmark = pytest.mark.unit
 
@@ -29,26 +35,106 @@ def cluster(home: Path, name: str) -> ServiceState:
     return ServiceState(name, 1, "", "", extra={"data_dir": str(home / "data")})
 
 
+def fallback(state_dir: Path, name: str) -> Path:
+    return postgres.home_of(state_dir, "nobody", name)  # nobody cannot reach tmp_path
+
+
+def purge(state_dir: Path) -> None:
+    settings = DevSettings(devstack=DevstackSettings(state_dir=str(state_dir)))
+    stack.down(settings, report=False, purge=True)
+
+
 def test_the_clusters_kept_in_tmp_go_and_their_directory_with_the_last(
     tmp_path: Path, tmp_root: Path
 ) -> None:
     state_dir = tmp_path / "ds"
-    homes = [postgres.home_of(state_dir, "nobody", n) for n in ("postgres", "postgres-1")]
-    assert all(h.parent.parent == tmp_root for h in homes)  # nobody cannot reach tmp_path
-    first, second = (cluster(h, n) for h, n in zip(homes, ("postgres", "postgres-1"), strict=True))
-    assert postgres.remove_home(state_dir, first) == homes[0]
+    homes = [fallback(state_dir, n) for n in ("postgres", "postgres-1")]
+    assert all(h.parent.parent == tmp_root for h in homes)
+    for h, n in zip(homes, ("postgres", "postgres-1"), strict=True):
+        cluster(h, n)
+    assert postgres.remove_home(state_dir, "postgres") == homes[0]
     assert not homes[0].exists() and homes[1].exists()
-    assert postgres.remove_home(state_dir, second) == homes[1]
+    assert postgres.remove_home(state_dir, "postgres-1") == homes[1]
     assert list(tmp_root.iterdir()) == []
+
+
+def test_a_cluster_is_found_where_state_json_put_it_under_another_tmpdir(
+    tmp_path: Path, tmp_root: Path
+) -> None:
+    state_dir = tmp_path / "ds"
+    home = fallback(state_dir, "postgres")
+    moved = tmp_path / "other-tmp" / home.parent.name / "postgres"  # TMPDIR differed at up
+    svc = cluster(moved, "postgres")
+    assert postgres.remove_home(state_dir, "postgres", svc.extra["data_dir"]) == moved
+    assert not moved.exists()
 
 
 def test_nothing_else_is_deleted(tmp_path: Path, tmp_root: Path) -> None:
     state_dir = tmp_path / "ds"
     inside = cluster(state_dir / "postgres", "postgres")  # the caller's: in the state directory
-    elsewhere = cluster(tmp_path / "mine", "postgres")  # a state.json pointing anywhere
-    home = postgres.home_of(state_dir, "nobody", "postgres")
-    wrong_name = cluster(home, "postgres-1")  # the fallback of another service
-    for svc in (inside, elsewhere, wrong_name):
-        assert postgres.remove_home(state_dir, svc) is None
+    elsewhere = cluster(tmp_path / "mine" / "postgres", "postgres")  # state.json points anywhere
+    escape = cluster(tmp_path / "victim", "postgres")
+    crafted = str(fallback(state_dir, "postgres") / ".." / ".." / ".." / "victim" / "data")
+    for data in (inside.extra["data_dir"], elsewhere.extra["data_dir"], crafted):
+        assert postgres.remove_home(state_dir, "postgres", data) is None
+    for svc in (inside, elsewhere, escape):
         assert Path(svc.extra["data_dir"], "PG_VERSION").is_file()
-    assert postgres.remove_home(state_dir, ServiceState("postgres", 1, "", "")) is None
+    other = cluster(fallback(state_dir, "postgres"), "postgres-1")  # another service's name
+    assert postgres.remove_home(state_dir, "postgres-1", other.extra["data_dir"]) is None
+
+
+def save(state_dir: Path, *services: ServiceState) -> None:
+    state = StackState(state_dir=state_dir)
+    state.services.update({s.name: s for s in services})
+    state.save()
+
+
+def test_purge_deletes_the_stacks_entries_and_its_clusters_in_tmp_only(
+    tmp_path: Path, tmp_root: Path
+) -> None:
+    state_dir = tmp_path / "ds"
+    shard = cluster(fallback(state_dir, "postgres-1"), "postgres-1")
+    save(state_dir, cluster(state_dir / "postgres", "postgres"), shard)
+    for entry in ("kafka/data", "tls/secrets", "demo"):
+        (state_dir / entry).mkdir(parents=True)
+    (state_dir / "notes.txt").write_text("mine")
+    purge(state_dir)
+    assert sorted(p.name for p in state_dir.iterdir()) == ["lock", "notes.txt"]
+    assert list(tmp_root.iterdir()) == []
+
+
+def test_purge_refuses_a_damaged_state_file(tmp_path: Path) -> None:
+    state_dir = tmp_path / "ds"
+    cluster(state_dir / "postgres", "postgres")
+    (state_dir / "state.json").write_text(json.dumps({"version": 999}))
+    with pytest.raises(UserError, match="damaged or from another version"):
+        purge(state_dir)
+    assert (state_dir / "postgres" / "data" / "PG_VERSION").is_file()
+
+
+@pytest.fixture
+def demo_process() -> Iterator[int]:
+    # a process whose command line reads like the demo's service (`nev-ingest run`)
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "ingest", "run"]
+    proc = subprocess.Popen(argv)
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_purge_refuses_while_the_demo_runs(tmp_path: Path, demo_process: int) -> None:
+    state_dir = tmp_path / "ds"
+    save(state_dir, cluster(state_dir / "postgres", "postgres"))
+    (state_dir / "demo").mkdir()
+    (state_dir / "demo" / "run.pid").write_text(str(demo_process))
+    with pytest.raises(UserError, match="demo --stop"):
+        purge(state_dir)
+    assert (state_dir / "postgres" / "data" / "PG_VERSION").is_file()
+
+
+def test_purge_stops_nothing_short_of_the_whole_stack(tmp_path: Path) -> None:
+    settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
+    with pytest.raises(ValueError, match="purge"):
+        stack.down(settings, only=("kafka",), report=False, purge=True)
