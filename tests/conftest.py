@@ -221,7 +221,7 @@ def unique_topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Cal
     """Factory: ``unique_topic(partitions=3)`` creates a new topic and returns its name.
 
     Topics are left behind (deleting them while consumers close is racy and they are cheap);
-    ``devstack down`` plus removing the state directory clears them.
+    ``devstack down --purge`` clears them.
     """
     from devtools.devstack.kafka import ensure_topics
 
