@@ -1,7 +1,7 @@
 # Type stub of the native extension (native/src/py.rs). The typed Python API is
 # ingest.decoders.fast (and the charger / battery fast modules), which wrap these calls.
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from contract.battery import PackFrameRows
@@ -15,11 +15,15 @@ FRAME_REASONS: list[str]
 BLOCKS_PER_FRAME: int
 
 def decode_vehicle_batch(
-    values: Iterable[bytes], received_ms: Sequence[int | None]
+    values: Iterable[bytes],
+    received_ms: Sequence[int | None],
+    limits: tuple[int, int, int, int, Callable[[str, int], FrameError]] | None = None,
 ) -> list[FrameRows | FrameError | None]:
     """Per value, in order: its rows (with ``copy``), a ``FrameError`` instance for a rejected
     frame, or None for a frame the structured decoder must take. One receive time (epoch ms,
-    UTC; None: unknown) per value. Parses and encodes with the GIL released."""
+    UTC; None: unknown) per value. Parses and encodes with the GIL released. ``limits``
+    (motors, pack rows, cells, probes, over): a frame over one of these counts is not built;
+    its item is ``over(limit name, count)``."""
 
 def direct_layouts() -> list[tuple[str, bool]]:
     """Per contract class the decoders build: whether its instances are allocated and filled

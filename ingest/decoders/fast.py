@@ -27,7 +27,7 @@ field, errors included (tests/unit/test_native_agreement.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -38,7 +38,13 @@ from ingest.decoders.errors import FrameError
 from ingest.decoders.frame import Frame, decode_frame
 from ingest.decoders.native import nev_native
 
-__all__ = ["decode_rows", "decode_rows_batch", "rows_of_frame"]
+__all__ = ["RowLimits", "decode_rows", "decode_rows_batch", "rows_of_frame"]
+
+# Row limits the native decoder counts before it builds a frame's rows: the most drive motors,
+# pack rows, cell voltages and probe temperatures a frame may have, and the function that makes
+# the error of a frame over one, from the limit's name (motors_per_frame, pack_rows_per_frame,
+# cells_per_frame, probes_per_frame) and the count (native/src/vehicle/limits.rs).
+RowLimits = tuple[int, int, int, int, Callable[[str, int], FrameError]]
 
 _COMMAND: Final = 0xFE  # response flag of a command packet (anything else is a response)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,13 +80,15 @@ def decode_rows(
 
 
 def decode_rows_batch(
-    values: Sequence[bytes], received_ms: Sequence[int | None]
+    values: Sequence[bytes], received_ms: Sequence[int | None], limits: RowLimits | None = None
 ) -> list[FrameRows | FrameError]:
     """Decode a batch of whole frames in one native call: per value, in order, its rows or the
     ``FrameError`` that rejects it (returned, not raised). ``received_ms[i]`` is the gateway
     receive time of ``values[i]`` (epoch ms, UTC), which becomes ``VehicleRow.received_at``
-    (``datetime.fromtimestamp(ms / 1000, UTC)``). Values must be ``bytes``."""
-    out = _decode_batch(values, received_ms)
+    (``datetime.fromtimestamp(ms / 1000, UTC)``). Values must be ``bytes``. ``limits``: a
+    frame over one of these counts gets the error ``limits``' function makes instead of rows
+    (``RowLimits``)."""
+    out = _decode_batch(values, received_ms, limits)
     for i, item in enumerate(out):
         if item is None:
             # Not plain real-time / reissue data: the structured decoder's (it names the

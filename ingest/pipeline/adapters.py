@@ -28,6 +28,7 @@ from ingest.decoders.charger import (
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows_batch
 from ingest.pipeline import wire
+from ingest.pipeline.row_limits import VEHICLE_ROW_LIMITS
 from ingest.pipeline.wire import Headers
 
 __all__ = [
@@ -57,7 +58,8 @@ def received_at(received_ms: int) -> datetime:
 def decode_vehicle_batch(
     values: Sequence[bytes], received_ms: Sequence[int]
 ) -> list[FrameRows | FrameError]:
-    return decode_rows_batch(values, received_ms)
+    # A frame over a row limit is rejected before its rows are built (row_limits.VEHICLE_ROW_LIMITS)
+    return decode_rows_batch(values, received_ms, VEHICLE_ROW_LIMITS)
 
 
 def decode_charger_batch(

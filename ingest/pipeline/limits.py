@@ -31,12 +31,12 @@ from ingest.config.limits import (
     KEY_BYTES,
     MISSING_KEY,
     MOTORS_PER_FRAME,
-    OVER_LIMIT,
     PACK_ROWS_PER_FRAME,
     PROBES_PER_FRAME,
 )
 from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
+from ingest.pipeline.row_limits import SEE, over_limit
 from ingest.pipeline.wire import DeadLetter, Record
 from ingest.pipeline.wrong_kind import other_profile
 
@@ -48,12 +48,12 @@ __all__ = [
     "check_decoded",
     "cut_letter",
     "limit_rows",
+    "over_limit",
     "refuse_record",
 ]
 
 R = TypeVar("R")
 
-_SEE: Final = "docs/security.md, Input limits"
 # On the cut dead letter of a record over key_bytes or a header limit (``cut_letter``):
 ORIGINAL_KEY_SIZE: Final = "original.key_size"  # bytes of the original key, decimal
 ORIGINAL_HEADER_COUNT: Final = "original.header_count"  # headers of the original record
@@ -71,13 +71,9 @@ class BulkyRecord(FrameError):
     __slots__ = ()
 
 
-def _over(reason: str, limit: str, value: int, what: str, fix: str) -> FrameError:
-    return FrameError(reason, 0, f"{what} is over the limit {limit} ({value}): {fix} ({_SEE})")
-
-
 def _bulky(limit: str, value: int, what: str, fix: str) -> BulkyRecord:
     reason = BAD_KEY if limit == "key_bytes" else BAD_HEADER
-    return BulkyRecord(reason, 0, f"{what} is over the limit {limit} ({value}): {fix} ({_SEE})")
+    return BulkyRecord(reason, 0, f"{what} is over the limit {limit} ({value}): {fix} ({SEE})")
 
 
 def cut_letter(rec: Record, error: FrameError) -> DeadLetter | None:
@@ -158,7 +154,7 @@ def check_decoded(rows: R, rec: Record, received_ms: int) -> R | FrameError:
             MISSING_KEY,
             0,
             "record has no key: produce it with the device identity (VIN, charger code, pack "
-            f"code) as the key, which keeps the device's frames in order on one partition ({_SEE})",
+            f"code) as the key, which keeps the device's frames in order on one partition ({SEE})",
         )
     if isinstance(checked, FrameRows) and checked.partial:
         wrong = other_profile(rec.value or b"", received_ms)
@@ -187,24 +183,12 @@ def limit_rows(rows: R) -> R | FrameError:
     if isinstance(rows, FrameRows):
         motors = len(rows.motors)
         if motors > MOTORS_PER_FRAME:
-            return _over(
-                OVER_LIMIT,
-                "motors_per_frame",
-                MOTORS_PER_FRAME,
-                f"{motors} drive motors",
-                "a frame holds one 0x02 block of at most 253",
-            )
+            return over_limit("motors_per_frame", motors)
         packs = rows.packs
         if not packs:
             return rows
         if len(packs) > PACK_ROWS_PER_FRAME:
-            return _over(
-                OVER_LIMIT,
-                "pack_rows_per_frame",
-                PACK_ROWS_PER_FRAME,
-                f"{len(packs)} pack rows",
-                "a frame holds at most 250 subsystems per battery block",
-            )
+            return over_limit("pack_rows_per_frame", len(packs))
         cell_bytes = probes = 0
         for pack in packs:
             cell_bytes += len(pack.cell_voltages_raw)
@@ -218,19 +202,7 @@ def limit_rows(rows: R) -> R | FrameError:
 
 def _cells(rows: R, cells: int, probes: int) -> R | FrameError:
     if cells > CELLS_PER_FRAME:
-        return _over(
-            OVER_LIMIT,
-            "cells_per_frame",
-            CELLS_PER_FRAME,
-            f"{cells} cell voltages",
-            "split the cells over several frames",
-        )
+        return over_limit("cells_per_frame", cells)
     if probes > PROBES_PER_FRAME:
-        return _over(
-            OVER_LIMIT,
-            "probes_per_frame",
-            PROBES_PER_FRAME,
-            f"{probes} probe temperatures",
-            "split the probes over several frames",
-        )
+        return over_limit("probes_per_frame", probes)
     return rows

@@ -23,6 +23,7 @@ use crate::error::{FrameError, BLOCKS_PER_FRAME, FRAME_REASONS};
 use crate::py_alloc::{RowClass, SlotsClass};
 use crate::time::FrameTime;
 use crate::vehicle::encode::encode;
+use crate::vehicle::limits::{over_limit, RowLimits};
 use crate::vehicle::{self, Alarm, FrameRows, Motor, Outcome, Pack};
 
 /// What the GIL-free phase made of one frame.
@@ -31,6 +32,8 @@ enum Native {
     Rows(Box<FrameRows>, [Range<usize>; 4]),
     Structured,
     Error(FrameError),
+    /// Over a row limit (`vehicle::limits`): its name and the count; no rows, no tuples.
+    OverLimit(&'static str, usize),
 }
 
 /// `FrameRows`' slots, in the order `Builder::frame` gives their values.
@@ -89,7 +92,12 @@ fn api(py: Python<'_>) -> PyResult<&Api> {
 
 /// Decode and encode every frame: the GIL-free phase. A panic (a bug: the fuzz loop's to find)
 /// costs only its frame, which then goes to the structured decoder.
-fn decode_all(values: &[&[u8]], received: &[Option<i64>], out: &mut [Vec<u8>; 4]) -> Vec<Native> {
+fn decode_all(
+    values: &[&[u8]],
+    received: &[Option<i64>],
+    limits: Option<&RowLimits>,
+    out: &mut [Vec<u8>; 4],
+) -> Vec<Native> {
     values
         .iter()
         .zip(received)
@@ -97,6 +105,9 @@ fn decode_all(values: &[&[u8]], received: &[Option<i64>], out: &mut [Vec<u8>; 4]
             let marks = [out[0].len(), out[1].len(), out[2].len(), out[3].len()];
             let done = catch_unwind(AssertUnwindSafe(|| match vehicle::decode(buf) {
                 Outcome::Rows(rows) => {
+                    if let Some((name, count)) = limits.and_then(|l| over_limit(&rows, buf, l)) {
+                        return Native::OverLimit(name, count);
+                    }
                     let vin = buf
                         .get(ID_OFFSET..ID_OFFSET + ID_SIZE)
                         .and_then(|raw| std::str::from_utf8(raw).ok());
@@ -428,11 +439,17 @@ impl<'py> Builder<'py, '_> {
 /// order, a `FrameRows` (with `copy`), a `FrameError` instance (not raised), or None for a
 /// frame the structured decoder must take. `received_ms[i]` is the gateway receive time of
 /// `values[i]` (epoch ms, UTC; None: unknown).
+///
+/// `limits`: (motors, pack rows, cells, probes, over): a frame over one of these counts
+/// (`vehicle::limits`) is not built; its item is `over(limit name, count)` instead (the
+/// pipeline's `FrameError` of that limit). None: no limits.
 #[pyfunction]
+#[pyo3(signature = (values, received_ms, limits=None))]
 fn decode_vehicle_batch<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyAny>,
     received_ms: Vec<Option<i64>>,
+    limits: Option<(usize, usize, usize, usize, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyList>> {
     let api = api(py)?;
     // Holding the bytes objects keeps the borrowed slices alive while the GIL is released.
@@ -459,7 +476,19 @@ fn decode_vehicle_batch<'py>(
     }
     let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
     let mut tables: [Vec<u8>; 4] = Default::default();
-    let decoded = py.detach(|| decode_all(&slices, &received_ms, &mut tables));
+    let (row_limits, over) = match limits {
+        Some((motors, pack_rows, cells, probes, over)) => {
+            let l = RowLimits {
+                motors,
+                pack_rows,
+                cells,
+                probes,
+            };
+            (Some(l), Some(over))
+        }
+        None => (None, None),
+    };
+    let decoded = py.detach(|| decode_all(&slices, &received_ms, row_limits.as_ref(), &mut tables));
     let mut builder = Builder {
         py,
         api,
@@ -483,6 +512,10 @@ fn decode_vehicle_batch<'py>(
                 .frame_error
                 .bind(py)
                 .call1((e.reason, e.offset, e.detail))?,
+            Native::OverLimit(name, count) => match &over {
+                Some(over) => over.call1((name, count))?,
+                None => return Err(PyValueError::new_err("a row limit without limits")),
+            },
         };
         out.append(item)?;
     }

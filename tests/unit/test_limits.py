@@ -4,6 +4,7 @@ battery paths), frames built byte by byte so that the counts are exact."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,13 +25,19 @@ from ingest.decoders.battery.blocks import BATTERY as PACK_BLOCKS
 from ingest.decoders.charger.frame import decode_charger_frame
 from ingest.decoders.envelope import MAX_FRAME_SIZE
 from ingest.decoders.errors import FRAME_REASONS, LENGTH_MISMATCH, OVER_LIMIT, FrameError
-from ingest.decoders.fast import decode_rows
+from ingest.decoders.fast import decode_rows, decode_rows_batch
 from ingest.decoders.frame import decode_frame
-from ingest.pipeline import wire
+from ingest.pipeline import limits, row_limits, wire
 from ingest.pipeline.adapters import decode_vehicle_batch
 from ingest.pipeline.batch import BatchBuilder
-from ingest.pipeline.limits import ORIGINAL_HEADER_BYTES, ORIGINAL_HEADER_COUNT, ORIGINAL_KEY_SIZE
+from ingest.pipeline.limits import (
+    ORIGINAL_HEADER_BYTES,
+    ORIGINAL_HEADER_COUNT,
+    ORIGINAL_KEY_SIZE,
+    limit_rows,
+)
 from ingest.pipeline.process import DECODERS
+from ingest.pipeline.row_limits import VEHICLE_ROW_LIMITS
 from ingest.pipeline.wrong_kind import WRONG_TOPIC
 from tests.kinds_traffic import charger_realtime, pack_code, pack_realtime
 from tests.unit.kafka_records import TP, Rec
@@ -402,3 +409,98 @@ def test_other_dead_letters_stay_the_whole_record() -> None:
     builder.add(VEHICLE, [rec(frame(TIME + motors(253, 1)), headers=headers)], 0)
     (letter,) = builder.take().dead
     assert letter.headers[:2] == headers and letter.key == VIN
+
+
+def _same(native: object, reference: object) -> None:
+    """The native limit check's item is what ``limit_rows`` makes of the built rows."""
+    assert type(native) is type(reference)
+    if isinstance(reference, FrameError):
+        assert isinstance(native, FrameError)
+        assert (native.reason, native.offset, str(native)) == (
+            reference.reason,
+            reference.offset,
+            str(reference),
+        )
+    else:
+        assert isinstance(native, FrameRows) and isinstance(reference, FrameRows)
+        assert (native.vehicle, native.motors, native.packs, native.copy) == (
+            reference.vehicle,
+            reference.motors,
+            reference.packs,
+            reference.copy,
+        )
+
+
+AT_AND_OVER = [
+    TIME + motors(253),
+    TIME + motors(253, 1),
+    TIME + voltages([1] * 250) * 2,
+    TIME + voltages([1] * 250) * 2 + voltages([1]),
+    TIME + voltages(cells_of(L.CELLS_PER_FRAME)),
+    TIME + voltages(cells_of(L.CELLS_PER_FRAME + 1)),
+    TIME + temperatures([L.PROBES_PER_FRAME]),
+    TIME + temperatures([L.PROBES_PER_FRAME, 1]),
+    TIME + motors(254 // 2, 254 // 2) + voltages(cells_of(L.CELLS_PER_FRAME + 1)),  # two at once
+]
+
+
+def test_the_native_count_rejects_what_limit_rows_rejects_with_its_error() -> None:
+    values = [frame(data) for data in AT_AND_OVER]
+    values += [v for _, v in frames_of_kind("vehicle", 20, 2, start_ms=NOW - 60_000)]
+    native = decode_rows_batch(values, [NOW] * len(values), VEHICLE_ROW_LIMITS)
+    built = decode_rows_batch(values, [NOW] * len(values))
+    reasons = []
+    for n, b in zip(native, built, strict=True):
+        _same(n, limit_rows(b))
+        reasons.append(n.reason if isinstance(n, FrameError) else "")
+    assert reasons[: len(AT_AND_OVER)] == ["", OVER_LIMIT] * 4 + [OVER_LIMIT]
+
+
+@pytest.mark.parametrize(
+    ("small", "crossed"),
+    [
+        ((0, 9, 9999, 9999), "motors_per_frame"),
+        ((9, 0, 9999, 9999), "pack_rows_per_frame"),
+        ((9, 9, 95, 9999), "cells_per_frame"),
+        ((9, 9, 96, 31), "probes_per_frame"),
+        ((9, 9, 96, 32), None),
+    ],
+    ids=["motors", "pack_rows", "cells", "probes", "at_every_limit"],
+)
+def test_each_native_limit_on_fleet_frames(
+    small: tuple[int, int, int, int], crossed: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fleet frames (1 motor, 1 pack of 96 cells and 32 probes) against limits just below or at
+    # their counts; limit_rows and the errors' texts are given the same limits.
+    names = ("motors_per_frame", "pack_rows_per_frame", "cells_per_frame", "probes_per_frame")
+    constants = ("MOTORS_PER_FRAME", "PACK_ROWS_PER_FRAME", "CELLS_PER_FRAME", "PROBES_PER_FRAME")
+    for constant, value in zip(constants, small, strict=True):
+        monkeypatch.setattr(limits, constant, value)
+    table = {n: (v, *row_limits._ROW_LIMITS[n][1:]) for n, v in zip(names, small, strict=True)}
+    monkeypatch.setattr(row_limits, "_ROW_LIMITS", table)
+    values = [v for _, v in frames_of_kind("vehicle", 10, 2, start_ms=NOW - 60_000)]
+    native = decode_rows_batch(values, [NOW] * len(values), (*small, row_limits.over_limit))
+    built = decode_rows_batch(values, [NOW] * len(values))
+    for n, b in zip(native, built, strict=True):
+        _same(n, limit_rows(b))
+    errors = [str(n) for n in native if isinstance(n, FrameError)]
+    if crossed is None:
+        assert errors == []
+    else:
+        assert len(errors) == len(values) and all(f"limit {crossed} " in e for e in errors)
+
+
+def test_a_frame_over_a_limit_is_not_built() -> None:
+    # The point of counting first: a 254-motor frame costs its walk, not 254 row objects that
+    # limit_rows would throw away (docs/performance.md, whole-pipeline fuzz).
+    value = [frame(TIME + motors(253, 1))]
+    tracemalloc.start()
+    try:
+        decode_rows_batch(value, [NOW], VEHICLE_ROW_LIMITS)
+        counted = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        decode_rows_batch(value, [NOW])
+        built = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counted * 10 < built

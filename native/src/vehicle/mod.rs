@@ -12,6 +12,7 @@ mod decode_tests;
 pub mod encode;
 pub mod extremes;
 pub mod json;
+pub mod limits;
 pub mod rows;
 pub mod signature;
 pub mod walk2016;
