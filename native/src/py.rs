@@ -1,7 +1,8 @@
 //! The Python module `nev_native`: one call per batch of Kafka values.
 //!
-//! `decode_vehicle_batch(values, received_ms)` borrows the values' bytes, decodes and encodes
-//! every frame with the GIL released (`vehicle::decode`, `vehicle::encode::encode`), then, with
+//! `decode_vehicle_batch(values, received_ms, limits=None)` borrows the values' bytes, decodes
+//! and encodes every frame with the GIL released (`vehicle::decode`, `vehicle::encode::encode`;
+//! a frame over one of `limits`' row counts is neither encoded nor built), then, with
 //! the GIL, builds per frame what the rest of the service reads: a `contract.rows.FrameRows`
 //! with every slot set (`copy` = the four tables' COPY tuples) and the row NamedTuples, a
 //! `FrameError` instance for a rejected frame, or None for a frame the structured decoder must
@@ -476,19 +477,19 @@ fn decode_vehicle_batch<'py>(
     }
     let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
     let mut tables: [Vec<u8>; 4] = Default::default();
-    let (row_limits, over) = match limits {
-        Some((motors, pack_rows, cells, probes, over)) => {
-            let l = RowLimits {
-                motors,
-                pack_rows,
-                cells,
-                probes,
-            };
-            (Some(l), Some(over))
-        }
-        None => (None, None),
-    };
-    let decoded = py.detach(|| decode_all(&slices, &received_ms, row_limits.as_ref(), &mut tables));
+    // The counts for the GIL-free phase, and the function that makes the error of a frame over
+    // one: one Option, so a frame over a limit always has its maker.
+    let limits = limits.map(|(motors, pack_rows, cells, probes, over)| {
+        let counts = RowLimits {
+            motors,
+            pack_rows,
+            cells,
+            probes,
+        };
+        (counts, over)
+    });
+    let counts = limits.as_ref().map(|(counts, _)| *counts);
+    let decoded = py.detach(|| decode_all(&slices, &received_ms, counts.as_ref(), &mut tables));
     let mut builder = Builder {
         py,
         api,
@@ -512,10 +513,19 @@ fn decode_vehicle_batch<'py>(
                 .frame_error
                 .bind(py)
                 .call1((e.reason, e.offset, e.detail))?,
-            Native::OverLimit(name, count) => match &over {
-                Some(over) => over.call1((name, count))?,
-                None => return Err(PyValueError::new_err("a row limit without limits")),
-            },
+            Native::OverLimit(name, count) => {
+                let over = limits.as_ref().map(|(_, over)| over);
+                let error = over.map(|f| f.call1((name, count))).transpose()?;
+                // Anything but a FrameError in a frame's place would pass as no data at all.
+                match error {
+                    Some(e) if e.is_instance(api.frame_error.bind(py))? => e,
+                    _ => {
+                        return Err(PyTypeError::new_err(format!(
+                            "limits' error maker gave no FrameError for {name} ({count})"
+                        )))
+                    }
+                }
+            }
         };
         out.append(item)?;
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nev_native
 import orjson
@@ -496,7 +497,7 @@ def test_a_frame_over_a_limit_is_not_built() -> None:
     value = [frame(TIME + motors(253, 1))]
     tracemalloc.start()
     try:
-        decode_rows_batch(value, [NOW], VEHICLE_ROW_LIMITS)
+        decode_vehicle_batch(value, [NOW])  # the pipeline's decoder passes the limits
         counted = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         decode_rows_batch(value, [NOW])
@@ -504,3 +505,11 @@ def test_a_frame_over_a_limit_is_not_built() -> None:
     finally:
         tracemalloc.stop()
     assert counted * 10 < built
+
+
+def test_an_error_maker_that_makes_no_frame_error_is_a_decoder_bug() -> None:
+    # Anything else in the frame's place would pass as a frame without data.
+    value = [frame(TIME + motors(253, 1))]
+    with pytest.raises(TypeError, match="no FrameError for motors_per_frame"):
+        wrong: Any = lambda name, count: None  # noqa: E731 - typed Any: the point of the test
+        decode_rows_batch(value, [NOW], (*VEHICLE_ROW_LIMITS[:4], wrong))
