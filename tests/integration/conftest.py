@@ -5,11 +5,14 @@ their signatures): pytest injects fixtures by parameter name, so each fixture na
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from storage import PoolParams
+from storage.connect import connect
 from tests.integration.pipeline_support import PipelineEnv, make_env, migrate_database
 from tests.integration.private_services import PrivateCluster, PrivateKafka
 
@@ -20,6 +23,16 @@ async def migrated_database(fresh_database: str) -> str:
     timescaledb)."""
     await migrate_database(fresh_database)
     return fresh_database
+
+
+@pytest.fixture
+async def migrated_conn(migrated_database: str) -> AsyncIterator[Any]:
+    """A connection to ``migrated_database``, closed afterwards."""
+    c = await connect(PoolParams(dsn=migrated_database))
+    try:
+        yield c
+    finally:
+        await c.close()
 
 
 @pytest.fixture

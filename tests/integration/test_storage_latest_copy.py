@@ -5,7 +5,7 @@ by one, and the same end state as the unnest form on the same batches."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,12 +47,8 @@ def pack(code: str, ts: datetime, soc: int | None, site: str | None = None) -> P
 
 
 @pytest.fixture
-async def conn(migrated_database: str) -> AsyncIterator[Any]:
-    c = await connect(PoolParams(dsn=migrated_database))
-    try:
-        yield c
-    finally:
-        await c.close()
+def conn(migrated_conn: Any) -> Any:
+    return migrated_conn
 
 
 async def write(

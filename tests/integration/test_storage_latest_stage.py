@@ -11,14 +11,12 @@ meets rows already stored is loaded again skipping them, with the full stage and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from contract.rows import FrameRows
 from storage import LoaderKind, OffsetRange, PoolParams, RetryParams, StorageWriter, WriterParams
-from storage.connect import connect
 from storage.loaders import CopyLoader
 from storage.params import DEFAULT_SCHEMA
 from storage.tables import VEHICLES
@@ -37,12 +35,8 @@ TP = ("nev.vehicle.raw", 0)
 
 
 @pytest.fixture
-async def conn(migrated_database: str) -> AsyncIterator[Any]:
-    c = await connect(PoolParams(dsn=migrated_database))
-    try:
-        yield c
-    finally:
-        await c.close()
+def conn(migrated_conn: Any) -> Any:
+    return migrated_conn
 
 
 async def merge_all(
