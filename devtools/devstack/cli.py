@@ -54,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     down.add_argument(
         "--purge",
         action="store_true",
-        help="then delete their data: the state directory and any cluster kept in /tmp "
-        "(the next up starts afresh; the downloaded Kafka stays in the cache)",
+        help="then delete their data: what the stack keeps in the state directory (its lock "
+        "file stays) and any cluster kept in /tmp for it; the next up starts afresh, and the "
+        "downloaded Kafka stays in the cache",
     )
     down.set_defaults(func=_down)
 

@@ -100,51 +100,65 @@ def home_of(state_dir: Path, user: str | None, name: str) -> Path:
     return fallback
 
 
+def fallback_root_glob() -> str:
+    """Where ``home_of`` keeps the clusters it cannot put in their state directories."""
+    return str(Path(tempfile.gettempdir()) / "nev-devstack-*")
+
+
 def _fallback_root(state_dir: Path) -> Path:
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
     return Path(tempfile.gettempdir()) / f"nev-devstack-{digest}"
 
 
-def remove_home(state_dir: Path, name: str, data_dir: str | None = None) -> Path | None:
-    """Delete the stopped cluster of service ``name`` of ``state_dir`` that ``home_of`` put in
-    /tmp: removing the state directory does not reach it, and the next ``up`` of a state
-    directory at the same path would start the old cluster again. Returns the directory
-    deleted, or None when there is none (the cluster lives in the state directory: the
-    caller's to delete).
-
-    ``data_dir``: where ``state.json`` says the cluster is (found by that should ``TMPDIR``
-    differ from ``up``'s); else where ``home_of`` would put it now (an ``up`` that failed
-    before recording it). Only a real directory ``nev-devstack-<digest of state_dir>/<name>``
-    is ever deleted, whatever ``state.json`` says, and not while a server runs in it."""
+def fallback_home(state_dir: Path, name: str, data_dir: str | None = None) -> Path | None:
+    """The directory ``home_of`` made in /tmp for the cluster of service ``name`` of
+    ``state_dir``, if there is one. ``data_dir``: where ``state.json`` says the cluster is
+    (found by that should ``TMPDIR`` differ from ``up``'s); else where ``home_of`` would put it
+    now (an ``up`` that failed before recording it). Only a real directory
+    ``nev-devstack-<digest of state_dir>/<name>`` qualifies, whatever ``state.json`` says."""
     root = _fallback_root(state_dir)
     candidates = [root / name]
     if data_dir:
         candidates.insert(0, Path(data_dir).parent)
     for home in candidates:
-        if home.name != name or home.parent.name != root.name:
-            continue
-        if home.is_symlink() or not home.is_dir():
-            continue
-        pid = _live_postmaster(home / "data")
-        if pid is not None:
-            raise UserError(
-                f"devstack: PostgreSQL (pid {pid}) still runs in {home}; stop it "
-                f"(pg_ctl -D {home / 'data'} stop -m fast), then purge again"
-            )
-        shutil.rmtree(home)
-        with contextlib.suppress(OSError):
-            home.parent.rmdir()  # once the last of the state directory's clusters is gone
-        return home
+        mine = home.name == name and home.parent.name == root.name
+        if mine and home.is_dir() and not home.is_symlink():
+            return home
     return None
 
 
-def _live_postmaster(data: Path) -> int | None:
-    """The pid in ``data``'s postmaster.pid while that process lives, else None."""
+def remove_home(state_dir: Path, name: str, data_dir: str | None = None) -> Path | None:
+    """Delete the stopped cluster of service ``name`` of ``state_dir`` that ``home_of`` put in
+    /tmp (``fallback_home``): removing the state directory does not reach it, and the next
+    ``up`` of a state directory at the same path would start the old cluster again. Returns
+    the directory deleted, or None when there is none (the cluster lives in the state
+    directory: the caller's to delete). Refused while a server runs in it."""
+    home = fallback_home(state_dir, name, data_dir)
+    if home is None:
+        return None
+    refuse_if_live(home / "data")
+    shutil.rmtree(home)
+    with contextlib.suppress(OSError):
+        home.parent.rmdir()  # once the last of the state directory's clusters is gone
+    return home
+
+
+def refuse_if_live(data: Path) -> None:
+    """A ``UserError`` that says how to stop it if a server runs in cluster ``data``."""
     try:
         pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
     except (OSError, ValueError):
-        return None
-    return pid if start_time(pid) is not None else None
+        return
+    if start_time(pid) is None:
+        return
+    user = prereq.server_user()
+    stop = f"pg_ctl -D {data} stop -m fast"
+    if user is not None:
+        stop = f"runuser -u {user} -- {stop}"  # pg_ctl refuses to run as root
+    raise UserError(
+        f"devstack: PostgreSQL (pid {pid}) still runs in {data}; nothing was deleted: stop it "
+        f"({stop}, pg_ctl from the server's bin directory), then purge again"
+    )
 
 
 def up(

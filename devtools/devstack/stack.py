@@ -238,13 +238,16 @@ def down(
     purge: bool = False,
 ) -> StackState:
     """Stop the services ``up`` started (by their recorded pids), timescale first. ``purge``:
-    then delete all their data, the state directory and the clusters kept outside it."""
+    then delete their data, in the state directory (which stays, with its lock file) and the
+    clusters kept in /tmp for it; checked first, so that a refused purge stops nothing."""
     paths = Paths.from_settings(settings)
     names = SERVICES if only is None else _services((), only)
     if purge and only is not None:
         raise ValueError("purge removes the whole stack: stop it all (only=None)")
     with locked(paths.state_dir):
         state = StackState.load(paths.state_dir)
+        if purge:
+            _may_purge(paths.state_dir, state)
         for name in reversed(SERVICES):
             if name not in names:
                 continue
@@ -268,35 +271,50 @@ def down(
     return state
 
 
+def _may_purge(state_dir: Path, state: StackState) -> None:
+    """Refuse, before anything is stopped or deleted, a purge whose state directory cannot be
+    judged (a damaged ``state.json``) or whose demo still runs."""
+    if (state_dir / STATE_FILE).exists() and not state.services:
+        raise UserError(
+            f"devstack: {state_dir / STATE_FILE} is damaged or from another version, so what "
+            f"runs from this directory is unknown; nothing was stopped or deleted: stop its "
+            f"services by hand, then delete the directory and any {postgres.fallback_root_glob()}"
+        )
+    demo = _live_demo(state_dir)
+    if demo:
+        files = ", ".join(str(f) for f in demo)
+        raise UserError(
+            f"devstack: the demo still runs ({files}); nothing was stopped or deleted: stop it "
+            "with nev-ingest demo --stop, then purge again"
+        )
+
+
 def _purge(state_dir: Path, state: StackState, report: bool) -> None:
     """Delete the stopped stack's data: its clusters kept in /tmp (``postgres.home_of``),
     then what it keeps in the state directory, by name (the directory itself and its lock
-    file stay: a process waiting on the lock must not end up with a lock of its own). Refused,
-    with nothing deleted, while any of it may still run."""
+    file stay: a process waiting on the lock must not end up with a lock of its own). Every
+    cluster is checked for a running server before the first is deleted."""
     running = [name for name, svc in state.services.items() if svc.running]
     if running:
         raise UserError(
             f"devstack: {', '.join(running)} did not stop (see the logs in {state_dir}); stop "
             "them, then run devstack down --purge again; nothing was deleted"
         )
-    if (state_dir / STATE_FILE).exists() and not state.services:
-        raise UserError(
-            f"devstack: {state_dir / STATE_FILE} is damaged or from another version, so what "
-            "runs from this directory is unknown; nothing was deleted: stop its services by "
-            "hand, then delete the directory"
-        )
-    demo = [pid_file.name for pid_file in _live_demo(state_dir)]
-    if demo:
-        raise UserError(
-            f"devstack: the demo still runs ({', '.join(demo)}); stop it with "
-            "nev-ingest demo --stop, then purge again; nothing was deleted"
-        )
+    homes: dict[str, Path] = {}
     for name in SERVICES:
         if name.startswith("postgres"):
             svc = state.services.get(name)
-            home = postgres.remove_home(state_dir, name, svc.extra.get("data_dir") if svc else None)
+            home = postgres.fallback_home(
+                state_dir, name, svc.extra.get("data_dir") if svc else None
+            )
             if home is not None:
-                _say(report, f"{name}: deleted {home}")
+                homes[name] = home
+            for where in (home, state_dir / name):
+                if where is not None:
+                    postgres.refuse_if_live(where / "data")
+    for name, home in homes.items():
+        if postgres.remove_home(state_dir, name, str(home / "data")) is not None:
+            _say(report, f"{name}: deleted {home}")
     for entry in (STATE_FILE, f"{Path(STATE_FILE).stem}.tmp", "tls", "demo", *SERVICES):
         path = state_dir / entry
         if path.is_dir() and not path.is_symlink():
@@ -307,16 +325,17 @@ def _purge(state_dir: Path, state: StackState, report: bool) -> None:
 
 
 def _live_demo(state_dir: Path) -> list[Path]:
-    """The demo's pid files (devtools/demo) whose process still runs."""
+    """The demo's pid files (devtools/demo) whose process still runs, by the demo's own
+    tests of its processes' command lines (a dead demo's pid may be anyone's now)."""
     live = []
-    for pid_file in sorted((state_dir / "demo").glob("*.pid")):
+    for pid_file, words in (("run.pid", (b"run", b"ingest")), ("gateway.pid", (b"gateway",))):
+        path = state_dir / "demo" / pid_file
         try:
-            pid = int(pid_file.read_text())
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            command = Path(f"/proc/{int(path.read_text())}/cmdline").read_bytes()
         except (OSError, ValueError):
             continue
-        if b"ingest" in command:  # not a process that took a dead demo's pid
-            live.append(pid_file)
+        if all(w in command for w in words):
+            live.append(path)
     return live
 
 

@@ -4,12 +4,14 @@ services are never stopped by a test)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from devtools.devstack import Paths, ServiceState
 from devtools.devstack import kafka as kafkadev
 from devtools.devstack import postgres as pgdev
 from devtools.settings import load_dev_settings
+from ingest.errors import UserError
 
 __all__ = ["PrivateCluster", "PrivateKafka"]
 
@@ -22,7 +24,8 @@ class PrivateCluster:
         try:
             self.state: ServiceState = pgdev.up(home, None, "", 120)
         except BaseException:
-            pgdev.remove_home(home, pgdev.NAME)  # a cluster made before the start failed
+            with contextlib.suppress(UserError):  # a server still starting: keep the error
+                pgdev.remove_home(home, pgdev.NAME)  # a cluster made before the start failed
             raise
 
     @property

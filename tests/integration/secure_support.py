@@ -4,6 +4,7 @@ versions of the pipeline helpers (pipeline_support's talk plaintext to the share
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,7 @@ from devtools.devstack import postgres_secure as pgsec
 from devtools.loadgen import LoadResult, produce_messages
 from devtools.settings import load_dev_settings
 from devtools.sim.fleet import Message
+from ingest.errors import UserError
 from storage.migrate import migrate
 from storage.params import StorageParams
 from tests.integration.pipeline_support import SCHEMA, PipelineEnv
@@ -49,7 +51,8 @@ class SecureStack:
         try:
             self.pg: ServiceState = pgdev.up(home, None, "", 120, secure=True)
         except BaseException:
-            pgdev.remove_home(home, pgdev.NAME)  # a cluster made before the start failed
+            with contextlib.suppress(UserError):  # a server still starting: keep the error
+                pgdev.remove_home(home, pgdev.NAME)  # a cluster made before the start failed
             raise
         try:
             self.kafka: ServiceState = kafkadev.up(

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -138,3 +139,19 @@ def test_purge_stops_nothing_short_of_the_whole_stack(tmp_path: Path) -> None:
     settings = DevSettings(devstack=DevstackSettings(state_dir=str(tmp_path / "ds")))
     with pytest.raises(ValueError, match="purge"):
         stack.down(settings, only=("kafka",), report=False, purge=True)
+
+
+def test_purge_deletes_nothing_while_any_cluster_has_a_server(
+    tmp_path: Path, tmp_root: Path
+) -> None:
+    # One cluster in /tmp, one in the state directory whose postmaster.pid names a live
+    # process (this one): every cluster is checked before the first is deleted.
+    state_dir = tmp_path / "ds"
+    kept = cluster(fallback(state_dir, "postgres"), "postgres")
+    live = cluster(state_dir / "postgres-1", "postgres-1")
+    Path(live.extra["data_dir"], "postmaster.pid").write_text(f"{os.getpid()}\n")
+    save(state_dir, kept, live)
+    with pytest.raises(UserError, match=r"still runs in .*postgres-1.*nothing was deleted"):
+        purge(state_dir)
+    assert Path(kept.extra["data_dir"], "PG_VERSION").is_file()
+    assert (state_dir / "state.json").is_file()

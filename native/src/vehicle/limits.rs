@@ -1,6 +1,7 @@
 //! The row limits of a decoded frame (`ingest.config.limits`), counted before its row objects
 //! are built: a frame over one is rejected for the price of its walk, not of the hundreds of
-//! objects it would make and the pipeline would drop (a 254-motor frame cost ~60 good frames).
+//! objects it would make and the pipeline would drop (a 254-motor frame cost about a dozen good
+//! frames of drain time).
 //! The counts are those `ingest.pipeline.limits.limit_rows` takes of the built rows, in its
 //! order, so both reject the same frames with the same limit.
 
