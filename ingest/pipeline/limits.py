@@ -48,7 +48,6 @@ __all__ = [
     "check_decoded",
     "cut_letter",
     "limit_rows",
-    "over_limit",
     "refuse_record",
 ]
 
