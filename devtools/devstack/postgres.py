@@ -347,9 +347,15 @@ def down(svc: ServiceState, timeout_s: float) -> None:
     )
     # pg_ctl -w returns once postmaster.pid is gone, which the postmaster removes just before
     # it exits: on a loaded machine the process can outlive pg_ctl by a moment. `down` means
-    # stopped, so wait for the process itself (by pid and start time).
-    if svc.pid is not None and svc.started is not None:
-        wait_gone(svc.pid, svc.started, timeout_s)
+    # stopped, so wait for the process itself (by pid and start time). One that is still there
+    # is an error: the caller would otherwise record the service as stopped, and `down --purge`
+    # would go on to delete the data of a server that still runs.
+    pid, started = svc.pid, svc.started
+    if pid is not None and started is not None and not wait_gone(pid, started, timeout_s):
+        raise UserError(
+            f"PostgreSQL (pid {pid}) still runs {timeout_s:g} s after pg_ctl stop "
+            f"returned; check it with ps -p {pid}, stop it, then run down again"
+        )
 
 
 def _stop(bin_dir: Path, data: Path, user: str | None, log: Path, timeout_s: float) -> None:
