@@ -26,7 +26,10 @@ def env(cluster_env: PipelineEnv) -> PipelineEnv:
 async def test_database_outage_pauses_then_resumes_without_loss(
     env: PipelineEnv, cluster: PrivateCluster
 ) -> None:
-    messages = recent_fleet(300, 10)
+    # 18 s of traffic at 1,500 frames/s. The outage must be seen (paused, /readyz, 3 x the bound
+    # piled up in Kafka, the lag gauges) while it still flows: with 12 s of traffic that left
+    # ~1.6 s after the pile-up, which a loaded machine's lag refresh could miss.
+    messages = recent_fleet(300, 15)
     expected = ps.Expected.of(messages)
     total = len(messages)
 
