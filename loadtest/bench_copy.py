@@ -4,10 +4,16 @@ The frames are read back from the preloaded topic and decoded with the fast path
 timed); then, per 5,000-frame chunk, one transaction COPYs each table's rows with the storage
 layer's own encoding (``storage.batch.rows_by_table`` + the COPY loader), without what the
 writer adds: the offset fence and store, ``latest_state``, alerts. Only the COPY time counts.
+
+The automatic garbage collector is off meanwhile, as in a worker process
+(``ingest/pipeline/process.py``): its full passes over the thousands of decoded frames held
+here would land in whatever allocates next (the decode or the COPY's encoding) and charge it
+for work a worker never does.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +52,9 @@ async def copy_rows(
     engine = RuleEngine(RuleSet.default())
     started = time.monotonic()
     last = started
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
     try:
         while done < total:
             batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
@@ -71,6 +80,8 @@ async def copy_rows(
                     last = time.monotonic()
                     progress("ceiling copy", done, total, time.monotonic() - copy_s)
     finally:
+        if collecting:
+            gc.enable()
         await consumer.stop()
         await conn.close()
     progress("ceiling copy", done, total, time.monotonic() - copy_s)
