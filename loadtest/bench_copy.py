@@ -1,14 +1,15 @@
 """The benchmark's "copy" ceiling: raw binary COPY of the pipeline's rows, nothing else.
 
-The frames are read back from the preloaded topic and decoded with the fast path (neither is
-timed); then, per 5,000-frame chunk, one transaction COPYs each table's rows with the storage
-layer's own encoding (``storage.batch.rows_by_table`` + the COPY loader), without what the
-writer adds: the offset fence and store, ``latest_state``, alerts. Only the COPY time counts.
+The frames are read back from the preloaded topic and decoded with the fast path (neither
+counts in the COPY time; the decode's and the rules' CPU per frame are reported beside it);
+then, per 5,000-frame chunk, one transaction COPYs each table's rows with the storage layer's
+own encoding (``storage.batch.rows_by_table`` + the COPY loader), without what the writer adds:
+the offset fence and store, ``latest_state``, alerts. Only the COPY time counts.
 
-The automatic garbage collector is off meanwhile, as in a worker process
-(``ingest/pipeline/process.py``): its full passes over the thousands of decoded frames held
-here would land in whatever allocates next (the decode or the COPY's encoding) and charge it
-for work a worker never does.
+Collections triggered by allocation are off meanwhile, as in a worker process
+(``ingest/pipeline/process.py``, which collects on a timer instead, ``ingest/pipeline/lag.py``):
+their passes over the thousands of decoded frames held here would land in whatever allocates
+next (the decode, the COPY's encoding) and charge it for work a worker does not do there.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ async def copy_rows(
     finally:
         if collecting:
             gc.enable()
+            gc.collect()  # what piled up here, paid here and not by the next phase
         await consumer.stop()
         await conn.close()
     progress("ceiling copy", done, total, time.monotonic() - copy_s)
