@@ -1,0 +1,129 @@
+"""Dead letters go out in one record batch per partition (``Publisher._send_all``), against a
+real broker: every letter arrives whole, where a ``send`` of its own would have put it (the
+producer's default partitioner on its key), in order per partition, stamped with the time it
+was sent. A letter over kafka.max_request_size still goes alone through ``send``, whose own
+size check cuts it down, while the letters around it arrive whole."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
+from ingest.pipeline import wire
+from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.publish import Publisher
+from tests.integration.pipeline_support import header, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def make_topic(kafka: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+def letter(i: int, key: bytes | None, value: bytes) -> wire.DeadLetter:
+    return wire.dead_letter(
+        key=key,
+        value=value,
+        headers=[("gateway", b"g1"), ("peer", None)],  # type: ignore[list-item]  # as Kafka allows
+        reason="bad_bcc",
+        detail=f"checksum mismatch {i}",
+        stage="decode",
+        topic="raw",
+        partition=i % 12,
+        offset=i,
+        timestamp_ms=1,
+    )
+
+
+async def send_dead(
+    kafka: str, dlq: str, letters: list[wire.DeadLetter], *, max_request_size: int = 1048576
+) -> PipelineMetrics:
+    # As the worker makes its producer (ingest/pipeline/process.py): acks=all, idempotent.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=max_request_size,
+    )
+    metrics = PipelineMetrics()
+    await producer.start()
+    try:
+        publisher = Publisher(
+            producer,
+            metrics,
+            dlq_topic=dlq,
+            alerts_topic="unused",
+            backoff_initial_s=0.01,
+            backoff_max_s=0.1,
+        )
+        await publisher.send_dead(letters)
+    finally:
+        await producer.stop()
+    return metrics
+
+
+async def test_letters_arrive_whole_on_their_keys_partitions_in_order(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 3)
+    keys = [b"LNBSCB3F5JA%06d" % (i % 7) for i in range(600)]
+    letters = [
+        letter(i, None if i % 10 == 0 else keys[i], b"##" + str(i).encode() * 50)
+        for i in range(600)
+    ]
+    began = time.time_ns() // 1_000_000
+    await send_dead(kafka_bootstrap, dlq, letters)
+    ended = time.time_ns() // 1_000_000
+
+    got = await read_topic(kafka_bootstrap, dlq, expect=len(letters))
+    assert len(got) == len(letters)
+    by_offset = {header(r.headers, wire.SOURCE_OFFSET): r for r in got}
+    partitioner = DefaultPartitioner()
+    for i, sent in enumerate(letters):
+        rec = by_offset[str(i).encode()]
+        assert (rec.key, rec.value) == (sent.key, sent.value)
+        assert list(rec.headers) == sent.headers
+        assert began <= rec.timestamp <= ended + 1000
+        if sent.key is not None:
+            assert rec.partition == partitioner(sent.key, [0, 1, 2], [0, 1, 2])
+    for p in range(3):
+        here = sorted((r for r in got if r.partition == p), key=lambda r: r.offset)
+        order = [int(header(r.headers, wire.SOURCE_OFFSET) or b"-1") for r in here]
+        assert order == sorted(order), f"partition {p}: the letters' order changed"
+
+
+async def test_only_the_letter_over_max_request_size_is_cut_down(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The producer's own size check (kafka.max_request_size) refuses the big letter before
+    # anything reaches the broker, so the idempotent producer's sequence is untouched and the
+    # small letters around it, batched, arrive whole.
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 1)
+    letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 500) for i in range(40)]
+    huge = bytes(range(256)) * 400  # 102,400 bytes: over max_request_size below
+    letters.insert(17, letter(999, b"LNBSCB3F5JA000001", huge))
+    metrics = await send_dead(kafka_bootstrap, dlq, letters, max_request_size=20000)
+
+    got = await read_topic(kafka_bootstrap, dlq, expect=len(letters))
+    assert len(got) == len(letters)
+    cut = [r for r in got if header(r.headers, wire.ORIGINAL_SIZE) is not None]
+    assert [r.value for r in cut] == [huge[:TOO_LARGE_PREFIX_BYTES]]
+    assert header(cut[0].headers, wire.SOURCE_OFFSET) == b"999"
+    whole = sorted(r.value for r in got if r not in cut)
+    assert whole == sorted(d.value or b"" for d in letters if d.value != huge)
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
