@@ -40,7 +40,6 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
-from aiokafka.partitioner import DefaultPartitioner
 
 from alerts import outbox
 from ingest.pipeline import wire
@@ -75,14 +74,6 @@ TRANSIENT_KAFKA: Final[tuple[type[BaseException], ...]] = (KafkaError, OSError, 
 _AWAY: Final = (KafkaTimeoutError, BrokerNotAvailableError, KafkaUnavailableError)
 _TOO_LARGE: Final = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
-# Dead letters go out as one record batch per partition (the producer's ``create_batch`` and
-# ``send_batch``) rather than a ``send`` each: 8.6-9.6 against 15-17 µs of the worker's CPU per
-# letter (docs/performance.md, sixth pass), and a flood of bad records is made of letters. A
-# letter over this many bytes (key, value and headers) goes alone through ``send``, whose
-# check against kafka.max_request_size the cut-down path relies on; a fleet's letters are
-# ~0.5 KiB, and kafka.max_request_size is always above this (ingest.config.kafka_limits).
-_BATCHED_LETTER_BYTES: Final = 8 * 1024
-
 
 class PermanentKafkaError(Exception):
     """Producing failed in a way another attempt cannot fix; the message says what to do."""
@@ -116,12 +107,6 @@ class Producer(Protocol):
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> Awaitable[Any]: ...
 
-    def create_batch(self) -> Any: ...
-
-    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Awaitable[Any]: ...
-
-    async def partitions_for(self, topic: str) -> set[int]: ...
-
 
 class Publisher:
     """Dead letters and alert messages, with the retries described in the module docstring."""
@@ -143,8 +128,6 @@ class Publisher:
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._limiter = RateLimiter(10.0)
-        # The producer's own default, so a device's letters land where ``send`` put them.
-        self._partitioner = DefaultPartitioner()
 
     async def send_dead(self, letters: Sequence[DeadLetter]) -> None:
         """Produce ``letters`` and wait until the broker acknowledged all of them. A letter
@@ -172,70 +155,20 @@ class Publisher:
                 raise outcome if retriable(outcome) else _permanent(self._dlq_topic, outcome)
 
     async def _send_all(self, letters: Sequence[DeadLetter]) -> list[BaseException | None]:
-        """Send every letter; per letter, the error it met (at send or at acknowledgement):
-        batched per partition, a letter over ``_BATCHED_LETTER_BYTES`` through ``send``."""
-        if not letters:
-            return []
-        parts = sorted(await self._producer.partitions_for(self._dlq_topic))
-        alone: list[int] = []
-        by_partition: dict[int, list[int]] = {}
-        for i, d in enumerate(letters):
-            if _size(d) > _BATCHED_LETTER_BYTES or (d.key is None and d.value is None):
-                alone.append(i)  # the second: what send() says of it, as before
-            else:
-                by_partition.setdefault(self._partitioner(d.key, parts, parts), []).append(i)
-        futures: dict[int, Any] = {}  # letter -> its batch's acknowledgement
-        for partition, indices in by_partition.items():
-            batch = self._producer.create_batch()
-            members: list[int] = []
-            for i in indices:
-                d = letters[i]
-                added = batch.append(key=d.key, value=d.value, timestamp=None, headers=d.headers)
-                if added is None and members:  # full: send it, go on in a new one
-                    sent = await self._producer.send_batch(
-                        batch, self._dlq_topic, partition=partition
-                    )
-                    futures.update(dict.fromkeys(members, sent))
-                    batch, members = self._producer.create_batch(), []
-                    added = batch.append(
-                        key=d.key, value=d.value, timestamp=None, headers=d.headers
-                    )
-                if added is None:  # not even in a batch of its own
-                    alone.append(i)
-                else:
-                    members.append(i)
-            if members:
-                sent = await self._producer.send_batch(batch, self._dlq_topic, partition=partition)
-                futures.update(dict.fromkeys(members, sent))
-        # A batch's error is each of its letters' error, as it was when the producer batched
-        # the letters of one send() each: the start check (ingest.wiring) keeps the topic's
-        # max.message.bytes above kafka.max_request_size, so the broker refuses no batch as too
-        # large unless the topic was changed under a running worker (docs/kafka.md).
-        errors = await self._outcomes(futures)
-        errors.update(zip(alone, await self._send_each([letters[i] for i in alone]), strict=True))
-        return [errors[i] for i in range(len(letters))]
-
-    async def _send_each(self, letters: Sequence[DeadLetter]) -> list[BaseException | None]:
-        """A ``send`` per letter; per letter, the error it met (at send or acknowledgement)."""
-        futures: dict[int, Any] = {}
-        errors: dict[int, BaseException | None] = {}
-        for i, d in enumerate(letters):
+        """Send every letter; per letter, the error it met (at send or at acknowledgement)."""
+        futures: list[Any] = []
+        for d in letters:
             try:
-                futures[i] = await self._producer.send(
-                    self._dlq_topic, d.value, key=d.key, headers=d.headers
+                futures.append(
+                    await self._producer.send(
+                        self._dlq_topic, d.value, key=d.key, headers=d.headers
+                    )
                 )
             except _TOO_LARGE as exc:  # the producer's own max_request_size check
-                errors[i] = exc
-        errors.update(await self._outcomes(futures))
-        return [errors[i] for i in range(len(letters))]
-
-    @staticmethod
-    async def _outcomes(futures: dict[int, Any]) -> dict[int, BaseException | None]:
-        """Each key's error (None: acknowledged), once every distinct future is done."""
-        distinct = list({id(f): f for f in futures.values()}.values())
-        results = await asyncio.gather(*distinct, return_exceptions=True)
-        by_future = {id(f): _error_of(r) for f, r in zip(distinct, results, strict=True)}
-        return {i: by_future[id(f)] for i, f in futures.items()}
+                futures.append(exc)
+        acks = [f for f in futures if not isinstance(f, BaseException)]
+        results = iter(await asyncio.gather(*acks, return_exceptions=True))
+        return [f if isinstance(f, BaseException) else _error_of(next(results)) for f in futures]
 
     async def dead_letter_rejected(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
         """Inside the batch's transaction: dead letters of the frames the database refused."""
@@ -321,14 +254,6 @@ class Publisher:
 
 def _error_of(result: object) -> BaseException | None:
     return result if isinstance(result, BaseException) else None
-
-
-def _size(letter: DeadLetter) -> int:
-    """Bytes of a letter's key, value and headers (its record's size, give or take ~100)."""
-    n = len(letter.key or b"") + len(letter.value or b"")
-    for name, value in letter.headers:
-        n += len(name) + len(value or b"")
-    return n
 
 
 async def delete_acked(acked: set[tuple[int, int]], writer_of: Callable[[int], Any]) -> None:

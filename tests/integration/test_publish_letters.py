@@ -1,8 +1,8 @@
-"""Dead letters go out in one record batch per partition (``Publisher._send_all``), against a
-real broker: every letter arrives whole, where a ``send`` of its own would have put it (the
-producer's default partitioner on its key), in order per partition, stamped with the time it
-was sent. A letter over kafka.max_request_size still goes alone through ``send``, whose own
-size check cuts it down, while the letters around it arrive whole."""
+"""The dead-letter producer as a worker makes it (acks=all, idempotent), against a real
+broker: every letter arrives whole, on the partition the producer's default partitioner gives
+its key, in order per partition, stamped with the time it was sent; a letter over
+kafka.max_request_size is cut down by the producer's own size check before anything is sent,
+so the letters around it, on the same partition, still arrive whole."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ async def test_only_the_letter_over_max_request_size_is_cut_down(
 ) -> None:
     # The producer's own size check (kafka.max_request_size) refuses the big letter before
     # anything reaches the broker, so the idempotent producer's sequence is untouched and the
-    # small letters around it, batched, arrive whole.
+    # small letters around it (the producer batches them) arrive whole.
     dlq = unique_name("dlq")
     await make_topic(kafka_bootstrap, dlq, 1)
     letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 500) for i in range(40)]
