@@ -6,6 +6,9 @@ Phases (one core):
 - engine: ``RuleEngine.evaluate`` over a generated normal fleet day (decoded rows, 10 s period,
   reissues, duplicates and sentinels included), in batches of 5,000 like the pipeline; its
   ceiling, the same loop without rules (``iterate``), is timed on the same frames;
+- parts: the same, for the vehicle rules in three sets: none (the engine's own loop), the
+  rules that judge the current frame alone (threshold, spread, insulation, flag levels and the
+  composites over them), and all of them; the differences are what each part costs a frame;
 - decode vs decode + engine: the fast path (``decode_rows``) over encoded typical real-time
   frames of both editions, alone and followed by the engine, over the same frames: the
   throughput the engine costs the decode stage;
@@ -18,6 +21,7 @@ A progress line per phase goes to stderr; the LAST stdout line is one JSON objec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -82,6 +86,54 @@ def engine_phase(vehicles: int, repeat: int) -> dict[str, Any]:
         "iterate_frames_per_s": round(len(frames) / t_iter),
         "engine_us_per_frame": round(us, 3),
         "share_of_pipeline_budget_at_30k_fps": round(us / budget_us, 4),
+    }
+
+
+# Kinds whose condition keeps history and is called on every frame (alerts.fastpath).
+_HISTORY_KINDS = frozenset({"drop", "jump", "rate"})
+
+
+def _closed(rules: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``rules`` without the composites that refer to a rule no longer in it."""
+    while True:
+        ids = {r.id for r in rules}
+        keep = tuple(
+            r
+            for r in rules
+            if r.kind != "composite"
+            or all(x in ids for x in r.params.get("all", r.params.get("any", ())))
+        )
+        if len(keep) == len(rules):
+            return keep
+        rules = keep
+
+
+def parts_phase(vehicles: int, repeat: int) -> dict[str, Any]:
+    frames = list(normal_day(vehicles, seed=3))
+    batches = _batches(frames)
+    vehicle = RuleSet.default().for_kind("vehicle")
+    stateless = _closed(
+        tuple(r for r in vehicle.rules if r.kind not in _HISTORY_KINDS and not r.guards)
+    )
+    sets = {"none": (), "stateless": stateless, "all": vehicle.rules}
+    seconds: dict[str, float] = {}
+    for name, rules in sets.items():
+        chosen = dataclasses.replace(vehicle, rules=rules)
+
+        def run(chosen: RuleSet = chosen) -> None:
+            engine = RuleEngine(chosen)
+            for b in batches:
+                engine.evaluate(b)
+
+        seconds[name] = _best(f"rules: {name}", len(frames), run, repeat)
+    us = {k: v / len(frames) * 1e6 for k, v in seconds.items()}
+    return {
+        "frames": len(frames),
+        "rules": {k: len(v) for k, v in sets.items()},
+        "engine_loop_us_per_frame": round(us["none"], 3),
+        "stateless_rules_us_per_frame": round(us["stateless"] - us["none"], 3),
+        "history_rules_us_per_frame": round(us["all"] - us["stateless"], 3),
+        "all_us_per_frame": round(us["all"], 3),
     }
 
 
@@ -151,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules": "alerts/default_rules.toml",
         "rule_count": len(RuleSet.default().for_kind("vehicle").rules),
         "engine": engine_phase(args.vehicles, args.repeat),
+        "parts": parts_phase(args.vehicles, args.repeat),
         "decode": decode_phase(args.repeat),
         "state": state_phase(args.devices),
         "params": vars(args) | {"batch": BATCH},
