@@ -144,8 +144,8 @@ class Publisher:
             return
         self._m.dead_letters_shrunk.inc(len(again))
         log.error(
-            "the dead-letter topic refused %d dead letters as too large: sent cut down to their "
-            "first bytes, size and hash; make kafka.max_request_size and the topic's "
+            "the dead-letter topic refused %d dead letters as too large: sending them cut down "
+            "to their first bytes, size and hash; make kafka.max_request_size and the topic's "
             "max.message.bytes agree (docs/kafka.md)",
             len(again),
             extra={"topic": self._dlq_topic},

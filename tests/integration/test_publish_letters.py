@@ -2,7 +2,10 @@
 broker: every letter arrives whole, on the partition the producer's default partitioner gives
 its key, in order per partition, stamped with the time it was sent; a letter over
 kafka.max_request_size is cut down by the producer's own size check before anything is sent,
-so the letters around it, on the same partition, still arrive whole."""
+so the letters around it, on the same partition, still arrive whole. A batch the broker
+refuses (the topic's max.message.bytes below kafka.max_request_size, which the start check
+refuses when it can read it) stops the worker with a ``PermanentKafkaError``: the idempotent
+producer cannot go on, and nothing of the batch may be committed without its dead letters."""
 
 from __future__ import annotations
 
@@ -17,17 +20,18 @@ from aiokafka.partitioner import DefaultPartitioner
 from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
 from ingest.pipeline import wire
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.publish import Publisher
+from ingest.pipeline.publish import PermanentKafkaError, Publisher
 from tests.integration.pipeline_support import header, read_topic
 
 pytestmark = pytest.mark.integration
 
 
-async def make_topic(kafka: str, name: str, partitions: int) -> None:
+async def make_topic(kafka: str, name: str, partitions: int, max_bytes: int | None = None) -> None:
+    configs = {"max.message.bytes": str(max_bytes)} if max_bytes is not None else {}
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
     finally:
         await admin.close()
 
@@ -127,3 +131,15 @@ async def test_only_the_letter_over_max_request_size_is_cut_down(
     whole = sorted(r.value for r in got if r not in cut)
     assert whole == sorted(d.value or b"" for d in letters if d.value != huge)
     assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
+
+
+async def test_a_batch_the_broker_refuses_stops_the_worker(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # Each letter (~3 KB) passes the producer's check; the batch it makes does not pass the
+    # topic's 6,000 bytes, nor does the cut-down batch sent after it.
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 1, 6000)
+    letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 3000) for i in range(20)]
+    with pytest.raises(PermanentKafkaError, match="non-retriable"):
+        await send_dead(kafka_bootstrap, dlq, letters)
