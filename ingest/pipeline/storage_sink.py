@@ -238,14 +238,25 @@ class StorageSink:
         from storage.maintenance import run
         from storage.migrate import schema_status
 
+        # Shard by shard, each on its own: one that is down must not keep the others' partitions
+        # ahead and retention waiting (its own writes pause by themselves, ``health``).
+        errors: list[Exception] = []
         for shard, writer in enumerate(self._writers):
-            async with writer.pool.acquire() as conn:
-                if shard not in self._modes:
-                    mode = (await schema_status(conn, self._storage.schema)).mode
-                    if mode is None:
-                        continue
-                    self._modes[shard] = mode
-                await run(conn, self._storage, self._modes[shard])
+            try:
+                async with writer.pool.acquire() as conn:
+                    if shard not in self._modes:
+                        mode = (await schema_status(conn, self._storage.schema)).mode
+                        if mode is None:
+                            continue
+                        self._modes[shard] = mode
+                    await run(conn, self._storage, self._modes[shard])
+            except Exception as exc:
+                exc.add_note(f"storage maintenance of shard {shard}")
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup("storage maintenance failed on several shards", errors)
 
     def pool_stats(self) -> tuple[int, int, int]:
         if not self._writers:
