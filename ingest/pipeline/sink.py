@@ -85,7 +85,8 @@ class Sink(Protocol):
         ...
 
     async def maintain(self) -> None:
-        """Periodic upkeep (partitions ahead on plain PostgreSQL); cheap when nothing is due."""
+        """Periodic upkeep (partitions ahead on plain PostgreSQL); cheap when nothing is due.
+        The sink bounds its own time: the housekeeping loop waits for it."""
         ...
 
     def pool_stats(self) -> tuple[int, int, int]:

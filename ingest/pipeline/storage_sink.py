@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -59,6 +59,11 @@ __all__ = ["StorageSink"]
 log = logging.getLogger(__name__)
 
 _Row = tuple[int, int]  # an alerts_outbox row: (shard, id)
+
+# One shard's upkeep pass (``maintain``): a new day's partitions and a summary refresh take
+# seconds; a shard that hangs this long is given up on until the next pass (after at most as
+# long again for its connection's reset).
+UPKEEP_SHARD_TIMEOUT_S: Final = 120.0
 
 
 class _Hooks(WriterHooks):
@@ -238,12 +243,17 @@ class StorageSink:
         from storage.maintenance import run
         from storage.migrate import schema_status
 
-        # Shard by shard, each on its own: one that is down must not keep the others' partitions
-        # ahead and retention waiting (its own writes pause by themselves, ``health``).
+        # Shard by shard, each on its own and within its own time: one that is down, or hangs,
+        # must not keep the others' partitions ahead and retention waiting (its own writes
+        # pause by themselves, ``health``).
         errors: list[Exception] = []
         for shard, writer in enumerate(self._writers):
             try:
-                async with writer.pool.acquire() as conn:
+                # The acquire's timeout bounds the connection's reset on release too (asyncpg
+                # then closes it): after a cancelled pass on a hung server, that reset would
+                # otherwise wait for ever.
+                bound = UPKEEP_SHARD_TIMEOUT_S
+                async with asyncio.timeout(bound), writer.pool.acquire(timeout=bound) as conn:
                     if shard not in self._modes:
                         mode = (await schema_status(conn, self._storage.schema)).mode
                         if mode is None:
