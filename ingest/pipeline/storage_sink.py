@@ -61,8 +61,7 @@ log = logging.getLogger(__name__)
 _Row = tuple[int, int]  # an alerts_outbox row: (shard, id)
 
 # One shard's upkeep pass (``maintain``): a new day's partitions and a summary refresh take
-# seconds; a shard that hangs this long is given up on until the next pass (after at most as
-# long again for its connection's reset).
+# seconds; a shard that hangs this long is given up on until the next pass.
 UPKEEP_SHARD_TIMEOUT_S: Final = 120.0
 
 
@@ -240,33 +239,57 @@ class StorageSink:
                 raise TransientSinkError(f"shard {shard}: {exc}") from exc
 
     async def maintain(self) -> None:
-        from storage.maintenance import run
-        from storage.migrate import schema_status
-
-        # Shard by shard, each on its own and within its own time: one that is down, or hangs,
-        # must not keep the others' partitions ahead and retention waiting (its own writes
-        # pause by themselves, ``health``).
+        # Every shard at once, each on its own and within its own time: one that is down, or
+        # hangs, must not keep the others' partitions ahead and retention waiting (its own
+        # writes pause by themselves, ``health``), nor the housekeeping loop that waits here.
+        results = await asyncio.gather(
+            *(self._upkeep(shard, w) for shard, w in enumerate(self._writers)),
+            return_exceptions=True,
+        )
         errors: list[Exception] = []
-        for shard, writer in enumerate(self._writers):
-            try:
-                # The acquire's timeout bounds the connection's reset on release too (asyncpg
-                # then closes it): after a cancelled pass on a hung server, that reset would
-                # otherwise wait for ever.
-                bound = UPKEEP_SHARD_TIMEOUT_S
-                async with asyncio.timeout(bound), writer.pool.acquire(timeout=bound) as conn:
-                    if shard not in self._modes:
-                        mode = (await schema_status(conn, self._storage.schema)).mode
-                        if mode is None:
-                            continue
-                        self._modes[shard] = mode
-                    await run(conn, self._storage, self._modes[shard])
-            except Exception as exc:
-                exc.add_note(f"storage maintenance of shard {shard}")
-                errors.append(exc)
+        for shard, result in enumerate(results):
+            if isinstance(result, Exception):
+                result.add_note(f"storage maintenance of shard {shard}")
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
         if len(errors) == 1:
             raise errors[0]
         if errors:
             raise ExceptionGroup("storage maintenance failed on several shards", errors)
+
+    async def _upkeep(self, shard: int, writer: StorageWriter) -> None:
+        from storage.maintenance import run
+        from storage.migrate import schema_status
+
+        bound = UPKEEP_SHARD_TIMEOUT_S
+        async with writer.pool.acquire(timeout=bound) as conn:
+            # A server that stops answering mid-pass: cancelling the pass would not be enough,
+            # as its rollback, its lock's release and the pool's reset of the connection would
+            # each wait for that server again. Closing the connection fails them all at once.
+            gave_up = False
+
+            def give_up() -> None:
+                nonlocal gave_up
+                gave_up = True
+                conn.terminate()
+
+            timer = asyncio.get_running_loop().call_later(bound, give_up)
+            try:
+                if shard not in self._modes:
+                    mode = (await schema_status(conn, self._storage.schema)).mode
+                    if mode is None:
+                        return
+                    self._modes[shard] = mode
+                await run(conn, self._storage, self._modes[shard])
+            except Exception as exc:
+                if gave_up:
+                    raise TimeoutError(
+                        f"no answer within {bound:g} s: its connection was closed"
+                    ) from exc
+                raise
+            finally:
+                timer.cancel()
 
     def pool_stats(self) -> tuple[int, int, int]:
         if not self._writers:

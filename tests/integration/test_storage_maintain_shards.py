@@ -11,7 +11,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +22,7 @@ from ingest.config.load import load_settings
 from ingest.pipeline import storage_sink
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.storage_sink import StorageSink
+from storage import partitions as partitions_module
 from tests.integration import pipeline_support as ps
 from tests.integration.private_services import PrivateCluster
 
@@ -51,17 +54,23 @@ async def drop(dsn: str, table: str) -> None:
         await conn.close()
 
 
-def server_processes(postmaster: int) -> list[int]:
+def freeze(postmaster: int) -> list[int]:
+    """SIGSTOP a cluster: the postmaster first (it forks no backend after that), then its
+    children. Returns the pids, for ``thaw``."""
+    os.kill(postmaster, signal.SIGSTOP)
     children = subprocess.run(
         ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
     ).stdout.split()
+    for pid in map(int, children):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
     return [postmaster, *map(int, children)]
 
 
-def signal_all(pids: list[int], sig: signal.Signals) -> None:
+def thaw(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+            os.kill(pid, signal.SIGCONT)
 
 
 class Shards:
@@ -105,17 +114,36 @@ async def test_a_shard_down_does_not_stop_the_others_upkeep(
     assert "storage maintenance of shard 0" in getattr(caught.value, "__notes__", [])
 
 
-async def test_a_hung_shard_is_given_up_on_in_its_time(
+async def test_a_shard_that_hangs_mid_pass_is_given_up_on_in_its_time(
     shards: Shards, cluster: PrivateCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 2.0)
-    assert cluster.state.pid is not None
-    frozen = server_processes(cluster.state.pid)
-    signal_all(frozen, signal.SIGSTOP)  # a server that takes connections and never answers
+    # Shard 0's server stops answering inside the pass, with the pass's lock held: its
+    # rollback, the lock's release and the connection's reset would each wait for it again.
+    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 8.0)
+    port = str(cluster.state.port)
+    frozen: list[int] = []
+    listing = partitions_module.listing
+
+    # A regression would wait for the frozen server for ever, and no cancellation gets past
+    # that wait: a thread thaws the cluster after a while, so the test fails instead.
+    rescue: list[threading.Timer] = []
+
+    async def listing_then_freeze(conn: Any, *args: Any) -> Any:
+        if not frozen and await conn.fetchval("SELECT current_setting('port')") == port:
+            assert cluster.state.pid is not None
+            frozen.extend(freeze(cluster.state.pid))
+            rescue.append(threading.Timer(45.0, thaw, args=(list(frozen),)))
+            rescue[0].start()
+        return await listing(conn, *args)
+
+    monkeypatch.setattr(partitions_module, "listing", listing_then_freeze)
     try:
         with pytest.raises(TimeoutError) as caught:
             await shards.sink.maintain()
     finally:
-        signal_all(frozen, signal.SIGCONT)
+        for timer in rescue:
+            timer.cancel()
+        thaw(frozen)
+    assert frozen, "shard 0's pass reached the point where its server froze"
     assert await shards.made_again()
     assert "storage maintenance of shard 0" in getattr(caught.value, "__notes__", [])
