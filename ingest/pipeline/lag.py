@@ -59,6 +59,7 @@ class LagReporter:
         self._labelled: set[Any] = set()
         self._since: dict[Any, float] = {}  # tp -> when it was assigned (for lag seconds)
         self._next_upkeep = 0.0
+        self._upkeep: asyncio.Task[None] | None = None  # the storage upkeep pass under way
         self._next_young_gc = time.monotonic() + GC_YOUNG_S
         self._next_full_gc = time.monotonic() + GC_FULL_S
 
@@ -66,21 +67,32 @@ class LagReporter:
         w = self._w
         w.metrics.db_connected.set(1)
         w.metrics.kafka_connected.set(0)
-        while True:
-            try:
-                await self.update()
-            except Exception:  # a gauge must never take the worker down
-                log.exception("housekeeping failed")
-            self._collect_garbage()
-            if time.monotonic() >= self._next_upkeep:
-                # Storage upkeep (partitions ahead on plain PostgreSQL). Every worker asks;
-                # the storage side lets one of them work at a time.
-                self._next_upkeep = time.monotonic() + UPKEEP_INTERVAL_S
+        try:
+            while True:
                 try:
-                    await w.sink.maintain()  # bounded per shard (storage_sink)
-                except Exception:
-                    log.exception("storage maintenance failed; retrying in %ds", UPKEEP_INTERVAL_S)
-            await asyncio.sleep(self._interval)
+                    await self.update()
+                except Exception:  # a gauge must never take the worker down
+                    log.exception("housekeeping failed")
+                self._collect_garbage()
+                if time.monotonic() >= self._next_upkeep:
+                    self._next_upkeep = time.monotonic() + UPKEEP_INTERVAL_S
+                    if self._upkeep is None or self._upkeep.done():
+                        # Storage upkeep (partitions ahead on plain PostgreSQL) as a task of
+                        # its own: a shard slow to answer must not stop the gauges, the
+                        # database ping and the collections here. Every worker asks; the
+                        # storage side lets one of them work at a time.
+                        self._upkeep = asyncio.create_task(self._maintain(), name="upkeep")
+                await asyncio.sleep(self._interval)
+        finally:
+            if self._upkeep is not None:
+                self._upkeep.cancel()  # the sink closes a stuck shard's connection on cancel
+                await asyncio.gather(self._upkeep, return_exceptions=True)
+
+    async def _maintain(self) -> None:
+        try:
+            await self._w.sink.maintain()
+        except Exception:
+            log.exception("storage maintenance failed; retrying in %ds", UPKEEP_INTERVAL_S)
 
     def _collect_garbage(self) -> None:
         """The scheduled stand-in for automatic garbage collection (disabled in workers, see

@@ -86,7 +86,8 @@ class Sink(Protocol):
 
     async def maintain(self) -> None:
         """Periodic upkeep (partitions ahead on plain PostgreSQL); cheap when nothing is due.
-        The sink bounds its own time: the housekeeping loop waits for it."""
+        Runs as a task of its own beside housekeeping; the sink bounds its time, and a
+        cancel (the worker's stop) must end it promptly."""
         ...
 
     def pool_stats(self) -> tuple[int, int, int]:

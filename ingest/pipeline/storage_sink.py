@@ -259,29 +259,30 @@ class StorageSink:
             raise ExceptionGroup("storage maintenance failed on several shards", errors)
 
     async def _upkeep(self, shard: int, writer: StorageWriter) -> None:
-        from storage.maintenance import run
-        from storage.migrate import schema_status
-
         bound = UPKEEP_SHARD_TIMEOUT_S
         async with writer.pool.acquire(timeout=bound) as conn:
             # A server that stops answering mid-pass: cancelling the pass would not be enough,
             # as its rollback, its lock's release and the pool's reset of the connection would
-            # each wait for that server again. Closing the connection fails them all at once.
+            # each wait for that server again. Closing the connection fails them all at once:
+            # after ``bound``, or as soon as this is cancelled (a worker's stop).
             gave_up = False
 
             def give_up() -> None:
                 nonlocal gave_up
                 gave_up = True
-                conn.terminate()
+                # The driver's error for a connection already closed or released: nothing left
+                # to close (a loop callback has no one to raise to).
+                with contextlib.suppress(Exception):
+                    conn.terminate()
 
             timer = asyncio.get_running_loop().call_later(bound, give_up)
+            work = asyncio.ensure_future(self._upkeep_pass(shard, conn))
             try:
-                if shard not in self._modes:
-                    mode = (await schema_status(conn, self._storage.schema)).mode
-                    if mode is None:
-                        return
-                    self._modes[shard] = mode
-                await run(conn, self._storage, self._modes[shard])
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                give_up()
+                await asyncio.gather(work, return_exceptions=True)
+                raise
             except Exception as exc:
                 if gave_up:
                     raise TimeoutError(
@@ -290,6 +291,17 @@ class StorageSink:
                 raise
             finally:
                 timer.cancel()
+
+    async def _upkeep_pass(self, shard: int, conn: Any) -> None:
+        from storage.maintenance import run
+        from storage.migrate import schema_status
+
+        if shard not in self._modes:
+            mode = (await schema_status(conn, self._storage.schema)).mode
+            if mode is None:
+                return
+            self._modes[shard] = mode
+        await run(conn, self._storage, self._modes[shard])
 
     def pool_stats(self) -> tuple[int, int, int]:
         if not self._writers:

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -54,23 +54,66 @@ async def drop(dsn: str, table: str) -> None:
         await conn.close()
 
 
-def freeze(postmaster: int) -> list[int]:
-    """SIGSTOP a cluster: the postmaster first (it forks no backend after that), then its
-    children. Returns the pids, for ``thaw``."""
-    os.kill(postmaster, signal.SIGSTOP)
-    children = subprocess.run(
-        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    for pid in map(int, children):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGSTOP)
-    return [postmaster, *map(int, children)]
+class Freezer:
+    """Freezes shard 0's cluster (SIGSTOP) from inside its upkeep pass, once, when the pass
+    lists its partitions (``storage.partitions.listing``): with the pass's advisory lock and a
+    transaction's work behind it. A regression would wait for the frozen server for ever, and
+    no cancellation gets past that wait, so a thread thaws the cluster after ``RESCUE_S``: the
+    test then fails instead of hanging (if the test process itself is killed, the cluster
+    stays frozen; stop it with SIGCONT, then pg_ctl)."""
+
+    RESCUE_S = 60.0
+
+    def __init__(self, cluster: PrivateCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cluster = cluster
+        self.frozen: list[int] = []
+        self.froze = asyncio.Event()
+        self.rescue = threading.Timer(self.RESCUE_S, self.thaw)
+        listing = partitions_module.listing
+        port = str(cluster.state.port)
+
+        async def listing_then_freeze(conn: Any, *args: Any) -> Any:
+            if not self.frozen and await conn.fetchval("SELECT current_setting('port')") == port:
+                self.freeze()
+            return await listing(conn, *args)
+
+        monkeypatch.setattr(partitions_module, "listing", listing_then_freeze)
+
+    def freeze(self) -> None:
+        # The postmaster first (it forks no backend after that), then its children; each pid
+        # noted as soon as it is stopped, so that ``thaw`` finds every one.
+        postmaster = self.cluster.state.pid
+        assert postmaster is not None
+        os.kill(postmaster, signal.SIGSTOP)
+        self.frozen.append(postmaster)
+        self.rescue.start()
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in map(int, children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self.frozen.append(pid)
+        self.froze.set()
+
+    def thaw(self) -> None:
+        for pid in self.frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        self.rescue.cancel()
+        self.thaw()
 
 
-def thaw(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+@pytest.fixture
+def freezer(cluster: PrivateCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Freezer]:
+    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 20.0)
+    f = Freezer(cluster, monkeypatch)
+    try:
+        yield f
+    finally:
+        f.close()  # before the cluster's and the sink's own teardown, which need it thawed
 
 
 class Shards:
@@ -115,35 +158,25 @@ async def test_a_shard_down_does_not_stop_the_others_upkeep(
 
 
 async def test_a_shard_that_hangs_mid_pass_is_given_up_on_in_its_time(
-    shards: Shards, cluster: PrivateCluster, monkeypatch: pytest.MonkeyPatch
+    shards: Shards, freezer: Freezer
 ) -> None:
-    # Shard 0's server stops answering inside the pass, with the pass's lock held: its
-    # rollback, the lock's release and the connection's reset would each wait for it again.
-    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 8.0)
-    port = str(cluster.state.port)
-    frozen: list[int] = []
-    listing = partitions_module.listing
-
-    # A regression would wait for the frozen server for ever, and no cancellation gets past
-    # that wait: a thread thaws the cluster after a while, so the test fails instead.
-    rescue: list[threading.Timer] = []
-
-    async def listing_then_freeze(conn: Any, *args: Any) -> Any:
-        if not frozen and await conn.fetchval("SELECT current_setting('port')") == port:
-            assert cluster.state.pid is not None
-            frozen.extend(freeze(cluster.state.pid))
-            rescue.append(threading.Timer(45.0, thaw, args=(list(frozen),)))
-            rescue[0].start()
-        return await listing(conn, *args)
-
-    monkeypatch.setattr(partitions_module, "listing", listing_then_freeze)
-    try:
-        with pytest.raises(TimeoutError) as caught:
-            await shards.sink.maintain()
-    finally:
-        for timer in rescue:
-            timer.cancel()
-        thaw(frozen)
-    assert frozen, "shard 0's pass reached the point where its server froze"
+    with pytest.raises(TimeoutError) as caught:
+        await shards.sink.maintain()
+    assert freezer.frozen, "shard 0's pass reached the point where its server froze"
+    assert not freezer.rescue.finished.is_set(), "given up on by the sink, not thawed"
     assert await shards.made_again()
     assert "storage maintenance of shard 0" in getattr(caught.value, "__notes__", [])
+
+
+async def test_a_pass_on_a_hung_shard_ends_at_once_when_cancelled(
+    shards: Shards, freezer: Freezer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's stop cancels the upkeep: it must not wait for the frozen server either. With
+    # the shard's own time out of reach, only the cancel can end the pass before the thaw.
+    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 1000.0)
+    upkeep = asyncio.create_task(shards.sink.maintain())
+    await freezer.froze.wait()
+    upkeep.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upkeep
+    assert not freezer.rescue.finished.is_set(), "ended by the cancel, not by the thaw"
