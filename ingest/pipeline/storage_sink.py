@@ -241,7 +241,7 @@ class StorageSink:
     async def maintain(self) -> None:
         # Every shard at once, each on its own and within its own time: one that is down, or
         # hangs, must not keep the others' partitions ahead and retention waiting (its own
-        # writes pause by themselves, ``health``), nor the housekeeping loop that waits here.
+        # writes pause by themselves, ``health``), nor a worker's stop.
         results = await asyncio.gather(
             *(self._upkeep(shard, w) for shard, w in enumerate(self._writers)),
             return_exceptions=True,

@@ -32,6 +32,7 @@ class SlowUpkeep:
         try:
             await asyncio.Event().wait()  # a shard that does not answer
         except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # set only if the loop waits for the pass to end
             self.cancelled.set()
             raise
 
