@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
@@ -45,6 +45,7 @@ from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import delete_acked
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
+from ingest.pipeline.upkeep import maintain_shards
 from ingest.wiring import shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
@@ -59,10 +60,6 @@ __all__ = ["StorageSink"]
 log = logging.getLogger(__name__)
 
 _Row = tuple[int, int]  # an alerts_outbox row: (shard, id)
-
-# One shard's upkeep pass (``maintain``): a new day's partitions and a summary refresh take
-# seconds; a shard that hangs this long is given up on until the next pass.
-UPKEEP_SHARD_TIMEOUT_S: Final = 120.0
 
 
 class _Hooks(WriterHooks):
@@ -239,69 +236,7 @@ class StorageSink:
                 raise TransientSinkError(f"shard {shard}: {exc}") from exc
 
     async def maintain(self) -> None:
-        # Every shard at once, each on its own and within its own time: one that is down, or
-        # hangs, must not keep the others' partitions ahead and retention waiting (its own
-        # writes pause by themselves, ``health``), nor a worker's stop.
-        results = await asyncio.gather(
-            *(self._upkeep(shard, w) for shard, w in enumerate(self._writers)),
-            return_exceptions=True,
-        )
-        errors: list[Exception] = []
-        for shard, result in enumerate(results):
-            if isinstance(result, Exception):
-                result.add_note(f"storage maintenance of shard {shard}")
-                errors.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ExceptionGroup("storage maintenance failed on several shards", errors)
-
-    async def _upkeep(self, shard: int, writer: StorageWriter) -> None:
-        bound = UPKEEP_SHARD_TIMEOUT_S
-        async with writer.pool.acquire(timeout=bound) as conn:
-            # A server that stops answering mid-pass: cancelling the pass would not be enough,
-            # as its rollback, its lock's release and the pool's reset of the connection would
-            # each wait for that server again. Closing the connection fails them all at once:
-            # after ``bound``, or as soon as this is cancelled (a worker's stop).
-            gave_up = False
-
-            def give_up() -> None:
-                nonlocal gave_up
-                gave_up = True
-                # The driver's error for a connection already closed or released: nothing left
-                # to close (a loop callback has no one to raise to).
-                with contextlib.suppress(Exception):
-                    conn.terminate()
-
-            timer = asyncio.get_running_loop().call_later(bound, give_up)
-            work = asyncio.ensure_future(self._upkeep_pass(shard, conn))
-            try:
-                await asyncio.shield(work)
-            except asyncio.CancelledError:
-                give_up()
-                await asyncio.gather(work, return_exceptions=True)
-                raise
-            except Exception as exc:
-                if gave_up:
-                    raise TimeoutError(
-                        f"no answer within {bound:g} s: its connection was closed"
-                    ) from exc
-                raise
-            finally:
-                timer.cancel()
-
-    async def _upkeep_pass(self, shard: int, conn: Any) -> None:
-        from storage.maintenance import run
-        from storage.migrate import schema_status
-
-        if shard not in self._modes:
-            mode = (await schema_status(conn, self._storage.schema)).mode
-            if mode is None:
-                return
-            self._modes[shard] = mode
-        await run(conn, self._storage, self._modes[shard])
+        await maintain_shards(self._writers, self._storage, self._modes)
 
     def pool_stats(self) -> tuple[int, int, int]:
         if not self._writers:

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from ingest.config.load import load_settings
-from ingest.pipeline import storage_sink
+from ingest.pipeline import upkeep
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.storage_sink import StorageSink
 from storage import partitions as partitions_module
@@ -108,7 +108,7 @@ class Freezer:
 
 @pytest.fixture
 def freezer(cluster: PrivateCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Freezer]:
-    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 20.0)
+    monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 20.0)
     f = Freezer(cluster, monkeypatch)
     try:
         yield f
@@ -173,10 +173,10 @@ async def test_a_pass_on_a_hung_shard_ends_at_once_when_cancelled(
 ) -> None:
     # A worker's stop cancels the upkeep: it must not wait for the frozen server either. With
     # the shard's own time out of reach, only the cancel can end the pass before the thaw.
-    monkeypatch.setattr(storage_sink, "UPKEEP_SHARD_TIMEOUT_S", 1000.0)
-    upkeep = asyncio.create_task(shards.sink.maintain())
+    monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 1000.0)
+    passing = asyncio.create_task(shards.sink.maintain())
     await freezer.froze.wait()
-    upkeep.cancel()
+    passing.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await upkeep
+        await passing
     assert not freezer.rescue.finished.is_set(), "ended by the cancel, not by the thaw"

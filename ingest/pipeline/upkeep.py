@@ -1,0 +1,99 @@
+"""Storage upkeep across shards (``StorageSink.maintain``), which every worker's housekeeping
+starts every few minutes as a task of its own (``ingest.pipeline.lag``).
+
+Every shard at once, each on its own connection and within its own time: one that is down, or
+hangs, must not keep the others' partitions ahead and retention waiting (its own writes pause
+by themselves, ``StorageSink.health``), nor a worker's stop. The errors come after every pass
+ended, each with a note naming its shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+from storage.params import SchemaMode, StorageParams
+from storage.writer import StorageWriter
+
+__all__ = ["UPKEEP_SHARD_TIMEOUT_S", "maintain_shards"]
+
+# One shard's pass: a new day's partitions and a summary refresh take seconds; a shard that
+# hangs this long (to get its connection, then again for the work) is given up on until the
+# next pass.
+UPKEEP_SHARD_TIMEOUT_S: Final = 120.0
+
+
+async def maintain_shards(
+    writers: Sequence[StorageWriter], storage: StorageParams, modes: dict[int, SchemaMode]
+) -> None:
+    """One upkeep pass on each shard (``writers[i]`` is shard i's); ``modes``: the shards'
+    schema modes read so far, filled in here."""
+    results = await asyncio.gather(
+        *(_upkeep(shard, w, storage, modes) for shard, w in enumerate(writers)),
+        return_exceptions=True,
+    )
+    errors: list[Exception] = []
+    for shard, result in enumerate(results):
+        if isinstance(result, Exception):
+            result.add_note(f"storage maintenance of shard {shard}")
+            errors.append(result)
+        elif isinstance(result, BaseException):
+            raise result
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup("storage maintenance failed on several shards", errors)
+
+
+async def _upkeep(
+    shard: int, writer: StorageWriter, storage: StorageParams, modes: dict[int, SchemaMode]
+) -> None:
+    bound = UPKEEP_SHARD_TIMEOUT_S
+    # The acquire's timeout also bounds the pool's reset of the connection on its return.
+    async with writer.pool.acquire(timeout=bound) as conn:
+        # A server that stops answering mid-pass: cancelling the pass would not be enough, as
+        # its rollback, its lock's release and the pool's reset of the connection would each
+        # wait for that server again. Closing the connection fails them all at once: after
+        # ``bound``, or as soon as this is cancelled (a worker's stop).
+        gave_up = False
+
+        def give_up() -> None:
+            nonlocal gave_up
+            gave_up = True
+            # The driver's error for a connection already closed or released: nothing left to
+            # close (a loop callback has no one to raise to).
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+        timer = asyncio.get_running_loop().call_later(bound, give_up)
+        work = asyncio.ensure_future(_upkeep_pass(shard, conn, storage, modes))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            give_up()
+            await asyncio.gather(work, return_exceptions=True)
+            raise
+        except Exception as exc:
+            if gave_up:
+                raise TimeoutError(
+                    f"no answer within {bound:g} s: its connection was closed"
+                ) from exc
+            raise
+        finally:
+            timer.cancel()
+
+
+async def _upkeep_pass(
+    shard: int, conn: Any, storage: StorageParams, modes: dict[int, SchemaMode]
+) -> None:
+    from storage.maintenance import run
+    from storage.migrate import schema_status
+
+    if shard not in modes:
+        mode = (await schema_status(conn, storage.schema)).mode
+        if mode is None:
+            return  # not migrated yet: nothing to keep up
+        modes[shard] = mode
+    await run(conn, storage, modes[shard])
