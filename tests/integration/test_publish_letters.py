@@ -5,10 +5,13 @@ kafka.max_request_size is cut down by the producer's own size check before anyth
 so the letters around it, on the same partition, still arrive whole. A batch the broker
 refuses (the topic's max.message.bytes below kafka.max_request_size, which the start check
 refuses when it can read it) stops the worker with a ``PermanentKafkaError``: the idempotent
-producer cannot go on, and nothing of the batch may be committed without its dead letters."""
+producer cannot go on, and nothing of the batch may be committed without its dead letters. A
+producer without idempotence gets past such a refusal: the letter goes again cut down to its
+prefix, size and hash, so the frame is still accounted for."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -52,13 +55,18 @@ def letter(i: int, key: bytes | None, value: bytes) -> wire.DeadLetter:
 
 
 async def send_dead(
-    kafka: str, dlq: str, letters: list[wire.DeadLetter], *, max_request_size: int = 1048576
+    kafka: str,
+    dlq: str,
+    letters: list[wire.DeadLetter],
+    *,
+    max_request_size: int = 1048576,
+    idempotent: bool = True,
 ) -> PipelineMetrics:
     # As the worker makes its producer (ingest/pipeline/process.py): acks=all, idempotent.
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=idempotent,
         linger_ms=5,
         max_request_size=max_request_size,
     )
@@ -143,3 +151,22 @@ async def test_a_batch_the_broker_refuses_stops_the_worker(
     letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 3000) for i in range(20)]
     with pytest.raises(PermanentKafkaError, match="non-retriable"):
         await send_dead(kafka_bootstrap, dlq, letters)
+
+
+async def test_without_idempotence_a_letter_the_topic_refuses_goes_again_cut_down(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 1, 20000)
+    value = bytes(range(256)) * 400  # 102,400 bytes: over the topic's limit
+    metrics = await send_dead(
+        kafka_bootstrap, dlq, [letter(42, b"LNBSCB3F5JA000001", value)], idempotent=False
+    )
+    (got,) = await read_topic(kafka_bootstrap, dlq, expect=1)
+    assert got.value == value[:TOO_LARGE_PREFIX_BYTES]
+    assert header(got.headers, wire.ERROR_REASON) == b"bad_bcc"
+    assert header(got.headers, wire.SOURCE_OFFSET) == b"42"
+    assert header(got.headers, wire.ORIGINAL_SIZE) == b"102400"
+    sha = hashlib.sha256(value).hexdigest().encode()
+    assert header(got.headers, wire.ORIGINAL_SHA256) == sha
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1

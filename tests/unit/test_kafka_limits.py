@@ -87,8 +87,8 @@ def test_retriable_errors(exc: BaseException, expected: bool) -> None:
 
 
 # Each test spells out the whole letter it checks, every keyword of wire.dead_letter
-# (``duplicates`` pairs them by shape, also with test_publish_limits.py): the inputs are the
-# test's subject, a shared builder would hide which field the test is about.
+# (``duplicates`` pairs them by shape): the inputs are the test's subject, a shared builder
+# would hide which field the test is about.
 def test_a_too_large_letter_keeps_a_prefix_the_size_and_the_hash() -> None:
     value = bytes(range(256)) * 4000
     rec = Rec(
