@@ -115,14 +115,17 @@ def test_purge_refuses_a_damaged_state_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def demo_process() -> Iterator[int]:
-    # a process whose command line reads like the demo's service (`nev-ingest run`)
-    argv = [sys.executable, "-c", "import time; time.sleep(60)", "ingest", "run"]
-    proc = subprocess.Popen(argv)
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
+    # a process whose command line reads like the demo's service (`nev-ingest run`). Popen can
+    # return before the kernel has set the new program's command line (/proc/PID/cmdline reads
+    # empty for a moment after the exec), so the fixture waits for the child's own word.
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    argv = [sys.executable, "-c", code, "ingest", "run"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:  # closes the pipe, reaps
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+            yield proc.pid
+        finally:
+            proc.kill()
 
 
 def test_purge_refuses_while_the_demo_runs(tmp_path: Path, demo_process: int) -> None:
