@@ -23,25 +23,19 @@ from ingest.pipeline import upkeep
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.storage_sink import StorageSink
 from storage import partitions as partitions_module
+from storage.partitions import listing
 from tests.integration import pipeline_support as ps
 from tests.integration.private_services import PrivateCluster
 
 pytestmark = pytest.mark.integration
 
-_CHILDREN = """
-SELECT c.relname FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-JOIN pg_class p ON p.oid = i.inhparent
-JOIN pg_namespace n ON n.oid = p.relnamespace
-WHERE n.nspname = 'nev' AND p.relname = 'vehicle_telemetry'
-ORDER BY c.relname
-"""
-
 
 async def partitions(dsn: str) -> list[str]:
+    """vehicle_telemetry's partitions by name, oldest first (names carry their start time).
+    ``listing`` as imported here, not the module attribute the freezer wraps."""
     conn = await asyncpg.connect(dsn)
     try:
-        return [r[0] for r in await conn.fetch(_CHILDREN)]
+        return sorted(name for name, _, _ in await listing(conn, "nev", "vehicle_telemetry"))
     finally:
         await conn.close()
 
@@ -69,7 +63,6 @@ class Freezer:
         self.frozen: list[int] = []
         self.froze = asyncio.Event()
         self.rescue = threading.Timer(self.RESCUE_S, self.thaw)
-        listing = partitions_module.listing
         port = str(cluster.state.port)
 
         async def listing_then_freeze(conn: Any, *args: Any) -> Any:
