@@ -35,6 +35,7 @@ from itertools import islice
 from typing import Any
 
 from alerts import RuleEngine, RuleSet
+from alerts.rule_graph import composite_parts
 from contract.rows import FrameRows
 from devtools.sim.scenarios import normal_day
 from ingest.decoders.fast import decode_rows
@@ -99,12 +100,7 @@ def _closed(rules: tuple[Any, ...]) -> tuple[Any, ...]:
     """``rules`` without the composites that refer to a rule no longer in it."""
     while True:
         ids = {r.id for r in rules}
-        keep = tuple(
-            r
-            for r in rules
-            if r.kind != "composite"
-            or all(x in ids for x in r.params.get("all", r.params.get("any", ())))
-        )
+        keep = tuple(r for r in rules if all(x in ids for x in composite_parts(r)))
         if len(keep) == len(rules):
             return keep
         rules = keep
