@@ -17,6 +17,7 @@ others return at once (``MaintenanceReport.skipped``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -62,8 +63,10 @@ async def run(
     *,
     now: datetime | None = None,
     refresh: bool = True,
+    log_context: Mapping[str, object] | None = None,
 ) -> MaintenanceReport:
-    """One maintenance pass over ``params.schema`` (a no-op on TimescaleDB)."""
+    """One maintenance pass over ``params.schema`` (a no-op on TimescaleDB);
+    ``log_context``: extra fields of its log lines (a worker's upkeep names the shard)."""
     report = MaintenanceReport()
     if mode is not SchemaMode.PLAIN:
         return report
@@ -110,5 +113,5 @@ async def run(
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     for line in report.lines():
-        log.info("maintenance: %s", line)
+        log.info("maintenance: %s", line, extra=log_context)
     return report

@@ -96,4 +96,4 @@ async def _upkeep_pass(
         if mode is None:
             return  # not migrated yet: nothing to keep up
         modes[shard] = mode
-    await run(conn, storage, modes[shard])
+    await run(conn, storage, modes[shard], log_context={"shard": shard})

@@ -141,13 +141,16 @@ async def shards(fresh_database: str, cluster: PrivateCluster) -> AsyncIterator[
 
 
 async def test_a_shard_down_does_not_stop_the_others_upkeep(
-    shards: Shards, cluster: PrivateCluster
+    shards: Shards, cluster: PrivateCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     await asyncio.to_thread(cluster.stop)
-    with pytest.raises(Exception) as caught:
+    with caplog.at_level("INFO", logger="storage.maintenance"), pytest.raises(Exception) as caught:
         await shards.sink.maintain()
     assert await shards.made_again()  # shard 1's upkeep ran all the same
     assert "storage maintenance of shard 0" in getattr(caught.value, "__notes__", [])
+    # ops can tell which shard a maintenance line is about
+    made = [r for r in caplog.records if r.getMessage().endswith(shards.before[-1])]
+    assert [getattr(r, "shard", None) for r in made] == [1]
 
 
 async def test_a_shard_that_hangs_mid_pass_is_given_up_on_in_its_time(
