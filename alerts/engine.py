@@ -348,7 +348,8 @@ class RuleEngine:
     def restore(self, records: Iterable[AlertRecord]) -> list[AlertChange]:
         """Adopt stored alerts (``store.load_open``): open ones become live again, recently
         cleared ones bound late raises. Returns ``cleared`` changes for open alerts whose rule
-        no longer exists or no longer alerts (save and publish them like any change)."""
+        no longer exists or no longer alerts (``rule_removed``) or no longer applies to the
+        entity (``rule_out_of_scope``): save and publish them like any change."""
         for rec in records:
             cr = self._plan.by_id.get(rec.rule_id)
             if rec.cleared_ms is not None:
@@ -359,9 +360,10 @@ class RuleEngine:
                 if cr is not None and cr.cl >= 0 and not (ent.slots[cr.cl] >= rec.cleared_ms):
                     ent.slots[cr.cl] = rec.cleared_ms
                 continue
-            if cr is None or not cr.alert:
+            gone = _gone(cr) or self._out_of_scope(cr, rec.entity_id)
+            if gone is not None:
                 a = LiveAlert.from_record(cr or CRule(_removed(rec), 0), rec)
-                a.cleared_ms, a.reason = rec.last_seen_ms, "rule_removed"
+                a.cleared_ms, a.reason = rec.last_seen_ms, gone
                 self._touch(a)
                 continue
             ent = self._ent(rec)
@@ -381,6 +383,15 @@ class RuleEngine:
         self.warm(replay, partition=partition)
         return self.restore(records)
 
+    def _out_of_scope(self, cr: CRule | None, entity_id: str) -> str | None:
+        """``"rule_out_of_scope"`` when ``cr`` no longer applies to the entity (its scope was
+        narrowed): the entity's rules would never evaluate it again, so an open alert of it
+        could never clear by its condition. None otherwise."""
+        if cr is None or cr.rule.scope.is_all:
+            return None
+        model = self._model(entity_id) if self._plan.scoped else None
+        return None if cr.rule.scope.matches(entity_id, model) else "rule_out_of_scope"
+
     def _ent(self, rec: AlertRecord) -> Entity:
         ent = self._entities.get(rec.entity_id)
         return ent or self._entity(rec.entity_id, rec.partition, rec.topic)
@@ -388,15 +399,17 @@ class RuleEngine:
     def swap_rules(self, rules: RuleSet) -> list[AlertChange]:
         """Install a new rule set (SIGHUP). Unchanged rules (same id and version) keep their
         state; changed rules start afresh but an open alert stays open (no second raise);
-        alerts of removed or no-longer-alerting rules are cleared (returned as changes)."""
+        alerts of removed or no-longer-alerting rules, and of rules whose scope no longer takes
+        the entity in, are cleared (returned as changes)."""
         old_plan, old_open = self._plan, self._open
         self._install(rules)
         new = self._plan
         self._open = {}
         for key, a in old_open.items():
             cr = new.by_id.get(key[1])
-            if cr is None or not cr.alert:
-                a.cleared_ms, a.reason = a.last_ms, "rule_removed"
+            gone = _gone(cr) or self._out_of_scope(cr, key[0])
+            if gone is not None:
+                a.cleared_ms, a.reason = a.last_ms, gone
                 self._touch(a)
             else:
                 a.cr = cr
@@ -458,6 +471,11 @@ class RuleEngine:
 
     def __len__(self) -> int:
         return len(self._entities)
+
+
+def _gone(cr: CRule | None) -> str | None:
+    """``"rule_removed"`` when an alert's rule is gone from the set or no longer alerts."""
+    return "rule_removed" if cr is None or not cr.alert else None
 
 
 def _removed(rec: AlertRecord) -> Rule:

@@ -128,7 +128,7 @@ class AlertRecord:
     trigger_ms: tuple[int, ...]  # event times of the frames that made it fire
     late: bool = False  # raised from a late (reissued) frame
     partition: int | None = None  # Kafka partition of the entity, for rebuild on assignment
-    clear_reason: str | None = None  # "condition" | "rule_removed" | "rule_disabled"
+    clear_reason: str | None = None  # "condition" | "rule_removed" | "rule_out_of_scope"
     # Kafka topic of that partition: chargers come on two topics whose numbers coincide
     topic: str | None = None
 

@@ -230,6 +230,29 @@ def test_swap_rules_keeps_state_and_open_alerts() -> None:
     ]
 
 
+def test_alerts_of_a_rule_whose_scope_no_longer_takes_the_entity_in_are_cleared() -> None:
+    # Narrowed by a reload or between a stop and a restart: the entity's rules would never
+    # evaluate it again, so its open alert could never clear by its condition.
+    narrowed = RuleSet.from_toml(
+        HOT.replace('severity = "major"', 'severity = "major"\nvin_prefix = ["LSV"]')
+    )
+    e = RuleEngine(RuleSet.from_toml(HOT))
+    raised = e.evaluate([fr(0, 70), fr(0, 70, vin="LSV0000000000001")])
+    assert sorted(c.alert.entity_id for c in raised) == ["LSV0000000000001", VIN]
+    changes = e.swap_rules(narrowed)
+    assert [(c.type, c.alert.entity_id, c.alert.clear_reason) for c in changes] == [
+        ("cleared", VIN, "rule_out_of_scope")
+    ]
+    assert [a.entity_id for a in e.open_alerts()] == ["LSV0000000000001"]
+    assert e.evaluate([fr(10, 40)]) == []  # nothing left open for it to clear
+    restarted = RuleEngine(narrowed)
+    changes = restarted.restore([c.alert for c in raised])
+    assert [(c.type, c.alert.entity_id, c.alert.clear_reason) for c in changes] == [
+        ("cleared", VIN, "rule_out_of_scope")
+    ]
+    assert [a.entity_id for a in restarted.open_alerts()] == ["LSV0000000000001"]
+
+
 def test_scope_by_vin_prefix_and_model() -> None:
     text = HOT.replace(
         'severity = "major"', 'severity = "major"\nvin_prefix = ["LSJ"]\nmodel = ["M7"]'
