@@ -360,8 +360,8 @@ class RuleEngine:
                 if cr is not None and cr.cl >= 0 and not (ent.slots[cr.cl] >= rec.cleared_ms):
                     ent.slots[cr.cl] = rec.cleared_ms
                 continue
-            gone = _gone(cr) or self._out_of_scope(cr, rec.entity_id)
-            if gone is not None:
+            gone = "rule_removed" if cr is None else self._gone(cr, rec.entity_id)
+            if cr is None or gone is not None:
                 a = LiveAlert.from_record(cr or CRule(_removed(rec), 0), rec)
                 a.cleared_ms, a.reason = rec.last_seen_ms, gone
                 self._touch(a)
@@ -383,11 +383,14 @@ class RuleEngine:
         self.warm(replay, partition=partition)
         return self.restore(records)
 
-    def _out_of_scope(self, cr: CRule | None, entity_id: str) -> str | None:
-        """``"rule_out_of_scope"`` when ``cr`` no longer applies to the entity (its scope was
-        narrowed): the entity's rules would never evaluate it again, so an open alert of it
-        could never clear by its condition. None otherwise."""
-        if cr is None or cr.rule.scope.is_all:
+    def _gone(self, cr: CRule, entity_id: str) -> str | None:
+        """Why an open alert of ``cr`` on the entity is to be cleared now, or None:
+        ``rule_removed`` when the rule no longer alerts; ``rule_out_of_scope`` when its scope
+        was narrowed and no longer takes the entity in (the entity's rules would never
+        evaluate it again, so the alert could never clear by its condition)."""
+        if not cr.alert:
+            return "rule_removed"
+        if cr.rule.scope.is_all:
             return None
         model = self._model(entity_id) if self._plan.scoped else None
         return None if cr.rule.scope.matches(entity_id, model) else "rule_out_of_scope"
@@ -407,8 +410,8 @@ class RuleEngine:
         self._open = {}
         for key, a in old_open.items():
             cr = new.by_id.get(key[1])
-            gone = _gone(cr) or self._out_of_scope(cr, key[0])
-            if gone is not None:
+            gone = "rule_removed" if cr is None else self._gone(cr, key[0])
+            if cr is None or gone is not None:
                 a.cleared_ms, a.reason = a.last_ms, gone
                 self._touch(a)
             else:
@@ -471,11 +474,6 @@ class RuleEngine:
 
     def __len__(self) -> int:
         return len(self._entities)
-
-
-def _gone(cr: CRule | None) -> str | None:
-    """``"rule_removed"`` when an alert's rule is gone from the set or no longer alerts."""
-    return "rule_removed" if cr is None or not cr.alert else None
 
 
 def _removed(rec: AlertRecord) -> Rule:
