@@ -2,6 +2,9 @@
 
 In the wild the padding is NUL or space, and a platform user name may be Chinese (GB 18030), so
 a field is decoded as bytes first: padding stripped, ASCII tried, GB 18030 as the fallback.
+A NUL left inside (firmware that writes a C string, its terminator and then what its buffer
+held) becomes U+FFFD like any other corrupt byte: PostgreSQL refuses NUL in text, and one such
+field would otherwise fail the COPY of every batch it is in.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ _PAD = b"\x00 "
 def decode_text(raw: bytes | bytearray | memoryview) -> str:
     """A STRING field as text: surrounding NULs and spaces stripped, ASCII or else GB 18030.
 
-    Never raises: bytes that are not GB 18030 either become U+FFFD, so a corrupt field cannot
-    reject an otherwise good frame.
+    Never raises: bytes that are not GB 18030 either, and NULs inside, become U+FFFD, so a
+    corrupt field cannot reject an otherwise good frame.
     """
     b = bytes(raw).strip(_PAD)
     try:
-        return b.decode("ascii")
+        text = b.decode("ascii")
     except UnicodeDecodeError:
-        return b.decode("gb18030", errors="replace")
+        text = b.decode("gb18030", errors="replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def encode_text(text: str, width: int | None = None) -> bytes:

@@ -426,11 +426,19 @@ fn site_text<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     if text.is_empty() {
         return Ok(py.None().into_bound(py));
     }
-    if text.is_ascii() {
+    let nul = text.contains(&0);
+    if text.is_ascii() && !nul {
         // ASCII is UTF-8.
         return Ok(PyString::new(py, std::str::from_utf8(text).unwrap_or_default()).into_any());
     }
-    PyBytes::new(py, text).call_method1(intern!(py, "decode"), ("gb18030", "replace"))
+    let decoded =
+        PyBytes::new(py, text).call_method1(intern!(py, "decode"), ("gb18030", "replace"))?;
+    if !nul {
+        return Ok(decoded);
+    }
+    // A NUL inside (a C string's terminator and what followed it): U+FFFD like any corrupt
+    // byte, as `ingest.decoders.text.decode_text` does; PostgreSQL refuses NUL in text.
+    decoded.call_method1(intern!(py, "replace"), ("\0", "\u{FFFD}"))
 }
 
 fn pack_rows<'py, 'a>(

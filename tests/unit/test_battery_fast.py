@@ -143,6 +143,22 @@ def test_a_cached_pack_is_still_checked_against_its_header() -> None:
     assert assert_agree(reseal(REALTIME_2016[:4] + other + REALTIME_2016[21:])) == "bad_identity"
 
 
+@pytest.mark.parametrize(
+    ("inside", "want"),
+    [
+        (b"SWAP\x00SH-0001", "SWAP\ufffdSH-0001"),  # a C string: its terminator inside
+        ("站\x00点".encode("gb18030"), "站\ufffd点"),  # the GB 18030 branch
+    ],
+)
+def test_a_nul_inside_the_site_id_is_replaced_by_both_paths(inside: bytes, want: str) -> None:
+    # PostgreSQL refuses NUL in text: left in, one such pack failed the COPY of every batch.
+    at = REALTIME_2016.find(b"SWAP-SH-0001")
+    raw = reseal(REALTIME_2016[:at] + inside.ljust(20, b"\x00") + REALTIME_2016[at + 20 :])
+    assert assert_agree(raw) == "ok"
+    telemetry = decode_pack_rows(raw, RECEIVED).telemetry
+    assert telemetry is not None and telemetry.site_id == want
+
+
 @SETTINGS
 @given(frames())
 def test_generated_frames_agree(frame: PackFrame) -> None:
