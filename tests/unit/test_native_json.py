@@ -106,6 +106,21 @@ def test_random_data_units_are_the_reference_json_or_left_to_it(
     event(assert_same(body + bytes([bcc(body, 2, len(body))])))
 
 
+@pytest.mark.parametrize(
+    ("start", "block"),
+    [(b"##", bytes.fromhex("040000000000")), (b"$$", bytes.fromhex("800000"))],  # engine, custom
+)
+@pytest.mark.parametrize("blocks", [64, 65])
+def test_the_block_limit_holds_for_the_json_too(start: bytes, block: bytes, blocks: int) -> None:
+    # Up to the limit the native JSON is the reference's; one block more, the reference
+    # rejects the frame (over_limit) and native leaves it to it, as the rows path does.
+    unit = bytes([25, 3, 1, 12, 0, 0]) + block * blocks
+    body = start + bytes([2, 0xFE]) + b"LSVAU2180N2183294" + b"\x01"
+    body += len(unit).to_bytes(2, "big") + unit
+    want = "native" if blocks == 64 else "rejected over_limit"
+    assert assert_same(body + bytes([bcc(body, 2, len(body))])) == want
+
+
 def test_the_decode_cli_prints_the_reference_json(tmp_path: Path) -> None:
     frames = [binascii.unhexlify(v["hex"]) for v in load_vectors()]
     frames += [f for _, f in realtime_frames(5, 2, start_ms=1_772_000_000_000)]

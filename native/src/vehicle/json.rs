@@ -13,7 +13,10 @@
 //! error. The block walk mirrors
 //! `ingest.decoders.realtime.walk_blocks`; the field tables mirror ingest/decoders/blocks/.
 
+use std::cell::Cell;
+
 use crate::envelope::{plain_data, EDITION_2025, HEADER_SIZE, ID_OFFSET, ID_SIZE};
+use crate::error::BLOCKS_PER_FRAME;
 use crate::identity::check_vin;
 use crate::time;
 use crate::vehicle::counts::find_miscount;
@@ -93,6 +96,9 @@ struct Walked {
     tail: Option<(usize, usize, &'static str)>,
     /// Type-byte offsets of the counted blocks met (for `counts::find_miscount`).
     counted: Vec<usize>,
+    /// More than `BLOCKS_PER_FRAME` blocks walked: the reference rejects the frame
+    /// (`over_limit`), and names the error.
+    over: bool,
 }
 
 fn stop(
@@ -116,12 +122,14 @@ fn stop(
             sig,
             tail: None,
             counted: Vec::new(),
+            over: false,
         };
     }
     Walked {
         sig,
         tail: Some((pos, tail_end, reason)),
         counted,
+        over: false,
     }
 }
 
@@ -136,6 +144,15 @@ fn is_counted(ed: u16, t: u8) -> bool {
 /// `realtime.walk_blocks`: the blocks go to `o` as the items of the `blocks` array.
 fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked {
     let mut counted = Vec::new();
+    // Blocks walked, custom ones included (not the signature nor the tail), as `walk_2016` /
+    // `walk_2025` count them against the input limit.
+    let mut blocks = 0usize;
+    let over = || Walked {
+        sig: None,
+        tail: None,
+        counted: Vec::new(),
+        over: true,
+    };
     while pos < end {
         let t = buf[pos];
         if is_counted(ed, t) {
@@ -143,6 +160,10 @@ fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked 
         }
         match block(o, buf, t, pos + 1, end, ed) {
             Some(Ok(next)) => {
+                blocks += 1;
+                if blocks > BLOCKS_PER_FRAME {
+                    return over();
+                }
                 pos = next;
                 continue;
             }
@@ -156,6 +177,7 @@ fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked 
                         sig: Some(sig),
                         tail: None,
                         counted: Vec::new(),
+                        over: false,
                     };
                 }
             }
@@ -169,6 +191,10 @@ fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked 
             };
             match size {
                 Some(size) if pos + 3 + size <= end => {
+                    blocks += 1;
+                    if blocks > BLOCKS_PER_FRAME {
+                        return over();
+                    }
                     o.item_start();
                     o.key("type");
                     o.int(i64::from(t));
@@ -189,6 +215,7 @@ fn walk(o: &mut Out, buf: &[u8], mut pos: usize, end: usize, ed: u16) -> Walked 
         sig: None,
         tail: None,
         counted: Vec::new(),
+        over: false,
     }
 }
 
@@ -236,15 +263,20 @@ pub fn frame_json(buf: &[u8]) -> Option<Vec<u8>> {
     o.int(t.epoch_ms);
     o.raw(b",\"blocks\":[");
     let w = walk(&mut o, buf, HEADER_SIZE + 6, end, ed);
+    if w.over {
+        return None;
+    }
     if w.tail.is_some() && !w.counted.is_empty() {
         // A stopped walk after a counted block may be a miscount (frame.py): then the
-        // reference rejects the frame, and names the error.
+        // reference rejects the frame, and names the error. So it does when a walk from a
+        // corrected count goes over the block limit.
+        let over = Cell::new(false);
         let clean = |at: usize| {
-            walk(&mut Out::with_capacity(0), buf, at, end, ed)
-                .tail
-                .is_none()
+            let again = walk(&mut Out::with_capacity(0), buf, at, end, ed);
+            over.set(over.get() || again.over);
+            again.tail.is_none() && !again.over
         };
-        if find_miscount(buf, &w.counted, end, ed, clean).is_some() {
+        if find_miscount(buf, &w.counted, end, ed, clean).is_some() || over.get() {
             return None;
         }
     }
