@@ -151,16 +151,20 @@ pub fn join_packs(
     };
     let mut packs = Vec::with_capacity(volts.len().max(temps.len()));
     // Which temperature entries are joined already. Frames carry a handful, so a linear scan
-    // is cheaper than any map; a bit mask avoids allocating for up to 64 entries.
+    // is cheaper than any map; a bit mask avoids allocating for up to 64 entries. Past that
+    // (a hostile frame: 64 KB holds ~10,000 entries) each pack number's entries form a chain,
+    // so the join stays linear: a scan per voltage entry cost such a frame 10-40 ms.
     let mut used = Used::new(temps.len());
+    let mut chains = (temps.len() > 64).then(|| Chains::new(temps));
     for volt in volts {
+        let found = match &mut chains {
+            Some(chains) => chains.take(volt.pack),
+            None => (0..temps.len()).find(|&k| temps[k].pack == volt.pack && !used.get(k)),
+        };
         let mut probes = 0..0;
-        for (k, entry) in temps.iter().enumerate() {
-            if entry.pack == volt.pack && !used.get(k) {
-                used.set(k);
-                probes = entry.probes.clone();
-                break;
-            }
+        if let Some(k) = found {
+            used.set(k);
+            probes = temps[k].probes.clone();
         }
         packs.push(row(Some(volt), volt.pack, probes));
     }
@@ -170,6 +174,39 @@ pub fn join_packs(
         }
     }
     packs
+}
+
+/// The temperature entries of each pack number not joined yet, first first: `head[pack]`,
+/// then `next[k]` after entry `k` (`NONE` ends a chain).
+struct Chains {
+    head: [usize; 256],
+    next: Vec<usize>,
+}
+
+const NONE: usize = usize::MAX;
+
+impl Chains {
+    fn new(temps: &[TempEntry]) -> Self {
+        let mut chains = Chains {
+            head: [NONE; 256],
+            next: vec![NONE; temps.len()],
+        };
+        for (k, entry) in temps.iter().enumerate().rev() {
+            chains.next[k] = chains.head[usize::from(entry.pack)];
+            chains.head[usize::from(entry.pack)] = k;
+        }
+        chains
+    }
+
+    /// The first entry of `pack` not taken yet, taken.
+    fn take(&mut self, pack: u8) -> Option<usize> {
+        let k = self.head[usize::from(pack)];
+        if k == NONE {
+            return None;
+        }
+        self.head[usize::from(pack)] = self.next[k];
+        Some(k)
+    }
 }
 
 /// A set of entry indexes: a bit mask, or a Vec for more than 64 entries (hostile frames).
@@ -318,6 +355,37 @@ mod tests {
         assert_eq!((t.probe_min_c, t.probe_max_c), (Some(30), Some(30)));
         // All probes sentinels: no extremes.
         assert_eq!((packs[3].probe_min_c, packs[3].probe_max_c), (None, None));
+    }
+
+    #[test]
+    fn past_64_temperature_entries_the_chained_join_pairs_as_the_scan_does() {
+        // Pack numbers repeat and interleave; some volts find no entry left, some entries
+        // no volt. The expected pairs come from the plain scan, as written out here.
+        let buf = [0u8; 256];
+        let volts: Vec<_> = (0..150u8).map(|k| volt(k % 9, 0..0)).collect();
+        let temps: Vec<_> = (0..200usize)
+            .map(|k| TempEntry {
+                pack: (k % 7) as u8,
+                probes: k..k, // empty, and telling the entries apart
+            })
+            .collect();
+        let mut used = vec![false; temps.len()];
+        let mut want = Vec::new();
+        for v in &volts {
+            let k = (0..temps.len()).find(|&k| temps[k].pack == v.pack && !used[k]);
+            if let Some(k) = k {
+                used[k] = true;
+            }
+            want.push((v.pack, k.map(|k| temps[k].probes.clone()).unwrap_or(0..0)));
+        }
+        for (k, t) in temps.iter().enumerate() {
+            if !used[k] {
+                want.push((t.pack, t.probes.clone()));
+            }
+        }
+        let packs = join_packs(&buf, &volts, &temps, None);
+        let got: Vec<_> = packs.iter().map(|p| (p.pack, p.probes.clone())).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
