@@ -328,10 +328,9 @@ class BatchBuilder:
     def _out_of_window(
         self, rec: Record, window: TimeWindow, ts: int, received: int, now_ms: int
     ) -> None:
-        start = "" if window.max_age_ms is None else str(window.start(now_ms))
         more = [
             (FRAME_TIME, str(ts).encode()),
-            (WINDOW_START, start.encode()),  # empty: no past bound (retention forever)
+            (WINDOW_START, str(window.start(now_ms)).encode()),
             (WINDOW_END, str(window.end(received)).encode()),
         ]
         detail = window.describe(ts, received, now_ms)

@@ -1,7 +1,8 @@
 """The frame-time window: which frame times the pipeline stores, decided before the database.
 
 A frame is stored when its time lies within the storage retention (not older than
-``max_age_ms`` before now: the database would drop it anyway) and at most ``max_future_ms``
+``max_age_ms`` before now: the database would drop it anyway; never before 2000, the
+``EARLIEST`` of any telemetry, even when retention is forever) and at most ``max_future_ms``
 ahead of its ``received_at`` (a device cannot report from the future; a clock that does is
 wrong). Inside the window a frame is stored whatever its age: plain PostgreSQL creates the
 partitions it needs (``storage.partitions``). Outside it the frame goes to the dead-letter
@@ -18,7 +19,7 @@ from typing import Final
 
 from ingest.pipeline import wire
 
-__all__ = ["REASON", "TimeWindow", "iso_ms"]
+__all__ = ["EARLIEST_MS", "REASON", "TimeWindow", "iso_ms"]
 
 REASON: Final = wire.TIME_OUT_OF_WINDOW
 
@@ -27,14 +28,17 @@ FRAME_TIME: Final = "error.frame_time"
 WINDOW_START: Final = "error.window_start"
 WINDOW_END: Final = "error.window_end"
 
-_NO_PAST_BOUND: Final = -(2**62)
+# 2000-01-01T00:00:00Z: no NEV telemetry is older (GB/T 32960 times are 20YY; T/CEC sends a
+# full year, 0001 included). The past bound even with retention forever: a year-1 time made
+# the partition step overflow, which stopped the worker on every restart (the same record).
+EARLIEST_MS: Final = 946_684_800_000
 
 
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
     """Bounds relative to now (past) and to the frame's ``received_at`` (future), in ms.
 
-    ``max_age_ms`` None: no past bound (retention forever).
+    ``max_age_ms`` None: retention forever; the past bound is then ``EARLIEST_MS``.
     """
 
     max_age_ms: int | None
@@ -46,7 +50,9 @@ class TimeWindow:
 
     def start(self, now_ms: int) -> int:
         """The oldest frame time stored at ``now_ms`` (inclusive)."""
-        return _NO_PAST_BOUND if self.max_age_ms is None else now_ms - self.max_age_ms
+        if self.max_age_ms is None:
+            return EARLIEST_MS
+        return max(EARLIEST_MS, now_ms - self.max_age_ms)
 
     def end(self, received_ms: int) -> int:
         """The newest frame time stored for a frame received at ``received_ms`` (inclusive)."""
@@ -58,11 +64,13 @@ class TimeWindow:
     def describe(self, ts_ms: int, received_ms: int, now_ms: int) -> str:
         """The dead letter's detail: what was wrong and what to do."""
         start, end = self.start(now_ms), self.end(received_ms)
-        lo = "-" if self.max_age_ms is None else iso_ms(start)
+        where = f"frame time {iso_ms(ts_ms)} is outside the stored window [{iso_ms(start)}, "
+        where += f"{iso_ms(end)}]"
+        if ts_ms < start and start == EARLIEST_MS:
+            return f"{where} (before 2000: no telemetry is); a device clock is wrong"
         why = "older than the retention" if ts_ms < start else "ahead of its received_at"
         return (
-            f"frame time {iso_ms(ts_ms)} is outside the stored window [{lo}, {iso_ms(end)}] "
-            f"({why}); a device clock is wrong - or, for a historical capture, raise "
+            f"{where} ({why}); a device clock is wrong - or, for a historical capture, raise "
             "storage.retention_days (docs/operations.md)"
         )
 

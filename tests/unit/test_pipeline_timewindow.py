@@ -10,7 +10,13 @@ from ingest.config.load import load_settings
 from ingest.pipeline import wire
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.process import time_window
-from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
+from ingest.pipeline.timewindow import (
+    EARLIEST_MS,
+    FRAME_TIME,
+    WINDOW_END,
+    WINDOW_START,
+    TimeWindow,
+)
 from tests.unit.kafka_records import TP, Rec
 
 pytestmark = pytest.mark.unit
@@ -31,10 +37,37 @@ def test_bounds_are_inclusive_past_from_now_future_from_received_at() -> None:
     assert WINDOW.contains(NOW - 29 * DAY, received, NOW)  # old, but retained: stored
 
 
-def test_no_past_bound_when_retention_is_forever() -> None:
+def test_with_retention_forever_the_past_bound_is_2000() -> None:
     forever = TimeWindow(max_age_ms=None, max_future_ms=0)
-    assert forever.contains(946_684_800_000, NOW, NOW)  # 2000-01-01
+    assert forever.start(NOW) == EARLIEST_MS == 946_684_800_000  # 2000-01-01T00:00:00Z
+    assert forever.contains(EARLIEST_MS, NOW, NOW)
+    assert not forever.contains(EARLIEST_MS - 1, NOW, NOW)
     assert not forever.contains(NOW + 1, NOW, NOW)
+    # a retention reaching back before 2000 stops there too
+    assert TimeWindow(max_age_ms=NOW, max_future_ms=0).start(NOW) == EARLIEST_MS
+
+
+def test_a_year_1_time_is_dead_lettered_even_with_retention_forever() -> None:
+    # A T/CEC push dated 0001-01-01 (its timestamps carry the whole year): before the floor,
+    # it was stored, and the partition step overflowed on it, stopping the worker on every
+    # restart at the same record.
+    forever = TimeWindow(max_age_ms=None, max_future_ms=600_000)
+    builder = BatchBuilder({VEHICLE.topic: _decode}, window=forever, clock_ms=lambda: NOW)
+    year_1 = -62_135_596_800_000
+    hdr = [(wire.RECEIVED_AT, str(NOW).encode())]
+    recs = [
+        Rec(VEHICLE.topic, 0, 0, str(year_1).encode(), timestamp=NOW, headers=hdr),
+        Rec(VEHICLE.topic, 0, 1, str(EARLIEST_MS).encode(), timestamp=NOW, headers=hdr),
+    ]
+    builder.add(VEHICLE, recs, start=0)
+    batch = builder.take()
+    assert [r.offset for r in batch.records] == [1]
+    (dead,) = batch.dead
+    h = dict(dead.headers)
+    assert h[wire.ERROR_REASON] == b"time_out_of_window"
+    assert int(h[WINDOW_START]) == EARLIEST_MS
+    assert b"0001-01-01T00:00:00.000+00:00" in h[wire.ERROR_DETAIL]
+    assert b"before 2000" in h[wire.ERROR_DETAIL]
 
 
 def test_negative_bounds_are_refused() -> None:
