@@ -154,6 +154,14 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        self.rule_frames = Counter(
+            "rule_frames",
+            "Frames the rule engine took, by entity kind and outcome: evaluated (in event-time "
+            "order), late, duplicate, future (dated too far ahead of now: not judged), no_data.",
+            ["kind", "outcome"],
+            namespace=ns,
+            registry=r,
+        )
         self.dead_letters_shrunk = Counter(
             "dead_letters_shrunk",
             "Dead letters the dead-letter topic refused as too large, sent again cut down.",

@@ -96,6 +96,7 @@ class StorageSink:
         rules_file: str = "",
         alerts_enabled: bool = True,
         raw_frames: bool = False,
+        rules_max_future_s: float = 600.0,
     ) -> None:
         if not pools:
             raise ValueError("StorageSink needs at least one database")
@@ -104,6 +105,11 @@ class StorageSink:
         self._storage = storage
         self.metrics = metrics
         self._alert_topics = alert_topics
+        # The frame-time window's bound ahead (pipeline.frame_max_future_s): every frame stored
+        # is judged by the rules. A smaller bound of the engine's own left frames 300-600 s
+        # ahead stored but never evaluated (a vehicle whose clock runs fast had no alert).
+        self._rules_max_future_s = rules_max_future_s
+        self._rule_counts: dict[str, tuple[RuleEngine, dict[str, int]]] = {}
         self._rules_file = rules_file
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
@@ -148,6 +154,7 @@ class StorageSink:
             rules_file=settings.alerts.rules_file,
             alerts_enabled=settings.alerts.enabled,
             raw_frames=settings.storage.raw_frames,
+            rules_max_future_s=settings.pipeline.frame_max_future_s,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -172,7 +179,23 @@ class StorageSink:
         """An engine for each kind of the alert topics that has rules and none yet."""
         for kind in dict.fromkeys(self._alert_topics.values()):
             if kind not in self._engines and rules.for_kind(kind).rules:
-                self._engines[kind] = RuleEngine(rules, entity_kind=kind)
+                engine = RuleEngine(rules, entity_kind=kind, max_future_s=self._rules_max_future_s)
+                self._engines[kind] = engine
+                for outcome in engine.stats.as_dict():  # every series from 0 on
+                    self.metrics.rule_frames.labels(kind=kind, outcome=outcome)
+
+    def _count_rule_frames(self) -> None:
+        """``rule_frames`` from the engines' counters, by what they counted since last time."""
+        for kind, engine in self._engines.items():
+            now = engine.stats.as_dict()
+            seen, before = self._rule_counts.get(kind, (engine, {}))
+            if seen is not engine:
+                before = {}
+            for outcome, n in now.items():
+                if n > before.get(outcome, 0):
+                    inc = n - before.get(outcome, 0)
+                    self.metrics.rule_frames.labels(kind=kind, outcome=outcome).inc(inc)
+            self._rule_counts[kind] = (engine, now)
 
     async def close(self) -> None:
         if self._latest_task is not None:
@@ -417,6 +440,7 @@ class StorageSink:
             batch.alert_changes = await evaluate_batch(
                 batch, self._engines, self._alert_topics, self._take_pending
             )
+            self._count_rule_frames()
         changes: list[AlertChange] = batch.alert_changes
         offsets = {
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)

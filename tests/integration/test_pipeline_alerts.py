@@ -68,6 +68,25 @@ async def test_thermal_runaway_raised_once_after_its_trigger_frame(env: Pipeline
     assert delay_s >= 0, f"alert published {-delay_s:.3f}s before its frame was received"
 
 
+async def test_a_fleet_whose_clocks_run_minutes_fast_is_judged_like_any_other(
+    env: PipelineEnv,
+) -> None:
+    # Every frame 6-9 minutes ahead of the wall clock: inside the stored window
+    # (pipeline.frame_max_future_s, 600 s, ahead of received_at), so stored, and so judged.
+    # The engine's own bound used to be 300 s: these frames were stored and never evaluated.
+    messages = recent_fleet(3, 4, runaway=True, ahead_s=540)
+    async with ps.serving(env, "fast-clocks") as svc:
+        await ps.produce_and_store(env, messages, timeout_s=60)
+        published = await ps.read_topic(env.kafka, env.alerts, expect=1)
+        future = svc.metric("nev_ingest_rule_frames_total", kind="vehicle", outcome="future")
+        evaluated = svc.metric("nev_ingest_rule_frames_total", kind="vehicle", outcome="evaluated")
+    raised = {
+        (orjson.loads(r.value)["rule_id"], orjson.loads(r.value)["entity_id"]) for r in published
+    }
+    assert (RULE, "LNEVSIM0000000000") in raised
+    assert (future, evaluated > 0) == (0.0, True)
+
+
 _OTHER_RULE = HOT_PACK_RULES.replace("test_hot_pack", "test_other_rule")
 
 

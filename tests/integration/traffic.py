@@ -11,13 +11,19 @@ from ingest.decoders.encoder import encode_frame
 
 
 def recent_fleet(
-    vehicles: int, minutes: float, *, bad_ratio: float = 0.0, runaway: bool = False
+    vehicles: int,
+    minutes: float,
+    *,
+    bad_ratio: float = 0.0,
+    runaway: bool = False,
+    ahead_s: float = 0.0,
 ) -> list[Message]:
     """``vehicles`` reporting over the last ``minutes``, ``bad_ratio`` of the frames corrupted;
-    with ``runaway``, vehicle 0 goes into thermal runaway near the end."""
-    now_ms = time.time_ns() // 1_000_000
+    with ``runaway``, vehicle 0 goes into thermal runaway near the end. ``ahead_s``: the
+    devices' clocks run that far ahead of the wall clock."""
+    end_ms = time.time_ns() // 1_000_000 + int(ahead_s * 1000)
     options = FleetOptions(
-        vehicles=vehicles, minutes=minutes, bad_ratio=bad_ratio, runaway=runaway, end_ms=now_ms
+        vehicles=vehicles, minutes=minutes, bad_ratio=bad_ratio, runaway=runaway, end_ms=end_ms
     )
     return list(fleet_messages(options))
 
