@@ -156,7 +156,7 @@ def check_decoded(rows: R, rec: Record, received_ms: int) -> R | FrameError:
             f"code) as the key, which keeps the device's frames in order on one partition ({SEE})",
         )
     if isinstance(checked, FrameRows) and checked.partial:
-        wrong = other_profile(rec.value or b"", received_ms)
+        wrong = other_profile(rec.value or b"", received_ms, checked.tail_offset)
         if wrong is not None:
             return wrong
     return checked

@@ -9,8 +9,11 @@ and pack topics need no such check: their decoders refuse a vehicle frame on the
 
 Only partial vehicle frames are tried (a few in a thousand of real traffic: vendor blocks), so
 the frames that decode whole pay nothing. A partial frame is another profile's when that
-profile's decoder reads it whole and gets rows out of it; a vehicle frame with a vendor block
-does not decode as either profile (the public vectors' partial frames, tests/unit/test_limits.py).
+profile's decoder gets rows out of it and reads it whole, or reads further into it than the
+vehicle decoder, which read no block at all (a pack's frame with a vendor block of its own:
+else its pack would be stored as a vehicle with every value NULL, and its own data lost); a
+vehicle frame with a vendor block does not decode as either profile (the public vectors'
+partial frames, tests/unit/test_limits.py).
 """
 
 from __future__ import annotations
@@ -33,17 +36,27 @@ def _charger_rows(rows: object) -> bool:
     )
 
 
-def _pack_rows(rows: object) -> bool:
-    return (
-        isinstance(rows, PackFrameRows)
-        and not rows.partial
-        and (rows.telemetry is not None or rows.alarm is not None or rows.session is not None)
-    )
+# Where a vehicle walk that read no block stops: the header (24 bytes) and the frame time (6).
+_NO_BLOCK: Final = 30
 
 
-def other_profile(value: bytes, received_ms: int) -> FrameError | None:
+def _pack_rows(rows: object, vehicle_stop: int | None) -> bool:
+    if not isinstance(rows, PackFrameRows):
+        return False
+    if rows.telemetry is None and rows.alarm is None and rows.session is None:
+        return False
+    if not rows.partial:
+        return True
+    stop = rows.tail_offset
+    return vehicle_stop == _NO_BLOCK and stop is not None and stop > vehicle_stop
+
+
+def other_profile(
+    value: bytes, received_ms: int, vehicle_stop: int | None = None
+) -> FrameError | None:
     """The ``wrong_topic`` error of a partial vehicle frame that is a charger's or a battery
-    pack's frame, or None when it is neither."""
+    pack's frame, or None when it is neither; ``vehicle_stop``: where the vehicle walk stopped
+    (``FrameRows.tail_offset``)."""
     (charger,) = decode_charger_batch([value], [received_ms])
     if _charger_rows(charger):
         return FrameError(
@@ -52,7 +65,7 @@ def other_profile(value: bytes, received_ms: int) -> FrameError | None:
             "a charger-profile frame on the vehicle topic: produce it to kafka.topic_charger",
         )
     (pack,) = decode_battery_batch([value], [received_ms])
-    if _pack_rows(pack):
+    if _pack_rows(pack, vehicle_stop):
         return FrameError(
             WRONG_TOPIC,
             0,

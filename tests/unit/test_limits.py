@@ -42,6 +42,7 @@ from ingest.pipeline.row_limits import VEHICLE_ROW_LIMITS
 from ingest.pipeline.wrong_kind import WRONG_TOPIC
 from tests.kinds_traffic import charger_realtime, pack_code, pack_realtime
 from tests.unit.kafka_records import TP, Rec
+from tests.unit.test_battery_golden import SENTINELS_2025
 
 pytestmark = pytest.mark.unit
 
@@ -368,6 +369,17 @@ def test_a_charger_or_pack_frame_on_the_vehicle_topic_is_wrong_topic() -> None:
     assert [r for r, _ in dead] == [WRONG_TOPIC] * 4
     assert [b"kafka.topic_charger" in d for _, d in dead] == [True, True, False, False]
     assert len(frames) == 2
+
+
+def test_a_pack_frame_with_a_vendor_block_on_the_vehicle_topic_is_wrong_topic() -> None:
+    # The pack decoder stops at the vendor block too, but only after the pack's state and
+    # probes; the vehicle decoder reads no block of it. Before, this was stored as a vehicle
+    # with every value NULL, and the pack's own data was lost without a dead letter.
+    decoded = decode_vehicle_batch([SENTINELS_2025], [NOW])[0]
+    assert isinstance(decoded, FrameRows) and decoded.partial and decoded.tail_offset == 30
+    frames, dead = run(rec(SENTINELS_2025, 0))
+    assert frames == [] and [r for r, _ in dead] == [WRONG_TOPIC]
+    assert b"kafka.topic_battery" in dead[0][1]
 
 
 def test_partial_vehicle_frames_of_the_public_vectors_stay_vehicle_frames() -> None:
