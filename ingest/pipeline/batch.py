@@ -31,7 +31,7 @@ from ingest.pipeline.decoding import (
     WithHeaders,
     decode_records,
 )
-from ingest.pipeline.limits import cut_letter
+from ingest.pipeline.limits import cut_letter, without_bulk
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
@@ -297,14 +297,23 @@ class BatchBuilder:
         return out
 
     def _refuse(self, rec: Record, topic: str) -> None:
-        """Dead-letter a record refused before decoding (``_decode`` gave it no result)."""
+        """Dead-letter a record refused before decoding (``_decode`` gave it no result); its
+        letter leaves out a key or headers over their limits, as a decoded record's would."""
         value = rec.value
-        if not value:
-            self._dead(rec, wire.EMPTY_VALUE, "record has no value (one raw frame)")
-        elif len(value) > self._max_value:
-            self._too_large(rec, value)
+        if value and len(value) > self._max_value:
+            reason = wire.TOO_LARGE
+            detail = (
+                f"record value of {len(value)} bytes is over kafka.max_record_bytes "
+                f"({self._max_value}); kept: the first bytes, the size and the SHA-256"
+            )
+            letter = wire.too_large_letter_of(rec, value, detail=detail, stage=_STAGE_DECODE)
         else:
-            self._dead(rec, wire.NO_DECODER, f"no decoder for topic {topic}")
+            if not value:
+                reason, detail = wire.EMPTY_VALUE, "record has no value (one raw frame)"
+            else:
+                reason, detail = wire.NO_DECODER, f"no decoder for topic {topic}"
+            letter = wire.letter_of(rec, reason=reason, detail=detail, stage=_STAGE_DECODE)
+        self._dead(rec, reason, detail, letter=without_bulk(letter, rec))
 
     def _decode(
         self, entry: TopicDecoder | None, records: Sequence[Record], receipts: list[int]
@@ -335,14 +344,6 @@ class BatchBuilder:
         ]
         detail = window.describe(ts, received, now_ms)
         self._dead(rec, wire.TIME_OUT_OF_WINDOW, detail, more=more)
-
-    def _too_large(self, rec: Record, value: bytes) -> None:
-        detail = (
-            f"record value of {len(value)} bytes is over kafka.max_record_bytes "
-            f"({self._max_value}); kept: the first bytes, the size and the SHA-256"
-        )
-        letter = wire.too_large_letter_of(rec, value, detail=detail, stage=_STAGE_DECODE)
-        self._dead(rec, wire.TOO_LARGE, detail, letter=letter)
 
     def _dead(
         self,

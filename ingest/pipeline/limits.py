@@ -49,6 +49,7 @@ __all__ = [
     "cut_letter",
     "limit_rows",
     "refuse_record",
+    "without_bulk",
 ]
 
 R = TypeVar("R")
@@ -82,18 +83,9 @@ def cut_letter(rec: Record, error: FrameError) -> DeadLetter | None:
     error: its letter is the whole original record (docs/kafka.md)."""
     if not isinstance(error, BulkyRecord):
         return None
-    headers = rec.headers or ()
-    size = sum(len(k) + (len(v) if v is not None else 0) for k, v in headers)
-    received = wire.header(headers, wire.RECEIVED_AT)
-    kept = [(wire.RECEIVED_AT, received)] if received is not None and len(received) <= 20 else []
-    key = rec.key
-    more = [
-        (ORIGINAL_KEY_SIZE, str(len(key) if key is not None else -1).encode()),
-        (ORIGINAL_HEADER_COUNT, str(len(headers)).encode()),
-        (ORIGINAL_HEADER_BYTES, str(size).encode()),
-    ]
+    key, kept, more = _cut(rec)
     return wire.dead_letter(
-        key=key[:_KEY_KEPT] if key is not None else None,
+        key=key,
         value=rec.value,
         headers=kept,
         reason=error.reason,
@@ -105,6 +97,34 @@ def cut_letter(rec: Record, error: FrameError) -> DeadLetter | None:
         timestamp_ms=rec.timestamp,
         more=more,
     )
+
+
+def _cut(rec: Record) -> tuple[bytes | None, wire.Headers, wire.Headers]:
+    """What a letter keeps of ``rec``'s key and headers when they broke a limit: the key's
+    first bytes, a plain ``received_at``; and the ``original.*`` headers saying what was cut."""
+    headers = rec.headers or ()
+    size = sum(len(k) + (len(v) if v is not None else 0) for k, v in headers)
+    received = wire.header(headers, wire.RECEIVED_AT)
+    kept = [(wire.RECEIVED_AT, received)] if received is not None and len(received) <= 20 else []
+    key = rec.key
+    more = [
+        (ORIGINAL_KEY_SIZE, str(len(key) if key is not None else -1).encode()),
+        (ORIGINAL_HEADER_COUNT, str(len(headers)).encode()),
+        (ORIGINAL_HEADER_BYTES, str(size).encode()),
+    ]
+    return (key[:_KEY_KEPT] if key is not None else None), kept, more
+
+
+def without_bulk(letter: DeadLetter, rec: Record) -> DeadLetter:
+    """``letter`` (``wire.letter_of(rec, ...)``'s form: the record's headers first) without a
+    key or headers of ``rec`` that break a limit, as ``cut_letter`` leaves them out: for the
+    records refused before their key and headers are judged (empty, too large, no decoder),
+    whose letters would otherwise repeat up to a megabyte of them."""
+    if refuse_record(rec) is None:
+        return letter
+    key, kept, more = _cut(rec)
+    own = letter.headers[len(rec.headers or ()) :]
+    return DeadLetter(key, letter.value, [*kept, *own, *more])
 
 
 def refuse_record(rec: Record) -> BulkyRecord | None:

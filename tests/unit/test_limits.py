@@ -416,6 +416,28 @@ def test_the_dead_letter_of_a_bulky_record_does_not_repeat_its_bulk() -> None:
     assert sum(len(k) + len(v) for k, v in over_headers.headers) < 2000
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"), [(b"", wire.EMPTY_VALUE), (b"\x00" * 2000, wire.TOO_LARGE)]
+)
+def test_a_record_refused_before_decoding_does_not_repeat_its_bulk_either(
+    value: bytes, reason: str
+) -> None:
+    # Empty or too large: refused before the key and headers are judged; with a 100 KB key
+    # and 1 MB of headers its letter used to carry them all, a megabyte per letter.
+    headers = [(wire.RECEIVED_AT, b"1761962400000")] + [(f"h{i}", b"x" * 30_000) for i in range(30)]
+    builder = BatchBuilder({VEHICLE.topic: DECODERS["vehicle"]}, max_value_bytes=1000)
+    builder.add(VEHICLE, [rec(value, 0, key=b"K" * 100_000, headers=headers)], 0)
+    (letter,) = builder.take().dead
+    assert wire.header(letter.headers, wire.ERROR_REASON) == reason.encode()
+    assert letter.key == b"K" * 256
+    assert wire.header(letter.headers, ORIGINAL_KEY_SIZE) == b"100000"
+    assert wire.header(letter.headers, ORIGINAL_HEADER_COUNT) == b"31"
+    assert wire.header(letter.headers, wire.RECEIVED_AT) == b"1761962400000"
+    assert sum(len(k) + len(v) for k, v in letter.headers) < 2000
+    if reason == wire.TOO_LARGE:  # what the too-large letter keeps of the value, as before
+        assert wire.header(letter.headers, wire.ORIGINAL_SIZE) == b"2000"
+
+
 def test_other_dead_letters_stay_the_whole_record() -> None:
     headers = [("gateway", b"gw-1"), ("peer", b"10.0.0.1:5555")]
     builder = BatchBuilder({VEHICLE.topic: DECODERS["vehicle"]})
