@@ -181,35 +181,40 @@ class Dispatcher:
         queue, lanes, hashes = self._queue, self._lanes, self._hashes
         partitions: dict[str, list[int]] = {}  # per topic, read once per pass from metadata
         started: list[tuple[tuple[str, int], _Lane]] = []
-        while queue:
-            item = queue[0]
-            topic, key = item.topic, item.key
-            ids = partitions.get(topic)
-            if ids is None:
-                ids = partitions[topic] = sorted(await self._producer.partitions_for(topic))
-            if key is None:
-                # No key (a dead letter without identity): spread, as aiokafka does at random.
-                part = ids[self._spread % len(ids)]
-                self._spread += 1
-            else:
-                h = hashes.get(key)
-                if h is None:
-                    if len(hashes) >= _HASH_CACHE:
-                        hashes.clear()
-                    h = hashes[key] = murmur2(key) & 0x7FFFFFFF
-                part = ids[h % len(ids)]
-            queue.popleft()
-            lane = lanes.get((topic, part))
-            if lane is None:
-                lane = lanes[topic, part] = _Lane()
-            lane.items.append(item)
-            if not lane.busy:
-                lane.busy = True
-                started.append(((topic, part), lane))
-        for tp, lane in started:
-            task = asyncio.get_running_loop().create_task(self._send_lane(tp, lane))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        try:
+            while queue:
+                item = queue[0]
+                topic, key = item.topic, item.key
+                ids = partitions.get(topic)
+                if ids is None:
+                    ids = partitions[topic] = sorted(await self._producer.partitions_for(topic))
+                if key is None:
+                    # No key (a dead letter without identity): spread, as aiokafka does at random.
+                    part = ids[self._spread % len(ids)]
+                    self._spread += 1
+                else:
+                    h = hashes.get(key)
+                    if h is None:
+                        if len(hashes) >= _HASH_CACHE:
+                            hashes.clear()
+                        h = hashes[key] = murmur2(key) & 0x7FFFFFFF
+                    part = ids[h % len(ids)]
+                queue.popleft()
+                lane = lanes.get((topic, part))
+                if lane is None:
+                    lane = lanes[topic, part] = _Lane()
+                lane.items.append(item)
+                if not lane.busy:
+                    lane.busy = True
+                    started.append(((topic, part), lane))
+        finally:
+            # Also when a later frame's topic has no metadata (Kafka away, a topic missing):
+            # a lane marked busy above sends only by its task; without one, its frames (and
+            # the in-flight budget they hold) stayed stuck for good, every socket paused.
+            for tp, lane in started:
+                task = asyncio.get_running_loop().create_task(self._send_lane(tp, lane))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _send_lane(self, tp: tuple[str, int], lane: _Lane) -> None:
         """Batch and submit the lane's frames until it is empty."""

@@ -149,3 +149,38 @@ async def test_a_frame_the_broker_refuses_fails_alone_and_the_rest_are_acknowled
     assert reports == [None] * 59
     records = await ps.read_topic(kafka_bootstrap, topic, expect=59)
     assert [r.value for r in sorted(records, key=lambda r: r.offset)] == values[:30] + values[31:]
+
+
+async def test_a_topic_without_metadata_does_not_strand_the_frames_routed_before_it(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    # In one routing pass: a frame for a topic that exists, then one for a topic Kafka has no
+    # metadata of yet (created only later here; in the field, Kafka away when the first dead
+    # letter or the first charger frame comes). The first frame's lane was marked busy but its
+    # sender never started: that frame, and every later one of its partition, waited for good.
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic, late_topic = unique_topic(1, "gwprod"), unique_name("gwlate")
+    key = b"LNEVPROD000000999"
+    async with dispatching(kafka_bootstrap, request_timeout_ms=1000) as (dispatcher, _):
+        first = submit_all(dispatcher, topic, [(key, b"before")])
+        waiting = submit_all(dispatcher, late_topic, [(key, b"no metadata yet")])
+        await ps.until(
+            lambda: _done(first), timeout_s=DRAIN_TIMEOUT_S, what="the first frame acknowledged"
+        )
+        assert waiting == ["unreported"]  # its topic is not there: it waits, at the head
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(late_topic, 1, 1)])
+        finally:
+            await admin.close()
+        later = submit_all(dispatcher, topic, [(key, b"after")])
+        await asyncio.wait_for(dispatcher.drained(), DRAIN_TIMEOUT_S)
+    assert (first, waiting, later) == ([None], [None], [None])
+    records = await ps.read_topic(kafka_bootstrap, topic, expect=2)
+    assert [r.value for r in sorted(records, key=lambda r: r.offset)] == [b"before", b"after"]
+
+
+async def _done(reports: list[BaseException | str | None]) -> bool:
+    return "unreported" not in reports
