@@ -80,6 +80,13 @@ class TcecSettings(Section):
         minimum=1,
         maximum=1_000_000,
     )
+    read_timeout_s: float = setting(
+        10.0,
+        "Longest wait for a request's body once its headers came; then the answer is Ret 4003. "
+        "A client that sends its body slowly, or never, holds a request slot only that long.",
+        minimum=0.1,
+        maximum=MAX_TIMEOUT_S,
+    )
     produce_timeout_s: float = setting(
         10.0,
         "Longest wait for Kafka to acknowledge a push; then the answer is Ret -1 (busy).",

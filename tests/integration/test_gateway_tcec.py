@@ -4,6 +4,7 @@ pipeline's own adapter; every refused one leaves the topic's end offsets where t
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from ingest.gateway.tcec import TcecParams, TcecServer, start_tcec
 from ingest.gateway.tcec.envelope import OperatorSecrets, decrypt, request, sign
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
-from tests.integration.pipeline_support import end_offsets, read_topic
+from tests.integration.pipeline_support import end_offsets, read_topic, until
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +264,95 @@ async def test_a_body_over_the_limit_is_4003(rig: Rig) -> None:
     ret, msg, _ = await rig.post("notification_stationStatus", big, token)
     assert ret == 4003 and "over 262144 bytes" in msg
     assert await rig.produced() == 0
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["a.\u00b2.b", "MA01H3BQ2." + "9" * 5000 + ".AAAA", "..", "MA01H3BQ2.-5.AAAA"],
+)
+async def test_a_malformed_token_is_4002_not_a_500(rig: Rig, token: str) -> None:
+    # "²" is a digit to str.isdigit but not to int(), and int() refuses 5,000 digits: both
+    # were a 500 and a logged traceback ("a bug"), open to anyone.
+    interface = "notification_stationStatus"
+    ret, msg, _ = await rig.post(interface, rig.body(PUSHES[interface]), token)
+    assert (ret, msg) == (4002, "not a token of this platform: call query_token")
+    assert rig.answered(interface, 500) == 0
+
+
+async def test_an_unhashable_connector_id_the_interface_does_not_read_is_no_500(
+    rig: Rig,
+) -> None:
+    # stationInfo does not read ConnectorStatusInfo, but the record key looked at it.
+    push = dict(PUSHES["notification_stationInfo"], ConnectorStatusInfo=[{"ConnectorID": ["x"]}])
+    ret, _, _ = await rig.post("notification_stationInfo", rig.body(push), await rig.token())
+    assert ret == 0
+    (record,) = await read_topic(rig.kafka, rig.topic, expect=1)
+    assert record.key == b"MA01H3BQ2"
+
+
+async def _headers_only(port: int, interface: str, token: str | None = None) -> socket.socket:
+    """A client that sends a request's headers, announces a body and never sends it."""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    sock = socket.create_connection(("127.0.0.1", port))
+    head = f"POST /evcs/v1.0/{interface} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000\r\n\r\n"
+    sock.sendall(head.encode())
+    return sock
+
+
+async def test_clients_that_never_send_their_body_do_not_shut_the_operators_out(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # 8 request slots. Strangers send headers and then nothing: tokenless pushes are answered
+    # 4002 before their body is read, token requests get one slot of their own, and a body
+    # that does not come within read_timeout_s frees its slot. Before, 8 such sockets got
+    # every operator Ret -1 for as long as they stayed open.
+    topic = unique_topic(partitions=1)
+    producer, server, registry, clock = await start_rig(
+        kafka_bootstrap, topic, max_in_flight=8, read_timeout_s=1.0
+    )
+    socks: list[socket.socket] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            rig = Rig(server, session, kafka_bootstrap, topic, clock, registry)
+            token = await rig.token()
+            for _ in range(8):
+                socks.append(await _headers_only(server.port, "notification_stationStatus"))
+                socks.append(await _headers_only(server.port, "query_token"))
+            # Every stranger handled (in a slot, or answered) before the operator's push.
+            await until(
+                lambda: _seen(registry, len(socks)), timeout_s=30, what="the strangers handled"
+            )
+            interface = "notification_stationStatus"
+            ret, _, _ = await rig.post(interface, rig.body(PUSHES[interface]), token)
+            assert ret == 0, "an operator's push went through"
+            # The token slot is held until its body times out; then a token is issued again.
+            await until(
+                lambda: _token_issued(rig), timeout_s=30, what="a token issued after the timeout"
+            )
+    finally:
+        for sock in socks:
+            sock.close()
+        await server.close()
+        await producer.stop()
+    assert registry.get_sample_value(
+        "nev_gateway_tcec_requests_total", {"interface": "query_token", "ret": "4003"}
+    ), "a body that never came was answered 4003 once its time was up"
+
+
+async def _seen(registry: CollectorRegistry, n: int) -> bool:
+    """Whether ``n`` requests besides the first token request are in a slot or answered."""
+    answered = sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "nev_gateway_tcec_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+    in_flight = registry.get_sample_value("nev_gateway_tcec_in_flight") or 0.0
+    return answered - 1 + in_flight >= n
+
+
+async def _token_issued(rig: Rig) -> bool:
+    secret = {"OperatorID": OP.operator_id, "OperatorSecret": OP.operator_secret}
+    ret, _, data = await rig.post("query_token", rig.body(secret))
+    return ret == 0 and data is not None and data["SuccStat"] == 0

@@ -1,11 +1,13 @@
 """The T/CEC 102 HTTP receiver: aiohttp routes, token issue, checks, produce, answer.
 
 Each request runs the same checks in the same order, each with the standard's Ret
-(docs/gateway.md, "T/CEC 102 receiver"): the envelope's five fields (4003), the bearer token
-of notification_* (4002), the operator (4003), Sig (4001), TimeStamp within the clock skew
-(4003), Data decrypted to a JSON object (4003), (TimeStamp, Seq) not seen before (4003), the
-business JSON as the pipeline's decoder reads it (4004); then the push is produced with
-acks=all and answered 0 only once Kafka acknowledged it, else -1 (busy) after a bounded wait.
+(docs/gateway.md, "T/CEC 102 receiver"): the bearer token of notification_* (4002, from its
+header, before the body is read), the envelope's five fields (4003, the body read within
+``read_timeout_s``), the token's OperatorID (4002), the operator (4003), Sig (4001),
+TimeStamp within the clock skew (4003), Data decrypted to a JSON object (4003), (TimeStamp,
+Seq) not seen before (4003), the business JSON as the pipeline's decoder reads it (4004);
+then the push is produced with acks=all and answered 0 only once Kafka acknowledged it, else
+-1 (busy) after a bounded wait.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
 from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
@@ -54,6 +57,9 @@ NOTIFICATIONS: Final = frozenset(
     }
 )
 _BEARER: Final = "Bearer "
+# query_token requests handled at once, at most an eighth of max_in_flight: anyone may send
+# them, and an operator needs one per token lifetime (tcec.token_lifetime_s).
+_TOKEN_REQUESTS: Final = 32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +77,7 @@ class TcecParams:
     replay_window: int = 10_000
     max_body_bytes: int = 262_144
     max_in_flight: int = 1024
+    read_timeout_s: float = 10.0
     produce_timeout_s: float = 10.0
     gateway_id: str = ""
     clock: Callable[[], float] = time.time  # wall clock, epoch s (tests move it)
@@ -86,33 +93,54 @@ class _Receiver:
         self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
         self._limiter = RateLimiter(10.0)
         self._in_flight = 0
+        self._token_requests = 0  # query_token requests among them
 
     async def handle(self, request: web.Request) -> web.Response:
         interface = request.match_info["interface"]
         if interface != QUERY_TOKEN and interface not in NOTIFICATIONS:
             raise web.HTTPNotFound(text=f"no T/CEC 102 interface {interface!r} here\n")
+        holder: str | None = None
+        if interface != QUERY_TOKEN:
+            # The token first, from its header alone: a client without one is answered before
+            # its body is read, so it cannot hold a slot of the operators' pushes.
+            holder, why = self._token_holder(request)
+            if why is not None:
+                self._m.requests.labels(interface, str(int(Ret.BAD_TOKEN))).inc()
+                self._log(interface, Ret.BAD_TOKEN, why, request.remote)
+                return _json(answer(None, Ret.BAD_TOKEN, why, None))
+        elif self._token_requests >= max(1, min(_TOKEN_REQUESTS, self._p.max_in_flight // 8)):
+            # query_token is open to anyone: its requests get a few slots of their own (an
+            # operator asks once per token lifetime), never the pushes' slots.
+            return self._busy(interface, request, "too many token requests in flight")
         if self._in_flight >= self._p.max_in_flight:
             # Kafka is slow and requests pile up: refuse before reading the body, so memory
             # stays bounded; the operator retries later, as -1 asks.
-            self._m.requests.labels(interface, str(int(Ret.BUSY))).inc()
-            self._log(interface, Ret.BUSY, "too many requests in flight", request.remote)
-            return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
+            return self._busy(interface, request, "too many requests in flight")
         self._in_flight += 1
+        self._token_requests += interface == QUERY_TOKEN
         self._m.in_flight.inc()
         try:
-            return await self._handle(interface, request)
+            return await self._handle(interface, request, holder)
         finally:
             self._in_flight -= 1
+            self._token_requests -= interface == QUERY_TOKEN
             self._m.in_flight.dec()
 
-    async def _handle(self, interface: str, request: web.Request) -> web.Response:
+    def _busy(self, interface: str, request: web.Request, why: str) -> web.Response:
+        self._m.requests.labels(interface, str(int(Ret.BUSY))).inc()
+        self._log(interface, Ret.BUSY, why, request.remote)
+        return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
+
+    async def _handle(
+        self, interface: str, request: web.Request, holder: str | None
+    ) -> web.Response:
         received_ms = int(self._p.clock() * 1000)
         secrets: OperatorSecrets | None = None
         data: dict[str, Any] | None = None
         try:
             env = parse_envelope(await self._read(request))
-            if interface != QUERY_TOKEN:
-                self._check_token(request, env.operator_id)
+            if holder is not None and holder != env.operator_id:
+                raise EnvelopeError(Ret.BAD_TOKEN, "token belongs to another OperatorID")
             secrets = self._p.operators.get(env.operator_id)
             if secrets is None:
                 raise EnvelopeError(
@@ -143,26 +171,43 @@ class _Receiver:
             ret, msg, data = exc.ret, str(exc), None
             self._log(interface, ret, msg, request.remote)
         except Exception:
-            log.exception("T/CEC 102 %s: unexpected error (a bug); answered Ret 500", interface)
+            # Rate-limited like the refusals: whatever input reaches this, anyone may repeat it.
+            held = self._limiter.allow(f"500:{interface}")
+            if held is not None:
+                log.exception(
+                    "T/CEC 102 %s: unexpected error (a bug); answered Ret 500 (suppressed %d)",
+                    interface,
+                    held,
+                )
             ret, msg, data = Ret.SYSTEM_ERROR, "system error", None
         self._m.requests.labels(interface, str(int(ret))).inc()
         return _json(answer(secrets, ret, msg, data))
 
     async def _read(self, request: web.Request) -> bytes:
+        """The body, within ``read_timeout_s``: a client that sends headers and then its body
+        slowly, or never, holds a slot only that long."""
         try:
-            return await request.read()
+            async with asyncio.timeout(self._p.read_timeout_s):
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise EnvelopeError(
                 Ret.BAD_PARAMETER, f"the body is over {self._p.max_body_bytes} bytes"
             ) from None
+        except TimeoutError:
+            raise EnvelopeError(
+                Ret.BAD_PARAMETER,
+                f"the body did not arrive within {self._p.read_timeout_s:g} s",
+            ) from None
+        except (ConnectionError, HttpProcessingError) as exc:
+            # The client went away mid-body (a reset, a short body): nobody reads the answer.
+            raise EnvelopeError(Ret.BAD_PARAMETER, f"the body was cut off ({exc!r})") from None
 
-    def _check_token(self, request: web.Request, operator_id: str) -> None:
+    def _token_holder(self, request: web.Request) -> tuple[str | None, str | None]:
+        """(the OperatorID of the request's valid bearer token, None), else (None, why)."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith(_BEARER):
-            raise EnvelopeError(Ret.BAD_TOKEN, "Authorization: Bearer <token> is required")
-        why = self._tokens.check(auth[len(_BEARER) :].strip(), operator_id, self._p.clock())
-        if why is not None:
-            raise EnvelopeError(Ret.BAD_TOKEN, why)
+            return None, "Authorization: Bearer <token> is required"
+        return self._tokens.holder(auth[len(_BEARER) :].strip(), self._p.clock())
 
     def _check_time(self, env: Envelope) -> None:
         try:
@@ -275,7 +320,10 @@ def kafka_key(operator_id: str, doc: Mapping[str, Any]) -> bytes:
     if cid is None:
         info = doc.get("ConnectorStatusInfo")
         items = info if isinstance(info, list) else [info]
-        ids = {i.get("ConnectorID") for i in items if isinstance(i, dict)}
+        # Strings only: a list there (a push this interface does not decode) is unhashable.
+        ids = {
+            c for i in items if isinstance(i, dict) and isinstance(c := i.get("ConnectorID"), str)
+        }
         cid = ids.pop() if len(ids) == 1 else None
     if isinstance(cid, str) and cid:
         return f"{operator_id}:{cid}".encode()

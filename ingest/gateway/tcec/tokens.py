@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections import OrderedDict
 from typing import Final
@@ -19,6 +20,7 @@ from typing import Final
 __all__ = ["ReplayWindow", "TokenIssuer"]
 
 _MAC_SIZE: Final = 16  # 128 bits of the HMAC: plenty against forgery, shorter headers
+_EXPIRY: Final = re.compile(r"[0-9]{1,12}")
 
 
 class TokenIssuer:
@@ -38,20 +40,28 @@ class TokenIssuer:
         expiry = int(now_s) + self.lifetime_s
         return f"{operator_id}.{expiry}.{self._mac(operator_id, expiry)}", self.lifetime_s
 
-    def check(self, token: str, operator_id: str, now_s: float) -> str | None:
-        """None when ``token`` is this operator's and not expired, else why not."""
+    def holder(self, token: str, now_s: float) -> tuple[str | None, str | None]:
+        """(the OperatorID ``token`` was issued to, None) when it is valid and not expired,
+        else (None, why not): judged from the token alone, before a request's body is read."""
         parts = token.split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
-            return "not a token of this platform: call query_token"
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and no more of them
+        # than an epoch second has: int() of thousands of digits is slow, or refused.
+        if len(parts) != 3 or not _EXPIRY.fullmatch(parts[1]):
+            return None, "not a token of this platform: call query_token"
         op, expiry_text, mac = parts
         expiry = int(expiry_text)
         if not hmac.compare_digest(mac.encode(), self._mac(op, expiry).encode()):
-            return "token not issued by this platform: call query_token"
-        if op != operator_id:
-            return "token belongs to another OperatorID"
+            return None, "token not issued by this platform: call query_token"
         if now_s >= expiry:
-            return "token expired: call query_token"
-        return None
+            return None, "token expired: call query_token"
+        return op, None
+
+    def check(self, token: str, operator_id: str, now_s: float) -> str | None:
+        """None when ``token`` is this operator's and not expired, else why not."""
+        op, why = self.holder(token, now_s)
+        if why is None and op != operator_id:
+            return "token belongs to another OperatorID"
+        return why
 
 
 class ReplayWindow:
