@@ -286,15 +286,18 @@ class Connection(asyncio.Protocol):
             if d.command in _LOGIN_COMMANDS:
                 m.logins.labels(self.kind, d.command, "failed").inc()
             self._send(frame, d, d.flag)
-            if d.reason != "not_logged_in":
+            # Only a logged-in session's refusals: the unknown-command, size and identity
+            # checks come before the login check, and a stranger's frames must not fill a
+            # topic whatever they are refused for (a refused login is counted and logged).
+            if self.session.logged_in:
                 self._dead_letter(frame, d, read_at, headers[0][1])
         return d.command
 
     def _dead_letter(self, frame: bytes, d: Decision, read_at: float, received_at: bytes) -> None:
         """A refused frame goes to the dead-letter topic with its reason (docs/kafka.md), as
-        the pipeline's dead letters do: counted, never silently lost. Not for ``not_logged_in``:
-        its sender is told to log in and send again, and an unauthenticated stranger's bytes
-        must not fill a topic."""
+        the pipeline's dead letters do: counted, never silently lost. Only for a logged-in
+        session: a sender not logged in is told so (or that its login is refused), and an
+        unauthenticated stranger's bytes must not fill a topic."""
         ident = frame[4:21].rstrip(b"\0 ")
         headers = [
             ("received_at", received_at),

@@ -48,12 +48,12 @@ async def test_charger_and_battery_listeners(
         pile_login, _ = kf.charger_login(TS, kf.connector(1))
         # an OperatorID in lower case breaks the charger identity rule
         bad = reseal(pile_login[:4] + kf.CHARGER.lower().encode() + pile_login[21:])
-        writer.write(bad)
-        assert await read_answer(reader) == reply(bad, 0x02)
         realtime, _ = kf.charger_realtime(TS, kf.connector(1))
         writer.write(pile_login + realtime + frame(2016, 0x07, kf.CHARGER, b""))
         assert await read_answer(reader) == reply(pile_login, 0x01)
         assert await read_answer(reader) == reply(frame(2016, 0x07, kf.CHARGER, b""), 0x01, b"")
+        writer.write(bad)  # logged in: refused, and a dead letter
+        assert await read_answer(reader) == reply(bad, 0x02)
 
         pack_reader, pack_writer = await connect(gw.ports["battery"])
         logins = [kf.pack_login(TS, code)[0] for code in (kf.PACK, PACK2)]

@@ -196,6 +196,38 @@ async def test_split_glued_garbage_and_oversized_input(
         await close(writer)
 
 
+async def test_a_stranger_refused_before_it_logs_in_fills_no_topic(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # The unknown-command, size and identity checks come before the login check: a
+    # connection that never logged in had each such frame produced to the dead-letter topic.
+    topic, dlq = unique_topic(1, "gw"), unique_topic(1, "dlq")
+    settings = settings_for(kafka_bootstrap, topic, dlq, max_frame_bytes=200)
+    async with running(settings) as gw:
+        reader, writer = await connect(gw.ports["vehicle"])
+        big = frame(2016, 0x02, VIN, T + b"\xc0" + (300).to_bytes(2, "big") + bytes(300))
+        unknown = frame(2016, 0x00, VIN, T)
+        bad_vin = login("lnevgate000000001")
+        writer.write(big + unknown + bad_vin)  # an unknown command gets no answer
+        assert await read_answer(reader) == reply(big, 0x02)
+        assert await read_answer(reader) == reply(bad_vin, 0x02)
+        reasons = ("frame_too_large", "unknown_command", "bad_identity")
+        counted = [
+            sample(gw, "nev_gateway_refused_total", kind="vehicle", reason=r) for r in reasons
+        ]
+        assert counted == [1, 1, 1]
+        # logged in, the same oversized frame is a dead letter (it is the only one)
+        first = login(VIN)
+        writer.write(first)
+        assert await read_answer(reader) == reply(first, 0x01)
+        writer.write(big)
+        assert await read_answer(reader) == reply(big, 0x02)
+        (letter,) = await ps.read_topic(kafka_bootstrap, dlq, expect=1)
+        assert letter.value == big
+        await close(writer)
+    assert sum((await ps.end_offsets(kafka_bootstrap, dlq)).values()) == 1
+
+
 async def test_login_timeout_and_max_connections(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
