@@ -72,6 +72,7 @@ class Connection(asyncio.Protocol):
         "_bytes",
         "_frames",
         "_headers",
+        "bound",
         "closed",
         "connected_at",
         "eof",
@@ -109,6 +110,7 @@ class Connection(asyncio.Protocol):
         self.eof = False  # the peer half-closed: close once in_flight is answered
         self.paused: set[str] = set()
         self.held: list[bytes] = []  # frames read behind a platform login being checked
+        self.bound = ""  # the identity the gateway bound to this connection (Host.bind)
         self._headers: list[tuple[str, bytes]] = []
         self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), 0.0)
         self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, 0.0)

@@ -248,15 +248,23 @@ class Gateway:
     def bind(self, conn: Connection, identity: str) -> None:
         """A device logged in on ``conn``: an older connection of the same identity is closed
         (Annex B: "a new connection with the same identity replaces the old one")."""
+        # One binding per connection: a connection that logs in again under another identity
+        # gives up the first (kept, it held the closed connection for ever and let a later
+        # login of that identity close this one as "replaced").
+        self._unbind(conn)
         old = self._bound.get((conn.kind, identity))
         self._bound[(conn.kind, identity)] = conn
+        conn.bound = identity
         if old is not None and old is not conn:
             old.close("replaced", f"{identity} logged in again from {conn.peer}")
 
-    def forget(self, conn: Connection) -> None:
-        ident = conn.session.vin
+    def _unbind(self, conn: Connection) -> None:
+        ident, conn.bound = conn.bound, ""
         if ident and self._bound.get((conn.kind, ident)) is conn:
             del self._bound[(conn.kind, ident)]
+
+    def forget(self, conn: Connection) -> None:
+        self._unbind(conn)
         if conn in self.connections:
             self.connections.discard(conn)
             self._paused.discard(conn)

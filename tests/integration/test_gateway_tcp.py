@@ -326,6 +326,30 @@ async def test_a_new_login_replaces_the_old_connection(
         await close(old_writer, writer)
 
 
+async def test_a_connection_that_logs_in_again_as_another_gives_up_the_first_identity(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # Before, the first identity stayed bound to the connection: a later login of it on
+    # another connection closed this one as "replaced", and the binding outlived the close.
+    other = "LNEVGATE000000002"
+    async with running(settings_for(kafka_bootstrap, unique_topic(1, "gw"))) as gw:
+        moved_reader, moved_writer = await connect(gw.ports["vehicle"])
+        for vin in (VIN, other):
+            moved_writer.write(login(vin))
+            assert await read_answer(moved_reader) == reply(login(vin), 0x01)
+        reader, writer = await connect(gw.ports["vehicle"])
+        writer.write(login(VIN, seq=2))
+        assert await read_answer(reader) == reply(login(VIN, seq=2), 0x01)
+        hb = frame(2016, 0x07, other, b"")
+        moved_writer.write(hb)  # still open: it is the other identity's connection now
+        assert await read_answer(moved_reader) == reply(hb, 0x01, b"")
+        assert sample(gw, "nev_gateway_connections_closed_total", kind="vehicle",
+                      why="replaced") == 0  # fmt: skip
+        await close(moved_writer, writer)
+        await ps.until(lambda: _open(gw, 0), timeout_s=10, what="both connections gone")
+        assert gw._bound == {}  # nothing left behind by closed connections
+
+
 async def test_half_close_gets_the_answers_of_what_was_sent(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
