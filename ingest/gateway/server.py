@@ -46,6 +46,11 @@ KAFKA_STALL_S: Final = 5.0
 _MAX_BATCH_BYTES: Final = 512 * 1024
 
 
+# Pauses that are not the peer's doing: Kafka is behind (the in-flight budget), or its
+# platform login is being checked.
+_NOT_ITS_DOING: Final = frozenset({"budget", "login"})
+
+
 class ExtraServer(Protocol):
     """A server started and stopped beside the TCP listeners (the T/CEC 102 receiver)."""
 
@@ -324,8 +329,10 @@ class Gateway:
                 self.metrics.backpressure.inc(now - self._pressure_since)
                 self._pressure_since = now
             for conn in list(self.connections):
-                if conn.closed or conn.paused:
-                    continue  # a paused connection is not idle by its own doing
+                if conn.closed or not conn.paused.isdisjoint(_NOT_ITS_DOING):
+                    continue  # not read because of Kafka or its own login check: not idle
+                # Paused by its own doing (over its rate, not reading its answers) it is still
+                # timed: a stranger kept rate-paused by its bursts stayed connected unlogged.
                 if not conn.session.logged_in and now - conn.connected_at > cfg.login_timeout_s:
                     conn.close("login_timeout", f"no login within {cfg.login_timeout_s:g}s")
                 elif now - conn.last_rx > cfg.idle_timeout_s:

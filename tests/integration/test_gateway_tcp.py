@@ -5,6 +5,7 @@ garbage and oversized input, record keys and headers, limits, TLS, graceful stop
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections import Counter
 from collections.abc import Callable
@@ -248,6 +249,26 @@ async def test_login_timeout_and_max_connections(
             sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="max_connections") == 1
         )
         await close(writer, writer2)
+
+
+async def test_a_stranger_rate_paused_by_its_own_bursts_still_meets_the_login_timeout(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # 2,000 frames at 10 frames/s: throttled for ~200 s. The sweep skipped every paused
+    # connection, so a connection could stay unlogged as long as it kept itself throttled.
+    settings = settings_for(
+        kafka_bootstrap, unique_topic(1, "gw"), login_timeout_s=0.5, max_frames_per_s=10.0
+    )
+    async with running(settings) as gw:
+        reader, writer = await connect(gw.ports["vehicle"])
+        writer.write(frame(2016, 0x07, VIN, b"") * 2000)
+        await asyncio.wait_for(reader.read(), 30)  # its answers, then the close
+        assert (
+            sample(gw, "nev_gateway_connections_closed_total", kind="vehicle", why="login_timeout")
+            == 1
+        )
+        assert sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="rate_limited") >= 1
+        await close(writer)
 
 
 async def _open(gw: Gateway, n: int) -> bool:
