@@ -10,10 +10,13 @@ failures with it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
 from typing import Final
 
-__all__ = ["PeerLoginGuard"]
+__all__ = ["HostTurns", "PeerLoginGuard"]
 
 # Peers remembered at most (least recently failing dropped first): bounds memory under a
 # spray of source addresses; each entry holds at most `limit` timestamps.
@@ -48,3 +51,37 @@ class PeerLoginGuard:
         self._failures[host] = stamps  # most recent last
         while len(self._failures) > self.max_peers:
             self._failures.popitem(last=False)
+
+
+class HostTurns:
+    """One password check at a time per peer host.
+
+    ``PeerLoginGuard.blocked`` is asked before a check and ``failed`` told after it; checks of
+    one host running at once would all pass the first and only then count, so 60 logins sent
+    together from one address ran 60 scrypt checks against a limit of 10, and pinned the
+    cores. In turn, each check sees the failures of the ones before it. A platform opening many
+    connections at once logs them in one after the other (a check is tens of milliseconds).
+    Memory: one lock per host with a check running or waiting.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, host: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(host, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[host] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[host]
+            if users == 1:
+                del self._locks[host]
+            else:
+                self._locks[host] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)

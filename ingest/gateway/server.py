@@ -29,7 +29,7 @@ from ingest.gateway.accounts import Accounts, hash_password, verify_password
 from ingest.gateway.connection import Connection
 from ingest.gateway.kinds import KINDS, GatewayKind
 from ingest.gateway.limits import Budget, LogGate
-from ingest.gateway.login_guard import PeerLoginGuard
+from ingest.gateway.login_guard import HostTurns, PeerLoginGuard
 from ingest.gateway.metrics import GatewayMetrics
 from ingest.gateway.producer import Dispatcher
 from ingest.wiring import kafka_client_options
@@ -112,6 +112,7 @@ class Gateway:
         self.login_guard = PeerLoginGuard(
             self.config.peer_login_failures, self.config.peer_login_window_s
         )
+        self._login_turns = HostTurns()
         self.log_gate = LogGate(self.config.log_interval_s)
         self.extra_servers = list(extra_servers)
         self._producer = producer
@@ -280,15 +281,17 @@ class Gateway:
 
     async def check_password(self, user: str, password: str, host: str = "") -> bool:
         """The platform account's password check, off the event loop (scrypt is slow by design);
-        refused unchecked while ``host`` is over its failed-login limit (login_guard)."""
-        if self.login_guard.blocked(host, time.monotonic()):
-            return False
-        stored = self.accounts.lookup(user)
-        ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
-        if not (ok and stored is not None):
-            self.login_guard.failed(host, time.monotonic())
-            return False
-        return True
+        refused unchecked while ``host`` is over its failed-login limit (login_guard); one
+        check at a time per host, so that each sees the failures of those before it."""
+        async with self._login_turns.turn(host):
+            if self.login_guard.blocked(host, time.monotonic()):
+                return False
+            stored = self.accounts.lookup(user)
+            ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
+            if not (ok and stored is not None):
+                self.login_guard.failed(host, time.monotonic())
+                return False
+            return True
 
     # -- backpressure ------------------------------------------------------------------------
 

@@ -3,8 +3,15 @@ failures leave the window, other peers are not, and memory stays bounded."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import pytest
 
+from ingest.config import Settings
+from ingest.config.gateway_settings import GatewaySettings
+from ingest.gateway import Gateway, server
 from ingest.gateway.login_guard import PeerLoginGuard
 
 pytestmark = pytest.mark.unit
@@ -35,3 +42,30 @@ def test_memory_is_bounded_by_peers_and_by_the_limit() -> None:
         guard.failed("10.0.1.1", 20.0 + t / 1000)
     assert guard.blocked("10.0.1.1", 21.0)
     assert len(guard._failures["10.0.1.1"]) == 2  # at most `limit` stamps a peer
+
+
+async def test_checks_of_one_host_take_turns_so_each_sees_the_failures_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 60 platform logins sent at once from one address, limit 10: without turns all 60
+    # passed the guard before the first failure was counted, and 60 scrypt checks ran.
+    checks: list[str] = []
+    running = threading.Lock()
+
+    def verify(password: str, stored: str) -> bool:  # scrypt's stand-in, in the thread
+        assert running.acquire(blocking=False), "two checks of one host at once"
+        try:
+            checks.append(password)
+            time.sleep(0.01)
+            return False
+        finally:
+            running.release()
+
+    monkeypatch.setattr(server, "verify_password", verify)
+    gw = Gateway(Settings(gateway=GatewaySettings(peer_login_failures=10)), producer=object())
+    guesses = [gw.check_password("oem", f"guess{i}", "10.0.0.1") for i in range(60)]
+    assert not any(await asyncio.gather(*guesses))
+    assert len(checks) == 10  # the limit, then refused unchecked
+    assert await gw.check_password("oem", "other", "10.0.0.2") is False  # its own count
+    assert len(checks) == 11
+    assert len(gw._login_turns) == 0  # no lock left behind
