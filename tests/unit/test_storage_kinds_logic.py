@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 from devtools.sim.synthetic import frame_rows, vin
+from ingest.pipeline.adapters import decode_charger_batch
 from storage import latest_kinds
 from storage.batch import is_reissue, row_times_ms, rows_by_table
 from storage.binary import COPY_SIGNATURE, COPY_TRAILER
 from storage.latest_kinds import charger_values, merge_newest, several_times
 from storage.tables import CONNECTOR_STATUS, PACK_TELEMETRY, VEHICLES
+from tests.unit.test_charger_golden import LOGIN
 from tests.unit.test_storage_binary import _array
 
 pytestmark = pytest.mark.unit
@@ -57,6 +59,10 @@ def test_a_mixed_batch_goes_to_each_kind_s_tables() -> None:
     assert PACK_TELEMETRY.name not in {t.name for t, _ in tables}  # a heartbeat has no rows
     assert [is_reissue(f) for f in (vehicle, charger, pack)] == [False, True, False]
     assert list(row_times_ms([charger, pack])) == [int(T.timestamp() * 1000)]
+    # a pile's login: only its archive row (raw_frames) is partitioned, at the login's time
+    (login,) = decode_charger_batch([LOGIN], [0])
+    assert isinstance(login, ChargerRows) and login.connectors and not login.statuses
+    assert list(row_times_ms([login])) == [int(login.connectors[0].ts.timestamp() * 1000)]
     with pytest.raises(TypeError, match="not one of the decoded kinds"):
         rows_by_table([object()], [0])  # type: ignore[list-item]
 
