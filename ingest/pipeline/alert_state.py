@@ -348,6 +348,8 @@ class AssignedState:
 
     records: dict[str, list[AlertRecord]] = field(default_factory=dict)  # by entity kind
     unsent: list[tuple[int, outbox.OutboxRow]] = field(default_factory=list)  # (shard, row)
+    # Open alerts of a kind that has no rules any more (no engine): cleared, rule_removed.
+    cleared: list[AlertChange] = field(default_factory=list)
 
     async def read(
         self,
@@ -365,10 +367,23 @@ class AssignedState:
         }
         for topic, numbers in numbers_of.items():
             kind = alert_topics[topic]
-            if kind in engines and numbers:
-                got = await load_open(conn, entity_kind=kind, partitions=numbers, topic=topic)
-                # A row stored before topics were (0053) is this topic's from now on.
-                got = [r if r.topic else replace(r, topic=topic) for r in got]
+            if not numbers:
+                continue
+            got = await load_open(conn, entity_kind=kind, partitions=numbers, topic=topic)
+            # A row stored before topics were (0053) is this topic's from now on.
+            got = [r if r.topic else replace(r, topic=topic) for r in got]
+            if kind in engines:
                 self.records.setdefault(kind, []).extend(got)
+                continue
+            # Every rule of the kind is gone (removed while the service was stopped): no
+            # engine would evaluate or clear these, so they are cleared, as a reload clears
+            # the alerts of the rules it removes.
+            self.cleared.extend(
+                AlertChange(
+                    "cleared", replace(r, cleared_ms=r.last_seen_ms, clear_reason="rule_removed")
+                )
+                for r in got
+                if r.cleared_ms is None
+            )
         keys = sorted((t, p) for t, ps in numbers_of.items() for p in ps)
         self.unsent.extend((shard, row) for row in await outbox.pending(conn, keys))

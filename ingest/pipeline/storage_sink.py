@@ -328,6 +328,7 @@ class StorageSink:
         # become live after the replay rebuilt histories and durations (docs/alerts.md).
         for kind, recs in records.items():
             self._pending.extend(self._engines[kind].restore(recs))
+        self._pending.extend(state.cleared)
         self._assigned.update(mine)
         for shard, row in unsent:
             if (shard, row.id) not in self._acked:

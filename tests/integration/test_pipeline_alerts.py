@@ -127,3 +127,39 @@ async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
     finally:
         await conn.close()
     assert still_open == 0
+
+
+async def test_a_restart_without_any_rule_of_the_kind_clears_its_open_alerts(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    # Every vehicle rule removed while the service was stopped: no engine of the kind is
+    # built, and its open alerts were never read again, so they stayed open for good.
+    rules = tmp_path / "rules.toml"
+    rules.write_text(HOT_PACK_RULES)
+    async with ps.serving(env, "before", NEV_ALERTS_RULES_FILE=str(rules)):
+        await ps.produce_and_store(env, recent_fleet(5, 4, runaway=True), timeout_s=60)
+        raised = await ps.read_topic(env.kafka, env.alerts, expect=1)
+    assert {orjson.loads(r.value)["rule_id"] for r in raised} == {"test_hot_pack"}
+    rules.write_text("version = 1\n")  # no rule at all
+    async with ps.serving(env, "after", NEV_ALERTS_RULES_FILE=str(rules)):
+
+        async def cleared() -> list[Any]:
+            records = await ps.read_topic(
+                env.kafka, env.alerts, expect=len(raised) + 1, timeout_s=2
+            )
+            return [
+                orjson.loads(r.value) for r in records if orjson.loads(r.value)["type"] == "cleared"
+            ]
+
+        changes = await ps.until(cleared, timeout_s=30, what="the open alerts cleared")
+    assert {(c["rule_id"], c["clear_reason"]) for c in changes} == {
+        ("test_hot_pack", "rule_removed")
+    }
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        still_open = await conn.fetchval(
+            f"SELECT count(*) FROM {ps.SCHEMA}.alerts WHERE cleared_at IS NULL"
+        )
+    finally:
+        await conn.close()
+    assert still_open == 0
