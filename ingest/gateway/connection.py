@@ -279,6 +279,11 @@ class Connection(asyncio.Protocol):
             self._send(frame, d, d.flag)
             if d.command == "platform_logout":
                 self._set_headers()
+                # Back to a device's rates: the platform's were granted to its login only.
+                cfg = self.gw.config
+                frames_per_s = cfg.max_frames_per_s
+                self._frames = TokenBucket(frames_per_s, max(frames_per_s, 1.0), read_at)
+                self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, read_at)
         elif d.action == VERIFY:
             self.pause("login")
             asyncio.get_running_loop().create_task(self._verify(frame, d))

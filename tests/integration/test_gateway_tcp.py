@@ -150,6 +150,42 @@ async def test_platform_forwards_many_vehicles_and_bad_credentials_are_refused(
         assert all(len(parts) == 1 for parts in by_vin.values())  # one VIN, one partition
 
 
+async def test_after_a_platform_logout_the_connection_has_a_devices_rates_again(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    # The platform's larger rates were granted to its login; they outlived its logout, and
+    # the connection could then log in as a vehicle and send at a platform's rate.
+    accounts = tmp_path / "accounts.toml"
+    set_password(accounts, "oem1", "right-password")
+    settings = settings_for(
+        kafka_bootstrap, unique_topic(1, "gw"), accounts_file=str(accounts), max_frames_per_s=5.0
+    )
+    async with running(settings) as gw:
+        reader, writer = await connect(gw.ports["vehicle"])
+        good = platform_login("oem1", "right-password")
+        writer.write(good)
+        assert await read_answer(reader) == reply(good, 0x01)
+        hb = frame(2016, 0x07, VIN, b"")
+        burst = [realtime(f"LNEVGATE0000002{i:02d}", 2016, 1) for i in range(20)]
+        writer.write(b"".join(burst) + hb)  # 21 frames: within a platform's rate
+        assert await read_answer(reader) == reply(hb, 0x01, b"")
+        logout = frame(2016, 0x06, "PLATFORM01", T + b"\x00\x01")
+        writer.write(logout)
+        assert await read_answer(reader) == reply(logout, 0x01)
+        assert sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="rate_limited") == 0
+        first = login(VIN)
+        writer.write(first + b"".join(realtime(VIN, 2016, i) for i in range(20)))
+        assert await read_answer(reader) == reply(first, 0x01)
+        await ps.until(
+            lambda: _rate_limited(gw), timeout_s=10, what="the device rate applied again"
+        )
+        await close(writer)
+
+
+async def _rate_limited(gw: Gateway) -> bool:
+    return sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="rate_limited") > 0
+
+
 async def test_split_glued_garbage_and_oversized_input(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
