@@ -145,8 +145,12 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The peer sent everything (half-close): keep the connection open for the answers
-        of what is still in flight, then close it."""
+        of what is still in flight, then close it. Not over TLS: asyncio's TLS transport has
+        no half-close, it closes whatever this returns (and warns when asked to stay open);
+        what was in flight is still produced, its answers have nowhere to go."""
         self.eof = True
+        if self.transport is not None and self.transport.get_extra_info("sslcontext"):
+            return False
         return self.in_flight > 0  # False: nothing to answer, the transport closes itself
 
     def pause_writing(self) -> None:
