@@ -131,6 +131,7 @@ class AlertRecord:
     clear_reason: str | None = None  # "condition" | "rule_removed" | "rule_out_of_scope"
     # Kafka topic of that partition: chargers come on two topics whose numbers coincide
     topic: str | None = None
+    peak_is_max: bool = True  # the rule's peak is its maximum (False: "below" rules)
 
     @property
     def key(self) -> str:

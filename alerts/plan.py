@@ -185,6 +185,7 @@ class LiveAlert:
             partition=self.part,
             clear_reason=self.reason,
             topic=self.topic,
+            peak_is_max=self.cr.peak_max,
         )
 
     @classmethod

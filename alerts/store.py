@@ -58,21 +58,32 @@ ON CONFLICT (entity_kind, entity_id, rule_id) WHERE cleared_at IS NULL DO UPDATE
     frame_count = GREATEST(alerts.frame_count, EXCLUDED.frame_count),
     updated_at = now()
 """
+
+
 # What every later frame of an episode sets ($5 its time, $6 its value, $7 the peak so far, $8
-# the frame count): an update and a clear both record the frame; a clear also closes.
-_SEEN: Final = """
+# the frame count; $9 of an update, $11 of a clear: whether the peak is the maximum): an update
+# and a clear both record
+# the frame; a clear also closes. The peak only moves outwards: an engine whose raise was
+# merged into an open alert (it lost its state, two owners for a moment) knows only its own
+# frames' peak, and must not overwrite a more extreme one stored before it.
+def _seen(peak_is_max: int) -> str:
+    return f"""
     last_seen_at = GREATEST(last_seen_at, $5),
     last_value = CASE WHEN $5 >= last_seen_at THEN $6 ELSE last_value END,
-    peak_value = $7,
+    peak_value = CASE WHEN $7::float8 IS NULL OR peak_value IS NULL THEN COALESCE($7, peak_value)
+                      WHEN ${peak_is_max}::bool THEN GREATEST(peak_value, $7)
+                      ELSE LEAST(peak_value, $7) END,
     frame_count = GREATEST(frame_count, $8),"""
+
+
 _UPDATE: Final = f"""
-UPDATE alerts SET{_SEEN}
+UPDATE alerts SET{_seen(9)}
     updated_at = now()
 WHERE entity_kind = $1 AND entity_id = $2 AND rule_id = $3
   AND (opened_at = $4 OR (cleared_at IS NULL AND opened_at < $4))  -- or merged into it
 """
 _CLEAR: Final = f"""
-UPDATE alerts SET{_SEEN}
+UPDATE alerts SET{_seen(11)}
     cleared_at = $9,
     clear_reason = $10,
     updated_at = now()
@@ -129,10 +140,11 @@ async def save_changes(conn: Connection, changes: Sequence[AlertChange]) -> None
                  a.partition, a.topic)
             )  # fmt: skip
         elif c.type == "updated":
-            updated.append((*key, *figures))
+            updated.append((*key, *figures, a.peak_is_max))
         else:
             assert a.cleared_ms is not None
-            cleared.append((*key, *figures, _dt(a.cleared_ms), a.clear_reason or "condition"))
+            reason = a.clear_reason or "condition"
+            cleared.append((*key, *figures, _dt(a.cleared_ms), reason, a.peak_is_max))
             closing.add(key[:3])
     await _apply(conn, raised, updated, cleared)
 

@@ -137,6 +137,36 @@ async def test_restarted_worker_neither_reraises_nor_loses_the_alert(db: Any) ->
     assert [a.is_open for a in reloaded if a.rule_id == TR] == [False]
 
 
+@pytest.mark.parametrize("peak_is_max", [True, False])
+async def test_a_merged_engines_updates_never_move_the_stored_peak_inwards(
+    db: Any, peak_is_max: bool
+) -> None:
+    # The first engine saw the extreme value; a second one (it lost its state, or owned the
+    # partition for a moment) raises again, is merged into the open alert, and knows only
+    # its own, milder frames. Its updates and clear used to overwrite the stored peak.
+    def rec(at: int, peak: float, cleared_ms: int | None = None) -> AlertRecord:
+        return AlertRecord(
+            "vehicle", "LTEST000000000009", "hot", "v1", "major", "Hot", at, at, cleared_ms,
+            peak, peak, 1, (at,), peak_is_max=peak_is_max,
+        )  # fmt: skip
+
+    extreme, mild = (90.0, 70.0) if peak_is_max else (10.0, 30.0)
+    await commit(db, [AlertChange("raised", rec(1_000, extreme))])
+    second = rec(5_000, mild)
+    await commit(db, [AlertChange("raised", second), AlertChange("updated", second)])
+    (row,) = await rows(db, "hot")
+    assert row["peak_value"] == extreme and row["cleared_at"] is None
+    closing = rec(9_000, mild - 5 if peak_is_max else mild + 5, cleared_ms=9_000)
+    await commit(db, [AlertChange("cleared", closing)])
+    (row,) = await rows(db, "hot")
+    assert row["peak_value"] == extreme and row["cleared_at"] is not None
+    # and a more extreme value does move it
+    await commit(db, [AlertChange("raised", rec(20_000, extreme))])
+    beyond = rec(20_000, extreme + 1 if peak_is_max else extreme - 1)
+    await commit(db, [AlertChange("updated", beyond)])
+    assert (await rows(db, "hot"))[-1]["peak_value"] == beyond.peak
+
+
 async def test_load_open_filters_by_partition_and_entity(db: Any) -> None:
     e = RuleEngine(RuleSet.default())
     await commit(db, e.evaluate(thermal_runaway(vin="LNEVTR0000000001"), partition=1))
