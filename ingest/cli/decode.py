@@ -35,7 +35,7 @@ from typing import IO, Any
 import orjson
 
 from contract.charger import ChargerRows
-from ingest.decoders import FrameError, StreamFramer, decode_frame, error_to_dict, frame_to_dict
+from ingest.decoders import FrameError, decode_frame, error_to_dict, frame_to_dict
 from ingest.decoders.battery import decode_pack_frame, pack_frame_to_dict
 from ingest.decoders.charger import (
     charger_rows_to_dict,
@@ -44,7 +44,14 @@ from ingest.decoders.charger import (
     parse_tcec_timestamp,
 )
 from ingest.decoders.errors import BAD_JSON, MISSING_FIELD
-from ingest.decoders.framer import BAD_CHECKSUM, BAD_LENGTH, INCOMPLETE, NO_START, RawFrame
+from ingest.decoders.framer import (
+    BAD_CHECKSUM,
+    BAD_LENGTH,
+    INCOMPLETE,
+    NO_START,
+    NativeStreamFramer,
+    RawFrame,
+)
 from ingest.decoders.jsonview import fast_frame_json
 from ingest.errors import UserError
 
@@ -217,7 +224,9 @@ def _decode_binary(
     decode: _Decoder,
 ) -> None:
     label = "<stdin>" if name == "-" else name
-    framer = StreamFramer()
+    # The native scan: the same frames and skipped runs (tests/unit/test_native_framer.py),
+    # linear on crafted captures where the reference's search behind a false start is not.
+    framer = NativeStreamFramer()
 
     def handle(events: list[Any]) -> None:
         for ev in events:
