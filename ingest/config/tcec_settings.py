@@ -75,8 +75,9 @@ class TcecSettings(Section):
     )
     max_in_flight: int = setting(
         1024,
-        "Requests handled at once; more are answered Ret -1 (busy) unread, so memory stays "
-        "under max_in_flight x max_body_bytes while Kafka is slow.",
+        "Pushes handled at once; more are answered Ret -1 (busy) unread, so memory stays "
+        "under max_in_flight x max_body_bytes while Kafka is slow (query_token requests have "
+        "32 slots of their own).",
         minimum=1,
         maximum=1_000_000,
     )

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from contract.clock import CHINA_TZ
 from ingest.gateway.tcec import TcecParams, TcecServer, start_tcec
+from ingest.gateway.tcec import server as tcec_server
 from ingest.gateway.tcec.envelope import OperatorSecrets, decrypt, request, sign
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
@@ -290,10 +291,13 @@ async def test_an_unhashable_connector_id_the_interface_does_not_read_is_no_500(
     assert record.key == b"MA01H3BQ2"
 
 
-async def _headers_only(port: int, interface: str, token: str | None = None) -> socket.socket:
-    """A client that sends a request's headers, announces a body and never sends it."""
+async def _headers_only(
+    port: int, interface: str, token: str | None = None, source: str = "127.0.0.1"
+) -> socket.socket:
+    """A client (from address ``source``) that sends a request's headers, announces a body
+    and never sends it."""
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    sock = socket.create_connection(("127.0.0.1", port))
+    sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
     head = f"POST /evcs/v1.0/{interface} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000\r\n\r\n"
     sock.sendall(head.encode())
     return sock
@@ -302,13 +306,13 @@ async def _headers_only(port: int, interface: str, token: str | None = None) -> 
 async def test_clients_that_never_send_their_body_do_not_shut_the_operators_out(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
-    # 8 request slots. Strangers send headers and then nothing: tokenless pushes are answered
-    # 4002 before their body is read, token requests get one slot of their own, and a body
-    # that does not come within read_timeout_s frees its slot. Before, 8 such sockets got
-    # every operator Ret -1 for as long as they stayed open.
+    # One push slot. Strangers send headers and then nothing: tokenless pushes are answered
+    # 4002 before their body is read; token requests have slots of their own, two per
+    # address, and a body that does not come in time frees its slot. Before, 8 such sockets
+    # (with 8 slots; one with one) got every operator Ret -1 for as long as they stayed open.
     topic = unique_topic(partitions=1)
     producer, server, registry, clock = await start_rig(
-        kafka_bootstrap, topic, max_in_flight=8, read_timeout_s=1.0
+        kafka_bootstrap, topic, max_in_flight=1, read_timeout_s=1.0
     )
     socks: list[socket.socket] = []
     try:
@@ -318,14 +322,18 @@ async def test_clients_that_never_send_their_body_do_not_shut_the_operators_out(
             for _ in range(8):
                 socks.append(await _headers_only(server.port, "notification_stationStatus"))
                 socks.append(await _headers_only(server.port, "query_token"))
-            # Every stranger handled (in a slot, or answered) before the operator's push.
+            # Every stranger handled before the operator's push: 8 tokenless pushes answered,
+            # 6 token requests over their address's two slots answered busy.
             await until(
-                lambda: _seen(registry, len(socks)), timeout_s=30, what="the strangers handled"
+                lambda: _answered(registry, {"notification_stationStatus": 8, "query_token": 6}),
+                timeout_s=30,
+                what="the strangers handled",
             )
             interface = "notification_stationStatus"
             ret, _, _ = await rig.post(interface, rig.body(PUSHES[interface]), token)
             assert ret == 0, "an operator's push went through"
-            # The token slot is held until its body times out; then a token is issued again.
+            # The address's token slots are held until their bodies time out; then a token
+            # is issued again (the operator shares the strangers' address here).
             await until(
                 lambda: _token_issued(rig), timeout_s=30, what="a token issued after the timeout"
             )
@@ -334,22 +342,55 @@ async def test_clients_that_never_send_their_body_do_not_shut_the_operators_out(
             sock.close()
         await server.close()
         await producer.stop()
-    assert registry.get_sample_value(
-        "nev_gateway_tcec_requests_total", {"interface": "query_token", "ret": "4003"}
-    ), "a body that never came was answered 4003 once its time was up"
+    assert (
+        registry.get_sample_value(
+            "nev_gateway_tcec_requests_total", {"interface": "query_token", "ret": "4003"}
+        )
+        == 2
+    ), "the two bodies that never came were answered 4003 once their time was up"
 
 
-async def _seen(registry: CollectorRegistry, n: int) -> bool:
-    """Whether ``n`` requests besides the first token request are in a slot or answered."""
-    answered = sum(
-        sample.value
-        for metric in registry.collect()
-        if metric.name == "nev_gateway_tcec_requests"
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    )
-    in_flight = registry.get_sample_value("nev_gateway_tcec_in_flight") or 0.0
-    return answered - 1 + in_flight >= n
+async def test_strangers_at_one_address_hold_at_most_two_token_requests(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # query_token is open to anyone. Strangers at 127.0.0.2 hold two token requests whose
+    # bodies never come (for the whole test: no body timeout interferes); an operator at
+    # 127.0.0.1 still gets its token meanwhile.
+    monkeypatch.setattr(tcec_server, "_TOKEN_READ_TIMEOUT_S", 60.0)
+    topic = unique_topic(partitions=1)
+    producer, server, registry, clock = await start_rig(kafka_bootstrap, topic, read_timeout_s=60.0)
+    socks: list[socket.socket] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            rig = Rig(server, session, kafka_bootstrap, topic, clock, registry)
+            for _ in range(40):  # more than all the token slots (32) together
+                socks.append(await _headers_only(server.port, "query_token", source="127.0.0.2"))
+
+            async def over_their_slots() -> bool:
+                return rig.answered("query_token", -1) >= 38
+
+            await until(over_their_slots, timeout_s=30, what="38 strangers answered busy")
+            assert await rig.token()
+            assert rig.answered("query_token", 4003) == 0  # the strangers still hold theirs
+    finally:
+        for sock in socks:
+            sock.close()
+        await server.close()
+        await producer.stop()
+
+
+async def _answered(registry: CollectorRegistry, at_least: dict[str, int]) -> bool:
+    """Whether each interface's requests were answered ``at_least`` that many times (any Ret;
+    the rig's own first token request not counted)."""
+    answered: dict[str, float] = {}
+    for metric in registry.collect():
+        if metric.name == "nev_gateway_tcec_requests":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    i = sample.labels["interface"]
+                    answered[i] = answered.get(i, 0.0) + sample.value
+    answered["query_token"] = answered.get("query_token", 0.0) - 1
+    return all(answered.get(i, 0.0) >= n for i, n in at_least.items())
 
 
 async def _token_issued(rig: Rig) -> bool:

@@ -34,7 +34,7 @@ class TcecMetrics:
         )
         self.in_flight = Gauge(
             "in_flight",
-            "Requests being handled (at most tcec.max_in_flight): mostly pushes awaiting Kafka.",
+            "Pushes being handled (at most tcec.max_in_flight): mostly awaiting Kafka.",
             namespace=ns,
             registry=registry,
         )

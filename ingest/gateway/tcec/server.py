@@ -57,9 +57,13 @@ NOTIFICATIONS: Final = frozenset(
     }
 )
 _BEARER: Final = "Bearer "
-# query_token requests handled at once, at most an eighth of max_in_flight: anyone may send
-# them, and an operator needs one per token lifetime (tcec.token_lifetime_s).
+# query_token requests handled at once (besides max_in_flight's pushes), and of them per peer
+# address: anyone may send them, and an operator needs one per token lifetime (2 h). Their
+# bodies are small (< 1 KB: the operator's id and secret, encrypted) and must come quickly.
 _TOKEN_REQUESTS: Final = 32
+_TOKEN_REQUESTS_PER_PEER: Final = 2
+_TOKEN_BODY_BYTES: Final = 4096
+_TOKEN_READ_TIMEOUT_S: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,39 +96,62 @@ class _Receiver:
         # One window per configured operator: bounded by the operators file, never by input.
         self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
         self._limiter = RateLimiter(10.0)
-        self._in_flight = 0
-        self._token_requests = 0  # query_token requests among them
+        self._in_flight = 0  # pushes being handled
+        self._token_requests = 0  # query_token requests being handled (slots of their own)
+        self._token_peers: dict[str, int] = {}  # ... by peer address (at most 32 entries)
 
     async def handle(self, request: web.Request) -> web.Response:
         interface = request.match_info["interface"]
-        if interface != QUERY_TOKEN and interface not in NOTIFICATIONS:
+        if interface == QUERY_TOKEN:
+            return await self._token_request(request)
+        if interface not in NOTIFICATIONS:
             raise web.HTTPNotFound(text=f"no T/CEC 102 interface {interface!r} here\n")
-        holder: str | None = None
-        if interface != QUERY_TOKEN:
-            # The token first, from its header alone: a client without one is answered before
-            # its body is read, so it cannot hold a slot of the operators' pushes.
-            holder, why = self._token_holder(request)
-            if why is not None:
-                self._m.requests.labels(interface, str(int(Ret.BAD_TOKEN))).inc()
-                self._log(interface, Ret.BAD_TOKEN, why, request.remote)
-                return _json(answer(None, Ret.BAD_TOKEN, why, None))
-        elif self._token_requests >= max(1, min(_TOKEN_REQUESTS, self._p.max_in_flight // 8)):
-            # query_token is open to anyone: its requests get a few slots of their own (an
-            # operator asks once per token lifetime), never the pushes' slots.
-            return self._busy(interface, request, "too many token requests in flight")
+        # The token first, from its header alone: a client without one is answered before its
+        # body is read, so it cannot hold a slot of the operators' pushes.
+        holder, why = self._token_holder(request)
+        if why is not None:
+            self._m.requests.labels(interface, str(int(Ret.BAD_TOKEN))).inc()
+            self._log(interface, Ret.BAD_TOKEN, why, request.remote)
+            return _json(answer(None, Ret.BAD_TOKEN, why, None))
         if self._in_flight >= self._p.max_in_flight:
             # Kafka is slow and requests pile up: refuse before reading the body, so memory
             # stays bounded; the operator retries later, as -1 asks.
             return self._busy(interface, request, "too many requests in flight")
         self._in_flight += 1
-        self._token_requests += interface == QUERY_TOKEN
         self._m.in_flight.inc()
         try:
-            return await self._handle(interface, request, holder)
+            return await self._handle(interface, request, holder, self._p.read_timeout_s)
         finally:
             self._in_flight -= 1
-            self._token_requests -= interface == QUERY_TOKEN
             self._m.in_flight.dec()
+
+    async def _token_request(self, request: web.Request) -> web.Response:
+        """query_token, open to anyone: slots of its own, never the pushes' (a token lasts
+        hours: an operator asks rarely), at most ``_TOKEN_REQUESTS_PER_PEER`` per address, a
+        small body that must come within ``_TOKEN_READ_TIMEOUT_S``. A few sockets sending
+        headers and nothing else could otherwise keep every operator from its token."""
+        remote = request.remote or ""
+        if (
+            self._token_requests >= _TOKEN_REQUESTS
+            or self._token_peers.get(remote, 0) >= _TOKEN_REQUESTS_PER_PEER
+        ):
+            return self._busy(QUERY_TOKEN, request, "too many token requests in flight")
+        size = request.content_length
+        if size is not None and size > _TOKEN_BODY_BYTES:
+            msg = f"a query_token body is at most {_TOKEN_BODY_BYTES} bytes"
+            self._m.requests.labels(QUERY_TOKEN, str(int(Ret.BAD_PARAMETER))).inc()
+            self._log(QUERY_TOKEN, Ret.BAD_PARAMETER, msg, remote)
+            return _json(answer(None, Ret.BAD_PARAMETER, msg, None))
+        self._token_requests += 1
+        self._token_peers[remote] = self._token_peers.get(remote, 0) + 1
+        try:
+            timeout = min(self._p.read_timeout_s, _TOKEN_READ_TIMEOUT_S)
+            return await self._handle(QUERY_TOKEN, request, None, timeout)
+        finally:
+            self._token_requests -= 1
+            left = self._token_peers.pop(remote) - 1
+            if left:
+                self._token_peers[remote] = left
 
     def _busy(self, interface: str, request: web.Request, why: str) -> web.Response:
         self._m.requests.labels(interface, str(int(Ret.BUSY))).inc()
@@ -132,13 +159,13 @@ class _Receiver:
         return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
 
     async def _handle(
-        self, interface: str, request: web.Request, holder: str | None
+        self, interface: str, request: web.Request, holder: str | None, read_timeout_s: float
     ) -> web.Response:
         received_ms = int(self._p.clock() * 1000)
         secrets: OperatorSecrets | None = None
         data: dict[str, Any] | None = None
         try:
-            env = parse_envelope(await self._read(request))
+            env = parse_envelope(await self._read(request, read_timeout_s))
             if holder is not None and holder != env.operator_id:
                 raise EnvelopeError(Ret.BAD_TOKEN, "token belongs to another OperatorID")
             secrets = self._p.operators.get(env.operator_id)
@@ -183,11 +210,11 @@ class _Receiver:
         self._m.requests.labels(interface, str(int(ret))).inc()
         return _json(answer(secrets, ret, msg, data))
 
-    async def _read(self, request: web.Request) -> bytes:
-        """The body, within ``read_timeout_s``: a client that sends headers and then its body
+    async def _read(self, request: web.Request, timeout_s: float) -> bytes:
+        """The body, within ``timeout_s``: a client that sends headers and then its body
         slowly, or never, holds a slot only that long."""
         try:
-            async with asyncio.timeout(self._p.read_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise EnvelopeError(
@@ -195,8 +222,7 @@ class _Receiver:
             ) from None
         except TimeoutError:
             raise EnvelopeError(
-                Ret.BAD_PARAMETER,
-                f"the body did not arrive within {self._p.read_timeout_s:g} s",
+                Ret.BAD_PARAMETER, f"the body did not arrive within {timeout_s:g} s"
             ) from None
         except (ConnectionError, HttpProcessingError) as exc:
             # The client went away mid-body (a reset, a short body): nobody reads the answer.
