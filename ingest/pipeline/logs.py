@@ -145,6 +145,10 @@ class ThirdPartyRateLimit(logging.Filter):
         return True
 
 
+# Keys a RateLimiter remembers before it forgets the ones whose interval is over.
+_MAX_KEYS: Final = 10_000
+
+
 class RateLimiter:
     """One log line per key per ``interval_s``; counts what it held back in between.
 
@@ -168,5 +172,17 @@ class RateLimiter:
             if last is not None and now - last < self._interval:
                 self._held[key] = self._held.get(key, 0) + 1
                 return None
+            if last is None and len(self._last) >= _MAX_KEYS:
+                self._prune(now)
             self._last[key] = now
             return self._held.pop(key, 0)
+
+    def _prune(self, now: float) -> None:
+        """Forget the keys whose interval is over (keys may come from input: a peer address
+        per refusal); if every key is recent, all of them (their held counts are lost)."""
+        for k in [k for k, t in self._last.items() if now - t >= self._interval]:
+            del self._last[k]
+            self._held.pop(k, None)
+        if len(self._last) >= _MAX_KEYS:
+            self._last.clear()
+            self._held.clear()

@@ -135,6 +135,18 @@ def test_rate_limiter_counts_what_it_holds_back() -> None:
     assert limiter.allow("bad_checksum") is None
 
 
+def test_rate_limiter_memory_is_bounded_whatever_the_keys() -> None:
+    # Keys may come from input (the T/CEC receiver keys refusals by peer address): a spray of
+    # addresses must not grow it for ever.
+    now = [0.0]
+    limiter = RateLimiter(10.0, clock=lambda: now[0])
+    for i in range(25_000):
+        now[0] = i / 1000  # 25 s: most keys' interval is over by the end
+        assert limiter.allow(f"10.0.{i // 256}.{i % 256}") == 0
+    assert len(limiter._last) <= 10_000 and len(limiter._held) <= 10_000
+    assert limiter.allow("10.0.97.167") is None  # a recent key is still held back
+
+
 def test_third_party_log_floods_are_rate_limited() -> None:
     stream = io.StringIO()
     configure_logging("INFO", stream=stream)
