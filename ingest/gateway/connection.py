@@ -300,7 +300,13 @@ class Connection(asyncio.Protocol):
             # Only a logged-in session's refusals: the unknown-command, size and identity
             # checks come before the login check, and a stranger's frames must not fill a
             # topic whatever they are refused for (a refused login is counted and logged).
-            if self.session.logged_in:
+            # Never a platform login (its password is in clear) nor a not_logged_in frame
+            # (a stray platform logout of a vehicle session: its sender is told to log in).
+            if (
+                self.session.logged_in
+                and d.reason != "not_logged_in"
+                and d.command != "platform_login"
+            ):
                 self._dead_letter(frame, d, read_at, headers[0][1])
         return d.command
 

@@ -253,10 +253,17 @@ async def test_a_stranger_refused_before_it_logs_in_fills_no_topic(
             sample(gw, "nev_gateway_refused_total", kind="vehicle", reason=r) for r in reasons
         ]
         assert counted == [1, 1, 1]
-        # logged in, the same oversized frame is a dead letter (it is the only one)
+        # logged in, the same oversized frame is a dead letter (it is the only one): not a
+        # platform login on a vehicle session (its password is in clear), nor a stray
+        # platform logout (not_logged_in)
         first = login(VIN)
         writer.write(first)
         assert await read_answer(reader) == reply(first, 0x01)
+        secret = platform_login("oem1", "the-password")
+        stray = frame(2016, 0x06, "PLATFORM01", T + b"\x00\x01")
+        writer.write(secret + stray)
+        assert await read_answer(reader) == reply(secret, 0x02)
+        assert await read_answer(reader) == reply(stray, 0x02)
         writer.write(big)
         assert await read_answer(reader) == reply(big, 0x02)
         (letter,) = await ps.read_topic(kafka_bootstrap, dlq, expect=1)
