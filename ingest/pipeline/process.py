@@ -97,7 +97,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
 
 
 def time_window(settings: Settings) -> TimeWindow:
-    """The frame-time window: retention back (none when kept forever), skew ahead."""
+    """The frame-time window: retention back (to 2000 when kept forever), skew ahead."""
     days = settings.storage.retention_days
     return TimeWindow(
         max_age_ms=days * 86_400_000 if days else None,
