@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from loadtest import bench_decode, bench_native
+from loadtest import bench_decode, bench_hostile, bench_native
 
 pytestmark = pytest.mark.unit
 
@@ -46,3 +46,15 @@ def test_bench_decode_reports_the_batch_and_native_json(
     assert batch["distinct"] == 30 and 300 < batch["mean_frame_bytes"] < 400
     assert phases["json_native_typical_2025"]["rejected_per_pass"] == 0
     assert phases["batch_vectors"]["frames_per_s"] > 0
+
+
+def test_bench_hostile_measures_both_shapes_against_their_ceilings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_hostile.main(["--passes", "3"]) == 0
+    result = _last_json(capsys.readouterr().out)
+    for shape in ("framer", "join"):
+        assert float(result[f"{shape}_crafted_us"]) > 0  # type: ignore[arg-type]
+        assert float(result[f"{shape}_ceiling_us"]) > 0  # type: ignore[arg-type]
+    assert result["join_pack_rows"] == 14_115  # every entry a row of its own: none joined
+    assert result["framer_bytes"] == 65_524
