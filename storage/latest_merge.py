@@ -80,9 +80,9 @@ async def merge(
             await upsert_rows(conn, schema, entity_kind, [e[1] for e in entries])
         n += len(entries)
     if pending.chargers:
-        n += await upsert(conn, schema, CHARGER, list(pending.chargers.items()), copy=copy)
+        n += await upsert(conn, schema, CHARGER, Delta.items(pending.chargers), copy=copy)
     if pending.packs:
-        n += await upsert(conn, schema, BATTERY, list(pending.packs.items()), copy=copy)
+        n += await upsert(conn, schema, BATTERY, Delta.items(pending.packs), copy=copy)
     return n
 
 

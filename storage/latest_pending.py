@@ -21,8 +21,12 @@ until the merge (issue 12).
 
 Newest = greatest frame time, as the merge's ``WHERE stored.ts < new.ts``: vehicles keep their
 newest frame's tuple (as in one batch: latest_state's vehicle merge takes the newest row per
-VIN), connectors and packs merge their tuples as ``latest_kinds.merge_newest`` does (the last
-non-null value per column in frame-time order). At most one tuple per entity per partition.
+VIN), one per entity per partition. Connectors and packs keep a tuple per frame time (rows
+of one time merged as ``latest_kinds.merge_newest`` merges them), merged at the merge as one
+batch's rows are: only those newer than the stored state (``latest_kinds.upsert``). Merged
+here into one tuple, a late frame's values filled the newer tuple's empty columns and then
+overwrote a stored state newer than that late frame (a connector's ``connected_vin`` going
+back to the vehicle before).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ DEFAULT_CAP: Final = 200_000
 # A vehicle's pending state: (frame time ms, its row, its native COPY tuple or None).
 VehicleTuple = tuple[int, VehicleRow, bytes | None]
 Values = tuple[Any, ...]  # a connector's or pack's latest_state values, ts first
+Timeline = list[Values]  # an entity's pending tuples, one per frame time, in arrival order
 # entity kind -> {entity id: (topic, partition)}: the placements a merge records
 Placements = dict[str, dict[str, TopicPartition]]
 
@@ -63,8 +68,8 @@ class Delta:
     """The latest tuples of one partition: a batch's (before its commit) or the pending set."""
 
     vehicles: dict[str, VehicleTuple] = field(default_factory=dict)
-    chargers: dict[str, Values] = field(default_factory=dict)
-    packs: dict[str, Values] = field(default_factory=dict)
+    chargers: dict[str, Timeline] = field(default_factory=dict)
+    packs: dict[str, Timeline] = field(default_factory=dict)
     first: int | None = None  # the smallest Kafka offset whose tuple is here
 
     def __len__(self) -> int:
@@ -77,14 +82,21 @@ class Delta:
             self.vehicles[vin] = entry
 
     @staticmethod
-    def put_values(into: dict[str, Values], entity: str, values: Values) -> None:
-        old = into.get(entity)
-        if old is None:
-            into[entity] = values
-        elif values[0] >= old[0]:  # same time: the later one last, as merge_newest's stable sort
-            into[entity] = _last_non_null([old, values])
-        else:
-            into[entity] = _last_non_null([values, old])
+    def put_values(into: dict[str, Timeline], entity: str, values: Values) -> None:
+        rows = into.get(entity)
+        if rows is None:
+            into[entity] = [values]
+            return
+        for j, old in enumerate(rows):
+            if old[0] == values[0]:  # same time: the later one last, as merge_newest's sort
+                rows[j] = _last_non_null([old, values])
+                return
+        rows.append(values)
+
+    @staticmethod
+    def items(of: dict[str, Timeline]) -> list[tuple[str, Values]]:
+        """``(entity, values)`` per pending tuple: what ``latest_kinds.upsert`` takes."""
+        return [(entity, values) for entity, rows in of.items() for values in rows]
 
     def absorb(self, other: Delta) -> None:
         """Take ``other``'s tuples (newest wins, as above)."""
@@ -97,17 +109,23 @@ class Delta:
                 old = get(vin)
                 if old is None or entry[0] > old[0]:
                     mine[vin] = entry
-        for mine, theirs in ((self.chargers, other.chargers), (self.packs, other.packs)):
-            for entity, values in theirs.items():
-                self.put_values(mine, entity, values)
+        for timelines, theirs in ((self.chargers, other.chargers), (self.packs, other.packs)):
+            for entity, rows in theirs.items():
+                for values in rows:
+                    self.put_values(timelines, entity, values)
         if other.first is not None and (self.first is None or other.first < self.first):
             self.first = other.first
 
     def union(self, other: Delta) -> Delta:
         """A new set: this one's tuples, then ``other``'s (neither changes)."""
-        out = Delta(dict(self.vehicles), dict(self.chargers), dict(self.packs), self.first)
+        out = Delta(dict(self.vehicles), _copied(self.chargers), _copied(self.packs), self.first)
         out.absorb(other)
         return out
+
+
+def _copied(of: dict[str, Timeline]) -> dict[str, Timeline]:
+    # each timeline too: absorb appends to them
+    return {entity: list(rows) for entity, rows in of.items()}
 
 
 def collect(frames: Iterable[Any], first: int | None) -> Delta:

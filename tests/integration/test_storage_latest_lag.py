@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from contract.charger import ChargerRows, ChargerTelemetryRow
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.synthetic import frame_rows, vin
@@ -24,6 +25,7 @@ from storage.writer import StorageWriter
 from tests.integration.pipeline_support import until_write_waits_on_lock
 from tests.integration.test_storage_kinds import (
     T0,
+    TCEC,
     VEH,
     Batch,
     WriterFactory,
@@ -342,3 +344,41 @@ async def test_a_revoke_flush_warns_of_a_partition_it_could_not_merge(
         assert await w.flush_latest(list(second.next)) == 4
     (record,) = [r for r in caplog.records if "not merged before they go" in r.getMessage()]
     assert record.partitions == [f"{VEH[0]}:{VEH[1]}"]  # type: ignore[attr-defined]
+
+
+def _telemetry(at: datetime, vin: str | None) -> ChargerRows:
+    """A T/CEC charge push of connector MA01H3BQ2:C9 at ``at``, with the vehicle ``vin``."""
+    rows = ChargerRows(operator_id="MA01H3BQ2")
+    output = (400.0, 50.0, None, 1.0, None)  # voltage, current, power, energy, temperature
+    row = ChargerTelemetryRow(
+        "MA01H3BQ2", "C9", at, None, None, *output, vin, 50.0, None, None, "tcec"
+    )
+    rows.telemetry.append(row)
+    return rows
+
+
+async def test_a_late_frame_pending_beside_a_newer_one_does_not_overwrite_a_newer_state(
+    writer_factory: WriterFactory,
+) -> None:
+    # Stored: the connector at t2 with vehicle NEWVIN. Pending: a late push of t1 (OLDVIN)
+    # and one of t3 that names no vehicle. Merged into one tuple in memory, t3 carried t1's
+    # OLDVIN into latest_state over NEWVIN; merged as one batch's rows are, t1 (older than
+    # the stored t2) takes no part and the vehicle stays NEWVIN.
+    t1, t2, t3 = T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = Batch()
+    first.add(TCEC, _telemetry(t2, "NEWVIN0000000000A"))
+    await first.write(w)  # a partition's first batch merges at once
+    second = Batch()
+    second.add(TCEC, _telemetry(t1, "OLDVIN0000000000B"))
+    second.add(TCEC, _telemetry(t3, None))
+    second.next = {TCEC: 3}
+    second.offsets = [1, 2]
+    result = await second.write(w, start=first.next)
+    assert result.latest == 0  # pending: the interval has not passed
+    assert await w.flush_latest([TCEC]) == 1
+    async with w.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT ts, connected_vin FROM nev.latest_state WHERE entity_id = 'MA01H3BQ2:C9'"
+        )
+    assert (row["ts"], row["connected_vin"]) == (t3, "NEWVIN0000000000A")

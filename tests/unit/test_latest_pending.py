@@ -13,6 +13,7 @@ from contract.charger import ChargerRows, ConnectorStatusRow
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import realtime_frames
 from ingest.decoders.fast import decode_rows
+from storage.latest_kinds import merge_newest
 from storage.latest_pending import Delta, PendingLatest, collect
 from storage.offsets import OffsetRange
 
@@ -54,15 +55,24 @@ def test_newest_frame_time_wins_and_an_older_reissue_does_not_replace() -> None:
     assert pending.latest_from(TP, None) == 100
 
 
-def test_connector_tuples_merge_column_by_column_in_frame_time_order() -> None:
+def test_connector_tuples_are_kept_per_frame_time_and_merge_as_one_batchs_rows() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     t1 = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
-    into: dict[str, tuple[object, ...]] = {}
+    into: dict[str, list[tuple[object, ...]]] = {}
     newer = (t1, None, "OP1", None, 380.0)  # the newest report lacks the status
     older = (t0, None, "OP1", 2, 370.0)
     Delta.put_values(into, "OP1:1", newer)
     Delta.put_values(into, "OP1:1", older)  # arrives later, older frame time
-    assert into["OP1:1"] == (t1, None, "OP1", 2, 380.0)
+    items = Delta.items(into)
+    assert merge_newest(items) == [("OP1:1", (t1, None, "OP1", 2, 380.0))]
+    # A stored state between the two: only the newer tuple takes part, so its empty status
+    # leaves the stored one (COALESCE) instead of the late frame's. Merged into one tuple in
+    # memory, the late frame's status 2 overwrote the newer stored status.
+    between = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
+    assert merge_newest(items, {"OP1:1": between}) == [("OP1:1", newer)]
+    # A tuple of a time already there is merged into it (the later one last).
+    Delta.put_values(into, "OP1:1", (t1, None, "OP1", 4, None))
+    assert into["OP1:1"] == [(t1, None, "OP1", 4, 380.0), older]
 
 
 def test_due_after_the_interval_or_at_the_cap_and_a_merge_empties_the_set() -> None:
@@ -99,7 +109,7 @@ def test_statuses_become_connector_tuples() -> None:
     frame = ChargerRows(operator_id="MA1234567")
     frame.statuses.append(status)
     d = collect([frame], first=7)
-    assert list(d.chargers) == ["MA1234567:01"] and d.chargers["MA1234567:01"][3] == 3
+    assert list(d.chargers) == ["MA1234567:01"] and d.chargers["MA1234567:01"][0][3] == 3
 
 
 def test_a_one_partition_batch_gives_what_the_grouping_pass_gives() -> None:
