@@ -2,12 +2,15 @@
 
     python -m loadtest.bench_hostile [--passes 200]
 
-Two shapes that review found quadratic (docs/performance.md, "Hostile input"):
+Shapes that review found quadratic (docs/performance.md, "Hostile input"):
 - the gateway's framer (``nev_native.frame_spans``) holding a false start (a header declaring
   65,531 bytes that never come) with a marker every 4 bytes behind it, each declaring a
   length the buffer holds and failing its BCC: the search for a complete frame behind the
   false start, run again on every read while it waits; the ceiling is the same buffer without
   markers;
+- the framer on false starts interleaved with small good frames (~64 KB; the ceiling: honest
+  frames of the same sizes), and on markers every 4 bytes with no false start in front (the
+  ceiling: the false start's ceiling above);
 - the pack join of the decoder (``nev_native.bench("decode")``): a 64 KB 2016 frame of
   thousands of voltage pages and temperature entries of different pack numbers; the ceiling
   is a 64 KB frame of real cells (159 pages of 200).
@@ -48,6 +51,21 @@ def framer_buffers() -> tuple[bytes, bytes]:
     return head + (b"##\x70\x00" * 16_375)[:65_500], head + b"\x00" * 65_500
 
 
+def interleaved_buffers() -> tuple[bytes, bytes]:
+    """(crafted, ceiling): false starts (a header declaring 65,531 bytes) each followed by a
+    small good frame, ~64 KB; honest frames of the same sizes."""
+    false = b"##\x02\xfe" + b"A" * 17 + b"\x01" + (65_531).to_bytes(2, "big")
+    good = _frame(b"\x00" * 24)
+    n = 64_000 // len(false + good)
+    return (false + good) * n, _frame(b"\x00" * (len(false) - 1 + 24)) * n
+
+
+def markers_buffer() -> bytes:
+    """Markers every 4 bytes, each declaring a length the buffer holds: no false start in
+    front, so each is a candidate of the scan itself (the ceiling: ``framer_buffers``')."""
+    return (b"##\x70\x00" * 16_375)[:65_500]
+
+
 def join_frames() -> tuple[bytes, bytes]:
     """(crafted, ceiling): 3,289 voltage pages of pack 1 and 10,826 temperature entries of
     pack 2 (no pair joins: every entry is scanned); 159 pages of 200 real cells."""
@@ -82,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)  # fmt: skip
     out |= {"framer_crafted_us": round(framer, 1), "framer_ceiling_us": round(framer_ceiling, 1)}
     out |= {"framer_ratio": round(framer / framer_ceiling, 2), "framer_bytes": len(crafted)}
+
+    crafted, ceiling = interleaved_buffers()
+    inter = _median_us(lambda: nev_native.frame_spans(crafted, False), n)
+    inter_ceiling = _median_us(lambda: nev_native.frame_spans(ceiling, False), n)
+    markers = _median_us(lambda: nev_native.frame_spans(markers_buffer(), False), n)
+    print(f"framer, interleaved false starts: {inter:.1f} µs per read ({inter_ceiling:.1f} "
+          f"honest); markers alone: {markers:.1f} µs", file=sys.stderr)  # fmt: skip
+    out |= {
+        "interleaved_crafted_us": round(inter, 1),
+        "interleaved_ceiling_us": round(inter_ceiling, 1),
+    }
+    out |= {"interleaved_ratio": round(inter / inter_ceiling, 2), "interleaved_bytes": len(crafted)}
+    out |= {"markers_us": round(markers, 1), "markers_ratio": round(markers / framer_ceiling, 2)}
 
     crafted, ceiling = join_frames()
     decoded = nev_native.decode_vehicle_batch([crafted], [None])[0]

@@ -104,6 +104,7 @@ pub fn frame_spans(buf: &[u8], last: bool, out: &mut Vec<Span>) -> usize {
 
 fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
     let mut pos = 0;
+    let mut xors = Xors::new(buf);
     loop {
         let Some(p) = find_start(buf, pos) else {
             // Keep a trailing '#' or '$' not yet taken (a BCC may be one): it may start a marker.
@@ -117,7 +118,7 @@ fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
         if p > pos {
             skip.mark(pos, Kind::NoStart);
         }
-        match candidate(buf, p) {
+        match checked(buf, p, |a, b| xors.range(a, b)) {
             Ok(end) => {
                 skip.flush(p);
                 skip.out.push(Span {
@@ -135,7 +136,7 @@ fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
                 // A false start with a large length would hold every later frame back until
                 // that many bytes arrived; a genuine frame's bytes cannot contain a complete,
                 // checked frame, so one behind it proves the candidate false.
-                match next_complete(buf, p + 1) {
+                match next_complete(buf, p + 1, &mut xors) {
                     None => return p,
                     Some(q) => {
                         skip.mark(p, Kind::BadLength);
@@ -144,6 +145,9 @@ fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
                 }
             }
             Err(kind) => {
+                if kind == Kind::BadChecksum {
+                    xors.build(); // markers every few bytes must not each cost their length
+                }
                 skip.mark(p, kind);
                 pos = p + 1;
             }
@@ -151,7 +155,49 @@ fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
     }
 }
 
-/// The candidate frame at `p`: its end (exclusive) when whole and checked, else the reason.
+/// The XOR of `buf`'s ranges (a candidate's BCC). Byte by byte while every candidate checks
+/// out (honest traffic: each byte is XORed once); from the first failure or false start on,
+/// from prefix XORs built once for the whole pass, O(1) a candidate. Checked byte by byte, a
+/// buffer of markers every few bytes, each declaring a length the buffer holds, cost its
+/// length per marker (4 ms a 64 KB read, again on every read while a false start waited).
+struct Xors<'a> {
+    buf: &'a [u8],
+    prefix: Vec<u8>, // empty until built; then prefix[i] = XOR of buf[..i]
+}
+
+impl<'a> Xors<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Xors {
+            buf,
+            prefix: Vec::new(),
+        }
+    }
+
+    fn build(&mut self) {
+        if !self.prefix.is_empty() {
+            return;
+        }
+        self.prefix.reserve_exact(self.buf.len() + 1);
+        let mut acc = 0u8;
+        self.prefix.push(acc);
+        for &b in self.buf {
+            acc ^= b;
+            self.prefix.push(acc);
+        }
+    }
+
+    fn range(&self, from: usize, to: usize) -> u8 {
+        if self.prefix.is_empty() {
+            self.buf[from..to].iter().fold(0u8, |acc, b| acc ^ b)
+        } else {
+            self.prefix[to] ^ self.prefix[from]
+        }
+    }
+}
+
+/// The candidate frame at `p`: its end (exclusive) when whole and checked, else the reason
+/// (the scan's check, byte by byte: the tests' plain reference).
+#[cfg(test)]
 fn candidate(buf: &[u8], p: usize) -> Result<usize, Kind> {
     checked(buf, p, |from, to| {
         buf[from..to].iter().fold(0u8, |acc, b| acc ^ b)
@@ -177,22 +223,11 @@ fn checked(buf: &[u8], p: usize, xor: impl Fn(usize, usize) -> u8) -> Result<usi
     Ok(bcc_at + 1)
 }
 
-fn next_complete(buf: &[u8], from: usize) -> Option<usize> {
+fn next_complete(buf: &[u8], from: usize, xors: &mut Xors<'_>) -> Option<usize> {
     let mut q = find_start(buf, from)?;
-    // The XOR of every prefix of `buf[from..]`: each candidate's BCC in O(1). Checked one by
-    // one, a crafted buffer of markers every few bytes, each declaring a length the buffer
-    // holds, cost ~4 ms per read (quadratic), and the gateway scans again on every read
-    // while the false start waits; now one pass over the bytes.
-    let mut prefix = Vec::with_capacity(buf.len() - from + 1);
-    let mut acc = 0u8;
-    prefix.push(acc);
-    for &b in &buf[from..] {
-        acc ^= b;
-        prefix.push(acc);
-    }
-    let xor = |a: usize, b: usize| prefix[b - from] ^ prefix[a - from];
+    xors.build();
     loop {
-        if checked(buf, q, xor).is_ok() {
+        if checked(buf, q, |a, b| xors.range(a, b)).is_ok() {
             return Some(q);
         }
         q = find_start(buf, q + 1)?;
@@ -266,7 +301,7 @@ mod tests {
             buf[q] == buf[q + 1] && matches!(buf[q], b'#' | b'$') && candidate(&buf, q).is_ok()
         });
         assert_eq!(naive, Some(real));
-        assert_eq!(next_complete(&buf, 1), naive);
+        assert_eq!(next_complete(&buf, 1, &mut Xors::new(&buf)), naive);
         let (n, s) = spans(&buf, false);
         assert_eq!(n, buf.len());
         assert_eq!(s.last(), Some(&(real, buf.len(), Kind::Frame)));
