@@ -39,7 +39,14 @@ from typing import Any, Final
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows, VehicleRow
-from storage.latest_kinds import BATTERY, CHARGER, _last_non_null, battery_values, charger_values
+from storage.latest_kinds import (
+    BATTERY,
+    CHARGER,
+    _last_non_null,
+    _time,
+    battery_values,
+    charger_values,
+)
 from storage.offsets import OffsetRange, TopicPartition
 
 __all__ = [
@@ -58,7 +65,8 @@ DEFAULT_CAP: Final = 200_000
 # A vehicle's pending state: (frame time ms, its row, its native COPY tuple or None).
 VehicleTuple = tuple[int, VehicleRow, bytes | None]
 Values = tuple[Any, ...]  # a connector's or pack's latest_state values, ts first
-Timeline = list[Values]  # an entity's pending tuples, one per frame time, in arrival order
+# An entity's pending tuples, one per frame time, in time order; none that newer ones cover
+Timeline = list[Values]
 # entity kind -> {entity id: (topic, partition)}: the placements a merge records
 Placements = dict[str, dict[str, TopicPartition]]
 
@@ -83,15 +91,22 @@ class Delta:
 
     @staticmethod
     def put_values(into: dict[str, Timeline], entity: str, values: Values) -> None:
-        rows = into.get(entity)
-        if rows is None:
+        old_rows = into.get(entity)
+        if old_rows is None:
             into[entity] = [values]
             return
+        # A new list, never the old one changed: sets share timelines (``union``).
+        rows = list(old_rows)
         for j, old in enumerate(rows):
             if old[0] == values[0]:  # same time: the later one last, as merge_newest's sort
                 rows[j] = _last_non_null([old, values])
-                return
-        rows.append(values)
+                break
+        else:
+            rows.append(values)
+            if values[0] < rows[-2][0]:
+                rows.sort(key=_time)  # a late frame: the timeline stays in time order
+        _drop_covered(rows)
+        into[entity] = rows
 
     @staticmethod
     def items(of: dict[str, Timeline]) -> list[tuple[str, Values]]:
@@ -110,7 +125,13 @@ class Delta:
                 if old is None or entry[0] > old[0]:
                     mine[vin] = entry
         for timelines, theirs in ((self.chargers, other.chargers), (self.packs, other.packs)):
+            if not timelines:
+                timelines.update(theirs)  # shared: a timeline is never changed in place
+                continue
             for entity, rows in theirs.items():
+                if entity not in timelines:
+                    timelines[entity] = rows
+                    continue
                 for values in rows:
                     self.put_values(timelines, entity, values)
         if other.first is not None and (self.first is None or other.first < self.first):
@@ -118,14 +139,28 @@ class Delta:
 
     def union(self, other: Delta) -> Delta:
         """A new set: this one's tuples, then ``other``'s (neither changes)."""
-        out = Delta(dict(self.vehicles), _copied(self.chargers), _copied(self.packs), self.first)
+        out = Delta(dict(self.vehicles), dict(self.chargers), dict(self.packs), self.first)
         out.absorb(other)
         return out
 
 
-def _copied(of: dict[str, Timeline]) -> dict[str, Timeline]:
-    # each timeline too: absorb appends to them
-    return {entity: list(rows) for entity, rows in of.items()}
+def _drop_covered(rows: Timeline) -> None:
+    """Drop from ``rows`` (in time order) each tuple whose every value (but its time) newer
+    tuples also hold: whenever it takes part in a merge (newer than the stored state) they do
+    too, so it can never give a column. Bounds a timeline by the number of columns, however
+    many reports an interval holds (a full report, the usual one, leaves one tuple)."""
+    if len(rows) < 2:
+        return
+    covered: set[int] = set()
+    kept: list[Values] = []
+    for values in reversed(rows):
+        held = {j for j in range(1, len(values)) if values[j] is not None}
+        if not kept or not held <= covered:
+            kept.append(values)
+            covered |= held
+    if len(kept) < len(rows):
+        kept.reverse()
+        rows[:] = kept
 
 
 def collect(frames: Iterable[Any], first: int | None) -> Delta:

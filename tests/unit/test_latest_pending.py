@@ -4,8 +4,9 @@ partition due, and ``latest_from`` is the first offset still pending."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -70,9 +71,31 @@ def test_connector_tuples_are_kept_per_frame_time_and_merge_as_one_batchs_rows()
     # memory, the late frame's status 2 overwrote the newer stored status.
     between = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
     assert merge_newest(items, {"OP1:1": between}) == [("OP1:1", newer)]
-    # A tuple of a time already there is merged into it (the later one last).
+    assert into["OP1:1"] == [older, newer]  # in time order
+    # A tuple of a time already there is merged into it (the later one last); the older one,
+    # whose every value the newer now holds, can give nothing any more: dropped.
     Delta.put_values(into, "OP1:1", (t1, None, "OP1", 4, None))
-    assert into["OP1:1"] == [(t1, None, "OP1", 4, 380.0), older]
+    assert into["OP1:1"] == [(t1, None, "OP1", 4, 380.0)]
+
+
+def test_a_timeline_stays_as_short_as_its_columns_however_many_reports() -> None:
+    # Memory: the pending entities are capped, not their tuples; an interval longer than the
+    # report period must not grow a timeline per report.
+    into: dict[str, list[tuple[object, ...]]] = {}
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(1000):  # full reports: the newest covers every older one
+        Delta.put_values(into, "A", (t0 + timedelta(seconds=i), None, "OP1", i % 5, 380.0))
+    assert len(into["A"]) == 1 and into["A"][0][3] == 999 % 5
+    for i in range(1000):  # a status, then an output, alternating
+        at = t0 + timedelta(seconds=i)
+        row = (at, None, "OP1", 3, None) if i % 2 else (at, at, "OP1", None, 400.0)
+        Delta.put_values(into, "B", row)
+    assert len(into["B"]) <= 3  # at most one tuple per column it alone still gives
+    items = Delta.items(into)
+    assert merge_newest(items)[1] == (
+        "B",
+        (t0 + timedelta(seconds=999), t0 + timedelta(seconds=998), "OP1", 3, 400.0),
+    )
 
 
 def test_due_after_the_interval_or_at_the_cap_and_a_merge_empties_the_set() -> None:
@@ -227,3 +250,27 @@ def test_only_a_partition_without_batches_for_a_tick_is_stale() -> None:
     assert pending.stale(6.5, 6.25) == []  # busy: written 0.5 s ago
     assert pending.stale(7.0, 6.25) == []  # written 1.0 s ago, less than a tick
     assert pending.stale(7.25, 6.25) == [TP]  # quiet for a tick: idle
+
+
+def test_a_pruned_timeline_merges_as_all_its_tuples_would_whatever_is_stored() -> None:
+    # The dropped tuples can never give a column: for any stored time, merging what is kept
+    # gives what merging every tuple gives (each tuple taking part only when newer).
+    rng = random.Random(7)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(300):
+        tuples = [
+            (t0 + timedelta(seconds=rng.randrange(30)), *_some(rng, 4))
+            for _ in range(rng.randrange(1, 12))
+        ]
+        into: dict[str, list[tuple[object, ...]]] = {}
+        for values in tuples:
+            Delta.put_values(into, "E", values)
+        assert len(into["E"]) <= 5  # the newest, and one per column at most
+        for stored in (None, *(t0 + timedelta(seconds=s) for s in range(0, 31, 3))):
+            known = {} if stored is None else {"E": stored}
+            want = merge_newest([("E", v) for v in tuples], known)
+            assert merge_newest(Delta.items(into), known) == want, (tuples, stored)
+
+
+def _some(rng: random.Random, n: int) -> list[int | None]:
+    return [rng.choice([None, rng.randrange(3)]) for _ in range(n)]
