@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Final
@@ -161,7 +162,7 @@ class RateLimiter:
     ) -> None:
         self._interval = interval_s
         self._clock = clock
-        self._last: dict[str, float] = {}
+        self._last: OrderedDict[str, float] = OrderedDict()
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -174,15 +175,19 @@ class RateLimiter:
                 return None
             if last is None and len(self._last) >= _MAX_KEYS:
                 self._prune(now)
+            # At the end: the keys stay in the order of their times, oldest first.
             self._last[key] = now
+            self._last.move_to_end(key)
             return self._held.pop(key, 0)
 
     def _prune(self, now: float) -> None:
-        """Forget the keys whose interval is over (keys may come from input: a peer address
-        per refusal); if every key is recent, all of them (their held counts are lost)."""
-        for k in [k for k, t in self._last.items() if now - t >= self._interval]:
-            del self._last[k]
+        """Forget the oldest keys (keys may come from input: a peer address per refusal):
+        those whose interval is over, and while the limiter is full the oldest of the others
+        too (their held counts are lost). From the front of the dict: O(1) a key forgotten."""
+        last = self._last
+        while last:
+            k, t = next(iter(last.items()))
+            if now - t < self._interval and len(last) < _MAX_KEYS:
+                break
+            last.popitem(last=False)
             self._held.pop(k, None)
-        if len(self._last) >= _MAX_KEYS:
-            self._last.clear()
-            self._held.clear()
