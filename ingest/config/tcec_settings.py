@@ -81,6 +81,14 @@ class TcecSettings(Section):
         minimum=1,
         maximum=1_000_000,
     )
+    token_requests_per_peer: int = setting(
+        0,
+        "query_token requests handled at once per peer address (of the 32 token slots); 0: no "
+        "such limit. Set it (2, say) when operators connect to the receiver directly; behind a "
+        "TLS-terminating proxy every request has the proxy's address.",
+        minimum=0,
+        maximum=32,
+    )
     read_timeout_s: float = setting(
         10.0,
         "Longest wait for a request's body once its headers came; then the answer is Ret 4003. "

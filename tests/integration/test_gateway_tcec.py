@@ -307,12 +307,13 @@ async def test_clients_that_never_send_their_body_do_not_shut_the_operators_out(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
     # One push slot. Strangers send headers and then nothing: tokenless pushes are answered
-    # 4002 before their body is read; token requests have slots of their own, two per
-    # address, and a body that does not come in time frees its slot. Before, 8 such sockets
+    # 4002 before their body is read; token requests have slots of their own (two per address
+    # here: tcec.token_requests_per_peer), and a body that does not come in time frees its
+    # slot. Before, 8 such sockets
     # (with 8 slots; one with one) got every operator Ret -1 for as long as they stayed open.
     topic = unique_topic(partitions=1)
     producer, server, registry, clock = await start_rig(
-        kafka_bootstrap, topic, max_in_flight=1, read_timeout_s=1.0
+        kafka_bootstrap, topic, max_in_flight=1, read_timeout_s=1.0, token_requests_per_peer=2
     )
     socks: list[socket.socket] = []
     try:
@@ -350,7 +351,7 @@ async def test_clients_that_never_send_their_body_do_not_shut_the_operators_out(
     ), "the two bodies that never came were answered 4003 once their time was up"
 
 
-async def test_strangers_at_one_address_hold_at_most_two_token_requests(
+async def test_with_a_per_peer_limit_strangers_at_one_address_hold_two_token_requests(
     kafka_bootstrap: str, unique_topic: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # query_token is open to anyone. Strangers at 127.0.0.2 hold two token requests whose
@@ -358,7 +359,9 @@ async def test_strangers_at_one_address_hold_at_most_two_token_requests(
     # 127.0.0.1 still gets its token meanwhile.
     monkeypatch.setattr(tcec_server, "_TOKEN_READ_TIMEOUT_S", 60.0)
     topic = unique_topic(partitions=1)
-    producer, server, registry, clock = await start_rig(kafka_bootstrap, topic, read_timeout_s=60.0)
+    producer, server, registry, clock = await start_rig(
+        kafka_bootstrap, topic, read_timeout_s=60.0, token_requests_per_peer=2
+    )
     socks: list[socket.socket] = []
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -377,6 +380,21 @@ async def test_strangers_at_one_address_hold_at_most_two_token_requests(
             sock.close()
         await server.close()
         await producer.stop()
+
+
+async def test_a_token_request_body_is_small_also_when_chunked(rig: Rig) -> None:
+    # Without a Content-Length (chunked), the token's 4 KiB limit was not applied: the body
+    # was read up to tcec.max_body_bytes (256 KiB) in each of the 32 token slots.
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1000
+
+    url = f"{rig.server.url()}/query_token"
+    async with rig.session.post(url, data=chunks()) as resp:
+        assert resp.status == 200 and "Content-Length" not in resp.request_info.headers
+        doc = orjson.loads(await resp.read())
+    assert (doc["Ret"], doc["Msg"]) == (4003, "a query_token body is at most 4096 bytes")
+    assert await rig.token()  # and a real one still goes through
 
 
 async def _answered(registry: CollectorRegistry, at_least: dict[str, int]) -> bool:

@@ -215,3 +215,32 @@ def test_bad_operator_entries_are_named(doc: object, why: str) -> None:
     with pytest.raises(OperatorsError, match=why) as exc:
         parse_operators(orjson.dumps(doc), "test")
     assert "1234567890abcdef" not in str(exc.value)
+
+
+def test_every_receiver_setting_reaches_its_parameters() -> None:
+    # A setting added to tcec_settings but not passed on by params_from_settings would be
+    # documented and silently ignored.
+    from ingest.config.load import load_settings
+    from ingest.gateway.tcec import params_from_settings
+
+    settings = load_settings(
+        environ={
+            "NEV_TCEC_LISTEN": "127.0.0.1:8090",
+            "NEV_TCEC_OPERATOR_SECRETS": orjson.dumps({"MA01H3BQ2": ENTRY}).decode(),
+            "NEV_TCEC_TOKEN_LIFETIME_S": "600",
+            "NEV_TCEC_CLOCK_SKEW_S": "60",
+            "NEV_TCEC_REPLAY_WINDOW": "500",
+            "NEV_TCEC_MAX_BODY_BYTES": "4096",
+            "NEV_TCEC_MAX_IN_FLIGHT": "7",
+            "NEV_TCEC_TOKEN_REQUESTS_PER_PEER": "3",
+            "NEV_TCEC_READ_TIMEOUT_S": "4.5",
+            "NEV_TCEC_PRODUCE_TIMEOUT_S": "2.5",
+        }
+    )
+    p = params_from_settings(settings, gateway_id="gw")
+    assert p is not None
+    got = (
+        p.token_lifetime_s, p.clock_skew_s, p.replay_window, p.max_body_bytes, p.max_in_flight,
+        p.token_requests_per_peer, p.read_timeout_s, p.produce_timeout_s,
+    )  # fmt: skip
+    assert got == (600, 60, 500, 4096, 7, 3, 4.5, 2.5)

@@ -58,6 +58,7 @@ def params_from_settings(settings: Settings, *, gateway_id: str) -> TcecParams |
         replay_window=t.replay_window,
         max_body_bytes=t.max_body_bytes,
         max_in_flight=t.max_in_flight,
+        token_requests_per_peer=t.token_requests_per_peer,
         read_timeout_s=t.read_timeout_s,
         produce_timeout_s=t.produce_timeout_s,
         gateway_id=gateway_id,

@@ -57,11 +57,11 @@ NOTIFICATIONS: Final = frozenset(
     }
 )
 _BEARER: Final = "Bearer "
-# query_token requests handled at once (besides max_in_flight's pushes), and of them per peer
-# address: anyone may send them, and an operator needs one per token lifetime (2 h). Their
-# bodies are small (< 1 KB: the operator's id and secret, encrypted) and must come quickly.
+# query_token requests handled at once (besides max_in_flight's pushes): anyone may send them,
+# and an operator needs one per token lifetime (2 h). Their bodies are small (< 1 KB: the
+# operator's id and secret, encrypted) and must come quickly. Per peer address:
+# tcec.token_requests_per_peer.
 _TOKEN_REQUESTS: Final = 32
-_TOKEN_REQUESTS_PER_PEER: Final = 2
 _TOKEN_BODY_BYTES: Final = 4096
 _TOKEN_READ_TIMEOUT_S: Final = 2.0
 
@@ -81,6 +81,7 @@ class TcecParams:
     replay_window: int = 10_000
     max_body_bytes: int = 262_144
     max_in_flight: int = 1024
+    token_requests_per_peer: int = 0  # 0: no per-address limit (behind a proxy)
     read_timeout_s: float = 10.0
     produce_timeout_s: float = 10.0
     gateway_id: str = ""
@@ -127,13 +128,14 @@ class _Receiver:
 
     async def _token_request(self, request: web.Request) -> web.Response:
         """query_token, open to anyone: slots of its own, never the pushes' (a token lasts
-        hours: an operator asks rarely), at most ``_TOKEN_REQUESTS_PER_PEER`` per address, a
-        small body that must come within ``_TOKEN_READ_TIMEOUT_S``. A few sockets sending
-        headers and nothing else could otherwise keep every operator from its token."""
+        hours: an operator asks rarely), at most ``tcec.token_requests_per_peer`` per address
+        (when set: behind a proxy every request has the proxy's), a small body that must come
+        within ``_TOKEN_READ_TIMEOUT_S``. A few sockets sending headers and nothing else could
+        otherwise keep every operator from its token."""
         remote = request.remote or ""
-        if (
-            self._token_requests >= _TOKEN_REQUESTS
-            or self._token_peers.get(remote, 0) >= _TOKEN_REQUESTS_PER_PEER
+        per_peer = self._p.token_requests_per_peer
+        if self._token_requests >= _TOKEN_REQUESTS or (
+            per_peer and self._token_peers.get(remote, 0) >= per_peer
         ):
             return self._busy(QUERY_TOKEN, request, "too many token requests in flight")
         size = request.content_length
@@ -146,7 +148,7 @@ class _Receiver:
         self._token_peers[remote] = self._token_peers.get(remote, 0) + 1
         try:
             timeout = min(self._p.read_timeout_s, _TOKEN_READ_TIMEOUT_S)
-            return await self._handle(QUERY_TOKEN, request, None, timeout)
+            return await self._handle(QUERY_TOKEN, request, None, timeout, _TOKEN_BODY_BYTES)
         finally:
             self._token_requests -= 1
             left = self._token_peers.pop(remote) - 1
@@ -159,13 +161,18 @@ class _Receiver:
         return _json(answer(None, Ret.BUSY, "system busy: retry later", None))
 
     async def _handle(
-        self, interface: str, request: web.Request, holder: str | None, read_timeout_s: float
+        self,
+        interface: str,
+        request: web.Request,
+        holder: str | None,
+        read_timeout_s: float,
+        max_body: int | None = None,
     ) -> web.Response:
         received_ms = int(self._p.clock() * 1000)
         secrets: OperatorSecrets | None = None
         data: dict[str, Any] | None = None
         try:
-            env = parse_envelope(await self._read(request, read_timeout_s))
+            env = parse_envelope(await self._read(request, read_timeout_s, max_body))
             if holder is not None and holder != env.operator_id:
                 raise EnvelopeError(Ret.BAD_TOKEN, "token belongs to another OperatorID")
             secrets = self._p.operators.get(env.operator_id)
@@ -210,12 +217,24 @@ class _Receiver:
         self._m.requests.labels(interface, str(int(ret))).inc()
         return _json(answer(secrets, ret, msg, data))
 
-    async def _read(self, request: web.Request, timeout_s: float) -> bytes:
+    async def _read(
+        self, request: web.Request, timeout_s: float, max_body: int | None = None
+    ) -> bytes:
         """The body, within ``timeout_s``: a client that sends headers and then its body
-        slowly, or never, holds a slot only that long."""
+        slowly, or never, holds a slot only that long. ``max_body``: a smaller limit than
+        ``tcec.max_body_bytes``, whatever the Content-Length says (a chunked body has none)."""
         try:
             async with asyncio.timeout(timeout_s):
-                return await request.read()
+                if max_body is None:
+                    return await request.read()
+                body = bytearray()
+                while chunk := await request.content.read(max_body + 1 - len(body)):
+                    body += chunk
+                    if len(body) > max_body:
+                        raise EnvelopeError(
+                            Ret.BAD_PARAMETER, f"a {QUERY_TOKEN} body is at most {max_body} bytes"
+                        )
+                return bytes(body)
         except web.HTTPRequestEntityTooLarge:
             raise EnvelopeError(
                 Ret.BAD_PARAMETER, f"the body is over {self._p.max_body_bytes} bytes"
