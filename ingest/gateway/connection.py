@@ -199,6 +199,12 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         wait = max(self._frames.take(frames, now), self._bytes.take(len(data), now))
+        cfg = self.gw.config
+        if not self.session.platform and self._frames.rate != cfg.max_frames_per_s:
+            # A platform logged out in this read: the read was its own, at its rates; from
+            # the next one a device's, as the platform's were granted to its login only.
+            self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), now)
+            self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, now)
         if wait > 0 and "rate" not in self.paused:
             m.refused.labels(self.kind, "rate_limited").inc()
             self.note("rate_limited", f"throttled for {wait:.2f}s")
@@ -283,11 +289,6 @@ class Connection(asyncio.Protocol):
             self._send(frame, d, d.flag)
             if d.command == "platform_logout":
                 self._set_headers()
-                # Back to a device's rates: the platform's were granted to its login only.
-                cfg = self.gw.config
-                frames_per_s = cfg.max_frames_per_s
-                self._frames = TokenBucket(frames_per_s, max(frames_per_s, 1.0), read_at)
-                self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, read_at)
         elif d.action == VERIFY:
             self.pause("login")
             asyncio.get_running_loop().create_task(self._verify(frame, d))
