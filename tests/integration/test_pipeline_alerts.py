@@ -104,29 +104,16 @@ async def test_sighup_reloads_rules_and_clears_alerts_of_removed_rules(
         rules.write_text(_OTHER_RULE)
         svc.proc.send_signal(signal.SIGHUP)
 
-        async def cleared() -> list[Any]:
-            records = await ps.read_topic(
-                env.kafka, env.alerts, expect=len(raised) + 1, timeout_s=2
-            )
-            return [
-                orjson.loads(r.value) for r in records if orjson.loads(r.value)["type"] == "cleared"
-            ]
-
         (change,) = await ps.until(
-            cleared, timeout_s=30, what="the alert of the removed rule cleared"
+            lambda: _cleared(env, len(raised) + 1),
+            timeout_s=30,
+            what="the alert of the removed rule cleared",
         )
         assert change["rule_id"] == "test_hot_pack"
         assert change["clear_reason"] == "rule_removed"
         reloaded = [r for r in svc.logs() if r.get("msg", "").startswith("SIGHUP: rules reloaded")]
         assert reloaded, "each worker says it reloaded"
-    conn = await asyncpg.connect(env.dsn)
-    try:
-        still_open = await conn.fetchval(
-            f"SELECT count(*) FROM {ps.SCHEMA}.alerts WHERE cleared_at IS NULL"
-        )
-    finally:
-        await conn.close()
-    assert still_open == 0
+    assert await _still_open(env) == 0
 
 
 async def test_a_restart_without_any_rule_of_the_kind_clears_its_open_alerts(
@@ -142,24 +129,28 @@ async def test_a_restart_without_any_rule_of_the_kind_clears_its_open_alerts(
     assert {orjson.loads(r.value)["rule_id"] for r in raised} == {"test_hot_pack"}
     rules.write_text("version = 1\n")  # no rule at all
     async with ps.serving(env, "after", NEV_ALERTS_RULES_FILE=str(rules)):
-
-        async def cleared() -> list[Any]:
-            records = await ps.read_topic(
-                env.kafka, env.alerts, expect=len(raised) + 1, timeout_s=2
-            )
-            return [
-                orjson.loads(r.value) for r in records if orjson.loads(r.value)["type"] == "cleared"
-            ]
-
-        changes = await ps.until(cleared, timeout_s=30, what="the open alerts cleared")
+        changes = await ps.until(
+            lambda: _cleared(env, len(raised) + 1), timeout_s=30, what="the open alerts cleared"
+        )
     assert {(c["rule_id"], c["clear_reason"]) for c in changes} == {
         ("test_hot_pack", "rule_removed")
     }
+    assert await _still_open(env) == 0
+
+
+async def _cleared(env: PipelineEnv, expect: int) -> list[Any]:
+    """The ``cleared`` messages on the alerts topic, once it holds ``expect`` messages."""
+    records = await ps.read_topic(env.kafka, env.alerts, expect=expect, timeout_s=2)
+    bodies = [orjson.loads(r.value) for r in records]
+    return [b for b in bodies if b["type"] == "cleared"]
+
+
+async def _still_open(env: PipelineEnv) -> int:
     conn = await asyncpg.connect(env.dsn)
     try:
-        still_open = await conn.fetchval(
+        n: int = await conn.fetchval(
             f"SELECT count(*) FROM {ps.SCHEMA}.alerts WHERE cleared_at IS NULL"
         )
     finally:
         await conn.close()
-    assert still_open == 0
+    return n
