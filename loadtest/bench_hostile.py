@@ -8,6 +8,8 @@ Shapes that review found quadratic (docs/performance.md, "Hostile input"):
   length the buffer holds and failing its BCC: the search for a complete frame behind the
   false start, run again on every read while it waits; the ceiling is the same buffer without
   markers;
+- the framer on an honest read whose unfinished last frame holds a marker (the ceiling: the
+  same read without it): what the fixes must not make honest traffic pay;
 - the framer on false starts interleaved with small good frames (~64 KB; the ceiling: honest
   frames of the same sizes), and on markers every 4 bytes with no false start in front (the
   ceiling: the false start's ceiling above);
@@ -58,6 +60,15 @@ def interleaved_buffers() -> tuple[bytes, bytes]:
     good = _frame(b"\x00" * 24)
     n = 64_000 // len(false + good)
     return (false + good) * n, _frame(b"\x00" * (len(false) - 1 + 24)) * n
+
+
+def tail_buffers() -> tuple[bytes, bytes]:
+    """(crafted, ceiling): ~64 KB of honest frames and the first 500 bytes of the next one,
+    whose data holds a ``##`` (honest too: any byte pair may be one); the same without it."""
+    honest = _frame(bytes(300)) * (64_000 // len(_frame(bytes(300))))
+    data = bytearray(b"\x07" * 1000)
+    data[10:12] = b"##"
+    return honest + _frame(bytes(data))[:500], honest + _frame(bytes(1000))[:500]
 
 
 def markers_buffer() -> bytes:
@@ -113,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     out |= {"interleaved_ratio": round(inter / inter_ceiling, 2), "interleaved_bytes": len(crafted)}
     out |= {"markers_us": round(markers, 1), "markers_ratio": round(markers / framer_ceiling, 2)}
+
+    crafted, ceiling = tail_buffers()
+    tail = _median_us(lambda: nev_native.frame_spans(crafted, False), n)
+    tail_ceiling = _median_us(lambda: nev_native.frame_spans(ceiling, False), n)
+    print(f"framer, a marker in the unfinished last frame of an honest read: {tail:.1f} µs "
+          f"({tail_ceiling:.1f} without it)", file=sys.stderr)  # fmt: skip
+    out |= {"tail_crafted_us": round(tail, 1), "tail_ceiling_us": round(tail_ceiling, 1)}
+    out |= {"tail_ratio": round(tail / tail_ceiling, 2)}
 
     crafted, ceiling = join_frames()
     decoded = nev_native.decode_vehicle_batch([crafted], [None])[0]

@@ -87,6 +87,7 @@ class Connection(asyncio.Protocol):
         "last_rx",
         "paused",
         "peer",
+        "platform_rates",
         "session",
         "transport",
     )
@@ -111,6 +112,7 @@ class Connection(asyncio.Protocol):
         self.paused: set[str] = set()
         self.held: list[bytes] = []  # frames read behind a platform login being checked
         self.bound = ""  # the identity the gateway bound to this connection (Host.bind)
+        self.platform_rates = False  # the buckets are a platform's (its login checked)
         self._headers: list[tuple[str, bytes]] = []
         self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), 0.0)
         self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, 0.0)
@@ -199,12 +201,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         wait = max(self._frames.take(frames, now), self._bytes.take(len(data), now))
-        cfg = self.gw.config
-        if not self.session.platform and self._frames.rate != cfg.max_frames_per_s:
-            # A platform logged out in this read: the read was its own, at its rates; from
-            # the next one a device's, as the platform's were granted to its login only.
-            self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), now)
-            self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, now)
+        self._device_rates_again(now)
         if wait > 0 and "rate" not in self.paused:
             m.refused.labels(self.kind, "rate_limited").inc()
             self.note("rate_limited", f"throttled for {wait:.2f}s")
@@ -212,6 +209,15 @@ class Connection(asyncio.Protocol):
             asyncio.get_running_loop().call_later(wait, self.resume, "rate")
         if self.gw.dispatcher.budget.full:
             self.gw.budget_full(self)
+
+    def _device_rates_again(self, now: float) -> None:
+        """After a platform's logout, a device's rates again (the platform's were granted to
+        its login only); called once a read is charged, so the logout's read is the platform's."""
+        if self.platform_rates and not self.session.platform:
+            cfg = self.gw.config
+            self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), now)
+            self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, now)
+            self.platform_rates = False
 
     # -- reading on and off ------------------------------------------------------------------
 
@@ -359,6 +365,7 @@ class Connection(asyncio.Protocol):
             cfg, now = self.gw.config, time.monotonic()
             self._frames = TokenBucket(cfg.platform_frames_per_s, cfg.platform_frames_per_s, now)
             self._bytes = TokenBucket(cfg.platform_bytes_per_s, cfg.platform_bytes_per_s, now)
+            self.platform_rates = True
         else:
             m.refused.labels(self.kind, "bad_credentials").inc()
             self.note("bad_credentials", f"platform login of {d.user!r} refused")
@@ -381,6 +388,7 @@ class Connection(asyncio.Protocol):
             m.child(m.frames, self.kind, command).inc(n)
         if self.closed:
             return
+        self._device_rates_again(time.monotonic())  # a logout among the held frames
         if self.gw.dispatcher.budget.full and not self.closed:
             self.gw.budget_full(self)
         if not self.paused and self.transport is not None and not self.closed:

@@ -146,7 +146,7 @@ fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
             }
             Err(kind) => {
                 if kind == Kind::BadChecksum {
-                    xors.build(); // markers every few bytes must not each cost their length
+                    xors.build(p); // markers every few bytes must not each cost their length
                 }
                 skip.mark(p, kind);
                 pos = p + 1;
@@ -162,7 +162,9 @@ fn scan(buf: &[u8], last: bool, skip: &mut Skip<'_>) -> usize {
 /// length per marker (4 ms a 64 KB read, again on every read while a false start waited).
 struct Xors<'a> {
     buf: &'a [u8],
-    prefix: Vec<u8>, // empty until built; then prefix[i] = XOR of buf[..i]
+    // empty until built; then prefix[i] = XOR of buf[base..base + i]
+    prefix: Vec<u8>,
+    base: usize,
 }
 
 impl<'a> Xors<'a> {
@@ -170,17 +172,22 @@ impl<'a> Xors<'a> {
         Xors {
             buf,
             prefix: Vec::new(),
+            base: 0,
         }
     }
 
-    fn build(&mut self) {
+    /// From `base` on: the scan only moves forward, so every later range starts there or
+    /// after (an honest read whose last, unfinished frame holds a marker builds only the
+    /// prefix of that frame, not of the whole read).
+    fn build(&mut self, base: usize) {
         if !self.prefix.is_empty() {
             return;
         }
-        self.prefix.reserve_exact(self.buf.len() + 1);
+        self.base = base;
+        self.prefix.reserve_exact(self.buf.len() - base + 1);
         let mut acc = 0u8;
         self.prefix.push(acc);
-        for &b in self.buf {
+        for &b in &self.buf[base..] {
             acc ^= b;
             self.prefix.push(acc);
         }
@@ -190,7 +197,7 @@ impl<'a> Xors<'a> {
         if self.prefix.is_empty() {
             self.buf[from..to].iter().fold(0u8, |acc, b| acc ^ b)
         } else {
-            self.prefix[to] ^ self.prefix[from]
+            self.prefix[to - self.base] ^ self.prefix[from - self.base]
         }
     }
 }
@@ -225,7 +232,7 @@ fn checked(buf: &[u8], p: usize, xor: impl Fn(usize, usize) -> u8) -> Result<usi
 
 fn next_complete(buf: &[u8], from: usize, xors: &mut Xors<'_>) -> Option<usize> {
     let mut q = find_start(buf, from)?;
-    xors.build();
+    xors.build(from);
     loop {
         if checked(buf, q, |a, b| xors.range(a, b)).is_ok() {
             return Some(q);

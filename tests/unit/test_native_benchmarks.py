@@ -53,7 +53,7 @@ def test_bench_hostile_measures_both_shapes_against_their_ceilings(
 ) -> None:
     assert bench_hostile.main(["--passes", "3"]) == 0
     result = _last_json(capsys.readouterr().out)
-    for shape in ("framer", "interleaved", "join"):
+    for shape in ("framer", "interleaved", "tail", "join"):
         assert float(result[f"{shape}_crafted_us"]) > 0  # type: ignore[arg-type]
         assert float(result[f"{shape}_ceiling_us"]) > 0  # type: ignore[arg-type]
     assert result["join_pack_rows"] == 14_115  # every entry a row of its own: none joined
