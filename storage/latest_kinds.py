@@ -215,8 +215,25 @@ def _merge(per: dict[str, list[Values]], stored: dict[str, datetime]) -> list[tu
             out.append((entity, rows[0]))
             continue
         rows.sort(key=_time)  # stable: rows of one time keep their order
-        out.append((entity, _last_non_null(rows)))
+        out.append((entity, _with_newest_receipt(_last_non_null(rows), rows)))
     return out
+
+
+def _with_newest_receipt(merged: Values, rows: list[Values]) -> Values:
+    """``merged`` with the received_at (column 1 of every kind) of the newest time's rows: it
+    goes with ``ts``, NULL when that report carries none (a status row), never an older
+    report's, which would make an idle connector look seen then (``_assignments``)."""
+    newest = rows[-1][0]
+    receipt = None
+    for values in reversed(rows):
+        if values[0] != newest:
+            break
+        if values[1] is not None:
+            receipt = values[1]
+            break
+    if merged[1] is receipt:
+        return merged
+    return (merged[0], receipt, *merged[2:])
 
 
 def _last_non_null(rows: list[Values]) -> Values:

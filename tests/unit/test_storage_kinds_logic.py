@@ -31,16 +31,21 @@ S = timedelta(seconds=1)
 
 
 def test_rows_of_one_entity_merge_in_frame_time_order() -> None:
+    # (ts, received_at, x, y): per column the last non-null value, but received_at goes with
+    # ts (the newest report's, NULL for a status row), never an older report's.
     items = [
-        ("a", (T + 2 * S, None, 3)),  # newest, no second column
-        ("a", (T, 1, 1)),
-        ("a", (T + S, None, 2)),
-        ("b", (T, 5, None)),
+        ("a", (T + 2 * S, None, 3, None)),  # newest: a status row, no receipt
+        ("a", (T, T, 1, 7)),
+        ("a", (T + S, None, 2, None)),
+        ("b", (T, T, 5, None)),
     ]
     assert several_times(items) == {"a"}
-    assert merge_newest(items) == [("a", (T + 2 * S, 1, 3)), ("b", (T, 5, None))]
-    # what is not newer than the stored state takes no part: its 1 would overwrite a newer value
-    assert merge_newest(items, {"a": T, "b": T}) == [("a", (T + 2 * S, None, 3))]
+    assert merge_newest(items) == [("a", (T + 2 * S, None, 3, 7)), ("b", (T, T, 5, None))]
+    # rows of the newest time: their last receipt
+    newest = [("c", (T + S, T + S, None, 1)), ("c", (T + S, None, 4, None)), ("c", (T, T, 9, 9))]
+    assert merge_newest(newest) == [("c", (T + S, T + S, 4, 1))]
+    # what is not newer than the stored state takes no part: its 7 would overwrite a newer value
+    assert merge_newest(items, {"a": T, "b": T}) == [("a", (T + 2 * S, None, 3, None))]
 
 
 def test_rows_of_one_time_keep_their_order() -> None:
@@ -104,12 +109,17 @@ def test_pack_telemetry_copy_stream_reads_back() -> None:
 
 
 def _forward_merge(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    # the rule as stated: in frame-time order (stable), each non-null value replaces the last
-    merged = list(sorted(rows, key=lambda r: r[0])[0])
-    for values in sorted(rows, key=lambda r: r[0])[1:]:
+    # the rule as stated: in frame-time order (stable), each non-null value replaces the last;
+    # column 1 (received_at) is the last non-null of the newest time's rows, else null
+    ordered = sorted(rows, key=lambda r: r[0])
+    merged = list(ordered[0])
+    for values in ordered[1:]:
         for j, v in enumerate(values):
             if v is not None:
                 merged[j] = v
+    newest = [r for r in ordered if r[0] == ordered[-1][0]]
+    receipts = [r[1] for r in newest if r[1] is not None]
+    merged[1] = receipts[-1] if receipts else None
     return tuple(merged)
 
 
