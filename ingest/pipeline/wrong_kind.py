@@ -22,6 +22,7 @@ from typing import Final
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
+from ingest.decoders.envelope import HEADER_SIZE
 from ingest.decoders.errors import FrameError
 from ingest.pipeline.adapters import decode_battery_batch, decode_charger_batch
 
@@ -36,8 +37,8 @@ def _charger_rows(rows: object) -> bool:
     )
 
 
-# Where a vehicle walk that read no block stops: the header (24 bytes) and the frame time (6).
-_NO_BLOCK: Final = 30
+# Where a vehicle walk that read no block stops: after the header and the frame time (6 bytes).
+_NO_BLOCK: Final = HEADER_SIZE + 6
 
 
 def _pack_rows(rows: object, vehicle_stop: int | None) -> bool:
