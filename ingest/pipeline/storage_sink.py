@@ -109,7 +109,7 @@ class StorageSink:
         # is judged by the rules. A smaller bound of the engine's own left frames 300-600 s
         # ahead stored but never evaluated (a vehicle whose clock runs fast had no alert).
         self._rules_max_future_s = rules_max_future_s
-        self._rule_counts: dict[str, tuple[RuleEngine, dict[str, int]]] = {}
+        self._rule_counts: dict[str, dict[str, int]] = {}  # per kind, at the last count
         self._rules_file = rules_file
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
@@ -185,17 +185,16 @@ class StorageSink:
                     self.metrics.rule_frames.labels(kind=kind, outcome=outcome)
 
     def _count_rule_frames(self) -> None:
-        """``rule_frames`` from the engines' counters, by what they counted since last time."""
+        """``rule_frames`` from the engines' counters, by what they counted since last time
+        (an engine lives as long as the sink: a reload swaps its rules, not the engine)."""
         for kind, engine in self._engines.items():
             now = engine.stats.as_dict()
-            seen, before = self._rule_counts.get(kind, (engine, {}))
-            if seen is not engine:
-                before = {}
+            before = self._rule_counts.get(kind, {})
             for outcome, n in now.items():
                 if n > before.get(outcome, 0):
                     inc = n - before.get(outcome, 0)
                     self.metrics.rule_frames.labels(kind=kind, outcome=outcome).inc(inc)
-            self._rule_counts[kind] = (engine, now)
+            self._rule_counts[kind] = now
 
     async def close(self) -> None:
         if self._latest_task is not None:
