@@ -114,8 +114,7 @@ class Connection(asyncio.Protocol):
         self.bound = ""  # the identity the gateway bound to this connection (Host.bind)
         self.platform_rates = False  # the buckets are a platform's (its login checked)
         self._headers: list[tuple[str, bytes]] = []
-        self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), 0.0)
-        self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, 0.0)
+        self._device_rates(0.0)
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -210,14 +209,17 @@ class Connection(asyncio.Protocol):
         if self.gw.dispatcher.budget.full:
             self.gw.budget_full(self)
 
+    def _device_rates(self, now: float) -> None:
+        cfg = self.gw.config
+        self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), now)
+        self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, now)
+        self.platform_rates = False
+
     def _device_rates_again(self, now: float) -> None:
         """After a platform's logout, a device's rates again (the platform's were granted to
         its login only); called once a read is charged, so the logout's read is the platform's."""
         if self.platform_rates and not self.session.platform:
-            cfg = self.gw.config
-            self._frames = TokenBucket(cfg.max_frames_per_s, max(cfg.max_frames_per_s, 1.0), now)
-            self._bytes = TokenBucket(cfg.max_bytes_per_s, cfg.max_bytes_per_s, now)
-            self.platform_rates = False
+            self._device_rates(now)
 
     # -- reading on and off ------------------------------------------------------------------
 
