@@ -22,8 +22,9 @@ until the merge (issue 12).
 Newest = greatest frame time, as the merge's ``WHERE stored.ts < new.ts``: vehicles keep their
 newest frame's tuple (as in one batch: latest_state's vehicle merge takes the newest row per
 VIN), one per entity per partition. Connectors and packs keep a tuple per frame time (rows
-of one time merged as ``latest_kinds.merge_newest`` merges them), merged at the merge as one
-batch's rows are: only those newer than the stored state (``latest_kinds.upsert``). Merged
+of one time merged as ``latest_kinds.merge_newest`` merges them; none whose every value newer
+ones hold: at most one per column), merged at the merge as one batch's rows are: only those
+newer than the stored state (``latest_kinds.upsert``). Merged
 here into one tuple, a late frame's values filled the newer tuple's empty columns and then
 overwrote a stored state newer than that late frame (a connector's ``connected_vin`` going
 back to the vehicle before).
