@@ -13,6 +13,7 @@ byte mutations of them and miscounted blocks.
 from __future__ import annotations
 
 import binascii
+import math
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from devtools.sim.bench_frames import realtime_frames
+from devtools.sim.framebuilder import TIME_HEX, build
 from ingest.decoders import (
     Frame,
     FrameError,
@@ -34,6 +36,7 @@ from ingest.decoders import (
     frame_to_dict,
 )
 from ingest.decoders.checksum import bcc
+from ingest.decoders.fast import decode_rows
 from tests.unit import strategies as s
 from tests.unit.frame_mutations import mutate, reseal
 from tests.unit.vectors_support import load_vectors
@@ -176,3 +179,27 @@ def test_the_decode_cli_binary_capture_prints_the_reference_json(tmp_path: Path)
     assert done.stdout.splitlines() == [
         orjson.dumps(frame_to_dict(decode_frame(f))) for f in frames
     ]
+
+
+@pytest.mark.parametrize(
+    ("edition", "position"),
+    [(2016, "06 00000000 00000000"), (2025, "06 01 00000000 00000000")],  # west and south
+)
+def test_a_zero_west_or_south_coordinate_is_positive_zero_everywhere(
+    edition: int, position: str
+) -> None:
+    # A zero coordinate has no hemisphere: 0.0 in the reference, the native JSON and the
+    # native rows alike (-0.0 would be stored and printed as -0, and ``==`` cannot tell).
+    data = build(edition, 0x02, TIME_HEX, "05", position)
+    (block,) = frame_to_dict(decode_frame(data))["blocks"]
+    native = orjson.loads(nev_native.vehicle_json(data) or b"null")
+    vehicle = decode_rows(data).vehicle
+    assert vehicle is not None
+    for lon, lat in (
+        (block["longitude"], block["latitude"]),
+        (native["blocks"][0]["longitude"], native["blocks"][0]["latitude"]),
+        (vehicle.longitude, vehicle.latitude),
+    ):
+        assert lon == lat == 0.0 and lon is not None and lat is not None
+        assert math.copysign(1.0, lon) == math.copysign(1.0, lat) == 1.0
+    assert_same(data)

@@ -58,8 +58,9 @@ def _coord(raw: int, negative: bool, name: str, quality: list[tuple[str, str]]) 
         return None
     if raw > _LIMITS[name]:
         quality.append((name, OUT_OF_RANGE))
-    value = raw / 1_000_000
-    return -value if negative else value
+    # Signed as an integer, then scaled: a zero coordinate has no hemisphere, and a west or
+    # south 0 is 0.0, not -0.0 (which PostgreSQL would store and print as -0).
+    return (-raw if negative else raw) / 1_000_000
 
 
 def _decode(status: int, cs: int | None, lon: int, lat: int) -> Position:

@@ -221,7 +221,7 @@ fn block(buf: &[u8], mut pos: usize, end: usize, t: u8, walk: &mut Walk) -> Opti
             let lon = be32(buf, pos + 1);
             let lat = be32(buf, pos + 5);
             // Negate the integer, not the float: a zero west longitude stays +0.0, as the
-            // Python `-0 / 1e6` does (a float -0.0 would change the COPY bytes).
+            // reference's does (blocks/position.py; a float -0.0 would change the COPY bytes).
             let degrees = |raw: u32, negative: bool| {
                 (raw < 0xFFFF_FFFE).then(|| {
                     let v = i64::from(raw);

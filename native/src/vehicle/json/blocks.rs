@@ -75,8 +75,9 @@ fn position(o: &mut Out, buf: &[u8], off: usize, end: usize, ed: u16) -> R<usize
         if raw > limit {
             rec.flag(name, "out_of_range");
         }
-        let v = raw as f64 / 1_000_000.0;
-        V::Float(if negative { -v } else { v })
+        // Signed as an integer, as the rows are (walk2016.rs): a west or south 0 is 0.0.
+        let v = raw as i64;
+        V::Float((if negative { -v } else { v }) as f64 / 1_000_000.0)
     };
     let lon = coord(
         raw_at(buf, at, 4),
