@@ -271,6 +271,16 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             prom_timeseries(
+                "Bytes in flight",
+                "The in-flight records' values (bounded per worker by "
+                "pipeline.max_in_flight_bytes; their decoded rows take 3-25x more).",
+                [prom(f"sum(nev_ingest_in_flight_bytes{{{JOB}}})", "in flight")],
+                unit="bytes",
+                width=8,
+            )
+        )
+        .with_panel(
+            prom_timeseries(
                 "Open alerts by severity",
                 "Alerts the rule engines hold open. Alert: NevIngestThermalRunaway.",
                 [prom(f"sum by (severity) (nev_ingest_alerts_open{{{JOB}}})", "{{severity}}")],

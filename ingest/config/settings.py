@@ -224,6 +224,17 @@ class PipelineSettings(Section):
         minimum=1,
         maximum=10_000_000,
     )
+    # Frames alone bound nothing: a record may be 512 KiB (kafka.max_record_bytes), 50,000 of
+    # them 25 GiB. 64 MiB is ~200,000 typical frames (~340 B), so the frame bound governs
+    # normal traffic and this one the heavy and the hostile.
+    max_in_flight_bytes: int = setting(
+        64 * 2**20,
+        "Bytes of record values (frames and dead letters) a worker holds before it pauses its "
+        "partitions; one fetch (kafka.fetch_max_bytes) may go over it. The decoded rows take "
+        "3-25x their frame's bytes more (docs/operations.md, Memory).",
+        minimum=2**20,
+        maximum=2**36,
+    )
     shutdown_timeout_s: float = setting(
         30.0, "Deadline to flush and commit on SIGTERM.", minimum=0, maximum=MAX_TIMEOUT_S
     )

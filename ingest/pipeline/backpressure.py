@@ -1,8 +1,13 @@
-"""Backpressure: a bound on in-flight frames, and when to pause and resume the partitions.
+"""Backpressure: a bound on in-flight frames and bytes, and when to pause and resume the
+partitions.
 
 In-flight frames are those consumed from Kafka and not yet committed (open batch, queued
 batches, the batch being written). The consumer never fetches more than ``room()``, so memory
-is bounded by ``max_in_flight`` frames whatever the database does.
+is bounded by ``max_in_flight`` frames whatever the database does, and by ``max_bytes`` of
+record values (a frame's and a dead letter's bytes, ``Held``): frames may be up to 512 KiB
+(``kafka.max_record_bytes``), so a bound in frames alone is no bound on memory. The bytes are
+known only once fetched: ``room()`` is 0 from the bound on, and one fetch (at most
+``kafka.fetch_max_bytes``) can go over it.
 
 When the bound is reached the consumer first just waits (the writer usually frees room within
 one batch time, and aiokafka keeps what it prefetched). If it is still full after
@@ -26,8 +31,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from enum import Enum
+from typing import NamedTuple
 
-__all__ = ["Backpressure", "Decision"]
+__all__ = ["Backpressure", "Decision", "Held"]
+
+
+class Held(NamedTuple):
+    """What a batch (or a part of one) holds against the in-flight bounds."""
+
+    frames: int  # records: frames and dead letters
+    bytes: int  # their record values (a dead letter's: its value and headers)
 
 
 class Decision(Enum):
@@ -43,18 +56,27 @@ class Backpressure:
         self,
         max_in_flight: int,
         *,
+        max_bytes: int | None = None,
         resume_ratio: float = 0.5,
         pause_after_s: float = 1.0,
         shards: int = 1,
         observe: Callable[[int], None] | None = None,
+        observe_bytes: Callable[[int], None] | None = None,
     ) -> None:
         """``observe``: called with the in-flight count whenever it changes (the worker's
         ``nev_ingest_in_flight_frames`` gauge: live, so a dashboard and bench_pipeline, whose
-        drain starts with the first fetch, see each fetch and commit when it happens)."""
+        drain starts with the first fetch, see each fetch and commit when it happens);
+        ``observe_bytes`` likewise with the bytes. ``max_bytes``: None for no byte bound."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
         self.max_in_flight = max_in_flight
         self.resume_at = int(max_in_flight * resume_ratio)
+        self.max_bytes = max_bytes
+        # Both counts must fall to their ratio before a pause ends (hysteresis on each bound).
+        self.resume_bytes = None if max_bytes is None else int(max_bytes * resume_ratio)
+        self.in_flight_bytes = 0
         self.pause_after_s = pause_after_s
         self.in_flight = 0
         self.shards = max(1, shards)
@@ -64,24 +86,40 @@ class Backpressure:
         self._room = asyncio.Event()
         self._room.set()
         self._observe = observe
+        self._observe_bytes = observe_bytes
+
+    @property
+    def full(self) -> bool:
+        """Either bound reached."""
+        if self.max_bytes is not None and self.in_flight_bytes >= self.max_bytes:
+            return True
+        return self.in_flight >= self.max_in_flight
 
     def room(self) -> int:
         """How many more frames may be fetched now."""
+        if self.max_bytes is not None and self.in_flight_bytes >= self.max_bytes:
+            return 0
         return max(0, self.max_in_flight - self.in_flight)
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, nbytes: int = 0) -> None:
         self.in_flight += n
-        if self.in_flight >= self.max_in_flight:
+        self.in_flight_bytes += nbytes
+        if self.full:
             self._room.clear()
-        if self._observe is not None:
-            self._observe(self.in_flight)
+        self._observed()
 
-    def done(self, n: int) -> None:
+    def done(self, n: int, nbytes: int = 0) -> None:
         self.in_flight = max(0, self.in_flight - n)
-        if self.in_flight < self.max_in_flight:
+        self.in_flight_bytes = max(0, self.in_flight_bytes - nbytes)
+        if not self.full:
             self._room.set()
+        self._observed()
+
+    def _observed(self) -> None:
         if self._observe is not None:
             self._observe(self.in_flight)
+        if self._observe_bytes is not None:
+            self._observe_bytes(self.in_flight_bytes)
 
     @property
     def sink_healthy(self) -> bool:
@@ -101,7 +139,7 @@ class Backpressure:
 
     async def wait_room(self, timeout_s: float) -> None:
         """Wait until there is room or the sink's health changes, at most ``timeout_s``."""
-        if self._room.is_set() and self.in_flight < self.max_in_flight:
+        if self._room.is_set() and not self.full:
             return
         try:
             await asyncio.wait_for(self._room.wait(), timeout_s)
@@ -111,7 +149,7 @@ class Backpressure:
     def decide(self, now: float | None = None) -> Decision:
         """Pause or resume? Call once per consumer-loop turn and act on the answer."""
         now = time.monotonic() if now is None else now
-        full = self.in_flight >= self.max_in_flight
+        full = self.full
         if full:
             if self._full_since is None:
                 self._full_since = now
@@ -123,7 +161,10 @@ class Backpressure:
                 self.paused = True
                 return Decision.PAUSE
             return Decision.NONE
-        if self.sink_healthy and self.in_flight <= self.resume_at:
+        drained = self.in_flight <= self.resume_at and (
+            self.resume_bytes is None or self.in_flight_bytes <= self.resume_bytes
+        )
+        if self.sink_healthy and drained:
             self.paused = False
             self._full_since = None
             return Decision.RESUME

@@ -21,6 +21,7 @@ from contract.kinds import Decoded
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders.errors import FrameError
 from ingest.pipeline import wire
+from ingest.pipeline.backpressure import Held
 from ingest.pipeline.decoding import (
     Batched,
     Decode,
@@ -83,6 +84,7 @@ class Batch:
     next: dict[Any, int] = field(default_factory=dict)  # tp -> offset to store
     first_ts_ms: dict[Any, int] = field(default_factory=dict)  # tp -> oldest record timestamp
     size: int = 0  # records in the batch (frames + dead letters)
+    held_bytes: int = 0  # their values' bytes (``_held_bytes``), against max_in_flight_bytes
     dead_sent: bool = False  # dead letters of decode failures already produced (retry-safe)
     alert_changes: Any = None  # the rule engine's output for this batch, computed once
     alert_work: Any = None  # that evaluation while under way (ingest.pipeline.evaluation)
@@ -96,6 +98,11 @@ class Batch:
     @property
     def partitions(self) -> list[Any]:
         return list(self.next)
+
+    @property
+    def held(self) -> Held:
+        """What the batch counts against the in-flight bounds (ingest.pipeline.backpressure)."""
+        return Held(self.size, self.held_bytes)
 
     def split(self, lanes: int, shards: int = 1) -> list[tuple[int, Batch]]:
         """This batch's parts per writer lane, each with its partitions' frames, dead letters
@@ -132,14 +139,15 @@ class Batch:
             part.consumed = part.decoded + Counter(_dead_topic(d) for d in part.dead)
             part.dead_reasons = Counter((_dead_topic(d), _dead_reason(d)) for d in part.dead)
             part.size = len(part.records) + len(part.dead)
+            part.held_bytes = _held_bytes(part.records, part.dead)
         return sorted(parts.items())
 
-    def drop_partitions(self, tps: Iterable[Any]) -> int:
-        """Remove everything of partitions ``tps`` (fenced or revoked); returns records removed."""
+    def drop_partitions(self, tps: Iterable[Any]) -> Held:
+        """Remove everything of partitions ``tps`` (fenced or revoked); returns what it held."""
         gone = set(tps) & set(self.next)
         if not gone:
-            return 0
-        before = self.size
+            return Held(0, 0)
+        before = self.held
         keep = [i for i, r in enumerate(self.records) if _tp_of(r) not in gone]
         self.frames = [self.frames[i] for i in keep]
         self.records = [self.records[i] for i in keep]
@@ -154,7 +162,24 @@ class Batch:
             self.next.pop(tp, None)
             self.first_ts_ms.pop(tp, None)
         self.size = len(self.records) + len(self.dead)
-        return before - self.size
+        self.held_bytes = _held_bytes(self.records, dead)
+        return Held(before.frames - self.size, before.bytes - self.held_bytes)
+
+
+def _value_bytes(rec: Record) -> int:
+    return len(rec.value or b"")
+
+
+def _letter_bytes(d: DeadLetter) -> int:
+    """A dead letter's bytes: its value and headers (up to 8 KiB of them, copied from the
+    record: docs/security.md, Input limits)."""
+    return len(d.value or b"") + sum(len(name) + len(value) for name, value in d.headers)
+
+
+def _held_bytes(records: Iterable[Record], dead: Iterable[DeadLetter]) -> int:
+    """The bytes of a batch's contents, counted as ``BatchBuilder`` counted them when added:
+    a part or a remainder of a batch must give back exactly what it took."""
+    return sum(map(_value_bytes, records)) + sum(map(_letter_bytes, dead))
 
 
 def lane_of(topic: str, partition: int, lanes: int) -> int:
@@ -224,15 +249,17 @@ class BatchBuilder:
             return 0.0
         return (time.monotonic() if now is None else now) - self.batch.created
 
-    def add(self, tp: Any, records: Sequence[Record], start: int | None) -> None:
-        """Decode ``records`` of partition ``tp`` (in offset order) into the open batch.
+    def add(self, tp: Any, records: Sequence[Record], start: int | None) -> Held:
+        """Decode ``records`` of partition ``tp`` (in offset order) into the open batch;
+        returns what they hold against the in-flight bounds.
 
         ``start`` is the offset the database holds for ``tp`` before this batch (None when it
         holds none); it is used only for the first records of ``tp`` in this batch.
         """
         if not records:
-            return
+            return Held(0, 0)
         b = self.batch
+        held_before = b.held_bytes
         if b.size == 0:
             b.created = time.monotonic()
         topic = tp.topic
@@ -274,7 +301,9 @@ class BatchBuilder:
             received_ms.append(received)
         if len(frames) > before:
             b.decoded[topic] += len(frames) - before
+            b.held_bytes += sum(map(_value_bytes, recs[before:]))
         b.next[tp] = records[-1].offset + 1
+        return Held(len(records), b.held_bytes - held_before)
 
     def decode_stored(self, topic: str, records: Sequence[Record]) -> list[Decoded]:
         """The frames of records stored already, read again after a crash only to refill the
@@ -360,6 +389,7 @@ class BatchBuilder:
                 rec, reason=reason, detail=detail, stage=_STAGE_DECODE, more=more
             )
         self.batch.dead.append(letter)
+        self.batch.held_bytes += _letter_bytes(letter)
         self.batch.dead_reasons[(rec.topic, reason)] += 1
         suppressed = self._limiter.allow(reason)
         if suppressed is not None:

@@ -190,6 +190,14 @@ class PipelineMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.in_flight_bytes = Gauge(
+            "in_flight_bytes",
+            "Bytes of the in-flight records' values (bounded by pipeline.max_in_flight_bytes; "
+            "their decoded rows take more: docs/operations.md).",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.paused_partitions = Gauge(
             "paused_partitions",
             "Partitions paused because the database is slow or down (backpressure).",

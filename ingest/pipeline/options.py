@@ -24,6 +24,7 @@ class WorkerOptions:
     batch_max_frames: int
     linger_ms: int
     max_in_flight: int
+    max_in_flight_bytes: int
     pause_after_s: float
     revoke_timeout_s: float
     shutdown_timeout_s: float

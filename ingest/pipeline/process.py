@@ -84,6 +84,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         batch_max_frames=p.batch_max_frames,
         linger_ms=p.batch_linger_ms,
         max_in_flight=max(p.max_in_flight_frames, p.batch_max_frames),
+        max_in_flight_bytes=p.max_in_flight_bytes,
         pause_after_s=p.pause_after_s,
         revoke_timeout_s=p.revoke_timeout_s,
         shutdown_timeout_s=p.shutdown_timeout_s,

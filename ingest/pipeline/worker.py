@@ -79,10 +79,12 @@ class Worker:
         self.metrics = metrics
         self.bp = Backpressure(
             options.max_in_flight,
+            max_bytes=options.max_in_flight_bytes,
             resume_ratio=options.resume_ratio,
             pause_after_s=options.pause_after_s,
             shards=options.shards,
             observe=metrics.in_flight.set,
+            observe_bytes=metrics.in_flight_bytes.set,
         )
         self.builder = BatchBuilder(
             decoders, window=options.window, max_value_bytes=options.max_record_bytes
@@ -272,8 +274,7 @@ class Worker:
             if self.moves.get(tp, 0) != mark:
                 return
             part = records[i : i + DECODE_SLICE]
-            self.builder.add(tp, part, self.positions.get(tp))
-            self.bp.add(len(part))
+            self.bp.add(*self.builder.add(tp, part, self.positions.get(tp)))
 
     def _moved(self, tps: Iterable[Any]) -> None:
         for tp in tps:
@@ -341,7 +342,7 @@ class Worker:
         in flight for them and read on from the stored offset (if they are still ours)."""
         key_of = {(tp.topic, tp.partition): tp for tp in self.owned}
         tps = [key_of.get((t[0], t[1]), t) for t in fenced]
-        self.bp.done(self.builder.batch.drop_partitions(tps))
+        self.bp.done(*self.builder.batch.drop_partitions(tps))
         for tp, offset in zip(tps, fenced.values(), strict=True):
             if tp in self.owned:
                 self._seek(tp, offset)
@@ -469,7 +470,7 @@ class Worker:
             await asyncio.wait_for(self.committer.flush(), 5)
         # What the loop fetched and decoded while the writer drained: never written, so no
         # longer in flight (the next owner reads it again).
-        self.bp.done(self.builder.reset(writer.generation).size)
+        self.bp.done(*self.builder.reset(writer.generation).held)
         self.sink.on_partitions_lost(sorted(revoked))
         for tp in revoked:
             self.positions.pop(tp, None)

@@ -167,9 +167,10 @@ class Writer:
         """Give up every queued and current batch uncommitted (their frames will be delivered
         again to whoever owns the partitions next). Returns the frames given up."""
         self.generation += 1
-        dropped = 0
+        dropped = dropped_bytes = 0
         for lane in self._lanes:
             dropped += sum(b.size for b in lane.queue)
+            dropped_bytes += sum(b.held_bytes for b in lane.queue)
             if lane.queue:
                 self._m.batches_abandoned.labels(reason=reason).inc(len(lane.queue))
             lane.queue.clear()
@@ -177,6 +178,7 @@ class Writer:
                 # The attempt is cancelled; its transaction rolls back, or if its COMMIT
                 # already reached the server, the offsets it stored fence the next owner.
                 dropped += lane.current.size
+                dropped_bytes += lane.current.held_bytes
                 self._m.batches_abandoned.labels(reason=reason).inc()
                 if lane.attempt is not None:
                     lane.attempt.cancel()
@@ -184,7 +186,7 @@ class Writer:
                 # Committed already: nothing to give up but the wait for Kafka; the messages
                 # stay in the outbox and are sent again on the next assignment.
                 lane.publish.cancel()
-        self._bp.done(dropped)
+        self._bp.done(dropped, dropped_bytes)
         if self.idle:
             self._idle.set()
         return dropped
@@ -193,7 +195,7 @@ class Writer:
         """Remove partitions from the queued batches (after a fence on one of them)."""
         for lane in self._lanes:
             for batch in lane.queue:
-                self._bp.done(batch.drop_partitions(tps))
+                self._bp.done(*batch.drop_partitions(tps))
 
     def close(self) -> None:
         self._closing = True
@@ -333,7 +335,7 @@ class Writer:
         for i in rejected:
             topic = batch.records[i].topic
             m.frames_dead_lettered.labels(topic, kind(topic, ""), wire.DB_REJECTED).inc()
-        self._bp.done(batch.size)
+        self._bp.done(*batch.held)
         if fenced:
             self._fenced(fenced)
         self._commit(committed)  # to Kafka, in the background (ingest.pipeline.commits)

@@ -85,3 +85,40 @@ def test_a_failing_shard_is_unhealthy_alone_and_pauses_nothing_globally() -> Non
     bp.set_sink_healthy(True, 0)
     bp.set_sink_healthy(True, 1)
     assert bp.all_healthy and bp.decide(0.2) is Decision.RESUME
+
+
+def test_the_byte_bound_stops_fetching_whatever_the_frame_count() -> None:
+    seen: list[int] = []
+    bp = Backpressure(100, max_bytes=1000, resume_ratio=0.5, observe_bytes=seen.append)
+    bp.add(1, 600)
+    assert bp.room() == 99 and not bp.full
+    bp.add(1, 600)  # over by what the last fetch brought: the bytes are known only after it
+    assert bp.room() == 0 and bp.full
+    assert bp.decide(0.0) is Decision.NONE
+    assert bp.decide(1.0) is Decision.PAUSE  # full for pause_after_s
+    bp.done(1, 600)  # 600 left > 500: both bounds must be back under their ratio
+    assert bp.room() == 99 and bp.decide(1.1) is Decision.NONE
+    bp.done(1, 600)
+    assert bp.in_flight_bytes == 0  # never negative
+    assert bp.decide(1.2) is Decision.RESUME
+    assert seen == [600, 1200, 600, 0]
+
+
+def test_frames_alone_keep_the_pause_when_the_bytes_have_drained() -> None:
+    bp = Backpressure(10, max_bytes=1000, resume_ratio=0.5, pause_after_s=0.0)
+    bp.add(10, 10)
+    assert bp.decide(0.0) is Decision.PAUSE
+    bp.done(2, 10)  # bytes 0, frames 8 > 5
+    assert bp.decide(0.1) is Decision.NONE
+    bp.done(3, 0)
+    assert bp.decide(0.2) is Decision.RESUME
+
+
+async def test_wait_room_wakes_when_bytes_free_up() -> None:
+    bp = Backpressure(100, max_bytes=100)
+    bp.add(1, 100)
+    waiter = asyncio.create_task(bp.wait_room(30))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    bp.done(1, 100)
+    await asyncio.wait_for(waiter, 5)

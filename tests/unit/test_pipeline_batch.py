@@ -10,6 +10,7 @@ from contract.kinds import Decoded
 from contract.rows import FrameRows
 from ingest.decoders.errors import BAD_CHECKSUM, FrameError
 from ingest.pipeline import wire
+from ingest.pipeline.backpressure import Held
 from ingest.pipeline.batch import BatchBuilder, Batched, lane_of
 from tests.unit.kafka_records import TP, Rec
 
@@ -79,13 +80,52 @@ def test_drop_partitions_removes_everything_of_them() -> None:
     builder.add(TP(topic, 0), [Rec(topic, 0, 1, b"A"), Rec(topic, 0, 2, b"bad")], start=1)
     builder.add(TP(topic, 1), [Rec(topic, 1, 7, b"B"), Rec(topic, 1, 8, b"bad")], start=7)
     batch = builder.take()
-    assert batch.drop_partitions([TP(topic, 0)]) == 2
+    assert batch.drop_partitions([TP(topic, 0)]).frames == 2
     assert [_vin(f) for f in batch.frames] == ["B"]
     assert batch.next == {TP(topic, 1): 9}
     assert batch.dead_reasons == {(topic, BAD_CHECKSUM): 1}
     assert batch.size == 2
     assert batch.consumed == {topic: 2} and batch.decoded == {topic: 1}
-    assert batch.drop_partitions([TP(topic, 5)]) == 0
+    assert batch.drop_partitions([TP(topic, 5)]) == Held(0, 0)
+
+
+def _letter_bytes(d: wire.DeadLetter) -> int:
+    return len(d.value or b"") + sum(len(k) + len(v) for k, v in d.headers)
+
+
+def test_held_bytes_are_given_back_exactly_by_parts_and_drops() -> None:
+    # The byte bound (pipeline.max_in_flight_bytes) frees what a batch, its lane parts or a
+    # dropped partition give back: each must be exactly what ``add`` took, or the count
+    # drifts and the worker stays paused. Frames count their value; dead letters their
+    # letter (a cut one only its cut: 100 KB over the size limit holds 4 KiB, not 100 KB).
+    topic = "nev.vehicle.raw"
+    builder = BatchBuilder({topic: _decode}, max_value_bytes=50_000)
+    took = Held(0, 0)
+    for p in range(4):
+        recs = [
+            Rec(topic, p, 0, f"V{p}".encode() * (p + 1)),
+            Rec(topic, p, 1, b"bad", headers=[("h", b"x" * 100)]),
+            Rec(topic, p, 2, b"#" * 100_000),  # too_large
+            Rec(topic, p, 3, None),  # empty
+        ]
+        held = builder.add(TP(topic, p), recs, start=0)
+        assert held.frames == 4
+        took = Held(took.frames + held.frames, took.bytes + held.bytes)
+    batch = builder.take()
+    frames = sum(len(r.value or b"") for r in batch.records)
+    assert batch.held == took == Held(16, frames + sum(map(_letter_bytes, batch.dead)))
+    assert frames == 2 + 4 + 6 + 8
+    assert took.bytes < 100_000  # the too_large values are not held
+
+    parts = batch.split(2)
+    assert len(parts) == 2
+    assert sum(part.held.bytes for _, part in parts) == batch.held.bytes
+    assert sum(part.held.frames for _, part in parts) == batch.held.frames
+    _, part = parts[0]
+    before = part.held
+    gone = part.drop_partitions([next(iter(part.next))])
+    assert gone.frames == 4 and gone.bytes > 0
+    assert Held(part.held.frames + gone.frames, part.held.bytes + gone.bytes) == before
 
 
 def test_received_at_header_validation() -> None:

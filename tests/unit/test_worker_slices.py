@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from ingest.config import Settings
-from ingest.pipeline.backpressure import Backpressure
+from ingest.pipeline.backpressure import Backpressure, Held
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.process import worker_options
 from ingest.pipeline.worker import DECODE_SLICE, Worker
@@ -35,8 +35,9 @@ class _Builder:
     def __init__(self) -> None:
         self.adds: list[tuple[Any, int, int, int | None]] = []
 
-    def add(self, tp: Any, records: list[_Rec], start: int | None) -> None:
+    def add(self, tp: Any, records: list[_Rec], start: int | None) -> Held:
         self.adds.append((tp, records[0].offset, len(records), start))
+        return Held(len(records), 10 * len(records))
 
 
 def _worker() -> Worker:
@@ -95,16 +96,17 @@ async def test_the_in_flight_gauge_follows_each_slice_and_each_release() -> None
     w.builder = _Builder()  # type: ignore[assignment]
     w.positions = {TP: 100}
 
-    def gauge() -> float | None:
-        return metrics.registry.get_sample_value("nev_ingest_in_flight_frames")
+    def gauge(name: str = "nev_ingest_in_flight_frames") -> float | None:
+        return metrics.registry.get_sample_value(name)
 
     task = asyncio.ensure_future(w._add(TP, _records(DECODE_SLICE + 3), w.moves.get(TP, 0)))
     await _until_slices(w, 1)
     assert gauge() == DECODE_SLICE
     await task
     assert gauge() == DECODE_SLICE + 3
-    w.bp.done(DECODE_SLICE)  # a commit, an abandon, a revoke's reset: each goes through done
-    assert gauge() == 3
+    assert gauge("nev_ingest_in_flight_bytes") == 10 * (DECODE_SLICE + 3)  # what add held
+    w.bp.done(DECODE_SLICE, 10 * DECODE_SLICE)  # a commit, an abandon, a revoke's reset
+    assert gauge() == 3 and gauge("nev_ingest_in_flight_bytes") == 30
 
 
 async def test_a_move_of_the_partition_between_slices_drops_the_rest() -> None:
