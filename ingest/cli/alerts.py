@@ -29,6 +29,7 @@ from contract.kinds import ENTITY_KINDS
 from ingest.cli.args import add_limit_argument, int_range, text
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
+from ingest.wiring import postgres_dsn
 
 __all__ = ["register"]
 
@@ -84,13 +85,12 @@ def _databases(args: argparse.Namespace) -> tuple[str, list[tuple[int | None, An
 
 
 def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
-    extra: dict[str, Any] = {"sslmode": pg.sslmode}
-    for key in ("password", "sslrootcert", "sslcert", "sslkey"):
-        if getattr(pg, key):
-            extra[key] = getattr(pg, key)
+    extra: dict[str, Any] = {"password": pg.password} if pg.password else {}
     try:
+        # postgres_dsn adds the TLS keys where the URL has none: a keyword argument would
+        # override the URL's own (a ?sslmode=verify-full in the DSN dropped to "prefer").
         conn = psycopg.connect(
-            pg.dsn,
+            postgres_dsn(pg),
             row_factory=dict_row,
             connect_timeout=max(1, round(pg.connect_timeout_s)),
             **extra,

@@ -159,3 +159,16 @@ def test_reads_the_alerts_of_storage_schema_as_migrate_created_them(
             assert capsys.readouterr().out == f"alert {ident}: acknowledged by duty\n"
         finally:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+
+
+def test_the_dsn_s_own_sslmode_is_kept(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # postgres.sslmode (default "prefer") must not override the URL's own: with
+    # ?sslmode=require against a server without TLS the command refuses, as query, keys and
+    # migrate do; it used to fall back to plain text (and ack wrote over it).
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SHOW ssl").fetchone()
+        assert row is not None and row[0] == "off", "this test needs a server without TLS"
+    assert main(["alerts", "list", "--dsn", f"{dsn}?sslmode=require"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nev-ingest: error: cannot connect to the database")
+    assert "SSL" in err
