@@ -111,8 +111,28 @@ async def check_kafka(kafka: KafkaSettings, timeout_s: float) -> str:
     return f"kafka: {len(brokers)} broker(s), cluster {cluster.get('cluster_id')}"
 
 
-async def check_postgres(pg: PostgresSettings, timeout_s: float) -> str:
-    """Connect and ask the server version; a one-line ``UserError`` if it does not answer."""
+def databases(settings: Settings, *, reads: bool = False) -> list[tuple[str, PostgresSettings]]:
+    """(the setting that names it, its connection settings) of every database the service
+    writes: each shard of ``storage.shards``, or ``postgres.dsn`` without shards. With
+    ``reads``, also the ones ``nev-ingest query`` reads: ``storage.query_dsn`` and each of
+    ``storage.replicas``. Password and TLS come from ``postgres.*`` for all of them."""
+    pg, st = settings.postgres, settings.storage
+    out = [
+        (f"storage.shards[{i}]", dataclasses.replace(pg, dsn=d)) for i, d in enumerate(st.shards)
+    ]
+    if not out:
+        out = [("postgres.dsn", pg)]
+    if reads:
+        if st.query_dsn:
+            out.append(("storage.query_dsn", dataclasses.replace(pg, dsn=st.query_dsn)))
+        replicas = enumerate(st.replicas)
+        out += [(f"storage.replicas[{i}]", dataclasses.replace(pg, dsn=d)) for i, d in replicas]
+    return out
+
+
+async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "postgres.dsn") -> str:
+    """Connect and ask the server version; a one-line ``UserError`` if it does not answer.
+    ``key``: the setting that names ``pg.dsn`` (``databases``), for the messages."""
     import asyncpg
 
     try:
@@ -121,16 +141,18 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float) -> str:
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or ""):  # TLS/login: the key
-            raise UserError(hint) from None
+            raise UserError(hint if key == "postgres.dsn" else f"{key}: {hint}") from None
+        fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
-            f"postgres.dsn = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "
-            "start the dev stack (nev-ingest devstack up) or fix NEV_POSTGRES_DSN"
+            f"{key} = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "
+            f"start the dev stack (nev-ingest devstack up) or fix {fix}"
         ) from None
     try:
         version = await conn.fetchval("SHOW server_version")
     finally:
         await conn.close()
-    return f"postgres: server {version}"
+    where = "" if key == "postgres.dsn" else f" ({key})"
+    return f"postgres{where}: server {version}"
 
 
 async def check_topics(

@@ -9,7 +9,7 @@ import sys
 from ingest.cli.args import float_range
 from ingest.config.docs import render_docs, show_json, show_toml
 from ingest.config.load import add_config_arguments, settings_from_args
-from ingest.wiring import check_kafka, check_postgres
+from ingest.wiring import check_kafka, check_postgres, databases
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,7 +60,10 @@ def _check(args: argparse.Namespace) -> int:
         if "kafka" not in args.skip:
             lines.append(await check_kafka(settings.kafka, args.timeout))
         if "postgres" not in args.skip:
-            lines.append(await check_postgres(settings.postgres, args.timeout))
+            # Every database the service and the query CLI use (with shards, postgres.dsn
+            # itself is none of them).
+            for key, pg in databases(settings, reads=True):
+                lines.append(await check_postgres(pg, args.timeout, key))
         return lines
 
     for line in asyncio.run(run()):

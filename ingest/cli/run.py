@@ -94,7 +94,7 @@ async def preflight(settings: Settings) -> None:
     """Fail fast, with what to do, when a dependency is missing (raises ``UserError``)."""
     from ingest.pipeline.process import raw_topic_keys
     from ingest.pipeline.schema_check import check_schema
-    from ingest.wiring import check_kafka, check_postgres, check_topics
+    from ingest.wiring import check_kafka, check_postgres, check_topics, databases
 
     k = settings.kafka
     log.info(await check_kafka(k, 15))
@@ -102,7 +102,8 @@ async def preflight(settings: Settings) -> None:
     topics[k.topic_dlq] = "kafka.topic_dlq"
     topics[k.topic_alerts] = "kafka.topic_alerts"
     log.info(await check_topics(k, topics, 15, dlq_topic=k.topic_dlq))
-    log.info(await check_postgres(settings.postgres, 15))
+    for key, pg in databases(settings):  # the shards, or postgres.dsn
+        log.info(await check_postgres(pg, 15, key))
     await check_schema(settings)
 
 

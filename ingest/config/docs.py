@@ -100,7 +100,9 @@ def render_docs() -> str:
         + ") may share the file; the service skips them and their",
         "variables (they are documented in docs/development.md).",
         "`nev-ingest config show` prints the effective configuration with secrets masked;",
-        "`nev-ingest config check` also connects to Kafka and PostgreSQL.",
+        "`nev-ingest config check` also connects to Kafka and to every PostgreSQL database "
+        "configured (the shards, or `postgres.dsn` without them; `storage.query_dsn`; each "
+        "replica).",
         "",
         f"Secrets (marked 🔒) are masked in `config show` and never logged. Each can also be read "
         f"from a file with the key `<key>{FILE_SUFFIX}` (TOML `sasl_password{FILE_SUFFIX} = "

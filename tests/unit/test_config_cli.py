@@ -92,3 +92,11 @@ def test_missing_prerequisite_says_how_to_install_it_and_starts_nothing(tmp_path
     )
     _assert_one_line_error(result, "java not found on PATH; install it: apt-get install -y")
     assert not (state_dir / "state.json").exists()
+
+
+def test_with_shards_each_shard_is_checked_and_named() -> None:
+    # The service writes the shards, not postgres.dsn: a shard nobody answers on is the error.
+    dsn = f"postgresql://nev@127.0.0.1:{_closed_port()}/nev"
+    result = _cli("config", "check", "--skip", "kafka", "--set", f"storage.shards={dsn}")
+    _assert_one_line_error(result, f"storage.shards[0] = {dsn}: cannot connect")
+    assert "fix storage.shards[0]" in result.stderr

@@ -1,0 +1,52 @@
+"""``nev-ingest config check`` connects to every database the service and the query CLI use:
+the shards (not ``postgres.dsn`` when shards are set), ``storage.query_dsn`` and each replica,
+naming the setting of the one that does not answer. Against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+from ingest.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def _nobody() -> str:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql://nev@127.0.0.1:{port}/nev"
+
+
+def test_a_good_shard_passes_though_postgres_dsn_is_unused_and_down(
+    postgres_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEV_POSTGRES_DSN", _nobody())
+    monkeypatch.setenv("NEV_STORAGE_SHARDS", postgres_dsn)
+    monkeypatch.delenv("NEV_STORAGE_QUERY_DSN", raising=False)
+    monkeypatch.delenv("NEV_STORAGE_REPLICAS", raising=False)
+    assert main(["config", "check", "--skip", "kafka"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("postgres (storage.shards[0]): server ")
+    assert out[-1] == "configuration ok"
+
+
+def test_a_replica_that_does_not_answer_is_named(
+    postgres_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = _nobody()
+    monkeypatch.setenv("NEV_POSTGRES_DSN", postgres_dsn)
+    monkeypatch.delenv("NEV_STORAGE_SHARDS", raising=False)
+    # a database of its own (the settings refuse a query database that is also a shard)
+    query = urlsplit(postgres_dsn)._replace(path="/template1").geturl()
+    monkeypatch.setenv("NEV_STORAGE_QUERY_DSN", query)
+    monkeypatch.setenv("NEV_STORAGE_REPLICAS", down)
+    assert main(["config", "check", "--skip", "kafka"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith(f"nev-ingest: error: storage.replicas[0] = {down}: cannot connect")
+    assert "fix storage.replicas[0]" in err
+    assert captured.out == ""  # the lines of the databases that answered come only with "ok"
