@@ -37,9 +37,9 @@ __all__ = [
     "track",
 ]
 
-# date_bin's origin: a Monday at midnight UTC (TimescaleDB's time_bucket origin), so
-# buckets of a day or a week start where people expect.
-_ORIGIN = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"
+# date_bin's origin: a Monday at midnight in the query's time zone (%s), so buckets of a day
+# or a week start where people there expect (a UTC midnight is 08:00 in China).
+_ORIGIN = "(TIMESTAMP '2000-01-03 00:00:00' AT TIME ZONE %s)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +195,14 @@ def pack(
     end: datetime,
     *,
     every: timedelta,
+    tz: str,
+    limit: int,
     pack_no: int | None = None,
 ) -> Statement:
     """Per pack and time bucket: frames, largest and mean cell-voltage spread (max - min cell
     of one frame), lowest/highest cell, highest probe temperature. The pages of a 2016 pack
-    (first_cell 1, 201, ...) are joined per frame before the spread is taken."""
+    (first_cell 1, 201, ...) are joined per frame before the spread is taken. Buckets are
+    aligned to midnight in ``tz``; at most ``limit`` rows, the earliest."""
     pack_filter = "AND pack = %s" if pack_no is not None else ""
     extra: tuple[Any, ...] = (pack_no,) if pack_no is not None else ()
     return Statement(
@@ -217,8 +220,9 @@ SELECT date_bin(%s, ts, {_ORIGIN}) AS bucket, pack, count(*) AS frames,
        max(probe_max_c) AS max_temp_c
 FROM frame
 GROUP BY 1, 2
-ORDER BY 1, 2""",
-        (vin, start, end, *extra, every),
+ORDER BY 1, 2
+LIMIT %s""",
+        (vin, start, end, *extra, every, tz, limit),
     )
 
 

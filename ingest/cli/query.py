@@ -169,7 +169,16 @@ def _pack(args: argparse.Namespace) -> int:
     start, end = window(args)
     return execute(
         args,
-        lambda s: queries.pack(s, args.vin, start, end, every=args.every, pack_no=args.pack),
+        lambda s: queries.pack(
+            s,
+            args.vin,
+            start,
+            end,
+            every=args.every,
+            tz=args.tz,
+            limit=args.limit,
+            pack_no=args.pack,
+        ),
         _vehicle(args.vin),
     )
 

@@ -102,7 +102,8 @@ def day(text: str, tz: ZoneInfo, flag: str) -> date:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        return parse_time(text, tz, datetime.now(tz), flag).date()
+        # the day in tz of a time given with another offset (20:00Z is the next day in China)
+        return parse_time(text, tz, datetime.now(tz), flag).astimezone(tz).date()
     if not TIME_MIN.date() <= day < TIME_MAX.date():
         raise UserError(f"{flag} {text!r}: expected a day from 1970 to 2199")
     return day
@@ -131,7 +132,14 @@ def _connect(settings: Settings, dsn: str, tz: str) -> psycopg.Connection[Any]:
             "[postgres] dsn in --config)"
         ) from None
     # Times come back in the reader's zone; statement_timeout guards a runaway range.
-    conn.execute("SELECT set_config('TimeZone', %s, false)", [tz])
+    try:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [tz])
+    except psycopg.errors.InvalidParameterValue:
+        conn.close()  # Python's zone database knows it (zone() passed), the server's does not
+        raise UserError(
+            f"--tz {tz}: the database server knows no such time zone (its names: SELECT name "
+            "FROM pg_timezone_names); use a name such as Asia/Shanghai or UTC"
+        ) from None
     conn.execute(
         "SELECT set_config('statement_timeout', %s, false)", [f"{pg.statement_timeout_ms}ms"]
     )
@@ -178,6 +186,7 @@ def execute_sections(
     ``entity`` (raw source, Kafka record key) says that every statement reads only rows that
     entity's frames wrote: with shards it runs on that entity's shard alone."""
     settings = settings_from_args(args, database_flags(args))
+    zone(args)  # a one-line error for a bad --tz, before any statement uses it
     statements = build(settings.storage.schema)
     results: list[tuple[str, QueryResult | list[str]]] = []
     dsn = target_dsn(settings, entity, dsn_flag=bool(args.dsn))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -137,6 +138,33 @@ def test_every_query(target: tuple[str, str], capsys: pytest.CaptureFixture[str]
     )
     assert sum(int(r.split(",")[2]) for r in rows[1:]) == FRAMES
     assert {r.split(",")[3] for r in rows[1:]} == {"39"}  # synthetic cells span 3300..3339 mV
+    # A day's bucket starts at midnight where the reader is (not 08:00, UTC's midnight, in
+    # China); --limit bounds the rows.
+    china = ("--tz", "Asia/Shanghai")
+    code, out, _ = cli(
+        capsys, "query", "pack", car, "--every", "1d", *window, *db, *china, "--format", "json"
+    )
+    days = lines(out)
+    assert code == 0 and days and sum(d["frames"] for d in days) == FRAMES
+    # (compared in China time: the TimescaleDB test engine returns times in UTC whatever --tz)
+    china_tz = ZoneInfo("Asia/Shanghai")
+    starts = {datetime.fromisoformat(d["bucket"]).astimezone(china_tz).time() for d in days}
+    assert starts == {time(0)}
+    code, out, _ = cli(
+        capsys,
+        "query",
+        "pack",
+        car,
+        "--every",
+        "1m",
+        *window,
+        *db,
+        "--limit",
+        "3",
+        "--format",
+        "json",
+    )
+    assert code == 0 and len(lines(out)) == 3
 
     code, out, err = cli(capsys, "query", "track", car, *window, *db, "--limit", "2")
     assert (
@@ -153,6 +181,13 @@ def test_errors_say_what_to_do(fresh_database: str, capsys: pytest.CaptureFixtur
         capsys, "query", "track", "X", "--from", "yesterday", "--dsn", fresh_database
     )
     assert code == 2 and "ISO date" in err
+    # A zone Python does not know, and one only Python knows: one line each, no traceback.
+    code, _, err = cli(
+        capsys, "query", "latest", "X", "--tz", "Asia/Beijing", "--dsn", fresh_database
+    )
+    assert code == 2 and "--tz Asia/Beijing: not a time zone name" in err
+    code, _, err = cli(capsys, "query", "latest", "X", "--tz", "right/UTC", "--dsn", fresh_database)
+    assert code == 2 and "the database server knows no such time zone" in err
     code, _, err = cli(capsys, "migrate", "--status", "--dsn", fresh_database)
     assert code == 1
     code, _, err = cli(capsys, "migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/none")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from ingest.cli.migrate import _summarise
 from ingest.cli.query import parse_duration, parse_time
+from ingest.cli.query_run import day
 from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.wiring import pool_params, storage_params, writer_params
@@ -88,6 +89,13 @@ def test_times_are_read_in_the_zone_unless_they_say_otherwise() -> None:
     assert parse_time("6h", SHANGHAI, NOW) == NOW - timedelta(hours=6)
     with pytest.raises(UserError, match="ISO date"):
         parse_time("last tuesday", UTC, NOW)
+
+
+def test_a_day_given_as_a_time_is_the_day_in_the_zone() -> None:
+    # 20:00 UTC on the 6th is 04:00 on the 7th in China: --day, daily --from/--to mean the 7th.
+    assert day("2026-12-06T20:00+00:00", SHANGHAI, "--day") == date(2026, 12, 7)
+    assert day("2026-12-06T20:00", SHANGHAI, "--day") == date(2026, 12, 6)
+    assert day("2026-12-06", SHANGHAI, "--day") == date(2026, 12, 6)
 
 
 def test_partition_lines_are_counted_per_table() -> None:
