@@ -19,6 +19,7 @@ from typing import Final, NoReturn
 from ingest.config.bounds import KAFKA_TOPIC, SQL_IDENTIFIER
 from ingest.config.fields import Pattern
 from ingest.config.fields import show_number as number
+from ingest.decoders.identity import is_vin
 
 __all__ = [
     "DURATION_UNITS",
@@ -137,6 +138,17 @@ def _short(value: timedelta) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{number(seconds / size)}{unit}"
     return f"{number(seconds)}s"
+
+
+def vin(value: str) -> str:
+    """A VIN as the decoders accept one: 17 digits and upper-case letters. A key or a query
+    under anything else could never match a frame (a typo would register a key no vehicle
+    uses, and leave the real one unverified)."""
+    if not is_vin(value):
+        raise argparse.ArgumentTypeError(
+            f"expected a VIN of 17 digits and upper-case letters, got {_safe(value)}"
+        )
+    return value
 
 
 def text(max_len: int) -> Callable[[str], str]:

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.cli.args import text
+from ingest.cli.args import text, vin
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
 
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("keys", help="register, list and revoke vehicle signature keys")
     sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="register a vehicle's public key")
-    add.add_argument("vin", type=text(17), metavar="VIN")
+    add.add_argument("vin", type=vin, metavar="VIN")
     add.add_argument("--algorithm", choices=tuple(ALGORITHMS), required=True)
     src = add.add_mutually_exclusive_group(required=True)
     src.add_argument("--key-file", type=Path, help="PEM or DER public key")
@@ -48,23 +48,19 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=_list)
     rv = sub.add_parser("revoke", help="revoke a vehicle's key")
-    rv.add_argument("vin", type=text(17), metavar="VIN")
+    rv.add_argument("vin", type=vin, metavar="VIN")
     rv.set_defaults(func=_revoke)
     for sp in (add, ls, rv):
         add_config_arguments(sp)
 
 
 async def _with_registry(args: argparse.Namespace, work: Any) -> Any:
+    from ingest.cli.migrate import open_connection
     from ingest.wiring import shard_pool_params
-    from storage.connect import connect
 
-    params = shard_pool_params(settings_from_args(args), "nev-ingest-keys")[0]
-    try:
-        conn = await connect(params)
-    except (OSError, ConnectionError) as exc:
-        raise UserError(
-            f"cannot connect to the database: {exc} (set NEV_POSTGRES_DSN or [postgres] dsn)"
-        ) from exc
+    settings = settings_from_args(args)
+    params = shard_pool_params(settings, "nev-ingest-keys")[0]
+    conn = await open_connection(settings, "nev-ingest-keys", params)  # or a one-line error
     try:
         return await work(conn, params.schema)
     except Exception as exc:

@@ -25,7 +25,7 @@ from typing import Final
 
 from ingest.decoders.errors import BAD_IDENTITY, FrameError
 
-__all__ = ["ID_OFFSET", "ID_SIZE", "check_identity", "vin_keyed"]
+__all__ = ["ID_OFFSET", "ID_SIZE", "check_identity", "is_vin", "vin_keyed"]
 
 ID_OFFSET: Final = 4
 ID_SIZE: Final = 17
@@ -34,6 +34,11 @@ _PRINTABLE: Final = frozenset(range(0x21, 0x7F))
 _PAD: Final = frozenset(b"\x00 ")
 _VIN_COMMANDS: Final = frozenset({0x01, 0x02, 0x03, 0x04})
 _COMMAND_PACKET: Final = 0xFE
+
+
+def is_vin(text: str) -> bool:
+    """Whether ``text`` is a VIN as the decoders accept one (the rule above)."""
+    return len(text) == ID_SIZE and all(ord(c) in _VIN_BYTES for c in text)
 
 
 def vin_keyed(command: int, response: int) -> bool:

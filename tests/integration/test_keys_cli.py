@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -75,3 +76,33 @@ def test_an_unreadable_key_is_refused_in_one_line(
     assert len(err.splitlines()) == 1 and "give the key as DER or PEM" in err
     assert main(["keys", "add", VIN, "--algorithm", "sm2", "--key-hex", "00" * 64]) != 0
     assert "SM2 key unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad", ["abc", "lkeycli0000000001", "LKEY CLI000000001", "LKEYCLI00000000011"]
+)
+def test_a_key_only_for_a_vin(
+    bad: str,
+    migrated_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No frame can carry such an ID (the decoders refuse it: bad_identity), so a key under it
+    # would never verify one, and the vehicle meant stays unverified.
+    monkeypatch.setenv("NEV_POSTGRES_DSN", migrated_database)
+    with pytest.raises(SystemExit) as exit_:  # argparse's refusal, before the key is read
+        main(["keys", "add", bad, "--algorithm", "sm2", "--key-hex", "00" * 64])
+    assert exit_.value.code == 2
+    assert "expected a VIN of 17 digits and upper-case letters" in capsys.readouterr().err
+
+
+def test_a_database_that_refuses_is_a_one_line_error(
+    migrated_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A missing database (so too a wrong password or user): the server answers, and refuses.
+    missing = urlsplit(migrated_database)._replace(path="/no_such_database").geturl()
+    monkeypatch.setenv("NEV_POSTGRES_DSN", missing)
+    assert main(["keys", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("nev-ingest: error: cannot connect")
+    assert "InvalidCatalogNameError" in err and "Traceback" not in err
