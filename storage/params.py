@@ -6,12 +6,12 @@ here, explicitly, with a default that is documented in docs/storage.md.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Final
 
+from contract.sql_names import is_plain_name
 from storage.sizing import FleetProfile, chunk_intervals
 
 __all__ = [
@@ -56,8 +56,6 @@ TIMESERIES_TABLES: Final = (
 # data, so neither may end before the vehicles' own. raw_frames and the aggregates have theirs.
 TELEMETRY_TABLES: Final = tuple(t for t in TIMESERIES_TABLES if t != "raw_frames")
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
 
 def check_identifier(name: str, what: str = "schema") -> str:
     """``name`` if it is a plain lower-case SQL identifier, else ``ValueError``.
@@ -65,10 +63,11 @@ def check_identifier(name: str, what: str = "schema") -> str:
     Schema and table names are spliced into SQL text (they cannot be bind parameters), so only
     names that need no quoting are accepted.
     """
-    if not _IDENT.match(name):
+    if not is_plain_name(name):
         raise ValueError(
             f"{what} name {name!r} is not a plain SQL identifier (lower-case letters, digits, "
-            "underscore; not starting with a digit; at most 63 characters)"
+            "underscore; not starting with a digit; at most 63 characters; not a reserved SQL "
+            "word such as user or select; not starting with pg_)"
         )
     return name
 

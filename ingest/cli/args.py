@@ -188,6 +188,15 @@ kafka_topic: Final = matching(KAFKA_TOPIC)
 sql_name: Final = matching(SQL_IDENTIFIER)
 
 
+def login_name(value: str) -> str:
+    """A plain SQL name that may name a role: not public nor none, which PostgreSQL reserves
+    for roles (a schema may be called public)."""
+    name = sql_name(value)
+    if name in ("public", "none"):
+        raise argparse.ArgumentTypeError(f"{name!r} is reserved for roles: choose another login")
+    return name
+
+
 def _safe(value: str) -> str:
     """``repr`` that cannot fail on the stream (lone surrogates) and stays on one line."""
     shown = repr(value[:80]) + ("..." if len(value) > 80 else "")

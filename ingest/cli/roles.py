@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.cli.args import add_database_arguments, database_flags, sql_name
+from ingest.cli.args import add_database_arguments, database_flags, login_name
 from ingest.cli.migrate import open_connection, role_names
 from ingest.config import Settings
 from ingest.config.load import add_config_arguments, settings_from_args
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         ("revoke", "take the role (and its scope) from LOGIN; the login stays"),
     ):
         a = sub.add_parser(action, help=text, description=text)
-        a.add_argument("login", type=sql_name, help="login role (a plain lower-case SQL name)")
+        a.add_argument("login", type=login_name, help="login role (a plain lower-case SQL name)")
         a.add_argument("--as", dest="family", choices=FAMILIES, required=True)
         if action == "grant":
             a.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from contract.sql_names import PLAIN_NAME
 from ingest.config.fields import Pattern
 
 __all__ = [
@@ -28,9 +29,10 @@ MAX_TIMEOUT_S: Final = 3600.0
 MAX_RETENTION_DAYS: Final = 36_500  # 100 years; 0 keeps forever
 # Schema names are spliced into SQL text (storage.params.check_identifier accepts the same).
 SQL_IDENTIFIER: Final = Pattern(
-    r"[a-z_][a-z0-9_]{0,62}",
+    PLAIN_NAME,
     "a plain SQL name (lower-case letters, digits, '_'; not starting with a digit; "
-    "at most 63 characters)",
+    "at most 63 characters; not a reserved SQL word such as user or select; not starting "
+    "with pg_)",
 )
 
 # Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic).

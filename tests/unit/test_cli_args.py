@@ -20,6 +20,7 @@ from ingest.cli.args import (
     float_range,
     int_range,
     kafka_topic,
+    login_name,
     parse_duration,
     sql_name,
     text,
@@ -88,9 +89,21 @@ def test_names_match_kafka_and_sql_rules() -> None:
         assert "expected a Kafka topic name" in _rejects(kafka_topic, bad)
     assert sql_name("nev_2") == "nev_2"
     assert "expected a plain SQL name" in _rejects(sql_name, "nev; drop table x")
+    for reserved in ("user", "all", "pg_catalog", "current_user"):
+        assert "not a reserved SQL word" in _rejects(sql_name, reserved)
+    assert sql_name("public") == "public"  # a schema may be called so, a login not
+    assert login_name("nev_oem") == "nev_oem"
+    assert "reserved for roles" in _rejects(login_name, "public")
+    assert "reserved for roles" in _rejects(login_name, "none")
+    assert "not a reserved SQL word" in _rejects(login_name, "pg_monitor")
 
 
-@pytest.mark.parametrize("name", ["nev", "_x", "a" * 63, "Nev", "1nev", "a" * 64, "nev; x", ""])
+# user, select: reserved words; pg_x: PostgreSQL's own prefix (CREATE SCHEMA and CREATE ROLE
+# refuse each of them unquoted); users_x and pgx are plain names.
+NAMES = ["nev", "_x", "a" * 63, "Nev", "1nev", "a" * 64, "nev; x", "", "user", "select", "pg_x"]
+
+
+@pytest.mark.parametrize("name", [*NAMES, "users_x", "pgx", "public"])
 def test_the_schema_pattern_agrees_with_the_storage_layer(name: str) -> None:
     try:
         check_identifier(name)
