@@ -144,17 +144,24 @@ async def _one(
         try:
             report = await migrate(conn, params)
             granted = await _roles(conn, settings, report.mode)
+            lines = _summarise(report.settings) + granted
+            maintenance: list[str] = []
+            if args.maintain:
+                done = await run_maintenance(conn, params, report.mode)
+                maintenance = (
+                    ["skipped: another upkeep pass holds the lock"]
+                    if done.skipped
+                    else _summarise(done.lines())
+                )
         except MigrationError as exc:
             raise UserError(f"{prefix}{exc}") from None
-        lines = _summarise(report.settings) + granted
-        maintenance: list[str] = []
-        if args.maintain:
-            done = await run_maintenance(conn, params, report.mode)
-            maintenance = (
-                ["skipped: another upkeep pass holds the lock"]
-                if done.skipped
-                else _summarise(done.lines())
-            )
+        except asyncpg.PostgresError as exc:
+            # Outside a migration file: the schema's creation, the roles' grants, the policies,
+            # the upkeep. Mostly rights (the login may not CREATE in the database).
+            raise UserError(
+                f"{prefix}the database refused ({type(exc).__name__}: {exc}); migrate needs a "
+                "login that may create schemas, tables and roles there (the database's owner)"
+            ) from None
     finally:
         await conn.close()
     if args.format == "json":

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 from devtools.sim.synthetic import frame_rows, vin
@@ -192,3 +195,22 @@ def test_errors_say_what_to_do(fresh_database: str, capsys: pytest.CaptureFixtur
     assert code == 1
     code, _, err = cli(capsys, "migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/none")
     assert code == 2 and "cannot connect" in err
+
+
+def test_migrate_by_a_login_without_rights_is_a_one_line_error(
+    fresh_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    login = f"nev_norights_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(fresh_database, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {login} LOGIN".encode())
+        try:
+            dsn = (
+                urlsplit(fresh_database)
+                ._replace(netloc=f"{login}@{urlsplit(fresh_database).netloc.split('@')[-1]}")
+                .geturl()
+            )
+            code, _, err = cli(capsys, "migrate", "--dsn", dsn)
+        finally:
+            admin.execute(f"DROP ROLE {login}".encode())
+    assert code == 2 and "the database refused (InsufficientPrivilegeError" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
