@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
@@ -243,6 +245,9 @@ def _main(args: argparse.Namespace) -> int:
 
     settings = dev_settings_from_args(args)
     runaway_vin = None
+    if args.replay is not None and args.out is not None and _same_file(args.replay, args.out):
+        # --out truncates its file before the replay would read it: the records would be gone
+        raise UserError(f"--out {args.out} is the --replay file: write to another file")
     try:
         if args.replay is not None:
             source = loadgen_modes.replay_source(args.replay)
@@ -292,6 +297,13 @@ def _main(args: argparse.Namespace) -> int:
     result.runaway_vin = runaway_vin
     print(orjson.dumps(result.as_dict()).decode())
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing: not the same existing file
+        return False
 
 
 def _via_gateway(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from devtools.sim.fleet import Message
-from devtools.sim.recordfile import read_records, read_topics
+from devtools.sim.recordfile import count_records, read_records, read_topics
 from devtools.sim.scale import ScaleOptions, parse_mix, scale_messages
 
 __all__ = [
@@ -179,6 +179,9 @@ def scale_source(args: argparse.Namespace, settings: Any) -> Source:
 
 
 def replay_source(path: Path) -> Source:
-    """A record file's records, to the topics it names (``RecordFileError`` if it is not one)."""
+    """A record file's records, to the topics it names (``RecordFileError`` if it is not one,
+    or if any line of it is bad: found before a record is sent, not halfway)."""
     topics = read_topics(path)
-    return Source(read_records(path), TopicNames(), {t: f"--replay {path}" for t in topics})
+    total = count_records(path)
+    keys = {t: f"--replay {path}" for t in topics}
+    return Source(read_records(path), TopicNames(), keys, total=total)

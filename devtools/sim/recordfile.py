@@ -25,6 +25,7 @@ from devtools.sim.fleet import Message
 
 __all__ = [
     "RecordFileError",
+    "count_records",
     "format_record",
     "header",
     "read_records",
@@ -65,17 +66,25 @@ def format_record(topic: str, msg: Message) -> str:
 def read_records(path: Path) -> Iterator[Message]:
     """The file's records as messages whose ``topic`` is the Kafka topic name (streamed: a
     file of any size in constant memory)."""
-    with path.open(encoding="ascii") as f:
-        for number, line in enumerate(f, 1):
-            if line.startswith("#") or not line.strip():
-                continue
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
             try:
-                yield _parse(line)
-            except ValueError as exc:
+                line = raw.decode("ascii")
+                if line.startswith("#") or not line.strip():
+                    continue
+                message = _parse(line)
+            except ValueError as exc:  # UnicodeDecodeError too: the format is ASCII
                 raise RecordFileError(
                     f"{path}:{number}: {exc}; a record line is topic, kind, key hex, value hex, "
                     "headers, tab-separated (write one with nev-ingest loadgen --out)"
                 ) from None
+            yield message
+
+
+def count_records(path: Path) -> int:
+    """The file's records, every line read and checked (``RecordFileError`` at the first bad
+    one): a replay checks the whole file before it sends any record of it."""
+    return sum(1 for _ in read_records(path))
 
 
 def _parse(line: str) -> Message:
