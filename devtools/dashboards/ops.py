@@ -272,8 +272,8 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
         .with_panel(
             prom_timeseries(
                 "Bytes in flight",
-                "The in-flight records' values (bounded per worker by "
-                "pipeline.max_in_flight_bytes; their decoded rows take 3-25x more).",
+                "The in-flight records: values, keys, headers (bounded per worker by "
+                "pipeline.max_in_flight_bytes; their decoded rows take 3-26x more).",
                 [prom(f"sum(nev_ingest_in_flight_bytes{{{JOB}}})", "in flight")],
                 unit="bytes",
                 width=8,

@@ -225,13 +225,14 @@ class PipelineSettings(Section):
         maximum=10_000_000,
     )
     # Frames alone bound nothing: a record may be 512 KiB (kafka.max_record_bytes), 50,000 of
-    # them 25 GiB. 64 MiB is ~200,000 typical frames (~340 B), so the frame bound governs
-    # normal traffic and this one the heavy and the hostile.
+    # them 25 GiB. 64 MiB is ~140,000 typical records (~480 B with key and headers), so the
+    # frame bound governs normal traffic and this one the heavy and the hostile.
     max_in_flight_bytes: int = setting(
         64 * 2**20,
-        "Bytes of record values (frames and dead letters) a worker holds before it pauses its "
-        "partitions; one fetch (kafka.fetch_max_bytes) may go over it. The decoded rows take "
-        "3-25x their frame's bytes more (docs/operations.md, Memory).",
+        "Bytes of records (values, keys, headers; frames and dead letters) a worker holds "
+        "before it pauses its partitions; a fetch may go over it by what the consumer holds "
+        "fetched (kafka.max_partition_fetch_bytes per partition). Decoded rows take 3-26x "
+        "more (docs/operations.md, Sizing and tuning).",
         minimum=2**20,
         maximum=2**36,
     )
@@ -240,7 +241,7 @@ class PipelineSettings(Section):
     )
     pause_after_s: float = setting(
         1.0,
-        "Pause the partitions when in-flight frames stay at the bound this long.",
+        "Pause the partitions when in-flight frames or bytes stay at their bound this long.",
         minimum=0,
         maximum=MAX_TIMEOUT_S,
     )

@@ -4,10 +4,11 @@ partitions.
 In-flight frames are those consumed from Kafka and not yet committed (open batch, queued
 batches, the batch being written). The consumer never fetches more than ``room()``, so memory
 is bounded by ``max_in_flight`` frames whatever the database does, and by ``max_bytes`` of
-record values (a frame's and a dead letter's bytes, ``Held``): frames may be up to 512 KiB
-(``kafka.max_record_bytes``), so a bound in frames alone is no bound on memory. The bytes are
-known only once fetched: ``room()`` is 0 from the bound on, and one fetch (at most
-``kafka.fetch_max_bytes``) can go over it.
+records (a frame's value, key and headers, a dead letter's, ``Held``): records may be up to
+512 KiB (``kafka.max_record_bytes``), so a bound in frames alone is no bound on memory. The
+bytes are known only once fetched: ``room()`` is 0 from the bound on, and one ``getmany`` can
+go over it by what aiokafka holds fetched (one fetch per assigned partition, at most
+``kafka.max_partition_fetch_bytes`` each), which it holds in any case.
 
 When the bound is reached the consumer first just waits (the writer usually frees room within
 one batch time, and aiokafka keeps what it prefetched). If it is still full after

@@ -166,20 +166,30 @@ class Batch:
         return Held(before.frames - self.size, before.bytes - self.held_bytes)
 
 
-def _value_bytes(rec: Record) -> int:
-    return len(rec.value or b"")
+def _header_bytes(headers: Headers) -> int:
+    size = 0
+    for name, value in headers:
+        size += len(name)
+        if value is not None:  # Kafka allows a header without a value
+            size += len(value)
+    return size
+
+
+def _record_bytes(rec: Record) -> int:
+    """A kept record's bytes: value, key and headers (up to 64 B and 8 KiB by the input limits:
+    on a valid frame a producer could still make them 25x its value)."""
+    return len(rec.value or b"") + len(rec.key or b"") + _header_bytes(rec.headers)
 
 
 def _letter_bytes(d: DeadLetter) -> int:
-    """A dead letter's bytes: its value and headers (up to 8 KiB of them, copied from the
-    record: docs/security.md, Input limits)."""
-    return len(d.value or b"") + sum(len(name) + len(value) for name, value in d.headers)
+    """A dead letter's bytes: its value, key and headers (copied from the record's)."""
+    return len(d.value or b"") + len(d.key or b"") + _header_bytes(d.headers)
 
 
 def _held_bytes(records: Iterable[Record], dead: Iterable[DeadLetter]) -> int:
     """The bytes of a batch's contents, counted as ``BatchBuilder`` counted them when added:
     a part or a remainder of a batch must give back exactly what it took."""
-    return sum(map(_value_bytes, records)) + sum(map(_letter_bytes, dead))
+    return sum(map(_record_bytes, records)) + sum(map(_letter_bytes, dead))
 
 
 def lane_of(topic: str, partition: int, lanes: int) -> int:
@@ -301,7 +311,7 @@ class BatchBuilder:
             received_ms.append(received)
         if len(frames) > before:
             b.decoded[topic] += len(frames) - before
-            b.held_bytes += sum(map(_value_bytes, recs[before:]))
+            b.held_bytes += sum(map(_record_bytes, recs[before:]))
         b.next[tp] = records[-1].offset + 1
         return Held(len(records), b.held_bytes - held_before)
 

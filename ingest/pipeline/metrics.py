@@ -192,8 +192,9 @@ class PipelineMetrics:
         )
         self.in_flight_bytes = Gauge(
             "in_flight_bytes",
-            "Bytes of the in-flight records' values (bounded by pipeline.max_in_flight_bytes; "
-            "their decoded rows take more: docs/operations.md).",
+            "Bytes of the in-flight records: values, keys, headers (bounded by "
+            "pipeline.max_in_flight_bytes, but for one fetch; their decoded rows take more: "
+            "docs/operations.md).",
             namespace=ns,
             registry=r,
             multiprocess_mode="livesum",

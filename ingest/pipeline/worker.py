@@ -215,6 +215,10 @@ class Worker:
             room = self.bp.room()
             if self.bp.paused or room == 0:
                 if not self.bp.paused:
+                    # At a bound the open batch cannot grow: written now, not after its linger.
+                    # With the byte bound it may hold all that is in flight, and an idle writer
+                    # would free nothing while this waits (then pauses, as if writes were slow).
+                    self._seal()
                     await self.bp.wait_room(self.bp.pause_after_s)
                 else:
                     # Paused: poll anyway, so the group does not drop us (max.poll.interval.ms).
@@ -302,7 +306,7 @@ class Worker:
                 "pausing %d partitions: %s",
                 len(assignment),
                 "the database is failing" if not self.bp.sink_healthy else "writes are slow",
-                extra={"in_flight": self.bp.in_flight},
+                extra={"in_flight": self.bp.in_flight, "in_flight_bytes": self.bp.in_flight_bytes},
             )
         elif decision is Decision.RESUME:
             log.info("resuming partitions", extra={"in_flight": self.bp.in_flight})

@@ -66,7 +66,9 @@ async def test_malformed_records_among_good_frames(env: PipelineEnv) -> None:
                 await send(m.topic, m.key, m.value, h)
                 if i % step == 0 and len(bad_sent) < len(bad):
                     b = bad[len(bad_sent)]
-                    bad_sent.append((b, *(await send(b.role, b.key, b.value, b.headers))))
+                    # a header without a value (Kafka allows one) on the bad records too
+                    h = (*b.headers, ("gateway", None)) if i % 2 else b.headers
+                    bad_sent.append((b, *(await send(b.role, b.key, b.value, h))))
             for b in bad[len(bad_sent) :]:
                 bad_sent.append((b, *(await send(b.role, b.key, b.value, b.headers))))
             coords = {}

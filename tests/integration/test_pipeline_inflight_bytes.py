@@ -21,7 +21,7 @@ from tests.integration.traffic import recent_fleet
 pytestmark = pytest.mark.integration
 
 BOUND = 2**20  # pipeline.max_in_flight_bytes: its minimum
-FETCH = 256 * 1024  # kafka.fetch_max_bytes (and per partition): what one fetch may add
+FETCH = 256 * 1024  # kafka.max_partition_fetch_bytes (and fetch_max_bytes)
 JUNK = 60_000  # bytes of one junk record (no frame start: a dead letter holding it whole)
 JUNKS = 60  # 3.6 MB of them: over three times the bound
 
@@ -58,9 +58,10 @@ async def test_a_stalled_worker_holds_the_byte_bound_then_loses_nothing(env: Pip
             await ps.until(paused, timeout_s=60, what="the byte bound to pause the partitions")
             held = svc.metric("nev_ingest_in_flight_bytes")
             frames = svc.metric("nev_ingest_in_flight_frames")
-            # At the bound (a pause needs it reached), over it by one fetch at most (a record
-            # batch beyond the fetch's bytes, and a letter's headers, are the slack).
-            assert BOUND <= held <= BOUND + FETCH + JUNK, held
+            # At the bound (a pause needs it reached), over it by one getmany at most: what
+            # aiokafka holds fetched, one fetch per partition (a record batch beyond a fetch's
+            # bytes, and the letters' headers, are the slack).
+            assert BOUND <= held <= BOUND + env.raw_partitions * FETCH + JUNK, held
             assert frames < len(messages), "the worker fetched everything: no bound"
             await tx.rollback()
         finally:
@@ -81,3 +82,18 @@ async def test_a_stalled_worker_holds_the_byte_bound_then_loses_nothing(env: Pip
     reasons = [ps.header(r.headers, wire.ERROR_REASON) for r in letters]
     assert reasons == [BAD_START.encode()] * JUNKS
     assert sorted(r.value for r in letters) == sorted(j.value for j in junk)
+
+
+async def test_heavy_records_flow_through_the_byte_bound_without_a_pause(
+    env: PipelineEnv,
+) -> None:
+    # The open batch alone can reach the byte bound (here 20 records of 60 KB), which the
+    # frame bound never did: it must be written at once, not after its linger while the
+    # writer idles, which then looked like slow writes and paused every partition.
+    junk = [Message(0, b"K%03d" % i, bytes([0x41 + i % 26]) * JUNK, "garbage") for i in range(200)]
+    async with ps.serving(env, "heavy", NEV_PIPELINE_MAX_IN_FLIGHT_BYTES=str(BOUND)) as svc:
+        await ps.produce(env.kafka, env.topic, junk)
+        await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
+        pauses = [r for r in svc.logs() if str(r.get("msg", "")).startswith("pausing")]
+        assert pauses == [], pauses
+        assert svc.metric("nev_ingest_frames_dead_lettered_total") == len(junk)

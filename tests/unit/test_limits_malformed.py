@@ -57,7 +57,9 @@ def test_every_malformed_record_is_dead_lettered_with_its_reason() -> None:
         if i < len(bad):
             b = bad[i]
             expected[(b.role, offsets[b.role])] = b.reasons
-            feed(b.role, b.key, b.value, b.headers)
+            # A header without a value on a bad record too (Kafka allows one): its dead letter
+            # copies it, and counting the letter's bytes must not trip on it.
+            feed(b.role, b.key, b.value, (*b.headers, ("gateway", None)) if i % 2 else b.headers)
     batch = builder.take()
     got = {}
     for d in batch.dead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -89,8 +90,8 @@ def test_drop_partitions_removes_everything_of_them() -> None:
     assert batch.drop_partitions([TP(topic, 5)]) == Held(0, 0)
 
 
-def _letter_bytes(d: wire.DeadLetter) -> int:
-    return len(d.value or b"") + sum(len(k) + len(v) for k, v in d.headers)
+def _bytes(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, Any]]) -> int:
+    return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
 
 
 def test_held_bytes_are_given_back_exactly_by_parts_and_drops() -> None:
@@ -98,23 +99,26 @@ def test_held_bytes_are_given_back_exactly_by_parts_and_drops() -> None:
     # dropped partition give back: each must be exactly what ``add`` took, or the count
     # drifts and the worker stays paused. Frames count their value; dead letters their
     # letter (a cut one only its cut: 100 KB over the size limit holds 4 KiB, not 100 KB).
+    # Keys and headers count too, a header without a value (Kafka allows one) as its name.
     topic = "nev.vehicle.raw"
     builder = BatchBuilder({topic: _decode}, max_value_bytes=50_000)
     took = Held(0, 0)
+    hollow: list[tuple[str, Any]] = [("gateway", None)]
     for p in range(4):
         recs = [
-            Rec(topic, p, 0, f"V{p}".encode() * (p + 1)),
-            Rec(topic, p, 1, b"bad", headers=[("h", b"x" * 100)]),
-            Rec(topic, p, 2, b"#" * 100_000),  # too_large
-            Rec(topic, p, 3, None),  # empty
+            Rec(topic, p, 0, f"V{p}".encode() * (p + 1), key=b"K", headers=hollow),
+            Rec(topic, p, 1, b"bad", headers=[("h", b"x" * 100), *hollow]),
+            Rec(topic, p, 2, b"#" * 100_000, headers=hollow),  # too_large
+            Rec(topic, p, 3, None, headers=hollow),  # empty
         ]
         held = builder.add(TP(topic, p), recs, start=0)
         assert held.frames == 4
         took = Held(took.frames + held.frames, took.bytes + held.bytes)
     batch = builder.take()
-    frames = sum(len(r.value or b"") for r in batch.records)
-    assert batch.held == took == Held(16, frames + sum(map(_letter_bytes, batch.dead)))
-    assert frames == 2 + 4 + 6 + 8
+    frames = sum(_bytes(r.key, r.value, r.headers) for r in batch.records)
+    letters = sum(_bytes(d.key, d.value, d.headers) for d in batch.dead)
+    assert batch.held == took == Held(16, frames + letters)
+    assert frames == 2 + 4 + 6 + 8 + 4 * (1 + len("gateway"))
     assert took.bytes < 100_000  # the too_large values are not held
 
     parts = batch.split(2)

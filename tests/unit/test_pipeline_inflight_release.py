@@ -1,0 +1,128 @@
+"""What leaves flight without a commit gives back exactly the frames and bytes it took: the
+writer's abandon (a revoke that timed out, a stop), the writer's and the worker's drops after a
+fence, the revoke's reset of the open batch. A byte count that drifted up would keep a worker
+paused for good (pipeline.max_in_flight_bytes); the commit path is covered by
+tests/integration/test_pipeline_inflight_bytes.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from contract.rows import FrameRows
+from ingest.pipeline.backpressure import Backpressure, Held
+from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.worker import Worker
+from ingest.pipeline.writer import Writer
+from tests.unit.kafka_records import Rec
+
+pytestmark = pytest.mark.unit
+
+TOPIC = "nev.vehicle.raw"
+TPS = [TopicPartition(TOPIC, p) for p in range(4)]
+
+
+def _decode(value: bytes, received_ms: int) -> FrameRows:
+    return FrameRows(edition=2016, command=2, vin=value[:17].decode(), ts_ms=received_ms)
+
+
+def _fill(builder: BatchBuilder, bp: Backpressure) -> dict[TopicPartition, Held]:
+    """Records of each partition, of sizes that differ per partition, added as the worker
+    adds them; what each partition took."""
+    took = {}
+    headers: list[tuple[str, Any]] = [("gateway", b"gw"), ("peer", None)]  # Kafka allows None
+    for tp in TPS:
+        values = [b"V" * 17 + b"x" * (100 * tp.partition + i) for i in range(5)]
+        recs = [Rec(TOPIC, tp.partition, i, v, headers=headers) for i, v in enumerate(values)]
+        held = builder.add(tp, recs, start=0)
+        bp.add(*held)
+        took[tp] = held
+    return took
+
+
+def _writer(bp: Backpressure) -> Writer:
+    # Its lanes are never started: what is submitted stays queued, as behind a stalled write.
+    return Writer(
+        sink=None,  # type: ignore[arg-type]  # not reached: no lane runs
+        producer=None,  # type: ignore[arg-type]  # not reached: nothing is published
+        metrics=PipelineMetrics(CollectorRegistry()),
+        backpressure=bp,
+        dlq_topic="dlq",
+        alerts_topic="alerts",
+        commit=lambda offsets: None,
+        on_fenced=lambda fenced: None,
+        lanes=2,
+    )
+
+
+def test_abandon_gives_back_every_byte_of_the_queued_parts() -> None:
+    bp = Backpressure(1000, max_bytes=10**6)
+    builder = BatchBuilder({TOPIC: _decode})
+    _fill(builder, bp)
+    assert bp.in_flight == 20 and bp.in_flight_bytes > 0
+    writer = _writer(bp)
+    writer.submit(builder.take())  # split over the two lanes
+    assert writer.abandon("revoked") == 20
+    assert (bp.in_flight, bp.in_flight_bytes) == (0, 0)
+
+
+def test_a_fence_in_the_writer_gives_back_that_partition_s_bytes() -> None:
+    bp = Backpressure(1000, max_bytes=10**6)
+    builder = BatchBuilder({TOPIC: _decode})
+    took = _fill(builder, bp)
+    before = bp.in_flight_bytes
+    writer = _writer(bp)
+    writer.submit(builder.take())
+    writer.drop_partitions([TPS[2]])
+    assert (bp.in_flight, bp.in_flight_bytes) == (15, before - took[TPS[2]].bytes)
+
+
+def _worker(bp: Backpressure, builder: BatchBuilder) -> Worker:
+    w = Worker.__new__(Worker)  # only what the fence and the reset touch
+    w.bp, w.builder, w.owned = bp, builder, set()
+    return w
+
+
+def test_a_fence_in_the_worker_gives_back_that_partition_s_bytes() -> None:
+    bp = Backpressure(1000, max_bytes=10**6)
+    builder = BatchBuilder({TOPIC: _decode})
+    took = _fill(builder, bp)
+    before = bp.in_flight_bytes
+    _worker(bp, builder)._on_fenced({(TOPIC, 1): 3})
+    assert (bp.in_flight, bp.in_flight_bytes) == (15, before - took[TPS[1]].bytes)
+
+
+class _Sink:
+    """The sink calls a revoke makes once its writer drained (nothing pending here)."""
+
+    async def delete_published(self) -> None:
+        return None
+
+    def on_partitions_lost(self, partitions: Any) -> None:
+        return None
+
+
+class _Committer:
+    async def flush(self) -> None:
+        return None
+
+
+async def test_a_revoke_gives_back_the_open_batch_s_bytes() -> None:
+    bp = Backpressure(1000, max_bytes=10**6)
+    builder = BatchBuilder({TOPIC: _decode})
+    w = _worker(bp, builder)
+    writer = _writer(bp)
+    w.writer, w.sink, w.committer = writer, _Sink(), _Committer()  # type: ignore[assignment]
+    w.metrics = PipelineMetrics(CollectorRegistry())
+    w.options = type("Options", (), {"revoke_timeout_s": 0.01})()
+    w.moves, w.positions, w.stored, w.rewind = {}, {}, {}, {}
+    w.needs_seek, w.restored, w.lag = set(), set(), None
+    w._seal = lambda: None  # type: ignore[method-assign]  # the open batch stays open: fetched while the writer drained
+    _fill(builder, bp)
+    await asyncio.wait_for(w.on_revoked(set(TPS)), 5)
+    assert (bp.in_flight, bp.in_flight_bytes) == (0, 0)
