@@ -138,7 +138,7 @@ def position_block(edition: int) -> st.SearchStrategy[Position]:
                 return None
             if raw > limit:
                 q.append((name, "out_of_range"))
-            return -(raw / 1e6) if neg else raw / 1e6
+            return (-raw if neg else raw) / 1e6  # as the decoder: a west or south 0 is 0.0
 
         lo = one(lon, bool(status & 4), "longitude", 180_000_000)
         la = one(lat, bool(status & 2), "latitude", 90_000_000)

@@ -203,3 +203,5 @@ def test_a_zero_west_or_south_coordinate_is_positive_zero_everywhere(
         assert lon == lat == 0.0 and lon is not None and lat is not None
         assert math.copysign(1.0, lon) == math.copysign(1.0, lat) == 1.0
     assert_same(data)
+    # The hemisphere bits stay in the status byte: the frame re-encodes byte for byte.
+    assert encode_frame(decode_frame(data)) == data

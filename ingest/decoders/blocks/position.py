@@ -85,7 +85,10 @@ def decode_2025(buf: bytes, off: int, end: int) -> tuple[Position, int]:
 
 
 def _negative(value: float | None, bit: int, status: int) -> bool:
-    if value is None:
+    # A zero (decoded as 0.0 whatever its hemisphere bit) and a sentinel keep the bit recorded
+    # in ``status``, so that a frame re-encodes byte for byte (forwarding, the round-trip
+    # tests); a -0.0 built by hand still counts as negative.
+    if value is None or (value == 0 and math.copysign(1.0, value) > 0):
         return bool(status & bit)
     return math.copysign(1.0, value) < 0
 
