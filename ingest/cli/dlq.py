@@ -15,26 +15,34 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import orjson
 
 from contract.clock import CHINA_TZ
-from ingest.cli.args import kafka_topic, parse_duration, text
+from ingest.cli.args import DurationTooLong, kafka_topic, parse_duration, text
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.pipeline.dlq import Letter, Selection, parse_offsets, read_letters, replay
 
 __all__ = ["register"]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def _time(value: str) -> int:
     """``--since``/``--until``: an ISO 8601 time (no zone: China time, like the frames) or a
-    duration ago (``30m``, ``2h``, ``7d``) -> epoch ms."""
+    duration ago (``30m``, ``2h``, ``7d``) -> epoch ms, never before 1970 (Kafka's time 0: a
+    time before it means from the beginning)."""
     try:
-        return int((datetime.now(UTC) - parse_duration(value)).timestamp() * 1000)
+        ago: timedelta | None = parse_duration(value)
+    except DurationTooLong:
+        ago = timedelta.max
     except ValueError:
-        pass
+        ago = None
+    if ago is not None:
+        now = datetime.now(UTC)
+        return 0 if ago >= now - _EPOCH else int((now - ago).timestamp() * 1000)
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -44,7 +52,7 @@ def _time(value: str) -> int:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=CHINA_TZ)
-    return int(when.timestamp() * 1000)
+    return max(0, int(when.timestamp() * 1000))
 
 
 def _offsets(value: str) -> dict[int, tuple[tuple[int, int], ...]]:
@@ -180,4 +188,11 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"{verb} {_letters(total)}" + (f": {by_reason}" if by_reason else ""))
     for why, n in report.skipped.most_common():
         print(f"skipped {n}: {why}")
+    if not total and not report.skipped:
+        # Nothing matched: most often a misspelt --reason or --topic, or --offsets past the end.
+        print(
+            "nothing matched the selection: check it against nev-ingest dlq list (the same "
+            "--since, --reason and --topic flags)",
+            file=sys.stderr,
+        )
     return 0

@@ -5,6 +5,7 @@ rows once (the pipeline skips rows it already holds), with nothing dead-lettered
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -30,6 +31,20 @@ def _ahead(vin: str, t_ms: int, seed: int) -> Message:
     v = SimVehicle(vin, random.Random(seed), 2016 if seed % 2 else 2025)
     v.step(10.0)
     return Message(t_ms, vin.encode(), encode_frame(v.frame(t_ms)), "realtime")
+
+
+def _into_a_closed_pipe(env: PipelineEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """``nev-ingest dlq ARGS`` writing into a pipe nobody reads (as ``| head`` once it quit)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "ingest", "dlq", *args],
+            env=env.environ(), stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
 
 
 def _cli(env: PipelineEnv, *args: str) -> subprocess.CompletedProcess[str]:
@@ -77,10 +92,22 @@ async def test_dead_letters_listed_then_replayed_twice_are_stored_once(env: Pipe
     assert orjson.loads(recent.stdout) == {"counts": {"time_out_of_window": len(ahead)}}
     later = _cli(env, "list", "--since", "2099-01-01T00:00:00", "--counts")
     assert later.returncode == 0 and later.stdout.strip() == "0 dead letters", later.stderr
+    # before 1970 (China time) and longer ago than 1970: from the beginning, not a traceback
+    for since in ("1970-01-01", "99999999d"):
+        early = _cli(env, "list", "--since", since, "--counts", "--format", "json")
+        assert orjson.loads(early.stdout) == {"counts": {"time_out_of_window": len(ahead)}}, (
+            early.stderr
+        )
     first = min(letters, key=lambda x: (x["dlq_partition"], x["dlq_offset"]))
     where = f"{first['dlq_partition']}:{first['dlq_offset']}"
     one = _cli(env, "replay", "--offsets", where, "--dry-run")
     assert one.stdout.strip() == "would replay 1 dead letter: time_out_of_window 1", one.stderr
+    typo = _cli(env, "replay", "--reason", "time_out_of_windw", "--dry-run")
+    assert typo.returncode == 0 and typo.stdout.strip() == "would replay 0 dead letters"
+    assert "nothing matched the selection" in typo.stderr
+    # a reader that goes away (| head) ends the listing quietly
+    gone = _into_a_closed_pipe(env, "list")
+    assert gone.returncode == 0 and "Traceback" not in gone.stderr, gone.stderr
     missing = _cli(env, "list", "--set", "kafka.topic_dlq=no.such.topic")
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
     assert "no.such.topic" in missing.stderr and "kafka.topic_dlq" in missing.stderr
