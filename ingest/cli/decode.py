@@ -16,8 +16,9 @@ whose fields take the place of the flags. A rejected frame or push is written as
 
 Exit status: 0 when every frame decoded, 1 when some were rejected (with ``--binary`` this
 includes candidate frames the framer dropped for a bad length or BCC, or cut off at the end;
-stray bytes between frames are counted but are no failure), 2 for usage errors. Counts go to
-stderr.
+stray bytes between frames are counted but are no failure, unless the input held bytes and not
+one frame: then it was no capture, e.g. hex text given with ``--binary``), 2 for usage errors.
+Counts go to stderr.
 """
 
 from __future__ import annotations
@@ -308,5 +309,9 @@ def _report(stats: _Stats, binary: bool) -> int:
     # frame that failed its length or BCC check is a rejected frame.
     failed = rejected > 0 or stats.lost_candidates > 0
     hint = '; rejected frames are the {"error": ...} lines on stdout' if rejected else ""
+    if binary and not stats.decoded and not rejected and stats.skipped_bytes:
+        # Bytes and not one frame: no capture (hex text read as bytes, another format).
+        failed = True
+        hint = "; no frame in the input: is it hex text? (then leave out --binary)"
     print(f"nev-ingest decode: {', '.join(parts)}{hint}", file=sys.stderr)
     return 1 if failed else 0

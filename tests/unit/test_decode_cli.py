@@ -70,6 +70,14 @@ def test_binary_capture_with_stray_bytes(tmp_path: Path) -> None:
     assert f"{len(GOOD)} bytes skipped".encode() in res.stderr
 
 
+def test_hex_text_read_as_a_binary_capture_is_no_success(tmp_path: Path) -> None:
+    path = tmp_path / "frames.hex"
+    path.write_text("\n".join(GOOD) + "\n")
+    res = _run("--binary", str(path))
+    assert res.returncode == 1 and res.stdout == b""
+    assert b"no frame in the input: is it hex text? (then leave out --binary)" in res.stderr
+
+
 def test_binary_capture_with_a_broken_frame_exits_1(tmp_path: Path) -> None:
     broken = bytearray.fromhex(GOOD[0])
     broken[-1] ^= 0xFF
