@@ -151,6 +151,14 @@ def frame_from_json(obj: Mapping[str, Any]) -> FrameRows:
         ts_ms = int(parsed.timestamp() * 1000)
     if not isinstance(ts_ms, int):
         raise FrameSpecError("missing time: give 'ts' (ISO 8601) or 'ts_ms' (epoch ms)")
+    edition = fields.pop("edition", 2016)
+    if edition not in (2016, 2025) or isinstance(edition, bool):
+        raise FrameSpecError(f"edition = {edition!r}: expected 2016 or 2025")
+    command = fields.pop("command", 0x02)
+    if not isinstance(command, int) or isinstance(command, bool) or not 0 <= command <= 0xFF:
+        raise FrameSpecError(
+            f"command = {command!r}: expected a command byte (2 real-time, 3 reissue)"
+        )
     packs = fields.pop("packs", [])
     if not isinstance(packs, list) or not all(isinstance(p, Mapping) for p in packs):
         raise FrameSpecError("'packs' must be a list of objects")
@@ -163,11 +171,4 @@ def frame_from_json(obj: Mapping[str, Any]) -> FrameRows:
         for name in ("cells_mv", "probes_c"):
             if not isinstance(p.get(name, []), list | None):
                 raise FrameSpecError(f"pack {name} must be a list")
-    return build_frame(
-        vin,
-        ts_ms,
-        edition=int(fields.pop("edition", 2016)),
-        command=int(fields.pop("command", 0x02)),
-        packs=packs,
-        **fields,
-    )
+    return build_frame(vin, ts_ms, edition=edition, command=command, packs=packs, **fields)

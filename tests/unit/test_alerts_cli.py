@@ -110,6 +110,11 @@ def test_test_json_output_and_bad_lines(tmp_path: Path, capsys: pytest.CaptureFi
         '"packs": [{"pack": 1, "voltage_v": "400"}]',
         '"packs": [{"pack": 1, "cells_mv": [70000]}]',
         '"packs": [{"pack": 1, "cells_mv": "3600"}]',
+        '"command": null',
+        '"command": "2"',
+        '"command": 300',
+        '"edition": 2017',
+        '"edition": "2016"',
     ],
 )
 def test_test_skips_json_frames_with_values_of_the_wrong_type(
