@@ -15,7 +15,7 @@ from typing import Any
 
 from devtools.devstack import postgres as pgdev
 from devtools.devstack.kafka import admin_options, ensure_topics
-from devtools.devstack.stack import DEFAULT_SERVICES, Paths
+from devtools.devstack.stack import DEFAULT_SERVICES, Paths, not_running
 from devtools.devstack.state import StackState
 from devtools.settings import DevSettings
 from ingest.errors import UserError
@@ -27,9 +27,7 @@ def run_smoke(settings: DevSettings) -> list[str]:
     state = StackState.load(Paths.from_settings(settings).state_dir)
     missing = [name for name in DEFAULT_SERVICES if state.running(name) is None]
     if missing:
-        raise UserError(
-            f"devstack: {', '.join(missing)} not running; start it: nev-ingest devstack up"
-        )
+        raise not_running(missing, state)
     kafka_svc, pg_svc = state.services["kafka"], state.services["postgres"]
     # A --secure stack: Kafka as its admin (the smoke topic is no role's), PostgreSQL as the
     # service role over TLS (verify-full), as `devstack env` points the service.

@@ -339,6 +339,21 @@ def _live_demo(state_dir: Path) -> list[Path]:
     return live
 
 
+def not_running(missing: list[str], state: StackState) -> UserError:
+    """The error for services that are not up; when no stack was ever started from this
+    state directory, where that is (it is relative to the current directory by default, and
+    from another one the advice to start a stack would start a second one)."""
+    if not state.path.exists():
+        return UserError(
+            f"devstack: no dev stack in {state.state_dir} (devstack.state_dir, relative to the "
+            "current directory): run this where you ran nev-ingest devstack up, or start one "
+            "here with it"
+        )
+    return UserError(
+        f"devstack: {', '.join(missing)} not running; start it: nev-ingest devstack up"
+    )
+
+
 def status(settings: DevSettings) -> list[tuple[str, bool, ServiceState | None]]:
     """Each service (a shard cluster once something started it): running, state."""
     state = StackState.load(Paths.from_settings(settings).state_dir)
@@ -355,9 +370,7 @@ def env_lines(settings: DevSettings) -> list[str]:
     missing = [name for name in (*DEFAULT_SERVICES, *shards) if state.running(name) is None]
     missing = list(dict.fromkeys(missing))
     if missing:
-        raise UserError(
-            f"devstack: {', '.join(missing)} not running; start it: nev-ingest devstack up"
-        )
+        raise not_running(missing, state)
     pg = state.services["postgres"]
     lines.append(f"export {ENV_POSTGRES}={shlex.quote(pg.url)}")
     lines.append(f"export {ENV_KAFKA}={shlex.quote(state.services['kafka'].url)}")
