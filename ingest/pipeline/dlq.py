@@ -268,6 +268,7 @@ async def replay(
             with quiet_aiokafka():
                 await producer.start()
         pending = []
+        acked = 0  # letters the broker acknowledged (the rest of ``replayed`` is in flight)
         last = time.monotonic()
         async for letter in letters:
             if not selection.takes(letter):
@@ -288,6 +289,7 @@ async def replay(
                 if len(pending) >= 1000:  # bound what is in flight; each send is acked
                     for fut in pending:
                         await fut
+                        acked += 1
                     pending.clear()
             report.replayed[letter.reason] += 1
             if progress is not None and time.monotonic() - last >= progress_every_s:
@@ -295,10 +297,13 @@ async def replay(
                 last = time.monotonic()
         for fut in pending:
             await fut
+            acked += 1
     except KafkaError as exc:
+        unanswered = sum(report.replayed.values()) - acked
         raise UserError(
-            f"replay stopped after {sum(report.replayed.values())} letters ({exc}); what was "
-            "sent is stored once, so run the same replay again when the broker answers"
+            f"replay stopped ({exc}): {acked} letters acknowledged by the broker, {unanswered} "
+            "sent without an answer; a letter sent twice is stored once, so run the same "
+            "replay again when the broker answers"
         ) from None
     finally:
         if producer is not None:
