@@ -230,9 +230,8 @@ class PipelineSettings(Section):
     max_in_flight_bytes: int = setting(
         64 * 2**20,
         "Bytes of records (values, keys, headers; frames and dead letters) a worker holds "
-        "before it pauses its partitions; a fetch may go over it by what the consumer holds "
-        "fetched (kafka.max_partition_fetch_bytes per partition). Decoded rows take 3-26x "
-        "more (docs/operations.md, Sizing and tuning).",
+        "before it pauses its partitions; one fetch may go over it (at most batch_max_frames "
+        "records). Decoded rows take 3-26x more (docs/operations.md, Sizing and tuning).",
         minimum=2**20,
         maximum=2**36,
     )

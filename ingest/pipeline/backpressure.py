@@ -7,8 +7,9 @@ is bounded by ``max_in_flight`` frames whatever the database does, and by ``max_
 records (a frame's value, key and headers, a dead letter's, ``Held``): records may be up to
 512 KiB (``kafka.max_record_bytes``), so a bound in frames alone is no bound on memory. The
 bytes are known only once fetched: ``room()`` is 0 from the bound on, and one ``getmany`` can
-go over it by what aiokafka holds fetched (one fetch per assigned partition, at most
-``kafka.max_partition_fetch_bytes`` each), which it holds in any case.
+go over it by what it returns, at most a batch's frames (``pipeline.batch_max_frames``) of what
+aiokafka holds fetched: one fetch per assigned partition, ``kafka.max_partition_fetch_bytes``
+each before decompression, which it holds in any case.
 
 When the bound is reached the consumer first just waits (the writer usually frees room within
 one batch time, and aiokafka keeps what it prefetched). If it is still full after
@@ -142,6 +143,11 @@ class Backpressure:
         """Wait until there is room or the sink's health changes, at most ``timeout_s``."""
         if self._room.is_set() and not self.full:
             return
+        if self.full:
+            # A wake-up that freed too little (a commit below the bytes of the fetch that went
+            # over the bound) or one for health alone (set_sink_healthy) left the event set:
+            # waiting on it would return at once, and the consume loop would spin.
+            self._room.clear()
         try:
             await asyncio.wait_for(self._room.wait(), timeout_s)
         except TimeoutError:

@@ -76,6 +76,7 @@ class Batch:
     frames: list[Decoded] = field(default_factory=list)  # of any kind: batches span topics
     records: list[Record] = field(default_factory=list)  # parallel to frames (DLQ of db rejects)
     received_ms: list[int] = field(default_factory=list)  # parallel to frames
+    record_bytes: list[int] = field(default_factory=list)  # parallel to frames (_record_bytes)
     dead: list[DeadLetter] = field(default_factory=list)
     dead_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     consumed: Counter[str] = field(default_factory=Counter)  # by topic
@@ -131,6 +132,7 @@ class Batch:
             part.frames.append(self.frames[i])
             part.records.append(rec)
             part.received_ms.append(self.received_ms[i])
+            part.record_bytes.append(self.record_bytes[i])
         for d in self.dead:
             parts[lane[_dead_tp(d)]].dead.append(d)
         for part in parts.values():
@@ -139,7 +141,7 @@ class Batch:
             part.consumed = part.decoded + Counter(_dead_topic(d) for d in part.dead)
             part.dead_reasons = Counter((_dead_topic(d), _dead_reason(d)) for d in part.dead)
             part.size = len(part.records) + len(part.dead)
-            part.held_bytes = _held_bytes(part.records, part.dead)
+            part.held_bytes = _held_bytes(part.record_bytes, part.dead)
         return sorted(parts.items())
 
     def drop_partitions(self, tps: Iterable[Any]) -> Held:
@@ -152,6 +154,7 @@ class Batch:
         self.frames = [self.frames[i] for i in keep]
         self.records = [self.records[i] for i in keep]
         self.received_ms = [self.received_ms[i] for i in keep]
+        self.record_bytes = [self.record_bytes[i] for i in keep]
         dead = [d for d in self.dead if _dead_tp(d) not in gone]
         self.dead = dead
         self.decoded = Counter(r.topic for r in self.records)
@@ -162,7 +165,7 @@ class Batch:
             self.next.pop(tp, None)
             self.first_ts_ms.pop(tp, None)
         self.size = len(self.records) + len(self.dead)
-        self.held_bytes = _held_bytes(self.records, dead)
+        self.held_bytes = _held_bytes(self.record_bytes, dead)
         return Held(before.frames - self.size, before.bytes - self.held_bytes)
 
 
@@ -186,10 +189,11 @@ def _letter_bytes(d: DeadLetter) -> int:
     return len(d.value or b"") + len(d.key or b"") + _header_bytes(d.headers)
 
 
-def _held_bytes(records: Iterable[Record], dead: Iterable[DeadLetter]) -> int:
-    """The bytes of a batch's contents, counted as ``BatchBuilder`` counted them when added:
-    a part or a remainder of a batch must give back exactly what it took."""
-    return sum(map(_record_bytes, records)) + sum(map(_letter_bytes, dead))
+def _held_bytes(record_bytes: Iterable[int], dead: Iterable[DeadLetter]) -> int:
+    """The bytes of a batch's contents, from the sizes ``BatchBuilder`` counted when they were
+    added (the kept records' are kept beside them): a part or a remainder of a batch gives
+    back exactly what it took, without counting the headers again."""
+    return sum(record_bytes) + sum(map(_letter_bytes, dead))
 
 
 def lane_of(topic: str, partition: int, lanes: int) -> int:
@@ -311,7 +315,9 @@ class BatchBuilder:
             received_ms.append(received)
         if len(frames) > before:
             b.decoded[topic] += len(frames) - before
-            b.held_bytes += sum(map(_record_bytes, recs[before:]))
+            sizes = [_record_bytes(rec) for rec in recs[before:]]
+            b.record_bytes += sizes
+            b.held_bytes += sum(sizes)
         b.next[tp] = records[-1].offset + 1
         return Held(len(records), b.held_bytes - held_before)
 

@@ -215,10 +215,13 @@ class Worker:
             room = self.bp.room()
             if self.bp.paused or room == 0:
                 if not self.bp.paused:
-                    # At a bound the open batch cannot grow: written now, not after its linger.
-                    # With the byte bound it may hold all that is in flight, and an idle writer
-                    # would free nothing while this waits (then pauses, as if writes were slow).
-                    self._seal()
+                    # At a bound with the writer idle, the open batch holds all that is in
+                    # flight (the byte bound can be reached so): written now, or nothing would
+                    # free room until its linger, and the wait would end in a pause as if writes
+                    # were slow. With the writer busy, its commits free room: sealing at each
+                    # would cut the batches into the pieces they free.
+                    if self.writer is not None and self.writer.idle:
+                        self._seal()
                     await self.bp.wait_room(self.bp.pause_after_s)
                 else:
                     # Paused: poll anyway, so the group does not drop us (max.poll.interval.ms).

@@ -122,3 +122,19 @@ async def test_wait_room_wakes_when_bytes_free_up() -> None:
     assert not waiter.done()
     bp.done(1, 100)
     await asyncio.wait_for(waiter, 5)
+
+
+async def test_a_wake_up_that_frees_too_little_does_not_make_waiting_spin() -> None:
+    # A commit smaller than what a fetch went over the byte bound by, or a health report
+    # (set_sink_healthy sets the event for a paused consumer), leaves the event set while the
+    # bound still holds: wait_room must wait, not return at once in a loop that spins.
+    bp = Backpressure(100, max_bytes=1000)
+    bp.add(2, 3000)
+    bp.done(1, 1000)  # 2000 left: still full
+    bp.set_sink_healthy(True)
+    waiter = asyncio.create_task(bp.wait_room(30))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    bp.done(1, 2000)
+    await asyncio.wait_for(waiter, 5)

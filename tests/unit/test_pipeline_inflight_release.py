@@ -71,6 +71,18 @@ def test_abandon_gives_back_every_byte_of_the_queued_parts() -> None:
     assert (bp.in_flight, bp.in_flight_bytes) == (0, 0)
 
 
+def test_abandon_gives_back_the_bytes_of_the_batch_being_written() -> None:
+    bp = Backpressure(1000, max_bytes=10**6)
+    builder = BatchBuilder({TOPIC: _decode})
+    _fill(builder, bp)
+    writer = _writer(bp)
+    writer.submit(builder.take())
+    lane = writer._lanes[0]  # its write under way (the lanes never run here)
+    lane.current = lane.queue.popleft()
+    assert writer.abandon("stopped") == 20
+    assert (bp.in_flight, bp.in_flight_bytes) == (0, 0)
+
+
 def test_a_fence_in_the_writer_gives_back_that_partition_s_bytes() -> None:
     bp = Backpressure(1000, max_bytes=10**6)
     builder = BatchBuilder({TOPIC: _decode})
