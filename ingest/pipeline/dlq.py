@@ -255,6 +255,7 @@ async def replay(
 
     raw = frozenset(raw_topics)
     report = ReplayReport()
+    acked = 0  # letters the broker acknowledged (the rest of ``replayed`` is in flight)
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
@@ -268,7 +269,6 @@ async def replay(
             with quiet_aiokafka():
                 await producer.start()
         pending = []
-        acked = 0  # letters the broker acknowledged (the rest of ``replayed`` is in flight)
         last = time.monotonic()
         async for letter in letters:
             if not selection.takes(letter):

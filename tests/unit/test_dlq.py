@@ -108,6 +108,17 @@ def test_a_bad_flag_is_one_line_before_kafka_is_asked(capsys: pytest.CaptureFixt
     assert len(err.splitlines()) == 1 and "--since" in err and "2h" in err
 
 
+def test_a_replay_to_a_broker_that_does_not_answer_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1: the producer's start fails before any letter is read.
+    monkeypatch.setenv("NEV_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["dlq", "replay"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "replay stopped" in err
+    assert "0 letters acknowledged by the broker" in err
+
+
 def test_every_command_line_in_the_operations_guide_parses() -> None:
     """docs/operations.md's code lines (``nev-ingest dlq ...`` among them) are real command
     lines: a renamed command or flag fails here, not in an operator's terminal."""
