@@ -75,6 +75,10 @@ def pack_row(vin: str, ts: datetime, spec: Mapping[str, Any]) -> PackRow:
     raw_probes = spec.get("probe_temps_raw", b"")
     cmin, cmax = spec.get("cell_min_mv"), spec.get("cell_max_mv")
     pmin, pmax = spec.get("probe_min_c"), spec.get("probe_max_c")
+    number, first = _whole(spec, "pack", 1, 255), _whole(spec, "first_cell", 1, 65535)
+    for name, raw in (("cell_voltages_raw", raw_cells), ("probe_temps_raw", raw_probes)):
+        if not isinstance(raw, bytes | bytearray):  # bytes only from Python; JSON has none
+            raise FrameSpecError(f"pack {name}: give cells_mv / probes_c in JSON")
     try:
         if cells is not None:
             raw_cells = b"".join(
@@ -92,11 +96,11 @@ def pack_row(vin: str, ts: datetime, spec: Mapping[str, Any]) -> PackRow:
     return PackRow(
         vin=vin,
         ts=ts,
-        pack=int(spec.get("pack", 1)),
+        pack=number,
         voltage_v=spec.get("voltage_v"),
         current_a=spec.get("current_a"),
         cell_count=spec.get("cell_count", len(cells) if cells is not None else None),
-        first_cell=int(spec.get("first_cell", 1)),
+        first_cell=first,
         cell_voltages_raw=bytes(raw_cells),
         probe_temps_raw=bytes(raw_probes),
         cell_min_mv=cmin,
@@ -104,6 +108,14 @@ def pack_row(vin: str, ts: datetime, spec: Mapping[str, Any]) -> PackRow:
         probe_min_c=pmin,
         probe_max_c=pmax,
     )
+
+
+def _whole(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    """An integer field of a pack (its default when absent), else ``FrameSpecError``."""
+    value = spec.get(name, low)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise FrameSpecError(f"pack {name} = {value!r}: expected an integer {low}..{high}")
+    return value
 
 
 def build_frame(
