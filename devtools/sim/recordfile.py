@@ -88,7 +88,7 @@ def count_records(path: Path) -> int:
 
 
 def _parse(line: str) -> Message:
-    fields = line.rstrip("\n").split("\t")
+    fields = line.rstrip("\r\n").split("\t")  # a file saved with CRLF line ends too
     if len(fields) != 5:
         raise ValueError(f"{len(fields)} tab-separated fields, not 5")
     topic, kind, key, value, headers = fields

@@ -41,6 +41,11 @@ def test_records_written_are_read_back_the_same(tmp_path: Path) -> None:
         (m.topic, m.kind, m.key, m.value, m.headers) for m in back
     ]
     assert any(m.headers for m in back)  # the T/CEC pushes' headers survive
+    crlf = tmp_path / "crlf.txt"  # the same file saved with CRLF line ends (an editor, Windows)
+    crlf.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert [(m.key, m.value, m.headers) for m in read_records(crlf)] == [
+        (m.key, m.value, m.headers) for m in back
+    ]
 
 
 def test_write_stops_at_max_frames(tmp_path: Path) -> None:
