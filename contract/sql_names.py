@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["PLAIN_NAME", "RESERVED", "is_plain_name"]
+__all__ = ["PLAIN_NAME", "PLAIN_ROLE", "RESERVED", "is_plain_name"]
 
-# PostgreSQL's reserved words and type/function-name words (pg_get_keywords() catcode R and T,
-# PostgreSQL 15): neither is a name unquoted (CREATE SCHEMA user, CREATE ROLE all fail).
+# PostgreSQL's reserved words and type/function-name words (pg_get_keywords() catcode R and T):
+# neither is a name unquoted (CREATE SCHEMA user, CREATE ROLE all fail). PostgreSQL 15's, and
+# system_user, reserved from 16 on: a name must work on every server the service supports.
 RESERVED: Final = frozenset(
     [
         "all",
@@ -97,6 +98,7 @@ RESERVED: Final = frozenset(
         "similar",
         "some",
         "symmetric",
+        "system_user",
         "table",
         "tablesample",
         "then",
@@ -121,6 +123,9 @@ RESERVED: Final = frozenset(
 # roles: CREATE SCHEMA pg_x and CREATE ROLE pg_x are refused).
 PLAIN_NAME: Final = "(?!pg_)(?!(?:" + "|".join(sorted(RESERVED)) + r")$)[a-z_][a-z0-9_]{0,62}"
 _PLAIN: Final = re.compile(PLAIN_NAME)
+# A role name besides: public and none name no role (CREATE ROLE public: "role name is
+# reserved"), though a schema may be called public.
+PLAIN_ROLE: Final = "(?!(?:public|none)$)" + PLAIN_NAME
 
 
 def is_plain_name(name: str) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Final, NoReturn
 
-from ingest.config.bounds import KAFKA_TOPIC, SQL_IDENTIFIER
+from ingest.config.bounds import KAFKA_TOPIC, SQL_IDENTIFIER, SQL_ROLE
 from ingest.config.fields import Pattern
 from ingest.config.fields import show_number as number
 from ingest.decoders.identity import is_vin
@@ -188,13 +188,7 @@ kafka_topic: Final = matching(KAFKA_TOPIC)
 sql_name: Final = matching(SQL_IDENTIFIER)
 
 
-def login_name(value: str) -> str:
-    """A plain SQL name that may name a role: not public nor none, which PostgreSQL reserves
-    for roles (a schema may be called public)."""
-    name = sql_name(value)
-    if name in ("public", "none"):
-        raise argparse.ArgumentTypeError(f"{name!r} is reserved for roles: choose another login")
-    return name
+login_name: Final = matching(SQL_ROLE)  # roles grant LOGIN: as the roles.* settings
 
 
 def _safe(value: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from contract.sql_names import PLAIN_NAME
+from contract.sql_names import PLAIN_NAME, PLAIN_ROLE
 from ingest.config.fields import Pattern
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "PORT_MAX",
     "PORT_MIN",
     "SQL_IDENTIFIER",
+    "SQL_ROLE",
 ]
 
 PORT_MIN: Final = 1
@@ -28,6 +29,12 @@ MAX_WORKERS: Final = 256  # processes of one host; more hosts scale further, not
 MAX_TIMEOUT_S: Final = 3600.0
 MAX_RETENTION_DAYS: Final = 36_500  # 100 years; 0 keeps forever
 # Schema names are spliced into SQL text (storage.params.check_identifier accepts the same).
+SQL_ROLE: Final = Pattern(
+    PLAIN_ROLE,
+    "a plain SQL name that may name a role (lower-case letters, digits, '_'; not starting with "
+    "a digit; at most 63 characters; not a reserved SQL word such as user or select, nor public "
+    "or none; not starting with pg_)",
+)
 SQL_IDENTIFIER: Final = Pattern(
     PLAIN_NAME,
     "a plain SQL name (lower-case letters, digits, '_'; not starting with a digit; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingest.config.bounds import SQL_IDENTIFIER
+from ingest.config.bounds import SQL_ROLE
 from ingest.config.fields import Section, setting
 
 __all__ = ["RolesSettings"]
@@ -27,35 +27,35 @@ class RolesSettings(Section):
     owner: str = setting(
         "nev_owner",
         "Owns the schema and its objects; grant it to the migrating login.",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )
     writer: str = setting(
         "nev_writer",
         "The service (nev-ingest run): inserts telemetry, its offsets, latest_state, alerts.",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )
     regulator: str = setting(
         "nev_regulator",
         "Municipal regulator: reads every table and view, writes nothing.",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )
     operator: str = setting(
         "nev_operator",
         "Regulator who may also acknowledge alerts (nev-ingest alerts ack).",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )
     oem: str = setting(
         "nev_oem",
         "Enterprise (OEM) accounts: their vehicles only, by VIN prefix (account_scopes).",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )
     charging: str = setting(
         "nev_charging",
         "Charging operators: their connectors only, by operator_id (account_scopes).",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )
     public: str = setting(
         "nev_public",
         "Public statistics: the public_* views only (positions to ~1 km, no VINs).",
-        pattern=SQL_IDENTIFIER,
+        pattern=SQL_ROLE,
     )

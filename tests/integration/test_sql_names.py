@@ -15,10 +15,11 @@ class _Rollback(Exception):
     """Undoes a CREATE SCHEMA that worked."""
 
 
-def test_the_reserved_words_are_the_server_s(postgres_dsn: str) -> None:
+def test_the_reserved_words_hold_the_server_s(postgres_dsn: str) -> None:
+    # Every word this server reserves (the list holds later versions' too: system_user, 16+).
     with psycopg.connect(postgres_dsn) as conn:
         rows = conn.execute("SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')")
-        assert {r[0] for r in rows} == RESERVED
+        assert {r[0] for r in rows} <= RESERVED
 
 
 @pytest.mark.parametrize("name", ["pg_nev_test", "user", "select", "left", "nev_plain_ok"])

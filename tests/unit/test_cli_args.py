@@ -93,9 +93,10 @@ def test_names_match_kafka_and_sql_rules() -> None:
         assert "not a reserved SQL word" in _rejects(sql_name, reserved)
     assert sql_name("public") == "public"  # a schema may be called so, a login not
     assert login_name("nev_oem") == "nev_oem"
-    assert "reserved for roles" in _rejects(login_name, "public")
-    assert "reserved for roles" in _rejects(login_name, "none")
+    assert "nor public or none" in _rejects(login_name, "public")
+    assert "nor public or none" in _rejects(login_name, "none")
     assert "not a reserved SQL word" in _rejects(login_name, "pg_monitor")
+    assert "not a reserved SQL word" in _rejects(sql_name, "system_user")  # PostgreSQL 16+
 
 
 # user, select: reserved words; pg_x: PostgreSQL's own prefix (CREATE SCHEMA and CREATE ROLE
