@@ -19,6 +19,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -87,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        # What is still buffered goes now, inside this try: at exit, a reader that went away
+        # would be reported as "Exception ignored ... BrokenPipeError" and exit code 120.
+        sys.stdout.flush()
     except UserError as exc:
         # One line, no traceback: the message already says what to do next.
         print(f"nev-ingest: error: {exc}", file=sys.stderr)
@@ -94,12 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # a socket's, not the output's: a failure to report
         # The reader of the output went away (``| head``): stop quietly, as filters do. Point
         # stdout at /dev/null, or Python's flush at exit would report the pipe again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     return code
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader closed it (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError):  # no such descriptor (replaced, closed)
+        return False
 
 
 if __name__ == "__main__":

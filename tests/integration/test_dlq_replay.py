@@ -38,9 +38,11 @@ def _into_a_closed_pipe(env: PipelineEnv, *args: str) -> subprocess.CompletedPro
     read, write = os.pipe()
     os.close(read)
     try:
+        # stdout buffered, as in a shell (the test runner's PYTHONUNBUFFERED is not the user's)
+        environ = {k: v for k, v in env.environ().items() if k != "PYTHONUNBUFFERED"}
         return subprocess.run(
             [sys.executable, "-m", "ingest", "dlq", *args],
-            env=env.environ(), stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=environ, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
             check=False,
         )  # fmt: skip
     finally:

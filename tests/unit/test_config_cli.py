@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -100,3 +101,25 @@ def test_with_shards_each_shard_is_checked_and_named() -> None:
     result = _cli("config", "check", "--skip", "kafka", "--set", f"storage.shards={dsn}")
     _assert_one_line_error(result, f"storage.shards[0] = {dsn}: cannot connect")
     assert "fix storage.shards[0]" in result.stderr
+
+
+def test_a_reader_that_went_away_ends_the_output_quietly() -> None:
+    # `nev-ingest config show | head -1` once head quit: stdout buffered (no PYTHONUNBUFFERED),
+    # so the pipe breaks at the last flush, which must still be inside the command.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ingest", "config", "show"],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_a_role_setting_may_not_be_public_or_none() -> None:
+    # PostgreSQL reserves both as role names: migrate would fail creating the role.
+    result = _cli("config", "show", "--set", "roles.public=none")
+    _assert_one_line_error(result, "roles.public = 'none': expected a plain SQL name that may")
