@@ -94,12 +94,13 @@ async def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
     return True
 
 
-def postgres_hint(exc: BaseException, host: str) -> str | None:
-    """The setting to fix for a failed PostgreSQL connection, or None."""
+def postgres_hint(exc: BaseException, host: str, dsn_key: str = "postgres.dsn") -> str | None:
+    """The setting to fix for a failed PostgreSQL connection, or None. ``dsn_key``: the setting
+    that names the database (a shard's is ``storage.shards[i]``)."""
     import asyncpg
 
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return "PostgreSQL: " + _tls_hint(exc, "postgres.dsn", "postgres.sslrootcert", host)
+        return "PostgreSQL: " + _tls_hint(exc, dsn_key, "postgres.sslrootcert", host)
     rejected = asyncpg.InvalidAuthorizationSpecificationError
     if isinstance(exc, rejected) and "no encryption" in str(exc):  # pg_hba: hostssl only
         return (
@@ -108,7 +109,7 @@ def postgres_hint(exc: BaseException, host: str) -> str | None:
         )
     if isinstance(exc, asyncpg.InvalidPasswordError | rejected):
         return (
-            f"PostgreSQL refused the login ({exc}): fix the user in postgres.dsn or "
+            f"PostgreSQL refused the login ({exc}): fix the user in {dsn_key} or "
             "postgres.password (or postgres.password_file)"
         )
     return None

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ingest.config import KafkaSettings, PostgresSettings, Settings
 from ingest.config.fields import mask_dsn
@@ -75,7 +75,9 @@ def postgres_dsn(pg: PostgresSettings) -> str:
     for key, value in extra.items():
         if value and key not in query:
             query[key] = value
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    # %20 for a space, not +: libpq reads a + as a +, so "options=-c statement_timeout=5s"
+    # would reach the server as "-c+statement_timeout=5s" (asyncpg would have taken either).
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def postgres_server_settings(pg: PostgresSettings, application_name: str) -> dict[str, str]:
@@ -140,8 +142,8 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
             postgres_dsn(pg), password=pg.password or None, timeout=timeout_s
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or ""):  # TLS/login: the key
-            raise UserError(hint if key == "postgres.dsn" else f"{key}: {hint}") from None
+        if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or "", key):  # TLS/login
+            raise UserError(hint) from None
         fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
             f"{key} = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "

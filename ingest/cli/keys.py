@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=_list)
     rv = sub.add_parser("revoke", help="revoke a vehicle's key")
-    rv.add_argument("vin", type=vin, metavar="VIN")
+    # Any stored id: keys registered before add checked VINs, or from activation frames.
+    rv.add_argument("vin", type=text(17), metavar="VIN")
     rv.set_defaults(func=_revoke)
     for sp in (add, ls, rv):
         add_config_arguments(sp)
@@ -60,7 +61,8 @@ async def _with_registry(args: argparse.Namespace, work: Any) -> Any:
 
     settings = settings_from_args(args)
     params = shard_pool_params(settings, "nev-ingest-keys")[0]
-    conn = await open_connection(settings, "nev-ingest-keys", params)  # or a one-line error
+    fix = "set NEV_POSTGRES_DSN or [postgres] dsn (with shards: the registry is on shard 0)"
+    conn = await open_connection(settings, "nev-ingest-keys", params, fix=fix)
     try:
         return await work(conn, params.schema)
     except Exception as exc:

@@ -74,18 +74,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def open_connection(
-    settings: Settings, application: str, params: PoolParams | None = None
+    settings: Settings,
+    application: str,
+    params: PoolParams | None = None,
+    *,
+    fix: str = "set --dsn / NEV_POSTGRES_DSN (with shards: NEV_STORAGE_SHARDS, "
+    "NEV_STORAGE_QUERY_DSN)",
 ) -> Any:
     """One asyncpg connection to ``params`` (default: the configured database), or a one-line
-    ``UserError``."""
+    ``UserError`` that ends with ``fix`` (the command's way to name the database)."""
     params = params or pool_params(settings, application)
     try:
         return await connect(params)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise UserError(
             f"cannot connect to {mask_dsn(params.dsn)} ({type(exc).__name__}: {exc}); "
-            "start the dev stack (nev-ingest devstack up) or set --dsn / NEV_POSTGRES_DSN "
-            "(with shards: NEV_STORAGE_SHARDS, NEV_STORAGE_QUERY_DSN)"
+            f"start the dev stack (nev-ingest devstack up) or {fix}"
         ) from None
 
 
@@ -158,10 +162,7 @@ async def _one(
         except asyncpg.PostgresError as exc:
             # Outside a migration file: the schema's creation, the roles' grants, the policies,
             # the upkeep. Mostly rights (the login may not CREATE in the database).
-            raise UserError(
-                f"{prefix}the database refused ({type(exc).__name__}: {exc}); migrate needs a "
-                "login that may create schemas, tables and roles there (the database's owner)"
-            ) from None
+            raise _refused(prefix, exc) from None
     finally:
         await conn.close()
     if args.format == "json":
@@ -190,6 +191,15 @@ async def _one(
     return 0
 
 
+def _refused(prefix: str, exc: BaseException) -> UserError:
+    said = " ".join(str(exc).split())  # one line: the server's text may carry a hint below
+    return UserError(
+        f"{prefix}the database refused ({type(exc).__name__}: {said}); migrate needs a login "
+        "that may create schemas, tables, roles and (on the query database) the postgres_fdw "
+        "extension there: the database's owner, or a superuser for the extension"
+    )
+
+
 async def _query_database(
     args: argparse.Namespace, settings: Settings, shards: list[PoolParams], query: PoolParams
 ) -> None:
@@ -198,6 +208,8 @@ async def _query_database(
     first = await open_connection(settings, query.application_name, shards[0])
     try:
         functions = await fdw.shard_functions(first, schema)
+    except asyncpg.PostgresError as exc:
+        raise _refused("shard 0: ", exc) from None
     finally:
         await first.close()
     conn = await open_connection(settings, query.application_name, query)
@@ -206,6 +218,9 @@ async def _query_database(
         report = await fdw.build(conn, schema, links, functions)
     except MigrationError as exc:
         raise UserError(str(exc)) from None
+    except asyncpg.PostgresError as exc:
+        # e.g. CREATE EXTENSION postgres_fdw, which needs a superuser or a trusted extension
+        raise _refused("query database: ", exc) from None
     finally:
         await conn.close()
     if args.format == "json":

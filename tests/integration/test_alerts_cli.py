@@ -172,3 +172,13 @@ def test_the_dsn_s_own_sslmode_is_kept(dsn: str, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.startswith("nev-ingest: error: cannot connect to the database")
     assert "SSL" in err
+
+
+def test_a_dsn_s_options_with_spaces_reach_the_server(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # libpq reads %20 as a space and a + as a +: the DSN's query must not be re-encoded with +
+    options = "options=-c%20statement_timeout%3D5s"
+    assert main(["alerts", "list", "--dsn", f"{dsn}?{options}", "--format", "json"]) == 0, (
+        capsys.readouterr().err
+    )

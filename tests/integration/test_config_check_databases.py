@@ -10,6 +10,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from ingest.cli import main
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -50,3 +53,17 @@ def test_a_replica_that_does_not_answer_is_named(
     assert err.startswith(f"nev-ingest: error: storage.replicas[0] = {down}: cannot connect")
     assert "fix storage.replicas[0]" in err
     assert captured.out == ""  # the lines of the databases that answered come only with "ok"
+
+
+async def test_the_service_starts_on_its_shards_while_postgres_dsn_is_down(
+    env: PipelineEnv,
+) -> None:
+    # run's preflight checks the databases it writes: with storage.shards set, postgres.dsn is
+    # none of them, and a stale one must not keep the service from starting.
+    messages = recent_fleet(5, 1)
+    async with ps.serving(
+        env, "shards-only", NEV_STORAGE_SHARDS=env.dsn, NEV_POSTGRES_DSN=_nobody()
+    ) as svc:
+        await ps.produce_and_store(env, messages, timeout_s=60)
+        assert await ps.stored_rows(env.dsn) == ps.Expected.of(messages).rows
+        assert "postgres (storage.shards[0]): server" in svc.log.read_text()

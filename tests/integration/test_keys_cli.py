@@ -106,3 +106,4 @@ def test_a_database_that_refuses_is_a_one_line_error(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("nev-ingest: error: cannot connect")
     assert "InvalidCatalogNameError" in err and "Traceback" not in err
+    assert "--dsn" not in err and "NEV_POSTGRES_DSN" in err  # keys has no --dsn
