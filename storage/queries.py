@@ -37,9 +37,11 @@ __all__ = [
     "track",
 ]
 
-# date_bin's origin: a Monday at midnight in the query's time zone (%s), so buckets of a day
-# or a week start where people there expect (a UTC midnight is 08:00 in China).
-_ORIGIN = "(TIMESTAMP '2000-01-03 00:00:00' AT TIME ZONE %s)"
+# Buckets on the wall clock of the query's time zone (the first %s; the second turns the
+# bucket back into a time): a day or a week starts at midnight there, on a Monday (a UTC
+# midnight is 08:00 in China), in summer time too (fixed 24 h steps from a winter midnight
+# would start summer days at 01:00).
+_BUCKET = "date_bin(%s, ts AT TIME ZONE %s, TIMESTAMP '2000-01-03 00:00:00') AT TIME ZONE %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,7 @@ def pack(
     WHERE vin = %s AND ts >= %s AND ts < %s {pack_filter}
     GROUP BY ts, pack
 )
-SELECT date_bin(%s, ts, {_ORIGIN}) AS bucket, pack, count(*) AS frames,
+SELECT {_BUCKET} AS bucket, pack, count(*) AS frames,
        max(cell_max_mv - cell_min_mv) AS max_spread_mv,
        round(avg(cell_max_mv - cell_min_mv), 1) AS mean_spread_mv,
        min(cell_min_mv) AS cell_min_mv, max(cell_max_mv) AS cell_max_mv,
@@ -222,7 +224,7 @@ FROM frame
 GROUP BY 1, 2
 ORDER BY 1, 2
 LIMIT %s""",
-        (vin, start, end, *extra, every, tz, limit),
+        (vin, start, end, *extra, every, tz, tz, limit),
     )
 
 

@@ -81,7 +81,7 @@ def parse_time(text: str, tz: tzinfo, now: datetime, flag: str = "time") -> date
 def zone(args: argparse.Namespace) -> ZoneInfo:
     try:
         return ZoneInfo(args.tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError, RecursionError):  # a path, a huge name
         raise UserError(f"--tz {args.tz}: not a time zone name (e.g. Asia/Shanghai, UTC)") from None
 
 
@@ -215,6 +215,15 @@ def execute_sections(
         for n, (title, result) in enumerate(results):
             if isinstance(result, QueryResult):
                 _print(result, args.format, title, first=n == 0)
+                limit = getattr(args, "limit", None)
+                if limit is not None and len(result.rows) >= limit:
+                    # JSON and CSV readers see no row count: say that rows may be missing.
+                    where = f"{title}: " if title else ""
+                    print(
+                        f"{where}{len(result.rows)} rows, the --limit: there may be more "
+                        "(raise --limit or narrow the query)",
+                        file=sys.stderr,
+                    )
             else:
                 if title:
                     print(f"== {title}")

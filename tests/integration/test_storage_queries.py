@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import uuid
-from collections.abc import Callable
+import zoneinfo
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -17,7 +20,7 @@ import pytest
 
 from devtools.sim.synthetic import frame_rows, vin
 from ingest.cli import main
-from storage import OffsetRange, PoolParams, StorageWriter, WriterParams
+from storage import OffsetRange, PoolParams, StorageWriter, WriterParams, queries
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +156,7 @@ def test_every_query(target: tuple[str, str], capsys: pytest.CaptureFixture[str]
     china_tz = ZoneInfo("Asia/Shanghai")
     starts = {datetime.fromisoformat(d["bucket"]).astimezone(china_tz).time() for d in days}
     assert starts == {time(0)}
-    code, out, _ = cli(
+    code, out, err = cli(
         capsys,
         "query",
         "pack",
@@ -168,6 +171,7 @@ def test_every_query(target: tuple[str, str], capsys: pytest.CaptureFixture[str]
         "json",
     )
     assert code == 0 and len(lines(out)) == 3
+    assert "3 rows, the --limit: there may be more" in err  # JSON itself cannot say so
 
     code, out, err = cli(capsys, "query", "track", car, *window, *db, "--limit", "2")
     assert (
@@ -177,7 +181,25 @@ def test_every_query(target: tuple[str, str], capsys: pytest.CaptureFixture[str]
     assert code == 0 and "Index" in out
 
 
-def test_errors_say_what_to_do(fresh_database: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def python_only_zone(tmp_path: Path) -> Iterator[str]:
+    """A time zone Python knows and no PostgreSQL does: a UTC zone file of our own, named
+    Nev/Test, first on Python's zone path (not the system's files, which differ by release)."""
+    header = b"TZif2" + b"\0" * 15 + struct.pack(">6l", 0, 0, 0, 0, 1, 4)
+    utc = header + struct.pack(">lBB", 0, 0, 0) + b"UTC\0"
+    (tmp_path / "Nev").mkdir()
+    (tmp_path / "Nev" / "Test").write_bytes(utc + utc + b"\n<UTC>0\n")
+    zoneinfo.reset_tzpath(to=[str(tmp_path), *zoneinfo.TZPATH])
+    try:
+        yield "Nev/Test"
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+
+
+def test_errors_say_what_to_do(
+    fresh_database: str, capsys: pytest.CaptureFixture[str], python_only_zone: str
+) -> None:
     code, _, err = cli(capsys, "query", "latest", "X", "--dsn", fresh_database)
     assert code == 2 and "migrated?" in err and "nev-ingest migrate" in err
     code, _, err = cli(
@@ -189,7 +211,9 @@ def test_errors_say_what_to_do(fresh_database: str, capsys: pytest.CaptureFixtur
         capsys, "query", "latest", "X", "--tz", "Asia/Beijing", "--dsn", fresh_database
     )
     assert code == 2 and "--tz Asia/Beijing: not a time zone name" in err
-    code, _, err = cli(capsys, "query", "latest", "X", "--tz", "right/UTC", "--dsn", fresh_database)
+    code, _, err = cli(
+        capsys, "query", "latest", "X", "--tz", python_only_zone, "--dsn", fresh_database
+    )
     assert code == 2 and "the database server knows no such time zone" in err
     code, _, err = cli(capsys, "migrate", "--status", "--dsn", fresh_database)
     assert code == 1
@@ -214,3 +238,49 @@ def test_migrate_by_a_login_without_rights_is_a_one_line_error(
             admin.execute(f"DROP ROLE {login}".encode())
     assert code == 2 and "the database refused (InsufficientPrivilegeError" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_migrate_of_a_query_database_without_the_extension_right_is_a_one_line_error(
+    postgres_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The owner of a shard and of a query database, no superuser: the shard migrates, the
+    # query database's CREATE EXTENSION postgres_fdw is refused (the extension is not trusted).
+    tag = uuid.uuid4().hex[:8]
+    login, shard, query = f"nev_owner_{tag}", f"nev_shard_{tag}", f"nev_query_{tag}"
+    server = urlsplit(postgres_dsn).netloc.split("@")[-1]
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {login} LOGIN CREATEROLE".encode())
+        try:
+            for db in (shard, query):
+                admin.execute(f"CREATE DATABASE {db} OWNER {login}".encode())
+            monkeypatch.setenv("NEV_STORAGE_SHARDS", f"postgresql://{login}@{server}/{shard}")
+            monkeypatch.setenv("NEV_STORAGE_QUERY_DSN", f"postgresql://{login}@{server}/{query}")
+            code, out, err = cli(capsys, "migrate")
+        finally:
+            for db in (shard, query):
+                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)".encode())
+            admin.execute(f"DROP OWNED BY {login}".encode())
+            admin.execute(f"DROP ROLE {login}".encode())
+    assert "schema nev" in out  # the shard was migrated first
+    assert code == 2 and "query database: the database refused" in err, err
+    assert "postgres_fdw" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("at", "tz", "start"),
+    [
+        ("2026-07-15 00:30+02", "Europe/Berlin", "2026-07-15 00:00+02"),  # summer time
+        ("2026-01-15 00:30+01", "Europe/Berlin", "2026-01-15 00:00+01"),
+        ("2026-07-15 07:59+08", "Asia/Shanghai", "2026-07-15 00:00+08"),  # not 08:00 the 14th
+    ],
+)
+def test_a_day_bucket_starts_at_local_midnight(
+    fresh_database: str, at: str, tz: str, start: str
+) -> None:
+    with psycopg.connect(fresh_database) as conn:
+        row = conn.execute(
+            f"WITH t(ts) AS (VALUES (%s::timestamptz)) SELECT {queries._BUCKET} = %s::timestamptz "
+            "FROM t",
+            (at, timedelta(days=1), tz, tz, start),
+        ).fetchone()
+    assert row == (True,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,7 +10,7 @@ import pytest
 
 from ingest.cli.migrate import _summarise
 from ingest.cli.query import parse_duration, parse_time
-from ingest.cli.query_run import day
+from ingest.cli.query_run import day, zone
 from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.wiring import pool_params, storage_params, writer_params
@@ -89,6 +90,12 @@ def test_times_are_read_in_the_zone_unless_they_say_otherwise() -> None:
     assert parse_time("6h", SHANGHAI, NOW) == NOW - timedelta(hours=6)
     with pytest.raises(UserError, match="ISO date"):
         parse_time("last tuesday", UTC, NOW)
+
+
+@pytest.mark.parametrize("tz", ["x/" * 3000 + "y", "/etc/passwd", "Asia/Beijing"])
+def test_a_zone_that_is_none_is_a_one_line_error(tz: str) -> None:
+    with pytest.raises(UserError, match="not a time zone name"):
+        zone(argparse.Namespace(tz=tz))
 
 
 def test_a_day_given_as_a_time_is_the_day_in_the_zone() -> None:
