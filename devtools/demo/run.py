@@ -98,7 +98,7 @@ Look further (the stack and the service keep running):
   queries     eval "$(nev-ingest devstack env)"   then:
               nev-ingest query track {result.runaway_vin} --from 1h
               nev-ingest query latest --prefix {result.runaway_vin[:-3]}
-              nev-ingest query latest --kind charger --prefix MA   (the simulated operators)
+              nev-ingest query latest --kind charger --prefix MA   # the simulated operators
               nev-ingest alerts list
   more load   nev-ingest loadgen --vehicles 10000 --chargers 2000 --packs 5000 --minutes 5
   logs        {demo_dir / "run.log"}  (one JSON object per line)
