@@ -117,6 +117,11 @@ class Backpressure:
             self._room.set()
         self._observed()
 
+    def wake(self) -> None:
+        """Wake a consumer waiting in ``wait_room`` to look again (it waits again, the event
+        cleared, if it is still full)."""
+        self._room.set()
+
     def _observed(self) -> None:
         if self._observe is not None:
             self._observe(self.in_flight)

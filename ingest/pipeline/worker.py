@@ -215,13 +215,7 @@ class Worker:
             room = self.bp.room()
             if self.bp.paused or room == 0:
                 if not self.bp.paused:
-                    # At a bound with the writer idle, the open batch holds all that is in
-                    # flight (the byte bound can be reached so): written now, or nothing would
-                    # free room until its linger, and the wait would end in a pause as if writes
-                    # were slow. With the writer busy, its commits free room: sealing at each
-                    # would cut the batches into the pieces they free.
-                    if self.writer is not None and self.writer.idle:
-                        self._seal()
+                    self._seal_at_bound()
                     await self.bp.wait_room(self.bp.pause_after_s)
                 else:
                     # Paused: poll anyway, so the group does not drop us (max.poll.interval.ms).
@@ -290,6 +284,17 @@ class Worker:
     def _maybe_seal(self, linger: float) -> None:
         size = self.builder.size
         if size and (size >= self.options.batch_max_frames or self.builder.age() >= linger):
+            self._seal()
+
+    def _seal_at_bound(self) -> None:
+        """At a bound with the writer idle, the open batch holds all that is in flight (the
+        byte bound can be reached so): it is written now, or nothing would free room until its
+        linger, and the wait would end in a pause as if writes were slow. With the writer busy,
+        its commits free room: sealing at each would cut the batches into the pieces they
+        free. A failing shard's lanes retry and free nothing: the healthy shards' idleness is
+        what counts."""
+        writer = self.writer
+        if writer is not None and writer.idle_but(self.bp.unhealthy):
             self._seal()
 
     def _seal(self) -> None:

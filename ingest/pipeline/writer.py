@@ -30,7 +30,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -147,6 +147,15 @@ class Writer:
     def idle(self) -> bool:
         return all(lane.current is None and not lane.queue for lane in self._lanes)
 
+    def idle_but(self, shards: Collection[int]) -> bool:
+        """Idle apart from the lanes of ``shards`` (those failing: they retry for as long as
+        their database is down, and free nothing meanwhile)."""
+        return all(
+            lane.current is None and not lane.queue
+            for lane in self._lanes
+            if lane.index // self._per_shard not in shards
+        )
+
     def in_flight_batches(self) -> list[Batch]:
         out: list[Batch] = []
         for lane in self._lanes:
@@ -223,6 +232,10 @@ class Writer:
             finally:
                 lane.current = None
                 lane.attempt = None
+                # A consumer waiting at a bound looks again: this lane may have left the
+                # writer idle without a commit (a batch a fence emptied), and only then may it
+                # seal its open batch (ingest.pipeline.worker).
+                self._bp.wake()
 
     async def _process(self, lane: _Lane, batch: Batch) -> None:
         started = time.monotonic()

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from contract.rows import FrameRows
 from ingest.pipeline.backpressure import Backpressure, Held
-from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.batch import Batch, BatchBuilder
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.worker import Worker
 from ingest.pipeline.writer import Writer
@@ -138,3 +138,36 @@ async def test_a_revoke_gives_back_the_open_batch_s_bytes() -> None:
     _fill(builder, bp)
     await asyncio.wait_for(w.on_revoked(set(TPS)), 5)
     assert (bp.in_flight, bp.in_flight_bytes) == (0, 0)
+
+
+def test_at_a_bound_the_open_batch_is_sealed_only_with_the_healthy_lanes_idle() -> None:
+    # Sealed while a healthy lane writes, the open batch would be cut to what each commit
+    # frees; not sealed while only a failing shard's lane retries, the healthy shards' frames
+    # would wait out pause_after_s and then pause every partition.
+    bp = Backpressure(20, max_bytes=10**6, shards=2)
+    builder = BatchBuilder({TOPIC: _decode})
+    _fill(builder, bp)
+    writer = Writer(
+        sink=None,  # type: ignore[arg-type]  # not reached: no lane runs
+        producer=None,  # type: ignore[arg-type]
+        metrics=PipelineMetrics(CollectorRegistry()),
+        backpressure=bp,
+        dlq_topic="dlq",
+        alerts_topic="alerts",
+        commit=lambda offsets: None,
+        on_fenced=lambda fenced: None,
+        lanes=1,
+        shards=2,
+    )
+    w = _worker(bp, builder)
+    w.writer, w.positions = writer, {}
+    busy = Batch(0, shard=0)
+    writer._lanes[0].current = busy  # shard 0 (healthy) writing
+    w._seal_at_bound()
+    assert builder.size == 20  # not sealed
+    writer._lanes[0].current = None
+    writer._lanes[1].current = Batch(0, shard=1)  # only shard 1 busy ...
+    bp.set_sink_healthy(False, 1)  # ... retrying: its database is down
+    w._seal_at_bound()
+    assert builder.size == 0  # sealed: the healthy shard's lane takes its part
+    assert sum(len(lane.queue) for lane in writer._lanes) == 2
