@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
-import select
 import sys
 from collections.abc import Sequence
 
 from ingest.cli.args import OneLineParser
+from ingest.cli.output import discard_stdout, flushed, note, stdout_gone
 from ingest.errors import UserError
 
 __all__ = ["COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"]
@@ -88,34 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-        # What is still buffered goes now, inside this try: at exit, a reader that went away
-        # would be reported as "Exception ignored ... BrokenPipeError" and exit code 120.
-        sys.stdout.flush()
     except UserError as exc:
         # One line, no traceback: the message already says what to do next.
-        print(f"nev-ingest: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        note(f"nev-ingest: error: {exc}")
+        code = exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        code = 130
     except BrokenPipeError:
-        if not _stdout_gone():
+        if not stdout_gone():
             raise  # a socket's, not the output's: a failure to report
-        # The reader of the output went away (``| head``): stop quietly, as filters do. Point
-        # stdout at /dev/null, or Python's flush at exit would report the pipe again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader of the output went away (``| head``): stop quietly, as filters do.
+        discard_stdout()
         return 0
-    return code
-
-
-def _stdout_gone() -> bool:
-    """Whether stdout is a pipe whose reader closed it (poll reports an error on it)."""
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
-    except (OSError, ValueError):  # no such descriptor (replaced, closed)
-        return False
+    # What stdout still buffers goes now, not at exit, where a reader that went away would be
+    # reported as "Exception ignored ... BrokenPipeError" with exit status 120.
+    return flushed(code)
 
 
 if __name__ == "__main__":

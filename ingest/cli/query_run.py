@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -18,6 +17,7 @@ import orjson
 import psycopg
 
 from ingest.cli.args import DurationTooLong, database_flags, parse_duration
+from ingest.cli.output import discard_stdout, note, stdout_gone
 from ingest.config import Settings
 from ingest.config.load import settings_from_args
 from ingest.errors import UserError
@@ -188,7 +188,7 @@ def execute_sections(
     settings = settings_from_args(args, database_flags(args))
     zone(args)  # a one-line error for a bad --tz, before any statement uses it
     statements = build(settings.storage.schema)
-    results: list[tuple[str, QueryResult | list[str]]] = []
+    results: list[tuple[str, QueryResult | list[str], bool]] = []
     dsn = target_dsn(settings, entity, dsn_flag=bool(args.dsn))
     with _connect(settings, dsn, args.tz) as conn:
         try:
@@ -199,6 +199,7 @@ def execute_sections(
                         queries.explain(conn, statement)
                         if args.explain
                         else queries.run(conn, statement),
+                        statement.limited,
                     )
                 )
         except psycopg.errors.UndefinedTable as exc:
@@ -212,17 +213,16 @@ def execute_sections(
                 "raise the timeout"
             ) from None
     try:
-        for n, (title, result) in enumerate(results):
+        for n, (title, result, limited) in enumerate(results):
             if isinstance(result, QueryResult):
                 _print(result, args.format, title, first=n == 0)
                 limit = getattr(args, "limit", None)
-                if limit is not None and len(result.rows) >= limit:
+                if limited and limit is not None and len(result.rows) >= limit:
                     # JSON and CSV readers see no row count: say that rows may be missing.
                     where = f"{title}: " if title else ""
-                    print(
+                    note(
                         f"{where}{len(result.rows)} rows, the --limit: there may be more "
-                        "(raise --limit or narrow the query)",
-                        file=sys.stderr,
+                        "(raise --limit or narrow the query)"
                     )
             else:
                 if title:
@@ -230,9 +230,9 @@ def execute_sections(
                 for line in result:
                     print(line)
     except BrokenPipeError:
-        # The reader went away (| head): not an error; keep Python from reporting it at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        if not stdout_gone():
+            raise
+        discard_stdout()  # the reader went away (| head): not an error
     return 0
 
 
@@ -276,7 +276,7 @@ def _print(result: QueryResult, fmt: str, title: str = "", *, first: bool = True
         if title:
             out.write("(none)\n")
         else:
-            print("(no rows)", file=sys.stderr)
+            note("(no rows)")
         return
     text = [columns] + [
         [
@@ -290,4 +290,4 @@ def _print(result: QueryResult, fmt: str, title: str = "", *, first: bool = True
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
         if n == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
-    print(f"({len(rows)} rows)" if not title else f"({title}: {len(rows)} rows)", file=sys.stderr)
+    note(f"({len(rows)} rows)" if not title else f"({title}: {len(rows)} rows)")

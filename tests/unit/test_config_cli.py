@@ -123,3 +123,37 @@ def test_a_role_setting_may_not_be_public_or_none() -> None:
     # PostgreSQL reserves both as role names: migrate would fail creating the role.
     result = _cli("config", "show", "--set", "roles.public=none")
     _assert_one_line_error(result, "roles.public = 'none': expected a plain SQL name that may")
+
+
+def test_an_error_after_output_into_a_closed_pipe_keeps_its_status(tmp_path: Path) -> None:
+    # decode prints the first file's frames, then fails on the second (exit 2); the reader of
+    # its output is gone. The status is the failure's, and no "Exception ignored" follows.
+    good = tmp_path / "one.hex"
+    good.write_text(
+        "232302fe4c5346443033323035484330303131383001001e19010a00000001010301"
+        "0000000000000000000000000000000000000000000000000000000000\n"
+    )
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ingest", "decode", str(good), str(tmp_path / "none.hex")],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert result.returncode == 2, result.stderr
+    assert "Exception ignored" not in result.stderr and "cannot read" in result.stderr
+
+
+def test_a_command_started_with_stdout_closed_runs() -> None:
+    # cron, `>&-`: Python has no sys.stdout at all; the final flush must not trip on that.
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest", "config", "check", "--skip", "kafka", "--skip",
+         "postgres"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stderr == ""

@@ -1,0 +1,52 @@
+"""The commands' output when its reader goes away (``| head``): one place that tells a closed
+pipe on stdout from any other broken pipe, and lets the command end quietly, its exit status
+kept. Notes on stderr never cost the output on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+
+__all__ = ["discard_stdout", "flushed", "note", "stdout_gone"]
+
+
+def stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader closed it (poll reports an error)."""
+    if sys.stdout is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor: replaced, closed, no poll
+        return False
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered goes nowhere, and Python's flush at
+    exit does not report the pipe again ("Exception ignored", exit 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def flushed(code: int) -> int:
+    """``code``, once what stdout still buffers is out (or its reader is gone: no failure of
+    the command, whose status stands)."""
+    if sys.stdout is None:  # started with stdout closed (>&-): nothing to flush
+        return code
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+    except (OSError, ValueError):  # closed or unwritable: the command's own status stands
+        pass
+    return code
+
+
+def note(text: str) -> None:
+    """A line on stderr for the person at the terminal; lost, not fatal, if nobody reads it."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr)
