@@ -37,11 +37,15 @@ __all__ = [
     "track",
 ]
 
-# Buckets on the wall clock of the query's time zone (the first %s; the second turns the
-# bucket back into a time): a day or a week starts at midnight there, on a Monday (a UTC
-# midnight is 08:00 in China), in summer time too (fixed 24 h steps from a winter midnight
+# Buckets of whole days or weeks on the wall clock of the query's time zone (the first %s;
+# the second turns the bucket back into a time): they start at midnight there, on a Monday (a
+# UTC midnight is 08:00 in China), in summer time too (fixed 24 h steps from a winter midnight
 # would start summer days at 01:00).
-_BUCKET = "date_bin(%s, ts AT TIME ZONE %s, TIMESTAMP '2000-01-03 00:00:00') AT TIME ZONE %s"
+_BUCKET_DAYS = "date_bin(%s, ts AT TIME ZONE %s, TIMESTAMP '2000-01-03 00:00:00') AT TIME ZONE %s"
+# Shorter buckets in fixed steps of real time from a local midnight: on the wall clock, the
+# hour that repeats when summer time ends would be one bucket of two hours' frames.
+_BUCKET = "date_bin(%s, ts, TIMESTAMP '2000-01-03 00:00:00' AT TIME ZONE %s)"
+_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,12 @@ class Statement:
 
     sql: str
     params: tuple[Any, ...]
+
+    @property
+    def limited(self) -> bool:
+        """Whether it ends in ``LIMIT %s`` (every query that takes the caller's row limit
+        does, as its last parameter): a full result may then have left rows out."""
+        return self.sql.rstrip().endswith("LIMIT %s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +217,8 @@ def pack(
     aligned to midnight in ``tz``; at most ``limit`` rows, the earliest."""
     pack_filter = "AND pack = %s" if pack_no is not None else ""
     extra: tuple[Any, ...] = (pack_no,) if pack_no is not None else ()
+    days = every % _DAY == timedelta(0)
+    bucket, zone = (_BUCKET_DAYS, (tz, tz)) if days else (_BUCKET, (tz,))
     return Statement(
         f"""WITH frame AS (
     SELECT ts, pack, min(cell_min_mv) AS cell_min_mv, max(cell_max_mv) AS cell_max_mv,
@@ -215,7 +227,7 @@ def pack(
     WHERE vin = %s AND ts >= %s AND ts < %s {pack_filter}
     GROUP BY ts, pack
 )
-SELECT {_BUCKET} AS bucket, pack, count(*) AS frames,
+SELECT {bucket} AS bucket, pack, count(*) AS frames,
        max(cell_max_mv - cell_min_mv) AS max_spread_mv,
        round(avg(cell_max_mv - cell_min_mv), 1) AS mean_spread_mv,
        min(cell_min_mv) AS cell_min_mv, max(cell_max_mv) AS cell_max_mv,
@@ -224,7 +236,7 @@ FROM frame
 GROUP BY 1, 2
 ORDER BY 1, 2
 LIMIT %s""",
-        (vin, start, end, *extra, every, tz, tz, limit),
+        (vin, start, end, *extra, every, *zone, limit),
     )
 
 

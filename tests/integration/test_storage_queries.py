@@ -266,21 +266,55 @@ def test_migrate_of_a_query_database_without_the_extension_right_is_a_one_line_e
     assert "postgres_fdw" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+# Berlin leaves summer time on 2026-10-25 at 01:00 UTC: 02:10 happens twice, at 00:10 UTC
+# (CEST) and at 01:10 UTC (CET).
+TWICE = ("2026-10-25 00:10+00", "2026-10-25 01:10+00")
+
+
 @pytest.mark.parametrize(
-    ("at", "tz", "start"),
+    ("every", "tz", "times", "starts"),
     [
-        ("2026-07-15 00:30+02", "Europe/Berlin", "2026-07-15 00:00+02"),  # summer time
-        ("2026-01-15 00:30+01", "Europe/Berlin", "2026-01-15 00:00+01"),
-        ("2026-07-15 07:59+08", "Asia/Shanghai", "2026-07-15 00:00+08"),  # not 08:00 the 14th
+        (timedelta(days=1), "Europe/Berlin", ["2026-07-15 00:30+02"], ["2026-07-15 00:00+02"]),
+        (timedelta(days=1), "Europe/Berlin", ["2026-01-15 00:30+01"], ["2026-01-15 00:00+01"]),
+        (timedelta(days=1), "Asia/Shanghai", ["2026-07-15 07:59+08"], ["2026-07-15 00:00+08"]),
+        (timedelta(days=1), "Europe/Berlin", list(TWICE), ["2026-10-25 00:00+02"]),
+        # the repeated hour: two buckets of an hour, not one of two hours' frames
+        (
+            timedelta(hours=1),
+            "Europe/Berlin",
+            list(TWICE),
+            ["2026-10-25 00:00+00", "2026-10-25 01:00+00"],
+        ),
+        (
+            timedelta(minutes=5),
+            "Europe/Berlin",
+            list(TWICE),
+            ["2026-10-25 00:10+00", "2026-10-25 01:10+00"],
+        ),
     ],
 )
-def test_a_day_bucket_starts_at_local_midnight(
-    fresh_database: str, at: str, tz: str, start: str
+def test_pack_buckets_start_where_the_reader_expects(
+    fresh_database: str, every: timedelta, tz: str, times: list[str], starts: list[str]
 ) -> None:
+    # query pack's own statement, over a table of the same name and the columns it reads
+    statement = queries.pack(
+        "buckets", "LTEST000000000001", datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC), every=every, tz=tz, limit=100,
+    )  # fmt: skip
     with psycopg.connect(fresh_database) as conn:
-        row = conn.execute(
-            f"WITH t(ts) AS (VALUES (%s::timestamptz)) SELECT {queries._BUCKET} = %s::timestamptz "
-            "FROM t",
-            (at, timedelta(days=1), tz, tz, start),
-        ).fetchone()
-    assert row == (True,)
+        conn.execute(
+            "CREATE SCHEMA buckets; CREATE TABLE buckets.battery_pack_telemetry (vin text, "
+            "ts timestamptz, pack smallint, cell_min_mv integer, cell_max_mv integer, "
+            "probe_max_c smallint)"
+        )
+        for at in times:
+            conn.execute(
+                "INSERT INTO buckets.battery_pack_telemetry "
+                "VALUES ('LTEST000000000001', %s, 1, 3300, 3350, 30)",
+                (at,),
+            )
+        got = [r[0] for r in conn.execute(statement.sql.encode(), statement.params)]
+        want = [r[0] for r in conn.execute(
+            "SELECT unnest(%s::timestamptz[]) ORDER BY 1", (starts,)
+        )]  # fmt: skip
+    assert got == want
