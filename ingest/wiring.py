@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ingest.config import KafkaSettings, PostgresSettings, Settings
 from ingest.config.fields import mask_dsn
@@ -65,19 +65,20 @@ def postgres_dsn(pg: PostgresSettings) -> str:
     both read them). A key already in the URL wins. The password is NOT added: pass
     ``pg.password or None`` as the driver's ``password`` argument so it never sits in a URL."""
     parts = urlsplit(pg.dsn)
-    query = dict(parse_qsl(parts.query))
+    # The URL's own query stays as written: decoding and encoding it again changes what the
+    # drivers read (a + is a + to libpq and a space to asyncpg, %20 a space to both).
+    present = {unquote(item.partition("=")[0]) for item in parts.query.split("&") if item}
     extra = {
         "sslmode": pg.sslmode,
         "sslrootcert": pg.sslrootcert,
         "sslcert": pg.sslcert,
         "sslkey": pg.sslkey,
     }
-    for key, value in extra.items():
-        if value and key not in query:
-            query[key] = value
-    # %20 for a space, not +: libpq reads a + as a +, so "options=-c statement_timeout=5s"
-    # would reach the server as "-c+statement_timeout=5s" (asyncpg would have taken either).
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    added = [(key, value) for key, value in extra.items() if value and key not in present]
+    if not added:
+        return pg.dsn
+    query = "&".join(filter(None, (parts.query, urlencode(added, quote_via=quote))))
+    return urlunsplit(parts._replace(query=query))
 
 
 def postgres_server_settings(pg: PostgresSettings, application_name: str) -> dict[str, str]:
@@ -143,7 +144,9 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or "", key):  # TLS/login
-            raise UserError(hint) from None
+            # a shard's or replica's hint names its setting (some hints do so themselves)
+            named = key == "postgres.dsn" or key in hint
+            raise UserError(hint if named else f"{key}: {hint}") from None
         fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
             f"{key} = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "

@@ -193,11 +193,19 @@ async def _one(
 
 def _refused(prefix: str, exc: BaseException) -> UserError:
     said = " ".join(str(exc).split())  # one line: the server's text may carry a hint below
-    return UserError(
-        f"{prefix}the database refused ({type(exc).__name__}: {said}); migrate needs a login "
-        "that may create schemas, tables, roles and (on the query database) the postgres_fdw "
-        "extension there: the database's owner, or a superuser for the extension"
-    )
+    if isinstance(
+        exc, asyncpg.InsufficientPrivilegeError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        what = (
+            "migrate needs a login that may create schemas, tables, roles and (on the query "
+            "database) the postgres_fdw extension there: the database's owner, or a superuser "
+            "for the extension"
+        )
+    elif isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.AdminShutdownError):
+        what = "the connection was lost: run migrate again once the server answers"
+    else:
+        what = "run migrate again once that is fixed (what it applied stays applied)"
+    return UserError(f"{prefix}the database refused ({type(exc).__name__}: {said}); {what}")
 
 
 async def _query_database(

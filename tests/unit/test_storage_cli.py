@@ -11,9 +11,10 @@ import pytest
 from ingest.cli.migrate import _summarise
 from ingest.cli.query import parse_duration, parse_time
 from ingest.cli.query_run import day, zone
+from ingest.config import PostgresSettings
 from ingest.config.load import load_settings
 from ingest.errors import UserError
-from ingest.wiring import pool_params, storage_params, writer_params
+from ingest.wiring import pool_params, postgres_dsn, storage_params, writer_params
 from storage import Dedupe, LoaderKind, SchemaMode
 
 pytestmark = pytest.mark.unit
@@ -117,3 +118,15 @@ def test_partition_lines_are_counted_per_table() -> None:
         "partition created: raw_frames x1",
         "vehicle_telemetry: chunk interval 10 min",
     ]
+
+
+def test_the_dsn_s_own_query_is_kept_as_written_and_tls_keys_added() -> None:
+    # A + in the URL is a + to libpq and a space to asyncpg, %20 a space to both: decoding and
+    # encoding the user's query again changed what reached the server (options, passwords).
+    own = "options=-c%20statement_timeout%3D5s&password=pa+ss"
+    pg = PostgresSettings(dsn=f"postgresql://nev@db/nev?{own}", sslrootcert="/etc/ca x.pem")
+    assert postgres_dsn(pg) == (
+        f"postgresql://nev@db/nev?{own}&sslmode=prefer&sslrootcert=%2Fetc%2Fca%20x.pem"
+    )
+    kept = PostgresSettings(dsn="postgresql://nev@db/nev?sslmode=disable", sslmode="verify-full")
+    assert postgres_dsn(kept) == "postgresql://nev@db/nev?sslmode=disable"  # the URL's wins
