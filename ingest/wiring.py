@@ -65,20 +65,29 @@ def postgres_dsn(pg: PostgresSettings) -> str:
     both read them). A key already in the URL wins. The password is NOT added: pass
     ``pg.password or None`` as the driver's ``password`` argument so it never sits in a URL."""
     parts = urlsplit(pg.dsn)
-    # The URL's own query stays as written: decoding and encoding it again changes what the
-    # drivers read (a + is a + to libpq and a space to asyncpg, %20 a space to both).
-    present = {unquote(item.partition("=")[0]) for item in parts.query.split("&") if item}
     extra = {
         "sslmode": pg.sslmode,
         "sslrootcert": pg.sslrootcert,
         "sslcert": pg.sslcert,
         "sslkey": pg.sslkey,
     }
-    added = [(key, value) for key, value in extra.items() if value and key not in present]
-    if not added:
-        return pg.dsn
-    query = "&".join(filter(None, (parts.query, urlencode(added, quote_via=quote))))
-    return urlunsplit(parts._replace(query=query))
+
+    def key(item: str) -> str:
+        return unquote(item.partition("=")[0])
+
+    # The URL's own items stay as written: decoding and encoding them again changes what the
+    # drivers read (a + is a + to libpq and a space to asyncpg, %20 a space to both). Empty
+    # items (a trailing &) both drivers refuse, and a TLS key given blank (sslmode=) gets the
+    # setting's value, as they did before.
+    items = [
+        item
+        for item in parts.query.split("&")
+        if item and not (key(item) in extra and not item.partition("=")[2])
+    ]
+    present = {key(item) for item in items}
+    added = [(name, value) for name, value in extra.items() if value and name not in present]
+    items += [urlencode([pair], quote_via=quote) for pair in added]
+    return urlunsplit(parts._replace(query="&".join(items)))
 
 
 def postgres_server_settings(pg: PostgresSettings, application_name: str) -> dict[str, str]:

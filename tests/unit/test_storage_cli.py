@@ -6,9 +6,10 @@ import argparse
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 
-from ingest.cli.migrate import _summarise
+from ingest.cli.migrate import _refused, _summarise
 from ingest.cli.query import parse_duration, parse_time
 from ingest.cli.query_run import day, zone
 from ingest.config import PostgresSettings
@@ -16,6 +17,7 @@ from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.wiring import pool_params, postgres_dsn, storage_params, writer_params
 from storage import Dedupe, LoaderKind, SchemaMode
+from storage.queries import Statement
 
 pytestmark = pytest.mark.unit
 
@@ -130,3 +132,28 @@ def test_the_dsn_s_own_query_is_kept_as_written_and_tls_keys_added() -> None:
     )
     kept = PostgresSettings(dsn="postgresql://nev@db/nev?sslmode=disable", sslmode="verify-full")
     assert postgres_dsn(kept) == "postgresql://nev@db/nev?sslmode=disable"  # the URL's wins
+    # empty items (which both drivers refuse) are dropped, a blank TLS key gets the setting
+    odd = PostgresSettings(dsn="postgresql://nev@db/nev?application_name=x&&sslmode=&")
+    assert postgres_dsn(odd) == "postgresql://nev@db/nev?application_name=x&sslmode=prefer"
+    plain = PostgresSettings(dsn="postgresql://nev@db/nev?")
+    assert postgres_dsn(plain) == "postgresql://nev@db/nev?sslmode=prefer"
+
+
+def test_a_statement_says_whether_it_takes_the_row_limit() -> None:
+    # query's "--limit reached" notice is only for statements that take the limit
+    assert Statement("SELECT 1\nLIMIT %s", (5,)).limited
+    assert not Statement("SELECT count(*) FROM t", ()).limited
+
+
+@pytest.mark.parametrize(
+    ("exc", "advice"),
+    [
+        (asyncpg.InsufficientPrivilegeError("permission denied"), "migrate needs a login"),
+        (asyncpg.ConnectionDoesNotExistError("gone"), "the connection was lost"),
+        (asyncpg.DeadlockDetectedError("deadlock\nDETAIL: two"), "run migrate again once"),
+    ],
+)
+def test_migrate_s_refusal_advice_fits_the_error(exc: Exception, advice: str) -> None:
+    message = str(_refused("shard 1: ", exc))
+    assert message.startswith(f"shard 1: the database refused ({type(exc).__name__}: ")
+    assert advice in message and "\n" not in message
