@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from ingest.cli.args import OneLineParser
-from ingest.cli.output import discard_stdout, flushed, note, stdout_gone
+from ingest.cli.output import discard_stdout, flushed, note, open_closed_streams, stdout_gone
 from ingest.errors import UserError
 
 __all__ = ["COMMANDS", "DEV_COMMANDS", "build_parser", "dev_commands", "main"]
@@ -80,6 +80,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    open_closed_streams()  # before argparse, whose errors go to stderr
     args_list = sys.argv[1:] if argv is None else list(argv)
     # The first word is the command unless it is an option (--help: every command is listed).
     first = args_list[0] if args_list and not args_list[0].startswith("-") else None

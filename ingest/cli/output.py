@@ -9,7 +9,17 @@ import os
 import select
 import sys
 
-__all__ = ["discard_stdout", "flushed", "note", "stdout_gone"]
+__all__ = ["discard_stdout", "flushed", "note", "open_closed_streams", "stdout_gone"]
+
+
+def open_closed_streams() -> None:
+    """A command started with stdout or stderr closed (``>&-``, some cron set-ups) has no
+    ``sys.stdout``/``sys.stderr``; what it writes there goes to /dev/null instead of raising
+    on the first write."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
 
 
 def stdout_gone() -> bool:
@@ -48,5 +58,7 @@ def flushed(code: int) -> int:
 
 def note(text: str) -> None:
     """A line on stderr for the person at the terminal; lost, not fatal, if nobody reads it."""
+    if sys.stderr is None:  # started with stderr closed: print(file=None) would use stdout
+        return
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr)

@@ -157,3 +157,26 @@ def test_a_command_started_with_stdout_closed_runs() -> None:
         preexec_fn=lambda: os.close(1),
     )  # fmt: skip
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_with_stderr_closed_an_error_stays_off_stdout() -> None:
+    # `2>&-`: Python has no sys.stderr; print(file=None) would write the error into stdout,
+    # into a CSV or JSON a reader parses.
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest", "config", "show", "--set", "roles.public=none"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_a_command_that_writes_with_stdout_closed_runs() -> None:
+    # config show writes through sys.stdout.write: with stdout closed that went to None
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest", "config", "show"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stderr == ""
