@@ -42,9 +42,11 @@ __all__ = [
 # UTC midnight is 08:00 in China), in summer time too (fixed 24 h steps from a winter midnight
 # would start summer days at 01:00).
 _BUCKET_DAYS = "date_bin(%s, ts AT TIME ZONE %s, TIMESTAMP '2000-01-03 00:00:00') AT TIME ZONE %s"
-# Shorter buckets in fixed steps of real time from a local midnight: on the wall clock, the
-# hour that repeats when summer time ends would be one bucket of two hours' frames.
-_BUCKET = "date_bin(%s, ts, TIMESTAMP '2000-01-03 00:00:00' AT TIME ZONE %s)"
+# Shorter buckets in fixed steps of real time (on the wall clock, the hour that repeats when
+# summer time ends would be one bucket of two hours' frames) from midnight, in the query's time
+# zone, of the window's first day: 6 h buckets start at 00:00, 06:00 ... there (until a change
+# of summer time inside the window shifts the wall clock under them).
+_BUCKET = "date_bin(%s, ts, date_trunc('day', %s::timestamptz AT TIME ZONE %s) AT TIME ZONE %s)"
 _DAY = timedelta(days=1)
 
 
@@ -213,12 +215,13 @@ def pack(
 ) -> Statement:
     """Per pack and time bucket: frames, largest and mean cell-voltage spread (max - min cell
     of one frame), lowest/highest cell, highest probe temperature. The pages of a 2016 pack
-    (first_cell 1, 201, ...) are joined per frame before the spread is taken. Buckets are
-    aligned to midnight in ``tz``; at most ``limit`` rows, the earliest."""
+    (first_cell 1, 201, ...) are joined per frame before the spread is taken. Buckets of whole
+    days start at midnight in ``tz`` (weeks on a Monday), shorter ones at midnight there of
+    the window's first day (``_BUCKET``); at most ``limit`` rows, the earliest."""
     pack_filter = "AND pack = %s" if pack_no is not None else ""
     extra: tuple[Any, ...] = (pack_no,) if pack_no is not None else ()
     days = every % _DAY == timedelta(0)
-    bucket, zone = (_BUCKET_DAYS, (tz, tz)) if days else (_BUCKET, (tz,))
+    bucket, zone = (_BUCKET_DAYS, (tz, tz)) if days else (_BUCKET, (start, tz, tz))
     return Statement(
         f"""WITH frame AS (
     SELECT ts, pack, min(cell_min_mv) AS cell_min_mv, max(cell_max_mv) AS cell_max_mv,

@@ -285,11 +285,14 @@ TWICE = ("2026-10-25 00:10+00", "2026-10-25 01:10+00")
             list(TWICE),
             ["2026-10-25 00:00+00", "2026-10-25 01:00+00"],
         ),
+        (timedelta(minutes=5), "Europe/Berlin", list(TWICE), list(TWICE)),
+        # in summer time, 6 h buckets start at 00:00, 06:00 ... there (from midnight of the
+        # window's first day, not of some winter day)
         (
-            timedelta(minutes=5),
+            timedelta(hours=6),
             "Europe/Berlin",
-            list(TWICE),
-            ["2026-10-25 00:10+00", "2026-10-25 01:10+00"],
+            ["2026-07-15 00:30+02", "2026-07-15 06:30+02"],
+            ["2026-07-15 00:00+02", "2026-07-15 06:00+02"],
         ),
     ],
 )
@@ -297,9 +300,10 @@ def test_pack_buckets_start_where_the_reader_expects(
     fresh_database: str, every: timedelta, tz: str, times: list[str], starts: list[str]
 ) -> None:
     # query pack's own statement, over a table of the same name and the columns it reads
+    first = datetime.fromisoformat(times[0])  # the window: the day before to the day after
     statement = queries.pack(
-        "buckets", "LTEST000000000001", datetime(2026, 1, 1, tzinfo=UTC),
-        datetime(2027, 1, 1, tzinfo=UTC), every=every, tz=tz, limit=100,
+        "buckets", "LTEST000000000001", first - timedelta(days=1), first + timedelta(days=2),
+        every=every, tz=tz, limit=100,
     )  # fmt: skip
     with psycopg.connect(fresh_database) as conn:
         conn.execute(
