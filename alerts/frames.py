@@ -75,8 +75,8 @@ def pack_row(vin: str, ts: datetime, spec: Mapping[str, Any]) -> PackRow:
     raw_probes = spec.get("probe_temps_raw", b"")
     cmin, cmax = spec.get("cell_min_mv"), spec.get("cell_max_mv")
     pmin, pmax = spec.get("probe_min_c"), spec.get("probe_max_c")
-    # a pack number out of the standard's 1..250 is still a number the decoder keeps
-    number, first = _whole(spec, "pack", 0, 255, 1), _whole(spec, "first_cell", 1, 65535, 1)
+    # a pack number out of the standard's 1..250, a first cell of 0: numbers the decoder keeps
+    number, first = _whole(spec, "pack", 0, 255, 1), _whole(spec, "first_cell", 0, 65535, 1)
     for name, raw in (("cell_voltages_raw", raw_cells), ("probe_temps_raw", raw_probes)):
         if not isinstance(raw, bytes | bytearray):  # bytes only from Python; JSON has none
             raise FrameSpecError(f"pack {name}: give cells_mv / probes_c in JSON")

@@ -113,6 +113,7 @@ def test_test_json_output_and_bad_lines(tmp_path: Path, capsys: pytest.CaptureFi
         '"command": null',
         '"packs": [{"pack": null}]',
         '"packs": [{"first_cell": null}]',
+        '"packs": [{"first_cell": -1}]',
         '"packs": [{"pack": 1, "cell_voltages_raw": "ab"}]',
         '"command": "2"',
         '"command": 300',
@@ -141,3 +142,15 @@ def test_test_decodes_hex_frames_with_the_fast_path(capsys: pytest.CaptureFixtur
     # the public vectors hold real level-3 alarm frames (e.g. XL2CEF5P0AL007023, level 3)
     assert "XL2CEF5P0AL007023  alarm_level_3" in out.out
     assert "bad_checksum" in out.err and "bad_identity" in out.err and "6 skipped" in out.err
+
+
+def test_a_pack_numbered_0_with_a_first_cell_of_0_is_a_frame() -> None:
+    # out of the standard's ranges, yet what the decoder keeps: rules test takes it too
+    from alerts.frames import frame_from_json
+
+    frame = frame_from_json(
+        {"vin": "LTEST000000000001", "ts_ms": 1_782_835_200_000, "packs": [
+            {"pack": 0, "first_cell": 0, "cells_mv": [3300, 3310]}
+        ]}
+    )  # fmt: skip
+    assert [(p.pack, p.first_cell) for p in frame.packs] == [(0, 0)]

@@ -171,3 +171,22 @@ def test_at_a_bound_the_open_batch_is_sealed_only_with_the_healthy_lanes_idle() 
     w._seal_at_bound()
     assert builder.size == 0  # sealed: the healthy shard's lane takes its part
     assert sum(len(lane.queue) for lane in writer._lanes) == 2
+
+
+async def test_a_lane_that_ends_without_a_commit_wakes_a_consumer_at_the_bound() -> None:
+    # A batch a fence emptied ends with no commit (nor its wake-up): the consumer waiting at
+    # the bound must still look again, or its open batch waits out pause_after_s and pauses.
+    bp = Backpressure(20, max_bytes=10**6)
+    bp.add(20, 100)  # full
+    writer = _writer(bp)
+    running = asyncio.create_task(writer.run())
+    waiter = asyncio.create_task(bp.wait_room(30))
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiter.done()
+        writer.submit(Batch(0))  # nothing left in it: the lane ends it without the sink
+        await asyncio.wait_for(waiter, 5)
+    finally:
+        writer.close()
+        await asyncio.wait_for(running, 5)
