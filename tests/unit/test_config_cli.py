@@ -147,36 +147,33 @@ def test_an_error_after_output_into_a_closed_pipe_keeps_its_status(tmp_path: Pat
     assert "Exception ignored" not in result.stderr and "cannot read" in result.stderr
 
 
-def test_a_command_started_with_stdout_closed_runs() -> None:
-    # cron, `>&-`: Python has no sys.stdout at all; the final flush must not trip on that.
-    result = subprocess.run(
-        [sys.executable, "-m", "ingest", "config", "check", "--skip", "kafka", "--skip",
-         "postgres"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+def _with_closed(fd: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``nev-ingest ARGS`` started with descriptor ``fd`` closed (``>&-`` is 1, ``2>&-`` 2):
+    Python then has no sys.stdout / sys.stderr; the other stream is captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        stdout=subprocess.DEVNULL if fd == 1 else subprocess.PIPE,
+        stderr=subprocess.DEVNULL if fd == 2 else subprocess.PIPE,
+        text=True, timeout=60, check=False,
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-        preexec_fn=lambda: os.close(1),
+        preexec_fn=lambda: os.close(fd),
     )  # fmt: skip
+
+
+def test_a_command_started_with_stdout_closed_runs() -> None:
+    # cron, `>&-`: the final flush must not trip on a missing sys.stdout
+    result = _with_closed(1, "config", "check", "--skip", "kafka", "--skip", "postgres")
     assert result.returncode == 0 and result.stderr == ""
 
 
 def test_with_stderr_closed_an_error_stays_off_stdout() -> None:
-    # `2>&-`: Python has no sys.stderr; print(file=None) would write the error into stdout,
-    # into a CSV or JSON a reader parses.
-    result = subprocess.run(
-        [sys.executable, "-m", "ingest", "config", "show", "--set", "roles.public=none"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60, check=False,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-        preexec_fn=lambda: os.close(2),
-    )  # fmt: skip
+    # `2>&-`: print(file=None) would write the error into stdout, into a CSV or JSON a reader
+    # parses.
+    result = _with_closed(2, "config", "show", "--set", "roles.public=none")
     assert result.returncode == 2 and result.stdout == ""
 
 
 def test_a_command_that_writes_with_stdout_closed_runs() -> None:
     # config show writes through sys.stdout.write: with stdout closed that went to None
-    result = subprocess.run(
-        [sys.executable, "-m", "ingest", "config", "show"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-        preexec_fn=lambda: os.close(1),
-    )  # fmt: skip
+    result = _with_closed(1, "config", "show")
     assert result.returncode == 0 and result.stderr == ""

@@ -110,19 +110,23 @@ def test_loadgen_refuses_a_bad_mix_and_a_missing_replay_file(tmp_path: Path) -> 
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_a_bad_line_anywhere_is_found_before_any_record_is_sent(tmp_path: Path) -> None:
-    # Nothing listens at the broker's address: a replay that got past its file check would
-    # fail on the broker instead, after sending, or trying to send, the records before the
-    # bad line. Non-ASCII bytes are such a line too (they used to end in a traceback).
-    good = tmp_path / "r.txt"
+def _three_records(path: Path) -> Path:
     write_messages(
-        good,
+        path,
         NAMES,
         world_messages(FleetOptions(vehicles=2, minutes=1)),
         max_frames=3,
         max_seconds=None,
         progress=Progress(None, None),
     )
+    return path
+
+
+def test_a_bad_line_anywhere_is_found_before_any_record_is_sent(tmp_path: Path) -> None:
+    # Nothing listens at the broker's address: a replay that got past its file check would
+    # fail on the broker instead, after sending, or trying to send, the records before the
+    # bad line. Non-ASCII bytes are such a line too (they used to end in a traceback).
+    good = _three_records(tmp_path / "r.txt")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
     env["NEV_KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
     for tail, where in ((b"v.raw\trealtime\tzz\t00\t\n", ":5:"), (b"\xff\xfe\n", ":5:")):
@@ -139,15 +143,7 @@ def test_a_bad_line_anywhere_is_found_before_any_record_is_sent(tmp_path: Path) 
 
 
 def test_out_may_not_be_the_replay_file(tmp_path: Path) -> None:
-    path = tmp_path / "r.txt"
-    write_messages(
-        path,
-        NAMES,
-        world_messages(FleetOptions(vehicles=2, minutes=1)),
-        max_frames=3,
-        max_seconds=None,
-        progress=Progress(None, None),
-    )
+    path = _three_records(tmp_path / "r.txt")
     before = path.read_bytes()
     proc = subprocess.run(
         [sys.executable, "-m", "ingest", "loadgen", "--replay", str(path), "--out",

@@ -45,8 +45,9 @@ def _fill(builder: BatchBuilder, bp: Backpressure) -> dict[TopicPartition, Held]
     return took
 
 
-def _writer(bp: Backpressure) -> Writer:
-    # Its lanes are never started: what is submitted stays queued, as behind a stalled write.
+def _writer(bp: Backpressure, *, lanes: int = 2, shards: int = 1) -> Writer:
+    # Its lanes are never started (but in the wake-up test): what is submitted stays queued,
+    # as behind a stalled write.
     return Writer(
         sink=None,  # type: ignore[arg-type]  # not reached: no lane runs
         producer=None,  # type: ignore[arg-type]  # not reached: nothing is published
@@ -56,7 +57,8 @@ def _writer(bp: Backpressure) -> Writer:
         alerts_topic="alerts",
         commit=lambda offsets: None,
         on_fenced=lambda fenced: None,
-        lanes=2,
+        lanes=lanes,
+        shards=shards,
     )
 
 
@@ -147,18 +149,7 @@ def test_at_a_bound_the_open_batch_is_sealed_only_with_the_healthy_lanes_idle() 
     bp = Backpressure(20, max_bytes=10**6, shards=2)
     builder = BatchBuilder({TOPIC: _decode})
     _fill(builder, bp)
-    writer = Writer(
-        sink=None,  # type: ignore[arg-type]  # not reached: no lane runs
-        producer=None,  # type: ignore[arg-type]
-        metrics=PipelineMetrics(CollectorRegistry()),
-        backpressure=bp,
-        dlq_topic="dlq",
-        alerts_topic="alerts",
-        commit=lambda offsets: None,
-        on_fenced=lambda fenced: None,
-        lanes=1,
-        shards=2,
-    )
+    writer = _writer(bp, lanes=1, shards=2)
     w = _worker(bp, builder)
     w.writer, w.positions = writer, {}
     busy = Batch(0, shard=0)
