@@ -42,7 +42,7 @@ class Held(NamedTuple):
     """What a batch (or a part of one) holds against the in-flight bounds."""
 
     frames: int  # records: frames and dead letters
-    bytes: int  # their record values (a dead letter's: its value and headers)
+    bytes: int  # their values, keys and headers (a dead letter's as produced)
 
 
 class Decision(Enum):

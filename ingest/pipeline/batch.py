@@ -85,7 +85,7 @@ class Batch:
     next: dict[Any, int] = field(default_factory=dict)  # tp -> offset to store
     first_ts_ms: dict[Any, int] = field(default_factory=dict)  # tp -> oldest record timestamp
     size: int = 0  # records in the batch (frames + dead letters)
-    held_bytes: int = 0  # their values' bytes (``_held_bytes``), against max_in_flight_bytes
+    held_bytes: int = 0  # their bytes (``_held_bytes``), against max_in_flight_bytes
     dead_sent: bool = False  # dead letters of decode failures already produced (retry-safe)
     alert_changes: Any = None  # the rule engine's output for this batch, computed once
     alert_work: Any = None  # that evaluation while under way (ingest.pipeline.evaluation)
