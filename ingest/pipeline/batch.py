@@ -169,24 +169,15 @@ class Batch:
         return Held(before.frames - self.size, before.bytes - self.held_bytes)
 
 
-def _header_bytes(headers: Headers) -> int:
-    size = 0
-    for name, value in headers:
-        size += len(name)
-        if value is not None:  # Kafka allows a header without a value
-            size += len(value)
-    return size
-
-
 def _record_bytes(rec: Record) -> int:
     """A kept record's bytes: value, key and headers (up to 64 B and 8 KiB by the input limits:
     on a valid frame a producer could still make them 25x its value)."""
-    return len(rec.value or b"") + len(rec.key or b"") + _header_bytes(rec.headers)
+    return len(rec.value or b"") + len(rec.key or b"") + wire.header_bytes(rec.headers)
 
 
 def _letter_bytes(d: DeadLetter) -> int:
     """A dead letter's bytes: its value, key and headers (copied from the record's)."""
-    return len(d.value or b"") + len(d.key or b"") + _header_bytes(d.headers)
+    return len(d.value or b"") + len(d.key or b"") + wire.header_bytes(d.headers)
 
 
 def _held_bytes(record_bytes: Iterable[int], dead: Iterable[DeadLetter]) -> int:

@@ -103,7 +103,7 @@ def _cut(rec: Record) -> tuple[bytes | None, wire.Headers, wire.Headers]:
     """What a letter keeps of ``rec``'s key and headers when they broke a limit: the key's
     first bytes, a plain ``received_at``; and the ``original.*`` headers saying what was cut."""
     headers = rec.headers or ()
-    size = sum(len(k) + (len(v) if v is not None else 0) for k, v in headers)
+    size = wire.header_bytes(headers)
     received = wire.header(headers, wire.RECEIVED_AT)
     kept = [(wire.RECEIVED_AT, received)] if received is not None and len(received) <= 20 else []
     key = rec.key
@@ -146,11 +146,7 @@ def refuse_record(rec: Record) -> BulkyRecord | None:
                 f"{len(headers)} headers",
                 "send only the gateway's headers",
             )
-        size = 0
-        for name, value in headers:
-            size += len(name)
-            if value is not None:  # Kafka allows a header without a value
-                size += len(value)
+        size = wire.header_bytes(headers)
         if size > HEADER_BYTES:
             return _bulky(
                 "header_bytes",

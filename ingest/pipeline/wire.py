@@ -31,6 +31,7 @@ __all__ = [
     "Record",
     "dead_letter",
     "header",
+    "header_bytes",
     "letter_of",
     "received_at_ms",
     "shrunk",
@@ -105,6 +106,16 @@ class DeadLetter(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+
+
+def header_bytes(headers: Headers) -> int:
+    """The bytes of ``headers``: names and values (Kafka allows a header without a value)."""
+    size = 0
+    for name, value in headers:
+        size += len(name)
+        if value is not None:
+            size += len(value)
+    return size
 
 
 def header(headers: Headers, name: str) -> bytes | None:
