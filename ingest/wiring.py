@@ -270,8 +270,7 @@ def shard_pool_params(settings: Settings, application: str = "nev-ingest") -> li
     """One ``pool_params`` per shard, in shard order (shard i = ``storage.shards[i]``, the owner
     of Kafka partitions p with p % N == i, ``storage.shards.shard_of``); with no shards, the one
     database of ``postgres.dsn``. Password, TLS and pool sizes come from ``postgres.*``."""
-    dsns = settings.storage.shards or (settings.postgres.dsn,)
-    return [_pool_params_at(settings, dsn, application) for dsn in dsns]
+    return [_pool_params_at(settings, pg.dsn, application) for _, pg in databases(settings)]
 
 
 def query_pool_params(settings: Settings, application: str = "nev-ingest") -> PoolParams | None:
