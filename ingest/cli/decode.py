@@ -129,21 +129,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--interface, --operator and --timestamp are for --profile tcec")
     decode = None if tcec else PROFILES[args.profile]
     stats.fast = None if args.pretty else FAST.get(args.profile)
-    try:
-        for name in names:
-            with ExitStack() as stack:
-                stream = _open(name, stack)
-                if decode is None:
-                    _decode_tcec(name, stream, out, option, stats, args)
-                elif args.binary:
-                    _decode_binary(name, stream, out, option, stats, args.verbose, decode)
-                else:
-                    _decode_hex(name, stream, out, option, stats, decode)
-        out.flush()
-    except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly, like other filters do.
-        sys.stderr.close()
-        return 0
+    # A reader that goes away (``| head``) ends the command quietly (ingest.cli.output).
+    for name in names:
+        with ExitStack() as stack:
+            stream = _open(name, stack)
+            if decode is None:
+                _decode_tcec(name, stream, out, option, stats, args)
+            elif args.binary:
+                _decode_binary(name, stream, out, option, stats, args.verbose, decode)
+            else:
+                _decode_hex(name, stream, out, option, stats, decode)
+    out.flush()
     return _report(stats, args.binary)
 
 

@@ -17,7 +17,7 @@ import orjson
 import psycopg
 
 from ingest.cli.args import DurationTooLong, database_flags, parse_duration
-from ingest.cli.output import discard_stdout, note, stdout_gone
+from ingest.cli.output import note
 from ingest.config import Settings
 from ingest.config.load import settings_from_args
 from ingest.errors import UserError
@@ -212,27 +212,23 @@ def execute_sections(
                 "the query ran past postgres.statement_timeout_ms: narrow --from/--to or "
                 "raise the timeout"
             ) from None
-    try:
-        for n, (title, result, limited) in enumerate(results):
-            if isinstance(result, QueryResult):
-                _print(result, args.format, title, first=n == 0)
-                limit = getattr(args, "limit", None)
-                if limited and limit is not None and len(result.rows) >= limit:
-                    # JSON and CSV readers see no row count: say that rows may be missing.
-                    where = f"{title}: " if title else ""
-                    note(
-                        f"{where}{len(result.rows)} rows, the --limit: there may be more "
-                        "(raise --limit or narrow the query)"
-                    )
-            else:
-                if title:
-                    print(f"== {title}")
-                for line in result:
-                    print(line)
-    except BrokenPipeError:
-        if not stdout_gone():
-            raise
-        discard_stdout()  # the reader went away (| head): not an error
+    # A reader that goes away (| head) ends the command quietly (ingest.cli.output).
+    for n, (title, result, limited) in enumerate(results):
+        if isinstance(result, QueryResult):
+            _print(result, args.format, title, first=n == 0)
+            limit = getattr(args, "limit", None)
+            if limited and limit is not None and len(result.rows) >= limit:
+                # JSON and CSV readers see no row count: say that rows may be missing.
+                where = f"{title}: " if title else ""
+                note(
+                    f"{where}{len(result.rows)} rows, the --limit: there may be more "
+                    "(raise --limit or narrow the query)"
+                )
+        else:
+            if title:
+                print(f"== {title}")
+            for line in result:
+                print(line)
     return 0
 
 
