@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from ingest.config import KafkaSettings, PostgresSettings, Settings
 from ingest.config.fields import mask_dsn
@@ -64,7 +64,10 @@ def postgres_dsn(pg: PostgresSettings) -> str:
     """``postgres.dsn`` with the TLS keys added as libpq query parameters (asyncpg and psycopg
     both read them). A key already in the URL wins. The password is NOT added: pass
     ``pg.password or None`` as the driver's ``password`` argument so it never sits in a URL."""
-    parts = urlsplit(pg.dsn)
+    # Split by hand, not by urlsplit: rebuilding the URL drops the // of an empty host
+    # (postgresql:///nev?host=/run/postgresql), which libpq then refuses; and libpq reads a #
+    # as part of a value where urlsplit would cut a fragment.
+    base, _, query = pg.dsn.partition("?")
     extra = {
         "sslmode": pg.sslmode,
         "sslrootcert": pg.sslrootcert,
@@ -81,13 +84,13 @@ def postgres_dsn(pg: PostgresSettings) -> str:
     # setting's value, as they did before.
     items = [
         item
-        for item in parts.query.split("&")
+        for item in query.split("&")
         if item and not (key(item) in extra and not item.partition("=")[2])
     ]
     present = {key(item) for item in items}
     added = [(name, value) for name, value in extra.items() if value and name not in present]
     items += [urlencode([pair], quote_via=quote) for pair in added]
-    return urlunsplit(parts._replace(query="&".join(items)))
+    return f"{base}?{'&'.join(items)}" if items else base
 
 
 def postgres_server_settings(pg: PostgresSettings, application_name: str) -> dict[str, str]:

@@ -137,6 +137,12 @@ def test_the_dsn_s_own_query_is_kept_as_written_and_tls_keys_added() -> None:
     assert postgres_dsn(odd) == "postgresql://nev@db/nev?application_name=x&sslmode=prefer"
     plain = PostgresSettings(dsn="postgresql://nev@db/nev?")
     assert postgres_dsn(plain) == "postgresql://nev@db/nev?sslmode=prefer"
+    # no host in the URL (a socket given as a parameter): the // stays, which libpq needs
+    socket = "postgresql:///nev?host=/run/postgresql&sslmode=disable"
+    assert postgres_dsn(PostgresSettings(dsn=socket)) == socket
+    assert postgres_dsn(PostgresSettings(dsn="postgresql:///nev")) == (
+        "postgresql:///nev?sslmode=prefer"
+    )
 
 
 def test_a_statement_says_whether_it_takes_the_row_limit() -> None:
