@@ -36,6 +36,7 @@ from typing import IO, Any
 import orjson
 
 from contract.charger import ChargerRows
+from ingest.cli.output import discard_stdout, note
 from ingest.decoders import FrameError, decode_frame, error_to_dict, frame_to_dict
 from ingest.decoders.battery import decode_pack_frame, pack_frame_to_dict
 from ingest.decoders.charger import (
@@ -129,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--interface, --operator and --timestamp are for --profile tcec")
     decode = None if tcec else PROFILES[args.profile]
     stats.fast = None if args.pretty else FAST.get(args.profile)
-    # A reader that goes away (``| head``) ends the command quietly (ingest.cli.output).
+    # A reader that goes away (``| head``) while frames are written ends the command quietly
+    # (ingest.cli.main); one that is gone by the last flush leaves the counts and the status.
     for name in names:
         with ExitStack() as stack:
             stream = _open(name, stack)
@@ -139,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
                 _decode_binary(name, stream, out, option, stats, args.verbose, decode)
             else:
                 _decode_hex(name, stream, out, option, stats, decode)
-    out.flush()
+    try:
+        out.flush()
+    except BrokenPipeError:
+        discard_stdout()
     return _report(stats, args.binary)
 
 
@@ -235,10 +240,9 @@ def _decode_binary(
                 if ev.reason in (BAD_CHECKSUM, BAD_LENGTH, INCOMPLETE):
                     s.lost_candidates += 1
                 if verbose or ev.reason != NO_START:
-                    print(
+                    note(
                         f"nev-ingest decode: {label}: skipped {len(ev.data)} bytes at offset "
-                        f"{ev.offset} ({ev.reason})",
-                        file=sys.stderr,
+                        f"{ev.offset} ({ev.reason})"
                     )
 
     while chunk := stream.read(_CHUNK):
@@ -309,5 +313,5 @@ def _report(stats: _Stats, binary: bool) -> int:
         # Bytes and not one frame: no capture (hex text read as bytes, another format).
         failed = True
         hint = "; no frame in the input: is it hex text? (then leave out --binary)"
-    print(f"nev-ingest decode: {', '.join(parts)}{hint}", file=sys.stderr)
+    note(f"nev-ingest decode: {', '.join(parts)}{hint}")
     return 1 if failed else 0

@@ -60,5 +60,13 @@ def note(text: str) -> None:
     """A line on stderr for the person at the terminal; lost, not fatal, if nobody reads it."""
     if sys.stderr is None:  # started with stderr closed: print(file=None) would use stdout
         return
-    with contextlib.suppress(OSError, ValueError):
-        print(text, file=sys.stderr)
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        # Its reader is gone: what is buffered must not fail again at exit (status 120).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass

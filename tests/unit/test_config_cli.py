@@ -177,3 +177,56 @@ def test_a_command_that_writes_with_stdout_closed_runs() -> None:
     # config show writes through sys.stdout.write: with stdout closed that went to None
     result = _with_closed(1, "config", "show")
     assert result.returncode == 0 and result.stderr == ""
+
+
+def _into_closed_pipes(*args: str, stdout: bool, stderr: bool) -> subprocess.CompletedProcess[str]:
+    """``nev-ingest ARGS`` whose stdout and/or stderr is a pipe nobody reads any more (its
+    reader quit, as ``| head`` does); the other stream is captured. stdout buffered, as in a
+    shell."""
+    pipes = {}
+    for name, closed in (("stdout", stdout), ("stderr", stderr)):
+        if closed:
+            read, write = os.pipe()
+            os.close(read)
+            pipes[name] = write
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "ingest", *args],
+            stdout=pipes.get("stdout", subprocess.PIPE),
+            stderr=pipes.get("stderr", subprocess.PIPE),
+            text=True, timeout=120, check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        )  # fmt: skip
+    finally:
+        for fd in pipes.values():
+            os.close(fd)
+
+
+FRAME = (
+    "232302fe4c5346443033323035484330303131383001001e19010a00000001010301"
+    "0000000000000000000000000000000000000000000000000000000000"
+)
+
+
+def test_a_reader_gone_while_frames_are_written_ends_decode_quietly(tmp_path: Path) -> None:
+    # far more output than a pipe holds: the write itself breaks, inside the command
+    many = tmp_path / "many.hex"
+    many.write_text((FRAME + "\n") * 20_000)
+    result = _into_closed_pipes("decode", str(many), stdout=True, stderr=False)
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_a_reader_gone_by_decode_s_last_flush_leaves_its_counts_and_status(
+    tmp_path: Path,
+) -> None:
+    few = tmp_path / "few.hex"
+    few.write_text(FRAME + "\n" + "zz\n")  # rejected lines: exit 1
+    result = _into_closed_pipes("decode", str(few), stdout=True, stderr=False)
+    assert result.returncode == 1 and "nev-ingest decode: 2 frames" in result.stderr
+
+
+def test_a_gone_reader_of_stderr_leaves_the_status() -> None:
+    result = _into_closed_pipes(
+        "config", "show", "--set", "metrics.port=0", stdout=False, stderr=True
+    )
+    assert result.returncode == 2
