@@ -9,7 +9,14 @@ import os
 import select
 import sys
 
-__all__ = ["discard_stdout", "flushed", "note", "open_closed_streams", "stdout_gone"]
+__all__ = [
+    "discard_stdout",
+    "flushed",
+    "note",
+    "open_closed_streams",
+    "row_count",
+    "stdout_gone",
+]
 
 
 def open_closed_streams() -> None:
@@ -70,3 +77,8 @@ def note(text: str) -> None:
             os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def row_count(n: int) -> str:
+    """``1 row``, ``2 rows``: the count a command's notes print."""
+    return f"{n} row" if n == 1 else f"{n} rows"

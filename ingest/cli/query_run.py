@@ -17,7 +17,7 @@ import orjson
 import psycopg
 
 from ingest.cli.args import DurationTooLong, database_flags, parse_duration
-from ingest.cli.output import note
+from ingest.cli.output import note, row_count
 from ingest.config import Settings
 from ingest.config.load import settings_from_args
 from ingest.errors import UserError
@@ -221,7 +221,7 @@ def execute_sections(
                 # JSON and CSV readers see no row count: say that rows may be missing.
                 where = f"{title}: " if title else ""
                 note(
-                    f"{where}{len(result.rows)} rows, the --limit: there may be more "
+                    f"{where}{row_count(len(result.rows))}, the --limit: there may be more "
                     "(raise --limit or narrow the query)"
                 )
         else:
@@ -286,4 +286,4 @@ def _print(result: QueryResult, fmt: str, title: str = "", *, first: bool = True
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
         if n == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
-    note(f"({len(rows)} rows)" if not title else f"({title}: {len(rows)} rows)")
+    note(f"({row_count(len(rows))})" if not title else f"({title}: {row_count(len(rows))})")

@@ -11,13 +11,13 @@ import pytest
 
 from ingest.cli.migrate import _refused, _summarise
 from ingest.cli.query import parse_duration, parse_time
-from ingest.cli.query_run import day, zone
+from ingest.cli.query_run import _print, day, zone
 from ingest.config import PostgresSettings
 from ingest.config.load import load_settings
 from ingest.errors import UserError
 from ingest.wiring import pool_params, postgres_dsn, storage_params, writer_params
 from storage import Dedupe, LoaderKind, SchemaMode
-from storage.queries import Statement
+from storage.queries import QueryResult, Statement
 
 pytestmark = pytest.mark.unit
 
@@ -163,3 +163,11 @@ def test_migrate_s_refusal_advice_fits_the_error(exc: Exception, advice: str) ->
     message = str(_refused("shard 1: ", exc))
     assert message.startswith(f"shard 1: the database refused ({type(exc).__name__}: ")
     assert advice in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("n", "expected"), [(0, "(no rows)"), (1, "(1 row)"), (2, "(2 rows)")])
+def test_the_table_says_its_row_count_in_words(
+    n: int, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _print(QueryResult(["v"], [(i,) for i in range(n)]), "table")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == expected
