@@ -13,7 +13,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Final, NoReturn
 
 from ingest.config.bounds import KAFKA_TOPIC, SQL_IDENTIFIER, SQL_ROLE
@@ -36,6 +36,7 @@ __all__ = [
     "parse_duration",
     "sql_name",
     "text",
+    "time_or_ago",
 ]
 
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)$")
@@ -113,6 +114,29 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(seconds=float(m[1]) * DURATION_UNITS[m[2]])
     except (OverflowError, ValueError):  # beyond timedelta.max, or an infinite float
         raise DurationTooLong(f"{text!r} is too long a duration") from None
+
+
+def time_or_ago(text: str, tz: tzinfo, now: datetime, floor: datetime) -> datetime:
+    """An ISO date or date-time (in ``tz`` unless it has an offset) or a duration before
+    ``now`` (``30m``, ``6h``, ``7d``); a duration that reaches before ``floor`` gives a time
+    just before it, which the caller clamps or refuses. ``ValueError`` (to be shown as it is)
+    for anything else."""
+    try:
+        ago: timedelta | None = parse_duration(text)
+    except DurationTooLong:
+        ago = timedelta.max
+    except ValueError:
+        ago = None
+    if ago is not None:
+        return now - ago if ago <= now - floor else floor - timedelta(microseconds=1)
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: use an ISO date or date-time (2025-07-01, 2025-07-01T08:00, "
+            "2025-07-01T08:00+08:00) or a duration ago (30m, 2h, 7d)"
+        ) from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=tz)
 
 
 def duration(low: timedelta, high: timedelta) -> Callable[[str], timedelta]:

@@ -15,13 +15,13 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 
 from contract.clock import CHINA_TZ
-from ingest.cli.args import DurationTooLong, kafka_topic, parse_duration, text
+from ingest.cli.args import kafka_topic, text, time_or_ago
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.pipeline.dlq import Letter, Selection, parse_offsets, read_letters, replay
 
@@ -35,23 +35,9 @@ def _time(value: str) -> int:
     duration ago (``30m``, ``2h``, ``7d``) -> epoch ms, never before 1970 (Kafka's time 0: a
     time before it means from the beginning)."""
     try:
-        ago: timedelta | None = parse_duration(value)
-    except DurationTooLong:
-        ago = timedelta.max
-    except ValueError:
-        ago = None
-    if ago is not None:
-        now = datetime.now(UTC)
-        return 0 if ago >= now - _EPOCH else int((now - ago).timestamp() * 1000)
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            "expected a time like 2026-12-06T08:00:00+08:00 or a duration ago like 2h, "
-            f"got {value!r}"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=CHINA_TZ)
+        when = time_or_ago(value, CHINA_TZ, datetime.now(UTC), _EPOCH)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return max(0, int(when.timestamp() * 1000))
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import psycopg
 
-from ingest.cli.args import DurationTooLong, database_flags, parse_duration
+from ingest.cli.args import database_flags, time_or_ago
 from ingest.cli.output import note, row_count
 from ingest.config import Settings
 from ingest.config.load import settings_from_args
@@ -57,22 +57,9 @@ def parse_time(text: str, tz: tzinfo, now: datetime, flag: str = "time") -> date
     """An ISO date/date-time (in ``tz`` unless it has an offset) or a duration ago, from
     1970 to 2199; otherwise a ``UserError`` that names ``flag``."""
     try:
-        ago: timedelta | None = parse_duration(text)
-    except DurationTooLong:
-        ago = timedelta.max
-    except ValueError:
-        ago = None
-    if ago is not None:
-        t = now - ago if ago <= now - TIME_MIN else TIME_MIN - timedelta(days=1)
-    else:
-        try:
-            t = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise UserError(
-                f"{flag} {text!r}: use an ISO date or date-time (2025-07-01, 2025-07-01T08:00, "
-                "2025-07-01T08:00+08:00) or a duration ago (30m, 6h, 7d)"
-            ) from None
-        t = t if t.tzinfo is not None else t.replace(tzinfo=tz)
+        t = time_or_ago(text, tz, now, TIME_MIN)
+    except ValueError as exc:
+        raise UserError(f"{flag} {exc}") from None
     if not TIME_MIN <= t < TIME_MAX:
         raise UserError(f"{flag} {text!r}: expected a time from 1970 to 2199")
     return t

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import math
 import typing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from ingest.cli.args import (
     parse_duration,
     sql_name,
     text,
+    time_or_ago,
 )
 from ingest.config.bounds import SQL_IDENTIFIER
 from ingest.config.docs import render_docs
@@ -73,6 +74,22 @@ def test_duration_range() -> None:
     for bad in ("0m", "0.5s", "367d", "99999999999999d", "5 weeks"):
         message = _rejects(every, bad)
         assert message.startswith("expected a duration from 1s to 366d (like 30s, 5m, 2h, 7d)")
+
+
+def test_a_time_or_a_duration_ago() -> None:
+    # dlq --since and query --from share it: the zone applies only to times without an offset,
+    # and a duration past the floor (however long) lands just before it, for the caller to
+    # clamp (dlq) or refuse (query).
+    tz = timezone(timedelta(hours=8))
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    floor = datetime(1970, 1, 1, tzinfo=UTC)
+    assert time_or_ago("2h", tz, now, floor) == datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    assert time_or_ago(" 2026-12-07T08:00 ", tz, now, floor) == now - timedelta(hours=8)
+    assert time_or_ago("2026-12-07T08:00Z", tz, now, floor) == now
+    for far in ("30000d", "99999999999999d"):
+        assert time_or_ago(far, tz, now, floor) == floor - timedelta(microseconds=1)
+    with pytest.raises(ValueError, match="duration ago"):
+        time_or_ago("yesterday", tz, now, floor)
 
 
 def test_text_refuses_what_no_driver_can_send() -> None:
