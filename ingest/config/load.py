@@ -350,12 +350,7 @@ def _check_consistency(settings: Settings) -> None:
             f"postgres.pool_min_size ({pg.pool_min_size}) is larger than "
             f"postgres.pool_max_size ({pg.pool_max_size})"
         )
-    if not pg.dsn.startswith(("postgresql://", "postgres://")):
-        # Not a URL, so nothing of it is echoed: a "host=h password=..." string would leak.
-        raise UserError(
-            "postgres.dsn: expected a postgresql://user@host:port/dbname URL "
-            "(the password goes in postgres.password or postgres.password_file)"
-        )
+    _check_url("postgres.dsn", pg.dsn, _URL + _CREDENTIALS_HINT)
     _check_shards(settings)
     kafka = settings.kafka
     _check_bootstrap(kafka.bootstrap_servers)
@@ -378,24 +373,33 @@ def _check_consistency(settings: Settings) -> None:
     check_kafka_limits(settings)
 
 
+_URL: Final = "expected a postgresql://user@host:port/dbname URL"
+_CREDENTIALS_HINT: Final = " (the password goes in postgres.password or postgres.password_file)"
+
+
+def _check_url(where: str, dsn: str, expected: str) -> None:
+    """A database URL; nothing of a bad one is echoed (a "host=h password=..." string would
+    leak)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise UserError(f"{where}: {expected}")
+    if "#" in dsn:
+        # libpq reads a # as part of a value, asyncpg (urllib) as the start of a fragment it
+        # drops: the writer and the query CLI would reach different databases or users.
+        raise UserError(f"{where}: write a # in the URL as %23 (the two drivers read it apart)")
+
+
 def _check_shards(settings: Settings) -> None:
     """Each shard and the query database a URL of its own (nothing of a bad one is echoed: a
     "host=h password=..." string would leak)."""
     st = settings.storage
     for index, dsn in enumerate(st.shards):
-        if not dsn.startswith(("postgresql://", "postgres://")):
-            raise UserError(
-                f"storage.shards[{index}]: expected a postgresql://user@host:port/dbname URL "
-                "(the password goes in postgres.password or postgres.password_file)"
-            )
+        _check_url(f"storage.shards[{index}]", dsn, _URL + _CREDENTIALS_HINT)
     if len(set(st.shards)) != len(st.shards):
         raise UserError(
             "storage.shards: a database is listed twice; give each shard its own database"
         )
-    if st.query_dsn and not st.query_dsn.startswith(("postgresql://", "postgres://")):
-        raise UserError(
-            "storage.query_dsn: expected a postgresql://user@host:port/dbname URL, or empty"
-        )
+    if st.query_dsn:
+        _check_url("storage.query_dsn", st.query_dsn, _URL + ", or empty")
     primaries = st.shards or (settings.postgres.dsn,)
     if st.replicas and len(st.replicas) != len(primaries):
         raise UserError(
@@ -403,11 +407,10 @@ def _check_shards(settings: Settings) -> None:
             "one replica per shard, in storage.shards' order"
         )
     for index, dsn in enumerate(st.replicas):
-        if not dsn.startswith(("postgresql://", "postgres://")) or dsn in primaries:
-            raise UserError(
-                f"storage.replicas[{index}]: expected the postgresql://user@host:port/dbname URL "
-                "of a replica (not of a primary)"
-            )
+        where = f"storage.replicas[{index}]"
+        _check_url(where, dsn, _URL + " of a replica (not of a primary)")
+        if dsn in primaries:
+            raise UserError(f"{where}: {_URL} of a replica (not of a primary)")
     if st.query_dsn and st.query_dsn in (st.shards or (settings.postgres.dsn,)):
         raise UserError(
             "storage.query_dsn: is also a shard; give the query database its own database "

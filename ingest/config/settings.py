@@ -58,7 +58,8 @@ __all__ = [
 class PostgresSettings(Section):
     dsn: str = setting(
         "postgresql://nev@127.0.0.1:5432/nev",
-        "libpq URL of the database. Prefer password/password_file to a password in the URL.",
+        "libpq URL of the database (a # in it written as %23). Prefer password/password_file to "
+        "a password in the URL.",
         dsn=True,
     )
     password: str = setting("", "Password; overrides one given in dsn.", secret=True)

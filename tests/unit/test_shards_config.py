@@ -49,6 +49,11 @@ def test_a_shard_password_is_masked_in_config_show() -> None:
         ({"NEV_STORAGE_QUERY_DSN": "dbname=q"}, "storage.query_dsn: expected"),
         ({"NEV_STORAGE_SHARDS": f"{A},{B}", "NEV_STORAGE_QUERY_DSN": B}, "is also a shard"),
         ({"NEV_STORAGE_QUERY_DSN": "postgresql://nev@127.0.0.1:5432/nev"}, "is also a shard"),
+        # libpq reads a # as part of a value, asyncpg as a fragment it drops
+        ({"NEV_POSTGRES_DSN": "postgresql://u:se#cret@h/nev"}, "postgres.dsn: write a # "),
+        ({"NEV_STORAGE_SHARDS": f"{A},{B}#secret"}, "storage.shards[1]: write a # "),
+        ({"NEV_STORAGE_QUERY_DSN": "postgresql://h/q?options=#secret"}, "query_dsn: write a # "),
+        ({"NEV_STORAGE_REPLICAS": "postgresql://r/nev#secret"}, "replicas[0]: write a # "),
     ],
 )
 def test_bad_shard_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
