@@ -144,6 +144,15 @@ class Backpressure:
         else:
             self.unhealthy.add(shard)
 
+    def pause_due_in(self, now: float | None = None) -> float:
+        """Seconds until ``decide`` pauses at a bound reached (``pause_after_s`` when none is):
+        the consumer's wait for room, which a wake-up may end early, must not start the count
+        again, or a pause could come up to twice ``pause_after_s`` late."""
+        if self._full_since is None:
+            return self.pause_after_s
+        now = time.monotonic() if now is None else now
+        return max(0.0, self.pause_after_s - (now - self._full_since))
+
     async def wait_room(self, timeout_s: float) -> None:
         """Wait until there is room or the sink's health changes, at most ``timeout_s``."""
         if self._room.is_set() and not self.full:

@@ -216,7 +216,7 @@ class Worker:
             if self.bp.paused or room == 0:
                 if not self.bp.paused:
                     self._seal_at_bound()
-                    await self.bp.wait_room(self.bp.pause_after_s)
+                    await self.bp.wait_room(self.bp.pause_due_in())
                 else:
                     # Paused: poll anyway, so the group does not drop us (max.poll.interval.ms).
                     # A partition assigned during the poll is not paused yet: what it returns

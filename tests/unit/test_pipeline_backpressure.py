@@ -63,6 +63,18 @@ def test_pause_when_full_for_longer_than_pause_after() -> None:
     assert bp.decide(7.1) is Decision.NONE  # full again: the clock starts over
 
 
+def test_the_wait_at_a_bound_ends_when_the_pause_is_due_not_a_full_period_later() -> None:
+    # wake-ups (a commit that freed too little) end the consumer's wait early; each new wait
+    # is only what is left of pause_after_s, so the pause comes on time
+    bp = Backpressure(5, pause_after_s=2.0)
+    assert bp.pause_due_in(10.0) == 2.0  # not full: a whole period
+    bp.add(5)
+    assert bp.decide(10.0) is Decision.NONE
+    assert bp.pause_due_in(11.5) == 0.5
+    assert bp.pause_due_in(13.0) == 0.0
+    assert bp.decide(12.0) is Decision.PAUSE
+
+
 async def test_wait_room_wakes_when_room_frees_up() -> None:
     bp = Backpressure(5)
     bp.add(5)
