@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
+import asyncpg
+
 from storage.params import SchemaMode, StorageParams
 from storage.writer import StorageWriter
 
@@ -23,6 +25,8 @@ __all__ = ["UPKEEP_SHARD_TIMEOUT_S", "maintain_shards"]
 # hangs this long (to get its connection, then again for the work) is given up on until the
 # next pass.
 UPKEEP_SHARD_TIMEOUT_S: Final = 120.0
+# How often the server looks whether a pass's connection is still there.
+CLIENT_CHECK_MS: Final = 1000
 
 
 async def maintain_shards(
@@ -67,6 +71,7 @@ async def _upkeep(
             with contextlib.suppress(Exception):
                 conn.terminate()
 
+        await _end_with_client(conn)
         timer = asyncio.get_running_loop().call_later(bound, give_up)
         work = asyncio.ensure_future(_upkeep_pass(shard, conn, storage, modes))
         try:
@@ -83,6 +88,19 @@ async def _upkeep(
             raise
         finally:
             timer.cancel()
+
+
+async def _end_with_client(conn: Any) -> None:
+    """Have the server end this session's statement soon after the connection is closed. A
+    server that is slow but alive would otherwise run a given-up pass's statement on (up to
+    ``statement_timeout``), holding the upkeep's and the partitions' locks that the writers'
+    own partition making waits for. PostgreSQL 14+ where the platform supports it; the
+    pool's reset (``RESET ALL``) takes it off the connection again."""
+    if conn.get_server_version() < (14,):
+        return
+    # Refused where the platform cannot watch a socket (PGlite's WebAssembly build)
+    with contextlib.suppress(asyncpg.PostgresError):
+        await conn.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK_MS}ms'")
 
 
 async def _upkeep_pass(

@@ -23,7 +23,7 @@ from ingest.pipeline import upkeep
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.storage_sink import StorageSink
 from storage import partitions as partitions_module
-from storage.partitions import listing
+from storage.partitions import PARTITION_LOCK_KEY, listing
 from tests.integration import pipeline_support as ps
 from tests.integration.private_services import PrivateCluster
 
@@ -176,3 +176,36 @@ async def test_a_pass_on_a_hung_shard_ends_at_once_when_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await passing
     assert not freezer.rescue.finished.is_set(), "ended by the cancel, not by the thaw"
+
+
+async def test_a_pass_given_up_on_ends_on_the_server_too(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server slow but alive: the pass waits for the partitions' lock, which another session
+    holds, past its time. Its connection is closed; the server must end the pass's statement
+    within seconds (client_connection_check_interval), not keep it waiting for the lock until
+    statement_timeout (60 s), ahead of the writers that need the same lock."""
+    await ps.migrate_database(fresh_database)
+    monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 2.0)
+    sink = StorageSink.from_settings(
+        load_settings(environ={"NEV_POSTGRES_DSN": fresh_database}), metrics=PipelineMetrics()
+    )
+    await sink.start()
+    holder = await asyncpg.connect(fresh_database)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
+            with pytest.raises(TimeoutError):
+                await sink.maintain()
+
+            async def pass_gone() -> bool:
+                waiting = await holder.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event = 'advisory' AND pid <> pg_backend_pid()"
+                )
+                return waiting == 0
+
+            await ps.until(pass_gone, timeout_s=15, what="the given-up pass's backend to end")
+    finally:
+        await holder.close()
+        await sink.close()
