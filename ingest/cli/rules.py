@@ -32,6 +32,7 @@ from contract.rows import FrameRows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.errors import UserError, not_utf8
+from ingest.pipeline.limits import limit_rows
 
 __all__ = ["load_rules", "register"]
 
@@ -106,12 +107,17 @@ def _frames(path: str, bad: Counter[str]) -> Iterator[FrameRows]:
                 if line.startswith("{"):
                     obj = orjson.loads(line)
                     if isinstance(obj, dict) and "hex" in obj:
-                        yield decode_rows(binascii.unhexlify(str(obj["hex"]).replace(" ", "")))
+                        rows = decode_rows(binascii.unhexlify(str(obj["hex"]).replace(" ", "")))
                     else:
-                        yield frame_from_json(obj)
+                        rows = frame_from_json(obj)
                 else:
                     hex_text = line.replace(" ", "").removeprefix("0x")
-                    yield decode_rows(binascii.unhexlify(hex_text))
+                    rows = decode_rows(binascii.unhexlify(hex_text))
+                # The pipeline's input limits: a frame it would dead-letter raises nothing here.
+                checked = limit_rows(rows)
+                if isinstance(checked, FrameError):
+                    raise checked
+                yield checked
             except FrameError as exc:
                 bad[exc.reason] += 1
                 print(f"{path}:{n}: skipped, not decodable: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from alerts.frames import build_frame
 from contract.rows import FrameRows
 from devtools.sim.scenarios import thermal_runaway
 from ingest.cli import main
+from ingest.config.limits import CELLS_PER_FRAME
 from loadtest.vectors import vectors_path
 
 pytestmark = pytest.mark.unit
@@ -133,6 +134,21 @@ def test_test_skips_json_frames_with_values_of_the_wrong_type(
     out = capsys.readouterr()
     assert f"{frames}:1: skipped, neither hex nor a JSON frame" in out.err
     assert "1 skipped" in out.err and "max_temp_high" in out.out
+
+
+def test_test_skips_frames_the_pipeline_would_dead_letter_over_a_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pipeline dead-letters a frame over an input limit (over_limit): rules test must not
+    # predict alerts from it.
+    hot = orjson.loads(as_json(build_frame("LTEST000000000001", 1_782_835_200_000, max_temp_c=61)))
+    cells = [3600] * (CELLS_PER_FRAME + 1)
+    frames = tmp_path / "frames.txt"
+    frames.write_bytes(orjson.dumps({**hot, "packs": [{"pack": 1, "cells_mv": cells}]}))
+    assert main(["rules", "test", DEFAULT, "--frames", str(frames)]) == 1
+    out = capsys.readouterr()
+    assert "over the limit cells_per_frame" in out.err and "1 skipped" in out.err
+    assert "max_temp_high" not in out.out
 
 
 def test_test_decodes_hex_frames_with_the_fast_path(capsys: pytest.CaptureFixture[str]) -> None:
