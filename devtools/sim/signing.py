@@ -73,16 +73,19 @@ def table8(algorithm: int, r: bytes, s: bytes) -> bytes:
     return bytes((algorithm,)) + len(r).to_bytes(2, "big") + r + len(s).to_bytes(2, "big") + s
 
 
-def realtime(vin: str, ts_ms: int, key: SigningKey | None, *, forge: bool = False) -> bytes:
+def realtime(
+    vin: str, ts_ms: int, key: SigningKey | None, *, forge: bool = False, claim: int | None = None
+) -> bytes:
     """A 2025 real-time frame signed by ``key`` (unsigned when None); ``forge`` changes a
-    signed byte after signing (the BCC stays right: only the signature can tell)."""
+    signed byte after signing (the BCC stays right: only the signature can tell); ``claim``:
+    the signature type written (the key's own by default)."""
     body = time_bytes(ts_ms) + ENGINE_BLOCK
     unit = body
     if key is not None:
         r, s = key.sign(body)
         if forge:
             unit = body[:-1] + bytes((body[-1] ^ 0x01,))
-        unit += b"\xff" + table8(key.algorithm, r, s)
+        unit += b"\xff" + table8(key.algorithm if claim is None else claim, r, s)
     return frame(2025, 0x02, vin, unit)
 
 

@@ -110,6 +110,20 @@ def test_reject_dead_letters_forged_and_unknown_key_frames(
     assert [e[3] for e in g.events] == ["unsigned"]
 
 
+def test_reject_dead_letters_a_signature_typed_other_than_the_vehicles_key(
+    key: SigningKey,
+) -> None:
+    # The registry holds SM2 and RSA keys: a frame claiming ECC (0x03, never checked) or a
+    # reserved type cannot be vouched for by the vehicle's key, and must not get past reject.
+    g = gate(Policy(signatures="reject", verify="every"), {VIN: key})
+    t = now_ms()
+    claims = [0x03, 0x00, 0x07, 0xFF, SM2 if key.algorithm == RSA else RSA]
+    out = run(g, [realtime(VIN, t + i, key, claim=c) for i, c in enumerate(claims)])
+    for bad in out:
+        assert isinstance(bad, FrameError) and bad.reason == BAD_SIGNATURE
+        assert "algorithm_mismatch" in str(bad)
+
+
 def test_flag_stores_everything_and_records_events(key: SigningKey) -> None:
     g = gate(Policy(signatures="flag", verify="every"), {VIN: key})
     t = now_ms()

@@ -39,7 +39,9 @@ pub enum Status {
     UnknownKey = 3,
     /// The registered key cannot be read in the signature's algorithm.
     BadKey = 4,
-    /// ECC (0x03, curve unnamed in the transcription) or a reserved type: not checked.
+    /// A key and signature both of a type the verifier has no scheme for (ECC 0x03, whose
+    /// curve the transcription does not name, or a reserved one): not checked. A frame typed
+    /// so against a registered SM2 or RSA key is `AlgorithmMismatch`.
     Unsupported = 5,
     /// The frame's signature type is not the registered key's algorithm.
     AlgorithmMismatch = 6,
@@ -73,9 +75,10 @@ pub fn verify_parsed(key: &DeviceKey, algorithm: u8, signed: &[u8], r: &[u8], s:
             };
             status(vk.verify(signed, &sig).is_ok())
         }
-        (_, ECC) => Status::Unsupported,
-        (_, SM2 | RSA) => Status::AlgorithmMismatch,
-        _ => Status::Unsupported,
+        // Any other type, ECC and the reserved ones included, is not the registered key's
+        // algorithm (the registry holds SM2 and RSA keys only): that key cannot vouch for the
+        // frame, which claiming an unchecked type must not get past `reject`.
+        _ => Status::AlgorithmMismatch,
     }
 }
 
@@ -88,11 +91,11 @@ pub fn verify(
     r: &[u8],
     s: &[u8],
 ) -> Status {
-    if algorithm != SM2 && algorithm != RSA {
-        return Status::Unsupported;
-    }
     if key_algorithm != algorithm {
         return Status::AlgorithmMismatch;
+    }
+    if algorithm != SM2 && algorithm != RSA {
+        return Status::Unsupported; // a key of a type the verifier has no scheme for
     }
     match parse_key(key_algorithm, public_key) {
         Ok(key) => verify_parsed(&key, algorithm, signed, r, s),

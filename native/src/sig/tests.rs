@@ -154,15 +154,21 @@ fn good_forged_unknown_and_unsigned_frames() {
 }
 
 #[test]
-fn ecc_and_reserved_types_are_unsupported_and_bad_keys_say_so() {
-    assert_eq!(
-        verify(RSA, &rsa_raw_key(), ECC, MSG, &[1], &[2]),
-        Status::Unsupported
-    );
-    assert_eq!(
-        verify(RSA, &rsa_raw_key(), 0x07, MSG, &[1], &[2]),
-        Status::Unsupported
-    );
+fn ecc_and_reserved_types_against_a_key_are_a_mismatch_and_bad_keys_say_so() {
+    // A registered key is SM2 or RSA: a frame that claims ECC or a reserved type cannot be
+    // vouched for by it (and must not slip past `reject` as "unsupported").
+    for claimed in [ECC, 0x00, 0x04, 0x07, 0xFF] {
+        assert_eq!(
+            verify(RSA, &rsa_raw_key(), claimed, MSG, &[1], &[2]),
+            Status::AlgorithmMismatch
+        );
+        let key = parse_key(SM2, &sm2_xy()).unwrap();
+        assert_eq!(
+            verify_parsed(&key, claimed, MSG, &[1], &[2]),
+            Status::AlgorithmMismatch
+        );
+    }
+    assert_eq!(verify(ECC, &[4], ECC, MSG, &[1], &[2]), Status::Unsupported);
     assert_eq!(verify(RSA, &[1, 2, 3], RSA, MSG, &[1], &[]), Status::BadKey);
     assert_eq!(
         verify(SM2, &[0u8; 64], SM2, MSG, &[1], &[2]),
