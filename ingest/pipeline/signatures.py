@@ -21,7 +21,8 @@ admin rotates with ``nev-ingest keys add --replace``).
 
 Whatever the policy (also ``off``), a frame whose data unit is encrypted (header byte 0x02-0x05)
 becomes ``encrypted_unsupported``: the cipher mode is not known, and such a frame used to be
-consumed without a row.
+consumed without a row. So does one whose non-empty data unit is marked abnormal (0xFE),
+invalid (0xFF) or with a reserved byte.
 
 Keys live in ``KeyCache`` (bounded, filled and refreshed by ``signature_keeper``).
 """
@@ -52,6 +53,10 @@ VIN: Final = slice(4, 21)
 ENCRYPTION_AT: Final = 21
 # Header encryption bytes of a real cipher (0x02 RSA, 0x03 AES-128, 0x04 SM2, 0x05 SM4).
 CIPHERS: Final = {0x02: "RSA", 0x03: "AES-128", 0x04: "SM2", 0x05: "SM4"}
+PLAIN: Final = 0x01
+# The other defined bytes; anything else is reserved. The decoder keeps such a unit opaque.
+OPAQUE: Final = {0xFE: "abnormal", 0xFF: "invalid"}
+UNIT_AT: Final = 24  # the data unit's first byte (its length WORD just before)
 
 
 class Status(IntEnum):
@@ -206,14 +211,25 @@ class SignatureGate:
 
     @staticmethod
     def _encrypted(values: Sequence[bytes], results: list[Any]) -> None:
-        """Dead-letter the frames with an encrypted data unit the decoder kept opaque."""
+        """Dead-letter the frames with a data unit the decoder kept opaque: encrypted, or
+        marked abnormal (0xFE), invalid (0xFF) or with a reserved byte, which would otherwise
+        be consumed without a row."""
         for i, value in enumerate(values):
-            if len(value) > ENCRYPTION_AT and value[ENCRYPTION_AT] in CIPHERS:
-                rows = results[i]
-                if rows is not None and not isinstance(rows, BaseException):
-                    cipher = CIPHERS[value[ENCRYPTION_AT]]
-                    detail = f"{cipher}-encrypted data unit: decryption is not implemented yet"
-                    results[i] = FrameError(ENCRYPTED_UNSUPPORTED, ENCRYPTION_AT, detail)
+            if len(value) <= UNIT_AT or value[ENCRYPTION_AT] == PLAIN:
+                continue
+            rows = results[i]
+            if rows is None or isinstance(rows, BaseException):
+                continue
+            byte = value[ENCRYPTION_AT]
+            cipher = CIPHERS.get(byte)
+            if cipher is not None:
+                detail = f"{cipher}-encrypted data unit: decryption is not implemented yet"
+            elif getattr(rows, "encrypted", False) and value[UNIT_AT - 2 : UNIT_AT] != b"\0\0":
+                what = OPAQUE.get(byte, "a reserved value")
+                detail = f"encryption byte {byte:#04x} ({what}): the data unit cannot be read"
+            else:
+                continue  # an empty data unit (a heartbeat): nothing is lost
+            results[i] = FrameError(ENCRYPTED_UNSUPPORTED, ENCRYPTION_AT, detail)
 
     def _wanted(self, vin: str) -> bool:
         """Whether to verify this vehicle's frame under ``security.verify``."""

@@ -244,6 +244,22 @@ def test_encrypted_data_units_are_dead_lettered_whatever_the_policy(key: Signing
         assert not isinstance(out[2], FrameError) or out[2].reason != ENCRYPTED_UNSUPPORTED
 
 
+@pytest.mark.parametrize("edition", [2016, 2025])
+def test_a_data_unit_marked_abnormal_invalid_or_reserved_is_dead_lettered(edition: int) -> None:
+    # The decoder keeps such a unit opaque (no vehicle row): consumed silently, its data would
+    # be lost. An empty unit (a heartbeat) loses nothing and stays.
+    g = gate(Policy(signatures="flag"))
+    marks = (0xFE, 0xFF, 0x00, 0x7F)
+    values = [frame(edition, 0x02, VIN, b"\x12" * 40, encryption=e) for e in marks]
+    values.append(frame(edition, 0x07, VIN, b"", encryption=0xFE))
+    out = run(g, values)
+    for bad, mark in zip(out, marks, strict=False):
+        assert isinstance(bad, FrameError) and bad.reason == ENCRYPTED_UNSUPPORTED
+        assert f"encryption byte {mark:#04x}" in str(bad)
+    assert "(abnormal)" in str(out[0]) and "(invalid)" in str(out[1])
+    assert not isinstance(out[-1], BaseException)
+
+
 def test_a_fleet_without_keys_or_signatures_writes_an_event_per_vehicle_not_per_frame(
     key: SigningKey,
 ) -> None:
