@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-__all__ = ["KEY_SOURCES", "DeviceKey", "add", "list_keys", "load", "record_events", "revoke"]
+__all__ = [
+    "KEY_SOURCES",
+    "DeviceKey",
+    "add",
+    "list_keys",
+    "load",
+    "record_events",
+    "revoke",
+    "revoked_vins",
+]
 
 KEY_SOURCES: Final = ("activation", "admin")
 ALGORITHMS: Final = {1: "SM2", 2: "RSA"}
@@ -58,6 +67,17 @@ async def load(conn: Any, schema: str, limit: int) -> dict[str, DeviceKey]:
     return {r["vin"]: _row(r) for r in rows}
 
 
+async def revoked_vins(conn: Any, schema: str, limit: int) -> set[str]:
+    """The VINs whose key was revoked and that have no active key, at most ``limit``."""
+    rows = await conn.fetch(
+        f"SELECT DISTINCT d.vin FROM {schema}.device_keys AS d WHERE d.revoked_at IS NOT NULL"
+        f" AND NOT EXISTS (SELECT 1 FROM {schema}.device_keys AS a"
+        " WHERE a.vin = d.vin AND a.revoked_at IS NULL) LIMIT $1",
+        limit,
+    )
+    return {r["vin"] for r in rows}
+
+
 async def list_keys(conn: Any, schema: str, *, include_revoked: bool = False) -> list[DeviceKey]:
     where = "" if include_revoked else " WHERE revoked_at IS NULL"
     rows = await conn.fetch(
@@ -70,7 +90,8 @@ async def add(
     conn: Any, schema: str, key: DeviceKey, *, replace: bool = False
 ) -> tuple[bool, DeviceKey | None]:
     """Register ``key`` as its VIN's active key. Returns (added, the active key the VIN already
-    had when not added). ``replace`` revokes that key first (an admin's rotation)."""
+    had when not added; None when an activation's key was refused because the VIN's key was
+    revoked). ``replace`` revokes that key first (an admin's rotation)."""
     if key.source not in KEY_SOURCES:
         raise ValueError(f"key source {key.source!r}: use one of {', '.join(KEY_SOURCES)}")
     async with conn.transaction():
@@ -80,9 +101,13 @@ async def add(
                 " WHERE vin = $1 AND revoked_at IS NULL",
                 key.vin,
             )
+        # Trust on first use is for a VIN's first key: after a revocation an activation
+        # (perhaps carrying the stolen key) registers nothing; the admin adds the next key.
         added = await conn.fetchval(
             f"INSERT INTO {schema}.device_keys (vin, chip_id, algorithm, public_key, source)"
-            " VALUES ($1, $2, $3, $4, $5)"
+            " SELECT $1, $2, $3, $4, $5"
+            f" WHERE $5 <> 'activation' OR NOT EXISTS (SELECT 1 FROM {schema}.device_keys"
+            " WHERE vin = $1 AND revoked_at IS NOT NULL)"
             " ON CONFLICT (vin) WHERE revoked_at IS NULL DO NOTHING RETURNING id",
             key.vin,
             key.chip_id,

@@ -1,7 +1,9 @@
 """The database side of the signature gate, one task per worker: load the key registry into
 the gate's cache before the first batch, reload it every ``security.key_refresh_s``, fetch the
-keys of VINs the gate missed, store the keys activations registered and the flagged outcomes
-(``signature_events``) about once a second.
+keys of VINs the gate missed, store the keys activations registered (one at a time: a key the
+server refuses is let go of, the rest stay queued) and the flagged outcomes
+(``signature_events``) about once a second. A reload that rotated or revoked a VIN's key makes
+the gate verify that vehicle again.
 
 The registry is shard 0's database (``storage.shards[0]``, or ``postgres.dsn`` unsharded):
 one registry, whatever the partition's shard. Events are flags beside the stored rows, written
@@ -18,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import asyncpg
 from prometheus_client import Counter
 
 from ingest.pipeline.batch import Batched, TopicDecoder
@@ -92,8 +95,12 @@ class Keeper:
     async def _serve(self, conn: Any, *, single: bool) -> None:
         schema = self.params.schema
         while True:
-            keys = await registry.load(conn, schema, self.gate.cache.capacity)
-            self.gate.cache.replace_all(keys)
+            capacity = self.gate.cache.capacity
+            keys = await registry.load(conn, schema, capacity)
+            revoked = await registry.revoked_vins(conn, schema, capacity)
+            # A vehicle verified under first_per_session is verified again after its key
+            # was rotated or revoked: its next frames may be signed with the old key.
+            self.gate.untrust(self.gate.cache.replace_all(keys, revoked))
             self.loaded.set()
             if single:
                 # PGlite takes one connection, which the writer's pool needs: the registry is
@@ -111,12 +118,26 @@ class Keeper:
     async def flush(self, conn: Any) -> None:
         """Store the gate's new keys and events; fetch the keys of the VINs it missed."""
         gate, schema = self.gate, self.params.schema
-        new, gate.new_keys = gate.new_keys, []
-        for key in new:
-            added, existing = await registry.add(conn, schema, key)
-            if not added and existing is not None:
+        while gate.new_keys:
+            # One at a time, taken off the queue only once stored or refused: a lost connection
+            # leaves the rest queued for the next flush.
+            key = gate.new_keys[0]
+            try:
+                added, existing = await registry.add(conn, schema, key)
+            except asyncpg.PostgresError as exc:  # the server refused this row, not the link
+                gate.new_keys.pop(0)
+                gate.refused(key.vin, f"{type(exc).__name__}: {exc}")
+                continue
+            gate.new_keys.pop(0)
+            if added:
+                continue
+            if existing is None:  # the VIN's key was revoked meanwhile (registry.add)
+                gate.cache.revoked.add(key.vin)
+                gate.refused(key.vin, "its key was revoked; register a new one with keys add")
+            else:
                 gate.cache.put(existing.vin, existing.algorithm, existing.public_key)
                 if (existing.algorithm, existing.public_key) != (key.algorithm, key.public_key):
+                    gate.untrust((key.vin,))  # frames judged by the refused key meanwhile
                     gate.conflict(key.vin)
         events, gate.events = gate.events, []
         await registry.record_events(conn, schema, events)
@@ -128,7 +149,8 @@ class Keeper:
                 list(misses),
             )
             for r in rows:
-                gate.cache.put(r["vin"], r["algorithm"], bytes(r["public_key"]))
+                if gate.cache.put(r["vin"], r["algorithm"], bytes(r["public_key"])):
+                    gate.untrust((r["vin"],))
             gate.cache.absent |= misses - {r["vin"] for r in rows}
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -79,6 +79,7 @@ class Status(IntEnum):
 # What reject dead-letters; the other bad outcomes are flagged whatever the policy.
 REJECTED: Final = frozenset({Status.INVALID, Status.UNKNOWN_KEY, Status.ALGORITHM_MISMATCH})
 KEY_CONFLICT: Final = "key_conflict"
+KEY_REVOKED: Final = "key_revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ class KeyCache:
         # VINs the keeper looked up and found no key for: not asked again until the next full
         # reload, so that a fleet without keys does not cost a query a second.
         self.absent: set[str] = set()
+        # VINs whose key an admin revoked (and gave no new one): an activation re-registers
+        # nothing for them, or a stolen key would come back with the next activation.
+        self.revoked: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -124,18 +128,23 @@ class KeyCache:
         self._keys.move_to_end(vin)
         return key
 
-    def put(self, vin: str, algorithm: int, public_key: bytes) -> None:
+    def put(self, vin: str, algorithm: int, public_key: bytes) -> bool:
+        """Cache the VIN's key; returns whether it differs from the one cached (or none was)."""
+        changed = self._keys.get(vin) != (algorithm, public_key)
         self._keys[vin] = (algorithm, public_key)
         self._keys.move_to_end(vin)
         self.absent.discard(vin)
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
+        return changed
 
     def drop(self, vin: str) -> None:
         self._keys.pop(vin, None)
 
-    def replace_all(self, keys: dict[str, DeviceKey]) -> set[str]:
-        """Load ``keys`` (the registry); returns the VINs whose key changed or went away."""
+    def replace_all(self, keys: dict[str, DeviceKey], revoked: set[str] | None = None) -> set[str]:
+        """Load ``keys`` (the registry's active keys) and ``revoked`` (the VINs whose key was
+        revoked, without a new one); returns the VINs whose key changed or went away."""
+        self.revoked = set(revoked or ())
         changed = {v for v, (a, k) in self._keys.items() if v not in keys}
         for vin, key in keys.items():
             if self._keys.get(vin) != (key.algorithm, key.public_key):
@@ -286,13 +295,36 @@ class SignatureGate:
         if self.policy.activation_keys != "tofu":
             self._note(rows, received, Status.UNKNOWN_KEY, vin)
             return rows
+        if vin in self.cache.revoked:
+            # Trust on first use only: after a revocation the next key comes from an admin.
+            log.warning(
+                "activation of VIN %s after its key was revoked: not taken; register the "
+                "vehicle's new key with nev-ingest keys add",
+                vin,
+            )
+            self._count_label(KEY_REVOKED)
+            self._event(vin, rows, received, KEY_REVOKED)
+            return rows
         self.cache.put(vin, algorithm, key)
         self.cache.misses.discard(vin)
-        chip_id = chip.decode("ascii", "replace").strip()
+        # A chip id shorter than 16 bytes comes NUL-padded; PostgreSQL text takes no NUL.
+        chip_id = chip.decode("ascii", "replace").replace("\0", "").strip()
         self.new_keys.append(DeviceKey(vin, algorithm, key, "activation", chip_id))
         log.info("registered the activation key of VIN %s (chip %s)", vin, chip_id)
         self._count(status)
         return rows
+
+    def untrust(self, vins: Iterable[str]) -> None:
+        """These VINs' keys changed or went (a rotation, a revocation): their next frame is
+        verified again, whatever ``security.verify`` says of a vehicle already verified."""
+        self._trusted.difference_update(vins)
+
+    def refused(self, vin: str, why: str) -> None:
+        """The registry refused the activation key registered for ``vin`` (the keeper): it is
+        no longer trusted, and frames signed with it fail again."""
+        self.cache.drop(vin)
+        self._trusted.discard(vin)
+        log.warning("activation key of VIN %s not stored (%s); not trusted", vin, why)
 
     def conflict(self, vin: str) -> None:
         """A registration the database refused: the VIN had another key (the keeper)."""
@@ -314,7 +346,9 @@ class SignatureGate:
         self._event(vin or rows.vin, rows, received, status.label)
 
     def _count(self, status: Status) -> None:
-        label = status.label
+        self._count_label(status.label)
+
+    def _count_label(self, label: str) -> None:
         self._counts[label] = self._counts.get(label, 0) + 1
 
     def _flush_counts(self) -> None:

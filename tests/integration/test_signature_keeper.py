@@ -1,0 +1,155 @@
+"""The signature gate's keys against the real registry (``signature_keeper.Keeper`` on the dev
+cluster): a rotated or revoked key makes an already-verified vehicle verified again; a revoked
+VIN takes no activation key (trust on first use is for a first key); one activation key the
+server refuses does not lose the others queued with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from devtools.sim.signing import RSA, SigningKey, activation, make_key, realtime
+from ingest.config.load import load_settings
+from ingest.decoders.errors import BAD_SIGNATURE, FrameError
+from ingest.pipeline.adapters import decode_vehicle_batch
+from ingest.pipeline.signature_keeper import Keeper
+from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate
+from ingest.wiring import pool_params
+from storage import keys as registry
+from storage.keys import DeviceKey
+from tests.integration import pipeline_support as ps
+
+pytestmark = pytest.mark.integration
+
+VIN = "LKEEPER0000000001"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, SigningKey]:
+    d = tmp_path_factory.mktemp("keys")
+    return make_key(d, RSA, "one"), make_key(d, RSA, "two")
+
+
+@pytest.fixture
+async def conn(fresh_database: str) -> AsyncIterator[Any]:
+    await ps.migrate_database(fresh_database)
+    c = await asyncpg.connect(fresh_database)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+def gate(policy: Policy) -> SignatureGate:
+    return SignatureGate(decode_vehicle_batch, policy, KeyCache(1000))
+
+
+def judge(g: SignatureGate, *frames: bytes) -> list[Any]:
+    return g(list(frames), [int(time.time() * 1000)] * len(frames))
+
+
+@contextlib.asynccontextmanager
+async def keeping(g: SignatureGate, dsn: str) -> AsyncIterator[Keeper]:
+    """A keeper reloading the registry about once a second (its flush period)."""
+    params = pool_params(load_settings(environ={"NEV_POSTGRES_DSN": dsn}))
+    keeper = Keeper(g, params, refresh_s=0.1)
+    task = asyncio.create_task(keeper.run())
+    try:
+        await asyncio.wait_for(keeper.loaded.wait(), 30)
+        yield keeper
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def rejected(out: Any, detail: str) -> bool:
+    return isinstance(out, FrameError) and out.reason == BAD_SIGNATURE and detail in str(out)
+
+
+async def test_a_rotated_key_makes_a_verified_vehicle_verified_again(
+    conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    old, new = keys
+    await registry.add(conn, ps.SCHEMA, DeviceKey(VIN, RSA, old.public_pem, "admin"))
+    g = gate(Policy(signatures="reject", verify="first_per_session", sample_per_mille=0))
+    t = int(time.time()) * 1000
+    async with keeping(g, fresh_database):
+        (first,) = judge(g, realtime(VIN, t, old))
+        assert not isinstance(first, BaseException)  # verified: trusted for the session
+        await registry.add(
+            conn, ps.SCHEMA, DeviceKey(VIN, RSA, new.public_pem, "admin"), replace=True
+        )
+        await ps.until(
+            lambda: asyncio.sleep(0, g.cache.get(VIN) == (RSA, new.public_pem)),
+            timeout_s=20,
+            what="the keeper's reload of the rotated key",
+        )
+        # Frames still signed with the stolen or retired key: verified again, rejected.
+        (after,) = judge(g, realtime(VIN, t + 1000, old))
+        assert rejected(after, "invalid")
+        (good,) = judge(g, realtime(VIN, t + 2000, new))
+        assert not isinstance(good, BaseException)
+
+
+async def test_a_revoked_vin_takes_no_activation_key(
+    conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    stolen = keys[0]
+    await registry.add(conn, ps.SCHEMA, DeviceKey(VIN, RSA, stolen.public_pem, "admin"))
+    await registry.revoke(conn, ps.SCHEMA, VIN)
+    g = gate(Policy(signatures="reject", verify="every"))
+    t = int(time.time()) * 1000
+    async with keeping(g, fresh_database):
+        assert VIN in g.cache.revoked
+        act, frame = judge(g, activation(VIN, t, stolen), realtime(VIN, t + 1000, stolen))
+        assert not isinstance(act, BaseException)
+        assert rejected(frame, "unknown_key")
+        assert [e[3] for e in g.events] == ["key_revoked"]
+    active = await registry.list_keys(conn, ps.SCHEMA)
+    assert active == []
+
+
+async def test_a_revocation_the_cache_has_not_seen_still_refuses_the_activation_key(
+    conn: Any, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    # Revoked after the gate's last reload: the gate takes the key on trust, the registry
+    # refuses it at the next flush, and the gate lets go of it.
+    stolen = keys[0]
+    await registry.add(conn, ps.SCHEMA, DeviceKey(VIN, RSA, stolen.public_pem, "admin"))
+    await registry.revoke(conn, ps.SCHEMA, VIN)
+    g = gate(Policy(signatures="reject", verify="every"))
+    t = int(time.time()) * 1000
+    judge(g, activation(VIN, t, stolen))
+    assert g.cache.get(VIN) is not None
+    keeper = Keeper(g, pool_params(load_settings(environ={})), refresh_s=60)
+    await keeper.flush(conn)
+    assert g.cache.get(VIN) is None and VIN in g.cache.revoked
+    (frame,) = judge(g, realtime(VIN, t + 1000, stolen))
+    assert rejected(frame, "unknown_key")
+    assert await registry.list_keys(conn, ps.SCHEMA) == []
+
+
+async def test_activation_keys_are_stored_one_by_one_and_a_nul_padded_chip_id_is_trimmed(
+    conn: Any, keys: tuple[SigningKey, SigningKey], tmp_path: Path
+) -> None:
+    one, two = keys
+    g = gate(Policy(signatures="flag", verify="every"))
+    t = int(time.time()) * 1000
+    judge(g, activation(VIN, t, one, chip="CHIP1234" + "\0" * 8))
+    # A row the server refuses (an algorithm the table's CHECK does not allow) between them
+    g.new_keys.append(DeviceKey("LKEEPER0000000002", 9, b"\x01", "activation", "X"))
+    judge(g, activation("LKEEPER0000000003", t, two))
+    keeper = Keeper(g, pool_params(load_settings(environ={})), refresh_s=60)
+    await keeper.flush(conn)
+    stored = {k.vin: k.chip_id for k in await registry.list_keys(conn, ps.SCHEMA)}
+    assert stored == {VIN: "CHIP1234", "LKEEPER0000000003": "CHIPTEST00000001"}
+    assert g.new_keys == []
+    assert g.cache.get("LKEEPER0000000002") is None
