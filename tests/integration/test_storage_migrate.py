@@ -32,6 +32,7 @@ from storage.connect import connect
 from storage.migrate import LOCK_KEY, discover, schema_status
 from storage.migration_files import SUPERSEDED
 from storage.tables import TABLES
+from tests.integration.pipeline_support import migrate_database
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +247,32 @@ async def test_summary_tables_aggregate_what_regulators_ask(fresh_database: str,
     assert (first["alarm_frames"], first["severe_alarm_frames"]) == (1, 1)
     hour = await conn.fetchrow("SELECT * FROM nev.vehicle_stats_1h")
     assert hour["frames"] == 12 and hour["max_alarm_level"] == 3
+
+
+async def test_a_scope_with_an_empty_or_null_element_is_refused(fresh_database: str) -> None:
+    # An empty prefix is spliced into LIKE '' || '%': it would match every VIN.
+    await migrate_database(fresh_database)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        insert = "INSERT INTO nev.account_scopes (login, family, {}) VALUES ($1, $2, $3)"
+        for n, (column, family, value) in enumerate(
+            [
+                ("vin_prefixes", "oem", [""]),
+                ("vin_prefixes", "oem", ["LFV", ""]),
+                ("vin_prefixes", "oem", ["LFV", None]),
+                ("operator_ids", "charging", [""]),
+                ("operator_ids", "charging", ["MA01H3BQ1", None]),
+            ]
+        ):
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute(insert.format(column), f"bad{n}", family, value)
+        for n, (column, family, value) in enumerate(
+            [
+                ("vin_prefixes", "oem", []),
+                ("vin_prefixes", "oem", ["LFV", "LSVAB"]),
+                ("operator_ids", "charging", ["MA01H3BQ1"]),
+            ]
+        ):
+            await conn.execute(insert.format(column), f"good{n}", family, value)
+    finally:
+        await conn.close()
