@@ -102,11 +102,26 @@ def load_accounts(path: Path) -> dict[str, str]:
     return dict(table)
 
 
+def _wire(text: str, what: str) -> bytes:
+    """``text`` as a platform login's STRING field carries it, or a one-line error for what the
+    gateway could never match: it reads those fields without surrounding spaces and NULs
+    (``decode_text``), and GB 18030 holds no lone surrogate."""
+    if text != text.strip(" \0") or "\0" in text:
+        raise UserError(
+            f"{what}: no space or NUL at its start or end, and no NUL inside (the login frame's "
+            "text fields drop them, so it could never match)"
+        )
+    try:
+        return text.encode("gb18030")
+    except UnicodeEncodeError:
+        raise UserError(f"{what}: not text GB 18030 can carry") from None
+
+
 def set_password(path: Path, user: str, password: str) -> bool:
     """Add or rotate ``user``'s entry in the file (created if missing); True if it existed."""
-    if not user or len(user.encode("gb18030")) > MAX_USER_BYTES:
+    if not user or len(_wire(user, f"user {user!r}")) > MAX_USER_BYTES:
         raise UserError(f"user {user!r}: 1 to {MAX_USER_BYTES} bytes (GB/T 32960 STRING12)")
-    if not password or len(password.encode("gb18030")) > MAX_PASSWORD_BYTES:
+    if not password or len(_wire(password, "the password")) > MAX_PASSWORD_BYTES:
         raise UserError(f"the password must be 1 to {MAX_PASSWORD_BYTES} bytes (STRING20)")
     table = load_accounts(path) if path.exists() else {}
     existed = user in table

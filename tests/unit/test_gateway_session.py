@@ -182,6 +182,14 @@ def test_accounts_errors_are_one_line(tmp_path: Path) -> None:
         Accounts(tmp_path / "missing.toml")
     with pytest.raises(UserError, match="12 bytes"):
         set_password(tmp_path / "a.toml", "x" * 13, "pw")
+    # The login's text fields are read without surrounding spaces and NULs: such a password or
+    # user could never log in
+    for user, password in (("oem1", " s3cret "), ("oem1", "s3cret\0"), (" oem1", "pw")):
+        with pytest.raises(UserError, match="no space or NUL"):
+            set_password(tmp_path / "a.toml", user, password)
+    with pytest.raises(UserError, match="GB 18030"):
+        set_password(tmp_path / "a.toml", "oem1", "pw\udc80")
+    assert not (tmp_path / "a.toml").exists()
 
 
 def test_limits() -> None:
