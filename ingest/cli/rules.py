@@ -33,6 +33,7 @@ from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.errors import UserError, not_utf8
 from ingest.pipeline.limits import limit_rows
+from ingest.pipeline.vehicle_models import load_models
 
 __all__ = ["load_rules", "register"]
 
@@ -154,14 +155,7 @@ def _test(args: argparse.Namespace) -> int:
         rules = load_rules(args.file)
     except RuleFileError as exc:
         raise UserError(f"{exc}; run `nev-ingest rules check {args.file}` for all of them") from exc
-    models: dict[str, str] = {}
-    if args.models:
-        try:
-            models = orjson.loads(Path(args.models).read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise UserError(f"cannot read --models {args.models}: {exc}") from exc
-        if not isinstance(models, dict):
-            raise UserError(f"--models {args.models}: expected a JSON object VIN -> model")
+    models = load_models(args.models, "--models") if args.models else {}
     engine = RuleEngine(rules, models=models)
     bad: Counter[str] = Counter()
     totals: Counter[str] = Counter()

@@ -75,19 +75,24 @@ def _main(args: argparse.Namespace) -> int:
 def check_rules(settings: Settings) -> None:
     """A rule file that would stop every worker at its first assignment stops ``run`` now,
     with one line (a local check: ``--skip-checks`` skips only the services)."""
-    if not settings.alerts.enabled or not settings.alerts.rules_file:
+    a = settings.alerts
+    if not a.enabled:
         return
-    from alerts import RuleFileError
+    from alerts import RuleFileError, RuleSet
     from ingest.cli.rules import load_rules
     from ingest.errors import UserError
+    from ingest.pipeline.vehicle_models import check_model_scopes, load_models
 
-    path = settings.alerts.rules_file
+    path = a.rules_file
     try:
-        load_rules(path)
+        rules = load_rules(path) if path else RuleSet.default()
     except RuleFileError as exc:
         raise UserError(
             f"alerts.rules_file = {path}: {exc}; see `nev-ingest rules check {path}`"
         ) from None
+    check_model_scopes(rules, a.models_file)
+    if a.models_file:
+        load_models(a.models_file)
 
 
 async def preflight(settings: Settings) -> None:

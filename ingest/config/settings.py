@@ -297,6 +297,11 @@ class MetricsSettings(Section):
 class AlertsSettings(Section):
     enabled: bool = setting(True, "Run the rule engine in each worker.")
     rules_file: str = setting("", "TOML rule file; empty uses the built-in default rule set.")
+    models_file: str = setting(
+        "",
+        "JSON object of VIN -> vehicle model (registration data) for rules scoped by model; "
+        "read at start and on SIGHUP. Empty: a rule scoped by model is refused at start.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -46,6 +46,7 @@ from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import delete_acked
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
+from ingest.pipeline.vehicle_models import check_model_scopes, load_models
 from ingest.wiring import shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
@@ -94,6 +95,7 @@ class StorageSink:
         metrics: PipelineMetrics,
         alert_topics: dict[str, str],  # raw topic -> entity kind, for topics with rules
         rules_file: str = "",
+        models_file: str = "",
         alerts_enabled: bool = True,
         raw_frames: bool = False,
         rules_max_future_s: float = 600.0,
@@ -111,6 +113,8 @@ class StorageSink:
         self._rules_max_future_s = rules_max_future_s
         self._rule_counts: dict[str, dict[str, int]] = {}  # per kind, at the last count
         self._rules_file = rules_file
+        self._models_file = models_file
+        self._models: dict[str, str] = {}  # VIN -> vehicle model (alerts.models_file)
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
         self._writers: list[StorageWriter] = []  # by shard
@@ -152,6 +156,7 @@ class StorageSink:
                 k.topic_battery: "battery",
             },
             rules_file=settings.alerts.rules_file,
+            models_file=settings.alerts.models_file,
             alerts_enabled=settings.alerts.enabled,
             raw_frames=settings.storage.raw_frames,
             rules_max_future_s=settings.pipeline.frame_max_future_s,
@@ -179,7 +184,12 @@ class StorageSink:
         """An engine for each kind of the alert topics that has rules and none yet."""
         for kind in dict.fromkeys(self._alert_topics.values()):
             if kind not in self._engines and rules.for_kind(kind).rules:
-                engine = RuleEngine(rules, entity_kind=kind, max_future_s=self._rules_max_future_s)
+                engine = RuleEngine(
+                    rules,
+                    entity_kind=kind,
+                    models=self._model_of,
+                    max_future_s=self._rules_max_future_s,
+                )
                 self._engines[kind] = engine
                 for outcome in engine.stats.as_dict():  # every series from 0 on
                     self.metrics.rule_frames.labels(kind=kind, outcome=outcome)
@@ -226,7 +236,16 @@ class StorageSink:
         return out
 
     def _load_rules(self) -> RuleSet:
-        return RuleSet.load(self._rules_file) if self._rules_file else RuleSet.default()
+        """The rule set, and the vehicle models it is scoped by (read first: a reload's swap
+        places each entity by its model as the file now says)."""
+        rules = RuleSet.load(self._rules_file) if self._rules_file else RuleSet.default()
+        check_model_scopes(rules, self._models_file)
+        if self._models_file:
+            self._models = load_models(self._models_file)
+        return rules
+
+    def _model_of(self, vin: str) -> str | None:
+        return self._models.get(vin)
 
     # -- offsets, upkeep ---------------------------------------------------------------------
     @property
