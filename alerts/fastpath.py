@@ -9,12 +9,15 @@ condition closure is called directly. The generated test for each kind mirrors e
 ``HOLD`` branch of its closure in ``alerts.kinds``; the closure still decides (the engine
 calls it), so the inline test only has to be a superset, never a subset, of ``HOLD``.
 
-Constants are the rule file's validated numbers, rendered with ``repr(float)``; slot and
-field positions are ints: no text from a rule file reaches the generated source.
+Constants are the rule file's validated numbers, rendered with ``repr(float)`` (the loader
+refuses non-finite ones; ``_f`` still renders them as expressions Python evaluates to the same
+float, so a rule set built by other means compiles to what its closures do); slot and field
+positions are ints: no text from a rule file reaches the generated source.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +30,12 @@ Runner = Callable[[Any, Any, tuple[Any, ...], int, str], None]
 
 
 def _f(x: Any) -> str:
-    return repr(float(x))
+    v = float(x)
+    if math.isfinite(v):
+        return repr(v)
+    # repr gives inf / nan: names the generated code does not have (NameError on the first
+    # frame). 1e999 is a float literal that overflows to inf; inf - inf is nan.
+    return "(1e999 - 1e999)" if v != v else "1e999" if v > 0 else "(-1e999)"
 
 
 def _maybe_holds(

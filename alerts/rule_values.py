@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "MAX_MAGNITUDE",
     "as_list",
     "bits",
     "edition_list",
@@ -25,22 +26,38 @@ __all__ = [
 ]
 
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# The largest magnitude a number of a rule file may have. TOML reads inf, nan and 1e400 (= inf)
+# as floats: none means anything as a limit, and the engine's generated code and arithmetic
+# (window_s * 1000 ms, a rate times an interval) must stay finite. 1e15 is far beyond any
+# field's range or any sensible window, and the product of two such numbers is still finite.
+MAX_MAGNITUDE: Final = 1e15
 
 
 def is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite number within +-MAX_MAGNITUDE (nan compares False, so it is refused too)."""
+    return (
+        isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE
+    )
 
 
 def is_number_check(v: Any) -> str | None:
-    return None if is_number(v) else f"must be a number, got {v!r}"
+    if is_number(v):
+        return None
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return f"must be a finite number within +-{MAX_MAGNITUDE:g}, got {v!r}"
+    return f"must be a number, got {v!r}"
 
 
 def positive(v: Any) -> str | None:
-    return None if is_number(v) and v > 0 else f"must be a number > 0, got {v!r}"
+    why = is_number_check(v)
+    return why if why or v > 0 else f"must be a number > 0, got {v!r}"
 
 
 def non_negative(v: Any) -> str | None:
-    return None if is_number(v) and v >= 0 else f"must be a number >= 0, got {v!r}"
+    why = is_number_check(v)
+    return why if why or v >= 0 else f"must be a number >= 0, got {v!r}"
 
 
 def is_bool(v: Any) -> str | None:

@@ -184,3 +184,49 @@ def test_window_covers_the_previous_frame_a_consecutive_rule_compares_with() -> 
     assert RuleSet.from_toml(head + threshold).window_s == 0
     rate = 'kind = "rate"\nfield = "max_temp_c"\nrate_per_s = 1\nsustain_s = 3\nmax_gap_s = 20\n'
     assert RuleSet.from_toml(head + rate).window_s == 23
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "shown"),
+    [
+        ('kind = "threshold"\nfield = "max_temp_c"\nvalue = inf\n', "value", "inf"),
+        ('kind = "threshold"\nfield = "max_temp_c"\nvalue = 1e400\n', "value", "inf"),
+        ('kind = "threshold"\nfield = "max_temp_c"\nvalue = nan\n', "value", "nan"),
+        ('kind = "threshold"\nfield = "max_temp_c"\nvalue = -inf\n', "value", "-inf"),
+        ('kind = "insulation"\nmin_voltage_v = inf\n', "min_voltage_v", "inf"),
+        ('kind = "rate"\nfield = "max_temp_c"\nrate_per_s = nan\n', "rate_per_s", "nan"),
+        # finite, but window_s * 1000 (ms) would overflow to inf
+        ('kind = "composite"\nany = ["b"]\nwindow_s = 1.7e308\n', "window_s", "1.7e+308"),
+    ],
+)
+def test_non_finite_and_huge_numbers_are_refused_by_file_line_rule_and_key(
+    body: str, key: str, shown: str
+) -> None:
+    text = (
+        '[[rule]]\nid = "b"\nalert = false\nkind = "threshold"\nfield = "soc_pct"\nvalue = 1\n'
+        f'[[rule]]\nid = "a"\nseverity = "info"\n{body}'
+    )
+    line = 10 + [x.split(" =")[0] for x in body.split("\n")].index(key)  # the body starts at 10
+    got = problems(text)
+    assert any(
+        p.startswith(f"r.toml:{line}: error: rule a key {key!r}: must be a finite number")
+        and p.endswith(f"got {shown}")
+        for p in got
+    ), got
+
+
+def test_generated_hot_loop_keeps_non_finite_constants_as_floats() -> None:
+    # The loader refuses them; a rule set built by other means must still compile to code that
+    # runs (repr(inf) is the name "inf") and decides as the rule's closure does.
+    from dataclasses import replace
+
+    from alerts import RuleEngine
+    from alerts.frames import build_frame
+
+    text = '[[rule]]\nid = "hot"\nseverity = "major"\nkind = "threshold"\nfield = "max_temp_c"\n'
+    base = RuleSet.from_toml(text + "value = 60\n")
+    for value, raised in ((float("inf"), False), (float("-inf"), True), (float("nan"), False)):
+        rule = replace(base.rules[0], params={**base.rules[0].params, "value": value})
+        engine = RuleEngine(replace(base, rules=(rule,)))
+        frame = build_frame("LTEST000000000001", 1_782_835_200_000, max_temp_c=61)
+        assert [c.type for c in engine.evaluate([frame])] == (["raised"] if raised else [])
