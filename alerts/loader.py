@@ -44,7 +44,6 @@ from alerts.rule_values import (
     id_list,
     is_bool,
     is_id,
-    is_number,
     is_number_check,
     is_str,
     level,
@@ -259,8 +258,16 @@ class _RuleChecker:
                 self.problem("when", "each guard is { field = NAME, op = OP, value = NUMBER }")
                 continue
             op = g.get("op", "==")
-            if op not in OPS or not is_number(g["value"]) or not isinstance(g["field"], str):
-                self.problem("when", f"guard needs op in {sorted(OPS)} and a numeric value")
+            # Types first: ``op in OPS`` on a TOML array or table raises (unhashable).
+            if not isinstance(g["field"], str):
+                self.problem("when", f"a guard's field must be a string, got {g['field']!r}")
+                continue
+            if not isinstance(op, str) or op not in OPS:
+                self.problem("when", f"a guard's op must be one of {', '.join(OPS)}; got {op!r}")
+                continue
+            why = is_number_check(g["value"])
+            if why:
+                self.problem("when", f"a guard's value {why}")
                 continue
             why = field_error(g["field"], self.entity)
             if why:

@@ -230,3 +230,23 @@ def test_generated_hot_loop_keeps_non_finite_constants_as_floats() -> None:
         engine = RuleEngine(replace(base, rules=(rule,)))
         frame = build_frame("LTEST000000000001", 1_782_835_200_000, max_temp_c=61)
         assert [c.type for c in engine.evaluate([frame])] == (["raised"] if raised else [])
+
+
+@pytest.mark.parametrize(
+    ("guard", "message"),
+    [
+        ('{ field = "soc_pct", op = ["=="], value = 1 }', "a guard's op must be one of"),
+        ('{ field = "soc_pct", op = { eq = 1 }, value = 1 }', "a guard's op must be one of"),
+        ('{ field = "soc_pct", op = "=~", value = 1 }', "a guard's op must be one of"),
+        ('{ field = ["soc_pct"], op = "==", value = 1 }', "a guard's field must be a string"),
+        ('{ field = "soc_pct", op = "==", value = [1] }', "a guard's value must be a number"),
+        ('{ field = "soc_pct", op = "==", value = inf }', "a guard's value must be a finite"),
+    ],
+)
+def test_a_guard_of_the_wrong_type_is_a_rule_file_error(guard: str, message: str) -> None:
+    text = (
+        '[[rule]]\nid = "a"\nseverity = "info"\nkind = "threshold"\nfield = "max_temp_c"\n'
+        f"value = 60\nwhen = [{guard}]\n"
+    )
+    got = problems(text)
+    assert any(p.startswith("r.toml:7: error: rule a key 'when': " + message) for p in got), got
