@@ -114,7 +114,9 @@ def compile_condition(
         cond, nslots = _flag(rule, index, base, flags_2016_mask)
         out = Compiled(cond, _level_value(index("max_alarm_level")), nslots, True)
     elif rule.kind == "rate":
-        out = Compiled(_rate(rule, index(str(p["field"])), base, scratch), from_scratch, 4, True)
+        # A fall reports a negative rate: the steepest fall, the worst, is the minimum.
+        rises = p.get("direction", "rise") != "fall"
+        out = Compiled(_rate(rule, index(str(p["field"])), base, scratch), from_scratch, 4, rises)
     elif rule.kind in ("drop", "jump"):
         cond, nslots = _step(rule, index(str(p["field"])), base, scratch)
         out = Compiled(cond, from_scratch, nslots, True)
@@ -122,7 +124,9 @@ def compile_condition(
         out = Compiled(_composite(rule, subs), lambda vals: None, 0, True)
     elif rule.kind == "ratio":
         cond = ratio(rule, index(str(p["field"])), index(str(p["per"])), base, scratch)
-        out = Compiled(cond, from_scratch, RATIO_SLOTS, True)
+        # A "below" ratio (< / <=) is worst at its minimum.
+        above = str(p.get("op", ">=")) in (">=", ">")
+        out = Compiled(cond, from_scratch, RATIO_SLOTS, above)
     elif rule.kind == "flip":
         out = Compiled(flip(rule, index(str(p["field"])), base, scratch), from_scratch, 4, False)
     else:  # pragma: no cover - the loader rejects unknown kinds

@@ -137,6 +137,44 @@ def test_rate_skips_sentinels_and_falls() -> None:
     assert events(e, series([90, 88, 86, 84, 82, 81], "max_temp_c", 1.0)) == [("raised", 4.0)]
 
 
+def peaks(engine: RuleEngine, frames: list[FrameRows]) -> list[tuple[str, float | None]]:
+    """(change type, peak) of every change, one frame per batch."""
+    return [(c.type, c.alert.peak) for f in frames for c in engine.evaluate([f])]
+
+
+def test_a_falling_rate_keeps_its_minimum_as_the_peak() -> None:
+    # The worst fall is the most negative rate: the peak follows it down (and reports at once
+    # despite the hour-long throttle), and a slower fall afterwards neither moves nor reports.
+    e = RuleEngine(
+        RuleSet.from_toml(
+            '[[rule]]\nid = "r"\nseverity = "major"\n'
+            + RATE.replace("rate_per_s", 'direction = "fall"\nrate_per_s')
+        ),
+        update_every_s=3600,
+    )
+    temps = [90, 88, 86, 84, 82, 76, 74]  # -2/s, then -6/s, then -2/s again
+    assert peaks(e, series(temps, "max_temp_c", 1.0)) == [
+        ("raised", -2.0),
+        ("updated", -2.8),  # (76 - 90) / 5 s from the run's start
+    ]
+    assert e.open_alerts()[0].peak_is_max is False
+
+
+def test_a_below_ratio_keeps_its_minimum_as_the_peak() -> None:
+    # a ratio that holds below its value (a counter's rise per SOC point too small): the worst
+    # is the least
+    body = (
+        'kind = "ratio"\nfield = "odometer_km"\nper = "soc_pct"\nop = "<"\nvalue = 10\n'
+        "min_per = 1\nmax_gap_s = 35\n"
+    )
+    rs = RuleSet.from_toml(f'[[rule]]\nid = "r"\nseverity = "major"\n{body}')
+    e = RuleEngine(rs, update_every_s=3600)
+    km = [100.0, 105.0, 107.0, 108.0, 120.0]
+    frames = [fr(i * 10.0, odometer_km=k, soc_pct=50 + i) for i, k in enumerate(km)]
+    # 5 km/1 %, then 7/2 = 3.5, 8/3 = 2.667 (each lower: reported), then 20/4 = 5 (not)
+    assert peaks(e, frames) == [("raised", 5.0), ("updated", 3.5), ("updated", 2.667)]
+
+
 def test_spread_per_pack_uses_the_pack_min_max() -> None:
     e = rules('kind = "spread"\narray = "cell_voltage"\nacross = "pack"\nvalue = 300\n')
     ok = [{"pack": 1, "cells_mv": [3600, 3650]}, {"pack": 2, "cells_mv": [3300, 3350]}]
