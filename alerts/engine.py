@@ -267,8 +267,11 @@ class RuleEngine:
             if ent.active & cr.bit:
                 a = self._open.get((eid, cr.id))
                 if a is not None and t >= a.opened_ms and not self._warming:
-                    a.see(t, value)
-                    self._touch(a).updated_now = True
+                    # The in-order path's throttle: a new peak reports at once, anything else
+                    # waits for update_every_s; a reissue of a counted frame changes nothing.
+                    fresh = t > a.last_ms
+                    if a.see(t, value) or (fresh and t - a.emitted_ms >= self._update_ms):
+                        self._touch(a).updated_now = True
             elif not (t <= slots[cr.cl]) and not self._warming:  # NaN: never cleared
                 self._raise(ent, cr, eid, t, value, (t,), late=True)
                 ent.active |= cr.bit

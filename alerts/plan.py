@@ -153,9 +153,10 @@ class LiveAlert:
         self.raised_now = self.updated_now = self.touched = False
 
     def see(self, t: int, value: float | None) -> bool:
-        """Account one more holding frame; True when the peak moved (worth publishing)."""
-        self.count += 1
+        """Account a holding frame; True when the peak moved (worth publishing). A frame at or
+        before the last one counted (a reissue, 0x03, of a frame seen already) counts once."""
         if t > self.last_ms:
+            self.count += 1
             self.last_ms = t
             self.last_value = value
         if value is None:

@@ -126,6 +126,18 @@ def test_reissue_of_an_episode_already_reported_raises_nothing() -> None:
     assert e.stats.duplicate == 1 and e.stats.late == 2
 
 
+def test_reissues_of_an_open_alert_neither_count_again_nor_skip_the_throttle() -> None:
+    e = RuleEngine(RuleSet.from_toml(HOT), update_every_s=60)
+    raised = e.evaluate([fr(s, 65) for s in range(0, 60, 10)])
+    assert [(c.type, c.alert.frame_count) for c in raised] == [("raised", 6)]
+    for s in (10, 20, 30):  # the terminal re-sends frames already evaluated, one per batch
+        assert e.evaluate([fr(s, 65, command=3)]) == []
+    assert [(a.frame_count, a.last_seen_ms - T0) for a in e.open_alerts()] == [(6, 50_000)]
+    # a reissue showing a worse value still reports at once (a new peak), counted once
+    changes = e.evaluate([fr(40, 70, command=3)])
+    assert [(c.type, c.alert.peak, c.alert.frame_count) for c in changes] == [("updated", 70, 6)]
+
+
 def test_a_late_frame_after_the_last_episode_raises_a_late_alert() -> None:
     e = RuleEngine(RuleSet.from_toml(HOT))
     e.evaluate([fr(0, 61), fr(10, 40), fr(100, 40)])
