@@ -186,9 +186,9 @@ class RuleEngine:
         slots = ent.slots
         if cr.off >= 0:
             slots[cr.off] = _NAN
-        if cr.lt >= 0:
-            slots[cr.lt] = t
         if ent.active & cr.bit:
+            if cr.lt >= 0:
+                slots[cr.lt] = t
             if cr.alert and not self._warming:
                 a = self._open.get((vin, cr.id))
                 if a is not None and (a.see(t, value) or t - a.emitted_ms >= self._update_ms):
@@ -208,9 +208,15 @@ class RuleEngine:
                 first = int(p)
                 if t - p < cr.for_ms:
                     return
+            # "Last held" for windowed composites: only once the duration is met, the rule
+            # really holds (a pending for_frames/for_s must not count in a composite).
+            if cr.lt >= 0:
+                slots[cr.lt] = t
             if cr.alert and self._warming:
                 return  # stays "ready": the first live frame that holds decides
             slots[cr.pend] = _NAN
+        elif cr.lt >= 0:
+            slots[cr.lt] = t
         if cr.alert:
             if self._warming:
                 return

@@ -74,7 +74,9 @@ def _maybe_holds(
         subs = []
         for sid in p.get("all", p.get("any", [])):
             sub = comp[sid]
-            lt = f" or t - slots[{sub.lt}] <= {win}" if sub.lt >= 0 else ""
+            # as alerts.kinds._composite: the last-held slot counts only within a window
+            windowed = sub.lt >= 0 and p.get("window_s", 0.0) > 0
+            lt = f" or t - slots[{sub.lt}] <= {win}" if windowed else ""
             subs.append(f"(active & {sub.bit}{lt})")
         return "(" + (" and " if "all" in p else " or ").join(subs) + ")"
     return None

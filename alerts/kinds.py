@@ -383,7 +383,9 @@ def _composite(rule: Rule, subs: Sequence[tuple[int, int]]) -> Condition:
     """``all``/``any`` of sub-rules, each counted if active now or within ``window_s``."""
     win_ms = float(rule.params.get("window_s", 0.0)) * 1000.0
     need_all = "all" in rule.params
-    pairs = tuple(subs)
+    # Without a window only "active now" counts: a sub-rule's last-held slot (there for another,
+    # windowed composite) would also count a frame on which it held but was still pending.
+    pairs = tuple(subs) if win_ms > 0.0 else tuple((bit, -1) for bit, _ in subs)
 
     def cond(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
         for bit, lt in pairs:

@@ -379,3 +379,40 @@ def test_composite_all_within_a_window() -> None:
 def test_composite_any() -> None:
     frames = series([40, 61, 40], "max_temp_c", min_cell_voltage_v=3.6)
     assert events(composite(0, "any"), frames) == [("raised", 10.0), ("cleared", 20.0)]
+
+
+HOT_3_FRAMES_AND_LOW_SOC = """
+[[rule]]
+id = "hot"
+kind = "threshold"
+alert = false
+field = "max_temp_c"
+value = 60
+for_frames = 3
+[[rule]]
+id = "low_soc"
+kind = "threshold"
+alert = false
+field = "soc_pct"
+op = "<"
+value = 10
+"""
+
+
+@pytest.mark.parametrize("window", ["window_s = 35\n", ""])
+def test_a_composite_waits_for_its_sub_rules_durations(window: str) -> None:
+    # Each composite with and without a window; a second, windowed composite gives the
+    # sub-rules a last-held slot, which must not count a frame on which "hot" is still pending.
+    text = HOT_3_FRAMES_AND_LOW_SOC + "".join(
+        f'[[rule]]\nid = "{rid}"\nkind = "composite"\nseverity = "major"\n'
+        f'all = ["hot", "low_soc"]\n{win}'
+        for rid, win in (("both", window), ("both_windowed", "window_s = 35\n"))
+    )
+    e = RuleEngine(RuleSet.from_toml(text))
+    changes = [
+        (c.type, c.alert.rule_id, (c.alert.opened_ms - T0) / 1000)
+        for i in range(4)
+        for c in e.evaluate([fr(i * 10.0, max_temp_c=61, soc_pct=5.0)])
+    ]
+    # "hot" holds from its third frame (20 s): both raise there, not on the first frame
+    assert changes == [("raised", "both", 20.0), ("raised", "both_windowed", 20.0)]
