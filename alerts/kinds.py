@@ -58,6 +58,11 @@ OPS: Final[dict[str, Callable[[float, float], bool]]] = {
 # Bits 19-31 are "reserved" in the 2016 edition (Table 18): a 2016 terminal setting one says
 # nothing about, e.g., a thermal event (2025 bit 23), so flag rules ignore them on 2016 frames.
 FLAGS_2016_MASK: Final = (1 << 19) - 1
+# A windowed drop/jump remembers at most this many (time, value) entries (alerts.kinds._windowed):
+# exact while its window holds at most this many successively lower (higher) values, e.g. a
+# 35 s window at >= 5 s reporting.
+WINDOW_ENTRIES: Final = 8
+WINDOW_SLOTS: Final = 2 + 2 * WINDOW_ENTRIES
 # GB 38031 / GB 18384 minimum insulation resistance per volt of working voltage.
 INSULATION_MIN_OHM_PER_V: Final = {"dc": 100.0, "ac": 500.0}
 
@@ -308,10 +313,9 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
     """Drop / jump between consecutive frames, or against the extreme of a short window.
 
     ``window_s == 0``: compare with the previous frame (slots: previous t/v). Otherwise
-    compare with the highest (drop) / lowest (rise) value of the last ``window_s`` seconds,
-    kept as one reference point; when it expires the previous frame takes over if it is still
-    inside the window, so a collapse straddling the expiry is not missed (slots: reference t/v,
-    previous t/v). The magnitude is in % of the reference when ``pct`` is set, else absolute.
+    compare with the highest (drop) / lowest (rise) value of the last ``window_s`` seconds
+    (``_windowed``). The magnitude is in % of the reference when ``pct`` is set, else
+    absolute.
     """
     p = rule.params
     direction = "down" if rule.kind == "drop" else str(p.get("direction", "either"))
@@ -350,7 +354,32 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
 
         return consecutive, 2
 
-    higher_is_ref = direction == "down"
+    return _windowed(i, b, down, relative, fires_over, win_ms, gap_ms, scratch), WINDOW_SLOTS
+
+
+def _windowed(
+    i: int,
+    b: int,
+    down: bool,
+    relative: bool,
+    fires_over: float,
+    win_ms: float,
+    gap_ms: float,
+    scratch: list[float],
+) -> Condition:
+    """A drop (jump up) against the highest (lowest) value of the last ``win_ms``.
+
+    A monotonic deque of (time, value) in the slots: each entry is the most extreme value from
+    its time on, so the front is the window's extreme and, when it expires, the next entry is
+    the extreme of what is left. At most ``WINDOW_ENTRIES``; a full deque merges the two
+    neighbours closest in value into the more extreme value at the later time: the window's
+    extreme is never understated (no drop missed), at worst overstated by that difference, for
+    at most the time between the two. Slots: previous frame time, entry count (NaN = 0), then
+    the entries' t, v.
+    """
+    cap = WINDOW_ENTRIES
+    q = b + 2  # the first entry
+    sign = 1.0 if down else -1.0  # entries compare as sign * value: the extreme is the largest
 
     # Each kind's evaluator opens alike (read the value, NEUTRAL when unknown): the Evaluate
     # protocol, not shared logic.
@@ -358,25 +387,41 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
         x = vals[i]
         if x is None:
             return NEUTRAL
+        x = float(x)
         st = slots
-        rt, rv, pt, pv = st[b], st[b + 1], st[b + 2], st[b + 3]
-        if rt != rt or t - rt > win_ms:
-            rt, rv = (pt, pv) if pt == pt and t - pt <= win_ms else (NAN, NAN)
+        st[b] = t
+        c = st[b + 1]
+        n = 0 if c != c else int(c)
+        k = 0
+        while k < n and t - st[q + 2 * k] > win_ms:
+            k += 1  # expired
+        if k:
+            st[q : q + 2 * (n - k)] = st[q + 2 * k : q + 2 * n]
+            n -= k
         verdict = NEUTRAL  # no reference inside the window: cannot tell
-        if rt == rt:
-            verdict = CLEAR
+        if n:
+            rv = st[q + 1]
             d = rv - x if down else x - rv
             if relative:
                 d = d * 100.0 / rv if rv > 0.0 else 0.0
+            verdict = CLEAR
             if d > fires_over:
                 scratch[0] = round(d, 3)
                 verdict = HOLD
-        if rt != rt or (x >= rv if higher_is_ref else x <= rv):
-            rt, rv = t, float(x)
-        st[b], st[b + 1], st[b + 2], st[b + 3] = rt, rv, t, float(x)
+        kx = sign * x
+        while n and sign * st[q + 2 * n - 1] <= kx:
+            n -= 1  # no longer the extreme of anything: x is newer and as extreme
+        if n == cap:
+            j = min(range(n - 1), key=lambda e: sign * (st[q + 2 * e + 1] - st[q + 2 * e + 3]))
+            st[q + 2 * j] = st[q + 2 * j + 2]  # the more extreme value, kept to the later time
+            st[q + 2 * j + 2 : q + 2 * n - 2] = st[q + 2 * j + 4 : q + 2 * n]
+            n -= 1
+        st[q + 2 * n] = t
+        st[q + 2 * n + 1] = x
+        st[b + 1] = n + 1
         return verdict
 
-    return windowed, 4
+    return windowed
 
 
 def _composite(rule: Rule, subs: Sequence[tuple[int, int]]) -> Condition:

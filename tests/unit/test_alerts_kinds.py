@@ -225,6 +225,54 @@ def test_windowed_drop_keeps_the_previous_frame_when_the_reference_expires() -> 
     assert events(rules(body), frames) == [("raised", 12.0)]
 
 
+def test_windowed_drop_compares_with_the_highest_value_still_inside_the_window() -> None:
+    # GB 38031 (a) at 10 s reporting: 3.55 V (10 s) -> 2.60 V (40 s) is 26.8 % within 35 s;
+    # the 3.60 V of 0 s has expired, the highest value left in the window is 3.55 V
+    body = 'kind = "drop"\nfield = "min_cell_voltage_v"\npct = 25\nwindow_s = 35\nmax_gap_s = 35\n'
+    volts = [3.60, 3.55, 3.30, 3.00, 2.60]
+    assert events(rules(body), series(volts, "min_cell_voltage_v")) == [("raised", 40.0)]
+
+
+def test_windowed_jump_up_compares_with_the_lowest_value_still_inside_the_window() -> None:
+    body = 'kind = "jump"\nfield = "soc_pct"\ndirection = "up"\ndelta = 9\nwindow_s = 35\n'
+    # 11 (10 s) -> 20.5 (40 s) within 35 s; 10 (0 s) has expired
+    assert events(rules(body), series([10, 11, 14, 17, 20.5], "soc_pct")) == [("raised", 40.0)]
+
+
+def open_after_each(engine: RuleEngine, frames: list[FrameRows]) -> list[bool]:
+    out = []
+    for f in frames:
+        engine.evaluate([f])
+        out.append(bool(engine.open_alerts()))
+    return out
+
+
+@pytest.mark.parametrize("period_s", [5.0, 1.0])
+def test_windowed_drop_agrees_with_the_window_maximum(period_s: float) -> None:
+    # Against the definition (highest value of the last window_s s), on random walks: exact
+    # while the window holds at most 8 successively lower values (5 s reporting in 35 s);
+    # beyond (1 Hz) the remembered maximum may be merged upwards, never down: no drop missed.
+    import random
+
+    body = 'kind = "drop"\nfield = "min_cell_voltage_v"\ndelta = 0.3\nwindow_s = 35\n'
+    rng = random.Random(32960)
+    for _ in range(20):
+        volts = [3.6]
+        for _ in range(150):
+            volts.append(round(volts[-1] + rng.uniform(-0.08, 0.07), 3))
+        frames = series(volts, "min_cell_voltage_v", period_s)
+        got = open_after_each(rules(body), frames)
+        span = int(35 // period_s)  # frames strictly less than 35 s older than the current one
+        want = [
+            i > 0 and max(volts[max(0, i - span) : i + 1]) - v > 0.3 + 1e-9
+            for i, v in enumerate(volts)
+        ]
+        if period_s >= 5.0:
+            assert got == want
+        else:
+            assert all(g for g, w in zip(got, want, strict=True) if w)
+
+
 @pytest.mark.parametrize("window", ["", "window_s = 10\n"])
 def test_drop_fires_strictly_above_25_percent_as_gb38031_says(window: str) -> None:
     body = f'kind = "drop"\nfield = "min_cell_voltage_v"\npct = 25\nmax_gap_s = 35\n{window}'
