@@ -315,7 +315,7 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
     ``window_s == 0``: compare with the previous frame (slots: previous t/v). Otherwise
     compare with the highest (drop) / lowest (rise) value of the last ``window_s`` seconds
     (``_windowed``). The magnitude is in % of the reference when ``pct`` is set, else
-    absolute.
+    absolute. Frames further apart than ``max_gap_s`` are not compared: "cannot tell".
     """
     p = rule.params
     direction = "down" if rule.kind == "drop" else str(p.get("direction", "either"))
@@ -374,8 +374,8 @@ def _windowed(
     the extreme of what is left. At most ``WINDOW_ENTRIES``; a full deque merges the two
     neighbours closest in value into the more extreme value at the later time: the window's
     extreme is never understated (no drop missed), at worst overstated by that difference, for
-    at most the time between the two. Slots: previous frame time, entry count (NaN = 0), then
-    the entries' t, v.
+    at most the time between the two. A gap over ``gap_ms`` empties it: nothing before is
+    comparable. Slots: previous frame time, entry count (NaN = 0), then the entries' t, v.
     """
     cap = WINDOW_ENTRIES
     q = b + 2  # the first entry
@@ -389,9 +389,11 @@ def _windowed(
             return NEUTRAL
         x = float(x)
         st = slots
+        pt = st[b]
         st[b] = t
         c = st[b + 1]
-        n = 0 if c != c else int(c)
+        # A gap over max_gap_s empties the window, as the consecutive form cannot tell across one.
+        n = 0 if c != c or t - pt > gap_ms else int(c)
         k = 0
         while k < n and t - st[q + 2 * k] > win_ms:
             k += 1  # expired

@@ -239,6 +239,19 @@ def test_windowed_jump_up_compares_with_the_lowest_value_still_inside_the_window
     assert events(rules(body), series([10, 11, 14, 17, 20.5], "soc_pct")) == [("raised", 40.0)]
 
 
+@pytest.mark.parametrize("window", ["window_s = 600\n", ""])
+def test_a_gap_longer_than_max_gap_s_breaks_the_reference_with_or_without_window(
+    window: str,
+) -> None:
+    body = f'kind = "drop"\nfield = "soc_pct"\ndelta = 10\nmax_gap_s = 30\n{window}'
+    # 80 then 60 500 s later: not comparable (a vehicle parked, charged, driven meanwhile)
+    frames = [fr(0, soc_pct=80.0), fr(500, soc_pct=60.0)]
+    assert events(rules(body), frames) == []
+    # after the gap the window starts again: 60 -> 45 within 30 s is a drop
+    more = [*frames, fr(520, soc_pct=45.0)]
+    assert events(rules(body), more) == [("raised", 520.0)]
+
+
 def open_after_each(engine: RuleEngine, frames: list[FrameRows]) -> list[bool]:
     out = []
     for f in frames:
