@@ -293,6 +293,9 @@ class _RuleChecker:
             p["op"] = self.get("op", one_of(tuple(OPS)), ">=")
             p["value"] = self.get("value", num, required=True)
             p["hysteresis"] = self.get("hysteresis", nonneg, 0.0)
+            if p["hysteresis"] and p["op"] in ("==", "!="):
+                # == / != clear as soon as the value differs: a band would be silently ignored
+                self.problem("hysteresis", f"has no meaning with op {p['op']!r} (use < or >)")
         elif kind == "spread":
             array = self.get("array", one_of(("cell_voltage", "probe_temp")), required=True)
             across = self.get("across", one_of(("pack", "vehicle")), "pack")

@@ -107,6 +107,10 @@ colour = "red"
         ),
         ('kind = "threshold"\nfield = "max(pack.nope)"\nvalue = 1\n', "unknown field"),
         (
+            'kind = "threshold"\nfield = "soc_pct"\nop = "=="\nvalue = 1\nhysteresis = 2\n',
+            "key 'hysteresis': has no meaning with op '=='",
+        ),
+        (
             'kind = "threshold"\nfield = "soc_pct"\nvalue = 1\nwhen = [{ field = "soc_pct" }]\n',
             "each guard is",
         ),
