@@ -201,6 +201,9 @@ class _RuleChecker:
         prefixes = self.get("vin_prefix", str_list, [])
         models = self.get("model", str_list, [])
         editions = self.get("editions", edition_list, [2016, 2025])
+        if self.entity == "charger" and editions is not None and 2016 not in editions:
+            # Chargers always count as 2016 (alerts.subjects): such a rule could never run.
+            self.problem("editions", "chargers count as the 2016 edition: include 2016")
         guards = self._guards()
         timing = {
             k: self.get(k, non_negative, 0)

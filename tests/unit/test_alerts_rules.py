@@ -111,6 +111,11 @@ colour = "red"
             "key 'hysteresis': has no meaning with op '=='",
         ),
         (
+            'kind = "threshold"\nentity = "charger"\nfield = "max_temp_c"\nvalue = 1\n'
+            "editions = [2025]\n",
+            "key 'editions': chargers count as the 2016 edition",
+        ),
+        (
             'kind = "threshold"\nfield = "soc_pct"\nvalue = 1\nwhen = [{ field = "soc_pct" }]\n',
             "each guard is",
         ),
