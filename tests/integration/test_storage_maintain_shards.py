@@ -199,7 +199,7 @@ async def test_a_pass_given_up_on_ends_on_the_server_too(
                 await sink.maintain()
 
             async def pass_gone() -> bool:
-                waiting = await holder.fetchval(
+                waiting: int = await holder.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND wait_event = 'advisory' AND pid <> pg_backend_pid()"
                 )
