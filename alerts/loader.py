@@ -28,7 +28,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -56,6 +56,8 @@ from contract.kinds import ENTITY_KINDS
 
 __all__ = ["parse_rules"]
 
+# The most event time a rule set may look back on (RuleSet.window_s): 30 days.
+MAX_LOOKBACK_S: Final = 30 * 86_400
 _KEY_LINE = re.compile(r"""^\s*("?)([A-Za-z0-9_\-]+)\1\s*=""")
 _SPREAD_FIELDS = {
     ("cell_voltage", "pack"): "pack_cell_spread_mv",
@@ -129,10 +131,40 @@ def parse_rules(
         if rule is not None and checker.enabled:
             rules.append(rule)
     check_references(rules, problems)
+    _check_lookback(rules, problems)
     errors = [p for p in problems if not p.warning]
     if errors:
         raise RuleFileError(source, problems)
     return evaluation_order(rules), params, problems
+
+
+def _check_lookback(rules: list[Rule], problems: list[RuleProblem]) -> None:
+    """The history a partition's restore replays (``RuleSet.window_s``) within
+    ``MAX_LOOKBACK_S``: the replay reads that much of every entity's stored frames on each
+    assignment, and a span past what a timestamp can hold fails it (``now() - interval``)."""
+    gap = max((_seconds(r.params.get("max_gap_s")) for r in rules), default=0.0)
+    for r in rules:
+        span = max(
+            _seconds(r.params.get("window_s")),
+            _seconds(r.params.get("sustain_s")),
+            r.for_s,
+            r.for_frames * gap,
+        )
+        if span + gap > MAX_LOOKBACK_S:
+            problems.append(
+                RuleProblem(
+                    None,
+                    r.id,
+                    None,
+                    f"looks back {span + gap:,.0f} s (its window, duration or for_frames at the "
+                    f"longest max_gap_s, plus that gap): at most {MAX_LOOKBACK_S:,} s, the history "
+                    "a partition's restore replays",
+                )
+            )
+
+
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 class _RuleChecker:

@@ -224,6 +224,21 @@ def test_non_finite_and_huge_numbers_are_refused_by_file_line_rule_and_key(
     ), got
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        'kind = "threshold"\nfield = "soc_pct"\nvalue = 1\nfor_s = 1e14\n',
+        'kind = "drop"\nfield = "soc_pct"\ndelta = 1\nwindow_s = 2600000\n',
+        'kind = "drop"\nfield = "soc_pct"\ndelta = 1\nmax_gap_s = 600\nfor_frames = 10000\n',
+    ],
+)
+def test_a_rule_set_looking_back_past_30_days_is_refused(body: str) -> None:
+    # A partition's restore replays that much history: now() - that span fails past what a
+    # timestamp holds (for_s = 1e14), and anything near it reads every stored frame.
+    got = problems(f'[[rule]]\nid = "a"\nseverity = "info"\n{body}')
+    assert any("rule a: looks back" in p and "at most 2,592,000 s" in p for p in got), got
+
+
 def test_generated_hot_loop_keeps_non_finite_constants_as_floats() -> None:
     # The loader refuses them; a rule set built by other means must still compile to code that
     # runs (repr(inf) is the name "inf") and decides as the rule's closure does.
