@@ -82,10 +82,15 @@ class PoolParams:
     def server_settings(self) -> dict[str, str]:
         # search_path: the schema's tables unqualified, for our SQL and for code sharing the
         # writer's transaction (the alerts store); public for the timescaledb functions.
+        # DateStyle/TimeZone: whatever the database or role defaults to (ALTER DATABASE ... SET
+        # DateStyle = 'SQL, DMY'), the service's SQL prints and reads times as ISO in UTC; a
+        # "CST" printed for Asia/Shanghai would read back as US Central.
         return {
             "application_name": self.application_name,
             "statement_timeout": str(self.statement_timeout_ms),
             "search_path": f"{self.schema}, public",
+            "DateStyle": "ISO, YMD",
+            "TimeZone": "UTC",
         }
 
 
@@ -148,10 +153,13 @@ async def apply_session(conn: Any, params: PoolParams) -> None:
     settings = params.server_settings()
     await conn.execute(
         "SELECT set_config('search_path', $1, false), set_config('statement_timeout', $2, false),"
-        " set_config('application_name', $3, false)",
+        " set_config('application_name', $3, false), set_config('DateStyle', $4, false),"
+        " set_config('TimeZone', $5, false)",
         settings["search_path"],
         settings["statement_timeout"] + "ms",
         settings["application_name"],
+        settings["DateStyle"],
+        settings["TimeZone"],
     )
 
 

@@ -31,6 +31,12 @@ ORIGIN: Final = datetime(2000, 1, 3, tzinfo=UTC)
 _ORIGIN_MS: Final = int(ORIGIN.timestamp() * 1000)
 
 _BOUNDS = r"FROM \('([^']+)'\) TO \('([^']+)'\)"
+# pg_get_expr prints a bound in the session's DateStyle and TimeZone, and ::timestamptz reads it
+# back with them: with DateStyle SQL and TimeZone Asia/Shanghai it prints "... CST", which
+# PostgreSQL reads back as US Central (14 h off). ISO prints a numeric offset and reads back
+# exactly whatever the zone; UTC makes the text readable. Set for the listing's transaction only,
+# so the caller's session (a user's psql, a role's defaults) is left as it was.
+_PIN_SESSION: Final = "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL TimeZone = 'UTC'"
 _LIST = """
 SELECT c.relname AS name,
        (regexp_match(pg_get_expr(c.relpartbound, c.oid), $2))[1]::timestamptz AS lo,
@@ -89,7 +95,9 @@ def _literal(t: datetime) -> str:
 
 async def listing(conn: Any, schema: str, table: str) -> list[tuple[str, Any, Any]]:
     """(name, lo, hi) of every partition of ``schema.table`` (lo/hi None for a default one)."""
-    rows = await conn.fetch(_LIST, f"{schema}.{table}", _BOUNDS)
+    async with conn.transaction():
+        await conn.execute(_PIN_SESSION)
+        rows = await conn.fetch(_LIST, f"{schema}.{table}", _BOUNDS)
     return [(r["name"], r["lo"], r["hi"]) for r in rows]
 
 
@@ -107,6 +115,7 @@ async def ensure(
     schema = check_identifier(schema)
     created: list[str] = []
     async with conn.transaction():
+        await conn.execute(_PIN_SESSION)  # the bounds listed and written below are UTC ISO
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
         # With database roles (storage.roles) the writer has no DDL rights: the owner's
         # SECURITY DEFINER function creates exactly this partition for it.

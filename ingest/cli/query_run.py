@@ -127,8 +127,11 @@ def _connect(settings: Settings, dsn: str, tz: str) -> psycopg.Connection[Any]:
             f"--tz {tz}: the database server knows no such time zone (its names: SELECT name "
             "FROM pg_timezone_names); use a name such as Asia/Shanghai or UTC"
         ) from None
+    # DateStyle ISO: psycopg parses times only in ISO (with a database defaulting to SQL it
+    # raised NotImplementedError on the first timestamptz), and ISO prints numeric offsets.
     conn.execute(
-        "SELECT set_config('statement_timeout', %s, false)", [f"{pg.statement_timeout_ms}ms"]
+        "SELECT set_config('statement_timeout', %s, false), set_config('DateStyle', 'ISO', false)",
+        [f"{pg.statement_timeout_ms}ms"],
     )
     return conn
 
