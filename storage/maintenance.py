@@ -11,7 +11,10 @@ service calls ``run`` every few minutes (``maintenance_interval``). Each call:
   ``summary_lookback`` window.
 
 Concurrent callers are harmless: a session advisory try-lock lets one of them work and the
-others return at once (``MaintenanceReport.skipped``).
+others return at once (``MaintenanceReport.skipped``). Partition DDL waits for a parent table
+held by another session (a pg_dump, a report idle in its transaction) only
+``partitions.DDL_LOCK_TIMEOUT``: that table's creations or drop are then left to the next pass
+(``MaintenanceReport.deferred``, a warning), and the other tables are done as usual.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+
+import asyncpg
 
 from storage import partitions
 from storage.params import TIMESERIES_TABLES, SchemaMode, StorageParams, check_identifier
@@ -41,6 +46,7 @@ class MaintenanceReport:
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     left_to_owner: list[str] = field(default_factory=list)  # due, but not ours to drop
+    deferred: list[str] = field(default_factory=list)  # DDL given up on a locked parent
     summary_rows: int | None = None
 
     def lines(self) -> list[str]:
@@ -51,9 +57,17 @@ class MaintenanceReport:
             f"--maintain): {n}"
             for n in self.left_to_owner
         ]
+        out += self.deferred_lines()
         if self.summary_rows is not None:
             out.append(f"summary buckets recomputed: {self.summary_rows}")
         return out
+
+    def deferred_lines(self) -> list[str]:
+        return [
+            f"{what}: its table stayed locked by another session for "
+            f"{partitions.DDL_LOCK_TIMEOUT}; the next pass tries again"
+            for what in self.deferred
+        ]
 
 
 async def run(
@@ -89,17 +103,22 @@ async def run(
             back = plain.backfill if keep is None else min(plain.backfill, keep)
             window = [(now - back, now + plain.premake)]
             # under the partition lock, so a writer creating a slot on demand cannot race it
-            report.created += await partitions.ensure(
-                conn, schema, [table], window, plain.partition_interval
-            )
+            try:
+                report.created += await partitions.ensure(
+                    conn, schema, [table], window, plain.partition_interval
+                )
+            except asyncpg.LockNotAvailableError:
+                report.deferred.append(f"partitions of {table} not created")
             rows = await partitions.listing(conn, schema, table)
             if keep is not None:
                 for name, _, hi in rows:
                     if hi is not None and hi <= now - keep and not may_drop:
                         report.left_to_owner.append(name)
                     elif hi is not None and hi <= now - keep:
-                        await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
-                        report.dropped.append(name)
+                        if await _drop(conn, schema, name):
+                            report.dropped.append(name)
+                        else:
+                            report.deferred.append(f"partition {name} not dropped")
         if refresh:
             report.summary_rows = await conn.fetchval(
                 f"SELECT {schema}.refresh_vehicle_stats($1, $2)", now - plain.summary_lookback, now
@@ -112,6 +131,19 @@ async def run(
                 await conn.execute(f"DELETE FROM {schema}.{stats} WHERE bucket < $1", now - keep)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+    deferred = set(report.deferred_lines())
     for line in report.lines():
-        log.info("maintenance: %s", line, extra=log_context)
+        level = logging.WARNING if line in deferred else logging.INFO
+        log.log(level, "maintenance: %s", line, extra=log_context)
     return report
+
+
+async def _drop(conn: Any, schema: str, name: str) -> bool:
+    """Drop partition ``name``; False when its parent stayed locked by another session."""
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{partitions.DDL_LOCK_TIMEOUT}'")
+            await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
+    except asyncpg.LockNotAvailableError:
+        return False
+    return True

@@ -21,10 +21,25 @@ from typing import Any, Final
 from storage.errors import SchemaError
 from storage.params import check_identifier
 
-__all__ = ["ORIGIN", "PARTITION_LOCK_KEY", "SlotCache", "align", "ensure", "plan_partitions"]
+__all__ = [
+    "DDL_LOCK_TIMEOUT",
+    "ORIGIN",
+    "PARTITION_LOCK_KEY",
+    "SlotCache",
+    "align",
+    "ensure",
+    "plan_partitions",
+]
 
 # Held (transaction-level) while partitions are listed and created.
 PARTITION_LOCK_KEY: Final = 0x6E65_7600_0003
+# How long partition DDL (CREATE ... PARTITION OF, retention's DROP) waits for its parent
+# table's lock. A reader holding the parent (pg_dump, a report idle in its transaction) would
+# otherwise keep it waiting up to statement_timeout, with every writer's COPY into the table
+# queued behind the waiting DDL (and, for a creation, the partition lock held). Past this the
+# DDL gives up (LockNotAvailable, SQLSTATE 55P03): maintenance tries again next pass, the
+# writer retries the batch as it retries any transient error.
+DDL_LOCK_TIMEOUT: Final = "2s"
 # Partition slots are aligned to multiples of the interval since this instant (a Monday, as
 # TimescaleDB aligns its buckets), so weekly partitions start on Mondays.
 ORIGIN: Final = datetime(2000, 1, 3, tzinfo=UTC)
@@ -111,12 +126,16 @@ async def ensure(
     """Create the partitions of ``tables`` missing to cover every [start, end) of ``ranges``
     (aligned to ``interval``), in one transaction under ``PARTITION_LOCK_KEY``; returns the
     names created. ``conn`` must not be inside a transaction of the caller's batch: creating a
-    partition locks its parent table until this transaction commits."""
+    partition locks its parent table until this transaction commits. Raises
+    ``asyncpg.LockNotAvailableError`` (nothing created) when a parent stays locked by another
+    session for ``DDL_LOCK_TIMEOUT``."""
     schema = check_identifier(schema)
     created: list[str] = []
     async with conn.transaction():
         await conn.execute(_PIN_SESSION)  # the bounds listed and written below are UTC ISO
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
+        # after the advisory lock: waiting for another creator is fine, for a reader is not
+        await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
         # With database roles (storage.roles) the writer has no DDL rights: the owner's
         # SECURITY DEFINER function creates exactly this partition for it.
         definer = await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", _DEFINER % schema)
