@@ -8,9 +8,11 @@ regulators, ``nev-ingest query``) reads one more database, the query database, w
   with a user mapping for the migrating role built from the ``postgres.*`` settings;
 * schema ``shard_<i>`` holds shard i's tables and views as foreign tables
   (``IMPORT FOREIGN SCHEMA``; partitions and chunks are the shard's business, not imported);
-* schema ``<storage.schema>`` (``nev``) holds one view per shard table or view,
-  ``SELECT <columns> FROM shard_0.t UNION ALL SELECT <columns> FROM shard_1.t ...``, plus the
-  shards' IMMUTABLE helper functions the queries call, so every query runs here unchanged.
+* schema ``<storage.schema>`` (``nev``) holds one view per shard table and per union-safe shard
+  view, ``SELECT <columns> FROM shard_0.t UNION ALL SELECT <columns> FROM shard_1.t ...``; the
+  views that aggregate or window across entities re-made from their own SQL over those
+  (``storage.fdw_views``); and the shards' IMMUTABLE helper functions the queries call, so
+  every query runs here unchanged.
 
 ``build`` rebuilds all of it in one transaction (readers see the old or the new set, never a
 half) under the migrations' advisory lock: it is idempotent, and re-running it after a shard was
@@ -30,6 +32,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import MigrationError
+from storage.fdw_views import RECREATED_VIEWS, ShardViews, shard_views, union_safe
 from storage.migrate import LOCK_KEY
 from storage.params import check_identifier
 
@@ -41,6 +44,7 @@ __all__ = [
     "server_name",
     "shard_functions",
     "shard_schema",
+    "shard_views",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,7 @@ class QueryDatabaseReport:
     shards: int
     views: list[str] = field(default_factory=list)
     removed_shards: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # shard views not known to be union-safe
 
 
 def _lit(value: str) -> str:
@@ -124,13 +129,20 @@ async def shard_functions(conn: Any, schema: str) -> list[str]:
 
 
 async def build(
-    conn: Any, schema: str, shards: Sequence[ShardLink], functions: Sequence[str] = ()
+    conn: Any,
+    schema: str,
+    shards: Sequence[ShardLink],
+    functions: Sequence[str] = (),
+    views: ShardViews | None = None,
 ) -> QueryDatabaseReport:
     """Make the query database behind ``conn`` span ``shards`` (shard i = ``shards[i]``).
 
     Every shard must be migrated already (its tables are imported as they are now); ``conn`` is
     an asyncpg connection outside a transaction, by a role that may create extensions.
+    ``functions`` and ``views`` are shard 0's (``shard_functions``, ``shard_views``): without
+    ``views`` no shard view is known, so every imported relation is taken for a table.
     """
+    views = views or ShardViews()
     schema = check_identifier(schema)
     if not shards:
         raise MigrationError("the query database needs at least one shard")
@@ -144,15 +156,22 @@ async def build(
             for index, link in enumerate(shards):
                 await _link_shard(conn, index, link)
                 await _import(conn, schema, index)
-            names = await _common_tables(conn, len(shards))
+            imported = await _common_tables(conn, len(shards))
             for ddl in functions:
                 await conn.execute(ddl)
+            names = [n for n in imported if n not in views.names or union_safe(n)]
             for name in names:
                 await _create_view(conn, schema, name, len(shards))
+            for name, sql in views.definitions.items():  # RECREATED_VIEWS order
+                await _recreate_view(conn, schema, name, sql)
+            made = names + list(views.definitions)
+            left_out = sorted(set(imported) - set(made))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
-    log.info("query database spans %d shard(s): %d views in %s", len(shards), len(names), schema)
-    return QueryDatabaseReport(schema, len(shards), names, removed)
+    log.info("query database spans %d shard(s): %d views in %s", len(shards), len(made), schema)
+    if left_out:
+        log.warning("query database: shard views left out (not union-safe): %s", left_out)
+    return QueryDatabaseReport(schema, len(shards), sorted(made), removed, left_out)
 
 
 async def _drop_views(conn: Any, schema: str) -> None:
@@ -162,14 +181,17 @@ async def _drop_views(conn: Any, schema: str) -> None:
         schema,
         _VIEW_MARK,
     )
-    for row in rows:
-        try:
-            await conn.execute(f"DROP VIEW {schema}.{check_identifier(row[0], 'view')}")
-        except asyncpg.DependentObjectsStillExistError as exc:
-            raise MigrationError(
-                f"query database: {schema}.{row[0]} is rebuilt by migrate but other objects "
-                f"depend on it ({exc.detail or exc}); drop them, migrate, then create them again"
-            ) from None
+    if not rows:
+        return
+    # In one statement: the re-made views read the union views, and both go.
+    names = ", ".join(f"{schema}.{check_identifier(row[0], 'view')}" for row in rows)
+    try:
+        await conn.execute(f"DROP VIEW {names}")
+    except asyncpg.DependentObjectsStillExistError as exc:
+        raise MigrationError(
+            f"query database: the views of {schema} are rebuilt by migrate but other objects "
+            f"depend on them ({exc.detail or exc}); drop them, migrate, then create them again"
+        ) from None
 
 
 async def _drop_shards_beyond(conn: Any, count: int) -> list[str]:
@@ -268,6 +290,32 @@ async def _create_view(conn: Any, schema: str, name: str, count: int) -> None:
     union = "\nUNION ALL\n".join(
         f"SELECT {select} FROM {shard_schema(i)}.{name}" for i in range(count)
     )
+    await _refuse_foreign(conn, schema, name)
+    try:
+        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{union}")
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(
+            f"query database: cannot union {name} over the shards ({exc}); migrate every shard "
+            "to the same version (nev-ingest migrate), then again"
+        ) from None
+    await conn.execute(f"COMMENT ON VIEW {schema}.{name} IS {_lit(_VIEW_MARK)}")
+
+
+async def _recreate_view(conn: Any, schema: str, name: str, sql: str) -> None:
+    """``name`` from shard 0's definition (schema-qualified), over the union views."""
+    assert name in RECREATED_VIEWS
+    await _refuse_foreign(conn, schema, name)
+    try:
+        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{sql.rstrip().rstrip(';')}")
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(
+            f"query database: cannot make {name} over the union of the shards ({exc}); migrate "
+            "every shard to the same version (nev-ingest migrate), then again"
+        ) from None
+    await conn.execute(f"COMMENT ON VIEW {schema}.{name} IS {_lit(_VIEW_MARK)}")
+
+
+async def _refuse_foreign(conn: Any, schema: str, name: str) -> None:
     existing = await conn.fetchval(
         "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = $1 AND c.relname = $2",
@@ -279,11 +327,3 @@ async def _create_view(conn: Any, schema: str, name: str, count: int) -> None:
             f"query database: {schema}.{name} already exists and is not a view migrate made; "
             "give the query database a database of its own (storage.query_dsn)"
         )
-    try:
-        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{union}")
-    except asyncpg.PostgresError as exc:
-        raise MigrationError(
-            f"query database: cannot union {name} over the shards ({exc}); migrate every shard "
-            "to the same version (nev-ingest migrate), then again"
-        ) from None
-    await conn.execute(f"COMMENT ON VIEW {schema}.{name} IS {_lit(_VIEW_MARK)}")

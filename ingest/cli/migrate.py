@@ -216,6 +216,7 @@ async def _query_database(
     first = await open_connection(settings, query.application_name, shards[0])
     try:
         functions = await fdw.shard_functions(first, schema)
+        views = await fdw.shard_views(first, schema)
     except asyncpg.PostgresError as exc:
         raise _refused("shard 0: ", exc) from None
     finally:
@@ -223,7 +224,7 @@ async def _query_database(
     conn = await open_connection(settings, query.application_name, query)
     try:
         links = [fdw.ShardLink(p.dsn, p.password) for p in shards]
-        report = await fdw.build(conn, schema, links, functions)
+        report = await fdw.build(conn, schema, links, functions, views)
     except MigrationError as exc:
         raise UserError(str(exc)) from None
     except asyncpg.PostgresError as exc:
@@ -238,6 +239,7 @@ async def _query_database(
             "shards": report.shards,
             "views": report.views,
             "removed_shards": report.removed_shards,
+            "left_out": report.left_out,
         }
         print(orjson.dumps(out).decode())
         return
@@ -247,6 +249,11 @@ async def _query_database(
     )
     for name in report.removed_shards:
         print(f"  removed: {name} (no longer in storage.shards)")
+    for name in report.left_out:
+        print(
+            f"  left out: view {name} (not known to be right as a union of the shards: "
+            "storage/fdw_views.py classifies each view; query it on each shard)"
+        )
 
 
 def role_names(settings: Settings) -> RoleNames:

@@ -16,6 +16,7 @@ import pytest
 
 from ingest.cli import main
 from ingest.decoders.pack_code import encode_date_code
+from storage.fdw_views import RECREATED_VIEWS
 from storage.shards import shard_of_key
 from tests.conftest import ShardDatabases
 
@@ -189,5 +190,9 @@ def test_a_shard_left_out_of_the_list_leaves_the_query_database(
     state = _query_db_state(fresh_shards.query)
     assert [row[0] for row in state["servers"]] == ["nev_shard_0"]
     assert not any(schema == "shard_1" for schema, *_ in state["relations"])
-    views = [d for schema, _, kind, d in state["relations"] if kind == "v"]
+    views = [
+        d
+        for schema, name, kind, d in state["relations"]
+        if kind == "v" and name not in RECREATED_VIEWS  # those read the union views
+    ]
     assert views and all("shard_0." in d and "shard_1." not in d for d in views)
