@@ -105,7 +105,12 @@ def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
     # statements below name them unqualified, as the service's sessions do (storage/connect.py):
     # set after connecting, not as a startup option, which would replace a DSN's own
     # `options` and which poolers such as PgBouncer refuse.
-    conn.execute("SELECT set_config('search_path', %s, false)", [f"{schema}, public"])
+    # DateStyle ISO: psycopg parses times only in ISO; a database or role defaulting to another
+    # (ALTER DATABASE ... SET DateStyle = 'SQL, DMY') made the first timestamptz raise.
+    conn.execute(
+        "SELECT set_config('search_path', %s, false), set_config('DateStyle', 'ISO', false)",
+        [f"{schema}, public"],
+    )
     conn.commit()
     return conn
 

@@ -66,6 +66,17 @@ def test_list_shows_open_alerts_newest_first(dsn: str, capsys: pytest.CaptureFix
     assert "max_temp_high" in {r["rule_id"] for r in every}
 
 
+def test_list_works_whatever_date_style_the_database_defaults_to(
+    dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # psycopg reads times only in ISO: the CLI sets its own session's DateStyle
+    name = urlsplit(dsn).path.lstrip("/")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE \"{name}\" SET DateStyle = 'SQL, DMY'".encode())
+    assert main(["alerts", "list", "--dsn", dsn, "--all", "--format", "json"]) == 0
+    assert "thermal_event" in capsys.readouterr().out
+
+
 def test_list_filters_by_entity_kind(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alerts", "list", "--dsn", dsn, "--kind", "charger", "--format", "json"]) == 0
     got = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
