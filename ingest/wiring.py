@@ -93,14 +93,6 @@ def postgres_dsn(pg: PostgresSettings) -> str:
     return f"{base}?{'&'.join(items)}" if items else base
 
 
-def postgres_server_settings(pg: PostgresSettings, application_name: str) -> dict[str, str]:
-    """Session settings to send at connect (asyncpg ``server_settings``)."""
-    return {
-        "application_name": application_name,
-        "statement_timeout": str(pg.statement_timeout_ms),
-    }
-
-
 async def check_kafka(kafka: KafkaSettings, timeout_s: float) -> str:
     """Connect to the brokers and describe the cluster; a one-line ``UserError`` if none answers."""
     from aiokafka.admin import AIOKafkaAdminClient
