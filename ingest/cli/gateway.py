@@ -27,7 +27,7 @@ from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
 from ingest.pipeline.logs import configure_logging
 
-__all__ = ["EXTRA_SERVERS", "register", "run_gateway"]
+__all__ = ["EXTRA_SERVERS", "gateway_settings", "register", "run_gateway"]
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ def _passwd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(
+def gateway_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``gateway [run]``: its --config/--set, then the flags it was given."""
+    return settings_from_args(
         args,
         {
             "gateway.listen_vehicle": args.listen,
@@ -102,6 +103,10 @@ def _run(args: argparse.Namespace) -> int:
             "gateway.accounts_file": args.accounts,
         },
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = gateway_settings(args)
     configure_logging(settings.log.level, static={"service": "gateway"}, fmt=settings.log.format)
     return run_gateway(settings)
 

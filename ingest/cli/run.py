@@ -24,7 +24,7 @@ from ingest.config.bounds import MAX_WORKERS, PORT_MAX, PORT_MIN
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.pipeline.logs import configure_logging
 
-__all__ = ["register", "run_service"]
+__all__ = ["register", "run_service", "run_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,17 @@ def register(subparsers: Any) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    settings = settings_from_args(
+    settings = run_settings(args)
+    configure_logging(settings.log.level, static={"worker": "supervisor"}, fmt=settings.log.format)
+    check_rules(settings)
+    if not args.skip_checks:
+        asyncio.run(preflight(settings))
+    return run_service(settings)
+
+
+def run_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``run``: its --config/--set, then the flags it was given."""
+    return settings_from_args(
         args,
         {
             "pipeline.workers": args.workers,
@@ -65,11 +75,6 @@ def _main(args: argparse.Namespace) -> int:
             "kafka.group_id": args.group,
         },
     )
-    configure_logging(settings.log.level, static={"worker": "supervisor"}, fmt=settings.log.format)
-    check_rules(settings)
-    if not args.skip_checks:
-        asyncio.run(preflight(settings))
-    return run_service(settings)
 
 
 def check_rules(settings: Settings) -> None:

@@ -137,7 +137,9 @@ def load_from_args(
         if not sep:
             raise UserError(f"--set {item}: expected SECTION.KEY=VALUE")
         overrides[key.strip()] = value
-    overrides.update(flags or {})
+    # A flag not given is None: it must not erase the same key's --set (a dedicated flag that
+    # was given wins over --set).
+    overrides.update((key, value) for key, value in (flags or {}).items() if value is not None)
     return load(schema, config_file=getattr(args, "config", None), overrides=overrides)
 
 
