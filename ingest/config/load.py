@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
+from ingest.config.checks import check_listen
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
@@ -372,6 +373,7 @@ def _check_consistency(settings: Settings) -> None:
     ]
     if len(set(topics)) != len(topics):
         raise UserError(f"kafka.topic_*: every topic needs its own name, got {', '.join(topics)}")
+    check_listen("tcec.listen", settings.tcec.listen)
     check_kafka_limits(settings)
 
 
