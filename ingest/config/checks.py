@@ -6,9 +6,17 @@
 
 from __future__ import annotations
 
+import re
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
 from ingest.errors import UserError
 
-__all__ = ["check_listen"]
+__all__ = ["SSLMODES", "check_database_url", "check_listen"]
+
+# libpq's sslmode values (asyncpg accepts the same).
+SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_PORT: Final = re.compile(r"[0-9]{1,5}")
 
 
 def check_listen(key: str, value: str) -> None:
@@ -21,3 +29,42 @@ def check_listen(key: str, value: str) -> None:
         raise UserError(
             f"{key} = {value!r}: port {port} is not 0..65535; give host:port, e.g. 0.0.0.0:8090"
         )
+
+
+def check_database_url(key: str, dsn: str) -> None:
+    """The parts of a ``postgresql://`` URL that the drivers would otherwise refuse with a
+    traceback: balanced brackets, each host's port a number 1..65535 (libpq and asyncpg take
+    ``h1:5432,h2:5433``), ``sslmode`` and ``port`` in the query.
+
+    Nothing of the URL is echoed: with an unencoded / or @ in a password, what looks like the
+    host or the port is part of the password."""
+    _, _, rest = dsn.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    try:
+        urlsplit(dsn)  # what asyncpg and the error hints parse it with
+    except ValueError:
+        raise UserError(
+            f"{key}: the URL's host is not valid (an unbalanced [ or ], or a [...] that is not "
+            "an IPv6 address); write a [, ], / or @ in a user name or password as %5B, %5D, "
+            "%2F or %40"
+        ) from None
+    hostspec = netloc.rpartition("@")[2]
+    for host in hostspec.split(",") if hostspec else ():
+        port_part = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, port = port_part.partition(":")
+        if colon and not _port_ok(port):
+            raise UserError(
+                f"{key}: a port in the URL is not a number 1..65535 "
+                "(postgresql://user@host:5432/dbname; write a / or @ in a password as %2F or %40)"
+            )
+    query = dsn.partition("?")[2]
+    for item in query.split("&") if query else ():
+        name, _, value = (unquote(part) for part in item.partition("="))
+        if name == "sslmode" and value and value not in SSLMODES:
+            raise UserError(f"{key}: sslmode in the URL must be one of {', '.join(SSLMODES)}")
+        if name == "port" and value and not all(_port_ok(p) for p in value.split(",")):
+            raise UserError(f"{key}: port in the URL's query is not a number 1..65535")
+
+
+def _port_ok(port: str) -> bool:
+    return _PORT.fullmatch(port) is not None and 1 <= int(port) <= 65535

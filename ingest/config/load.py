@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
-from ingest.config.checks import check_listen
+from ingest.config.checks import check_database_url, check_listen
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
@@ -390,6 +390,7 @@ def _check_url(where: str, dsn: str, expected: str) -> None:
         # libpq reads a # as part of a value, asyncpg (urllib) as the start of a fragment it
         # drops: the writer and the query CLI would reach different databases or users.
         raise UserError(f"{where}: write a # in the URL as %23 (the two drivers read it apart)")
+    check_database_url(where, dsn)
 
 
 def _check_shards(settings: Settings) -> None:

@@ -30,6 +30,7 @@ from ingest.config.bounds import (
     PORT_MIN,
     SQL_IDENTIFIER,
 )
+from ingest.config.checks import SSLMODES
 from ingest.config.fields import Section, setting
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.config.kafka_settings import KafkaSettings
@@ -66,7 +67,7 @@ class PostgresSettings(Section):
     sslmode: str = setting(
         "prefer",
         "TLS to the server, as libpq's sslmode.",
-        choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+        choices=SSLMODES,
     )
     sslrootcert: str = setting("", "PEM file of the CA for verify-ca / verify-full.")
     sslcert: str = setting("", "PEM client certificate.")

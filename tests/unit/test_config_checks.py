@@ -30,3 +30,60 @@ def test_tcec_listen_port_above_65535_is_refused(listen: str) -> None:
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "127.0.0.1:65535", "[::1]:8090", ":8090"])
 def test_tcec_listen_ports_in_range_are_accepted(listen: str) -> None:
     assert load_settings(environ={"NEV_TCEC_LISTEN": listen}).tcec.listen == listen
+
+
+_PW = "s3cr3t"
+
+
+@pytest.mark.parametrize("key", ["postgres.dsn", "storage.shards", "storage.query_dsn"])
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        (f"postgresql://u:{_PW}@h:abc/db", "a port in the URL is not a number 1..65535"),
+        (f"postgresql://u:{_PW}@h:70000/db", "a port in the URL is not a number 1..65535"),
+        (f"postgresql://u:{_PW}@h:0/db", "a port in the URL is not a number 1..65535"),
+        (f"postgresql://u:{_PW}@h:/db", "a port in the URL is not a number 1..65535"),
+        (f"postgresql://u:{_PW}@[::1]:x/db", "a port in the URL is not a number 1..65535"),
+        # An unencoded / in the password: what follows looks like the host and the port.
+        (f"postgresql://u:{_PW}/x@h/db", "a port in the URL is not a number 1..65535"),
+        (f"postgresql://u:{_PW}@[::1/db", "the URL's host is not valid"),
+        (f"postgresql://u:{_PW}@::1]/db", "the URL's host is not valid"),
+        (f"postgresql://u:{_PW}@[h]/db", "the URL's host is not valid"),
+        (f"postgresql://u:{_PW}@h/db?sslmode=bogus", "sslmode in the URL must be one of"),
+        (f"postgresql://u:{_PW}@h/db?port=x", "port in the URL's query is not a number"),
+    ],
+)
+def test_malformed_database_urls_are_refused(key: str, dsn: str, message: str) -> None:
+    variable = "NEV_" + key.upper().replace(".", "_")
+    text = _refused({variable: dsn})
+    assert text.startswith(key), text
+    assert message in text
+    assert _PW not in text
+
+
+def test_each_host_of_a_multi_host_url_is_checked() -> None:
+    # storage.shards from the environment is comma-separated, so postgres.dsn alone here.
+    text = _refused({"NEV_POSTGRES_DSN": f"postgresql://u:{_PW}@a:5432,b:x/db"})
+    assert text.startswith("postgres.dsn: a port in the URL is not a number 1..65535")
+
+
+def test_malformed_replica_url_is_refused() -> None:
+    env = {"NEV_STORAGE_REPLICAS": f"postgresql://u:{_PW}@h:abc/db"}
+    text = _refused(env)
+    assert text.startswith("storage.replicas[0]: a port in the URL is not a number")
+    assert _PW not in text
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u:p@h:5432/db?sslmode=verify-full",
+        "postgres://u@[::1]:5432/db",
+        "postgresql://u@h1:5432,h2:5433/db",
+        "postgresql:///nev?host=/run/postgresql&port=5433",
+        "postgresql://u@h/db?sslmode=",
+        "postgresql://u:p%2Fq%40r@h/db",
+    ],
+)
+def test_well_formed_database_urls_are_accepted(dsn: str) -> None:
+    assert load_settings(environ={"NEV_POSTGRES_DSN": dsn}).postgres.dsn == dsn
