@@ -12,7 +12,7 @@ from typing import Final
 
 from contract.kinds import ENTITY_KINDS, EntityKind
 from ingest.config.bounds import KAFKA_TOPIC, MAX_PARTITIONS, MAX_TIMEOUT_S
-from ingest.config.fields import Section, setting
+from ingest.config.fields import Pattern, Section, setting
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "MAX_MESSAGE_BYTES", "RAW_SOURCES", "KafkaSettings"]
 
@@ -32,6 +32,9 @@ RAW_SOURCES: Final[dict[str, EntityKind]] = {
     "battery": "battery",
 }
 
+# A group or client id: not empty, no surrounding spaces (a typo the logs would hide).
+_NAME: Final = Pattern(r"\S(.*\S)?", "a non-empty name without surrounding spaces")
+
 
 # A declarative table of fields like the other sections (ingest/config/settings.py): the same
 # shape by design.
@@ -40,8 +43,11 @@ class KafkaSettings(Section):
     bootstrap_servers: str = setting(
         "127.0.0.1:9092", "Comma-separated host:port list of the Kafka brokers."
     )
-    client_id: str = setting("nev-ingest", "Client id sent to the brokers (shows in their logs).")
-    group_id: str = setting("nev-ingest", "Consumer group of the ingest workers.")
+    client_id: str = setting(
+        "nev-ingest", "Client id sent to the brokers (shows in their logs).", pattern=_NAME
+    )
+    # Empty, the broker refuses the join (InvalidGroupIdError) and the workers restart forever.
+    group_id: str = setting("nev-ingest", "Consumer group of the ingest workers.", pattern=_NAME)
     security_protocol: str = setting(
         "PLAINTEXT",
         "How to talk to the brokers.",

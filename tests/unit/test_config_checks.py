@@ -87,3 +87,10 @@ def test_malformed_replica_url_is_refused() -> None:
 )
 def test_well_formed_database_urls_are_accepted(dsn: str) -> None:
     assert load_settings(environ={"NEV_POSTGRES_DSN": dsn}).postgres.dsn == dsn
+
+
+@pytest.mark.parametrize("key", ["group_id", "client_id"])
+@pytest.mark.parametrize("value", ["", " ", " nev"])
+def test_empty_kafka_group_or_client_id_is_refused(key: str, value: str) -> None:
+    text = _refused({f"NEV_KAFKA_{key.upper()}": value})
+    assert f"kafka.{key} = {value!r}: expected a non-empty name" in text
