@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from ingest.errors import UserError
 
-__all__ = ["SSLMODES", "check_database_url", "check_listen"]
+__all__ = ["SSLMODES", "check_database_url", "check_listen", "check_stall_after"]
 
 # libpq's sslmode values (asyncpg accepts the same).
 SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -68,3 +68,15 @@ def check_database_url(key: str, dsn: str) -> None:
 
 def _port_ok(port: str) -> bool:
     return _PORT.fullmatch(port) is not None and 1 <= int(port) <= 65535
+
+
+def check_stall_after(lag_interval_s: float, stall_after_s: float) -> None:
+    """/readyz compares the last commit and the backlog, gauges the housekeeping refreshes
+    every ``lag_interval_s``, with ``stall_after_s``: an interval that is not well under it
+    makes a busy worker look stalled between two refreshes (readiness flaps)."""
+    if lag_interval_s * 2 > stall_after_s:
+        raise UserError(
+            f"pipeline.lag_interval_s ({lag_interval_s:g}) must be at most half of "
+            f"pipeline.stall_after_s ({stall_after_s:g}), or /readyz flaps between two "
+            "refreshes of its gauges; lower lag_interval_s or raise stall_after_s"
+        )

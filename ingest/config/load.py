@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
-from ingest.config.checks import check_database_url, check_listen
+from ingest.config.checks import check_database_url, check_listen, check_stall_after
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
@@ -354,6 +354,7 @@ def _check_consistency(settings: Settings) -> None:
             f"postgres.pool_max_size ({pg.pool_max_size})"
         )
     _check_url("postgres.dsn", pg.dsn, _URL + _CREDENTIALS_HINT)
+    check_stall_after(settings.pipeline.lag_interval_s, settings.pipeline.stall_after_s)
     _check_shards(settings)
     kafka = settings.kafka
     _check_bootstrap(kafka.bootstrap_servers)

@@ -260,7 +260,10 @@ class PipelineSettings(Section):
         maximum=300,
     )
     lag_interval_s: float = setting(
-        2.0, "How often consumer lag and pool gauges are refreshed.", minimum=0.1, maximum=300
+        2.0,
+        "How often consumer lag and pool gauges are refreshed; at most half of stall_after_s.",
+        minimum=0.1,
+        maximum=300,
     )
     write_lanes: int = setting(
         2,

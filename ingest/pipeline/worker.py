@@ -209,7 +209,11 @@ class Worker:
         consumer = self.consumer
         linger = o.linger_ms / 1000
         while not self._stopping and not stop.is_set():
-            self.last_turn = time.time()
+            self.last_turn = now = time.time()
+            # The heartbeat /readyz and NevIngestWorkerStalled read, stamped every turn (one
+            # shared-memory write per poll, not per frame): its age is the loop's own, not up
+            # to pipeline.lag_interval_s more as when only the housekeeping wrote it.
+            self.metrics.heartbeat.set(now)
             await self._load_pending_offsets()
             self._apply_backpressure()
             room = self.bp.room()

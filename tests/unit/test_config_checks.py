@@ -94,3 +94,16 @@ def test_well_formed_database_urls_are_accepted(dsn: str) -> None:
 def test_empty_kafka_group_or_client_id_is_refused(key: str, value: str) -> None:
     text = _refused({f"NEV_KAFKA_{key.upper()}": value})
     assert f"kafka.{key} = {value!r}: expected a non-empty name" in text
+
+
+@pytest.mark.parametrize(("lag", "stall"), [("60", "60"), ("300", "100"), ("30.5", "60")])
+def test_lag_interval_not_well_under_stall_after_is_refused(lag: str, stall: str) -> None:
+    env = {"NEV_PIPELINE_LAG_INTERVAL_S": lag, "NEV_PIPELINE_STALL_AFTER_S": stall}
+    text = _refused(env)
+    assert text.startswith(f"pipeline.lag_interval_s ({lag}) must be at most half of ")
+    assert f"pipeline.stall_after_s ({stall})" in text
+
+
+def test_lag_interval_half_of_stall_after_is_accepted() -> None:
+    env = {"NEV_PIPELINE_LAG_INTERVAL_S": "30", "NEV_PIPELINE_STALL_AFTER_S": "60"}
+    assert load_settings(environ=env).pipeline.lag_interval_s == 30
