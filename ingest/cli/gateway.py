@@ -143,9 +143,16 @@ async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], A
         ],
     )
     cfg = settings.gateway
-    server = MetricsServer(
-        cfg.metrics_host, cfg.metrics_port, registry=metrics.registry, ready=gateway.readiness
-    )
+    try:
+        server = MetricsServer(
+            cfg.metrics_host, cfg.metrics_port, registry=metrics.registry, ready=gateway.readiness
+        )
+    except OSError as exc:  # the port is taken, or the host is not an address of this machine
+        raise UserError(
+            f"gateway.metrics_port = {cfg.metrics_port}: cannot listen on "
+            f"{cfg.metrics_host}:{cfg.metrics_port} ({exc.strerror}); choose a free port "
+            "(--metrics-port or gateway.metrics_port) or stop what holds it"
+        ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

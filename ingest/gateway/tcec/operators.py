@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import orjson
 
+from ingest.errors import UserError
 from ingest.gateway.tcec.envelope import OPERATOR_ID_SIZE, OperatorSecrets
 
 __all__ = ["OperatorsError", "load_operators", "parse_operators"]
@@ -26,8 +27,9 @@ _FIELDS: Final = {
 }
 
 
-class OperatorsError(Exception):
-    """The operator secrets cannot be used; the message says what to fix."""
+class OperatorsError(UserError):
+    """The operator secrets cannot be used; the message (one line) says what to fix. A
+    ``UserError``: ``nev-ingest gateway`` reports it as one line, exit 2."""
 
 
 def parse_operators(text: str | bytes, origin: str) -> dict[str, OperatorSecrets]:

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
 from ingest.decoders.errors import FrameError
+from ingest.errors import UserError
 from ingest.gateway.tcec.envelope import (
     Envelope,
     EnvelopeError,
@@ -438,7 +439,14 @@ async def start_tcec(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, params.host, params.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UserError(
+            f"tcec.listen: cannot listen on {params.host}:{params.port} ({exc.strerror}); "
+            "choose a free port or stop what holds it"
+        ) from None
     port = runner.addresses[0][1] if runner.addresses else params.port  # port 0: the real one
     log.info("T/CEC 102 receiver on %s:%d%s", params.host, port, params.path_prefix)
     return TcecServer(runner, params.host, port, params.path_prefix)

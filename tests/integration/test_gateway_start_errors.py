@@ -1,0 +1,95 @@
+"""``nev-ingest gateway`` refusing to start: a port taken (metrics, T/CEC receiver) or a T/CEC
+receiver without an operator ends with one line naming the key, exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import orjson
+import pytest
+
+from devtools.devstack.process import free_port
+from tests.integration.gateway_support import TCEC_OPERATOR
+
+pytestmark = pytest.mark.integration
+
+SECRETS = orjson.dumps(
+    {
+        TCEC_OPERATOR.operator_id: {
+            "OperatorSecret": TCEC_OPERATOR.operator_secret,
+            "DataSecret": TCEC_OPERATOR.data_secret,
+            "DataSecretIV": TCEC_OPERATOR.data_secret_iv,
+            "SigSecret": TCEC_OPERATOR.sig_secret,
+        }
+    }
+).decode()
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port something else listens on for the test's length."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def _gateway(
+    kafka: str, unique_topic: Callable[..., str], **env: str
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
+    environ.update(
+        NEV_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        NEV_KAFKA_TOPIC_VEHICLE=unique_topic(1, "gw"),
+        NEV_KAFKA_TOPIC_TCEC=unique_topic(1, "tcec"),
+        NEV_KAFKA_TOPIC_DLQ=unique_topic(1, "dlq"),
+        NEV_GATEWAY_LISTEN_VEHICLE=f"127.0.0.1:{free_port()}",
+        NEV_GATEWAY_METRICS_PORT=str(free_port()),
+        NEV_LOG_FORMAT="text",
+    )
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", "gateway", "run"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _assert_refused(result: subprocess.CompletedProcess[str], start: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"nev-ingest: error: {start}"), result.stderr
+
+
+def test_metrics_port_taken(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], taken_port: int
+) -> None:
+    result = _gateway(kafka_bootstrap, unique_topic, NEV_GATEWAY_METRICS_PORT=str(taken_port))
+    _assert_refused(result, f"gateway.metrics_port = {taken_port}: cannot listen")
+
+
+def test_tcec_port_taken(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], taken_port: int
+) -> None:
+    result = _gateway(
+        kafka_bootstrap,
+        unique_topic,
+        NEV_TCEC_LISTEN=f"127.0.0.1:{taken_port}",
+        NEV_TCEC_OPERATOR_SECRETS=SECRETS,
+    )
+    _assert_refused(result, f"tcec.listen: cannot listen on 127.0.0.1:{taken_port}")
+
+
+def test_tcec_listen_without_an_operator(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    result = _gateway(kafka_bootstrap, unique_topic, NEV_TCEC_LISTEN=f"127.0.0.1:{free_port()}")
+    _assert_refused(result, "tcec.listen is set but no operator is configured")
