@@ -67,6 +67,8 @@ def _accepts(field: dataclasses.Field[Any], hint: str) -> str:
         return " \\| ".join(f"`{c}`" for c in spec.choices)
     if spec.pattern is not None:
         return _cell(spec.pattern.meaning)
+    if spec.path:
+        return "path (~ expands)"
     low, high = spec.minimum, spec.maximum
     if low is not None and high is not None:
         return f"{hint} {show_number(low)}–{show_number(high)}"

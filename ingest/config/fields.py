@@ -46,6 +46,8 @@ class FieldSpec:
     # connection URL is masked; "": shown as is.
     secret: str = ""
     example: str = ""
+    # A file or directory: the loader expands a leading ~ (ssl and libpq would not).
+    path: bool = False
 
     @property
     def is_secret(self) -> bool:
@@ -63,11 +65,15 @@ def setting(
     secret: bool = False,
     dsn: bool = False,
     example: str = "",
+    path: bool = False,
 ) -> T:
     """Declare one configuration key: its default, one-line help, and what values it accepts.
 
     Numbers take ``minimum``/``maximum`` (inclusive; both, so that the docs give a range),
     text may take ``choices`` or a ``pattern``.
+
+    Paths (``path=True``) have a leading ``~`` expanded at load, so that every library that
+    opens them gets the real path.
 
     Secrets (``secret=True``) are masked by ``config show`` and may be given as a file with the
     companion key ``<key>_file`` (the file's content, stripped of surrounding whitespace).
@@ -80,6 +86,7 @@ def setting(
         pattern=pattern,
         secret="secret" if secret else ("dsn" if dsn else ""),
         example=example,
+        path=path,
     )
     # repr=False: a section's repr must never print a secret (sections mask in __repr__).
     field: Any = dataclasses.field(default=default, metadata={"spec": spec}, repr=not secret)

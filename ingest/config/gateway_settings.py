@@ -33,17 +33,22 @@ class GatewaySettings(Section):
         "", "Listener of battery packs (pack profile -> kafka.topic_battery); empty = off."
     )
     tls_certfile: str = setting(
-        "", "PEM certificate (chain) of the listeners; with tls_keyfile, every listener is TLS."
+        "",
+        "PEM certificate (chain) of the listeners; with tls_keyfile, every listener is TLS.",
+        path=True,
     )
-    tls_keyfile: str = setting("", "PEM private key of tls_certfile.")
+    tls_keyfile: str = setting("", "PEM private key of tls_certfile.", path=True)
     tls_cafile: str = setting(
-        "", "PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."
+        "",
+        "PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS).",
+        path=True,
     )
     accounts_file: str = setting(
         "",
         "TOML or JSON file of enterprise-platform accounts (user -> scrypt hash; maintained "
         "with `nev-ingest gateway passwd`), re-read when it changes. Empty: every platform "
         "login is refused.",
+        path=True,
     )
     answer_realtime: bool = setting(
         False,

@@ -61,9 +61,11 @@ class KafkaSettings(Section):
     )
     sasl_username: str = setting("", "SASL user name.")
     sasl_password: str = setting("", "SASL password.", secret=True)
-    ssl_cafile: str = setting("", "PEM file of the CA that signed the brokers' certificates.")
-    ssl_certfile: str = setting("", "PEM client certificate, for mutual TLS.")
-    ssl_keyfile: str = setting("", "PEM private key of ssl_certfile.")
+    ssl_cafile: str = setting(
+        "", "PEM file of the CA that signed the brokers' certificates.", path=True
+    )
+    ssl_certfile: str = setting("", "PEM client certificate, for mutual TLS.", path=True)
+    ssl_keyfile: str = setting("", "PEM private key of ssl_certfile.", path=True)
     ssl_key_password: str = setting("", "Password of ssl_keyfile, if encrypted.", secret=True)
     topic_vehicle: str = setting(
         "nev.vehicle.raw", "Raw GB/T 32960 frames from vehicles.", pattern=KAFKA_TOPIC

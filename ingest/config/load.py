@@ -256,7 +256,8 @@ def _convert(value: object, hint: object, spec: FieldSpec, where: str) -> object
         _check_utf8(value, where)
         if spec.pattern is not None and not spec.pattern.matches(value):
             raise UserError(f"{where} = {value!r}: expected {spec.pattern.meaning}")
-        out = value
+        # Stored expanded: ssl, libpq and open() take a "~/ca.pem" literally.
+        out = os.path.expanduser(value) if spec.path and value else value
     elif typing.get_origin(hint) is tuple:
         out = _to_str_tuple(value, where)
     elif isinstance(hint, types.UnionType):
@@ -437,5 +438,5 @@ def _check_bootstrap(servers: str) -> None:
 
 
 def _check_file(key: str, value: str) -> None:
-    if value and not Path(value).expanduser().is_file():
+    if value and not Path(value).is_file():
         raise UserError(f"{key} = {value!r}: no such file")

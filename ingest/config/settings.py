@@ -69,9 +69,9 @@ class PostgresSettings(Section):
         "TLS to the server, as libpq's sslmode.",
         choices=SSLMODES,
     )
-    sslrootcert: str = setting("", "PEM file of the CA for verify-ca / verify-full.")
-    sslcert: str = setting("", "PEM client certificate.")
-    sslkey: str = setting("", "PEM private key of sslcert.")
+    sslrootcert: str = setting("", "PEM file of the CA for verify-ca / verify-full.", path=True)
+    sslcert: str = setting("", "PEM client certificate.", path=True)
+    sslkey: str = setting("", "PEM private key of sslcert.", path=True)
     pool_min_size: int = setting(1, "Connections each worker keeps open.", minimum=0, maximum=100)
     pool_max_size: int = setting(4, "Most connections each worker opens.", minimum=1, maximum=100)
     statement_timeout_ms: int = setting(
@@ -293,18 +293,23 @@ class MetricsSettings(Section):
     host: str = setting("127.0.0.1", "Address of /metrics, /healthz and /readyz.")
     port: int = setting(9464, "Port of the metrics server.", minimum=PORT_MIN, maximum=PORT_MAX)
     multiproc_dir: str = setting(
-        "", "Directory of the workers' metric files (emptied at start); empty: a temporary one."
+        "",
+        "Directory of the workers' metric files (emptied at start); empty: a temporary one.",
+        path=True,
     )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class AlertsSettings(Section):
     enabled: bool = setting(True, "Run the rule engine in each worker.")
-    rules_file: str = setting("", "TOML rule file; empty uses the built-in default rule set.")
+    rules_file: str = setting(
+        "", "TOML rule file; empty uses the built-in default rule set.", path=True
+    )
     models_file: str = setting(
         "",
         "JSON object of VIN -> vehicle model (registration data) for rules scoped by model; "
         "read at start and on SIGHUP. Empty: a rule scoped by model is refused at start.",
+        path=True,
     )
 
 

@@ -40,6 +40,7 @@ class TcecSettings(Section):
         "",
         "JSON file of each OperatorID's OperatorSecret, DataSecret, DataSecretIV and SigSecret "
         "(docs/gateway.md); refused when group or others may read it.",
+        path=True,
     )
     operator_secrets: str = setting(
         "",

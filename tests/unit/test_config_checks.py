@@ -3,10 +3,14 @@ the key (and never echoing a password)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import quote
+
 import pytest
 
 from ingest.config.load import load_settings
 from ingest.errors import UserError
+from ingest.wiring import postgres_dsn
 
 pytestmark = pytest.mark.unit
 
@@ -107,3 +111,18 @@ def test_lag_interval_not_well_under_stall_after_is_refused(lag: str, stall: str
 def test_lag_interval_half_of_stall_after_is_accepted() -> None:
     env = {"NEV_PIPELINE_LAG_INTERVAL_S": "30", "NEV_PIPELINE_STALL_AFTER_S": "60"}
     assert load_settings(environ=env).pipeline.lag_interval_s == 30
+
+
+def test_tls_paths_with_a_tilde_are_stored_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ssl and libpq open "~/ca.pem" literally: the settings must hold the real path.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ca.pem").write_text("-")
+    keys = ["KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"]
+    keys += ["POSTGRES_SSLROOTCERT", "POSTGRES_SSLCERT", "POSTGRES_SSLKEY"]
+    settings = load_settings(environ={f"NEV_{key}": "~/ca.pem" for key in keys})
+    expanded = str(tmp_path / "ca.pem")
+    assert settings.kafka.ssl_cafile == settings.kafka.ssl_keyfile == expanded
+    assert settings.postgres.sslrootcert == settings.postgres.sslkey == expanded
+    assert f"sslrootcert={quote(expanded, safe='')}" in postgres_dsn(settings.postgres)
