@@ -369,6 +369,7 @@ def _check_consistency(settings: Settings) -> None:
         _check_file(f"kafka.{key}", getattr(kafka, key))
     for key in ("sslrootcert", "sslcert", "sslkey"):
         _check_file(f"postgres.{key}", getattr(pg, key))
+    _check_gateway_tls(settings)
     topics = [getattr(kafka, f"topic_{source}") for source in RAW_SOURCES] + [
         kafka.topic_dlq,
         kafka.topic_alerts,
@@ -435,6 +436,19 @@ def _check_bootstrap(servers: str) -> None:
                 f"kafka.bootstrap_servers = {servers!r}: {entry!r} is not host:port "
                 "(port 1..65535); give a comma-separated list such as 127.0.0.1:9092"
             )
+
+
+def _check_gateway_tls(settings: Settings) -> None:
+    """The listeners' TLS files exist, and come as a certificate with its key: a CA bundle
+    alone would leave every listener plaintext, the mutual TLS it asks for silently off."""
+    gw = settings.gateway
+    for key in ("tls_certfile", "tls_keyfile", "tls_cafile"):
+        _check_file(f"gateway.{key}", getattr(gw, key))
+    if bool(gw.tls_certfile) != bool(gw.tls_keyfile) or (gw.tls_cafile and not gw.tls_certfile):
+        raise UserError(
+            "gateway.tls_certfile and gateway.tls_keyfile go together (set both for TLS); "
+            "gateway.tls_cafile (mutual TLS) needs them too"
+        )
 
 
 def _check_file(key: str, value: str) -> None:

@@ -69,10 +69,14 @@ def parse_listen(key: str, value: str) -> tuple[str, int]:
 
 def tls_context(cfg: GatewaySettings) -> ssl.SSLContext | None:
     """The listeners' TLS context, or None when no certificate is configured."""
-    if not cfg.tls_certfile and not cfg.tls_keyfile:
+    if not cfg.tls_certfile and not cfg.tls_keyfile and not cfg.tls_cafile:
         return None
     if not (cfg.tls_certfile and cfg.tls_keyfile):
-        raise UserError("gateway.tls_certfile and gateway.tls_keyfile go together; set both")
+        # A CA bundle alone would otherwise leave the listeners plaintext without a word.
+        raise UserError(
+            "gateway.tls_certfile and gateway.tls_keyfile go together (set both for TLS); "
+            "gateway.tls_cafile (mutual TLS) needs them too"
+        )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

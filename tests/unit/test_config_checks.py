@@ -126,3 +126,32 @@ def test_tls_paths_with_a_tilde_are_stored_expanded(
     assert settings.kafka.ssl_cafile == settings.kafka.ssl_keyfile == expanded
     assert settings.postgres.sslrootcert == settings.postgres.sslkey == expanded
     assert f"sslrootcert={quote(expanded, safe='')}" in postgres_dsn(settings.postgres)
+
+
+def _pem(tmp_path: Path) -> str:
+    path = tmp_path / "tls.pem"
+    path.write_text("-")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "keys", [["CAFILE"], ["CERTFILE"], ["KEYFILE"], ["CAFILE", "CERTFILE"], ["CAFILE", "KEYFILE"]]
+)
+def test_gateway_tls_files_come_as_certificate_and_key(tmp_path: Path, keys: list[str]) -> None:
+    # tls_cafile alone used to start plaintext listeners: mutual TLS silently off.
+    text = _refused({f"NEV_GATEWAY_TLS_{key}": _pem(tmp_path) for key in keys})
+    assert text.startswith("gateway.tls_certfile and gateway.tls_keyfile go together")
+
+
+@pytest.mark.parametrize("key", ["tls_certfile", "tls_keyfile", "tls_cafile"])
+def test_gateway_tls_files_must_exist(tmp_path: Path, key: str) -> None:
+    env = {f"NEV_GATEWAY_{k.upper()}": _pem(tmp_path) for k in ("tls_certfile", "tls_keyfile")}
+    env[f"NEV_GATEWAY_{key.upper()}"] = str(tmp_path / "missing.pem")
+    text = _refused(env)
+    assert text == f"gateway.{key} = {str(tmp_path / 'missing.pem')!r}: no such file"
+
+
+def test_gateway_tls_certificate_key_and_ca_are_accepted(tmp_path: Path) -> None:
+    keys = ("TLS_CERTFILE", "TLS_KEYFILE", "TLS_CAFILE")
+    settings = load_settings(environ={f"NEV_GATEWAY_{key}": _pem(tmp_path) for key in keys})
+    assert settings.gateway.tls_cafile == _pem(tmp_path)
