@@ -22,6 +22,7 @@ from ingest.cli.args import int_range
 from ingest.config import Settings
 from ingest.config.bounds import MAX_WORKERS, PORT_MAX, PORT_MIN
 from ingest.config.load import add_config_arguments, settings_from_args
+from ingest.errors import UserError
 from ingest.pipeline.logs import configure_logging
 
 __all__ = ["register", "run_service", "run_settings"]
@@ -85,7 +86,6 @@ def check_rules(settings: Settings) -> None:
         return
     from alerts import RuleFileError, RuleSet
     from ingest.cli.rules import load_rules
-    from ingest.errors import UserError
     from ingest.pipeline.vehicle_models import check_model_scopes, load_models
 
     path = a.rules_file
@@ -125,7 +125,13 @@ def run_service(settings: Settings) -> int:
     m, p = settings.metrics, settings.pipeline
     own_dir = not m.multiproc_dir
     path = Path(m.multiproc_dir or tempfile.mkdtemp(prefix="nev-ingest-metrics-"))
-    prepare_multiproc_dir(path)
+    try:
+        prepare_multiproc_dir(path)
+    except OSError as exc:  # a file there, no permission, a read-only file system
+        raise UserError(
+            f"metrics.multiproc_dir = {path}: cannot use it for the workers' metric files "
+            f"({exc.strerror}); give a directory nev-ingest may empty and write"
+        ) from None
     try:
         supervisor = Supervisor(
             SupervisorOptions(

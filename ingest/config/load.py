@@ -220,6 +220,8 @@ def _read_secret_file(value: object, origin: str) -> str:
         return Path(value).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise UserError(f"{origin}: cannot read secret file {value}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(f"{origin}: secret file {value}", exc) from None
 
 
 def _suggest(word: str, candidates: Mapping[str, object]) -> str:
@@ -308,7 +310,10 @@ def _to_int(value: object, where: str, spec: FieldSpec) -> int:
 
 def _to_float(value: object, where: str, spec: FieldSpec) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a TOML integer beyond any float (~1e308)
+            raise UserError(f"{where} = {value}: expected a number{_bounds(spec)}") from None
     else:
         number = _from_text(value, where, spec, float, "a number")
     _check_range(number, spec, where, "a number")

@@ -155,3 +155,34 @@ def test_gateway_tls_certificate_key_and_ca_are_accepted(tmp_path: Path) -> None
     keys = ("TLS_CERTFILE", "TLS_KEYFILE", "TLS_CAFILE")
     settings = load_settings(environ={f"NEV_GATEWAY_{key}": _pem(tmp_path) for key in keys})
     assert settings.gateway.tls_cafile == _pem(tmp_path)
+
+
+def test_secret_file_not_utf8_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "pg-password"
+    secret.write_bytes(b"pass\xffword\n")
+    text = _refused({"NEV_POSTGRES_PASSWORD_FILE": str(secret)})
+    assert text.startswith(f"NEV_POSTGRES_PASSWORD_FILE: secret file {secret}: not UTF-8 text")
+    assert "word" not in text.replace("password", "")
+
+
+def test_toml_integer_beyond_any_float_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nev.toml"
+    path.write_text("[pipeline]\nshutdown_timeout_s = 1" + "0" * 400 + "\n")
+    with pytest.raises(UserError) as caught:
+        load_settings(config_file=path, environ={})
+    text = str(caught.value)
+    assert "pipeline.shutdown_timeout_s = 1000" in text
+    assert ": expected a number from 0 to 3600" in text
+    assert "\n" not in text
+
+
+def test_multiproc_dir_naming_a_file_is_refused(tmp_path: Path) -> None:
+    from ingest.cli.run import run_service
+
+    file = tmp_path / "metrics"
+    file.write_text("not a directory")
+    settings = load_settings(environ={"NEV_METRICS_MULTIPROC_DIR": str(file)})
+    with pytest.raises(UserError) as caught:
+        run_service(settings)
+    assert str(caught.value).startswith(f"metrics.multiproc_dir = {file}: cannot use it")
+    assert file.read_text() == "not a directory"
