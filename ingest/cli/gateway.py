@@ -120,9 +120,13 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
 
 async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], Any]]) -> int:
     from ingest.gateway import Gateway, GatewayMetrics
+    from ingest.gateway.checks import check_listeners_configured, check_settings
     from ingest.pipeline.metrics import MetricsServer
     from ingest.wiring import check_kafka, check_topics
 
+    # Bad settings first, before Kafka is asked anything (config check runs check_settings).
+    check_listeners_configured(settings)
+    check_settings(settings)
     metrics = GatewayMetrics()
     kafka, timeout_s = settings.kafka, settings.kafka.request_timeout_ms / 1000
     await check_kafka(kafka, timeout_s)

@@ -1,5 +1,6 @@
-"""``nev-ingest gateway`` refusing to start: a port taken (metrics, T/CEC receiver) or a T/CEC
-receiver without an operator ends with one line naming the key, exit 2, never a traceback."""
+"""``nev-ingest gateway`` refusing to start: a port taken (metrics, T/CEC receiver), a T/CEC
+receiver without an operator, or no listener at all ends with one line naming the key, exit 2,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _gateway(
         env=environ,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=False,
     )
 
@@ -93,3 +94,9 @@ def test_tcec_listen_without_an_operator(
 ) -> None:
     result = _gateway(kafka_bootstrap, unique_topic, NEV_TCEC_LISTEN=f"127.0.0.1:{free_port()}")
     _assert_refused(result, "tcec.listen is set but no operator is configured")
+
+
+def test_no_listener_at_all(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> None:
+    # It used to start, report ready on /readyz and take nothing (here: run until the timeout).
+    result = _gateway(kafka_bootstrap, unique_topic, NEV_GATEWAY_LISTEN_VEHICLE="")
+    _assert_refused(result, "the gateway has no listener: gateway.listen_vehicle, ")
