@@ -53,7 +53,14 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from ingest.cli.run import check_rules
+    from ingest.gateway.checks import check_settings
+
     settings = settings_from_args(args)
+    # What `run` and `gateway` refuse before they connect (nothing is bound or started here):
+    # the rule file, the gateway's listener addresses, its TLS files, the T/CEC operators.
+    check_rules(settings)
+    check_settings(settings)
 
     async def run() -> list[str]:
         lines = []

@@ -102,7 +102,9 @@ def render_docs() -> str:
         + ") may share the file; the service skips them and their",
         "variables (they are documented in docs/development.md).",
         "`nev-ingest config show` prints the effective configuration with secrets masked;",
-        "`nev-ingest config check` also connects to Kafka and to every PostgreSQL database "
+        "`nev-ingest config check` also checks what `run` and `gateway` refuse before they "
+        "connect (the rule file, the gateway's listener addresses and TLS files, the T/CEC "
+        "operators; nothing is bound), and connects to Kafka and to every PostgreSQL database "
         "configured (the shards, or `postgres.dsn` without them; `storage.query_dsn`; each "
         "replica).",
         "",

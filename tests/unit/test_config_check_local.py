@@ -1,0 +1,79 @@
+"""``nev-ingest config check`` refuses what ``run`` and ``gateway`` refuse before connecting (the
+rule file, the gateway's listeners, TLS files and T/CEC operators), without binding anything:
+"configuration ok" means the commands start with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+
+# Neither service is asked: what is checked here is local.
+CHECK = ["-m", "ingest", "config", "check", "--skip", "kafka", "--skip", "postgres"]
+
+
+def _check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *CHECK],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def _garbage_pem(tmp_path: Path, name: str) -> str:
+    path = tmp_path / name
+    path.write_text("not a PEM file\n")
+    return str(path)
+
+
+def test_a_good_configuration_is_ok(tmp_path: Path) -> None:
+    result = _check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "configuration ok"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"NEV_ALERTS_RULES_FILE": "/nonexistent/rules.toml"},
+            "cannot read rule file /nonexistent/rules.toml",
+        ),
+        (
+            {"NEV_GATEWAY_LISTEN_VEHICLE": "garbage"},
+            "gateway.listen_vehicle = 'garbage': expected host:port",
+        ),
+        (
+            {"NEV_GATEWAY_LISTEN_BATTERY": "0.0.0.0:70000"},
+            "gateway.listen_battery = '0.0.0.0:70000': expected host:port",
+        ),
+        ({"NEV_TCEC_LISTEN": "127.0.0.1:8090"}, "tcec.listen is set but no operator"),
+    ],
+)
+def test_what_the_commands_refuse_is_refused(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    result = _check(tmp_path, **env)
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith("nev-ingest: error: ")
+    assert message in result.stderr
+
+
+def test_tls_files_that_do_not_load_are_refused(tmp_path: Path) -> None:
+    env = {
+        "NEV_GATEWAY_TLS_CERTFILE": _garbage_pem(tmp_path, "cert.pem"),
+        "NEV_GATEWAY_TLS_KEYFILE": _garbage_pem(tmp_path, "key.pem"),
+    }
+    result = _check(tmp_path, **env)
+    assert result.returncode == 2, result.stdout
+    assert "gateway TLS files cannot be loaded" in result.stderr
