@@ -90,19 +90,28 @@ class KafkaSettings(Section):
     )
     partitions: int = setting(
         12,
-        "Partitions of each raw topic when nev-ingest creates it; caps the useful worker count.",
+        "Partitions of each raw topic: must equal the raw topics' real partition count "
+        "(`nev-ingest query` routes an entity to its shard by it); the dev stack creates them "
+        "with it. Caps the useful worker count.",
         minimum=1,
         maximum=MAX_PARTITIONS,
     )
     dlq_partitions: int = setting(
-        3, "Partitions of the dead-letter topic.", minimum=1, maximum=MAX_PARTITIONS
+        3,
+        "Partitions of the dead-letter topic (dev stack only: nev-ingest never creates topics).",
+        minimum=1,
+        maximum=MAX_PARTITIONS,
     )
     alerts_partitions: int = setting(
-        3, "Partitions of the alerts topic.", minimum=1, maximum=MAX_PARTITIONS
+        3,
+        "Partitions of the alerts topic (dev stack only: nev-ingest never creates topics).",
+        minimum=1,
+        maximum=MAX_PARTITIONS,
     )
     replication_factor: int = setting(
         1,
-        "Replication factor of topics nev-ingest creates (3 in production).",
+        "Replication factor of the topics the dev stack creates (dev stack only: nev-ingest "
+        "never creates topics; create production topics with 3).",
         minimum=1,
         maximum=16,
     )
