@@ -15,8 +15,9 @@ HEARTBEAT = "nev_ingest_worker_heartbeat_timestamp_seconds"
 
 
 async def test_heartbeat_moves_with_the_loop_not_the_lag_interval(env: PipelineEnv) -> None:
-    overrides = {"NEV_PIPELINE_LAG_INTERVAL_S": "120", "NEV_PIPELINE_STALL_AFTER_S": "600"}
-    async with ps.serving(env, "heartbeat", **overrides) as svc:
+    async with ps.serving(
+        env, "heartbeat", NEV_PIPELINE_LAG_INTERVAL_S="120", NEV_PIPELINE_STALL_AFTER_S="600"
+    ) as svc:
         first = svc.metric(HEARTBEAT)
 
         async def moved_on() -> float:
