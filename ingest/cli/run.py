@@ -130,7 +130,7 @@ def run_service(settings: Settings) -> int:
     except OSError as exc:  # a file there, no permission, a read-only file system
         raise UserError(
             f"metrics.multiproc_dir = {path}: cannot use it for the workers' metric files "
-            f"({exc.strerror}); give a directory nev-ingest may empty and write"
+            f"({exc.strerror}); give a directory nev-ingest may write"
         ) from None
     try:
         supervisor = Supervisor(

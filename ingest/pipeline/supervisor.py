@@ -27,7 +27,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -72,11 +71,14 @@ class _Slot:
 
 
 def prepare_multiproc_dir(path: Path) -> Path:
-    """Empty ``path`` (metrics of a previous run must not be summed into this one) and point
-    prometheus-client's multi-process mode at it for this process and its children."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    """Remove the metric files of a previous run from ``path`` (they must not be summed into
+    this one) and point prometheus-client's multi-process mode at it for this process and its
+    children. Only prometheus-client's ``*.db`` files go: a ``metrics.multiproc_dir`` naming a
+    directory with anything else in it (a typo for /var/lib, $HOME) loses nothing."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        if stale.is_file():
+            stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
 

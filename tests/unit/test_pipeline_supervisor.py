@@ -223,3 +223,17 @@ def test_a_worker_killed_by_the_forwarded_sigterm_before_its_handler_stopped_cle
 ) -> None:
     code, _ = _stop_one_ready_worker(tmp_path, _no_handler_yet)
     assert code == 0
+
+
+def test_the_metrics_directory_loses_only_its_old_metric_files(tmp_path: Path) -> None:
+    # metrics.multiproc_dir naming a directory with other things in it (a typo for /var/lib or
+    # $HOME) must lose nothing but a previous run's prometheus-client files.
+    d = tmp_path / "shared"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "keep.db").write_text("x")
+    (d / "notes.txt").write_text("keep")
+    (d / "counter_123.db").write_bytes(b"old")
+    (d / "gauge_livesum_9.db").write_bytes(b"old")
+    assert prepare_multiproc_dir(d) == d
+    kept = sorted(p.relative_to(d).as_posix() for p in d.rglob("*"))
+    assert kept == ["notes.txt", "sub", "sub/keep.db"]
