@@ -23,6 +23,7 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -76,11 +77,31 @@ def prepare_multiproc_dir(path: Path) -> Path:
     children. Only prometheus-client's ``*.db`` files go: a ``metrics.multiproc_dir`` naming a
     directory with anything else in it (a typo for /var/lib, $HOME) loses nothing."""
     path.mkdir(parents=True, exist_ok=True)
+    _claim(path)
     for stale in path.glob("*.db"):
         if stale.is_file():
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
+
+
+# The claims of this process's metric directories: open (and so locked) until it exits.
+_CLAIMS: list[int] = []
+
+
+def _claim(path: Path) -> None:
+    """Lock ``path`` for this run: a second ``run`` with the same metrics.multiproc_dir would
+    remove the running one's metric files, and its /metrics and /readyz would go blind."""
+    fd = os.open(path / ".nev-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(
+            f"metrics.multiproc_dir = {path}: another nev-ingest run is using it (its metric "
+            "files would be lost); give each run a directory of its own"
+        ) from None
+    _CLAIMS.append(fd)
 
 
 class _SupervisorCollector:

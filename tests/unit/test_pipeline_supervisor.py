@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.errors import UserError
 from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
 
 pytestmark = pytest.mark.unit
@@ -236,4 +238,30 @@ def test_the_metrics_directory_loses_only_its_old_metric_files(tmp_path: Path) -
     (d / "gauge_livesum_9.db").write_bytes(b"old")
     assert prepare_multiproc_dir(d) == d
     kept = sorted(p.relative_to(d).as_posix() for p in d.rglob("*"))
-    assert kept == ["notes.txt", "sub", "sub/keep.db"]
+    assert kept == [".nev-ingest.lock", "notes.txt", "sub", "sub/keep.db"]
+
+
+def test_a_second_run_on_the_same_metrics_directory_is_refused(tmp_path: Path) -> None:
+    # Another process holds the directory (a run in progress): its metric files must stay.
+    d = tmp_path / "metrics"
+    d.mkdir()
+    (d / "counter_1.db").write_bytes(b"live")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+            " fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+            str(d / ".nev-ingest.lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match="another nev-ingest run is using it"):
+            prepare_multiproc_dir(d)
+        assert (d / "counter_1.db").read_bytes() == b"live"
+    finally:
+        holder.communicate("")
