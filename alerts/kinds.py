@@ -58,11 +58,17 @@ OPS: Final[dict[str, Callable[[float, float], bool]]] = {
 # Bits 19-31 are "reserved" in the 2016 edition (Table 18): a 2016 terminal setting one says
 # nothing about, e.g., a thermal event (2025 bit 23), so flag rules ignore them on 2016 frames.
 FLAGS_2016_MASK: Final = (1 << 19) - 1
-# A windowed drop/jump remembers at most this many (time, value) entries (alerts.kinds._windowed):
-# exact while its window holds at most this many successively lower (higher) values, e.g. a
-# 35 s window at >= 5 s reporting.
-WINDOW_ENTRIES: Final = 8
-WINDOW_SLOTS: Final = 2 + 2 * WINDOW_ENTRIES
+# A windowed drop/jump remembers one (time, value) entry per second of its window, plus the
+# frame just in (alerts.kinds._windowed): frame times are whole seconds, so the window's extreme
+# is then exact at any reporting period (1 s is the standard's shortest). Up to this many: a
+# window over 63 s merges entries when more successively lower (higher) values arrive than it
+# holds, which can overstate its extreme (docs/alerts.md).
+MAX_WINDOW_ENTRIES: Final = 64
+
+
+def window_entries(window_s: float) -> int:
+    """The entries a windowed drop/jump of ``window_s`` keeps (slots: 2 + 2 per entry)."""
+    return max(2, min(int(window_s) + 1, MAX_WINDOW_ENTRIES))
 # GB 38031 / GB 18384 minimum insulation resistance per volt of working voltage.
 INSULATION_MIN_OHM_PER_V: Final = {"dc": 100.0, "ac": 500.0}
 
@@ -354,7 +360,8 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
 
         return consecutive, 2
 
-    return _windowed(i, b, down, relative, fires_over, win_ms, gap_ms, scratch), WINDOW_SLOTS
+    cap = window_entries(win_ms / 1000.0)
+    return _windowed(i, b, down, relative, fires_over, win_ms, gap_ms, cap, scratch), 2 + 2 * cap
 
 
 def _windowed(
@@ -365,19 +372,21 @@ def _windowed(
     fires_over: float,
     win_ms: float,
     gap_ms: float,
+    cap: int,
     scratch: list[float],
 ) -> Condition:
     """A drop (jump up) against the highest (lowest) value of the last ``win_ms``.
 
     A monotonic deque of (time, value) in the slots: each entry is the most extreme value from
     its time on, so the front is the window's extreme and, when it expires, the next entry is
-    the extreme of what is left. At most ``WINDOW_ENTRIES``; a full deque merges the two
-    neighbours closest in value into the more extreme value at the later time: the window's
-    extreme is never understated (no drop missed), at worst overstated by that difference, for
-    at most the time between the two. A gap over ``gap_ms`` empties it: nothing before is
-    comparable. Slots: previous frame time, entry count (NaN = 0), then the entries' t, v.
+    the extreme of what is left. ``cap`` entries (``window_entries``): with whole-second frame
+    times the window never holds more, and the extreme is exact. Only a window longer than
+    ``MAX_WINDOW_ENTRIES`` - 1 seconds can fill it: the two neighbours closest in value are then
+    merged into the more extreme value at the later time, which never understates the extreme
+    (no drop missed) but, merges stacking, can keep a value past the window (a drop may fire
+    early). A gap over ``gap_ms`` empties it: nothing before is comparable. Slots: previous
+    frame time, entry count (NaN = 0), then the entries' t, v.
     """
-    cap = WINDOW_ENTRIES
     q = b + 2  # the first entry
     sign = 1.0 if down else -1.0  # entries compare as sign * value: the extreme is the largest
 
