@@ -153,8 +153,9 @@ class LiveAlert:
         self.raised_now = self.updated_now = self.touched = False
 
     def see(self, t: int, value: float | None) -> bool:
-        """Account a holding frame; True when the peak moved (worth publishing). A frame at or
-        before the last one counted (a reissue, 0x03, of a frame seen already) counts once."""
+        """Account a holding frame; True when the peak moved (worth publishing). Only a frame
+        after the last one counted adds to the count: a late one (0x03) may resend a frame seen
+        already or backfill one never seen, which the engine cannot tell apart (docs/alerts.md)."""
         if t > self.last_ms:
             self.count += 1
             self.last_ms = t
