@@ -69,6 +69,8 @@ MAX_WINDOW_ENTRIES: Final = 64
 def window_entries(window_s: float) -> int:
     """The entries a windowed drop/jump of ``window_s`` keeps (slots: 2 + 2 per entry)."""
     return max(2, min(int(window_s) + 1, MAX_WINDOW_ENTRIES))
+
+
 # GB 38031 / GB 18384 minimum insulation resistance per volt of working voltage.
 INSULATION_MIN_OHM_PER_V: Final = {"dc": 100.0, "ac": 500.0}
 

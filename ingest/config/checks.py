@@ -52,7 +52,7 @@ def check_database_url(key: str, dsn: str) -> None:
     for host in hostspec.split(",") if hostspec else ():
         port_part = host.rpartition("]")[2] if host.startswith("[") else host
         _, colon, port = port_part.partition(":")
-        if colon and not _port_ok(port):
+        if colon and port and not _port_ok(port):  # empty: the default port, to both drivers
             raise UserError(
                 f"{key}: a port in the URL is not a number 1..65535 "
                 "(postgresql://user@host:5432/dbname; write a / or @ in a password as %2F or %40)"
@@ -62,7 +62,7 @@ def check_database_url(key: str, dsn: str) -> None:
         name, _, value = (unquote(part) for part in item.partition("="))
         if name == "sslmode" and value and value not in SSLMODES:
             raise UserError(f"{key}: sslmode in the URL must be one of {', '.join(SSLMODES)}")
-        if name == "port" and value and not all(_port_ok(p) for p in value.split(",")):
+        if name == "port" and not all(_port_ok(p) for p in value.split(",") if p):
             raise UserError(f"{key}: port in the URL's query is not a number 1..65535")
 
 

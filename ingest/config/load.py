@@ -444,11 +444,11 @@ def _check_bootstrap(servers: str) -> None:
 
 
 def _check_gateway_tls(settings: Settings) -> None:
-    """The listeners' TLS files exist, and come as a certificate with its key: a CA bundle
-    alone would leave every listener plaintext, the mutual TLS it asks for silently off."""
+    """The listeners' TLS files come as a certificate with its key: a CA bundle alone would
+    leave every listener plaintext, the mutual TLS it asks for silently off. Whether the files
+    exist is the gateway's check (ingest.gateway.checks): a worker or operator host sharing the
+    configuration has no reason to hold the gateway's private key."""
     gw = settings.gateway
-    for key in ("tls_certfile", "tls_keyfile", "tls_cafile"):
-        _check_file(f"gateway.{key}", getattr(gw, key))
     if bool(gw.tls_certfile) != bool(gw.tls_keyfile) or (gw.tls_cafile and not gw.tls_certfile):
         raise UserError(
             "gateway.tls_certfile and gateway.tls_keyfile go together (set both for TLS); "
