@@ -488,6 +488,7 @@ class Worker:
         # longer in flight (the next owner reads it again).
         self.bp.done(*self.builder.reset(writer.generation).held)
         self.sink.on_partitions_lost(sorted(revoked))
+        writer.forget(revoked)  # committed: what comes back is read from the database again
         for tp in revoked:
             self.positions.pop(tp, None)
             self.stored.pop(tp, None)

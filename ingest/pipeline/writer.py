@@ -30,7 +30,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -205,6 +205,16 @@ class Writer:
         for lane in self._lanes:
             for batch in lane.queue:
                 self._bp.done(*batch.drop_partitions(tps))
+        self.forget(tps)  # the database holds another consumer's offset for them now
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        """Drop this worker's last commit of ``tps`` (revoked, or fenced): the lag gauges
+        prefer it to the offset stored in the database, and a partition that comes back after
+        another owner wrote it would otherwise show that owner's work as lag, for good on an
+        idle partition."""
+        for tp in tps:
+            self.committed.pop(tp, None)
+            self.commit_time.pop(tp, None)
 
     def close(self) -> None:
         self._closing = True
