@@ -250,13 +250,16 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             prom_timeseries(
-                "Paused partitions by shard",
-                "Partitions held because their shard fails. Alert: NevIngestShardDown.",
+                "Paused partitions by shard, restoring partitions",
+                "Partitions held because their shard fails (alert: NevIngestShardDown), and "
+                "partitions held while a new assignment's offsets and alert state load "
+                "(normal after a rebalance or restart; minutes for a large restore).",
                 [
                     prom(
                         f"sum by (shard) (nev_ingest_shard_paused_partitions{{{JOB}}})",
                         "shard {{shard}}",
-                    )
+                    ),
+                    prom(f"sum(nev_ingest_restoring_partitions{{{JOB}}})", "restoring"),
                 ],
                 width=8,
             )

@@ -206,6 +206,14 @@ class PipelineMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.restoring_partitions = Gauge(
+            "restoring_partitions",
+            "Partitions assigned whose stored offsets and alert state are being loaded (held "
+            "paused until then; not backpressure).",
+            namespace=ns,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         # Per shard (storage.shards; one database = shard 0): which database is behind.
         self.shard_paused_partitions = Gauge(
             "shard_paused_partitions",

@@ -332,19 +332,24 @@ class Worker:
             self._down = down
         # Re-applied every turn: a rebalance hands out partitions unpaused.
         if self.bp.paused:
-            want_paused = assignment
+            held = assignment
         else:
-            want_paused = assignment & self.needs_seek
-            if down:
-                want_paused |= {tp for tp in assignment if shard_of(tp.partition, shards) in down}
+            held = {tp for tp in assignment if shard_of(tp.partition, shards) in down}
+        # Partitions whose offsets and alert state are still being loaded are paused too, but
+        # that is the normal start of an assignment (minutes for a large restore), not
+        # backpressure: they have a gauge of their own, so that the paused-partition alerts
+        # (NevIngestShardDown, NevIngestPartitionsPaused) see only a slow or failing database.
+        restoring = (assignment & self.needs_seek) - held
+        want_paused = held | restoring
         paused = set(consumer.paused())
         if want_paused - paused:
             consumer.pause(*(want_paused - paused))
         if (paused & assignment) - want_paused:
             consumer.resume(*((paused & assignment) - want_paused))
-        self.metrics.paused_partitions.set(len(want_paused))
+        self.metrics.paused_partitions.set(len(held))
+        self.metrics.restoring_partitions.set(len(restoring))
         per_shard = [0] * shards
-        for tp in want_paused:
+        for tp in held:
             per_shard[shard_of(tp.partition, shards)] += 1
         for shard, n in enumerate(per_shard):
             self.metrics.shard_paused_partitions.labels(shard=str(shard)).set(n)
