@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -57,6 +58,9 @@ async def start_client(
     backoff = backoff_initial_s
     limiter = RateLimiter(30.0)
     while not stop.is_set():
+        # Each attempt is the start making progress: the heartbeat says so (the consume loop
+        # stamps it once running), so a worker waiting for the broker is not taken for stalled.
+        metrics.heartbeat.set(time.time())
         client = make()
         try:
             await client.start()

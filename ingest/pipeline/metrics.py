@@ -275,7 +275,9 @@ class PipelineMetrics:
         )
         # Readiness, one series per worker pid (read by the supervisor's /readyz).
         self.kafka_connected = Gauge(
-            "worker_kafka_connected", "1 when the worker's consumer is in the group.",
+            "worker_kafka_connected",
+            "1 when the worker's Kafka clients started and the brokers answer (end offsets, "
+            "metadata); 0 while it waits for them at start or lost them.",
             namespace=ns, registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
         self.db_connected = Gauge(

@@ -11,6 +11,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 from typing import Any
 
 from ingest.config import Settings
@@ -168,6 +169,7 @@ async def _run(index: int, settings: Settings) -> None:
             stop.set()
 
     metrics = PipelineMetrics()
+    metrics.heartbeat.set(time.time())  # started; each step of the start stamps it again
     decoders, gate = gate_decoders(
         decoders_for(settings), settings.kafka.topic_vehicle, settings, metrics
     )
@@ -190,7 +192,16 @@ async def _run(index: int, settings: Settings) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     keys_db = shard_pool_params(settings, "nev-ingest-keys")[0]
-    await run_with_keeper(worker.run, gate, keys_db, settings.security.key_refresh_s, stop)
+
+    def waiting_for_keys(connected: bool) -> None:
+        # The worker waits for the key registry (shard 0) before it starts: each attempt is
+        # progress (not a stalled loop), and its outcome is what the database gauge knows.
+        metrics.heartbeat.set(time.time())
+        metrics.db_connected.set(1 if connected else 0)
+
+    await run_with_keeper(
+        worker.run, gate, keys_db, settings.security.key_refresh_s, stop, waiting_for_keys
+    )
 
 
 def worker_process(index: int, settings: Settings) -> None:

@@ -62,11 +62,25 @@ def gate_decoders(
 class Keeper:
     """Keeps ``gate``'s keys in step with ``device_keys`` and writes what it collected."""
 
-    def __init__(self, gate: SignatureGate, params: PoolParams, refresh_s: float) -> None:
+    def __init__(
+        self,
+        gate: SignatureGate,
+        params: PoolParams,
+        refresh_s: float,
+        waiting: Callable[[bool], None] | None = None,
+    ) -> None:
         self.gate = gate
         self.params = params
         self.refresh_s = refresh_s
         self.loaded = asyncio.Event()  # set once the registry is in the cache
+        self._waiting = waiting
+
+    def _attempted(self, connected: bool) -> None:
+        """Until the registry is loaded the worker waits for it: each connection attempt is
+        told to ``waiting`` (the worker's heartbeat and database gauges; see
+        ``run_with_keeper``). Afterwards the worker's own loop reports."""
+        if self._waiting is not None and not self.loaded.is_set():
+            self._waiting(connected)
 
     async def run(self) -> None:
         """Until cancelled; a database that is down is retried (the gate keeps its cache)."""
@@ -75,9 +89,11 @@ class Keeper:
                 server = await probe(self.params)
                 conn = await connect(self.params, server=server)
             except Exception as exc:
+                self._attempted(False)
                 log.warning("signature keys: cannot connect (%s); retrying in %.0f s", exc, RETRY_S)
                 await asyncio.sleep(RETRY_S)
                 continue
+            self._attempted(True)
             try:
                 await self._serve(conn, single=server.max_connections == 1)
                 return
@@ -160,13 +176,16 @@ async def run_with_keeper(
     params: PoolParams,
     refresh_s: float,
     stop: asyncio.Event,
+    waiting: Callable[[bool], None] | None = None,
 ) -> None:
     """``run(stop)`` (the worker) with a ``Keeper`` beside it when there is a gate. The worker
-    starts once the registry is loaded, so that reject never judges with an empty cache."""
+    starts once the registry is loaded, so that reject never judges with an empty cache;
+    meanwhile ``waiting(connected)`` hears of each attempt to reach shard 0 (the registry's
+    database)."""
     if gate is None:
         await run(stop)
         return
-    keeper = Keeper(gate, params, refresh_s)
+    keeper = Keeper(gate, params, refresh_s, waiting)
     task = asyncio.create_task(keeper.run(), name="signature-keys")
     try:
         waits = [asyncio.ensure_future(keeper.loaded.wait()), asyncio.ensure_future(stop.wait())]

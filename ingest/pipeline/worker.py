@@ -113,7 +113,14 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         o = self.options
         self.sink.set_health_listener(self.bp.set_sink_healthy)
+        # Until the consume loop turns, the start phase stamps the heartbeat at each step it
+        # makes (here, each Kafka connection attempt) and says what it knows of the database:
+        # a worker waiting for Kafka is reported as that ("not connected to Kafka",
+        # NevIngestKafkaUnreachable), not as stalled or without a database.
+        self.metrics.heartbeat.set(time.time())
         await self.sink.start()
+        self.metrics.db_connected.set(1)  # the sink's pools opened: every shard answered
+        self.metrics.heartbeat.set(time.time())
         producer = await self._start_kafka("producer", self._make_producer, stop)
         consumer = None
         if producer is not None:

@@ -1,0 +1,58 @@
+"""The readiness and lag gauges while the workers cannot reach Kafka (a private broker, stopped):
+a worker (re)started meanwhile is reported as waiting for Kafka, not as stalled or without a
+database, and a running worker's lag seconds do not freeze at their last value."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.private_services import PrivateKafka
+
+pytestmark = pytest.mark.integration
+
+
+def _readyz(svc: ps.Service) -> dict[str, Any]:
+    """The JSON body of /readyz (the same on 200 and 503)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{svc.port}/readyz", timeout=5) as resp:
+            body: dict[str, Any] = orjson.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        body = orjson.loads(err.read())
+    return body
+
+
+async def test_a_worker_waiting_for_kafka_says_so_and_only_that(
+    broker: PrivateKafka, broker_env: PipelineEnv
+) -> None:
+    env = broker_env
+    async with ps.serving(env, "waiting", tail_lines=120) as svc:
+        (victim,) = svc.worker_pids()
+        await asyncio.to_thread(broker.stop)
+        os.kill(victim, signal.SIGKILL)  # its successor starts while no broker answers
+
+        seen: list[Any] = []
+
+        async def waiting_for_kafka() -> bool:
+            fresh = [p for p in svc.worker_pids() if p != victim]
+            seen[:] = [w for w in _readyz(svc)["workers"] if w["pid"] in fresh]
+            # Past its database start (the sink's pools open before the Kafka clients):
+            # the one thing /readyz should name is Kafka.
+            return any(w["problems"] == ["not connected to Kafka"] for w in seen)
+
+        try:
+            await ps.until(waiting_for_kafka, timeout_s=60, what="the restarted worker to wait")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; /readyz said {seen}") from None
+        assert any(str(r.get("msg", "")).startswith("Kafka does not answer") for r in svc.logs())
+        await asyncio.to_thread(broker.start)
+        await ps.until(lambda: ps.ready(svc), timeout_s=120, what="ready once the broker is back")
