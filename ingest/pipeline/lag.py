@@ -4,7 +4,9 @@ Lag per partition = end offset (ListOffsets, every ``interval_s``) minus the off
 with the rows. Lag in seconds = age of the oldest consumed-but-uncommitted record of the
 partition; when the lag is not zero but nothing of it is in flight (not fetched yet, or the
 partition is paused) it is the time since the partition's last commit, an upper bound that
-grows while the partition makes no progress, which is what an alert on it should see.
+grows while the partition makes no progress, which is what an alert on it should see. So it is
+too while the end offsets cannot be read (the brokers away): the lag in frames then stays at
+its last known value.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class LagReporter:
         self._interval = interval_s
         self._labelled: set[Any] = set()
         self._since: dict[Any, float] = {}  # tp -> when it was assigned (for lag seconds)
+        self._last_lag: dict[Any, int] = {}  # tp -> lag in frames at the last end offsets read
         self._next_upkeep = 0.0
         self._upkeep: asyncio.Task[None] | None = None  # the storage upkeep pass under way
         self._next_young_gc = time.monotonic() + GC_YOUNG_S
@@ -120,6 +123,7 @@ class LagReporter:
             m.current_offset.labels(**labels).set(0)
             self._labelled.discard(tp)
             self._since.pop(tp, None)
+            self._last_lag.pop(tp, None)
 
     def _labels(self, tp: Any) -> dict[str, str]:
         return {
@@ -172,12 +176,22 @@ class LagReporter:
         for tp in owned:
             since = self._since.setdefault(tp, now)
             committed = writer.committed.get(tp, w.stored.get(tp))
-            end = ends.get(tp)
-            if committed is None or end is None:
+            if committed is None:
                 continue
-            lag = max(0, end - committed)
+            end = ends.get(tp)
+            if end is None:
+                # The brokers do not answer: how far the partition is behind is unknown, and
+                # a gauge left as it was (0 when caught up) would hide frames piling up in
+                # Kafka from the lag alerts. Its lag in frames stays the last known (for the
+                # backlog too); its lag in seconds is the upper bound of a partition that
+                # makes no progress, the time since its last commit, which grows for as long
+                # as the outage lasts (NevIngestKafkaUnreachable says why).
+                lag = self._last_lag.get(tp, 0)
+            else:
+                lag = max(0, end - committed)
+                self._last_lag[tp] = lag
             backlog += lag
-            if lag == 0:
+            if lag == 0 and end is not None:
                 seconds = 0.0
             elif tp in oldest:
                 seconds = max(0.0, now - oldest[tp] / 1000)
