@@ -185,7 +185,7 @@ class PipelineMetrics:
         )  # fmt: skip
         self.in_flight = Gauge(
             "in_flight_frames",
-            "Frames consumed but not yet committed (bounded by pipeline.max_in_flight).",
+            "Frames consumed but not yet committed (bounded by pipeline.max_in_flight_frames).",
             namespace=ns,
             registry=r,
             multiprocess_mode="livesum",
