@@ -355,9 +355,13 @@ class Worker:
             consumer.resume(*((paused & assignment) - want_paused))
         self.metrics.paused_partitions.set(len(held))
         self.metrics.restoring_partitions.set(len(restoring))
+        # By shard, the partitions held because their shard's writes fail: a pause for slow
+        # writes (every shard healthy) is no shard down (NevIngestShardDown is critical).
         per_shard = [0] * shards
         for tp in held:
-            per_shard[shard_of(tp.partition, shards)] += 1
+            shard = shard_of(tp.partition, shards)
+            if shard in self.bp.unhealthy:
+                per_shard[shard] += 1
         for shard, n in enumerate(per_shard):
             self.metrics.shard_paused_partitions.labels(shard=str(shard)).set(n)
 

@@ -72,5 +72,15 @@ async def test_restoring_partitions_are_held_but_not_counted_as_paused(
         assert consumer.paused() == set()
         assert _gauge(w, "restoring_partitions") == 0
         assert _gauge(w, "paused_partitions") == 0
+
+        # Writes slow, every shard healthy: backpressure pauses all, no shard is down (the
+        # critical NevIngestShardDown is for a failing shard; NevIngestPartitionsPaused for this).
+        w.bp.add(1_000_000)
+        w.bp.pause_after_s = 0.0
+        w._apply_backpressure()
+        assert consumer.paused() == tps
+        assert _gauge(w, "paused_partitions") == 4
+        assert _gauge(w, "shard_paused_partitions", shard="0") == 0
+        assert _gauge(w, "shard_paused_partitions", shard="1") == 0
     finally:
         await consumer.stop()
