@@ -60,10 +60,11 @@ OPS: Final[dict[str, Callable[[float, float], bool]]] = {
 FLAGS_2016_MASK: Final = (1 << 19) - 1
 # A windowed drop/jump remembers one (time, value) entry per second of its window, plus the
 # frame just in (alerts.kinds._windowed): frame times are whole seconds, so the window's extreme
-# is then exact at any reporting period (1 s is the standard's shortest). Up to this many: a
-# window over 63 s merges entries when more successively lower (higher) values arrive than it
-# holds, which can overstate its extreme (docs/alerts.md).
-MAX_WINDOW_ENTRIES: Final = 64
+# is exact whenever the window holds no more successively lower (higher) values than that. Up
+# to this many, which keeps the default rules' state per device under 1 KB (issue 6): past it
+# two entries merge, which overstates the extreme by at most 1/28 of the window's fall
+# (docs/alerts.md).
+MAX_WINDOW_ENTRIES: Final = 28
 
 
 def window_entries(window_s: float) -> int:
@@ -382,12 +383,13 @@ def _windowed(
     A monotonic deque of (time, value) in the slots: each entry is the most extreme value from
     its time on, so the front is the window's extreme and, when it expires, the next entry is
     the extreme of what is left. ``cap`` entries (``window_entries``): with whole-second frame
-    times the window never holds more, and the extreme is exact. Only a window longer than
-    ``MAX_WINDOW_ENTRIES`` - 1 seconds can fill it: the two neighbours closest in value are then
-    merged into the more extreme value at the later time, which never understates the extreme
-    (no drop missed) but, merges stacking, can keep a value past the window (a drop may fire
-    early). A gap over ``gap_ms`` empties it: nothing before is comparable. Slots: previous
-    frame time, entry count (NaN = 0), then the entries' t, v.
+    times a window of ``cap`` - 1 seconds never holds more. A longer one fills it only while
+    more successively lower values than that arrive (a steady fall at 1 Hz): the two
+    neighbours closest in value are then merged into the more extreme value at the later
+    time. That never understates the extreme (no drop missed) and overstates it by at most the
+    gap merged, which is at most the window's fall / ``cap`` (``cap`` + 1 entries span it). A
+    gap over ``gap_ms`` empties it: nothing before is comparable. Slots: previous frame time,
+    entry count (NaN = 0), then the entries' t, v.
     """
     q = b + 2  # the first entry
     sign = 1.0 if down else -1.0  # entries compare as sign * value: the extreme is the largest

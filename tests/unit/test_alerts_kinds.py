@@ -282,6 +282,28 @@ def test_windowed_drop_agrees_with_the_window_maximum(period_s: float) -> None:
         assert got == want
 
 
+def test_a_steady_fall_at_1_hz_overstates_a_drop_by_at_most_its_bound() -> None:
+    # More successively lower values than the list holds (28): merged entries may overstate
+    # the window's maximum by at most 1/28 of the window's fall, never understate it.
+    import random
+
+    from alerts.kinds import MAX_WINDOW_ENTRIES
+
+    body = 'kind = "drop"\nfield = "min_cell_voltage_v"\ndelta = 0.5\nwindow_s = 35\n'
+    rng = random.Random(38031)
+    for _ in range(20):
+        volts = [3.6]
+        for _ in range(120):
+            volts.append(round(volts[-1] - rng.uniform(0.0, 0.03), 4))
+        got = open_after_each(rules(body), series(volts, "min_cell_voltage_v", 1.0))
+        for i, fired in enumerate(got):
+            window = volts[max(0, i - 35) : i + 1]
+            true_drop = max(window) - volts[i]
+            fall = max(window) - min(window)
+            assert not (true_drop > 0.5 + 1e-9) or fired  # never missed
+            assert not fired or true_drop + fall / MAX_WINDOW_ENTRIES > 0.5  # within the bound
+
+
 def test_a_slow_fall_at_1_hz_raises_no_gb38031_drop_it_did_not_make() -> None:
     # 0.018 V/s for 80 s from 3.60 V, then flat: at most 22.6 % within any 35 s, so condition
     # (a) (> 25 % within 35 s) never holds. An older remembered maximum would invent one.
