@@ -28,13 +28,14 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -74,17 +75,22 @@ class _Slot:
 def prepare_multiproc_dir(path: Path) -> Path:
     """Remove the metric files of a previous run from ``path`` (they must not be summed into
     this one) and point prometheus-client's multi-process mode at it for this process and its
-    children. Only prometheus-client's ``*.db`` files go: a ``metrics.multiproc_dir`` naming a
-    directory with anything else in it (a typo for /var/lib, $HOME) loses nothing."""
+    children. Only prometheus-client's own files go (``counter_<pid>.db``,
+    ``gauge_livesum_<pid>.db``, ...): a ``metrics.multiproc_dir`` naming a directory with
+    anything else in it (a typo for /var/lib, $HOME, SQLite files) loses nothing."""
     path.mkdir(parents=True, exist_ok=True)
     _claim(path)
     for stale in path.glob("*.db"):
-        if stale.is_file():
+        if _METRIC_FILE.fullmatch(stale.name) and stale.is_file():
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
 
 
+# prometheus-client's multi-process files: "<type>[_<gauge mode>]_<pid>.db" (its values.py).
+_METRIC_FILE: Final = re.compile(
+    r"(counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))_\d+\.db"
+)
 # The claims of this process's metric directories: open (and so locked) until it exits.
 _CLAIMS: list[int] = []
 

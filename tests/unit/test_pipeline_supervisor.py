@@ -234,11 +234,13 @@ def test_the_metrics_directory_loses_only_its_old_metric_files(tmp_path: Path) -
     (d / "sub").mkdir(parents=True)
     (d / "sub" / "keep.db").write_text("x")
     (d / "notes.txt").write_text("keep")
+    (d / "notes.db").write_text("an SQLite file of the user's")
     (d / "counter_123.db").write_bytes(b"old")
     (d / "gauge_livesum_9.db").write_bytes(b"old")
+    (d / "histogram_77.db").write_bytes(b"old")
     assert prepare_multiproc_dir(d) == d
     kept = sorted(p.relative_to(d).as_posix() for p in d.rglob("*"))
-    assert kept == [".nev-ingest.lock", "notes.txt", "sub", "sub/keep.db"]
+    assert kept == [".nev-ingest.lock", "notes.db", "notes.txt", "sub", "sub/keep.db"]
 
 
 def test_a_second_run_on_the_same_metrics_directory_is_refused(tmp_path: Path) -> None:
