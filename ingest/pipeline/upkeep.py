@@ -71,7 +71,6 @@ async def _upkeep(
             with contextlib.suppress(Exception):
                 conn.terminate()
 
-        await _end_with_client(conn)
         timer = asyncio.get_running_loop().call_later(bound, give_up)
         work = asyncio.ensure_future(_upkeep_pass(shard, conn, storage, modes))
         try:
@@ -108,6 +107,10 @@ async def _upkeep_pass(
 ) -> None:
     from storage.maintenance import run
     from storage.migrate import schema_status
+
+    # Inside the pass, under its time and its cancel: a server that stops answering before the
+    # pass starts must not hold it (or a worker's stop) at this first statement either.
+    await _end_with_client(conn)
 
     if shard not in modes:
         mode = (await schema_status(conn, storage.schema)).mode

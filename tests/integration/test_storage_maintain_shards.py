@@ -164,6 +164,19 @@ async def test_a_shard_that_hangs_mid_pass_is_given_up_on_in_its_time(
     assert "storage maintenance of shard 0" in getattr(caught.value, "__notes__", [])
 
 
+async def test_a_shard_frozen_before_the_pass_is_given_up_on_in_its_time(
+    shards: Shards, freezer: Freezer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pass's first statement (the session setting) waits for the frozen server too: it
+    # must be under the pass's time, not before it.
+    monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 3.0)
+    freezer.freeze()
+    with pytest.raises(TimeoutError):
+        await shards.sink.maintain()
+    assert not freezer.rescue.finished.is_set(), "given up on by the sink, not thawed"
+    assert await shards.made_again()
+
+
 async def test_a_pass_on_a_hung_shard_ends_at_once_when_cancelled(
     shards: Shards, freezer: Freezer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
