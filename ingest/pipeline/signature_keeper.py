@@ -33,6 +33,9 @@ __all__ = ["Keeper", "gate_decoders", "run_with_keeper"]
 log = logging.getLogger(__name__)
 
 FLUSH_S: Final = 1.0
+# SQLSTATE classes of an error about the row itself (22 data exception, 23 integrity
+# constraint violation): that activation key is let go of; any other error leaves it queued.
+_REFUSED_ROW: Final = frozenset({"22", "23"})
 RETRY_S: Final = 5.0
 
 
@@ -140,12 +143,15 @@ class Keeper:
             key = gate.new_keys[0]
             try:
                 added, existing = await registry.add(conn, schema, key)
-            except asyncpg.PostgresError as exc:  # the server refused this row, not the link
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", "")[:2] not in _REFUSED_ROW:
+                    raise  # the server, not the row (a timeout, a read-only standby): kept
                 gate.new_keys.pop(0)
                 gate.refused(key.vin, f"{type(exc).__name__}: {exc}")
                 continue
             gate.new_keys.pop(0)
             if added:
+                gate.registered(key)
                 continue
             if existing is None:  # the VIN's key was revoked meanwhile (registry.add)
                 gate.cache.revoked.add(key.vin)

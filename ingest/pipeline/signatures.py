@@ -12,12 +12,14 @@ frames to verify (``security.verify``), verifies them in one native call with th
 - ``flag``: every frame is stored; each bad outcome becomes a ``signature_events`` row.
 
 In both, a 2025 real-time / reissue frame without a signature is stored and flagged (its row's
-``signature_missing`` and an ``unsigned`` event), and ECC (curve not named by the
-transcription) or a key that cannot be read is flagged, never rejected: the platform cannot
-judge those. Activation frames (0x09) register their key under trust on first use
-(``security.activation_keys = tofu``) when their own signature verifies with it; a key other
-than the VIN's registered one is never taken (``key_conflict``: counted, logged, an event; an
-admin rotates with ``nev-ingest keys add --replace``).
+``signature_missing`` and an ``unsigned`` event), and a key that cannot be read is flagged,
+never rejected. A signature typed ECC (its curve not named by the transcription) or a reserved
+type, from a VIN whose registered key is SM2 or RSA, is ``algorithm_mismatch``. Activation
+frames (0x09) register their key under trust on first use (``security.activation_keys =
+tofu``) when their own signature verifies with it and the VIN's key was never revoked; under
+``reject`` the key vouches for frames once the registry stored it. A key other than the VIN's
+registered one is never taken (``key_conflict``: counted, logged, an event; an admin rotates
+with ``nev-ingest keys add --replace``).
 
 Whatever the policy (also ``off``), a frame whose data unit is encrypted (header byte 0x02-0x05)
 becomes ``encrypted_unsupported``: the cipher mode is not known, and such a frame used to be
@@ -305,14 +307,23 @@ class SignatureGate:
             self._count_label(KEY_REVOKED)
             self._event(vin, rows, received, KEY_REVOKED)
             return rows
-        self.cache.put(vin, algorithm, key)
+        if self.policy.signatures != "reject":
+            # flag stores every frame anyway: the key vouches for the next frames at once.
+            # Under reject it vouches only once the registry stored it (``registered``, about
+            # a second later): the cache may not know a key an admin registered meanwhile, or
+            # a revocation, and a stranger's key must not get frames past reject in between.
+            self.cache.put(vin, algorithm, key)
         self.cache.misses.discard(vin)
         # A chip id shorter than 16 bytes comes NUL-padded; PostgreSQL text takes no NUL.
         chip_id = chip.decode("ascii", "replace").replace("\0", "").strip()
         self.new_keys.append(DeviceKey(vin, algorithm, key, "activation", chip_id))
-        log.info("registered the activation key of VIN %s (chip %s)", vin, chip_id)
+        log.info("activation key of VIN %s (chip %s) taken on first use", vin, chip_id)
         self._count(status)
         return rows
+
+    def registered(self, key: DeviceKey) -> None:
+        """The registry stored an activation's key (the keeper): it vouches for frames now."""
+        self.cache.put(key.vin, key.algorithm, key.public_key)
 
     def untrust(self, vins: Iterable[str]) -> None:
         """These VINs' keys changed or went (a rotation, a revocation): their next frame is

@@ -120,15 +120,15 @@ async def test_a_revoked_vin_takes_no_activation_key(
 async def test_a_revocation_the_cache_has_not_seen_still_refuses_the_activation_key(
     conn: Any, keys: tuple[SigningKey, SigningKey]
 ) -> None:
-    # Revoked after the gate's last reload: the gate takes the key on trust, the registry
-    # refuses it at the next flush, and the gate lets go of it.
+    # Revoked after the gate's last reload: the gate queues the key, the registry refuses it
+    # at the next flush, and the VIN is known as revoked from then on.
     stolen = keys[0]
     await registry.add(conn, ps.SCHEMA, DeviceKey(VIN, RSA, stolen.public_pem, "admin"))
     await registry.revoke(conn, ps.SCHEMA, VIN)
     g = gate(Policy(signatures="reject", verify="every"))
     t = int(time.time()) * 1000
     judge(g, activation(VIN, t, stolen))
-    assert g.cache.get(VIN) is not None
+    assert [k.vin for k in g.new_keys] == [VIN]  # queued (under reject it vouches once stored)
     keeper = Keeper(g, pool_params(load_settings(environ={})), refresh_s=60)
     await keeper.flush(conn)
     assert g.cache.get(VIN) is None and VIN in g.cache.revoked
@@ -153,3 +153,42 @@ async def test_activation_keys_are_stored_one_by_one_and_a_nul_padded_chip_id_is
     assert stored == {VIN: "CHIP1234", "LKEEPER0000000003": "CHIPTEST00000001"}
     assert g.new_keys == []
     assert g.cache.get("LKEEPER0000000002") is None
+
+
+async def test_a_stranger_activating_a_vin_whose_new_key_the_cache_missed_gets_nothing_in(
+    conn: Any, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    # An admin registered the VIN's key after the gate last looked: under reject an
+    # activation's key vouches for no frame before the registry stored it, so the stranger's
+    # key (refused there: the VIN has one) never gets a frame past.
+    admins, strangers = keys
+    g = gate(Policy(signatures="reject", verify="every"))
+    t = int(time.time()) * 1000
+    judge(g, realtime(VIN, t, admins))  # no key yet: the VIN is looked up, found absent
+    g.cache.absent.add(VIN)
+    await registry.add(conn, ps.SCHEMA, DeviceKey(VIN, RSA, admins.raw, "admin"))
+    act, frame = judge(g, activation(VIN, t + 1000, strangers), realtime(VIN, t + 2000, strangers))
+    assert not isinstance(act, BaseException)
+    assert rejected(frame, "unknown_key")
+    await Keeper(g, pool_params(load_settings(environ={})), refresh_s=60).flush(conn)
+    assert g.cache.get(VIN) == (RSA, admins.raw)
+    (good,) = judge(g, realtime(VIN, t + 3000, admins))
+    assert not isinstance(good, BaseException)
+
+
+async def test_a_server_error_keeps_the_activation_key_queued(
+    conn: Any, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    # A read-only standby after a failover (or a statement timeout) is no refusal of the key:
+    # it stays queued for the next flush.
+    g = gate(Policy(signatures="flag", verify="every"))
+    judge(g, activation(VIN, int(time.time()) * 1000, keys[0]))
+    await conn.execute("SET default_transaction_read_only = on")
+    keeper = Keeper(g, pool_params(load_settings(environ={})), refresh_s=60)
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await keeper.flush(conn)
+    assert [k.vin for k in g.new_keys] == [VIN]
+    assert g.cache.get(VIN) is not None
+    await conn.execute("SET default_transaction_read_only = off")
+    await keeper.flush(conn)
+    assert [k.vin for k in await registry.list_keys(conn, ps.SCHEMA)] == [VIN]

@@ -175,12 +175,23 @@ def test_activation_registers_a_key_on_first_use_and_the_next_frames_verify(
     g = gate(Policy(signatures="reject", verify="every"))
     t = now_ms()
     assert isinstance(run(g, [realtime(VIN, t, key)])[0], FrameError)  # no key yet
-    out = run(
-        g, [activation(VIN, t, key), realtime(VIN, t, key), realtime(VIN, t, key, forge=True)]
-    )
-    assert not isinstance(out[0], BaseException) and not isinstance(out[1], BaseException)
-    assert isinstance(out[2], FrameError)
-    assert g.new_keys == [DeviceKey(VIN, key.algorithm, key.raw, "activation", "CHIPTEST00000001")]
+    act, early = run(g, [activation(VIN, t, key), realtime(VIN, t, key)])
+    assert not isinstance(act, BaseException)
+    # Under reject the key vouches only once the registry stored it (the keeper, ~1 s)
+    assert isinstance(early, FrameError) and "unknown_key" in str(early)
+    stored = DeviceKey(VIN, key.algorithm, key.raw, "activation", "CHIPTEST00000001")
+    assert g.new_keys == [stored]
+    g.registered(stored)
+    out = run(g, [realtime(VIN, t + 1000, key), realtime(VIN, t + 1000, key, forge=True)])
+    assert not isinstance(out[0], BaseException)
+    assert isinstance(out[1], FrameError)
+
+
+def test_under_flag_an_activation_key_vouches_at_once(key: SigningKey) -> None:
+    g = gate(Policy(signatures="flag", verify="every"))
+    t = now_ms()
+    run(g, [activation(VIN, t, key), realtime(VIN, t, key)])
+    assert [e[3] for e in g.events] == []  # the frame after the activation verified
 
 
 def test_an_activation_with_another_key_is_not_taken(key: SigningKey, other: SigningKey) -> None:
