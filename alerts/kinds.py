@@ -58,18 +58,21 @@ OPS: Final[dict[str, Callable[[float, float], bool]]] = {
 # Bits 19-31 are "reserved" in the 2016 edition (Table 18): a 2016 terminal setting one says
 # nothing about, e.g., a thermal event (2025 bit 23), so flag rules ignore them on 2016 frames.
 FLAGS_2016_MASK: Final = (1 << 19) - 1
-# A windowed drop/jump remembers one (time, value) entry per second of its window, plus the
-# frame just in (alerts.kinds._windowed): frame times are whole seconds, so the window's extreme
-# is exact whenever the window holds no more successively lower (higher) values than that. Up
-# to this many, which keeps the default rules' state per device under 1 KB (issue 6): past it
-# two entries merge, which overstates the extreme by at most 1/28 of the window's fall
-# (docs/alerts.md).
+# A windowed drop/jump remembers the extreme of each time bucket of its window that can still
+# hold it (alerts.kinds._windowed): buckets of 1 s, exact with whole-second frame times, for a
+# window of up to WINDOW_EXACT_S; wider buckets for a longer window, so that at most
+# MAX_WINDOW_ENTRIES are kept, which keeps the default rules' state per device under 1 KB
+# (issue 6). A bucket's extreme counts until the bucket's last frame leaves the window: a value
+# is never dropped early (no drop missed) and counts at most a bucket's width too long.
 MAX_WINDOW_ENTRIES: Final = 28
+WINDOW_EXACT_S: Final = MAX_WINDOW_ENTRIES - 3
 
 
-def window_entries(window_s: float) -> int:
-    """The entries a windowed drop/jump of ``window_s`` keeps (slots: 2 + 2 per entry)."""
-    return max(2, min(int(window_s) + 1, MAX_WINDOW_ENTRIES))
+def window_buckets(window_s: float) -> tuple[int, int]:
+    """(bucket width in seconds, entries kept) of a windowed drop/jump of ``window_s``: every
+    bucket a window can touch (``window_s`` / width + 2) and one more."""
+    width = max(1, math.ceil(window_s / WINDOW_EXACT_S))
+    return width, int(window_s // width) + 3
 
 
 # GB 38031 / GB 18384 minimum insulation resistance per volt of working voltage.
@@ -363,8 +366,9 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
 
         return consecutive, 2
 
-    cap = window_entries(win_ms / 1000.0)
-    return _windowed(i, b, down, relative, fires_over, win_ms, gap_ms, cap, scratch), 2 + 2 * cap
+    width, cap = window_buckets(win_ms / 1000.0)
+    cond = _windowed(i, b, down, relative, fires_over, win_ms, gap_ms, width * 1000.0, cap, scratch)
+    return cond, 2 + 2 * cap
 
 
 def _windowed(
@@ -375,6 +379,7 @@ def _windowed(
     fires_over: float,
     win_ms: float,
     gap_ms: float,
+    width_ms: float,
     cap: int,
     scratch: list[float],
 ) -> Condition:
@@ -382,14 +387,14 @@ def _windowed(
 
     A monotonic deque of (time, value) in the slots: each entry is the most extreme value from
     its time on, so the front is the window's extreme and, when it expires, the next entry is
-    the extreme of what is left. ``cap`` entries (``window_entries``): with whole-second frame
-    times a window of ``cap`` - 1 seconds never holds more. A longer one fills it only while
-    more successively lower values than that arrive (a steady fall at 1 Hz): the two
-    neighbours closest in value are then merged into the more extreme value at the later
-    time. That never understates the extreme (no drop missed) and overstates it by at most the
-    gap merged, which is at most the window's fall / ``cap`` (``cap`` + 1 entries span it). A
-    gap over ``gap_ms`` empties it: nothing before is comparable. Slots: previous frame time,
-    entry count (NaN = 0), then the entries' t, v.
+    the extreme of what is left. One entry per time bucket of ``width_ms``: a frame less
+    extreme than the entry of its own bucket only moves that entry's time to its own, so the
+    entry's value counts until the bucket's last frame expires (at most ``width_ms`` longer
+    than its own frame: never stacked, as buckets are fixed). With 1 s buckets and whole-second
+    frame times nothing is merged: exact. A window touches at most ``win_ms`` / ``width_ms`` +
+    2 buckets, so ``cap`` (``window_buckets``) is never reached. A gap over ``gap_ms`` empties
+    it: nothing before is comparable. Slots: previous frame time, entry count (NaN = 0), then
+    the entries' t, v.
     """
     q = b + 2  # the first entry
     sign = 1.0 if down else -1.0  # entries compare as sign * value: the extreme is the largest
@@ -426,14 +431,13 @@ def _windowed(
         kx = sign * x
         while n and sign * st[q + 2 * n - 1] <= kx:
             n -= 1  # no longer the extreme of anything: x is newer and as extreme
-        if n == cap:
-            j = min(range(n - 1), key=lambda e: sign * (st[q + 2 * e + 1] - st[q + 2 * e + 3]))
-            st[q + 2 * j] = st[q + 2 * j + 2]  # the more extreme value, kept to the later time
-            st[q + 2 * j + 2 : q + 2 * n - 2] = st[q + 2 * j + 4 : q + 2 * n]
-            n -= 1
-        st[q + 2 * n] = t
-        st[q + 2 * n + 1] = x
-        st[b + 1] = n + 1
+        if n and st[q + 2 * n - 2] // width_ms == t // width_ms:
+            st[q + 2 * n - 2] = t  # its bucket's more extreme value, kept while the bucket is
+        elif n < cap:  # (always: see the docstring)
+            st[q + 2 * n] = t
+            st[q + 2 * n + 1] = x
+            n += 1
+        st[b + 1] = n
         return verdict
 
     return windowed
