@@ -277,7 +277,8 @@ class PipelineMetrics:
         self.kafka_connected = Gauge(
             "worker_kafka_connected",
             "1 when the worker's Kafka clients started and the brokers answer (end offsets, "
-            "metadata); 0 while it waits for them at start or lost them.",
+            "metadata); 0 while it waits for them at start or lost them; NaN before the first "
+            "attempt (a worker still waiting for its database).",
             namespace=ns, registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
         self.db_connected = Gauge(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import signal
 import sys
 import time
@@ -170,6 +171,9 @@ async def _run(index: int, settings: Settings) -> None:
 
     metrics = PipelineMetrics()
     metrics.heartbeat.set(time.time())  # started; each step of the start stamps it again
+    # Kafka not tried yet (the key registry and the sink's pools come first): neither reached
+    # nor unreachable, so NevIngestKafkaUnreachable stays quiet while the database is awaited.
+    metrics.kafka_connected.set(math.nan)
     decoders, gate = gate_decoders(
         decoders_for(settings), settings.kafka.topic_vehicle, settings, metrics
     )

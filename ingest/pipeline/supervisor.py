@@ -169,7 +169,10 @@ class Supervisor:
         for pid in pids:
             g = gauges.get(str(pid), {})
             problems = []
-            if g.get("kafka_connected") != 1:
+            kafka = g.get("kafka_connected")
+            if kafka != kafka:  # NaN: not tried yet, the worker waits for its database first
+                problems.append("starting: Kafka not tried yet")
+            elif kafka != 1:
                 problems.append("not connected to Kafka")
             if g.get("db_connected") != 1:
                 problems.append("database unreachable")
