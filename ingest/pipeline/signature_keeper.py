@@ -123,7 +123,9 @@ class Keeper:
             self.loaded.set()
             if single:
                 # PGlite takes one connection, which the writer's pool needs: the registry is
-                # loaded once, before the worker starts; no events or new keys are written.
+                # loaded once, before the worker starts; no events or new keys are written
+                # (the gate keeps activation keys in its cache alone, and queues nothing).
+                self.gate.unstored()
                 log.warning(
                     "signature keys: this database takes one connection; keys loaded once, "
                     "signature events and activation keys are not stored (use PostgreSQL)"

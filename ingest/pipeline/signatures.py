@@ -185,6 +185,7 @@ class SignatureGate:
         self.events: list[Event] = []
         self._last_event: dict[tuple[str, str], int] = {}  # (vin, status) -> received ms
         self.new_keys: list[DeviceKey] = []
+        self._stored = True  # activation keys go to the registry (not on PGlite: unstored)
 
     def __call__(self, values: Sequence[bytes], received_ms: Sequence[int]) -> list[Any]:
         try:
@@ -307,7 +308,7 @@ class SignatureGate:
             self._count_label(KEY_REVOKED)
             self._event(vin, rows, received, KEY_REVOKED)
             return rows
-        if self.policy.signatures != "reject":
+        if self.policy.signatures != "reject" or not self._stored:
             # flag stores every frame anyway: the key vouches for the next frames at once.
             # Under reject it vouches only once the registry stored it (``registered``, about
             # a second later): the cache may not know a key an admin registered meanwhile, or
@@ -316,10 +317,18 @@ class SignatureGate:
         self.cache.misses.discard(vin)
         # A chip id shorter than 16 bytes comes NUL-padded; PostgreSQL text takes no NUL.
         chip_id = chip.decode("ascii", "replace").replace("\0", "").strip()
-        self.new_keys.append(DeviceKey(vin, algorithm, key, "activation", chip_id))
+        if self._stored:
+            self.new_keys.append(DeviceKey(vin, algorithm, key, "activation", chip_id))
         log.info("activation key of VIN %s (chip %s) taken on first use", vin, chip_id)
         self._count(status)
         return rows
+
+    def unstored(self) -> None:
+        """No registry takes activation keys (PGlite's one connection): a key taken on first
+        use vouches from the cache at once, as nothing would ever store it, and nothing is
+        queued for a keeper that does not flush."""
+        self._stored = False
+        self.new_keys.clear()
 
     def registered(self, key: DeviceKey) -> None:
         """The registry stored an activation's key (the keeper): it vouches for frames now."""

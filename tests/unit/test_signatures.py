@@ -287,3 +287,16 @@ def test_a_fleet_without_keys_or_signatures_writes_an_event_per_vehicle_not_per_
     g.cache.absent.add(VIN)
     run(g, [realtime(VIN, t, key)])
     assert g.cache.misses == set()
+
+
+def test_without_a_registry_to_store_them_activation_keys_vouch_at_once_and_queue_nothing(
+    key: SigningKey,
+) -> None:
+    # PGlite's one connection: the keeper loads the keys once and never flushes
+    g = gate(Policy(signatures="reject", verify="every"))
+    g.unstored()
+    t = now_ms()
+    for n in range(3):
+        act, frame = run(g, [activation(VIN, t + n, key), realtime(VIN, t + n, key)])
+        assert not isinstance(act, BaseException) and not isinstance(frame, BaseException)
+    assert g.new_keys == []
