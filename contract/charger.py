@@ -116,7 +116,9 @@ class ChargerFaultRow(NamedTuple):
     operator_id: str
     connector_id: str  # "": a fault of the pile, not of one connector (a key column: no NULL)
     ts: datetime
-    charger_id: str | None
+    # the pile's header code; a key column (migration 0076), so the pile faults of two piles in
+    # one second stay two rows: "" where a report names no pile, never None
+    charger_id: str
     fault_codes: list[int]
     source: str
 

@@ -1,0 +1,67 @@
+"""The charger tables' keys on the real PostgreSQL: what two reports of one second keep apart.
+
+A pile fault (connector '' in charger_faults) is the pile's: two piles of one operator
+reporting one in the same second are two rows, also when the batch is delivered again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from contract.clock import CHINA_TZ
+from ingest.decoders.charger import ChargerFrame, Faults, decode_charger_rows, encode_charger_frame
+from storage import LoaderKind, PoolParams, RetryParams, StorageWriter, WriterParams
+from tests.integration.kinds_frames import OPERATOR
+from tests.integration.test_storage_kinds import CHG, Batch
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=2)
+PILE_1, PILE_2 = OPERATOR + "P0000001", OPERATOR + "P0000002"
+
+
+@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
+async def writer(
+    migrated_database: str, request: pytest.FixtureRequest
+) -> AsyncIterator[StorageWriter]:
+    params = WriterParams(
+        consumer_group="g",
+        retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
+        loader=request.param,
+    )
+    w = await StorageWriter.open(
+        PoolParams(dsn=migrated_database, application_name="nev-test-charger-keys"), params
+    )
+    yield w
+    await w.close()
+
+
+def pile_fault(charger_id: str, ts: datetime, *codes: int) -> tuple[bytes, object]:
+    """A real-time frame of one pile with a fault block of the pile (no ConnectorID)."""
+    raw = encode_charger_frame(
+        ChargerFrame(0x02, charger_id, time=ts, blocks=(Faults(None, codes),))
+    )
+    return raw, decode_charger_rows(raw, ts)
+
+
+async def test_pile_faults_of_two_piles_in_one_second_are_both_kept(
+    writer: StorageWriter,
+) -> None:
+    b = Batch()
+    b.add(CHG, pile_fault(PILE_1, T0, 101))
+    b.add(CHG, pile_fault(PILE_2, T0, 202))
+    first = await b.write(writer)
+    assert first.rows["charger_faults"] == 2 and first.duplicates_skipped == 0
+    # delivered again (a reissue of both): nothing new, nothing lost
+    again = Batch()
+    again.add(CHG, pile_fault(PILE_1, T0, 101))
+    again.add(CHG, pile_fault(PILE_2, T0, 202))
+    res = await again.write(writer, start={CHG: 2})
+    assert res.rows.get("charger_faults", 0) == 0 and res.duplicates_skipped == 2
+    async with writer.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT connector_id, charger_id, fault_codes FROM charger_faults ORDER BY charger_id"
+        )
+    assert [tuple(r) for r in rows] == [("", PILE_1, [101]), ("", PILE_2, [202])]

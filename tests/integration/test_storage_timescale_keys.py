@@ -1,0 +1,74 @@
+"""Key changes of the charger tables on the TimescaleDB engine (PGlite-TimescaleDB: one
+connection, no COPY), applied to a deployment that already has compressed chunks."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage import OffsetRange, PoolParams, StorageParams, StorageWriter, WriterParams, migrate
+from storage.connect import connect
+from storage.migrate import MIGRATIONS_DIR
+from tests.integration.test_storage_charger_keys import PILE_1, PILE_2, pile_fault
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TP = ("nev.charger.raw", 0)
+
+
+async def test_pile_fault_key_reaches_compressed_chunks(
+    timescale_dsn: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # A deployment migrated before 0076 holds pile 1's fault in a compressed chunk; after
+    # 0076, pile 2's fault of the same second goes in beside it, and a redelivery of both is
+    # skipped, not doubled.
+    before = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, before)
+    for f in before.glob("0076_*"):
+        f.unlink()
+    name = unique_name("keys")
+    old = (NOW - timedelta(days=10)).replace(minute=30, second=0)
+    conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+    try:
+        await migrate(conn, StorageParams(schema=name), directory=before)
+        await conn.execute(
+            f"INSERT INTO {name}.charger_faults VALUES ($1, '', $2, $3, '{{101}}', 'frame')",
+            PILE_1[:9],
+            old,
+            PILE_1,
+        )
+        compressed = await conn.fetchval(
+            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
+            f"{name}.charger_faults",
+        )
+        assert compressed == 1
+        report = await migrate(conn, StorageParams(schema=name))
+        assert [m.split()[0] for m in report.applied] == ["0076_charger_faults_pile"]
+    finally:
+        await conn.close()
+    w = await StorageWriter.open(
+        PoolParams(dsn=timescale_dsn, schema=name), WriterParams(consumer_group="g", schema=name)
+    )
+    try:
+        frames = [pile_fault(PILE_1, old, 101)[1], pile_fault(PILE_2, old, 202)[1]]
+        first = await w.write_batch(frames, {TP: OffsetRange(None, 2)})
+        assert first.rows.get("charger_faults", 0) == 1 and first.duplicates_skipped == 1
+        again = await w.write_batch(frames, {TP: OffsetRange(2, 4)})
+        assert again.rows.get("charger_faults", 0) == 0 and again.duplicates_skipped == 2
+        async with w.pool.acquire() as c:
+            rows = await c.fetch(
+                f"SELECT charger_id, fault_codes FROM {name}.charger_faults ORDER BY charger_id"
+            )
+        assert [tuple(r) for r in rows] == [(PILE_1, [101]), (PILE_2, [202])]
+    finally:
+        await w.close()
+        conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+        try:
+            await conn.execute(f"DROP SCHEMA {name} CASCADE")
+        finally:
+            await conn.close()
