@@ -4,10 +4,11 @@
 The frame topics (vehicle, charger, battery) take the bytes and the receive time only, all
 the values of one ``BatchBuilder.add`` call at once (``decode_*_batch``: one native call,
 a rejected frame as a ``FrameError`` instance in its place). The
-T/CEC 102 topic also reads three headers (docs/kafka.md, "nev.charger.tcec"): what the gateway
-took from the operator's envelope. A header that is missing or malformed rejects the push
-with ``missing_header`` / ``bad_header`` before the JSON is read; what the JSON holds is the
-decoder's to judge (``ingest.decoders.charger.TCEC_REASONS``).
+T/CEC 102 topic also reads three headers (docs/kafka.md, "nev.charger.tcec"), and the
+optional fourth, ``tcec_seq``: what the gateway took from the operator's envelope. A header
+that is missing or malformed rejects the push with ``missing_header`` / ``bad_header`` before
+the JSON is read; what the JSON holds is the decoder's to judge
+(``ingest.decoders.charger.TCEC_REASONS``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ingest.decoders.battery import decode_pack_rows_batch
 from ingest.decoders.charger import (
     decode_charger_rows_batch,
     decode_tcec,
-    parse_tcec_timestamp,
+    push_time,
 )
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows_batch
@@ -88,7 +89,10 @@ def decode_tcec_record(value: bytes, received_ms: int, headers: Headers) -> Char
             0,
             f"{wire.TCEC_OPERATOR_ID} {operator!r}: expected the 9-character OperatorID",
         )
-    pushed_at = _timestamp(_text(headers, wire.TCEC_TIMESTAMP))
+    seq = wire.header(headers, wire.TCEC_SEQ)  # optional: older gateways did not send it
+    pushed_at = _timestamp(
+        _text(headers, wire.TCEC_TIMESTAMP), None if seq is None else seq.decode("ascii", "replace")
+    )
     received = received_at(received_ms)
     rows = decode_tcec(value, interface, operator, pushed_at)
     times = [r.ts for r in rows.connectors] + [r.ts for r in rows.statuses]
@@ -118,12 +122,16 @@ def _text(headers: Headers, name: str) -> str:
         raise FrameError(wire.BAD_HEADER, 0, f"header {name} is not UTF-8 text") from None
 
 
-def _timestamp(text: str) -> datetime:
-    """The envelope TimeStamp as the decoder reads it (one parser: ``parse_tcec_timestamp``);
-    its ``bad_time`` is ``bad_header`` here, since the header is what is wrong, not the JSON."""
+def _timestamp(text: str, seq: str | None) -> datetime:
+    """The envelope TimeStamp (+ Seq) as the decoder reads it (one parser: ``push_time``);
+    its ``bad_time`` is ``bad_header`` here, since a header is what is wrong, not the JSON."""
     try:
-        return parse_tcec_timestamp(text)
+        at = push_time(text)
     except FrameError as exc:
         raise FrameError(
             wire.BAD_HEADER, 0, f"header {wire.TCEC_TIMESTAMP}: {exc.detail}"
         ) from None
+    try:
+        return at if seq is None else push_time(text, seq)
+    except FrameError as exc:
+        raise FrameError(wire.BAD_HEADER, 0, f"header {wire.TCEC_SEQ}: {exc.detail}") from None

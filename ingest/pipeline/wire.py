@@ -25,6 +25,7 @@ __all__ = [
     "TCEC_HEADERS",
     "TCEC_INTERFACE",
     "TCEC_OPERATOR_ID",
+    "TCEC_SEQ",
     "TCEC_TIMESTAMP",
     "DeadLetter",
     "Headers",
@@ -51,6 +52,9 @@ TCEC_INTERFACE: Final = "tcec_interface"
 TCEC_OPERATOR_ID: Final = "tcec_operator_id"
 TCEC_TIMESTAMP: Final = "tcec_timestamp"
 TCEC_HEADERS: Final = (TCEC_INTERFACE, TCEC_OPERATOR_ID, TCEC_TIMESTAMP)
+# Optional: the envelope's Seq (4 digits). With TimeStamp it tells apart two pushes of one
+# second (charger.tcec.push_time); records of gateways that did not send it go without.
+TCEC_SEQ: Final = "tcec_seq"
 
 # Dead-letter headers, added after the original ones.
 ERROR_REASON: Final = "error.reason"  # stable machine-readable reason (metrics label too)

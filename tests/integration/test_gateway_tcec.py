@@ -4,6 +4,7 @@ pipeline's own adapter; every refused one leaves the topic's end offsets where t
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -180,6 +181,7 @@ async def test_token_then_every_interface_lands_on_the_topic_as_the_pipeline_rea
         assert orjson.loads(rec.value) == PUSHES[interface]  # the business JSON as sent
         assert wire.header(rec.headers, wire.TCEC_OPERATOR_ID) == b"MA01H3BQ2"
         assert wire.header(rec.headers, wire.GATEWAY) == b"gw-test"
+        assert re.fullmatch(rb"\d{4}", _header(rec, wire.TCEC_SEQ))  # the envelope's Seq
         assert _header(rec, wire.PEER).startswith(b"127.0.0.1:")
         received = int(_header(rec, wire.RECEIVED_AT))
         assert received == int(rig.clock.now * 1000)

@@ -1,7 +1,9 @@
 """The charger tables' keys on the real PostgreSQL: what two reports of one second keep apart.
 
 A pile fault (connector '' in charger_faults) is the pile's: two piles of one operator
-reporting one in the same second are two rows, also when the batch is delivered again."""
+reporting one in the same second are two rows, also when the batch is delivered again. Two
+T/CEC status pushes of one connector in one second (same TimeStamp, the gateway's Seq apart)
+are two status rows, and the later is the connector's state, in one batch or two."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import pytest
 
 from contract.clock import CHINA_TZ
 from ingest.decoders.charger import ChargerFrame, Faults, decode_charger_rows, encode_charger_frame
+from ingest.pipeline import wire
+from ingest.pipeline.adapters import decode_tcec_record
 from storage import LoaderKind, PoolParams, RetryParams, StorageWriter, WriterParams
-from tests.integration.kinds_frames import OPERATOR
-from tests.integration.test_storage_kinds import CHG, Batch
+from tests.integration.kinds_frames import OPERATOR, connector
+from tests.integration.test_storage_kinds import CHG, TCEC, Batch
+from tests.kinds_traffic import station_status, tcec_headers
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +70,45 @@ async def test_pile_faults_of_two_piles_in_one_second_are_both_kept(
             "SELECT connector_id, charger_id, fault_codes FROM charger_faults ORDER BY charger_id"
         )
     assert [tuple(r) for r in rows] == [("", PILE_1, [101]), ("", PILE_2, [202])]
+
+
+def status_push(status: int, seq: str) -> tuple[bytes, object]:
+    """A notification_stationStatus of connector 1 as the pipeline decodes it from the topic,
+    every push with the envelope TimeStamp T0 and Seq ``seq``."""
+    ms = int(T0.timestamp() * 1000)
+    value = station_status(connector(1), status)
+    headers = [*tcec_headers("notification_stationStatus", ms), (wire.TCEC_SEQ, seq.encode())]
+    return value, decode_tcec_record(value, ms + 200, headers)
+
+
+async def _statuses(w: StorageWriter) -> tuple[list[int], list[int]]:
+    async with w.pool.acquire() as conn:
+        table = await conn.fetch("SELECT status FROM connector_status_events ORDER BY ts")
+        latest = await conn.fetch("SELECT connector_status FROM latest_state")
+    return [r[0] for r in table], [r[0] for r in latest]
+
+
+async def test_two_status_pushes_of_one_second_in_two_batches(writer: StorageWriter) -> None:
+    first = Batch()
+    first.add(TCEC, status_push(2, "0001"))  # occupied
+    await first.write(writer)
+    second = Batch()
+    second.add(TCEC, status_push(3, "0002"))  # then charging, the same second
+    res = await second.write(writer, start={TCEC: 1})
+    assert res.rows["connector_status_events"] == 1 and res.duplicates_skipped == 0
+    assert await _statuses(writer) == ([2, 3], [3])
+    # the second push delivered again: the same row, skipped
+    again = Batch()
+    again.add(TCEC, status_push(3, "0002"))
+    res = await again.write(writer, start={TCEC: 2})
+    assert res.rows.get("connector_status_events", 0) == 0 and res.duplicates_skipped == 1
+    assert await _statuses(writer) == ([2, 3], [3])
+
+
+async def test_two_status_pushes_of_one_second_in_one_batch(writer: StorageWriter) -> None:
+    b = Batch()
+    b.add(TCEC, status_push(2, "0001"))
+    b.add(TCEC, status_push(3, "0002"))
+    res = await b.write(writer)
+    assert res.rows["connector_status_events"] == 2 and res.duplicates_skipped == 0
+    assert await _statuses(writer) == ([2, 3], [3])

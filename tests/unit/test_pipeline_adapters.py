@@ -6,7 +6,7 @@ and their receive time; frames with a bad identity are the decoders' ``bad_ident
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -158,6 +158,24 @@ def test_the_timestamp_header_is_judged_by_the_decoders_one_parser(value: bytes)
         decode_tcec_record(station_status(connector(1), 3), NOW, _with(wire.TCEC_TIMESTAMP, value))
     assert (theirs.value.reason, ours.value.reason) == ("bad_time", wire.BAD_HEADER)
     assert ours.value.detail == f"header {wire.TCEC_TIMESTAMP}: {theirs.value.detail}"
+
+
+def test_the_seq_header_sets_a_status_push_apart_within_its_second() -> None:
+    # Two pushes of one TimeStamp: Seq (microseconds) keeps their rows' times apart and in
+    # order; without the header (an older gateway) the time is the TimeStamp's.
+    def at(*extra: tuple[str, bytes]) -> datetime:
+        headers = [*tcec_headers(STATUS, NOW), *extra]
+        return decode_tcec_record(station_status(connector(1), 3), NOW, headers).statuses[0].ts
+
+    plain = at()
+    assert plain == datetime.fromtimestamp(NOW // 1000, UTC)
+    assert at((wire.TCEC_SEQ, b"0001")) - plain == timedelta(microseconds=1)
+    assert at((wire.TCEC_SEQ, b"0002")) - plain == timedelta(microseconds=2)
+    for bad in (b"", b"12", b"12345", b"00a1"):
+        with pytest.raises(FrameError) as exc:
+            at((wire.TCEC_SEQ, bad))
+        assert exc.value.reason == wire.BAD_HEADER
+        assert exc.value.detail.startswith(f"header {wire.TCEC_SEQ}: Seq ")
 
 
 def test_what_the_json_holds_is_the_decoders_to_judge() -> None:

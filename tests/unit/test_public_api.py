@@ -77,6 +77,7 @@ PINNED: dict[str, frozenset[str]] = {
             "decode_tcec",
             "encode_charger_frame",
             "parse_tcec_timestamp",
+            "push_time",
             "rows_of_charger_frame",
         }
     ),

@@ -8,6 +8,7 @@ T/CEC 102 pushes (``nev.charger.tcec``), both to the rows of ``contract.charger`
     rows_of_charger_frame(ChargerFrame, received_at) the same rows from the records
     decode_tcec(json, interface, operator, t)       a T/CEC 102 push: the same rows
     parse_tcec_timestamp("20250301100000")          the envelope TimeStamp header
+    push_time("20250301100000", "0002")             TimeStamp + Seq: the time of status pushes
     charger_rows_to_dict(rows)                      the JSON view (``nev-ingest decode``)
 
 Layouts, codes and sources: docs/protocols/charger.md.
@@ -39,6 +40,7 @@ from ingest.decoders.charger.tcec import (
     TCEC_REASONS,
     decode_tcec,
     parse_tcec_timestamp,
+    push_time,
 )
 
 __all__ = [
@@ -61,5 +63,6 @@ __all__ = [
     "decode_tcec",
     "encode_charger_frame",
     "parse_tcec_timestamp",
+    "push_time",
     "rows_of_charger_frame",
 ]

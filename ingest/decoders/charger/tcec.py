@@ -16,7 +16,7 @@ position for ``bad_json``), and nothing is filled in by guess.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
@@ -48,12 +48,13 @@ from ingest.decoders.errors import (
     FrameError,
 )
 
-__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec", "parse_tcec_timestamp"]
+__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec", "parse_tcec_timestamp", "push_time"]
 
 STOP_REASONS: Final = frozenset(range(100))  # 0..4 defined, 5..99 operator-defined
 NATIONAL_STANDARDS: Final = frozenset({1, 2})
 ID_MAX: Final = 50  # ConnectorID: 26 in T/CEC 102.4; regional profiles allow up to 50
 SEQ_SIZE: Final = 27
+SEQ_DIGITS: Final = 4  # the envelope's Seq, "0001".."9999" (not StartChargeSeq)
 # A number must fit its column (real / integer), or the COPY fails at the database and the
 # batch is bisected: a push with an absurd value is rejected here instead, as bad_field.
 REAL_MAX: Final = 3.4e38
@@ -306,3 +307,21 @@ def parse_tcec_timestamp(text: str) -> datetime:
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
     except ValueError:
         raise _fail(BAD_TIME, f"TimeStamp {text!r}: not a date and time") from None
+
+
+def push_time(timestamp: str, seq: str | None = None) -> datetime:
+    """The time of a push's rows that carry none of their own (status, station info): the
+    envelope's TimeStamp, plus its Seq ("0000".."9999") as microseconds when known.
+
+    TimeStamp has whole seconds, and two pushes of one connector in one second (occupied, then
+    charging) would share a time, the key of their rows: the later would be a duplicate. The
+    gateway takes a (TimeStamp, Seq) pair once per operator (docs/gateway.md), so with Seq the
+    pushes of a second keep distinct times, in Seq order, and the seconds stay the TimeStamp's;
+    a redelivered push has the same pair, hence the same rows. ``FrameError(bad_time)`` for a
+    TimeStamp or Seq of another shape."""
+    at = parse_tcec_timestamp(timestamp)
+    if seq is None:
+        return at
+    if len(seq) != SEQ_DIGITS or not seq.isascii() or not seq.isdigit():
+        raise _fail(BAD_TIME, f"Seq {seq!r}: expected 4 digits")
+    return at + timedelta(microseconds=int(seq))

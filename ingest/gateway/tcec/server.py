@@ -315,6 +315,7 @@ class _Receiver:
             (wire.TCEC_INTERFACE, interface.encode()),
             (wire.TCEC_OPERATOR_ID, env.operator_id.encode()),
             (wire.TCEC_TIMESTAMP, env.timestamp.encode()),
+            (wire.TCEC_SEQ, env.seq.encode()),
             (wire.RECEIVED_AT, str(received_ms).encode()),
         ]
         if self._p.gateway_id:
