@@ -3,7 +3,8 @@
 The rule is the vehicles' (storage/latest.py): ``ts`` only moves forward, every other column
 keeps its last non-null value - except ``received_at``, which goes with ``ts``: connectors'
 status rows carry no receive time, and one kept from an older report would make a connector
-that just reported look silent since then (NULL: "online" falls back to ``ts``). What
+that just reported look silent since then (NULL: "online" falls back to ``ts``) - and a
+pack's ``place_id``, which goes with its ``lifecycle_stage`` (``KindLatest.paired``). What
 differs is where the values come from, one column map per kind:
 
 * ``charger``, one row per connector (entity ``operator_id:connector_id``), from its status
@@ -63,14 +64,26 @@ Values = tuple[Any, ...]
 
 @dataclass(frozen=True, slots=True)
 class KindLatest:
-    """One kind's latest_state columns (after entity_id; ``ts`` first) and their SQL types."""
+    """One kind's latest_state columns (after entity_id; ``ts`` first) and their SQL types.
+
+    ``paired``: (leader, follower) - a column that says nothing without another: the follower
+    changes only with a report that has the leader, and is kept (when that report leaves it
+    empty) only while the leader's value stays the same. A pack's place_id is a place of the
+    kind its lifecycle_stage names: a pack that reports stage 1 (in a vehicle) without a site
+    is no longer at the swap station it last named; one that reports stage 2 without a site is
+    still at its station (an unknown site is not a new place, as in pack_bindings)."""
 
     kind: str
     columns: tuple[tuple[str, str], ...]
+    paired: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.columns[0] != ("ts", "timestamptz"):
             raise ValueError(f"{self.kind}: the first latest_state column must be ts")
+
+    def index(self, column: str) -> int:
+        """``column``'s position in a values tuple."""
+        return [c for c, _ in self.columns].index(column)
 
 
 CHARGER: Final = KindLatest(
@@ -110,6 +123,7 @@ BATTERY: Final = KindLatest(
         ("max_alarm_level", "int2"),
         ("general_flags", "int8"),
     ),
+    paired=("lifecycle_stage", "place_id"),
 )
 
 
@@ -139,9 +153,11 @@ def _output(t: ChargerTelemetryRow, status: int | None) -> Values:
 
 
 def _pack(r: PackTelemetryRow) -> Values:
+    # a site without a stage is no place (pack_places: kind 'unknown'): BATTERY.paired
+    site = None if r.lifecycle_stage is None else r.site_id
     return (
         r.ts, r.received_at, r.edition, r.soc_pct, r.soh_pct, r.cycle_count, r.voltage_v,
-        r.current_a, r.insulation_kohm, r.lifecycle_stage, r.site_id, _volts(r.cell_max_mv),
+        r.current_a, r.insulation_kohm, r.lifecycle_stage, site, _volts(r.cell_max_mv),
         _volts(r.cell_min_mv), r.probe_max_c, r.probe_min_c, r.max_alarm_level, r.alarm_flags,
     )  # fmt: skip
 
@@ -180,11 +196,14 @@ def several_times(items: Iterable[tuple[str, Values]]) -> set[str]:
 
 
 def merge_newest(
-    items: Iterable[tuple[str, Values]], stored: dict[str, datetime] | None = None
+    items: Iterable[tuple[str, Values]],
+    stored: dict[str, datetime] | None = None,
+    spec: KindLatest | None = None,
 ) -> list[tuple[str, Values]]:
     """One row per entity, sorted by entity: the newest time and, per column, the last non-null
-    value in frame-time order, of the rows newer than ``stored[entity]`` (when known)."""
-    return _merge(_group(items), stored or {})
+    value in frame-time order, of the rows newer than ``stored[entity]`` (when known); the
+    columns ``spec.paired`` names taken together."""
+    return _merge(_group(items), stored or {}, _pair_of(spec))
 
 
 def _group(items: Iterable[tuple[str, Values]]) -> dict[str, list[Values]]:
@@ -202,7 +221,34 @@ def _several_times(per: dict[str, list[Values]]) -> list[str]:
     ]
 
 
-def _merge(per: dict[str, list[Values]], stored: dict[str, datetime]) -> list[tuple[str, Values]]:
+def _pair_of(spec: KindLatest | None) -> tuple[int, int] | None:
+    if spec is None or spec.paired is None:
+        return None
+    return spec.index(spec.paired[0]), spec.index(spec.paired[1])
+
+
+def _paired(merged: Values, rows: list[Values], pair: tuple[int, int]) -> Values:
+    """``merged`` with the follower of ``pair`` as the rows (in time order) leave it: set by
+    each report of a new leader value (empty included), kept while the leader stays."""
+    lead, follow = pair
+    leader = value = None
+    for v in rows:
+        if v[lead] is None:
+            continue
+        if v[lead] != leader:
+            leader, value = v[lead], v[follow]
+        elif v[follow] is not None:
+            value = v[follow]
+    if merged[follow] == value:
+        return merged
+    return (*merged[:follow], value, *merged[follow + 1 :])
+
+
+def _merge(
+    per: dict[str, list[Values]],
+    stored: dict[str, datetime],
+    pair: tuple[int, int] | None = None,
+) -> list[tuple[str, Values]]:
     out: list[tuple[str, Values]] = []
     for entity in sorted(per):
         rows = per[entity]
@@ -215,7 +261,8 @@ def _merge(per: dict[str, list[Values]], stored: dict[str, datetime]) -> list[tu
             out.append((entity, rows[0]))
             continue
         rows.sort(key=_time)  # stable: rows of one time keep their order
-        out.append((entity, _with_newest_receipt(_last_non_null(rows), rows)))
+        merged = _with_newest_receipt(_last_non_null(rows), rows)
+        out.append((entity, merged if pair is None else _paired(merged, rows, pair)))
     return out
 
 
@@ -267,13 +314,24 @@ _time: Final = itemgetter(0)
 _FOLLOW_TS: Final = frozenset({"ts", "received_at"})
 
 
-def _assignments(spec: KindLatest, source: str) -> str:
+def _assignment(spec: KindLatest, c: str, source: str) -> str:
     # received_at belongs to the report that moved ts: a status row carries none, and an older
     # report's receive time kept beside a newer ts makes "last seen" (queries_online) old.
-    return ",\n    ".join(
-        f"{c} = {source}.{c}" if c in _FOLLOW_TS else f"{c} = COALESCE({source}.{c}, s.{c})"
-        for c, _ in spec.columns
-    )
+    if c in _FOLLOW_TS:
+        return f"{c} = {source}.{c}"
+    if spec.paired is not None and c == spec.paired[1]:
+        # SET reads the stored row's values as they were: s.<leader> is the stored leader
+        lead = spec.paired[0]
+        return (
+            f"{c} = CASE WHEN {source}.{lead} IS NULL THEN s.{c}"
+            f" WHEN {source}.{lead} = s.{lead} THEN COALESCE({source}.{c}, s.{c})"
+            f" ELSE {source}.{c} END"
+        )
+    return f"{c} = COALESCE({source}.{c}, s.{c})"
+
+
+def _assignments(spec: KindLatest, source: str) -> str:
+    return ",\n    ".join(_assignment(spec, c, source) for c, _ in spec.columns)
 
 
 def _names(spec: KindLatest) -> str:
@@ -375,7 +433,7 @@ async def upsert(
         if mixed:
             rows = await conn.fetch(_STORED.format(schema=schema), spec.kind, sorted(mixed))
             stored = {r["entity_id"]: r["ts"] for r in rows}
-        newest = _merge(per, stored)
+        newest = _merge(per, stored, _pair_of(spec))
         if not newest:
             return 0
     if copy:

@@ -19,8 +19,8 @@ Why not ``SELECT * FROM pack_bindings WHERE pack_code = %s``: the filter reaches
 through the views' windows, but the vehicle logins name packs inside an array, and a filter on
 an unnested element never becomes the ``pack_codes @> ARRAY[...]`` the GIN index needs. So the
 places of one pack are selected here with that condition, and the run-finding of the view
-(``_RUNS``, the same SQL as ``pack_bindings`` in 0009_pack_views.sql; the integration test
-compares the two) runs on them.
+(``_RUNS``, the same SQL as ``pack_bindings`` in 0077_pack_unknown_site.sql; the integration
+test compares the two) runs on them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ _PLACES_OF_PACK = """places AS (
       AND NOT n.pack_codes @> ARRAY[%s::text]
 )"""
 
-# pack_bindings of 0009_pack_views.sql over the CTE ``places`` (kept the same; see above).
+# pack_bindings (0009_pack_views.sql, as 0077_pack_unknown_site.sql replaced it: a report
+# without a site is left out like an 'unknown' one) over the CTE ``places`` (kept the same).
 _RUNS = """bindings AS (
     SELECT pack_code, place_kind, place_id, position, valid_from,
            lead(valid_from) OVER (PARTITION BY pack_code ORDER BY valid_from) AS valid_to,
@@ -83,7 +84,7 @@ _RUNS = """bindings AS (
                            lag(place_kind) OVER w AS before_kind,
                            lag(place_id) OVER w AS before_id
                     FROM places
-                    WHERE place_kind <> 'unknown'
+                    WHERE place_kind <> 'unknown' AND place_id IS NOT NULL
                     WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
                 ) known
                 WHERE place_kind <> 'unbound'

@@ -53,6 +53,31 @@ def test_rows_of_one_time_keep_their_order() -> None:
     assert merge_newest(items) == [("a", (T, 3, 2))]
 
 
+def test_a_pack_s_place_goes_with_its_stage() -> None:
+    # (ts, ..., lifecycle_stage, place_id, ...) as BATTERY's columns: a site is kept only while
+    # the stage stays; a report of a new stage without a site leaves the place unknown.
+    stage, place = latest_kinds.BATTERY.index("lifecycle_stage"), 10
+    assert latest_kinds.BATTERY.index("place_id") == place
+
+    def pack(t: datetime, s: int | None, site: str | None) -> tuple[Any, ...]:
+        v: list[Any] = [t, *[None] * (len(latest_kinds.BATTERY.columns) - 1)]
+        v[stage], v[place] = s, site
+        return tuple(v)
+
+    def merged(*reports: tuple[Any, ...]) -> tuple[Any, Any]:
+        [(_, v)] = merge_newest([("p", r) for r in reports], spec=latest_kinds.BATTERY)
+        return v[stage], v[place]
+
+    assert merged(pack(T, 2, "ST1"), pack(T + S, 2, None)) == (2, "ST1")
+    assert merged(pack(T, 2, "ST1"), pack(T + S, 1, None)) == (1, None)
+    assert merged(pack(T, 2, "ST1"), pack(T + S, 1, None), pack(T + 2 * S, 1, None)) == (1, None)
+    assert merged(pack(T, 2, "ST1"), pack(T + S, None, None)) == (2, "ST1")
+    assert merged(pack(T, 1, "V1"), pack(T + S, 2, "ST1"), pack(T + 2 * S, 2, None)) == (2, "ST1")
+    # without the spec, per column as before (the other kinds)
+    [(_, v)] = merge_newest([("p", pack(T, 2, "ST1")), ("p", pack(T + S, 1, None))])
+    assert (v[stage], v[place]) == (1, "ST1")
+
+
 def test_a_mixed_batch_goes_to_each_kind_s_tables() -> None:
     charger = ChargerRows(operator_id="MA01H3BQ2", charger_id="MA01H3BQ2P0000001", command=3)
     charger.statuses.append(ConnectorStatusRow("MA01H3BQ2", "01", T, 3, None, None, "frame"))

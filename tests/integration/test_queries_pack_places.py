@@ -1,0 +1,89 @@
+"""Pack places that say less than a place: the views of 0009/0077 and ``nev-ingest query``
+on both flavours (rows put straight into the tables, as in test_queries_entities.py).
+
+A standalone pack frame without a site (no site block, or an all-NUL one: ``site_id`` NULL)
+does not say the pack moved: it is no binding and no swap of its own."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import psycopg
+import pytest
+
+from tests.integration.test_queries_entities import (
+    SITE,
+    Row,
+    cli,
+    code,
+    h,
+    insert,
+    iso,
+    sections,
+    target,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["target"]  # the fixture, imported for its name
+
+V6 = "LTESTPACK00000006"
+
+
+def report(pack: str, at: datetime, stage: int, site: str | None) -> Row:
+    """A standalone pack frame of ``pack`` at ``at``: lifecycle stage and site as given."""
+    return (
+        "pack_telemetry",
+        (pack, at, at, 2016, 2, stage, 3, 50, 95, 812, 610.0, 0.0, 5000, site, 3, 2,
+         [3301, 3302], 3301, 3302, 1, [25], 25, 25, 0, 0, 0),
+    )  # fmt: skip
+
+
+def test_a_report_without_a_site_is_no_new_place(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn, schema = target
+    p = code(10)
+    insert(
+        dsn,
+        schema,
+        [
+            report(p, h(0), 2, SITE),
+            report(p, h(1), 2, None),  # the station's frame without its site block
+            report(p, h(2), 2, SITE),
+            report(p, h(3), 2, None),
+            ("vehicle_sessions", (V6, h(4), "login", 1, None, [p])),
+            report(p, h(5), 1, None),  # in the vehicle, reporting no site
+        ],
+    )
+    bindings = [("swap_station", SITE, h(0), h(4)), ("vehicle", V6, h(4), None)]
+    swaps = [(h(4), "swap_station", SITE, "vehicle", V6)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        view = conn.execute(
+            f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
+            "WHERE pack_code = %s ORDER BY valid_from",
+            [p],
+        ).fetchall()
+        assert [tuple(r) for r in view] == bindings
+        moved = conn.execute(
+            f"SELECT ts, from_kind, from_id, to_kind, to_id FROM {schema}.pack_swaps "
+            "WHERE pack_code = %s ORDER BY ts",
+            [p],
+        ).fetchall()
+        assert [tuple(r) for r in moved] == swaps
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code_, out, _ = cli(capsys, "query", "pack", p, *db)
+    assert code_ == 0
+    got = sections(out)
+    assert [
+        (b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"]) for b in got["bindings"]
+    ] == [(k, i, iso(a), iso(b)) for k, i, a, b in bindings]
+    assert [(s["ts"], s["from_id"], s["to_id"]) for s in got["swaps"]] == [
+        (iso(t), f, to) for t, _, f, _, to in swaps
+    ]
+    window = ("--from", iso(h(0)) or "", "--to", iso(h(24)) or "")
+    code_, out, _ = cli(capsys, "query", "swaps", *window, *db)
+    assert code_ == 0
+    assert [(r["pack_code"], r["ts"]) for r in map(json.loads, out.splitlines())] == [
+        (p, iso(h(4)))
+    ]
