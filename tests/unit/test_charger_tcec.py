@@ -318,3 +318,26 @@ def test_a_number_that_does_not_fit_its_column_is_a_bad_field(
 def test_the_largest_numbers_that_fit_are_taken() -> None:
     rows = _decode(_station_with(Current=2**31 - 1, Power=3.0e38), "notification_stationInfo")
     assert (rows.connectors[0].current_a, rows.connectors[0].power_kw) == (2**31 - 1, 3.0e38)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2025-03-01 10:00-05",  # 10:00 at UTC-5 to fromisoformat: its offset was replaced
+        "2025-03-01 10:00+08",
+        "2025-03-01 10:00:0Z",
+        "2025-03-01 10:00.01",
+        "2025-03-01 1:00:00 ",
+        "2025-03-01 ١٠:00:00",  # Arabic-Indic digits: not ASCII
+        "2025-03-01 10:00:00+08:00",
+        "2025-03-01",
+    ],
+)
+def test_a_time_of_another_shape_is_bad_time(when: str) -> None:
+    # "yyyy-MM-dd HH:mm:ss" (Beijing time) and nothing else: an offset is not silently
+    # replaced by +08:00.
+    doc = _with(CHARGE_STATUS, StartTime="2025-03-01 09:00:00", EndTime=when)
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
+    assert exc.value.reason == "bad_time"
+    assert "expected 'yyyy-MM-dd HH:mm:ss'" in exc.value.detail

@@ -15,6 +15,7 @@ position for ``bad_json``), and nothing is filled in by guess.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -61,6 +62,7 @@ REAL_MAX: Final = 3.4e38
 INT4_MAX: Final = 2**31 - 1
 
 _Obj = dict[str, Any]
+_TIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 def _fail(reason: str, detail: str) -> FrameError:
@@ -119,12 +121,13 @@ def _code(obj: _Obj, key: str, path: str, codes: frozenset[int], required: bool 
 
 def _time(obj: _Obj, key: str, path: str) -> datetime:
     v = _get(obj, key, path)
-    # "yyyy-MM-dd HH:mm:ss", Beijing time; fromisoformat alone would also take zones, "T",
-    # fractions and dates without a time, which the standard does not.
-    if type(v) is not str or len(v) != 19 or v[10] != " " or v[4] != "-" or v[13] != ":":
+    # "yyyy-MM-dd HH:mm:ss", Beijing time, and nothing else: every digit where the pattern has
+    # one. A looser check let "2025-03-01 10:00-05" through to fromisoformat, which read it as
+    # 10:00 at UTC-5, and the offset was then replaced by +08:00 without a word.
+    if type(v) is not str or _TIME.fullmatch(v) is None:
         raise _fail(BAD_TIME, f"{path}{key} = {v!r}: expected 'yyyy-MM-dd HH:mm:ss'")
     try:
-        return datetime.fromisoformat(v).replace(tzinfo=CHINA_TZ)
+        return datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ)
     except ValueError:
         raise _fail(BAD_TIME, f"{path}{key} = {v!r}: not a date and time") from None
 
