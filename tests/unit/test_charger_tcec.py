@@ -341,3 +341,13 @@ def test_a_time_of_another_shape_is_bad_time(when: str) -> None:
         decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
     assert exc.value.reason == "bad_time"
     assert "expected 'yyyy-MM-dd HH:mm:ss'" in exc.value.detail
+
+
+@pytest.mark.parametrize("cid", ["C1 ", " C1", "C 1", "   ", "C1\t", "C1\u00a0", ""])
+def test_an_identifier_with_a_space_or_other_blank_is_bad_field(cid: str) -> None:
+    # The profile's rule, 0x21..0x7E: "C1 " is not another connector than "C1", nor "   " one.
+    doc = {"ConnectorStatusInfo": {"ConnectorID": cid, "Status": 1}}
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(doc), "notification_stationStatus", OP, PUSHED)
+    assert exc.value.reason == "bad_field"
+    assert "0x21..0x7E, no spaces" in exc.value.detail

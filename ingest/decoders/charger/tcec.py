@@ -62,6 +62,7 @@ REAL_MAX: Final = 3.4e38
 INT4_MAX: Final = 2**31 - 1
 
 _Obj = dict[str, Any]
+_ID: Final = re.compile(r"[\x21-\x7e]+")
 _TIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
@@ -83,9 +84,17 @@ def _obj(v: Any, path: str) -> _Obj:
 
 
 def _str(obj: _Obj, key: str, path: str, size: int = ID_MAX) -> str:
+    # An identifier is 1..size characters 0x21..0x7E, the binary profile's rule. No space, not
+    # even a trailing one: the profile strips the padding of its fixed-width fields, but a JSON
+    # string has no padding, and "C1 " read as is would be a connector other than "C1" (and
+    # "   " one at all); stripped, it would be a guess. So it is refused, as bad_field.
     v = _get(obj, key, path)
-    if type(v) is not str or not v or len(v) > size or not v.isascii() or not v.isprintable():
-        raise _fail(BAD_FIELD, f"{path}{key} must be 1..{size} printable ASCII characters")
+    if type(v) is not str or len(v) > size or _ID.fullmatch(v) is None:
+        raise _fail(
+            BAD_FIELD,
+            f"{path}{key} = {repr(v)[: size + 10]} must be 1..{size} printable ASCII characters "
+            "(0x21..0x7E, no spaces)",
+        )
     return v
 
 
