@@ -351,3 +351,30 @@ def test_an_identifier_with_a_space_or_other_blank_is_bad_field(cid: str) -> Non
         decode_tcec(orjson.dumps(doc), "notification_stationStatus", OP, PUSHED)
     assert exc.value.reason == "bad_field"
     assert "0x21..0x7E, no spaces" in exc.value.detail
+
+
+def test_an_empty_optional_field_is_not_given() -> None:
+    # Platforms send "" for what they do not fill: no VIN, no money, not a rejection.
+    blank = _with(CHARGE_STATUS, Vin="", ElecMoney="", TotalMoney=None)
+    rows = decode_tcec(orjson.dumps(blank), "notification_equip_charge_status", OP, PUSHED)
+    assert rows.telemetry[0].vin is None and rows.sessions[0].vin is None
+    assert (rows.sessions[0].elec_money, rows.sessions[0].total_money) == (None, None)
+    order = decode_tcec(orjson.dumps(_with(ORDER, Vin="")), "notification_charge_order_info", OP,
+                        PUSHED)  # fmt: skip
+    assert order.sessions[0].vin is None
+    status = {"ConnectorStatusInfo": {"ConnectorID": CID, "Status": 1, "ParkStatus": ""}}
+    rows = decode_tcec(orjson.dumps(status), "notification_stationStatus", OP, PUSHED)
+    assert rows.statuses[0].park_status is None
+
+
+@pytest.mark.parametrize(
+    "vin", ["LSVAU218", "lsvau2180n2183294", "LSVAU2180N218329 ", 17, "LSVAU2180N2183294X"]
+)
+def test_a_given_vin_is_17_digits_or_upper_case_letters(vin: Any) -> None:
+    doc = _with(CHARGE_STATUS, Vin=vin)
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
+    assert exc.value.reason == "bad_field" and "17 digits / upper-case letters" in exc.value.detail
+    good = decode_tcec(orjson.dumps(_with(CHARGE_STATUS, Vin="LSVAU2180N2183294")),
+                       "notification_equip_charge_status", OP, PUSHED)  # fmt: skip
+    assert good.telemetry[0].vin == "LSVAU2180N2183294"

@@ -63,6 +63,7 @@ INT4_MAX: Final = 2**31 - 1
 
 _Obj = dict[str, Any]
 _ID: Final = re.compile(r"[\x21-\x7e]+")
+_VIN: Final = re.compile(r"[0-9A-Z]{17}")
 _TIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
@@ -98,14 +99,30 @@ def _str(obj: _Obj, key: str, path: str, size: int = ID_MAX) -> str:
     return v
 
 
-def _opt_str(obj: _Obj, key: str, path: str, size: int) -> str | None:
-    return None if obj.get(key) is None else _str(obj, key, path, size)
+def _optional(obj: _Obj, key: str) -> Any:
+    """An optional field's value; None when absent, null or "": platforms send an empty
+    string for a field they do not fill, which says "not given", not a bad value."""
+    v = obj.get(key)
+    return None if v == "" else v
+
+
+def _vin(obj: _Obj, key: str, path: str) -> str | None:
+    """An optional VIN: not given, or 17 digits / upper-case letters (the binary profile's
+    rule, docs/protocols/charger.md), else bad_field."""
+    v = _optional(obj, key)
+    if v is None:
+        return None
+    if type(v) is not str or _VIN.fullmatch(v) is None:
+        raise _fail(
+            BAD_FIELD, f"{path}{key} = {repr(v)[:30]} must be 17 digits / upper-case letters"
+        )
+    return v
 
 
 def _num(
     obj: _Obj, key: str, path: str, required: bool = True, limit: float = REAL_MAX
 ) -> float | None:
-    v = obj.get(key)
+    v = obj.get(key) if required else _optional(obj, key)
     if v is None:
         if required:
             raise _fail(MISSING_FIELD, f"{path}{key} is required")
@@ -118,7 +135,7 @@ def _num(
 
 
 def _code(obj: _Obj, key: str, path: str, codes: frozenset[int], required: bool = True) -> Any:
-    v = obj.get(key)
+    v = obj.get(key) if required else _optional(obj, key)
     if v is None:
         if required:
             raise _fail(MISSING_FIELD, f"{path}{key} is required")
@@ -184,7 +201,7 @@ def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) 
     start = _time(data, "StartTime", "")
     ts = _time(data, "EndTime", "")  # "本次采样时间": the time of this sample
     energy = _num(data, "TotalPower", "")
-    vin = _opt_str(data, "Vin", "", 17)
+    vin = _vin(data, "Vin", "")
     if soc is not None and not 0 <= soc <= 100:
         raise _fail(BAD_FIELD, f"Soc = {soc!r} is not 0..100")
     rows.statuses.append(ConnectorStatusRow(op, cid, ts, status, None, None, SOURCE_TCEC))
@@ -226,7 +243,7 @@ def _order_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> 
     service = _num(data, "TotalSeviceMoney", "")
     total = _num(data, "TotalMoney", "")
     stop = _code(data, "StopReason", "", STOP_REASONS)
-    vin = _opt_str(data, "Vin", "", 17)
+    vin = _vin(data, "Vin", "")
     if end < start:
         raise _fail(BAD_TIME, f"EndTime {end:%Y-%m-%d %H:%M:%S} is before StartTime")
     rows.sessions.append(
