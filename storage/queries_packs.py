@@ -146,15 +146,18 @@ LEFT JOIN {s}.latest_state l ON l.entity_kind = 'battery' AND l.entity_id = %s""
 def bindings(schema: str, code: str) -> Statement:
     """One pack's bindings, oldest first, each with what was reported during it: frames from
     the vehicles it was in (battery_pack_telemetry of its position, from a login naming it to
-    that vehicle's next login) and its own frames (pack_telemetry)."""
+    that vehicle's next login naming packs, as vehicle_pack_history) and its own frames
+    (pack_telemetry)."""
     n = _names(schema)
     return Statement(
         f"""WITH {_places(schema)},
 {_RUNS},
 logins AS (
     SELECT s.vin, s.ts, p.position::smallint AS position,
+           -- the vehicle's next login naming packs: one naming none says nothing (0078)
            (SELECT min(n.ts) FROM {n["vehicle_sessions"]} n
-            WHERE n.vin = s.vin AND n.event = 'login' AND n.ts > s.ts) AS until
+            WHERE n.vin = s.vin AND n.event = 'login' AND cardinality(n.pack_codes) > 0
+              AND n.ts > s.ts) AS until
     FROM {n["vehicle_sessions"]} s
     CROSS JOIN LATERAL unnest(s.pack_codes) WITH ORDINALITY AS p(pack_code, position)
     WHERE s.event = 'login' AND s.pack_codes @> ARRAY[%s::text] AND p.pack_code = %s

@@ -87,3 +87,46 @@ def test_a_report_without_a_site_is_no_new_place(
     assert [(r["pack_code"], r["ts"]) for r in map(json.loads, out.splitlines())] == [
         (p, iso(h(4)))
     ]
+
+
+def test_a_login_naming_no_pack_does_not_cut_the_pack_s_history(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # V7 logs in with p, then once without RESS codes (n = 0: says nothing, the binding goes
+    # on), then with q. p's telemetry in position 1 runs until the login naming q, in the view
+    # and in the CLI, as its binding does.
+    dsn, schema = target
+    v7, p, q = "LTESTPACK00000007", code(11), code(12)
+
+    def frame(at: datetime) -> Row:
+        return ("battery_pack_telemetry", (v7, at, 1, 600.0, 10.0, 2, 1, [3300, 3310], [30],
+                                           3300, 3310, 30, 30))  # fmt: skip
+
+    insert(
+        dsn,
+        schema,
+        [
+            ("vehicle_sessions", (v7, h(0), "login", 1, None, [p])),
+            ("vehicle_sessions", (v7, h(1), "login", 2, None, [])),
+            ("vehicle_sessions", (v7, h(3), "login", 3, None, [q])),
+            frame(h(0.5)),
+            frame(h(1.5)),  # after the login naming nothing: still p
+            frame(h(2.5)),
+            frame(h(3.5)),  # q's
+        ],
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        history = conn.execute(
+            f"SELECT pack_code, ts FROM {schema}.vehicle_pack_history WHERE vin = %s ORDER BY ts",
+            [v7],
+        ).fetchall()
+    assert [tuple(r) for r in history] == [(p, h(0.5)), (p, h(1.5)), (p, h(2.5)), (q, h(3.5))]
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code_, out, _ = cli(capsys, "query", "pack", p, *db)
+    assert code_ == 0
+    got = sections(out)["bindings"]
+    assert [(b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"]) for b in got] == [
+        ("vehicle", v7, iso(h(0)), iso(h(3))),
+        ("unbound", v7, iso(h(3)), None),
+    ]
+    assert got[0]["vehicle_frames"] == 3
