@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from contract.charger import ChargerRows
 from contract.clock import CHINA_TZ
 from ingest.decoders.charger import ChargerFrame, Faults, decode_charger_rows, encode_charger_frame
 from ingest.pipeline import wire
@@ -43,7 +44,7 @@ async def writer(
     await w.close()
 
 
-def pile_fault(charger_id: str, ts: datetime, *codes: int) -> tuple[bytes, object]:
+def pile_fault(charger_id: str, ts: datetime, *codes: int) -> tuple[bytes, ChargerRows]:
     """A real-time frame of one pile with a fault block of the pile (no ConnectorID)."""
     raw = encode_charger_frame(
         ChargerFrame(0x02, charger_id, time=ts, blocks=(Faults(None, codes),))
@@ -72,7 +73,7 @@ async def test_pile_faults_of_two_piles_in_one_second_are_both_kept(
     assert [tuple(r) for r in rows] == [("", PILE_1, [101]), ("", PILE_2, [202])]
 
 
-def status_push(status: int, seq: str) -> tuple[bytes, object]:
+def status_push(status: int, seq: str) -> tuple[bytes, ChargerRows]:
     """A notification_stationStatus of connector 1 as the pipeline decodes it from the topic,
     every push with the envelope TimeStamp T0 and Seq ``seq``."""
     ms = int(T0.timestamp() * 1000)
