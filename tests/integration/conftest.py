@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storage import PoolParams
+from storage import LoaderKind, PoolParams, RetryParams, StorageWriter, WriterParams
 from storage.connect import connect
 from tests.integration.pipeline_support import PipelineEnv, make_env, migrate_database
 from tests.integration.private_services import PrivateCluster, PrivateKafka
@@ -100,3 +100,19 @@ async def broker_env(
         group=unique_name("group"),
         tmp=tmp_path,
     )
+
+
+@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
+async def loader_writer(
+    migrated_database: str, request: pytest.FixtureRequest
+) -> AsyncIterator[StorageWriter]:
+    """A writer on ``migrated_database``, once with each loader (COPY and unnest)."""
+    params = WriterParams(
+        consumer_group="g",
+        retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
+        loader=request.param,
+    )
+    name = f"nev-test-{request.module.__name__.rsplit('.', 1)[-1]}"[:63]
+    w = await StorageWriter.open(PoolParams(dsn=migrated_database, application_name=name), params)
+    yield w
+    await w.close()

@@ -7,7 +7,6 @@ are two status rows, and the later is the connector's state, in one batch or two
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,7 +16,7 @@ from contract.clock import CHINA_TZ
 from ingest.decoders.charger import ChargerFrame, Faults, decode_charger_rows, encode_charger_frame
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
-from storage import LoaderKind, PoolParams, RetryParams, StorageWriter, WriterParams
+from storage import StorageWriter
 from tests.integration.kinds_frames import OPERATOR, connector
 from tests.integration.test_storage_kinds import CHG, TCEC, Batch
 from tests.kinds_traffic import station_status, tcec_headers
@@ -28,20 +27,9 @@ T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=2)
 PILE_1, PILE_2 = OPERATOR + "P0000001", OPERATOR + "P0000002"
 
 
-@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
-async def writer(
-    migrated_database: str, request: pytest.FixtureRequest
-) -> AsyncIterator[StorageWriter]:
-    params = WriterParams(
-        consumer_group="g",
-        retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
-        loader=request.param,
-    )
-    w = await StorageWriter.open(
-        PoolParams(dsn=migrated_database, application_name="nev-test-charger-keys"), params
-    )
-    yield w
-    await w.close()
+@pytest.fixture
+def writer(loader_writer: StorageWriter) -> StorageWriter:
+    return loader_writer
 
 
 def pile_fault(charger_id: str, ts: datetime, *codes: int) -> tuple[bytes, ChargerRows]:

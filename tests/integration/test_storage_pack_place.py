@@ -4,13 +4,12 @@ without a site keeps the site (an unknown site is not a new place)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
 
 from contract.clock import CHINA_TZ
-from storage import LoaderKind, PoolParams, RetryParams, StorageWriter, WriterParams
+from storage import StorageWriter
 from tests.integration.kinds_frames import pack_realtime
 from tests.integration.test_storage_kinds import BAT, Batch
 
@@ -20,20 +19,9 @@ T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=2)
 STATION = "SWAP-SH-001"
 
 
-@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
-async def writer(
-    migrated_database: str, request: pytest.FixtureRequest
-) -> AsyncIterator[StorageWriter]:
-    params = WriterParams(
-        consumer_group="g",
-        retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
-        loader=request.param,
-    )
-    w = await StorageWriter.open(
-        PoolParams(dsn=migrated_database, application_name="nev-test-pack-place"), params
-    )
-    yield w
-    await w.close()
+@pytest.fixture
+def writer(loader_writer: StorageWriter) -> StorageWriter:
+    return loader_writer
 
 
 async def _place(w: StorageWriter) -> tuple[int, str | None]:
