@@ -308,7 +308,7 @@ class SignatureGate:
             self._count_label(KEY_REVOKED)
             self._event(vin, rows, received, KEY_REVOKED)
             return rows
-        if self.policy.signatures != "reject" or not self._stored:
+        if self.policy.signatures != "reject":
             # flag stores every frame anyway: the key vouches for the next frames at once.
             # Under reject it vouches only once the registry stored it (``registered``, about
             # a second later): the cache may not know a key an admin registered meanwhile, or
@@ -324,11 +324,12 @@ class SignatureGate:
         return rows
 
     def unstored(self) -> None:
-        """No registry takes activation keys (PGlite's one connection): a key taken on first
-        use vouches from the cache at once, as nothing would ever store it, and nothing is
-        queued for a keeper that does not flush."""
+        """No registry takes activation keys or events (PGlite's one connection): nothing is
+        queued for a keeper that does not flush. Under reject an activation's key then never
+        vouches (nothing would store it; the cache, loaded once, may miss a registered key)."""
         self._stored = False
         self.new_keys.clear()
+        self.events.clear()
 
     def registered(self, key: DeviceKey) -> None:
         """The registry stored an activation's key (the keeper): it vouches for frames now."""
@@ -379,6 +380,8 @@ class SignatureGate:
             self._counts.clear()
 
     def _event(self, vin: str, rows: Any, received: int, status: str) -> None:
+        if not self._stored:
+            return  # nothing writes them (``unstored``): the metric still counts each outcome
         last = self._last_event.get((vin, status))
         if last is not None and 0 <= received - last < EVENT_EVERY_MS:
             return

@@ -289,14 +289,20 @@ def test_a_fleet_without_keys_or_signatures_writes_an_event_per_vehicle_not_per_
     assert g.cache.misses == set()
 
 
-def test_without_a_registry_to_store_them_activation_keys_vouch_at_once_and_queue_nothing(
+def test_without_a_registry_to_store_them_nothing_is_queued_and_reject_holds(
     key: SigningKey,
 ) -> None:
-    # PGlite's one connection: the keeper loads the keys once and never flushes
+    # PGlite's one connection: the keeper loads the keys once and never flushes, so neither
+    # keys nor events may pile up; under reject an activation's key vouches for nothing
     g = gate(Policy(signatures="reject", verify="every"))
     g.unstored()
     t = now_ms()
     for n in range(3):
         act, frame = run(g, [activation(VIN, t + n, key), realtime(VIN, t + n, key)])
-        assert not isinstance(act, BaseException) and not isinstance(frame, BaseException)
-    assert g.new_keys == []
+        assert not isinstance(act, BaseException)
+        assert isinstance(frame, FrameError) and "unknown_key" in str(frame)
+    flag = gate(Policy(signatures="flag", verify="every"))
+    flag.unstored()
+    for n in range(3):
+        run(flag, [realtime(f"LSIGNONE00000000{n}", t + n * 61_000, None)])
+    assert g.new_keys == [] and flag.events == []
