@@ -227,18 +227,30 @@ def _pair_of(spec: KindLatest | None) -> tuple[int, int] | None:
     return spec.index(spec.paired[0]), spec.index(spec.paired[1])
 
 
+# The follower of a pair emptied by a change of its leader within the merged rows: "no value"
+# that the stored one must not fill in (the SQL turns it into NULL, ``_assignment``), where a
+# plain NULL keeps the stored value while the leader stays. A pack that went to stage 1 and back
+# to stage 2 in one batch, neither time with a site, has no known site, as it would batch by
+# batch; the stored station's must not come back.
+CLEARED: Final = ""
+
+
 def _paired(merged: Values, rows: list[Values], pair: tuple[int, int]) -> Values:
     """``merged`` with the follower of ``pair`` as the rows (in time order) leave it: set by
     each report of a new leader value (empty included), kept while the leader stays."""
     lead, follow = pair
     leader = value = None
+    changed = False
     for v in rows:
         if v[lead] is None:
             continue
         if v[lead] != leader:
+            changed = leader is not None
             leader, value = v[lead], v[follow]
         elif v[follow] is not None:
             value = v[follow]
+    if value is None and changed:
+        value = CLEARED
     if merged[follow] == value:
         return merged
     return (*merged[:follow], value, *merged[follow + 1 :])
@@ -322,10 +334,11 @@ def _assignment(spec: KindLatest, c: str, source: str) -> str:
     if spec.paired is not None and c == spec.paired[1]:
         # SET reads the stored row's values as they were: s.<leader> is the stored leader
         lead = spec.paired[0]
+        # '' (CLEARED): emptied within the batch by a change of the leader: NULL, not s.<c>
         return (
             f"{c} = CASE WHEN {source}.{lead} IS NULL THEN s.{c}"
-            f" WHEN {source}.{lead} = s.{lead} THEN COALESCE({source}.{c}, s.{c})"
-            f" ELSE {source}.{c} END"
+            f" WHEN {source}.{lead} = s.{lead} THEN NULLIF(COALESCE({source}.{c}, s.{c}), '')"
+            f" ELSE NULLIF({source}.{c}, '') END"
         )
     return f"{c} = COALESCE({source}.{c}, s.{c})"
 
@@ -336,6 +349,16 @@ def _assignments(spec: KindLatest, source: str) -> str:
 
 def _names(spec: KindLatest) -> str:
     return ", ".join(["entity_id", *(c for c, _ in spec.columns)])
+
+
+def _inserted(spec: KindLatest, source: str) -> str:
+    """The values a new entity's row takes from ``source``: as given, but a follower
+    ``CLEARED`` within the batch is NULL."""
+    follow = spec.paired[1] if spec.paired is not None else None
+    return ", ".join(
+        f"NULLIF({source}.{c}, '')" if c == follow else f"{source}.{c}"
+        for c in ["entity_id", *(c for c, _ in spec.columns)]
+    )
 
 
 def _upsert_sql(schema: str, spec: KindLatest) -> str:
@@ -382,7 +405,7 @@ def _insert_sql(schema: str, spec: KindLatest) -> str:
     cols = _names(spec)
     return f"""
 INSERT INTO {schema}.latest_state AS s (entity_kind, {cols})
-SELECT $1, {cols} FROM {_stage(spec)} AS u
+SELECT $1, {_inserted(spec, "u")} FROM {_stage(spec)} AS u
 WHERE NOT EXISTS (
     SELECT 1 FROM {schema}.latest_state AS x WHERE x.entity_kind = $1 AND x.entity_id = u.entity_id
 )
@@ -442,7 +465,28 @@ async def upsert(
         columns: list[list[Any]] = [[e for e, _ in newest]]
         columns += [[v[j] for _, v in newest] for j in range(len(spec.columns))]
         await conn.execute(_sql("upsert", schema, spec), spec.kind, *columns)
+        await _clear_new(conn, schema, spec, newest)
     return len(newest)
+
+
+async def _clear_new(
+    conn: Any, schema: str, spec: KindLatest, newest: list[tuple[str, Values]]
+) -> None:
+    """The unnest form's new entities keep a ``CLEARED`` follower as given (its SELECT cannot
+    turn it into NULL: ON CONFLICT's EXCLUDED would no longer tell it from "not reported"):
+    made NULL here, for the rare batch that cleared one (by primary key)."""
+    if spec.paired is None:
+        return
+    follow = spec.paired[1]
+    j = spec.index(follow)
+    cleared = [e for e, v in newest if v[j] == CLEARED]
+    if cleared:
+        await conn.execute(
+            f"UPDATE {schema}.latest_state SET {follow} = NULL WHERE entity_kind = $1"
+            f" AND entity_id = ANY($2::text[]) AND {follow} = ''",
+            spec.kind,
+            cleared,
+        )
 
 
 async def _merge_copy(

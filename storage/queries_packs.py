@@ -83,8 +83,15 @@ _RUNS = """bindings AS (
                     SELECT pack_code, ts, place_kind, place_id, position, source,
                            lag(place_kind) OVER w AS before_kind,
                            lag(place_id) OVER w AS before_id
-                    FROM places
-                    WHERE place_kind <> 'unknown' AND place_id IS NOT NULL
+                    FROM (
+                        SELECT pack_code, ts, place_kind, place_id, position, source,
+                               lag(place_kind) OVER w AS prior_kind
+                        FROM places
+                        WHERE place_kind <> 'unknown'
+                        WINDOW w AS (
+                            PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
+                    ) reported
+                    WHERE place_id IS NOT NULL OR place_kind IS DISTINCT FROM prior_kind
                     WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
                 ) known
                 WHERE place_kind <> 'unbound'

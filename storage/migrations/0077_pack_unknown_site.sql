@@ -2,9 +2,10 @@
 -- frame without the site block, or with an all-NUL site ("unknown", docs/protocols/battery.md),
 -- is in pack_places with place_id NULL; pack_bindings (0009) compared places with IS DISTINCT
 -- FROM, so (swap_station, NULL) between two reports of (swap_station, 'SWAP-SH-001') was a
--- place of its own: two spurious bindings and two swaps, back and forth. Such a report says
--- nothing about where the pack is, like a report of kind 'unknown', and is left out of the
--- run-finding the same way (the stay it falls in goes on). pack_swaps reads pack_bindings and
+-- place of its own: two spurious bindings and two swaps, back and forth. Such a report of the
+-- kind of the report before it says nothing new about where the pack is and is left out of the
+-- run-finding (the stay goes on); one of another kind (a pack in a swap station now reporting
+-- stage 1, in a vehicle, with no site) is a move, to a place of that kind whose id is unknown. pack_swaps reads pack_bindings and
 -- needs no change. storage/queries_packs.py (_RUNS) runs the same SQL for the CLI; the query
 -- database re-makes this view from a shard's definition (storage/fdw_views.py).
 -- The same on both flavours; the columns are 0009's, so the view is replaced in place.
@@ -28,8 +29,14 @@ FROM (
             FROM (
                 SELECT pack_code, ts, place_kind, place_id, position, source,
                        lag(place_kind) OVER w AS before_kind, lag(place_id) OVER w AS before_id
-                FROM pack_places
-                WHERE place_kind <> 'unknown' AND place_id IS NOT NULL
+                FROM (
+                    SELECT pack_code, ts, place_kind, place_id, position, source,
+                           lag(place_kind) OVER w AS prior_kind
+                    FROM pack_places
+                    WHERE place_kind <> 'unknown'
+                    WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
+                ) reported
+                WHERE place_id IS NOT NULL OR place_kind IS DISTINCT FROM prior_kind
                 WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
             ) known
             WHERE place_kind <> 'unbound' OR (before_kind = 'vehicle' AND before_id = place_id)

@@ -89,6 +89,44 @@ def test_a_report_without_a_site_is_no_new_place(
     ]
 
 
+def test_a_report_of_another_kind_without_a_site_is_a_move(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # From a swap station into a vehicle whose terminal names no pack, then to a recycler,
+    # neither reporting a site: two moves, to places whose ids are unknown.
+    dsn, schema = target
+    p = code(11)
+    insert(
+        dsn,
+        schema,
+        [
+            report(p, h(0), 2, SITE),
+            report(p, h(1), 1, None),
+            report(p, h(2), 1, None),  # the same stay goes on
+            report(p, h(3), 5, None),
+        ],
+    )
+    bindings = [
+        ("swap_station", SITE, h(0), h(1)),
+        ("vehicle", None, h(1), h(3)),
+        ("recycler", None, h(3), None),
+    ]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        view = conn.execute(
+            f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
+            "WHERE pack_code = %s ORDER BY valid_from",
+            [p],
+        ).fetchall()
+    assert [tuple(r) for r in view] == bindings
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code_, out, _ = cli(capsys, "query", "pack", p, *db)
+    assert code_ == 0
+    got = sections(out)
+    assert [
+        (b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"]) for b in got["bindings"]
+    ] == [(k, i, iso(a), iso(b)) for k, i, a, b in bindings]
+
+
 def test_a_login_naming_no_pack_does_not_cut_the_pack_s_history(
     target: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -51,3 +51,20 @@ async def test_the_place_goes_with_the_stage_within_a_batch(writer: StorageWrite
     assert await _place(writer) == (2, STATION)
     await _write(writer, [(2, 2, None), (5, 1, None), (6, 1, None)], 2)
     assert await _place(writer) == (1, None)
+
+
+async def test_a_stage_left_and_back_within_a_batch_leaves_no_stale_site(
+    writer: StorageWriter,
+) -> None:
+    # Stage 1 then stage 2 again, neither with a site: as batch by batch, no site is known (the
+    # stored station's must not come back because the stage ends where it was).
+    await _write(writer, [(0, 2, STATION)], 0)
+    await _write(writer, [(1, 1, None), (2, 2, None)], 1)
+    assert await _place(writer) == (2, None)
+
+
+async def test_a_new_pack_whose_stage_changed_in_its_first_batch_has_no_site(
+    writer: StorageWriter,
+) -> None:
+    await _write(writer, [(0, 2, STATION), (1, 1, None)], 0)
+    assert await _place(writer) == (1, None)

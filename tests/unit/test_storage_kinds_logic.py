@@ -68,9 +68,11 @@ def test_a_pack_s_place_goes_with_its_stage() -> None:
         [(_, v)] = merge_newest([("p", r) for r in reports], spec=latest_kinds.BATTERY)
         return v[stage], v[place]
 
+    cleared = latest_kinds.CLEARED  # emptied by a stage change: the stored site must not fill it
     assert merged(pack(T, 2, "ST1"), pack(T + S, 2, None)) == (2, "ST1")
-    assert merged(pack(T, 2, "ST1"), pack(T + S, 1, None)) == (1, None)
-    assert merged(pack(T, 2, "ST1"), pack(T + S, 1, None), pack(T + 2 * S, 1, None)) == (1, None)
+    assert merged(pack(T, 2, "ST1"), pack(T + S, 1, None)) == (1, cleared)
+    assert merged(pack(T, 2, "ST1"), pack(T + S, 1, None), pack(T + 2 * S, 1, None)) == (1, cleared)
+    assert merged(pack(T, 1, None), pack(T + S, 2, None)) == (2, cleared)
     assert merged(pack(T, 2, "ST1"), pack(T + S, None, None)) == (2, "ST1")
     assert merged(pack(T, 1, "V1"), pack(T + S, 2, "ST1"), pack(T + 2 * S, 2, None)) == (2, "ST1")
     # without the spec, per column as before (the other kinds)
