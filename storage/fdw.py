@@ -290,27 +290,26 @@ async def _create_view(conn: Any, schema: str, name: str, count: int) -> None:
     union = "\nUNION ALL\n".join(
         f"SELECT {select} FROM {shard_schema(i)}.{name}" for i in range(count)
     )
-    await _refuse_foreign(conn, schema, name)
-    try:
-        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{union}")
-    except asyncpg.PostgresError as exc:
-        raise MigrationError(
-            f"query database: cannot union {name} over the shards ({exc}); migrate every shard "
-            "to the same version (nev-ingest migrate), then again"
-        ) from None
-    await conn.execute(f"COMMENT ON VIEW {schema}.{name} IS {_lit(_VIEW_MARK)}")
+    await _make_view(conn, schema, name, union, f"union {name} over the shards")
 
 
 async def _recreate_view(conn: Any, schema: str, name: str, sql: str) -> None:
     """``name`` from shard 0's definition (schema-qualified), over the union views."""
     assert name in RECREATED_VIEWS
+    body = sql.rstrip().rstrip(";")
+    await _make_view(conn, schema, name, body, f"make {name} over the union of the shards")
+
+
+async def _make_view(conn: Any, schema: str, name: str, body: str, what: str) -> None:
+    """``schema.name`` as ``body``, marked as the query database's own; ``what`` says in the
+    error what could not be done."""
     await _refuse_foreign(conn, schema, name)
     try:
-        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{sql.rstrip().rstrip(';')}")
+        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{body}")
     except asyncpg.PostgresError as exc:
         raise MigrationError(
-            f"query database: cannot make {name} over the union of the shards ({exc}); migrate "
-            "every shard to the same version (nev-ingest migrate), then again"
+            f"query database: cannot {what} ({exc}); migrate every shard to "
+            "the same version (nev-ingest migrate), then again"
         ) from None
     await conn.execute(f"COMMENT ON VIEW {schema}.{name} IS {_lit(_VIEW_MARK)}")
 
