@@ -161,8 +161,7 @@ class Keeper:
             else:
                 gate.cache.put(existing.vin, existing.algorithm, existing.public_key)
                 if (existing.algorithm, existing.public_key) != (key.algorithm, key.public_key):
-                    gate.untrust((key.vin,))  # frames judged by the refused key meanwhile
-                    gate.conflict(key.vin)
+                    gate.conflict(key.vin)  # which also untrusts it
         events, gate.events = gate.events, []
         await registry.record_events(conn, schema, events)
         misses, gate.cache.misses = gate.cache.misses, set()
