@@ -152,13 +152,22 @@ class Service:
         return promtext.total(samples, name, **labels)
 
     def readyz(self) -> int:
+        """/readyz's status (0: no answer)."""
+        return self._readyz()[0]
+
+    def readyz_body(self) -> dict[str, Any]:
+        """/readyz's JSON body, the same on 200 and 503 ({} without an answer)."""
+        body: dict[str, Any] = orjson.loads(self._readyz()[1] or b"{}")
+        return body
+
+    def _readyz(self) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as resp:
-                return int(resp.status)
+                return int(resp.status), resp.read()
         except urllib.error.HTTPError as err:
-            return int(err.code)
+            return int(err.code), err.read()
         except (urllib.error.URLError, OSError):
-            return 0
+            return 0, b""
 
     def stop(self, timeout_s: float = 60) -> int:
         """SIGTERM, wait for the exit; returns the exit code."""

@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import urllib.error
-import urllib.request
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.integration import pipeline_support as ps
@@ -20,16 +17,6 @@ from tests.integration.private_services import PrivateKafka
 from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
-
-
-def _readyz(svc: ps.Service) -> dict[str, Any]:
-    """The JSON body of /readyz (the same on 200 and 503)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{svc.port}/readyz", timeout=5) as resp:
-            body: dict[str, Any] = orjson.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        body = orjson.loads(err.read())
-    return body
 
 
 async def test_a_worker_waiting_for_kafka_says_so_and_only_that(
@@ -45,7 +32,7 @@ async def test_a_worker_waiting_for_kafka_says_so_and_only_that(
 
         async def waiting_for_kafka() -> bool:
             fresh = [p for p in svc.worker_pids() if p != victim]
-            seen[:] = [w for w in _readyz(svc)["workers"] if w["pid"] in fresh]
+            seen[:] = [w for w in svc.readyz_body()["workers"] if w["pid"] in fresh]
             # Past its database start (the sink's pools open before the Kafka clients):
             # the one thing /readyz should name is Kafka.
             return any(w["problems"] == ["not connected to Kafka"] for w in seen)
