@@ -39,6 +39,36 @@ def report(pack: str, at: datetime, stage: int, site: str | None) -> Row:
     )  # fmt: skip
 
 
+Binding = tuple[str, str | None, datetime, datetime | None]
+
+
+def assert_bindings(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str], p: str, bindings: list[Binding]
+) -> dict[str, list[dict[str, object]]]:
+    """``p``'s bindings are ``bindings`` in the pack_bindings view and in ``query pack`` (the
+    CLI's own copy of the SQL); returns the CLI's sections."""
+    dsn, schema = target
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        view = conn.execute(
+            f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
+            "WHERE pack_code = %s ORDER BY valid_from",
+            [p],
+        ).fetchall()
+    assert [tuple(r) for r in view] == bindings
+    code_, out, _ = cli(capsys, "query", "pack", p, *_db(target))
+    assert code_ == 0
+    got = sections(out)
+    assert [
+        (b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"]) for b in got["bindings"]
+    ] == [(k, i, iso(a), iso(b)) for k, i, a, b in bindings]
+    return got
+
+
+def _db(target: tuple[str, str]) -> tuple[str, ...]:
+    dsn, schema = target
+    return ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+
+
 def test_a_report_without_a_site_is_no_new_place(
     target: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,33 +86,21 @@ def test_a_report_without_a_site_is_no_new_place(
             report(p, h(5), 1, None),  # in the vehicle, reporting no site
         ],
     )
-    bindings = [("swap_station", SITE, h(0), h(4)), ("vehicle", V6, h(4), None)]
+    bindings: list[Binding] = [("swap_station", SITE, h(0), h(4)), ("vehicle", V6, h(4), None)]
     swaps = [(h(4), "swap_station", SITE, "vehicle", V6)]
+    got = assert_bindings(target, capsys, p, bindings)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        view = conn.execute(
-            f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
-            "WHERE pack_code = %s ORDER BY valid_from",
-            [p],
-        ).fetchall()
-        assert [tuple(r) for r in view] == bindings
         moved = conn.execute(
             f"SELECT ts, from_kind, from_id, to_kind, to_id FROM {schema}.pack_swaps "
             "WHERE pack_code = %s ORDER BY ts",
             [p],
         ).fetchall()
         assert [tuple(r) for r in moved] == swaps
-    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
-    code_, out, _ = cli(capsys, "query", "pack", p, *db)
-    assert code_ == 0
-    got = sections(out)
-    assert [
-        (b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"]) for b in got["bindings"]
-    ] == [(k, i, iso(a), iso(b)) for k, i, a, b in bindings]
     assert [(s["ts"], s["from_id"], s["to_id"]) for s in got["swaps"]] == [
         (iso(t), f, to) for t, _, f, _, to in swaps
     ]
     window = ("--from", iso(h(0)) or "", "--to", iso(h(24)) or "")
-    code_, out, _ = cli(capsys, "query", "swaps", *window, *db)
+    code_, out, _ = cli(capsys, "query", "swaps", *window, *_db(target))
     assert code_ == 0
     assert [(r["pack_code"], r["ts"]) for r in map(json.loads, out.splitlines())] == [
         (p, iso(h(4)))
@@ -106,25 +124,12 @@ def test_a_report_of_another_kind_without_a_site_is_a_move(
             report(p, h(3), 5, None),
         ],
     )
-    bindings = [
+    bindings: list[Binding] = [
         ("swap_station", SITE, h(0), h(1)),
         ("vehicle", None, h(1), h(3)),
         ("recycler", None, h(3), None),
     ]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        view = conn.execute(
-            f"SELECT place_kind, place_id, valid_from, valid_to FROM {schema}.pack_bindings "
-            "WHERE pack_code = %s ORDER BY valid_from",
-            [p],
-        ).fetchall()
-    assert [tuple(r) for r in view] == bindings
-    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
-    code_, out, _ = cli(capsys, "query", "pack", p, *db)
-    assert code_ == 0
-    got = sections(out)
-    assert [
-        (b["place_kind"], b["place_id"], b["valid_from"], b["valid_to"]) for b in got["bindings"]
-    ] == [(k, i, iso(a), iso(b)) for k, i, a, b in bindings]
+    assert_bindings(target, capsys, p, bindings)
 
 
 def test_a_login_naming_no_pack_does_not_cut_the_pack_s_history(
