@@ -24,7 +24,10 @@ newest frame's tuple (as in one batch: latest_state's vehicle merge takes the ne
 VIN), one per entity per partition. Connectors and packs keep a tuple per frame time (rows
 of one time merged as ``latest_kinds.merge_newest`` merges them; none whose every value newer
 ones hold: at most one per column), merged at the merge as one batch's rows are: only those
-newer than the stored state (``latest_kinds.upsert``). Merged
+newer than the stored state (``latest_kinds.upsert``). A pack's tuples give what merging with
+every batch gives: reports of one time in one batch merged with the place going with the
+stage, and a later batch's only when newer than the pack's newest tuple (``_after_batches``).
+Merged
 here into one tuple, a late frame's values filled the newer tuple's empty columns and then
 overwrote a stored state newer than that late frame (a connector's ``connected_vin`` going
 back to the vehicle before).
@@ -44,6 +47,8 @@ from storage.latest_kinds import (
     BATTERY,
     CHARGER,
     _last_non_null,
+    _pair_of,
+    _paired,
     _time,
     battery_values,
     charger_values,
@@ -70,6 +75,10 @@ Values = tuple[Any, ...]  # a connector's or pack's latest_state values, ts firs
 Timeline = list[Values]
 # entity kind -> {entity id: (topic, partition)}: the placements a merge records
 Placements = dict[str, dict[str, TopicPartition]]
+# (leader, follower) positions of a kind's paired columns (latest_kinds.KindLatest.paired)
+Pair = tuple[int, int] | None
+# A pack's place goes with its stage: its tuples are merged and kept with the pair in mind
+_PACK_PAIR: Final = _pair_of(BATTERY)
 
 
 @dataclass(slots=True)
@@ -91,7 +100,11 @@ class Delta:
             self.vehicles[vin] = entry
 
     @staticmethod
-    def put_values(into: dict[str, Timeline], entity: str, values: Values) -> None:
+    def put_values(
+        into: dict[str, Timeline], entity: str, values: Values, pair: Pair = None
+    ) -> None:
+        """Add one batch's tuple (a batch's own rows: a late one is sorted in, one of a time
+        already there merged into it); ``pair``: the kind's paired columns."""
         old_rows = into.get(entity)
         if old_rows is None:
             into[entity] = [values]
@@ -100,7 +113,7 @@ class Delta:
         rows = list(old_rows)
         for j, old in enumerate(rows):
             if old[0] == values[0]:  # same time: the later one last, as merge_newest's sort
-                rows[j] = _last_non_null([old, values])
+                rows[j] = _one_time([old, values], pair)
                 break
         else:
             rows.append(values)
@@ -115,7 +128,7 @@ class Delta:
         return [(entity, values) for entity, rows in of.items() for values in rows]
 
     def absorb(self, other: Delta) -> None:
-        """Take ``other``'s tuples (newest wins, as above)."""
+        """Take ``other``'s tuples, those of later batches (newest wins, as above)."""
         mine = self.vehicles
         if not mine:
             self.vehicles = dict(other.vehicles)
@@ -130,11 +143,14 @@ class Delta:
                 timelines.update(theirs)  # shared: a timeline is never changed in place
                 continue
             for entity, rows in theirs.items():
-                if entity not in timelines:
+                held = timelines.get(entity)
+                if held is None:
                     timelines[entity] = rows
-                    continue
-                for values in rows:
-                    self.put_values(timelines, entity, values)
+                elif timelines is self.packs:
+                    _after_batches(timelines, entity, held, rows)
+                else:
+                    for values in rows:
+                        self.put_values(timelines, entity, values)
         if other.first is not None and (self.first is None or other.first < self.first):
             self.first = other.first
 
@@ -143,6 +159,29 @@ class Delta:
         out = Delta(dict(self.vehicles), dict(self.chargers), dict(self.packs), self.first)
         out.absorb(other)
         return out
+
+
+def _one_time(rows: list[Values], pair: Pair) -> Values:
+    """Tuples of one frame time of one batch (in arrival order) as one: per column the later
+    value, and the pair's follower as ``latest_kinds._paired`` leaves it over the same rows -
+    a pack's stage changed at that time empties its place (``CLEARED``), as the per-batch
+    merge of those rows does, instead of one report's stage beside the other's site."""
+    merged = _last_non_null(rows)
+    return merged if pair is None else _paired(merged, rows, pair)
+
+
+def _after_batches(into: dict[str, Timeline], entity: str, mine: Timeline, later: Timeline) -> None:
+    """A pack's tuples of later batches after ``mine``: only those newer than every tuple
+    here. Merging with every batch, the first of two batches stores its newest time and the
+    second one's reports of that time or older leave latest_state as it is (``WHERE stored.ts
+    < new.ts``); merged here, a report of the same time mixed its stage with the other's
+    site, and a late one took part in the pairing of place with stage."""
+    newest = mine[-1][0]
+    newer = [v for v in later if v[0] > newest]
+    if newer:
+        rows = [*mine, *newer]  # a new list: timelines are shared
+        _drop_covered(rows)
+        into[entity] = rows
 
 
 def _drop_covered(rows: Timeline) -> None:
@@ -191,7 +230,7 @@ def collect(frames: Iterable[Any], first: int | None) -> Delta:
         for entity, values in charger_values(statuses, telemetry):
             Delta.put_values(d.chargers, entity, values)
     for entity, values in battery_values(packs):
-        Delta.put_values(d.packs, entity, values)
+        Delta.put_values(d.packs, entity, values, _PACK_PAIR)
     if len(d):
         d.first = first
     return d
