@@ -26,7 +26,8 @@ of one time merged as ``latest_kinds.merge_newest`` merges them; none whose ever
 ones hold: at most one per column), merged at the merge as one batch's rows are: only those
 newer than the stored state (``latest_kinds.upsert``). A pack's tuples give what merging with
 every batch gives: reports of one time in one batch merged with the place going with the
-stage, and a later batch's only when newer than the pack's newest tuple (``_after_batches``).
+stage, a later batch's only when newer than the pack's newest tuple (``_after_batches``), and
+the last change of stage kept (``_drop_covered``).
 Merged
 here into one tuple, a late frame's values filled the newer tuple's empty columns and then
 overwrote a stored state newer than that late frame (a connector's ``connected_vin`` going
@@ -119,7 +120,7 @@ class Delta:
             rows.append(values)
             if values[0] < rows[-2][0]:
                 rows.sort(key=_time)  # a late frame: the timeline stays in time order
-        _drop_covered(rows)
+        _drop_covered(rows, pair)
         into[entity] = rows
 
     @staticmethod
@@ -180,22 +181,40 @@ def _after_batches(into: dict[str, Timeline], entity: str, mine: Timeline, later
     newer = [v for v in later if v[0] > newest]
     if newer:
         rows = [*mine, *newer]  # a new list: timelines are shared
-        _drop_covered(rows)
+        _drop_covered(rows, _PACK_PAIR)
         into[entity] = rows
 
 
-def _drop_covered(rows: Timeline) -> None:
+def _drop_covered(rows: Timeline, pair: Pair = None) -> None:
     """Drop from ``rows`` (in time order) each tuple whose every value (but its time) newer
     tuples also hold: whenever it takes part in a merge (newer than the stored state) they do
     too, so it can never give a column. Bounds a timeline by the number of columns, however
-    many reports an interval holds (a full report, the usual one, leaves one tuple)."""
+    many reports an interval holds (a full report, the usual one, leaves one tuple).
+
+    ``pair`` (a pack's stage and place): the leader's value is not all a tuple gives - a
+    change of it empties the follower (``latest_kinds._paired``). The newest tuple of another
+    leader than the newest one is kept: the change after it, inside the merged tuples, clears
+    the place the stored state had (a pack at station A taken into a vehicle and back to a
+    station without a site: no site known, not A again). Older tuples' leader and follower can
+    never matter (that change comes after them whenever they take part): only their other
+    columns may keep them. At most one tuple more than without the pair."""
     if len(rows) < 2:
         return
     covered: set[int] = set()
     kept: list[Values] = []
+    newest = None  # the newest tuple's leader (tuples without one say nothing of it)
+    changed = False  # the newest tuple of another leader is kept already
     for values in reversed(rows):
         held = {j for j in range(1, len(values)) if values[j] is not None}
-        if not kept or not held <= covered:
+        change = False
+        if pair is not None and (leader := values[pair[0]]) is not None:
+            if newest is None:
+                newest = leader
+            elif changed:
+                held.difference_update(pair)
+            elif leader != newest:
+                changed = change = True
+        if change or not kept or not held <= covered:
             kept.append(values)
             covered |= held
     if len(kept) < len(rows):

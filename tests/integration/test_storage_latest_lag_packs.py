@@ -6,6 +6,7 @@ latest_kinds.KindLatest.paired) and reports of one frame time included."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,3 +102,48 @@ async def test_reports_of_one_time_merge_as_with_every_batch(
     two_batches: list[Batches] = [[[(0, 2, A, 80)]], [[(10, 2, B, 70)], [(10, 1, None, 60)]]]
     state = await _same_state(every, deferred, 1, two_batches)
     assert _place(state) == (2, B) and state[BATTERY.index("soc_pct")] == 70
+
+
+async def test_a_stage_left_and_back_across_merges_leaves_no_stale_site(
+    writer_factory: WriterFactory,
+) -> None:
+    every, deferred = await _both(writer_factory)
+    # At station A, merged; then into a vehicle and back to a station, neither with a site:
+    # no site known (A must not come back because the stage ends where it was stored).
+    back: list[Batches] = [[[(0, 2, A, 80)]], [[(10, 1, None, 70)], [(20, 2, None, 60)]]]
+    assert _place(await _same_state(every, deferred, 2, back)) == (2, None)
+    # At A, merged; at B, removed, installed again without a site, all in one interval.
+    moved: list[Batches] = [
+        [[(0, 2, A, 80)]],
+        [[(10, 2, B, 70)], [(20, 1, None, 60), (30, 2, None, 50)]],
+    ]
+    assert _place(await _same_state(every, deferred, 3, moved)) == (2, None)
+    # The same across three merges, the stage change in the middle one.
+    three: list[Batches] = [[[(0, 2, A, 80)]], [[(10, 1, None, 70)]], [[(20, 2, None, 60)]]]
+    assert _place(await _same_state(every, deferred, 4, three)) == (2, None)
+
+
+def _scenario(rng: random.Random) -> list[Batches]:
+    """Up to 4 merges of up to 3 batches of up to 3 reports: times that repeat and go back,
+    stages that change and come back, sites given and left out."""
+    merges: list[Batches] = []
+    for _ in range(rng.randint(1, 4)):
+        batches: Batches = []
+        for _ in range(rng.randint(1, 3)):
+            reports: list[Report] = []
+            for _ in range(rng.randint(1, 3)):
+                stage = rng.choice([None, 1, 2, 2, 3])
+                site = rng.choice([None, A, B]) if stage is not None else None
+                reports.append((rng.randrange(8) * 10, stage, site, rng.choice([None, 50, 60])))
+            batches.append(reports)
+        merges.append(batches)
+    return merges
+
+
+async def test_any_sequence_of_pack_reports_leaves_what_every_batch_leaves(
+    writer_factory: WriterFactory,
+) -> None:
+    every, deferred = await _both(writer_factory)
+    rng = random.Random(32960)
+    for n in range(10, 90):
+        await _same_state(every, deferred, n, _scenario(rng))

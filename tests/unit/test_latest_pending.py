@@ -14,7 +14,7 @@ from contract.charger import ChargerRows, ConnectorStatusRow
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import realtime_frames
 from ingest.decoders.fast import decode_rows
-from storage.latest_kinds import merge_newest
+from storage.latest_kinds import BATTERY, merge_newest
 from storage.latest_pending import Delta, PendingLatest, collect
 from storage.offsets import OffsetRange
 
@@ -273,3 +273,39 @@ def test_a_pruned_timeline_merges_as_all_its_tuples_would_whatever_is_stored() -
 
 def _some(rng: random.Random, n: int) -> list[int | None]:
     return [rng.choice([None, rng.randrange(3)]) for _ in range(n)]
+
+
+def _pack(rng: random.Random, at: datetime) -> tuple[object, ...]:
+    """A pack's latest_state tuple at ``at``: a random SOC, stage and site (a site only with a
+    stage, as ``latest_kinds._pack`` leaves it)."""
+    values: list[object] = [at, *[None] * (len(BATTERY.columns) - 1)]
+    stage = rng.choice([None, 1, 2, 2, 3])
+    values[BATTERY.index("soc_pct")] = rng.choice([None, rng.randrange(3)])
+    values[BATTERY.index("lifecycle_stage")] = stage
+    if stage is not None:
+        values[BATTERY.index("place_id")] = rng.choice([None, None, "A", "B"])
+    return tuple(values)
+
+
+def test_a_pruned_pack_timeline_keeps_the_stage_changes_the_place_needs() -> None:
+    # A pack's place goes with its stage: a tuple that holds only a stage newer tuples hold
+    # too can still give the merge a change of stage, which empties the place (stage 2 at
+    # station A, stage 1, stage 2 without a site: no site, not A). For any stored time, the
+    # kept tuples must merge as all of them would.
+    rng = random.Random(11)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    pair = BATTERY.index("lifecycle_stage"), BATTERY.index("place_id")
+    for _ in range(400):
+        tuples = [
+            _pack(rng, t0 + timedelta(seconds=rng.randrange(20)))
+            for _ in range(rng.randrange(1, 12))
+        ]
+        into: dict[str, list[tuple[object, ...]]] = {}
+        for values in tuples:
+            Delta.put_values(into, "P", values, pair)
+        assert len(into["P"]) <= 4  # the newest, one per column, one stage change
+        for stored in (None, *(t0 + timedelta(seconds=s) for s in range(0, 21, 2))):
+            known = {} if stored is None else {"P": stored}
+            want = merge_newest([("P", v) for v in tuples], known, spec=BATTERY)
+            got = merge_newest(Delta.items(into), known, spec=BATTERY)
+            assert got == want, (tuples, stored)
