@@ -17,6 +17,10 @@ durations, composites); a late frame may update an open alert, and may raise a *
 alert (flag level, threshold, spread, insulation without durations) only if its time is after
 the end of the last alert of that rule for that entity: reissued data of an episode already
 reported cannot raise it again.
+
+Chargers and packs are ordered by their subjects' order time in µs (alerts.subjects): two T/CEC
+status pushes of one millisecond (TimeStamp + Seq µs) are two frames in Seq order, not a frame
+and its duplicate; rules and alert records see both at that millisecond.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ class RuleEngine:
             models if callable(models) else (models or {}).get
         )
         self._update_ms = update_every_s * 1000.0
+        # Entity watermarks are in the kind's order time: epoch ms for vehicles (FrameRows),
+        # epoch µs for the subjects of chargers and packs; alert records keep ms.
+        self._order_per_ms = 1 if entity_kind == "vehicle" else 1000
         self._future_ms = max_future_s * 1000.0
         self._entities: dict[str, Entity] = {}
         self._open: dict[tuple[str, str], LiveAlert] = {}
@@ -124,7 +131,7 @@ class RuleEngine:
             if ent is None:
                 ent = self._entity(fr.vin, partition, topic)
             if t <= ent.wm:
-                self._late(ent, fr.vin, fr.edition, fr, t)
+                self._late(ent, fr.vin, fr.edition, fr, t, t)
                 continue
             ent.wm = t
             n += 1
@@ -149,7 +156,7 @@ class RuleEngine:
         stats = self.stats
         limit = math.inf if now_ms is None else now_ms + self._future_ms
         n = 0
-        for eid, t, edition, subject in subjects:
+        for eid, t, edition, subject, at in subjects:
             if t is None:
                 stats.no_data += 1
                 continue
@@ -159,10 +166,11 @@ class RuleEngine:
             ent = ents.get(eid)
             if ent is None:
                 ent = self._entity(eid, partition, topic)
-            if t <= ent.wm:
-                self._late(ent, eid, edition, subject, t)
+            # Ordered by µs: a later push of the same millisecond is in order, at time t.
+            if at <= ent.wm:
+                self._late(ent, eid, edition, subject, t, at)
                 continue
-            ent.wm = t
+            ent.wm = at
             n += 1
             plans = ent.plans
             (plans.run25 if edition == 2025 else plans.run16)(
@@ -191,8 +199,10 @@ class RuleEngine:
                 slots[cr.lt] = t
             if cr.alert and not self._warming:
                 a = self._open.get((vin, cr.id))
-                if a is not None and (a.see(t, value) or t - a.emitted_ms >= self._update_ms):
-                    self._touch(a).updated_now = True
+                if a is not None:
+                    moved = a.see(t, value, in_order=True)
+                    if moved or t - a.emitted_ms >= self._update_ms:
+                        self._touch(a).updated_now = True
             return
         first = t
         if cr.pend >= 0:
@@ -258,8 +268,10 @@ class RuleEngine:
                 a.reason = "condition"
                 self._touch(a)
 
-    def _late(self, ent: Entity, eid: str, edition: int, subject: Any, t: int) -> None:
-        if t == ent.wm:
+    def _late(self, ent: Entity, eid: str, edition: int, subject: Any, t: int, at: int) -> None:
+        """A frame at event time ``t`` (ms) whose order time ``at`` is not after the entity's
+        watermark (the same unit: ms for vehicles, µs for subjects)."""
+        if at == ent.wm:
             self.stats.duplicate += 1  # the realtime frame of this instant was evaluated
             return
         self.stats.late += 1
@@ -365,7 +377,9 @@ class RuleEngine:
                 # Frames up to the clear were processed before: anything older is late (and
                 # a reissue of that episode cannot raise it again).
                 ent = self._ent(rec)
-                ent.wm = max(ent.wm, rec.cleared_ms)
+                # A charger's or pack's watermark is in µs; the record keeps ms only: the
+                # clear's millisecond starts it (a push later in that millisecond is in order).
+                ent.wm = max(ent.wm, rec.cleared_ms * self._order_per_ms)
                 if cr is not None and cr.cl >= 0 and not (ent.slots[cr.cl] >= rec.cleared_ms):
                     ent.slots[cr.cl] = rec.cleared_ms
                 continue
@@ -377,7 +391,7 @@ class RuleEngine:
                 continue
             ent = self._ent(rec)
             ent.active |= cr.bit
-            ent.wm = max(ent.wm, rec.last_seen_ms)
+            ent.wm = max(ent.wm, rec.last_seen_ms * self._order_per_ms)
             self._open[(rec.entity_id, rec.rule_id)] = LiveAlert.from_record(cr, rec)
         return self._flush()
 

@@ -99,7 +99,8 @@ class Entity:
     ) -> None:
         self.plans = plans  # (rules for 2016 frames, rules for 2025 frames): shared tuples
         self.slots = slots
-        self.wm = -math.inf  # newest event time evaluated in order (epoch ms)
+        # newest order time evaluated in order: epoch ms (vehicles), µs (chargers, packs)
+        self.wm = -math.inf
         self.active = 0  # bit i set = rule i fired and has not cleared
         self.part = part  # (topic, part): the Kafka partition its frames come from
         self.topic = topic
@@ -152,11 +153,13 @@ class LiveAlert:
         self.reason: str | None = None
         self.raised_now = self.updated_now = self.touched = False
 
-    def see(self, t: int, value: float | None) -> bool:
+    def see(self, t: int, value: float | None, *, in_order: bool = False) -> bool:
         """Account a holding frame; True when the peak moved (worth publishing). Only a frame
         after the last one counted adds to the count: a late one (0x03) may resend a frame seen
-        already or backfill one never seen, which the engine cannot tell apart (docs/alerts.md)."""
-        if t > self.last_ms:
+        already or backfill one never seen, which the engine cannot tell apart (docs/alerts.md).
+        A frame ``in_order`` always counts: a T/CEC status push may share its millisecond
+        ``t`` with the last one counted and still be after it (alerts.subjects)."""
+        if in_order or t > self.last_ms:
             self.count += 1
             self.last_ms = t
             self.last_value = value

@@ -7,6 +7,14 @@ telemetry row and status row of the same time joined into one ``ConnectorView`` 
 charge-status push yields both: evaluated apart, the second would be a duplicate of the
 first). A pack frame with telemetry is one subject, entity id its pack code. Objects without
 any (logins, heartbeats, responses) yield one subject without a time: counted as no data.
+
+A subject has two times. The event time in epoch ms is what rules measure durations, rates and
+windows in and what alert records keep (``*_ms``); the order time in epoch µs is what the
+engine orders an entity's subjects by (its watermark). They differ for T/CEC status pushes:
+their rows' time is TimeStamp + Seq µs (ingest.decoders.charger.push_time), so the pushes of
+one second with Seq 0001..0999 all fall in its first millisecond; ordered by ms, every push but
+the first would be a duplicate and its status (a fault) never judged. A µs time maps to the
+millisecond it falls in (floor): alerts of such a push are recorded at that millisecond.
 """
 
 from __future__ import annotations
@@ -21,18 +29,19 @@ from contract.charger import ChargerRows
 
 __all__ = ["Subject", "charger_subjects", "pack_subjects", "subjects_of"]
 
-# (entity id, event time in epoch ms or None, protocol edition, what the extractor reads)
-Subject = tuple[str, int | None, int, Any]
+# (entity id, event time in epoch ms or None, protocol edition, what the extractor reads,
+# order time in epoch µs)
+Subject = tuple[str, int | None, int, Any, int]
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MS: Final = timedelta(milliseconds=1)
-_NO_DATA: Final[Subject] = ("", None, 0, None)
+_US: Final = timedelta(microseconds=1)
+_NO_DATA: Final[Subject] = ("", None, 0, None, 0)
 # The charger profile uses the 2016 ('##') envelope; T/CEC pushes have no edition.
 CHARGER_EDITION: Final = 2016
 
 
 def charger_subjects(objects: Iterable[ChargerRows]) -> Iterator[Subject]:
     last_ts: datetime | None = None
-    last_ms = 0
+    last_ms = last_us = 0
     for fr in objects:
         if not fr.telemetry and not fr.statuses:
             yield _NO_DATA
@@ -45,8 +54,9 @@ def charger_subjects(objects: Iterable[ChargerRows]) -> Iterator[Subject]:
         op = fr.operator_id
         for (cid, ts), (tel, status) in joined.items():
             if ts is not last_ts:  # the rows of one frame share their time object
-                last_ts, last_ms = ts, (ts - _EPOCH) // _MS
-            yield f"{op}:{cid}", last_ms, CHARGER_EDITION, ConnectorView(tel, status)
+                last_ts, last_us = ts, (ts - _EPOCH) // _US
+                last_ms = last_us // 1000  # floor: the millisecond the row time falls in
+            yield f"{op}:{cid}", last_ms, CHARGER_EDITION, ConnectorView(tel, status), last_us
 
 
 def pack_subjects(objects: Iterable[PackFrameRows]) -> Iterator[Subject]:
@@ -55,7 +65,7 @@ def pack_subjects(objects: Iterable[PackFrameRows]) -> Iterator[Subject]:
         if tel is None or fr.ts_ms is None:
             yield _NO_DATA
         else:
-            yield tel.pack_code, fr.ts_ms, fr.edition, tel
+            yield tel.pack_code, fr.ts_ms, fr.edition, tel, fr.ts_ms * 1000
 
 
 def subjects_of(entity_kind: str, objects: Iterable[Any]) -> Iterator[Subject]:

@@ -53,19 +53,21 @@ async def no_rejects(rejected: list[tuple[int, str]]) -> None:
     assert rejected == [], f"the database rejected frames: {rejected}"
 
 
-async def read_batch(env: PipelineEnv, settings: Any, tp: TopicPartition) -> Batch:
-    """Every record of ``tp`` decoded into one batch, as a worker's consumer builds it."""
+async def read_batch(env: PipelineEnv, settings: Any, tp: TopicPartition, start: int = 0) -> Batch:
+    """The records of ``tp`` from offset ``start`` on decoded into one batch, as a worker's
+    consumer builds it (a batch behind the offsets stored for ``tp`` is fenced: a next owner
+    reads from the stored offset)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=env.kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        consumer.seek(tp, start)
         end = (await consumer.end_offsets([tp]))[tp]
         records: list[Any] = []
-        while len(records) < end:
+        while start + len(records) < end:
             records.extend((await consumer.getmany(tp, timeout_ms=1000)).get(tp, []))
         builder = BatchBuilder(decoders_for(settings))
-        builder.add(tp, records, None)
+        builder.add(tp, records, None if start == 0 else start)
         return builder.take()
     finally:
         await consumer.stop()

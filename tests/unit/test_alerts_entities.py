@@ -133,6 +133,47 @@ def test_restored_charger_alert_is_updated_not_raised_again() -> None:
     assert [c.type for c in changes] == ["updated"]
 
 
+FAULT = """
+[[rule]]
+id = "fault"
+entity = "charger"
+kind = "threshold"
+severity = "major"
+title = "connector in fault"
+field = "connector_status"
+op = "=="
+value = 255
+"""
+US = 0.000_001  # T/CEC status pushes of one second are Seq µs apart (TimeStamp + Seq µs)
+
+
+def test_status_pushes_of_one_millisecond_are_judged_in_seq_order() -> None:
+    e = engine("charger", FAULT, update_every_s=0)
+    changes = e.evaluate(
+        [status_push(60 + US, 2), status_push(60 + 3 * US, 255), status_push(60 + 5 * US, 255)]
+    )
+    # the fault is not a duplicate of the occupied push: it raises, at its millisecond
+    assert raised(changes) == [("fault", CONNECTOR, at(60))]
+    assert (e.stats.evaluated, e.stats.duplicate) == (3, 0)
+    (change,) = changes
+    assert change.alert.frame_count == 2  # both fault pushes count, though of one ms
+    again = e.evaluate([status_push(60 + 5 * US, 255)])  # the last one delivered again
+    assert again == [] and e.stats.duplicate == 1
+    recovered = e.evaluate([status_push(60 + 7 * US, 1)])
+    assert cleared(recovered) == [("fault", at(60))]
+
+
+def test_a_restored_charger_alert_orders_pushes_by_its_millisecond() -> None:
+    first = engine("charger", FAULT)
+    (rec,) = [c.alert for c in first.evaluate([status_push(60 + 3 * US, 255)])]
+    second = engine("charger", FAULT)
+    assert second.restore([rec]) == []  # the record has the ms only: at(60)
+    assert second.evaluate([status_push(55, 1)]) == []  # older: late, never clears
+    assert second.stats.late == 1
+    # later in the same millisecond: in order (the record cannot tell it was not processed)
+    assert cleared(second.evaluate([status_push(60 + 5 * US, 1)])) == [("fault", at(60))]
+
+
 # -- packs --------------------------------------------------------------------------------------
 
 
