@@ -3,7 +3,8 @@
 A pile fault (connector '' in charger_faults) is the pile's: two piles of one operator
 reporting one in the same second are two rows, also when the batch is delivered again. Two
 T/CEC status pushes of one connector in one second (same TimeStamp, the gateway's Seq apart)
-are two status rows, and the later is the connector's state, in one batch or two."""
+are two status rows, and the later is the connector's state, in one batch or two; a Seq that
+wraps inside one second is stored as numbered."""
 
 from __future__ import annotations
 
@@ -101,3 +102,18 @@ async def test_two_status_pushes_of_one_second_in_one_batch(writer: StorageWrite
     res = await b.write(writer)
     assert res.rows["connector_status_events"] == 2 and res.duplicates_skipped == 0
     assert await _statuses(writer) == ([2, 3], [3])
+
+
+async def test_a_seq_that_wraps_within_one_second_is_stored_as_numbered(
+    writer: StorageWriter,
+) -> None:
+    # The standard restarts Seq each second; a sender that counts on across seconds may wrap
+    # inside one. Its order cannot be told from (TimeStamp, Seq), so the rows are at the
+    # times the pushes were numbered with (docs/protocols/charger.md, "Seq's rule"): the push
+    # sent second (0000) is first, and latest_state keeps the status of the higher Seq.
+    b = Batch()
+    b.add(TCEC, status_push(3, "9999"))  # charging
+    b.add(TCEC, status_push(255, "0000"))  # then a fault, after the sender's wrap
+    res = await b.write(writer)
+    assert res.rows["connector_status_events"] == 2 and res.duplicates_skipped == 0
+    assert await _statuses(writer) == ([255, 3], [3])

@@ -346,8 +346,12 @@ def push_time(timestamp: str, seq: str | None = None) -> datetime:
     charging) would share a time, the key of their rows: the later would be a duplicate. The
     gateway takes a (TimeStamp, Seq) pair once per operator (docs/gateway.md), so with Seq the
     pushes of a second keep distinct times, in Seq order, and the seconds stay the TimeStamp's;
-    a redelivered push has the same pair, hence the same rows. ``FrameError(bad_time)`` for a
-    TimeStamp or Seq of another shape."""
+    a redelivered push has the same pair, hence the same rows. T/CEC 102's Seq restarts with
+    each second and rises within it, so Seq order is send order; a sender whose Seq runs on
+    across seconds and wraps (9999 -> 0000) inside one gets its pushes stored as numbered, the
+    later one first: the time must follow from the pair alone, which cannot tell a wrap
+    (docs/protocols/charger.md). ``FrameError(bad_time)`` for a TimeStamp or Seq of another
+    shape."""
     at = parse_tcec_timestamp(timestamp)
     if seq is None:
         return at
