@@ -104,13 +104,23 @@ class PipelineEnv:
 class Service:
     """A ``nev-ingest run`` process (supervisor + workers) writing its log to a file."""
 
-    def __init__(self, env: PipelineEnv, name: str, workers: int = 1, **overrides: str) -> None:
+    def __init__(
+        self,
+        env: PipelineEnv,
+        name: str,
+        workers: int = 1,
+        *,
+        args: tuple[str, ...] = (),
+        **overrides: str,
+    ) -> None:
+        """``args``: more arguments of ``nev-ingest run`` (``--skip-checks`` for a service
+        started while its database is away)."""
         self.port = free_port()
         self.log = env.tmp / f"{name}.log"
         environ = env.environ(NEV_METRICS_PORT=str(self.port), **overrides)
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest", "run", "--workers", str(workers)],
+            [sys.executable, "-m", "ingest", "run", "--workers", str(workers), *args],
             env=environ,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -199,7 +209,7 @@ async def serving(
 ) -> AsyncIterator[Service]:
     """A ready ``nev-ingest run``; on leaving the block SIGTERM, and the exit code must be 0 (the
     log's tail says why not). The service stays readable (logs, metrics) after the block."""
-    svc = Service(env, name, workers, **overrides)
+    svc = Service(env, name, workers, args=(), **overrides)
     try:
         await until(
             lambda: ready(svc), timeout_s=ready_timeout_s, what=f"the service {name!r} to be ready"
