@@ -188,7 +188,7 @@ async def run_with_keeper(
     """``run(stop)`` (the worker) with a ``Keeper`` beside it when there is a gate. The worker
     starts once the registry is loaded, so that reject never judges with an empty cache;
     meanwhile ``waiting(connected)`` hears of each attempt to reach shard 0 (the registry's
-    database)."""
+    database), and a stop returns without starting the worker."""
     if gate is None:
         await run(stop)
         return
@@ -199,6 +199,11 @@ async def run_with_keeper(
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for p in pending:
             p.cancel()
+        if not keeper.loaded.is_set():
+            # Stopped while shard 0 was away: nothing was fetched, so nothing to flush. Running
+            # the worker now would only try the database once more and fail the stop (exit 1).
+            log.info("stopped while waiting for the key registry")
+            return
         await run(stop)
     finally:
         task.cancel()

@@ -1,7 +1,8 @@
 """A worker started while its database is away (a private PostgreSQL cluster, stopped before
 ``nev-ingest run --skip-checks``): it waits for the key registry (shard 0) instead of crashing,
-says so on /metrics and /readyz (Kafka not tried yet, the database unreachable), and judges
-signatures with the registry once it is back (neither an empty cache nor no check)."""
+says so on /metrics and /readyz (Kafka not tried yet, the database unreachable), judges
+signatures with the registry once it is back (neither an empty cache nor no check), and a stop
+meanwhile is clean."""
 
 from __future__ import annotations
 
@@ -126,3 +127,22 @@ async def test_kafka_not_tried_while_the_database_is_awaited(
     finally:
         code = svc.stop()
     assert code == 0, svc.tail()
+
+
+async def test_a_stop_while_the_database_is_awaited_exits_cleanly(
+    env: PipelineEnv, cluster: PrivateCluster
+) -> None:
+    await asyncio.to_thread(cluster.stop)
+    svc = away(env, "stop-away")
+    try:
+        await ps.until(
+            lambda: asyncio.sleep(0, cannot_connect(svc) >= 1),
+            timeout_s=60,
+            what="the worker to wait for the key registry",
+        )
+    finally:
+        code = svc.stop()
+    # Nothing was fetched, so there is nothing to flush: exit 0, as a stop while Kafka is
+    # awaited does, and no "worker failed" traceback.
+    assert code == 0, svc.tail()
+    assert not [r for r in svc.logs() if r.get("msg") == "worker failed"], svc.tail()
