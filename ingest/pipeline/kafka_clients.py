@@ -1,5 +1,6 @@
 """A worker's Kafka clients: started with a backoff while no broker answers, stopped best
-effort, and the rebalance listener that hands aiokafka's callbacks to the worker.
+effort, the producer that a broker's refusal replaces (``RenewableProducer``), and the
+rebalance listener that hands aiokafka's callbacks to the worker.
 
 A worker restarted during a broker outage waits for the broker, as a running one does, instead
 of crash-looping; a stop requested meanwhile ends the wait.
@@ -15,12 +16,20 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import ProducerClosed
 
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
 
-__all__ = ["RebalanceListener", "as_producer", "start_client", "stop_clients", "stop_quietly"]
+__all__ = [
+    "RebalanceListener",
+    "RenewableProducer",
+    "as_producer",
+    "start_client",
+    "stop_clients",
+    "stop_quietly",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,55 @@ async def stop_clients(consumer: Any, producer: Any) -> None:
             await asyncio.wait_for(closer(), 5)
         except Exception as exc:  # best effort on the way out
             log.warning("stopping the Kafka %s failed: %r", what, exc)
+
+
+class RenewableProducer:
+    """The worker's producer (dead letters and alerts), replaced by a new one on ``renew``.
+
+    A batch the broker refuses (a dead letter over the dead-letter topic's max.message.bytes)
+    leaves a gap in the idempotent producer's sequence on that partition: aiokafka numbers a
+    batch when it sends it and never takes the number back, so the broker answers every later
+    batch there with OutOfOrderSequenceNumber. Only a new producer (a new producer id, whose
+    sequence starts afresh) can write there again (ingest.pipeline.publish)."""
+
+    def __init__(self, producer: Any, make: Callable[[], Any]) -> None:
+        self._current = producer
+        self._make = make
+        self._lock = asyncio.Lock()
+        self._stopped = False
+
+    @property
+    def current(self) -> Producer:
+        return as_producer(self._current)
+
+    async def renew(self, failed: Producer) -> None:
+        """Replace ``failed`` by a new, started producer, unless that happened already (several
+        sends see the same gap; one new producer serves them all). Raises what starting the new
+        one raised (the broker away: retriable); ``failed`` is then still the current one, and
+        the next attempt renews it again. The old producer is stopped afterwards: its pending
+        messages (alerts, letters of other partitions) are flushed, those behind the gap fail
+        and their senders send them again with the new one."""
+        async with self._lock:
+            if self._stopped:  # the worker's stop: no new producer to leave running
+                raise ProducerClosed()
+            if failed is not self._current:
+                return
+            fresh = self._make()
+            try:
+                await fresh.start()
+            except BaseException:
+                await stop_quietly(fresh)
+                raise
+            self._current = fresh
+        log.warning(
+            "the Kafka producer was replaced by a new one: a batch the broker refused left a "
+            "gap in its sequence numbers, which the broker would refuse every later batch for"
+        )
+        await stop_quietly(failed)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        await self._current.stop()
 
 
 def as_producer(producer: Any) -> Producer:

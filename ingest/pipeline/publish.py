@@ -9,14 +9,22 @@ as transient (the whole batch goes again later).
 
 A non-retriable error is never retried: it would fail the same way forever and hold the
 partition. A dead letter refused as too large is sent once more cut down (``wire.shrunk``: the
-value's first 4 KiB, its size and SHA-256, the dead-letter headers), so the frame is still
-accounted for. That works for the producer's own check (kafka.max_request_size); a refusal by
-the broker leaves the worker's idempotent producer unable to go on on that partition, and the
-worker exits (docs/kafka.md, "Dead-letter topic"). Any other non-retriable error
+value's first 4 KiB, its size and SHA-256, the dead-letter headers), in a batch of its own, so
+the frame is still accounted for. The refusal may be the producer's own check
+(kafka.max_request_size: nothing was sent) or the broker's (the topic's max.message.bytes,
+lowered after the start check read it). The broker's leaves a gap in the idempotent
+producer's sequence on that partition, and every later batch there is refused as
+``OutOfOrderSequenceNumber``: the producer is replaced by a new one (``Producers.renew``, a
+new producer id), which sends the cut-down letter and, as they were, the letters that were
+behind the gap (never written, so not sent twice). Alert messages share the producer: a send
+caught by the replacement (``ProducerClosed``) or by a gap is retried with the new one, so
+none is lost; some may go twice (at-least-once, docs/kafka.md). Any other non-retriable error
 (authorisation, a missing or invalid topic, or a cut-down letter refused again) raises
-``PermanentKafkaError``: the worker exits with that one line, nothing of the batch is
-committed (its frames are read again after the fix), and the supervisor's restarts make the
-problem loud.
+``PermanentKafkaError``: nothing of the batch is committed. For alert messages and the letters
+of frames the database refused, the worker exits with that one line (its frames are read again
+after the fix) and the supervisor's restarts make the problem loud; the letters of the decode
+step travel beside the batch's write, whose retries (``DeadLettersPending``, in
+ingest.pipeline.writer) log it until it is fixed.
 
 Alert messages Kafka acknowledged leave the outbox with the next batch's transaction; on a
 graceful stop or a revoke there is no next batch, so ``delete_acked`` deletes them at once:
@@ -37,6 +45,8 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     KafkaUnavailableError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
     RecordListTooLargeError,
     RecordTooLargeError,
 )
@@ -53,6 +63,7 @@ __all__ = [
     "TRANSIENT_KAFKA",
     "PermanentKafkaError",
     "Producer",
+    "Producers",
     "Publisher",
     "delete_acked",
     "retriable",
@@ -73,6 +84,13 @@ TRANSIENT_KAFKA: Final[tuple[type[BaseException], ...]] = (KafkaError, OSError, 
 # a batch that expired unsent, no broker to talk to.
 _AWAY: Final = (KafkaTimeoutError, BrokerNotAvailableError, KafkaUnavailableError)
 _TOO_LARGE: Final = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+# A message never written that goes again as it is, with a new producer: it was behind a batch
+# the broker refused on its partition (the idempotent producer's sequence has a gap there), or
+# sent while the producer was being replaced.
+_AGAIN: Final = (OutOfOrderSequenceNumber, ProducerClosed)
+# Rounds of a dead-letter send: the letters, then those behind a refusal with a new producer
+# and the refused ones cut down, and twice more should other sends renew the producer meanwhile.
+_SEND_ROUNDS: Final = 4
 
 
 class PermanentKafkaError(Exception):
@@ -108,12 +126,22 @@ class Producer(Protocol):
     ) -> Awaitable[Any]: ...
 
 
+class Producers(Protocol):
+    """The worker's producer, which a broker's refusal has replaced by a new one
+    (``kafka_clients.RenewableProducer``): always send with ``current``."""
+
+    @property
+    def current(self) -> Producer: ...
+
+    async def renew(self, failed: Producer) -> None: ...
+
+
 class Publisher:
     """Dead letters and alert messages, with the retries described in the module docstring."""
 
     def __init__(
         self,
-        producer: Producer,
+        producers: Producers,
         metrics: PipelineMetrics,
         *,
         dlq_topic: str,
@@ -121,7 +149,7 @@ class Publisher:
         backoff_initial_s: float,
         backoff_max_s: float,
     ) -> None:
-        self._producer = producer
+        self._producers = producers
         self._m = metrics
         self._dlq_topic = dlq_topic
         self._alerts_topic = alerts_topic
@@ -131,44 +159,88 @@ class Publisher:
 
     async def send_dead(self, letters: Sequence[DeadLetter]) -> None:
         """Produce ``letters`` and wait until the broker acknowledged all of them. A letter
-        refused as too large is sent again cut down (module docstring); retriable errors are
-        raised for the caller to retry, others as ``PermanentKafkaError``."""
-        outcomes = await self._send_all(letters)
-        again: list[DeadLetter] = []
-        for letter, outcome in zip(letters, outcomes, strict=True):
-            if isinstance(outcome, _TOO_LARGE) and (small := wire.shrunk(letter)) is not None:
-                again.append(small)
-            elif isinstance(outcome, BaseException):
-                raise outcome if retriable(outcome) else _permanent(self._dlq_topic, outcome)
-        if not again:
-            return
-        self._m.dead_letters_shrunk.inc(len(again))
+        refused as too large is sent again cut down, with a new producer when the broker
+        refused it (module docstring); retriable errors are raised for the caller to retry,
+        others as ``PermanentKafkaError``."""
+        # (letter, alone): a cut-down letter goes in a batch of its own, so that several of
+        # them together cannot make a batch over the topic's limit again.
+        todo = [(d, False) for d in letters]
+        for _ in range(_SEND_ROUNDS):
+            producer = self._producers.current
+            again: list[tuple[DeadLetter, bool]] = []
+            gap = False  # the producer cannot go on on some partition: a new one is needed
+            cut = 0
+            for (letter, alone), (error, at_broker) in await self._send_round(producer, todo):
+                if error is None:
+                    continue
+                if isinstance(error, _AGAIN):
+                    # Behind a batch the broker refused on its partition (or sent while the
+                    # producer was replaced): never written, nothing wrong with it.
+                    again.append((letter, alone))
+                    gap = True
+                elif isinstance(error, _TOO_LARGE):
+                    small = wire.shrunk(letter)
+                    if small is None:  # cut down already, and refused again
+                        raise _permanent(self._dlq_topic, error)
+                    again.append((small, True))
+                    cut += 1
+                    gap |= at_broker  # the producer's own check sent nothing
+                else:
+                    raise error if retriable(error) else _permanent(self._dlq_topic, error)
+            if cut:
+                self._shrunk(cut)
+            if not again:
+                return
+            if gap:
+                await self._producers.renew(producer)
+            todo = again
+        raise _permanent(self._dlq_topic, RuntimeError(f"{len(todo)} dead letters still refused"))
+
+    def _shrunk(self, count: int) -> None:
+        self._m.dead_letters_shrunk.inc(count)
         log.error(
             "the dead-letter topic refused %d dead letters as too large: sending them cut down "
             "to their first bytes, size and hash; make kafka.max_request_size and the topic's "
             "max.message.bytes agree (docs/kafka.md)",
-            len(again),
+            count,
             extra={"topic": self._dlq_topic},
         )
-        for outcome in await self._send_all(again):
-            if isinstance(outcome, BaseException):
-                raise outcome if retriable(outcome) else _permanent(self._dlq_topic, outcome)
 
-    async def _send_all(self, letters: Sequence[DeadLetter]) -> list[BaseException | None]:
-        """Send every letter; per letter, the error it met (at send or at acknowledgement)."""
+    async def _send_round(
+        self, producer: Producer, todo: Sequence[tuple[DeadLetter, bool]]
+    ) -> list[tuple[tuple[DeadLetter, bool], tuple[BaseException | None, bool]]]:
+        """Each letter of ``todo`` sent once with ``producer``: those not ``alone`` together
+        (the producer batches them), then the others one by one, each acknowledged before
+        the next is sent. Per letter: the error it met, and whether from the broker."""
+        together = [item for item in todo if not item[1]]
+        errors = await self._send_all(producer, [d for d, _ in together])
+        out = list(zip(together, errors, strict=True))
+        for item in todo:
+            if item[1]:
+                (error,) = await self._send_all(producer, [item[0]])
+                out.append((item, error))
+        return out
+
+    async def _send_all(
+        self, producer: Producer, letters: Sequence[DeadLetter]
+    ) -> list[tuple[BaseException | None, bool]]:
+        """Send every letter; per letter, the error it met and whether the broker's (at
+        acknowledgement) rather than the producer's own (at send)."""
         futures: list[Any] = []
         for d in letters:
             try:
                 futures.append(
-                    await self._producer.send(
-                        self._dlq_topic, d.value, key=d.key, headers=d.headers
-                    )
+                    await producer.send(self._dlq_topic, d.value, key=d.key, headers=d.headers)
                 )
-            except _TOO_LARGE as exc:  # the producer's own max_request_size check
+            # The producer's own max_request_size check; or the producer replaced meanwhile.
+            except (*_TOO_LARGE, ProducerClosed) as exc:
                 futures.append(exc)
         acks = [f for f in futures if not isinstance(f, BaseException)]
         results = iter(await asyncio.gather(*acks, return_exceptions=True))
-        return [f if isinstance(f, BaseException) else _error_of(next(results)) for f in futures]
+        return [
+            (f, False) if isinstance(f, BaseException) else (_error_of(next(results)), True)
+            for f in futures
+        ]
 
     async def dead_letter_rejected(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
         """Inside the batch's transaction: dead letters of the frames the database refused."""
@@ -208,11 +280,19 @@ class Publisher:
             ).inc()
 
         async def publish() -> None:
-            futures = [
-                await self._producer.send(self._alerts_topic, change.message, key=change.key)
-                for change in changes
-            ]
-            await asyncio.gather(*futures)
+            producer = self._producers.current
+            try:
+                futures = [
+                    await producer.send(self._alerts_topic, change.message, key=change.key)
+                    for change in changes
+                ]
+                await asyncio.gather(*futures)
+            except _AGAIN:
+                # The producer was replaced meanwhile (a dead letter the broker refused), or
+                # has a gap here: the next attempt sends them all with the new one (some a
+                # second time: at-least-once, docs/kafka.md).
+                await self._producers.renew(producer)
+                raise
 
         await self._retry_forever("alerts", self._alerts_topic, publish)
         self._m.alerts_published.inc(len(changes))
@@ -239,7 +319,7 @@ class Publisher:
                 await op()
                 return
             except TRANSIENT_KAFKA as exc:
-                if not retriable(exc):
+                if not retriable(exc) and not isinstance(exc, _AGAIN):
                     raise _permanent(topic, exc) from exc
                 self._m.write_retries.labels(stage=stage).inc()
                 log.warning(

@@ -37,7 +37,7 @@ from ingest.pipeline.batch import Batch, BatchBuilder, TopicDecoder
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.kafka_clients import (
     RebalanceListener,
-    as_producer,
+    RenewableProducer,
     start_client,
     stop_clients,
     stop_quietly,
@@ -133,10 +133,12 @@ class Worker:
             log.info("stopped while waiting for Kafka")
             return
         self.consumer = consumer
+        # Replaced by a new one when the broker refuses a dead letter (ingest.pipeline.publish).
+        producers = RenewableProducer(producer, self._make_producer)
         self.committer = KafkaCommitter(consumer, lambda: self.owned)
         self.writer = writer = Writer(
             sink=self.sink,
-            producer=as_producer(producer),
+            producers=producers,
             metrics=self.metrics,
             backpressure=self.bp,
             dlq_topic=o.dlq_topic,
@@ -167,7 +169,7 @@ class Worker:
                 lag_task.cancel()
                 commit_task.cancel()
         finally:
-            await self._close(consumer, producer)
+            await self._close(consumer, producers)
 
     async def _start_kafka(
         self, what: str, make: Callable[[], Any], stop: asyncio.Event

@@ -39,7 +39,7 @@ from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics, observe_many
-from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, Publisher
+from ingest.pipeline.publish import TRANSIENT_KAFKA, Producers, Publisher
 from ingest.pipeline.sink import AlertMessage, Sink, SinkResult, TransientSinkError
 
 __all__ = ["Writer"]
@@ -83,7 +83,7 @@ class Writer:
         self,
         *,
         sink: Sink,
-        producer: Producer,
+        producers: Producers,
         metrics: PipelineMetrics,
         backpressure: Backpressure,
         dlq_topic: str,
@@ -105,7 +105,7 @@ class Writer:
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._publisher = Publisher(
-            producer,
+            producers,
             metrics,
             dlq_topic=dlq_topic,
             alerts_topic=alerts_topic,

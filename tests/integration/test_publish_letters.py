@@ -3,11 +3,12 @@ broker: every letter arrives whole, on the partition the producer's default part
 its key, in order per partition, stamped with the time it was sent; a letter over
 kafka.max_request_size is cut down by the producer's own size check before anything is sent,
 so the letters around it, on the same partition, still arrive whole. A batch the broker
-refuses (the topic's max.message.bytes below kafka.max_request_size, which the start check
-refuses when it can read it) stops the worker with a ``PermanentKafkaError``: the idempotent
-producer cannot go on, and nothing of the batch may be committed without its dead letters. A
-producer without idempotence gets past such a refusal: the letter goes again cut down to its
-prefix, size and hash, so the frame is still accounted for."""
+refuses (the topic's max.message.bytes lowered below kafka.max_request_size after the start
+check read it) leaves a gap in the idempotent producer's sequence on that partition: a new
+producer sends the refused letters cut down to their prefix, size and hash, one per batch,
+and the letters behind the gap as they were, each once; the alert messages that share the
+producer go out with the new one. A producer without idempotence gets past such a refusal
+the same way."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
 from ingest.pipeline import wire
+from ingest.pipeline.kafka_clients import RenewableProducer
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.publish import PermanentKafkaError, Publisher
+from ingest.pipeline.publish import Publisher
+from ingest.pipeline.sink import AlertMessage
 from tests.integration.pipeline_support import header, read_topic
 
 pytestmark = pytest.mark.integration
@@ -57,34 +60,45 @@ def letter(i: int, key: bytes | None, value: bytes) -> wire.DeadLetter:
 async def send_dead(
     kafka: str,
     dlq: str,
-    letters: list[wire.DeadLetter],
-    *,
+    *sends: list[wire.DeadLetter],
     max_request_size: int = 1048576,
     idempotent: bool = True,
-) -> PipelineMetrics:
+    alerts: tuple[str, list[AlertMessage]] = ("unused", []),
+) -> tuple[PipelineMetrics, bool]:
+    """Each of ``sends`` by one ``send_dead``, in turn; then the ``alerts`` (topic, messages).
+    The metrics, and whether the producer was replaced by a new one."""
+
     # As the worker makes its producer (ingest/pipeline/process.py): acks=all, idempotent.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka,
-        acks="all",
-        enable_idempotence=idempotent,
-        linger_ms=5,
-        max_request_size=max_request_size,
-    )
+    def make() -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=kafka,
+            acks="all",
+            enable_idempotence=idempotent,
+            linger_ms=5,
+            max_request_size=max_request_size,
+        )
+
     metrics = PipelineMetrics()
-    await producer.start()
+    first = make()
+    await first.start()
+    producers = RenewableProducer(first, make)
     try:
         publisher = Publisher(
-            producer,
+            producers,
             metrics,
             dlq_topic=dlq,
-            alerts_topic="unused",
+            alerts_topic=alerts[0],
             backoff_initial_s=0.01,
             backoff_max_s=0.1,
         )
-        await publisher.send_dead(letters)
+        for letters in sends:
+            await publisher.send_dead(letters)
+        if alerts[1]:
+            await publisher.publish_alerts(alerts[1])
+        replaced = producers.current is not first
     finally:
-        await producer.stop()
-    return metrics
+        await producers.stop()
+    return metrics, replaced
 
 
 async def test_letters_arrive_whole_on_their_keys_partitions_in_order(
@@ -129,7 +143,8 @@ async def test_only_the_letter_over_max_request_size_is_cut_down(
     letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 500) for i in range(40)]
     huge = bytes(range(256)) * 400  # 102,400 bytes: over max_request_size below
     letters.insert(17, letter(999, b"LNBSCB3F5JA000001", huge))
-    metrics = await send_dead(kafka_bootstrap, dlq, letters, max_request_size=20000)
+    metrics, replaced = await send_dead(kafka_bootstrap, dlq, letters, max_request_size=20000)
+    assert not replaced  # nothing was sent, no gap: the producer goes on
 
     got = await read_topic(kafka_bootstrap, dlq, expect=len(letters))
     assert len(got) == len(letters)
@@ -141,16 +156,54 @@ async def test_only_the_letter_over_max_request_size_is_cut_down(
     assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
 
 
-async def test_a_batch_the_broker_refuses_stops_the_worker(
+async def test_a_batch_the_broker_refuses_goes_again_cut_down_one_letter_per_batch(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
-    # Each letter (~3 KB) passes the producer's check; the batch it makes does not pass the
-    # topic's 6,000 bytes, nor does the cut-down batch sent after it.
+    # Each letter (~3 KB) passes the producer's check and the topic's 6,000 bytes, but the
+    # batches the producer makes of them (16 KiB) do not; cut down, each goes in a batch of
+    # its own and fits.
     dlq = unique_name("dlq")
     await make_topic(kafka_bootstrap, dlq, 1, 6000)
     letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 3000) for i in range(20)]
-    with pytest.raises(PermanentKafkaError, match="non-retriable"):
-        await send_dead(kafka_bootstrap, dlq, letters)
+    metrics, _ = await send_dead(kafka_bootstrap, dlq, letters)
+    got = await read_topic(kafka_bootstrap, dlq, expect=len(letters))
+    assert sorted(r.value for r in got) == sorted(d.value or b"" for d in letters)
+    assert all(header(r.headers, wire.ORIGINAL_SIZE) == b"3000" for r in got)
+    shrunk = metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total")
+    assert shrunk == len(letters)
+
+
+async def test_after_a_refusal_a_new_producer_sends_each_letter_once_and_the_alerts(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The producer wrote to the partition first, so the refused batch leaves a gap in its
+    # sequence there: the batch after it is refused as OutOfOrderSequenceNumber (on a
+    # partition it never wrote to, the broker would take any first sequence).
+    dlq, alerts = unique_name("dlq"), unique_name("alerts")
+    await make_topic(kafka_bootstrap, dlq, 1, 20000)
+    await make_topic(kafka_bootstrap, alerts, 1)
+    vin = b"LNBSCB3F5JA000001"
+    before = [letter(0, vin, b"##first")]
+    huge = bytes(range(256)) * 400  # 102,400 bytes: under max_request_size, over the topic's
+    letters = [letter(i, vin, bytes([i]) * 500) for i in range(1, 60)]
+    letters.insert(20, letter(999, vin, huge))
+    message = AlertMessage("r", "major", "raised", vin, b'{"type": "raised"}')
+    metrics, replaced = await send_dead(
+        kafka_bootstrap, dlq, before, letters, alerts=(alerts, [message])
+    )
+    assert replaced
+
+    got = await read_topic(kafka_bootstrap, dlq, expect=1 + len(letters))
+    offsets = sorted(int(header(r.headers, wire.SOURCE_OFFSET) or b"-1") for r in got)
+    assert offsets == sorted([0, 999, *range(1, 60)])  # each letter once
+    (cut,) = [r for r in got if header(r.headers, wire.ORIGINAL_SIZE) is not None]
+    assert cut.value == huge[:TOO_LARGE_PREFIX_BYTES]
+    assert header(cut.headers, wire.SOURCE_OFFSET) == b"999"
+    whole = {r.value for r in got if r is not cut}
+    assert whole == {d.value for d in [*before, *letters] if d.value != huge}
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
+    (published,) = await read_topic(kafka_bootstrap, alerts, expect=1)
+    assert (published.key, published.value) == (message.key, message.message)
 
 
 async def test_without_idempotence_a_letter_the_topic_refuses_goes_again_cut_down(
@@ -159,7 +212,7 @@ async def test_without_idempotence_a_letter_the_topic_refuses_goes_again_cut_dow
     dlq = unique_name("dlq")
     await make_topic(kafka_bootstrap, dlq, 1, 20000)
     value = bytes(range(256)) * 400  # 102,400 bytes: over the topic's limit
-    metrics = await send_dead(
+    metrics, _ = await send_dead(
         kafka_bootstrap, dlq, [letter(42, b"LNBSCB3F5JA000001", value)], idempotent=False
     )
     (got,) = await read_topic(kafka_bootstrap, dlq, expect=1)

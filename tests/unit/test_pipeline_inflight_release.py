@@ -50,7 +50,7 @@ def _writer(bp: Backpressure, *, lanes: int = 2, shards: int = 1) -> Writer:
     # as behind a stalled write.
     return Writer(
         sink=None,  # type: ignore[arg-type]  # not reached: no lane runs
-        producer=None,  # type: ignore[arg-type]  # not reached: nothing is published
+        producers=None,  # type: ignore[arg-type]  # not reached: nothing is published
         metrics=PipelineMetrics(CollectorRegistry()),
         backpressure=bp,
         dlq_topic="dlq",
