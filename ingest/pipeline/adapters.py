@@ -3,7 +3,9 @@
 
 The frame topics (vehicle, charger, battery) take the bytes and the receive time only, all
 the values of one ``BatchBuilder.add`` call at once (``decode_*_batch``: one native call,
-a rejected frame as a ``FrameError`` instance in its place). The
+a rejected frame as a ``FrameError`` instance in its place); each dead-letters the frames whose
+data unit cannot be read (encrypted, abnormal, reserved: ``unreadable``), whatever
+``security.signatures`` says, as their decoders keep them opaque with no rows. The
 T/CEC 102 topic also reads three headers (docs/kafka.md, "nev.charger.tcec"), and the
 optional fourth, ``tcec_seq``: what the gateway took from the operator's envelope. A header
 that is missing or malformed rejects the push with ``missing_header`` / ``bad_header`` before
@@ -30,6 +32,7 @@ from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows_batch
 from ingest.pipeline import wire
 from ingest.pipeline.row_limits import VEHICLE_ROW_LIMITS
+from ingest.pipeline.unreadable import dead_letter_unreadable
 from ingest.pipeline.wire import Headers
 
 __all__ = [
@@ -60,19 +63,21 @@ def decode_vehicle_batch(
     values: Sequence[bytes], received_ms: Sequence[int]
 ) -> list[FrameRows | FrameError]:
     # A frame over a row limit is rejected before its rows are built (row_limits.VEHICLE_ROW_LIMITS)
-    return decode_rows_batch(values, received_ms, VEHICLE_ROW_LIMITS)
+    return dead_letter_unreadable(
+        values, decode_rows_batch(values, received_ms, VEHICLE_ROW_LIMITS)
+    )
 
 
 def decode_charger_batch(
     values: Sequence[bytes], received_ms: Sequence[int]
 ) -> list[ChargerRows | FrameError]:
-    return decode_charger_rows_batch(values, received_ms)
+    return dead_letter_unreadable(values, decode_charger_rows_batch(values, received_ms))
 
 
 def decode_battery_batch(
     values: Sequence[bytes], received_ms: Sequence[int]
 ) -> list[PackFrameRows | FrameError]:
-    return decode_pack_rows_batch(values, received_ms)
+    return dead_letter_unreadable(values, decode_pack_rows_batch(values, received_ms))
 
 
 def decode_tcec_record(value: bytes, received_ms: int, headers: Headers) -> ChargerRows:

@@ -43,8 +43,9 @@ def gate_decoders(
     decoders: dict[str, TopicDecoder], vehicle_topic: str, settings: Any, metrics: Any
 ) -> tuple[dict[str, TopicDecoder], SignatureGate | None]:
     """``decoders`` with the vehicle topic's wrapped in a ``SignatureGate``, and the gate when it
-    needs keys (not with ``security.signatures = off``: then it only dead-letters encrypted
-    frames)."""
+    needs keys (not with ``security.signatures = off``: then it passes the decoder's results
+    on). Frames with an unreadable data unit are dead-lettered by every frame topic's decoder
+    itself (``ingest.pipeline.unreadable``), gated or not."""
     sec = settings.security
     entry = decoders.get(vehicle_topic)
     if not isinstance(entry, Batched):

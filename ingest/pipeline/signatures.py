@@ -24,7 +24,8 @@ with ``nev-ingest keys add --replace``).
 Whatever the policy (also ``off``), a frame whose data unit is encrypted (header byte 0x02-0x05)
 becomes ``encrypted_unsupported``: the cipher mode is not known, and such a frame used to be
 consumed without a row. So does one whose non-empty data unit is marked abnormal (0xFE),
-invalid (0xFF) or with a reserved byte.
+invalid (0xFF) or with a reserved byte. The inner decoder does that
+(``ingest.pipeline.unreadable``, on every frame topic): the gate never sees their rows.
 
 Keys live in ``KeyCache`` (bounded, filled and refreshed by ``signature_keeper``).
 """
@@ -41,7 +42,7 @@ from typing import Any, Final
 
 import nev_native
 
-from ingest.decoders.errors import BAD_SIGNATURE, ENCRYPTED_UNSUPPORTED, FrameError
+from ingest.decoders.errors import BAD_SIGNATURE, FrameError
 from storage.keys import DeviceKey
 
 __all__ = ["KeyCache", "Policy", "SignatureGate", "Status"]
@@ -52,13 +53,6 @@ EDITION_2025: Final = b"$$"
 SIGNED_COMMANDS: Final = frozenset({0x02, 0x03})
 ACTIVATION: Final = 0x09
 VIN: Final = slice(4, 21)
-ENCRYPTION_AT: Final = 21
-# Header encryption bytes of a real cipher (0x02 RSA, 0x03 AES-128, 0x04 SM2, 0x05 SM4).
-CIPHERS: Final = {0x02: "RSA", 0x03: "AES-128", 0x04: "SM2", 0x05: "SM4"}
-PLAIN: Final = 0x01
-# The other defined bytes; anything else is reserved. The decoder keeps such a unit opaque.
-OPAQUE: Final = {0xFE: "abnormal", 0xFF: "invalid"}
-UNIT_AT: Final = 24  # the data unit's first byte (its length WORD just before)
 
 
 class Status(IntEnum):
@@ -195,7 +189,6 @@ class SignatureGate:
 
     def _gate(self, values: Sequence[bytes], received_ms: Sequence[int]) -> list[Any]:
         results = list(self._inner(values, received_ms))
-        self._encrypted(values, results)
         if self.policy.signatures == "off":
             return results
         picked: list[int] = []
@@ -220,28 +213,6 @@ class SignatureGate:
             for i, code in zip(picked, statuses, strict=True):
                 results[i] = self._judge(results[i], received_ms[i], Status(code))
         return results
-
-    @staticmethod
-    def _encrypted(values: Sequence[bytes], results: list[Any]) -> None:
-        """Dead-letter the frames with a data unit the decoder kept opaque: encrypted, or
-        marked abnormal (0xFE), invalid (0xFF) or with a reserved byte, which would otherwise
-        be consumed without a row."""
-        for i, value in enumerate(values):
-            if len(value) <= UNIT_AT or value[ENCRYPTION_AT] == PLAIN:
-                continue
-            rows = results[i]
-            if rows is None or isinstance(rows, BaseException):
-                continue
-            byte = value[ENCRYPTION_AT]
-            cipher = CIPHERS.get(byte)
-            if cipher is not None:
-                detail = f"{cipher}-encrypted data unit: decryption is not implemented yet"
-            elif getattr(rows, "encrypted", False) and value[UNIT_AT - 2 : UNIT_AT] != b"\0\0":
-                what = OPAQUE.get(byte, "a reserved value")
-                detail = f"encryption byte {byte:#04x} ({what}): the data unit cannot be read"
-            else:
-                continue  # an empty data unit (a heartbeat): nothing is lost
-            results[i] = FrameError(ENCRYPTED_UNSUPPORTED, ENCRYPTION_AT, detail)
 
     def _wanted(self, vin: str) -> bool:
         """Whether to verify this vehicle's frame under ``security.verify``."""

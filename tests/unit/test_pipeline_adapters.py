@@ -14,12 +14,12 @@ from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.clock import CHINA_TZ
 from contract.rows import FrameRows
-from devtools.sim.envelope import reseal
+from devtools.sim.envelope import frame, reseal
 from devtools.sim.fleet import SimVehicle
 from ingest.config import Settings
 from ingest.decoders.charger import TCEC_REASONS, parse_tcec_timestamp
 from ingest.decoders.encoder import encode_frame
-from ingest.decoders.errors import BAD_IDENTITY, REASONS, FrameError
+from ingest.decoders.errors import BAD_IDENTITY, ENCRYPTED_UNSUPPORTED, REASONS, FrameError
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
 from ingest.pipeline.batch import BatchBuilder
@@ -238,3 +238,35 @@ def test_a_bad_identity_is_the_decoders_frame_error() -> None:
     batch = _batch(records).take()
     assert batch.frames == []
     assert batch.dead_reasons == {(CHARGER, BAD_IDENTITY): 1, (BATTERY, BAD_IDENTITY): 1}
+
+
+# Charger and pack decoders keep a data unit they cannot read opaque (rows marked encrypted,
+# with nothing in them): committed without a row or a letter, it was lost. The vehicle topic
+# had this from the signature gate alone.
+UNREADABLE = (0x03, 0xFE, 0xFF, 0x07)  # AES-128, abnormal, invalid, reserved
+
+
+@pytest.mark.parametrize("topic", [CHARGER, BATTERY])
+def test_an_unreadable_data_unit_is_dead_lettered_encrypted_unsupported(topic: str) -> None:
+    def plain(ms: int) -> bytes:
+        if topic == CHARGER:
+            return charger_realtime(ms, connector(1))
+        return pack_realtime(ms, pack_code(1))
+
+    values = [plain(NOW - 1000)]
+    for k, byte in enumerate(UNREADABLE):
+        marked = bytearray(plain(NOW - 2000 - k))
+        marked[21] = byte
+        values.append(reseal(marked))
+    # A heartbeat with an empty unit loses nothing: kept, as on the vehicle topic.
+    header_id = values[0][4:21].decode()
+    values.append(frame(2016, 0x07, header_id, b"", encryption=0xFE))
+    records = [Rec(topic, 0, i, v, headers=received(NOW)) for i, v in enumerate(values)]
+    builder = BatchBuilder(decoders_for(S), clock_ms=lambda: NOW)
+    builder.add(TP(topic, 0), records, start=None)
+    batch = builder.take()
+    assert batch.dead_reasons == {(topic, ENCRYPTED_UNSUPPORTED): len(UNREADABLE)}
+    assert {d.value for d in batch.dead} == set(values[1:-1])  # intact, for a replay
+    details = [wire.header(d.headers, wire.ERROR_DETAIL) or b"" for d in batch.dead]
+    assert b"AES-128" in details[0] and b"(a reserved value)" in details[3]
+    assert len(batch.frames) == 2 and batch.decoded == {topic: 2}
