@@ -146,6 +146,16 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         conn = await asyncpg.connect(
             postgres_dsn(pg), password=pg.password or None, timeout=timeout_s
         )
+    except asyncpg.InterfaceError as exc:
+        # The driver refused the URL before connecting (ClientConfigurationError: an option of
+        # its query it does not take, e.g. ssl_min_protocol_version=SSLv3): not the server's
+        # fault, so no "start the dev stack".
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
+        raise UserError(
+            f"{key} = {mask_dsn(pg.dsn)}: the driver refuses the URL ({first}); fix or remove "
+            f"that option of the URL's query in {fix}"
+        ) from None
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or "", key):  # TLS/login
             # a shard's or replica's hint names its setting (some hints do so themselves)

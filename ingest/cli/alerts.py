@@ -95,7 +95,9 @@ def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
             connect_timeout=max(1, round(pg.connect_timeout_s)),
             **extra,
         )
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        # ProgrammingError: libpq refuses an option of the URL's query it does not know
+        # (asyncpg passes it to the server as a setting), before any connection.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"cannot connect to the database: {first} (set --dsn, NEV_POSTGRES_DSN or "

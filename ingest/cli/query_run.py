@@ -107,7 +107,9 @@ def _connect(settings: Settings, dsn: str, tz: str) -> psycopg.Connection[Any]:
             autocommit=True,
             **extra,
         )
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        # ProgrammingError: libpq refuses an option of the URL's query it does not know
+        # (asyncpg passes it to the server as a setting), before any connection.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "no password supplied" in first:
             raise UserError(

@@ -12,10 +12,28 @@ from urllib.parse import unquote, urlsplit
 
 from ingest.errors import UserError
 
-__all__ = ["SSLMODES", "check_database_url", "check_listen", "check_stall_after"]
+__all__ = [
+    "SSLMODES",
+    "TARGET_SESSION_ATTRS",
+    "check_database_url",
+    "check_listen",
+    "check_stall_after",
+]
 
 # libpq's sslmode values (asyncpg accepts the same).
 SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's target_session_attrs values; asyncpg accepts the same and refuses anything else when
+# it connects (ClientConfigurationError), long after loading: at `run`'s first connection.
+TARGET_SESSION_ATTRS: Final = (
+    "any",
+    "read-write",
+    "read-only",
+    "primary",
+    "standby",
+    "prefer-standby",
+)
+# libpq 17's and asyncpg's sslnegotiation values.
+SSL_NEGOTIATIONS: Final = ("postgres", "direct")
 _PORT: Final = re.compile(r"[0-9]{1,5}")
 
 
@@ -34,7 +52,8 @@ def check_listen(key: str, value: str) -> None:
 def check_database_url(key: str, dsn: str) -> None:
     """The parts of a ``postgresql://`` URL that the drivers would otherwise refuse with a
     traceback: balanced brackets, each host's port a number 1..65535 (libpq and asyncpg take
-    ``h1:5432,h2:5433``), ``sslmode`` and ``port`` in the query.
+    ``h1:5432,h2:5433``), ``sslmode``, ``port``, ``target_session_attrs`` and
+    ``sslnegotiation`` in the query (an empty value is the default to both drivers).
 
     Nothing of the URL is echoed: with an unencoded / or @ in a password, what looks like the
     host or the port is part of the password."""
@@ -64,6 +83,15 @@ def check_database_url(key: str, dsn: str) -> None:
             raise UserError(f"{key}: sslmode in the URL must be one of {', '.join(SSLMODES)}")
         if name == "port" and not all(_port_ok(p) for p in value.split(",") if p):
             raise UserError(f"{key}: port in the URL's query is not a number 1..65535")
+        if name == "target_session_attrs" and value and value not in TARGET_SESSION_ATTRS:
+            raise UserError(
+                f"{key}: target_session_attrs in the URL must be one of "
+                f"{', '.join(TARGET_SESSION_ATTRS)}"
+            )
+        if name == "sslnegotiation" and value and value not in SSL_NEGOTIATIONS:
+            raise UserError(
+                f"{key}: sslnegotiation in the URL must be one of {', '.join(SSL_NEGOTIATIONS)}"
+            )
 
 
 def _port_ok(port: str) -> bool:

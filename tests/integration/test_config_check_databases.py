@@ -37,6 +37,39 @@ def test_a_good_shard_passes_though_postgres_dsn_is_unused_and_down(
     assert out[-1] == "configuration ok"
 
 
+@pytest.mark.parametrize(
+    "option", ["ssl_min_protocol_version=SSLv3", "gsslib=nope", "sslnegotiation=direct"]
+)
+def test_a_url_option_the_driver_refuses_is_one_line_naming_the_key(
+    option: str,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # asyncpg refuses these before connecting (ClientConfigurationError); `config check` and
+    # `run` (the same check_postgres) ended in its traceback.
+    monkeypatch.setenv("NEV_POSTGRES_DSN", f"{postgres_dsn}?{option}")
+    monkeypatch.delenv("NEV_STORAGE_SHARDS", raising=False)
+    monkeypatch.delenv("NEV_STORAGE_QUERY_DSN", raising=False)
+    monkeypatch.delenv("NEV_STORAGE_REPLICAS", raising=False)
+    assert main(["config", "check", "--skip", "kafka"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nev-ingest: error: postgres.dsn = ") and err.count("\n") == 1, err
+    assert "the driver refuses the URL" in err and "NEV_POSTGRES_DSN" in err
+
+
+@pytest.mark.parametrize("command", [["query", "latest", "LSVAU2180N2183294"], ["alerts", "list"]])
+def test_a_url_option_libpq_does_not_know_is_one_line(
+    command: list[str], postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # psycopg (the query and alerts CLIs) refuses it with a ProgrammingError, which the CLIs
+    # did not catch (asyncpg passes it to the server, which names it).
+    assert main([*command, "--dsn", f"{postgres_dsn}?bogus_option=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nev-ingest: error: cannot connect to the database: ")
+    assert "bogus_option" in err and err.count("\n") == 1, err
+
+
 def test_a_replica_that_does_not_answer_is_named(
     postgres_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -55,6 +55,12 @@ _PW = "s3cr3t"
         (f"postgresql://u:{_PW}@[h]/db", "the URL's host is not valid"),
         (f"postgresql://u:{_PW}@h/db?sslmode=bogus", "sslmode in the URL must be one of"),
         (f"postgresql://u:{_PW}@h/db?port=x", "port in the URL's query is not a number"),
+        # asyncpg refused these only when `run` or `config check` connected: a traceback.
+        (
+            f"postgresql://u:{_PW}@h/db?target_session_attrs=bogus",
+            "target_session_attrs in the URL must be one of any, read-write",
+        ),
+        (f"postgresql://u:{_PW}@h/db?sslnegotiation=tls", "sslnegotiation in the URL must be"),
     ],
 )
 def test_malformed_database_urls_are_refused(key: str, dsn: str, message: str) -> None:
@@ -91,6 +97,8 @@ def test_malformed_replica_url_is_refused() -> None:
         "postgresql://u@h:/db",
         "postgresql://u@h1:,h2:5433/db",
         "postgresql://u@h/db?port=5432,",
+        "postgresql://u@h1,h2/db?target_session_attrs=read-write",
+        "postgresql://u@h/db?target_session_attrs=",
     ],
 )
 def test_well_formed_database_urls_are_accepted(dsn: str) -> None:
