@@ -3,7 +3,8 @@ the gate's cache before the first batch, reload it every ``security.key_refresh_
 keys of VINs the gate missed, store the keys activations registered (one at a time: a key the
 server refuses is let go of, the rest stay queued) and the flagged outcomes
 (``signature_events``) about once a second. A reload that rotated or revoked a VIN's key makes
-the gate verify that vehicle again.
+the gate verify that vehicle's frames again, whatever ``security.verify`` says, until one
+verifies (``SignatureGate.untrust``).
 
 The registry is shard 0's database (``storage.shards[0]``, or ``postgres.dsn`` unsharded):
 one registry, whatever the partition's shard. Events are flags beside the stored rows, written
@@ -118,9 +119,11 @@ class Keeper:
             capacity = self.gate.cache.capacity
             keys = await registry.load(conn, schema, capacity)
             revoked = await registry.revoked_vins(conn, schema, capacity)
-            # A vehicle verified under first_per_session is verified again after its key
-            # was rotated or revoked: its next frames may be signed with the old key.
-            self.gate.untrust(self.gate.cache.replace_all(keys, revoked))
+            # A vehicle whose key was rotated or revoked is verified again (under sample too):
+            # its next frames may be signed with the old key.
+            reload = self.gate.cache.replace_all(keys, revoked)
+            self.gate.untrust(reload.rotated)
+            self.gate.untrust(reload.added, recheck=False)
             self.loaded.set()
             if single:
                 # PGlite takes one connection, which the writer's pool needs: the registry is
@@ -174,7 +177,7 @@ class Keeper:
             )
             for r in rows:
                 if gate.cache.put(r["vin"], r["algorithm"], bytes(r["public_key"])):
-                    gate.untrust((r["vin"],))
+                    gate.untrust((r["vin"],), recheck=False)  # a missed VIN had no key cached
             gate.cache.absent |= misses - {r["vin"] for r in rows}
 
 

@@ -38,14 +38,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import nev_native
 
 from ingest.decoders.errors import BAD_SIGNATURE, FrameError
 from storage.keys import DeviceKey
 
-__all__ = ["KeyCache", "Policy", "SignatureGate", "Status"]
+__all__ = ["KeyCache", "Policy", "Reload", "SignatureGate", "Status"]
 
 log = logging.getLogger(__name__)
 
@@ -137,19 +137,32 @@ class KeyCache:
     def drop(self, vin: str) -> None:
         self._keys.pop(vin, None)
 
-    def replace_all(self, keys: dict[str, DeviceKey], revoked: set[str] | None = None) -> set[str]:
+    def replace_all(self, keys: dict[str, DeviceKey], revoked: set[str] | None = None) -> Reload:
         """Load ``keys`` (the registry's active keys) and ``revoked`` (the VINs whose key was
-        revoked, without a new one); returns the VINs whose key changed or went away."""
+        revoked, without a new one); returns the VINs whose cached key changed or went away,
+        and those that had none cached."""
         self.revoked = set(revoked or ())
-        changed = {v for v, (a, k) in self._keys.items() if v not in keys}
+        rotated = {v for v in self._keys if v not in keys}
+        added: set[str] = set()
         for vin, key in keys.items():
-            if self._keys.get(vin) != (key.algorithm, key.public_key):
-                changed.add(vin)
+            cached = self._keys.get(vin)
+            if cached is None:
+                added.add(vin)
+            elif cached != (key.algorithm, key.public_key):
+                rotated.add(vin)
         self._keys = OrderedDict((v, (k.algorithm, k.public_key)) for v, k in keys.items())
         self.absent.clear()
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
-        return changed
+        return Reload(rotated, added)
+
+
+class Reload(NamedTuple):
+    """What a ``KeyCache.replace_all`` changed."""
+
+    rotated: set[str]  # VINs whose cached key was replaced or went away (revoked)
+    # VINs that had no cached key (the first load adds every one): nothing to re-verify.
+    added: set[str]
 
 
 # (vin, frame time, received_at, status): a signature_events row.
@@ -175,6 +188,10 @@ class SignatureGate:
         # every 2025 frame comes unsigned (py-spy of loadtest.bench_pipeline).
         self._counts: dict[str, int] = {}
         self._trusted: set[str] = set()  # VINs verified this session (first_per_session)
+        # VINs whose key was rotated or revoked (``untrust``): verified whatever ``verify``
+        # says (under sample too) until a frame of theirs verifies. Usually empty: the hot
+        # path looks a VIN up only when it is not.
+        self._recheck: set[str] = set()
         self._acc = 0  # sampling accumulator: one frame in 1000 / sample_per_mille
         self.events: list[Event] = []
         self._last_event: dict[tuple[str, str], int] = {}  # (vin, status) -> received ms
@@ -219,6 +236,8 @@ class SignatureGate:
         p = self.policy
         if p.verify == "every" or (p.verify == "first_per_session" and vin not in self._trusted):
             return True
+        if self._recheck and vin in self._recheck:
+            return True
         self._acc += p.sample_per_mille
         if self._acc >= 1000:
             self._acc -= 1000
@@ -231,6 +250,7 @@ class SignatureGate:
             if len(self._trusted) >= self.cache.capacity:
                 self._trusted.clear()  # bounded: vehicles are simply verified again
             self._trusted.add(vin)
+            self._recheck.discard(vin)
             self._count(status)
             return rows
         self._trusted.discard(vin)
@@ -306,10 +326,19 @@ class SignatureGate:
         """The registry stored an activation's key (the keeper): it vouches for frames now."""
         self.cache.put(key.vin, key.algorithm, key.public_key)
 
-    def untrust(self, vins: Iterable[str]) -> None:
-        """These VINs' keys changed or went (a rotation, a revocation): their next frame is
-        verified again, whatever ``security.verify`` says of a vehicle already verified."""
+    def untrust(self, vins: Iterable[str], *, recheck: bool = True) -> None:
+        """These VINs' keys were rotated or revoked: their frames are verified whatever
+        ``security.verify`` says (under ``sample`` too, not only a vehicle trusted under
+        ``first_per_session``) until one verifies, as frames signed with the old key may
+        follow. ``recheck=False``: a key that merely came (none was cached); the VIN is only
+        no longer trusted for the session."""
+        vins = set(vins)
         self._trusted.difference_update(vins)
+        if recheck and vins:
+            self._recheck.update(vins)
+            if len(self._recheck) > self.cache.capacity:
+                # Bounded like _trusted: VINs revoked for good (never verifying) pile up.
+                self._recheck = vins
 
     def refused(self, vin: str, why: str) -> None:
         """The registry refused the activation key registered for ``vin`` (the keeper): it is

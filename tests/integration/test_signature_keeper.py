@@ -1,5 +1,6 @@
 """The signature gate's keys against the real registry (``signature_keeper.Keeper`` on the dev
-cluster): a rotated or revoked key makes an already-verified vehicle verified again; a revoked
+cluster): a rotated or revoked key makes an already-verified vehicle verified again (under
+``verify = sample`` too, until one of its frames verifies); a revoked
 VIN takes no activation key (trust on first use is for a first key); one activation key the
 server refuses does not lose the others queued with it."""
 
@@ -97,6 +98,37 @@ async def test_a_rotated_key_makes_a_verified_vehicle_verified_again(
         assert rejected(after, "invalid")
         (good,) = judge(g, realtime(VIN, t + 2000, new))
         assert not isinstance(good, BaseException)
+
+
+async def test_under_sample_a_rotated_key_makes_the_vehicle_verified_until_one_verifies(
+    conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    # sample trusts no one, so the session's trust that a rotation took away under
+    # first_per_session did not matter: frames signed with the old key went unverified.
+    old, new = keys
+    await registry.add(conn, ps.SCHEMA, DeviceKey(VIN, RSA, old.public_pem, "admin"))
+    g = gate(Policy(signatures="reject", verify="sample", sample_per_mille=0))
+    t = int(time.time()) * 1000
+    async with keeping(g, fresh_database):
+        # The first load adds keys, it rotates none: sampling as configured (here none).
+        (unchecked,) = judge(g, realtime(VIN, t, old, forge=True))
+        assert not isinstance(unchecked, BaseException)
+        await registry.add(
+            conn, ps.SCHEMA, DeviceKey(VIN, RSA, new.public_pem, "admin"), replace=True
+        )
+        await ps.until(
+            lambda: asyncio.sleep(0, g.cache.get(VIN) == (RSA, new.public_pem)),
+            timeout_s=20,
+            what="the keeper's reload of the rotated key",
+        )
+        # Signed with the retired key: verified until a frame verifies with the new one.
+        first, second = judge(g, realtime(VIN, t + 1000, old), realtime(VIN, t + 2000, old))
+        assert rejected(first, "invalid") and rejected(second, "invalid")
+        (good,) = judge(g, realtime(VIN, t + 3000, new))
+        assert not isinstance(good, BaseException)
+        # Verified: back to sampling.
+        (sampled,) = judge(g, realtime(VIN, t + 4000, old))
+        assert not isinstance(sampled, BaseException)
 
 
 async def test_a_revoked_vin_takes_no_activation_key(

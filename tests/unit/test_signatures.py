@@ -169,6 +169,24 @@ def test_sampling_picks_the_configured_share(key: SigningKey) -> None:
     assert sum(isinstance(r, FrameError) for r in out) == 10
 
 
+@pytest.mark.parametrize("verify", ["sample", "first_per_session"])
+def test_a_rotated_or_revoked_key_is_verified_until_a_frame_verifies(
+    key: SigningKey, verify: str
+) -> None:
+    g = gate(Policy(signatures="reject", verify=verify, sample_per_mille=0), {VIN: key})
+    t = now_ms()
+    forged = realtime(VIN, t, key, forge=True)
+    run(g, [realtime(VIN, t, key)])  # verified under first_per_session: trusted
+    assert not isinstance(run(g, [forged])[0], BaseException)  # not sampled
+    g.untrust([VIN], recheck=False)  # a key that merely came: sample goes on sampling
+    assert isinstance(run(g, [forged])[0], FrameError) is (verify == "first_per_session")
+    run(g, [realtime(VIN, t, key)])
+    g.untrust([VIN])  # a reload found it rotated or revoked: whatever the policy
+    assert [isinstance(r, FrameError) for r in run(g, [forged, forged])] == [True, True]
+    assert not isinstance(run(g, [realtime(VIN, t, key)])[0], BaseException)
+    assert not isinstance(run(g, [forged])[0], BaseException)  # verified: back to the policy
+
+
 def test_activation_registers_a_key_on_first_use_and_the_next_frames_verify(
     key: SigningKey,
 ) -> None:
