@@ -309,7 +309,8 @@ class AlertsSettings(Section):
     models_file: str = setting(
         "",
         "JSON object of VIN -> vehicle model (registration data) for rules scoped by model; "
-        "read at start and on SIGHUP. Empty: a rule scoped by model is refused at start.",
+        "read at start and on SIGHUP. Empty: a rule scoped by model alone is refused at start "
+        "(one scoped by vin_prefix too applies by its prefixes, with a warning).",
         path=True,
     )
 

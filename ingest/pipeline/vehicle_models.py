@@ -3,11 +3,15 @@ model, from a JSON object file (``alerts.models_file``; ``rules test --models``)
 
 GB/T 32960 frames carry no model, so without this file a rule scoped by model alone would
 never apply: ``run`` refuses such a rule set when no file is configured
-(``check_model_scopes``) instead of leaving a safety rule silent.
+(``check_model_scopes``) instead of leaving a safety rule silent. A rule scoped by both
+``vin_prefix`` and ``model`` still applies to its prefixes (any match applies a rule): it is
+taken, with a warning that its model part matches nothing.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -16,6 +20,12 @@ from alerts import RuleSet
 from ingest.errors import UserError
 
 __all__ = ["check_model_scopes", "load_models"]
+
+log = logging.getLogger(__name__)
+
+# The mixed-scope rule sets already warned of in this process: a worker reloads its rules on
+# every SIGHUP, and the same warning each time would be noise.
+_warned: set[tuple[str, ...]] = set()
 
 
 def load_models(path: str, what: str = "alerts.models_file") -> dict[str, str]:
@@ -34,11 +44,28 @@ def load_models(path: str, what: str = "alerts.models_file") -> dict[str, str]:
 
 
 def check_model_scopes(rules: RuleSet, models_file: str) -> None:
-    """Refuse rules scoped by model when there is no models file to tell a VIN's model."""
-    scoped = [r.id for r in rules.rules if r.scope.models]
-    if scoped and not models_file:
+    """Refuse rules scoped by model alone when there is no models file to tell a VIN's model;
+    warn (once per process) of those scoped by ``vin_prefix`` too, whose model part then
+    matches nothing."""
+    if models_file:
+        return
+    scoped = [r.id for r in rules.rules if r.scope.models and not r.scope.vin_prefixes]
+    if scoped:
         raise UserError(
-            f"rules scoped by model ({', '.join(scoped[:5])}{', ...' if len(scoped) > 5 else ''})"
-            " would never apply: frames carry no vehicle model. Set alerts.models_file to a JSON"
-            " object of VIN -> model (the registration data), or scope them by vin_prefix"
+            f"rules scoped by model alone ({_ids(scoped)}) would never apply: frames carry no"
+            " vehicle model. Set alerts.models_file to a JSON object of VIN -> model (the"
+            " registration data), or scope them by vin_prefix"
         )
+    mixed = tuple(r.id for r in rules.rules if r.scope.models and r.scope.vin_prefixes)
+    if mixed and mixed not in _warned:
+        _warned.add(mixed)
+        log.warning(
+            "rules scoped by vin_prefix and model (%s) apply to their VIN prefixes only: frames "
+            "carry no vehicle model. Set alerts.models_file to a JSON object of VIN -> model "
+            "(the registration data) for the model part to match",
+            _ids(mixed),
+        )
+
+
+def _ids(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
