@@ -490,6 +490,10 @@ class RuleEngine:
     def open_alerts(self) -> list[AlertRecord]:
         return [a.record(self.entity_kind) for a in self._open.values()]
 
+    def __contains__(self, entity_id: object) -> bool:
+        """Whether the engine has state for ``entity_id`` (evaluated, warmed or restored)."""
+        return entity_id in self._entities
+
     @property
     def state_slots(self) -> int:
         """Doubles of rule state each entity keeps with the current rule set."""

@@ -20,7 +20,7 @@ from alerts.replay import UNREAD, Connection, ms_of, recent_entities
 from contract.battery import PackFrameRows, PackTelemetryRow
 from contract.charger import ChargerRows, ChargerTelemetryRow, ConnectorStatusRow
 
-__all__ = ["objects_of", "recent_objects"]
+__all__ = ["entity_objects", "objects_of", "recent_objects"]
 
 # Without the cell and probe arrays, which no rule reads (as alerts.replay's pack rows).
 _PACKS: Final = """
@@ -59,6 +59,13 @@ async def objects_of(
     """The stored objects of ``entities`` (latest_state rows: entity_id, ts) in ``(ts -
     window_s, ts]``, each entity's in time order."""
     return [obj for _, obj in await _objects(conn, entity_kind, entities, window_s)]
+
+
+async def entity_objects(
+    conn: Connection, entity_kind: str, entities: Sequence[Any], window_s: float
+) -> list[tuple[str, Any]]:
+    """``objects_of`` with each object's entity id (a charger's objects are per connector)."""
+    return await _objects(conn, entity_kind, entities, window_s)
 
 
 async def _objects(

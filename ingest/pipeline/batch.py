@@ -89,6 +89,7 @@ class Batch:
     dead_sent: bool = False  # dead letters of decode failures already produced (retry-safe)
     alert_changes: Any = None  # the rule engine's output for this batch, computed once
     alert_work: Any = None  # that evaluation while under way (ingest.pipeline.evaluation)
+    alert_moves: Any = None  # entities restored from another partition (pipeline.moved)
     # No frames: a transaction for alert changes that came without a batch (a rules reload,
     # restored alerts of removed rules), so they do not wait for the next frame.
     changes_only: bool = False

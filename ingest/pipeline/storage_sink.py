@@ -43,6 +43,7 @@ from ingest.pipeline.batch import Batch
 from ingest.pipeline.evaluation import evaluate_batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.moved import Moved, restore_moved
 from ingest.pipeline.publish import delete_acked
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
@@ -50,7 +51,7 @@ from ingest.pipeline.vehicle_models import check_model_scopes, load_models
 from ingest.wiring import shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
-from storage.errors import StorageUnavailable
+from storage.errors import ErrorKind, StorageUnavailable, classify
 from storage.offsets import OffsetRange
 from storage.params import SchemaMode, StorageParams, WriterParams
 from storage.shards import shard_of
@@ -451,8 +452,25 @@ class StorageSink:
                     out.setdefault((rec.topic, kind), {})[eid] = rec.partition
         return out
 
+    async def _restore_moved(self, batch: Batch) -> Moved:
+        """``moved.restore_moved`` on the batch's shard; its database away: transient."""
+        pool = self.writer_of(batch.shard).pool
+        try:
+            async with pool.acquire(timeout=self._replay.step_timeout_s) as conn:
+                return await restore_moved(conn, batch, self._engines, self._alert_topics)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT:
+                raise TransientSinkError(f"shard {batch.shard}: {exc}") from exc
+            raise
+
     # -- the write ---------------------------------------------------------------------------
     async def write(self, batch: Batch, before_commit_hook: BeforeCommit) -> SinkResult:
+        if batch.alert_moves is None and self._engines:
+            # Before the evaluation (once per batch, kept for a retry's transaction): the
+            # state of the batch's entities that moved here from another partition.
+            batch.alert_moves = await self._restore_moved(batch)
+            self._pending.extend(batch.alert_moves.changes)
+        moved: Moved | None = batch.alert_moves
         if batch.alert_changes is None:
             # Once per batch: the engine's state moves with each evaluation, so a retried
             # write must save the same changes, not evaluate the frames a second time.
@@ -500,6 +518,8 @@ class StorageSink:
                     _alert(c, m, i, shard) for c, m, i in zip(keep, messages, ids, strict=True)
                 )
             await outbox.delete(conn, {row_id for _, row_id in acked})
+            if moved is not None:
+                await moved.apply(conn, fenced)
             for (topic, kind), entities in placements.items():
                 await replay.stamp(conn, kind, topic, entities)
 

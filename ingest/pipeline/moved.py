@@ -1,0 +1,139 @@
+"""Entities whose frames moved to another partition of their topic (partitions added to it).
+
+On assignment a worker restores the state of the entities latest_state places on its
+partitions and the alerts stored with them (ingest/pipeline/alert_state.py). When partitions
+are added to a topic, the producers' partitioners send some devices to other partitions: the
+worker that owns the new one has no state for such a device, and without it would raise its
+open alert a second time and judge its history rules without their window. So, per batch,
+before its evaluation (``restore_moved``):
+
+* the entities of the batch the engines have no state for are looked up in latest_state, one
+  query for all of them (none when every entity is known: the steady state costs nothing, a
+  new device one lookup in its first batch);
+* those placed on another partition of the same topic are restored from the database as on
+  assignment: the frames of their last rule window (``engine.warm``), then their open alerts
+  and recent clears (``engine.restore``), under the partition their frames come from now;
+* their alert rows are moved to that partition in the batch's transaction
+  (``alerts.moves.move``), next to the batch's stamp of the new placement, so the partition's
+  next owner restores them.
+
+A placement on another *topic* is not a move: a charger's connector reporting by both paths
+(binary profile and T/CEC 102) is judged by each topic's owner (docs/alerts.md).
+
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from alerts import AlertChange, RuleEngine, moves, replay
+from alerts.model import AlertRecord
+from alerts.replay_kinds import entity_objects
+from alerts.store import load_open
+from alerts.subjects import subjects_of
+from contract.rows import FrameRows
+from ingest.pipeline.batch import Batch
+
+__all__ = ["Moved", "restore_moved"]
+
+log = logging.getLogger(__name__)
+
+_Where = tuple[str, int]  # (topic, partition)
+
+
+@dataclass(slots=True)
+class Moved:
+    """What a batch's restore of moved entities leaves for the batch's transaction."""
+
+    changes: list[AlertChange] = field(default_factory=list)  # of ``restore`` (rules removed)
+    moves: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (topic, kind)
+
+    async def apply(self, conn: Any, fenced: set[tuple[str, int]]) -> None:
+        """Move the restored entities' alert rows to their new partitions (in the batch's
+        transaction: with the batch's stamp of the new placement), but for the ``fenced``
+        partitions (another consumer wrote them: not ours any more, as their alert changes)."""
+        for (topic, kind), partitions in self.moves.items():
+            mine = {e: p for e, p in partitions.items() if (topic, p) not in fenced}
+            await moves.move(conn, kind, topic, mine)
+
+
+def unknown(
+    batch: Batch, engines: Mapping[str, RuleEngine], kinds: Mapping[str, str]
+) -> dict[tuple[str, str], _Where]:
+    """(kind, entity) -> where its first frame in ``batch`` comes from, for the entities
+    with something to evaluate that their kind's engine has no state for."""
+    out: dict[tuple[str, str], _Where] = {}
+    for rec, frame in zip(batch.records, batch.frames, strict=True):
+        kind = kinds.get(rec.topic)
+        engine = None if kind is None else engines.get(kind)
+        if kind is None or engine is None:
+            continue
+        ids: tuple[str, ...]
+        if isinstance(frame, FrameRows):
+            ids = () if frame.vehicle is None or frame.ts_ms is None else (frame.vin,)
+        elif kind == "vehicle":
+            continue
+        else:  # a charger's connectors, a pack's code: the engine's entity ids
+            ids = tuple(s[0] for s in subjects_of(kind, (frame,)) if s[1] is not None)
+        for eid in ids:
+            if eid not in engine and (kind, eid) not in out:
+                out[(kind, eid)] = (rec.topic, rec.partition)
+    return out
+
+
+async def restore_moved(
+    conn: Any, batch: Batch, engines: Mapping[str, RuleEngine], kinds: Mapping[str, str]
+) -> Moved:
+    """Restore the state of ``batch``'s entities that moved here from another partition of
+    their topic (see the module docstring). Everything is read before anything is applied:
+    a failed read (raised: the batch is retried) changes no engine."""
+    seen = unknown(batch, engines, kinds)
+    if not seen:
+        return Moved()
+    by_kind: dict[str, list[Any]] = {}
+    out = Moved()
+    for r in await moves.places(conn, list(seen)):
+        kind, eid = r["entity_kind"], r["entity_id"]
+        topic, partition = seen[(kind, eid)]
+        if r["kafka_topic"] != topic or r["kafka_partition"] in (None, partition):
+            continue  # stamped here (new since the assignment), or another topic's
+        by_kind.setdefault(kind, []).append(r)
+        out.moves.setdefault((topic, kind), {})[eid] = partition
+    reads: list[tuple[str, list[tuple[str, Any]], list[AlertRecord]]] = []
+    for kind, rows in by_kind.items():
+        window_s = engines[kind].rules.window_s
+        # The assignment's replay criterion: stored within the last window (wall clock).
+        recent = [r for r in rows if window_s > 0 and r["age_s"] <= window_s]
+        frames: list[tuple[str, Any]]
+        if kind == "vehicle":
+            frames = [(f.vin, f) for f in await replay.frames_of(conn, recent, window_s)]
+        else:
+            frames = await entity_objects(conn, kind, recent, window_s)
+        ids = [r["entity_id"] for r in rows]
+        records = await load_open(conn, entity_kind=kind, entity_ids=ids)
+        reads.append((kind, frames, records))
+    for kind, frames, records in reads:
+        engine = engines[kind]
+        groups: dict[_Where, list[Any]] = {}
+        for eid, frame in frames:
+            groups.setdefault(seen[(kind, eid)], []).append(frame)
+        for (topic, partition), objects in groups.items():
+            engine.warm(objects, partition=partition, topic=topic)
+        adopted = []
+        for rec in records:
+            topic, partition = seen[(kind, rec.entity_id)]
+            if rec.topic in (None, topic):  # another topic's alert stays with its owner
+                adopted.append(replace(rec, topic=topic, partition=partition))
+        out.changes.extend(engine.restore(adopted))
+    if out.moves:
+        log.info(
+            "alert state of entities moved from another partition restored",
+            extra={
+                "entities": sum(len(m) for m in out.moves.values()),
+                "alerts": sum(r.cleared_ms is None for _, _, recs in reads for r in recs),
+            },
+        )
+    return out

@@ -1,0 +1,125 @@
+"""A device whose frames move to another partition of its topic (partitions added to the topic:
+the producers' partitioners send its key elsewhere) while it has an open alert and a rule
+window in progress. The partition's owner, another worker, must continue the open alert (no
+second raise), and judge the history rule with the window the old owner saw.
+
+The move is made by producing to an explicit partition, as a partitioner does after the
+partition count changed; the two partitions belong to the two workers of one service."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from devtools.loadgen_send import gateway_name, peer_of
+from devtools.sim.fleet import Message
+from tests.integration import pipeline_support as ps
+from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import HOT_PACK_RULES, hot_frames
+
+pytestmark = pytest.mark.integration
+
+RULES = (
+    HOT_PACK_RULES
+    + """
+[[rule]]
+id = "test_temp_drop"
+kind = "drop"
+severity = "major"
+title = "Pack temperature fell by more than 25 % within 35 s (test rule)"
+source = "tests/integration/test_pipeline_alert_moved.py"
+field = "max_temp_c"
+pct = 25
+window_s = 35
+max_gap_s = 35
+"""
+)
+
+
+async def send_to(kafka: str, topic: str, partition: int, messages: list[Message]) -> None:
+    """Produce ``messages`` to ``partition`` whatever their key hashes to."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for msg in messages:
+            headers = [
+                ("received_at", str(time.time_ns() // 1_000_000).encode()),
+                ("gateway", gateway_name()),
+                ("peer", peer_of(msg.key)),
+            ]
+            await producer.send_and_wait(
+                topic, msg.value, key=msg.key, partition=partition, headers=headers
+            )
+    finally:
+        await producer.stop()
+
+
+def owners(svc: ps.Service, topic: str) -> dict[int, int]:
+    """Partition of ``topic`` -> pid of the worker whose latest restore took it."""
+    out: dict[int, int] = {}
+    for r in svc.logs():
+        if r.get("msg") == "alert state restored":
+            for p in r.get("partitions", {}).get(topic, []):
+                out[p] = r["pid"]
+    return out
+
+
+async def alert_rows(dsn: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT rule_id, (extract(epoch FROM opened_at) * 1000)::bigint AS opened, "
+                f"cleared_at, kafka_partition FROM {ps.SCHEMA}.alerts ORDER BY id"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_an_entity_moved_to_another_partition_keeps_its_alert_and_window(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    # 70 °C at 0, 10, 20 s on the old partition (the threshold alert opens); 50 °C at 30 s on
+    # the new one continues it and is a fall of 29 % from the 70 °C of the last 35 s, which
+    # the drop rule sees only with the old partition's frames; 30 °C at 40 s clears it.
+    messages = hot_frames(start, [70.0, 70.0, 70.0, 50.0, 30.0])
+    async with ps.serving(env, "moved", workers=2, NEV_ALERTS_RULES_FILE=str(rules)) as svc:
+
+        async def split() -> dict[int, int]:
+            got = owners(svc, env.topic)
+            return got if len(got) >= 2 and len(set(got.values())) == 2 else {}
+
+        placed = await ps.until(split, timeout_s=60, what="both workers owning partitions")
+        old = min(placed)
+        new = next(p for p in sorted(placed) if placed[p] != placed[old])
+        await send_to(env.kafka, env.topic, old, messages[:3])
+        await ps.until(lambda: ps.caught_up(env), timeout_s=60, what="the hot frames stored")
+        await send_to(env.kafka, env.topic, new, messages[3:])
+        await ps.until(lambda: ps.caught_up(env), timeout_s=60, what="the moved frames stored")
+
+        async def settled() -> list[Any]:
+            rows = await alert_rows(env.dsn)
+            hot = [r for r in rows if r["rule_id"] == "test_hot_pack"]
+            return rows if hot and all(r["cleared_at"] is not None for r in hot) else []
+
+        rows = await ps.until(settled, timeout_s=30, what="the hot alert cleared")
+        published = await ps.read_topic(env.kafka, env.alerts, expect=3)
+        t = [m.t_ms // 1000 * 1000 for m in messages]
+        assert [(r["rule_id"], r["opened"]) for r in rows] == [
+            ("test_hot_pack", t[0]),  # one alert, continued by the new owner
+            ("test_temp_drop", t[3]),  # the old partition's frames were its window
+        ], svc.tail()
+        assert {r["kafka_partition"] for r in rows} == {new}  # where the next owner looks
+        changes = [orjson.loads(r.value) for r in published]
+        hot = [c["type"] for c in changes if c["rule_id"] == "test_hot_pack"]
+        assert [c for c in hot if c != "updated"] == ["raised", "cleared"], changes
