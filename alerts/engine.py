@@ -490,6 +490,17 @@ class RuleEngine:
     def open_alerts(self) -> list[AlertRecord]:
         return [a.record(self.entity_kind) for a in self._open.values()]
 
+    def alerting_entities(self) -> dict[str, tuple[str | None, int | None, float]]:
+        """Entity -> (topic, partition, watermark) of the entities with an open alert: what
+        the pipeline checks against latest_state to drop the copy of an entity whose frames
+        moved to another partition (ingest/pipeline/moved.py)."""
+        out: dict[str, tuple[str | None, int | None, float]] = {}
+        for vin, _ in self._open:
+            ent = self._entities.get(vin)
+            if ent is not None:
+                out[vin] = (ent.topic, ent.part, ent.wm)
+        return out
+
     def __contains__(self, entity_id: object) -> bool:
         """Whether the engine has state for ``entity_id`` (evaluated, warmed or restored)."""
         return entity_id in self._entities

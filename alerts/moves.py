@@ -8,7 +8,8 @@ device's frames then come from another partition, owned by another worker, than 
 entities its engines have no state for (``places``: one query per batch, only when there are
 such entities), restores those placed on another partition of the same topic, and moves their
 alert rows to the partition their frames come from now (``move``, in the batch's
-transaction) so the next owner of that partition restores them.
+transaction) so the next owner of that partition restores them. ``places`` also serves the
+old owner's check that drops its copy of a moved entity (ingest/pipeline/moved.py).
 """
 
 from __future__ import annotations

@@ -20,14 +20,20 @@ before its evaluation (``restore_moved``):
 A placement on another *topic* is not a move: a charger's connector reporting by both paths
 (binary profile and T/CEC 102) is judged by each topic's owner (docs/alerts.md).
 
+The old owner keeps its copy, which gets no more frames, so nothing would ever clear it (its
+``alerts_open`` gauge would count the alert forever). ``drop_moved``, from housekeeping,
+looks up where the entities with an open alert are placed now and forgets those placed on
+another partition of their topic by a newer frame than their engine has seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from alerts import AlertChange, RuleEngine, moves, replay
 from alerts.model import AlertRecord
@@ -36,10 +42,17 @@ from alerts.store import load_open
 from alerts.subjects import subjects_of
 from contract.rows import FrameRows
 from ingest.pipeline.batch import Batch
+from storage.errors import ErrorKind, classify
 
-__all__ = ["Moved", "restore_moved"]
+__all__ = ["CHECK_TIMEOUT_S", "MOVED_CHECK_S", "Moved", "drop_moved", "restore_moved"]
 
 log = logging.getLogger(__name__)
+
+# The old owner's check is housekeeping: a database slow to answer skips a turn.
+CHECK_TIMEOUT_S: Final = 5.0
+# How often the old owner checks (StorageSink.drop_moved): its copy counts in the open-alerts
+# gauge until then, and the check's query covers every entity with an open alert.
+MOVED_CHECK_S: Final = 10.0
 
 _Where = tuple[str, int]  # (topic, partition)
 
@@ -137,3 +150,49 @@ async def restore_moved(
             },
         )
     return out
+
+
+async def drop_moved(
+    engines: Mapping[str, RuleEngine],
+    acquire: Callable[[int], AbstractAsyncContextManager[Any]],
+    shard_of: Callable[[int], int],
+) -> int:
+    """Forget the entities with an open alert that latest_state now places on another
+    partition of their topic with a newer frame than their engine has seen: their frames go
+    to that partition's owner, which restored their alerts (``restore_moved``). ``acquire``:
+    a connection to a shard's database. Returns how many were forgotten; a database away or
+    slow skips the check (the next housekeeping turn tries again)."""
+    asked: dict[int, list[tuple[str, str]]] = {}
+    for kind, engine in engines.items():
+        for eid, (_, partition, _) in engine.alerting_entities().items():
+            asked.setdefault(shard_of(partition or 0), []).append((kind, eid))
+    rows: list[Any] = []
+    try:
+        for shard, entities in asked.items():
+            async with asyncio.timeout(CHECK_TIMEOUT_S), acquire(shard) as conn:
+                rows.extend(await moves.places(conn, entities))
+    except Exception as exc:
+        if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
+            raise
+        log.debug("the check for entities moved elsewhere is skipped: %r", exc)
+        return 0
+    gone = 0
+    # Read again after the query: a frame evaluated meanwhile moved the watermark on.
+    current = {kind: engine.alerting_entities() for kind, engine in engines.items()}
+    for r in rows:
+        owner = engines.get(r["entity_kind"])
+        now = current.get(r["entity_kind"], {}).get(r["entity_id"])
+        if owner is None or now is None or r["kafka_partition"] is None:
+            continue
+        topic, partition, watermark = now
+        if (
+            r["kafka_topic"] == topic
+            and r["kafka_partition"] != partition
+            and replay.ms_of(r["ts"]) > watermark
+        ):
+            gone += owner.forget(entity_ids=[r["entity_id"]])
+    if gone:
+        log.info(
+            "alert state of entities moved to another partition dropped", extra={"entities": gone}
+        )
+    return gone

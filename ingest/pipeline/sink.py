@@ -98,6 +98,12 @@ class Sink(Protocol):
         """Alerts open now in this worker's partitions, by (rule, severity), for a gauge."""
         ...
 
+    async def drop_moved(self) -> None:
+        """Forget the open alerts of entities whose frames now come from another partition
+        (ingest/pipeline/moved.py); housekeeping calls it every turn. A database away skips
+        a turn; anything else raises."""
+        ...
+
     def has_pending_changes(self) -> bool:
         """Alert changes wait that no frame produced (reload, restore): write them soon."""
         ...

@@ -43,7 +43,13 @@ from ingest.pipeline.batch import Batch
 from ingest.pipeline.evaluation import evaluate_batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.moved import Moved, restore_moved
+from ingest.pipeline.moved import (
+    CHECK_TIMEOUT_S,
+    MOVED_CHECK_S,
+    Moved,
+    drop_moved,
+    restore_moved,
+)
 from ingest.pipeline.publish import delete_acked
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
@@ -135,6 +141,7 @@ class StorageSink:
         self._acked: set[_Row] = set()  # outbox rows Kafka acknowledged, deleted next batch
         # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
         self._placed: dict[tuple[str, str], int] = {}
+        self._next_moved_check = 0.0  # monotonic time of the next drop_moved
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
@@ -462,6 +469,18 @@ class StorageSink:
             if isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT:
                 raise TransientSinkError(f"shard {batch.shard}: {exc}") from exc
             raise
+
+    async def drop_moved(self) -> None:
+        # A query per shard over the entities with an open alert: every MOVED_CHECK_S, not
+        # every housekeeping turn (thousands of open alerts in a fleet-wide event).
+        if not self._enabled or time.monotonic() < self._next_moved_check:
+            return
+        self._next_moved_check = time.monotonic() + MOVED_CHECK_S
+        await drop_moved(
+            self._engines,
+            lambda shard: self.writer_of(shard).pool.acquire(timeout=CHECK_TIMEOUT_S),
+            self.shard_of,
+        )
 
     # -- the write ---------------------------------------------------------------------------
     async def write(self, batch: Batch, before_commit_hook: BeforeCommit) -> SinkResult:

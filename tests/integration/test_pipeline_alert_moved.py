@@ -1,7 +1,8 @@
 """A device whose frames move to another partition of its topic (partitions added to the topic:
 the producers' partitioners send its key elsewhere) while it has an open alert and a rule
 window in progress. The partition's owner, another worker, must continue the open alert (no
-second raise), and judge the history rule with the window the old owner saw.
+second raise), judge the history rule with the window the old owner saw, and the old owner
+must drop its copy of the alert (else the open-alerts gauge counts it forever).
 
 The move is made by producing to an explicit partition, as a partitioner does after the
 partition count changed; the two partitions belong to the two workers of one service."""
@@ -123,3 +124,9 @@ async def test_an_entity_moved_to_another_partition_keeps_its_alert_and_window(
         changes = [orjson.loads(r.value) for r in published]
         hot = [c["type"] for c in changes if c["rule_id"] == "test_hot_pack"]
         assert [c for c in hot if c != "updated"] == ["raised", "cleared"], changes
+
+        async def old_copy_dropped() -> bool:
+            return svc.metric("nev_ingest_alerts_open", rule="test_hot_pack") == 0
+
+        # The old owner gets no more frames of the vehicle: its copy of the alert must go.
+        await ps.until(old_copy_dropped, timeout_s=60, what="the old owner's copy dropped")
