@@ -129,18 +129,11 @@ async def restore_moved(
         records = await load_open(conn, entity_kind=kind, entity_ids=ids)
         reads.append((kind, frames, records))
     for kind, frames, records in reads:
-        engine = engines[kind]
-        groups: dict[_Where, list[Any]] = {}
-        for eid, frame in frames:
-            groups.setdefault(seen[(kind, eid)], []).append(frame)
-        for (topic, partition), objects in groups.items():
-            engine.warm(objects, partition=partition, topic=topic)
-        adopted = []
-        for rec in records:
-            topic, partition = seen[(kind, rec.entity_id)]
-            if rec.topic in (None, topic):  # another topic's alert stays with its owner
-                adopted.append(replace(rec, topic=topic, partition=partition))
-        out.changes.extend(engine.restore(adopted))
+        try:
+            out.changes.extend(_apply(engines[kind], kind, seen, frames, records))
+        except Exception:  # a bug must not stop the batch: these entities start blind, loudly
+            log.exception("restoring entities moved from another partition failed")
+            engines[kind].forget(entity_ids=[r["entity_id"] for r in by_kind[kind]])
     if out.moves:
         log.info(
             "alert state of entities moved from another partition restored",
@@ -150,6 +143,28 @@ async def restore_moved(
             },
         )
     return out
+
+
+def _apply(
+    engine: RuleEngine,
+    kind: str,
+    seen: Mapping[tuple[str, str], _Where],
+    frames: list[tuple[str, Any]],
+    records: list[AlertRecord],
+) -> list[AlertChange]:
+    """Warm ``engine`` with the moved entities' window, then restore their alerts, under
+    the partitions their frames come from now (``seen``)."""
+    groups: dict[_Where, list[Any]] = {}
+    for eid, frame in frames:
+        groups.setdefault(seen[(kind, eid)], []).append(frame)
+    for (topic, partition), objects in groups.items():
+        engine.warm(objects, partition=partition, topic=topic)
+    adopted = []
+    for rec in records:
+        topic, partition = seen[(kind, rec.entity_id)]
+        if rec.topic in (None, topic):  # another topic's alert stays with its owner
+            adopted.append(replace(rec, topic=topic, partition=partition))
+    return engine.restore(adopted)
 
 
 async def drop_moved(
