@@ -18,11 +18,16 @@ A T/CEC pile sends no frames; its operator pushes what T/CEC 102 defines: statio
 (key = OperatorID), a ``notification_stationStatus`` on every status change, a
 ``notification_equip_charge_status`` per tick while charging and a
 ``notification_charge_order_info`` after the session (key = ``operator:connector``), with
-the headers ``tcec_interface``, ``tcec_operator_id``, ``tcec_timestamp`` (docs/kafka.md).
+the headers ``tcec_interface``, ``tcec_operator_id``, ``tcec_timestamp`` and ``tcec_seq``
+(docs/kafka.md). Seq is what our gateway forwards: the operator's envelope Seq, which T/CEC 102
+restarts at 0001 each TimeStamp second and raises by one per push of that operator
+(``SeqClock``), so the pushes of one second are stored at TimeStamp + Seq µs in send order,
+as from a real operator behind the gateway.
 
 Pure and deterministic for a seed; state is a function of (options, pile, time), so a million
-piles need no million objects. ``bad_ratio`` of the frames are corrupted, and of the pushes
-turned into bad JSON, a missing field or a code outside the standard (dead letters).
+piles need no million objects (the one running state, the Seq counter, is one per operator).
+``bad_ratio`` of the frames are corrupted, and of the pushes turned into bad JSON, a missing
+field or a code outside the standard (dead letters).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from ingest.decoders.charger import (
 __all__ = [
     "TCEC_HEADERS",
     "Gun",
+    "SeqClock",
     "charger_messages",
     "connector_status",
     "connector_temp",
@@ -63,7 +69,9 @@ __all__ = [
 TCEC_INTERFACE: Final = "tcec_interface"
 TCEC_OPERATOR_ID: Final = "tcec_operator_id"
 TCEC_TIMESTAMP: Final = "tcec_timestamp"
-TCEC_HEADERS: Final = (TCEC_INTERFACE, TCEC_OPERATOR_ID, TCEC_TIMESTAMP)
+TCEC_SEQ: Final = "tcec_seq"
+TCEC_HEADERS: Final = (TCEC_INTERFACE, TCEC_OPERATOR_ID, TCEC_TIMESTAMP, TCEC_SEQ)
+MAX_SEQ: Final = 9999  # the envelope's Seq has 4 digits
 IDLE, OCCUPIED, CHARGING, FAULT = 1, 2, 3, 255
 FAULT_CODES: Final = (0x3001, 0x3104)  # operator-defined (T/CEC has no list): e.g. contactor
 PRICE_ELEC: Final = 0.85  # yuan per kWh
@@ -187,12 +195,47 @@ def _stamp(t: int) -> str:
 
 
 def _push(t: int, op: str, key: str, interface: str, doc: dict[str, Any]) -> Message:
-    headers = (
-        (TCEC_INTERFACE, interface.encode()),
-        (TCEC_OPERATOR_ID, op.encode()),
-        (TCEC_TIMESTAMP, china_time(t).strftime("%Y%m%d%H%M%S").encode()),
-    )
+    """A push without its envelope time: ``SeqClock.stamp`` adds TimeStamp and Seq in the
+    order the operator sends (the stream's order)."""
+    headers = ((TCEC_INTERFACE, interface.encode()), (TCEC_OPERATOR_ID, op.encode()))
     return Message(t, key.encode(), orjson.dumps(doc), "tcec", "tcec", headers)
+
+
+class SeqClock:
+    """Each operator's envelope Seq, as the gateway receives and forwards it (``tcec_seq``;
+    it refuses a (TimeStamp, Seq) pair an operator sent before). T/CEC 102: "同一秒内按序列
+    自增长，新秒重计": the first push of a TimeStamp second is 0001, each further push of that
+    operator in it one more. The pushes must be stamped in send order (time order).
+
+    An operator that has sent 9,999 pushes in one second has no Seq left in it: like a real
+    sender it sends the next in the following second (TimeStamp one later, Seq 0001), never
+    wrapping to a number of the same second, which would store the push before earlier ones
+    or, repeated, as their duplicate (docs/protocols/charger.md, "Seq's rule"). Only some 200k
+    pushes a second (over 20 operators) get there. State: one (second, Seq) per operator."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, tuple[int, int]] = {}
+
+    def next(self, operator: bytes, t_ms: int) -> tuple[int, int]:
+        """The (epoch second, Seq) of ``operator``'s push sent at ``t_ms``."""
+        second, seq = t_ms // 1000, 1
+        last = self._last.get(operator)
+        if last is not None and last[0] >= second:  # the same second (or one it spilled to)
+            second, seq = last[0], last[1] + 1
+            if seq > MAX_SEQ:
+                second, seq = second + 1, 1
+        self._last[operator] = (second, seq)
+        return second, seq
+
+    def stamp(self, msg: Message) -> Message:
+        """``msg`` (a push from ``_push``) with its TimeStamp and Seq headers."""
+        operator = dict(msg.headers)[TCEC_OPERATOR_ID]
+        second, seq = self.next(operator, msg.t_ms)
+        stamp = china_time(second * 1000).strftime("%Y%m%d%H%M%S")
+        envelope = ((TCEC_TIMESTAMP, stamp.encode()), (TCEC_SEQ, f"{seq:04d}".encode()))
+        return msg._replace(headers=msg.headers + envelope)
 
 
 def _station_info(o: FleetOptions, pile: int, t: int, tag: str, op: str) -> Message:
@@ -320,8 +363,10 @@ def charger_messages(o: FleetOptions) -> Iterator[Message]:
     """Every charger record of the span in time order (piles' phases increase with their
     index, so tick after tick, pile after pile is time order)."""
     tag = plans.tag_of(o.vin_prefix)
+    seqs = SeqClock()
     for n in range(plans.ticks(o) + 1):
         for pile in range(o.chargers):
             t = plans.tick_time(o, pile, o.chargers, n)
             if t < o.end_ms:
-                yield from _pile_tick(o, pile, n, t, tag)
+                for msg in _pile_tick(o, pile, n, t, tag):
+                    yield seqs.stamp(msg) if msg.topic == "tcec" else msg

@@ -113,7 +113,7 @@ async def test_loadgen_of_three_kinds_puts_each_on_its_topic(
             names = [h[0] for h in r.headers]
             assert names[:3] == [wire.RECEIVED_AT, wire.GATEWAY, wire.PEER]
             if role == "tcec":
-                assert names[3:] == ["tcec_interface", "tcec_operator_id", "tcec_timestamp"]
+                assert names[3:] == [*wire.TCEC_HEADERS, wire.TCEC_SEQ]  # as the gateway
                 h = {k: v.decode() for k, v in r.headers}
                 assert r.key.decode().split(":")[0] == h["tcec_operator_id"]
                 continue

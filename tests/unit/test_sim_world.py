@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice, pairwise
 from typing import Any
 
@@ -19,14 +19,16 @@ import pytest
 
 from contract.clock import CHINA_TZ
 from devtools.sim import plans
-from devtools.sim.chargers import TCEC_HEADERS
+from devtools.sim.chargers import MAX_SEQ, TCEC_HEADERS, SeqClock
 from devtools.sim.fleet import GOOD_KINDS, FleetOptions, Message
 from devtools.sim.world import world_messages
 from ingest.decoders.battery import decode_pack_rows
-from ingest.decoders.charger import decode_charger_rows, decode_tcec
+from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.decoders.pack_code import decode_pack_code
+from ingest.pipeline import wire
+from ingest.pipeline.adapters import decode_tcec_record
 
 pytestmark = pytest.mark.unit
 
@@ -44,9 +46,8 @@ def decode(m: Message) -> Any:
         return decode_charger_rows(m.value)
     if m.topic == "battery":
         return decode_pack_rows(m.value)
-    h = {k: v.decode() for k, v in m.headers}
-    pushed = datetime.strptime(h["tcec_timestamp"], "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
-    return decode_tcec(m.value, h["tcec_interface"], h["tcec_operator_id"], pushed)
+    # The pipeline's own reading of the headers (TimeStamp + Seq µs), as a gateway's push.
+    return decode_tcec_record(m.value, m.t_ms, m.headers)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,41 @@ def test_identities_are_valid(world: list[tuple[Message, Any]]) -> None:
     for code in codes:
         decode_pack_code(code)  # raises PackCodeError for a code GB/T 34014 does not allow
     assert operators and all(len(op) == 9 and op.isalnum() and op.isupper() for op in operators)
+
+
+def test_pushes_carry_the_seq_an_operator_sends_and_are_stored_by_it(
+    world: list[tuple[Message, Any]],
+) -> None:
+    # As behind the gateway (tcec_seq = the envelope's Seq): per operator and TimeStamp
+    # second 0001, 0002, ... in send order, so no (TimeStamp, Seq) pair repeats (the gateway
+    # would refuse it), and a status push's rows are at TimeStamp + Seq µs.
+    seqs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    stored = 0
+    for m, rows in world:
+        if m.topic != "tcec":
+            continue
+        h = {k: v.decode() for k, v in m.headers}
+        assert [k for k, _ in m.headers] == [*wire.TCEC_HEADERS, wire.TCEC_SEQ]
+        seqs[(h["tcec_operator_id"], h["tcec_timestamp"])].append(h["tcec_seq"])
+        if isinstance(rows, FrameError) or not rows.statuses or rows.telemetry:
+            continue  # a charge-status push's rows are at its own EndTime
+        at = datetime.strptime(h["tcec_timestamp"], "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TZ)
+        assert {s.ts for s in rows.statuses} == {at + timedelta(microseconds=int(h["tcec_seq"]))}
+        stored += 1
+    assert stored and max(map(len, seqs.values())) >= 3  # station info and both guns at once
+    for numbers in seqs.values():
+        assert numbers == [f"{i:04d}" for i in range(1, len(numbers) + 1)]
+
+
+def test_an_operator_out_of_seq_in_a_second_sends_in_the_next() -> None:
+    clock = SeqClock()
+    second = END_MS // 1000 - 10
+    got = [clock.next(b"A", second * 1000 + 10) for _ in range(MAX_SEQ + 1)]
+    assert got[0] == (second, 1) and got[MAX_SEQ - 1] == (second, MAX_SEQ)
+    assert got[MAX_SEQ] == (second + 1, 1)  # never a wrap to 0000 within the second
+    assert clock.next(b"A", (second + 1) * 1000) == (second + 1, 2)  # that second goes on
+    assert clock.next(b"B", second * 1000) == (second, 1)  # each operator has its own
+    assert clock.next(b"A", (second + 2) * 1000) == (second + 2, 1)  # a new second: 0001
 
 
 def test_same_seed_same_bytes_another_seed_other_bytes() -> None:
