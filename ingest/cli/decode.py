@@ -9,10 +9,15 @@ Frames are hex, one frame per line (blank lines and lines starting with ``;`` ar
 spaces and a ``0x`` prefix are tolerated), or with ``--binary`` a raw byte stream (a TCP
 capture) that the stream framer splits into frames. Files are read in order; no file or ``-``
 means stdin. With ``--profile tcec`` each line is one JSON object: the push's business JSON
-itself (interface, operator and TimeStamp from ``--interface``, ``--operator`` and
-``--timestamp``), or ``{"interface": ..., "operator_id": ..., "timestamp": ..., "data": {...}}``
-whose fields take the place of the flags. A rejected frame or push is written as
-``{"error": {...}, "source": ...}`` in its place.
+itself (interface, operator, TimeStamp and Seq from ``--interface``, ``--operator``,
+``--timestamp`` and ``--seq``), or ``{"interface": ..., "operator_id": ..., "timestamp": ...,
+"seq": ..., "data": {...}}`` whose fields take the place of the flags. A line carries no
+Kafka headers: the Seq (the ``tcec_seq`` header the gateway sets) is read from ``--seq`` or
+the line's ``"seq"`` only; without one the push's time is its TimeStamp, as the pipeline
+stores a record that has no ``tcec_seq``. Each push's output adds ``"pushed_at"``: TimeStamp
++ Seq microseconds, the time its status and station rows are stored with (the rows' ``ts``
+show it too; a charge status or order keeps its own EndTime). A rejected frame or push is
+written as ``{"error": {...}, "source": ...}`` in its place.
 
 Exit status: 0 when every frame decoded, 1 when some were rejected (with ``--binary`` this
 includes candidate frames the framer dropped for a bad length or BCC, or cut off at the end;
@@ -43,8 +48,9 @@ from ingest.decoders.charger import (
     charger_rows_to_dict,
     decode_charger_rows,
     decode_tcec,
-    parse_tcec_timestamp,
+    push_time,
 )
+from ingest.decoders.charger.tcec import SEQ_DIGITS
 from ingest.decoders.errors import BAD_JSON, MISSING_FIELD
 from ingest.decoders.framer import (
     BAD_CHECKSUM,
@@ -100,6 +106,12 @@ def register(subparsers: Any) -> None:
         "--timestamp",
         help="tcec: the envelope TimeStamp yyyyMMddHHmmss, Beijing time (default: now)",
     )
+    p.add_argument(
+        "--seq",
+        help="tcec: the envelope Seq, 4 digits (the tcec_seq header); the push's time is "
+        "TimeStamp + Seq µs, as stored (default: none, the TimeStamp; input lines carry no "
+        "headers)",
+    )
     p.add_argument("--pretty", action="store_true", help="indent the JSON output")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="report every skipped byte run on stderr"
@@ -126,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
     tcec = args.profile == TCEC
     if tcec and args.binary:
         raise UserError("--binary reads GB/T 32960 frames; drop it for --profile tcec (JSON lines)")
-    if not tcec and (args.interface or args.operator or args.timestamp):
-        raise UserError("--interface, --operator and --timestamp are for --profile tcec")
+    if not tcec and (args.interface or args.operator or args.timestamp or args.seq):
+        raise UserError("--interface, --operator, --timestamp and --seq are for --profile tcec")
+    if args.seq is not None and not _is_seq(args.seq):
+        raise UserError(f"--seq {args.seq!r}: give the envelope's Seq, 4 digits (e.g. 0001)")
     decode = None if tcec else PROFILES[args.profile]
     stats.fast = None if args.pretty else FAST.get(args.profile)
     # A reader that goes away (``| head``) while frames are written ends the command quietly
@@ -260,20 +274,26 @@ def _decode_tcec(
             continue
         source = f"{label}:{number}"
         try:
-            rows = _tcec_line(line, args)
+            rows, pushed_at = _tcec_line(line, args)
         except FrameError as exc:
             s.rejected[exc.reason] += 1
             _emit({**error_to_dict(exc), "source": source}, out, option)
             continue
         s.decoded += 1
-        _emit(charger_rows_to_dict(rows, TCEC), out, option)
+        # Added last, so that the fields before it stay as they were.
+        _emit({**charger_rows_to_dict(rows, TCEC), "pushed_at": pushed_at}, out, option)
 
 
-def _tcec_line(line: bytes, args: Any) -> ChargerRows:
+def _is_seq(text: str) -> bool:
+    return len(text) == SEQ_DIGITS and text.isascii() and text.isdigit()
+
+
+def _tcec_line(line: bytes, args: Any) -> tuple[ChargerRows, datetime]:
     """One JSON line: the business JSON, or ``{"interface", "operator_id", "timestamp",
-    "data"}`` (fields before flags); the push's rows, or ``FrameError``."""
+    "seq", "data"}`` (fields before flags); the push's rows and time, or ``FrameError``."""
     data = line
     interface, operator, stamp = args.interface, args.operator, args.timestamp
+    seq = args.seq
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -282,6 +302,7 @@ def _tcec_line(line: bytes, args: Any) -> ChargerRows:
         interface = doc.get("interface", interface)
         operator = doc.get("operator_id", operator)
         stamp = doc.get("timestamp", stamp)
+        seq = doc.get("seq", seq)
         data = orjson.dumps(doc["data"])
     for value, what in ((interface, "interface"), (operator, "operator")):
         if type(value) is not str or not value:
@@ -289,9 +310,19 @@ def _tcec_line(line: bytes, args: Any) -> ChargerRows:
             raise FrameError(
                 MISSING_FIELD, 0, f"no {what}: give --{what} or the line's {field!r} field"
             )
-    # The time of the status and station pushes, which carry none of their own.
-    pushed_at = datetime.now(UTC) if stamp is None else parse_tcec_timestamp(str(stamp))
-    return decode_tcec(data, interface, operator, pushed_at)
+    # The time of the status and station pushes, which carry none of their own: the
+    # pipeline's (push_time: TimeStamp + Seq µs), so that it is the time they are stored with.
+    if stamp is None and seq is not None:
+        raise FrameError(
+            MISSING_FIELD,
+            0,
+            "a Seq counts within its TimeStamp: give --timestamp or the line's 'timestamp' field",
+        )
+    if stamp is None:
+        pushed_at = datetime.now(UTC)
+    else:
+        pushed_at = push_time(str(stamp), None if seq is None else str(seq))
+    return decode_tcec(data, interface, operator, pushed_at), pushed_at
 
 
 def _report(stats: _Stats, binary: bool) -> int:

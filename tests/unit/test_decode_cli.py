@@ -166,6 +166,44 @@ def test_tcec_profile_reads_lines_with_flags_or_fields() -> None:
     assert b"3 rejected (bad_code: 1, bad_json: 1, unknown_interface: 1)" in res.stderr
 
 
+def test_tcec_profile_reads_the_seq_and_prints_the_time_rows_are_stored_with() -> None:
+    # The gateway's tcec_seq puts a status push at TimeStamp + Seq µs (push_time); a line
+    # carries no headers, so the Seq comes from --seq or the line's "seq".
+    status = {"ConnectorStatusInfo": {"ConnectorID": "MA01H3BQ2P000000101", "Status": 3}}
+    lines = [
+        status,  # TimeStamp and Seq from the flags
+        {"timestamp": "20250301103000", "seq": "0002", "data": status},
+        {"seq": "9999", "data": status},  # the flags' TimeStamp, the line's Seq
+        {"seq": "12", "data": status},
+    ]
+    text = b"\n".join(json.dumps(x).encode() for x in lines) + b"\n"
+    flags = ("--interface", "notification_stationStatus", "--operator", "MA01H3BQ2")
+    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000", "--seq", "0007",
+               stdin=text)  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    stored = [
+        "2025-03-01T10:00:00.000007+08:00",
+        "2025-03-01T10:30:00.000002+08:00",
+        "2025-03-01T10:00:00.009999+08:00",
+    ]
+    assert [o["pushed_at"] for o in out[:3]] == stored
+    assert [o["statuses"][0]["ts"] for o in out[:3]] == stored
+    assert list(out[0])[-1] == "pushed_at"  # added after the fields that were there
+    assert out[3]["error"]["reason"] == "bad_time" and "Seq '12'" in out[3]["error"]["detail"]
+    # No Seq: the TimeStamp itself, as the pipeline stores a record without tcec_seq.
+    one = json.dumps(status).encode()
+    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000", stdin=one)
+    assert json.loads(res.stdout)["pushed_at"] == "2025-03-01T10:00:00+08:00"
+    # A Seq counts within a TimeStamp: none given is the line's error, not "now".
+    res = _run("--profile", "tcec", *flags, "--seq", "0001", stdin=one)
+    assert res.returncode == 1 and json.loads(res.stdout)["error"]["reason"] == "missing_field"
+    res = _run("--profile", "tcec", *flags, "--seq", "7", stdin=b"")
+    assert res.returncode == 2 and res.stderr.count(b"\n") == 1 and b"4 digits" in res.stderr
+    res = _run("--seq", "0001", stdin=b"")
+    assert res.returncode == 2 and b"--profile tcec" in res.stderr
+
+
 def test_tcec_usage_errors_exit_2() -> None:
     res = _run("--profile", "tcec", "--binary", stdin=b"{}\n")
     assert res.returncode == 2 and b"--binary" in res.stderr
