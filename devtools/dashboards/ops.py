@@ -285,7 +285,7 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
         .with_panel(
             prom_timeseries(
                 "Open alerts by severity",
-                "Alerts the rule engines hold open. Alert: NevIngestThermalRunaway.",
+                "Alerts the rule engines hold open; critical ones page (NevIngestCriticalAlert).",
                 [prom(f"sum by (severity) (nev_ingest_alerts_open{{{JOB}}})", "{{severity}}")],
                 width=8,
             )

@@ -24,12 +24,13 @@ from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 from devtools.dashboards.panels import last_value, legend
 from devtools.dashboards.sql import POSTGRES, SqlQueryBuilder
 
-__all__ = ["THERMAL_RULES", "UID", "build"]
+__all__ = ["PAGED_SEVERITY", "UID", "build"]
 
 UID = "nev-ingest-regulator"
-# The rules of alerts/default_rules.toml that mean thermal runaway (the same as the
-# NevIngestThermalRunaway Prometheus alert selects).
-THERMAL_RULES: Final = ("gb38031_thermal_runaway", "thermal_event")
+# The open alerts shown as the ones to act on: every rule of this severity, of any entity kind
+# and rule file, as the NevIngestCriticalAlert Prometheus alert pages them (by severity, not by
+# rule id: a list of ids missed the pack rules when packs came).
+PAGED_SEVERITY: Final = "critical"
 # "Online": a frame (by its own time) within this interval. GB/T 32960 vehicles report at
 # least every 30 s while running.
 ONLINE: Final = "interval '5 minutes'"
@@ -53,17 +54,19 @@ WHERE entity_kind = '{kind}' AND ts > now() - {ONLINE}
     )
 
 
-def _open_thermal_count() -> stat.Panel:
-    rules = ", ".join(f"'{r}'" for r in THERMAL_RULES)
+def _open_critical_count() -> stat.Panel:
     sql = f"""
 SELECT count(*) AS open_alerts
 FROM alerts
-WHERE cleared_at IS NULL AND rule_id IN ({rules})
+WHERE cleared_at IS NULL AND severity = '{PAGED_SEVERITY}'
 """
     return (
         stat.Panel()
-        .title("Open thermal-runaway alerts")
-        .description("GB 38031 thermal runaway and GB/T 32960-2025 thermal events, not cleared.")
+        .title("Open critical alerts")
+        .description(
+            "Alerts of critical rules not cleared, of vehicles, chargers and packs: thermal "
+            "runaway, a charger's output above the BMS demand (they page: NevIngestCriticalAlert)."
+        )
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql))
         .reduce_options(last_value())
@@ -121,20 +124,22 @@ ORDER BY 1
     )
 
 
-def _open_thermal_table() -> table.Panel:
-    rules = ", ".join(f"'{r}'" for r in THERMAL_RULES)
+def _open_critical_table() -> table.Panel:
     sql = f"""
 SELECT id, entity_kind, entity_id, rule_id, title, opened_at, last_seen_at, peak_value,
        acked_at, acked_by
 FROM alerts
-WHERE cleared_at IS NULL AND rule_id IN ({rules})
+WHERE cleared_at IS NULL AND severity = '{PAGED_SEVERITY}'
 ORDER BY opened_at DESC
 LIMIT 500
 """
     return (
         table.Panel()
-        .title("Open thermal-runaway alerts")
-        .description("Acknowledge with `nev-ingest alerts ack ID` (docs/alerts.md).")
+        .title("Open critical alerts")
+        .description(
+            "entity_kind and rule_id say what it is (docs/operations.md, NevIngestCriticalAlert); "
+            "acknowledge with `nev-ingest alerts ack ID` (docs/alerts.md)."
+        )
         .datasource(POSTGRES)
         .with_target(SqlQueryBuilder(sql))
         .show_header(True)
@@ -213,11 +218,11 @@ def build() -> dashboard.Dashboard:
         .with_panel(_online("vehicle", "Vehicles online"))
         .with_panel(_online("charger", "Chargers online"))
         .with_panel(_online("battery", "Packs online"))
-        .with_panel(_open_thermal_count())
+        .with_panel(_open_critical_count())
         .with_row(dashboard.Row("Alarms and alerts"))
         .with_panel(_alarms_by_level())
         .with_panel(_alerts_raised())
-        .with_panel(_open_thermal_table())
+        .with_panel(_open_critical_table())
         .with_row(dashboard.Row("Batteries"))
         .with_panel(
             _distribution(

@@ -147,7 +147,7 @@ class LagReporter:
             await w.sink.drop_moved()
         except Exception:  # a bug there must not stop the gauges below
             log.exception("the check for alerts of entities moved elsewhere failed")
-        m.set_open_alerts(w.sink.open_alert_counts())  # issue 15: the thermal-runaway alert
+        m.set_open_alerts(w.sink.open_alert_counts())  # issue 15: critical ones page (by severity)
         writer = w.writer
         if writer is None or w.consumer is None:
             return

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from alerts import RuleSet
 from devtools.dashboards import OUT_DIR, panel_targets
-from devtools.dashboards.regulator import THERMAL_RULES
 from storage import PoolParams, SchemaMode, StorageParams, migrate
 from storage.connect import connect
 from storage.params import TIMESERIES_TABLES
@@ -25,6 +25,11 @@ from tests.integration import pipeline_support as ps
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+# Every critical default rule, of every entity kind: the Regulator dashboard must show each open
+# one (a list of vehicle rule ids there once hid the packs' thermal runaway).
+CRITICAL = [
+    (r.entity, r.id) for r in RuleSet.default().rules if r.alert and r.severity == "critical"
+]
 FROM, TO = NOW - timedelta(hours=24), NOW + timedelta(minutes=1)
 INTERVAL_S = 60  # what Grafana picks for $__interval on a 24 h range at this width
 
@@ -54,8 +59,9 @@ def queries() -> list[tuple[str, str]]:
 
 
 async def _seed_plain(conn: Any) -> None:
-    """One vehicle online (SOC 55 %, 41 °C, a position), its minute with a level-3 alarm, and
-    an open thermal-runaway alert."""
+    """One vehicle online (SOC 55 %, 41 °C, a position), its minute with a level-3 alarm, an
+    open alert of each critical default rule (vehicle, charger, pack), an open major one and a
+    cleared critical one."""
     await conn.execute(
         "INSERT INTO latest_state (entity_kind, entity_id, ts, soc_pct, max_temp_c,"
         " position_valid, longitude, latitude)"
@@ -67,12 +73,24 @@ async def _seed_plain(conn: Any) -> None:
         " alarm_frames, severe_alarm_frames) VALUES ('LNEVSIM0000000001', $1, 6, $1, $1, 3, 2, 2)",
         NOW - timedelta(hours=1),
     )
+    opened = NOW - timedelta(minutes=10)
+    for kind, rule in [*CRITICAL, ("battery", "pack_alarm_level_3")]:
+        severity = "major" if rule == "pack_alarm_level_3" else "critical"
+        await conn.execute(
+            "INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, severity, title,"
+            " opened_at, last_seen_at) VALUES ($1, $2, $3, 'v1', $4, 'An alert', $5, $5)",
+            kind,
+            "LNEVSIM0000000001" if kind == "vehicle" else f"{kind.upper()}-0001",
+            rule,
+            severity,
+            opened,
+        )
+    # A critical alert already cleared is not shown.
     await conn.execute(
         "INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, severity, title,"
-        " opened_at, last_seen_at) VALUES ('vehicle', 'LNEVSIM0000000001', $1, 'v1', 'critical',"
-        " 'Thermal runaway', $2, $2)",
-        THERMAL_RULES[0],
-        NOW - timedelta(minutes=10),
+        " opened_at, last_seen_at, cleared_at) VALUES ('vehicle', 'LNEVSIM0000000002',"
+        " 'thermal_event', 'v1', 'critical', 'An alert', $1, $1, $1)",
+        opened,
     )
 
 
@@ -94,12 +112,13 @@ async def test_every_regulator_query_runs_on_plain_postgresql(migrated_database:
         await conn.close()
     assert results["Vehicles online"] == [{"online": 1}]
     assert results["Chargers online"] == [{"online": 0}]
-    assert results["Open thermal-runaway alerts"][0] == {"open_alerts": 1}
-    [row] = results["Open thermal-runaway alerts"][1:]
-    assert row["entity_id"] == "LNEVSIM0000000001" and row["rule_id"] == THERMAL_RULES[0]
+    assert {kind for kind, _ in CRITICAL} == {"vehicle", "charger", "battery"}
+    assert results["Open critical alerts"][0] == {"open_alerts": len(CRITICAL)}
+    shown = {(row["entity_kind"], row["rule_id"]) for row in results["Open critical alerts"][1:]}
+    assert shown == set(CRITICAL)
     [alarm] = results["Alarms by level"]
     assert alarm["metric"] == "level 3" and alarm["vehicle_minutes"] == 1
-    assert results["Alerts raised by severity"][0]["metric"] == "critical"
+    assert {r["metric"] for r in results["Alerts raised by severity"]} == {"critical", "major"}
     assert results["State of charge"] == [{"soc_pct": 50, "vehicles": 1}]
     assert results["Highest probe temperature"] == [{"max_temp_c": 40, "vehicles": 1}]
     [pos] = results["Latest positions"]

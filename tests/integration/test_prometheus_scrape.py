@@ -86,17 +86,18 @@ async def test_every_alert_and_dashboard_expression_evaluates_on_the_scraped_ser
             traffic_done = time.time()
             await ps.produce_and_store(env, messages)
 
-            # The thermal-runaway alert: rule engine -> nev_ingest_alerts_open -> the rule.
+            # The critical-alert page (a thermal runaway): rule engine -> nev_ingest_alerts_open
+            # -> the rule.
             async def runaway_firing() -> bool:
                 alerts = prom.api("alerts")["alerts"]
                 return any(
-                    a["labels"]["alertname"] == "NevIngestThermalRunaway"
+                    a["labels"]["alertname"] == "NevIngestCriticalAlert"
                     and a["labels"]["rule"] == "gb38031_thermal_runaway"
                     and a["state"] == "firing"
                     for a in alerts
                 )
 
-            await ps.until(runaway_firing, timeout_s=60, what="NevIngestThermalRunaway firing")
+            await ps.until(runaway_firing, timeout_s=60, what="NevIngestCriticalAlert firing")
 
             # Rates need two samples of each counter in their window: wait for 5 scrapes of
             # each target, and for the gateway 3 since its traffic (which made its series).
@@ -123,7 +124,7 @@ async def test_every_alert_and_dashboard_expression_evaluates_on_the_scraped_ser
                 for a in prom.api("alerts")["alerts"]
                 if a["state"] == "firing"
             }
-            assert firing == {"NevIngestThermalRunaway"}
+            assert firing == {"NevIngestCriticalAlert"}
 
             exprs = list(_dashboard_exprs())
             assert len(exprs) >= 15
