@@ -2,37 +2,31 @@
 
 ``rules check FILE`` lists every problem as ``FILE:LINE: error: rule ID key 'K': why`` (exit 2
 when there is an error, like any invalid input); fields are checked against the field table of
-the rule's entity kind (``entity``). ``rules test`` replays vehicle frames: it runs the
-file's vehicle rules. ``rules test FILE --frames FRAMES`` replays
+the rule's entity kind (``entity``). ``rules test FILE --frames FRAMES [--kind K]`` replays
 frames through the rules, the way an engineer tunes a threshold, and prints the alerts that
-would be raised and cleared.
+would be raised and cleared. It runs one entity kind's rules on that kind's frames (``--kind``:
+vehicle by default, charger, battery), decoded and evaluated as the pipeline does for that
+kind's topic; frames of another profile are skipped as ``wrong_topic`` (ingest.cli.rules_frames)
+and the rules of the other kinds in the file are named in a warning, not run.
 FRAMES holds one frame per line: hex (as ``nev-ingest decode`` reads it), a JSON object with a
-``hex`` member (e.g. the protocol test vectors), or a JSON frame in the decoded-row form of
-``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``).
+``hex`` member (e.g. the protocol test vectors), or (vehicles) a JSON frame in the decoded-row
+form of ``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``).
 """
 
 from __future__ import annotations
 
 import argparse
-import binascii
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from alerts import AlertChange, RuleEngine, RuleFileError, RuleSet, to_message
-from alerts.frames import FrameSpecError, frame_from_json
 from contract.clock import CHINA_TZ
-from contract.rows import FrameRows
-from ingest.decoders.errors import FrameError
-from ingest.decoders.fast import decode_rows
+from contract.kinds import ENTITY_KINDS
+from ingest.cli.rules_frames import read_frames
 from ingest.errors import UserError, not_utf8
-from ingest.pipeline.limits import limit_rows
 from ingest.pipeline.vehicle_models import load_models
 
 __all__ = ["load_rules", "register"]
@@ -47,9 +41,18 @@ def register(subparsers: Any) -> None:
     c = sub.add_parser("check", help="validate a rule file: every problem with its line and key")
     c.add_argument("file", help="rule file (TOML), e.g. alerts/default_rules.toml")
     c.set_defaults(func=_check)
-    t = sub.add_parser("test", help="replay frames through a rule file, print the alerts")
+    t = sub.add_parser(
+        "test", help="replay one entity kind's frames through its rules, print the alerts"
+    )
     t.add_argument("file", help="rule file (TOML)")
     t.add_argument("--frames", required=True, help="hex or JSON lines, one frame per line")
+    t.add_argument(
+        "--kind",
+        choices=ENTITY_KINDS,
+        default="vehicle",
+        help="entity kind of the frames and of the rules run (default vehicle); frames of "
+        "another profile are skipped as wrong_topic",
+    )
     t.add_argument("--models", help="JSON object VIN -> vehicle model, for model-scoped rules")
     t.add_argument("--format", choices=("table", "json"), default="table")
     t.add_argument("--updates", action="store_true", help="also print 'updated' changes")
@@ -93,40 +96,6 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _frames(path: str, bad: Counter[str]) -> Iterator[FrameRows]:
-    try:
-        f = Path(path).open("rb")  # noqa: SIM115 - closed below, streamed
-    except OSError as exc:
-        raise UserError(f"cannot read frames file {path}: {exc.strerror}") from None
-    with f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                # Per line: one line in another encoding is a skipped line, not a traceback.
-                line = raw.decode("utf-8").strip()
-                if not line or line.startswith(("#", ";")):
-                    continue
-                if line.startswith("{"):
-                    obj = orjson.loads(line)
-                    if isinstance(obj, dict) and "hex" in obj:
-                        rows = decode_rows(binascii.unhexlify(str(obj["hex"]).replace(" ", "")))
-                    else:
-                        rows = frame_from_json(obj)
-                else:
-                    hex_text = line.replace(" ", "").removeprefix("0x")
-                    rows = decode_rows(binascii.unhexlify(hex_text))
-                # The pipeline's input limits: a frame it would dead-letter raises nothing here.
-                checked = limit_rows(rows)
-                if isinstance(checked, FrameError):
-                    raise checked
-                yield checked
-            except FrameError as exc:
-                bad[exc.reason] += 1
-                print(f"{path}:{n}: skipped, not decodable: {exc}", file=sys.stderr)
-            except (binascii.Error, ValueError, FrameSpecError) as exc:  # UnicodeDecodeError too
-                bad["bad_line"] += 1
-                print(f"{path}:{n}: skipped, neither hex nor a JSON frame: {exc}", file=sys.stderr)
-
-
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
@@ -150,19 +119,51 @@ def _print(changes: list[AlertChange], fmt: str, updates: bool) -> None:
         )
 
 
+def _kind_rules(args: argparse.Namespace, rules: RuleSet) -> None:
+    """Warn of the file's rules of other kinds (not run); refuse a file without ``--kind``'s
+    rules: a run of no rule raises nothing and would look like a pass."""
+    kind = args.kind
+    per = {k: len(rules.for_kind(k).rules) for k in rules.entity_kinds}
+    if not per:
+        raise UserError(f"{args.file} has no enabled [[rule]]: there is nothing to test")
+    if not per.get(kind):
+        theirs = " or ".join(f"--kind {k}" for k in per)
+        raise UserError(
+            f"{args.file} has no {kind} rule, so nothing would be tested: its rules are for "
+            f"{', '.join(per)}: run with {theirs} and frames of that kind"
+        )
+    for k, n in per.items():
+        if k != kind:
+            print(
+                f"{args.file}: warning: its {n} {k} rule(s) are not run (this run tests {kind} "
+                f"frames): run again with --kind {k} and {k} frames to test them",
+                file=sys.stderr,
+            )
+
+
+def _skipped(bad: Counter[str]) -> str:
+    text = f"{sum(bad.values())} skipped"
+    if bad:
+        text += " (" + ", ".join(f"{n} {reason}" for reason, n in sorted(bad.items())) + ")"
+    return text
+
+
 def _test(args: argparse.Namespace) -> int:
     try:
         rules = load_rules(args.file)
     except RuleFileError as exc:
         raise UserError(f"{exc}; run `nev-ingest rules check {args.file}` for all of them") from exc
+    _kind_rules(args, rules)
     models = load_models(args.models, "--models") if args.models else {}
-    engine = RuleEngine(rules, models=models)
+    # The kind's engine, as the pipeline builds one per kind (ingest.pipeline.storage_sink):
+    # chargers' and packs' frames go through alerts.subjects there.
+    engine = RuleEngine(rules, entity_kind=args.kind, models=models)
     bad: Counter[str] = Counter()
     totals: Counter[str] = Counter()
-    batch: list[FrameRows] = []
+    batch: list[Any] = []
     started = time.monotonic()
     count = 0
-    for fr in _frames(args.frames, bad):
+    for fr in read_frames(args.frames, args.kind, bad):
         batch.append(fr)
         count += 1
         if len(batch) == 5000:
@@ -177,11 +178,13 @@ def _test(args: argparse.Namespace) -> int:
     totals.update(c.type for c in changes)
     _print(changes, args.format, args.updates)
     s = engine.stats
-    skipped = sum(bad.values())
+    # A charger frame is judged once per connector it reports on (alerts.subjects).
+    judged = " connector reports" if args.kind == "charger" else ""
     print(
-        f"{count} frames ({s.evaluated} in order, {s.late} late, {s.duplicate} duplicate, "
-        f"{s.no_data} without data), {skipped} skipped; {totals['raised']} raised, "
-        f"{totals['cleared']} cleared, {len(engine.open_alerts())} still open",
+        f"{count} {args.kind} frames ({s.evaluated}{judged} in order, {s.late} late, "
+        f"{s.duplicate} duplicate, {s.no_data} without data), {_skipped(bad)}; "
+        f"{totals['raised']} raised, {totals['cleared']} cleared, "
+        f"{len(engine.open_alerts())} still open",
         file=sys.stderr,
     )
-    return 1 if skipped else 0
+    return 1 if bad else 0

@@ -26,7 +26,7 @@ from ingest.decoders.envelope import HEADER_SIZE
 from ingest.decoders.errors import FrameError
 from ingest.pipeline.adapters import decode_battery_batch, decode_charger_batch
 
-__all__ = ["WRONG_TOPIC", "other_profile"]
+__all__ = ["WRONG_TOPIC", "other_profile", "profile_of"]
 
 WRONG_TOPIC: Final = "wrong_topic"
 
@@ -52,21 +52,32 @@ def _pack_rows(rows: object, vehicle_stop: int | None) -> bool:
     return vehicle_stop == _NO_BLOCK and stop is not None and stop > vehicle_stop
 
 
+def profile_of(value: bytes, received_ms: int, vehicle_stop: int | None = None) -> str | None:
+    """The entity kind (``charger``, ``battery``) whose profile a partial vehicle frame is, or
+    None when it is neither; ``vehicle_stop``: where the vehicle walk stopped
+    (``FrameRows.tail_offset``). ``nev-ingest rules test`` names the kind with it."""
+    (charger,) = decode_charger_batch([value], [received_ms])
+    if _charger_rows(charger):
+        return "charger"
+    (pack,) = decode_battery_batch([value], [received_ms])
+    if _pack_rows(pack, vehicle_stop):
+        return "battery"
+    return None
+
+
 def other_profile(
     value: bytes, received_ms: int, vehicle_stop: int | None = None
 ) -> FrameError | None:
     """The ``wrong_topic`` error of a partial vehicle frame that is a charger's or a battery
-    pack's frame, or None when it is neither; ``vehicle_stop``: where the vehicle walk stopped
-    (``FrameRows.tail_offset``)."""
-    (charger,) = decode_charger_batch([value], [received_ms])
-    if _charger_rows(charger):
+    pack's frame, or None when it is neither (``profile_of``)."""
+    kind = profile_of(value, received_ms, vehicle_stop)
+    if kind == "charger":
         return FrameError(
             WRONG_TOPIC,
             0,
             "a charger-profile frame on the vehicle topic: produce it to kafka.topic_charger",
         )
-    (pack,) = decode_battery_batch([value], [received_ms])
-    if _pack_rows(pack, vehicle_stop):
+    if kind == "battery":
         return FrameError(
             WRONG_TOPIC,
             0,

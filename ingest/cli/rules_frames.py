@@ -1,0 +1,149 @@
+"""The frames of ``nev-ingest rules test``: one line each, decoded as one entity kind's frames.
+
+A line is hex (as ``nev-ingest decode`` reads it), a JSON object with a ``hex`` member, or (for
+vehicles only) a JSON frame in the decoded-row form of ``alerts.frames``. Hex is decoded by the
+decoder of the kind under test (``--kind``), as the pipeline decodes that kind's topic, and the
+pipeline's input limits apply: a frame it would dead-letter raises nothing here.
+
+The three binary profiles share the GB/T 32960 envelope: a charger's or a pack's frame read as
+a vehicle's decodes as a partial vehicle frame (its connector read as a vehicle), and the
+pipeline dead-letters it as ``wrong_topic`` (``ingest.pipeline.wrong_kind``). Here such a frame,
+and any frame the kind's decoder refuses that another profile's decoder reads, is skipped as
+``wrong_topic`` naming the ``--kind`` that takes it: scored as a vehicle it once raised nothing
+and the run reported success.
+"""
+
+from __future__ import annotations
+
+import binascii
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from alerts.frames import FrameSpecError, frame_from_json
+from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
+from contract.rows import FrameRows
+from ingest.decoders.errors import FrameError
+from ingest.decoders.fast import decode_rows
+from ingest.errors import UserError
+from ingest.pipeline.adapters import decode_battery_batch, decode_charger_batch
+from ingest.pipeline.limits import limit_rows
+from ingest.pipeline.wrong_kind import WRONG_TOPIC, profile_of
+
+__all__ = ["WRONG_TOPIC", "read_frames"]
+
+# The charger profile's and the pack profile's decoders, one value at a time (the CLI is not
+# the hot path); the time is the receive time their rows keep.
+_BATCH_DECODERS: Final[dict[str, Callable[[list[bytes], list[int]], list[Any]]]] = {
+    "charger": decode_charger_batch,
+    "battery": decode_battery_batch,
+}
+
+
+class WrongKind(FrameError):
+    """A frame of another entity kind's profile than the one under test."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str, tested: str) -> None:
+        super().__init__(
+            WRONG_TOPIC, 0, f"a {kind}-profile frame, not a {tested}'s: test it with --kind {kind}"
+        )
+        self.kind = kind
+
+
+def _carries_data(rows: object) -> bool:
+    if isinstance(rows, FrameRows):
+        return rows.vehicle is not None and not rows.partial
+    if isinstance(rows, PackFrameRows):
+        return rows.telemetry is not None or rows.alarm is not None
+    if isinstance(rows, ChargerRows):
+        return bool(rows.statuses or rows.telemetry)
+    return False
+
+
+def _other_kind(raw: bytes, received_ms: int, tested: str) -> str | None:
+    """The kind whose profile a frame the ``tested`` kind's decoder refused belongs to."""
+    for kind, decode in _BATCH_DECODERS.items():
+        if kind != tested and _carries_data(decode([raw], [received_ms])[0]):
+            return kind
+    if tested != "vehicle":
+        try:
+            if _carries_data(decode_rows(raw)):
+                return "vehicle"
+        except FrameError:
+            pass
+    return None
+
+
+def _decode(raw: bytes, kind: str, received_ms: int) -> Any:
+    """``raw``'s rows as the pipeline decodes the topic of ``kind``; raises ``FrameError``."""
+    if kind == "vehicle":
+        rows: Any = decode_rows(raw)
+        checked = limit_rows(rows)
+        if isinstance(checked, FrameError):
+            raise checked
+        # Only a partial frame is tried, as the pipeline does (ingest.pipeline.limits).
+        if checked.partial:
+            other = profile_of(raw, received_ms, checked.tail_offset)
+            if other is not None:
+                raise WrongKind(other, kind)
+        return checked
+    (rows,) = _BATCH_DECODERS[kind]([raw], [received_ms])
+    if isinstance(rows, FrameError):
+        other = _other_kind(raw, received_ms, kind)
+        raise rows if other is None else WrongKind(other, kind)
+    checked = limit_rows(rows)
+    if isinstance(checked, FrameError):
+        raise checked
+    return checked
+
+
+def _line_rows(line: str, kind: str, received_ms: int) -> Any:
+    if not line.startswith("{"):
+        return _decode(
+            binascii.unhexlify(line.replace(" ", "").removeprefix("0x")), kind, received_ms
+        )
+    obj = orjson.loads(line)
+    if isinstance(obj, dict) and "hex" in obj:
+        raw = binascii.unhexlify(str(obj["hex"]).replace(" ", ""))
+        return _decode(raw, kind, received_ms)
+    if kind != "vehicle":
+        raise FrameSpecError(f"a decoded-row JSON frame is a vehicle's: give {kind} frames as hex")
+    rows = limit_rows(frame_from_json(obj))
+    if isinstance(rows, FrameError):
+        raise rows
+    return rows
+
+
+def read_frames(path: str, kind: str, bad: Counter[str]) -> Iterator[Any]:
+    """The decoded frames of ``path`` for entity ``kind``; each line skipped is counted in
+    ``bad`` by reason and reported on stderr with its line number."""
+    try:
+        f = Path(path).open("rb")  # noqa: SIM115 - closed below, streamed
+    except OSError as exc:
+        raise UserError(f"cannot read frames file {path}: {exc.strerror}") from None
+    received_ms = time.time_ns() // 1_000_000
+    with f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                # Per line: one line in another encoding is a skipped line, not a traceback.
+                line = raw.decode("utf-8").strip()
+                if not line or line.startswith(("#", ";")):
+                    continue
+                yield _line_rows(line, kind, received_ms)
+            except WrongKind as exc:
+                bad[exc.reason] += 1
+                print(f"{path}:{n}: skipped ({exc.reason}), {exc.detail}", file=sys.stderr)
+            except FrameError as exc:
+                bad[exc.reason] += 1
+                print(f"{path}:{n}: skipped, not decodable: {exc}", file=sys.stderr)
+            except (binascii.Error, ValueError, FrameSpecError) as exc:  # UnicodeDecodeError too
+                bad["bad_line"] += 1
+                print(f"{path}:{n}: skipped, neither hex nor a JSON frame: {exc}", file=sys.stderr)
