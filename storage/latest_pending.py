@@ -27,7 +27,8 @@ ones hold: at most one per column), merged at the merge as one batch's rows are:
 newer than the stored state (``latest_kinds.upsert``). A pack's tuples give what merging with
 every batch gives: reports of one time in one batch merged with the place going with the
 stage, a later batch's only when newer than the pack's newest tuple (``_after_batches``), and
-the last change of stage kept (``_drop_covered``).
+the last change of stage kept (``_drop_covered``); another partition's set, merged in the same
+transaction, is no later batch: its tuples go in time order (``Delta.combine``).
 Merged
 here into one tuple, a late frame's values filled the newer tuple's empty columns and then
 overwrote a stored state newer than that late frame (a connector's ``connected_vin`` going
@@ -129,7 +130,21 @@ class Delta:
         return [(entity, values) for entity, rows in of.items() for values in rows]
 
     def absorb(self, other: Delta) -> None:
-        """Take ``other``'s tuples, those of later batches (newest wins, as above)."""
+        """Take ``other``'s tuples, those of later batches of the same partition (newest wins,
+        as above; a pack's only when newer than its newest tuple here, ``_after_batches``)."""
+        self._take(other, later=True)
+
+    def combine(self, other: Delta) -> None:
+        """Take another partition's tuples, for one merge of several partitions' sets (the
+        due partitions of a batch, a revocation's, a stop's, the idle merge's). Those are no
+        later batches of the partition here: a pack's tuples go in time order among its
+        tuples here (``put_values``), whichever partition comes first. Taken as later batches,
+        a pack's report on one partition older than its newest on another was thrown away
+        (stage 2 at a station on partition 4 at t=10, a SOC alone on partition 5 at t=20: the
+        stage and station never stored), or kept, by the order the partitions came in."""
+        self._take(other, later=False)
+
+    def _take(self, other: Delta, later: bool) -> None:
         mine = self.vehicles
         if not mine:
             self.vehicles = dict(other.vehicles)
@@ -147,11 +162,14 @@ class Delta:
                 held = timelines.get(entity)
                 if held is None:
                     timelines[entity] = rows
-                elif timelines is self.packs:
+                elif timelines is not self.packs:
+                    for values in rows:
+                        self.put_values(timelines, entity, values)
+                elif later:
                     _after_batches(timelines, entity, held, rows)
                 else:
                     for values in rows:
-                        self.put_values(timelines, entity, values)
+                        self.put_values(timelines, entity, values, _PACK_PAIR)
         if other.first is not None and (self.first is None or other.first < self.first):
             self.first = other.first
 

@@ -62,7 +62,7 @@ async def in_transaction(
         combined = Delta()
         for tp in merged:
             merging = latest.to_merge(tp, deltas.get(tp))
-            combined.absorb(merging)
+            combined.combine(merging)
             if latest.bounded:
                 _add(placed, latest.placements(tp, merging, params.entity_kind))
         state.latest += await merge(conn, params.schema, params.entity_kind, loader, combined)
@@ -165,7 +165,7 @@ async def _merge(
         if mine:
             combined = Delta()
             for tp in mine:
-                combined.absorb(parts[tp].pending)
+                combined.combine(parts[tp].pending)
                 if latest.bounded:
                     _add(placed, latest.placements(tp, parts[tp].pending, params.entity_kind))
             n = await merge(conn, schema, params.entity_kind, loader, combined)

@@ -147,3 +147,36 @@ async def test_any_sequence_of_pack_reports_leaves_what_every_batch_leaves(
     rng = random.Random(32960)
     for n in range(10, 90):
         await _same_state(every, deferred, n, _scenario(rng))
+
+
+@pytest.mark.parametrize("order", ["older-first", "newer-first"])
+async def test_a_pack_pending_on_two_partitions_merges_as_with_every_batch(
+    writer_factory: WriterFactory, order: str
+) -> None:
+    # A pack reporting on two partitions of one writer (it moved between gateways), both
+    # partitions' sets merged in one transaction (a stop, a revocation, the idle merge, a
+    # batch's due partitions): its tuples go in time order whichever partition comes first,
+    # not the older partition's thrown away as an earlier batch's.
+    k = order == "newer-first"
+    every = await writer_factory(group="per-batch-parts")
+    deferred = await writer_factory(group="deferred-parts", latest_interval_ms=600_000)
+    start = T0 + timedelta(minutes=100 + k)
+    mine, theirs, filler = code(200 + 3 * k), code(201 + 3 * k), code(202 + 3 * k)
+    older, newer = ("nev.battery.raw", 4), ("nev.battery.raw", 5)
+    e_older, e_newer = Lane(every, ("nev.battery.raw", 6)), Lane(every, ("nev.battery.raw", 7))
+    d_older, d_newer = Lane(deferred, older), Lane(deferred, newer)
+    # Stored in a vehicle (stage 1); both partitions known to the deferred writer (a
+    # partition's first batch merges at once), nothing pending.
+    await e_older.write(mine, start, [(0, 1, None, 40)])
+    await d_older.write(theirs, start, [(0, 1, None, 40)])
+    await d_newer.write(filler, start, [(0, 1, None, 40)])
+    await deferred.flush_latest([older, newer])
+    # t=10 at station A on one partition, t=20 only a SOC on the other.
+    await e_older.write(mine, start, [(10, 2, A, 50)])
+    await e_newer.write(mine, start, [(20, None, None, 60)])
+    await d_older.write(theirs, start, [(10, 2, A, 50)])
+    await d_newer.write(theirs, start, [(20, None, None, 60)])
+    await deferred.flush_latest([older, newer] if order == "older-first" else [newer, older])
+    want, got = await _row(every, mine), await _row(deferred, theirs)
+    assert _place(want) == (2, A) and want[BATTERY.index("soc_pct")] == 60
+    assert got == want
