@@ -135,10 +135,11 @@ class Delta:
         self._take(other, later=True)
 
     def combine(self, other: Delta) -> None:
-        """Take another partition's tuples, for one merge of several partitions' sets (the
-        due partitions of a batch, a revocation's, a stop's, the idle merge's). Those are no
-        later batches of the partition here: a pack's tuples go in time order among its
-        tuples here (``put_values``), whichever partition comes first. Taken as later batches,
+        """Take tuples that are no later batch of the ones here: another partition's, for one
+        merge of several partitions' sets (the due partitions of a batch, a revocation's, a
+        stop's, the idle merge's), or more of the same batch (``PendingLatest.refill``'s
+        polls). A pack's tuples go in time order among its tuples here (``put_values``),
+        whichever partition comes first. Taken as later batches,
         a pack's report on one partition older than its newest on another was thrown away
         (stage 2 at a station on partition 4 at t=10, a SOC alone on partition 5 at t=20: the
         stage and station never stored), or kept, by the order the partitions came in."""
@@ -478,10 +479,19 @@ class PendingLatest:
             p.pending.first = latest_from
 
     def refill(self, tp: TopicPartition, frames: Iterable[Any]) -> None:
-        """Tuples of committed frames read again after a crash (offset order)."""
+        """Tuples of committed frames read again after a crash (offset order), one poll's
+        records at a time. The range is read as one batch (docs/storage.md), so each poll's
+        tuples are more of that batch (``Delta.combine``: in time order, a pack's reports of
+        one time merged as one batch's rows), not a later batch: taken as one, where the
+        consumer's polls happened to cut the range decided what latest_state got (a pack's
+        report of a time whose other report came in the poll before was thrown away, and
+        its station came back though it was taken into a vehicle at that time). The set holds
+        the range's tuples only while the refill runs: it starts empty (``assigned``) and the
+        partition's next batch follows the range. Memory: a set's, as before, not the
+        frames."""
         p = self.part(tp)
         first = p.pending.first
-        p.pending.absorb(collect(frames, first))
+        p.pending.combine(collect(frames, first))
         p.pending.first = first
         p.version += 1
 
