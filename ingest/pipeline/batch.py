@@ -90,6 +90,7 @@ class Batch:
     alert_changes: Any = None  # the rule engine's output for this batch, computed once
     alert_work: Any = None  # that evaluation while under way (ingest.pipeline.evaluation)
     alert_moves: Any = None  # entities restored from another partition (pipeline.moved)
+    alert_entities: Any = None  # its frames' entities, walked once (pipeline.entities)
     # No frames: a transaction for alert changes that came without a batch (a rules reload,
     # restored alerts of removed rules), so they do not wait for the next frame.
     changes_only: bool = False
@@ -167,6 +168,7 @@ class Batch:
             self.first_ts_ms.pop(tp, None)
         self.size = len(self.records) + len(self.dead)
         self.held_bytes = _held_bytes(self.record_bytes, dead)
+        self.alert_entities = None  # of the frames gone too: walked again if asked
         return Held(before.frames - self.size, before.bytes - self.held_bytes)
 
 

@@ -39,9 +39,8 @@ from alerts import AlertChange, RuleEngine, moves, replay
 from alerts.model import AlertRecord
 from alerts.replay_kinds import entity_objects
 from alerts.store import load_open
-from alerts.subjects import subjects_of
-from contract.rows import FrameRows
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.entities import entities_of
 from storage.errors import ErrorKind, classify
 
 __all__ = ["CHECK_TIMEOUT_S", "MOVED_CHECK_S", "Moved", "drop_moved", "restore_moved"]
@@ -77,23 +76,13 @@ def unknown(
     batch: Batch, engines: Mapping[str, RuleEngine], kinds: Mapping[str, str]
 ) -> dict[tuple[str, str], _Where]:
     """(kind, entity) -> where its first frame in ``batch`` comes from, for the entities
-    with something to evaluate that their kind's engine has no state for."""
+    with something to evaluate that their kind's engine has no state for. The batch's
+    entities are walked once, shared with the placement stamp (ingest/pipeline/entities.py);
+    the test against the engine is a set difference, nothing per frame."""
+    found = entities_of(batch, kinds)
     out: dict[tuple[str, str], _Where] = {}
-    for rec, frame in zip(batch.records, batch.frames, strict=True):
-        kind = kinds.get(rec.topic)
-        engine = None if kind is None else engines.get(kind)
-        if kind is None or engine is None:
-            continue
-        ids: tuple[str, ...]
-        if isinstance(frame, FrameRows):
-            ids = () if frame.vehicle is None or frame.ts_ms is None else (frame.vin,)
-        elif kind == "vehicle":
-            continue
-        else:  # a charger's connectors, a pack's code: the engine's entity ids
-            ids = tuple(s[0] for s in subjects_of(kind, (frame,)) if s[1] is not None)
-        for eid in ids:
-            if eid not in engine and (kind, eid) not in out:
-                out[(kind, eid)] = (rec.topic, rec.partition)
+    for kind, engine in engines.items():
+        out.update(((kind, eid), where) for eid, where in found.unknown(kind, engine).items())
     return out
 
 

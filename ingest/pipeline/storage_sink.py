@@ -35,11 +35,10 @@ import orjson
 from alerts import AlertChange, RuleEngine, RuleSet, outbox, replay, to_message
 from alerts.model import AlertRecord
 from alerts.store import save_changes
-from alerts.subjects import subjects_of
-from contract.rows import FrameRows
 from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
+from ingest.pipeline.entities import entities_of, unstamped
 from ingest.pipeline.evaluation import evaluate_batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
@@ -139,8 +138,9 @@ class StorageSink:
         self._resend: dict[_Row, tuple[tuple[str | None, int | None], AlertMessage]] = {}
         self._claimed: set[_Row] = set()
         self._acked: set[_Row] = set()  # outbox rows Kafka acknowledged, deleted next batch
-        # (topic, entity) -> partition stamped in latest_state since the assignment (replay)
-        self._placed: dict[tuple[str, str], int] = {}
+        # topic -> {entity: partition} stamped in latest_state since the assignment (replay);
+        # by topic, so that a batch's placements are checked against it without a tuple each
+        self._placed: dict[str, dict[str, int]] = {}
         self._next_moved_check = 0.0  # monotonic time of the next drop_moved
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
@@ -389,8 +389,9 @@ class StorageSink:
             if engine is not None:
                 engine.forget(partition=partition, topic=topic)
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        for key in [k for k, p in self._placed.items() if (k[0], p) in gone]:
-            del self._placed[key]
+        for topic, placed in self._placed.items():
+            for eid in [e for e, p in placed.items() if (topic, p) in gone]:
+                del placed[eid]
         # Their unpublished messages are the next owner's to send (a write in flight may
         # still send its claimed ones: at-least-once). A row of no topic (before 0053) goes
         # with its partition number.
@@ -442,22 +443,10 @@ class StorageSink:
 
     def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
         """(topic, kind) -> {entity: partition} not stamped in latest_state since the
-        assignment: what the replay on the next assignment finds the entities by."""
-        out: dict[tuple[str, str], dict[str, int]] = {}
-        placed = self._placed
-        for rec, frame in zip(batch.records, batch.frames, strict=True):
-            kind = self._alert_topics.get(rec.topic)
-            if kind is None:
-                continue
-            ids: tuple[str, ...]
-            if isinstance(frame, FrameRows):
-                ids = () if frame.vehicle is None else (frame.vin,)
-            else:  # a charger's connectors, a pack's code: the engine's entity ids
-                ids = tuple(s[0] for s in subjects_of(kind, (frame,)) if s[1] is not None)
-            for eid in ids:
-                if placed.get((rec.topic, eid)) != rec.partition:
-                    out.setdefault((rec.topic, kind), {})[eid] = rec.partition
-        return out
+        assignment: what the replay on the next assignment finds the entities by. From the
+        batch's entities walked once (ingest/pipeline/entities.py, shared with the moved
+        lookup before the evaluation)."""
+        return unstamped(entities_of(batch, self._alert_topics), self._placed)
 
     async def _restore_moved(self, batch: Batch) -> Moved:
         """``moved.restore_moved`` on the batch's shard; its database away: transient."""
@@ -560,9 +549,10 @@ class StorageSink:
         # interval).
         merged = result.latest_merged
         for (topic, _), entities in placements.items():
+            placed = self._placed.setdefault(topic, {})
             for vin, partition in entities.items():
                 if (topic, partition) in merged:
-                    self._placed[(topic, vin)] = partition
+                    placed[vin] = partition
         for row_id in resend:
             self._resend.pop(row_id, None)
         by_key = {(tp.topic, tp.partition): tp for tp in batch.next}
