@@ -21,18 +21,18 @@ The two steps differ in what they take from an entity's frames, each as it needs
   and the restore creates it before the evaluation, under that partition. It counts only
   frames the engine evaluates: a vehicle frame without a time creates no state, so it needs
   no lookup;
-* the stamp takes, by (topic, kind), the entity's *last* partition that differs from the
-  one stamped for it (where its frames come from now). A vehicle frame without a time
-  counts too: the vehicle's latest_state row, which the stamp updates, is there all the
-  same.
+* the stamp takes the entity's *last* partition, by (topic, kind): where its frames come
+  from now, stamped unless it is stamped there already (an earlier frame of the batch on
+  another partition is no placement to stamp). A vehicle frame without a time counts too:
+  the vehicle's latest_state row, which the stamp updates, is there all the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
-from operator import attrgetter, eq, is_not, ne
+from itertools import chain, compress, filterfalse, repeat
+from operator import attrgetter, eq, is_not
 from typing import Any, Final, Protocol
 
 from alerts.subjects import subjects_of
@@ -104,6 +104,10 @@ class BatchEntities:
             out[eid] = (rec.topic, rec.partition)
         return out
 
+    def placed(self) -> Iterable[tuple[tuple[str, str], dict[str, int]]]:
+        """((topic, kind), {entity: partition of its last frame}) of each topic."""
+        return (((topic, t.kind), t.last) for topic, t in self.topics.items())
+
 
 def entities_of(batch: Batch, kinds: Mapping[str, str]) -> BatchEntities:
     """``batch``'s entities (``kinds``: alert topic -> entity kind), walked on the first
@@ -117,21 +121,21 @@ def entities_of(batch: Batch, kinds: Mapping[str, str]) -> BatchEntities:
 def unstamped(
     found: BatchEntities, placed: Mapping[str, Mapping[str, int]]
 ) -> dict[tuple[str, str], dict[str, int]]:
-    """(topic, kind) -> {entity: partition} of ``found``'s entities not stamped where their
-    frames come from (``placed``: topic -> {entity: partition stamped since the
-    assignment}): of each entity, the last partition of its frames that differs from its
-    stamp. The dicts are read, not changed: one may be the batch's own."""
+    """(topic, kind) -> {entity: partition} of ``found``'s entities whose last partition is
+    not the one stamped (``placed``: topic -> {entity: partition stamped since the
+    assignment}). The dicts are read, not changed: one may be the batch's own."""
     out: dict[tuple[str, str], dict[str, int]] = {}
-    for topic, t in found.topics.items():
+    for (topic, kind), last in found.placed():
         stamped = placed.get(topic)
         if not stamped:
-            new: dict[str, int] = t.last
+            new: dict[str, int] = last
+        elif last.items() <= stamped.items():  # the steady state: one comparison in C
+            continue
         else:
-            # C-level: each frame's stamp against its partition, the differing pairs kept.
-            differs = list(map(ne, map(stamped.get, t.ids), t.parts))
-            new = dict(compress(zip(t.ids, t.parts, strict=True), differs)) if any(differs) else {}
+            # C-level: an (entity, partition) pair is in the view only with that partition.
+            new = dict(filterfalse(stamped.items().__contains__, last.items()))
         if new:
-            out[(topic, t.kind)] = new
+            out[(topic, kind)] = new
     return out
 
 

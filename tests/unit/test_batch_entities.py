@@ -118,6 +118,10 @@ def test_the_lookup_takes_the_first_partition_and_the_stamp_the_last() -> None:
     assert unstamped(found, placed) == {(VEHICLES, "vehicle"): {a.vin: 2, e.vin: 3}}
     placed[VEHICLES].update({a.vin: 1, e.vin: 3})
     assert unstamped(found, placed) == {(VEHICLES, "vehicle"): {a.vin: 2}}
+    # a's frames come from 2 now, and it is stamped there: its earlier frame on 1 is no
+    # placement (it used to be stamped on 1, until a later batch stamped 2 again).
+    placed[VEHICLES][a.vin] = 2
+    assert unstamped(found, placed) == {}
 
 
 def test_a_connector_s_first_frame_is_taken_across_its_kind_s_topics() -> None:
