@@ -17,6 +17,7 @@ from typing import Any, Final
 __all__ = [
     "KEY_SOURCES",
     "DeviceKey",
+    "active_keys",
     "add",
     "list_keys",
     "load",
@@ -63,6 +64,16 @@ async def load(conn: Any, schema: str, limit: int) -> dict[str, DeviceKey]:
         f"SELECT {_COLUMNS} FROM {schema}.device_keys WHERE revoked_at IS NULL"
         " ORDER BY created_at DESC LIMIT $1",
         limit,
+    )
+    return {r["vin"]: _row(r) for r in rows}
+
+
+async def active_keys(conn: Any, schema: str, vins: Iterable[str]) -> dict[str, DeviceKey]:
+    """The active keys of ``vins`` (those that have one), VIN -> key."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM {schema}.device_keys"
+        " WHERE revoked_at IS NULL AND vin = ANY($1::text[])",
+        list(vins),
     )
     return {r["vin"]: _row(r) for r in rows}
 

@@ -118,10 +118,17 @@ class Keeper:
         while True:
             capacity = self.gate.cache.capacity
             keys = await registry.load(conn, schema, capacity)
+            if len(keys) >= capacity:
+                # Cut short (the newest keys; a fleet bigger than the cache): ask after the
+                # cached VINs it left out, keys fetched after a miss, so that one still active
+                # stays, a rotated one is replaced and a revoked one goes (revoked_vins is cut
+                # short too), instead of every such vehicle being re-verified without a key.
+                left = [v for v in self.gate.cache.vins() if v not in keys]
+                keys |= await registry.active_keys(conn, schema, left)
             revoked = await registry.revoked_vins(conn, schema, capacity)
             # A vehicle whose key was rotated or revoked is verified again (under sample too):
             # its next frames may be signed with the old key.
-            reload = self.gate.cache.replace_all(keys, revoked)
+            reload = self.gate.cache.replace_all(keys, revoked, complete=True)
             self.gate.untrust(reload.rotated)
             self.gate.untrust(reload.added, recheck=False)
             self.loaded.set()
@@ -170,15 +177,11 @@ class Keeper:
         await registry.record_events(conn, schema, events)
         misses, gate.cache.misses = gate.cache.misses, set()
         if misses:
-            rows = await conn.fetch(
-                f"SELECT vin, algorithm, public_key FROM {schema}.device_keys"
-                " WHERE revoked_at IS NULL AND vin = ANY($1::text[])",
-                list(misses),
-            )
-            for r in rows:
-                if gate.cache.put(r["vin"], r["algorithm"], bytes(r["public_key"])):
-                    gate.untrust((r["vin"],), recheck=False)  # a missed VIN had no key cached
-            gate.cache.absent |= misses - {r["vin"] for r in rows}
+            found = await registry.active_keys(conn, schema, misses)
+            for key in found.values():
+                if gate.cache.put(key.vin, key.algorithm, key.public_key):
+                    gate.untrust((key.vin,), recheck=False)  # a missed VIN had no key cached
+            gate.cache.absent |= misses - found.keys()
 
 
 async def run_with_keeper(

@@ -137,20 +137,50 @@ class KeyCache:
     def drop(self, vin: str) -> None:
         self._keys.pop(vin, None)
 
-    def replace_all(self, keys: dict[str, DeviceKey], revoked: set[str] | None = None) -> Reload:
+    def vins(self) -> list[str]:
+        """The VINs with a key cached, least recently used first."""
+        return list(self._keys)
+
+    def replace_all(
+        self,
+        keys: dict[str, DeviceKey],
+        revoked: set[str] | None = None,
+        *,
+        complete: bool | None = None,
+    ) -> Reload:
         """Load ``keys`` (the registry's active keys) and ``revoked`` (the VINs whose key was
         revoked, without a new one); returns the VINs whose cached key changed or went away,
-        and those that had none cached."""
+        and those that had none cached.
+
+        ``complete``: whether ``keys`` holds every active key of the cached VINs (default: when
+        it holds fewer than ``capacity``). The registry's load stops at ``capacity`` keys, the
+        newest: a fleet bigger than that has cached keys, fetched after a miss, that it leaves
+        out. Such a VIN keeps its key unless revoked; taking it for rotated dropped the key, and
+        its frames, verified again, failed as unknown_key until it was fetched once more."""
         self.revoked = set(revoked or ())
-        rotated = {v for v in self._keys if v not in keys}
-        added: set[str] = set()
-        for vin, key in keys.items():
-            cached = self._keys.get(vin)
-            if cached is None:
-                added.add(vin)
-            elif cached != (key.algorithm, key.public_key):
+        if complete is None:
+            complete = len(keys) < self.capacity
+        rotated: set[str] = set()
+        kept: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        for vin, cached in self._keys.items():
+            key = keys.get(vin)
+            if key is None:
+                if complete or vin in self.revoked:
+                    rotated.add(vin)
+                else:
+                    kept[vin] = cached
+                continue
+            now = (key.algorithm, key.public_key)
+            if now != cached:
                 rotated.add(vin)
-        self._keys = OrderedDict((v, (k.algorithm, k.public_key)) for v, k in keys.items())
+            kept[vin] = now
+        # Keys nobody asked for yet go first: the cached ones, in use, leave last.
+        fresh = OrderedDict(
+            (v, (k.algorithm, k.public_key)) for v, k in keys.items() if v not in self._keys
+        )
+        added = set(fresh)
+        fresh.update(kept)
+        self._keys = fresh
         self.absent.clear()
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)

@@ -131,6 +131,61 @@ async def test_under_sample_a_rotated_key_makes_the_vehicle_verified_until_one_v
         assert not isinstance(sampled, BaseException)
 
 
+class CountedCache(KeyCache):
+    """A ``KeyCache`` that counts the keeper's reloads."""
+
+    reloads = 0
+
+    def replace_all(self, *args: Any, **kwargs: Any) -> Any:
+        self.reloads += 1
+        return super().replace_all(*args, **kwargs)
+
+
+@pytest.mark.parametrize("verify", ["first_per_session", "sample"])
+async def test_a_fleet_bigger_than_the_cache_keeps_keys_fetched_after_a_miss(
+    conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey], verify: str
+) -> None:
+    # The reload loads the newest key_cache_size keys: a key fetched after a miss was left
+    # out, taken for rotated and dropped, and its vehicle re-verified without a key:
+    # unknown_key, dead-lettered under reject, at every reload.
+    key, _ = keys
+    oldest, *newer = (f"LKEEPER000000010{i}" for i in range(3))
+    for vin in (oldest, *newer):
+        await registry.add(conn, ps.SCHEMA, DeviceKey(vin, RSA, key.public_pem, "admin"))
+    cache = CountedCache(2)
+    g = SignatureGate(
+        decode_vehicle_batch, Policy(signatures="reject", verify=verify, sample_per_mille=0), cache
+    )
+    t = int(time.time()) * 1000
+    async with keeping(g, fresh_database):
+        assert cache.get(oldest) is None  # a miss (a frame picked for verification asks so)
+        await ps.until(
+            lambda: asyncio.sleep(0, oldest in cache.vins()),
+            timeout_s=20,
+            what="the keeper's fetch of the missed VIN's key",
+        )
+        (first,) = judge(g, realtime(oldest, t, key))
+        assert not isinstance(first, BaseException)
+        loaded = cache.reloads
+        await ps.until(
+            lambda: asyncio.sleep(0, cache.reloads > loaded),
+            timeout_s=20,
+            what="a reload of the registry",
+        )
+        assert cache.get(oldest) == (RSA, key.public_pem)
+        out = judge(g, *(realtime(oldest, t + i * 1000, key) for i in range(1, 4)))
+        assert not any(isinstance(r, BaseException) for r in out), out
+        # Revoked, though the cut-short load leaves it out: its frames are refused again.
+        await registry.revoke(conn, ps.SCHEMA, oldest)
+        await ps.until(
+            lambda: asyncio.sleep(0, cache.get(oldest) is None),
+            timeout_s=20,
+            what="the keeper's reload of the revoked key",
+        )
+        (after,) = judge(g, realtime(oldest, t + 5000, key))
+        assert rejected(after, "unknown_key")
+
+
 async def test_a_revoked_vin_takes_no_activation_key(
     conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey]
 ) -> None:

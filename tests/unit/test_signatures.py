@@ -187,6 +187,33 @@ def test_a_rotated_or_revoked_key_is_verified_until_a_frame_verifies(
     assert not isinstance(run(g, [forged])[0], BaseException)  # verified: back to the policy
 
 
+def test_a_load_cut_short_at_capacity_keeps_the_cached_keys_it_left_out(key: SigningKey) -> None:
+    # A fleet bigger than the cache: the registry's load (the newest `capacity` keys) leaves
+    # out keys fetched after a miss. Taken for rotated, they were dropped and their vehicles
+    # re-verified without a key: every frame unknown_key, dead-lettered under reject.
+    a, b, c = (f"LSIGTEST00000000{i}" for i in (1, 2, 3))
+    cache = KeyCache(2)
+    k = DeviceKey(a, key.algorithm, key.raw, "admin")
+    newest = {v: DeviceKey(v, key.algorithm, key.raw, "admin") for v in (a, b)}
+    cache.replace_all(newest)
+    cache.put(c, key.algorithm, key.raw)  # fetched after a miss; a (least used) leaves
+    policy = Policy(signatures="reject", verify="sample", sample_per_mille=0)
+    g = SignatureGate(decode_vehicle_batch, policy, cache)
+    reload = cache.replace_all(newest)
+    g.untrust(reload.rotated)
+    assert reload.rotated == set() and reload.added == {a}
+    assert cache.get(c) == (key.algorithm, key.raw)
+    out = run(g, [realtime(c, now_ms() + i * 1000, key) for i in range(5)])
+    assert not any(isinstance(r, BaseException) for r in out)
+    # Left out and revoked: gone. Present with other bytes: rotated.
+    assert cache.replace_all(newest, {c}).rotated == {c} and cache.get(c) is None
+    other = {**newest, b: DeviceKey(b, key.algorithm, key.raw + b"x", "admin")}
+    assert cache.replace_all(other).rotated == {b}
+    # A complete load (fewer keys than the cache holds) says a missing key is gone.
+    cache.put(c, key.algorithm, key.raw)
+    assert cache.replace_all({a: k}).rotated == {b, c} and cache.get(c) is None
+
+
 def test_activation_registers_a_key_on_first_use_and_the_next_frames_verify(
     key: SigningKey,
 ) -> None:
