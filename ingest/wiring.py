@@ -137,6 +137,11 @@ def databases(settings: Settings, *, reads: bool = False) -> list[tuple[str, Pos
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "postgres.dsn") -> str:
     """Connect and ask the server version; a one-line ``UserError`` if it does not answer.
     ``key``: the setting that names ``pg.dsn`` (``databases``), for the messages."""
@@ -146,15 +151,25 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         conn = await asyncpg.connect(
             postgres_dsn(pg), password=pg.password or None, timeout=timeout_s
         )
-    except asyncpg.InterfaceError as exc:
-        # The driver refused the URL before connecting (ClientConfigurationError: an option of
-        # its query it does not take, e.g. ssl_min_protocol_version=SSLv3): not the server's
-        # fault, so no "start the dev stack".
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except asyncpg.ClientConfigurationError as exc:
+        # The driver refused the URL before connecting (an option of its query it does not
+        # take, e.g. ssl_min_protocol_version=SSLv3): not the server's fault, so no "start the
+        # dev stack".
         fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
-            f"{key} = {mask_dsn(pg.dsn)}: the driver refuses the URL ({first}); fix or remove "
-            f"that option of the URL's query in {fix}"
+            f"{key} = {mask_dsn(pg.dsn)}: the driver refuses the URL ({_first_line(exc)}); fix "
+            f"or remove that option of the URL's query in {fix}"
+        ) from None
+    except asyncpg.InterfaceError as exc:
+        # Any other: the server answered something the driver cannot go on with (an
+        # authentication method it does not implement, e.g. kerberosv5; not PostgreSQL's
+        # protocol). Nothing of the URL's query is to blame.
+        fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
+        raise UserError(
+            f"cannot connect to {key} = {mask_dsn(pg.dsn)} ({type(exc).__name__}: "
+            f"{_first_line(exc)}); check that it is a PostgreSQL server whose pg_hba.conf "
+            "gives this user a method the driver supports (scram-sha-256, md5, password), or "
+            f"fix {fix}"
         ) from None
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         if hint := postgres_hint(exc, urlsplit(pg.dsn).hostname or "", key):  # TLS/login

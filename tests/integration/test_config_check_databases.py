@@ -5,6 +5,10 @@ naming the setting of the one that does not answer. Against the real PostgreSQL.
 from __future__ import annotations
 
 import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -56,6 +60,50 @@ def test_a_url_option_the_driver_refuses_is_one_line_naming_the_key(
     err = capsys.readouterr().err
     assert err.startswith("nev-ingest: error: postgres.dsn = ") and err.count("\n") == 1, err
     assert "the driver refuses the URL" in err and "NEV_POSTGRES_DSN" in err
+
+
+class _Kerberos(socketserver.BaseRequestHandler):
+    """Answers a startup message with AuthenticationKerberosV5, which asyncpg does not
+    implement (no real PostgreSQL here: it plays a server configured so)."""
+
+    def handle(self) -> None:
+        stream = self.request.makefile("rb")
+        while head := stream.read(4):
+            body = stream.read(struct.unpack("!I", head)[0] - 4)
+            if struct.unpack("!I", body[:4])[0] in (80877103, 80877104):  # SSL / GSS request
+                self.request.sendall(b"N")
+                continue
+            self.request.sendall(b"R" + struct.pack("!II", 8, 2))
+        # read returned b"": the client hung up
+
+
+@pytest.fixture
+def kerberos_server() -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Kerberos)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"postgresql://u@127.0.0.1:{server.server_address[1]}/db"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_driver_error_that_is_not_the_url_does_not_blame_the_url(
+    kerberos_server: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every asyncpg InterfaceError was reported as "the driver refuses the URL ...; fix or
+    # remove that option of the URL's query", for a URL with no query too.
+    monkeypatch.setenv("NEV_POSTGRES_DSN", kerberos_server)
+    monkeypatch.delenv("NEV_STORAGE_SHARDS", raising=False)
+    monkeypatch.delenv("NEV_STORAGE_QUERY_DSN", raising=False)
+    monkeypatch.delenv("NEV_STORAGE_REPLICAS", raising=False)
+    assert main(["config", "check", "--skip", "kafka"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nev-ingest: error: cannot connect to postgres.dsn = ")
+    assert "kerberosv5" in err and "pg_hba.conf" in err and err.count("\n") == 1, err
+    assert "refuses the URL" not in err
 
 
 @pytest.mark.parametrize("command", [["query", "latest", "LSVAU2180N2183294"], ["alerts", "list"]])
