@@ -53,7 +53,10 @@ def check_database_url(key: str, dsn: str) -> None:
     """The parts of a ``postgresql://`` URL that the drivers would otherwise refuse with a
     traceback: balanced brackets, each host's port a number 1..65535 (libpq and asyncpg take
     ``h1:5432,h2:5433``), ``sslmode``, ``port``, ``target_session_attrs`` and
-    ``sslnegotiation`` in the query (an empty value is the default to both drivers).
+    ``sslnegotiation`` in the query. A key given twice counts once, with its last value, as
+    both drivers read it. An empty ``target_session_attrs`` or ``sslnegotiation`` is refused:
+    asyncpg takes it for the default, libpq (query, alerts) refuses it; an empty ``sslmode``
+    is replaced by ``postgres.sslmode`` (``wiring.postgres_dsn``).
 
     Nothing of the URL is echoed: with an unencoded / or @ in a password, what looks like the
     host or the port is part of the password."""
@@ -77,21 +80,29 @@ def check_database_url(key: str, dsn: str) -> None:
                 "(postgresql://user@host:5432/dbname; write a / or @ in a password as %2F or %40)"
             )
     query = dsn.partition("?")[2]
+    last: dict[str, str] = {}  # both drivers take a repeated key's last value
     for item in query.split("&") if query else ():
         name, _, value = (unquote(part) for part in item.partition("="))
-        if name == "sslmode" and value and value not in SSLMODES:
-            raise UserError(f"{key}: sslmode in the URL must be one of {', '.join(SSLMODES)}")
-        if name == "port" and not all(_port_ok(p) for p in value.split(",") if p):
-            raise UserError(f"{key}: port in the URL's query is not a number 1..65535")
-        if name == "target_session_attrs" and value and value not in TARGET_SESSION_ATTRS:
-            raise UserError(
-                f"{key}: target_session_attrs in the URL must be one of "
-                f"{', '.join(TARGET_SESSION_ATTRS)}"
-            )
-        if name == "sslnegotiation" and value and value not in SSL_NEGOTIATIONS:
-            raise UserError(
-                f"{key}: sslnegotiation in the URL must be one of {', '.join(SSL_NEGOTIATIONS)}"
-            )
+        if value or name != "sslmode":  # a blank sslmode is dropped (wiring.postgres_dsn)
+            last[name] = value
+    sslmode = last.get("sslmode")
+    if sslmode is not None and sslmode not in SSLMODES:
+        raise UserError(f"{key}: sslmode in the URL must be one of {', '.join(SSLMODES)}")
+    port = last.get("port", "")
+    if not all(_port_ok(p) for p in port.split(",") if p):
+        raise UserError(f"{key}: port in the URL's query is not a number 1..65535")
+    attrs = last.get("target_session_attrs")
+    if attrs is not None and attrs not in TARGET_SESSION_ATTRS:
+        raise UserError(
+            f"{key}: target_session_attrs in the URL must be one of "
+            f"{', '.join(TARGET_SESSION_ATTRS)} (not empty: libpq refuses that)"
+        )
+    negotiation = last.get("sslnegotiation")
+    if negotiation is not None and negotiation not in SSL_NEGOTIATIONS:
+        raise UserError(
+            f"{key}: sslnegotiation in the URL must be one of {', '.join(SSL_NEGOTIATIONS)} "
+            "(not empty: libpq refuses that)"
+        )
 
 
 def _port_ok(port: str) -> bool:

@@ -61,6 +61,15 @@ _PW = "s3cr3t"
             "target_session_attrs in the URL must be one of any, read-write",
         ),
         (f"postgresql://u:{_PW}@h/db?sslnegotiation=tls", "sslnegotiation in the URL must be"),
+        # Empty: asyncpg's default, but libpq (query, alerts) refuses it when it connects.
+        (f"postgresql://u:{_PW}@h/db?target_session_attrs=", "target_session_attrs in the URL"),
+        (f"postgresql://u:{_PW}@h/db?sslnegotiation=", "sslnegotiation in the URL must be"),
+        # A repeated key: both drivers take the last value.
+        (
+            f"postgresql://u:{_PW}@h/db?target_session_attrs=any&target_session_attrs=bogus",
+            "target_session_attrs in the URL must be one of",
+        ),
+        (f"postgresql://u:{_PW}@h/db?sslmode=bogus&sslmode=", "sslmode in the URL must be one of"),
     ],
 )
 def test_malformed_database_urls_are_refused(key: str, dsn: str, message: str) -> None:
@@ -98,7 +107,10 @@ def test_malformed_replica_url_is_refused() -> None:
         "postgresql://u@h1:,h2:5433/db",
         "postgresql://u@h/db?port=5432,",
         "postgresql://u@h1,h2/db?target_session_attrs=read-write",
-        "postgresql://u@h/db?target_session_attrs=",
+        # a repeated key counts with its last value, to libpq and asyncpg alike
+        "postgresql://u@h/db?target_session_attrs=bogus&target_session_attrs=any",
+        "postgresql://u@h/db?sslnegotiation=tls&sslnegotiation=postgres",
+        "postgresql://u@h/db?sslmode=bogus&sslmode=prefer",
     ],
 )
 def test_well_formed_database_urls_are_accepted(dsn: str) -> None:
