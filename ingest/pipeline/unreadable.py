@@ -5,8 +5,9 @@ their decoders keep such a unit opaque: rows marked ``encrypted`` with nothing i
 the batch builder would count as decoded and commit without a row or a letter. So each frame
 topic's batch decoder passes its results through ``dead_letter_unreadable``: such a frame
 becomes ``encrypted_unsupported`` and is kept intact on the dead-letter topic for a replay
-once decryption exists (docs/security.md, "Encrypted data units"). A heartbeat with an empty
-unit loses nothing and stays.
+once decryption exists (docs/security.md, "Encrypted data units"). A cipher byte does so
+even with an empty unit; with 0xFE, 0xFF or a reserved byte a heartbeat with an empty unit
+loses nothing and stays.
 """
 
 from __future__ import annotations
