@@ -259,14 +259,17 @@ class RuleEngine:
                     return
             slots[cr.off] = _NAN
         ent.active &= ~cr.bit
-        if cr.cl >= 0:
-            slots[cr.cl] = t
         if cr.alert:
             a = self._open.pop((vin, cr.id), None)
             if a is not None:
+                # An episode opened after the millisecond of its raising frame (_raise)
+                # clears no earlier than it opened: that clear is what the next raise follows.
+                t = max(t, a.opened_ms)
                 a.cleared_ms = t
                 a.reason = "condition"
                 self._touch(a)
+        if cr.cl >= 0:
+            slots[cr.cl] = t
 
     def _late(self, ent: Entity, eid: str, edition: int, subject: Any, t: int, at: int) -> None:
         """A frame at event time ``t`` (ms) whose order time ``at`` is not after the entity's
@@ -305,7 +308,18 @@ class RuleEngine:
         *,
         late: bool,
     ) -> None:
-        a = LiveAlert(cr, vin, t, value, trigger, late, ent.part, ent.topic)
+        # An alert is (entity, rule, opened_at in ms) (alerts.store): a raise in the
+        # millisecond its rule's last alert for the entity cleared in, possible where frames
+        # in order share a millisecond (plan.SHARED_MS_KINDS), would be stored as that cleared
+        # episode and its open alert never stored. It opens the millisecond after that clear
+        # (its trigger_times keep the frames' own). Only such kinds' rules that can raise
+        # within a millisecond of a clear have the slot; a late raise is after the clear.
+        opened = t
+        if cr.cl >= 0:
+            c = ent.slots[cr.cl]
+            if t <= c:  # NaN (never cleared): False
+                opened = int(c) + 1
+        a = LiveAlert(cr, vin, opened, value, trigger, late, ent.part, ent.topic)
         self._open[(vin, cr.id)] = a
         self._touch(a).raised_now = True
 

@@ -13,7 +13,7 @@ import math
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from alerts.fastpath import Runner, compile_runner
 from alerts.fields import Extractor, compile_extractor
@@ -25,6 +25,10 @@ __all__ = ["CRule", "Entity", "LiveAlert", "Plan", "Plans", "Step"]
 
 # Per rule: (condition, bit, pending slot, rule), for the late path and rule reloads.
 Step = tuple[Condition, int, int, "CRule"]
+# Kinds whose frames in order can share a millisecond: a charger's T/CEC status pushes of one
+# second are TimeStamp + Seq µs (alerts.subjects). Packs are ordered in µs too, but their frame
+# times are whole milliseconds; vehicles are ordered in ms.
+SHARED_MS_KINDS: Final = frozenset({"charger"})
 
 
 class Plans(NamedTuple):
@@ -172,6 +176,10 @@ class LiveAlert:
 
     def record(self, entity_kind: str) -> AlertRecord:
         r = self.cr.rule
+        # An episode opened after its raising frame's millisecond (RuleEngine._raise) is not
+        # seen or cleared before it opened: frames of that millisecond are recorded at opened.
+        opened = self.opened_ms
+        cleared = self.cleared_ms
         return AlertRecord(
             entity_kind=entity_kind,
             entity_id=self.entity_id,
@@ -179,9 +187,9 @@ class LiveAlert:
             rule_version=r.version,
             severity=r.severity,
             title=r.title,
-            opened_ms=self.opened_ms,
-            last_seen_ms=self.last_ms,
-            cleared_ms=self.cleared_ms,
+            opened_ms=opened,
+            last_seen_ms=max(self.last_ms, opened),
+            cleared_ms=None if cleared is None else max(cleared, opened),
             peak=self.peak,
             last_value=self.last_value,
             frame_count=self.count,
@@ -228,6 +236,7 @@ class Plan:
         # Vehicles: bits 19-31 are reserved in 2016 (alerts.kinds). The pack profile defines
         # its bits 19-23 in both envelopes (docs/protocols/battery.md); chargers have none.
         mask16 = FLAGS_2016_MASK if entity_kind == "vehicle" else 0xFFFFFFFF
+        shares_ms = entity_kind in SHARED_MS_KINDS
         names: list[str] = []
         for r in rules:
             for name in kind_fields(r):
@@ -263,7 +272,11 @@ class Plan:
                 cr.off, n = n, n + 1
             if r.id in remembered:
                 cr.lt, n = n, n + 1
-            if cr.late_ok:
+            # The last clear's time (ms): late raises of stateless rules go after it, and so
+            # does the opened_at of a raise in its millisecond (RuleEngine._raise): where
+            # frames in order share a millisecond, any alerting rule can clear and raise again
+            # within one, unless a for_s duration keeps the raise at least 1 ms after the clear.
+            if cr.late_ok or (cr.alert and shares_ms and not cr.for_ms):
                 cr.cl, n = n, n + 1
             compiled[r.id] = cr
         return cls(

@@ -14,7 +14,9 @@ engine orders an entity's subjects by (its watermark). They differ for T/CEC sta
 their rows' time is TimeStamp + Seq µs (ingest.decoders.charger.push_time), so the pushes of
 one second with Seq 0001..0999 all fall in its first millisecond; ordered by ms, every push but
 the first would be a duplicate and its status (a fault) never judged. A µs time maps to the
-millisecond it falls in (floor): alerts of such a push are recorded at that millisecond.
+millisecond it falls in (floor): alerts of such a push are recorded at that millisecond (an
+episode raised in the millisecond of its rule's last clear opens the millisecond after:
+RuleEngine._raise).
 """
 
 from __future__ import annotations

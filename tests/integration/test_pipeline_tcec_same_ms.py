@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 from aiokafka import TopicPartition
 
 from ingest.config.load import load_settings
 from ingest.pipeline import wire
+from ingest.pipeline.sink import AlertMessage
 from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
 from tests.integration.kinds_support import Out, produce_records
@@ -126,3 +128,108 @@ async def test_the_replay_on_assignment_sees_both_pushes_of_one_millisecond(
     finally:
         await second_owner.close()
     assert [(a.change, a.rule) for a in result.alerts] == [("raised", "test_status_flip")]
+
+
+# -- a fault back in the millisecond of a clear -------------------------------------------------
+# An alert is stored as (entity, rule, opened_at in ms): an episode raised in the millisecond
+# the last one cleared in opens the millisecond after (docs/alerts.md, "Entity kinds"), or the
+# store would take its raise for the cleared episode and the ongoing fault would have no row.
+
+MS = timedelta(milliseconds=1)
+
+
+def published(alerts: list[AlertMessage]) -> list[tuple[str, datetime, datetime | None]]:
+    """(change, opened_at, cleared_at) of each published alert message."""
+    out = []
+    for a in alerts:
+        body = orjson.loads(a.message)
+        cleared = body["cleared_at"]
+        out.append(
+            (
+                a.change,
+                datetime.fromisoformat(body["opened_at"]),
+                None if cleared is None else datetime.fromisoformat(cleared),
+            )
+        )
+    return out
+
+
+async def stored(env: PipelineEnv) -> list[tuple[datetime, datetime, datetime | None]]:
+    """(opened_at, last_seen_at, cleared_at) of the test's alerts, oldest first."""
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT opened_at, last_seen_at, cleared_at FROM {ps.SCHEMA}.alerts ORDER BY opened_at"
+        )
+    finally:
+        await conn.close()
+    return [tuple(r) for r in rows]
+
+
+async def test_a_fault_back_within_one_millisecond_is_stored_open(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(FAULT_RULES)
+    settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
+    second = a_second_ago(10)
+    at = datetime.fromtimestamp(second / 1000, UTC)
+    # a fault (Seq 0001), occupied (0003), the fault again (0005): one millisecond
+    pushes = [(1, 255), (3, 2), (5, 255)]
+    await produce_records(env.kafka, [status_push(env, second, f"{q:04}", s) for q, s in pushes])
+    tcec0 = TopicPartition(env.tcec, 0)
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([tcec0])
+        result = await sink.write(await read_batch(env, settings, tcec0), no_rejects)
+        # the second episode opened the millisecond after the first one's clear: stored open,
+        # as published
+        assert await stored(env) == [(at, at, at), (at + MS, at + MS, None)]
+        assert published(result.alerts) == [
+            ("raised", at, None),
+            ("cleared", at, at),
+            ("raised", at + MS, None),
+        ]
+        # it recovers (Seq 0007, the same millisecond): the open row is the one that clears
+        await produce_records(env.kafka, [status_push(env, second, "0007", 2)])
+        result = await sink.write(await read_batch(env, settings, tcec0, start=3), no_rejects)
+    finally:
+        await sink.close()
+    assert await stored(env) == [(at, at, at), (at + MS, at + MS, at + MS)]
+    assert published(result.alerts) == [("cleared", at + MS, at + MS)]
+
+
+@pytest.mark.parametrize("next_owner", [False, True], ids=["one-batch", "next-owner"])
+async def test_a_fault_back_in_the_millisecond_of_its_recovery_is_stored_open(
+    env: PipelineEnv, tmp_path: Path, next_owner: bool
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(FAULT_RULES)
+    settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
+    second = a_second_ago(10)
+    at = datetime.fromtimestamp(second / 1000, UTC)
+    before = at - timedelta(minutes=1)
+    tcec0 = TopicPartition(env.tcec, 0)
+    # a fault a minute before; it recovers (Seq 0001) and faults again (Seq 0003) in one ms
+    pushes = [status_push(env, second - 60_000, "0001", 255), status_push(env, second, "0001", 2)]
+    again = status_push(env, second, "0003", 255)
+    await produce_records(env.kafka, pushes if next_owner else [*pushes, again])
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([tcec0])
+        result = await sink.write(await read_batch(env, settings, tcec0), no_rejects)
+    finally:
+        await sink.close()
+    if next_owner:
+        # the fault comes to the partition's next owner, which knows the clear from the
+        # stored alert only
+        await produce_records(env.kafka, [again])
+        sink = await started(settings)
+        try:
+            await sink.on_partitions_assigned([tcec0])
+            batch = await read_batch(env, settings, tcec0, start=2)
+            result = await sink.write(batch, no_rejects)
+        finally:
+            await sink.close()
+    assert await stored(env) == [(before, before, at), (at + MS, at + MS, None)]
+    assert published(result.alerts)[-1] == ("raised", at + MS, None)
