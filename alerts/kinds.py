@@ -300,10 +300,19 @@ def _rate(rule: Rule, i: int, b: int, scratch: list[float]) -> Condition:
         pt = st[b + 2]
         if pt == pt:
             dt = t - pt
-            if 0.0 < dt <= gap_ms and (x - st[b + 3]) * sign * 1000.0 >= rate * dt:
-                if st[b] != st[b]:
-                    st[b] = pt
-                    st[b + 1] = st[b + 3]
+            if 0.0 < dt <= gap_ms:
+                if (x - st[b + 3]) * sign * 1000.0 >= rate * dt:
+                    if st[b] != st[b]:
+                        st[b] = pt
+                        st[b + 1] = st[b + 3]
+                else:
+                    st[b] = NAN
+            elif dt == 0.0:
+                # A frame in order in the previous one's millisecond (T/CEC status pushes are
+                # Seq µs apart: alerts.subjects) has no rate against it: cannot tell, and the
+                # run and the previous sample stay as they were. Tested after the interval
+                # check failed (a gap), so frames 1 ms or more apart cost what they did.
+                return NEUTRAL
             else:
                 st[b] = NAN
         st[b + 2] = t

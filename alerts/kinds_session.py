@@ -47,14 +47,21 @@ def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> A
             return NEUTRAL
         st = slots
         pt = st[b + 3]
-        restart = pt != pt or not 0.0 < t - pt <= gap_ms or n < st[b + 4]
-        st[b + 3] = t
-        st[b + 4] = n
-        if restart:
+        if pt != pt or not 0.0 < t - pt <= gap_ms or n < st[b + 4]:
+            if t == pt:
+                # In the previous frame's millisecond (T/CEC status pushes are Seq µs apart:
+                # alerts.subjects): 0 ms says nothing of a session, cannot tell; the run and
+                # the previous frame stay as they were. Tested on the restart path only, so
+                # frames 1 ms or more apart cost what they did.
+                return NEUTRAL
+            st[b + 3] = t
+            st[b + 4] = n
             had_run = st[b] == st[b]
             st[b], st[b + 1], st[b + 2] = t, n, d
             # A new session: whatever the last one implied is over (nothing before: unknown).
             return CLEAR if had_run else NEUTRAL
+        st[b + 3] = t
+        st[b + 4] = n
         dd = d - st[b + 2]
         if dd < min_per:
             return NEUTRAL  # too little change yet to judge

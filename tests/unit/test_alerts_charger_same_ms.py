@@ -1,12 +1,29 @@
 """Charger rules over T/CEC status pushes of one millisecond (TimeStamp + Seq µs, in Seq order:
 alerts.subjects): an alert's identity keeps milliseconds (alerts.store), so an episode raised in
 the millisecond another one cleared in must open after that clear (docs/alerts.md, "Entity
-kinds"). tests/integration/test_pipeline_tcec_same_ms.py runs the same through the store."""
+kinds"); tests/integration/test_pipeline_tcec_same_ms.py runs that through the store. Rules
+measure in ms: between two pushes of one millisecond a rate or ratio cannot tell."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import orjson
+
 from alerts.model import AlertChange
-from tests.unit.alerts_entities_support import CONNECTOR, at, cleared, engine, raised, status_push
+from contract.charger import ChargerRows
+from ingest.decoders.charger import decode_tcec
+from tests.unit.alerts_entities_support import (
+    CID,
+    CONNECTOR,
+    OP,
+    T0,
+    at,
+    cleared,
+    engine,
+    raised,
+    status_push,
+)
 
 FAULT = """
 [[rule]]
@@ -76,3 +93,64 @@ def test_a_rule_counting_frames_can_raise_again_within_a_millisecond() -> None:
     changes = e.evaluate([status_push(60 + (2 * k + 1) * US, s) for k, s in enumerate(pushes)])
     consistent(changes)
     assert raised(changes) == [("fault", CONNECTOR, at(60)), ("fault", CONNECTOR, at(60) + 1)]
+
+
+# -- rates and ratios between two pushes of one millisecond: cannot tell ------------------------
+
+RATE = """
+[[rule]]
+id = "status_rising"
+entity = "charger"
+kind = "rate"
+severity = "major"
+title = "status rising"
+field = "connector_status"
+rate_per_s = 1.0
+sustain_s = 1
+max_gap_s = 60
+"""
+RATIO = """
+[[rule]]
+id = "status_per_lock"
+entity = "charger"
+kind = "ratio"
+severity = "major"
+title = "status per lock status"
+field = "connector_status"
+per = "lock_status"
+op = ">="
+value = 0.1
+min_per = 10
+"""
+
+
+def locked_push(s: float, status: int, lock: int) -> ChargerRows:
+    """A stationStatus push at T0 + s with a LockStatus (0, 10 or 50)."""
+    data = {"ConnectorStatusInfo": {"ConnectorID": CID, "Status": status, "LockStatus": lock}}
+    pushed_at = T0 + timedelta(seconds=s)
+    return decode_tcec(orjson.dumps(data), "notification_stationStatus", OP, pushed_at)
+
+
+def test_a_push_in_the_millisecond_of_the_last_neither_clears_nor_breaks_a_rate() -> None:
+    e = engine("charger", RATE, update_every_s=0)
+    rising = [status_push(s, s + 1) for s in range(4)]
+    assert raised(e.evaluate(rising)) == [("status_rising", CONNECTOR, at(2))]
+    # 2 µs after the last push: 0 ms apart, no rate: the alert stays open
+    assert e.evaluate([status_push(3 + 2 * US, 255)]) == []
+    assert [a.rule_id for a in e.open_alerts()] == ["status_rising"]
+    # the run goes on from the push before it (status 4 at 3 s), not from 255: 255 a second
+    # later still rises
+    assert cleared(e.evaluate([status_push(4, 255)])) == []
+    assert [a.rule_id for a in e.open_alerts()] == ["status_rising"]
+
+
+def test_a_push_in_the_millisecond_of_the_last_neither_clears_nor_restarts_a_ratio() -> None:
+    e = engine("charger", RATIO, update_every_s=0)
+    changes = e.evaluate([locked_push(0, 1, 0), locked_push(1, 2, 10)])
+    assert raised(changes) == [("status_per_lock", CONNECTOR, at(1))]
+    # 2 µs later, the status lower: 0 ms apart, not a new session: the alert stays open
+    assert e.evaluate([locked_push(1 + 2 * US, 1, 10)]) == []
+    assert [a.rule_id for a in e.open_alerts()] == ["status_per_lock"]
+    # the run goes on from its start (status 1, lock 0): (3 - 1) / 10 holds, a new peak
+    assert [c.type for c in e.evaluate([locked_push(2, 3, 10)])] == ["updated"]
+    assert [a.peak for a in e.open_alerts()] == [0.2]
