@@ -120,6 +120,7 @@ class RenewableProducer:
         self._make = make
         self._lock = asyncio.Lock()
         self._stopped = False
+        self._stopping: set[asyncio.Task[None]] = set()  # replaced producers being stopped
 
     @property
     def current(self) -> Producer:
@@ -129,9 +130,11 @@ class RenewableProducer:
         """Replace ``failed`` by a new, started producer, unless that happened already (several
         sends see the same gap; one new producer serves them all). Raises what starting the new
         one raised (the broker away: retriable); ``failed`` is then still the current one, and
-        the next attempt renews it again. The old producer is stopped afterwards: its pending
-        messages (alerts, letters of other partitions) are flushed, those behind the gap fail
-        and their senders send them again with the new one."""
+        the next attempt renews it again; ``ProducerClosed`` once ``stop`` was called (before or
+        while the new one started: it is stopped, not left running). The old producer is
+        stopped afterwards: its pending messages (alerts, letters of other partitions) are
+        flushed, those behind the gap fail and their senders send them again with the new
+        one."""
         async with self._lock:
             if self._stopped:  # the worker's stop: no new producer to leave running
                 raise ProducerClosed()
@@ -141,18 +144,37 @@ class RenewableProducer:
             try:
                 await fresh.start()
             except BaseException:
-                await stop_quietly(fresh)
+                self._stop_later(fresh)
                 raise
+            if self._stopped:  # stop() came while it started: stop() already stopped the old
+                self._stop_later(fresh)
+                raise ProducerClosed()
             self._current = fresh
         log.warning(
             "the Kafka producer was replaced by a new one: a batch the broker refused left a "
             "gap in its sequence numbers, which the broker would refuse every later batch for"
         )
-        await stop_quietly(failed)
+        self._stop_later(failed)
+
+    def _stop_later(self, producer: Any) -> None:
+        """Stop ``producer`` in a task of its own, not the caller's: a caller cancelled meanwhile
+        (``Writer.abandon`` cancels a lane's attempt on a revoke) would leave it half-stopped,
+        its sender or connections running, and aiokafka's stop() does nothing a second time.
+        ``stop`` waits for these."""
+        task = asyncio.ensure_future(stop_quietly(producer))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def stop(self) -> None:
         self._stopped = True
-        await self._current.stop()
+        try:
+            await self._current.stop()
+        finally:
+            # A renewal under way ends first (it sees _stopped and stops its new producer),
+            # then every replaced producer's stop: none is left running after the worker's.
+            async with self._lock:
+                pass
+            await asyncio.gather(*self._stopping, return_exceptions=True)
 
 
 def as_producer(producer: Any) -> Producer:
