@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
@@ -113,33 +113,59 @@ class RenewableProducer:
     leaves a gap in the idempotent producer's sequence on that partition: aiokafka numbers a
     batch when it sends it and never takes the number back, so the broker answers every later
     batch there with OutOfOrderSequenceNumber. Only a new producer (a new producer id, whose
-    sequence starts afresh) can write there again (ingest.pipeline.publish)."""
+    sequence starts afresh) can write there again (ingest.pipeline.publish).
+
+    Several write lanes send at once: each borrows the current producer with ``use`` for a
+    send and its acknowledgements. A replaced producer is stopped only when the last send
+    using it is done: stopping it earlier would fail those sends (ProducerClosed, or an alert
+    waiting for its topic's metadata left waiting for ever) and have them all sent again,
+    while each of them, but for those behind the gap, was going through."""
 
     def __init__(self, producer: Any, make: Callable[[], Any]) -> None:
         self._current = producer
         self._make = make
         self._lock = asyncio.Lock()
         self._stopped = False
+        self._users: dict[Any, int] = {}  # producer -> sends using it now
+        self._retired: set[Any] = set()  # replaced, stopped when their last user is done
         self._stopping: set[asyncio.Task[None]] = set()  # replaced producers being stopped
 
     @property
     def current(self) -> Producer:
         return as_producer(self._current)
 
-    async def renew(self, failed: Producer) -> None:
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Producer]:
+        """The current producer, for one send and its acknowledgements; a renewal meanwhile
+        does not stop it under them. ``ProducerClosed`` after ``stop``."""
+        if self._stopped:
+            raise ProducerClosed()
+        producer = self._current
+        self._users[producer] = self._users.get(producer, 0) + 1
+        try:
+            yield as_producer(producer)
+        finally:
+            self._users[producer] -= 1
+            if not self._users[producer]:
+                del self._users[producer]
+                if producer in self._retired:
+                    self._retired.discard(producer)
+                    self._stop_later(producer)
+
+    async def renew(self, failed: Producer) -> bool:
         """Replace ``failed`` by a new, started producer, unless that happened already (several
-        sends see the same gap; one new producer serves them all). Raises what starting the new
-        one raised (the broker away: retriable); ``failed`` is then still the current one, and
-        the next attempt renews it again; ``ProducerClosed`` once ``stop`` was called (before or
-        while the new one started: it is stopped, not left running). The old producer is
-        stopped afterwards: its pending messages (alerts, letters of other partitions) are
-        flushed, those behind the gap fail and their senders send them again with the new
-        one."""
+        sends see the same gap; one new producer serves them all): True when this call
+        replaced it. Raises what starting the new one raised (the broker away: retriable);
+        ``failed`` is then still the current one, and the next attempt renews it again;
+        ``ProducerClosed`` once ``stop`` was called (before or while the new one started: it
+        is stopped, not left running). The old producer is stopped once the sends using it
+        are done: their messages go through, but for those behind the gap, which fail
+        (OutOfOrderSequenceNumber) and which their senders send again with the new one."""
         async with self._lock:
             if self._stopped:  # the worker's stop: no new producer to leave running
                 raise ProducerClosed()
             if failed is not self._current:
-                return
+                return False
             fresh = self._make()
             try:
                 await fresh.start()
@@ -154,7 +180,11 @@ class RenewableProducer:
             "the Kafka producer was replaced by a new one: a batch the broker refused left a "
             "gap in its sequence numbers, which the broker would refuse every later batch for"
         )
-        self._stop_later(failed)
+        if failed in self._users:
+            self._retired.add(failed)
+        else:
+            self._stop_later(failed)
+        return True
 
     def _stop_later(self, producer: Any) -> None:
         """Stop ``producer`` in a task of its own, not the caller's: a caller cancelled meanwhile
@@ -171,9 +201,13 @@ class RenewableProducer:
             await self._current.stop()
         finally:
             # A renewal under way ends first (it sees _stopped and stops its new producer),
-            # then every replaced producer's stop: none is left running after the worker's.
+            # then every replaced producer's stop, those still in use too (the worker is
+            # going): none is left running after the worker's.
             async with self._lock:
                 pass
+            for producer in self._retired:
+                self._stop_later(producer)
+            self._retired.clear()
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
 

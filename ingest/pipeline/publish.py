@@ -15,10 +15,18 @@ the frame is still accounted for. The refusal may be the producer's own check
 lowered after the start check read it). The broker's leaves a gap in the idempotent
 producer's sequence on that partition, and every later batch there is refused as
 ``OutOfOrderSequenceNumber``: the producer is replaced by a new one (``Producers.renew``, a
-new producer id), which sends the cut-down letter and, as they were, the letters that were
-behind the gap (never written, so not sent twice). Alert messages share the producer: a send
-caught by the replacement (``ProducerClosed``) or by a gap is retried with the new one, so
-none is lost; some may go twice (at-least-once, docs/kafka.md). Any other non-retriable error
+new producer id), which sends the cut-down letters, each in a record batch of its own, all at
+once, and, as they were, the letters that were behind the gap (never written, so not sent
+twice). The write lanes send at once with that producer: each borrows it for one round of a
+send and its acknowledgements (``Producers.use``), and a replaced one is stopped only when the
+last round using it is done, so another lane's replacement fails only the letters behind its
+gap, which go again with the new one. A send gives up (``PermanentKafkaError``) only after
+rounds in a row that got nothing through and each needed a new producer of its own (a gap a
+new producer does not close). What a failed send got acknowledged stays so
+(``OutgoingLetters``, kept by the writer across the retries of a batch): it is neither sent
+nor counted cut down again. Alert messages share the producer: a publish caught by a gap is
+retried with a new one, so none is lost; some may go twice (at-least-once, docs/kafka.md).
+Any other non-retriable error
 (authorisation, a missing or invalid topic, or a cut-down letter refused again) raises
 ``PermanentKafkaError``: nothing of the batch is committed. For alert messages and the letters
 of frames the database refused, the worker exits with that one line (its frames are read again
@@ -37,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final, Protocol
 
 from aiokafka.errors import (
@@ -50,6 +59,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 
 from alerts import outbox
 from ingest.pipeline import wire
@@ -61,6 +71,7 @@ from ingest.pipeline.wire import DeadLetter
 
 __all__ = [
     "TRANSIENT_KAFKA",
+    "OutgoingLetters",
     "PermanentKafkaError",
     "Producer",
     "Producers",
@@ -84,13 +95,11 @@ TRANSIENT_KAFKA: Final[tuple[type[BaseException], ...]] = (KafkaError, OSError, 
 # a batch that expired unsent, no broker to talk to.
 _AWAY: Final = (KafkaTimeoutError, BrokerNotAvailableError, KafkaUnavailableError)
 _TOO_LARGE: Final = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
-# A message never written that goes again as it is, with a new producer: it was behind a batch
-# the broker refused on its partition (the idempotent producer's sequence has a gap there), or
-# sent while the producer was being replaced.
-_AGAIN: Final = (OutOfOrderSequenceNumber, ProducerClosed)
-# Rounds of a dead-letter send: the letters, then those behind a refusal with a new producer
-# and the refused ones cut down, and twice more should other sends renew the producer meanwhile.
-_SEND_ROUNDS: Final = 4
+# Rounds of one send_dead in a row that acknowledged and cut down nothing, each ending with a
+# new producer this send made for an OutOfOrderSequenceNumber: a gap a new producer cannot
+# close. Rounds whose producer another send replaced do not count: that send made progress
+# (it cut its refused letters down), and its new producer serves this one too.
+_STUCK_ROUNDS: Final = 3
 
 
 class PermanentKafkaError(Exception):
@@ -125,15 +134,32 @@ class Producer(Protocol):
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> Awaitable[Any]: ...
 
+    def create_batch(self) -> Any: ...
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Awaitable[Any]: ...
+
+    async def partitions_for(self, topic: str) -> set[int]: ...
+
 
 class Producers(Protocol):
     """The worker's producer, which a broker's refusal has replaced by a new one
-    (``kafka_clients.RenewableProducer``): always send with ``current``."""
+    (``kafka_clients.RenewableProducer``). ``use`` lends the current one for a send and its
+    acknowledgements: a replaced producer is stopped only once no send uses it any more."""
 
-    @property
-    def current(self) -> Producer: ...
+    def use(self) -> AbstractContextManager[Producer]: ...
 
-    async def renew(self, failed: Producer) -> None: ...
+    async def renew(self, failed: Producer) -> bool: ...
+
+
+class OutgoingLetters:
+    """A batch's dead letters that Kafka has not acknowledged yet, each with whether it goes in
+    a batch of its own (cut down, or refused beside a letter too large). Kept across the
+    retries of the batch's write: a send that failed half way leaves here only what is left,
+    so the next one neither sends an acknowledged letter again nor cuts one down (and counts
+    it in dead_letters_shrunk) twice."""
+
+    def __init__(self, letters: Sequence[DeadLetter]) -> None:
+        self.todo: list[tuple[DeadLetter, bool]] = [(d, False) for d in letters]
 
 
 class Publisher:
@@ -157,44 +183,66 @@ class Publisher:
         self._backoff_max = backoff_max_s
         self._limiter = RateLimiter(10.0)
 
-    async def send_dead(self, letters: Sequence[DeadLetter]) -> None:
+    async def send_dead(self, letters: Sequence[DeadLetter] | OutgoingLetters) -> None:
         """Produce ``letters`` and wait until the broker acknowledged all of them. A letter
         refused as too large is sent again cut down, with a new producer when the broker
-        refused it (module docstring); retriable errors are raised for the caller to retry,
-        others as ``PermanentKafkaError``."""
-        # (letter, alone): a cut-down letter goes in a batch of its own, so that several of
-        # them together cannot make a batch over the topic's limit again.
-        todo = [(d, False) for d in letters]
-        for _ in range(_SEND_ROUNDS):
-            producer = self._producers.current
-            again: list[tuple[DeadLetter, bool]] = []
-            gap = False  # the producer cannot go on on some partition: a new one is needed
+        refused it (module docstring); retriable errors are raised for the caller to retry
+        (with the same ``OutgoingLetters``: what is acknowledged is not sent again), others as
+        ``PermanentKafkaError``."""
+        out = letters if isinstance(letters, OutgoingLetters) else OutgoingLetters(letters)
+        stuck = 0
+        while out.todo:
+            with self._producers.use() as producer:
+                results = await self._send_round(producer, out.todo)
+            left: list[tuple[DeadLetter, bool]] = []
+            gap = progress = False  # gap: the producer cannot go on on some partition
             cut = 0
-            for (letter, alone), (error, at_broker) in await self._send_round(producer, todo):
+            failure: BaseException | None = None
+            for (letter, alone), (error, at_broker) in results:
                 if error is None:
-                    continue
-                if isinstance(error, _AGAIN):
-                    # Behind a batch the broker refused on its partition (or sent while the
-                    # producer was replaced): never written, nothing wrong with it.
-                    again.append((letter, alone))
+                    progress = True
+                elif isinstance(error, OutOfOrderSequenceNumber):
+                    # Behind a batch the broker refused on its partition (this send's or
+                    # another's): never written, nothing wrong with it.
+                    left.append((letter, alone))
                     gap = True
                 elif isinstance(error, _TOO_LARGE):
-                    small = wire.shrunk(letter)
-                    if small is None:  # cut down already, and refused again
-                        raise _permanent(self._dlq_topic, error)
-                    again.append((small, True))
-                    cut += 1
                     gap |= at_broker  # the producer's own check sent nothing
+                    small = wire.shrunk(letter)
+                    if small is not None:
+                        left.append((small, True))
+                        cut += 1
+                        progress = True
+                    elif not alone:
+                        # As small as it gets already, refused for the letters it shared its
+                        # batch with (another lane's too): it goes alone, as it is.
+                        left.append((letter, True))
+                        progress = True
+                    else:  # cut down already, alone, and refused again
+                        left.append((letter, alone))
+                        failure = failure or _permanent(self._dlq_topic, error)
                 else:
-                    raise error if retriable(error) else _permanent(self._dlq_topic, error)
+                    left.append((letter, alone))
+                    failure = failure or (
+                        error if retriable(error) else _permanent(self._dlq_topic, error)
+                    )
+            out.todo = left
             if cut:
                 self._shrunk(cut)
-            if not again:
-                return
-            if gap:
-                await self._producers.renew(producer)
-            todo = again
-        raise _permanent(self._dlq_topic, RuntimeError(f"{len(todo)} dead letters still refused"))
+            if failure is not None:
+                raise failure
+            if progress:
+                stuck = 0
+            if gap and await self._producers.renew(producer) and not progress:
+                stuck += 1
+                if stuck >= _STUCK_ROUNDS:
+                    raise _permanent(
+                        self._dlq_topic,
+                        RuntimeError(
+                            f"{len(left)} dead letters refused as out of order by "
+                            f"{stuck} new producers in a row"
+                        ),
+                    )
 
     def _shrunk(self, count: int) -> None:
         self._m.dead_letters_shrunk.inc(count)
@@ -210,37 +258,45 @@ class Publisher:
         self, producer: Producer, todo: Sequence[tuple[DeadLetter, bool]]
     ) -> list[tuple[tuple[DeadLetter, bool], tuple[BaseException | None, bool]]]:
         """Each letter of ``todo`` sent once with ``producer``: those not ``alone`` together
-        (the producer batches them), then the others one by one, each acknowledged before
-        the next is sent. Per letter: the error it met, and whether from the broker."""
+        (the producer batches them), the others each in a batch of its own, all at once.
+        Per letter: the error it met, and whether the broker's (at acknowledgement) rather
+        than the producer's own (at send)."""
         together = [item for item in todo if not item[1]]
-        errors = await self._send_all(producer, [d for d, _ in together])
-        out = list(zip(together, errors, strict=True))
-        for item in todo:
-            if item[1]:
-                (error,) = await self._send_all(producer, [item[0]])
-                out.append((item, error))
-        return out
-
-    async def _send_all(
-        self, producer: Producer, letters: Sequence[DeadLetter]
-    ) -> list[tuple[BaseException | None, bool]]:
-        """Send every letter; per letter, the error it met and whether the broker's (at
-        acknowledgement) rather than the producer's own (at send)."""
+        alone = [item for item in todo if item[1]]
         futures: list[Any] = []
-        for d in letters:
+        for d, _ in together:
             try:
                 futures.append(
                     await producer.send(self._dlq_topic, d.value, key=d.key, headers=d.headers)
                 )
-            # The producer's own max_request_size check; or the producer replaced meanwhile.
-            except (*_TOO_LARGE, ProducerClosed) as exc:
+            except TRANSIENT_KAFKA as exc:  # the producer's own size check, a full buffer
+                futures.append(exc)
+        for d, _ in alone:
+            try:
+                futures.append(await self._send_alone(producer, d))
+            except TRANSIENT_KAFKA as exc:
                 futures.append(exc)
         acks = [f for f in futures if not isinstance(f, BaseException)]
         results = iter(await asyncio.gather(*acks, return_exceptions=True))
-        return [
+        errors = [
             (f, False) if isinstance(f, BaseException) else (_error_of(next(results)), True)
             for f in futures
         ]
+        return list(zip([*together, *alone], errors, strict=True))
+
+    async def _send_alone(self, producer: Producer, d: DeadLetter) -> Any:
+        """``d`` in a record batch of its own (closed, so no other send joins it), on the
+        partition its key gives, as ``send`` would place it; its acknowledgement's future.
+        Enqueued without waiting for the acknowledgement of the one before it (the producer
+        sends them back to back): awaited one by one, with the producer's linger each, ~800
+        cut-down letters outlasted the commit's wait for them (writer.DLQ_COMMIT_WAIT_S)."""
+        partitions = sorted(await producer.partitions_for(self._dlq_topic))
+        partition = _PARTITIONER(d.key, partitions, partitions)
+        batch = producer.create_batch()
+        if batch.append(key=d.key, value=d.value, timestamp=None, headers=d.headers) is None:
+            raise RecordTooLargeError(f"a dead letter of {len(d.value or b'')} bytes")
+        batch.close()
+        return await producer.send_batch(batch, self._dlq_topic, partition=partition)
 
     async def dead_letter_rejected(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
         """Inside the batch's transaction: dead letters of the frames the database refused."""
@@ -280,19 +336,18 @@ class Publisher:
             ).inc()
 
         async def publish() -> None:
-            producer = self._producers.current
-            try:
-                futures = [
-                    await producer.send(self._alerts_topic, change.message, key=change.key)
-                    for change in changes
-                ]
-                await asyncio.gather(*futures)
-            except _AGAIN:
-                # The producer was replaced meanwhile (a dead letter the broker refused), or
-                # has a gap here: the next attempt sends them all with the new one (some a
-                # second time: at-least-once, docs/kafka.md).
-                await self._producers.renew(producer)
-                raise
+            with self._producers.use() as producer:
+                try:
+                    futures = [
+                        await producer.send(self._alerts_topic, change.message, key=change.key)
+                        for change in changes
+                    ]
+                    await asyncio.gather(*futures)
+                except OutOfOrderSequenceNumber:
+                    # A gap here (a batch the broker refused): the next attempt sends them all
+                    # with a new producer (some a second time: at-least-once, docs/kafka.md).
+                    await self._producers.renew(producer)
+                    raise
 
         await self._retry_forever("alerts", self._alerts_topic, publish)
         self._m.alerts_published.inc(len(changes))
@@ -318,8 +373,10 @@ class Publisher:
             try:
                 await op()
                 return
+            except ProducerClosed:
+                raise  # the worker's stop: nothing to retry with
             except TRANSIENT_KAFKA as exc:
-                if not retriable(exc) and not isinstance(exc, _AGAIN):
+                if not retriable(exc) and not isinstance(exc, OutOfOrderSequenceNumber):
                     raise _permanent(topic, exc) from exc
                 self._m.write_retries.labels(stage=stage).inc()
                 log.warning(
@@ -330,6 +387,9 @@ class Publisher:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
+
+
+_PARTITIONER: Final = DefaultPartitioner()  # the worker's producer's (ingest.pipeline.process)
 
 
 def _error_of(result: object) -> BaseException | None:

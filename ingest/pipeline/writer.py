@@ -39,7 +39,7 @@ from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics, observe_many
-from ingest.pipeline.publish import TRANSIENT_KAFKA, Producers, Publisher
+from ingest.pipeline.publish import TRANSIENT_KAFKA, OutgoingLetters, Producers, Publisher
 from ingest.pipeline.sink import AlertMessage, Sink, SinkResult, TransientSinkError
 
 __all__ = ["Writer"]
@@ -257,6 +257,9 @@ class Writer:
         # of the good frames with 10 % bad ones, loadtest/bench_timewindow.py); the commit
         # still waits for it, so no offset ever moves past an unacknowledged dead letter.
         dlq: asyncio.Future[None] | None = None
+        # What of them Kafka acknowledged stays acknowledged across the attempts: a send
+        # that failed half way (a broker away) is taken up where it stopped.
+        letters = OutgoingLetters(batch.dead)
 
         async def before_commit(rejected: list[tuple[int, str]]) -> None:
             if dlq is not None:
@@ -279,7 +282,7 @@ class Writer:
                 return
             try:
                 if batch.dead and not batch.dead_sent and (dlq is None or _failed(dlq)):
-                    dlq = asyncio.ensure_future(self._publisher.send_dead(batch.dead))
+                    dlq = asyncio.ensure_future(self._publisher.send_dead(letters))
                     dlq.add_done_callback(_failed)  # retrieved even if nobody awaits it
                 lane.attempt = asyncio.ensure_future(self._sink.write(batch, before_commit))
                 result = await lane.attempt

@@ -12,6 +12,7 @@ the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from ingest.config.kafka_limits import TOO_LARGE_PREFIX_BYTES
 from ingest.pipeline import wire
 from ingest.pipeline.kafka_clients import RenewableProducer
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.publish import Publisher
+from ingest.pipeline.publish import OutgoingLetters, PermanentKafkaError, Publisher
 from ingest.pipeline.sink import AlertMessage
 from tests.integration.pipeline_support import header, read_topic
 
@@ -223,3 +224,110 @@ async def test_without_idempotence_a_letter_the_topic_refuses_goes_again_cut_dow
     sha = hashlib.sha256(value).hexdigest().encode()
     assert header(got.headers, wire.ORIGINAL_SHA256) == sha
     assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
+
+
+async def test_two_lanes_refused_at_once_each_letter_arrives_once_and_neither_fails(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # Two write lanes share the worker's producer. Lane A dead-letters a batch of big letters
+    # and small ones; lane B meanwhile one big letter per batch, on a partition of A's, each of
+    # which the broker refuses and which makes a new producer. Another lane's renewals used to
+    # stop the producer under A's sends and use up its rounds: A failed ("still refused"), its
+    # retries sent letters a second time and counted them cut down again.
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 3, 20000)
+
+    def make() -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        )
+
+    metrics = PipelineMetrics()
+    first = make()
+    await first.start()
+    producers = RenewableProducer(first, make)
+    publisher = Publisher(
+        producers,
+        metrics,
+        dlq_topic=dlq,
+        alerts_topic="unused",
+        backoff_initial_s=0.01,
+        backoff_max_s=0.1,
+    )
+    huge = bytes(range(256)) * 400  # 102,400 bytes: under max_request_size, over the topic's
+    lane_a = [
+        letter(i, b"LNBSCB3F5JA%06d" % i, huge if i % 3 == 0 else bytes([i]) * 300)
+        for i in range(60)
+    ]
+    a_done = asyncio.Event()
+    b_sent: list[wire.DeadLetter] = []
+
+    async def lane_b() -> None:
+        # Until A is through (at most 200 batches, should it never be).
+        for i in range(10_000, 10_200):
+            if a_done.is_set():
+                return
+            b_sent.append(letter(i, b"LNBSCB3F5JA000001", huge))
+            await publisher.send_dead(b_sent[-1:])
+
+    try:
+        b = asyncio.ensure_future(lane_b())
+        try:
+            await publisher.send_dead(lane_a)
+        finally:
+            a_done.set()
+        await b
+    finally:
+        await producers.stop()
+    assert producers.current is not first  # B's refusals did replace the producer
+
+    letters = [*lane_a, *b_sent]
+    got = await read_topic(kafka_bootstrap, dlq, expect=len(letters))
+    offsets = sorted(int(header(r.headers, wire.SOURCE_OFFSET) or b"-1") for r in got)
+    assert offsets == sorted(int(header(d.headers, wire.SOURCE_OFFSET) or b"") for d in letters)
+    cut = [r for r in got if header(r.headers, wire.ORIGINAL_SIZE) is not None]
+    assert {r.value for r in cut if len(r.value) == TOO_LARGE_PREFIX_BYTES} == {
+        huge[:TOO_LARGE_PREFIX_BYTES]
+    }
+    assert len(cut) >= 20 + len(b_sent)  # every big letter, whoever's batch it shared
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == len(cut)
+
+
+async def test_a_send_taken_up_again_sends_only_what_was_not_acknowledged(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The topic's 3,000 bytes refuse even the big letter cut down: that send fails for good,
+    # after the small letters went through. The writer retries the batch's write with the
+    # same OutgoingLetters: the small letters are neither sent nor counted cut down again.
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 1, 3000)
+    vin = b"LNBSCB3F5JA000001"
+    letters = [letter(i, vin, bytes([i]) * 200) for i in range(10)]
+    letters.append(letter(99, vin, bytes(range(256)) * 400))
+    out = OutgoingLetters(letters)
+    metrics = PipelineMetrics()
+    first = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await first.start()
+    producers = RenewableProducer(
+        first, lambda: AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    )
+    publisher = Publisher(
+        producers,
+        metrics,
+        dlq_topic=dlq,
+        alerts_topic="unused",
+        backoff_initial_s=0.01,
+        backoff_max_s=0.1,
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(PermanentKafkaError, match="MessageSizeTooLarge"):
+                await publisher.send_dead(out)
+            ((left, alone),) = out.todo  # only the big letter, cut down, is left
+            assert alone and header(left.headers, wire.SOURCE_OFFSET) == b"99"
+    finally:
+        await producers.stop()
+    got = await read_topic(kafka_bootstrap, dlq, expect=10)
+    offsets = sorted(int(header(r.headers, wire.SOURCE_OFFSET) or b"-1") for r in got)
+    assert offsets == list(range(10))  # each once
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 11
