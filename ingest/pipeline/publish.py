@@ -26,13 +26,12 @@ new producer does not close). What a failed send got acknowledged stays so
 (``OutgoingLetters``, kept by the writer across the retries of a batch): it is neither sent
 nor counted cut down again. Alert messages share the producer: a publish caught by a gap is
 retried with a new one, so none is lost; some may go twice (at-least-once, docs/kafka.md).
-Any other non-retriable error
-(authorisation, a missing or invalid topic, or a cut-down letter refused again) raises
-``PermanentKafkaError``: nothing of the batch is committed. For alert messages and the letters
-of frames the database refused, the worker exits with that one line (its frames are read again
-after the fix) and the supervisor's restarts make the problem loud; the letters of the decode
-step travel beside the batch's write, whose retries (``DeadLettersPending``, in
-ingest.pipeline.writer) log it until it is fixed.
+Any other non-retriable error (authorisation, a missing or invalid topic, or a cut-down letter
+refused again) raises ``PermanentKafkaError``: nothing of the batch is committed, the worker
+exits with that one line (its frames are read again after the fix) and the supervisor's
+restarts make the problem loud: for alert messages, the letters of frames the database refused,
+and those of the decode step, which travel beside the batch's write (ingest.pipeline.writer
+raises their send's ``PermanentKafkaError`` instead of retrying the write).
 
 Alert messages Kafka acknowledged leave the outbox with the next batch's transaction; on a
 graceful stop or a revoke there is no next batch, so ``delete_acked`` deletes them at once:

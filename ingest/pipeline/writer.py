@@ -39,7 +39,13 @@ from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics, observe_many
-from ingest.pipeline.publish import TRANSIENT_KAFKA, OutgoingLetters, Producers, Publisher
+from ingest.pipeline.publish import (
+    TRANSIENT_KAFKA,
+    OutgoingLetters,
+    PermanentKafkaError,
+    Producers,
+    Publisher,
+)
 from ingest.pipeline.sink import AlertMessage, Sink, SinkResult, TransientSinkError
 
 __all__ = ["Writer"]
@@ -269,6 +275,8 @@ class Writer:
                 # OSError/TimeoutError is not taken for the database's.
                 try:
                     await asyncio.wait_for(asyncio.shield(dlq), DLQ_COMMIT_WAIT_S)
+                except PermanentKafkaError:
+                    raise  # no retry gets past it: the worker exits with its line (below)
                 except Exception as exc:
                     raise DeadLettersPending(f"{type(exc).__name__}: {exc}") from exc
                 batch.dead_sent = True
@@ -281,6 +289,14 @@ class Writer:
             if batch.size == 0 and not batch.changes_only:
                 return
             try:
+                failed_for_good = _error(dlq) if dlq is not None else None
+                if isinstance(failed_for_good, PermanentKafkaError):
+                    # Failed for good after the commit stopped waiting for it (an
+                    # authorisation, a missing topic, a cut-down letter refused again).
+                    # Retried, it would hold the partitions for ever with a WARNING line
+                    # each time; raised, it ends the worker with one line, as for the letters
+                    # of the database's refusals, and the supervisor's restarts make it loud.
+                    raise failed_for_good from None
                 if batch.dead and not batch.dead_sent and (dlq is None or _failed(dlq)):
                     dlq = asyncio.ensure_future(self._publisher.send_dead(letters))
                     dlq.add_done_callback(_failed)  # retrieved even if nobody awaits it
@@ -405,6 +421,13 @@ class Writer:
                 "suppressed": suppressed,
             },
         )
+
+
+def _error(future: asyncio.Future[None]) -> BaseException | None:
+    """What a finished send raised; None while it runs, when it worked or was cancelled."""
+    if not future.done() or future.cancelled():
+        return None
+    return future.exception()
 
 
 def _failed(future: asyncio.Future[None]) -> bool:

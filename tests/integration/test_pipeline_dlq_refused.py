@@ -9,6 +9,7 @@ offsets move on and the alert raised afterwards is still published."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import orjson
@@ -96,3 +97,42 @@ async def test_a_letter_the_broker_refuses_goes_cut_down_and_the_worker_goes_on(
         assert svc.worker_pids() == [pid], svc.tail()
         crashed = [r for r in svc.logs() if str(r.get("msg", "")).startswith("worker crashed")]
         assert not crashed, svc.tail()
+
+
+async def test_a_cut_down_letter_refused_again_ends_the_worker_until_the_topic_is_fixed(
+    env: PipelineEnv,
+) -> None:
+    # The topic's limit is below even the cut-down letter (4 KiB and its headers): no retry
+    # gets the letter out. The decode step's letters used to have the batch's write retried
+    # for ever (a WARNING, stage="dlq"), its partitions paused; now the worker exits with the
+    # one-line error, the supervisor restarts it (and it exits again) until the topic is fixed.
+    messages = recent_fleet(5, 1)
+    big = messages[0].value + bytes(range(256)) * (BIG // 256)
+    async with ps.serving(env, "dlq-refused-again") as svc:
+        (pid,) = svc.worker_pids()
+        await lower_max_message_bytes(env.kafka, env.dlq, 2000)
+        await ps.produce(env.kafka, env.topic, [messages[0]._replace(value=big), *messages])
+
+        async def stopped() -> list[str]:
+            return [
+                str(r["msg"])
+                for r in svc.logs()
+                if str(r.get("msg", "")).startswith("worker stopped: producing to Kafka topic")
+            ]
+
+        (line, *_) = await ps.until(stopped, timeout_s=60, what="the worker's exit")
+        assert env.dlq in line and "MessageSizeTooLargeError" in line, line
+        assert "\n" not in line  # one line, no traceback
+        await ps.until(
+            lambda: asyncio.sleep(0, pid not in svc.worker_pids()),
+            timeout_s=30,
+            what="the worker to exit",
+        )
+        assert await ps.stored_rows(env.dsn) != ps.Expected.of(messages).rows  # held
+
+        await lower_max_message_bytes(env.kafka, env.dlq, TOPIC_LIMIT)  # the fix
+        await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
+        assert await ps.stored_rows(env.dsn) == ps.Expected.of(messages).rows
+        (letter,) = await ps.read_topic(env.kafka, env.dlq, expect=1)
+        assert letter.value == big[:TOO_LARGE_PREFIX_BYTES]
+        assert svc.metric("nev_ingest_worker_restarts_total") >= 1
