@@ -1,6 +1,7 @@
 """Every query of the Regulator dashboard (deploy/grafana/dashboards/regulator.json) runs, with
 Grafana's PostgreSQL macros expanded to literal SQL, against a migrated database: plain
-PostgreSQL (summary tables, with rows so that each panel shows what it should) and the real
+PostgreSQL (summary tables, with rows so that each panel shows what it should), queried as the
+read-only role deploy/compose/grafana-role.sh makes for Grafana, and the real
 TimescaleDB engine (continuous aggregates of the same names). Broken SQL fails here, not on a
 regulator's screen; no query names a raw time-series table."""
 
@@ -10,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,6 +23,8 @@ from storage import PoolParams, SchemaMode, StorageParams, migrate
 from storage.connect import connect
 from storage.params import TIMESERIES_TABLES
 from tests.integration import pipeline_support as ps
+from tests.integration.grafana_role_support import grafana_role
+from tests.integration.pipeline_support import migrate_database
 
 pytestmark = pytest.mark.integration
 
@@ -100,16 +104,31 @@ def test_no_query_scans_a_raw_time_series_table() -> None:
             assert not re.search(rf"\b{table}\b", sql), f"{title}: reads {table}"
 
 
-async def test_every_regulator_query_runs_on_plain_postgresql(migrated_database: str) -> None:
-    conn = await asyncpg.connect(migrated_database)
-    try:
-        await conn.execute(f"SET search_path = {ps.SCHEMA}")  # the Grafana role's setting
-        await _seed_plain(conn)
-        results: dict[str, list[dict[str, Any]]] = {}
-        for title, sql in queries():
-            results.setdefault(title, []).extend(dict(r) for r in await conn.fetch(sql))
-    finally:
-        await conn.close()
+async def test_every_regulator_query_runs_on_plain_postgresql(
+    fresh_database: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # As in compose: deploy/compose/grafana-role.sh makes the role at the database's first
+    # start, the migrator creates the schema after it, and the queries run as that role with
+    # nothing but what the role itself sets (its search_path makes the unqualified names work).
+    with grafana_role(fresh_database, unique_name("grafana"), tmp_path) as as_grafana:
+        await migrate_database(fresh_database)
+        owner = await asyncpg.connect(fresh_database)
+        try:
+            await owner.execute(f"SET search_path = {ps.SCHEMA}")  # the seed's names
+            await _seed_plain(owner)
+        finally:
+            await owner.close()
+        conn = await asyncpg.connect(as_grafana)
+        try:
+            results: dict[str, list[dict[str, Any]]] = {}
+            for title, sql in queries():
+                try:
+                    rows = await conn.fetch(sql)
+                except asyncpg.PostgresError as exc:
+                    raise AssertionError(f"{title}: {exc}\n{sql}") from exc
+                results.setdefault(title, []).extend(dict(r) for r in rows)
+        finally:
+            await conn.close()
     assert results["Vehicles online"] == [{"online": 1}]
     assert results["Chargers online"] == [{"online": 0}]
     assert {kind for kind, _ in CRITICAL} == {"vehicle", "charger", "battery"}
