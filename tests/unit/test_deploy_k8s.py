@@ -82,6 +82,9 @@ def test_autoscaling_never_runs_more_workers_than_partitions(tmp_path: Path) -> 
     assert scaled["maxReplicaCount"] * workers <= partitions
     assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
     assert scaled["scaleTargetRef"]["name"] == "nev-ingest"
+    # KEDA owns the count: a `replicas` in the Deployment would reset it at every apply -k
+    target = r[("Deployment", scaled["scaleTargetRef"]["name"])]["spec"]
+    assert "replicas" not in target, "drop spec.replicas: KEDA's minReplicaCount is the start"
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == settings.kafka.group_id
