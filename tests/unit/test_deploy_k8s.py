@@ -18,16 +18,27 @@ from tests.unit.test_deploy_compose import _tool, check_command, check_settings,
 pytestmark = pytest.mark.unit
 
 K8S = Path(__file__).parents[2] / "deploy" / "k8s"
+MIGRATE = K8S / "migrate"  # the migration Job's kustomization, applied before the base
 K8S_VERSION = "1.33.0"  # the oldest minor the base targets (PDB policy/v1, HPA behavior)
 WORKER_RSS_MIB = 500  # docs/capacity.md: measured RSS 240-500 MB per worker
 
 
-def _resources() -> dict[tuple[str, str], dict[str, Any]]:
-    """(kind, name) -> resource, of every file the kustomization lists."""
-    kustomization = load_yaml(K8S / "kustomization.yaml")[0]
+def _files(kustomization: Path) -> list[Path]:
+    """The manifest files a kustomization directory applies, through the directories it lists
+    (kustomize's rule: a directory resource is a kustomization of its own)."""
+    out: list[Path] = []
+    for name in load_yaml(kustomization / "kustomization.yaml")[0]["resources"]:
+        path = (kustomization / name).resolve()
+        out += _files(path) if path.is_dir() else [path]
+    return out
+
+
+def _resources(*roots: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) -> resource, of every file the kustomizations (by default the base and the
+    migration) apply."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for name in kustomization["resources"]:
-        for doc in load_yaml(K8S / name):
+    for path in {p for root in roots or (K8S, MIGRATE) for p in _files(root)}:
+        for doc in load_yaml(path):
             out[(doc["kind"], doc["metadata"]["name"])] = doc
     return out
 
@@ -50,11 +61,11 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_file_is_listed_and_valid_against_the_kubernetes_schemas(tmp_path: Path) -> None:
-    listed = set(load_yaml(K8S / "kustomization.yaml")[0]["resources"])
-    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == on_disk, "list every manifest in kustomization.yaml (and only those)"
+    listed = set(_files(K8S)) | set(_files(MIGRATE))
+    on_disk = {p.resolve() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert listed == on_disk, "list every manifest in a kustomization.yaml (and only those)"
     validate = _tool("kubernetes-validate")
-    files = sorted(K8S / name for name in listed)
+    files = sorted(listed)
     done = subprocess.run(
         [validate, "--strict", "-k", K8S_VERSION, *files],
         capture_output=True,
@@ -182,3 +193,33 @@ def test_selectors_select_and_the_gateway_is_behind_an_l4_load_balancer() -> Non
     ports = {p["name"]: p for p in gw["ports"]}
     for p in svc["ports"]:
         assert p["protocol"] == "TCP" and ports[p["targetPort"]]["protocol"] == "TCP"
+
+
+def test_the_migration_is_applied_and_waited_for_before_the_deployments() -> None:
+    """The Job is not in the base: one ``apply -k`` would start the new pods alongside it. Its
+    own kustomization carries the same settings and release tag, and docs/operations.md's
+    Upgrade says the commands in the order that works again for the next release (the old Job
+    deleted first: its pod template cannot take a new image)."""
+    jobs = {name for kind, name in _resources(K8S) if kind == "Job"}
+    assert not jobs, f"{jobs}: move the Job to {MIGRATE} (applied and waited for first)"
+    migrate = _resources(MIGRATE)
+    assert ("Job", "nev-ingest-migrate") in migrate
+    base = _resources(K8S)
+    for shared in (
+        ("Namespace", "nev-ingest"),
+        ("ConfigMap", "nev-ingest"),
+        ("Secret", "nev-ingest"),
+    ):
+        assert migrate[shared] == base[shared], f"{shared}: the Job runs with the release's own"
+    images = [load_yaml(k / "kustomization.yaml")[0]["images"] for k in (K8S, MIGRATE)]
+    assert images[0] == images[1], "the migration and the Deployments are one release"
+    docs = (K8S.parents[1] / "docs" / "operations.md").read_text()
+    upgrade = docs.split("## Upgrade", 1)[1].split("\n## ", 1)[0]
+    steps = [
+        "kubectl -n nev-ingest delete job nev-ingest-migrate --ignore-not-found",
+        "kubectl apply -k deploy/k8s/migrate",
+        "kubectl -n nev-ingest wait --for=condition=complete --timeout=15m job/nev-ingest-migrate",
+        "kubectl apply -k deploy/k8s\n",
+    ]
+    at = [upgrade.find(step) for step in steps]
+    assert -1 not in at and at == sorted(at), f"docs/operations.md, Upgrade: {steps} in order"
