@@ -194,3 +194,12 @@ def test_prometheus_scrapes_the_services_where_they_serve(tmp_path: Path) -> Non
     provider = load_yaml(DEPLOY / "grafana/provisioning/dashboards/dashboards.yml")[0]
     (path,) = [p["options"]["path"] for p in provider["providers"]]
     assert mounts["./grafana/dashboards"] == path  # the dashboards are where Grafana looks
+
+
+def test_kafka_keeps_its_log_on_the_data_volume() -> None:
+    """apache/kafka's own server.properties puts the log in /tmp/kraft-combined-logs, in the
+    container's layer: without KAFKA_LOG_DIRS pointing at the mounted volume a re-created
+    container starts with no topics and no retained frames (a restore from Kafka impossible)."""
+    kafka = _compose()["services"]["kafka"]
+    volumes = dict(v.split(":")[:2] for v in kafka["volumes"])
+    assert _env(kafka).get("KAFKA_LOG_DIRS") == volumes["kafka-data"], "set KAFKA_LOG_DIRS"
