@@ -203,3 +203,14 @@ def test_kafka_keeps_its_log_on_the_data_volume() -> None:
     kafka = _compose()["services"]["kafka"]
     volumes = dict(v.split(":")[:2] for v in kafka["volumes"])
     assert _env(kafka).get("KAFKA_LOG_DIRS") == volumes["kafka-data"], "set KAFKA_LOG_DIRS"
+
+
+def test_the_database_is_healthy_only_over_tcp_and_migrate_retries() -> None:
+    """TimescaleDB's first start runs its init scripts on a socket-only server: pg_isready
+    without -h calls that ready, migrate (over TCP) fails, and the service, waiting for
+    migrate's success, never starts. The check asks TCP, and a failed migrate runs again."""
+    services = _compose()["services"]
+    test = services["timescaledb"]["healthcheck"]["test"]
+    assert "pg_isready" in test and "-h" in test, "pg_isready -h 127.0.0.1: over TCP"
+    assert test[test.index("-h") + 1] == "127.0.0.1"
+    assert services["migrate"]["restart"] == "on-failure"
