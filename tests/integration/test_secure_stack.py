@@ -19,6 +19,8 @@ from aiokafka.errors import TopicAuthorizationFailedError
 
 from devtools.devstack import kafka_secure as ks
 from devtools.devstack import tls
+from ingest.config.load import load_settings
+from ingest.wiring import check_topics
 from tests.integration import pipeline_support as ps
 from tests.integration import secure_support as ss
 from tests.integration.secure_support import SecureStack
@@ -137,13 +139,25 @@ def test_bad_credentials_or_certificates_stop_run_with_one_line(
     assert "Traceback" not in result.stderr
 
 
-async def test_acls_gateway_writes_raw_only_service_cannot_write_raw(secure: SecureStack) -> None:
+async def test_acls_gateway_writes_raw_and_dead_letters_service_cannot_write_raw(
+    secure: SecureStack,
+) -> None:
     raw = "nev.vehicle.raw"
-    # The gateway may produce to a raw topic (control: the ACLs are not simply deny-all) ...
+    # The gateway's own start check, as nev-gateway: every topic it sends to is listed (a topic
+    # it may not describe is missing from the list, and the gateway refuses to start).
+    env = {
+        "NEV_KAFKA_BOOTSTRAP_SERVERS": secure.bootstrap,
+        **ks.settings_env(secure.files, ks.GATEWAY),
+    }
+    kafka = load_settings(environ=env).kafka
+    await check_topics(kafka, {"nev.dlq": "kafka.topic_dlq", raw: "kafka.topic_vehicle"}, 30)
+    # The gateway may produce to a raw topic (control: the ACLs are not simply deny-all) and
+    # its dead letters (the frames it refuses) ...
     gateway = AIOKafkaProducer(**secure.kafka_options(ks.GATEWAY))
     await gateway.start()
     try:
         await gateway.send_and_wait(raw, b"gateway frame")
+        await gateway.send_and_wait("nev.dlq", b"a frame the gateway refused")
         with pytest.raises(TopicAuthorizationFailedError):
             await gateway.send_and_wait("nev.alerts", b"forged alert")
     finally:
