@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devtools.devstack import kafka_secure as ks
 from ingest.config.load import load_settings
 from tests.unit.test_deploy_compose import _tool, check_command, check_settings, load_yaml
 
@@ -223,3 +224,23 @@ def test_the_migration_is_applied_and_waited_for_before_the_deployments() -> Non
     ]
     at = [upgrade.find(step) for step in steps]
     assert -1 not in at and at == sorted(at), f"docs/operations.md, Upgrade: {steps} in order"
+
+
+def test_the_gateway_and_the_service_are_their_own_kafka_principals(tmp_path: Path) -> None:
+    """docs/security.md's ACLs give nev-gateway (write raw topics and dead letters) and
+    nev-service (read raw, write DLQ and alerts) different rights: one shared login would need
+    both sets, so either could do the other's job. Each logs in as its own, with its own
+    password from the Secret; KEDA reads the consumer group's lag as the service."""
+    secret = _resources()[("Secret", "nev-ingest")]["stringData"]
+    pods = _pod_specs()
+    logins = {}
+    for name, principal in (("nev-ingest", ks.SERVICE), ("nev-gateway", ks.GATEWAY)):
+        (c,) = pods[name]["containers"]
+        kafka = check_settings(_env(c), tmp_path).kafka
+        password_file = Path(_env(c)["NEV_KAFKA_SASL_PASSWORD_FILE"])
+        assert kafka.sasl_username == principal, f"{name}: log in to Kafka as {principal}"
+        assert password_file.name in secret, f"{name}: {password_file.name} is no Secret key"
+        logins[name] = password_file.name
+    assert len(set(logins.values())) == 2, f"one password for two principals: {logins}"
+    assert secret["kafka-username"] == ks.SERVICE  # KEDA's TriggerAuthentication
+    assert logins["nev-ingest"] == "kafka-password"  # ... and the password it reads with it
