@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -142,6 +143,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def unreachable_database(dsn: str) -> str:
+    """What to do about a database nobody answers at: start the dev stack only when ``dsn`` is
+    where the dev stack listens (this machine: loopback or a Unix socket); anywhere else that
+    advice is wrong (a production server is not started with ``devstack up``)."""
+    try:
+        host = urlsplit(dsn).hostname or ""
+    except ValueError:  # not a URL the way urlsplit reads it: say nothing of the dev stack
+        host = "?"
+    try:
+        local = not host or host.startswith("/") or host == "localhost"
+        local = local or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        local = False
+    if local:
+        return "start the dev stack (nev-ingest devstack up)"
+    return f"check that the server at {host} is up and reachable from here (port, firewall, DNS)"
+
+
 async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "postgres.dsn") -> str:
     """Connect and ask the server version; a one-line ``UserError`` if it does not answer.
     ``key``: the setting that names ``pg.dsn`` (``databases``), for the messages."""
@@ -179,7 +198,7 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
             f"{key} = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "
-            f"start the dev stack (nev-ingest devstack up) or fix {fix}"
+            f"{unreachable_database(pg.dsn)} or fix {fix}"
         ) from None
     try:
         version = await conn.fetchval("SHOW server_version")

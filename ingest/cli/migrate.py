@@ -24,7 +24,13 @@ from ingest.config import Settings
 from ingest.config.fields import mask_dsn
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
-from ingest.wiring import pool_params, query_pool_params, shard_pool_params, storage_params
+from ingest.wiring import (
+    pool_params,
+    query_pool_params,
+    shard_pool_params,
+    storage_params,
+    unreachable_database,
+)
 from storage import (
     MigrationError,
     PoolParams,
@@ -89,7 +95,7 @@ async def open_connection(
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise UserError(
             f"cannot connect to {mask_dsn(params.dsn)} ({type(exc).__name__}: {exc}); "
-            f"start the dev stack (nev-ingest devstack up) or {fix}"
+            f"{unreachable_database(params.dsn)} or {fix}"
         ) from None
 
 

@@ -69,6 +69,17 @@ def test_unreachable_database() -> None:
     dsn = f"postgresql://nev@127.0.0.1:{_closed_port()}/nev"
     result = _cli("config", "check", "--skip", "kafka", env={"NEV_POSTGRES_DSN": dsn})
     _assert_one_line_error(result, f"postgres.dsn = {dsn}: cannot connect")
+    assert "start the dev stack (nev-ingest devstack up)" in result.stderr  # it listens there
+
+
+def test_an_unreachable_remote_database_is_no_dev_stack_matter() -> None:
+    # A production host: `devstack up` would start nothing there; say what to check instead.
+    dsn = "postgresql://nev@db.invalid:5432/nev"  # .invalid: never resolves (RFC 2606)
+    for args in (("config", "check", "--skip", "kafka"), ("migrate",)):
+        result = _cli(*args, env={"NEV_POSTGRES_DSN": dsn})
+        _assert_one_line_error(result, "check that the server at db.invalid is up and reachable")
+        assert "devstack" not in result.stderr, result.stderr
+        assert "NEV_POSTGRES_DSN" in result.stderr  # the setting to fix
 
 
 def test_show_masks_secrets() -> None:
