@@ -105,6 +105,12 @@ def test_autoscaling_never_runs_more_workers_than_partitions(tmp_path: Path) -> 
     secret = r[("Secret", "nev-ingest")]["stringData"]
     for ref in auth["secretTargetRef"]:
         assert ref["name"] == "nev-ingest" and ref["key"] in secret
+    # KEDA names the same Kafka in places of its own: the deploy docs must send an operator
+    # pointing the ConfigMap at their cluster to those too, or KEDA watches the wrong lag.
+    docs = (K8S.parents[1] / "docs" / "operations.md").read_text()
+    kubernetes = docs.split("**Kubernetes.**", 1)[1].split("\n\n", 1)[0]
+    for name in ("bootstrapServers", "consumerGroup", "kafka-username"):
+        assert name in kubernetes, f"docs/operations.md, Deploy/Kubernetes: say {name} changes"
 
 
 def test_commands_and_settings_exist(tmp_path: Path) -> None:
