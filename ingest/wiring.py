@@ -209,10 +209,17 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
 
 
 async def check_topics(
-    kafka: KafkaSettings, topics: dict[str, str], timeout_s: float, *, dlq_topic: str = ""
+    kafka: KafkaSettings,
+    topics: dict[str, str],
+    timeout_s: float,
+    *,
+    dlq_topic: str = "",
+    sizes: dict[str, tuple[int, str]] | None = None,
 ) -> str:
-    """Every topic of ``topics`` (name -> the key that names it) exists, and ``dlq_topic``'s
-    ``max.message.bytes`` is at least ``kafka.max_request_size``; else a one-line ``UserError``.
+    """Every topic of ``topics`` (name -> the key that names it) exists, ``dlq_topic``'s
+    ``max.message.bytes`` is at least ``kafka.max_request_size``, and each topic of ``sizes``
+    (name -> (the largest batch the caller sends there, which setting makes it that large))
+    takes that many bytes; else a one-line ``UserError``.
 
     Production brokers do not create topics on first use (nor does the dev broker): a missing
     topic would otherwise show up as a consumer that never gets partitions, or as dead letters
@@ -236,12 +243,16 @@ async def check_topics(
                         "create topics: create it (nev-ingest devstack up does for the dev "
                         f"stack; else kafka-topics.sh --create --topic {name}) or fix {key}"
                     )
-                if not dlq_topic:
+                sizes = dict(sizes or {})
+                if not dlq_topic and not sizes:
                     return f"kafka: topics {', '.join(sorted(topics))} exist"
-                resource = ConfigResource(
-                    ConfigResourceType.TOPIC, dlq_topic, {"max.message.bytes": None}
-                )
-                responses = await admin.describe_configs([resource])
+                limits = {}
+                for name in ([dlq_topic] if dlq_topic else []) + sorted(sizes):
+                    resource = ConfigResource(
+                        ConfigResourceType.TOPIC, name, {"max.message.bytes": None}
+                    )
+                    responses = await admin.describe_configs([resource])
+                    limits[name] = _config_value(responses, "max.message.bytes")
     except (TimeoutError, OSError, KafkaError) as exc:
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
@@ -249,7 +260,20 @@ async def check_topics(
         ) from None
     finally:
         await admin.close()
-    limit = _config_value(responses, "max.message.bytes")
+    for name, (need, setting) in sizes.items():
+        # A batch over the topic's limit is refused whole, and the idempotent producer's
+        # sequence then has a gap: refused at start, with what to change, instead.
+        took = limits.get(name)
+        if took is not None and int(took) < need:
+            raise UserError(
+                f"Kafka topic {name} takes at most {took} bytes (max.message.bytes) but gets "
+                f"batches of up to {need} bytes ({setting}): raise the topic's "
+                f"max.message.bytes to at least {need} (kafka-configs.sh --alter "
+                f"--add-config max.message.bytes={need}) or lower {setting}"
+            )
+    if not dlq_topic:
+        return f"kafka: topics {', '.join(sorted(topics))} exist and take their batches"
+    limit = limits.get(dlq_topic)
     if limit is not None and int(limit) < kafka.max_request_size:
         raise UserError(
             f"kafka.max_request_size ({kafka.max_request_size}) is larger than max.message.bytes "

@@ -120,7 +120,7 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
 
 async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], Any]]) -> int:
     from ingest.gateway import Gateway, GatewayMetrics
-    from ingest.gateway.checks import check_listeners_configured, check_settings
+    from ingest.gateway.checks import check_listeners_configured, check_settings, topic_sizes
     from ingest.pipeline.metrics import MetricsServer
     from ingest.wiring import check_kafka, check_topics
 
@@ -138,7 +138,9 @@ async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], A
             topics[getattr(kafka, f"topic_{kind}")] = f"kafka.topic_{kind}"
     if settings.tcec.listen:
         topics[kafka.topic_tcec] = "kafka.topic_tcec"
-    await check_topics(kafka, topics, timeout_s)
+    # And that each topic takes the largest batch the gateway sends there: a batch the broker
+    # refuses as too large costs the producer its place in the partition's sequence.
+    await check_topics(kafka, topics, timeout_s, sizes=topic_sizes(settings))
     gateway = Gateway(
         settings,
         metrics=metrics,

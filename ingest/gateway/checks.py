@@ -9,9 +9,17 @@ from __future__ import annotations
 from ingest.config import Settings
 from ingest.errors import UserError
 from ingest.gateway.kinds import KINDS
+from ingest.gateway.producer import batch_bytes
 from ingest.gateway.server import parse_listen, tls_context
 
-__all__ = ["check_listeners_configured", "check_settings"]
+__all__ = ["check_listeners_configured", "check_settings", "topic_sizes"]
+
+# Around a frame in a record batch of its own: the batch's header (61 bytes), the record's
+# varints, the key (<= 24 bytes) and the headers (received_at, gateway, peer, connection,
+# platform: a few hundred bytes at most, with a long host name). Generous on purpose.
+_RECORD_OVERHEAD = 2048
+# aiokafka's default max_batch_size, the T/CEC receiver's producer's (ingest/gateway/tcec/extra.py).
+_TCEC_BATCH_BYTES = 16384
 
 
 def check_settings(settings: Settings) -> None:
@@ -38,3 +46,23 @@ def check_listeners_configured(settings: Settings) -> None:
             "listen_battery and tcec.listen are all empty; set one (e.g. "
             "gateway.listen_vehicle = 0.0.0.0:32960)"
         )
+
+
+def topic_sizes(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Per topic the gateway produces to (its listeners' raw topics, the T/CEC topic): the
+    largest batch it sends there, and the setting that makes it that large. A topic whose
+    max.message.bytes is smaller refuses such a batch, and then every later batch of its
+    partition until the producer is replaced (ingest.gateway.renewal): checked at start."""
+    kafka, cfg = settings.kafka, settings.gateway
+    frame = cfg.max_frame_bytes + _RECORD_OVERHEAD
+    batch = batch_bytes(kafka.max_request_size)
+    raw = (
+        (batch, "kafka.max_request_size (the gateway's batches are at most min(512 KiB, it))")
+        if batch >= frame
+        else (frame, "gateway.max_frame_bytes")
+    )
+    out = {getattr(kafka, f"topic_{kind}"): raw for kind in KINDS if getattr(cfg, f"listen_{kind}")}
+    if settings.tcec.listen:
+        push = max(_TCEC_BATCH_BYTES, settings.tcec.max_body_bytes + _RECORD_OVERHEAD)
+        out[kafka.topic_tcec] = (push, "tcec.max_body_bytes")
+    return out

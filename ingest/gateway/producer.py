@@ -21,15 +21,22 @@ What this relies on in aiokafka 0.14 (producer/message_accumulator.py, producer/
 - the batch's future resolves once for all its records: acknowledged (acks=all) or failed;
 - a record that does not fit ``max_batch_size`` is refused by a batch (``append`` returns None)
   unless it is the batch's first: an oversized frame ends up alone in its batch, so a broker's
-  "too large" refuses that frame only, as with ``send``.
+  "too large" refuses that frame only, as with ``send``. (A batch of several frames refused as
+  too large, the topic's max.message.bytes being below the batch size, goes again one frame
+  per batch: only a frame too large by itself is refused.)
 
 One lane per topic-partition holds the frames routed to it in read order; one task per busy
 lane fills batches from it and submits them, so a partition waiting for its previous batch to
-drain holds back only its own frames. A frame whose delivery failed for a retriable reason
-(broker away, leader moving, a batch expired unsent: what a broker outage looks like) is
-queued again, so an outage of any length loses nothing; its answer waits. A frame refused for
-good (too large, not authorised, topic missing) is reported to its connection, which answers
-with the error flag. The in-flight budget counts a frame from ``submit`` until it is reported.
+drain holds back only its own frames. Any failure of a batch the producer accepted means the
+batch had its sequence numbers and the partition's sequence now has a gap: the producer is
+replaced (``ingest.gateway.renewal``), or every later batch of the partition would be refused
+``OutOfOrderSequenceNumber``. A frame refused for good (too large for the topic, not
+authorised) is reported to its connection, which answers with the error flag; the frames of a
+batch that was never written (behind the gap, expired without a leader, the broker away) go
+again with the new producer, ahead of the frames read after them, once every batch of the lane
+still with the old producer is resolved: per-partition order holds, an outage of any length
+loses nothing, their answers wait. The in-flight budget counts a frame from ``submit`` until it
+is reported (once), whatever number of producers it took.
 """
 
 from __future__ import annotations
@@ -47,13 +54,19 @@ from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     KafkaUnavailableError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    RecordListTooLargeError,
+    RecordTooLargeError,
 )
 
 from ingest.gateway.limits import Budget
 from ingest.gateway.metrics import GatewayMetrics
+from ingest.gateway.renewal import ProducerPool
 from storage.shards import murmur2
 
-__all__ = ["Dispatcher", "Pending", "retriable"]
+__all__ = ["Dispatcher", "Pending", "batch_bytes", "retriable"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +74,15 @@ log = logging.getLogger(__name__)
 # ingest.pipeline.publish.retriable says the same; the gateway, a peer of the pipeline, cannot
 # import it.)
 _AWAY: Final = (KafkaTimeoutError, BrokerNotAvailableError, KafkaUnavailableError)
+_TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 _BACKOFF_MAX_S: Final = 2.0
+_MAX_BATCH_BYTES: Final = 512 * 1024
+
+
+def batch_bytes(max_request_size: int) -> int:
+    """The producer's ``max_batch_size``: how many bytes of frames one batch holds at most
+    (a batch always takes its first record, so a larger frame goes alone)."""
+    return min(_MAX_BATCH_BYTES, max_request_size)
 
 
 def retriable(exc: BaseException) -> bool:
@@ -71,10 +92,20 @@ def retriable(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, TimeoutError))
 
 
+def _refused(exc: BaseException) -> bool:
+    """A batch's failure that sending it again cannot get past (too large for the topic, not
+    authorised), as opposed to one that was never written: behind another batch's gap
+    (OutOfOrderSequenceNumber, fine with a new producer), caught by a producer's stop, or
+    retriable."""
+    if isinstance(exc, (OutOfOrderSequenceNumber, ProducerClosed, asyncio.CancelledError)):
+        return False
+    return not retriable(exc)
+
+
 class Pending:
     """One frame on its way to Kafka and whom to tell when it got there."""
 
-    __slots__ = ("done", "headers", "key", "read_at", "topic", "value")
+    __slots__ = ("alone", "done", "headers", "key", "read_at", "topic", "value")
 
     def __init__(
         self,
@@ -91,6 +122,9 @@ class Pending:
         self.headers = headers
         self.done = done
         self.read_at = read_at
+        # Goes in a batch of its own: its batch was refused as too large for the topic (whose
+        # max.message.bytes is below the batch size), which may be this frame's doing or not.
+        self.alone = False
 
 
 # Keys are device identities, and a device sends every few seconds: murmur2 in Python costs
@@ -99,14 +133,28 @@ class Pending:
 _HASH_CACHE: Final = 1 << 18
 
 
-class _Lane:
-    """One topic-partition's frames waiting to be batched, in read order."""
+class _Sent:
+    """One batch handed to a producer, until Kafka resolves it."""
 
-    __slots__ = ("busy", "items")
+    __slots__ = ("again", "items", "producer", "resolved")
+
+    def __init__(self, items: list[Pending], producer: Any) -> None:
+        self.items = items
+        self.producer = producer
+        self.resolved = False
+        self.again = False  # failed, never written: its frames go again
+
+
+class _Lane:
+    """One topic-partition's frames waiting to be batched, in read order, and its batches that
+    Kafka has not resolved yet."""
+
+    __slots__ = ("busy", "items", "sent")
 
     def __init__(self) -> None:
         self.items: list[Pending] = []
         self.busy = False  # a task is batching and submitting this lane's frames
+        self.sent: collections.deque[_Sent] = collections.deque()  # in submission order
 
 
 class Dispatcher:
@@ -114,12 +162,12 @@ class Dispatcher:
 
     def __init__(
         self,
-        producer: Any,
+        producers: ProducerPool,
         metrics: GatewayMetrics,
         budget: Budget,
         on_free: Callable[[], None],
     ) -> None:
-        self._producer = producer
+        self.producers = producers
         self._metrics = metrics
         self.budget = budget
         self._on_free = on_free
@@ -187,7 +235,8 @@ class Dispatcher:
                 topic, key = item.topic, item.key
                 ids = partitions.get(topic)
                 if ids is None:
-                    ids = partitions[topic] = sorted(await self._producer.partitions_for(topic))
+                    producer = self.producers.current
+                    ids = partitions[topic] = sorted(await producer.partitions_for(topic))
                 if key is None:
                     # No key (a dead letter without identity): spread, as aiokafka does at random.
                     part = ids[self._spread % len(ids)]
@@ -212,20 +261,32 @@ class Dispatcher:
             # a lane marked busy above sends only by its task; without one, its frames (and
             # the in-flight budget they hold) stayed stuck for good, every socket paused.
             for tp, lane in started:
-                task = asyncio.get_running_loop().create_task(self._send_lane(tp, lane))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_lane(tp, lane)
+
+    def _start_lane(self, tp: tuple[str, int], lane: _Lane) -> None:
+        lane.busy = True
+        task = asyncio.get_running_loop().create_task(self._send_lane(tp, lane))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send_lane(self, tp: tuple[str, int], lane: _Lane) -> None:
-        """Batch and submit the lane's frames until it is empty."""
+        """Batch and submit the lane's frames until it is empty, or until it must wait for
+        batches still with a replaced producer (the last of them starts the lane again)."""
         topic, partition = tp
         backoff = 0.05
         try:
             while lane.items:
-                batch = self._producer.create_batch()
+                producer = await self.producers.ready()
+                if lane.sent and lane.sent[-1].producer is not producer:
+                    # Batches of this partition are still with the producer that was replaced:
+                    # if they fail, they go again before these frames (read order).
+                    return
+                batch = producer.create_batch()
                 items = lane.items
                 n = 0
                 for item in items:
+                    if item.alone and n:
+                        break
                     if (
                         batch.append(
                             key=item.key, value=item.value, timestamp=None, headers=item.headers
@@ -234,39 +295,72 @@ class Dispatcher:
                     ):
                         break  # full (a batch always takes its first record)
                     n += 1
-                taken = items[:n]
+                    if item.alone:
+                        break
+                sent = _Sent(items[:n], producer)
                 del items[:n]
                 batch.close()  # ours to fill: aiokafka must neither add to it nor linger
-                while True:
-                    try:
-                        fut = await self._producer.send_batch(batch, topic, partition=partition)
-                    except Exception as exc:
-                        if not retriable(exc):
-                            self._failed(taken, exc)
-                            break
-                        log.warning("Kafka does not take frames (%r); again in %.2fs", exc, backoff)
-                        await asyncio.sleep(backoff)  # this batch first: order is kept
-                        backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                # In the lane before the await: a batch of the lane resolving meanwhile must see
+                # that this one is still to come (frames to go again wait for it, in order).
+                lane.sent.append(sent)
+                self.producers.use(producer)
+                try:
+                    fut = await producer.send_batch(batch, topic, partition=partition)
+                except Exception as exc:
+                    lane.sent.remove(sent)
+                    self.producers.release(producer)
+                    if not retriable(exc):
+                        self._failed(sent.items, exc)
+                        self._settle(tp, lane)
                         continue
-                    backoff = 0.05
-                    fut.add_done_callback(functools.partial(self._delivered, taken))
-                    break
+                    lane.items[:0] = sent.items  # this batch first: order is kept
+                    log.warning("Kafka does not take frames (%r); again in %.2fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    continue
+                backoff = 0.05
+                fut.add_done_callback(functools.partial(self._delivered, tp, lane, sent))
         finally:
             lane.busy = False
 
-    def _delivered(self, items: list[Pending], fut: asyncio.Future[Any]) -> None:
+    def _delivered(
+        self, tp: tuple[str, int], lane: _Lane, sent: _Sent, fut: asyncio.Future[Any]
+    ) -> None:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
-        if exc is not None and retriable(exc):
-            self._metrics.produce_retries.inc(len(items))
-            self._queue.extend(items)  # after the outage, in the order the failures came back
-            self._wake.set()
+        sent.resolved = True
+        self.producers.release(sent.producer)
+        if exc is None:
+            self._progress = now = time.monotonic()
+            for item in sent.items:
+                self._finish(item, None, now)
+        else:
+            # Accepted by the producer, then failed: the batch had its sequence numbers, the
+            # partition's sequence has a gap (ingest.gateway.renewal). A new producer.
+            self.producers.broken(sent.producer)
+            if isinstance(exc, _TOO_LARGE) and len(sent.items) > 1:
+                # The topic's limit is below the batch: each frame again alone, so that only
+                # a frame too large by itself is refused.
+                for item in sent.items:
+                    item.alone = True
+                sent.again = True
+            elif _refused(exc):
+                self._failed(sent.items, exc)
+            else:  # never written (behind the gap, expired, the broker away): again, in order
+                sent.again = True
+                self._metrics.produce_retries.inc(len(sent.items))
+        self._settle(tp, lane)
+
+    def _settle(self, tp: tuple[str, int], lane: _Lane) -> None:
+        """Once every batch of the lane is resolved, the frames of those that failed go back to
+        the head of the lane (in their batches' order, before frames read after them)."""
+        if any(not s.resolved for s in lane.sent):
             return
-        if exc is not None:
-            self._failed(items, exc)
-            return
-        self._progress = now = time.monotonic()
-        for item in items:
-            self._finish(item, None, now)
+        again = [item for s in lane.sent if s.again for item in s.items]
+        lane.sent.clear()
+        if again:
+            lane.items[:0] = again
+        if lane.items and not lane.busy:
+            self._start_lane(tp, lane)
 
     def _failed(self, items: list[Pending], exc: BaseException) -> None:
         log.error(

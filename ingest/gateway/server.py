@@ -31,7 +31,8 @@ from ingest.gateway.kinds import KINDS, GatewayKind
 from ingest.gateway.limits import Budget, LogGate
 from ingest.gateway.login_guard import HostTurns, PeerLoginGuard
 from ingest.gateway.metrics import GatewayMetrics
-from ingest.gateway.producer import Dispatcher
+from ingest.gateway.producer import Dispatcher, batch_bytes
+from ingest.gateway.renewal import ProducerPool
 from ingest.wiring import kafka_client_options
 
 __all__ = ["ExtraServer", "Gateway", "parse_listen", "tls_context"]
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 _DUMMY_HASH: Final = hash_password("not a password")
 # Frames waiting this long without any acknowledgement: Kafka is away (readiness, gauge).
 KAFKA_STALL_S: Final = 5.0
-_MAX_BATCH_BYTES: Final = 512 * 1024
 
 
 # Pauses that are not the peer's doing: Kafka is behind (the in-flight budget), or its
@@ -120,9 +120,8 @@ class Gateway:
         self.log_gate = LogGate(self.config.log_interval_s)
         self.extra_servers = list(extra_servers)
         self._producer = producer
-        self._own_producer = producer is None
         self.dispatcher = Dispatcher(
-            None,
+            ProducerPool(producer, self._new_producer, owns_first=False),  # set by start
             self.metrics,
             Budget(self.config.max_in_flight_frames, self.config.max_in_flight_bytes),
             self._budget_free,
@@ -143,23 +142,9 @@ class Gateway:
     async def start(self) -> None:
         """Start the producer, the listeners and the extra servers."""
         if self._producer is None:
-            from aiokafka import AIOKafkaProducer
-
-            kafka = self.settings.kafka
-            self._producer = AIOKafkaProducer(
-                **kafka_client_options(kafka),
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=5,
-                max_request_size=kafka.max_request_size,
-                # One sender keeps the read order, so a partition whose batch is full (aiokafka
-                # then waits for it to drain) holds every frame behind it: batches far larger
-                # than the 16 KiB default make that wait rare (an ad-hoc run on the shared dev
-                # box: 3,100 -> 5,000 frames/s acknowledged; a benchmark should settle it).
-                max_batch_size=min(_MAX_BATCH_BYTES, kafka.max_request_size),
-            )
+            self._producer = self._new_producer()
             await self._producer.start()
-        self.dispatcher._producer = self._producer
+            self.dispatcher.producers = ProducerPool(self._producer, self._new_producer)
         self.metrics.kafka_connected.set(1)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="gateway-kafka"))
         self._tasks.append(asyncio.create_task(self._sweep(), name="gateway-sweep"))
@@ -226,10 +211,28 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._own_producer and self._producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), 10)
+        # The producer (and any replaced one still delivering), unless handed in by the caller.
+        await self.dispatcher.producers.close()
         self.metrics.kafka_connected.set(0)
+
+    def _new_producer(self) -> Any:
+        """A new (not started) producer; another replaces it when Kafka failed a batch it had
+        numbered (ingest.gateway.renewal)."""
+        from aiokafka import AIOKafkaProducer
+
+        kafka = self.settings.kafka
+        return AIOKafkaProducer(
+            **kafka_client_options(kafka),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=kafka.max_request_size,
+            # One sender keeps the read order, so a partition whose batch is full (aiokafka
+            # then waits for it to drain) holds every frame behind it: batches far larger
+            # than the 16 KiB default make that wait rare (an ad-hoc run on the shared dev
+            # box: 3,100 -> 5,000 frames/s acknowledged; a benchmark should settle it).
+            max_batch_size=batch_bytes(kafka.max_request_size),
+        )
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """/readyz: listening, and Kafka takes frames (not ``KAFKA_STALL_S`` without an

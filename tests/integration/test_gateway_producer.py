@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from ingest.gateway.limits import Budget
 from ingest.gateway.metrics import GatewayMetrics
 from ingest.gateway.producer import Dispatcher, Pending
+from ingest.gateway.renewal import ProducerPool
 from tests.integration import pipeline_support as ps
 
 pytestmark = pytest.mark.integration
@@ -29,16 +30,21 @@ DRAIN_TIMEOUT_S = 60.0  # a bound on a hang, not a speed assertion
 async def dispatching(kafka: str, **options: Any) -> AsyncIterator[tuple[Dispatcher, Any]]:
     # The gateway's producer options (ingest/gateway/server.py), unless a test narrows them.
     gateway = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 1 << 19}
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, **(gateway | options))
+
+    def make() -> Any:
+        return AIOKafkaProducer(bootstrap_servers=kafka, **(gateway | options))
+
+    producer = make()
     await producer.start()
-    dispatcher = Dispatcher(producer, GatewayMetrics(), Budget(100_000, 1 << 30), lambda: None)
+    pool = ProducerPool(producer, make)
+    dispatcher = Dispatcher(pool, GatewayMetrics(), Budget(100_000, 1 << 30), lambda: None)
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher, producer
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await producer.stop()
+        await pool.close()
 
 
 def submit_all(
@@ -120,9 +126,9 @@ async def test_a_frame_the_broker_refuses_fails_alone_and_the_rest_are_acknowled
     """The oversized record is alone in its batch (a batch always takes its first record and
     then refuses what does not fit), so the broker's "too large" refuses that frame only.
 
-    Without idempotence: with it, aiokafka 0.14 has already given the refused batch its
-    sequence numbers, and every later batch of the partition is refused
-    OutOfOrderSequenceNumber (its per-record ``send`` does the same; docs/gateway.md)."""
+    With the gateway's idempotent producer: aiokafka 0.14 has already given the refused batch
+    its sequence numbers, and every later batch of the partition was refused
+    OutOfOrderSequenceNumber; the producer is replaced and those batches go again, in order."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
@@ -138,10 +144,7 @@ async def test_a_frame_the_broker_refuses_fails_alone_and_the_rest_are_acknowled
     key = b"LNEVPROD000000888"
     values = [b"%05d" % i + b"w" * 300 for i in range(60)]
     values[30] = b"00030" + b"v" * 10_000  # over the topic's 8,000-byte limit
-    async with dispatching(kafka_bootstrap, max_batch_size=4096, enable_idempotence=False) as (
-        dispatcher,
-        _,
-    ):
+    async with dispatching(kafka_bootstrap, max_batch_size=4096) as (dispatcher, _):
         reports = submit_all(dispatcher, topic, [(key, v) for v in values])
         await asyncio.wait_for(dispatcher.drained(), DRAIN_TIMEOUT_S)
     refused = reports.pop(30)

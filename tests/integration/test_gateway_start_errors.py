@@ -100,3 +100,31 @@ def test_no_listener_at_all(kafka_bootstrap: str, unique_topic: Callable[..., st
     # It used to start, report ready on /readyz and take nothing (here: run until the timeout).
     result = _gateway(kafka_bootstrap, unique_topic, NEV_GATEWAY_LISTEN_VEHICLE="")
     _assert_refused(result, "the gateway has no listener: gateway.listen_vehicle, ")
+
+
+def test_a_raw_topic_smaller_than_the_gateways_batches(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], unique_topic: Callable[..., str]
+) -> None:
+    # A batch the broker refuses as too large used to cost the producer the partition's
+    # sequence; refused at start now, with the setting to change.
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from tests.conftest import run_async
+
+    small = unique_name("gwsmall")
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            config = {"max.message.bytes": "100000"}
+            await admin.create_topics([NewTopic(small, 1, 1, topic_configs=config)])
+        finally:
+            await admin.close()
+
+    run_async(create())
+    result = _gateway(kafka_bootstrap, unique_topic, NEV_KAFKA_TOPIC_VEHICLE=small)
+    _assert_refused(
+        result, f"Kafka topic {small} takes at most 100000 bytes (max.message.bytes) but gets"
+    )
+    assert "kafka.max_request_size" in result.stderr, result.stderr

@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 from ingest.config.settings import Settings
+from ingest.gateway.renewal import ProducerPool, RenewingSender
 from ingest.gateway.tcec.server import TcecParams, TcecServer, start_tcec
 from ingest.wiring import kafka_client_options
 
@@ -24,27 +25,33 @@ class TcecExtraServer:
         self._settings = settings
         self._params = params
         self._registry = registry
-        self._producer: Any = None
+        self._pool: ProducerPool | None = None
         self._server: TcecServer | None = None
 
     async def start(self) -> None:
+        first = self._new_producer()
+        await first.start()
+        self._pool = ProducerPool(first, self._new_producer)
+        self._server = await start_tcec(self._params, RenewingSender(self._pool), self._registry)
+
+    def _new_producer(self) -> Any:
+        """A new (not started) producer; another replaces it when Kafka failed a record it had
+        numbered (ingest.gateway.renewal)."""
         from aiokafka import AIOKafkaProducer
 
         kafka = self._settings.kafka
-        self._producer = AIOKafkaProducer(
+        return AIOKafkaProducer(
             **kafka_client_options(kafka),
             acks="all",
             enable_idempotence=True,
             max_request_size=kafka.max_request_size,
         )
-        await self._producer.start()
-        self._server = await start_tcec(self._params, self._producer, self._registry)
 
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.close()
-        if self._producer is not None:
-            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
 
 
 def tcec_extra_server(settings: Settings, registry: Any) -> TcecExtraServer | None:

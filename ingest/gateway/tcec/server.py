@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiokafka.errors import OutOfOrderSequenceNumber, ProducerClosed
 from prometheus_client import CollectorRegistry
 
 from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
@@ -58,6 +59,7 @@ NOTIFICATIONS: Final = frozenset(
     }
 )
 _BEARER: Final = "Bearer "
+_AGAIN: Final = (OutOfOrderSequenceNumber, ProducerClosed)
 # query_token requests handled at once (besides max_in_flight's pushes): anyone may send them,
 # and an operator needs one per token lifetime (2 h). Their bodies are small (< 1 KB: the
 # operator's id and secret, encrypted) and must come quickly. Per peer address:
@@ -329,7 +331,9 @@ class _Receiver:
                 ack = await self._producer.send(self._p.topic, plain, key=key, headers=headers)
                 await ack
         except TRANSIENT_KAFKA as exc:
-            if isinstance(exc, TimeoutError) or retriable(exc):
+            # Never written: behind another push's gap (the producer is being replaced,
+            # ingest.gateway.renewal) or caught by a producer's stop: the operator sends it again.
+            if isinstance(exc, (TimeoutError, *_AGAIN)) or retriable(exc):
                 raise EnvelopeError(
                     Ret.BUSY, "Kafka did not acknowledge the push in time: retry later"
                 ) from None
