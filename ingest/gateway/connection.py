@@ -354,7 +354,9 @@ class Connection(asyncio.Protocol):
             self._send(frame, d, d.flag)
         else:
             self.gw.metrics.refused.labels(self.kind, "kafka_refused").inc()
-            self._send(frame, d, ERROR if d.flag is not None else None)
+            # Real-time and reissue frames too, though unanswered when stored: silence means
+            # accepted (B.2.1), and the terminal would discard data that is not stored.
+            self._send(frame, d, d.refused_flag)
 
     async def _verify(self, frame: bytes, d: Decision) -> None:
         ok = await self.gw.check_password(d.user, d.password, self.host)

@@ -16,7 +16,8 @@ What the decision says (``Decision``):
 
 - ``produce``: put the frame on the kind's raw topic (key ``key``), and once Kafka
   acknowledged it send the answer with ``flag`` (if any): an answer is never sent for a frame
-  Kafka might still lose;
+  Kafka might still lose; if Kafka refuses it for good, the answer is ``refused_flag`` (the
+  error flag for a command packet of 0x01-0x08, real-time and reissue included);
 - ``answer now``: platform logout, and every refusal (error flag), which have nothing to wait for;
 - ``verify``: a platform login; the caller checks the credentials (scrypt, off the event loop)
   and calls ``platform_login_done``.
@@ -54,6 +55,9 @@ _ANSWERED: Final = frozenset(
     {LOGIN, LOGOUT, PLATFORM_LOGIN, PLATFORM_LOGOUT, HEARTBEAT, TIME_CALIBRATION}
 )
 _DATA: Final = frozenset({REALTIME, REISSUE})
+# Command packets answered with the error flag when refused (by the gateway, or by Kafka for
+# good): 0x02/0x03 too, since silence would tell the terminal its data was accepted (B.2.1).
+_ERROR_ANSWERED: Final = _ANSWERED | _DATA
 
 # Metric label of a command byte: bounded (never the raw byte of a custom command).
 _NAMES: Final = {
@@ -102,6 +106,7 @@ class Decision(NamedTuple):
     command: str  # metric label (command_name)
     key: bytes | None = None  # record key when producing
     flag: int | None = None  # answer's response flag (after the ack when producing)
+    refused_flag: int | None = None  # when producing: the answer if Kafka refuses it for good
     reason: str = ""  # refusal reason (a bounded label)
     detail: str = ""  # for the log line
     user: str = ""  # platform login: the user name to check
@@ -187,7 +192,8 @@ class Session:
         flag = (
             SUCCESS if command in _ANSWERED or (self.answer_realtime and command in _DATA) else None
         )
-        return Decision(PRODUCE, name, record_key(self.kind, frame, env, ident), flag)
+        refused = ERROR if command in _ERROR_ANSWERED else None
+        return Decision(PRODUCE, name, record_key(self.kind, frame, env, ident), flag, refused)
 
     def platform_login_done(self, user: str, ok: bool) -> int:
         """The caller checked a ``verify`` decision's credentials: the answer's flag."""
@@ -211,5 +217,5 @@ class Session:
 
     @staticmethod
     def _refuse(name: str, command: int, response: int, reason: str, detail: str) -> Decision:
-        flag = ERROR if response == _COMMAND and command in (_ANSWERED | _DATA) else None
+        flag = ERROR if response == _COMMAND and command in _ERROR_ANSWERED else None
         return Decision(REFUSE, name, flag=flag, reason=reason, detail=detail)

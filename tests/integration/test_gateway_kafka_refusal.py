@@ -156,3 +156,29 @@ async def test_the_tcec_receivers_sends_go_on_after_a_record_kafka_refused(
         await pool.close()
     records = await ps.read_topic(kafka_bootstrap, topic, expect=4)
     assert [r.value for r in sorted(records, key=lambda r: r.offset)] == [b"first", *pushes]
+
+
+async def test_realtime_and_reissue_frames_kafka_refuses_get_the_error_flag(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], unique_topic: Callable[..., str]
+) -> None:
+    # Unanswered when stored (B.2.1: silence means accepted), they got no answer when Kafka
+    # refused them for good either: the terminal discarded data that was never stored.
+    topic = unique_name("gwrefused")
+    await create_small_topic(kafka_bootstrap, topic)
+    vin = "LNEVREFUSED000004"
+    async with running(settings_for(kafka_bootstrap, topic, dlq=unique_topic(1, "gwdlq"))) as gw:
+        reader, writer = await connect(gw.ports["vehicle"])
+        hello = login(vin)
+        writer.write(hello)
+        assert await read_answer(reader) == reply(hello, 0x01)
+        big_realtime = large(vin, 6000)
+        big_reissue = frame(2016, 0x03, vin, T + b"\xc0" + (6000).to_bytes(2, "big") + b"y" * 6000)
+        for refused in (big_realtime, big_reissue):
+            writer.write(refused)
+            assert await read_answer(reader) == reply(refused, 0x02)
+        small = realtime(vin, 2016, 1)
+        beat = heartbeat(vin)
+        writer.write(small + beat)  # stored: the real-time frame unanswered, the heartbeat 0x01
+        assert await read_answer(reader) == reply(beat, 0x01, b"")
+        assert sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="kafka_refused") == 2
+        await close(writer)
