@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from alerts.kinds import CLEAR, HOLD
@@ -39,6 +40,8 @@ from alerts.subjects import Subject, subjects_of
 __all__ = ["RuleEngine", "RuleEngineStats"]
 
 _NAN: Final = math.nan
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
 
 
 class RuleEngineStats:
@@ -514,6 +517,14 @@ class RuleEngine:
             if ent is not None:
                 out[vin] = (ent.topic, ent.part, ent.wm)
         return out
+
+    def order_of(self, ts: datetime) -> int:
+        """A stored time (a row's, latest_state's ``ts``) in the unit of the entities'
+        watermarks (``alerting_entities``): epoch ms for vehicles, epoch µs for chargers and
+        packs (their subjects' order time, alerts.subjects). Compared in ms, a charger's or
+        pack's µs watermark was a thousand times any stored time."""
+        us = (ts - _EPOCH) // _US
+        return us // 1000 if self._order_per_ms == 1 else us
 
     def unknown(self, entity_ids: Iterable[str]) -> set[str]:
         """The ids of ``entity_ids`` the engine has no state for. One set difference in C:

@@ -192,7 +192,7 @@ async def drop_moved(
         if (
             r["kafka_topic"] == topic
             and r["kafka_partition"] != partition
-            and replay.ms_of(r["ts"]) > watermark
+            and owner.order_of(r["ts"]) > watermark  # the watermark's unit: µs for subjects
         ):
             gone += owner.forget(entity_ids=[r["entity_id"]])
     if gone:
