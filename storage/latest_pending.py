@@ -456,6 +456,20 @@ class PendingLatest:
                 where[entity] = tp
                 self._placed.setdefault(tp, {}).setdefault(kind, set()).add(entity)
 
+    def unplace(self, kind: str, entities: Iterable[str]) -> None:
+        """Entities whose recorded placement another writer changed since (a device whose
+        frames moved to another partition, whose alert state the sink dropped): recorded again
+        by their partition's next merge if their frames come back to it. Kept, the merge took
+        them for placed there and latest_state kept the other partition (the alert replay and
+        the other owner's drop check go by it)."""
+        where = self._where.get(kind)
+        if not where:
+            return
+        for entity in entities:
+            tp = where.pop(entity, None)
+            if tp is not None:
+                self._placed.get(tp, {}).get(kind, set()).discard(entity)
+
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Partitions no longer this writer's (revoked, fenced): their sets go, and their
         placements (a later owner may have moved the entities; placed again if they come

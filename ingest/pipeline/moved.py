@@ -64,12 +64,17 @@ class Moved:
     moves: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (topic, kind)
 
     async def apply(self, conn: Any, fenced: set[tuple[str, int]]) -> None:
-        """Move the restored entities' alert rows to their new partitions (in the batch's
-        transaction: with the batch's stamp of the new placement), but for the ``fenced``
-        partitions (another consumer wrote them: not ours any more, as their alert changes)."""
+        """Move the restored entities' alert rows to their new partitions and stamp the new
+        placement in latest_state (in the batch's transaction), but for the ``fenced``
+        partitions (another consumer wrote them: not ours any more, as their alert changes).
+        Stamped here whatever the sink and the writer remember having stamped: a device that
+        comes back to a partition it left was stamped there before it left, and without a
+        stamp now latest_state kept the other partition, whose owner never dropped its copy
+        of the alert (two workers judged the device)."""
         for (topic, kind), partitions in self.moves.items():
             mine = {e: p for e, p in partitions.items() if (topic, p) not in fenced}
             await moves.move(conn, kind, topic, mine)
+            await replay.stamp(conn, kind, topic, mine)
 
 
 def unknown(
@@ -160,12 +165,13 @@ async def drop_moved(
     engines: Mapping[str, RuleEngine],
     acquire: Callable[[int], AbstractAsyncContextManager[Any]],
     shard_of: Callable[[int], int],
-) -> int:
+) -> dict[str, list[str]]:
     """Forget the entities with an open alert that latest_state now places on another
     partition of their topic with a newer frame than their engine has seen: their frames go
     to that partition's owner, which restored their alerts (``restore_moved``). ``acquire``:
-    a connection to a shard's database. Returns how many were forgotten; a database away or
-    slow skips the check (the next housekeeping turn tries again)."""
+    a connection to a shard's database. Returns the forgotten ones (kind -> ids: the caller
+    forgets where it stamped them too); a database away or slow skips the check (the next
+    housekeeping turn tries again)."""
     asked: dict[int, list[tuple[str, str]]] = {}
     for kind, engine in engines.items():
         for eid, (_, partition, _) in engine.alerting_entities().items():
@@ -179,8 +185,8 @@ async def drop_moved(
         if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
             raise
         log.debug("the check for entities moved elsewhere is skipped: %r", exc)
-        return 0
-    gone = 0
+        return {}
+    gone: dict[str, list[str]] = {}
     # Read again after the query: a frame evaluated meanwhile moved the watermark on.
     current = {kind: engine.alerting_entities() for kind, engine in engines.items()}
     for r in rows:
@@ -194,9 +200,11 @@ async def drop_moved(
             and r["kafka_partition"] != partition
             and owner.order_of(r["ts"]) > watermark  # the watermark's unit: µs for subjects
         ):
-            gone += owner.forget(entity_ids=[r["entity_id"]])
+            owner.forget(entity_ids=[r["entity_id"]])
+            gone.setdefault(r["entity_kind"], []).append(r["entity_id"])
     if gone:
         log.info(
-            "alert state of entities moved to another partition dropped", extra={"entities": gone}
+            "alert state of entities moved to another partition dropped",
+            extra={"entities": sum(map(len, gone.values()))},
         )
     return gone

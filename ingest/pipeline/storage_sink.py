@@ -465,11 +465,22 @@ class StorageSink:
         if not self._enabled or time.monotonic() < self._next_moved_check:
             return
         self._next_moved_check = time.monotonic() + MOVED_CHECK_S
-        await drop_moved(
+        gone = await drop_moved(
             self._engines,
             lambda shard: self.writer_of(shard).pool.acquire(timeout=CHECK_TIMEOUT_S),
             self.shard_of,
         )
+        # Their placements go with them: the new owner stamped another partition since. Should
+        # their frames come back here, the stamp (the merge's, with a latest interval) must
+        # not take them for stamped already, or latest_state keeps the other partition and its
+        # owner, which never drops its copy, judges the device beside this worker.
+        for kind, ids in gone.items():
+            for topic, placed in self._placed.items():
+                if self._alert_topics.get(topic) == kind:
+                    for eid in ids:
+                        placed.pop(eid, None)
+            for writer in self._writers:
+                writer.latest.unplace(kind, ids)
 
     # -- the write ---------------------------------------------------------------------------
     async def write(self, batch: Batch, before_commit_hook: BeforeCommit) -> SinkResult:

@@ -104,4 +104,4 @@ async def test_moved_chargers_and_packs_are_dropped_by_their_old_owner(
     assert [a.entity_id for a in charger.open_alerts()] == [STAYED_GUN]
     assert MOVED_GUN not in charger and STAYED_GUN in charger
     assert battery.open_alerts() == [] and PACK not in battery
-    assert gone == 2
+    assert gone == {"charger": [MOVED_GUN], "battery": [PACK]}

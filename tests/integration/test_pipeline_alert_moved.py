@@ -22,7 +22,7 @@ from devtools.loadgen_send import gateway_name, peer_of
 from devtools.sim.fleet import Message
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
-from tests.integration.traffic import HOT_PACK_RULES, hot_frames
+from tests.integration.traffic import HOT_PACK_RULES, HOT_VIN, hot_frames
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +130,80 @@ async def test_an_entity_moved_to_another_partition_keeps_its_alert_and_window(
 
         # The old owner gets no more frames of the vehicle: its copy of the alert must go.
         await ps.until(old_copy_dropped, timeout_s=60, what="the old owner's copy dropped")
+
+
+def dropped_by(svc: ps.Service, pid: int) -> int:
+    """How many times worker ``pid`` dropped the state of entities moved elsewhere."""
+    msg = "alert state of entities moved to another partition dropped"
+    return sum(1 for r in svc.logs() if r.get("msg") == msg and r.get("pid") == pid)
+
+
+async def placed_on(dsn: str) -> int | None:
+    """The partition latest_state places the hot vehicle on (None: no row yet)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        got: int | None = await conn.fetchval(
+            f"SELECT kafka_partition FROM {ps.SCHEMA}.latest_state WHERE entity_id = $1",
+            HOT_VIN,
+        )
+        return got
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("interval_ms", ["0", "1000"], ids=["merged", "bounded"])
+async def test_an_entity_back_on_its_old_partition_is_judged_by_one_worker(
+    env: PipelineEnv, tmp_path: Path, interval_ms: str
+) -> None:
+    """P0 -> P1 -> P0: the first worker dropped the device when it moved, restores it when it
+    comes back, and must stamp P0 again (it had stamped P0 before: taken for stamped, the
+    device stayed placed on P1, whose owner never dropped its copy; two workers counted the
+    alert). With a latest interval the merges stamp, remembering the same."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    messages = hot_frames(start, [70.0] * 5)  # the alert opens and stays open
+    async with ps.serving(
+        env,
+        "back",
+        workers=2,
+        NEV_ALERTS_RULES_FILE=str(rules),
+        NEV_STORAGE_LATEST_INTERVAL_MS=interval_ms,
+    ) as svc:
+
+        async def split() -> dict[int, int]:
+            got = owners(svc, env.topic)
+            return got if len(got) >= 2 and len(set(got.values())) == 2 else {}
+
+        placed = await ps.until(split, timeout_s=60, what="both workers owning partitions")
+        old = min(placed)
+        new = next(p for p in sorted(placed) if placed[p] != placed[old])
+        first, second = placed[old], placed[new]
+
+        async def on(partition: int) -> bool:
+            return await placed_on(env.dsn) == partition
+
+        await send_to(env.kafka, env.topic, old, messages[:3])
+        await ps.until(lambda: on(old), timeout_s=60, what="the vehicle placed on its partition")
+        await send_to(env.kafka, env.topic, new, messages[3:4])
+        await ps.until(lambda: on(new), timeout_s=60, what="the vehicle placed on the new one")
+
+        async def dropped(pid: int) -> bool:
+            return dropped_by(svc, pid) > 0
+
+        await ps.until(lambda: dropped(first), timeout_s=60, what="the first worker's copy dropped")
+        await send_to(env.kafka, env.topic, old, messages[4:])  # back on its old partition
+        await ps.until(lambda: ps.caught_up(env), timeout_s=60, what="the frame back stored")
+        await ps.until(lambda: on(old), timeout_s=60, what="the vehicle placed back on the old")
+        await ps.until(
+            lambda: dropped(second), timeout_s=60, what="the second worker's copy dropped"
+        )
+
+        async def one_counted() -> bool:
+            return svc.metric("nev_ingest_alerts_open", rule="test_hot_pack") == 1
+
+        await ps.until(one_counted, timeout_s=30, what="one worker counting the open alert")
+        rows = await alert_rows(env.dsn)
+        assert [(r["rule_id"], r["cleared_at"], r["kafka_partition"]) for r in rows] == [
+            ("test_hot_pack", None, old)
+        ], svc.tail()

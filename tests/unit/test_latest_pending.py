@@ -176,6 +176,19 @@ def test_a_merge_places_only_entities_not_placed_since_the_assignment() -> None:
     assert pending.placements(TP, d, "vehicle") == first
 
 
+def test_an_entity_unplaced_is_placed_again_by_its_partitions_next_merge() -> None:
+    # A device that moved away (another worker stamped it elsewhere, the sink dropped it) and
+    # comes back: taken for placed here, its placement was never recorded again.
+    pending = PendingLatest(interval_s=5.0)
+    d = collect(_frames(3, 1), first=0)
+    vins = sorted(d.vehicles)
+    pending.committed({TP: d}, [TP], {TP: 3}, 0.0, pending.placements(TP, d, "vehicle"))
+    pending.unplace("vehicle", vins[:1])
+    pending.unplace("battery", vins)  # another kind's: nothing placed, nothing changes
+    assert pending.placements(TP, d, "vehicle") == {"vehicle": {vins[0]: TP}}
+    assert pending.placed_on(TP) == {"vehicle": set(vins[1:])}
+
+
 class _Tracked(set[str]):
     """A partition's placed entities that record whether anything iterated them."""
 
