@@ -10,6 +10,11 @@ such entities), restores those placed on another partition of the same topic, an
 alert rows to the partition their frames come from now (``move``, in the batch's
 transaction) so the next owner of that partition restores them. ``places`` also serves the
 old owner's check that drops its copy of a moved entity (ingest/pipeline/moved.py).
+
+With ``storage.latest_interval_ms`` > 0 latest_state lags the stored rows: a device first seen
+since its old owner's last merge has no row yet, though its open alert is stored (in the
+transaction of the batch that raised it). ``open_places`` finds such entities by their open
+alerts instead (index ``alerts_one_open``), so their alert is adopted, not raised again.
 """
 
 from __future__ import annotations
@@ -20,15 +25,26 @@ from typing import Any, Final
 from alerts.replay import Connection
 from alerts.store import REISSUE_HORIZON_S
 
-__all__ = ["move", "places"]
+__all__ = ["move", "open_places", "places"]
 
 # The placement, the latest frame time and how long ago it was stored (the database's clock,
-# as the replay's cutoff), of each (kind, entity) that has a latest_state row.
+# as the replay's cutoff), of each (kind, entity) that has a latest_state row; the database's
+# clock too (what bounds the window read past a lagging latest_state).
 _PLACES: Final = """
 SELECT s.entity_kind, s.entity_id, s.kafka_topic, s.kafka_partition, s.ts,
-       extract(epoch FROM now() - s.updated_at)::float8 AS age_s
+       extract(epoch FROM now() - s.updated_at)::float8 AS age_s, now() AS now
 FROM unnest($1::text[], $2::text[]) AS u(kind, id)
 JOIN latest_state AS s ON s.entity_kind = u.kind AND s.entity_id = u.id
+"""
+# The same columns from the entities' open alerts (the placement of the one last seen, its
+# time as the latest frame's, stored just now: recent), for entities without a latest_state row.
+_OPEN_PLACES: Final = """
+SELECT DISTINCT ON (a.entity_kind, a.entity_id)
+       a.entity_kind, a.entity_id, a.kafka_topic, a.kafka_partition, a.last_seen_at AS ts,
+       0.0::float8 AS age_s, now() AS now
+FROM unnest($1::text[], $2::text[]) AS u(kind, id)
+JOIN alerts AS a ON a.entity_kind = u.kind AND a.entity_id = u.id AND a.cleared_at IS NULL
+ORDER BY a.entity_kind, a.entity_id, a.last_seen_at DESC
 """
 # The rows load_open would read (open, or cleared within the reissue horizon) of that topic
 # (or of none: stored before migration 0053), sorted by entity so that two writers lock the
@@ -45,12 +61,21 @@ WHERE a.entity_kind = $1 AND a.entity_id = u.id
 
 async def places(conn: Connection, entities: Sequence[tuple[str, str]]) -> list[Any]:
     """The latest_state rows of ``entities`` ((kind, id) pairs): entity_kind, entity_id,
-    kafka_topic, kafka_partition, ts, age_s. An entity without a row is new: not returned."""
+    kafka_topic, kafka_partition, ts, age_s, now. An entity without a row (new, or not merged
+    yet with a latest interval: ``open_places``) is not returned."""
     if not entities:
         return []
     kinds = [k for k, _ in entities]
     ids = [i for _, i in entities]
     return list(await conn.fetch(_PLACES, kinds, ids))
+
+
+async def open_places(conn: Connection, entities: Sequence[tuple[str, str]]) -> list[Any]:
+    """``places``' columns for those of ``entities`` with an open alert, from the alert last
+    seen (``ts``: its last_seen_at; ``age_s``: 0): entities latest_state has no row for yet."""
+    if not entities:
+        return []
+    return list(await conn.fetch(_OPEN_PLACES, [k for k, _ in entities], [i for _, i in entities]))
 
 
 async def move(

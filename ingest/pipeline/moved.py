@@ -9,13 +9,16 @@ before its evaluation (``restore_moved``):
 
 * the entities of the batch the engines have no state for are looked up in latest_state, one
   query for all of them (none when every entity is known: the steady state costs nothing, a
-  new device one lookup in its first batch);
+  new device one lookup in its first batch); with a latest interval, those without a row
+  are looked up by their open alerts too (``alerts.moves.open_places``: the old owner's merge
+  may not have run since their first frame), and their window read up to the lag past the
+  row's time (``_upto``);
 * those placed on another partition of the same topic are restored from the database as on
   assignment: the frames of their last rule window (``engine.warm``), then their open alerts
   and recent clears (``engine.restore``), under the partition their frames come from now;
 * their alert rows are moved to that partition in the batch's transaction
-  (``alerts.moves.move``), next to the batch's stamp of the new placement, so the partition's
-  next owner restores them.
+  (``alerts.moves.move``), next to a stamp of the new placement, so the partition's next
+  owner restores them.
 
 A placement on another *topic* is not a move: a charger's connector reporting by both paths
 (binary profile and T/CEC 102) is judged by each topic's owner (docs/alerts.md).
@@ -33,6 +36,7 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Final
 
 from alerts import AlertChange, RuleEngine, moves, replay
@@ -92,17 +96,31 @@ def unknown(
 
 
 async def restore_moved(
-    conn: Any, batch: Batch, engines: Mapping[str, RuleEngine], kinds: Mapping[str, str]
+    conn: Any,
+    batch: Batch,
+    engines: Mapping[str, RuleEngine],
+    kinds: Mapping[str, str],
+    lag_s: float = 0.0,
 ) -> Moved:
     """Restore the state of ``batch``'s entities that moved here from another partition of
     their topic (see the module docstring). Everything is read before anything is applied:
-    a failed read (raised: the batch is retried) changes no engine."""
+    a failed read (raised: the batch is retried) changes no engine. ``lag_s``: how far
+    latest_state may lag the stored rows (bounded-lag latest_state, as the assignment's
+    ``Replay.lag_s``), 0 when it is merged with every batch."""
     seen = unknown(batch, engines, kinds)
     if not seen:
         return Moved()
     by_kind: dict[str, list[Any]] = {}
     out = Moved()
-    for r in await moves.places(conn, list(seen)):
+    rows = await moves.places(conn, list(seen))
+    if lag_s > 0:
+        # The old owner's merge may not have run since the device's first frame: no row, but
+        # its open alert is stored (with the batch that raised it). Without this, taken for
+        # new and its open alert raised a second time. Merged with every batch, no row means
+        # no alert either: no query.
+        have = {(r["entity_kind"], r["entity_id"]) for r in rows}
+        rows += await moves.open_places(conn, [k for k in seen if k not in have])
+    for r in rows:
         kind, eid = r["entity_kind"], r["entity_id"]
         topic, partition = seen[(kind, eid)]
         if r["kafka_topic"] != topic or r["kafka_partition"] in (None, partition):
@@ -110,16 +128,21 @@ async def restore_moved(
         by_kind.setdefault(kind, []).append(r)
         out.moves.setdefault((topic, kind), {})[eid] = partition
     reads: list[tuple[str, list[tuple[str, Any]], list[AlertRecord]]] = []
-    for kind, rows in by_kind.items():
+    for kind, placed in by_kind.items():
         window_s = engines[kind].rules.window_s
-        # The assignment's replay criterion: stored within the last window (wall clock).
-        recent = [r for r in rows if window_s > 0 and r["age_s"] <= window_s]
+        # The assignment's replay criterion: stored within the last window (wall clock), and
+        # its lag allowance (alert_state.Replay): a lagging row's updated_at is older.
+        recent = [
+            _upto(r, lag_s) for r in placed if window_s > 0 and r["age_s"] <= window_s + lag_s
+        ]
+        # The window ends ``lag_s`` past the row's time (``_upto``): starts where it did.
+        span = window_s + lag_s
         frames: list[tuple[str, Any]]
         if kind == "vehicle":
-            frames = [(f.vin, f) for f in await replay.frames_of(conn, recent, window_s)]
+            frames = [(f.vin, f) for f in await replay.frames_of(conn, recent, span)]
         else:
-            frames = await entity_objects(conn, kind, recent, window_s)
-        ids = [r["entity_id"] for r in rows]
+            frames = await entity_objects(conn, kind, recent, span)
+        ids = [r["entity_id"] for r in placed]
         records = await load_open(conn, entity_kind=kind, entity_ids=ids)
         reads.append((kind, frames, records))
     for kind, frames, records in reads:
@@ -137,6 +160,17 @@ async def restore_moved(
             },
         )
     return out
+
+
+def _upto(row: Any, lag_s: float) -> dict[str, Any]:
+    """``row`` (entity_id, ts, now) with ``ts`` moved ``lag_s`` on, but not past the database's
+    clock (nor before ``ts``: a device clock ahead): the frames the old owner stored since
+    its last merge of latest_state (one interval and a tick at most) are its window's latest,
+    and the assignment's refill, which reads them again after a crash, does nothing here."""
+    ts = row["ts"]
+    if lag_s > 0:
+        ts = max(ts, min(ts + timedelta(seconds=lag_s), row["now"]))
+    return {"entity_id": row["entity_id"], "ts": ts}
 
 
 def _apply(

@@ -453,7 +453,9 @@ class StorageSink:
         pool = self.writer_of(batch.shard).pool
         try:
             async with pool.acquire(timeout=self._replay.step_timeout_s) as conn:
-                return await restore_moved(conn, batch, self._engines, self._alert_topics)
+                return await restore_moved(
+                    conn, batch, self._engines, self._alert_topics, self._replay.lag_s
+                )
         except Exception as exc:
             if isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT:
                 raise TransientSinkError(f"shard {batch.shard}: {exc}") from exc
