@@ -4,6 +4,7 @@ pipeline's own adapter; every refused one leaves the topic's end offsets where t
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -280,6 +281,34 @@ async def test_a_malformed_token_is_4002_not_a_500(rig: Rig, token: str) -> None
     ret, msg, _ = await rig.post(interface, rig.body(PUSHES[interface]), token)
     assert (ret, msg) == (4002, "not a token of this platform: call query_token")
     assert rig.answered(interface, 500) == 0
+
+
+@pytest.mark.parametrize("token", [b"\xff.1.abc", b"MA01H3BQ2.1.\xc3", b"MA01H3BQ2.1.\xc3\xa9"])
+async def test_a_token_that_is_not_printable_ascii_is_4002_not_a_500(
+    rig: Rig, token: bytes
+) -> None:
+    # Raw bytes on a socket: aiohttp's client sends no header that is not UTF-8. The server
+    # hands such bytes over as lone surrogates, which the token's MAC check could not encode:
+    # HTTP 500 text/plain, a traceback per request, the request not counted.
+    interface = "notification_stationStatus"
+    body = rig.body(PUSHES[interface])
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+    try:
+        writer.write(
+            f"POST /evcs/v1.0/{interface} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+            + b"Authorization: Bearer "
+            + token
+            + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head, _, payload = (await reader.read()).partition(b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    doc = orjson.loads(payload)
+    assert (doc["Ret"], doc["Msg"]) == (4002, "not a token of this platform: call query_token")
+    assert rig.answered(interface, 4002) == 1
+    assert await rig.produced() == 0
 
 
 async def test_an_unhashable_connector_id_the_interface_does_not_read_is_no_500(

@@ -244,3 +244,14 @@ def test_every_receiver_setting_reaches_its_parameters() -> None:
         p.token_requests_per_peer, p.read_timeout_s, p.produce_timeout_s,
     )  # fmt: skip
     assert got == (600, 60, 500, 4096, 7, 3, 4.5, 2.5)
+
+
+@pytest.mark.parametrize(
+    "token", ["\udcff.1.abc", "MA01H3BQ2.1.\udcc3", "MA01H3BQ2.1.\u00e9", "a.1.\x7f"]
+)
+def test_a_token_that_is_not_printable_ascii_is_not_one_of_this_platform(token: str) -> None:
+    # A header's bytes that are not UTF-8 arrive as lone surrogates: .encode() raised.
+    assert TokenIssuer(b"k" * 32, 60).holder(token, 1000.0) == (
+        None,
+        "not a token of this platform: call query_token",
+    )

@@ -112,7 +112,14 @@ class _Receiver:
             raise web.HTTPNotFound(text=f"no T/CEC 102 interface {interface!r} here\n")
         # The token first, from its header alone: a client without one is answered before its
         # body is read, so it cannot hold a slot of the operators' pushes.
-        holder, why = self._token_holder(request)
+        try:
+            holder, why = self._token_holder(request)
+        except Exception:
+            # A header value no check foresaw: Ret 500 counted and logged rate-limited, as in
+            # _handle, not aiohttp's bare HTTP 500 with a traceback per request.
+            self._unexpected(interface)
+            self._m.requests.labels(interface, str(int(Ret.SYSTEM_ERROR))).inc()
+            return _json(answer(None, Ret.SYSTEM_ERROR, "system error", None))
         if why is not None:
             self._m.requests.labels(interface, str(int(Ret.BAD_TOKEN))).inc()
             self._log(interface, Ret.BAD_TOKEN, why, request.remote)
@@ -208,14 +215,7 @@ class _Receiver:
             ret, msg, data = exc.ret, str(exc), None
             self._log(interface, ret, msg, request.remote)
         except Exception:
-            # Rate-limited like the refusals: whatever input reaches this, anyone may repeat it.
-            held = self._limiter.allow(f"500:{interface}")
-            if held is not None:
-                log.exception(
-                    "T/CEC 102 %s: unexpected error (a bug); answered Ret 500 (suppressed %d)",
-                    interface,
-                    held,
-                )
+            self._unexpected(interface)
             ret, msg, data = Ret.SYSTEM_ERROR, "system error", None
         self._m.requests.labels(interface, str(int(ret))).inc()
         return _json(answer(secrets, ret, msg, data))
@@ -346,6 +346,17 @@ class _Receiver:
             raise EnvelopeError(Ret.SYSTEM_ERROR, "the platform cannot store pushes now") from None
         self._m.produce_latency.observe(time.perf_counter() - start)
         return _push_answer(interface, doc)
+
+    def _unexpected(self, interface: str) -> None:
+        """Log the exception being handled: rate-limited like the refusals, since whatever
+        input reaches this, anyone may repeat it."""
+        held = self._limiter.allow(f"500:{interface}")
+        if held is not None:
+            log.exception(
+                "T/CEC 102 %s: unexpected error (a bug); answered Ret 500 (suppressed %d)",
+                interface,
+                held,
+            )
 
     def _log(self, interface: str, ret: Ret, msg: str, remote: str | None) -> None:
         held = self._limiter.allow(f"{remote}:{int(ret)}")

@@ -43,6 +43,11 @@ class TokenIssuer:
     def holder(self, token: str, now_s: float) -> tuple[str | None, str | None]:
         """(the OperatorID ``token`` was issued to, None) when it is valid and not expired,
         else (None, why not): judged from the token alone, before a request's body is read."""
+        # Printable ASCII only, as issued: aiohttp hands over a header's bytes that are not
+        # UTF-8 as lone surrogates ("\udcff"), which .encode() below refuses; such a token was
+        # an HTTP 500 and a traceback per request instead of Ret 4002.
+        if not (token.isascii() and token.isprintable()):
+            return None, "not a token of this platform: call query_token"
         parts = token.split(".")
         # ASCII digits only ("²" is a digit to str.isdigit, not to int), and no more of them
         # than an epoch second has: int() of thousands of digits is slow, or refused.
