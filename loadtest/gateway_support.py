@@ -63,6 +63,8 @@ class GatewayProc:
             NEV_GATEWAY_MAX_FRAMES_PER_S="1000000",
             NEV_GATEWAY_PLATFORM_FRAMES_PER_S="10000000",
             NEV_GATEWAY_PLATFORM_BYTES_PER_S=str(2**34),
+            # Thousands of connections from 8 loopback sources: no per-address share.
+            NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER="10000000",
         )
         env.update({f"NEV_GATEWAY_{k.upper()}": v for k, v in settings.items()})
         self.log = Path(self.dir.name) / "gateway.log"

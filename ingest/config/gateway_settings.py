@@ -57,7 +57,17 @@ class GatewaySettings(Section):
     )
     max_connections: int = setting(
         200_000,
-        "Connections one process holds; more are closed at accept.",
+        "Connections one process holds; more are closed at accept. The open-file limit is "
+        "raised to its hard limit at start; when that is short, fewer are held (logged).",
+        minimum=1,
+        maximum=10_000_000,
+    )
+    max_connections_per_peer: int = setting(
+        1_000,
+        "Connections one peer address (an IPv6 peer: its /64) holds at once; more are closed "
+        "at accept, so one address cannot take every slot. Addresses behind one NAT (an OEM's "
+        "private APN, carrier-grade NAT) count as one: raise it for them; max_connections "
+        "turns it off.",
         minimum=1,
         maximum=10_000_000,
     )

@@ -90,6 +90,27 @@ class TcecSettings(Section):
         minimum=0,
         maximum=32,
     )
+    max_connections: int = setting(
+        4096,
+        "Connections the receiver holds at once (idle keep-alive ones included); more are "
+        "closed at accept. Counted against the open-file limit with gateway.max_connections.",
+        minimum=1,
+        maximum=1_000_000,
+    )
+    max_connections_per_peer: int = setting(
+        1024,
+        "Connections one peer address (an IPv6 peer: its /64) holds at once. Behind a "
+        "TLS-terminating proxy every connection is the proxy's: set it to max_connections.",
+        minimum=1,
+        maximum=1_000_000,
+    )
+    header_timeout_s: float = setting(
+        10.0,
+        "Longest wait for a request's line and headers: from the connection's start, or from "
+        "the previous answer on a kept-alive connection (which is then closed when idle).",
+        minimum=0.1,
+        maximum=MAX_TIMEOUT_S,
+    )
     read_timeout_s: float = setting(
         10.0,
         "Longest wait for a request's body once its headers came; then the answer is Ret 4003. "

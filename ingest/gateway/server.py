@@ -27,10 +27,12 @@ from ingest.config.gateway_settings import GatewaySettings
 from ingest.errors import UserError
 from ingest.gateway.accounts import Accounts, hash_password, verify_password
 from ingest.gateway.connection import Connection
+from ingest.gateway.fds import connection_cap
 from ingest.gateway.kinds import KINDS, GatewayKind
 from ingest.gateway.limits import Budget, LogGate
 from ingest.gateway.login_guard import HostTurns, PeerLoginGuard
 from ingest.gateway.metrics import GatewayMetrics
+from ingest.gateway.peers import PeerCounts, peer_key
 from ingest.gateway.producer import Dispatcher, batch_bytes
 from ingest.gateway.renewal import ProducerPool
 from ingest.wiring import kafka_client_options
@@ -127,6 +129,9 @@ class Gateway:
             self._budget_free,
         )
         self.connections: set[Connection] = set()
+        self.peers = PeerCounts()  # connections open per peer address (max_connections_per_peer)
+        # max_connections, or fewer when the open-file limit is short (set by start()).
+        self.max_connections = self.config.max_connections
         self._bound: dict[tuple[GatewayKind, str], Connection] = {}
         self.ports: dict[GatewayKind, int] = {}
         self._servers: list[asyncio.Server] = []
@@ -141,6 +146,11 @@ class Gateway:
 
     async def start(self) -> None:
         """Start the producer, the listeners and the extra servers."""
+        # Before any socket: a descriptor short of max_connections was a silent TCP reset.
+        tcec = self.settings.tcec
+        self.max_connections = connection_cap(
+            self.config.max_connections, tcec.max_connections if tcec.listen else 0
+        )
         if self._producer is None:
             self._producer = self._new_producer()
             await self._producer.start()
@@ -247,11 +257,22 @@ class Gateway:
     # -- connections -------------------------------------------------------------------------
 
     def admit(self, conn: Connection) -> bool:
-        """Register a new connection, or refuse it (max_connections, or stopping)."""
-        if not self.ready or len(self.connections) >= self.config.max_connections:
-            why = "max_connections" if self.ready else "shutdown"
+        """Register a new connection, or refuse it (max_connections, max_connections_per_peer,
+        or stopping)."""
+        key = peer_key(conn.host)
+        why = detail = ""
+        if not self.ready:
+            why, detail = "shutdown", "the gateway is stopping"
+        elif len(self.connections) >= self.max_connections:
+            why, detail = "max_connections", f"{len(self.connections)} connections open"
+        elif not self.peers.take(key, self.config.max_connections_per_peer):
+            # One address must not hold every slot (nor every descriptor): genuine devices
+            # would be refused while it does.
+            why = "max_connections_per_peer"
+            detail = f"{self.peers[key]} connections open from {key}"
+        if why:
             self.metrics.refused.labels(conn.kind, why).inc()
-            conn.note(why, f"{len(self.connections)} connections open")
+            conn.note(why, detail)
             return False
         self.connections.add(conn)
         self.metrics.accepted.labels(conn.kind).inc()
@@ -280,6 +301,7 @@ class Gateway:
         self._unbind(conn)
         if conn in self.connections:
             self.connections.discard(conn)
+            self.peers.give_back(peer_key(conn.host))
             self._paused.discard(conn)
             self.metrics.connections.labels(conn.kind).dec()
 

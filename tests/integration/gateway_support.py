@@ -147,13 +147,29 @@ def _start(argv: list[str], environ: dict[str, str], log: Path) -> subprocess.Po
         return subprocess.Popen(argv, env=environ, stdout=out, stderr=subprocess.STDOUT)
 
 
+# ``python -c`` of a gateway whose open-file limit (soft and hard) is argv[1]: as under
+# ``ulimit -n N``, a limit the process cannot raise.
+_WITH_NOFILE = (
+    "import resource, runpy, sys; n = int(sys.argv.pop(1)); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); "
+    "runpy.run_module('ingest', run_name='__main__')"
+)
+
+
 @asynccontextmanager
 async def serving_gateway(
-    kafka: str, *, vehicle: str, dlq: str, tcec: str, log: Path
+    kafka: str,
+    *,
+    vehicle: str,
+    dlq: str,
+    tcec: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    nofile: int | None = None,
 ) -> AsyncIterator[GatewayProcess]:
     """A ready ``nev-ingest gateway run`` (/readyz 200) producing to the given topics, with the
     T/CEC receiver for ``TCEC_OPERATOR`` and no platform accounts; on leaving SIGTERM, and the
-    exit code must be 0."""
+    exit code must be 0. ``env``: more ``NEV_*`` settings; ``nofile``: its open-file limit."""
     secrets = {
         TCEC_OPERATOR.operator_id: {
             "OperatorSecret": TCEC_OPERATOR.operator_secret,
@@ -174,7 +190,9 @@ async def serving_gateway(
         NEV_TCEC_TOKEN_KEY="a-token-key-for-the-test",
         NEV_LOG_FORMAT="text",
     )
-    argv = [sys.executable, "-m", "ingest", "gateway", "run", "--listen", f"127.0.0.1:{port}"]
+    environ.update(env or {})
+    launch = ["-m", "ingest"] if nofile is None else ["-c", _WITH_NOFILE, str(nofile)]
+    argv = [sys.executable, *launch, "gateway", "run", "--listen", f"127.0.0.1:{port}"]
     proc = await asyncio.to_thread(
         _start, [*argv, "--metrics-port", str(metrics_port)], environ, log
     )

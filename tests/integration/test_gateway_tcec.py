@@ -446,3 +446,93 @@ async def _token_issued(rig: Rig) -> bool:
     secret = {"OperatorID": OP.operator_id, "OperatorSecret": OP.operator_secret}
     ret, _, data = await rig.post("query_token", rig.body(secret))
     return ret == 0 and data is not None and data["SuccStat"] == 0
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """What the server sent before it closed the connection (a reset counts as closed)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 30)  # a bound on a hang only
+    except ConnectionResetError:
+        return b""
+
+
+async def test_a_connection_without_a_whole_request_head_is_closed_after_header_timeout(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # Half a request line, half the headers, or nothing: each held a descriptor for aiohttp's
+    # default keep-alive timeout (3630 s); now tcec.header_timeout_s.
+    topic = unique_topic(partitions=1)
+    producer, server, registry, clock = await start_rig(
+        kafka_bootstrap, topic, header_timeout_s=0.5
+    )
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        readers = []
+        for head in (
+            b"POST /evcs/v1.0/query_tok",
+            b"POST /evcs/v1.0/query_token HTTP/1.1\r\nHost: x\r\n",
+            b"",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(head)
+            readers.append(reader)
+            writers.append(writer)
+        for reader in readers:
+            assert await _closed_by_server(reader) == b""  # closed, and nothing answered
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            rig = Rig(server, session, kafka_bootstrap, topic, clock, registry)
+            assert await rig.token()  # a whole request in time is served as before
+    finally:
+        for writer in writers:
+            writer.close()
+        await server.close()
+        await producer.stop()
+
+
+async def test_one_address_holds_at_most_max_connections_per_peer(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # A stranger at 127.0.0.2 opens connections and sends nothing: past its two, each is
+    # closed at accept and counted; an operator at 127.0.0.1 is served meanwhile.
+    topic = unique_topic(partitions=1)
+    producer, server, registry, clock = await start_rig(
+        kafka_bootstrap, topic, max_connections_per_peer=2, header_timeout_s=60.0
+    )
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, local_addr=("127.0.0.2", 0)
+            )
+            writers.append(writer)
+        refused = {"reason": "max_connections_per_peer"}
+
+        async def three_refused() -> bool:
+            name = "nev_gateway_tcec_connections_refused_total"
+            return registry.get_sample_value(name, refused) == 3
+
+        await until(three_refused, timeout_s=30, what="three connections refused")
+        assert await _closed_by_server(reader) == b""  # the last one, closed at accept
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            rig = Rig(server, session, kafka_bootstrap, topic, clock, registry)
+            token = await rig.token()
+            interface = "notification_stationStatus"
+            assert (await rig.post(interface, rig.body(PUSHES[interface]), token))[0] == 0
+        # A stranger's connection that closes gives its slot back (once the server saw it
+        # close: until then a new one is still refused).
+        writers.pop(0).close()
+
+        async def served_again() -> bool:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, local_addr=("127.0.0.2", 0)
+            )
+            writers.append(writer)
+            writer.write(b"POST /evcs/v1.0/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return (await _closed_by_server(reader)).startswith(b"HTTP/1.1 404 ")
+
+        await until(served_again, timeout_s=30, what="a slot given back")
+    finally:
+        for writer in writers:
+            writer.close()
+        await server.close()
+        await producer.stop()

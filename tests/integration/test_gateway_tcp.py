@@ -294,6 +294,43 @@ async def test_login_timeout_and_max_connections(
         await close(writer, writer2)
 
 
+async def test_one_address_holds_at_most_max_connections_per_peer(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # One address (127.0.0.2) opens more connections than its share: each one over it is
+    # closed at accept, counted and logged, and a vehicle at another address (127.0.0.1)
+    # logs in meanwhile. Before, only max_connections bounded one address.
+    settings = settings_for(kafka_bootstrap, unique_topic(1, "gw"), max_connections_per_peer=3)
+    async with running(settings) as gw:
+        port = gw.ports["vehicle"]
+        flood = [
+            await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            for _ in range(5)
+        ]
+        refused = {"kind": "vehicle", "reason": "max_connections_per_peer"}
+
+        async def two_refused() -> bool:
+            return sample(gw, "nev_gateway_refused_total", **refused) == 2
+
+        await ps.until(two_refused, timeout_s=10, what="two connections refused")
+        assert await flood[-1][0].read() == b""  # closed at accept
+        reader, writer = await connect(port)
+        hello = login(VIN)
+        writer.write(hello)
+        assert await read_answer(reader) == reply(hello, 0x01)
+        # A connection of the address that closes gives its slot back.
+        await close(flood[0][1])
+        await ps.until(lambda: _open(gw, 3), timeout_s=10, what="the closed one forgotten")
+        reader2, writer2 = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.2", 0)
+        )
+        other = login("LNEVGATE000000002")
+        writer2.write(other)
+        assert await read_answer(reader2) == reply(other, 0x01)
+        assert sample(gw, "nev_gateway_refused_total", **refused) == 2
+        await close(writer, writer2, *(w for _, w in flood[1:]))
+
+
 async def test_a_stranger_rate_paused_by_its_own_bursts_still_meets_the_login_timeout(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:

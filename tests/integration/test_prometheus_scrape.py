@@ -73,7 +73,13 @@ async def test_every_alert_and_dashboard_expression_evaluates_on_the_scraped_ser
     }
     async with (
         ps.serving(env, "scraped") as svc,
-        serving_gateway(env.kafka, **gateway_topics, log=tmp_path / "gateway.log") as gw,
+        serving_gateway(
+            env.kafka,
+            vehicle=gateway_topics["vehicle"],
+            dlq=gateway_topics["dlq"],
+            tcec=gateway_topics["tcec"],
+            log=tmp_path / "gateway.log",
+        ) as gw,
     ):
         jobs = {
             SERVICE_JOB: [f"127.0.0.1:{svc.port}"],

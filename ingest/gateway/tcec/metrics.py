@@ -38,6 +38,13 @@ class TcecMetrics:
             namespace=ns,
             registry=registry,
         )
+        self.connections_refused = Counter(
+            "connections_refused",
+            "Connections closed at accept, by reason (max_connections, max_connections_per_peer).",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
         self.tokens_issued = Counter(
             "tokens_issued", "Tokens issued by query_token.", namespace=ns, registry=registry
         )

@@ -39,6 +39,7 @@ from ingest.gateway.tcec.envelope import (
     verify,
 )
 from ingest.gateway.tcec.metrics import TcecMetrics
+from ingest.gateway.tcec.site import ConnectionGate, GatedSite
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
 from ingest.pipeline import wire
 from ingest.pipeline.logs import RateLimiter
@@ -85,6 +86,9 @@ class TcecParams:
     max_body_bytes: int = 262_144
     max_in_flight: int = 1024
     token_requests_per_peer: int = 0  # 0: no per-address limit (behind a proxy)
+    max_connections: int = 4096
+    max_connections_per_peer: int = 1024
+    header_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     produce_timeout_s: float = 10.0
     gateway_id: str = ""
@@ -451,10 +455,18 @@ async def start_tcec(
             "tcec.token_key is empty: tokens are valid on this gateway process only; set it "
             "(the same on every process) when operators are balanced across several"
         )
-    app = make_app(params, producer, TcecMetrics(registry))
-    runner = web.AppRunner(app, access_log=None)
+    metrics = TcecMetrics(registry)
+    app = make_app(params, producer, metrics)
+    # keepalive_timeout is aiohttp's only bound on a connection that has not sent a whole
+    # request line and headers (a timer from the connection's start, and from each answer):
+    # its default (3630 s) let connections that sent half a request, or nothing, hold a
+    # descriptor for an hour.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=params.header_timeout_s)
     await runner.setup()
-    site = web.TCPSite(runner, params.host, params.port)
+    gate = ConnectionGate(
+        params.max_connections, params.max_connections_per_peer, metrics.connections_refused
+    )
+    site = GatedSite(runner, params.host, params.port, gate)
     try:
         await site.start()
     except OSError as exc:

@@ -1,0 +1,135 @@
+"""The receiver's listening site: aiohttp's TCP site with connection limits at accept.
+
+aiohttp's server takes every connection it is offered, and a connection that never completes
+its request line and headers holds a descriptor until ``keepalive_timeout`` (set from
+``tcec.header_timeout_s``). The receiver shares its process's descriptors with the TCP
+listeners' devices, so the number it holds is bounded (``tcec.max_connections``) and so is
+one address's share of them (``tcec.max_connections_per_peer``, ``ingest.gateway.peers``):
+each connection's protocol is wrapped, and one over a limit is closed before aiohttp sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final, cast
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from ingest.gateway.peers import PeerCounts, peer_key
+from ingest.pipeline.logs import RateLimiter
+
+__all__ = ["ConnectionGate", "GatedSite"]
+
+log = logging.getLogger(__name__)
+
+_BACKLOG: Final = 1024
+
+
+class ConnectionGate:
+    """The receiver's open connections, in all and per peer; refusals counted and logged
+    (once per peer and reason per 10 s)."""
+
+    def __init__(self, max_connections: int, per_peer: int, refused: Counter) -> None:
+        self.max_connections = max_connections
+        self.per_peer = per_peer
+        self.open = 0
+        self.peers = PeerCounts()
+        self._refused = refused
+        self._limiter = RateLimiter(10.0)
+
+    def take(self, key: str) -> bool:
+        why = ""
+        if self.open >= self.max_connections:
+            why, detail = "max_connections", f"{self.open} connections open"
+        elif not self.peers.take(key, self.per_peer):
+            why, detail = "max_connections_per_peer", f"{self.peers[key]} open from {key}"
+        if why:
+            self._refused.labels(why).inc()
+            held = self._limiter.allow(f"{key}:{why}")
+            if held is not None:
+                log.warning(
+                    "T/CEC 102 connection from %s closed at accept: %s (%s; suppressed %d)",
+                    key,
+                    why,
+                    detail,
+                    held,
+                )
+            return False
+        self.open += 1
+        return True
+
+    def give_back(self, key: str) -> None:
+        self.open -= 1
+        self.peers.give_back(key)
+
+
+class _Gated(asyncio.Protocol):
+    """aiohttp's protocol of one connection, behind the gate: every callback forwarded once
+    the connection was admitted, none for one that was not."""
+
+    __slots__ = ("_gate", "_inner", "_key")
+
+    def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
+        self._gate = gate
+        self._inner = inner
+        self._key: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        key = peer_key(str(peer[0]) if isinstance(peer, tuple) else str(peer))
+        if not self._gate.take(key):
+            cast(asyncio.Transport, transport).abort()  # a reset: nothing to answer
+            return
+        self._key = key
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._key is None:
+            return  # refused at accept: aiohttp never saw it
+        self._gate.give_back(self._key)
+        self._key = None
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class GatedSite(web.BaseSite):
+    """``web.TCPSite`` whose connections pass ``gate`` first."""
+
+    __slots__ = ("_gate", "_host", "_port")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate) -> None:
+        super().__init__(runner, backlog=_BACKLOG)
+        self._host = host
+        self._port = port
+        self._gate = gate
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None  # the runner was set up
+        gate = self._gate
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Gated(gate, server()),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
