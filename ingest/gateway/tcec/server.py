@@ -16,9 +16,9 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -43,7 +43,7 @@ from ingest.gateway.tcec.site import ConnectionGate, GatedSite
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
 from ingest.pipeline import wire
 from ingest.pipeline.logs import RateLimiter
-from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
+from ingest.pipeline.publish import TRANSIENT_KAFKA, retriable
 
 __all__ = ["NOTIFICATIONS", "QUERY_TOKEN", "TcecParams", "TcecServer", "make_app", "start_tcec"]
 
@@ -61,6 +61,23 @@ NOTIFICATIONS: Final = frozenset(
 )
 _BEARER: Final = "Bearer "
 _AGAIN: Final = (OutOfOrderSequenceNumber, ProducerClosed)
+
+
+class Sender(Protocol):
+    """The one call of aiokafka's producer the receiver makes (a ``renewal.RenewingSender``
+    in the gateway: the pipeline's ``publish.Producer`` asks for more than a push needs)."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Any]: ...
+
+
 # query_token requests handled at once (besides max_in_flight's pushes): anyone may send them,
 # and an operator needs one per token lifetime (2 h). Their bodies are small (< 1 KB: the
 # operator's id and secret, encrypted) and must come quickly. Per peer address:
@@ -96,7 +113,7 @@ class TcecParams:
 
 
 class _Receiver:
-    def __init__(self, params: TcecParams, producer: Producer, metrics: TcecMetrics) -> None:
+    def __init__(self, params: TcecParams, producer: Sender, metrics: TcecMetrics) -> None:
         self._p = params
         self._producer = producer
         self._m = metrics
@@ -409,7 +426,7 @@ def _push_answer(interface: str, doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"Status": 0}
 
 
-def make_app(params: TcecParams, producer: Producer, metrics: TcecMetrics) -> web.Application:
+def make_app(params: TcecParams, producer: Sender, metrics: TcecMetrics) -> web.Application:
     """The aiohttp application of the receiver (routes under ``params.path_prefix``)."""
     app = web.Application(client_max_size=params.max_body_bytes)
     receiver = _Receiver(params, producer, metrics)
@@ -443,7 +460,7 @@ class TcecServer:
 
 
 async def start_tcec(
-    params: TcecParams, producer: Producer, registry: CollectorRegistry
+    params: TcecParams, producer: Sender, registry: CollectorRegistry
 ) -> TcecServer:
     """Start the receiver on ``params.host:port`` beside the gateway's TCP listeners.
 
