@@ -8,30 +8,34 @@ only a few times, then the failure becomes a ``ConnectionError`` that the storag
 as transient (the whole batch goes again later).
 
 A non-retriable error is never retried: it would fail the same way forever and hold the
-partition. A dead letter refused as too large is sent once more cut down (``wire.shrunk``: the
+partition. A dead letter too large on its own is sent once more cut down (``wire.shrunk``: the
 value's first 4 KiB, its size and SHA-256, the dead-letter headers), in a batch of its own, so
 the frame is still accounted for. The refusal may be the producer's own check
-(kafka.max_request_size: nothing was sent) or the broker's (the topic's max.message.bytes,
-lowered after the start check read it). The broker's leaves a gap in the idempotent
-producer's sequence on that partition, and every later batch there is refused as
-``OutOfOrderSequenceNumber``: the producer is replaced by a new one (``Producers.renew``, a
-new producer id), which sends the cut-down letters, each in a record batch of its own, all at
-once, and, as they were, the letters that were behind the gap (never written, so not sent
-twice). The write lanes send at once with that producer: each borrows it for one round of a
-send and its acknowledgements (``Producers.use``), and a replaced one is stopped only when the
-last round using it is done, so another lane's replacement fails only the letters behind its
-gap, which go again with the new one. A send gives up (``PermanentKafkaError``) only after
-rounds in a row that got nothing through and each needed a new producer of its own (a gap a
-new producer does not close). What a failed send got acknowledged stays so
-(``OutgoingLetters``, kept by the writer across the retries of a batch): it is neither sent
-nor counted cut down again. Alert messages share the producer: a publish caught by a gap is
-retried with a new one, so none is lost; some may go twice (at-least-once, docs/kafka.md).
-Any other non-retriable error (authorisation, a missing or invalid topic, or a cut-down letter
-refused again) raises ``PermanentKafkaError``: nothing of the batch is committed, the worker
-exits with that one line (its frames are read again after the fix) and the supervisor's
-restarts make the problem loud: for alert messages, the letters of frames the database refused,
-and those of the decode step, which travel beside the batch's write (ingest.pipeline.writer
-raises their send's ``PermanentKafkaError`` instead of retrying the write).
+(kafka.max_request_size: nothing was sent, the letter alone is too large) or the broker's (the
+topic's max.message.bytes, lowered after the start check read it). The broker refuses a
+producer batch, which may hold several letters each of which fits alone: the letters of a
+refused batch first go again each alone, as they are, and only one refused alone is cut down
+(so no letter loses its value and headers for sharing a batch). The broker's refusal leaves a
+gap in the idempotent producer's sequence on that partition, and every later batch there is
+refused as ``OutOfOrderSequenceNumber``: the producer is replaced by a new one
+(``Producers.renew``, a new producer id), which sends the letters to go alone (as they are or
+cut down), each in a record batch of its own, all at once, and, as they were, the letters that
+were behind the gap (never written, so not sent twice). The write lanes send at once with that
+producer: each borrows it for one round of a send and its acknowledgements (``Producers.use``),
+and a replaced one is stopped only when the last round using it is done, so another lane's
+replacement fails only the letters behind its gap, which go again with the new one. A send
+gives up (``PermanentKafkaError``) only after rounds in a row that got nothing through and each
+needed a new producer of its own (a gap a new producer does not close). What a failed send got
+acknowledged stays so (``OutgoingLetters``, kept by the writer across the retries of a batch):
+it is neither sent nor counted cut down again. Alert messages share the producer: a publish
+caught by a gap is retried with a new one, so none is lost; some may go twice (at-least-once,
+docs/kafka.md). Any other non-retriable error (authorisation, a missing or invalid topic, or a
+cut-down letter refused again) raises ``PermanentKafkaError``: nothing of the batch is
+committed, the worker exits with that one line (its frames are read again after the fix) and
+the supervisor's restarts make the problem loud: for alert messages, the letters of frames the
+database refused, and those of the decode step, which travel beside the batch's write
+(ingest.pipeline.writer raises their send's ``PermanentKafkaError`` instead of retrying the
+write).
 
 Alert messages Kafka acknowledged leave the outbox with the next batch's transaction; on a
 graceful stop or a revoke there is no next batch, so ``delete_acked`` deletes them at once:
@@ -152,10 +156,10 @@ class Producers(Protocol):
 
 class OutgoingLetters:
     """A batch's dead letters that Kafka has not acknowledged yet, each with whether it goes in
-    a batch of its own (cut down, or refused beside a letter too large). Kept across the
-    retries of the batch's write: a send that failed half way leaves here only what is left,
-    so the next one neither sends an acknowledged letter again nor cuts one down (and counts
-    it in dead_letters_shrunk) twice."""
+    a batch of its own (its batch was refused as too large, or it is cut down). Kept across
+    the retries of the batch's write: a send that failed half way leaves here only what is
+    left, so the next one neither sends an acknowledged letter again nor cuts one down (and
+    counts it in dead_letters_shrunk) twice."""
 
     def __init__(self, letters: Sequence[DeadLetter]) -> None:
         self.todo: list[tuple[DeadLetter, bool]] = [(d, False) for d in letters]
@@ -184,8 +188,9 @@ class Publisher:
 
     async def send_dead(self, letters: Sequence[DeadLetter] | OutgoingLetters) -> None:
         """Produce ``letters`` and wait until the broker acknowledged all of them. A letter
-        refused as too large is sent again cut down, with a new producer when the broker
-        refused it (module docstring); retriable errors are raised for the caller to retry
+        whose batch the broker refused as too large is sent again alone, as it is, then cut
+        down if refused alone (or by the producer's own check), with a new producer when the
+        broker refused it (module docstring); retriable errors are raised for the caller to retry
         (with the same ``OutgoingLetters``: what is acknowledged is not sent again), others as
         ``PermanentKafkaError``."""
         out = letters if isinstance(letters, OutgoingLetters) else OutgoingLetters(letters)
@@ -205,19 +210,23 @@ class Publisher:
                     # another's): never written, nothing wrong with it.
                     left.append((letter, alone))
                     gap = True
+                elif isinstance(error, _TOO_LARGE) and at_broker and not alone:
+                    # The broker refused the producer batch it was in, which may have held
+                    # other letters (another lane's too): the letter may fit on its own, so it
+                    # goes alone, as it is, and is cut down only if refused alone.
+                    gap = True
+                    left.append((letter, True))
+                    progress = True
                 elif isinstance(error, _TOO_LARGE):
-                    gap |= at_broker  # the producer's own check sent nothing
+                    # Refused alone by the broker, or by the producer's own check (which
+                    # sent nothing: no gap): too large on its own.
+                    gap |= at_broker
                     small = wire.shrunk(letter)
                     if small is not None:
                         left.append((small, True))
                         cut += 1
                         progress = True
-                    elif not alone:
-                        # As small as it gets already, refused for the letters it shared its
-                        # batch with (another lane's too): it goes alone, as it is.
-                        left.append((letter, True))
-                        progress = True
-                    else:  # cut down already, alone, and refused again
+                    else:  # as small as it gets already, and refused alone
                         left.append((letter, alone))
                         failure = failure or _permanent(self._dlq_topic, error)
                 else:

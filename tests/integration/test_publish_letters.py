@@ -5,8 +5,9 @@ kafka.max_request_size is cut down by the producer's own size check before anyth
 so the letters around it, on the same partition, still arrive whole. A batch the broker
 refuses (the topic's max.message.bytes lowered below kafka.max_request_size after the start
 check read it) leaves a gap in the idempotent producer's sequence on that partition: a new
-producer sends the refused letters cut down to their prefix, size and hash, one per batch,
-and the letters behind the gap as they were, each once; the alert messages that share the
+producer sends the refused batch's letters each in a batch of its own, as they are, those
+refused alone cut down to their prefix, size and hash, and the letters behind the gap as
+they were, each once; the alert messages that share the
 producer go out with the new one. A producer without idempotence gets past such a refusal
 the same way."""
 
@@ -157,21 +158,48 @@ async def test_only_the_letter_over_max_request_size_is_cut_down(
     assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
 
 
-async def test_a_batch_the_broker_refuses_goes_again_cut_down_one_letter_per_batch(
+async def test_the_letters_of_a_batch_the_broker_refuses_go_again_alone_and_whole(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
     # Each letter (~3 KB) passes the producer's check and the topic's 6,000 bytes, but the
-    # batches the producer makes of them (16 KiB) do not; cut down, each goes in a batch of
-    # its own and fits.
+    # batches the producer makes of them (16 KiB) do not; each goes again in a batch of its
+    # own, as it is, and fits: nothing is cut down.
     dlq = unique_name("dlq")
     await make_topic(kafka_bootstrap, dlq, 1, 6000)
     letters = [letter(i, b"LNBSCB3F5JA000001", bytes([i]) * 3000) for i in range(20)]
     metrics, _ = await send_dead(kafka_bootstrap, dlq, letters)
     got = await read_topic(kafka_bootstrap, dlq, expect=len(letters))
-    assert sorted(r.value for r in got) == sorted(d.value or b"" for d in letters)
-    assert all(header(r.headers, wire.ORIGINAL_SIZE) == b"3000" for r in got)
-    shrunk = metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total")
-    assert shrunk == len(letters)
+    assert sorted((r.value, list(r.headers)) for r in got) == sorted(
+        (d.value or b"", d.headers) for d in letters
+    )
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 0
+
+
+async def test_only_a_letter_refused_alone_is_cut_down_not_those_that_shared_its_batch(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # Two 7,000-byte letters of one key share a producer batch (~14 KB) that the topic's
+    # 10,000 bytes refuse: each fits alone and arrives whole, its gateway and peer headers
+    # kept (they used to arrive cut to 4 KiB, without them, counted cut down). A 30,000-byte
+    # letter, in a batch of its own, is refused alone too and only it is cut down.
+    dlq = unique_name("dlq")
+    await make_topic(kafka_bootstrap, dlq, 1, 10000)
+    vin = b"LNBSCB3F5JA000001"
+    pair = [letter(i, vin, bytes([i + 1]) * 7000) for i in range(2)]
+    big = letter(2, vin, bytes(range(256)) * 120)  # 30,720 bytes
+    metrics, replaced = await send_dead(kafka_bootstrap, dlq, [*pair, big])
+    assert replaced  # the broker's refusals left gaps: new producers sent the rest
+
+    got = await read_topic(kafka_bootstrap, dlq, expect=3)
+    by_offset = {header(r.headers, wire.SOURCE_OFFSET): r for r in got}
+    assert len(got) == len(by_offset) == 3  # each once
+    for i, sent in enumerate(pair):
+        rec = by_offset[str(i).encode()]
+        assert (rec.value, list(rec.headers)) == (sent.value, sent.headers)
+    cut = by_offset[b"2"]
+    assert cut.value == (big.value or b"")[:TOO_LARGE_PREFIX_BYTES]
+    assert header(cut.headers, wire.ORIGINAL_SIZE) == b"30720"
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
 
 
 async def test_after_a_refusal_a_new_producer_sends_each_letter_once_and_the_alerts(
@@ -289,16 +317,17 @@ async def test_two_lanes_refused_at_once_each_letter_arrives_once_and_neither_fa
     assert {r.value for r in cut if len(r.value) == TOO_LARGE_PREFIX_BYTES} == {
         huge[:TOO_LARGE_PREFIX_BYTES]
     }
-    assert len(cut) >= 20 + len(b_sent)  # every big letter, whoever's batch it shared
+    assert len(cut) == 20 + len(b_sent)  # every big letter, none that only shared its batch
     assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == len(cut)
 
 
 async def test_a_send_taken_up_again_sends_only_what_was_not_acknowledged(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
-    # The topic's 3,000 bytes refuse even the big letter cut down: that send fails for good,
-    # after the small letters went through. The writer retries the batch's write with the
-    # same OutgoingLetters: the small letters are neither sent nor counted cut down again.
+    # The topic's 3,000 bytes refuse the small letters' batch (each goes again alone, whole)
+    # and even the big letter cut down: that send fails for good, after the small letters
+    # went through. The writer retries the batch's write with the same OutgoingLetters: the
+    # small letters are not sent again, nor the big one counted cut down again.
     dlq = unique_name("dlq")
     await make_topic(kafka_bootstrap, dlq, 1, 3000)
     vin = b"LNBSCB3F5JA000001"
@@ -330,4 +359,5 @@ async def test_a_send_taken_up_again_sends_only_what_was_not_acknowledged(
     got = await read_topic(kafka_bootstrap, dlq, expect=10)
     offsets = sorted(int(header(r.headers, wire.SOURCE_OFFSET) or b"-1") for r in got)
     assert offsets == list(range(10))  # each once
-    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 11
+    assert sorted(r.value for r in got) == sorted(d.value or b"" for d in letters[:10])
+    assert metrics.registry.get_sample_value("nev_ingest_dead_letters_shrunk_total") == 1
