@@ -26,8 +26,9 @@ and a replaced one is stopped only when the last round using it is done, so anot
 replacement fails only the letters behind its gap, which go again with the new one. A send
 gives up (``PermanentKafkaError``) only after rounds in a row that got nothing through and each
 needed a new producer of its own (a gap a new producer does not close). What a failed send got
-acknowledged stays so (``OutgoingLetters``, kept by the writer across the retries of a batch):
-it is neither sent nor counted cut down again. Alert messages share the producer: a publish
+acknowledged stays so (``OutgoingLetters``, kept by the writer across the retries of a batch,
+for the decode step's letters and for those of the frames the database refused): it is
+neither sent nor counted cut down again. Alert messages share the producer: a publish
 caught by a gap is retried with a new one, so none is lost; some may go twice (at-least-once,
 docs/kafka.md). Any other non-retriable error (authorisation, a missing or invalid topic, or a
 cut-down letter refused again) raises ``PermanentKafkaError``: nothing of the batch is
@@ -306,8 +307,10 @@ class Publisher:
         batch.close()
         return await producer.send_batch(batch, self._dlq_topic, partition=partition)
 
-    async def dead_letter_rejected(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
-        """Inside the batch's transaction: dead letters of the frames the database refused."""
+    def rejected_letters(self, batch: Batch, rejected: list[tuple[int, str]]) -> OutgoingLetters:
+        """The dead letters of the frames of ``batch`` the database refused (``rejected``:
+        (index, detail)), to send with ``dead_letter_rejected``. Made once per batch and kept
+        across the attempts of its transaction (``ingest.pipeline.writer``)."""
         letters = []
         for i, detail in rejected:
             rec = batch.records[i]
@@ -325,6 +328,13 @@ class Publisher:
                         "offset": rec.offset,
                     },
                 )
+        return OutgoingLetters(letters)
+
+    async def dead_letter_rejected(self, letters: OutgoingLetters) -> None:
+        """Inside the batch's transaction: the dead letters of the frames the database refused
+        (``rejected_letters``). Every attempt, and the next transaction's after a
+        ``ConnectionError``, takes up the same ``letters``: what Kafka acknowledged is not
+        sent again, nor a letter cut down counted again."""
         for attempt in range(3):
             try:
                 await self.send_dead(letters)

@@ -266,6 +266,10 @@ class Writer:
         # What of them Kafka acknowledged stays acknowledged across the attempts: a send
         # that failed half way (a broker away) is taken up where it stopped.
         letters = OutgoingLetters(batch.dead)
+        # The same for the letters of the frames the database refused, made in the first
+        # transaction that refused them and taken up by every retry of the batch (the
+        # database refuses the same frames again; should it refuse others, theirs are new).
+        rejected_letters: dict[tuple[int, ...], OutgoingLetters] = {}
 
         async def before_commit(rejected: list[tuple[int, str]]) -> None:
             if dlq is not None:
@@ -281,7 +285,10 @@ class Writer:
                     raise DeadLettersPending(f"{type(exc).__name__}: {exc}") from exc
                 batch.dead_sent = True
             if rejected:
-                await self._publisher.dead_letter_rejected(batch, rejected)
+                key = tuple(i for i, _ in rejected)
+                if key not in rejected_letters:
+                    rejected_letters[key] = self._publisher.rejected_letters(batch, rejected)
+                await self._publisher.dead_letter_rejected(rejected_letters[key])
 
         while result is None:
             if batch.generation != self.generation:
