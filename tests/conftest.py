@@ -67,6 +67,31 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return value
 
 
+_KINDS = ("unit", "integration")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fail collection when a test has neither the ``unit`` nor the ``integration`` marker.
+
+    ``pytest -m unit`` (docs/development.md) silently leaves out an unmarked test, so an
+    unmarked module would never run in the fast suite. tryfirst: this sees every collected
+    item, before ``-m`` deselects any of them.
+    """
+    unmarked = sorted(
+        {
+            item.nodeid.split("::")[0]  # the module's path from the rootdir
+            for item in items
+            if not any(item.get_closest_marker(kind) for kind in _KINDS)
+        }
+    )
+    if unmarked:
+        raise pytest.UsageError(
+            "tests without a unit or integration marker (add `pytestmark = pytest.mark.unit`"
+            " or `pytestmark = pytest.mark.integration` to each module): " + ", ".join(unmarked)
+        )
+
+
 class _DevStack:
     """Starts services on demand, once per session; stops at the end only what it started."""
 

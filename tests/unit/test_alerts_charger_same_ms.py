@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import orjson
+import pytest
 
 from alerts.model import AlertChange
 from contract.charger import ChargerRows
@@ -24,6 +25,8 @@ from tests.unit.alerts_entities_support import (
     raised,
     status_push,
 )
+
+pytestmark = pytest.mark.unit
 
 FAULT = """
 [[rule]]

@@ -19,6 +19,8 @@ from tests.unit.alerts_entities_support import (
     status_push,
 )
 
+pytestmark = pytest.mark.unit
+
 # -- kinds are apart ----------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,8 @@ from ingest.decoders.charger import (
 )
 from ingest.decoders.errors import REASONS
 from tests.unit.test_charger_golden import LOGIN, REALTIME
+
+pytestmark = pytest.mark.unit
 
 _UP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _PRINT = "".join(chr(c) for c in range(0x21, 0x7F))

@@ -13,6 +13,8 @@ from contract.clock import CHINA_TZ
 from ingest.decoders import FrameError
 from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
 
+pytestmark = pytest.mark.unit
+
 OP = "MA01H3BQ2"
 CID = "MA01H3BQ2P000000101"
 SEQ = "MA01H3BQ2202503011000000001"  # OperatorID + 18 = 27

@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from alerts import Rule, RuleSet
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS_YML = ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -15,6 +15,8 @@ from ingest.config import KafkaSettings, PipelineSettings, Settings, StorageSett
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.process import decoders_for, time_window, worker_options
 
+pytestmark = pytest.mark.unit
+
 # Timings of the worker's own that are no settings: the only fields with a default.
 INTERNAL = {"resume_ratio", "poll_timeout_ms", "retry_backoff_initial_s"}
 
