@@ -66,8 +66,8 @@ def test_vehicle_session_logs_in_first() -> None:
     assert (d.action, d.flag, d.key) == (PRODUCE, 0x01, VIN.encode())
     d = s.on_frame(rt)
     assert (d.action, d.flag, d.key) == (PRODUCE, None, VIN.encode())  # B.2.1: no success ack
-    assert s.on_frame(frame(2016, 0x07, "", b"")) == s.on_frame(frame(2016, 0x07, "", b""))
-    assert s.on_frame(frame(2016, 0x07, "", b"")).key is None  # empty ID: no key
+    d = s.on_frame(frame(2016, 0x07, "", b""))  # a heartbeat once logged in: produced, answered
+    assert (d.action, d.flag, d.key) == (PRODUCE, 0x01, None)  # empty ID: no key
     other = frame(2016, 0x02, "LNEVTEST000000002", T + b"\x01" + bytes(20))
     assert s.on_frame(other).reason == "identity_mismatch"
     d = s.on_frame(frame(2016, 0x04, VIN, T + b"\x00\x01"))
