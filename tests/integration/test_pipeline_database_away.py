@@ -2,7 +2,8 @@
 ``nev-ingest run --skip-checks``): it waits for the key registry (shard 0) instead of crashing,
 says so on /metrics and /readyz (Kafka not tried yet, the database unreachable), judges
 signatures with the registry once it is back (neither an empty cache nor no check), and a stop
-meanwhile is clean."""
+meanwhile is clean. Kafka is not tried at all while the database is awaited: the service's
+way to the broker is a tap that counts connections (tests/integration/tcp_tap.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from storage.keys import DeviceKey, add
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.private_services import PrivateCluster
+from tests.integration.tcp_tap import TcpTap
 
 pytestmark = pytest.mark.integration
 
@@ -102,30 +104,45 @@ async def test_kafka_not_tried_while_the_database_is_awaited(
     env: PipelineEnv, cluster: PrivateCluster
 ) -> None:
     await asyncio.to_thread(cluster.stop)
-    svc = away(env, "db-away")
-    try:
-        seen: list[Any] = []
-
-        async def starting() -> bool:
-            seen[:] = svc.readyz_body().get("workers", [])
-            return any(w["problems"] == STARTING for w in seen)
-
+    # The service reaches the real broker through a tap that counts connections: the gauge
+    # below only changes on a failed attempt, so it cannot tell "not tried" from "tried and
+    # reached"; the tap can (every Kafka client opens a bootstrap connection first).
+    with TcpTap(env.kafka) as tap:
+        svc = away(env, "db-away", NEV_KAFKA_BOOTSTRAP_SERVERS=tap.address)
         try:
-            await ps.until(starting, timeout_s=60, what="/readyz to say the worker is starting")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; /readyz said {seen}") from None
-        assert svc.readyz() == 503
-        # Neither reached nor unreachable: NevIngestKafkaUnreachable must stay quiet.
-        assert math.isnan(svc.metric("nev_ingest_worker_kafka_connected"))
-        assert svc.metric("nev_ingest_worker_db_connected") == 0
+            seen: list[Any] = []
 
-        await asyncio.to_thread(cluster.start)
-        await ps.until(lambda: ps.ready(svc), timeout_s=90, what="ready once the database is back")
-        assert svc.metric("nev_ingest_worker_kafka_connected") == 1
-        assert svc.metric("nev_ingest_worker_db_connected") == 1
-        assert svc.metric("nev_ingest_worker_restarts_total") == 0
-    finally:
-        code = svc.stop()
+            async def starting() -> bool:
+                seen[:] = svc.readyz_body().get("workers", [])
+                return any(w["problems"] == STARTING for w in seen)
+
+            try:
+                await ps.until(starting, timeout_s=60, what="/readyz to say the worker is starting")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; /readyz said {seen}") from None
+            # Two attempts at the key registry (5 s apart): time enough for a worker that
+            # would try Kafka meanwhile to have done it.
+            await ps.until(
+                lambda: asyncio.sleep(0, cannot_connect(svc) >= 2),
+                timeout_s=60,
+                what="two attempts to reach the key registry",
+            )
+            assert tap.connections == 0, "Kafka was tried while the database was away"
+            assert svc.readyz() == 503
+            # Neither reached nor unreachable: NevIngestKafkaUnreachable must stay quiet.
+            assert math.isnan(svc.metric("nev_ingest_worker_kafka_connected"))
+            assert svc.metric("nev_ingest_worker_db_connected") == 0
+
+            await asyncio.to_thread(cluster.start)
+            await ps.until(
+                lambda: ps.ready(svc), timeout_s=90, what="ready once the database is back"
+            )
+            assert tap.connections > 0  # the tap is the service's way to Kafka: the check holds
+            assert svc.metric("nev_ingest_worker_kafka_connected") == 1
+            assert svc.metric("nev_ingest_worker_db_connected") == 1
+            assert svc.metric("nev_ingest_worker_restarts_total") == 0
+        finally:
+            code = svc.stop()
     assert code == 0, svc.tail()
 
 
