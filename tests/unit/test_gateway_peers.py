@@ -10,6 +10,8 @@ import pytest
 
 from ingest.gateway.peers import PeerCounts, peer_key
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("host", "key"),
