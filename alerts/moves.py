@@ -36,15 +36,20 @@ SELECT s.entity_kind, s.entity_id, s.kafka_topic, s.kafka_partition, s.ts,
 FROM unnest($1::text[], $2::text[]) AS u(kind, id)
 JOIN latest_state AS s ON s.entity_kind = u.kind AND s.entity_id = u.id
 """
-# The same columns from the entities' open alerts (the placement of the one last seen, its
-# time as the latest frame's, stored just now: recent), for entities without a latest_state row.
+# The same columns from the entities' open alerts of the topic their frames come from now (the
+# placement of the one last seen, its time as the latest frame's, stored just now: recent), for
+# entities without a latest_state row. Another topic's alerts stay with that topic's owner (a
+# charger reports by two paths): picked across topics, one seen later hid this topic's, and
+# the entity was taken for new and its alert raised a second time. A row of no topic (before
+# migration 0053) belongs to any topic of its kind (as in ``_MOVE``), after this topic's own.
 _OPEN_PLACES: Final = """
 SELECT DISTINCT ON (a.entity_kind, a.entity_id)
-       a.entity_kind, a.entity_id, a.kafka_topic, a.kafka_partition, a.last_seen_at AS ts,
-       0.0::float8 AS age_s, now() AS now
-FROM unnest($1::text[], $2::text[]) AS u(kind, id)
+       a.entity_kind, a.entity_id, coalesce(a.kafka_topic, u.topic) AS kafka_topic,
+       a.kafka_partition, a.last_seen_at AS ts, 0.0::float8 AS age_s, now() AS now
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(kind, id, topic)
 JOIN alerts AS a ON a.entity_kind = u.kind AND a.entity_id = u.id AND a.cleared_at IS NULL
-ORDER BY a.entity_kind, a.entity_id, a.last_seen_at DESC
+  AND (a.kafka_topic = u.topic OR a.kafka_topic IS NULL)
+ORDER BY a.entity_kind, a.entity_id, a.kafka_topic IS NULL, a.last_seen_at DESC
 """
 # The rows load_open would read (open, or cleared within the reissue horizon) of that topic
 # (or of none: stored before migration 0053), sorted by entity so that two writers lock the
@@ -70,12 +75,14 @@ async def places(conn: Connection, entities: Sequence[tuple[str, str]]) -> list[
     return list(await conn.fetch(_PLACES, kinds, ids))
 
 
-async def open_places(conn: Connection, entities: Sequence[tuple[str, str]]) -> list[Any]:
-    """``places``' columns for those of ``entities`` with an open alert, from the alert last
-    seen (``ts``: its last_seen_at; ``age_s``: 0): entities latest_state has no row for yet."""
+async def open_places(conn: Connection, entities: Sequence[tuple[str, str, str]]) -> list[Any]:
+    """``places``' columns for those of ``entities`` ((kind, id, topic of its frames)) with an
+    open alert of that topic, from the alert last seen (``ts``: its last_seen_at; ``age_s``:
+    0): entities latest_state has no row for yet."""
     if not entities:
         return []
-    return list(await conn.fetch(_OPEN_PLACES, [k for k, _ in entities], [i for _, i in entities]))
+    kinds, ids, topics = (list(c) for c in zip(*entities, strict=True))
+    return list(await conn.fetch(_OPEN_PLACES, kinds, ids, topics))
 
 
 async def move(

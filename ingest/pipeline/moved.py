@@ -119,7 +119,10 @@ async def restore_moved(
         # new and its open alert raised a second time. Merged with every batch, no row means
         # no alert either: no query.
         have = {(r["entity_kind"], r["entity_id"]) for r in rows}
-        rows += await moves.open_places(conn, [k for k in seen if k not in have])
+        # By the topic its frames come from now: another topic's alert is not this one's.
+        rows += await moves.open_places(
+            conn, [(k, i, seen[(k, i)][0]) for k, i in seen if (k, i) not in have]
+        )
     for r in rows:
         kind, eid = r["entity_kind"], r["entity_id"]
         topic, partition = seen[(kind, eid)]

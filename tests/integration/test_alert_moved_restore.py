@@ -228,3 +228,34 @@ async def test_a_moved_vehicle_without_a_latest_state_row_keeps_its_open_alert(
     changes = engine.evaluate(batch.frames, partition=1, topic=TOPIC)
     assert [c.alert.rule_id for c in changes if c.type == "raised"] == ["test_temp_drop"]
     assert partition == 1
+
+
+async def test_another_topic_s_alert_seen_later_does_not_hide_this_topic_s(
+    migrated_database: str,
+) -> None:
+    """No latest_state row yet, and the entity has an open alert on another topic of its kind
+    too (a charger reporting by both paths), seen later: this topic's open alert is the one
+    found, adopted under partition 1, not raised a second time."""
+    conn, batch, _ = await seed_lagging(migrated_database, row=False)
+    other = "nev.other.raw"
+    try:
+        last = await conn.fetchval("SELECT last_seen_at FROM alerts")
+        await conn.execute(
+            "INSERT INTO alerts (entity_kind, entity_id, rule_id, rule_version, severity, title, "
+            "opened_at, last_seen_at, frame_count, trigger_times, late, kafka_partition, "
+            "kafka_topic) VALUES ('vehicle', $1, 'other_rule', 'v', 'major', 't', $2, $2, 1, "
+            "ARRAY[$2]::timestamptz[], false, 0, $3)",
+            VIN,
+            last + timedelta(seconds=1),
+            other,
+        )
+        engine = RuleEngine(LAG_RULES)
+        kinds = {TOPIC: "vehicle", other: "vehicle"}
+        moved = await restore_moved(conn, batch, {"vehicle": engine}, kinds, LAG_S)
+    finally:
+        await conn.close()
+    assert moved.moves == {(TOPIC, "vehicle"): {VIN: 1}}
+    (adopted,) = engine.open_alerts()  # the other topic's alert stays with its owner
+    assert (adopted.rule_id, adopted.topic, adopted.partition) == ("test_hot_pack", TOPIC, 1)
+    changes = engine.evaluate(batch.frames, partition=1, topic=TOPIC)
+    assert [c.alert.rule_id for c in changes if c.type == "raised"] == ["test_temp_drop"]
