@@ -9,7 +9,8 @@ unnest upsert.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any, Final
 
 from storage.binary import COPY_SIGNATURE, COPY_TRAILER
@@ -29,31 +30,50 @@ _PIECE = 1000  # tuples per piece of the COPY stream
 _BIG_MERGE = 250_000
 _BIG_MERGE_WORK_MEM = "128MB"
 # alerts.replay's stamp with the topic per entity (one statement for a merge of several
-# partitions' sets); only rows whose placement changed are written. The ids go sorted, but
-# ``UPDATE ... FROM unnest`` locks rows in its join's order, not theirs: two writers stamping
-# the same entities (one partition's entities moving to another writer) may deadlock.
-# PostgreSQL detects it and aborts one; a batch's write retries the batch (a transient error),
-# an idle/revoke merge fails and leaves ``latest_from`` stored (merged later, or refilled).
-# Locking first (SELECT ... ORDER BY entity_id FOR UPDATE) would cost a statement per merge
-# for a race that needs a rebalance in flight.
+# partitions' sets); only rows whose placement changed are written, and only where the merged
+# tuple is the entity's newest stored time (``u.ts``, NULL: unknown, stamped as before). A
+# device that moved on (partitions added) is merged by its old owner after the new owner's
+# merge stamped the new partition: that older merge stamped the old partition back (the
+# device not placed yet by the old owner's writer), with the new owner's newer time, so
+# neither owner's check dropped its copy and both judged the device for good. The ids go
+# sorted, but ``UPDATE ... FROM unnest`` locks rows in its join's order, not theirs: two
+# writers stamping the same entities (one partition's entities moving to another writer) may
+# deadlock. PostgreSQL detects it and aborts one; a batch's write retries the batch (a
+# transient error), an idle/revoke merge fails and leaves ``latest_from`` stored (merged
+# later, or refilled). Locking first (SELECT ... ORDER BY entity_id FOR UPDATE) would cost a
+# statement per merge for a race that needs a rebalance in flight.
 _STAMP: Final = """
 UPDATE {schema}.latest_state AS s SET kafka_topic = u.t, kafka_partition = u.p
-FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, t, p)
+FROM unnest($2::text[], $3::text[], $4::int[], $5::timestamptz[]) AS u(id, t, p, ts)
 WHERE s.entity_kind = $1 AND s.entity_id = u.id
   AND (s.kafka_partition IS DISTINCT FROM u.p OR s.kafka_topic IS DISTINCT FROM u.t)
+  AND (u.ts IS NULL OR s.ts <= u.ts)
 """
 
 
-async def stamp(conn: Any, schema: str, placements: Placements) -> None:
+async def stamp(conn: Any, schema: str, placements: Placements, merged: Delta) -> None:
     """Record where the entities' frames are read from (after their merge: a new entity's
-    row exists only then)."""
+    row exists only then), for those whose newest stored time is the one ``merged`` (the
+    set just merged) holds: an older merge leaves the placement as it is."""
     sql = _STAMP.format(schema=schema)
     for kind, entities in sorted(placements.items()):
         if not entities:
             continue
         ids = sorted(entities)
         where = [entities[e] for e in ids]
-        await conn.execute(sql, kind, ids, [t for t, _ in where], [p for _, p in where])
+        times = _newest(merged, kind)
+        await conn.execute(
+            sql, kind, ids, [t for t, _ in where], [p for _, p in where], [times(e) for e in ids]
+        )
+
+
+def _newest(merged: Delta, kind: str) -> Callable[[str], datetime | None]:
+    """Entity -> the time of its newest tuple in ``merged`` (its kind's part of the set)."""
+    timelines = merged.chargers if kind == CHARGER.kind else merged.packs
+    if kind not in (CHARGER.kind, BATTERY.kind):
+        vehicles = merged.vehicles
+        return lambda e: entry[1].ts if (entry := vehicles.get(e)) is not None else None
+    return lambda e: rows[-1][0] if (rows := timelines.get(e)) else None
 
 
 async def merge(

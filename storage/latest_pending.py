@@ -17,7 +17,8 @@ its entities' frames are read from (the alert replay's placement, alerts/replay.
 entities this writer has not placed there since it got the partition (``placements``): once
 per entity per assignment, with the merge, instead of the sink's stamp with every batch - a
 stamp before the merge finds no row for a new entity and was tried again with each batch
-until the merge (issue 12).
+until the merge (issue 12). Recorded only where the merged tuple is the entity's newest stored
+time (``latest_merge.stamp``): an older merge leaves another partition's newer placement.
 
 Newest = greatest frame time, as the merge's ``WHERE stored.ts < new.ts``: vehicles keep their
 newest frame's tuple (as in one batch: latest_state's vehicle merge takes the newest row per

@@ -66,7 +66,7 @@ async def in_transaction(
             if latest.bounded:
                 _add(placed, latest.placements(tp, merging, params.entity_kind))
         state.latest += await merge(conn, params.schema, params.entity_kind, loader, combined)
-        await stamp(conn, params.schema, placed)
+        await stamp(conn, params.schema, placed, combined)
     done = set(merged)
     latest_from = {
         tp: None if tp in done else latest.latest_from(tp, deltas.get(tp)) for tp in live
@@ -169,7 +169,7 @@ async def _merge(
                 if latest.bounded:
                     _add(placed, latest.placements(tp, parts[tp].pending, params.entity_kind))
             n = await merge(conn, schema, params.entity_kind, loader, combined)
-            await stamp(conn, schema, placed)
+            await stamp(conn, schema, placed, combined)
             await offsets_sql.clear_latest_from(conn, schema, group, mine)
     # A partition lost or forgotten while this ran (its set is not the one merged) is placed
     # again by whoever owns it next.

@@ -280,6 +280,33 @@ async def test_the_merge_records_where_each_entity_is_read_from(
     assert not w.latest.placed_on(VEH)
 
 
+async def test_an_older_merge_does_not_place_a_moved_entity_back(
+    writer_factory: WriterFactory,
+) -> None:
+    # A device first seen on VEH since this writer's last merge moved to another partition
+    # (partitions added): the new owner's merge stored a newer frame and placed it there.
+    # This writer's merge of the device's older tuple, later, leaves that placement: stamped
+    # back, the old owner kept the device as its own and the new one never dropped it either.
+    w = await writer_factory(latest_interval_ms=600_000)
+    first = mixed(T0)
+    await first.write(w)  # the partitions' first batch merges
+    later = Batch()
+    later.add(VEH, frame_rows(vin(7), T0 + HOUR, seq=7))  # pending: first seen since
+    await later.write(w, start=first.next)
+    moved_to = (VEH[0], VEH[1] + 1)
+    async with w.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO nev.latest_state (entity_kind, entity_id, ts, updated_at, kafka_topic, "
+            "kafka_partition) VALUES ('vehicle', $1, $2, now(), $3, $4)",
+            vin(7),
+            T0 + 2 * HOUR,
+            *moved_to,
+        )
+    assert await w.flush_latest([VEH]) == 1
+    async with w.pool.acquire() as conn:
+        assert (await placements(conn))[("vehicle", vin(7))] == moved_to
+
+
 async def test_the_idle_merge_skips_a_partition_a_write_holds(
     writer_factory: WriterFactory,
 ) -> None:
