@@ -25,7 +25,7 @@ from typing import Any, Final
 from alerts.replay import Connection
 from alerts.store import REISSUE_HORIZON_S
 
-__all__ = ["move", "open_places", "places"]
+__all__ = ["move", "open_places", "places", "reclaim"]
 
 # The placement, the latest frame time and how long ago it was stored (the database's clock,
 # as the replay's cutoff), of each (kind, entity) that has a latest_state row; the database's
@@ -63,6 +63,31 @@ WHERE a.entity_kind = $1 AND a.entity_id = u.id
   AND (a.kafka_partition IS DISTINCT FROM u.p OR a.kafka_topic IS NULL)
 """
 
+# A worker's check finds an entity it judges placed on another partition of its topic by a
+# frame no newer than its own newest (``drop_moved``): the device came back before that
+# worker dropped it, so it stamped nothing (it remembers having stamped its partition) and the
+# other owner, whose placement stayed, saw no newer frame either. Both judged the device. Its
+# placement and alert rows (as ``_MOVE``) go back to the worker's partition, provided the row
+# is still what the check read (a merge or stamp since wins); the other owner's check then
+# sees a newer frame elsewhere and drops its copy. Returns the entities placed back.
+_RECLAIM: Final = """
+WITH placed AS (
+    UPDATE latest_state AS s SET kafka_partition = u.p
+    FROM unnest($3::text[], $4::int[], $5::int[], $6::timestamptz[]) AS u(id, p, was, ts)
+    WHERE s.entity_kind = $1 AND s.entity_id = u.id AND s.kafka_topic = $2
+      AND s.kafka_partition = u.was AND s.ts = u.ts
+    RETURNING s.entity_id, s.kafka_partition AS p
+), moved AS (
+    UPDATE alerts AS a SET kafka_topic = $2, kafka_partition = placed.p
+    FROM placed
+    WHERE a.entity_kind = $1 AND a.entity_id = placed.entity_id
+      AND (a.kafka_topic = $2 OR a.kafka_topic IS NULL)
+      AND (a.cleared_at IS NULL OR a.cleared_at >= now() - make_interval(secs => $7))
+      AND (a.kafka_partition IS DISTINCT FROM placed.p OR a.kafka_topic IS NULL)
+)
+SELECT entity_id FROM placed
+"""
+
 
 async def places(conn: Connection, entities: Sequence[tuple[str, str]]) -> list[Any]:
     """The latest_state rows of ``entities`` ((kind, id) pairs): entity_kind, entity_id,
@@ -95,3 +120,25 @@ async def move(
     await conn.execute(
         _MOVE, entity_kind, topic, ids, [partitions[i] for i in ids], float(REISSUE_HORIZON_S)
     )
+
+
+async def reclaim(
+    conn: Connection, entity_kind: str, topic: str, rows: Mapping[str, tuple[int, int, Any]]
+) -> list[str]:
+    """Place these entities (id -> (this worker's partition, the one latest_state has, its
+    ``ts`` as read)) and their alert rows back on this worker's partition of ``topic``,
+    where the row is unchanged since; returns those placed back."""
+    if not rows:
+        return []
+    ids = sorted(rows)
+    got = await conn.fetch(
+        _RECLAIM,
+        entity_kind,
+        topic,
+        ids,
+        [rows[i][0] for i in ids],
+        [rows[i][1] for i in ids],
+        [rows[i][2] for i in ids],
+        float(REISSUE_HORIZON_S),
+    )
+    return [r["entity_id"] for r in got]

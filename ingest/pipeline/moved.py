@@ -26,7 +26,10 @@ A placement on another *topic* is not a move: a charger's connector reporting by
 The old owner keeps its copy, which gets no more frames, so nothing would ever clear it (its
 ``alerts_open`` gauge would count the alert forever). ``drop_moved``, from housekeeping,
 looks up where the entities with an open alert are placed now and forgets those placed on
-another partition of their topic by a newer frame than their engine has seen.
+another partition of their topic by a newer frame than their engine has seen. Those placed
+there by a frame no newer (the device came back before this check dropped it: the worker,
+which still had it, restored and stamped nothing) are placed back on its partition with their
+alert rows (``alerts.moves.reclaim``): the other owner's check then drops its copy.
 """
 
 from __future__ import annotations
@@ -206,42 +209,70 @@ async def drop_moved(
     """Forget the entities with an open alert that latest_state now places on another
     partition of their topic with a newer frame than their engine has seen: their frames go
     to that partition's owner, which restored their alerts (``restore_moved``). ``acquire``:
-    a connection to a shard's database. Returns the forgotten ones (kind -> ids: the caller
-    forgets where it stamped them too); a database away or slow skips the check (the next
-    housekeeping turn tries again)."""
+    a connection to a shard's database. Those placed on another partition of their topic by
+    a frame no newer than their watermark are placed back here (``_reclaim``). Returns the
+    forgotten ones (kind -> ids: the caller forgets where it stamped them too); a database
+    away or slow skips the check (the next housekeeping turn tries again)."""
     asked: dict[int, list[tuple[str, str]]] = {}
     for kind, engine in engines.items():
         for eid, (_, partition, _) in engine.alerting_entities().items():
             asked.setdefault(shard_of(partition or 0), []).append((kind, eid))
-    rows: list[Any] = []
+    rows: list[tuple[int, Any]] = []  # (shard, latest_state row)
     try:
         for shard, entities in asked.items():
             async with asyncio.timeout(CHECK_TIMEOUT_S), acquire(shard) as conn:
-                rows.extend(await moves.places(conn, entities))
+                rows.extend((shard, r) for r in await moves.places(conn, entities))
     except Exception as exc:
         if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
             raise
         log.debug("the check for entities moved elsewhere is skipped: %r", exc)
         return {}
     gone: dict[str, list[str]] = {}
+    back: dict[tuple[int, str, str], dict[str, tuple[int, int, Any]]] = {}
     # Read again after the query: a frame evaluated meanwhile moved the watermark on.
     current = {kind: engine.alerting_entities() for kind, engine in engines.items()}
-    for r in rows:
+    for shard, r in rows:
         owner = engines.get(r["entity_kind"])
         now = current.get(r["entity_kind"], {}).get(r["entity_id"])
         if owner is None or now is None or r["kafka_partition"] is None:
             continue
         topic, partition, watermark = now
-        if (
-            r["kafka_topic"] == topic
-            and r["kafka_partition"] != partition
-            and owner.order_of(r["ts"]) > watermark  # the watermark's unit: µs for subjects
-        ):
+        if r["kafka_topic"] != topic or r["kafka_partition"] == partition:
+            continue
+        if owner.order_of(r["ts"]) > watermark:  # the watermark's unit: µs for subjects
             owner.forget(entity_ids=[r["entity_id"]])
             gone.setdefault(r["entity_kind"], []).append(r["entity_id"])
+        elif topic is not None and partition is not None:
+            # This worker has the newest frame: the device came back (``moves.reclaim``).
+            where = (partition, r["kafka_partition"], r["ts"])
+            back.setdefault((shard, r["entity_kind"], topic), {})[r["entity_id"]] = where
     if gone:
         log.info(
             "alert state of entities moved to another partition dropped",
             extra={"entities": sum(map(len, gone.values()))},
         )
+    if back:
+        await _reclaim(back, acquire)
     return gone
+
+
+async def _reclaim(
+    back: Mapping[tuple[int, str, str], Mapping[str, tuple[int, int, Any]]],
+    acquire: Callable[[int], AbstractAsyncContextManager[Any]],
+) -> None:
+    """Place the entities that came back here before this worker dropped them (see
+    ``moves.reclaim``) on its partitions again; a database away or slow: the next turn."""
+    placed = 0
+    try:
+        for (shard, kind, topic), entities in sorted(back.items()):
+            async with asyncio.timeout(CHECK_TIMEOUT_S), acquire(shard) as conn:
+                placed += len(await moves.reclaim(conn, kind, topic, entities))
+    except Exception as exc:
+        if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
+            raise
+        log.debug("placing entities back on this worker's partitions is skipped: %r", exc)
+    if placed:
+        log.info(
+            "entities back on this worker's partitions placed here again",
+            extra={"entities": placed},
+        )

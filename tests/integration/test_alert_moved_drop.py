@@ -5,7 +5,9 @@ connector and of a pack, each with an open alert, whose frames now come from ano
 Chargers' and packs' watermarks are in µs (their subjects' order time, alerts.subjects), the
 stored time was compared in ms: a thousand times smaller, never newer, so the old owner kept
 their copies open forever (counted by nev_ingest_alerts_open). A placement elsewhere by a frame
-no newer than the watermark (the worker's own, stamped before it moved) is no move: kept."""
+no newer than the watermark is no move: kept, and placed back on the worker's partition (the
+device came back before the check dropped it: stamped nowhere, it stayed placed elsewhere and
+the other owner never dropped its copy)."""
 
 from __future__ import annotations
 
@@ -99,9 +101,11 @@ async def test_moved_chargers_and_packs_are_dropped_by_their_old_owner(
             yield conn
 
         gone = await drop_moved({"charger": charger, "battery": battery}, acquire, lambda p: 0)
+        where = await conn.fetch("SELECT entity_id, kafka_partition FROM latest_state")
     finally:
         await conn.close()
     assert [a.entity_id for a in charger.open_alerts()] == [STAYED_GUN]
     assert MOVED_GUN not in charger and STAYED_GUN in charger
     assert battery.open_alerts() == [] and PACK not in battery
     assert gone == {"charger": [MOVED_GUN], "battery": [PACK]}
+    assert {r[0]: r[1] for r in where} == {MOVED_GUN: 1, STAYED_GUN: 0, PACK: 1}

@@ -226,3 +226,57 @@ async def test_an_entity_back_on_its_old_partition_is_judged_by_one_worker(
         assert [(r["rule_id"], r["cleared_at"], r["kafka_partition"]) for r in rows] == [
             ("test_hot_pack", None, old)
         ], svc.tail()
+
+
+@pytest.mark.parametrize("interval_ms", ["0", "1000"], ids=["merged", "bounded"])
+async def test_an_entity_back_before_its_old_owner_s_check_is_judged_by_one_worker(
+    env: PipelineEnv, tmp_path: Path, interval_ms: str
+) -> None:
+    """P0 -> P1 -> P0 before the first worker's drop check ran (every MOVED_CHECK_S): it
+    still had the device, so it restored and stamped nothing, and latest_state kept P1 with
+    the first worker's newer frame: neither check dropped, two workers counted the alert. The
+    first worker's check now places the device (and its alert rows) back on P0; the second
+    one's then drops its copy. (Should the first check fall between the move and the frame
+    back, the device takes the path of the test above: the same end.)"""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    messages = hot_frames(start, [70.0] * 5)  # the alert opens and stays open
+    async with ps.serving(
+        env,
+        "bounce",
+        workers=2,
+        NEV_ALERTS_RULES_FILE=str(rules),
+        NEV_STORAGE_LATEST_INTERVAL_MS=interval_ms,
+    ) as svc:
+
+        async def split() -> dict[int, int]:
+            got = owners(svc, env.topic)
+            return got if len(got) >= 2 and len(set(got.values())) == 2 else {}
+
+        placed = await ps.until(split, timeout_s=60, what="both workers owning partitions")
+        old = min(placed)
+        new = next(p for p in sorted(placed) if placed[p] != placed[old])
+
+        async def on(partition: int) -> bool:
+            return await placed_on(env.dsn) == partition
+
+        await send_to(env.kafka, env.topic, old, messages[:3])
+        await ps.until(lambda: on(old), timeout_s=60, what="the vehicle placed on its partition")
+        await send_to(env.kafka, env.topic, new, messages[3:4])
+        await ps.until(lambda: on(new), timeout_s=60, what="the vehicle placed on the new one")
+        await send_to(env.kafka, env.topic, old, messages[4:])  # back at once
+        await ps.until(lambda: ps.caught_up(env), timeout_s=60, what="the frame back stored")
+
+        async def settled() -> bool:
+            return (
+                await on(old)
+                and svc.metric("nev_ingest_alerts_open", rule="test_hot_pack") == 1
+                and dropped_by(svc, placed[new]) > 0
+            )
+
+        await ps.until(settled, timeout_s=60, what="placed on the old partition, one copy left")
+        rows = await alert_rows(env.dsn)
+        assert [(r["rule_id"], r["cleared_at"], r["kafka_partition"]) for r in rows] == [
+            ("test_hot_pack", None, old)
+        ], svc.tail()
