@@ -14,6 +14,10 @@ of the dev stack's Kafka.
     every real-time frame once Kafka acknowledged it; frames paced at ``--latency-rate``,
     each answer timed against its frame's write; plus the gateway's own histogram.
 
+(b) and (c) also report the gateway's RSS at the end and its peak (``gateway_rss_mb``,
+``gateway_peak_rss_mb``): (c)'s steady pace is where memory kept per acknowledged frame
+shows (the flood of (b) pauses on the in-flight budget, which bounds it differently).
+
 Stops by itself; the last line is one JSON object. A process's descriptors are capped by the
 hard ``ulimit -n``: if N does not fit, it measures what fits and says why.
 """
@@ -153,11 +157,13 @@ async def throughput(
         took = time.monotonic() - started
         cpu = gw.cpu_s() - cpu0
         hist = parse_histogram(await asyncio.to_thread(gw.scrape), LATENCY)
+        memory = gw.memory()
         for conn in conns:
             conn.close()
     finally:
         gw.stop()
     return {
+        **memory,
         "frames": len(frames),
         "platform_connections": platforms,
         "written_in_s": round(sent_at, 2),
@@ -237,6 +243,7 @@ async def latency(
                 async with asyncio.timeout(60):
                     await all_answered.wait()
         hist = parse_histogram(await asyncio.to_thread(gw.scrape), LATENCY)
+        memory = gw.memory()
         for conn in conns:
             conn.close()
     finally:
@@ -251,6 +258,7 @@ async def latency(
         )
 
     return {
+        **memory,
         "rate": rate,
         "frames": len(frames),
         "answered": len(samples),

@@ -107,11 +107,20 @@ class GatewayProc:
         except OSError:
             return False
 
-    def rss_kb(self) -> int:
+    def rss_kb(self, field: str = "VmRSS") -> int:
+        """The gateway's resident memory now (``VmHWM``: its peak so far), in KiB."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
         return 0
+
+    def memory(self) -> dict[str, float]:
+        """RSS now and at its peak, MB: what the gateway holds grows with what it keeps per
+        frame after the acknowledgement (a leak shows under steady traffic, not only a flood)."""
+        return {
+            "gateway_rss_mb": round(self.rss_kb() / 1024, 1),
+            "gateway_peak_rss_mb": round(self.rss_kb("VmHWM") / 1024, 1),
+        }
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

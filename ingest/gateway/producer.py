@@ -147,14 +147,20 @@ class _Sent:
 
 class _Lane:
     """One topic-partition's frames waiting to be batched, in read order, and its batches that
-    Kafka has not resolved yet."""
+    Kafka has not resolved yet (and those that failed, waiting to go again)."""
 
-    __slots__ = ("busy", "items", "sent")
+    __slots__ = ("busy", "items", "sent", "unresolved")
 
     def __init__(self) -> None:
         self.items: list[Pending] = []
         self.busy = False  # a task is batching and submitting this lane's frames
-        self.sent: collections.deque[_Sent] = collections.deque()  # in submission order
+        # In submission order: the unresolved batches, the failed ones whose frames go again
+        # once those are resolved, and acknowledged ones only while one of those is ahead of
+        # them. Never every batch sent under steady traffic: each costs its frames' memory.
+        self.sent: collections.deque[_Sent] = collections.deque()
+        # How many of ``sent`` are unresolved: counted, as scanning ``sent`` at every
+        # acknowledgement costs its length each time.
+        self.unresolved = 0
 
 
 class Dispatcher:
@@ -303,11 +309,14 @@ class Dispatcher:
                 # In the lane before the await: a batch of the lane resolving meanwhile must see
                 # that this one is still to come (frames to go again wait for it, in order).
                 lane.sent.append(sent)
+                lane.unresolved += 1
                 self.producers.use(producer)
                 try:
                     fut = await producer.send_batch(batch, topic, partition=partition)
                 except Exception as exc:
-                    lane.sent.remove(sent)
+                    # The last of the lane (only this task appends to it): no scan.
+                    lane.sent.pop()
+                    lane.unresolved -= 1
                     self.producers.release(producer)
                     if not retriable(exc):
                         self._failed(sent.items, exc)
@@ -328,6 +337,7 @@ class Dispatcher:
     ) -> None:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         sent.resolved = True
+        lane.unresolved -= 1
         self.producers.release(sent.producer)
         if exc is None:
             self._progress = now = time.monotonic()
@@ -351,12 +361,19 @@ class Dispatcher:
         self._settle(tp, lane)
 
     def _settle(self, tp: tuple[str, int], lane: _Lane) -> None:
-        """Once every batch of the lane is resolved, the frames of those that failed go back to
-        the head of the lane (in their batches' order, before frames read after them)."""
-        if any(not s.resolved for s in lane.sent):
+        """Drop the batches done with (acknowledged or refused for good) from the front of the
+        lane's; once every batch of the lane is resolved, the frames of those that failed go
+        back to the head of the lane (in their batches' order, before frames read after them).
+        O(1) per resolution, amortised: each batch is dropped once."""
+        sent = lane.sent
+        # Under steady traffic some batch of the lane is always unresolved: without this, the
+        # lane kept every batch it ever sent (and their frames) until a lull.
+        while sent and sent[0].resolved and not sent[0].again:
+            sent.popleft()
+        if lane.unresolved:
             return
-        again = [item for s in lane.sent if s.again for item in s.items]
-        lane.sent.clear()
+        again = [item for s in sent if s.again for item in s.items]
+        sent.clear()
         if again:
             lane.items[:0] = again
         if lane.items and not lane.busy:

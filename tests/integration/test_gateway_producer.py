@@ -27,7 +27,9 @@ DRAIN_TIMEOUT_S = 60.0  # a bound on a hang, not a speed assertion
 
 
 @asynccontextmanager
-async def dispatching(kafka: str, **options: Any) -> AsyncIterator[tuple[Dispatcher, Any]]:
+async def dispatching(
+    kafka: str, max_frames: int = 100_000, **options: Any
+) -> AsyncIterator[tuple[Dispatcher, Any]]:
     # The gateway's producer options (ingest/gateway/server.py), unless a test narrows them.
     gateway = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 1 << 19}
 
@@ -37,7 +39,7 @@ async def dispatching(kafka: str, **options: Any) -> AsyncIterator[tuple[Dispatc
     producer = make()
     await producer.start()
     pool = ProducerPool(producer, make)
-    dispatcher = Dispatcher(pool, GatewayMetrics(), Budget(100_000, 1 << 30), lambda: None)
+    dispatcher = Dispatcher(pool, GatewayMetrics(), Budget(max_frames, 1 << 30), lambda: None)
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher, producer
@@ -183,6 +185,63 @@ async def test_a_topic_without_metadata_does_not_strand_the_frames_routed_before
     assert (first, waiting, later) == ([None], [None], [None])
     records = await ps.read_topic(kafka_bootstrap, topic, expect=2)
     assert [r.value for r in sorted(records, key=lambda r: r.offset)] == [b"before", b"after"]
+
+
+async def test_steady_traffic_keeps_only_the_unresolved_batches_of_a_lane(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    # Steady traffic: a frame in, each time one is acknowledged, from a start staggered so that
+    # some batch of the lane is always unresolved (as with many devices sending unsynchronised).
+    # The lane kept every batch it ever sent until all were resolved at once, which steady
+    # traffic never gives: it grew by a batch per acknowledgement (frames, memory and the cost
+    # of each acknowledgement's scan without limit). Now a batch leaves once it is resolved:
+    # when a frame is reported, the lane holds its batch and batches of frames still in flight.
+    topic = unique_topic(1, "gwprod")
+    key = b"LNEVPROD000000555"
+    in_flight, total = 8, 3_000
+    values = [b"%06d" % i + b"s" * 200 for i in range(total)]
+    reports: list[BaseException | None] = []
+    longest = submitted = 0
+    async with dispatching(kafka_bootstrap, max_frames=in_flight) as (dispatcher, _):
+
+        def report(exc: BaseException | None) -> None:
+            nonlocal longest
+            reports.append(exc)
+            longest = max(longest, len(dispatcher._lanes[topic, 0].sent))
+            submit_next()
+
+        def submit_next() -> None:
+            if submitted < total:
+                submit()
+
+        def submit() -> None:
+            nonlocal submitted
+            dispatcher.submit(Pending(topic, values[submitted], key, [], report, 0.0))
+            submitted += 1
+
+        async def handed_over() -> bool:  # the frames so far are in batches (or acknowledged)
+            lane = dispatcher._lanes.get((topic, 0))
+            return not dispatcher._queue and lane is not None and not lane.items
+
+        for _ in range(in_flight):
+            submit_next()
+            await ps.until(
+                handed_over, timeout_s=DRAIN_TIMEOUT_S, what="a frame in a batch", every_s=0.001
+            )
+        await ps.until(
+            lambda: _all(reports, total), timeout_s=DRAIN_TIMEOUT_S, what="every frame reported"
+        )
+        await asyncio.wait_for(dispatcher.drained(), DRAIN_TIMEOUT_S)
+        assert reports == [None] * total
+        # Each batch in the lane holds a frame not yet reported, or the one being reported.
+        assert longest <= dispatcher.budget.max_frames == in_flight, longest
+        assert not dispatcher._lanes[topic, 0].sent
+    records = await ps.read_topic(kafka_bootstrap, topic, expect=total)
+    assert [r.value for r in sorted(records, key=lambda r: r.offset)] == values
+
+
+async def _all(reports: list[BaseException | None], total: int) -> bool:
+    return len(reports) == total
 
 
 async def _done(reports: list[BaseException | str | None]) -> bool:
