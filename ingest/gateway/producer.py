@@ -283,9 +283,11 @@ class Dispatcher:
         try:
             while lane.items:
                 producer = await self.producers.ready()
-                if lane.sent and lane.sent[-1].producer is not producer:
-                    # Batches of this partition are still with the producer that was replaced:
-                    # if they fail, they go again before these frames (read order).
+                if lane.unresolved and lane.sent[-1].producer is not producer:
+                    # Batches of this partition are still with the producer that was replaced
+                    # (the lane's unresolved batches all have one producer: it changes only
+                    # once none is left): if they fail, they go again before these frames
+                    # (read order). The last of them to resolve starts the lane again.
                     return
                 batch = producer.create_batch()
                 items = lane.items
@@ -323,6 +325,11 @@ class Dispatcher:
                         self._settle(tp, lane)
                         continue
                     lane.items[:0] = sent.items  # this batch first: order is kept
+                    # An earlier batch of the lane may have failed while this one waited for
+                    # it to drain: its frames go again before these (in _settle, now that no
+                    # batch of the lane is unresolved). Without this, nothing resolved later
+                    # to settle the lane, and it waited for the old producer for good.
+                    self._settle(tp, lane)
                     log.warning("Kafka does not take frames (%r); again in %.2fs", exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX_S)
