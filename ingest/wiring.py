@@ -36,6 +36,8 @@ from storage import (
 from storage.params import TELEMETRY_TABLES
 from storage.sizing import FleetProfile, busy_tables
 
+log = logging.getLogger(__name__)
+
 
 def kafka_client_options(kafka: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments common to aiokafka's producer, consumer and admin client."""
@@ -253,6 +255,17 @@ async def check_topics(
                     )
                     responses = await admin.describe_configs([resource])
                     limits[name] = _config_value(responses, "max.message.bytes")
+                    if limits[name] is None:
+                        # Said, not silent: the check that a batch fits is then not made, and a
+                        # topic too small shows only as refused frames (or dead letters).
+                        log.warning(
+                            "could not read max.message.bytes of Kafka topic %s (the broker "
+                            "gave no value: grant this user DESCRIBE_CONFIGS on the topic, "
+                            "docs/security.md); whether it takes the largest batch sent there "
+                            "is not checked",
+                            name,
+                            extra={"topic": name},
+                        )
     except (TimeoutError, OSError, KafkaError) as exc:
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
@@ -286,7 +299,8 @@ async def check_topics(
 
 def _config_value(responses: Any, name: str) -> str | None:
     """A config value out of DescribeConfigs responses (None when it could not be read, e.g.
-    not authorised: the check is then skipped, the producer's error handling still holds)."""
+    not authorised: the caller warns and skips its check, the producer's error handling still
+    holds)."""
     for response in responses:
         for error_code, _msg, _type, _resource, entries, *_ in response.resources:
             if error_code:

@@ -164,18 +164,24 @@ def acls(raw_topics: list[str], dlq: str, alerts: str, group: str) -> list[Acl]:
     producers need only WRITE since Kafka 3.0), read the dead-letter topic's config (the start
     check of max.message.bytes). Gateways: write the raw topics and dead letters (a frame it
     refuses goes to the DLQ, and its start check wants the DLQ among the topics it may
-    describe), nothing else. Tools: read dead letters and alerts with ``nev-tools*`` groups,
-    write the raw topics (replays).
+    describe), read those topics' configs (its start check of their max.message.bytes against
+    its largest batch; without it the check cannot be made), nothing else. Tools: read dead
+    letters and alerts with ``nev-tools*`` groups, write the raw topics (replays).
     """
     out: list[Acl] = []
     for topic in raw_topics:
         out += [(SERVICE, "TOPIC", "LITERAL", topic, op) for op in ("READ", "DESCRIBE")]
-        out += [(GATEWAY, "TOPIC", "LITERAL", topic, op) for op in ("WRITE", "DESCRIBE")]
+        out += [
+            (GATEWAY, "TOPIC", "LITERAL", topic, op)
+            for op in ("WRITE", "DESCRIBE", "DESCRIBE_CONFIGS")
+        ]
         out += [(TOOLS, "TOPIC", "LITERAL", topic, op) for op in ("WRITE", "DESCRIBE")]
     for topic in (dlq, alerts):
         out += [(SERVICE, "TOPIC", "LITERAL", topic, op) for op in ("WRITE", "DESCRIBE")]
         out += [(TOOLS, "TOPIC", "LITERAL", topic, op) for op in ("READ", "DESCRIBE")]
-    out += [(GATEWAY, "TOPIC", "LITERAL", dlq, op) for op in ("WRITE", "DESCRIBE")]
+    out += [
+        (GATEWAY, "TOPIC", "LITERAL", dlq, op) for op in ("WRITE", "DESCRIBE", "DESCRIBE_CONFIGS")
+    ]
     out.append((SERVICE, "TOPIC", "LITERAL", dlq, "DESCRIBE_CONFIGS"))
     out.append((SERVICE, "GROUP", "PREFIXED", group, "READ"))
     out.append((TOOLS, "GROUP", "PREFIXED", TOOLS_GROUP, "READ"))

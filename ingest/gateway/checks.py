@@ -49,10 +49,10 @@ def check_listeners_configured(settings: Settings) -> None:
 
 
 def topic_sizes(settings: Settings) -> dict[str, tuple[int, str]]:
-    """Per topic the gateway produces to (its listeners' raw topics, the T/CEC topic): the
-    largest batch it sends there, and the setting that makes it that large. A topic whose
-    max.message.bytes is smaller refuses such a batch, and then every later batch of its
-    partition until the producer is replaced (ingest.gateway.renewal): checked at start."""
+    """Per topic the gateway produces to (its listeners' raw topics, the dead-letter topic, the
+    T/CEC topic): the largest batch it sends there, and the setting that makes it that large.
+    A topic whose max.message.bytes is smaller refuses such a batch, and then every later batch
+    of its partition until the producer is replaced (ingest.gateway.renewal): checked at start."""
     kafka, cfg = settings.kafka, settings.gateway
     frame = cfg.max_frame_bytes + _RECORD_OVERHEAD
     batch = batch_bytes(kafka.max_request_size)
@@ -62,6 +62,10 @@ def topic_sizes(settings: Settings) -> dict[str, tuple[int, str]]:
         else (frame, "gateway.max_frame_bytes")
     )
     out = {getattr(kafka, f"topic_{kind}"): raw for kind in KINDS if getattr(cfg, f"listen_{kind}")}
+    if out:
+        # The frames a GB/T 32960 listener refuses go to the dead-letter topic through the same
+        # dispatcher, in batches as large (the T/CEC receiver answers refusals, sends none).
+        out[kafka.topic_dlq] = raw
     if settings.tcec.listen:
         push = max(_TCEC_BATCH_BYTES, settings.tcec.max_body_bytes + _RECORD_OVERHEAD)
         out[kafka.topic_tcec] = (push, "tcec.max_body_bytes")

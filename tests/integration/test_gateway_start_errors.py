@@ -102,11 +102,16 @@ def test_no_listener_at_all(kafka_bootstrap: str, unique_topic: Callable[..., st
     _assert_refused(result, "the gateway has no listener: gateway.listen_vehicle, ")
 
 
-def test_a_raw_topic_smaller_than_the_gateways_batches(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], unique_topic: Callable[..., str]
+@pytest.mark.parametrize("setting", ["NEV_KAFKA_TOPIC_VEHICLE", "NEV_KAFKA_TOPIC_DLQ"])
+def test_a_topic_smaller_than_the_gateways_batches(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    unique_topic: Callable[..., str],
+    setting: str,
 ) -> None:
     # A batch the broker refuses as too large used to cost the producer the partition's
-    # sequence; refused at start now, with the setting to change.
+    # sequence; refused at start now, with the setting to change. The dead-letter topic too:
+    # the frames the gateway refuses go there in batches as large (it was not checked).
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from tests.conftest import run_async
@@ -123,7 +128,7 @@ def test_a_raw_topic_smaller_than_the_gateways_batches(
             await admin.close()
 
     run_async(create())
-    result = _gateway(kafka_bootstrap, unique_topic, NEV_KAFKA_TOPIC_VEHICLE=small)
+    result = _gateway(kafka_bootstrap, unique_topic, **{setting: small})
     _assert_refused(
         result, f"Kafka topic {small} takes at most 100000 bytes (max.message.bytes) but gets"
     )

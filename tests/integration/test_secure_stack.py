@@ -6,6 +6,7 @@ the ACLs hold."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +21,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from devtools.devstack import kafka_secure as ks
 from devtools.devstack import tls
 from ingest.config.load import load_settings
+from ingest.errors import UserError
 from ingest.wiring import check_topics
 from tests.integration import pipeline_support as ps
 from tests.integration import secure_support as ss
@@ -181,3 +183,30 @@ async def test_acls_gateway_writes_raw_and_dead_letters_service_cannot_write_raw
         await service.send_and_wait("nev.dlq", b"a dead letter")
     finally:
         await service.stop()
+
+
+async def test_the_gateway_user_reads_the_size_of_every_topic_it_sends_to(
+    secure: SecureStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The gateway's start check compares each topic's max.message.bytes with the largest batch
+    # it sends there. Its user could not read topic configs (no DESCRIBE_CONFIGS): the check
+    # found no limit and passed in silence, whatever the topic's size.
+    topics = {
+        "nev.vehicle.raw": "kafka.topic_vehicle",
+        "nev.charger.raw": "kafka.topic_charger",
+        "nev.battery.raw": "kafka.topic_battery",
+        "nev.charger.tcec": "kafka.topic_tcec",
+        "nev.dlq": "kafka.topic_dlq",
+    }
+    env = {"NEV_KAFKA_BOOTSTRAP_SERVERS": secure.bootstrap}
+    gateway = load_settings(environ=env | ks.settings_env(secure.files, ks.GATEWAY)).kafka
+    for name in topics:  # a batch no topic takes: refused, so the limit was read
+        with pytest.raises(UserError, match=f"Kafka topic {name} takes at most"):
+            await check_topics(gateway, topics, 30, sizes={name: (1 << 40, "a setting")})
+    # A user that may not (the tools'): the check is not made, and a WARNING says which topic.
+    tools = load_settings(environ=env | ks.settings_env(secure.files, ks.TOOLS)).kafka
+    raw = {"nev.vehicle.raw": "kafka.topic_vehicle"}
+    with caplog.at_level(logging.WARNING, logger="ingest.wiring"):
+        await check_topics(tools, raw, 30, sizes={"nev.vehicle.raw": (1 << 40, "a setting")})
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("max.message.bytes of Kafka topic nev.vehicle.raw" in m for m in warned), warned

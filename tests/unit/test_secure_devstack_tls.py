@@ -73,11 +73,12 @@ def test_acls_give_each_role_its_job_only() -> None:
     raw = ["veh", "chg"]
     acls = set(ks.acls(raw, "dlq", "alerts", "grp"))
     gateway = {a for a in acls if a[0] == ks.GATEWAY}
-    # the raw topics and dead letters (the frames it refuses; its start check wants the DLQ)
+    # the raw topics and dead letters (the frames it refuses; its start check wants the DLQ
+    # and reads each topic's max.message.bytes: DESCRIBE_CONFIGS, or that check is not made)
     assert gateway == {
         (ks.GATEWAY, "TOPIC", "LITERAL", t, op)
         for t in [*raw, "dlq"]
-        for op in ("WRITE", "DESCRIBE")
+        for op in ("WRITE", "DESCRIBE", "DESCRIBE_CONFIGS")
     }
     service_writes = {a[3] for a in acls if a[0] == ks.SERVICE and a[4] == "WRITE"}
     assert service_writes == {"dlq", "alerts"}
