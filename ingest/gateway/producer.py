@@ -70,9 +70,12 @@ __all__ = ["Dispatcher", "Pending", "batch_bytes", "retriable"]
 
 log = logging.getLogger(__name__)
 
-# Not flagged retriable by aiokafka, yet what a broker that is away looks like. (The pipeline's
-# ingest.pipeline.publish.retriable says the same; the gateway, a peer of the pipeline, cannot
-# import it.)
+# Not flagged retriable by aiokafka, yet what a broker that is away looks like. The pipeline's
+# ingest.pipeline.publish.retriable says the same and must stay in step. The gateway may import
+# the pipeline (ingest.gateway sits above ingest.pipeline; tcec/server.py imports that module),
+# but ingest.pipeline.publish brings the alert engine and most of the pipeline with it, which
+# the GB/T 32960 gateway does not otherwise load: this copy is kept instead (one shared home
+# would be a small module below both, such as ingest.transport_errors).
 _AWAY: Final = (KafkaTimeoutError, BrokerNotAvailableError, KafkaUnavailableError)
 _TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 _BACKOFF_MAX_S: Final = 2.0
