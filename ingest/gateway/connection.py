@@ -119,6 +119,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # At accept, so the limits hold before anything else: on a TLS listener too, with the
+        # socket's plain transport, replaced by the TLS one after the handshake (tls_accept.py).
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")

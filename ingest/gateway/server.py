@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -35,6 +35,7 @@ from ingest.gateway.metrics import GatewayMetrics
 from ingest.gateway.peers import PeerCounts, peer_key
 from ingest.gateway.producer import Dispatcher, batch_bytes
 from ingest.gateway.renewal import ProducerPool
+from ingest.gateway.tls_accept import TlsAccept
 from ingest.wiring import kafka_client_options
 
 __all__ = ["ExtraServer", "Gateway", "parse_listen", "tls_context"]
@@ -166,10 +167,9 @@ class Gateway:
             host, port = parse_listen(f"listen_{kind}", listen)
             try:
                 server = await asyncio.get_running_loop().create_server(
-                    lambda kind=kind: Connection(self, kind),
+                    self._protocols(kind, ctx),
                     host,
                     port,
-                    ssl=ctx,
                     backlog=4096,
                     reuse_address=True,
                 )
@@ -191,6 +191,19 @@ class Gateway:
         for extra in self.extra_servers:
             await extra.start()
         self.ready = True
+
+    def _protocols(
+        self, kind: GatewayKind, ctx: ssl.SSLContext | None
+    ) -> Callable[[], asyncio.Protocol]:
+        """A listener's protocol factory. With TLS the listener is plain TCP and each
+        connection is admitted before its handshake (ingest/gateway/tls_accept.py): with
+        create_server(ssl=...) a client that never started TLS held a descriptor uncounted."""
+        if ctx is None:
+            return lambda: Connection(self, kind)
+        # The sweeper closes a connection still in its handshake at login_timeout_s (its time
+        # counts there, from accept); the handshake's own timeout is a backstop behind it.
+        timeout_s = 2 * self.config.login_timeout_s
+        return lambda: TlsAccept(Connection(self, kind), ctx, timeout_s)
 
     async def stop(self) -> None:
         """Graceful stop: no new connections, in-flight frames acknowledged and answered."""

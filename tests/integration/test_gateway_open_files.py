@@ -2,20 +2,26 @@
 address flooding it with connections gets its share (``gateway.max_connections_per_peer``)
 and no more, the rest counted and logged, and a genuine vehicle still logs in and /metrics
 still answers. Before, the flood took every descriptor: accept() failed, new connections got
-a TCP reset with nothing logged or counted, and /metrics timed out."""
+a TCP reset with nothing logged or counted, and /metrics timed out. With TLS on, the same
+flood of connections that never start their handshake: before, the event loop held each for
+its handshake timeout (60 s) before the gateway saw it, uncounted, so the share was never
+applied and the vehicle got a reset."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devtools.devstack import tls
 from devtools.sim import promtext
 from tests.integration import pipeline_support as ps
 from tests.integration.gateway_support import (
+    GatewayProcess,
     close,
     connect,
     login,
@@ -29,16 +35,24 @@ pytestmark = pytest.mark.integration
 VIN = "LNEVGATE000000077"
 NOFILE = 256  # soft and hard: the gateway cannot raise it
 FLOOD = 300  # more than NOFILE
+SHARE = 50  # NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER
 
 
+@pytest.mark.parametrize("with_tls", [False, True], ids=["tcp", "tls"])
 async def test_a_flood_from_one_address_under_a_low_open_file_limit(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path
+    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path, with_tls: bool
 ) -> None:
     log = tmp_path / "gateway.log"
     env = {
-        "NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER": "50",
+        "NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER": str(SHARE),
         "NEV_TCEC_MAX_CONNECTIONS": "32",  # counted against the 256 descriptors too
     }
+    client: ssl.SSLContext | None = None
+    if with_tls:
+        ca = tls.make_ca(tmp_path / "ca")
+        cert, key = tls.issue_server(ca, tmp_path / "ca")
+        env |= {"NEV_GATEWAY_TLS_CERTFILE": str(cert), "NEV_GATEWAY_TLS_KEYFILE": str(key)}
+        client = ssl.create_default_context(cafile=str(ca.cert))
     async with serving_gateway(
         kafka_bootstrap,
         vehicle=unique_topic(1, "gw"),
@@ -53,6 +67,7 @@ async def test_a_flood_from_one_address_under_a_low_open_file_limit(
         assert "the open-file limit is 256 (hard limit 256)" in text, text
         writers: list[asyncio.StreamWriter] = []
         try:
+            # Bare TCP connections that send nothing (with TLS on: never a ClientHello).
             for _ in range(FLOOD):
                 with contextlib.suppress(ConnectionError):  # refused ones may be reset at once
                     _, writer = await asyncio.open_connection(
@@ -60,22 +75,13 @@ async def test_a_flood_from_one_address_under_a_low_open_file_limit(
                     )
                     writers.append(writer)
 
-            async def refused() -> float:
-                samples = await asyncio.to_thread(promtext.scrape, gw.metrics_port)
-                return promtext.total(
-                    samples,
-                    "nev_gateway_refused_total",
-                    kind="vehicle",
-                    reason="max_connections_per_peer",
-                )
-
             async def all_but_its_share_refused() -> bool:
-                return await refused() == FLOOD - 50
+                return await _refused(gw) == FLOOD - SHARE
 
             await ps.until(
                 all_but_its_share_refused, timeout_s=60, what="the flood over its share refused"
             )
-            reader, writer = await connect(gw.port)
+            reader, writer = await connect(gw.port, client)
             hello = login(VIN)
             writer.write(hello)
             assert await read_answer(reader) == reply(hello, 0x01)
@@ -85,3 +91,10 @@ async def test_a_flood_from_one_address_under_a_low_open_file_limit(
                 writer.close()
     text = await asyncio.to_thread(log.read_text)
     assert "max_connections_per_peer" in text  # logged (once per interval)
+
+
+async def _refused(gw: GatewayProcess) -> float:
+    samples = await asyncio.to_thread(promtext.scrape, gw.metrics_port)
+    return promtext.total(
+        samples, "nev_gateway_refused_total", kind="vehicle", reason="max_connections_per_peer"
+    )
