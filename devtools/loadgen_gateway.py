@@ -62,7 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--via-gateway",
         default=None,
         metavar="HOST:PORT[,HOST:PORT...]",
-        help="send the vehicle frames over TCP through these GB/T 32960 gateways, not to Kafka",
+        help="send the vehicle frames over TCP through these GB/T 32960 gateways, not to "
+        "Kafka; one connection per vehicle (or per --platforms), and a gateway holds at most "
+        "gateway.max_connections_per_peer (1,000 by default) from one address: raise it there "
+        "or spread the connections with --source-addrs",
     )
     p.add_argument(
         "--platforms",
@@ -88,7 +91,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--source-addrs",
         default=None,
         metavar="A-B|A,B",
-        help="local addresses to connect from, e.g. 127.0.0.2-127.0.0.9 (~28k ports each)",
+        help="local addresses to connect from, e.g. 127.0.0.2-127.0.0.9 (~28k ports each; "
+        "each address counts against the gateway's gateway.max_connections_per_peer)",
     )
     p.add_argument(
         "--heartbeat-s",

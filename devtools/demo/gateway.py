@@ -24,9 +24,18 @@ from devtools.demo.service import demo_dir
 from devtools.loadgen_send import LoadResult, Progress
 from devtools.settings import DevSettings
 
-__all__ = ["gateway_traffic", "start_gateway", "stop_gateway"]
+__all__ = ["gateway_env", "gateway_traffic", "start_gateway", "stop_gateway"]
 
 READY_TIMEOUT_S = 60.0
+
+
+def gateway_env(env: dict[str, str]) -> dict[str, str]:
+    """The demo gateway's environment: the service's, and no per-address connection share.
+    Every simulated vehicle connects from 127.0.0.1, one connection each (3,000 by default, up
+    to 100,000), so ``gateway.max_connections_per_peer`` (1,000) refused all but the first
+    thousand. The demo's gateway listens on loopback only; the setting's maximum is above any
+    ``max_connections``, which turns the share off (docs/gateway.md)."""
+    return {**env, "NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER": "10000000"}
 
 
 def start_gateway(env: dict[str, str], directory: Path) -> tuple[int, int]:
@@ -42,7 +51,7 @@ def start_gateway(env: dict[str, str], directory: Path) -> tuple[int, int]:
             *(sys.executable, "-m", "ingest", "gateway", "run"),
             *("--listen", f"127.0.0.1:{port}", "--metrics-port", str(metrics_port)),
         ],
-        env=env,
+        env=gateway_env(env),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

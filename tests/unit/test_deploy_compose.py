@@ -141,6 +141,17 @@ def test_health_conditions_have_health_checks_and_the_demo_is_a_profile() -> Non
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb")
 
 
+def test_the_gateway_holds_the_demo_loadgens_connections(tmp_path: Path) -> None:
+    # The loadgen connects from one container address, one connection per vehicle: over the
+    # gateway's per-address share (1,000 by default) the rest were refused.
+    services = _compose()["services"]
+    loadgen = check_command(services["loadgen"]["command"])
+    assert loadgen.via_gateway and not loadgen.source_addrs and not loadgen.platforms
+    gateway = check_settings(_env(services["nev-gateway"]), tmp_path).gateway
+    assert gateway.max_connections_per_peer >= loadgen.vehicles
+    assert gateway.max_connections >= loadgen.vehicles
+
+
 def test_the_topics_created_are_the_topics_configured() -> None:
     doc = _compose()
     script = "\n".join(doc["services"]["kafka-init"]["command"])
