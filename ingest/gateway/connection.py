@@ -25,6 +25,7 @@ from ingest.gateway.answers import ERROR, SUCCESS, answer
 from ingest.gateway.kinds import GatewayKind
 from ingest.gateway.limits import LogGate, TokenBucket
 from ingest.gateway.metrics import GatewayMetrics
+from ingest.gateway.peers import peer_key
 from ingest.gateway.producer import Dispatcher, Pending
 from ingest.gateway.session import ANSWER, PRODUCE, REFUSE, VERIFY, Decision, Session
 
@@ -250,8 +251,10 @@ class Connection(asyncio.Protocol):
             self.transport.close()  # answers already written still go out
 
     def note(self, reason: str, detail: str) -> None:
-        """Log a refusal, once per peer host and reason per interval."""
-        held = self.gw.log_gate.allow(self.host, reason)
+        """Log a refusal, once per peer and reason per interval. A peer as the limits count
+        it (``peer_key``): an IPv6 one by its /64, whose addresses one host may all use, so
+        that 1,000 connections refused from one /64 were not 1,000 lines."""
+        held = self.gw.log_gate.allow(peer_key(self.host), reason)
         if held is not None:
             log.warning(
                 "%s: %s",

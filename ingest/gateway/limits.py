@@ -30,8 +30,8 @@ class TokenBucket:
 
 class LogGate:
     """Lets one log line per key through per ``interval_s``, and counts the ones held back (the
-    metrics count all of them). Keys are (peer host, reason): bounded by the old keys being
-    forgotten at every interval."""
+    metrics count all of them). Keys are (peer, reason), a peer as ``peers.peer_key`` gives
+    it: bounded by the old keys being forgotten at every interval."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval_s
