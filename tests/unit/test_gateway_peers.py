@@ -21,6 +21,12 @@ pytestmark = pytest.mark.unit
         ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
         ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # the same /64: the same peer
         ("fe80::1%eth0", "fe80::/64"),
+        # IPv4 clients through a NAT64 / SIIT translator: each its own peer, not one /64.
+        ("64:ff9b::c000:207", "192.0.2.7"),  # RFC 6052's well-known prefix: its IPv4 address
+        ("64:ff9b::192.0.2.8", "192.0.2.8"),
+        ("64:ff9b::1:c000:207", "64:ff9b::/64"),  # in the /64 but not the /96: not a client
+        ("64:ff9b:1::c000:207", "64:ff9b:1::c000:207"),  # RFC 8215 local use: the address
+        ("64:ff9b:1:c000:2:700::", "64:ff9b:1:c000:2:700::"),  # ... whatever its layout
         ("/run/gw.sock", "/run/gw.sock"),
     ],
 )
