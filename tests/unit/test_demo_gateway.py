@@ -4,8 +4,12 @@ default share (1,000) refused all but the first thousand."""
 
 from __future__ import annotations
 
+import pytest
+
 from devtools.demo.gateway import gateway_env
 from ingest.config.load import load_settings
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_demo_gateway_holds_every_vehicle_from_one_address() -> None:

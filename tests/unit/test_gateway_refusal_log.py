@@ -16,6 +16,8 @@ from ingest.config.gateway_settings import GatewaySettings
 from ingest.gateway import Gateway, GatewayMetrics
 from ingest.gateway.connection import Connection
 
+pytestmark = pytest.mark.unit
+
 
 class _Socket:
     """The little of a transport that accepting a connection uses: its peer, and abort."""
