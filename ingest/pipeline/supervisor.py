@@ -15,6 +15,10 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
   signal comes holds nothing in flight, so it is simply not restarted (its crash was logged
   and counted already) and does not make the stop fail.
 - SIGHUP: forwarded to the workers, which reload their rule files.
+- The supervisor failing (a bug, an unexpected OS error): its workers are stopped as by
+  SIGTERM (then killed after the stop deadline) before the error propagates, and each worker
+  asked the kernel for a SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``, Linux), so a
+  supervisor killed outright (SIGKILL, the OOM killer) leaves no worker consuming unwatched.
 - Metrics: workers write multi-process files into ``multiproc_dir``; the supervisor serves them
   merged on one port with /healthz (this loop is turning) and /readyz (every worker is in the
   group, reaches the database, and is not stalled: see ``readiness``).
@@ -23,6 +27,7 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import logging
 import multiprocessing
@@ -30,6 +35,7 @@ import multiprocessing.connection
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +136,26 @@ class _SupervisorCollector:
 
 # During a stop, SIGTERM is forwarded again this often to the workers still running.
 _REFORWARD_S = 1.0
+_PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+
+
+def _worker_main(target: Callable[[int], None], index: int, supervisor_pid: int) -> None:
+    """What a worker process runs: ``target(index)``, bound to the supervisor's life."""
+    _stop_with_parent(supervisor_pid)
+    target(index)
+
+
+def _stop_with_parent(supervisor_pid: int) -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux; elsewhere nothing), so a
+    supervisor killed with SIGKILL or by the OOM killer does not leave this worker consuming
+    with nobody to restart, stop or scrape it. SIGTERM is the graceful stop: what the worker
+    has in flight is flushed and committed. A supervisor that died before the request was
+    made sends nothing: then the parent is already someone else, and the worker does not run."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor_pid:
+        sys.exit(0)
 
 
 class Supervisor:
@@ -146,6 +172,7 @@ class Supervisor:
         self._forwarded_at = 0.0  # when SIGTERM was last forwarded during the stop
         self._hup = False
         self._turn = time.monotonic()
+        self._mark_dead_failed = False  # mark_process_dead failed once (logged once)
         self.restarts = 0
         self.server: MetricsServer | None = None
 
@@ -211,36 +238,13 @@ class Supervisor:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_signal)
         try:
-            for slot in self._slots:
-                self._start(slot)
-            while True:
-                self._turn = time.monotonic()
-                if self._stopping and not self._restarts_dropped:
-                    # Once, when the stop begins: later, a slot without a process is a worker
-                    # that exited during the stop, and its exit code must count.
-                    self._drop_pending_restarts()
-                    self._restarts_dropped = True
-                self._reap()
-                # Reaped, not merely dead: a worker that exits between the reap and this
-                # check is reaped (and its exit code recorded) on the next turn.
-                if self._stopping and all(slot.process is None for slot in self._slots):
-                    break
-                if self._stopping and time.monotonic() > self._stop_deadline:
-                    self._kill_stragglers()
-                elif self._stopping and time.monotonic() - self._forwarded_at >= _REFORWARD_S:
-                    # Again, until they are gone: a SIGTERM that reaches a worker between its
-                    # fork and its exec is taken by the parent's inherited handler and lost
-                    # with the exec; workers treat a second SIGTERM like the first.
-                    self._forward(signal.SIGTERM)
-                if self._hup:
-                    self._hup = False
-                    self._forward(signal.SIGHUP)
-                if not self._stopping:
-                    for slot in self._slots:
-                        if slot.process is None and time.monotonic() >= slot.restart_at:
-                            self._start(slot)
-                sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
-                multiprocessing.connection.wait(sentinels, timeout=0.5)
+            self._loop()
+        except BaseException as exc:
+            # Workers never outlive a failed supervisor: nobody would restart, stop or scrape
+            # them, and a process manager restarting the service would start a second set.
+            log.error("supervisor failed (%r): stopping the workers", exc)
+            self._stop_workers()
+            raise
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
@@ -248,6 +252,56 @@ class Supervisor:
         codes = [s.exit_code for s in self._slots]
         log.info("supervisor stopped", extra={"exit_codes": codes})
         return 0 if all(c in (0, None) for c in codes) else 1
+
+    def _loop(self) -> None:
+        for slot in self._slots:
+            self._start(slot)
+        while True:
+            self._turn = time.monotonic()
+            if self._stopping and not self._restarts_dropped:
+                # Once, when the stop begins: later, a slot without a process is a worker
+                # that exited during the stop, and its exit code must count.
+                self._drop_pending_restarts()
+                self._restarts_dropped = True
+            self._reap()
+            # Reaped, not merely dead: a worker that exits between the reap and this
+            # check is reaped (and its exit code recorded) on the next turn.
+            if self._stopping and all(slot.process is None for slot in self._slots):
+                break
+            if self._stopping and time.monotonic() > self._stop_deadline:
+                self._kill_stragglers()
+            elif self._stopping and time.monotonic() - self._forwarded_at >= _REFORWARD_S:
+                # Again, until they are gone: a SIGTERM that reaches a worker between its
+                # fork and its exec is taken by the parent's inherited handler and lost
+                # with the exec; workers treat a second SIGTERM like the first.
+                self._forward(signal.SIGTERM)
+            if self._hup:
+                self._hup = False
+                self._forward(signal.SIGHUP)
+            if not self._stopping:
+                for slot in self._slots:
+                    if slot.process is None and time.monotonic() >= slot.restart_at:
+                        self._start(slot)
+            sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
+            multiprocessing.connection.wait(sentinels, timeout=0.5)
+
+    def _stop_workers(self) -> None:
+        """After a failure of the loop: SIGTERM the workers (again every second, as a stop
+        does), wait until the stop deadline, kill the ones still running, reap them all."""
+        self._stopping = True
+        deadline = time.monotonic() + self.options.shutdown_timeout_s
+        procs = [s.process for s in self._slots if s.process is not None]
+        while alive := [p for p in procs if p.is_alive()]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for p in alive:
+                    log.warning("worker did not stop: killing it", extra={"worker_pid": p.pid})
+                    p.kill()
+                break
+            self._forward(signal.SIGTERM)
+            multiprocessing.connection.wait([p.sentinel for p in alive], min(_REFORWARD_S, left))
+        for p in procs:
+            p.join()
 
     def _drop_pending_restarts(self) -> None:
         """Before reaping: a slot without a process is waiting to restart after a crash (a
@@ -280,7 +334,9 @@ class Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         proc = self._ctx.Process(
-            target=self._target, args=(slot.index,), name=f"nev-ingest-worker-{slot.index}"
+            target=_worker_main,
+            args=(self._target, slot.index, os.getpid()),
+            name=f"nev-ingest-worker-{slot.index}",
         )
         proc.start()
         slot.process = proc
@@ -301,7 +357,7 @@ class Supervisor:
             code = proc.exitcode
             slot.exit_code = code
             slot.process = None
-            mark_process_dead(proc.pid, str(o.multiproc_dir))  # type: ignore[no-untyped-call]
+            self._forget_gauges(proc.pid)
             if self._stopping:
                 if code == -signal.SIGTERM:
                     # Killed by the forwarded SIGTERM itself: it came before the worker had
@@ -329,6 +385,23 @@ class Supervisor:
                 slot.backoff,
                 extra={"worker": slot.index, "worker_pid": proc.pid, "exit_code": code},
             )
+
+    def _forget_gauges(self, pid: int) -> None:
+        """Remove a dead worker's live gauges from the metric files. Failing that (the
+        directory gone read-only, say) is no reason to stop supervising: its last gauge values
+        stay in /metrics (/readyz looks at live workers only)."""
+        try:
+            mark_process_dead(pid, str(self.options.multiproc_dir))  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            if not self._mark_dead_failed:  # once: it fails again with each dead worker
+                self._mark_dead_failed = True
+                log.error(
+                    "metrics.multiproc_dir = %s: cannot remove a dead worker's gauge files "
+                    "(%s); its last gauge values stay in /metrics until the service restarts; "
+                    "make the directory writable",
+                    self.options.multiproc_dir,
+                    exc.strerror or exc,
+                )
 
     def _kill_stragglers(self) -> None:
         for slot in self._slots:

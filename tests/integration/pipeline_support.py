@@ -147,7 +147,7 @@ class Service:
             for r in self.logs()
             if "worker_pid" in r and r.get("msg") == "worker started"
         ]
-        return [pid for pid in started if _alive(pid)]
+        return [pid for pid in started if alive(pid)]
 
     def metrics(self) -> dict[str, float]:
         """``name{labels}`` -> value from /metrics (empty while not serving)."""
@@ -221,7 +221,7 @@ async def serving(
     assert code == 0, log_tail
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
