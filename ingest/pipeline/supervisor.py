@@ -14,7 +14,8 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
   supervisor exits 0 when every worker did; a worker waiting out its restart backoff when the
   signal comes holds nothing in flight, so it is simply not restarted (its crash was logged
   and counted already) and does not make the stop fail.
-- SIGHUP: forwarded to the workers, which reload their rule files.
+- SIGHUP: forwarded to the workers, which reload their rule files (a worker still starting
+  ignores it: it has not loaded them yet).
 - The supervisor failing (a bug, an unexpected OS error): its workers are stopped as by
   SIGTERM (then killed after the stop deadline) before the error propagates, and each worker
   asked the kernel for a SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``, Linux), so a
@@ -140,7 +141,14 @@ _PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 
 
 def _worker_main(target: Callable[[int], None], index: int, supervisor_pid: int) -> None:
-    """What a worker process runs: ``target(index)``, bound to the supervisor's life."""
+    """What a worker process runs: ``target(index)``, bound to the supervisor's life.
+
+    SIGHUP comes blocked from ``Supervisor._start`` (a forwarded reload would otherwise kill a
+    worker still importing: its default action terminates). It is ignored, then unblocked,
+    until the target installs its own handler: nothing is lost, as the rules a reload would
+    bring are the ones the worker loads when it gets to them."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # drops one pending since the start, too
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     _stop_with_parent(supervisor_pid)
     target(index)
 
@@ -338,7 +346,14 @@ class Supervisor:
             args=(self._target, slot.index, os.getpid()),
             name=f"nev-ingest-worker-{slot.index}",
         )
-        proc.start()
+        # Blocked from the fork to the worker's first statement (_worker_main): the
+        # interpreter's start and the unpickling of the target take a while, and the child
+        # inherits the mask through the exec.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         slot.process = proc
         slot.started = time.monotonic()
         slot.exit_code = None

@@ -34,3 +34,31 @@ async def test_a_worker_stops_when_its_supervisor_is_killed(env: PipelineEnv) ->
         svc.kill()
         for pid in svc.worker_pids():
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_sighup_while_a_worker_starts_does_not_kill_it(env: PipelineEnv) -> None:
+    # SIGHUP's default action terminates: a worker that had not yet installed its handler
+    # (importing, connecting) was killed by a reload, counted as a crash and backed off.
+    svc = ps.Service(env, "hup-at-start")
+    try:
+
+        async def started() -> list[int]:
+            return svc.worker_pids()
+
+        (worker,) = await ps.until(started, timeout_s=60, what="the worker's pid", every_s=0.01)
+
+        async def hup_until_ready() -> bool:
+            # As an operator's reload forwarded to it, from its first moments until it runs.
+            svc.proc.send_signal(signal.SIGHUP)
+            try:
+                os.kill(worker, signal.SIGHUP)
+            except ProcessLookupError:
+                raise AssertionError(f"the worker died of the SIGHUP:\n{svc.tail()}") from None
+            return await ps.ready(svc)
+
+        await ps.until(hup_until_ready, timeout_s=60, what="the service ready", every_s=0.02)
+        assert svc.worker_pids() == [worker]
+        assert svc.metric("nev_ingest_worker_restarts_total") == 0
+    finally:
+        code = svc.stop()
+    assert code == 0, svc.tail()
