@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +85,9 @@ def check_rules(settings: Settings) -> None:
     a = settings.alerts
     if not a.enabled:
         return
-    from alerts import RuleFileError, RuleSet
-    from ingest.cli.rules import load_rules
-    from ingest.pipeline.vehicle_models import check_model_scopes, load_models
+    from ingest.pipeline.rule_snapshot import accepted_rules
 
-    path = a.rules_file
-    try:
-        rules = load_rules(path) if path else RuleSet.default()
-    except RuleFileError as exc:
-        raise UserError(
-            f"alerts.rules_file = {path}: {exc}; see `nev-ingest rules check {path}`"
-        ) from None
-    check_model_scopes(rules, a.models_file)
-    if a.models_file:
-        load_models(a.models_file)
+    accepted_rules(a.rules_file, a.models_file)
 
 
 async def preflight(settings: Settings) -> None:
@@ -120,9 +110,10 @@ async def preflight(settings: Settings) -> None:
 def run_service(settings: Settings) -> int:
     """Run the supervisor until stopped; returns the process exit code."""
     from ingest.pipeline.process import worker_process
+    from ingest.pipeline.rule_snapshot import RuleSnapshot
     from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
 
-    m, p = settings.metrics, settings.pipeline
+    m, p, a = settings.metrics, settings.pipeline, settings.alerts
     own_dir = not m.multiproc_dir
     path = Path(m.multiproc_dir or tempfile.mkdtemp(prefix="nev-ingest-metrics-"))
     try:
@@ -133,6 +124,25 @@ def run_service(settings: Settings) -> int:
             f"({exc.strerror}); give a directory nev-ingest may write"
         ) from None
     try:
+        rules_dir = Path(tempfile.mkdtemp(prefix="nev-ingest-rules-"))
+    except OSError as exc:
+        raise UserError(
+            f"{tempfile.gettempdir()}: cannot create the directory of the rules in force "
+            f"({exc.strerror}); set TMPDIR to a directory nev-ingest may write"
+        ) from None
+    try:
+        # The workers load the rules the supervisor accepted (at start, on SIGHUP), never the
+        # operator's file as it is when they start: a file refused on SIGHUP would otherwise
+        # crash every worker restarted after it (ingest/pipeline/rule_snapshot.py).
+        snapshot = RuleSnapshot(rules_dir, a.rules_file, a.models_file)
+        reload = None
+        if a.enabled:
+            log.info(snapshot.refresh())
+            reload = snapshot.refresh
+            settings = replace(
+                settings,
+                alerts=replace(a, rules_file=snapshot.rules_path, models_file=snapshot.models_path),
+            )
         supervisor = Supervisor(
             SupervisorOptions(
                 workers=p.workers,
@@ -146,9 +156,11 @@ def run_service(settings: Settings) -> int:
                 stall_after_s=p.stall_after_s,
             ),
             functools.partial(worker_process, settings=settings),
+            reload=reload,
         )
         return supervisor.run()
     finally:
+        shutil.rmtree(rules_dir, ignore_errors=True)
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if own_dir:
             shutil.rmtree(path, ignore_errors=True)

@@ -15,7 +15,9 @@ import sys
 import time
 from typing import Any
 
+from alerts import RuleFileError
 from ingest.config import Settings
+from ingest.errors import UserError
 from ingest.pipeline.adapters import (
     decode_battery_batch,
     decode_charger_batch,
@@ -217,9 +219,9 @@ def worker_process(index: int, settings: Settings) -> None:
     try:
         uvloop.run(_run(index, settings))
     except Exception as exc:
-        permanent = _permanent_error(exc)
-        if permanent is not None:
-            log.error("worker stopped: %s", permanent)  # one line: the traceback adds nothing
+        known = _one_line_error(exc)
+        if known is not None:
+            log.error("worker stopped: %s", known)  # one line: the traceback adds nothing
         else:
             log.exception("worker failed")
         sys.exit(1)
@@ -227,13 +229,15 @@ def worker_process(index: int, settings: Settings) -> None:
     sys.exit(0)
 
 
-def _permanent_error(exc: BaseException) -> PermanentKafkaError | None:
-    """The ``PermanentKafkaError`` in ``exc`` (the worker's task group wraps it), if any."""
-    if isinstance(exc, PermanentKafkaError):
+def _one_line_error(exc: BaseException) -> BaseException | None:
+    """The error in ``exc`` (the worker's task group wraps it) that says all by itself: a
+    permanent Kafka error, or a rule or models file the worker cannot load (its message names
+    the file and the line), if any."""
+    if isinstance(exc, PermanentKafkaError | UserError | RuleFileError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _permanent_error(inner)
+            found = _one_line_error(inner)
             if found is not None:
                 return found
     return None

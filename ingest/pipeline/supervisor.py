@@ -14,8 +14,9 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
   supervisor exits 0 when every worker did; a worker waiting out its restart backoff when the
   signal comes holds nothing in flight, so it is simply not restarted (its crash was logged
   and counted already) and does not make the stop fail.
-- SIGHUP: forwarded to the workers, which reload their rule files (a worker still starting
-  ignores it: it has not loaded them yet).
+- SIGHUP: ``reload`` checks the change (the rule files: ``rule_snapshot``); accepted, it is
+  forwarded to the workers, which reload (a worker still starting ignores it: it has not
+  loaded its rules yet); refused, it is logged and the workers are not told.
 - The supervisor failing (a bug, an unexpected OS error): its workers are stopped as by
   SIGTERM (then killed after the stop deadline) before the error propagates, and each worker
   asked the kernel for a SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``, Linux), so a
@@ -169,9 +170,18 @@ def _stop_with_parent(supervisor_pid: int) -> None:
 class Supervisor:
     """Runs ``target(index)`` in ``options.workers`` spawned processes; see the module doc."""
 
-    def __init__(self, options: SupervisorOptions, target: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        options: SupervisorOptions,
+        target: Callable[[int], None],
+        *,
+        reload: Callable[[], str] | None = None,
+    ) -> None:
+        """``reload``: run on SIGHUP before the workers hear of it; a ``UserError`` from it
+        refuses the reload (logged; the workers are not told)."""
         self.options = options
         self._target = target
+        self._reload = reload
         self._restarts_dropped = False
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(options.workers)]
@@ -285,13 +295,28 @@ class Supervisor:
                 self._forward(signal.SIGTERM)
             if self._hup:
                 self._hup = False
-                self._forward(signal.SIGHUP)
+                if self._reloaded():
+                    self._forward(signal.SIGHUP)
             if not self._stopping:
                 for slot in self._slots:
                     if slot.process is None and time.monotonic() >= slot.restart_at:
                         self._start(slot)
             sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
             multiprocessing.connection.wait(sentinels, timeout=0.5)
+
+    def _reloaded(self) -> bool:
+        """SIGHUP: whether the workers are to reload (``reload`` accepted the change)."""
+        if self._reload is None:
+            return True
+        try:
+            log.info("SIGHUP: %s", self._reload())
+        except UserError as exc:
+            log.error(
+                "SIGHUP refused: %s; the previous rules stay in force (in restarted workers too)",
+                exc,
+            )
+            return False
+        return True
 
     def _stop_workers(self) -> None:
         """After a failure of the loop: SIGTERM the workers (again every second, as a stop

@@ -19,7 +19,7 @@ import orjson
 from alerts import RuleSet
 from ingest.errors import UserError
 
-__all__ = ["check_model_scopes", "load_models"]
+__all__ = ["check_model_scopes", "load_models", "parse_models"]
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,16 @@ _warned: set[tuple[str, ...]] = set()
 def load_models(path: str, what: str = "alerts.models_file") -> dict[str, str]:
     """The file's VIN -> model, or a one-line ``UserError`` naming ``what``."""
     try:
-        data = orjson.loads(Path(path).read_bytes())
+        content = Path(path).read_bytes()
     except OSError as exc:
         raise UserError(f"{what} {path}: cannot read it ({exc.strerror})") from None
+    return parse_models(content, path, what)
+
+
+def parse_models(content: bytes, path: str, what: str = "alerts.models_file") -> dict[str, str]:
+    """``content`` of the file at ``path``: its VIN -> model, or a one-line ``UserError``."""
+    try:
+        data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise UserError(f"{what} {path}: not JSON ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(m, str) for m in data.values()):

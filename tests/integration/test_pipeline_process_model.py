@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.integration import pipeline_support as ps
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.traffic import HOT_PACK_RULES, recent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +62,42 @@ async def test_a_sighup_while_a_worker_starts_does_not_kill_it(env: PipelineEnv)
         await ps.until(hup_until_ready, timeout_s=60, what="the service ready", every_s=0.02)
         assert svc.worker_pids() == [worker]
         assert svc.metric("nev_ingest_worker_restarts_total") == 0
+    finally:
+        code = svc.stop()
+    assert code == 0, svc.tail()
+
+
+async def test_a_worker_restarted_after_a_refused_reload_runs_the_old_rules(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    # A rule file refused on SIGHUP left the old rules in force in the running worker, but
+    # each worker started after it loaded the broken file and crashed: a crash loop.
+    rules = tmp_path / "rules.toml"
+    rules.write_text(HOT_PACK_RULES)
+    svc = ps.Service(env, "refused", NEV_ALERTS_RULES_FILE=str(rules))
+    try:
+        await ps.until(lambda: ps.ready(svc), timeout_s=60, what="the service to be ready")
+        (first,) = svc.worker_pids()
+        rules.write_text(HOT_PACK_RULES.replace("value = 50", "value = "))  # broken TOML
+        svc.proc.send_signal(signal.SIGHUP)
+
+        async def refused() -> bool:
+            return any(
+                r.get("level") == "error" and r.get("msg", "").startswith("SIGHUP")
+                for r in svc.logs()
+            )
+
+        await ps.until(refused, timeout_s=30, what="the reload refused")
+        os.kill(first, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return svc.worker_pids() not in ([], [first]) and await ps.ready(svc)
+
+        await ps.until(restarted, timeout_s=60, what="a restarted worker ready")
+        await ps.produce_and_store(env, recent_fleet(5, 4, runaway=True), timeout_s=60)
+        raised = await ps.read_topic(env.kafka, env.alerts, expect=1)
+        assert {orjson.loads(r.value)["rule_id"] for r in raised} == {"test_hot_pack"}
+        assert svc.metric("nev_ingest_worker_restarts_total") == 1  # the kill, no crash loop
     finally:
         code = svc.stop()
     assert code == 0, svc.tail()
