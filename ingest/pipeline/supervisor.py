@@ -52,7 +52,14 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from ingest.errors import UserError
 from ingest.pipeline.metrics import MetricsServer, worker_gauges
 
-__all__ = ["Supervisor", "SupervisorOptions", "prepare_multiproc_dir"]
+__all__ = [
+    "WORKER_METRICS_ROOM",
+    "Supervisor",
+    "SupervisorOptions",
+    "free_bytes",
+    "metrics_room_problem",
+    "prepare_multiproc_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,37 @@ def prepare_multiproc_dir(path: Path) -> Path:
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
+
+
+# Free space a worker's metric files may need in metrics.multiproc_dir: prometheus-client maps
+# each of them (counters, histograms, a gauge file per mode: 4-6 per worker) at 64 KiB and
+# doubles it as series come, and a page the file system cannot give (a full tmpfs) kills the
+# worker with SIGBUS instead of raising. A dead worker's counter and histogram files stay (the
+# totals need them): each restart leaves them behind.
+WORKER_METRICS_ROOM: Final = 4 << 20
+
+
+def metrics_room_problem(path: Path, workers: int) -> str | None:
+    """What to tell the operator when ``path`` has less free space than ``workers`` workers'
+    metric files may need (None when it has enough, or cannot be asked)."""
+    free = free_bytes(path)
+    need = workers * WORKER_METRICS_ROOM
+    if free is None or free >= need:
+        return None
+    return (
+        f"metrics.multiproc_dir = {path}: {free} bytes free, less than the {need} the metric "
+        f"files of {workers} worker(s) may need; workers die of SIGBUS when it is full: give it "
+        "more room (dead workers' files stay until the service restarts: docs/operations.md)"
+    )
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged process may still write under ``path`` (None: cannot tell)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 # prometheus-client's multi-process files: "<type>[_<gauge mode>]_<pid>.db" (its values.py).
@@ -272,6 +310,7 @@ class Supervisor:
         return 0 if all(c in (0, None) for c in codes) else 1
 
     def _loop(self) -> None:
+        self._check_room(len(self._slots))
         for slot in self._slots:
             self._start(slot)
         while True:
@@ -300,9 +339,17 @@ class Supervisor:
             if not self._stopping:
                 for slot in self._slots:
                     if slot.process is None and time.monotonic() >= slot.restart_at:
+                        self._check_room(1)
                         self._start(slot)
             sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
             multiprocessing.connection.wait(sentinels, timeout=0.5)
+
+    def _check_room(self, workers: int) -> None:
+        """Before starting workers: say so when their metric files may not fit (the SIGBUS
+        that follows says nothing by itself)."""
+        problem = metrics_room_problem(self.options.multiproc_dir, workers)
+        if problem is not None:
+            log.error(problem)
 
     def _reloaded(self) -> bool:
         """SIGHUP: whether the workers are to reload (``reload`` accepted the change)."""
@@ -418,6 +465,9 @@ class Supervisor:
                 if code is not None and code < 0
                 else f"exit code {code}"
             )
+            if code == -signal.SIGBUS:  # what a full metrics file system does to a worker
+                free = free_bytes(o.multiproc_dir)
+                how += f"; metrics.multiproc_dir {o.multiproc_dir} full? {free} bytes free"
             log.error(
                 "worker crashed (%s) after %.1fs; restarting in %.1fs",
                 how,

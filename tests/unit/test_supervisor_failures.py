@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+from ingest.pipeline.supervisor import (
+    WORKER_METRICS_ROOM,
+    Supervisor,
+    SupervisorOptions,
+    metrics_room_problem,
+    prepare_multiproc_dir,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -136,3 +142,47 @@ def test_a_failing_supervisor_stops_its_workers_before_the_error_propagates(
             if slot.process is not None and slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join()
+
+
+def test_too_little_room_for_the_metric_files_is_named() -> None:
+    here = Path(__file__).parent
+    problem = metrics_room_problem(here, 10**12)  # more workers than any disk has room for
+    assert problem is not None
+    assert problem.startswith(f"metrics.multiproc_dir = {here}: ")
+    assert f"{WORKER_METRICS_ROOM * 10**12} the metric files" in problem
+    assert " bytes free" in problem and "SIGBUS" in problem
+
+
+def _sigbus_then_run(index: int, marker_dir: str) -> None:
+    """First start: die as a worker touching a page of a full tmpfs does. Then: run."""
+    marker = Path(marker_dir) / "crashed"
+    if not marker.exists():
+        marker.write_text("1")
+        os.kill(os.getpid(), signal.SIGBUS)
+    _until_stopped(index, marker_dir)
+
+
+def test_a_worker_killed_by_sigbus_points_at_the_metrics_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(_options(mp_dir), partial(_sigbus_then_run, marker_dir=str(markers)))
+
+    def drive() -> None:
+        try:
+            _wait(lambda: (markers / "ready-0").exists())
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        assert sup.run() == 0
+    finally:
+        thread.join()
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    (crash,) = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
+    assert f"killed by SIGBUS; metrics.multiproc_dir {mp_dir} full? " in crash
+    assert crash.split(" full? ")[1].split(" bytes free")[0].isdigit()
