@@ -152,7 +152,8 @@ def run_service(settings: Settings) -> int:
                 # Workers get shutdown_timeout_s to flush, then ~15 s to leave the group and
                 # close (Kafka 3 + 5 + 5 s at most, the pool); the supervisor kills them after
                 # that, so a worker stuck in a system call cannot hold the stop forever.
-                shutdown_timeout_s=p.shutdown_timeout_s + 20,
+                shutdown_timeout_s=p.shutdown_timeout_s,
+                stop_grace_s=20,
                 stall_after_s=p.stall_after_s,
             ),
             functools.partial(worker_process, settings=settings),

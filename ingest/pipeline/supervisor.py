@@ -71,6 +71,9 @@ class SupervisorOptions:
     metrics_port: int
     multiproc_dir: Path
     shutdown_timeout_s: float = 30.0
+    # After shutdown_timeout_s (the workers' flush deadline): time to leave the group and close.
+    # A worker still running after both is killed.
+    stop_grace_s: float = 0.0
     stall_after_s: float = 60.0
     restart_backoff_initial_s: float = 1.0
     restart_backoff_max_s: float = 30.0
@@ -85,6 +88,7 @@ class _Slot:
     restart_at: float = 0.0
     backoff: float = 0.0
     exit_code: int | None = None
+    killed: bool = False  # by _kill_stragglers (said once: it may take a while to die)
 
 
 def prepare_multiproc_dir(path: Path) -> Path:
@@ -369,7 +373,7 @@ class Supervisor:
         """After a failure of the loop: SIGTERM the workers (again every second, as a stop
         does), wait until the stop deadline, kill the ones still running, reap them all."""
         self._stopping = True
-        deadline = time.monotonic() + self.options.shutdown_timeout_s
+        deadline = time.monotonic() + self._stop_after_s()
         procs = [s.process for s in self._slots if s.process is not None]
         while alive := [p for p in procs if p.is_alive()]:
             left = deadline - time.monotonic()
@@ -401,7 +405,7 @@ class Supervisor:
             return
         if not self._stopping:
             self._stopping = True
-            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
+            self._stop_deadline = time.monotonic() + self._stop_after_s()
             log.info("stopping: %s received", signal.Signals(signum).name)
             self._forward(signal.SIGTERM)
 
@@ -429,6 +433,7 @@ class Supervisor:
         slot.process = proc
         slot.started = time.monotonic()
         slot.exit_code = None
+        slot.killed = False
         log.info("worker started", extra={"worker": slot.index, "worker_pid": proc.pid})
         if self._stopping and proc.pid is not None:  # a SIGTERM came while it started:
             with contextlib.suppress(ProcessLookupError):  # the forward did not reach it
@@ -493,13 +498,21 @@ class Supervisor:
                     exc.strerror or exc,
                 )
 
+    def _stop_after_s(self) -> float:
+        return self.options.shutdown_timeout_s + self.options.stop_grace_s
+
     def _kill_stragglers(self) -> None:
+        o = self.options
         for slot in self._slots:
-            if slot.process is not None and slot.process.is_alive():
+            if slot.process is not None and not slot.killed and slot.process.is_alive():
+                slot.killed = True  # once: it is called each turn until the worker is reaped
                 log.warning(
-                    "worker did not stop within %.0fs: killing it (uncommitted frames will be "
-                    "read again; nothing is lost)",
-                    self.options.shutdown_timeout_s,
+                    "worker did not stop within %gs (pipeline.shutdown_timeout_s %gs + %gs to "
+                    "leave the group and close): killing it (uncommitted frames will be read "
+                    "again; nothing is lost)",
+                    self._stop_after_s(),
+                    o.shutdown_timeout_s,
+                    o.stop_grace_s,
                     extra={"worker": slot.index, "worker_pid": slot.process.pid},
                 )
                 slot.process.kill()

@@ -186,3 +186,47 @@ def test_a_worker_killed_by_sigbus_points_at_the_metrics_directory(
     (crash,) = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
     assert f"killed by SIGBUS; metrics.multiproc_dir {mp_dir} full? " in crash
     assert crash.split(" full? ")[1].split(" bytes free")[0].isdigit()
+
+
+def _ignores_sigterm(index: int, marker_dir: str) -> None:
+    """A worker stuck in its stop (SIGTERM does nothing): only the kill ends it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (Path(marker_dir) / f"ready-{index}").write_text(str(os.getpid()))
+    threading.Event().wait(120)
+
+
+def test_a_worker_killed_at_the_stop_deadline_is_warned_of_once_with_both_figures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=1,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
+            shutdown_timeout_s=1,
+            stop_grace_s=0.5,
+        ),
+        partial(_ignores_sigterm, marker_dir=str(markers)),
+    )
+
+    def drive() -> None:
+        try:
+            _wait(lambda: (markers / "ready-0").exists())
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        assert sup.run() == 1  # killed: not a clean stop
+    finally:
+        thread.join()
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    warned = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith(
+        "worker did not stop within 1.5s (pipeline.shutdown_timeout_s 1s + 0.5s to leave"
+    )
