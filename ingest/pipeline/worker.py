@@ -16,7 +16,10 @@ own state is restored (the consumer keeps polling meanwhile). On
 revocation the open batch is sealed and the writer gets ``revoke_timeout_s`` to commit
 everything in flight; what it cannot commit in time is abandoned uncommitted (the next owner
 reads it again; the fenced offsets in the database keep a late commit from duplicating rows).
-On stop: no more fetching, flush, commit, leave.
+On stop: no more fetching, flush, commit, leave. A poll waiting for a rebalance to end (aiokafka
+returns nothing until the group has settled, which a member that died without leaving holds up
+for its whole session timeout) is given up at once, and an assignment that comes while stopping
+restores nothing: the stop takes the shutdown deadline, not the rebalance's.
 
 Shards (``storage.shards``): a partition's offsets and alert state are loaded from its shard
 (``storage.shards.shard_of``), shard by shard, so a shard that is down keeps only its partitions
@@ -107,11 +110,13 @@ class Worker:
         self._backoff_s = 0.0  # between failed loads of offsets / alert state
         self._assignments = 0  # bumped on every assignment
         self._stopping = False
+        self._stop: asyncio.Event | None = None  # set: stop fetching (run's argument)
         self._down: set[int] = set()  # shards whose partitions are paused (for the log)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         o = self.options
+        self._stop = stop
         self.sink.set_health_listener(self.bp.set_sink_healthy)
         # Until the consume loop turns, the start phase stamps the heartbeat at each step it
         # makes (here, each Kafka connection attempt) and says what it knows of the database:
@@ -189,7 +194,9 @@ class Worker:
     ) -> None:
         """Stop fetching, flush the open batch, wait for the writer, within the deadline."""
         self._stopping = True
-        await consume_task  # returns promptly: it checks the flag after each (short) poll
+        # Returns promptly: it checks the flag after each poll, and a poll in progress gives
+        # up when the stop is set (``_poll``).
+        await consume_task
         assert self.writer is not None
         self._seal()
         deadline = self.options.shutdown_timeout_s
@@ -235,8 +242,8 @@ class Worker:
                     # A partition assigned during the poll is not paused yet: what it returns
                     # of one still to be sought is noted, as below, so a seek without a stored
                     # offset comes back to it.
-                    polled = await consumer.getmany(
-                        timeout_ms=o.poll_timeout_ms // 5, max_records=1
+                    polled = await self._poll(
+                        stop, timeout_ms=o.poll_timeout_ms // 5, max_records=1
                     )
                     for tp, records in polled.items():
                         if tp in self.needs_seek and records:
@@ -249,7 +256,7 @@ class Worker:
             else:
                 wait_ms = o.poll_timeout_ms
             want = min(room, o.batch_max_frames - self.builder.size)
-            data = await consumer.getmany(timeout_ms=wait_ms, max_records=max(1, want))
+            data = await self._poll(stop, timeout_ms=wait_ms, max_records=max(1, want))
             marks = {tp: self.moves.get(tp, 0) for tp in data}  # before any await
             for tp, records in data.items():
                 if self.moves.get(tp, 0) != marks[tp]:
@@ -269,6 +276,28 @@ class Worker:
             idle = writer is not None and writer.idle and not self.builder.size
             if idle and writer is not None and self.sink.has_pending_changes():
                 writer.submit(Batch(self.builder.generation, changes_only=True))
+
+    async def _poll(self, stop: asyncio.Event, **kwargs: Any) -> dict[Any, Sequence[Any]]:
+        """``consumer.getmany(**kwargs)``, given up (nothing returned) when ``stop`` is set
+        first. Its timeout does not bound it: while the group rebalances aiokafka waits for the
+        new assignment, as long as a dead member holds the rebalance (its session timeout),
+        and a stop would wait with it, past the shutdown deadline. Giving it up loses nothing:
+        records count as consumed only when it returns them, and offsets are committed only
+        after their rows are durable."""
+        fetch = asyncio.ensure_future(self.consumer.getmany(**kwargs))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
+        if fetch.cancelled():
+            return {}
+        result: dict[Any, Sequence[Any]] = fetch.result()
+        return result
 
     async def _add(self, tp: Any, records: Sequence[Any], mark: int) -> None:
         """Decode ``records`` of ``tp`` into the open batch, ``DECODE_SLICE`` at a time, with
@@ -532,4 +561,9 @@ class Worker:
         # consume loop keeps them paused and retries (never fetch from Kafka's offsets: the
         # database's are the truth; never evaluate rules without the stored open alerts).
         self.restored &= self.owned
+        if self._stopping or (self._stop is not None and self._stop.is_set()):
+            # A rebalance that ends during the stop: nothing will be fetched, so a restore
+            # (minutes for a large one) would only hold the stop past its deadline. The
+            # partitions stay pending; their next owner restores them.
+            return
         await self._load_pending_offsets(backoff=False)
