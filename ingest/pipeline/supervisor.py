@@ -244,32 +244,66 @@ class Supervisor:
 
     def readiness(self, registry: CollectorRegistry) -> tuple[bool, dict[str, object]]:
         """Ready when every wanted worker runs, is in the group, reaches the database, and
-        either has nothing to do or committed within ``stall_after_s``."""
+        either has nothing to do or committed within ``stall_after_s``. One entry per worker
+        slot: a slot whose worker crashed says so and when it restarts; a worker that has not
+        written its gauges yet (just spawned) is "starting", not blamed on Kafka or the
+        database."""
         now = time.time()
         gauges = worker_gauges(registry)
         workers: list[dict[str, object]] = []
         ok = not self._stopping
-        pids = self.live_pids()
-        if len(pids) < self.options.workers:
-            ok = False
-        stall = self.options.stall_after_s
-        for pid in pids:
-            g = gauges.get(str(pid), {})
-            problems = []
-            kafka = g.get("kafka_connected")
-            if kafka != kafka:  # NaN: not tried yet, the worker waits for its database first
-                problems.append("starting: Kafka not tried yet")
-            elif kafka != 1:
-                problems.append("not connected to Kafka")
-            if g.get("db_connected") != 1:
-                problems.append("database unreachable")
-            if now - g.get("heartbeat", 0) > stall:
-                problems.append("consumer loop stalled")
-            if g.get("backlog", 0) > 0 and now - g.get("last_commit", 0) > stall:
-                problems.append(f"backlog but no commit for {stall:.0f}s")
+        for slot in self._slots:
+            proc = slot.process  # read once: the main loop replaces it meanwhile
+            pid = proc.pid if proc is not None else None
+            if proc is None or not proc.is_alive():
+                problems = [self._not_running(slot, proc)]
+            else:
+                problems = self._worker_problems(gauges.get(str(pid)), now)
             ok = ok and not problems
-            workers.append({"pid": pid, "ok": not problems, "problems": problems})
+            workers.append(
+                {"worker": slot.index, "pid": pid, "ok": not problems, "problems": problems}
+            )
         return ok, {"workers": workers, "wanted": self.options.workers, "stopping": self._stopping}
+
+    def _not_running(self, slot: _Slot, proc: Any) -> str:
+        """Why the slot has no live worker: it exited (not reaped yet), or it crashed and
+        waits out its restart backoff (or will not restart: the service stops)."""
+        code = proc.exitcode if proc is not None else slot.exit_code
+        if code is None:
+            how = "exited"
+        elif code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:  # a real-time signal has no name: /readyz must still answer
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        if proc is not None:
+            return f"exited ({how})"
+        if self._stopping:
+            return f"stopped ({how})" if slot.exit_code is not None else "stopped"
+        wait = max(0.0, slot.restart_at - time.monotonic())
+        return f"crashed ({how}), restarting in {wait:.0f}s"
+
+    def _worker_problems(self, g: dict[str, float] | None, now: float) -> list[str]:
+        if not g:
+            # Spawned, but not one gauge yet (imports and settings come first): a restarted
+            # worker's files are new (its pid is), so nothing says it failed at anything.
+            return ["starting"]
+        stall = self.options.stall_after_s
+        problems = []
+        kafka = g.get("kafka_connected")
+        if kafka != kafka:  # NaN: not tried yet, the worker waits for its database first
+            problems.append("starting: Kafka not tried yet")
+        elif kafka != 1:
+            problems.append("not connected to Kafka")
+        if g.get("db_connected") != 1:
+            problems.append("database unreachable")
+        if now - g.get("heartbeat", 0) > stall:
+            problems.append("consumer loop stalled")
+        if g.get("backlog", 0) > 0 and now - g.get("last_commit", 0) > stall:
+            problems.append(f"backlog but no commit for {stall:.0f}s")
+        return problems
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> int:

@@ -1,0 +1,83 @@
+"""/readyz with real worker processes: one entry per worker slot, saying why it is not ready when
+it is not running (a crash loop's backoff) or has just been spawned."""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+from tests.unit.test_pipeline_supervisor import _always_crash, _get, _run_then_sigterm, _wait
+
+pytestmark = pytest.mark.unit
+
+
+def _no_metrics(index: int, marker_dir: str) -> None:
+    """A worker still importing and reading its settings: alive, no gauges written yet."""
+    (Path(marker_dir) / f"ready-{index}").write_text("1")
+    threading.Event().wait(60)
+
+
+def _readyz_workers(sup: Supervisor) -> tuple[int, list[dict[str, Any]]]:
+    assert sup.server is not None
+    status, body = _get(f"http://127.0.0.1:{sup.server.port}/readyz")
+    workers: list[dict[str, Any]] = orjson.loads(body)["workers"]
+    return status, workers
+
+
+def test_a_crashed_worker_waiting_for_its_restart_says_so(tmp_path: Path) -> None:
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=1,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
+            restart_backoff_initial_s=600,
+        ),
+        _always_crash,
+    )
+    seen: list[tuple[int, list[dict[str, Any]]]] = []
+
+    def drive() -> None:
+        _wait(lambda: sup.restarts == 1)
+        seen.append(_readyz_workers(sup))
+
+    assert _run_then_sigterm(sup, drive) == 0
+    [(status, workers)] = seen
+    assert status == 503
+    assert len(workers) == 1, workers  # an entry for the slot, though no worker runs in it
+    [entry] = workers
+    assert (entry["worker"], entry["pid"], entry["ok"]) == (0, None, False)
+    [problem] = entry["problems"]
+    assert re.fullmatch(r"crashed \(exit code 1\), restarting in \d+s", problem), problem
+
+
+def test_a_worker_without_gauges_yet_is_starting_not_failing(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(
+        SupervisorOptions(
+            workers=1,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
+        ),
+        partial(_no_metrics, marker_dir=str(markers)),
+    )
+    seen: list[tuple[int, list[dict[str, Any]]]] = []
+
+    def drive() -> None:
+        _wait(lambda: (markers / "ready-0").exists())
+        seen.append(_readyz_workers(sup))
+
+    assert _run_then_sigterm(sup, drive) == 0
+    [(status, workers)] = seen
+    assert status == 503
+    assert [w["problems"] for w in workers] == [["starting"]]
+    assert workers[0]["worker"] == 0
