@@ -281,6 +281,13 @@ class PipelineMetrics:
             "attempt (a worker still waiting for its database).",
             namespace=ns, registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
+        self.in_group = Gauge(
+            "worker_in_group",
+            "1 while the worker holds an assignment of the consumer group (an empty one too: "
+            "more workers than partitions); 0 from its start, and from each rebalance's "
+            "revocation until its next assignment.",
+            namespace=ns, registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
         self.db_connected = Gauge(
             "worker_db_connected", "1 when the worker's last database write or ping worked.",
             namespace=ns, registry=r, multiprocess_mode="liveall",
@@ -345,6 +352,7 @@ Readiness = Callable[[], tuple[bool, dict[str, object]]]
 
 WORKER_GAUGES: Final = {
     "nev_ingest_worker_kafka_connected": "kafka_connected",
+    "nev_ingest_worker_in_group": "in_group",
     "nev_ingest_worker_db_connected": "db_connected",
     "nev_ingest_worker_heartbeat_timestamp_seconds": "heartbeat",
     "nev_ingest_worker_last_commit_timestamp_seconds": "last_commit",

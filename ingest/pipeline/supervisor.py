@@ -297,6 +297,11 @@ class Supervisor:
             problems.append("starting: Kafka not tried yet")
         elif kafka != 1:
             problems.append("not connected to Kafka")
+        elif g.get("in_group") != 1:
+            # Kafka answers, but the group has not assigned this worker yet (joining, or a
+            # rebalance held up by a member that died without leaving): it consumes nothing.
+            # Not said beside a Kafka problem above, which is the cause then.
+            problems.append("not in the consumer group yet")
         if g.get("db_connected") != 1:
             problems.append("database unreachable")
         if now - g.get("heartbeat", 0) > stall:

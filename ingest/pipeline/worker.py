@@ -123,6 +123,9 @@ class Worker:
         # a worker waiting for Kafka is reported as that ("not connected to Kafka",
         # NevIngestKafkaUnreachable), not as stalled or without a database.
         self.metrics.heartbeat.set(time.time())
+        # Not in the group until the first assignment: Kafka answering (kafka_connected) is
+        # not membership, and a group stuck in a rebalance assigns nobody.
+        self.metrics.in_group.set(0)
         await self.sink.start()
         self.metrics.db_connected.set(1)  # the sink's pools opened: every shard answered
         self.metrics.heartbeat.set(time.time())
@@ -504,6 +507,9 @@ class Worker:
 
     # -- rebalance ---------------------------------------------------------------------------
     async def on_revoked(self, revoked: set[Any]) -> None:
+        # Every rebalance begins here (with nothing to revoke too): out of the group until
+        # the next assignment (/readyz, "not in the consumer group yet").
+        self.metrics.in_group.set(0)
         if not revoked:
             return
         self.metrics.rebalances.labels(event="revoked").inc()
@@ -548,6 +554,7 @@ class Worker:
 
     async def on_assigned(self, assigned: set[Any]) -> None:
         self.metrics.rebalances.labels(event="assigned").inc()
+        self.metrics.in_group.set(1)  # an empty assignment too: a member, with nothing to do
         self._moved(assigned)
         self._assignments += 1
         self.owned = set(assigned)

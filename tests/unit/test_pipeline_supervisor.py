@@ -35,6 +35,7 @@ def _worker(index: int, marker_dir: str) -> None:
     m = PipelineMetrics()
     m.frames_written.labels(topic="t", kind="vehicle").inc(5)
     m.kafka_connected.set(1)
+    m.in_group.set(1)
     m.db_connected.set(1)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
