@@ -269,15 +269,7 @@ class Supervisor:
         """Why the slot has no live worker: it exited (not reaped yet), or it crashed and
         waits out its restart backoff (or will not restart: the service stops)."""
         code = proc.exitcode if proc is not None else slot.exit_code
-        if code is None:
-            how = "exited"
-        elif code < 0:
-            try:
-                how = f"killed by {signal.Signals(-code).name}"
-            except ValueError:  # a real-time signal has no name: /readyz must still answer
-                how = f"killed by signal {-code}"
-        else:
-            how = f"exit code {code}"
+        how = "exited" if code is None else _exit_text(code)
         if proc is not None:
             return f"exited ({how})"
         if self._stopping:
@@ -504,11 +496,7 @@ class Supervisor:
             )
             slot.restart_at = time.monotonic() + slot.backoff
             self.restarts += 1
-            how = (
-                f"killed by {signal.Signals(-code).name}"
-                if code is not None and code < 0
-                else f"exit code {code}"
-            )
+            how = _exit_text(code)
             if code == -signal.SIGBUS:  # what a full metrics file system does to a worker
                 free = free_bytes(o.multiproc_dir)
                 how += f"; metrics.multiproc_dir {o.multiproc_dir} full? {free} bytes free"
@@ -555,3 +543,13 @@ class Supervisor:
                     extra={"worker": slot.index, "worker_pid": slot.process.pid},
                 )
                 slot.process.kill()
+
+
+def _exit_text(code: int | None) -> str:
+    """A worker's exit for logs and /readyz: its exit code, or the signal that killed it."""
+    if code is None or code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:  # a real-time signal has no name: the supervisor must not stop on it
+        return f"killed by signal {-code}"

@@ -230,3 +230,39 @@ def test_a_worker_killed_at_the_stop_deadline_is_warned_of_once_with_both_figure
     assert warned[0].startswith(
         "worker did not stop within 1.5s (pipeline.shutdown_timeout_s 1s + 0.5s to leave"
     )
+
+
+def _realtime_signal_then_run(index: int, marker_dir: str) -> None:
+    """First start: die of a real-time signal (no name in ``signal.Signals``). Then: run."""
+    marker = Path(marker_dir) / "crashed"
+    if not marker.exists():
+        marker.write_text("1")
+        signal.signal(signal.SIGRTMIN + 2, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGRTMIN + 2)
+    _until_stopped(index, marker_dir)
+
+
+def test_a_worker_killed_by_a_real_time_signal_is_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # signal.Signals(-code) raises for such a signal: the crash line must not stop supervision.
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(_options(mp_dir), partial(_realtime_signal_then_run, marker_dir=str(markers)))
+
+    def drive() -> None:
+        try:
+            _wait(lambda: (markers / "ready-0").exists())
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        assert sup.run() == 0
+    finally:
+        thread.join()
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    (crash,) = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
+    assert f"killed by signal {int(signal.SIGRTMIN) + 2}" in crash
