@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import signal
 import sys
 import time
@@ -51,6 +49,12 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from ingest.errors import UserError
 from ingest.pipeline.metrics import MetricsServer, worker_gauges
+from ingest.pipeline.multiproc_dir import (
+    WORKER_METRICS_ROOM,
+    free_bytes,
+    metrics_room_problem,
+    prepare_multiproc_dir,
+)
 
 __all__ = [
     "WORKER_METRICS_ROOM",
@@ -89,75 +93,6 @@ class _Slot:
     backoff: float = 0.0
     exit_code: int | None = None
     killed: bool = False  # by _kill_stragglers (said once: it may take a while to die)
-
-
-def prepare_multiproc_dir(path: Path) -> Path:
-    """Remove the metric files of a previous run from ``path`` (they must not be summed into
-    this one) and point prometheus-client's multi-process mode at it for this process and its
-    children. Only prometheus-client's own files go (``counter_<pid>.db``,
-    ``gauge_livesum_<pid>.db``, ...): a ``metrics.multiproc_dir`` naming a directory with
-    anything else in it (a typo for /var/lib, $HOME, SQLite files) loses nothing."""
-    path.mkdir(parents=True, exist_ok=True)
-    _claim(path)
-    for stale in path.glob("*.db"):
-        if _METRIC_FILE.fullmatch(stale.name) and stale.is_file():
-            stale.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return path
-
-
-# Free space a worker's metric files may need in metrics.multiproc_dir: prometheus-client maps
-# each of them (counters, histograms, a gauge file per mode: 4-6 per worker) at 64 KiB and
-# doubles it as series come, and a page the file system cannot give (a full tmpfs) kills the
-# worker with SIGBUS instead of raising. A dead worker's counter and histogram files stay (the
-# totals need them): each restart leaves them behind.
-WORKER_METRICS_ROOM: Final = 4 << 20
-
-
-def metrics_room_problem(path: Path, workers: int) -> str | None:
-    """What to tell the operator when ``path`` has less free space than ``workers`` workers'
-    metric files may need (None when it has enough, or cannot be asked)."""
-    free = free_bytes(path)
-    need = workers * WORKER_METRICS_ROOM
-    if free is None or free >= need:
-        return None
-    return (
-        f"metrics.multiproc_dir = {path}: {free} bytes free, less than the {need} the metric "
-        f"files of {workers} worker(s) may need; workers die of SIGBUS when it is full: give it "
-        "more room (dead workers' files stay until the service restarts: docs/operations.md)"
-    )
-
-
-def free_bytes(path: Path) -> int | None:
-    """Bytes an unprivileged process may still write under ``path`` (None: cannot tell)."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-# prometheus-client's multi-process files: "<type>[_<gauge mode>]_<pid>.db" (its values.py).
-_METRIC_FILE: Final = re.compile(
-    r"(counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))_\d+\.db"
-)
-# The claims of this process's metric directories: open (and so locked) until it exits.
-_CLAIMS: list[int] = []
-
-
-def _claim(path: Path) -> None:
-    """Lock ``path`` for this run: a second ``run`` with the same metrics.multiproc_dir would
-    remove the running one's metric files, and its /metrics and /readyz would go blind."""
-    fd = os.open(path / ".nev-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UserError(
-            f"metrics.multiproc_dir = {path}: another nev-ingest run is using it (its metric "
-            "files would be lost); give each run a directory of its own"
-        ) from None
-    _CLAIMS.append(fd)
 
 
 class _SupervisorCollector:
