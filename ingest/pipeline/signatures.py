@@ -111,6 +111,9 @@ class KeyCache:
         # VINs whose key an admin revoked (and gave no new one): an activation re-registers
         # nothing for them, or a stolen key would come back with the next activation.
         self.revoked: set[str] = set()
+        # The newest created_at of the last reload's keys: a key created after it is one added
+        # since (`keys add`), which the next reload must cache even when the cache is full.
+        self.loaded_until: datetime | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -156,7 +159,9 @@ class KeyCache:
         it holds fewer than ``capacity``). The registry's load stops at ``capacity`` keys, the
         newest: a fleet bigger than that has cached keys, fetched after a miss, that it leaves
         out. Such a VIN keeps its key unless revoked; taking it for rotated dropped the key, and
-        its frames, verified again, failed as unknown_key until it was fetched once more."""
+        its frames, verified again, failed as unknown_key until it was fetched once more.
+        A key created after the previous call's newest (added since) is cached even when the
+        cache is full: it evicts the least recently used cached key."""
         self.revoked = set(revoked or ())
         if complete is None:
             complete = len(keys) < self.capacity
@@ -174,16 +179,32 @@ class KeyCache:
             if now != cached:
                 rotated.add(vin)
             kept[vin] = now
-        # Keys nobody asked for yet go first: the cached ones, in use, leave last.
-        fresh = OrderedDict(
-            (v, (k.algorithm, k.public_key)) for v, k in keys.items() if v not in self._keys
-        )
-        added = set(fresh)
+        # Keys nobody asked for yet leave first, then the cached ones (in use), least recently
+        # used first; keys added since the last reload leave last, newest last: with a full
+        # cache (a fleet of key_cache_size or more) every key not cached is fresh, and a key
+        # just added with `keys add`, put first, was evicted at every reload, so its vehicle's
+        # first frames failed as unknown_key until the keeper fetched it after the miss.
+        since = self.loaded_until
+        fresh: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        new: list[tuple[datetime, str]] = []
+        for vin, key in keys.items():
+            if vin in self._keys:
+                continue
+            if key.created_at is not None and (since is None or key.created_at > since):
+                new.append((key.created_at, vin))
+            else:
+                fresh[vin] = (key.algorithm, key.public_key)
         fresh.update(kept)
+        new.sort(key=lambda n: n[0])  # the load comes newest first: timsort reverses it in O(n)
+        fresh.update((v, (keys[v].algorithm, keys[v].public_key)) for _, v in new)
+        stamps = (k.created_at for k in keys.values() if k.created_at is not None)
+        self.loaded_until = max(stamps, default=since)
         self._keys = fresh
         self.absent.clear()
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
+        # Only the keys that stayed: one evicted in the same call has nothing cached.
+        added = {v for v in keys if v in self._keys and v not in kept}
         return Reload(rotated, added)
 
 

@@ -186,6 +186,34 @@ async def test_a_fleet_bigger_than_the_cache_keeps_keys_fetched_after_a_miss(
         assert rejected(after, "unknown_key")
 
 
+async def test_a_key_added_to_a_fleet_that_fills_the_cache_is_cached_by_the_next_reload(
+    conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    # With the cache full (a fleet of key_cache_size keys or more), a reload put the keys it
+    # did not have cached before the cached ones, and evicted them first: a key added with
+    # `keys add` never reached the cache through a reload; its vehicle's first frames were
+    # unknown_key, dead-lettered under reject until the keeper's miss fetch.
+    key, _ = keys
+    *fleet, new = (f"LKEEPER000000020{i}" for i in range(3))
+    for vin in fleet:
+        await registry.add(conn, ps.SCHEMA, DeviceKey(vin, RSA, key.public_pem, "admin"))
+    cache = CountedCache(2)
+    g = SignatureGate(decode_vehicle_batch, Policy(signatures="reject"), cache)
+    async with keeping(g, fresh_database):
+        assert sorted(cache.vins()) == fleet
+        await registry.add(conn, ps.SCHEMA, DeviceKey(new, RSA, key.public_pem, "admin"))
+        # Two reloads: the first may have read the registry before the key was added.
+        loaded = cache.reloads
+        await ps.until(
+            lambda: asyncio.sleep(0, cache.reloads >= loaded + 2),
+            timeout_s=20,
+            what="two reloads of the registry",
+        )
+        assert new in cache.vins()
+        (first,) = judge(g, realtime(new, int(time.time()) * 1000, key))
+        assert not isinstance(first, BaseException), first
+
+
 async def test_a_revoked_vin_takes_no_activation_key(
     conn: Any, fresh_database: str, keys: tuple[SigningKey, SigningKey]
 ) -> None:

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from devtools.sim.signing import RSA, SM2, SigningKey, activation, make_key, rea
 from ingest.config.load import load_settings
 from ingest.decoders.errors import BAD_SIGNATURE, ENCRYPTED_UNSUPPORTED, FrameError
 from ingest.pipeline.adapters import decode_vehicle_batch
-from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate, Status
+from ingest.pipeline.signatures import KeyCache, Policy, Reload, SignatureGate, Status
 from storage.keys import DeviceKey
 
 pytestmark = pytest.mark.unit
@@ -201,7 +202,8 @@ def test_a_load_cut_short_at_capacity_keeps_the_cached_keys_it_left_out(key: Sig
     g = SignatureGate(decode_vehicle_batch, policy, cache)
     reload = cache.replace_all(newest)
     g.untrust(reload.rotated)
-    assert reload.rotated == set() and reload.added == {a}
+    # a, not cached before, was evicted in the same call: not added (it has nothing cached).
+    assert reload.rotated == set() and reload.added == set() and a not in cache.vins()
     assert cache.get(c) == (key.algorithm, key.raw)
     out = run(g, [realtime(c, now_ms() + i * 1000, key) for i in range(5)])
     assert not any(isinstance(r, BaseException) for r in out)
@@ -212,6 +214,42 @@ def test_a_load_cut_short_at_capacity_keeps_the_cached_keys_it_left_out(key: Sig
     # A complete load (fewer keys than the cache holds) says a missing key is gone.
     cache.put(c, key.algorithm, key.raw)
     assert cache.replace_all({a: k}).rotated == {b, c} and cache.get(c) is None
+
+
+def test_a_key_added_since_the_last_reload_is_cached_though_the_cache_is_full(
+    key: SigningKey,
+) -> None:
+    # A fleet of key_cache_size keys or more fills the cache at the first load; every later
+    # load's keys not cached were put before the cached ones and evicted first, a key just
+    # added with `keys add` among them: its vehicle's first frames were unknown_key
+    # (dead-lettered under reject) at every reload.
+    a, b, c, new = (f"LSIGTEST00000000{i}" for i in (1, 2, 3, 4))
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    registry = {
+        v: DeviceKey(v, key.algorithm, key.raw, "admin", created_at=t + timedelta(minutes=i))
+        for i, v in enumerate((a, b, c))
+    }
+    cache = KeyCache(2)
+
+    def reload() -> Reload:  # what the keeper does: the newest `capacity` keys, then the
+        # active keys of the cached VINs that load left out
+        newest = sorted(registry.values(), key=lambda k: k.created_at or t, reverse=True)
+        keys = {k.vin: k for k in newest[: cache.capacity]}
+        keys |= {v: registry[v] for v in cache.vins() if v not in keys and v in registry}
+        return cache.replace_all(keys, set(), complete=True)
+
+    assert reload().added == {b, c}
+    assert reload().added == set()
+    registry[new] = DeviceKey(new, key.algorithm, key.raw, "admin", created_at=t + timedelta(1))
+    loaded = reload()  # the next reload, key_refresh_s after `keys add`
+    assert loaded.added == {new} and loaded.rotated == set()
+    assert cache.vins() == [c, new]  # b, the least recently used, left
+    g = SignatureGate(decode_vehicle_batch, Policy(signatures="reject"), cache)
+    out = run(g, [realtime(new, now_ms(), key)])
+    assert not isinstance(out[0], BaseException), out
+    # An older key not cached (not added since) evicts no cached one, and is not added.
+    assert cache.replace_all({new: registry[new], a: registry[a]}, set()).added == set()
+    assert cache.vins() == [c, new]
 
 
 def test_activation_registers_a_key_on_first_use_and_the_next_frames_verify(
