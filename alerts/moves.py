@@ -69,7 +69,10 @@ WHERE a.entity_kind = $1 AND a.entity_id = u.id
 # other owner, whose placement stayed, saw no newer frame either. Both judged the device. Its
 # placement and alert rows (as ``_MOVE``) go back to the worker's partition, provided the row
 # is still what the check read (a merge or stamp since wins); the other owner's check then
-# sees a newer frame elsewhere and drops its copy. Returns the entities placed back.
+# sees a newer frame elsewhere and drops its copy. When that owner holds the same frame time,
+# it places the device back in turn once, and the first one drops its copy on finding it
+# elsewhere again (``drop_moved``'s claims: else the two flipped it for ever). Returns the
+# entities placed back.
 _RECLAIM: Final = """
 WITH placed AS (
     UPDATE latest_state AS s SET kafka_partition = u.p

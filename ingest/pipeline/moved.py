@@ -30,6 +30,13 @@ another partition of their topic by a newer frame than their engine has seen. Th
 there by a frame no newer (the device came back before this check dropped it: the worker,
 which still had it, restored and stamped nothing) are placed back on its partition with their
 alert rows (``alerts.moves.reclaim``): the other owner's check then drops its copy.
+
+Placed elsewhere at exactly its watermark, both owners may hold that frame time (a resend or a
+reissue on the new partition, warmed by its owner's restore, or a clock stepped back): each
+would find the other's placement no newer and place the device back, for ever (the alert
+counted by both, its row's partition flipping at every check). So a worker places a device
+back at its watermark only once (``claims``): found elsewhere again at that same time, another
+owner placed it since, and this one drops its copy. Whoever placed it last keeps it.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of
 from storage.errors import ErrorKind, classify
 
-__all__ = ["CHECK_TIMEOUT_S", "MOVED_CHECK_S", "Moved", "drop_moved", "restore_moved"]
+__all__ = ["CHECK_TIMEOUT_S", "MOVED_CHECK_S", "Claims", "Moved", "drop_moved", "restore_moved"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,9 @@ CHECK_TIMEOUT_S: Final = 5.0
 MOVED_CHECK_S: Final = 10.0
 
 _Where = tuple[str, int]  # (topic, partition)
+# (kind, entity) -> the watermark at which this worker placed it back on its partition
+# (``drop_moved``), kept by the caller from one check to the next.
+Claims = dict[tuple[str, str], float]
 
 
 @dataclass(slots=True)
@@ -205,14 +215,17 @@ async def drop_moved(
     engines: Mapping[str, RuleEngine],
     acquire: Callable[[int], AbstractAsyncContextManager[Any]],
     shard_of: Callable[[int], int],
+    claims: Claims,
 ) -> dict[str, list[str]]:
     """Forget the entities with an open alert that latest_state now places on another
     partition of their topic with a newer frame than their engine has seen: their frames go
     to that partition's owner, which restored their alerts (``restore_moved``). ``acquire``:
     a connection to a shard's database. Those placed on another partition of their topic by
-    a frame no newer than their watermark are placed back here (``_reclaim``). Returns the
-    forgotten ones (kind -> ids: the caller forgets where it stamped them too); a database
-    away or slow skips the check (the next housekeeping turn tries again)."""
+    a frame no newer than their watermark are placed back here (``_reclaim``), but at their
+    watermark once only (``claims``, kept by the caller across checks: the module docstring):
+    found there again, they are forgotten too. Returns the forgotten ones (kind -> ids: the
+    caller forgets where it stamped them too); a database away or slow skips the check (the
+    next housekeeping turn tries again)."""
     asked: dict[int, list[tuple[str, str]]] = {}
     for kind, engine in engines.items():
         for eid, (_, partition, _) in engine.alerting_entities().items():
@@ -229,8 +242,14 @@ async def drop_moved(
         return {}
     gone: dict[str, list[str]] = {}
     back: dict[tuple[int, str, str], dict[str, tuple[int, int, Any]]] = {}
+    ties: Claims = {}  # those of ``back`` placed elsewhere at their very watermark
     # Read again after the query: a frame evaluated meanwhile moved the watermark on.
     current = {kind: engine.alerting_entities() for kind, engine in engines.items()}
+    # A claim holds while the watermark it was made at does: a newer frame settles the tie.
+    for key, mark in list(claims.items()):
+        now_ = current.get(key[0], {}).get(key[1])
+        if now_ is None or now_[2] != mark:
+            del claims[key]
     for shard, r in rows:
         owner = engines.get(r["entity_kind"])
         now = current.get(r["entity_kind"], {}).get(r["entity_id"])
@@ -239,34 +258,42 @@ async def drop_moved(
         topic, partition, watermark = now
         if r["kafka_topic"] != topic or r["kafka_partition"] == partition:
             continue
-        if owner.order_of(r["ts"]) > watermark:  # the watermark's unit: µs for subjects
+        order = owner.order_of(r["ts"])  # the watermark's unit: µs for subjects
+        if order > watermark or (
+            # Placed back here at this very watermark, and elsewhere again since: the other
+            # owner holds that frame time too and placed it last; it keeps the device.
+            order == watermark and claims.get((r["entity_kind"], r["entity_id"])) == watermark
+        ):
             owner.forget(entity_ids=[r["entity_id"]])
             gone.setdefault(r["entity_kind"], []).append(r["entity_id"])
         elif topic is not None and partition is not None:
             # This worker has the newest frame: the device came back (``moves.reclaim``).
             where = (partition, r["kafka_partition"], r["ts"])
             back.setdefault((shard, r["entity_kind"], topic), {})[r["entity_id"]] = where
+            if order == watermark:
+                ties[(r["entity_kind"], r["entity_id"])] = watermark
     if gone:
         log.info(
             "alert state of entities moved to another partition dropped",
             extra={"entities": sum(map(len, gone.values()))},
         )
     if back:
-        await _reclaim(back, acquire)
+        claims.update((key, ties[key]) for key in await _reclaim(back, acquire) if key in ties)
     return gone
 
 
 async def _reclaim(
     back: Mapping[tuple[int, str, str], Mapping[str, tuple[int, int, Any]]],
     acquire: Callable[[int], AbstractAsyncContextManager[Any]],
-) -> None:
+) -> list[tuple[str, str]]:
     """Place the entities that came back here before this worker dropped them (see
-    ``moves.reclaim``) on its partitions again; a database away or slow: the next turn."""
-    placed = 0
+    ``moves.reclaim``) on its partitions again; a database away or slow: the next turn.
+    Returns those placed back ((kind, id))."""
+    placed: list[tuple[str, str]] = []
     try:
         for (shard, kind, topic), entities in sorted(back.items()):
             async with asyncio.timeout(CHECK_TIMEOUT_S), acquire(shard) as conn:
-                placed += len(await moves.reclaim(conn, kind, topic, entities))
+                placed += ((kind, e) for e in await moves.reclaim(conn, kind, topic, entities))
     except Exception as exc:
         if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
             raise
@@ -274,5 +301,6 @@ async def _reclaim(
     if placed:
         log.info(
             "entities back on this worker's partitions placed here again",
-            extra={"entities": placed},
+            extra={"entities": len(placed)},
         )
+    return placed

@@ -45,6 +45,7 @@ from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.moved import (
     CHECK_TIMEOUT_S,
     MOVED_CHECK_S,
+    Claims,
     Moved,
     drop_moved,
     restore_moved,
@@ -142,6 +143,7 @@ class StorageSink:
         # by topic, so that a batch's placements are checked against it without a tuple each
         self._placed: dict[str, dict[str, int]] = {}
         self._next_moved_check = 0.0  # monotonic time of the next drop_moved
+        self._claims: Claims = {}  # entities drop_moved placed back here, at which watermark
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
@@ -384,6 +386,9 @@ class StorageSink:
         self._assigned -= lost
         self._replay.forget(lost)  # a replay in progress starts afresh if they come back
         self._refill.forget(lost)
+        # A claim belongs to the state just forgotten: restored again at the same watermark,
+        # the entity is placed back once more before this worker yields it (moved.drop_moved).
+        self._claims.clear()
         for topic, partition in lost:
             engine = self._engines.get(self._alert_topics[topic])
             if engine is not None:
@@ -471,6 +476,7 @@ class StorageSink:
             self._engines,
             lambda shard: self.writer_of(shard).pool.acquire(timeout=CHECK_TIMEOUT_S),
             self.shard_of,
+            self._claims,
         )
         # Their placements go with them: the new owner stamped another partition since. Should
         # their frames come back here, the stamp (the merge's, with a latest interval) must

@@ -100,7 +100,8 @@ async def test_moved_chargers_and_packs_are_dropped_by_their_old_owner(
         async def acquire(shard: int) -> AsyncIterator[Any]:
             yield conn
 
-        gone = await drop_moved({"charger": charger, "battery": battery}, acquire, lambda p: 0)
+        engines = {"charger": charger, "battery": battery}
+        gone = await drop_moved(engines, acquire, lambda p: 0, {})
         where = await conn.fetch("SELECT entity_id, kafka_partition FROM latest_state")
     finally:
         await conn.close()
