@@ -14,7 +14,9 @@ old owner's check that drops its copy of a moved entity (ingest/pipeline/moved.p
 With ``storage.latest_interval_ms`` > 0 latest_state lags the stored rows: a device first seen
 since its old owner's last merge has no row yet, though its open alert is stored (in the
 transaction of the batch that raised it). ``open_places`` finds such entities by their open
-alerts instead (index ``alerts_one_open``), so their alert is adopted, not raised again.
+alerts instead (index ``alerts_one_open``), so their alert is adopted, not raised again. So
+it does, with any interval, for an entity whose one latest_state row names another topic (a
+connector reporting by both charger paths: the row is the topic's that stamped last).
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ JOIN latest_state AS s ON s.entity_kind = u.kind AND s.entity_id = u.id
 """
 # The same columns from the entities' open alerts of the topic their frames come from now (the
 # placement of the one last seen, its time as the latest frame's, stored just now: recent), for
-# entities without a latest_state row. Another topic's alerts stay with that topic's owner (a
-# charger reports by two paths): picked across topics, one seen later hid this topic's, and
-# the entity was taken for new and its alert raised a second time. A row of no topic (before
-# migration 0053) belongs to any topic of its kind (as in ``_MOVE``), after this topic's own.
+# entities without a latest_state row of that topic. Another topic's alerts stay with that
+# topic's owner (a charger reports by two paths): picked across topics, one seen later hid
+# this topic's, and the entity was taken for new and its alert raised again. A row of no
+# topic (before migration 0053) belongs to any topic of its kind (as in ``_MOVE``), after this
+# topic's own.
 _OPEN_PLACES: Final = """
 SELECT DISTINCT ON (a.entity_kind, a.entity_id)
        a.entity_kind, a.entity_id, coalesce(a.kafka_topic, u.topic) AS kafka_topic,
@@ -106,7 +109,7 @@ async def places(conn: Connection, entities: Sequence[tuple[str, str]]) -> list[
 async def open_places(conn: Connection, entities: Sequence[tuple[str, str, str]]) -> list[Any]:
     """``places``' columns for those of ``entities`` ((kind, id, topic of its frames)) with an
     open alert of that topic, from the alert last seen (``ts``: its last_seen_at; ``age_s``:
-    0): entities latest_state has no row for yet."""
+    0): entities latest_state has no row for yet, or a row of another topic."""
     if not entities:
         return []
     kinds, ids, topics = (list(c) for c in zip(*entities, strict=True))

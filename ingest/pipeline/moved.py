@@ -9,10 +9,11 @@ before its evaluation (``restore_moved``):
 
 * the entities of the batch the engines have no state for are looked up in latest_state, one
   query for all of them (none when every entity is known: the steady state costs nothing, a
-  new device one lookup in its first batch); with a latest interval, those without a row
-  are looked up by their open alerts too (``alerts.moves.open_places``: the old owner's merge
-  may not have run since their first frame), and their window read up to the lag past the
-  row's time (``_upto``);
+  new device one lookup in its first batch); those whose row names another topic (a
+  connector on both charger paths: one row, the topic that stamped last) and, with a latest
+  interval, those without a row are looked up by their open alerts of the batch's topic
+  (``alerts.moves.open_places``: the old owner's merge may not have run since their first
+  frame), and their window read up to the lag past the row's time (``_upto``);
 * those placed on another partition of the same topic are restored from the database as on
   assignment: the frames of their last rule window (``engine.warm``), then their open alerts
   and recent clears (``engine.restore``), under the partition their frames come from now;
@@ -125,22 +126,28 @@ async def restore_moved(
         return Moved()
     by_kind: dict[str, list[Any]] = {}
     out = Moved()
-    rows = await moves.places(conn, list(seen))
+    placed = await moves.places(conn, list(seen))
+    rows = [r for r in placed if r["kafka_topic"] == seen[(r["entity_kind"], r["entity_id"])][0]]
+    have = {(r["entity_kind"], r["entity_id"]) for r in rows}
+    # latest_state has one row per entity, naming the topic that stamped it last: a connector
+    # reporting by both charger paths may have the other topic's. Its alert of this topic is
+    # then found by its open alerts, as an entity without a row (else taken for new and its
+    # open alert raised a second time), with any latest interval.
+    ask = {(r["entity_kind"], r["entity_id"]) for r in placed} - have
     if lag_s > 0:
         # The old owner's merge may not have run since the device's first frame: no row, but
         # its open alert is stored (with the batch that raised it). Without this, taken for
         # new and its open alert raised a second time. Merged with every batch, no row means
         # no alert either: no query.
-        have = {(r["entity_kind"], r["entity_id"]) for r in rows}
+        ask = set(seen) - have
+    if ask:
         # By the topic its frames come from now: another topic's alert is not this one's.
-        rows += await moves.open_places(
-            conn, [(k, i, seen[(k, i)][0]) for k, i in seen if (k, i) not in have]
-        )
+        rows += await moves.open_places(conn, [(k, i, seen[(k, i)][0]) for k, i in sorted(ask)])
     for r in rows:
         kind, eid = r["entity_kind"], r["entity_id"]
         topic, partition = seen[(kind, eid)]
         if r["kafka_topic"] != topic or r["kafka_partition"] in (None, partition):
-            continue  # stamped here (new since the assignment), or another topic's
+            continue  # stamped here (new since the assignment), or another topic's alert
         by_kind.setdefault(kind, []).append(r)
         out.moves.setdefault((topic, kind), {})[eid] = partition
     reads: list[tuple[str, list[tuple[str, Any]], list[AlertRecord]]] = []

@@ -259,3 +259,31 @@ async def test_another_topic_s_alert_seen_later_does_not_hide_this_topic_s(
     assert (adopted.rule_id, adopted.topic, adopted.partition) == ("test_hot_pack", TOPIC, 1)
     changes = engine.evaluate(batch.frames, partition=1, topic=TOPIC)
     assert [c.alert.rule_id for c in changes if c.type == "raised"] == ["test_temp_drop"]
+
+
+@pytest.mark.parametrize("lag_s", [0.0, LAG_S])
+async def test_a_latest_state_row_of_another_topic_does_not_hide_this_topic_s_alert(
+    migrated_database: str, lag_s: float
+) -> None:
+    """latest_state's one row for the entity names another topic of its kind (a connector
+    reporting by both charger paths: the topic that stamped last): its open alert of this
+    topic is found by the alerts, with or without a latest interval, adopted under partition
+    1 and moved there, not raised a second time."""
+    conn, batch, _ = await seed_lagging(migrated_database, row=True)
+    other = "nev.other.raw"
+    try:
+        await conn.execute("UPDATE latest_state SET kafka_topic = $1", other)
+        engine = RuleEngine(LAG_RULES)
+        kinds = {TOPIC: "vehicle", other: "vehicle"}
+        moved = await restore_moved(conn, batch, {"vehicle": engine}, kinds, lag_s)
+        async with conn.transaction():
+            await moved.apply(conn, set())
+        alert = await conn.fetchrow("SELECT kafka_topic, kafka_partition FROM alerts")
+    finally:
+        await conn.close()
+    assert moved.moves == {(TOPIC, "vehicle"): {VIN: 1}}
+    (adopted,) = engine.open_alerts()
+    assert (adopted.rule_id, adopted.topic, adopted.partition) == ("test_hot_pack", TOPIC, 1)
+    changes = engine.evaluate(batch.frames, partition=1, topic=TOPIC)
+    assert "test_hot_pack" not in [c.alert.rule_id for c in changes if c.type == "raised"]
+    assert tuple(alert) == (TOPIC, 1)
