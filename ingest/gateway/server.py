@@ -32,7 +32,7 @@ from ingest.gateway.kinds import KINDS, GatewayKind
 from ingest.gateway.limits import Budget, LogGate
 from ingest.gateway.login_guard import HostTurns, PeerLoginGuard
 from ingest.gateway.metrics import GatewayMetrics
-from ingest.gateway.peers import PeerCounts, peer_key
+from ingest.gateway.peers import PeerCounts
 from ingest.gateway.producer import Dispatcher, batch_bytes
 from ingest.gateway.renewal import ProducerPool
 from ingest.gateway.tls_accept import TlsAccept
@@ -272,7 +272,7 @@ class Gateway:
     def admit(self, conn: Connection) -> bool:
         """Register a new connection, or refuse it (max_connections, max_connections_per_peer,
         or stopping)."""
-        key = peer_key(conn.host)
+        key = conn.host_key
         why = detail = ""
         if not self.ready:
             why, detail = "shutdown", "the gateway is stopping"
@@ -314,7 +314,7 @@ class Gateway:
         self._unbind(conn)
         if conn in self.connections:
             self.connections.discard(conn)
-            self.peers.give_back(peer_key(conn.host))
+            self.peers.give_back(conn.host_key)
             self._paused.discard(conn)
             self.metrics.connections.labels(conn.kind).dec()
 
