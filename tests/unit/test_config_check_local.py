@@ -45,7 +45,7 @@ def test_a_good_configuration_is_ok(tmp_path: Path) -> None:
     [
         (
             {"NEV_ALERTS_RULES_FILE": "/nonexistent/rules.toml"},
-            "cannot read rule file /nonexistent/rules.toml",
+            "alerts.rules_file = /nonexistent/rules.toml: cannot read it",
         ),
         (
             {"NEV_GATEWAY_LISTEN_VEHICLE": "garbage"},
