@@ -48,7 +48,7 @@ async def recent_objects(
     entities = await recent_entities(conn, entity_kind, topic, partitions, window_s)
     part_of = {r["entity_id"]: r["kafka_partition"] for r in entities}
     out: dict[int, list[Any]] = {}
-    for eid, obj in await _objects(conn, entity_kind, entities, window_s):
+    for eid, obj in await entity_objects(conn, entity_kind, entities, window_s):
         out.setdefault(part_of[eid], []).append(obj)
     return out
 
@@ -58,20 +58,13 @@ async def objects_of(
 ) -> list[Any]:
     """The stored objects of ``entities`` (latest_state rows: entity_id, ts) in ``(ts -
     window_s, ts]``, each entity's in time order."""
-    return [obj for _, obj in await _objects(conn, entity_kind, entities, window_s)]
+    return [obj for _, obj in await entity_objects(conn, entity_kind, entities, window_s)]
 
 
 async def entity_objects(
     conn: Connection, entity_kind: str, entities: Sequence[Any], window_s: float
 ) -> list[tuple[str, Any]]:
     """``objects_of`` with each object's entity id (a charger's objects are per connector)."""
-    return await _objects(conn, entity_kind, entities, window_s)
-
-
-async def _objects(
-    conn: Connection, entity_kind: str, entities: Sequence[Any], window_s: float
-) -> list[tuple[str, Any]]:
-    """``objects_of`` with each object's entity id."""
     if not entities:
         return []
     ids = [r["entity_id"] for r in entities]
