@@ -40,6 +40,19 @@ CID = "MA01H3BQ2P000000101"
 CONNECTOR = f"{OP}:{CID}"  # the charger entity id
 VIN = "LSVAU2180N2183294"
 CODE = "CATPEA1TRACE01E3F0000042"  # a valid GB/T 34014 pack code
+# A rule raised by a connector in fault (status 255) and cleared by any other status
+FAULT = """
+[[rule]]
+id = "fault"
+entity = "charger"
+kind = "threshold"
+severity = "major"
+title = "connector in fault"
+field = "connector_status"
+op = "=="
+value = 255
+"""
+US = 0.000_001  # T/CEC status pushes of one second are Seq µs apart (TimeStamp + Seq µs)
 
 
 def at(s: float) -> int:

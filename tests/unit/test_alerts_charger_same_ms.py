@@ -17,8 +17,10 @@ from ingest.decoders.charger import decode_tcec
 from tests.unit.alerts_entities_support import (
     CID,
     CONNECTOR,
+    FAULT,
     OP,
     T0,
+    US,
     at,
     cleared,
     engine,
@@ -27,19 +29,6 @@ from tests.unit.alerts_entities_support import (
 )
 
 pytestmark = pytest.mark.unit
-
-FAULT = """
-[[rule]]
-id = "fault"
-entity = "charger"
-kind = "threshold"
-severity = "major"
-title = "connector in fault"
-field = "connector_status"
-op = "=="
-value = 255
-"""
-US = 0.000_001  # T/CEC status pushes of one second are Seq µs apart
 
 
 def consistent(changes: list[AlertChange]) -> None:

@@ -9,6 +9,8 @@ from alerts import AlertRecord, RuleEngine, RuleFileError, RuleSet
 from tests.unit.alerts_entities_support import (
     CODE,
     CONNECTOR,
+    FAULT,
+    US,
     at,
     charge_status_push,
     charger,
@@ -133,20 +135,6 @@ def test_restored_charger_alert_is_updated_not_raised_again() -> None:
     assert second.restore([rec]) == []
     changes = second.evaluate([charger(60, temp=96)])
     assert [c.type for c in changes] == ["updated"]
-
-
-FAULT = """
-[[rule]]
-id = "fault"
-entity = "charger"
-kind = "threshold"
-severity = "major"
-title = "connector in fault"
-field = "connector_status"
-op = "=="
-value = 255
-"""
-US = 0.000_001  # T/CEC status pushes of one second are Seq µs apart (TimeStamp + Seq µs)
 
 
 def test_status_pushes_of_one_millisecond_are_judged_in_seq_order() -> None:
