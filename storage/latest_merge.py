@@ -69,10 +69,10 @@ async def stamp(conn: Any, schema: str, placements: Placements, merged: Delta) -
 
 def _newest(merged: Delta, kind: str) -> Callable[[str], datetime | None]:
     """Entity -> the time of its newest tuple in ``merged`` (its kind's part of the set)."""
-    timelines = merged.chargers if kind == CHARGER.kind else merged.packs
     if kind not in (CHARGER.kind, BATTERY.kind):
         vehicles = merged.vehicles
         return lambda e: entry[1].ts if (entry := vehicles.get(e)) is not None else None
+    timelines = merged.chargers if kind == CHARGER.kind else merged.packs
     return lambda e: rows[-1][0] if (rows := timelines.get(e)) else None
 
 
