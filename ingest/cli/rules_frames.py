@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -37,6 +37,8 @@ from ingest.pipeline.limits import limit_rows
 from ingest.pipeline.wrong_kind import WRONG_TOPIC, profile_of
 
 __all__ = ["WRONG_TOPIC", "read_frames"]
+
+_R = TypeVar("_R")
 
 # The charger profile's and the pack profile's decoders, one value at a time (the CLI is not
 # the hot path); the time is the receive time their rows keep.
@@ -85,10 +87,7 @@ def _other_kind(raw: bytes, received_ms: int, tested: str) -> str | None:
 def _decode(raw: bytes, kind: str, received_ms: int) -> Any:
     """``raw``'s rows as the pipeline decodes the topic of ``kind``; raises ``FrameError``."""
     if kind == "vehicle":
-        rows: Any = decode_rows(raw)
-        checked = limit_rows(rows)
-        if isinstance(checked, FrameError):
-            raise checked
+        checked = _limited(decode_rows(raw))
         # Only a partial frame is tried, as the pipeline does (ingest.pipeline.limits).
         if checked.partial:
             other = profile_of(raw, received_ms, checked.tail_offset)
@@ -99,6 +98,11 @@ def _decode(raw: bytes, kind: str, received_ms: int) -> Any:
     if isinstance(rows, FrameError):
         other = _other_kind(raw, received_ms, kind)
         raise rows if other is None else WrongKind(other, kind)
+    return _limited(rows)
+
+
+def _limited(rows: _R) -> _R:
+    """``rows`` within the pipeline's input limits (``limit_rows``), or that ``FrameError``."""
     checked = limit_rows(rows)
     if isinstance(checked, FrameError):
         raise checked
@@ -116,10 +120,7 @@ def _line_rows(line: str, kind: str, received_ms: int) -> Any:
         return _decode(raw, kind, received_ms)
     if kind != "vehicle":
         raise FrameSpecError(f"a decoded-row JSON frame is a vehicle's: give {kind} frames as hex")
-    rows = limit_rows(frame_from_json(obj))
-    if isinstance(rows, FrameError):
-        raise rows
-    return rows
+    return _limited(frame_from_json(obj))
 
 
 def read_frames(path: str, kind: str, bad: Counter[str]) -> Iterator[Any]:
