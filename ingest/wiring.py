@@ -168,6 +168,7 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
     ``key``: the setting that names ``pg.dsn`` (``databases``), for the messages."""
     import asyncpg
 
+    fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key  # where to fix the URL
     try:
         conn = await asyncpg.connect(
             postgres_dsn(pg), password=pg.password or None, timeout=timeout_s
@@ -176,7 +177,6 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         # The driver refused the URL before connecting (an option of its query it does not
         # take, e.g. ssl_min_protocol_version=SSLv3): not the server's fault, so no "start the
         # dev stack".
-        fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
             f"{key} = {mask_dsn(pg.dsn)}: the driver refuses the URL ({_first_line(exc)}); fix "
             f"or remove that option of the URL's query in {fix}"
@@ -185,7 +185,6 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         # Any other: the server answered something the driver cannot go on with (an
         # authentication method it does not implement, e.g. kerberosv5; not PostgreSQL's
         # protocol). Nothing of the URL's query is to blame.
-        fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
             f"cannot connect to {key} = {mask_dsn(pg.dsn)} ({type(exc).__name__}: "
             f"{_first_line(exc)}); check that it is a PostgreSQL server whose pg_hba.conf "
@@ -197,7 +196,6 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
             # a shard's or replica's hint names its setting (some hints do so themselves)
             named = key == "postgres.dsn" or key in hint
             raise UserError(hint if named else f"{key}: {hint}") from None
-        fix = "NEV_POSTGRES_DSN" if key == "postgres.dsn" else key
         raise UserError(
             f"{key} = {mask_dsn(pg.dsn)}: cannot connect ({type(exc).__name__}: {exc}); "
             f"{unreachable_database(pg.dsn)} or fix {fix}"
