@@ -55,15 +55,13 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     KafkaUnavailableError,
     MessageSizeTooLargeError,
-    OutOfOrderSequenceNumber,
-    ProducerClosed,
     RecordListTooLargeError,
     RecordTooLargeError,
 )
 
 from ingest.gateway.limits import Budget
 from ingest.gateway.metrics import GatewayMetrics
-from ingest.gateway.renewal import ProducerPool
+from ingest.gateway.renewal import NOT_WRITTEN, ProducerPool
 from storage.shards import murmur2
 
 __all__ = ["Dispatcher", "Pending", "batch_bytes", "retriable"]
@@ -100,7 +98,7 @@ def _refused(exc: BaseException) -> bool:
     authorised), as opposed to one that was never written: behind another batch's gap
     (OutOfOrderSequenceNumber, fine with a new producer), caught by a producer's stop, or
     retriable."""
-    if isinstance(exc, (OutOfOrderSequenceNumber, ProducerClosed, asyncio.CancelledError)):
+    if isinstance(exc, (*NOT_WRITTEN, asyncio.CancelledError)):
         return False
     return not retriable(exc)
 

@@ -24,12 +24,19 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-__all__ = ["ProducerPool", "RenewingSender"]
+from aiokafka.errors import OutOfOrderSequenceNumber, ProducerClosed
+
+__all__ = ["NOT_WRITTEN", "ProducerPool", "RenewingSender"]
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_MAX_S: Final = 2.0
 _STOP_TIMEOUT_S: Final = 10.0
+
+# A send's failure that says it was never written, so that it may go again with the new
+# producer: behind another send's gap in its partition's sequence, or caught by the stop of a
+# producer replaced meanwhile.
+NOT_WRITTEN: Final = (OutOfOrderSequenceNumber, ProducerClosed)
 
 
 class ProducerPool:

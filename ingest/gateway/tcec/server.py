@@ -22,12 +22,12 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiokafka.errors import OutOfOrderSequenceNumber, ProducerClosed
 from prometheus_client import CollectorRegistry
 
 from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
 from ingest.decoders.errors import FrameError
 from ingest.errors import UserError
+from ingest.gateway.renewal import NOT_WRITTEN
 from ingest.gateway.tcec.envelope import (
     Envelope,
     EnvelopeError,
@@ -60,7 +60,6 @@ NOTIFICATIONS: Final = frozenset(
     }
 )
 _BEARER: Final = "Bearer "
-_AGAIN: Final = (OutOfOrderSequenceNumber, ProducerClosed)
 
 
 class Sender(Protocol):
@@ -354,7 +353,7 @@ class _Receiver:
         except TRANSIENT_KAFKA as exc:
             # Never written: behind another push's gap (the producer is being replaced,
             # ingest.gateway.renewal) or caught by a producer's stop: the operator sends it again.
-            if isinstance(exc, (TimeoutError, *_AGAIN)) or retriable(exc):
+            if isinstance(exc, (TimeoutError, *NOT_WRITTEN)) or retriable(exc):
                 raise EnvelopeError(
                     Ret.BUSY, "Kafka did not acknowledge the push in time: retry later"
                 ) from None
