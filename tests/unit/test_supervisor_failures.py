@@ -7,8 +7,6 @@ import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -21,16 +19,9 @@ from ingest.pipeline.supervisor import (
     metrics_room_problem,
     prepare_multiproc_dir,
 )
+from tests.unit.test_pipeline_supervisor import _run_then_sigterm, _wait
 
 pytestmark = pytest.mark.unit
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def _until_stopped(index: int, marker_dir: str) -> None:
@@ -51,6 +42,11 @@ def _unremovable_gauge_then_run(index: int, marker_dir: str, metrics_dir: str) -
         (Path(metrics_dir) / f"gauge_livesum_{os.getpid()}.db").mkdir()
         sys.exit(3)
     _until_stopped(index, marker_dir)
+
+
+def _stop_once_ready(sup: Supervisor, markers: Path) -> int:
+    """``sup.run()``, stopped with SIGTERM once its worker wrote ``ready-0``; its exit code."""
+    return _run_then_sigterm(sup, lambda: _wait(lambda: (markers / "ready-0").exists()))
 
 
 def _options(mp_dir: Path, **kw: float) -> SupervisorOptions:
@@ -169,20 +165,7 @@ def test_a_worker_killed_by_sigbus_points_at_the_metrics_directory(
     markers = tmp_path / "markers"
     markers.mkdir()
     sup = Supervisor(_options(mp_dir), partial(_sigbus_then_run, marker_dir=str(markers)))
-
-    def drive() -> None:
-        try:
-            _wait(lambda: (markers / "ready-0").exists())
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    thread = threading.Thread(target=drive)
-    thread.start()
-    try:
-        assert sup.run() == 0
-    finally:
-        thread.join()
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert _stop_once_ready(sup, markers) == 0
     (crash,) = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
     assert f"killed by SIGBUS; metrics.multiproc_dir {mp_dir} full? " in crash
     assert crash.split(" full? ")[1].split(" bytes free")[0].isdigit()
@@ -201,30 +184,12 @@ def test_a_worker_killed_at_the_stop_deadline_is_warned_of_once_with_both_figure
     markers = tmp_path / "markers"
     markers.mkdir()
     sup = Supervisor(
-        SupervisorOptions(
-            workers=1,
-            metrics_host="127.0.0.1",
-            metrics_port=0,
-            multiproc_dir=prepare_multiproc_dir(tmp_path / "metrics"),
-            shutdown_timeout_s=1,
-            stop_grace_s=0.5,
+        _options(
+            prepare_multiproc_dir(tmp_path / "metrics"), shutdown_timeout_s=1, stop_grace_s=0.5
         ),
         partial(_ignores_sigterm, marker_dir=str(markers)),
     )
-
-    def drive() -> None:
-        try:
-            _wait(lambda: (markers / "ready-0").exists())
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    thread = threading.Thread(target=drive)
-    thread.start()
-    try:
-        assert sup.run() == 1  # killed: not a clean stop
-    finally:
-        thread.join()
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert _stop_once_ready(sup, markers) == 1  # killed: not a clean stop
     warned = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
     assert len(warned) == 1, warned
     assert warned[0].startswith(
@@ -250,19 +215,6 @@ def test_a_worker_killed_by_a_real_time_signal_is_restarted(
     markers = tmp_path / "markers"
     markers.mkdir()
     sup = Supervisor(_options(mp_dir), partial(_realtime_signal_then_run, marker_dir=str(markers)))
-
-    def drive() -> None:
-        try:
-            _wait(lambda: (markers / "ready-0").exists())
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    thread = threading.Thread(target=drive)
-    thread.start()
-    try:
-        assert sup.run() == 0
-    finally:
-        thread.join()
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert _stop_once_ready(sup, markers) == 0
     (crash,) = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
     assert f"killed by signal {int(signal.SIGRTMIN) + 2}" in crash
