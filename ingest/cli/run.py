@@ -109,9 +109,10 @@ async def preflight(settings: Settings) -> None:
 
 def run_service(settings: Settings) -> int:
     """Run the supervisor until stopped; returns the process exit code."""
+    from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
     from ingest.pipeline.process import worker_process
     from ingest.pipeline.rule_snapshot import RuleSnapshot
-    from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+    from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
 
     m, p, a = settings.metrics, settings.pipeline, settings.alerts
     own_dir = not m.multiproc_dir

@@ -49,21 +49,9 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from ingest.errors import UserError
 from ingest.pipeline.metrics import MetricsServer, worker_gauges
-from ingest.pipeline.multiproc_dir import (
-    WORKER_METRICS_ROOM,
-    free_bytes,
-    metrics_room_problem,
-    prepare_multiproc_dir,
-)
+from ingest.pipeline.multiproc_dir import free_bytes, metrics_room_problem
 
-__all__ = [
-    "WORKER_METRICS_ROOM",
-    "Supervisor",
-    "SupervisorOptions",
-    "free_bytes",
-    "metrics_room_problem",
-    "prepare_multiproc_dir",
-]
+__all__ = ["Supervisor", "SupervisorOptions"]
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import UserError
-from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
+from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
 
 pytestmark = pytest.mark.unit
 

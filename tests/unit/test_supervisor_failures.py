@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline.supervisor import (
+from ingest.pipeline.multiproc_dir import (
     WORKER_METRICS_ROOM,
-    Supervisor,
-    SupervisorOptions,
     metrics_room_problem,
     prepare_multiproc_dir,
 )
+from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
 from tests.unit.test_pipeline_supervisor import _run_then_sigterm, _wait
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.pipeline.supervisor import Supervisor, SupervisorOptions, prepare_multiproc_dir
+from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
+from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
 from tests.unit.test_pipeline_supervisor import _always_crash, _get, _run_then_sigterm, _wait
 
 pytestmark = pytest.mark.unit
