@@ -243,7 +243,7 @@ async def drop_moved(
             async with asyncio.timeout(CHECK_TIMEOUT_S), acquire(shard) as conn:
                 rows.extend((shard, r) for r in await moves.places(conn, entities))
     except Exception as exc:
-        if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
+        if classify(exc) is not ErrorKind.TRANSIENT:  # a timeout, a connection lost too
             raise
         log.debug("the check for entities moved elsewhere is skipped: %r", exc)
         return {}
@@ -302,7 +302,7 @@ async def _reclaim(
             async with asyncio.timeout(CHECK_TIMEOUT_S), acquire(shard) as conn:
                 placed += ((kind, e) for e in await moves.reclaim(conn, kind, topic, entities))
     except Exception as exc:
-        if not (isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT):
+        if classify(exc) is not ErrorKind.TRANSIENT:  # a timeout, a connection lost too
             raise
         log.debug("placing entities back on this worker's partitions is skipped: %r", exc)
     if placed:

@@ -462,7 +462,7 @@ class StorageSink:
                     conn, batch, self._engines, self._alert_topics, self._replay.lag_s
                 )
         except Exception as exc:
-            if isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT:
+            if classify(exc) is ErrorKind.TRANSIENT:  # a pool timeout, a connection lost too
                 raise TransientSinkError(f"shard {batch.shard}: {exc}") from exc
             raise
 
