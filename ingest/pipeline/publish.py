@@ -80,6 +80,7 @@ __all__ = [
     "Producer",
     "Producers",
     "Publisher",
+    "Sender",
     "delete_acked",
     "retriable",
 ]
@@ -125,8 +126,8 @@ def _permanent(topic: str, exc: BaseException) -> PermanentKafkaError:
     )
 
 
-class Producer(Protocol):
-    """The part of aiokafka's AIOKafkaProducer used here."""
+class Sender(Protocol):
+    """aiokafka's per-record ``send``: all a T/CEC push needs (the gateway's receiver)."""
 
     async def send(
         self,
@@ -137,6 +138,10 @@ class Producer(Protocol):
         timestamp_ms: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> Awaitable[Any]: ...
+
+
+class Producer(Sender, Protocol):
+    """The part of aiokafka's AIOKafkaProducer used here."""
 
     def create_batch(self) -> Any: ...
 

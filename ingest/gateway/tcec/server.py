@@ -16,9 +16,9 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -43,7 +43,7 @@ from ingest.gateway.tcec.site import ConnectionGate, GatedSite
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
 from ingest.pipeline import wire
 from ingest.pipeline.logs import RateLimiter
-from ingest.pipeline.publish import TRANSIENT_KAFKA, retriable
+from ingest.pipeline.publish import TRANSIENT_KAFKA, Sender, retriable
 
 __all__ = ["NOTIFICATIONS", "QUERY_TOKEN", "TcecParams", "TcecServer", "make_app", "start_tcec"]
 
@@ -60,21 +60,6 @@ NOTIFICATIONS: Final = frozenset(
     }
 )
 _BEARER: Final = "Bearer "
-
-
-class Sender(Protocol):
-    """The one call of aiokafka's producer the receiver makes (a ``renewal.RenewingSender``
-    in the gateway: the pipeline's ``publish.Producer`` asks for more than a push needs)."""
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> Awaitable[Any]: ...
 
 
 # query_token requests handled at once (besides max_in_flight's pushes): anyone may send them,
