@@ -151,7 +151,13 @@ class Writer:
 
     @property
     def idle(self) -> bool:
-        return all(lane.current is None and not lane.queue for lane in self._lanes)
+        # A lane publishing its batch's alert messages after the commit is not idle: drain
+        # (a stop, a revoke) must wait for them, or delete_published runs before they are
+        # acknowledged (the next owner sends them again) and a stop's deadline never reaches
+        # abandon, which cancels a publish to a broker that is away.
+        return all(
+            lane.current is None and not lane.queue and lane.publish is None for lane in self._lanes
+        )
 
     def idle_but(self, shards: Collection[int]) -> bool:
         """Idle apart from the lanes of ``shards`` (those failing: they retry for as long as
