@@ -6,6 +6,9 @@ docs/capacity.md, and selectors that select."""
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,45 @@ def _pod_specs() -> dict[str, dict[str, Any]]:
         for (kind, name), doc in r.items()
         if kind in ("Deployment", "Job")
     }
+
+
+def _documented_secret() -> dict[str, str | None]:
+    """Key -> literal value (None: from a file) of the Secret that docs/operations.md, "Deploy",
+    tells the operator to create: the one source of the Secret, since no kustomization applies
+    it."""
+    docs = (K8S.parents[1] / "docs" / "operations.md").read_text()
+    create = "kubectl -n nev-ingest create secret generic nev-ingest"
+    assert create in docs, f"docs/operations.md, Deploy: give the command ({create} ...)"
+    start = docs.index(create)
+    command = shlex.split(docs[start:].split("\n\n", 1)[0].replace("\\\n", " "))
+    keys: dict[str, str | None] = {}
+    for arg in command[len(create.split()) :]:
+        kind, _, rest = arg.partition("=")
+        key, _, value = rest.partition("=")
+        assert kind in ("--from-file", "--from-literal") and key and value, arg
+        keys[key] = value if kind == "--from-literal" else None
+    return keys
+
+
+def _secret_keys_used() -> set[tuple[str, str]]:
+    """(who, key) of every Secret key a resource reads: the files of the mounted Secret that a
+    ``*_FILE`` setting names, and KEDA's TriggerAuthentication references."""
+    used: set[tuple[str, str]] = set()
+    for (kind, name), doc in _resources().items():
+        if kind == "TriggerAuthentication":
+            for ref in doc["spec"]["secretTargetRef"]:
+                assert ref["name"] == "nev-ingest", f"{name}: reads Secret {ref['name']}"
+                used.add((name, ref["key"]))
+    for name, pod in _pod_specs().items():
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == "nev-ingest", name
+        for c in pod["containers"]:
+            (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume["name"]]
+            for key, value in _env(c).items():
+                path = Path(value)
+                if str(path.parent) == mount["mountPath"]:
+                    used.add((f"{name} {key}", path.name))
+    return used
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
@@ -102,7 +144,7 @@ def test_autoscaling_never_runs_more_workers_than_partitions(tmp_path: Path) -> 
     assert trigger["metadata"]["consumerGroup"] == settings.kafka.group_id
     assert trigger["metadata"]["bootstrapServers"] == settings.kafka.bootstrap_servers
     auth = r[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
-    secret = r[("Secret", "nev-ingest")]["stringData"]
+    secret = _documented_secret()
     for ref in auth["secretTargetRef"]:
         assert ref["name"] == "nev-ingest" and ref["key"] in secret
     # KEDA names the same Kafka in places of its own: the deploy docs must send an operator
@@ -212,11 +254,7 @@ def test_the_migration_is_applied_and_waited_for_before_the_deployments() -> Non
     migrate = _resources(MIGRATE)
     assert ("Job", "nev-ingest-migrate") in migrate
     base = _resources(K8S)
-    for shared in (
-        ("Namespace", "nev-ingest"),
-        ("ConfigMap", "nev-ingest"),
-        ("Secret", "nev-ingest"),
-    ):
+    for shared in (("Namespace", "nev-ingest"), ("ConfigMap", "nev-ingest")):
         assert migrate[shared] == base[shared], f"{shared}: the Job runs with the release's own"
     images = [load_yaml(k / "kustomization.yaml")[0]["images"] for k in (K8S, MIGRATE)]
     assert images[0] == images[1], "the migration and the Deployments are one release"
@@ -237,7 +275,7 @@ def test_the_gateway_and_the_service_are_their_own_kafka_principals(tmp_path: Pa
     nev-service (read raw, write DLQ and alerts) different rights: one shared login would need
     both sets, so either could do the other's job. Each logs in as its own, with its own
     password from the Secret; KEDA reads the consumer group's lag as the service."""
-    secret = _resources()[("Secret", "nev-ingest")]["stringData"]
+    secret = _documented_secret()
     pods = _pod_specs()
     logins = {}
     for name, principal in (("nev-ingest", ks.SERVICE), ("nev-gateway", ks.GATEWAY)):
@@ -250,3 +288,32 @@ def test_the_gateway_and_the_service_are_their_own_kafka_principals(tmp_path: Pa
     assert len(set(logins.values())) == 2, f"one password for two principals: {logins}"
     assert secret["kafka-username"] == ks.SERVICE  # KEDA's TriggerAuthentication
     assert logins["nev-ingest"] == "kafka-password"  # ... and the password it reads with it
+
+
+def test_no_apply_writes_the_secret_and_the_documented_one_has_every_key_read() -> None:
+    """The Secret is the operator's (``kubectl create secret`` or a secrets manager): one in a
+    kustomization would put its values back over the real one at every ``apply -k``, and the
+    database and Kafka logins would fail at the next pod start. So no kustomization holds or
+    generates a Secret, and the command docs/operations.md gives creates every key a pod or
+    KEDA reads, in the namespace the kustomizations deploy to."""
+    for root in (K8S, MIGRATE, K8S / "config"):
+        kustomization = load_yaml(root / "kustomization.yaml")[0]
+        assert "secretGenerator" not in kustomization, root
+        assert kustomization["namespace"] == "nev-ingest", root
+    secrets = [name for kind, name in _resources() if kind == "Secret"]
+    assert not secrets, f"{secrets}: a Secret applied by apply -k overwrites the operator's"
+    documented = _documented_secret()
+    missing = {(who, key) for who, key in _secret_keys_used() if key not in documented}
+    assert not missing, f"docs/operations.md's create secret command lacks {missing}"
+    # every documented key is read by something (a stale key would mislead the operator)
+    assert set(documented) == {key for _, key in _secret_keys_used()}
+    # kustomize itself (kubectl's, offline) builds both without a Secret, from files that exist
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl here: the kustomize build is not checked")
+    for root in (K8S, MIGRATE):
+        built = subprocess.run(
+            [kubectl, "kustomize", root], capture_output=True, text=True, check=False
+        )
+        assert built.returncode == 0, built.stderr
+        assert not re.search(r"^kind: Secret$", built.stdout, re.MULTILINE), root
