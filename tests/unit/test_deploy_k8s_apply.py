@@ -1,0 +1,196 @@
+"""deploy/k8s/apply.sh, the install/upgrade procedure of docs/operations.md ("Upgrade"), without a
+cluster: a fake ``kubectl`` first on PATH records every call and answers the script's ``get``s
+from the scenario's Secret and Job through the real kubectl, offline (``create --dry-run=client``,
+``label --local``), so the script's own go-template and JSONPath expressions are what is run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_deploy_compose import _tool
+from tests.unit.test_deploy_k8s import K8S, MIGRATE, _documented_secret
+
+pytestmark = pytest.mark.unit
+
+SCRIPT = K8S / "apply.sh"
+KEYS = list(_documented_secret())
+LOGS = "nev-ingest migrate: error: migration 0079_x.sql failed"
+# Guard only (no timing is asserted): a script that misses a Failed Job polls until its own
+# 900 s timeout; the test fails on this instead of waiting that out.
+GUARD_S = 120
+
+FAKE = """#!{python}
+import json, subprocess, sys
+from pathlib import Path
+
+real, state = {real!r}, Path({state!r})
+args = sys.argv[1:]
+with (state / "calls").open("a") as f:
+    f.write(json.dumps(args) + "\\n")
+out = next((a for a in args if a.startswith(("go-template=", "jsonpath="))), None)
+if args[2:4] == ["get", "secret"]:
+    keys = state / "secret-keys"
+    if not keys.exists():
+        print('Error from server (NotFound): secrets "nev-ingest" not found', file=sys.stderr)
+        sys.exit(1)
+    lits = ["--from-literal=" + k + "=v" for k in keys.read_text().split()]
+    cmd = [real, "create", "secret", "generic", "nev-ingest", *lits, "--dry-run=client"]
+    sys.exit(subprocess.run([*cmd, "-o", out]).returncode)
+if args[2:4] == ["get", "job"]:
+    if "range" in out:  # one look at the Job's state: the scenario's next one
+        states = json.loads((state / "job-states").read_text())
+        (state / "current").write_text(json.dumps(states[0]))
+        (state / "job-states").write_text(json.dumps(states[1:] or states))
+    current = json.loads((state / "current").read_text())
+    if current is None:
+        print("Unable to connect to the server: EOF", file=sys.stderr)
+        sys.exit(1)
+    msg = "Job has reached the specified backoff limit"
+    conditions = [dict(type=t, status="True", message=msg) for t in current]
+    job = dict(apiVersion="batch/v1", kind="Job", metadata=dict(name="nev-ingest-migrate"),
+               spec=dict(template=dict(spec=dict(restartPolicy="Never",
+                         containers=[dict(name="migrate", image="nev-ingest")]))),
+               status=dict(conditions=conditions))
+    (state / "job.json").write_text(json.dumps(job))
+    cmd = [real, "label", "--local", "-f", str(state / "job.json"), "fake=1", "-o", out]
+    sys.exit(subprocess.run(cmd).returncode)
+if args[2:3] == ["logs"]:
+    print({logs!r})
+"""
+
+
+@dataclass
+class Run:
+    rc: int
+    stderr: str
+    calls: list[str]  # each kubectl call's arguments, joined
+
+    def polls(self) -> int:
+        return sum("jsonpath={range" in c for c in self.calls)
+
+    def applied(self) -> list[str]:
+        return [c.removeprefix("apply -k ") for c in self.calls if c.startswith("apply -k ")]
+
+
+def _run(
+    tmp_path: Path,
+    job_states: list[list[str] | None],
+    secret_keys: list[str] | None = KEYS,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Run:
+    """apply.sh against the fake kubectl: ``job_states`` are the Job's True conditions at each
+    look (None: kubectl cannot reach the API server then; the last one stays)."""
+    real = shutil.which("kubectl")
+    if real is None:
+        pytest.skip("no kubectl here: the fake answers through the real one, offline")
+    state = tmp_path / "state"
+    state.mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kubectl"
+    fake.write_text(FAKE.format(python=sys.executable, real=real, state=str(state), logs=LOGS))
+    fake.chmod(0o755)
+    (state / "job-states").write_text(json.dumps(job_states))
+    (state / "current").write_text("[]")
+    if secret_keys is not None:
+        (state / "secret-keys").write_text("\n".join(secret_keys))
+    done = subprocess.run(
+        ["bash", SCRIPT, *args],
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "NEV_K8S_POLL_S": "0",
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=GUARD_S,
+    )
+    calls = state / "calls"
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return Run(done.returncode, done.stderr, [" ".join(json.loads(line)) for line in lines])
+
+
+def test_a_completed_migration_then_rolls_the_deployments_in_order(tmp_path: Path) -> None:
+    run = _run(tmp_path, [[], None, ["SuccessCriteriaMet", "Complete"]])
+    assert run.rc == 0, run.stderr
+    steps = [c.split(" -o ")[0] for c in run.calls]
+    assert steps == [
+        "-n nev-ingest get secret nev-ingest",
+        "-n nev-ingest delete job nev-ingest-migrate --ignore-not-found",
+        f"apply -k {MIGRATE}",
+        *["-n nev-ingest get job nev-ingest-migrate"] * 3,
+        f"apply -k {K8S}",
+    ]
+
+
+def test_a_failed_migration_stops_at_once_non_zero_with_its_logs_and_rolls_nothing(
+    tmp_path: Path,
+) -> None:
+    """``kubectl wait --for=condition=complete`` sat out its 15 minutes on a failed Job; the
+    script stops at the first look that shows Failed (FailureTarget first, as Kubernetes 1.31+
+    sets it), names the cause and the logs command, and never applies the base."""
+    run = _run(tmp_path, [[], None, ["FailureTarget"], ["FailureTarget", "Failed"], []])
+    assert run.rc == 1, run.stderr
+    assert run.polls() == 4, "stop at the first look that shows Failed"
+    assert run.applied() == [str(MIGRATE)], "a failed migration must not roll the Deployments"
+    assert "kubectl -n nev-ingest logs job/nev-ingest-migrate" in run.stderr
+    assert "backoff limit" in run.stderr and LOGS in run.stderr
+
+
+def test_a_migration_past_the_timeout_rolls_nothing(tmp_path: Path) -> None:
+    run = _run(tmp_path, [[]], env={"NEV_K8S_MIGRATE_TIMEOUT_S": "0"})
+    assert run.rc == 1, run.stderr
+    assert "neither completed nor failed in 0s" in run.stderr
+    assert f"kubectl apply -k {K8S}" in run.stderr  # what to run once it completed
+    assert run.applied() == [str(MIGRATE)]
+
+
+def test_no_secret_or_one_lacking_keys_applies_nothing(tmp_path: Path) -> None:
+    run = _run(tmp_path / "none", [["Complete"]], secret_keys=None)
+    assert run.rc == 2 and run.applied() == [], run.stderr
+    assert "create secret generic nev-ingest" in run.stderr and "not found" in run.stderr
+    assert "\n" not in run.stderr.strip(), "one line"
+    partial = [k for k in KEYS if k not in ("kafka-gateway-password", "pg-ca.crt")]
+    run = _run(tmp_path / "partial", [["Complete"]], secret_keys=partial)
+    assert run.rc == 2 and run.applied() == [], run.stderr
+    assert "lacks kafka-gateway-password pg-ca.crt" in run.stderr
+
+
+def test_overlays_and_bad_usage(tmp_path: Path) -> None:
+    overlays = [tmp_path / "overlays" / name for name in ("migrate", "base")]
+    for o in overlays:
+        o.mkdir(parents=True)
+        (o / "kustomization.yaml").write_text("resources: []\n")
+    run = _run(tmp_path / "ok", [["Complete"]], args=tuple(map(str, overlays)))
+    assert run.rc == 0 and run.applied() == list(map(str, overlays)), run.stderr
+    for name, args, env in (
+        ("one", (str(overlays[0]),), {}),
+        ("nokust", (str(tmp_path), str(overlays[1])), {}),
+        ("minutes", (), {"NEV_K8S_MIGRATE_TIMEOUT_S": "15m"}),
+    ):
+        run = _run(tmp_path / name, [["Complete"]], args=args, env=env)
+        assert run.rc == 2 and run.calls == [], f"{name}: {run.stderr}"
+        assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_the_script_checks_the_documented_keys_and_passes_shellcheck() -> None:
+    assert os.access(SCRIPT, os.X_OK), f"chmod +x {SCRIPT}"
+    text = SCRIPT.read_text()
+    listed = re.search(r"^secret_keys=\((.*)\)$", text, re.MULTILINE)
+    assert listed and listed[1].split() == KEYS, "apply.sh and docs/operations.md: same keys"
+    done = subprocess.run(
+        [_tool("shellcheck"), SCRIPT], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
