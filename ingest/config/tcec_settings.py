@@ -84,9 +84,9 @@ class TcecSettings(Section):
     )
     token_requests_per_peer: int = setting(
         0,
-        "query_token requests handled at once per peer address (of the 32 token slots); 0: no "
-        "such limit. Set it (2, say) when operators connect to the receiver directly; behind a "
-        "TLS-terminating proxy every request has the proxy's address.",
+        "query_token requests handled at once per peer address (an IPv6 peer: its /64; of the 32 "
+        "token slots); 0: no such limit. Set it (2, say) when operators connect to the receiver "
+        "directly; behind a TLS-terminating proxy every request has the proxy's address.",
         minimum=0,
         maximum=32,
     )

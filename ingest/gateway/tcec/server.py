@@ -39,6 +39,7 @@ from ingest.gateway.tcec.envelope import (
     verify,
 )
 from ingest.gateway.tcec.metrics import TcecMetrics
+from ingest.gateway.tcec.peer_limits import PeerLog, TokenSlots
 from ingest.gateway.tcec.site import ConnectionGate, GatedSite
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
 from ingest.pipeline import wire
@@ -64,7 +65,7 @@ _BEARER: Final = "Bearer "
 
 # query_token requests handled at once (besides max_in_flight's pushes): anyone may send them,
 # and an operator needs one per token lifetime (2 h). Their bodies are small (< 1 KB: the
-# operator's id and secret, encrypted) and must come quickly. Per peer address:
+# operator's id and secret, encrypted) and must come quickly. Per peer (an IPv6 host: its /64):
 # tcec.token_requests_per_peer.
 _TOKEN_REQUESTS: Final = 32
 _TOKEN_BODY_BYTES: Final = 4096
@@ -104,10 +105,11 @@ class _Receiver:
         self._tokens = TokenIssuer(params.token_key, params.token_lifetime_s)
         # One window per configured operator: bounded by the operators file, never by input.
         self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
-        self._limiter = RateLimiter(10.0)
+        self._limiter = RateLimiter(10.0)  # unexpected errors, by interface
+        self._peer_log = PeerLog(10.0)  # refusals, by peer and Ret
         self._in_flight = 0  # pushes being handled
-        self._token_requests = 0  # query_token requests being handled (slots of their own)
-        self._token_peers: dict[str, int] = {}  # ... by peer address (at most 32 entries)
+        # query_token requests being handled: slots of their own, in all and per peer.
+        self._token_slots = TokenSlots(_TOKEN_REQUESTS, params.token_requests_per_peer)
 
     async def handle(self, request: web.Request) -> web.Response:
         interface = request.match_info["interface"]
@@ -143,32 +145,24 @@ class _Receiver:
 
     async def _token_request(self, request: web.Request) -> web.Response:
         """query_token, open to anyone: slots of its own, never the pushes' (a token lasts
-        hours: an operator asks rarely), at most ``tcec.token_requests_per_peer`` per address
+        hours: an operator asks rarely), at most ``tcec.token_requests_per_peer`` per peer
         (when set: behind a proxy every request has the proxy's), a small body that must come
         within ``_TOKEN_READ_TIMEOUT_S``. A few sockets sending headers and nothing else could
         otherwise keep every operator from its token."""
-        remote = request.remote or ""
-        per_peer = self._p.token_requests_per_peer
-        if self._token_requests >= _TOKEN_REQUESTS or (
-            per_peer and self._token_peers.get(remote, 0) >= per_peer
-        ):
+        remote = request.remote
+        if not self._token_slots.take(remote):
             return self._busy(QUERY_TOKEN, request, "too many token requests in flight")
-        size = request.content_length
-        if size is not None and size > _TOKEN_BODY_BYTES:
-            msg = f"a query_token body is at most {_TOKEN_BODY_BYTES} bytes"
-            self._m.requests.labels(QUERY_TOKEN, str(int(Ret.BAD_PARAMETER))).inc()
-            self._log(QUERY_TOKEN, Ret.BAD_PARAMETER, msg, remote)
-            return _json(answer(None, Ret.BAD_PARAMETER, msg, None))
-        self._token_requests += 1
-        self._token_peers[remote] = self._token_peers.get(remote, 0) + 1
         try:
+            size = request.content_length
+            if size is not None and size > _TOKEN_BODY_BYTES:
+                msg = f"a query_token body is at most {_TOKEN_BODY_BYTES} bytes"
+                self._m.requests.labels(QUERY_TOKEN, str(int(Ret.BAD_PARAMETER))).inc()
+                self._log(QUERY_TOKEN, Ret.BAD_PARAMETER, msg, remote)
+                return _json(answer(None, Ret.BAD_PARAMETER, msg, None))
             timeout = min(self._p.read_timeout_s, _TOKEN_READ_TIMEOUT_S)
             return await self._handle(QUERY_TOKEN, request, None, timeout, _TOKEN_BODY_BYTES)
         finally:
-            self._token_requests -= 1
-            left = self._token_peers.pop(remote) - 1
-            if left:
-                self._token_peers[remote] = left
+            self._token_slots.give_back(remote)
 
     def _busy(self, interface: str, request: web.Request, why: str) -> web.Response:
         self._m.requests.labels(interface, str(int(Ret.BUSY))).inc()
@@ -364,7 +358,7 @@ class _Receiver:
             )
 
     def _log(self, interface: str, ret: Ret, msg: str, remote: str | None) -> None:
-        held = self._limiter.allow(f"{remote}:{int(ret)}")
+        held = self._peer_log.allow(remote, f"Ret {int(ret)}")
         if held is not None:
             log.warning(
                 "T/CEC 102 %s from %s: Ret %d, %s (suppressed %d)",
