@@ -334,8 +334,12 @@ def _gateway(d: dashboard.Dashboard) -> dashboard.Dashboard:
         .with_panel(
             prom_timeseries(
                 "Gateway connections by kind",
-                "Open TCP connections by listener (vehicle, charger, battery), over every gateway.",
-                [prom(f"sum by (kind) (nev_gateway_connections{{{gw}}})", "{{kind}}")],
+                "Open TCP connections by listener (vehicle, charger, battery), and the T/CEC "
+                "receiver's HTTP connections (tcec), over every gateway.",
+                [
+                    prom(f"sum by (kind) (nev_gateway_connections{{{gw}}})", "{{kind}}"),
+                    prom(f"sum(nev_gateway_tcec_connections{{{gw}}})", "tcec", "B"),
+                ],
                 width=8,
             )
         )

@@ -13,7 +13,8 @@ PRODUCE_BUCKETS: Final = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 
 class TcecMetrics:
-    """Requests by interface and Ret; the time Kafka took to acknowledge a push."""
+    """Requests by interface and Ret; the time Kafka took to acknowledge a push; connections
+    open and refused."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         ns = "nev_gateway_tcec"
@@ -35,6 +36,14 @@ class TcecMetrics:
         self.in_flight = Gauge(
             "in_flight",
             "Pushes being handled (at most tcec.max_in_flight): mostly awaiting Kafka.",
+            namespace=ns,
+            registry=registry,
+        )
+        # As nev_gateway_connections{kind} of the TCP listeners: what the receiver holds of the
+        # process's descriptors (tcec.max_connections), idle keep-alive connections included.
+        self.connections = Gauge(
+            "connections",
+            "Open connections (admitted at accept, not yet closed; at most tcec.max_connections).",
             namespace=ns,
             registry=registry,
         )

@@ -458,9 +458,7 @@ async def start_tcec(
     # descriptor for an hour.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=params.header_timeout_s)
     await runner.setup()
-    gate = ConnectionGate(
-        params.max_connections, params.max_connections_per_peer, metrics.connections_refused
-    )
+    gate = ConnectionGate(params.max_connections, params.max_connections_per_peer, metrics)
     site = GatedSite(runner, params.host, params.port, gate)
     try:
         await site.start()

@@ -15,9 +15,9 @@ import logging
 from typing import Final, cast
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from ingest.gateway.peers import PeerCounts, peer_key
+from ingest.gateway.tcec.metrics import TcecMetrics
 from ingest.pipeline.logs import RateLimiter
 
 __all__ = ["ConnectionGate", "GatedSite"]
@@ -28,15 +28,16 @@ _BACKLOG: Final = 1024
 
 
 class ConnectionGate:
-    """The receiver's open connections, in all and per peer; refusals counted and logged
-    (once per peer and reason per 10 s)."""
+    """The receiver's open connections, in all and per peer (``nev_gateway_tcec_connections``);
+    refusals counted and logged (once per peer and reason per 10 s)."""
 
-    def __init__(self, max_connections: int, per_peer: int, refused: Counter) -> None:
+    def __init__(self, max_connections: int, per_peer: int, metrics: TcecMetrics) -> None:
         self.max_connections = max_connections
         self.per_peer = per_peer
         self.open = 0
         self.peers = PeerCounts()
-        self._refused = refused
+        self._refused = metrics.connections_refused
+        self._open = metrics.connections
         self._limiter = RateLimiter(10.0)
 
     def take(self, key: str) -> bool:
@@ -58,10 +59,12 @@ class ConnectionGate:
                 )
             return False
         self.open += 1
+        self._open.inc()
         return True
 
     def give_back(self, key: str) -> None:
         self.open -= 1
+        self._open.dec()
         self.peers.give_back(key)
 
 
