@@ -5,6 +5,7 @@ logged as one line per peer, not a traceback per request."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -59,3 +60,53 @@ async def test_the_connections_gauge_follows_opens_and_closes(
             writer.close()
         await server.close()
         await producer.stop()
+
+
+# Each is refused by aiohttp's parser: a bad request line (and TLS to this HTTP port), a header
+# line that is no header, a header line and a request target over 8190 bytes.
+MALFORMED = (
+    b"GARBAGE\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+    b"POST /evcs/v1.0/query_token HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"POST /evcs/v1.0/query_token HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    b"POST /evcs/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+)
+
+
+async def test_malformed_requests_are_counted_and_logged_once_per_peer_without_traceback(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    caplog.set_level(logging.WARNING, logger="ingest")
+    producer, server, registry, _ = await start_rig(kafka_bootstrap, unique_topic(partitions=1))
+    rounds = 4
+    try:
+        for _ in range(rounds):
+            for raw in MALFORMED:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(raw)
+                answer = await asyncio.wait_for(reader.read(), 30)  # a bound on a hang only
+                writer.close()
+                assert answer.startswith(b"HTTP/1.0 400 "), answer[:40]
+
+        async def all_counted() -> bool:
+            n = _sample(
+                registry, "nev_gateway_tcec_connections_refused_total", reason="bad_request"
+            )
+            return n == rounds * len(MALFORMED)
+
+        await until(all_counted, timeout_s=30, what="every malformed request counted")
+    finally:
+        await server.close()
+        await producer.stop()
+    # 20 malformed requests from one peer: one line (the others held back, counted above),
+    # saying why, with no traceback; nothing from aiohttp's loggers above DEBUG.
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in lines] == ["ingest.gateway.tcec.site"], [r.name for r in lines]
+    assert lines[0].exc_info is None
+    message = lines[0].getMessage()
+    assert "127.0.0.1" in message and "malformed HTTP request" in message, message
+    assert "\n" not in message and len(message) < 300, message
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp") and r.exc_info], [
+        r.getMessage() for r in caplog.records if r.name.startswith("aiohttp")
+    ]

@@ -49,7 +49,8 @@ class TcecMetrics:
         )
         self.connections_refused = Counter(
             "connections_refused",
-            "Connections closed at accept, by reason (max_connections, max_connections_per_peer).",
+            "Connections refused, by reason: closed at accept (max_connections, "
+            "max_connections_per_peer) or after a malformed HTTP request (bad_request).",
             ["reason"],
             namespace=ns,
             registry=registry,

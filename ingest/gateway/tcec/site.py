@@ -6,6 +6,8 @@ its request line and headers holds a descriptor until ``keepalive_timeout`` (set
 listeners' devices, so the number it holds is bounded (``tcec.max_connections``) and so is
 one address's share of them (``tcec.max_connections_per_peer``, ``ingest.gateway.peers``):
 each connection's protocol is wrapped, and one over a limit is closed before aiohttp sees it.
+An admitted connection's malformed requests, which aiohttp refuses itself, are counted and
+logged here too (``http_errors``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import logging
 from typing import Final, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ingest.gateway.peers import PeerCounts, peer_key
+from ingest.gateway.tcec.http_errors import ConnectionLog, describe
 from ingest.gateway.tcec.metrics import TcecMetrics
-from ingest.pipeline.logs import RateLimiter
+from ingest.gateway.tcec.peer_limits import PeerLog
 
 __all__ = ["ConnectionGate", "GatedSite"]
 
@@ -29,7 +33,8 @@ _BACKLOG: Final = 1024
 
 class ConnectionGate:
     """The receiver's open connections, in all and per peer (``nev_gateway_tcec_connections``);
-    refusals counted and logged (once per peer and reason per 10 s)."""
+    refusals (at accept, and malformed requests) counted and logged (once per peer and reason
+    per 10 s)."""
 
     def __init__(self, max_connections: int, per_peer: int, metrics: TcecMetrics) -> None:
         self.max_connections = max_connections
@@ -38,7 +43,7 @@ class ConnectionGate:
         self.peers = PeerCounts()
         self._refused = metrics.connections_refused
         self._open = metrics.connections
-        self._limiter = RateLimiter(10.0)
+        self._log = PeerLog(10.0)
 
     def take(self, key: str) -> bool:
         why = ""
@@ -48,7 +53,7 @@ class ConnectionGate:
             why, detail = "max_connections_per_peer", f"{self.peers[key]} open from {key}"
         if why:
             self._refused.labels(why).inc()
-            held = self._limiter.allow(f"{key}:{why}")
+            held = self._log.allow(key, why)
             if held is not None:
                 log.warning(
                     "T/CEC 102 connection from %s closed at accept: %s (%s; suppressed %d)",
@@ -62,6 +67,20 @@ class ConnectionGate:
         self._open.inc()
         return True
 
+    def bad_request(self, key: str, exc: HttpProcessingError) -> None:
+        """A request of ``key``'s that aiohttp's parser refused (answered 400, the connection
+        closed): counted and logged as the refusals at accept are, without a traceback."""
+        self._refused.labels("bad_request").inc()
+        held = self._log.allow(key, "bad_request")
+        if held is not None:
+            log.warning(
+                "T/CEC 102 connection from %s closed: malformed HTTP request, answered 400 "
+                "(%s; suppressed %d)",
+                key,
+                describe(exc),
+                held,
+            )
+
     def give_back(self, key: str) -> None:
         self.open -= 1
         self._open.dec()
@@ -72,12 +91,18 @@ class _Gated(asyncio.Protocol):
     """aiohttp's protocol of one connection, behind the gate: every callback forwarded once
     the connection was admitted, none for one that was not."""
 
-    __slots__ = ("_gate", "_inner", "_key")
+    __slots__ = ("_gate", "_inner", "_key", "_peer")
 
-    def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
+    def __init__(self, gate: ConnectionGate, inner: web.RequestHandler) -> None:
         self._gate = gate
-        self._inner = inner
-        self._key: str | None = None
+        # Malformed requests aiohttp refuses are the gate's to count and log (http_errors).
+        inner.logger = ConnectionLog(self._bad_request)
+        self._inner: asyncio.Protocol = inner
+        self._key: str | None = None  # while admitted and open: the gate counts it
+        self._peer = ""  # kept after the close: aiohttp may log the request's refusal then
+
+    def _bad_request(self, exc: HttpProcessingError) -> None:
+        self._gate.bad_request(self._peer, exc)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -85,7 +110,7 @@ class _Gated(asyncio.Protocol):
         if not self._gate.take(key):
             cast(asyncio.Transport, transport).abort()  # a reset: nothing to answer
             return
-        self._key = key
+        self._key = self._peer = key
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:

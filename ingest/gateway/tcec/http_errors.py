@@ -1,0 +1,89 @@
+"""aiohttp's logger for one of the receiver's connections, so that malformed requests are the
+receiver's to count and log.
+
+aiohttp's HTTP parser refuses a malformed request (a bad request line or method, a bad header,
+a line over 8190 bytes) before any handler runs: it answers 400, closes the connection and logs
+through its connection's ``logger`` ("aiohttp.server"): at ERROR with a traceback, once per
+request and unthrottled (at DEBUG only for a bad method in a connection's first request). Anyone
+can send garbage, so that was a way to flood the gateway's log. Each admitted connection's
+``RequestHandler.logger`` is replaced by a :class:`ConnectionLog` that hands those refusals to a
+callback (``ConnectionGate.bad_request``: counted, one line per peer per 10 s, no traceback) and
+passes every other record on to aiohttp's logger unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
+
+__all__ = ["ConnectionLog", "describe"]
+
+# Of the parser's message, in a log line: its first line (the rest is the raw input, quoted).
+_DETAIL_CHARS: Final = 80
+
+
+def describe(exc: HttpProcessingError) -> str:
+    """One short printable line: the exception's type and its message's first line."""
+    first = next((ln.strip() for ln in str(exc.message).splitlines() if ln.strip()), "")
+    first = "".join(c if c.isprintable() else "?" for c in first)
+    if len(first) > _DETAIL_CHARS:
+        first = first[:_DETAIL_CHARS] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class ConnectionLog(logging.Logger):
+    """Stands in for aiohttp's logger on one connection (never registered with ``logging``):
+    a record about a request the parser refused goes to ``refused``, anything else to
+    aiohttp's own logger. aiohttp calls only ``debug`` and ``exception`` on it."""
+
+    def __init__(self, refused: Callable[[HttpProcessingError], None]) -> None:
+        super().__init__(server_logger.name)
+        self._refused = refused
+
+    def _taken(self, exc_info: Any) -> bool:
+        if isinstance(exc_info, HttpProcessingError):
+            self._refused(exc_info)
+            return True
+        return False
+
+    def debug(
+        self,
+        msg: object,
+        *args: object,
+        exc_info: Any = None,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        if not self._taken(exc_info):
+            server_logger.debug(
+                msg,
+                *args,
+                exc_info=exc_info,
+                stack_info=stack_info,
+                stacklevel=stacklevel + 1,
+                extra=extra,
+            )
+
+    def exception(
+        self,
+        msg: object,
+        *args: object,
+        exc_info: Any = True,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        if not self._taken(exc_info):
+            server_logger.exception(
+                msg,
+                *args,
+                exc_info=exc_info,
+                stack_info=stack_info,
+                stacklevel=stacklevel + 1,
+                extra=extra,
+            )
