@@ -1,0 +1,49 @@
+"""The T/CEC receiver's per-peer bookkeeping (token slots, log gate) and its one-line reason of
+a malformed request."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
+from ingest.gateway.tcec.http_errors import describe
+from ingest.gateway.tcec.peer_limits import PeerLog, TokenSlots
+
+pytestmark = pytest.mark.unit
+
+
+def test_token_slots_count_a_64_and_a_mapped_ipv4_as_one_peer_and_give_back() -> None:
+    slots = TokenSlots(total=3, per_peer=1)
+    assert slots.take("2001:db8::1")
+    assert not slots.take("2001:db8::2")  # the same /64
+    assert slots.take("10.0.0.1")
+    assert not slots.take("::ffff:10.0.0.1")  # the same IPv4 client
+    assert slots.take("2001:db8:0:1::1")
+    assert not slots.take("192.0.2.1")  # all 3 slots held
+    slots.give_back("2001:db8::1")
+    assert slots.take("2001:db8::3")
+    assert slots.held == 3
+
+
+def test_token_slots_without_a_per_peer_limit_count_the_total_only() -> None:
+    slots = TokenSlots(total=2, per_peer=0)
+    assert slots.take("2001:db8::1") and slots.take("2001:db8::1")
+    assert not slots.take("192.0.2.1")
+
+
+def test_peer_log_lets_one_line_per_peer_and_reason_per_interval() -> None:
+    now = [0.0]
+    gate = PeerLog(10.0, clock=lambda: now[0])
+    assert gate.allow("2001:db8::1", "Ret 4002") == 0
+    assert gate.allow("2001:db8::abcd", "Ret 4002") is None  # same /64, held back
+    assert gate.allow("2001:db8::1", "Ret 4003") == 0  # another reason
+    assert gate.allow("2001:db8:0:1::1", "Ret 4002") == 0  # another /64
+    now[0] = 11.0
+    assert gate.allow("2001:db8::2", "Ret 4002") == 1  # with the count held back
+
+
+def test_describe_is_one_short_printable_line() -> None:
+    text = describe(BadHttpMessage("Invalid header token:\n\n  b'Bad\\x00Header'\n     ^"))
+    assert text == "BadHttpMessage: Invalid header token:"
+    long = describe(LineTooLong("a\x1b" * 100, "8190"))
+    assert "\n" not in long and "\x1b" not in long and len(long) < 120, long
