@@ -3,10 +3,12 @@ a malformed request."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
-from ingest.gateway.tcec.http_errors import describe
+from ingest.gateway.tcec.http_errors import ConnectionLog, describe
 from ingest.gateway.tcec.peer_limits import PeerLog, TokenSlots
 
 pytestmark = pytest.mark.unit
@@ -47,3 +49,15 @@ def test_describe_is_one_short_printable_line() -> None:
     assert text == "BadHttpMessage: Invalid header token:"
     long = describe(LineTooLong("a\x1b" * 100, "8190"))
     assert "\n" not in long and "\x1b" not in long and len(long) < 120, long
+
+
+def test_a_connection_log_record_it_does_not_take_reaches_aiohttps_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aiohttp may call more than debug/exception on a connection's logger in a later version:
+    # such a record must reach aiohttp's logger (and the service's handlers), not stderr alone.
+    taken: list[object] = []
+    with caplog.at_level(logging.WARNING, logger="aiohttp.server"):
+        ConnectionLog(taken.append).warning("peer %s went away", "10.0.0.1")
+    assert [r.getMessage() for r in caplog.records] == ["peer 10.0.0.1 went away"]
+    assert taken == []

@@ -42,6 +42,9 @@ class ConnectionLog(logging.Logger):
 
     def __init__(self, refused: Callable[[HttpProcessingError], None]) -> None:
         super().__init__(server_logger.name)
+        # A call other than the two overridden (a newer aiohttp's warning, say) reaches
+        # aiohttp's logger's handlers and level, not logging's last-resort stderr handler.
+        self.parent = server_logger
         self._refused = refused
 
     def _taken(self, exc_info: Any) -> bool:
