@@ -67,7 +67,7 @@ class GatewaySettings(Section):
         "Connections one peer address (an IPv6 peer: its /64) holds at once; more are closed "
         "at accept, so one address cannot take every slot. Addresses behind one NAT (an OEM's "
         "private APN, carrier-grade NAT) count as one: raise it for them; max_connections "
-        "turns it off.",
+        "turns it off. At most a tenth of the connections a short open-file limit fits.",
         minimum=1,
         maximum=10_000_000,
     )

@@ -27,7 +27,7 @@ from ingest.config.gateway_settings import GatewaySettings
 from ingest.errors import UserError
 from ingest.gateway.accounts import Accounts, hash_password, verify_password
 from ingest.gateway.connection import Connection
-from ingest.gateway.fds import connection_cap
+from ingest.gateway.fds import connection_cap, peer_cap
 from ingest.gateway.kinds import KINDS, GatewayKind
 from ingest.gateway.limits import Budget, LogGate
 from ingest.gateway.login_guard import HostTurns, PeerLoginGuard
@@ -133,6 +133,8 @@ class Gateway:
         self.peers = PeerCounts()  # connections open per peer address (max_connections_per_peer)
         # max_connections, or fewer when the open-file limit is short (set by start()).
         self.max_connections = self.config.max_connections
+        # max_connections_per_peer, or a share of max_connections when that is cut (start()).
+        self.max_connections_per_peer = self.config.max_connections_per_peer
         self._bound: dict[tuple[GatewayKind, str], Connection] = {}
         self.ports: dict[GatewayKind, int] = {}
         self._servers: list[asyncio.Server] = []
@@ -151,6 +153,9 @@ class Gateway:
         tcec = self.settings.tcec
         self.max_connections = connection_cap(
             self.config.max_connections, tcec.max_connections if tcec.listen else 0
+        )
+        self.max_connections_per_peer = peer_cap(
+            self.config.max_connections_per_peer, self.config.max_connections, self.max_connections
         )
         if self._producer is None:
             self._producer = self._new_producer()
@@ -278,7 +283,7 @@ class Gateway:
             why, detail = "shutdown", "the gateway is stopping"
         elif len(self.connections) >= self.max_connections:
             why, detail = "max_connections", f"{len(self.connections)} connections open"
-        elif not self.peers.take(key, self.config.max_connections_per_peer):
+        elif not self.peers.take(key, self.max_connections_per_peer):
             # One address must not hold every slot (nor every descriptor): genuine devices
             # would be refused while it does.
             why = "max_connections_per_peer"

@@ -1,11 +1,13 @@
 """``nev-ingest gateway run`` under an open-file limit smaller than its connection limits: one
-address flooding it with connections gets its share (``gateway.max_connections_per_peer``)
-and no more, the rest counted and logged, and a genuine vehicle still logs in and /metrics
-still answers. Before, the flood took every descriptor: accept() failed, new connections got
-a TCP reset with nothing logged or counted, and /metrics timed out. With TLS on, the same
-flood of connections that never start their handshake: before, the event loop held each for
-its handshake timeout (60 s) before the gateway saw it, uncounted, so the share was never
-applied and the vehicle got a reset."""
+address flooding it with connections gets its share and no more, the rest counted and logged,
+and a genuine vehicle still logs in and /metrics still answers. The share is a tenth of the
+connections the descriptors allow (``ingest.gateway.fds.peer_cap``), not the default
+``gateway.max_connections_per_peer`` of 1,000, which is more than they allow in all. Before,
+the flood took every descriptor: accept() failed, new connections got a TCP reset with nothing
+logged or counted, and /metrics timed out. With TLS on, the same flood of connections that
+never start their handshake: before, the event loop held each for its handshake timeout (60 s)
+before the gateway saw it, uncounted, so the share was never applied and the vehicle got a
+reset."""
 
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ pytestmark = pytest.mark.integration
 VIN = "LNEVGATE000000077"
 NOFILE = 256  # soft and hard: the gateway cannot raise it
 FLOOD = 300  # more than NOFILE
-SHARE = 50  # NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER
+HELD = 96  # 256 - 128 reserved - 32 of the T/CEC receiver
+SHARE = HELD // 10  # gateway.max_connections_per_peer is left at its 1,000
 
 
 @pytest.mark.parametrize("with_tls", [False, True], ids=["tcp", "tls"])
@@ -43,10 +46,7 @@ async def test_a_flood_from_one_address_under_a_low_open_file_limit(
     kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path, with_tls: bool
 ) -> None:
     log = tmp_path / "gateway.log"
-    env = {
-        "NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER": str(SHARE),
-        "NEV_TCEC_MAX_CONNECTIONS": "32",  # counted against the 256 descriptors too
-    }
+    env = {"NEV_TCEC_MAX_CONNECTIONS": "32"}  # counted against the 256 descriptors too
     client: ssl.SSLContext | None = None
     if with_tls:
         ca = tls.make_ca(tmp_path / "ca")
@@ -65,6 +65,7 @@ async def test_a_flood_from_one_address_under_a_low_open_file_limit(
         # 256 descriptors cannot hold max_connections = 200,000: it says so and holds fewer.
         text = await asyncio.to_thread(log.read_text)
         assert "the open-file limit is 256 (hard limit 256)" in text, text
+        assert f"one address holds at most {SHARE} until the limit is raised" in text, text
         writers: list[asyncio.StreamWriter] = []
         try:
             # Bare TCP connections that send nothing (with TLS on: never a ClientHello).

@@ -3,11 +3,13 @@ connection limits (``ingest.gateway.fds``, in a subprocess: it changes the proce
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
 import pytest
 
+from ingest.gateway.fds import peer_cap
 from ingest.gateway.peers import PeerCounts, peer_key
 
 pytestmark = pytest.mark.unit
@@ -83,3 +85,30 @@ def test_a_limit_too_short_for_one_connection_is_a_one_line_error() -> None:
     out = _cap(256, 256, 200_000, 4096)
     assert out.startswith("UserError: the open-file limit is 256")
     assert "tcec.max_connections = 4096" in out and len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("per_peer", "max_connections", "held", "share"),
+    [
+        (1_000, 200_000, 200_000, 1_000),  # descriptors enough: the setting
+        (1_000, 200_000, 1_500, 150),  # cut to 1,500: a tenth, not 1,000 (two took all)
+        (100, 200_000, 1_500, 100),  # a setting within the tenth is kept
+        (1_000, 200_000, 5, 1),  # at least one
+        (10_000_000, 200_000, 1_500, 1_500),  # turned off (>= max_connections) stays off
+        (200_000, 200_000, 1_500, 1_500),
+    ],
+)
+def test_the_per_peer_share_shrinks_with_the_connections_the_descriptors_allow(
+    per_peer: int, max_connections: int, held: int, share: int
+) -> None:
+    assert peer_cap(per_peer, max_connections, held) == share
+
+
+def test_a_shrunk_share_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="ingest.gateway.fds"):
+        peer_cap(1_000, 200_000, 1_500)
+    assert [r.getMessage() for r in caplog.records] == [
+        "gateway.max_connections_per_peer = 1000 is more than 10% of the 1500 connections the "
+        "open-file limit lets the listeners hold: one address holds at most 150 until the "
+        "limit is raised, so that a few cannot take every connection"
+    ]
