@@ -32,6 +32,7 @@ from ingest.config.checks import check_database_url, check_listen, check_stall_a
 from ingest.config.fields import FieldSpec, Section, show_number, spec_of
 from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
+from ingest.config.nat64 import nat64_networks
 from ingest.config.settings import DEV_TOOL_SECTIONS, SECTIONS, Settings
 from ingest.errors import UserError, not_utf8
 
@@ -375,6 +376,7 @@ def _check_consistency(settings: Settings) -> None:
     for key in ("sslrootcert", "sslcert", "sslkey"):
         _check_file(f"postgres.{key}", getattr(pg, key))
     _check_gateway_tls(settings)
+    nat64_networks("gateway.nat64_prefixes", settings.gateway.nat64_prefixes)
     topics = [getattr(kafka, f"topic_{source}") for source in RAW_SOURCES] + [
         kafka.topic_dlq,
         kafka.topic_alerts,

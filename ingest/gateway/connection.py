@@ -14,6 +14,7 @@ sender) for any of these reasons, and resumes when all of them are gone:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ class Host(Protocol):
     dlq_topic: str
     gateway_id: str
     log_gate: LogGate
+    nat64: tuple[ipaddress.IPv6Network, ...]
 
     def admit(self, conn: Connection) -> bool: ...
 
@@ -129,7 +131,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         # Parsed once: ipaddress costs 2-14 µs, and a refusal per frame logs through it.
-        self.host_key = peer_key(self.host)
+        self.host_key = peer_key(self.host, self.gw.nat64)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         now = time.monotonic()
         self._frames.stamp = self._bytes.stamp = now

@@ -11,9 +11,10 @@ a setting, and docs/gateway.md says when to raise it.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["PeerCounts", "peer_key"]
+__all__ = ["PeerCounts", "embedded_ipv4", "peer_key"]
 
 # IPv4 clients reaching an IPv6 listener through a stateless translator (SIIT, RFC 7915) or
 # NAT64 show up with their IPv4 address embedded in one of these prefixes: each such address
@@ -22,14 +23,29 @@ __all__ = ["PeerCounts", "peer_key"]
 _NAT64_WELL_KNOWN: Final = ipaddress.IPv6Network("64:ff9b::/96")
 # RFC 8215's local-use prefix: a translator may use any RFC 6052 prefix length inside it
 # (/48 to /96), which places the IPv4 bits differently and cannot be told from the address,
-# so each address is counted as one peer (a translator maps one IPv4 client to one address).
+# so each address is counted as one peer (a translator maps one IPv4 client to one address),
+# unless the operator names its translator's prefix (gateway.nat64_prefixes).
 _NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
-def peer_key(host: str) -> str:
+def embedded_ipv4(addr: ipaddress.IPv6Address, prefix: ipaddress.IPv6Network) -> str:
+    """The IPv4 address RFC 6052 (section 2.2) embeds in ``addr`` behind ``prefix`` (a /32,
+    /40, /48, /56, /64 or /96): right after the prefix, its bits 64..71 (the "u" octet)
+    skipped; behind a /96, the last 32 bits."""
+    raw = addr.packed
+    if prefix.prefixlen == 96:
+        return str(ipaddress.IPv4Address(raw[12:]))
+    at = prefix.prefixlen // 8
+    skipped = raw[:8] + raw[9:]  # without the u octet: the IPv4 bytes follow the prefix
+    return str(ipaddress.IPv4Address(skipped[at : at + 4]))
+
+
+def peer_key(host: str, nat64: Sequence[ipaddress.IPv6Network] = ()) -> str:
     """The address a peer is counted under: an IPv4 address (an IPv4-mapped IPv6 one, and one
-    in NAT64's well-known prefix, as its IPv4 address), one in NAT64's local-use prefix as
-    itself, the /64 of any other IPv6 address, anything else (a Unix socket) as given."""
+    in a ``nat64`` prefix or NAT64's well-known one, as its IPv4 address), one in NAT64's
+    local-use prefix as itself, the /64 of any other IPv6 address, anything else (a Unix
+    socket) as given. ``nat64``: the operator's translators' prefixes
+    (``gateway.nat64_prefixes``)."""
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])  # "%eth0": a link-local's zone
     except ValueError:
@@ -37,8 +53,11 @@ def peer_key(host: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:
             return str(addr.ipv4_mapped)
+        for prefix in nat64:
+            if addr in prefix:
+                return embedded_ipv4(addr, prefix)
         if addr in _NAT64_WELL_KNOWN:
-            return str(ipaddress.IPv4Address(int(addr) & 0xFFFF_FFFF))
+            return embedded_ipv4(addr, _NAT64_WELL_KNOWN)
         if addr in _NAT64_LOCAL_USE:
             return str(addr)
         return str(ipaddress.IPv6Network((addr, 64), strict=False))

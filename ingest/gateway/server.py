@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any, Final, Protocol
 
 from ingest.config import Settings
 from ingest.config.gateway_settings import GatewaySettings
+from ingest.config.nat64 import nat64_networks
 from ingest.errors import UserError
 from ingest.gateway.accounts import Accounts, hash_password, verify_password
 from ingest.gateway.connection import Connection
@@ -131,6 +133,10 @@ class Gateway:
         )
         self.connections: set[Connection] = set()
         self.peers = PeerCounts()  # connections open per peer address (max_connections_per_peer)
+        # The operator's NAT64 translators: their clients count by the IPv4 address they embed.
+        self.nat64: tuple[ipaddress.IPv6Network, ...] = nat64_networks(
+            "gateway.nat64_prefixes", self.config.nat64_prefixes
+        )
         # max_connections, or fewer when the open-file limit is short (set by start()).
         self.max_connections = self.config.max_connections
         # max_connections_per_peer, or a share of max_connections when that is cut (start()).
