@@ -120,7 +120,12 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
 
 async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], Any]]) -> int:
     from ingest.gateway import Gateway, GatewayMetrics
-    from ingest.gateway.checks import check_listeners_configured, check_settings, topic_sizes
+    from ingest.gateway.checks import (
+        check_listeners_configured,
+        check_settings,
+        produced_topics,
+        topic_sizes,
+    )
     from ingest.pipeline.metrics import MetricsServer
     from ingest.wiring import check_kafka, check_topics
 
@@ -131,15 +136,10 @@ async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], A
     kafka, timeout_s = settings.kafka, settings.kafka.request_timeout_ms / 1000
     await check_kafka(kafka, timeout_s)
     # A missing topic would hold every frame behind the first one sent to it (the send queue
-    # keeps order): refuse to start instead, with the one line that says which.
-    topics = {kafka.topic_dlq: "kafka.topic_dlq"}
-    for kind in ("vehicle", "charger", "battery"):
-        if getattr(settings.gateway, f"listen_{kind}"):
-            topics[getattr(kafka, f"topic_{kind}")] = f"kafka.topic_{kind}"
-    if settings.tcec.listen:
-        topics[kafka.topic_tcec] = "kafka.topic_tcec"
-    # And that each topic takes the largest batch the gateway sends there: a batch the broker
-    # refuses as too large costs the producer its place in the partition's sequence.
+    # keeps order): refuse to start instead, with the one line that says which. And each
+    # topic must take the largest batch the gateway sends there: a batch the broker refuses
+    # as too large costs the producer its place in the partition's sequence.
+    topics = produced_topics(settings)
     await check_topics(kafka, topics, timeout_s, sizes=topic_sizes(settings))
     gateway = Gateway(
         settings,

@@ -12,7 +12,7 @@ from ingest.gateway.kinds import KINDS
 from ingest.gateway.producer import batch_bytes
 from ingest.gateway.server import parse_listen, tls_context
 
-__all__ = ["check_listeners_configured", "check_settings", "topic_sizes"]
+__all__ = ["check_listeners_configured", "check_settings", "produced_topics", "topic_sizes"]
 
 # Around a frame in a record batch of its own: the batch's header (61 bytes), the record's
 # varints, the key (<= 24 bytes) and the headers (received_at, gateway, peer, connection,
@@ -48,25 +48,44 @@ def check_listeners_configured(settings: Settings) -> None:
         )
 
 
+def produced_topics(settings: Settings) -> dict[str, str]:
+    """Every topic the gateway process produces to -> the setting that names it: the raw topic
+    of each GB/T 32960 listener that is on, the dead-letter topic when one is, the T/CEC topic
+    when the receiver listens. The start checks (topics exist, take the largest batch) read
+    this, the one list: two copies of it had drifted apart."""
+    kafka, cfg = settings.kafka, settings.gateway
+    out = {
+        kafka.raw_topic(kind): f"kafka.topic_{kind}"
+        for kind in KINDS
+        if getattr(cfg, f"listen_{kind}")
+    }
+    if out:
+        # The frames a GB/T 32960 listener refuses go to the dead-letter topic (the T/CEC
+        # receiver answers its refusals and sends none).
+        out[kafka.topic_dlq] = "kafka.topic_dlq"
+    if settings.tcec.listen:
+        out[kafka.topic_tcec] = "kafka.topic_tcec"
+    return out
+
+
 def topic_sizes(settings: Settings) -> dict[str, tuple[int, str]]:
-    """Per topic the gateway produces to (its listeners' raw topics, the dead-letter topic, the
-    T/CEC topic): the largest batch it sends there, and the setting that makes it that large.
-    A topic whose max.message.bytes is smaller refuses such a batch, and then every later batch
-    of its partition until the producer is replaced (ingest.gateway.renewal): checked at start."""
+    """Per topic the gateway produces to (``produced_topics``): the largest batch it sends
+    there, and the setting that makes it that large. A topic whose max.message.bytes is smaller
+    refuses such a batch, and then every later batch of its partition until the producer is
+    replaced (ingest.gateway.renewal): checked at start."""
     kafka, cfg = settings.kafka, settings.gateway
     frame = cfg.max_frame_bytes + _RECORD_OVERHEAD
     batch = batch_bytes(kafka.max_request_size)
+    # The raw topics' batches, and the dead-letter topic's: refused frames go there through
+    # the same dispatcher, in batches as large.
     raw = (
         (batch, "kafka.max_request_size (the gateway's batches are at most min(512 KiB, it))")
         if batch >= frame
         else (frame, "gateway.max_frame_bytes")
     )
-    out = {getattr(kafka, f"topic_{kind}"): raw for kind in KINDS if getattr(cfg, f"listen_{kind}")}
-    if out:
-        # The frames a GB/T 32960 listener refuses go to the dead-letter topic through the same
-        # dispatcher, in batches as large (the T/CEC receiver answers refusals, sends none).
-        out[kafka.topic_dlq] = raw
-    if settings.tcec.listen:
-        push = max(_TCEC_BATCH_BYTES, settings.tcec.max_body_bytes + _RECORD_OVERHEAD)
-        out[kafka.topic_tcec] = (push, "tcec.max_body_bytes")
-    return out
+    push = max(_TCEC_BATCH_BYTES, settings.tcec.max_body_bytes + _RECORD_OVERHEAD)
+    tcec = (push, "tcec.max_body_bytes")
+    return {
+        topic: tcec if key == "kafka.topic_tcec" else raw
+        for topic, key in produced_topics(settings).items()
+    }

@@ -110,11 +110,8 @@ class Gateway:
         self.metrics = metrics if metrics is not None else GatewayMetrics()
         self.gateway_id = self.config.gateway_id or socket.gethostname()
         kafka = settings.kafka
-        self.topics: dict[GatewayKind, str] = {
-            "vehicle": kafka.topic_vehicle,
-            "charger": kafka.topic_charger,
-            "battery": kafka.topic_battery,
-        }
+        # Each kind's raw topic as the start check reads it (checks.produced_topics).
+        self.topics: dict[GatewayKind, str] = {kind: kafka.raw_topic(kind) for kind in KINDS}
         self.dlq_topic = kafka.topic_dlq
         path = self.config.accounts_file
         self.accounts = Accounts(Path(path) if path else None)

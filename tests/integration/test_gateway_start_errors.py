@@ -133,3 +133,28 @@ def test_a_topic_smaller_than_the_gateways_batches(
         result, f"Kafka topic {small} takes at most 100000 bytes (max.message.bytes) but gets"
     )
     assert "kafka.max_request_size" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "key", ["topic_vehicle", "topic_charger", "topic_battery", "topic_dlq", "topic_tcec"]
+)
+def test_a_missing_topic_it_produces_to_is_refused(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    unique_topic: Callable[..., str],
+    key: str,
+) -> None:
+    # Every listener on: each topic the gateway writes to is in its start check
+    # (ingest.gateway.checks.produced_topics), the charger's and battery's kinds' too.
+    env = {
+        "NEV_GATEWAY_LISTEN_CHARGER": f"127.0.0.1:{free_port()}",
+        "NEV_GATEWAY_LISTEN_BATTERY": f"127.0.0.1:{free_port()}",
+        "NEV_KAFKA_TOPIC_CHARGER": unique_topic(1, "ch"),
+        "NEV_KAFKA_TOPIC_BATTERY": unique_topic(1, "bat"),
+        "NEV_TCEC_LISTEN": f"127.0.0.1:{free_port()}",
+        "NEV_TCEC_OPERATOR_SECRETS": SECRETS,
+    }
+    missing = unique_name("gwmissing")  # never created
+    env[f"NEV_KAFKA_{key.upper()}"] = missing
+    result = _gateway(kafka_bootstrap, unique_topic, **env)
+    _assert_refused(result, f"Kafka topic {missing!r} (kafka.{key}) does not exist")
