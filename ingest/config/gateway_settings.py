@@ -75,7 +75,8 @@ class GatewaySettings(Section):
         (),
         "IPv6 prefixes of your own NAT64 / SIIT translators (RFC 6052 network-specific "
         "prefixes: /32, /40, /48, /56, /64 or /96; comma-separated): a peer address in one "
-        "counts, for max_connections_per_peer and the refusal log, as the IPv4 client it "
+        "counts, for max_connections_per_peer, the T/CEC receiver's per-peer limits and the "
+        "refusal logs, as the IPv4 client it "
         "embeds, not as one /64. The well-known 64:ff9b::/96 always does. Empty: none.",
     )
     max_in_flight_frames: int = setting(

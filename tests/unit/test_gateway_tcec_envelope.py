@@ -235,6 +235,7 @@ def test_every_receiver_setting_reaches_its_parameters() -> None:
             "NEV_TCEC_TOKEN_REQUESTS_PER_PEER": "3",
             "NEV_TCEC_READ_TIMEOUT_S": "4.5",
             "NEV_TCEC_PRODUCE_TIMEOUT_S": "2.5",
+            "NEV_GATEWAY_NAT64_PREFIXES": "2001:db8:64::/96",
         }
     )
     p = params_from_settings(settings, gateway_id="gw")
@@ -242,8 +243,9 @@ def test_every_receiver_setting_reaches_its_parameters() -> None:
     got = (
         p.token_lifetime_s, p.clock_skew_s, p.replay_window, p.max_body_bytes, p.max_in_flight,
         p.token_requests_per_peer, p.read_timeout_s, p.produce_timeout_s,
+        [str(n) for n in p.nat64],
     )  # fmt: skip
-    assert got == (600, 60, 500, 4096, 7, 3, 4.5, 2.5)
+    assert got == (600, 60, 500, 4096, 7, 3, 4.5, 2.5, ["2001:db8:64::/96"])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ a malformed request."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import pytest
@@ -25,6 +26,20 @@ def test_token_slots_count_a_64_and_a_mapped_ipv4_as_one_peer_and_give_back() ->
     slots.give_back("2001:db8::1")
     assert slots.take("2001:db8::3")
     assert slots.held == 3
+
+
+def test_an_operators_nat64_prefix_counts_each_translated_client_apart() -> None:
+    # gateway.nat64_prefixes: behind the operator's translator every client has an address of
+    # one /64; counted by /64 they would all be one peer, refused past the first's share.
+    nat64 = (ipaddress.IPv6Network("2001:db8:64::/96"),)
+    slots = TokenSlots(total=3, per_peer=1, nat64=nat64)
+    assert slots.take("2001:db8:64::c000:221")  # 192.0.2.33
+    assert slots.take("2001:db8:64::c000:222")  # 192.0.2.34: another client
+    assert not slots.take("192.0.2.33")  # the first one again, untranslated
+    gate = PeerLog(10.0, nat64=nat64)
+    assert gate.allow("2001:db8:64::c000:221", "Ret 4002") == 0
+    assert gate.allow("2001:db8:64::c000:222", "Ret 4002") == 0
+    assert gate.allow("192.0.2.33", "Ret 4002") is None
 
 
 def test_token_slots_without_a_per_peer_limit_count_the_total_only() -> None:

@@ -9,6 +9,7 @@ docs/gateway.md, "T/CEC 102 receiver", describes the envelope, the checks and th
 
 from __future__ import annotations
 
+from ingest.config.nat64 import nat64_networks
 from ingest.config.settings import Settings
 from ingest.gateway.tcec.envelope import EnvelopeError, OperatorSecrets, Ret
 from ingest.gateway.tcec.operators import OperatorsError, load_operators
@@ -64,5 +65,6 @@ def params_from_settings(settings: Settings, *, gateway_id: str) -> TcecParams |
         header_timeout_s=t.header_timeout_s,
         read_timeout_s=t.read_timeout_s,
         produce_timeout_s=t.produce_timeout_s,
+        nat64=nat64_networks("gateway.nat64_prefixes", settings.gateway.nat64_prefixes),
         gateway_id=gateway_id,
     )

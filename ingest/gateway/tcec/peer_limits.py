@@ -3,13 +3,15 @@
 Both key a peer as ``ingest.gateway.peers.peer_key`` does for the TCP listeners: an IPv6 host
 by its /64 (one host commonly owns a whole /64 and picks source addresses from it, so keying by
 the full address let it rotate addresses past the per-peer limit and the log gate), an
-IPv4-mapped or NAT64 address by its IPv4 address. Callers pass ``request.remote`` as it is.
+IPv4-mapped or NAT64 address by its IPv4 address (also in the operator's own prefixes,
+``gateway.nat64_prefixes``). Callers pass ``request.remote`` as it is.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ingest.gateway.peers import PeerCounts, peer_key
 from ingest.pipeline.logs import RateLimiter
@@ -22,21 +24,28 @@ class PeerLog:
     back since the last line, or None to hold this one back (the metrics count every one)."""
 
     def __init__(
-        self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+        self,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        nat64: Sequence[ipaddress.IPv6Network] = (),
     ) -> None:
         self._limiter = RateLimiter(interval_s, clock=clock)
+        self._nat64 = tuple(nat64)
 
     def allow(self, remote: str | None, reason: str) -> int | None:
-        return self._limiter.allow(f"{peer_key(remote or '')} {reason}")
+        return self._limiter.allow(f"{peer_key(remote or '', self._nat64)} {reason}")
 
 
 class TokenSlots:
     """query_token requests in hand: at most ``total``, and at most ``per_peer`` of one peer
     (0: no per-peer limit, as behind a proxy, where every request has the proxy's address)."""
 
-    def __init__(self, total: int, per_peer: int) -> None:
+    def __init__(
+        self, total: int, per_peer: int, nat64: Sequence[ipaddress.IPv6Network] = ()
+    ) -> None:
         self.total = total
         self.per_peer = per_peer
+        self._nat64 = tuple(nat64)
         self.held = 0
         self._peers = PeerCounts()
 
@@ -44,7 +53,8 @@ class TokenSlots:
         """Count one more request of ``remote``'s peer, or False (nothing counted) when full."""
         if self.held >= self.total:
             return False
-        if self.per_peer and not self._peers.take(peer_key(remote or ""), self.per_peer):
+        key = peer_key(remote or "", self._nat64)
+        if self.per_peer and not self._peers.take(key, self.per_peer):
             return False
         self.held += 1
         return True
@@ -52,4 +62,4 @@ class TokenSlots:
     def give_back(self, remote: str | None) -> None:
         self.held -= 1
         if self.per_peer:
-            self._peers.give_back(peer_key(remote or ""))
+            self._peers.give_back(peer_key(remote or "", self._nat64))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -94,6 +95,8 @@ class TcecParams:
     read_timeout_s: float = 10.0
     produce_timeout_s: float = 10.0
     gateway_id: str = ""
+    # gateway.nat64_prefixes: peers in them count as the IPv4 address they embed
+    nat64: tuple[ipaddress.IPv6Network, ...] = ()
     clock: Callable[[], float] = time.time  # wall clock, epoch s (tests move it)
 
 
@@ -106,10 +109,12 @@ class _Receiver:
         # One window per configured operator: bounded by the operators file, never by input.
         self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
         self._limiter = RateLimiter(10.0)  # unexpected errors, by interface
-        self._peer_log = PeerLog(10.0)  # refusals, by peer and Ret
+        self._peer_log = PeerLog(10.0, nat64=params.nat64)  # refusals, by peer and Ret
         self._in_flight = 0  # pushes being handled
         # query_token requests being handled: slots of their own, in all and per peer.
-        self._token_slots = TokenSlots(_TOKEN_REQUESTS, params.token_requests_per_peer)
+        self._token_slots = TokenSlots(
+            _TOKEN_REQUESTS, params.token_requests_per_peer, params.nat64
+        )
 
     async def handle(self, request: web.Request) -> web.Response:
         interface = request.match_info["interface"]
@@ -458,7 +463,9 @@ async def start_tcec(
     # descriptor for an hour.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=params.header_timeout_s)
     await runner.setup()
-    gate = ConnectionGate(params.max_connections, params.max_connections_per_peer, metrics)
+    gate = ConnectionGate(
+        params.max_connections, params.max_connections_per_peer, metrics, params.nat64
+    )
     site = GatedSite(runner, params.host, params.port, gate)
     try:
         await site.start()

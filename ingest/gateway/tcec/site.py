@@ -13,7 +13,9 @@ logged here too (``http_errors``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+from collections.abc import Sequence
 from typing import Final, cast
 
 from aiohttp import web
@@ -36,7 +38,13 @@ class ConnectionGate:
     refusals (at accept, and malformed requests) counted and logged (once per peer and reason
     per 10 s)."""
 
-    def __init__(self, max_connections: int, per_peer: int, metrics: TcecMetrics) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        per_peer: int,
+        metrics: TcecMetrics,
+        nat64: Sequence[ipaddress.IPv6Network] = (),
+    ) -> None:
         self.max_connections = max_connections
         self.per_peer = per_peer
         self.open = 0
@@ -44,6 +52,7 @@ class ConnectionGate:
         self._refused = metrics.connections_refused
         self._open = metrics.connections
         self._log = PeerLog(10.0)
+        self.nat64 = tuple(nat64)  # gateway.nat64_prefixes, for peer_key
 
     def take(self, key: str) -> bool:
         why = ""
@@ -106,7 +115,7 @@ class _Gated(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        key = peer_key(str(peer[0]) if isinstance(peer, tuple) else str(peer))
+        key = peer_key(str(peer[0]) if isinstance(peer, tuple) else str(peer), self._gate.nat64)
         if not self._gate.take(key):
             cast(asyncio.Transport, transport).abort()  # a reset: nothing to answer
             return
