@@ -31,25 +31,30 @@ class TokenBucket:
 class LogGate:
     """Lets one log line per key through per ``interval_s``, and counts the ones held back (the
     metrics count all of them). Keys are (peer, reason), a peer as ``peers.peer_key`` gives
-    it: bounded by the old keys being forgotten at every interval."""
+    it: bounded by the old keys being forgotten at every interval. A key's count held back in
+    one interval is carried into the next (only), so that its first line there says how many
+    it stood for; a key that stays silent for a whole interval loses its count with no line to
+    report it on."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval_s
         self._clock = clock
         self._since = clock()
         self._seen: dict[tuple[str, str], int] = {}
+        self._carried: dict[tuple[str, str], int] = {}  # held back in the interval before
 
     def allow(self, peer: str, reason: str) -> int | None:
         """The number held back since the last line (None: hold this one back)."""
         now = self._clock()
         if now - self._since >= self._interval:
-            self._seen.clear()
+            self._carried = {k: n for k, n in self._seen.items() if n}
+            self._seen = {}
             self._since = now
         key = (peer, reason)
         held = self._seen.get(key)
         if held is None:
             self._seen[key] = 0
-            return 0
+            return self._carried.pop(key, 0)
         self._seen[key] = held + 1
         return None
 

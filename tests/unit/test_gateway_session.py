@@ -201,8 +201,13 @@ def test_limits() -> None:
         budget.take(10)
     assert budget.full
     assert budget.give(10) is True and not budget.full  # 3 <= 4 * 0.75
-    clock = iter([0.0, 1.0, 2.0, 100.0]).__next__
+    clock = iter([0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 200.0, 300.0]).__next__
     gate = LogGate(60, clock)
     assert gate.allow("1.2.3.4", "garbage") == 0
     assert gate.allow("1.2.3.4", "garbage") is None
-    assert gate.allow("1.2.3.4", "garbage") == 0  # next interval
+    assert gate.allow("1.2.3.4", "garbage") is None
+    # next interval: its first line says the two held back (it said 0: they were forgotten)
+    assert gate.allow("1.2.3.4", "garbage") == 2
+    assert gate.allow("1.2.3.4", "garbage") is None
+    assert gate.allow("5.6.7.8", "garbage") == 0  # at 200: 1.2.3.4's one carried, unused
+    assert gate.allow("1.2.3.4", "garbage") == 0  # at 300: silent for a whole interval
