@@ -12,10 +12,23 @@ import asyncio
 import ssl
 from typing import Any, Final
 
-__all__ = ["kafka_hint", "postgres_hint"]
+__all__ = [
+    "TOPIC_AUTHORIZATION_FAILED",
+    "UNKNOWN_TOPIC",
+    "kafka_hint",
+    "postgres_hint",
+    "topic_problem",
+]
 
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the certificate is trusted but names another host.
 _HOSTNAME_MISMATCH: Final = 62
+# Kafka's error codes in a Metadata answer's topic entry (the protocol's, as the broker sends
+# them): the topic does not exist; the principal may not DESCRIBE it.
+UNKNOWN_TOPIC: Final = 3
+TOPIC_AUTHORIZATION_FAILED: Final = 29
+# A topic entry that says the topic is there: no error, or one about its partitions' leaders
+# (a topic being created or moved; the producer waits for those itself).
+_TOPIC_EXISTS: Final = (0, 5, 9)  # none, LEADER_NOT_AVAILABLE, REPLICA_NOT_AVAILABLE
 
 
 def _tls_hint(exc: ssl.SSLCertVerificationError, host_key: str, ca_key: str, host: str) -> str:
@@ -92,6 +105,36 @@ async def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
         return False
     writer.close()
     return True
+
+
+def topic_problem(name: str, key: str, code: int, principal: str, create: str) -> str | None:
+    """What is wrong with Kafka topic ``name`` (named by setting ``key``) by the error ``code``
+    of its Metadata answer, or None when it exists. ``principal``: who asked (``User:x``);
+    ``create``: how to create a missing topic here.
+
+    A principal that may not DESCRIBE a topic gets TOPIC_AUTHORIZATION_FAILED for it whether or
+    not it exists (Kafka does not tell it apart, on purpose): saying "does not exist" then had
+    operators create a topic that was there, while the ACL was what was missing."""
+    if code in _TOPIC_EXISTS:
+        return None
+    if code == TOPIC_AUTHORIZATION_FAILED:
+        return (
+            f"Kafka topic {name!r} ({key}): {principal} is not authorized to describe it "
+            "(TOPIC_AUTHORIZATION_FAILED; the broker does not say whether it exists): grant "
+            f"DESCRIBE on topic {name} to {principal} (kafka-acls.sh --add --allow-principal "
+            f"{principal} --operation Describe --topic {name}; docs/security.md) or fix {key}"
+        )
+    if code == UNKNOWN_TOPIC:
+        return (
+            f"Kafka topic {name!r} ({key}) does not exist and the brokers do not create "
+            f"topics: create it ({create}) or fix {key}"
+        )
+    from aiokafka.errors import for_code
+
+    return (
+        f"Kafka topic {name!r} ({key}): the broker answered {for_code(code).__name__} "
+        f"(error {code}) when asked for it; fix {key} or the topic"
+    )
 
 
 def postgres_hint(exc: BaseException, host: str, dsn_key: str = "postgres.dsn") -> str | None:

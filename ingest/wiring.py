@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 from ingest.config import KafkaSettings, PostgresSettings, Settings
 from ingest.config.fields import mask_dsn
 from ingest.errors import UserError
-from ingest.transport_errors import kafka_hint, postgres_hint
+from ingest.transport_errors import UNKNOWN_TOPIC, kafka_hint, postgres_hint, topic_problem
 from storage import (
     Dedupe,
     LoaderKind,
@@ -234,15 +234,15 @@ async def check_topics(
         with quiet_aiokafka():
             async with asyncio.timeout(timeout_s):
                 await admin.start()
-                existing = set(await admin.list_topics())
-                missing = [(name, key) for name, key in topics.items() if name not in existing]
-                if missing:
-                    name, key = missing[0]
-                    raise UserError(
-                        f"Kafka topic {name!r} ({key}) does not exist and the brokers do not "
-                        "create topics: create it (nev-ingest devstack up does for the dev "
-                        f"stack; else kafka-topics.sh --create --topic {name}) or fix {key}"
+                codes = await _topic_errors(admin, list(topics))
+                for name, key in topics.items():
+                    create = (
+                        "nev-ingest devstack up does for the dev stack; else "
+                        f"kafka-topics.sh --create --topic {name}"
                     )
+                    problem = topic_problem(name, key, codes[name], principal(kafka), create)
+                    if problem:
+                        raise UserError(problem)
                 sizes = dict(sizes or {})
                 if not dlq_topic and not sizes:
                     return f"kafka: topics {', '.join(sorted(topics))} exist"
@@ -293,6 +293,33 @@ async def check_topics(
             "kafka.max_request_size and kafka.max_record_bytes"
         )
     return f"kafka: topics {', '.join(sorted(topics))} exist; {dlq_topic} takes {limit} bytes"
+
+
+async def _topic_errors(admin: Any, names: list[str]) -> dict[str, int]:
+    """The error code of each topic's entry in a Metadata answer for ``names``: 0 when it
+    exists (``transport_errors.topic_problem`` reads the others).
+
+    Not ``list_topics``: its answer (every topic) leaves out those the principal may not
+    describe, so a missing ACL looked like a missing topic. Not ``describe_topics`` either: it
+    asks the broker to create the topics it names, which a production broker with
+    auto.create.topics.enable would do, so a start check would create a misspelt topic."""
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    # aiokafka's admin has no public call for a request of our own; _send_request picks a node
+    request = MetadataRequest(names, allow_auto_topic_creation=False)
+    answer = (await admin._send_request(request)).to_object()
+    codes = {t["topic"]: int(t["error_code"]) for t in answer["topics"]}
+    # a name the answer leaves out (no broker does, but the check must not pass on it)
+    return {name: codes.get(name, UNKNOWN_TOPIC) for name in names}
+
+
+def principal(kafka: KafkaSettings) -> str:
+    """Who the brokers take this client for, as ACLs name it (for the messages)."""
+    if kafka.security_protocol.startswith("SASL_"):
+        return f"User:{kafka.sasl_username}"
+    if kafka.security_protocol == "SSL" and kafka.ssl_certfile:  # its subject: unknown here
+        return f"the principal of the certificate in kafka.ssl_certfile ({kafka.ssl_certfile})"
+    return "User:ANONYMOUS"  # Kafka's principal for a client that did not authenticate
 
 
 def _config_value(responses: Any, name: str) -> str | None:

@@ -145,8 +145,8 @@ async def test_acls_gateway_writes_raw_and_dead_letters_service_cannot_write_raw
     secure: SecureStack,
 ) -> None:
     raw = "nev.vehicle.raw"
-    # The gateway's own start check, as nev-gateway: every topic it sends to is listed (a topic
-    # it may not describe is missing from the list, and the gateway refuses to start).
+    # The gateway's own start check, as nev-gateway: every topic it sends to may be described
+    # (one it may not is refused, test_a_topic_the_user_may_not_describe_is_not_called_missing).
     env = {
         "NEV_KAFKA_BOOTSTRAP_SERVERS": secure.bootstrap,
         **ks.settings_env(secure.files, ks.GATEWAY),
@@ -210,3 +210,25 @@ async def test_the_gateway_user_reads_the_size_of_every_topic_it_sends_to(
         await check_topics(tools, raw, 30, sizes={"nev.vehicle.raw": (1 << 40, "a setting")})
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("max.message.bytes of Kafka topic nev.vehicle.raw" in m for m in warned), warned
+
+
+async def test_a_topic_the_user_may_not_describe_is_not_called_missing(
+    secure: SecureStack,
+) -> None:
+    # The start check listed the topics and called one absent from the list missing; the list
+    # leaves out what the user may not describe, so an operator was told to create a topic
+    # that existed. The broker answers TOPIC_AUTHORIZATION_FAILED for it: say that, and whom
+    # to grant what.
+    env = {"NEV_KAFKA_BOOTSTRAP_SERVERS": secure.bootstrap}
+    gateway = load_settings(environ=env | ks.settings_env(secure.files, ks.GATEWAY)).kafka
+    topics = {"nev.dlq": "kafka.topic_dlq", "nev.alerts": "kafka.topic_alerts"}  # alerts: no ACL
+    with pytest.raises(UserError) as caught:
+        await check_topics(gateway, topics, 30)
+    message = str(caught.value)
+    expected = "Kafka topic 'nev.alerts' (kafka.topic_alerts): User:nev-gateway is not authorized"
+    assert message.startswith(expected), message
+    assert "grant DESCRIBE on topic nev.alerts to User:nev-gateway" in message, message
+    assert "does not exist" not in message and "create it" not in message, message
+    # A user that may describe it finds it (control: the topic is there).
+    tools = load_settings(environ=env | ks.settings_env(secure.files, ks.TOOLS)).kafka
+    await check_topics(tools, {"nev.alerts": "kafka.topic_alerts"}, 30)
