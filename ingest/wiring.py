@@ -22,7 +22,13 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 from ingest.config import KafkaSettings, PostgresSettings, Settings
 from ingest.config.fields import mask_dsn
 from ingest.errors import UserError
-from ingest.transport_errors import UNKNOWN_TOPIC, kafka_hint, postgres_hint, topic_problem
+from ingest.transport_errors import (
+    TOPIC_AUTHORIZATION_FAILED,
+    UNKNOWN_TOPIC,
+    kafka_hint,
+    postgres_hint,
+    topic_problem,
+)
 from storage import (
     Dedupe,
     LoaderKind,
@@ -226,7 +232,6 @@ async def check_topics(
     and alerts retried until someone looks.
     """
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(**kafka_client_options(kafka))
@@ -246,24 +251,8 @@ async def check_topics(
                 sizes = dict(sizes or {})
                 if not dlq_topic and not sizes:
                     return f"kafka: topics {', '.join(sorted(topics))} exist"
-                limits = {}
-                for name in ([dlq_topic] if dlq_topic else []) + sorted(sizes):
-                    resource = ConfigResource(
-                        ConfigResourceType.TOPIC, name, {"max.message.bytes": None}
-                    )
-                    responses = await admin.describe_configs([resource])
-                    limits[name] = _config_value(responses, "max.message.bytes")
-                    if limits[name] is None:
-                        # Said, not silent: the check that a batch fits is then not made, and a
-                        # topic too small shows only as refused frames (or dead letters).
-                        log.warning(
-                            "could not read max.message.bytes of Kafka topic %s (the broker "
-                            "gave no value: grant this user DESCRIBE_CONFIGS on the topic, "
-                            "docs/security.md); whether it takes the largest batch sent there "
-                            "is not checked",
-                            name,
-                            extra={"topic": name},
-                        )
+                names = ([dlq_topic] if dlq_topic else []) + sorted(sizes)
+                limits = await _message_limits(admin, names, principal(kafka))
     except (TimeoutError, OSError, KafkaError) as exc:
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
@@ -322,18 +311,43 @@ def principal(kafka: KafkaSettings) -> str:
     return "User:ANONYMOUS"  # Kafka's principal for a client that did not authenticate
 
 
-def _config_value(responses: Any, name: str) -> str | None:
-    """A config value out of DescribeConfigs responses (None when it could not be read, e.g.
-    not authorised: the caller warns and skips its check, the producer's error handling still
-    holds)."""
-    for response in responses:
-        for error_code, _msg, _type, _resource, entries, *_ in response.resources:
-            if error_code:
-                continue
-            for entry in entries:
-                if entry[0] == name:
-                    return str(entry[1])
-    return None
+async def _message_limits(admin: Any, names: list[str], who: str) -> dict[str, str | None]:
+    """``max.message.bytes`` of each topic of ``names``, in one DescribeConfigs request (the
+    gateway checks up to five topics at its start: one round trip, not five). None for a
+    topic whose value the broker did not give, with a WARNING saying why: the check that a
+    batch fits is then not made, and a topic too small shows only as refused frames (or dead
+    letters), so that is said, not silent; the producer's error handling still holds."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    key = "max.message.bytes"
+    wanted = list(dict.fromkeys(names))  # the DLQ may be among the sized topics too
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, {key: None}) for n in wanted]
+    # Each topic of the answer has its own error code: one refused topic costs only its check.
+    found: dict[str, tuple[int, str | None]] = {}
+    for response in await admin.describe_configs(resources):
+        for error_code, _msg, _type, name, entries, *_ in response.resources:
+            value = next((str(e[1]) for e in entries if e[0] == key), None)
+            found[name] = (error_code, None if error_code else value)
+    limits = {}
+    for name in wanted:
+        code, limits[name] = found.get(name, (0, None))
+        if limits[name] is None:
+            log.warning(
+                "could not read max.message.bytes of Kafka topic %s (%s); whether it takes the "
+                "largest batch sent there is not checked",
+                name,
+                _why_no_config(code, who),
+                extra={"topic": name},
+            )
+    return limits
+
+
+def _why_no_config(code: int, who: str) -> str:
+    from aiokafka.errors import for_code
+
+    if code in (0, TOPIC_AUTHORIZATION_FAILED):  # no value: also how some brokers refuse it
+        return f"grant {who} DESCRIBE_CONFIGS on the topic, docs/security.md"
+    return f"the broker answered {for_code(code).__name__}"
 
 
 @contextlib.contextmanager

@@ -1,13 +1,15 @@
 """The start check of the topics (``ingest.wiring.check_topics``) against the dev broker: a
-missing topic is named with its key and not created by the check. (A topic the user may not
-describe: tests/integration/test_secure_stack.py, whose broker has ACLs.)"""
+missing topic is named with its key and not created by the check; the sizes of several topics
+are read in one request, each judged on its own. (A topic the user may not describe:
+tests/integration/test_secure_stack.py, whose broker has ACLs.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ingest.config.load import load_settings
 from ingest.config.settings import KafkaSettings
@@ -46,3 +48,47 @@ async def test_a_missing_topic_is_named_with_its_key_and_not_created(
     # with auto.create.topics.enable would create a misspelt one at every start otherwise).
     assert missing not in await _topics(kafka_bootstrap)
     await check_topics(_kafka(kafka_bootstrap), {there: "kafka.topic_dlq"}, 30)
+
+
+async def _topic_of_size(bootstrap: str, name: str, max_message_bytes: int) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        config = {"max.message.bytes": str(max_message_bytes)}
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs=config)])
+    finally:
+        await admin.close()
+    return name
+
+
+async def test_the_sizes_of_several_topics_are_read_in_one_request(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gateway checks up to five topics' max.message.bytes at its start; it asked one topic
+    # per request. Count the DescribeConfigs requests (the real broker answers them).
+    small, large, dlq = [
+        await _topic_of_size(kafka_bootstrap, unique_name(what), size)
+        for what, size in (("small", 100_000), ("large", 3_000_000), ("dlq", 2_000_000))
+    ]
+    requests: list[int] = []
+    describe = AIOKafkaAdminClient.describe_configs
+
+    async def counted(self: AIOKafkaAdminClient, resources: list[Any], *args: Any) -> Any:
+        requests.append(len(resources))
+        return await describe(self, resources, *args)
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "describe_configs", counted)
+    kafka = _kafka(kafka_bootstrap)
+    topics = {small: "kafka.topic_vehicle", large: "kafka.topic_battery", dlq: "kafka.topic_dlq"}
+    sizes = {small: (200_000, "a small setting"), large: (2_500_000, "a large setting")}
+    with pytest.raises(UserError) as caught:
+        await check_topics(kafka, topics, 30, dlq_topic=dlq, sizes=sizes)
+    # the topic too small is named, with its own limit; the others pass on theirs
+    assert str(caught.value).startswith(
+        f"Kafka topic {small} takes at most 100000 bytes (max.message.bytes) but gets batches "
+        "of up to 200000 bytes (a small setting)"
+    ), caught.value
+    assert requests == [3], requests
+    sizes[small] = (100_000, "a small setting")
+    said = await check_topics(kafka, topics, 30, dlq_topic=dlq, sizes=sizes)
+    assert said.endswith(f"{dlq} takes 2000000 bytes"), said

@@ -204,12 +204,15 @@ async def test_the_gateway_user_reads_the_size_of_every_topic_it_sends_to(
         with pytest.raises(UserError, match=f"Kafka topic {name} takes at most"):
             await check_topics(gateway, topics, 30, sizes={name: (1 << 40, "a setting")})
     # A user that may not (the tools'): the check is not made, and a WARNING says which topic.
+    # Both topics in one request, each refused on its own and each named.
     tools = load_settings(environ=env | ks.settings_env(secure.files, ks.TOOLS)).kafka
-    raw = {"nev.vehicle.raw": "kafka.topic_vehicle"}
+    raw = {"nev.vehicle.raw": "kafka.topic_vehicle", "nev.battery.raw": "kafka.topic_battery"}
     with caplog.at_level(logging.WARNING, logger="ingest.wiring"):
-        await check_topics(tools, raw, 30, sizes={"nev.vehicle.raw": (1 << 40, "a setting")})
+        await check_topics(tools, raw, 30, sizes=dict.fromkeys(raw, (1 << 40, "a setting")))
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("max.message.bytes of Kafka topic nev.vehicle.raw" in m for m in warned), warned
+    for name in raw:
+        expected = f"max.message.bytes of Kafka topic {name} (grant User:nev-tools DESCRIBE_CONFIGS"
+        assert any(expected in m for m in warned), warned
 
 
 async def test_a_topic_the_user_may_not_describe_is_not_called_missing(
