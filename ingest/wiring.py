@@ -118,8 +118,8 @@ async def check_kafka(kafka: KafkaSettings, timeout_s: float) -> str:
             raise UserError(hint) from None
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: no broker answered within "
-            f"{timeout_s:g}s ({exc or type(exc).__name__}); start one (nev-ingest devstack up, "
-            'then eval "$(nev-ingest devstack env)") or fix NEV_KAFKA_BOOTSTRAP_SERVERS'
+            f"{timeout_s:g}s ({exc or type(exc).__name__}); "
+            f"{unreachable_kafka(kafka.bootstrap_servers)} or fix NEV_KAFKA_BOOTSTRAP_SERVERS"
         ) from None
     finally:
         await admin.close()
@@ -159,14 +159,48 @@ def unreachable_database(dsn: str) -> str:
         host = urlsplit(dsn).hostname or ""
     except ValueError:  # not a URL the way urlsplit reads it: say nothing of the dev stack
         host = "?"
-    try:
-        local = not host or host.startswith("/") or host == "localhost"
-        local = local or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name, not an address
-        local = False
-    if local:
+    if not host or host.startswith("/") or _is_loopback(host):
         return "start the dev stack (nev-ingest devstack up)"
     return f"check that the server at {host} is up and reachable from here (port, firewall, DNS)"
+
+
+def _is_loopback(host: str) -> bool:
+    """This machine, where the dev stack listens (a name other than localhost may be anywhere)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name, not an address
+        return False
+
+
+def _dev_kafka(bootstrap_servers: str) -> bool:
+    """Every bootstrap server is on this machine, where the dev stack's broker listens."""
+    servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+    # host:port, [v6]:port, or a host alone (aiokafka's default port)
+    hosts = [h if sep and p.isdigit() else s for s in servers for h, sep, p in [s.rpartition(":")]]
+    return bool(hosts) and all(_is_loopback(h) for h in hosts)
+
+
+def unreachable_kafka(bootstrap_servers: str) -> str:
+    """What to do about brokers nobody answers at: start the dev stack only when they are
+    where it listens (this machine); a production cluster is not started with ``devstack up``,
+    and that advice sent its operators the wrong way."""
+    if _dev_kafka(bootstrap_servers):
+        return (
+            'start the dev stack (nev-ingest devstack up, then eval "$(nev-ingest devstack env)")'
+        )
+    return (
+        f"check that the brokers of kafka.bootstrap_servers ({bootstrap_servers}) are up and "
+        "reachable from here (port, firewall, DNS, the brokers' advertised listeners)"
+    )
+
+
+def create_topic_advice(bootstrap_servers: str, name: str) -> str:
+    """How to create a missing topic: the dev stack creates the configured ones; anywhere else,
+    Kafka's own tool (docs/kafka.md, "Topics are created on purpose")."""
+    tool = f"kafka-topics.sh --create --topic {name} --partitions <n> --replication-factor <r>"
+    if _dev_kafka(bootstrap_servers):
+        return f"nev-ingest devstack up creates the configured topics; else {tool}"
+    return tool
 
 
 async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "postgres.dsn") -> str:
@@ -241,10 +275,7 @@ async def check_topics(
                 await admin.start()
                 codes = await _topic_errors(admin, list(topics))
                 for name, key in topics.items():
-                    create = (
-                        "nev-ingest devstack up does for the dev stack; else "
-                        f"kafka-topics.sh --create --topic {name}"
-                    )
+                    create = create_topic_advice(kafka.bootstrap_servers, name)
                     problem = topic_problem(name, key, codes[name], principal(kafka), create)
                     if problem:
                         raise UserError(problem)
@@ -256,7 +287,8 @@ async def check_topics(
     except (TimeoutError, OSError, KafkaError) as exc:
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
-            f"within {timeout_s:g}s ({exc or type(exc).__name__}); is the broker up?"
+            f"within {timeout_s:g}s ({exc or type(exc).__name__}); "
+            f"{unreachable_kafka(kafka.bootstrap_servers)}"
         ) from None
     finally:
         await admin.close()

@@ -63,6 +63,26 @@ def test_unreachable_broker() -> None:
         env={"NEV_KAFKA_BOOTSTRAP_SERVERS": servers},
     )
     _assert_one_line_error(result, f"kafka.bootstrap_servers = {servers}: no broker answered")
+    assert "start the dev stack (nev-ingest devstack up" in result.stderr  # it listens there
+
+
+def test_an_unreachable_remote_broker_is_no_dev_stack_matter() -> None:
+    # A production cluster: `devstack up` would start nothing there; say what to check instead,
+    # in `config check` and at the gateway's start alike (`run` shares the gateway's check).
+    servers = "kafka.invalid:9092"  # .invalid: never resolves (RFC 2606)
+    env = {
+        "NEV_KAFKA_BOOTSTRAP_SERVERS": servers,
+        "NEV_KAFKA_REQUEST_TIMEOUT_MS": "3000",  # the gateway's check waits this long
+        "NEV_GATEWAY_LISTEN_VEHICLE": "127.0.0.1:0",
+    }
+    for args in (("config", "check", "--skip", "postgres", "--timeout", "3"), ("gateway",)):
+        result = _cli(*args, env=env)
+        _assert_one_line_error(
+            result,
+            f"check that the brokers of kafka.bootstrap_servers ({servers}) are up and reachable",
+        )
+        assert "devstack" not in result.stderr, result.stderr
+        assert "NEV_KAFKA_BOOTSTRAP_SERVERS" in result.stderr  # the setting to fix
 
 
 def test_unreachable_database() -> None:
