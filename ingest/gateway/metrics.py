@@ -90,6 +90,13 @@ class GatewayMetrics:
             "Frames sent to Kafka again after a retriable failure.",
             registry=r,
         )
+        self.producer_replacements = Counter(
+            "nev_gateway_producer_replacements",
+            "Kafka producers of the TCP listeners replaced after a batch failed once numbered "
+            "(a refusal or an expiry left a gap in a partition's sequence); the frames behind "
+            "it go again with the new one.",
+            registry=r,
+        )
         self.backpressure = Counter(
             "nev_gateway_backpressure_seconds",
             "Time the sockets were not read because the in-flight budget was full.",

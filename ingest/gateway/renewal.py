@@ -44,10 +44,18 @@ class ProducerPool:
 
     ``make`` builds a new, not yet started producer. ``first`` is stopped by ``close`` only
     when ``owns_first`` (a producer handed in by a caller is the caller's to stop); the ones
-    made here always are."""
+    made here always are. ``on_replaced`` is called once per replacement (its metric)."""
 
-    def __init__(self, first: Any, make: Callable[[], Any], *, owns_first: bool = True) -> None:
+    def __init__(
+        self,
+        first: Any,
+        make: Callable[[], Any],
+        *,
+        owns_first: bool = True,
+        on_replaced: Callable[[], object] = lambda: None,
+    ) -> None:
         self.current = first
+        self.on_replaced = on_replaced
         self._make = make
         self._owned: set[int] = {id(first)} if owns_first else set()
         self._users: dict[int, int] = {}  # id(producer) -> sends not yet resolved
@@ -107,6 +115,7 @@ class ProducerPool:
             self._owned.add(id(fresh))
             self.current = fresh
             self.renewals += 1
+            self.on_replaced()
         finally:
             self._renewing = None
         log.warning(

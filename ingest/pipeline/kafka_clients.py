@@ -121,9 +121,12 @@ class RenewableProducer:
     waiting for its topic's metadata left waiting for ever) and have them all sent again,
     while each of them, but for those behind the gap, was going through."""
 
-    def __init__(self, producer: Any, make: Callable[[], Any]) -> None:
+    def __init__(
+        self, producer: Any, make: Callable[[], Any], on_renew: Callable[[], object] = lambda: None
+    ) -> None:
         self._current = producer
         self._make = make
+        self._on_renew = on_renew  # counts the replacements (PipelineMetrics)
         self._lock = asyncio.Lock()
         self._stopped = False
         self._users: dict[Any, int] = {}  # producer -> sends using it now
@@ -176,6 +179,7 @@ class RenewableProducer:
                 self._stop_later(fresh)
                 raise ProducerClosed()
             self._current = fresh
+        self._on_renew()
         log.warning(
             "the Kafka producer was replaced by a new one: a batch the broker refused left a "
             "gap in its sequence numbers, which the broker would refuse every later batch for"

@@ -162,6 +162,14 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        self.producer_replacements = Counter(
+            "kafka_producer_replacements",
+            "Kafka producers (dead letters and alerts) replaced after the broker refused a "
+            "batch: the gap it left in a partition's sequence would have the broker refuse "
+            "every later batch there.",
+            namespace=ns,
+            registry=r,
+        )
         self.dead_letters_shrunk = Counter(
             "dead_letters_shrunk",
             "Dead letters the dead-letter topic refused as too large, sent again cut down.",

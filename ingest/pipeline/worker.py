@@ -142,7 +142,9 @@ class Worker:
             return
         self.consumer = consumer
         # Replaced by a new one when the broker refuses a dead letter (ingest.pipeline.publish).
-        producers = RenewableProducer(producer, self._make_producer)
+        producers = RenewableProducer(
+            producer, self._make_producer, self.metrics.producer_replacements.inc
+        )
         self.committer = KafkaCommitter(consumer, lambda: self.owned)
         self.writer = writer = Writer(
             sink=self.sink,

@@ -81,6 +81,9 @@ async def test_frames_after_one_kafka_refused_are_produced_and_answered(
         assert await read_answer(reader2) == reply(beat3, 0x01, b"")
         assert sample(gw, "nev_gateway_refused_total", kind="vehicle", reason="kafka_refused") == 1
         assert gw.dispatcher.producers.renewals >= 1
+        # counted for the operators, not only logged (the pool is the one start() made)
+        replaced = sample(gw, "nev_gateway_producer_replacements_total")
+        assert replaced == gw.dispatcher.producers.renewals, replaced
         await close(writer, writer2)
 
     records = await ps.read_topic(kafka_bootstrap, topic, expect=8)
@@ -126,8 +129,10 @@ async def test_the_tcec_receivers_sends_go_on_after_a_record_kafka_refused(
     # push the topic refused, every later push of its partition got OutOfOrderSequenceNumber.
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import MessageSizeTooLargeError
+    from prometheus_client import CollectorRegistry
 
     from ingest.gateway.renewal import ProducerPool, RenewingSender
+    from ingest.gateway.tcec.metrics import producer_replacements
 
     topic = unique_name("tcecrefused")
     await create_small_topic(kafka_bootstrap, topic)
@@ -139,7 +144,8 @@ async def test_the_tcec_receivers_sends_go_on_after_a_record_kafka_refused(
 
     first = make()
     await first.start()
-    pool = ProducerPool(first, make)
+    registry = CollectorRegistry()
+    pool = ProducerPool(first, make, on_replaced=producer_replacements(registry).inc)
     sender = RenewingSender(pool)
     try:
         # One acknowledged first: the broker then knows the producer's sequence (the first
@@ -152,6 +158,8 @@ async def test_the_tcec_receivers_sends_go_on_after_a_record_kafka_refused(
         for push in pushes:
             await (await sender.send(topic, push, key=b"op"))  # acknowledged, in turn
         assert pool.renewals == 1
+        replaced = registry.get_sample_value("nev_gateway_tcec_producer_replacements_total")
+        assert replaced == 1, replaced
     finally:
         await pool.close()
     records = await ps.read_topic(kafka_bootstrap, topic, expect=4)

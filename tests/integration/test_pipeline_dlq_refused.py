@@ -89,6 +89,9 @@ async def test_a_letter_the_broker_refuses_goes_cut_down_and_the_worker_goes_on(
         sha = hashlib.sha256(big).hexdigest().encode()
         assert ps.header(letter.headers, wire.ORIGINAL_SHA256) == sha
         assert svc.metric("nev_ingest_dead_letters_shrunk_total") == 1
+        # The refusal's gap cost the worker's producer: counted, not only logged (once or
+        # twice: the letter is refused first in its batch, then, if it had company, alone).
+        assert svc.metric("nev_ingest_kafka_producer_replacements_total") >= 1
         # The alert of the runaway vehicle, raised near the end of the traffic, went out with
         # the new producer.
         alerts = await ps.read_topic(env.kafka, env.alerts, expect=1)

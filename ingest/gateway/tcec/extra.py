@@ -12,6 +12,7 @@ from typing import Any
 
 from ingest.config.settings import Settings
 from ingest.gateway.renewal import ProducerPool, RenewingSender
+from ingest.gateway.tcec.metrics import producer_replacements
 from ingest.gateway.tcec.server import TcecParams, TcecServer, start_tcec
 from ingest.wiring import kafka_client_options
 
@@ -25,13 +26,14 @@ class TcecExtraServer:
         self._settings = settings
         self._params = params
         self._registry = registry
+        self._replacements = producer_replacements(registry)
         self._pool: ProducerPool | None = None
         self._server: TcecServer | None = None
 
     async def start(self) -> None:
         first = self._new_producer()
         await first.start()
-        self._pool = ProducerPool(first, self._new_producer)
+        self._pool = ProducerPool(first, self._new_producer, on_replaced=self._replacements.inc)
         self._server = await start_tcec(self._params, RenewingSender(self._pool), self._registry)
 
     def _new_producer(self) -> Any:

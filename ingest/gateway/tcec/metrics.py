@@ -6,7 +6,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["TcecMetrics"]
+__all__ = ["TcecMetrics", "producer_replacements"]
 
 # Produce to acknowledgement: a few ms on a healthy cluster, up to produce_timeout_s when not.
 PRODUCE_BUCKETS: Final = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -58,3 +58,16 @@ class TcecMetrics:
         self.tokens_issued = Counter(
             "tokens_issued", "Tokens issued by query_token.", namespace=ns, registry=registry
         )
+
+
+def producer_replacements(registry: CollectorRegistry) -> Counter:
+    """``nev_gateway_tcec_producer_replacements``: registered by the extra server that owns the
+    receiver's producer pool (``ingest.gateway.tcec.extra``), not by ``TcecMetrics``, which
+    ``start_tcec`` makes after the pool, with the sender only."""
+    return Counter(
+        "producer_replacements",
+        "Kafka producers of the T/CEC 102 receiver replaced after a push failed once numbered "
+        "(a refusal or an expiry left a gap in a partition's sequence).",
+        namespace="nev_gateway_tcec",
+        registry=registry,
+    )
