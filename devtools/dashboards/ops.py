@@ -284,9 +284,15 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
         )
         .with_panel(
             prom_timeseries(
-                "Open alerts by severity",
-                "Alerts the rule engines hold open; critical ones page (NevIngestCriticalAlert).",
-                [prom(f"sum by (severity) (nev_ingest_alerts_open{{{JOB}}})", "{{severity}}")],
+                "Open alerts by kind and severity",
+                "Alerts the rule engines hold open, by entity kind (vehicle, charger, battery) "
+                "and severity; critical ones page (NevIngestCriticalAlert).",
+                [
+                    prom(
+                        f"sum by (kind, severity) (nev_ingest_alerts_open{{{JOB}}})",
+                        "{{kind}} {{severity}}",
+                    )
+                ],
                 width=8,
             )
         )

@@ -147,7 +147,8 @@ class LagReporter:
             await w.sink.drop_moved()
         except Exception:  # a bug there must not stop the gauges below
             log.exception("the check for alerts of entities moved elsewhere failed")
-        m.set_open_alerts(w.sink.open_alert_counts())  # issue 15: critical ones page (by severity)
+        # By kind, rule and severity: critical ones page (issue 15), of any entity kind.
+        m.set_open_alerts(w.sink.open_alert_counts())
         writer = w.writer
         if writer is None or w.consumer is None:
             return

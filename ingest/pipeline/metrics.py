@@ -180,13 +180,14 @@ class PipelineMetrics:
         # still open (restored from the database by the new owner), and Prometheus alerts on it.
         self.alerts_open = Gauge(
             "alerts_open",
-            "Alerts open now in the partitions the host's workers own, by rule and severity.",
-            ["rule", "severity"],
+            "Alerts open now in the partitions the host's workers own, by entity kind, rule and "
+            "severity.",
+            ["kind", "rule", "severity"],
             namespace=ns,
             registry=r,
             multiprocess_mode="livesum",
         )
-        self._open_shown: set[tuple[str, str]] = set()
+        self._open_shown: set[tuple[str, str, str]] = set()  # (kind, rule, severity) shown
         self.alerts_published = Counter(
             "alerts_published", "Alert messages published to the alerts topic.", namespace=ns,
             registry=r,
@@ -316,13 +317,13 @@ class PipelineMetrics:
             namespace=ns, registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
 
-    def set_open_alerts(self, counts: dict[tuple[str, str], int]) -> None:
-        """Set ``alerts_open`` from (rule, severity) -> count; a pair shown before and absent
-        now goes to 0 (multi-process gauges cannot be removed)."""
-        for rule, severity in self._open_shown - counts.keys():
-            self.alerts_open.labels(rule=rule, severity=severity).set(0)
-        for (rule, severity), n in counts.items():
-            self.alerts_open.labels(rule=rule, severity=severity).set(n)
+    def set_open_alerts(self, counts: dict[tuple[str, str, str], int]) -> None:
+        """Set ``alerts_open`` from (kind, rule, severity) -> count; a series shown before and
+        absent now goes to 0 (multi-process gauges cannot be removed)."""
+        for kind, rule, severity in self._open_shown - counts.keys():
+            self.alerts_open.labels(kind=kind, rule=rule, severity=severity).set(0)
+        for (kind, rule, severity), n in counts.items():
+            self.alerts_open.labels(kind=kind, rule=rule, severity=severity).set(n)
         self._open_shown = set(counts)
 
 

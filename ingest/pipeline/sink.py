@@ -94,8 +94,9 @@ class Sink(Protocol):
         """(in use, idle, max) connections."""
         ...
 
-    def open_alert_counts(self) -> dict[tuple[str, str], int]:
-        """Alerts open now in this worker's partitions, by (rule, severity), for a gauge."""
+    def open_alert_counts(self) -> dict[tuple[str, str, str], int]:
+        """Alerts open now in this worker's partitions, by (entity kind, rule, severity), for a
+        gauge; every alerting rule of each kind has its entry (0 when none is open)."""
         ...
 
     async def drop_moved(self) -> None:

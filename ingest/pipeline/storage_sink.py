@@ -304,14 +304,18 @@ class StorageSink:
         return (in_use, idle, size_max)
 
     # -- alerts state ------------------------------------------------------------------------
-    def open_alert_counts(self) -> dict[tuple[str, str], int]:
-        # Every alerting rule from 0, so that an alert rule on the gauge has a series to see.
+    def open_alert_counts(self) -> dict[tuple[str, str, str], int]:
+        # Every alerting rule from 0, so that an alert rule on the gauge has a series to see;
+        # keyed by the engine's entity kind too (each engine holds its kind's rules only).
         counts = {
-            (r.id, r.severity): 0 for e in self._engines.values() for r in e.rules.rules if r.alert
+            (kind, r.id, r.severity): 0
+            for kind, e in self._engines.items()
+            for r in e.rules.rules
+            if r.alert
         }
-        for engine in self._engines.values():
+        for kind, engine in self._engines.items():
             for rec in engine.open_alerts():
-                key = (rec.rule_id, rec.severity)
+                key = (kind, rec.rule_id, rec.severity)
                 counts[key] = counts.get(key, 0) + 1
         return counts
 

@@ -99,6 +99,7 @@ async def test_every_alert_and_dashboard_expression_evaluates_on_the_scraped_ser
                 return any(
                     a["labels"]["alertname"] == "NevIngestCriticalAlert"
                     and a["labels"]["rule"] == "gb38031_thermal_runaway"
+                    and a["labels"].get("kind") == "vehicle"  # the page names the entity kind
                     and a["state"] == "firing"
                     for a in alerts
                 )

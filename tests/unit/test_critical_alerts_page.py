@@ -52,8 +52,8 @@ def _selects(expr: str, labels: dict[str, str]) -> bool:
 
 
 def _series(rule: Rule) -> dict[str, str]:
-    # The gauge's labels (ingest.pipeline.metrics: rule, severity) and the scrape job's.
-    return {"job": "nev-ingest", "rule": rule.id, "severity": rule.severity}
+    # The gauge's labels (ingest.pipeline.metrics: kind, rule, severity) and the scrape job's.
+    return {"job": "nev-ingest", "kind": rule.entity, "rule": rule.id, "severity": rule.severity}
 
 
 def _critical() -> list[Rule]:

@@ -186,10 +186,21 @@ def test_histogram_quantile_like_promql() -> None:
 
 def test_open_alerts_gauge_counts_and_zeroes_what_closed() -> None:
     m = PipelineMetrics(CollectorRegistry())
-    m.set_open_alerts({("thermal_event", "critical"): 2, ("alarm_level_3", "major"): 1})
-    m.set_open_alerts({("thermal_event", "critical"): 1})
+    m.set_open_alerts(
+        {
+            ("vehicle", "thermal_event", "critical"): 2,
+            ("vehicle", "alarm_level_3", "major"): 1,
+            ("charger", "connector_over_temp", "major"): 1,
+        }
+    )
+    m.set_open_alerts({("vehicle", "thermal_event", "critical"): 1})
     got = _samples(m.registry, "nev_ingest_alerts_open")
     assert got == {
-        "nev_ingest_alerts_open[('rule', 'thermal_event'), ('severity', 'critical')]": 1.0,
-        "nev_ingest_alerts_open[('rule', 'alarm_level_3'), ('severity', 'major')]": 0.0,
+        "nev_ingest_alerts_open[('kind', 'vehicle'), ('rule', 'thermal_event'), "
+        "('severity', 'critical')]": 1.0,
+        "nev_ingest_alerts_open[('kind', 'vehicle'), ('rule', 'alarm_level_3'), "
+        "('severity', 'major')]": 0.0,
+        # the kind's series shown before goes to 0 too, not left at its last count
+        "nev_ingest_alerts_open[('kind', 'charger'), ('rule', 'connector_over_temp'), "
+        "('severity', 'major')]": 0.0,
     }
