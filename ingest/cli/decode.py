@@ -42,6 +42,7 @@ import orjson
 
 from contract.charger import ChargerRows
 from ingest.cli.output import discard_stdout, note
+from ingest.cli.tcec_lines import add_envelope_arguments, check_envelope_arguments, push_of
 from ingest.decoders import FrameError, decode_frame, error_to_dict, frame_to_dict
 from ingest.decoders.battery import decode_pack_frame, pack_frame_to_dict
 from ingest.decoders.charger import (
@@ -50,8 +51,7 @@ from ingest.decoders.charger import (
     decode_tcec,
     push_time,
 )
-from ingest.decoders.charger.tcec import SEQ_DIGITS
-from ingest.decoders.errors import BAD_JSON, MISSING_FIELD
+from ingest.decoders.errors import BAD_JSON
 from ingest.decoders.framer import (
     BAD_CHECKSUM,
     BAD_LENGTH,
@@ -100,18 +100,7 @@ def register(subparsers: Any) -> None:
         default="vehicle",
         help="the decoder: vehicle (default), charger, battery frames; tcec JSON pushes",
     )
-    p.add_argument("--interface", help="tcec: the interface, e.g. notification_stationStatus")
-    p.add_argument("--operator", help="tcec: the OperatorID (9 letters or digits)")
-    p.add_argument(
-        "--timestamp",
-        help="tcec: the envelope TimeStamp yyyyMMddHHmmss, Beijing time (default: now)",
-    )
-    p.add_argument(
-        "--seq",
-        help="tcec: the envelope Seq, 4 digits (the tcec_seq header); the push's time is "
-        "TimeStamp + Seq µs, as stored (default: none, the TimeStamp; input lines carry no "
-        "headers)",
-    )
+    add_envelope_arguments(p, "tcec", "default: now")
     p.add_argument("--pretty", action="store_true", help="indent the JSON output")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="report every skipped byte run on stderr"
@@ -138,10 +127,7 @@ def run(args: argparse.Namespace) -> int:
     tcec = args.profile == TCEC
     if tcec and args.binary:
         raise UserError("--binary reads GB/T 32960 frames; drop it for --profile tcec (JSON lines)")
-    if not tcec and (args.interface or args.operator or args.timestamp or args.seq):
-        raise UserError("--interface, --operator, --timestamp and --seq are for --profile tcec")
-    if args.seq is not None and not _is_seq(args.seq):
-        raise UserError(f"--seq {args.seq!r}: give the envelope's Seq, 4 digits (e.g. 0001)")
+    check_envelope_arguments(args, tcec, "--profile tcec")
     decode = None if tcec else PROFILES[args.profile]
     stats.fast = None if args.pretty else FAST.get(args.profile)
     # A reader that goes away (``| head``) while frames are written ends the command quietly
@@ -284,45 +270,18 @@ def _decode_tcec(
         _emit({**charger_rows_to_dict(rows, TCEC), "pushed_at": pushed_at}, out, option)
 
 
-def _is_seq(text: str) -> bool:
-    return len(text) == SEQ_DIGITS and text.isascii() and text.isdigit()
-
-
 def _tcec_line(line: bytes, args: Any) -> tuple[ChargerRows, datetime]:
-    """One JSON line: the business JSON, or ``{"interface", "operator_id", "timestamp",
-    "seq", "data"}`` (fields before flags); the push's rows and time, or ``FrameError``."""
-    data = line
-    interface, operator, stamp = args.interface, args.operator, args.timestamp
-    seq = args.seq
+    """One JSON line (ingest.cli.tcec_lines): the push's rows and time, or ``FrameError``."""
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise FrameError(BAD_JSON, exc.pos, f"not JSON: {exc.msg}") from None
-    if type(doc) is dict and "data" in doc:
-        interface = doc.get("interface", interface)
-        operator = doc.get("operator_id", operator)
-        stamp = doc.get("timestamp", stamp)
-        seq = doc.get("seq", seq)
-        data = orjson.dumps(doc["data"])
-    for value, what in ((interface, "interface"), (operator, "operator")):
-        if type(value) is not str or not value:
-            field = "operator_id" if what == "operator" else what
-            raise FrameError(
-                MISSING_FIELD, 0, f"no {what}: give --{what} or the line's {field!r} field"
-            )
+    push = push_of(line, doc, args)
     # The time of the status and station pushes, which carry none of their own: the
     # pipeline's (push_time: TimeStamp + Seq µs), so that it is the time they are stored with.
-    if stamp is None and seq is not None:
-        raise FrameError(
-            MISSING_FIELD,
-            0,
-            "a Seq counts within its TimeStamp: give --timestamp or the line's 'timestamp' field",
-        )
-    if stamp is None:
-        pushed_at = datetime.now(UTC)
-    else:
-        pushed_at = push_time(str(stamp), None if seq is None else str(seq))
-    return decode_tcec(data, interface, operator, pushed_at), pushed_at
+    stamp, seq = push.timestamp, push.seq
+    pushed_at = datetime.now(UTC) if stamp is None else push_time(stamp, seq)
+    return decode_tcec(push.data, push.interface, push.operator, pushed_at), pushed_at
 
 
 def _report(stats: _Stats, binary: bool) -> int:

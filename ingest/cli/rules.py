@@ -9,8 +9,10 @@ vehicle by default, charger, battery), decoded and evaluated as the pipeline doe
 kind's topic; frames of another profile are skipped as ``wrong_topic`` (ingest.cli.rules_frames)
 and the rules of the other kinds in the file are named in a warning, not run.
 FRAMES holds one frame per line: hex (as ``nev-ingest decode`` reads it), a JSON object with a
-``hex`` member (e.g. the protocol test vectors), or (vehicles) a JSON frame in the decoded-row
-form of ``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``).
+``hex`` member (e.g. the protocol test vectors), (vehicles) a JSON frame in the decoded-row
+form of ``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``), or (chargers) a
+T/CEC 102 push as ``nev-ingest decode --profile tcec`` reads it (``--interface``,
+``--operator``, ``--timestamp``, ``--seq`` as there), judged at its time as the pipeline's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from alerts import AlertChange, RuleEngine, RuleFileError, RuleSet, to_message
 from contract.clock import CHINA_TZ
 from contract.kinds import ENTITY_KINDS
 from ingest.cli.rules_frames import read_frames
+from ingest.cli.tcec_lines import add_envelope_arguments, check_envelope_arguments
 from ingest.errors import UserError, not_utf8
 from ingest.pipeline.vehicle_models import load_models
 
@@ -51,8 +54,11 @@ def register(subparsers: Any) -> None:
         choices=ENTITY_KINDS,
         default="vehicle",
         help="entity kind of the frames and of the rules run (default vehicle); frames of "
-        "another profile are skipped as wrong_topic",
+        "another profile are skipped as wrong_topic; charger reads binary-profile frames (hex) "
+        "and T/CEC 102 pushes (JSON lines, as decode --profile tcec)",
     )
+    # A charger's T/CEC 102 pushes: the envelope of the lines that do not carry it, as decode's.
+    add_envelope_arguments(t, "charger pushes", "required: the line's or this")
     t.add_argument("--models", help="JSON object VIN -> vehicle model, for model-scoped rules")
     t.add_argument("--format", choices=("table", "json"), default="table")
     t.add_argument("--updates", action="store_true", help="also print 'updated' changes")
@@ -153,6 +159,7 @@ def _test(args: argparse.Namespace) -> int:
         rules = load_rules(args.file)
     except RuleFileError as exc:
         raise UserError(f"{exc}; run `nev-ingest rules check {args.file}` for all of them") from exc
+    check_envelope_arguments(args, args.kind == "charger", "--kind charger (T/CEC pushes)")
     _kind_rules(args, rules)
     models = load_models(args.models, "--models") if args.models else {}
     # The kind's engine, as the pipeline builds one per kind (ingest.pipeline.storage_sink):
@@ -163,7 +170,7 @@ def _test(args: argparse.Namespace) -> int:
     batch: list[Any] = []
     started = time.monotonic()
     count = 0
-    for fr in read_frames(args.frames, args.kind, bad):
+    for fr in read_frames(args.frames, args.kind, bad, args):
         batch.append(fr)
         count += 1
         if len(batch) == 5000:
@@ -178,7 +185,7 @@ def _test(args: argparse.Namespace) -> int:
     totals.update(c.type for c in changes)
     _print(changes, args.format, args.updates)
     s = engine.stats
-    # A charger frame is judged once per connector it reports on (alerts.subjects).
+    # A charger frame or push is judged once per connector it reports on (alerts.subjects).
     judged = " connector reports" if args.kind == "charger" else ""
     print(
         f"{count} {args.kind} frames ({s.evaluated}{judged} in order, {s.late} late, "

@@ -1,9 +1,13 @@
 """The frames of ``nev-ingest rules test``: one line each, decoded as one entity kind's frames.
 
-A line is hex (as ``nev-ingest decode`` reads it), a JSON object with a ``hex`` member, or (for
-vehicles only) a JSON frame in the decoded-row form of ``alerts.frames``. Hex is decoded by the
-decoder of the kind under test (``--kind``), as the pipeline decodes that kind's topic, and the
-pipeline's input limits apply: a frame it would dead-letter raises nothing here.
+A line is hex (as ``nev-ingest decode`` reads it), a JSON object with a ``hex`` member, (for
+vehicles) a JSON frame in the decoded-row form of ``alerts.frames``, or (for chargers) a T/CEC
+102 push in the line form of ``nev-ingest decode --profile tcec`` (ingest.cli.tcec_lines). Hex
+is decoded by the decoder of the kind under test (``--kind``), as the pipeline decodes that
+kind's topic, and the pipeline's input limits apply: a frame it would dead-letter raises
+nothing here. A push is decoded by the pipeline's decoder of the T/CEC topic with the envelope
+fields as the headers the gateway sets, so its rows carry the pipeline's time (TimeStamp + Seq
+µs: the order time of alerts.subjects) and its rejects (a missing TimeStamp, a bad OperatorID).
 
 The three binary profiles share the GB/T 32960 envelope: a charger's or a pack's frame read as
 a vehicle's decodes as a partial vehicle frame (its connector read as a vehicle), and the
@@ -15,6 +19,7 @@ and the run reported success.
 
 from __future__ import annotations
 
+import argparse
 import binascii
 import sys
 import time
@@ -29,10 +34,12 @@ from alerts.frames import FrameSpecError, frame_from_json
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows
-from ingest.decoders.errors import FrameError
+from ingest.cli.tcec_lines import is_wrapped, push_of
+from ingest.decoders.errors import MISSING_FIELD, FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.errors import UserError
-from ingest.pipeline.adapters import decode_battery_batch, decode_charger_batch
+from ingest.pipeline import wire
+from ingest.pipeline.adapters import decode_battery_batch, decode_charger_batch, decode_tcec_record
 from ingest.pipeline.limits import limit_rows
 from ingest.pipeline.wrong_kind import WRONG_TOPIC, profile_of
 
@@ -53,10 +60,9 @@ class WrongKind(FrameError):
 
     __slots__ = ("kind",)
 
-    def __init__(self, kind: str, tested: str) -> None:
-        super().__init__(
-            WRONG_TOPIC, 0, f"a {kind}-profile frame, not a {tested}'s: test it with --kind {kind}"
-        )
+    def __init__(self, kind: str, tested: str, what: str = "") -> None:
+        what = what or f"a {kind}-profile frame"
+        super().__init__(WRONG_TOPIC, 0, f"{what}, not a {tested}'s: test it with --kind {kind}")
         self.kind = kind
 
 
@@ -109,7 +115,29 @@ def _limited(rows: _R) -> _R:
     return checked
 
 
-def _line_rows(line: str, kind: str, received_ms: int) -> Any:
+def _push_rows(line: str, doc: Any, envelope: argparse.Namespace, received_ms: int) -> Any:
+    """A T/CEC 102 push's rows as the pipeline decodes the T/CEC topic's record: the line's
+    envelope fields (or the flags) are the headers the gateway would have set."""
+    push = push_of(line.encode(), doc, envelope)
+    if push.timestamp is None:
+        # The pipeline rejects a push without one (missing_header): it is the push's time.
+        raise FrameError(
+            MISSING_FIELD,
+            0,
+            "no timestamp: give --timestamp or the line's 'timestamp' field (the envelope's "
+            "TimeStamp, yyyyMMddHHmmss: the push's time, by which the rules judge it)",
+        )
+    headers = [
+        (wire.TCEC_INTERFACE, push.interface.encode()),
+        (wire.TCEC_OPERATOR_ID, push.operator.encode()),
+        (wire.TCEC_TIMESTAMP, push.timestamp.encode()),
+    ]
+    if push.seq is not None:
+        headers.append((wire.TCEC_SEQ, push.seq.encode()))
+    return _limited(decode_tcec_record(push.data, received_ms, headers))
+
+
+def _line_rows(line: str, kind: str, received_ms: int, envelope: argparse.Namespace) -> Any:
     if not line.startswith("{"):
         return _decode(
             binascii.unhexlify(line.replace(" ", "").removeprefix("0x")), kind, received_ms
@@ -118,14 +146,30 @@ def _line_rows(line: str, kind: str, received_ms: int) -> Any:
     if isinstance(obj, dict) and "hex" in obj:
         raw = binascii.unhexlify(str(obj["hex"]).replace(" ", ""))
         return _decode(raw, kind, received_ms)
+    if kind == "charger":
+        return _push_rows(line, obj, envelope, received_ms)
+    if is_wrapped(obj):
+        raise WrongKind("charger", kind, "a T/CEC 102 push (a charger's)")
     if kind != "vehicle":
         raise FrameSpecError(f"a decoded-row JSON frame is a vehicle's: give {kind} frames as hex")
     return _limited(frame_from_json(obj))
 
 
-def read_frames(path: str, kind: str, bad: Counter[str]) -> Iterator[Any]:
-    """The decoded frames of ``path`` for entity ``kind``; each line skipped is counted in
-    ``bad`` by reason and reported on stderr with its line number."""
+# What a line that is no input of the kind was expected to be, for the skip's message.
+_EXPECTED: Final = {
+    "vehicle": "neither hex nor a JSON frame",
+    "charger": "neither a hex frame nor a T/CEC 102 push (a JSON object)",
+    "battery": "not a hex frame",
+}
+
+
+def read_frames(
+    path: str, kind: str, bad: Counter[str], envelope: argparse.Namespace
+) -> Iterator[Any]:
+    """The decoded frames (and, for chargers, pushes) of ``path`` for entity ``kind``; each
+    line skipped is counted in ``bad`` by reason and reported on stderr with its line number.
+    ``envelope``: the T/CEC envelope flags (``interface``, ``operator``, ``timestamp``,
+    ``seq``) for push lines that do not carry them."""
     try:
         f = Path(path).open("rb")  # noqa: SIM115 - closed below, streamed
     except OSError as exc:
@@ -138,7 +182,7 @@ def read_frames(path: str, kind: str, bad: Counter[str]) -> Iterator[Any]:
                 line = raw.decode("utf-8").strip()
                 if not line or line.startswith(("#", ";")):
                     continue
-                yield _line_rows(line, kind, received_ms)
+                yield _line_rows(line, kind, received_ms, envelope)
             except WrongKind as exc:
                 bad[exc.reason] += 1
                 print(f"{path}:{n}: skipped ({exc.reason}), {exc.detail}", file=sys.stderr)
@@ -147,4 +191,4 @@ def read_frames(path: str, kind: str, bad: Counter[str]) -> Iterator[Any]:
                 print(f"{path}:{n}: skipped, not decodable: {exc}", file=sys.stderr)
             except (binascii.Error, ValueError, FrameSpecError) as exc:  # UnicodeDecodeError too
                 bad["bad_line"] += 1
-                print(f"{path}:{n}: skipped, neither hex nor a JSON frame: {exc}", file=sys.stderr)
+                print(f"{path}:{n}: skipped, {_EXPECTED[kind]}: {exc}", file=sys.stderr)

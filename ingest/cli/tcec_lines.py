@@ -1,0 +1,98 @@
+"""T/CEC 102 push lines, as ``nev-ingest decode --profile tcec`` and ``nev-ingest rules test
+--kind charger`` read them: one JSON object a line, either the push's business JSON itself (its
+envelope's interface, OperatorID, TimeStamp and Seq from the command's ``--interface``,
+``--operator``, ``--timestamp`` and ``--seq``) or ``{"interface": ..., "operator_id": ...,
+"timestamp": ..., "seq": ..., "data": {...}}`` whose fields take the place of the flags. One
+reader for both commands, so that a file ``decode`` reads is one ``rules test`` reads."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ingest.decoders.charger.tcec import SEQ_DIGITS
+from ingest.decoders.errors import MISSING_FIELD, FrameError
+from ingest.errors import UserError
+
+__all__ = ["Push", "add_envelope_arguments", "check_envelope_arguments", "is_wrapped", "push_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One line's push: its business JSON and its envelope's fields (TimeStamp and Seq as
+    given, None when neither the line nor the flags have one)."""
+
+    data: bytes
+    interface: str
+    operator: str
+    timestamp: str | None
+    seq: str | None
+
+
+def add_envelope_arguments(parser: argparse.ArgumentParser, what: str, no_stamp: str) -> None:
+    """The envelope flags (``what``: which input they are for, e.g. ``tcec``; ``no_stamp``:
+    what a push without a TimeStamp gets)."""
+    parser.add_argument(
+        "--interface", help=f"{what}: the interface, e.g. notification_stationStatus"
+    )
+    parser.add_argument("--operator", help=f"{what}: the OperatorID (9 letters or digits)")
+    parser.add_argument(
+        "--timestamp",
+        help=f"{what}: the envelope TimeStamp yyyyMMddHHmmss, Beijing time ({no_stamp})",
+    )
+    parser.add_argument(
+        "--seq",
+        help=f"{what}: the envelope Seq, 4 digits (the tcec_seq header); the push's time is "
+        "TimeStamp + Seq µs, as stored (default: none, the TimeStamp; input lines carry no "
+        "headers)",
+    )
+
+
+def check_envelope_arguments(args: argparse.Namespace, used: bool, hint: str) -> None:
+    """Refuse the envelope flags where no push is read (``hint``: the option that reads
+    pushes), and a ``--seq`` that is not one."""
+    if not used and (args.interface or args.operator or args.timestamp or args.seq):
+        raise UserError(f"--interface, --operator, --timestamp and --seq are for {hint}")
+    if args.seq is not None and not (
+        len(args.seq) == SEQ_DIGITS and args.seq.isascii() and args.seq.isdigit()
+    ):
+        raise UserError(f"--seq {args.seq!r}: give the envelope's Seq, 4 digits (e.g. 0001)")
+
+
+def is_wrapped(doc: Any) -> bool:
+    """Whether a parsed line is the wrapped form (``{"data": ..., "interface": ...}``)."""
+    return type(doc) is dict and "data" in doc
+
+
+def push_of(line: bytes, doc: Any, args: argparse.Namespace) -> Push:
+    """The push of ``line`` (parsed: ``doc``), its fields before the flags; ``FrameError``
+    (``missing_field``) naming the flag or field to give when the interface or the operator is
+    missing, or a Seq comes without its TimeStamp."""
+    data = line
+    interface, operator, stamp = args.interface, args.operator, args.timestamp
+    seq = args.seq
+    if is_wrapped(doc):
+        interface = doc.get("interface", interface)
+        operator = doc.get("operator_id", operator)
+        stamp = doc.get("timestamp", stamp)
+        seq = doc.get("seq", seq)
+        data = orjson.dumps(doc["data"])
+    for value, what in ((interface, "interface"), (operator, "operator")):
+        if type(value) is not str or not value:
+            field = "operator_id" if what == "operator" else what
+            raise FrameError(
+                MISSING_FIELD, 0, f"no {what}: give --{what} or the line's {field!r} field"
+            )
+    if stamp is None and seq is not None:
+        raise FrameError(
+            MISSING_FIELD,
+            0,
+            "a Seq counts within its TimeStamp: give --timestamp or the line's 'timestamp' field",
+        )
+    return Push(
+        data, interface, operator, None if stamp is None else str(stamp),
+        None if seq is None else str(seq),
+    )  # fmt: skip

@@ -1,0 +1,142 @@
+"""``nev-ingest rules test --kind charger`` reads T/CEC 102 pushes as well as binary frames.
+
+It read the charger profile's hex frames only: a file of the pushes an operator sends (JSON, as
+``nev-ingest decode --profile tcec`` reads them) was refused line by line ("a decoded-row JSON
+frame is a vehicle's"), so a charger rule could not be tried on them. Now a push line is
+decoded by the pipeline's decoder of the T/CEC topic, its envelope fields as the gateway's
+headers, and judged by the charger engine at the pipeline's time (TimeStamp + Seq µs): two
+pushes of one second are two reports in order, not a duplicate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from contract.clock import CHINA_TZ
+from ingest.cli import main
+from tests.kinds_traffic import OPERATOR, STATUS, connector, station_status
+
+pytestmark = pytest.mark.unit
+
+RULES = """
+[[rule]]
+id = "test_connector_fault"
+entity = "charger"
+kind = "threshold"
+severity = "major"
+title = "connector in fault"
+field = "connector_status"
+op = "=="
+value = 255
+"""
+GUN = connector(7)
+ENTITY = f"{OPERATOR}:{GUN}"
+STAMP = "20260701100000"  # TimeStamp, Beijing time
+
+
+def _rules(tmp_path: Path) -> str:
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    return str(path)
+
+
+def _push(status: int, seq: str, stamp: str = STAMP) -> str:
+    """A station-status push in decode --profile tcec's wrapped line form."""
+    doc = {
+        "interface": STATUS,
+        "operator_id": OPERATOR,
+        "timestamp": stamp,
+        "seq": seq,
+        "data": orjson.loads(station_status(GUN, status)),
+    }
+    return orjson.dumps(doc).decode()
+
+
+def _write(tmp_path: Path, lines: list[str]) -> str:
+    path = tmp_path / "pushes.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def _test(*args: str) -> int:
+    return main(["rules", "test", *args, "--kind", "charger"])
+
+
+def test_a_fault_status_push_raises_the_charger_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An idle connector, then in fault in the same second (Seq 0002): judged at TimeStamp +
+    # Seq µs as the pipeline does, the fault is a report in order, not a duplicate of the first.
+    frames = _write(tmp_path, [_push(2, "0001"), _push(255, "0002")])
+    assert _test(_rules(tmp_path), "--frames", frames) == 0
+    out = capsys.readouterr()
+    opened = datetime(2026, 7, 1, 10, 0, 0, tzinfo=CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"{opened}  raised   major    {ENTITY}  test_connector_fault" in out.out, out
+    assert "2 charger frames (2 connector reports in order, 0 late, 0 duplicate" in out.err
+    assert "1 raised, 0 cleared, 1 still open" in out.err
+
+
+def test_the_business_json_takes_its_envelope_from_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = _write(tmp_path, [station_status(GUN, 255).decode()])
+    envelope = ["--interface", STATUS, "--operator", OPERATOR, "--timestamp", STAMP]
+    assert _test(_rules(tmp_path), "--frames", frames, *envelope, "--format", "json") == 0
+    (message,) = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (message["type"], message["entity_kind"], message["entity_id"]) == (
+        "raised",
+        "charger",
+        ENTITY,
+    )
+
+
+def test_a_push_without_its_timestamp_is_skipped_saying_what_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = _write(tmp_path, [station_status(GUN, 255).decode()])
+    envelope = ["--interface", STATUS, "--operator", OPERATOR]
+    assert _test(_rules(tmp_path), "--frames", frames, *envelope) == 1
+    err = capsys.readouterr().err
+    assert f"{frames}:1: skipped, not decodable:" in err and "give --timestamp" in err
+    assert "0 raised" in err and "1 skipped (1 missing_field)" in err
+
+
+def test_a_line_that_is_neither_a_frame_nor_a_push_is_named_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = _write(tmp_path, ["status: fault", "{not json", _push(255, "0001")])
+    assert _test(_rules(tmp_path), "--frames", frames) == 1
+    err = capsys.readouterr().err
+    neither = "skipped, neither a hex frame nor a T/CEC 102 push (a JSON object)"
+    assert f"{frames}:1: {neither}" in err and f"{frames}:2: {neither}" in err
+    assert "2 skipped (2 bad_line); 1 raised" in err
+
+
+def test_a_push_under_another_kind_is_wrong_topic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "packs.toml"
+    rules.write_text(
+        '[[rule]]\nid = "pack_hot"\nentity = "battery"\nkind = "threshold"\n'
+        'severity = "major"\nfield = "max_temp_c"\nop = ">="\nvalue = 60\n'
+    )
+    frames = _write(tmp_path, [_push(255, "0001")])
+    assert main(["rules", "test", str(rules), "--frames", frames, "--kind", "battery"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped (wrong_topic), a T/CEC 102 push (a charger's), not a battery's" in err
+    assert "test it with --kind charger" in err
+
+
+def test_the_envelope_flags_are_for_charger_pushes_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = _write(tmp_path, [_push(255, "0001")])
+    args = ["rules", "test", _rules(tmp_path), "--frames", frames, "--operator", OPERATOR]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "are for --kind charger" in err
+    assert _test(_rules(tmp_path), "--frames", frames, "--seq", "12") == 2
+    assert "give the envelope's Seq, 4 digits" in capsys.readouterr().err
