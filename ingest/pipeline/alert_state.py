@@ -191,7 +191,8 @@ class Replay:
                 else:
                     frames = await objects_of(conn, kind, entities, window_s)
         except Exception as exc:
-            if isinstance(exc, TimeoutError) or classify(exc) is ErrorKind.TRANSIENT:
+            # The step's own bound (a TimeoutError) is transient too: classify says so.
+            if classify(exc) is ErrorKind.TRANSIENT:
                 raise
             log.exception("replay of the last rule window failed: windowed rules start blind")
             engine.forget(partition=partition, topic=topic)
