@@ -426,8 +426,15 @@ class StorageSink:
         await delete_acked(self._acked, self.writer_of)
 
     def reload_rules(self) -> str:
-        if not self._enabled:
+        if not self._alerts_enabled:
             return "alerts are disabled (alerts.enabled = false): nothing to reload"
+        if not self._enabled:
+            # A SIGHUP while the worker still waits for its databases: start() has not
+            # loaded any rules yet, and when it does it reads the rules in force then.
+            return (
+                "rules not loaded yet (the worker is still starting): nothing to reload; it "
+                "loads the rules in force when it starts"
+            )
         rules = self._load_rules()
         changes = [c for e in self._engines.values() for c in e.swap_rules(rules)]
         # A kind that had no rules gets an engine now; it starts without history or alerts.
