@@ -189,16 +189,25 @@ class Supervisor:
         return ok, {"workers": workers, "wanted": self.options.workers, "stopping": self._stopping}
 
     def _not_running(self, slot: _Slot, proc: Any) -> str:
-        """Why the slot has no live worker: it exited (not reaped yet), or it crashed and
-        waits out its restart backoff (or will not restart: the service stops)."""
-        code = proc.exitcode if proc is not None else slot.exit_code
-        how = "exited" if code is None else _exit_text(code)
+        """Why the slot has no live worker, in words an operator can act on: not spawned yet
+        (the service is starting), dead but not reaped yet (the loop restarts it on its next
+        turn), waiting out its restart backoff, or stopped (the service stops)."""
         if proc is not None:
-            return f"exited ({how})"
+            # Dead, not reaped yet. A dead process's exit code is known; "not known yet" only
+            # covers a process object that never ran, which the loop never holds.
+            code = proc.exitcode
+            how = "exit code not known yet" if code is None else _exit_text(code)
+            return f"stopped ({how})" if self._stopping else f"exited ({how}); restart pending"
         if self._stopping:
-            return f"stopped ({how})" if slot.exit_code is not None else "stopped"
+            if slot.exit_code is None:
+                return "stopped"
+            return f"stopped ({_exit_text(slot.exit_code)})"
+        if slot.exit_code is None:
+            # Never started (the first start of the slots is under way), or being restarted
+            # just now: no crash to report.
+            return "starting (no process yet)"
         wait = max(0.0, slot.restart_at - time.monotonic())
-        return f"crashed ({how}), restarting in {wait:.0f}s"
+        return f"crashed ({_exit_text(slot.exit_code)}), restarting in {wait:.0f}s"
 
     def _worker_problems(self, g: dict[str, float] | None, now: float) -> list[str]:
         if not g:
