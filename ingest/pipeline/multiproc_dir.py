@@ -19,11 +19,13 @@ def prepare_multiproc_dir(path: Path) -> Path:
     """Remove the metric files of a previous run from ``path`` (they must not be summed into
     this one) and point prometheus-client's multi-process mode at it for this process and its
     children. Only prometheus-client's own files go (``counter_<pid>.db``,
-    ``gauge_livesum_<pid>.db``, ...): a ``metrics.multiproc_dir`` naming a directory with
-    anything else in it (a typo for /var/lib, $HOME, SQLite files) loses nothing."""
+    ``gauge_livesum_<pid>.db``, ...), with the dead workers' archive (``counter_archive.db``)
+    and what an archive interrupted by a crash left (``.db.new``, ``.db.archived``): a
+    ``metrics.multiproc_dir`` naming a directory with anything else in it (a typo for
+    /var/lib, $HOME, SQLite files) loses nothing."""
     path.mkdir(parents=True, exist_ok=True)
     _claim(path)
-    for stale in path.glob("*.db"):
+    for stale in path.glob("*.db*"):
         if _METRIC_FILE.fullmatch(stale.name) and stale.is_file():
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
@@ -33,8 +35,9 @@ def prepare_multiproc_dir(path: Path) -> Path:
 # Free space a worker's metric files may need in metrics.multiproc_dir: prometheus-client maps
 # each of them (counters, histograms, a gauge file per mode: 4-6 per worker) at 64 KiB and
 # doubles it as series come, and a page the file system cannot give (a full tmpfs) kills the
-# worker with SIGBUS instead of raising. A dead worker's counter and histogram files stay (the
-# totals need them): each restart leaves them behind.
+# worker with SIGBUS instead of raising. A dead worker's counter and histogram files are folded
+# into one archive file per type when it is reaped (metric_files): restarts leave no files
+# behind, and the archive holds one worker's worth of series.
 WORKER_METRICS_ROOM: Final = 4 << 20
 
 
@@ -48,7 +51,7 @@ def metrics_room_problem(path: Path, workers: int) -> str | None:
     return (
         f"metrics.multiproc_dir = {path}: {free} bytes free, less than the {need} the metric "
         f"files of {workers} worker(s) may need; workers die of SIGBUS when it is full: give it "
-        "more room (dead workers' files stay until the service restarts: docs/operations.md)"
+        "more room (docs/operations.md, 'Metrics')"
     )
 
 
@@ -61,9 +64,12 @@ def free_bytes(path: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
-# prometheus-client's multi-process files: "<type>[_<gauge mode>]_<pid>.db" (its values.py).
+# prometheus-client's multi-process files: "<type>[_<gauge mode>]_<pid>.db" (its values.py);
+# the archive of dead workers' ones, "<type>_archive.db", and its temporary names
+# (metric_files).
 _METRIC_FILE: Final = re.compile(
-    r"(counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))_\d+\.db"
+    r"(counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))"
+    r"_(?:\d+|archive)\.db(?:\.new|\.archived)?"
 )
 # The claims of this process's metric directories: open (and so locked) until it exits.
 _CLAIMS: list[int] = []

@@ -23,7 +23,9 @@ the host. Each worker is its own consumer in the group, so Kafka spreads the par
   supervisor killed outright (SIGKILL, the OOM killer) leaves no worker consuming unwatched.
 - Metrics: workers write multi-process files into ``multiproc_dir``; the supervisor serves them
   merged on one port with /healthz (this loop is turning) and /readyz (every worker is in the
-  group, reaches the database, and is not stalled: see ``readiness``).
+  group, reaches the database, and is not stalled: see ``readiness``). A reaped worker's
+  counter and histogram files are folded into one archive file (``metric_files``), so a crash
+  loop does not pile them up; its live gauges are removed.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import mark_process_dead
 
 from ingest.errors import UserError
+from ingest.pipeline.metric_files import ArchiveError, MetricFiles
 from ingest.pipeline.metrics import MetricsServer, worker_gauges
 from ingest.pipeline.multiproc_dir import free_bytes, metrics_room_problem
 
@@ -156,6 +159,8 @@ class Supervisor:
         self._hup = False
         self._turn = time.monotonic()
         self._mark_dead_failed = False  # mark_process_dead failed once (logged once)
+        self._archive_failed = False  # MetricFiles.archive failed once (logged once)
+        self._files = MetricFiles(options.multiproc_dir)
         self.restarts = 0
         self.server: MetricsServer | None = None
 
@@ -238,7 +243,7 @@ class Supervisor:
     def run(self) -> int:
         o = self.options
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(o.multiproc_dir))  # type: ignore[no-untyped-call]
+        registry.register(self._files)
         registry.register(_SupervisorCollector(self))
         try:
             self.server = MetricsServer(
@@ -413,6 +418,7 @@ class Supervisor:
             slot.exit_code = code
             slot.process = None
             self._forget_gauges(proc.pid)
+            self._archive(proc.pid)
             if self._stopping:
                 if code == -signal.SIGTERM:
                     # Killed by the forwarded SIGTERM itself: it came before the worker had
@@ -455,6 +461,23 @@ class Supervisor:
                     "make the directory writable",
                     self.options.multiproc_dir,
                     exc.strerror or exc,
+                )
+
+    def _archive(self, pid: int) -> None:
+        """Fold a dead worker's counter and histogram files into the archive (metric_files),
+        so that a crash loop does not pile up files. Failing that (the directory full or gone
+        read-only), the files stay and are still counted: no reason to stop supervising."""
+        try:
+            self._files.archive(pid)
+        except ArchiveError as exc:
+            if not self._archive_failed:  # once: it fails again with each dead worker
+                self._archive_failed = True
+                log.error(
+                    "metrics.multiproc_dir = %s: cannot fold a dead worker's counter files "
+                    "into the archive (%s); they stay (still counted) until the service "
+                    "restarts; give the directory room and make it writable",
+                    self.options.multiproc_dir,
+                    exc,
                 )
 
     def _stop_after_s(self) -> float:

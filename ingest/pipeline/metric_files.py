@@ -1,0 +1,193 @@
+"""The workers' prometheus-client files in ``metrics.multiproc_dir``: scraped merged, and a
+dead worker's counters folded into one archive file per type.
+
+A worker's counter, histogram and summary files (``counter_<pid>.db``, ...) must outlive it:
+the totals /metrics serves include what it counted, and a total that went down would read as a
+counter reset. Left where they are, a crash loop adds files with every restart: each scrape
+opens them all and the directory (a tmpfs sized per worker) fills. So when the supervisor
+reaps a worker, ``archive`` adds the worker's values into ``<type>_archive.db`` (same file
+format, a pid that is no number) and removes its files:
+
+1. The new archive is written under a name the scrape's ``*.db`` glob skips
+   (``<type>_archive.db.new``), with plain writes (not a memory map: a full tmpfs raises
+   ENOSPC then, where a mapped page would kill the supervisor with SIGBUS).
+2. Under the lock every scrape of this class holds while it lists and reads the files, the dead
+   worker's file is renamed aside (``.db.archived``: no longer read) and the new archive
+   renamed over the old one. A scrape sees both files before or both after, never one without
+   the other (no total counted twice or missing); a failing rename puts the file back.
+3. The aside file is removed.
+
+Float totals (a histogram's ``_sum``) would otherwise change in their last bit when summed in
+another grouping, and Prometheus takes any decrease for a reset: the scrape sums each series
+exactly (``math.fsum``, correctly rounded whatever the order), and an archive value that is not
+exact is rounded up, so the total a scrape reports never goes down across an archive. Integer
+totals (every count) are exact either way. Gauges are prometheus-client's own merge
+(``mark_process_dead`` removes a dead worker's live gauges).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import math
+import os
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Final
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
+
+__all__ = ["ARCHIVE", "SUMMED_TYPES", "ArchiveError", "MetricFiles"]
+
+# The file types whose values add up across processes (gauges merge by their mode).
+SUMMED_TYPES: Final = ("counter", "histogram", "summary")
+ARCHIVE: Final = "archive"  # in place of the pid: ``counter_archive.db``
+
+_Series = tuple[str, str, tuple[tuple[str, str], ...]]  # (metric, sample name, sorted labels)
+
+
+class ArchiveError(Exception):
+    """A dead worker's files could not be archived; they stay, and are still counted."""
+
+
+class MetricFiles:
+    """A collector of the files in ``path`` (register it on the serving registry), and the
+    archive of a dead worker's files (see the module doc)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        # Held by each scrape while it reads, and by the swap of files in ``archive``.
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            files = glob.glob(os.path.join(self._path, "*.db"))
+            summed = [f for f in files if _type_of(f) in SUMMED_TYPES]
+            others = [f for f in files if _type_of(f) not in SUMMED_TYPES]
+            gauges = list(MultiProcessCollector.merge(others, accumulate=True))  # type: ignore[no-untyped-call]
+            values = {
+                t: _values_by_key([f for f in summed if _type_of(f) == t]) for t in SUMMED_TYPES
+            }
+        return [*gauges, *(m for t, v in values.items() for m in _summed_metrics(t, v))]
+
+    def archive(self, pid: int) -> int:
+        """Fold the summed files of ``pid`` (dead, reaped: nothing writes them) into the
+        archive; how many files went. ``ArchiveError``: the file it names (and the types after
+        it) stayed where it was, still counted."""
+        gone = 0
+        for typ in SUMMED_TYPES:
+            dead = self._path / f"{typ}_{pid}.db"
+            if dead.exists():
+                self._archive_one(typ, dead)
+                gone += 1
+        return gone
+
+    def _archive_one(self, typ: str, dead: Path) -> None:
+        archive = self._path / f"{typ}_{ARCHIVE}.db"
+        new = archive.with_name(archive.name + ".new")
+        aside = dead.with_name(dead.name + ".archived")
+        try:
+            values = _values_by_key([str(f) for f in (archive, dead) if f.exists()])
+            _write(new, {key: _sum_up(v) for key, v in values.items()})
+            with self._lock:
+                os.rename(dead, aside)
+                try:
+                    os.replace(new, archive)
+                except OSError:
+                    os.rename(aside, dead)  # its values are counted where they were
+                    raise
+        except (OSError, RuntimeError) as exc:  # RuntimeError: the library's corrupt file
+            with contextlib.suppress(OSError):
+                new.unlink(missing_ok=True)
+            raise ArchiveError(f"{dead.name}: {getattr(exc, 'strerror', None) or exc}") from exc
+        # Not *.db any more: no scrape reads it, so a failure here only leaves the bytes (the
+        # next run's start removes them).
+        with contextlib.suppress(OSError):
+            aside.unlink(missing_ok=True)
+
+
+def _type_of(path: str) -> str:
+    return os.path.basename(path).split("_", 1)[0]
+
+
+def _values_by_key(files: Sequence[str]) -> dict[str, list[float]]:
+    """Each key of ``files`` (prometheus-client's JSON of metric, sample, labels, help) and
+    its values, file by file."""
+    out: dict[str, list[float]] = {}
+    for f in files:
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(f):  # type: ignore[no-untyped-call]
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _exact_sum(values: Sequence[float]) -> float:
+    """The sum, correctly rounded (the same whatever the order and grouping)."""
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):  # infinities, NaN: no exact sum to keep
+        return sum(values)
+
+
+def _sum_up(values: Sequence[float]) -> float:
+    """The smallest float not below the exact sum: what the archive keeps, so that a total
+    summed with it is never below the total summed with the files it replaces."""
+    total = _exact_sum(values)
+    finite = math.isfinite(total) and all(math.isfinite(v) for v in values)
+    if finite and Fraction(total) < sum((Fraction(v) for v in values), Fraction(0)):
+        total = math.nextafter(total, math.inf)
+    return total
+
+
+def _summed_metrics(typ: str, values: dict[str, list[float]]) -> list[Metric]:
+    """The merge prometheus-client's collector does for the files of ``typ`` (counter,
+    histogram, summary): the same families and samples, each series summed exactly."""
+    metrics: dict[str, Metric] = {}
+    series: dict[_Series, list[float]] = {}
+    for key, vals in values.items():
+        metric_name, name, labels, help_text = json.loads(key)
+        if metric_name not in metrics:
+            metrics[metric_name] = Metric(metric_name, help_text, typ)
+        series.setdefault((metric_name, name, tuple(sorted(labels.items()))), []).extend(vals)
+    buckets: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
+    for (metric_name, name, labels), vals in series.items():
+        total = _exact_sum(vals)
+        le = dict(labels).get("le")
+        if typ == "histogram" and le is not None:
+            rest = tuple(item for item in labels if item[0] != "le")
+            by_le = buckets.setdefault((metric_name, rest), {})
+            by_le[float(le)] = by_le.get(float(le), 0.0) + total
+        else:
+            metrics[metric_name].add_sample(name, dict(labels), total)
+    for (metric_name, rest), by_le in buckets.items():
+        metric, acc = metrics[metric_name], 0.0
+        for bound, count in sorted(by_le.items()):
+            acc += count  # counts: integers, exact
+            labels = dict((*rest, ("le", floatToGoString(bound))))  # type: ignore[no-untyped-call]
+            metric.add_sample(metric_name + "_bucket", labels, acc)
+        metric.add_sample(metric_name + "_count", dict(rest), acc)
+    return list(metrics.values())
+
+
+def _write(path: Path, values: dict[str, float]) -> None:
+    """``values`` as a prometheus-client file (``MmapedDict``'s format: the used length, 4
+    bytes of padding, then per key its length, the key padded to 8 bytes, value, timestamp)."""
+    body = bytearray()
+    for key, value in values.items():
+        encoded = key.encode("utf-8")
+        padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
+        body += struct.pack(f"i{len(padded)}sdd", len(encoded), padded, value, 0.0)
+    data = struct.pack("i4x", 8 + len(body)) + bytes(body)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

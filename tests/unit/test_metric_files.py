@@ -1,0 +1,182 @@
+"""Dead workers' counter and histogram files folded into the archive (ingest/pipeline/metric_files):
+real files written by prometheus-client in other processes, real scrapes (the exposition text
+/metrics serves) before and after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from ingest.pipeline.metric_files import ArchiveError, MetricFiles
+from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
+
+pytestmark = pytest.mark.unit
+
+# What a worker counts, in a process of its own: a labelled counter, a histogram whose _sum is
+# a float (OBSERVE), a summary and a live gauge (not archived: mark_process_dead's).
+_WORKER = """
+import os, sys
+from prometheus_client import Counter, Gauge, Histogram, Summary
+frames = Counter("frames_total", "Frames.", ["kind"])
+latency = Histogram("latency_seconds", "Latency.", buckets=(0.1, 1.0))
+sizes = Summary("sizes", "Sizes.")
+alive = Gauge("alive", "Alive.", multiprocess_mode="liveall")
+for value in map(float.fromhex, sys.argv[1:]):
+    frames.labels(kind="vehicle").inc()
+    latency.observe(value)
+    sizes.observe(3)
+alive.set(1)
+print(os.getpid())
+"""
+
+
+def _worker(path: Path, *observations: float) -> int:
+    """Run a worker process that counts ``observations`` into ``path``; its pid."""
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER, *(v.hex() for v in observations)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def _scrape(collector: object) -> dict[str, float]:
+    """The samples of a scrape (the text /metrics serves), by series."""
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    out: dict[str, float] = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def _summed_files(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name.split("_")[0] != "gauge")
+
+
+@pytest.fixture
+def metrics_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "metrics"
+    path.mkdir()
+    return path
+
+
+def test_a_dead_workers_files_fold_into_the_archive_and_the_scrape_stays_the_same(
+    metrics_dir: Path,
+) -> None:
+    # Observations of few binary digits: every total is exact, so equal means equal (a float
+    # total that is not exact may go up by its last bit: the next test).
+    pids = [_worker(metrics_dir, 0.0625 * (i + 1), 0.25, 2.5) for i in range(3)]
+    files = MetricFiles(metrics_dir)
+    before = _scrape(files)
+    # What prometheus-client's own collector reports.
+    assert before == _scrape(MultiProcessCollector(None, path=str(metrics_dir)))  # type: ignore[no-untyped-call]
+    assert before['frames_total{kind="vehicle"}'] == 9
+    assert before["latency_seconds_count"] == 9
+    assert len(_summed_files(metrics_dir)) == 9  # counter, histogram, summary per worker
+
+    for pid in pids[:2]:  # two of them died
+        assert files.archive(pid) == 3
+    assert _scrape(files) == before
+    assert _summed_files(metrics_dir) == sorted(
+        [f"{t}_archive.db" for t in ("counter", "histogram", "summary")]
+        + [f"{t}_{pids[2]}.db" for t in ("counter", "histogram", "summary")]
+    )
+    assert files.archive(pids[2]) == 3  # the last one too: the archive grows, no new file
+    assert _scrape(files) == before
+    assert len(_summed_files(metrics_dir)) == 3
+
+
+def test_a_float_total_never_goes_down_across_an_archive(metrics_dir: Path) -> None:
+    # 1 + 2**-53 + 2**-53: the exact total is 1 + 2**-52. The archive of the first two workers
+    # alone rounds 1 + 2**-53 to 1.0 (to even), and 1.0 + 2**-53 is 1.0 again: a _sum a hair
+    # lower, which Prometheus would take for a counter reset (a rate spike). The archive keeps
+    # the value rounded up, and the scrape sums exactly.
+    tiny = 2.0**-53
+    pids = [_worker(metrics_dir, 1.0), _worker(metrics_dir, tiny), _worker(metrics_dir, tiny)]
+    files = MetricFiles(metrics_dir)
+    before = _scrape(files)["latency_seconds_sum"]
+    assert before == 1.0 + 2.0**-52
+    files.archive(pids[0])
+    files.archive(pids[1])
+    after = _scrape(files)["latency_seconds_sum"]
+    assert after >= before
+
+
+def test_a_scrape_during_archives_never_counts_a_dead_worker_twice_or_not_at_all(
+    metrics_dir: Path,
+) -> None:
+    # Many dead workers (copies of one worker's real files under other pids), archived one by
+    # one while another thread scrapes as fast as it can: every scrape sees the same totals.
+    pid = _worker(metrics_dir, 0.5)
+    dead = range(1_000_000, 1_000_150)
+    for other in dead:
+        for typ in ("counter", "histogram", "summary"):
+            shutil.copy(metrics_dir / f"{typ}_{pid}.db", metrics_dir / f"{typ}_{other}.db")
+    files = MetricFiles(metrics_dir)
+    expected = _scrape(files)
+    assert expected['frames_total{kind="vehicle"}'] == 151
+    seen: list[dict[str, float]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def scrape() -> None:
+        try:
+            while not done.is_set():
+                seen.append(_scrape(files))
+        except BaseException as exc:  # a file gone between the listing and the read
+            errors.append(exc)
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        for other in dead:
+            files.archive(other)
+    finally:
+        done.set()
+        thread.join()
+    assert errors == []
+    assert seen, "no scrape ran during the archives"
+    wrong = [s['frames_total{kind="vehicle"}'] for s in seen if s != expected]
+    assert wrong == [], f"{len(wrong)} of {len(seen)} scrapes differ: {wrong[:5]}"
+    assert len(_summed_files(metrics_dir)) == 6
+
+
+def test_a_new_run_removes_the_archive_and_what_an_interrupted_one_left(tmp_path: Path) -> None:
+    d = tmp_path / "metrics"
+    d.mkdir()
+    for name in ("counter_archive.db", "histogram_archive.db.new", "counter_12.db.archived"):
+        (d / name).write_bytes(b"old")
+    (d / "notes.db.new").write_text("the user's")
+    try:
+        prepare_multiproc_dir(d)
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert sorted(p.name for p in d.iterdir()) == [".nev-ingest.lock", "notes.db.new"]
+
+
+def test_an_archive_that_cannot_be_written_leaves_the_files_counted(metrics_dir: Path) -> None:
+    # As with a full or read-only directory: the new archive cannot be written (a directory
+    # is in its way; no permission bits stop root, and the tests may run as root).
+    pids = [_worker(metrics_dir, 0.5) for _ in range(2)]
+    files = MetricFiles(metrics_dir)
+    before = _scrape(files)
+    (metrics_dir / "histogram_archive.db.new").mkdir()
+    with pytest.raises(ArchiveError, match=f"histogram_{pids[0]}.db: "):
+        files.archive(pids[0])
+    assert _scrape(files) == before
+    assert (metrics_dir / f"histogram_{pids[0]}.db").exists()
+    assert not (metrics_dir / "histogram_archive.db").exists()
+    assert (metrics_dir / "counter_archive.db").exists()  # the type before it went
