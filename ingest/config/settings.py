@@ -294,8 +294,8 @@ class MetricsSettings(Section):
     port: int = setting(9464, "Port of the metrics server.", minimum=PORT_MIN, maximum=PORT_MAX)
     multiproc_dir: str = setting(
         "",
-        "Directory of the workers' metric files (their *.db files removed at start, nothing "
-        "else); empty: a temporary one.",
+        "Directory of the workers' metric files (their *.db files and the archive's "
+        "leftovers removed at start, nothing else); empty: a temporary one.",
         path=True,
     )
 

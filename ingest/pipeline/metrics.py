@@ -3,10 +3,11 @@
 Multi-process mode (prometheus-client's ``PROMETHEUS_MULTIPROC_DIR``): every worker process writes
 its samples to memory-mapped files in one directory, and the supervisor serves them merged on ONE
 port. One scrape target per host (not one per worker) keeps Prometheus and Grafana configuration
-independent of ``--workers``, and counters survive a worker's restart (its files stay and are
-summed). Gauges declare how they merge: per-partition gauges are ``livemax`` (the worker that
-gives up a partition sets it to 0, the new owner reports the real value), readiness gauges are
-``liveall`` (one series per worker pid, so /readyz can judge each worker).
+independent of ``--workers``, and counters survive a worker's restart (the supervisor folds a
+dead worker's counter and histogram files into one archive file: ``metric_files``). Gauges
+declare how they merge: per-partition gauges are ``livemax`` (the worker that gives up a
+partition sets it to 0, the new owner reports the real value), readiness gauges are ``liveall``
+(one series per worker pid, so /readyz can judge each worker).
 
 Names follow ``nev_ingest_<what>_<unit>[_total]``; consumer lag uses the names and labels of
 kafka_exporter (``kafka_consumergroup_lag{consumergroup,topic,partition}``) so existing Kafka
