@@ -150,8 +150,9 @@ class PipelineMetrics:
         )  # fmt: skip
         self.alerts = Counter(
             "alerts",
-            "Alert lifecycle changes saved by the rule engine.",
-            ["rule", "severity", "change"],
+            "Alert lifecycle changes saved by the rule engine, by entity kind, rule, severity and "
+            "change.",
+            ["kind", "rule", "severity", "change"],
             namespace=ns,
             registry=r,
         )

@@ -355,7 +355,7 @@ class Publisher:
         """After the commit: one message per alert change (retried until the broker takes it)."""
         for change in changes:
             self._m.alerts.labels(
-                rule=change.rule, severity=change.severity, change=change.change
+                kind=change.kind, rule=change.rule, severity=change.severity, change=change.change
             ).inc()
 
         async def publish() -> None:

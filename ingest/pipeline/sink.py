@@ -33,6 +33,7 @@ BeforeCommit = Callable[[list[tuple[int, str]]], Awaitable[None]]
 class AlertMessage:
     """One alert lifecycle change for metrics and the alerts topic."""
 
+    kind: str  # the entity kind (vehicle | charger | battery): a label of the alerts counter
     rule: str
     severity: str
     change: str  # raised | updated | cleared

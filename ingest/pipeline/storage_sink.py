@@ -608,13 +608,17 @@ def _alert(
 ) -> AlertMessage:
     a = change.alert
     key, value = message
-    return AlertMessage(a.rule_id, a.severity, change.type, key, value, outbox_id, shard)
+    return AlertMessage(
+        a.entity_kind, a.rule_id, a.severity, change.type, key, value, outbox_id, shard
+    )
 
 
 def _resent(row: outbox.OutboxRow, shard: int) -> AlertMessage:
-    """An unpublished outbox record, sent again byte for byte (rule etc. for the metrics)."""
+    """An unpublished outbox record, sent again byte for byte (kind, rule etc. for the
+    metrics)."""
     body = orjson.loads(row.value)
     return AlertMessage(
+        kind=str(body.get("entity_kind", "")),
         rule=str(body.get("rule_id", "")),
         severity=str(body.get("severity", "")),
         change=str(body.get("type", "")),

@@ -100,6 +100,14 @@ async def test_alert_committed_but_not_published_is_sent_by_the_next_owner(
             return await count(env.dsn, outbox_rows) == 0
 
         await ps.until(outbox_empty, timeout_s=30, what="the acknowledged outbox row deleted")
+
+        # The message sent again from the outbox is counted under its entity kind (read from
+        # its body), like one sent right after its commit.
+        async def counted() -> bool:
+            raised = {"kind": "vehicle", "rule": "test_hot_pack", "change": "raised"}
+            return svc.metric("nev_ingest_alerts_total", **raised) == 1.0
+
+        await ps.until(counted, timeout_s=30, what="the resent alert counted as a vehicle's")
     log_tail = svc.tail()
     # Exactly the message the dead worker would have sent, once (its frames are not evaluated
     # again: the stored offsets are past them).

@@ -1,8 +1,9 @@
-"""The open-alerts gauge carries the entity kind: ``nev-ingest run`` with one rule of each kind
-(vehicle, charger, battery) and a device of each kind in breach shows one open alert per kind,
-each labelled with its rule's kind, so an operator sees the chargers' open alerts apart from
-the packs' and the vehicles' without knowing every rule id; the alerting rule of a kind with
-nothing open shows 0 under its own kind."""
+"""The open-alerts gauge and the alert-changes counter carry the entity kind: ``nev-ingest run``
+with one rule of each kind (vehicle, charger, battery) and a device of each kind in breach shows
+one open alert per kind, each labelled with its rule's kind, so an operator sees the chargers'
+open alerts apart from the packs' and the vehicles' without knowing every rule id; the alerting
+rule of a kind with nothing open shows 0 under its own kind. Each raised alert is counted in
+``nev_ingest_alerts_total`` under its kind too."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tests.kinds_traffic import (
 pytestmark = pytest.mark.integration
 
 GAUGE = "nev_ingest_alerts_open"
+COUNTER = "nev_ingest_alerts_total"
 RULES = (
     HOT_PACK_RULES  # vehicle: test_hot_pack, max_temp_c >= 50
     + """
@@ -92,7 +94,18 @@ def open_gauge(svc: ps.Service) -> dict[tuple[str, str, str], float]:
     return got
 
 
-async def test_open_alerts_are_counted_under_their_rules_entity_kind(
+def raised_counter(svc: ps.Service) -> dict[tuple[str, str, str], float]:
+    """(kind, rule, severity) -> alerts raised, as /metrics shows ``nev_ingest_alerts_total``."""
+    got = {}
+    for key, value in svc.metrics().items():
+        if key.partition("{")[0] == COUNTER:
+            labels = dict(_LABEL.findall(key))
+            if labels["change"] == "raised":
+                got[(labels.get("kind", ""), labels["rule"], labels["severity"])] = value
+    return got
+
+
+async def test_open_and_raised_alerts_are_counted_under_their_rules_entity_kind(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
@@ -118,3 +131,17 @@ async def test_open_alerts_are_counted_under_their_rules_entity_kind(
         # The sum by kind an operator's query makes.
         assert svc.metric(GAUGE, kind="charger") == 1.0
         assert svc.metric(GAUGE, kind="battery") == 1.0
+
+        # The changes counter (counted as the alerts are published, after the commit): each
+        # kind's raised alert under its kind, so a rate by kind needs no rule ids either.
+        raised = {key: n for key, n in expected.items() if n}
+
+        async def counted() -> dict[tuple[str, str, str], float]:
+            got = raised_counter(svc)
+            return got if got == raised else {}
+
+        try:
+            await ps.until(counted, timeout_s=30, what="one raised alert of each kind counted")
+        except AssertionError:
+            raise AssertionError(f"{COUNTER}: {raised_counter(svc)}\n{svc.tail()}") from None
+        assert svc.metric(COUNTER, kind="charger", change="raised") == 1.0

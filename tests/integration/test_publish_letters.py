@@ -216,7 +216,7 @@ async def test_after_a_refusal_a_new_producer_sends_each_letter_once_and_the_ale
     huge = bytes(range(256)) * 400  # 102,400 bytes: under max_request_size, over the topic's
     letters = [letter(i, vin, bytes([i]) * 500) for i in range(1, 60)]
     letters.insert(20, letter(999, vin, huge))
-    message = AlertMessage("r", "major", "raised", vin, b'{"type": "raised"}')
+    message = AlertMessage("vehicle", "r", "major", "raised", vin, b'{"type": "raised"}')
     metrics, replaced = await send_dead(
         kafka_bootstrap, dlq, before, letters, alerts=(alerts, [message])
     )

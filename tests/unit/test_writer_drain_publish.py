@@ -38,7 +38,9 @@ class _Sink:
         if self.alerting not in batch.next:
             return SinkResult()
         return SinkResult(
-            alerts=[AlertMessage("r", "critical", "raised", b"VIN", b"{}", i) for i in (1, 2)]
+            alerts=[
+                AlertMessage("vehicle", "r", "critical", "raised", b"VIN", b"{}", i) for i in (1, 2)
+            ]
         )
 
     def alerts_published(self, alerts: list[AlertMessage]) -> None:
