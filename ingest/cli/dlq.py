@@ -94,21 +94,32 @@ def _list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     selection = _selection(args)
 
+    # The table's header is written once the topic was read from (before the first row, or
+    # before the counts of an empty selection): written up front, it stood on stdout above the
+    # one-line error of an unreachable broker, as if the table had begun.
+    header = args.format == "table" and not args.counts
+    out = sys.stdout
+
+    def write_header() -> None:
+        nonlocal header
+        if header:
+            out.write(_ROW.format("dlq", "time (UTC+8)", "reason", "source", "size", "detail"))
+            header = False
+
     async def run() -> Counter[str]:
         counts: Counter[str] = Counter()
-        out = sys.stdout
-        if args.format == "table" and not args.counts:
-            out.write(_ROW.format("dlq", "time (UTC+8)", "reason", "source", "size", "detail"))
         async for letter in read_letters(settings.kafka, settings.kafka.topic_dlq, args.since):
             if not selection.takes(letter):
                 continue
             counts[letter.reason] += 1
             if not args.counts:
+                write_header()
                 _print(letter, args.format, out)
         return counts
 
     counts = asyncio.run(run())
-    _print_counts(counts, args.format, sys.stdout)
+    write_header()
+    _print_counts(counts, args.format, out)
     return 0
 
 

@@ -119,6 +119,18 @@ def test_a_replay_to_a_broker_that_does_not_answer_is_one_line(
     assert "0 letters acknowledged by the broker" in err
 
 
+def test_a_list_from_a_broker_that_does_not_answer_prints_only_the_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1: no letter is read, so no table header may stand on stdout
+    # above the error, as if the table had begun.
+    monkeypatch.setenv("NEV_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["dlq", "list"]) == 2
+    got = capsys.readouterr()
+    assert got.out == ""
+    assert len(got.err.splitlines()) == 1 and "check that the broker answers" in got.err
+
+
 def test_every_command_line_in_the_operations_guide_parses() -> None:
     """docs/operations.md's code lines (``nev-ingest dlq ...`` among them) are real command
     lines: a renamed command or flag fails here, not in an operator's terminal."""
