@@ -18,6 +18,7 @@ __all__ = [
     "kafka_hint",
     "postgres_hint",
     "topic_problem",
+    "topics_report",
 ]
 
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the certificate is trusted but names another host.
@@ -135,6 +136,18 @@ def topic_problem(name: str, key: str, code: int, principal: str, create: str) -
         f"Kafka topic {name!r} ({key}): the broker answered {for_code(code).__name__} "
         f"(error {code}) when asked for it; fix {key} or the topic"
     )
+
+
+def topics_report(problems: dict[str, str]) -> str:
+    """One error for every bad Kafka topic (topic -> what is wrong and what to do, as
+    ``topic_problem`` and the size checks say it): the message itself when only one topic is
+    bad, else a one-line summary over one line per topic, so that an operator fixes them all
+    before the next start instead of meeting them one start at a time."""
+    if len(problems) == 1:
+        return next(iter(problems.values()))
+    # Each problem names its topic and key already: the lines need no prefix but the bullet.
+    lines = [f"  - {problem}" for problem in problems.values()]
+    return "\n".join([f"{len(problems)} Kafka topics are not usable; fix each of them:", *lines])
 
 
 def postgres_hint(exc: BaseException, host: str, dsn_key: str = "postgres.dsn") -> str | None:

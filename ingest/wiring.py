@@ -28,6 +28,7 @@ from ingest.transport_errors import (
     kafka_hint,
     postgres_hint,
     topic_problem,
+    topics_report,
 )
 from storage import (
     Dedupe,
@@ -259,7 +260,9 @@ async def check_topics(
     """Every topic of ``topics`` (name -> the key that names it) exists, ``dlq_topic``'s
     ``max.message.bytes`` is at least ``kafka.max_request_size``, and each topic of ``sizes``
     (name -> (the largest batch the caller sends there, which setting makes it that large))
-    takes that many bytes; else a one-line ``UserError``.
+    takes that many bytes; else a ``UserError`` naming every bad topic (one line when only one
+    is, ``topics_report``): an operator who fixed only the first would otherwise meet the next
+    at the next start.
 
     Production brokers do not create topics on first use (nor does the dev broker): a missing
     topic would otherwise show up as a consumer that never gets partitions, or as dead letters
@@ -268,6 +271,7 @@ async def check_topics(
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
+    problems: dict[str, list[str]] = {}  # topic -> what is wrong with it, in the order found
     admin = AIOKafkaAdminClient(**kafka_client_options(kafka))
     try:
         with quiet_aiokafka():
@@ -278,12 +282,14 @@ async def check_topics(
                     create = create_topic_advice(kafka.bootstrap_servers, name)
                     problem = topic_problem(name, key, codes[name], principal(kafka), create)
                     if problem:
-                        raise UserError(problem)
+                        problems[name] = [problem]
                 sizes = dict(sizes or {})
-                if not dlq_topic and not sizes:
+                if not problems and not dlq_topic and not sizes:
                     return f"kafka: topics {', '.join(sorted(topics))} exist"
+                # The sizes of the topics that are there, whatever is wrong with the others.
                 names = ([dlq_topic] if dlq_topic else []) + sorted(sizes)
-                limits = await _message_limits(admin, names, principal(kafka))
+                names = [n for n in names if n not in problems]
+                limits = await _message_limits(admin, names, principal(kafka)) if names else {}
     except (TimeoutError, OSError, KafkaError) as exc:
         raise UserError(
             f"kafka.bootstrap_servers = {kafka.bootstrap_servers}: could not list the topics "
@@ -297,22 +303,24 @@ async def check_topics(
         # sequence then has a gap: refused at start, with what to change, instead.
         took = limits.get(name)
         if took is not None and int(took) < need:
-            raise UserError(
+            problems.setdefault(name, []).append(
                 f"Kafka topic {name} takes at most {took} bytes (max.message.bytes) but gets "
                 f"batches of up to {need} bytes ({setting}): raise the topic's "
                 f"max.message.bytes to at least {need} (kafka-configs.sh --alter "
                 f"--add-config max.message.bytes={need}) or lower {setting}"
             )
-    if not dlq_topic:
-        return f"kafka: topics {', '.join(sorted(topics))} exist and take their batches"
-    limit = limits.get(dlq_topic)
+    limit = limits.get(dlq_topic) if dlq_topic else None
     if limit is not None and int(limit) < kafka.max_request_size:
-        raise UserError(
+        problems.setdefault(dlq_topic, []).append(
             f"kafka.max_request_size ({kafka.max_request_size}) is larger than max.message.bytes "
             f"({limit}) of the dead-letter topic {dlq_topic}: the broker could refuse dead "
             "letters; raise the topic's max.message.bytes (kafka-configs.sh --alter) or lower "
             "kafka.max_request_size and kafka.max_record_bytes"
         )
+    if problems:
+        raise UserError(topics_report({name: "; ".join(p) for name, p in problems.items()}))
+    if not dlq_topic:
+        return f"kafka: topics {', '.join(sorted(topics))} exist and take their batches"
     return f"kafka: topics {', '.join(sorted(topics))} exist; {dlq_topic} takes {limit} bytes"
 
 

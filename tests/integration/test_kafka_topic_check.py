@@ -50,6 +50,25 @@ async def test_a_missing_topic_is_named_with_its_key_and_not_created(
     await check_topics(_kafka(kafka_bootstrap), {there: "kafka.topic_dlq"}, 30)
 
 
+async def test_every_missing_topic_is_named_in_one_error(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_name: Callable[[str], str],
+) -> None:
+    # Named one at a time, an operator created the first, restarted, and met the second.
+    there, alerts, dlq = unique_topic(), unique_name("alerts"), unique_name("dlq")
+    topics = {there: "kafka.topic_vehicle", alerts: "kafka.topic_alerts", dlq: "kafka.topic_dlq"}
+    with pytest.raises(UserError) as caught:
+        await check_topics(_kafka(kafka_bootstrap), topics, 30, dlq_topic=dlq)
+    summary, *lines = str(caught.value).splitlines()
+    assert summary == "2 Kafka topics are not usable; fix each of them:", caught.value
+    # one line per topic, each the message a lone missing topic gets (with what to do)
+    assert len(lines) == 2, caught.value
+    assert lines[0].startswith(f"  - Kafka topic {alerts!r} (kafka.topic_alerts) does not exist")
+    assert lines[1].startswith(f"  - Kafka topic {dlq!r} (kafka.topic_dlq) does not exist")
+    assert all("create it (" in line for line in lines), caught.value
+
+
 async def _topic_of_size(bootstrap: str, name: str, max_message_bytes: int) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -92,3 +111,26 @@ async def test_the_sizes_of_several_topics_are_read_in_one_request(
     sizes[small] = (100_000, "a small setting")
     said = await check_topics(kafka, topics, 30, dlq_topic=dlq, sizes=sizes)
     assert said.endswith(f"{dlq} takes 2000000 bytes"), said
+
+
+async def test_a_missing_topic_and_one_too_small_are_named_together(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # The sizes of the topics that exist are still read when another one is missing.
+    small = await _topic_of_size(kafka_bootstrap, unique_name("small"), 100_000)
+    missing = unique_name("missing")
+    topics = {missing: "kafka.topic_charger", small: "kafka.topic_vehicle"}
+    sizes = {small: (200_000, "a small setting"), missing: (1_000, "a setting")}
+    with pytest.raises(UserError) as caught:
+        await check_topics(_kafka(kafka_bootstrap), topics, 30, sizes=sizes)
+    summary, *lines = str(caught.value).splitlines()
+    assert summary == "2 Kafka topics are not usable; fix each of them:", caught.value
+    assert len(lines) == 2, caught.value
+    assert lines[0].startswith(f"  - Kafka topic {missing!r} (kafka.topic_charger) does not exist")
+    assert lines[0].endswith("or fix kafka.topic_charger"), caught.value
+    assert lines[1:] == [
+        f"  - Kafka topic {small} takes at most 100000 bytes (max.message.bytes) but gets batches "
+        "of up to 200000 bytes (a small setting): raise the topic's max.message.bytes to at "
+        "least 200000 (kafka-configs.sh --alter --add-config max.message.bytes=200000) or "
+        "lower a small setting",
+    ], caught.value
