@@ -148,8 +148,9 @@ class GatewaySettings(Section):
     )
     peer_login_failures: int = setting(
         10,
-        "Failed platform logins from one peer address, over all its connections, within "
-        "peer_login_window_s; past it, that address's logins are refused unchecked.",
+        "Failed platform logins from one peer (an IPv4 address, an IPv6 /64), over all its "
+        "connections, within peer_login_window_s; past it, that peer's logins are refused "
+        "unchecked.",
         minimum=1,
         maximum=10_000,
     )

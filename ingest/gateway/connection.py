@@ -370,7 +370,7 @@ class Connection(asyncio.Protocol):
             self._send(frame, d, d.refused_flag)
 
     async def _verify(self, frame: bytes, d: Decision) -> None:
-        ok = await self.gw.check_password(d.user, d.password, self.host)
+        ok = await self.gw.check_password(d.user, d.password, self.host_key)
         flag = self.session.platform_login_done(d.user, ok)
         m = self.gw.metrics
         m.logins.labels(self.kind, "platform_login", "ok" if ok else "failed").inc()

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from ingest.config import Settings
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.gateway import Gateway, server
+from ingest.gateway.connection import Connection
 from ingest.gateway.login_guard import PeerLoginGuard
+from ingest.gateway.session import Decision
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +72,53 @@ async def test_checks_of_one_host_take_turns_so_each_sees_the_failures_before_it
     assert await gw.check_password("oem", "other", "10.0.0.2") is False  # its own count
     assert len(checks) == 11
     assert len(gw._login_turns) == 0  # no lock left behind
+
+
+class _Socket:
+    """The little of a transport a connection's platform login uses."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return (self.host, 40000, 0, 0) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_connection_counts_its_failed_logins_under_its_peer_not_its_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An IPv6 host owns its /64: keyed by the full address, each new source address of the
+    # same /64 got fresh guesses (each a real scrypt check) past peer_login_failures.
+    checks: list[str] = []
+
+    def verify(password: str, stored: str) -> bool:
+        checks.append(password)
+        return False
+
+    monkeypatch.setattr(server, "verify_password", verify)
+    gw = Gateway(Settings(gateway=GatewaySettings(peer_login_failures=3)), producer=object())
+    gw.ready = True
+    frame = b"##\x05\xfe" + b"PLATFORM01".ljust(17, b"\0") + b"\x01\x00\x00\x00"
+    for i in range(1, 7):
+        conn = Connection(gw, "vehicle")
+        conn.connection_made(_Socket(f"2001:db8::{i}"))  # type: ignore[arg-type]
+        guess = Decision("verify", "platform_login", user="oem", password=f"guess{i}")
+        await conn._verify(frame, guess)
+    assert checks == ["guess1", "guess2", "guess3"]  # then refused unchecked: one peer
+    assert gw.login_guard.blocked("2001:db8::/64", time.monotonic())
