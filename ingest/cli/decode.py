@@ -13,8 +13,12 @@ itself (interface, operator, TimeStamp and Seq from ``--interface``, ``--operato
 ``--timestamp`` and ``--seq``), or ``{"interface": ..., "operator_id": ..., "timestamp": ...,
 "seq": ..., "data": {...}}`` whose fields take the place of the flags. A line carries no
 Kafka headers: the Seq (the ``tcec_seq`` header the gateway sets) is read from ``--seq`` or
-the line's ``"seq"`` only; without one the push's time is its TimeStamp, as the pipeline
-stores a record that has no ``tcec_seq``. Each push's output adds ``"pushed_at"``: TimeStamp
+the line's ``"seq"`` only. The lines that take both TimeStamp and Seq from the flags are
+numbered, as a gateway numbers one second's pushes and as ``rules test`` does: the first gets
+``--seq`` (0001 when not given), each next one (across the files) the Seq after; past 9999
+give them in the wrapped form, each with its own timestamp and seq. A wrapped line with a
+timestamp and no Seq has its TimeStamp as its time, as the pipeline stores a record that has
+no ``tcec_seq``. Each push's output adds ``"pushed_at"``: TimeStamp
 + Seq microseconds, the time its status and station rows are stored with (the rows' ``ts``
 show it too; a charge status or order keeps its own EndTime). A rejected frame or push is
 written as ``{"error": {...}, "source": ...}`` in its place.
@@ -42,7 +46,12 @@ import orjson
 
 from contract.charger import ChargerRows
 from ingest.cli.output import discard_stdout, note
-from ingest.cli.tcec_lines import add_envelope_arguments, check_envelope_arguments, push_of
+from ingest.cli.tcec_lines import (
+    FlagSeqs,
+    add_envelope_arguments,
+    check_envelope_arguments,
+    push_of,
+)
 from ingest.decoders import FrameError, decode_frame, error_to_dict, frame_to_dict
 from ingest.decoders.battery import decode_pack_frame, pack_frame_to_dict
 from ingest.decoders.charger import (
@@ -130,13 +139,15 @@ def run(args: argparse.Namespace) -> int:
     check_envelope_arguments(args, tcec, "--profile tcec")
     decode = None if tcec else PROFILES[args.profile]
     stats.fast = None if args.pretty else FAST.get(args.profile)
+    # One numbering for all files: they share --timestamp's second (ingest.cli.tcec_lines).
+    seqs = FlagSeqs(args.seq)
     # A reader that goes away (``| head``) while frames are written ends the command quietly
     # (ingest.cli.main); one that is gone by the last flush leaves the counts and the status.
     for name in names:
         with ExitStack() as stack:
             stream = _open(name, stack)
             if decode is None:
-                _decode_tcec(name, stream, out, option, stats, args)
+                _decode_tcec(name, stream, out, option, stats, (args, seqs))
             elif args.binary:
                 _decode_binary(name, stream, out, option, stats, args.verbose, decode)
             else:
@@ -251,7 +262,12 @@ def _decode_binary(
 
 
 def _decode_tcec(
-    name: str, stream: IO[bytes], out: IO[bytes], option: int, s: _Stats, args: Any
+    name: str,
+    stream: IO[bytes],
+    out: IO[bytes],
+    option: int,
+    s: _Stats,
+    envelope: tuple[argparse.Namespace, FlagSeqs],
 ) -> None:
     label = "<stdin>" if name == "-" else name
     for number, raw in enumerate(stream, 1):
@@ -260,7 +276,7 @@ def _decode_tcec(
             continue
         source = f"{label}:{number}"
         try:
-            rows, pushed_at = _tcec_line(line, args)
+            rows, pushed_at = _tcec_line(line, *envelope)
         except FrameError as exc:
             s.rejected[exc.reason] += 1
             _emit({**error_to_dict(exc), "source": source}, out, option)
@@ -270,13 +286,15 @@ def _decode_tcec(
         _emit({**charger_rows_to_dict(rows, TCEC), "pushed_at": pushed_at}, out, option)
 
 
-def _tcec_line(line: bytes, args: Any) -> tuple[ChargerRows, datetime]:
+def _tcec_line(
+    line: bytes, args: argparse.Namespace, seqs: FlagSeqs
+) -> tuple[ChargerRows, datetime]:
     """One JSON line (ingest.cli.tcec_lines): the push's rows and time, or ``FrameError``."""
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise FrameError(BAD_JSON, exc.pos, f"not JSON: {exc.msg}") from None
-    push = push_of(line, doc, args)
+    push = push_of(line, doc, args, seqs)
     # The time of the status and station pushes, which carry none of their own: the
     # pipeline's (push_time: TimeStamp + Seq µs), so that it is the time they are stored with.
     stamp, seq = push.timestamp, push.seq

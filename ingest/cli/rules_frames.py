@@ -34,7 +34,7 @@ from alerts.frames import FrameSpecError, frame_from_json
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows
-from ingest.cli.tcec_lines import is_wrapped, push_of
+from ingest.cli.tcec_lines import FlagSeqs, is_wrapped, push_of
 from ingest.decoders.errors import MISSING_FIELD, FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.errors import UserError
@@ -46,6 +46,8 @@ from ingest.pipeline.wrong_kind import WRONG_TOPIC, profile_of
 __all__ = ["WRONG_TOPIC", "read_frames"]
 
 _R = TypeVar("_R")
+# The envelope flags of the pushes and the numbering of the Seqs they take (one per file).
+_Envelope = tuple[argparse.Namespace, FlagSeqs]
 
 # The charger profile's and the pack profile's decoders, one value at a time (the CLI is not
 # the hot path); the time is the receive time their rows keep.
@@ -115,10 +117,11 @@ def _limited(rows: _R) -> _R:
     return checked
 
 
-def _push_rows(line: str, doc: Any, envelope: argparse.Namespace, received_ms: int) -> Any:
+def _push_rows(line: str, doc: Any, envelope: _Envelope, received_ms: int) -> Any:
     """A T/CEC 102 push's rows as the pipeline decodes the T/CEC topic's record: the line's
-    envelope fields (or the flags) are the headers the gateway would have set."""
-    push = push_of(line.encode(), doc, envelope)
+    envelope fields (or the flags, their Seq numbered) are the headers the gateway would have
+    set."""
+    push = push_of(line.encode(), doc, *envelope)
     if push.timestamp is None:
         # The pipeline rejects a push without one (missing_header): it is the push's time.
         raise FrameError(
@@ -137,7 +140,7 @@ def _push_rows(line: str, doc: Any, envelope: argparse.Namespace, received_ms: i
     return _limited(decode_tcec_record(push.data, received_ms, headers))
 
 
-def _line_rows(line: str, kind: str, received_ms: int, envelope: argparse.Namespace) -> Any:
+def _line_rows(line: str, kind: str, received_ms: int, envelope: _Envelope) -> Any:
     if not line.startswith("{"):
         return _decode(
             binascii.unhexlify(line.replace(" ", "").removeprefix("0x")), kind, received_ms
@@ -169,12 +172,14 @@ def read_frames(
     """The decoded frames (and, for chargers, pushes) of ``path`` for entity ``kind``; each
     line skipped is counted in ``bad`` by reason and reported on stderr with its line number.
     ``envelope``: the T/CEC envelope flags (``interface``, ``operator``, ``timestamp``,
-    ``seq``) for push lines that do not carry them."""
+    ``seq``) for push lines that do not carry them; the lines that take TimeStamp and Seq from
+    them get Seqs counting up from ``seq`` in file order (``FlagSeqs``)."""
     try:
         f = Path(path).open("rb")  # noqa: SIM115 - closed below, streamed
     except OSError as exc:
         raise UserError(f"cannot read frames file {path}: {exc.strerror}") from None
     received_ms = time.time_ns() // 1_000_000
+    pushes = (envelope, FlagSeqs(envelope.seq))
     with f:
         for n, raw in enumerate(f, start=1):
             try:
@@ -182,7 +187,7 @@ def read_frames(
                 line = raw.decode("utf-8").strip()
                 if not line or line.startswith(("#", ";")):
                     continue
-                yield _line_rows(line, kind, received_ms, envelope)
+                yield _line_rows(line, kind, received_ms, pushes)
             except WrongKind as exc:
                 bad[exc.reason] += 1
                 print(f"{path}:{n}: skipped ({exc.reason}), {exc.detail}", file=sys.stderr)

@@ -3,13 +3,21 @@
 envelope's interface, OperatorID, TimeStamp and Seq from the command's ``--interface``,
 ``--operator``, ``--timestamp`` and ``--seq``) or ``{"interface": ..., "operator_id": ...,
 "timestamp": ..., "seq": ..., "data": {...}}`` whose fields take the place of the flags. One
-reader for both commands, so that a file ``decode`` reads is one ``rules test`` reads."""
+reader for both commands, so that a file ``decode`` reads is one ``rules test`` reads, and a
+push has the same time in both.
+
+The pushes that take both TimeStamp and Seq from the flags are numbered as a gateway numbers
+one second's pushes: the first gets ``--seq`` (0001 when not given), each next one the Seq
+after, in file order (``FlagSeqs``). With one Seq for all, every push of a connector would
+have the same time (TimeStamp + Seq µs), and the alert engine would judge the first and count
+the others as duplicates; an operator's file of one second's status changes would raise
+nothing. Past Seq 9999 a second is full: a usage error says to give the wrapped form."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -17,7 +25,16 @@ from ingest.decoders.charger.tcec import SEQ_DIGITS
 from ingest.decoders.errors import MISSING_FIELD, FrameError
 from ingest.errors import UserError
 
-__all__ = ["Push", "add_envelope_arguments", "check_envelope_arguments", "is_wrapped", "push_of"]
+__all__ = [
+    "FlagSeqs",
+    "Push",
+    "add_envelope_arguments",
+    "check_envelope_arguments",
+    "is_wrapped",
+    "push_of",
+]
+
+SEQ_MAX: Final = 10**SEQ_DIGITS - 1  # 9999: the last Seq of a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +62,11 @@ def add_envelope_arguments(parser: argparse.ArgumentParser, what: str, no_stamp:
     )
     parser.add_argument(
         "--seq",
-        help=f"{what}: the envelope Seq, 4 digits (the tcec_seq header); the push's time is "
-        "TimeStamp + Seq µs, as stored (default: none, the TimeStamp; input lines carry no "
-        "headers)",
+        help=f"{what}: the envelope Seq, 4 digits (the tcec_seq header), of the first line "
+        "taking TimeStamp and Seq from the flags (default 0001); each next such line gets the "
+        "next Seq, as a gateway numbers one second's pushes. A push's time is TimeStamp + Seq "
+        "µs, as stored; past Seq 9999 give the lines in the wrapped form, each with its own "
+        "timestamp and seq",
     )
 
 
@@ -67,19 +86,51 @@ def is_wrapped(doc: Any) -> bool:
     return type(doc) is dict and "data" in doc
 
 
-def push_of(line: bytes, doc: Any, args: argparse.Namespace) -> Push:
-    """The push of ``line`` (parsed: ``doc``), its fields before the flags; ``FrameError``
+class FlagSeqs:
+    """The Seqs of the pushes that take TimeStamp and Seq from the flags, one per push in file
+    order from ``--seq`` (0001 when not given: a gateway's first Seq of a second). One per
+    command run: ``decode``'s files are numbered on, since they share the one TimeStamp."""
+
+    __slots__ = ("_next", "_start")
+
+    def __init__(self, start: str | None) -> None:
+        self._start = 1 if start is None else int(start)
+        self._next = self._start
+
+    def take(self) -> str:
+        """The next Seq; ``UserError`` once the second's 9999 are used up."""
+        if self._next > SEQ_MAX:
+            first = f"{self._start:0{SEQ_DIGITS}d}"
+            raise UserError(
+                f"Seq past {SEQ_MAX}: the pushes taking --timestamp's second are numbered from "
+                f"Seq {first}, and push {self._next - self._start + 1} would get {self._next}; "
+                "give them in the wrapped form, one JSON object per line with its own "
+                '"timestamp" and "seq"'
+            )
+        seq = f"{self._next:0{SEQ_DIGITS}d}"
+        self._next += 1
+        return seq
+
+
+def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> Push:
+    """The push of ``line`` (parsed: ``doc``), its fields before the flags; a push taking both
+    TimeStamp and Seq from the flags gets its Seq from ``seqs``. ``FrameError``
     (``missing_field``) naming the flag or field to give when the interface or the operator is
     missing, or a Seq comes without its TimeStamp."""
     data = line
     interface, operator, stamp = args.interface, args.operator, args.timestamp
     seq = args.seq
+    own_envelope = False  # the line gives its TimeStamp or its Seq
     if is_wrapped(doc):
         interface = doc.get("interface", interface)
         operator = doc.get("operator_id", operator)
         stamp = doc.get("timestamp", stamp)
         seq = doc.get("seq", seq)
+        own_envelope = "timestamp" in doc or "seq" in doc
         data = orjson.dumps(doc["data"])
+    if stamp is not None and not own_envelope:
+        # --timestamp's second, shared by all such lines: each its own Seq (FlagSeqs).
+        seq = seqs.take()
     for value, what in ((interface, "interface"), (operator, "operator")):
         if type(value) is not str or not value:
             field = "operator_id" if what == "operator" else what

@@ -137,7 +137,7 @@ def test_battery_profile_prints_the_pack_frame_and_binary_captures_work(tmp_path
 def test_tcec_profile_reads_lines_with_flags_or_fields() -> None:
     status = {"ConnectorStatusInfo": {"ConnectorID": "MA01H3BQ2P000000101", "Status": 255}}
     lines = [
-        status,  # interface, operator and time from the flags
+        status,  # interface, operator and time from the flags: Seq 0001, numbered
         {
             "interface": "notification_stationStatus",
             "operator_id": "MA01H3BQ2",
@@ -153,7 +153,7 @@ def test_tcec_profile_reads_lines_with_flags_or_fields() -> None:
     assert res.returncode == 1
     out = [json.loads(x) for x in res.stdout.splitlines()]
     assert [o["statuses"][0]["ts"] for o in out[:2]] == [
-        "2025-03-01T10:00:00+08:00",
+        "2025-03-01T10:00:00.000001+08:00",
         "2025-03-01T10:30:00+08:00",
     ]
     assert out[0]["profile"] == "tcec" and out[0]["statuses"][0]["status"] == 255
@@ -191,10 +191,7 @@ def test_tcec_profile_reads_the_seq_and_prints_the_time_rows_are_stored_with() -
     assert [o["statuses"][0]["ts"] for o in out[:3]] == stored
     assert list(out[0])[-1] == "pushed_at"  # added after the fields that were there
     assert out[3]["error"]["reason"] == "bad_time" and "Seq '12'" in out[3]["error"]["detail"]
-    # No Seq: the TimeStamp itself, as the pipeline stores a record without tcec_seq.
     one = json.dumps(status).encode()
-    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000", stdin=one)
-    assert json.loads(res.stdout)["pushed_at"] == "2025-03-01T10:00:00+08:00"
     # A Seq counts within a TimeStamp: none given is the line's error, not "now".
     res = _run("--profile", "tcec", *flags, "--seq", "0001", stdin=one)
     assert res.returncode == 1 and json.loads(res.stdout)["error"]["reason"] == "missing_field"
@@ -202,6 +199,40 @@ def test_tcec_profile_reads_the_seq_and_prints_the_time_rows_are_stored_with() -
     assert res.returncode == 2 and res.stderr.count(b"\n") == 1 and b"4 digits" in res.stderr
     res = _run("--seq", "0001", stdin=b"")
     assert res.returncode == 2 and b"--profile tcec" in res.stderr
+
+
+def test_tcec_profile_numbers_the_lines_that_take_the_flags_envelope(tmp_path: Path) -> None:
+    # All such lines share --timestamp's second: one Seq for all gave every push of a
+    # connector one time (rules test counted the later ones duplicates). decode numbers them
+    # as rules test does, so that both commands give a push the same time.
+    status = {"ConnectorStatusInfo": {"ConnectorID": "MA01H3BQ2P000000101", "Status": 3}}
+    flags = ("--interface", "notification_stationStatus", "--operator", "MA01H3BQ2")
+    # Without --seq the lines taking the flags' TimeStamp and Seq are numbered from 0001, as
+    # a gateway numbers a second's pushes; a line with its own TimeStamp and no Seq keeps the
+    # TimeStamp itself, as the pipeline stores a record without tcec_seq.
+    one = json.dumps(status).encode()
+    stamped = json.dumps({"timestamp": "20250301100005", "data": status}).encode()
+    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000",
+               stdin=b"\n".join([one, stamped, one]))  # fmt: skip
+    assert [json.loads(x)["pushed_at"] for x in res.stdout.splitlines()] == [
+        "2025-03-01T10:00:00.000001+08:00",
+        "2025-03-01T10:00:05+08:00",
+        "2025-03-01T10:00:00.000002+08:00",
+    ]
+    # Files are numbered on: they share the one TimeStamp.
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(one + b"\n")
+    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000", "--seq", "0009",
+               str(path), "-", stdin=one)  # fmt: skip
+    assert [json.loads(x)["pushed_at"] for x in res.stdout.splitlines()] == [
+        "2025-03-01T10:00:00.000009+08:00",
+        "2025-03-01T10:00:00.000010+08:00",
+    ]
+    # Past Seq 9999 the second is full: a usage error naming the wrapped form.
+    res = _run("--profile", "tcec", *flags, "--timestamp", "20250301100000", "--seq", "9999",
+               stdin=one + b"\n" + one)  # fmt: skip
+    assert res.returncode == 2 and b"Seq past 9999" in res.stderr.splitlines()[-1]
+    assert b"wrapped form" in res.stderr
 
 
 def test_tcec_usage_errors_exit_2() -> None:

@@ -93,6 +93,50 @@ def test_the_business_json_takes_its_envelope_from_the_flags(
     )
 
 
+ENVELOPE = ["--interface", STATUS, "--operator", OPERATOR, "--timestamp", STAMP]
+
+
+def test_bare_pushes_of_one_second_are_numbered_and_judged_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The business JSON alone: all lines share --timestamp's second, and with the one Seq of
+    # the flags they all had one time, the second push counted a duplicate and never judged
+    # ("1 duplicate ... 0 raised", exit 0). Numbered from 0001 as a gateway numbers them,
+    # idle then fault are two reports in order, and the fault raises.
+    lines = [station_status(GUN, 2).decode(), station_status(GUN, 255).decode()]
+    frames = _write(tmp_path, lines)
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE) == 0
+    out = capsys.readouterr()
+    assert f"raised   major    {ENTITY}  test_connector_fault" in out.out, out
+    assert "2 charger frames (2 connector reports in order, 0 late, 0 duplicate" in out.err
+    assert "1 raised, 0 cleared, 1 still open" in out.err
+    # From --seq on: the same, and both commands give the pushes the same times.
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE, "--seq", "0041") == 0
+    assert "1 raised" in capsys.readouterr().err
+    decoded = main(["decode", "--profile", "tcec", *ENVELOPE, "--seq", "0041", frames])
+    times = [orjson.loads(x)["pushed_at"] for x in capsys.readouterr().out.splitlines()]
+    assert decoded == 0 and times == [
+        "2026-07-01T10:00:00.000041+08:00",
+        "2026-07-01T10:00:00.000042+08:00",
+    ]
+
+
+def test_numbering_past_seq_9999_is_a_usage_error_naming_the_wrapped_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [station_status(GUN, status).decode() for status in (2, 3, 255)]
+    frames = _write(tmp_path, lines)
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE, "--seq", "9998") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Seq past 9999" in err, err
+    assert "push 3 would get 10000" in err and "wrapped form" in err
+    # Pushes with their own TimeStamp and Seq are not numbered: no limit there.
+    wrapped = [_push(2, "9999"), _push(255, "0001", "20260701100001")]
+    frames = _write(tmp_path, wrapped)
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE, "--seq", "9999") == 0
+    assert "1 raised" in capsys.readouterr().err
+
+
 def test_a_push_without_its_timestamp_is_skipped_saying_what_to_give(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
