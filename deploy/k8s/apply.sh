@@ -44,6 +44,10 @@ for var in NEV_K8S_MIGRATE_TIMEOUT_S NEV_K8S_POLL_S; do
     value=${!var:-0}
     [[ $value =~ ^[0-9]+$ ]] || die "$var=$value: give a whole number of seconds"
 done
+# Base 10: bash reads a leading 0 as octal (0600 would be 384 s, 0900 an error after the
+# migration was already applied).
+timeout_s=$((10#$timeout_s))
+poll_s=$((10#$poll_s))
 
 # 1. The Secret, before anything is applied.
 errors=$(mktemp)

@@ -194,3 +194,12 @@ def test_the_script_checks_the_documented_keys_and_passes_shellcheck() -> None:
         [_tool("shellcheck"), SCRIPT], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_seconds_with_a_leading_zero_are_decimal(tmp_path: Path) -> None:
+    """bash read 0600 as octal (384 s) and stopped at 0900 ("value too great for base") after
+    the migration was already applied."""
+    for value in ("0900", "0600"):
+        run = _run(tmp_path / value, [["Complete"]], env={"NEV_K8S_MIGRATE_TIMEOUT_S": value})
+        assert run.rc == 0, run.stderr
+        assert f"waiting up to {int(value)}s" in run.stderr
