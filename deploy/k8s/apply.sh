@@ -10,18 +10,19 @@
 #   4. only after it completed, the base (BASE, default deploy/k8s) rolls the Deployments.
 #
 # Usage: deploy/k8s/apply.sh [MIGRATE BASE]   (kustomization directories: your overlays of each)
-# Environment: NEV_K8S_NAMESPACE (nev-ingest), NEV_K8S_MIGRATE_TIMEOUT_S (900: how long the
-# migration may run), NEV_K8S_POLL_S (5: seconds between looks at the Job). kubectl's own
-# context and KUBECONFIG say which cluster.
+# The namespace and the Job's name are the migration kustomization's (its Job's metadata, read
+# with `kubectl kustomize`): the Secret is checked and the Job looked at where `apply -k` puts
+# them; every object of both kustomizations must be in that namespace.
+# Environment: NEV_K8S_NAMESPACE (optional: if set, the namespace the kustomizations must
+# name), NEV_K8S_MIGRATE_TIMEOUT_S (900: how long the migration may run), NEV_K8S_POLL_S (5:
+# seconds between looks at the Job). kubectl's own context and KUBECONFIG say which cluster.
 # Exit status: 0 rolled; 1 the migration failed or did not finish in time (nothing rolled);
-# 2 bad usage or no usable Secret (nothing applied).
+# 2 bad usage, kustomizations in two namespaces or no usable Secret (nothing applied).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ns=${NEV_K8S_NAMESPACE:-nev-ingest}
 timeout_s=${NEV_K8S_MIGRATE_TIMEOUT_S:-900}
 poll_s=${NEV_K8S_POLL_S:-5}
-job=nev-ingest-migrate
 secret=nev-ingest
 # The keys the pods (through the *_FILE settings) and KEDA read; the same as the
 # `kubectl create secret` command of docs/operations.md, "Deploy" (a unit test compares them).
@@ -49,9 +50,48 @@ done
 timeout_s=$((10#$timeout_s))
 poll_s=$((10#$poll_s))
 
-# 1. The Secret, before anything is applied.
 errors=$(mktemp)
 trap 'rm -f "$errors"' EXIT
+
+# The namespace and the Job, from what `apply -k` will create (not from the environment: the
+# kustomizations name their namespace, and a script looking elsewhere checked another
+# namespace's Secret and waited for a Job that was never there).
+# objects KUSTOMIZATION: one line "KIND NAME NAMESPACE" per object (kustomize writes each
+# object's top-level keys unindented and metadata's fields indented by two spaces).
+objects() {
+    kubectl kustomize "$1" 2>"$errors" |
+        awk '
+            function put() { if (kind != "") print kind, name, namespace }
+            /^---/ { put(); kind = name = namespace = ""; meta = 0; next }
+            /^kind: / { kind = $2 }
+            /^metadata:/ { meta = 1; next }
+            /^[^ ]/ { meta = 0 }
+            meta && /^  name: / { name = $2 }
+            meta && /^  namespace: / { namespace = $2 }
+            END { put() }
+        ' | tr -d "\"'"
+    # tr: a quoted name or namespace; the pipeline fails with kubectl kustomize.
+}
+migrate_objects=$(objects "$migrate") ||
+    die "kubectl kustomize $migrate failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+base_objects=$(objects "$base") ||
+    die "kubectl kustomize $base failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+jobs=$(awk '$1 == "Job"' <<<"$migrate_objects")
+[ "$(grep -c . <<<"$jobs")" -eq 1 ] ||
+    die "$migrate makes $(grep -c . <<<"$jobs") Jobs: it must make exactly one, the migration Job; nothing was applied"
+read -r _ job ns <<<"$jobs"
+[ -n "$ns" ] ||
+    die "$migrate gives job/$job no namespace: set namespace: in that kustomization (deploy/k8s/migrate has namespace: nev-ingest); nothing was applied"
+if [ -n "${NEV_K8S_NAMESPACE:-}" ] && [ "$NEV_K8S_NAMESPACE" != "$ns" ]; then
+    die "NEV_K8S_NAMESPACE=$NEV_K8S_NAMESPACE but $migrate puts job/$job in namespace $ns: set namespace: $NEV_K8S_NAMESPACE in overlays of both kustomizations (or unset NEV_K8S_NAMESPACE); nothing was applied"
+fi
+while read -r kind name namespace; do
+    if [ -n "$namespace" ] && [ "$namespace" != "$ns" ]; then
+        die "$kind/$name is in namespace $namespace, job/$job in $ns: the Secret, the Job and the Deployments must share one namespace (set the same namespace: in both kustomizations); nothing was applied"
+    fi
+done <<<"$migrate_objects"$'\n'"$base_objects"
+
+# 1. The Secret, before anything is applied.
 # The $k and $v are kubectl's go-template variables, not the shell's:
 # shellcheck disable=SC2016
 if ! present=$(kubectl -n "$ns" get secret "$secret" \
@@ -73,9 +113,15 @@ echo "apply.sh: waiting up to ${timeout_s}s for job/$job to complete or fail" >&
 deadline=$((SECONDS + timeout_s))
 while :; do
     # A failed look (the API server briefly away) is not the Job's end: look again until the
-    # deadline.
-    state=$(kubectl -n "$ns" get job "$job" \
-        -o 'jsonpath={range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}') || state=""
+    # deadline. A Job that is not there is: `apply -k` just made it, so it went elsewhere or
+    # something deleted it, and no later look finds it.
+    if ! state=$(kubectl -n "$ns" get job "$job" 2>"$errors" \
+        -o 'jsonpath={range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}'); then
+        if grep -q NotFound "$errors"; then
+            die "job/$job is not in namespace $ns after kubectl apply -k $migrate ($(paste -sd ' ' "$errors")): the Deployments were NOT rolled. Was it deleted? kubectl get jobs -A | grep $job; then run this again" 1
+        fi
+        state=""
+    fi
     case " $state " in
     *" Complete "*) break ;;
     *" Failed "*)

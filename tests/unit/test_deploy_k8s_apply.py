@@ -37,6 +37,8 @@ args = sys.argv[1:]
 with (state / "calls").open("a") as f:
     f.write(json.dumps(args) + "\\n")
 out = next((a for a in args if a.startswith(("go-template=", "jsonpath="))), None)
+if args[:1] == ["kustomize"]:  # offline: the kustomization's objects, as apply -k makes them
+    sys.exit(subprocess.run([real, *args]).returncode)
 if args[2:4] == ["get", "secret"]:
     keys = state / "secret-keys"
     if not keys.exists():
@@ -53,6 +55,10 @@ if args[2:4] == ["get", "job"]:
     current = json.loads((state / "current").read_text())
     if current is None:
         print("Unable to connect to the server: EOF", file=sys.stderr)
+        sys.exit(1)
+    if current == "NotFound":
+        print('Error from server (NotFound): jobs.batch "' + args[4] + '" not found',
+              file=sys.stderr)
         sys.exit(1)
     msg = "Job has reached the specified backoff limit"
     conditions = [dict(type=t, status="True", message=msg) for t in current]
@@ -83,13 +89,14 @@ class Run:
 
 def _run(
     tmp_path: Path,
-    job_states: list[list[str] | None],
+    job_states: list[list[str] | str | None],
     secret_keys: list[str] | None = KEYS,
     args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> Run:
     """apply.sh against the fake kubectl: ``job_states`` are the Job's True conditions at each
-    look (None: kubectl cannot reach the API server then; the last one stays)."""
+    look (None: kubectl cannot reach the API server then; "NotFound": there is no such Job; the
+    last one stays)."""
     real = shutil.which("kubectl")
     if real is None:
         pytest.skip("no kubectl here: the fake answers through the real one, offline")
@@ -127,6 +134,8 @@ def test_a_completed_migration_then_rolls_the_deployments_in_order(tmp_path: Pat
     assert run.rc == 0, run.stderr
     steps = [c.split(" -o ")[0] for c in run.calls]
     assert steps == [
+        f"kustomize {MIGRATE}",
+        f"kustomize {K8S}",
         "-n nev-ingest get secret nev-ingest",
         "-n nev-ingest delete job nev-ingest-migrate --ignore-not-found",
         f"apply -k {MIGRATE}",
@@ -169,10 +178,7 @@ def test_no_secret_or_one_lacking_keys_applies_nothing(tmp_path: Path) -> None:
 
 
 def test_overlays_and_bad_usage(tmp_path: Path) -> None:
-    overlays = [tmp_path / "overlays" / name for name in ("migrate", "base")]
-    for o in overlays:
-        o.mkdir(parents=True)
-        (o / "kustomization.yaml").write_text("resources: []\n")
+    overlays = _overlays(tmp_path / "overlays")
     run = _run(tmp_path / "ok", [["Complete"]], args=tuple(map(str, overlays)))
     assert run.rc == 0 and run.applied() == list(map(str, overlays)), run.stderr
     for name, args, env in (
@@ -182,6 +188,39 @@ def test_overlays_and_bad_usage(tmp_path: Path) -> None:
     ):
         run = _run(tmp_path / name, [["Complete"]], args=args, env=env)
         assert run.rc == 2 and run.calls == [], f"{name}: {run.stderr}"
+        assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
+
+
+def _overlays(root: Path, namespace: str | None = None) -> list[Path]:
+    """An operator's overlays of deploy/k8s/migrate and deploy/k8s, in ``namespace`` if given."""
+    overlays = []
+    for name, of in (("migrate", MIGRATE), ("base", K8S)):
+        overlay = root / name
+        overlay.mkdir(parents=True)
+        text = f"resources:\n  - {os.path.relpath(of, overlay)}\n"  # kustomize: no absolute
+        if namespace is not None:
+            text += f"namespace: {namespace}\n"
+        (overlay / "kustomization.yaml").write_text(text)
+        overlays.append(overlay)
+    return overlays
+
+
+def test_the_namespace_is_the_kustomizations_not_the_environments(tmp_path: Path) -> None:
+    """The kustomizations name their namespace: NEV_K8S_NAMESPACE alone checked the Secret and
+    deleted the old Job in another namespace than apply -k used, then waited out the timeout
+    for a Job that was never there."""
+    overlays = tuple(map(str, _overlays(tmp_path / "prod", "prod")))
+    run = _run(tmp_path / "overlays", [["Complete"]], args=overlays)
+    assert run.rc == 0, run.stderr
+    looks = [c for c in run.calls if not c.startswith(("kustomize ", "apply -k "))]
+    assert looks and all(c.startswith("-n prod ") for c in looks), looks
+    for name, args, env in (
+        ("mismatch", (), {"NEV_K8S_NAMESPACE": "prod"}),
+        ("split", (overlays[0], str(K8S)), {}),  # the Job in prod, the Deployments not
+    ):
+        run = _run(tmp_path / name, [["Complete"]], args=args, env=env)
+        assert run.rc == 2 and run.applied() == [], f"{name}: {run.stderr}"
+        assert all(c.startswith("kustomize ") for c in run.calls), run.calls
         assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
 
 
@@ -203,3 +242,12 @@ def test_seconds_with_a_leading_zero_are_decimal(tmp_path: Path) -> None:
         run = _run(tmp_path / value, [["Complete"]], env={"NEV_K8S_MIGRATE_TIMEOUT_S": value})
         assert run.rc == 0, run.stderr
         assert f"waiting up to {int(value)}s" in run.stderr
+
+
+def test_a_job_not_found_after_the_apply_stops_at_once(tmp_path: Path) -> None:
+    """NotFound is no passing API error: the loop waited out its whole timeout for it."""
+    run = _run(tmp_path, [None, "NotFound"])
+    assert run.rc == 1, run.stderr
+    assert run.polls() == 2, "an unreachable API server is looked at again, NotFound is not"
+    assert "job/nev-ingest-migrate is not in namespace nev-ingest" in run.stderr
+    assert run.applied() == [str(MIGRATE)]
