@@ -2,8 +2,9 @@
 # Install or upgrade nev-ingest on Kubernetes, in the order docs/operations.md ("Upgrade") gives:
 #   1. the Secret nev-ingest must exist with every key: the operator creates it ("Deploy"), no
 #      kustomization does; without it the pods and the Job would hang in ContainerCreating;
-#   2. the previous release's migration Job is deleted (a Job's pod template is immutable, so it
-#      would refuse the new image);
+#   2. the previous release's migration Job is deleted once it completed or failed (a Job's pod
+#      template is immutable, so it would refuse the new image); one still running (an earlier
+#      run's, out of time) is waited for as in 3., never deleted;
 #   3. the migration (MIGRATE, default deploy/k8s/migrate) is applied and its Job waited for
 #      until it completes OR fails: `kubectl wait --for=condition=complete` alone sits out its
 #      whole timeout on a Job that failed;
@@ -106,37 +107,68 @@ if [ "${#missing[@]}" -gt 0 ]; then
     die "the Secret $secret in namespace $ns lacks ${missing[*]}: recreate it with every key (docs/operations.md, \"Deploy\"); nothing was applied"
 fi
 
-# 2. and 3. The migration, waited for.
-kubectl -n "$ns" delete job "$job" --ignore-not-found
-kubectl apply -k "$migrate"
-echo "apply.sh: waiting up to ${timeout_s}s for job/$job to complete or fail" >&2
-deadline=$((SECONDS + timeout_s))
-while :; do
-    # A failed look (the API server briefly away) is not the Job's end: look again until the
-    # deadline. A Job that is not there is: `apply -k` just made it, so it went elsewhere or
-    # something deleted it, and no later look finds it.
-    if ! state=$(kubectl -n "$ns" get job "$job" 2>"$errors" \
-        -o 'jsonpath={range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}'); then
-        if grep -q NotFound "$errors"; then
-            die "job/$job is not in namespace $ns after kubectl apply -k $migrate ($(paste -sd ' ' "$errors")): the Deployments were NOT rolled. Was it deleted? kubectl get jobs -A | grep $job; then run this again" 1
+# job_state: the Job's True conditions ("Complete ", "FailureTarget Failed ", ...; nothing while
+# it runs), or "NotFound"; fails when kubectl cannot say (the API server briefly away).
+job_state() {
+    if kubectl -n "$ns" get job "$job" 2>"$errors" \
+        -o 'jsonpath={range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}'; then
+        return 0
+    fi
+    grep -q NotFound "$errors" || return 1
+    echo NotFound
+}
+
+# wait_for_job: returns once the Job completed; a failure, a Job that is gone or the deadline
+# end the script (status 1).
+wait_for_job() {
+    local deadline state why
+    echo "apply.sh: waiting up to ${timeout_s}s for job/$job to complete or fail" >&2
+    deadline=$((SECONDS + timeout_s))
+    while :; do
+        # A failed look is not the Job's end: look again until the deadline. A Job that is not
+        # there is: it was made (or seen) before this loop, so it went elsewhere or something
+        # deleted it, and no later look finds it.
+        state=$(job_state) || state=""
+        case " $state " in
+        " NotFound ")
+            die "job/$job is not in namespace $ns ($(paste -sd ' ' "$errors")): the Deployments were NOT rolled. Was it deleted? kubectl get jobs -A | grep $job; then run this again" 1
+            ;;
+        *" Complete "*) return 0 ;;
+        *" Failed "*)
+            why=$(kubectl -n "$ns" get job "$job" \
+                -o 'jsonpath={.status.conditions[?(@.type=="Failed")].message}') || why="?"
+            echo "apply.sh: the last lines of its log:" >&2
+            kubectl -n "$ns" logs "job/$job" --tail=20 >&2 || true
+            die "job/$job failed ($why): the Deployments were NOT rolled. Why: kubectl -n $ns logs job/$job (and kubectl -n $ns describe job/$job); fix it, then run this again" 1
+            ;;
+        esac
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            die "job/$job neither completed nor failed in ${timeout_s}s: the Deployments were NOT rolled. It may still run (kubectl -n $ns logs job/$job; kubectl -n $ns describe job/$job): run this again to wait for it further (a running Job is waited for, never deleted), with a larger NEV_K8S_MIGRATE_TIMEOUT_S if it needs longer" 1
         fi
-        state=""
-    fi
-    case " $state " in
-    *" Complete "*) break ;;
-    *" Failed "*)
-        why=$(kubectl -n "$ns" get job "$job" \
-            -o 'jsonpath={.status.conditions[?(@.type=="Failed")].message}') || why="?"
-        echo "apply.sh: the last lines of its log:" >&2
-        kubectl -n "$ns" logs "job/$job" --tail=20 >&2 || true
-        die "job/$job failed ($why): the Deployments were NOT rolled. Why: kubectl -n $ns logs job/$job (and kubectl -n $ns describe job/$job); fix it, then run this again" 1
-        ;;
-    esac
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        die "job/$job neither completed nor failed in ${timeout_s}s: the Deployments were NOT rolled. It may still run: kubectl -n $ns logs job/$job and kubectl -n $ns describe job/$job; once it completed, kubectl apply -k $base (or raise NEV_K8S_MIGRATE_TIMEOUT_S and run this again)" 1
-    fi
-    sleep "$poll_s"
-done
+        sleep "$poll_s"
+    done
+}
+
+# 2. The previous Job, deleted once it finished (its pod template is immutable). One that still
+# runs (an earlier run of this script ran out of time, or another operator's) is waited for:
+# deleting it would kill its migration halfway; once it completed, the release's migration is
+# applied as usual (it then has little or nothing left to do).
+if ! previous=$(job_state); then
+    die "cannot look at job/$job in namespace $ns ($(paste -sd ' ' "$errors")): check kubectl's access to the cluster; nothing was applied"
+fi
+case " $previous " in
+" NotFound ") ;;
+*" Complete "* | *" Failed "*) kubectl -n "$ns" delete job "$job" --ignore-not-found ;;
+*)
+    echo "apply.sh: job/$job of an earlier run neither completed nor failed yet: waiting for it (not deleting it: that would stop its migration halfway)" >&2
+    wait_for_job
+    kubectl -n "$ns" delete job "$job" --ignore-not-found
+    ;;
+esac
+
+# 3. The migration, waited for.
+kubectl apply -k "$migrate"
+wait_for_job
 
 # 4. Only now the Deployments.
 kubectl apply -k "$base"

@@ -49,9 +49,12 @@ if args[2:4] == ["get", "secret"]:
     sys.exit(subprocess.run([*cmd, "-o", out]).returncode)
 if args[2:4] == ["get", "job"]:
     if "range" in out:  # one look at the Job's state: the scenario's next one
-        states = json.loads((state / "job-states").read_text())
+        calls = (state / "calls").read_text().splitlines()
+        applied = any(json.loads(c)[:2] == ["apply", "-k"] for c in calls)
+        name = "job-states" if applied else "pre-states"  # the Job of an earlier run before
+        states = json.loads((state / name).read_text())
         (state / "current").write_text(json.dumps(states[0]))
-        (state / "job-states").write_text(json.dumps(states[1:] or states))
+        (state / name).write_text(json.dumps(states[1:] or states))
     current = json.loads((state / "current").read_text())
     if current is None:
         print("Unable to connect to the server: EOF", file=sys.stderr)
@@ -80,8 +83,11 @@ class Run:
     stderr: str
     calls: list[str]  # each kubectl call's arguments, joined
 
-    def polls(self) -> int:
-        return sum("jsonpath={range" in c for c in self.calls)
+    def polls(self, before_apply: bool = False) -> int:
+        """Looks at the Job's state after ``apply -k`` of the migration (or before it)."""
+        first = next((i for i, c in enumerate(self.calls) if c.startswith("apply -k ")), None)
+        calls = self.calls[:first] if before_apply else self.calls[first:] if first else []
+        return sum("jsonpath={range" in c for c in calls)
 
     def applied(self) -> list[str]:
         return [c.removeprefix("apply -k ") for c in self.calls if c.startswith("apply -k ")]
@@ -93,10 +99,12 @@ def _run(
     secret_keys: list[str] | None = KEYS,
     args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    pre_states: list[list[str] | str | None] | None = None,
 ) -> Run:
     """apply.sh against the fake kubectl: ``job_states`` are the Job's True conditions at each
-    look (None: kubectl cannot reach the API server then; "NotFound": there is no such Job; the
-    last one stays)."""
+    look after ``apply -k`` (None: kubectl cannot reach the API server then; "NotFound": there
+    is no such Job; the last one stays), ``pre_states`` the same before it (an earlier run's
+    Job; default: none)."""
     real = shutil.which("kubectl")
     if real is None:
         pytest.skip("no kubectl here: the fake answers through the real one, offline")
@@ -108,6 +116,7 @@ def _run(
     fake.write_text(FAKE.format(python=sys.executable, real=real, state=str(state), logs=LOGS))
     fake.chmod(0o755)
     (state / "job-states").write_text(json.dumps(job_states))
+    (state / "pre-states").write_text(json.dumps(pre_states or ["NotFound"]))
     (state / "current").write_text("[]")
     if secret_keys is not None:
         (state / "secret-keys").write_text("\n".join(secret_keys))
@@ -130,18 +139,27 @@ def _run(
 
 
 def test_a_completed_migration_then_rolls_the_deployments_in_order(tmp_path: Path) -> None:
-    run = _run(tmp_path, [[], None, ["SuccessCriteriaMet", "Complete"]])
+    run = _run(tmp_path / "first", [[], None, ["SuccessCriteriaMet", "Complete"]])
     assert run.rc == 0, run.stderr
     steps = [c.split(" -o ")[0] for c in run.calls]
     assert steps == [
         f"kustomize {MIGRATE}",
         f"kustomize {K8S}",
         "-n nev-ingest get secret nev-ingest",
-        "-n nev-ingest delete job nev-ingest-migrate --ignore-not-found",
+        "-n nev-ingest get job nev-ingest-migrate",  # none yet: a first install
         f"apply -k {MIGRATE}",
         *["-n nev-ingest get job nev-ingest-migrate"] * 3,
         f"apply -k {K8S}",
     ]
+    for previous in (["Complete"], ["FailureTarget", "Failed"]):  # the last release's Job
+        run = _run(tmp_path / previous[-1], [["Complete"]], pre_states=[previous])
+        assert run.rc == 0, run.stderr
+        steps = [c.split(" -o ")[0] for c in run.calls][3:6]
+        assert steps == [
+            "-n nev-ingest get job nev-ingest-migrate",
+            "-n nev-ingest delete job nev-ingest-migrate --ignore-not-found",
+            f"apply -k {MIGRATE}",
+        ]
 
 
 def test_a_failed_migration_stops_at_once_non_zero_with_its_logs_and_rolls_nothing(
@@ -162,8 +180,31 @@ def test_a_migration_past_the_timeout_rolls_nothing(tmp_path: Path) -> None:
     run = _run(tmp_path, [[]], env={"NEV_K8S_MIGRATE_TIMEOUT_S": "0"})
     assert run.rc == 1, run.stderr
     assert "neither completed nor failed in 0s" in run.stderr
-    assert f"kubectl apply -k {K8S}" in run.stderr  # what to run once it completed
+    assert "run this again to wait for it further" in run.stderr
     assert run.applied() == [str(MIGRATE)]
+
+
+def test_a_running_job_of_an_earlier_run_is_waited_for_not_deleted(tmp_path: Path) -> None:
+    """The timeout's advice, run this again, began by deleting the Job that still ran: its
+    migration was killed halfway. Now a Job neither complete nor failed is waited for, and
+    deleted (for the release's own) only once it completed."""
+    run = _run(tmp_path / "done", [["Complete"]], pre_states=[[], None, ["Complete"]])
+    assert run.rc == 0, run.stderr
+    steps = [c.split(" -o ")[0] for c in run.calls]
+    delete = steps.index("-n nev-ingest delete job nev-ingest-migrate --ignore-not-found")
+    looks_first = sum("jsonpath={range" in c for c in run.calls[:delete])
+    assert looks_first == run.polls(before_apply=True) == 3, "deleted only once it completed"
+    assert run.applied() == [str(MIGRATE), str(K8S)]
+    assert "earlier run neither completed nor failed yet: waiting for it" in run.stderr
+    run = _run(
+        tmp_path / "late", [["Complete"]], pre_states=[[]], env={"NEV_K8S_MIGRATE_TIMEOUT_S": "0"}
+    )
+    assert run.rc == 1 and run.applied() == [], run.stderr
+    assert not any(" delete " in c for c in run.calls), run.calls
+    assert "run this again to wait for it further" in run.stderr
+    run = _run(tmp_path / "failed", [["Complete"]], pre_states=[[], ["Failed"]])
+    assert run.rc == 1 and run.applied() == [], run.stderr
+    assert "job/nev-ingest-migrate failed" in run.stderr
 
 
 def test_no_secret_or_one_lacking_keys_applies_nothing(tmp_path: Path) -> None:
