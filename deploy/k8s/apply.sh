@@ -16,7 +16,11 @@
 # them; every object of both kustomizations must be in that namespace.
 # Environment: NEV_K8S_NAMESPACE (optional: if set, the namespace the kustomizations must
 # name), NEV_K8S_MIGRATE_TIMEOUT_S (900: how long the migration may run), NEV_K8S_POLL_S (5:
-# seconds between looks at the Job). kubectl's own context and KUBECONFIG say which cluster.
+# seconds between looks at the Job), NEV_K8S_UNSCHEDULABLE_S (300: how long the Job's pod may
+# wait for a node). kubectl's own context and KUBECONFIG say which cluster.
+# A pod of the Job that cannot start (its image not pulled, its ConfigMap or Secret key
+# missing, no node for it after NEV_K8S_UNSCHEDULABLE_S) stops the script like a failure: such
+# a Job never fails by itself (its backoffLimit counts failed pods only).
 # Exit status: 0 rolled; 1 the migration failed or did not finish in time (nothing rolled);
 # 2 bad usage, kustomizations in two namespaces or no usable Secret (nothing applied).
 set -euo pipefail
@@ -24,6 +28,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 timeout_s=${NEV_K8S_MIGRATE_TIMEOUT_S:-900}
 poll_s=${NEV_K8S_POLL_S:-5}
+# A cluster autoscaler adds a node for an unschedulable pod within a few minutes: only a pod
+# unschedulable for longer is taken for one that will never run.
+unschedulable_s=${NEV_K8S_UNSCHEDULABLE_S:-300}
 secret=nev-ingest
 # The keys the pods (through the *_FILE settings) and KEDA read; the same as the
 # `kubectl create secret` command of docs/operations.md, "Deploy" (a unit test compares them).
@@ -42,7 +49,7 @@ esac
 for dir in "$migrate" "$base"; do
     [ -f "$dir/kustomization.yaml" ] || die "$dir has no kustomization.yaml: give the migration's and the base's kustomization directories"
 done
-for var in NEV_K8S_MIGRATE_TIMEOUT_S NEV_K8S_POLL_S; do
+for var in NEV_K8S_MIGRATE_TIMEOUT_S NEV_K8S_POLL_S NEV_K8S_UNSCHEDULABLE_S; do
     value=${!var:-0}
     [[ $value =~ ^[0-9]+$ ]] || die "$var=$value: give a whole number of seconds"
 done
@@ -50,6 +57,7 @@ done
 # migration was already applied).
 timeout_s=$((10#$timeout_s))
 poll_s=$((10#$poll_s))
+unschedulable_s=$((10#$unschedulable_s))
 
 errors=$(mktemp)
 trap 'rm -f "$errors"' EXIT
@@ -118,10 +126,35 @@ job_state() {
     echo NotFound
 }
 
-# wait_for_job: returns once the Job completed; a failure, a Job that is gone or the deadline
-# end the script (status 1).
+# stuck_pod: "POD REASON: MESSAGE" of the Job's first pod that cannot start (the kubelet's
+# waiting reason, or the scheduler's Unschedulable); fails if there is none or kubectl cannot
+# say (the next look asks again).
+stuck_pod() {
+    local pods name reasons message reason
+    pods=$(kubectl -n "$ns" get pods -l "job-name=$job" 2>"$errors" -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.containerStatuses[*].state.waiting.reason} {.status.conditions[?(@.reason=="Unschedulable")].reason}{"\t"}{.status.containerStatuses[*].state.waiting.message} {.status.conditions[?(@.reason=="Unschedulable")].message}{"\n"}{end}') ||
+        return 1
+    while IFS=$'\t' read -r name reasons message; do
+        for reason in $reasons; do
+            case $reason in
+            ImagePullBackOff | ErrImagePull | ErrImageNeverPull | InvalidImageName | CreateContainerConfigError | Unschedulable)
+                message=${message#"${message%%[! ]*}"} # the blanks around an empty part
+                echo "$name $reason: ${message%"${message##*[! ]}"}"
+                return 0
+                ;;
+            esac
+        done
+    done <<<"$pods"
+    return 1
+}
+
+cannot_start() {
+    die "job/$job cannot start its pod ($1): the Deployments were NOT rolled, and the Job would never fail by itself (its backoffLimit counts failed pods only). Why: kubectl -n $ns describe pod ${1%% *}; fix it (the image's name or tag, the registry's pull secret, the ConfigMap or Secret it reads, room on the nodes), then kubectl -n $ns delete job $job (that pod never started: no migration is stopped) and run this again" 1
+}
+
+# wait_for_job: returns once the Job completed; a failure, a pod that cannot start, a Job that
+# is gone or the deadline end the script (status 1).
 wait_for_job() {
-    local deadline state why
+    local deadline state why stuck unschedulable_since=""
     echo "apply.sh: waiting up to ${timeout_s}s for job/$job to complete or fail" >&2
     deadline=$((SECONDS + timeout_s))
     while :; do
@@ -142,8 +175,20 @@ wait_for_job() {
             die "job/$job failed ($why): the Deployments were NOT rolled. Why: kubectl -n $ns logs job/$job (and kubectl -n $ns describe job/$job); fix it, then run this again" 1
             ;;
         esac
+        stuck=$(stuck_pod) || stuck=""
+        case $stuck in
+        "") unschedulable_since="" ;;
+        *" Unschedulable: "*)
+            if [ -z "$unschedulable_since" ]; then
+                unschedulable_since=$SECONDS
+                echo "apply.sh: $stuck (waiting up to ${unschedulable_s}s for a node)" >&2
+            fi
+            [ $((SECONDS - unschedulable_since)) -lt "$unschedulable_s" ] || cannot_start "$stuck"
+            ;;
+        *) cannot_start "$stuck" ;;
+        esac
         if [ "$SECONDS" -ge "$deadline" ]; then
-            die "job/$job neither completed nor failed in ${timeout_s}s: the Deployments were NOT rolled. It may still run (kubectl -n $ns logs job/$job; kubectl -n $ns describe job/$job): run this again to wait for it further (a running Job is waited for, never deleted), with a larger NEV_K8S_MIGRATE_TIMEOUT_S if it needs longer" 1
+            die "job/$job neither completed nor failed in ${timeout_s}s${stuck:+ (its pod $stuck)}: the Deployments were NOT rolled. It may still run (kubectl -n $ns logs job/$job; kubectl -n $ns describe job/$job): run this again to wait for it further (a running Job is waited for, never deleted), with a larger NEV_K8S_MIGRATE_TIMEOUT_S if it needs longer" 1
         fi
         sleep "$poll_s"
     done

@@ -72,6 +72,15 @@ if args[2:4] == ["get", "job"]:
     (state / "job.json").write_text(json.dumps(job))
     cmd = [real, "label", "--local", "-f", str(state / "job.json"), "fake=1", "-o", out]
     sys.exit(subprocess.run(cmd).returncode)
+if args[2:4] == ["get", "pods"]:  # the Job's pods: the script's expression on each
+    head, tail = "jsonpath={{range .items[*]}}", "{{end}}"
+    if not (out.startswith(head) and out.endswith(tail)):
+        sys.exit("fake kubectl: expected " + head + "...." + tail + ", not " + out)
+    for i, pod in enumerate(json.loads((state / "pods").read_text())):
+        (state / "pod.json").write_text(json.dumps(pod))
+        each = "jsonpath=" + out[len(head):-len(tail)]
+        cmd = [real, "label", "--local", "-f", str(state / "pod.json"), "fake=1", "-o", each]
+        subprocess.run(cmd, check=True)
 if args[2:3] == ["logs"]:
     print({logs!r})
 """
@@ -87,7 +96,7 @@ class Run:
         """Looks at the Job's state after ``apply -k`` of the migration (or before it)."""
         first = next((i for i, c in enumerate(self.calls) if c.startswith("apply -k ")), None)
         calls = self.calls[:first] if before_apply else self.calls[first:] if first else []
-        return sum("jsonpath={range" in c for c in calls)
+        return sum("jsonpath={range .status" in c for c in calls)
 
     def applied(self) -> list[str]:
         return [c.removeprefix("apply -k ") for c in self.calls if c.startswith("apply -k ")]
@@ -100,11 +109,12 @@ def _run(
     args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     pre_states: list[list[str] | str | None] | None = None,
+    pods: list[dict[str, object]] | None = None,
 ) -> Run:
     """apply.sh against the fake kubectl: ``job_states`` are the Job's True conditions at each
     look after ``apply -k`` (None: kubectl cannot reach the API server then; "NotFound": there
     is no such Job; the last one stays), ``pre_states`` the same before it (an earlier run's
-    Job; default: none)."""
+    Job; default: none); ``pods`` the Job's pods, at every look."""
     real = shutil.which("kubectl")
     if real is None:
         pytest.skip("no kubectl here: the fake answers through the real one, offline")
@@ -117,6 +127,7 @@ def _run(
     fake.chmod(0o755)
     (state / "job-states").write_text(json.dumps(job_states))
     (state / "pre-states").write_text(json.dumps(pre_states or ["NotFound"]))
+    (state / "pods").write_text(json.dumps(pods or []))
     (state / "current").write_text("[]")
     if secret_keys is not None:
         (state / "secret-keys").write_text("\n".join(secret_keys))
@@ -142,13 +153,15 @@ def test_a_completed_migration_then_rolls_the_deployments_in_order(tmp_path: Pat
     run = _run(tmp_path / "first", [[], None, ["SuccessCriteriaMet", "Complete"]])
     assert run.rc == 0, run.stderr
     steps = [c.split(" -o ")[0] for c in run.calls]
+    pods = "-n nev-ingest get pods -l job-name=nev-ingest-migrate"  # none that cannot start
     assert steps == [
         f"kustomize {MIGRATE}",
         f"kustomize {K8S}",
         "-n nev-ingest get secret nev-ingest",
         "-n nev-ingest get job nev-ingest-migrate",  # none yet: a first install
         f"apply -k {MIGRATE}",
-        *["-n nev-ingest get job nev-ingest-migrate"] * 3,
+        *["-n nev-ingest get job nev-ingest-migrate", pods] * 2,  # running, then unreachable
+        "-n nev-ingest get job nev-ingest-migrate",
         f"apply -k {K8S}",
     ]
     for previous in (["Complete"], ["FailureTarget", "Failed"]):  # the last release's Job
@@ -192,7 +205,7 @@ def test_a_running_job_of_an_earlier_run_is_waited_for_not_deleted(tmp_path: Pat
     assert run.rc == 0, run.stderr
     steps = [c.split(" -o ")[0] for c in run.calls]
     delete = steps.index("-n nev-ingest delete job nev-ingest-migrate --ignore-not-found")
-    looks_first = sum("jsonpath={range" in c for c in run.calls[:delete])
+    looks_first = sum("jsonpath={range .status" in c for c in run.calls[:delete])
     assert looks_first == run.polls(before_apply=True) == 3, "deleted only once it completed"
     assert run.applied() == [str(MIGRATE), str(K8S)]
     assert "earlier run neither completed nor failed yet: waiting for it" in run.stderr
@@ -292,3 +305,67 @@ def test_a_job_not_found_after_the_apply_stops_at_once(tmp_path: Path) -> None:
     assert run.polls() == 2, "an unreachable API server is looked at again, NotFound is not"
     assert "job/nev-ingest-migrate is not in namespace nev-ingest" in run.stderr
     assert run.applied() == [str(MIGRATE)]
+
+
+def _pod(status: dict[str, object]) -> dict[str, object]:
+    return dict(
+        apiVersion="v1",
+        kind="Pod",
+        metadata=dict(name="nev-ingest-migrate-x7k2p", labels={"job-name": "nev-ingest-migrate"}),
+        spec=dict(containers=[dict(name="migrate", image="nev-ingest")]),
+        status=dict(phase="Pending", **status),
+    )
+
+
+def _waiting(reason: str, message: str) -> dict[str, object]:
+    return _pod(
+        dict(
+            containerStatuses=[
+                dict(name="migrate", state=dict(waiting=dict(reason=reason, message=message)))
+            ]
+        )
+    )
+
+
+UNSCHEDULABLE = _pod(
+    dict(
+        conditions=[
+            dict(
+                type="PodScheduled",
+                status="False",
+                reason="Unschedulable",
+                message="0/3 nodes are available: 3 Insufficient cpu.",
+            )
+        ]
+    )
+)
+
+
+def test_a_pod_that_cannot_start_stops_at_once_and_rolls_nothing(tmp_path: Path) -> None:
+    """A pod that never starts never makes the Job Failed (backoffLimit counts failed pods
+    only): the script waited out its timeout. It now stops at the first look that shows it, with
+    the reason and what to run; an unschedulable pod after NEV_K8S_UNSCHEDULABLE_S."""
+    slow = {"NEV_K8S_MIGRATE_TIMEOUT_S": "20", "NEV_K8S_POLL_S": "1"}  # the old script's end
+    for name, pod, env in (
+        ("pull", _waiting("ImagePullBackOff", 'Back-off pulling image "nev-ingest:0.1.0"'), {}),
+        ("name", _waiting("InvalidImageName", 'Failed to apply default image tag "x:"'), {}),
+        ("config", _waiting("CreateContainerConfigError", 'configmap "nev-ingest" not found'), {}),
+        ("unschedulable", UNSCHEDULABLE, {"NEV_K8S_UNSCHEDULABLE_S": "0"}),
+    ):
+        run = _run(tmp_path / name, [[]], pods=[pod], env={**slow, **env})
+        assert run.rc == 1 and run.applied() == [str(MIGRATE)], f"{name}: {run.stderr}"
+        assert run.polls() == 1, f"{name}: stop at the first look that shows it"
+        assert "cannot start its pod (nev-ingest-migrate-x7k2p " in run.stderr, run.stderr
+        assert "kubectl -n nev-ingest describe pod nev-ingest-migrate-x7k2p" in run.stderr
+        assert "kubectl -n nev-ingest delete job nev-ingest-migrate" in run.stderr
+    # A cluster autoscaler's new node is waited for: the pod is named, the deadline stops it.
+    run = _run(
+        tmp_path / "autoscaler", [[]], pods=[UNSCHEDULABLE], env={"NEV_K8S_MIGRATE_TIMEOUT_S": "0"}
+    )
+    assert run.rc == 1, run.stderr
+    assert "Unschedulable: 0/3 nodes are available" in run.stderr
+    assert "neither completed nor failed in 0s (its pod nev-ingest-migrate-x7k2p" in run.stderr
+    # A pod that started (or no pod yet) is no reason to stop.
+    running = _pod(dict(containerStatuses=[dict(name="migrate", state=dict(running={}))]))
+    run = _run(tmp_path / "running", [[], ["Complete"]], pods=[running])
+    assert run.rc == 0 and run.polls() == 2, run.stderr
