@@ -21,8 +21,9 @@
 # A pod of the Job that cannot start (its image not pulled, its ConfigMap or Secret key
 # missing, no node for it after NEV_K8S_UNSCHEDULABLE_S) stops the script like a failure: such
 # a Job never fails by itself (its backoffLimit counts failed pods only).
-# Exit status: 0 rolled; 1 the migration failed or did not finish in time (nothing rolled);
-# 2 bad usage, kustomizations in two namespaces or no usable Secret (nothing applied).
+# Exit status: 0 rolled; 1 the migration failed, its pod cannot start, its Job is gone or it did
+# not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, no usable
+# Secret or no answer about the Job (nothing applied).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
