@@ -173,11 +173,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _broker_host(server: str) -> str:
+    """The host of one bootstrap server, read as aiokafka reads it (``get_ip_port_afi``):
+    ``[v6]`` or ``[v6]:port``; a host alone (the default port); a bare IPv6 address, which takes
+    no port (``::1`` is the address ::1, not host ``::`` and port 1); else ``host:port``."""
+    if server.startswith("["):
+        return server[1:].partition("]")[0]
+    if ":" not in server:
+        return server
+    try:
+        ipaddress.IPv6Address(server)
+    except ValueError:
+        return server.rpartition(":")[0]
+    return server
+
+
 def _dev_kafka(bootstrap_servers: str) -> bool:
     """Every bootstrap server is on this machine, where the dev stack's broker listens."""
-    servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
-    # host:port, [v6]:port, or a host alone (aiokafka's default port)
-    hosts = [h if sep and p.isdigit() else s for s in servers for h, sep, p in [s.rpartition(":")]]
+    hosts = [_broker_host(s.strip()) for s in bootstrap_servers.split(",") if s.strip()]
     return bool(hosts) and all(_is_loopback(h) for h in hosts)
 
 

@@ -17,8 +17,28 @@ from ingest.wiring import create_topic_advice, unreachable_kafka
 
 pytestmark = pytest.mark.unit
 
-DEV = ("127.0.0.1:9092", "localhost:9092", "localhost", "[::1]:9092", "127.0.0.1:1,localhost:2")
-REMOTE = ("kafka-1.prod:9092", "10.0.0.5:9092", "127.0.0.1:9092,kafka-1.prod:9092")
+# A bare IPv6 address takes no port (aiokafka reads "::1" as the address ::1, not host "::"
+# and port 1): "::1" is this machine and "::1:9092" an address elsewhere, as aiokafka connects.
+DEV = (
+    "127.0.0.1:9092",
+    "localhost:9092",
+    "localhost",
+    "[::1]:9092",
+    "[::1]",
+    "::1",
+    " ::1 ,127.0.0.1:2",
+    "0:0:0:0:0:0:0:1",
+    "127.0.0.1:1,localhost:2",
+)
+REMOTE = (
+    "kafka-1.prod:9092",
+    "10.0.0.5:9092",
+    "127.0.0.1:9092,kafka-1.prod:9092",
+    "[2001:db8::1]:9092",
+    "2001:db8::1",
+    "::1:9092",
+    "::1,kafka-1.prod:9092",
+)
 
 
 @pytest.mark.parametrize("servers", DEV)
