@@ -1,7 +1,8 @@
 """The start check of the topics (``ingest.wiring.check_topics``) against the dev broker: a
-missing topic is named with its key and not created by the check; the sizes of several topics
-are read in one request, each judged on its own. (A topic the user may not describe:
-tests/integration/test_secure_stack.py, whose broker has ACLs.)"""
+missing topic is named with its key and not created by the check (its Metadata request says
+so to the broker); the sizes of several topics are read in one request, each judged on its
+own. (A topic the user may not describe: tests/integration/test_secure_stack.py, whose broker
+has ACLs.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.metadata import MetadataRequest
 
 from ingest.config.load import load_settings
 from ingest.config.settings import KafkaSettings
@@ -36,7 +38,29 @@ async def test_a_missing_topic_is_named_with_its_key_and_not_created(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
     unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The check asks for the topics by name without letting the broker create them (a broker
+    # with auto.create.topics.enable would create a misspelt one at every start otherwise).
+    # The dev broker never creates a topic a Metadata request names, even when asked to, so
+    # "not created" alone proves nothing: the Metadata requests the check sends are kept, as
+    # the connection encodes them for the broker (its negotiated version), and read.
+    sent: list[Any] = []
+    send = AIOKafkaAdminClient._send_request
+
+    async def kept(self: AIOKafkaAdminClient, request: Any, *args: Any) -> Any:
+        if isinstance(request, MetadataRequest):
+            prepare = request.prepare
+
+            def prepared(versions: dict[int, tuple[int, int]]) -> Any:
+                struct = prepare(versions)
+                sent.append(struct)
+                return struct
+
+            request.prepare = prepared
+        return await send(self, request, *args)  # the real broker answers
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "_send_request", kept)
     there, missing = unique_topic(), unique_name("missing")
     topics = {there: "kafka.topic_dlq", missing: "kafka.topic_alerts"}
     with pytest.raises(UserError) as caught:
@@ -44,9 +68,14 @@ async def test_a_missing_topic_is_named_with_its_key_and_not_created(
     assert str(caught.value).startswith(
         f"Kafka topic {missing!r} (kafka.topic_alerts) does not exist"
     ), caught.value
-    # The check asks for the topics by name without letting the broker create them (a broker
-    # with auto.create.topics.enable would create a misspelt one at every start otherwise).
-    assert missing not in await _topics(kafka_bootstrap)
+    asked = [s for s in sent if missing in (s.topics or ())]
+    assert asked, sent
+    # Metadata v4 and later carry the flag (the dev broker speaks v5); an older request for a
+    # name could not refuse creation, so the check must not fall back to one
+    assert [(s.API_VERSION >= 4, s.allow_auto_topic_creation) for s in asked] == [
+        (True, False)
+    ] * len(asked), asked
+    assert missing not in await _topics(kafka_bootstrap)  # and this broker did not, either
     await check_topics(_kafka(kafka_bootstrap), {there: "kafka.topic_dlq"}, 30)
 
 
