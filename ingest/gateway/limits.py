@@ -1,12 +1,13 @@
 """Small bookkeeping for the gateway's limits: token buckets for the per-connection rates, a
-once-per-interval log gate, and the process-wide in-flight budget."""
+once-per-interval log gate, a budget of log lines for all peers together, and the
+process-wide in-flight budget."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-__all__ = ["Budget", "LogGate", "TokenBucket"]
+__all__ = ["Budget", "LogBudget", "LogGate", "TokenBucket"]
 
 
 class TokenBucket:
@@ -57,6 +58,55 @@ class LogGate:
             return self._carried.pop(key, 0)
         self._seen[key] = held + 1
         return None
+
+
+class LogBudget:
+    """At most ``lines`` log lines per ``interval_s`` about all peers together. A gate per peer
+    (``LogGate``, ``tcec.peer_limits.PeerLog``) bounds one peer's lines, not those of many:
+    one host owns many peers' worth of addresses (a /48 holds 65,536 /64s), so one line per
+    peer was still one line per connection. Past the budget ``take`` says no and counts the
+    line and its peer; ``held`` hands over those counts (the caller logs them as one line)."""
+
+    # Distinct peers of the held-back lines counted between two ``held`` calls, at most: the
+    # peers come from input (a connection's address), so their set is bounded.
+    MAX_PEERS = 10_000
+
+    def __init__(
+        self, lines: int, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.lines = lines
+        self.interval_s = interval_s
+        self._clock = clock
+        self._ends = float("-inf")  # the end of the current interval
+        self._used = 0
+        self._held = 0
+        self._peers: set[str] = set()
+
+    def take(self, peer: str) -> bool:
+        """True: log this line; False: it is held back (and counted)."""
+        now = self._clock()
+        if now >= self._ends:
+            self._ends = now + self.interval_s
+            self._used = 0
+        if self._used < self.lines:
+            self._used += 1
+            return True
+        self._held += 1
+        if len(self._peers) < self.MAX_PEERS:
+            self._peers.add(peer)
+        return False
+
+    def ends_in(self) -> float:
+        """Seconds until the current interval ends (when the budget is full again)."""
+        return max(0.0, self._ends - self._clock())
+
+    def held(self) -> tuple[int, int]:
+        """The lines held back since the last call and their distinct peers (at most
+        ``MAX_PEERS``); both start again from 0."""
+        out = (self._held, len(self._peers))
+        self._held = 0
+        self._peers = set()
+        return out
 
 
 class Budget:

@@ -1,6 +1,7 @@
-"""The T/CEC 102 receiver's connections as the operator sees them: the gauge of open ones, and
+"""The T/CEC 102 receiver's connections as the operator sees them: the gauge of open ones,
 malformed HTTP requests (refused by aiohttp's parser before any handler runs) counted and
-logged as one line per peer, not a traceback per request."""
+logged as one line per peer, not a traceback per request, and connections that do not speak
+HTTP at all (scanners) counted apart and logged at DEBUG only."""
 
 from __future__ import annotations
 
@@ -62,15 +63,29 @@ async def test_the_connections_gauge_follows_opens_and_closes(
         await producer.stop()
 
 
-# Each is refused by aiohttp's parser: a bad request line (and TLS to this HTTP port), a header
-# line that is no header, a header line and a request target over 8190 bytes.
+# Each is refused by aiohttp's parser: a header line that is no header, a header line and a
+# request target over 8190 bytes (HTTP spoken badly: a client to look into).
 MALFORMED = (
-    b"GARBAGE\r\n\r\n",
-    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
     b"POST /evcs/v1.0/query_token HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
     b"POST /evcs/v1.0/query_token HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
     b"POST /evcs/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
 )
+# A connection's first bytes that are not HTTP at all (to aiohttp: a bad method in the first
+# request), what internet scanners send to any open port: TLS to this plain-HTTP port, an SSH
+# banner, garbage.
+NOT_HTTP = (
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+    b"SSH-2.0-OpenSSH_8.9\r\n",
+    b"GARBAGE\r\n\r\n",
+)
+
+
+async def _refused_400(port: int, raw: bytes, local: str = "127.0.0.1") -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(local, 0))
+    writer.write(raw)
+    answer = await asyncio.wait_for(reader.read(), 30)  # a bound on a hang only
+    writer.close()
+    assert answer.startswith(b"HTTP/1.0 400 "), answer[:40]
 
 
 async def test_malformed_requests_are_counted_and_logged_once_per_peer_without_traceback(
@@ -83,11 +98,7 @@ async def test_malformed_requests_are_counted_and_logged_once_per_peer_without_t
     try:
         for _ in range(rounds):
             for raw in MALFORMED:
-                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-                writer.write(raw)
-                answer = await asyncio.wait_for(reader.read(), 30)  # a bound on a hang only
-                writer.close()
-                assert answer.startswith(b"HTTP/1.0 400 "), answer[:40]
+                await _refused_400(server.port, raw)
 
         async def all_counted() -> bool:
             n = _sample(
@@ -99,7 +110,7 @@ async def test_malformed_requests_are_counted_and_logged_once_per_peer_without_t
     finally:
         await server.close()
         await producer.stop()
-    # 20 malformed requests from one peer: one line (the others held back, counted above),
+    # 12 malformed requests from one peer: one line (the others held back, counted above),
     # saying why, with no traceback; nothing from aiohttp's loggers above DEBUG.
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.name for r in lines] == ["ingest.gateway.tcec.site"], [r.name for r in lines]
@@ -110,3 +121,33 @@ async def test_malformed_requests_are_counted_and_logged_once_per_peer_without_t
     assert not [r for r in caplog.records if r.name.startswith("aiohttp") and r.exc_info], [
         r.getMessage() for r in caplog.records if r.name.startswith("aiohttp")
     ]
+
+
+async def test_scanners_not_speaking_http_are_counted_apart_and_logged_at_debug_only(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp logs these at DEBUG (RequestHandler.handle_error): on a public port they are
+    # every scanner passing by. A WARNING for each new peer made them the log's bulk.
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    caplog.set_level(logging.DEBUG, logger="ingest.gateway.tcec.site")
+    producer, server, registry, _ = await start_rig(kafka_bootstrap, unique_topic(partitions=1))
+    peers = ("127.0.0.2", "127.0.0.3")
+    try:
+        for raw in NOT_HTTP:
+            for local in peers:
+                await _refused_400(server.port, raw, local)
+
+        async def all_counted() -> bool:
+            n = _sample(registry, "nev_gateway_tcec_connections_refused_total", reason="not_http")
+            return n == len(NOT_HTTP) * len(peers)
+
+        await until(all_counted, timeout_s=30, what="every connection that is not HTTP counted")
+    finally:
+        await server.close()
+        await producer.stop()
+    assert not _sample(registry, "nev_gateway_tcec_connections_refused_total", reason="bad_request")
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], loud
+    said = [r.getMessage() for r in caplog.records if r.name == "ingest.gateway.tcec.site"]
+    assert len(said) == len(NOT_HTTP) * len(peers), said
+    assert all("closed: not HTTP, answered 400 (BadHttpMethod: " in m for m in said), said

@@ -4,10 +4,12 @@ receiver's to count and log.
 aiohttp's HTTP parser refuses a malformed request (a bad request line or method, a bad header,
 a line over 8190 bytes) before any handler runs: it answers 400, closes the connection and logs
 through its connection's ``logger`` ("aiohttp.server"): at ERROR with a traceback, once per
-request and unthrottled (at DEBUG only for a bad method in a connection's first request). Anyone
-can send garbage, so that was a way to flood the gateway's log. Each admitted connection's
-``RequestHandler.logger`` is replaced by a :class:`ConnectionLog` that hands those refusals to a
-callback (``ConnectionGate.bad_request``: counted, one line per peer per 10 s, no traceback) and
+request and unthrottled. Anyone can send garbage, so that was a way to flood the gateway's log.
+At DEBUG only for a bad method in a connection's first request: bytes that are not HTTP at all
+(a TLS ClientHello, an SSH banner), which internet scanners send to any open port all day.
+Each admitted connection's ``RequestHandler.logger`` is replaced by a :class:`ConnectionLog`
+that hands those refusals to a callback (``ConnectionGate.bad_request``: counted; logged
+without a traceback, at DEBUG where aiohttp chose DEBUG, else as a throttled WARNING) and
 passes every other record on to aiohttp's logger unchanged.
 """
 
@@ -38,18 +40,22 @@ def describe(exc: HttpProcessingError) -> str:
 class ConnectionLog(logging.Logger):
     """Stands in for aiohttp's logger on one connection (never registered with ``logging``):
     a record about a request the parser refused goes to ``refused``, anything else to
-    aiohttp's own logger. aiohttp calls only ``debug`` and ``exception`` on it."""
+    aiohttp's own logger. aiohttp calls only ``debug`` and ``exception`` on it.
 
-    def __init__(self, refused: Callable[[HttpProcessingError], None]) -> None:
+    ``refused(exc, not_http)``: ``not_http`` is true when aiohttp logged the refusal at DEBUG
+    (``RequestHandler.handle_error``: a bad method in the connection's first request), its
+    own judgement that this is a client not speaking HTTP, not a client to look into."""
+
+    def __init__(self, refused: Callable[[HttpProcessingError, bool], None]) -> None:
         super().__init__(server_logger.name)
         # A call other than the two overridden (a newer aiohttp's warning, say) reaches
         # aiohttp's logger's handlers and level, not logging's last-resort stderr handler.
         self.parent = server_logger
         self._refused = refused
 
-    def _taken(self, exc_info: Any) -> bool:
+    def _taken(self, exc_info: Any, not_http: bool) -> bool:
         if isinstance(exc_info, HttpProcessingError):
-            self._refused(exc_info)
+            self._refused(exc_info, not_http)
             return True
         return False
 
@@ -62,7 +68,7 @@ class ConnectionLog(logging.Logger):
         stacklevel: int = 1,
         extra: Mapping[str, object] | None = None,
     ) -> None:
-        if not self._taken(exc_info):
+        if not self._taken(exc_info, True):
             server_logger.debug(
                 msg,
                 *args,
@@ -81,7 +87,7 @@ class ConnectionLog(logging.Logger):
         stacklevel: int = 1,
         extra: Mapping[str, object] | None = None,
     ) -> None:
-        if not self._taken(exc_info):
+        if not self._taken(exc_info, False):
             server_logger.exception(
                 msg,
                 *args,

@@ -50,7 +50,8 @@ class TcecMetrics:
         self.connections_refused = Counter(
             "connections_refused",
             "Connections refused, by reason: closed at accept (max_connections, "
-            "max_connections_per_peer) or after a malformed HTTP request (bad_request).",
+            "max_connections_per_peer) or after a request aiohttp's parser refused: first "
+            "bytes not HTTP at all, scanners (not_http), any other (bad_request).",
             ["reason"],
             namespace=ns,
             registry=registry,

@@ -421,8 +421,16 @@ def make_app(params: TcecParams, producer: Sender, metrics: TcecMetrics) -> web.
 class TcecServer:
     """A running receiver; ``close()`` (or leaving ``async with``) stops it."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, prefix: str) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        prefix: str,
+        gate: ConnectionGate | None = None,
+    ) -> None:
         self._runner = runner
+        self._gate = gate
         self.host = host
         self.port = port
         self.prefix = prefix.rstrip("/")
@@ -434,6 +442,8 @@ class TcecServer:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+        if self._gate is not None:  # after the connections' last refusals
+            self._gate.close()
 
     async def __aenter__(self) -> TcecServer:
         return self
@@ -477,4 +487,4 @@ async def start_tcec(
         ) from None
     port = runner.addresses[0][1] if runner.addresses else params.port  # port 0: the real one
     log.info("T/CEC 102 receiver on %s:%d%s", params.host, port, params.path_prefix)
-    return TcecServer(runner, params.host, port, params.path_prefix)
+    return TcecServer(runner, params.host, port, params.path_prefix, gate)

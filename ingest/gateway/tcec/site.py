@@ -7,7 +7,8 @@ listeners' devices, so the number it holds is bounded (``tcec.max_connections``)
 one address's share of them (``tcec.max_connections_per_peer``, ``ingest.gateway.peers``):
 each connection's protocol is wrapped, and one over a limit is closed before aiohttp sees it.
 An admitted connection's malformed requests, which aiohttp refuses itself, are counted and
-logged here too (``http_errors``).
+logged here too (``http_errors``). The gate's WARNING lines are bounded per peer (10 s) and,
+since one host owns many peers' worth of addresses (the /64s of its /48), in all as well.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Final, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ingest.gateway.limits import LogBudget
 from ingest.gateway.peers import PeerCounts, peer_key
 from ingest.gateway.tcec.http_errors import ConnectionLog, describe
 from ingest.gateway.tcec.metrics import TcecMetrics
@@ -32,11 +35,17 @@ log = logging.getLogger(__name__)
 
 _BACKLOG: Final = 1024
 
+# The gate's WARNING lines per _LOG_INTERVAL_S, all peers together; past them, one line says how
+# many were held back from how many peers (the metrics count every refusal).
+_LOG_LINES: Final = 20
+_LOG_INTERVAL_S: Final = 10.0
+
 
 class ConnectionGate:
     """The receiver's open connections, in all and per peer (``nev_gateway_tcec_connections``);
     refusals (at accept, and malformed requests) counted and logged (once per peer and reason
-    per 10 s)."""
+    per 10 s, at most ``_LOG_LINES`` lines per 10 s in all; ``close`` logs what was held back
+    since)."""
 
     def __init__(
         self,
@@ -44,6 +53,7 @@ class ConnectionGate:
         per_peer: int,
         metrics: TcecMetrics,
         nat64: Sequence[ipaddress.IPv6Network] = (),
+        clock: Callable[[], float] = time.monotonic,  # of the log gates (tests: a fake one)
     ) -> None:
         self.max_connections = max_connections
         self.per_peer = per_peer
@@ -51,7 +61,9 @@ class ConnectionGate:
         self.peers = PeerCounts()
         self._refused = metrics.connections_refused
         self._open = metrics.connections
-        self._log = PeerLog(10.0)
+        self._log = PeerLog(_LOG_INTERVAL_S, clock)
+        self._budget = LogBudget(_LOG_LINES, _LOG_INTERVAL_S, clock)
+        self._report: asyncio.TimerHandle | None = None  # the held-back lines' line, due
         self.nat64 = tuple(nat64)  # gateway.nat64_prefixes, for peer_key
 
     def take(self, key: str) -> bool:
@@ -64,7 +76,8 @@ class ConnectionGate:
             self._refused.labels(why).inc()
             held = self._log.allow(key, why)
             if held is not None:
-                log.warning(
+                self._warn(
+                    key,
                     "T/CEC 102 connection from %s closed at accept: %s (%s; suppressed %d)",
                     key,
                     why,
@@ -76,19 +89,62 @@ class ConnectionGate:
         self._open.inc()
         return True
 
-    def bad_request(self, key: str, exc: HttpProcessingError) -> None:
+    def bad_request(self, key: str, exc: HttpProcessingError, not_http: bool = False) -> None:
         """A request of ``key``'s that aiohttp's parser refused (answered 400, the connection
-        closed): counted and logged as the refusals at accept are, without a traceback."""
+        closed): counted and logged as the refusals at accept are, without a traceback.
+        ``not_http``: the connection's first bytes are not HTTP at all (``http_errors``);
+        counted apart and logged at DEBUG, as aiohttp does: on a port open to the internet
+        that is every scanner passing by, nothing for an operator to act on, while a client
+        that speaks HTTP badly (``bad_request``) may be an operator's platform to look into."""
+        if not_http:
+            self._refused.labels("not_http").inc()
+            log.debug(
+                "T/CEC 102 connection from %s closed: not HTTP, answered 400 (%s)",
+                key,
+                describe(exc),
+            )
+            return
         self._refused.labels("bad_request").inc()
         held = self._log.allow(key, "bad_request")
         if held is not None:
-            log.warning(
+            self._warn(
+                key,
                 "T/CEC 102 connection from %s closed: malformed HTTP request, answered 400 "
                 "(%s; suppressed %d)",
                 key,
                 describe(exc),
                 held,
             )
+
+    def _warn(self, key: str, msg: str, *args: object) -> None:
+        """One of the gate's WARNING lines, within the budget of all peers' lines; one held
+        back is reported (with the others) when the budget's interval ends."""
+        if self._budget.take(key):
+            log.warning(msg, *args)
+        elif self._report is None:
+            loop = asyncio.get_running_loop()
+            self._report = loop.call_later(self._budget.ends_in(), self._report_held)
+
+    def _report_held(self) -> None:
+        self._report = None
+        lines, peers = self._budget.held()
+        if lines:
+            log.warning(
+                "T/CEC 102 connections: suppressed %d refusal lines from %d%s peers (at most "
+                "%d lines per %g s; the metrics count every refusal)",
+                lines,
+                peers,
+                "+" if peers >= LogBudget.MAX_PEERS else "",
+                _LOG_LINES,
+                _LOG_INTERVAL_S,
+            )
+
+    def close(self) -> None:
+        """The receiver stopped: what the budget held back is logged now, not by a timer
+        that would outlive the receiver."""
+        if self._report is not None:
+            self._report.cancel()
+        self._report_held()
 
     def give_back(self, key: str) -> None:
         self.open -= 1
@@ -110,8 +166,8 @@ class _Gated(asyncio.Protocol):
         self._key: str | None = None  # while admitted and open: the gate counts it
         self._peer = ""  # kept after the close: aiohttp may log the request's refusal then
 
-    def _bad_request(self, exc: HttpProcessingError) -> None:
-        self._gate.bad_request(self._peer, exc)
+    def _bad_request(self, exc: HttpProcessingError, not_http: bool) -> None:
+        self._gate.bad_request(self._peer, exc, not_http)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
