@@ -23,6 +23,13 @@ exactly (``math.fsum``, correctly rounded whatever the order), and an archive va
 exact is rounded up, so the total a scrape reports never goes down across an archive. Integer
 totals (every count) are exact either way. Gauges are prometheus-client's own merge
 (``mark_process_dead`` removes a dead worker's live gauges).
+
+A file that is not prometheus-client's format (damaged, or a key that is not its JSON in
+UTF-8) cannot be counted nor folded: a scrape skips it, logs it once and counts it in
+``unreadable`` (the supervisor's ``nev_ingest_metric_files_unreadable``), where the library's
+collector failed the whole scrape; a fold leaves it where it is (``ArchiveError``) and still
+folds the worker's other files. A file of no bytes holds no values yet (a worker killed, or
+scraped, between ``MmapedDict``'s open and its first truncate): read as empty, folded as such.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import math
 import os
 import struct
@@ -50,11 +58,19 @@ __all__ = ["ARCHIVE", "SUMMED_TYPES", "ArchiveError", "MetricFiles"]
 SUMMED_TYPES: Final = ("counter", "histogram", "summary")
 ARCHIVE: Final = "archive"  # in place of the pid: ``counter_archive.db``
 
-_Series = tuple[str, str, tuple[tuple[str, str], ...]]  # (metric, sample name, sorted labels)
+log = logging.getLogger(__name__)
+
+_Labels = tuple[tuple[str, str], ...]  # sorted
+_Key = tuple[str, str, dict[str, str], str]  # metric, sample name, labels, help
 
 
 class ArchiveError(Exception):
-    """A dead worker's files could not be archived; they stay, and are still counted."""
+    """A dead worker's files could not be archived; they stay (still counted if readable)."""
+
+
+class _Unreadable(Exception):
+    """A file that is not prometheus-client's format: its values can be neither counted nor
+    archived (the message names it)."""
 
 
 class MetricFiles:
@@ -65,28 +81,59 @@ class MetricFiles:
         self._path = path
         # Held by each scrape while it reads, and by the swap of files in ``archive``.
         self._lock = threading.Lock()
+        # The files the last scrape skipped (not prometheus-client's format), by name.
+        self.unreadable: tuple[str, ...] = ()
+        self._said_unreadable: set[str] = set()
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             files = glob.glob(os.path.join(self._path, "*.db"))
-            summed = [f for f in files if _type_of(f) in SUMMED_TYPES]
-            others = [f for f in files if _type_of(f) not in SUMMED_TYPES]
+            read: dict[str, list[tuple[str, float]]] = {}
+            unreadable: list[str] = []
+            for f in files:
+                try:
+                    read[f] = _read(f)
+                except _Unreadable as exc:
+                    unreadable.append(os.path.basename(f))
+                    self._say_unreadable(os.path.basename(f), str(exc))
+            self.unreadable = tuple(sorted(unreadable))
+            # Gauges: the library's merge, of the files just found readable and not empty
+            # (it reads them again; a gauge file is small, one per live worker and mode).
+            others = [f for f, v in read.items() if v and _type_of(f) not in SUMMED_TYPES]
             gauges = list(MultiProcessCollector.merge(others, accumulate=True))  # type: ignore[no-untyped-call]
-            values = {
-                t: _values_by_key([f for f in summed if _type_of(f) == t]) for t in SUMMED_TYPES
-            }
+        values = {
+            t: _values_by_key([v for f, v in read.items() if _type_of(f) == t])
+            for t in SUMMED_TYPES
+        }
         return [*gauges, *(m for t, v in values.items() for m in _summed_metrics(t, v))]
+
+    def _say_unreadable(self, name: str, why: str) -> None:
+        """Log a file a scrape skips, once per file (every scrape finds it again)."""
+        if name not in self._said_unreadable:
+            self._said_unreadable.add(name)
+            log.error(
+                "metrics.multiproc_dir = %s: %s; /metrics leaves it out (its counts are "
+                "missing) until the service restarts, which removes it",
+                self._path,
+                why,
+            )
 
     def archive(self, pid: int) -> int:
         """Fold the summed files of ``pid`` (dead, reaped: nothing writes them) into the
-        archive; how many files went. ``ArchiveError``: the file it names (and the types after
-        it) stayed where it was, still counted."""
-        gone = 0
+        archive; how many files went. ``ArchiveError`` (after the other types were folded):
+        the files it names stayed where they were, still counted if readable."""
+        gone, failed = 0, []
         for typ in SUMMED_TYPES:
             dead = self._path / f"{typ}_{pid}.db"
             if dead.exists():
-                self._archive_one(typ, dead)
+                try:
+                    self._archive_one(typ, dead)
+                except ArchiveError as exc:  # one unreadable file must not keep the others
+                    failed.append(str(exc))
+                    continue
                 gone += 1
+        if failed:
+            raise ArchiveError("; ".join(failed))
         return gone
 
     def _archive_one(self, typ: str, dead: Path) -> None:
@@ -94,19 +141,24 @@ class MetricFiles:
         new = archive.with_name(archive.name + ".new")
         aside = dead.with_name(dead.name + ".archived")
         try:
-            values = _values_by_key([str(f) for f in (archive, dead) if f.exists()])
+            values = _values_by_key([_read(str(f)) for f in (archive, dead) if f.exists()])
             _write(new, {key: _sum_up(v) for key, v in values.items()})
             with self._lock:
                 os.rename(dead, aside)
                 try:
                     os.replace(new, archive)
-                except OSError:
+                except BaseException:
                     os.rename(aside, dead)  # its values are counted where they were
                     raise
-        except (OSError, RuntimeError) as exc:  # RuntimeError: the library's corrupt file
+        except (OSError, _Unreadable) as exc:
             with contextlib.suppress(OSError):
                 new.unlink(missing_ok=True)
-            raise ArchiveError(f"{dead.name}: {getattr(exc, 'strerror', None) or exc}") from exc
+            if isinstance(exc, _Unreadable):  # left for the operator to look at
+                raise ArchiveError(f"{exc}; not counted; remove it") from exc
+            raise ArchiveError(
+                f"{dead.name}: {exc.strerror or exc}; still counted; "
+                "give the directory room and make it writable"
+            ) from exc
         # Not *.db any more: no scrape reads it, so a failure here only leaves the bytes (the
         # next run's start removes them).
         with contextlib.suppress(OSError):
@@ -117,12 +169,53 @@ def _type_of(path: str) -> str:
     return os.path.basename(path).split("_", 1)[0]
 
 
-def _values_by_key(files: Sequence[str]) -> dict[str, list[float]]:
-    """Each key of ``files`` (prometheus-client's JSON of metric, sample, labels, help) and
-    its values, file by file."""
+def _read(path: str) -> list[tuple[str, float]]:
+    """The keys (prometheus-client's JSON of metric, sample, labels, help) and values of the
+    file ``path``, each key checked; ``_Unreadable`` when it is not that format (the library's
+    reader raises struct.error, UnicodeDecodeError, RuntimeError, ... for a damaged file)."""
+    name = os.path.basename(path)
+    try:
+        if os.stat(path).st_size == 0:  # created, not yet sized: nothing in it
+            return []
+        values = []
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(path):  # type: ignore[no-untyped-call]
+            # As it comes: a negative length in a damaged file sends the library's reader
+            # back, maybe for ever, yielding empty keys.
+            _parse_key(key, _type_of(path))
+            values.append((key, value))
+    except FileNotFoundError:  # gone since the listing: a live gauge of a reaped worker
+        return []
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {name} ({exc.strerror or exc})") from exc
+    except (ValueError, RuntimeError, struct.error) as exc:
+        raise _Unreadable(f"{name} is not a prometheus-client metric file ({exc})") from exc
+    return values
+
+
+def _parse_key(key: str, typ: str) -> _Key:
+    """A key's metric, sample name, labels and help; ValueError when it is not such a key
+    (a histogram's ``le`` a number too: the scrape sorts the buckets by it)."""
+    parsed = json.loads(key)
+    if isinstance(parsed, list) and len(parsed) == 4:
+        metric_name, name, labels, help_text = parsed
+        if (
+            isinstance(metric_name, str)
+            and isinstance(name, str)
+            and isinstance(help_text, str)
+            and isinstance(labels, dict)
+            and all(isinstance(v, str) for v in labels.values())
+        ):
+            if typ == "histogram" and "le" in labels:
+                float(labels["le"])
+            return metric_name, name, labels, help_text
+    raise ValueError(f"not a metric key: {key[:80]!r}")
+
+
+def _values_by_key(files: Sequence[list[tuple[str, float]]]) -> dict[str, list[float]]:
+    """Each key of the files read (``_read``) and its values, file by file."""
     out: dict[str, list[float]] = {}
-    for f in files:
-        for key, value, _, _ in MmapedDict.read_all_values_from_file(f):  # type: ignore[no-untyped-call]
+    for values in files:
+        for key, value in values:
             out.setdefault(key, []).append(value)
     return out
 
@@ -149,28 +242,28 @@ def _summed_metrics(typ: str, values: dict[str, list[float]]) -> list[Metric]:
     """The merge prometheus-client's collector does for the files of ``typ`` (counter,
     histogram, summary): the same families and samples, each series summed exactly."""
     metrics: dict[str, Metric] = {}
-    series: dict[_Series, list[float]] = {}
+    series: dict[tuple[str, str, _Labels], list[float]] = {}
     for key, vals in values.items():
-        metric_name, name, labels, help_text = json.loads(key)
+        metric_name, name, labels, help_text = _parse_key(key, typ)
         if metric_name not in metrics:
             metrics[metric_name] = Metric(metric_name, help_text, typ)
         series.setdefault((metric_name, name, tuple(sorted(labels.items()))), []).extend(vals)
-    buckets: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
-    for (metric_name, name, labels), vals in series.items():
+    buckets: dict[tuple[str, _Labels], dict[float, float]] = {}
+    for (metric_name, name, sorted_labels), vals in series.items():
         total = _exact_sum(vals)
-        le = dict(labels).get("le")
+        le = dict(sorted_labels).get("le")
         if typ == "histogram" and le is not None:
-            rest = tuple(item for item in labels if item[0] != "le")
+            rest = tuple(item for item in sorted_labels if item[0] != "le")
             by_le = buckets.setdefault((metric_name, rest), {})
             by_le[float(le)] = by_le.get(float(le), 0.0) + total
         else:
-            metrics[metric_name].add_sample(name, dict(labels), total)
+            metrics[metric_name].add_sample(name, dict(sorted_labels), total)
     for (metric_name, rest), by_le in buckets.items():
         metric, acc = metrics[metric_name], 0.0
         for bound, count in sorted(by_le.items()):
             acc += count  # counts: integers, exact
-            labels = dict((*rest, ("le", floatToGoString(bound))))  # type: ignore[no-untyped-call]
-            metric.add_sample(metric_name + "_bucket", labels, acc)
+            bucket_labels = dict((*rest, ("le", floatToGoString(bound))))  # type: ignore[no-untyped-call]
+            metric.add_sample(metric_name + "_bucket", bucket_labels, acc)
         metric.add_sample(metric_name + "_count", dict(rest), acc)
     return list(metrics.values())
 

@@ -101,7 +101,13 @@ class _SupervisorCollector:
         alive.add_metric([], len(self._sup.live_pids()))
         wanted = GaugeMetricFamily("nev_ingest_workers_wanted", "Worker processes configured.")
         wanted.add_metric([], self._sup.options.workers)
-        return [restarts, alive, wanted]
+        # Counted by the scrape of the files just before (MetricFiles is registered first).
+        unreadable = GaugeMetricFamily(
+            "nev_ingest_metric_files_unreadable",
+            "Metric files /metrics skipped as damaged (their counts missing; the log names them).",
+        )
+        unreadable.add_metric([], len(self._sup.metric_files.unreadable))
+        return [restarts, alive, wanted, unreadable]
 
 
 # During a stop, SIGTERM is forwarded again this often to the workers still running.
@@ -160,7 +166,8 @@ class Supervisor:
         self._turn = time.monotonic()
         self._mark_dead_failed = False  # mark_process_dead failed once (logged once)
         self._archive_failed = False  # MetricFiles.archive failed once (logged once)
-        self._files = MetricFiles(options.multiproc_dir)
+        self._archive_crashed = False  # ... with an exception it does not expect (a bug)
+        self.metric_files = MetricFiles(options.multiproc_dir)
         self.restarts = 0
         self.server: MetricsServer | None = None
 
@@ -243,7 +250,7 @@ class Supervisor:
     def run(self) -> int:
         o = self.options
         registry = CollectorRegistry()
-        registry.register(self._files)
+        registry.register(self.metric_files)
         registry.register(_SupervisorCollector(self))
         try:
             self.server = MetricsServer(
@@ -466,18 +473,26 @@ class Supervisor:
     def _archive(self, pid: int) -> None:
         """Fold a dead worker's counter and histogram files into the archive (metric_files),
         so that a crash loop does not pile up files. Failing that (the directory full or gone
-        read-only), the files stay and are still counted: no reason to stop supervising."""
+        read-only, a damaged file), the files stay: a fold of metrics is never a reason to
+        stop supervising, whatever it raised."""
         try:
-            self._files.archive(pid)
+            self.metric_files.archive(pid)
         except ArchiveError as exc:
             if not self._archive_failed:  # once: it fails again with each dead worker
                 self._archive_failed = True
                 log.error(
-                    "metrics.multiproc_dir = %s: cannot fold a dead worker's counter files "
-                    "into the archive (%s); they stay (still counted) until the service "
-                    "restarts; give the directory room and make it writable",
+                    "metrics.multiproc_dir = %s: cannot fold a dead worker's metric files "
+                    "into the archive (%s); they stay until the service restarts",
                     self.options.multiproc_dir,
                     exc,
+                )
+        except Exception:  # a bug in the fold: say where (once), and go on supervising
+            if not self._archive_crashed:
+                self._archive_crashed = True
+                log.exception(
+                    "metrics.multiproc_dir = %s: folding a dead worker's metric files failed "
+                    "unexpectedly; they stay until the service restarts",
+                    self.options.multiproc_dir,
                 )
 
     def _stop_after_s(self) -> float:

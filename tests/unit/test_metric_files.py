@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -180,3 +181,56 @@ def test_an_archive_that_cannot_be_written_leaves_the_files_counted(metrics_dir:
     assert (metrics_dir / f"histogram_{pids[0]}.db").exists()
     assert not (metrics_dir / "histogram_archive.db").exists()
     assert (metrics_dir / "counter_archive.db").exists()  # the type before it went
+
+
+# Files prometheus-client's reader cannot parse (struct.error, RuntimeError,
+# UnicodeDecodeError), and keys that are not its JSON.
+_DAMAGED = {
+    "short": b"\x10\x00",
+    "used beyond the size": struct.pack("i4x", 200) + b"\x05\x00\x00\x00abc",
+    "length beyond the used": struct.pack("i4xi", 16, 400) + b"\0" * 8,
+    "key not utf-8": struct.pack("i4xi", 8 + 4 + 4 + 16, 3) + b"\xff\xfe\xfd " + b"\0" * 16,
+    "key not json": struct.pack("i4xi", 8 + 4 + 4 + 16, 3) + b"abc " + b"\0" * 16,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGED))
+def test_a_damaged_file_is_left_out_of_the_scrape_and_of_the_fold_and_blocks_nothing(
+    metrics_dir: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = _worker(metrics_dir, 0.5)
+    dead = _worker(metrics_dir, 0.25)
+    files = MetricFiles(metrics_dir)
+    before = _scrape(files)
+    (metrics_dir / f"counter_{dead}.db").write_bytes(_DAMAGED[damage])
+    (metrics_dir / "gauge_all_1.db").write_bytes(_DAMAGED[damage])
+    without = _scrape(files)  # the library's collector raised: no /metrics at all
+    assert without == {**before, 'frames_total{kind="vehicle"}': 1.0}  # the live one's
+    assert files.unreadable == tuple(sorted([f"counter_{dead}.db", "gauge_all_1.db"]))
+    assert _scrape(files) == without
+    skipped = [r.getMessage() for r in caplog.records if "leaves it out" in r.getMessage()]
+    assert len(skipped) == 2, skipped  # once per file, not per scrape
+    assert f"counter_{dead}.db is not a prometheus-client metric file (" in "".join(skipped)
+
+    # The fold: the damaged file stays, the worker's other files go all the same.
+    with pytest.raises(ArchiveError, match=rf"^counter_{dead}\.db is not a prom.*; remove it$"):
+        files.archive(dead)
+    assert _summed_files(metrics_dir) == sorted(
+        [f"counter_{dead}.db", "histogram_archive.db", "summary_archive.db"]
+        + [f"{t}_{live}.db" for t in ("counter", "histogram", "summary")]
+    )
+    assert _scrape(files) == without
+
+
+def test_a_file_of_no_bytes_holds_nothing_and_is_folded(metrics_dir: Path) -> None:
+    # What a worker killed (or scraped) between MmapedDict's open and its truncate leaves.
+    _worker(metrics_dir, 0.5)
+    files = MetricFiles(metrics_dir)
+    before = _scrape(files)
+    (metrics_dir / "counter_7.db").touch()
+    (metrics_dir / "gauge_all_7.db").touch()
+    assert _scrape(files) == before
+    assert files.unreadable == ()
+    assert files.archive(7) == 1
+    assert not (metrics_dir / "counter_7.db").exists()
+    assert _scrape(files) == before

@@ -4,7 +4,10 @@ metrics directory holds no more files than the live workers' and the archive's."
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import struct
 import sys
 import threading
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.pipeline.metric_files import MetricFiles
 from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
 from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
 from tests.unit.test_pipeline_supervisor import _get, _run_then_sigterm, _wait
@@ -129,5 +133,137 @@ def test_a_dead_workers_files_that_cannot_be_archived_stay_counted(
     assert len(seen) == CRASHES + 1, seen  # every worker's counter file, still counted
     logged = [r.getMessage() for r in caplog.records if "cannot fold" in r.getMessage()]
     assert len(logged) == 1, logged  # once, not per dead worker
-    assert re.search(r"\(counter_\d+\.db: Is a directory\)", logged[0]), logged[0]
-    assert "they stay (still counted)" in logged[0]
+    assert re.search(r"\(counter_\d+\.db: Is a directory; still counted;", logged[0]), logged[0]
+    assert "give the directory room and make it writable" in logged[0]
+
+
+def _starts(index: int, marker_dir: str) -> int:
+    """How many times worker ``index`` has started, this start included."""
+    marker = Path(marker_dir) / f"started-{index}"
+    starts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(starts))
+    return starts
+
+
+def _dies_leaving_a_file_of_no_bytes(index: int, marker_dir: str) -> None:
+    """The first CRASHES starts leave what a worker killed between MmapedDict's open and its
+    truncate leaves (the supervisor's SIGKILL of a straggler, the OOM killer): a
+    counter_<pid>.db of no bytes. Then count and run."""
+    if _starts(index, marker_dir) <= CRASHES:
+        Path(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"counter_{os.getpid()}.db").touch()
+        sys.exit(3)
+    _counts_then_crashes(index, str(Path(marker_dir) / "run"))  # no crash: its first start
+
+
+def _counts_then_crashes_leaving_a_damaged_file(index: int, marker_dir: str) -> None:
+    """``_counts_then_crashes``, and each start leaves a summary file no reader can parse (a
+    key that is not UTF-8)."""
+    key = b"\xff\xfe\xfd "  # with its 4-byte length: 8, no padding
+    data = struct.pack("i4xi", 8 + 4 + len(key) + 16, 3) + key + struct.pack("dd", 1.0, 0.0)
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"summary_{os.getpid()}.db").write_bytes(data)
+    _counts_then_crashes(index, marker_dir)
+
+
+def _options(mp_dir: Path) -> SupervisorOptions:
+    return SupervisorOptions(
+        workers=1,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        multiproc_dir=mp_dir,
+        restart_backoff_initial_s=0.05,
+        restart_backoff_max_s=0.05,
+    )
+
+
+def test_a_worker_killed_before_its_metric_file_was_sized_is_restarted(tmp_path: Path) -> None:
+    # The file of no bytes holds nothing: read as empty, folded (removed) like any other.
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    (markers / "run").mkdir(parents=True)
+    target = partial(_dies_leaving_a_file_of_no_bytes, marker_dir=str(markers))
+    sup = Supervisor(_options(mp_dir), target)
+    seen: dict[str, str] = {}
+    files: list[str] = []
+    live: list[int] = []
+
+    def drive() -> None:
+        _wait(lambda: sup.server is not None and sup.restarts == CRASHES and bool(sup.live_pids()))
+        assert sup.server is not None
+        url = f"http://127.0.0.1:{sup.server.port}/metrics"
+        _wait(lambda: _sample(_get(url)[1], SERIES) == 5.0)
+        seen["metrics"] = _get(url)[1]
+        files.extend(p.name for p in mp_dir.glob("counter_*.db"))
+        live.extend(sup.live_pids())
+
+    assert _run_then_sigterm(sup, drive) == 0  # the supervisor died at the first reap before
+    assert sup.restarts == CRASHES
+    [pid] = live
+    assert sorted(files) == sorted(["counter_archive.db", f"counter_{pid}.db"])
+    assert _sample(seen["metrics"], "nev_ingest_metric_files_unreadable") == 0
+
+
+def test_a_damaged_metric_file_neither_stops_supervision_nor_fails_the_scrape(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    target = partial(_counts_then_crashes_leaving_a_damaged_file, marker_dir=str(markers))
+    sup = Supervisor(_options(mp_dir), target)
+    seen: dict[str, tuple[int, str]] = {}
+    files: list[str] = []
+    live: list[int] = []
+
+    def drive() -> None:
+        _wait(lambda: sup.server is not None and sup.restarts == CRASHES and bool(sup.live_pids()))
+        assert sup.server is not None
+        url = f"http://127.0.0.1:{sup.server.port}/metrics"
+        every = 5.0 * (CRASHES + 1)
+        _wait(lambda: _sample(_get(url)[1], SERIES) == every)
+        seen["first"], seen["metrics"] = _get(url), _get(url)
+        files.extend(p.name for p in mp_dir.glob("*.db") if not p.name.startswith("gauge_"))
+        live.extend(sup.live_pids())
+
+    assert _run_then_sigterm(sup, drive) == 0  # the supervision went on
+    assert sup.restarts == CRASHES
+    status, metrics = seen["metrics"]
+    assert status == 200
+    assert _sample(metrics, SERIES) == 5.0 * (CRASHES + 1)  # every count of the readable files
+    assert _sample(metrics, "nev_ingest_metric_files_unreadable") == CRASHES + 1
+    [pid] = live
+    # The dead workers' readable files were folded; the damaged ones stay (and the live one's).
+    damaged = sorted(f for f in files if f.startswith("summary_"))
+    assert len(damaged) == CRASHES + 1 and f"summary_{pid}.db" in damaged
+    assert sorted(f for f in files if not f.startswith("summary_")) == sorted(
+        ["counter_archive.db", f"counter_{pid}.db", "histogram_archive.db", f"histogram_{pid}.db"]
+    )
+    folds = [r.getMessage() for r in caplog.records if "cannot fold" in r.getMessage()]
+    assert len(folds) == 1, folds  # once, not per dead worker
+    assert re.search(r"\(summary_\d+\.db is not a prometheus-client metric file \(", folds[0])
+    assert "not counted" in folds[0]
+    skipped = [r.getMessage() for r in caplog.records if "/metrics leaves it out" in r.getMessage()]
+    assert sorted(m.split(": ")[1].split(" ")[0] for m in skipped) == damaged  # once per file
+
+
+def test_a_fold_that_fails_unexpectedly_is_logged_once_and_supervision_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in the fold (no failure it expects): logged with its traceback, once.
+    def broken(self: MetricFiles, pid: int) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(MetricFiles, "archive", broken)
+    mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sup = Supervisor(_options(mp_dir), partial(_counts_then_crashes, marker_dir=str(markers)))
+
+    def drive() -> None:
+        _wait(lambda: sup.restarts == CRASHES and bool(sup.live_pids()))
+
+    with caplog.at_level(logging.ERROR):
+        assert _run_then_sigterm(sup, drive) == 0
+    assert sup.restarts == CRASHES
+    failed = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(failed) == 1, [r.getMessage() for r in failed]
+    assert failed[0].exc_info is not None and failed[0].exc_info[0] is ZeroDivisionError
