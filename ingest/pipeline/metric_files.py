@@ -240,31 +240,43 @@ def _sum_up(values: Sequence[float]) -> float:
 
 def _summed_metrics(typ: str, values: dict[str, list[float]]) -> list[Metric]:
     """The merge prometheus-client's collector does for the files of ``typ`` (counter,
-    histogram, summary): the same families and samples, each series summed exactly."""
+    histogram, summary): the same families, samples and sample order, each series summed
+    exactly. The order is the library's: per label set (``le`` aside) as first seen, its
+    samples together (its ``_sum``, then ``_bucket``s and ``_count``), as OpenMetrics requires
+    of a family's samples (a parser refuses them interleaved)."""
     metrics: dict[str, Metric] = {}
-    series: dict[tuple[str, str, _Labels], list[float]] = {}
+    # Per metric: label set -> (sample name, labels) -> values; and the buckets apart.
+    samples: dict[str, dict[_Labels, dict[tuple[str, _Labels], list[float]]]] = {}
+    buckets: dict[str, dict[_Labels, dict[float, list[float]]]] = {}
     for key, vals in values.items():
         metric_name, name, labels, help_text = _parse_key(key, typ)
         if metric_name not in metrics:
             metrics[metric_name] = Metric(metric_name, help_text, typ)
-        series.setdefault((metric_name, name, tuple(sorted(labels.items()))), []).extend(vals)
-    buckets: dict[tuple[str, _Labels], dict[float, float]] = {}
-    for (metric_name, name, sorted_labels), vals in series.items():
-        total = _exact_sum(vals)
-        le = dict(sorted_labels).get("le")
+            samples[metric_name], buckets[metric_name] = {}, {}
+        sorted_labels = tuple(sorted(labels.items()))
+        le = labels.get("le")
         if typ == "histogram" and le is not None:
             rest = tuple(item for item in sorted_labels if item[0] != "le")
-            by_le = buckets.setdefault((metric_name, rest), {})
-            by_le[float(le)] = by_le.get(float(le), 0.0) + total
+            by_le = buckets[metric_name].setdefault(rest, {})
+            by_le.setdefault(float(le), []).extend(vals)
         else:
-            metrics[metric_name].add_sample(name, dict(sorted_labels), total)
-    for (metric_name, rest), by_le in buckets.items():
-        metric, acc = metrics[metric_name], 0.0
-        for bound, count in sorted(by_le.items()):
-            acc += count  # counts: integers, exact
-            bucket_labels = dict((*rest, ("le", floatToGoString(bound))))  # type: ignore[no-untyped-call]
-            metric.add_sample(metric_name + "_bucket", bucket_labels, acc)
-        metric.add_sample(metric_name + "_count", dict(rest), acc)
+            series = samples[metric_name].setdefault(sorted_labels, {})
+            series.setdefault((name, sorted_labels), []).extend(vals)
+    for metric_name, metric in metrics.items():
+        totals = {
+            labels: {sample: _exact_sum(vals) for sample, vals in series.items()}
+            for labels, series in samples[metric_name].items()
+        }
+        for rest, by_le in buckets[metric_name].items():
+            group, acc = totals.setdefault(rest, {}), 0.0
+            for bound, vals in sorted(by_le.items()):
+                acc += _exact_sum(vals)  # counts: integers, exact
+                le_label = ("le", floatToGoString(bound))  # type: ignore[no-untyped-call]
+                group[(metric_name + "_bucket", (*rest, le_label))] = acc
+            group[(metric_name + "_count", rest)] = acc
+        for group in totals.values():
+            for (sample_name, sample_labels), total in group.items():
+                metric.add_sample(sample_name, dict(sample_labels), total)
     return list(metrics.values())
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from ingest.pipeline.metric_files import ArchiveError, MetricFiles
 from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
@@ -234,3 +236,54 @@ def test_a_file_of_no_bytes_holds_nothing_and_is_folded(metrics_dir: Path) -> No
     assert files.archive(7) == 1
     assert not (metrics_dir / "counter_7.db").exists()
     assert _scrape(files) == before
+
+
+# Several label sets per family, first seen in an order that is not sorted.
+_LABELLED = """
+import os
+from prometheus_client import Counter, Histogram, Summary
+lat = Histogram("lat_seconds", "Latency.", ["stage", "kind"], buckets=(0.1, 1.0))
+sizes = Summary("sizes", "Sizes.", ["kind"])
+frames = Counter("frames", "Frames.", ["kind"])
+for stage, kind, value in (("write", "b", 0.5), ("decode", "a", 2.0), ("write", "a", 0.05)):
+    lat.labels(stage=stage, kind=kind).observe(value)
+    sizes.labels(kind=kind).observe(value)
+    frames.labels(kind=kind).inc()
+print(os.getpid())
+"""
+
+
+def _openmetrics(collector: object) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    """The OpenMetrics exposition of a scrape (what Prometheus asks for), parsed by the
+    reference parser (which refuses a family whose label sets' samples interleave): each
+    family's samples in the order served."""
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    text = openmetrics_latest(registry).decode()  # type: ignore[no-untyped-call]
+    families = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+    return {f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in families}
+
+
+def test_the_openmetrics_scrape_keeps_each_label_sets_samples_together(metrics_dir: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    pids = [
+        int(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+        for cmd in [[sys.executable, "-c", _LABELLED]] * 2
+    ]
+    files = MetricFiles(metrics_dir)
+    ours = _openmetrics(files)  # it raised "Invalid metric grouping" with them interleaved
+    # The order of prometheus-client's own collector, sample for sample.
+    assert ours == _openmetrics(MultiProcessCollector(None, path=str(metrics_dir)))  # type: ignore[no-untyped-call]
+    lat = [
+        (name, labels.get("stage"), labels.get("kind")) for name, labels, _ in ours["lat_seconds"]
+    ]
+    assert lat[:5] == [("lat_seconds_sum", "write", "b")] + [
+        (f"lat_seconds_{s}", "write", "b") for s in ("bucket", "bucket", "bucket", "count")
+    ]
+    assert len(ours["lat_seconds"]) == 15 and len(ours["sizes"]) == 4
+
+    def order(samples: dict[str, list[tuple[str, dict[str, str], float]]]) -> object:
+        return {family: [(n, lb) for n, lb, _ in s] for family, s in samples.items()}
+
+    files.archive(pids[0])  # the archive, read first or not, changes nothing of the order
+    assert order(_openmetrics(files)) == order(ours)
