@@ -17,6 +17,7 @@ import pytest
 
 from devtools.devstack import kafka_secure as ks
 from ingest.config.load import load_settings
+from ingest.pipeline.multiproc_dir import WORKER_METRICS_ROOM
 from tests.unit.test_deploy_compose import _tool, check_command, check_settings, load_yaml
 
 pytestmark = pytest.mark.unit
@@ -196,6 +197,11 @@ def test_probes_security_and_resources(tmp_path: Path) -> None:
     workers = int(_env(c)["NEV_PIPELINE_WORKERS"])
     memory = c["resources"]["requests"]["memory"]
     assert memory.endswith("Gi") and int(memory[:-2]) * 1024 >= workers * WORKER_RSS_MIB
+    # /tmp holds the live workers' metric files (the room the supervisor wants for each) and
+    # the dead workers' archive (at most as much again): restarts leave no files behind.
+    [tmp] = [v for v in ingest["volumes"] if v["name"] == "tmp"]
+    size = tmp["emptyDir"]["sizeLimit"]
+    assert size.endswith("Mi") and int(size[:-2]) << 20 >= 2 * workers * WORKER_METRICS_ROOM
 
 
 def test_prometheus_scrape_annotations_match_the_metrics_ports_and_jobs(tmp_path: Path) -> None:
