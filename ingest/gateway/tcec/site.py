@@ -23,7 +23,7 @@ from typing import Final, cast
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ingest.gateway.limits import LogBudget
+from ingest.gateway.log_budget import BudgetedLog
 from ingest.gateway.peers import PeerCounts, peer_key
 from ingest.gateway.tcec.http_errors import ConnectionLog, describe
 from ingest.gateway.tcec.metrics import TcecMetrics
@@ -62,8 +62,10 @@ class ConnectionGate:
         self._refused = metrics.connections_refused
         self._open = metrics.connections
         self._log = PeerLog(_LOG_INTERVAL_S, clock)
-        self._budget = LogBudget(_LOG_LINES, _LOG_INTERVAL_S, clock)
-        self._report: asyncio.TimerHandle | None = None  # the held-back lines' line, due
+        # The gate's WARNING lines, all peers together (held back: one line when 10 s end).
+        self._warnings = BudgetedLog(
+            log, "T/CEC 102 connections", _LOG_LINES, _LOG_INTERVAL_S, clock
+        )
         self.nat64 = tuple(nat64)  # gateway.nat64_prefixes, for peer_key
 
     def take(self, key: str) -> bool:
@@ -76,7 +78,7 @@ class ConnectionGate:
             self._refused.labels(why).inc()
             held = self._log.allow(key, why)
             if held is not None:
-                self._warn(
+                self._warnings.warning(
                     key,
                     "T/CEC 102 connection from %s closed at accept: %s (%s; suppressed %d)",
                     key,
@@ -107,7 +109,7 @@ class ConnectionGate:
         self._refused.labels("bad_request").inc()
         held = self._log.allow(key, "bad_request")
         if held is not None:
-            self._warn(
+            self._warnings.warning(
                 key,
                 "T/CEC 102 connection from %s closed: malformed HTTP request, answered 400 "
                 "(%s; suppressed %d)",
@@ -116,35 +118,10 @@ class ConnectionGate:
                 held,
             )
 
-    def _warn(self, key: str, msg: str, *args: object) -> None:
-        """One of the gate's WARNING lines, within the budget of all peers' lines; one held
-        back is reported (with the others) when the budget's interval ends."""
-        if self._budget.take(key):
-            log.warning(msg, *args)
-        elif self._report is None:
-            loop = asyncio.get_running_loop()
-            self._report = loop.call_later(self._budget.ends_in(), self._report_held)
-
-    def _report_held(self) -> None:
-        self._report = None
-        lines, peers = self._budget.held()
-        if lines:
-            log.warning(
-                "T/CEC 102 connections: suppressed %d refusal lines from %d%s peers (at most "
-                "%d lines per %g s; the metrics count every refusal)",
-                lines,
-                peers,
-                "+" if peers >= LogBudget.MAX_PEERS else "",
-                _LOG_LINES,
-                _LOG_INTERVAL_S,
-            )
-
     def close(self) -> None:
         """The receiver stopped: what the budget held back is logged now, not by a timer
         that would outlive the receiver."""
-        if self._report is not None:
-            self._report.cancel()
-        self._report_held()
+        self._warnings.close()
 
     def give_back(self, key: str) -> None:
         self.open -= 1
