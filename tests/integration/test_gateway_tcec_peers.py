@@ -7,6 +7,7 @@ the receiver's own handler then sees those addresses where it keys its limits an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -39,6 +40,12 @@ async def _as_remote(
 
 @pytest.fixture
 async def rig(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> AsyncIterator[Rig]:
+    async with _running(kafka_bootstrap, unique_topic) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _running(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> AsyncIterator[Rig]:
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     topic = unique_topic(partitions=1)
@@ -113,3 +120,36 @@ async def test_refusals_are_logged_once_per_peer_a_64_or_a_mapped_ipv4(
     lines = [r.getMessage() for r in caplog.records if r.name == tcec_server.log.name]
     assert len(lines) == 2, lines  # one for 2001:db8::/64, one for 10.1.2.3
     assert rig.answered(interface, 4002) == len(peers)
+
+
+async def test_refusal_lines_of_many_peers_are_bounded_in_all(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One host cycling the /64s of its /48: each /64 is a peer of its own to the gate per
+    # peer, so each refused request was a WARNING line. At most 20 get through per interval
+    # (an hour here, so that the test's pace cannot matter), then one line when the receiver
+    # stops says how many were held back; every request is answered and counted.
+    monkeypatch.setattr(tcec_server, "_LOG_INTERVAL_S", 3600.0)
+    caplog.set_level(logging.WARNING, logger=tcec_server.log.name)
+    interface = "notification_stationStatus"
+    peers = [f"2001:db8:0:{i:x}::1" for i in range(2000)]
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == tcec_server.log.name]
+
+    async with _running(kafka_bootstrap, unique_topic) as rig:
+        body = rig.body(PUSHES[interface])
+        for start in range(0, len(peers), 50):  # no token: Ret 4002, 50 requests at a time
+            batch = peers[start : start + 50]
+            rets = await asyncio.gather(*(_ret(rig, interface, body, p) for p in batch))
+            assert rets == [4002] * len(batch)
+        assert rig.answered(interface, 4002) == len(peers)
+        assert len(lines()) == 20, lines()[20:23]
+        await rig.server.close()
+        assert lines()[20:] == [
+            "T/CEC 102 requests: suppressed 1980 refusal lines from 1980 peers (at most 20 "
+            "lines per 3600 s; the metrics count every refusal)"
+        ]

@@ -33,7 +33,11 @@ class PeerLog:
         self._nat64 = tuple(nat64)
 
     def allow(self, remote: str | None, reason: str) -> int | None:
-        return self._limiter.allow(f"{peer_key(remote or '', self._nat64)} {reason}")
+        return self._limiter.allow(f"{self.key(remote)} {reason}")
+
+    def key(self, remote: str | None) -> str:
+        """``remote``'s peer, as this gate counts it."""
+        return peer_key(remote or "", self._nat64)
 
 
 class TokenSlots:

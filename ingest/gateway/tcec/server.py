@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
 from ingest.decoders.errors import FrameError
 from ingest.errors import UserError
+from ingest.gateway.log_budget import BudgetedLog
 from ingest.gateway.renewal import NOT_WRITTEN
 from ingest.gateway.tcec.envelope import (
     Envelope,
@@ -72,6 +73,11 @@ _TOKEN_REQUESTS: Final = 32
 _TOKEN_BODY_BYTES: Final = 4096
 _TOKEN_READ_TIMEOUT_S: Final = 2.0
 
+# Refused requests' WARNING lines (one per peer and Ret per 10 s): at most _LOG_LINES per
+# _LOG_INTERVAL_S of all peers together; past them, one line says how many were held back.
+_LOG_LINES: Final = 20
+_LOG_INTERVAL_S: Final = 10.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TcecParams:
@@ -110,6 +116,9 @@ class _Receiver:
         self._windows = {op: ReplayWindow(params.replay_window) for op in params.operators}
         self._limiter = RateLimiter(10.0)  # unexpected errors, by interface
         self._peer_log = PeerLog(10.0, nat64=params.nat64)  # refusals, by peer and Ret
+        # ... and their lines of all peers together: one host owns many peers' worth of
+        # addresses (the /64s of its /48). Closed with the app (on_cleanup): no timer outlives it.
+        self._warnings = BudgetedLog(log, "T/CEC 102 requests", _LOG_LINES, _LOG_INTERVAL_S)
         self._in_flight = 0  # pushes being handled
         # query_token requests being handled: slots of their own, in all and per peer.
         self._token_slots = TokenSlots(
@@ -365,7 +374,8 @@ class _Receiver:
     def _log(self, interface: str, ret: Ret, msg: str, remote: str | None) -> None:
         held = self._peer_log.allow(remote, f"Ret {int(ret)}")
         if held is not None:
-            log.warning(
+            self._warnings.warning(
+                self._peer_log.key(remote),
                 "T/CEC 102 %s from %s: Ret %d, %s (suppressed %d)",
                 interface,
                 remote,
@@ -373,6 +383,10 @@ class _Receiver:
                 msg,
                 held,
             )
+
+    async def close(self, _app: web.Application) -> None:
+        """The app is cleaned up (its requests done): the lines held back are logged now."""
+        self._warnings.close()
 
 
 def _json(body: bytes) -> web.Response:
@@ -415,6 +429,7 @@ def make_app(params: TcecParams, producer: Sender, metrics: TcecMetrics) -> web.
     receiver = _Receiver(params, producer, metrics)
     prefix = params.path_prefix.rstrip("/")
     app.router.add_post(prefix + r"/v{version:[0-9][0-9.]*}/{interface}", receiver.handle)
+    app.on_cleanup.append(receiver.close)
     return app
 
 
