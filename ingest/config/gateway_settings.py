@@ -166,6 +166,14 @@ class GatewaySettings(Section):
         minimum=0.1,
         maximum=MAX_TIMEOUT_S,
     )
+    log_lines: int = setting(
+        100,
+        "Refusal lines logged per log_interval_s, all peers together (one host may own many "
+        "peers' addresses: the /64s of its /48); past them one line says how many were held "
+        "back, and from how many peers.",
+        minimum=1,
+        maximum=100_000,
+    )
     shutdown_timeout_s: float = setting(
         20.0,
         "On SIGTERM, time to get the in-flight frames acknowledged and answered.",

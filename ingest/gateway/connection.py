@@ -25,6 +25,7 @@ from ingest.decoders.framer import NativeStreamFramer, RawFrame
 from ingest.gateway.answers import ERROR, SUCCESS, answer
 from ingest.gateway.kinds import GatewayKind
 from ingest.gateway.limits import LogGate, TokenBucket
+from ingest.gateway.log_budget import BudgetedLog
 from ingest.gateway.metrics import GatewayMetrics
 from ingest.gateway.peers import peer_key
 from ingest.gateway.producer import Dispatcher, Pending
@@ -52,6 +53,7 @@ class Host(Protocol):
     dlq_topic: str
     gateway_id: str
     log_gate: LogGate
+    refusal_log: BudgetedLog
     nat64: tuple[ipaddress.IPv6Network, ...]
 
     def admit(self, conn: Connection) -> bool: ...
@@ -259,10 +261,12 @@ class Connection(asyncio.Protocol):
     def note(self, reason: str, detail: str) -> None:
         """Log a refusal, once per peer and reason per interval. A peer as the limits count
         it (``peer_key``): an IPv6 one by its /64, whose addresses one host may all use, so
-        that 1,000 connections refused from one /64 were not 1,000 lines."""
+        that 1,000 connections refused from one /64 were not 1,000 lines. The lines of all
+        peers together are bounded too (``gateway.log_lines``): one host may own many /64s."""
         held = self.gw.log_gate.allow(self.host_key, reason)
         if held is not None:
-            log.warning(
+            self.gw.refusal_log.warning(
+                self.host_key,
                 "%s: %s",
                 reason,
                 detail,

@@ -32,6 +32,7 @@ from ingest.gateway.connection import Connection
 from ingest.gateway.fds import connection_cap, peer_cap
 from ingest.gateway.kinds import KINDS, GatewayKind
 from ingest.gateway.limits import Budget, LogGate
+from ingest.gateway.log_budget import BudgetedLog
 from ingest.gateway.login_guard import HostTurns, PeerLoginGuard
 from ingest.gateway.metrics import GatewayMetrics
 from ingest.gateway.peers import PeerCounts
@@ -120,6 +121,13 @@ class Gateway:
         )
         self._login_turns = HostTurns()
         self.log_gate = LogGate(self.config.log_interval_s)
+        # The refusal lines the gate lets through, of all peers together; closed by stop().
+        self.refusal_log = BudgetedLog(
+            logging.getLogger(Connection.__module__),  # the lines' logger, as before
+            "TCP listeners",
+            self.config.log_lines,
+            self.config.log_interval_s,
+        )
         self.extra_servers = list(extra_servers)
         self._producer = producer
         self.dispatcher = Dispatcher(
@@ -242,6 +250,9 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Every connection closed, the sweeper gone: the refusal lines held back are logged
+        # now, not by a timer that would outlive the gateway.
+        self.refusal_log.close()
         # The producer (and any replaced one still delivering), unless handed in by the caller.
         await self.dispatcher.producers.close()
         self.metrics.kafka_connected.set(0)

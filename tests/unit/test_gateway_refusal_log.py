@@ -1,7 +1,8 @@
 """A refusal is logged once per peer and reason per ``gateway.log_interval_s``, a peer as the
 limits count it: an IPv6 peer by its /64 (``ingest.gateway.peers.peer_key``). Before, the log
 gate was keyed by the full address: 1,000 connections from one /64 over
-``max_connections_per_peer`` were 997 WARNING lines."""
+``max_connections_per_peer`` were 997 WARNING lines. And the lines of all peers together are
+bounded (``gateway.log_lines``): one host may own thousands of /64s."""
 
 from __future__ import annotations
 
@@ -32,9 +33,12 @@ class _Socket:
     def abort(self) -> None:
         self.aborted = True
 
+    def close(self) -> None:
+        self.aborted = True
 
-def _gateway(share: int) -> Gateway:
-    config = dataclasses.replace(GatewaySettings(), max_connections_per_peer=share)
+
+def _gateway(share: int, **settings: Any) -> Gateway:
+    config = dataclasses.replace(GatewaySettings(), max_connections_per_peer=share, **settings)
     gw = Gateway(Settings(gateway=config), metrics=GatewayMetrics())
     gw.ready = True  # accepting, without listeners or Kafka: only admit() runs
     return gw
@@ -71,3 +75,29 @@ def test_other_peers_are_logged_on_their_own(caplog: pytest.LogCaptureFixture) -
         for host in ("192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2"):
             _accept(gw, host)
     assert len(_lines(caplog)) == 4  # two /64s, two IPv4 addresses: one line each
+
+
+async def test_refusals_of_many_peers_are_bounded_in_all(caplog: pytest.LogCaptureFixture) -> None:
+    # One host cycling the /64s of its /48, each connection sending garbage: each /64 is a peer
+    # of its own to the log gate, so each connection was a WARNING line. At most log_lines get
+    # through per log_interval_s (an hour here, so that the test's pace cannot matter), then one
+    # line at the gateway's stop says how many were held back; every refusal is counted.
+    gw = _gateway(share=1, log_interval_s=3600.0, log_lines=20)
+    garbage = b"\0" * (gw.config.max_garbage_bytes + 1)
+    with caplog.at_level(logging.WARNING, logger="ingest.gateway"):
+        for i in range(5000):
+            conn = Connection(gw, "vehicle")
+            conn.connection_made(_Socket(f"2001:db8:0:{i:x}::1"))  # type: ignore[arg-type]
+            conn.data_received(garbage)
+            assert conn.closed
+        lines = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert [getattr(r, "reason", "") for r in lines] == ["garbage"] * 20
+        await gw.stop()
+    refused = {"kind": "vehicle", "reason": "garbage"}
+    assert gw.metrics.registry.get_sample_value("nev_gateway_refused_total", refused) == 5000
+    lines = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in lines[20:]] == [
+        "TCP listeners: suppressed 4980 refusal lines from 4980 peers (at most 20 lines per "
+        "3600 s; the metrics count every refusal)"
+    ]
+    assert lines[0].__dict__["peer"] == "2001:db8:0:0::1:40000"
