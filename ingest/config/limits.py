@@ -22,6 +22,7 @@ __all__ = [
     "BAD_KEY",
     "BLOCKS_PER_FRAME",
     "CELLS_PER_FRAME",
+    "CHARGER_BLOCKS_PER_FRAME",
     "FRAME_BYTES",
     "HEADERS_PER_RECORD",
     "HEADER_BYTES",
@@ -93,12 +94,18 @@ PACK_ROWS_PER_FRAME: Final = 500
 # which the cell rules and the arrays in storage would pay for a hundred times over.
 CELLS_PER_FRAME: Final = 4096
 PROBES_PER_FRAME: Final = 4096
-# Information blocks in one data unit (real-time / reissue, charger and pack frames). Real frames
+# Information blocks in one data unit (real-time / reissue, vehicle and pack frames). Real frames
 # carry under 20 (2016: 7-9 standard blocks + a few custom ones); a 64 KiB unit of tiny blocks
 # (5-byte engine blocks, 3-byte empty custom blocks) would be 13,000-21,000, each walked and
 # kept. Checked inside the decoders' block walks (native and structured), so the number is
 # repeated in ingest.decoders.realtime and native/src/error.rs; tests keep the three equal.
 BLOCKS_PER_FRAME: Final = 64
+# The charger profile's own (ingest.decoders.charger.frame, where it is checked): its blocks are
+# 28 bytes and more (a data unit holds at most 2,340), so the tiny-block flood above cannot be
+# sent, and a real frame carries one block per connector and type: 22 connectors reporting
+# status, output and demand are 66 blocks. 255 connectors (the login's BYTE) x 5 types + the
+# pile's fault block.
+CHARGER_BLOCKS_PER_FRAME: Final = 255 * 5 + 1
 
 LIMITS: Final[tuple[Limit, ...]] = (
     Limit(
@@ -163,6 +170,15 @@ LIMITS: Final[tuple[Limit, ...]] = (
         "the decoder's block walk, before any row is built",
         "real frames carry under 20; a 64 KiB data unit of tiny blocks (5-byte engine, 3-byte "
         "empty custom) would be ~20,000 blocks walked and kept",
+    ),
+    Limit(
+        "charger_blocks_per_frame",
+        CHARGER_BLOCKS_PER_FRAME,
+        "information blocks",
+        OVER_LIMIT,
+        "the charger decoder's block walk, before any row is built",
+        "255 connectors (a login's most) x the five block types + the pile's fault block; a "
+        "charger block is 28 bytes or more, so no flood of tiny blocks fits a data unit",
     ),
     Limit(
         "motors_per_frame",

@@ -15,6 +15,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from contract.battery import PackFrameRows
+from contract.charger import ChargerRows
 from contract.rows import FrameRows
 from devtools.sim.bench_frames import frames_of_kind
 from devtools.sim.framebuilder import build
@@ -23,7 +24,7 @@ from ingest.config.kafka_limits import DEAD_LETTER_OVERHEAD
 from ingest.config.kafka_settings import DEFAULT_MAX_RECORD_BYTES
 from ingest.decoders import realtime
 from ingest.decoders.battery.blocks import BATTERY as PACK_BLOCKS
-from ingest.decoders.charger.frame import decode_charger_frame
+from ingest.decoders.charger.frame import CHARGER_BLOCKS_PER_FRAME, decode_charger_frame
 from ingest.decoders.envelope import MAX_FRAME_SIZE
 from ingest.decoders.errors import FRAME_REASONS, LENGTH_MISMATCH, OVER_LIMIT, FrameError
 from ingest.decoders.fast import decode_rows, decode_rows_batch
@@ -141,6 +142,8 @@ def test_the_limits_repeat_the_decoders_numbers() -> None:
     assert L.LENGTH_MISMATCH == LENGTH_MISMATCH
     # blocks_per_frame is checked inside the walks: Python reference and native (error.rs).
     assert L.BLOCKS_PER_FRAME == realtime.BLOCKS_PER_FRAME == nev_native.BLOCKS_PER_FRAME == 64
+    # The charger profile's own, checked by its structured walk (charger/frame.py).
+    assert L.CHARGER_BLOCKS_PER_FRAME == CHARGER_BLOCKS_PER_FRAME == 255 * 5 + 1
     assert L.OVER_LIMIT == OVER_LIMIT
     assert sorted(nev_native.FRAME_REASONS) == sorted(FRAME_REASONS)
     assert len(nev_native.FRAME_REASONS) == len(FRAME_REASONS)
@@ -299,9 +302,28 @@ def test_blocks_per_frame_of_pack_and_charger_frames() -> None:
     def charger(extra: int) -> Rec:
         return Rec(CHARGER.topic, 0, 0, grow(value, status * extra), key=value[4:21])
 
-    room = L.BLOCKS_PER_FRAME - len(decode_charger_frame(value).blocks)
+    room = L.CHARGER_BLOCKS_PER_FRAME - len(decode_charger_frame(value).blocks)
     one_kept([charger(room)], CHARGER)
-    one_dead([charger(room + 1)], L.OVER_LIMIT, "blocks_per_frame", CHARGER)
+    one_dead([charger(room + 1)], L.OVER_LIMIT, "charger_blocks_per_frame", CHARGER)
+
+
+def test_a_pile_of_many_connectors_is_not_over_the_block_limit() -> None:
+    # 22 connectors reporting status, output and demand: 66 blocks (2,605 bytes), over the
+    # vehicles' 64 but a valid frame (its login registers up to 255): the rows of every one.
+    value = charger_realtime(NOW, "MA5B85000P001")
+    status, output, demand = (
+        bytes([1]) + b"%s" + bytes([3, 50, 10]),
+        bytes([2]) + b"%s" + bytes.fromhex("0FA0 03E8 0190 00003039 46"),
+        bytes([3]) + b"%s" + b"LSVAU2180N2183294" + bytes.fromhex("32 1004 04B0"),
+    )
+    cids = [f"MA5B85000P9{k:02d}".encode().ljust(26, b"\x00") for k in range(22)]
+    blocks = b"".join(b % cid for cid in cids for b in (status, output, demand))
+    head = 24 + 6  # the header and the time: the realtime frame's own blocks replaced
+    many = grow(value[:head] + value[-1:], blocks)
+    assert len(many) == 2605 and len(decode_charger_frame(many).blocks) == 66
+    rows = one_kept([Rec(CHARGER.topic, 0, 0, many, key=many[4:21])], CHARGER)
+    assert isinstance(rows, ChargerRows)
+    assert len(rows.statuses) == len(rows.telemetry) == 22
 
 
 def test_pack_rows_per_frame() -> None:

@@ -28,17 +28,18 @@ from ingest.decoders.errors import (
     BAD_FIELD,
     BAD_IDENTITY,
     BAD_START,
+    OVER_LIMIT,
     TRUNCATED,
     UNKNOWN_COMMAND,
     FrameError,
 )
 from ingest.decoders.fields import TIME, Record, decode_time, encode_time, need
 from ingest.decoders.identity import ID_OFFSET, ID_SIZE, check_identity
-from ingest.decoders.realtime import BLOCKS_PER_FRAME, too_many_blocks
 from ingest.decoders.text import encode_text
 from ingest.decoders.unit import FrameTimes
 
 __all__ = [
+    "CHARGER_BLOCKS_PER_FRAME",
     "COMMANDS",
     "ChargerFrame",
     "ChargerLogin",
@@ -64,6 +65,14 @@ EQUIPMENT_ID_SIZE: Final = 23
 _OPERATOR_BYTES: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PRINTABLE: Final = frozenset(range(0x21, 0x7F))
 _SEQ: Final = struct.Struct(">H")
+# The input limit ``charger_blocks_per_frame`` (docs/security.md, "Input limits"; repeated as
+# ingest.config.limits.CHARGER_BLOCKS_PER_FRAME, a test keeps them equal): the vehicles'
+# blocks_per_frame (64) guards against 64 KiB of 3- to 5-byte blocks, but a charger block is
+# at least 28 bytes (a data unit holds at most 2,340) and one block per connector and type is
+# what a pile sends: 22 connectors with status, output and demand are 66 blocks, and a login
+# registers up to 255 connectors. So the most a real frame carries: 255 connectors x the five
+# types + the pile's fault block. The native walk hands a frame over 64 blocks to this one.
+CHARGER_BLOCKS_PER_FRAME: Final = 255 * 5 + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +177,24 @@ def decode_charger_frame(frame: bytes | bytearray | memoryview) -> ChargerFrame:
             start = off
             rec, off = codec.decode(buf, off + 1, end)
             blocks.append(rec)
-            if len(blocks) > BLOCKS_PER_FRAME:
-                raise too_many_blocks(start)
+            if len(blocks) > CHARGER_BLOCKS_PER_FRAME:
+                raise _too_many_blocks(start)
     if off != end:
         raise FrameError(BAD_FIELD, off, f"{end - off} bytes after the {COMMANDS[command]} body")
     return ChargerFrame(command, charger_id, time=t, body=body, blocks=tuple(blocks))
+
+
+def _too_many_blocks(at: int) -> FrameError:
+    """The ``over_limit`` reject of a data unit whose block at ``at`` is one over
+    ``CHARGER_BLOCKS_PER_FRAME``."""
+    n = CHARGER_BLOCKS_PER_FRAME
+    return FrameError(
+        OVER_LIMIT,
+        at,
+        f"more than {n} information blocks is over the limit charger_blocks_per_frame ({n}): "
+        "a pile of 255 connectors sends each of the five types once per connector "
+        "(docs/security.md, Input limits)",
+    )
 
 
 def _decode_login(buf: bytes, off: int, end: int) -> tuple[ChargerLogin, int]:
