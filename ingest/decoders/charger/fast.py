@@ -25,7 +25,7 @@ from typing import cast
 
 from contract.charger import ChargerRows
 from ingest.decoders.charger.frame import decode_charger_frame
-from ingest.decoders.charger.rows import rows_of_charger_frame
+from ingest.decoders.charger.rows import merge_repeated, rows_of_charger_frame
 from ingest.decoders.errors import FrameError
 from ingest.decoders.native import nev_native
 
@@ -40,7 +40,9 @@ def decode_charger_rows(
     buf = frame if type(frame) is bytes else bytes(frame)
     rows = nev_native.decode_charger(buf, received_at)
     if rows is not None:
-        return rows
+        # The native walk makes a row per status / fault / order block: repeats of one
+        # connector are merged here, as rows_of_charger_frame does (rows.py says why).
+        return merge_repeated(rows)
     return rows_of_charger_frame(decode_charger_frame(buf), received_at)
 
 
@@ -51,6 +53,13 @@ def decode_charger_rows_batch(
     frame is its ``FrameError`` (an instance, not raised). ``received_ms`` is each frame's
     gateway receive time (epoch ms, UTC), its telemetry rows' ``received_at``."""
     decoded = nev_native.decode_charger_batch(values, received_ms)
+    for native in decoded:
+        # A row per status / fault / order block from the native walk: repeats of one connector
+        # merged as rows_of_charger_frame does (rows.py). Tested first: most frames have none.
+        if native is not None and (
+            len(native.statuses) > 1 or len(native.faults) > 1 or len(native.sessions) > 1
+        ):
+            merge_repeated(native)
     if None not in decoded:  # the usual batch: every frame the native walk's own
         return cast("list[ChargerRows | FrameError]", decoded)
     out: list[ChargerRows | FrameError] = []

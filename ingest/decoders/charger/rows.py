@@ -7,6 +7,13 @@ output block (0x02) and vehicle/BMS block (0x03) in one frame make one telemetry
 order block (0x04) a session ``progress`` row carrying that output's energy and that vehicle's
 VIN; a status block (0x01) a status row; a fault block (0x05) a fault row. A login gives the
 connectors' registration rows. Responses and encrypted frames carry only the envelope.
+
+Blocks that repeat for one connector in one frame make one row per table (``merge_repeated``,
+which the fast path applies to the native rows too): every row of a frame has the frame's
+time, so a second row of one connector would share its table's key with the first and the
+writer would keep the first, while ``latest_state`` (and the alert rules) took the last. A
+status, output, demand or order block: the last wins; fault blocks: one row per connector (and
+one for the pile), their codes in block order.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from ingest.decoders.charger.frame import (
     ChargerLogin,
 )
 
-__all__ = ["rows_of_charger_frame"]
+__all__ = ["merge_repeated", "rows_of_charger_frame"]
 
 _NO_OUTPUT: Final = (None, None, None, None, None)
 _NO_DEMAND: Final = (None, None, None, None)
@@ -140,4 +147,33 @@ def rows_of_charger_frame(frame: ChargerFrame, received_at: datetime | None = No
                 SOURCE_FRAME,
             )
         )
+    return merge_repeated(rows)
+
+
+def merge_repeated(rows: ChargerRows) -> ChargerRows:
+    """``rows`` (of one frame: one time) with one status row per connector (the last block's,
+    at the first one's place), one fault row per connector and one for the pile (the codes of
+    all its blocks, in order) and one session row per StartChargeSeq (the last). Telemetry is
+    joined by connector already (the last output / demand wins). In place; returns ``rows``.
+    Costs a length test per list on the usual frame (no repeats)."""
+    statuses = rows.statuses
+    if len(statuses) > 1:
+        last = {s.connector_id: s for s in statuses}
+        if len(last) < len(statuses):
+            statuses[:] = last.values()
+    faults = rows.faults
+    if len(faults) > 1:
+        merged: dict[str, ChargerFaultRow] = {}
+        for f in faults:
+            seen = merged.get(f.connector_id)
+            merged[f.connector_id] = (
+                f if seen is None else seen._replace(fault_codes=seen.fault_codes + f.fault_codes)
+            )
+        if len(merged) < len(faults):
+            faults[:] = merged.values()
+    sessions = rows.sessions
+    if len(sessions) > 1:
+        by_seq = {r.start_charge_seq: r for r in sessions}
+        if len(by_seq) < len(sessions):
+            sessions[:] = by_seq.values()
     return rows
