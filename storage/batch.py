@@ -249,7 +249,9 @@ class _KindRows:
             self.sessions += f.sessions
             self.faults += f.faults
             # Only frames of the binary profile are archived: a T/CEC push (no header code) is
-            # JSON, not a frame, and has no command to key it by (raw_frames' key).
+            # JSON, not a frame, and has no command (a NOT NULL column of raw_frames). Every
+            # frame is its own archive row (key: vin, ts, kafka_offset; migration 0080), so the
+            # several frames a pile sends in one second are all kept.
             first = f.statuses or f.telemetry or f.sessions or f.faults or f.connectors
             if f.charger_id and first:
                 return f.charger_id, first[0].ts, f.command, CHARGER_EDITION, "charger"

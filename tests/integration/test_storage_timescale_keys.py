@@ -1,5 +1,6 @@
-"""Key changes of the charger tables on the TimescaleDB engine (PGlite-TimescaleDB: one
-connection, no COPY), applied to a deployment that already has compressed chunks."""
+"""Key changes of the charger tables and of raw_frames on the TimescaleDB engine
+(PGlite-TimescaleDB: one connection, no COPY), applied to a deployment that already has
+compressed chunks."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from contract.clock import CHINA_TZ
 from storage import OffsetRange, PoolParams, StorageParams, StorageWriter, WriterParams, migrate
 from storage.connect import connect
 from storage.migrate import MIGRATIONS_DIR
+from tests.integration.kinds_frames import CHARGER, charger_realtime, connector
 from tests.integration.test_storage_charger_keys import PILE_1, PILE_2, pile_fault
 
 pytestmark = pytest.mark.integration
@@ -65,6 +68,64 @@ async def test_pile_fault_key_reaches_compressed_chunks(
                 f"SELECT charger_id, fault_codes FROM {name}.charger_faults ORDER BY charger_id"
             )
         assert [tuple(r) for r in rows] == [(PILE_1, [101]), (PILE_2, [202])]
+    finally:
+        await w.close()
+        conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+        try:
+            await conn.execute(f"DROP SCHEMA {name} CASCADE")
+        finally:
+            await conn.close()
+
+
+async def test_raw_frames_offset_key_reaches_compressed_chunks(
+    timescale_dsn: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # A deployment migrated before 0080 archived a pile's first frame of a second in a
+    # compressed chunk; after 0080 its other frames of that second are archived beside it, and
+    # the first record written again is skipped, not doubled.
+    before = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, before)
+    for f in before.glob("0080_*"):
+        f.unlink()
+    name = unique_name("rawkey")
+    at = (NOW - timedelta(days=2)).replace(minute=30, second=0).astimezone(CHINA_TZ)
+    frames = [charger_realtime(at, connector(k)) for k in range(3)]
+    conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+    try:
+        await migrate(conn, StorageParams(schema=name), directory=before)
+        await conn.execute(
+            f"INSERT INTO {name}.raw_frames VALUES ($1, $2, 2, 2016, 'charger', $3, 0, 0, $4)",
+            CHARGER,
+            at,
+            TP[0],
+            frames[0][0],
+        )
+        compressed = await conn.fetchval(
+            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
+            f"{name}.raw_frames",
+        )
+        assert compressed == 1
+        report = await migrate(conn, StorageParams(schema=name))
+        assert [m.split()[0] for m in report.applied] == ["0080_raw_frames_offset_key"]
+    finally:
+        await conn.close()
+    params = WriterParams(consumer_group="g", schema=name, raw_frames=True)
+    w = await StorageWriter.open(PoolParams(dsn=timescale_dsn, schema=name), params)
+    try:
+        result = await w.write_batch(
+            [rows for _, rows in frames],
+            {TP: OffsetRange(None, 3)},
+            kafka_offsets=[0, 1, 2],
+            raw=[raw for raw, _ in frames],
+        )
+        assert result.rows.get("raw_frames", 0) == 2
+        async with w.pool.acquire() as c:
+            rows = await c.fetch(
+                f"SELECT kafka_offset, frame FROM {name}.raw_frames ORDER BY kafka_offset"
+            )
+        assert [(r["kafka_offset"], r["frame"]) for r in rows] == [
+            (k, raw) for k, (raw, _) in enumerate(frames)
+        ]
     finally:
         await w.close()
         conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
