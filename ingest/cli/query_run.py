@@ -204,6 +204,10 @@ def execute_sections(
                 "the query ran past postgres.statement_timeout_ms: narrow --from/--to or "
                 "raise the timeout"
             ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # An OEM or charging operator's login (nev-ingest roles) may read only its own
+            # kind of rows: a query of another kind is refused by the server, not a bug.
+            raise UserError(_denied(exc, conn.info.user)) from None
     # A reader that goes away (| head) ends the command quietly (ingest.cli.output).
     for n, (title, result, limited) in enumerate(results):
         if isinstance(result, QueryResult):
@@ -222,6 +226,15 @@ def execute_sections(
             for line in result:
                 print(line)
     return 0
+
+
+def _denied(exc: psycopg.errors.InsufficientPrivilege, login: str) -> str:
+    what = exc.diag.message_primary or "permission denied"
+    return (
+        f"login {login}: {what}; this query needs a regulator login (nev-ingest roles "
+        "grant LOGIN --as regulator); OEM logins read their vehicles only, charging logins "
+        "their connectors only"
+    )
 
 
 def _cell(value: Any) -> Any:
