@@ -74,24 +74,31 @@ KINDS: Final = {
 _LAST_SEEN = "coalesce(received_at, ts)"
 
 
-def _online(schema: str) -> str:
-    """Online as a condition on a latest_state row (one ``%s``: the stale interval).
+def _online(schema: str, kind: str) -> str:
+    """Online as a condition on a latest_state row of ``kind`` (one ``%s``: the stale
+    interval).
 
     A connector its operator reports offline (T/CEC status 0) is offline however fresh the
     report. A connector registered by T/CEC 102 (``notification_stationInfo``) is judged by
     its status alone: operators push a connector's status when it changes, so an idle
     connector is silent for hours and still online; one reporting by the binary profile sends
     frames every few seconds, and silence means offline.
+
+    Only the charger condition reads charger_connectors: an OEM's login (nev-ingest roles)
+    may not read it, and must still see its vehicles online.
     """
+    fresh = f"{_LAST_SEEN} >= now() - %s"
+    if kind != "charger":
+        return fresh
     tcec = (
         f"EXISTS (SELECT 1 FROM {schema}.charger_connectors c WHERE c.operator_id = "
         "latest_state.operator_id AND c.connector_id = substr(latest_state.entity_id, 11) "
         "AND c.source = 'tcec')"
     )
     return (
-        f"CASE WHEN entity_kind = 'charger' AND connector_status IS NOT NULL AND {tcec} "
-        f"THEN connector_status <> 0 ELSE {_LAST_SEEN} >= now() - %s AND "
-        "(entity_kind <> 'charger' OR connector_status IS NULL OR connector_status <> 0) END"
+        f"CASE WHEN connector_status IS NOT NULL AND {tcec} "
+        f"THEN connector_status <> 0 ELSE {fresh} AND "
+        "(connector_status IS NULL OR connector_status <> 0) END"
     )
 
 
@@ -107,7 +114,7 @@ def summary(schema: str, kind: str, stale: timedelta) -> Statement:
        round(100.0 * count(*) FILTER (WHERE today) / nullif(count(*), 0), 2)
            AS reported_today_pct
 FROM (
-    SELECT {_online(s)} AS online, {_LAST_SEEN} >= date_trunc('day', now()) AS today
+    SELECT {_online(s, kind)} AS online, {_LAST_SEEN} >= date_trunc('day', now()) AS today
     FROM {s}.latest_state
     WHERE entity_kind = %s
 ) e""",
@@ -122,7 +129,7 @@ def offline(schema: str, kind: str, stale: timedelta, *, limit: int = 10_000) ->
         f"""SELECT entity_id, ts AS last_frame, received_at,
        EXTRACT(epoch FROM now() - {_LAST_SEEN})::bigint AS silent_s, connector_status
 FROM {s}.latest_state
-WHERE entity_kind = %s AND NOT ({_online(s)})
+WHERE entity_kind = %s AND NOT ({_online(s, kind)})
 ORDER BY {_LAST_SEEN}, entity_id
 LIMIT %s""",
         (kind, stale, limit),

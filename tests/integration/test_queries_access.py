@@ -4,12 +4,14 @@ traceback; a query an OEM's login may run reads only what it needs (its vehicles
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from tests.integration.roles_support import (
     OPERATORS,
+    VINS,
     RolesDb,
     drop_roles,
     roles_fixture,
@@ -60,3 +62,16 @@ async def test_a_query_of_rows_the_login_may_not_read_is_one_line(db: RolesDb) -
     charging = db.login("charging", OPERATORS[0])
     assert "vehicle_stats_1h" in _refused(db, charging, "daily")
     assert "alarm_events" in _refused(db, charging, "alarms")
+
+
+async def test_an_oem_sees_its_vehicles_online(db: RolesDb) -> None:
+    oem = db.login("oem", "LFV")
+    done = db.cli(
+        "query", "online", "--kind", "vehicle", "--format", "json", check=False,
+        NEV_POSTGRES_DSN=db.dsn_of(oem),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    summary = next(r for r in rows if r["section"] == "summary")
+    mine = [v for v in VINS if v.startswith("LFV")]
+    assert (summary["entities"], summary["online"]) == (len(mine), len(mine))
