@@ -21,8 +21,9 @@ Asia/Shanghai, the frames' own zone) unless they carry an offset, or durations a
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ingest.cli import query_entities
 from ingest.cli.args import (
@@ -154,6 +155,7 @@ def _daily(args: argparse.Namespace) -> int:
     first = day(args.start, tz, "--from") if args.start else last - timedelta(days=6)
     if first > last:
         raise UserError(f"--from ({first}) is after --to ({last})")
+    _days_start_on_whole_hours(tz, first, last)
     return execute(
         args,
         lambda s: queries.daily(
@@ -161,6 +163,26 @@ def _daily(args: argparse.Namespace) -> int:
         ),
         _vehicle(args.vin),
     )
+
+
+def _days_start_on_whole_hours(tz: ZoneInfo, first: date, last: date) -> None:
+    """``daily`` sums ``vehicle_stats_1h``, whose buckets start on whole UTC hours: a day that
+    starts on a half or quarter hour (Asia/Kolkata +05:30, Asia/Kathmandu +05:45, Lord Howe
+    in winter) would get the frames of its first minutes from the day before and lose its
+    last ones to the next. Such zones are refused rather than answered wrong."""
+    d = first
+    while d <= last + timedelta(days=1):  # each asked day's midnight, and the end's
+        offset = datetime(d.year, d.month, d.day, tzinfo=tz).utcoffset() or timedelta(0)
+        if offset % timedelta(hours=1):
+            sign, size = ("-", -offset) if offset < timedelta(0) else ("+", offset)
+            hours, rest = divmod(int(size.total_seconds()), 3600)
+            raise UserError(
+                f"--tz {tz.key}: its offset on {d} is UTC{sign}{hours:02d}:{rest // 60:02d}, "
+                "not whole hours, and query daily adds up hourly aggregates that start on "
+                "whole UTC hours, so its days there would not start at midnight: use a zone "
+                "whose offset is whole hours (e.g. Asia/Shanghai or UTC)"
+            )
+        d += timedelta(days=1)
 
 
 def _pack(args: argparse.Namespace) -> int:

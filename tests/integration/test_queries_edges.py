@@ -49,3 +49,19 @@ def test_a_report_stored_twice_is_one_frame_of_quality(
     (row,) = map(json.loads, out.splitlines())
     assert (row["frames"], row["expected"], row["completeness_pct"]) == (60, 60, 100)
     assert (row["out_of_range"], row["skewed_frames"], row["max_skew_s"]) == (0, 0, 5)
+
+
+def test_daily_refuses_a_zone_whose_days_start_off_the_hour(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # vehicle_stats_1h buckets start on whole UTC hours: 00:00 in Kolkata (18:30 UTC) is
+    # inside one, so its frames of 00:05-00:25 would count for the day before.
+    dsn, schema = target
+    db = ("--dsn", dsn, "--schema", schema, "--format", "json")
+    days = ("--from", "2026-12-07", "--to", "2026-12-07")
+    for tz, offset in (("Asia/Kolkata", "+05:30"), ("Asia/Kathmandu", "+05:45")):
+        code, out, err = cli(capsys, "query", "daily", *days, "--tz", tz, *db)
+        assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+        assert f"--tz {tz}: its offset on 2026-12-07 is UTC{offset}" in err
+    code, _, err = cli(capsys, "query", "daily", *days, "--tz", "Asia/Shanghai", *db)
+    assert code == 0, err
