@@ -106,7 +106,8 @@ class Charger:
 
 
 def connectors(schema: str, charger: Charger) -> Statement:
-    """Each connector: its latest registration and its state now (latest_state)."""
+    """Each connector: its latest registration and its state now (latest_state). One that
+    neither knows (a mistyped ``OPERATOR:CONNECTOR``) is no row, not a row of NULLs."""
     s = check_identifier(schema)
     keys, params = charger.keys(schema)
     return Statement(
@@ -123,6 +124,7 @@ LEFT JOIN LATERAL (
 ) r ON true
 LEFT JOIN {s}.latest_state l
     ON l.entity_kind = 'charger' AND l.entity_id = k.operator_id || ':' || k.connector_id
+WHERE r.operator_id IS NOT NULL OR l.entity_id IS NOT NULL
 ORDER BY 1""",
         params,
     )

@@ -148,7 +148,14 @@ def _charger(args: argparse.Namespace) -> int:
             ("faults", queries_chargers.faults(s, charger, start, end, limit=args.limit)),
         ]
 
-    return execute_sections(args, build)
+    if charger.connector_id is not None:
+        unknown = (
+            f"no such connector {args.charger}: neither charger_connectors nor latest_state "
+            "knows it (check the OPERATOR:CONNECTOR; query chargers --operator OP lists them)"
+        )
+    else:
+        unknown = f"no connector is registered under {args.charger} (charger_connectors)"
+    return execute_sections(args, build, if_empty={"connectors": unknown})
 
 
 def _chargers(args: argparse.Namespace) -> int:

@@ -170,10 +170,16 @@ def target_dsn(settings: Settings, entity: Entity | None, *, dsn_flag: bool = Fa
 
 
 def execute_sections(
-    args: argparse.Namespace, build: Callable[[str], Sections], entity: Entity | None = None
+    args: argparse.Namespace,
+    build: Callable[[str], Sections],
+    entity: Entity | None = None,
+    *,
+    if_empty: dict[str, str] | None = None,
 ) -> int:
     """Run each titled statement of ``build(schema)`` and print them in ``args.format`` (or
     their plans with ``--explain``). One untitled statement prints as a plain result.
+    ``if_empty`` maps a title to a note for stderr when that section has no rows (what was
+    asked for does not exist; the exit status stays 0, as for an unknown VIN).
 
     ``entity`` (raw source, Kafka record key) says that every statement reads only rows that
     entity's frames wrote: with shards it runs on that entity's shard alone."""
@@ -212,6 +218,8 @@ def execute_sections(
     for n, (title, result, limited) in enumerate(results):
         if isinstance(result, QueryResult):
             _print(result, args.format, title, first=n == 0)
+            if not result.rows and title in (if_empty or {}):
+                note((if_empty or {})[title])
             limit = getattr(args, "limit", None)
             if limited and limit is not None and len(result.rows) >= limit:
                 # JSON and CSV readers see no row count: say that rows may be missing.

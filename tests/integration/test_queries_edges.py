@@ -65,3 +65,17 @@ def test_daily_refuses_a_zone_whose_days_start_off_the_hour(
         assert f"--tz {tz}: its offset on 2026-12-07 is UTC{offset}" in err
     code, _, err = cli(capsys, "query", "daily", *days, "--tz", "Asia/Shanghai", *db)
     assert code == 0, err
+
+
+def test_an_unknown_connector_is_said_to_be_unknown(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn, schema = target
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    code, out, err = cli(capsys, "query", "charger", "ZZZZZZZZZ:NOPE", *db)
+    # exit 0 and a note, as `query latest` of an unknown VIN ("(no rows)")
+    assert (code, out) == (0, "")
+    assert "no such connector ZZZZZZZZZ:NOPE" in err and len(err.strip().splitlines()) == 1
+    insert(dsn, schema, [_twice("C0009", 0, "frame")])  # known by its telemetry alone: no row
+    code, out, err = cli(capsys, "query", "charger", f"{OP}:C0009", *db)
+    assert (code, out) == (0, "") and "no such connector" in err
