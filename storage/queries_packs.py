@@ -61,6 +61,35 @@ _PLACES_OF_PACK = """places AS (
       AND NOT n.pack_codes @> ARRAY[%s::text]
 )"""
 
+# The places of every pack in a time range (%s, %s = its start and end, 3 times): pack_places
+# of 0009_pack_views.sql with the range inside each branch. Filtering the view instead reads
+# every login ever stored: its departures take lag() over each vehicle's logins, and a filter
+# on ts cannot go below a window. Here the previous login is looked for in the range only; a
+# departure whose previous login is older would be dropped by the run-finding anyway (it counts
+# only right after that vehicle's own report, which is then not in the range either).
+_PLACES_IN_RANGE = """places AS (
+    SELECT p.pack_code, s.ts, 'vehicle'::text AS place_kind, s.vin::text AS place_id,
+           p.position::smallint AS position, 'vehicle_login'::text AS source
+    FROM {vehicle_sessions} s
+    CROSS JOIN LATERAL unnest(s.pack_codes) WITH ORDINALITY AS p(pack_code, position)
+    WHERE s.event = 'login' AND s.ts >= %s AND s.ts < %s
+    UNION ALL
+    SELECT t.pack_code, t.ts, {schema}.pack_place_kind(t.lifecycle_stage), t.site_id::text,
+           NULL::smallint, 'pack_report'
+    FROM {pack_telemetry} t
+    WHERE t.ts >= %s AND t.ts < %s
+    UNION ALL
+    SELECT gone.pack_code, l.ts, 'unbound', l.vin::text, NULL::smallint, 'vehicle_login'
+    FROM (
+        SELECT vin, ts, pack_codes,
+               lag(pack_codes) OVER (PARTITION BY vin ORDER BY ts) AS before
+        FROM {vehicle_sessions}
+        WHERE event = 'login' AND cardinality(pack_codes) > 0 AND ts >= %s AND ts < %s
+    ) l
+    CROSS JOIN LATERAL unnest(l.before) AS gone(pack_code)
+    WHERE NOT (gone.pack_code = ANY (l.pack_codes))
+)"""
+
 # pack_bindings (0009_pack_views.sql, as 0077_pack_unknown_site.sql replaced it: a report
 # without a site is left out like an 'unknown' one) over the CTE ``places`` (kept the same).
 _RUNS = """bindings AS (
@@ -116,7 +145,7 @@ FROM (
 WHERE after_first AND (from_kind, from_id) IS DISTINCT FROM (to_kind, to_id)"""
 
 
-_TABLES = ("vehicle_sessions", "pack_telemetry", "battery_pack_telemetry", "pack_places")
+_TABLES = ("vehicle_sessions", "pack_telemetry", "battery_pack_telemetry")
 
 
 def _names(schema: str) -> dict[str, str]:
@@ -226,14 +255,13 @@ def swaps_in(
     range (vehicles log in at every start, stations report every few seconds, so a week sees
     the previous place of any pack in use). Every table is read by time only (partitions or
     chunks of the range), never in full."""
+    since = start - lookback
     return Statement(
-        f"""WITH places AS (
-    SELECT * FROM {_names(schema)["pack_places"]} WHERE ts >= %s AND ts < %s
-),
+        f"""WITH {_PLACES_IN_RANGE.format(**_names(schema))},
 {_RUNS}
 SELECT * FROM ({_SWAPS}) s
 WHERE ts >= %s
 ORDER BY ts, pack_code
 LIMIT %s""",
-        (start - lookback, end, start, limit),
+        (since, end, since, end, since, end, start, limit),
     )

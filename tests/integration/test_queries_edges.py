@@ -6,10 +6,13 @@ range."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
+import psycopg
 import pytest
 
+from storage import queries, queries_packs
 from tests.integration.test_queries_entities import (
     OP,
     PILE,
@@ -18,7 +21,9 @@ from tests.integration.test_queries_entities import (
     cli,
     h,
     insert,
+    iso,
     m,
+    pack_rows,
     target,
 )
 
@@ -79,3 +84,45 @@ def test_an_unknown_connector_is_said_to_be_unknown(
     insert(dsn, schema, [_twice("C0009", 0, "frame")])  # known by its telemetry alone: no row
     code, out, err = cli(capsys, "query", "charger", f"{OP}:C0009", *db)
     assert (code, out) == (0, "") and "no such connector" in err
+
+
+def test_swaps_read_the_range_only(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn, schema = target
+    # two days later, the same story again with other vehicles: B moves V1 -> station -> V2
+    again = [
+        (table, (values[0].replace("PACK", "PACX"), values[1] + timedelta(days=2), *values[2:]))
+        if table in ("vehicle_sessions", "battery_pack_telemetry")
+        else (table, (values[0], values[1] + timedelta(days=2), *values[2:]))
+        for table, values in pack_rows()
+    ]
+    insert(dsn, schema, pack_rows() + again)
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC", "--format", "json")
+    counts = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for start, end, lookback in (
+            (h(0), h(24), timedelta(days=7)),
+            (h(4), h(24), timedelta(days=7)),
+            (h(4), h(24), timedelta(minutes=1)),
+            (h(48), h(72), timedelta(days=7)),  # the earlier story's places are before
+            (h(50), h(72), timedelta(hours=1)),  # ... and the earlier login of V1 too
+            (h(52), h(72), timedelta(hours=1)),
+        ):
+            view = conn.execute(
+                f"""WITH places AS (
+                    SELECT * FROM {schema}.pack_places WHERE ts >= %s AND ts < %s),
+                {queries_packs._RUNS}
+                SELECT * FROM ({queries_packs._SWAPS}) s WHERE ts >= %s ORDER BY ts, pack_code""",
+                (start - lookback, end, start),
+            ).fetchall()
+            got = queries.run(conn, queries_packs.swaps_in(schema, start, end, lookback=lookback))
+            assert got.rows == [tuple(r) for r in view], (start, lookback)
+            counts.append(len(got.rows))
+    assert counts == [2, 1, 0, 7, 2, 2]  # the same answers as the view, on both flavours
+    window = ("--from", iso(h(48)) or "", "--to", iso(h(72)) or "", "--lookback", "1h")
+    code, out, _ = cli(capsys, "query", "swaps", *window, *db[:-2], "--explain")
+    assert code == 0
+    plain = bool(re.search(r"vehicle_sessions_test", out))
+    if plain:  # the rows are in the DEFAULT partition: no day's partition is read
+        assert not re.search(r"on vehicle_sessions_p\d+", out), out
