@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from contract.clock import EARLIEST_MS
 from ingest.pipeline import wire
 
 __all__ = ["EARLIEST_MS", "REASON", "TimeWindow", "iso_ms"]
@@ -28,10 +29,9 @@ FRAME_TIME: Final = "error.frame_time"
 WINDOW_START: Final = "error.window_start"
 WINDOW_END: Final = "error.window_end"
 
-# 2000-01-01T00:00:00Z: no NEV telemetry is older (GB/T 32960 times are 20YY; T/CEC sends a
-# full year, 0001 included). The past bound even with retention forever: a year-1 time made
-# the partition step overflow, which stopped the worker on every restart (the same record).
-EARLIEST_MS: Final = 946_684_800_000
+# contract.clock.EARLIEST_MS (2000-01-01T00:00:00Z): the past bound even with retention
+# forever: a year-1 time made the partition step overflow, which stopped the worker on every
+# restart (the same record).
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,3 +380,47 @@ def test_a_given_vin_is_17_digits_or_upper_case_letters(vin: Any) -> None:
     good = decode_tcec(orjson.dumps(_with(CHARGE_STATUS, Vin="LSVAU2180N2183294")),
                        "notification_equip_charge_status", OP, PUSHED)  # fmt: skip
     assert good.telemetry[0].vin == "LSVAU2180N2183294"
+
+
+@pytest.mark.parametrize(
+    "interface", ["notification_equip_charge_status", "notification_charge_order_info"]
+)
+@pytest.mark.parametrize(
+    ("field", "when"),
+    [
+        ("StartTime", "0001-01-01 00:00:00"),  # .NET DateTime.MinValue: overflowed asyncpg
+        ("StartTime", "1999-12-31 23:59:59"),
+        ("StartTime", "2000-01-01 07:59:59"),  # Beijing time: still 1999 in UTC
+        ("EndTime", "1970-01-01 08:00:00"),
+    ],
+)
+def test_a_time_before_2000_is_bad_time(interface: str, field: str, when: str) -> None:
+    doc = CHARGE_STATUS if interface == "notification_equip_charge_status" else ORDER
+    # StartTime before 2000 must not hide behind "EndTime is before StartTime".
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(_with(doc, **{field: when})), interface, OP, PUSHED)
+    assert exc.value.reason == "bad_time"
+    assert field in exc.value.detail and "2000" in exc.value.detail
+
+
+def test_the_first_second_of_2000_is_a_time() -> None:
+    doc = _with(CHARGE_STATUS, StartTime="2000-01-01 08:00:00")  # 2000-01-01T00:00:00Z
+    rows = decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
+    assert rows.sessions[0].start_time == datetime(2000, 1, 1, 8, tzinfo=CHINA_TZ)
+
+
+@pytest.mark.parametrize("start", ["2025-03-01 10:00:01", "2099-01-01 00:00:00"])
+def test_a_charge_status_that_starts_after_its_sample_is_bad_time(start: str) -> None:
+    # As charge_order_info has it: EndTime (the sample) before StartTime is refused, so a
+    # StartTime ahead of the stored window never becomes a session's start.
+    doc = _with(CHARGE_STATUS, StartTime=start)
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
+    assert exc.value.reason == "bad_time"
+    assert "before StartTime" in exc.value.detail
+
+
+def test_a_charge_status_sampled_at_its_start_is_kept() -> None:
+    doc = _with(CHARGE_STATUS, StartTime=CHARGE_STATUS["EndTime"])
+    rows = decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
+    assert rows.sessions[0].start_time == rows.sessions[0].ts

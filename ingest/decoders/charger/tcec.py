@@ -30,7 +30,7 @@ from contract.charger import (
     ConnectorInfoRow,
     ConnectorStatusRow,
 )
-from contract.clock import CHINA_TZ
+from contract.clock import CHINA_TZ, EARLIEST
 from ingest.decoders.charger.blocks import (
     CONNECTOR_STATUS,
     CONNECTOR_TYPES,
@@ -153,9 +153,17 @@ def _time(obj: _Obj, key: str, path: str) -> datetime:
     if type(v) is not str or _TIME.fullmatch(v) is None:
         raise _fail(BAD_TIME, f"{path}{key} = {v!r}: expected 'yyyy-MM-dd HH:mm:ss'")
     try:
-        return datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ)
+        at = datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ)
     except ValueError:
         raise _fail(BAD_TIME, f"{path}{key} = {v!r}: not a date and time") from None
+    # No charge is older than 2000 (contract.clock.EARLIEST). "0001-01-01 00:00:00" (.NET's
+    # DateTime.MinValue, a common "unset") once passed here as a StartTime, which no time
+    # window judges, and overflowed asyncpg's timestamptz encoder: the batch was bisected.
+    if at < EARLIEST:
+        raise _fail(
+            BAD_TIME, f"{path}{key} = {v!r} is before 2000-01-01: send the real time (China time)"
+        )
+    return at
 
 
 def _seq(obj: _Obj, path: str) -> str:
@@ -204,6 +212,11 @@ def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) 
     vin = _vin(data, "Vin", "")
     if soc is not None and not 0 <= soc <= 100:
         raise _fail(BAD_FIELD, f"Soc = {soc!r} is not 0..100")
+    # As in charge_order_info: a session cannot start after its sample. The sample time is
+    # judged by the frame-time window, so this also keeps a StartTime ahead of it (2099) out
+    # of the session start of the charging_sessions view.
+    if ts < start:
+        raise _fail(BAD_TIME, f"EndTime {ts:%Y-%m-%d %H:%M:%S} is before StartTime")
     rows.statuses.append(ConnectorStatusRow(op, cid, ts, status, None, None, SOURCE_TCEC))
     rows.telemetry.append(
         ChargerTelemetryRow(
