@@ -4,12 +4,14 @@ A pile fault (connector '' in charger_faults) is the pile's: two piles of one op
 reporting one in the same second are two rows, also when the batch is delivered again. Two
 T/CEC status pushes of one connector in one second (same TimeStamp, the gateway's Seq apart)
 are two status rows, and the later is the connector's state, in one batch or two; a Seq that
-wraps inside one second is stored as numbered."""
+wraps inside one second is stored as numbered. Two charge status pushes with one EndTime are
+kept the same way (EndTime + Seq µs)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import orjson
 import pytest
 
 from contract.charger import ChargerRows
@@ -20,7 +22,7 @@ from ingest.pipeline.adapters import decode_tcec_record
 from storage import StorageWriter
 from tests.integration.kinds_frames import OPERATOR, connector
 from tests.integration.test_storage_kinds import CHG, TCEC, Batch
-from tests.kinds_traffic import station_status, tcec_headers
+from tests.kinds_traffic import charge_status, station_status, tcec_headers
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +119,41 @@ async def test_a_seq_that_wraps_within_one_second_is_stored_as_numbered(
     res = await b.write(writer)
     assert res.rows["connector_status_events"] == 2 and res.duplicates_skipped == 0
     assert await _statuses(writer) == ([255, 3], [3])
+
+
+def charge_push(state: int, status: int, seq: str) -> tuple[bytes, ChargerRows]:
+    """A notification_equip_charge_status of connector 1 sampled at T0 (EndTime, whole
+    seconds), pushed with Seq ``seq``: ``state`` is StartChargeSeqStat, ``status`` the
+    connector's."""
+    ms = int(T0.timestamp() * 1000)
+    doc = orjson.loads(charge_status(ms, connector(1), 1, ms - 600_000, 30.0, 80))
+    doc.update(StartChargeSeqStat=state, ConnectorStatus=status)
+    value = orjson.dumps(doc)
+    headers = [
+        *tcec_headers("notification_equip_charge_status", ms),
+        (wire.TCEC_SEQ, seq.encode()),
+    ]
+    return value, decode_tcec_record(value, ms + 200, headers)
+
+
+async def test_two_charge_status_pushes_with_one_end_time_are_both_kept(
+    writer: StorageWriter,
+) -> None:
+    # Charging, then ended, sampled in the same second: EndTime + Seq µs keeps them apart, as
+    # the status pushes' TimeStamp + Seq µs does, so the tables and latest_state agree.
+    b = Batch()
+    b.add(TCEC, charge_push(2, 3, "0001"))
+    b.add(TCEC, charge_push(4, 2, "0002"))
+    res = await b.write(writer)
+    assert res.duplicates_skipped == 0
+    assert res.rows["charging_session_events"] == 2 and res.rows["charger_telemetry"] == 2
+    assert await _statuses(writer) == ([3, 2], [2])
+    async with writer.pool.acquire() as conn:
+        states = await conn.fetch("SELECT state FROM charging_session_events ORDER BY ts")
+    assert [r[0] for r in states] == [2, 4]
+    # the later push delivered again: the same rows, skipped
+    again = Batch()
+    again.add(TCEC, charge_push(4, 2, "0002"))
+    res = await again.write(writer, start={TCEC: 2})
+    assert sum(res.rows.values()) == 0 and res.duplicates_skipped == 3
+    assert await _statuses(writer) == ([3, 2], [2])

@@ -11,7 +11,7 @@ import pytest
 
 from contract.clock import CHINA_TZ
 from ingest.decoders import FrameError
-from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
+from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp, push_time
 
 pytestmark = pytest.mark.unit
 
@@ -424,3 +424,13 @@ def test_a_charge_status_sampled_at_its_start_is_kept() -> None:
     doc = _with(CHARGE_STATUS, StartTime=CHARGE_STATUS["EndTime"])
     rows = decode_tcec(orjson.dumps(doc), "notification_equip_charge_status", OP, PUSHED)
     assert rows.sessions[0].start_time == rows.sessions[0].ts
+
+
+def test_charge_status_rows_are_at_end_time_plus_the_seq_in_microseconds() -> None:
+    # pushed_at is push_time(TimeStamp, Seq): its microseconds are the Seq.
+    pushed = push_time("20250301100005", "0042")
+    rows = decode_tcec(orjson.dumps(CHARGE_STATUS), "notification_equip_charge_status", OP, pushed)
+    at = datetime(2025, 3, 1, 10, 0, 0, 42, tzinfo=CHINA_TZ)
+    times = [rows.statuses[0].ts, rows.telemetry[0].ts, rows.sessions[0].ts]
+    assert times == [at] * 3
+    assert rows.sessions[0].start_time == datetime(2025, 3, 1, 9, 30, tzinfo=CHINA_TZ)

@@ -207,7 +207,14 @@ def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) 
     voltage = _num(data, "VoltageA", "")
     soc = _num(data, "Soc", "")
     start = _time(data, "StartTime", "")
-    ts = _time(data, "EndTime", "")  # "本次采样时间": the time of this sample
+    end = _time(data, "EndTime", "")  # "本次采样时间": the time of this sample
+    # The rows' time is EndTime + the push's Seq in µs (``push_time`` put the Seq into
+    # pushed_at's microseconds; whole seconds come from the TimeStamp), as status pushes are
+    # at TimeStamp + Seq µs: EndTime has whole seconds, and two pushes of one connector in one
+    # second (charging, then ended) shared a key, so the later was dropped as a duplicate
+    # while latest_state took it. Now both are stored, in Seq order, and the later wins in
+    # both; a push delivered again has the same Seq, hence the same rows.
+    ts = end + timedelta(microseconds=pushed_at.microsecond)
     energy = _num(data, "TotalPower", "")
     vin = _vin(data, "Vin", "")
     if soc is not None and not 0 <= soc <= 100:
@@ -215,8 +222,8 @@ def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) 
     # As in charge_order_info: a session cannot start after its sample. The sample time is
     # judged by the frame-time window, so this also keeps a StartTime ahead of it (2099) out
     # of the session start of the charging_sessions view.
-    if ts < start:
-        raise _fail(BAD_TIME, f"EndTime {ts:%Y-%m-%d %H:%M:%S} is before StartTime")
+    if end < start:
+        raise _fail(BAD_TIME, f"EndTime {end:%Y-%m-%d %H:%M:%S} is before StartTime")
     rows.statuses.append(ConnectorStatusRow(op, cid, ts, status, None, None, SOURCE_TCEC))
     rows.telemetry.append(
         ChargerTelemetryRow(
@@ -317,9 +324,10 @@ INTERFACES: Final[dict[str, _Handler]] = {
 def decode_tcec(
     data: bytes | bytearray | memoryview, interface: str, operator_id: str, pushed_at: datetime
 ) -> ChargerRows:
-    """One T/CEC 102 push (the decrypted ``Data``) to rows; ``pushed_at`` (the envelope's
-    TimeStamp, aware) is the time of the interfaces that carry none of their own (status
-    and station pushes). Raises ``FrameError`` only."""
+    """One T/CEC 102 push (the decrypted ``Data``) to rows; ``pushed_at`` (``push_time``:
+    the envelope's TimeStamp + Seq µs, aware) is the time of the interfaces that carry none
+    of their own (status and station pushes), and its Seq µs are added to EndTime for
+    equip_charge_status rows. Raises ``FrameError`` only."""
     handler = INTERFACES.get(interface)
     if handler is None:
         raise _fail(
