@@ -17,16 +17,18 @@ from hypothesis import strategies as st
 from contract.charger import ChargerRows
 from ingest.decoders import FrameError
 from ingest.decoders.charger import (
+    ChargeOrder,
     ChargerFrame,
     decode_charger_frame,
     decode_charger_rows,
+    decode_charger_rows_batch,
     encode_charger_frame,
     rows_of_charger_frame,
 )
 from ingest.decoders.errors import REASONS
 from tests.unit.frame_mutations import mutate, reseal
 from tests.unit.test_charger_golden import LOGIN, REALTIME
-from tests.unit.test_charger_roundtrip import blocks, charger_ids, frames, times
+from tests.unit.test_charger_roundtrip import _own_orders, blocks, charger_ids, frames, times
 
 pytestmark = pytest.mark.unit
 
@@ -80,7 +82,7 @@ realtime = st.builds(
     charger_ids,
     time=times,
     blocks=st.lists(shared_blocks | blocks, max_size=8).map(tuple),
-)
+).map(_own_orders)  # mostly kept; a foreign StartChargeSeq comes from the mutations
 
 
 def test_golden_frames_agree() -> None:
@@ -121,3 +123,31 @@ def test_a_code_outside_tcec_102_is_rejected_by_both_paths() -> None:
     assert assert_agree(bad) == "bad_field"
     # The fast path has seen this connector (cached) and still defers to the records' rules.
     assert assert_agree(REALTIME) == "ok" and assert_agree(bad) == "bad_field"
+
+
+def test_an_order_of_another_operator_is_rejected_by_both_paths() -> None:
+    # StartChargeSeq is OperatorID + 18: under another prefix it would suppress that operator's
+    # real order of the same time (the session key has no operator). The native walk checks
+    # only the length; the fast path hands such a frame to the structured decoder.
+    t = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+    def frame(seq: str) -> bytes:
+        order = ChargeOrder("MA01H3BQ2P000000101", seq, 2, t, 1.0, 0.5, 1.5)
+        return encode_charger_frame(
+            ChargerFrame(0x02, "MA01H3BQ2P0000001", time=t, blocks=(order,))
+        )
+
+    own, foreign = frame("MA01H3BQ2" + "7" * 18), frame("ZZ9999999" + "7" * 18)
+    assert assert_agree(own) == "ok"
+    assert assert_agree(foreign) == "bad_field"
+    with pytest.raises(FrameError) as exc:
+        decode_charger_frame(foreign)
+    assert exc.value.offset == 24 + 6 + 1 + 26  # the StartChargeSeq of the first block
+    assert "MA01H3BQ2" in exc.value.detail
+    batch = decode_charger_rows_batch([own, foreign, own], [0, 0, 0])
+    assert [type(r).__name__ for r in batch] == ["ChargerRows", "FrameError", "ChargerRows"]
+    bad = batch[1]
+    assert isinstance(bad, FrameError) and (bad.reason, bad.offset) == (
+        "bad_field",
+        exc.value.offset,
+    )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -104,6 +105,21 @@ logins = st.builds(
     st.text(_PRINT, min_size=1, max_size=23),
     st.lists(entries, min_size=1, max_size=4).map(tuple),
 )
+
+
+def _own_orders(frame: ChargerFrame) -> ChargerFrame:
+    """The frame with each order's StartChargeSeq under its own OperatorID (OperatorID + 18:
+    another prefix is bad_field)."""
+    op = frame.charger_id[:9]
+    own = tuple(
+        replace(b, start_charge_seq=op + b.start_charge_seq[9:])
+        if isinstance(b, ChargeOrder)
+        else b
+        for b in frame.blocks
+    )
+    return replace(frame, blocks=own)
+
+
 frames = st.one_of(
     st.builds(
         ChargerFrame,
@@ -111,7 +127,7 @@ frames = st.one_of(
         charger_ids,
         time=times,
         blocks=st.lists(blocks, max_size=4).map(tuple),
-    ),
+    ).map(_own_orders),
     st.builds(ChargerFrame, st.just(0x01), charger_ids, time=times, body=logins),
     st.builds(
         ChargerFrame,

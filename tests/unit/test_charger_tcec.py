@@ -434,3 +434,24 @@ def test_charge_status_rows_are_at_end_time_plus_the_seq_in_microseconds() -> No
     times = [rows.statuses[0].ts, rows.telemetry[0].ts, rows.sessions[0].ts]
     assert times == [at] * 3
     assert rows.sessions[0].start_time == datetime(2025, 3, 1, 9, 30, tzinfo=CHINA_TZ)
+
+
+@pytest.mark.parametrize(
+    ("doc", "interface"),
+    [
+        (CHARGE_STATUS, "notification_equip_charge_status"),
+        (ORDER, "notification_charge_order_info"),
+    ],
+)
+def test_a_start_charge_seq_of_another_operator_is_bad_field(
+    doc: dict[str, Any], interface: str
+) -> None:
+    # "OperatorID + 18": ZZ9999999 numbering an order under MA01H3BQ2's prefix would suppress
+    # MA01H3BQ2's real order of the same EndTime (the session key has no operator).
+    foreign = _with(doc, StartChargeSeq="ZZ9999999" + SEQ[9:])
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(foreign), interface, OP, PUSHED)
+    assert exc.value.reason == "bad_field"
+    assert "must begin with the OperatorID MA01H3BQ2" in exc.value.detail
+    with pytest.raises(FrameError):
+        decode_tcec(orjson.dumps(doc), interface, "ZZ9999999", PUSHED)

@@ -30,12 +30,14 @@ from ingest.decoders.fields import (
     encode_time,
     need,
 )
+from ingest.decoders.identity import ID_OFFSET
 from ingest.decoders.text import encode_text
 
 __all__ = [
     "BLOCKS",
     "CONNECTOR_STATUS",
     "CONNECTOR_TYPES",
+    "OPERATOR_ID_SIZE",
     "ORDER_STATES",
     "ChargeOrder",
     "ConnectorEntry",
@@ -56,6 +58,7 @@ CONNECTOR_TYPES: Final = frozenset({1, 2, 3, 4, 5, 6})
 
 CONNECTOR_ID_SIZE: Final = 26  # T/CEC ConnectorID: up to 26 characters
 SEQ_SIZE: Final = 27  # StartChargeSeq: OperatorID (9) + 18, exactly 27
+OPERATOR_ID_SIZE: Final = 9  # T/CEC OperatorID, the organisation code; StartChargeSeq's prefix
 VIN_SIZE: Final = 17
 _PRINTABLE: Final = frozenset(range(0x21, 0x7F))
 _VIN_BYTES: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -294,6 +297,19 @@ def _decode_order(buf: bytes, off: int, end: int) -> tuple[Record, int]:
     seq = code_string(buf, p, SEQ_SIZE, "StartChargeSeq")
     if len(seq) != SEQ_SIZE:
         raise FrameError(BAD_FIELD, p, f"StartChargeSeq {seq!r}: 27 characters")
+    # StartChargeSeq is "OperatorID + 18": its operator must be the frame's, the first 9
+    # characters of the header code (checked as such before any block is read; ``buf`` is the
+    # whole frame). The session key has no operator (start_charge_seq, ts, event, source), so
+    # an order numbered under another operator's prefix would suppress that operator's real
+    # order of the same time as a duplicate.
+    op = buf[ID_OFFSET : ID_OFFSET + OPERATOR_ID_SIZE]
+    if buf[p : p + OPERATOR_ID_SIZE] != op:
+        raise FrameError(
+            BAD_FIELD,
+            p,
+            f"StartChargeSeq {seq!r}: must begin with the frame's OperatorID "
+            f"{op.decode('ascii', 'replace')}",
+        )
     p += SEQ_SIZE
     state = _code(buf[p], ORDER_STATES, p, "StartChargeSeqStat")
     start = decode_time(buf, p + 1)

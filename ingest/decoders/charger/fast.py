@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from contract.charger import ChargerRows
+from ingest.decoders.charger.blocks import OPERATOR_ID_SIZE
 from ingest.decoders.charger.frame import decode_charger_frame
 from ingest.decoders.charger.rows import merge_repeated, rows_of_charger_frame
 from ingest.decoders.errors import FrameError
@@ -39,11 +40,20 @@ def decode_charger_rows(
     Raises ``FrameError`` only, with the structured decoder's reason and offset."""
     buf = frame if type(frame) is bytes else bytes(frame)
     rows = nev_native.decode_charger(buf, received_at)
-    if rows is not None:
+    if rows is not None and not _foreign_order(rows):
         # The native walk makes a row per status / fault / order block: repeats of one
         # connector are merged here, as rows_of_charger_frame does (rows.py says why).
         return merge_repeated(rows)
     return rows_of_charger_frame(decode_charger_frame(buf), received_at)
+
+
+def _foreign_order(rows: ChargerRows) -> bool:
+    """True when an order block's StartChargeSeq does not begin with the frame's OperatorID.
+    The native walk (native/src/charger.rs) checks only its length; the structured decoder
+    refuses such a frame (``bad_field``, blocks.py), so it is handed over to say so. Orders
+    are one block in a few: the check costs a few string compares per frame."""
+    op = rows.operator_id
+    return any(s.start_charge_seq[:OPERATOR_ID_SIZE] != op for s in rows.sessions)
 
 
 def decode_charger_rows_batch(
@@ -53,12 +63,15 @@ def decode_charger_rows_batch(
     frame is its ``FrameError`` (an instance, not raised). ``received_ms`` is each frame's
     gateway receive time (epoch ms, UTC), its telemetry rows' ``received_at``."""
     decoded = nev_native.decode_charger_batch(values, received_ms)
-    for native in decoded:
-        # A row per status / fault / order block from the native walk: repeats of one connector
-        # merged as rows_of_charger_frame does (rows.py). Tested first: most frames have none.
-        if native is not None and (
-            len(native.statuses) > 1 or len(native.faults) > 1 or len(native.sessions) > 1
-        ):
+    for i, native in enumerate(decoded):
+        if native is None:  # the native walk returns rows or None, never a FrameError
+            continue
+        if native.sessions and _foreign_order(native):
+            decoded[i] = None  # the structured decoder rejects it (see _foreign_order)
+        elif len(native.statuses) > 1 or len(native.faults) > 1 or len(native.sessions) > 1:
+            # A row per status / fault / order block from the native walk: repeats of one
+            # connector merged as rows_of_charger_frame does (rows.py). Tested first: most
+            # frames have none.
             merge_repeated(native)
     if None not in decoded:  # the usual batch: every frame the native walk's own
         return cast("list[ChargerRows | FrameError]", decoded)

@@ -35,6 +35,7 @@ from ingest.decoders.charger.blocks import (
     CONNECTOR_STATUS,
     CONNECTOR_TYPES,
     LOCK_STATUS,
+    OPERATOR_ID_SIZE,
     ORDER_STATES,
     PARK_STATUS,
 )
@@ -166,10 +167,15 @@ def _time(obj: _Obj, key: str, path: str) -> datetime:
     return at
 
 
-def _seq(obj: _Obj, path: str) -> str:
+def _seq(obj: _Obj, path: str, op: str) -> str:
     seq = _str(obj, "StartChargeSeq", path, SEQ_SIZE)
     if len(seq) != SEQ_SIZE:
         raise _fail(BAD_FIELD, f"{path}StartChargeSeq {seq!r} must be 27 characters")
+    # "运营商ID+唯一编号" (OperatorID + 18): the prefix must be the pushing operator's. The
+    # session key has no operator (start_charge_seq, ts, event, source), so another operator's
+    # push with this number and the same EndTime suppressed the real order as a duplicate.
+    if seq[:OPERATOR_ID_SIZE] != op:
+        raise _fail(BAD_FIELD, f"{path}StartChargeSeq {seq!r} must begin with the OperatorID {op}")
     return seq
 
 
@@ -199,7 +205,7 @@ def _station_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows)
 
 
 def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> None:
-    seq = _seq(data, "")
+    seq = _seq(data, "", op)
     state = _code(data, "StartChargeSeqStat", "", ORDER_STATES)
     cid = _str(data, "ConnectorID", "")
     status = _code(data, "ConnectorStatus", "", CONNECTOR_STATUS)
@@ -254,7 +260,7 @@ def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) 
 
 
 def _order_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -> None:
-    seq = _seq(data, "")
+    seq = _seq(data, "", op)
     cid = _str(data, "ConnectorID", "")
     start = _time(data, "StartTime", "")
     end = _time(data, "EndTime", "")
