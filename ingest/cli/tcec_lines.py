@@ -55,7 +55,9 @@ def add_envelope_arguments(parser: argparse.ArgumentParser, what: str, no_stamp:
     parser.add_argument(
         "--interface", help=f"{what}: the interface, e.g. notification_stationStatus"
     )
-    parser.add_argument("--operator", help=f"{what}: the OperatorID (9 letters or digits)")
+    parser.add_argument(
+        "--operator", help=f"{what}: the OperatorID (9 digits / upper-case letters)"
+    )
     parser.add_argument(
         "--timestamp",
         help=f"{what}: the envelope TimeStamp yyyyMMddHHmmss, Beijing time ({no_stamp})",

@@ -24,8 +24,10 @@ from contract.charger import ChargerRows
 from contract.rows import FrameRows
 from ingest.decoders.battery import decode_pack_rows_batch
 from ingest.decoders.charger import (
+    OPERATOR_ID_RULE,
     decode_charger_rows_batch,
     decode_tcec,
+    is_operator_id,
     push_time,
 )
 from ingest.decoders.errors import FrameError
@@ -45,7 +47,6 @@ __all__ = [
 
 _RECEIVED: dict[int, datetime] = {}
 _RECEIVED_MAX: Final = 4096
-OPERATOR_ID_SIZE: Final = 9  # T/CEC 102 OperatorID: the organisation code's 9 characters
 
 
 def received_at(received_ms: int) -> datetime:
@@ -88,11 +89,11 @@ def decode_tcec_record(value: bytes, received_ms: int, headers: Headers) -> Char
     if not interface.isascii() or not interface.isprintable():
         raise FrameError(wire.BAD_HEADER, 0, f"{wire.TCEC_INTERFACE} {interface!r}: not ASCII")
     operator = _text(headers, wire.TCEC_OPERATOR_ID)
-    if len(operator) != OPERATOR_ID_SIZE or not operator.isascii() or not operator.isalnum():
+    if not is_operator_id(operator):  # upper case: see ingest.decoders.charger.tcec
         raise FrameError(
             wire.BAD_HEADER,
             0,
-            f"{wire.TCEC_OPERATOR_ID} {operator!r}: expected the 9-character OperatorID",
+            f"{wire.TCEC_OPERATOR_ID} {operator!r}: expected the OperatorID, {OPERATOR_ID_RULE}",
         )
     seq = wire.header(headers, wire.TCEC_SEQ)  # optional: older gateways did not send it
     pushed_at = _timestamp(

@@ -455,3 +455,13 @@ def test_a_start_charge_seq_of_another_operator_is_bad_field(
     assert "must begin with the OperatorID MA01H3BQ2" in exc.value.detail
     with pytest.raises(FrameError):
         decode_tcec(orjson.dumps(doc), interface, "ZZ9999999", PUSHED)
+
+
+@pytest.mark.parametrize("operator", ["ma01h3bq2", "Ma01H3BQ2", "MA01H3BQ\u00b2", "MA01-3BQ2"])
+def test_an_operator_id_is_nine_digits_or_upper_case_letters(operator: str) -> None:
+    # The organisation code's alphabet; account_scopes (roles grant --scope) holds only these,
+    # so rows stored under a lower-case operator could never be shown to their operator.
+    with pytest.raises(FrameError) as exc:
+        decode_tcec(orjson.dumps(STATUS), "notification_stationStatus", operator, PUSHED)
+    assert exc.value.reason == "bad_field"
+    assert "upper-case" in exc.value.detail

@@ -113,7 +113,9 @@ def _env(**changes: str) -> bytes:
         (b"not json", "not JSON"),
         (b"[]", "not a JSON object"),
         (_env(Sig="-"), "Sig is required"),
-        (_env(OperatorID="MA01"), "9 letters"),
+        (_env(OperatorID="MA01"), "9 digits / upper-case letters"),
+        # the organisation code's alphabet: an account could never be scoped to lower case
+        (_env(OperatorID="ma01h3bq2"), "9 digits / upper-case letters"),
         (_env(TimeStamp="2026-01-01"), "yyyy"),
         (_env(Seq="1"), "4 digits"),
     ],
@@ -205,7 +207,10 @@ def test_operators_file_must_be_private(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("doc", "why"),
     [
-        ({"MA01": ENTRY}, "9-character"),
+        ({"MA01": ENTRY}, "'MA01' is not an OperatorID"),
+        # roles grant --scope (account_scopes: [A-Z0-9]{9}) could never name it: refused,
+        # with the spelling to use
+        ({"ma01h3bq2": ENTRY}, "'ma01h3bq2' is not an OperatorID .*: write 'MA01H3BQ2'"),
         ({"MA01H3BQ2": {**ENTRY, "DataSecret": "short"}}, "16 bytes"),
         ({"MA01H3BQ2": {**ENTRY, "SigSecret": ""}}, "SigSecret is required"),
         ([], "expected an object"),

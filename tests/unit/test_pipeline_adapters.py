@@ -135,6 +135,7 @@ def test_a_missing_tcec_header_is_missing_header(name: str) -> None:
         (wire.TCEC_OPERATOR_ID, b"MA01H3BQ"),  # 8 characters
         (wire.TCEC_OPERATOR_ID, b"MA01H3BQ2X"),
         (wire.TCEC_OPERATOR_ID, b"MA01-3BQ2"),
+        (wire.TCEC_OPERATOR_ID, b"ma01h3bq2"),  # upper case only: the organisation code's
         (wire.TCEC_OPERATOR_ID, b"\xff\xfe"),  # not UTF-8
         (wire.TCEC_TIMESTAMP, b"2026-12-06 10:00:00"),
         (wire.TCEC_TIMESTAMP, b"20261306100000"),  # month 13

@@ -37,8 +37,10 @@ from ingest.decoders.charger.jsonview import charger_rows_to_dict
 from ingest.decoders.charger.rows import rows_of_charger_frame
 from ingest.decoders.charger.tcec import (
     INTERFACES,
+    OPERATOR_ID_RULE,
     TCEC_REASONS,
     decode_tcec,
+    is_operator_id,
     parse_tcec_timestamp,
     push_time,
 )
@@ -46,6 +48,7 @@ from ingest.decoders.charger.tcec import (
 __all__ = [
     "COMMANDS",
     "INTERFACES",
+    "OPERATOR_ID_RULE",
     "TCEC_REASONS",
     "ChargeOrder",
     "ChargerFrame",
@@ -62,6 +65,7 @@ __all__ = [
     "decode_charger_rows_batch",
     "decode_tcec",
     "encode_charger_frame",
+    "is_operator_id",
     "parse_tcec_timestamp",
     "push_time",
     "rows_of_charger_frame",

@@ -50,7 +50,15 @@ from ingest.decoders.errors import (
     FrameError,
 )
 
-__all__ = ["INTERFACES", "TCEC_REASONS", "decode_tcec", "parse_tcec_timestamp", "push_time"]
+__all__ = [
+    "INTERFACES",
+    "OPERATOR_ID_RULE",
+    "TCEC_REASONS",
+    "decode_tcec",
+    "is_operator_id",
+    "parse_tcec_timestamp",
+    "push_time",
+]
 
 STOP_REASONS: Final = frozenset(range(100))  # 0..4 defined, 5..99 operator-defined
 NATIONAL_STANDARDS: Final = frozenset({1, 2})
@@ -65,7 +73,20 @@ INT4_MAX: Final = 2**31 - 1
 _Obj = dict[str, Any]
 _ID: Final = re.compile(r"[\x21-\x7e]+")
 _VIN: Final = re.compile(r"[0-9A-Z]{17}")
+# OperatorID is the operator's organisation code (T/CEC 102: "运营商ID ... 组织机构代码", 9
+# characters), whose alphabet (GB 11714 and GB 32100's code that embeds it) is digits and
+# upper-case Latin letters. Lower case is refused everywhere (operators file, envelope, Kafka
+# header, decoder): the binary profile's header code already requires it, and an account can
+# only be scoped to [A-Z0-9]{9} (roles grant --scope, account_scopes' CHECK), so data stored
+# under "ma01h3bq2" could never be shown to its operator.
+_OPERATOR_ID: Final = re.compile(r"[0-9A-Z]{9}")
+OPERATOR_ID_RULE: Final = "9 digits / upper-case letters, the organisation code"
 _TIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
+def is_operator_id(text: str) -> bool:
+    """True for a T/CEC 102 OperatorID: 9 digits / upper-case letters."""
+    return _OPERATOR_ID.fullmatch(text) is not None
 
 
 def _fail(reason: str, detail: str) -> FrameError:
@@ -339,8 +360,8 @@ def decode_tcec(
         raise _fail(
             UNKNOWN_INTERFACE, f"interface {interface!r} is not one of {sorted(INTERFACES)}"
         )
-    if len(operator_id) != 9 or not operator_id.isascii() or not operator_id.isalnum():
-        raise _fail(BAD_FIELD, f"operator id {operator_id!r}: 9 letters or digits (OperatorID)")
+    if not is_operator_id(operator_id):
+        raise _fail(BAD_FIELD, f"operator id {operator_id!r}: OperatorID is {OPERATOR_ID_RULE}")
     try:
         doc = orjson.loads(bytes(data))
     except orjson.JSONDecodeError as exc:

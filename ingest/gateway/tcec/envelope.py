@@ -21,6 +21,8 @@ import orjson
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ingest.decoders.charger import OPERATOR_ID_RULE, is_operator_id
+
 __all__ = [
     "Envelope",
     "EnvelopeError",
@@ -39,7 +41,6 @@ __all__ = [
 KEY_SIZE: Final = 16  # AES-128: DataSecret and DataSecretIV are 16 characters each
 SEQ_SIZE: Final = 4  # "0001".."9999": the request's sequence number
 TIMESTAMP_SIZE: Final = 14  # yyyyMMddHHmmss
-OPERATOR_ID_SIZE: Final = 9  # the operator's organisation code
 
 
 class Ret(IntEnum):
@@ -169,12 +170,8 @@ def parse_envelope(body: bytes) -> Envelope:
         _text(doc, "Seq"),
         _text(doc, "Sig"),
     )
-    if (
-        len(env.operator_id) != OPERATOR_ID_SIZE
-        or not env.operator_id.isascii()
-        or not env.operator_id.isalnum()
-    ):
-        raise EnvelopeError(Ret.BAD_PARAMETER, "OperatorID must be 9 letters or digits")
+    if not is_operator_id(env.operator_id):  # upper case: see ingest.decoders.charger.tcec
+        raise EnvelopeError(Ret.BAD_PARAMETER, f"OperatorID must be {OPERATOR_ID_RULE}")
     if (
         len(env.timestamp) != TIMESTAMP_SIZE
         or not env.timestamp.isascii()

@@ -14,8 +14,9 @@ from typing import Any, Final
 
 import orjson
 
+from ingest.decoders.charger import OPERATOR_ID_RULE, is_operator_id
 from ingest.errors import UserError
-from ingest.gateway.tcec.envelope import OPERATOR_ID_SIZE, OperatorSecrets
+from ingest.gateway.tcec.envelope import OperatorSecrets
 
 __all__ = ["OperatorsError", "load_operators", "parse_operators"]
 
@@ -42,8 +43,9 @@ def parse_operators(text: str | bytes, origin: str) -> dict[str, OperatorSecrets
         raise OperatorsError(f"{origin}: expected an object of OperatorID -> secrets")
     out: dict[str, OperatorSecrets] = {}
     for op, entry in doc.items():
-        if len(op) != OPERATOR_ID_SIZE or not op.isascii() or not op.isalnum():
-            raise OperatorsError(f"{origin}: {op!r} is not a 9-character OperatorID")
+        if not is_operator_id(op):  # upper case: see ingest.decoders.charger.tcec
+            fix = f": write {op.upper()!r}" if is_operator_id(op.upper()) else ""
+            raise OperatorsError(f"{origin}: {op!r} is not an OperatorID ({OPERATOR_ID_RULE}){fix}")
         if type(entry) is not dict:
             raise OperatorsError(f"{origin}: {op}: expected an object of the four secrets")
         values: dict[str, Any] = {}
