@@ -282,7 +282,8 @@ class PipelineSettings(Section):
         600.0,
         "Frame-time window: a frame dated more than this ahead of its received_at goes to the "
         "dead-letter topic (time_out_of_window), never to the database. The window's past "
-        "bound is storage.retention_days, and never before 2000-01-01 UTC.",
+        "bound is storage.retention_days, and never before 2000-01-01 UTC. The T/CEC receiver "
+        "refuses a push outside it (4004 bad_time).",
         minimum=0,
         maximum=366 * 86_400,  # a year ahead: beyond that a clock is wrong, not early
     )

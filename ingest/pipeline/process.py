@@ -31,7 +31,7 @@ from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.publish import PermanentKafkaError
 from ingest.pipeline.signature_keeper import gate_decoders, run_with_keeper
 from ingest.pipeline.sink import Sink
-from ingest.pipeline.timewindow import TimeWindow
+from ingest.pipeline.timewindow import time_window
 from ingest.pipeline.worker import Worker
 from ingest.wiring import kafka_client_options, shard_pool_params
 
@@ -98,15 +98,6 @@ def worker_options(settings: Settings) -> WorkerOptions:
         shards=max(1, len(settings.storage.shards)),
         window=time_window(settings),
         max_record_bytes=k.max_record_bytes,
-    )
-
-
-def time_window(settings: Settings) -> TimeWindow:
-    """The frame-time window: retention back (to 2000 when kept forever), skew ahead."""
-    days = settings.storage.retention_days
-    return TimeWindow(
-        max_age_ms=days * 86_400_000 if days else None,
-        max_future_ms=int(settings.pipeline.frame_max_future_s * 1000),
     )
 
 

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Final
 
 from contract.clock import EARLIEST_MS
+from ingest.config import Settings
 from ingest.pipeline import wire
 
-__all__ = ["EARLIEST_MS", "REASON", "TimeWindow", "iso_ms"]
+__all__ = ["EARLIEST_MS", "REASON", "TimeWindow", "iso_ms", "time_window"]
 
 REASON: Final = wire.TIME_OUT_OF_WINDOW
 
@@ -73,6 +74,17 @@ class TimeWindow:
             f"{where} ({why}); a device clock is wrong - or, for a historical capture, raise "
             "storage.retention_days (docs/operations.md)"
         )
+
+
+def time_window(settings: Settings) -> TimeWindow:
+    """The frame-time window of the settings: retention back (to 2000 when kept forever),
+    ``pipeline.frame_max_future_s`` ahead. The pipeline's, and the T/CEC receiver's (which
+    refuses a push the pipeline would dead-letter for its time)."""
+    days = settings.storage.retention_days
+    return TimeWindow(
+        max_age_ms=days * 86_400_000 if days else None,
+        max_future_ms=int(settings.pipeline.frame_max_future_s * 1000),
+    )
 
 
 def iso_ms(ms: int) -> str:

@@ -9,7 +9,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -247,6 +247,32 @@ async def test_data_that_does_not_open_is_4003_and_bad_business_json_4004(rig: R
     ret, msg, _ = await rig.post(interface, b'{"OperatorID": "MA01H3BQ2"}', token)
     assert ret == 4003
     assert await rig.produced() == 0
+
+
+async def test_a_push_dated_outside_the_pipelines_time_window_is_4004_bad_time(rig: Rig) -> None:
+    # The pipeline would dead-letter these as time_out_of_window after an answer of 0: the
+    # receiver judges the rows' time by the same window (storage.retention_days back, never
+    # before 2000; pipeline.frame_max_future_s ahead) and refuses them at once.
+    token = await rig.token()
+    now = datetime.fromtimestamp(rig.clock.now, CHINA_TZ)
+
+    def at(seconds: float) -> str:
+        return (now + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+
+    status, order = "notification_equip_charge_status", "notification_charge_order_info"
+    refused = [
+        (status, {"StartTime": at(0), "EndTime": at(1200)}, "ahead of the platform's clock"),
+        (order, {"StartTime": "2099-01-01 00:00:00", "EndTime": "2099-01-01 00:10:00"}, "ahead"),
+        (order, {"StartTime": "2020-01-01 00:00:00", "EndTime": "2020-01-01 00:10:00"}, "older"),
+    ]
+    for interface, times, why in refused:
+        ret, msg, _ = await rig.post(interface, rig.body({**PUSHES[interface], **times}), token)
+        assert ret == 4004 and msg.startswith("bad_time: the push's time ") and why in msg, msg
+    assert await rig.produced() == 0
+    # within the window (a sample 5 minutes ahead of the clock, under the 10 allowed): stored
+    ok = {**PUSHES[status], "StartTime": at(0), "EndTime": at(300)}
+    assert (await rig.post(status, rig.body(ok), token))[:2] == (0, "ok")
+    assert await rig.produced() == 1
 
 
 async def test_a_replayed_seq_and_a_stale_timestamp_are_refused(rig: Rig) -> None:

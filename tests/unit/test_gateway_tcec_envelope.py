@@ -26,6 +26,7 @@ from ingest.gateway.tcec.envelope import (
 )
 from ingest.gateway.tcec.operators import OperatorsError, load_operators, parse_operators
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
+from ingest.pipeline.timewindow import TimeWindow
 
 pytestmark = pytest.mark.unit
 
@@ -241,6 +242,9 @@ def test_every_receiver_setting_reaches_its_parameters() -> None:
             "NEV_TCEC_READ_TIMEOUT_S": "4.5",
             "NEV_TCEC_PRODUCE_TIMEOUT_S": "2.5",
             "NEV_GATEWAY_NAT64_PREFIXES": "2001:db8:64::/96",
+            # the pipeline's time window: a push it would dead-letter is refused at once
+            "NEV_STORAGE_RETENTION_DAYS": "30",
+            "NEV_PIPELINE_FRAME_MAX_FUTURE_S": "90",
         }
     )
     p = params_from_settings(settings, gateway_id="gw")
@@ -251,6 +255,7 @@ def test_every_receiver_setting_reaches_its_parameters() -> None:
         [str(n) for n in p.nat64],
     )  # fmt: skip
     assert got == (600, 60, 500, 4096, 7, 3, 4.5, 2.5, ["2001:db8:64::/96"])
+    assert p.window == TimeWindow(max_age_ms=30 * 86_400_000, max_future_ms=90_000)
 
 
 @pytest.mark.parametrize(

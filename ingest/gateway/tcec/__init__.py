@@ -14,6 +14,7 @@ from ingest.config.settings import Settings
 from ingest.gateway.tcec.envelope import EnvelopeError, OperatorSecrets, Ret
 from ingest.gateway.tcec.operators import OperatorsError, load_operators
 from ingest.gateway.tcec.server import NOTIFICATIONS, TcecParams, TcecServer, start_tcec
+from ingest.pipeline.timewindow import time_window
 
 __all__ = [
     "NOTIFICATIONS",
@@ -67,4 +68,5 @@ def params_from_settings(settings: Settings, *, gateway_id: str) -> TcecParams |
         produce_timeout_s=t.produce_timeout_s,
         nat64=nat64_networks("gateway.nat64_prefixes", settings.gateway.nat64_prefixes),
         gateway_id=gateway_id,
+        window=time_window(settings),
     )

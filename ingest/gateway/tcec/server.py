@@ -5,7 +5,8 @@ Each request runs the same checks in the same order, each with the standard's Re
 header, before the body is read), the envelope's five fields (4003, the body read within
 ``read_timeout_s``), the token's OperatorID (4002), the operator (4003), Sig (4001),
 TimeStamp within the clock skew (4003), Data decrypted to a JSON object (4003), (TimeStamp,
-Seq) not seen before (4003), the business JSON as the pipeline's decoder reads it (4004);
+Seq) not seen before (4003), the record as the pipeline reads it and its time within the
+pipeline's frame-time window (4004);
 then the push is produced with acks=all and answered 0 only once Kafka acknowledged it, else
 -1 (busy) after a bounded wait.
 """
@@ -25,8 +26,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
-from ingest.decoders.charger import decode_tcec, parse_tcec_timestamp
-from ingest.decoders.errors import FrameError
+from contract.clock import EARLIEST_MS
+from ingest.decoders.charger import parse_tcec_timestamp
+from ingest.decoders.errors import BAD_TIME, FrameError
 from ingest.errors import UserError
 from ingest.gateway.log_budget import BudgetedLog
 from ingest.gateway.renewal import NOT_WRITTEN
@@ -45,8 +47,10 @@ from ingest.gateway.tcec.peer_limits import PeerLog, TokenSlots
 from ingest.gateway.tcec.site import ConnectionGate, GatedSite
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
 from ingest.pipeline import wire
+from ingest.pipeline.adapters import decode_tcec_record
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Sender, retriable
+from ingest.pipeline.timewindow import TimeWindow, iso_ms
 
 __all__ = ["NOTIFICATIONS", "QUERY_TOKEN", "TcecParams", "TcecServer", "make_app", "start_tcec"]
 
@@ -101,6 +105,10 @@ class TcecParams:
     read_timeout_s: float = 10.0
     produce_timeout_s: float = 10.0
     gateway_id: str = ""
+    # The pipeline's frame-time window (``time_window(settings)``: storage.retention_days back,
+    # never before 2000; pipeline.frame_max_future_s ahead): a push dated outside it would be
+    # dead-lettered there, so it is refused here. The default is the settings' defaults.
+    window: TimeWindow = field(default_factory=lambda: TimeWindow(1095 * 86_400_000, 600_000))
     # gateway.nat64_prefixes: peers in them count as the IPv4 address they embed
     nat64: tuple[ipaddress.IPv6Network, ...] = ()
     clock: Callable[[], float] = time.time  # wall clock, epoch s (tests move it)
@@ -285,6 +293,22 @@ class _Receiver:
                 f"{self._p.clock_skew_s} s): set the sender's clock (NTP)",
             )
 
+    def _check_window(self, ts_ms: int | None, received_ms: int) -> None:
+        """4004 ``bad_time`` for a push dated outside the pipeline's frame-time window (it
+        would dead-letter it as time_out_of_window): EndTime 1999 or 2099, say."""
+        w = self._p.window
+        if ts_ms is None or w.contains(ts_ms, received_ms, received_ms):
+            return
+        start, end = w.start(received_ms), w.end(received_ms)
+        why = "ahead of the platform's clock" if ts_ms > end else "older than the platform keeps"
+        if ts_ms < start and start == EARLIEST_MS:
+            why = "before 2000"
+        raise EnvelopeError(
+            Ret.BAD_BUSINESS,
+            f"{BAD_TIME}: the push's time {iso_ms(ts_ms)} is {why} (stored: {iso_ms(start)} to "
+            f"{iso_ms(end)}): send the real time (China time)",
+        )
+
     def _token(self, secrets: OperatorSecrets, doc: dict[str, Any]) -> dict[str, Any]:
         given = doc.get("OperatorSecret")
         ok = (
@@ -320,12 +344,6 @@ class _Receiver:
         received_ms: int,
         peer: Any,
     ) -> dict[str, Any]:
-        # The pipeline's own decoder: what it would dead-letter is refused here, with its
-        # reason, while the operator can still fix and resend it.
-        try:
-            decode_tcec(plain, interface, env.operator_id, parse_tcec_timestamp(env.timestamp))
-        except FrameError as exc:
-            raise EnvelopeError(Ret.BAD_BUSINESS, f"{exc.reason}: {exc.detail}") from None
         headers = [
             (wire.TCEC_INTERFACE, interface.encode()),
             (wire.TCEC_OPERATOR_ID, env.operator_id.encode()),
@@ -337,6 +355,14 @@ class _Receiver:
             headers.append((wire.GATEWAY, self._p.gateway_id.encode()))
         if isinstance(peer, tuple) and len(peer) >= 2:
             headers.append((wire.PEER, f"{peer[0]}:{peer[1]}".encode()))
+        # The pipeline's own decoding of this very record (headers, JSON, the rows' time) and
+        # its time window: what it would dead-letter is refused here, with its reason, while
+        # the operator can still fix and resend it, and never reaches the topic.
+        try:
+            rows = decode_tcec_record(plain, received_ms, headers)
+        except FrameError as exc:
+            raise EnvelopeError(Ret.BAD_BUSINESS, f"{exc.reason}: {exc.detail}") from None
+        self._check_window(rows.ts_ms, received_ms)
         key = kafka_key(env.operator_id, doc)
         start = time.perf_counter()
         try:
