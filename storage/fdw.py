@@ -7,12 +7,21 @@ regulators, ``nev-ingest query``) reads one more database, the query database, w
   shards scans them concurrently; ``fetch_size`` large, as fleet queries return many rows),
   with a user mapping for the migrating role built from the ``postgres.*`` settings;
 * schema ``shard_<i>`` holds shard i's tables and views as foreign tables
-  (``IMPORT FOREIGN SCHEMA``; partitions and chunks are the shard's business, not imported);
+  (``IMPORT FOREIGN SCHEMA``; partitions and chunks are the shard's business, not imported;
+  nor are the private tables of ``storage.roles_names.PRIVATE_TABLES``);
 * schema ``<storage.schema>`` (``nev``) holds one view per shard table and per union-safe shard
   view, ``SELECT <columns> FROM shard_0.t UNION ALL SELECT <columns> FROM shard_1.t ...``; the
   views that aggregate or window across entities re-made from their own SQL over those
   (``storage.fdw_views``); and the shards' IMMUTABLE helper functions the queries call, so
   every query runs here unchanged.
+
+Who reads what is decided on the shards, never here: the views are ``security_invoker`` (but the
+``public_*`` ones, owner's rights as on a shard: counts only), so a foreign table is read through
+the *caller's* own user mapping, as the shard login it names, under that login's grants and
+row-level security on the shard (an OEM's ``_scoped`` rows). A login without a mapping gets
+postgres_fdw's "user mapping not found", not the migrating user's rows. The foreign tables are
+granted to PUBLIC for that reason: the mapping is the gate. Grants on the views (the operator's,
+docs/storage.md) are kept across the rebuild.
 
 ``build`` rebuilds all of it in one transaction (readers see the old or the new set, never a
 half) under the migrations' advisory lock: it is idempotent, and re-running it after a shard was
@@ -35,6 +44,7 @@ from storage.errors import MigrationError
 from storage.fdw_views import RECREATED_VIEWS, ShardViews, shard_views, union_safe
 from storage.migrate import LOCK_KEY
 from storage.params import check_identifier
+from storage.roles_names import PRIVATE_TABLES
 
 __all__ = [
     "FETCH_SIZE",
@@ -54,8 +64,9 @@ log = logging.getLogger(__name__)
 FETCH_SIZE: Final = 10_000
 # Marks the views ``build`` owns, so a rerun replaces them and leaves anything else alone.
 _VIEW_MARK: Final = "nev-ingest: union of the shards (nev-ingest migrate)"
-# Internal to each shard's migrations: nothing a query database user reads.
-_NOT_IMPORTED: Final = ("schema_migrations",)
+# Nothing a query database user reads: the migrations' own table, the service's bookkeeping and
+# the scope mapping (the regulator may not read them on a shard either, docs/security.md).
+_NOT_IMPORTED: Final = PRIVATE_TABLES
 # libpq options that belong to the user mapping, not the foreign server (postgres_fdw rule).
 _USER_OPTIONS: Final = frozenset({"user", "password", "sslcert", "sslkey", "sslpassword"})
 # libpq options that make no sense for a server-side connection (postgres_fdw sets them).
@@ -151,7 +162,7 @@ async def build(
         async with conn.transaction():
             await conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            await _drop_views(conn, schema)
+            grants = await _drop_views(conn, schema)
             removed = await _drop_shards_beyond(conn, len(shards))
             for index, link in enumerate(shards):
                 await _link_shard(conn, index, link)
@@ -165,6 +176,7 @@ async def build(
             for name, sql in views.definitions.items():  # RECREATED_VIEWS order
                 await _recreate_view(conn, schema, name, sql)
             made = names + list(views.definitions)
+            await _restore_grants(conn, schema, grants, set(made))
             left_out = sorted(set(imported) - set(made))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
@@ -174,7 +186,23 @@ async def build(
     return QueryDatabaseReport(schema, len(shards), sorted(made), removed, left_out)
 
 
-async def _drop_views(conn: Any, schema: str) -> None:
+# Who was granted what on the views build made: (view, grantee or PUBLIC, privilege, grantable).
+_GRANTS: Final = """
+SELECT c.relname, coalesce(r.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+     aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE n.nspname = $1 AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') = $2
+  AND a.grantee <> c.relowner
+"""
+_Grant = tuple[str, str, str, bool]
+
+
+async def _drop_views(conn: Any, schema: str) -> list[_Grant]:
+    """Drop the views build made; return the grants they carried, for the new ones."""
+    grants = [
+        (str(r[0]), str(r[1]), str(r[2]), bool(r[3]))
+        for r in await conn.fetch(_GRANTS, schema, _VIEW_MARK)
+    ]
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = $1 AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') = $2",
@@ -182,7 +210,7 @@ async def _drop_views(conn: Any, schema: str) -> None:
         _VIEW_MARK,
     )
     if not rows:
-        return
+        return grants
     # In one statement: the re-made views read the union views, and both go.
     names = ", ".join(f"{schema}.{check_identifier(row[0], 'view')}" for row in rows)
     try:
@@ -192,6 +220,20 @@ async def _drop_views(conn: Any, schema: str) -> None:
             f"query database: the views of {schema} are rebuilt by migrate but other objects "
             f"depend on them ({exc.detail or exc}); drop them, migrate, then create them again"
         ) from None
+    return grants
+
+
+def _role(name: str) -> str:
+    return name if name == "PUBLIC" else '"' + name.replace('"', '""') + '"'
+
+
+async def _restore_grants(conn: Any, schema: str, grants: list[_Grant], made: set[str]) -> None:
+    """Give the re-made views the grants the dropped ones had: an operator's GRANT SELECT to a
+    login survives the daily migrate (the views are made anew on every run)."""
+    for view, grantee, privilege, grantable in grants:
+        if view in made:
+            option = " WITH GRANT OPTION" if grantable else ""
+            await conn.execute(f"GRANT {privilege} ON {schema}.{view} TO {_role(grantee)}{option}")
 
 
 async def _drop_shards_beyond(conn: Any, count: int) -> list[str]:
@@ -252,6 +294,10 @@ async def _import(conn: Any, schema: str, index: int) -> None:
             f"query database: cannot import schema {schema} of shard {index} "
             f"({type(exc).__name__}: {exc}); check that the shard is up and migrated"
         ) from None
+    # Anyone may name them: a read goes through the reader's own user mapping, as the shard
+    # login it names, and the shard's grants and policies decide what comes back.
+    await conn.execute(f"GRANT USAGE ON SCHEMA {target} TO PUBLIC")
+    await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {target} TO PUBLIC")
 
 
 async def _tables(conn: Any, index: int) -> set[str]:
@@ -304,8 +350,13 @@ async def _make_view(conn: Any, schema: str, name: str, body: str, what: str) ->
     """``schema.name`` as ``body``, marked as the query database's own; ``what`` says in the
     error what could not be done."""
     await _refuse_foreign(conn, schema, name)
+    # The caller's rights, so its own user mapping reaches the shards (an owner's-rights view
+    # would read every shard as the migrating user for anyone granted it). The public_*
+    # statistics keep their owner's rights, as on a shard: counts for a role without table
+    # rights.
+    invoker = "" if name.startswith("public_") else " WITH (security_invoker = true)"
     try:
-        await conn.execute(f"CREATE VIEW {schema}.{name} AS\n{body}")
+        await conn.execute(f"CREATE VIEW {schema}.{name}{invoker} AS\n{body}")
     except asyncpg.PostgresError as exc:
         raise MigrationError(
             f"query database: cannot {what} ({exc}); migrate every shard to "

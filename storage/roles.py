@@ -32,7 +32,7 @@ import asyncpg
 from storage.errors import MigrationError
 from storage.migrate import LOCK_KEY
 from storage.params import TIMESERIES_TABLES, SchemaMode, check_identifier
-from storage.roles_names import RoleNames, RolesReport
+from storage.roles_names import PRIVATE_TABLES, RoleNames, RolesReport
 from storage.roles_partitions import partition_function
 from storage.roles_policies import (
     CHARGER_TABLES,
@@ -46,9 +46,9 @@ from storage.roles_policies import (
 
 __all__ = ["RoleNames", "RolesReport", "apply"]
 
-# The service's bookkeeping and the scope mapping: not for the regulator (the writer reads the
-# first three; a scoped login its own account_scopes row, through its policy).
-_PRIVATE: Final = ("account_scopes", "consumer_offsets", "alerts_outbox", "schema_migrations")
+# Not for the regulator (the writer reads the first three; a scoped login its own
+# account_scopes row, through its policy).
+_PRIVATE: Final = PRIVATE_TABLES
 _ALERT_ACK_COLUMNS: Final = "acked_at, acked_by, ack_note, updated_at"
 
 

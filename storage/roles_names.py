@@ -7,7 +7,11 @@ from typing import Final
 
 from storage.params import check_identifier
 
-__all__ = ["RoleNames", "RolesReport"]
+__all__ = ["PRIVATE_TABLES", "RoleNames", "RolesReport"]
+
+# The service's bookkeeping and the scope mapping: no reader's (docs/security.md, the roles
+# table): the regulator gets no grant on them, and the query database does not import them.
+PRIVATE_TABLES: Final = ("account_scopes", "consumer_offsets", "alerts_outbox", "schema_migrations")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,12 @@ class RolesDb:
     names: RoleNames
     prefix: str
     logins: list[str] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # more NEV_* of every command
 
     def environ(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEV_")}
         env["NEV_POSTGRES_DSN"] = self.dsn
+        env.update(self.settings)
         env["NEV_ROLES_ENABLED"] = "true"
         for family in FAMILIES:
             env[f"NEV_ROLES_{family.upper()}"] = self.names.family(family)
@@ -71,8 +73,9 @@ class RolesDb:
         self.cli(*args, NEV_POSTGRES_DSN=as_dsn or self.dsn)
         return name
 
-    def dsn_of(self, login: str) -> str:
-        parts = urlsplit(self.dsn)
+    def dsn_of(self, login: str, dsn: str = "") -> str:
+        """``dsn`` (default: this database) as ``login``."""
+        parts = urlsplit(dsn or self.dsn)
         host = parts.netloc.rsplit("@", 1)[-1]
         return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
