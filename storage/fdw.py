@@ -83,18 +83,20 @@ def shard_schema(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ShardLink:
-    """How the query database reaches one shard: its libpq URL (TLS keys included) and the
-    password, if any (``postgres.password`` wins over one in the URL)."""
+    """How the query database reaches one shard: its libpq URL (TLS keys included), the
+    password, if any (``postgres.password`` wins over one in the URL), and the URL of its read
+    replica, if any (``storage.replicas``), which the foreign server then reads."""
 
     dsn: str
     password: str | None = None
+    replica: str | None = None
 
-    def _options(self) -> dict[str, str]:
+    def _options(self, dsn: str, setting: str) -> dict[str, str]:
         try:
-            parsed = conninfo_to_dict(self.dsn)
+            parsed = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError:  # never echo the DSN: it may hold a password
             raise MigrationError(
-                "a shard DSN is not a valid libpq URL; fix storage.shards"
+                f"a DSN of {setting} is not a valid libpq URL; fix {setting}"
             ) from None
         out = {k: str(v) for k, v in parsed.items() if v is not None and k not in _DROPPED_OPTIONS}
         if self.password:
@@ -102,13 +104,26 @@ class ShardLink:
         return out
 
     def server_options(self) -> dict[str, str]:
-        options = {k: v for k, v in self._options().items() if k not in _USER_OPTIONS}
-        options["async_capable"] = "true"
-        options["fetch_size"] = str(FETCH_SIZE)
-        return options
+        """The server's options on the shard itself (what the import reads)."""
+        return self._server(self._options(self.dsn, "storage.shards"))
+
+    def read_options(self) -> dict[str, str]:
+        """The server's options for readers: the replica's host, port, dbname and TLS options
+        when there is one, else the shard's."""
+        if not self.replica:
+            return self.server_options()
+        return self._server(self._options(self.replica, "storage.replicas"))
+
+    @staticmethod
+    def _server(options: dict[str, str]) -> dict[str, str]:
+        out = {k: v for k, v in options.items() if k not in _USER_OPTIONS}
+        out["async_capable"] = "true"
+        out["fetch_size"] = str(FETCH_SIZE)
+        return out
 
     def user_options(self) -> dict[str, str]:
-        return {k: v for k, v in self._options().items() if k in _USER_OPTIONS}
+        options = self._options(self.dsn, "storage.shards")
+        return {k: v for k, v in options.items() if k in _USER_OPTIONS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +182,8 @@ async def build(
             for index, link in enumerate(shards):
                 await _link_shard(conn, index, link)
                 await _import(conn, schema, index)
+                if link.replica:
+                    await _point_at(conn, index, link.read_options())
             imported = await _common_tables(conn, len(shards))
             for ddl in functions:
                 await conn.execute(ddl)
@@ -262,13 +279,21 @@ async def _set_options(conn: Any, target: str, current: list[str], wanted: dict[
         await conn.execute(f"ALTER {target} OPTIONS ({', '.join(actions)})")
 
 
-async def _link_shard(conn: Any, index: int, link: ShardLink) -> None:
+async def _point_at(conn: Any, index: int, options: dict[str, str]) -> None:
     server = server_name(index)
-    await conn.execute(f"CREATE SERVER IF NOT EXISTS {server} FOREIGN DATA WRAPPER postgres_fdw")
     current = await conn.fetchval(
         "SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1", server
     )
-    await _set_options(conn, f"SERVER {server}", list(current), link.server_options())
+    await _set_options(conn, f"SERVER {server}", list(current), options)
+
+
+async def _link_shard(conn: Any, index: int, link: ShardLink) -> None:
+    """Server ``index`` on the shard itself: the import reads its catalogs there, just
+    migrated, with no replay lag. ``build`` then points it at the replica, if any, in the
+    same transaction, so readers only ever see the replica's address."""
+    server = server_name(index)
+    await conn.execute(f"CREATE SERVER IF NOT EXISTS {server} FOREIGN DATA WRAPPER postgres_fdw")
+    await _point_at(conn, index, link.server_options())
     await conn.execute(f"CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {server}")
     current = await conn.fetchval(
         "SELECT coalesce(umoptions, '{}') FROM pg_user_mappings "

@@ -229,7 +229,9 @@ async def _query_database(
         await first.close()
     conn = await open_connection(settings, query.application_name, query)
     try:
-        links = [fdw.ShardLink(p.dsn, p.password) for p in shards]
+        # storage.replicas (one per shard, in order): the servers read the replicas
+        replicas = settings.storage.replicas or (None,) * len(shards)
+        links = [fdw.ShardLink(p.dsn, p.password, r) for p, r in zip(shards, replicas, strict=True)]
         report = await fdw.build(conn, schema, links, functions, views)
     except MigrationError as exc:
         raise UserError(str(exc)) from None

@@ -112,7 +112,8 @@ class StorageSettings(Section):
         (),
         "libpq URLs of read replicas, one per shard in storage.shards' order (one for "
         "postgres.dsn without shards): nev-ingest query reads an entity from its shard's "
-        "replica. Empty: the primaries. The service never writes them.",
+        "replica, and nev-ingest migrate points the query database's foreign servers at them. "
+        "Empty: the primaries. The service never writes them.",
         dsn=True,
     )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")

@@ -197,3 +197,31 @@ def test_a_shard_left_out_of_the_list_leaves_the_query_database(
         if kind == "v" and name not in RECREATED_VIEWS  # those read the union views
     ]
     assert views and all("shard_0." in d and "shard_1." not in d for d in views)
+
+
+def test_migrate_points_the_query_database_at_the_replicas_and_keeps_it_there(
+    fresh_shards: ShardDatabases, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Stand-ins for the replicas: each shard's own database under another host name (the dev
+    # stack runs no standby by default); what matters is the address the servers keep.
+    replicas = [d.replace("@127.0.0.1:", "@localhost:") for d in fresh_shards.shards]
+    assert replicas != list(fresh_shards.shards)
+    flags = [*_flags(fresh_shards), "--set", f"storage.replicas={','.join(replicas)}"]
+    on0 = _vin_on(0, "R")
+    _migrate_with(flags, capsys)
+    _put(fresh_shards.shards[0], on0, 42)
+    for _ in range(2):  # the daily migrate --maintain must not point them back at the primaries
+        hosts = {
+            name: dict(o.split("=", 1) for o in options)["host"]
+            for name, options in _query_db_state(fresh_shards.query)["servers"]
+        }
+        assert hosts == {"nev_shard_0": "localhost", "nev_shard_1": "localhost"}
+        with psycopg.connect(fresh_shards.query) as conn:
+            got = conn.execute("SELECT soc_pct FROM nev.latest_state WHERE entity_id = %s", (on0,))
+            assert got.fetchall() == [(42,)]
+        _migrate_with([*flags, "--maintain"], capsys)
+
+
+def _migrate_with(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["migrate", *flags]) == 0, capsys.readouterr().err

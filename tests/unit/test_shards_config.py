@@ -182,3 +182,18 @@ def test_a_bad_shard_url_is_refused_without_echoing_it() -> None:
     with pytest.raises(MigrationError, match="not a valid libpq URL") as info:
         ShardLink("postgresql://nev:s3cret@db/nev?no_such_option=1").server_options()
     assert "s3cret" not in str(info.value)
+
+
+def test_a_shard_with_a_replica_is_read_there_as_the_shards_user() -> None:
+    link = ShardLink(
+        "postgresql://nev:pw@primary:5432/nev?sslmode=require",
+        replica="postgresql://other@standby:5433/nev?sslmode=verify-full",
+    )
+    read = link.read_options()
+    assert (read["host"], read["port"], read["sslmode"]) == ("standby", "5433", "verify-full")
+    assert "user" not in read and read["async_capable"] == "true"
+    assert link.server_options()["host"] == "primary"  # what the import reads
+    assert link.user_options() == {"user": "nev", "password": "pw"}  # the mapping: the shard's
+    assert ShardLink("postgresql://db/nev").read_options()["host"] == "db"  # no replica
+    with pytest.raises(MigrationError, match=r"fix storage\.replicas"):
+        ShardLink("postgresql://db/nev", replica="postgresql://x/y?no_such_option=1").read_options()
