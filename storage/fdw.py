@@ -41,13 +41,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import MigrationError
-from storage.fdw_views import (
-    NOT_IN_QUERY_DATABASE,
-    RECREATED_VIEWS,
-    ShardViews,
-    shard_views,
-    union_safe,
-)
+from storage.fdw_views import RECREATED_VIEWS, ShardViews, shard_views, union_safe
 from storage.migrate import LOCK_KEY
 from storage.params import check_identifier
 from storage.roles_names import PRIVATE_TABLES
@@ -71,9 +65,8 @@ FETCH_SIZE: Final = 10_000
 # Marks the views ``build`` owns, so a rerun replaces them and leaves anything else alone.
 _VIEW_MARK: Final = "nev-ingest: union of the shards (nev-ingest migrate)"
 # Nothing a query database user reads: the migrations' own table, the service's bookkeeping and
-# the scope mapping (the regulator may not read them on a shard either, docs/security.md); and
-# the shard views that can be neither unioned nor re-made here.
-_NOT_IMPORTED: Final = (*PRIVATE_TABLES, *NOT_IN_QUERY_DATABASE)
+# the scope mapping (the regulator may not read them on a shard either, docs/security.md).
+_NOT_IMPORTED: Final = PRIVATE_TABLES
 # libpq options that belong to the user mapping, not the foreign server (postgres_fdw rule).
 _USER_OPTIONS: Final = frozenset({"user", "password", "sslcert", "sslkey", "sslpassword"})
 # libpq options that make no sense for a server-side connection (postgres_fdw sets them).

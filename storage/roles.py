@@ -244,10 +244,8 @@ def _grants(
     grant(
         "SELECT", [*charger, "account_scopes", *(CHARGING_VIEWS if plain else ())], names.charging
     )
-    of = {v: v.removesuffix("_scoped") for v in scoped}
-    grant("SELECT", [v for v, t in of.items() if t in (*VEHICLE_TABLES, *OEM_VIEWS)], names.oem)
-    charger_views = (*CHARGER_TABLES, *CHARGING_VIEWS)
-    grant("SELECT", [v for v, t in of.items() if t in charger_views], names.charging)
+    grant("SELECT", [v for v in scoped if v.startswith(VEHICLE_TABLES)], names.oem)
+    grant("SELECT", [v for v in scoped if v.startswith(CHARGER_TABLES)], names.charging)
     grant("SELECT", sorted(n for n in have if n.startswith("public_")), names.public)
     return out
 

@@ -44,8 +44,7 @@ CHARGER_TABLES: Final = (
     "charging_session_events",
     "charger_faults",
 )
-# Views (security_invoker) a scoped role may read where every table under them is guarded
-# (plain PostgreSQL); on both flavours they also get a ``_scoped`` view, as the tables do.
+# Views (security_invoker) a scoped role may read where every table under them is guarded.
 OEM_VIEWS: Final = ("vehicle_pack_history",)
 CHARGING_VIEWS: Final = ("charging_sessions",)
 
@@ -135,23 +134,18 @@ async def apply_policies(
 async def scoped_views(
     conn: Any, scope: Scope, relations: dict[str, Any], report: RolesReport
 ) -> list[str]:
-    """Create or refresh ``<table>_scoped`` of every owned table and of the scoped roles'
-    views (OEM_VIEWS, CHARGING_VIEWS) that exist; their names.
+    """Create or refresh ``<table>_scoped`` of every owned table that exists; their names.
 
     Security barrier views with their owner's rights: the predicate runs before any function
     of the caller's query, and the view reads the table whatever its row-level security. Re-made
     every run (CREATE OR REPLACE) so a column added to the table by a later migration appears.
-    On TimescaleDB, where the hypertables under ``vehicle_pack_history`` and
-    ``charging_sessions`` carry no policy and scoped roles no grant, their ``_scoped`` views are
-    how an OEM or a charging operator reads them.
     """
     s = scope.schema
     made: list[str] = []
-    for table in (*VEHICLE_TABLES, *CHARGER_TABLES, *OEM_VIEWS, *CHARGING_VIEWS):
+    for table in (*VEHICLE_TABLES, *CHARGER_TABLES):
         if table not in relations or relations[table]["relkind"] == "S":
             continue
-        oem = table in VEHICLE_TABLES or table in OEM_VIEWS
-        where = scope.vins("vin") if oem else scope.operators("operator_id")
+        where = scope.vins("vin") if table in VEHICLE_TABLES else scope.operators("operator_id")
         view = f"{table}_scoped"
         current = await conn.fetchval("SELECT pg_get_viewdef(to_regclass($1))", f"{s}.{view}")
         sql = f"SELECT * FROM {s}.{table} WHERE {where}"

@@ -202,7 +202,6 @@ async def test_an_oem_sees_only_its_vehicles(db: RolesDb) -> None:
             "SELECT vin FROM nev.battery_pack_telemetry",
             "SELECT vin FROM nev.vehicle_stats_1h",
             "SELECT vin FROM nev.vehicle_pack_history",
-            "SELECT vin FROM nev.vehicle_pack_history_scoped",  # TimescaleDB's way, on both
             "SELECT entity_id FROM nev.latest_state",  # no chargers either
         ):
             assert await _column(conn, sql) == mine, sql
@@ -228,7 +227,6 @@ async def test_a_charging_operator_sees_only_its_connectors(db: RolesDb) -> None
             "SELECT operator_id FROM nev.charger_telemetry_scoped",
             "SELECT operator_id FROM nev.charging_session_events",
             "SELECT operator_id FROM nev.charging_sessions",
-            "SELECT operator_id FROM nev.charging_sessions_scoped",  # TimescaleDB's way, on both
             "SELECT operator_id FROM nev.latest_state",  # its connectors, no vehicles
         ):
             assert await _column(conn, sql) == [OPERATORS[0]], sql
