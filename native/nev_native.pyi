@@ -13,6 +13,7 @@ __version__: str
 # native/src/error.rs: every reason a binary-profile decoder gives, and the blocks_per_frame limit.
 FRAME_REASONS: list[str]
 BLOCKS_PER_FRAME: int
+CHARGER_BLOCKS_PER_FRAME: int
 
 def decode_vehicle_batch(
     values: Iterable[bytes],

@@ -20,7 +20,7 @@ use pyo3::types::{PyBool, PyBytes, PyDateTime, PyFloat, PyList, PyString, PyTupl
 use pyo3::IntoPyObjectExt;
 
 use crate::envelope::{COMMAND_PACKET, ID_OFFSET, ID_SIZE};
-use crate::error::{FrameError, BLOCKS_PER_FRAME, FRAME_REASONS};
+use crate::error::{FrameError, BLOCKS_PER_FRAME, CHARGER_BLOCKS_PER_FRAME, FRAME_REASONS};
 use crate::py_alloc::{RowClass, SlotsClass};
 use crate::time::FrameTime;
 use crate::vehicle::encode::encode;
@@ -557,6 +557,7 @@ fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // tests/unit/test_limits.py.
     m.add("FRAME_REASONS", FRAME_REASONS.to_vec())?;
     m.add("BLOCKS_PER_FRAME", BLOCKS_PER_FRAME)?;
+    m.add("CHARGER_BLOCKS_PER_FRAME", CHARGER_BLOCKS_PER_FRAME)?;
     m.add_function(wrap_pyfunction!(decode_vehicle_batch, m)?)?;
     m.add_function(wrap_pyfunction!(direct_layouts, m)?)?;
     m.add_function(wrap_pyfunction!(crate::framer::py::frame_spans, m)?)?;

@@ -144,6 +144,7 @@ def test_the_limits_repeat_the_decoders_numbers() -> None:
     assert L.BLOCKS_PER_FRAME == realtime.BLOCKS_PER_FRAME == nev_native.BLOCKS_PER_FRAME == 64
     # The charger profile's own, checked by its structured walk (charger/frame.py).
     assert L.CHARGER_BLOCKS_PER_FRAME == CHARGER_BLOCKS_PER_FRAME == 255 * 5 + 1
+    assert nev_native.CHARGER_BLOCKS_PER_FRAME == CHARGER_BLOCKS_PER_FRAME
     assert L.OVER_LIMIT == OVER_LIMIT
     assert sorted(nev_native.FRAME_REASONS) == sorted(FRAME_REASONS)
     assert len(nev_native.FRAME_REASONS) == len(FRAME_REASONS)
