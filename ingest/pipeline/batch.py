@@ -31,6 +31,7 @@ from ingest.pipeline.decoding import (
     TopicDecoder,
     WithHeaders,
     decode_records,
+    header_sizes,
 )
 from ingest.pipeline.limits import cut_letter, without_bulk
 from ingest.pipeline.logs import RateLimiter
@@ -76,7 +77,7 @@ class Batch:
     frames: list[Decoded] = field(default_factory=list)  # of any kind: batches span topics
     records: list[Record] = field(default_factory=list)  # parallel to frames (DLQ of db rejects)
     received_ms: list[int] = field(default_factory=list)  # parallel to frames
-    record_bytes: list[int] = field(default_factory=list)  # parallel to frames (_record_bytes)
+    record_bytes: list[int] = field(default_factory=list)  # parallel to frames (BatchBuilder.add)
     dead: list[DeadLetter] = field(default_factory=list)
     dead_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     consumed: Counter[str] = field(default_factory=Counter)  # by topic
@@ -170,12 +171,6 @@ class Batch:
         self.held_bytes = _held_bytes(self.record_bytes, dead)
         self.alert_entities = None  # of the frames gone too: walked again if asked
         return Held(before.frames - self.size, before.bytes - self.held_bytes)
-
-
-def _record_bytes(rec: Record) -> int:
-    """A kept record's bytes: value, key and headers (up to 64 B and 8 KiB by the input limits:
-    on a valid frame a producer could still make them 25x its value)."""
-    return len(rec.value or b"") + len(rec.key or b"") + wire.header_bytes(rec.headers)
 
 
 def _letter_bytes(d: DeadLetter) -> int:
@@ -279,16 +274,19 @@ class BatchBuilder:
         b.consumed[topic] += len(records)
         received_of = wire.received_at_ms
         receipts = [received_of(rec.headers, rec.timestamp) for rec in records]
-        results = self._decode(entry, records, receipts)
+        # Each record's headers counted once: for the input limits and the in-flight bytes.
+        sizes = header_sizes(records)
+        results = self._decode(entry, records, receipts, sizes)
         # This loop runs once per frame: locals instead of attribute lookups.
         frames, recs, received_ms = b.frames, b.records, b.received_ms
+        kept_bytes = b.record_bytes
         before = len(frames)
         window = self._window
         now_ms = self._clock_ms()
         # The past bound is one number per call; the future bound is per frame (received_at).
         oldest = window.start(now_ms) if window is not None else 0
         ahead = window.max_future_ms if window is not None else 0
-        for rec, received, rows in zip(records, receipts, results, strict=True):
+        for rec, received, rows, size in zip(records, receipts, results, sizes, strict=True):
             if rows is None:  # decided before decoding: empty, oversized or no decoder
                 self._refuse(rec, topic)
                 continue
@@ -307,11 +305,13 @@ class BatchBuilder:
             frames.append(rows)
             recs.append(rec)
             received_ms.append(received)
+            # A kept record's bytes: value, key and headers (up to 64 B and 8 KiB by the input
+            # limits: on a valid frame a producer could still make them 25x its value).
+            key = rec.key
+            kept_bytes.append(len(rec.value or b"") + (len(key) if key else 0) + size)
         if len(frames) > before:
             b.decoded[topic] += len(frames) - before
-            sizes = [_record_bytes(rec) for rec in recs[before:]]
-            b.record_bytes += sizes
-            b.held_bytes += sum(sizes)
+            b.held_bytes += sum(kept_bytes[before:])
         b.next[tp] = records[-1].offset + 1
         return Held(len(records), b.held_bytes - held_before)
 
@@ -355,12 +355,17 @@ class BatchBuilder:
         self._dead(rec, reason, detail, letter=without_bulk(letter, rec))
 
     def _decode(
-        self, entry: TopicDecoder | None, records: Sequence[Record], receipts: list[int]
+        self,
+        entry: TopicDecoder | None,
+        records: Sequence[Record],
+        receipts: list[int],
+        sizes: list[int] | None = None,
     ) -> list[Result | None]:
-        """One result per record, in order; None for a record refused before decoding."""
+        """One result per record, in order; None for a record refused before decoding.
+        ``sizes``: the records' header bytes (``header_sizes``), when counted already."""
         if entry is None:
             return [None] * len(records)
-        return decode_records(entry, records, receipts, self._max_value, self._limiter)
+        return decode_records(entry, records, receipts, self._max_value, self._limiter, sizes)
 
     def take(self) -> Batch:
         """Seal and return the open batch; a new empty one takes its place."""

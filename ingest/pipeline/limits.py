@@ -127,8 +127,9 @@ def without_bulk(letter: DeadLetter, rec: Record) -> DeadLetter:
     return DeadLetter(key, letter.value, [*kept, *own, *more])
 
 
-def refuse_record(rec: Record) -> BulkyRecord | None:
-    """Why ``rec``'s key or headers break a limit, or None when they do not."""
+def refuse_record(rec: Record, header_size: int | None = None) -> BulkyRecord | None:
+    """Why ``rec``'s key or headers break a limit, or None when they do not. ``header_size``:
+    the bytes of its headers (``wire.header_bytes``), when the caller counted them already."""
     key = rec.key
     if key and len(key) > KEY_BYTES:  # no key at all: judged with the rows (check_decoded)
         return _bulky(
@@ -146,7 +147,7 @@ def refuse_record(rec: Record) -> BulkyRecord | None:
                 f"{len(headers)} headers",
                 "send only the gateway's headers",
             )
-        size = wire.header_bytes(headers)
+        size = wire.header_bytes(headers) if header_size is None else header_size
         if size > HEADER_BYTES:
             return _bulky(
                 "header_bytes",

@@ -43,6 +43,7 @@ from typing import Any, Final, NamedTuple
 import nev_native
 
 from ingest.decoders.errors import BAD_SIGNATURE, FrameError
+from ingest.pipeline.decoding import rows_limited
 from storage.keys import DeviceKey
 
 __all__ = ["KeyCache", "Policy", "Reload", "SignatureGate", "Status"]
@@ -231,6 +232,9 @@ class SignatureGate:
         self, inner: Any, policy: Policy, cache: KeyCache, counter: Any | None = None
     ) -> None:
         self._inner = inner
+        # The gate returns the inner decoder's rows or an error: they are within the row
+        # limits exactly when the inner decoder's are (ingest.pipeline.decoding.rows_limited).
+        self.rows_limited: bool = rows_limited(inner)
         self.policy = policy
         self.cache = cache
         self._counter = counter  # nev_ingest_signature_checks_total{kind,status}, or None
