@@ -43,10 +43,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from operator import attrgetter
+from typing import Any, Final
 
 from storage import offsets as offsets_sql
 from storage.batch import (
+    REISSUE,
     BatchOutcome,
     Decoded,
     RejectedFrame,
@@ -69,6 +71,8 @@ from storage.partitions import SlotCache, ensure
 __all__ = ["BeforeCommit", "StorageWriter"]
 
 log = logging.getLogger(__name__)
+
+_COMMAND: Final = attrgetter("command")
 
 BeforeCommit = Callable[[Any, BatchOutcome], Awaitable[None]]
 
@@ -333,10 +337,8 @@ class StorageWriter:
                 have = stored.get(tp)
                 if have is not None and (rng.start is None or have > rng.start):
                     fenced[tp] = have
-            live = [i for i, tp in enumerate(sources) if tp not in fenced and i not in state.bad]
             staging = self._params.dedupe is Dedupe.STAGING
-            hot = [] if staging else [i for i in live if not is_reissue(frames[i])]
-            slow = live if staging else [i for i in live if is_reissue(frames[i])]
+            live, hot, slow = _loads(frames, sources, fenced, state.bad, staging)
             archive = raw if self._params.raw_frames else None
             early = _Early(self.latest, frames, live, sources, ranges, kafka_offsets)
             batch = LoadBatch(
@@ -354,7 +356,7 @@ class StorageWriter:
             for indices, skip in ((hot, False), (slow, True)):
                 if indices:
                     await load_isolating(conn, batch, indices, skip, state)
-            kept = [i for i in live if i not in state.bad]
+            kept = [i for i in live if i not in state.bad] if state.bad else list(live)
             rejected = [
                 RejectedFrame(
                     index=i,
@@ -397,6 +399,29 @@ class StorageWriter:
             seconds=0.0,
             latest_merged=frozenset(committed if not self.latest.bounded else merged),
         )
+
+
+def _loads(
+    frames: Sequence[Decoded],
+    sources: list[TopicPartition],
+    fenced: Mapping[TopicPartition, int],
+    bad: Mapping[int, BaseException],
+    staging: bool,
+) -> tuple[list[int], list[int], list[int]]:
+    """The frames to load (``live``: not of a fenced partition, not rejected before), and of
+    them those of the plain COPY (``hot``) and those that skip conflicts (``slow``: reissued
+    frames, or every frame under staging dedupe). The usual batch (nothing fenced or rejected,
+    no reissue) is answered without a Python statement per frame."""
+    if fenced or bad:
+        live = [i for i, tp in enumerate(sources) if tp not in fenced and i not in bad]
+    else:
+        live = list(range(len(sources)))
+    if staging:
+        return live, [], live
+    if REISSUE not in map(_COMMAND, frames):  # == as is_reissue compares
+        return live, list(live), []
+    hot = [i for i in live if not is_reissue(frames[i])]
+    return live, hot, [i for i in live if is_reissue(frames[i])]
 
 
 class _Early:
