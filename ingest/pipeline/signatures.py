@@ -70,7 +70,13 @@ class Status(IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _LABELS[self]
+
+
+# A status's metrics label and signature_events value, made once: the gate asks for it per
+# frame, and an enum's ``name`` is a descriptor call.
+_LABELS: Final = {s: s.name.lower() for s in Status}
+_UNSIGNED: Final = _LABELS[Status.UNSIGNED]
 
 
 # What reject dead-letters; the other bad outcomes are flagged whatever the policy.
@@ -265,21 +271,30 @@ class SignatureGate:
             return results
         picked: list[int] = []
         keys: list[tuple[int, bytes] | None] = []
-        for i, value in enumerate(values):
-            rows = results[i]
-            if value[:2] != EDITION_2025 or isinstance(rows, BaseException) or rows is None:
-                continue
-            command = value[2]
-            if command == ACTIVATION:
-                results[i] = self._activation(value, rows, received_ms[i])
-            elif command in SIGNED_COMMANDS and not getattr(rows, "encrypted", False):
-                if getattr(rows, "signature_missing", False):
-                    self._note(rows, received_ms[i], Status.UNSIGNED)
+        # Unsigned frames (a fleet without signatures: every 2025 frame) are counted here and
+        # added to the counts once, as ``_note`` would one by one; their events go as its do.
+        unsigned = 0
+        event = self._event
+        try:
+            for i, value in enumerate(values):
+                rows = results[i]
+                if value[:2] != EDITION_2025 or isinstance(rows, BaseException) or rows is None:
                     continue
-                vin = rows.vin
-                if self._wanted(vin):
-                    picked.append(i)
-                    keys.append(self.cache.get(vin))
+                command = value[2]
+                if command == ACTIVATION:
+                    results[i] = self._activation(value, rows, received_ms[i])
+                elif command in SIGNED_COMMANDS and not getattr(rows, "encrypted", False):
+                    if getattr(rows, "signature_missing", False):
+                        unsigned += 1
+                        event(rows.vin, rows, received_ms[i], _UNSIGNED)
+                        continue
+                    vin = rows.vin
+                    if self._wanted(vin):
+                        picked.append(i)
+                        keys.append(self.cache.get(vin))
+        finally:
+            if unsigned:
+                self._counts[_UNSIGNED] = self._counts.get(_UNSIGNED, 0) + unsigned
         if picked:
             statuses = nev_native.verify_frames([values[i] for i in picked], keys)
             for i, code in zip(picked, statuses, strict=True):
