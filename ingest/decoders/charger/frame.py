@@ -71,7 +71,8 @@ _SEQ: Final = struct.Struct(">H")
 # at least 28 bytes (a data unit holds at most 2,340) and one block per connector and type is
 # what a pile sends: 22 connectors with status, output and demand are 66 blocks, and a login
 # registers up to 255 connectors. So the most a real frame carries: 255 connectors x the five
-# types + the pile's fault block. The native walk hands a frame over 64 blocks to this one.
+# types + the pile's fault block. The native walk (native/src/error.rs, the same number) hands
+# a frame over it to this one, which rejects it.
 CHARGER_BLOCKS_PER_FRAME: Final = 255 * 5 + 1
 
 

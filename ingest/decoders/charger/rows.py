@@ -163,14 +163,23 @@ def merge_repeated(rows: ChargerRows) -> ChargerRows:
             statuses[:] = last.values()
     faults = rows.faults
     if len(faults) > 1:
-        merged: dict[str, ChargerFaultRow] = {}
+        # Each connector's codes gathered in one list (extend), its row rebuilt once: adding
+        # the lists block by block copied the codes so far each time, quadratic in a crafted
+        # frame of 1,276 fault blocks of one connector (6.4 ms).
+        first: dict[str, ChargerFaultRow] = {}
+        codes: dict[str, list[int]] = {}
         for f in faults:
-            seen = merged.get(f.connector_id)
-            merged[f.connector_id] = (
-                f if seen is None else seen._replace(fault_codes=seen.fault_codes + f.fault_codes)
-            )
-        if len(merged) < len(faults):
-            faults[:] = merged.values()
+            cid = f.connector_id
+            if cid in first:
+                codes[cid].extend(f.fault_codes)
+            else:
+                first[cid] = f
+                codes[cid] = list(f.fault_codes)
+        if len(first) < len(faults):
+            faults[:] = [
+                f if len(codes[c]) == len(f.fault_codes) else f._replace(fault_codes=codes[c])
+                for c, f in first.items()
+            ]
     sessions = rows.sessions
     if len(sessions) > 1:
         by_seq = {r.start_charge_seq: r for r in sessions}
