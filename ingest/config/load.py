@@ -262,7 +262,7 @@ def _convert(value: object, hint: object, spec: FieldSpec, where: str) -> object
         # Stored expanded: ssl, libpq and open() take a "~/ca.pem" literally.
         out = os.path.expanduser(value) if spec.path and value else value
     elif typing.get_origin(hint) is tuple:
-        out = _to_str_tuple(value, where)
+        out = _to_str_tuple(value, where, urls=spec.secret == "dsn")  # noqa: S105 - a kind of field
     elif isinstance(hint, types.UnionType):
         raise TypeError(f"{where}: optional settings are not supported; use an empty default")
     else:
@@ -343,13 +343,40 @@ def _check_utf8(value: str, where: str) -> None:
         raise UserError(f"{where}: not UTF-8 text; give it in UTF-8") from None
 
 
-def _to_str_tuple(value: object, where: str) -> tuple[str, ...]:
+def _to_str_tuple(value: object, where: str, *, urls: bool = False) -> tuple[str, ...]:
+    """A list given as text: comma-separated; a list of database URLs (``urls``) is split only
+    where a new item begins, not at the commas of a multi-host URL's host list."""
     if isinstance(value, str):
         _check_utf8(value, where)
-        return tuple(item.strip() for item in value.split(",") if item.strip())
+        items = _split_urls(value) if urls else value.split(",")
+        return tuple(item.strip() for item in items if item.strip())
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)
     raise UserError(f"{where} = {value!r}: expected a list of strings (comma-separated)")
+
+
+_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def _split_urls(value: str) -> list[str]:
+    """``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write,postgresql://...``
+    as its URLs: libpq and asyncpg take a comma-separated host list in a URL, so a comma
+    still inside a URL's host part (no / or ? after its ``://`` yet) belongs to that URL. Any
+    other comma starts a new item, which the URL check then judges (``host=h password=...``
+    after a comma is refused as not a URL, not read as part of the previous database name);
+    a piece that begins with a scheme is always a new URL."""
+    items: list[str] = []
+    for piece in value.split(","):
+        if items and _in_host_list(items[-1]) and not piece.strip().startswith(_SCHEMES):
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    return items
+
+
+def _in_host_list(item: str) -> bool:
+    scheme, sep, rest = item.strip().partition("://")
+    return bool(sep) and f"{scheme}://" in _SCHEMES and not any(c in rest for c in "/?")
 
 
 def _check_consistency(settings: Settings) -> None:

@@ -99,7 +99,9 @@ class StorageSettings(Section):
         (),
         "libpq URLs of the shard databases; Kafka partition p of every raw topic is written "
         "to shard p % N (docs/storage.md). Empty: one database, postgres.dsn. Passwords and "
-        "TLS come from postgres.* as for postgres.dsn.",
+        "TLS come from postgres.* as for postgres.dsn. In NEV_STORAGE_SHARDS comma-separated; "
+        "a multi-host URL (postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write) "
+        "keeps its host list: a list splits where the next postgresql:// URL begins.",
         dsn=True,
     )
     query_dsn: str = setting(
@@ -113,7 +115,8 @@ class StorageSettings(Section):
         "libpq URLs of read replicas, one per shard in storage.shards' order (one for "
         "postgres.dsn without shards): nev-ingest query reads an entity from its shard's "
         "replica, and nev-ingest migrate points the query database's foreign servers at them. "
-        "Empty: the primaries. The service never writes them.",
+        "Empty: the primaries. The service never writes them. Comma-separated in "
+        "NEV_STORAGE_REPLICAS; a multi-host URL keeps its host list, as in storage.shards.",
         dsn=True,
     )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")

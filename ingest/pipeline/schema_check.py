@@ -33,5 +33,8 @@ async def check_schema(settings: Settings) -> None:
 def _host(dsn: str) -> str:
     """Where a DSN points, without its credentials (for an error message)."""
 
+    # the netloc as written, after the credentials: a multi-host URL (h1:5432,h2:5432) has no
+    # single port for urlsplit to read (its .port raises)
     parts = urlsplit(dsn)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2] or "localhost"
+    return f"{hosts}{parts.path}"

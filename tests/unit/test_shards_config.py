@@ -197,3 +197,22 @@ def test_a_shard_with_a_replica_is_read_there_as_the_shards_user() -> None:
     assert ShardLink("postgresql://db/nev").read_options()["host"] == "db"  # no replica
     with pytest.raises(MigrationError, match=r"fix storage\.replicas"):
         ShardLink("postgresql://db/nev", replica="postgresql://x/y?no_such_option=1").read_options()
+
+
+def test_a_multi_host_url_stays_whole_in_a_comma_separated_list() -> None:
+    # libpq and asyncpg take a host list in a URL, as postgres.dsn does: the list splits only
+    # where the next URL begins.
+    multi = "postgresql://nev@h1:5432,h2:5432/nev?target_session_attrs=read-write"
+    settings = load_settings(
+        environ={
+            "NEV_STORAGE_SHARDS": f"{multi}, postgres://nev@h3,h4/nev,{B}",
+            "NEV_STORAGE_REPLICAS": "postgresql://r@r1,r2/nev,postgresql://r@r3/nev,"
+            "postgresql://r@r4/nev",
+        }
+    )
+    assert settings.storage.shards == (multi, "postgres://nev@h3,h4/nev", B)
+    assert settings.storage.replicas == (
+        "postgresql://r@r1,r2/nev",
+        "postgresql://r@r3/nev",
+        "postgresql://r@r4/nev",
+    )
