@@ -9,15 +9,19 @@ engine never touches the acknowledgement). The database is the ``[postgres]`` co
 
 With ``storage.shards`` (and no ``--dsn``), alerts live in the shard of the partition that
 raised them and their ids are per shard: ``list`` reads every shard and names an alert
-``SHARD:ID``, which is what ``ack`` then takes.
+``SHARD:ID``, which is what ``ack`` then takes. A shard that does not answer does not hide the
+others' alerts: ``list`` shows what the reachable shards hold, prints one warning line per
+unreachable ``storage.shards[i]`` and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -84,7 +88,28 @@ def _databases(args: argparse.Namespace) -> tuple[str, list[tuple[int | None, An
     return schema, [(i, dataclasses.replace(pg, dsn=d)) for i, d in shards]
 
 
-def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
+class _Unreachable(UserError):
+    """A database of ``alerts`` did not answer (its message names it and the setting)."""
+
+
+def _where(shard: int | None, pg: Any) -> str:
+    """The database as a message names it: the setting it comes from and where it points
+    (host and database, never the credentials)."""
+    parts = urlsplit(pg.dsn)
+    at = f"{parts.netloc.rpartition('@')[2] or 'localhost'}{parts.path}"
+    return f"storage.shards[{shard}] ({at})" if shard is not None else f"the database ({at})"
+
+
+def _fix(shard: int | None) -> str:
+    if shard is None:
+        return "set --dsn, NEV_POSTGRES_DSN or [postgres] dsn in --config"
+    return (
+        f"bring that database back, or correct storage.shards[{shard}] (NEV_STORAGE_SHARDS, "
+        "[storage] shards in --config)"
+    )
+
+
+def _connect(pg: Any, schema: str, shard: int | None) -> psycopg.Connection[dict[str, Any]]:
     extra: dict[str, Any] = {"password": pg.password} if pg.password else {}
     try:
         # postgres_dsn adds the TLS keys where the URL has none: a keyword argument would
@@ -99,10 +124,9 @@ def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
         # ProgrammingError: libpq refuses an option of the URL's query it does not know
         # (asyncpg passes it to the server as a setting), before any connection.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"cannot connect to the database: {first} (set --dsn, NEV_POSTGRES_DSN or "
-            "[postgres] dsn in --config)"
-        ) from exc
+        # without shards the DSN is the user's own (--dsn or postgres.dsn): not echoed back
+        name = "the database" if shard is None else _where(shard, pg)
+        raise _Unreachable(f"cannot connect to {name}: {first} ({_fix(shard)})") from exc
     # The tables live in storage.schema (`nev-ingest migrate` puts them there) and the
     # statements below name them unqualified, as the service's sessions do (storage/connect.py):
     # set after connecting, not as a startup option, which would replace a DSN's own
@@ -118,14 +142,20 @@ def _connect(pg: Any, schema: str) -> psycopg.Connection[dict[str, Any]]:
 
 
 def _run(
-    conn: psycopg.Connection[dict[str, Any]], sql: str, params: list[Any]
+    conn: psycopg.Connection[dict[str, Any]],
+    sql: str,
+    params: list[Any],
+    where: str,
+    schema: str,
 ) -> list[dict[str, Any]]:
     try:
         with conn.cursor() as cur:
             cur.execute(sql.encode(), params)
             return cur.fetchall() if cur.description else []
     except psycopg.errors.UndefinedTable as exc:
-        raise UserError("no alerts table in this database: run `nev-ingest migrate` first") from exc
+        raise UserError(
+            f"no alerts table in schema {schema} of {where}: run `nev-ingest migrate` first"
+        ) from exc
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -154,21 +184,43 @@ def _list(args: argparse.Namespace) -> int:
         f"WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC LIMIT %s"
     )
     schema, databases = _databases(args)
+    missing = 0
     for shard, pg in databases:
-        with _connect(pg, schema) as conn:
-            got = _run(conn, sql, params)
+        try:
+            with _connect(pg, schema, shard) as conn:
+                got = _run(conn, sql, params, _where(shard, pg), schema)
+        except _Unreachable as exc:
+            if shard is None:
+                raise
+            # An outage of one shard is when operators need the others' open alerts most:
+            # list those, and say which shard's are missing (exit 1).
+            print(f"warning: {exc}; its alerts are not listed", file=sys.stderr)
+            missing += 1
+            continue
+        except psycopg.OperationalError as exc:
+            if shard is None:
+                raise
+            # the shard went away between connecting and answering: the same outage
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(
+                f"warning: {_where(shard, pg)} failed: {first}; its alerts are not listed",
+                file=sys.stderr,
+            )
+            missing += 1
+            continue
         if shard is not None:  # ids are per shard: SHARD:ID names one
             got = [{**r, "id": f"{shard}:{r['id']}"} for r in got]
         rows.extend(got)
     rows.sort(key=lambda r: r["opened_at"], reverse=True)
     del rows[args.limit :]
+    status = 1 if missing else 0
     if args.format == "json":
         for r in rows:
             print(orjson.dumps(r, default=str).decode())
-        return 0
+        return status
     if not rows:
         print("no alerts" if args.all else "no open alerts")
-        return 0
+        return status
     print(
         f"{'ID':>6}  {'OPENED (+08:00)':<19}  {'SEVERITY':<8}  {'KIND':<7}  {'ENTITY':<17}  "
         f"{'RULE':<26}  STATE"
@@ -181,7 +233,7 @@ def _list(args: argparse.Namespace) -> int:
             f"{r['id']:>6}  {_local(r['opened_at'])}  {r['severity']:<8}  "
             f"{r['entity_kind']:<7}  {r['entity_id']:<17}  {r['rule_id']:<26}  {state}"
         )
-    return 0
+    return status
 
 
 def _local(dt: datetime) -> str:
@@ -210,14 +262,19 @@ def _ack(args: argparse.Namespace) -> int:
         ids = [i for s, i in refs if s == shard]
         if not ids:
             continue
-        with _connect(pg, schema) as conn:
+        where = _where(shard, pg)
+        with _connect(pg, schema, shard) as conn:
             done = _run(
                 conn,
                 "UPDATE alerts SET acked_at = now(), acked_by = %s, ack_note = %s, "
                 "updated_at = now() WHERE id = ANY(%s) AND acked_at IS NULL RETURNING id",
                 [args.by, args.note, ids],
+                where,
+                schema,
             )
-            known = _run(conn, "SELECT id, acked_by FROM alerts WHERE id = ANY(%s)", [ids])
+            known = _run(
+                conn, "SELECT id, acked_by FROM alerts WHERE id = ANY(%s)", [ids], where, schema
+            )
         acked.update((shard, r["id"]) for r in done)
         by_ref.update(((shard, r["id"]), r["acked_by"]) for r in known)
     for ref in refs:

@@ -3,6 +3,7 @@ named ``SHARD:ID`` (ids are per database), and ``ack`` acknowledges it on its ow
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import orjson
@@ -67,3 +68,37 @@ def test_a_bare_id_with_shards_is_refused_in_one_line(
     assert "give SHARD:ID" in err and "shards 0..1" in err
     assert main(["alerts", "ack", "5:1", "--by", "ops"]) == 2
     assert "shards 0..1" in capsys.readouterr().err
+
+
+def test_list_shows_the_shards_that_answer_and_names_the_one_that_does_not(
+    shards: ShardDatabases,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on: shard 1 is down
+        s.bind(("127.0.0.1", 0))
+        down = f"postgresql://nev@127.0.0.1:{s.getsockname()[1]}/nev_down"
+    monkeypatch.setenv("NEV_STORAGE_SHARDS", f"{shards.shards[0]},{down}")
+    assert main(["alerts", "list", "--format", "json"]) == 1
+    out, err = capsys.readouterr()
+    # shard 0's open alert is still listed during shard 1's outage
+    assert [orjson.loads(line)["id"] for line in out.splitlines()] == ["0:1"]
+    assert err.count("\n") == 1, err
+    assert err.startswith("warning: cannot connect to storage.shards[1] (127.0.0.1:")
+    assert "/nev_down)" in err and "NEV_STORAGE_SHARDS" in err
+    assert "its alerts are not listed" in err and "NEV_POSTGRES_DSN" not in err
+
+
+def test_a_shard_without_the_alerts_table_is_named(
+    fresh_shards: ShardDatabases,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with psycopg.connect(fresh_shards.shards[0]) as conn:
+        conn.execute(MIGRATION.read_bytes())  # shard 1 never migrated
+    monkeypatch.setenv("NEV_STORAGE_SHARDS", ",".join(fresh_shards.shards))
+    assert main(["alerts", "list"]) == 2
+    err = capsys.readouterr().err
+    name = fresh_shards.shards[1].rpartition("/")[2]
+    assert "no alerts table in schema nev of storage.shards[1] (" in err
+    assert f"/{name})" in err and "run `nev-ingest migrate`" in err
