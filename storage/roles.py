@@ -217,7 +217,8 @@ def _grants(
     grant("INSERT, SELECT", written, w)  # SELECT: the rule engine replays from them
     grant("SELECT, INSERT, UPDATE", ("latest_state", "consumer_offsets", "alerts"), w)
     grant("SELECT, INSERT, DELETE", ("alerts_outbox",), w)
-    grant("SELECT", ("schema_migrations",), w)
+    # run's start checks the schema and the shard map (storage.shard_map)
+    grant("SELECT", ("schema_migrations", "shard_identity"), w)
     grant("USAGE, SELECT", ("alerts_id_seq", "alerts_outbox_id_seq"), w)
     # 2025 signatures (0060): the worker reads the key registry, registers activation keys on
     # first use (never replaces or revokes one: that is `nev-ingest keys`, as the owner) and

@@ -11,7 +11,13 @@ __all__ = ["PRIVATE_TABLES", "RoleNames", "RolesReport"]
 
 # The service's bookkeeping and the scope mapping: no reader's (docs/security.md, the roles
 # table): the regulator gets no grant on them, and the query database does not import them.
-PRIVATE_TABLES: Final = ("account_scopes", "consumer_offsets", "alerts_outbox", "schema_migrations")
+PRIVATE_TABLES: Final = (
+    "account_scopes",
+    "consumer_offsets",
+    "alerts_outbox",
+    "schema_migrations",
+    "shard_identity",  # each shard's place in the map (storage.shard_map): a union means nothing
+)
 
 
 @dataclass(frozen=True, slots=True)

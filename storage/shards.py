@@ -3,8 +3,9 @@
 Partition ``p`` of every raw topic belongs to shard ``p % N`` (N = len(storage.shards); one
 database when N is 0 or 1). The worker writes a partition's rows, latest state, alerts and
 consumer offsets to that shard only, so the map may change only by the procedure in
-docs/storage.md (stop, drain, re-map, migrate): a partition whose offsets moved shard would be
-read again from its old shard's offsets.
+docs/storage.md (stop, drain, re-map, ``migrate --reshard``): a partition moved without its
+offsets resumes from Kafka's committed offset on a shard without its history. ``run`` and
+``migrate`` refuse a map the databases contradict (``storage.shard_map``).
 
 ``kafka_partition`` is the Java client's default partitioner (murmur2 of the key bytes, sign
 bit cleared, modulo the partition count), which aiokafka's ``DefaultPartitioner`` implements

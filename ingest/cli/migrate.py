@@ -24,6 +24,7 @@ from ingest.config import Settings
 from ingest.config.fields import mask_dsn
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
+from ingest.pipeline.schema_check import shard_names
 from ingest.wiring import (
     pool_params,
     query_pool_params,
@@ -42,6 +43,7 @@ from storage import (
 from storage.connect import connect
 from storage.migrate import schema_status
 from storage.roles_names import RoleNames
+from storage.shard_map import problems, read_facts, record_identity
 
 __all__ = ["open_connection", "register", "role_names"]
 
@@ -66,6 +68,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--maintain", action="store_true", help="then run one upkeep pass (plain PostgreSQL)"
+    )
+    p.add_argument(
+        "--reshard",
+        action="store_true",
+        help="record a changed storage.shards map, after its partitions were moved by the "
+        'procedure in docs/storage.md ("Changing N"); without it a shard configured at another '
+        "index or count than recorded is refused",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     add_config_arguments(p)
@@ -110,11 +119,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     targets = [pool_params(settings, app)] if args.dsn else shard_pool_params(settings, app)
     query = None if args.dsn else query_pool_params(settings, app)
     label = len(targets) > 1 or query is not None
+    if not args.dsn:  # --dsn: one database out of the map, nothing to compare it with
+        await _check_map(args, settings, targets)
     status = 0
     for index, params in enumerate(targets):
         prefix = f"shard {index}: " if label else ""
         extra = {"shard": index} if label else {}
-        status = max(status, await _one(args, settings, params, prefix, extra))
+        identity = None if args.dsn else (index, len(targets))
+        status = max(status, await _one(args, settings, params, prefix, extra, identity))
     if query is not None and not args.status:
         await _query_database(args, settings, targets, query)
     return status
@@ -126,8 +138,10 @@ async def _one(
     target: PoolParams,
     prefix: str,
     extra: dict[str, Any],
+    identity: tuple[int, int] | None,
 ) -> int:
-    """Migrate (or with --status, describe) one database; print what happened."""
+    """Migrate (or with --status, describe) one database; print what happened. ``identity``:
+    (index, N) of the database in the shard map, recorded after the migrations."""
     params = storage_params(settings)
     conn = await open_connection(settings, target.application_name, target)
     try:
@@ -155,6 +169,8 @@ async def _one(
             report = await migrate(conn, params)
             granted = await _roles(conn, settings, report.mode)
             lines = _summarise(report.settings) + granted
+            if identity is not None and await record_identity(conn, params.schema, *identity):
+                lines.append(f"shard identity: shard {identity[0]} of {identity[1]}")
             maintenance: list[str] = []
             if args.maintain:
                 done = await run_maintenance(conn, params, report.mode)
@@ -195,6 +211,26 @@ async def _one(
     for line in lines + maintenance:
         print(f"  {line}")
     return 0
+
+
+async def _check_map(
+    args: argparse.Namespace, settings: Settings, targets: list[PoolParams]
+) -> None:
+    """Refuse, before changing anything, a shard list whose databases are not the shards it
+    says (storage.shard_map): one line per problem."""
+    facts = []
+    for params in targets:
+        conn = await open_connection(settings, params.application_name, params)
+        try:
+            facts.append(await read_facts(conn, settings.storage.schema))
+        except asyncpg.PostgresError as exc:
+            raise _refused("", exc) from None
+        finally:
+            await conn.close()
+    names = shard_names([p.dsn for p in targets], bool(settings.storage.shards))
+    found = problems(facts, names, reshard=args.reshard)
+    if found:
+        raise UserError("the shard map does not hold:\n" + "\n".join(found))
 
 
 def _refused(prefix: str, exc: BaseException) -> UserError:

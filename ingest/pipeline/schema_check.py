@@ -1,4 +1,5 @@
-"""Before the workers start: every configured database (each shard) has the current schema."""
+"""Before the workers start: every configured database (each shard) has the current schema and
+is the shard the partition map says it is (``storage.shard_map``)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,39 @@ from ingest.wiring import shard_pool_params
 from storage.connect import connect
 from storage.errors import SchemaError
 from storage.migrate import require_current
+from storage.shard_map import ShardFacts, problems, read_facts
 
-__all__ = ["check_schema"]
+__all__ = ["check_schema", "shard_names"]
 
 
 async def check_schema(settings: Settings) -> None:
     """``UserError`` unless every configured database (each shard) has the current schema
-    (run migrate)."""
+    (run migrate) and the shard map holds: each shard's recorded (index, N) and stored offsets
+    where ``storage.shards`` puts them."""
 
     every = shard_pool_params(settings, "nev-ingest run (check)")
+    facts: list[ShardFacts] = []
     for shard, params in enumerate(every):
         conn = await connect(params)
         try:
             await require_current(conn, params.schema)
+            facts.append(await read_facts(conn, params.schema))
         except SchemaError as exc:
             where = f"shard {shard} ({_host(params.dsn)}): " if len(every) > 1 else ""
             raise UserError(f"{where}{exc}") from None
         finally:
             await conn.close()
+    found = problems(facts, shard_names([p.dsn for p in every], bool(settings.storage.shards)))
+    if found:
+        # one line per problem: an operator fixes them all before the next start
+        raise UserError("the shard map does not hold:\n" + "\n".join(found))
+
+
+def shard_names(dsns: list[str], sharded: bool) -> list[str]:
+    """How messages name each database: ``storage.shards[i] (host/db)``, or postgres.dsn."""
+    if not sharded:
+        return [f"postgres.dsn ({_host(d)})" for d in dsns]
+    return [f"storage.shards[{i}] ({_host(d)})" for i, d in enumerate(dsns)]
 
 
 def _host(dsn: str) -> str:

@@ -184,7 +184,7 @@ def test_a_shard_left_out_of_the_list_leaves_the_query_database(
 ) -> None:
     _migrate(fresh_shards, capsys)
     capsys.readouterr()
-    one = ["--set", f"storage.shards={fresh_shards.shards[0]}"]
+    one = ["--set", f"storage.shards={fresh_shards.shards[0]}", "--reshard"]
     assert main(["migrate", *one, "--set", f"storage.query_dsn={fresh_shards.query}"]) == 0
     out = capsys.readouterr().out
     assert "unions 1 shard(s)" in out and "removed: nev_shard_1" in out
