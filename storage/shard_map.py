@@ -11,9 +11,11 @@ database:
 
 - the recorded (index, N) with the configured one;
 - the partitions of its ``consumer_offsets`` with ``p % N == index`` (which also catches a
-  deployment migrated before the identity existed).
+  deployment migrated before the identity existed);
+- its server and database with every other shard's: two URLs (``127.0.0.1`` and
+  ``localhost``) can name one database, which would then be written as two shards.
 
-``problems`` turns what ``read_facts`` found into one line per problem, each saying what to do.
+``problems`` turns what ``read_facts`` found into one line per wrong shard, each saying what to do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+import asyncpg
 
 from storage.params import check_identifier
 
@@ -38,6 +42,7 @@ PROCEDURE: Final = (
 class ShardFacts:
     """What one database says about itself."""
 
+    server: str  # "system <id>, up since <start>" (or "port <port>, ..." when not readable)
     database: str  # current_database()
     recorded: tuple[int, int] | None  # (index, N) in shard_identity; None: never recorded
     partitions: tuple[tuple[str, int], ...]  # (topic, partition) in consumer_offsets
@@ -57,11 +62,27 @@ async def read_facts(conn: Any, schema: str) -> ShardFacts:
             f"SELECT DISTINCT topic, partition FROM {q}.consumer_offsets ORDER BY 1, 2"
         )
         partitions = tuple((str(r["topic"]), int(r["partition"])) for r in rows)
-    return ShardFacts(database, recorded, partitions)
+    return ShardFacts(await _server(conn), database, recorded, partitions)
 
 
 async def _exists(conn: Any, name: str) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
+
+
+async def _server(conn: Any) -> str:
+    """The cluster, the same whatever address reaches it: its system identifier and when its
+    postmaster started (a cluster cloned from another's base backup keeps the identifier; the
+    start time tells the two apart). PostgreSQL 15 lets every role run pg_control_system()
+    unless an administrator revoked it; then the server's port stands in for the identifier
+    (two addresses of one server still show one port and one start time)."""
+    started = await conn.fetchval("SELECT pg_postmaster_start_time()::text")
+    try:
+        async with conn.transaction():  # a refusal must not leave the session's transaction
+            ident = await conn.fetchval("SELECT system_identifier FROM pg_control_system()")
+        return f"system {ident}, up since {started}"
+    except asyncpg.InsufficientPrivilegeError:
+        port = await conn.fetchval("SELECT current_setting('port')")
+        return f"port {port}, up since {started}"
 
 
 async def record_identity(conn: Any, schema: str, index: int, count: int) -> bool:
@@ -82,24 +103,36 @@ async def record_identity(conn: Any, schema: str, index: int, count: int) -> boo
 def problems(
     facts: Sequence[ShardFacts], names: Sequence[str], *, reshard: bool = False
 ) -> list[str]:
-    """One line per problem of the configured map (``facts[i]`` is shard i, ``names[i]`` how a
-    message names it); empty when the map is sound. ``reshard``: the operator says the map was
-    changed by the procedure, so a recorded (index, N) that differs is accepted (the offsets
-    must still be where the new map puts them)."""
+    """One line per shard that is not what the configured map says (``facts[i]`` is shard i,
+    ``names[i]`` how a message names it); empty when the map is sound. ``reshard``: the
+    operator says the map was changed by the procedure, so a recorded (index, N) that differs
+    is accepted (the offsets must still be where the new map puts them)."""
     n = len(facts)
     out: list[str] = []
+    seen: dict[tuple[str, str], int] = {}
     for i, f in enumerate(facts):
+        first = seen.setdefault((f.server, f.database), i)
+        if first != i:
+            # what else it shows (shard 0's identity and offsets) follows from being shard 0
+            out.append(
+                f"{names[i]}: is the same database as {names[first]} ({f.server}, database "
+                f"{f.database}); give each shard its own database"
+            )
+            continue
+        found = []
         if f.recorded is not None and f.recorded != (i, n) and not reshard:
             index, count = f.recorded
-            out.append(
-                f"{names[i]}: is shard {index} of {count} (recorded by nev-ingest migrate), "
-                f"configured as shard {i} of {n}; {PROCEDURE}"
+            found.append(
+                f"is shard {index} of {count} (recorded by nev-ingest migrate), configured as "
+                f"shard {i} of {n}"
             )
         foreign = sorted({p for _, p in f.partitions if p % n != i})
         if foreign:
             shown = ", ".join(map(str, foreign[:8])) + (" ..." if len(foreign) > 8 else "")
-            out.append(
-                f"{names[i]}: holds consumer offsets of partition(s) {shown}, which belong "
-                f"to other shards (p % {n} != {i}); {PROCEDURE}"
+            found.append(
+                f"holds consumer offsets of partition(s) {shown}, which belong to other "
+                f"shards (p % {n} != {i})"
             )
+        if found:
+            out.append(f"{names[i]}: {'; '.join(found)}; {PROCEDURE}")
     return out

@@ -217,7 +217,7 @@ async def _check_map(
     args: argparse.Namespace, settings: Settings, targets: list[PoolParams]
 ) -> None:
     """Refuse, before changing anything, a shard list whose databases are not the shards it
-    says (storage.shard_map): one line per problem."""
+    says (storage.shard_map): one line per wrong shard."""
     facts = []
     for params in targets:
         conn = await open_connection(settings, params.application_name, params)

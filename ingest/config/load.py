@@ -436,6 +436,8 @@ def _check_shards(settings: Settings) -> None:
     st = settings.storage
     for index, dsn in enumerate(st.shards):
         _check_url(f"storage.shards[{index}]", dsn, _URL + _CREDENTIALS_HINT)
+    # Equal strings only: two URLs of one database (127.0.0.1 and localhost) are found when
+    # run and migrate ask the databases themselves (storage.shard_map).
     if len(set(st.shards)) != len(st.shards):
         raise UserError(
             "storage.shards: a database is listed twice; give each shard its own database"

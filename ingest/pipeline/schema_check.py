@@ -18,8 +18,8 @@ __all__ = ["check_schema", "shard_names"]
 
 async def check_schema(settings: Settings) -> None:
     """``UserError`` unless every configured database (each shard) has the current schema
-    (run migrate) and the shard map holds: each shard's recorded (index, N) and stored offsets
-    where ``storage.shards`` puts them."""
+    (run migrate) and the shard map holds: no database listed twice under two URLs, each
+    shard's recorded (index, N) and stored offsets where ``storage.shards`` puts them."""
 
     every = shard_pool_params(settings, "nev-ingest run (check)")
     facts: list[ShardFacts] = []
@@ -35,7 +35,7 @@ async def check_schema(settings: Settings) -> None:
             await conn.close()
     found = problems(facts, shard_names([p.dsn for p in every], bool(settings.storage.shards)))
     if found:
-        # one line per problem: an operator fixes them all before the next start
+        # one line per wrong shard: an operator fixes them all before the next start
         raise UserError("the shard map does not hold:\n" + "\n".join(found))
 
 

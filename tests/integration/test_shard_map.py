@@ -5,6 +5,7 @@ URLs is refused with one line per problem, before anything is written (storage.s
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -70,11 +71,12 @@ def test_a_reordered_shard_list_is_refused_by_run_and_migrate(
 
     said = _run_check(b, a)  # the same two databases, listed the other way round
     lines = said.splitlines()[1:]
-    assert len(lines) == 4, said  # per shard: the recorded identity, the foreign offsets
+    assert len(lines) == 2, said  # one per shard: its recorded place and foreign offsets
     assert lines[0].startswith("storage.shards[0] (") and "is shard 1 of 2" in lines[0]
-    assert "configured as shard 0 of 2" in lines[0] and "restore the previous" in lines[0]
-    assert lines[1].startswith("storage.shards[0] (") and "partition(s) 1, 3" in lines[1]
-    assert "is shard 0 of 2" in lines[2] and "partition(s) 0, 2" in lines[3]
+    assert "configured as shard 0 of 2" in lines[0] and "partition(s) 1, 3" in lines[0]
+    assert "restore the previous storage.shards order" in lines[0]
+    assert lines[1].startswith("storage.shards[1] (") and "is shard 0 of 2" in lines[1]
+    assert "partition(s) 0, 2" in lines[1] and "migrate --reshard" in lines[1]
 
     rc, _, err = _migrate(capsys, *_shards(b, a))
     assert rc == 2 and "is shard 1 of 2" in err and "migrate --reshard" in err
@@ -116,3 +118,22 @@ def test_a_new_shard_count_needs_the_procedure_then_migrate_reshard(
     assert rc == 0 and "shard 0: " in out and "shard identity: shard 0 of 2" in out
     assert _identity(a) == [(0, 2)] and _identity(b) == [(1, 2)]
     assert _run_check(a, b) == ""
+
+
+def test_one_database_under_two_urls_is_refused(
+    fresh_shards: ShardDatabases, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = fresh_shards.shards[0]
+    parts = urlsplit(a)
+    assert parts.hostname == "127.0.0.1", "this test names the shard's server as localhost too"
+    same = a.replace("@127.0.0.1:", "@localhost:", 1)
+    rc, _, err = _migrate(capsys, *_shards(a, same))
+    assert rc == 2 and "storage.shards[1] (localhost:" in err
+    assert "is the same database as storage.shards[0] (127.0.0.1:" in err
+    assert "give each shard its own database" in err
+    assert _migrate(capsys, *_shards(a))[0] == 0
+    said = _run_check(a, same)
+    # shard 1 gets one line, the duplicate, not its consequences (shard 0's identity); shard 0,
+    # migrated alone, is told it was recorded as shard 0 of 1
+    second = [line for line in said.splitlines() if line.startswith("storage.shards[1] (")]
+    assert len(second) == 1 and "is the same database as storage.shards[0]" in second[0]
