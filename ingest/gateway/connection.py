@@ -277,6 +277,7 @@ class Connection(asyncio.Protocol):
                     "reason": reason,
                     "held_back": held,
                 },
+                held_back=held,
             )
 
     # -- frames ------------------------------------------------------------------------------

@@ -82,8 +82,10 @@ class LogBudget:
         self._held = 0
         self._peers: set[str] = set()
 
-    def take(self, peer: str) -> bool:
-        """True: log this line; False: it is held back (and counted)."""
+    def take(self, peer: str, weight: int = 1) -> bool:
+        """True: log this line; False: it is held back and counted as ``weight`` lines (a
+        line that stood for lines a gate per peer held back before it: 1 + those, which
+        nothing else will report once this one is held back)."""
         now = self._clock()
         if now >= self._ends:
             self._ends = now + self.interval_s
@@ -91,7 +93,7 @@ class LogBudget:
         if self._used < self.lines:
             self._used += 1
             return True
-        self._held += 1
+        self._held += weight
         if len(self._peers) < self.MAX_PEERS:
             self._peers.add(peer)
         return False

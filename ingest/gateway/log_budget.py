@@ -41,11 +41,19 @@ class BudgetedLog:
         self._closed = False
 
     def warning(
-        self, peer: str, msg: str, *args: object, extra: Mapping[str, object] | None = None
+        self,
+        peer: str,
+        msg: str,
+        *args: object,
+        extra: Mapping[str, object] | None = None,
+        held_back: int = 0,
     ) -> bool:
         """Log ``msg % args`` (with ``extra``) within the budget; False: held back, counted
-        against ``peer`` (as the gate per peer keys it: an IPv6 peer by its /64)."""
-        if self._budget.take(peer):
+        against ``peer`` (as the gate per peer keys it: an IPv6 peer by its /64).
+        ``held_back``: the lines the gate per peer held back before this one, which this
+        line reports; held back itself, it counts as 1 + those in the summary, else the
+        summary would say 1 where the gate had held back 49 more."""
+        if self._budget.take(peer, 1 + held_back):
             self._log.warning(msg, *args, extra=extra, stacklevel=2)
             return True
         if self._report is None and not self._closed:

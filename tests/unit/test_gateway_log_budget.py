@@ -81,3 +81,20 @@ async def test_close_reports_the_lines_held_back_and_leaves_no_timer(
     with caplog.at_level(logging.WARNING, logger=_LOGGER):
         warnings.close()  # another close reports what was held back since
     assert _messages(caplog)[0].startswith("test: suppressed 1 refusal lines from 1 peers")
+
+
+def test_a_line_held_back_counts_the_lines_it_stood_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A gate per peer lets a peer's first line of an interval through carrying the lines it
+    # held back in the last one (held_back=49: 50 refusals). Held back by the budget too, that
+    # line is the only report of all 50: the summary counted it as 1.
+    warnings = BudgetedLog(logging.getLogger(_LOGGER), "test", 1, 3600.0)
+    with caplog.at_level(logging.WARNING, logger=_LOGGER):
+        assert warnings.warning("192.0.2.2", "takes the budget")
+        assert not warnings.warning("192.0.2.1", "garbage", held_back=49)
+        assert not warnings.warning("192.0.2.3", "garbage")  # held_back 0: counts as 1
+        warnings.close()
+    assert _messages(caplog)[1].startswith("test: suppressed 51 refusal lines from 2 peers")
+    summary = next(r for r in caplog.records if "suppressed" in r.getMessage())
+    assert summary.__dict__["suppressed_lines"] == 51

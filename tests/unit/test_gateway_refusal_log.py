@@ -16,6 +16,8 @@ from ingest.config import Settings
 from ingest.config.gateway_settings import GatewaySettings
 from ingest.gateway import Gateway, GatewayMetrics
 from ingest.gateway.connection import Connection
+from ingest.gateway.limits import LogGate
+from ingest.gateway.log_budget import BudgetedLog
 
 pytestmark = pytest.mark.unit
 
@@ -101,3 +103,37 @@ async def test_refusals_of_many_peers_are_bounded_in_all(caplog: pytest.LogCaptu
         "3600 s; the metrics count every refusal)"
     ]
     assert lines[0].__dict__["peer"] == "2001:db8:0:0::1:40000"
+
+
+def test_the_budgets_summary_counts_the_lines_a_held_back_line_stood_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 50 connections of one peer sending garbage in one interval: one line, 49 held back by the
+    # gate per peer. Its first line of the next interval says held_back=49; when the budget of
+    # all peers holds that line back, the summary must count the 50 refusals it stood for, not 1.
+    now = [0.0]
+    gw = _gateway(share=100, log_interval_s=10.0, log_lines=1)
+    gw.log_gate = LogGate(10.0, clock=lambda: now[0])
+    gw.refusal_log = BudgetedLog(
+        logging.getLogger("ingest.gateway.connection"), "TCP listeners", 1, 10.0, lambda: now[0]
+    )
+    garbage = b"\0" * (gw.config.max_garbage_bytes + 1)
+
+    def refuse(host: str) -> None:
+        conn = Connection(gw, "vehicle")
+        conn.connection_made(_Socket(host))  # type: ignore[arg-type]
+        conn.data_received(garbage)
+        assert conn.closed
+
+    with caplog.at_level(logging.WARNING, logger="ingest.gateway"):
+        for _ in range(50):
+            refuse("192.0.2.1")
+        now[0] = 11.0
+        refuse("192.0.2.2")  # takes the next interval's budget
+        refuse("192.0.2.1")  # carries held_back=49: held back by the budget
+        gw.refusal_log.close()
+    lines = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [getattr(r, "held_back", None) for r in lines[:2]] == [0, 0]
+    assert (
+        lines[2].getMessage().startswith("TCP listeners: suppressed 50 refusal lines from 1 peers")
+    ), lines[2].getMessage()

@@ -167,3 +167,27 @@ async def test_a_first_request_that_is_not_http_is_counted_apart_and_logged_at_d
     name = "nev_gateway_tcec_connections_refused_total"
     assert registry.get_sample_value(name, {"reason": "not_http"}) == 1
     assert registry.get_sample_value(name, {"reason": "bad_request"}) == 1
+
+
+def test_the_gates_summary_counts_the_lines_a_held_back_line_stood_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One peer's 50 malformed requests in 10 s: one line, 49 held back by the gate per peer.
+    # Its first line of the next 10 s carries them ("suppressed 49"); held back by the budget
+    # of all peers (20 lines, taken by other peers), it must count as 50 in the summary.
+    now = [0.0]
+    gate = ConnectionGate(10, 10, TcecMetrics(CollectorRegistry()), clock=lambda: now[0])
+    bad = BadHttpMessage("Invalid header token")
+    with caplog.at_level(logging.WARNING, logger="ingest.gateway.tcec.site"):
+        for _ in range(50):
+            gate.bad_request("192.0.2.1", bad)
+        now[0] = 10.0
+        for i in range(20):
+            gate.bad_request(f"2001:db8:0:{i:x}::/64", bad)
+        gate.bad_request("192.0.2.1", bad)
+        gate.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 22, lines
+    assert lines[21].startswith(
+        "T/CEC 102 connections: suppressed 50 refusal lines from 1 peers"
+    ), lines[21]

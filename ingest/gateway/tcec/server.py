@@ -408,6 +408,7 @@ class _Receiver:
                 int(ret),
                 msg,
                 held,
+                held_back=held,
             )
 
     async def close(self, _app: web.Application) -> None:

@@ -85,6 +85,7 @@ class ConnectionGate:
                     why,
                     detail,
                     held,
+                    held_back=held,
                 )
             return False
         self.open += 1
@@ -116,6 +117,7 @@ class ConnectionGate:
                 key,
                 describe(exc),
                 held,
+                held_back=held,
             )
 
     def close(self) -> None:
