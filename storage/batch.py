@@ -6,13 +6,20 @@ the types without the machinery.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Final, TypeAlias
 
 from contract.battery import PackFrameRows
-from contract.charger import ChargerRows
+from contract.charger import (
+    ChargerFaultRow,
+    ChargerRows,
+    ChargerTelemetryRow,
+    ChargingSessionRow,
+    ConnectorStatusRow,
+)
 from contract.rows import FrameRows
 from storage.offsets import TopicPartition
 from storage.tables import (
@@ -274,14 +281,63 @@ class _KindRows:
     def tables(self) -> list[tuple[Table, list[Any]]]:
         return [
             (CONNECTORS, self.connectors),
-            (CONNECTOR_STATUS, self.statuses),
-            (CHARGER_TELEMETRY, self.telemetry),
-            (CHARGING_SESSIONS, self.sessions),
-            (CHARGER_FAULTS, self.faults),
+            (CONNECTOR_STATUS, _last_per_key(self.statuses, _CONNECTOR_KEY)),
+            (CHARGER_TELEMETRY, _last_per_key(self.telemetry, _TELEMETRY_KEY)),
+            (CHARGING_SESSIONS, _last_per_key(self.sessions, _SESSION_KEY)),
+            (CHARGER_FAULTS, _faults_joined(self.faults)),
             (PACK_TELEMETRY, self.pack_telemetry),
             (PACK_ALARMS, self.alarms),
             (PACK_SESSIONS, self.pack_sessions),
         ]
+
+
+# The primary keys of the charger tables (migrations 0006, 0076), as getters of their rows.
+# Several frames of one pile in one second (a real-time frame per connector, a status change
+# beside the periodic report) give rows of one key in one batch: merged here as
+# ingest/decoders/charger/rows.py ``merge_repeated`` merges one frame's repeated blocks, or the
+# writer would keep the first (the rest "duplicates", fault codes lost) while latest_state and
+# the alert rules took the last. Across batches the first stored stays (docs/protocols/charger.md).
+def _key(fields: tuple[str, ...], *names: str) -> Callable[[Any], Any]:
+    return itemgetter(*(fields.index(n) for n in names))
+
+
+_CONNECTOR_KEY: Final = _key(
+    ConnectorStatusRow._fields, "operator_id", "connector_id", "ts", "source"
+)
+_TELEMETRY_KEY: Final = _key(
+    ChargerTelemetryRow._fields, "operator_id", "connector_id", "ts", "source"
+)
+_SESSION_KEY: Final = _key(ChargingSessionRow._fields, "start_charge_seq", "ts", "event", "source")
+_FAULT_KEY: Final = _key(
+    ChargerFaultRow._fields, "operator_id", "connector_id", "ts", "charger_id", "source"
+)
+
+
+def _last_per_key(rows: list[Any], key: Callable[[Any], Any]) -> list[Any]:
+    """``rows`` with one row per key: the last (Kafka order), at the first one's place. Costs
+    one key per row (C loops) when no key repeats, the usual batch."""
+    if len(rows) < 2:
+        return rows
+    keys = list(map(key, rows))
+    if len(set(keys)) == len(rows):
+        return rows
+    return list(dict(zip(keys, rows, strict=True)).values())
+
+
+def _faults_joined(rows: list[ChargerFaultRow]) -> list[ChargerFaultRow]:
+    """One fault row per key, with the codes of all its rows in Kafka order (none dropped)."""
+    if len(rows) < 2:
+        return rows
+    keys = list(map(_FAULT_KEY, rows))
+    if len(set(keys)) == len(rows):
+        return rows
+    merged: dict[Any, ChargerFaultRow] = {}
+    for k, f in zip(keys, rows, strict=True):
+        seen = merged.get(k)
+        merged[k] = (
+            f if seen is None else seen._replace(fault_codes=seen.fault_codes + f.fault_codes)
+        )
+    return list(merged.values())
 
 
 def row_times_ms(frames: Sequence[Decoded]) -> Iterator[int | None]:

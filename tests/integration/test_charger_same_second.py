@@ -1,0 +1,142 @@
+"""Several frames of one pile in one second (a real-time frame per connector, a status change
+beside the periodic report), through the real decoder and the batch writer on the real
+PostgreSQL, with both loaders and with latest_state merged with every batch or pending:
+
+* in one batch their rows of one key are merged as one frame's repeated blocks are (statuses
+  and orders: the last in Kafka order; fault codes joined in order), so every code is stored,
+  nothing is skipped as a duplicate, and latest_state shows the status its table keeps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
+
+import pytest
+
+from contract.charger import ChargerRows
+from contract.clock import CHINA_TZ
+from ingest.decoders.charger import (
+    ChargeOrder,
+    ChargerFrame,
+    ConnectorStatus,
+    Faults,
+    Output,
+    decode_charger_rows_batch,
+    encode_charger_frame,
+)
+from storage import (
+    LoaderKind,
+    OffsetRange,
+    PoolParams,
+    RetryParams,
+    StorageWriter,
+    WriterParams,
+)
+from storage.batch import WriteResult
+from tests.integration.kinds_frames import CHARGER, OPERATOR, connector, seq
+
+pytestmark = pytest.mark.integration
+
+CHG = ("nev.charger.raw", 0)
+T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=2)
+C = connector(9)
+
+Writer: TypeAlias = Callable[[int], Coroutine[Any, Any, StorageWriter]]
+
+
+@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
+async def writer(migrated_database: str, request: pytest.FixtureRequest) -> AsyncIterator[Writer]:
+    opened: list[StorageWriter] = []
+
+    async def make(latest_interval_ms: int) -> StorageWriter:
+        params = WriterParams(
+            consumer_group="g",
+            retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
+            loader=request.param,
+            latest_interval_ms=latest_interval_ms,
+        )
+        pool = PoolParams(dsn=migrated_database, application_name="nev-test-charger-second")
+        w = await StorageWriter.open(pool, params)
+        opened.append(w)
+        return w
+
+    yield make
+    for w in opened:
+        await w.close()
+
+
+def frame(ts: datetime, status: int, pile_fault: int, order_state: int) -> ChargerRows:
+    start = T0.replace(minute=0, second=0)
+    raw = encode_charger_frame(
+        ChargerFrame(
+            0x02,
+            CHARGER,
+            time=ts,
+            blocks=(
+                ConnectorStatus(C, status, 50, 10),
+                Output(C, 400.0 + order_state, 10.0, 4.0, 1.0, 30),
+                Faults(None, (pile_fault,)),
+                ChargeOrder(C, seq(9), order_state, start, 1.0, 0.5, float(order_state)),
+            ),
+        )
+    )
+    (rows,) = decode_charger_rows_batch([raw], [0])
+    assert isinstance(rows, ChargerRows)
+    return rows
+
+
+async def write(
+    w: StorageWriter, frames: list[ChargerRows], first: int, start: int | None
+) -> WriteResult:
+    offsets = list(range(first, first + len(frames)))
+    ranges = {CHG: OffsetRange(start, first + len(frames))}
+    return await w.write_batch(
+        frames, ranges, partitions=[CHG] * len(frames), kafka_offsets=offsets
+    )
+
+
+async def stored(w: StorageWriter) -> tuple[Any, ...]:
+    async with w.pool.acquire() as conn:
+        faults = await conn.fetch(
+            "SELECT fault_codes FROM charger_faults WHERE connector_id = '' AND ts = $1", T0
+        )
+        statuses = await conn.fetch(
+            "SELECT status FROM connector_status_events WHERE connector_id = $1 AND ts = $2",
+            C,
+            T0,
+        )
+        orders = await conn.fetch(
+            "SELECT state FROM charging_session_events WHERE start_charge_seq = $1 AND ts = $2",
+            seq(9),
+            T0,
+        )
+        volts = await conn.fetch(
+            "SELECT voltage_v FROM charger_telemetry WHERE connector_id = $1 AND ts = $2",
+            C,
+            T0,
+        )
+        latest = await conn.fetchrow(
+            "SELECT ts, connector_status FROM latest_state "
+            "WHERE entity_kind = 'charger' AND entity_id = $1",
+            f"{OPERATOR}:{C}",
+        )
+    return (
+        [r["fault_codes"] for r in faults],
+        [r["status"] for r in statuses],
+        [r["state"] for r in orders],
+        [r["voltage_v"] for r in volts],
+        (latest["ts"], latest["connector_status"]),
+    )
+
+
+@pytest.mark.parametrize("interval_ms", [0, 600_000], ids=["merged", "pending"])
+async def test_frames_of_one_second_in_one_batch_are_stored_whole(
+    writer: Writer, interval_ms: int
+) -> None:
+    w = await writer(interval_ms)
+    a, b = frame(T0, 3, 9, 2), frame(T0, 255, 10, 3)
+    result = await write(w, [a, b], 0, None)
+    await w.flush_latest([CHG])
+    assert (result.duplicates_skipped, result.conflict_fallbacks) == (0, 0)
+    assert await stored(w) == ([[9, 10]], [255], [3], [403.0], (T0, 255))
