@@ -25,15 +25,15 @@ newest frame's tuple (as in one batch: latest_state's vehicle merge takes the ne
 VIN), one per entity per partition. Connectors and packs keep a tuple per frame time (rows
 of one time merged as ``latest_kinds.merge_newest`` merges them; none whose every value newer
 ones hold: at most one per column), merged at the merge as one batch's rows are: only those
-newer than the stored state (``latest_kinds.upsert``). A pack's tuples give what merging with
-every batch gives: reports of one time in one batch merged with the place going with the
-stage, a later batch's only when newer than the pack's newest tuple (``_after_batches``), and
-the last change of stage kept (``_drop_covered``); another partition's set, merged in the same
-transaction, is no later batch: its tuples go in time order (``Delta.combine``).
-Merged
-here into one tuple, a late frame's values filled the newer tuple's empty columns and then
-overwrote a stored state newer than that late frame (a connector's ``connected_vin`` going
-back to the vehicle before).
+newer than the stored state (``latest_kinds.upsert``). Their tuples give what merging with
+every batch gives: reports of one time in one batch merged (a pack's place going with its
+stage), a later batch's only when newer than the entity's newest tuple (``_after_batches``:
+a connector's report of a second already here is a duplicate in its tables, which keep the
+first), and a pack's last change of stage kept (``_drop_covered``); another partition's set,
+merged in the same transaction, is no later batch: its tuples go in time order
+(``Delta.combine``). Merged here into one tuple, a late frame's values filled the newer
+tuple's empty columns and then overwrote a stored state newer than that late frame (a
+connector's ``connected_vin`` going back to the vehicle before).
 """
 
 from __future__ import annotations
@@ -162,16 +162,18 @@ class Delta:
                 continue
             for entity, rows in theirs.items():
                 held = timelines.get(entity)
+                pair = _PACK_PAIR if timelines is self.packs else None
                 if held is None:
                     timelines[entity] = rows
-                elif timelines is not self.packs:
-                    for values in rows:
-                        self.put_values(timelines, entity, values)
                 elif later:
-                    _after_batches(timelines, entity, held, rows)
+                    # A connector's too: a later batch's report of a time already here is a
+                    # duplicate in the tables (the first stored stays), so latest_state keeps
+                    # the first as well, as merging with every batch does (WHERE stored.ts <
+                    # new.ts); merged in, a status 255 of that second showed over the 3 stored.
+                    _after_batches(timelines, entity, held, rows, pair)
                 else:
                     for values in rows:
-                        self.put_values(timelines, entity, values, _PACK_PAIR)
+                        self.put_values(timelines, entity, values, pair)
         if other.first is not None and (self.first is None or other.first < self.first):
             self.first = other.first
 
@@ -191,17 +193,20 @@ def _one_time(rows: list[Values], pair: Pair) -> Values:
     return merged if pair is None else _paired(merged, rows, pair)
 
 
-def _after_batches(into: dict[str, Timeline], entity: str, mine: Timeline, later: Timeline) -> None:
-    """A pack's tuples of later batches after ``mine``: only those newer than every tuple
-    here. Merging with every batch, the first of two batches stores its newest time and the
-    second one's reports of that time or older leave latest_state as it is (``WHERE stored.ts
-    < new.ts``); merged here, a report of the same time mixed its stage with the other's
-    site, and a late one took part in the pairing of place with stage."""
+def _after_batches(
+    into: dict[str, Timeline], entity: str, mine: Timeline, later: Timeline, pair: Pair
+) -> None:
+    """A pack's or connector's tuples of later batches after ``mine``: only those newer than
+    every tuple here. Merging with every batch, the first of two batches stores its newest
+    time and the second one's reports of that time or older leave latest_state as it is
+    (``WHERE stored.ts < new.ts``); merged here, a report of the same time mixed its stage with
+    the other's site, and a late one took part in the pairing of place with stage; a
+    connector's status of the same second showed over the one its table kept (the first)."""
     newest = mine[-1][0]
     newer = [v for v in later if v[0] > newest]
     if newer:
         rows = [*mine, *newer]  # a new list: timelines are shared
-        _drop_covered(rows, _PACK_PAIR)
+        _drop_covered(rows, pair)
         into[entity] = rows
 
 

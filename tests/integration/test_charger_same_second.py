@@ -4,7 +4,9 @@ PostgreSQL, with both loaders and with latest_state merged with every batch or p
 
 * in one batch their rows of one key are merged as one frame's repeated blocks are (statuses
   and orders: the last in Kafka order; fault codes joined in order), so every code is stored,
-  nothing is skipped as a duplicate, and latest_state shows the status its table keeps."""
+  nothing is skipped as a duplicate, and latest_state shows the status its table keeps;
+* in a later batch, a row of a key already stored is a duplicate (the first stored stays,
+  as for a redelivered batch), and latest_state keeps that first report too."""
 
 from __future__ import annotations
 
@@ -140,3 +142,19 @@ async def test_frames_of_one_second_in_one_batch_are_stored_whole(
     await w.flush_latest([CHG])
     assert (result.duplicates_skipped, result.conflict_fallbacks) == (0, 0)
     assert await stored(w) == ([[9, 10]], [255], [3], [403.0], (T0, 255))
+
+
+@pytest.mark.parametrize("interval_ms", [0, 600_000], ids=["merged", "pending"])
+async def test_a_later_batchs_report_of_a_stored_second_keeps_the_first(
+    writer: Writer, interval_ms: int
+) -> None:
+    # The partition's first batch (merged at once in either mode), then the second's two
+    # frames in two batches: pending, both wait for the flush, where latest_state took the
+    # later one's status 255 while connector_status_events kept 3.
+    w = await writer(interval_ms)
+    await write(w, [frame(T0 - timedelta(seconds=10), 1, 7, 1)], 0, None)
+    await write(w, [frame(T0, 3, 9, 2)], 1, 1)
+    later = await write(w, [frame(T0, 255, 10, 3)], 2, 2)
+    await w.flush_latest([CHG])
+    assert later.duplicates_skipped == 4  # its status, telemetry, pile fault and order rows
+    assert await stored(w) == ([[9]], [3], [2], [402.0], (T0, 3))
