@@ -26,8 +26,10 @@ Expected frames are those of the reporting ``interval`` between an entity's firs
 frame of the day (a vehicle parked all night is not expected to report); clock skew is frame
 time minus gateway receive time. A connector's report that arrived both as a binary frame and
 as a T/CEC 102 push (two rows, two ``source``) is one frame: frames, out-of-range and skewed
-frames count report times (one is out of range or skewed if either copy is); the mean and
-largest skew are over both copies.
+frames count a connector's report seconds (one is out of range or skewed if either copy is);
+the mean and largest skew are over both copies. Seconds, not row times: the binary frame's row
+is at its whole-second time, the push's at EndTime + Seq microseconds (docs/protocols/
+charger.md), so the two copies never share ``ts``; two pushes within one second count once.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ class _Kind(NamedTuple):
     entity: str  # the entity id as an expression of the table's columns
     filter_column: str  # what an id / prefix filter compares (index-leading)
     out_of_range: str
-    # How reports are counted: once per report time where one report can be stored twice
-    # (charger_telemetry's key has `source`: a binary frame and a T/CEC push of the same
-    # reading are two rows), else a plain count (the key is the entity and ts: no sort).
+    # How reports are counted: once per report second where one report can be stored twice
+    # (charger_telemetry's key has `source`: a binary frame of the reading is at its whole
+    # second, the T/CEC push at EndTime + Seq us - two rows, two times in one second), else a
+    # plain count (the key is the entity and ts: no sort).
     frames: str = "count(*)"
 
 
@@ -68,7 +71,7 @@ KINDS: Final = {
         "operator_id || ':' || connector_id",
         """voltage_v NOT BETWEEN 0 AND 1000 OR current_a NOT BETWEEN 0 AND 1000
             OR power_kw NOT BETWEEN 0 AND 1000 OR soc_pct NOT BETWEEN 0 AND 100""",
-        "count(DISTINCT ts)",
+        "count(DISTINCT date_trunc('second', ts))",
     ),
     "battery": _Kind(
         "pack_telemetry",

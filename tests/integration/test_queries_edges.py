@@ -34,9 +34,12 @@ __all__ = ["target"]  # the flavours' fixture, shared with test_queries_entities
 
 def _twice(connector: str, minute: int, source: str) -> Row:
     late = timedelta(seconds=2 if source == "frame" else 5)
+    # The push's copy is stored at EndTime + Seq us (Seq 0001 the first): never the binary
+    # frame's whole-second ts.
+    ts = m(minute) + timedelta(microseconds=1 if source == "tcec" else 0)
     return (
         "charger_telemetry",
-        (OP, connector, m(minute), m(minute) + late, PILE, 400.0, 100.0, 40.0, 1.0, 35, V2,
+        (OP, connector, ts, m(minute) + late, PILE, 400.0, 100.0, 40.0, 1.0, 35, V2,
          60.0, None, None, source),
     )  # fmt: skip
 
