@@ -214,6 +214,13 @@ def execute_sections(
             # An OEM or charging operator's login (nev-ingest roles) may read only its own
             # kind of rows: a query of another kind is refused by the server, not a bug.
             raise UserError(_denied(exc, conn.info.user)) from None
+        except psycopg.errors.UndefinedObject as exc:
+            # On the query database every read goes through the reader's own user mapping
+            # (postgres_fdw): a login nobody made one for is a setup step, not a bug. Any
+            # other undefined object is one, and keeps its traceback.
+            if not (exc.diag.message_primary or "").startswith("user mapping not found"):
+                raise
+            raise UserError(_unmapped(conn.info.user)) from None
     # A reader that goes away (| head) ends the command quietly (ingest.cli.output).
     for n, (title, result, limited) in enumerate(results):
         if isinstance(result, QueryResult):
@@ -242,6 +249,14 @@ def _denied(exc: psycopg.errors.InsufficientPrivilege, login: str) -> str:
         f"login {login}: {what}; this query needs a regulator login (nev-ingest roles "
         "grant LOGIN --as regulator); OEM logins read their vehicles only, charging logins "
         "their connectors only"
+    )
+
+
+def _unmapped(login: str) -> str:
+    return (
+        f"no user mapping for {login} on the query database: as its owner, CREATE USER "
+        f"MAPPING FOR {login} SERVER nev_shard_<i> for each shard (docs/storage.md, "
+        '"Reading the query database"), or use a login that has them'
     )
 
 

@@ -106,6 +106,12 @@ async def test_each_login_reads_the_shards_with_its_own_mapping_and_rights(
 
     with pytest.raises(asyncpg.PostgresError, match="user mapping not found"):
         await _fetch(rdb.dsn_of(unmapped, query), "SELECT count(*) FROM nev.latest_state")
+    # nev-ingest query says so in one line, not a traceback
+    done = rdb.cli(
+        "query", "online", "--kind", "vehicle", "--dsn", rdb.dsn_of(unmapped, query), check=False
+    )
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"no user mapping for {unmapped} on the query database" in done.stderr
 
     as_oem = rdb.dsn_of(oem, query)
     scoped = await _fetch(as_oem, "SELECT vin FROM nev.vehicle_telemetry_scoped ORDER BY vin")
