@@ -211,7 +211,12 @@ def test_operators_file_must_be_private(tmp_path: Path) -> None:
         ({"MA01": ENTRY}, "'MA01' is not an OperatorID"),
         # roles grant --scope (account_scopes: [A-Z0-9]{9}) could never name it: refused,
         # with the spelling to use
-        ({"ma01h3bq2": ENTRY}, "'ma01h3bq2' is not an OperatorID .*: write 'MA01H3BQ2'"),
+        # ... and says the platform must change its spelling too (it signs the lower case)
+        (
+            {"ma01h3bq2": ENTRY},
+            "'ma01h3bq2' is not an OperatorID .*: write 'MA01H3BQ2', and have the operator's "
+            "platform send MA01H3BQ2 .* every push it makes is refused",
+        ),
         ({"MA01H3BQ2": {**ENTRY, "DataSecret": "short"}}, "16 bytes"),
         ({"MA01H3BQ2": {**ENTRY, "SigSecret": ""}}, "SigSecret is required"),
         ([], "expected an object"),

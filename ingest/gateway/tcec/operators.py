@@ -44,7 +44,15 @@ def parse_operators(text: str | bytes, origin: str) -> dict[str, OperatorSecrets
     out: dict[str, OperatorSecrets] = {}
     for op, entry in doc.items():
         if not is_operator_id(op):  # upper case: see ingest.decoders.charger.tcec
-            fix = f": write {op.upper()!r}" if is_operator_id(op.upper()) else ""
+            # Renaming the entry alone is not enough: the operator's platform signs its own
+            # spelling, so each of its pushes is refused (4003) until it sends the upper case.
+            fix = (
+                f": write {op.upper()!r}, and have the operator's platform send {op.upper()} "
+                "(OperatorID and StartChargeSeq's first 9 characters) too: until it does, "
+                "every push it makes is refused (4003; docs/operations.md, Upgrade)"
+                if is_operator_id(op.upper())
+                else ""
+            )
             raise OperatorsError(f"{origin}: {op!r} is not an OperatorID ({OPERATOR_ID_RULE}){fix}")
         if type(entry) is not dict:
             raise OperatorsError(f"{origin}: {op}: expected an object of the four secrets")
