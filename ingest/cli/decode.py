@@ -20,7 +20,9 @@ give them in the wrapped form, each with its own timestamp and seq. A wrapped li
 timestamp and no Seq has its TimeStamp as its time, as the pipeline stores a record that has
 no ``tcec_seq``. Each push's output adds ``"pushed_at"``: TimeStamp
 + Seq microseconds, the time its status and station rows are stored with (the rows' ``ts``
-show it too; a charge status or order keeps its own EndTime). A rejected frame or push is
+show it too; a charge status is at its EndTime + Seq microseconds, an order at its own
+EndTime); a line with no TimeStamp (neither ``--timestamp`` nor ``"timestamp"``) is pushed
+now, to the whole second. A rejected frame or push is
 written as ``{"error": {...}, "source": ...}`` in its place.
 
 Exit status: 0 when every frame decoded, 1 when some were rejected (with ``--binary`` this
@@ -298,7 +300,10 @@ def _tcec_line(
     # The time of the status and station pushes, which carry none of their own: the
     # pipeline's (push_time: TimeStamp + Seq µs), so that it is the time they are stored with.
     stamp, seq = push.timestamp, push.seq
-    pushed_at = datetime.now(UTC) if stamp is None else push_time(stamp, seq)
+    # No TimeStamp: now, to the second, as a TimeStamp without Seq gives. Its microseconds
+    # would be added to a charge status's EndTime, a time the pipeline never stores (it adds
+    # Seq <= 9999 µs).
+    pushed_at = datetime.now(UTC).replace(microsecond=0) if stamp is None else push_time(stamp, seq)
     return decode_tcec(push.data, push.interface, push.operator, pushed_at), pushed_at
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.unit.test_battery_golden import CODE, LOGOUT_2016, REALTIME_2016
 from tests.unit.test_charger_golden import REALTIME
+from tests.unit.test_charger_tcec import CHARGE_STATUS
 from tests.unit.vectors_support import NOT_A_VIN, load_vectors
 
 pytestmark = pytest.mark.unit
@@ -242,3 +244,16 @@ def test_tcec_usage_errors_exit_2() -> None:
     assert res.returncode == 2 and b"--profile tcec" in res.stderr
     res = _run("--profile", "tcec", "--timestamp", "2025-03-01", stdin=b"{}\n")
     assert res.returncode == 1 and b"missing_field" in res.stdout  # no interface given
+
+
+def test_tcec_profile_without_a_timestamp_takes_now_in_whole_seconds() -> None:
+    # No TimeStamp: the push's time is now, to the second, as a TimeStamp (whole seconds)
+    # with no Seq would give. now()'s microseconds would put the charge status at EndTime +
+    # random µs, a time the pipeline never stores (it adds Seq <= 9999 µs).
+    charge = json.dumps(CHARGE_STATUS).encode() + b"\n"
+    flags = ("--interface", "notification_equip_charge_status", "--operator", "MA01H3BQ2")
+    res = _run("--profile", "tcec", *flags, stdin=charge)
+    assert res.returncode == 0, res.stderr
+    (out,) = [json.loads(x) for x in res.stdout.splitlines()]
+    assert datetime.fromisoformat(out["pushed_at"]).microsecond == 0
+    assert [t["ts"] for t in out["telemetry"]] == ["2025-03-01T10:00:00+08:00"]
