@@ -5,6 +5,8 @@ PostgreSQL, with both loaders and with latest_state merged with every batch or p
 * in one batch their rows of one key are merged as one frame's repeated blocks are (statuses
   and orders: the last in Kafka order; fault codes joined in order), so every code is stored,
   nothing is skipped as a duplicate, and latest_state shows the status its table keeps;
+* a code an earlier frame of the key carried is not joined again: a resent frame (two identical
+  messages at adjacent offsets) stores what one frame stores, in one batch or in two;
 * in a later batch, a row of a key already stored is a duplicate (the first stored stays,
   as for a redelivered batch), and latest_state keeps that first report too."""
 
@@ -68,7 +70,9 @@ async def writer(migrated_database: str, request: pytest.FixtureRequest) -> Asyn
         await w.close()
 
 
-def frame(ts: datetime, status: int, pile_fault: int, order_state: int) -> ChargerRows:
+def frame(
+    ts: datetime, status: int, pile_fault: int | tuple[int, ...], order_state: int
+) -> ChargerRows:
     start = T0.replace(minute=0, second=0)
     raw = encode_charger_frame(
         ChargerFrame(
@@ -78,7 +82,7 @@ def frame(ts: datetime, status: int, pile_fault: int, order_state: int) -> Charg
             blocks=(
                 ConnectorStatus(C, status, 50, 10),
                 Output(C, 400.0 + order_state, 10.0, 4.0, 1.0, 30),
-                Faults(None, (pile_fault,)),
+                Faults(None, pile_fault if isinstance(pile_fault, tuple) else (pile_fault,)),
                 ChargeOrder(C, seq(9), order_state, start, 1.0, 0.5, float(order_state)),
             ),
         )
@@ -158,3 +162,30 @@ async def test_a_later_batchs_report_of_a_stored_second_keeps_the_first(
     await w.flush_latest([CHG])
     assert later.duplicates_skipped == 4  # its status, telemetry, pile fault and order rows
     assert await stored(w) == ([[9]], [3], [2], [402.0], (T0, 3))
+
+
+@pytest.mark.parametrize("batches", [1, 2], ids=["one-batch", "two-batches"])
+async def test_a_resent_frame_adds_nothing_wherever_the_batch_ends(
+    writer: Writer, batches: int
+) -> None:
+    # A pile resending a frame for want of an ack, or the T/CEC gateway taking an operator's
+    # retry after a produce timeout: two identical messages at adjacent offsets. In one batch
+    # the pile's fault row was stored as [9, 9] (a duplicate counted), in two as [9].
+    w = await writer(0)
+    sent, resent = frame(T0, 3, 9, 2), frame(T0, 3, 9, 2)
+    if batches == 1:
+        await write(w, [sent, resent], 0, None)
+    else:
+        await write(w, [sent], 0, None)
+        await write(w, [resent], 1, 1)
+    assert await stored(w) == ([[9]], [3], [2], [402.0], (T0, 3))
+
+
+async def test_frames_of_one_second_join_each_fault_code_once(writer: Writer) -> None:
+    # Fault 9, then 9 and 10 still active, then 10 and 9 again: the pile's faults in that
+    # second are 9 and 10 (a set per connector and second), in the order first reported.
+    w = await writer(0)
+    frames = [frame(T0, 3, 9, 2), frame(T0, 3, (9, 10), 2), frame(T0, 255, (10, 9), 3)]
+    result = await write(w, frames, 0, None)
+    assert (result.duplicates_skipped, result.conflict_fallbacks) == (0, 0)
+    assert await stored(w) == ([[9, 10]], [255], [3], [403.0], (T0, 255))
