@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -356,27 +357,39 @@ def _to_str_tuple(value: object, where: str, *, urls: bool = False) -> tuple[str
 
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
+# The start of a keyword DSN (``host=db password=secret``): never part of a URL, since a host
+# holds no = and libpq refuses a second = in one query parameter ("extra key/value separator").
+_KEYWORD: Final = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
 def _split_urls(value: str) -> list[str]:
     """``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write,postgresql://...``
-    as its URLs: libpq and asyncpg take a comma-separated host list in a URL, so a comma
-    still inside a URL's host part (no / or ? after its ``://`` yet) belongs to that URL. Any
-    other comma starts a new item, which the URL check then judges (``host=h password=...``
-    after a comma is refused as not a URL, not read as part of the previous database name);
-    a piece that begins with a scheme is always a new URL."""
+    as its URLs. libpq and asyncpg take comma-separated lists inside a URL: a host list
+    (``u@h1:5432,h2:5432/db``), and values in its query (libpq's multi-host form
+    ``/db?host=h1,h2&port=5432,5433``, ``?options=-csearch_path%3Dnev,public``). So a comma
+    inside a URL's host list or query belongs to that URL, unless what follows it begins a new
+    URL (a scheme) or a keyword DSN (``host=db password=...``: then a new item, which the URL
+    check refuses rather than reading it as part of the URL). Any other comma (after the host
+    list and before a query: in the database name) starts a new item."""
     items: list[str] = []
     for piece in value.split(","):
-        if items and _in_host_list(items[-1]) and not piece.strip().startswith(_SCHEMES):
+        if items and _continues(items[-1], piece):
             items[-1] += "," + piece
         else:
             items.append(piece)
     return items
 
 
-def _in_host_list(item: str) -> bool:
+def _continues(item: str, piece: str) -> bool:
+    """Whether ``piece``, after a comma, is still part of the URL ``item``."""
     scheme, sep, rest = item.strip().partition("://")
-    return bool(sep) and f"{scheme}://" in _SCHEMES and not any(c in rest for c in "/?")
+    if not sep or f"{scheme}://" not in _SCHEMES:
+        return False
+    if piece.strip().startswith(_SCHEMES) or _KEYWORD.match(piece):
+        return False
+    in_query = "?" in rest
+    in_host_list = not any(c in rest for c in "/?")
+    return in_query or in_host_list
 
 
 def _check_consistency(settings: Settings) -> None:

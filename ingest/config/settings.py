@@ -100,8 +100,10 @@ class StorageSettings(Section):
         "libpq URLs of the shard databases; Kafka partition p of every raw topic is written "
         "to shard p % N (docs/storage.md). Empty: one database, postgres.dsn. Passwords and "
         "TLS come from postgres.* as for postgres.dsn. In NEV_STORAGE_SHARDS comma-separated; "
-        "a multi-host URL (postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write) "
-        "keeps its host list: a list splits where the next postgresql:// URL begins.",
+        "a comma in a URL's host list or query stays in that URL "
+        "(postgresql://u@h1:5432,h2:5432/db, postgresql://u@/db?host=h1,h2&port=5432,5433, "
+        "?options=-csearch_path%3Dnev,public) unless postgresql:// or a keyword DSN "
+        "(host=...) follows it; any other comma separates two URLs.",
         dsn=True,
     )
     query_dsn: str = setting(
@@ -116,7 +118,8 @@ class StorageSettings(Section):
         "postgres.dsn without shards): nev-ingest query reads an entity from its shard's "
         "replica, and nev-ingest migrate points the query database's foreign servers at them. "
         "Empty: the primaries. The service never writes them. Comma-separated in "
-        "NEV_STORAGE_REPLICAS; a multi-host URL keeps its host list, as in storage.shards.",
+        "NEV_STORAGE_REPLICAS; a comma in a URL's host list or query stays in it, as in "
+        "storage.shards.",
         dsn=True,
     )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")

@@ -216,3 +216,43 @@ def test_a_multi_host_url_stays_whole_in_a_comma_separated_list() -> None:
         "postgresql://r@r3/nev",
         "postgresql://r@r4/nev",
     )
+
+
+def test_a_comma_in_a_urls_query_stays_in_that_url() -> None:
+    # libpq's query-string multi-host form and a comma in an option's value: both load as
+    # postgres.dsn, and were split in the list, refused as "storage.shards[1]", an entry the
+    # user never wrote.
+    hosts = "postgresql://nev@/nev?host=h1,h2&port=5432,5433"
+    options = "postgresql://nev@h1/nev?options=-csearch_path%3Dnev,public"
+    assert load_settings(environ={"NEV_POSTGRES_DSN": hosts}).postgres.dsn == hosts
+    settings = load_settings(
+        environ={
+            "NEV_STORAGE_SHARDS": f"{hosts},{options}, postgres://nev@h3/nev?host=h3,h4,{B}",
+            "NEV_STORAGE_REPLICAS": "postgresql://r@/nev?host=r1,r2&port=5432,5433,"
+            "postgresql://r@r3/nev?options=-csearch_path%3Dnev,public,postgresql://r@r4/nev,"
+            "postgresql://r@r5/nev",
+        }
+    )
+    assert settings.storage.shards == (hosts, options, "postgres://nev@h3/nev?host=h3,h4", B)
+    assert settings.storage.replicas == (
+        "postgresql://r@/nev?host=r1,r2&port=5432,5433",
+        "postgresql://r@r3/nev?options=-csearch_path%3Dnev,public",
+        "postgresql://r@r4/nev",
+        "postgresql://r@r5/nev",
+    )
+
+
+@pytest.mark.parametrize(
+    "shards",
+    [
+        f"{A}?sslmode=require,host=db password=secret",  # after a query
+        "postgresql://nev@h1,host=db password=secret",  # after a host list
+        f"{A}?application_name=x, dbname=other",
+    ],
+)
+def test_a_keyword_dsn_after_a_url_is_refused_not_joined_to_it(shards: str) -> None:
+    # Joined, its password would have become part of the URL (an application_name or a host
+    # name the logs show); as an item of its own it is refused as not a URL, nothing echoed.
+    with pytest.raises(UserError, match=r"storage\.shards\[1\]: expected") as refused:
+        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
+    assert "secret" not in str(refused.value)
