@@ -28,13 +28,27 @@ import asyncpg
 
 from storage.params import check_identifier
 
-__all__ = ["PROCEDURE", "ShardFacts", "problems", "read_facts", "record_identity"]
+__all__ = [
+    "MOVE",
+    "PROCEDURE",
+    "ShardFacts",
+    "is_new",
+    "problems",
+    "read_facts",
+    "record_identity",
+]
 
 # What a changed map needs: the documented procedure, then migrate --reshard records it.
 PROCEDURE: Final = (
     "restore the previous storage.shards order and count, or change the shard map by the "
     'procedure in docs/storage.md ("Changing N": stop, move, re-map) and then run '
     "`nev-ingest migrate --reshard`"
+)
+# --reshard given while partitions still sit on their old shards: the new shards have their
+# schema by then (migrate --reshard creates it first), so the rows can be moved now.
+MOVE = (
+    'move those partitions\' rows to their shard (docs/storage.md "Changing N", step 3), then '
+    "run `nev-ingest migrate --reshard` again"
 )
 
 
@@ -46,6 +60,13 @@ class ShardFacts:
     database: str  # current_database()
     recorded: tuple[int, int] | None  # (index, N) in shard_identity; None: never recorded
     partitions: tuple[tuple[str, int], ...]  # (topic, partition) in consumer_offsets
+
+
+def is_new(facts: ShardFacts) -> bool:
+    """A database that never was a shard: no recorded place and no consumer offsets (not
+    migrated yet, or migrated but never written). ``migrate --reshard`` gives it the schema
+    before checking the map, so that the procedure's move has tables to move into."""
+    return facts.recorded is None and not facts.partitions
 
 
 async def read_facts(conn: Any, schema: str) -> ShardFacts:
@@ -134,5 +155,5 @@ def problems(
                 f"shards (p % {n} != {i})"
             )
         if found:
-            out.append(f"{names[i]}: {'; '.join(found)}; {PROCEDURE}")
+            out.append(f"{names[i]}: {'; '.join(found)}; {MOVE if reshard else PROCEDURE}")
     return out

@@ -43,7 +43,7 @@ from storage import (
 from storage.connect import connect
 from storage.migrate import schema_status
 from storage.roles_names import RoleNames
-from storage.shard_map import problems, read_facts, record_identity
+from storage.shard_map import ShardFacts, is_new, problems, read_facts, record_identity
 
 __all__ = ["open_connection", "register", "role_names"]
 
@@ -72,9 +72,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--reshard",
         action="store_true",
-        help="record a changed storage.shards map, after its partitions were moved by the "
-        'procedure in docs/storage.md ("Changing N"); without it a shard configured at another '
-        "index or count than recorded is refused",
+        help='change the storage.shards map by the procedure in docs/storage.md ("Changing '
+        'N"): first migrate the new, empty shards, then, once the partitions were moved, record '
+        "each shard's new place; without it a shard configured at another index or count than "
+        "recorded is refused",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     add_config_arguments(p)
@@ -120,6 +121,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     query = None if args.dsn else query_pool_params(settings, app)
     label = len(targets) > 1 or query is not None
     if not args.dsn:  # --dsn: one database out of the map, nothing to compare it with
+        if args.reshard and not args.status:
+            await _prepare_new(args, settings, targets, label)
         await _check_map(args, settings, targets)
     status = 0
     for index, params in enumerate(targets):
@@ -213,11 +216,35 @@ async def _one(
     return 0
 
 
+async def _prepare_new(
+    args: argparse.Namespace, settings: Settings, targets: list[PoolParams], label: bool
+) -> None:
+    """--reshard: give the shards that are new (storage.shard_map.is_new) their schema first.
+    A shard added by "Changing N" has no tables until it is migrated, and its partitions' rows
+    must be moved into those tables before the map can hold; checking first would refuse the
+    very step that lets the move happen. Nothing is recorded here: a new shard's place is
+    recorded once the whole map holds."""
+    found = await _facts(settings, targets)
+    for index, (params, facts) in enumerate(zip(targets, found, strict=True)):
+        if is_new(facts):
+            prefix = f"shard {index}: " if label else ""
+            await _one(args, settings, params, prefix, {"shard": index} if label else {}, None)
+
+
 async def _check_map(
     args: argparse.Namespace, settings: Settings, targets: list[PoolParams]
 ) -> None:
     """Refuse, before changing anything, a shard list whose databases are not the shards it
     says (storage.shard_map): one line per wrong shard."""
+    facts = await _facts(settings, targets)
+    names = shard_names([p.dsn for p in targets], bool(settings.storage.shards))
+    found = problems(facts, names, reshard=args.reshard)
+    if found:
+        raise UserError("the shard map does not hold:\n" + "\n".join(found))
+
+
+async def _facts(settings: Settings, targets: list[PoolParams]) -> list[ShardFacts]:
+    """What each configured database says about itself, in map order."""
     facts = []
     for params in targets:
         conn = await open_connection(settings, params.application_name, params)
@@ -227,10 +254,7 @@ async def _check_map(
             raise _refused("", exc) from None
         finally:
             await conn.close()
-    names = shard_names([p.dsn for p in targets], bool(settings.storage.shards))
-    found = problems(facts, names, reshard=args.reshard)
-    if found:
-        raise UserError("the shard map does not hold:\n" + "\n".join(found))
+    return facts
 
 
 def _refused(prefix: str, exc: BaseException) -> UserError:

@@ -112,7 +112,7 @@ def test_a_new_shard_count_needs_the_procedure_then_migrate_reshard(
     # --reshard says the procedure was followed, but partitions 1 and 3 never moved to b
     rc, _, err = _migrate(capsys, *_shards(a, b), "--reshard")
     assert rc == 2 and "partition(s) 1, 3" in err and "is shard 0 of 1" not in err
-    with psycopg.connect(a) as conn:  # step 2 of the procedure (b has no offsets yet)
+    with psycopg.connect(a) as conn:  # step 3 of the procedure, shortened (b gets none)
         conn.execute("DELETE FROM nev.consumer_offsets WHERE partition % 2 = 1")
     rc, out, _ = _migrate(capsys, *_shards(a, b), "--reshard")
     assert rc == 0 and "shard 0: " in out and "shard identity: shard 0 of 2" in out
