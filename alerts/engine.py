@@ -95,6 +95,9 @@ class RuleEngine:
         self._open: dict[tuple[str, str], LiveAlert] = {}
         self._touched: list[LiveAlert] = []
         self._warming = False
+        # Where the frames of the current ``evaluate`` come from: what the alerts they raise
+        # are stamped with (``_raise``).
+        self._source: tuple[int | None, str | None] = (None, None)
         self._install(rules)
 
     def _install(self, rules: RuleSet) -> None:
@@ -113,7 +116,10 @@ class RuleEngine:
         topic: str | None = None,
     ) -> list[AlertChange]:
         """Run every frame through the rules; returns the alert changes, in order.
-        ``topic``/``partition``: where the frames come from (what ``forget`` drops by)."""
+        ``topic``/``partition``: where the frames come from: what an entity first seen here is
+        placed on (what ``forget`` drops by) and what the alerts they raise are stamped with
+        (the store restores an alert to the owner of that partition: docs/alerts.md)."""
+        self._source = (partition, topic)
         if self.entity_kind != "vehicle":
             subjects = subjects_of(self.entity_kind, frames)
             return self._evaluate_subjects(subjects, now_ms, partition, topic)
@@ -322,7 +328,12 @@ class RuleEngine:
             c = ent.slots[cr.cl]
             if t <= c:  # NaN (never cleared): False
                 opened = int(c) + 1
-        a = LiveAlert(cr, vin, opened, value, trigger, late, ent.part, ent.topic)
+        # Stamped with the raising frame's partition, not the entity's: a connector reporting by
+        # both charger paths is placed on the one it was first seen on, and an alert stamped
+        # there went after a rebalance to that path's owner, which may not be able to judge it
+        # (T/CEC pushes carry no temperature): it stayed open for good.
+        part, topic = self._source
+        a = LiveAlert(cr, vin, opened, value, trigger, late, part, topic)
         self._open[(vin, cr.id)] = a
         self._touch(a).raised_now = True
 
@@ -489,7 +500,8 @@ class RuleEngine:
     ) -> int:
         """Drop the state of entities a worker no longer owns (partition revoked): those of
         ``partition`` of ``topic`` (of any topic when None; an entity of no known topic, from
-        an alert stored before topics were, goes with its partition number)."""
+        an alert stored before topics were, goes with its partition number). An entity's open
+        alerts go with it, whichever partition their raising frames came from (``_raise``)."""
         if entity_ids is not None:
             gone = set(entity_ids)
         else:

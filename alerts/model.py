@@ -127,7 +127,9 @@ class AlertRecord:
     frame_count: int  # frames on which the condition held while open
     trigger_ms: tuple[int, ...]  # event times of the frames that made it fire
     late: bool = False  # raised from a late (reissued) frame
-    partition: int | None = None  # Kafka partition of the entity, for rebuild on assignment
+    # Kafka partition of the frame that raised it, for rebuild on assignment: that partition's
+    # owner restores it (docs/alerts.md, "Partitions and kinds")
+    partition: int | None = None
     clear_reason: str | None = None  # "condition" | "rule_removed" | "rule_out_of_scope"
     # Kafka topic of that partition: chargers come on two topics whose numbers coincide
     topic: str | None = None

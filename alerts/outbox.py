@@ -5,7 +5,8 @@ of the batch's alert changes become durable exactly when the changes do. The pip
 publishes them after the commit and ``delete``\\ s them once Kafka acknowledged them; ``pending``
 finds those a crash left unpublished, to send again on assignment (at-least-once).
 
-A record belongs to the (topic, partition) its alert's frames came from (migration 0053): only
+A record belongs to the (topic, partition) of the frame that raised its alert (migration 0053),
+also when a frame of another partition updated or cleared it: only
 the owner of that partition sends it again, so two workers owning partition N of two topics
 (chargers' binary and T/CEC topics) do not both send it.
 """

@@ -15,6 +15,7 @@ from alerts import AlertChange, AlertRecord, RuleEngine, RuleSet
 from alerts.store import load_open, save_changes
 from contract.rows import FrameRows
 from devtools.sim.scenarios import thermal_runaway
+from tests.unit.alerts_entities_support import charger, status_push
 
 pytestmark = pytest.mark.integration
 
@@ -175,6 +176,26 @@ async def test_load_open_filters_by_partition_and_entity(db: Any) -> None:
     only = await load_open(db, entity_ids=["LNEVTR0000000001"])
     assert {a.entity_id for a in only} == {"LNEVTR0000000001"} and all(a.is_open for a in only)
     assert await load_open(db, entity_kind="charger") == []
+
+
+async def test_a_charger_alert_is_stored_under_the_topic_of_the_frame_that_raised_it(
+    db: Any,
+) -> None:
+    """A connector first seen by a T/CEC push (tcec-3) overheats in its binary frames (raw-5):
+    the row is raw-5's, so the raw path's owner restores it (the T/CEC path's pushes carry no
+    temperature and could never clear it)."""
+    raw, tcec = "nev.charger.raw", "nev.charger.tcec"
+    e = RuleEngine(RuleSet.default(), entity_kind="charger")
+    e.evaluate([status_push(0, 3)], partition=3, topic=tcec)
+    hot = [charger(10, temp=95), charger(20, temp=95)]
+    await commit(db, e.evaluate(hot, partition=5, topic=raw))
+    stored = await rows(db, "connector_over_temp")
+    assert [(r["kafka_topic"], r["kafka_partition"]) for r in stored] == [(raw, 5)]
+    on = {
+        t: [a.rule_id for a in await load_open(db, entity_kind="charger", partitions=[p], topic=t)]
+        for t, p in ((raw, 5), (tcec, 3))
+    }
+    assert on == {raw: ["connector_over_temp"], tcec: []}
 
 
 async def test_the_same_table_on_timescaledb(timescale_dsn: str) -> None:

@@ -227,3 +227,41 @@ async def test_a_failed_write_keeps_the_unpublished_message_for_the_next(
         assert await resent(sink) == [unsent.message]  # the retry sends it
     finally:
         await sink.close()
+
+
+async def test_an_alert_raised_by_binary_frames_is_the_raw_topics_alert(env: PipelineEnv) -> None:
+    """A connector first seen by a T/CEC push overheats in its binary frames: its alert and
+    outbox row are the binary topic's partition's (the path that can clear it: pushes carry
+    no temperature), not the T/CEC one's where the connector was first seen."""
+    settings = load_settings(environ=env.environ())  # the default rules: connector_over_temp
+    ms = time.time_ns() // 1_000_000 - 600_000
+    key = ENTITY.encode()
+    push = Out(env.tcec, key, kt.station_status(CONNECTOR, 3), kt.tcec_headers(kt.STATUS, ms))
+    hot = [
+        Out(
+            env.charger,
+            key,
+            kt.charger_realtime(t, CONNECTOR, output=(400.0, 125.5, 50.2, 12.3, 95)),
+            kt.received(t),
+        )
+        for t in (ms + 10_000, ms + 20_000)
+    ]
+    await produce_records(env.kafka, [push, *hot])
+    tcec0, raw0 = TopicPartition(env.tcec, 0), TopicPartition(env.charger, 0)
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([tcec0, raw0])
+        await sink.write(await read_batch(env, settings, tcec0), no_rejects)
+        result = await sink.write(await read_batch(env, settings, raw0), no_rejects)
+    finally:
+        await sink.close()
+    assert [(a.change, a.rule) for a in result.alerts] == [("raised", "connector_over_temp")]
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        stored = await conn.fetch(
+            f"SELECT kafka_topic, kafka_partition FROM {ps.SCHEMA}.alerts "
+            f"UNION ALL SELECT kafka_topic, kafka_partition FROM {ps.SCHEMA}.alerts_outbox"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in stored] == [(env.charger, 0), (env.charger, 0)]
