@@ -431,6 +431,7 @@ def pool_params(settings: Settings, application: str = "nev-ingest") -> PoolPara
         max_size=pg.pool_max_size,
         statement_timeout_ms=pg.statement_timeout_ms,
         connect_timeout_s=pg.connect_timeout_s,
+        tcp_user_timeout_s=settings.storage.write_timeout_s,
         application_name=application,
     )
 
@@ -502,4 +503,5 @@ def writer_params(settings: Settings) -> WriterParams:
         # used on plain PostgreSQL only: partitions of in-window frame times on demand
         partition_interval=timedelta(hours=settings.storage.partition_interval_h),
         latest_interval_ms=settings.storage.latest_interval_ms,
+        write_timeout_s=settings.storage.write_timeout_s,
     )

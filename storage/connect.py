@@ -14,6 +14,7 @@ acquire, the unnest loader, and ``PGliteConnection`` whose ``close()`` drops the
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,11 @@ __all__ = [
 # socket closed; a reconnect right after a close can be refused. Retry that briefly.
 _PGLITE_CONNECT_TRIES = 50
 _PGLITE_CONNECT_PAUSE_S = 0.05
+# Keepalive probes on an idle connection: the first after this idle time (or the user
+# timeout, if shorter), then every interval; a peer silent to COUNT of them is gone.
+_KEEPALIVE_IDLE_S = 10
+_KEEPALIVE_INTERVAL_S = 5
+_KEEPALIVE_COUNT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,10 @@ class PoolParams:
     max_size: int = 4
     statement_timeout_ms: int = 60_000
     connect_timeout_s: float = 10.0
+    # TCP user timeout (and keepalives) of every connection: sent data unacknowledged this
+    # long, or an idle peer silent, drops the connection (an error) instead of the kernel's
+    # ~15 min of retransmissions. None: the OS defaults.
+    tcp_user_timeout_s: float | None = 30.0
     application_name: str = "nev-ingest"
 
     def __post_init__(self) -> None:
@@ -118,12 +128,37 @@ class PGliteConnection(asyncpg.Connection):  # type: ignore[misc]
         self.terminate()
 
 
+def _tune_socket(conn: Any, params: PoolParams) -> None:
+    """Keepalives and the TCP user timeout on ``conn``'s socket (TCP on Linux; asyncpg has no
+    option for them): a peer gone silent (a network black hole, a host powered off) then ends
+    the connection with an error within ``tcp_user_timeout_s``, where the kernel would retry
+    for ~15 min and every query on it, the pool's pings too, would wait as long."""
+    limit = params.tcp_user_timeout_s
+    transport = getattr(conn, "_transport", None)
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if limit is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    idle = max(1, min(_KEEPALIVE_IDLE_S, int(limit)))
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), idle),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), _KEEPALIVE_INTERVAL_S),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), _KEEPALIVE_COUNT),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(limit * 1000)),
+    ]
+    for level, name, value in options:
+        if name is not None:  # not every OS has each (macOS: no TCP_USER_TIMEOUT)
+            sock.setsockopt(level, name, value)
+
+
 async def _raw_connect(params: PoolParams, **kwargs: Any) -> Any:
     for attempt in range(_PGLITE_CONNECT_TRIES):
         try:
-            return await asyncpg.connect(
+            conn = await asyncpg.connect(
                 params.dsn, password=params.password, timeout=params.connect_timeout_s, **kwargs
             )
+            _tune_socket(conn, params)
+            return conn
         except (asyncpg.exceptions.ConnectionDoesNotExistError, ConnectionResetError):
             # What PGlite does to a second connection; a server would not drop a new one.
             if attempt == _PGLITE_CONNECT_TRIES - 1:

@@ -208,8 +208,11 @@ class StorageWriter:
                 if self._slots is not None:
                     await self._ensure_partitions(frames, state)
                 async with self._pool.acquire() as conn:
-                    result = await self._transaction(
-                        conn, frames, offsets, sources, kafka_offsets, raw, before_commit, state
+                    result = await self._bounded(
+                        conn,
+                        self._transaction(
+                            conn, frames, offsets, sources, kafka_offsets, raw, before_commit, state
+                        ),
                     )
             except NoPartition as exc:
                 # A partition was dropped behind the cache (retention, by hand): look again,
@@ -258,6 +261,33 @@ class StorageWriter:
             )
             self._hooks.on_written(done)
             return done
+
+    async def _bounded(self, conn: Any, work: Awaitable[WriteResult]) -> WriteResult:
+        """``work`` (a transaction on ``conn``) cut at ``write_timeout_s``: a lock wait or a
+        network black hole would hold it until the server's statement timeout or for ~15 min
+        of TCP retransmissions, its shard never seen failing. The connection is terminated,
+        not the task cancelled: a cancelled query's ROLLBACK and the pool's reset would wait
+        on the same dead link. The statement in progress then fails at once, as transient."""
+        limit = self._params.write_timeout_s
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            conn.terminate()
+
+        timer = asyncio.get_running_loop().call_later(limit, expire)
+        try:
+            return await work
+        except Exception as exc:
+            if expired:
+                raise TimeoutError(
+                    f"write transaction not done in {limit:g}s (storage.write_timeout_s); "
+                    "its connection was dropped"
+                ) from exc
+            raise
+        finally:
+            timer.cancel()
 
     async def _ensure_partitions(self, frames: Sequence[Decoded], state: Attempt) -> None:
         """Create the partitions of the batch's frame times that the cache does not know, on

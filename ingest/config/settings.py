@@ -142,6 +142,15 @@ class StorageSettings(Section):
         minimum=0,
         maximum=600_000,
     )
+    write_timeout_s: float = setting(
+        30.0,
+        "Longest a batch's write transaction may take before its connection is dropped and "
+        "the write counts as a failure of that shard (retried, its partitions paused); also "
+        "the TCP user timeout of every database connection, so a network black hole is seen "
+        "in this time, not after ~15 min of retransmissions (docs/operations.md, 'Shards').",
+        minimum=1,
+        maximum=3600,
+    )
     fleet_vehicles: int = setting(
         1_000_000,
         "Vehicles this database serves; sets the TimescaleDB chunk interval (docs/storage.md).",
