@@ -14,12 +14,15 @@ acquire, the unnest loader, and ``PGliteConnection`` whose ``close()`` drops the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from storage.errors import refused
 from storage.params import LoaderKind, check_identifier
 
 __all__ = [
@@ -214,16 +217,32 @@ async def connect(params: PoolParams, *, server: ServerInfo | None = None) -> An
     return conn
 
 
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """The server's refusal of a connection raised as ``ServerRefused``: the writer's pool
+    then sees its database down (retried), not a fatal error."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        error = refused(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 async def create_pool(params: PoolParams) -> tuple[Any, ServerInfo]:
-    """An asyncpg pool for the writer, and the engine it talks to."""
-    server = await probe(params)
+    """An asyncpg pool for the writer, and the engine it talks to. A server refusing the
+    connection raises ``ServerRefused``, at the start and for every connection after."""
+    with _refusals():
+        server = await probe(params)
     max_size = params.max_size if server.max_connections is None else server.max_connections
 
     async def connect_one(*args: Any, **kwargs: Any) -> Any:
         # the pool passes its own dsn/password/timeout again; ours are the same
         kwargs.pop("password", None)
         kwargs.pop("timeout", None)
-        return await _raw_connect(params, **kwargs)
+        with _refusals():
+            return await _raw_connect(params, **kwargs)
 
     async def setup(conn: Any) -> None:
         await apply_session(conn, params)

@@ -24,9 +24,11 @@ __all__ = [
     "ErrorKind",
     "MigrationError",
     "SchemaError",
+    "ServerRefused",
     "StorageError",
     "StorageUnavailable",
     "classify",
+    "refused",
 ]
 
 
@@ -39,6 +41,13 @@ class StorageUnavailable(StorageError):
 
     Nothing of the batch was committed: keep it, pause the partitions, try again later.
     """
+
+
+class ServerRefused(StorageUnavailable):
+    """The server refused a new connection itself: the login (SQLSTATE class 28: password,
+    pg_hba), the database (3D: missing), the CONNECT privilege (42501) or a database not
+    accepting connections (55000, ``ALLOW_CONNECTIONS false``). For a worker that database is
+    down until someone fixes it, not a bug in the worker: transient (``classify``)."""
 
 
 class SchemaError(StorageError):
@@ -68,6 +77,20 @@ _NOT_TRANSIENT_57: Final = frozenset({"57P04"})  # database dropped: retrying ca
 # plus "no partition of relation found for row" (23514 on plain partitioned tables).
 _DATA_CLASSES: Final = frozenset({"22", "23"})
 _SCHEMA_CLASSES: Final = frozenset({"42", "3F", "0A"})
+# Refusals of a new connection by the server (``ServerRefused``).
+_REFUSED_CLASSES: Final = frozenset({"28", "3D"})
+_REFUSED_CODES: Final = frozenset({"42501", "55000"})
+
+
+def refused(exc: BaseException) -> ServerRefused | None:
+    """``exc``, raised while connecting, as a ``ServerRefused`` if it is the server's refusal
+    of the connection (module docstring of ``ServerRefused``), else None."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return None
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state[:2] in _REFUSED_CLASSES or state in _REFUSED_CODES:
+        return ServerRefused(f"the server refused the connection ({type(exc).__name__}: {exc})")
+    return None
 
 
 def classify(exc: BaseException) -> ErrorKind:
@@ -86,6 +109,8 @@ def classify(exc: BaseException) -> ErrorKind:
         if klass in _SCHEMA_CLASSES:
             return ErrorKind.SCHEMA
         return ErrorKind.FATAL
+    if isinstance(exc, StorageUnavailable):  # a database down, or refusing connections
+        return ErrorKind.TRANSIENT
     # Client-side encoding of a value (e.g. 70000 into an int2 column) fails before the server
     # sees it; asyncpg raises its own DataError (a ValueError), or OverflowError/TypeError from
     # the codec.

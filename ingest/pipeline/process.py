@@ -29,6 +29,7 @@ from ingest.pipeline.logs import configure_logging
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
 from ingest.pipeline.publish import PermanentKafkaError
+from ingest.pipeline.shard_writers import ShardsUnreachable
 from ingest.pipeline.signature_keeper import gate_decoders, run_with_keeper
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.timewindow import time_window
@@ -222,9 +223,9 @@ def worker_process(index: int, settings: Settings) -> None:
 
 def _one_line_error(exc: BaseException) -> BaseException | None:
     """The error in ``exc`` (the worker's task group wraps it) that says all by itself: a
-    permanent Kafka error, or a rule or models file the worker cannot load (its message names
-    the file and the line), if any."""
-    if isinstance(exc, PermanentKafkaError | UserError | RuleFileError):
+    permanent Kafka error, a rule or models file the worker cannot load (its message names
+    the file and the line), or no database answering (each named), if any."""
+    if isinstance(exc, PermanentKafkaError | UserError | RuleFileError | ShardsUnreachable):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

@@ -51,10 +51,11 @@ from ingest.pipeline.moved import (
     restore_moved,
 )
 from ingest.pipeline.publish import delete_acked
+from ingest.pipeline.shard_writers import ShardWriters
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
 from ingest.pipeline.vehicle_models import check_model_scopes, load_models
-from ingest.wiring import shard_pool_params, storage_params, writer_params
+from ingest.wiring import databases, shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
 from storage.errors import ErrorKind, StorageUnavailable, classify
@@ -106,6 +107,7 @@ class StorageSink:
         alerts_enabled: bool = True,
         raw_frames: bool = False,
         rules_max_future_s: float = 600.0,
+        names: Sequence[str] = (),  # each shard's setting, for the logs (default: by count)
     ) -> None:
         if not pools:
             raise ValueError("StorageSink needs at least one database")
@@ -124,7 +126,19 @@ class StorageSink:
         self._models: dict[str, str] = {}  # VIN -> vehicle model (alerts.models_file)
         self._alerts_enabled = alerts_enabled
         self._raw_frames = raw_frames
-        self._writers: list[StorageWriter] = []  # by shard
+        if not names:
+            one = len(pools) == 1
+            names = ["postgres.dsn" if one else f"storage.shards[{i}]" for i in range(len(pools))]
+        # By shard; one down at the start is opened later (ingest/pipeline/shard_writers.py).
+        self._shards = ShardWriters(
+            self._pool_params,
+            writer,
+            names=names,
+            hooks=lambda shard: _Hooks(self, shard),
+            opened=self._opened,
+            health=self.health,
+        )
+        self._started = False
         self._engines: dict[str, RuleEngine] = {}  # entity kind -> its engine
         self._enabled = False  # alerts on and the engines built
         self._assigned: set[tuple[str, int]] = set()  # alert topics' partitions owned now
@@ -148,7 +162,7 @@ class StorageSink:
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
         self._refill = RefillWarm(self._engines, alert_topics, lambda c: self._pending.extend(c))
-        self.latest = LatestKeeper(lambda: self._writers, self.shard_of, self._refill.refilled)
+        self.latest = LatestKeeper(self._shards.for_latest, self.shard_of, self._refill.refilled)
         self._latest_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -170,15 +184,15 @@ class StorageSink:
             alerts_enabled=settings.alerts.enabled,
             raw_frames=settings.storage.raw_frames,
             rules_max_future_s=settings.pipeline.frame_max_future_s,
+            names=[name for name, _ in databases(settings)],
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        for shard, params in enumerate(self._pool_params):
-            self._writers.append(
-                await StorageWriter.open(params, self._writer_params, hooks=_Hooks(self, shard))
-            )
-            self._writers[-1].latest.placing = lambda kind: kind in self._engines  # replay's only
+        # The shards that answer: the others are marked failing (their partitions paused)
+        # and opened in the background; none answering is an error.
+        await self._shards.open()
+        self._started = True
         if self._writer_params.latest_interval_ms > 0:
             interval_s = self._writer_params.latest_interval_ms / 1000
             self._latest_task = asyncio.create_task(self.latest.run(interval_s))
@@ -189,6 +203,9 @@ class StorageSink:
                 "rule engines ready",
                 extra={"rules": {k: len(e.rules.rules) for k, e in self._engines.items()}},
             )
+
+    def _opened(self, shard: int, writer: StorageWriter) -> None:
+        writer.latest.placing = lambda kind: kind in self._engines  # replay's only
 
     def _build_engines(self, rules: RuleSet) -> None:
         """An engine for each kind of the alert topics that has rules and none yet."""
@@ -221,8 +238,7 @@ class StorageSink:
             self._latest_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._latest_task
-        for writer in self._writers:
-            await writer.close()
+        await self._shards.close()
 
     def set_health_listener(self, listener: Callable[[bool, int], None]) -> None:
         self._listener = listener
@@ -264,9 +280,10 @@ class StorageSink:
         return self.writer_of(0)
 
     def writer_of(self, shard: int) -> StorageWriter:
-        if not self._writers:
+        """Shard ``shard``'s writer; ``StorageUnavailable`` while it is down since the start."""
+        if not self._started:
             raise RuntimeError("StorageSink.start() was not awaited")
-        return self._writers[shard]
+        return self._shards.writer_of(shard)
 
     async def stored_offsets(self, partitions: Sequence[Any]) -> dict[Any, int]:
         out: dict[Any, int] = {}
@@ -280,20 +297,19 @@ class StorageSink:
         return out
 
     async def ping(self) -> None:
-        for shard, writer in enumerate(self._writers):
+        for shard in range(self.shards):
             try:
-                await writer.ping()
+                await self.writer_of(shard).ping()
             except StorageUnavailable as exc:
                 raise TransientSinkError(f"shard {shard}: {exc}") from exc
 
     async def maintain(self) -> None:
-        await maintain_shards(self._writers, self._storage, self._modes)
+        await maintain_shards(self._shards.writers, self._storage, self._modes)
 
     def pool_stats(self) -> tuple[int, int, int]:
-        if not self._writers:
-            return (0, 0, sum(p.max_size for p in self._pool_params))
-        in_use = idle = size_max = 0
-        for writer in self._writers:
+        in_use = idle = 0
+        size_max = sum(p.max_size for s, p in enumerate(self._pool_params) if not self._open(s))
+        for _, writer in self._shards.open_writers():
             pool = writer.pool
             size, free = pool.get_size(), pool.get_idle_size()
             in_use, idle, size_max = (
@@ -302,6 +318,9 @@ class StorageSink:
                 size_max + pool.get_max_size(),
             )
         return (in_use, idle, size_max)
+
+    def _open(self, shard: int) -> bool:
+        return self._shards.writers[shard] is not None
 
     # -- alerts state ------------------------------------------------------------------------
     def open_alert_counts(self) -> dict[tuple[str, str, str], int]:
@@ -466,8 +485,8 @@ class StorageSink:
 
     async def _restore_moved(self, batch: Batch) -> Moved:
         """``moved.restore_moved`` on the batch's shard; its database away: transient."""
-        pool = self.writer_of(batch.shard).pool
         try:
+            pool = self.writer_of(batch.shard).pool  # a shard down since the start: transient
             async with pool.acquire(timeout=self._replay.step_timeout_s) as conn:
                 return await restore_moved(
                     conn, batch, self._engines, self._alert_topics, self._replay.lag_s
@@ -498,11 +517,15 @@ class StorageSink:
                 if self._alert_topics.get(topic) == kind:
                     for eid in ids:
                         placed.pop(eid, None)
-            for writer in self._writers:
+            for writer in self._shards.for_latest():
                 writer.latest.unplace(kind, ids)
 
     # -- the write ---------------------------------------------------------------------------
     async def write(self, batch: Batch, before_commit_hook: BeforeCommit) -> SinkResult:
+        try:
+            writer = self.writer_of(batch.shard)
+        except StorageUnavailable as exc:  # down since the start: its lanes retry
+            raise TransientSinkError(f"shard {batch.shard}: {exc}") from exc
         if batch.alert_moves is None and self._engines:
             # Before the evaluation (once per batch, kept for a retry's transaction): the
             # state of the batch's entities that moved here from another partition.
@@ -527,7 +550,7 @@ class StorageSink:
         # With a latest interval the writer's merges record the placements (once per entity
         # per assignment, storage/latest_pending.py): a stamp here would find no row for a
         # new entity until its partition's merge and be sent again with every batch till then.
-        stamps = self._engines and not self.writer_of(shard).latest.bounded
+        stamps = self._engines and not writer.latest.bounded
         placements = self._placements(batch) if stamps else {}
         # Claimed for this write: lanes write concurrently, and two sending the same snapshot
         # would duplicate it on the alerts topic. Released if this write fails (the retry, or
@@ -562,7 +585,7 @@ class StorageSink:
                 await replay.stamp(conn, kind, topic, entities)
 
         try:
-            result = await self.writer_of(shard).write_batch(
+            result = await writer.write_batch(
                 batch.frames,
                 offsets,
                 partitions=[(r.topic, r.partition) for r in batch.records],

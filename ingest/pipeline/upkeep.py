@@ -30,10 +30,12 @@ CLIENT_CHECK_MS: Final = 1000
 
 
 async def maintain_shards(
-    writers: Sequence[StorageWriter], storage: StorageParams, modes: dict[int, SchemaMode]
+    writers: Sequence[StorageWriter | None],
+    storage: StorageParams,
+    modes: dict[int, SchemaMode],
 ) -> None:
-    """One upkeep pass on each shard (``writers[i]`` is shard i's); ``modes``: the shards'
-    schema modes read so far, filled in here."""
+    """One upkeep pass on each shard (``writers[i]`` is shard i's; None: down since the start,
+    nothing to do there now); ``modes``: the shards' schema modes read so far, filled in here."""
     results = await asyncio.gather(
         *(_upkeep(shard, w, storage, modes) for shard, w in enumerate(writers)),
         return_exceptions=True,
@@ -52,8 +54,10 @@ async def maintain_shards(
 
 
 async def _upkeep(
-    shard: int, writer: StorageWriter, storage: StorageParams, modes: dict[int, SchemaMode]
+    shard: int, writer: StorageWriter | None, storage: StorageParams, modes: dict[int, SchemaMode]
 ) -> None:
+    if writer is None:
+        return
     bound = UPKEEP_SHARD_TIMEOUT_S
     # The acquire's timeout also bounds the pool's reset of the connection on its return.
     async with writer.pool.acquire(timeout=bound) as conn:

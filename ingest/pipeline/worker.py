@@ -107,7 +107,10 @@ class Worker:
         self.lag: LagReporter | None = None
         self.last_turn = time.time()
         self._loading = asyncio.Lock()
-        self._backoff_s = 0.0  # between failed loads of offsets / alert state
+        # Per shard, between failed loads of its offsets / alert state: the wait and when the
+        # next attempt is due. Not a sleep of the loop: the other shards' partitions go on.
+        self._backoff_s: dict[int, float] = {}
+        self._retry_at: dict[int, float] = {}
         self._assignments = 0  # bumped on every assignment
         self._stopping = False
         self._stop: asyncio.Event | None = None  # set: stop fetching (run's argument)
@@ -127,7 +130,8 @@ class Worker:
         # not membership, and a group stuck in a rebalance assigns nobody.
         self.metrics.in_group.set(0)
         await self.sink.start()
-        self.metrics.db_connected.set(1)  # the sink's pools opened: every shard answered
+        # The sink's pools opened: every shard answered, or the ones down are failing now.
+        self.metrics.db_connected.set(1 if self.bp.all_healthy else 0)
         self.metrics.heartbeat.set(time.time())
         producer = await self._start_kafka("producer", self._make_producer, stop)
         consumer = None
@@ -429,14 +433,14 @@ class Worker:
             for tp in pending:
                 by_shard.setdefault(shard_of(tp.partition, self.options.shards), []).append(tp)
             generation = self._assignments
-            failed = False
             for shard, tps in sorted(by_shard.items()):
-                # Shard by shard: one that is down keeps only its partitions paused.
+                # Shard by shard: one that is down keeps only its partitions paused. Its next
+                # attempt waits for its backoff (the rebalance callback tries at once).
                 if generation != self._assignments:
                     return
-                failed |= not await self._load_shard(shard, tps, generation)
-            if failed and backoff:  # not in the rebalance callback: the group waits for that
-                await asyncio.sleep(self._backoff_s)
+                if backoff and time.monotonic() < self._retry_at.get(shard, 0.0):
+                    continue
+                await self._load_shard(shard, tps, generation)
 
     async def _load_shard(self, shard: int, pending: list[Any], generation: int) -> bool:
         """Offsets and alert state of one shard's pending partitions, then the seek. False when
@@ -462,22 +466,28 @@ class Worker:
                 self.restored.update(ready)
         except Exception as exc:  # DB down: stay paused, try again next turn
             self.bp.set_sink_healthy(False, shard)
-            self._backoff_s = min(
-                max(self._backoff_s * 2, self.options.retry_backoff_initial_s),
+            wait = min(
+                max(self._backoff_s.get(shard, 0.0) * 2, self.options.retry_backoff_initial_s),
                 self.options.retry_backoff_max_s,
             )
-            log.warning(
+            first = shard not in self._backoff_s
+            self._backoff_s[shard] = wait
+            self._retry_at[shard] = time.monotonic() + wait
+            # Once per outage (the paused-partition gauges say it goes on), not every retry.
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
                 "cannot read the stored offsets and alert state yet (%r); the partitions "
                 "stay paused, retrying in %.2fs",
                 exc,
-                self._backoff_s,
+                wait,
                 extra={
                     "partitions": [f"{tp.topic}[{tp.partition}]" for tp in pending],
                     "shard": shard,
                 },
             )
             return False
-        self._backoff_s = 0.0
+        self._backoff_s.pop(shard, None)
+        self._retry_at.pop(shard, None)
         gone = [tp for tp in self.restored if tp not in self.owned]
         if gone:  # revoked while this load ran: its state must not linger
             self.sink.on_partitions_lost(sorted(gone))

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from devtools.sim.synthetic import frame_rows, vin
-from storage.errors import ErrorKind, classify
+from storage.errors import ErrorKind, classify, refused
 from storage.latest import newest_per_vehicle
 from storage.maintenance import plan_partitions
 from storage.offsets import OffsetRange
@@ -122,6 +122,22 @@ def _pg_error(sqlstate: str) -> asyncpg.PostgresError:
 )
 def test_errors_are_classified(error: BaseException, kind: ErrorKind) -> None:
     assert classify(error) is kind
+
+
+@pytest.mark.parametrize("sqlstate", ["28P01", "28000", "3D000", "42501", "55000"])
+def test_a_connection_the_server_refuses_is_a_database_down(sqlstate: str) -> None:
+    # At connect (password, pg_hba, no database, REVOKE CONNECT, ALLOW_CONNECTIONS false):
+    # the shard is down for the worker, retried, not a fatal error.
+    error = refused(_pg_error(sqlstate))
+    assert error is not None and classify(error) is ErrorKind.TRANSIENT
+    assert sqlstate not in {"42501", "55000"} or classify(_pg_error(sqlstate)) is not (
+        ErrorKind.TRANSIENT
+    ), "in a statement, these stay what they were"
+
+
+@pytest.mark.parametrize("sqlstate", ["42P01", "57P03", "XX000"])
+def test_other_errors_at_connect_are_not_refusals(sqlstate: str) -> None:
+    assert refused(_pg_error(sqlstate)) is None
 
 
 def test_array_literals_quote_text_and_nulls() -> None:
