@@ -238,7 +238,8 @@ class PipelineSettings(Section):
     )
     max_in_flight_frames: int = setting(
         50000,
-        "Frames a worker holds before it pauses its partitions.",
+        "Frames a worker holds before it pauses its partitions; with N shards each shard's "
+        "write lanes hold at most 1/N of it, past which only its partitions pause.",
         minimum=1,
         maximum=10_000_000,
     )
@@ -258,7 +259,8 @@ class PipelineSettings(Section):
     )
     pause_after_s: float = setting(
         1.0,
-        "Pause the partitions when in-flight frames or bytes stay at their bound this long.",
+        "Pause the partitions when in-flight frames or bytes stay at their bound this long "
+        "(one database; with shards, a shard over its share pauses its own at once).",
         minimum=0,
         maximum=MAX_TIMEOUT_S,
     )

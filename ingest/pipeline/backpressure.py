@@ -22,9 +22,15 @@ not make the partitions flap).
 Shards (``storage.shards``): each database is a shard with a health of its own. A shard that
 fails pauses only its partitions (``unhealthy``: the worker pauses the partitions that map to
 those shards) and resumes them as soon as it works again; all partitions pause only when every
-shard fails (with one shard: today's behaviour) or the bound stays reached. The frames a failing
-shard holds count against the bound: they were fetched before its partitions paused (one
-consume turn), and the healthy shards keep the rest of the room.
+shard fails (with one shard: today's behaviour). With several shards the bound is shared out:
+each shard may hold ``1/N`` of it (frames and bytes) in its write lanes (``assign`` when the
+open batch is handed to them, ``done(..., shard=)`` when they let go). A shard whose share is
+full (a shard that hangs: its lanes free nothing) is ``held``: only its partitions pause, until
+its lanes drain to ``resume_ratio`` of the share; the others keep their shares, so one slow or
+hung shard can never fill the whole bound and pause every partition. The pause for a bound
+that stays reached is then the shares' (the total can exceed the bound only by the open batch,
+which ``room()`` still bounds). The frames of failing and held shards are left out of the
+resume check: they stay until that shard's writes work, and must not keep the rest paused.
 """
 
 from __future__ import annotations
@@ -83,6 +89,12 @@ class Backpressure:
         self.in_flight = 0
         self.shards = max(1, shards)
         self.unhealthy: set[int] = set()  # shards whose last write or load failed
+        # Per shard, what its write lanes hold, and the shards over their share (held).
+        self.shard_in_flight = [0] * self.shards
+        self.shard_bytes = [0] * self.shards
+        self.held: set[int] = set()
+        self._share = max_in_flight / self.shards
+        self._share_bytes = None if max_bytes is None else max_bytes / self.shards
         self.paused = False
         self._full_since: float | None = None
         self._room = asyncio.Event()
@@ -110,12 +122,47 @@ class Backpressure:
             self._room.clear()
         self._observed()
 
-    def done(self, n: int, nbytes: int = 0) -> None:
+    def done(self, n: int, nbytes: int = 0, shard: int | None = None) -> None:
+        """``n`` frames (``nbytes``) no longer in flight; ``shard``: they were in its lanes."""
         self.in_flight = max(0, self.in_flight - n)
         self.in_flight_bytes = max(0, self.in_flight_bytes - nbytes)
+        if shard is not None:
+            self.shard_in_flight[shard] = max(0, self.shard_in_flight[shard] - n)
+            self.shard_bytes[shard] = max(0, self.shard_bytes[shard] - nbytes)
+            self._check_share(shard)
         if not self.full:
             self._room.set()
         self._observed()
+
+    def assign(self, shard: int, n: int, nbytes: int = 0) -> None:
+        """``n`` frames in flight (counted by ``add``) handed to ``shard``'s write lanes."""
+        self.shard_in_flight[shard] += n
+        self.shard_bytes[shard] += nbytes
+        self._check_share(shard)
+
+    def _check_share(self, shard: int) -> None:
+        if self.shards == 1:
+            return  # the one shard's share is the bound: the pause below is its own
+        frames, nbytes = self.shard_in_flight[shard], self.shard_bytes[shard]
+        share_bytes = self._share_bytes
+        if frames >= self._share or (share_bytes is not None and nbytes >= share_bytes):
+            self.held.add(shard)
+        elif shard in self.held:
+            ratio = self.resume_at / self.max_in_flight
+            under = share_bytes is None or nbytes <= share_bytes * ratio
+            if frames <= self._share * ratio and under:
+                self.held.discard(shard)
+                self._room.set()  # wake the consumer so it can resume the shard's partitions
+
+    def _stuck_frames(self) -> tuple[int, int]:
+        """Frames and bytes held by failing or held shards (left out of the resume check)."""
+        if self.shards == 1:
+            return (0, 0)
+        out = self.unhealthy | self.held
+        return (
+            sum(self.shard_in_flight[s] for s in out),
+            sum(self.shard_bytes[s] for s in out),
+        )
 
     def wake(self) -> None:
         """Wake a consumer waiting in ``wait_room`` to look again (it waits again, the event
@@ -177,13 +224,15 @@ class Backpressure:
         else:
             self._full_since = None
         if not self.paused:
+            # With shards, a bound that stays reached pauses the shards over their share only.
             stuck = self._full_since is not None and now - self._full_since >= self.pause_after_s
-            if not self.sink_healthy or stuck:
+            if not self.sink_healthy or (stuck and self.shards == 1):
                 self.paused = True
                 return Decision.PAUSE
             return Decision.NONE
-        drained = self.in_flight <= self.resume_at and (
-            self.resume_bytes is None or self.in_flight_bytes <= self.resume_bytes
+        frames, nbytes = self._stuck_frames()
+        drained = self.in_flight - frames <= self.resume_at and (
+            self.resume_bytes is None or self.in_flight_bytes - nbytes <= self.resume_bytes
         )
         if self.sink_healthy and drained:
             self.paused = False

@@ -115,6 +115,7 @@ class Worker:
         self._stopping = False
         self._stop: asyncio.Event | None = None  # set: stop fetching (run's argument)
         self._down: set[int] = set()  # shards whose partitions are paused (for the log)
+        self._full: set[int] = set()  # shards held for their share of the bound (the log)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -342,10 +343,10 @@ class Worker:
         byte bound can be reached so): it is written now, or nothing would free room until its
         linger, and the wait would end in a pause as if writes were slow. With the writer busy,
         its commits free room: sealing at each would cut the batches into the pieces they
-        free. A failing shard's lanes retry and free nothing: the healthy shards' idleness is
-        what counts."""
+        free. A failing shard's lanes retry and free nothing, nor do a held shard's (hung
+        writes): the other shards' idleness is what counts."""
         writer = self.writer
-        if writer is not None and writer.idle_but(self.bp.unhealthy):
+        if writer is not None and writer.idle_but(self.bp.unhealthy | self.bp.held):
             self._seal()
 
     def _seal(self) -> None:
@@ -377,11 +378,22 @@ class Worker:
                 sorted(down) or "none",
             )
             self._down = down
+        if self.bp.held != self._full:
+            # A shard whose lanes hold its share of the in-flight bound (slow or hung writes):
+            # only its partitions pause, until its lanes drain (backpressure.py).
+            log.info(
+                "shards holding their share of the in-flight frames: %s; their partitions "
+                "pause until their writes catch up",
+                sorted(self.bp.held) or "none",
+                extra={"in_flight": self.bp.shard_in_flight},
+            )
+            self._full = set(self.bp.held)
         # Re-applied every turn: a rebalance hands out partitions unpaused.
         if self.bp.paused:
             held = assignment
         else:
-            held = {tp for tp in assignment if shard_of(tp.partition, shards) in down}
+            stopped = down | self.bp.held
+            held = {tp for tp in assignment if shard_of(tp.partition, shards) in stopped}
         # Partitions whose offsets and alert state are still being loaded are paused too, but
         # that is the normal start of an assignment (minutes for a large restore), not
         # backpressure: they have a gauge of their own, so that the paused-partition alerts

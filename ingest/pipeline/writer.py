@@ -145,6 +145,7 @@ class Writer:
             parts = batch.split(self._per_shard, self._shards)
         for index, part in parts:
             lane = self._lanes[index]
+            self._bp.assign(part.shard, *part.held)  # its share of the bound (backpressure)
             lane.queue.append(part)
             lane.wakeup.set()
         self._idle.clear()
@@ -188,10 +189,11 @@ class Writer:
         """Give up every queued and current batch uncommitted (their frames will be delivered
         again to whoever owns the partitions next). Returns the frames given up."""
         self.generation += 1
-        dropped = dropped_bytes = 0
+        dropped = 0
         for lane in self._lanes:
-            dropped += sum(b.size for b in lane.queue)
-            dropped_bytes += sum(b.held_bytes for b in lane.queue)
+            for batch in lane.queue:
+                dropped += batch.size
+                self._bp.done(*batch.held, shard=batch.shard)
             if lane.queue:
                 self._m.batches_abandoned.labels(reason=reason).inc(len(lane.queue))
             lane.queue.clear()
@@ -199,7 +201,7 @@ class Writer:
                 # The attempt is cancelled; its transaction rolls back, or if its COMMIT
                 # already reached the server, the offsets it stored fence the next owner.
                 dropped += lane.current.size
-                dropped_bytes += lane.current.held_bytes
+                self._bp.done(*lane.current.held, shard=lane.current.shard)
                 self._m.batches_abandoned.labels(reason=reason).inc()
                 if lane.attempt is not None:
                     lane.attempt.cancel()
@@ -207,7 +209,6 @@ class Writer:
                 # Committed already: nothing to give up but the wait for Kafka; the messages
                 # stay in the outbox and are sent again on the next assignment.
                 lane.publish.cancel()
-        self._bp.done(dropped, dropped_bytes)
         if self.idle:
             self._idle.set()
         return dropped
@@ -216,7 +217,7 @@ class Writer:
         """Remove partitions from the queued batches (after a fence on one of them)."""
         for lane in self._lanes:
             for batch in lane.queue:
-                self._bp.done(*batch.drop_partitions(tps))
+                self._bp.done(*batch.drop_partitions(tps), shard=batch.shard)
         self.forget(tps)  # the database holds another consumer's offset for them now
 
     def forget(self, tps: Iterable[Any]) -> None:
@@ -390,7 +391,7 @@ class Writer:
         for i in rejected:
             topic = batch.records[i].topic
             m.frames_dead_lettered.labels(topic, kind(topic, ""), wire.DB_REJECTED).inc()
-        self._bp.done(*batch.held)
+        self._bp.done(*batch.held, shard=batch.shard)
         if fenced:
             self._fenced(fenced)
         self._commit(committed)  # to Kafka, in the background (ingest.pipeline.commits)

@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
 from storage import LoaderKind, PoolParams, RetryParams, StorageWriter, WriterParams
@@ -116,3 +118,21 @@ async def loader_writer(
     w = await StorageWriter.open(PoolParams(dsn=migrated_database, application_name=name), params)
     yield w
     await w.close()
+
+
+@pytest.fixture
+def second_database(
+    postgres_dsn: str, unique_name: Callable[[str], str]
+) -> Iterator[tuple[str, str]]:
+    """(name, DSN) of a second database on the dev cluster (a second shard), dropped
+    afterwards (let in again first: a test may have set ALLOW_CONNECTIONS false)."""
+    name = unique_name("shard1")
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = urlunsplit(urlsplit(postgres_dsn)._replace(path=f"/{name}"))
+    try:
+        yield name, dsn
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -13,8 +13,6 @@ SQLSTATE 55000 at connect, which ``classify`` used to call fatal):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -25,21 +23,6 @@ from tests.integration.test_pipeline_shards import PARTITIONS, caught_up, expect
 from tests.integration.traffic import recent_fleet
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def second(postgres_dsn: str, unique_name: Callable[[str], str]) -> Iterator[tuple[str, str]]:
-    """(name, DSN) of a second database on the dev cluster, dropped afterwards."""
-    name = unique_name("shard1")
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = urlunsplit(urlsplit(postgres_dsn)._replace(path=f"/{name}"))
-    try:
-        yield name, dsn
-    finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _allow(postgres_dsn: str, name: str, allow: bool, *, end_sessions: bool = False) -> None:
@@ -57,9 +40,9 @@ async def _rows(dsn: str) -> int:
 
 
 async def test_a_worker_started_while_a_shard_refuses_connections_writes_the_others(
-    env: PipelineEnv, second: tuple[str, str], postgres_dsn: str
+    env: PipelineEnv, second_database: tuple[str, str], postgres_dsn: str
 ) -> None:
-    name, dsn1 = second
+    name, dsn1 = second_database
     await ps.migrate_database(dsn1)
     shards = (env.dsn, dsn1)
     env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)
@@ -96,9 +79,9 @@ async def test_a_worker_started_while_a_shard_refuses_connections_writes_the_oth
 
 
 async def test_a_running_worker_rides_out_a_shard_that_starts_refusing_connections(
-    env: PipelineEnv, second: tuple[str, str], postgres_dsn: str
+    env: PipelineEnv, second_database: tuple[str, str], postgres_dsn: str
 ) -> None:
-    name, dsn1 = second
+    name, dsn1 = second_database
     await ps.migrate_database(dsn1)
     shards = (env.dsn, dsn1)
     env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)

@@ -1,0 +1,57 @@
+"""Backpressure with shards: each shard's write lanes may hold its share of the in-flight bound;
+a shard over its share (hung writes) is held alone, the others go on, and the frames of a
+failing or held shard do not keep the rest paused."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.pipeline.backpressure import Backpressure, Decision
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_hung_shard_fills_only_its_share_and_is_held_alone() -> None:
+    bp = Backpressure(100, resume_ratio=0.5, pause_after_s=1.0, shards=2)
+    # Shard 1 hangs: every batch handed to its lanes stays there.
+    for _ in range(5):
+        bp.add(10)
+        bp.assign(1, 10)
+    assert bp.held == {1}  # 50 frames: its share of 100
+    # Shard 0 writes on with the other half of the bound.
+    bp.add(45)
+    bp.assign(0, 45)
+    assert bp.room() == 5 and bp.held == {1}
+    bp.add(5)
+    bp.assign(0, 5)  # the bound reached, and it stays reached past pause_after_s ...
+    assert bp.decide(0.0) is Decision.NONE
+    assert bp.decide(5.0) is Decision.NONE  # ... yet not every partition pauses
+    assert bp.held == {0, 1}  # each shard over its share pauses its own partitions
+    bp.done(30, shard=0)  # shard 0 commits: drained to the resume ratio of its share
+    assert bp.held == {1}
+    bp.done(50, shard=1)  # shard 1 answers again
+    assert bp.held == set()
+
+
+def test_a_failing_shards_frames_are_left_out_of_the_resume_check() -> None:
+    bp = Backpressure(100, resume_ratio=0.5, shards=2)
+    bp.add(60)
+    bp.assign(1, 60)
+    bp.add(30)
+    bp.assign(0, 30)
+    bp.set_sink_healthy(False, 0)
+    bp.set_sink_healthy(False, 1)
+    assert bp.decide(0.0) is Decision.PAUSE  # every shard fails: everything pauses
+    bp.set_sink_healthy(True, 0)
+    bp.done(30, shard=0)
+    # 60 frames in flight, all shard 1's, which still fails: shard 0 must not wait for them.
+    assert bp.decide(1.0) is Decision.RESUME
+
+
+def test_one_shard_keeps_the_whole_bound_and_the_pause_for_a_bound_reached() -> None:
+    bp = Backpressure(100, pause_after_s=1.0)
+    bp.add(100)
+    bp.assign(0, 100)
+    assert bp.held == set()
+    assert bp.decide(0.0) is Decision.NONE
+    assert bp.decide(1.5) is Decision.PAUSE
