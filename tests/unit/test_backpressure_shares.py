@@ -1,6 +1,7 @@
 """Backpressure with shards: each shard's write lanes may hold its share of the in-flight bound;
-a shard over its share (hung writes) is held alone, the others go on, and the frames of a
-failing or held shard do not keep the rest paused."""
+a shard over its share (hung writes) is held alone, the others go on, the frames of a
+failing or held shard do not keep the rest paused, and the whole bound reached past
+pause_after_s still pauses every partition (the consume loop must poll, not spin)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,14 @@ def test_a_hung_shard_fills_only_its_share_and_is_held_alone() -> None:
     bp.add(5)
     bp.assign(0, 5)  # the bound reached, and it stays reached past pause_after_s ...
     assert bp.decide(0.0) is Decision.NONE
-    assert bp.decide(5.0) is Decision.NONE  # ... yet not every partition pauses
     assert bp.held == {0, 1}  # each shard over its share pauses its own partitions
+    # Past pause_after_s every partition pauses (the consume loop polls paused, never spins),
+    # and stays paused while every shard is held.
+    assert bp.decide(5.0) is Decision.PAUSE
+    assert bp.decide(6.0) is Decision.NONE
     bp.done(30, shard=0)  # shard 0 commits: drained to the resume ratio of its share
     assert bp.held == {1}
+    assert bp.decide(7.0) is Decision.RESUME  # shard 1's 50 frames are left out of the check
     bp.done(50, shard=1)  # shard 1 answers again
     assert bp.held == set()
 
