@@ -220,7 +220,7 @@ class WriterParams:
     # A write transaction that takes longer (a lock wait, a network black hole: no error comes
     # for ~15 min of TCP retransmissions) has its connection dropped and fails as transient:
     # the caller sees its shard failing instead of a write that never returns.
-    write_timeout_s: float = 30.0
+    write_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         check_identifier(self.schema)

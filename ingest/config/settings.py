@@ -143,11 +143,12 @@ class StorageSettings(Section):
         maximum=600_000,
     )
     write_timeout_s: float = setting(
-        30.0,
+        120.0,
         "Longest a batch's write transaction may take before its connection is dropped and "
         "the write counts as a failure of that shard (retried, its partitions paused); also "
         "the TCP user timeout of every database connection, so a network black hole is seen "
-        "in this time, not after ~15 min of retransmissions (docs/operations.md, 'Shards').",
+        "in this time, not after ~15 min of retransmissions (docs/operations.md, 'Shards'). "
+        "Must be above postgres.statement_timeout_ms (a healthy slow batch is never cut).",
         minimum=1,
         maximum=3600,
     )
