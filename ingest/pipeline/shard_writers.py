@@ -117,7 +117,9 @@ class ShardWriters:
     def _why(self, shard: int, error: BaseException) -> str:
         name = self._names[shard]
         host = urlsplit(self._pools[shard].dsn).hostname or ""
-        fix = postgres_hint(error, host, name) or (
+        # The pool wraps a refusal at connect in ServerRefused: the hint reads the driver's own
+        # error (a wrong password, pg_hba asking for TLS) under it.
+        fix = postgres_hint(error.__cause__ or error, host, name) or (
             f"check that its server is up and reachable and lets this user connect ({name})"
         )
         return f"shard {shard} ({name}) not connected ({type(error).__name__}: {error}): {fix}"
