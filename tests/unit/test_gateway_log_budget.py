@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from ingest.gateway.log_budget import BudgetedLog
+from tests.unit.log_support import line_seen
 
 pytestmark = pytest.mark.unit
 
@@ -24,27 +25,18 @@ async def test_lines_past_the_budget_are_one_line_when_the_interval_ends(
 ) -> None:
     now = [0.0]
     warnings = BudgetedLog(logging.getLogger(_LOGGER), "test", 3, 10.0, clock=lambda: now[0])
-    reported = asyncio.Event()
-
-    class Reported(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "refusal lines from" in record.getMessage():
-                reported.set()
-
-    handler = Reported()
-    logging.getLogger(_LOGGER).addHandler(handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger=_LOGGER):
-            taken = [warnings.warning(f"192.0.2.{i % 200}", "line %d", i) for i in range(1000)]
-            assert taken == [True] * 3 + [False] * 997
-            now[0] = 9.99  # the held-back lines' line is due in 0.01 s on this loop
-            warnings.warning("198.51.100.1", "held back too")
-            await asyncio.wait_for(reported.wait(), 30)
-            now[0] = 10.0  # the next interval: lines get through again
-            assert warnings.warning("198.51.100.1", "next interval")
-            warnings.close()  # nothing held back since: no line
-    finally:
-        logging.getLogger(_LOGGER).removeHandler(handler)
+    with (
+        line_seen(_LOGGER, "refusal lines from") as reported,
+        caplog.at_level(logging.WARNING, logger=_LOGGER),
+    ):
+        taken = [warnings.warning(f"192.0.2.{i % 200}", "line %d", i) for i in range(1000)]
+        assert taken == [True] * 3 + [False] * 997
+        now[0] = 9.99  # the held-back lines' line is due in 0.01 s on this loop
+        warnings.warning("198.51.100.1", "held back too")
+        await asyncio.wait_for(reported.wait(), 30)
+        now[0] = 10.0  # the next interval: lines get through again
+        assert warnings.warning("198.51.100.1", "next interval")
+        warnings.close()  # nothing held back since: no line
     assert _messages(caplog) == [
         "line 0",
         "line 1",

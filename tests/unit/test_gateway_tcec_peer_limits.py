@@ -17,6 +17,7 @@ from ingest.gateway.tcec.http_errors import ConnectionLog, describe
 from ingest.gateway.tcec.metrics import TcecMetrics
 from ingest.gateway.tcec.peer_limits import PeerLog, TokenSlots
 from ingest.gateway.tcec.site import ConnectionGate
+from tests.unit.log_support import line_seen
 
 pytestmark = pytest.mark.unit
 
@@ -112,32 +113,23 @@ async def test_the_gates_warnings_from_many_64s_are_bounded_in_all(
     def warnings() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
-    reported = asyncio.Event()
-
-    class Reported(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "refusal lines from" in record.getMessage():
-                reported.set()
-
-    handler = Reported()
-    logging.getLogger(site_log).addHandler(handler)
-    try:
-        with caplog.at_level(logging.DEBUG, logger=site_log):
-            for peer in peers[:20]:
-                gate.bad_request(peer, bad)
-            now[0] = 9.99  # the rest within the same 10 s: the held-back line is due in 0.01 s
-            for peer in peers[20:]:
-                gate.bad_request(peer, bad)
-            assert len(warnings()) == 20, len(warnings())
-            await asyncio.wait_for(reported.wait(), 30)  # the gate's timer, on this loop
-            assert warnings()[20].startswith(
-                "T/CEC 102 connections: suppressed 4980 refusal lines from 4980 peers"
-            ), warnings()[20:]
-            now[0] = 10.0  # the next 10 s: lines get through again
-            gate.bad_request("2001:db8:1::/64", bad)
-    finally:
-        gate.close()  # nothing held back since: no line (and no timer left on the loop)
-        logging.getLogger(site_log).removeHandler(handler)
+    with line_seen(site_log, "refusal lines from") as reported:
+        try:
+            with caplog.at_level(logging.DEBUG, logger=site_log):
+                for peer in peers[:20]:
+                    gate.bad_request(peer, bad)
+                now[0] = 9.99  # the rest within the same 10 s: the held-back line is due in 0.01 s
+                for peer in peers[20:]:
+                    gate.bad_request(peer, bad)
+                assert len(warnings()) == 20, len(warnings())
+                await asyncio.wait_for(reported.wait(), 30)  # the gate's timer, on this loop
+                assert warnings()[20].startswith(
+                    "T/CEC 102 connections: suppressed 4980 refusal lines from 4980 peers"
+                ), warnings()[20:]
+                now[0] = 10.0  # the next 10 s: lines get through again
+                gate.bad_request("2001:db8:1::/64", bad)
+        finally:
+            gate.close()  # nothing held back since: no line (and no timer left on the loop)
     assert len(warnings()) == 22, warnings()[20:]
     assert "2001:db8:1::/64" in warnings()[21]
     name = "nev_gateway_tcec_connections_refused_total"
