@@ -174,8 +174,8 @@ class Dispatcher:
         budget: Budget,
         on_free: Callable[[], None],
     ) -> None:
-        self._metrics = metrics
         self.producers = producers
+        self._metrics = metrics
         self.budget = budget
         self._on_free = on_free
         self._queue: collections.deque[Pending] = collections.deque()
@@ -188,17 +188,6 @@ class Dispatcher:
         self._idle.set()
         # Progress clock: the last acknowledgement, or when frames started waiting (``stalled``).
         self._progress = time.monotonic()
-
-    @property
-    def producers(self) -> ProducerPool:
-        return self._producers
-
-    @producers.setter
-    def producers(self, pool: ProducerPool) -> None:
-        # Every pool the frames are sent with counts its replacements, the one the gateway's
-        # start hands in (Gateway.start replaces the constructor's) too.
-        pool.on_replaced = self._metrics.producer_replacements.inc
-        self._producers = pool
 
     def submit(self, item: Pending) -> None:
         """Queue a frame (the caller pauses reading when ``budget.full``)."""

@@ -55,7 +55,7 @@ class ProducerPool:
         on_replaced: Callable[[], object] = lambda: None,
     ) -> None:
         self.current = first
-        self.on_replaced = on_replaced
+        self._on_replaced = on_replaced
         self._make = make
         self._owned: set[int] = {id(first)} if owns_first else set()
         self._users: dict[int, int] = {}  # id(producer) -> sends not yet resolved
@@ -115,7 +115,7 @@ class ProducerPool:
             self._owned.add(id(fresh))
             self.current = fresh
             self.renewals += 1
-            self.on_replaced()
+            self._on_replaced()
         finally:
             self._renewing = None
         log.warning(

@@ -131,7 +131,12 @@ class Gateway:
         self.extra_servers = list(extra_servers)
         self._producer = producer
         self.dispatcher = Dispatcher(
-            ProducerPool(producer, self._new_producer, owns_first=False),  # set by start
+            ProducerPool(  # set by start
+                producer,
+                self._new_producer,
+                owns_first=False,
+                on_replaced=self.metrics.producer_replacements.inc,
+            ),
             self.metrics,
             Budget(self.config.max_in_flight_frames, self.config.max_in_flight_bytes),
             self._budget_free,
@@ -171,7 +176,11 @@ class Gateway:
         if self._producer is None:
             self._producer = self._new_producer()
             await self._producer.start()
-            self.dispatcher.producers = ProducerPool(self._producer, self._new_producer)
+            self.dispatcher.producers = ProducerPool(
+                self._producer,
+                self._new_producer,
+                on_replaced=self.metrics.producer_replacements.inc,
+            )
         self.metrics.kafka_connected.set(1)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="gateway-kafka"))
         self._tasks.append(asyncio.create_task(self._sweep(), name="gateway-sweep"))
