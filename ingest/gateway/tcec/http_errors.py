@@ -16,7 +16,7 @@ passes every other record on to aiohttp's logger unchanged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -59,40 +59,16 @@ class ConnectionLog(logging.Logger):
             return True
         return False
 
-    def debug(
-        self,
-        msg: object,
-        *args: object,
-        exc_info: Any = None,
-        stack_info: bool = False,
-        stacklevel: int = 1,
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
-        if not self._taken(exc_info, True):
-            server_logger.debug(
-                msg,
-                *args,
-                exc_info=exc_info,
-                stack_info=stack_info,
-                stacklevel=stacklevel + 1,
-                extra=extra,
-            )
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self._taken(kwargs.get("exc_info"), True):
+            server_logger.debug(msg, *args, **_from_caller(kwargs))
 
-    def exception(
-        self,
-        msg: object,
-        *args: object,
-        exc_info: Any = True,
-        stack_info: bool = False,
-        stacklevel: int = 1,
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
-        if not self._taken(exc_info, False):
-            server_logger.exception(
-                msg,
-                *args,
-                exc_info=exc_info,
-                stack_info=stack_info,
-                stacklevel=stacklevel + 1,
-                extra=extra,
-            )
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self._taken(kwargs.get("exc_info", True), False):
+            server_logger.exception(msg, *args, **_from_caller(kwargs))
+
+
+def _from_caller(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A logging call's keywords, passed on one frame down: the record still names the line
+    in aiohttp that logged it, not this module."""
+    return {**kwargs, "stacklevel": kwargs.get("stacklevel", 1) + 1}
