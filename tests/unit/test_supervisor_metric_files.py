@@ -20,11 +20,25 @@ from ingest.pipeline.metric_files import MetricFiles
 from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
 from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
 from tests.unit.test_pipeline_supervisor import _get, _run_then_sigterm, _wait
+from tests.unit.test_supervisor_failures import _options as _failures_options
 
 pytestmark = pytest.mark.unit
 
 CRASHES = 3
 SERIES = 'nev_ingest_frames_written_total{kind="vehicle",topic="t"}'
+
+
+def _starts(index: int, marker_dir: str) -> int:
+    """How many times worker ``index`` has started, this start included."""
+    marker = Path(marker_dir) / f"started-{index}"
+    starts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(starts))
+    return starts
+
+
+def _options(mp_dir: Path) -> SupervisorOptions:
+    """One worker restarted at once after each crash."""
+    return _failures_options(mp_dir, restart_backoff_max_s=0.05)
 
 
 def _counts_then_crashes(index: int, marker_dir: str) -> None:
@@ -33,9 +47,7 @@ def _counts_then_crashes(index: int, marker_dir: str) -> None:
 
     from ingest.pipeline.metrics import PipelineMetrics
 
-    marker = Path(marker_dir) / f"started-{index}"
-    starts = int(marker.read_text()) + 1 if marker.exists() else 1
-    marker.write_text(str(starts))
+    starts = _starts(index, marker_dir)
     m = PipelineMetrics()
     m.frames_written.labels(topic="t", kind="vehicle").inc(5)
     m.write_duration.observe(0.25)
@@ -60,17 +72,7 @@ def test_a_crash_loop_leaves_no_files_behind_and_keeps_every_count(tmp_path: Pat
     mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
     markers = tmp_path / "markers"
     markers.mkdir()
-    sup = Supervisor(
-        SupervisorOptions(
-            workers=1,
-            metrics_host="127.0.0.1",
-            metrics_port=0,
-            multiproc_dir=mp_dir,
-            restart_backoff_initial_s=0.05,
-            restart_backoff_max_s=0.05,
-        ),
-        partial(_counts_then_crashes, marker_dir=str(markers)),
-    )
+    sup = Supervisor(_options(mp_dir), partial(_counts_then_crashes, marker_dir=str(markers)))
     seen: dict[str, str] = {}
     files: list[str] = []
     live: list[int] = []
@@ -108,17 +110,7 @@ def test_a_dead_workers_files_that_cannot_be_archived_stay_counted(
     (mp_dir / "counter_archive.db.new").mkdir()  # the new archive cannot be written
     markers = tmp_path / "markers"
     markers.mkdir()
-    sup = Supervisor(
-        SupervisorOptions(
-            workers=1,
-            metrics_host="127.0.0.1",
-            metrics_port=0,
-            multiproc_dir=mp_dir,
-            restart_backoff_initial_s=0.05,
-            restart_backoff_max_s=0.05,
-        ),
-        partial(_counts_then_crashes, marker_dir=str(markers)),
-    )
+    sup = Supervisor(_options(mp_dir), partial(_counts_then_crashes, marker_dir=str(markers)))
     seen: list[str] = []
 
     def drive() -> None:
@@ -135,14 +127,6 @@ def test_a_dead_workers_files_that_cannot_be_archived_stay_counted(
     assert len(logged) == 1, logged  # once, not per dead worker
     assert re.search(r"\(counter_\d+\.db: Is a directory; still counted;", logged[0]), logged[0]
     assert "give the directory room and make it writable" in logged[0]
-
-
-def _starts(index: int, marker_dir: str) -> int:
-    """How many times worker ``index`` has started, this start included."""
-    marker = Path(marker_dir) / f"started-{index}"
-    starts = int(marker.read_text()) + 1 if marker.exists() else 1
-    marker.write_text(str(starts))
-    return starts
 
 
 def _dies_leaving_a_file_of_no_bytes(index: int, marker_dir: str) -> None:
@@ -162,17 +146,6 @@ def _counts_then_crashes_leaving_a_damaged_file(index: int, marker_dir: str) -> 
     data = struct.pack("i4xi", 8 + 4 + len(key) + 16, 3) + key + struct.pack("dd", 1.0, 0.0)
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"summary_{os.getpid()}.db").write_bytes(data)
     _counts_then_crashes(index, marker_dir)
-
-
-def _options(mp_dir: Path) -> SupervisorOptions:
-    return SupervisorOptions(
-        workers=1,
-        metrics_host="127.0.0.1",
-        metrics_port=0,
-        multiproc_dir=mp_dir,
-        restart_backoff_initial_s=0.05,
-        restart_backoff_max_s=0.05,
-    )
 
 
 def test_a_worker_killed_before_its_metric_file_was_sized_is_restarted(tmp_path: Path) -> None:
