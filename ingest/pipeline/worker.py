@@ -454,9 +454,9 @@ class Worker:
                     continue
                 await self._load_shard(shard, tps, generation)
 
-    async def _load_shard(self, shard: int, pending: list[Any], generation: int) -> bool:
-        """Offsets and alert state of one shard's pending partitions, then the seek. False when
-        the shard could not be read (the partitions stay pending and paused)."""
+    async def _load_shard(self, shard: int, pending: list[Any], generation: int) -> None:
+        """Offsets and alert state of one shard's pending partitions, then the seek. A shard
+        that cannot be read keeps them pending and paused, its next attempt after a backoff."""
         try:
             stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
             # Alert state first: a partition whose open alerts are unknown would raise them
@@ -473,7 +473,7 @@ class Worker:
                     # drained and handed back meanwhile): its snapshot is stale. Forget
                     # it; the next turn loads them again.
                     self.sink.on_partitions_lost(unrestored)
-                    return True
+                    return
                 # The others stay pending and paused (the consume loop polls meanwhile).
                 self.restored.update(ready)
         except Exception as exc:  # DB down: stay paused, try again next turn
@@ -497,7 +497,7 @@ class Worker:
                     "shard": shard,
                 },
             )
-            return False
+            return
         self._backoff_s.pop(shard, None)
         self._retry_at.pop(shard, None)
         gone = [tp for tp in self.restored if tp not in self.owned]
@@ -505,13 +505,12 @@ class Worker:
             self.sink.on_partitions_lost(sorted(gone))
             self.restored -= set(gone)
         if generation != self._assignments:
-            return True
+            return
         self.bp.set_sink_healthy(True, shard)
         for tp in pending:
             if tp in self.needs_seek and tp in self.restored:
                 self._seek(tp, stored.get(tp))
                 self.needs_seek.discard(tp)
-        return True
 
     def _seek(self, tp: Any, offset: int | None) -> None:
         self.positions[tp] = offset
