@@ -13,7 +13,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
@@ -53,6 +53,7 @@ __all__ = [
     "TopicPartitionLike",
     "WithHeaders",
     "lane_of",
+    "partition_runs",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,19 +133,14 @@ class Batch:
             part.next[tp] = self.next[tp]
             if tp in self.first_ts_ms:
                 part.first_ts_ms[tp] = self.first_ts_ms[tp]
-        # The builder adds a partition's records a fetch at a time, so they come in runs of
-        # hundreds: each run is found in C (``groupby``) and goes to its part as slices.
-        at = 0
-        for where, run in groupby(map(_WHERE, self.records)):
-            n = len(list(run))
-            end = at + n
+        # Each run of one partition's records goes to its part as slices.
+        for where, at, end in partition_runs(self.records):
             part = parts[lane[where]]
-            part.decoded[where[0]] += n
+            part.decoded[where[0]] += end - at
             part.frames += self.frames[at:end]
             part.records += self.records[at:end]
             part.received_ms += self.received_ms[at:end]
             part.record_bytes += self.record_bytes[at:end]
-            at = end
         for d in self.dead:
             parts[lane[_dead_tp(d)]].dead.append(d)
         for part in parts.values():
@@ -199,6 +195,17 @@ def lane_of(topic: str, partition: int, lanes: int) -> int:
 
 
 _WHERE: Final = attrgetter("topic", "partition")
+
+
+def partition_runs(records: Sequence[Record]) -> Iterator[tuple[tuple[str, int], int, int]]:
+    """The runs of ``records`` of one (topic, partition), in order: (that pair, start, end).
+    The builder adds a partition's records a fetch at a time, so they come in runs of
+    hundreds: each run is found in C (``groupby``), not by a Python statement per record."""
+    at = 0
+    for where, run in groupby(map(_WHERE, records)):
+        end = at + len(list(run))
+        yield where, at, end
+        at = end
 
 
 def _tp_of(record: Record) -> tuple[str, int]:

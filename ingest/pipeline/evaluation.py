@@ -25,20 +25,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import attrgetter
 from typing import Any, Final, Protocol
 
 from alerts import AlertChange
-from ingest.pipeline.batch import Batch
+from ingest.pipeline.batch import Batch, partition_runs
 from ingest.pipeline.turns import lanes_turn
 
 __all__ = ["SLICE", "AlertWork", "evaluate_batch"]
 
 # Frames per slice: ~5 ms of rules, about what a decode slice costs (ingest.pipeline.worker).
 SLICE: Final = 1000
-
-_WHERE: Final = attrgetter("topic", "partition")
 
 
 class Engine(Protocol):
@@ -66,16 +62,11 @@ def plan(
     if len(records) != len(frames):
         raise ValueError(f"a batch of {len(frames)} frames with {len(records)} records")
     by_partition: dict[tuple[str, int], list[Any]] = {}
-    # The builder adds a partition's records a fetch at a time, so they come in runs of
-    # hundreds: each run is found in C (``groupby``) and its frames taken as one slice,
-    # instead of a Python statement per frame.
-    at = 0
-    for where, run in groupby(map(_WHERE, records)):
-        n = len(list(run))
+    # Each run of one partition's records: its frames taken as one slice.
+    for where, at, end in partition_runs(records):
         kind = kinds.get(where[0])
         if kind is not None and kind in engines:
-            by_partition.setdefault(where, []).extend(frames[at : at + n])
-        at += n
+            by_partition.setdefault(where, []).extend(frames[at:end])
     todo: deque[tuple[str, int, list[Any]]] = deque()
     for (topic, partition), found in by_partition.items():
         for i in range(0, len(found), SLICE):
