@@ -276,6 +276,14 @@ async def migrate_database(dsn: str) -> None:
         await conn.close()
 
 
+async def two_shards(env: PipelineEnv, dsn1: str) -> tuple[str, str]:
+    """``env.dsn`` and ``dsn1`` (migrated here) as the service's ``storage.shards``."""
+    await migrate_database(dsn1)
+    shards = (env.dsn, dsn1)
+    env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)
+    return shards
+
+
 async def make_env(
     kafka: str,
     dsn: str,

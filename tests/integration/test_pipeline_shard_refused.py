@@ -43,9 +43,7 @@ async def test_a_worker_started_while_a_shard_refuses_connections_writes_the_oth
     env: PipelineEnv, second_database: tuple[str, str], postgres_dsn: str
 ) -> None:
     name, dsn1 = second_database
-    await ps.migrate_database(dsn1)
-    shards = (env.dsn, dsn1)
-    env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)
+    shards = await ps.two_shards(env, dsn1)
     messages = recent_fleet(300, 6)
     want = expected_by_shard(messages, 2)
     assert all(want), "the fleet must cover both shards"
@@ -82,9 +80,7 @@ async def test_a_running_worker_rides_out_a_shard_that_starts_refusing_connectio
     env: PipelineEnv, second_database: tuple[str, str], postgres_dsn: str
 ) -> None:
     name, dsn1 = second_database
-    await ps.migrate_database(dsn1)
-    shards = (env.dsn, dsn1)
-    env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)
+    shards = await ps.two_shards(env, dsn1)
     messages = recent_fleet(300, 20)  # 6000 frames at 600/s: traffic flows all through
     want = expected_by_shard(messages, 2)
 

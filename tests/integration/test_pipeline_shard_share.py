@@ -24,9 +24,7 @@ async def test_a_hung_shard_pauses_only_its_partitions_once_its_share_is_full(
     env: PipelineEnv, second_database: tuple[str, str]
 ) -> None:
     _, dsn1 = second_database
-    await ps.migrate_database(dsn1)
-    shards = (env.dsn, dsn1)
-    env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)
+    shards = await ps.two_shards(env, dsn1)
     messages = recent_fleet(300, 20)  # 6000 frames, 3000 a shard: more than the bound
     want = expected_by_shard(messages, 2)
     env.extra.update(

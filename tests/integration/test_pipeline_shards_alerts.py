@@ -68,9 +68,7 @@ async def alerts_of(dsn: str) -> list[tuple[str, str, bool, int | None]]:
 async def test_alerts_land_on_their_partitions_shard_and_the_topic_once(
     env: PipelineEnv, cluster: PrivateCluster, tmp_path: Path
 ) -> None:
-    await ps.migrate_database(cluster.dsn)
-    shards = (env.dsn, cluster.dsn)
-    env.extra["NEV_STORAGE_SHARDS"] = ",".join(shards)
+    shards = await ps.two_shards(env, cluster.dsn)
     rules = tmp_path / "rules.toml"
     rules.write_text(HOT_PACK_RULES)
     vins = {p: vin_on(p) for p in range(PARTITIONS)}
