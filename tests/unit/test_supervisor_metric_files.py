@@ -68,6 +68,17 @@ def _sample(metrics: str, series: str) -> float | None:
     return None
 
 
+def _every_count_served(sup: Supervisor) -> str:
+    """Wait until ``sup``, its worker restarted CRASHES times, serves every start's count;
+    its /metrics URL."""
+    _wait(lambda: sup.server is not None and bool(sup.live_pids()))
+    assert sup.server is not None
+    url = f"http://127.0.0.1:{sup.server.port}/metrics"
+    every = 5.0 * (CRASHES + 1)
+    _wait(lambda: sup.restarts == CRASHES and _sample(_get(url)[1], SERIES) == every)
+    return url
+
+
 def test_a_crash_loop_leaves_no_files_behind_and_keeps_every_count(tmp_path: Path) -> None:
     mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
     markers = tmp_path / "markers"
@@ -78,11 +89,7 @@ def test_a_crash_loop_leaves_no_files_behind_and_keeps_every_count(tmp_path: Pat
     live: list[int] = []
 
     def drive() -> None:
-        _wait(lambda: sup.server is not None and bool(sup.live_pids()))
-        assert sup.server is not None
-        url = f"http://127.0.0.1:{sup.server.port}/metrics"
-        every = 5.0 * (CRASHES + 1)
-        _wait(lambda: sup.restarts == CRASHES and _sample(_get(url)[1], SERIES) == every)
+        url = _every_count_served(sup)
         seen["metrics"] = _get(url)[1]
         files.extend(p.name for p in mp_dir.glob("*.db"))
         live.extend(sup.live_pids())
@@ -114,11 +121,7 @@ def test_a_dead_workers_files_that_cannot_be_archived_stay_counted(
     seen: list[str] = []
 
     def drive() -> None:
-        _wait(lambda: sup.server is not None and bool(sup.live_pids()))
-        assert sup.server is not None
-        url = f"http://127.0.0.1:{sup.server.port}/metrics"
-        every = 5.0 * (CRASHES + 1)
-        _wait(lambda: sup.restarts == CRASHES and _sample(_get(url)[1], SERIES) == every)
+        _every_count_served(sup)
         seen.extend(p.name for p in mp_dir.glob("counter_*.db"))
 
     assert _run_then_sigterm(sup, drive) == 0  # the supervision went on
