@@ -112,6 +112,22 @@ def roles_fixture(fresh_database: str, unique_name: Callable[[str], str]) -> Rol
     return RolesDb(dsn=fresh_database, names=names, prefix=prefix)
 
 
+@asynccontextmanager
+async def seeded_roles_db(
+    fresh_database: str, unique_name: Callable[[str], str]
+) -> AsyncIterator[RolesDb]:
+    """A database migrated with roles of the test's own, holding rows of every owner; the
+    roles are dropped again after."""
+    rdb = roles_fixture(fresh_database, unique_name)
+    try:
+        rdb.cli("migrate")
+        async with rdb.connect() as conn:
+            await seed(conn)
+        yield rdb
+    finally:
+        await drop_roles(rdb)
+
+
 async def seed(conn: Any) -> None:
     """Rows of every owner: vehicles of LFV/LSV/LGX, connectors of two operators, a pack, an
     hourly aggregate, an open alert. Written by the (superuser) test connection."""

@@ -13,9 +13,7 @@ from tests.integration.roles_support import (
     OPERATORS,
     VINS,
     RolesDb,
-    drop_roles,
-    roles_fixture,
-    seed,
+    seeded_roles_db,
 )
 from tests.integration.test_queries_entities import code
 
@@ -24,14 +22,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def db(fresh_database: str, unique_name: Callable[[str], str]) -> AsyncIterator[RolesDb]:
-    rdb = roles_fixture(fresh_database, unique_name)
-    try:
-        rdb.cli("migrate")
-        async with rdb.connect() as conn:
-            await seed(conn)
+    async with seeded_roles_db(fresh_database, unique_name) as rdb:
         yield rdb
-    finally:
-        await drop_roles(rdb)
 
 
 def _refused(db: RolesDb, login: str, *query: str) -> str:

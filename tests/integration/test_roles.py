@@ -23,6 +23,7 @@ from tests.integration.roles_support import (
     drop_roles,
     roles_fixture,
     seed,
+    seeded_roles_db,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,14 +32,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def db(fresh_database: str, unique_name: Callable[[str], str]) -> AsyncIterator[RolesDb]:
     """A database migrated with roles of the test's own, holding rows of every owner."""
-    rdb = roles_fixture(fresh_database, unique_name)
-    try:
-        rdb.cli("migrate")
-        async with rdb.connect() as conn:
-            await seed(conn)
+    async with seeded_roles_db(fresh_database, unique_name) as rdb:
         yield rdb
-    finally:
-        await drop_roles(rdb)
 
 
 async def _denied(conn: Any, sql: str) -> None:
