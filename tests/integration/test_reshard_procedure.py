@@ -5,7 +5,6 @@ the move has somewhere to go."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest.cli import main
-from ingest.config.load import load_settings
-from ingest.errors import UserError
-from ingest.pipeline.schema_check import check_schema
 from tests.conftest import ShardDatabases
+from tests.integration.shard_map_support import migrate_cli, run_check, shards_set
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +39,6 @@ def _move(old: str, new: str, condition: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-
-
-def _migrate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(["migrate", *args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _shards(*dsns: str) -> list[str]:
-    return ["--set", f"storage.shards={','.join(dsns)}"]
-
-
-def _run_check(*dsns: str) -> str:
-    settings = load_settings(environ={"NEV_STORAGE_SHARDS": ",".join(dsns)})
-    try:
-        asyncio.run(check_schema(settings))
-    except UserError as exc:
-        return str(exc)
-    return ""
 
 
 def _written(dsn: str) -> None:
@@ -116,19 +92,19 @@ def test_growing_from_one_shard_to_two_and_back_by_the_documented_steps(
     fresh_shards: ShardDatabases, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = fresh_shards.shards
-    assert _migrate(capsys, *_shards(a))[0] == 0
+    assert migrate_cli(capsys, *shards_set(a))[0] == 0
     _written(a)
-    assert _run_check(a) == ""
+    assert run_check(a) == ""
 
     # step 2: the new shard gets its tables, then the map is refused until the move
-    rc, out, err = _migrate(capsys, *_shards(a, b), "--reshard")
+    rc, out, err = migrate_cli(capsys, *shards_set(a, b), "--reshard")
     assert rc == 2, out + err
     assert "shard 1: schema nev" in out, out
     assert "partition(s) 1, 3" in err and "move those partitions" in err, err
     assert _rows(b)["identity"] == [] and _rows(a)["identity"] == [(0, 1)]
     # step 3: the documented script; step 4: migrate --reshard again
     _move(a, b, "% 2 = 1")
-    rc, out, err = _migrate(capsys, *_shards(a, b), "--reshard")
+    rc, out, err = migrate_cli(capsys, *shards_set(a, b), "--reshard")
     assert rc == 0, err
     on_a, on_b = _rows(a), _rows(b)
     assert on_a["identity"] == [(0, 2)] and on_b["identity"] == [(1, 2)]
@@ -141,15 +117,15 @@ def test_growing_from_one_shard_to_two_and_back_by_the_documented_steps(
     with psycopg.connect(b) as conn:  # in the order they were to be sent
         sent = conn.execute("SELECT msg_value FROM nev.alerts_outbox ORDER BY id").fetchall()
     assert [bytes(v).decode() for (v,) in sent] == ["1.0", "3.0", "1.1", "3.1", "1.2", "3.2"]
-    assert _run_check(a, b) == ""
+    assert run_check(a, b) == ""
 
     # shrinking: move shard 1's partitions back while it is still configured, then re-map
     _move(b, a, "% 2 = 1")
-    rc, out, err = _migrate(capsys, *_shards(a), "--reshard")
+    rc, out, err = migrate_cli(capsys, *shards_set(a), "--reshard")
     assert rc == 0, err
     on_a = _rows(a)
     assert on_a["identity"] == [(0, 1)]
     assert [row[0] for row in on_a["offsets"]] == [0, 1, 2, 3]
     assert on_a["open"] == [(0,), (1,), (2,), (3,)] == on_a["closed"]
     assert len(on_a["latest"]) == 4 and _rows(b)["outbox"] == []
-    assert _run_check(a) == ""
+    assert run_check(a) == ""
