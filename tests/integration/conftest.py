@@ -5,9 +5,9 @@ their signatures): pytest injects fixtures by parameter name, so each fixture na
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -104,20 +104,35 @@ async def broker_env(
     )
 
 
-@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
-async def loader_writer(
+OpenWriter: TypeAlias = Callable[..., Coroutine[Any, Any, StorageWriter]]
+
+
+@pytest.fixture
+async def open_writers(
     migrated_database: str, request: pytest.FixtureRequest
-) -> AsyncIterator[StorageWriter]:
-    """A writer on ``migrated_database``, once with each loader (COPY and unnest)."""
-    params = WriterParams(
-        consumer_group="g",
-        retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
-        loader=request.param,
-    )
+) -> AsyncIterator[OpenWriter]:
+    """Opens writers on ``migrated_database``: WriterParams' fields as keywords (consumer group
+    "g" and a quick retry unless given); every one is closed after the test."""
     name = f"nev-test-{request.module.__name__.rsplit('.', 1)[-1]}"[:63]
-    w = await StorageWriter.open(PoolParams(dsn=migrated_database, application_name=name), params)
-    yield w
-    await w.close()
+    opened: list[StorageWriter] = []
+
+    async def open_writer(**fields: Any) -> StorageWriter:
+        fields.setdefault("consumer_group", "g")
+        fields.setdefault("retry", RetryParams(attempts=3, initial=0.01, maximum=0.05))
+        pool = PoolParams(dsn=migrated_database, application_name=name)
+        w = await StorageWriter.open(pool, WriterParams(**fields))
+        opened.append(w)
+        return w
+
+    yield open_writer
+    for w in opened:
+        await w.close()
+
+
+@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
+async def loader_writer(open_writers: OpenWriter, request: pytest.FixtureRequest) -> StorageWriter:
+    """A writer on ``migrated_database``, once with each loader (COPY and unnest)."""
+    return await open_writers(loader=request.param)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ hot path (no conflict fallback), and the same records written again are no-ops."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,12 +14,10 @@ from contract.clock import CHINA_TZ
 from storage import (
     LoaderKind,
     OffsetRange,
-    PoolParams,
-    RetryParams,
     StorageWriter,
-    WriterParams,
 )
 from storage.batch import Decoded
+from tests.integration.conftest import OpenWriter
 from tests.integration.kinds_frames import CHARGER, charger_realtime, connector
 
 pytestmark = pytest.mark.integration
@@ -29,24 +27,13 @@ T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(minutes=50)
 
 
 @pytest.fixture
-async def writers(migrated_database: str) -> AsyncIterator[Any]:
-    opened: list[StorageWriter] = []
+def writers(open_writers: OpenWriter) -> Callable[[str], Awaitable[StorageWriter]]:
+    """Opens a writer of consumer group GROUP that archives raw frames, by COPY."""
 
-    async def make(group: str) -> StorageWriter:
-        params = WriterParams(
-            consumer_group=group,
-            raw_frames=True,
-            loader=LoaderKind.COPY,
-            retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
-        )
-        pool = PoolParams(dsn=migrated_database, application_name="nev-test-charger-archive")
-        w = await StorageWriter.open(pool, params)
-        opened.append(w)
-        return w
+    def make(group: str) -> Awaitable[StorageWriter]:
+        return open_writers(consumer_group=group, raw_frames=True, loader=LoaderKind.COPY)
 
-    yield make
-    for w in opened:
-        await w.close()
+    return make
 
 
 async def write(w: StorageWriter, frames: Sequence[tuple[bytes, Decoded]], start: int) -> Any:

@@ -5,7 +5,6 @@ latest_state shows (the last block's), with nothing skipped as a duplicate."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,12 +25,8 @@ from ingest.decoders.charger import (
     rows_of_charger_frame,
 )
 from storage import (
-    LoaderKind,
     OffsetRange,
-    PoolParams,
-    RetryParams,
     StorageWriter,
-    WriterParams,
 )
 from tests.integration.kinds_frames import CHARGER, connector, seq
 
@@ -40,19 +35,6 @@ pytestmark = pytest.mark.integration
 CHG = ("nev.charger.raw", 0)
 T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=3)
 C = connector(7)
-
-
-@pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
-async def writer(migrated_database: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    params = WriterParams(
-        consumer_group="g",
-        retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
-        loader=request.param,
-    )
-    pool = PoolParams(dsn=migrated_database, application_name="nev-test-charger-repeats")
-    w = await StorageWriter.open(pool, params)
-    yield w
-    await w.close()
 
 
 def repeating_frame() -> bytes:
@@ -101,13 +83,15 @@ def test_the_native_and_structured_paths_merge_repeats_alike() -> None:
     assert summary(structured) == summary(decode_charger_rows(raw)) == summary(batch) == merged
 
 
-async def test_repeated_blocks_are_stored_whole_and_agree_with_latest_state(writer: Any) -> None:
+async def test_repeated_blocks_are_stored_whole_and_agree_with_latest_state(
+    loader_writer: StorageWriter,
+) -> None:
     (rows,) = decode_charger_rows_batch([repeating_frame()], [0])
     assert isinstance(rows, ChargerRows)
     ranges = {CHG: OffsetRange(None, 1)}
-    result = await writer.write_batch([rows], ranges, partitions=[CHG], kafka_offsets=[0])
+    result = await loader_writer.write_batch([rows], ranges, partitions=[CHG], kafka_offsets=[0])
     assert result.duplicates_skipped == 0 and result.conflict_fallbacks == 0
-    async with writer.pool.acquire() as conn:
+    async with loader_writer.pool.acquire() as conn:
         faults = await conn.fetch(
             "SELECT connector_id, fault_codes FROM charger_faults WHERE ts = $1 "
             "ORDER BY connector_id",

@@ -12,7 +12,7 @@ PostgreSQL, with both loaders and with latest_state merged with every batch or p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -32,12 +32,10 @@ from ingest.decoders.charger import (
 from storage import (
     LoaderKind,
     OffsetRange,
-    PoolParams,
-    RetryParams,
     StorageWriter,
-    WriterParams,
 )
 from storage.batch import WriteResult
+from tests.integration.conftest import OpenWriter
 from tests.integration.kinds_frames import CHARGER, OPERATOR, connector, seq
 
 pytestmark = pytest.mark.integration
@@ -50,24 +48,11 @@ Writer: TypeAlias = Callable[[int], Coroutine[Any, Any, StorageWriter]]
 
 
 @pytest.fixture(params=[LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
-async def writer(migrated_database: str, request: pytest.FixtureRequest) -> AsyncIterator[Writer]:
-    opened: list[StorageWriter] = []
+def writer(open_writers: OpenWriter, request: pytest.FixtureRequest) -> Writer:
+    def make(latest_interval_ms: int) -> Coroutine[Any, Any, StorageWriter]:
+        return open_writers(loader=request.param, latest_interval_ms=latest_interval_ms)
 
-    async def make(latest_interval_ms: int) -> StorageWriter:
-        params = WriterParams(
-            consumer_group="g",
-            retry=RetryParams(attempts=3, initial=0.01, maximum=0.05),
-            loader=request.param,
-            latest_interval_ms=latest_interval_ms,
-        )
-        pool = PoolParams(dsn=migrated_database, application_name="nev-test-charger-second")
-        w = await StorageWriter.open(pool, params)
-        opened.append(w)
-        return w
-
-    yield make
-    for w in opened:
-        await w.close()
+    return make
 
 
 def frame(
