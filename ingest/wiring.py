@@ -147,7 +147,8 @@ def databases(settings: Settings, *, reads: bool = False) -> list[tuple[str, Pos
     return out
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of what ``exc`` says (its type's name when it says nothing)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -232,7 +233,7 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         # take, e.g. ssl_min_protocol_version=SSLv3): not the server's fault, so no "start the
         # dev stack".
         raise UserError(
-            f"{key} = {mask_dsn(pg.dsn)}: the driver refuses the URL ({_first_line(exc)}); fix "
+            f"{key} = {mask_dsn(pg.dsn)}: the driver refuses the URL ({first_line(exc)}); fix "
             f"or remove that option of the URL's query in {fix}"
         ) from None
     except asyncpg.InterfaceError as exc:
@@ -241,7 +242,7 @@ async def check_postgres(pg: PostgresSettings, timeout_s: float, key: str = "pos
         # protocol). Nothing of the URL's query is to blame.
         raise UserError(
             f"cannot connect to {key} = {mask_dsn(pg.dsn)} ({type(exc).__name__}: "
-            f"{_first_line(exc)}); check that it is a PostgreSQL server whose pg_hba.conf "
+            f"{first_line(exc)}); check that it is a PostgreSQL server whose pg_hba.conf "
             "gives this user a method the driver supports (scram-sha-256, md5, password), or "
             f"fix {fix}"
         ) from None

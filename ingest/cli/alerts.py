@@ -33,7 +33,7 @@ from contract.kinds import ENTITY_KINDS
 from ingest.cli.args import add_limit_argument, int_range, text
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
-from ingest.wiring import postgres_dsn
+from ingest.wiring import first_line, postgres_dsn
 
 __all__ = ["register"]
 
@@ -123,7 +123,7 @@ def _connect(pg: Any, schema: str, shard: int | None) -> psycopg.Connection[dict
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         # ProgrammingError: libpq refuses an option of the URL's query it does not know
         # (asyncpg passes it to the server as a setting), before any connection.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         # without shards the DSN is the user's own (--dsn or postgres.dsn): not echoed back
         name = "the database" if shard is None else _where(shard, pg)
         raise _Unreachable(f"cannot connect to {name}: {first} ({_fix(shard)})") from exc
@@ -201,7 +201,7 @@ def _list(args: argparse.Namespace) -> int:
             if shard is None:
                 raise
             # the shard went away between connecting and answering: the same outage
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             print(
                 f"warning: {_where(shard, pg)} failed: {first}; its alerts are not listed",
                 file=sys.stderr,

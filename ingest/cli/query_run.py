@@ -21,7 +21,7 @@ from ingest.cli.output import note, row_count
 from ingest.config import Settings
 from ingest.config.load import settings_from_args
 from ingest.errors import UserError
-from ingest.wiring import postgres_dsn
+from ingest.wiring import first_line, postgres_dsn
 from storage import queries
 from storage.queries import QueryResult, Statement
 from storage.shards import kafka_partition, shard_of
@@ -110,7 +110,7 @@ def _connect(settings: Settings, dsn: str, tz: str) -> psycopg.Connection[Any]:
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         # ProgrammingError: libpq refuses an option of the URL's query it does not know
         # (asyncpg passes it to the server as a setting), before any connection.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "no password supplied" in first:
             raise UserError(
                 "the server asks for a password: set postgres.password (NEV_POSTGRES_PASSWORD) "
