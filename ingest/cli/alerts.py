@@ -189,23 +189,18 @@ def _list(args: argparse.Namespace) -> int:
         try:
             with _connect(pg, schema, shard) as conn:
                 got = _run(conn, sql, params, _where(shard, pg), schema)
-        except _Unreachable as exc:
+        except (_Unreachable, psycopg.OperationalError) as exc:
             if shard is None:
                 raise
             # An outage of one shard is when operators need the others' open alerts most:
-            # list those, and say which shard's are missing (exit 1).
-            print(f"warning: {exc}; its alerts are not listed", file=sys.stderr)
-            missing += 1
-            continue
-        except psycopg.OperationalError as exc:
-            if shard is None:
-                raise
-            # the shard went away between connecting and answering: the same outage
-            first = first_line(exc)
-            print(
-                f"warning: {_where(shard, pg)} failed: {first}; its alerts are not listed",
-                file=sys.stderr,
+            # list those, and say which shard's are missing (exit 1). OperationalError: the
+            # shard went away between connecting and answering, the same outage.
+            said = (
+                exc
+                if isinstance(exc, _Unreachable)
+                else f"{_where(shard, pg)} failed: {first_line(exc)}"
             )
+            print(f"warning: {said}; its alerts are not listed", file=sys.stderr)
             missing += 1
             continue
         if shard is not None:  # ids are per shard: SHARD:ID names one
