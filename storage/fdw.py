@@ -64,9 +64,6 @@ log = logging.getLogger(__name__)
 FETCH_SIZE: Final = 10_000
 # Marks the views ``build`` owns, so a rerun replaces them and leaves anything else alone.
 _VIEW_MARK: Final = "nev-ingest: union of the shards (nev-ingest migrate)"
-# Nothing a query database user reads: the migrations' own table, the service's bookkeeping and
-# the scope mapping (the regulator may not read them on a shard either, docs/security.md).
-_NOT_IMPORTED: Final = PRIVATE_TABLES
 # libpq options that belong to the user mapping, not the foreign server (postgres_fdw rule).
 _USER_OPTIONS: Final = frozenset({"user", "password", "sslcert", "sslkey", "sslpassword"})
 # libpq options that make no sense for a server-side connection (postgres_fdw sets them).
@@ -311,7 +308,7 @@ async def _import(conn: Any, schema: str, index: int) -> None:
     await conn.execute(f"CREATE SCHEMA {target}")
     try:
         await conn.execute(
-            f"IMPORT FOREIGN SCHEMA {schema} EXCEPT ({', '.join(_NOT_IMPORTED)}) "
+            f"IMPORT FOREIGN SCHEMA {schema} EXCEPT ({', '.join(PRIVATE_TABLES)}) "
             f"FROM SERVER {server_name(index)} INTO {target}"
         )
     except (asyncpg.PostgresError, OSError) as exc:

@@ -46,9 +46,6 @@ from storage.roles_policies import (
 
 __all__ = ["RoleNames", "RolesReport", "apply"]
 
-# Not for the regulator (the writer reads the first three; a scoped login its own
-# account_scopes row, through its policy).
-_PRIVATE: Final = PRIVATE_TABLES
 _ALERT_ACK_COLUMNS: Final = "acked_at, acked_by, ack_note, updated_at"
 
 
@@ -228,10 +225,12 @@ def _grants(
     if mode is SchemaMode.PLAIN:
         # the service's upkeep recomputes the summary tables (derived data, not telemetry)
         grant("SELECT, INSERT, DELETE", ("vehicle_stats_1m", "vehicle_stats_1h"), w)
+    # The private tables are not the regulator's (the writer has its grants above; a scoped
+    # login reads its own account_scopes row, through its policy).
     readable = sorted(
         n
         for n in have
-        if relations[n]["relkind"] != "S" and n not in _PRIVATE and not n.endswith("_scoped")
+        if relations[n]["relkind"] != "S" and n not in PRIVATE_TABLES and not n.endswith("_scoped")
     )
     grant("SELECT", readable, names.regulator)
     if "alerts" in have:
