@@ -156,13 +156,16 @@ class Delta:
                 old = get(vin)
                 if old is None or entry[0] > old[0]:
                     mine[vin] = entry
-        for timelines, theirs in ((self.chargers, other.chargers), (self.packs, other.packs)):
+        kinds: tuple[tuple[dict[str, Timeline], dict[str, Timeline], Pair], ...] = (
+            (self.chargers, other.chargers, None),
+            (self.packs, other.packs, _PACK_PAIR),
+        )
+        for timelines, theirs, pair in kinds:
             if not timelines:
                 timelines.update(theirs)  # shared: a timeline is never changed in place
                 continue
             for entity, rows in theirs.items():
                 held = timelines.get(entity)
-                pair = _PACK_PAIR if timelines is self.packs else None
                 if held is None:
                     timelines[entity] = rows
                 elif later:
