@@ -24,36 +24,58 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 TP = ("nev.charger.raw", 0)
 
 
+async def _compressed_before(
+    dsn: str, tmp_path: Path, name: str, migration: str, table: str, insert: str, *args: object
+) -> None:
+    """Schema ``name`` as a deployment migrated before ``migration`` leaves it: one row of
+    ``table`` (``insert``) in a compressed chunk; then ``migrate`` applies ``migration`` (and
+    only it) over that chunk."""
+    before = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, before)
+    for f in before.glob(f"{migration.split('_')[0]}_*"):
+        f.unlink()
+    conn = await connect(PoolParams(dsn=dsn, schema=name))
+    try:
+        await migrate(conn, StorageParams(schema=name), directory=before)
+        await conn.execute(insert, *args)
+        compressed = await conn.fetchval(
+            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
+            f"{name}.{table}",
+        )
+        assert compressed == 1
+        report = await migrate(conn, StorageParams(schema=name))
+        assert [m.split()[0] for m in report.applied] == [migration]
+    finally:
+        await conn.close()
+
+
+async def _drop_schema(dsn: str, name: str) -> None:
+    conn = await connect(PoolParams(dsn=dsn, schema=name))
+    try:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()
+
+
 async def test_pile_fault_key_reaches_compressed_chunks(
     timescale_dsn: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     # A deployment migrated before 0076 holds pile 1's fault in a compressed chunk; after
     # 0076, pile 2's fault of the same second goes in beside it, and a redelivery of both is
     # skipped, not doubled.
-    before = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, before)
-    for f in before.glob("0076_*"):
-        f.unlink()
     name = unique_name("keys")
     old = (NOW - timedelta(days=10)).replace(minute=30, second=0)
-    conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
-    try:
-        await migrate(conn, StorageParams(schema=name), directory=before)
-        await conn.execute(
-            f"INSERT INTO {name}.charger_faults VALUES ($1, '', $2, $3, '{{101}}', 'frame')",
-            PILE_1[:9],
-            old,
-            PILE_1,
-        )
-        compressed = await conn.fetchval(
-            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
-            f"{name}.charger_faults",
-        )
-        assert compressed == 1
-        report = await migrate(conn, StorageParams(schema=name))
-        assert [m.split()[0] for m in report.applied] == ["0076_charger_faults_pile"]
-    finally:
-        await conn.close()
+    await _compressed_before(
+        timescale_dsn,
+        tmp_path,
+        name,
+        "0076_charger_faults_pile",
+        "charger_faults",
+        f"INSERT INTO {name}.charger_faults VALUES ($1, '', $2, $3, '{{101}}', 'frame')",
+        PILE_1[:9],
+        old,
+        PILE_1,
+    )
     w = await StorageWriter.open(
         PoolParams(dsn=timescale_dsn, schema=name), WriterParams(consumer_group="g", schema=name)
     )
@@ -70,11 +92,7 @@ async def test_pile_fault_key_reaches_compressed_chunks(
         assert [tuple(r) for r in rows] == [(PILE_1, [101]), (PILE_2, [202])]
     finally:
         await w.close()
-        conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
-        try:
-            await conn.execute(f"DROP SCHEMA {name} CASCADE")
-        finally:
-            await conn.close()
+        await _drop_schema(timescale_dsn, name)
 
 
 async def test_raw_frames_offset_key_reaches_compressed_chunks(
@@ -83,32 +101,21 @@ async def test_raw_frames_offset_key_reaches_compressed_chunks(
     # A deployment migrated before 0080 archived a pile's first frame of a second in a
     # compressed chunk; after 0080 its other frames of that second are archived beside it, and
     # the first record written again is skipped, not doubled.
-    before = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, before)
-    for f in before.glob("0080_*"):
-        f.unlink()
     name = unique_name("rawkey")
     at = (NOW - timedelta(days=2)).replace(minute=30, second=0).astimezone(CHINA_TZ)
     frames = [charger_realtime(at, connector(k)) for k in range(3)]
-    conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
-    try:
-        await migrate(conn, StorageParams(schema=name), directory=before)
-        await conn.execute(
-            f"INSERT INTO {name}.raw_frames VALUES ($1, $2, 2, 2016, 'charger', $3, 0, 0, $4)",
-            CHARGER,
-            at,
-            TP[0],
-            frames[0][0],
-        )
-        compressed = await conn.fetchval(
-            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
-            f"{name}.raw_frames",
-        )
-        assert compressed == 1
-        report = await migrate(conn, StorageParams(schema=name))
-        assert [m.split()[0] for m in report.applied] == ["0080_raw_frames_offset_key"]
-    finally:
-        await conn.close()
+    await _compressed_before(
+        timescale_dsn,
+        tmp_path,
+        name,
+        "0080_raw_frames_offset_key",
+        "raw_frames",
+        f"INSERT INTO {name}.raw_frames VALUES ($1, $2, 2, 2016, 'charger', $3, 0, 0, $4)",
+        CHARGER,
+        at,
+        TP[0],
+        frames[0][0],
+    )
     params = WriterParams(consumer_group="g", schema=name, raw_frames=True)
     w = await StorageWriter.open(PoolParams(dsn=timescale_dsn, schema=name), params)
     try:
@@ -128,8 +135,4 @@ async def test_raw_frames_offset_key_reaches_compressed_chunks(
         ]
     finally:
         await w.close()
-        conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
-        try:
-            await conn.execute(f"DROP SCHEMA {name} CASCADE")
-        finally:
-            await conn.close()
+        await _drop_schema(timescale_dsn, name)
