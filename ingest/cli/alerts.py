@@ -21,7 +21,6 @@ import dataclasses
 import sys
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -33,6 +32,7 @@ from contract.kinds import ENTITY_KINDS
 from ingest.cli.args import add_limit_argument, int_range, text
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
+from ingest.pipeline.schema_check import dsn_place
 from ingest.wiring import first_line, postgres_dsn
 
 __all__ = ["register"]
@@ -95,8 +95,7 @@ class _Unreachable(UserError):
 def _where(shard: int | None, pg: Any) -> str:
     """The database as a message names it: the setting it comes from and where it points
     (host and database, never the credentials)."""
-    parts = urlsplit(pg.dsn)
-    at = f"{parts.netloc.rpartition('@')[2] or 'localhost'}{parts.path}"
+    at = dsn_place(pg.dsn)
     return f"storage.shards[{shard}] ({at})" if shard is not None else f"the database ({at})"
 
 

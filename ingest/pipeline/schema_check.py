@@ -13,7 +13,7 @@ from storage.errors import SchemaError
 from storage.migrate import require_current
 from storage.shard_map import ShardFacts, problems, read_facts
 
-__all__ = ["check_schema", "shard_names"]
+__all__ = ["check_schema", "dsn_place", "shard_names"]
 
 
 async def check_schema(settings: Settings) -> None:
@@ -29,7 +29,7 @@ async def check_schema(settings: Settings) -> None:
             await require_current(conn, params.schema)
             facts.append(await read_facts(conn, params.schema))
         except SchemaError as exc:
-            where = f"shard {shard} ({_host(params.dsn)}): " if len(every) > 1 else ""
+            where = f"shard {shard} ({dsn_place(params.dsn)}): " if len(every) > 1 else ""
             raise UserError(f"{where}{exc}") from None
         finally:
             await conn.close()
@@ -42,11 +42,11 @@ async def check_schema(settings: Settings) -> None:
 def shard_names(dsns: list[str], sharded: bool) -> list[str]:
     """How messages name each database: ``storage.shards[i] (host/db)``, or postgres.dsn."""
     if not sharded:
-        return [f"postgres.dsn ({_host(d)})" for d in dsns]
-    return [f"storage.shards[{i}] ({_host(d)})" for i, d in enumerate(dsns)]
+        return [f"postgres.dsn ({dsn_place(d)})" for d in dsns]
+    return [f"storage.shards[{i}] ({dsn_place(d)})" for i, d in enumerate(dsns)]
 
 
-def _host(dsn: str) -> str:
+def dsn_place(dsn: str) -> str:
     """Where a DSN points, without its credentials (for an error message)."""
 
     # the netloc as written, after the credentials: a multi-host URL (h1:5432,h2:5432) has no
