@@ -24,7 +24,7 @@ from ingest.config import Settings
 from ingest.config.fields import mask_dsn
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
-from ingest.pipeline.schema_check import shard_names
+from ingest.pipeline.schema_check import check_map
 from ingest.wiring import (
     pool_params,
     query_pool_params,
@@ -43,7 +43,7 @@ from storage import (
 from storage.connect import connect
 from storage.migrate import schema_status
 from storage.roles_names import RoleNames
-from storage.shard_map import ShardFacts, is_new, problems, read_facts, record_identity
+from storage.shard_map import ShardFacts, is_new, read_facts, record_identity
 
 __all__ = ["open_connection", "register", "role_names"]
 
@@ -237,10 +237,7 @@ async def _check_map(
     """Refuse, before changing anything, a shard list whose databases are not the shards it
     says (storage.shard_map): one line per wrong shard."""
     facts = await _facts(settings, targets)
-    names = shard_names([p.dsn for p in targets], bool(settings.storage.shards))
-    found = problems(facts, names, reshard=args.reshard)
-    if found:
-        raise UserError("the shard map does not hold:\n" + "\n".join(found))
+    check_map(facts, [p.dsn for p in targets], bool(settings.storage.shards), reshard=args.reshard)
 
 
 async def _facts(settings: Settings, targets: list[PoolParams]) -> list[ShardFacts]:

@@ -13,7 +13,7 @@ from storage.errors import SchemaError
 from storage.migrate import require_current
 from storage.shard_map import ShardFacts, problems, read_facts
 
-__all__ = ["check_schema", "dsn_place", "shard_names"]
+__all__ = ["check_map", "check_schema", "dsn_place", "shard_names"]
 
 
 async def check_schema(settings: Settings) -> None:
@@ -33,7 +33,15 @@ async def check_schema(settings: Settings) -> None:
             raise UserError(f"{where}{exc}") from None
         finally:
             await conn.close()
-    found = problems(facts, shard_names([p.dsn for p in every], bool(settings.storage.shards)))
+    check_map(facts, [p.dsn for p in every], bool(settings.storage.shards))
+
+
+def check_map(
+    facts: list[ShardFacts], dsns: list[str], sharded: bool, *, reshard: bool = False
+) -> None:
+    """``UserError`` unless the databases (``facts``, in ``storage.shards`` order) are the
+    shards the map says (``storage.shard_map.problems``; ``reshard``: migrate --reshard)."""
+    found = problems(facts, shard_names(dsns, sharded), reshard=reshard)
     if found:
         # one line per wrong shard: an operator fixes them all before the next start
         raise UserError("the shard map does not hold:\n" + "\n".join(found))
