@@ -19,8 +19,8 @@ Why not ``SELECT * FROM pack_bindings WHERE pack_code = %s``: the filter reaches
 through the views' windows, but the vehicle logins name packs inside an array, and a filter on
 an unnested element never becomes the ``pack_codes @> ARRAY[...]`` the GIN index needs. So the
 places of one pack are selected here with that condition, and the run-finding of the view
-(``_RUNS``, the same SQL as ``pack_bindings`` in 0077_pack_unknown_site.sql; the integration
-test compares the two) runs on them.
+(``_RUNS``, the same SQL as ``pack_bindings`` in 0077_pack_unknown_site.sql and 0085; the
+integration test compares the two) runs on them.
 """
 
 from __future__ import annotations
@@ -64,11 +64,9 @@ _PLACES_OF_PACK = """places AS (
 # The places of every pack in a time range (%s, %s = its start and end, 3 times): pack_places
 # of 0009_pack_views.sql with the range inside each branch. Filtering the view instead reads
 # every login ever stored: its departures take lag() over each vehicle's logins, and a filter
-# on ts cannot go below a window. Here the previous login is looked for in the range only, so a
-# departure whose previous login is older is missing. That changes no swap: _RUNS judges a
-# report without a site against the previous place other than a departure (0084), departures
-# only split runs of one place, and _SWAPS leaves them out - so the swaps are the view's (the
-# integration test compares them on windows that cut such a departure's login off).
+# on ts cannot go below a window. Here the previous login is looked for in the range only; a
+# departure whose previous login is older would be dropped by the run-finding anyway (it counts
+# only right after that vehicle's own report, which is then not in the range either).
 _PLACES_IN_RANGE = """places AS (
     SELECT p.pack_code, s.ts, 'vehicle'::text AS place_kind, s.vin::text AS place_id,
            p.position::smallint AS position, 'vehicle_login'::text AS source
@@ -93,9 +91,7 @@ _PLACES_IN_RANGE = """places AS (
 )"""
 
 # pack_bindings (0009_pack_views.sql, as 0077_pack_unknown_site.sql replaced it: a report
-# without a site of the kind of the report before is left out like an 'unknown' one; and as
-# 0084_pack_departure_site.sql did: "the report before" is the previous place other than a
-# departure) over the CTE ``places`` (kept the same).
+# without a site is left out like an 'unknown' one) over the CTE ``places`` (kept the same).
 _RUNS = """bindings AS (
     SELECT pack_code, place_kind, place_id, position, valid_from,
            lead(valid_from) OVER (PARTITION BY pack_code ORDER BY valid_from) AS valid_to,
@@ -118,11 +114,11 @@ _RUNS = """bindings AS (
                            lag(place_id) OVER w AS before_id
                     FROM (
                         SELECT pack_code, ts, place_kind, place_id, position, source,
-                               lag(place_kind) OVER (
-                                   PARTITION BY pack_code, place_kind = 'unbound'
-                                   ORDER BY ts, source, place_kind, place_id) AS prior_kind
+                               lag(place_kind) OVER w AS prior_kind
                         FROM places
                         WHERE place_kind <> 'unknown'
+                        WINDOW w AS (
+                            PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
                     ) reported
                     WHERE place_id IS NOT NULL OR place_kind IS DISTINCT FROM prior_kind
                     WINDOW w AS (PARTITION BY pack_code ORDER BY ts, source, place_kind, place_id)
