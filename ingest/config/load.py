@@ -403,16 +403,6 @@ def _check_consistency(settings: Settings) -> None:
     _check_url("postgres.dsn", pg.dsn, _URL + _CREDENTIALS_HINT)
     check_stall_after(settings.pipeline.lag_interval_s, settings.pipeline.stall_after_s)
     _check_shards(settings)
-    write_s, statement_ms = settings.storage.write_timeout_s, pg.statement_timeout_ms
-    if statement_ms and write_s * 1000 <= statement_ms:
-        # A batch's transaction is several statements, each allowed statement_timeout_ms: a
-        # write limit under one statement's cut a healthy but slow batch at every attempt,
-        # which never committed and held its shard down for good.
-        raise UserError(
-            f"storage.write_timeout_s ({write_s:g}) is not above postgres.statement_timeout_ms "
-            f"({statement_ms} ms): a batch the server still lets run would be cut at every "
-            "attempt; raise storage.write_timeout_s (or lower the statement timeout)"
-        )
     kafka = settings.kafka
     _check_bootstrap(kafka.bootstrap_servers)
     sasl = kafka.security_protocol.startswith("SASL_")

@@ -148,7 +148,8 @@ class StorageSettings(Section):
         "the write counts as a failure of that shard (retried, its partitions paused); also "
         "the TCP user timeout of every database connection, so a network black hole is seen "
         "in this time, not after ~15 min of retransmissions (docs/operations.md, 'Shards'). "
-        "Must be above postgres.statement_timeout_ms (a healthy slow batch is never cut).",
+        "Keep it well above postgres.statement_timeout_ms: a batch is several statements, and a "
+        "limit a healthy slow batch reaches cuts it at every attempt (its shard never recovers).",
         minimum=1,
         maximum=3600,
     )

@@ -201,13 +201,3 @@ def test_reference_documents_every_key() -> None:
         if " = " in line:
             key = line.split(" = ", 1)[0]
             assert f"| `{key}`" in docs
-
-
-def test_a_write_timeout_not_above_the_statement_timeout_is_refused() -> None:
-    # A write limit under one statement's cut a healthy but slow batch at every attempt: it
-    # never committed, and its shard stayed down.
-    with pytest.raises(UserError, match=r"storage\.write_timeout_s \(30\) is not above"):
-        load_settings(environ={"NEV_STORAGE_WRITE_TIMEOUT_S": "30"})
-    assert load_settings(environ={}).storage.write_timeout_s > 60  # the default is not refused
-    off = {"NEV_STORAGE_WRITE_TIMEOUT_S": "5", "NEV_POSTGRES_STATEMENT_TIMEOUT_MS": "0"}
-    assert load_settings(environ=off).storage.write_timeout_s == 5  # no statement timeout
