@@ -26,11 +26,12 @@ shard fails (with one shard: today's behaviour). With several shards the bound i
 each shard may hold ``1/N`` of it (frames and bytes) in its write lanes (``assign`` when the
 open batch is handed to them, ``done(..., shard=)`` when they let go). A shard whose share is
 full (a shard that hangs: its lanes free nothing) is ``held``: only its partitions pause, until
-its lanes drain to ``resume_ratio`` of the share; the others keep their shares, so one slow or
-hung shard can never fill the whole bound and pause every partition. The pause for a bound
-that stays reached is then the shares' (the total can exceed the bound only by the open batch,
-which ``room()`` still bounds). The frames of failing and held shards are left out of the
-resume check: they stay until that shard's writes work, and must not keep the rest paused.
+its lanes drain to ``resume_ratio`` of the share; the others keep their shares. The whole
+bound reached past ``pause_after_s`` still pauses every partition (the open batch and another
+slow shard can fill what a held shard leaves; without that pause the consume loop spun at room
+0), and that pause ends once the bound is no longer reached and the frames of the shards still
+running are down to the resume ratio: the frames of failing and held shards are left out of
+that check, they stay until that shard's writes work and must not keep the rest paused.
 """
 
 from __future__ import annotations
@@ -240,7 +241,15 @@ class Backpressure:
         )
         # While every shard is failing or held there is nothing to resume for (each one's
         # partitions would pause again at once, and the bound with them after pause_after_s).
-        if self.sink_healthy and drained and len(self.unhealthy | self.held) < self.shards:
+        # Nor while the bound itself is still reached (a pause for the whole bound, one shard
+        # held and another slow: resuming at once paused again after pause_after_s, every
+        # 2 s, each time a WARNING).
+        if (
+            self.sink_healthy
+            and drained
+            and not self.full
+            and len(self.unhealthy | self.held) < self.shards
+        ):
             self.paused = False
             self._full_since = None
             return Decision.RESUME

@@ -60,3 +60,22 @@ def test_one_shard_keeps_the_whole_bound_and_the_pause_for_a_bound_reached() -> 
     assert bp.held == set()
     assert bp.decide(0.0) is Decision.NONE
     assert bp.decide(1.5) is Decision.PAUSE
+
+
+def test_a_pause_for_the_whole_bound_lasts_while_the_bound_is_reached() -> None:
+    # Shard 1 hung (held at its share), shard 0 slow and the open batch: the whole bound.
+    # Resumed at once (shard 1's frames left out of the check), it paused again after
+    # pause_after_s: every 2 s, each time a WARNING.
+    bp = Backpressure(100, resume_ratio=0.5, pause_after_s=1.0, shards=2)
+    bp.add(50)
+    bp.assign(1, 50)
+    bp.add(40)
+    bp.assign(0, 40)
+    bp.add(10)  # the open batch
+    assert bp.held == {1} and bp.room() == 0
+    assert bp.decide(0.0) is Decision.NONE
+    assert bp.decide(1.2) is Decision.PAUSE
+    assert bp.decide(1.8) is Decision.NONE  # still the whole bound: stays paused
+    assert bp.decide(3.6) is Decision.NONE
+    bp.done(40, shard=0)  # shard 0 commits
+    assert bp.decide(4.0) is Decision.RESUME
