@@ -30,6 +30,7 @@ def _worker(consumer: AIOKafkaConsumer, shards: int) -> Worker:
     w.consumer = consumer
     w.needs_seek = set()
     w._down = set()
+    w._full = set()
     return w
 
 
