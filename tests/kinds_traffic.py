@@ -63,12 +63,10 @@ def tcec_headers(
     interface: str, ms: int, *, operator: str = OPERATOR, received_ms: int | None = None
 ) -> Headers:
     """The headers a gateway sets on a T/CEC push (envelope TimeStamp = ``ms``)."""
-    return [
-        (wire.TCEC_INTERFACE, interface.encode()),
-        (wire.TCEC_OPERATOR_ID, operator.encode()),
-        (wire.TCEC_TIMESTAMP, china_time(ms).strftime("%Y%m%d%H%M%S").encode()),
-        *received(ms if received_ms is None else received_ms),
-    ]
+    stamp = china_time(ms).strftime("%Y%m%d%H%M%S")
+    return wire.tcec_headers(
+        interface, operator, stamp, received_ms=ms if received_ms is None else received_ms
+    )
 
 
 def station_status(connector_id: str, status: int) -> bytes:

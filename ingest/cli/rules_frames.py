@@ -130,13 +130,7 @@ def _push_rows(line: str, doc: Any, envelope: _Envelope, received_ms: int) -> An
             "no timestamp: give --timestamp or the line's 'timestamp' field (the envelope's "
             "TimeStamp, yyyyMMddHHmmss: the push's time, by which the rules judge it)",
         )
-    headers = [
-        (wire.TCEC_INTERFACE, push.interface.encode()),
-        (wire.TCEC_OPERATOR_ID, push.operator.encode()),
-        (wire.TCEC_TIMESTAMP, push.timestamp.encode()),
-    ]
-    if push.seq is not None:
-        headers.append((wire.TCEC_SEQ, push.seq.encode()))
+    headers = wire.tcec_headers(push.interface, push.operator, push.timestamp, seq=push.seq)
     return _limited(decode_tcec_record(push.data, received_ms, headers))
 
 

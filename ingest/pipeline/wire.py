@@ -36,6 +36,7 @@ __all__ = [
     "letter_of",
     "received_at_ms",
     "shrunk",
+    "tcec_headers",
     "too_large_letter_of",
 ]
 
@@ -55,6 +56,29 @@ TCEC_HEADERS: Final = (TCEC_INTERFACE, TCEC_OPERATOR_ID, TCEC_TIMESTAMP)
 # Optional: the envelope's Seq (4 digits). With TimeStamp it tells apart two pushes of one
 # second (charger.tcec.push_time); records of gateways that did not send it go without.
 TCEC_SEQ: Final = "tcec_seq"
+
+
+def tcec_headers(
+    interface: str,
+    operator_id: str,
+    timestamp: str,
+    *,
+    seq: str | None = None,
+    received_ms: int | None = None,
+) -> list[tuple[str, bytes]]:
+    """The headers of a T/CEC 102 push's record, as the gateway sets them (one list for the
+    gateway, `rules test` and the tests, so the three cannot drift apart)."""
+    headers = [
+        (TCEC_INTERFACE, interface.encode()),
+        (TCEC_OPERATOR_ID, operator_id.encode()),
+        (TCEC_TIMESTAMP, timestamp.encode()),
+    ]
+    if seq is not None:
+        headers.append((TCEC_SEQ, seq.encode()))
+    if received_ms is not None:
+        headers.append((RECEIVED_AT, str(received_ms).encode()))
+    return headers
+
 
 # Dead-letter headers, added after the original ones.
 ERROR_REASON: Final = "error.reason"  # stable machine-readable reason (metrics label too)

@@ -132,7 +132,7 @@ async def test_refusal_lines_of_many_peers_are_bounded_in_all(
     # peer, so each refused request was a WARNING line. At most 20 get through per interval
     # (an hour here, so that the test's pace cannot matter), then one line when the receiver
     # stops says how many were held back; every request is answered and counted.
-    monkeypatch.setattr(tcec_server, "_LOG_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(tcec_server, "LOG_INTERVAL_S", 3600.0)
     caplog.set_level(logging.WARNING, logger=tcec_server.log.name)
     interface = "notification_stationStatus"
     peers = [f"2001:db8:0:{i:x}::1" for i in range(2000)]

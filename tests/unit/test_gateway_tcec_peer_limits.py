@@ -102,7 +102,7 @@ async def test_the_gates_warnings_from_many_64s_are_bounded_in_all(
 ) -> None:
     # One host cycling the /64s of its /48: each /64 is a peer of its own to the per-peer log
     # gate, so each malformed request was a WARNING line. Every one is counted; at most
-    # _LOG_LINES lines get through per 10 s, then one line says how many were held back.
+    # LOG_LINES lines get through per 10 s, then one line says how many were held back.
     now = [0.0]
     registry = CollectorRegistry()
     gate = ConnectionGate(10, 10, TcecMetrics(registry), clock=lambda: now[0])

@@ -44,7 +44,7 @@ from ingest.gateway.tcec.envelope import (
 )
 from ingest.gateway.tcec.metrics import TcecMetrics
 from ingest.gateway.tcec.peer_limits import PeerLog, TokenSlots
-from ingest.gateway.tcec.site import ConnectionGate, GatedSite
+from ingest.gateway.tcec.site import LOG_INTERVAL_S, LOG_LINES, ConnectionGate, GatedSite
 from ingest.gateway.tcec.tokens import ReplayWindow, TokenIssuer
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
@@ -77,10 +77,8 @@ _TOKEN_REQUESTS: Final = 32
 _TOKEN_BODY_BYTES: Final = 4096
 _TOKEN_READ_TIMEOUT_S: Final = 2.0
 
-# Refused requests' WARNING lines (one per peer and Ret per 10 s): at most _LOG_LINES per
-# _LOG_INTERVAL_S of all peers together; past them, one line says how many were held back.
-_LOG_LINES: Final = 20
-_LOG_INTERVAL_S: Final = 10.0
+# Refused requests' WARNING lines: one per peer and Ret per 10 s, at most site.LOG_LINES per
+# site.LOG_INTERVAL_S of all peers together; past them, one line says how many were held back.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +124,7 @@ class _Receiver:
         self._peer_log = PeerLog(10.0, nat64=params.nat64)  # refusals, by peer and Ret
         # ... and their lines of all peers together: one host owns many peers' worth of
         # addresses (the /64s of its /48). Closed with the app (on_cleanup): no timer outlives it.
-        self._warnings = BudgetedLog(log, "T/CEC 102 requests", _LOG_LINES, _LOG_INTERVAL_S)
+        self._warnings = BudgetedLog(log, "T/CEC 102 requests", LOG_LINES, LOG_INTERVAL_S)
         self._in_flight = 0  # pushes being handled
         # query_token requests being handled: slots of their own, in all and per peer.
         self._token_slots = TokenSlots(
@@ -344,13 +342,9 @@ class _Receiver:
         received_ms: int,
         peer: Any,
     ) -> dict[str, Any]:
-        headers = [
-            (wire.TCEC_INTERFACE, interface.encode()),
-            (wire.TCEC_OPERATOR_ID, env.operator_id.encode()),
-            (wire.TCEC_TIMESTAMP, env.timestamp.encode()),
-            (wire.TCEC_SEQ, env.seq.encode()),
-            (wire.RECEIVED_AT, str(received_ms).encode()),
-        ]
+        headers = wire.tcec_headers(
+            interface, env.operator_id, env.timestamp, seq=env.seq, received_ms=received_ms
+        )
         if self._p.gateway_id:
             headers.append((wire.GATEWAY, self._p.gateway_id.encode()))
         if isinstance(peer, tuple) and len(peer) >= 2:

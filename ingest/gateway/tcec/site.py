@@ -29,22 +29,23 @@ from ingest.gateway.tcec.http_errors import ConnectionLog, describe
 from ingest.gateway.tcec.metrics import TcecMetrics
 from ingest.gateway.tcec.peer_limits import PeerLog
 
-__all__ = ["ConnectionGate", "GatedSite"]
+__all__ = ["LOG_INTERVAL_S", "LOG_LINES", "ConnectionGate", "GatedSite"]
 
 log = logging.getLogger(__name__)
 
 _BACKLOG: Final = 1024
 
-# The gate's WARNING lines per _LOG_INTERVAL_S, all peers together; past them, one line says how
-# many were held back from how many peers (the metrics count every refusal).
-_LOG_LINES: Final = 20
-_LOG_INTERVAL_S: Final = 10.0
+# The receiver's WARNING lines per LOG_INTERVAL_S, all peers together (the gate's here, the
+# refused requests' in server.py, each its own budget); past them, one line says how many were
+# held back from how many peers (the metrics count every refusal).
+LOG_LINES: Final = 20
+LOG_INTERVAL_S: Final = 10.0
 
 
 class ConnectionGate:
     """The receiver's open connections, in all and per peer (``nev_gateway_tcec_connections``);
     refusals (at accept, and malformed requests) counted and logged (once per peer and reason
-    per 10 s, at most ``_LOG_LINES`` lines per 10 s in all; ``close`` logs what was held back
+    per 10 s, at most ``LOG_LINES`` lines per 10 s in all; ``close`` logs what was held back
     since)."""
 
     def __init__(
@@ -61,11 +62,9 @@ class ConnectionGate:
         self.peers = PeerCounts()
         self._refused = metrics.connections_refused
         self._open = metrics.connections
-        self._log = PeerLog(_LOG_INTERVAL_S, clock)
+        self._log = PeerLog(LOG_INTERVAL_S, clock)
         # The gate's WARNING lines, all peers together (held back: one line when 10 s end).
-        self._warnings = BudgetedLog(
-            log, "T/CEC 102 connections", _LOG_LINES, _LOG_INTERVAL_S, clock
-        )
+        self._warnings = BudgetedLog(log, "T/CEC 102 connections", LOG_LINES, LOG_INTERVAL_S, clock)
         self.nat64 = tuple(nat64)  # gateway.nat64_prefixes, for peer_key
 
     def take(self, key: str) -> bool:
