@@ -53,12 +53,14 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ingest.cli.run import check_rules
+    from ingest.cli.run import check_rules, check_write_timeout
     from ingest.gateway.checks import check_settings
 
     settings = settings_from_args(args)
     # What `run` and `gateway` refuse before they connect (nothing is bound or started here):
-    # the rule file, the gateway's listener addresses, its TLS files, the T/CEC operators.
+    # the write limit against the statement timeout, the rule file, the gateway's listener
+    # addresses, its TLS files, the T/CEC operators.
+    check_write_timeout(settings)
     check_rules(settings)
     check_settings(settings)
 

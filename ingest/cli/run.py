@@ -26,7 +26,7 @@ from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
 from ingest.pipeline.logs import configure_logging
 
-__all__ = ["register", "run_service", "run_settings"]
+__all__ = ["check_rules", "check_write_timeout", "register", "run_service", "run_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def register(subparsers: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     settings = run_settings(args)
     configure_logging(settings.log.level, static={"worker": "supervisor"}, fmt=settings.log.format)
+    check_write_timeout(settings)
     check_rules(settings)
     if not args.skip_checks:
         asyncio.run(preflight(settings))
@@ -77,6 +78,22 @@ def run_settings(args: argparse.Namespace) -> Settings:
             "kafka.group_id": args.group,
         },
     )
+
+
+def check_write_timeout(settings: Settings) -> None:
+    """A write limit at or under one statement's timeout stops ``run`` (and ``config check``):
+    a batch's transaction is several statements, each allowed the statement timeout, so a
+    healthy but slow batch would be cut at every attempt, never commit, and hold its shard down
+    for good. Checked here, not at load: read-only commands do not write and must not be
+    refused for it."""
+    write_s = settings.storage.write_timeout_s
+    statement_ms = settings.postgres.statement_timeout_ms
+    if statement_ms and write_s * 1000 <= statement_ms:
+        raise UserError(
+            f"storage.write_timeout_s ({write_s:g} s) is not above postgres.statement_timeout_ms "
+            f"({statement_ms} ms): a batch the server still lets run would be cut at every "
+            "attempt; raise storage.write_timeout_s well above it (or lower the statement timeout)"
+        )
 
 
 def check_rules(settings: Settings) -> None:

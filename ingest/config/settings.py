@@ -149,7 +149,8 @@ class StorageSettings(Section):
         "the TCP user timeout of every database connection, so a network black hole is seen "
         "in this time, not after ~15 min of retransmissions (docs/operations.md, 'Shards'). "
         "Keep it well above postgres.statement_timeout_ms: a batch is several statements, and a "
-        "limit a healthy slow batch reaches cuts it at every attempt (its shard never recovers).",
+        "limit a healthy slow batch reaches cuts it at every attempt (its shard never recovers); "
+        "run and config check refuse one at or under the statement timeout.",
         minimum=1,
         maximum=3600,
     )

@@ -56,6 +56,10 @@ def test_a_good_configuration_is_ok(tmp_path: Path) -> None:
             "gateway.listen_battery = '0.0.0.0:70000': expected host:port",
         ),
         ({"NEV_TCEC_LISTEN": "127.0.0.1:8090"}, "tcec.listen is set but no operator"),
+        (
+            {"NEV_STORAGE_WRITE_TIMEOUT_S": "60", "NEV_POSTGRES_STATEMENT_TIMEOUT_MS": "60000"},
+            "storage.write_timeout_s (60 s) is not above postgres.statement_timeout_ms",
+        ),
     ],
 )
 def test_what_the_commands_refuse_is_refused(
@@ -77,3 +81,29 @@ def test_tls_files_that_do_not_load_are_refused(tmp_path: Path) -> None:
     result = _check(tmp_path, **env)
     assert result.returncode == 2, result.stdout
     assert "gateway TLS files cannot be loaded" in result.stderr
+
+
+def test_a_short_write_limit_refuses_run_but_not_read_only_commands(tmp_path: Path) -> None:
+    # Only the commands that write are refused: `config show` (like the query CLI) is not.
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "NEV_STORAGE_WRITE_TIMEOUT_S": "30",
+        "NEV_POSTGRES_STATEMENT_TIMEOUT_MS": "60000",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ingest", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    shown = cli("config", "show")
+    assert shown.returncode == 0, shown.stderr
+    run = cli("run", "--skip-checks")
+    assert run.returncode == 2, run.stderr
+    assert "raise storage.write_timeout_s well above it" in run.stderr
