@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.decoders.charger.tcec import SEQ_DIGITS
+from ingest.decoders.charger.tcec import SEQ_DIGITS, is_seq
 from ingest.decoders.errors import MISSING_FIELD, FrameError
 from ingest.errors import UserError
 
@@ -77,9 +77,7 @@ def check_envelope_arguments(args: argparse.Namespace, used: bool, hint: str) ->
     pushes), and a ``--seq`` that is not one."""
     if not used and (args.interface or args.operator or args.timestamp or args.seq):
         raise UserError(f"--interface, --operator, --timestamp and --seq are for {hint}")
-    if args.seq is not None and not (
-        len(args.seq) == SEQ_DIGITS and args.seq.isascii() and args.seq.isdigit()
-    ):
+    if args.seq is not None and not is_seq(args.seq):
         raise UserError(f"--seq {args.seq!r}: give the envelope's Seq, 4 digits (e.g. 0001)")
 
 

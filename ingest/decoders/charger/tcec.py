@@ -56,6 +56,7 @@ __all__ = [
     "TCEC_REASONS",
     "decode_tcec",
     "is_operator_id",
+    "is_seq",
     "parse_tcec_timestamp",
     "push_time",
 ]
@@ -386,6 +387,13 @@ def parse_tcec_timestamp(text: str) -> datetime:
         raise _fail(BAD_TIME, f"TimeStamp {text!r}: not a date and time") from None
 
 
+def is_seq(text: str) -> bool:
+    """Whether ``text`` is an envelope Seq: 4 ASCII digits ("0000".."9999"; ``isdigit`` alone
+    takes other scripts' digits and superscripts, which ``int`` may read or refuse). The one
+    check of the decoder and the CLIs' ``--seq``, so that both take the same Seqs."""
+    return len(text) == SEQ_DIGITS and text.isascii() and text.isdigit()
+
+
 def push_time(timestamp: str, seq: str | None = None) -> datetime:
     """The time of a push's rows that carry none of their own (status, station info): the
     envelope's TimeStamp, plus its Seq ("0000".."9999") as microseconds when known.
@@ -403,6 +411,6 @@ def push_time(timestamp: str, seq: str | None = None) -> datetime:
     at = parse_tcec_timestamp(timestamp)
     if seq is None:
         return at
-    if len(seq) != SEQ_DIGITS or not seq.isascii() or not seq.isdigit():
+    if not is_seq(seq):
         raise _fail(BAD_TIME, f"Seq {seq!r}: expected 4 digits")
     return at + timedelta(microseconds=int(seq))
