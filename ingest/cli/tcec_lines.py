@@ -11,7 +11,11 @@ one second's pushes: the first gets ``--seq`` (0001 when not given), each next o
 after, in file order (``FlagSeqs``). With one Seq for all, every push of a connector would
 have the same time (TimeStamp + Seq µs), and the alert engine would judge the first and count
 the others as duplicates; an operator's file of one second's status changes would raise
-nothing. Past Seq 9999 a second is full: a usage error says to give the wrapped form."""
+nothing. The numbering skips the Seqs the wrapped lines before it gave in that second, and a
+wrapped line whose Seq an earlier push was numbered with is refused (``bad_time``): neither
+pair of pushes shares a time. A wrapped line with a ``timestamp`` and no ``seq`` takes
+``--seq`` as given (docs/alerts.md), not numbered. Past Seq 9999 a second is full: a usage
+error says to give the wrapped form."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Any, Final
 import orjson
 
 from ingest.decoders.charger.tcec import SEQ_DIGITS, is_seq
-from ingest.decoders.errors import MISSING_FIELD, FrameError
+from ingest.decoders.errors import BAD_TIME, MISSING_FIELD, FrameError
 from ingest.errors import UserError
 
 __all__ = [
@@ -89,27 +93,60 @@ def is_wrapped(doc: Any) -> bool:
 class FlagSeqs:
     """The Seqs of the pushes that take TimeStamp and Seq from the flags, one per push in file
     order from ``--seq`` (0001 when not given: a gateway's first Seq of a second). One per
-    command run: ``decode``'s files are numbered on, since they share the one TimeStamp."""
+    command run: ``decode``'s files are numbered on, since they share the one TimeStamp.
 
-    __slots__ = ("_next", "_start")
+    A wrapped line may give a Seq of ``--timestamp``'s second itself (its own ``seq``, or
+    ``--seq`` as given when it has a ``timestamp`` and no ``seq``). Two pushes with one
+    (TimeStamp, Seq) have one time, and the alert engine counts the later a duplicate, never
+    judged: so the numbering skips every Seq a wrapped line of that second used before, and a
+    wrapped line whose Seq an earlier push was numbered with is refused (``claim``) rather
+    than judged as a duplicate. Lines are read once, in order (``decode`` reads stdin), so a
+    Seq used later in the file cannot be skipped ahead of time."""
+
+    __slots__ = ("_given", "_next", "_start", "_taken", "_wrapped")
 
     def __init__(self, start: str | None) -> None:
         self._start = 1 if start is None else int(start)
         self._next = self._start
+        self._taken = 0  # pushes numbered so far
+        self._given: set[int] = set()  # the Seqs numbered
+        self._wrapped: set[int] = set()  # the Seqs wrapped lines gave in that second
 
     def take(self) -> str:
-        """The next Seq; ``UserError`` once the second's 9999 are used up."""
+        """The next Seq no wrapped line of the second used; ``UserError`` once the second's
+        9999 are used up."""
+        while self._next in self._wrapped:
+            self._next += 1
+        self._taken += 1
         if self._next > SEQ_MAX:
             first = f"{self._start:0{SEQ_DIGITS}d}"
             raise UserError(
                 f"Seq past {SEQ_MAX}: the pushes taking --timestamp's second are numbered from "
-                f"Seq {first}, and push {self._next - self._start + 1} would get {self._next}; "
+                f"Seq {first}, and push {self._taken} would get {self._next}; "
                 "give them in the wrapped form, one JSON object per line with its own "
                 '"timestamp" and "seq"'
             )
+        self._given.add(self._next)
         seq = f"{self._next:0{SEQ_DIGITS}d}"
         self._next += 1
         return seq
+
+    def claim(self, seq: str) -> None:
+        """A wrapped line's Seq in ``--timestamp``'s second: skipped by the numbering from now
+        on; ``FrameError`` (bad_time) when an earlier push was numbered with it."""
+        if not is_seq(seq):
+            return  # refused as bad_time by push_time, at no time of its own
+        number = int(seq)
+        if number in self._given:
+            raise FrameError(
+                BAD_TIME,
+                0,
+                f"Seq {seq} of --timestamp's second was given to an earlier push taking "
+                "--timestamp (numbered from --seq): with one time, one of the two would be a "
+                "duplicate; put the wrapped lines before the others, or start --seq past "
+                "their Seqs",
+            )
+        self._wrapped.add(number)
 
 
 def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> Push:
@@ -131,6 +168,9 @@ def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> 
     if stamp is not None and not own_envelope:
         # --timestamp's second, shared by all such lines: each its own Seq (FlagSeqs).
         seq = seqs.take()
+    elif seq is not None and stamp is not None and str(stamp) == args.timestamp:
+        # A wrapped line's Seq in that second: the numbering must not give it again.
+        seqs.claim(str(seq))
     for value, what in ((interface, "interface"), (operator, "operator")):
         if type(value) is not str or not value:
             field = "operator_id" if what == "operator" else what

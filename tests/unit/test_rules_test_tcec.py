@@ -184,3 +184,46 @@ def test_the_envelope_flags_are_for_charger_pushes_only(
     assert err.count("\n") == 1 and "are for --kind charger" in err
     assert _test(_rules(tmp_path), "--frames", frames, "--seq", "12") == 2
     assert "give the envelope's Seq, 4 digits" in capsys.readouterr().err
+
+
+def test_the_numbering_skips_the_seqs_wrapped_lines_gave_that_second(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A wrapped fault push at Seq 0001 of --timestamp's second, then a bare idle push: it was
+    # numbered 0001 too, the same time, and the engine took it as a duplicate of the fault,
+    # never judged ("1 duplicate", the fault still open). Numbered 0002, it is the next
+    # report, and the idle connector clears the fault.
+    frames = _write(tmp_path, [_push(255, "0001"), station_status(GUN, 2).decode()])
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE) == 0
+    err = capsys.readouterr().err
+    assert "2 charger frames (2 connector reports in order, 0 late, 0 duplicate" in err, err
+    assert "1 raised, 1 cleared, 0 still open" in err, err
+    decoded = main(["decode", "--profile", "tcec", *ENVELOPE, frames])
+    times = [orjson.loads(x)["pushed_at"] for x in capsys.readouterr().out.splitlines()]
+    assert decoded == 0 and times == [
+        "2026-07-01T10:00:00.000001+08:00",
+        "2026-07-01T10:00:00.000002+08:00",
+    ]
+
+
+def test_a_wrapped_line_with_a_seq_already_numbered_is_refused_not_a_duplicate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The bare push first (numbered 0001), then a wrapped fault at Seq 0001 of the same second,
+    # or one with the timestamp alone, which takes --seq as given: judged, either was a
+    # duplicate and the run a pass with nothing raised. Now the line is skipped as bad_time,
+    # saying what to do, and the exit status says so.
+    bare = station_status(GUN, 2).decode()
+    own_stamp = orjson.loads(_push(255, "0001"))
+    del own_stamp["seq"]
+    for wrapped, flags in (
+        (_push(255, "0001"), []),
+        (orjson.dumps(own_stamp).decode(), ["--seq", "0001"]),
+    ):
+        frames = _write(tmp_path, [bare, wrapped])
+        assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE, *flags) == 1
+        err = capsys.readouterr().err
+        assert f"{frames}:2: skipped, not decodable:" in err and "put the wrapped lines" in err
+        assert "1 skipped (1 bad_time)" in err, err
+        assert main(["decode", "--profile", "tcec", *ENVELOPE, *flags, frames]) == 1
+        assert '"bad_time"' in capsys.readouterr().out
