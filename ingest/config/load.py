@@ -360,6 +360,8 @@ _SCHEMES: Final = ("postgresql://", "postgres://")
 # The start of a keyword DSN (``host=db password=secret``): never part of a URL, since a host
 # holds no = and libpq refuses a second = in one query parameter ("extra key/value separator").
 _KEYWORD: Final = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+# A URL written without its scheme: [user[:password]@]host[:port][,host...]/dbname[?query]
+_SCHEMELESS: Final = re.compile(r"(?:[^\s@/=]+@)?[\w.\-:\[\],]+/[\w.\-$]*(?:\?\S*)?")
 
 
 def _split_urls(value: str) -> list[str]:
@@ -369,7 +371,8 @@ def _split_urls(value: str) -> list[str]:
     ``/db?host=h1,h2&port=5432,5433``, ``?options=-csearch_path%3Dnev,public``). So a comma
     inside a URL's host list or query belongs to that URL, unless what follows it begins a new
     URL (a scheme) or a keyword DSN (``host=db password=...``: then a new item, which the URL
-    check refuses rather than reading it as part of the URL). Any other comma (after the host
+    check refuses rather than reading it as part of the URL), or what follows looks like a URL
+    written without its scheme (``_continues``). Any other comma (after the host
     list and before a query: in the database name) starts a new item."""
     items: list[str] = []
     for piece in value.split(","):
@@ -381,15 +384,25 @@ def _split_urls(value: str) -> list[str]:
 
 
 def _continues(item: str, piece: str) -> bool:
-    """Whether ``piece``, after a comma, is still part of the URL ``item``."""
+    """Whether ``piece``, after a comma, is still part of the URL ``item``. A piece that
+    looks like a URL of its own written without its scheme (``nev@db1/nev``: it holds an @, or
+    a / after a host in a query) starts a new item, which the URL check refuses saying it
+    needs its scheme: joined, a mistyped second shard was silently part of the first URL (an
+    application_name or a host) and the shards one fewer. An empty piece (``a,,b``) is
+    nothing to join either."""
     scheme, sep, rest = item.strip().partition("://")
     if not sep or f"{scheme}://" not in _SCHEMES:
         return False
-    if piece.strip().startswith(_SCHEMES) or _KEYWORD.match(piece):
+    bare = piece.strip()
+    if not bare or bare.startswith(_SCHEMES) or _KEYWORD.match(piece) or "@" in bare:
+        # a host in a host list has no user (it is written once, before the first host), and
+        # a raw @ in a query value is percent-encoded (%40) by whoever writes a URL
         return False
-    in_query = "?" in rest
-    in_host_list = not any(c in rest for c in "/?")
-    return in_query or in_host_list
+    if "?" in rest:
+        # a query's value may be a Unix-socket directory (host=/tmp,/var/run/postgresql), but
+        # not host/dbname
+        return bare.startswith("/") or "/" not in bare
+    return "/" not in rest  # still in the host list: h2:5432/nev ends it
 
 
 def _check_consistency(settings: Settings) -> None:
@@ -434,7 +447,15 @@ _CREDENTIALS_HINT: Final = " (the password goes in postgres.password or postgres
 def _check_url(where: str, dsn: str, expected: str) -> None:
     """A database URL; nothing of a bad one is echoed (a "host=h password=..." string would
     leak)."""
-    if not dsn.startswith(("postgresql://", "postgres://")):
+    if not dsn.startswith(_SCHEMES):
+        if _SCHEMELESS.fullmatch(dsn):
+            # e.g. the second of "postgresql://nev@db0/nev,nev@db1/nev": a URL without its
+            # scheme, named by its place (host/dbname; no user or password is echoed)
+            place = dsn.rpartition("@")[2].split("?")[0]
+            raise UserError(
+                f"{where} ({place}): this URL has no scheme; write postgresql:// before it "
+                "(each URL of a comma-separated list needs its own)"
+            )
         raise UserError(f"{where}: {expected}")
     if "#" in dsn:
         # libpq reads a # as part of a value, asyncpg (urllib) as the start of a fragment it

@@ -256,3 +256,31 @@ def test_a_keyword_dsn_after_a_url_is_refused_not_joined_to_it(shards: str) -> N
     with pytest.raises(UserError, match=r"storage\.shards\[1\]: expected") as refused:
         load_settings(environ={"NEV_STORAGE_SHARDS": shards})
     assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("shards", "place"),
+    [
+        ("postgresql://nev@db0/nev?application_name=ingest,nev@db1/nev", "db1/nev"),
+        ("postgresql://nev@db0/nev?application_name=ingest,db1/nev", "db1/nev"),
+        ("postgresql://nev@db0,nev:secret@db1:5433/nev", "db1:5433/nev"),
+        (f"{A},nev:secret@db1/nev?sslmode=require", "db1/nev"),
+    ],
+)
+def test_a_url_without_its_scheme_is_refused_not_joined_to_the_one_before(
+    shards: str, place: str
+) -> None:
+    # The comma after a query or in a host list was read as part of the URL: the mistyped
+    # second shard became part of the first one's application_name (or a host) and the
+    # deployment ran one shard. Now it is an item of its own, refused saying what to add.
+    with pytest.raises(UserError) as refused:
+        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
+    said = str(refused.value)
+    assert said.startswith(f"storage.shards[1] ({place}): this URL has no scheme"), said
+    assert "postgresql://" in said and "\n" not in said and "secret" not in said
+
+
+def test_empty_items_and_unix_socket_lists_in_a_query() -> None:
+    sockets = "postgresql:///nev?host=/tmp,/var/run/postgresql"
+    settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{sockets},,{B},"})
+    assert settings.storage.shards == (sockets, B)
