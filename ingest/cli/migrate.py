@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,7 @@ from ingest.wiring import (
 )
 from storage import (
     MigrationError,
+    MigrationReport,
     PoolParams,
     SchemaMode,
     fdw,
@@ -120,76 +122,125 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     targets = [pool_params(settings, app)] if args.dsn else shard_pool_params(settings, app)
     query = None if args.dsn else query_pool_params(settings, app)
     label = len(targets) > 1 or query is not None
+    # --reshard: the new shards migrated before the map check, each printed once
+    prepared: dict[int, _Done] = {}
     if not args.dsn:  # --dsn: one database out of the map, nothing to compare it with
+        # Read once: migrating a new shard changes none of its facts (no place is recorded,
+        # no offsets written), so the check can judge what was read before.
+        facts = await _facts(settings, targets)
         if args.reshard and not args.status:
-            await _prepare_new(args, settings, targets, label)
-        await _check_map(args, settings, targets)
+            prepared = await _prepare_new(args, settings, targets, facts, label)
+        try:
+            check_map(
+                facts, [p.dsn for p in targets], bool(settings.storage.shards), reshard=args.reshard
+            )
+        except UserError:
+            for index, done in prepared.items():  # what was done stays done: say so first
+                _print(args, *_labels(index, label), done)
+            raise
     status = 0
     for index, params in enumerate(targets):
-        prefix = f"shard {index}: " if label else ""
-        extra = {"shard": index} if label else {}
+        prefix, extra = _labels(index, label)
+        if args.status:
+            status = max(status, await _status(args, settings, params, prefix, extra))
+            continue
         identity = None if args.dsn else (index, len(targets))
-        status = max(status, await _one(args, settings, params, prefix, extra, identity))
+        done = await _migrate(args, settings, params, prefix, identity, prepared.get(index))
+        _print(args, prefix, extra, done)
     if query is not None and not args.status:
         await _query_database(args, settings, targets, query)
     return status
 
 
-async def _one(
+def _labels(index: int, label: bool) -> tuple[str, dict[str, Any]]:
+    """How the lines (text) and the object (JSON) of database ``index`` name it."""
+    return (f"shard {index}: ", {"shard": index}) if label else ("", {})
+
+
+@dataclass(slots=True)
+class _Done:
+    """What migrating one database did (printed once, after its place is recorded)."""
+
+    report: MigrationReport
+    granted: list[str]
+    lines: list[str]
+    maintenance: list[str] | None = None  # None: no upkeep pass run yet
+
+
+async def _status(
     args: argparse.Namespace,
     settings: Settings,
     target: PoolParams,
     prefix: str,
     extra: dict[str, Any],
-    identity: tuple[int, int] | None,
 ) -> int:
-    """Migrate (or with --status, describe) one database; print what happened. ``identity``:
-    (index, N) of the database in the shard map, recorded after the migrations."""
+    """--status: describe one database; 1 when it is not migrated or migrations are pending."""
+    conn = await open_connection(settings, target.application_name, target)
+    try:
+        status = await schema_status(conn, storage_params(settings).schema)
+    finally:
+        await conn.close()
+    out: dict[str, Any] = {
+        **extra,
+        "schema": status.schema,
+        "mode": status.mode.value if status.mode else None,
+        "applied": list(status.applied),
+        "pending": list(status.pending),
+    }
+    if args.format == "json":
+        print(orjson.dumps(out).decode())
+    elif status.mode is None:
+        print(f"{prefix}schema {status.schema}: not migrated (run nev-ingest migrate)")
+    else:
+        pending = ", ".join(status.pending) or "none"
+        print(
+            f"{prefix}schema {status.schema}: {status.mode.value}, versions "
+            f"{', '.join(f'{v:04d}' for v in status.applied)}; pending: {pending}"
+        )
+    return 1 if status.mode is None or status.pending else 0
+
+
+async def _migrate(
+    args: argparse.Namespace,
+    settings: Settings,
+    target: PoolParams,
+    prefix: str,
+    identity: tuple[int, int] | None,
+    done: _Done | None = None,
+) -> _Done:
+    """Migrate one database (unless ``done``: --reshard migrated it before the map check),
+    record ``identity`` ((index, N) in the shard map) and with --maintain run one upkeep
+    pass, each once."""
     params = storage_params(settings)
     conn = await open_connection(settings, target.application_name, target)
     try:
-        if args.status:
-            status = await schema_status(conn, params.schema)
-            out: dict[str, Any] = {
-                **extra,
-                "schema": status.schema,
-                "mode": status.mode.value if status.mode else None,
-                "applied": list(status.applied),
-                "pending": list(status.pending),
-            }
-            if args.format == "json":
-                print(orjson.dumps(out).decode())
-            elif status.mode is None:
-                print(f"{prefix}schema {status.schema}: not migrated (run nev-ingest migrate)")
-            else:
-                pending = ", ".join(status.pending) or "none"
-                print(
-                    f"{prefix}schema {status.schema}: {status.mode.value}, versions "
-                    f"{', '.join(f'{v:04d}' for v in status.applied)}; pending: {pending}"
-                )
-            return 1 if status.mode is None or status.pending else 0
-        try:
+        if done is None:
             report = await migrate(conn, params)
             granted = await _roles(conn, settings, report.mode)
-            lines = _summarise(report.settings) + granted
-            if identity is not None and await record_identity(conn, params.schema, *identity):
-                lines.append(f"shard identity: shard {identity[0]} of {identity[1]}")
-            maintenance: list[str] = []
-            if args.maintain:
-                done = await run_maintenance(conn, params, report.mode)
-                maintenance = (
-                    ["skipped: another upkeep pass holds the lock"]
-                    if done.skipped
-                    else _summarise(done.lines())
-                )
-        except MigrationError as exc:
-            raise UserError(f"{prefix}{exc}") from None
-        except asyncpg.PostgresError as exc:
-            # Outside a migration file: the schema's creation, the roles' grants, the policies,
-            # the upkeep. Mostly rights (the login may not CREATE in the database).
-            raise _refused(prefix, exc) from None
+            done = _Done(report, granted, _summarise(report.settings) + granted)
+        if identity is not None and await record_identity(conn, params.schema, *identity):
+            done.lines.append(f"shard identity: shard {identity[0]} of {identity[1]}")
+        if args.maintain and done.maintenance is None:
+            ran = await run_maintenance(conn, params, done.report.mode)
+            done.maintenance = (
+                ["skipped: another upkeep pass holds the lock"]
+                if ran.skipped
+                else _summarise(ran.lines())
+            )
+    except MigrationError as exc:
+        raise UserError(f"{prefix}{exc}") from None
+    except asyncpg.PostgresError as exc:
+        # Outside a migration file: the schema's creation, the roles' grants, the policies,
+        # the upkeep. Mostly rights (the login may not CREATE in the database).
+        raise _refused(prefix, exc) from None
     finally:
         await conn.close()
+    return done
+
+
+def _print(args: argparse.Namespace, prefix: str, extra: dict[str, Any], done: _Done) -> None:
+    """One database's outcome: one JSON object, or its lines."""
+    report, maintenance = done.report, done.maintenance or []
     if args.format == "json":
         print(
             orjson.dumps(
@@ -200,44 +251,40 @@ async def _one(
                     "applied": report.applied,
                     "version": report.current,
                     "settings": report.settings,
-                    "roles": granted,
+                    "roles": done.granted,
                     "maintenance": maintenance,
                 }
             ).decode()
         )
-        return 0
+        return
     applied = ", ".join(report.applied) if report.applied else "nothing to apply"
     print(
         f"{prefix}schema {report.schema} ({report.mode.value}): {applied}; "
         f"at version {report.current:04d}"
     )
-    for line in lines + maintenance:
+    for line in done.lines + maintenance:
         print(f"  {line}")
-    return 0
 
 
 async def _prepare_new(
-    args: argparse.Namespace, settings: Settings, targets: list[PoolParams], label: bool
-) -> None:
+    args: argparse.Namespace,
+    settings: Settings,
+    targets: list[PoolParams],
+    facts: list[ShardFacts],
+    label: bool,
+) -> dict[int, _Done]:
     """--reshard: give the shards that are new (storage.shard_map.is_new) their schema first.
     A shard added by "Changing N" has no tables until it is migrated, and its partitions' rows
     must be moved into those tables before the map can hold; checking first would refuse the
-    very step that lets the move happen. Nothing is recorded here: a new shard's place is
-    recorded once the whole map holds."""
-    found = await _facts(settings, targets)
-    for index, (params, facts) in enumerate(zip(targets, found, strict=True)):
-        if is_new(facts):
-            prefix = f"shard {index}: " if label else ""
-            await _one(args, settings, params, prefix, {"shard": index} if label else {}, None)
-
-
-async def _check_map(
-    args: argparse.Namespace, settings: Settings, targets: list[PoolParams]
-) -> None:
-    """Refuse, before changing anything, a shard list whose databases are not the shards it
-    says (storage.shard_map): one line per wrong shard."""
-    facts = await _facts(settings, targets)
-    check_map(facts, [p.dsn for p in targets], bool(settings.storage.shards), reshard=args.reshard)
+    very step that lets the move happen. Nothing is recorded or printed here: a new shard's
+    place is recorded once the whole map holds, and what was done printed then (or before a
+    refusal), once."""
+    prepared = {}
+    for index, (params, found) in enumerate(zip(targets, facts, strict=True)):
+        if is_new(found):
+            prefix = _labels(index, label)[0]
+            prepared[index] = await _migrate(args, settings, params, prefix, None)
+    return prepared
 
 
 async def _facts(settings: Settings, targets: list[PoolParams]) -> list[ShardFacts]:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import orjson
 import psycopg
 import pytest
 
+from storage.shard_map import ShardFacts, read_facts
 from tests.conftest import ShardDatabases
 from tests.integration.shard_map_support import migrate_cli, run_check, shards_set
 
@@ -129,3 +132,33 @@ def test_growing_from_one_shard_to_two_and_back_by_the_documented_steps(
     assert on_a["open"] == [(0,), (1,), (2,), (3,)] == on_a["closed"]
     assert len(on_a["latest"]) == 4 and _rows(b)["outbox"] == []
     assert run_check(a) == ""
+
+
+def test_reshard_migrates_a_new_shard_once_and_reads_each_shard_once(
+    fresh_shards: ShardDatabases,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Growing when no partition has to move (nothing written yet): migrate --reshard migrated
+    # the new shard before the map check and again in its main loop (two JSON objects for
+    # shard 1, its upkeep run twice), and read every shard's facts twice. The output contract
+    # (docs/storage.md, "Changing N") is one object per shard.
+    a, b = fresh_shards.shards
+    assert migrate_cli(capsys, *shards_set(a))[0] == 0
+    reads: list[str] = []
+
+    async def counted(conn: Any, schema: str) -> ShardFacts:
+        facts = await read_facts(conn, schema)
+        reads.append(facts.database)
+        return facts
+
+    monkeypatch.setattr("ingest.cli.migrate.read_facts", counted)
+    rc, out, err = migrate_cli(
+        capsys, *shards_set(a, b), "--reshard", "--maintain", "--format", "json"
+    )
+    assert rc == 0, err
+    printed = [orjson.loads(line) for line in out.splitlines()]
+    assert [p["shard"] for p in printed] == [0, 1]
+    assert printed[1]["applied"] and printed[1]["maintenance"]  # migrated, upkeep: once
+    assert sorted(reads) == sorted(urlsplit(d).path.lstrip("/") for d in (a, b)), reads
+    assert _rows(a)["identity"] == [(0, 2)] and _rows(b)["identity"] == [(1, 2)]
