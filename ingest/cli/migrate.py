@@ -112,6 +112,13 @@ async def open_connection(
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.dsn and args.reshard:
+        # --dsn migrates one database outside the map (nothing checked, nothing recorded):
+        # --reshard, which records the map, would be ignored and the operator told nothing.
+        raise UserError(
+            "--reshard records the storage.shards map, --dsn migrates one database outside "
+            "it: drop --dsn (the shards come from storage.shards / NEV_STORAGE_SHARDS)"
+        )
     settings = _settings(args)
     return asyncio.run(_run(args, settings))
 

@@ -91,6 +91,10 @@ RANGE_CASES = [
     (("query", "online", "--quality", "--day", "June"), ("--day 'June'",)),
     (("query", "online", "--quality", "--id", "A", "--prefix", "B"), ("--id or --prefix",)),
     (("migrate", "--schema", "Nev"), ("argument --schema",)),
+    (  # ignored, it said nothing: --dsn migrates one database, outside the map
+        ("migrate", "--dsn", "postgresql://nev@127.0.0.1:1/nev", "--reshard"),
+        ("--reshard records the storage.shards map", "drop --dsn"),
+    ),
     (("alerts", "list", "--limit", "0"), ("argument --limit", "from 1 to 100000")),
     (("alerts", "ack", "99999999999999999999", "--by", "me"), ("argument ID",)),
     (
