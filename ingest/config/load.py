@@ -385,24 +385,29 @@ def _split_urls(value: str) -> list[str]:
 
 def _continues(item: str, piece: str) -> bool:
     """Whether ``piece``, after a comma, is still part of the URL ``item``. A piece that
-    looks like a URL of its own written without its scheme (``nev@db1/nev``: it holds an @, or
-    a / after a host in a query) starts a new item, which the URL check refuses saying it
-    needs its scheme: joined, a mistyped second shard was silently part of the first URL (an
-    application_name or a host) and the shards one fewer. An empty piece (``a,,b``) is
+    looks like a URL of its own written without its scheme (``nev@db1/nev``: a user before its
+    host, or host/dbname after a query) starts a new item, which the URL check refuses saying
+    it needs its scheme: joined, a mistyped second shard was silently part of the first URL
+    (an application_name or a host) and the shards one fewer. An empty piece (``a,,b``) is
     nothing to join either."""
     scheme, sep, rest = item.strip().partition("://")
     if not sep or f"{scheme}://" not in _SCHEMES:
         return False
     bare = piece.strip()
-    if not bare or bare.startswith(_SCHEMES) or _KEYWORD.match(piece) or "@" in bare:
-        # a host in a host list has no user (it is written once, before the first host), and
-        # a raw @ in a query value is percent-encoded (%40) by whoever writes a URL
+    if not bare or bare.startswith(_SCHEMES) or _KEYWORD.match(piece):
         return False
     if "?" in rest:
-        # a query's value may be a Unix-socket directory (host=/tmp,/var/run/postgresql), but
-        # not host/dbname
-        return bare.startswith("/") or "/" not in bare
-    return "/" not in rest  # still in the host list: h2:5432/nev ends it
+        # A value of the query, up to its next parameter: a Unix-socket directory
+        # (host=/tmp,/var/run/postgresql) or a name, but not user@host or host/dbname.
+        head = _QUERY_VALUE_END.split(bare, maxsplit=1)[0]
+        return "@" not in head and (head.startswith("/") or "/" not in head)
+    # Still in the host list (h2:5432/nev ends it): a host has no user, written once before
+    # the first host.
+    return "/" not in rest and "@" not in _HOST_END.split(bare, maxsplit=1)[0]
+
+
+_QUERY_VALUE_END: Final = re.compile(r"[&=?]")
+_HOST_END: Final = re.compile(r"[/?]")
 
 
 def _check_consistency(settings: Settings) -> None:

@@ -282,5 +282,6 @@ def test_a_url_without_its_scheme_is_refused_not_joined_to_the_one_before(
 
 def test_empty_items_and_unix_socket_lists_in_a_query() -> None:
     sockets = "postgresql:///nev?host=/tmp,/var/run/postgresql"
-    settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{sockets},,{B},"})
-    assert settings.storage.shards == (sockets, B)
+    at = "postgresql://nev@/nev?host=h1,h2&application_name=a@b,c"  # an @ in a later value
+    settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{sockets},,{at},{B},"})
+    assert settings.storage.shards == (sockets, at, B)
