@@ -41,6 +41,7 @@ from ingest.decoders.charger.tcec import (
     TCEC_REASONS,
     decode_tcec,
     is_operator_id,
+    is_seq,
     parse_tcec_timestamp,
     push_time,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "decode_tcec",
     "encode_charger_frame",
     "is_operator_id",
+    "is_seq",
     "parse_tcec_timestamp",
     "push_time",
     "rows_of_charger_frame",

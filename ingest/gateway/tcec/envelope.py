@@ -21,7 +21,7 @@ import orjson
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ingest.decoders.charger import OPERATOR_ID_RULE, is_operator_id
+from ingest.decoders.charger import OPERATOR_ID_RULE, is_operator_id, is_seq
 
 __all__ = [
     "Envelope",
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 KEY_SIZE: Final = 16  # AES-128: DataSecret and DataSecretIV are 16 characters each
-SEQ_SIZE: Final = 4  # "0001".."9999": the request's sequence number
 TIMESTAMP_SIZE: Final = 14  # yyyyMMddHHmmss
 
 
@@ -178,7 +177,7 @@ def parse_envelope(body: bytes) -> Envelope:
         or not env.timestamp.isdigit()
     ):
         raise EnvelopeError(Ret.BAD_PARAMETER, "TimeStamp must be yyyyMMddHHmmss")
-    if len(env.seq) != SEQ_SIZE or not env.seq.isascii() or not env.seq.isdigit():
+    if not is_seq(env.seq):  # the pipeline's own check (push_time): the two cannot differ
         raise EnvelopeError(Ret.BAD_PARAMETER, "Seq must be 4 digits")
     return env
 
