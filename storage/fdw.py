@@ -8,7 +8,8 @@ regulators, ``nev-ingest query``) reads one more database, the query database, w
   with a user mapping for the migrating role built from the ``postgres.*`` settings;
 * schema ``shard_<i>`` holds shard i's tables and views as foreign tables
   (``IMPORT FOREIGN SCHEMA``; partitions and chunks are the shard's business, not imported;
-  nor are the private tables of ``storage.roles_names.PRIVATE_TABLES``);
+  nor are the private tables of ``storage.roles_names.PRIVATE_TABLES``, nor the shard views
+  of ``storage.fdw_views.NOT_IN_QUERY_DATABASE``);
 * schema ``<storage.schema>`` (``nev``) holds one view per shard table and per union-safe shard
   view, ``SELECT <columns> FROM shard_0.t UNION ALL SELECT <columns> FROM shard_1.t ...``; the
   views that aggregate or window across entities re-made from their own SQL over those
@@ -41,7 +42,13 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import MigrationError
-from storage.fdw_views import RECREATED_VIEWS, ShardViews, shard_views, union_safe
+from storage.fdw_views import (
+    NOT_IN_QUERY_DATABASE,
+    RECREATED_VIEWS,
+    ShardViews,
+    shard_views,
+    union_safe,
+)
 from storage.migrate import LOCK_KEY
 from storage.params import check_identifier
 from storage.roles_names import PRIVATE_TABLES
@@ -64,6 +71,10 @@ log = logging.getLogger(__name__)
 FETCH_SIZE: Final = 10_000
 # Marks the views ``build`` owns, so a rerun replaces them and leaves anything else alone.
 _VIEW_MARK: Final = "nev-ingest: union of the shards (nev-ingest migrate)"
+# Nothing a query database user reads: the migrations' own table, the service's bookkeeping and
+# the scope mapping (the regulator may not read them on a shard either, docs/security.md); and
+# the shard views that can be neither unioned nor re-made here.
+_NOT_IMPORTED: Final = (*PRIVATE_TABLES, *NOT_IN_QUERY_DATABASE)
 # libpq options that belong to the user mapping, not the foreign server (postgres_fdw rule).
 _USER_OPTIONS: Final = frozenset({"user", "password", "sslcert", "sslkey", "sslpassword"})
 # libpq options that make no sense for a server-side connection (postgres_fdw sets them).
@@ -308,7 +319,7 @@ async def _import(conn: Any, schema: str, index: int) -> None:
     await conn.execute(f"CREATE SCHEMA {target}")
     try:
         await conn.execute(
-            f"IMPORT FOREIGN SCHEMA {schema} EXCEPT ({', '.join(PRIVATE_TABLES)}) "
+            f"IMPORT FOREIGN SCHEMA {schema} EXCEPT ({', '.join(_NOT_IMPORTED)}) "
             f"FROM SERVER {server_name(index)} INTO {target}"
         )
     except (asyncpg.PostgresError, OSError) as exc:

@@ -18,7 +18,9 @@ grants on the next run. What each group role (NOLOGIN; deployments grant them to
 * oem / charging - their rows only: row-level policies match ``account_scopes`` (login ->
   VIN prefixes / operator ids) with ``current_user``. TimescaleDB refuses row-level security on
   a hypertable with compression, so there they read ``<table>_scoped`` views (security
-  barrier, the same predicate); the views exist on both flavours, one contract for clients;
+  barrier, the same predicate); the views exist on both flavours, one contract for clients.
+  ``vehicle_pack_history`` and ``charging_sessions`` read such hypertables: their ``_scoped``
+  copies (migration 0087, owner's rights) are granted here too;
 * public - the ``public_*`` views of 0070 only (per ~1 km cell, no VINs).
 """
 
@@ -244,8 +246,12 @@ def _grants(
     grant(
         "SELECT", [*charger, "account_scopes", *(CHARGING_VIEWS if plain else ())], names.charging
     )
-    grant("SELECT", [v for v in scoped if v.startswith(VEHICLE_TABLES)], names.oem)
-    grant("SELECT", [v for v in scoped if v.startswith(CHARGER_TABLES)], names.charging)
+    # and the _scoped views: of the tables (storage.roles_policies) and of the two views
+    # (migration 0087: the only way to them on TimescaleDB, where the views are not granted)
+    oem_scoped = [v for v in scoped if v.startswith(VEHICLE_TABLES)]
+    grant("SELECT", [*oem_scoped, *(f"{v}_scoped" for v in OEM_VIEWS)], names.oem)
+    charging_scoped = [v for v in scoped if v.startswith(CHARGER_TABLES)]
+    grant("SELECT", [*charging_scoped, *(f"{v}_scoped" for v in CHARGING_VIEWS)], names.charging)
     grant("SELECT", sorted(n for n in have if n.startswith("public_")), names.public)
     return out
 

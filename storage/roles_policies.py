@@ -44,7 +44,10 @@ CHARGER_TABLES: Final = (
     "charging_session_events",
     "charger_faults",
 )
-# Views (security_invoker) a scoped role may read where every table under them is guarded.
+# Views (security_invoker) a scoped role may read where every table under them is guarded
+# (plain PostgreSQL). Each has a ``<view>_scoped`` copy with the owner's rights on both flavours
+# (migration 0087: a copy of the query, not a view over the view, which would check the tables
+# as the querying login), the scoped role's way to it on TimescaleDB.
 OEM_VIEWS: Final = ("vehicle_pack_history",)
 CHARGING_VIEWS: Final = ("charging_sessions",)
 
