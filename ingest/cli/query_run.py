@@ -24,6 +24,7 @@ from ingest.errors import UserError
 from ingest.wiring import first_line, postgres_dsn
 from storage import queries
 from storage.queries import QueryResult, Statement
+from storage.queries_scoped import through_scoped, unreadable_with_scoped
 from storage.shards import kafka_partition, shard_of
 
 # A query about one entity's own rows: (raw source, Kafka record key), e.g. ("vehicle", VIN).
@@ -189,6 +190,11 @@ def execute_sections(
     results: list[tuple[str, QueryResult | list[str], bool]] = []
     dsn = target_dsn(settings, entity, dsn_flag=bool(args.dsn))
     with _connect(settings, dsn, args.tz) as conn:
+        # an OEM or charging login on TimescaleDB reads the _scoped views (storage.queries_scoped)
+        scoped = unreadable_with_scoped(conn, settings.storage.schema)
+        statements = [
+            (t, through_scoped(st, settings.storage.schema, scoped)) for t, st in statements
+        ]
         try:
             for title, statement in statements:
                 results.append(

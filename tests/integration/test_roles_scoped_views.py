@@ -10,15 +10,21 @@ on with SET ROLE (current_user is what the predicates match, as after a real log
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import psycopg
 import pytest
 
-from storage import PoolParams, SchemaMode, StorageParams, migrate
+from storage import PoolParams, SchemaMode, StorageParams, migrate, queries
 from storage.connect import connect
 from storage.migration_files import discover
+from storage.queries_chargers import Charger, sessions
+from storage.queries_scoped import through_scoped, unreadable_with_scoped
 from storage.roles import RoleNames, apply
 from tests.integration.roles_support import (
     FAMILIES,
@@ -89,19 +95,33 @@ async def test_plain_scoped_logins_read_their_rows_of_the_two_views(db: RolesDb)
         assert await _column(conn, "SELECT vin FROM nev.vehicle_pack_history") == _LSV
 
 
+@dataclass
+class Ts:
+    """A migrated TimescaleDB schema of its own with roles of its own; ``conn`` is its
+    connection (a test may close it and open another: PGlite serves one at a time)."""
+
+    dsn: str
+    conn: Any
+    schema: str
+    names: RoleNames
+
+
 @pytest.fixture
-async def ts(
-    timescale_dsn: str, unique_name: Callable[[str], str]
-) -> AsyncIterator[tuple[Any, str, RoleNames]]:
-    """A migrated TimescaleDB schema of its own with roles of its own; dropped afterwards."""
+async def ts(timescale_dsn: str, unique_name: Callable[[str], str]) -> AsyncIterator[Ts]:
+    """A migrated TimescaleDB schema with roles of its own; dropped afterwards."""
     schema = unique_name("ts")
     names = RoleNames(*(f"{schema}_{f}" for f in FAMILIES))
-    conn = await connect(PoolParams(dsn=timescale_dsn, schema=schema))
+    t = Ts(
+        timescale_dsn, await connect(PoolParams(dsn=timescale_dsn, schema=schema)), schema, names
+    )
     try:
-        report = await migrate(conn, StorageParams(schema=schema))
+        report = await migrate(t.conn, StorageParams(schema=schema))
         assert report.mode is SchemaMode.TIMESCALE
-        yield conn, schema, names
+        yield t
     finally:
+        if t.conn.is_closed():
+            t.conn = await connect(PoolParams(dsn=timescale_dsn, schema=schema))
+        conn = t.conn
         await conn.execute("RESET ROLE")
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         logins = [f"{schema}_{x}" for x in ("lfv", "lsv", "cpo")]
@@ -127,17 +147,16 @@ async def _seed(conn: Any, s: str) -> None:
     )
     await conn.execute(
         f"INSERT INTO {s}.charging_session_events (operator_id, connector_id, ts, "
-        "start_charge_seq, event, start_time, source) "
+        "start_charge_seq, event, start_time, source, vin) "
         "SELECT o, 'C1', now(), o || '000000000000000001', 'order', now() - interval '1 hour', "
-        "'tcec' FROM unnest($1::text[]) o",
+        "'tcec', $2 FROM unnest($1::text[]) o",
         list(OPERATORS),
+        VINS[0],
     )
 
 
-async def test_timescale_scoped_logins_read_their_rows_of_the_two_views(
-    ts: tuple[Any, str, RoleNames],
-) -> None:
-    conn, s, names = ts
+async def test_timescale_scoped_logins_read_their_rows_of_the_two_views(ts: Ts) -> None:
+    conn, s, names = ts.conn, ts.schema, ts.names
     await apply(conn, s, names, SchemaMode.TIMESCALE)
     await _seed(conn, s)
     logins = {"lfv": (names.oem, "LFV"), "lsv": (names.oem, "LSV"), "cpo": (names.charging, "")}
@@ -173,3 +192,59 @@ async def test_timescale_scoped_logins_read_their_rows_of_the_two_views(
     ):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await as_login(suffix, sql)
+
+
+async def test_plain_query_sessions_reads_the_scoped_view_where_the_view_is_not_granted(
+    db: RolesDb,
+) -> None:
+    """``nev-ingest query sessions`` as a charging login without a grant on charging_sessions,
+    as on TimescaleDB (here by a REVOKE: the dev stack's TimescaleDB engine serves one login)."""
+    login = db.login("charging", OPERATORS[0])
+    async with db.connect() as conn:
+        await conn.execute(f"REVOKE SELECT ON nev.charging_sessions FROM {db.names.charging}")
+    for charger in OPERATORS:
+        done = db.cli(
+            "query",
+            "sessions",
+            "--charger",
+            f"{charger}:C1",
+            "--format",
+            "json",
+            NEV_POSTGRES_DSN=db.dsn_of(login),
+        )
+        rows = [json.loads(line) for line in done.stdout.splitlines()]
+        # its own connector's order; the other operator's is not there
+        mine = [f"{charger}:C1"] if charger == OPERATORS[0] else []
+        assert [r["connector"] for r in rows] == mine
+
+
+async def test_timescale_query_statements_read_the_scoped_views(ts: Ts) -> None:
+    """The query tool's statements for a charging login on TimescaleDB read charging_sessions
+    and charging_session_events through their _scoped views (PGlite serves one connection and
+    one login: the login is taken on with SET ROLE on a psycopg connection, as the tool's)."""
+    conn, s, names = ts.conn, ts.schema, ts.names
+    await apply(conn, s, names, SchemaMode.TIMESCALE)
+    await _seed(conn, s)
+    login = f"{s}_cpo"
+    await conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE {names.charging}")
+    await conn.execute(
+        f"INSERT INTO {s}.account_scopes (login, family, operator_ids) VALUES ($1, 'charging', $2)",
+        login,
+        [OPERATORS[0]],
+    )
+    await conn.close()  # PGlite: one connection at a time (the fixture opens one again)
+    start, end = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(hours=1)
+    with psycopg.connect(ts.dsn, autocommit=True) as pg:
+        pg.execute(f"SET ROLE {login}")
+        scoped = unreadable_with_scoped(pg, s)
+        assert {"charging_sessions", "charging_session_events"} <= scoped
+        for charger, expected in ((OPERATORS[0], 1), (OPERATORS[1], 0)):
+            by_charger = sessions(s, start, end, charger=Charger.parse(f"{charger}:C1", None))
+            assert len(queries.run(pg, through_scoped(by_charger, s, scoped)).rows) == expected
+        # both operators' orders name the VIN: the login's only
+        by_vin = sessions(s, start, end, vin=VINS[0])
+        rows = queries.run(pg, through_scoped(by_vin, s, scoped)).rows
+        assert [r[0] for r in rows] == [f"{OPERATORS[0]}:C1"]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            queries.run(pg, by_vin)  # what the tool ran before: the view is not granted here
+        pg.execute("RESET ROLE")
