@@ -97,11 +97,61 @@ def _secret_keys_used() -> set[tuple[str, str]]:
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
-    config = _resources()[("ConfigMap", "nev-ingest")]["data"]
-    env = {k: str(v) for k, v in config.items()}
+    """The container's NEV_ variables: its ConfigMaps (envFrom, a later one winning) and then
+    its own ``env``, as the kubelet sets them."""
+    r = _resources()
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        config = r[("ConfigMap", source["configMapRef"]["name"])]["data"]
+        env.update({k: str(v) for k, v in config.items()})
     # a value from the pod (valueFrom) is known only there: a stand-in of the right shape
     env.update({e["name"]: str(e.get("value", "pod-name-0")) for e in container.get("env", [])})
     return env
+
+
+def _mounted_keys(pod: dict[str, Any]) -> set[str]:
+    """The Secret's keys a pod can read: its volume's ``items`` (each under its key's name),
+    or, with none listed, every key of the Secret (the documented command's)."""
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    items = volume["secret"].get("items")
+    if items is None:
+        return set(_documented_secret())
+    assert all(i["path"] == i["key"] for i in items), "mount each key under its own name"
+    return {i["key"] for i in items}
+
+
+def _load_as_mounted(pod: dict[str, Any], container: dict[str, Any], tmp_path: Path) -> None:
+    """The container's settings loaded with its secret volume as the kubelet fills it: only
+    the keys mounted exist, so a setting naming another one stops it as it would the pod."""
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    root = tmp_path / "mounted"
+    root.mkdir(parents=True)
+    for key in _mounted_keys(pod):
+        (root / key).write_text("s3cret\n")
+    prefix = mount["mountPath"] + "/"
+    env = {
+        k: str(root) + "/" + v[len(prefix) :] if v.startswith(prefix) else v
+        for k, v in _env(container).items()
+    }
+    load_settings(environ=env)
+
+
+def test_each_pod_sees_only_the_secret_keys_it_reads(tmp_path: Path) -> None:
+    """docs/security.md's two principals: the gateway mounted the whole Secret, so a pod that
+    faces the devices could read the service's database and Kafka passwords. Each pod now
+    mounts exactly the keys its settings name (the gateway: its own Kafka password and the
+    brokers' CA), and its settings load with only those files there."""
+    pods = _pod_specs()
+    service_only = {"pg-password", "kafka-password", "kafka-username", "pg-ca.crt"}
+    for name, pod in pods.items():
+        (c,) = pod["containers"]
+        read = {key for who, key in _secret_keys_used() if who.startswith(f"{name} ")}
+        assert _mounted_keys(pod) == read, f"{name}: mount exactly the keys it reads ({read})"
+        _load_as_mounted(pod, c, tmp_path / name)
+    assert not _mounted_keys(pods["nev-gateway"]) & service_only
+    assert _mounted_keys(pods["nev-gateway"]) == {"kafka-gateway-password", "kafka-ca.crt"}
+    assert "kafka-gateway-password" not in _mounted_keys(pods["nev-ingest"])
 
 
 def test_every_file_is_listed_and_valid_against_the_kubernetes_schemas(tmp_path: Path) -> None:
@@ -132,7 +182,8 @@ def test_every_file_is_listed_and_valid_against_the_kubernetes_schemas(tmp_path:
 def test_autoscaling_never_runs_more_workers_than_partitions(tmp_path: Path) -> None:
     r = _resources()
     scaled = r[("ScaledObject", "nev-ingest")]["spec"]
-    settings = check_settings(r[("ConfigMap", "nev-ingest")]["data"], tmp_path)
+    (service,) = _pod_specs()["nev-ingest"]["containers"]
+    settings = check_settings(_env(service), tmp_path)
     workers, partitions = settings.pipeline.workers, settings.kafka.partitions
     assert scaled["maxReplicaCount"] * workers <= partitions
     assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
@@ -261,7 +312,12 @@ def test_the_migration_is_applied_and_waited_for_before_the_deployments() -> Non
     migrate = _resources(MIGRATE)
     assert ("Job", "nev-ingest-migrate") in migrate
     base = _resources(K8S)
-    for shared in (("Namespace", "nev-ingest"), ("ConfigMap", "nev-ingest")):
+    shared_objects = (
+        ("Namespace", "nev-ingest"),
+        ("ConfigMap", "nev-ingest"),
+        ("ConfigMap", "nev-ingest-service"),
+    )
+    for shared in shared_objects:
         assert migrate[shared] == base[shared], f"{shared}: the Job runs with the release's own"
     images = [load_yaml(k / "kustomization.yaml")[0]["images"] for k in (K8S, MIGRATE)]
     assert images[0] == images[1], "the migration and the Deployments are one release"
