@@ -17,10 +17,12 @@
 # Environment: NEV_K8S_NAMESPACE (optional: if set, the namespace the kustomizations must
 # name), NEV_K8S_MIGRATE_TIMEOUT_S (900: how long the migration may run), NEV_K8S_POLL_S (5:
 # seconds between looks at the Job), NEV_K8S_UNSCHEDULABLE_S (300: how long the Job's pod may
-# wait for a node). kubectl's own context and KUBECONFIG say which cluster.
-# A pod of the Job that cannot start (its image not pulled, its ConfigMap or Secret key
-# missing, no node for it after NEV_K8S_UNSCHEDULABLE_S) stops the script like a failure: such
-# a Job never fails by itself (its backoffLimit counts failed pods only).
+# wait for a node), NEV_K8S_IMAGE_PULL_S (300: how long its image may fail to pull). kubectl's
+# own context and KUBECONFIG say which cluster.
+# A pod of the Job that cannot start (its image's name invalid, its ConfigMap or Secret key
+# missing; its image not pulled after NEV_K8S_IMAGE_PULL_S, no node for it after
+# NEV_K8S_UNSCHEDULABLE_S) stops the script like a failure: such a Job never fails by itself
+# (its backoffLimit counts failed pods only).
 # Exit status: 0 rolled; 1 the migration failed, its pod cannot start, its Job is gone or it did
 # not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, no usable
 # Secret or no answer about the Job (nothing applied).
@@ -32,6 +34,10 @@ poll_s=${NEV_K8S_POLL_S:-5}
 # A cluster autoscaler adds a node for an unschedulable pod within a few minutes: only a pod
 # unschedulable for longer is taken for one that will never run.
 unschedulable_s=${NEV_K8S_UNSCHEDULABLE_S:-300}
+# A pull that fails (ErrImagePull, then ImagePullBackOff while the kubelet waits to retry) may be
+# a registry or network blip: the kubelet retries, backing off up to 5 minutes, so only a pull
+# failing for longer is taken for an image that will never come (a wrong tag, no pull secret).
+image_pull_s=${NEV_K8S_IMAGE_PULL_S:-300}
 secret=nev-ingest
 # The keys the pods (through the *_FILE settings) and KEDA read; the same as the
 # `kubectl create secret` command of docs/operations.md, "Deploy" (a unit test compares them).
@@ -50,7 +56,7 @@ esac
 for dir in "$migrate" "$base"; do
     [ -f "$dir/kustomization.yaml" ] || die "$dir has no kustomization.yaml: give the migration's and the base's kustomization directories"
 done
-for var in NEV_K8S_MIGRATE_TIMEOUT_S NEV_K8S_POLL_S NEV_K8S_UNSCHEDULABLE_S; do
+for var in NEV_K8S_MIGRATE_TIMEOUT_S NEV_K8S_POLL_S NEV_K8S_UNSCHEDULABLE_S NEV_K8S_IMAGE_PULL_S; do
     value=${!var:-0}
     [[ $value =~ ^[0-9]+$ ]] || die "$var=$value: give a whole number of seconds"
 done
@@ -59,6 +65,7 @@ done
 timeout_s=$((10#$timeout_s))
 poll_s=$((10#$poll_s))
 unschedulable_s=$((10#$unschedulable_s))
+image_pull_s=$((10#$image_pull_s))
 
 errors=$(mktemp)
 trap 'rm -f "$errors"' EXIT
@@ -66,21 +73,15 @@ trap 'rm -f "$errors"' EXIT
 # The namespace and the Job, from what `apply -k` will create (not from the environment: the
 # kustomizations name their namespace, and a script looking elsewhere checked another
 # namespace's Secret and waited for a Job that was never there).
-# objects KUSTOMIZATION: one line "KIND NAME NAMESPACE" per object (kustomize writes each
-# object's top-level keys unindented and metadata's fields indented by two spaces).
+# objects KUSTOMIZATION: one line "KIND NAME NAMESPACE" per object. Read by kubectl's own YAML
+# parser (`label --local`: offline, nothing is sent to the cluster; the label is on its output
+# only), not by matching kustomize's layout (an awk of its lines, which another indentation or a
+# flow-style metadata made read no name nor namespace).
 objects() {
     kubectl kustomize "$1" 2>"$errors" |
-        awk '
-            function put() { if (kind != "") print kind, name, namespace }
-            /^---/ { put(); kind = name = namespace = ""; meta = 0; next }
-            /^kind: / { kind = $2 }
-            /^metadata:/ { meta = 1; next }
-            /^[^ ]/ { meta = 0 }
-            meta && /^  name: / { name = $2 }
-            meta && /^  namespace: / { namespace = $2 }
-            END { put() }
-        ' | tr -d "\"'"
-    # tr: a quoted name or namespace; the pipeline fails with kubectl kustomize.
+        kubectl label --local -f - nev-ingest/apply-sh=read 2>>"$errors" \
+            -o 'jsonpath={.kind}{" "}{.metadata.name}{" "}{.metadata.namespace}{"\n"}'
+    # the pipeline fails with either kubectl
 }
 migrate_objects=$(objects "$migrate") ||
     die "kubectl kustomize $migrate failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
@@ -149,13 +150,13 @@ stuck_pod() {
 }
 
 cannot_start() {
-    die "job/$job cannot start its pod ($1): the Deployments were NOT rolled, and the Job would never fail by itself (its backoffLimit counts failed pods only). Why: kubectl -n $ns describe pod ${1%% *}; fix it (the image's name or tag, the registry's pull secret, the ConfigMap or Secret it reads, room on the nodes), then kubectl -n $ns delete job $job (that pod never started: no migration is stopped) and run this again" 1
+    die "job/$job cannot start its pod ($1)${2:+ for ${2}s}: the Deployments were NOT rolled, and the Job would never fail by itself (its backoffLimit counts failed pods only). Why: kubectl -n $ns describe pod ${1%% *}; fix it (the image's name or tag, the registry's pull secret, the ConfigMap or Secret it reads, room on the nodes), then kubectl -n $ns delete job $job (that pod never started: no migration is stopped) and run this again" 1
 }
 
 # wait_for_job: returns once the Job completed; a failure, a pod that cannot start, a Job that
 # is gone or the deadline end the script (status 1).
 wait_for_job() {
-    local deadline state why stuck unschedulable_since=""
+    local deadline state why stuck unschedulable_since="" pull_since=""
     echo "apply.sh: waiting up to ${timeout_s}s for job/$job to complete or fail" >&2
     deadline=$((SECONDS + timeout_s))
     while :; do
@@ -177,14 +178,31 @@ wait_for_job() {
             ;;
         esac
         stuck=$(stuck_pod) || stuck=""
+        # Each grace runs from the first look that shows its cause and ends when another look
+        # does not (the pod started, or is stuck for another reason).
         case $stuck in
-        "") unschedulable_since="" ;;
+        *" Unschedulable: "*) pull_since="" ;;
+        *" ErrImagePull: "* | *" ImagePullBackOff: "*) unschedulable_since="" ;;
+        *) unschedulable_since="" pull_since="" ;;
+        esac
+        case $stuck in
+        "") ;;
         *" Unschedulable: "*)
             if [ -z "$unschedulable_since" ]; then
                 unschedulable_since=$SECONDS
                 echo "apply.sh: $stuck (waiting up to ${unschedulable_s}s for a node)" >&2
             fi
-            [ $((SECONDS - unschedulable_since)) -lt "$unschedulable_s" ] || cannot_start "$stuck"
+            [ $((SECONDS - unschedulable_since)) -lt "$unschedulable_s" ] ||
+                cannot_start "$stuck" "$unschedulable_s"
+            ;;
+        # The kubelet alternates the two while it retries: one grace for both.
+        *" ErrImagePull: "* | *" ImagePullBackOff: "*)
+            if [ -z "$pull_since" ]; then
+                pull_since=$SECONDS
+                echo "apply.sh: $stuck (waiting up to ${image_pull_s}s for the image: the kubelet pulls again)" >&2
+            fi
+            [ $((SECONDS - pull_since)) -lt "$image_pull_s" ] ||
+                cannot_start "$stuck" "$image_pull_s"
             ;;
         *) cannot_start "$stuck" ;;
         esac

@@ -38,6 +38,11 @@ with (state / "calls").open("a") as f:
     f.write(json.dumps(args) + "\\n")
 out = next((a for a in args if a.startswith(("go-template=", "jsonpath="))), None)
 if args[:1] == ["kustomize"]:  # offline: the kustomization's objects, as apply -k makes them
+    printed = state / "kustomized"  # or what another kustomize printed for them
+    if printed.exists():
+        sys.exit(print(printed.read_text()))
+    sys.exit(subprocess.run([real, *args]).returncode)
+if args[:2] == ["label", "--local"]:  # offline, on its standard input
     sys.exit(subprocess.run([real, *args]).returncode)
 if args[2:4] == ["get", "secret"]:
     keys = state / "secret-keys"
@@ -76,7 +81,9 @@ if args[2:4] == ["get", "pods"]:  # the Job's pods: the script's expression on e
     head, tail = "jsonpath={{range .items[*]}}", "{{end}}"
     if not (out.startswith(head) and out.endswith(tail)):
         sys.exit("fake kubectl: expected " + head + "...." + tail + ", not " + out)
-    for i, pod in enumerate(json.loads((state / "pods").read_text())):
+    looks = json.loads((state / "pods").read_text())  # the pods at each look; the last stays
+    (state / "pods").write_text(json.dumps(looks[1:] or looks))
+    for i, pod in enumerate(looks[0]):
         (state / "pod.json").write_text(json.dumps(pod))
         each = "jsonpath=" + out[len(head):-len(tail)]
         cmd = [real, "label", "--local", "-f", str(state / "pod.json"), "fake=1", "-o", each]
@@ -110,11 +117,15 @@ def _run(
     env: dict[str, str] | None = None,
     pre_states: list[list[str] | str | None] | None = None,
     pods: list[dict[str, object]] | None = None,
+    pod_looks: list[list[dict[str, object]]] | None = None,
+    kustomized: str | None = None,
 ) -> Run:
     """apply.sh against the fake kubectl: ``job_states`` are the Job's True conditions at each
     look after ``apply -k`` (None: kubectl cannot reach the API server then; "NotFound": there
     is no such Job; the last one stays), ``pre_states`` the same before it (an earlier run's
-    Job; default: none); ``pods`` the Job's pods, at every look."""
+    Job; default: none); ``pods`` the Job's pods, at every look, or ``pod_looks`` at each look
+    (the last stays); ``kustomized`` what ``kubectl kustomize`` prints (default: the real
+    one's output)."""
     real = shutil.which("kubectl")
     if real is None:
         pytest.skip("no kubectl here: the fake answers through the real one, offline")
@@ -127,7 +138,9 @@ def _run(
     fake.chmod(0o755)
     (state / "job-states").write_text(json.dumps(job_states))
     (state / "pre-states").write_text(json.dumps(pre_states or ["NotFound"]))
-    (state / "pods").write_text(json.dumps(pods or []))
+    (state / "pods").write_text(json.dumps(pod_looks or [pods or []]))
+    if kustomized is not None:
+        (state / "kustomized").write_text(kustomized)
     (state / "current").write_text("[]")
     if secret_keys is not None:
         (state / "secret-keys").write_text("\n".join(secret_keys))
@@ -146,7 +159,12 @@ def _run(
     )
     calls = state / "calls"
     lines = calls.read_text().splitlines() if calls.exists() else []
-    return Run(done.returncode, done.stderr, [" ".join(json.loads(line)) for line in lines])
+    calls_made = [" ".join(json.loads(line)) for line in lines]
+    # Not the parse of kustomize's output (``label --local``: offline, in a pipeline with it,
+    # so logged before or after it): what the script asks the cluster, and in which order.
+    offline = [c for c in calls_made if c.startswith("label --local -f - ")]
+    assert all(" -n " not in c for c in offline), offline
+    return Run(done.returncode, done.stderr, [c for c in calls_made if c not in offline])
 
 
 def test_a_completed_migration_then_rolls_the_deployments_in_order(tmp_path: Path) -> None:
@@ -346,8 +364,14 @@ def test_a_pod_that_cannot_start_stops_at_once_and_rolls_nothing(tmp_path: Path)
     only): the script waited out its timeout. It now stops at the first look that shows it, with
     the reason and what to run; an unschedulable pod after NEV_K8S_UNSCHEDULABLE_S."""
     slow = {"NEV_K8S_MIGRATE_TIMEOUT_S": "20", "NEV_K8S_POLL_S": "1"}  # the old script's end
+    no_grace = {"NEV_K8S_IMAGE_PULL_S": "0"}
     for name, pod, env in (
-        ("pull", _waiting("ImagePullBackOff", 'Back-off pulling image "nev-ingest:0.1.0"'), {}),
+        (
+            "pull",
+            _waiting("ImagePullBackOff", 'Back-off pulling image "nev-ingest:0.1.0"'),
+            no_grace,
+        ),
+        ("never", _waiting("ErrImageNeverPull", 'Container image "x" is not present'), {}),
         ("name", _waiting("InvalidImageName", 'Failed to apply default image tag "x:"'), {}),
         ("config", _waiting("CreateContainerConfigError", 'configmap "nev-ingest" not found'), {}),
         ("unschedulable", UNSCHEDULABLE, {"NEV_K8S_UNSCHEDULABLE_S": "0"}),
@@ -369,3 +393,49 @@ def test_a_pod_that_cannot_start_stops_at_once_and_rolls_nothing(tmp_path: Path)
     running = _pod(dict(containerStatuses=[dict(name="migrate", state=dict(running={}))]))
     run = _run(tmp_path / "running", [[], ["Complete"]], pods=[running])
     assert run.rc == 0 and run.polls() == 2, run.stderr
+
+
+PULL_FAILED = _waiting("ErrImagePull", 'failed to pull "nev-ingest:0.1.0": i/o timeout')
+BACK_OFF = _waiting("ImagePullBackOff", 'Back-off pulling image "nev-ingest:0.1.0"')
+
+
+def test_a_pull_that_fails_for_a_while_is_waited_for(tmp_path: Path) -> None:
+    """A registry blip stopped the script at the first ErrImagePull, though the kubelet pulls
+    again and the migration then runs. A pull failing (ErrImagePull and ImagePullBackOff, as the
+    kubelet alternates them) has NEV_K8S_IMAGE_PULL_S, as an unschedulable pod has its own
+    grace; past it, the script stops as before, saying for how long it failed."""
+    running = _pod(dict(containerStatuses=[dict(name="migrate", state=dict(running={}))]))
+    run = _run(
+        tmp_path / "blip",
+        [[], [], [], ["Complete"]],
+        pod_looks=[[PULL_FAILED], [BACK_OFF], [running]],
+    )
+    assert run.rc == 0 and run.applied() == [str(MIGRATE), str(K8S)], run.stderr
+    assert run.polls() == 4
+    assert "ErrImagePull: failed to pull" in run.stderr and "waiting up to 300s" in run.stderr
+    # Failing past the grace: stopped (the Job's own timeout is further away).
+    slow = {"NEV_K8S_MIGRATE_TIMEOUT_S": "60", "NEV_K8S_POLL_S": "1", "NEV_K8S_IMAGE_PULL_S": "1"}
+    run = _run(tmp_path / "gone", [[]], pod_looks=[[PULL_FAILED], [BACK_OFF]], env=slow)
+    assert run.rc == 1 and run.applied() == [str(MIGRATE)], run.stderr
+    assert run.polls() >= 2, "not at the first look"
+    assert "cannot start its pod (nev-ingest-migrate-x7k2p ImagePullBackOff: " in run.stderr
+    assert "for 1s: the Deployments were NOT rolled" in run.stderr
+    run = _run(tmp_path / "bad", [[]], env={"NEV_K8S_IMAGE_PULL_S": "5m"})
+    assert run.rc == 2 and run.calls == [], run.stderr
+
+
+def test_the_objects_are_read_as_yaml_not_by_their_layout(tmp_path: Path) -> None:
+    """apply.sh read each object's kind, name and namespace with an awk of kustomize's layout
+    (metadata's fields indented by exactly two spaces): the same objects printed otherwise
+    (indented by four, or metadata in flow style) gave the Job no name nor namespace. kubectl's
+    own YAML parser reads them now, whatever the layout."""
+    objects = [
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n    name: nev-ingest-migrate\n"
+        "    namespace: prod\nspec:\n    backoffLimit: 3\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nev-ingest, namespace: prod}\n"
+        "data:\n  namespace: other\n",
+    ]
+    run = _run(tmp_path, [["Complete"]], kustomized="---\n".join(objects))
+    assert run.rc == 0, run.stderr
+    looks = [c for c in run.calls if not c.startswith(("kustomize ", "apply -k "))]
+    assert looks and all(c.startswith("-n prod ") for c in looks), looks
