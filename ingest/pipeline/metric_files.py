@@ -27,9 +27,15 @@ totals (every count) are exact either way. Gauges are prometheus-client's own me
 A file that is not prometheus-client's format (damaged, or a key that is not its JSON in
 UTF-8) cannot be counted nor folded: a scrape skips it, logs it once and counts it in
 ``unreadable`` (the supervisor's ``nev_ingest_metric_files_unreadable``), where the library's
-collector failed the whole scrape; a fold leaves it where it is (``ArchiveError``) and still
-folds the worker's other files. A file of no bytes holds no values yet (a worker killed, or
-scraped, between ``MmapedDict``'s open and its first truncate): read as empty, folded as such.
+collector failed the whole scrape; a fold leaves a dead worker's damaged file where it is
+(``ArchiveError``) and still folds the worker's other files. A damaged archive would stop every
+later fold of its type (and the dead workers' files pile up again): the fold renames it aside
+(``<type>_archive.db.damaged-<n>``, no longer read, still counted in ``unreadable`` until the
+operator removes it or the service restarts, ``remove_damaged``) and starts a new archive with
+the dead worker's values. The totals the damaged archive held were already missing from the
+scrapes that skipped it (a counter reset, to Prometheus); the new archive adds nothing twice nor
+drops anything more. A file of no bytes holds no values yet (a worker killed, or scraped,
+between ``MmapedDict``'s open and its first truncate): read as empty, folded as such.
 """
 
 from __future__ import annotations
@@ -57,11 +63,16 @@ __all__ = ["ARCHIVE", "SUMMED_TYPES", "ArchiveError", "MetricFiles"]
 # The file types whose values add up across processes (gauges merge by their mode).
 SUMMED_TYPES: Final = ("counter", "histogram", "summary")
 ARCHIVE: Final = "archive"  # in place of the pid: ``counter_archive.db``
+# A damaged archive, renamed aside by a fold: ``counter_archive.db.damaged-1``, ... (not
+# ``*.db``: no scrape reads it).
+_DAMAGED_GLOB: Final = f"*_{ARCHIVE}.db.damaged-*"
 
 log = logging.getLogger(__name__)
 
 _Labels = tuple[tuple[str, str], ...]  # sorted
 _Key = tuple[str, str, dict[str, str], str]  # metric, sample name, labels, help
+# A file's entries: its key as written (the archive writes it back), the key parsed, the value.
+_Entries = list[tuple[str, _Key, float]]
 
 
 class ArchiveError(Exception):
@@ -88,8 +99,9 @@ class MetricFiles:
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             files = glob.glob(os.path.join(self._path, "*.db"))
-            read: dict[str, list[tuple[str, float]]] = {}
-            unreadable: list[str] = []
+            read: dict[str, _Entries] = {}
+            # Archives a fold found damaged and kept aside (it logged them).
+            unreadable = [os.path.basename(f) for f in glob.glob(str(self._path / _DAMAGED_GLOB))]
             for f in files:
                 try:
                     read[f] = _read(f)
@@ -118,6 +130,13 @@ class MetricFiles:
                 why,
             )
 
+    def remove_damaged(self) -> None:
+        """Remove the damaged archives an earlier fold kept aside (a new run's start: the
+        previous run's files are gone, and these no longer belong to any total)."""
+        for f in self._path.glob(_DAMAGED_GLOB):
+            with contextlib.suppress(OSError):
+                f.unlink()
+
     def archive(self, pid: int) -> int:
         """Fold the summed files of ``pid`` (dead, reaped: nothing writes them) into the
         archive; how many files went. ``ArchiveError`` (after the other types were folded):
@@ -140,13 +159,30 @@ class MetricFiles:
         archive = self._path / f"{typ}_{ARCHIVE}.db"
         new = archive.with_name(archive.name + ".new")
         aside = dead.with_name(dead.name + ".archived")
+        damaged: Path | None = None  # where a damaged archive goes
+        why = ""
         try:
-            values = _values_by_key([_read(str(f)) for f in (archive, dead) if f.exists()])
-            _write(new, {key: _sum_up(v) for key, v in values.items()})
+            files = [_read(str(dead))]
+            try:
+                files.append(_read(str(archive)))
+            except _Unreadable as exc:
+                # Every later fold of this type would stop on it: put it aside, start anew.
+                damaged, why = self._damaged_name(archive), str(exc)
+            values = _values_by_key(files)
+            _write(new, {key: _sum_up(v) for key, (_, v) in values.items()})
             with self._lock:
                 os.rename(dead, aside)
                 try:
-                    os.replace(new, archive)
+                    if damaged is not None:
+                        os.rename(archive, damaged)
+                        # The new archive gets its name: say so again if it is damaged too.
+                        self._said_unreadable.discard(archive.name)
+                    try:
+                        os.replace(new, archive)
+                    except BaseException:
+                        if damaged is not None:
+                            os.rename(damaged, archive)
+                        raise
                 except BaseException:
                     os.rename(aside, dead)  # its values are counted where they were
                     raise
@@ -163,16 +199,36 @@ class MetricFiles:
         # next run's start removes them).
         with contextlib.suppress(OSError):
             aside.unlink(missing_ok=True)
+        if damaged is not None:
+            log.error(
+                "metrics.multiproc_dir = %s: %s; kept aside as %s (counted in "
+                "nev_ingest_metric_files_unreadable) and a new %s started with the dead "
+                "worker's counts: the totals it held stay missing from /metrics (a counter "
+                "reset to Prometheus; docs/operations.md, 'Metrics'); remove %s once looked at",
+                self._path,
+                why,
+                damaged.name,
+                archive.name,
+                damaged.name,
+            )
+
+    def _damaged_name(self, archive: Path) -> Path:
+        """The first free ``<archive>.damaged-<n>``."""
+        n = 1
+        while (found := archive.with_name(f"{archive.name}.damaged-{n}")).exists():
+            n += 1
+        return found
 
 
 def _type_of(path: str) -> str:
     return os.path.basename(path).split("_", 1)[0]
 
 
-def _read(path: str) -> list[tuple[str, float]]:
-    """The keys (prometheus-client's JSON of metric, sample, labels, help) and values of the
-    file ``path``, each key checked; ``_Unreadable`` when it is not that format (the library's
-    reader raises struct.error, UnicodeDecodeError, RuntimeError, ... for a damaged file)."""
+def _read(path: str) -> _Entries:
+    """The keys (prometheus-client's JSON of metric, sample, labels, help), each also parsed
+    (once: the scrape's merge takes the parsed one), and values of the file ``path``;
+    ``_Unreadable`` when it is not that format (the library's reader raises struct.error,
+    UnicodeDecodeError, RuntimeError, ... for a damaged file)."""
     name = os.path.basename(path)
     try:
         if os.stat(path).st_size == 0:  # created, not yet sized: nothing in it
@@ -181,8 +237,7 @@ def _read(path: str) -> list[tuple[str, float]]:
         for key, value, _, _ in MmapedDict.read_all_values_from_file(path):  # type: ignore[no-untyped-call]
             # As it comes: a negative length in a damaged file sends the library's reader
             # back, maybe for ever, yielding empty keys.
-            _parse_key(key, _type_of(path))
-            values.append((key, value))
+            values.append((key, _parse_key(key, _type_of(path)), value))
     except FileNotFoundError:  # gone since the listing: a live gauge of a reaped worker
         return []
     except OSError as exc:
@@ -211,12 +266,12 @@ def _parse_key(key: str, typ: str) -> _Key:
     raise ValueError(f"not a metric key: {key[:80]!r}")
 
 
-def _values_by_key(files: Sequence[list[tuple[str, float]]]) -> dict[str, list[float]]:
-    """Each key of the files read (``_read``) and its values, file by file."""
-    out: dict[str, list[float]] = {}
-    for values in files:
-        for key, value in values:
-            out.setdefault(key, []).append(value)
+def _values_by_key(files: Sequence[_Entries]) -> dict[str, tuple[_Key, list[float]]]:
+    """Each key of the files read (``_read``): parsed, and its values file by file."""
+    out: dict[str, tuple[_Key, list[float]]] = {}
+    for entries in files:
+        for key, parsed, value in entries:
+            out.setdefault(key, (parsed, []))[1].append(value)
     return out
 
 
@@ -238,7 +293,7 @@ def _sum_up(values: Sequence[float]) -> float:
     return total
 
 
-def _summed_metrics(typ: str, values: dict[str, list[float]]) -> list[Metric]:
+def _summed_metrics(typ: str, values: dict[str, tuple[_Key, list[float]]]) -> list[Metric]:
     """The merge prometheus-client's collector does for the files of ``typ`` (counter,
     histogram, summary): the same families, samples and sample order, each series summed
     exactly. The order is the library's: per label set (``le`` aside) as first seen, its
@@ -248,8 +303,7 @@ def _summed_metrics(typ: str, values: dict[str, list[float]]) -> list[Metric]:
     # Per metric: label set -> (sample name, labels) -> values; and the buckets apart.
     samples: dict[str, dict[_Labels, dict[tuple[str, _Labels], list[float]]]] = {}
     buckets: dict[str, dict[_Labels, dict[float, list[float]]]] = {}
-    for key, vals in values.items():
-        metric_name, name, labels, help_text = _parse_key(key, typ)
+    for (metric_name, name, labels, help_text), vals in values.values():
         if metric_name not in metrics:
             metrics[metric_name] = Metric(metric_name, help_text, typ)
             samples[metric_name], buckets[metric_name] = {}, {}

@@ -250,6 +250,10 @@ class Supervisor:
     def run(self) -> int:
         o = self.options
         registry = CollectorRegistry()
+        # An earlier run's damaged archives (kept aside in a directory that outlived it, such
+        # as a pod's emptyDir across a container restart): no total of this run holds them,
+        # and nev_ingest_metric_files_unreadable would count them for good.
+        self.metric_files.remove_damaged()
         registry.register(self.metric_files)
         registry.register(_SupervisorCollector(self))
         try:

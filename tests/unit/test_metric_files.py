@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -287,3 +288,76 @@ def test_the_openmetrics_scrape_keeps_each_label_sets_samples_together(metrics_d
 
     files.archive(pids[0])  # the archive, read first or not, changes nothing of the order
     assert order(_openmetrics(files)) == order(ours)
+
+
+def test_a_damaged_archive_is_put_aside_and_the_folds_go_on(
+    metrics_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged archive stopped every later fold of its type: the dead workers' files piled up
+    again (the tmpfs fills, every scrape reads them all). The fold now renames it aside, still
+    counted in ``unreadable`` (it is no longer read), and starts a new archive with the dead
+    worker's values: its own totals were already missing from the scrape (a counter reset)."""
+    pids = [_worker(metrics_dir, 0.5) for _ in range(4)]
+    files = MetricFiles(metrics_dir)
+    assert files.archive(pids[0]) == 3
+    (metrics_dir / "counter_archive.db").write_bytes(_DAMAGED["length beyond the used"])
+    damaged = _scrape(files)
+    assert damaged['frames_total{kind="vehicle"}'] == 3  # the three files not archived
+    assert list(files.unreadable) == ["counter_archive.db"]
+
+    assert files.archive(pids[1]) == 3  # folded: not stopped by the archive
+    assert _scrape(files) == damaged  # nothing counted twice, nothing more missing
+    assert list(files.unreadable) == ["counter_archive.db.damaged-1"]
+    assert files.archive(pids[2]) == 3
+    assert _scrape(files) == damaged
+    assert f"counter_{pids[1]}.db" not in _summed_files(metrics_dir)
+    assert sorted(p.name for p in metrics_dir.glob("counter_*")) == [
+        f"counter_{pids[3]}.db",
+        "counter_archive.db",
+        "counter_archive.db.damaged-1",
+    ]
+    said = [r.getMessage() for r in caplog.records if "kept aside as" in r.getMessage()]
+    assert len(said) == 1 and "counter_archive.db is not a prometheus-client" in said[0], said
+    assert "counter reset" in said[0] and "remove counter_archive.db.damaged-1" in said[0]
+
+    # Damaged again: the second one goes beside the first, and the scrape says so again.
+    (metrics_dir / "counter_archive.db").write_bytes(_DAMAGED["short"])
+    again = _scrape(files)
+    assert list(files.unreadable) == ["counter_archive.db", "counter_archive.db.damaged-1"]
+    assert files.archive(pids[3]) == 3
+    assert _scrape(files) == again
+    assert list(files.unreadable) == [
+        "counter_archive.db.damaged-1",
+        "counter_archive.db.damaged-2",
+    ]
+    skipped = [r.getMessage() for r in caplog.records if "leaves it out" in r.getMessage()]
+    assert len(skipped) == 2, skipped  # once per damaged archive, not once per name
+
+    # The operator removes them (or the next run's start does): the count goes back to 0.
+    files.remove_damaged()
+    _scrape(files)
+    assert list(files.unreadable) == []
+
+
+def test_a_scrape_parses_each_key_once(metrics_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each key's JSON was parsed twice per scrape (checked as the file was read, then again
+    for the merge): the merge now takes the key parsed when it was read."""
+    import ingest.pipeline.metric_files as mf
+
+    for _ in range(2):
+        _worker(metrics_dir, 0.5, 0.25)
+    files = MetricFiles(metrics_dir)
+    before = _scrape(files)
+    parsed: list[str] = []
+    real = mf._parse_key
+
+    def counting(key: str, typ: str) -> tuple[str, str, dict[str, str], str]:
+        parsed.append(key)
+        return real(key, typ)
+
+    monkeypatch.setattr(mf, "_parse_key", counting)
+    assert _scrape(files) == before
+    entries = 0
+    for f in metrics_dir.glob("*.db"):
+        entries += len(list(MmapedDict.read_all_values_from_file(str(f))))  # type: ignore[no-untyped-call]
+    assert len(parsed) == entries, "each key of each file parsed once"

@@ -81,6 +81,10 @@ def _every_count_served(sup: Supervisor) -> str:
 
 def test_a_crash_loop_leaves_no_files_behind_and_keeps_every_count(tmp_path: Path) -> None:
     mp_dir = prepare_multiproc_dir(tmp_path / "metrics")
+    # A damaged archive an earlier run's fold kept aside (a pod's emptyDir outlives a container
+    # restart): no total of this run holds it, so the run's start removes it, or
+    # nev_ingest_metric_files_unreadable would count it for good.
+    (mp_dir / "counter_archive.db.damaged-1").write_bytes(b"\x10\x00")
     markers = tmp_path / "markers"
     markers.mkdir()
     sup = Supervisor(_options(mp_dir), partial(_counts_then_crashes, marker_dir=str(markers)))
@@ -97,6 +101,8 @@ def test_a_crash_loop_leaves_no_files_behind_and_keeps_every_count(tmp_path: Pat
     assert _run_then_sigterm(sup, drive) == 0
     metrics = seen["metrics"]
     assert _sample(metrics, SERIES) == 5.0 * (CRASHES + 1)  # every start's count
+    assert _sample(metrics, "nev_ingest_metric_files_unreadable") == 0
+    assert not (mp_dir / "counter_archive.db.damaged-1").exists()
     assert _sample(metrics, "nev_ingest_batch_write_duration_seconds_count") == CRASHES + 1
     assert _sample(metrics, "nev_ingest_batch_write_duration_seconds_sum") == 0.25 * (CRASHES + 1)
     [pid] = live
