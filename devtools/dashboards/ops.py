@@ -296,6 +296,16 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 width=8,
             )
         )
+        .with_panel(
+            prom_stat(
+                "Damaged metric files",
+                "Files in metrics.multiproc_dir /metrics leaves out as damaged (their counts "
+                "missing: the counters they held went down once, a reset to Prometheus); 0 "
+                "normally. Alert: NevIngestMetricFilesUnreadable.",
+                prom(f"sum(nev_ingest_metric_files_unreadable{{{JOB}}})"),
+                width=8,  # the stats' line is full (six of 4): beside the last chart
+            )
+        )
     )
 
 
