@@ -4,6 +4,7 @@
 
     StorageError
     ├── StorageUnavailable   transient errors outlasted the retries; nothing was committed
+                         (or a COMMIT got no answer: writing the batch again tells)
     ├── SchemaError          the schema is missing, stale or of the other flavour: run migrate
     └── MigrationError       a migration failed or the database cannot take the schema
 

@@ -29,9 +29,16 @@ refreshes the cache and redoes the transaction once.
 
 Transient errors (connection lost, serialization failure, deadlock, admin shutdown ...) retry
 the whole batch with exponential backoff on a fresh connection; nothing is lost because
-nothing was committed. A permanent data error (a value the column refuses) is unexpected: it is
-isolated by bisecting the batch's frames under savepoints inside the same transaction, the bad
-frames are left out and returned, the rest commit with the offsets. Bisecting is bounded
+nothing was committed. Unless the error came with the COMMIT sent (its answer lost: the write
+timeout cutting the connection then, a reset, a failover): the attempt may have committed, and
+the retry's fence tells - every partition at that attempt's end offset (or past it) and the
+database has the batch, which is then finished as that attempt left it (committed, its
+latest_state tuples pending or merged) instead of taken for another consumer's (fenced); a
+caller retrying after ``StorageUnavailable`` gets the same (storage/unsure.py).
+
+A permanent data error (a value the column refuses) is unexpected: it is isolated by
+bisecting the batch's frames under savepoints inside the same transaction, the bad frames are
+left out and returned, the rest commit with the offsets. Bisecting is bounded
 (``bisect_max_loads`` failed loads, ``bisect_max_s``): past the bound the frames still mixed
 with a bad one are returned as rejected too (the caller dead-letters them, nothing is lost),
 so one batch cannot hold its partitions - or a rebalance - for minutes (``storage.isolate``).
@@ -43,6 +50,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from operator import attrgetter
 from typing import Any, Final
 
@@ -67,6 +75,7 @@ from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
 from storage.params import TIMESERIES_TABLES, Dedupe, SchemaMode, WriterParams
 from storage.partitions import SlotCache, ensure
+from storage.unsure import Sent, Unsure, UnsureWrites, committed_by, ranges_key
 
 __all__ = ["BeforeCommit", "StorageWriter"]
 
@@ -108,6 +117,9 @@ class StorageWriter:
         self._slots = SlotCache(interval) if plain and interval is not None else None
         # The latest_state tuples committed but not merged yet, per partition.
         self.latest = PendingLatest(params.latest_interval_ms / 1000, params.latest_cap)
+        # Batches given up on (StorageUnavailable) after a COMMIT whose answer was lost: their
+        # retry looks whether the database has them (storage/unsure.py).
+        self._unsure = UnsureWrites()
 
     @classmethod
     async def open(
@@ -188,7 +200,8 @@ class StorageWriter:
         ``offsets`` has one partition); ``kafka_offsets[i]`` its Kafka offset (reported with
         rejects, archived with ``raw``); ``raw[i]`` its bytes for the ``raw_frames`` archive
         (used when the writer's ``raw_frames`` is on). Raises ``StorageUnavailable`` when
-        transient errors outlast the retries (nothing committed), ``SchemaError`` when the
+        transient errors outlast the retries (nothing committed, or an attempt's COMMIT got no
+        answer: calling again with the same offsets finds out), ``SchemaError`` when the
         tables are not what this code expects; what ``before_commit`` raised that is not a
         database error comes back unchanged, after the rollback (the caller's to handle).
         """
@@ -201,6 +214,9 @@ class StorageWriter:
         retry = self._params.retry
         delay = retry.initial
         attempt = 0
+        key = ranges_key(offsets)
+        # The last attempt that sent its COMMIT without an answer (storage/unsure.py).
+        unsure = Unsure(self._unsure.take(key))
         while True:
             attempt += 1
             state.reset()
@@ -211,9 +227,10 @@ class StorageWriter:
                     result = await self._bounded(
                         conn,
                         self._transaction(
-                            conn, frames, offsets, sources, kafka_offsets, raw, before_commit, state
+                            conn, frames, offsets, sources, kafka_offsets, raw, before_commit,
+                            state, unsure,
                         ),
-                    )
+                    )  # fmt: skip
             except NoPartition as exc:
                 # A partition was dropped behind the cache (retention, by hand): look again,
                 # once; a second miss is bisected like any other data error.
@@ -222,11 +239,16 @@ class StorageWriter:
                 if self._slots is not None:
                     self._slots.clear()
                 continue
+            except _Committed as known:
+                # Rolled back (it only locked): the attempt before committed the batch.
+                result = self._confirmed(known.sent, known.done, known.fenced)
             except _HookFailed as failed:
                 # Not the database's: the caller's own error (e.g. Kafka), rolled back and
                 # handed back unchanged for the caller to decide.
                 raise failed.error from None
             except Exception as exc:
+                # unsure.sent: this attempt's, when it failed with its COMMIT sent (or being
+                # sent: it may have committed), else still an earlier one's, or none
                 kind = classify(exc)
                 if kind is ErrorKind.TRANSIENT and attempt < retry.attempts:
                     log.warning(
@@ -241,7 +263,9 @@ class StorageWriter:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, retry.maximum)
                     continue
-                error = self._final_error(kind, exc, attempt)
+                error = self._final_error(kind, exc, attempt, unsure.sent is not None)
+                if unsure.sent is not None:
+                    self._unsure.keep(key, unsure.sent)  # the caller's retry looks again
                 self._hooks.on_failed(error)
                 raise error from exc
             done = WriteResult(
@@ -312,11 +336,16 @@ class StorageWriter:
             )
 
     @staticmethod
-    def _final_error(kind: ErrorKind, exc: Exception, attempts: int) -> Exception:
+    def _final_error(kind: ErrorKind, exc: Exception, attempts: int, unsure: bool) -> Exception:
         if kind is ErrorKind.TRANSIENT:
+            done = (
+                "an attempt's COMMIT got no answer (the retry finds out whether it committed)"
+                if unsure
+                else "nothing was committed"
+            )
             return StorageUnavailable(
                 f"batch not written after {attempts} attempts ({type(exc).__name__}: {exc}); "
-                "nothing was committed - keep the batch and try again when the database is back"
+                f"{done} - keep the batch and try again when the database is back"
             )
         if kind is ErrorKind.SCHEMA:
             return SchemaError(
@@ -356,7 +385,10 @@ class StorageWriter:
         raw: Sequence[bytes] | None,
         before_commit: BeforeCommit | None,
         state: Attempt,
+        unsure: Unsure,
     ) -> WriteResult:
+        """One attempt; ``unsure``: an earlier one whose COMMIT got no answer, replaced by
+        this one's right before its COMMIT (the caller's, should the COMMIT fail)."""
         group, schema = self._params.consumer_group, self._schema
         ranges = {(t, p): r for (t, p), r in offsets.items()}
         began = {tp: self.latest.parts.get(tp) for tp in ranges}  # a set gone by the commit: lost
@@ -367,6 +399,10 @@ class StorageWriter:
                 have = stored.get(tp)
                 if have is not None and (rng.start is None or have > rng.start):
                     fenced[tp] = have
+            done = committed_by(unsure.sent, ranges, stored)
+            if unsure.sent is not None and done is not None:
+                raise _Committed(unsure.sent, done, fenced)  # nothing to write
+            unsure.sent = None  # it did not (or the partitions went on since): no more doubt
             staging = self._params.dedupe is Dedupe.STAGING
             live, hot, slow = _loads(frames, sources, fenced, state.bad, staging)
             archive = raw if self._params.raw_frames else None
@@ -413,21 +449,59 @@ class StorageWriter:
                     raise _HookFailed(exc) from exc
             committed = {tp: rng.next for tp, rng in ranges.items() if tp not in fenced}
             await offsets_sql.store(conn, schema, group, committed, latest_from)
-        # Committed: the batch's tuples join the pending sets, the merged sets are gone.
-        self.latest.committed(deltas, merged, committed, time.monotonic(), placed, began)
+            result = WriteResult(
+                committed=committed,
+                fenced=fenced,
+                rejected=rejected,
+                frames=len(kept),
+                rows=dict(state.rows),
+                latest=state.latest,
+                duplicates_skipped=state.skipped,
+                conflict_fallbacks=state.fallbacks,
+                attempts=0,
+                seconds=0.0,
+                latest_merged=frozenset(committed if not self.latest.bounded else merged),
+            )
+            # Last before the COMMIT: an error from here on may come after it took effect.
+            sent = unsure.sent = Sent(result, deltas, merged, placed, began, committed)
+        self._applied(sent, fenced)
+        return result
+
+    def _applied(self, sent: Sent, fenced: Mapping[TopicPartition, int]) -> None:
+        """``sent`` committed: its tuples join the pending sets, the merged sets are gone;
+        the ``fenced`` partitions' sets go (another consumer's now)."""
+        committed = sent.committed
+        self.latest.committed(
+            sent.deltas, sent.merged, committed, time.monotonic(), sent.placed, sent.began
+        )
         self.latest.forget(fenced)
-        return WriteResult(
-            committed=committed,
-            fenced=fenced,
-            rejected=rejected,
-            frames=len(kept),
-            rows=dict(state.rows),
-            latest=state.latest,
-            duplicates_skipped=state.skipped,
-            conflict_fallbacks=state.fallbacks,
-            attempts=0,
-            seconds=0.0,
-            latest_merged=frozenset(committed if not self.latest.bounded else merged),
+
+    def _confirmed(
+        self, sent: Sent, done: set[TopicPartition], fenced: Mapping[TopicPartition, int]
+    ) -> WriteResult:
+        """The attempt ``sent`` committed though its COMMIT got no answer (storage/unsure.py):
+        the batch is done as it left it. Its partitions now past its end offsets were written
+        by another consumer since: fenced."""
+        gone = {tp: off for tp, off in fenced.items() if tp not in done}
+        gone.update({tp: off for tp, off in sent.result.fenced.items() if tp not in done})
+        mine = Sent(
+            sent.result,
+            {tp: d for tp, d in sent.deltas.items() if tp in done},
+            [tp for tp in sent.merged if tp in done],
+            sent.placed,
+            sent.began,
+            {tp: off for tp, off in sent.committed.items() if tp in done},
+        )
+        self._applied(mine, gone)
+        log.info(
+            "commit outcome was unknown; the database has it: the batch is committed",
+            extra={"partitions": [f"{t}[{p}]" for t, p in sorted(done)], "fenced": len(gone)},
+        )
+        return replace(
+            sent.result,
+            committed=mine.committed,
+            fenced=gone,
+            latest_merged=sent.result.latest_merged & done,
         )
 
 
@@ -485,6 +559,19 @@ class _Early:
             # to ``in_transaction``, which takes the tuples again after the load and fails
             # the batch as before (nothing committed).
             log.exception("latest_state tuples not taken while the rows loaded")
+
+
+class _Committed(Exception):
+    """An attempt whose COMMIT got no answer committed (storage/unsure.py): the retry's
+    transaction has nothing to do but roll back."""
+
+    def __init__(
+        self, sent: Sent, done: set[TopicPartition], fenced: dict[TopicPartition, int]
+    ) -> None:
+        super().__init__("the batch's earlier attempt committed")
+        self.sent = sent
+        self.done = done
+        self.fenced = fenced
 
 
 class _HookFailed(Exception):

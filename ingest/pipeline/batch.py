@@ -94,6 +94,10 @@ class Batch:
     alert_changes: Any = None  # the rule engine's output for this batch, computed once
     alert_work: Any = None  # that evaluation while under way (ingest.pipeline.evaluation)
     alert_moves: Any = None  # entities restored from another partition (pipeline.moved)
+    # What the last transaction to run the sink's hook saved (alert messages, outbox rows
+    # deleted): a retry that finds that transaction committed after all publishes them
+    # (storage/unsure.py), also when the retry is a later write of the batch.
+    alert_saved: Any = None
     alert_entities: Any = None  # its frames' entities, walked once (pipeline.entities)
     # No frames: a transaction for alert changes that came without a batch (a rules reload,
     # restored alerts of removed rules), so they do not wait for the next frame.

@@ -20,7 +20,8 @@ __all__ = ["AlertMessage", "BeforeCommit", "Sink", "SinkResult", "TransientSinkE
 
 class TransientSinkError(Exception):
     """The write failed for a reason that goes away (connection lost, DB restarting ...):
-    retry the same batch later; nothing was committed."""
+    retry the same batch later; nothing was committed (or a COMMIT got no answer: the
+    retry finds out, storage/unsure.py)."""
 
 
 # Called inside the transaction, right before its commit, with the frames the database refused

@@ -545,7 +545,6 @@ class StorageSink:
             for tp, nxt in batch.next.items()
         }
         shard = batch.shard
-        saved: list[AlertMessage] = []
         acked = {key for key in self._acked if key[0] == shard}
         # With a latest interval the writer's merges record the placements (once per entity
         # per assignment, storage/latest_pending.py): a stamp here would find no row for a
@@ -566,7 +565,10 @@ class StorageSink:
             await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
             fenced = {tp for tp in outcome.fenced if tp[0] in self._alert_topics}
             keep = [c for c in changes if not _fenced(c.alert, fenced)]
-            saved.clear()
+            # On the batch: the attempt that committed may be one whose COMMIT got no answer,
+            # found committed by a retry that runs no hook (storage/unsure.py).
+            saved: list[AlertMessage] = []
+            batch.alert_saved = (saved, acked)
             if keep:
                 await save_changes(conn, keep)
                 messages = [to_message(c) for c in keep]
@@ -597,7 +599,10 @@ class StorageSink:
             raise TransientSinkError(f"shard {shard}: {exc}") from exc
         finally:
             self._claimed.difference_update(resend)
-        self._acked -= acked
+        # What the committed transaction's hook saved and deleted (a batch without one: none).
+        saved, deleted = batch.alert_saved or ([], set())
+        batch.alert_saved = None
+        self._acked -= deleted
         # A stamp reaches only entities latest_state has (merged: every partition, without an
         # interval).
         merged = result.latest_merged

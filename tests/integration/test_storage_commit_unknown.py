@@ -1,0 +1,113 @@
+"""A write whose COMMIT reached the server but whose answer was lost (storage/unsure.py).
+
+A proxy between the writer and the real PostgreSQL passes one batch's COMMIT on, waits for the
+server's answer and drops the connection instead of passing it back. The retry finds the
+partition's offset at the batch's end: the batch is the writer's own, committed - not another
+consumer's work (fenced) - and its latest_state tuples stay pending, merged with the next
+merge, every frame stored once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from contract.clock import CHINA_TZ
+from devtools.sim.synthetic import frame_rows, vin
+from storage import (
+    OffsetRange,
+    PoolParams,
+    RetryParams,
+    StorageUnavailable,
+    StorageWriter,
+    WriterParams,
+)
+from tests.integration.commit_cut import CommitCut
+
+pytestmark = pytest.mark.integration
+
+TP = ("nev.vehicle.raw", 0)
+T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=1)
+
+
+def _frames(vins: range, minute: int) -> list[Any]:
+    return [frame_rows(vin(i), T0 + timedelta(minutes=minute), seq=i) for i in vins]
+
+
+async def _writer(dsn: str, attempts: int) -> StorageWriter:
+    pool = PoolParams(dsn=dsn, application_name="nev-test-commit-unknown")
+    params = WriterParams(
+        consumer_group="g",
+        retry=RetryParams(attempts=attempts, initial=0.01, maximum=0.01),
+        # Long: nothing merges but a partition's first batch and flush_latest.
+        latest_interval_ms=600_000,
+    )
+    return await StorageWriter.open(pool, params)
+
+
+async def _state(dsn: str) -> tuple[dict[str, datetime], int, int]:
+    """latest_state's time per VIN, the telemetry rows, and those of a (VIN, time) twice."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT entity_id, ts FROM nev.latest_state")
+        total = await conn.fetchval("SELECT count(*) FROM nev.vehicle_telemetry")
+        twice = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT vin, ts FROM nev.vehicle_telemetry "
+            "GROUP BY vin, ts HAVING count(*) > 1) d"
+        )
+    finally:
+        await conn.close()
+    return {r["entity_id"]: r["ts"] for r in rows}, int(total), int(twice)
+
+
+async def test_a_lost_commit_answer_is_the_writers_commit(migrated_database: str) -> None:
+    with CommitCut(migrated_database) as cut:
+        writer = await _writer(cut.dsn, attempts=3)
+        try:
+            first = await writer.write_batch(_frames(range(5), 0), {TP: OffsetRange(None, 5)})
+            assert first.latest_merged == {TP}  # its first batch: merged at once
+
+            cut.arm()
+            lost = await writer.write_batch(_frames(range(10), 1), {TP: OffsetRange(5, 15)})
+            assert cut.cut == 1, "the proxy never cut a COMMIT's answer"
+            # Retried once, and recognised as its own commit (before the fix: fenced at 15).
+            assert (lost.committed, lost.fenced, lost.attempts) == ({TP: 15}, {}, 2)
+            assert lost.frames == 10 and not lost.latest_merged
+            # Its tuples wait for the merge, as any batch's in the interval.
+            assert len(writer.latest.parts[TP].pending) == 10
+
+            later = await writer.write_batch(_frames(range(20, 25), 2), {TP: OffsetRange(15, 20)})
+            assert later.committed == {TP: 20} and not later.fenced
+            await writer.flush_latest([TP])
+        finally:
+            await writer.close()
+    latest, total, twice = await _state(migrated_database)
+    want = {vin(i): T0 + timedelta(minutes=1) for i in range(10)}
+    want |= {vin(i): T0 + timedelta(minutes=2) for i in range(20, 25)}
+    assert latest == want  # vehicles 5-9 were only in the batch whose answer was lost
+    assert (total, twice) == (20, 0)
+
+
+async def test_the_callers_retry_finds_the_commit_too(migrated_database: str) -> None:
+    """``write_batch`` gave up (one attempt, its COMMIT's answer lost): calling it again with
+    the batch, as the pipeline does after ``StorageUnavailable``, finds the batch committed."""
+    with CommitCut(migrated_database) as cut:
+        writer = await _writer(cut.dsn, attempts=1)
+        try:
+            await writer.write_batch(_frames(range(5), 0), {TP: OffsetRange(None, 5)})
+            cut.arm()
+            frames = _frames(range(10), 1)
+            with pytest.raises(StorageUnavailable, match="COMMIT got no answer"):
+                await writer.write_batch(frames, {TP: OffsetRange(5, 15)})
+            assert cut.cut == 1
+            again = await writer.write_batch(frames, {TP: OffsetRange(5, 15)})
+            assert (again.committed, again.fenced) == ({TP: 15}, {})
+            assert len(writer.latest.parts[TP].pending) == 10
+            await writer.flush_latest([TP])
+        finally:
+            await writer.close()
+    latest, total, twice = await _state(migrated_database)
+    assert latest == {vin(i): T0 + timedelta(minutes=1) for i in range(10)}
+    assert (total, twice) == (15, 0)
