@@ -188,6 +188,16 @@ def test_summary_tables_have_the_continuous_aggregates_columns() -> None:
         assert [c for c, _ in plain[view]] == aliases
 
 
+def test_0088_summary_function_fills_the_summary_tables_columns_in_order() -> None:
+    # 0088 re-writes the plain summary function's select list: INSERT INTO ... SELECT is by
+    # position, so its aliases must be the tables' columns (0003), in their order.
+    plain = columns(flavour_sql(3, SchemaMode.PLAIN))
+    select = flavour_sql(88, SchemaMode.PLAIN).split("date_trunc(%L, ts, 'UTC') AS bucket,")[1]
+    select = select.split("\n        FROM vehicle_telemetry")[0]
+    aliases = ["vin", "bucket", *re.findall(r"\bAS (\w+),?\s*$", select, re.M)]
+    assert [c for c, _ in plain["vehicle_stats_1h"]] == aliases
+
+
 def test_malformed_names_and_half_pairs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "0001_a.sql").write_text("SELECT 1;")
     (tmp_path / "0002_b.plain.sql").write_text("SELECT 1;")
