@@ -32,9 +32,14 @@ __all__ = [
 UNION_SAFE_VIEWS: Final[dict[str, str]] = {
     "pack_places": "a row per report; its lag() runs over one VIN's own logins",
     "vehicle_pack_history": "a row per pack row, joined with the same VIN's own logins",
-    # TimescaleDB flavour: continuous aggregates (plain: tables)
+    # TimescaleDB flavour: continuous aggregates (plain: tables), and since 0088 the views
+    # over two of them (the frozen 0003 one before the cut-over, the new one after)
     "vehicle_stats_1m": "one VIN's frames per row (GROUP BY vin, bucket)",
     "vehicle_stats_1h": "one VIN's frames per row (GROUP BY vin, bucket)",
+    "vehicle_stats_1m_energy": "one VIN's frames per row (GROUP BY vin, bucket)",
+    "vehicle_stats_1h_energy": "one VIN's frames per row (GROUP BY vin, bucket)",
+    "vehicle_stats_1m_0003": "one VIN's frames per row (GROUP BY vin, bucket)",
+    "vehicle_stats_1h_0003": "one VIN's frames per row (GROUP BY vin, bucket)",
 }
 # storage.roles' "<table>_scoped" views: a row filter over one table, a row per row.
 SCOPED_SUFFIX: Final = "_scoped"

@@ -16,11 +16,33 @@ from typing import Any, Final
 from storage import maintenance
 from storage.params import TIMESERIES_TABLES, SchemaMode, StorageParams, TimescaleParams
 
-__all__ = ["CONTINUOUS_AGGREGATES", "RECOMPRESS_PROC", "RECOMPRESS_SCHEDULE", "apply", "human"]
+__all__ = [
+    "AGGREGATE_VIEWS",
+    "CONTINUOUS_AGGREGATES",
+    "FROZEN_AGGREGATES",
+    "READ_AS",
+    "RECOMPRESS_PROC",
+    "RECOMPRESS_SCHEDULE",
+    "apply",
+    "human",
+]
 
 log = logging.getLogger(__name__)
 
-CONTINUOUS_AGGREGATES: Final = ("vehicle_stats_1m", "vehicle_stats_1h")
+# The continuous aggregates refreshed, and the name each is read under (retention is
+# configured by that name). Since 0088 ``vehicle_stats_1m``/``_1h`` are views over two of them
+# (migrations/0088_energy_known.timescale.sql): ``_energy`` from the cut-over on, and
+# ``_0003``, frozen, before it (no refresh; its retention still applies).
+CONTINUOUS_AGGREGATES: Final = ("vehicle_stats_1m_energy", "vehicle_stats_1h_energy")
+FROZEN_AGGREGATES: Final = ("vehicle_stats_1m_0003", "vehicle_stats_1h_0003")
+# The views 0088 put where the aggregates were: like them, read with their owner's rights.
+AGGREGATE_VIEWS: Final = ("vehicle_stats_1m", "vehicle_stats_1h")
+READ_AS: Final = {
+    "vehicle_stats_1m_energy": "vehicle_stats_1m",
+    "vehicle_stats_1h_energy": "vehicle_stats_1h",
+    "vehicle_stats_1m_0003": "vehicle_stats_1m",
+    "vehicle_stats_1h_0003": "vehicle_stats_1h",
+}
 # The job re-segmenting rolled-up compressed chunks (migrations/0004_recompress.timescale.sql).
 # Hourly: a run with nothing to do is one catalog query, and a day's chunks are due once a day.
 RECOMPRESS_PROC: Final = "recompress_rolled_up"
@@ -105,20 +127,31 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
             add="SELECT add_compression_policy($1::regclass, compress_after => $2::interval)",
             remove="SELECT remove_compression_policy($1::regclass, if_exists => true)",
         )
-    for name in (*TIMESERIES_TABLES, *CONTINUOUS_AGGREGATES):
+    # An aggregate not there is skipped: migrate runs this after the files it was given, which
+    # for a directory of an earlier version (tests) stop before 0088 made them.
+    aggregates = [
+        n
+        for n in (*CONTINUOUS_AGGREGATES, *FROZEN_AGGREGATES)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.{n}")
+    ]
+    for name in (*TIMESERIES_TABLES, *aggregates):
         changes += await _policy(
             conn,
             schema,
             name,
             "policy_retention",
             "drop_after",
-            ts.retention.get(name),
+            ts.retention.get(READ_AS.get(name, name)),
             add="SELECT add_retention_policy($1::regclass, drop_after => $2::interval)",
             remove="SELECT remove_retention_policy($1::regclass, if_exists => true)",
         )
-    for cagg in CONTINUOUS_AGGREGATES:
+    for cagg, frozen in zip(CONTINUOUS_AGGREGATES, FROZEN_AGGREGATES, strict=True):
+        if cagg not in aggregates:
+            continue
         rel = f"{schema}.{cagg}"
         job = await _job(conn, "policy_refresh_continuous_aggregate", schema, cagg)
+        if job is None:  # its first policy: materialise it from the cut-over first
+            changes += await _fill_from_cutover(conn, schema, cagg, frozen)
         same = job is not None
         if job is not None:
             cfg = _config(job)
@@ -148,6 +181,40 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
     for line in changes:
         log.info("timescale setting: %s", line)
     return changes
+
+
+# A continuous aggregate's watermark (the end of what it has materialised) as a literal for
+# CALL: NULL before its first refresh (then it is the lowest time TimescaleDB knows, 4714 BC).
+_WATERMARK = """
+SELECT CASE WHEN _timescaledb_functions.to_timestamp(w) < '0001-01-01 00:00Z' THEN 'NULL'
+            ELSE quote_literal(_timescaledb_functions.to_timestamp(w)) END
+FROM timescaledb_information.continuous_aggregates c
+JOIN _timescaledb_catalog.hypertable h
+  ON h.schema_name = c.materialization_hypertable_schema
+ AND h.table_name = c.materialization_hypertable_name
+CROSS JOIN LATERAL _timescaledb_functions.cagg_watermark(h.id) AS w
+WHERE c.view_schema = $1 AND c.view_name = $2
+"""
+
+
+async def _fill_from_cutover(conn: Any, schema: str, cagg: str, frozen: str) -> list[str]:
+    """Materialise ``cagg`` from the cut-over (``frozen``'s watermark, where 0088's view passes
+    from one to the other) on; called before ``cagg`` has a refresh policy, i.e. once.
+
+    Until its first refresh a continuous aggregate computes every bucket from the raw rows; its
+    refresh policy then materialises only its trailing window and moves the watermark past it,
+    which would hide the buckets between the cut-over and that window (the frozen aggregate
+    had not materialised them, or the policy's window was late), and the view has no other
+    copy of them. A refresh cannot run in a migration's transaction, so it runs here; if it
+    fails no policy is added, and the next migrate runs it again.
+    """
+    cutover = await conn.fetchval(_WATERMARK, schema, frozen)
+    if cutover is None:
+        return []  # no frozen aggregate: the view reads this one alone
+    # simple protocol (no parameters): the procedure commits, which a bound CALL may not
+    await conn.execute(f"CALL refresh_continuous_aggregate('{schema}.{cagg}', {cutover}, NULL)")
+    start = "the beginning" if cutover == "NULL" else cutover
+    return [f"{cagg}: materialised from the cut-over ({start}) on"]
 
 
 async def _recompress(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
