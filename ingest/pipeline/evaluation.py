@@ -12,11 +12,16 @@ cancelled between two slices and then retried goes on where it stopped, so no fr
 engine's state twice. A slice is evaluated and taken off the list with no ``await`` between,
 so a cancellation can only fall between slices.
 
-The shard's waiting changes (a restore's, a rules reload's) are taken into the work at its
-start. A batch abandoned uncommitted takes them along: abandoning happens on a stop, or on a
-revoke, and aiokafka's rebalance is eager (every partition goes), so the next owner restores
-those alerts from the database and decides them again; ``StorageSink.on_partitions_lost``
-drops the changes still waiting for the lost partitions for the same reason.
+The shard's waiting changes (a restore's, a rules reload's, and the changes another shard's
+batch made to an alert stored on this shard: ``StorageSink``) are taken into the work at its
+start. Each change keeps its source: the (topic, partition) of the frame that made it, None
+for a restore's or a reload's (what the sink's fence check goes by). A batch abandoned
+uncommitted takes them along: abandoning happens on a stop, or on a revoke, and aiokafka's
+rebalance is eager (every partition goes), so the next owner restores those alerts from the
+database and decides them again; ``StorageSink.on_partitions_lost`` drops the changes still
+waiting for the lost partitions for the same reason (not another shard's batch's: their frame
+is committed, and the next owner cannot decide them again; abandoned, they are lost, as in a
+crash between the two commits: docs/alerts.md).
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from alerts import AlertChange
 from ingest.pipeline.batch import Batch, partition_runs
 from ingest.pipeline.turns import lanes_turn
 
-__all__ = ["SLICE", "AlertWork", "evaluate_batch"]
+__all__ = ["SLICE", "AlertWork", "Source", "evaluate_batch", "sources_of"]
 
 # Frames per slice: ~5 ms of rules, about what a decode slice costs (ingest.pipeline.worker).
 SLICE: Final = 1000
+
+# The (topic, partition) of the frame that made a change; None: no frame (a restore, a reload).
+Source = tuple[str, int] | None
 
 
 class Engine(Protocol):
@@ -48,10 +56,12 @@ class Engine(Protocol):
 @dataclass(slots=True)
 class AlertWork:
     """What is left of a batch's evaluation: (topic, partition, frames) slices in order, and
-    the changes of the slices done (the waiting changes of the shard first)."""
+    the changes of the slices done (the waiting changes of the shard first), with the source
+    of each (``sources``: parallel to ``changes``)."""
 
     todo: deque[tuple[str, int, list[Any]]]
     changes: list[AlertChange] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
 
 
 def plan(
@@ -78,20 +88,33 @@ async def evaluate_batch(
     batch: Batch,
     engines: Mapping[str, Engine],
     kinds: Mapping[str, str],
-    take_pending: Callable[[int], list[AlertChange]],
+    take_pending: Callable[[int], list[tuple[AlertChange, Source]]],
 ) -> list[AlertChange]:
     """The alert changes of ``batch``: ``take_pending(shard)``'s, then its frames' (``kinds``:
-    topic -> entity kind). Resumes ``batch.alert_work`` when an earlier call was cancelled."""
+    topic -> entity kind). Resumes ``batch.alert_work`` when an earlier call was cancelled.
+    Their sources: ``sources_of(batch)``."""
     work: AlertWork | None = batch.alert_work
     if work is None:
-        work = batch.alert_work = AlertWork(plan(batch, engines, kinds), take_pending(batch.shard))
+        waiting = take_pending(batch.shard)
+        work = batch.alert_work = AlertWork(
+            plan(batch, engines, kinds), [c for c, _ in waiting], [s for _, s in waiting]
+        )
     todo, changes = work.todo, work.changes
     while todo:
         topic, partition, frames = todo[0]
         now_ms = time.time_ns() // 1_000_000
         engine = engines[kinds[topic]]
-        changes.extend(engine.evaluate(frames, now_ms=now_ms, partition=partition, topic=topic))
+        made = engine.evaluate(frames, now_ms=now_ms, partition=partition, topic=topic)
+        # No await between the evaluation and these: a cancel cannot split them.
+        changes.extend(made)
+        work.sources.extend([(topic, partition)] * len(made))
         todo.popleft()
         if todo:
             await lanes_turn()
     return changes
+
+
+def sources_of(batch: Batch) -> list[Source]:
+    """The source of each of ``batch``'s alert changes (after ``evaluate_batch``), in order."""
+    work: AlertWork | None = batch.alert_work
+    return [] if work is None else list(work.sources)

@@ -39,7 +39,7 @@ from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of, unstamped
-from ingest.pipeline.evaluation import evaluate_batch
+from ingest.pipeline.evaluation import Source, evaluate_batch, sources_of
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.moved import (
@@ -146,7 +146,10 @@ class StorageSink:
         self._replay = Replay(
             lag_s=2 * writer.latest_interval_ms / 1000, lagging=lambda k: self.latest.refilling(k)
         )
-        self._pending: list[AlertChange] = []  # from restore / swap_rules, saved next batch
+        # Saved by the next batch of their alert's shard: from restore / swap_rules (source
+        # None), and the changes a batch of another shard made to an alert stored on this
+        # one (source: the frame's (topic, partition), committed; ``write``).
+        self._pending: list[tuple[AlertChange, Source]] = []
         # Outbox rows a crash left unpublished, by (shard, id), with their (topic, partition);
         # the ones a write in flight is sending (claimed: another lane's write must not send
         # them too).
@@ -161,7 +164,7 @@ class StorageSink:
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
-        self._refill = RefillWarm(self._engines, alert_topics, lambda c: self._pending.extend(c))
+        self._refill = RefillWarm(self._engines, alert_topics, self._wait)
         self.latest = LatestKeeper(self._shards.for_latest, self.shard_of, self._refill.refilled)
         self._latest_task: asyncio.Task[None] | None = None
 
@@ -378,8 +381,8 @@ class StorageSink:
         # Read, then applied: a failed read (retried) changes nothing. The stored open alerts
         # become live after the replay rebuilt histories and durations (docs/alerts.md).
         for kind, recs in records.items():
-            self._pending.extend(self._engines[kind].restore(recs))
-        self._pending.extend(state.cleared)
+            self._wait(self._engines[kind].restore(recs))
+        self._wait(state.cleared)
         self._assigned.update(mine)
         for shard, row in unsent:
             if (shard, row.id) not in self._acked:
@@ -432,8 +435,14 @@ class StorageSink:
             if theirs(topic, partition):
                 del self._resend[row_id]
         # So are their waiting changes (a restore's, a rules reload's): saved by this worker's
-        # next batch, they would overwrite what the next owner restored and decides.
-        self._pending = [c for c in self._pending if not theirs(c.alert.topic, c.alert.partition)]
+        # next batch, they would overwrite what the next owner restored and decides. Not a
+        # change that a committed frame of the other charger path made (a source): the next
+        # owner cannot see that frame, and without it the alert would stay open.
+        self._pending = [
+            (c, src)
+            for c, src in self._pending
+            if src is not None or not theirs(c.alert.topic, c.alert.partition)
+        ]
 
     def has_pending_changes(self) -> bool:
         return bool(self._pending or self._acked or self._resend.keys() - self._claimed)
@@ -458,21 +467,29 @@ class StorageSink:
         changes = [c for e in self._engines.values() for c in e.swap_rules(rules)]
         # A kind that had no rules gets an engine now; it starts without history or alerts.
         self._build_engines(rules)
-        self._pending.extend(changes)
+        self._wait(changes)
         return (
             f"rules reloaded from {self._rules_file or 'the built-in default set'}: "
             f"{len(rules.rules)} rules, {len(changes)} alerts cleared by the change"
         )
 
-    def _take_pending(self, shard: int) -> list[AlertChange]:
+    def _wait(self, changes: Sequence[AlertChange]) -> None:
+        """Changes of no frame (a restore's, a reload's): saved by their shard's next batch."""
+        self._pending.extend((c, None) for c in changes)
+
+    def _home(self, change: AlertChange) -> int:
+        """The shard that holds the change's alert row: its partition's (none: shard 0)."""
+        return self.shard_of(change.alert.partition or 0)
+
+    def _take_pending(self, shard: int) -> list[tuple[AlertChange, Source]]:
         """The waiting changes of ``shard``'s partitions (an alert of no partition: shard 0)."""
         if len(self._pool_params) == 1:
             changes, self._pending = self._pending, []
             return changes
-        mine: list[AlertChange] = []
-        rest: list[AlertChange] = []
-        for change in self._pending:
-            (mine if self.shard_of(change.alert.partition or 0) == shard else rest).append(change)
+        mine: list[tuple[AlertChange, Source]] = []
+        rest: list[tuple[AlertChange, Source]] = []
+        for waiting in self._pending:
+            (mine if self._home(waiting[0]) == shard else rest).append(waiting)
         self._pending = rest
         return mine
 
@@ -530,7 +547,7 @@ class StorageSink:
             # Before the evaluation (once per batch, kept for a retry's transaction): the
             # state of the batch's entities that moved here from another partition.
             batch.alert_moves = await self._restore_moved(batch)
-            self._pending.extend(batch.alert_moves.changes)
+            self._wait(batch.alert_moves.changes)
         moved: Moved | None = batch.alert_moves
         if batch.alert_changes is None:
             # Once per batch: the engine's state moves with each evaluation, so a retried
@@ -540,11 +557,19 @@ class StorageSink:
             )
             self._count_rule_frames()
         changes: list[AlertChange] = batch.alert_changes
+        sources = sources_of(batch)
+        shard = batch.shard
+        # A change to an alert whose row is on another shard (a connector's two charger paths,
+        # their partitions on different shards: a frame of one updates or clears an alert
+        # stamped with the other's partition) is saved there, not in this transaction, where
+        # no row would match and the alert stayed open; it joins that shard's waiting
+        # changes once this batch committed (after the write below), saved and published
+        # by that shard's next batch (a changes-only one when it has no frames).
+        home = [self._home(c) == shard for c in changes]
         offsets = {
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
             for tp, nxt in batch.next.items()
         }
-        shard = batch.shard
         acked = {key for key in self._acked if key[0] == shard}
         # With a latest interval the writer's merges record the placements (once per entity
         # per assignment, storage/latest_pending.py): a stamp here would find no row for a
@@ -564,7 +589,11 @@ class StorageSink:
         async def before_commit(conn: Any, outcome: Any) -> None:
             await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
             fenced = {tp for tp in outcome.fenced if tp[0] in self._alert_topics}
-            keep = [c for c in changes if not _fenced(c.alert, fenced)]
+            keep = [
+                c
+                for c, src, here in zip(changes, sources, home, strict=True)
+                if here and not _fenced(c.alert, fenced)
+            ]
             # On the batch: the attempt that committed may be one whose COMMIT got no answer,
             # found committed by a retry that runs no hook (storage/unsure.py).
             saved: list[AlertMessage] = []
@@ -603,6 +632,12 @@ class StorageSink:
         saved, deleted = batch.alert_saved or ([], set())
         batch.alert_saved = None
         self._acked -= deleted
+        fenced = {tp for tp in result.fenced if tp[0] in self._alert_topics}
+        self._pending.extend(
+            (c, src)
+            for c, src, here in zip(changes, sources, home, strict=True)
+            if not here and src is not None and src not in fenced
+        )
         # A stamp reaches only entities latest_state has (merged: every partition, without an
         # interval).
         merged = result.latest_merged

@@ -1,0 +1,160 @@
+"""A connector reporting by both charger paths (binary GB/T 32960 frames, T/CEC 102 pushes):
+a frame of one path that clears an alert raised by the other path, stamped with the other
+path's (topic, partition), must close that alert's row wherever it is: with
+``storage.shards``, when the two partitions map to different shards, the clear is saved on the
+shard holding the alert's row (a changes-only write of that shard), not in the frame's shard's
+transaction, where it matched no row and the alert stayed open.
+
+Runs the pipeline's own sink in this process on the real broker's records and the real
+databases, as a worker's writer lanes call it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ingest.config.load import load_settings
+from ingest.pipeline.batch import Batch, BatchBuilder
+from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.process import decoders_for
+from ingest.pipeline.storage_sink import StorageSink
+from tests import kinds_traffic as kt
+from tests.integration import pipeline_support as ps
+from tests.integration.kinds_support import Out
+from tests.integration.pipeline_support import PipelineEnv
+
+pytestmark = pytest.mark.integration
+
+FAULT_RULES = """
+[[rule]]
+id = "test_connector_fault"
+entity = "charger"
+kind = "threshold"
+severity = "major"
+title = "connector in fault"
+field = "connector_status"
+op = "=="
+value = 255
+"""
+CONNECTOR = kt.connector(1)
+ENTITY = f"{kt.OPERATOR}:{CONNECTOR}"  # the charger entity id of both paths
+
+
+async def no_rejects(rejected: list[tuple[int, str]]) -> None:
+    assert rejected == [], f"the database rejected frames: {rejected}"
+
+
+async def produce(kafka: str, records: list[tuple[Out, int]]) -> None:
+    """Each record to the given partition of its topic, in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for r, partition in records:
+            await producer.send_and_wait(
+                r.topic, r.value, key=r.key, headers=r.headers, partition=partition
+            )
+    finally:
+        await producer.stop()
+
+
+def fault_push(topic: str, ms: int, status: int = 255) -> Out:
+    body = kt.station_status(CONNECTOR, status)
+    return Out(topic, CONNECTOR.encode(), body, kt.tcec_headers(kt.STATUS, ms))
+
+
+def binary_ok(topic: str, ms: int) -> Out:
+    """A binary real-time frame of the connector charging (status 3): no fault."""
+    raw = kt.charger_realtime(ms, CONNECTOR, status=3)
+    return Out(topic, ENTITY.encode(), raw, kt.received(ms + 200))
+
+
+async def read_batch(
+    env: PipelineEnv, settings: Any, parts: list[tuple[TopicPartition, int]], shard: int = 0
+) -> Batch:
+    """The records of each (partition, from offset) in turn, decoded into one batch of
+    ``shard`` as a worker's consumer builds it (a start behind the stored offset: fenced)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp for tp, _ in parts])
+        builder = BatchBuilder(decoders_for(settings))
+        ends = await consumer.end_offsets([tp for tp, _ in parts])
+        for tp, start in parts:
+            consumer.seek(tp, start)
+            records: list[Any] = []
+            while start + len(records) < ends[tp]:
+                records.extend((await consumer.getmany(tp, timeout_ms=1000)).get(tp, []))
+            builder.add(tp, records, None if start == 0 else start)
+        batch = builder.take()
+        batch.shard = shard
+        return batch
+    finally:
+        await consumer.stop()
+
+
+async def started(settings: Any) -> StorageSink:
+    sink = StorageSink.from_settings(settings, metrics=PipelineMetrics())
+    await sink.start()
+    return sink
+
+
+async def alert_rows(dsn: str) -> list[tuple[str, str, int, bool]]:
+    """(rule, topic, partition, cleared) of the database's alerts."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT rule_id, kafka_topic, kafka_partition, cleared_at IS NOT NULL AS cleared "
+            f"FROM {ps.SCHEMA}.alerts ORDER BY opened_at"
+        )
+    finally:
+        await conn.close()
+    return [(r["rule_id"], r["kafka_topic"], r["kafka_partition"], r["cleared"]) for r in rows]
+
+
+def changes(result: Any) -> list[tuple[str, str, int]]:
+    return [(a.change, a.rule, a.shard) for a in result.alerts]
+
+
+async def test_a_clear_from_the_other_path_lands_on_the_alerts_shard(
+    env: PipelineEnv,
+    second_database: tuple[str, str],
+    unique_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    # T/CEC partition 1 -> shard 1, the binary topic's partition 0 -> shard 0.
+    env = dataclasses.replace(env, tcec=unique_topic(2, "tcec"))
+    shards = await ps.two_shards(env, second_database[1])
+    rules = tmp_path / "rules.toml"
+    rules.write_text(FAULT_RULES)
+    settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
+    ms = time.time_ns() // 1_000_000 - 600_000
+    push, binary = fault_push(env.tcec, ms), binary_ok(env.charger, ms + 10_000)
+    await produce(env.kafka, [(push, 1), (binary, 0)])
+    tcec1, raw0 = TopicPartition(env.tcec, 1), TopicPartition(env.charger, 0)
+
+    sink = await started(settings)
+    try:
+        await sink.on_partitions_assigned([raw0, tcec1])
+        raised = await sink.write(await read_batch(env, settings, [(tcec1, 0)], 1), no_rejects)
+        assert changes(raised) == [("raised", "test_connector_fault", 1)]
+        assert await alert_rows(shards[1]) == [("test_connector_fault", env.tcec, 1, False)]
+
+        # The binary frame clears it: its batch goes to shard 0, where the row is not.
+        frame = await sink.write(await read_batch(env, settings, [(raw0, 0)], 0), no_rejects)
+        assert changes(frame) == []
+        assert await alert_rows(shards[0]) == []
+        # The clear waits for shard 1 (the worker writes a changes-only batch when idle).
+        assert sink.has_pending_changes()
+        idle = await sink.write(Batch(0, changes_only=True, shard=1), no_rejects)
+        assert changes(idle) == [("cleared", "test_connector_fault", 1)]
+        assert await alert_rows(shards[1]) == [("test_connector_fault", env.tcec, 1, True)]
+        assert not sink.has_pending_changes()
+    finally:
+        await sink.close()
