@@ -592,7 +592,7 @@ class StorageSink:
             keep = [
                 c
                 for c, src, here in zip(changes, sources, home, strict=True)
-                if here and not _fenced(c.alert, fenced)
+                if here and _kept(c.alert, src, fenced)
             ]
             # On the batch: the attempt that committed may be one whose COMMIT got no answer,
             # found committed by a retry that runs no hook (storage/unsure.py).
@@ -664,6 +664,15 @@ def _fenced(alert: AlertRecord, fenced: set[tuple[str, int]]) -> bool:
     if alert.topic is None:
         return any(p == alert.partition for _, p in fenced)
     return (alert.topic, alert.partition) in fenced
+
+
+def _kept(alert: AlertRecord, source: Source, fenced: set[tuple[str, int]]) -> bool:
+    """Whether a change is saved: its alert's partition is not fenced, or a frame this batch
+    commits made it (``source`` not fenced: the other charger path's frame cleared an alert
+    stamped with a fenced partition). That partition's next owner restores the alert from the
+    database and cannot see this frame: dropped, the clear was lost and the alert stayed open.
+    A change of no frame (a restore's, a reload's) goes by its alert's partition alone."""
+    return not _fenced(alert, fenced) or (source is not None and source not in fenced)
 
 
 def _alert(

@@ -3,7 +3,10 @@ a frame of one path that clears an alert raised by the other path, stamped with 
 path's (topic, partition), must close that alert's row wherever it is: with
 ``storage.shards``, when the two partitions map to different shards, the clear is saved on the
 shard holding the alert's row (a changes-only write of that shard), not in the frame's shard's
-transaction, where it matched no row and the alert stayed open.
+transaction, where it matched no row and the alert stayed open; and when the alert's
+partition is fenced in the batch (another consumer wrote it) while the clearing frame's
+partition is not, the clear is saved: that partition's next owner restores the alert from the
+database and never sees the other path's frame.
 
 Runs the pipeline's own sink in this process on the real broker's records and the real
 databases, as a worker's writer lanes call it."""
@@ -158,3 +161,42 @@ async def test_a_clear_from_the_other_path_lands_on_the_alerts_shard(
         assert not sink.has_pending_changes()
     finally:
         await sink.close()
+
+
+async def test_a_clear_from_the_other_path_is_saved_when_the_alerts_partition_is_fenced(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(FAULT_RULES)
+    settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
+    ms = time.time_ns() // 1_000_000 - 600_000
+    await produce(
+        env.kafka,
+        [
+            (fault_push(env.tcec, ms), 0),  # offset 0: raises
+            (fault_push(env.tcec, ms + 5_000), 0),  # offset 1: still in fault
+            (binary_ok(env.charger, ms + 10_000), 0),  # the binary path: not in fault
+        ],
+    )
+    tcec0, raw0 = TopicPartition(env.tcec, 0), TopicPartition(env.charger, 0)
+
+    worker = await started(settings)
+    other = await started(settings)
+    try:
+        await worker.on_partitions_assigned([raw0, tcec0])
+        raised = await worker.write(await read_batch(env, settings, [(tcec0, 0)]), no_rejects)
+        assert changes(raised) == [("raised", "test_connector_fault", 0)]
+        # Another consumer takes the T/CEC partition and writes its next push first.
+        await other.on_partitions_assigned([tcec0])
+        await other.write(await read_batch(env, settings, [(tcec0, 1)]), no_rejects)
+
+        # This worker's batch of that push (fenced) and of the binary frame (not fenced): the
+        # binary frame clears the alert stamped with the fenced T/CEC partition.
+        both = await read_batch(env, settings, [(tcec0, 1), (raw0, 0)])
+        result = await worker.write(both, no_rejects)
+        assert set(result.fenced) == {tcec0}
+        assert changes(result) == [("cleared", "test_connector_fault", 0)]
+        assert await alert_rows(env.dsn) == [("test_connector_fault", env.tcec, 0, True)]
+    finally:
+        await worker.close()
+        await other.close()
