@@ -544,6 +544,16 @@ class RuleEngine:
         Python-level ``in`` per frame cost the hot path."""
         return set(entity_ids).difference(self._entities)
 
+    def topics_of(self, entity_ids: Iterable[str]) -> dict[str, str | None]:
+        """The topic each of ``entity_ids`` the engine has state for is placed on (its first
+        frame's, or its restored alert's; None: an alert stored before topics were)."""
+        out: dict[str, str | None] = {}
+        for eid in entity_ids:
+            ent = self._entities.get(eid)
+            if ent is not None:
+                out[eid] = ent.topic
+        return out
+
     def __contains__(self, entity_id: object) -> bool:
         """Whether the engine has state for ``entity_id`` (evaluated, warmed or restored)."""
         return entity_id in self._entities

@@ -22,7 +22,9 @@ before its evaluation (``restore_moved``):
   owner restores them.
 
 A placement on another *topic* is not a move: a charger's connector reporting by both paths
-(binary profile and T/CEC 102) is judged by each topic's owner (docs/alerts.md).
+(binary profile and T/CEC 102) is judged by each topic's owner (docs/alerts.md). A connector
+this worker knows by one path whose other path moved here is looked up by that path's alerts
+all the same (ingest/pipeline/moved_paths.py).
 
 The old owner keeps its copy, which gets no more frames, so nothing would ever clear it (its
 ``alerts_open`` gauge would count the alert forever). ``drop_moved``, from housekeeping,
@@ -56,6 +58,7 @@ from alerts.replay_kinds import entity_objects
 from alerts.store import load_open
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of
+from ingest.pipeline.moved_paths import Checked, read_other_paths
 from storage.errors import ErrorKind, classify
 
 __all__ = ["CHECK_TIMEOUT_S", "MOVED_CHECK_S", "Claims", "Moved", "drop_moved", "restore_moved"]
@@ -115,15 +118,26 @@ async def restore_moved(
     engines: Mapping[str, RuleEngine],
     kinds: Mapping[str, str],
     lag_s: float = 0.0,
+    checked: Checked | None = None,
 ) -> Moved:
     """Restore the state of ``batch``'s entities that moved here from another partition of
     their topic (see the module docstring). Everything is read before anything is applied:
     a failed read (raised: the batch is retried) changes no engine. ``lag_s``: how far
     latest_state may lag the stored rows (bounded-lag latest_state, as the assignment's
-    ``Replay.lag_s``), 0 when it is merged with every batch."""
+    ``Replay.lag_s``), 0 when it is merged with every batch. ``checked``: the (entity, topic)
+    pairs looked up already for a connector's other path (moved_paths), kept by the caller;
+    None: not looked up."""
     seen = unknown(batch, engines, kinds)
+    others = None
+    if checked is not None:
+        found = entities_of(batch, kinds)
+        others = await read_other_paths(conn, found, engines, kinds, checked, seen)
     if not seen:
-        return Moved()
+        out = Moved()
+        if others is not None and checked is not None:
+            out.changes.extend(others.apply(engines, checked))
+            out.moves.update(others.moves)
+        return out
     by_kind: dict[str, list[Any]] = {}
     out = Moved()
     placed = await moves.places(conn, list(seen))
@@ -174,6 +188,10 @@ async def restore_moved(
         except Exception:  # a bug must not stop the batch: these entities start blind, loudly
             log.exception("restoring entities moved from another partition failed")
             engines[kind].forget(entity_ids=[r["entity_id"] for r in by_kind[kind]])
+    if others is not None and checked is not None:  # after: the first path's restore
+        out.changes.extend(others.apply(engines, checked))
+        for key, parts in others.moves.items():
+            out.moves.setdefault(key, {}).update(parts)
     if out.moves:
         log.info(
             "alert state of entities moved from another partition restored",

@@ -50,6 +50,7 @@ from ingest.pipeline.moved import (
     drop_moved,
     restore_moved,
 )
+from ingest.pipeline.moved_paths import Checked
 from ingest.pipeline.publish import delete_acked
 from ingest.pipeline.shard_writers import ShardWriters
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
@@ -161,6 +162,9 @@ class StorageSink:
         self._placed: dict[str, dict[str, int]] = {}
         self._next_moved_check = 0.0  # monotonic time of the next drop_moved
         self._claims: Claims = {}  # entities drop_moved placed back here, at which watermark
+        # (entity, topic) pairs whose alerts were looked up for a connector's other charger
+        # path (ingest/pipeline/moved_paths.py), while this worker holds the entity
+        self._checked: Checked = {}
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
@@ -415,6 +419,7 @@ class StorageSink:
         # A claim belongs to the state just forgotten: restored again at the same watermark,
         # the entity is placed back once more before this worker yields it (moved.drop_moved).
         self._claims.clear()
+        self._checked.clear()  # their entities may be gone: looked up again when they come
         for topic, partition in lost:
             engine = self._engines.get(self._alert_topics[topic])
             if engine is not None:
@@ -506,7 +511,12 @@ class StorageSink:
             pool = self.writer_of(batch.shard).pool  # a shard down since the start: transient
             async with pool.acquire(timeout=self._replay.step_timeout_s) as conn:
                 return await restore_moved(
-                    conn, batch, self._engines, self._alert_topics, self._replay.lag_s
+                    conn,
+                    batch,
+                    self._engines,
+                    self._alert_topics,
+                    self._replay.lag_s,
+                    self._checked,
                 )
         except Exception as exc:
             if classify(exc) is ErrorKind.TRANSIENT:  # a pool timeout, a connection lost too
@@ -530,6 +540,8 @@ class StorageSink:
         # not take them for stamped already, or latest_state keeps the other partition and its
         # owner, which never drops its copy, judges the device beside this worker.
         for kind, ids in gone.items():
+            for checked in self._checked.values():
+                checked.difference_update(ids)
             for topic, placed in self._placed.items():
                 if self._alert_topics.get(topic) == kind:
                     for eid in ids:

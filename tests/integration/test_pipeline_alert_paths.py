@@ -200,3 +200,44 @@ async def test_a_clear_from_the_other_path_is_saved_when_the_alerts_partition_is
     finally:
         await worker.close()
         await other.close()
+
+
+async def test_a_known_connectors_other_path_moved_here_adopts_its_alert(
+    env: PipelineEnv, unique_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    # The T/CEC topic got a second partition: the connector's pushes moved from 0 to 1.
+    env = dataclasses.replace(env, tcec=unique_topic(2, "tcec"))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(FAULT_RULES)
+    settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
+    ms = time.time_ns() // 1_000_000 - 600_000
+    await produce(
+        env.kafka,
+        [
+            (fault_push(env.tcec, ms), 0),  # raised by the old owner of partition 0
+            (binary_ok(env.charger, ms + 5_000), 0),  # the binary path (status 3)
+            (fault_push(env.tcec, ms + 10_000), 1),  # the pushes, moved: still in fault
+        ],
+    )
+    tcec0, tcec1 = TopicPartition(env.tcec, 0), TopicPartition(env.tcec, 1)
+    raw0 = TopicPartition(env.charger, 0)
+
+    old = await started(settings)
+    new = await started(settings)
+    try:
+        await old.on_partitions_assigned([tcec0])
+        raised = await old.write(await read_batch(env, settings, [(tcec0, 0)]), no_rejects)
+        assert changes(raised) == [("raised", "test_connector_fault", 0)]
+
+        # The new owner of T/CEC partition 1 knows the connector by its binary frames first.
+        await new.on_partitions_assigned([raw0, tcec1])
+        await new.write(await read_batch(env, settings, [(raw0, 0)]), no_rejects)
+        assert ENTITY in new._engines["charger"]
+        moved = await new.write(await read_batch(env, settings, [(tcec1, 0)]), no_rejects)
+        # The pushes' alert is adopted (and its row moved to partition 1), not raised again.
+        assert [c for c in changes(moved) if c[0] == "raised"] == []
+        assert {a.entity_id for a in new._engines["charger"].open_alerts()} == {ENTITY}
+        assert await alert_rows(env.dsn) == [("test_connector_fault", env.tcec, 1, False)]
+    finally:
+        await old.close()
+        await new.close()
