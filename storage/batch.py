@@ -99,7 +99,7 @@ class WriteResult:
     fenced: dict[TopicPartition, int]
     rejected: list[RejectedFrame]
     frames: int  # frames stored
-    rows: dict[str, int]  # rows inserted per table
+    rows: dict[str, int]  # rows inserted per table (charger_faults: or merged into a stored row)
     latest: int  # latest_state entities upserted
     duplicates_skipped: int  # rows the conflict-skipping path found already stored
     conflict_fallbacks: int  # times the hot path met an existing key and went the slow way
@@ -296,7 +296,8 @@ class _KindRows:
 # beside the periodic report) give rows of one key in one batch: merged here as
 # ingest/decoders/charger/rows.py ``merge_repeated`` merges one frame's repeated blocks, or the
 # writer would keep the first (the rest "duplicates", fault codes lost) while latest_state and
-# the alert rules took the last. Across batches the first stored stays (docs/protocols/charger.md).
+# the alert rules took the last. Across batches the first stored stays, but for fault rows, whose
+# new codes join the stored row (storage/tables.py CHARGER_FAULTS; docs/protocols/charger.md).
 def _key(fields: tuple[str, ...], *names: str) -> Callable[[Any], Any]:
     return itemgetter(*(fields.index(n) for n in names))
 

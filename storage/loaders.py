@@ -2,7 +2,9 @@
 
 Both take the same ``Table`` and rows, and both can skip rows whose key is already stored
 (``skip_conflicts``), which the writer uses for reissued frames and duplicate-carrying
-batches only - the hot path is a plain COPY (see storage/writer.py).
+batches only - the hot path is a plain COPY (see storage/writer.py). "Skip" is the table's
+``on_conflict``: ``DO NOTHING``, but for ``charger_faults``, whose stored row takes the new
+codes it lacks (storage/tables.py).
 
 * ``CopyLoader`` - the production loader. Plain: ``COPY ... FROM STDIN (FORMAT binary)``
   straight into the table. Skipping conflicts: COPY into a per-session temporary staging table,
@@ -14,7 +16,7 @@ batches only - the hot path is a plain COPY (see storage/writer.py).
   joined, not encoded; rows without them are encoded into the same stream.
 * ``UnnestLoader`` - for engines without COPY FROM STDIN (PGlite-TimescaleDB): one
   ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per table with one array per column;
-  skipping conflicts just adds ``ON CONFLICT DO NOTHING``.
+  skipping conflicts just adds the table's ``ON CONFLICT`` action.
 """
 
 from __future__ import annotations
@@ -202,9 +204,9 @@ class CopyLoader:
             return len(rows)
         await self._copy(conn, None, stage, table, rows, after=meanwhile)
         cols = ", ".join(table.columns)
-        conflict = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+        conflict = f" ON CONFLICT {table.on_conflict}" if skip_conflicts else ""
         status = await conn.execute(
-            f"INSERT INTO {schema}.{table.name} ({cols}) SELECT {cols} FROM {stage}{conflict}"
+            f"INSERT INTO {schema}.{table.name} AS t ({cols}) SELECT {cols} FROM {stage}{conflict}"
         )
         return _count(status)
 
@@ -281,11 +283,11 @@ class UnnestLoader:
                 for i, t in enumerate(table.types)
             )
             sql = (
-                f"INSERT INTO {schema}.{table.name} ({', '.join(table.columns)}) "
+                f"INSERT INTO {schema}.{table.name} AS t ({', '.join(table.columns)}) "
                 f"SELECT {select} FROM unnest({params}) AS u({names})"
             )
             if skip_conflicts:
-                sql += " ON CONFLICT DO NOTHING"
+                sql += f" ON CONFLICT {table.on_conflict}"
             self._sql[key] = sql
         return sql
 

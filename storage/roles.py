@@ -221,6 +221,9 @@ def _grants(
     w = names.writer
     written = (*TIMESERIES_TABLES, "charger_connectors")
     grant("INSERT, SELECT", written, w)  # SELECT: the rule engine replays from them
+    # A later batch's fault codes of a stored second join its row (storage/tables.py
+    # CHARGER_FAULTS): ON CONFLICT DO UPDATE needs UPDATE of the column it sets, nothing more.
+    grant("UPDATE (fault_codes)", ("charger_faults",), w)
     grant("SELECT, INSERT, UPDATE", ("latest_state", "consumer_offsets", "alerts"), w)
     grant("SELECT, INSERT, DELETE", ("alerts_outbox",), w)
     # run's start checks the schema and the shard map (storage.shard_map)

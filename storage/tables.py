@@ -106,6 +106,8 @@ class Table:
     ``copy_index``: the table's index in ``FrameRows.copy`` (``contract.rows.COPY_TABLES``):
     the native decoder's tuples of the frame's rows; ``encode_tuples`` then encodes the rows
     of the frames that came without them (Python-built) into the same COPY stream.
+    ``on_conflict``: what the conflict path does with a row whose key is stored (after
+    ``ON CONFLICT``; the stored row is ``t``): skip it, or merge it (``charger_faults``).
     """
 
     name: str
@@ -115,6 +117,7 @@ class Table:
     literals: dict[int, Callable[[Any], str | None]] = field(default_factory=dict)
     copy_index: int | None = None
     encode_tuples: TupleEncoder | None = None
+    on_conflict: str = "DO NOTHING"
 
     def __post_init__(self) -> None:
         if len(self.columns) != len(self.types):
@@ -236,11 +239,24 @@ CHARGING_SESSIONS: Final = Table(
         "float8", "float8", "float8", "float8", "int2", "text", "text",
     ),
 )  # fmt: skip
+# A fault row is the set of codes a connector (or the pile) reported in that second: a later
+# batch's row of a stored key adds its codes the stored row lacks, in its order, instead of
+# being skipped (a second fault block landing in the next Kafka batch lost its codes). The
+# WHERE leaves a row whose codes are all stored untouched (not counted as written), so a
+# redelivered or resent frame changes nothing. Rows of one load have one row per key
+# (storage/batch.py ``_faults_joined``): an upsert may touch a row once per statement.
+_FAULT_MERGE: Final = (
+    "(operator_id, connector_id, ts, charger_id, source) DO UPDATE SET fault_codes = "
+    "t.fault_codes || ARRAY(SELECT n.c FROM unnest(EXCLUDED.fault_codes) WITH ORDINALITY "
+    "AS n(c, i) WHERE n.c <> ALL (t.fault_codes) ORDER BY n.i) "
+    "WHERE NOT EXCLUDED.fault_codes <@ t.fault_codes"
+)
 CHARGER_FAULTS: Final = Table(
     "charger_faults",
     ChargerFaultRow._fields,
     ("text", "text", "timestamptz", "text", "int8[]", "text"),
     literals={4: array_literal},
+    on_conflict=_FAULT_MERGE,
 )
 CHARGER_TABLES: Final = (
     CONNECTORS,

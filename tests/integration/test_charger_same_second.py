@@ -7,8 +7,10 @@ PostgreSQL, with both loaders and with latest_state merged with every batch or p
   nothing is skipped as a duplicate, and latest_state shows the status its table keeps;
 * a code an earlier frame of the key carried is not joined again: a resent frame (two identical
   messages at adjacent offsets) stores what one frame stores, in one batch or in two;
-* in a later batch, a row of a key already stored is a duplicate (the first stored stays,
-  as for a redelivered batch), and latest_state keeps that first report too."""
+* in a later batch, a status, telemetry or order row of a key already stored is a duplicate
+  (the first stored stays, as for a redelivered batch), and latest_state keeps that first
+  report too; a fault row's codes the stored row lacks join it (none lost), and one whose
+  codes are all stored changes nothing."""
 
 from __future__ import annotations
 
@@ -56,12 +58,16 @@ def writer(open_writers: OpenWriter, request: pytest.FixtureRequest) -> Writer:
 
 
 def frame(
-    ts: datetime, status: int, pile_fault: int | tuple[int, ...], order_state: int
+    ts: datetime,
+    status: int,
+    pile_fault: int | tuple[int, ...],
+    order_state: int,
+    command: int = 0x02,
 ) -> ChargerRows:
     start = T0.replace(minute=0, second=0)
     raw = encode_charger_frame(
         ChargerFrame(
-            0x02,
+            command,
             CHARGER,
             time=ts,
             blocks=(
@@ -134,19 +140,34 @@ async def test_frames_of_one_second_in_one_batch_are_stored_whole(
 
 
 @pytest.mark.parametrize("interval_ms", [0, 600_000], ids=["merged", "pending"])
-async def test_a_later_batchs_report_of_a_stored_second_keeps_the_first(
+async def test_a_later_batchs_report_of_a_stored_second_keeps_the_first_and_its_faults(
     writer: Writer, interval_ms: int
 ) -> None:
     # The partition's first batch (merged at once in either mode), then the second's two
     # frames in two batches: pending, both wait for the flush, where latest_state took the
-    # later one's status 255 while connector_status_events kept 3.
+    # later one's status 255 while connector_status_events kept 3. The later frame's pile
+    # fault 10 was skipped with its row (stored [9]): it joins the stored row.
     w = await writer(interval_ms)
     await write(w, [frame(T0 - timedelta(seconds=10), 1, 7, 1)], 0, None)
     await write(w, [frame(T0, 3, 9, 2)], 1, 1)
-    later = await write(w, [frame(T0, 255, 10, 3)], 2, 2)
+    later = await write(w, [frame(T0, 255, (10, 9, 11), 3)], 2, 2)
     await w.flush_latest([CHG])
-    assert later.duplicates_skipped == 4  # its status, telemetry, pile fault and order rows
-    assert await stored(w) == ([[9]], [3], [2], [402.0], (T0, 3))
+    assert later.duplicates_skipped == 3  # its status, telemetry and order rows
+    assert later.rows["charger_faults"] == 1  # merged into the stored row
+    assert await stored(w) == ([[9, 10, 11]], [3], [2], [402.0], (T0, 3))
+    # A third report of that second with codes all stored: nothing changes, a duplicate.
+    again = await write(w, [frame(T0, 255, (11, 9), 3)], 3, 3)
+    assert again.duplicates_skipped == 4
+    assert await stored(w) == ([[9, 10, 11]], [3], [2], [402.0], (T0, 3))
+
+
+async def test_a_reissued_fault_of_a_stored_second_joins_its_row(writer: Writer) -> None:
+    # A reissue (0x03) takes the conflict path from the start, not after a failed COPY.
+    w = await writer(0)
+    await write(w, [frame(T0, 3, 9, 2)], 0, None)
+    result = await write(w, [frame(T0, 3, (9, 12), 2, command=0x03)], 1, 1)
+    assert result.conflict_fallbacks == 0
+    assert await stored(w) == ([[9, 12]], [3], [2], [402.0], (T0, 3))
 
 
 @pytest.mark.parametrize("batches", [1, 2], ids=["one-batch", "two-batches"])

@@ -16,6 +16,7 @@ import pytest
 
 from storage import PoolParams, SchemaMode, StorageParams, partitions, run_maintenance
 from storage.connect import connect
+from storage.tables import CHARGER_FAULTS
 from tests.integration.roles_support import (
     OPERATORS,
     VINS,
@@ -128,6 +129,26 @@ async def test_writer_cannot_read_views_change_the_schema_or_delete_telemetry(db
         await _denied(conn, "ALTER TABLE nev.latest_state ADD COLUMN x int")
         await _denied(conn, "CREATE TABLE nev.mine (x int)")
         await _denied(conn, "DELETE FROM nev.alerts")
+
+
+async def test_writer_joins_fault_codes_and_updates_no_other_column(db: RolesDb) -> None:
+    # The conflict path of charger_faults (storage/tables.py) is an upsert: the writer needs
+    # UPDATE of fault_codes, and only of it.
+    login = db.login("writer")
+    insert = (
+        "INSERT INTO nev.charger_faults AS t VALUES ($1, '', $2, $3, $4, 'frame') "
+        f"ON CONFLICT {CHARGER_FAULTS.on_conflict}"
+    )
+    pile, at = OPERATORS[0] + "P0000001", datetime.now(UTC).replace(microsecond=0)
+    async with db.connect(login) as conn:
+        await conn.execute(insert, pile[:9], at, pile, [9])
+        await conn.execute(insert, pile[:9], at, pile, [10, 9])
+        stored = await conn.fetchval(
+            "SELECT fault_codes FROM nev.charger_faults WHERE charger_id = $1", pile
+        )
+        assert stored == [9, 10]
+        await _denied(conn, "UPDATE nev.charger_faults SET source = 'tcec'")
+        await _denied(conn, "DELETE FROM nev.charger_faults")
 
 
 async def test_regulator_reads_everything_and_writes_nothing(db: RolesDb) -> None:

@@ -95,6 +95,47 @@ async def test_pile_fault_key_reaches_compressed_chunks(
         await _drop_schema(timescale_dsn, name)
 
 
+async def test_a_later_fault_of_a_second_joins_its_row_in_a_compressed_chunk(
+    timescale_dsn: str, unique_name: Callable[[str], str]
+) -> None:
+    # A pile's fault 101 of a second is in a compressed chunk; a later batch's report of that
+    # second with 101 and 102 adds 102 to the stored row (ON CONFLICT DO UPDATE reaches the
+    # compressed row), and the same report again changes nothing.
+    name = unique_name("faults")
+    old = (NOW - timedelta(days=10)).replace(minute=30, second=0)
+    conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
+    try:
+        await migrate(conn, StorageParams(schema=name))
+        await conn.execute(
+            f"INSERT INTO {name}.charger_faults VALUES ($1, '', $2, $3, '{{101}}', 'frame')",
+            PILE_1[:9],
+            old,
+            PILE_1,
+        )
+        compressed = await conn.fetchval(
+            "SELECT count(compress_chunk(c)) FROM show_chunks($1::regclass) c",
+            f"{name}.charger_faults",
+        )
+        assert compressed == 1
+    finally:
+        await conn.close()
+    w = await StorageWriter.open(
+        PoolParams(dsn=timescale_dsn, schema=name), WriterParams(consumer_group="g", schema=name)
+    )
+    try:
+        later = [pile_fault(PILE_1, old, 101, 102)[1]]
+        first = await w.write_batch(later, {TP: OffsetRange(None, 1)})
+        assert first.rows.get("charger_faults", 0) == 1 and first.duplicates_skipped == 0
+        again = await w.write_batch(later, {TP: OffsetRange(1, 2)})
+        assert again.rows.get("charger_faults", 0) == 0 and again.duplicates_skipped == 1
+        async with w.pool.acquire() as c:
+            rows = await c.fetch(f"SELECT fault_codes FROM {name}.charger_faults")
+        assert [r["fault_codes"] for r in rows] == [[101, 102]]
+    finally:
+        await w.close()
+        await _drop_schema(timescale_dsn, name)
+
+
 async def test_raw_frames_offset_key_reaches_compressed_chunks(
     timescale_dsn: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
