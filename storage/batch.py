@@ -326,41 +326,37 @@ def _last_per_key(rows: list[Any], key: Callable[[Any], Any]) -> list[Any]:
 
 
 def _faults_joined(rows: list[ChargerFaultRow]) -> list[ChargerFaultRow]:
-    """One fault row per key: the first row's codes, then each later row's codes that no
-    earlier row of the key carried, in Kafka order (a set per connector and second, none lost).
-    """
-    if len(rows) < 2:
+    """One fault row per key: its codes in Kafka order, each once (a set per connector and
+    second, none lost)."""
+    if not rows:
         return rows
     keys = list(map(_FAULT_KEY, rows))
-    if len(set(keys)) == len(rows):
+    if len(set(keys)) == len(rows) and not any(map(_repeats, rows)):
         return rows
     # A row of a key is a set of codes active at that second (docs/protocols/charger.md): a
-    # later frame's code already carried is left out, so a resent frame (a pile resending for
-    # want of an ack, the gateway taking an operator's retry) adds nothing, as it adds nothing
-    # when it lands in a later batch; a row's own codes stay as the pile sent them. Each key's
-    # codes are gathered in one list (extend) and its row rebuilt once: adding the lists row by
-    # row copied the codes so far each time, quadratic in a batch of one pile's frames of one
-    # time (1,000 frames x 1,276 codes: 1.3 s).
+    # code already carried is left out, so a resent frame (a pile resending for want of an
+    # ack, the gateway taking an operator's retry) adds nothing, as it adds nothing when it
+    # lands in a later batch, and a row's own code sent twice (two blocks of one frame: the
+    # native walk's rows are merged by fast.py, other rows may not be) is kept once, as across
+    # frames. Each key's codes are gathered in one list (extend) and its row rebuilt once:
+    # adding the lists row by row copied the codes so far each time, quadratic in a batch of
+    # one pile's frames of one time (1,000 frames x 1,276 codes: 1.3 s).
     first: dict[Any, ChargerFaultRow] = {}
     codes: dict[Any, list[int]] = {}
-    carried: dict[Any, set[int]] = {}
     for k, f in zip(keys, rows, strict=True):
         have = codes.get(k)
         if have is None:
             first[k] = f
             codes[k] = list(f.fault_codes)
-            continue
-        seen = carried.get(k)
-        if seen is None:
-            seen = carried[k] = set(have)
-        new = [c for c in f.fault_codes if c not in seen]
-        if new:
-            have.extend(new)
-            seen.update(new)
-    return [
-        f if len(codes[k]) == len(f.fault_codes) else f._replace(fault_codes=codes[k])
-        for k, f in first.items()
-    ]
+        else:
+            have.extend(f.fault_codes)
+    joined = [(f, list(dict.fromkeys(codes[k]))) for k, f in first.items()]
+    return [f if once == f.fault_codes else f._replace(fault_codes=once) for f, once in joined]
+
+
+def _repeats(row: ChargerFaultRow) -> bool:
+    codes = row.fault_codes
+    return len(codes) > 1 and len(set(codes)) < len(codes)
 
 
 def row_times_ms(frames: Sequence[Decoded]) -> Iterator[int | None]:

@@ -1,7 +1,8 @@
 """A charger frame that repeats blocks of one connector, through the real decoders and the batch
 writer on the real PostgreSQL: every fault code is stored (one row per connector and one for
-the pile, codes in block order), and the status that connector_status_events keeps is the one
-latest_state shows (the last block's), with nothing skipped as a duplicate."""
+the pile, codes in block order, a code sent twice once), and the status that
+connector_status_events keeps is the one latest_state shows (the last block's), with nothing
+skipped as a duplicate."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ingest.decoders.charger import (
     encode_charger_frame,
     rows_of_charger_frame,
 )
+from ingest.decoders.native import nev_native
 from storage import (
     OffsetRange,
     StorageWriter,
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.integration
 CHG = ("nev.charger.raw", 0)
 T0 = datetime.now(CHINA_TZ).replace(microsecond=0) - timedelta(hours=3)
 C = connector(7)
+T1 = T0 + timedelta(seconds=1)
 
 
 def repeating_frame() -> bytes:
@@ -115,3 +118,47 @@ async def test_repeated_blocks_are_stored_whole_and_agree_with_latest_state(
     ]
     assert [r["status"] for r in statuses] == [255] and latest == 255
     assert [(r["state"], r["total_money"]) for r in orders] == [(3, pytest.approx(3.0))]
+
+
+def fault_frame(*blocks: tuple[int, ...]) -> bytes:
+    """A real-time frame of connector C's fault blocks ``blocks`` at T1."""
+    return encode_charger_frame(
+        ChargerFrame(0x02, CHARGER, time=T1, blocks=tuple(Faults(C, b) for b in blocks))
+    )
+
+
+async def stored_faults(w: StorageWriter) -> list[Any]:
+    async with w.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT fault_codes FROM charger_faults WHERE ts = $1", T1)
+    return [r["fault_codes"] for r in rows]
+
+
+async def test_a_code_repeated_in_one_frame_is_stored_once(
+    loader_writer: StorageWriter,
+) -> None:
+    # Two fault blocks of one connector both holding 9 (and 10 in the second): a row is the
+    # set of the connector's faults at that second, as two frames of that second give [9, 10],
+    # so one frame gives it too, by either decoder path (it gave [9, 9, 10]).
+    raw = fault_frame((9,), (9, 10))
+    structured = rows_of_charger_frame(decode_charger_frame(raw))
+    (batch,) = decode_charger_rows_batch([raw], [0])
+    assert isinstance(batch, ChargerRows)
+    for rows in (structured, decode_charger_rows(raw), batch):
+        assert [(f.connector_id, f.fault_codes) for f in rows.faults] == [(C, [9, 10])]
+    ranges = {CHG: OffsetRange(None, 1)}
+    await loader_writer.write_batch([batch], ranges, partitions=[CHG], kafka_offsets=[0])
+    assert await stored_faults(loader_writer) == [[9, 10]]
+
+
+async def test_the_writer_stores_a_rows_repeated_code_once(
+    loader_writer: StorageWriter,
+) -> None:
+    # The native walk's own rows (before fast.py merges them) keep a block's codes as sent:
+    # one block holding 9 twice is [9, 9] there. The writer joins a batch's fault rows of one
+    # key into one set, so it stores such a row once too, whoever built it (it stored [9, 9]).
+    native = nev_native.decode_charger(fault_frame((9, 9, 10)), None)
+    assert isinstance(native, ChargerRows)
+    assert [f.fault_codes for f in native.faults] == [[9, 9, 10]]
+    ranges = {CHG: OffsetRange(None, 1)}
+    await loader_writer.write_batch([native], ranges, partitions=[CHG], kafka_offsets=[0])
+    assert await stored_faults(loader_writer) == [[9, 10]]

@@ -41,8 +41,9 @@ def decode_charger_rows(
     buf = frame if type(frame) is bytes else bytes(frame)
     rows = nev_native.decode_charger(buf, received_at)
     if rows is not None and not _foreign_order(rows):
-        # The native walk makes a row per status / fault / order block: repeats of one
-        # connector are merged here, as rows_of_charger_frame does (rows.py says why).
+        # The native walk makes a row per status / fault / order block (a block's codes as
+        # sent): repeats of one connector are merged here, and a code sent twice kept once,
+        # as rows_of_charger_frame does (rows.py says why).
         return merge_repeated(rows)
     return rows_of_charger_frame(decode_charger_frame(buf), received_at)
 
@@ -68,10 +69,10 @@ def decode_charger_rows_batch(
             continue
         if native.sessions and _foreign_order(native):
             decoded[i] = None  # the structured decoder rejects it (see _foreign_order)
-        elif len(native.statuses) > 1 or len(native.faults) > 1 or len(native.sessions) > 1:
-            # A row per status / fault / order block from the native walk: repeats of one
-            # connector merged as rows_of_charger_frame does (rows.py). Tested first: most
-            # frames have none.
+        elif len(native.statuses) > 1 or native.faults or len(native.sessions) > 1:
+            # A row per status / fault / order block from the native walk, each block's codes
+            # as sent: repeats of one connector merged, and a code sent twice kept once, as
+            # rows_of_charger_frame does (rows.py). Tested first: most frames have none.
             merge_repeated(native)
     if None not in decoded:  # the usual batch: every frame the native walk's own
         return cast("list[ChargerRows | FrameError]", decoded)

@@ -13,7 +13,8 @@ which the fast path applies to the native rows too): every row of a frame has th
 time, so a second row of one connector would share its table's key with the first and the
 writer would keep the first, while ``latest_state`` (and the alert rules) took the last. A
 status, output, demand or order block: the last wins; fault blocks: one row per connector (and
-one for the pile), their codes in block order.
+one for the pile), each code once, in the order first sent (a row is the set of faults of its
+connector at that second, as the writer joins several frames' rows: storage/batch.py).
 """
 
 from __future__ import annotations
@@ -153,19 +154,22 @@ def rows_of_charger_frame(frame: ChargerFrame, received_at: datetime | None = No
 def merge_repeated(rows: ChargerRows) -> ChargerRows:
     """``rows`` (of one frame: one time) with one status row per connector (the last block's,
     at the first one's place), one fault row per connector and one for the pile (the codes of
-    all its blocks, in order) and one session row per StartChargeSeq (the last). Telemetry is
-    joined by connector already (the last output / demand wins). In place; returns ``rows``.
-    Costs a length test per list on the usual frame (no repeats)."""
+    all its blocks, each once, in the order first sent) and one session row per StartChargeSeq
+    (the last). Telemetry is joined by connector already (the last output / demand wins). In
+    place; returns ``rows``. Costs a length test per list on the usual frame (no repeats), and
+    a set of the codes of a frame's one fault row."""
     statuses = rows.statuses
     if len(statuses) > 1:
         last = {s.connector_id: s for s in statuses}
         if len(last) < len(statuses):
             statuses[:] = last.values()
     faults = rows.faults
-    if len(faults) > 1:
+    if len(faults) > 1 or (faults and _repeats(faults[0].fault_codes)):
         # Each connector's codes gathered in one list (extend), its row rebuilt once: adding
         # the lists block by block copied the codes so far each time, quadratic in a crafted
-        # frame of 1,276 fault blocks of one connector (6.4 ms).
+        # frame of 1,276 fault blocks of one connector (6.4 ms). A code sent again (two blocks
+        # of one connector holding 9) is kept once, as when two frames of that second carry
+        # it: [9] + [9] was stored [9, 9] from one frame, [9] from two.
         first: dict[str, ChargerFaultRow] = {}
         codes: dict[str, list[int]] = {}
         for f in faults:
@@ -175,14 +179,18 @@ def merge_repeated(rows: ChargerRows) -> ChargerRows:
             else:
                 first[cid] = f
                 codes[cid] = list(f.fault_codes)
-        if len(first) < len(faults):
-            faults[:] = [
-                f if len(codes[c]) == len(f.fault_codes) else f._replace(fault_codes=codes[c])
-                for c, f in first.items()
-            ]
+        joined = [(f, list(dict.fromkeys(codes[c]))) for c, f in first.items()]
+        faults[:] = [
+            f if once == f.fault_codes else f._replace(fault_codes=once) for f, once in joined
+        ]
     sessions = rows.sessions
     if len(sessions) > 1:
         by_seq = {r.start_charge_seq: r for r in sessions}
         if len(by_seq) < len(sessions):
             sessions[:] = by_seq.values()
     return rows
+
+
+def _repeats(codes: list[int]) -> bool:
+    """True when a code appears twice in ``codes`` (one block sending 9 twice)."""
+    return len(codes) > 1 and len(set(codes)) < len(codes)
