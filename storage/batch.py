@@ -261,7 +261,10 @@ class _KindRows:
             # several frames a pile sends in one second are all kept.
             first = f.statuses or f.telemetry or f.sessions or f.faults or f.connectors
             if f.charger_id and first:
-                return f.charger_id, first[0].ts, f.command, CHARGER_EDITION, "charger"
+                # A login's rows are at the frame time + login_seq µs (charger/rows.py): the
+                # frame is archived at its own time, a whole second.
+                at = first[0].ts.replace(microsecond=0) if first is f.connectors else first[0].ts
+                return f.charger_id, at, f.command, CHARGER_EDITION, "charger"
             return None
         if isinstance(f, PackFrameRows):
             ts: datetime | None = None

@@ -5,7 +5,8 @@ reporting one in the same second are two rows, also when the batch is delivered 
 T/CEC status pushes of one connector in one second (same TimeStamp, the gateway's Seq apart)
 are two status rows, and the later is the connector's state, in one batch or two; a Seq that
 wraps inside one second is stored as numbered. Two charge status pushes with one EndTime are
-kept the same way (EndTime + Seq µs)."""
+kept the same way (EndTime + Seq µs). Two logins of one pile in one second are two
+registrations (frame time + login_seq µs), the later numbered one the latest."""
 
 from __future__ import annotations
 
@@ -16,10 +17,18 @@ import pytest
 
 from contract.charger import ChargerRows
 from contract.clock import CHINA_TZ
-from ingest.decoders.charger import ChargerFrame, Faults, decode_charger_rows, encode_charger_frame
+from ingest.decoders.charger import (
+    ChargerFrame,
+    ChargerLogin,
+    ConnectorEntry,
+    Faults,
+    decode_charger_rows,
+    encode_charger_frame,
+)
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
-from storage import StorageWriter
+from storage import LoaderKind, StorageWriter
+from tests.integration.conftest import OpenWriter
 from tests.integration.kinds_frames import OPERATOR, connector
 from tests.integration.test_storage_kinds import CHG, TCEC, Batch
 from tests.kinds_traffic import charge_status, station_status, tcec_headers
@@ -157,3 +166,57 @@ async def test_two_charge_status_pushes_with_one_end_time_are_both_kept(
     res = await again.write(writer, start={TCEC: 2})
     assert sum(res.rows.values()) == 0 and res.duplicates_skipped == 3
     assert await _statuses(writer) == ([3, 2], [2])
+
+
+def login(login_seq: int, power_kw: float) -> tuple[bytes, ChargerRows]:
+    """A login of pile 1 at T0 registering one connector rated ``power_kw``."""
+    entry = ConnectorEntry(connector(5), 4, 1000, 200, 250, power_kw, 2)
+    body = ChargerLogin(login_seq, "3101150001", "3101150001000001", (entry,))
+    raw = encode_charger_frame(ChargerFrame(0x01, PILE_1, time=T0, body=body))
+    return raw, decode_charger_rows(raw)
+
+
+def at_offset(first: int, *frames: tuple[bytes, ChargerRows]) -> Batch:
+    """A batch of ``frames`` on the charger partition from Kafka offset ``first`` (their
+    archive rows are keyed by it)."""
+    b = Batch()
+    for f in frames:
+        b.add(CHG, f)
+    b.offsets = [first + k for k in range(len(frames))]
+    return b
+
+
+@pytest.mark.parametrize("loader", [LoaderKind.COPY, LoaderKind.UNNEST], ids=["copy", "unnest"])
+@pytest.mark.parametrize("batches", [1, 2], ids=["one-batch", "two-batches"])
+async def test_two_logins_of_one_pile_in_one_second_are_both_kept(
+    open_writers: OpenWriter, loader: LoaderKind, batches: int
+) -> None:
+    # A pile logging in again within the second (a reconnect, its connector's rating changed):
+    # both logins had the key (operator, connector, frame time, source), the second was
+    # skipped as a duplicate and the registration kept saying 60 kW.
+    w = await open_writers(loader=loader, raw_frames=True)
+    first, second = login(7, 60.0), login(8, 120.0)
+    if batches == 1:
+        res = await at_offset(0, first, second).write(w)
+        assert res.rows["charger_connectors"] == 2 and res.duplicates_skipped == 0
+    else:
+        for k, frame in enumerate((first, second)):
+            res = await at_offset(k, frame).write(w, start={CHG: k} if k else None)
+            assert res.rows["charger_connectors"] == 1 and res.duplicates_skipped == 0
+    # The second login sent again (a resend, the next offset): the same row, skipped.
+    res = await at_offset(2, second).write(w, start={CHG: 2})
+    assert res.rows["charger_connectors"] == 0 and res.duplicates_skipped == 1
+    async with w.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT ts, power_kw FROM charger_connectors WHERE connector_id = $1 ORDER BY ts",
+            connector(5),
+        )
+        archived = await conn.fetch(
+            "SELECT ts FROM raw_frames WHERE vin = $1 AND command = 1", PILE_1
+        )
+    assert [(r["ts"], r["power_kw"]) for r in rows] == [
+        (T0 + timedelta(microseconds=7), 60.0),
+        (T0 + timedelta(microseconds=8), 120.0),
+    ]
+    # the frames are archived at their own time (a whole second), each of its offset
+    assert [r["ts"] for r in archived] == [T0, T0, T0]

@@ -6,7 +6,8 @@ One walk of the frame (``decode_charger_frame``) and a join by ConnectorID: a co
 output block (0x02) and vehicle/BMS block (0x03) in one frame make one telemetry row; its
 order block (0x04) a session ``progress`` row carrying that output's energy and that vehicle's
 VIN; a status block (0x01) a status row; a fault block (0x05) a fault row. A login gives the
-connectors' registration rows. Responses and encrypted frames carry only the envelope.
+connectors' registration rows, at the frame time + login_seq µs. Responses and encrypted
+frames carry only the envelope.
 
 Blocks that repeat for one connector in one frame make one row per table (``merge_repeated``,
 which the fast path applies to the native rows too): every row of a frame has the frame's
@@ -19,7 +20,7 @@ connector at that second, as the writer joins several frames' rows: storage/batc
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from contract.charger import (
@@ -66,12 +67,18 @@ def rows_of_charger_frame(frame: ChargerFrame, received_at: datetime | None = No
         return rows
     body = frame.body
     if isinstance(body, ChargerLogin):
+        # The registration's time is the frame time + login_seq µs (a WORD: < 66 ms), as a
+        # T/CEC push's is its TimeStamp + Seq µs: two logins of one pile in one second (a
+        # reconnect with changed ratings) were one key of charger_connectors, the second
+        # skipped as a duplicate and the first taken as the latest registration. Now both are
+        # kept, the later numbered one the latest; the same login sent again is one row.
+        login_ts = ts + timedelta(microseconds=body.login_seq)
         for e in body.connectors:
             rows.connectors.append(
                 ConnectorInfoRow(
                     op,
                     e.connector_id,
-                    ts,
+                    login_ts,
                     body.station_id,
                     body.equipment_id,
                     frame.charger_id,
