@@ -223,7 +223,10 @@ def _grants(
     grant("INSERT, SELECT", written, w)  # SELECT: the rule engine replays from them
     # A later batch's fault codes of a stored second join its row (storage/tables.py
     # CHARGER_FAULTS): ON CONFLICT DO UPDATE needs UPDATE of the column it sets, nothing more.
-    grant("UPDATE (fault_codes)", ("charger_faults",), w)
+    # TimescaleDB passes a hypertable's grants on to its internal compressed table, which has
+    # no such column (the column grant fails there): the table's UPDATE on that flavour.
+    faults_update = "UPDATE" if mode is SchemaMode.TIMESCALE else "UPDATE (fault_codes)"
+    grant(faults_update, ("charger_faults",), w)
     grant("SELECT, INSERT, UPDATE", ("latest_state", "consumer_offsets", "alerts"), w)
     grant("SELECT, INSERT, DELETE", ("alerts_outbox",), w)
     # run's start checks the schema and the shard map (storage.shard_map)

@@ -15,6 +15,7 @@ import pytest
 from storage import PoolParams, SchemaMode, StorageParams, migrate
 from storage.connect import connect
 from storage.roles import RoleNames, apply
+from storage.tables import CHARGER_FAULTS
 from tests.integration.roles_support import FAMILIES
 
 pytestmark = pytest.mark.integration
@@ -111,6 +112,18 @@ async def test_timescale_scoped_roles_read_views_and_latest_state_keeps_its_poli
             await conn.execute(f"DELETE FROM {s}.vehicle_telemetry")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.fetch(f"SELECT * FROM {s}.pack_places")
+        # the conflict path of charger_faults joins a later report's codes (an upsert)
+        # (literals: asyncpg's introspection of an array parameter reads pg_range, which
+        # PGlite does not let the role read)
+        insert = (
+            f"INSERT INTO {s}.charger_faults AS t VALUES ('MA01H3BQ2', '', "
+            "'2026-12-07 08:00:00+00', 'MA01H3BQ2P0000001', '{codes}', 'frame') "
+            f"ON CONFLICT {CHARGER_FAULTS.on_conflict}"
+        )
+        await conn.execute(insert.replace("{codes}", "{9}"))
+        await conn.execute(insert.replace("{codes}", "{10,9}"))
+        codes = await conn.fetchval(f"SELECT fault_codes::text FROM {s}.charger_faults")
+        assert codes == "{9,10}"
     finally:
         await conn.execute("RESET ROLE")
 
