@@ -245,3 +245,26 @@ def test_the_shared_column_lists_render_as_each_flavour_wrote_them_before() -> N
 
 def test_files_are_found_where_the_package_is() -> None:
     assert (MIGRATIONS_DIR / "0001_core.sql").is_file()
+
+
+@pytest.mark.parametrize("mode", [SchemaMode.PLAIN, SchemaMode.TIMESCALE])
+@pytest.mark.parametrize("view", ["vehicle_pack_history", "charging_sessions"])
+def test_a_views_scoped_copy_is_made_again_wherever_the_view_is(
+    mode: SchemaMode, view: str
+) -> None:
+    # 0087's _scoped copies repeat their view's query (an owner's-rights view cannot read a
+    # security_invoker one on TimescaleDB): a later migration that changes the view and not its
+    # copy would leave OEM and charging logins on the old query, every other test still green.
+    def made(name: str) -> list[int]:
+        create = re.compile(rf"CREATE (?:OR REPLACE )?VIEW (?:\S+\.)?{name}\b", re.I)
+        return [
+            v for v, flavours in sorted(discover().items()) if create.search(flavours[mode].sql)
+        ]
+
+    copies = made(f"{view}_scoped")
+    assert copies, f"no migration makes {view}_scoped"
+    later = [v for v in made(view) if v > copies[-1]]
+    assert not later, (
+        f"migration {later} changes {view} but not {view}_scoped: make the copy again there "
+        "from the same query (see 0087)"
+    )
