@@ -241,8 +241,9 @@ class PipelineSettings(Section):
     )
     max_in_flight_frames: int = setting(
         50000,
-        "Frames a worker holds before it pauses its partitions; with N shards each shard's "
-        "write lanes hold at most 1/N of it, past which only its partitions pause.",
+        "Frames a worker holds before it pauses its partitions; with shards each shard's "
+        "write lanes hold at most its share (by the worker's partitions on it, at least "
+        "batch_max_frames), past which only its partitions pause.",
         minimum=1,
         maximum=10_000_000,
     )

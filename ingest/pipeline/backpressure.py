@@ -22,9 +22,14 @@ not make the partitions flap).
 Shards (``storage.shards``): each database is a shard with a health of its own. A shard that
 fails pauses only its partitions (``unhealthy``: the worker pauses the partitions that map to
 those shards) and resumes them as soon as it works again; all partitions pause only when every
-shard fails (with one shard: today's behaviour). With several shards the bound is shared out:
-each shard may hold ``1/N`` of it (frames and bytes) in its write lanes (``assign`` when the
-open batch is handed to them, ``done(..., shard=)`` when they let go). A shard whose share is
+shard fails (with one shard: today's behaviour). With several shards the bound is shared out
+by what the worker owns (``own``, on every assignment): a shard's share (frames and bytes) is
+the bound times the worker's partitions on that shard over all its partitions, at least
+``min_share`` frames (a batch: a shard with one partition of many still writes whole
+batches), and ``1/N`` before the first assignment. A worker whose partitions all map to one
+shard so keeps the whole bound for it; a flat ``1/N`` paused it at half the bound with two
+shards. Its write lanes hold what was handed to them (``assign`` when the open batch is
+handed to them, ``done(..., shard=)`` when they let go). A shard whose share is
 full (a shard that hangs: its lanes free nothing) is ``held``: only its partitions pause, until
 its lanes drain to ``resume_ratio`` of the share; the others keep their shares. The whole
 bound reached past ``pause_after_s`` still pauses every partition (the open batch and another
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import NamedTuple
 
@@ -69,18 +74,22 @@ class Backpressure:
         resume_ratio: float = 0.5,
         pause_after_s: float = 1.0,
         shards: int = 1,
+        min_share: int = 1,
         observe: Callable[[int], None] | None = None,
         observe_bytes: Callable[[int], None] | None = None,
     ) -> None:
         """``observe``: called with the in-flight count whenever it changes (the worker's
         ``nev_ingest_in_flight_frames`` gauge: live, so a dashboard and bench_pipeline, whose
         drain starts with the first fetch, see each fetch and commit when it happens);
-        ``observe_bytes`` likewise with the bytes. ``max_bytes``: None for no byte bound."""
+        ``observe_bytes`` likewise with the bytes. ``max_bytes``: None for no byte bound.
+        ``min_share``: the least frames a shard's share holds (its bytes the same fraction of
+        the byte bound), whatever few of the worker's partitions map to it."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         self.max_in_flight = max_in_flight
+        self.resume_ratio = resume_ratio
         self.resume_at = int(max_in_flight * resume_ratio)
         self.max_bytes = max_bytes
         # Both counts must fall to their ratio before a pause ends (hysteresis on each bound).
@@ -94,8 +103,10 @@ class Backpressure:
         self.shard_in_flight = [0] * self.shards
         self.shard_bytes = [0] * self.shards
         self.held: set[int] = set()
-        self._share = max_in_flight / self.shards
-        self._share_bytes = None if max_bytes is None else max_bytes / self.shards
+        self._min_share = min(max_in_flight, max(1, min_share))
+        self._share: list[float] = []
+        self._share_bytes: list[float] | None = None
+        self.own(())  # before the first assignment: 1/N each
         self.paused = False
         self._full_since: float | None = None
         self._room = asyncio.Event()
@@ -141,17 +152,43 @@ class Backpressure:
         self.shard_bytes[shard] += nbytes
         self._check_share(shard)
 
+    def own(self, shards_of_partitions: Iterable[int]) -> None:
+        """Share the bounds out by what this worker owns: one shard index per assigned
+        partition (every raw topic's). A shard's share is the bound times its partitions over
+        all of them, at least ``min_share``; with none assigned, ``1/N`` each. The held shards
+        are judged again against their new shares."""
+        counts = [0] * self.shards
+        for shard in shards_of_partitions:
+            counts[shard] += 1
+        total = sum(counts)
+        fractions = [c / total if total else 1 / self.shards for c in counts]
+        # The floor as a fraction of the bound, so the byte share gets the same one.
+        floor = self._min_share / self.max_in_flight
+        fractions = [max(f, floor) for f in fractions]
+        self._share = [self.max_in_flight * f for f in fractions]
+        max_bytes = self.max_bytes
+        self._share_bytes = None if max_bytes is None else [max_bytes * f for f in fractions]
+        for shard in range(self.shards):
+            self._check_share(shard)
+
+    def share(self, shard: int) -> tuple[float, float | None]:
+        """``shard``'s share of the frame and byte bounds (None: no byte bound)."""
+        share_bytes = self._share_bytes
+        return (self._share[shard], None if share_bytes is None else share_bytes[shard])
+
     def _check_share(self, shard: int) -> None:
         if self.shards == 1:
             return  # the one shard's share is the bound: the pause below is its own
         frames, nbytes = self.shard_in_flight[shard], self.shard_bytes[shard]
-        share_bytes = self._share_bytes
-        if frames >= self._share or (share_bytes is not None and nbytes >= share_bytes):
+        share, share_bytes = self.share(shard)
+        if frames >= share or (share_bytes is not None and nbytes >= share_bytes):
             self.held.add(shard)
         elif shard in self.held:
-            ratio = self.resume_at / self.max_in_flight
+            # The ratio as configured: the rounded ``resume_at`` over the bound is another
+            # one (0.3 for 0.39 of 10 frames), applied to the byte share too.
+            ratio = self.resume_ratio
             under = share_bytes is None or nbytes <= share_bytes * ratio
-            if frames <= self._share * ratio and under:
+            if frames <= share * ratio and under:
                 self.held.discard(shard)
                 self._room.set()  # wake the consumer so it can resume the shard's partitions
 

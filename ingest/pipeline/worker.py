@@ -86,6 +86,7 @@ class Worker:
             resume_ratio=options.resume_ratio,
             pause_after_s=options.pause_after_s,
             shards=options.shards,
+            min_share=options.batch_max_frames,
             observe=metrics.in_flight.set,
             observe_bytes=metrics.in_flight_bytes.set,
         )
@@ -581,6 +582,8 @@ class Worker:
         self._moved(assigned)
         self._assignments += 1
         self.owned = set(assigned)
+        # Each shard's share of the in-flight bound follows the partitions owned on it.
+        self.bp.own(shard_of(tp.partition, self.options.shards) for tp in assigned)
         self.metrics.assigned_partitions.set(len(assigned))
         self.needs_seek = set(assigned)
         log.info(

@@ -79,3 +79,56 @@ def test_a_pause_for_the_whole_bound_lasts_while_the_bound_is_reached() -> None:
     assert bp.decide(3.6) is Decision.NONE
     bp.done(40, shard=0)  # shard 0 commits
     assert bp.decide(4.0) is Decision.RESUME
+
+
+def test_a_shards_share_follows_the_partitions_the_worker_owns_on_it() -> None:
+    bp = Backpressure(100, resume_ratio=0.5, shards=2)
+    assert bp.share(0) == (50, None) and bp.share(1) == (50, None)  # none assigned yet
+    # Every partition of this worker maps to shard 0: the whole bound is its, not half.
+    bp.own([0, 0, 0, 0])
+    assert bp.share(0) == (100, None)
+    bp.add(90)
+    bp.assign(0, 90)
+    assert bp.held == set()
+    bp.done(90, shard=0)
+    # Three partitions on shard 0, one on shard 1: 3/4 and 1/4 of the bound.
+    bp.own([0, 1, 0, 0])
+    assert bp.share(0) == (75, None) and bp.share(1) == (25, None)
+
+
+def test_the_byte_share_follows_the_same_fraction() -> None:
+    bp = Backpressure(100, max_bytes=1000, shards=2)
+    bp.own([1, 1, 1, 0])
+    assert bp.share(0) == (25, 250) and bp.share(1) == (75, 750)
+
+
+def test_a_shard_with_one_partition_of_many_keeps_a_batch_of_share() -> None:
+    bp = Backpressure(1000, max_bytes=10_000, shards=2, min_share=100)
+    bp.own([0] * 99 + [1])  # 1/100 of the bound would be 10 frames
+    assert bp.share(1) == (100, 1000)
+    bp.add(99)
+    bp.assign(1, 99)  # one batch in its lanes: not held
+    assert bp.held == set()
+    assert bp.share(0) == (990, 9900)
+
+
+def test_a_new_assignment_judges_the_held_shards_again() -> None:
+    bp = Backpressure(100, resume_ratio=0.5, shards=2)
+    bp.add(50)
+    bp.assign(0, 50)
+    assert bp.held == {0}  # 1/2 before the assignment
+    bp.own([0, 0])
+    assert bp.held == set()  # the whole bound is shard 0's now: under half of it
+    bp.own([0, 1, 1, 1])
+    assert bp.held == {0}  # 25 frames of share: over it
+
+
+def test_a_held_shard_resumes_at_the_configured_ratio_not_the_rounded_one() -> None:
+    # resume_at = int(10 * 0.39) = 3: its ratio over the bound, 0.3, let shard 0's bytes
+    # resume only at 150 of its 500, not at 0.39 of them (195).
+    bp = Backpressure(10, max_bytes=1000, resume_ratio=0.39, shards=2)
+    bp.add(1, 500)
+    bp.assign(0, 1, 500)
+    assert bp.held == {0}
+    bp.done(0, 320, shard=0)  # 180 bytes left
+    assert bp.held == set()
