@@ -45,6 +45,11 @@ _PGLITE_CONNECT_PAUSE_S = 0.05
 _KEEPALIVE_IDLE_S = 10
 _KEEPALIVE_INTERVAL_S = 5
 _KEEPALIVE_COUNT = 3
+# How often the server looks whether the client of a running statement is still connected
+# (``client_connection_check_interval``, PostgreSQL 14+): a client gone (a batch given up at the
+# write timeout, a worker killed) ends its backend within this, instead of the backend waiting
+# on a lock until ``statement_timeout``, holding the locks it already took meanwhile.
+CLIENT_CHECK_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,9 @@ class ServerInfo:
     version: str
     pglite: bool
     timescaledb: bool  # the extension is available (installed or installable)
+    # ``client_connection_check_interval`` can be set: PostgreSQL 14+ on a platform that can
+    # watch a socket (Linux; not PGlite's WebAssembly build)
+    client_check: bool = False
 
     @property
     def copy_from_stdin(self) -> bool:
@@ -92,19 +100,24 @@ class PoolParams:
     def __post_init__(self) -> None:
         check_identifier(self.schema)
 
-    def server_settings(self) -> dict[str, str]:
+    def server_settings(self, server: ServerInfo | None = None) -> dict[str, str]:
         # search_path: the schema's tables unqualified, for our SQL and for code sharing the
         # writer's transaction (the alerts store); public for the timescaledb functions.
         # DateStyle/TimeZone: whatever the database or role defaults to (ALTER DATABASE ... SET
         # DateStyle = 'SQL, DMY'), the service's SQL prints and reads times as ISO in UTC; a
         # "CST" printed for Asia/Shanghai would read back as US Central.
-        return {
+        settings = {
             "application_name": self.application_name,
             "statement_timeout": str(self.statement_timeout_ms),
             "search_path": f"{self.schema}, public",
             "DateStyle": "ISO, YMD",
             "TimeZone": "UTC",
         }
+        if server is not None and server.client_check:
+            # In the startup packet, so the pool's RESET ALL keeps it (``server``: only where
+            # the server takes it; an unknown or refused setting there fails the connection).
+            settings["client_connection_check_interval"] = str(CLIENT_CHECK_MS)
+        return settings
 
 
 async def detect(conn: Any) -> ServerInfo:
@@ -113,9 +126,27 @@ async def detect(conn: Any) -> ServerInfo:
     available = await conn.fetchval(
         "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
     )
+    pglite = "emscripten" in version.lower()
     return ServerInfo(
-        version=version, pglite="emscripten" in version.lower(), timescaledb=bool(available)
+        version=version,
+        pglite=pglite,
+        timescaledb=bool(available),
+        client_check=not pglite and await _client_check(conn),
     )
+
+
+async def _client_check(conn: Any) -> bool:
+    """Whether ``client_connection_check_interval`` can be set on this server: unknown before
+    PostgreSQL 14, refused where the platform cannot watch a socket. Tried on this (probe)
+    connection, outside any transaction, and put back."""
+    if int(await conn.fetchval("SELECT current_setting('server_version_num')")) < 140000:
+        return False
+    try:
+        await conn.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+    except asyncpg.PostgresError:
+        return False
+    await conn.execute("RESET client_connection_check_interval")
+    return True
 
 
 class PGliteConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -206,7 +237,7 @@ async def connect(params: PoolParams, *, server: ServerInfo | None = None) -> An
     if server is None:
         server = await probe(params)
     conn = await _raw_connect(
-        params, server_settings=params.server_settings(), **_server_kwargs(server)
+        params, server_settings=params.server_settings(server), **_server_kwargs(server)
     )
     if server.pglite:
         try:
@@ -253,7 +284,7 @@ async def create_pool(params: PoolParams) -> tuple[Any, ServerInfo]:
         setup=setup if server.pglite else None,
         min_size=min(params.min_size, max_size),
         max_size=max_size,
-        server_settings=params.server_settings(),
+        server_settings=params.server_settings(server),
         **_server_kwargs(server),
     )
     return pool, server

@@ -14,8 +14,6 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
-import asyncpg
-
 from storage.params import SchemaMode, StorageParams
 from storage.writer import StorageWriter
 
@@ -25,8 +23,6 @@ __all__ = ["UPKEEP_SHARD_TIMEOUT_S", "maintain_shards"]
 # hangs this long (to get its connection, then again for the work) is given up on until the
 # next pass.
 UPKEEP_SHARD_TIMEOUT_S: Final = 120.0
-# How often the server looks whether a pass's connection is still there.
-CLIENT_CHECK_MS: Final = 1000
 
 
 async def maintain_shards(
@@ -93,29 +89,16 @@ async def _upkeep(
             timer.cancel()
 
 
-async def _end_with_client(conn: Any) -> None:
-    """Have the server end this session's statement soon after the connection is closed. A
-    server that is slow but alive would otherwise run a given-up pass's statement on (up to
-    ``statement_timeout``), holding the upkeep's and the partitions' locks that the writers'
-    own partition making waits for. PostgreSQL 14+ where the platform supports it; the
-    pool's reset (``RESET ALL``) takes it off the connection again."""
-    if conn.get_server_version() < (14,):
-        return
-    # Refused where the platform cannot watch a socket (PGlite's WebAssembly build)
-    with contextlib.suppress(asyncpg.PostgresError):
-        await conn.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK_MS}ms'")
-
-
 async def _upkeep_pass(
     shard: int, conn: Any, storage: StorageParams, modes: dict[int, SchemaMode]
 ) -> None:
     from storage.maintenance import run
     from storage.migrate import schema_status
 
-    # Inside the pass, under its time and its cancel: a server that stops answering before the
-    # pass starts must not hold it (or a worker's stop) at this first statement either.
-    await _end_with_client(conn)
-
+    # A given-up pass's statement ends with its connection: the pool's connections carry
+    # client_connection_check_interval (storage.connect), so a server that is slow but alive
+    # does not run it on, holding the upkeep's and the partitions' locks, until
+    # statement_timeout.
     if shard not in modes:
         mode = (await schema_status(conn, storage.schema)).mode
         if mode is None:
