@@ -28,6 +28,7 @@ import orjson
 
 __all__ = [
     "JsonFormatter",
+    "PoolFloorLine",
     "RateLimiter",
     "TextFormatter",
     "ThirdPartyRateLimit",
@@ -114,6 +115,7 @@ def configure_logging(
     formatter = cls({"service": "nev-ingest", "pid": os.getpid(), **(static or {})})
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(PoolFloorLine())  # before the rate limit, which keys on the message
     handler.addFilter(ThirdPartyRateLimit())
     handler._nev_ingest = True  # type: ignore[attr-defined]
     root.addHandler(handler)
@@ -143,6 +145,33 @@ class ThirdPartyRateLimit(logging.Filter):
             return False
         if suppressed:
             record.suppressed = suppressed
+        return True
+
+
+class PoolFloorLine(logging.Filter):
+    """asyncpg's pool keeps ``postgres.pool_min_size`` connections open in the background and
+    logs each failed attempt with its traceback ("Failed to restore the pool connection floor;
+    retrying"): while a database (a shard) is down, a traceback every 1-60 s that says nothing
+    the writer's own retry lines do not. Made one line here: what failed, that asyncpg tries
+    again by itself, and what to check; the rate limit after this filter lets one through per
+    10 s. The pool and its floor are left as configured: only the line changes."""
+
+    MESSAGE: Final = "Failed to restore the pool connection floor"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("asyncpg") or not str(record.msg).startswith(self.MESSAGE):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        error = "unknown error" if exc is None else f"{type(exc).__name__}: {exc}"
+        record.msg = (
+            "a database connection pool could not reconnect its idle connections "
+            "(postgres.pool_min_size) (%s); asyncpg retries by itself (every 1 s, doubling to "
+            "60 s): check that the database (with shards: the shard the write errors name) is "
+            "up and reachable"
+        )
+        record.args = (error[:300],)
+        record.exc_info = None
+        record.exc_text = None
         return True
 
 
