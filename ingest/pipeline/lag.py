@@ -22,6 +22,7 @@ from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import BatchBuilder
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import Sink
+from ingest.pipeline.upkeep import describe_failure
 from ingest.pipeline.writer import Writer
 
 __all__ = ["UPKEEP_INTERVAL_S", "LagReporter", "WorkerState"]
@@ -94,8 +95,19 @@ class LagReporter:
     async def _maintain(self) -> None:
         try:
             await self._w.sink.maintain()
-        except Exception:
-            log.exception("storage maintenance failed; retrying in %ds", UPKEEP_INTERVAL_S)
+        except Exception as exc:
+            line = describe_failure(exc)
+            if line is None:
+                log.exception("storage maintenance failed; retrying in %ds", UPKEEP_INTERVAL_S)
+                return
+            # A shard down or hung: one line that names it, what failed, after how long; its
+            # writes say the same in their own lines, so no traceback.
+            log.warning(
+                "%s; retrying in %ds: check that the shard's database is up, reachable and "
+                "answering (its partitions' writes pause and retry meanwhile)",
+                line,
+                UPKEEP_INTERVAL_S,
+            )
 
     def _collect_garbage(self) -> None:
         """The scheduled stand-in for automatic garbage collection (disabled in workers, see

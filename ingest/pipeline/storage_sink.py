@@ -507,9 +507,10 @@ class StorageSink:
 
     async def _restore_moved(self, batch: Batch) -> Moved:
         """``moved.restore_moved`` on the batch's shard; its database away: transient."""
+        bound = self._replay.step_timeout_s
         try:
             pool = self.writer_of(batch.shard).pool  # a shard down since the start: transient
-            async with pool.acquire(timeout=self._replay.step_timeout_s) as conn:
+            async with pool.acquire(timeout=bound) as conn:
                 return await restore_moved(
                     conn,
                     batch,
@@ -520,7 +521,13 @@ class StorageSink:
                 )
         except Exception as exc:
             if classify(exc) is ErrorKind.TRANSIENT:  # a pool timeout, a connection lost too
-                raise TransientSinkError(f"shard {batch.shard}: {exc}") from exc
+                # A bare TimeoutError (the pool's) has no text: "shard 1: " said nothing.
+                detail = f"no connection within {bound:g} s" if not str(exc) else str(exc)
+                raise TransientSinkError(
+                    f"shard {batch.shard}: the lookup of the batch's entities moved from other "
+                    f"partitions failed ({type(exc).__name__}: {detail}); the batch is retried: "
+                    "check that the shard's database is up, reachable and answering"
+                ) from exc
             raise
 
     async def drop_moved(self) -> None:

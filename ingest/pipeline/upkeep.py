@@ -14,10 +14,11 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
+from storage.errors import ErrorKind, classify
 from storage.params import SchemaMode, StorageParams
 from storage.writer import StorageWriter
 
-__all__ = ["UPKEEP_SHARD_TIMEOUT_S", "maintain_shards"]
+__all__ = ["UPKEEP_SHARD_TIMEOUT_S", "describe_failure", "maintain_shards"]
 
 # One shard's pass: a new day's partitions and a summary refresh take seconds; a shard that
 # hangs this long (to get its connection, then again for the work) is given up on until the
@@ -49,44 +50,69 @@ async def maintain_shards(
         raise ExceptionGroup("storage maintenance failed on several shards", errors)
 
 
+def describe_failure(exc: Exception) -> str | None:
+    """One line for a failed ``maintain_shards`` whose every error is the database's (down,
+    refusing, timed out: ``classify`` says transient), each named by its shard, e.g.
+    ``storage maintenance of shard 1: TimeoutError: no connection within 120 s``; None for
+    anything else (a bug, a schema problem: its traceback is wanted)."""
+    errors = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
+    if not all(classify(e) is ErrorKind.TRANSIENT for e in errors):
+        return None
+    lines = []
+    for e in errors:
+        where = "; ".join(getattr(e, "__notes__", ())) or "storage maintenance"
+        lines.append(f"{where}: {type(e).__name__}: {e}" if str(e) else f"{where}: {e!r}")
+    return "; ".join(lines)
+
+
 async def _upkeep(
     shard: int, writer: StorageWriter | None, storage: StorageParams, modes: dict[int, SchemaMode]
 ) -> None:
     if writer is None:
         return
     bound = UPKEEP_SHARD_TIMEOUT_S
-    # The acquire's timeout also bounds the pool's reset of the connection on its return.
-    async with writer.pool.acquire(timeout=bound) as conn:
-        # A server that stops answering mid-pass: cancelling the pass would not be enough, as
-        # its rollback, its lock's release and the pool's reset of the connection would each
-        # wait for that server again. Closing the connection fails them all at once: after
-        # ``bound``, or as soon as this is cancelled (a worker's stop).
-        gave_up = False
+    try:
+        conn = await writer.pool.acquire(timeout=bound)
+    except TimeoutError as exc:  # bare: it would say nothing of what waited, nor how long
+        raise TimeoutError(f"no connection within {bound:g} s") from exc
+    try:
+        await _bounded_pass(shard, conn, storage, modes, bound)
+    finally:
+        # The same bound for the pool's reset of the connection on its return.
+        await writer.pool.release(conn, timeout=bound)
 
-        def give_up() -> None:
-            nonlocal gave_up
-            gave_up = True
-            # The driver's error for a connection already closed or released: nothing left to
-            # close (a loop callback has no one to raise to).
-            with contextlib.suppress(Exception):
-                conn.terminate()
 
-        timer = asyncio.get_running_loop().call_later(bound, give_up)
-        work = asyncio.ensure_future(_upkeep_pass(shard, conn, storage, modes))
-        try:
-            await asyncio.shield(work)
-        except asyncio.CancelledError:
-            give_up()
-            await asyncio.gather(work, return_exceptions=True)
-            raise
-        except Exception as exc:
-            if gave_up:
-                raise TimeoutError(
-                    f"no answer within {bound:g} s: its connection was closed"
-                ) from exc
-            raise
-        finally:
-            timer.cancel()
+async def _bounded_pass(
+    shard: int, conn: Any, storage: StorageParams, modes: dict[int, SchemaMode], bound: float
+) -> None:
+    # A server that stops answering mid-pass: cancelling the pass would not be enough, as
+    # its rollback, its lock's release and the pool's reset of the connection would each
+    # wait for that server again. Closing the connection fails them all at once: after
+    # ``bound``, or as soon as this is cancelled (a worker's stop).
+    gave_up = False
+
+    def give_up() -> None:
+        nonlocal gave_up
+        gave_up = True
+        # The driver's error for a connection already closed or released: nothing left to
+        # close (a loop callback has no one to raise to).
+        with contextlib.suppress(Exception):
+            conn.terminate()
+
+    timer = asyncio.get_running_loop().call_later(bound, give_up)
+    work = asyncio.ensure_future(_upkeep_pass(shard, conn, storage, modes))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        give_up()
+        await asyncio.gather(work, return_exceptions=True)
+        raise
+    except Exception as exc:
+        if gave_up:
+            raise TimeoutError(f"no answer within {bound:g} s: its connection was closed") from exc
+        raise
+    finally:
+        timer.cancel()
 
 
 async def _upkeep_pass(

@@ -1,6 +1,7 @@
 """Storage upkeep with two shards, one of them down or hung (``StorageSink.maintain``, which every
 worker runs every few minutes): the shard that is up still gets its partitions ahead made, and
-the failure of the other (refused, or out of its time) is raised after that, naming it. Shard 0
+the failure of the other (refused, or out of its time) is raised after that, naming it, and the
+worker logs it as one line (as the moved-entity lookup's error says what waited). Shard 0
 is this test's own cluster, which it stops or freezes (SIGSTOP); shard 1 a fresh database on
 the shared cluster."""
 
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -20,7 +22,9 @@ import pytest
 
 from ingest.config.load import load_settings
 from ingest.pipeline import upkeep
+from ingest.pipeline.lag import LagReporter
 from ingest.pipeline.metrics import PipelineMetrics
+from ingest.pipeline.sink import TransientSinkError
 from ingest.pipeline.storage_sink import StorageSink
 from storage import partitions as partitions_module
 from storage.partitions import PARTITION_LOCK_KEY, listing
@@ -222,3 +226,54 @@ async def test_a_pass_given_up_on_ends_on_the_server_too(
     finally:
         await holder.close()
         await sink.close()
+
+
+async def test_a_hung_shards_upkeep_is_logged_as_one_line_naming_it(
+    shards: Shards,
+    freezer: Freezer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's housekeeping logs a shard's failed pass as one warning: which shard, what
+    timed out after how long, what to check; no traceback (it logged the exception, whose
+    text a bare TimeoutError leaves empty, with its traceback)."""
+    monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 3.0)
+    freezer.freeze()
+    worker = SimpleNamespace(sink=shards.sink, metrics=PipelineMetrics())
+    reporter = LagReporter(worker, group_id="g", interval_s=1.0)
+    with caplog.at_level("INFO", logger="ingest.pipeline.lag"):
+        await reporter._maintain()
+    (record,) = [r for r in caplog.records if r.name == "ingest.pipeline.lag"]
+    assert record.exc_info is None and record.levelname == "WARNING"
+    line = record.getMessage()
+    assert "storage maintenance of shard 0: TimeoutError: no answer within 3 s" in line, line
+    assert "check that the shard's database is up" in line, line
+
+
+async def test_a_shard_without_a_free_connection_is_named_with_the_wait(
+    shards: Shards, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every connection of shard 1's pool taken (a shard whose writes hang holds them): the
+    upkeep's and the moved-entity lookup's waits for one end in a bare TimeoutError, which
+    was logged as "shard 1: " with nothing after it. Both now say what waited and how long."""
+    monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(shards.sink._replay, "step_timeout_s", 1.0)
+    pool = shards.sink.writer_of(1).pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        worker = SimpleNamespace(sink=shards.sink, metrics=PipelineMetrics())
+        reporter = LagReporter(worker, group_id="g", interval_s=1.0)
+        with caplog.at_level("INFO", logger="ingest.pipeline.lag"):
+            await reporter._maintain()
+        (record,) = [r for r in caplog.records if r.name == "ingest.pipeline.lag"]
+        assert record.exc_info is None
+        line = record.getMessage()
+        assert "storage maintenance of shard 1: TimeoutError: no connection within 1 s" in line
+        with pytest.raises(TransientSinkError) as caught:
+            await shards.sink._restore_moved(SimpleNamespace(shard=1))  # type: ignore[arg-type]
+        said = str(caught.value)
+        assert said.startswith("shard 1: the lookup of the batch's entities moved"), said
+        assert "TimeoutError: no connection within 1 s" in said, said
+    finally:
+        for conn in held:
+            await pool.release(conn)
