@@ -35,6 +35,7 @@ from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
 from ingest.config.nat64 import nat64_networks
 from ingest.config.settings import DEV_TOOL_SECTIONS, SECTIONS, Settings
+from ingest.config.url_list import split_urls
 from ingest.errors import UserError, not_utf8
 
 ENV_PREFIX: Final = "NEV_"
@@ -346,10 +347,10 @@ def _check_utf8(value: str, where: str) -> None:
 
 def _to_str_tuple(value: object, where: str, *, urls: bool = False) -> tuple[str, ...]:
     """A list given as text: comma-separated; a list of database URLs (``urls``) is split only
-    where a new item begins, not at the commas of a multi-host URL's host list."""
+    where a new URL begins, not at the commas inside one (``ingest.config.url_list``)."""
     if isinstance(value, str):
         _check_utf8(value, where)
-        items = _split_urls(value) if urls else value.split(",")
+        items = split_urls(value, where) if urls else value.split(",")
         return tuple(item.strip() for item in items if item.strip())
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)
@@ -357,57 +358,8 @@ def _to_str_tuple(value: object, where: str, *, urls: bool = False) -> tuple[str
 
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
-# The start of a keyword DSN (``host=db password=secret``): never part of a URL, since a host
-# holds no = and libpq refuses a second = in one query parameter ("extra key/value separator").
-_KEYWORD: Final = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
 # A URL written without its scheme: [user[:password]@]host[:port][,host...]/dbname[?query]
 _SCHEMELESS: Final = re.compile(r"(?:[^\s@/=]+@)?[\w.\-:\[\],]+/[\w.\-$]*(?:\?\S*)?")
-
-
-def _split_urls(value: str) -> list[str]:
-    """``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write,postgresql://...``
-    as its URLs. libpq and asyncpg take comma-separated lists inside a URL: a host list
-    (``u@h1:5432,h2:5432/db``), and values in its query (libpq's multi-host form
-    ``/db?host=h1,h2&port=5432,5433``, ``?options=-csearch_path%3Dnev,public``). So a comma
-    inside a URL's host list or query belongs to that URL, unless what follows it begins a new
-    URL (a scheme) or a keyword DSN (``host=db password=...``: then a new item, which the URL
-    check refuses rather than reading it as part of the URL), or what follows looks like a URL
-    written without its scheme (``_continues``). Any other comma (after the host
-    list and before a query: in the database name) starts a new item."""
-    items: list[str] = []
-    for piece in value.split(","):
-        if items and _continues(items[-1], piece):
-            items[-1] += "," + piece
-        else:
-            items.append(piece)
-    return items
-
-
-def _continues(item: str, piece: str) -> bool:
-    """Whether ``piece``, after a comma, is still part of the URL ``item``. A piece that
-    looks like a URL of its own written without its scheme (``nev@db1/nev``: a user before its
-    host, or host/dbname after a query) starts a new item, which the URL check refuses saying
-    it needs its scheme: joined, a mistyped second shard was silently part of the first URL
-    (an application_name or a host) and the shards one fewer. An empty piece (``a,,b``) is
-    nothing to join either."""
-    scheme, sep, rest = item.strip().partition("://")
-    if not sep or f"{scheme}://" not in _SCHEMES:
-        return False
-    bare = piece.strip()
-    if not bare or bare.startswith(_SCHEMES) or _KEYWORD.match(piece):
-        return False
-    if "?" in rest:
-        # A value of the query, up to its next parameter: a Unix-socket directory
-        # (host=/tmp,/var/run/postgresql) or a name, but not user@host or host/dbname.
-        head = _QUERY_VALUE_END.split(bare, maxsplit=1)[0]
-        return "@" not in head and (head.startswith("/") or "/" not in head)
-    # Still in the host list (h2:5432/nev ends it): a host has no user, written once before
-    # the first host.
-    return "/" not in rest and "@" not in _HOST_END.split(bare, maxsplit=1)[0]
-
-
-_QUERY_VALUE_END: Final = re.compile(r"[&=?]")
-_HOST_END: Final = re.compile(r"[/?]")
 
 
 def _check_consistency(settings: Settings) -> None:
@@ -461,6 +413,9 @@ def _check_url(where: str, dsn: str, expected: str) -> None:
                 f"{where} ({place}): this URL has no scheme; write postgresql:// before it "
                 "(each URL of a comma-separated list needs its own)"
             )
+        if dsn.lower().startswith(_SCHEMES):
+            # libpq reads POSTGRESQL://... as a database name, asyncpg as a URL.
+            raise UserError(f"{where}: write the URL's scheme in lower case (postgresql://)")
         raise UserError(f"{where}: {expected}")
     if "#" in dsn:
         # libpq reads a # as part of a value, asyncpg (urllib) as the start of a fragment it

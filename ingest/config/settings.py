@@ -99,11 +99,14 @@ class StorageSettings(Section):
         (),
         "libpq URLs of the shard databases; Kafka partition p of every raw topic is written "
         "to shard p % N (docs/storage.md). Empty: one database, postgres.dsn. Passwords and "
-        "TLS come from postgres.* as for postgres.dsn. In NEV_STORAGE_SHARDS comma-separated; "
-        "a comma in a URL's host list or query stays in that URL "
-        "(postgresql://u@h1:5432,h2:5432/db, postgresql://u@/db?host=h1,h2&port=5432,5433, "
-        "?options=-csearch_path%3Dnev,public) unless postgresql:// or a keyword DSN "
-        "(host=...) follows it; any other comma separates two URLs.",
+        "TLS come from postgres.* as for postgres.dsn. In NEV_STORAGE_SHARDS comma-separated, "
+        "split only before postgresql:// (or postgres://); a comma in a URL's user name, "
+        "password, host list or query stays in that URL (postgresql://u:p,ss@h1:5432,h2:5432/db, "
+        "postgresql://u@/db?host=h1,h2&port=5432,5433, ?options=-csearch_path%3Dnev,public), "
+        "but one in its database name, one in its host list followed by user@host, one in its "
+        "query followed by text with an @ before the next comma (a second URL without its "
+        "scheme? write postgresql:// before it; a comma in a value: %2C, an @: %40) and a "
+        "keyword DSN (host=...) after one are refused (docs/storage.md, Shards).",
         dsn=True,
     )
     query_dsn: str = setting(
@@ -118,8 +121,8 @@ class StorageSettings(Section):
         "postgres.dsn without shards): nev-ingest query reads an entity from its shard's "
         "replica, and nev-ingest migrate points the query database's foreign servers at them. "
         "Empty: the primaries. The service never writes them. Comma-separated in "
-        "NEV_STORAGE_REPLICAS; a comma in a URL's host list or query stays in it, as in "
-        "storage.shards.",
+        "NEV_STORAGE_REPLICAS, read as storage.shards is (a comma in a URL's credentials, host "
+        "list or query stays in it).",
         dsn=True,
     )
     raw_frames: bool = setting(False, "Also archive every raw frame (bytea) in raw_frames.")

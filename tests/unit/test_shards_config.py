@@ -261,27 +261,102 @@ def test_a_keyword_dsn_after_a_url_is_refused_not_joined_to_it(shards: str) -> N
 @pytest.mark.parametrize(
     ("shards", "place"),
     [
-        ("postgresql://nev@db0/nev?application_name=ingest,nev@db1/nev", "db1/nev"),
-        ("postgresql://nev@db0/nev?application_name=ingest,db1/nev", "db1/nev"),
         ("postgresql://nev@db0,nev:secret@db1:5433/nev", "db1:5433/nev"),
         (f"{A},nev:secret@db1/nev?sslmode=require", "db1/nev"),
+        ("postgresql://nev@db0/nev,nev:se?cret@db1/nev", "db1/nev"),  # a ? ends the name
+        ("postgresql://db0/nev,db1/nev", "db1/nev"),
     ],
 )
 def test_a_url_without_its_scheme_is_refused_not_joined_to_the_one_before(
     shards: str, place: str
 ) -> None:
-    # The comma after a query or in a host list was read as part of the URL: the mistyped
-    # second shard became part of the first one's application_name (or a host) and the
-    # deployment ran one shard. Now it is an item of its own, refused saying what to add.
+    # The comma in a host list or the database name was read as part of the URL: the
+    # mistyped second shard became a host (or the name) of the first one and the deployment
+    # ran one shard. Now it is refused as an item of its own, saying what to add.
     with pytest.raises(UserError) as refused:
         load_settings(environ={"NEV_STORAGE_SHARDS": shards})
     said = str(refused.value)
-    assert said.startswith(f"storage.shards[1] ({place}): this URL has no scheme"), said
+    assert f"storage.shards[1] ({place}): this URL has no scheme" in said, said
     assert "postgresql://" in said and "\n" not in said and "secret" not in said
+
+
+@pytest.mark.parametrize(
+    "shards",
+    [
+        "postgresql://nev@db0/nev?application_name=ingest,nev@db1/nev",
+        # a base64 password (=), or one with & or ?, ends no query value: still refused
+        "postgresql://nev@db0/nev?application_name=ingest,nev:c2VjcmV0==@db1/nev",
+        "postgresql://nev@db0/nev?application_name=ingest,nev:sec&ret@db1/nev",
+        "postgresql://nev@db0/nev?application_name=ingest,nev:sec?ret@db1/nev",
+        "postgresql://nev@db0/nev?sslmode=require&application_name=ingest,ops@site",
+        "postgresql://nev@db0/nev?host=h1,h2&application_name=a@secret",
+    ],
+)
+def test_an_at_after_a_comma_in_a_query_is_refused(shards: str) -> None:
+    # What follows a comma in a query up to the next comma holding an @ is a second URL
+    # without its scheme (asyncpg connected to db0 only, the application_name swallowing the
+    # second shard) or an @ in a value after a list: which one cannot be told, so the line says
+    # how to write each.
+    with pytest.raises(UserError) as refused:
+        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
+    said = str(refused.value)
+    assert "storage.shards[0] (db0/nev): a comma in the query" in said, said
+    assert "write postgresql:// before it" in said and "%2C" in said and "%40" in said
+    assert "secret" not in said and "c2VjcmV0" not in said and "ret@" not in said
+
+
+def test_a_comma_in_a_database_name_is_refused() -> None:
+    with pytest.raises(UserError) as refused:
+        load_settings(environ={"NEV_STORAGE_SHARDS": "postgresql://nev:secret@db0/nev,x"})
+    said = str(refused.value)
+    assert "storage.shards[0] (db0/nev): a comma in the database name" in said, said
+    assert "%2C" in said and "secret" not in said
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p,ss@h1/db",
+        "postgresql://u:p,ss@h1,h2/db",
+        "postgresql://a,b@h/db",
+        "postgresql://nev:a,b=c&d@h1:5432,h2:5433/nev?sslmode=require",
+        "postgresql://nev:YWJjZA==@db1/nev",
+        "postgres://u:p,ss@[::1]:5432,[::2]:5433/nev",
+    ],
+)
+def test_a_comma_in_a_user_name_or_password_stays_in_its_url(url: str) -> None:
+    # libpq reads the credentials up to the authority's first @: a comma there splits nothing
+    # (the list split it, and refused the pieces with a message about a port or a scheme).
+    shards = load_settings(environ={"NEV_STORAGE_SHARDS": f"{A},{url}"}).storage.shards
+    assert shards == (A, url)
+    replicas = load_settings(
+        environ={"NEV_STORAGE_SHARDS": f"{A},{B}", "NEV_STORAGE_REPLICAS": f"{url}, {A}_r"}
+    ).storage.replicas
+    assert replicas == (url, f"{A}_r")
+
+
+def test_commas_libpq_reads_inside_a_url_keep_it_whole() -> None:
+    urls = (
+        "postgresql://nev@[::1]:5432,[::2]:5433/nev",
+        "postgresql:///nev?host=/tmp,/var/run/postgresql",
+        "postgresql://nev@h1/nev?options=-csearch_path%3Dnev,public",
+        "postgresql://nev@h1/nev?application_name=ingest,v2/blue",
+        "postgresql://nev@/nev?host=h1,h2&application_name=a%40b,c",
+        "postgresql://nev@db0/nev?application_name=a@b,c",  # the @ before the comma
+    )
+    settings = load_settings(environ={"NEV_STORAGE_SHARDS": ",".join(urls)})
+    assert settings.storage.shards == urls
+
+
+def test_an_upper_case_scheme_starts_a_url_and_is_refused() -> None:
+    # libpq reads POSTGRESQL://... as a database name; read into the URL before it, the second
+    # shard would have been part of its database name.
+    with pytest.raises(UserError, match=r"storage\.shards\[1\]: write the URL's scheme in lower"):
+        load_settings(environ={"NEV_STORAGE_SHARDS": f"{A}, POSTGRESQL://nev@db1/nev"})
 
 
 def test_empty_items_and_unix_socket_lists_in_a_query() -> None:
     sockets = "postgresql:///nev?host=/tmp,/var/run/postgresql"
-    at = "postgresql://nev@/nev?host=h1,h2&application_name=a@b,c"  # an @ in a later value
+    at = "postgresql://nev@/nev?host=h1,h2&application_name=a%40b,c"  # an @ in a later value
     settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{sockets},,{at},{B},"})
     assert settings.storage.shards == (sockets, at, B)
