@@ -82,6 +82,13 @@ def check_database_url(key: str, dsn: str) -> None:
     query = dsn.partition("?")[2]
     last: dict[str, str] = {}  # both drivers take a repeated key's last value
     for item in query.split("&") if query else ():
+        if item and "=" not in item:
+            # libpq (query, alerts) refuses it, asyncpg (the writer) drops it: e.g. the rest
+            # of a second URL after an unencoded ? in its password (h0,u:5432?pw@h1/db).
+            raise UserError(
+                f"{key}: a parameter in the URL's query has no = (libpq refuses it); write a ? "
+                "in a password as %3F, and give each URL of a list its own postgresql://"
+            )
         name, _, value = (unquote(part) for part in item.partition("="))
         if value or name != "sslmode":  # a blank sslmode is dropped (wiring.postgres_dsn)
             last[name] = value

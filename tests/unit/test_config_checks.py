@@ -70,6 +70,10 @@ _PW = "s3cr3t"
             "target_session_attrs in the URL must be one of",
         ),
         (f"postgresql://u:{_PW}@h/db?sslmode=bogus&sslmode=", "sslmode in the URL must be one of"),
+        # libpq refuses a parameter without =, asyncpg drops it: here the rest of a second URL
+        # whose password holds an unencoded ? (the first URL's hosts "h" and "u:5432").
+        (f"postgresql://u@h,u:5432?{_PW}@h1/db", "a parameter in the URL's query has no ="),
+        (f"postgresql://u@h/db?sslmode=require&{_PW}", "a parameter in the URL's query has no ="),
     ],
 )
 def test_malformed_database_urls_are_refused(key: str, dsn: str, message: str) -> None:
