@@ -11,11 +11,12 @@ one second's pushes: the first gets ``--seq`` (0001 when not given), each next o
 after, in file order (``FlagSeqs``). With one Seq for all, every push of a connector would
 have the same time (TimeStamp + Seq µs), and the alert engine would judge the first and count
 the others as duplicates; an operator's file of one second's status changes would raise
-nothing. The numbering skips the Seqs the wrapped lines before it gave in that second, and a
-wrapped line whose Seq an earlier push was numbered with is refused (``bad_time``): neither
-pair of pushes shares a time. A wrapped line with a ``timestamp`` and no ``seq`` takes
-``--seq`` as given (docs/alerts.md), not numbered. Past Seq 9999 a second is full: a usage
-error says to give the wrapped form."""
+nothing. The numbering skips the Seqs the wrapped lines of the same operator before it gave in
+that second, and a wrapped line whose Seq an earlier push of its operator was numbered with is
+refused (``bad_time``): no operator's two pushes share a (TimeStamp, Seq), as the gateway
+takes each pair once per operator (docs/gateway.md). A wrapped line with a ``timestamp`` and
+no ``seq`` takes ``--seq`` as given (docs/alerts.md), not numbered. Past Seq 9999 a second is
+full: a usage error says to give the wrapped form."""
 
 from __future__ import annotations
 
@@ -96,12 +97,17 @@ class FlagSeqs:
     command run: ``decode``'s files are numbered on, since they share the one TimeStamp.
 
     A wrapped line may give a Seq of ``--timestamp``'s second itself (its own ``seq``, or
-    ``--seq`` as given when it has a ``timestamp`` and no ``seq``). Two pushes with one
-    (TimeStamp, Seq) have one time, and the alert engine counts the later a duplicate, never
-    judged: so the numbering skips every Seq a wrapped line of that second used before, and a
-    wrapped line whose Seq an earlier push was numbered with is refused (``claim``) rather
-    than judged as a duplicate. Lines are read once, in order (``decode`` reads stdin), so a
-    Seq used later in the file cannot be skipped ahead of time."""
+    ``--seq`` as given when it has a ``timestamp`` and no ``seq``). Two pushes of one operator
+    with one (TimeStamp, Seq) are what the gateway refuses (it takes a pair once per operator,
+    docs/gateway.md), and of one connector they have one time, the alert engine counting the
+    later a duplicate, never judged: so the numbering skips every Seq a wrapped line of that
+    second and operator used before, and a wrapped line whose Seq an earlier push of its
+    operator was numbered with is refused (``claim``). Pushes of two operators are two
+    entities to the engine (``operator_id:connector_id``) and two senders to the gateway: one
+    Seq for both is no clash. Keyed by the operator, not the connector: the gateway would refuse
+    an operator's second push of one (TimeStamp, Seq) whatever connector it is about. Lines are
+    read once, in order (``decode`` reads stdin), so a Seq used later in the file cannot be
+    skipped ahead of time."""
 
     __slots__ = ("_given", "_next", "_start", "_taken", "_wrapped")
 
@@ -109,13 +115,13 @@ class FlagSeqs:
         self._start = 1 if start is None else int(start)
         self._next = self._start
         self._taken = 0  # pushes numbered so far
-        self._given: set[int] = set()  # the Seqs numbered
-        self._wrapped: set[int] = set()  # the Seqs wrapped lines gave in that second
+        self._given: set[tuple[str, int]] = set()  # (operator, Seq) numbered
+        self._wrapped: set[tuple[str, int]] = set()  # (operator, Seq) wrapped lines gave
 
-    def take(self) -> str:
-        """The next Seq no wrapped line of the second used; ``UserError`` once the second's
-        9999 are used up."""
-        while self._next in self._wrapped:
+    def take(self, operator: str) -> str:
+        """The next Seq no wrapped line of ``operator`` used in the second; ``UserError`` once
+        the second's 9999 are used up."""
+        while (operator, self._next) in self._wrapped:
             self._next += 1
         self._taken += 1
         if self._next > SEQ_MAX:
@@ -126,27 +132,28 @@ class FlagSeqs:
                 "give them in the wrapped form, one JSON object per line with its own "
                 '"timestamp" and "seq"'
             )
-        self._given.add(self._next)
+        self._given.add((operator, self._next))
         seq = f"{self._next:0{SEQ_DIGITS}d}"
         self._next += 1
         return seq
 
-    def claim(self, seq: str) -> None:
-        """A wrapped line's Seq in ``--timestamp``'s second: skipped by the numbering from now
-        on; ``FrameError`` (bad_time) when an earlier push was numbered with it."""
+    def claim(self, operator: str, seq: str) -> None:
+        """A wrapped line's Seq in ``--timestamp``'s second: skipped by ``operator``'s numbering
+        from now on; ``FrameError`` (bad_time) when an earlier push of ``operator`` was numbered
+        with it."""
         if not is_seq(seq):
             return  # refused as bad_time by push_time, at no time of its own
         number = int(seq)
-        if number in self._given:
+        if (operator, number) in self._given:
             raise FrameError(
                 BAD_TIME,
                 0,
-                f"Seq {seq} of --timestamp's second was given to an earlier push taking "
-                "--timestamp (numbered from --seq): with one time, one of the two would be a "
-                "duplicate; put the wrapped lines before the others, or start --seq past "
-                "their Seqs",
+                f"Seq {seq} of --timestamp's second was given to an earlier push of operator "
+                f"{operator} taking --timestamp (numbered from --seq): with one (TimeStamp, "
+                "Seq), one of the two would be a duplicate; put the wrapped lines before the "
+                "others, or start --seq past their Seqs",
             )
-        self._wrapped.add(number)
+        self._wrapped.add((operator, number))
 
 
 def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> Push:
@@ -165,12 +172,7 @@ def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> 
         seq = doc.get("seq", seq)
         own_envelope = "timestamp" in doc or "seq" in doc
         data = orjson.dumps(doc["data"])
-    if stamp is not None and not own_envelope:
-        # --timestamp's second, shared by all such lines: each its own Seq (FlagSeqs).
-        seq = seqs.take()
-    elif seq is not None and stamp is not None and str(stamp) == args.timestamp:
-        # A wrapped line's Seq in that second: the numbering must not give it again.
-        seqs.claim(str(seq))
+    # Checked before a Seq is numbered or claimed: a line refused here takes none.
     for value, what in ((interface, "interface"), (operator, "operator")):
         if type(value) is not str or not value:
             field = "operator_id" if what == "operator" else what
@@ -183,6 +185,13 @@ def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> 
             0,
             "a Seq counts within its TimeStamp: give --timestamp or the line's 'timestamp' field",
         )
+    numbered = stamp is not None and not own_envelope
+    if numbered:
+        # --timestamp's second, shared by all such lines: each its own Seq (FlagSeqs).
+        seq = seqs.take(operator)
+    elif seq is not None and stamp is not None and str(stamp) == args.timestamp:
+        # A wrapped line's Seq in that second: the numbering must not give it again.
+        seqs.claim(operator, str(seq))
     return Push(
         data, interface, operator, None if stamp is None else str(stamp),
         None if seq is None else str(seq),

@@ -227,3 +227,34 @@ def test_a_wrapped_line_with_a_seq_already_numbered_is_refused_not_a_duplicate(
         assert "1 skipped (1 bad_time)" in err, err
         assert main(["decode", "--profile", "tcec", *ENVELOPE, *flags, frames]) == 1
         assert '"bad_time"' in capsys.readouterr().out
+
+
+def _other_operators_fault(seq: str) -> str:
+    """A wrapped fault push of another operator (its own connector) in --timestamp's second."""
+    doc = {**orjson.loads(_push(255, seq)), "operator_id": OTHER_OPERATOR}
+    doc["data"] = orjson.loads(station_status(OTHER_GUN, 255))
+    return orjson.dumps(doc).decode()
+
+
+OTHER_OPERATOR = "MA0000002"
+OTHER_GUN = connector(9)
+
+
+def test_another_operators_push_may_share_a_numbered_seq(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The bare push of --operator (numbered 0001), then another operator's fault at Seq 0001:
+    # the gateway takes a (TimeStamp, Seq) once per operator, and the engine's entities are
+    # operator:connector, so the two are no duplicate. The clash check was keyed on the Seq
+    # alone: the fault was skipped as bad_time (exit 1) and never judged.
+    frames = _write(tmp_path, [station_status(GUN, 2).decode(), _other_operators_fault("0001")])
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE) == 0
+    err = capsys.readouterr().err
+    assert "2 charger frames (2 connector reports in order" in err and "0 skipped" in err, err
+    assert "1 raised" in err, err
+    assert main(["decode", "--profile", "tcec", *ENVELOPE, frames]) == 0
+    out = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["operator_id"], x["pushed_at"]) for x in out] == [
+        (OPERATOR, "2026-07-01T10:00:00.000001+08:00"),
+        (OTHER_OPERATOR, "2026-07-01T10:00:00.000001+08:00"),
+    ]
