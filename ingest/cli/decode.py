@@ -50,9 +50,10 @@ from contract.charger import ChargerRows
 from ingest.cli.output import discard_stdout, note
 from ingest.cli.tcec_lines import (
     FlagSeqs,
+    Push,
     add_envelope_arguments,
     check_envelope_arguments,
-    push_of,
+    decode_push,
 )
 from ingest.decoders import FrameError, decode_frame, error_to_dict, frame_to_dict
 from ingest.decoders.battery import decode_pack_frame, pack_frame_to_dict
@@ -296,7 +297,10 @@ def _tcec_line(
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise FrameError(BAD_JSON, exc.pos, f"not JSON: {exc.msg}") from None
-    push = push_of(line, doc, args, seqs)
+    return decode_push(line, doc, args, seqs, _push_rows)
+
+
+def _push_rows(push: Push) -> tuple[ChargerRows, datetime]:
     # The time of the status and station pushes, which carry none of their own: the
     # pipeline's (push_time: TimeStamp + Seq µs), so that it is the time they are stored with.
     stamp, seq = push.timestamp, push.seq

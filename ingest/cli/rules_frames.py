@@ -34,7 +34,7 @@ from alerts.frames import FrameSpecError, frame_from_json
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
 from contract.rows import FrameRows
-from ingest.cli.tcec_lines import FlagSeqs, is_wrapped, push_of
+from ingest.cli.tcec_lines import FlagSeqs, Push, decode_push, is_wrapped
 from ingest.decoders.errors import MISSING_FIELD, FrameError
 from ingest.decoders.fast import decode_rows
 from ingest.errors import UserError
@@ -121,7 +121,11 @@ def _push_rows(line: str, doc: Any, envelope: _Envelope, received_ms: int) -> An
     """A T/CEC 102 push's rows as the pipeline decodes the T/CEC topic's record: the line's
     envelope fields (or the flags, their Seq numbered) are the headers the gateway would have
     set."""
-    push = push_of(line.encode(), doc, *envelope)
+    return decode_push(line.encode(), doc, *envelope, lambda push: _record_rows(push, received_ms))
+
+
+def _record_rows(push: Push, received_ms: int) -> Any:
+    """The rows of `push` as decode_tcec_record gives them to the pipeline."""
     if push.timestamp is None:
         # The pipeline rejects a push without one (missing_header): it is the push's time.
         raise FrameError(

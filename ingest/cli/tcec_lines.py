@@ -21,8 +21,9 @@ full: a usage error says to give the wrapped form."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -35,23 +36,27 @@ __all__ = [
     "Push",
     "add_envelope_arguments",
     "check_envelope_arguments",
+    "decode_push",
     "is_wrapped",
     "push_of",
 ]
 
 SEQ_MAX: Final = 10**SEQ_DIGITS - 1  # 9999: the last Seq of a second
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
 class Push:
     """One line's push: its business JSON and its envelope's fields (TimeStamp and Seq as
-    given, None when neither the line nor the flags have one)."""
+    given, None when neither the line nor the flags have one); ``numbered``: its Seq is one
+    ``FlagSeqs.take`` gave."""
 
     data: bytes
     interface: str
     operator: str
     timestamp: str | None
     seq: str | None
+    numbered: bool = False
 
 
 def add_envelope_arguments(parser: argparse.ArgumentParser, what: str, no_stamp: str) -> None:
@@ -137,6 +142,13 @@ class FlagSeqs:
         self._next += 1
         return seq
 
+    def release(self, push: Push) -> None:
+        """``push`` was skipped (its line not decodable): a Seq it was numbered with clashes
+        with no push any more, so a later wrapped line may use it. The numbering goes on from
+        where it was (a push's Seq is its place among the numbered lines, skipped ones too)."""
+        if push.numbered and push.seq is not None:
+            self._given.discard((push.operator, int(push.seq)))
+
     def claim(self, operator: str, seq: str) -> None:
         """A wrapped line's Seq in ``--timestamp``'s second: skipped by ``operator``'s numbering
         from now on; ``FrameError`` (bad_time) when an earlier push of ``operator`` was numbered
@@ -194,5 +206,24 @@ def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> 
         seqs.claim(operator, str(seq))
     return Push(
         data, interface, operator, None if stamp is None else str(stamp),
-        None if seq is None else str(seq),
+        None if seq is None else str(seq), numbered,
     )  # fmt: skip
+
+
+def decode_push(
+    line: bytes,
+    doc: Any,
+    args: argparse.Namespace,
+    seqs: FlagSeqs,
+    decode: Callable[[Push], _T],
+) -> _T:
+    """``decode`` of ``push_of``'s push. When ``decode`` refuses it (``FrameError``: the line
+    is skipped, never judged), a Seq it was numbered with is released (``FlagSeqs.release``):
+    kept, a later wrapped line of that Seq was refused as clashing with a push that is not
+    there."""
+    push = push_of(line, doc, args, seqs)
+    try:
+        return decode(push)
+    except FrameError:
+        seqs.release(push)
+        raise

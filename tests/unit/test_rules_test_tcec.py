@@ -258,3 +258,21 @@ def test_another_operators_push_may_share_a_numbered_seq(
         (OPERATOR, "2026-07-01T10:00:00.000001+08:00"),
         (OTHER_OPERATOR, "2026-07-01T10:00:00.000001+08:00"),
     ]
+
+
+def test_a_skipped_bare_line_leaves_its_seq_to_a_wrapped_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bare line that is no push (no ConnectorStatusInfo) was numbered 0001 and skipped; the
+    # wrapped fault at Seq 0001 after it was then refused as clashing with that push, which
+    # was never judged. Now the Seq is released: the fault is judged, the one skip is the bad
+    # line's.
+    bad = orjson.dumps({"Connector": {"ConnectorID": GUN}}).decode()
+    frames = _write(tmp_path, [bad, _push(255, "0001")])
+    assert _test(_rules(tmp_path), "--frames", frames, *ENVELOPE) == 1
+    err = capsys.readouterr().err
+    assert f"{frames}:1: skipped" in err and f"{frames}:2:" not in err, err
+    assert "1 raised" in err and "bad_time" not in err, err
+    assert main(["decode", "--profile", "tcec", *ENVELOPE, frames]) == 1
+    out = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert "error" in out[0] and out[1]["pushed_at"] == "2026-07-01T10:00:00.000001+08:00", out
