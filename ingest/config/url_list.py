@@ -109,12 +109,12 @@ class _Url:
         end = self._chunk.find(",", comma + 1, self._authority_end)
         host = self._chunk[comma + 1 : self._authority_end if end < 0 else end]
         if "@" in host:
-            self._no_scheme(comma)
+            raise self._no_scheme(comma)
 
     def path_comma(self, comma: int) -> None:
         piece = self._piece(comma)
         if "@" in piece or "/" in piece:
-            self._no_scheme(comma)
+            raise self._no_scheme(comma)
         raise UserError(
             f"{self._item()} ({self._place()}): a comma in the database name; a second URL "
             "without its scheme? write postgresql:// before it; a comma in the name: write it "
@@ -133,11 +133,12 @@ class _Url:
         """What follows ``comma`` up to the next comma."""
         return self._chunk[comma + 1 :].split(",", 1)[0]
 
-    def _no_scheme(self, comma: int) -> None:
-        # Named by its host and database name: what follows the last @ (an unencoded @ in a
-        # password comes before it), up to a query.
+    def _no_scheme(self, comma: int) -> UserError:
+        """The refusal of what follows ``comma``: a URL without its scheme, the list's next
+        item, named by its host and database name (after the last @: an unencoded @ in a
+        password comes before it; up to a query)."""
         place = self._piece(comma).rpartition("@")[2].split("?")[0].strip()
-        raise UserError(f"{self._where}[{self._index + 1}] ({place}): {_NO_SCHEME}")
+        return UserError(f"{self._where}[{self._index + 1}] ({place}): {_NO_SCHEME}")
 
     def _item(self) -> str:
         return f"{self._where}[{self._index}]"
