@@ -34,7 +34,10 @@ later fold of its type (and the dead workers' files pile up again): the fold ren
 operator removes it or the service restarts, ``remove_damaged``) and starts a new archive with
 the dead worker's values. The totals the damaged archive held were already missing from the
 scrapes that skipped it (a counter reset, to Prometheus); the new archive adds nothing twice nor
-drops anything more. A file of no bytes holds no values yet (a worker killed, or scraped,
+drops anything more. Only the format puts an archive aside: one the fold cannot read at that
+moment (an OSError: EMFILE, ENFILE, EIO) may be sound, so the fold fails as when it cannot
+write (``ArchiveError``; the dead worker's file stays, counted) and the next fold reads the
+archive again. A file of no bytes holds no values yet (a worker killed, or scraped,
 between ``MmapedDict``'s open and its first truncate): read as empty, folded as such.
 """
 
@@ -82,6 +85,12 @@ class ArchiveError(Exception):
 class _Unreadable(Exception):
     """A file that is not prometheus-client's format: its values can be neither counted nor
     archived (the message names it)."""
+
+
+class _NotReadNow(_Unreadable):
+    """A file that could not be read this time (EMFILE, ENFILE, EIO, ...): skipped by this
+    scrape like a damaged one, but nothing says it is damaged, so a fold never puts it aside
+    (the next read may well succeed)."""
 
 
 class MetricFiles:
@@ -165,8 +174,14 @@ class MetricFiles:
             files = [_read(str(dead))]
             try:
                 files.append(_read(str(archive)))
+            except _NotReadNow:
+                # Maybe sound (out of file descriptors, an I/O error once): putting it aside
+                # would drop its totals from /metrics for good. The fold fails instead, the
+                # dead worker's file stays counted and the next fold reads the archive again.
+                raise
             except _Unreadable as exc:
-                # Every later fold of this type would stop on it: put it aside, start anew.
+                # Not the format (the reader's ValueError, RuntimeError, struct.error): every
+                # later fold of this type would stop on it: put it aside, start anew.
                 damaged, why = self._damaged_name(archive), str(exc)
             values = _values_by_key(files)
             _write(new, {key: _sum_up(v) for key, (_, v) in values.items()})
@@ -189,6 +204,8 @@ class MetricFiles:
         except (OSError, _Unreadable) as exc:
             with contextlib.suppress(OSError):
                 new.unlink(missing_ok=True)
+            if isinstance(exc, _NotReadNow):  # the scrapes read it as before
+                raise ArchiveError(f"{exc}; still counted") from exc
             if isinstance(exc, _Unreadable):  # left for the operator to look at
                 raise ArchiveError(f"{exc}; not counted; remove it") from exc
             raise ArchiveError(
@@ -240,8 +257,8 @@ def _read(path: str) -> _Entries:
             values.append((key, _parse_key(key, _type_of(path)), value))
     except FileNotFoundError:  # gone since the listing: a live gauge of a reaped worker
         return []
-    except OSError as exc:
-        raise _Unreadable(f"cannot read {name} ({exc.strerror or exc})") from exc
+    except OSError as exc:  # the file's bytes are not in question
+        raise _NotReadNow(f"cannot read {name} ({exc.strerror or exc})") from exc
     except (ValueError, RuntimeError, struct.error) as exc:
         raise _Unreadable(f"{name} is not a prometheus-client metric file ({exc})") from exc
     return values

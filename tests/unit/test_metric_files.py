@@ -4,6 +4,7 @@ real files written by prometheus-client in other processes, real scrapes (the ex
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import struct
@@ -241,6 +242,7 @@ def test_a_file_of_no_bytes_holds_nothing_and_is_folded(metrics_dir: Path) -> No
 
 # Several label sets per family, first seen in an order that is not sorted.
 _LABELLED = """
+import errno
 import os
 from prometheus_client import Counter, Histogram, Summary
 lat = Histogram("lat_seconds", "Latency.", ["stage", "kind"], buckets=(0.1, 1.0))
@@ -361,3 +363,35 @@ def test_a_scrape_parses_each_key_once(metrics_dir: Path, monkeypatch: pytest.Mo
     for f in metrics_dir.glob("*.db"):
         entries += len(list(MmapedDict.read_all_values_from_file(str(f))))  # type: ignore[no-untyped-call]
     assert len(parsed) == entries, "each key of each file parsed once"
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EIO])
+def test_an_archive_not_read_this_time_is_not_put_aside(
+    metrics_dir: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """An open or read error (out of file descriptors, an I/O error once) says nothing of an
+    archive's bytes: the fold took it for damaged, renamed it aside and its totals left /metrics
+    for good (a counter reset). Now the fold fails as when it cannot write: the archive and the
+    dead worker's file stay where they are, counted, and the next fold reads the archive."""
+    pids = [_worker(metrics_dir, 0.5) for _ in range(3)]
+    files = MetricFiles(metrics_dir)
+    assert files.archive(pids[0]) == 3
+    before = _scrape(files)
+    archive = str(metrics_dir / "counter_archive.db")
+    real = MmapedDict.read_all_values_from_file
+
+    def once(path: str) -> object:  # the archive's next open fails, as with EMFILE
+        if path == archive:
+            monkeypatch.setattr(MmapedDict, "read_all_values_from_file", real)
+            raise OSError(code, os.strerror(code))
+        return real(path)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(MmapedDict, "read_all_values_from_file", staticmethod(once))
+    with pytest.raises(ArchiveError, match=r"^cannot read counter_archive\.db \(.*\); still"):
+        files.archive(pids[1])
+    assert not list(metrics_dir.glob("*.damaged-*"))
+    assert f"counter_{pids[1]}.db" in _summed_files(metrics_dir)
+    assert _scrape(files) == before  # nothing left out: no counter reset
+    assert files.unreadable == ()
+    assert files.archive(pids[2]) == 3  # the next fold reads the archive again
+    assert _scrape(files) == before
