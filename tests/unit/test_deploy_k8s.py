@@ -6,6 +6,7 @@ docs/capacity.md, and selectors that select."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import pytest
 
 from devtools.devstack import kafka_secure as ks
 from ingest.config.load import load_settings
+from ingest.config.settings import Settings
 from ingest.pipeline.multiproc_dir import WORKER_METRICS_ROOM
 from tests.unit.test_deploy_compose import _tool, check_command, check_settings, load_yaml
 
@@ -96,10 +98,13 @@ def _secret_keys_used() -> set[tuple[str, str]]:
     return used
 
 
-def _env(container: dict[str, Any]) -> dict[str, str]:
-    """The container's NEV_ variables: its ConfigMaps (envFrom, a later one winning) and then
-    its own ``env``, as the kubelet sets them."""
-    r = _resources()
+def _env(
+    container: dict[str, Any], r: dict[tuple[str, str], dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """The container's NEV_ variables: its ConfigMaps (envFrom, a later one winning; of ``r``,
+    by default the base's and the migration's files) and then its own ``env``, as the kubelet
+    sets them."""
+    r = r or _resources()
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         config = r[("ConfigMap", source["configMapRef"]["name"])]["data"]
@@ -120,7 +125,12 @@ def _mounted_keys(pod: dict[str, Any]) -> set[str]:
     return {i["key"] for i in items}
 
 
-def _load_as_mounted(pod: dict[str, Any], container: dict[str, Any], tmp_path: Path) -> None:
+def _load_as_mounted(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    tmp_path: Path,
+    r: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> Settings:
     """The container's settings loaded with its secret volume as the kubelet fills it: only
     the keys mounted exist, so a setting naming another one stops it as it would the pod."""
     (volume,) = [v for v in pod["volumes"] if "secret" in v]
@@ -132,9 +142,9 @@ def _load_as_mounted(pod: dict[str, Any], container: dict[str, Any], tmp_path: P
     prefix = mount["mountPath"] + "/"
     env = {
         k: str(root) + "/" + v[len(prefix) :] if v.startswith(prefix) else v
-        for k, v in _env(container).items()
+        for k, v in _env(container, r).items()
     }
-    load_settings(environ=env)
+    return load_settings(environ=env)
 
 
 def test_each_pod_sees_only_the_secret_keys_it_reads(tmp_path: Path) -> None:
@@ -152,6 +162,84 @@ def test_each_pod_sees_only_the_secret_keys_it_reads(tmp_path: Path) -> None:
     assert not _mounted_keys(pods["nev-gateway"]) & service_only
     assert _mounted_keys(pods["nev-gateway"]) == {"kafka-gateway-password", "kafka-ca.crt"}
     assert "kafka-gateway-password" not in _mounted_keys(pods["nev-ingest"])
+
+
+# The pods of the release before the gateway had a ConfigMap of its own (0.1.0 as released):
+# every container read the ConfigMap nev-ingest alone, with the whole Secret mounted, and the
+# gateway set its own Kafka login in its env. Until step 2 of an upgrade rolls them, such pods
+# restart (a KEDA scale-out, an eviction, a liveness restart) with what step 1 applied.
+_PREVIOUS_RELEASE: dict[str, dict[str, str]] = {
+    "nev-ingest": {},
+    "nev-ingest-migrate": {},
+    "nev-gateway": {
+        "NEV_KAFKA_SASL_USERNAME": ks.GATEWAY,
+        "NEV_KAFKA_SASL_PASSWORD_FILE": "/run/secrets/nev/kafka-gateway-password",
+    },
+}
+
+
+def test_the_previous_releases_pods_still_start_during_an_upgrade(tmp_path: Path) -> None:
+    """Step 1 of an upgrade (deploy/k8s/migrate, which includes the ConfigMaps) took the
+    service's logins out of nev-ingest while the previous release's service pods, reading it
+    alone, still ran: one restarting before step 2 (for ever if the migration failed) exited at
+    start (kafka.security_protocol = SASL_SSL needs kafka.sasl_username ...). nev-ingest keeps
+    what they read; the gateway reads a ConfigMap of its own."""
+    config = _resources(MIGRATE)[("ConfigMap", "nev-ingest")]["data"]
+    mounted = tmp_path / "secret"
+    mounted.mkdir()
+    for key in _documented_secret():  # the whole Secret, as those pods mount it
+        (mounted / key).write_text("s3cret\n")
+    for name, own in _PREVIOUS_RELEASE.items():
+        env = {k: str(v) for k, v in config.items()} | own
+        env = {k: v.replace("/run/secrets/nev", str(mounted)) for k, v in env.items()}
+        kafka = load_settings(environ=env).kafka  # a UserError here: the pod would exit
+        assert kafka.sasl_username == (ks.GATEWAY if name == "nev-gateway" else ks.SERVICE)
+
+
+def _kustomized(overlay: Path, tmp_path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) -> resource, as ``kubectl kustomize`` (offline) renders ``overlay``."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl here: an overlay cannot be rendered")
+    built = subprocess.run(
+        [kubectl, "kustomize", overlay], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(built.stdout)
+    return {(d["kind"], d["metadata"]["name"]): d for d in load_yaml(rendered)}
+
+
+def test_an_overlay_of_the_services_logins_changes_the_service_and_not_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """docs/operations.md asked operators to set NEV_KAFKA_SASL_USERNAME (and the database's
+    CA) in ConfigMap nev-ingest. With the service's logins moved to a ConfigMap read after it,
+    such an overlay silently lost to it (the service logged in as the base's principal), and the
+    gateway, reading nev-ingest, got a file path its pods no longer mount and exited at start.
+    Rendered by kustomize as an operator's overlay is: the service takes the overlay's values,
+    the gateway starts, as its own principal."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        f"resources:\n  - {os.path.relpath(K8S, overlay)}\n"
+        "patches:\n"
+        "  - patch: |\n"
+        "      apiVersion: v1\n"
+        "      kind: ConfigMap\n"
+        "      metadata: {name: nev-ingest}\n"
+        "      data:\n"
+        "        NEV_KAFKA_SASL_USERNAME: nev-service-eu\n"
+        "        NEV_POSTGRES_SSLROOTCERT: /run/secrets/nev/pg-ca.crt\n"
+    )
+    r = _kustomized(overlay, tmp_path)
+    logins = {}
+    for name in ("nev-ingest", "nev-gateway"):
+        pod = r[("Deployment", name)]["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        settings = _load_as_mounted(pod, c, tmp_path / name, r)  # a UserError: it would exit
+        logins[name] = settings.kafka.sasl_username
+    assert logins == {"nev-ingest": "nev-service-eu", "nev-gateway": ks.GATEWAY}
 
 
 def test_every_file_is_listed_and_valid_against_the_kubernetes_schemas(tmp_path: Path) -> None:
@@ -315,7 +403,7 @@ def test_the_migration_is_applied_and_waited_for_before_the_deployments() -> Non
     shared_objects = (
         ("Namespace", "nev-ingest"),
         ("ConfigMap", "nev-ingest"),
-        ("ConfigMap", "nev-ingest-service"),
+        ("ConfigMap", "nev-gateway"),
     )
     for shared in shared_objects:
         assert migrate[shared] == base[shared], f"{shared}: the Job runs with the release's own"
