@@ -24,8 +24,9 @@
 # NEV_K8S_UNSCHEDULABLE_S) stops the script like a failure: such a Job never fails by itself
 # (its backoffLimit counts failed pods only).
 # Exit status: 0 rolled; 1 the migration failed, its pod cannot start, its Job is gone or it did
-# not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, no usable
-# Secret or no answer about the Job (nothing applied).
+# not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, the
+# gateway's ConfigMaps holding a service login or differing from nev-ingest on another key, no
+# usable Secret or no answer about the Job (nothing applied).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -73,20 +74,27 @@ trap 'rm -f "$errors"' EXIT
 # The namespace and the Job, from what `apply -k` will create (not from the environment: the
 # kustomizations name their namespace, and a script looking elsewhere checked another
 # namespace's Secret and waited for a Job that was never there).
-# objects KUSTOMIZATION: one line "KIND NAME NAMESPACE" per object. Read by kubectl's own YAML
-# parser (`label --local`: offline, nothing is sent to the cluster; the label is on its output
-# only), not by matching kustomize's layout (an awk of its lines, which another indentation or a
-# flow-style metadata made read no name nor namespace).
-objects() {
-    kubectl kustomize "$1" 2>"$errors" |
-        kubectl label --local -f - nev-ingest/apply-sh=read 2>>"$errors" \
-            -o 'jsonpath={.kind}{" "}{.metadata.name}{" "}{.metadata.namespace}{"\n"}'
-    # the pipeline fails with either kubectl
+# read KUSTOMIZATION OUTPUT: OUTPUT ("jsonpath=..." or "go-template=...") of each object the
+# kustomization makes. Read by kubectl's own YAML parser (`label --local`: offline, nothing is
+# sent to the cluster; the label is on its output only), not by matching kustomize's layout (an
+# awk of its lines, which another indentation or a flow-style metadata made read no name nor
+# namespace).
+read_objects() {
+    kubectl label --local -f - nev-ingest/apply-sh=read 2>"$errors" -o "$2" <<<"$1"
 }
-migrate_objects=$(objects "$migrate") ||
-    die "kubectl kustomize $migrate failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
-base_objects=$(objects "$base") ||
-    die "kubectl kustomize $base failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+render() {
+    kubectl kustomize "$1" 2>"$errors" ||
+        die "kubectl kustomize $1 failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+}
+# (render's die ends only the $(...): exit with its status)
+migrate_yaml=$(render "$migrate") || exit
+base_yaml=$(render "$base") || exit
+# One line "KIND NAME NAMESPACE" per object.
+where='jsonpath={.kind}{" "}{.metadata.name}{" "}{.metadata.namespace}{"\n"}'
+migrate_objects=$(read_objects "$migrate_yaml" "$where") ||
+    die "kubectl kustomize $migrate made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+base_objects=$(read_objects "$base_yaml" "$where") ||
+    die "kubectl kustomize $base made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
 jobs=$(awk '$1 == "Job"' <<<"$migrate_objects")
 [ "$(grep -c . <<<"$jobs")" -eq 1 ] ||
     die "$migrate makes $(grep -c . <<<"$jobs") Jobs: it must make exactly one, the migration Job; nothing was applied"
@@ -101,6 +109,55 @@ while read -r kind name namespace; do
         die "$kind/$name is in namespace $namespace, job/$job in $ns: the Secret, the Job and the Deployments must share one namespace (set the same namespace: in both kustomizations); nothing was applied"
     fi
 done <<<"$migrate_objects"$'\n'"$base_objects"
+
+# The gateway's settings: the ConfigMaps its Deployment reads (envFrom) must hold none of the
+# service's logins (they name files its pods do not mount, or log it in as the service) and
+# agree with nev-ingest, the service's, on every other key. Since the gateway reads nev-gateway
+# and no longer nev-ingest (kept as it was for the pods of the release being upgraded), an
+# overlay that patched nev-ingest alone would leave the gateway on the base's Kafka or database.
+service_only=(NEV_KAFKA_SASL_USERNAME NEV_KAFKA_SASL_PASSWORD_FILE NEV_POSTGRES_PASSWORD_FILE NEV_POSTGRES_SSLROOTCERT)
+# "data CONFIGMAP KEY VALUE" (the value quoted: %q) per key of each ConfigMap, then "reads
+# CONFIGMAP" per envFrom of the gateway's containers, in their order.
+# shellcheck disable=SC2016
+settings_template='go-template={{if eq .kind "ConfigMap"}}{{$n := .metadata.name}}{{range $k, $v := .data}}data {{$n}} {{$k}} {{printf "%q" $v}}{{"\n"}}{{end}}{{end}}{{if and (eq .kind "Deployment") (eq .metadata.name "nev-gateway")}}{{range .spec.template.spec.containers}}{{range .envFrom}}{{with .configMapRef}}reads {{.name}}{{"\n"}}{{end}}{{end}}{{end}}{{end}}'
+settings=$(read_objects "$base_yaml" "$settings_template") ||
+    die "kubectl kustomize $base made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+declare -A data=() gateway=() gateway_from=()
+reads=()
+while read -r what name key value; do
+    case $what in
+    data) data[$name/$key]=$value ;;
+    reads) reads+=("$name") ;;
+    esac
+done <<<"$settings"
+mapfile -t data_keys < <(printf '%s\n' "${!data[@]}" | sort)
+for map in "${reads[@]}"; do # a later ConfigMap wins, as in the kubelet
+    for k in "${data_keys[@]}"; do
+        if [ "${k%%/*}" = "$map" ]; then
+            gateway[${k#*/}]=${data[$k]}
+            gateway_from[${k#*/}]=$map
+        fi
+    done
+done
+if [ "${#reads[@]}" -gt 0 ]; then
+    for key in "${service_only[@]}"; do
+        [[ ! -v gateway[$key] ]] ||
+            die "the gateway reads $key (of the service's logins) from ConfigMap ${gateway_from[$key]} ($base): set it in ConfigMap nev-ingest only, the service's, and take it out of ${gateway_from[$key]} (docs/operations.md, \"Upgrade\"); nothing was applied"
+    done
+    for k in "${data_keys[@]}"; do
+        [ "${k%%/*}" = nev-ingest ] || continue
+        key=${k#*/}
+        [[ " ${service_only[*]} " != *" $key "* ]] || continue
+        if [[ ! -v gateway[$key] ]]; then
+            theirs="no $key"
+        elif [ "${gateway[$key]}" != "${data[$k]}" ]; then
+            theirs="$key=${gateway[$key]}"
+        else
+            continue
+        fi
+        die "ConfigMap nev-ingest (the service's) sets $key=${data[$k]}, the gateway's (ConfigMap ${reads[*]}) $theirs: set the same in ConfigMap nev-gateway in your overlay of $base (the gateway no longer reads nev-ingest; docs/operations.md, \"Upgrade\"); nothing was applied"
+    done
+fi
 
 # 1. The Secret, before anything is applied.
 # The $k and $v are kubectl's go-template variables, not the shell's:

@@ -439,3 +439,64 @@ def test_the_objects_are_read_as_yaml_not_by_their_layout(tmp_path: Path) -> Non
     assert run.rc == 0, run.stderr
     looks = [c for c in run.calls if not c.startswith(("kustomize ", "apply -k "))]
     assert looks and all(c.startswith("-n prod ") for c in looks), looks
+
+
+def _patched(root: Path, patches: str) -> tuple[str, str]:
+    """An operator's overlays (migration, base), the base's with ``patches`` (kustomize's
+    ``patches:`` list, indented as in its kustomization.yaml)."""
+    migrate, base = _overlays(root)
+    with (base / "kustomization.yaml").open("a") as f:
+        f.write("patches:\n" + patches)
+    return str(migrate), str(base)
+
+
+def _data(name: str, **data: str) -> str:
+    lines = "".join(f"        {k}: {v}\n" for k, v in data.items())
+    return (
+        "  - patch: |\n      apiVersion: v1\n      kind: ConfigMap\n"
+        f"      metadata: {{name: {name}}}\n      data:\n{lines}"
+    )
+
+
+def test_the_gateways_settings_agree_with_the_services_and_hold_none_of_its_logins(
+    tmp_path: Path,
+) -> None:
+    """The gateway reads the ConfigMap nev-gateway, no longer nev-ingest (kept as it was for the
+    pods of the release being upgraded). An overlay that patched nev-ingest alone (the Kafka or
+    database the docs said to point it at) would leave the gateway on the base's; one that gave
+    the gateway a service login would stop it at start (a file its pods do not mount) or log it
+    in as the service. Each is refused, in one line, before anything is applied; the service's
+    logins set in nev-ingest (what the docs asked for) are the service's alone."""
+    servers = "kafka.prod.svc:9093"
+    refused = {
+        "one side": (_data("nev-ingest", NEV_KAFKA_BOOTSTRAP_SERVERS=servers), "nev-gateway"),
+        "a login": (
+            _data("nev-gateway", NEV_POSTGRES_PASSWORD_FILE="/run/secrets/nev/pg-password"),
+            "take it out of nev-gateway",
+        ),
+        "reads nev-ingest": (
+            "  - target: {kind: Deployment, name: nev-gateway}\n    patch: |\n"
+            "      - op: replace\n"
+            "        path: /spec/template/spec/containers/0/envFrom/0/configMapRef/name\n"
+            "        value: nev-ingest\n",
+            "from ConfigMap nev-ingest",
+        ),
+    }
+    said_by: dict[str, str] = {}
+    for name, (patches, said) in refused.items():
+        run = _run(tmp_path / name, [["Complete"]], args=_patched(tmp_path / name, patches))
+        assert run.rc == 2 and run.applied() == [], f"{name}: {run.stderr}"
+        assert all(c.startswith("kustomize ") for c in run.calls), run.calls
+        assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
+        assert said in run.stderr and 'docs/operations.md, "Upgrade"' in run.stderr, run.stderr
+        said_by[name] = run.stderr
+    assert f'NEV_KAFKA_BOOTSTRAP_SERVERS="{servers}"' in said_by["one side"]
+    allowed = {
+        "both sides": _data("nev-ingest", NEV_KAFKA_BOOTSTRAP_SERVERS=servers)
+        + _data("nev-gateway", NEV_KAFKA_BOOTSTRAP_SERVERS=servers),
+        "service login": _data("nev-ingest", NEV_KAFKA_SASL_USERNAME="nev-service-eu"),
+    }
+    for name, patches in allowed.items():
+        args = _patched(tmp_path / name, patches)
+        run = _run(tmp_path / name, [["Complete"]], args=args)
+        assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
