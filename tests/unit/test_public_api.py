@@ -78,6 +78,7 @@ PINNED: dict[str, frozenset[str]] = {
             "decode_tcec",
             "encode_charger_frame",
             "is_operator_id",
+            "is_seq",
             "parse_tcec_timestamp",
             "push_time",
             "rows_of_charger_frame",
