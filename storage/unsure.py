@@ -12,8 +12,9 @@ committed, its tuples pending or merged as the commit said.
 
 One transaction stores every partition of a batch, or none: the attempt committed only when
 each of its partitions is at its end offset or past it (another consumer went on since).
-A partition still at the batch's start (or with nothing stored) says it did not: the retry
-writes the batch as usual, and a partition found at the end offset then is someone else's.
+A partition short of its end (nothing stored, at the batch's start, or in between: offsets
+only move forward) says it did not: the retry writes the batch as usual, and a partition
+found at the end offset then is someone else's.
 """
 
 from __future__ import annotations
@@ -66,16 +67,20 @@ def committed_by(
     """The partitions whose stored offset is ``sent``'s end offset, when the fence's
     ``stored`` offsets say that attempt committed; None when it did not (or none was sent).
 
-    A partition to be written (nothing stored, or stored at or before its start) means the
-    attempt did not commit: it would have moved every partition of the batch to its end."""
+    A partition before that attempt's end offset (nothing stored, stored at or before the
+    batch's start, or in between) proves it did not commit: its commit would have moved every
+    partition it wrote to its end, and offsets only move forward."""
     if sent is None or not sent.committed:
         return None
     done: set[TopicPartition] = set()
     for tp, rng in ranges.items():
         have = stored.get(tp)
+        end = sent.committed.get(tp)  # None: that attempt had found the partition fenced
         if have is None or (rng.start is not None and have <= rng.start):
             return None
-        if sent.committed.get(tp) == have:
+        if end is not None and have < end:
+            return None
+        if end == have:
             done.add(tp)
     return done or None
 

@@ -71,3 +71,9 @@ def test_the_callers_retry_finds_its_batch_and_old_ones_go() -> None:
     unsure.keep(key, sent)
     assert unsure.take(key) is sent
     assert unsure.take(key) is None  # taken once
+
+
+def test_a_partition_short_of_the_attempts_end_says_it_did_not_commit() -> None:
+    # Offsets only move forward: A at 15, past the batch's start (10) but before the end the
+    # attempt would have stored (20), was stored by someone else; B at its end proves nothing.
+    assert committed_by(_sent({A: 20, B: 5}), RANGES, {A: 15, B: 5}) is None
