@@ -3,9 +3,11 @@
 Exactly-once into the database rests on three statements of the batch's own transaction:
 
 1. ``fence`` locks the batch's partitions' rows of ``consumer_offsets`` (creating missing ones)
-   in (topic, partition) order and returns what is stored. A partition whose stored offset is
-   past the batch's start was written by someone else since this consumer read it (a stale
-   consumer after a rebalance, or a replay): its frames are not written again.
+   in (topic, partition) order and returns what is stored, and the transaction's id (a retry
+   asks the server whether an attempt whose COMMIT got no answer committed: storage/unsure.py).
+   A partition whose stored offset is past the batch's start was written by someone else
+   since this consumer read it (a stale consumer after a rebalance, or a replay): its frames
+   are not written again.
 2. the rows themselves (plain COPY: nothing can be in the way, because every offset this batch
    covers is after the stored one);
 3. ``store`` moves the partitions' offsets to the batch's ``next``, and sets ``latest_from``:
@@ -26,6 +28,7 @@ from typing import Any, Final
 
 __all__ = [
     "NONE_STORED",
+    "Fence",
     "OffsetRange",
     "Stored",
     "TopicPartition",
@@ -64,7 +67,7 @@ INSERT INTO {schema}.consumer_offsets AS o (consumer_group, topic, partition, ne
 SELECT $1, u.t, u.p, {NONE_STORED} FROM unnest($2::text[], $3::int4[]) AS u(t, p)
 ORDER BY u.t, u.p
 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = o.next_offset
-RETURNING o.topic, o.partition, o.next_offset
+RETURNING o.topic, o.partition, o.next_offset, txid_current() AS xact
 """
 
 
@@ -93,20 +96,30 @@ WHERE o.consumer_group = $1 AND o.next_offset >= 0
 """
 
 
-async def fence(
-    conn: Any, schema: str, group: str, partitions: Iterable[TopicPartition]
-) -> dict[TopicPartition, int | None]:
-    """Lock the partitions' offset rows; the stored next offset of each (None: none stored)."""
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What ``fence`` found: the stored next offset of each partition (None: none stored), and
+    the id of the transaction holding the locks (``txid_current()``, epoch-qualified: it does
+    not wrap; None when there were no partitions, so no query)."""
+
+    stored: dict[TopicPartition, int | None]
+    xact: int | None
+
+
+async def fence(conn: Any, schema: str, group: str, partitions: Iterable[TopicPartition]) -> Fence:
+    """Lock the partitions' offset rows; what is stored, and the transaction's id (a column of
+    the same statement: no round trip of its own)."""
     tps = sorted({(str(t), int(p)) for t, p in partitions})
     if not tps:
-        return {}
+        return Fence({}, None)
     rows = await conn.fetch(_fence_sql(schema), group, [t for t, _ in tps], [p for _, p in tps])
-    return {
+    stored = {
         (r["topic"], r["partition"]): (
             None if r["next_offset"] == NONE_STORED else r["next_offset"]
         )
         for r in rows
     }
+    return Fence(stored, int(rows[0]["xact"]) if rows else None)
 
 
 async def store(

@@ -1,33 +1,53 @@
 """A write whose COMMIT was sent but whose answer never came: committed or not?
 
-The COMMIT reached the server, and then the connection dropped (``storage.write_timeout_s``
-cutting it in that window, a reset, a failover): the transaction may have committed. The
-retry's fence tells: the partitions' offsets are exactly where that attempt stored them, so
-the database holds that attempt - rows, alerts, outbox rows, offsets and ``latest_from``.
-Taken for another consumer's work (fenced), the batch was counted abandoned, the partitions'
-pending latest_state tuples were dropped (never merged while the worker kept the partitions:
-its next merge cleared ``latest_from``) and its alert messages waited in the outbox for the
-next assignment. Recognised, the retry finishes the batch as that attempt left it (``Sent``):
-committed, its tuples pending or merged as the commit said.
+The COMMIT may have reached the server, and then the connection dropped
+(``storage.write_timeout_s`` cutting it in that window, a reset, a failover): the transaction
+may have committed, or not (the COMMIT never arrived: the server rolled it back). Taken for
+another consumer's work (fenced) when it did commit, the batch was counted abandoned, the
+partitions' pending latest_state tuples were dropped (never merged while the worker kept the
+partitions: its next merge cleared ``latest_from``) and its alert messages waited in the
+outbox for the next assignment. Taken for committed when it did not, a worker that no longer
+owns the partition (a zombie after a network split, whose new owner wrote a batch ending at
+the same offset) kept latest_state tuples of a partition not its own and published alert
+messages whose outbox rows never committed.
 
-One transaction stores every partition of a batch, or none: the attempt committed only when
-each of its partitions is at its end offset or past it (another consumer went on since).
-A partition short of its end (nothing stored, at the batch's start, or in between: offsets
-only move forward) says it did not: the retry writes the batch as usual, and a partition
-found at the end offset then is someone else's.
+So the transaction's own status decides. Each attempt keeps its transaction id (``Sent.xact``,
+a column of the fence's statement) with what it did. The retry's fence locks the partitions'
+offset rows, which that attempt's fence had locked: by then that transaction has ended, and
+``txid_status`` says how (one query, only on a retry after such an attempt, and only when the
+offsets do not already rule it out):
+
+* ``committed`` - and every partition at that attempt's end offset or past it (another
+  consumer went on since; offsets only move forward): the retry finishes the batch as that
+  attempt left it (``Sent``): committed, its tuples pending or merged as the commit said.
+* ``aborted`` - it did not commit: the batch is written as usual (a partition found at the
+  end offset then is someone else's: fenced).
+* NULL - the id is too old for the server to know (its commit log truncated): the offsets
+  decide alone, as they would have before.
+
+A partition still before that attempt's end (nothing stored, at the batch's start, or in
+between) proves it did not commit, whatever the status: no query then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from storage.batch import WriteResult
 from storage.latest_pending import Delta, PartitionLatest, Placements
 from storage.offsets import OffsetRange, TopicPartition
 
-__all__ = ["KEEP", "Sent", "Unsure", "UnsureWrites", "committed_by", "ranges_key"]
+__all__ = [
+    "KEEP",
+    "Sent",
+    "Unsure",
+    "UnsureWrites",
+    "committed_by",
+    "did_commit",
+    "ranges_key",
+]
 
 # Batches whose outcome stays unknown after write_batch gave up (the database away past the
 # retries): their next write_batch looks again. A few at most are retried at a time (one per
@@ -48,6 +68,7 @@ class Sent:
     placed: Placements
     began: dict[TopicPartition, PartitionLatest | None]
     committed: dict[TopicPartition, int] = field(default_factory=dict)
+    xact: int | None = None  # its transaction's id (None: unknown, the offsets decide)
 
 
 @dataclass(slots=True)
@@ -65,7 +86,9 @@ def committed_by(
     stored: Mapping[TopicPartition, int | None],
 ) -> set[TopicPartition] | None:
     """The partitions whose stored offset is ``sent``'s end offset, when the fence's
-    ``stored`` offsets say that attempt committed; None when it did not (or none was sent).
+    ``stored`` offsets allow that attempt to have committed; None when they prove it did not
+    (or none was sent). Allowing is not proving: another consumer may have stored the same
+    end offsets (``did_commit`` asks the transaction's status).
 
     A partition before that attempt's end offset (nothing stored, stored at or before the
     batch's start, or in between) proves it did not commit: its commit would have moved every
@@ -83,6 +106,28 @@ def committed_by(
         if end == have:
             done.add(tp)
     return done or None
+
+
+async def did_commit(conn: Any, sent: Sent) -> bool:
+    """Whether ``sent``'s transaction committed, asked of the server on ``conn`` - after the
+    retry's fence took the row locks that transaction held, so it has ended. Only
+    ``committed`` is a commit; an id the server no longer knows (NULL: its commit log
+    truncated past it) or no id leaves it to the offsets (``committed_by``, checked first)."""
+    if sent.xact is None:
+        return True
+    status = await conn.fetchval(_STATUS, sent.xact)
+    # 'in progress' cannot be seen behind the row locks; were it, not taking the batch as
+    # committed is the safe side (written as usual: fenced, nothing doubled)
+    return status is None or status == "committed"
+
+
+# txid_status raises for an id the server has not reached (a failover to a replica that had
+# not replayed the attempt: it never committed there); the fence already took this
+# transaction's id, so any id below it has been reached. txid_status is volatile: not
+# evaluated for the other branch.
+_STATUS: Final = (
+    "SELECT CASE WHEN $1::int8 < txid_current() THEN txid_status($1) ELSE 'aborted' END"
+)
 
 
 def ranges_key(ranges: Mapping[TopicPartition, OffsetRange]) -> RangesKey:

@@ -31,10 +31,12 @@ Transient errors (connection lost, serialization failure, deadlock, admin shutdo
 the whole batch with exponential backoff on a fresh connection; nothing is lost because
 nothing was committed. Unless the error came with the COMMIT sent (its answer lost: the write
 timeout cutting the connection then, a reset, a failover): the attempt may have committed, and
-the retry's fence tells - every partition at that attempt's end offset (or past it) and the
-database has the batch, which is then finished as that attempt left it (committed, its
-latest_state tuples pending or merged) instead of taken for another consumer's (fenced); a
-caller retrying after ``StorageUnavailable`` gets the same (storage/unsure.py).
+the retry asks the server - that transaction's status (``txid_status``, read behind the
+fence's row locks), with every partition at that attempt's end offset (or past it) - and
+finishes a batch that committed as that attempt left it (committed, its latest_state tuples
+pending or merged) instead of taking it for another consumer's (fenced); one that did not is
+written as usual. A caller retrying after ``StorageUnavailable`` gets the same
+(storage/unsure.py).
 
 A permanent data error (a value the column refuses) is unexpected: it is isolated by
 bisecting the batch's frames under savepoints inside the same transaction, the bad frames are
@@ -75,7 +77,7 @@ from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
 from storage.params import TIMESERIES_TABLES, Dedupe, SchemaMode, WriterParams
 from storage.partitions import SlotCache, ensure
-from storage.unsure import Sent, Unsure, UnsureWrites, committed_by, ranges_key
+from storage.unsure import Sent, Unsure, UnsureWrites, committed_by, did_commit, ranges_key
 
 __all__ = ["BeforeCommit", "StorageWriter"]
 
@@ -393,14 +395,17 @@ class StorageWriter:
         ranges = {(t, p): r for (t, p), r in offsets.items()}
         began = {tp: self.latest.parts.get(tp) for tp in ranges}  # a set gone by the commit: lost
         async with conn.transaction():
-            stored = await offsets_sql.fence(conn, schema, group, ranges)
+            fence = await offsets_sql.fence(conn, schema, group, ranges)
+            stored = fence.stored
             fenced: dict[TopicPartition, int] = {}
             for tp, rng in ranges.items():
                 have = stored.get(tp)
                 if have is not None and (rng.start is None or have > rng.start):
                     fenced[tp] = have
+            # The offsets first (they may prove it did not commit: no query), then the
+            # transaction's own status: another consumer may have stored the same offsets.
             done = committed_by(unsure.sent, ranges, stored)
-            if unsure.sent is not None and done is not None:
+            if unsure.sent is not None and done is not None and await did_commit(conn, unsure.sent):
                 raise _Committed(unsure.sent, done, fenced)  # nothing to write
             unsure.sent = None  # it did not (or the partitions went on since): no more doubt
             staging = self._params.dedupe is Dedupe.STAGING
@@ -463,7 +468,7 @@ class StorageWriter:
                 latest_merged=frozenset(committed if not self.latest.bounded else merged),
             )
             # Last before the COMMIT: an error from here on may come after it took effect.
-            sent = unsure.sent = Sent(result, deltas, merged, placed, began, committed)
+            sent = unsure.sent = Sent(result, deltas, merged, placed, began, committed, fence.xact)
         self._applied(sent, fenced)
         return result
 
@@ -491,6 +496,7 @@ class StorageWriter:
             sent.placed,
             sent.began,
             {tp: off for tp, off in sent.committed.items() if tp in done},
+            sent.xact,
         )
         self._applied(mine, gone)
         log.info(

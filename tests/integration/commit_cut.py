@@ -4,7 +4,10 @@ Armed (``arm``), it lets the next COMMIT of a transaction that sent COPY data (a
 its rows go by COPY) through to the server, waits for the server's answer - the transaction
 has committed then - and drops both connections instead of passing the answer on: the client
 sees its connection lost in the middle of COMMIT, the outcome unknown to it (what the write
-timeout's cut or a reset right then does). Once: later writes go through.
+timeout's cut or a reset right then does). Once: later writes go through. Armed with
+``drop=True`` it loses the COMMIT itself instead: both connections close before it is passed
+on, and the server rolls the transaction back - the client sees the same thing, and must not
+take the batch for committed.
 
 Threads, not the test's event loop: the service tests block that loop (``Service.stop``)
 while the service still talks to its database through here. The client side must not use
@@ -36,6 +39,7 @@ class _Server(socketserver.ThreadingTCPServer):
         self.target = target
         self.lock = threading.Lock()
         self.armed = False
+        self.drop = False  # the armed cut loses the COMMIT itself, not its answer
         self.cut = 0  # COMMIT answers lost so far
         self.fired = threading.Event()
 
@@ -97,7 +101,12 @@ class _Forward(socketserver.BaseRequestHandler):
             reader = _Reader()
             try:
                 while data := client.recv(65536):
-                    if reader.feed(data) and self._take():
+                    if reader.feed(data) and (drop := self._take()) is not None:
+                        if drop:  # never sent: the server sees the connection end, rolls back
+                            with self.server.lock:
+                                self.server.cut += 1
+                            self.server.fired.set()
+                            break
                         swallow.set()  # before the COMMIT goes: its answer is not passed on
                     upstream.sendall(data)
             except OSError:
@@ -106,12 +115,13 @@ class _Forward(socketserver.BaseRequestHandler):
                 _close(client, upstream)
             back.join()
 
-    def _take(self) -> bool:
+    def _take(self) -> bool | None:
+        """None when not armed; else disarmed, and whether to drop the COMMIT itself."""
         with self.server.lock:
             if not self.server.armed:
-                return False
+                return None
             self.server.armed = False
-            return True
+            return self.server.drop
 
     def _back(
         self, upstream: socket.socket, client: socket.socket, swallow: threading.Event
@@ -139,7 +149,8 @@ def _close(*socks: socket.socket) -> None:
 
 class CommitCut:
     """``with CommitCut(dsn) as cut:`` connect to ``cut.dsn``; ``cut.arm()`` before the write
-    whose COMMIT answer is to be lost; ``cut.cut`` counts the answers lost."""
+    whose COMMIT answer is to be lost (``arm(drop=True)``: the COMMIT itself); ``cut.cut``
+    counts the cuts."""
 
     def __init__(self, dsn: str) -> None:
         self._url = urlsplit(dsn)
@@ -159,9 +170,10 @@ class CommitCut:
         query["sslmode"] = "disable"
         return urlunsplit(url._replace(netloc=f"{auth}127.0.0.1:{port}", query=urlencode(query)))
 
-    def arm(self) -> None:
+    def arm(self, drop: bool = False) -> None:
         with self._server.lock:
             self._server.armed = True
+            self._server.drop = drop
             self._server.fired.clear()
 
     @property

@@ -155,3 +155,66 @@ async def test_the_sinks_retry_after_the_writer_gave_up_has_the_alert(
     assert await count(env.dsn, f"SELECT count(*) FROM {ps.SCHEMA}.alerts") == 1
     assert await count(env.dsn, f"SELECT count(*) FROM {ps.SCHEMA}.alerts_outbox") == 1
     assert await ps.caught_up(env)
+
+
+async def test_a_zombies_lost_commit_is_not_taken_for_its_own(
+    env: PipelineEnv, tmp_path: Path
+) -> None:
+    """A zombie after a network split: the sink's COMMIT never reached the server (rolled
+    back); the partitions' new owner wrote the same records (the same offset ranges). The
+    zombie's retry must come out fenced: no alert message of its rolled-back transaction (the
+    owner's is the one "raised"), no latest_state tuples of partitions it does not own (before:
+    taken for its own commit, handing back a second "raised" whose outbox row never
+    committed)."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(HOT_PACK_RULES)
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    await ps.produce(env.kafka, env.topic, hot_frames(start, [60.0] * 4))
+
+    async def no_rejects(rejected: list[tuple[int, str]]) -> None:
+        assert rejected == [], f"the database rejected frames: {rejected}"
+
+    def sink_of(settings: Settings, name: str) -> StorageSink:
+        return StorageSink(
+            pools=shard_pool_params(settings, name),
+            writer=replace(
+                writer_params(settings), retry=RetryParams(attempts=1, initial=0.01, maximum=0.01)
+            ),
+            storage=storage_params(settings),
+            metrics=PipelineMetrics(),
+            alert_topics={env.topic: "vehicle"},
+            rules_file=str(rules),
+        )
+
+    alerts_rows = f"SELECT count(*) FROM {ps.SCHEMA}.alerts"
+    with CommitCut(env.dsn) as cut:
+        # Long: a batch's tuples stay pending in the writer that committed it.
+        pending = {"NEV_STORAGE_LATEST_INTERVAL_MS": "600000", "NEV_ALERTS_RULES_FILE": str(rules)}
+        through = load_settings(environ=env.environ(NEV_POSTGRES_DSN=cut.dsn, **pending))
+        direct = load_settings(environ=env.environ(**pending))
+        batch = await read_batch(env, through)
+        again = await read_batch(env, direct)
+        zombie = sink_of(through, "nev-test-zombie")
+        owner = sink_of(direct, "nev-test-owner")
+        await zombie.start()
+        await owner.start()
+        try:
+            await zombie.on_partitions_assigned(batch.partitions)
+            cut.arm(drop=True)
+            with pytest.raises(TransientSinkError, match="COMMIT got no answer"):
+                await zombie.write(batch, no_rejects)
+            assert cut.cut == 1, "the proxy never dropped a COMMIT"
+            assert await count(env.dsn, alerts_rows) == 0, "the zombie's attempt committed"
+            await owner.on_partitions_assigned(again.partitions)
+            mine = await owner.write(again, no_rejects)
+            theirs = await zombie.write(batch, no_rejects)
+            zombie_latest = zombie.writer_of(batch.shard).latest.parts
+        finally:
+            await zombie.close()
+            await owner.close()
+    assert [(a.change, a.rule) for a in mine.alerts] == [("raised", "test_hot_pack")]
+    assert mine.fenced == {}
+    assert theirs.alerts == [], "an alert message of a rolled-back transaction"
+    assert set(theirs.fenced) == set(batch.next)
+    assert not set(batch.next) & set(zombie_latest), "the owner's tuples kept by the zombie"
+    assert await count(env.dsn, alerts_rows) == 1

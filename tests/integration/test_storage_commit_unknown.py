@@ -2,9 +2,10 @@
 
 A proxy between the writer and the real PostgreSQL passes one batch's COMMIT on, waits for the
 server's answer and drops the connection instead of passing it back. The retry finds the
-partition's offset at the batch's end: the batch is the writer's own, committed - not another
-consumer's work (fenced) - and its latest_state tuples stay pending, merged with the next
-merge, every frame stored once."""
+partition's offset at the batch's end and that transaction committed: the batch is the
+writer's own, committed - not another consumer's work (fenced) - and its latest_state tuples
+stay pending, merged with the next merge, every frame stored once. Armed to drop the COMMIT
+itself (rolled back), the same offsets written by another consumer are that consumer's."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from storage import (
     StorageWriter,
     WriterParams,
 )
+from storage.batch import WriteResult
+from storage.unsure import Sent, did_commit
 from tests.integration.commit_cut import CommitCut
 
 pytestmark = pytest.mark.integration
@@ -111,3 +114,62 @@ async def test_the_callers_retry_finds_the_commit_too(migrated_database: str) ->
     latest, total, twice = await _state(migrated_database)
     assert latest == {vin(i): T0 + timedelta(minutes=1) for i in range(10)}
     assert (total, twice) == (15, 0)
+
+
+async def test_a_lost_commit_another_consumer_repeated_is_not_the_writers(
+    migrated_database: str,
+) -> None:
+    """A zombie after a network split: its COMMIT never reached the server (rolled back), and
+    the partition's new owner then wrote a batch ending at the same offset (usual at a
+    caught-up partition). The zombie's retry finds the offsets where its own commit would have
+    put them, but its transaction aborted: fenced, no latest_state tuples of a partition it
+    does not own (before: taken for its own commit, 10 tuples pending)."""
+    with CommitCut(migrated_database) as cut:
+        zombie = await _writer(cut.dsn, attempts=1)
+        owner = await _writer(migrated_database, attempts=1)
+        try:
+            await zombie.write_batch(_frames(range(5), 0), {TP: OffsetRange(None, 5)})
+            cut.arm(drop=True)
+            frames = _frames(range(10), 1)
+            with pytest.raises(StorageUnavailable, match="COMMIT got no answer"):
+                await zombie.write_batch(frames, {TP: OffsetRange(5, 15)})
+            assert cut.cut == 1, "the proxy never dropped a COMMIT"
+            assert (await _state(migrated_database))[1] == 5, "the zombie's attempt committed"
+            # The new owner (a rebalance) reads the same records: the same range.
+            mine = await owner.write_batch(frames, {TP: OffsetRange(5, 15)})
+            assert (mine.committed, mine.fenced) == ({TP: 15}, {})
+            again = await zombie.write_batch(frames, {TP: OffsetRange(5, 15)})
+            assert (again.committed, again.fenced) == ({}, {TP: 15})
+            assert TP not in zombie.latest.parts  # forgotten: the owner's now
+        finally:
+            await zombie.close()
+            await owner.close()
+    latest, total, twice = await _state(migrated_database)
+    assert latest == {vin(i): T0 + timedelta(minutes=1) for i in range(10)}
+    assert (total, twice) == (15, 0)
+
+
+async def test_the_servers_word_on_an_attempts_transaction(migrated_database: str) -> None:
+    """did_commit: committed, rolled back, and an id the server has not reached (a failover
+    to a replica behind the attempt: asked plainly, txid_status raises)."""
+    conn = await asyncpg.connect(migrated_database)
+    try:
+        ids = []
+        for end in ("COMMIT", "ROLLBACK"):
+            await conn.execute("BEGIN")
+            ids.append(await conn.fetchval("SELECT txid_current()"))
+            await conn.execute(end)
+        done, undone = ids
+        async with conn.transaction():
+            future = await conn.fetchval("SELECT txid_current()") + 1_000_000
+            assert await did_commit(conn, _sent(done))
+            assert not await did_commit(conn, _sent(undone))
+            assert not await did_commit(conn, _sent(future))
+            assert await did_commit(conn, _sent(None))  # no id: the offsets decide
+    finally:
+        await conn.close()
+
+
+def _sent(xact: int | None) -> Sent:
+    result = WriteResult({}, {}, [], 0, {}, 0, 0, 0, 0, 0.0)
+    return Sent(result, {}, [], {}, {}, {TP: 1}, xact)
