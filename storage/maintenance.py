@@ -8,7 +8,9 @@ service calls ``run`` every few minutes (``maintenance_interval``). Each call:
   overlaps the partitions already there);
 * drops the partitions entirely older than the table's retention;
 * recomputes the summary buckets (``vehicle_stats_1m``/``_1h``) of the trailing
-  ``summary_lookback`` window.
+  ``summary_lookback`` window;
+* after migration 0088, recomputes one more day of the buckets made before it, backwards from
+  its cut-over to the oldest raw hour (``vehicle_stats_recompute`` holds the progress).
 
 Concurrent callers are harmless: a session advisory try-lock lets one of them work and the
 others return at once (``MaintenanceReport.skipped``). Partition DDL waits for a parent table
@@ -22,13 +24,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
 
 from storage import partitions
-from storage.params import TIMESERIES_TABLES, SchemaMode, StorageParams, check_identifier
+from storage.params import (
+    TIMESERIES_TABLES,
+    PlainParams,
+    SchemaMode,
+    StorageParams,
+    check_identifier,
+)
 from storage.partitions import plan_partitions
 
 __all__ = ["MaintenanceReport", "plan_partitions", "run"]
@@ -48,6 +56,7 @@ class MaintenanceReport:
     left_to_owner: list[str] = field(default_factory=list)  # due, but not ours to drop
     deferred: list[str] = field(default_factory=list)  # DDL given up on a locked parent
     summary_rows: int | None = None
+    recomputed: str | None = None  # this pass's step of 0088's recompute (_recompute_step)
 
     def lines(self) -> list[str]:
         out = [f"partition created: {n}" for n in self.created]
@@ -60,6 +69,8 @@ class MaintenanceReport:
         out += self.deferred_lines()
         if self.summary_rows is not None:
             out.append(f"summary buckets recomputed: {self.summary_rows}")
+        if self.recomputed is not None:
+            out.append(self.recomputed)
         return out
 
     def deferred_lines(self) -> list[str]:
@@ -129,6 +140,8 @@ async def run(
         ):
             if keep is not None:
                 await conn.execute(f"DELETE FROM {schema}.{stats} WHERE bucket < $1", now - keep)
+        if refresh:  # last: a step that fails leaves the rest of the pass done
+            report.recomputed = await _recompute_step(conn, schema, plain, now)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     deferred = set(report.deferred_lines())
@@ -136,6 +149,41 @@ async def run(
         level = logging.WARNING if line in deferred else logging.INFO
         log.log(level, "maintenance: %s", line, extra=log_context)
     return report
+
+
+# One step of the recompute 0088 left to the upkeep: a day of buckets a pass, backwards from
+# the cut-over, so that no statement comes near postgres.statement_timeout_ms (the whole
+# history in one statement did, inside the migration) and the lock is held for one step.
+RECOMPUTE_STEP: Final = timedelta(days=1)
+
+
+async def _recompute_step(conn: Any, schema: str, plain: PlainParams, now: datetime) -> str | None:
+    """Recompute the next day of the summary buckets made before migration 0088 (energy of
+    frames with an unknown current counted as 0 kW: migrations/0088_energy_known.plain.sql),
+    per-minute ones only within vehicle_stats_1m's retention; one transaction (one statement).
+    A line saying what was done, or None once all is (or on a schema from before 0088)."""
+    if not await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f"{schema}.vehicle_stats_recompute"
+    ):
+        return None
+    keep = plain.retention.get("vehicle_stats_1m")
+    row = await conn.fetchrow(
+        f"SELECT * FROM {schema}.recompute_vehicle_stats_step($1, $2)",
+        RECOMPUTE_STEP,
+        None if keep is None else now - keep,
+    )
+    if row is None:
+        return None
+    if row["finished"]:
+        return (
+            f"summary buckets made before migration 0088 recomputed back to the oldest raw "
+            f"hour ({row['range_from']:%Y-%m-%d %H:%M} UTC): done"
+        )
+    return (
+        f"summary buckets made before migration 0088: {row['buckets']} recomputed from "
+        f"{row['range_from']:%Y-%m-%d %H:%M} to {row['range_to']:%Y-%m-%d %H:%M} UTC "
+        f"(older ones next pass)"
+    )
 
 
 async def _drop(conn: Any, schema: str, name: str) -> bool:

@@ -240,6 +240,8 @@ def _grants(
     if mode is SchemaMode.PLAIN:
         # the service's upkeep recomputes the summary tables (derived data, not telemetry)
         grant("SELECT, INSERT, DELETE", ("vehicle_stats_1m", "vehicle_stats_1h"), w)
+        # and 0088's recompute of the buckets made before it, one step a pass (its progress)
+        grant("SELECT, UPDATE, DELETE", ("vehicle_stats_recompute",), w)
     # The private tables are not the regulator's (the writer has its grants above; a scoped
     # login reads its own account_scopes row, through its policy).
     readable = sorted(

@@ -17,6 +17,7 @@ PRIVATE_TABLES: Final = (
     "alerts_outbox",
     "schema_migrations",
     "shard_identity",  # each shard's place in the map (storage.shard_map): a union means nothing
+    "vehicle_stats_recompute",  # plain, 0088: the upkeep's progress through the old buckets
 )
 
 

@@ -11,48 +11,141 @@
 -- ones drew on average, and no known frame means unknown energy (NULL), not 0.
 --
 -- The summary function 0071 wraps (refresh_vehicle_stats_unclamped) is replaced with the new
--- select list (0088_energy_known.vehicle_stats.part.sql); 0071's clamp stays in front of it.
--- Then every bucket whose raw rows are still kept is recomputed once, through the clamped
--- refresh_vehicle_stats: from the first whole hour of the oldest vehicle_telemetry partition to
--- the current hour. Older buckets (retention dropped their raw rows; vehicle_stats_1h is kept
--- forever by default) cannot be recomputed and keep their 0003 figures (docs/operations.md).
+-- select list (0088_energy_known.vehicle_stats.part.sql), one grain at a time
+-- (refresh_vehicle_stats_grain); 0071's clamp stays in front of it.
+--
+-- The buckets already materialised the 0003 way are NOT recomputed here: on a real database
+-- that one statement (years of raw rows) exceeds postgres.statement_timeout_ms, so the
+-- migration would fail for ever (or, the timeout lifted, hold migrate's lock for hours).
+-- Instead vehicle_stats_recompute records the cut-over (the hour after this migration's) and
+-- how far back the buckets are recomputed; each upkeep pass (storage.maintenance) recomputes
+-- one more step backwards from it (recompute_vehicle_stats_step: its own transaction),
+-- per-minute buckets only within vehicle_stats_1m's retention, until the oldest raw hour; then
+-- the row is deleted. Until then the days not yet reached show their 0003 figures, and the
+-- buckets whose raw rows retention already dropped keep them for good (docs/operations.md).
+
+-- One grain's buckets of [from, to) (whole hours), deleted and inserted again from the raw rows.
+CREATE FUNCTION refresh_vehicle_stats_grain(p_from timestamptz, p_to timestamptz, p_grain text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    lo  timestamptz := date_trunc('hour', p_from, 'UTC');
+    hi  timestamptz := date_trunc('hour', p_to, 'UTC');
+    tbl text := CASE p_grain WHEN 'minute' THEN 'vehicle_stats_1m'
+                             WHEN 'hour' THEN 'vehicle_stats_1h' END;
+    n   bigint;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'refresh_vehicle_stats_grain: grain % is neither minute nor hour', p_grain;
+    END IF;
+    IF hi < p_to THEN
+        hi := hi + INTERVAL '1 hour';
+    END IF;
+    EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', tbl) USING lo, hi;
+    EXECUTE format($q$
+    INSERT INTO %I
+    SELECT
+        vin,
+        date_trunc(%L, ts, 'UTC') AS bucket,
+        {{vehicle_stats}}
+    FROM vehicle_telemetry
+    WHERE ts >= $1 AND ts < $2
+    GROUP BY 1, 2$q$,
+        tbl, p_grain) USING lo, hi;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION refresh_vehicle_stats_unclamped(p_from timestamptz, p_to timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
-DECLARE
-    lo    timestamptz := date_trunc('hour', p_from, 'UTC');
-    hi    timestamptz := date_trunc('hour', p_to, 'UTC');
-    n     bigint;
-    total bigint := 0;
-    grain text;
-    tbl   text;
 BEGIN
-    IF hi < p_to THEN
-        hi := hi + INTERVAL '1 hour';
-    END IF;
-    -- One query for both grains (the minute and the hour table have the same columns).
-    FOREACH grain IN ARRAY ARRAY['minute', 'hour'] LOOP
-        tbl := CASE grain WHEN 'minute' THEN 'vehicle_stats_1m' ELSE 'vehicle_stats_1h' END;
-        EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', tbl) USING lo, hi;
-        EXECUTE format($q$
-        INSERT INTO %I
-        SELECT
-            vin,
-            date_trunc(%L, ts, 'UTC') AS bucket,
-            {{vehicle_stats}}
-        FROM vehicle_telemetry
-        WHERE ts >= $1 AND ts < $2
-        GROUP BY 1, 2$q$,
-            tbl, grain) USING lo, hi;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        total := total + n;
-    END LOOP;
-    RETURN total;
+    RETURN refresh_vehicle_stats_grain(p_from, p_to, 'minute')
+         + refresh_vehicle_stats_grain(p_from, p_to, 'hour');
 END
 $$;
 
--- The buckets materialised with 0003's energy, where the raw rows are still there to say better.
-SELECT refresh_vehicle_stats('-infinity', now());
+-- The recompute of the buckets made the 0003 way, one step per upkeep pass: at most one row,
+-- deleted once the oldest raw hour is reached. Buckets from done_from to cutover are recomputed
+-- (cutover on: the upkeep's own trailing refresh computes them with the new select list).
+CREATE TABLE vehicle_stats_recompute (
+    one       boolean PRIMARY KEY DEFAULT true CHECK (one),
+    cutover   timestamptz NOT NULL,
+    done_from timestamptz NOT NULL
+);
+INSERT INTO vehicle_stats_recompute (cutover, done_from)
+SELECT t, t FROM (SELECT date_trunc('hour', now(), 'UTC') + INTERVAL '1 hour' AS t) c;
+
+-- The first whole hour of the oldest vehicle_telemetry partition (as 0071's clamp reads it),
+-- NULL without any partition. DateStyle/TimeZone: the bound is read back from pg_get_expr's text.
+CREATE FUNCTION vehicle_telemetry_first_hour()
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path FROM CURRENT
+SET DateStyle = 'ISO, YMD'
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    oldest timestamptz;
+BEGIN
+    SELECT min((regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                             'FROM \(''([^'']+)''\)'))[1]::timestamptz)
+    INTO oldest
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'vehicle_telemetry'::regclass;
+    IF date_trunc('hour', oldest) < oldest THEN
+        oldest := date_trunc('hour', oldest) + INTERVAL '1 hour';
+    END IF;
+    RETURN oldest;
+END
+$$;
+
+-- One step backwards: the buckets of [done_from - p_step, done_from), not before the oldest raw
+-- hour; the per-minute ones only from p_minutes_from on (vehicle_stats_1m's retention horizon,
+-- NULL: no retention). Returns the range done and the rows made, or no row once all is done.
+CREATE FUNCTION recompute_vehicle_stats_step(p_step interval, p_minutes_from timestamptz)
+RETURNS TABLE (range_from timestamptz, range_to timestamptz, buckets bigint, finished boolean)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    hi     timestamptz;
+    lo     timestamptz;
+    oldest timestamptz := vehicle_telemetry_first_hour();
+    mfrom  timestamptz;
+    n      bigint := 0;
+BEGIN
+    SELECT r.done_from INTO hi FROM vehicle_stats_recompute r FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF oldest IS NULL OR hi <= oldest THEN
+        DELETE FROM vehicle_stats_recompute;
+        RETURN QUERY SELECT hi, hi, 0::bigint, true;
+        RETURN;
+    END IF;
+    lo := greatest(hi - p_step, oldest);
+    n := refresh_vehicle_stats_grain(lo, hi, 'hour');
+    -- whole hours of minutes past the retention horizon (retention deletes older ones again)
+    mfrom := greatest(lo, date_trunc('hour', coalesce(p_minutes_from, lo), 'UTC')
+                          + CASE WHEN date_trunc('hour', coalesce(p_minutes_from, lo), 'UTC')
+                                      < coalesce(p_minutes_from, lo)
+                                 THEN INTERVAL '1 hour' ELSE INTERVAL '0' END);
+    IF mfrom < hi THEN
+        n := n + refresh_vehicle_stats_grain(mfrom, hi, 'minute');
+    END IF;
+    IF lo <= oldest THEN
+        DELETE FROM vehicle_stats_recompute;
+    ELSE
+        UPDATE vehicle_stats_recompute SET done_from = lo;
+    END IF;
+    RETURN QUERY SELECT lo, hi, n, lo <= oldest;
+END
+$$;
