@@ -20,6 +20,7 @@ __all__ = [
     "AGGREGATE_VIEWS",
     "CONTINUOUS_AGGREGATES",
     "FROZEN_AGGREGATES",
+    "FROZEN_PROC",
     "READ_AS",
     "RECOMPRESS_PROC",
     "RECOMPRESS_SCHEDULE",
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 # The continuous aggregates refreshed, and the name each is read under (retention is
 # configured by that name). Since 0088 ``vehicle_stats_1m``/``_1h`` are views over two of them
 # (migrations/0088_energy_known.timescale.sql): ``_energy`` from the cut-over on, and
-# ``_0003``, frozen, before it (no refresh; its retention still applies).
+# ``_0003``, frozen, before it (no refresh; its retention still applies; dropped by 0088 when
+# it held no row, e.g. on a fresh install).
 CONTINUOUS_AGGREGATES: Final = ("vehicle_stats_1m_energy", "vehicle_stats_1h_energy")
 FROZEN_AGGREGATES: Final = ("vehicle_stats_1m_0003", "vehicle_stats_1h_0003")
 # The views 0088 put where the aggregates were: like them, read with their owner's rights.
@@ -47,6 +49,9 @@ READ_AS: Final = {
 # Hourly: a run with nothing to do is one catalog query, and a day's chunks are due once a day.
 RECOMPRESS_PROC: Final = "recompress_rolled_up"
 RECOMPRESS_SCHEDULE: Final = timedelta(hours=1)
+# The job emptying the frozen 0003 aggregates' invalidation logs (_frozen_invalidations).
+FROZEN_PROC: Final = "vehicle_stats_frozen_invalidations"
+FROZEN_SCHEDULE: Final = timedelta(hours=1)
 
 # Recent TimescaleDB versions name a continuous aggregate's jobs after the view, older ones
 # after its materialisation hypertable: match either.
@@ -145,13 +150,13 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
             add="SELECT add_retention_policy($1::regclass, drop_after => $2::interval)",
             remove="SELECT remove_retention_policy($1::regclass, if_exists => true)",
         )
-    for cagg, frozen in zip(CONTINUOUS_AGGREGATES, FROZEN_AGGREGATES, strict=True):
+    for cagg in CONTINUOUS_AGGREGATES:
         if cagg not in aggregates:
             continue
         rel = f"{schema}.{cagg}"
         job = await _job(conn, "policy_refresh_continuous_aggregate", schema, cagg)
         if job is None:  # its first policy: materialise it from the cut-over first
-            changes += await _fill_from_cutover(conn, schema, cagg, frozen)
+            changes += await _fill_from_cutover(conn, schema, cagg, ts)
         same = job is not None
         if job is not None:
             cfg = _config(job)
@@ -177,44 +182,95 @@ async def _timescale(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
                 f"{cagg}: refresh every {human(ts.cagg_schedule)}, from "
                 f"{human(ts.cagg_start_offset)} to {human(ts.cagg_end_offset)} ago"
             )
+    if any(c in aggregates for c in CONTINUOUS_AGGREGATES):  # 0088 ran
+        changes += await _frozen_invalidations(
+            conn, schema, [f for f in FROZEN_AGGREGATES if f in aggregates]
+        )
     changes += await _recompress(conn, schema, ts)
     for line in changes:
         log.info("timescale setting: %s", line)
     return changes
 
 
-# A continuous aggregate's watermark (the end of what it has materialised) as a literal for
-# CALL: NULL before its first refresh (then it is the lowest time TimescaleDB knows, 4714 BC).
-_WATERMARK = """
-SELECT CASE WHEN _timescaledb_functions.to_timestamp(w) < '0001-01-01 00:00Z' THEN 'NULL'
-            ELSE quote_literal(_timescaledb_functions.to_timestamp(w)) END
-FROM timescaledb_information.continuous_aggregates c
-JOIN _timescaledb_catalog.hypertable h
-  ON h.schema_name = c.materialization_hypertable_schema
- AND h.table_name = c.materialization_hypertable_name
-CROSS JOIN LATERAL _timescaledb_functions.cagg_watermark(h.id) AS w
-WHERE c.view_schema = $1 AND c.view_name = $2
-"""
-
-
-async def _fill_from_cutover(conn: Any, schema: str, cagg: str, frozen: str) -> list[str]:
-    """Materialise ``cagg`` from the cut-over (``frozen``'s watermark, where 0088's view passes
-    from one to the other) on; called before ``cagg`` has a refresh policy, i.e. once.
+async def _fill_from_cutover(conn: Any, schema: str, cagg: str, ts: TimescaleParams) -> list[str]:
+    """Materialise ``cagg`` from the cut-over (where 0088's view passes from the frozen 0003
+    aggregate to it: ``vehicle_stats_cutover()``, NULL when there is none) to where its refresh
+    policy will end (the bucket holding ``now() - cagg_end_offset``); called before ``cagg``
+    has a refresh policy, i.e. once.
 
     Until its first refresh a continuous aggregate computes every bucket from the raw rows; its
     refresh policy then materialises only its trailing window and moves the watermark past it,
-    which would hide the buckets between the cut-over and that window (the frozen aggregate
-    had not materialised them, or the policy's window was late), and the view has no other
-    copy of them. A refresh cannot run in a migration's transaction, so it runs here; if it
-    fails no policy is added, and the next migrate runs it again.
+    which would hide the buckets between the cut-over and that window, and the view has no
+    other copy of them. The fill stops where the policy stops: the open bucket is left to
+    real-time aggregation (materialised, it would stay frozen at the frames seen now). A refresh
+    cannot run in a migration's transaction, so it runs here; if it fails no policy is added,
+    and the next migrate runs it again.
     """
-    cutover = await conn.fetchval(_WATERMARK, schema, frozen)
-    if cutover is None:
-        return []  # no frozen aggregate: the view reads this one alone
+    start, end = await conn.fetchrow(
+        f"SELECT {schema}.vehicle_stats_cutover(), time_bucket($1::interval, now() - $2::interval)",
+        _WIDTH[cagg],
+        ts.cagg_end_offset,
+    )
+    if start is not None and start >= end:
+        return []  # nothing closed after the cut-over yet: the policy's window covers it
+    first = "NULL" if start is None else f"'{start.isoformat()}'"
     # simple protocol (no parameters): the procedure commits, which a bound CALL may not
-    await conn.execute(f"CALL refresh_continuous_aggregate('{schema}.{cagg}', {cutover}, NULL)")
-    start = "the beginning" if cutover == "NULL" else cutover
-    return [f"{cagg}: materialised from the cut-over ({start}) on"]
+    await conn.execute(
+        f"CALL refresh_continuous_aggregate('{schema}.{cagg}', {first}, '{end.isoformat()}')"
+    )
+    since = "the beginning" if start is None else f"{start:%Y-%m-%d %H:%M} UTC"
+    return [f"{cagg}: materialised from the cut-over ({since}) to {end:%Y-%m-%d %H:%M} UTC"]
+
+
+# The width of each aggregate's buckets (migrations/0088_energy_known.timescale.sql).
+_WIDTH: Final = {
+    "vehicle_stats_1m_energy": timedelta(minutes=1),
+    "vehicle_stats_1h_energy": timedelta(hours=1),
+}
+
+
+async def _frozen_invalidations(conn: Any, schema: str, frozen: list[str]) -> list[str]:
+    """One job deleting the frozen aggregates' invalidation-log entries while any is there.
+
+    Every refresh of the hypertable's continuous aggregates copies its invalidations (late
+    frames) to each aggregate's log, which only that aggregate's own refresh empties; the frozen
+    ones are never refreshed, so theirs would grow for ever. The procedure writes TimescaleDB's
+    catalog: only a user with DELETE on it (its owner, a superuser) can run it, and the job runs
+    as the user adding it, so without that right no job is added and a warning says what to do.
+    """
+    rows = await conn.fetch(
+        "SELECT job_id FROM timescaledb_information.jobs "
+        "WHERE proc_schema = $1 AND proc_name = $2 ORDER BY job_id",
+        schema,
+        FROZEN_PROC,
+    )
+    if not frozen:
+        for r in rows:
+            await conn.execute("SELECT delete_job($1)", r["job_id"])
+        return [f"{FROZEN_PROC}: removed (no frozen aggregate)"] if rows else []
+    if rows:
+        return []
+    if not await conn.fetchval(
+        "SELECT has_table_privilege('_timescaledb_catalog."
+        "continuous_aggs_materialization_invalidation_log', 'DELETE')"
+    ):
+        log.warning(
+            "timescale setting: %s not scheduled: %s may not delete from TimescaleDB's "
+            "catalog, so the invalidation log of %s grows with every late frame; run "
+            "`nev-ingest migrate` once as the database's superuser (or the TimescaleDB "
+            "extension's owner) to schedule it",
+            FROZEN_PROC,
+            await conn.fetchval("SELECT current_user"),
+            ", ".join(frozen),
+        )
+        return []
+    await conn.execute(
+        "SELECT add_job($1::regproc, $2::interval, config => $3::jsonb)",
+        f"{schema}.{FROZEN_PROC}",
+        FROZEN_SCHEDULE,
+        json.dumps({"schema": schema}),
+    )
+    return [f"{FROZEN_PROC}: every {human(FROZEN_SCHEDULE)}"]
 
 
 async def _recompress(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:

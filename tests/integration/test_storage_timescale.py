@@ -30,7 +30,7 @@ from storage import (
 from storage.connect import connect
 from storage.migrate import MIGRATIONS_DIR
 from storage.params import TIMESERIES_TABLES
-from storage.policies import CONTINUOUS_AGGREGATES, FROZEN_AGGREGATES
+from storage.policies import CONTINUOUS_AGGREGATES
 from tests.integration.test_storage_kinds import EXPECTED_ROWS, check_mixed_rows, mixed
 
 pytestmark = pytest.mark.integration
@@ -145,12 +145,8 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
         assert set(compression) == set(TIMESERIES_TABLES)
         assert all('"compress_after": "2 days"' in j["config"] for j in compression.values())
         retention = await jobs(conn, schema, "policy_retention")
-        # 1h kept forever; the 0003 aggregate frozen by 0088 ages out as the new one does
-        assert set(retention) == {
-            *TIMESERIES_TABLES,
-            "vehicle_stats_1m_energy",
-            "vehicle_stats_1m_0003",
-        }
+        # 1h kept forever (a fresh install: 0088 dropped the empty 0003 aggregates)
+        assert set(retention) == {*TIMESERIES_TABLES, "vehicle_stats_1m_energy"}
         assert '"drop_after": "7 days"' in retention["raw_frames"]["config"]
         assert '"drop_after": "1095 days"' in retention["vehicle_telemetry"]["config"]
         refresh = await jobs(conn, schema, "policy_refresh_continuous_aggregate")
@@ -160,10 +156,9 @@ async def test_hypertables_policies_and_aggregates(timescale_dsn: str, schema: s
             " WHERE view_schema = $1",
             schema,
         )
-        assert {r["view_name"]: r["materialized_only"] for r in views} == {
-            **dict.fromkeys(CONTINUOUS_AGGREGATES, False),
-            **dict.fromkeys(FROZEN_AGGREGATES, True),
-        }
+        assert {r["view_name"]: r["materialized_only"] for r in views} == dict.fromkeys(
+            CONTINUOUS_AGGREGATES, False
+        )
 
         # configuration changes are applied, and only they; a third run changes nothing
         changed = TimescaleParams(
