@@ -78,8 +78,10 @@ CREATE TABLE vehicle_stats_recompute (
     cutover   timestamptz NOT NULL,
     done_from timestamptz NOT NULL
 );
+-- (none on a database without telemetry, e.g. a fresh install: nothing was made the 0003 way)
 INSERT INTO vehicle_stats_recompute (cutover, done_from)
-SELECT t, t FROM (SELECT date_trunc('hour', now(), 'UTC') + INTERVAL '1 hour' AS t) c;
+SELECT t, t FROM (SELECT date_trunc('hour', now(), 'UTC') + INTERVAL '1 hour' AS t) c
+WHERE EXISTS (SELECT 1 FROM vehicle_telemetry);
 
 -- The first whole hour of the oldest vehicle_telemetry partition (as 0071's clamp reads it),
 -- NULL without any partition. DateStyle/TimeZone: the bound is read back from pg_get_expr's text.

@@ -347,6 +347,10 @@ async def test_the_writers_upkeep_creates_partitions_and_leaves_retention_to_the
             f"CREATE TABLE nev.{old} PARTITION OF nev.vehicle_telemetry "
             "FOR VALUES FROM ('2000-01-03 00:00+00') TO ('2000-01-04 00:00+00')"
         )
+        # 0088's recompute of the summaries made before it, as after an upgrade: the upkeep's
+        await conn.execute(
+            "INSERT INTO nev.vehicle_stats_recompute (cutover, done_from) VALUES (now(), now())"
+        )
     later = datetime.now(UTC) + timedelta(days=30)  # beyond the partitions made ahead
     writer = await connect(PoolParams(dsn=db.dsn_of(login)))
     try:
@@ -361,6 +365,7 @@ async def test_the_writers_upkeep_creates_partitions_and_leaves_retention_to_the
         report = await run_maintenance(writer, StorageParams(), SchemaMode.PLAIN)
         assert old in report.left_to_owner and report.dropped == []
         assert report.summary_rows is not None  # the summaries are the writer's to refresh
+        assert report.recomputed is not None  # and to recompute, a step a pass
     finally:
         await writer.close()
     async with db.connect() as conn:
