@@ -247,7 +247,9 @@ async def test_0088_upgrades_the_0087_state_without_losing_a_frame(
         assert await conn.fetchval(INVALIDATIONS, schema) > 0
         assert await run_jobs(conn, schema, "vehicle_stats_frozen_invalidations") == 1
         assert await conn.fetchval(INVALIDATIONS, schema) == 0
-        # and a second migrate changes nothing
+        # migrate's roles step then, and a second migrate, change nothing of that
+        await apply_roles(conn, schema, names, SchemaMode.TIMESCALE)
+        assert await probe(conn, schema, names, login) == []
         assert (await migrate(conn, StorageParams(schema=schema))).settings == []
     finally:
         await conn.execute("RESET ROLE")
