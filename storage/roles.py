@@ -224,7 +224,8 @@ def _grants(
     # A later batch's fault codes of a stored second join its row (storage/tables.py
     # CHARGER_FAULTS): ON CONFLICT DO UPDATE needs UPDATE of the column it sets, nothing more.
     # TimescaleDB passes a hypertable's grants on to its internal compressed table, which has
-    # no such column (the column grant fails there): the table's UPDATE on that flavour.
+    # no such column (the column grant fails there): the table's UPDATE on that flavour. Either
+    # way an update may only append codes (migration 0089's trigger): no erasing or moving.
     faults_update = "UPDATE" if mode is SchemaMode.TIMESCALE else "UPDATE (fault_codes)"
     grant(faults_update, ("charger_faults",), w)
     grant("SELECT, INSERT, UPDATE", ("latest_state", "consumer_offsets", "alerts"), w)

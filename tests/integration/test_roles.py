@@ -131,9 +131,9 @@ async def test_writer_cannot_read_views_change_the_schema_or_delete_telemetry(db
         await _denied(conn, "DELETE FROM nev.alerts")
 
 
-async def test_writer_joins_fault_codes_and_updates_no_other_column(db: RolesDb) -> None:
+async def test_writer_joins_fault_codes_and_cannot_rewrite_them(db: RolesDb) -> None:
     # The conflict path of charger_faults (storage/tables.py) is an upsert: the writer needs
-    # UPDATE of fault_codes, and only of it.
+    # UPDATE of fault_codes, and only to append to it.
     login = db.login("writer")
     insert = (
         "INSERT INTO nev.charger_faults AS t VALUES ($1, '', $2, $3, $4, 'frame') "
@@ -147,7 +147,17 @@ async def test_writer_joins_fault_codes_and_updates_no_other_column(db: RolesDb)
             "SELECT fault_codes FROM nev.charger_faults WHERE charger_id = $1", pile
         )
         assert stored == [9, 10]
+        # but it cannot erase, reorder, prepend to or move stored history (migration 0089's
+        # trigger; moving is refused by the column grant too)
+        for codes in ("{}", "{10,9}", "[0:2]={5,9,10}"):
+            await _denied(conn, f"UPDATE nev.charger_faults SET fault_codes = '{codes}'")
+        await _denied(conn, "UPDATE nev.charger_faults SET ts = ts + interval '1 second'")
         await _denied(conn, "UPDATE nev.charger_faults SET source = 'tcec'")
+        await conn.execute("UPDATE nev.charger_faults SET fault_codes = fault_codes || 11::int8")
+        stored = await conn.fetchval(
+            "SELECT fault_codes FROM nev.charger_faults WHERE charger_id = $1", pile
+        )
+        assert stored == [9, 10, 11]
         await _denied(conn, "DELETE FROM nev.charger_faults")
 
 

@@ -126,6 +126,20 @@ async def test_timescale_scoped_roles_read_views_and_latest_state_keeps_its_poli
         assert codes == "{9,10}"
     finally:
         await conn.execute("RESET ROLE")
+    # The writer's UPDATE grant is table-wide here: migration 0089's trigger still keeps it from
+    # erasing or moving stored faults, in a compressed chunk too, while the merge goes on.
+    chunks = f"show_chunks('{s}.charger_faults')"
+    assert await conn.fetchval(f"SELECT count(compress_chunk(c)) FROM {chunks} c") == 1
+    await conn.execute(f"SET ROLE {names.writer}")
+    try:
+        for change in ("fault_codes = '{}'", "ts = ts + interval '1 second'", "charger_id = 'X'"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(f"UPDATE {s}.charger_faults SET {change}")
+        await conn.execute(insert.replace("{codes}", "{11}"))
+        codes = await conn.fetchval(f"SELECT fault_codes::text FROM {s}.charger_faults")
+        assert codes == "{9,10,11}"
+    finally:
+        await conn.execute("RESET ROLE")
 
     await conn.execute(f"SET ROLE {names.public}")
     try:
