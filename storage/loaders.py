@@ -16,7 +16,8 @@ codes it lacks (storage/tables.py).
   joined, not encoded; rows without them are encoded into the same stream.
 * ``UnnestLoader`` - for engines without COPY FROM STDIN (PGlite-TimescaleDB): one
   ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per table with one array per column;
-  skipping conflicts just adds the table's ``ON CONFLICT`` action.
+  skipping conflicts just adds the table's ``ON CONFLICT`` action (and its filter of the rows,
+  ``Table.conflict_filter``).
 """
 
 from __future__ import annotations
@@ -204,9 +205,12 @@ class CopyLoader:
             return len(rows)
         await self._copy(conn, None, stage, table, rows, after=meanwhile)
         cols = ", ".join(table.columns)
-        conflict = f" ON CONFLICT {table.on_conflict}" if skip_conflicts else ""
+        conflict = ""
+        if skip_conflicts:
+            conflict = f"{table.conflict_filter(schema)} ON CONFLICT {table.on_conflict}"
         status = await conn.execute(
-            f"INSERT INTO {schema}.{table.name} AS t ({cols}) SELECT {cols} FROM {stage}{conflict}"
+            f"INSERT INTO {schema}.{table.name} AS t ({cols}) "
+            f"SELECT {cols} FROM {stage} AS s{conflict}"
         )
         return _count(status)
 
@@ -282,10 +286,12 @@ class UnnestLoader:
                 f"u.c{i}::{t}" if i in table.literals else f"u.c{i}"
                 for i, t in enumerate(table.types)
             )
-            sql = (
-                f"INSERT INTO {schema}.{table.name} AS t ({', '.join(table.columns)}) "
-                f"SELECT {select} FROM unnest({params}) AS u({names})"
-            )
+            cols = ", ".join(table.columns)
+            rows = f"SELECT {select} FROM unnest({params}) AS u({names})"
+            if skip_conflicts and table.conflict_rows:
+                # the table's filter reads the new rows as ``s`` with the table's names
+                rows = f"SELECT * FROM ({rows}) AS s({cols}){table.conflict_filter(schema)}"
+            sql = f"INSERT INTO {schema}.{table.name} AS t ({cols}) {rows}"
             if skip_conflicts:
                 sql += f" ON CONFLICT {table.on_conflict}"
             self._sql[key] = sql

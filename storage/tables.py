@@ -108,6 +108,9 @@ class Table:
     of the frames that came without them (Python-built) into the same COPY stream.
     ``on_conflict``: what the conflict path does with a row whose key is stored (after
     ``ON CONFLICT``; the stored row is ``t``): skip it, or merge it (``charger_faults``).
+    ``conflict_rows``: what the conflict path adds after ``FROM <the new rows> AS s`` (a
+    ``WHERE`` and ``ORDER BY``; ``{table}`` is the stored table), '' for none: see
+    ``conflict_filter``.
     """
 
     name: str
@@ -118,12 +121,20 @@ class Table:
     copy_index: int | None = None
     encode_tuples: TupleEncoder | None = None
     on_conflict: str = "DO NOTHING"
+    conflict_rows: str = ""
 
     def __post_init__(self) -> None:
         if len(self.columns) != len(self.types):
             raise ValueError(f"{self.name}: {len(self.columns)} columns, {len(self.types)} types")
         if (self.copy_index is None) != (self.encode_tuples is None):
             raise ValueError(f"{self.name}: copy_index and encode_tuples go together")
+
+    def conflict_filter(self, schema: str) -> str:
+        """The conflict path's ``WHERE``/``ORDER BY`` of the new rows (aliased ``s``) in
+        ``schema``, with a leading space; '' when the table has none."""
+        if not self.conflict_rows:
+            return ""
+        return " " + self.conflict_rows.replace("{table}", f"{schema}.{self.name}")
 
 
 class TableRows(list[Any]):
@@ -251,12 +262,26 @@ _FAULT_MERGE: Final = (
     "AS n(c, i) WHERE n.c <> ALL (t.fault_codes) ORDER BY n.i) "
     "WHERE NOT EXCLUDED.fault_codes <@ t.fault_codes"
 )
+# The conflict path drops first the rows that would change nothing (every code stored: a
+# redelivered or resent frame). ON CONFLICT DO UPDATE locks the conflicting row even when its
+# WHERE is false (two such no-op merges in opposite key order deadlocked, 40P01), and on
+# TimescaleDB it decompresses the row's whole segment out of a compressed chunk (a resend of
+# one fault moved 100 rows out of compression; DO NOTHING moved none): a row left out here
+# reaches neither. The rows that do merge go in key order, so two writers merging the same
+# rows lock them in one order. The ON CONFLICT WHERE stays for a row stored meanwhile.
+_FAULT_UNCHANGED: Final = (
+    "WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.operator_id = s.operator_id "
+    "AND x.connector_id = s.connector_id AND x.ts = s.ts AND x.charger_id = s.charger_id "
+    "AND x.source = s.source AND s.fault_codes <@ x.fault_codes) "
+    "ORDER BY s.operator_id, s.connector_id, s.ts, s.charger_id, s.source"
+)
 CHARGER_FAULTS: Final = Table(
     "charger_faults",
     ChargerFaultRow._fields,
     ("text", "text", "timestamptz", "text", "int8[]", "text"),
     literals={4: array_literal},
     on_conflict=_FAULT_MERGE,
+    conflict_rows=_FAULT_UNCHANGED,
 )
 CHARGER_TABLES: Final = (
     CONNECTORS,

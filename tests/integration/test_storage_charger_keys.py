@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from contract.charger import ChargerRows
+from contract.charger import ChargerFaultRow, ChargerRows
 from contract.clock import CHINA_TZ
 from ingest.decoders.charger import (
     ChargerFrame,
@@ -28,6 +28,7 @@ from ingest.decoders.charger import (
 from ingest.pipeline import wire
 from ingest.pipeline.adapters import decode_tcec_record
 from storage import LoaderKind, StorageWriter
+from storage.tables import CHARGER_FAULTS
 from tests.integration.conftest import OpenWriter
 from tests.integration.kinds_frames import OPERATOR, connector
 from tests.integration.test_storage_kinds import CHG, TCEC, Batch
@@ -71,6 +72,24 @@ async def test_pile_faults_of_two_piles_in_one_second_are_both_kept(
             "SELECT connector_id, charger_id, fault_codes FROM charger_faults ORDER BY charger_id"
         )
     assert [tuple(r) for r in rows] == [("", PILE_1, [101]), ("", PILE_2, [202])]
+
+
+async def test_a_resent_fault_leaves_its_stored_row_unlocked(writer: StorageWriter) -> None:
+    # A fault row whose codes are all stored changes nothing: the conflict path leaves it out
+    # before the upsert, which would lock the stored row however false its WHERE (two such
+    # resends in opposite key order deadlocked: 40P01) and on TimescaleDB decompress it.
+    first = Batch()
+    first.add(CHG, pile_fault(PILE_1, T0, 101))
+    await first.write(writer)
+    async with writer.pool.acquire() as a, writer.pool.acquire() as b:
+        stored = ChargerFaultRow(*await a.fetchrow("SELECT * FROM charger_faults"))
+        schema = await a.fetchval("SELECT current_schema()")
+        async with a.transaction():
+            n = await writer.loader.load(a, schema, CHARGER_FAULTS, [stored], skip_conflicts=True)
+            assert n == 0
+            # the resend's transaction is still open: the row is free for another writer
+            held = "SELECT fault_codes FROM charger_faults WHERE charger_id = $1 FOR UPDATE NOWAIT"
+            assert await b.fetchval(held, PILE_1) == [101]
 
 
 def status_push(status: int, seq: str) -> tuple[bytes, ChargerRows]:

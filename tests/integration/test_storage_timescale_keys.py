@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,19 +96,28 @@ async def test_pile_fault_key_reaches_compressed_chunks(
         await _drop_schema(timescale_dsn, name)
 
 
+async def _uncompressed(c: Any, table: str) -> int:
+    """Rows of ``table``'s one chunk outside its compressed part (DML decompresses into it)."""
+    chunk = await c.fetchval("SELECT c::text FROM show_chunks($1::regclass) c", table)
+    return int(await c.fetchval(f"SELECT count(*) FROM ONLY {chunk}"))
+
+
 async def test_a_later_fault_of_a_second_joins_its_row_in_a_compressed_chunk(
     timescale_dsn: str, unique_name: Callable[[str], str]
 ) -> None:
-    # A pile's fault 101 of a second is in a compressed chunk; a later batch's report of that
-    # second with 101 and 102 adds 102 to the stored row (ON CONFLICT DO UPDATE reaches the
-    # compressed row), and the same report again changes nothing.
+    # A pile's fault 101 of 100 seconds is in a compressed chunk (one segment). A resend of one
+    # of those reports changes nothing and leaves the chunk compressed (an upsert of it would
+    # decompress the segment, however false its WHERE); a later batch's report of that second
+    # with 101 and 102 adds 102 to the stored row (ON CONFLICT DO UPDATE reaches the compressed
+    # row), and the same report again changes nothing.
     name = unique_name("faults")
     old = (NOW - timedelta(days=10)).replace(minute=30, second=0)
     conn = await connect(PoolParams(dsn=timescale_dsn, schema=name))
     try:
         await migrate(conn, StorageParams(schema=name))
         await conn.execute(
-            f"INSERT INTO {name}.charger_faults VALUES ($1, '', $2, $3, '{{101}}', 'frame')",
+            f"INSERT INTO {name}.charger_faults SELECT $1, '', $2::timestamptz "
+            f"+ i * interval '1 second', $3, '{{101}}', 'frame' FROM generate_series(0, 99) i",
             PILE_1[:9],
             old,
             PILE_1,
@@ -117,19 +127,26 @@ async def test_a_later_fault_of_a_second_joins_its_row_in_a_compressed_chunk(
             f"{name}.charger_faults",
         )
         assert compressed == 1
+        assert await _uncompressed(conn, f"{name}.charger_faults") == 0
     finally:
         await conn.close()
     w = await StorageWriter.open(
         PoolParams(dsn=timescale_dsn, schema=name), WriterParams(consumer_group="g", schema=name)
     )
     try:
+        resent = await w.write_batch([pile_fault(PILE_1, old, 101)[1]], {TP: OffsetRange(None, 1)})
+        assert resent.rows.get("charger_faults", 0) == 0 and resent.duplicates_skipped == 1
+        async with w.pool.acquire() as c:
+            assert await _uncompressed(c, f"{name}.charger_faults") == 0
         later = [pile_fault(PILE_1, old, 101, 102)[1]]
-        first = await w.write_batch(later, {TP: OffsetRange(None, 1)})
+        first = await w.write_batch(later, {TP: OffsetRange(1, 2)})
         assert first.rows.get("charger_faults", 0) == 1 and first.duplicates_skipped == 0
-        again = await w.write_batch(later, {TP: OffsetRange(1, 2)})
+        again = await w.write_batch(later, {TP: OffsetRange(2, 3)})
         assert again.rows.get("charger_faults", 0) == 0 and again.duplicates_skipped == 1
         async with w.pool.acquire() as c:
-            rows = await c.fetch(f"SELECT fault_codes FROM {name}.charger_faults")
+            rows = await c.fetch(
+                f"SELECT fault_codes FROM {name}.charger_faults WHERE ts = $1", old
+            )
         assert [r["fault_codes"] for r in rows] == [[101, 102]]
     finally:
         await w.close()
