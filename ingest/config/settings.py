@@ -246,7 +246,7 @@ class PipelineSettings(Section):
         50000,
         "Frames a worker holds before it pauses its partitions; with shards each shard's "
         "write lanes hold at most its share (by the worker's partitions on it, at least "
-        "batch_max_frames), past which only its partitions pause.",
+        "batch_max_frames but at most 1/N of the bound), past which only its partitions pause.",
         minimum=1,
         maximum=10_000_000,
     )

@@ -26,7 +26,9 @@ shard fails (with one shard: today's behaviour). With several shards the bound i
 by what the worker owns (``own``, on every assignment): a shard's share (frames and bytes) is
 the bound times the worker's partitions on that shard over all its partitions, at least
 ``min_share`` frames (a batch: a shard with one partition of many still writes whole
-batches), and ``1/N`` before the first assignment. A worker whose partitions all map to one
+batches; at most ``1/N`` of the bound) and at most what leaves the other shards with
+partitions that floor (so one hung shard is held before the whole bound is full), and ``1/N``
+before the first assignment. A worker whose partitions all map to one
 shard so keeps the whole bound for it; a flat ``1/N`` paused it at half the bound with two
 shards. Its write lanes hold what was handed to them (``assign`` when the open batch is
 handed to them, ``done(..., shard=)`` when they let go). A shard whose share is
@@ -155,16 +157,25 @@ class Backpressure:
     def own(self, shards_of_partitions: Iterable[int]) -> None:
         """Share the bounds out by what this worker owns: one shard index per assigned
         partition (every raw topic's). A shard's share is the bound times its partitions over
-        all of them, at least ``min_share``; with none assigned, ``1/N`` each. The held shards
-        are judged again against their new shares."""
+        all of them, at least ``min_share`` (at most ``1/N`` of the bound) and at most what
+        leaves the other shards with partitions that floor; with none assigned, ``1/N`` each.
+        The held shards are judged again against their new shares."""
         counts = [0] * self.shards
         for shard in shards_of_partitions:
             counts[shard] += 1
         total = sum(counts)
-        fractions = [c / total if total else 1 / self.shards for c in counts]
-        # The floor as a fraction of the bound, so the byte share gets the same one.
-        floor = self._min_share / self.max_in_flight
-        fractions = [max(f, floor) for f in fractions]
+        # The floor as a fraction of the bound (the byte share gets the same one), never above
+        # 1/N: a batch as large as the bound would give every shard the whole bound.
+        floor = min(self._min_share / self.max_in_flight, 1 / self.shards)
+        # A shard with partitions leaves every other such shard its floor: a hung shard is then
+        # held before the whole bound is full, and the whole bound's pause (which lasts while
+        # the bound is reached) cannot starve the shards that still write.
+        owning = sum(1 for c in counts if c)
+        cap = 1 - (owning - 1) * floor if owning else 1.0
+        fractions = [
+            min(max(c / total, floor), cap) if c else floor if total else 1 / self.shards
+            for c in counts
+        ]
         self._share = [self.max_in_flight * f for f in fractions]
         max_bytes = self.max_bytes
         self._share_bytes = None if max_bytes is None else [max_bytes * f for f in fractions]

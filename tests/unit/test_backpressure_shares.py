@@ -109,7 +109,23 @@ def test_a_shard_with_one_partition_of_many_keeps_a_batch_of_share() -> None:
     bp.add(99)
     bp.assign(1, 99)  # one batch in its lanes: not held
     assert bp.held == set()
-    assert bp.share(0) == (990, 9900)
+    # 99/100 of the bound less shard 1's floor: shard 0 hung is held before the bound is full.
+    assert bp.share(0) == (900, 9000)
+
+
+def test_a_batch_as_large_as_the_bound_still_keeps_a_hung_shard_to_its_share() -> None:
+    # batch_max_frames >= max_in_flight_frames (docs/operations.md suggests both at 20,000):
+    # a floor of a whole batch gave each shard the whole bound, so a hung shard filled it and
+    # the whole bound's pause starved the other shard until the write timeout.
+    bp = Backpressure(1000, resume_ratio=0.5, pause_after_s=1.0, shards=2, min_share=1000)
+    bp.own([0, 1])
+    assert bp.share(0) == (500, None) and bp.share(1) == (500, None)
+    for _ in range(5):
+        bp.add(100)
+        bp.assign(1, 100)  # shard 1 hangs
+    assert bp.held == {1} and bp.room() == 500  # held at its share: shard 0 writes on
+    bp.own([0, 0, 0, 1])
+    assert bp.share(0) == (500, None) and bp.share(1) == (500, None)
 
 
 def test_a_new_assignment_judges_the_held_shards_again() -> None:
