@@ -14,7 +14,9 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
-from storage.errors import ErrorKind, classify
+import asyncpg
+
+from storage.errors import StorageUnavailable
 from storage.params import SchemaMode, StorageParams
 from storage.writer import StorageWriter
 
@@ -56,13 +58,33 @@ def describe_failure(exc: Exception) -> str | None:
     ``storage maintenance of shard 1: TimeoutError: no connection within 120 s``; None for
     anything else (a bug, a schema problem: its traceback is wanted)."""
     errors = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
-    if not all(classify(e) is ErrorKind.TRANSIENT for e in errors):
+    if not all(_database_away(e) for e in errors):
         return None
     lines = []
     for e in errors:
         where = "; ".join(getattr(e, "__notes__", ())) or "storage maintenance"
         lines.append(f"{where}: {type(e).__name__}: {e}" if str(e) else f"{where}: {e!r}")
     return "; ".join(lines)
+
+
+# SQLSTATE classes of a database that is away or busy, not of a query that is wrong: connection
+# exceptions, operator intervention (shutdown, cancel), insufficient resources, rollbacks
+# (deadlock, serialization).
+_AWAY_CLASSES: Final = ("08", "57", "53", "40")
+
+
+def _database_away(e: BaseException) -> bool:
+    """Whether ``e`` says the database is down, unreachable or not answering. Narrower than
+    ``classify``'s transient: that counts every OSError and asyncpg InterfaceError too, and a
+    bug in the upkeep's SQL ("the server expects 1 argument") must keep its traceback."""
+    if isinstance(e, TimeoutError | ConnectionError | StorageUnavailable):
+        return True
+    state = getattr(e, "sqlstate", None)
+    if isinstance(state, str) and state:
+        return state[:2] in _AWAY_CLASSES
+    # asyncpg's own "connection is closed" (a connection dropped under the pass) is the
+    # database's; its other InterfaceErrors (arguments, a released connection) are ours.
+    return isinstance(e, asyncpg.InterfaceError) and "closed" in str(e)
 
 
 async def _upkeep(
