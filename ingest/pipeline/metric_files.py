@@ -37,7 +37,9 @@ scrapes that skipped it (a counter reset, to Prometheus); the new archive adds n
 drops anything more. Only the format puts an archive aside: one the fold cannot read at that
 moment (an OSError: EMFILE, ENFILE, EIO) may be sound, so the fold fails as when it cannot
 write (``ArchiveError``; the dead worker's file stays, counted) and the next fold reads the
-archive again. A file of no bytes holds no values yet (a worker killed, or scraped,
+archive again; a scrape reads such a file once more and, failing again, fails
+(``ScrapeError``: Prometheus records the target down, no total goes missing), never counting it
+unreadable. A file of no bytes holds no values yet (a worker killed, or scraped,
 between ``MmapedDict``'s open and its first truncate): read as empty, folded as such.
 """
 
@@ -61,7 +63,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["ARCHIVE", "SUMMED_TYPES", "ArchiveError", "MetricFiles"]
+__all__ = ["ARCHIVE", "SUMMED_TYPES", "ArchiveError", "MetricFiles", "ScrapeError"]
 
 # The file types whose values add up across processes (gauges merge by their mode).
 SUMMED_TYPES: Final = ("counter", "histogram", "summary")
@@ -88,9 +90,15 @@ class _Unreadable(Exception):
 
 
 class _NotReadNow(_Unreadable):
-    """A file that could not be read this time (EMFILE, ENFILE, EIO, ...): skipped by this
-    scrape like a damaged one, but nothing says it is damaged, so a fold never puts it aside
-    (the next read may well succeed)."""
+    """A file that could not be read this time (EMFILE, ENFILE, EIO, ...): nothing says it is
+    damaged, so a scrape never leaves it out nor counts it unreadable (it reads it once more,
+    then fails: ``ScrapeError``) and a fold never puts it aside (the next read may well
+    succeed)."""
+
+
+class ScrapeError(Exception):
+    """A metric file could not be read at this scrape (not a damaged one): the scrape fails
+    rather than serve totals without its counts."""
 
 
 class MetricFiles:
@@ -113,7 +121,18 @@ class MetricFiles:
             unreadable = [os.path.basename(f) for f in glob.glob(str(self._path / _DAMAGED_GLOB))]
             for f in files:
                 try:
-                    read[f] = _read(f)
+                    read[f] = _read_now(f)
+                except _NotReadNow as exc:
+                    # Not read twice (out of file descriptors, an I/O error): nothing says it is
+                    # damaged. Leaving it out would drop its totals from this scrape (a counter
+                    # reset, then a spurious increase) and count it unreadable (an alert):
+                    # this scrape fails instead (Prometheus records up=0, the counters stay
+                    # monotonic) and the next one reads it again.
+                    raise ScrapeError(
+                        f"metrics.multiproc_dir = {self._path}: {exc} (twice); this scrape "
+                        "fails, the next reads it again; if it goes on, see the host's open "
+                        "files limit and its disk"
+                    ) from exc
                 except _Unreadable as exc:
                     unreadable.append(os.path.basename(f))
                     self._say_unreadable(os.path.basename(f), str(exc))
@@ -262,6 +281,15 @@ def _read(path: str) -> _Entries:
     except (ValueError, RuntimeError, struct.error) as exc:
         raise _Unreadable(f"{name} is not a prometheus-client metric file ({exc})") from exc
     return values
+
+
+def _read_now(path: str) -> _Entries:
+    """``_read``, tried once more after an error of the moment (``_NotReadNow``: a descriptor
+    freed meanwhile, an I/O error once); ``_NotReadNow`` if it fails again."""
+    try:
+        return _read(path)
+    except _NotReadNow:
+        return _read(path)
 
 
 def _parse_key(key: str, typ: str) -> _Key:

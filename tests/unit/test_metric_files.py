@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from ingest.pipeline.metric_files import ArchiveError, MetricFiles
+from ingest.pipeline.metric_files import ArchiveError, MetricFiles, ScrapeError
 from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
 
 pytestmark = pytest.mark.unit
@@ -395,3 +395,45 @@ def test_an_archive_not_read_this_time_is_not_put_aside(
     assert files.unreadable == ()
     assert files.archive(pids[2]) == 3  # the next fold reads the archive again
     assert _scrape(files) == before
+
+
+def _failing_reads(monkeypatch: pytest.MonkeyPatch, path: str, times: int, code: int) -> list[int]:
+    """The next ``times`` reads of ``path`` fail with ``code`` (EMFILE, ...); the list counts
+    the reads that failed."""
+    real = MmapedDict.read_all_values_from_file
+    failed: list[int] = []
+
+    def flaky(p: str) -> object:
+        if p == path and len(failed) < times:
+            failed.append(code)
+            raise OSError(code, os.strerror(code))
+        return real(p)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(MmapedDict, "read_all_values_from_file", staticmethod(flaky))
+    return failed
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EIO])
+def test_a_file_not_read_this_time_never_leaves_the_scrape_nor_counts_unreadable(
+    metrics_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, code: int
+) -> None:
+    """A scrape that could not read the archive at that moment left its totals out (a counter
+    reset, then a spurious increase), counted it in nev_ingest_metric_files_unreadable (an alert
+    firing at once) and logged it as damaged. Now it reads it once more; failing again, the
+    scrape fails (Prometheus: up=0, the counters stay monotonic) and the next reads it."""
+    pids = [_worker(metrics_dir, 0.5) for _ in range(3)]
+    files = MetricFiles(metrics_dir)
+    assert files.archive(pids[0]) == 3
+    assert files.archive(pids[1]) == 3
+    before = _scrape(files)
+    archive = str(metrics_dir / "counter_archive.db")
+    failed = _failing_reads(monkeypatch, archive, 1, code)
+    assert _scrape(files) == before  # read again: all there
+    assert failed == [code]
+    assert files.unreadable == ()
+    failed = _failing_reads(monkeypatch, archive, 2, code)
+    with pytest.raises(ScrapeError, match=r"cannot read counter_archive\.db .*\(twice\)"):
+        _scrape(files)
+    assert files.unreadable == ()
+    assert _scrape(files) == before
+    assert "until the service restarts" not in caplog.text
