@@ -25,8 +25,10 @@
 # (its backoffLimit counts failed pods only).
 # Exit status: 0 rolled; 1 the migration failed, its pod cannot start, its Job is gone or it did
 # not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, the
-# gateway's ConfigMaps holding a service login or differing from nev-ingest on another key, no
-# usable Secret or no answer about the Job (nothing applied).
+# gateway's ConfigMaps holding
+# one of the service's credentials or files, the gateway's and the service's settings differing
+# on a key they share (the Kafka brokers, how to reach them, the topics), no usable Secret or no
+# answer about the Job (nothing applied).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -110,54 +112,102 @@ while read -r kind name namespace; do
     fi
 done <<<"$migrate_objects"$'\n'"$base_objects"
 
-# The gateway's settings: the ConfigMaps its Deployment reads (envFrom) must hold none of the
-# service's logins (they name files its pods do not mount, or log it in as the service) and
-# agree with nev-ingest, the service's, on every other key. Since the gateway reads nev-gateway
-# and no longer nev-ingest (kept as it was for the pods of the release being upgraded), an
-# overlay that patched nev-ingest alone would leave the gateway on the base's Kafka or database.
-service_only=(NEV_KAFKA_SASL_USERNAME NEV_KAFKA_SASL_PASSWORD_FILE NEV_POSTGRES_PASSWORD_FILE NEV_POSTGRES_SSLROOTCERT)
-# "data CONFIGMAP KEY VALUE" (the value quoted: %q) per key of each ConfigMap, then "reads
-# CONFIGMAP" per envFrom of the gateway's containers, in their order.
+# The gateway's settings against the service's. The gateway reads a ConfigMap of its own
+# (nev-gateway; nev-ingest is kept as it was for the pods of the release being upgraded), so an
+# overlay that patched the service's alone would leave the gateway on the base's Kafka or
+# topics: the keys both must read alike (the brokers and how to reach them, the topics the
+# gateway writes and the service reads) must be equal. The service's credentials and files
+# (its Kafka and database logins, client certificates and keys) must NOT be in the gateway's
+# ConfigMaps: they name files its pods do not mount (it would exit at start) or give it the
+# service's secrets; the gateway's own Kafka login is set in its Deployment's env. Any other key
+# may differ (the gateway's own settings, the service's alone).
+shared=(NEV_KAFKA_BOOTSTRAP_SERVERS NEV_KAFKA_SECURITY_PROTOCOL NEV_KAFKA_SASL_MECHANISM
+    NEV_KAFKA_SSL_CAFILE NEV_KAFKA_TOPIC_VEHICLE NEV_KAFKA_TOPIC_CHARGER NEV_KAFKA_TOPIC_BATTERY
+    NEV_KAFKA_TOPIC_TCEC NEV_KAFKA_TOPIC_DLQ)
+service_only=(NEV_KAFKA_SASL_USERNAME NEV_KAFKA_SASL_PASSWORD NEV_KAFKA_SASL_PASSWORD_FILE
+    NEV_KAFKA_SSL_CERTFILE NEV_KAFKA_SSL_KEYFILE NEV_KAFKA_SSL_KEY_PASSWORD
+    NEV_KAFKA_SSL_KEY_PASSWORD_FILE NEV_POSTGRES_PASSWORD NEV_POSTGRES_PASSWORD_FILE
+    NEV_POSTGRES_SSLROOTCERT NEV_POSTGRES_SSLCERT NEV_POSTGRES_SSLKEY)
+# One line per fact, values quoted (%q): "data CONFIGMAP KEY VALUE" per key of each ConfigMap;
+# per container of each Deployment, "container ROLE DEPLOYMENT/CONTAINER" (ROLE: the
+# Deployment's name), then "from ID CONFIGMAP" per envFrom in order, "env ID KEY VALUE" per env value,
+# "envref ID KEY CONFIGMAP CMKEY" per env from a ConfigMap's key, "envother ID KEY" per other.
 # shellcheck disable=SC2016
-settings_template='go-template={{if eq .kind "ConfigMap"}}{{$n := .metadata.name}}{{range $k, $v := .data}}data {{$n}} {{$k}} {{printf "%q" $v}}{{"\n"}}{{end}}{{end}}{{if and (eq .kind "Deployment") (eq .metadata.name "nev-gateway")}}{{range .spec.template.spec.containers}}{{range .envFrom}}{{with .configMapRef}}reads {{.name}}{{"\n"}}{{end}}{{end}}{{end}}{{end}}'
+settings_template='go-template={{if eq .kind "ConfigMap"}}{{$n := .metadata.name}}{{range $k, $v := .data}}data {{$n}} {{$k}} {{printf "%q" $v}}{{"\n"}}{{end}}{{end}}{{if eq .kind "Deployment"}}{{$d := .metadata.name}}{{range .spec.template.spec.containers}}{{$id := printf "%s/%s" $d .name}}{{$role := $d}}container {{$role}} {{$id}}{{"\n"}}{{range .envFrom}}{{with .configMapRef}}from {{$id}} {{.name}}{{"\n"}}{{end}}{{end}}{{range .env}}{{$k := .name}}{{if .valueFrom}}{{if .valueFrom.configMapKeyRef}}envref {{$id}} {{$k}} {{.valueFrom.configMapKeyRef.name}} {{.valueFrom.configMapKeyRef.key}}{{else}}envother {{$id}} {{$k}}{{end}}{{else}}env {{$id}} {{$k}} {{printf "%q" (or .value "")}}{{end}}{{"\n"}}{{end}}{{end}}{{end}}'
 settings=$(read_objects "$base_yaml" "$settings_template") ||
     die "kubectl kustomize $base made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
-declare -A data=() gateway=() gateway_from=()
-reads=()
-while read -r what name key value; do
+declare -A data=() from=() env=()
+gateways=() services=()
+while read -r what rest; do
     case $what in
-    data) data[$name/$key]=$value ;;
-    reads) reads+=("$name") ;;
+    data)
+        read -r name key value <<<"$rest"
+        data[$name/$key]=$value
+        ;;
+    container)
+        read -r role id <<<"$rest"
+        case $role in
+        nev-gateway) gateways+=("$id") ;;
+        nev-ingest) services+=("$id") ;;
+        esac
+        ;;
+    from)
+        read -r id name <<<"$rest"
+        from[$id]+=" $name"
+        ;;
+    env | envref | envother) ;; # read below, once every ConfigMap's data is known
     esac
 done <<<"$settings"
-mapfile -t data_keys < <(printf '%s\n' "${!data[@]}" | sort)
-for map in "${reads[@]}"; do # a later ConfigMap wins, as in the kubelet
-    for k in "${data_keys[@]}"; do
-        if [ "${k%%/*}" = "$map" ]; then
-            gateway[${k#*/}]=${data[$k]}
-            gateway_from[${k#*/}]=$map
+while read -r what id key name cmkey; do
+    case $what in
+    env) env[$id/$key]=$name${cmkey:+ $cmkey} ;; # the quoted value (read split it at blanks)
+    envref) env[$id/$key]=${data[$name/$cmkey]-"(key $cmkey of ConfigMap $name)"} ;;
+    envother) env[$id/$key]="(valueFrom)" ;;
+    esac
+done <<<"$settings"
+# setting ID KEY: the value container ID gets for KEY (its env, else the last ConfigMap of its
+# envFrom holding KEY, as the kubelet does) in $value, where from in $source; fails if unset.
+setting() {
+    local map
+    if [[ -v env[$1/$2] ]]; then
+        value=${env[$1/$2]} source="the env of Deployment ${1%%/*}"
+        return 0
+    fi
+    value="" source=""
+    for map in ${from[$1]:-}; do
+        if [[ -v data[$map/$2] ]]; then
+            value=${data[$map/$2]} source="ConfigMap $map"
         fi
+    done
+    [ -n "$source" ]
+}
+if [ "${#gateways[@]}" -eq 0 ] || [ "${#services[@]}" -ne 1 ]; then
+    gateways=()
+fi
+service=${services[0]:-}
+for gw in "${gateways[@]}"; do
+    for map in ${from[$gw]:-}; do
+        for key in "${service_only[@]}"; do
+            [[ ! -v data[$map/$key] ]] ||
+                die "the gateway (Deployment ${gw%%/*}) reads $key, the service's credential or file, from ConfigMap $map ($base): set it only in the ConfigMap the service reads and take it out of $map (the gateway's own Kafka login goes in its Deployment's env; docs/operations.md, \"Upgrade\"); nothing was applied"
+        done
+    done
+    for key in "${shared[@]}"; do
+        # (a newline: no quoted value holds one, so unset differs from every value)
+        if setting "$service" "$key"; then
+            theirs=$value said_theirs="$key=$value in $source"
+        else
+            theirs=$'\n' said_theirs="no $key"
+        fi
+        if setting "$gw" "$key"; then
+            ours=$value said_ours="$key=$value in $source"
+        else
+            ours=$'\n' said_ours="no $key"
+        fi
+        [ "$theirs" != "$ours" ] || continue
+        die "the service (Deployment ${service%%/*}) has $said_theirs, the gateway (Deployment ${gw%%/*}) $said_ours: the gateway must write where the service reads; set the same $key in both ConfigMaps in your overlay of $base (docs/operations.md, \"Upgrade\"); nothing was applied"
     done
 done
-if [ "${#reads[@]}" -gt 0 ]; then
-    for key in "${service_only[@]}"; do
-        [[ ! -v gateway[$key] ]] ||
-            die "the gateway reads $key (of the service's logins) from ConfigMap ${gateway_from[$key]} ($base): set it in ConfigMap nev-ingest only, the service's, and take it out of ${gateway_from[$key]} (docs/operations.md, \"Upgrade\"); nothing was applied"
-    done
-    for k in "${data_keys[@]}"; do
-        [ "${k%%/*}" = nev-ingest ] || continue
-        key=${k#*/}
-        [[ " ${service_only[*]} " != *" $key "* ]] || continue
-        if [[ ! -v gateway[$key] ]]; then
-            theirs="no $key"
-        elif [ "${gateway[$key]}" != "${data[$k]}" ]; then
-            theirs="$key=${gateway[$key]}"
-        else
-            continue
-        fi
-        die "ConfigMap nev-ingest (the service's) sets $key=${data[$k]}, the gateway's (ConfigMap ${reads[*]}) $theirs: set the same in ConfigMap nev-gateway in your overlay of $base (the gateway no longer reads nev-ingest; docs/operations.md, \"Upgrade\"); nothing was applied"
-    done
-fi
 
 # 1. The Secret, before anything is applied.
 # The $k and $v are kubectl's go-template variables, not the shell's:

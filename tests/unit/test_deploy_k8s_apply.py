@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_deploy_compose import _tool
-from tests.unit.test_deploy_k8s import K8S, MIGRATE, _documented_secret
+from tests.unit.test_deploy_k8s import K8S, MIGRATE, _documented_secret, _resources
 
 pytestmark = pytest.mark.unit
 
 SCRIPT = K8S / "apply.sh"
+DOCS = K8S.parents[1] / "docs"
 KEYS = list(_documented_secret())
 LOGS = "nev-ingest migrate: error: migration 0079_x.sql failed"
 # Guard only (no timing is asserted): a script that misses a Failed Job polls until its own
@@ -500,3 +501,73 @@ def test_the_gateways_settings_agree_with_the_services_and_hold_none_of_its_logi
         args = _patched(tmp_path / name, patches)
         run = _run(tmp_path / name, [["Complete"]], args=args)
         assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
+
+
+def _refused(run: Run, said: str) -> None:
+    assert run.rc == 2 and run.applied() == [], run.stderr
+    assert all(c.startswith("kustomize ") for c in run.calls), run.calls
+    assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
+    assert said in run.stderr, run.stderr
+
+
+def test_only_the_shared_keys_must_agree_and_no_service_credential_reaches_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """The check demanded that every key of nev-ingest be repeated in nev-gateway: the service's
+    PostgreSQL client certificate, Kafka mTLS or a password set in nev-ingest was refused until
+    copied into nev-gateway, where it stopped the gateway at start (a file it does not mount) or
+    gave it the service's secret. Now only the keys both read alike must be equal (the brokers,
+    how to reach them, the topics); each credential or file of the service is refused in
+    nev-gateway; anything else may differ."""
+    cert = {
+        "NEV_POSTGRES_SSLCERT": "/run/secrets/nev/pg-client.crt",
+        "NEV_POSTGRES_SSLKEY": "/run/secrets/nev/pg-client.key",
+    }
+    mtls = {
+        "NEV_KAFKA_SSL_CERTFILE": "/run/secrets/nev/kafka-client.crt",
+        "NEV_KAFKA_SSL_KEYFILE": "/run/secrets/nev/kafka-client.key",
+        "NEV_KAFKA_SSL_KEY_PASSWORD": "k3y",
+    }
+    allowed = {
+        "pg client cert": _data("nev-ingest", **cert),
+        "kafka mtls": _data("nev-ingest", **mtls),
+        "passwords": _data("nev-ingest", NEV_POSTGRES_PASSWORD="pw", NEV_KAFKA_SASL_PASSWORD="pw"),
+        "service only": _data("nev-ingest", NEV_PIPELINE_WORKERS='"4"', NEV_LOG_LEVEL="DEBUG"),
+        "gateway only": _data("nev-gateway", NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER='"50"'),
+    }
+    for name, patches in allowed.items():
+        args = _patched(tmp_path / name, patches)
+        run = _run(tmp_path / name, [["Complete"]], args=args)
+        assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
+    for key, value in {**cert, **mtls, "NEV_POSTGRES_PASSWORD": "pw"}.items():
+        patches = _data("nev-ingest", **{key: value}) + _data("nev-gateway", **{key: value})
+        run = _run(tmp_path / key, [["Complete"]], args=_patched(tmp_path / key, patches))
+        _refused(run, f"reads {key}, the service's credential or file, from ConfigMap nev-gateway")
+    run = _run(
+        tmp_path / "dlq",
+        [["Complete"]],
+        args=_patched(tmp_path / "dlq", _data("nev-gateway", NEV_KAFKA_TOPIC_DLQ="eu.dlq")),
+    )
+    _refused(run, 'has NEV_KAFKA_TOPIC_DLQ="nev.dlq" in ConfigMap nev-ingest')
+
+
+def test_the_shared_keys_are_those_nev_gateway_holds_and_real_settings() -> None:
+    """apply.sh's two lists against the ConfigMaps and the settings: nev-gateway holds the
+    shared keys with nev-ingest's values (and its own log format), and each listed key is a
+    setting's variable (a misspelt one would check nothing)."""
+    text = SCRIPT.read_text()
+    lists = {
+        name: re.search(rf"^{name}=\(([^)]*)\)$", text, re.MULTILINE | re.DOTALL)
+        for name in ("shared", "service_only")
+    }
+    shared, service_only = (m[1].split() if m else [] for m in lists.values())
+    config = _resources(K8S)
+    ingest = config[("ConfigMap", "nev-ingest")]["data"]
+    gateway = config[("ConfigMap", "nev-gateway")]["data"]
+    assert sorted(set(gateway) - {"NEV_LOG_FORMAT"}) == sorted(shared)
+    assert all(gateway[k] == ingest[k] for k in shared)
+    documented = set(re.findall(r"`(NEV_[A-Z0-9_]+)`", (DOCS / "configuration.md").read_text()))
+    secrets = {"NEV_KAFKA_SASL_PASSWORD", "NEV_KAFKA_SSL_KEY_PASSWORD", "NEV_POSTGRES_PASSWORD"}
+    real = documented | {f"{k}_FILE" for k in secrets}
+    assert set(shared) | set(service_only) <= real
+    assert not set(shared) & set(service_only)
