@@ -24,8 +24,8 @@
 # NEV_K8S_UNSCHEDULABLE_S) stops the script like a failure: such a Job never fails by itself
 # (its backoffLimit counts failed pods only).
 # Exit status: 0 rolled; 1 the migration failed, its pod cannot start, its Job is gone or it did
-# not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, the
-# gateway's ConfigMaps holding
+# not finish in time (nothing rolled); 2 bad usage, kustomizations in two namespaces, no
+# Deployment of the gateway or not one of the service in BASE, the gateway's ConfigMaps holding
 # one of the service's credentials or files, the gateway's and the service's settings differing
 # on a key they share (the Kafka brokers, how to reach them, the topics), no usable Secret or no
 # answer about the Job (nothing applied).
@@ -121,6 +121,9 @@ done <<<"$migrate_objects"$'\n'"$base_objects"
 # ConfigMaps: they name files its pods do not mount (it would exit at start) or give it the
 # service's secrets; the gateway's own Kafka login is set in its Deployment's env. Any other key
 # may differ (the gateway's own settings, the service's alone).
+# The containers are found by what they run (the first of their args: "gateway" the gateway,
+# "run" the service) and their ConfigMaps by what they name (envFrom, env), so an overlay's
+# namePrefix or nameSuffix changes nothing; not finding them refuses, never skips the check.
 shared=(NEV_KAFKA_BOOTSTRAP_SERVERS NEV_KAFKA_SECURITY_PROTOCOL NEV_KAFKA_SASL_MECHANISM
     NEV_KAFKA_SSL_CAFILE NEV_KAFKA_TOPIC_VEHICLE NEV_KAFKA_TOPIC_CHARGER NEV_KAFKA_TOPIC_BATTERY
     NEV_KAFKA_TOPIC_TCEC NEV_KAFKA_TOPIC_DLQ)
@@ -129,11 +132,11 @@ service_only=(NEV_KAFKA_SASL_USERNAME NEV_KAFKA_SASL_PASSWORD NEV_KAFKA_SASL_PAS
     NEV_KAFKA_SSL_KEY_PASSWORD_FILE NEV_POSTGRES_PASSWORD NEV_POSTGRES_PASSWORD_FILE
     NEV_POSTGRES_SSLROOTCERT NEV_POSTGRES_SSLCERT NEV_POSTGRES_SSLKEY)
 # One line per fact, values quoted (%q): "data CONFIGMAP KEY VALUE" per key of each ConfigMap;
-# per container of each Deployment, "container ROLE DEPLOYMENT/CONTAINER" (ROLE: the
-# Deployment's name), then "from ID CONFIGMAP" per envFrom in order, "env ID KEY VALUE" per env value,
+# per container of each Deployment, "container ROLE DEPLOYMENT/CONTAINER" (ROLE: its first
+# arg), then "from ID CONFIGMAP" per envFrom in order, "env ID KEY VALUE" per env value,
 # "envref ID KEY CONFIGMAP CMKEY" per env from a ConfigMap's key, "envother ID KEY" per other.
 # shellcheck disable=SC2016
-settings_template='go-template={{if eq .kind "ConfigMap"}}{{$n := .metadata.name}}{{range $k, $v := .data}}data {{$n}} {{$k}} {{printf "%q" $v}}{{"\n"}}{{end}}{{end}}{{if eq .kind "Deployment"}}{{$d := .metadata.name}}{{range .spec.template.spec.containers}}{{$id := printf "%s/%s" $d .name}}{{$role := $d}}container {{$role}} {{$id}}{{"\n"}}{{range .envFrom}}{{with .configMapRef}}from {{$id}} {{.name}}{{"\n"}}{{end}}{{end}}{{range .env}}{{$k := .name}}{{if .valueFrom}}{{if .valueFrom.configMapKeyRef}}envref {{$id}} {{$k}} {{.valueFrom.configMapKeyRef.name}} {{.valueFrom.configMapKeyRef.key}}{{else}}envother {{$id}} {{$k}}{{end}}{{else}}env {{$id}} {{$k}} {{printf "%q" (or .value "")}}{{end}}{{"\n"}}{{end}}{{end}}{{end}}'
+settings_template='go-template={{if eq .kind "ConfigMap"}}{{$n := .metadata.name}}{{range $k, $v := .data}}data {{$n}} {{$k}} {{printf "%q" $v}}{{"\n"}}{{end}}{{end}}{{if eq .kind "Deployment"}}{{$d := .metadata.name}}{{range .spec.template.spec.containers}}{{$id := printf "%s/%s" $d .name}}{{$role := "-"}}{{with .args}}{{$role = index . 0}}{{end}}container {{$role}} {{$id}}{{"\n"}}{{range .envFrom}}{{with .configMapRef}}from {{$id}} {{.name}}{{"\n"}}{{end}}{{end}}{{range .env}}{{$k := .name}}{{if .valueFrom}}{{if .valueFrom.configMapKeyRef}}envref {{$id}} {{$k}} {{.valueFrom.configMapKeyRef.name}} {{.valueFrom.configMapKeyRef.key}}{{else}}envother {{$id}} {{$k}}{{end}}{{else}}env {{$id}} {{$k}} {{printf "%q" (or .value "")}}{{end}}{{"\n"}}{{end}}{{end}}{{end}}'
 settings=$(read_objects "$base_yaml" "$settings_template") ||
     die "kubectl kustomize $base made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
 declare -A data=() from=() env=()
@@ -147,8 +150,8 @@ while read -r what rest; do
     container)
         read -r role id <<<"$rest"
         case $role in
-        nev-gateway) gateways+=("$id") ;;
-        nev-ingest) services+=("$id") ;;
+        gateway) gateways+=("$id") ;;
+        run) services+=("$id") ;;
         esac
         ;;
     from)
@@ -181,10 +184,11 @@ setting() {
     done
     [ -n "$source" ]
 }
-if [ "${#gateways[@]}" -eq 0 ] || [ "${#services[@]}" -ne 1 ]; then
-    gateways=()
-fi
-service=${services[0]:-}
+[ "${#gateways[@]}" -gt 0 ] ||
+    die "$base has no Deployment running the gateway (a container whose args begin with \"gateway\", as gateway-deployment.yaml's): its settings cannot be checked against the service's; keep that Deployment in your overlay of $base; nothing was applied"
+[ "${#services[@]}" -eq 1 ] ||
+    die "$base has ${#services[@]} containers running the service (args beginning with \"run\", as ingest-deployment.yaml's): it must have exactly one, to check the gateway's settings against; nothing was applied"
+service=${services[0]}
 for gw in "${gateways[@]}"; do
     for map in ${from[$gw]:-}; do
         for key in "${service_only[@]}"; do

@@ -435,6 +435,12 @@ def test_the_objects_are_read_as_yaml_not_by_their_layout(tmp_path: Path) -> Non
         "    namespace: prod\nspec:\n    backoffLimit: 3\n",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nev-ingest, namespace: prod}\n"
         "data:\n  namespace: other\n",
+        *(  # the service and the gateway (apply.sh finds them by what they run)
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: prod}}\n"
+            f"spec:\n    template:\n        spec:\n            containers:\n"
+            f"                - {{name: {name}, args: [{args}]}}\n"
+            for name, args in (("nev-ingest", "run"), ("nev-gateway", "gateway, run"))
+        ),
     ]
     run = _run(tmp_path, [["Complete"]], kustomized="---\n".join(objects))
     assert run.rc == 0, run.stderr
@@ -571,3 +577,38 @@ def test_the_shared_keys_are_those_nev_gateway_holds_and_real_settings() -> None
     real = documented | {f"{k}_FILE" for k in secrets}
     assert set(shared) | set(service_only) <= real
     assert not set(shared) & set(service_only)
+
+
+def test_renamed_objects_are_checked_not_skipped(tmp_path: Path) -> None:
+    """The check looked for the Deployment named nev-gateway and the ConfigMap nev-ingest: an
+    overlay with a namePrefix or nameSuffix (eu-nev-gateway, ...) skipped it silently, so one
+    that patched the service's Kafka alone left the gateway on the base's. The containers are
+    now found by what they run and their ConfigMaps by what they name; with no gateway to
+    check, the script refuses."""
+    servers = "kafka.eu.svc:9093"
+    for name, suffix in (("prefix", "namePrefix: eu-\n"), ("suffix", "nameSuffix: -eu\n")):
+        cases = {
+            "one side": _data("nev-ingest", NEV_KAFKA_BOOTSTRAP_SERVERS=servers),
+            "both": _data("nev-ingest", NEV_KAFKA_BOOTSTRAP_SERVERS=servers)
+            + _data("nev-gateway", NEV_KAFKA_BOOTSTRAP_SERVERS=servers),
+            "a login": _data("nev-gateway", NEV_POSTGRES_PASSWORD_FILE="/run/secrets/nev/pg"),
+        }
+        for case, patches in cases.items():
+            root = tmp_path / name / case
+            args = _patched(root, patches)
+            for overlay in args:
+                with (Path(overlay) / "kustomization.yaml").open("a") as f:
+                    f.write(suffix)
+            run = _run(root, [["Complete"]], args=args)
+            if case == "both":
+                assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
+            elif case == "one side":
+                _refused(run, f'NEV_KAFKA_BOOTSTRAP_SERVERS="{servers}" in ConfigMap ')
+            else:
+                _refused(run, "reads NEV_POSTGRES_PASSWORD_FILE, the service's credential")
+    gone = (
+        "  - patch: |\n      $patch: delete\n      apiVersion: apps/v1\n      kind: Deployment\n"
+        "      metadata: {name: nev-gateway}\n"
+    )
+    run = _run(tmp_path / "gone", [["Complete"]], args=_patched(tmp_path / "gone", gone))
+    _refused(run, "has no Deployment running the gateway")
