@@ -15,7 +15,9 @@ so a cancellation can only fall between slices.
 The shard's waiting changes (a restore's, a rules reload's, and the changes another shard's
 batch made to an alert stored on this shard: ``StorageSink``) are taken into the work at its
 start. Each change keeps its source: the (topic, partition) of the frame that made it, None
-for a restore's or a reload's (what the sink's fence check goes by). A batch abandoned
+for a restore's or a reload's (what the sink's fence check goes by). Each slice's changes go
+through ``route`` at once (ingest/pipeline/waiting.py): those for another shard's alert, and
+those of an alert with a change waiting, wait in the engine's order. A batch abandoned
 uncommitted takes them along: abandoning happens on a stop, or on a revoke, and aiokafka's
 rebalance is eager (every partition goes), so the next owner restores those alerts from the
 database and decides them again; ``StorageSink.on_partitions_lost`` drops the changes still
@@ -35,14 +37,12 @@ from typing import Any, Final, Protocol
 from alerts import AlertChange
 from ingest.pipeline.batch import Batch, partition_runs
 from ingest.pipeline.turns import lanes_turn
+from ingest.pipeline.waiting import Hold, Source
 
-__all__ = ["SLICE", "AlertWork", "Source", "evaluate_batch", "sources_of"]
+__all__ = ["SLICE", "AlertWork", "Route", "Source", "evaluate_batch", "sources_of"]
 
 # Frames per slice: ~5 ms of rules, about what a decode slice costs (ingest.pipeline.worker).
 SLICE: Final = 1000
-
-# The (topic, partition) of the frame that made a change; None: no frame (a restore, a reload).
-Source = tuple[str, int] | None
 
 
 class Engine(Protocol):
@@ -57,11 +57,17 @@ class Engine(Protocol):
 class AlertWork:
     """What is left of a batch's evaluation: (topic, partition, frames) slices in order, and
     the changes of the slices done (the waiting changes of the shard first), with the source
-    of each (``sources``: parallel to ``changes``)."""
+    of each (``sources``: parallel to ``changes``); ``hold``: its changes that wait for
+    another batch (``route``, ingest/pipeline/waiting.py), ready once this batch committed."""
 
     todo: deque[tuple[str, int, list[Any]]]
     changes: list[AlertChange] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
+    hold: Hold = field(default_factory=Hold)
+
+
+# The changes of a slice the batch's own transaction saves (the others wait, behind its hold).
+Route = Callable[[int, list[AlertChange], Source, Hold], list[AlertChange]]
 
 
 def plan(
@@ -89,10 +95,12 @@ async def evaluate_batch(
     engines: Mapping[str, Engine],
     kinds: Mapping[str, str],
     take_pending: Callable[[int], list[tuple[AlertChange, Source]]],
+    route: Route | None = None,
 ) -> list[AlertChange]:
     """The alert changes of ``batch``: ``take_pending(shard)``'s, then its frames' (``kinds``:
-    topic -> entity kind). Resumes ``batch.alert_work`` when an earlier call was cancelled.
-    Their sources: ``sources_of(batch)``."""
+    topic -> entity kind), those ``route`` keeps of each slice (by default all). Resumes
+    ``batch.alert_work`` when an earlier call was cancelled. Their sources:
+    ``sources_of(batch)``."""
     work: AlertWork | None = batch.alert_work
     if work is None:
         waiting = take_pending(batch.shard)
@@ -105,7 +113,10 @@ async def evaluate_batch(
         now_ms = time.time_ns() // 1_000_000
         engine = engines[kinds[topic]]
         made = engine.evaluate(frames, now_ms=now_ms, partition=partition, topic=topic)
-        # No await between the evaluation and these: a cancel cannot split them.
+        # No await between the evaluation and these: a cancel cannot split them, and the
+        # route sees the changes in the engine's order across the lanes.
+        if route is not None:
+            made = route(batch.shard, made, (topic, partition), work.hold)
         changes.extend(made)
         work.sources.extend([(topic, partition)] * len(made))
         todo.popleft()

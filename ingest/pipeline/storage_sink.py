@@ -39,7 +39,7 @@ from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of, unstamped
-from ingest.pipeline.evaluation import Source, evaluate_batch, sources_of
+from ingest.pipeline.evaluation import AlertWork, Source, evaluate_batch, sources_of
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.moved import (
@@ -56,6 +56,7 @@ from ingest.pipeline.shard_writers import ShardWriters
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
 from ingest.pipeline.vehicle_models import check_model_scopes, load_models
+from ingest.pipeline.waiting import Waiting
 from ingest.wiring import databases, shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
@@ -147,10 +148,11 @@ class StorageSink:
         self._replay = Replay(
             lag_s=2 * writer.latest_interval_ms / 1000, lagging=lambda k: self.latest.refilling(k)
         )
-        # Saved by the next batch of their alert's shard: from restore / swap_rules (source
-        # None), and the changes a batch of another shard made to an alert stored on this
-        # one (source: the frame's (topic, partition), committed; ``write``).
-        self._pending: list[tuple[AlertChange, Source]] = []
+        # Saved by the next batch of their alert's shard, in the engines' order: from restore
+        # / swap_rules (source None), the changes a batch of another shard made to an alert
+        # stored on this one and those behind them (source: the frame's (topic, partition),
+        # ready once its batch committed; ingest/pipeline/waiting.py).
+        self._pending = Waiting(self._home)
         # Outbox rows a crash left unpublished, by (shard, id), with their (topic, partition);
         # the ones a write in flight is sending (claimed: another lane's write must not send
         # them too).
@@ -443,14 +445,12 @@ class StorageSink:
         # next batch, they would overwrite what the next owner restored and decides. Not a
         # change that a committed frame of the other charger path made (a source): the next
         # owner cannot see that frame, and without it the alert would stay open.
-        self._pending = [
-            (c, src)
-            for c, src in self._pending
-            if src is not None or not theirs(c.alert.topic, c.alert.partition)
-        ]
+        # A batch of theirs not committed by now (the revoke drained or abandoned the
+        # writer) was abandoned: its waiting changes go, the next owner decides them again.
+        self._pending.lost(lost, theirs)
 
     def has_pending_changes(self) -> bool:
-        return bool(self._pending or self._acked or self._resend.keys() - self._claimed)
+        return bool(self._pending.ready() or self._acked or self._resend.keys() - self._claimed)
 
     def alerts_published(self, alerts: Sequence[AlertMessage]) -> None:
         self._acked.update((a.shard, a.outbox_id) for a in alerts if a.outbox_id is not None)
@@ -480,7 +480,7 @@ class StorageSink:
 
     def _wait(self, changes: Sequence[AlertChange]) -> None:
         """Changes of no frame (a restore's, a reload's): saved by their shard's next batch."""
-        self._pending.extend((c, None) for c in changes)
+        self._pending.add(changes)
 
     def _home(self, change: AlertChange) -> int:
         """The shard that holds the change's alert row: its partition's (none: shard 0)."""
@@ -488,15 +488,7 @@ class StorageSink:
 
     def _take_pending(self, shard: int) -> list[tuple[AlertChange, Source]]:
         """The waiting changes of ``shard``'s partitions (an alert of no partition: shard 0)."""
-        if len(self._pool_params) == 1:
-            changes, self._pending = self._pending, []
-            return changes
-        mine: list[tuple[AlertChange, Source]] = []
-        rest: list[tuple[AlertChange, Source]] = []
-        for waiting in self._pending:
-            (mine if self._home(waiting[0]) == shard else rest).append(waiting)
-        self._pending = rest
-        return mine
+        return self._pending.take(shard)
 
     def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
         """(topic, kind) -> {entity: partition} not stamped in latest_state since the
@@ -572,7 +564,7 @@ class StorageSink:
             # Once per batch: the engine's state moves with each evaluation, so a retried
             # write must save the same changes, not evaluate the frames a second time.
             batch.alert_changes = await evaluate_batch(
-                batch, self._engines, self._alert_topics, self._take_pending
+                batch, self._engines, self._alert_topics, self._take_pending, self._pending.route
             )
             self._count_rule_frames()
         changes: list[AlertChange] = batch.alert_changes
@@ -581,10 +573,11 @@ class StorageSink:
         # A change to an alert whose row is on another shard (a connector's two charger paths,
         # their partitions on different shards: a frame of one updates or clears an alert
         # stamped with the other's partition) is saved there, not in this transaction, where
-        # no row would match and the alert stayed open; it joins that shard's waiting
-        # changes once this batch committed (after the write below), saved and published
-        # by that shard's next batch (a changes-only one when it has no frames).
-        home = [self._home(c) == shard for c in changes]
+        # no row would match and the alert stayed open; so is a change to an alert that has
+        # one waiting (the order). The evaluation left them waiting, held until this batch
+        # commits (after the write below), then saved and published by that shard's next
+        # batch (a changes-only one when it has no frames).
+        work: AlertWork | None = batch.alert_work
         offsets = {
             (tp.topic, tp.partition): OffsetRange(batch.start.get(tp), nxt)
             for tp, nxt in batch.next.items()
@@ -609,9 +602,7 @@ class StorageSink:
             await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
             fenced = {tp for tp in outcome.fenced if tp[0] in self._alert_topics}
             keep = [
-                c
-                for c, src, here in zip(changes, sources, home, strict=True)
-                if here and _kept(c.alert, src, fenced)
+                c for c, src in zip(changes, sources, strict=True) if _kept(c.alert, src, fenced)
             ]
             # On the batch: the attempt that committed may be one whose COMMIT got no answer,
             # found committed by a retry that runs no hook (storage/unsure.py).
@@ -652,11 +643,8 @@ class StorageSink:
         batch.alert_saved = None
         self._acked -= deleted
         fenced = {tp for tp in result.fenced if tp[0] in self._alert_topics}
-        self._pending.extend(
-            (c, src)
-            for c, src, here in zip(changes, sources, home, strict=True)
-            if not here and src is not None and src not in fenced
-        )
+        if work is not None:
+            self._pending.settle(work.hold, fenced)
         # A stamp reaches only entities latest_state has (merged: every partition, without an
         # interval).
         merged = result.latest_merged

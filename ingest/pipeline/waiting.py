@@ -1,0 +1,155 @@
+"""The alert changes waiting to be saved by the next batch of their alert's shard, in order.
+
+A change waits when its alert's row is on another shard than the batch of the frame that made
+it (a connector's two charger paths, their partitions on different shards), when it came
+without a frame (a restore's, a rules reload's: source None), or when a change to the same
+alert (kind, entity, rule, on the same shard) waits already.
+
+The last is what keeps the engine's order in the database and on the alerts topic. A change
+for another shard is registered here when it is EVALUATED, held until its batch commits: the
+alert's own shard's lane may meanwhile evaluate the next frame of the alert's path and, were
+it saved in that batch's transaction, a raise made after a waiting clear would be saved first
+(merged into the still-open row by ``alerts_one_open``) and the clear, saved later, would
+close the merged row (the database with no open alert while the engine holds one, 'raised'
+published before 'cleared'). So a batch's changes to an alert with a change waiting wait
+behind it, held by their own batch's commit too.
+
+A hold is settled once its batch committed: the changes of a fenced frame are dropped (the
+partition's new owner decides them again), the others become ready. A batch abandoned
+uncommitted (a stop, a revoke) never settles: ``lost`` drops its hold with the partitions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+
+from alerts import AlertChange
+
+__all__ = ["Hold", "Source", "Waiting"]
+
+# The (topic, partition) of the frame that made a change; None: no frame (a restore, a reload).
+Source = tuple[str, int] | None
+
+_Key = tuple[int, str, str, str]  # (shard of the alert's row, kind, entity, rule)
+
+
+@dataclass(eq=False, slots=True)
+class Hold:
+    """One batch's waiting changes, ready once it committed (``settled``); ``dropped``: it
+    was taken for abandoned, its changes removed (should it commit after all, ``settle``
+    adds them back)."""
+
+    settled: bool = False
+    dropped: bool = False
+    changes: list[tuple[AlertChange, Source]] = field(default_factory=list)
+
+
+_Entry = tuple[AlertChange, Source, Hold | None]
+
+
+class Waiting:
+    """See the module docstring. ``home``: the shard that holds a change's alert row."""
+
+    def __init__(self, home: Callable[[AlertChange], int]) -> None:
+        self._home = home
+        self._entries: list[_Entry] = []
+        self._keys: Counter[_Key] = Counter()  # of the entries, for the per-change check
+
+    def _key(self, change: AlertChange) -> _Key:
+        a = change.alert
+        return (self._home(change), a.entity_kind, a.entity_id, a.rule_id)
+
+    def _set(self, entries: list[_Entry]) -> None:
+        self._entries = entries
+        self._keys = Counter(self._key(c) for c, _, _ in entries)
+
+    def _append(self, change: AlertChange, source: Source, hold: Hold | None) -> None:
+        self._entries.append((change, source, hold))
+        self._keys[self._key(change)] += 1
+
+    def ready(self) -> bool:
+        """Whether ``take`` has a change for some shard (not all kept back by a batch not
+        committed yet): what makes an idle worker write a changes-only batch."""
+        held: set[_Key] = set()
+        for change, _, hold in self._entries:
+            key = self._key(change)
+            if key not in held and (hold is None or hold.settled):
+                return True
+            held.add(key)
+        return False
+
+    def pairs(self) -> list[tuple[AlertChange, Source]]:
+        return [(c, s) for c, s, _ in self._entries]
+
+    def add(self, changes: Iterable[AlertChange]) -> None:
+        """Changes of no frame (a restore's, a reload's): ready at once."""
+        for c in changes:
+            self._append(c, None, None)
+
+    def route(
+        self, shard: int, made: list[AlertChange], source: Source, hold: Hold
+    ) -> list[AlertChange]:
+        """Of the changes a slice of frames of shard ``shard``'s batch made (in the engine's
+        order, with no ``await`` since), the ones its own transaction saves; the others wait
+        here behind ``hold``, the batch's."""
+        own: list[AlertChange] = []
+        for c in made:
+            key = self._key(c)
+            if key[0] == shard and not self._keys[key]:
+                own.append(c)
+                continue
+            self._append(c, source, hold)
+            hold.changes.append((c, source))
+        return own
+
+    def settle(self, hold: Hold, fenced: Collection[tuple[str, int]]) -> None:
+        """``hold``'s batch committed with ``fenced`` partitions (those of the transaction
+        that committed): the changes of its fenced frames go, the others are ready."""
+        hold.settled = True
+        if hold.dropped:  # taken for abandoned: back, behind what waits now
+            for c, src in hold.changes:
+                if src not in fenced:
+                    self._append(c, src, None)
+            return
+        if any(src in fenced for _, src in hold.changes):
+            self._set([e for e in self._entries if e[2] is not hold or e[1] not in fenced])
+
+    def take(self, shard: int) -> list[tuple[AlertChange, Source]]:
+        """The ready changes of ``shard``'s alerts, in order; a change held by a batch not
+        committed yet keeps back the later changes to its alert."""
+        mine: list[tuple[AlertChange, Source]] = []
+        rest: list[_Entry] = []
+        held: set[_Key] = set()
+        for change, source, hold in self._entries:
+            key = self._key(change)
+            if key[0] != shard:
+                rest.append((change, source, hold))
+            elif key in held or (hold is not None and not hold.settled):
+                held.add(key)
+                rest.append((change, source, hold))
+            else:
+                mine.append((change, source))
+        if mine:
+            self._set(rest)
+        return mine
+
+    def lost(
+        self, lost: Collection[tuple[str, int]], theirs: Callable[[str | None, int | None], bool]
+    ) -> None:
+        """Partitions gone: changes of no frame to their alerts go (the next owner restores
+        and decides them), and so do the holds of their batches not committed (abandoned:
+        the next owner reads those frames again). A committed frame's change stays: the next
+        owner never sees that frame."""
+        gone = {h for _, src, h in self._entries if h is not None and not h.settled and src in lost}
+        for hold in gone:
+            hold.dropped = True
+        self._set(
+            [
+                (c, src, h)
+                for c, src, h in self._entries
+                if h not in gone
+                and (src is not None or not theirs(c.alert.topic, c.alert.partition))
+            ]
+        )

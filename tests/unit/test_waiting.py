@@ -1,0 +1,79 @@
+"""ingest.pipeline.waiting: waiting alert changes keep the engine's order per alert."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ingest.pipeline.waiting import Hold, Waiting
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class _Alert:
+    entity_id: str
+    partition: int
+    entity_kind: str = "charger"
+    rule_id: str = "fault"
+    topic: str = "tcec"
+
+
+@dataclass(frozen=True)
+class _Change:
+    type: str
+    alert: _Alert
+
+
+def _change(kind: str, entity: str = "c1", partition: int = 1) -> Any:
+    return _Change(kind, _Alert(entity, partition))
+
+
+def _waiting() -> Waiting:
+    return Waiting(lambda c: (c.alert.partition or 0) % 2)  # partition 1: shard 1
+
+
+RAW0 = ("raw", 0)
+TCEC1 = ("tcec", 1)
+
+
+def test_a_change_behind_a_held_one_waits_and_goes_after_it() -> None:
+    w = _waiting()
+    clear, other = _change("cleared"), _change("raised", entity="c2")
+    b0, b1 = Hold(), Hold()
+    assert w.route(0, [clear], RAW0, b0) == []  # another shard's alert: waits
+    raise_ = _change("raised")
+    # Shard 1's own batch: the same alert waits behind the clear, another one does not.
+    assert w.route(1, [raise_, other], TCEC1, b1) == [other]
+    w.settle(b1, set())
+    assert w.take(1) == []  # the clear's batch has not committed: both stay
+    assert not w.ready()  # no changes-only batch for them yet
+    w.settle(b0, set())
+    assert w.take(1) == [(clear, RAW0), (raise_, TCEC1)]
+    assert not w.ready()
+
+
+def test_a_fenced_frames_change_goes_and_frees_what_waited_behind_it() -> None:
+    w = _waiting()
+    clear, raise_ = _change("cleared"), _change("raised")
+    b0, b1 = Hold(), Hold()
+    w.route(0, [clear], RAW0, b0)
+    w.route(1, [raise_], TCEC1, b1)
+    w.settle(b1, set())
+    w.settle(b0, {RAW0})
+    assert w.take(1) == [(raise_, TCEC1)]
+
+
+def test_an_abandoned_batchs_changes_go_with_its_partitions() -> None:
+    w = _waiting()
+    clear, raise_ = _change("cleared"), _change("raised")
+    b0, b1 = Hold(), Hold()
+    w.route(0, [clear], RAW0, b0)
+    w.route(1, [raise_], TCEC1, b1)
+    w.settle(b1, set())
+    w.lost({RAW0}, lambda topic, partition: (topic, partition) == RAW0)
+    assert w.take(1) == [(raise_, TCEC1)]
+    w.settle(b0, set())  # it committed after all: its clear comes back, behind
+    assert w.take(1) == [(clear, RAW0)]
