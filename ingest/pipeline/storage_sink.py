@@ -605,9 +605,12 @@ class StorageSink:
                 c for c, src in zip(changes, sources, strict=True) if _kept(c.alert, src, fenced)
             ]
             # On the batch: the attempt that committed may be one whose COMMIT got no answer,
-            # found committed by a retry that runs no hook (storage/unsure.py).
+            # found committed by a retry that runs no hook (storage/unsure.py); with its own
+            # fenced partitions, not the retry's: those count the partitions that attempt
+            # committed and another consumer moved on since, and their frames' waiting
+            # changes (a clear of the other shard's alert) would be dropped.
             saved: list[AlertMessage] = []
-            batch.alert_saved = (saved, acked)
+            batch.alert_saved = (saved, acked, set(outcome.fenced))
             if keep:
                 await save_changes(conn, keep)
                 messages = [to_message(c) for c in keep]
@@ -638,11 +641,11 @@ class StorageSink:
             raise TransientSinkError(f"shard {shard}: {exc}") from exc
         finally:
             self._claimed.difference_update(resend)
-        # What the committed transaction's hook saved and deleted (a batch without one: none).
-        saved, deleted = batch.alert_saved or ([], set())
+        # What the committed transaction's hook saved and deleted, and what it found fenced
+        # (a batch without one: none, and the write's fenced partitions).
+        saved, deleted, fenced = batch.alert_saved or ([], set(), set(result.fenced))
         batch.alert_saved = None
         self._acked -= deleted
-        fenced = {tp for tp in result.fenced if tp[0] in self._alert_topics}
         if work is not None:
             self._pending.settle(work.hold, fenced)
         # A stamp reaches only entities latest_state has (merged: every partition, without an
