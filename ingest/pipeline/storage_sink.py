@@ -39,7 +39,7 @@ from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of, unstamped
-from ingest.pipeline.evaluation import AlertWork, Source, evaluate_batch, sources_of
+from ingest.pipeline.evaluation import AlertWork, Source, evaluate_batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.moved import (
@@ -568,7 +568,6 @@ class StorageSink:
             )
             self._count_rule_frames()
         changes: list[AlertChange] = batch.alert_changes
-        sources = sources_of(batch)
         shard = batch.shard
         # A change to an alert whose row is on another shard (a connector's two charger paths,
         # their partitions on different shards: a frame of one updates or clears an alert
@@ -601,9 +600,7 @@ class StorageSink:
         async def before_commit(conn: Any, outcome: Any) -> None:
             await before_commit_hook([(r.index, r.detail) for r in outcome.rejected])
             fenced = {tp for tp in outcome.fenced if tp[0] in self._alert_topics}
-            keep = [
-                c for c, src in zip(changes, sources, strict=True) if _kept(c.alert, src, fenced)
-            ]
+            keep = [c for c in changes if not _fenced(c.alert, fenced)]
             # On the batch: the attempt that committed may be one whose COMMIT got no answer,
             # found committed by a retry that runs no hook (storage/unsure.py); with its own
             # fenced partitions, not the retry's: those count the partitions that attempt
@@ -670,19 +667,18 @@ class StorageSink:
 
 def _fenced(alert: AlertRecord, fenced: set[tuple[str, int]]) -> bool:
     """Whether the alert's partition was fenced (another consumer wrote it): not ours to save.
-    An alert of no topic (stored before 0053) goes by its partition number."""
+    An alert of no topic (stored before 0053) goes by its partition number.
+
+    Also a change a frame of the other charger path made, committed in this batch (a binary
+    frame clearing an alert raised by pushes): that partition's other owner holds the alert
+    as it restored it, and its row is that owner's to write. Saved, the clear closed the row
+    under it: its next updates went to the closed row (alerts/store.py), the database showed
+    no open alert while its pushes reported the fault, and its own clear was published a
+    second time. Dropped, the binary path's clear is lost: the alert stays open until the
+    pushes clear it (docs/alerts.md)."""
     if alert.topic is None:
         return any(p == alert.partition for _, p in fenced)
     return (alert.topic, alert.partition) in fenced
-
-
-def _kept(alert: AlertRecord, source: Source, fenced: set[tuple[str, int]]) -> bool:
-    """Whether a change is saved: its alert's partition is not fenced, or a frame this batch
-    commits made it (``source`` not fenced: the other charger path's frame cleared an alert
-    stamped with a fenced partition). That partition's next owner restores the alert from the
-    database and cannot see this frame: dropped, the clear was lost and the alert stayed open.
-    A change of no frame (a restore's, a reload's) goes by its alert's partition alone."""
-    return not _fenced(alert, fenced) or (source is not None and source not in fenced)
 
 
 def _alert(

@@ -4,9 +4,9 @@ path's (topic, partition), must close that alert's row wherever it is: with
 ``storage.shards``, when the two partitions map to different shards, the clear is saved on the
 shard holding the alert's row (a changes-only write of that shard), not in the frame's shard's
 transaction, where it matched no row and the alert stayed open; and when the alert's
-partition is fenced in the batch (another consumer wrote it) while the clearing frame's
-partition is not, the clear is saved: that partition's next owner restores the alert from the
-database and never sees the other path's frame.
+partition is fenced in the batch (another consumer wrote it), the clear is left to that
+partition's owner, which holds the alert as it restored it (saved, it closed the row under
+that owner).
 
 Runs the pipeline's own sink in this process on the real broker's records and the real
 databases, as a worker's writer lanes call it."""
@@ -163,7 +163,7 @@ async def test_a_clear_from_the_other_path_lands_on_the_alerts_shard(
         await sink.close()
 
 
-async def test_a_clear_from_the_other_path_is_saved_when_the_alerts_partition_is_fenced(
+async def test_a_clear_of_an_alert_whose_partition_is_fenced_is_left_to_its_owner(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
@@ -186,16 +186,29 @@ async def test_a_clear_from_the_other_path_is_saved_when_the_alerts_partition_is
         await worker.on_partitions_assigned([raw0, tcec0])
         raised = await worker.write(await read_batch(env, settings, [(tcec0, 0)]), no_rejects)
         assert changes(raised) == [("raised", "test_connector_fault", 0)]
-        # Another consumer takes the T/CEC partition and writes its next push first.
+        # Another consumer takes the T/CEC partition (restoring the alert open) and writes its
+        # next push first.
         await other.on_partitions_assigned([tcec0])
         await other.write(await read_batch(env, settings, [(tcec0, 1)]), no_rejects)
 
         # This worker's batch of that push (fenced) and of the binary frame (not fenced): the
-        # binary frame clears the alert stamped with the fenced T/CEC partition.
+        # binary frame clears the alert stamped with the fenced T/CEC partition, which is the
+        # other consumer's to write.
         both = await read_batch(env, settings, [(tcec0, 1), (raw0, 0)])
         result = await worker.write(both, no_rejects)
         assert set(result.fenced) == {tcec0}
-        assert changes(result) == [("cleared", "test_connector_fault", 0)]
+        assert changes(result) == []
+        assert await alert_rows(env.dsn) == [("test_connector_fault", env.tcec, 0, False)]
+
+        # The pushes go on in fault on the owner: its alert and the row agree (open), and its
+        # clear is the only one published.
+        await produce(env.kafka, [(fault_push(env.tcec, ms + 20_000), 0)])
+        r = await other.write(await read_batch(env, settings, [(tcec0, 2)]), no_rejects)
+        assert changes(r) == []
+        assert await alert_rows(env.dsn) == [("test_connector_fault", env.tcec, 0, False)]
+        await produce(env.kafka, [(fault_push(env.tcec, ms + 30_000, status=3), 0)])
+        r = await other.write(await read_batch(env, settings, [(tcec0, 3)]), no_rejects)
+        assert changes(r) == [("cleared", "test_connector_fault", 0)]
         assert await alert_rows(env.dsn) == [("test_connector_fault", env.tcec, 0, True)]
     finally:
         await worker.close()
