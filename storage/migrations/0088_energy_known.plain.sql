@@ -19,10 +19,12 @@
 -- migration would fail for ever (or, the timeout lifted, hold migrate's lock for hours).
 -- Instead vehicle_stats_recompute records the cut-over (the hour after this migration's) and
 -- how far back the buckets are recomputed; each upkeep pass (storage.maintenance) recomputes
--- one more step backwards from it (recompute_vehicle_stats_step: its own transaction),
--- per-minute buckets only within vehicle_stats_1m's retention, until the oldest raw hour; then
--- the row is deleted. Until then the days not yet reached show their 0003 figures, and the
--- buckets whose raw rows retention already dropped keep them for good (docs/operations.md).
+-- one more step backwards from it (recompute_vehicle_stats_step: its own transaction, under a
+-- statement timeout; the step, a day at most, is halved when it does not finish in time and
+-- grown again after quick ones), per-minute buckets only within vehicle_stats_1m's retention,
+-- until the oldest raw hour; then the row is deleted. Until then the days not yet reached show
+-- their 0003 figures, and the buckets whose raw rows retention already dropped keep them for
+-- good (docs/operations.md).
 
 -- One grain's buckets of [from, to) (whole hours), deleted and inserted again from the raw rows.
 CREATE FUNCTION refresh_vehicle_stats_grain(p_from timestamptz, p_to timestamptz, p_grain text)
@@ -73,10 +75,14 @@ $$;
 -- The recompute of the buckets made the 0003 way, one step per upkeep pass: at most one row,
 -- deleted once the oldest raw hour is reached. Buckets from done_from to cutover are recomputed
 -- (cutover on: the upkeep's own trailing refresh computes them with the new select list).
+-- step: the span of the next step (storage.maintenance halves it, down to an hour, when one
+-- does not finish within its statement timeout, and doubles it, up to a day, after quick ones).
 CREATE TABLE vehicle_stats_recompute (
     one       boolean PRIMARY KEY DEFAULT true CHECK (one),
     cutover   timestamptz NOT NULL,
-    done_from timestamptz NOT NULL
+    done_from timestamptz NOT NULL,
+    step      interval NOT NULL DEFAULT INTERVAL '1 day'
+              CHECK (step >= INTERVAL '1 hour' AND step <= INTERVAL '1 day')
 );
 -- (none on a database without telemetry, e.g. a fresh install: nothing was made the 0003 way)
 INSERT INTO vehicle_stats_recompute (cutover, done_from)
@@ -109,45 +115,57 @@ BEGIN
 END
 $$;
 
--- One step backwards: the buckets of [done_from - p_step, done_from), not before the oldest raw
--- hour; the per-minute ones only from p_minutes_from on (vehicle_stats_1m's retention horizon,
--- NULL: no retention). Returns the range done and the rows made, or no row once all is done.
-CREATE FUNCTION recompute_vehicle_stats_step(p_step interval, p_minutes_from timestamptz)
-RETURNS TABLE (range_from timestamptz, range_to timestamptz, buckets bigint, finished boolean)
+-- The first whole hour at or after p_at (NULL stays NULL).
+CREATE FUNCTION vehicle_stats_ceil_hour(p_at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT date_trunc('hour', p_at, 'UTC')
+         + CASE WHEN date_trunc('hour', p_at, 'UTC') < p_at THEN INTERVAL '1 hour'
+                ELSE INTERVAL '0' END
+$$;
+
+-- One step backwards: the buckets of [done_from - step, done_from) (step: the table's), not
+-- before the oldest raw hour; the per-minute ones only from p_minutes_from on
+-- (vehicle_stats_1m's retention horizon, NULL: no retention).
+-- Returns the range done, the rows made and where the recompute ends (rest_from), or no row
+-- once all is done. The caller bounds it with a statement timeout (storage.maintenance).
+CREATE FUNCTION recompute_vehicle_stats_step(p_minutes_from timestamptz)
+RETURNS TABLE (range_from timestamptz, range_to timestamptz, buckets bigint, finished boolean,
+               rest_from timestamptz)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
     hi     timestamptz;
     lo     timestamptz;
+    p_step interval;
     oldest timestamptz := vehicle_telemetry_first_hour();
-    mfrom  timestamptz;
+    gfrom  timestamptz;
     n      bigint := 0;
 BEGIN
-    SELECT r.done_from INTO hi FROM vehicle_stats_recompute r FOR UPDATE;
+    SELECT r.done_from, r.step INTO hi, p_step FROM vehicle_stats_recompute r FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     IF oldest IS NULL OR hi <= oldest THEN
         DELETE FROM vehicle_stats_recompute;
-        RETURN QUERY SELECT hi, hi, 0::bigint, true;
+        RETURN QUERY SELECT hi, hi, 0::bigint, true, hi;
         RETURN;
     END IF;
     lo := greatest(hi - p_step, oldest);
     n := refresh_vehicle_stats_grain(lo, hi, 'hour');
     -- whole hours of minutes past the retention horizon (retention deletes older ones again)
-    mfrom := greatest(lo, date_trunc('hour', coalesce(p_minutes_from, lo), 'UTC')
-                          + CASE WHEN date_trunc('hour', coalesce(p_minutes_from, lo), 'UTC')
-                                      < coalesce(p_minutes_from, lo)
-                                 THEN INTERVAL '1 hour' ELSE INTERVAL '0' END);
-    IF mfrom < hi THEN
-        n := n + refresh_vehicle_stats_grain(mfrom, hi, 'minute');
+    gfrom := greatest(lo, coalesce(vehicle_stats_ceil_hour(p_minutes_from), lo));
+    IF gfrom < hi THEN
+        n := n + refresh_vehicle_stats_grain(gfrom, hi, 'minute');
     END IF;
     IF lo <= oldest THEN
         DELETE FROM vehicle_stats_recompute;
     ELSE
         UPDATE vehicle_stats_recompute SET done_from = lo;
     END IF;
-    RETURN QUERY SELECT lo, hi, n, lo <= oldest;
+    RETURN QUERY SELECT lo, hi, n, lo <= oldest, oldest;
 END
 $$;
