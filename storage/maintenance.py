@@ -180,12 +180,11 @@ async def _recompute_step(
 ) -> None:
     """Recompute the next step of the summary buckets made before migration 0088 (energy of
     frames with an unknown current counted as 0 kW: migrations/0088_energy_known.plain.sql),
-    per-minute buckets only within vehicle_stats_1m's retention; one transaction (a savepoint
-    inside one). Sets ``report.recomputed`` to a line saying what was done (None once all is, or
-    on a schema from before 0088). A one-hour step that still does not finish in time is left
-    behind (its buckets keep their 0003 figures) with a warning saying how to recompute it by
-    hand: the recompute moves on rather than spend the timeout on the same hour every pass for
-    ever."""
+    each grain only within its retention; one transaction (a savepoint inside one). Sets
+    ``report.recomputed`` to a line saying what was done (None once all is, or on a schema from
+    before 0088). A one-hour step that still does not finish in time is left behind (its buckets
+    keep their 0003 figures) with a warning saying how to recompute it by hand: the recompute
+    moves on rather than spend the timeout on the same hour every pass for ever."""
     if not await conn.fetchval(
         "SELECT to_regclass($1) IS NOT NULL", f"{schema}.vehicle_stats_recompute"
     ):
@@ -200,13 +199,15 @@ async def _recompute_step(
     step: timedelta = state["step"]
     hi: datetime = state["done_from"]
     keep_1m = plain.retention.get("vehicle_stats_1m")
+    keep_1h = plain.retention.get("vehicle_stats_1h")
     started = time.monotonic()
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('statement_timeout', $1, true)", str(bound_ms))
             row = await conn.fetchrow(
-                f"SELECT * FROM {schema}.recompute_vehicle_stats_step($1)",
+                f"SELECT * FROM {schema}.recompute_vehicle_stats_step($1, $2)",
                 None if keep_1m is None else now - keep_1m,
+                None if keep_1h is None else now - keep_1h,
             )
     except asyncpg.QueryCanceledError:
         took = time.monotonic() - started

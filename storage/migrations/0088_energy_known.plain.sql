@@ -21,10 +21,10 @@
 -- how far back the buckets are recomputed; each upkeep pass (storage.maintenance) recomputes
 -- one more step backwards from it (recompute_vehicle_stats_step: its own transaction, under a
 -- statement timeout; the step, a day at most, is halved when it does not finish in time and
--- grown again after quick ones), per-minute buckets only within vehicle_stats_1m's retention,
--- until the oldest raw hour; then the row is deleted. Until then the days not yet reached show
--- their 0003 figures, and the buckets whose raw rows retention already dropped keep them for
--- good (docs/operations.md).
+-- grown again after quick ones), each grain only within its retention, until the oldest raw
+-- hour; then the row is deleted. Until then the days not yet reached show their 0003 figures,
+-- and the buckets whose raw rows retention already dropped keep them for good
+-- (docs/operations.md).
 
 -- One grain's buckets of [from, to) (whole hours), deleted and inserted again from the raw rows.
 CREATE FUNCTION refresh_vehicle_stats_grain(p_from timestamptz, p_to timestamptz, p_grain text)
@@ -126,12 +126,32 @@ AS $$
                 ELSE INTERVAL '0' END
 $$;
 
+-- Where the recompute ends: the oldest raw hour, or later where both grains' retention
+-- horizons (p_minutes_from, p_hours_from; NULL: no retention) are past it (nothing older is
+-- kept in either table). NULL without any raw partition.
+CREATE FUNCTION recompute_vehicle_stats_floor(p_minutes_from timestamptz,
+                                              p_hours_from timestamptz)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SET search_path FROM CURRENT
+AS $$
+    SELECT greatest(vehicle_telemetry_first_hour(),
+                    least(vehicle_stats_ceil_hour(p_minutes_from),
+                          vehicle_stats_ceil_hour(p_hours_from)))
+    WHERE p_minutes_from IS NOT NULL AND p_hours_from IS NOT NULL
+    UNION ALL
+    SELECT vehicle_telemetry_first_hour()
+    WHERE p_minutes_from IS NULL OR p_hours_from IS NULL
+$$;
+
 -- One step backwards: the buckets of [done_from - step, done_from) (step: the table's), not
--- before the oldest raw hour; the per-minute ones only from p_minutes_from on
--- (vehicle_stats_1m's retention horizon, NULL: no retention).
+-- before recompute_vehicle_stats_floor; each grain only from its retention horizon on
+-- (p_minutes_from: vehicle_stats_1m's, p_hours_from: vehicle_stats_1h's; NULL: no retention).
 -- Returns the range done, the rows made and where the recompute ends (rest_from), or no row
 -- once all is done. The caller bounds it with a statement timeout (storage.maintenance).
-CREATE FUNCTION recompute_vehicle_stats_step(p_minutes_from timestamptz)
+CREATE FUNCTION recompute_vehicle_stats_step(p_minutes_from timestamptz,
+                                             p_hours_from timestamptz)
 RETURNS TABLE (range_from timestamptz, range_to timestamptz, buckets bigint, finished boolean,
                rest_from timestamptz)
 LANGUAGE plpgsql
@@ -141,7 +161,7 @@ DECLARE
     hi     timestamptz;
     lo     timestamptz;
     p_step interval;
-    oldest timestamptz := vehicle_telemetry_first_hour();
+    oldest timestamptz := recompute_vehicle_stats_floor(p_minutes_from, p_hours_from);
     gfrom  timestamptz;
     n      bigint := 0;
 BEGIN
@@ -155,8 +175,11 @@ BEGIN
         RETURN;
     END IF;
     lo := greatest(hi - p_step, oldest);
-    n := refresh_vehicle_stats_grain(lo, hi, 'hour');
-    -- whole hours of minutes past the retention horizon (retention deletes older ones again)
+    -- whole hours past each grain's retention horizon (retention deletes older ones again)
+    gfrom := greatest(lo, coalesce(vehicle_stats_ceil_hour(p_hours_from), lo));
+    IF gfrom < hi THEN
+        n := refresh_vehicle_stats_grain(gfrom, hi, 'hour');
+    END IF;
     gfrom := greatest(lo, coalesce(vehicle_stats_ceil_hour(p_minutes_from), lo));
     IF gfrom < hi THEN
         n := n + refresh_vehicle_stats_grain(gfrom, hi, 'minute');
