@@ -35,6 +35,7 @@ from storage.errors import MigrationError
 from storage.migrate import LOCK_KEY
 from storage.params import TIMESERIES_TABLES, SchemaMode, check_identifier
 from storage.policies import AGGREGATE_VIEWS
+from storage.roles_compressed import revoke_compressed_update
 from storage.roles_names import PRIVATE_TABLES, RoleNames, RolesReport
 from storage.roles_partitions import partition_function
 from storage.roles_policies import (
@@ -226,6 +227,7 @@ def _grants(
     # TimescaleDB passes a hypertable's grants on to its internal compressed table, which has
     # no such column (the column grant fails there): the table's UPDATE on that flavour. Either
     # way an update may only append codes (migration 0089's trigger): no erasing or moving.
+    # The trigger is not on the compressed tables the grant reaches: apply revokes it there.
     faults_update = "UPDATE" if mode is SchemaMode.TIMESCALE else "UPDATE (fault_codes)"
     grant(faults_update, ("charger_faults",), w)
     grant("SELECT, INSERT, UPDATE", ("latest_state", "consumer_offsets", "alerts"), w)
@@ -316,6 +318,9 @@ async def apply(conn: Any, schema: str, names: RoleNames, mode: SchemaMode) -> R
             await conn.execute(f"SET LOCAL search_path = {schema}")
             for statement in _grants(names, relations, mode, scoped, caggs):
                 await conn.execute(statement)
+            if mode is SchemaMode.TIMESCALE:
+                # the grants just handed UPDATE to the compressed tables as well
+                await revoke_compressed_update(conn, schema, names.writer)
         after = await _relations(conn, schema)
         changed = sorted(n for n in after if n in before and after[n]["acl"] != before[n]["acl"])
         changed += sorted(n for n in after if n not in before)

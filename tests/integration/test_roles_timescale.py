@@ -130,8 +130,28 @@ async def test_timescale_scoped_roles_read_views_and_latest_state_keeps_its_poli
     # erasing or moving stored faults, in a compressed chunk too, while the merge goes on.
     chunks = f"show_chunks('{s}.charger_faults')"
     assert await conn.fetchval(f"SELECT count(compress_chunk(c)) FROM {chunks} c") == 1
+    # TimescaleDB copies that grant to the compressed hypertable and its chunks, where the
+    # trigger is not: apply takes UPDATE back there, on a re-run too (which grants it again).
+    assert (await apply(conn, s, names, SchemaMode.TIMESCALE)).changes == []
+    catalog = (
+        "FROM _timescaledb_catalog.hypertable h "
+        "JOIN _timescaledb_catalog.hypertable z ON z.id = h.compressed_hypertable_id "
+        "WHERE h.schema_name = $1 AND h.table_name = 'charger_faults'"
+    )
+    # the compressed hypertable (no columns of its own in this TimescaleDB: chunks carry them)
+    whole = await conn.fetchval(f"SELECT format('%I.%I', z.schema_name, z.table_name) {catalog}", s)
+    assert not await conn.fetchval(
+        "SELECT has_table_privilege($1, $2, 'UPDATE')", names.writer, whole
+    )
+    chunk = await conn.fetchval(
+        "SELECT format('%I.%I', k.schema_name, k.table_name) FROM _timescaledb_catalog.chunk k "
+        f"WHERE k.hypertable_id = (SELECT z.id {catalog})",
+        s,
+    )
     await conn.execute(f"SET ROLE {names.writer}")
     try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f"UPDATE {chunk} SET operator_id = 'OP9'")
         for change in ("fault_codes = '{}'", "ts = ts + interval '1 second'", "charger_id = 'X'"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(f"UPDATE {s}.charger_faults SET {change}")
