@@ -10,9 +10,12 @@
 -- SQLSTATE 42501 any update that changes a column other than fault_codes or does not keep
 -- the stored codes as the new array's prefix: the merge still works, blanking or moving a row
 -- does not. On TimescaleDB it reaches every chunk, compressed ones too (their rows are
--- decompressed into the chunk, where the trigger fires). A later migration that must rewrite
--- rows disables it in its transaction (ALTER TABLE charger_faults DISABLE TRIGGER ...).
--- The same on both flavours.
+-- decompressed into the chunk, where the trigger fires); the internal compressed tables
+-- themselves have no trigger, so the writer holds no UPDATE there (storage/roles_compressed.py).
+-- A later migration that must rewrite rows drops the trigger and creates it again, as below,
+-- in its one transaction (DROP TRIGGER ... ; UPDATE ... ; CREATE TRIGGER ...): ALTER TABLE
+-- ... DISABLE TRIGGER is refused on TimescaleDB (a hypertable with columnstore enabled,
+-- FeatureNotSupportedError). The same on both flavours.
 
 CREATE OR REPLACE FUNCTION charger_faults_append_only() RETURNS trigger
 LANGUAGE plpgsql
