@@ -144,8 +144,11 @@ class _Url:
         return f"{self._where}[{self._index}]"
 
     def _place(self) -> str:
-        """The URL's hosts and database name (up to a comma in it), no credentials, no query."""
-        hosts = self._chunk[self._hosts_start : self._authority_end]
+        """The URL's hosts and database name (up to a comma in it), no credentials, no query:
+        the hosts follow the authority's LAST @ (an unencoded @ in a password comes before it,
+        and the text between the first @ and the last is part of that password)."""
+        authority = self._chunk[self._hosts_start : self._authority_end]
+        hosts = authority.rpartition("@")[2]
         rest = self._chunk[self._authority_end :]
         name = rest[1:].split("?", 1)[0].split(",", 1)[0] if rest.startswith("/") else ""
         return f"{hosts}/{name}"
