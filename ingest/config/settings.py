@@ -104,8 +104,9 @@ class StorageSettings(Section):
         "password, host list or query stays in that URL (postgresql://u:p,ss@h1:5432,h2:5432/db, "
         "postgresql://u@/db?host=h1,h2&port=5432,5433, ?options=-csearch_path%3Dnev,public), "
         "but one in its database name, one in its host list followed by user@host, one in its "
-        "query followed by text with an @ before the next comma (a second URL without its "
-        "scheme? write postgresql:// before it; a comma in a value: %2C, an @: %40) and a "
+        "query followed by text with an @, or a / not at its start (host/dbname), before the "
+        "next comma (a second URL without its scheme? write postgresql:// before it; a comma "
+        "in a value: %2C, an @: %40) and a "
         "keyword DSN (host=...) after one are refused (docs/storage.md, Shards).",
         dsn=True,
     )

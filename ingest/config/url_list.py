@@ -16,10 +16,13 @@ its URL:
   (a host has no user: a second URL written without its scheme, refused);
 - in the database name: refused (a second URL without its scheme, or a comma to write as
   ``%2C``). Judged whole because a ``?`` in an unencoded password ends the name early;
-- in the query: part of a value, unless what follows it up to the next comma holds an ``@``:
-  refused, since a second URL without its scheme (``?application_name=ingest,nev:pw@db1/nev``)
-  would otherwise load as one shard, its password and host swallowed by the value. An ``@``
-  meant for a value after such a comma is written ``%40``, a comma inside a value ``%2C``.
+- in the query: part of a value, unless what follows it up to the next comma holds an ``@``,
+  or a ``/`` not at its start before any ``&``: refused, since a second URL without its scheme
+  (``?application_name=ingest,nev:pw@db1/nev``, ``?application_name=ingest,db1/nev``) would
+  otherwise load as one shard, its host swallowed by the value. A socket directory
+  (``?host=/tmp,/var/run/postgresql``) starts with its ``/``. An ``@`` meant for a value after
+  such a comma is written ``%40``, a comma inside a value ``%2C``
+  (``?application_name=ingest%2Cv2/blue``).
 
 A comma followed by a keyword DSN (``host=db password=...``; not in the credentials) starts an
 item of its own, refused by the URL check as not a URL rather than read as part of one: its
@@ -122,11 +125,23 @@ class _Url:
         )
 
     def query_comma(self, comma: int) -> None:
-        if "@" in self._piece(comma):
+        piece = self._piece(comma)
+        if "@" in piece:
             raise UserError(
                 f"{self._item()} ({self._place()}): a comma in the query is followed by text "
                 "with an @; a second URL without its scheme? write postgresql:// before it; a "
                 "comma inside a value: percent-encode it as %2C (an @ as %40)"
+            )
+        # A second URL without a user (db1/nev, db1:5433/nev?sslmode=require) has no @ but a
+        # / after its host; a socket directory (host=/tmp,/var/run/postgresql) starts with
+        # one. Only the text before a & is looked at: a later parameter's value may be a path
+        # (host=h1,h2&sslrootcert=/etc/ssl/ca.pem).
+        value = piece.split("&", 1)[0].lstrip()
+        if "/" in value and not value.startswith("/"):
+            raise UserError(
+                f"{self._item()} ({self._place()}): a comma in the query is followed by text "
+                "with a / (host/dbname); a second URL without its scheme? write postgresql:// "
+                "before it; a comma inside a value: percent-encode it as %2C"
             )
 
     def _piece(self, comma: int) -> str:

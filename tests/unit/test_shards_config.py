@@ -306,6 +306,32 @@ def test_an_at_after_a_comma_in_a_query_is_refused(shards: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("shards", "place"),
+    [
+        ("postgresql://nev@db0/nev?application_name=ingest,db1/nev", "db0/nev"),
+        (
+            "postgresql://nev@db0/nev?application_name=ingest,db1:5433/nev?sslmode=require",
+            "db0/nev",
+        ),
+        ("postgresql:///nev?host=/tmp,/var/run/postgresql,db1/nev", "/nev"),
+        ("postgresql://nev@db0/nev?application_name=ingest, db1/nev", "db0/nev"),
+        # a / in a value after a comma: which one it is cannot be told, so write it %2C
+        ("postgresql://nev@db0/nev?application_name=ingest,v2/blue", "db0/nev"),
+    ],
+)
+def test_a_slash_after_a_comma_in_a_query_is_refused(shards: str, place: str) -> None:
+    # A second URL without its scheme and without a user has no @: it loaded as one shard,
+    # the first one's application_name (or host list) swallowing the second database.
+    with pytest.raises(UserError) as refused:
+        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
+    said = str(refused.value)
+    assert f"storage.shards[0] ({place}): a comma in the query is followed by text with a /" in (
+        said
+    ), said
+    assert "write postgresql:// before it" in said and "%2C" in said and "\n" not in said
+
+
+@pytest.mark.parametrize(
     "shards",
     [
         "postgresql://nev:secret@db0/nev,x",
@@ -350,8 +376,9 @@ def test_commas_libpq_reads_inside_a_url_keep_it_whole() -> None:
         "postgresql://nev@[::1]:5432,[::2]:5433/nev",
         "postgresql:///nev?host=/tmp,/var/run/postgresql",
         "postgresql://nev@h1/nev?options=-csearch_path%3Dnev,public",
-        "postgresql://nev@h1/nev?application_name=ingest,v2/blue",
+        "postgresql://nev@h1/nev?application_name=ingest%2Cv2/blue",
         "postgresql://nev@/nev?host=h1,h2&application_name=a%40b,c",
+        "postgresql://nev@/nev?host=h1,h2&sslrootcert=/etc/ssl/ca.pem",  # a path after a &
         "postgresql://nev@db0/nev?application_name=a@b,c",  # the @ before the comma
     )
     settings = load_settings(environ={"NEV_STORAGE_SHARDS": ",".join(urls)})
