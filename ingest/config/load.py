@@ -35,7 +35,7 @@ from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
 from ingest.config.nat64 import nat64_networks
 from ingest.config.settings import DEV_TOOL_SECTIONS, SECTIONS, Settings
-from ingest.config.url_list import split_urls
+from ingest.config.url_list import check_single_url, split_urls
 from ingest.errors import UserError, not_utf8
 
 ENV_PREFIX: Final = "NEV_"
@@ -429,6 +429,9 @@ def _check_shards(settings: Settings) -> None:
     "host=h password=..." string would leak)."""
     st = settings.storage
     for index, dsn in enumerate(st.shards):
+        # An item of a TOML array is not split; its commas are judged here as in the text
+        # form (for the text form's items this repeats the split's checks).
+        check_single_url(dsn, f"storage.shards[{index}]")
         _check_url(f"storage.shards[{index}]", dsn, _URL + _CREDENTIALS_HINT)
     # Equal strings only: two URLs of one database (127.0.0.1 and localhost) are found when
     # run and migrate ask the databases themselves (storage.shard_map).
@@ -446,6 +449,7 @@ def _check_shards(settings: Settings) -> None:
         )
     for index, dsn in enumerate(st.replicas):
         where = f"storage.replicas[{index}]"
+        check_single_url(dsn, where)
         _check_url(where, dsn, _URL + " of a replica (not of a primary)")
         if dsn in primaries:
             raise UserError(f"{where}: {_URL} of a replica (not of a primary)")

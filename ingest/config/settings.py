@@ -107,7 +107,8 @@ class StorageSettings(Section):
         "query followed by text with an @, or a / not at its start (host/dbname), before the "
         "next comma (a second URL without its scheme? write postgresql:// before it; a comma "
         "in a value: %2C, an @: %40) and a "
-        "keyword DSN (host=...) after one are refused (docs/storage.md, Shards).",
+        "keyword DSN (host=...) after one are refused (docs/storage.md, Shards). An item of "
+        "a TOML array is judged the same way and must be one URL.",
         dsn=True,
     )
     query_dsn: str = setting(

@@ -38,7 +38,7 @@ from typing import Final
 
 from ingest.errors import UserError
 
-__all__ = ["split_urls"]
+__all__ = ["check_single_url", "split_urls"]
 
 # A comma before the next URL's scheme (blanks and empty items between them allowed).
 _NEXT_URL: Final = re.compile(r",(?=[\s,]*postgres(?:ql)?://)", re.IGNORECASE)
@@ -59,13 +59,31 @@ def split_urls(value: str, where: str) -> list[str]:
     (``storage.shards``: items are ``storage.shards[i]``)."""
     items: list[str] = []
     for chunk in _NEXT_URL.split(value):
-        items += _items(chunk.strip(_BLANK_OR_COMMA), where, len(items))
+        index = len(items)
+        items += _items(chunk.strip(_BLANK_OR_COMMA), f"{where}[{index}]", f"{where}[{index + 1}]")
     return items
 
 
-def _items(chunk: str, where: str, index: int) -> list[str]:
-    """One URL (``chunk``, item ``index`` of the list), or its text before a keyword DSN and
-    that DSN's comma-separated text."""
+def check_single_url(value: str, where: str) -> None:
+    """One item of a list given as a list (a TOML array: not split), named ``where``: its
+    commas are judged as in the text form, and it is refused unless it is that one URL. A
+    comma in an item is read by the drivers as in a URL of the text form, so two URLs in one
+    item (postgresql://nev@db0,nev@db1/nev) would otherwise load as one shard."""
+    if _SCHEME.match(value) is None:
+        return  # not a URL: the URL check refuses it
+    chunks = _NEXT_URL.split(value)
+    items = _items(value, where, where) if len(chunks) == 1 else chunks
+    if items != [value]:
+        raise UserError(
+            f"{where}: holds more than one URL (or a keyword DSN after a comma); give each "
+            "database its own item of the list"
+        )
+
+
+def _items(chunk: str, this: str, following: str) -> list[str]:
+    """One URL (``chunk``, the list's item named ``this``), or its text before a keyword DSN
+    and that DSN's comma-separated text; a URL without its scheme after a comma is refused
+    as the item named ``following``."""
     scheme = _SCHEME.match(chunk)
     if scheme is None:
         # Not a URL: each comma separates (every item is then refused by the URL check).
@@ -78,7 +96,7 @@ def _items(chunk: str, where: str, index: int) -> list[str]:
     query_start = chunk.find("?", authority_end)
     if query_start < 0:
         query_start = len(chunk)
-    url = _Url(chunk, where, index, hosts_start, authority_end)
+    url = _Url(chunk, this, following, hosts_start, authority_end)
     comma = chunk.find(",", hosts_start)
     while comma >= 0:
         if _KEYWORD.match(chunk, comma + 1):
@@ -97,14 +115,14 @@ def _items(chunk: str, where: str, index: int) -> list[str]:
 class _Url:
     """The refusals of one URL's commas."""
 
-    __slots__ = ("_authority_end", "_chunk", "_hosts_start", "_index", "_where")
+    __slots__ = ("_authority_end", "_chunk", "_following", "_hosts_start", "_this")
 
     def __init__(
-        self, chunk: str, where: str, index: int, hosts_start: int, authority_end: int
+        self, chunk: str, this: str, following: str, hosts_start: int, authority_end: int
     ) -> None:
         self._chunk = chunk
-        self._where = where
-        self._index = index
+        self._this = this
+        self._following = following
         self._hosts_start = hosts_start
         self._authority_end = authority_end
 
@@ -119,7 +137,7 @@ class _Url:
         if "@" in piece or "/" in piece:
             raise self._no_scheme(comma)
         raise UserError(
-            f"{self._item()} ({self._place()}): a comma in the database name; a second URL "
+            f"{self._this} ({self._place()}): a comma in the database name; a second URL "
             "without its scheme? write postgresql:// before it; a comma in the name: write it "
             "as %2C"
         )
@@ -128,7 +146,7 @@ class _Url:
         piece = self._piece(comma)
         if "@" in piece:
             raise UserError(
-                f"{self._item()} ({self._place()}): a comma in the query is followed by text "
+                f"{self._this} ({self._place()}): a comma in the query is followed by text "
                 "with an @; a second URL without its scheme? write postgresql:// before it; a "
                 "comma inside a value: percent-encode it as %2C (an @ as %40)"
             )
@@ -139,7 +157,7 @@ class _Url:
         value = piece.split("&", 1)[0].lstrip()
         if "/" in value and not value.startswith("/"):
             raise UserError(
-                f"{self._item()} ({self._place()}): a comma in the query is followed by text "
+                f"{self._this} ({self._place()}): a comma in the query is followed by text "
                 "with a / (host/dbname); a second URL without its scheme? write postgresql:// "
                 "before it; a comma inside a value: percent-encode it as %2C"
             )
@@ -153,10 +171,7 @@ class _Url:
         item, named by its host and database name (after the last @: an unencoded @ in a
         password comes before it; up to a query)."""
         place = self._piece(comma).rpartition("@")[2].split("?")[0].strip()
-        return UserError(f"{self._where}[{self._index + 1}] ({place}): {_NO_SCHEME}")
-
-    def _item(self) -> str:
-        return f"{self._where}[{self._index}]"
+        return UserError(f"{self._following} ({place}): {_NO_SCHEME}")
 
     def _place(self) -> str:
         """The URL's hosts and database name (up to a comma in it), no credentials, no query:

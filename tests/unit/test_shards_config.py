@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -397,3 +399,40 @@ def test_empty_items_and_unix_socket_lists_in_a_query() -> None:
     at = "postgresql://nev@/nev?host=h1,h2&application_name=a%40b,c"  # an @ in a later value
     settings = load_settings(environ={"NEV_STORAGE_SHARDS": f"{sockets},,{at},{B},"})
     assert settings.storage.shards == (sockets, at, B)
+
+
+@pytest.mark.parametrize(
+    ("item", "said"),
+    [
+        ("postgresql://nev@db0,nev@db1/nev", "[1] (db1/nev): this URL has no scheme"),
+        ("postgresql://nev@db0/nev?application_name=ingest,db1/nev", "a comma in the query"),
+        ("postgresql://nev@db0/nev,x", "a comma in the database name"),
+        ("postgresql://nev@db0/nev,postgresql://nev@db1/nev", "holds more than one URL"),
+        ("postgresql://nev@db0/nev, host=db1 password=secret", "holds more than one URL"),
+    ],
+)
+def test_an_item_of_a_toml_array_is_judged_as_one_url(tmp_path: Path, item: str, said: str) -> None:
+    # An array item is not split, and its commas were not looked at: two URLs in one item
+    # loaded as one shard (refused in NEV_STORAGE_SHARDS). Each is named by its own index.
+    path = tmp_path / "nev.toml"
+    for text in (
+        f"shards = [{A!r}, {item!r}]",
+        f"shards = [{A!r}, {B!r}]\nreplicas = [{A + '_r'!r}, {item!r}]",
+    ):
+        key = text.rpartition("\n")[2].partition(" ")[0]
+        path.write_text(f"[storage]\n{text}\n")
+        with pytest.raises(UserError) as refused:
+            load_settings(config_file=path, environ={})
+        line = str(refused.value)
+        assert line.startswith(f"storage.{key}[1]") and said in line, line
+        assert "secret" not in line and "\n" not in line
+
+
+def test_an_item_of_a_toml_array_with_commas_libpq_reads_loads(tmp_path: Path) -> None:
+    urls = [
+        "postgresql://nev:p,ss@[::1]:5432,[::2]:5433/nev",
+        "postgresql:///nev?host=/tmp,/var/run/postgresql",
+    ]
+    path = tmp_path / "nev.toml"
+    path.write_text(f"[storage]\nshards = {urls!r}\n")
+    assert load_settings(config_file=path, environ={}).storage.shards == tuple(urls)
