@@ -35,6 +35,8 @@ TARGET_SESSION_ATTRS: Final = (
 # libpq 17's and asyncpg's sslnegotiation values.
 SSL_NEGOTIATIONS: Final = ("postgres", "direct")
 _PORT: Final = re.compile(r"[0-9]{1,5}")
+# What libpq reads as the user and password: the text after :// up to an @ met before any /.
+_USER_INFO: Final = re.compile(r"([^@/]*)@")
 
 
 def check_listen(key: str, value: str) -> None:
@@ -56,11 +58,22 @@ def check_database_url(key: str, dsn: str) -> None:
     ``sslnegotiation`` in the query. A key given twice counts once, with its last value, as
     both drivers read it. An empty ``target_session_attrs`` or ``sslnegotiation`` is refused:
     asyncpg takes it for the default, libpq (query, alerts) refuses it; an empty ``sslmode``
-    is replaced by ``postgres.sslmode`` (``wiring.postgres_dsn``).
+    is replaced by ``postgres.sslmode`` (``wiring.postgres_dsn``). A ``?`` before the ``@`` of
+    the user and password is refused: the drivers would reach different hosts.
 
     Nothing of the URL is echoed: with an unencoded / or @ in a password, what looks like the
     host or the port is part of the password."""
     _, _, rest = dsn.partition("://")
+    credentials = _USER_INFO.match(rest)
+    if credentials is not None and "?" in credentials.group(1):
+        # libpq reads the user and password up to the first @ (before any /), asyncpg ends
+        # the host part at the ?: postgresql://nev:2024?Zq=9@db0/nev reaches db0 as nev with
+        # libpq (query, alerts) and host nev, port 2024 with asyncpg (the writer).
+        raise UserError(
+            f"{key}: a ? comes before the URL's @ (the drivers read the user, password and "
+            "host apart); write a ? in a user name or password as %3F (an @ in a query "
+            "value as %40)"
+        )
     netloc = rest.split("/", 1)[0].split("?", 1)[0]
     try:
         urlsplit(dsn)  # what asyncpg and the error hints parse it with

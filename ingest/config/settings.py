@@ -59,7 +59,8 @@ __all__ = [
 class PostgresSettings(Section):
     dsn: str = setting(
         "postgresql://nev@127.0.0.1:5432/nev",
-        "libpq URL of the database (a # in it written as %23). Prefer password/password_file to "
+        "libpq URL of the database (a # in it written as %23, a ? in a user name or password as "
+        "%3F). Prefer password/password_file to "
         "a password in the URL.",
         dsn=True,
     )

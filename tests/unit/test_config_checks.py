@@ -40,7 +40,9 @@ def test_tcec_listen_ports_in_range_are_accepted(listen: str) -> None:
 _PW = "s3cr3t"
 
 
-@pytest.mark.parametrize("key", ["postgres.dsn", "storage.shards", "storage.query_dsn"])
+@pytest.mark.parametrize(
+    "key", ["postgres.dsn", "storage.shards", "storage.query_dsn", "storage.replicas"]
+)
 @pytest.mark.parametrize(
     ("dsn", "message"),
     [
@@ -74,6 +76,13 @@ _PW = "s3cr3t"
         # whose password holds an unencoded ? (the first URL's hosts "h" and "u:5432").
         (f"postgresql://u@h,u:5432?{_PW}@h1/db", "a parameter in the URL's query has no ="),
         (f"postgresql://u@h/db?sslmode=require&{_PW}", "a parameter in the URL's query has no ="),
+        # A ? before the @: libpq reads the user and password up to the @ and reaches db0,
+        # asyncpg ends the host part at the ? (host nev, port 2024) and drops the rest into
+        # a query parameter; with an = after the ? the check above let it load.
+        (f"postgresql://nev:2024?Zq={_PW}@db0/nev", "a ? comes before the URL's @"),
+        (f"postgresql://nev:?k={_PW}@db0/nev", "a ? comes before the URL's @"),
+        (f"postgresql://nev?x={_PW}@db0:5432/nev", "a ? comes before the URL's @"),
+        (f"postgresql://db0?application_name={_PW}@b", "a ? comes before the URL's @"),
     ],
 )
 def test_malformed_database_urls_are_refused(key: str, dsn: str, message: str) -> None:
