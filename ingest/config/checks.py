@@ -37,6 +37,8 @@ SSL_NEGOTIATIONS: Final = ("postgres", "direct")
 _PORT: Final = re.compile(r"[0-9]{1,5}")
 # What libpq reads as the user and password: the text after :// up to an @ met before any /.
 _USER_INFO: Final = re.compile(r"([^@/]*)@")
+# Query keys refused whenever the URL names hosts before its ?: asyncpg ignores them then.
+_HOST_KEYS: Final = ("host", "hostaddr", "port")
 
 
 def check_listen(key: str, value: str) -> None:
@@ -123,6 +125,34 @@ def check_database_url(key: str, dsn: str) -> None:
             f"{key}: sslnegotiation in the URL must be one of {', '.join(SSL_NEGOTIATIONS)} "
             "(not empty: libpq refuses that)"
         )
+    _check_given_once(key, netloc, rest[len(netloc) :], last)
+
+
+def _check_given_once(key: str, netloc: str, path: str, query: dict[str, str]) -> None:
+    """A connection part given both before the URL's ? and in its query (a user name,
+    password or database name: with another value): libpq takes the query's value, asyncpg
+    the other (``postgresql://nev@db0/nev?host=db1``: the query CLI and the alerts reach db1,
+    the writer db0). What asyncpg reads before the ? is what counts: the text up to the
+    netloc's first @ (user:password), then the hosts (with a port, the default one if none is
+    written), then a path."""
+    auth, at, hosts = netloc.partition("@")
+    if not at:
+        auth, hosts = "", netloc
+    user, _, password = (unquote(part) for part in auth.partition(":"))
+    before: dict[str, str | None] = {
+        "dbname": unquote(path[1:].split("?", 1)[0]) if path.startswith("/") else None,
+        "user": user or None,
+        "password": password or None,
+    }
+    for name in ("host", "hostaddr", "port"):  # asyncpg knows no hostaddr: it reaches hosts
+        before[name] = hosts or None
+    for name, value in before.items():
+        if value is not None and name in query and (name in _HOST_KEYS or query[name] != value):
+            raise UserError(
+                f"{key}: {name} is given in the URL's query and also before it (libpq takes "
+                "the query's, asyncpg the other); give it once, e.g. the hosts either in "
+                "postgresql://user@host:5432/dbname or in postgresql://user@/dbname?host=..."
+            )
 
 
 def _port_ok(port: str) -> bool:

@@ -83,6 +83,16 @@ _PW = "s3cr3t"
         (f"postgresql://nev:?k={_PW}@db0/nev", "a ? comes before the URL's @"),
         (f"postgresql://nev?x={_PW}@db0:5432/nev", "a ? comes before the URL's @"),
         (f"postgresql://db0?application_name={_PW}@b", "a ? comes before the URL's @"),
+        # Given before the ? and in the query: libpq takes the query's, asyncpg the other
+        # (the writer on db0, the query CLI and the alerts on db1).
+        (f"postgresql://u:{_PW}@db0/nev?host=db1", "host is given in the URL's query and also"),
+        (f"postgresql://u:{_PW}@db0/nev?hostaddr=10.0.0.1", "hostaddr is given in the URL's"),
+        (f"postgresql://u:{_PW}@db0/nev?port=5433", "port is given in the URL's query and also"),
+        (f"postgresql://u:{_PW}@db0:5433/nev?port=5433", "port is given in the URL's query"),
+        (f"postgresql://u:{_PW}@db0/nev?dbname=other", "dbname is given in the URL's query"),
+        (f"postgresql://u:{_PW}@db0/?dbname=other", "dbname is given in the URL's query"),
+        (f"postgresql://u:{_PW}@db0/nev?user=other", "user is given in the URL's query"),
+        (f"postgresql://u:x@db0/nev?password={_PW}", "password is given in the URL's query"),
     ],
 )
 def test_malformed_database_urls_are_refused(key: str, dsn: str, message: str) -> None:
@@ -118,7 +128,9 @@ def test_malformed_replica_url_is_refused() -> None:
         # an empty port is the default port to libpq and asyncpg alike
         "postgresql://u@h:/db",
         "postgresql://u@h1:,h2:5433/db",
-        "postgresql://u@h/db?port=5432,",
+        "postgresql://u@/db?port=5432,",
+        "postgresql://u@/db?host=h1,h2&port=5432,5433&dbname=db&user=u",
+        "postgresql://u:p%40q@h/db?password=p@q&user=u&dbname=db",  # the same values
         "postgresql://u@h1,h2/db?target_session_attrs=read-write",
         # a repeated key counts with its last value, to libpq and asyncpg alike
         "postgresql://u@h/db?target_session_attrs=bogus&target_session_attrs=any",

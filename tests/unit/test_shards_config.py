@@ -229,13 +229,13 @@ def test_a_comma_in_a_urls_query_stays_in_that_url() -> None:
     assert load_settings(environ={"NEV_POSTGRES_DSN": hosts}).postgres.dsn == hosts
     settings = load_settings(
         environ={
-            "NEV_STORAGE_SHARDS": f"{hosts},{options}, postgres://nev@h3/nev?host=h3,h4,{B}",
+            "NEV_STORAGE_SHARDS": f"{hosts},{options}, postgres://nev@/nev?host=h3,h4,{B}",
             "NEV_STORAGE_REPLICAS": "postgresql://r@/nev?host=r1,r2&port=5432,5433,"
             "postgresql://r@r3/nev?options=-csearch_path%3Dnev,public,postgresql://r@r4/nev,"
             "postgresql://r@r5/nev",
         }
     )
-    assert settings.storage.shards == (hosts, options, "postgres://nev@h3/nev?host=h3,h4", B)
+    assert settings.storage.shards == (hosts, options, "postgres://nev@/nev?host=h3,h4", B)
     assert settings.storage.replicas == (
         "postgresql://r@/nev?host=r1,r2&port=5432,5433",
         "postgresql://r@r3/nev?options=-csearch_path%3Dnev,public",
