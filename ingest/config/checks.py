@@ -85,6 +85,14 @@ def check_database_url(key: str, dsn: str) -> None:
             "an IPv6 address); write a [, ], / or @ in a user name or password as %5B, %5D, "
             "%2F or %40"
         ) from None
+    if "@" in netloc.partition("@")[2]:
+        # Both drivers end the user and password at the FIRST @: the rest of the password
+        # became a host ("ss@db0" of postgresql://nev:p@ss@db0/nev) that neither can reach,
+        # found only when `run` connected.
+        raise UserError(
+            f"{key}: the URL's host part holds a second @; write an @ in a user name or "
+            "password as %40"
+        )
     hostspec = netloc.rpartition("@")[2]
     for host in hostspec.split(",") if hostspec else ():
         port_part = host.rpartition("]")[2] if host.startswith("[") else host

@@ -83,6 +83,9 @@ _PW = "s3cr3t"
         (f"postgresql://nev:?k={_PW}@db0/nev", "a ? comes before the URL's @"),
         (f"postgresql://nev?x={_PW}@db0:5432/nev", "a ? comes before the URL's @"),
         (f"postgresql://db0?application_name={_PW}@b", "a ? comes before the URL's @"),
+        # An unencoded @ in a password: both drivers read "ss@db0" as a host.
+        (f"postgresql://u:p@{_PW}@db0/nev", "the URL's host part holds a second @"),
+        (f"postgresql://u:{_PW}@ss@[::1]:5432,[::2]:5433/nev", "holds a second @"),
         # Given before the ? and in the query: libpq takes the query's, asyncpg the other
         # (the writer on db0, the query CLI and the alerts on db1).
         (f"postgresql://u:{_PW}@db0/nev?host=db1", "host is given in the URL's query and also"),
