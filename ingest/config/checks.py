@@ -112,6 +112,13 @@ def check_database_url(key: str, dsn: str) -> None:
                 f"{key}: a parameter in the URL's query has no = (libpq refuses it); write a ? "
                 "in a password as %3F, and give each URL of a list its own postgresql://"
             )
+        if item.count("=") > 1:
+            # libpq refuses it ("extra key/value separator"), asyncpg keeps the value whole:
+            # postgres.dsn loaded and only the query CLI and the alerts failed to connect.
+            raise UserError(
+                f"{key}: a value in the URL's query holds an = (libpq refuses it); write it as "
+                "%3D (options=-csearch_path%3Dnev)"
+            )
         name, _, value = (unquote(part) for part in item.partition("="))
         if value or name != "sslmode":  # a blank sslmode is dropped (wiring.postgres_dsn)
             last[name] = value

@@ -60,9 +60,9 @@ class PostgresSettings(Section):
     dsn: str = setting(
         "postgresql://nev@127.0.0.1:5432/nev",
         "libpq URL of the database (a # in it written as %23, a ? or @ in a user name or "
-        "password as %3F or %40; hosts, port, user, password and database name each given "
-        "once, before the ? or in the query: the drivers read a second one apart). Prefer "
-        "password/password_file to a password in the URL.",
+        "password as %3F or %40, an = in a query value as %3D; hosts, port, user, password "
+        "and database name each given once, before the ? or in the query: the drivers read a "
+        "second one apart). Prefer password/password_file to a password in the URL.",
         dsn=True,
     )
     password: str = setting("", "Password; overrides one given in dsn.", secret=True)

@@ -83,6 +83,9 @@ _PW = "s3cr3t"
         (f"postgresql://nev:?k={_PW}@db0/nev", "a ? comes before the URL's @"),
         (f"postgresql://nev?x={_PW}@db0:5432/nev", "a ? comes before the URL's @"),
         (f"postgresql://db0?application_name={_PW}@b", "a ? comes before the URL's @"),
+        # A second = in a query parameter: libpq refuses it, asyncpg keeps it in the value.
+        (f"postgresql://u:{_PW}@h/db?application_name=a=b", "a value in the URL's query holds"),
+        (f"postgresql://u:{_PW}@h/db?options=-csearch_path=nev", "write it as %3D"),
         # An unencoded @ in a password: both drivers read "ss@db0" as a host.
         (f"postgresql://u:p@{_PW}@db0/nev", "the URL's host part holds a second @"),
         (f"postgresql://u:{_PW}@ss@[::1]:5432,[::2]:5433/nev", "holds a second @"),
