@@ -159,7 +159,7 @@ def _check_given_once(key: str, netloc: str, path: str, query: dict[str, str]) -
         "user": user or None,
         "password": password or None,
     }
-    for name in ("host", "hostaddr", "port"):  # asyncpg knows no hostaddr: it reaches hosts
+    for name in _HOST_KEYS:  # asyncpg knows no hostaddr: it reaches hosts
         before[name] = hosts or None
     for name, value in before.items():
         if value is not None and name in query and (name in _HOST_KEYS or query[name] != value):
