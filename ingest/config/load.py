@@ -35,7 +35,7 @@ from ingest.config.kafka_limits import check_settings as check_kafka_limits
 from ingest.config.kafka_settings import RAW_SOURCES
 from ingest.config.nat64 import nat64_networks
 from ingest.config.settings import DEV_TOOL_SECTIONS, SECTIONS, Settings
-from ingest.config.url_list import check_single_url, split_urls
+from ingest.config.url_list import check_single_url, no_scheme, split_urls
 from ingest.errors import UserError, not_utf8
 
 ENV_PREFIX: Final = "NEV_"
@@ -408,11 +408,7 @@ def _check_url(where: str, dsn: str, expected: str) -> None:
         if _SCHEMELESS.fullmatch(dsn):
             # e.g. the second of "postgresql://nev@db0/nev,nev@db1/nev": a URL without its
             # scheme, named by its place (host/dbname; no user or password is echoed)
-            place = dsn.rpartition("@")[2].split("?")[0]
-            raise UserError(
-                f"{where} ({place}): this URL has no scheme; write postgresql:// before it "
-                "(each URL of a comma-separated list needs its own)"
-            )
+            raise no_scheme(where, dsn)
         if dsn.lower().startswith(_SCHEMES):
             # libpq reads POSTGRESQL://... as a database name, asyncpg as a URL.
             raise UserError(f"{where}: write the URL's scheme in lower case (postgresql://)")

@@ -38,7 +38,7 @@ from typing import Final
 
 from ingest.errors import UserError
 
-__all__ = ["check_single_url", "split_urls"]
+__all__ = ["check_single_url", "no_scheme", "split_urls"]
 
 # A comma before the next URL's scheme (blanks and empty items between them allowed).
 _NEXT_URL: Final = re.compile(r",(?=[\s,]*postgres(?:ql)?://)", re.IGNORECASE)
@@ -78,6 +78,14 @@ def check_single_url(value: str, where: str) -> None:
             f"{where}: holds more than one URL (or a keyword DSN after a comma); give each "
             "database its own item of the list"
         )
+
+
+def no_scheme(where: str, text: str) -> UserError:
+    """The refusal of ``text``, a URL written without its scheme (the list's item named
+    ``where``), named by its host and database name (after the last @: an unencoded @ in a
+    password comes before it; up to a query), never its credentials."""
+    place = text.rpartition("@")[2].split("?")[0].strip()
+    return UserError(f"{where} ({place}): {_NO_SCHEME}")
 
 
 def _items(chunk: str, this: str, following: str) -> list[str]:
@@ -168,10 +176,8 @@ class _Url:
 
     def _no_scheme(self, comma: int) -> UserError:
         """The refusal of what follows ``comma``: a URL without its scheme, the list's next
-        item, named by its host and database name (after the last @: an unencoded @ in a
-        password comes before it; up to a query)."""
-        place = self._piece(comma).rpartition("@")[2].split("?")[0].strip()
-        return UserError(f"{self._following} ({place}): {_NO_SCHEME}")
+        item."""
+        return no_scheme(self._following, self._piece(comma))
 
     def _place(self) -> str:
         """The URL's hosts and database name (up to a comma in it), no credentials, no query:
