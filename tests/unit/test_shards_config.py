@@ -23,6 +23,13 @@ A = "postgresql://nev@db-0:5432/nev"
 B = "postgresql://nev:hunter2@db-1:5432/nev"
 
 
+def _refusal(shards: str) -> str:
+    """The refusal of NEV_STORAGE_SHARDS=``shards`` at load."""
+    with pytest.raises(UserError) as refused:
+        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
+    return str(refused.value)
+
+
 def test_shards_come_comma_separated_from_the_environment() -> None:
     settings = load_settings(
         environ={"NEV_STORAGE_SHARDS": f"{A}, {B}", "NEV_STORAGE_QUERY_DSN": A + "_query"}
@@ -275,9 +282,7 @@ def test_a_url_without_its_scheme_is_refused_not_joined_to_the_one_before(
     # The comma in a host list or the database name was read as part of the URL: the
     # mistyped second shard became a host (or the name) of the first one and the deployment
     # ran one shard. Now it is refused as an item of its own, saying what to add.
-    with pytest.raises(UserError) as refused:
-        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
-    said = str(refused.value)
+    said = _refusal(shards)
     assert f"storage.shards[1] ({place}): this URL has no scheme" in said, said
     assert "postgresql://" in said and "\n" not in said and "secret" not in said
 
@@ -299,9 +304,7 @@ def test_an_at_after_a_comma_in_a_query_is_refused(shards: str) -> None:
     # without its scheme (asyncpg connected to db0 only, the application_name swallowing the
     # second shard) or an @ in a value after a list: which one cannot be told, so the line says
     # how to write each.
-    with pytest.raises(UserError) as refused:
-        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
-    said = str(refused.value)
+    said = _refusal(shards)
     assert "storage.shards[0] (db0/nev): a comma in the query" in said, said
     assert "write postgresql:// before it" in said and "%2C" in said and "%40" in said
     assert "secret" not in said and "c2VjcmV0" not in said and "ret@" not in said
@@ -324,9 +327,7 @@ def test_an_at_after_a_comma_in_a_query_is_refused(shards: str) -> None:
 def test_a_slash_after_a_comma_in_a_query_is_refused(shards: str, place: str) -> None:
     # A second URL without its scheme and without a user has no @: it loaded as one shard,
     # the first one's application_name (or host list) swallowing the second database.
-    with pytest.raises(UserError) as refused:
-        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
-    said = str(refused.value)
+    said = _refusal(shards)
     assert f"storage.shards[0] ({place}): a comma in the query is followed by text with a /" in (
         said
     ), said
@@ -344,9 +345,7 @@ def test_a_slash_after_a_comma_in_a_query_is_refused(shards: str, place: str) ->
     ],
 )
 def test_a_refusal_names_the_url_by_its_hosts_not_its_password(shards: str) -> None:
-    with pytest.raises(UserError) as refused:
-        load_settings(environ={"NEV_STORAGE_SHARDS": shards})
-    said = str(refused.value)
+    said = _refusal(shards)
     assert "storage.shards[0] (db0/nev): a comma in the " in said, said
     assert "%2C" in said and "secret" not in said and "cr3t" not in said
 
