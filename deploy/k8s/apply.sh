@@ -76,27 +76,26 @@ trap 'rm -f "$errors"' EXIT
 # The namespace and the Job, from what `apply -k` will create (not from the environment: the
 # kustomizations name their namespace, and a script looking elsewhere checked another
 # namespace's Secret and waited for a Job that was never there).
-# read KUSTOMIZATION OUTPUT: OUTPUT ("jsonpath=..." or "go-template=...") of each object the
-# kustomization makes. Read by kubectl's own YAML parser (`label --local`: offline, nothing is
-# sent to the cluster; the label is on its output only), not by matching kustomize's layout (an
-# awk of its lines, which another indentation or a flow-style metadata made read no name nor
-# namespace).
+# read_objects DIR YAML OUTPUT: OUTPUT ("jsonpath=..." or "go-template=...") of each object of
+# YAML, what the kustomization DIR makes (render). Read by kubectl's own YAML parser (`label
+# --local`: offline, nothing is sent to the cluster; the label is on its output only), not by
+# matching kustomize's layout (an awk of its lines, which another indentation or a flow-style
+# metadata made read no name nor namespace).
 read_objects() {
-    kubectl label --local -f - nev-ingest/apply-sh=read 2>"$errors" -o "$2" <<<"$1"
+    kubectl label --local -f - nev-ingest/apply-sh=read 2>"$errors" -o "$3" <<<"$2" ||
+        die "kubectl kustomize $1 made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
 }
 render() {
     kubectl kustomize "$1" 2>"$errors" ||
         die "kubectl kustomize $1 failed ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
 }
-# (render's die ends only the $(...): exit with its status)
+# (render's and read_objects' die ends only the $(...): exit with its status)
 migrate_yaml=$(render "$migrate") || exit
 base_yaml=$(render "$base") || exit
 # One line "KIND NAME NAMESPACE" per object.
 where='jsonpath={.kind}{" "}{.metadata.name}{" "}{.metadata.namespace}{"\n"}'
-migrate_objects=$(read_objects "$migrate_yaml" "$where") ||
-    die "kubectl kustomize $migrate made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
-base_objects=$(read_objects "$base_yaml" "$where") ||
-    die "kubectl kustomize $base made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+migrate_objects=$(read_objects "$migrate" "$migrate_yaml" "$where") || exit
+base_objects=$(read_objects "$base" "$base_yaml" "$where") || exit
 jobs=$(awk '$1 == "Job"' <<<"$migrate_objects")
 [ "$(grep -c . <<<"$jobs")" -eq 1 ] ||
     die "$migrate makes $(grep -c . <<<"$jobs") Jobs: it must make exactly one, the migration Job; nothing was applied"
@@ -137,8 +136,7 @@ service_only=(NEV_KAFKA_SASL_USERNAME NEV_KAFKA_SASL_PASSWORD NEV_KAFKA_SASL_PAS
 # "envref ID KEY CONFIGMAP CMKEY" per env from a ConfigMap's key, "envother ID KEY" per other.
 # shellcheck disable=SC2016
 settings_template='go-template={{if eq .kind "ConfigMap"}}{{$n := .metadata.name}}{{range $k, $v := .data}}data {{$n}} {{$k}} {{printf "%q" $v}}{{"\n"}}{{end}}{{end}}{{if eq .kind "Deployment"}}{{$d := .metadata.name}}{{range .spec.template.spec.containers}}{{$id := printf "%s/%s" $d .name}}{{$role := "-"}}{{with .args}}{{$role = index . 0}}{{end}}container {{$role}} {{$id}}{{"\n"}}{{range .envFrom}}{{with .configMapRef}}from {{$id}} {{.name}}{{"\n"}}{{end}}{{end}}{{range .env}}{{$k := .name}}{{if .valueFrom}}{{if .valueFrom.configMapKeyRef}}envref {{$id}} {{$k}} {{.valueFrom.configMapKeyRef.name}} {{.valueFrom.configMapKeyRef.key}}{{else}}envother {{$id}} {{$k}}{{end}}{{else}}env {{$id}} {{$k}} {{printf "%q" (or .value "")}}{{end}}{{"\n"}}{{end}}{{end}}{{end}}'
-settings=$(read_objects "$base_yaml" "$settings_template") ||
-    die "kubectl kustomize $base made what kubectl cannot read ($(paste -sd ' ' "$errors")): fix that kustomization; nothing was applied"
+settings=$(read_objects "$base" "$base_yaml" "$settings_template") || exit
 declare -A data=() from=() env=()
 gateways=() services=()
 while read -r what rest; do
