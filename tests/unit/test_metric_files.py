@@ -377,16 +377,8 @@ def test_an_archive_not_read_this_time_is_not_put_aside(
     files = MetricFiles(metrics_dir)
     assert files.archive(pids[0]) == 3
     before = _scrape(files)
-    archive = str(metrics_dir / "counter_archive.db")
-    real = MmapedDict.read_all_values_from_file
-
-    def once(path: str) -> object:  # the archive's next open fails, as with EMFILE
-        if path == archive:
-            monkeypatch.setattr(MmapedDict, "read_all_values_from_file", real)
-            raise OSError(code, os.strerror(code))
-        return real(path)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(MmapedDict, "read_all_values_from_file", staticmethod(once))
+    # the archive's next open fails, as with EMFILE
+    _failing_reads(monkeypatch, str(metrics_dir / "counter_archive.db"), 1, code)
     with pytest.raises(ArchiveError, match=r"^cannot read counter_archive\.db \(.*\); still"):
         files.archive(pids[1])
     assert not list(metrics_dir.glob("*.damaged-*"))
