@@ -242,7 +242,6 @@ def test_a_file_of_no_bytes_holds_nothing_and_is_folded(metrics_dir: Path) -> No
 
 # Several label sets per family, first seen in an order that is not sorted.
 _LABELLED = """
-import errno
 import os
 from prometheus_client import Counter, Histogram, Summary
 lat = Histogram("lat_seconds", "Latency.", ["stage", "kind"], buckets=(0.1, 1.0))
