@@ -465,6 +465,22 @@ def _data(name: str, **data: str) -> str:
     )
 
 
+def _refused(run: Run, said: str) -> None:
+    """A refusal before anything was applied: one line, holding ``said``."""
+    assert run.rc == 2 and run.applied() == [], run.stderr
+    assert all(c.startswith("kustomize ") for c in run.calls), run.calls
+    assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
+    assert said in run.stderr, run.stderr
+
+
+def _applied(tmp_path: Path, cases: dict[str, str]) -> None:
+    """Each case's patches of the base (``_patched``) let the script apply both overlays."""
+    for name, patches in cases.items():
+        args = _patched(tmp_path / name, patches)
+        run = _run(tmp_path / name, [["Complete"]], args=args)
+        assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
+
+
 def test_the_gateways_settings_agree_with_the_services_and_hold_none_of_its_logins(
     tmp_path: Path,
 ) -> None:
@@ -492,10 +508,8 @@ def test_the_gateways_settings_agree_with_the_services_and_hold_none_of_its_logi
     said_by: dict[str, str] = {}
     for name, (patches, said) in refused.items():
         run = _run(tmp_path / name, [["Complete"]], args=_patched(tmp_path / name, patches))
-        assert run.rc == 2 and run.applied() == [], f"{name}: {run.stderr}"
-        assert all(c.startswith("kustomize ") for c in run.calls), run.calls
-        assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
-        assert said in run.stderr and 'docs/operations.md, "Upgrade"' in run.stderr, run.stderr
+        _refused(run, said)
+        assert 'docs/operations.md, "Upgrade"' in run.stderr, run.stderr
         said_by[name] = run.stderr
     assert f'NEV_KAFKA_BOOTSTRAP_SERVERS="{servers}"' in said_by["one side"]
     allowed = {
@@ -503,17 +517,7 @@ def test_the_gateways_settings_agree_with_the_services_and_hold_none_of_its_logi
         + _data("nev-gateway", NEV_KAFKA_BOOTSTRAP_SERVERS=servers),
         "service login": _data("nev-ingest", NEV_KAFKA_SASL_USERNAME="nev-service-eu"),
     }
-    for name, patches in allowed.items():
-        args = _patched(tmp_path / name, patches)
-        run = _run(tmp_path / name, [["Complete"]], args=args)
-        assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
-
-
-def _refused(run: Run, said: str) -> None:
-    assert run.rc == 2 and run.applied() == [], run.stderr
-    assert all(c.startswith("kustomize ") for c in run.calls), run.calls
-    assert run.stderr.startswith("apply.sh: ") and run.stderr.count("\n") == 1, run.stderr
-    assert said in run.stderr, run.stderr
+    _applied(tmp_path, allowed)
 
 
 def test_only_the_shared_keys_must_agree_and_no_service_credential_reaches_the_gateway(
@@ -541,10 +545,7 @@ def test_only_the_shared_keys_must_agree_and_no_service_credential_reaches_the_g
         "service only": _data("nev-ingest", NEV_PIPELINE_WORKERS='"4"', NEV_LOG_LEVEL="DEBUG"),
         "gateway only": _data("nev-gateway", NEV_GATEWAY_MAX_CONNECTIONS_PER_PEER='"50"'),
     }
-    for name, patches in allowed.items():
-        args = _patched(tmp_path / name, patches)
-        run = _run(tmp_path / name, [["Complete"]], args=args)
-        assert run.rc == 0 and run.applied() == list(args), f"{name}: {run.stderr}"
+    _applied(tmp_path, allowed)
     for key, value in {**cert, **mtls, "NEV_POSTGRES_PASSWORD": "pw"}.items():
         patches = _data("nev-ingest", **{key: value}) + _data("nev-gateway", **{key: value})
         run = _run(tmp_path / key, [["Complete"]], args=_patched(tmp_path / key, patches))
