@@ -38,7 +38,6 @@ __all__ = [
     "check_envelope_arguments",
     "decode_push",
     "is_wrapped",
-    "push_of",
 ]
 
 SEQ_MAX: Final = 10**SEQ_DIGITS - 1  # 9999: the last Seq of a second
@@ -168,7 +167,7 @@ class FlagSeqs:
         self._wrapped.add((operator, number))
 
 
-def push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> Push:
+def _push_of(line: bytes, doc: Any, args: argparse.Namespace, seqs: FlagSeqs) -> Push:
     """The push of ``line`` (parsed: ``doc``), its fields before the flags; a push taking both
     TimeStamp and Seq from the flags gets its Seq from ``seqs``. ``FrameError``
     (``missing_field``) naming the flag or field to give when the interface or the operator is
@@ -217,11 +216,11 @@ def decode_push(
     seqs: FlagSeqs,
     decode: Callable[[Push], _T],
 ) -> _T:
-    """``decode`` of ``push_of``'s push. When ``decode`` refuses it (``FrameError``: the line
+    """``decode`` of ``_push_of``'s push. When ``decode`` refuses it (``FrameError``: the line
     is skipped, never judged), a Seq it was numbered with is released (``FlagSeqs.release``):
     kept, a later wrapped line of that Seq was refused as clashing with a push that is not
     there."""
-    push = push_of(line, doc, args, seqs)
+    push = _push_of(line, doc, args, seqs)
     try:
         return decode(push)
     except FrameError:
