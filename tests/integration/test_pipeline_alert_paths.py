@@ -25,33 +25,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ingest.config.load import load_settings
 from ingest.pipeline.batch import Batch, BatchBuilder
-from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.process import decoders_for
-from ingest.pipeline.storage_sink import StorageSink
 from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
 from tests.integration.kinds_support import Out
 from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.test_pipeline_alert_topics import (
+    CONNECTOR,
+    ENTITY,
+    FAULT_RULES,
+    no_rejects,
+    started,
+)
 
 pytestmark = pytest.mark.integration
-
-FAULT_RULES = """
-[[rule]]
-id = "test_connector_fault"
-entity = "charger"
-kind = "threshold"
-severity = "major"
-title = "connector in fault"
-field = "connector_status"
-op = "=="
-value = 255
-"""
-CONNECTOR = kt.connector(1)
-ENTITY = f"{kt.OPERATOR}:{CONNECTOR}"  # the charger entity id of both paths
-
-
-async def no_rejects(rejected: list[tuple[int, str]]) -> None:
-    assert rejected == [], f"the database rejected frames: {rejected}"
 
 
 async def produce(kafka: str, records: list[tuple[Out, int]]) -> None:
@@ -100,12 +87,6 @@ async def read_batch(
         return batch
     finally:
         await consumer.stop()
-
-
-async def started(settings: Any) -> StorageSink:
-    sink = StorageSink.from_settings(settings, metrics=PipelineMetrics())
-    await sink.start()
-    return sink
 
 
 async def alert_rows(dsn: str) -> list[tuple[str, str, int, bool]]:

@@ -32,16 +32,14 @@ from tests.integration.commit_cut import CommitCut
 from tests.integration.kinds_support import Out
 from tests.integration.pipeline_support import PipelineEnv
 from tests.integration.test_pipeline_alert_paths import (
-    FAULT_RULES,
     alert_rows,
     binary_ok,
     changes,
     fault_push,
-    no_rejects,
     produce,
     read_batch,
-    started,
 )
+from tests.integration.test_pipeline_alert_topics import FAULT_RULES, no_rejects, started
 
 pytestmark = pytest.mark.integration
 
