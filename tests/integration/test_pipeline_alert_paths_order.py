@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -21,11 +20,7 @@ from aiokafka import TopicPartition
 
 from ingest.config.load import load_settings
 from ingest.pipeline.batch import Batch
-from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import SinkResult, TransientSinkError
-from ingest.pipeline.storage_sink import StorageSink
-from ingest.wiring import shard_pool_params, storage_params, writer_params
-from storage import RetryParams
 from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
 from tests.integration.commit_cut import CommitCut
@@ -40,6 +35,7 @@ from tests.integration.test_pipeline_alert_paths import (
     read_batch,
 )
 from tests.integration.test_pipeline_alert_topics import FAULT_RULES, no_rejects, started
+from tests.integration.test_pipeline_commit_unknown import one_attempt_sink
 
 pytestmark = pytest.mark.integration
 
@@ -134,16 +130,8 @@ async def test_a_retry_finding_the_commit_keeps_its_waiting_clear(
                 NEV_ALERTS_RULES_FILE=str(rules), NEV_STORAGE_SHARDS=f"{cut.dsn},{shards[1]}"
             )
         )
-        sink = StorageSink(
-            pools=shard_pool_params(settings, "nev-test"),
-            writer=replace(
-                writer_params(settings), retry=RetryParams(attempts=1, initial=0.01, maximum=0.01)
-            ),
-            storage=storage_params(settings),
-            metrics=PipelineMetrics(),
-            alert_topics={env.charger: "charger", env.tcec: "charger"},
-            rules_file=str(rules),
-        )
+        topics = {env.charger: "charger", env.tcec: "charger"}
+        sink = one_attempt_sink(settings, "nev-test", topics, rules)
         await sink.start()
         other = await started(direct)
         try:

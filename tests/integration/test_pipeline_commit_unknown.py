@@ -113,6 +113,27 @@ async def read_batch(env: PipelineEnv, settings: Settings) -> Batch:
         await consumer.stop()
 
 
+async def no_rejects(rejected: list[tuple[int, str]]) -> None:
+    assert rejected == [], f"the database rejected frames: {rejected}"
+
+
+def one_attempt_sink(
+    settings: Settings, name: str, alert_topics: dict[str, str], rules: Path
+) -> StorageSink:
+    """The pipeline's sink whose writer makes one attempt: a lost COMMIT answer comes out as
+    ``TransientSinkError`` and the lane's retry is the sink's next ``write``."""
+    return StorageSink(
+        pools=shard_pool_params(settings, name),
+        writer=replace(
+            writer_params(settings), retry=RetryParams(attempts=1, initial=0.01, maximum=0.01)
+        ),
+        storage=storage_params(settings),
+        metrics=PipelineMetrics(),
+        alert_topics=alert_topics,
+        rules_file=str(rules),
+    )
+
+
 async def test_the_sinks_retry_after_the_writer_gave_up_has_the_alert(
     env: PipelineEnv, tmp_path: Path
 ) -> None:
@@ -124,22 +145,11 @@ async def test_the_sinks_retry_after_the_writer_gave_up_has_the_alert(
     start = time.time_ns() // 1_000_000 - 3_600_000
     await ps.produce(env.kafka, env.topic, hot_frames(start, [60.0] * 4))
 
-    async def no_rejects(rejected: list[tuple[int, str]]) -> None:
-        assert rejected == [], f"the database rejected frames: {rejected}"
-
     with CommitCut(env.dsn) as cut:
         environ = env.environ(NEV_POSTGRES_DSN=cut.dsn, NEV_ALERTS_RULES_FILE=str(rules))
         settings = load_settings(environ=environ)
         batch = await read_batch(env, settings)
-        once = RetryParams(attempts=1, initial=0.01, maximum=0.01)
-        sink = StorageSink(
-            pools=shard_pool_params(settings, "nev-test-commit-unknown"),
-            writer=replace(writer_params(settings), retry=once),
-            storage=storage_params(settings),
-            metrics=PipelineMetrics(),
-            alert_topics={env.topic: "vehicle"},
-            rules_file=str(rules),
-        )
+        sink = one_attempt_sink(settings, "nev-test-commit-unknown", {env.topic: "vehicle"}, rules)
         await sink.start()
         try:
             await sink.on_partitions_assigned(batch.partitions)
@@ -171,20 +181,8 @@ async def test_a_zombies_lost_commit_is_not_taken_for_its_own(
     start = time.time_ns() // 1_000_000 - 3_600_000
     await ps.produce(env.kafka, env.topic, hot_frames(start, [60.0] * 4))
 
-    async def no_rejects(rejected: list[tuple[int, str]]) -> None:
-        assert rejected == [], f"the database rejected frames: {rejected}"
-
     def sink_of(settings: Settings, name: str) -> StorageSink:
-        return StorageSink(
-            pools=shard_pool_params(settings, name),
-            writer=replace(
-                writer_params(settings), retry=RetryParams(attempts=1, initial=0.01, maximum=0.01)
-            ),
-            storage=storage_params(settings),
-            metrics=PipelineMetrics(),
-            alert_topics={env.topic: "vehicle"},
-            rules_file=str(rules),
-        )
+        return one_attempt_sink(settings, name, {env.topic: "vehicle"}, rules)
 
     alerts_rows = f"SELECT count(*) FROM {ps.SCHEMA}.alerts"
     with CommitCut(env.dsn) as cut:
