@@ -14,16 +14,14 @@ so a cancellation can only fall between slices.
 
 The shard's waiting changes (a restore's, a rules reload's, and the changes another shard's
 batch made to an alert stored on this shard: ``StorageSink``) are taken into the work at its
-start. Each change keeps its source: the (topic, partition) of the frame that made it, None
-for a restore's or a reload's (what the sink's fence check goes by). Each slice's changes go
-through ``route`` at once (ingest/pipeline/waiting.py): those for another shard's alert, and
-those of an alert with a change waiting, wait in the engine's order. A batch abandoned
-uncommitted takes them along: abandoning happens on a stop, or on a revoke, and aiokafka's
-rebalance is eager (every partition goes), so the next owner restores those alerts from the
-database and decides them again; ``StorageSink.on_partitions_lost`` drops the changes still
-waiting for the lost partitions for the same reason (not another shard's batch's: their frame
-is committed, and the next owner cannot decide them again; abandoned, they are lost, as in a
-crash between the two commits: docs/alerts.md).
+start. Each slice's changes go through ``route`` at once (ingest/pipeline/waiting.py): those
+for another shard's alert, and those of an alert with a change waiting, wait in the engine's
+order. A batch abandoned uncommitted takes them along: abandoning happens on a stop, or on a
+revoke, and aiokafka's rebalance is eager (every partition goes), so the next owner restores
+those alerts from the database and decides them again; ``StorageSink.on_partitions_lost``
+drops the changes still waiting for the lost partitions for the same reason (not another
+shard's batch's: their frame is committed, and the next owner cannot decide them again;
+abandoned, they are lost, as in a crash between the two commits: docs/alerts.md).
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from ingest.pipeline.batch import Batch, partition_runs
 from ingest.pipeline.turns import lanes_turn
 from ingest.pipeline.waiting import Hold, Source
 
-__all__ = ["SLICE", "AlertWork", "Route", "Source", "evaluate_batch", "sources_of"]
+__all__ = ["SLICE", "AlertWork", "Route", "evaluate_batch"]
 
 # Frames per slice: ~5 ms of rules, about what a decode slice costs (ingest.pipeline.worker).
 SLICE: Final = 1000
@@ -56,13 +54,12 @@ class Engine(Protocol):
 @dataclass(slots=True)
 class AlertWork:
     """What is left of a batch's evaluation: (topic, partition, frames) slices in order, and
-    the changes of the slices done (the waiting changes of the shard first), with the source
-    of each (``sources``: parallel to ``changes``); ``hold``: its changes that wait for
-    another batch (``route``, ingest/pipeline/waiting.py), ready once this batch committed."""
+    the changes of the slices done (the waiting changes of the shard first); ``hold``: its
+    changes that wait for another batch (``route``, ingest/pipeline/waiting.py), ready once
+    this batch committed."""
 
     todo: deque[tuple[str, int, list[Any]]]
     changes: list[AlertChange] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
     hold: Hold = field(default_factory=Hold)
 
 
@@ -94,19 +91,15 @@ async def evaluate_batch(
     batch: Batch,
     engines: Mapping[str, Engine],
     kinds: Mapping[str, str],
-    take_pending: Callable[[int], list[tuple[AlertChange, Source]]],
+    take_pending: Callable[[int], list[AlertChange]],
     route: Route | None = None,
 ) -> list[AlertChange]:
     """The alert changes of ``batch``: ``take_pending(shard)``'s, then its frames' (``kinds``:
     topic -> entity kind), those ``route`` keeps of each slice (by default all). Resumes
-    ``batch.alert_work`` when an earlier call was cancelled. Their sources:
-    ``sources_of(batch)``."""
+    ``batch.alert_work`` when an earlier call was cancelled."""
     work: AlertWork | None = batch.alert_work
     if work is None:
-        waiting = take_pending(batch.shard)
-        work = batch.alert_work = AlertWork(
-            plan(batch, engines, kinds), [c for c, _ in waiting], [s for _, s in waiting]
-        )
+        work = batch.alert_work = AlertWork(plan(batch, engines, kinds), take_pending(batch.shard))
     todo, changes = work.todo, work.changes
     while todo:
         topic, partition, frames = todo[0]
@@ -118,14 +111,7 @@ async def evaluate_batch(
         if route is not None:
             made = route(batch.shard, made, (topic, partition), work.hold)
         changes.extend(made)
-        work.sources.extend([(topic, partition)] * len(made))
         todo.popleft()
         if todo:
             await lanes_turn()
     return changes
-
-
-def sources_of(batch: Batch) -> list[Source]:
-    """The source of each of ``batch``'s alert changes (after ``evaluate_batch``), in order."""
-    work: AlertWork | None = batch.alert_work
-    return [] if work is None else list(work.sources)

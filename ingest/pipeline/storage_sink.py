@@ -39,7 +39,7 @@ from ingest.config import Settings
 from ingest.pipeline.alert_state import AssignedState, RefillWarm, Replay
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of, unstamped
-from ingest.pipeline.evaluation import AlertWork, Source, evaluate_batch
+from ingest.pipeline.evaluation import AlertWork, evaluate_batch
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.moved import (
@@ -486,9 +486,9 @@ class StorageSink:
         """The shard that holds the change's alert row: its partition's (none: shard 0)."""
         return self.shard_of(change.alert.partition or 0)
 
-    def _take_pending(self, shard: int) -> list[tuple[AlertChange, Source]]:
+    def _take_pending(self, shard: int) -> list[AlertChange]:
         """The waiting changes of ``shard``'s partitions (an alert of no partition: shard 0)."""
-        return self._pending.take(shard)
+        return [change for change, _source in self._pending.take(shard)]
 
     def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
         """(topic, kind) -> {entity: partition} not stamped in latest_state since the

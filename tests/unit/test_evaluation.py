@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ingest.pipeline.batch import Batch
-from ingest.pipeline.evaluation import SLICE, evaluate_batch, sources_of
+from ingest.pipeline.evaluation import SLICE, evaluate_batch
 
 pytestmark = pytest.mark.unit
 
@@ -47,8 +47,7 @@ def _batch(per_partition: int) -> Batch:
 
 
 KINDS = {"nev.vehicle.raw": "vehicle", "nev.unruled.raw": "unruled"}
-# stands for the shard's waiting AlertChanges, with their sources (None: a restore's)
-PENDING: list[Any] = [("pending", None)]
+PENDING: list[Any] = ["pending"]  # stands for the shard's waiting AlertChanges
 
 
 def _expected(per_partition: int) -> list[tuple[str, int, int]]:
@@ -58,12 +57,9 @@ def _expected(per_partition: int) -> list[tuple[str, int, int]]:
 async def test_every_frame_once_in_partition_order_after_the_pending_changes() -> None:
     engine = _Engine()
     n = SLICE * 2 + 7  # three slices per partition
-    batch = _batch(n)
-    changes = await evaluate_batch(batch, {"vehicle": engine}, KINDS, lambda _s: list(PENDING))
+    changes = await evaluate_batch(_batch(n), {"vehicle": engine}, KINDS, lambda _s: list(PENDING))
     assert engine.seen == _expected(n)
     assert list[Any](changes) == ["pending", *(("change", p, i) for _t, p, i in _expected(n))]
-    # each change's source: the frame's (topic, partition); none for a waiting one
-    assert sources_of(batch) == [None, *((t, p) for t, p, _i in _expected(n))]
 
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
