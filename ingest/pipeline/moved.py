@@ -58,7 +58,7 @@ from alerts.replay_kinds import entity_objects
 from alerts.store import load_open
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.entities import entities_of
-from ingest.pipeline.moved_paths import Checked, read_other_paths
+from ingest.pipeline.moved_paths import Checked, OtherPaths, read_other_paths
 from storage.errors import ErrorKind, classify
 
 __all__ = ["CHECK_TIMEOUT_S", "MOVED_CHECK_S", "Claims", "Moved", "drop_moved", "restore_moved"]
@@ -133,11 +133,7 @@ async def restore_moved(
         found = entities_of(batch, kinds)
         others = await read_other_paths(conn, found, engines, kinds, checked, seen)
     if not seen:
-        out = Moved()
-        if others is not None and checked is not None:
-            out.changes.extend(others.apply(engines, checked))
-            out.moves.update(others.moves)
-        return out
+        return _adopt(Moved(), others, engines, checked)
     by_kind: dict[str, list[Any]] = {}
     out = Moved()
     placed = await moves.places(conn, list(seen))
@@ -188,10 +184,7 @@ async def restore_moved(
         except Exception:  # a bug must not stop the batch: these entities start blind, loudly
             log.exception("restoring entities moved from another partition failed")
             engines[kind].forget(entity_ids=[r["entity_id"] for r in by_kind[kind]])
-    if others is not None and checked is not None:  # after: the first path's restore
-        out.changes.extend(others.apply(engines, checked))
-        for key, parts in others.moves.items():
-            out.moves.setdefault(key, {}).update(parts)
+    _adopt(out, others, engines, checked)  # after: the first path's restore
     if out.moves:
         log.info(
             "alert state of entities moved from another partition restored",
@@ -200,6 +193,21 @@ async def restore_moved(
                 "alerts": sum(r.cleared_ms is None for _, _, recs in reads for r in recs),
             },
         )
+    return out
+
+
+def _adopt(
+    out: Moved,
+    others: OtherPaths | None,
+    engines: Mapping[str, RuleEngine],
+    checked: Checked | None,
+) -> Moved:
+    """``out`` with what ``read_other_paths`` found applied (a connector's other path's
+    alerts adopted, their rows' moves added to the batch's)."""
+    if others is not None and checked is not None:
+        out.changes.extend(others.apply(engines, checked))
+        for key, parts in others.moves.items():
+            out.moves.setdefault(key, {}).update(parts)
     return out
 
 
