@@ -23,6 +23,7 @@ difference per topic and batch.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -73,13 +74,11 @@ def _candidates(
 ) -> dict[_Key, int]:
     """(kind, entity, topic) -> the partition of its first frame of that topic in the batch,
     for the entities to look up (the module docstring); records the others as checked."""
-    topics_of: dict[str, int] = {}
-    for kind in kinds.values():
-        topics_of[kind] = topics_of.get(kind, 0) + 1
+    paths = Counter(kinds.values())  # kind -> how many alert topics it has
     ask: dict[_Key, int] = {}
     for topic, t in found.topics.items():
         engine = engines.get(t.kind)
-        if engine is None or topics_of.get(t.kind, 0) < 2:
+        if engine is None or paths[t.kind] < 2:
             continue
         new = set(t.timed_ids()).difference(checked.get(topic, ()))
         if not new:  # the steady state
