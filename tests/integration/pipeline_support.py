@@ -33,6 +33,8 @@ from devtools.sim import promtext
 from devtools.sim.fleet import Message
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
+from ingest.pipeline.batch import Batch, BatchBuilder
+from ingest.pipeline.process import decoders_for
 
 T = TypeVar("T")
 
@@ -446,3 +448,27 @@ async def hold_stall(seconds: float) -> None:
         return time.monotonic() - since >= seconds
 
     await until(over, timeout_s=seconds + 5, what="the stall")
+
+
+async def read_batch(
+    env: PipelineEnv, settings: Any, parts: list[tuple[TopicPartition, int]], shard: int = 0
+) -> Batch:
+    """The records of each (partition, from offset) in turn, decoded into one batch of
+    ``shard`` as a worker's consumer builds it (a start behind the stored offset: fenced)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp for tp, _ in parts])
+        builder = BatchBuilder(decoders_for(settings))
+        ends = await consumer.end_offsets([tp for tp, _ in parts])
+        for tp, start in parts:
+            consumer.seek(tp, start)
+            records: list[Any] = []
+            while start + len(records) < ends[tp]:
+                records.extend((await consumer.getmany(tp, timeout_ms=1000)).get(tp, []))
+            builder.add(tp, records, None if start == 0 else start)
+        batch = builder.take()
+        batch.shard = shard
+        return batch
+    finally:
+        await consumer.stop()

@@ -21,15 +21,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from ingest.config.load import load_settings
-from ingest.pipeline.batch import Batch, BatchBuilder
-from ingest.pipeline.process import decoders_for
+from ingest.pipeline.batch import Batch
 from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
 from tests.integration.kinds_support import Out
-from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.pipeline_support import PipelineEnv, read_batch
 from tests.integration.test_pipeline_alert_topics import (
     CONNECTOR,
     ENTITY,
@@ -63,30 +62,6 @@ def binary_ok(topic: str, ms: int) -> Out:
     """A binary real-time frame of the connector charging (status 3): no fault."""
     raw = kt.charger_realtime(ms, CONNECTOR, status=3)
     return Out(topic, ENTITY.encode(), raw, kt.received(ms + 200))
-
-
-async def read_batch(
-    env: PipelineEnv, settings: Any, parts: list[tuple[TopicPartition, int]], shard: int = 0
-) -> Batch:
-    """The records of each (partition, from offset) in turn, decoded into one batch of
-    ``shard`` as a worker's consumer builds it (a start behind the stored offset: fenced)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=env.kafka, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([tp for tp, _ in parts])
-        builder = BatchBuilder(decoders_for(settings))
-        ends = await consumer.end_offsets([tp for tp, _ in parts])
-        for tp, start in parts:
-            consumer.seek(tp, start)
-            records: list[Any] = []
-            while start + len(records) < ends[tp]:
-                records.extend((await consumer.getmany(tp, timeout_ms=1000)).get(tp, []))
-            builder.add(tp, records, None if start == 0 else start)
-        batch = builder.take()
-        batch.shard = shard
-        return batch
-    finally:
-        await consumer.stop()
 
 
 async def alert_rows(dsn: str) -> list[tuple[str, str, int, bool]]:

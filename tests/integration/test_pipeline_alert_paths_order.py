@@ -25,14 +25,13 @@ from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
 from tests.integration.commit_cut import CommitCut
 from tests.integration.kinds_support import Out
-from tests.integration.pipeline_support import PipelineEnv
+from tests.integration.pipeline_support import PipelineEnv, read_batch
 from tests.integration.test_pipeline_alert_paths import (
     alert_rows,
     binary_ok,
     changes,
     fault_push,
     produce,
-    read_batch,
 )
 from tests.integration.test_pipeline_alert_topics import FAULT_RULES, no_rejects, started
 from tests.integration.test_pipeline_commit_unknown import one_attempt_sink

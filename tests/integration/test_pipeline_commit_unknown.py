@@ -15,17 +15,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from ingest.config import Settings
 from ingest.config.load import load_settings
-from ingest.pipeline.batch import Batch, BatchBuilder
+from ingest.pipeline.batch import Batch
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.process import decoders_for
 from ingest.pipeline.sink import TransientSinkError
 from ingest.pipeline.storage_sink import StorageSink
 from ingest.wiring import shard_pool_params, storage_params, writer_params
@@ -94,23 +92,7 @@ async def test_a_commit_whose_answer_was_lost_is_finished_as_committed(
 
 async def read_batch(env: PipelineEnv, settings: Settings) -> Batch:
     """Every record of the vehicle topic as one batch, as a worker builds it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=env.kafka, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(env.topic, p) for p in range(4)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        builder = BatchBuilder(decoders_for(settings))
-        for tp in tps:
-            records: list[Any] = []
-            while len(records) < ends[tp]:
-                got = await consumer.getmany(tp, timeout_ms=1000)
-                records.extend(got.get(tp, []))
-            builder.add(tp, records, None)
-        return builder.take()
-    finally:
-        await consumer.stop()
+    return await ps.read_batch(env, settings, [(TopicPartition(env.topic, p), 0) for p in range(4)])
 
 
 async def no_rejects(rejected: list[tuple[int, str]]) -> None:
