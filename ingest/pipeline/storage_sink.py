@@ -170,7 +170,7 @@ class StorageSink:
         self._listener: Callable[[bool, int], None] = lambda healthy, shard: None
         self._modes: dict[int, SchemaMode] = {}  # shard -> its schema's mode, once read
         # Bounded-lag latest_state: the worker's hooks and the idle partitions' merges.
-        self._refill = RefillWarm(self._engines, alert_topics, self._wait)
+        self._refill = RefillWarm(self._engines, alert_topics, self._pending.add)
         self.latest = LatestKeeper(self._shards.for_latest, self.shard_of, self._refill.refilled)
         self._latest_task: asyncio.Task[None] | None = None
 
@@ -387,8 +387,8 @@ class StorageSink:
         # Read, then applied: a failed read (retried) changes nothing. The stored open alerts
         # become live after the replay rebuilt histories and durations (docs/alerts.md).
         for kind, recs in records.items():
-            self._wait(self._engines[kind].restore(recs))
-        self._wait(state.cleared)
+            self._pending.add(self._engines[kind].restore(recs))
+        self._pending.add(state.cleared)
         self._assigned.update(mine)
         for shard, row in unsent:
             if (shard, row.id) not in self._acked:
@@ -472,15 +472,11 @@ class StorageSink:
         changes = [c for e in self._engines.values() for c in e.swap_rules(rules)]
         # A kind that had no rules gets an engine now; it starts without history or alerts.
         self._build_engines(rules)
-        self._wait(changes)
+        self._pending.add(changes)
         return (
             f"rules reloaded from {self._rules_file or 'the built-in default set'}: "
             f"{len(rules.rules)} rules, {len(changes)} alerts cleared by the change"
         )
-
-    def _wait(self, changes: Sequence[AlertChange]) -> None:
-        """Changes of no frame (a restore's, a reload's): saved by their shard's next batch."""
-        self._pending.add(changes)
 
     def _home(self, change: AlertChange) -> int:
         """The shard that holds the change's alert row: its partition's (none: shard 0)."""
@@ -558,7 +554,7 @@ class StorageSink:
             # Before the evaluation (once per batch, kept for a retry's transaction): the
             # state of the batch's entities that moved here from another partition.
             batch.alert_moves = await self._restore_moved(batch)
-            self._wait(batch.alert_moves.changes)
+            self._pending.add(batch.alert_moves.changes)
         moved: Moved | None = batch.alert_moves
         if batch.alert_changes is None:
             # Once per batch: the engine's state moves with each evaluation, so a retried
