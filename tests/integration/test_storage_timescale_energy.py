@@ -14,7 +14,6 @@ invalidation logs emptied. A fresh install has no frozen aggregate at all."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,12 +24,19 @@ import pytest
 
 from storage import PoolParams, SchemaMode, StorageParams, migrate
 from storage.connect import connect
-from storage.migrate import MIGRATIONS_DIR
 from storage.params import TimescaleParams
 from storage.roles import RoleNames
 from storage.roles import apply as apply_roles
 from tests.integration.roles_support import FAMILIES
-from tests.integration.test_storage_stats_energy import AMPS, FRAMES, HALF, HALF_KWH, UNKNOWN, VOLTS
+from tests.integration.test_storage_stats_energy import (
+    AMPS,
+    FRAMES,
+    HALF,
+    HALF_KWH,
+    UNKNOWN,
+    VOLTS,
+    migrations_before_0088,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,19 +116,10 @@ async def run_jobs(conn: Any, schema: str, proc: str) -> int:
     return len(jobs)
 
 
-def before_0088(tmp_path: Path) -> Path:
-    old = tmp_path / "migrations"
-    old.mkdir()
-    for path in MIGRATIONS_DIR.glob("*.sql"):
-        if int(path.name[:4]) < 88:
-            shutil.copy(path, old / path.name)
-    return old
-
-
 async def as_0087(conn: Any, schema: str, tmp_path: Path) -> None:
     """The schema as 0087 left it, with the policies storage.policies gave the 0003
     aggregates then (it now knows only the 0088 names, so they are added here as it did)."""
-    await migrate(conn, StorageParams(schema=schema), directory=before_0088(tmp_path))
+    await migrate(conn, StorageParams(schema=schema), directory=migrations_before_0088(tmp_path))
     await conn.execute(f"SET search_path = {schema}, public")
     await conn.execute(
         "SELECT add_retention_policy('vehicle_stats_1m', drop_after => $1::interval)",
