@@ -489,14 +489,11 @@ class StorageWriter:
         by another consumer since: fenced."""
         gone = {tp: off for tp, off in fenced.items() if tp not in done}
         gone.update({tp: off for tp, off in sent.result.fenced.items() if tp not in done})
-        mine = Sent(
-            sent.result,
-            {tp: d for tp, d in sent.deltas.items() if tp in done},
-            [tp for tp in sent.merged if tp in done],
-            sent.placed,
-            sent.began,
-            {tp: off for tp, off in sent.committed.items() if tp in done},
-            sent.xact,
+        mine = replace(
+            sent,
+            deltas={tp: d for tp, d in sent.deltas.items() if tp in done},
+            merged=[tp for tp in sent.merged if tp in done],
+            committed={tp: off for tp, off in sent.committed.items() if tp in done},
         )
         self._applied(mine, gone)
         log.info(
