@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +103,15 @@ async def drop_roles(db: RolesDb) -> None:
             await conn.execute(f"REASSIGN OWNED BY {', '.join(existing)} TO current_user")
             await conn.execute(f"DROP OWNED BY {', '.join(existing)}")
         for role in existing:
+            await conn.execute(f"DROP ROLE {role}")
+
+
+async def drop_named_roles(conn: Any, roles: Iterable[str]) -> None:
+    """Drop those of ``roles`` that exist, each after what it owns or was granted in
+    ``conn``'s database (a TimescaleDB test's schema and roles on its one connection)."""
+    for role in roles:
+        if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
+            await conn.execute(f"DROP OWNED BY {role}")
             await conn.execute(f"DROP ROLE {role}")
 
 

@@ -31,6 +31,7 @@ from tests.integration.roles_support import (
     OPERATORS,
     VINS,
     RolesDb,
+    drop_named_roles,
     seeded_roles_db,
 )
 
@@ -125,10 +126,7 @@ async def ts(timescale_dsn: str, unique_name: Callable[[str], str]) -> AsyncIter
         await conn.execute("RESET ROLE")
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         logins = [f"{schema}_{x}" for x in ("lfv", "lsv", "cpo")]
-        for role in (*logins, *names.all()):
-            if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
-                await conn.execute(f"DROP OWNED BY {role}")
-                await conn.execute(f"DROP ROLE {role}")
+        await drop_named_roles(conn, (*logins, *names.all()))
         await conn.close()
 
 

@@ -16,7 +16,7 @@ from storage import PoolParams, SchemaMode, StorageParams, migrate
 from storage.connect import connect
 from storage.roles import RoleNames, apply
 from storage.tables import CHARGER_FAULTS
-from tests.integration.roles_support import FAMILIES
+from tests.integration.roles_support import FAMILIES, drop_named_roles
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +39,7 @@ async def ts(
         await conn.execute("RESET ROLE")
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         logins = [f"{schema}_oem_login"]
-        for role in (*logins, *names.all()):
-            if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
-                await conn.execute(f"DROP OWNED BY {role}")
-                await conn.execute(f"DROP ROLE {role}")
+        await drop_named_roles(conn, (*logins, *names.all()))
         await conn.close()
 
 

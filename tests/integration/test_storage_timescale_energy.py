@@ -27,7 +27,7 @@ from storage.connect import connect
 from storage.params import TimescaleParams
 from storage.roles import RoleNames
 from storage.roles import apply as apply_roles
-from tests.integration.roles_support import FAMILIES
+from tests.integration.roles_support import FAMILIES, drop_named_roles
 from tests.integration.test_storage_stats_energy import (
     AMPS,
     FRAMES,
@@ -155,13 +155,6 @@ async def probe(conn: Any, schema: str, names: RoleNames, login: str) -> list[st
     return refused
 
 
-async def drop_roles(conn: Any, roles: list[str]) -> None:
-    for role in roles:
-        if await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
-            await conn.execute(f"DROP OWNED BY {role}")
-            await conn.execute(f"DROP ROLE {role}")
-
-
 async def test_0088_upgrades_the_0087_state_without_losing_a_frame(
     conn: Any, tmp_path: Path
 ) -> None:
@@ -251,7 +244,7 @@ async def test_0088_upgrades_the_0087_state_without_losing_a_frame(
     finally:
         await conn.execute("RESET ROLE")
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await drop_roles(conn, [login, *names.all()])
+        await drop_named_roles(conn, [login, *names.all()])
 
 
 async def test_a_fresh_install_has_no_frozen_aggregate(conn: Any) -> None:
