@@ -238,12 +238,7 @@ async def _frozen_invalidations(conn: Any, schema: str, frozen: list[str]) -> li
     catalog: only a user with DELETE on it (its owner, a superuser) can run it, and the job runs
     as the user adding it, so without that right no job is added and a warning says what to do.
     """
-    rows = await conn.fetch(
-        "SELECT job_id FROM timescaledb_information.jobs "
-        "WHERE proc_schema = $1 AND proc_name = $2 ORDER BY job_id",
-        schema,
-        FROZEN_PROC,
-    )
+    rows = await _schema_jobs(conn, schema, FROZEN_PROC)
     if not frozen:
         for r in rows:
             await conn.execute("SELECT delete_job($1)", r["job_id"])
@@ -264,12 +259,7 @@ async def _frozen_invalidations(conn: Any, schema: str, frozen: list[str]) -> li
             ", ".join(frozen),
         )
         return []
-    await conn.execute(
-        "SELECT add_job($1::regproc, $2::interval, config => $3::jsonb)",
-        f"{schema}.{FROZEN_PROC}",
-        FROZEN_SCHEDULE,
-        json.dumps({"schema": schema}),
-    )
+    await _add_job(conn, schema, FROZEN_PROC, FROZEN_SCHEDULE, {"schema": schema})
     return [f"{FROZEN_PROC}: every {human(FROZEN_SCHEDULE)}"]
 
 
@@ -285,12 +275,7 @@ async def _recompress(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
     if rolled:
         settled = ts.compress_after + max(rolled) + timedelta(hours=1)
         want = {"schema": schema, "settled_after": f"{int(settled.total_seconds())} seconds"}
-    rows = await conn.fetch(
-        "SELECT job_id, config, schedule_interval FROM timescaledb_information.jobs "
-        "WHERE proc_schema = $1 AND proc_name = $2 ORDER BY job_id",
-        schema,
-        RECOMPRESS_PROC,
-    )
+    rows = await _schema_jobs(conn, schema, RECOMPRESS_PROC)
     if len(rows) == 1 and want is not None:
         have = _config(rows[0])
         if have == want and rows[0]["schedule_interval"] == RECOMPRESS_SCHEDULE:
@@ -301,16 +286,33 @@ async def _recompress(conn: Any, schema: str, ts: TimescaleParams) -> list[str]:
         await conn.execute("SELECT delete_job($1)", r["job_id"])
     if want is None:
         return [f"{RECOMPRESS_PROC}: removed (no table rolls chunks up)"]
-    await conn.execute(
-        "SELECT add_job($1::regproc, $2::interval, config => $3::jsonb)",
-        f"{schema}.{RECOMPRESS_PROC}",
-        RECOMPRESS_SCHEDULE,
-        json.dumps(want),
-    )
+    await _add_job(conn, schema, RECOMPRESS_PROC, RECOMPRESS_SCHEDULE, want)
     return [
         f"{RECOMPRESS_PROC}: every {human(RECOMPRESS_SCHEDULE)}, chunks that ended "
         f"{human(settled)} ago"
     ]
+
+
+async def _schema_jobs(conn: Any, schema: str, proc: str) -> list[Any]:
+    """The jobs running ``schema``'s procedure ``proc`` (job_id, config, schedule_interval)."""
+    rows: list[Any] = await conn.fetch(
+        "SELECT job_id, config, schedule_interval FROM timescaledb_information.jobs "
+        "WHERE proc_schema = $1 AND proc_name = $2 ORDER BY job_id",
+        schema,
+        proc,
+    )
+    return rows
+
+
+async def _add_job(
+    conn: Any, schema: str, proc: str, schedule: timedelta, config: dict[str, str]
+) -> None:
+    await conn.execute(
+        "SELECT add_job($1::regproc, $2::interval, config => $3::jsonb)",
+        f"{schema}.{proc}",
+        schedule,
+        json.dumps(config),
+    )
 
 
 async def _rollup(conn: Any, schema: str, table: str, want: timedelta | None) -> list[str]:
