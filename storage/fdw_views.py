@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from storage.params import check_identifier
+from storage.policies import AGGREGATE_VIEWS, CONTINUOUS_AGGREGATES, FROZEN_AGGREGATES
 
 __all__ = [
     "NOT_IN_QUERY_DATABASE",
@@ -34,12 +35,10 @@ UNION_SAFE_VIEWS: Final[dict[str, str]] = {
     "vehicle_pack_history": "a row per pack row, joined with the same VIN's own logins",
     # TimescaleDB flavour: continuous aggregates (plain: tables), and since 0088 the views
     # over two of them (the frozen 0003 one before the cut-over, the new one after)
-    "vehicle_stats_1m": "one VIN's frames per row (GROUP BY vin, bucket)",
-    "vehicle_stats_1h": "one VIN's frames per row (GROUP BY vin, bucket)",
-    "vehicle_stats_1m_energy": "one VIN's frames per row (GROUP BY vin, bucket)",
-    "vehicle_stats_1h_energy": "one VIN's frames per row (GROUP BY vin, bucket)",
-    "vehicle_stats_1m_0003": "one VIN's frames per row (GROUP BY vin, bucket)",
-    "vehicle_stats_1h_0003": "one VIN's frames per row (GROUP BY vin, bucket)",
+    **dict.fromkeys(
+        (*AGGREGATE_VIEWS, *CONTINUOUS_AGGREGATES, *FROZEN_AGGREGATES),
+        "one VIN's frames per row (GROUP BY vin, bucket)",
+    ),
 }
 # storage.roles' "<table>_scoped" views: a row filter over one table, a row per row.
 SCOPED_SUFFIX: Final = "_scoped"
