@@ -52,6 +52,18 @@ async def put_frame(
     )
 
 
+async def put_summary_hour(conn: Any, vin: str, bucket: datetime) -> None:
+    """A ``vehicle_stats_1h`` bucket with figures of its own (360 frames, 1.5 kWh out), not
+    computed from raw rows: one the recompute must leave as it is."""
+    await conn.execute(
+        "INSERT INTO nev.vehicle_stats_1h (vin, bucket, frames, first_ts, last_ts, "
+        "energy_out_kwh, alarm_frames, severe_alarm_frames) "
+        "VALUES ($1, $2, 360, $2, $2, 1.5, 0, 0)",
+        vin,
+        bucket,
+    )
+
+
 async def energy(conn: Any, table: str, vin: str) -> tuple[float | None, float | None]:
     row = await conn.fetchrow(
         f"SELECT energy_out_kwh, energy_in_kwh FROM nev.{table} WHERE vin = $1 AND bucket = $2",
@@ -85,13 +97,7 @@ async def test_unknown_power_is_not_counted_as_zero_and_old_hours_stay(
             await put_frame(conn, UNKNOWN, k, None)
             await put_frame(conn, HALF, k, AMPS if k % 2 == 0 else None)
             await put_frame(conn, UNKNOWN, k, None, at=OLD)
-        await conn.execute(
-            "INSERT INTO nev.vehicle_stats_1h (vin, bucket, frames, first_ts, last_ts, "
-            "energy_out_kwh, alarm_frames, severe_alarm_frames) "
-            "VALUES ($1, $2, 360, $2, $2, 1.5, 0, 0)",
-            UNKNOWN,
-            GONE,
-        )
+        await put_summary_hour(conn, UNKNOWN, GONE)
         await conn.execute("SELECT nev.refresh_vehicle_stats($1, $2)", START, NOW)
         await conn.execute("SELECT nev.refresh_vehicle_stats($1, $2)", OLD, OLD + HOUR)
         before = await energy(conn, "vehicle_stats_1h", HALF)

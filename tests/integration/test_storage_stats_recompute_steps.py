@@ -26,6 +26,7 @@ from tests.integration.test_storage_stats_energy import (
     UNKNOWN,
     migrations_before_0088,
     put_frame,
+    put_summary_hour,
 )
 
 pytestmark = pytest.mark.integration
@@ -98,13 +99,7 @@ async def test_an_hour_that_cannot_finish_is_left_behind_with_a_warning(
     try:
         cutover = await upgraded(conn, params, tmp_path)
         stuck = cutover - 10 * HOUR  # outside the trailing refresh's window
-        await conn.execute(
-            "INSERT INTO nev.vehicle_stats_1h (vin, bucket, frames, first_ts, last_ts, "
-            "energy_out_kwh, alarm_frames, severe_alarm_frames) "
-            "VALUES ($1, $2, 360, $2, $2, 1.5, 0, 0)",
-            UNKNOWN,
-            stuck,
-        )
+        await put_summary_hour(conn, UNKNOWN, stuck)
         # Another session holds that bucket: every step over it waits for it until the
         # statement timeout, the one-hour step too.
         held = other.transaction()
