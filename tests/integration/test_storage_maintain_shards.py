@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -228,6 +229,17 @@ async def test_a_pass_given_up_on_ends_on_the_server_too(
         await sink.close()
 
 
+async def housekeeping_line(shards: Shards, caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    """The worker's housekeeping (``LagReporter._maintain``) over ``shards``' sink: the one
+    line it logs."""
+    worker = SimpleNamespace(sink=shards.sink, metrics=PipelineMetrics())
+    reporter = LagReporter(worker, group_id="g", interval_s=1.0)
+    with caplog.at_level("INFO", logger="ingest.pipeline.lag"):
+        await reporter._maintain()
+    (record,) = [r for r in caplog.records if r.name == "ingest.pipeline.lag"]
+    return record
+
+
 async def test_a_hung_shards_upkeep_is_logged_as_one_line_naming_it(
     shards: Shards,
     freezer: Freezer,
@@ -239,11 +251,7 @@ async def test_a_hung_shards_upkeep_is_logged_as_one_line_naming_it(
     text a bare TimeoutError leaves empty, with its traceback)."""
     monkeypatch.setattr(upkeep, "UPKEEP_SHARD_TIMEOUT_S", 3.0)
     freezer.freeze()
-    worker = SimpleNamespace(sink=shards.sink, metrics=PipelineMetrics())
-    reporter = LagReporter(worker, group_id="g", interval_s=1.0)
-    with caplog.at_level("INFO", logger="ingest.pipeline.lag"):
-        await reporter._maintain()
-    (record,) = [r for r in caplog.records if r.name == "ingest.pipeline.lag"]
+    record = await housekeeping_line(shards, caplog)
     assert record.exc_info is None and record.levelname == "WARNING"
     line = record.getMessage()
     assert "storage maintenance of shard 0: TimeoutError: no answer within 3 s" in line, line
@@ -261,11 +269,7 @@ async def test_a_shard_without_a_free_connection_is_named_with_the_wait(
     pool = shards.sink.writer_of(1).pool
     held = [await pool.acquire() for _ in range(pool.get_max_size())]
     try:
-        worker = SimpleNamespace(sink=shards.sink, metrics=PipelineMetrics())
-        reporter = LagReporter(worker, group_id="g", interval_s=1.0)
-        with caplog.at_level("INFO", logger="ingest.pipeline.lag"):
-            await reporter._maintain()
-        (record,) = [r for r in caplog.records if r.name == "ingest.pipeline.lag"]
+        record = await housekeeping_line(shards, caplog)
         assert record.exc_info is None
         line = record.getMessage()
         assert "storage maintenance of shard 1: TimeoutError: no connection within 1 s" in line
