@@ -91,15 +91,17 @@ async def evaluate_batch(
     batch: Batch,
     engines: Mapping[str, Engine],
     kinds: Mapping[str, str],
-    take_pending: Callable[[int], list[AlertChange]],
+    take_pending: Callable[[int, Hold], list[AlertChange]],
     route: Route | None = None,
 ) -> list[AlertChange]:
-    """The alert changes of ``batch``: ``take_pending(shard)``'s, then its frames' (``kinds``:
+    """The alert changes of ``batch``: ``take_pending(shard, hold)``'s (held by the batch's
+    hold till it commits), then its frames' (``kinds``:
     topic -> entity kind), those ``route`` keeps of each slice (by default all). Resumes
     ``batch.alert_work`` when an earlier call was cancelled."""
     work: AlertWork | None = batch.alert_work
     if work is None:
-        work = batch.alert_work = AlertWork(plan(batch, engines, kinds), take_pending(batch.shard))
+        work = batch.alert_work = AlertWork(plan(batch, engines, kinds))
+        work.changes.extend(take_pending(batch.shard, work.hold))
     todo, changes = work.todo, work.changes
     while todo:
         topic, partition, frames = todo[0]

@@ -56,7 +56,7 @@ from ingest.pipeline.shard_writers import ShardWriters
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
 from ingest.pipeline.vehicle_models import check_model_scopes, load_models
-from ingest.pipeline.waiting import Waiting
+from ingest.pipeline.waiting import Hold, Waiting
 from ingest.wiring import databases, shard_pool_params, storage_params, writer_params
 from storage.batch import WriteResult, WriterHooks
 from storage.connect import PoolParams
@@ -482,9 +482,10 @@ class StorageSink:
         """The shard that holds the change's alert row: its partition's (none: shard 0)."""
         return self.shard_of(change.alert.partition or 0)
 
-    def _take_pending(self, shard: int) -> list[AlertChange]:
-        """The waiting changes of ``shard``'s partitions (an alert of no partition: shard 0)."""
-        return [change for change, _source in self._pending.take(shard)]
+    def _take_pending(self, shard: int, hold: Hold) -> list[AlertChange]:
+        """The waiting changes of ``shard``'s partitions (an alert of no partition: shard 0),
+        registered till ``hold``'s batch commits (``_pending.settle`` after the write)."""
+        return [change for change, _source in self._pending.take(shard, hold)]
 
     def _placements(self, batch: Batch) -> dict[tuple[str, str], dict[str, int]]:
         """(topic, kind) -> {entity: partition} not stamped in latest_state since the

@@ -17,6 +17,12 @@ behind it, held by their own batch's commit too.
 A hold is settled once its batch committed: the changes of a fenced frame are dropped (the
 partition's new owner decides them again), the others become ready. A batch abandoned
 uncommitted (a stop, a revoke) never settles: ``lost`` drops its hold with the partitions.
+
+A ready change TAKEN by a batch of its shard stays registered, held by that batch, until the
+batch commits: the shard's other write lane may meanwhile evaluate the alert's next change,
+and saved by its own transaction, which can commit first, a raise after a taken clear was
+merged into the still-open row and then closed by the clear. The taking batch abandoned
+(``lost``), they go with it, as before: lost, as in a crash between the two commits.
 """
 
 from __future__ import annotations
@@ -44,9 +50,13 @@ class Hold:
     settled: bool = False
     dropped: bool = False
     changes: list[tuple[AlertChange, Source]] = field(default_factory=list)
+    # The keys of the changes its batch took (``take``): saved first in its own transaction,
+    # they do not keep back its own later changes to their alerts.
+    taken: Counter[_Key] = field(default_factory=Counter)
 
 
-_Entry = tuple[AlertChange, Source, Hold | None]
+# (change, its frame, the hold of the batch that made it, the hold of the batch that took it)
+_Entry = tuple[AlertChange, Source, Hold | None, Hold | None]
 
 
 class Waiting:
@@ -63,25 +73,25 @@ class Waiting:
 
     def _set(self, entries: list[_Entry]) -> None:
         self._entries = entries
-        self._keys = Counter(self._key(c) for c, _, _ in entries)
+        self._keys = Counter(self._key(c) for c, _, _, _ in entries)
 
     def _append(self, change: AlertChange, source: Source, hold: Hold | None) -> None:
-        self._entries.append((change, source, hold))
+        self._entries.append((change, source, hold, None))
         self._keys[self._key(change)] += 1
 
     def ready(self) -> bool:
         """Whether ``take`` has a change for some shard (not all kept back by a batch not
         committed yet): what makes an idle worker write a changes-only batch."""
         held: set[_Key] = set()
-        for change, _, hold in self._entries:
+        for change, _, hold, taker in self._entries:
             key = self._key(change)
-            if key not in held and (hold is None or hold.settled):
+            if key not in held and taker is None and (hold is None or hold.settled):
                 return True
             held.add(key)
         return False
 
     def pairs(self) -> list[tuple[AlertChange, Source]]:
-        return [(c, s) for c, s, _ in self._entries]
+        return [(c, s) for c, s, _, _ in self._entries]
 
     def add(self, changes: Iterable[AlertChange]) -> None:
         """Changes of no frame (a restore's, a reload's): ready at once."""
@@ -97,7 +107,7 @@ class Waiting:
         own: list[AlertChange] = []
         for c in made:
             key = self._key(c)
-            if key[0] == shard and not self._keys[key]:
+            if key[0] == shard and self._keys[key] == hold.taken[key]:
                 own.append(c)
                 continue
             self._append(c, source, hold)
@@ -106,8 +116,11 @@ class Waiting:
 
     def settle(self, hold: Hold, fenced: Collection[tuple[str, int]]) -> None:
         """``hold``'s batch committed with ``fenced`` partitions (those of the transaction
-        that committed): the changes of its fenced frames go, the others are ready."""
+        that committed): the changes it took are done (saved, or dropped as fenced), the
+        changes of its fenced frames go, the others are ready."""
         hold.settled = True
+        if any(e[3] is hold for e in self._entries):
+            self._set([e for e in self._entries if e[3] is not hold])
         if hold.dropped:  # taken for abandoned: back, behind what waits now
             for c, src in hold.changes:
                 if src not in fenced:
@@ -116,23 +129,28 @@ class Waiting:
         if any(src in fenced for _, src in hold.changes):
             self._set([e for e in self._entries if e[2] is not hold or e[1] not in fenced])
 
-    def take(self, shard: int) -> list[tuple[AlertChange, Source]]:
-        """The ready changes of ``shard``'s alerts, in order; a change held by a batch not
-        committed yet keeps back the later changes to its alert."""
+    def take(self, shard: int, taker: Hold) -> list[tuple[AlertChange, Source]]:
+        """The ready changes of ``shard``'s alerts, in order, for ``taker``'s batch: they
+        stay registered until it settles. A change held by a batch not committed yet (made
+        or taken by it) keeps back the later changes to its alert."""
         mine: list[tuple[AlertChange, Source]] = []
-        rest: list[_Entry] = []
+        entries: list[_Entry] = []
         held: set[_Key] = set()
-        for change, source, hold in self._entries:
+        for change, source, hold, took in self._entries:
             key = self._key(change)
-            if key[0] != shard:
-                rest.append((change, source, hold))
-            elif key in held or (hold is not None and not hold.settled):
+            if (
+                key[0] != shard
+                or took is not None
+                or key in held
+                or (hold is not None and not hold.settled)
+            ):
                 held.add(key)
-                rest.append((change, source, hold))
             else:
                 mine.append((change, source))
-        if mine:
-            self._set(rest)
+                taker.taken[key] += 1
+                took = taker
+            entries.append((change, source, hold, took))
+        self._entries = entries  # the same changes: the keys' counts stay
         return mine
 
     def lost(
@@ -141,15 +159,21 @@ class Waiting:
         """Partitions gone: changes of no frame to their alerts go (the next owner restores
         and decides them), and so do the holds of their batches not committed (abandoned:
         the next owner reads those frames again). A committed frame's change stays: the next
-        owner never sees that frame."""
-        gone = {h for _, src, h in self._entries if h is not None and not h.settled and src in lost}
+        owner never sees that frame. The changes taken by a batch not committed by now (the
+        revoke drained or abandoned the writer) go with it: saved, had it committed, they
+        were gone already; abandoned, they are lost, and must not hold their alerts' later
+        changes back for good."""
+        gone = {
+            h for _, src, h, _ in self._entries if h is not None and not h.settled and src in lost
+        }
         for hold in gone:
             hold.dropped = True
         self._set(
             [
-                (c, src, h)
-                for c, src, h in self._entries
+                (c, src, h, None)
+                for c, src, h, took in self._entries
                 if h not in gone
+                and took is None
                 and (src is not None or not theirs(c.alert.topic, c.alert.partition))
             ]
         )

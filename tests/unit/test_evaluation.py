@@ -10,6 +10,7 @@ import pytest
 
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.evaluation import SLICE, evaluate_batch
+from ingest.pipeline.waiting import Hold
 
 pytestmark = pytest.mark.unit
 
@@ -57,7 +58,9 @@ def _expected(per_partition: int) -> list[tuple[str, int, int]]:
 async def test_every_frame_once_in_partition_order_after_the_pending_changes() -> None:
     engine = _Engine()
     n = SLICE * 2 + 7  # three slices per partition
-    changes = await evaluate_batch(_batch(n), {"vehicle": engine}, KINDS, lambda _s: list(PENDING))
+    changes = await evaluate_batch(
+        _batch(n), {"vehicle": engine}, KINDS, lambda _s, _h: list(PENDING)
+    )
     assert engine.seen == _expected(n)
     assert list[Any](changes) == ["pending", *(("change", p, i) for _t, p, i in _expected(n))]
 
@@ -70,7 +73,7 @@ async def test_a_cancelled_evaluation_resumes_where_it_stopped(turns: int) -> No
     batch = _batch(n)
     pending = [list(PENDING)]  # taken once: a second take would be empty
 
-    def take(_shard: int) -> list[Any]:
+    def take(_shard: int, _hold: Hold) -> list[Any]:
         return pending.pop() if pending else []
 
     task = asyncio.ensure_future(evaluate_batch(batch, {"vehicle": engine}, KINDS, take))
@@ -87,5 +90,5 @@ async def test_a_cancelled_evaluation_resumes_where_it_stopped(turns: int) -> No
 
 
 async def test_without_engines_only_the_pending_changes() -> None:
-    changes = await evaluate_batch(_batch(3), {}, KINDS, lambda _s: list(PENDING))
+    changes = await evaluate_batch(_batch(3), {}, KINDS, lambda _s, _h: list(PENDING))
     assert list[Any](changes) == ["pending"]

@@ -48,10 +48,10 @@ def test_a_change_behind_a_held_one_waits_and_goes_after_it() -> None:
     # Shard 1's own batch: the same alert waits behind the clear, another one does not.
     assert w.route(1, [raise_, other], TCEC1, b1) == [other]
     w.settle(b1, set())
-    assert w.take(1) == []  # the clear's batch has not committed: both stay
+    assert w.take(1, Hold()) == []  # the clear's batch has not committed: both stay
     assert not w.ready()  # no changes-only batch for them yet
     w.settle(b0, set())
-    assert w.take(1) == [(clear, RAW0), (raise_, TCEC1)]
+    assert w.take(1, Hold()) == [(clear, RAW0), (raise_, TCEC1)]
     assert not w.ready()
 
 
@@ -63,7 +63,7 @@ def test_a_fenced_frames_change_goes_and_frees_what_waited_behind_it() -> None:
     w.route(1, [raise_], TCEC1, b1)
     w.settle(b1, set())
     w.settle(b0, {RAW0})
-    assert w.take(1) == [(raise_, TCEC1)]
+    assert w.take(1, Hold()) == [(raise_, TCEC1)]
 
 
 def test_an_abandoned_batchs_changes_go_with_its_partitions() -> None:
@@ -74,6 +74,46 @@ def test_an_abandoned_batchs_changes_go_with_its_partitions() -> None:
     w.route(1, [raise_], TCEC1, b1)
     w.settle(b1, set())
     w.lost({RAW0}, lambda topic, partition: (topic, partition) == RAW0)
-    assert w.take(1) == [(raise_, TCEC1)]
+    taker = Hold()
+    assert w.take(1, taker) == [(raise_, TCEC1)]
+    w.settle(taker, set())
     w.settle(b0, set())  # it committed after all: its clear comes back, behind
-    assert w.take(1) == [(clear, RAW0)]
+    assert w.take(1, Hold()) == [(clear, RAW0)]
+
+
+def test_a_taken_change_holds_its_alerts_later_changes_until_its_batch_commits() -> None:
+    w = _waiting()
+    clear, raise_ = _change("cleared"), _change("raised")
+    b0 = Hold()
+    assert w.route(0, [clear], RAW0, b0) == []
+    w.settle(b0, set())
+    taker = Hold()  # a batch of shard 1 (lane 2) takes the clear...
+    assert w.take(1, taker) == [(clear, RAW0)]
+    # ...and while it is uncommitted, the other lane's batch evaluates the next raise: it
+    # waits, or its transaction could commit first (merged into the open row, then closed).
+    b1 = Hold()
+    assert w.route(1, [raise_], TCEC1, b1) == []
+    w.settle(b1, set())
+    assert w.take(1, Hold()) == [] and not w.ready()
+    w.settle(taker, set())  # the clear is saved: the raise goes next
+    assert w.take(1, Hold()) == [(raise_, TCEC1)]
+
+
+def test_a_batch_saves_its_own_change_after_the_one_it_took() -> None:
+    w = _waiting()
+    clear, raise_ = _change("cleared"), _change("raised")
+    w.add([clear])  # a restore's
+    own = Hold()
+    assert w.take(1, own) == [(clear, None)]
+    assert w.route(1, [raise_], TCEC1, own) == [raise_]  # its transaction saves both, in order
+
+
+def test_the_changes_an_abandoned_batch_took_go_with_it() -> None:
+    w = _waiting()
+    clear, raise_ = _change("cleared"), _change("raised")
+    b0 = Hold()
+    w.route(0, [clear], RAW0, b0)
+    w.settle(b0, set())
+    assert w.take(1, Hold()) == [(clear, RAW0)]  # a batch never committed (revoked)
+    w.lost({("tcec", 3)}, lambda topic, partition: (topic, partition) == ("tcec", 3))
+    assert w.route(1, [raise_], TCEC1, Hold()) == [raise_]  # not held back for good
