@@ -19,9 +19,9 @@ for another shard's alert, and those of an alert with a change waiting, wait in 
 order. A batch abandoned uncommitted takes them along: abandoning happens on a stop, or on a
 revoke, and aiokafka's rebalance is eager (every partition goes), so the next owner restores
 those alerts from the database and decides them again; ``StorageSink.on_partitions_lost``
-drops the changes still waiting for the lost partitions for the same reason (not another
-shard's batch's: their frame is committed, and the next owner cannot decide them again;
-abandoned, they are lost, as in a crash between the two commits: docs/alerts.md).
+drops the changes still waiting for the lost partitions' alerts for the same reason (also
+those a committed frame of the other path made: saved after the rebalance they would close
+the next owner's row; they are lost, as in a crash between the two commits: docs/alerts.md).
 """
 
 from __future__ import annotations

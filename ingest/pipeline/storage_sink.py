@@ -441,10 +441,11 @@ class StorageSink:
         for row_id, ((topic, partition), _) in list(self._resend.items()):
             if theirs(topic, partition):
                 del self._resend[row_id]
-        # So are their waiting changes (a restore's, a rules reload's): saved by this worker's
-        # next batch, they would overwrite what the next owner restored and decides. Not a
-        # change that a committed frame of the other charger path made (a source): the next
-        # owner cannot see that frame, and without it the alert would stay open.
+        # So are the waiting changes to their alerts (a restore's, a rules reload's, and those
+        # a committed frame of the other charger path made): saved by this worker's next
+        # batch, they would overwrite what the next owner restored and decides (closing its
+        # open row under it, as for a fenced partition: _fenced). The binary path's clear is
+        # then lost: the alert stays open until the pushes clear it (docs/alerts.md).
         # A batch of theirs not committed by now (the revoke drained or abandoned the
         # writer) was abandoned: its waiting changes go, the next owner decides them again.
         self._pending.lost(lost, theirs)

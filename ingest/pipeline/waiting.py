@@ -156,13 +156,16 @@ class Waiting:
     def lost(
         self, lost: Collection[tuple[str, int]], theirs: Callable[[str | None, int | None], bool]
     ) -> None:
-        """Partitions gone: changes of no frame to their alerts go (the next owner restores
-        and decides them), and so do the holds of their batches not committed (abandoned:
-        the next owner reads those frames again). A committed frame's change stays: the next
-        owner never sees that frame. The changes taken by a batch not committed by now (the
-        revoke drained or abandoned the writer) go with it: saved, had it committed, they
-        were gone already; abandoned, they are lost, and must not hold their alerts' later
-        changes back for good."""
+        """Partitions gone: every waiting change to their alerts goes, whichever frame made
+        it: the next owner restores the alert from the database and decides it again (also
+        this worker's own copy, restored should the partition come back), and saved later,
+        under it, the change closed or updated that owner's row (as for a fenced partition,
+        ``settle``). A committed frame's change to another partition's alert stays. The
+        holds of the lost partitions' batches not committed go too (abandoned: the next owner
+        reads those frames again), and so do the changes taken by a batch not committed by
+        now (the revoke drained or abandoned the writer): saved, had it committed, they were
+        gone already; abandoned, they are lost, and must not hold their alerts' later changes
+        back for good."""
         gone = {
             h for _, src, h, _ in self._entries if h is not None and not h.settled and src in lost
         }
@@ -172,8 +175,6 @@ class Waiting:
             [
                 (c, src, h, None)
                 for c, src, h, took in self._entries
-                if h not in gone
-                and took is None
-                and (src is not None or not theirs(c.alert.topic, c.alert.partition))
+                if h not in gone and took is None and not theirs(c.alert.topic, c.alert.partition)
             ]
         )

@@ -91,3 +91,34 @@ async def test_a_raise_after_a_taken_clear_is_saved_after_it(
         assert await open_alerts(shards[1]) == 1, await alert_rows(shards[1])
     finally:
         await sink.close()
+
+
+async def test_a_waiting_clear_of_a_lost_partitions_alert_is_left_to_its_next_owner(
+    env: PipelineEnv,
+    second_database: tuple[str, str],
+    unique_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """Both partitions revoked after the drain, the clear not saved yet; tcec[1] goes to
+    another worker, which restores A open: this worker's changes-only batch for shard 1 does
+    not close A's row under it; the next owner's push clears it, once."""
+    env = dataclasses.replace(env, tcec=unique_topic(2, "tcec"))
+    shards, settings, sink, ms = await _fault_then_clear(env, second_database, tmp_path)
+    tcec1, raw0 = TopicPartition(env.tcec, 1), TopicPartition(env.charger, 0)
+    other = await started(settings)
+    try:
+        sink.on_partitions_lost([raw0, tcec1])  # revoked after the drain
+        await sink.on_partitions_assigned([raw0])  # keeps raw0; tcec1 goes to the other
+        await other.on_partitions_assigned([tcec1])  # restores A open
+        assert not sink.has_pending_changes()
+        idle = await sink.write(Batch(0, changes_only=True, shard=1), no_rejects)
+        assert changes(idle) == []
+        assert await open_alerts(shards[1]) == 1, await alert_rows(shards[1])
+        await produce(env.kafka, [(fault_push(env.tcec, ms + 30_000, status=3), 1)])
+        r = await other.write(await read_batch(env, settings, [(tcec1, 1)], 1), no_rejects)
+        # (after the raise's outbox record, never marked published here, sent again)
+        assert changes(r) == [FAULT, ("cleared", "test_connector_fault", 1)]
+        assert await open_alerts(shards[1]) == 0
+    finally:
+        await sink.close()
+        await other.close()

@@ -117,3 +117,15 @@ def test_the_changes_an_abandoned_batch_took_go_with_it() -> None:
     assert w.take(1, Hold()) == [(clear, RAW0)]  # a batch never committed (revoked)
     w.lost({("tcec", 3)}, lambda topic, partition: (topic, partition) == ("tcec", 3))
     assert w.route(1, [raise_], TCEC1, Hold()) == [raise_]  # not held back for good
+
+
+def test_a_committed_frames_change_to_a_lost_partitions_alert_goes() -> None:
+    w = _waiting()
+    clear, other = _change("cleared"), _change("cleared", entity="c2", partition=3)
+    b0 = Hold()
+    w.route(0, [clear, other], RAW0, b0)
+    w.settle(b0, set())
+    lost = {RAW0, TCEC1}
+    # tcec[1]'s next owner restores the alert open: the clear, saved here, closed its row.
+    w.lost(lost, lambda topic, partition: (topic, partition) in lost)
+    assert w.take(1, Hold()) == [(other, RAW0)]  # tcec[3]'s alert: still this worker's
