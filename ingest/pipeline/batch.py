@@ -106,6 +106,12 @@ class Batch:
     # shard (``split``), and a changes-only batch is made once per shard.
     shard: int = 0
 
+    def abandon(self) -> None:
+        """Given up uncommitted (``Writer.abandon``): the alert changes its evaluation took
+        from the waiting ones are lost with it, no longer held for it (pipeline/waiting.py)."""
+        if self.alert_work is not None:
+            self.alert_work.hold.abandoned = True
+
     @property
     def partitions(self) -> list[Any]:
         return list(self.next)

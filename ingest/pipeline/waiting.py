@@ -22,7 +22,9 @@ A ready change TAKEN by a batch of its shard stays registered, held by that batc
 batch commits: the shard's other write lane may meanwhile evaluate the alert's next change,
 and saved by its own transaction, which can commit first, a raise after a taken clear was
 merged into the still-open row and then closed by the clear. The taking batch abandoned
-(``lost``), they go with it, as before: lost, as in a crash between the two commits.
+(the writer's abandon marks its hold, ``Batch.abandon``), they go with it at the next
+``lost``, as before: lost, as in a crash between the two commits. A live taking batch keeps
+them, whatever other partitions ``lost`` takes: only their alert's partition lost drops them.
 """
 
 from __future__ import annotations
@@ -45,13 +47,17 @@ _Key = tuple[int, str, str, str]  # (shard of the alert's row, kind, entity, rul
 class Hold:
     """One batch's waiting changes, ready once it committed (``settled``); ``dropped``: it
     was taken for abandoned, its changes removed (should it commit after all, ``settle``
-    adds them back)."""
+    adds them back); ``abandoned``: its
+    batch was given up uncommitted (``Batch.abandon``), it never settles."""
 
     settled: bool = False
     dropped: bool = False
+    abandoned: bool = False
     changes: list[tuple[AlertChange, Source]] = field(default_factory=list)
-    # The keys of the changes its batch took (``take``): saved first in its own transaction,
-    # they do not keep back its own later changes to their alerts.
+    # The keys of the registered changes its batch took (``take``): saved first in its own
+    # transaction, they do not keep back its own later changes to their alerts. Exactly the
+    # entries taken by it (``lost`` takes off those it drops), so that ``route``'s check
+    # "every change registered to this alert was taken by this batch" is a count.
     taken: Counter[_Key] = field(default_factory=Counter)
 
 
@@ -121,6 +127,7 @@ class Waiting:
         hold.settled = True
         if any(e[3] is hold for e in self._entries):
             self._set([e for e in self._entries if e[3] is not hold])
+        hold.taken.clear()
         if hold.dropped:  # taken for abandoned: back, behind what waits now
             for c, src in hold.changes:
                 if src not in fenced:
@@ -161,20 +168,26 @@ class Waiting:
         this worker's own copy, restored should the partition come back), and saved later,
         under it, the change closed or updated that owner's row (as for a fenced partition,
         ``settle``). A committed frame's change to another partition's alert stays. The
-        holds of the lost partitions' batches not committed go too (abandoned: the next owner
-        reads those frames again), and so do the changes taken by a batch not committed by
-        now (the revoke drained or abandoned the writer): saved, had it committed, they were
-        gone already; abandoned, they are lost, and must not hold their alerts' later changes
-        back for good."""
+        holds of the lost partitions' batches not committed go too (taken for abandoned: the
+        next owner reads those frames again). A change taken by a batch goes only with its
+        alert's partition or when that batch was abandoned (``Hold.abandoned``: lost, as in a
+        crash between the two commits; it must not hold its alert's later changes back for
+        good): taken by a live batch (of a partition not lost), it keeps holding them until
+        that batch commits."""
         gone = {
             h for _, src, h, _ in self._entries if h is not None and not h.settled and src in lost
         }
         for hold in gone:
             hold.dropped = True
-        self._set(
-            [
-                (c, src, h, None)
-                for c, src, h, took in self._entries
-                if h not in gone and took is None and not theirs(c.alert.topic, c.alert.partition)
-            ]
-        )
+        kept: list[_Entry] = []
+        for entry in self._entries:
+            c, _, h, took = entry
+            if (
+                h not in gone
+                and not (took is not None and took.abandoned)
+                and not theirs(c.alert.topic, c.alert.partition)
+            ):
+                kept.append(entry)
+            elif took is not None:
+                took.taken[self._key(c)] -= 1
+        self._set(kept)

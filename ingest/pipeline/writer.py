@@ -192,6 +192,7 @@ class Writer:
         dropped = 0
         for lane in self._lanes:
             for batch in lane.queue:
+                batch.abandon()
                 dropped += batch.size
                 self._bp.done(*batch.held, shard=batch.shard)
             if lane.queue:
@@ -200,6 +201,7 @@ class Writer:
             if lane.current is not None:
                 # The attempt is cancelled; its transaction rolls back, or if its COMMIT
                 # already reached the server, the offsets it stored fence the next owner.
+                lane.current.abandon()
                 dropped += lane.current.size
                 self._bp.done(*lane.current.held, shard=lane.current.shard)
                 self._m.batches_abandoned.labels(reason=reason).inc()

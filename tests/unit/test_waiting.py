@@ -114,7 +114,9 @@ def test_the_changes_an_abandoned_batch_took_go_with_it() -> None:
     b0 = Hold()
     w.route(0, [clear], RAW0, b0)
     w.settle(b0, set())
-    assert w.take(1, Hold()) == [(clear, RAW0)]  # a batch never committed (revoked)
+    taker = Hold()
+    assert w.take(1, taker) == [(clear, RAW0)]  # a batch never committed (revoked)
+    taker.abandoned = True  # Batch.abandon, by the writer's abandon
     w.lost({("tcec", 3)}, lambda topic, partition: (topic, partition) == ("tcec", 3))
     assert w.route(1, [raise_], TCEC1, Hold()) == [raise_]  # not held back for good
 
@@ -129,3 +131,26 @@ def test_a_committed_frames_change_to_a_lost_partitions_alert_goes() -> None:
     # tcec[1]'s next owner restores the alert open: the clear, saved here, closed its row.
     w.lost(lost, lambda topic, partition: (topic, partition) in lost)
     assert w.take(1, Hold()) == [(other, RAW0)]  # tcec[3]'s alert: still this worker's
+
+
+def test_a_change_taken_by_a_live_batch_keeps_holding_its_alert_through_a_lost() -> None:
+    w = _waiting()
+    clear, update, raise_ = _change("cleared"), _change("updated"), _change("raised")
+    b0 = Hold()
+    w.route(0, [clear], RAW0, b0)
+    w.settle(b0, set())
+    taker = Hold()
+    assert w.take(1, taker) == [(clear, RAW0)]
+    # Another partition lost: the taking batch (of tcec[1], not lost) is still live.
+    w.lost({("raw", 4)}, lambda topic, partition: (topic, partition) == ("raw", 4))
+    b1 = Hold()
+    assert w.route(1, [raise_], TCEC1, b1) == []  # the other lane's: behind the clear
+    # Shard 0's batch evaluates an update, then the taking batch a later raise: that one is
+    # not its own (the update, evaluated before it, waits).
+    b2 = Hold()
+    assert w.route(0, [update], RAW0, b2) == []
+    later = _change("raised")
+    assert w.route(1, [later], TCEC1, taker) == []
+    for hold in (b1, taker, b2):
+        w.settle(hold, set())
+    assert [c.type for c, _ in w.take(1, Hold())] == ["raised", "updated", "raised"]
