@@ -47,7 +47,7 @@ _Key = tuple[int, str, str, str]  # (shard of the alert's row, kind, entity, rul
 class Hold:
     """One batch's waiting changes, ready once it committed (``settled``); ``dropped``: it
     was taken for abandoned, its changes removed (should it commit after all, ``settle``
-    adds them back); ``abandoned``: its
+    adds them back, but for those to alerts of partitions lost since); ``abandoned``: its
     batch was given up uncommitted (``Batch.abandon``), it never settles."""
 
     settled: bool = False
@@ -72,6 +72,9 @@ class Waiting:
         self._home = home
         self._entries: list[_Entry] = []
         self._keys: Counter[_Key] = Counter()  # of the entries, for the per-change check
+        # The holds ``lost`` dropped whose batch may still commit (``settle`` puts their
+        # changes back): a later ``lost`` removes from them the changes to its alerts too.
+        self._dropped: set[Hold] = set()
 
     def _key(self, change: AlertChange) -> _Key:
         a = change.alert
@@ -128,6 +131,7 @@ class Waiting:
         if any(e[3] is hold for e in self._entries):
             self._set([e for e in self._entries if e[3] is not hold])
         hold.taken.clear()
+        self._dropped.discard(hold)
         if hold.dropped:  # taken for abandoned: back, behind what waits now
             for c, src in hold.changes:
                 if src not in fenced:
@@ -169,7 +173,9 @@ class Waiting:
         under it, the change closed or updated that owner's row (as for a fenced partition,
         ``settle``). A committed frame's change to another partition's alert stays. The
         holds of the lost partitions' batches not committed go too (taken for abandoned: the
-        next owner reads those frames again). A change taken by a batch goes only with its
+        next owner reads those frames again; should one commit after all, ``settle`` puts
+        back its changes but those to the lost partitions' alerts, dropped here, now or by a
+        later call). A change taken by a batch goes only with its
         alert's partition or when that batch was abandoned (``Hold.abandoned``: lost, as in a
         crash between the two commits; it must not hold its alert's later changes back for
         good): taken by a live batch (of a partition not lost), it keeps holding them until
@@ -179,6 +185,13 @@ class Waiting:
         }
         for hold in gone:
             hold.dropped = True
+        self._dropped |= gone
+        for hold in [h for h in self._dropped if h.abandoned]:
+            self._dropped.discard(hold)  # never settles: nothing to put back
+        for hold in self._dropped:
+            hold.changes = [
+                (c, s) for c, s in hold.changes if not theirs(c.alert.topic, c.alert.partition)
+            ]
         kept: list[_Entry] = []
         for entry in self._entries:
             c, _, h, took = entry

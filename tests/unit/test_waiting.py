@@ -154,3 +154,25 @@ def test_a_change_taken_by_a_live_batch_keeps_holding_its_alert_through_a_lost()
     for hold in (b1, taker, b2):
         w.settle(hold, set())
     assert [c.type for c, _ in w.take(1, Hold())] == ["raised", "updated", "raised"]
+
+
+def test_a_dropped_batch_that_commits_puts_back_no_change_to_a_lost_partitions_alert() -> None:
+    w = _waiting()
+    clear, other = _change("cleared"), _change("cleared", entity="c2", partition=3)
+    b0 = Hold()
+    assert w.route(0, [clear, other], RAW0, b0) == []
+    lost = {RAW0, TCEC1}
+    w.lost(lost, lambda topic, partition: (topic, partition) in lost)
+    w.settle(b0, set())  # it committed after all: tcec[3]'s clear is back, tcec[1]'s is not
+    assert w.take(1, Hold()) == [(other, RAW0)]
+
+
+def test_a_later_lost_removes_its_alerts_changes_from_a_dropped_batch() -> None:
+    w = _waiting()
+    clear, other = _change("cleared"), _change("cleared", entity="c2", partition=3)
+    b0 = Hold()
+    w.route(0, [clear, other], RAW0, b0)
+    w.lost({RAW0}, lambda topic, partition: (topic, partition) == RAW0)
+    w.lost({TCEC1}, lambda topic, partition: (topic, partition) == TCEC1)
+    w.settle(b0, set())
+    assert w.take(1, Hold()) == [(other, RAW0)]
