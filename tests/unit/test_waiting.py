@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from ingest.pipeline.backpressure import Backpressure
+from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.evaluation import AlertWork
 from ingest.pipeline.waiting import Hold, Waiting
+from tests.unit.test_pipeline_inflight_release import TOPIC, _decode, _fill, _writer
 
 pytestmark = pytest.mark.unit
 
@@ -176,3 +181,19 @@ def test_a_later_lost_removes_its_alerts_changes_from_a_dropped_batch() -> None:
     w.lost({TCEC1}, lambda topic, partition: (topic, partition) == TCEC1)
     w.settle(b0, set())
     assert w.take(1, Hold()) == [(other, RAW0)]
+
+
+def test_the_writers_abandon_marks_the_holds_of_the_batches_it_gives_up() -> None:
+    # What lets ``lost`` tell an abandoned taking batch (its taken changes go) from a live one.
+    bp = Backpressure(1000, max_bytes=10**6)
+    builder = BatchBuilder({TOPIC: _decode})
+    _fill(builder, bp)
+    writer = _writer(bp)
+    writer.submit(builder.take())  # split over the two lanes
+    lane = writer._lanes[0]
+    lane.current = lane.queue.popleft()  # one being written, the other queued
+    batches = [lane.current, *writer._lanes[1].queue]
+    for batch in batches:
+        batch.alert_work = AlertWork(deque())
+    writer.abandon("revoked")
+    assert all(b.alert_work.hold.abandoned for b in batches)
