@@ -197,9 +197,25 @@ async def _run(index: int, settings: Settings) -> None:
         metrics.heartbeat.set(time.time())
         metrics.db_connected.set(1 if connected else 0)
 
-    await run_with_keeper(
-        worker.run, gate, keys_db, settings.security.key_refresh_s, stop, waiting_for_keys
-    )
+    try:
+        await run_with_keeper(
+            worker.run, gate, keys_db, settings.security.key_refresh_s, stop, waiting_for_keys
+        )
+    finally:
+        _ignore_hup(loop)
+
+
+def _ignore_hup(loop: asyncio.AbstractEventLoop) -> None:
+    """After the worker stopped, a reload (forwarded by the supervisor, or sent to the worker
+    by hand) has nothing to do, but the loop's closing would restore SIGHUP's default action,
+    which terminates: a stopped worker killed by a late SIGHUP exited -1 instead of 0. Blocked
+    while the loop's handler is swapped for SIG_IGN, so none slips in between."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def worker_process(index: int, settings: Settings) -> None:

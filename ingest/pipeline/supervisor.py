@@ -173,9 +173,10 @@ class Supervisor:
 
     # -- what the HTTP thread reads ----------------------------------------------------------
     def live_pids(self) -> list[int]:
-        return [
-            s.process.pid for s in self._slots if s.process is not None and s.process.is_alive()
-        ]
+        # Each slot's process read once: the main loop sets it to None when the worker exits,
+        # between a test and a use of it here (a scrape's AttributeError, /readyz a 500).
+        procs = [s.process for s in self._slots]
+        return [p.pid for p in procs if p is not None and p.is_alive()]
 
     def readiness(self, registry: CollectorRegistry) -> tuple[bool, dict[str, object]]:
         """Ready when every wanted worker runs, is in the group, reaches the database, and
@@ -317,7 +318,9 @@ class Supervisor:
                 self._forward(signal.SIGTERM)
             if self._hup:
                 self._hup = False
-                if self._reloaded():
+                # Not while stopping: the workers are flushing to exit, a reload has nothing
+                # to do there (and the rules a restart would load are checked at the next run).
+                if not self._stopping and self._reloaded():
                     self._forward(signal.SIGHUP)
             if not self._stopping:
                 for slot in self._slots:
