@@ -99,9 +99,6 @@ class Waiting:
             held.add(key)
         return False
 
-    def pairs(self) -> list[tuple[AlertChange, Source]]:
-        return [(c, s) for c, s, _, _ in self._entries]
-
     def add(self, changes: Iterable[AlertChange]) -> None:
         """Changes of no frame (a restore's, a reload's): ready at once."""
         for c in changes:
