@@ -27,8 +27,9 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
    p50/p99 of received_at -> committed from the service's histogram, with the offered and
    achieved rate (``feeder_kept_up`` false: the load side fell more than 2 % short).
 
-The service's settings come from the environment as usual: ``NEV_STORAGE_LATEST_INTERVAL_MS=0``
-measures latest_state merged with every batch (default 5000: once per 5 s per partition; the
+The service's settings come from the environment as usual: the default
+``NEV_STORAGE_LATEST_INTERVAL_MS=0`` merges latest_state with every batch (the goal's figures);
+``NEV_STORAGE_LATEST_INTERVAL_MS=5000`` measures it coalesced, once per 5 s per partition (the
 rates count until the rows and offsets are committed, the last merge happens at the stop).
 
 Prints a progress line while it runs and, last, one JSON object with every figure.
