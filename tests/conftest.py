@@ -19,15 +19,22 @@ Shards: ``shard_cluster_dsns: tuple[str, str]`` - maintenance DSNs of the two cl
 
 Helpers: ``fresh_database`` (a new database, dropped afterwards), ``unique_topic`` (a factory of
 new topics), ``unique_name`` (a factory of collision-free identifiers).
+
+Topics: after a test's fixtures are torn down (the services it started have stopped), every
+topic of the dev broker whose name begins with a name the test's ``unique_name`` made is
+deleted (``pytest_runtest_teardown``): however the test created it (``unique_topic``,
+``ensure_topics``, an admin client, a subprocess). Leftover topics once filled the broker with
+~20,000 partition directories, and it died of "Too many open files".
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -45,6 +52,13 @@ from devtools.devstack import (
 from devtools.settings import DevSettings, load_dev_settings
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# The names a test's unique_name made (on the test item), and the dev broker the session's
+# kafka_bootstrap gave (on the config): what the topic cleanup deletes, and where.
+_MADE_NAMES = pytest.StashKey[list[str]]()
+_KAFKA_BOOTSTRAP = pytest.StashKey[str]()
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -136,9 +150,11 @@ def _with_database(dsn: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(_devstack: _DevStack) -> str:
+def kafka_bootstrap(_devstack: _DevStack, request: pytest.FixtureRequest) -> str:
     """Bootstrap servers of the real broker (``host:port[,host:port]``)."""
-    return os.environ.get(ENV_KAFKA) or _devstack.url("kafka")
+    bootstrap = os.environ.get(ENV_KAFKA) or _devstack.url("kafka")
+    request.config.stash[_KAFKA_BOOTSTRAP] = bootstrap
+    return bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -216,11 +232,17 @@ def timescale_dsn(_devstack: _DevStack) -> str:
 
 
 @pytest.fixture
-def unique_name() -> Callable[[str], str]:
-    """``unique_name("tel")`` -> ``tel_3f9a1c0e2b``: a valid SQL identifier and topic name."""
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``unique_name("tel")`` -> ``tel_3f9a1c0e2b``: a valid SQL identifier and topic name.
+
+    A topic named by it (or by it plus a suffix: ``tel_3f9a1c0e2b.veh``) is deleted after the
+    test (``pytest_runtest_teardown``)."""
+    made = request.node.stash.setdefault(_MADE_NAMES, [])
 
     def make(prefix: str = "t") -> str:
-        return f"{prefix}_{uuid.uuid4().hex[:10]}"
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        made.append(name)
+        return name
 
     return make
 
@@ -243,11 +265,8 @@ def fresh_database(postgres_dsn: str, unique_name: Callable[[str], str]) -> Iter
 
 @pytest.fixture
 def unique_topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Callable[..., str]:
-    """Factory: ``unique_topic(partitions=3)`` creates a new topic and returns its name.
-
-    Topics are left behind (deleting them while consumers close is racy and they are cheap);
-    ``devstack down --purge`` clears them.
-    """
+    """Factory: ``unique_topic(partitions=3)`` creates a new topic and returns its name; the
+    topic is deleted after the test (its name is a ``unique_name``)."""
     from devtools.devstack.kafka import ensure_topics
 
     def make(partitions: int = 1, prefix: str = "test") -> str:
@@ -256,3 +275,33 @@ def unique_topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Cal
         return name
 
     return make
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Delete the dev broker's topics named by the test's ``unique_name``, once its fixtures
+    are torn down: here, not in a fixture's finalizer, because a fixture set up after
+    ``unique_topic`` (a service reading the topic) is torn down before it, and a service whose
+    topic vanishes logs errors or waits for metadata; after teardown nothing of the test runs.
+
+    A failed delete is logged, not raised: the test's outcome is its own, and a leftover topic
+    costs only disk (``nev-ingest devstack prune-topics`` clears what is left)."""
+    try:
+        return (yield)
+    finally:
+        _delete_made_topics(item)
+
+
+def _delete_made_topics(item: pytest.Item) -> None:
+    names = item.stash.get(_MADE_NAMES, None)
+    bootstrap = item.config.stash.get(_KAFKA_BOOTSTRAP, None)
+    # A test that did not ask for the broker created no topic on it: no admin round trip.
+    if not names or bootstrap is None or "kafka_bootstrap" not in getattr(item, "fixturenames", ()):
+        return
+    from devtools.devstack.kafka import delete_topics
+
+    prefixes = tuple(names)
+    try:
+        run_async(delete_topics(bootstrap, lambda topic: topic.startswith(prefixes)))
+    except Exception as exc:  # any failure: logged, and the topics stay
+        log.warning("could not delete the topics of %s at %s: %s", item.nodeid, bootstrap, exc)

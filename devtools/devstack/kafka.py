@@ -349,3 +349,54 @@ def down(svc: ServiceState, timeout_s: float) -> None:
     """SIGTERM the broker (a controlled shutdown flushes logs); SIGKILL after ``timeout_s``."""
     if svc.pid is not None and svc.started is not None:
         terminate(svc.pid, svc.started, timeout_s=timeout_s, name="Kafka")
+
+
+# DeleteTopics answers these for a topic that is gone already (a concurrent deleter won).
+_GONE: Final = frozenset({0, 3})  # NONE, UNKNOWN_TOPIC_OR_PARTITION
+_DELETE_BATCH: Final = 500
+
+
+async def delete_topics(
+    bootstrap: str,
+    wanted: Callable[[str], bool],
+    options: dict[str, Any] | None = None,
+    *,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Delete every topic whose name ``wanted`` accepts; returns their names. Returns once the
+    broker no longer lists them (deletion is asynchronous in the controller: a caller that
+    checks at once would see them). A refusal raises ``UserError`` naming the topics.
+
+    Only for topics no client uses any more: a consumer of a deleted topic logs errors, and a
+    producer to it waits for the metadata that never comes."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **(options or {})
+    )
+    try:
+        await admin.start()
+        doomed = sorted(name for name in await admin.list_topics() if wanted(name))
+        if not doomed:
+            return []
+        refused: list[str] = []
+        # Batches: a broker that leaked thousands of topics (what prune-topics is for) takes
+        # them in bounded requests, each well within the request timeout.
+        for at in range(0, len(doomed), _DELETE_BATCH):
+            response = await admin.delete_topics(doomed[at : at + _DELETE_BATCH])
+            refused += [
+                f"{name} (error code {code})"
+                for name, code, *_ in getattr(response, "topic_error_codes", [])
+                if code not in _GONE
+            ]
+        if refused:
+            raise UserError(f"Kafka at {bootstrap} refused to delete: {', '.join(refused)}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while set(doomed) & set(await admin.list_topics()):
+            if loop.time() > deadline:
+                raise UserError(f"Kafka at {bootstrap} still lists deleted topics: {doomed}")
+            await asyncio.sleep(0.05)
+        return doomed
+    finally:
+        await admin.close()

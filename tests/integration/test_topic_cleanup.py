@@ -1,0 +1,148 @@
+"""The topics a test creates on the dev broker are deleted after it (tests/conftest.py's
+``pytest_runtest_teardown``), after every fixture of the test is torn down, and a failed
+delete does not fail the test. Each case runs a small test session of its own in a subprocess
+with tests/conftest.py as its plugin, on the same broker, and looks at the broker afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from devtools.devstack import ENV_KAFKA
+
+pytestmark = pytest.mark.integration
+
+# Three ways a test makes topics: unique_topic; ensure_topics with a derived name (as
+# make_env's and the benchmarks' "<name>.<role>"); and a fixture set up BEFORE unique_topic
+# (a service reading the topic) that must still find its topic when it is torn down.
+INNER = """
+import json, os
+from pathlib import Path
+
+import pytest
+
+from devtools.devstack.kafka import ensure_topics
+from tests.conftest import run_async
+
+pytestmark = pytest.mark.integration
+
+
+async def _listed(bootstrap):
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def _made(*names):
+    with open(os.environ["MADE_TOPICS"], "a") as out:
+        for name in names:
+            out.write(json.dumps(name) + "\\n")
+
+
+@pytest.fixture
+def reader(kafka_bootstrap):
+    box = []
+    yield box
+    # torn down after unique_topic (set up before it): the topic must still be there
+    assert set(box) <= run_async(_listed(kafka_bootstrap)), "deleted under its reader"
+
+
+def test_made_by_the_fixture_and_directly(unique_topic, unique_name, kafka_bootstrap):
+    derived = unique_name("leak") + ".veh"
+    run_async(ensure_topics(kafka_bootstrap, {derived: 1}, replication_factor=1))
+    _made(unique_topic(2, "leak"), derived)
+
+
+def test_read_by_an_earlier_fixture(reader, unique_topic):
+    topic = unique_topic(1, "held")
+    reader.append(topic)
+    _made(topic)
+"""
+
+# The broker cannot be reached: the delete fails, is logged, and the test still passes.
+INNER_AWAY = """
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_uses_the_broker(kafka_bootstrap, unique_name):
+    unique_name("away")
+"""
+
+ARGS = ["-p", "tests.conftest", "-p", "no:cacheprovider", "-q"]
+# The cleanup's WARNING on stdout, for the failed-delete case to read.
+LOG = ["-o", "log_cli=true", "-o", "log_cli_level=WARNING"]
+
+INI = """[pytest]
+markers =
+    unit: pure
+    integration: services
+"""
+
+
+def _session(tmp: Path, source: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    (tmp / "pytest.ini").write_text(INI)
+    (tmp / "test_inner.py").write_text(textwrap.dedent(source))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *ARGS, *LOG, "test_inner.py"],
+        cwd=tmp,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+async def _topics(kafka: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def test_a_tests_topics_are_deleted_after_its_fixtures(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    ours = unique_topic(1, "outer")  # another test's topic, which the inner run must not touch
+    made = tmp_path / "made.jsonl"
+    environ = {**os.environ, ENV_KAFKA: kafka_bootstrap, "MADE_TOPICS": str(made)}
+
+    result = _session(tmp_path, INNER, environ)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [json.loads(line) for line in made.read_text().splitlines()]
+    assert len(names) == 3, names
+    listed = await _topics(kafka_bootstrap)
+    assert not set(names) & listed, f"left behind: {sorted(set(names) & listed)}"
+    assert ours in listed
+
+
+def test_a_failed_delete_is_logged_and_the_test_passes(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        away = f"127.0.0.1:{s.getsockname()[1]}"
+    environ = {**os.environ, ENV_KAFKA: away}
+
+    result = _session(tmp_path, INNER_AWAY, environ)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "could not delete the topics of test_inner.py::test_uses_the_broker" in result.stdout
