@@ -36,7 +36,6 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.loadgen_net import Conn, NetStats
 from devtools.sim import gbt_session, identities
 from devtools.sim.bench_frames import realtime_frames
@@ -271,9 +270,16 @@ async def latency(
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=12)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     run = f"{int(time.time())}"
     topics = {k: f"bench.gateway.{k}.{run}" for k in ("idle", "tput", "ceiling", "latency")}
-    await ensure_topics(env.kafka, {t: 12 for t in topics.values()}, replication_factor=1)
+    await env.make_topics({t: 12 for t in topics.values()})
     from devtools.loadgen_net import parse_source_addrs
 
     sources = parse_source_addrs(args.source_addrs)

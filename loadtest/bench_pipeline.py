@@ -128,6 +128,13 @@ async def _steady(
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=args.partitions)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     topic = f"bench.pipeline.{run_id}"
     topics = kind_topics(topic)
@@ -189,7 +196,6 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     out["goal_1w_ge_30000"] = goal_rate >= 30_000
     out.setdefault("goal_p99_le_1s", False)  # set by the steady runs (p99 at 0.5)
     out["command"] = " ".join(["python -m loadtest.bench_pipeline", *sys.argv[1:]])
-    await env.close()
     return out
 
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from devtools.devstack.kafka import ensure_topics
+from devtools.devstack.kafka import delete_topics, ensure_topics
 from devtools.devstack.process import free_port
 from devtools.loadgen import produce_messages
 from devtools.settings import load_dev_settings
@@ -63,10 +63,14 @@ def progress(phase: str, done: int, total: int, started: float) -> None:
 
 @dataclass
 class BenchEnv:
+    """The dev stack of a benchmark run; ``close`` deletes the topics ``make_topics`` created
+    and drops the databases ``fresh_database`` made."""
+
     settings: Settings
     kafka: str
     maintenance_dsn: str
     databases: list[str]
+    topics: list[str] = field(default_factory=list)
 
     @classmethod
     async def create(cls, *, partitions: int) -> BenchEnv:
@@ -114,7 +118,26 @@ class BenchEnv:
         finally:
             await conn.close()
 
+    async def make_topics(self, sizes: dict[str, int]) -> None:
+        """Create the topics of ``sizes`` (name: partitions) that do not exist; ``close``
+        deletes them. Recorded first: a creation that fails half-way leaves none behind."""
+        self.topics += [name for name in sizes if name not in self.topics]
+        await ensure_topics(self.kafka, sizes, replication_factor=1)
+
     async def close(self) -> None:
+        """Delete the run's topics and drop its databases; call it once the run's services
+        have stopped (a service whose topic vanishes logs errors). Left behind, benchmark
+        topics (12 partitions each) filled the dev broker until it ran out of open files; a
+        failed delete is reported, not raised, so it does not hide the run's own error."""
+        made = set(self.topics)
+        try:
+            await delete_topics(self.kafka, made.__contains__)
+            self.topics.clear()
+        except Exception as exc:  # reported below; the databases are still dropped
+            sys.stderr.write(
+                f"bench: could not delete the run's {len(made)} topics at {self.kafka}: {exc};"
+                " `nev-ingest devstack prune-topics` deletes what tests and benchmarks left\n"
+            )
         for name in self.databases:
             await self.drop(self.dsn_of(name))
 
@@ -139,7 +162,7 @@ async def service_topics(env: BenchEnv, topic: str | dict[str, str]) -> dict[str
     if isinstance(topic, dict):
         return topic
     empty = {role: f"{topic}.{role}" for role in RAW_SOURCES if role != "vehicle"}
-    await ensure_topics(env.kafka, {t: 1 for t in empty.values()}, replication_factor=1)
+    await env.make_topics({t: 1 for t in empty.values()})
     return {"vehicle": topic, **empty}
 
 
@@ -152,7 +175,7 @@ async def preload_kind(
 ) -> float:
     """Create the topics and fill those of ``kind`` (``mixed``: a third of the devices of each
     kind, interleaved); returns the produce rate (frames/s)."""
-    await ensure_topics(env.kafka, {t: 12 for t in topics.values()}, replication_factor=1)
+    await env.make_topics({t: 12 for t in topics.values()})
     kinds = preload_kinds(kind)
     share = max(1, devices // len(kinds))
     start_ms = time.time_ns() // 1_000_000 - per_device * 10_000
@@ -456,7 +479,7 @@ async def steady_state(
 ) -> tuple[dict[str, float], FeedResult]:
     """One worker fed at ``rate`` frames/s for ``seconds`` by ``loadtest.feeder`` (frames built
     before the clock); the latency histogram afterwards, and what the feed achieved and cost."""
-    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
+    await env.make_topics({topic: 12})
     dsn = await env.fresh_database(f"steady_{uuid.uuid4().hex[:6]}")
     group = f"bench-steady-{uuid.uuid4().hex[:6]}"
     svc = _Service(env, await service_topics(env, topic), dsn, group, 1)

@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.loadgen import produce_messages
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.envelope import TIME_AT, reseal, time_bytes
@@ -67,7 +66,7 @@ def with_bad_times(
 
 
 async def _preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int, share: float) -> int:
-    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
+    await env.make_topics({topic: 12})
     start_ms = time.time_ns() // 1_000_000 - per_vehicle * 10_000
     producer = bench_producer(env.kafka)
     await producer.start()
@@ -84,6 +83,13 @@ async def _preload(env: BenchEnv, topic: str, vehicles: int, per_vehicle: int, s
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=12)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     per_vehicle = -(-args.frames // args.vehicles)
     good = args.vehicles * per_vehicle
@@ -118,7 +124,6 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     out["good_rate_bad_vs_clean"] = round(ratio, 3)
     out["goal_within_20_pct"] = ratio >= 0.8
     out["command"] = " ".join(["python -m loadtest.bench_timewindow", *sys.argv[1:]])
-    await env.close()
     return out
 
 

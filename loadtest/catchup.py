@@ -44,7 +44,6 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.loadgen import produce_messages
 from loadtest.bench_pipeline import _machine
 from loadtest.bench_support import SCHEMA, BenchEnv, kind_topics, print_result, progress
@@ -133,11 +132,9 @@ async def _topics(env: BenchEnv, rules: Path, tag: str) -> tuple[dict[str, str],
     the service environment that names them."""
     topics = kind_topics(f"scale.catchup.{tag}")
     extra = _service_env(rules, tag)
-    await ensure_topics(
-        env.kafka,
+    await env.make_topics(
         {**{t: 12 for t in topics.values()}, extra["NEV_KAFKA_TOPIC_ALERTS"]: 1,
          extra["NEV_KAFKA_TOPIC_DLQ"]: 1},
-        replication_factor=1,
     )  # fmt: skip
     return topics, extra
 
@@ -277,6 +274,13 @@ def _once(published: Counter[tuple[str, str]]) -> set[tuple[str, str]]:
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=12)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     envs = await shard_envs(env, args.shards)
     run_id = uuid.uuid4().hex[:8]
     rules = _rules_file()

@@ -30,7 +30,6 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.devstack.process import free_port
 from devtools.sim.bench_frames import realtime_frames
 from devtools.sim.fleet import Message
@@ -51,11 +50,11 @@ class Topics:
     alerts: str
 
     @classmethod
-    async def create(cls, kafka: str, base: str, partitions: int) -> Topics:
+    async def create(cls, env: BenchEnv, base: str, partitions: int) -> Topics:
         t = cls({role: f"{base}.{role}" for role in RAW_SOURCES}, f"{base}.dlq", f"{base}.alerts")
         sizes = {name: partitions for name in t.raw.values()}
         sizes.update({t.dlq: 1, t.alerts: 1})
-        await ensure_topics(kafka, sizes, replication_factor=1)
+        await env.make_topics(sizes)
         return t
 
 
@@ -244,6 +243,13 @@ async def _serve(
 
 async def _fuzz(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=args.partitions)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     per_device = -(-args.frames // args.devices)
     start_ms = time.time_ns() // 1_000_000 - per_device * 10_000
@@ -269,7 +275,7 @@ async def _fuzz(args: argparse.Namespace) -> dict[str, Any]:
     }
     ok = True
     for phase, with_bad in (("clean", []), ("mixed", bad)):
-        topics = await Topics.create(env.kafka, f"fuzz.{run_id}.{phase}", args.partitions)
+        topics = await Topics.create(env, f"fuzz.{run_id}.{phase}", args.partitions)
         started = time.monotonic()
         coords = await _produce(env.kafka, topics, good, with_bad)
         progress(f"produce {phase}", len(good) + len(with_bad), len(good) + len(with_bad), started)
@@ -314,7 +320,6 @@ async def _fuzz(args: argparse.Namespace) -> dict[str, Any]:
         "load_average": [round(x, 1) for x in os.getloadavg()],
     }
     out["command"] = " ".join(["python -m loadtest.fuzz_pipeline", *sys.argv[1:]])
-    await env.close()
     return out
 
 

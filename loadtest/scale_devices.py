@@ -38,7 +38,6 @@ import time
 import uuid
 from typing import Any
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.sim.bench_frames import KINDS, frames_of_kind
 from devtools.sim.fleet import Message
 from loadtest.bench_pipeline import _machine
@@ -76,10 +75,17 @@ def _rounds(devices: int, revisit: int, rounds: int, interval_ms: int, start_ms:
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=12)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     envs = await shard_envs(env, args.shards)
     run_id = uuid.uuid4().hex[:8]
     topics = kind_topics(f"scale.devices.{run_id}")
-    await ensure_topics(env.kafka, {t: 12 for t in topics.values()}, replication_factor=1)
+    await env.make_topics({t: 12 for t in topics.values()})
     devices = args.devices // len(KINDS) * len(KINDS)
     revisit = min(args.revisit, devices // len(KINDS))
     rounds = args.rounds
@@ -104,7 +110,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     settled: list[float] = []  # RSS once each round is stored and the worker is idle
 
     extra = {"NEV_KAFKA_TOPIC_DLQ": f"scale.devices.{run_id}.dlq"}
-    await ensure_topics(env.kafka, {extra["NEV_KAFKA_TOPIC_DLQ"]: 1}, replication_factor=1)
+    await env.make_topics({extra["NEV_KAFKA_TOPIC_DLQ"]: 1})
     async with sharded_service(envs, topics, args.workers, f"{run_id}_dev", extra_env=extra) as run:
         await until_assigned(run, 12 * len(topics))
 

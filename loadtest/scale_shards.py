@@ -37,7 +37,6 @@ import time
 import uuid
 from typing import Any
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.sim.bench_frames import frames_of_kind
 from devtools.sim.fleet import Message
 from devtools.sim.promtext import parse_samples, total
@@ -103,7 +102,7 @@ async def _steady(
     envs: list[BenchEnv], workers: int, tag: str, *, rate: float, seconds: float, devices: int
 ) -> dict[str, Any]:
     topics = kind_topics(f"scale.steady.{tag}")
-    await ensure_topics(envs[0].kafka, {t: 12 for t in topics.values()}, replication_factor=1)
+    await envs[0].make_topics({t: 12 for t in topics.values()})  # envs[0]: the closed one
     async with sharded_service(envs, topics, workers, f"{tag}_steady") as run:
         await until_assigned(run, 12 * len(topics))
         offsets = Offsets(envs[0].kafka, run.topics.values())
@@ -145,6 +144,13 @@ async def _steady(
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=args.partitions)
+    try:
+        return await _measure(env, args)
+    finally:
+        await env.close()  # the run's topics and databases, after a failure too
+
+
+async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     envs = await shard_envs(env, max(args.shards))
     run_id = uuid.uuid4().hex[:8]
     topics = kind_topics(f"scale.shards.{run_id}")

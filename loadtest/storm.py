@@ -31,7 +31,6 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from devtools.devstack.kafka import ensure_topics
 from devtools.sim.promtext import by_label, parse_samples, total
 from loadtest.bench_support import BenchEnv, _Service, _stored, print_result, service_topics
 from loadtest.gateway_support import GatewayProc, topic_total
@@ -102,7 +101,7 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
     env = await BenchEnv.create(partitions=12)
     tag = f"storm{int(time.time())}"
     topic = f"bench.{tag}.vehicle"
-    await ensure_topics(env.kafka, {topic: 12}, replication_factor=1)
+    await env.make_topics({topic: 12})
     roles = await service_topics(env, topic)
     dsn = await env.fresh_database(tag)
     per_gateway = int(args.devices / args.gateways * 1.1) + 100
@@ -143,7 +142,7 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
         svc.stop()
         for gw in gateways:
             gw.stop()
-        await env.drop(dsn)
+        await env.close()  # the run's topics and its database
 
     def s(key: str) -> int:
         return sum(int(r[key]) for r in results)
