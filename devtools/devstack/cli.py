@@ -1,11 +1,20 @@
-"""``nev-ingest devstack up|down|status|env``: the local Kafka + PostgreSQL (+ TimescaleDB)."""
+"""``nev-ingest devstack up|down|status|env|prune-topics``: the local Kafka + PostgreSQL
+(+ TimescaleDB)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from devtools.devstack import stack
-from devtools.settings import DOCS_PATH, dev_settings_from_args, render_docs, update_docs
+from devtools.devstack import stack, topics
+from devtools.devstack.state import StackState
+from devtools.settings import (
+    DOCS_PATH,
+    DevSettings,
+    dev_settings_from_args,
+    render_docs,
+    update_docs,
+)
 from ingest.config.load import add_config_arguments
 
 
@@ -65,6 +74,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.set_defaults(func=_status)
 
+    prune = sub.add_parser(
+        "prune-topics",
+        help="delete the Kafka topics tests and benchmarks left (run it when none runs)",
+        description="Delete the running broker's topics named like a test's (unique_name: "
+        "veh_3f9a1c0e2b, run_3f9a1c0e2b.vehicle) or a benchmark's (bench.*, scale.*, fuzz.*); "
+        "the stack's own topics and Kafka's internal ones stay. A test or benchmark that runs "
+        f"meanwhile loses its topics. `status` warns over {topics.CROWDED:,} partitions.",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="only list the topics it would delete"
+    )
+    prune.set_defaults(func=_prune_topics)
+
     env = sub.add_parser("env", help='print export lines: eval "$(nev-ingest devstack env)"')
     env.set_defaults(func=_env)
 
@@ -82,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     docs.set_defaults(func=_config_docs)
 
-    for action in (up, down, status, env, smoke):
+    for action in (up, down, status, prune, env, smoke):
         add_config_arguments(action)
 
 
@@ -95,6 +117,7 @@ def _up(args: argparse.Namespace) -> int:
         secure=args.secure,
     )
     print('devstack: ready; point commands at it with: eval "$(nev-ingest devstack env)"')
+    _warn_if_crowded(dev_settings_from_args(args))
     return 0
 
 
@@ -114,7 +137,41 @@ def _status(args: argparse.Namespace) -> int:
         else:
             print(f"{name:<10} stopped")
             core_up = core_up and name not in core
+    _warn_if_crowded(settings)
     return 0 if core_up else 1
+
+
+def _warn_if_crowded(settings: DevSettings) -> None:
+    """On stderr, when the running broker holds more than topics.CROWDED partitions: how
+    many, and how to clean up. Counting must never fail `up` or `status`: a broker that
+    does not answer is said in one line instead."""
+    svc = _state(settings).running("kafka")
+    if svc is None:
+        return
+    try:
+        warning = topics.crowding(svc).warning()
+    except Exception as exc:  # any failure to count is reported, not raised
+        warning = f"devstack: could not count Kafka's partitions at {svc.url}: {exc}"
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+def _state(settings: DevSettings) -> StackState:
+    return StackState.load(stack.Paths.from_settings(settings).state_dir)
+
+
+def _prune_topics(args: argparse.Namespace) -> int:
+    settings = dev_settings_from_args(args)
+    state = _state(settings)
+    svc = state.running("kafka")
+    if svc is None:
+        raise stack.not_running(["kafka"], state)
+    names = topics.prune(svc, dry_run=args.dry_run)
+    for name in names:
+        print(name)
+    done = "would delete" if args.dry_run else "deleted"
+    print(f"devstack: {done} {len(names):,} topics tests and benchmarks left", file=sys.stderr)
+    return 0
 
 
 def _env(args: argparse.Namespace) -> int:

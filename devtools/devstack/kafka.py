@@ -23,6 +23,7 @@ from devtools.devstack.process import (
     POLL_S,
     free_port,
     is_running,
+    open_files_raised,
     port_open,
     run,
     spawn,
@@ -38,6 +39,9 @@ NAME: Final = "kafka"
 HOST: Final = "127.0.0.1"
 NODE_ID: Final = 1
 POM: Final = Path(__file__).resolve().parents[2] / "deploy" / "devstack" / "kafka" / "pom.xml"
+# The broker's open-file limit where the OS allows it (Linux's default fs.nr_open): it keeps
+# segment and index files open for every partition.
+OPEN_FILES: Final = 1_048_576
 
 
 def jars(cache_dir: Path, version: str) -> Path:
@@ -204,27 +208,30 @@ def up(
             log=home / "format.log",
         )
 
-    pid, started = spawn(
-        [
-            java,
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            # The GC settings of Kafka's own kafka-run-class.sh.
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35",
-            "-XX:+ExplicitGCInvokesConcurrent",
-            "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={home}",
-            # Marks the process as this stack's broker for a person reading `ps`.
-            f"-Dnev.devstack={state_dir.resolve()}",
-            *jvm_common,
-            "kafka.Kafka",
-            str(props),
-        ],
-        log=log,
-        cwd=home,
-    )
+    # The JVM raises its soft limit to the hard one itself (-XX:+MaxFDLimit, on by default);
+    # the hard limit it inherits is what counts.
+    with open_files_raised(OPEN_FILES):
+        pid, started = spawn(
+            [
+                java,
+                f"-Xms{heap}",
+                f"-Xmx{heap}",
+                # The GC settings of Kafka's own kafka-run-class.sh.
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+                "-XX:+ExplicitGCInvokesConcurrent",
+                "-Djava.awt.headless=true",
+                f"-Dkafka.logs.dir={home}",
+                # Marks the process as this stack's broker for a person reading `ps`.
+                f"-Dnev.devstack={state_dir.resolve()}",
+                *jvm_common,
+                "kafka.Kafka",
+                str(props),
+            ],
+            log=log,
+            cwd=home,
+        )
     alive = lambda: is_running(pid, started)  # noqa: E731
     try:
         wait_until(

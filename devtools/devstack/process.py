@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import resource
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,6 +98,30 @@ def spawn(
     if started is None:
         raise UserError(f"{argv[0]} exited at once; see {log}")
     return proc.pid, started
+
+
+@contextlib.contextmanager
+def open_files_raised(want: int) -> Iterator[int]:
+    """Children spawned inside start with as many open files as the OS allows, up to ``want``:
+    the hard limit raised to ``want`` where permitted (root or CAP_SYS_RESOURCE, at most
+    fs.nr_open; else it stays), the soft limit to the hard one. Yields the children's soft
+    limit; this process's limits are restored after (new children only inherit them).
+
+    For the broker, which keeps files open for every partition: at the default soft limit
+    (1,024 on many systems) a few hundred topics stop it with "Too many open files"."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = hard
+    if hard == resource.RLIM_INFINITY or hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, want))
+            high = want
+        except (ValueError, OSError):  # not permitted: the hard limit is the most
+            pass
+    resource.setrlimit(resource.RLIMIT_NOFILE, (high, high))
+    try:
+        yield high
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def run(

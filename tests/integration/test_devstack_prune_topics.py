@@ -1,0 +1,126 @@
+"""``devstack prune-topics`` and the crowding count on a broker of the test's own (never the
+shared dev broker: pruning there would take other runs' topics): it deletes the topics tests
+and benchmarks left and nothing else, ``up``/``status`` warn over the threshold, and the
+broker starts with the open-file limit ``open_files_raised`` gives it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.devstack import kafka, topics
+from devtools.devstack.cli import _warn_if_crowded
+from devtools.devstack.state import StackState
+from devtools.settings import load_dev_settings
+from tests.conftest import run_async
+from tests.integration.private_services import PrivateKafka
+
+pytestmark = pytest.mark.integration
+
+LEFT = [
+    "veh_3f9a1c0e2b",
+    "run_0123456789.vehicle",
+    "bench.pipeline.1a2b3c4d.vehicle",
+    "scale.shards.1a2b3c4d.tcec",
+    "fuzz.1a2b3c4d.1.dlq",
+]
+KEPT = ["orders", "veh_notahexname", "mybench.pipeline"]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
+    """One broker for the module (each start costs the shared machine a JVM's start-up)."""
+    kafka = PrivateKafka(tmp_path_factory.mktemp("prune") / "kafka")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def stack_dir(broker: PrivateKafka, tmp_path: Path) -> Path:
+    """A state directory whose stack is the private broker, with the test's topics on it."""
+    run_async(kafka.ensure_topics(broker.bootstrap, {n: 2 for n in LEFT + KEPT}, 1))
+    state = StackState(tmp_path / "stack", {"kafka": broker.state})
+    state.save()
+    return state.state_dir
+
+
+def test_prune_deletes_what_tests_and_benchmarks_left_and_nothing_else(
+    broker: PrivateKafka, stack_dir: Path
+) -> None:
+    before = run_async(topics.topic_partitions(broker.bootstrap))
+    counted = topics.crowding(broker.state)
+    assert (counted.leftover_topics, counted.leftover_partitions) == (5, 10)
+    assert counted.partitions == sum(before.values())
+
+    environ = {**os.environ, "NEV_DEVSTACK_STATE_DIR": str(stack_dir)}
+    dry = subprocess.run(
+        [sys.executable, "-m", "ingest", "devstack", "prune-topics", "--dry-run"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.split() == sorted(LEFT)
+    assert "would delete 5 topics" in dry.stderr
+    assert run_async(topics.topic_partitions(broker.bootstrap)) == before
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "devstack", "prune-topics"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deleted 5 topics" in done.stderr
+    after = run_async(topics.topic_partitions(broker.bootstrap))
+    assert after == {name: n for name, n in before.items() if name not in LEFT}
+    assert set(KEPT) | set(broker.state.extra["topics"]) <= after.keys()
+
+
+def test_status_warns_over_the_threshold(
+    broker: PrivateKafka,
+    stack_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = load_dev_settings(environ={"NEV_DEVSTACK_STATE_DIR": str(stack_dir)})
+    _warn_if_crowded(settings)
+    assert capsys.readouterr().err == ""  # a handful of partitions: nothing to say
+
+    # The threshold, not the broker, is what this test changes: thousands of partitions
+    # would cost the shared machine minutes.
+    monkeypatch.setattr(topics, "CROWDED", 20)
+    _warn_if_crowded(settings)
+    err = capsys.readouterr().err
+    assert "10 of them in 5 topics tests and benchmarks left" in err
+    assert "nev-ingest devstack prune-topics" in err
+
+
+# What the OS lets a process of ours make its hard open-file limit, asked of a child.
+PROBE = f"""
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, {kafka.OPEN_FILES}))
+except (ValueError, OSError):  # no CAP_SYS_RESOURCE (a container's root may lack it too)
+    pass
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+"""
+
+
+def test_the_broker_starts_with_the_most_open_files_allowed(broker: PrivateKafka) -> None:
+    allowed = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    assert topics.open_files_limit(broker.state.pid) == int(allowed)
