@@ -280,9 +280,10 @@ def unique_topic(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Cal
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """Delete the dev broker's topics named by the test's ``unique_name``, once its fixtures
-    are torn down: here, not in a fixture's finalizer, because a fixture set up after
-    ``unique_topic`` (a service reading the topic) is torn down before it, and a service whose
-    topic vanishes logs errors or waits for metadata; after teardown nothing of the test runs.
+    are torn down: here, not in ``unique_topic``'s finalizer, because a fixture set up before
+    ``unique_topic`` (a service the test hands the topic to) is torn down after it, and a
+    service whose topic vanishes logs errors or waits for metadata; after this teardown
+    nothing of the test runs any more.
 
     A failed delete is logged, not raised: the test's outcome is its own, and a leftover topic
     costs only disk (``nev-ingest devstack prune-topics`` clears what is left)."""
