@@ -23,8 +23,10 @@ new topics), ``unique_name`` (a factory of collision-free identifiers).
 Topics: after a test's fixtures are torn down (the services it started have stopped), every
 topic of the dev broker whose name begins with a name the test's ``unique_name`` made is
 deleted (``pytest_runtest_teardown``): however the test created it (``unique_topic``,
-``ensure_topics``, an admin client, a subprocess). Leftover topics once filled the broker with
-~20,000 partition directories, and it died of "Too many open files".
+``ensure_topics``, an admin client, a subprocess). The last test of a session is torn down
+together with the session's fixtures, and a broker the session started stops with them: its
+topics are deleted by ``kafka_bootstrap``'s finalizer, before the broker stops. Leftover topics
+once filled the broker with ~20,000 partition directories, and it died of "Too many open files".
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# The names a test's unique_name made (on the test item), and the dev broker the session's
-# kafka_bootstrap gave (on the config): what the topic cleanup deletes, and where.
+# The names a test's unique_name made (on the test item); the dev broker the session's
+# kafka_bootstrap gave, and the names of tests torn down whose topics are not deleted yet (on
+# the config): what the topic cleanup deletes, and where.
 _MADE_NAMES = pytest.StashKey[list[str]]()
 _KAFKA_BOOTSTRAP = pytest.StashKey[str]()
+_PENDING = pytest.StashKey[dict[str, list[str]]]()
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -154,6 +158,10 @@ def kafka_bootstrap(_devstack: _DevStack, request: pytest.FixtureRequest) -> str
     """Bootstrap servers of the real broker (``host:port[,host:port]``)."""
     bootstrap = os.environ.get(ENV_KAFKA) or _devstack.url("kafka")
     request.config.stash[_KAFKA_BOOTSTRAP] = bootstrap
+    # Session fixtures are torn down within the last test's teardown, before the teardown hook
+    # gets to delete its topics; _devstack (set up before this fixture, so torn down after it)
+    # may stop the broker: delete what is still pending while it runs.
+    request.addfinalizer(lambda: _delete_pending(request.config))
     return bootstrap
 
 
@@ -283,26 +291,37 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     are torn down: here, not in ``unique_topic``'s finalizer, because a fixture set up before
     ``unique_topic`` (a service the test hands the topic to) is torn down after it, and a
     service whose topic vanishes logs errors or waits for metadata; after this teardown
-    nothing of the test runs any more.
+    nothing of the test runs any more. The names wait on the config until then, for
+    ``kafka_bootstrap``'s finalizer when the session's fixtures go too (the last test).
 
     A failed delete is logged, not raised: the test's outcome is its own, and a leftover topic
     costs only disk (``nev-ingest devstack prune-topics`` clears what is left)."""
+    names = item.stash.get(_MADE_NAMES, None)
+    # A test that did not ask for the broker created no topic on it: no admin round trip.
+    if names and "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        item.config.stash.setdefault(_PENDING, {})[item.nodeid] = list(names)
     try:
         return (yield)
     finally:
-        _delete_made_topics(item)
+        _delete_pending(item.config, item.nodeid)
 
 
-def _delete_made_topics(item: pytest.Item) -> None:
-    names = item.stash.get(_MADE_NAMES, None)
-    bootstrap = item.config.stash.get(_KAFKA_BOOTSTRAP, None)
-    # A test that did not ask for the broker created no topic on it: no admin round trip.
-    if not names or bootstrap is None or "kafka_bootstrap" not in getattr(item, "fixturenames", ()):
+def _delete_pending(config: pytest.Config, nodeid: str | None = None) -> None:
+    """Delete the topics of the test ``nodeid`` (None: of every test) still pending, and take
+    them off the list. A failure is logged, once: a broker that did not answer costs no second
+    wait for the same names."""
+    pending = config.stash.get(_PENDING, {})
+    bootstrap = config.stash.get(_KAFKA_BOOTSTRAP, None)
+    tests = [nodeid] if nodeid is not None else list(pending)
+    prefixes = tuple(name for test in tests for name in pending.get(test, ()))
+    if not prefixes or bootstrap is None:
         return
     from devtools.devstack.kafka import delete_topics
 
-    prefixes = tuple(names)
+    for test in tests:
+        pending.pop(test, None)
+    wanted = lambda topic: topic.startswith(prefixes)  # noqa: E731
     try:
-        run_async(delete_topics(bootstrap, lambda topic: topic.startswith(prefixes)))
+        run_async(delete_topics(bootstrap, wanted))
     except Exception as exc:  # any failure: logged, and the topics stay
-        log.warning("could not delete the topics of %s at %s: %s", item.nodeid, bootstrap, exc)
+        log.warning("could not delete the topics of %s at %s: %s", ", ".join(tests), bootstrap, exc)

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from devtools.devstack import ENV_KAFKA
+from devtools.devstack import ENV_KAFKA, StackState, stack
+from devtools.settings import load_dev_settings
+from tests.conftest import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +87,21 @@ def test_uses_the_broker(kafka_bootstrap, unique_name):
     unique_name("away")
 """
 
+# The session starts a broker of its own (kafka_bootstrap without NEV_KAFKA_BOOTSTRAP_SERVERS)
+# and stops it at its end: within the teardown of its last (here: only) test.
+INNER_OWN_BROKER = """
+import json, os
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_last_one(unique_topic):
+    with open(os.environ["MADE_TOPICS"], "a") as out:
+        out.write(json.dumps(unique_topic(1, "last")) + "\\n")
+"""
+
 ARGS = ["-p", "tests.conftest", "-p", "no:cacheprovider", "-q"]
 # The cleanup's WARNING on stdout, for the failed-delete case to read.
 LOG = ["-o", "log_cli=true", "-o", "log_cli_level=WARNING"]
@@ -146,3 +163,28 @@ def test_a_failed_delete_is_logged_and_the_test_passes(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "could not delete the topics of test_inner.py::test_uses_the_broker" in result.stdout
+
+
+def test_the_last_tests_topics_go_before_the_broker_the_session_started_stops(
+    tmp_path: Path,
+) -> None:
+    made = tmp_path / "made.jsonl"
+    # A stack of the test's own (never the shared one, which a test must not stop).
+    own = {"NEV_DEVSTACK_STATE_DIR": str(tmp_path / "stack"), "NEV_DEVSTACK_KAFKA_HEAP": "512m"}
+    environ = {k: v for k, v in os.environ.items() if k != ENV_KAFKA}
+    settings = load_dev_settings(environ={**environ, **own})
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    try:
+        result = _session(inner, INNER_OWN_BROKER, {**environ, **own, "MADE_TOPICS": str(made)})
+        assert result.returncode == 0, result.stdout + result.stderr
+        stopped = StackState.load(stack.Paths.from_settings(settings).state_dir)
+        assert stopped.running("kafka") is None, "the session stopped the broker it started"
+        # The same broker again (its data kept): what the session left on it.
+        state = stack.up(settings, only=("kafka",), report=False)
+        listed = run_async(_topics(state.services["kafka"].url))
+    finally:
+        stack.down(settings, only=("kafka",), report=False)
+    names = [json.loads(line) for line in made.read_text().splitlines()]
+    assert len(names) == 1, names
+    assert not set(names) & listed, f"left behind: {sorted(set(names) & listed)}"
