@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 _MADE_NAMES = pytest.StashKey[list[str]]()
 _KAFKA_BOOTSTRAP = pytest.StashKey[str]()
 _PENDING = pytest.StashKey[dict[str, list[str]]]()
+# Each step of the cleanup's delete (connect, list, delete, wait until gone): a local broker
+# answers in milliseconds, and one that accepts connections but never answers must not cost
+# every Kafka test delete_topics' default 30 s.
+_DELETE_TIMEOUT_S = 5.0
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -322,6 +326,6 @@ def _delete_pending(config: pytest.Config, nodeid: str | None = None) -> None:
         pending.pop(test, None)
     wanted = lambda topic: topic.startswith(prefixes)  # noqa: E731
     try:
-        run_async(delete_topics(bootstrap, wanted))
+        run_async(delete_topics(bootstrap, wanted, timeout_s=_DELETE_TIMEOUT_S))
     except Exception as exc:  # any failure: logged, and the topics stay
         log.warning("could not delete the topics of %s at %s: %s", ", ".join(tests), bootstrap, exc)
