@@ -245,14 +245,18 @@ def timescale_dsn(_devstack: _DevStack) -> str:
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """``unique_name("tel")`` -> ``tel_3f9a1c0e2b``: a valid SQL identifier and topic name.
+    """``unique_name("tel")`` -> ``tel_3f9a1c0e2b``: a valid SQL identifier and topic name
+    (ten hex digits, at least one a letter, as ``devstack prune-topics`` expects).
 
     A topic named by it (or by it plus a suffix: ``tel_3f9a1c0e2b.veh``) is deleted after the
     test (``pytest_runtest_teardown``)."""
     made = request.node.stash.setdefault(_MADE_NAMES, [])
 
     def make(prefix: str = "t") -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        token = uuid.uuid4().hex[:10]
+        while token.isdigit():  # one in ~110: prune-topics takes ten digits for a timestamp
+            token = uuid.uuid4().hex[:10]
+        name = f"{prefix}_{token}"
         made.append(name)
         return name
 

@@ -77,13 +77,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prune = sub.add_parser(
         "prune-topics",
         help="delete the Kafka topics tests and benchmarks left (run it when none runs)",
-        description="Delete the running broker's topics named like a test's (unique_name: "
-        "veh_3f9a1c0e2b, run_3f9a1c0e2b.vehicle) or a benchmark's (bench.*, scale.*, fuzz.*); "
-        "the stack's own topics and Kafka's internal ones stay. A test or benchmark that runs "
-        f"meanwhile loses its topics. `status` warns over {topics.CROWDED:,} partitions.",
+        description=f"Delete the running broker's topics with {topics.MATCHES}. The stack's "
+        "own topics and Kafka's internal ones stay, and so does any other name (orders, "
+        "orders_1765130000). A test or benchmark that runs meanwhile loses its topics. Run it "
+        "with --dry-run first: it lists what it would delete and deletes nothing. `status` "
+        f"warns over {topics.CROWDED:,} partitions.",
     )
     prune.add_argument(
-        "--dry-run", action="store_true", help="only list the topics it would delete"
+        "--dry-run",
+        action="store_true",
+        help="only list the topics it would delete (run this first)",
     )
     prune.set_defaults(func=_prune_topics)
 

@@ -26,8 +26,23 @@ CROWDED: Final = 5000
 PRUNE_TIMEOUT_S: Final = 300.0
 
 # A test's topic is named by unique_name (``veh_3f9a1c0e2b``, maybe with a suffix:
-# ``run_3f9a1c0e2b.vehicle``); a benchmark's starts with bench., scale. or fuzz. (loadtest/).
-_LEFT_BY_RUNS: Final = re.compile(r"_[0-9a-f]{10}(?:\.|$)|^(?:bench|scale|fuzz)\.")
+# ``run_3f9a1c0e2b.vehicle``): "_", ten lower-case hex digits, then "." or the end. At least one
+# of the ten must be a letter a-f: ten decimal digits there are a Unix time in seconds
+# (``orders_1765130000``), a name people give their own topics; the ~1% of unique names drawn
+# all digits are left to ``down --purge``. A benchmark's starts with bench., scale. or fuzz.
+# (loadtest/); ``devstack smoke``'s is nev.smoke.<8 hex> (it deletes it; older ones did not).
+_LEFT_BY_RUNS: Final = re.compile(
+    r"_(?=[0-9]{0,9}[a-f])[0-9a-f]{10}(?:\.|$)"
+    r"|^(?:bench|scale|fuzz)\."
+    r"|^nev\.smoke\.[0-9a-f]{8}$"
+)
+# What prune-topics takes, for its --help and the docs.
+MATCHES: Final = (
+    'names with "_" and then ten lower-case hex digits, at least one of them a letter a-f, at '
+    'the end or before a "." (a test\'s unique_name: veh_3f9a1c0e2b, run_3f9a1c0e2b.vehicle); '
+    "names beginning with bench., scale. or fuzz. (a benchmark's); nev.smoke. and eight hex "
+    "digits (devstack smoke's)"
+)
 
 
 def left_by_runs(name: str, own: Collection[str]) -> bool:

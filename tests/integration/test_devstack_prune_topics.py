@@ -24,12 +24,13 @@ pytestmark = pytest.mark.integration
 
 LEFT = [
     "veh_3f9a1c0e2b",
-    "run_0123456789.vehicle",
+    "run_01234567ab.vehicle",
     "bench.pipeline.1a2b3c4d.vehicle",
     "scale.shards.1a2b3c4d.tcec",
     "fuzz.1a2b3c4d.1.dlq",
+    "nev.smoke.1a2b3c4d",
 ]
-KEPT = ["orders", "veh_notahexname", "mybench.pipeline"]
+KEPT = ["orders", "veh_notahexname", "mybench.pipeline", "orders_1765130000"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_prune_deletes_what_tests_and_benchmarks_left_and_nothing_else(
 ) -> None:
     before = run_async(topics.topic_partitions(broker.bootstrap))
     counted = topics.crowding(broker.state)
-    assert (counted.leftover_topics, counted.leftover_partitions) == (5, 10)
+    assert (counted.leftover_topics, counted.leftover_partitions) == (6, 12)
     assert counted.partitions == sum(before.values())
 
     environ = {**os.environ, "NEV_DEVSTACK_STATE_DIR": str(stack_dir)}
@@ -70,7 +71,7 @@ def test_prune_deletes_what_tests_and_benchmarks_left_and_nothing_else(
     )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.split() == sorted(LEFT)
-    assert "would delete 5 topics" in dry.stderr
+    assert "would delete 6 topics" in dry.stderr
     assert run_async(topics.topic_partitions(broker.bootstrap)) == before
 
     done = subprocess.run(
@@ -82,7 +83,7 @@ def test_prune_deletes_what_tests_and_benchmarks_left_and_nothing_else(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "deleted 5 topics" in done.stderr
+    assert "deleted 6 topics" in done.stderr
     after = run_async(topics.topic_partitions(broker.bootstrap))
     assert after == {name: n for name, n in before.items() if name not in LEFT}
     assert set(KEPT) | set(broker.state.extra["topics"]) <= after.keys()
@@ -103,7 +104,7 @@ def test_status_warns_over_the_threshold(
     monkeypatch.setattr(topics, "CROWDED", 20)
     _warn_if_crowded(settings)
     err = capsys.readouterr().err
-    assert "10 of them in 5 topics tests and benchmarks left" in err
+    assert "12 of them in 6 topics tests and benchmarks left" in err
     assert "nev-ingest devstack prune-topics" in err
 
 

@@ -28,6 +28,8 @@ OWN = {"nev.vehicle.raw": 12, "nev.dlq": 3}
         "bench.storm1733600000.vehicle",
         "scale.shards.1a2b3c4d.tcec",
         "fuzz.1a2b3c4d.1.dlq",
+        "veh_012345678a",  # one letter among the ten is enough
+        "nev.smoke.1a2b3c4d",  # devstack smoke's, from before it deleted its topic
     ],
 )
 def test_names_tests_and_benchmarks_give_are_pruned(name: str) -> None:
@@ -46,6 +48,9 @@ def test_names_tests_and_benchmarks_give_are_pruned(name: str) -> None:
         "veh_3f9a1c0e2bcd",  # twelve
         "veh_3F9A1C0E2B",  # unique_name gives lower case
         "mybench.pipeline",
+        "orders_1765130000",  # a Unix time: ten digits, no letter
+        "orders_1765130000.v2",
+        "nev.smoke.1a2b3c4d.mine",
     ],
 )
 def test_other_names_are_kept(name: str) -> None:
