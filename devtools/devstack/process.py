@@ -103,25 +103,46 @@ def spawn(
 @contextlib.contextmanager
 def open_files_raised(want: int) -> Iterator[int]:
     """Children spawned inside start with as many open files as the OS allows, up to ``want``:
-    the hard limit raised to ``want`` where permitted (root or CAP_SYS_RESOURCE, at most
-    fs.nr_open; else it stays), the soft limit to the hard one. Yields the children's soft
-    limit; this process's limits are restored after (new children only inherit them).
+    the hard limit raised to ``want`` where permitted (root or CAP_SYS_RESOURCE), at most
+    fs.nr_open (``want`` above it is lowered to it), else it stays; the soft limit to the hard
+    one. Yields the children's soft limit; this process's limits are restored after (new
+    children only inherit them).
 
     For the broker, which keeps files open for every partition: at the default soft limit
     (1,024 on many systems) a few hundred topics stop it with "Too many open files"."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    high = hard
-    if hard == resource.RLIM_INFINITY or hard < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, want))
-            high = want
-        except (ValueError, OSError):  # not permitted: the hard limit is the most
-            pass
-    resource.setrlimit(resource.RLIMIT_NOFILE, (high, high))
     try:
+        high = hard
+        raised = hard_limit_wanted(hard, want, _nr_open())
+        if raised is not None:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, raised))
+                high = raised
+            except (ValueError, OSError):  # not permitted: the hard limit is the most
+                pass
+        resource.setrlimit(resource.RLIMIT_NOFILE, (high, high))
         yield high
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def hard_limit_wanted(hard: int, want: int, nr_open: int | None) -> int | None:
+    """The hard open-file limit to ask for, or None to keep ``hard``: never lower (an unlimited
+    hard limit stays unlimited: lowered, it could not be raised back without privileges), at
+    most ``nr_open`` (fs.nr_open: the kernel refuses more)."""
+    if hard == resource.RLIM_INFINITY:
+        return None
+    if nr_open is not None:
+        want = min(want, nr_open)
+    return want if hard < want else None
+
+
+def _nr_open() -> int | None:
+    """fs.nr_open, the most open files the kernel lets a process have, or None if unknown."""
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run(

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from devtools.devstack.process import hard_limit_wanted
 from devtools.devstack.topics import CROWDED, Crowding, left_by_runs
 
 pytestmark = pytest.mark.unit
@@ -106,3 +107,20 @@ def test_a_spawned_child_gets_the_most_open_files_allowed() -> None:
     assert got["grandchild"] == [hard, hard]
     assert got["promised"] == hard
     assert got["after"] == [min(256, hard), hard], "the caller's own limits are restored"
+
+
+@pytest.mark.parametrize(
+    ("hard", "want", "nr_open", "asked"),
+    [
+        (20_000, 1_048_576, 1_048_576, 1_048_576),  # raised where permitted
+        (20_000, 2_000_000, 1_048_576, 1_048_576),  # at most fs.nr_open: the kernel refuses more
+        (20_000, 2_000_000, None, 2_000_000),  # fs.nr_open unknown: ask, the OS may refuse
+        (2_000_000, 1_048_576, 1_048_576, None),  # already higher: never lowered
+        (resource.RLIM_INFINITY, 1_048_576, 1_048_576, None),  # unlimited stays unlimited
+        (1_048_576, 2_000_000, 1_048_576, None),  # at fs.nr_open already
+    ],
+)
+def test_the_hard_limit_asked_for(
+    hard: int, want: int, nr_open: int | None, asked: int | None
+) -> None:
+    assert hard_limit_wanted(hard, want, nr_open) == asked
