@@ -1,7 +1,9 @@
 """``devstack prune-topics`` and the crowding count on a broker of the test's own (never the
 shared dev broker: pruning there would take other runs' topics): it deletes the topics tests
-and benchmarks left and nothing else, ``up``/``status`` warn over the threshold, and the
-broker starts with the open-file limit ``open_files_raised`` gives it."""
+and benchmarks left and nothing else, and ``up``/``status`` warn over the threshold. (The
+broker's open-file limit says nothing about ``open_files_raised``: the JVM raises its soft limit
+to the hard one by itself, -XX:+MaxFDLimit. tests/unit/test_devstack_topics.py tests it in a
+child that lowered its soft limit to 256.)"""
 
 from __future__ import annotations
 
@@ -106,22 +108,3 @@ def test_status_warns_over_the_threshold(
     err = capsys.readouterr().err
     assert "12 of them in 6 topics tests and benchmarks left" in err
     assert "nev-ingest devstack prune-topics" in err
-
-
-# What the OS lets a process of ours make its hard open-file limit, asked of a child.
-PROBE = f"""
-import resource
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-try:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, {kafka.OPEN_FILES}))
-except (ValueError, OSError):  # no CAP_SYS_RESOURCE (a container's root may lack it too)
-    pass
-print(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-"""
-
-
-def test_the_broker_starts_with_the_most_open_files_allowed(broker: PrivateKafka) -> None:
-    allowed = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
-    ).stdout
-    assert topics.open_files_limit(broker.state.pid) == int(allowed)
