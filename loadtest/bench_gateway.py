@@ -31,6 +31,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -277,7 +278,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
-    run = f"{int(time.time())}"
+    # Random, as the other benchmarks' names: by the second, two runs started within one shared
+    # their topics, and the first to close deleted the other's.
+    run = uuid.uuid4().hex[:8]
     topics = {k: f"bench.gateway.{k}.{run}" for k in ("idle", "tput", "ceiling", "latency")}
     await env.make_topics({t: 12 for t in topics.values()})
     from devtools.loadgen_net import parse_source_addrs

@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any, Final
 
 import asyncpg
@@ -99,24 +100,34 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
                 f"limit {hard:,} (ulimit -Hn) per process: raise {what}"
             )
     env = await BenchEnv.create(partitions=12)
-    tag = f"storm{int(time.time())}"
+    # Random, as the other benchmarks' names: by the second, two runs started within one shared
+    # a topic and a database (fresh_database drops one of that name first).
+    tag = f"storm_{uuid.uuid4().hex[:8]}"
     topic = f"bench.{tag}.vehicle"
-    await env.make_topics({topic: 12})
-    roles = await service_topics(env, topic)
-    dsn = await env.fresh_database(tag)
-    per_gateway = int(args.devices / args.gateways * 1.1) + 100
-    gateways = [
-        GatewayProc(env.kafka, topic, max_connections=str(per_gateway), idle_timeout_s="900")
-        for _ in range(args.gateways)
-    ]
-    svc = _Service(env, roles, dsn, f"bench-{tag}", args.workers)
+    gateways: list[GatewayProc] = []
+    svc: _Service | None = None
+    procs: list[subprocess.Popen[bytes]] = []
     results: list[dict[str, Any]] = []
+    # Everything the run starts is inside the try: a start that fails half-way (a gateway that
+    # does not come up) still stops what did and deletes the run's topics and database.
     try:
+        await env.make_topics({topic: 12})
+        roles = await service_topics(env, topic)
+        dsn = await env.fresh_database(tag)
+        per_gateway = int(args.devices / args.gateways * 1.1) + 100
+        # One at a time: a gateway that fails to start leaves the ones before it listed, to stop.
+        for _ in range(args.gateways):
+            gateways.append(  # noqa: PERF401
+                GatewayProc(
+                    env.kafka, topic, max_connections=str(per_gateway), idle_timeout_s="900"
+                )
+            )
+        svc = _Service(env, roles, dsn, f"bench-{tag}", args.workers)
         for gw in gateways:
             await gw.ready()
         targets = ",".join(f"127.0.0.1:{gw.port}" for gw in gateways)
         started = time.monotonic()
-        procs = [_loadgen(args, k, targets, env.kafka) for k in range(args.loadgens)]
+        procs += [_loadgen(args, k, targets, env.kafka) for k in range(args.loadgens)]
         all_in = None
         peak_rss = [0] * len(gateways)
         while any(p.poll() is None for p in procs):
@@ -139,7 +150,12 @@ async def _storm(args: argparse.Namespace) -> dict[str, Any]:
         rows, distinct = await _rows(dsn)
         gateway_samples = [parse_samples(await asyncio.to_thread(gw.scrape)) for gw in gateways]
     finally:
-        svc.stop()
+        for p in procs:  # still sending after a failure: they would outlive the run
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if svc is not None:
+            svc.stop()
         for gw in gateways:
             gw.stop()
         await env.close()  # the run's topics and its database
