@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, TopicDecoder
+from ingest.pipeline.closing import close_within
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.kafka_clients import (
     RebalanceListener,
@@ -57,6 +58,9 @@ from storage.shards import shard_of
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
+
+# How long the sink's pools get to close on the way out (then they are left behind).
+SINK_CLOSE_TIMEOUT_S: Final = 5.0
 
 # Records decoded between two of the write lanes' turns (``Worker._add``): ~5 ms of decoding.
 DECODE_SLICE: Final = 500
@@ -143,7 +147,7 @@ class Worker:
             # Stopped before the broker answered: nothing was fetched, nothing to flush.
             if producer is not None:
                 await stop_quietly(producer)
-            await self.sink.close()
+            await self._close_sink()
             log.info("stopped while waiting for Kafka")
             return
         self.consumer = consumer
@@ -227,8 +231,16 @@ class Worker:
         await write_task
 
     async def _close(self, consumer: Any, producer: Any) -> None:
+        # Every step bounded for real (ingest.pipeline.closing): what does not close in time is
+        # left behind. Nothing is lost so: the offsets were committed with the rows before this
+        # (or the batches given up uncommitted, read again by the next owner).
         await stop_clients(consumer, producer)
-        await self.sink.close()
+        await self._close_sink()
+
+    async def _close_sink(self) -> None:
+        # asyncpg's pool close waits for every connection to be released first: one still
+        # held by a task that outlived its cancellation would hold the exit.
+        await close_within("the database pools", self.sink.close, SINK_CLOSE_TIMEOUT_S)
 
     # -- consume loop ------------------------------------------------------------------------
     async def _consume_loop(self, stop: asyncio.Event) -> None:

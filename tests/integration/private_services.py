@@ -5,6 +5,9 @@ services are never stopped by a test)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from devtools.devstack import Paths, ServiceState
@@ -77,6 +80,18 @@ class PrivateKafka:
 
     def stop(self) -> None:
         kafkadev.down(self.state, 60)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The broker suspended (SIGSTOP), not gone: connections to it open and stay open, and
+        nothing answers, as with a broker that hangs (a long pause, an overloaded host).
+        Resumed on leaving the block."""
+        assert self.state.pid is not None, "the broker is not running"
+        os.kill(self.state.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.state.pid, signal.SIGCONT)
 
     def start(self) -> None:
         port = self.state.port

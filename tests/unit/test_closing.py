@@ -1,0 +1,115 @@
+"""The worker's way out is bounded even by a close that swallows its cancellation and goes on
+(aiokafka's fetcher, client and group-coordinator ``close`` do: ingest.pipeline.closing), and
+so is the end of its event loop, which waits for every task still running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ingest.pipeline.closing import close_within, left_behind
+
+pytestmark = pytest.mark.unit
+
+# A safety net for the test itself (a regression fails instead of hanging the suite), far above
+# the bounds under test; nothing here asserts how fast anything is.
+NET_S = 60.0
+
+
+class _Stubborn:
+    """A close shaped like aiokafka's: it awaits an inner task with the cancellation
+    suppressed (``Fetcher.close``), then waits on, for an event nobody sets but the test."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.swallowed = 0
+
+    async def _inner(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        self.swallowed += 1
+
+    async def close(self) -> None:
+        inner = asyncio.ensure_future(self._inner())
+        with contextlib.suppress(asyncio.CancelledError):
+            await inner  # the outer cancellation reaches `inner`, which swallows it
+        await self.release.wait()
+
+
+async def test_a_close_that_swallows_its_cancellation_is_left_behind_at_the_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stubborn = _Stubborn()
+    closing = asyncio.ensure_future(close_within("the Kafka consumer", stubborn.close, 0.2))
+    done, _ = await asyncio.wait({closing}, timeout=NET_S)
+    try:
+        assert closing in done, "close_within waited for a close that swallowed its cancel"
+        assert closing.result() is False
+        assert stubborn.swallowed == 1  # the cancellation reached the close and was swallowed
+        (left,) = left_behind()  # still running, given up
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "the Kafka consumer did not close" in warnings[0]
+        assert "nothing is lost" in warnings[0]
+    finally:
+        stubborn.release.set()
+        closing.cancel()
+    await asyncio.wait({left}, timeout=NET_S)
+    assert not left_behind()
+
+
+async def test_a_close_that_ends_or_fails_is_awaited(caplog: pytest.LogCaptureFixture) -> None:
+    async def fine() -> None:
+        await asyncio.sleep(0)
+
+    async def broken() -> None:
+        raise OSError("connection reset")
+
+    assert await close_within("the Kafka producer", fine, NET_S) is True
+    assert await close_within("the Kafka producer", broken, NET_S) is False
+    assert await close_within("a Kafka client", broken, NET_S, quiet=True) is False
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["closing the Kafka producer failed: OSError('connection reset')"]
+
+
+def test_the_loop_s_end_does_not_wait_for_a_task_that_outlives_its_cancellation() -> None:
+    # What uvloop.run / asyncio.run do at the end: cancel every task still running and wait
+    # for each to end, without a bound. A task that swallows its cancellation and waits on
+    # held the worker's exit until the supervisor killed it.
+    script = textwrap.dedent(
+        """
+        import asyncio, contextlib, logging, sys
+        import uvloop
+        from ingest.pipeline.closing import run_bounded
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+
+        async def stubborn() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            await asyncio.Event().wait()  # for ever, cancelled once already
+
+        async def main() -> str:
+            asyncio.ensure_future(stubborn(), loop=None).set_name("stubborn")
+            await asyncio.sleep(0)
+            return "main done"
+
+        print(run_bounded(main(), grace_s=0.2, loop_factory=uvloop.new_event_loop))
+        print("exited")
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=NET_S
+    )
+    assert run.returncode == 0, run.stderr
+    out = run.stdout.splitlines()
+    assert out[-2:] == ["main done", "exited"], run.stdout
+    (warning,) = [line for line in out if "did not end" in line]
+    assert "1 tasks" in warning and "stubborn" in warning
+    # Its "Task was destroyed but it is pending!" at exit would only repeat the warning.
+    assert "destroyed" not in run.stdout + run.stderr
