@@ -34,8 +34,9 @@ _LEFT: set[asyncio.Task[Any]] = set()
 
 
 def left_behind() -> set[asyncio.Task[Any]]:
-    """The closing tasks given up that have not ended (yet)."""
-    return {t for t in _LEFT if not t.done()}
+    """The closing tasks given up in the running loop that have not ended (yet)."""
+    loop = asyncio.get_running_loop()
+    return {t for t in _LEFT if not t.done() and t.get_loop() is loop}
 
 
 def _leave(task: asyncio.Task[Any]) -> None:
