@@ -18,15 +18,61 @@ cancellation does not hold the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-__all__ = ["close_within", "left_behind", "run_bounded"]
+__all__ = [
+    "CLIENTS_S",
+    "COMMIT_FLUSH_S",
+    "DELETE_PUBLISHED_S",
+    "FLUSH_LATEST_S",
+    "HOUSEKEEPING_S",
+    "KEEPER_S",
+    "LOOP_END_S",
+    "POOLS_S",
+    "STOP_GRACE_S",
+    "after_drain_s",
+    "close_within",
+    "end_within",
+    "left_behind",
+    "run_bounded",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The graceful stop's steps after the writer drained (or its deadline, pipeline.
+# shutdown_timeout_s, passed), in their order, each bounded: the supervisor kills a worker still
+# alive STOP_GRACE_S after that deadline, so their sum (``after_drain_s``) must fit it with a
+# margin, or a slow database or broker gets the worker killed instead of exiting 0.
+FLUSH_LATEST_S: Final = 3.0  # merge pending latest_state tuples, every shard together
+DELETE_PUBLISHED_S: Final = 2.0  # delete acknowledged alerts_outbox rows, every shard together
+COMMIT_FLUSH_S: Final = 1.0  # Kafka's copy of the offsets (the database holds them anyway)
+HOUSEKEEPING_S: Final = 1.0  # the housekeeping and Kafka-commit tasks (with the upkeep pass)
+CLIENTS_S: Final = 4.0  # the Kafka consumer and producer, closed together
+POOLS_S: Final = 2.0  # the sink's database pools
+KEEPER_S: Final = 3.0  # the signature-key keeper (its last flush of new keys), if configured
+LOOP_END_S: Final = 1.0  # the loop's end: leftover tasks, async generators, default executor
+STOP_GRACE_S: Final = 20.0  # the supervisor's stop_grace_s (ingest.cli.run)
+
+
+def after_drain_s() -> float:
+    """The most the graceful stop's steps after the drain take together (the bounds above)."""
+    return (
+        FLUSH_LATEST_S
+        + DELETE_PUBLISHED_S
+        + COMMIT_FLUSH_S
+        + HOUSEKEEPING_S
+        + CLIENTS_S
+        + POOLS_S
+        + KEEPER_S
+        + LOOP_END_S
+    )
+
 
 # Tasks given up: kept referenced (a task only the loop knows may be collected half-way) until
 # they end, and recognised when the process exits with them still pending (run_bounded).
@@ -39,38 +85,65 @@ def left_behind() -> set[asyncio.Task[Any]]:
     return {t for t in _LEFT if not t.done() and t.get_loop() is loop}
 
 
-def _leave(task: asyncio.Task[Any]) -> None:
+def _leave(task: asyncio.Task[Any], what: str = "", *, quiet: bool = True) -> None:
     task.cancel()
     _LEFT.add(task)
     task.add_done_callback(_LEFT.discard)
+    task.add_done_callback(functools.partial(_retrieve, what, quiet))
+
+
+def _retrieve(what: str, quiet: bool, task: asyncio.Task[Any]) -> None:
+    # Retrieved, or asyncio logs "Task exception was never retrieved" with a traceback when a
+    # task given up fails later: noise for a close already reported as left behind.
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not quiet:
+        log.debug("closing %s, left behind, failed later: %r", what, exc)
+
+
+# What a close left behind leaves undone, for its WARNING (``close_within``'s ``undone``).
+READ_AGAIN: Final = (
+    "nothing is lost: the offsets were committed with the rows before the clients close, or "
+    "the frames given up uncommitted, and the next owner reads those again"
+)
 
 
 async def close_within(
-    what: str, close: Callable[[], Awaitable[object]], timeout_s: float, *, quiet: bool = False
+    what: str,
+    close: Callable[[], Awaitable[object]],
+    timeout_s: float,
+    *,
+    quiet: bool = False,
+    undone: str = READ_AGAIN,
+    verb: str = "close",
 ) -> bool:
     """Await ``close()`` for at most ``timeout_s``; True when it finished without an error.
     Past the bound it is cancelled and left behind (not awaited: see the module docstring),
-    with one WARNING saying ``what`` did not close; an error it raised is a WARNING too.
-    ``quiet``: neither is logged (a half-started client, a replaced producer)."""
+    with one WARNING saying ``what`` did not ``verb`` and ``undone`` (what becomes of what it
+    had not done); an error it raised is a WARNING too. ``quiet``: neither is logged (a
+    half-started client, a replaced producer)."""
 
     async def closing() -> object:
         return await close()
 
     task = asyncio.ensure_future(closing())
+    # Named for the leftover-task WARNING at the loop's end (run_bounded).
+    task.set_name(f"closing {what}")
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
     except asyncio.CancelledError:
-        _leave(task)
+        _leave(task, what, quiet=quiet)
         raise
     if not done:
-        _leave(task)
+        _leave(task, what, quiet=quiet)
         if not quiet:
             log.warning(
-                "%s did not close within %gs: left behind, the worker exits without it "
-                "(nothing is lost: what it had in flight was committed or given up "
-                "uncommitted before the clients close, and is read again)",
+                "%s did not %s within %gs: left behind, the worker exits without it (%s)",
                 what,
+                verb,
                 timeout_s,
+                undone,
             )
         return False
     if task.cancelled():
@@ -81,6 +154,23 @@ async def close_within(
     return exc is None
 
 
+async def end_within(task: asyncio.Task[Any], what: str, timeout_s: float) -> None:
+    """Cancel ``task`` and wait at most ``timeout_s`` for it to end; past that it is left
+    behind (one WARNING). Its result and error are not wanted: retrieved, never raised."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if done:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller reported it, or it does not matter now
+        return
+    _leave(task, what)
+    log.warning(
+        "%s did not end within %gs of its cancellation: left behind, the worker exits without it",
+        what,
+        timeout_s,
+    )
+
+
 def run_bounded(
     main: Coroutine[Any, Any, T],
     *,
@@ -88,17 +178,21 @@ def run_bounded(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> T:
     """``main`` run to its end in a new loop, as ``asyncio.run``/``uvloop.run`` do, except that
-    the tasks still running then are given ``grace_s`` to end once cancelled (not for ever):
-    those that do not are named in one WARNING and abandoned with the loop."""
+    the end (the tasks still running cancelled and waited for, async generators closed, the
+    default executor shut down) has ``grace_s`` in all, not for ever: the tasks that do not end
+    in time are named in one WARNING and abandoned with the loop."""
     loop = loop_factory()
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(main)
     finally:
         try:
+            # One deadline for the three steps, each given what the ones before left.
+            deadline = loop.time() + grace_s
             _cancel_remaining(loop, grace_s)
-            loop.run_until_complete(_within(loop.shutdown_asyncgens(), grace_s))
-            loop.run_until_complete(_within(loop.shutdown_default_executor(), grace_s))
+            for step in (loop.shutdown_asyncgens, loop.shutdown_default_executor):
+                loop.run_until_complete(_within(step(), max(0.0, deadline - loop.time())))
+            _close_left(loop)
         finally:
             asyncio.set_event_loop(None)
             loop.close()
@@ -109,6 +203,22 @@ async def _within(aw: Coroutine[Any, Any, None], timeout_s: float) -> None:
     await asyncio.wait({task}, timeout=timeout_s)
     if not task.done():
         _leave(task)
+
+
+def _close_left(loop: asyncio.AbstractEventLoop) -> None:
+    # A coroutine of a task still pending is closed when it is collected, at interpreter exit:
+    # its `finally` then runs with no loop and prints "Exception ignored in: <coroutine ...>
+    # RuntimeError: no running event loop" (not a log line). Closed here, while the loop
+    # exists but no longer runs (an await there fails at once, ending the coroutine); what it
+    # raises is the same abandonment, already reported. One that awaits a future in its
+    # `finally` ignores a close ("coroutine ignored GeneratorExit"): closed again, a few times.
+    for task in [t for t in _LEFT if t.get_loop() is loop and not t.done()]:
+        coro = task.get_coro()
+        for _ in range(8):
+            if getattr(coro, "cr_frame", None) is None:
+                break
+            with contextlib.suppress(Exception):
+                coro.close()
 
 
 def _cancel_remaining(loop: asyncio.AbstractEventLoop, grace_s: float) -> None:

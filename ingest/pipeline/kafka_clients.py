@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import ProducerClosed
 
-from ingest.pipeline.closing import close_within
+from ingest.pipeline.closing import CLIENTS_S, close_within
 from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
@@ -94,10 +94,18 @@ async def start_client(
     return None
 
 
-# How long each client gets to close (leave the group, flush the producer). Past it the
-# client is left behind (``closing.close_within``): a bound that ``asyncio.wait_for`` cannot
-# keep, as aiokafka's close swallows the cancellation in places and goes on.
-CLOSE_TIMEOUT_S = 5.0
+# How long the clients get to close (leave the group, flush the producer), together. Past it
+# a client is left behind (``closing.close_within``): a bound that ``asyncio.wait_for`` cannot
+# keep, as aiokafka's close swallows the cancellation in places and goes on. Its share of the
+# stop's budget: ``closing.after_drain_s``.
+CLOSE_TIMEOUT_S = CLIENTS_S
+
+# The producer's in-flight alert messages are not re-read from Kafka: their alerts_outbox rows
+# stay (deleted only once acknowledged) and the next owner of their partitions sends them.
+_PRODUCER_UNDONE = (
+    "nothing is lost: the alert messages it had in flight stay in alerts_outbox and the next "
+    "owner of their partitions sends them"
+)
 
 
 async def stop_quietly(client: Any) -> None:
@@ -112,7 +120,7 @@ async def stop_clients(consumer: Any, producer: Any) -> None:
     read again), so abandoning a client loses nothing."""
     await asyncio.gather(
         close_within("the Kafka consumer", consumer.stop, CLOSE_TIMEOUT_S),
-        close_within("the Kafka producer", producer.stop, CLOSE_TIMEOUT_S),
+        close_within("the Kafka producer", producer.stop, CLOSE_TIMEOUT_S, undone=_PRODUCER_UNDONE),
     )
 
 
@@ -216,7 +224,9 @@ class RenewableProducer:
         finally:
             # A renewal under way ends first (it sees _stopped and stops its new producer),
             # then every replaced producer's stop, those still in use too (the worker is
-            # going): none is left running after the worker's.
+            # going): when this stop completes, none is left running. When it does not (the
+            # worker's close_within gives up on it, a broker that does not answer), they are
+            # left behind with it and end with the process.
             async with self._lock:
                 pass
             for producer in self._retired:
