@@ -24,6 +24,7 @@ from ingest.config import Settings
 from ingest.config.bounds import MAX_WORKERS, PORT_MAX, PORT_MIN
 from ingest.config.load import add_config_arguments, settings_from_args
 from ingest.errors import UserError
+from ingest.pipeline.closing import STOP_GRACE_S
 from ingest.pipeline.logs import configure_logging
 
 __all__ = ["check_rules", "check_write_timeout", "register", "run_service", "run_settings"]
@@ -167,11 +168,12 @@ def run_service(settings: Settings) -> int:
                 metrics_host=m.host,
                 metrics_port=m.port,
                 multiproc_dir=path,
-                # Workers get shutdown_timeout_s to flush, then ~15 s to leave the group and
-                # close (Kafka 3 + 5 + 5 s at most, the pool); the supervisor kills them after
-                # that, so a worker stuck in a system call cannot hold the stop forever.
+                # Workers get shutdown_timeout_s to flush, then STOP_GRACE_S for the steps
+                # after it (each bounded, closing.after_drain_s() at most in all: merge
+                # latest_state, outbox, commit, clients, pools, ...); the supervisor kills them
+                # after that, so a worker stuck in a system call cannot hold the stop forever.
                 shutdown_timeout_s=p.shutdown_timeout_s,
-                stop_grace_s=20,
+                stop_grace_s=STOP_GRACE_S,
                 stall_after_s=p.stall_after_s,
             ),
             functools.partial(worker_process, settings=settings),

@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 
 from ingest.pipeline.backpressure import Backpressure
 from ingest.pipeline.batch import BatchBuilder
+from ingest.pipeline.closing import HOUSEKEEPING_S, end_within
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.sink import Sink
 from ingest.pipeline.upkeep import describe_failure
@@ -89,8 +90,10 @@ class LagReporter:
                 await asyncio.sleep(self._interval)
         finally:
             if self._upkeep is not None:
-                self._upkeep.cancel()  # the sink closes a stuck shard's connection on cancel
-                await asyncio.gather(self._upkeep, return_exceptions=True)
+                # The sink closes a stuck shard's connection on cancel, which can hang too:
+                # bounded within the worker's own bound on this task (Worker.run), so that this
+                # task ends and only the upkeep pass is left behind.
+                await end_within(self._upkeep, "the storage upkeep pass", HOUSEKEEPING_S / 2)
 
     async def _maintain(self) -> None:
         try:

@@ -25,7 +25,7 @@ from ingest.pipeline.adapters import (
     decode_vehicle_batch,
 )
 from ingest.pipeline.batch import Batched, TopicDecoder, WithHeaders
-from ingest.pipeline.closing import run_bounded
+from ingest.pipeline.closing import LOOP_END_S, run_bounded
 from ingest.pipeline.logs import configure_logging
 from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.options import WorkerOptions
@@ -48,9 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# After the worker returned, how long the tasks still running get to end once cancelled.
-EXIT_GRACE_S = 2.0
 
 # Raw source (``kafka.topic_<source>``, ``ingest.config.kafka_settings.RAW_SOURCES``) -> its
 # decoder (``ingest.pipeline.adapters``). A source is consumed once its decoder is here. The
@@ -232,7 +229,7 @@ def worker_process(index: int, settings: Settings) -> None:
         # Not uvloop.run: its end waits without a bound for every task still running to end
         # once cancelled, and an aiokafka task can swallow its cancellation (ingest.pipeline.
         # closing): the worker would hang there past the supervisor's stop deadline.
-        run_bounded(_run(index, settings), grace_s=EXIT_GRACE_S, loop_factory=uvloop.new_event_loop)
+        run_bounded(_run(index, settings), grace_s=LOOP_END_S, loop_factory=uvloop.new_event_loop)
     except Exception as exc:
         known = _one_line_error(exc)
         if known is not None:

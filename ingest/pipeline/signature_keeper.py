@@ -25,6 +25,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from ingest.pipeline.batch import Batched, TopicDecoder
+from ingest.pipeline.closing import KEEPER_S, end_within
 from ingest.pipeline.signatures import KeyCache, Policy, SignatureGate
 from storage import keys as registry
 from storage.connect import PoolParams, connect, probe
@@ -104,7 +105,9 @@ class Keeper:
                 return
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.flush(conn), 5.0)
+                    # Its last flush, within the keeper's bound on the way out (KEEPER_S,
+                    # run_with_keeper), leaving a second to close the connection.
+                    await asyncio.wait_for(self.flush(conn), KEEPER_S - 1.0)
                 raise
             except Exception as exc:
                 log.warning("signature keys: %s; reconnecting in %.0f s", exc, RETRY_S)
@@ -213,6 +216,11 @@ async def run_with_keeper(
             return
         await run(stop)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Bounded (its last flush and the connection's close, on cancel, can hang on a
+        # database that does not answer): past KEEPER_S it is left behind, and the keys of
+        # activation frames it had not stored by then are not registered (as past its flush's
+        # own bound before).
+        await end_within(task, "the signature-key keeper", KEEPER_S)
+        failed = None if not task.done() or task.cancelled() else task.exception()
+        if failed is not None:
+            raise failed

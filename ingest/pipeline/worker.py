@@ -37,7 +37,15 @@ from typing import Any, Final
 
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, TopicDecoder
-from ingest.pipeline.closing import close_within
+from ingest.pipeline.closing import (
+    COMMIT_FLUSH_S,
+    DELETE_PUBLISHED_S,
+    FLUSH_LATEST_S,
+    HOUSEKEEPING_S,
+    POOLS_S,
+    close_within,
+    end_within,
+)
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.kafka_clients import (
     RebalanceListener,
@@ -58,9 +66,6 @@ from storage.shards import shard_of
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
-
-# How long the sink's pools get to close on the way out (then they are left behind).
-SINK_CLOSE_TIMEOUT_S: Final = 5.0
 
 # Records decoded between two of the write lanes' turns (``Worker._add``): ~5 ms of decoding.
 DECODE_SLICE: Final = 500
@@ -172,23 +177,34 @@ class Worker:
             shards=o.shards,
         )
         self.lag = lag = LagReporter(self, group_id=o.group_id, interval_s=o.lag_interval_s)
+        # Outside the task group, watched from inside it (a failure still stops everything):
+        # the group's exit waits for its tasks without a bound, and these are ended on the way
+        # out within HOUSEKEEPING_S (their awaits, a Kafka commit or a storage upkeep pass,
+        # can outlive a cancellation).
+        side = (
+            asyncio.create_task(lag.run(), name="housekeeping"),
+            asyncio.create_task(self.committer.run(), name="kafka-commit"),
+        )
         try:
             consumer.subscribe(list(o.topics), listener=RebalanceListener(self))
             log.info("consumer started", extra={"topics": list(o.topics), "group": o.group_id})
             async with asyncio.TaskGroup() as tg:
                 write_task = tg.create_task(writer.run(), name="writer")
-                lag_task = tg.create_task(lag.run(), name="housekeeping")
-                commit_task = tg.create_task(self.committer.run(), name="kafka-commit")
+                watch_task = tg.create_task(_watch(side), name="watch")
                 stop_task = tg.create_task(stop.wait(), name="stop")
                 consume_task = tg.create_task(self._consume_loop(stop), name="consume")
                 await asyncio.wait({stop_task, consume_task}, return_when="FIRST_COMPLETED")
                 await self._shutdown(consume_task, write_task)
                 # Kafka's copy of the offsets, best effort: the database has them anyway.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.committer.flush(), 3)
-                lag_task.cancel()
-                commit_task.cancel()
+                await close_within(
+                    "Kafka's copy of the offsets", self.committer.flush, COMMIT_FLUSH_S, quiet=True
+                )
+                watch_task.cancel()
         finally:
+            await asyncio.gather(
+                end_within(side[0], "the housekeeping task", HOUSEKEEPING_S),
+                end_within(side[1], "the Kafka commit task", HOUSEKEEPING_S),
+            )
             await self._close(consumer, producers)
 
     async def _start_kafka(
@@ -225,8 +241,23 @@ class Worker:
                 deadline,
                 frames,
             )
-        await flush_latest(self.sink, self.owned)  # pending latest_state tuples, before leaving
-        await self.sink.delete_published()  # or the next owner sends them again
+        # Pending latest_state tuples, before leaving; every shard together within the bound.
+        owned = list(self.owned)
+        await close_within(
+            "merging latest_state",
+            lambda: flush_latest(self.sink, owned),
+            FLUSH_LATEST_S,
+            verb="finish",
+            undone="the stored latest_from still covers them: the next owner reads them again",
+        )
+        # Or the next owner sends them again.
+        await close_within(
+            "deleting the published alert messages' outbox rows",
+            self.sink.delete_published,
+            DELETE_PUBLISHED_S,
+            verb="finish",
+            undone="the next owner sends those alert messages again, which consumers deduplicate",
+        )
         self.writer.close()
         await write_task
 
@@ -240,7 +271,7 @@ class Worker:
     async def _close_sink(self) -> None:
         # asyncpg's pool close waits for every connection to be released first: one still
         # held by a task that outlived its cancellation would hold the exit.
-        await close_within("the database pools", self.sink.close, SINK_CLOSE_TIMEOUT_S)
+        await close_within("the database pools", self.sink.close, POOLS_S)
 
     # -- consume loop ------------------------------------------------------------------------
     async def _consume_loop(self, stop: asyncio.Event) -> None:
@@ -612,3 +643,16 @@ class Worker:
             # partitions stay pending; their next owner restores them.
             return
         await self._load_pending_offsets(backoff=False)
+
+
+async def _watch(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Raise what the first of ``tasks`` to fail raised (in the task group, so that it stops
+    the worker as if they were in it). Cancelled, it leaves them running: asyncio.wait does
+    not cancel what it waits for."""
+    done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            raise exc
+        # Ended otherwise: they run until the worker cancels them, so this is a bug as well.
+        raise RuntimeError(f"the {task.get_name()} task ended before the worker's stop")

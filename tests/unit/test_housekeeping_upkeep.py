@@ -63,3 +63,41 @@ async def test_gauges_go_on_while_a_pass_runs_and_a_stop_cancels_it(
     with pytest.raises(asyncio.CancelledError):
         await loop
     assert sink.cancelled.is_set()
+
+
+class StuckUpkeep(SlowUpkeep):
+    """A pass whose cancellation is used up inside it (a connection close that hangs on a
+    shard that does not answer), after which it waits on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def maintain(self) -> None:
+        self.started += 1
+        self.running.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+        await self.release.wait()
+
+
+async def test_a_stop_does_not_wait_for_a_pass_that_outlives_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The housekeeping task's end waited for the pass without a bound, and the worker's task
+    # group for the housekeeping task: a hung shard held the worker past the supervisor's stop
+    # deadline. Safety net only, far above the bound (HOUSEKEEPING_S): nothing timed here.
+    monkeypatch.setattr(lag, "UPKEEP_INTERVAL_S", 0.0)
+    sink = StuckUpkeep()
+    reporter = Counting(SimpleNamespace(sink=sink, metrics=PipelineMetrics()))
+    loop = asyncio.create_task(reporter.run())
+    await asyncio.wait_for(sink.running.wait(), 10)
+    loop.cancel()
+    try:
+        done, _ = await asyncio.wait({loop}, timeout=30)
+        assert loop in done, "the housekeeping task waited for a pass that would not end"
+        assert loop.cancelled() and sink.cancelled.is_set()
+    finally:
+        sink.release.set()
