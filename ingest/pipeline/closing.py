@@ -34,6 +34,7 @@ __all__ = [
     "LOOP_END_S",
     "POOLS_S",
     "STOP_GRACE_S",
+    "WRITER_S",
     "after_drain_s",
     "close_within",
     "end_within",
@@ -50,7 +51,10 @@ T = TypeVar("T")
 # alive STOP_GRACE_S after that deadline, so their sum (``after_drain_s``) must fit it with a
 # margin, or a slow database or broker gets the worker killed instead of exiting 0.
 FLUSH_LATEST_S: Final = 3.0  # merge pending latest_state tuples, every shard together
-DELETE_PUBLISHED_S: Final = 2.0  # delete acknowledged alerts_outbox rows, every shard together
+DELETE_PUBLISHED_S: Final = 1.5  # delete acknowledged alerts_outbox rows, every shard together
+# The writer's end once closed: nothing is in flight after the drain or the abandon, but an
+# abandoned write whose cancellation is swallowed (a COMMIT under way) would hold it for ever.
+WRITER_S: Final = 0.5
 COMMIT_FLUSH_S: Final = 1.0  # Kafka's copy of the offsets (the database holds them anyway)
 HOUSEKEEPING_S: Final = 1.0  # the housekeeping and Kafka-commit tasks (with the upkeep pass)
 CLIENTS_S: Final = 4.0  # the Kafka consumer and producer, closed together
@@ -65,6 +69,7 @@ def after_drain_s() -> float:
     return (
         FLUSH_LATEST_S
         + DELETE_PUBLISHED_S
+        + WRITER_S
         + COMMIT_FLUSH_S
         + HOUSEKEEPING_S
         + CLIENTS_S
@@ -150,24 +155,37 @@ async def close_within(
         return False
     exc = task.exception()
     if exc is not None and not quiet:
-        log.warning("closing %s failed: %r", what, exc)
+        # "closing the database pools failed", "merging latest_state failed"
+        log.warning("%s failed: %r", f"closing {what}" if verb == "close" else what, exc)
     return exc is None
 
 
-async def end_within(task: asyncio.Task[Any], what: str, timeout_s: float) -> None:
-    """Cancel ``task`` and wait at most ``timeout_s`` for it to end; past that it is left
-    behind (one WARNING). Its result and error are not wanted: retrieved, never raised."""
-    task.cancel()
+async def end_within(
+    task: asyncio.Task[Any],
+    what: str,
+    timeout_s: float,
+    *,
+    cancel: bool = True,
+    reported: bool = False,
+) -> None:
+    """Cancel ``task`` (``cancel``; else it was told to end) and wait at most ``timeout_s`` for
+    it to end; past that it is cancelled and left behind (one WARNING). An error it raised is
+    never raised: logged (a WARNING) unless ``reported`` (raised by the caller already), as the
+    worker's run may be failing for another reason, the one raised."""
+    if cancel:
+        task.cancel()
     done, _ = await asyncio.wait({task}, timeout=timeout_s)
     if done:
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller reported it, or it does not matter now
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not reported:
+            log.warning("%s failed: %r", what, exc)
         return
     _leave(task, what)
     log.warning(
-        "%s did not end within %gs of its cancellation: left behind, the worker exits without it",
+        "%s did not end within %gs%s: left behind, the worker exits without it",
         what,
         timeout_s,
+        " of its cancellation" if cancel else "",
     )
 
 

@@ -220,7 +220,7 @@ async def run_with_keeper(
         # database that does not answer): past KEEPER_S it is left behind, and the keys of
         # activation frames it had not stored by then are not registered (as past its flush's
         # own bound before).
-        await end_within(task, "the signature-key keeper", KEEPER_S)
+        await end_within(task, "the signature-key keeper", KEEPER_S, reported=True)  # raised below
         failed = None if not task.done() or task.cancelled() else task.exception()
         if failed is not None:
             raise failed

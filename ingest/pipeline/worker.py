@@ -43,6 +43,7 @@ from ingest.pipeline.closing import (
     FLUSH_LATEST_S,
     HOUSEKEEPING_S,
     POOLS_S,
+    WRITER_S,
     close_within,
     end_within,
 )
@@ -181,16 +182,21 @@ class Worker:
         # the group's exit waits for its tasks without a bound, and these are ended on the way
         # out within HOUSEKEEPING_S (their awaits, a Kafka commit or a storage upkeep pass,
         # can outlive a cancellation).
+        # The writer too: closed, it ends once its lanes are idle, but an abandoned write whose
+        # cancellation is swallowed (a COMMIT under way) would hold the group's exit for ever.
         side = (
             asyncio.create_task(lag.run(), name="housekeeping"),
             asyncio.create_task(self.committer.run(), name="kafka-commit"),
         )
+        write_task = asyncio.create_task(writer.run(), name="writer")
+        raised: set[asyncio.Task[None]] = set()  # failures _watch raised (reported so)
         try:
             consumer.subscribe(list(o.topics), listener=RebalanceListener(self))
             log.info("consumer started", extra={"topics": list(o.topics), "group": o.group_id})
             async with asyncio.TaskGroup() as tg:
-                write_task = tg.create_task(writer.run(), name="writer")
-                watch_task = tg.create_task(_watch(side), name="watch")
+                watch_task = tg.create_task(
+                    _watch((*side, write_task), lambda: writer.closed, raised), name="watch"
+                )
                 stop_task = tg.create_task(stop.wait(), name="stop")
                 consume_task = tg.create_task(self._consume_loop(stop), name="consume")
                 await asyncio.wait({stop_task, consume_task}, return_when="FIRST_COMPLETED")
@@ -201,9 +207,15 @@ class Worker:
                 )
                 watch_task.cancel()
         finally:
+            # The writer ended in _shutdown already, unless the run failed before.
             await asyncio.gather(
-                end_within(side[0], "the housekeeping task", HOUSEKEEPING_S),
-                end_within(side[1], "the Kafka commit task", HOUSEKEEPING_S),
+                end_within(write_task, "the writer", WRITER_S, reported=write_task in raised),
+                end_within(
+                    side[0], "the housekeeping task", HOUSEKEEPING_S, reported=side[0] in raised
+                ),
+                end_within(
+                    side[1], "the Kafka commit task", HOUSEKEEPING_S, reported=side[1] in raised
+                ),
             )
             await self._close(consumer, producers)
 
@@ -259,7 +271,7 @@ class Worker:
             undone="the next owner sends those alert messages again, which consumers deduplicate",
         )
         self.writer.close()
-        await write_task
+        await end_within(write_task, "the writer", WRITER_S, cancel=False)
 
     async def _close(self, consumer: Any, producer: Any) -> None:
         # Every step bounded for real (ingest.pipeline.closing): what does not close in time is
@@ -645,14 +657,25 @@ class Worker:
         await self._load_pending_offsets(backoff=False)
 
 
-async def _watch(tasks: Iterable[asyncio.Task[None]]) -> None:
+async def _watch(
+    tasks: Iterable[asyncio.Task[None]],
+    writer_closed: Callable[[], bool],
+    raised: set[asyncio.Task[None]],
+) -> None:
     """Raise what the first of ``tasks`` to fail raised (in the task group, so that it stops
-    the worker as if they were in it). Cancelled, it leaves them running: asyncio.wait does
-    not cancel what it waits for."""
-    done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
-    for task in done:
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None:
-            raise exc
-        # Ended otherwise: they run until the worker cancels them, so this is a bug as well.
-        raise RuntimeError(f"the {task.get_name()} task ended before the worker's stop")
+    the worker as if they were in it), noted in ``raised``; one that ends otherwise is a bug,
+    raised at once (the writer's end once closed excepted). Cancelled, it leaves them running:
+    asyncio.wait does not cancel what it waits for."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                raised.add(task)
+                raise exc
+            if task.get_name() == "writer" and not task.cancelled() and writer_closed():
+                continue
+            # They run until the worker cancels them, after this task.
+            how = "was cancelled" if task.cancelled() else "ended"
+            raise RuntimeError(f"the {task.get_name()} task {how} before the worker's stop")

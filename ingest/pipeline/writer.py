@@ -231,6 +231,11 @@ class Writer:
             self.committed.pop(tp, None)
             self.commit_time.pop(tp, None)
 
+    @property
+    def closed(self) -> bool:
+        """``close`` was called: the lanes end once idle."""
+        return self._closing
+
     def close(self) -> None:
         self._closing = True
         for lane in self._lanes:
