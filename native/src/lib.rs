@@ -7,7 +7,8 @@
 //! The crate is two layers:
 //! - the pure core (this crate without features): bytes in, `vehicle::Outcome` out, and the
 //!   COPY tuples of each table (`copy`, `vehicle::encode`); no I/O, no Python, so `cargo test`
-//!   and the fuzz loop (`examples/fuzz.rs`) run it as it is;
+//!   and the fuzz loop (`examples/fuzz.rs`) run it as it is; `rules` is the rule engine's
+//!   per-frame conditions (alerts/kinds.py's closures in Rust), pure as well;
 //! - the Python bindings (`py`, feature `python`, turned on by maturin): one call per batch of
 //!   Kafka values, which parses and encodes with the GIL released and then builds the row
 //!   objects of `contract.rows` that the rule engine and latest state read.
@@ -22,6 +23,7 @@ pub mod envelope;
 pub mod error;
 pub mod framer;
 pub mod identity;
+pub mod rules;
 pub mod sig;
 pub mod time;
 pub mod vehicle;
