@@ -3,6 +3,7 @@
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from contract.battery import PackFrameRows
 from contract.charger import ChargerRows
@@ -61,3 +62,23 @@ def verify_signature(
 ) -> int: ...
 def check_key(algorithm: int, key: bytes, /) -> None: ...
 def activation_key(frame: bytes, /) -> tuple[bytes, int, bytes, int] | None: ...
+
+# The rule engine's per-frame loop (src/rules.rs, src/py_rules.rs), built by
+# alerts/kinds_native.py; a Runner of alerts.fastpath.
+RuleSpec = tuple[
+    int, int, int, Any, list[float] | None, list[tuple[int, int, float]], list[int], list[float]
+]
+
+class RuleRunner:
+    def __init__(
+        self,
+        spec: list[RuleSpec],
+        nslots: int,
+        nfields: int,
+    ) -> None:
+        """Per rule in evaluation order: (kind code, bit, pending slot or -1, CRule, scratch
+        list, guards (position, op code, value), the kind's ints, its floats)."""
+    def __call__(self, apply: Any, ent: Any, vals: tuple[Any, ...], t: int, vin: str, /) -> None:
+        """Every rule over one in-order frame; ``apply(ent, cr, c, vals, t, vin)`` where the
+        generated Python loop (alerts.fastpath) calls it."""
+    def __len__(self) -> int: ...

@@ -38,4 +38,6 @@ mod py_json;
 #[cfg(feature = "python")]
 mod py_kinds;
 #[cfg(feature = "python")]
+mod py_rules;
+#[cfg(feature = "python")]
 mod py_sig;

@@ -564,5 +564,6 @@ fn nev_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::py_kinds::register(m)?;
     crate::py_json::register(m)?;
     crate::py_sig::register(m)?;
+    crate::py_rules::register(m)?;
     Ok(())
 }
