@@ -69,7 +69,9 @@ class RuleEngine:
     registration data); ``update_every_s`` throttles ``updated`` changes of a long-open alert
     (a new peak is always reported at once); ``max_future_s`` bounds how far ahead of
     ``now_ms`` a frame time may be (a device with a wrong clock would otherwise make every
-    later frame look late).
+    later frame look late). ``native_rules``: judge in-order frames with the native runner where
+    it can serve the rules (alerts.kinds_native); False keeps the generated Python loop (the
+    reference the differential tests compare with).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class RuleEngine:
         models: Mapping[str, str] | Callable[[str], str | None] | None = None,
         update_every_s: float = 60.0,
         max_future_s: float = 300.0,
+        native_rules: bool = True,
     ) -> None:
         self.entity_kind = entity_kind
         self.stats = RuleEngineStats()
@@ -98,11 +101,12 @@ class RuleEngine:
         # Where the frames of the current ``evaluate`` come from: what the alerts they raise
         # are stamped with (``_raise``).
         self._source: tuple[int | None, str | None] = (None, None)
+        self._native = native_rules
         self._install(rules)
 
     def _install(self, rules: RuleSet) -> None:
         self.rules = rules.for_kind(self.entity_kind)
-        self._plan = Plan.compile(rules, self.entity_kind)
+        self._plan = Plan.compile(rules, self.entity_kind, native=self._native)
         self._plan_cache: dict[tuple[bool, ...], Plans] = {}
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -145,7 +149,7 @@ class RuleEngine:
             ent.wm = t
             n += 1
             vals = extract(fr)
-            # The generated hot loop of this entity's rules (alerts.fastpath).
+            # The hot loop of this entity's rules (alerts.kinds_native, alerts.fastpath).
             plans = ent.plans
             (plans.run25 if fr.edition == 2025 else plans.run16)(self._apply, ent, vals, t, fr.vin)
         stats.evaluated += n

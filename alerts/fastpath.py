@@ -1,10 +1,12 @@
-"""One generated function per (rule set, scope, edition): the engine's per-frame hot loop.
+"""One generated function per (rule set, scope, edition): the engine's per-frame loop in Python.
 
-Most rules, on most frames, do not hold and have nothing to undo. For the rules whose verdict
-depends on the current frame alone (threshold, spread, insulation, flag level, composite) the
-generated code tests "could this hold?" inline (a comparison or two on the extracted values)
-and calls into the engine only when it could, or when the rule is active or pending. Rules
-with history (rate, drop/jump, flag edges, guarded rules) must see every frame: their
+The reference the native loop (nev_native.RuleRunner, alerts.kinds_native) is tested against,
+and the loop of a plan the native one cannot serve (more than 64 rules of a kind, no built
+extension). Most rules, on most frames, do not hold and have nothing to undo. For the rules
+whose verdict depends on the current frame alone (threshold, spread, insulation, flag level,
+composite) the generated code tests "could this hold?" inline (a comparison or two on the
+extracted values) and calls into the engine only when it could, or when the rule is active or
+pending. Rules with history (rate, drop/jump, flag edges, guarded rules) must see every frame: their
 condition closure is called directly. The generated test for each kind mirrors exactly the
 ``HOLD`` branch of its closure in ``alerts.kinds``; the closure still decides (the engine
 calls it), so the inline test only has to be a superset, never a subset, of ``HOLD``.

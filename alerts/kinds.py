@@ -85,6 +85,9 @@ class Compiled:
     value: ValueFn
     nslots: int  # state slots the kind uses, from the base it was given
     peak_is_max: bool  # peak = max of values (else min: "below" rules like insulation)
+    # The cell ``value()`` reads for the kinds that report from it: the native runner
+    # (alerts.kinds_native) writes it on a HOLD, as the closure does.
+    scratch: list[float]
 
 
 def kind_fields(rule: Rule) -> list[str]:
@@ -124,32 +127,36 @@ def compile_condition(
         cond, value, is_max = _threshold(
             index(str(p["field"])), op, float(p["value"]), float(p.get("hysteresis", 0.0))
         )
-        out = Compiled(cond, value, 0, is_max)
+        out = Compiled(cond, value, 0, is_max, scratch)
     elif rule.kind == "insulation":
-        out = Compiled(_insulation(rule, index, scratch), from_scratch, 0, False)
+        out = Compiled(_insulation(rule, index, scratch), from_scratch, 0, False, scratch)
     elif rule.kind == "flag":
         cond, nslots = _flag(rule, index, base, flags_2016_mask)
-        out = Compiled(cond, _level_value(index("max_alarm_level")), nslots, True)
+        out = Compiled(cond, _level_value(index("max_alarm_level")), nslots, True, scratch)
     elif rule.kind == "rate":
         # A fall reports a negative rate: the steepest fall, the worst, is the minimum.
         rises = p.get("direction", "rise") != "fall"
-        out = Compiled(_rate(rule, index(str(p["field"])), base, scratch), from_scratch, 4, rises)
+        out = Compiled(
+            _rate(rule, index(str(p["field"])), base, scratch), from_scratch, 4, rises, scratch
+        )
     elif rule.kind in ("drop", "jump"):
         cond, nslots = _step(rule, index(str(p["field"])), base, scratch)
-        out = Compiled(cond, from_scratch, nslots, True)
+        out = Compiled(cond, from_scratch, nslots, True, scratch)
     elif rule.kind == "composite":
-        out = Compiled(_composite(rule, subs), lambda vals: None, 0, True)
+        out = Compiled(_composite(rule, subs), lambda vals: None, 0, True, scratch)
     elif rule.kind == "ratio":
         cond = ratio(rule, index(str(p["field"])), index(str(p["per"])), base, scratch)
         # A "below" ratio (< / <=) is worst at its minimum.
         above = str(p.get("op", ">=")) in (">=", ">")
-        out = Compiled(cond, from_scratch, RATIO_SLOTS, above)
+        out = Compiled(cond, from_scratch, RATIO_SLOTS, above, scratch)
     elif rule.kind == "flip":
-        out = Compiled(flip(rule, index(str(p["field"])), base, scratch), from_scratch, 4, False)
+        flipped = flip(rule, index(str(p["field"])), base, scratch)
+        out = Compiled(flipped, from_scratch, 4, False, scratch)
     else:  # pragma: no cover - the loader rejects unknown kinds
         raise ValueError(f"unknown kind {rule.kind!r}")
     if rule.guards:
-        out = Compiled(_guarded(out.cond, rule, index), out.value, out.nslots, out.peak_is_max)
+        guarded = _guarded(out.cond, rule, index)
+        out = Compiled(guarded, out.value, out.nslots, out.peak_is_max, scratch)
     return out
 
 

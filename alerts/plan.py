@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from alerts.fastpath import Runner, compile_runner
+from alerts.fastpath import Runner
 from alerts.fields import Extractor, compile_extractor
 from alerts.kinds import FLAGS_2016_MASK, Condition, ValueFn, compile_condition, kind_fields
+from alerts.kinds_native import runner_for
 from alerts.model import AlertRecord, Rule
 from alerts.rules import RuleSet
 
@@ -36,7 +37,7 @@ class Plans(NamedTuple):
 
     steps16: tuple[Step, ...]
     steps25: tuple[Step, ...]
-    run16: Runner  # generated hot loop (alerts.fastpath)
+    run16: Runner  # the hot loop: native (alerts.kinds_native) or generated (alerts.fastpath)
     run25: Runner
 
 
@@ -61,6 +62,7 @@ class CRule:
         "peak_max",
         "pend",
         "rule",
+        "scratch",
         "value",
     )
 
@@ -79,6 +81,7 @@ class CRule:
         self.peak_max = True
         self.cond: Condition = _never
         self.value: ValueFn = _no_value
+        self.scratch: list[float] = []
 
 
 def _never(vals: object, slots: object, t: float, active: int) -> int:  # pragma: no cover
@@ -228,10 +231,16 @@ class Plan:
     scoped: bool  # some rule has a scope: plans differ per entity
     position: Mapping[str, int]  # field name -> index in the extracted tuple
     flags_2016_mask: int  # the flag bits a 2016-edition frame of the entity kind defines
+    # The native runner where it can serve (alerts.kinds_native); False: the generated Python
+    # loop always (the differential tests' reference).
+    native: bool = True
 
     @classmethod
-    def compile(cls, ruleset: RuleSet, entity_kind: str = "vehicle") -> Plan:
-        """Compile the rules of ``ruleset`` that are for ``entity_kind``."""
+    def compile(
+        cls, ruleset: RuleSet, entity_kind: str = "vehicle", *, native: bool = True
+    ) -> Plan:
+        """Compile the rules of ``ruleset`` that are for ``entity_kind``; ``native``: see
+        ``Plan.native``."""
         rules = ruleset.for_kind(entity_kind).rules
         # Vehicles: bits 19-31 are reserved in 2016 (alerts.kinds). The pack profile defines
         # its bits 19-23 in both envelopes (docs/protocols/battery.md); chargers have none.
@@ -263,7 +272,7 @@ class Plan:
                 else []
             )
             c = compile_condition(r, position.__getitem__, n, subs, mask16)
-            cr.cond, cr.value, cr.peak_max = c.cond, c.value, c.peak_is_max
+            cr.cond, cr.value, cr.peak_max, cr.scratch = c.cond, c.value, c.peak_is_max, c.scratch
             cr.base, cr.nslots = n, c.nslots
             n += c.nslots
             if cr.for_ms or cr.for_n:
@@ -287,6 +296,7 @@ class Plan:
             scoped=any(not r.scope.is_all for r in rules),
             position=position,
             flags_2016_mask=mask16,
+            native=native,
         )
 
     def plans_for(self, entity_id: str, model: Callable[[str], str | None]) -> Plans:
@@ -297,8 +307,20 @@ class Plan:
         return Plans(
             tuple((cr.cond, cr.bit, cr.pend, cr) for cr in r16),
             tuple((cr.cond, cr.bit, cr.pend, cr) for cr in r25),
-            compile_runner(r16, self.position.__getitem__, dict(self.by_id), self.flags_2016_mask),
-            compile_runner(r25, self.position.__getitem__, dict(self.by_id), self.flags_2016_mask),
+            self._runner(r16),
+            self._runner(r25),
+        )
+
+    def _runner(self, rules: list[CRule]) -> Runner:
+        return runner_for(
+            rules,
+            self.position.__getitem__,
+            dict(self.by_id),
+            self.flags_2016_mask,
+            native=self.native,
+            nslots=len(self.template),
+            nfields=len(self.position),
+            plan_rules=len(self.rules),
         )
 
 

@@ -1,0 +1,188 @@
+"""The engine's per-frame hot loop in native code: ``nev_native.RuleRunner`` (native/src/rules.rs,
+native/src/py_rules.rs), built from a compact spec of a plan's compiled rules.
+
+The runner is a ``Runner`` (alerts.fastpath) like the generated Python loop and calls the
+engine's ``apply`` exactly where that loop does; each kind's condition is the Rust twin of its
+closure in ``alerts.kinds`` / ``alerts.kinds_session``, which stay the reference semantics (the
+late path calls them; tests/unit/test_rules_native.py runs both runners side by side). The spec
+below computes every constant as ``compile_condition`` does, from the same parameters.
+
+The generated Python loop serves a plan instead when the native one cannot: ``nev_native``
+not built, a kind of entity with more than 64 rules (``ent.active`` is read as a u64), or a
+rule built by other means than the loader with a number the native side cannot take exactly
+(an int guard value or flag level beyond 2**53, a flag bit beyond 62).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from alerts.fastpath import Runner, compile_runner
+from alerts.kinds import INSULATION_MIN_OHM_PER_V, window_buckets
+
+try:
+    import nev_native
+except ImportError:  # pragma: no cover - a checkout without the built extension
+    nev_native = None  # type: ignore[assignment]
+
+# None: no extension, or one built before the runner existed (./dev setup rebuilds it).
+_RULE_RUNNER: Any = getattr(nev_native, "RuleRunner", None)
+
+__all__ = ["MAX_NATIVE_RULES", "compile_native", "runner_for"]
+
+# ent.active is a Python int of one bit per rule of the entity kind; the runner reads a u64.
+MAX_NATIVE_RULES: Final = 64
+# The op codes of rules.rs (Op::from_code).
+_OPS: Final = {">=": 0, ">": 1, "<=": 2, "<": 3, "==": 4, "!=": 5}
+_EXACT: Final = 2**53
+
+
+class _NotNative(Exception):
+    """A rule the native runner cannot take exactly: the plan keeps the Python loop."""
+
+
+def runner_for(
+    rules: Sequence[Any],
+    index: Callable[[str], int],
+    comp: dict[str, Any],
+    flags_2016_mask: int,
+    *,
+    native: bool,
+    nslots: int,
+    nfields: int,
+    plan_rules: int,
+) -> Runner:
+    """The native runner for ``rules`` (``CRule``s in evaluation order) when ``native`` and it
+    can serve them (see the module docstring), else ``alerts.fastpath.compile_runner``'s.
+    ``plan_rules``: the rules of the entity kind (the bits of ``ent.active``)."""
+    if native and _RULE_RUNNER is not None and plan_rules <= MAX_NATIVE_RULES:
+        try:
+            return compile_native(rules, index, comp, flags_2016_mask, nslots, nfields)
+        except _NotNative:
+            pass
+    return compile_runner(rules, index, comp, flags_2016_mask)
+
+
+def compile_native(
+    rules: Sequence[Any],
+    index: Callable[[str], int],
+    comp: dict[str, Any],
+    flags_2016_mask: int,
+    nslots: int,
+    nfields: int,
+) -> Runner:
+    """A ``nev_native.RuleRunner`` over ``rules``; raises ``_NotNative`` for a rule it cannot
+    take exactly, ``ImportError`` without the extension."""
+    if _RULE_RUNNER is None:  # pragma: no cover
+        raise ImportError("nev_native has no RuleRunner: run ./dev setup to build it")
+    spec = [_spec(cr, index, comp, flags_2016_mask) for cr in rules]
+    run: Runner = _RULE_RUNNER(spec, nslots, nfields)
+    return run
+
+
+def _exact(x: Any) -> float:
+    v = float(x)
+    if v != x:  # an int beyond 2**53: the closure compares it exactly, a double cannot
+        raise _NotNative(f"{x!r} is not exactly a double")
+    return v
+
+
+def _spec(
+    cr: Any, index: Callable[[str], int], comp: dict[str, Any], mask_2016: int
+) -> tuple[Any, ...]:
+    r = cr.rule
+    guards = [(index(g.field), _OPS[g.op], _exact(g.value)) for g in r.guards]
+    code, ints, floats = _kind(cr, index, comp, mask_2016)
+    return (code, cr.bit, cr.pend, cr, cr.scratch, guards, ints, floats)
+
+
+def _kind(
+    cr: Any, index: Callable[[str], int], comp: dict[str, Any], mask_2016: int
+) -> tuple[int, list[int], list[float]]:
+    """(kind code of rules.rs, its ints, its floats): the constants of alerts.kinds."""
+    r, b = cr.rule, cr.base
+    p = r.params
+    if r.kind in ("threshold", "spread"):
+        op = str(p.get("op", ">="))
+        i = index(str(p["field"]))
+        thr, hyst = float(p["value"]), float(p.get("hysteresis", 0.0))
+        if op in (">=", ">"):
+            return 0, [i, 1, int(op == ">")], [thr, thr - hyst, hyst]
+        if op in ("<=", "<"):
+            return 0, [i, 0, int(op == "<")], [thr, thr + hyst, hyst]
+        return 1, [i, _OPS[op]], [thr]
+    if r.kind == "insulation":
+        thr = float(p.get("min_ohm_per_v", INSULATION_MIN_OHM_PER_V[str(p.get("circuit", "dc"))]))
+        clr = thr + float(p.get("hysteresis_ohm_per_v", 0.0))
+        min_v = float(p.get("min_voltage_v", 60.0))
+        return 2, [index("insulation_kohm"), index("total_voltage_v")], [thr, clr, min_v]
+    if r.kind == "flag":
+        mask25 = sum(1 << int(bit) for bit in p.get("bits", ()))
+        if mask25 >= 1 << 63:
+            raise _NotNative("a flag bit beyond 62")
+        mask16 = mask25 & mask_2016
+        fields = [index("edition"), index("general_flags")]
+        edge = str(p.get("edge", "level"))
+        if edge == "level":
+            lvl = p.get("min_level")
+            lvl_min = 0 if lvl is None else int(_exact(int(lvl)))
+            has = int(lvl is not None)
+            return 3, [*fields, index("max_alarm_level"), mask25, mask16, has, lvl_min], []
+        return 4, [*fields, b, mask25, mask16, int(edge == "on")], []
+    if r.kind == "rate":
+        sign = -1.0 if p.get("direction", "rise") == "fall" else 1.0
+        return (
+            5,
+            [index(str(p["field"])), b],
+            [
+                sign,
+                float(p["rate_per_s"]),
+                float(p.get("sustain_s", 0.0)) * 1000.0,
+                float(p.get("max_gap_s", 60.0)) * 1000.0,
+            ],
+        )
+    if r.kind in ("drop", "jump"):
+        return _step(r, index(str(p["field"])), b)
+    if r.kind == "composite":
+        win_ms = float(p.get("window_s", 0.0)) * 1000.0
+        ints = [int("all" in p)]
+        for sid in p.get("all", p.get("any", [])):
+            sub = comp[sid]
+            ints += [sub.bit, sub.lt if win_ms > 0.0 else -1]
+        return 8, ints, [win_ms]
+    if r.kind == "ratio":
+        return (
+            9,
+            [
+                index(str(p["field"])),
+                index(str(p["per"])),
+                b,
+                int(str(p.get("op", ">=")) in (">=", ">")),
+            ],
+            [
+                float(p.get("scale", 1.0)),
+                float(p["value"]),
+                float(p["min_per"]),
+                float(p.get("max_gap_s", 60.0)) * 1000.0,
+            ],
+        )
+    if r.kind == "flip":
+        return 10, [index(str(p["field"])), b], [float(p["window_s"]) * 1000.0]
+    raise _NotNative(f"kind {r.kind!r}")  # pragma: no cover - the loader knows no other
+
+
+def _step(r: Any, i: int, b: int) -> tuple[int, list[int], list[float]]:
+    p = r.params
+    direction = "down" if r.kind == "drop" else str(p.get("direction", "either"))
+    pct = p.get("pct")
+    limit = float(pct if pct is not None else p["delta"])
+    relative = int(pct is not None)
+    gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
+    win_ms = float(p.get("window_s", 0.0)) * 1000.0
+    down, up = int(direction == "down"), int(direction == "up")
+    fires_over = limit + 1e-9 if r.kind == "drop" else limit - 1e-9
+    if win_ms <= 0.0:
+        return 6, [i, b, down, up, relative], [fires_over, gap_ms]
+    width, cap = window_buckets(win_ms / 1000.0)
+    return 7, [i, b, down, relative, cap], [fires_over, win_ms, gap_ms, width * 1000.0]
