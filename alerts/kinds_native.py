@@ -56,7 +56,8 @@ def runner_for(
     """The native runner for ``rules`` (``CRule``s in evaluation order) when ``native`` and it
     can serve them (see the module docstring), else ``alerts.fastpath.compile_runner``'s.
     ``plan_rules``: the rules of the entity kind (the bits of ``ent.active``)."""
-    if native and _RULE_RUNNER is not None and plan_rules <= MAX_NATIVE_RULES:
+    # No rules: the generated ``return None`` is cheaper to call than the native runner.
+    if rules and native and _RULE_RUNNER is not None and plan_rules <= MAX_NATIVE_RULES:
         try:
             return compile_native(rules, index, comp, flags_2016_mask, nslots, nfields)
         except _NotNative:
