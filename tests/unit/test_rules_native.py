@@ -22,7 +22,10 @@ from hypothesis import strategies as st
 from alerts import RuleEngine, RuleSet
 from alerts.frames import build_frame
 from alerts.plan import Entity
+from devtools.sim.bench_frames import frames_of_kind
 from devtools.sim.scenarios import normal_day, thermal_runaway
+from ingest.decoders.battery import decode_pack_rows
+from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
 from tests.unit.alerts_entities_support import charger, status_push
@@ -85,7 +88,8 @@ def kind_params(draw: st.DrawFn, earlier: Sequence[str]) -> dict[str, Any]:
         p["circuit"] = draw(st.sampled_from(("dc", "ac")))
         if draw(st.booleans()):
             p["min_ohm_per_v"] = draw(st.sampled_from((50, 100, 500, 2000)))
-        p["min_voltage_v"] = draw(st.sampled_from((0.5, 10, 60)))
+        # 0: a frame of 0 V divides by zero; both runners must raise ZeroDivisionError
+        p["min_voltage_v"] = draw(st.sampled_from((0, 0.5, 10, 60, 60)))
         if draw(st.booleans()):
             p["hysteresis_ohm_per_v"] = draw(st.sampled_from((10, 100, 1000)))
     elif kind == "flag":
@@ -330,6 +334,17 @@ def test_default_rules_on_the_loadtest_day_agree() -> None:
     frames = [*normal_day(12, seed=3), *thermal_runaway()]
     batches = [frames[i : i + 5_000] for i in range(0, len(frames), 5_000)]
     assert agree(RuleSet.default(), batches) > 0
+
+
+@pytest.mark.parametrize("kind", ["vehicle", "charger", "battery"])
+def test_default_rules_on_the_pipeline_benchmark_frames_agree(kind: str) -> None:
+    decode: Any = {
+        "vehicle": decode_rows,
+        "charger": decode_charger_rows,
+        "battery": decode_pack_rows,
+    }
+    frames = [decode[kind](f) for _, f in frames_of_kind(kind, 40, 12, start_ms=T0)]
+    agree(RuleSet.default(), [frames[: len(frames) // 2], frames[len(frames) // 2 :]], kind)
 
 
 def test_default_rules_on_the_golden_vectors_agree() -> None:
