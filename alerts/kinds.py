@@ -210,7 +210,9 @@ def _insulation(rule: Rule, index: Callable[[str], int], scratch: list[float]) -
     thr = float(p.get("min_ohm_per_v", INSULATION_MIN_OHM_PER_V[circuit]))
     clr = thr + float(p.get("hysteresis_ohm_per_v", 0.0))
     # Below the class-B boundary (60 V DC, GB 18384) the high-voltage system is off or
-    # precharging: Ω/V is meaningless there, so such frames neither fire nor clear.
+    # precharging: Ω/V is meaningless there, so such frames neither fire nor clear. So is it
+    # at or below 0 V whatever min_voltage_v says (the loader takes 0): a device's 0 V frame
+    # must not divide by zero, which would fail the batch, and the worker with it.
     min_v = float(p.get("min_voltage_v", 60.0))
     i_r = index("insulation_kohm")
     i_u = index("total_voltage_v")
@@ -218,7 +220,7 @@ def _insulation(rule: Rule, index: Callable[[str], int], scratch: list[float]) -
     def cond(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:
         r = vals[i_r]
         u = vals[i_u]
-        if r is None or u is None or u < min_v:
+        if r is None or u is None or u < min_v or u <= 0.0:
             return NEUTRAL
         x = r * 1000.0 / u
         scratch[0] = x

@@ -63,7 +63,9 @@ def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> A
         st[b + 3] = t
         st[b + 4] = n
         dd = d - st[b + 2]
-        if dd < min_per:
+        # The loader's min_per > 0 keeps dd > 0 past here; a rule built by other means must not
+        # divide by zero on a device's frame either.
+        if dd < min_per or dd <= 0.0:
             return NEUTRAL  # too little change yet to judge
         x = round(scale * (n - st[b + 1]) / dd, 3)
         scratch[0] = x

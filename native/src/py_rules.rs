@@ -11,7 +11,7 @@
 //! `cr.value(vals)` answers what the Python closure would have left there.
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyTypeError, PyValueError, PyZeroDivisionError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -264,7 +264,6 @@ impl Frame for PyFrame<'_, '_> {
 
     fn fail(&mut self, why: Fail) -> PyErr {
         match why {
-            Fail::ZeroDivision => PyZeroDivisionError::new_err("float division by zero"),
             Fail::FlagsNotInt => PyTypeError::new_err(
                 "a flag rule read general_flags as a float: its bits are an int (alerts/fields.py)",
             ),

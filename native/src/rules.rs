@@ -37,8 +37,6 @@ impl Val {
 /// What Python would raise where the Rust arithmetic would go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fail {
-    /// `float / 0.0` (insulation with `min_voltage_v = 0` and a frame of 0 V).
-    ZeroDivision,
     /// `float & int`: a flag level rule over a float `general_flags`.
     FlagsNotInt,
     /// A flag edge rule over a float `general_flags` that is not finite (`int(nan)` raises) or
@@ -302,11 +300,9 @@ fn eval_kind<F: Frame>(
             let (Some(r), Some(u)) = (r, u) else {
                 return Ok(v(NEUTRAL));
             };
-            if u < min_v {
+            // At or below 0 V too, whatever min_voltage_v says: no division by zero.
+            if u < min_v || u <= 0.0 {
                 return Ok(v(NEUTRAL));
-            }
-            if u == 0.0 {
-                return Err(f.fail(Fail::ZeroDivision));
             }
             let x = r * 1000.0 / u;
             let c = if x < thr {
@@ -520,8 +516,8 @@ fn eval_kind<F: Frame>(
             st[b + 3] = t;
             st[b + 4] = n;
             let dd = d - st[b + 2];
-            if dd < min_per {
-                return Ok(v(NEUTRAL));
+            if dd < min_per || dd <= 0.0 {
+                return Ok(v(NEUTRAL)); // dd > 0 past here, whatever min_per says
             }
             let x = f.round3(scale * (n - st[b + 1]) / dd)?;
             let holds = if above { x >= limit } else { x <= limit };
@@ -772,6 +768,59 @@ mod tests {
         assert_eq!((st[1], st[2], st[3]), (1.0, 1000.0, 9.0));
         run(&c, &mut st, 3000.0, Some(8.0)); // next bucket: an entry of its own
         assert_eq!(st[1], 2.0);
+    }
+
+    #[test]
+    fn insulation_at_0_v_cannot_tell_even_with_min_voltage_0() {
+        let c = Cond {
+            kind: Kind::Insulation {
+                i_r: 0,
+                i_u: 1,
+                thr: 100.0,
+                clr: 100.0,
+                min_v: 0.0,
+            },
+            guards: vec![],
+        };
+        let judge = |r: f64, u: f64| {
+            c.eval(
+                &mut Vals(vec![Val::Float(r), Val::Float(u)]),
+                &mut [],
+                0.0,
+                0,
+            )
+            .unwrap()
+        };
+        assert_eq!(judge(10.0, 0.0), v(NEUTRAL));
+        assert_eq!(judge(10.0, -0.0), v(NEUTRAL));
+        assert_eq!(judge(0.0, 0.0), v(NEUTRAL));
+        assert_eq!(judge(10.0, 400.0).c, HOLD); // 25 Ω/V
+    }
+
+    #[test]
+    fn ratio_without_a_rise_of_per_cannot_tell_even_with_min_per_0() {
+        let c = Cond {
+            kind: Kind::Ratio {
+                i_num: 0,
+                i_per: 1,
+                b: 0,
+                scale: 1.0,
+                limit: 1.0,
+                above: true,
+                min_per: 0.0,
+                gap_ms: 60_000.0,
+            },
+            guards: vec![],
+        };
+        let mut st = [NAN; 5];
+        let mut judge = |t: f64, n: f64, d: f64| {
+            c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), &mut st, t, 0)
+                .unwrap()
+        };
+        assert_eq!(judge(0.0, 10.0, 50.0).c, NEUTRAL); // the run starts
+        assert_eq!(judge(1000.0, 12.0, 50.0), v(NEUTRAL)); // per unchanged: no ratio
+        assert_eq!(judge(2000.0, 14.0, 49.0), v(NEUTRAL)); // per fell
+        assert_eq!(judge(3000.0, 16.0, 52.0).c, HOLD); // 6 / 2
     }
 
     #[test]

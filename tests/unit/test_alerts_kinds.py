@@ -447,6 +447,22 @@ def test_insulation_ohm_per_volt_dc_and_ac() -> None:
     assert events(ac, [fr(0, insulation_kohm=150, total_voltage_v=350.0)]) == [("raised", 0.0)]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_insulation_at_0_v_neither_fires_nor_clears_nor_raises(native: bool) -> None:
+    # min_voltage_v = 0 (the loader takes it) let a device's 0 V frame through to r * 1000 / u:
+    # ZeroDivisionError out of evaluate, which fails the batch and the worker with it, again
+    # after each restart (the frame is still there). Both runners, and the late path.
+    body = 'kind = "insulation"\nmin_voltage_v = 0\n'
+    rs = RuleSet.from_toml(f'[[rule]]\nid = "r"\nseverity = "major"\n{body}')
+    e = RuleEngine(rs, native_rules=native)
+    assert e.evaluate([fr(0, insulation_kohm=0, total_voltage_v=0)]) == []
+    assert events(e, [fr(10, insulation_kohm=30, total_voltage_v=350.0)]) == [("raised", 10.0)]
+    # the rule active, 0 V: cannot tell, the alert stays open (also for a late frame)
+    assert e.evaluate([fr(20, insulation_kohm=30, total_voltage_v=0.0)]) == []
+    assert e.evaluate([fr(15, insulation_kohm=900, total_voltage_v=-0.0)]) == []
+    assert events(e, [fr(30, insulation_kohm=50, total_voltage_v=350.0)]) == [("cleared", 30.0)]
+
+
 def composite(window: int, op: str = "all") -> RuleEngine:
     return RuleEngine(
         RuleSet.from_toml(

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from alerts import RuleEngine, RuleSet
+from alerts.frames import build_frame
 from ingest.pipeline.batch import Batch
 from ingest.pipeline.evaluation import SLICE, evaluate_batch
 from ingest.pipeline.waiting import Hold
@@ -92,3 +94,26 @@ async def test_a_cancelled_evaluation_resumes_where_it_stopped(turns: int) -> No
 async def test_without_engines_only_the_pending_changes() -> None:
     changes = await evaluate_batch(_batch(3), {}, KINDS, lambda _s, _h: list(PENDING))
     assert list[Any](changes) == ["pending"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+async def test_a_0_v_frame_under_an_insulation_rule_of_min_voltage_0_fails_no_batch(
+    native: bool,
+) -> None:
+    # It raised ZeroDivisionError out of the evaluation, hence out of the sink's write: not a
+    # retried error, so the worker ended, and after each restart met the same frame again (the
+    # partition blocked for good). Now 0 V is "cannot tell": the alert it opened stays open.
+    rules = RuleSet.from_toml(
+        '[[rule]]\nid = "iso"\nseverity = "major"\nkind = "insulation"\nmin_voltage_v = 0\n'
+    )
+    engine = RuleEngine(rules, native_rules=native)
+    vin, t0 = "LTEST000000000001", 1_782_835_200_000
+    b = Batch(generation=1)
+    for k, (kohm, volts) in enumerate([(0, 0.0), (30, 350.0), (30, 0.0), (0, 0.0)]):
+        b.records.append(_Rec("nev.vehicle.raw", 0))  # type: ignore[arg-type]
+        b.frames.append(
+            build_frame(vin, t0 + k * 1000, insulation_kohm=kohm, total_voltage_v=volts)
+        )
+    changes = await evaluate_batch(b, {"vehicle": engine}, KINDS, lambda _s, _h: [])
+    assert [(c.type, c.alert.rule_id) for c in changes] == [("raised", "iso")]
+    assert [a.rule_id for a in engine.open_alerts()] == ["iso"]
