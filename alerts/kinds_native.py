@@ -159,7 +159,7 @@ def _kind(
                 index(str(p["field"])),
                 index(str(p["per"])),
                 b,
-                int(str(p.get("op", ">=")) in (">=", ">")),
+                _OPS[str(p.get("op", ">="))],
             ],
             [
                 float(p.get("scale", 1.0)),

@@ -13,7 +13,8 @@ others and dispatches to these; same condition protocol, same verdicts).
 from __future__ import annotations
 
 import math
-from collections.abc import MutableSequence
+import operator
+from collections.abc import Callable, MutableSequence
 from typing import Any, Final
 
 from alerts.model import Rule
@@ -26,6 +27,14 @@ CLEAR: Final = 0
 NEUTRAL: Final = -1
 NAN: Final = math.nan
 RATIO_SLOTS: Final = 5
+# A ratio's ops (the loader's; alerts.kinds.OPS has them too, but imports this module): ">" and
+# "<" strict, as a threshold's.
+_RATIO_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
 
 
 def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> Any:
@@ -36,7 +45,7 @@ def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> A
     p = rule.params
     scale = float(p.get("scale", 1.0))
     limit = float(p["value"])
-    above = str(p.get("op", ">=")) in (">=", ">")
+    op = _RATIO_OPS[str(p.get("op", ">="))]
     min_per = float(p["min_per"])
     gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
 
@@ -69,7 +78,7 @@ def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> A
             return NEUTRAL  # too little change yet to judge
         x = round(scale * (n - st[b + 1]) / dd, 3)
         scratch[0] = x
-        return HOLD if (x >= limit if above else x <= limit) else CLEAR
+        return HOLD if op(x, limit) else CLEAR
 
     return cond
 

@@ -201,7 +201,7 @@ fn kind(code: i64, ints: &[i64], fl: &[f64]) -> PyResult<Kind> {
                 i_num: idx(ints[0])?,
                 i_per: idx(ints[1])?,
                 b: idx(ints[2])?,
-                above: ints[3] != 0,
+                op: op(ints[3])?,
                 scale: fl[0],
                 limit: fl[1],
                 min_per: fl[2],

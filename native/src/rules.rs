@@ -172,7 +172,8 @@ pub enum Kind {
         b: usize,
         scale: f64,
         limit: f64,
-        above: bool,
+        /// `>=` `>` `<=` `<` (the loader's): `>` and `<` strict, as a threshold's.
+        op: Op,
         min_per: f64,
         gap_ms: f64,
     },
@@ -491,7 +492,7 @@ fn eval_kind<F: Frame>(
             b,
             scale,
             limit,
-            above,
+            op,
             min_per,
             gap_ms,
         } => {
@@ -520,9 +521,8 @@ fn eval_kind<F: Frame>(
                 return Ok(v(NEUTRAL)); // dd > 0 past here, whatever min_per says
             }
             let x = f.round3(scale * (n - st[b + 1]) / dd)?;
-            let holds = if above { x >= limit } else { x <= limit };
             Ok(Verdict {
-                c: if holds { HOLD } else { CLEAR },
+                c: if op.test(x, limit) { HOLD } else { CLEAR },
                 scratch: Some(x),
             })
         }
@@ -806,7 +806,7 @@ mod tests {
                 b: 0,
                 scale: 1.0,
                 limit: 1.0,
-                above: true,
+                op: Op::Ge,
                 min_per: 0.0,
                 gap_ms: 60_000.0,
             },
@@ -821,6 +821,37 @@ mod tests {
         assert_eq!(judge(1000.0, 12.0, 50.0), v(NEUTRAL)); // per unchanged: no ratio
         assert_eq!(judge(2000.0, 14.0, 49.0), v(NEUTRAL)); // per fell
         assert_eq!(judge(3000.0, 16.0, 52.0).c, HOLD); // 6 / 2
+    }
+
+    #[test]
+    fn ratio_strict_ops_do_not_hold_at_the_limit() {
+        for (op, at_limit) in [
+            (Op::Ge, HOLD),
+            (Op::Gt, CLEAR),
+            (Op::Le, HOLD),
+            (Op::Lt, CLEAR),
+        ] {
+            let c = Cond {
+                kind: Kind::Ratio {
+                    i_num: 0,
+                    i_per: 1,
+                    b: 0,
+                    scale: 1.0,
+                    limit: 5.0,
+                    op,
+                    min_per: 1.0,
+                    gap_ms: 60_000.0,
+                },
+                guards: vec![],
+            };
+            let mut st = [NAN; 5];
+            let mut judge = |t: f64, n: f64, d: f64| {
+                c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), &mut st, t, 0)
+                    .unwrap()
+            };
+            assert_eq!(judge(0.0, 100.0, 50.0).c, NEUTRAL);
+            assert_eq!(judge(1000.0, 105.0, 51.0).c, at_limit, "{op:?}"); // 5 / 1
+        }
     }
 
     #[test]

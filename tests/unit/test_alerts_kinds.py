@@ -175,6 +175,31 @@ def test_a_below_ratio_keeps_its_minimum_as_the_peak() -> None:
     assert peaks(e, frames) == [("raised", 5.0), ("updated", 3.5), ("updated", 2.667)]
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize(
+    ("op", "km", "raised_at"),
+    [
+        (">=", [100.0, 105.0, 111.0], 10.0),  # 5 / 1 % meets 5
+        (">", [100.0, 105.0, 111.0], 20.0),  # 5 is not over 5; 11 / 2 = 5.5 is
+        ("<=", [100.0, 105.0, 108.0], 10.0),
+        ("<", [100.0, 105.0, 108.0], 20.0),  # 5 is not under 5; 8 / 2 = 4 is
+    ],
+)
+def test_ratio_strict_ops_are_strict(
+    op: str, km: list[float], raised_at: float, native: bool
+) -> None:
+    # ">" and "<" held at the limit itself, as ">=" and "<=" (a threshold's are strict)
+    body = (
+        f'kind = "ratio"\nfield = "odometer_km"\nper = "soc_pct"\nop = "{op}"\nvalue = 5\n'
+        "min_per = 1\n"
+    )
+    e = RuleEngine(
+        RuleSet.from_toml(f'[[rule]]\nid = "r"\nseverity = "major"\n{body}'), native_rules=native
+    )
+    frames = [fr(i * 10.0, odometer_km=k, soc_pct=50 + i) for i, k in enumerate(km)]
+    assert events(e, frames) == [("raised", raised_at)]
+
+
 def test_spread_per_pack_uses_the_pack_min_max() -> None:
     e = rules('kind = "spread"\narray = "cell_voltage"\nacross = "pack"\nvalue = 300\n')
     ok = [{"pack": 1, "cells_mv": [3600, 3650]}, {"pack": 2, "cells_mv": [3300, 3350]}]
