@@ -824,6 +824,33 @@ mod tests {
     }
 
     #[test]
+    fn ratio_frame_in_the_previous_frames_millisecond_changes_nothing() {
+        let c = Cond {
+            kind: Kind::Ratio {
+                i_num: 0,
+                i_per: 1,
+                b: 0,
+                scale: 1.0,
+                limit: 1.0,
+                op: Op::Ge,
+                min_per: 0.0,
+                gap_ms: 60_000.0,
+            },
+            guards: vec![],
+        };
+        let mut st = [NAN; 5];
+        let judge = |st: &mut [f64], t: f64, n: f64, d: f64| {
+            c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), st, t, 0)
+                .unwrap()
+        };
+        assert_eq!(judge(&mut st, 1000.0, 10.0, 50.0).c, NEUTRAL); // the run starts
+        let before = st;
+        // Same millisecond, and a lower num that would otherwise restart the run.
+        assert_eq!(judge(&mut st, 1000.0, 5.0, 60.0), v(NEUTRAL));
+        assert_eq!(st.map(f64::to_bits), before.map(f64::to_bits));
+    }
+
+    #[test]
     fn ratio_strict_ops_do_not_hold_at_the_limit() {
         for (op, at_limit) in [
             (Op::Ge, HOLD),

@@ -378,3 +378,15 @@ def test_a_value_beyond_what_a_double_holds_exactly_raises() -> None:
     ))  # fmt: skip
     with pytest.raises(TypeError, match=r"beyond \+-2\*\*53"):
         native.evaluate([build_frame(VINS[0], T0, odometer_km=2**53 + 1)])
+
+
+def test_a_ratio_frame_in_the_previous_frames_millisecond_agrees() -> None:
+    # Two status pushes µs apart in order: the second is in the first's millisecond (ratio's
+    # t == pt path), its lower status would otherwise restart the run
+    rules = RuleSet.from_toml(
+        '[[rule]]\nid = "c"\nentity = "charger"\nseverity = "major"\nkind = "ratio"\n'
+        'field = "connector_status"\nper = "connector_status"\nvalue = 1\nmin_per = 1\n'
+    )
+    pushes = [status_push(1.0, 3), status_push(1.000_001, 2), status_push(3.0, 4)]
+    agree(rules, [pushes], "charger")
+    agree(rules, [[p] for p in pushes], "charger")
