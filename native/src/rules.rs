@@ -599,7 +599,9 @@ fn windowed<F: Frame>(
     let mut n = if c.is_nan() || t - pt > gap_ms {
         0
     } else {
-        c as usize
+        // At most cap entries fit: a count beyond it (a corrupted state array) must not
+        // index past the slots, which would panic.
+        (c as usize).min(cap)
     };
     let mut k = 0;
     while k < n && t - st[q + 2 * k] > win_ms {
@@ -848,6 +850,16 @@ mod tests {
         // Same millisecond, and a lower num that would otherwise restart the run.
         assert_eq!(judge(&mut st, 1000.0, 5.0, 60.0), v(NEUTRAL));
         assert_eq!(st.map(f64::to_bits), before.map(f64::to_bits));
+    }
+
+    #[test]
+    fn windowed_corrupted_count_is_clamped_not_a_panic() {
+        let c = windowed_drop(10.0, 1.0, 3);
+        let mut st = vec![NAN; 2 + 2 * 3];
+        run(&c, &mut st, 0.0, Some(5.0));
+        st[1] = 1e9; // a count no state the runner writes holds
+        run(&c, &mut st, 1000.0, Some(4.0));
+        assert!(st[1] <= 3.0);
     }
 
     #[test]
