@@ -240,21 +240,25 @@ impl Frame for PyFrame<'_, '_> {
         }
         if let Ok(n) = item.cast::<PyInt>() {
             // bool is an int: True is 1
-            return match n.extract::<i64>() {
-                Ok(v) if (-EXACT..=EXACT).contains(&v) => Ok(Val::Int(v)),
-                _ => Err(PyTypeError::new_err(format!(
-                    "rule value #{i} is the int {}, beyond +-2**53: the native rules compare \
-                     ints as doubles, exact only within that; scale the field down in its \
-                     extractor (alerts/fields.py), or force the Python runner",
-                    n.repr()?
-                ))),
+            // The message shows the value as Rust formats it, not its repr(): an int subclass's
+            // __repr__ is Python code, and the rule's slots slice is live here.
+            let shown = match n.extract::<i64>() {
+                Ok(v) if (-EXACT..=EXACT).contains(&v) => return Ok(Val::Int(v)),
+                Ok(v) => v.to_string(),
+                Err(_) => "beyond 64 bits".to_owned(),
             };
+            return Err(PyTypeError::new_err(format!(
+                "rule value #{i} is the int {shown}, beyond +-2**53: the native rules compare \
+                 ints as doubles, exact only within that; scale the field down in its \
+                 extractor (alerts/fields.py), or force the Python runner"
+            )));
         }
+        // The type's name only, never the value's repr(): this runs while the rule's slots
+        // slice is live, and a value's __repr__ is Python code that could write them.
         Err(PyTypeError::new_err(format!(
-            "rule value #{i} is {} {:.60}, not None, int or float: a rule reads numbers only \
+            "rule value #{i} is of type {}, not None, int or float: a rule reads numbers only \
              (alerts/fields.py builds them)",
             item.get_type().name()?,
-            item.repr()?.to_string(),
         )))
     }
 
@@ -401,7 +405,8 @@ impl RuleRunner {
             let (verdict, busy) = {
                 // SAFETY: a writable, C-contiguous buffer of item_count doubles, exported (so
                 // not resized) while `buf` lives; no Python code runs that could write it while
-                // this slice lives (only `round`, on floats).
+                // this slice lives (only `round`, on floats; an error names a value's type,
+                // never calls its __repr__).
                 let st: &mut [f64] = match &buf {
                     Some(buf) => unsafe {
                         std::slice::from_raw_parts_mut(

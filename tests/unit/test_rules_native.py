@@ -390,3 +390,29 @@ def test_a_ratio_frame_in_the_previous_frames_millisecond_agrees() -> None:
     pushes = [status_push(1.0, 3), status_push(1.000_001, 2), status_push(3.0, 4)]
     agree(rules, [pushes], "charger")
     agree(rules, [[p] for p in pushes], "charger")
+
+
+class _Hostile:
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ ran while the slots were borrowed")
+
+
+class _HostileInt(int):
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ ran while the slots were borrowed")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(_Hostile(), "of type _Hostile"), (_HostileInt(2**53 + 1), "the int 9007199254740993")],
+    ids=["object", "int"],  # not their repr
+)
+def test_a_non_number_error_runs_no_python_code_of_the_value(value: Any, message: str) -> None:
+    # The error is made while the rule's slots are a live &mut slice: a __repr__ there could
+    # write them; the message names the type (or the int as Rust prints it) instead
+    native, _ = engines(RuleSet.from_toml(
+        '[[rule]]\nid = "t"\nseverity = "major"\nkind = "threshold"\nfield = "soc_pct"\n'
+        'op = "<"\nvalue = 10\n'
+    ))  # fmt: skip
+    with pytest.raises(TypeError, match=message):
+        native.evaluate([build_frame(VINS[0], T0, soc_pct=value)])
