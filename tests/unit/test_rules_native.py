@@ -359,6 +359,23 @@ def test_the_default_rules_of_every_kind_run_natively() -> None:
         assert type(plans.run16).__name__ == type(plans.run25).__name__ == "RuleRunner"
 
 
+def test_a_kind_of_exactly_64_rules_runs_natively_with_bit_63() -> None:
+    body = "".join(
+        f'[[rule]]\nid = "t{k}"\nseverity = "major"\nkind = "threshold"\nfield = "soc_pct"\n'
+        f'op = "<"\nvalue = {k}\n'
+        for k in range(64)
+    )
+    native, python = engines(RuleSet.from_toml(body))
+    # soc falls to 0 (every rule, t63 first) and rises again (t63 clears last)
+    socs = [*range(70, -1, -7), *range(0, 71, 7)]
+    frames = [build_frame(VINS[0], T0 + k * 1000, soc_pct=x) for k, x in enumerate(socs)]
+    changes = native.evaluate(frames)
+    assert changes == python.evaluate(frames)
+    assert runner_names(native) == {"RuleRunner"}
+    assert [c.type for c in changes if c.alert.rule_id == "t63"] == ["raised", "cleared"]
+    assert state(native) == state(python)
+
+
 def test_a_kind_of_more_than_64_rules_keeps_the_python_loop() -> None:
     body = "".join(
         f'[[rule]]\nid = "t{k}"\nseverity = "major"\nkind = "threshold"\nfield = "soc_pct"\n'
