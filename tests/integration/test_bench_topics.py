@@ -9,21 +9,12 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
+from devtools.devstack.topics import topic_partitions
 from ingest.config.load import load_settings
 from loadtest.bench_support import BenchEnv
 
 pytestmark = pytest.mark.integration
-
-
-async def _topics(kafka: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def test_close_deletes_the_topics_the_run_made(
@@ -35,11 +26,11 @@ async def test_close_deletes_the_topics_the_run_made(
     other = unique_name("other")  # not the run's: close leaves it
     await env.make_topics({f"{base}.vehicle": 2, f"{base}.dlq": 1, other: 1})
     env.topics.remove(other)
-    assert made | {other} <= await _topics(kafka_bootstrap)
+    assert made | {other} <= set(await topic_partitions(kafka_bootstrap))
 
     await env.close()
 
-    listed = await _topics(kafka_bootstrap)
+    listed = set(await topic_partitions(kafka_bootstrap))
     assert not made & listed, f"left behind: {sorted(made & listed)}"
     assert other in listed
 

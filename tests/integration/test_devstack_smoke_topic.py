@@ -6,20 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.devstack import smoke
+from devtools.devstack.topics import topic_partitions
 
 pytestmark = pytest.mark.integration
-
-
-async def _topics(kafka: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def test_the_smoke_deletes_its_topic(kafka_bootstrap: str) -> None:
@@ -27,4 +18,4 @@ async def test_the_smoke_deletes_its_topic(kafka_bootstrap: str) -> None:
 
     found = re.search(r"on (nev\.smoke\.[0-9a-f]{8}), then deleted it", line)
     assert found is not None, line
-    assert found.group(1) not in await _topics(kafka_bootstrap)
+    assert found.group(1) not in await topic_partitions(kafka_bootstrap)

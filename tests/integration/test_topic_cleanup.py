@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.devstack import ENV_KAFKA, StackState, stack
+from devtools.devstack.topics import topic_partitions
 from devtools.settings import load_dev_settings
 from tests.conftest import run_async
 
@@ -34,20 +34,10 @@ from pathlib import Path
 import pytest
 
 from devtools.devstack.kafka import ensure_topics
+from devtools.devstack.topics import topic_partitions
 from tests.conftest import run_async
 
 pytestmark = pytest.mark.integration
-
-
-async def _listed(bootstrap):
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 def _made(*names):
@@ -61,7 +51,8 @@ def reader(kafka_bootstrap):
     box = []
     yield box
     # torn down after unique_topic (set up before it): the topic must still be there
-    assert set(box) <= run_async(_listed(kafka_bootstrap)), "deleted under its reader"
+    listed = set(run_async(topic_partitions(kafka_bootstrap)))
+    assert set(box) <= listed, "deleted under its reader"
 
 
 def test_made_by_the_fixture_and_directly(unique_topic, unique_name, kafka_bootstrap):
@@ -127,15 +118,6 @@ def _session(tmp: Path, source: str, environ: dict[str, str]) -> subprocess.Comp
     )
 
 
-async def _topics(kafka: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
 async def test_a_tests_topics_are_deleted_after_its_fixtures(
     kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -148,7 +130,7 @@ async def test_a_tests_topics_are_deleted_after_its_fixtures(
     assert result.returncode == 0, result.stdout + result.stderr
     names = [json.loads(line) for line in made.read_text().splitlines()]
     assert len(names) == 3, names
-    listed = await _topics(kafka_bootstrap)
+    listed = set(await topic_partitions(kafka_bootstrap))
     assert not set(names) & listed, f"left behind: {sorted(set(names) & listed)}"
     assert ours in listed
 
@@ -182,7 +164,7 @@ def test_the_last_tests_topics_go_before_the_broker_the_session_started_stops(
         assert stopped.running("kafka") is None, "the session stopped the broker it started"
         # The same broker again (its data kept): what the session left on it.
         state = stack.up(settings, only=("kafka",), report=False)
-        listed = run_async(_topics(state.services["kafka"].url))
+        listed = set(run_async(topic_partitions(state.services["kafka"].url)))
     finally:
         stack.down(settings, only=("kafka",), report=False)
     names = [json.loads(line) for line in made.read_text().splitlines()]
