@@ -54,6 +54,18 @@ def stack_dir(broker: PrivateKafka, tmp_path: Path) -> Path:
     return state.state_dir
 
 
+def _prune_topics(stack_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``nev-ingest devstack prune-topics`` on the stack of ``stack_dir``, in a process."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", "devstack", "prune-topics", *args],
+        env={**os.environ, "NEV_DEVSTACK_STATE_DIR": str(stack_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_prune_deletes_what_tests_and_benchmarks_left_and_nothing_else(
     broker: PrivateKafka, stack_dir: Path
 ) -> None:
@@ -62,28 +74,13 @@ def test_prune_deletes_what_tests_and_benchmarks_left_and_nothing_else(
     assert (counted.leftover_topics, counted.leftover_partitions) == (6, 12)
     assert counted.partitions == sum(before.values())
 
-    environ = {**os.environ, "NEV_DEVSTACK_STATE_DIR": str(stack_dir)}
-    dry = subprocess.run(
-        [sys.executable, "-m", "ingest", "devstack", "prune-topics", "--dry-run"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    dry = _prune_topics(stack_dir, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.split() == sorted(LEFT)
     assert "would delete 6 topics" in dry.stderr
     assert run_async(topics.topic_partitions(broker.bootstrap)) == before
 
-    done = subprocess.run(
-        [sys.executable, "-m", "ingest", "devstack", "prune-topics"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _prune_topics(stack_dir)
     assert done.returncode == 0, done.stderr
     assert "deleted 6 topics" in done.stderr
     after = run_async(topics.topic_partitions(broker.bootstrap))
