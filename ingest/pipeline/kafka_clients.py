@@ -24,7 +24,6 @@ from ingest.pipeline.metrics import PipelineMetrics
 from ingest.pipeline.publish import TRANSIENT_KAFKA, Producer, retriable
 
 __all__ = [
-    "CLOSE_TIMEOUT_S",
     "RebalanceListener",
     "RenewableProducer",
     "as_producer",
@@ -94,12 +93,6 @@ async def start_client(
     return None
 
 
-# How long the clients get to close (leave the group, flush the producer), together. Past it
-# a client is left behind (``closing.close_within``): a bound that ``asyncio.wait_for`` cannot
-# keep, as aiokafka's close swallows the cancellation in places and goes on. Its share of the
-# stop's budget: ``closing.after_drain_s``.
-CLOSE_TIMEOUT_S = CLIENTS_S
-
 # The producer's in-flight alert messages are not re-read from Kafka: their alerts_outbox rows
 # stay (deleted only once acknowledged) and the next owner of their partitions sends them.
 _PRODUCER_UNDONE = (
@@ -109,18 +102,18 @@ _PRODUCER_UNDONE = (
 
 
 async def stop_quietly(client: Any) -> None:
-    """Stop a half-started or replaced client, best effort, within ``CLOSE_TIMEOUT_S``."""
-    await close_within("a Kafka client", client.stop, CLOSE_TIMEOUT_S, quiet=True)
+    """Stop a half-started or replaced client, best effort, within ``CLIENTS_S``."""
+    await close_within("a Kafka client", client.stop, CLIENTS_S, quiet=True)
 
 
 async def stop_clients(consumer: Any, producer: Any) -> None:
-    """Stop both clients on the way out, together, within ``CLOSE_TIMEOUT_S``; one that fails
+    """Stop both clients on the way out, together, within ``CLIENTS_S``; one that fails
     or does not close in time is logged (one WARNING) and left behind, never raised: the
     offsets are committed and the rows durable before this (or what was not is given up and
     read again), so abandoning a client loses nothing."""
     await asyncio.gather(
-        close_within("the Kafka consumer", consumer.stop, CLOSE_TIMEOUT_S),
-        close_within("the Kafka producer", producer.stop, CLOSE_TIMEOUT_S, undone=_PRODUCER_UNDONE),
+        close_within("the Kafka consumer", consumer.stop, CLIENTS_S),
+        close_within("the Kafka producer", producer.stop, CLIENTS_S, undone=_PRODUCER_UNDONE),
     )
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingest.pipeline.closing import left_behind
-from ingest.pipeline.kafka_clients import CLOSE_TIMEOUT_S, RenewableProducer, stop_clients
+from ingest.pipeline.closing import CLIENTS_S, left_behind
+from ingest.pipeline.kafka_clients import RenewableProducer, stop_clients
 from tests.integration.private_services import PrivateKafka
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ async def test_stop_clients_leaves_behind_what_a_hung_broker_keeps_from_closing(
             stopping.result()  # nothing raised
             warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
             gone = [w for w in warnings if "did not close" in w]
-            want = f"the Kafka producer did not close within {CLOSE_TIMEOUT_S:g}s"
+            want = f"the Kafka producer did not close within {CLIENTS_S:g}s"
             assert any(w.startswith(want) for w in gone), warnings
             assert all("nothing is lost" in w for w in gone), gone
             assert not unacked.done()  # never taken for written
