@@ -80,5 +80,13 @@ async def reclaim(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> Non
     with contextlib.suppress(asyncio.CancelledError):
         await sender
     await producer.client.close()
+    # The abandoned consumer's group coordinator keeps heartbeating into the session's event
+    # loop otherwise, logging errors into later tests' captured logs (test_closing's).
+    coordinator = consumer._coordinator
+    coordinator._coordination_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await coordinator._coordination_task
+    await coordinator._stop_heartbeat_task()
+    await coordinator._stop_commit_offsets_refresh_task()
     await consumer._fetcher.close()
     await consumer._client.close()
