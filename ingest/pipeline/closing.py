@@ -172,6 +172,8 @@ async def end_within(
     it to end; past that it is cancelled and left behind (one WARNING). An error it raised is
     never raised: logged (a WARNING) unless ``reported`` (raised by the caller already), as the
     worker's run may be failing for another reason, the one raised."""
+    if task in _LEFT:
+        return  # given up and reported already (the stop's writer, then the run's finally)
     if cancel:
         task.cancel()
     done, _ = await asyncio.wait({task}, timeout=timeout_s)

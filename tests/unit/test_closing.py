@@ -13,7 +13,13 @@ import textwrap
 
 import pytest
 
-from ingest.pipeline.closing import STOP_GRACE_S, after_drain_s, close_within, left_behind
+from ingest.pipeline.closing import (
+    STOP_GRACE_S,
+    after_drain_s,
+    close_within,
+    end_within,
+    left_behind,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -61,6 +67,36 @@ async def test_a_close_that_swallows_its_cancellation_is_left_behind_at_the_boun
         stubborn.release.set()
         closing.cancel()
     await asyncio.wait({left}, timeout=NET_S)
+    assert not left_behind()
+
+
+async def test_a_task_given_up_once_is_not_waited_for_or_reported_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The stop ends the writer (cancel=False, it was told to close), then the run's `finally`
+    # ends it again: one WARNING for a writer that will not end, not two, and no second wait.
+    release = asyncio.Event()
+
+    async def deaf() -> None:  # a write whose every cancellation is swallowed (a COMMIT)
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    task = asyncio.ensure_future(deaf())
+    await asyncio.sleep(0)  # under way
+    try:
+        first = asyncio.ensure_future(end_within(task, "the writer", 0.2, cancel=False))
+        done, _ = await asyncio.wait({first}, timeout=NET_S)
+        assert first in done
+        assert task in left_behind()
+        again = asyncio.ensure_future(end_within(task, "the writer", NET_S))
+        done, _ = await asyncio.wait({again}, timeout=NET_S / 2)
+        assert again in done, "the second end_within waited for a task given up already"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "the writer did not end within 0.2s" in warnings[0]
+    finally:
+        release.set()
+    await asyncio.wait({task}, timeout=NET_S)
     assert not left_behind()
 
 
