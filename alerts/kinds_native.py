@@ -35,7 +35,6 @@ __all__ = ["MAX_NATIVE_RULES", "compile_native", "runner_for"]
 MAX_NATIVE_RULES: Final = 64
 # The op codes of rules.rs (Op::from_code).
 _OPS: Final = {">=": 0, ">": 1, "<=": 2, "<": 3, "==": 4, "!=": 5}
-_EXACT: Final = 2**53
 
 
 class _NotNative(Exception):
