@@ -18,13 +18,12 @@ reports (peak/last value) for the frame just judged; it reads a per-rule scratch
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from alerts.fields import Value
-from alerts.kinds_session import RATIO_SLOTS, flip, ratio
+from alerts.kinds_session import OPS, RATIO_SLOTS, flip, ratio
 from alerts.model import Rule
 
 __all__ = [
@@ -47,14 +46,6 @@ NAN: Final = math.nan
 Vals = tuple[Value, ...]
 Condition = Callable[[Vals, MutableSequence[float], float, int], int]
 ValueFn = Callable[[Vals], float | None]
-OPS: Final[dict[str, Callable[[float, float], bool]]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 # Bits 19-31 are "reserved" in the 2016 edition (Table 18): a 2016 terminal setting one says
 # nothing about, e.g., a thermal event (2025 bit 23), so flag rules ignore them on 2016 frames.
 FLAGS_2016_MASK: Final = (1 << 19) - 1

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from alerts.model import Rule
 
-__all__ = ["RATIO_SLOTS", "flip", "ratio"]
+__all__ = ["OPS", "RATIO_SLOTS", "flip", "ratio"]
 
 # The verdicts of alerts.kinds (which imports this module, so they are restated, not imported).
 HOLD: Final = 1
@@ -27,14 +27,17 @@ CLEAR: Final = 0
 NEUTRAL: Final = -1
 NAN: Final = math.nan
 RATIO_SLOTS: Final = 5
-# A ratio's ops (the loader's; alerts.kinds.OPS has them too, but imports this module): ">" and
-# "<" strict, as a threshold's.
-_RATIO_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+# The comparisons of rules: a threshold's op, a guard's (alerts.kinds, the loader).
+OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     ">=": operator.ge,
     ">": operator.gt,
     "<=": operator.le,
     "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
+# A ratio's ops (the loader's): ">" and "<" strict, as a threshold's.
+_RATIO_OPS: Final = {op: OPS[op] for op in (">=", ">", "<=", "<")}
 
 
 def ratio(rule: Rule, i_num: int, i_per: int, b: int, scratch: list[float]) -> Any:
