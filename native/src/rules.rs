@@ -799,26 +799,33 @@ mod tests {
         assert_eq!(judge(10.0, 400.0).c, HOLD); // 25 Ω/V
     }
 
-    #[test]
-    fn ratio_without_a_rise_of_per_cannot_tell_even_with_min_per_0() {
-        let c = Cond {
+    /// `scale × Δvalue[0] / Δvalue[1] op limit`; `min_per` may be 0 here (the loader refuses it).
+    fn ratio(op: Op, limit: f64, min_per: f64) -> Cond {
+        Cond {
             kind: Kind::Ratio {
                 i_num: 0,
                 i_per: 1,
                 b: 0,
                 scale: 1.0,
-                limit: 1.0,
-                op: Op::Ge,
-                min_per: 0.0,
+                limit,
+                op,
+                min_per,
                 gap_ms: 60_000.0,
             },
             guards: vec![],
-        };
+        }
+    }
+
+    fn run_ratio(c: &Cond, st: &mut [f64], t: f64, n: f64, d: f64) -> Verdict {
+        c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), st, t, 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn ratio_without_a_rise_of_per_cannot_tell_even_with_min_per_0() {
+        let c = ratio(Op::Ge, 1.0, 0.0);
         let mut st = [NAN; 5];
-        let mut judge = |t: f64, n: f64, d: f64| {
-            c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), &mut st, t, 0)
-                .unwrap()
-        };
+        let mut judge = |t: f64, n: f64, d: f64| run_ratio(&c, &mut st, t, n, d);
         assert_eq!(judge(0.0, 10.0, 50.0).c, NEUTRAL); // the run starts
         assert_eq!(judge(1000.0, 12.0, 50.0), v(NEUTRAL)); // per unchanged: no ratio
         assert_eq!(judge(2000.0, 14.0, 49.0), v(NEUTRAL)); // per fell
@@ -827,24 +834,9 @@ mod tests {
 
     #[test]
     fn ratio_frame_in_the_previous_frames_millisecond_changes_nothing() {
-        let c = Cond {
-            kind: Kind::Ratio {
-                i_num: 0,
-                i_per: 1,
-                b: 0,
-                scale: 1.0,
-                limit: 1.0,
-                op: Op::Ge,
-                min_per: 0.0,
-                gap_ms: 60_000.0,
-            },
-            guards: vec![],
-        };
+        let c = ratio(Op::Ge, 1.0, 0.0);
         let mut st = [NAN; 5];
-        let judge = |st: &mut [f64], t: f64, n: f64, d: f64| {
-            c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), st, t, 0)
-                .unwrap()
-        };
+        let judge = |st: &mut [f64], t: f64, n: f64, d: f64| run_ratio(&c, st, t, n, d);
         assert_eq!(judge(&mut st, 1000.0, 10.0, 50.0).c, NEUTRAL); // the run starts
         let before = st;
         // Same millisecond, and a lower num that would otherwise restart the run.
@@ -870,24 +862,9 @@ mod tests {
             (Op::Le, HOLD),
             (Op::Lt, CLEAR),
         ] {
-            let c = Cond {
-                kind: Kind::Ratio {
-                    i_num: 0,
-                    i_per: 1,
-                    b: 0,
-                    scale: 1.0,
-                    limit: 5.0,
-                    op,
-                    min_per: 1.0,
-                    gap_ms: 60_000.0,
-                },
-                guards: vec![],
-            };
+            let c = ratio(op, 5.0, 1.0);
             let mut st = [NAN; 5];
-            let mut judge = |t: f64, n: f64, d: f64| {
-                c.eval(&mut Vals(vec![Val::Float(n), Val::Float(d)]), &mut st, t, 0)
-                    .unwrap()
-            };
+            let mut judge = |t: f64, n: f64, d: f64| run_ratio(&c, &mut st, t, n, d);
             assert_eq!(judge(0.0, 100.0, 50.0).c, NEUTRAL);
             assert_eq!(judge(1000.0, 105.0, 51.0).c, at_limit, "{op:?}"); // 5 / 1
         }
