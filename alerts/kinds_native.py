@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - a checkout without the built extension
 # None: no extension, or one built before the runner existed (./dev setup rebuilds it).
 _RULE_RUNNER: Any = getattr(nev_native, "RuleRunner", None)
 
-__all__ = ["MAX_NATIVE_RULES", "compile_native", "runner_for"]
+__all__ = ["MAX_NATIVE_RULES", "runner_for"]
 
 # ent.active is a Python int of one bit per rule of the entity kind; the runner reads a u64.
 MAX_NATIVE_RULES: Final = 64
@@ -58,27 +58,13 @@ def runner_for(
     # No rules: the generated ``return None`` is cheaper to call than the native runner.
     if rules and native and _RULE_RUNNER is not None and plan_rules <= MAX_NATIVE_RULES:
         try:
-            return compile_native(rules, index, comp, flags_2016_mask, nslots, nfields)
+            spec = [_spec(cr, index, comp, flags_2016_mask) for cr in rules]
         except _NotNative:
             pass
+        else:
+            run: Runner = _RULE_RUNNER(spec, nslots, nfields)
+            return run
     return compile_runner(rules, index, comp, flags_2016_mask)
-
-
-def compile_native(
-    rules: Sequence[Any],
-    index: Callable[[str], int],
-    comp: dict[str, Any],
-    flags_2016_mask: int,
-    nslots: int,
-    nfields: int,
-) -> Runner:
-    """A ``nev_native.RuleRunner`` over ``rules``; raises ``_NotNative`` for a rule it cannot
-    take exactly, ``ImportError`` without the extension."""
-    if _RULE_RUNNER is None:  # pragma: no cover
-        raise ImportError("nev_native has no RuleRunner: run ./dev setup to build it")
-    spec = [_spec(cr, index, comp, flags_2016_mask) for cr in rules]
-    run: Runner = _RULE_RUNNER(spec, nslots, nfields)
-    return run
 
 
 def _exact(x: Any) -> float:
