@@ -359,13 +359,19 @@ def test_the_default_rules_of_every_kind_run_natively() -> None:
         assert type(plans.run16).__name__ == type(plans.run25).__name__ == "RuleRunner"
 
 
-def test_a_kind_of_exactly_64_rules_runs_natively_with_bit_63() -> None:
-    body = "".join(
-        f'[[rule]]\nid = "t{k}"\nseverity = "major"\nkind = "threshold"\nfield = "soc_pct"\n'
-        f'op = "<"\nvalue = {k}\n'
-        for k in range(64)
+def soc_below_k_rules(n: int) -> RuleSet:
+    """n vehicle rules in order: t<k> holds while soc_pct < k, for k in 0..n-1."""
+    return RuleSet.from_toml(
+        "".join(
+            f'[[rule]]\nid = "t{k}"\nseverity = "major"\nkind = "threshold"\nfield = "soc_pct"\n'
+            f'op = "<"\nvalue = {k}\n'
+            for k in range(n)
+        )
     )
-    native, python = engines(RuleSet.from_toml(body))
+
+
+def test_a_kind_of_exactly_64_rules_runs_natively_with_bit_63() -> None:
+    native, python = engines(soc_below_k_rules(64))
     # soc falls to 0 (every rule, t63 first) and rises again (t63 clears last)
     socs = [*range(70, -1, -7), *range(0, 71, 7)]
     frames = [build_frame(VINS[0], T0 + k * 1000, soc_pct=x) for k, x in enumerate(socs)]
@@ -377,12 +383,7 @@ def test_a_kind_of_exactly_64_rules_runs_natively_with_bit_63() -> None:
 
 
 def test_a_kind_of_more_than_64_rules_keeps_the_python_loop() -> None:
-    body = "".join(
-        f'[[rule]]\nid = "t{k}"\nseverity = "major"\nkind = "threshold"\nfield = "soc_pct"\n'
-        f'op = "<"\nvalue = {k}\n'
-        for k in range(65)
-    )
-    native, python = engines(RuleSet.from_toml(body))
+    native, python = engines(soc_below_k_rules(65))
     frames = [build_frame(VINS[0], T0 + k * 1000, soc_pct=70 - k) for k in range(10)]
     assert native.evaluate(frames) == python.evaluate(frames)
     assert runner_names(native) == {"function"}
