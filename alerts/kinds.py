@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from alerts.fields import Value
 from alerts.kinds_session import OPS, RATIO_SLOTS, flip, ratio
@@ -195,16 +195,22 @@ def _threshold(i: int, op: str, thr: float, hyst: float) -> tuple[Condition, Val
     return equal, value, True
 
 
-def _insulation(rule: Rule, index: Callable[[str], int], scratch: list[float]) -> Condition:
+def insulation_params(rule: Rule) -> tuple[float, float, float]:
+    """An insulation rule's (threshold Ω/V, clear at Ω/V, minimum voltage), for its closure
+    and for the native runner (alerts.kinds_native)."""
     p = rule.params
     circuit = str(p.get("circuit", "dc"))
     thr = float(p.get("min_ohm_per_v", INSULATION_MIN_OHM_PER_V[circuit]))
     clr = thr + float(p.get("hysteresis_ohm_per_v", 0.0))
+    return thr, clr, float(p.get("min_voltage_v", 60.0))
+
+
+def _insulation(rule: Rule, index: Callable[[str], int], scratch: list[float]) -> Condition:
     # Below the class-B boundary (60 V DC, GB 18384) the high-voltage system is off or
     # precharging: Ω/V is meaningless there, so such frames neither fire nor clear. So is it
     # at or below 0 V whatever min_voltage_v says (the loader takes 0): a device's 0 V frame
     # must not divide by zero, which would fail the batch, and the worker with it.
-    min_v = float(p.get("min_voltage_v", 60.0))
+    thr, clr, min_v = insulation_params(rule)
     i_r = index("insulation_kohm")
     i_u = index("total_voltage_v")
 
@@ -330,6 +336,37 @@ def _rate(rule: Rule, i: int, b: int, scratch: list[float]) -> Condition:
     return cond
 
 
+class StepParams(NamedTuple):
+    """A drop / jump rule's constants, for its closure (``_step``) and for the native runner
+    (alerts.kinds_native)."""
+
+    down: bool
+    up: bool
+    relative: bool  # pct, not delta: the change in % of the reference
+    fires_over: float
+    gap_ms: float
+    win_ms: float
+
+
+def step_params(rule: Rule) -> StepParams:
+    p = rule.params
+    direction = "down" if rule.kind == "drop" else str(p.get("direction", "either"))
+    pct = p.get("pct")
+    limit = float(pct if pct is not None else p["delta"])
+    # GB 38031 (a) says a drop *exceeding* 25 %: a drop fires strictly above its limit, a jump at
+    # or above it. The 1e-9 absorbs float noise both ways (3.6 V -> 2.7 V is 25 %, not
+    # 24.999999999999993 %): exactly 25 % is no drop alert, and exactly the jump limit is one.
+    fires_over = limit + 1e-9 if rule.kind == "drop" else limit - 1e-9
+    return StepParams(
+        down=direction == "down",
+        up=direction == "up",
+        relative=pct is not None,
+        fires_over=fires_over,
+        gap_ms=float(p.get("max_gap_s", 60.0)) * 1000.0,
+        win_ms=float(p.get("window_s", 0.0)) * 1000.0,
+    )
+
+
 def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, int]:
     """Drop / jump between consecutive frames, or against the extreme of a short window.
 
@@ -338,20 +375,7 @@ def _step(rule: Rule, i: int, b: int, scratch: list[float]) -> tuple[Condition, 
     (``_windowed``). The magnitude is in % of the reference when ``pct`` is set, else
     absolute. Frames further apart than ``max_gap_s`` are not compared: "cannot tell".
     """
-    p = rule.params
-    direction = "down" if rule.kind == "drop" else str(p.get("direction", "either"))
-    pct = p.get("pct")
-    limit = float(pct if pct is not None else p["delta"])
-    relative = pct is not None
-    gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
-    win_ms = float(p.get("window_s", 0.0)) * 1000.0
-
-    down, up = direction == "down", direction == "up"
-    # GB 38031 (a) says a drop *exceeding* 25 %: a drop fires strictly above its limit, a jump at
-    # or above it. The 1e-9 absorbs float noise both ways (3.6 V -> 2.7 V is 25 %, not
-    # 24.999999999999993 %): exactly 25 % is no drop alert, and exactly the jump limit is one.
-    fires_over = limit + 1e-9 if rule.kind == "drop" else limit - 1e-9
-
+    down, up, relative, fires_over, gap_ms, win_ms = step_params(rule)
     if win_ms <= 0.0:
 
         def consecutive(vals: Vals, slots: MutableSequence[float], t: float, active: int) -> int:

@@ -5,7 +5,9 @@ The runner is a ``Runner`` (alerts.fastpath) like the generated Python loop and 
 engine's ``apply`` exactly where that loop does; each kind's condition is the Rust twin of its
 closure in ``alerts.kinds`` / ``alerts.kinds_session``, which stay the reference semantics (the
 late path calls them; tests/unit/test_rules_native.py runs both runners side by side). The spec
-below computes every constant as ``compile_condition`` does, from the same parameters.
+below takes a drop / jump's and an insulation rule's constants from the functions their
+closures take them from (``step_params``, ``insulation_params``), and computes the other kinds'
+as ``compile_condition`` does, from the same parameters.
 
 The generated Python loop serves a plan instead when the native one cannot: ``nev_native``
 not built, a kind of entity with more than 64 rules (``ent.active`` is read as a u64), or a
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from alerts.fastpath import Runner, compile_runner
-from alerts.kinds import INSULATION_MIN_OHM_PER_V, window_buckets
+from alerts.kinds import insulation_params, step_params, window_buckets
 
 try:
     import nev_native
@@ -99,10 +101,7 @@ def _kind(
             return 0, [i, 0, int(op == "<")], [thr, thr + hyst, hyst]
         return 1, [i, _OPS[op]], [thr]
     if r.kind == "insulation":
-        thr = float(p.get("min_ohm_per_v", INSULATION_MIN_OHM_PER_V[str(p.get("circuit", "dc"))]))
-        clr = thr + float(p.get("hysteresis_ohm_per_v", 0.0))
-        min_v = float(p.get("min_voltage_v", 60.0))
-        return 2, [index("insulation_kohm"), index("total_voltage_v")], [thr, clr, min_v]
+        return 2, [index("insulation_kohm"), index("total_voltage_v")], [*insulation_params(r)]
     if r.kind == "flag":
         mask25 = sum(1 << int(bit) for bit in p.get("bits", ()))
         if mask25 >= 1 << 63:
@@ -159,16 +158,9 @@ def _kind(
 
 
 def _step(r: Any, i: int, b: int) -> tuple[int, list[int], list[float]]:
-    p = r.params
-    direction = "down" if r.kind == "drop" else str(p.get("direction", "either"))
-    pct = p.get("pct")
-    limit = float(pct if pct is not None else p["delta"])
-    relative = int(pct is not None)
-    gap_ms = float(p.get("max_gap_s", 60.0)) * 1000.0
-    win_ms = float(p.get("window_s", 0.0)) * 1000.0
-    down, up = int(direction == "down"), int(direction == "up")
-    fires_over = limit + 1e-9 if r.kind == "drop" else limit - 1e-9
-    if win_ms <= 0.0:
-        return 6, [i, b, down, up, relative], [fires_over, gap_ms]
-    width, cap = window_buckets(win_ms / 1000.0)
-    return 7, [i, b, down, relative, cap], [fires_over, win_ms, gap_ms, width * 1000.0]
+    s = step_params(r)
+    down, relative = int(s.down), int(s.relative)
+    if s.win_ms <= 0.0:
+        return 6, [i, b, down, int(s.up), relative], [s.fires_over, s.gap_ms]
+    width, cap = window_buckets(s.win_ms / 1000.0)
+    return 7, [i, b, down, relative, cap], [s.fires_over, s.win_ms, s.gap_ms, width * 1000.0]
