@@ -50,7 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import mark_process_dead
 
 from ingest.errors import UserError
-from ingest.pipeline.metric_files import ArchiveError, MetricFiles
+from ingest.pipeline.metric_files import ArchiveError, MetricFiles, ScrapeError
 from ingest.pipeline.metrics import MetricsServer, worker_gauges
 from ingest.pipeline.multiproc_dir import free_bytes, metrics_room_problem
 
@@ -168,6 +168,7 @@ class Supervisor:
         self._archive_failed = False  # MetricFiles.archive failed once (logged once)
         self._archive_crashed = False  # ... with an exception it does not expect (a bug)
         self.metric_files = MetricFiles(options.multiproc_dir)
+        self._gauges_unread = False  # /readyz could not read the metric files (logged once)
         self.restarts = 0
         self.server: MetricsServer | None = None
 
@@ -183,9 +184,21 @@ class Supervisor:
         either has nothing to do or committed within ``stall_after_s``. One entry per worker
         slot: a slot whose worker crashed says so and when it restarts; a worker that has not
         written its gauges yet (just spawned) is "starting", not blamed on Kafka or the
-        database."""
+        database. The workers' metric files not read (a read failing twice: ``ScrapeError``):
+        not ready, ``reason`` saying why, each running worker "metric files not read" (a probe
+        answers 503 with that, not a 500 from the exception)."""
         now = time.time()
-        gauges = worker_gauges(registry)
+        detail: dict[str, object] = {}
+        gauges: dict[str, dict[str, float]] | None
+        try:
+            gauges = worker_gauges(registry)
+            self._gauges_unread = False
+        except ScrapeError as exc:
+            # Nothing known of the running workers this time; the next probe reads again.
+            gauges, detail["reason"] = None, str(exc)
+            if not self._gauges_unread:  # once until a read succeeds: probes come every few s
+                self._gauges_unread = True
+                log.warning("/readyz answers 503: %s", exc)
         workers: list[dict[str, object]] = []
         ok = not self._stopping
         for slot in self._slots:
@@ -193,13 +206,16 @@ class Supervisor:
             pid = proc.pid if proc is not None else None
             if proc is None or not proc.is_alive():
                 problems = [self._not_running(slot, proc)]
+            elif gauges is None:
+                problems = ["metric files not read"]
             else:
                 problems = self._worker_problems(gauges.get(str(pid)), now)
             ok = ok and not problems
             workers.append(
                 {"worker": slot.index, "pid": pid, "ok": not problems, "problems": problems}
             )
-        return ok, {"workers": workers, "wanted": self.options.workers, "stopping": self._stopping}
+        detail.update(workers=workers, wanted=self.options.workers, stopping=self._stopping)
+        return ok, detail
 
     def _not_running(self, slot: _Slot, proc: Any) -> str:
         """Why the slot has no live worker, in words an operator can act on: not spawned yet
