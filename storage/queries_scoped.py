@@ -17,7 +17,7 @@ from typing import Any, Final
 from storage.params import check_identifier
 from storage.queries import Statement
 
-__all__ = ["through_scoped", "unreadable_with_scoped"]
+__all__ = ["readable", "through_scoped", "unreadable_with_scoped"]
 
 _UNREADABLE: Final = """
 SELECT c.relname FROM pg_class c
@@ -33,6 +33,24 @@ def unreadable_with_scoped(conn: Any, schema: str) -> frozenset[str]:
     with conn.cursor() as cur:
         cur.execute(_UNREADABLE, (check_identifier(schema),))
         return frozenset(str(r[0]) for r in cur.fetchall())
+
+
+_READABLE: Final = """
+SELECT coalesce(has_table_privilege(to_regclass(%s), 'SELECT'), true)
+    OR coalesce(has_table_privilege(to_regclass(%s), 'SELECT'), false)
+"""
+
+
+def readable(conn: Any, schema: str, relation: str) -> bool:
+    """Whether the session's login may SELECT ``<schema>.<relation>``, itself or through its
+    ``_scoped`` view (psycopg connection). A relation that does not exist counts as readable:
+    the statement reading it says the schema is not migrated."""
+    s = check_identifier(schema)
+    name = f"{s}.{check_identifier(relation)}"
+    with conn.cursor() as cur:
+        cur.execute(_READABLE, (name, f"{name}_scoped"))
+        row = cur.fetchone()
+        return bool(row[0])
 
 
 def through_scoped(statement: Statement, schema: str, names: frozenset[str]) -> Statement:

@@ -24,7 +24,7 @@ from ingest.errors import UserError
 from ingest.wiring import first_line, postgres_dsn
 from storage import queries
 from storage.queries import QueryResult, Statement
-from storage.queries_scoped import through_scoped, unreadable_with_scoped
+from storage.queries_scoped import readable, through_scoped, unreadable_with_scoped
 from storage.shards import kafka_partition, shard_of
 
 # A query about one entity's own rows: (raw source, Kafka record key), e.g. ("vehicle", VIN).
@@ -176,11 +176,15 @@ def execute_sections(
     entity: Entity | None = None,
     *,
     if_empty: dict[str, str] | None = None,
+    reads: tuple[str, ...] = (),
 ) -> int:
     """Run each titled statement of ``build(schema)`` and print them in ``args.format`` (or
     their plans with ``--explain``). One untitled statement prints as a plain result.
     ``if_empty`` maps a title to a note for stderr when that section has no rows (what was
-    asked for does not exist; the exit status stays 0, as for an unknown VIN).
+    asked for does not exist; the exit status stays 0, as for an unknown VIN). ``reads``:
+    relations the login must be allowed to read (or their ``_scoped`` views) though the
+    statements do not read them - where row-level access would hide the rows asked about
+    (answering 0 of them), the query is refused as the server refuses a table it may not read.
 
     ``entity`` (raw source, Kafka record key) says that every statement reads only rows that
     entity's frames wrote: with shards it runs on that entity's shard alone."""
@@ -196,6 +200,11 @@ def execute_sections(
             (t, through_scoped(st, settings.storage.schema, scoped)) for t, st in statements
         ]
         try:
+            for relation in reads:
+                if not readable(conn, settings.storage.schema, relation):
+                    raise UserError(
+                        _denied(f"permission denied for table {relation}", conn.info.user)
+                    )
             for title, statement in statements:
                 results.append(
                     (
@@ -219,7 +228,8 @@ def execute_sections(
         except psycopg.errors.InsufficientPrivilege as exc:
             # An OEM or charging operator's login (nev-ingest roles) may read only its own
             # kind of rows: a query of another kind is refused by the server, not a bug.
-            raise UserError(_denied(exc, conn.info.user)) from None
+            what = exc.diag.message_primary or "permission denied"
+            raise UserError(_denied(what, conn.info.user)) from None
         except psycopg.errors.UndefinedObject as exc:
             # On the query database every read goes through the reader's own user mapping
             # (postgres_fdw): a login nobody made one for is a setup step, not a bug. Any
@@ -249,8 +259,7 @@ def execute_sections(
     return 0
 
 
-def _denied(exc: psycopg.errors.InsufficientPrivilege, login: str) -> str:
-    what = exc.diag.message_primary or "permission denied"
+def _denied(what: str, login: str) -> str:
     return (
         f"login {login}: {what}; this query needs a regulator login (nev-ingest roles "
         "grant LOGIN --as regulator); OEM logins read their vehicles only, charging logins "

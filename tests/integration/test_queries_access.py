@@ -67,3 +67,32 @@ async def test_an_oem_sees_its_vehicles_online(db: RolesDb) -> None:
     summary = next(r for r in rows if r["section"] == "summary")
     mine = [v for v in VINS if v.startswith("LFV")]
     assert (summary["entities"], summary["online"]) == (len(mine), len(mine))
+
+
+def _online_summary(db: RolesDb, login: str, kind: str) -> dict[str, object]:
+    done = db.cli(
+        "query", "online", "--kind", kind, "--format", "json", check=False,
+        NEV_POSTGRES_DSN=db.dsn_of(login),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    summary: dict[str, object] = next(r for r in rows if r["section"] == "summary")
+    return summary
+
+
+async def test_online_of_a_kind_the_login_may_not_read_is_refused_not_zero(db: RolesDb) -> None:
+    # latest_state's row-level access shows an OEM its vehicles and a charging operator its
+    # connectors only: `online` of another kind answered 0 entities, as if none existed.
+    async with db.connect() as conn:
+        await conn.execute(
+            "INSERT INTO nev.latest_state (entity_kind, entity_id, ts) "
+            "VALUES ('battery', 'PACK0001', now())"
+        )
+    oem = db.login("oem", "LFV")
+    assert "pack_telemetry" in _refused(db, oem, "online", "--kind", "battery")
+    charging = db.login("charging", OPERATORS[0])
+    assert "pack_telemetry" in _refused(db, charging, "online", "--kind", "battery")
+    assert "vehicle_telemetry" in _refused(db, charging, "online", "--kind", "vehicle")
+    assert _online_summary(db, charging, "charger")["entities"] == 1  # its own connector
+    regulator = db.login("regulator")
+    assert _online_summary(db, regulator, "battery")["entities"] == 1
