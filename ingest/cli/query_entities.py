@@ -148,14 +148,18 @@ def _charger(args: argparse.Namespace) -> int:
             ("faults", queries_chargers.faults(s, charger, start, end, limit=args.limit)),
         ]
 
+    unknown = _unknown_charger(args.charger, charger)
+    return execute_sections(args, build, if_empty={"connectors": unknown})
+
+
+def _unknown_charger(ident: str, charger: Charger) -> str:
+    """What to say of a charger no connector matches (``queries_chargers.connectors``)."""
     if charger.connector_id is not None:
-        unknown = (
-            f"no such connector {args.charger}: neither charger_connectors nor latest_state "
+        return (
+            f"no such connector {ident}: neither charger_connectors nor latest_state "
             "knows it (check the OPERATOR:CONNECTOR; query chargers --operator OP lists them)"
         )
-    else:
-        unknown = f"no connector is registered under {args.charger} (charger_connectors)"
-    return execute_sections(args, build, if_empty={"connectors": unknown})
+    return f"no connector is registered under {ident} (charger_connectors)"
 
 
 def _chargers(args: argparse.Namespace) -> int:
@@ -178,6 +182,13 @@ def _sessions(args: argparse.Namespace) -> int:
         args,
         lambda s: queries_chargers.sessions(
             s, start, end, charger=charger, vin=args.vin, limit=args.limit
+        ),
+        # no sessions of a mistyped connector: said, as `query charger` says it
+        if_unknown=None
+        if charger is None
+        else (
+            lambda s: queries_chargers.connectors(s, charger),
+            _unknown_charger(args.charger, charger),
         ),
     )
 

@@ -140,9 +140,15 @@ def _connect(settings: Settings, dsn: str, tz: str) -> psycopg.Connection[Any]:
 
 
 def execute(
-    args: argparse.Namespace, build: Callable[[str], Statement], entity: Entity | None = None
+    args: argparse.Namespace,
+    build: Callable[[str], Statement],
+    entity: Entity | None = None,
+    *,
+    if_unknown: tuple[Callable[[str], Statement], str] | None = None,
 ) -> int:
-    return execute_sections(args, lambda schema: [("", build(schema))], entity)
+    return execute_sections(
+        args, lambda schema: [("", build(schema))], entity, if_unknown=if_unknown
+    )
 
 
 def target_dsn(settings: Settings, entity: Entity | None, *, dsn_flag: bool = False) -> str:
@@ -177,6 +183,7 @@ def execute_sections(
     *,
     if_empty: dict[str, str] | None = None,
     reads: tuple[str, ...] = (),
+    if_unknown: tuple[Callable[[str], Statement], str] | None = None,
 ) -> int:
     """Run each titled statement of ``build(schema)`` and print them in ``args.format`` (or
     their plans with ``--explain``). One untitled statement prints as a plain result.
@@ -185,6 +192,9 @@ def execute_sections(
     relations the login must be allowed to read (or their ``_scoped`` views) though the
     statements do not read them - where row-level access would hide the rows asked about
     (answering 0 of them), the query is refused as the server refuses a table it may not read.
+    ``if_unknown``: (a statement of ``schema`` with a row when what was asked about exists, the
+    note for stderr when it has none), run only when every result is empty: no rows of an
+    unknown id say so, in every format, where no rows of a known one do not.
 
     ``entity`` (raw source, Kafka record key) says that every statement reads only rows that
     entity's frames wrote: with shards it runs on that entity's shard alone."""
@@ -215,6 +225,15 @@ def execute_sections(
                         statement.limited,
                     )
                 )
+            unknown = None
+            empty = all(isinstance(r, QueryResult) and not r.rows for _, r, _ in results)
+            if if_unknown is not None and empty:
+                probe, unknown = if_unknown
+                found = through_scoped(
+                    probe(settings.storage.schema), settings.storage.schema, scoped
+                )
+                if queries.run(conn, found).rows:
+                    unknown = None
         except psycopg.errors.UndefinedTable as exc:
             raise UserError(
                 f"{exc.diag.message_primary}: is schema {settings.storage.schema} migrated? "
@@ -256,6 +275,8 @@ def execute_sections(
                 print(f"== {title}")
             for line in result:
                 print(line)
+    if unknown is not None:
+        note(unknown)
     return 0
 
 

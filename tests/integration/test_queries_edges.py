@@ -22,6 +22,7 @@ from tests.integration.test_queries_entities import (
     h,
     insert,
     iso,
+    latest_rows,
     m,
     pack_rows,
     target,
@@ -87,6 +88,28 @@ def test_an_unknown_connector_is_said_to_be_unknown(
     insert(dsn, schema, [_twice("C0009", 0, "frame")])  # known by its telemetry alone: no row
     code, out, err = cli(capsys, "query", "charger", f"{OP}:C0009", *db)
     assert (code, out) == (0, "") and "no such connector" in err
+
+
+def test_sessions_of_an_unknown_connector_say_it_is_unknown(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `query sessions --charger` of a mistyped connector printed nothing at all in JSON and
+    # "(no rows)" in a table, as for a known connector without sessions; `query charger`
+    # says "no such connector".
+    dsn, schema = target
+    insert(dsn, schema, latest_rows())
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC")
+    for fmt in ("json", "table", "csv"):
+        code, out, err = cli(
+            capsys, "query", "sessions", "--charger", "ZZZZZZZZZ:NOPE", "--format", fmt, *db
+        )
+        assert code == 0 and "no such connector ZZZZZZZZZ:NOPE" in err, (fmt, err)
+        assert ("connector,start_charge_seq" in out) == (fmt == "csv"), out  # CSV: its header
+    code, _, err = cli(capsys, "query", "sessions", "--charger", "EQ9", "--operator", OP, *db)
+    assert code == 0 and "no connector is registered under EQ9" in err, err
+    # a known connector without sessions in the window: no rows, nothing said unknown
+    code, out, err = cli(capsys, "query", "sessions", "--charger", f"{OP}:C0001", *db)
+    assert (code, out, err) == (0, "", "(no rows)\n")
 
 
 def test_swaps_read_the_range_only(
