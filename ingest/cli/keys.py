@@ -106,6 +106,22 @@ def _add(args: argparse.Namespace) -> int:
         return await add(conn, schema, row, replace=args.replace)
 
     added, existing = asyncio.run(_with_registry(args, work))
+    if not added and args.replace:
+        # The one way --replace adds nothing: another registration's key took the VIN's one
+        # active place (the partial unique index) while this one waited - a second `keys add
+        # --replace` that revoked the old key first, or for a VIN without a key a plain `keys
+        # add` or a vehicle's activation.
+        now = (
+            "no active key now"
+            if existing is None
+            else f"its active key is now a {NAMES.get(existing.algorithm, '?')} key "
+            f"{_fingerprint(existing.public_key)} ({existing.source})"
+        )
+        raise UserError(
+            f"VIN {args.vin}: another registration added a key meanwhile and {now}; "
+            "this command changed nothing: check nev-ingest keys list --all, then run it "
+            "again if this key is to replace that one"
+        )
     if not added:
         raise UserError(
             f"VIN {args.vin} already has a {NAMES.get(existing.algorithm if existing else 0, '?')}"

@@ -4,6 +4,10 @@ second key without ``--replace``, rotate, revoke; unreadable keys get a one-line
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,7 +18,7 @@ import pytest
 from devtools.sim.signing import RSA, SM2, make_key
 from ingest.cli import main
 from storage import keys
-from tests.integration.pipeline_support import SCHEMA
+from tests.integration.pipeline_support import SCHEMA, until
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +111,70 @@ def test_a_database_that_refuses_is_a_one_line_error(
     assert len(err.splitlines()) == 1 and err.startswith("nev-ingest: error: cannot connect")
     assert "InvalidCatalogNameError" in err and "Traceback" not in err
     assert "--dsn" not in err and "NEV_POSTGRES_DSN" in err  # keys has no --dsn
+
+
+async def test_a_replace_racing_another_registration_says_so(
+    migrated_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Two admins rotate one VIN's key at once: the second's revoke waits for the first's row
+    # lock, then finds no active key to revoke (the first revoked it) and its INSERT meets the
+    # first's new key (the partial unique index). It said "already has a ... key; rotate it
+    # with --replace", to someone who had given --replace.
+    old, other, mine = (make_key(tmp_path, RSA, n) for n in ("old", "other", "mine"))
+    for name, key in (("old", old), ("mine", mine)):
+        (tmp_path / f"{name}.pem").write_bytes(key.public_pem)
+    monkeypatch.setenv("NEV_POSTGRES_DSN", migrated_database)
+    env = dict(os.environ)  # the CLIs in processes of their own: two connections at once
+    add = [sys.executable, "-m", "ingest", "keys", "add", VIN, "--algorithm", "rsa"]
+    done = await asyncio.to_thread(
+        subprocess.run, [*add, "--key-file", f"{tmp_path}/old.pem"], env=env, check=False
+    )
+    assert done.returncode == 0
+    first = await asyncpg.connect(migrated_database)
+    watch = await asyncpg.connect(migrated_database)
+    try:
+        tx = first.transaction()
+        await tx.start()
+        # the other admin's rotation, not committed yet: the old key's row stays locked
+        await first.execute(
+            f"UPDATE {SCHEMA}.device_keys SET revoked_at = now()"
+            " WHERE vin = $1 AND revoked_at IS NULL",
+            VIN,
+        )
+        await first.execute(
+            f"INSERT INTO {SCHEMA}.device_keys (vin, algorithm, public_key, source)"
+            " VALUES ($1, $2, $3, 'admin')",
+            VIN,
+            RSA,
+            other.public_pem,
+        )
+        second = await asyncio.create_subprocess_exec(
+            *add, "--key-file", f"{tmp_path}/mine.pem", "--replace",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+        async def waiting() -> bool:
+            # from another connection: in a transaction pg_stat_activity is read once
+            found = await watch.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'nev-ingest-keys' AND wait_event_type = 'Lock'"
+            )
+            return bool(found)
+
+        await until(waiting, timeout_s=30, what="the second keys add to wait for the row lock")
+        await tx.commit()
+        _, err_bytes = await second.communicate()
+    finally:
+        await first.close()
+        await watch.close()
+    err = err_bytes.decode()
+    assert second.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert "rotate it with --replace" not in err and "added a key meanwhile" in err, err
+    fingerprint = hashlib.sha256(other.public_pem).hexdigest()[:16]
+    assert f"rsa key {fingerprint} (admin)" in err, err
+    # nothing of the second command stayed: the other admin's key is the active one
+    (row,) = await _list(capsys)
+    assert row["fingerprint"] == fingerprint
