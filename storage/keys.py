@@ -79,11 +79,14 @@ async def active_keys(conn: Any, schema: str, vins: Iterable[str]) -> dict[str, 
 
 
 async def revoked_vins(conn: Any, schema: str, limit: int) -> set[str]:
-    """The VINs whose key was revoked and that have no active key, at most ``limit``."""
+    """The VINs whose key was revoked and that have no active key, at most ``limit``: the
+    latest revocations (those whose stolen key is likeliest still about), the same set on
+    every call and in every worker, not whichever the server's plan met first."""
     rows = await conn.fetch(
-        f"SELECT DISTINCT d.vin FROM {schema}.device_keys AS d WHERE d.revoked_at IS NOT NULL"
+        f"SELECT d.vin FROM {schema}.device_keys AS d WHERE d.revoked_at IS NOT NULL"
         f" AND NOT EXISTS (SELECT 1 FROM {schema}.device_keys AS a"
-        " WHERE a.vin = d.vin AND a.revoked_at IS NULL) LIMIT $1",
+        " WHERE a.vin = d.vin AND a.revoked_at IS NULL)"
+        " GROUP BY d.vin ORDER BY max(d.revoked_at) DESC, d.vin LIMIT $1",
         limit,
     )
     return {r["vin"] for r in rows}

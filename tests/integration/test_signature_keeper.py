@@ -307,3 +307,23 @@ async def test_a_server_error_keeps_the_activation_key_queued(
     await conn.execute("SET default_transaction_read_only = off")
     await keeper.flush(conn)
     assert [k.vin for k in await registry.list_keys(conn, ps.SCHEMA)] == [VIN]
+
+
+async def test_revoked_vins_cut_short_keeps_the_latest_revocations(conn: Any) -> None:
+    # The keeper asks for at most the cache's capacity of revoked VINs. Without an order the
+    # server chose which (its scan's or its sort's), so the VINs an activation could bring a
+    # stolen key back for were any, and could differ from one reload or worker to the next.
+    newest, oldest, middle = ("LREVOKE0000000001", "LREVOKE0000000002", "LREVOKE0000000003")
+    for vin in (newest, oldest, middle, "LREVOKE0000000004"):
+        await registry.add(conn, ps.SCHEMA, DeviceKey(vin, RSA, vin.encode(), "admin"))
+    for vin, days_ago in ((oldest, 3), (middle, 2), (newest, 1), ("LREVOKE0000000004", 0)):
+        await conn.execute(
+            f"UPDATE {ps.SCHEMA}.device_keys SET revoked_at = now() - make_interval(days => $2)"
+            " WHERE vin = $1",
+            vin,
+            days_ago,
+        )
+    # revoked today, and given a new key since: not a revoked VIN
+    await registry.add(conn, ps.SCHEMA, DeviceKey("LREVOKE0000000004", RSA, b"new", "admin"))
+    assert await registry.revoked_vins(conn, ps.SCHEMA, 2) == {newest, middle}
+    assert await registry.revoked_vins(conn, ps.SCHEMA, 10) == {newest, middle, oldest}
