@@ -30,8 +30,10 @@ DEAD_LETTER_OVERHEAD: Final = 16 * 1024
 # command, VIN, encryption, length) and the first data blocks, enough to find the device.
 TOO_LARGE_PREFIX_BYTES: Final = 4096
 
-# After the revoke timeout the worker still flushes Kafka offsets and rejoins; the group must
-# wait for that too, or it drops the worker, whose rejoin is a second rebalance.
+# After the revoke timeout the worker still runs the steps after the drain (each bounded, at
+# most ingest.pipeline.closing.after_revoke_drain_s together: tests/unit/test_closing.py) and
+# rejoins; the group must wait for that too, or it drops the worker, whose rejoin is a second
+# rebalance.
 REVOKE_MARGIN_MS: Final = 10_000
 
 

@@ -13,6 +13,10 @@ the supervisor's stop deadline, until the worker is killed.
 is cancelled and left behind, not awaited. ``run_bounded`` is ``uvloop.run`` whose end (cancel
 every task still running, wait for them) is bounded the same way: a task that outlives its
 cancellation does not hold the process.
+
+A revoke's steps after its drain (``Worker.on_revoked``) are the stop's, bounded the same way:
+the whole consumer group waits for the revoke callback of every member, so one that a stalled
+database or broker held would stall the group's rebalance (``after_revoke_drain_s``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "STOP_GRACE_S",
     "WRITER_S",
     "after_drain_s",
+    "after_revoke_drain_s",
     "close_within",
     "end_within",
     "left_behind",
@@ -79,6 +84,13 @@ def after_drain_s() -> float:
     )
 
 
+def after_revoke_drain_s() -> float:
+    """The most a revoke's steps after its drain take together (the stop's bounds, the same
+    steps): the group waits for the revoke callback, within kafka_limits.REVOKE_MARGIN_MS past
+    pipeline.revoke_timeout_s, and then for the rejoin too."""
+    return FLUSH_LATEST_S + DELETE_PUBLISHED_S + COMMIT_FLUSH_S
+
+
 # Tasks given up: kept referenced (a task only the loop knows may be collected half-way) until
 # they end, and recognised when the process exits with them still pending (run_bounded).
 _LEFT: set[asyncio.Task[Any]] = set()
@@ -112,6 +124,8 @@ READ_AGAIN: Final = (
     "nothing is lost: the offsets were committed with the rows before the clients close, or "
     "the frames given up uncommitted, and the next owner reads those again"
 )
+# Who goes on without a close left behind (``close_within``'s and ``end_within``'s ``goes_on``).
+EXITS: Final = "the worker exits without it"
 
 
 async def close_within(
@@ -122,12 +136,13 @@ async def close_within(
     quiet: bool = False,
     undone: str = READ_AGAIN,
     verb: str = "close",
+    goes_on: str = EXITS,
 ) -> bool:
     """Await ``close()`` for at most ``timeout_s``; True when it finished without an error.
     Past the bound it is cancelled and left behind (not awaited: see the module docstring),
-    with one WARNING saying ``what`` did not ``verb`` and ``undone`` (what becomes of what it
-    had not done); an error it raised is a WARNING too. ``quiet``: neither is logged (a
-    half-started client, a replaced producer)."""
+    with one WARNING saying ``what`` did not ``verb``, that the caller ``goes_on`` without it,
+    and ``undone`` (what becomes of what it had not done); an error it raised is a WARNING
+    too. ``quiet``: neither is logged (a half-started client, a replaced producer)."""
 
     async def closing() -> object:
         return await close()
@@ -144,10 +159,11 @@ async def close_within(
         _leave(task, what, quiet=quiet)
         if not quiet:
             log.warning(
-                "%s did not %s within %gs: left behind, the worker exits without it (%s)",
+                "%s did not %s within %gs: left behind, %s (%s)",
                 what,
                 verb,
                 timeout_s,
+                goes_on,
                 undone,
             )
         return False
@@ -167,11 +183,12 @@ async def end_within(
     *,
     cancel: bool = True,
     reported: bool = False,
+    goes_on: str = EXITS,
 ) -> None:
     """Cancel ``task`` (``cancel``; else it was told to end) and wait at most ``timeout_s`` for
-    it to end; past that it is cancelled and left behind (one WARNING). An error it raised is
-    never raised: logged (a WARNING) unless ``reported`` (raised by the caller already), as the
-    worker's run may be failing for another reason, the one raised."""
+    it to end; past that it is cancelled and left behind (one WARNING: the caller ``goes_on``).
+    An error it raised is never raised: logged (a WARNING) unless ``reported`` (raised by the
+    caller already), as the worker's run may be failing for another reason, the one raised."""
     if task in _LEFT:
         return  # given up and reported already (the stop's writer, then the run's finally)
     if cancel:
@@ -184,10 +201,11 @@ async def end_within(
         return
     _leave(task, what)
     log.warning(
-        "%s did not end within %gs%s: left behind, the worker exits without it",
+        "%s did not end within %gs%s: left behind, %s",
         what,
         timeout_s,
         " of its cancellation" if cancel else "",
+        goes_on,
     )
 
 

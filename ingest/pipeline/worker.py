@@ -15,7 +15,8 @@ goes a slice per consume-loop turn, partition after partition: each partition re
 own state is restored (the consumer keeps polling meanwhile). On
 revocation the open batch is sealed and the writer gets ``revoke_timeout_s`` to commit
 everything in flight; what it cannot commit in time is abandoned uncommitted (the next owner
-reads it again; the fenced offsets in the database keep a late commit from duplicating rows).
+reads it again; the fenced offsets in the database keep a late commit from duplicating rows);
+then the stop's steps after the drain, each within its bound (``closing.after_revoke_drain_s``).
 On stop: no more fetching, flush, commit, leave. A poll waiting for a rebalance to end (aiokafka
 returns nothing until the group has settled, which a member that died without leaving holds up
 for its whole session timeout) is given up at once, and an assignment that comes while stopping
@@ -67,6 +68,9 @@ from storage.shards import shard_of
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
+
+# A revoke step left behind: the revoke, and the worker, go on (``_after_revoke_drain``).
+_REVOKE_GOES_ON: Final = "the revoke goes on without it"
 
 # Records decoded between two of the write lanes' turns (``Worker._add``): ~5 ms of decoding.
 DECODE_SLICE: Final = 500
@@ -610,12 +614,7 @@ class Worker:
                 self.options.revoke_timeout_s,
                 frames,
             )
-        await flush_latest(self.sink, revoked)  # pending latest_state tuples, before they go
-        await self.sink.delete_published()  # before the next owner reads the outbox
-        # Kafka's copy of the offsets, before the partitions go; bounded, because the group
-        # waits for this callback (kafka_limits.REVOKE_MARGIN_MS) and the database has them.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.committer.flush(), 5)
+        await self._after_revoke_drain(revoked)
         # What the loop fetched and decoded while the writer drained: never written, so no
         # longer in flight (the next owner reads it again).
         self.bp.done(*self.builder.reset(writer.generation).held)
@@ -630,6 +629,40 @@ class Worker:
         self.restored -= revoked
         if self.lag is not None:
             self.lag.forget(revoked)
+
+    async def _after_revoke_drain(self, revoked: set[Any]) -> None:
+        """The stop's steps after its drain, for the revoked partitions: the whole group waits
+        for this callback (kafka_limits.REVOKE_MARGIN_MS past the drain's revoke_timeout_s),
+        so each is bounded for real (``closing.close_within``; ``asyncio.wait_for`` waits on
+        for a close that swallows its cancellation, as asyncpg's ROLLBACK on a stalled
+        server does). A step left behind is still cancelled; if it finishes after all, it is
+        harmless: the merge only touches partitions whose stored offset is still this
+        worker's, deleted outbox rows were acknowledged, and Kafka's copy is only a copy."""
+        gone = list(revoked)
+        await close_within(  # pending latest_state tuples, before they go
+            "merging latest_state",
+            lambda: flush_latest(self.sink, gone),
+            FLUSH_LATEST_S,
+            verb="finish",
+            goes_on=_REVOKE_GOES_ON,
+            undone="the stored latest_from still covers them: the next owner reads them again",
+        )
+        await close_within(  # before the next owner reads the outbox
+            "deleting the published alert messages' outbox rows",
+            self.sink.delete_published,
+            DELETE_PUBLISHED_S,
+            verb="finish",
+            goes_on=_REVOKE_GOES_ON,
+            undone="the next owner sends those alert messages again, which consumers deduplicate",
+        )
+        await close_within(  # before the partitions go
+            "Kafka's copy of the offsets",
+            self.committer.flush,
+            COMMIT_FLUSH_S,
+            verb="finish",
+            goes_on=_REVOKE_GOES_ON,
+            undone="the database holds the offsets, which the next owner seeks to",
+        )
 
     async def on_assigned(self, assigned: set[Any]) -> None:
         self.metrics.rebalances.labels(event="assigned").inc()

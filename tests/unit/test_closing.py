@@ -13,9 +13,11 @@ import textwrap
 
 import pytest
 
+from ingest.config.kafka_limits import REVOKE_MARGIN_MS
 from ingest.pipeline.closing import (
     STOP_GRACE_S,
     after_drain_s,
+    after_revoke_drain_s,
     close_within,
     end_within,
     left_behind,
@@ -228,3 +230,11 @@ def test_the_steps_after_the_drain_fit_the_supervisor_s_grace_with_a_margin() ->
     # database got a stopping worker killed instead of exiting 0. A bound that grows must
     # shrink another or raise STOP_GRACE_S (docs/operations.md names them all).
     assert after_drain_s() <= STOP_GRACE_S - 3.0
+
+
+def test_a_revoke_s_steps_after_its_drain_fit_the_group_s_margin_with_room_to_rejoin() -> None:
+    # The group waits kafka_limits.REVOKE_MARGIN_MS past pipeline.revoke_timeout_s for the
+    # revoke callback and the rejoin (checked against kafka.rebalance_timeout_ms at start): the
+    # steps after the drain once took up to 10 s per shard + 2 s + 5 s, and a member that does
+    # not rejoin in time is dropped, its rejoin a second rebalance.
+    assert after_revoke_drain_s() <= REVOKE_MARGIN_MS / 1000 - 3.0
