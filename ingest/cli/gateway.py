@@ -115,7 +115,15 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
     """Run until SIGTERM/SIGINT; 0 after a graceful stop."""
     import uvloop
 
-    return uvloop.run(_serve(settings, [*EXTRA_SERVERS, *extra]))
+    from ingest.pipeline.closing import LOOP_END_S, run_bounded
+
+    # Not uvloop.run: its end waits without a bound for every task still running to end
+    # (ingest.pipeline.closing), and one that outlives its cancellation held the exit.
+    return run_bounded(
+        _serve(settings, [*EXTRA_SERVERS, *extra]),
+        grace_s=LOOP_END_S,
+        loop_factory=uvloop.new_event_loop,
+    )
 
 
 async def _serve(settings: Settings, extra: Sequence[Callable[[Settings, Any], Any]]) -> int:

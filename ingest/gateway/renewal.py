@@ -18,7 +18,6 @@ them all with ``ProducerClosed``. It is stopped when its last unresolved send re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -26,12 +25,21 @@ from typing import Any, Final
 
 from aiokafka.errors import OutOfOrderSequenceNumber, ProducerClosed
 
+from ingest.pipeline.closing import CLIENTS_S, close_within, end_within
+
 __all__ = ["NOT_WRITTEN", "ProducerPool", "RenewingSender"]
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_MAX_S: Final = 2.0
-_STOP_TIMEOUT_S: Final = 10.0
+# A producer's stop, and the end of a replacement still starting, each get CLIENTS_S; past it
+# they are left behind (closing.close_within): asyncio.wait_for cancels at its bound and then
+# waits for a stop that swallows the cancellation, holding the gateway's exit.
+_GOES_ON: Final = "the gateway does not wait for it"
+_UNDONE: Final = (
+    "nothing is lost: a frame Kafka did not acknowledge was not answered, and its sender "
+    "sends it again"
+)
 
 # A send's failure that says it was never written, so that it may go again with the new
 # producer: behind another send's gap in its partition's sequence, or caught by the stop of a
@@ -103,10 +111,10 @@ class ProducerPool:
                     await fresh.start()
                     break
                 except asyncio.CancelledError:  # the gateway stops: leave nothing running
-                    await asyncio.shield(_stop(fresh))
+                    await asyncio.shield(_stop(fresh, quiet=True))
                     raise
                 except Exception as exc:  # the broker away: the frames wait, as in an outage
-                    await _stop(fresh)
+                    await _stop(fresh, quiet=True)
                     log.warning(
                         "a new Kafka producer could not start (%r); again in %.2fs", exc, backoff
                     )
@@ -139,9 +147,10 @@ class ProducerPool:
     async def close(self) -> None:
         """Stop every producer of the pool that is ours (the current one, the old ones)."""
         if self._renewing is not None:
-            self._renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewing
+            # A new producer still starting (the broker away): cancelled, it stops that one.
+            await end_within(
+                self._renewing, "the Kafka producer's replacement", CLIENTS_S, goes_on=_GOES_ON
+            )
         for producer in [self.current, *self._retired.values()]:
             self._stop_later(producer)
         self._retired.clear()
@@ -149,10 +158,12 @@ class ProducerPool:
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
 
-async def _stop(producer: Any) -> None:
-    # Best effort: an old producer has nothing left to deliver; on the way out, bounded.
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.stop(), _STOP_TIMEOUT_S)
+async def _stop(producer: Any, *, quiet: bool = False) -> None:
+    # Best effort: an old producer has nothing left to deliver; on the way out, bounded for
+    # real. ``quiet``: one that never started (its failure was logged).
+    await close_within(
+        "a Kafka producer", producer.stop, CLIENTS_S, quiet=quiet, undone=_UNDONE, goes_on=_GOES_ON
+    )
 
 
 class RenewingSender:
