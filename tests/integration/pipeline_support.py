@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypedDict, TypeVar
 
 import asyncpg
 import orjson
@@ -39,6 +39,25 @@ from ingest.pipeline.process import decoders_for
 T = TypeVar("T")
 
 SCHEMA = "nev"
+
+# A worker killed with kill -9 stays a member of the group until the broker has had no
+# heartbeat from it for kafka.session_timeout_ms: until then the rebalance its successor's
+# JoinGroup starts is held open and nobody gets its partitions (28 s after the kill in a CI run
+# with the default 30 s). A kill -9 test runs the service with these settings (the heartbeat a
+# third of it, as kafka_limits requires) and waits KILLED_SESSION_S on top of its catch-up.
+KILLED_SESSION_MS: Final = 10_000
+KILLED_SESSION_S: Final = KILLED_SESSION_MS / 1000
+
+
+class _Session(TypedDict):  # typed keys: ``serving(..., **SHORT_SESSION)`` type-checks
+    NEV_KAFKA_SESSION_TIMEOUT_MS: str
+    NEV_KAFKA_HEARTBEAT_INTERVAL_MS: str
+
+
+SHORT_SESSION: Final = _Session(
+    NEV_KAFKA_SESSION_TIMEOUT_MS=str(KILLED_SESSION_MS),
+    NEV_KAFKA_HEARTBEAT_INTERVAL_MS=str(KILLED_SESSION_MS // 3),
+)
 
 
 async def until(

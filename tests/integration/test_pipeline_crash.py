@@ -23,7 +23,9 @@ async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: Pipeline
     total = len(messages)
 
     # Small batches: many transactions in flight over the run, so the kill lands inside one.
-    async with ps.serving(env, "crash", NEV_PIPELINE_BATCH_MAX_FRAMES="300") as svc:
+    async with ps.serving(
+        env, "crash", NEV_PIPELINE_BATCH_MAX_FRAMES="300", **ps.SHORT_SESSION
+    ) as svc:
         (victim,) = svc.worker_pids()
         producing = asyncio.create_task(ps.produce(env.kafka, env.topic, messages, rate=3000))
 
@@ -41,7 +43,11 @@ async def test_kill_9_mid_run_then_restart_stores_every_frame_once(env: Pipeline
 
         await ps.until(restarted, timeout_s=30, what="the supervisor to restart the worker")
         await producing
-        await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
+        await ps.until(
+            lambda: ps.caught_up(env),
+            timeout_s=ps.KILLED_SESSION_S + 120,
+            what="every offset stored (the dead member's session expired first)",
+        )
 
         rows = await ps.stored_rows(env.dsn)
         assert rows == expected.rows  # nothing lost

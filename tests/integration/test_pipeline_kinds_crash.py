@@ -70,7 +70,9 @@ async def test_kill_9_mid_run_stores_every_charger_and_pack_row_once(env: Pipeli
     assert not want.bad
     total = len(records)
 
-    async with ps.serving(env, "kinds-crash", NEV_PIPELINE_BATCH_MAX_FRAMES="200") as svc:
+    async with ps.serving(
+        env, "kinds-crash", NEV_PIPELINE_BATCH_MAX_FRAMES="200", **ps.SHORT_SESSION
+    ) as svc:
         (victim,) = svc.worker_pids()
         producing = asyncio.create_task(ks.produce_records(env.kafka, records, rate=400))
 
@@ -89,7 +91,9 @@ async def test_kill_9_mid_run_stores_every_charger_and_pack_row_once(env: Pipeli
         await ps.until(restarted, timeout_s=30, what="the supervisor to restart the worker")
         assert await producing == total
         await ps.until(
-            lambda: ps.caught_up(env, env.raw_topics), timeout_s=120, what="every offset stored"
+            lambda: ps.caught_up(env, env.raw_topics),
+            timeout_s=ps.KILLED_SESSION_S + 120,
+            what="every offset stored (the dead member's session expired first)",
         )
 
         assert await ks.stored(env.dsn) == want.rows  # nothing lost, nothing twice

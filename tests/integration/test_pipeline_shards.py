@@ -29,12 +29,6 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 4  # of the vehicle topic (make_env): 0 and 2 go to shard 0, 1 and 3 to shard 1
 
-# The killed worker stays a member of the group until the broker has had no heartbeat from it
-# for kafka.session_timeout_ms: until then the rebalance its successor's JoinGroup starts is
-# held open and nobody gets its partitions (28 s after the kill in a CI run with the default
-# 30 s). Shorter here, and the test's wait allows for it on top of the catch-up.
-SESSION_TIMEOUT_MS = 10_000
-
 
 @pytest.fixture
 async def shards(env: PipelineEnv, cluster: PrivateCluster) -> tuple[str, str]:
@@ -75,8 +69,7 @@ async def test_kill_9_with_two_shards_stores_every_frame_once_in_its_shard(
         env,
         "shards-crash",
         NEV_PIPELINE_BATCH_MAX_FRAMES="300",
-        NEV_KAFKA_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
-        NEV_KAFKA_HEARTBEAT_INTERVAL_MS=str(SESSION_TIMEOUT_MS // 3),
+        **ps.SHORT_SESSION,
     ) as svc:
         (victim,) = svc.worker_pids()
         producing = asyncio.create_task(ps.produce(env.kafka, env.topic, messages, rate=3000))
@@ -99,7 +92,7 @@ async def test_kill_9_with_two_shards_stores_every_frame_once_in_its_shard(
         await producing
         await ps.until(
             lambda: caught_up(env, shards),
-            timeout_s=SESSION_TIMEOUT_MS / 1000 + 120,
+            timeout_s=ps.KILLED_SESSION_S + 120,
             what="every offset stored (the dead member's session expired first)",
         )
 
