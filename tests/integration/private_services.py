@@ -44,6 +44,22 @@ class PrivateCluster:
         user cannot reach pytest's directories); pytest removes ``home`` itself."""
         pgdev.remove_home(self.home, self.state.name, self.state.extra.get("data_dir"))
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server suspended (SIGSTOP to the postmaster and every backend), not gone:
+        connections stay open, new ones are taken by the kernel, and nothing answers, as with
+        a database that stalls (a long pause, an overloaded host). Resumed on leaving."""
+        assert self.state.pid is not None, "the cluster is not running"
+        pids = [self.state.pid, *_children(self.state.pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def start(self) -> None:
         port = self.state.port
         self.state = pgdev.up(self.home, self.state, "", 120)
@@ -97,3 +113,15 @@ class PrivateKafka:
         port = self.state.port
         self.state = self._up(self.state)
         assert self.state.port == port, "restarted on another port; clients cannot follow"
+
+
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (the postmaster's backends and workers)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == parent:
+                out.append(int(stat.parent.name))
+    return out
