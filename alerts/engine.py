@@ -31,6 +31,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from alerts import failure
+from alerts.failure import UNKNOWN, Failures, RuleFailure, failing_rule
 from alerts.kinds import CLEAR, HOLD
 from alerts.model import AlertChange, AlertRecord, Rule
 from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans
@@ -86,6 +88,8 @@ class RuleEngine:
     ) -> None:
         self.entity_kind = entity_kind
         self.stats = RuleEngineStats()
+        # Frames whose judging raised, per rule (the safety net: ``_failed``).
+        self._failures = Failures()
         self._model: Callable[[str], str | None] = (
             models if callable(models) else (models or {}).get
         )
@@ -140,18 +144,26 @@ class RuleEngine:
             if t > limit:
                 stats.future += 1
                 continue
-            ent = ents.get(fr.vin)
-            if ent is None:
-                ent = self._entity(fr.vin, partition, topic)
-            if t <= ent.wm:
-                self._late(ent, fr.vin, fr.edition, fr, t, t)
-                continue
-            ent.wm = t
-            n += 1
-            vals = extract(fr)
-            # The hot loop of this entity's rules (alerts.kinds_native, alerts.fastpath).
-            plans = ent.plans
-            (plans.run25 if fr.edition == 2025 else plans.run16)(self._apply, ent, vals, t, fr.vin)
+            # The safety net (``_failed``): free in Python 3.11 while nothing raises.
+            try:
+                ent = ents.get(fr.vin)
+                if ent is None:
+                    ent = self._entity(fr.vin, partition, topic)
+                if t <= ent.wm:
+                    self._late(ent, fr.vin, fr.edition, fr, t, t)
+                    continue
+                ent.wm = t
+                n += 1
+                vals = extract(fr)
+                # The hot loop of this entity's rules (alerts.kinds_native, alerts.fastpath).
+                plans = ent.plans
+                (plans.run25 if fr.edition == 2025 else plans.run16)(
+                    self._apply, ent, vals, t, fr.vin
+                )
+            except BaseException as exc:  # a Rust panic is a BaseException: failure.caught
+                if not failure.caught(exc):
+                    raise
+                self._failed(fr.vin, exc)
         stats.evaluated += n
         return self._flush()
 
@@ -176,19 +188,24 @@ class RuleEngine:
             if t > limit:
                 stats.future += 1
                 continue
-            ent = ents.get(eid)
-            if ent is None:
-                ent = self._entity(eid, partition, topic)
-            # Ordered by µs: a later push of the same millisecond is in order, at time t.
-            if at <= ent.wm:
-                self._late(ent, eid, edition, subject, t, at)
-                continue
-            ent.wm = at
-            n += 1
-            plans = ent.plans
-            (plans.run25 if edition == 2025 else plans.run16)(
-                self._apply, ent, extract(subject), t, eid
-            )
+            try:  # the safety net, as in ``evaluate``
+                ent = ents.get(eid)
+                if ent is None:
+                    ent = self._entity(eid, partition, topic)
+                # Ordered by µs: a later push of the same millisecond is in order, at time t.
+                if at <= ent.wm:
+                    self._late(ent, eid, edition, subject, t, at)
+                    continue
+                ent.wm = at
+                n += 1
+                plans = ent.plans
+                (plans.run25 if edition == 2025 else plans.run16)(
+                    self._apply, ent, extract(subject), t, eid
+                )
+            except BaseException as exc:  # a Rust panic is a BaseException: failure.caught
+                if not failure.caught(exc):
+                    raise
+                self._failed(eid, exc)
         stats.evaluated += n
         return self._flush()
 
@@ -309,6 +326,31 @@ class RuleEngine:
             elif not (t <= slots[cr.cl]) and not self._warming:  # NaN: never cleared
                 self._raise(ent, cr, eid, t, value, (t,), late=True)
                 ent.active |= cr.bit
+
+    def _failed(self, eid: str, exc: BaseException) -> None:
+        """The safety net (alerts.failure): judging a frame of ``eid`` raised ``exc``.
+
+        What that frame's judging did before it raised stays: the entity's watermark is past
+        it (a redelivery is a duplicate, an older copy late: it is not judged again in order),
+        and the rules judged before the failing one keep their verdicts, each applied whole
+        (a rule's lifecycle step raises before it changes its alert, ``LiveAlert.see``). The
+        failing rule and those after it skip the frame, as for a frame without their fields.
+        The failing rule's own history, which its condition may have half written, starts
+        afresh (as a changed rule's after a reload); its open alert stays open. Not knowing
+        the rule (``failure.UNKNOWN``), no state is reset."""
+        cr = failing_rule(exc)
+        ent = self._entities.get(eid)
+        if cr is not None and ent is not None:
+            slots = ent.slots
+            for k in (*range(cr.base, cr.base + cr.nslots), cr.pend, cr.off):
+                if 0 <= k < len(slots):
+                    slots[k] = _NAN
+        self._failures.add(UNKNOWN if cr is None else cr.id, eid, exc)
+
+    def take_failures(self) -> list[RuleFailure]:
+        """The failures counted since the last call, per rule (``failure.UNKNOWN``: not known),
+        for the pipeline's metric and log line."""
+        return self._failures.take()
 
     def _raise(
         self,

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from alerts import failure
 from alerts.kinds import FLAGS_2016_MASK, INSULATION_MIN_OHM_PER_V
 
 __all__ = ["Runner", "compile_runner"]
@@ -97,10 +98,14 @@ def compile_runner(
         "    slots = ent.slots",
         "    active = ent.active",
     ]
-    env: dict[str, Any] = {}
+    # Source line -> the rule judged there: which rule raised (alerts.failure), from the
+    # traceback, without a per-rule cost in the loop.
+    at_line: dict[int, Any] = {}
+    env: dict[str, Any] = {failure.LINES: at_line}
     for k, cr in enumerate(rules):
         env[f"C{k}"] = cr
         env[f"K{k}"] = cr.cond
+        first = len(lines) + 1
         busy = f"active & {cr.bit}" + (
             f" or slots[{cr.pend}] == slots[{cr.pend}]" if cr.pend >= 0 else ""
         )
@@ -119,9 +124,10 @@ def compile_runner(
                 f"        apply(ent, C{k}, K{k}(vals, slots, t, active), vals, t, vin)",
                 "        active = ent.active",
             ]
+        at_line.update(dict.fromkeys(range(first, len(lines) + 1), cr))
     if not rules:
         lines.append("    return None")
     src = "\n".join(lines) + "\n"
-    exec(compile(src, "<alerts.fastpath>", "exec"), env)  # noqa: S102 - see the module docstring
+    exec(compile(src, failure.GENERATED, "exec"), env)  # noqa: S102 - see the module docstring
     run: Runner = env["run"]
     return run

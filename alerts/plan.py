@@ -166,16 +166,18 @@ class LiveAlert:
         already or backfill one never seen, which the engine cannot tell apart (docs/alerts.md).
         A frame ``in_order`` always counts: a T/CEC status push may share its millisecond
         ``t`` with the last one counted and still be after it (alerts.subjects)."""
+        # Compared before anything changes: a value that cannot be compared raises with the
+        # alert as it was (the engine's safety net then skips the frame, alerts.failure).
+        moved = value is not None and (
+            self.peak is None or (value > self.peak if self.cr.peak_max else value < self.peak)
+        )
         if in_order or t > self.last_ms:
             self.count += 1
             self.last_ms = t
             self.last_value = value
-        if value is None:
-            return False
-        if self.peak is None or (value > self.peak if self.cr.peak_max else value < self.peak):
+        if moved:
             self.peak = value
-            return True
-        return False
+        return moved
 
     def record(self, entity_kind: str) -> AlertRecord:
         r = self.cr.rule

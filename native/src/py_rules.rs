@@ -278,6 +278,15 @@ impl Frame for PyFrame<'_, '_> {
     }
 }
 
+/// `e`, tagged with the rule whose condition raised it (`nev_rule`: alerts/failure.py). An
+/// error that takes no attribute goes as it is: the rule is then unknown.
+fn blame(py: Python<'_>, e: PyErr, rule: &NRule) -> PyErr {
+    let _ = e
+        .value(py)
+        .setattr(intern!(py, "nev_rule"), rule.cr.bind(py));
+    e
+}
+
 fn read_active(ent: &Bound<'_, PyAny>) -> PyResult<u64> {
     ent.getattr(intern!(ent.py(), "active"))?
         .extract::<u64>()
@@ -416,10 +425,13 @@ impl RuleRunner {
                     },
                     None => &mut [],
                 };
-                let verdict = rule.cond.eval(&mut frame, st, tf, active)?;
+                let verdict = rule.cond.eval(&mut frame, st, tf, active);
                 let busy = active & rule.bit != 0 || rule.pend.is_some_and(|p| !st[p].is_nan());
                 (verdict, busy)
             };
+            // Outside the slice's scope: the engine's safety net reads which rule raised from
+            // the error (alerts/failure.py), on the error path only.
+            let verdict = verdict.map_err(|e| blame(py, e, rule))?;
             let c = verdict.c;
             if c == HOLD || (c == CLEAR && busy) {
                 if c == HOLD {

@@ -1,0 +1,120 @@
+"""The rule engine's safety net (alerts/failure.py): a frame whose judging raises costs that
+frame's verdicts for its entity, never the batch, in order, late and in a replay, with the
+native runner and the generated Python loop alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alerts import RuleEngine, RuleSet
+from alerts.failure import UNKNOWN, caught
+from alerts.frames import build_frame
+from contract.rows import FrameRows
+
+pytestmark = pytest.mark.unit
+
+VIN = "LTEST000000000001"
+OTHER = "LTEST000000000002"
+T0 = 1_782_835_200_000
+# A threshold judged first, then a history rule on the same field.
+RULES = """
+[[rule]]
+id = "hot"
+kind = "threshold"
+severity = "major"
+field = "max_temp_c"
+value = 60
+hysteresis = 5
+
+[[rule]]
+id = "heating"
+kind = "rate"
+severity = "critical"
+field = "max_temp_c"
+rate_per_s = 1.0
+sustain_s = 3
+"""
+# A decoder defect's value: the rules compare numbers, and comparing this raises in both
+# runners (the native one: "rule value #0 is of type str"; Python: "'>=' not supported").
+BAD: Any = "61.5"
+
+
+def fr(at_s: float, temp: Any, *, vin: str = VIN) -> FrameRows:
+    return build_frame(vin, T0 + int(at_s * 1000), max_temp_c=temp)
+
+
+def engine(native: bool) -> RuleEngine:
+    e = RuleEngine(RuleSet.from_toml(RULES), native_rules=native, update_every_s=0)
+    if native:
+        # The runner really is the native one (nev_native built), not the Python fallback.
+        e.evaluate([fr(-100, 20, vin="LWARM000000000000")])
+        assert type(e._entities["LWARM000000000000"].plans.run16).__name__ == "RuleRunner"
+    return e
+
+
+def kinds(changes: list[Any]) -> list[tuple[str, str, str]]:
+    return [(c.type, c.alert.entity_id, c.alert.rule_id) for c in changes]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_raising_frame_costs_its_verdicts_only(native: bool) -> None:
+    e = engine(native)
+    changes = e.evaluate([fr(0, 61), fr(10, 70, vin=OTHER), fr(10, BAD)])
+    # The other frames were judged: the alerts of both entities raised.
+    assert kinds(changes) == [("raised", VIN, "hot"), ("raised", OTHER, "hot")]
+    failures = e.take_failures()
+    assert [(f.rule_id, f.count, f.entity_id, f.error_type) for f in failures] == [
+        ("hot", 1, VIN, "TypeError")
+    ]
+    assert e.take_failures() == []  # taken
+    # The watermark went past the failed frame: its redelivery is a duplicate, not judged.
+    dup = e.stats.duplicate
+    assert e.evaluate([fr(10, BAD)]) == []
+    assert e.stats.duplicate == dup + 1 and e.take_failures() == []
+    # The state is consistent: later frames are judged as ever (the alert updates, clears).
+    assert [c.type for c in e.evaluate([fr(20, 66)])] == ["updated"]
+    cleared = e.evaluate([fr(30, 50)])
+    assert [c.type for c in cleared] == ["cleared"]
+    assert (cleared[0].alert.peak, cleared[0].alert.frame_count) == (66.0, 2)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_late_frame_that_raises_is_counted_and_skipped(native: bool) -> None:
+    e = engine(native)
+    e.evaluate([fr(0, 20), fr(20, 20)])
+    late = e.stats.late
+    assert e.evaluate([fr(10, BAD), fr(30, 61)]) and e.stats.late == late + 1
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_replay_over_a_raising_frame_rebuilds_the_rest(native: bool) -> None:
+    # alerts/replay.py warms a new owner with the recent frames: a frame that raised in the
+    # live run raises again here, and must not end the assignment in a crash loop.
+    e = engine(native)
+    e.warm([fr(0, 61), fr(10, BAD), fr(20, 62)], partition=0)
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    # Warmed: the duration-free threshold raises on the first live frame that holds.
+    assert kinds(e.evaluate([fr(30, 63)], partition=0)) == [("raised", VIN, "hot")]
+
+
+def test_an_error_before_any_rule_is_the_unknown_rule() -> None:
+    e = RuleEngine(RuleSet.from_toml(RULES))
+    bad = fr(0, 61)
+    # A frame whose vehicle block is no VehicleRow: the extractor raises, before any rule.
+    broken = FrameRows(
+        edition=bad.edition,
+        command=bad.command,
+        vin=VIN,
+        ts_ms=bad.ts_ms,
+        vehicle=object(),  # type: ignore[arg-type]
+    )
+    assert kinds(e.evaluate([broken, fr(10, 61, vin=OTHER)])) == [("raised", OTHER, "hot")]
+    assert [f.rule_id for f in e.take_failures()] == [UNKNOWN]
+
+
+def test_interrupts_are_not_caught() -> None:
+    assert caught(ValueError()) and caught(ZeroDivisionError())
+    assert not caught(KeyboardInterrupt()) and not caught(SystemExit())
