@@ -164,6 +164,15 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        self.rule_errors = Counter(
+            "rule_errors",
+            "Frames whose judging by a rule raised (a defect in the rule code: the frame's rows "
+            "are stored, its verdicts for the entity skipped), by entity kind and rule "
+            "(unknown: not told exactly). Anything above 0 is a bug to fix (docs/operations.md).",
+            ["kind", "rule"],
+            namespace=ns,
+            registry=r,
+        )
         self.producer_replacements = Counter(
             "kafka_producer_replacements",
             "Kafka producers (dead letters and alerts) replaced after the broker refused a "

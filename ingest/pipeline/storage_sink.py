@@ -52,6 +52,7 @@ from ingest.pipeline.moved import (
 )
 from ingest.pipeline.moved_paths import Checked
 from ingest.pipeline.publish import delete_acked
+from ingest.pipeline.rule_errors import RuleErrors
 from ingest.pipeline.shard_writers import ShardWriters
 from ingest.pipeline.sink import AlertMessage, BeforeCommit, SinkResult, TransientSinkError
 from ingest.pipeline.upkeep import maintain_shards
@@ -123,6 +124,7 @@ class StorageSink:
         # ahead stored but never evaluated (a vehicle whose clock runs fast had no alert).
         self._rules_max_future_s = rules_max_future_s
         self._rule_counts: dict[str, dict[str, int]] = {}  # per kind, at the last count
+        self._rule_errors = RuleErrors(self.metrics)
         self._rules_file = rules_file
         self._models_file = models_file
         self._models: dict[str, str] = {}  # VIN -> vehicle model (alerts.models_file)
@@ -241,6 +243,8 @@ class StorageSink:
                     inc = n - before.get(outcome, 0)
                     self.metrics.rule_frames.labels(kind=kind, outcome=outcome).inc(inc)
             self._rule_counts[kind] = now
+            # What the engine's safety net caught (alerts/failure.py): the batch goes on.
+            self._rule_errors.report(kind, engine.take_failures())
 
     async def close(self) -> None:
         if self._latest_task is not None:
