@@ -29,6 +29,13 @@ class RuleErrors:
         self._metrics = metrics
         self._limiter = limiter or RateLimiter(INTERVAL_S)
 
+    def show(self, kind: str, rule_ids: Iterable[str]) -> None:
+        """Every (kind, rule) series from 0 on, ``unknown`` too: a series that first appears
+        at 1 is no ``increase()`` to Prometheus, and NevIngestRuleErrors would miss the first
+        failure of a rule."""
+        for rule in (*rule_ids, UNKNOWN):
+            self._metrics.rule_errors.labels(kind=kind, rule=rule)
+
     def report(self, kind: str, failures: Iterable[RuleFailure]) -> None:
         for f in failures:
             self._metrics.rule_errors.labels(kind=kind, rule=f.rule_id).inc(f.count)

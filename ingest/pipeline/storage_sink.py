@@ -231,6 +231,9 @@ class StorageSink:
                 self._engines[kind] = engine
                 for outcome in engine.stats.as_dict():  # every series from 0 on
                     self.metrics.rule_frames.labels(kind=kind, outcome=outcome)
+        # A reload's new rules too (this runs after each swap_rules).
+        for kind, engine in self._engines.items():
+            self._rule_errors.show(kind, (r.id for r in engine.rules.rules))
 
     def _count_rule_frames(self) -> None:
         """``rule_frames`` from the engines' counters, by what they counted since last time

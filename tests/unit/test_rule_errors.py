@@ -39,3 +39,13 @@ def test_rule_errors_count_every_failure_and_log_one_line_per_interval(
     assert len(lines) == 2 and lines[1].__dict__["suppressed"] == 2
     assert VIN in lines[0].getMessage() and "TypeError" in lines[0].getMessage()
     assert "'hot'" in lines[0].getMessage()
+
+
+def test_every_rule_of_a_kind_has_its_series_from_0() -> None:
+    # A series that first appears at 1 is no increase() to Prometheus: NevIngestRuleErrors
+    # would miss the first failure of a rule.
+    metrics = PipelineMetrics(CollectorRegistry())
+    RuleErrors(metrics).show("vehicle", [r.id for r in RuleSet.from_toml(RULES).rules])
+    for rule in ("hot", "heating", "unknown"):
+        labels = {"kind": "vehicle", "rule": rule}
+        assert metrics.registry.get_sample_value("nev_ingest_rule_errors_total", labels) == 0
