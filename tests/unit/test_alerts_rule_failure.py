@@ -11,6 +11,7 @@ import pytest
 from alerts import RuleEngine, RuleSet
 from alerts.failure import UNKNOWN, caught
 from alerts.frames import build_frame
+from alerts.plan import LiveAlert, Plan
 from contract.rows import FrameRows
 
 pytestmark = pytest.mark.unit
@@ -118,3 +119,13 @@ def test_an_error_before_any_rule_is_the_unknown_rule() -> None:
 def test_interrupts_are_not_caught() -> None:
     assert caught(ValueError()) and caught(ZeroDivisionError())
     assert not caught(KeyboardInterrupt()) and not caught(SystemExit())
+
+
+def test_a_lifecycle_step_that_raises_leaves_its_alert_as_it_was() -> None:
+    # No half-applied change: an alert's update compares the value before it changes anything,
+    # so a value that cannot be compared (a value function's bug) leaves the alert unchanged.
+    cr = Plan.compile(RuleSet.from_toml(RULES)).by_id["hot"]
+    a = LiveAlert(cr, VIN, T0, 61.0, (T0,), False, 0)
+    with pytest.raises(TypeError):
+        a.see(T0 + 10_000, BAD, in_order=True)
+    assert (a.count, a.last_ms, a.last_value, a.peak) == (1, T0, 61.0, 61.0)
