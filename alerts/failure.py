@@ -38,7 +38,10 @@ NATIVE_TAG: Final = "nev_rule"
 def caught(exc: BaseException) -> bool:
     """Whether the safety net takes ``exc``: any ``Exception``, and a Rust panic (pyo3's
     ``PanicException`` is a ``BaseException``); never KeyboardInterrupt, SystemExit or the
-    like, which must stop the process."""
+    like, which must stop the process, nor a MemoryError, which is the process's state, not
+    the frame's (the worker's restart is the answer to it)."""
+    if isinstance(exc, MemoryError):
+        return False
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 

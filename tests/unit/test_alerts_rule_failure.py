@@ -119,6 +119,7 @@ def test_an_error_before_any_rule_is_the_unknown_rule() -> None:
 def test_interrupts_are_not_caught() -> None:
     assert caught(ValueError()) and caught(ZeroDivisionError())
     assert not caught(KeyboardInterrupt()) and not caught(SystemExit())
+    assert not caught(MemoryError())
 
 
 def test_a_lifecycle_step_that_raises_leaves_its_alert_as_it_was() -> None:
