@@ -1,24 +1,30 @@
 """A rule that raises on a frame does not fail the batch (the real broker and database).
 
-The trigger is real: a T/CEC equipment charge status push whose TotalPower is a JSON int beyond
-2**53 passes the decoder (its bound is REAL_MAX), and the native rule runner refuses to compare
-such an int (exact only within +-2**53): every charger rule reading ``energy_kwh`` raised, the
-batch's write failed, and each restart read the push again. The engine's safety net
-(alerts/failure.py) now skips that frame's verdicts: the batch commits with every row, the
-other connector's fault raises its alert, and the failure is counted. Runs the pipeline's own
-sink in this process on the records of a private T/CEC topic, as test_pipeline_alert_topics
-does.
+No push a device can send makes a loader-checked rule raise any more: the last such trigger, a
+T/CEC TotalPower written as a JSON int beyond 2**53 (the native runner refused it), is a
+double since the decoder takes every T/CEC number as one (docs/protocols/charger.md). So the
+rule that raises is one built by other means than the loader, as ``RuleSet``'s public types
+allow, installed in the sink's charger engine by ``swap_rules`` (a reload's path): its guard
+compares the session energy with a string, which raises TypeError on every push that carries
+an energy. The engine's safety net (alerts/failure.py) skips that frame's verdicts: the batch
+commits with every row, the other connector's fault raises its alert, and the failure is
+counted. Runs the pipeline's own sink in this process on the records of a private T/CEC topic,
+as test_pipeline_alert_topics does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka import TopicPartition
 
+from alerts import RuleSet
+from alerts.model import Guard
 from ingest.config.load import load_settings
 from tests import kinds_traffic as kt
 from tests.integration import pipeline_support as ps
@@ -45,7 +51,20 @@ field = "energy_kwh"
 value = 500
 """
 )
-BEYOND_DOUBLES = 2**53 + 1  # a JSON int the decoder takes and the native runner refuses
+# What the loader refuses (a guard's value is a number): compared with a float, TypeError.
+NOT_A_NUMBER: Any = "0"
+
+
+def raising(rules: RuleSet) -> RuleSet:
+    """``rules`` with test_session_energy guarded by ``energy_kwh >= "0"``."""
+    guard = Guard("energy_kwh", ">=", NOT_A_NUMBER)
+    return dataclasses.replace(
+        rules,
+        rules=tuple(
+            dataclasses.replace(r, guards=(guard,)) if r.id == "test_session_energy" else r
+            for r in rules.rules
+        ),
+    )
 
 
 async def test_a_push_a_rule_raises_on_is_stored_and_the_batch_commits(
@@ -56,7 +75,7 @@ async def test_a_push_a_rule_raises_on_is_stored_and_the_batch_commits(
     settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
     second = (time.time_ns() // 1_000_000 - 10 * 60_000) // 1000 * 1000
     charging, faulty = kt.connector(1), kt.connector(2)
-    charge = kt.charge_status(second, charging, 1, second - 60_000, BEYOND_DOUBLES, 50.0)
+    charge = kt.charge_status(second, charging, 1, second - 60_000, 800.0, 50.0)
     await produce_records(
         env.kafka,
         [
@@ -72,6 +91,9 @@ async def test_a_push_a_rule_raises_on_is_stored_and_the_batch_commits(
     tcec0 = TopicPartition(env.tcec, 0)
     sink = await started(settings)
     try:
+        # The charger engine the sink built from the rule file, its rules swapped for the same
+        # with the raising guard (no alert open yet: the swap changes nothing else).
+        assert sink._engines["charger"].swap_rules(raising(RuleSet.load(rules))) == []
         await sink.on_partitions_assigned([tcec0])
         result = await sink.write(await read_batch(env, settings, tcec0), no_rejects)
         errors = sink.metrics.registry.get_sample_value(
@@ -93,7 +115,5 @@ async def test_a_push_a_rule_raises_on_is_stored_and_the_batch_commits(
     finally:
         await conn.close()
     # The push the rule raised on is stored: the data is valid, our rule code failed.
-    assert [(r["connector_id"], r["energy_kwh"]) for r in energy] == [
-        (charging, float(BEYOND_DOUBLES))
-    ]
+    assert [(r["connector_id"], r["energy_kwh"]) for r in energy] == [(charging, 800.0)]
     assert (faulty, 255) in [(r["connector_id"], r["status"]) for r in statuses]
