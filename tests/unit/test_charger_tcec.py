@@ -322,6 +322,42 @@ def test_the_largest_numbers_that_fit_are_taken() -> None:
     assert (rows.connectors[0].current_a, rows.connectors[0].power_kw) == (2**31 - 1, 3.0e38)
 
 
+# orjson reads a JSON int up to 2**64 - 1 (down to -2**63) as an int: beyond 2**53 a double
+# cannot hold it exactly, and the native rule runner refused it where the Python one compared it.
+@pytest.mark.parametrize("number", [5, 0, -5, 2**53, 2**53 + 1, -(2**53 + 1), -(2**63), 2**64 - 1])
+def test_a_number_written_as_an_int_is_a_float(number: int) -> None:
+    money = {"ElecMoney": number, "SeviceMoney": number, "TotalMoney": number}
+    doc = _with(CHARGE_STATUS, CurrentA=number, VoltageA=number, TotalPower=number, **money)
+    rows = _decode(doc, "notification_equip_charge_status")
+    ((t,), (s,)) = (rows.telemetry, rows.sessions)
+    order = _with(ORDER, TotalPower=number, TotalElecMoney=number, TotalSeviceMoney=number)
+    (o,) = _decode(_with(order, TotalMoney=number), "notification_charge_order_info").sessions
+    (c,) = _decode(_station_with(Power=number), "notification_stationInfo").connectors
+    values = [t.voltage_v, t.current_a, t.energy_kwh, s.energy_kwh, s.elec_money, s.service_money]
+    values += [s.total_money, o.energy_kwh, o.elec_money, o.service_money, o.total_money]
+    values.append(c.power_kw)
+    assert [(type(v), v) for v in values] == [(float, float(number))] * len(values)
+
+
+def test_soc_written_as_an_int_is_a_float_and_integer_columns_stay_ints() -> None:
+    (t,) = _decode(_with(CHARGE_STATUS, Soc=55), "notification_equip_charge_status").telemetry
+    assert (type(t.soc_pct), t.soc_pct) == (float, 55.0)
+    (c,) = _decode(_station_with(Current=250.0), "notification_stationInfo").connectors
+    assert [(type(v), v) for v in (c.voltage_upper_v, c.current_a)] == [(int, 1000), (int, 250)]
+
+
+def test_an_int_beyond_2_53_is_the_double_its_decimal_spelling_gives() -> None:
+    # 2**53 + 1 lies halfway between two doubles: written either way, it is the same row.
+    energies = []
+    for spelling in (b"9007199254740993", b"9007199254740993.0"):
+        data = orjson.dumps(CHARGE_STATUS).replace(
+            b'"TotalPower":25.125', b'"TotalPower":' + spelling
+        )
+        rows = decode_tcec(data, "notification_equip_charge_status", OP, PUSHED)
+        energies.append(rows.telemetry[0].energy_kwh)
+    assert energies == [float(2**53)] * 2 and type(energies[0]) is float
+
+
 @pytest.mark.parametrize(
     "when",
     [

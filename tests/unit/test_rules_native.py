@@ -29,7 +29,7 @@ from ingest.decoders.battery import decode_pack_rows
 from ingest.decoders.charger import decode_charger_rows
 from ingest.decoders.errors import FrameError
 from ingest.decoders.fast import decode_rows
-from tests.unit.alerts_entities_support import charger, status_push
+from tests.unit.alerts_entities_support import charge_status_push, charger, status_push
 from tests.unit.vectors_support import load_vectors
 
 pytestmark = pytest.mark.unit
@@ -241,6 +241,8 @@ def agree(
         else:
             changes = native.evaluate(batch)
             assert changes == python.evaluate(batch)
+        # The engine's safety net would take an error: it must have taken none.
+        assert native.take_failures() == python.take_failures() == []
         assert state(native) == state(python)
         seen += len(changes)
     if runner_names(python):
@@ -399,6 +401,29 @@ def test_a_value_beyond_what_a_double_holds_exactly_raises() -> None:
     assert native.evaluate([build_frame(VINS[0], T0, odometer_km=2**53 + 1)]) == []
     (failed,) = native.take_failures()
     assert failed.rule_id == "t" and re.search(r"TypeError: .*beyond \+-2\*\*53", failed.error)
+
+
+def test_a_charge_status_push_with_an_int_beyond_2_53_agrees() -> None:
+    # A T/CEC push's numbers are JSON ints when written without a point; beyond 2**53 one
+    # reached the runners as an int: the native one refused it (the frame skipped, an error
+    # counted on every push), the Python one compared it exactly and raised the alert.
+    rules = RuleSet.from_toml(
+        '[[rule]]\nid = "e"\nentity = "charger"\nseverity = "major"\nkind = "threshold"\n'
+        'field = "energy_kwh"\nvalue = 500\n'
+        '[[rule]]\nid = "v"\nentity = "charger"\nseverity = "major"\nkind = "threshold"\n'
+        'field = "voltage_v"\nop = "<"\nvalue = 0\n'
+        '[[rule]]\nid = "r"\nentity = "charger"\nseverity = "major"\nkind = "rate"\n'
+        'field = "energy_kwh"\nrate_per_s = 1\n'
+    )
+    beyond = 2**53 + 1
+    pushes = [
+        charge_status_push(0, TotalPower=25),
+        charge_status_push(1, TotalPower=beyond, VoltageA=-beyond),
+        charge_status_push(2, TotalPower=2**53, CurrentA=-beyond),
+        charge_status_push(3, TotalPower=2**64 - 1, VoltageA=2**63),
+    ]
+    assert agree(rules, [pushes], "charger") > 0
+    assert agree(rules, [[p] for p in pushes], "charger") > 0
 
 
 def test_a_ratio_frame_in_the_previous_frames_millisecond_agrees() -> None:

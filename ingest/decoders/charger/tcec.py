@@ -145,6 +145,8 @@ def _vin(obj: _Obj, key: str, path: str) -> str | None:
 def _num(
     obj: _Obj, key: str, path: str, required: bool = True, limit: float = REAL_MAX
 ) -> float | None:
+    """A number field as a float (None: an optional one not given); beyond ``limit``, or not
+    a number, is bad_field (the push to the dead-letter topic)."""
     v = obj.get(key) if required else _optional(obj, key)
     if v is None:
         if required:
@@ -154,7 +156,12 @@ def _num(
         raise _fail(BAD_FIELD, f"{path}{key} must be a number, not {type(v).__name__}")
     if not -limit <= v <= limit:
         raise _fail(BAD_FIELD, f"{path}{key} = {v!r} is out of range (|value| <= {limit:g})")
-    return v
+    # A JSON number is a double here, written "5" or "5.0": the columns are real / double
+    # precision and store an int as the double nearest it anyway. Kept an int, one beyond
+    # 2**53 (orjson reads ints up to 2**64) reached the rule engine as is, where the native
+    # runner refuses it (a double cannot compare it exactly) and the Python one compared it
+    # exactly: the two judged the push differently. As a float, both see what is stored.
+    return float(v)
 
 
 def _code(obj: _Obj, key: str, path: str, codes: frozenset[int], required: bool = True) -> Any:
