@@ -145,11 +145,13 @@ class RuleEngine:
                 stats.future += 1
                 continue
             # The safety net (``_failed``): free in Python 3.11 while nothing raises.
+            late = False  # whether the failure, if any, is the late path's (``_failed``)
             try:
                 ent = ents.get(fr.vin)
                 if ent is None:
                     ent = self._entity(fr.vin, partition, topic)
                 if t <= ent.wm:
+                    late = True
                     self._late(ent, fr.vin, fr.edition, fr, t, t)
                     continue
                 ent.wm = t
@@ -163,7 +165,7 @@ class RuleEngine:
             except BaseException as exc:  # a Rust panic is a BaseException: failure.caught
                 if not failure.caught(exc):
                     raise
-                self._failed(fr.vin, exc)
+                self._failed(fr.vin, exc, late)
         stats.evaluated += n
         return self._flush()
 
@@ -188,12 +190,14 @@ class RuleEngine:
             if t > limit:
                 stats.future += 1
                 continue
+            late = False
             try:  # the safety net, as in ``evaluate``
                 ent = ents.get(eid)
                 if ent is None:
                     ent = self._entity(eid, partition, topic)
                 # Ordered by µs: a later push of the same millisecond is in order, at time t.
                 if at <= ent.wm:
+                    late = True
                     self._late(ent, eid, edition, subject, t, at)
                     continue
                 ent.wm = at
@@ -205,7 +209,7 @@ class RuleEngine:
             except BaseException as exc:  # a Rust panic is a BaseException: failure.caught
                 if not failure.caught(exc):
                     raise
-                self._failed(eid, exc)
+                self._failed(eid, exc, late)
         stats.evaluated += n
         return self._flush()
 
@@ -327,24 +331,32 @@ class RuleEngine:
                 self._raise(ent, cr, eid, t, value, (t,), late=True)
                 ent.active |= cr.bit
 
-    def _failed(self, eid: str, exc: BaseException) -> None:
-        """The safety net (alerts.failure): judging a frame of ``eid`` raised ``exc``.
+    def _failed(self, eid: str, exc: BaseException, late: bool) -> None:
+        """The safety net (alerts.failure): judging a frame of ``eid`` raised ``exc`` (``late``:
+        on the late path).
 
         What that frame's judging did before it raised stays: the entity's watermark is past
         it (a redelivery is a duplicate, an older copy late: it is not judged again in order),
         and the rules judged before the failing one keep their verdicts, each applied whole
         (a rule's lifecycle step raises before it changes its alert, ``LiveAlert.see``). The
-        failing rule and those after it skip the frame, as for a frame without their fields.
-        The failing rule's own history, which its condition may have half written, starts
-        afresh (as a changed rule's after a reload); its open alert stays open. Not knowing
-        the rule (``failure.UNKNOWN``), no state is reset."""
+        failing rule and those after it skip the frame, exactly as if it were absent. In
+        order, the failing rule's condition state (``base..base+nslots``), which its condition
+        may have half written, starts afresh (as a changed rule's after a reload); its open
+        alert stays open. Its lifecycle slots (pending, clear countdown) are kept: only the
+        engine's ``_hold`` / ``_clear`` write them (both runners, alerts.fastpath and
+        native/src/py_rules.rs, only read the pending slot), and no failure leaves them half
+        written: one that comes before the rule's lifecycle step left them as the previous
+        frame did, and one inside a step comes after its write of them, which is whole, so a
+        reset would only restart a countdown (an open alert's clear, a pending raise) on a
+        frame that counts for nothing. Late, nothing is reset: the late path runs stateless
+        rules' conditions (``CRule.late_ok``), which keep no state, and writes no lifecycle
+        slot. Not knowing the rule (``failure.UNKNOWN``), no state is reset."""
         cr = failing_rule(exc)
         ent = self._entities.get(eid)
-        if cr is not None and ent is not None:
+        if cr is not None and ent is not None and not late:
             slots = ent.slots
-            for k in (*range(cr.base, cr.base + cr.nslots), cr.pend, cr.off):
-                if 0 <= k < len(slots):
-                    slots[k] = _NAN
+            for k in range(cr.base, cr.base + cr.nslots):
+                slots[k] = _NAN
         self._failures.add(UNKNOWN if cr is None else cr.id, eid, exc)
 
     def take_failures(self) -> list[RuleFailure]:

@@ -130,3 +130,44 @@ def test_a_lifecycle_step_that_raises_leaves_its_alert_as_it_was() -> None:
     with pytest.raises(TypeError):
         a.see(T0 + 10_000, BAD, in_order=True)
     assert (a.count, a.last_ms, a.last_value, a.peak) == (1, T0, 61.0, 61.0)
+
+
+# An open alert that clears after 3 frames below, next to a stateless rule on another field.
+COUNTDOWN = """
+[[rule]]
+id = "low_soc"
+kind = "threshold"
+severity = "warning"
+field = "soc_pct"
+op = "<"
+value = 20
+
+[[rule]]
+id = "hot"
+kind = "threshold"
+severity = "major"
+field = "max_temp_c"
+value = 60
+clear_for_frames = 3
+"""
+
+
+def counting_down(native: bool) -> RuleEngine:
+    """An engine whose ``hot`` alert is open, 2 of its 3 clearing frames seen (at 10 s, 20 s)."""
+    e = RuleEngine(RuleSet.from_toml(COUNTDOWN), native_rules=native, update_every_s=0)
+    changes = e.evaluate([fr(0, 70), fr(10, 50), fr(20, 50)])
+    assert kinds(changes) == [("raised", VIN, "hot")]
+    return e
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+@pytest.mark.parametrize("late", [True, False], ids=["late", "in_order"])
+def test_a_failure_keeps_the_lifecycle_countdown(native: bool, late: bool) -> None:
+    # A frame whose judging raised counts for nothing: neither a late reissue (which never
+    # counts towards a clear) nor an in-order frame restarts the open alert's clear countdown.
+    e = counting_down(native)
+    bad = build_frame(VIN, T0 + (15_000 if late else 25_000), max_temp_c=BAD, soc_pct=50)
+    e.evaluate([bad])
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    # The third frame below clears it, as if the failed frame were absent.
+    assert kinds(e.evaluate([fr(30, 50)])) == [("cleared", VIN, "hot")]
