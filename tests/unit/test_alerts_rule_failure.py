@@ -171,3 +171,27 @@ def test_a_failure_keeps_the_lifecycle_countdown(native: bool, late: bool) -> No
     assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
     # The third frame below clears it, as if the failed frame were absent.
     assert kinds(e.evaluate([fr(30, 50)])) == [("cleared", VIN, "hot")]
+
+
+DROP = """
+[[rule]]
+id = "temp_drop"
+kind = "drop"
+severity = "major"
+field = "max_temp_c"
+delta = 10
+max_gap_s = 60
+"""
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_failure_restarts_the_failing_rules_condition_state(native: bool) -> None:
+    # The Python drop condition writes the frame's time before its value, and the value is
+    # what raises: without the reset, the next frame would compare a fresh time with a stale
+    # value (70 -> 50 within the gap: a drop). Afresh, there is nothing to compare it with.
+    e = RuleEngine(RuleSet.from_toml(DROP), native_rules=native, update_every_s=0)
+    assert e.evaluate([fr(0, 70), fr(10, BAD)]) == []
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("temp_drop", 1)]
+    assert e.evaluate([fr(20, 50)]) == []
+    # The state is sound again: the next drop is compared and raises.
+    assert kinds(e.evaluate([fr(30, 30)])) == [("raised", VIN, "temp_drop")]
