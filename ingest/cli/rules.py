@@ -13,6 +13,9 @@ FRAMES holds one frame per line: hex (as ``nev-ingest decode`` reads it), a JSON
 form of ``alerts.frames`` (``{"vin": ..., "ts": ..., "max_temp_c": ...}``), or (chargers) a
 T/CEC 102 push as ``nev-ingest decode --profile tcec`` reads it (``--interface``,
 ``--operator``, ``--timestamp``, ``--seq`` as there), judged at its time as the pipeline's.
+A frame whose judging raises (a rule's defect, caught by the engine as in the pipeline) is
+printed on stderr with its rule, entity and error and counted in the summary; any makes the
+exit status ``RULE_ERROR_EXIT`` (3), before skipped lines' 1.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from ingest.pipeline.vehicle_models import load_models
 __all__ = ["load_rules", "register"]
 
 _PROGRESS_EVERY = 100_000
+# The exit status of a `rules test` run in which judging a frame raised (a rule code defect):
+# not 1, which is skipped input lines, nor 2, invalid input.
+RULE_ERROR_EXIT = 3
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +51,12 @@ def register(subparsers: Any) -> None:
     c.add_argument("file", help="rule file (TOML), e.g. alerts/default_rules.toml")
     c.set_defaults(func=_check)
     t = sub.add_parser(
-        "test", help="replay one entity kind's frames through its rules, print the alerts"
+        "test",
+        help="replay one entity kind's frames through its rules, print the alerts",
+        description="Replay one entity kind's frames through its rules and print the alerts "
+        "raised and cleared. Exit status: 0 all judged; 1 some lines skipped (not a frame of "
+        f"--kind, not decodable); 2 invalid input; {RULE_ERROR_EXIT} judging a frame raised in "
+        "a rule (a defect: each is printed on stderr with its rule, entity and error).",
     )
     t.add_argument("file", help="rule file (TOML)")
     t.add_argument("--frames", required=True, help="hex or JSON lines, one frame per line")
@@ -170,6 +181,7 @@ def _test(args: argparse.Namespace) -> int:
     batch: list[Any] = []
     started = time.monotonic()
     count = 0
+    errors = 0  # frames whose judging raised (the engine's safety net: alerts.failure)
     for fr in read_frames(args.frames, args.kind, bad, args):
         batch.append(fr)
         count += 1
@@ -177,6 +189,7 @@ def _test(args: argparse.Namespace) -> int:
             changes = engine.evaluate(batch)
             totals.update(c.type for c in changes)
             _print(changes, args.format, args.updates)
+            errors += _print_failures(engine, args.file)
             batch = []
         if count % _PROGRESS_EVERY == 0:
             rate = count / max(time.monotonic() - started, 1e-9)
@@ -184,6 +197,7 @@ def _test(args: argparse.Namespace) -> int:
     changes = engine.evaluate(batch)
     totals.update(c.type for c in changes)
     _print(changes, args.format, args.updates)
+    errors += _print_failures(engine, args.file)
     s = engine.stats
     # A charger frame or push is judged once per connector it reports on (alerts.subjects).
     judged = " connector reports" if args.kind == "charger" else ""
@@ -191,7 +205,25 @@ def _test(args: argparse.Namespace) -> int:
         f"{count} {args.kind} frames ({s.evaluated}{judged} in order, {s.late} late, "
         f"{s.duplicate} duplicate, {s.no_data} without data), {_skipped(bad)}; "
         f"{totals['raised']} raised, {totals['cleared']} cleared, "
-        f"{len(engine.open_alerts())} still open",
+        f"{len(engine.open_alerts())} still open; {errors} rule error(s)",
         file=sys.stderr,
     )
+    if errors:
+        return RULE_ERROR_EXIT
     return 1 if bad else 0
+
+
+def _print_failures(engine: RuleEngine, file: str) -> int:
+    """Print what judging raised since the last call (the pipeline counts it in
+    nev_ingest_rule_errors_total and logs it); return how many frames raised. The engine keeps
+    one line per rule (how many, the last entity and error) per batch it judged."""
+    n = 0
+    for f in engine.take_failures():
+        n += f.count
+        frames = "a frame" if f.count == 1 else f"{f.count} frames (the last)"
+        print(
+            f"{file}: error: rule '{f.rule_id}' raised judging {frames} of entity "
+            f"{f.entity_id}, which it and the rules after it skipped: {f.error}",
+            file=sys.stderr,
+        )
+    return n

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from alerts import RuleEngine
 from alerts.frames import build_frame
 from contract.rows import FrameRows
 from devtools.sim.scenarios import thermal_runaway
@@ -170,3 +172,39 @@ def test_a_pack_numbered_0_with_a_first_cell_of_0_is_a_frame() -> None:
         ]}
     )  # fmt: skip
     assert [(p.pack, p.first_cell) for p in frame.packs] == [(0, 0)]
+
+
+def test_test_prints_a_rule_that_raises_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runbook (docs/operations.md, NevIngestRuleErrors) replays an entity's frames with
+    # rules test to reproduce a rule's error: the engine's safety net catches it, so rules
+    # test must say so, not skip the frame in silence and exit 0.
+    hold = RuleEngine._hold
+
+    def defective(self: RuleEngine, ent: Any, cr: Any, vin: str, t: int, v: Any) -> None:
+        if v == 99:  # a lifecycle defect on one value
+            raise ArithmeticError("defect on 99")
+        hold(self, ent, cr, vin, t, v)
+
+    monkeypatch.setattr(RuleEngine, "_hold", defective)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nid = "hot"\nkind = "threshold"\nseverity = "major"\n'
+        'field = "max_temp_c"\nvalue = 60\n'
+    )
+    frames = tmp_path / "frames.jsonl"
+    frames.write_bytes(
+        as_json(build_frame("LTEST000000000001", 1_782_835_200_000, max_temp_c=70))
+        + b"\n"
+        + as_json(build_frame("LTEST000000000002", 1_782_835_200_000, max_temp_c=99))
+    )
+    assert main(["rules", "test", str(rules), "--frames", str(frames)]) == 3
+    out = capsys.readouterr()
+    assert "LTEST000000000001  hot" in out.out and "LTEST000000000002" not in out.out
+    err = out.err.splitlines()
+    assert (
+        f"{rules}: error: rule 'hot' raised judging a frame of entity LTEST000000000002, which "
+        "it and the rules after it skipped: ArithmeticError: defect on 99"
+    ) in err
+    assert err[-1].endswith("1 still open; 1 rule error(s)")
