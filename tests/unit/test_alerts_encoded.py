@@ -61,3 +61,4 @@ def test_encoded_thermal_runaway_raises_the_gb38031_alert_once() -> None:
         d.ts_ms for d in decoded if d.vehicle is not None and (d.vehicle.max_temp_c or 0) >= 60
     )
     assert engine.stats.late == 3  # the reissued 30 s before the alarm: no second raise
+    assert engine.take_failures() == []  # no frame skipped by the engine's safety net
