@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import orjson
 
+from alerts.failure import UNKNOWN
 from alerts.fields import field_error
 from alerts.kinds import OPS, kind_fields
 from alerts.model import KINDS, SEVERITIES, Guard, Rule, Scope
@@ -221,6 +222,12 @@ class _RuleChecker:
     def build(self) -> Rule | None:
         raw = self.raw
         rid = self.get("id", is_id, required=True)
+        if rid == UNKNOWN:
+            # nev_ingest_rule_errors_total{rule="unknown"} and the log line name failures no
+            # rule can be told for (alerts.failure): a rule of that name would be mixed in.
+            self.problem(
+                "id", f"{UNKNOWN!r} is reserved for rule errors of no known rule: rename it"
+            )
         kind = self.get("kind", one_of(KINDS), required=True)
         # Read before the fields: they are checked against this kind's field table.
         self.entity = self.get("entity", one_of(ENTITY_KINDS), "vehicle")

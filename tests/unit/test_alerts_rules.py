@@ -126,6 +126,17 @@ def test_kind_validation(body: str, message: str) -> None:
     assert any(message in p for p in problems(text)), problems(text)
 
 
+def test_the_id_of_the_unknown_rule_is_refused() -> None:
+    # nev_ingest_rule_errors_total{rule="unknown"} counts the errors of no known rule
+    # (alerts.failure): a rule of that name would be counted with them.
+    text = '[[rule]]\nid = "unknown"\nseverity = "info"\nkind = "threshold"\n'
+    text += 'field = "soc_pct"\nvalue = 1\n'
+    assert problems(text) == [
+        "r.toml:2: error: rule unknown key 'id': 'unknown' is reserved for rule errors of no "
+        "known rule: rename it"
+    ]
+
+
 def test_cross_rule_problems() -> None:
     text = """
 [[rule]]
