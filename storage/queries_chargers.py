@@ -10,6 +10,8 @@ charger table and of the ``charging_sessions`` view's windows:
 query       answers                                       served by
 ==========  ============================================  ======================================
 connectors  registration and state now of each connector  charger_connectors, latest_state PK
+known_      the connectors anything stored knows (also    + charging_session_events (operator_id,
+connectors  by their orders alone)                        connector_id, ts)
 sessions    charging sessions of the connectors, or of a  charging_session_events (operator_id,
             VIN, started in a time range                  connector_id, ts) / (vin, ts)
 faults      fault codes of the connectors and their pile  charger_faults PK
@@ -33,6 +35,7 @@ __all__ = [
     "by_status",
     "connectors",
     "faults",
+    "known_connectors",
     "sessions",
 ]
 
@@ -125,6 +128,33 @@ LEFT JOIN LATERAL (
 LEFT JOIN {s}.latest_state l
     ON l.entity_kind = 'charger' AND l.entity_id = k.operator_id || ':' || k.connector_id
 WHERE r.operator_id IS NOT NULL OR l.entity_id IS NOT NULL
+ORDER BY 1""",
+        params,
+    )
+
+
+def known_connectors(schema: str, charger: Charger) -> Statement:
+    """A row per connector of ``charger`` anything stored knows: its registration, its state
+    now, or a charging order's events (an operator pushing orders but neither station info nor
+    status). ``connectors`` answers no row for the last, whose sessions a window can leave
+    out: without it ``query sessions`` called such a connector unknown. Each EXISTS is an
+    index probe (charger_connectors PK, latest_state PK, charging_session_events_connector)."""
+    s = check_identifier(schema)
+    keys, params = charger.keys(schema)
+    return Statement(
+        f"""WITH k AS ({keys})
+SELECT k.operator_id || ':' || k.connector_id AS connector
+FROM k
+WHERE EXISTS (
+    SELECT 1 FROM {s}.charger_connectors c
+    WHERE c.operator_id = k.operator_id AND c.connector_id = k.connector_id
+) OR EXISTS (
+    SELECT 1 FROM {s}.latest_state l
+    WHERE l.entity_kind = 'charger' AND l.entity_id = k.operator_id || ':' || k.connector_id
+) OR EXISTS (
+    SELECT 1 FROM {s}.charging_session_events e
+    WHERE e.operator_id = k.operator_id AND e.connector_id = k.connector_id
+)
 ORDER BY 1""",
         params,
     )

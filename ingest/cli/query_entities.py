@@ -152,11 +152,17 @@ def _charger(args: argparse.Namespace) -> int:
     return execute_sections(args, build, if_empty={"connectors": unknown})
 
 
-def _unknown_charger(ident: str, charger: Charger) -> str:
-    """What to say of a charger no connector matches (``queries_chargers.connectors``)."""
+def _unknown_charger(ident: str, charger: Charger, *, sessions: bool = False) -> str:
+    """What to say of a charger no connector matches (``queries_chargers.connectors``, or
+    with ``sessions`` ``known_connectors``, which also asks charging_session_events)."""
     if charger.connector_id is not None:
+        tables = (
+            "charger_connectors, latest_state nor charging_session_events"
+            if sessions
+            else "charger_connectors nor latest_state"
+        )
         return (
-            f"no such connector {ident}: neither charger_connectors nor latest_state "
+            f"no such connector {ident}: neither {tables} "
             "knows it (check the OPERATOR:CONNECTOR; query chargers --operator OP lists them)"
         )
     return f"no connector is registered under {ident} (charger_connectors)"
@@ -187,8 +193,8 @@ def _sessions(args: argparse.Namespace) -> int:
         if_unknown=None
         if charger is None
         else (
-            lambda s: queries_chargers.connectors(s, charger),
-            _unknown_charger(args.charger, charger),
+            lambda s: queries_chargers.known_connectors(s, charger),
+            _unknown_charger(args.charger, charger, sessions=True),
         ),
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -110,6 +110,31 @@ def test_sessions_of_an_unknown_connector_say_it_is_unknown(
     # a known connector without sessions in the window: no rows, nothing said unknown
     code, out, err = cli(capsys, "query", "sessions", "--charger", f"{OP}:C0001", *db)
     assert (code, out, err) == (0, "", "(no rows)\n")
+
+
+def test_sessions_of_a_connector_known_by_its_orders_alone_are_not_unknown(
+    target: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An operator pushing charging orders but neither station info nor status: the connector
+    # is in charging_session_events only. Its one order, 8 days ago, is outside the default
+    # 7-day window; `query sessions --charger` called it "no such connector".
+    dsn, schema = target
+    when = datetime.now(UTC) - timedelta(days=8)
+    seq = OP + "202506010100000099"
+    order = (OP, "C0077", when, seq, "order", None, when - timedelta(minutes=30), when,
+             12.5, 10.0, 5.0, 15.0, 1, V2, "tcec")  # fmt: skip
+    insert(dsn, schema, [("charging_session_events", order)])
+    db = ("--dsn", dsn, "--schema", schema, "--tz", "UTC")
+    for fmt in ("json", "table"):
+        code, out, err = cli(
+            capsys, "query", "sessions", "--charger", f"{OP}:C0077", "--format", fmt, *db
+        )
+        assert code == 0 and "no such connector" not in err, (fmt, err)
+        assert out == "", (fmt, out)  # nothing in the window
+    # its order, in a window that holds it: the row the check above stands for
+    code, out, err = cli(capsys, "query", "sessions", "--charger", f"{OP}:C0077",
+                         "--from", "9d", "--format", "json", *db)  # fmt: skip
+    assert code == 0 and seq in out, (out, err)
 
 
 def test_swaps_read_the_range_only(
