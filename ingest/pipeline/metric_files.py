@@ -121,18 +121,7 @@ class MetricFiles:
             unreadable = [os.path.basename(f) for f in glob.glob(str(self._path / _DAMAGED_GLOB))]
             for f in files:
                 try:
-                    read[f] = _read_now(f)
-                except _NotReadNow as exc:
-                    # Not read twice (out of file descriptors, an I/O error): nothing says it is
-                    # damaged. Leaving it out would drop its totals from this scrape (a counter
-                    # reset, then a spurious increase) and count it unreadable (an alert):
-                    # this scrape fails instead (Prometheus records up=0, the counters stay
-                    # monotonic) and the next one reads it again.
-                    raise ScrapeError(
-                        f"metrics.multiproc_dir = {self._path}: {exc} (twice); this scrape "
-                        "fails, the next reads it again; if it goes on, see the host's open "
-                        "files limit and its disk"
-                    ) from exc
+                    read[f] = self._read_or_fail(f)
                 except _Unreadable as exc:
                     unreadable.append(os.path.basename(f))
                     self._say_unreadable(os.path.basename(f), str(exc))
@@ -146,6 +135,36 @@ class MetricFiles:
             for t in SUMMED_TYPES
         }
         return [*gauges, *(m for t, v in values.items() for m in _summed_metrics(t, v))]
+
+    def gauges(self) -> list[Metric]:
+        """The gauge files alone, merged as ``collect`` merges them: what /readyz reads. A
+        counter, histogram or summary file that cannot be read fails a scrape, not readiness,
+        which never uses them. ``ScrapeError`` as ``collect`` for a gauge file not read
+        twice; a damaged one is left out (``collect`` logs and counts it)."""
+        with self._lock:
+            read = []
+            for f in glob.glob(os.path.join(self._path, "gauge_*.db")):
+                with contextlib.suppress(_Unreadable):  # _NotReadNow is a ScrapeError now
+                    if self._read_or_fail(f):
+                        read.append(f)
+            return list(MultiProcessCollector.merge(read, accumulate=True))  # type: ignore[no-untyped-call]
+
+    def _read_or_fail(self, path: str) -> _Entries:
+        """``_read_now``; ``ScrapeError`` when it is not read twice (``_Unreadable`` when it
+        is damaged)."""
+        try:
+            return _read_now(path)
+        except _NotReadNow as exc:
+            # Not read twice (out of file descriptors, an I/O error): nothing says it is
+            # damaged. Leaving it out would drop its totals from this scrape (a counter reset,
+            # then a spurious increase) and count it unreadable (an alert): this scrape fails
+            # instead (Prometheus records up=0, the counters stay monotonic) and the next one
+            # reads it again.
+            raise ScrapeError(
+                f"metrics.multiproc_dir = {self._path}: {exc} (twice); this scrape "
+                "fails, the next reads it again; if it goes on, see the host's open "
+                "files limit and its disk"
+            ) from exc
 
     def _say_unreadable(self, name: str, why: str) -> None:
         """Log a file a scrape skips, once per file (every scrape finds it again)."""

@@ -21,12 +21,13 @@ import bisect
 import http.server
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -380,10 +381,11 @@ WORKER_GAUGES: Final = {
 }
 
 
-def worker_gauges(registry: CollectorRegistry) -> dict[str, dict[str, float]]:
-    """The readiness gauges of each worker, by pid, as merged from the multi-process files."""
+def worker_gauges(families: Iterable[Metric]) -> dict[str, dict[str, float]]:
+    """The readiness gauges of each worker, by pid, from ``families`` as merged from the
+    multi-process files (``MetricFiles.gauges``)."""
     out: dict[str, dict[str, float]] = {}
-    for family in registry.collect():
+    for family in families:
         key = WORKER_GAUGES.get(family.name)
         if key is None:
             continue

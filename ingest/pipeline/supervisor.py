@@ -113,6 +113,14 @@ class _SupervisorCollector:
 # During a stop, SIGTERM is forwarded again this often to the workers still running.
 _REFORWARD_S = 1.0
 _PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+# How old /readyz's last good read of the gauges may be to answer when a read fails. The
+# shipped readiness probe comes every 10 s (deploy/k8s/ingest-deployment.yaml, periodSeconds):
+# one failed read finds the previous probe's read 10 s old, and 5 s more absorb the probe's
+# jitter and a slow answer. Two failures in a row (20 s) answer 503: a failure that persists
+# is said by the next probe. While reads fail, a worker's Kafka or database connection lost
+# is seen up to that much later; the heartbeat and commit ages are measured from now, so a
+# stalled worker is never called ready longer for it.
+_GAUGES_STALE_OK_S: Final = 15.0
 
 
 def _worker_main(target: Callable[[int], None], index: int, supervisor_pid: int) -> None:
@@ -169,6 +177,8 @@ class Supervisor:
         self._archive_crashed = False  # ... with an exception it does not expect (a bug)
         self.metric_files = MetricFiles(options.multiproc_dir)
         self._gauges_unread = False  # /readyz could not read the metric files (logged once)
+        # /readyz's last good read of the gauges: when (monotonic) and what (None: none yet).
+        self._last_gauges: tuple[float, dict[str, dict[str, float]] | None] = (0.0, None)
         self.restarts = 0
         self.server: MetricsServer | None = None
 
@@ -179,26 +189,37 @@ class Supervisor:
         procs = [s.process for s in self._slots]
         return [p.pid for p in procs if p is not None and p.is_alive()]
 
-    def readiness(self, registry: CollectorRegistry) -> tuple[bool, dict[str, object]]:
+    def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready when every wanted worker runs, is in the group, reaches the database, and
         either has nothing to do or committed within ``stall_after_s``. One entry per worker
         slot: a slot whose worker crashed says so and when it restarts; a worker that has not
         written its gauges yet (just spawned) is "starting", not blamed on Kafka or the
-        database. The workers' metric files not read (a read failing twice: ``ScrapeError``):
-        not ready, ``reason`` saying why, each running worker "metric files not read" (a probe
+        database. Only the gauge files are read (``MetricFiles.gauges``). One not read (a
+        read failing twice: ``ScrapeError``): the last good read's gauges answer for up to
+        ``_GAUGES_STALE_OK_S`` (``gauges_age_s`` and ``read_error`` say so); after that, not
+        ready, ``reason`` saying why, each running worker "metric files not read" (a probe
         answers 503 with that, not a 500 from the exception)."""
         now = time.time()
         detail: dict[str, object] = {}
         gauges: dict[str, dict[str, float]] | None
         try:
-            gauges = worker_gauges(registry)
+            gauges = worker_gauges(self.metric_files.gauges())
+            self._last_gauges = (time.monotonic(), gauges)
             self._gauges_unread = False
         except ScrapeError as exc:
-            # Nothing known of the running workers this time; the next probe reads again.
-            gauges, detail["reason"] = None, str(exc)
-            if not self._gauges_unread:  # once until a read succeeds: probes come every few s
-                self._gauges_unread = True
-                log.warning("/readyz answers 503: %s", exc)
+            read_at, last = self._last_gauges  # one read of the pair: other probes replace it
+            age = time.monotonic() - read_at
+            if last is not None and age <= _GAUGES_STALE_OK_S:
+                # One read failing at one probe (a descriptor short a moment) is no sign of
+                # the workers': a 503 would count against the probe's failureThreshold.
+                gauges = last
+                detail.update(gauges_age_s=round(age, 1), read_error=str(exc))
+            else:
+                # Nothing known of the running workers now; the next probe reads again.
+                gauges, detail["reason"] = None, str(exc)
+                if not self._gauges_unread:  # once until a read succeeds: probes come often
+                    self._gauges_unread = True
+                    log.warning("/readyz answers 503: %s", exc)
         workers: list[dict[str, object]] = []
         ok = not self._stopping
         for slot in self._slots:
@@ -278,7 +299,7 @@ class Supervisor:
                 o.metrics_host,
                 o.metrics_port,
                 registry=registry,
-                ready=lambda: self.readiness(registry),
+                ready=self.readiness,
                 alive=lambda: time.monotonic() - self._turn < 10,
             )
         except OSError as exc:

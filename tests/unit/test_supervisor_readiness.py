@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from ingest.pipeline.multiproc_dir import prepare_multiproc_dir
 from ingest.pipeline.supervisor import Supervisor, SupervisorOptions
@@ -100,7 +99,7 @@ def test_slots_not_spawned_yet_are_starting_not_crashed(tmp_path: Path) -> None:
         _always_crash,
     )
     try:
-        ok, body = sup.readiness(CollectorRegistry())
+        ok, body = sup.readiness()
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     assert not ok
