@@ -35,6 +35,15 @@ _PACK_KEYS: Final = frozenset(PackRow._fields) | {"cells_mv", "probes_c"}
 # What a JSON frame may give for a field (the decoder gives nothing else, and the rule engine
 # relies on it: a string or a list where a number belongs would make a comparison raise).
 _FLAGS: Final = frozenset({"general_flags"})  # a bit mask: integers only
+# The decoders' contract, which the rule engine's two runners rely on to judge a frame alike:
+# general_flags is a u32 (a DWORD on the wire); every other number is an int bounded by its
+# wire field (a DWORD at most) or a float scaled from one. An int beyond 2**53 is no value a
+# decoder gives: the native runner refuses it (a double cannot compare it exactly) while the
+# Python one would compare it, so `rules test` judged a frame the pipeline never sees, and the
+# two runners differently. It is refused here, not made a float: an int field (max_temp_c,
+# soc_pct) is an int from the decoder, and a float would be a type it never gives there.
+_FLAGS_MAX: Final = 0xFFFF_FFFF
+_EXACT: Final = 2**53
 _BOOLS: Final = frozenset({"position_valid", "extremes_derived", "signature_missing"})
 _NOT_VALUES: Final = frozenset({"vin", "ts", "received_at"})
 _PACK_NUMBERS: Final = frozenset(PackRow._fields) - {
@@ -51,11 +60,19 @@ def _check_value(name: str, value: Any) -> None:
     if name in _BOOLS:
         ok = isinstance(value, bool)
     elif name in _FLAGS:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _FLAGS_MAX
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ok = -_EXACT <= value <= _EXACT
     else:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, float) and math.isfinite(value)
     if not ok:
-        want = "true/false" if name in _BOOLS else "a number" if name not in _FLAGS else "an int"
+        want = (
+            "true/false"
+            if name in _BOOLS
+            else f"an int 0..{_FLAGS_MAX:#x}"
+            if name in _FLAGS
+            else "a number (an int within ±2**53)"
+        )
         raise FrameSpecError(f"{name} = {value!r}: expected {want} or null")
 
 

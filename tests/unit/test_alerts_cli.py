@@ -109,6 +109,10 @@ def test_test_json_output_and_bad_lines(tmp_path: Path, capsys: pytest.CaptureFi
         '"max_temp_c": [61]',
         '"max_temp_c": true',
         '"general_flags": 1.5',
+        '"general_flags": 4294967296',
+        '"max_temp_c": 9007199254740993',
+        '"speed_kmh": -9007199254740993',
+        '"packs": [{"pack": 1, "voltage_v": 9007199254740993}]',
         '"position_valid": 1',
         '"packs": [{"pack": 1, "voltage_v": "400"}]',
         '"packs": [{"pack": 1, "cells_mv": [70000]}]',
@@ -172,6 +176,24 @@ def test_a_pack_numbered_0_with_a_first_cell_of_0_is_a_frame() -> None:
         ]}
     )  # fmt: skip
     assert [(p.pack, p.first_cell) for p in frame.packs] == [(0, 0)]
+
+
+def test_a_json_frame_gives_the_numbers_a_decoder_gives() -> None:
+    # An int beyond 2**53 reached the native runner, which refuses it (rules test: a rule
+    # error, exit 3) while the Python runner judged it: no decoder gives one (a DWORD at most).
+    from alerts.frames import FrameSpecError, frame_from_json
+
+    vin, ts = "LTEST000000000001", 1_782_835_200_000
+    frame = frame_from_json(
+        {"vin": vin, "ts_ms": ts, "max_temp_c": 2**53, "speed_kmh": 1e300,
+         "general_flags": 0xFFFFFFFF}
+    )  # fmt: skip
+    assert frame.vehicle is not None
+    assert (frame.vehicle.max_temp_c, frame.vehicle.general_flags) == (2**53, 0xFFFFFFFF)
+    with pytest.raises(FrameSpecError, match=r"speed_kmh = 9007199254740993: expected a number"):
+        frame_from_json({"vin": vin, "ts_ms": ts, "speed_kmh": 2**53 + 1})
+    with pytest.raises(FrameSpecError, match=r"general_flags = 4294967296: expected an int"):
+        frame_from_json({"vin": vin, "ts_ms": ts, "general_flags": 2**32})
 
 
 def test_test_prints_a_rule_that_raises_and_exits_3(
