@@ -10,6 +10,11 @@ an energy. The engine's safety net (alerts/failure.py) skips that frame's verdic
 commits with every row, the other connector's fault raises its alert, and the failure is
 counted. Runs the pipeline's own sink in this process on the records of a private T/CEC topic,
 as test_pipeline_alert_topics does.
+
+The guard's value is no number the native runner can take exactly (alerts.kinds_native._exact
+refuses it), so the charger plan falls back to the generated Python loop: this end-to-end test
+covers the Python runner's raise. The native runner's raise path is covered by
+tests/unit/test_alerts_rule_failure.py's native cases (a frame value of the wrong type).
 """
 
 from __future__ import annotations
