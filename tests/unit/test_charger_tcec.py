@@ -346,6 +346,15 @@ def test_soc_written_as_an_int_is_a_float_and_integer_columns_stay_ints() -> Non
     assert [(type(v), v) for v in (c.voltage_upper_v, c.current_a)] == [(int, 1000), (int, 250)]
 
 
+@pytest.mark.parametrize(("soc", "shown"), [(150, "150"), (2**64 - 1, "18446744073709551615")])
+def test_a_soc_out_of_range_is_shown_as_sent(soc: int, shown: str) -> None:
+    # The message once showed the float it became: "150.0", "1.8446744073709552e+19".
+    with pytest.raises(FrameError) as exc:
+        _decode(_with(CHARGE_STATUS, Soc=soc), "notification_equip_charge_status")
+    assert exc.value.reason == "bad_field"
+    assert exc.value.detail == f"Soc = {shown} is not 0..100"
+
+
 def test_an_int_beyond_2_53_is_the_double_its_decimal_spelling_gives() -> None:
     # 2**53 + 1 lies halfway between two doubles: written either way, it is the same row.
     energies = []

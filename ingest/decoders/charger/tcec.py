@@ -253,7 +253,8 @@ def _charge_status(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) 
     energy = _num(data, "TotalPower", "")
     vin = _vin(data, "Vin", "")
     if soc is not None and not 0 <= soc <= 100:
-        raise _fail(BAD_FIELD, f"Soc = {soc!r} is not 0..100")
+        # the value as sent (150, not the float 150.0 it became)
+        raise _fail(BAD_FIELD, f"Soc = {data['Soc']!r} is not 0..100")
     # As in charge_order_info: a session cannot start after its sample. The sample time is
     # judged by the frame-time window, so this also keeps a StartTime ahead of it (2099) out
     # of the session start of the charging_sessions view.
