@@ -346,6 +346,24 @@ def test_soc_written_as_an_int_is_a_float_and_integer_columns_stay_ints() -> Non
     assert [(type(v), v) for v in (c.voltage_upper_v, c.current_a)] == [(int, 1000), (int, 250)]
 
 
+@pytest.mark.parametrize(
+    ("key", "column"),
+    [
+        ("VoltageUpperLimits", "voltage_upper_v"),
+        ("VoltageLowerLimits", "voltage_lower_v"),
+        ("Current", "current_a"),
+    ],
+)
+def test_a_fraction_of_an_integer_column_is_a_bad_field(key: str, column: str) -> None:
+    # int() truncated 750.9 to 750 without a word; 750.0 is 750 (a JSON number is a double).
+    with pytest.raises(FrameError) as exc:
+        _decode(_station_with(**{key: 750.9}), "notification_stationInfo")
+    assert exc.value.reason == "bad_field"
+    assert exc.value.detail.endswith(f"{key} = 750.9 must be a whole number (an integer column)")
+    (c,) = _decode(_station_with(**{key: 750.0}), "notification_stationInfo").connectors
+    assert (type(getattr(c, column)), getattr(c, column)) == (int, 750)
+
+
 @pytest.mark.parametrize(("soc", "shown"), [(150, "150"), (2**64 - 1, "18446744073709551615")])
 def test_a_soc_out_of_range_is_shown_as_sent(soc: int, shown: str) -> None:
     # The message once showed the float it became: "150.0", "1.8446744073709552e+19".

@@ -164,6 +164,17 @@ def _num(
     return float(v)
 
 
+def _whole(obj: _Obj, key: str, path: str) -> int:
+    """A required number of an integer column (``INT4_MAX`` at most): ``750`` or ``750.0``
+    is 750; a fraction is bad_field. ``int()`` once truncated 750.9 to 750 without a word."""
+    v = _num(obj, key, path, limit=INT4_MAX)  # required: never None
+    if v is not None and v.is_integer():
+        return int(v)
+    raise _fail(
+        BAD_FIELD, f"{path}{key} = {obj.get(key)!r} must be a whole number (an integer column)"
+    )
+
+
 def _code(obj: _Obj, key: str, path: str, codes: frozenset[int], required: bool = True) -> Any:
     v = obj.get(key) if required else _optional(obj, key)
     if v is None:
@@ -326,9 +337,9 @@ def _station_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -
         for j, c_raw in enumerate(connectors):
             cp = f"{ep}ConnectorInfos[{j}]."
             c = _obj(c_raw, cp[:-1])
-            upper = _num(c, "VoltageUpperLimits", cp, limit=INT4_MAX)
-            lower = _num(c, "VoltageLowerLimits", cp, limit=INT4_MAX)
-            current = _num(c, "Current", cp, limit=INT4_MAX)
+            upper = _whole(c, "VoltageUpperLimits", cp)
+            lower = _whole(c, "VoltageLowerLimits", cp)
+            current = _whole(c, "Current", cp)
             rows.connectors.append(
                 ConnectorInfoRow(
                     op,
@@ -338,9 +349,9 @@ def _station_info(data: _Obj, op: str, pushed_at: datetime, rows: ChargerRows) -
                     equipment,
                     None,
                     _code(c, "ConnectorType", cp, CONNECTOR_TYPES),
-                    None if upper is None else int(upper),
-                    None if lower is None else int(lower),
-                    None if current is None else int(current),
+                    upper,
+                    lower,
+                    current,
                     _num(c, "Power", cp),
                     _code(c, "NationalStandard", cp, NATIONAL_STANDARDS, required=False),
                     SOURCE_TCEC,
