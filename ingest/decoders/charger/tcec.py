@@ -156,11 +156,12 @@ def _num(
         raise _fail(BAD_FIELD, f"{path}{key} must be a number, not {type(v).__name__}")
     if not -limit <= v <= limit:
         raise _fail(BAD_FIELD, f"{path}{key} = {v!r} is out of range (|value| <= {limit:g})")
-    # A JSON number is a double here, written "5" or "5.0": the columns are real / double
-    # precision and store an int as the double nearest it anyway. Kept an int, one beyond
-    # 2**53 (orjson reads ints up to 2**64) reached the rule engine as is, where the native
-    # runner refuses it (a double cannot compare it exactly) and the Python one compared it
-    # exactly: the two judged the push differently. As a float, both see what is stored.
+    # A JSON number is a double here, written "5" or "5.0", as the profile has it. Kept an
+    # int, one beyond 2**53 (orjson reads ints up to 2**64) reached the rule engine as is,
+    # where the native runner refuses it (a double cannot compare it exactly) and the Python
+    # one compared it exactly: the two judged the push differently. As a float, both judge
+    # the same double. A double precision column stores that double; a real column (voltage,
+    # current, SOC, power) stores the 4-byte float nearest it, as it would any double.
     return float(v)
 
 
