@@ -57,14 +57,7 @@ async def test_a_query_of_rows_the_login_may_not_read_is_one_line(db: RolesDb) -
 
 
 async def test_an_oem_sees_its_vehicles_online(db: RolesDb) -> None:
-    oem = db.login("oem", "LFV")
-    done = db.cli(
-        "query", "online", "--kind", "vehicle", "--format", "json", check=False,
-        NEV_POSTGRES_DSN=db.dsn_of(oem),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
-    summary = next(r for r in rows if r["section"] == "summary")
+    summary = _online_summary(db, db.login("oem", "LFV"), "vehicle")
     mine = [v for v in VINS if v.startswith("LFV")]
     assert (summary["entities"], summary["online"]) == (len(mine), len(mine))
 
