@@ -10,7 +10,10 @@ probe for one read of the moment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,12 +28,20 @@ pytestmark = pytest.mark.integration
 GAUGE_FILE = "gauge_livesum_1.db"
 
 
+@contextlib.contextmanager
+def _unreadable(path: Path) -> Iterator[None]:
+    """``path`` a directory while the block runs: every read of it fails (EISDIR)."""
+    os.mkdir(path)
+    try:
+        yield
+    finally:
+        os.rmdir(path)
+
+
 async def test_a_metric_file_not_read_answers_503_with_the_reason(env: PipelineEnv) -> None:
     files = env.tmp / "metrics"
     async with ps.serving(env, "readyz-read", NEV_METRICS_MULTIPROC_DIR=str(files)) as svc:
-        blocker = files / GAUGE_FILE
-        os.mkdir(blocker)
-        try:
+        with _unreadable(files / GAUGE_FILE):
 
             async def not_ready() -> bool:
                 # the last good read answers a few seconds more, then the failure is said
@@ -38,8 +49,6 @@ async def test_a_metric_file_not_read_answers_503_with_the_reason(env: PipelineE
 
             await ps.until(not_ready, timeout_s=60, what="/readyz to answer 503", every_s=1)
             body = svc.readyz_body()
-        finally:
-            os.rmdir(blocker)
         assert body["ready"] is False
         assert f"cannot read {GAUGE_FILE}" in body["reason"], body
         assert [w["problems"] for w in body["workers"]] == [["metric files not read"]], body
@@ -57,24 +66,16 @@ async def test_one_read_failing_answers_from_the_last_good_read(env: PipelineEnv
     files = env.tmp / "metrics"
     async with ps.serving(env, "readyz-once", NEV_METRICS_MULTIPROC_DIR=str(files)) as svc:
         # a counter file readiness does not use: /readyz does not read it at all
-        blocker = files / "counter_1.db"
-        os.mkdir(blocker)
-        try:
+        with _unreadable(files / "counter_1.db"):
             body = svc.readyz_body()
-        finally:
-            os.rmdir(blocker)
         assert body["ready"] is True and "read_error" not in body, body
 
         async def ready() -> bool:
             return bool(svc.readyz_body().get("ready"))
 
         await ps.until(ready, timeout_s=30, what="/readyz to be ready")  # a good read, just now
-        blocker = files / GAUGE_FILE
-        os.mkdir(blocker)
-        try:
+        with _unreadable(files / GAUGE_FILE):
             body = svc.readyz_body()
-        finally:
-            os.rmdir(blocker)
         # ready, from the read of a moment ago, saying which read failed
         assert body["ready"] is True, body
         assert f"cannot read {GAUGE_FILE}" in body["read_error"], body
