@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -127,12 +125,8 @@ async def test_a_replace_racing_another_registration_says_so(
     for name, key in (("old", old), ("mine", mine)):
         (tmp_path / f"{name}.pem").write_bytes(key.public_pem)
     monkeypatch.setenv("NEV_POSTGRES_DSN", migrated_database)
-    env = dict(os.environ)  # the CLIs in processes of their own: two connections at once
-    add = [sys.executable, "-m", "ingest", "keys", "add", VIN, "--algorithm", "rsa"]
-    done = await asyncio.to_thread(
-        subprocess.run, [*add, "--key-file", f"{tmp_path}/old.pem"], env=env, check=False
-    )
-    assert done.returncode == 0
+    add = ["keys", "add", VIN, "--algorithm", "rsa"]
+    assert await cli(*add, "--key-file", f"{tmp_path}/old.pem") == 0
     first = await asyncpg.connect(migrated_database)
     watch = await asyncpg.connect(migrated_database)
     try:
@@ -151,9 +145,10 @@ async def test_a_replace_racing_another_registration_says_so(
             RSA,
             other.public_pem,
         )
+        # in a process of its own: it waits on the row lock while this test goes on
         second = await asyncio.create_subprocess_exec(
-            *add, "--key-file", f"{tmp_path}/mine.pem", "--replace",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "ingest", *add, "--key-file", f"{tmp_path}/mine.pem",
+            "--replace", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
         async def waiting() -> bool:
