@@ -148,8 +148,12 @@ def _charger(args: argparse.Namespace) -> int:
             ("faults", queries_chargers.faults(s, charger, start, end, limit=args.limit)),
         ]
 
-    unknown = _unknown_charger(args.charger, charger)
-    return execute_sections(args, build, if_empty={"connectors": unknown})
+    # Said unknown only when nothing is stored of it: a connector known by its charging orders
+    # alone has no connectors row, and its sessions are shown without a "no such connector".
+    unknown = _unknown_charger(args.charger, charger, sessions=True)
+    return execute_sections(
+        args, build, if_unknown=(lambda s: queries_chargers.known_connectors(s, charger), unknown)
+    )
 
 
 def _unknown_charger(ident: str, charger: Charger, *, sessions: bool = False) -> str:

@@ -135,6 +135,10 @@ def test_sessions_of_a_connector_known_by_its_orders_alone_are_not_unknown(
     code, out, err = cli(capsys, "query", "sessions", "--charger", f"{OP}:C0077",
                          "--from", "9d", "--format", "json", *db)  # fmt: skip
     assert code == 0 and seq in out, (out, err)
+    # `query charger` of it: its sessions, and not "no such connector" beside them
+    code, out, err = cli(capsys, "query", "charger", f"{OP}:C0077",
+                         "--from", "9d", "--format", "json", *db)  # fmt: skip
+    assert code == 0 and seq in out and "no such connector" not in err, (out, err)
 
 
 def test_swaps_read_the_range_only(
