@@ -82,15 +82,13 @@ class RuleFailure:
 class Failures:
     """Per rule id (or ``UNKNOWN``), the failures not yet taken."""
 
-    __slots__ = ("_by_rule", "total")
+    __slots__ = ("_by_rule",)
 
     def __init__(self) -> None:
         self._by_rule: dict[str, RuleFailure] = {}
-        self.total = 0  # since construction
 
     def add(self, rule_id: str, entity_id: str, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"[:300]
-        self.total += 1
         f = self._by_rule.get(rule_id)
         if f is None:
             self._by_rule[rule_id] = RuleFailure(rule_id, 1, entity_id, error)
