@@ -20,7 +20,6 @@ tests/unit/test_alerts_rule_failure.py's native cases (a frame value of the wron
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from tests.integration.test_pipeline_alert_topics import (
     read_batch,
     started,
 )
+from tests.integration.test_pipeline_tcec_same_ms import a_second_ago
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ async def test_a_push_a_rule_raises_on_is_stored_and_the_batch_commits(
     rules = tmp_path / "rules.toml"
     rules.write_text(ENERGY_RULES)
     settings = load_settings(environ=env.environ(NEV_ALERTS_RULES_FILE=str(rules)))
-    second = (time.time_ns() // 1_000_000 - 10 * 60_000) // 1000 * 1000
+    second = a_second_ago(10)
     charging, faulty = kt.connector(1), kt.connector(2)
     charge = kt.charge_status(second, charging, 1, second - 60_000, 800.0, 50.0)
     await produce_records(
