@@ -45,6 +45,7 @@ __all__ = [
     "end_within",
     "left_behind",
     "run_bounded",
+    "within",
 ]
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,25 @@ async def close_within(
         # "closing the database pools failed", "merging latest_state failed"
         log.warning("%s failed: %r", f"closing {what}" if verb == "close" else what, exc)
     return exc is None
+
+
+async def within(aw: Awaitable[T], timeout_s: float, what: str) -> T:
+    """``aw``'s result, or ``TimeoutError`` at ``timeout_s`` for real: ``aw`` runs in a task of
+    its own, cancelled and left behind at the bound (not awaited: an asyncpg query cancelled
+    on a server that answers nothing holds its connection's shielded release, and
+    ``asyncio.wait_for`` would wait for that). For a read whose caller has a deadline of its
+    own (a rebalance callback the group's heartbeat waits for) and retries later."""
+    task = asyncio.ensure_future(aw)
+    task.set_name(what)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        _leave(task, what)
+        raise
+    if not done:
+        _leave(task, what)
+        raise TimeoutError(f"{what} did not answer within {timeout_s:g}s")
+    return task.result()
 
 
 async def end_within(

@@ -34,6 +34,7 @@ class WorkerOptions:
     shards: int  # databases (storage.shards; 1 when none are listed): partition p -> p % shards
     window: TimeWindow | None  # frame times stored; None: every time
     max_record_bytes: int
+    session_timeout_ms: int  # kafka's: bounds the assignment callback's reads
     # Internal timings (not settings).
     resume_ratio: float = 0.5  # resume the partitions when in-flight frames fall below this
     poll_timeout_ms: int = 500

@@ -100,6 +100,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         shards=max(1, len(settings.storage.shards)),
         window=time_window(settings),
         max_record_bytes=k.max_record_bytes,
+        session_timeout_ms=k.session_timeout_ms,
     )
 
 

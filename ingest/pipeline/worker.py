@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+from ingest.pipeline.alert_state import SLICE_S, STEP_TIMEOUT_S
 from ingest.pipeline.backpressure import Backpressure, Decision
 from ingest.pipeline.batch import Batch, BatchBuilder, TopicDecoder
 from ingest.pipeline.closing import (
@@ -47,6 +48,7 @@ from ingest.pipeline.closing import (
     WRITER_S,
     close_within,
     end_within,
+    within,
 )
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.kafka_clients import (
@@ -71,6 +73,17 @@ log = logging.getLogger(__name__)
 
 # A revoke step left behind: the revoke, and the worker, go on (``_after_revoke_drain``).
 _REVOKE_GOES_ON: Final = "the revoke goes on without it"
+
+# A shard's stored offsets (one small query): a database that does not answer within this keeps
+# the shard's partitions paused, retried after a backoff.
+READ_OFFSETS_S: Final = 10.0
+# One call of the alert state's restore: a slice of work, its last page bounded on its own, and
+# the connection's release (which asyncpg shields, so the sink's own bounds do not end it).
+RESTORE_CALL_S: Final = SLICE_S + STEP_TIMEOUT_S + 5.0
+# The assignment callback's share of kafka.session_timeout_ms for its reads: aiokafka starts
+# the member's heartbeat only once the callback returns, and a heartbeat comes at most a third
+# of the session after that (kafka_limits), so the broker never goes a session without one.
+ASSIGNED_SHARE: Final = 1 / 3
 
 # Records decoded between two of the write lanes' turns (``Worker._add``): ~5 ms of decoding.
 DECODE_SLICE: Final = 500
@@ -491,9 +504,13 @@ class Worker:
             if tp in self.owned:
                 self._seek(tp, offset)
 
-    async def _load_pending_offsets(self, *, backoff: bool = True) -> None:
+    async def _load_pending_offsets(
+        self, *, backoff: bool = True, deadline: float | None = None
+    ) -> None:
         # The consume loop and the assignment callback both call this: one load at a time, and
         # a load that a newer assignment overtook is thrown away (its offsets may be stale).
+        # ``deadline`` (time.monotonic()): the callback's, past which every read is given up
+        # (the shards not reached stay pending for the consume loop).
         if not self.needs_seek or self._loading.locked():
             return
         async with self._loading:
@@ -512,13 +529,28 @@ class Worker:
                     return
                 if backoff and time.monotonic() < self._retry_at.get(shard, 0.0):
                     continue
-                await self._load_shard(shard, tps, generation)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                await self._load_shard(shard, tps, generation, deadline)
 
-    async def _load_shard(self, shard: int, pending: list[Any], generation: int) -> None:
+    async def _load_shard(
+        self, shard: int, pending: list[Any], generation: int, deadline: float | None = None
+    ) -> None:
         """Offsets and alert state of one shard's pending partitions, then the seek. A shard
-        that cannot be read keeps them pending and paused, its next attempt after a backoff."""
+        that cannot be read keeps them pending and paused, its next attempt after a backoff.
+        Each read is bounded for real (``closing.within``), by ``deadline`` too if given."""
+
+        def bound(step_s: float) -> float:
+            if deadline is None:
+                return step_s
+            return max(0.0, min(step_s, deadline - time.monotonic()))
+
         try:
-            stored = await asyncio.wait_for(self.sink.stored_offsets(pending), 10)
+            stored = await within(
+                self.sink.stored_offsets(pending),
+                bound(READ_OFFSETS_S),
+                "reading the stored offsets",
+            )
             # Alert state first: a partition whose open alerts are unknown would raise them
             # again under new keys and leave the stored ones open forever.
             unrestored = [tp for tp in pending if tp not in self.restored]
@@ -527,7 +559,11 @@ class Worker:
                 # sink bounds each step (no progress: an error) and returns after a slice of
                 # work with the partitions restored so far, keeping what it did; the next
                 # turn goes on from there.
-                ready = await self.sink.on_partitions_assigned(unrestored)
+                ready = await within(
+                    self.sink.on_partitions_assigned(unrestored),
+                    bound(RESTORE_CALL_S),
+                    "restoring the alert state",
+                )
                 if generation != self._assignments:
                     # A rebalance overtook this load (the partitions may have been
                     # drained and handed back meanwhile): its snapshot is stale. Forget
@@ -687,7 +723,10 @@ class Worker:
             # (minutes for a large one) would only hold the stop past its deadline. The
             # partitions stay pending; their next owner restores them.
             return
-        await self._load_pending_offsets(backoff=False)
+        # Bounded: a database that answers nothing must not hold the callback past the group's
+        # session (the member dropped, a second rebalance); the consume loop retries.
+        share_s = self.options.session_timeout_ms / 1000 * ASSIGNED_SHARE
+        await self._load_pending_offsets(backoff=False, deadline=time.monotonic() + share_s)
 
 
 async def _watch(

@@ -40,6 +40,7 @@ SOURCES: dict[str, Callable[[Settings], Any]] = {
     "shards": lambda s: max(1, len(s.storage.shards)),
     "window": time_window,
     "max_record_bytes": lambda s: s.kafka.max_record_bytes,
+    "session_timeout_ms": lambda s: s.kafka.session_timeout_ms,
 }
 
 # Every settings-backed knob away from its default (max_in_flight_frames stays above
@@ -51,6 +52,7 @@ CHANGED = Settings(
         topic_dlq="d2",
         topic_alerts="a2",
         max_record_bytes=300_000,
+        session_timeout_ms=45_000,
     ),
     pipeline=PipelineSettings(
         batch_max_frames=123,
