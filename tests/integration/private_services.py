@@ -51,9 +51,12 @@ class PrivateCluster:
         a database that stalls (a long pause, an overloaded host). Resumed on leaving."""
         assert self.state.pid is not None, "the cluster is not running"
         pids = [self.state.pid, *_children(self.state.pid)]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
         try:
+            # Inside the try: a backend that exited since it was listed must not leave the
+            # ones stopped before it (the postmaster first) stopped for the rest of the run.
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
             yield
         finally:
             for pid in pids:
