@@ -163,22 +163,32 @@ class LatestKeeper:
         for tp in partitions:
             key = _key(tp)
             by_writer.setdefault(self._shard_of(key[1]), []).append(key)
-        for shard, keys in sorted(by_writer.items()):
-            try:
-                n = await asyncio.wait_for(
-                    self._writers()[shard].flush_latest(keys, skip_locked=skip_locked),
-                    FLUSH_TIMEOUT_S,
-                )
-            except Exception as exc:  # the stored latest_from still covers them
-                log.warning(
-                    "latest_state not merged before the partitions go (%r); their next owner "
-                    "reads the pending range again (consumer_offsets.latest_from)",
-                    exc,
-                    extra={"shard": shard, "partitions": len(keys)},
-                )
-                continue
-            if n:
-                log.info("latest_state merged", extra={"shard": shard, "entities": n})
+        # Every shard at once, each on its own shard's pool: the caller's one bound
+        # (closing.FLUSH_LATEST_S) covers them together, so a stalled shard does not use up
+        # the others' time before their turn.
+        await asyncio.gather(
+            *(
+                self._flush_shard(shard, keys, skip_locked)
+                for shard, keys in sorted(by_writer.items())
+            )
+        )
+
+    async def _flush_shard(self, shard: int, keys: list[TopicPartition], skip_locked: bool) -> None:
+        try:
+            n = await asyncio.wait_for(
+                self._writers()[shard].flush_latest(keys, skip_locked=skip_locked),
+                FLUSH_TIMEOUT_S,
+            )
+        except Exception as exc:  # the stored latest_from still covers them
+            log.warning(
+                "latest_state not merged before the partitions go (%r); their next owner "
+                "reads the pending range again (consumer_offsets.latest_from)",
+                exc,
+                extra={"shard": shard, "partitions": len(keys)},
+            )
+            return
+        if n:
+            log.info("latest_state merged", extra={"shard": shard, "entities": n})
 
     def forget(self, partitions: Iterable[Any]) -> None:
         keys = [_key(tp) for tp in partitions]

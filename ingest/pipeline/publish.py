@@ -426,7 +426,8 @@ async def delete_acked(acked: set[tuple[int, int]], writer_of: Callable[[int], A
     by_shard: dict[int, set[int]] = {}
     for shard, row_id in acked:
         by_shard.setdefault(shard, set()).add(row_id)
-    for shard, ids in sorted(by_shard.items()):
+
+    async def delete(shard: int, ids: set[int]) -> None:
         try:
             async with asyncio.timeout(_DELETE_ACKED_S):
                 async with writer_of(shard).pool.acquire() as conn:
@@ -438,5 +439,10 @@ async def delete_acked(acked: set[tuple[int, int]], writer_of: Callable[[int], A
                 exc,
                 extra={"shard": shard, "messages": len(ids)},
             )
-            continue
+            return
         acked.difference_update((shard, i) for i in ids)
+
+    # Every shard at once, each on its own shard's pool: the caller's one bound
+    # (closing.DELETE_PUBLISHED_S) covers them together, so a stalled shard does not use up
+    # the others' time before their turn.
+    await asyncio.gather(*(delete(shard, ids) for shard, ids in sorted(by_shard.items())))
