@@ -33,7 +33,8 @@ TOO_LARGE_PREFIX_BYTES: Final = 4096
 # After the revoke timeout the worker still runs the steps after the drain (each bounded, at
 # most ingest.pipeline.closing.after_revoke_drain_s together: tests/unit/test_closing.py) and
 # rejoins; the group must wait for that too, or it drops the worker, whose rejoin is a second
-# rebalance.
+# rebalance. On top of the heartbeat interval: a member learns of a rebalance only at its next
+# heartbeat, up to kafka.heartbeat_interval_ms after the group's rebalance timeout started.
 REVOKE_MARGIN_MS: Final = 10_000
 
 
@@ -65,12 +66,14 @@ def check_settings(settings: Settings) -> None:
             "does not drop a worker: lower it or raise the session timeout"
         )
     revoke_ms = settings.pipeline.revoke_timeout_s * 1000
-    if revoke_ms + REVOKE_MARGIN_MS > k.rebalance_timeout_ms:
+    if revoke_ms + k.heartbeat_interval_ms + REVOKE_MARGIN_MS > k.rebalance_timeout_ms:
         raise UserError(
             f"pipeline.revoke_timeout_s ({settings.pipeline.revoke_timeout_s:g}) + "
+            f"kafka.heartbeat_interval_ms ({k.heartbeat_interval_ms}) + "
             f"{REVOKE_MARGIN_MS // 1000} s must stay below kafka.rebalance_timeout_ms "
             f"({k.rebalance_timeout_ms}), or a slow revoke gets the worker dropped from the "
-            "group: lower the revoke timeout or raise the rebalance timeout"
+            "group: lower the revoke timeout or the heartbeat interval, or raise the "
+            "rebalance timeout"
         )
     if k.max_poll_interval_ms < k.rebalance_timeout_ms:
         raise UserError(

@@ -164,7 +164,8 @@ class KafkaSettings(Section):
     rebalance_timeout_ms: int = setting(
         60000,
         "How long the group waits for every worker to rejoin in a rebalance; more than "
-        "pipeline.revoke_timeout_s + 10 s (the revoke callback runs inside it).",
+        "pipeline.revoke_timeout_s + heartbeat_interval_ms + 10 s (the revoke callback runs "
+        "inside it, learnt of at the next heartbeat).",
         minimum=6000,
         maximum=int(MAX_TIMEOUT_S) * 1000,
     )

@@ -30,6 +30,8 @@ def test_the_defaults_agree() -> None:
     k = load_settings(environ={}).kafka
     assert k.max_record_bytes + 16 * 1024 <= k.max_request_size <= 1048588  # Kafka's default
     assert k.heartbeat_interval_ms * 3 <= k.session_timeout_ms
+    revoke_ms = load_settings(environ={}).pipeline.revoke_timeout_s * 1000
+    assert revoke_ms + k.heartbeat_interval_ms + 10_000 <= k.rebalance_timeout_ms
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,16 @@ def test_the_defaults_agree() -> None:
         (
             {"NEV_PIPELINE_REVOKE_TIMEOUT_S": "55"},
             ["pipeline.revoke_timeout_s", "kafka.rebalance_timeout_ms"],
+        ),
+        # 48 s + 10 s fit the 60 s, not with the 3 s a member may take to learn of the
+        # rebalance (its next heartbeat).
+        (
+            {"NEV_PIPELINE_REVOKE_TIMEOUT_S": "48"},
+            [
+                "pipeline.revoke_timeout_s",
+                "kafka.heartbeat_interval_ms",
+                "kafka.rebalance_timeout_ms",
+            ],
         ),
         (
             {"NEV_KAFKA_MAX_POLL_INTERVAL_MS": "30000"},
