@@ -123,6 +123,7 @@ def run_gateway(settings: Settings, extra: Sequence[Callable[[Settings, Any], An
         _serve(settings, [*EXTRA_SERVERS, *extra]),
         grace_s=LOOP_END_S,
         loop_factory=uvloop.new_event_loop,
+        what="gateway",
     )
 
 

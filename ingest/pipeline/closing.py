@@ -229,16 +229,29 @@ async def end_within(
     )
 
 
+# What a process run by run_bounded has settled before its loop's end, so that the tasks the end
+# abandons lose nothing (its WARNING), by ``what`` the process is.
+SETTLED: Final = {
+    "worker": "every commit is made or given up before this",
+    "gateway": "every frame was acknowledged and answered, or left unanswered for its sender to "
+    "send again, before this",
+}
+
+
 def run_bounded(
     main: Coroutine[Any, Any, T],
     *,
     grace_s: float,
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    what: str = "worker",
 ) -> T:
     """``main`` run to its end in a new loop, as ``asyncio.run``/``uvloop.run`` do, except that
     the end (the tasks still running cancelled and waited for, async generators closed, the
     default executor shut down) has ``grace_s`` in all, not for ever: the tasks that do not end
-    in time are named in one WARNING and abandoned with the loop."""
+    in time are named in one WARNING and abandoned with the loop. ``what`` (a key of
+    ``SETTLED``: "worker", "gateway") names the process in its messages."""
+    if what not in SETTLED:
+        raise ValueError(f"run_bounded: what={what!r}, expected one of {sorted(SETTLED)}")
     loop = loop_factory()
     asyncio.set_event_loop(loop)
     try:
@@ -247,7 +260,7 @@ def run_bounded(
         try:
             # One deadline for the three steps, each given what the ones before left.
             deadline = loop.time() + grace_s
-            _cancel_remaining(loop, grace_s)
+            _cancel_remaining(loop, grace_s, what)
             for step in (loop.shutdown_asyncgens, loop.shutdown_default_executor):
                 loop.run_until_complete(_within(step(), max(0.0, deadline - loop.time())))
             _close_left(loop)
@@ -279,7 +292,7 @@ def _close_left(loop: asyncio.AbstractEventLoop) -> None:
                 coro.close()
 
 
-def _cancel_remaining(loop: asyncio.AbstractEventLoop, grace_s: float) -> None:
+def _cancel_remaining(loop: asyncio.AbstractEventLoop, grace_s: float, what: str) -> None:
     tasks = asyncio.all_tasks(loop)
     if not tasks:
         return
@@ -290,17 +303,19 @@ def _cancel_remaining(loop: asyncio.AbstractEventLoop, grace_s: float) -> None:
         if not task.cancelled() and task.exception() is not None:
             loop.call_exception_handler(
                 {
-                    "message": "unhandled exception during the worker's exit",
+                    "message": f"unhandled exception during the {what}'s exit",
                     "exception": task.exception(),
                     "task": task,
                 }
             )
     if pending:
         log.warning(
-            "%d tasks did not end within %gs of their cancellation: the process exits without "
-            "them (nothing is lost: every commit is made or given up before this): %s",
+            "%d tasks did not end within %gs of their cancellation: the %s exits without them "
+            "(nothing is lost: %s): %s",
             len(pending),
             grace_s,
+            what,
+            SETTLED[what],
             sorted(_describe(t) for t in pending),
         )
         _LEFT.update(pending)

@@ -230,7 +230,12 @@ def worker_process(index: int, settings: Settings) -> None:
         # Not uvloop.run: its end waits without a bound for every task still running to end
         # once cancelled, and an aiokafka task can swallow its cancellation (ingest.pipeline.
         # closing): the worker would hang there past the supervisor's stop deadline.
-        run_bounded(_run(index, settings), grace_s=LOOP_END_S, loop_factory=uvloop.new_event_loop)
+        run_bounded(
+            _run(index, settings),
+            grace_s=LOOP_END_S,
+            loop_factory=uvloop.new_event_loop,
+            what="worker",
+        )
     except Exception as exc:
         known = _one_line_error(exc)
         if known is not None:

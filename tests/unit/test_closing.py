@@ -116,7 +116,16 @@ async def test_a_close_that_ends_or_fails_is_awaited(caplog: pytest.LogCaptureFi
     assert warnings == ["closing the Kafka producer failed: OSError('connection reset')"]
 
 
-def test_the_loop_s_end_does_not_wait_for_a_task_that_outlives_its_cancellation() -> None:
+@pytest.mark.parametrize(
+    ("what", "settled"),
+    [
+        ("worker", "every commit is made"),
+        ("gateway", "every frame was acknowledged and answered"),
+    ],
+)
+def test_the_loop_s_end_does_not_wait_for_a_task_that_outlives_its_cancellation(
+    what: str, settled: str
+) -> None:
     # What uvloop.run / asyncio.run do at the end: cancel every task still running and wait
     # for each to end, without a bound. A task that swallows its cancellation and waits on
     # held the worker's exit until the supervisor killed it.
@@ -138,10 +147,10 @@ def test_the_loop_s_end_does_not_wait_for_a_task_that_outlives_its_cancellation(
             await asyncio.sleep(0)
             return "main done"
 
-        print(run_bounded(main(), grace_s=0.2, loop_factory=uvloop.new_event_loop))
+        print(run_bounded(main(), grace_s=0.2, loop_factory=uvloop.new_event_loop, what=WHAT))
         print("exited")
         """
-    )
+    ).replace("WHAT", repr(what))
     run = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=NET_S
     )
@@ -150,6 +159,9 @@ def test_the_loop_s_end_does_not_wait_for_a_task_that_outlives_its_cancellation(
     assert out[-2:] == ["main done", "exited"], run.stdout
     (warning,) = [line for line in out if "did not end" in line]
     assert "1 tasks" in warning and "stubborn" in warning
+    # Named for the process it ends, with what that process settled before (the gateway has
+    # no commits).
+    assert f"the {what} exits without them" in warning and settled in warning, warning
     # Its "Task was destroyed but it is pending!" at exit would only repeat the warning.
     assert "destroyed" not in run.stdout + run.stderr
 
