@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 _DUMMY_HASH: Final = hash_password("not a password")
 # Frames waiting this long without any acknowledgement: Kafka is away (readiness, gauge).
 KAFKA_STALL_S: Final = 5.0
+# A listener's close on the way out (its accepts ended), each listener in turn: part of the
+# gateway's worst-case stop (docs/gateway.md "Stop", the deploy's grace periods).
+LISTENER_CLOSE_S: Final = 5.0
 
 
 # Pauses that are not the peer's doing: Kafka is behind (the in-flight budget), or its
@@ -253,7 +256,7 @@ class Gateway:
             conn.close("shutdown")
         for server in self._servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5)
+                await asyncio.wait_for(server.wait_closed(), LISTENER_CLOSE_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
