@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from ingest.config import Settings
-from ingest.pipeline.closing import DELETE_PUBLISHED_S, FLUSH_LATEST_S, left_behind
+from ingest.pipeline.closing import COMMIT_FLUSH_S, DELETE_PUBLISHED_S, FLUSH_LATEST_S, left_behind
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.latest_keeper import LatestKeeper
 from ingest.pipeline.metrics import PipelineMetrics
@@ -96,6 +96,17 @@ class _Writer:
         self.forgotten |= tps
 
 
+class _Committer(KafkaCommitter):
+    """Kafka's copy of the offsets, whose flush stalls (a broker that answers nothing)."""
+
+    def __init__(self, stall: _Stall, owned: Any) -> None:
+        super().__init__(None, owned)
+        self._stall = stall
+
+    async def flush(self) -> None:
+        await self._stall()
+
+
 def _worker(sink: _Sink) -> Worker:
     w = Worker(
         options=worker_options(Settings()),
@@ -118,6 +129,7 @@ def _worker(sink: _Sink) -> Worker:
     [
         ("merging latest_state", FLUSH_LATEST_S),
         ("deleting the published alert messages' outbox rows", DELETE_PUBLISHED_S),
+        ("Kafka's copy of the offsets", COMMIT_FLUSH_S),
     ],
 )
 async def test_a_revoke_step_that_swallows_its_cancel_is_left_behind_and_the_revoke_goes_on(
@@ -125,8 +137,11 @@ async def test_a_revoke_step_that_swallows_its_cancel_is_left_behind_and_the_rev
 ) -> None:
     stall = _Stall()
     merging = stalled.startswith("merging")
-    sink = _Sink(flush=stall if merging else None, delete=None if merging else stall)
+    deleting = stalled.startswith("deleting")
+    sink = _Sink(flush=stall if merging else None, delete=stall if deleting else None)
     w = _worker(sink)
+    if not (merging or deleting):
+        w.committer = _Committer(stall, lambda: w.owned)
     caplog.set_level(logging.WARNING)
     revoking = asyncio.ensure_future(w.on_revoked({TP}))
     left: list[asyncio.Task[Any]] = []
