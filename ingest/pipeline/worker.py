@@ -42,6 +42,7 @@ from ingest.pipeline.batch import Batch, BatchBuilder, TopicDecoder
 from ingest.pipeline.closing import (
     COMMIT_FLUSH_S,
     DELETE_PUBLISHED_S,
+    EXITS,
     FLUSH_LATEST_S,
     HOUSEKEEPING_S,
     POOLS_S,
@@ -270,23 +271,7 @@ class Worker:
                 deadline,
                 frames,
             )
-        # Pending latest_state tuples, before leaving; every shard together within the bound.
-        owned = list(self.owned)
-        await close_within(
-            "merging latest_state",
-            lambda: flush_latest(self.sink, owned),
-            FLUSH_LATEST_S,
-            verb="finish",
-            undone="the stored latest_from still covers them: the next owner reads them again",
-        )
-        # Or the next owner sends them again.
-        await close_within(
-            "deleting the published alert messages' outbox rows",
-            self.sink.delete_published,
-            DELETE_PUBLISHED_S,
-            verb="finish",
-            undone="the next owner sends those alert messages again, which consumers deduplicate",
-        )
+        await self._merge_and_delete(self.owned, EXITS)
         self.writer.close()
         await end_within(write_task, "the writer", WRITER_S, cancel=False)
 
@@ -674,23 +659,7 @@ class Worker:
         server does). A step left behind is still cancelled; if it finishes after all, it is
         harmless: the merge only touches partitions whose stored offset is still this
         worker's, deleted outbox rows were acknowledged, and Kafka's copy is only a copy."""
-        gone = list(revoked)
-        await close_within(  # pending latest_state tuples, before they go
-            "merging latest_state",
-            lambda: flush_latest(self.sink, gone),
-            FLUSH_LATEST_S,
-            verb="finish",
-            goes_on=_REVOKE_GOES_ON,
-            undone="the stored latest_from still covers them: the next owner reads them again",
-        )
-        await close_within(  # before the next owner reads the outbox
-            "deleting the published alert messages' outbox rows",
-            self.sink.delete_published,
-            DELETE_PUBLISHED_S,
-            verb="finish",
-            goes_on=_REVOKE_GOES_ON,
-            undone="the next owner sends those alert messages again, which consumers deduplicate",
-        )
+        await self._merge_and_delete(revoked, _REVOKE_GOES_ON)
         await close_within(  # before the partitions go
             "Kafka's copy of the offsets",
             self.committer.flush,
@@ -698,6 +667,30 @@ class Worker:
             verb="finish",
             goes_on=_REVOKE_GOES_ON,
             undone="the database holds the offsets, which the next owner seeks to",
+        )
+
+    async def _merge_and_delete(self, partitions: Iterable[Any], goes_on: str) -> None:
+        """The database steps after a drain, the stop's and a revoke's: the pending latest_state
+        tuples of ``partitions`` merged, then the acknowledged outbox rows deleted (before the
+        next owner reads the outbox, or it sends them again); each within its bound, every
+        shard together (``closing.close_within``: a step past it is left behind, the caller
+        ``goes_on``)."""
+        gone = list(partitions)
+        await close_within(
+            "merging latest_state",
+            lambda: flush_latest(self.sink, gone),
+            FLUSH_LATEST_S,
+            verb="finish",
+            goes_on=goes_on,
+            undone="the stored latest_from still covers them: the next owner reads them again",
+        )
+        await close_within(
+            "deleting the published alert messages' outbox rows",
+            self.sink.delete_published,
+            DELETE_PUBLISHED_S,
+            verb="finish",
+            goes_on=goes_on,
+            undone="the next owner sends those alert messages again, which consumers deduplicate",
         )
 
     async def on_assigned(self, assigned: set[Any]) -> None:
