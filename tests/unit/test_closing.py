@@ -248,7 +248,6 @@ def test_a_revoke_s_steps_after_its_drain_fit_the_group_s_margin_with_room_to_re
     # The group waits kafka_limits.REVOKE_MARGIN_MS past pipeline.revoke_timeout_s (and past
     # kafka.heartbeat_interval_ms, the member's delay to learn of the rebalance, accounted
     # apart) for the revoke callback and the rejoin (checked against kafka.rebalance_timeout_ms
-    # at start): the
-    # steps after the drain once took up to 10 s per shard + 2 s + 5 s, and a member that does
-    # not rejoin in time is dropped, its rejoin a second rebalance.
+    # at start): the steps after the drain once took up to 10 s per shard + 2 s + 5 s, and a
+    # member that does not rejoin in time is dropped, its rejoin a second rebalance.
     assert after_revoke_drain_s() <= REVOKE_MARGIN_MS / 1000 - 3.0
