@@ -124,12 +124,15 @@ class Sink(Protocol):
         no next batch deletes them, and the next owner would send them again). Never raises."""
         ...
 
-    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> list[Any]:
+    async def on_partitions_assigned(
+        self, partitions: Sequence[Any], *, until: float | None = None
+    ) -> list[Any]:
         """Restore in-memory state (rule windows, open alerts) of partitions this worker now
         owns, and find their unpublished alert messages (sent with the next batch). Returns
         the partitions whose state is restored: a large restore goes a slice per call, keeping
-        what it did, partition after partition. Raises when it cannot go on. The worker keeps
-        the others paused and calls again."""
+        what it did, partition after partition; ``until`` (``time.monotonic``) ends the slice
+        sooner (the rebalance callback's deadline). Raises when it cannot go on. The worker
+        keeps the others paused and calls again."""
         ...
 
     def on_partitions_lost(self, partitions: Sequence[Any]) -> None:

@@ -354,14 +354,17 @@ class StorageSink:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    async def on_partitions_assigned(self, partitions: Sequence[Any]) -> list[Any]:
+    async def on_partitions_assigned(
+        self, partitions: Sequence[Any], *, until: float | None = None
+    ) -> list[Any]:
         if not self._enabled:
             return list(partitions)
         alerting = [tp for tp in partitions if tp.topic in self._alert_topics]
         # The replay a slice at a time, applied page by page, partition after partition
         # (ingest/pipeline/alert_state.py): each partition whose replay is complete is adopted
         # and returned; the worker calls again for the others.
-        until = time.monotonic() + self._replay.slice_s
+        end = time.monotonic() + self._replay.slice_s
+        until = end if until is None else min(end, until)
         for shard, tps in self._by_shard(alerting).items():
             keys = sorted({(tp.topic, tp.partition) for tp in tps})
             if self._replay.done(keys):

@@ -525,10 +525,18 @@ class Worker:
         that cannot be read keeps them pending and paused, its next attempt after a backoff.
         Each read is bounded for real (``closing.within``), by ``deadline`` too if given."""
 
+        # A read the callback's deadline cut short is not the database failing: the shard is
+        # not marked unhealthy and the consume loop goes on at once (a healthy restore larger
+        # than a third of the session would otherwise pause everything as "unreachable").
+        cut = False
+
         def bound(step_s: float) -> float:
+            nonlocal cut
             if deadline is None:
                 return step_s
-            return max(0.0, min(step_s, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            cut = cut or left < step_s
+            return max(0.0, min(step_s, left))
 
         try:
             stored = await within(
@@ -545,7 +553,9 @@ class Worker:
                 # work with the partitions restored so far, keeping what it did; the next
                 # turn goes on from there.
                 ready = await within(
-                    self.sink.on_partitions_assigned(unrestored),
+                    # the sink ends its slice by the deadline itself: left behind only
+                    # when a page outlasts it
+                    self.sink.on_partitions_assigned(unrestored, until=deadline),
                     bound(RESTORE_CALL_S),
                     "restoring the alert state",
                 )
@@ -558,6 +568,13 @@ class Worker:
                 # The others stay pending and paused (the consume loop polls meanwhile).
                 self.restored.update(ready)
         except Exception as exc:  # DB down: stay paused, try again next turn
+            if cut and isinstance(exc, TimeoutError):
+                log.info(
+                    "%s; the consume loop goes on with it (the partitions stay paused)",
+                    exc,
+                    extra={"shard": shard},
+                )
+                return
             self.bp.set_sink_healthy(False, shard)
             wait = min(
                 max(self._backoff_s.get(shard, 0.0) * 2, self.options.retry_backoff_initial_s),
