@@ -278,7 +278,8 @@ class PipelineSettings(Section):
     revoke_timeout_s: float = setting(
         20.0,
         "On rebalance, time to commit in-flight batches before abandoning them; rides out a "
-        "~20 s database stall, and stays below kafka.rebalance_timeout_ms - 10 s.",
+        "~20 s database stall, and stays below kafka.rebalance_timeout_ms - "
+        "kafka.heartbeat_interval_ms - 10 s.",
         minimum=0,
         maximum=MAX_TIMEOUT_S,
     )
