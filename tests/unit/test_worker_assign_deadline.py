@@ -17,13 +17,10 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from prometheus_client import CollectorRegistry
 
-from ingest.config import Settings
 from ingest.pipeline.closing import left_behind
-from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.process import worker_options
 from ingest.pipeline.worker import Worker
+from tests.unit.worker_support import bare_worker
 
 pytestmark = pytest.mark.unit
 
@@ -58,14 +55,7 @@ class _Sink:
 
 
 def _worker(sink: _Sink) -> Worker:
-    w = Worker(
-        options=worker_options(Settings()),
-        make_consumer=lambda: None,
-        make_producer=lambda: None,
-        sink=sink,  # type: ignore[arg-type]
-        decoders={},
-        metrics=PipelineMetrics(CollectorRegistry()),
-    )
+    w = bare_worker(sink)
     w.owned = {TP}
     w.needs_seek = {TP}
     return w

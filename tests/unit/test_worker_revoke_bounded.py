@@ -17,16 +17,13 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from prometheus_client import CollectorRegistry
 
-from ingest.config import Settings
 from ingest.pipeline.closing import COMMIT_FLUSH_S, DELETE_PUBLISHED_S, FLUSH_LATEST_S, left_behind
 from ingest.pipeline.commits import KafkaCommitter
 from ingest.pipeline.latest_keeper import LatestKeeper
-from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.process import worker_options
 from ingest.pipeline.worker import Worker
 from storage.latest_pending import PendingLatest
+from tests.unit.worker_support import bare_worker
 
 pytestmark = pytest.mark.unit
 
@@ -108,14 +105,7 @@ class _Committer(KafkaCommitter):
 
 
 def _worker(sink: _Sink) -> Worker:
-    w = Worker(
-        options=worker_options(Settings()),
-        make_consumer=lambda: None,
-        make_producer=lambda: None,
-        sink=sink,  # type: ignore[arg-type]
-        decoders={},
-        metrics=PipelineMetrics(CollectorRegistry()),
-    )
+    w = bare_worker(sink)
     w.writer = _Writer()  # type: ignore[assignment]
     # Nothing pending: its flush commits nothing and never reaches the consumer.
     w.committer = KafkaCommitter(None, lambda: w.owned)

@@ -12,11 +12,10 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from ingest.config import Settings
 from ingest.pipeline.backpressure import Backpressure, Held
 from ingest.pipeline.metrics import PipelineMetrics
-from ingest.pipeline.process import worker_options
 from ingest.pipeline.worker import DECODE_SLICE, Worker
+from tests.unit.worker_support import bare_worker
 
 pytestmark = pytest.mark.unit
 
@@ -85,14 +84,7 @@ async def test_the_in_flight_gauge_follows_each_slice_and_each_release() -> None
     # Live, not at the lag task's refresh: dashboards and bench_pipeline (its drain starts
     # with the first fetch) read it. A real worker, for its wiring of the gauge.
     metrics = PipelineMetrics(CollectorRegistry())
-    w = Worker(
-        options=worker_options(Settings()),
-        make_consumer=lambda: None,
-        make_producer=lambda: None,
-        sink=None,  # type: ignore[arg-type]  # not reached by _add
-        decoders={},
-        metrics=metrics,
-    )
+    w = bare_worker(None, metrics)  # the sink is not reached by _add
     w.builder = _Builder()  # type: ignore[assignment]
     w.positions = {TP: 100}
 
