@@ -14,11 +14,17 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
 3. ceiling "copy" (vehicles): raw binary COPY of the same rows (decoded beforehand, not
    timed) into the same tables of a fresh database, 5,000-frame transactions, one connection;
    for the other kinds it is left out (``null``): the COPY of their rows is the storage
-   writer's, measured by its own benchmark;
+   writer's, measured by its own benchmark; ``ceiling_copy_db_cpu_us_per_frame`` is the
+   database server's CPU over it per frame (``loadtest.db_cpu``: ``null`` when the server is
+   not on this host);
 4. ``nev-ingest run --workers N`` for each N, each on a fresh database and consumer group:
    frames/s from the workers' first fetch (after the last assignment) until the database
    holds the topic's end offsets, and their CPU over that span; RSS of each worker (max
-   over the run);
+   over the run); the database server's CPU per frame over the same span
+   (``pipeline_Nw_db_cpu_us_per_frame``) and the host's idle cores on average
+   (``pipeline_Nw_host_idle_cores``): with the workers' CPU they say whether the run was
+   bound by the workers, by the database's work per frame, or by neither (the two taking
+   turns with cores idle);
 5. steady state: one worker, a new topic fed at 50 % of the one-worker rate (or at each
    fraction of ``--steady-rates``, e.g. 0.25,0.5,0.75: one run each) for ``--steady-s``
    seconds with ``received_at`` = now, by ``loadtest.feeder`` (frames built before the
@@ -168,6 +174,8 @@ async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     out["ceiling_lower_frames_per_s"] = round(lower)
     out["ceiling_consume_cpu_us_per_frame"] = round(CPU_US.get("consume", 0.0), 1)
     out["ceiling_copy_client_cpu_us_per_frame"] = round(CPU_US.get("copy", 0.0), 1)
+    db_copy = CPU_US.get("copy_db")
+    out["ceiling_copy_db_cpu_us_per_frame"] = None if db_copy is None else round(db_copy, 1)
     out["decode_cpu_us_per_frame"] = round(CPU_US.get("decode", 0.0), 1)
     out["rules_cpu_us_per_frame"] = round(CPU_US.get("rules", 0.0), 1)
     for n in args.workers:
@@ -180,6 +188,8 @@ async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         out[f"pipeline_{n}w_seconds"] = round(res.seconds, 2)
         out[f"pipeline_{n}w_cpu_us_per_frame"] = res.cpu_us_per_frame
         out[f"pipeline_{n}w_cpu_busy"] = res.cpu_busy
+        out[f"pipeline_{n}w_db_cpu_us_per_frame"] = res.db_cpu_us_per_frame
+        out[f"pipeline_{n}w_host_idle_cores"] = res.host_idle_cores
         if res.db_activity is not None:
             out[f"pipeline_{n}w_db_activity"] = res.db_activity
         out[f"pipeline_{n}w_rebalances_in_drain"] = res.rebalances

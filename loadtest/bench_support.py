@@ -32,6 +32,7 @@ from ingest.config.kafka_settings import RAW_SOURCES
 from loadtest.bench_copy import copy_rows
 from loadtest.clients import bench_producer, fresh_consumer
 from loadtest.db_activity import Activity
+from loadtest.db_cpu import HostIdle, ServerCpu
 from loadtest.feeder import FeedResult, feed
 
 __all__ = [
@@ -49,7 +50,9 @@ __all__ = [
 ]
 
 SCHEMA = "nev"
-# Client CPU microseconds per frame of the ceilings, filled by them (the benchmark reports it).
+# CPU microseconds per frame of the ceilings, filled by them (the benchmark reports it): the
+# client's parts, and "copy_db", the database server's over the COPY ceiling (absent when the
+# server is not on this host: loadtest.db_cpu).
 CPU_US: dict[str, float] = {}
 
 
@@ -214,10 +217,20 @@ async def consume_ceiling(env: BenchEnv, topic: str | list[str], total: int) -> 
 async def copy_ceiling(env: BenchEnv, topic: str, total: int, tag: str) -> float:
     """Raw binary COPY of the same rows into the same tables (frames/s of COPY time only)."""
     dsn = await env.fresh_database(f"{tag}_copy")
+    server = await ServerCpu.locate(dsn)
     try:
-        return await copy_rows(env, topic, total, dsn, progress, CPU_US)
+        db0 = server.seconds() if server else 0.0
+        rate = await copy_rows(env, topic, total, dsn, progress, CPU_US)
+        if server:
+            CPU_US["copy_db"] = (server.seconds() - db0) / total * 1e6
+        return rate
     finally:
         await env.drop(dsn)
+
+
+# A poll's readings where the measured span may start: (time, frames stored, CPU seconds per
+# worker pid, "assignment" or "idle poll", (the server's CPU seconds, the host's idle))
+_Mark = tuple[float, int, dict[int, float], str, tuple[float, HostIdle]]
 
 
 @dataclass
@@ -227,6 +240,10 @@ class PipelineRun:
     rss_mb: list[float]
     cpu_us_per_frame: float  # all workers' CPU time over the measured span, per frame
     cpu_busy: float  # that CPU time over (wall time x workers): 1.0 = CPU-bound
+    # the database server's CPU over the span per frame, and the host's idle cores on average
+    # (loadtest.db_cpu; None when the server is not on this host)
+    db_cpu_us_per_frame: float | None
+    host_idle_cores: float
     db_activity: dict[str, Any] | None = None  # loadtest.db_activity, when asked for
     rebalances: int = 0  # assignments that started the measured span again (run_pipeline)
     span_start: str = ""  # "idle poll" or "assignment" (run_pipeline)
@@ -405,8 +422,10 @@ async def run_pipeline(
     assigned_at = float("-inf")
     # (time, stored frames, CPU per worker, span_start) at the assignment and at the last
     # poll since it that saw nothing in flight: where the span starts once the workers fetch
-    at_assignment: tuple[float, int, dict[int, float], str] | None = None
-    idle_since: tuple[float, int, dict[int, float], str] | None = None
+    at_assignment: _Mark | None = None
+    idle_since: _Mark | None = None
+    server = await ServerCpu.locate(dsn)
+    outside = outside_first = (0.0, HostIdle.now())  # (server CPU s, host idle) at a poll
     span_start = ""
     committed_at, committed_n = 0.0, 0  # the span's first poll that saw a commit
     try:
@@ -414,6 +433,7 @@ async def run_pipeline(
             n = await _stored(dsn, group, names)
             now = time.monotonic()
             seen, in_flight = await _scrape(svc.port)
+            outside = (server.seconds() if server else 0.0, HostIdle.now())
             for pid in _children(svc.proc.pid):
                 rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))
                 cpu_last[pid] = _cpu_s(pid)
@@ -429,12 +449,14 @@ async def run_pipeline(
                         await activity.stop()
                         activity = Activity(env.maintenance_dsn, urlsplit(dsn).path.lstrip("/"))
                 assigned_at = now
-                at_assignment, idle_since = (now, n, dict(cpu_last), "assignment"), None
+                at_assignment = (now, n, dict(cpu_last), "assignment", outside)
+                idle_since = None
             elif not first_at and at_assignment is not None and in_flight is not None:
                 if in_flight == 0:
-                    idle_since = (now, n, dict(cpu_last), "idle poll")
+                    idle_since = (now, n, dict(cpu_last), "idle poll", outside)
                 else:  # fetched since the last poll (or, without an idle poll, since assigned)
-                    first_at, first_n, cpu_first, span_start = idle_since or at_assignment
+                    mark = idle_since or at_assignment
+                    first_at, first_n, cpu_first, span_start, outside_first = mark
                     if db_activity:
                         await activity.start()
             if first_at and not committed_at and n > first_n:
@@ -447,7 +469,7 @@ async def run_pipeline(
                     start = idle_since or at_assignment
                     if start is None:
                         raise SystemExit("bench: the drain ended before any assignment was seen")
-                    first_at, first_n, cpu_first, span_start = start
+                    first_at, first_n, cpu_first, span_start, outside_first = start
                 break
             if svc.proc.poll() is not None:
                 raise SystemExit(f"bench: the service exited ({svc.proc.returncode})")
@@ -461,16 +483,21 @@ async def run_pipeline(
         await env.drop(dsn)
     cpu = sum(cpu_last[pid] - cpu_first.get(pid, 0.0) for pid in cpu_last)
     frames = max(1, end - first_n)
+    db_cpu = outside[0] - outside_first[0]
     return PipelineRun(
         (end - first_n) / took,
         took,
         sorted(round(v, 1) for v in rss.values()),
-        round(cpu / frames * 1e6, 1),
-        round(cpu / (took * workers), 2),
-        sampled,
-        restarts,
-        span_start,
-        (end - committed_n) / (finished - committed_at) if 0 < committed_at < finished else 0.0,
+        cpu_us_per_frame=round(cpu / frames * 1e6, 1),
+        cpu_busy=round(cpu / (took * workers), 2),
+        db_cpu_us_per_frame=round(db_cpu / frames * 1e6, 1) if server else None,
+        host_idle_cores=round(outside[1].cores_since(outside_first[1], took), 2),
+        db_activity=sampled,
+        rebalances=restarts,
+        span_start=span_start,
+        rate_from_first_commit=(end - committed_n) / (finished - committed_at)
+        if 0 < committed_at < finished
+        else 0.0,
     )
 
 
