@@ -122,8 +122,10 @@ async def flush(
     skipped, not waited for: waiting, this transaction held the rows it had locked already,
     and their lanes' next batches waited behind it (issue 12). Without it (revocation, a
     graceful stop: latest_state is to be complete when the partitions go) the merge waits for
-    the rows (bounded by the caller, latest_keeper.FLUSH_TIMEOUT_S) and logs the partitions
-    it could not merge anyway (their next owner refills them from ``latest_from``).
+    the rows (bounded by the callers: the revoke and the stop go on without it after
+    ``closing.FLUSH_LATEST_S``, and ``latest_keeper.FLUSH_TIMEOUT_S`` ends it) and logs the
+    partitions it could not merge anyway (their next owner refills them from
+    ``latest_from``).
     """
     wanted = [tp for tp in partitions if (p := latest.parts.get(tp)) is not None and len(p.pending)]
     parts = {

@@ -33,7 +33,10 @@ __all__ = ["LatestKeeper", "end_refills", "flush_latest", "seek_target", "take_r
 
 log = logging.getLogger(__name__)
 
-FLUSH_TIMEOUT_S = 10.0  # a rebalance waits for the revoke callback: bounded
+# How long a merge left behind goes on: the revoke and the stop give every shard's merge
+# closing.FLUSH_LATEST_S (3 s) together and go on without it past that; this bound ends the
+# merge itself later, so an abandoned one does not hold a connection for a stall's length.
+FLUSH_TIMEOUT_S = 10.0
 
 
 class _Writer(Protocol):
