@@ -306,6 +306,24 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 width=8,  # the stats' line is full (six of 4): beside the last chart
             )
         )
+        .with_panel(
+            prom_timeseries(
+                "Where the workers wait",
+                "Share of a worker's time its consume loop waited, by cause: poll (Kafka's "
+                "fetch: the brokers, or nothing to fetch), room (in-flight bound or paused: "
+                "the database is the bound), lane (its write lanes' CPU between decode "
+                "slices). docs/operations.md, Sizing and tuning.",
+                [
+                    prom(
+                        f"{rate_by('cause', 'nev_ingest_worker_wait_seconds_total')}"
+                        f" / scalar(sum(nev_ingest_workers_alive{{{JOB}}}))",
+                        "{{cause}}",
+                    )
+                ],
+                unit="percentunit",
+                width=8,
+            )
+        )
     )
 
 

@@ -32,6 +32,7 @@ from prometheus_client.metrics_core import Metric
 __all__ = [
     "BATCH_SIZE_BUCKETS",
     "LATENCY_BUCKETS",
+    "WAIT_CAUSES",
     "WRITE_BUCKETS",
     "MetricsServer",
     "PipelineMetrics",
@@ -51,6 +52,9 @@ _LAG_LABELS: Final = ("consumergroup", "topic", "partition")
 # Frame counters: the raw topic and its entity kind (vehicle, charger, battery), so that kinds
 # sum without knowing topic names (the T/CEC 102 topic counts as charger).
 _FRAME_LABELS: Final = ("topic", "kind")
+# What the consume loop waits for (``worker_wait``): the Kafka fetch, room under the in-flight
+# bounds (or a pause: the database), the write lanes' turn between decode slices.
+WAIT_CAUSES: Final = ("poll", "room", "lane")
 
 
 class PipelineMetrics:
@@ -139,6 +143,22 @@ class PipelineMetrics:
             namespace=ns,
             registry=r,
         )
+        # Seconds, not a histogram of waits: one addition per await (a few a loop turn) is
+        # all the consume loop can afford, and rate() of it is the share of the loop's time.
+        # No kind label: one loop serves every kind's topics, and a poll or a room wait is not
+        # one kind's.
+        self.worker_wait = Counter(
+            "worker_wait_seconds",
+            "Seconds the workers' consume loops waited, by cause: poll (Kafka's fetch: the "
+            "brokers, or the producers sent nothing), room (at pipeline.max_in_flight_frames or "
+            "_bytes, or paused: the database is the bound), lane (the write lanes' turn of the "
+            "event loop between decode slices). rate() is the share of a worker's time.",
+            ["cause"],
+            namespace=ns,
+            registry=r,
+        )
+        for cause in WAIT_CAUSES:  # every cause's series from 0 on
+            self.worker_wait.labels(cause=cause)
         self.partitions_created = Counter(
             "partitions_created",
             "Plain PostgreSQL partitions created on demand for in-window frame times.",

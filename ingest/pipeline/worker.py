@@ -118,6 +118,11 @@ class Worker:
             observe=metrics.in_flight.set,
             observe_bytes=metrics.in_flight_bytes.set,
         )
+        # The consume loop's waits by cause (metrics.WAIT_CAUSES), children looked up once.
+        wait = metrics.worker_wait
+        self._wait_poll = wait.labels(cause="poll")
+        self._wait_room = wait.labels(cause="room")
+        self._wait_lane = wait.labels(cause="lane")
         self.builder = BatchBuilder(
             decoders, window=options.window, max_value_bytes=options.max_record_bytes
         )
@@ -302,6 +307,9 @@ class Worker:
             self._apply_backpressure()
             room = self.bp.room()
             if self.bp.paused or room == 0:
+                # All of it is a wait for room, the paused poll too: it fetches (at most a
+                # record) only to stay in the group while the database is the bound.
+                waited = time.perf_counter()
                 if not self.bp.paused:
                     self._seal_at_bound()
                     await self.bp.wait_room(self.bp.pause_due_in())
@@ -317,6 +325,7 @@ class Worker:
                         if tp in self.needs_seek and records:
                             self.rewind.setdefault(tp, records[0].offset)
                     await self.bp.wait_room(o.poll_timeout_ms / 1000)
+                self._wait_room.inc(time.perf_counter() - waited)
                 self._maybe_seal(linger)
                 continue
             if self.builder.size:
@@ -324,7 +333,9 @@ class Worker:
             else:
                 wait_ms = o.poll_timeout_ms
             want = min(room, o.batch_max_frames - self.builder.size)
+            waited = time.perf_counter()
             data = await self._poll(stop, timeout_ms=wait_ms, max_records=max(1, want))
+            self._wait_poll.inc(time.perf_counter() - waited)
             marks = {tp: self.moves.get(tp, 0) for tp in data}  # before any await
             for tp, records in data.items():
                 if self.moves.get(tp, 0) != marks[tp]:
@@ -381,7 +392,9 @@ class Worker:
         for i in range(0, len(records), DECODE_SLICE):
             # Before each slice, the first of a partition too: a fetch holds several
             # partitions, whose slices would otherwise run back to back.
+            waited = time.perf_counter()
             await lanes_turn()
+            self._wait_lane.inc(time.perf_counter() - waited)
             if self.moves.get(tp, 0) != mark:
                 return
             part = records[i : i + DECODE_SLICE]

@@ -46,6 +46,7 @@ def _worker() -> Worker:
     w.positions = {TP: 100}
     w.builder = _Builder()  # type: ignore[assignment]
     w.bp = Backpressure(1_000_000, resume_ratio=0.5, pause_after_s=1.0, shards=1)
+    w._wait_lane = PipelineMetrics(CollectorRegistry()).worker_wait.labels(cause="lane")
     return w
 
 
