@@ -24,7 +24,11 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
    (``pipeline_Nw_db_cpu_us_per_frame``) and the host's idle cores on average
    (``pipeline_Nw_host_idle_cores``): with the workers' CPU they say whether the run was
    bound by the workers, by the database's work per frame, or by neither (the two taking
-   turns with cores idle);
+   turns with cores idle); where the workers' consume loops waited over the span
+   (``pipeline_Nw_wait_s``: seconds by cause, summed over the workers, from
+   ``nev_ingest_worker_wait_seconds_total``: ``poll`` for Kafka's fetch, ``room`` under
+   ``pipeline.max_in_flight_frames`` or paused, ``lane`` the write lanes' turns between decode
+   slices; ``pipeline_Nw_wait_share``: that over span x workers; docs/operations.md);
 5. steady state: one worker, a new topic fed at 50 % of the one-worker rate (or at each
    fraction of ``--steady-rates``, e.g. 0.25,0.5,0.75: one run each) for ``--steady-s``
    seconds with ``received_at`` = now, by ``loadtest.feeder`` (frames built before the
@@ -195,6 +199,8 @@ async def _measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         out[f"pipeline_{n}w_rebalances_in_drain"] = res.rebalances
         out[f"pipeline_{n}w_span_start"] = res.span_start
         out[f"pipeline_{n}w_frames_per_s_from_first_commit"] = round(res.rate_from_first_commit)
+        out[f"pipeline_{n}w_wait_s"] = res.wait_s
+        out[f"pipeline_{n}w_wait_share"] = res.wait_share
     one = args.steady_base or out.get("pipeline_1w_frames_per_s")
     if args.steady_base is not None:
         out["steady_base_frames_per_s"] = args.steady_base

@@ -230,7 +230,10 @@ async def copy_ceiling(env: BenchEnv, topic: str, total: int, tag: str) -> float
 
 # A poll's readings where the measured span may start: (time, frames stored, CPU seconds per
 # worker pid, "assignment" or "idle poll", (the server's CPU seconds, the host's idle))
-_Mark = tuple[float, int, dict[int, float], str, tuple[float, HostIdle]]
+# (server CPU s, host idle, the workers' waits by cause) at a poll: the state beside the
+# workers' CPU a span's figures are differences of
+_Outside = tuple[float, HostIdle, dict[str, float]]
+_Mark = tuple[float, int, dict[int, float], str, _Outside]
 
 
 @dataclass
@@ -249,6 +252,10 @@ class PipelineRun:
     span_start: str = ""  # "idle poll" or "assignment" (run_pipeline)
     # the rate from the span's first commit on, as measured before 2026-12-06 (comparisons)
     rate_from_first_commit: float = 0.0
+    # seconds the workers' consume loops waited over the span, by cause (summed over the
+    # workers; nev_ingest_worker_wait_seconds_total), and that over (span x workers)
+    wait_s: dict[str, float] = field(default_factory=dict)
+    wait_share: dict[str, float] = field(default_factory=dict)
 
 
 def _children(pid: int) -> list[int]:
@@ -358,21 +365,26 @@ ASSIGNED = "nev_ingest_rebalances_total"  # {event="assigned"}: one per worker p
 # Fetched, not yet committed (all workers): set at every change of the count (the worker's
 # Backpressure), so a poll sees the first fetch when it happens.
 IN_FLIGHT = "nev_ingest_in_flight_frames"
+# The consume loops' waits by cause (poll, room, lane), each counted when the wait ends: a
+# span's difference misses or adds at most the wait under way at either end (a wait for room
+# lasts at most pipeline.pause_after_s, a poll 0.5 s).
+WAITS = "nev_ingest_worker_wait_seconds_total"
 REBALANCE_S = 2.0  # assignments closer together than this are one rebalance's members
 START_POLL_S = 0.05  # the poll until the span starts: its start is known to within one
 
 
-async def _scrape(port: int) -> tuple[int, float | None]:
-    """The service's assignments so far and its frames in flight (0 and None while it does
-    not serve its metrics); the scrape runs in a thread, so the database sampler's 10 ms
-    ticks go on."""
+async def _scrape(port: int) -> tuple[int, float | None, dict[str, float] | None]:
+    """The service's assignments so far, its frames in flight and its workers' waits by cause
+    (0, None and None while it does not serve its metrics); the scrape runs in a thread, so
+    the database sampler's 10 ms ticks go on."""
     try:
         text = await asyncio.to_thread(fetch, port)
     except Exception:  # a scrape cut short (http.client.IncompleteRead): seen next poll
-        return 0, None
+        return 0, None, None
     samples = promtext.parse_samples(text)
     in_flight = promtext.total(samples, IN_FLIGHT) if promtext.exposed(samples, IN_FLIGHT) else None
-    return int(promtext.total(samples, ASSIGNED, event="assigned")), in_flight
+    waits = promtext.by_label(samples, WAITS, "cause") or None
+    return int(promtext.total(samples, ASSIGNED, event="assigned")), in_flight, waits
 
 
 async def run_pipeline(
@@ -425,15 +437,18 @@ async def run_pipeline(
     at_assignment: _Mark | None = None
     idle_since: _Mark | None = None
     server = await ServerCpu.locate(dsn)
-    outside = outside_first = (0.0, HostIdle.now())  # (server CPU s, host idle) at a poll
+    waits: dict[str, float] = {}  # the last scrape's that had them
+    outside: _Outside = (0.0, HostIdle.now(), waits)
+    outside_first = outside
     span_start = ""
     committed_at, committed_n = 0.0, 0  # the span's first poll that saw a commit
     try:
         while True:
             n = await _stored(dsn, group, names)
             now = time.monotonic()
-            seen, in_flight = await _scrape(svc.port)
-            outside = (server.seconds() if server else 0.0, HostIdle.now())
+            seen, in_flight, scraped = await _scrape(svc.port)
+            waits = scraped or waits
+            outside = (server.seconds() if server else 0.0, HostIdle.now(), waits)
             for pid in _children(svc.proc.pid):
                 rss[pid] = max(rss.get(pid, 0.0), _rss_mb(pid))
                 cpu_last[pid] = _cpu_s(pid)
@@ -484,6 +499,7 @@ async def run_pipeline(
     cpu = sum(cpu_last[pid] - cpu_first.get(pid, 0.0) for pid in cpu_last)
     frames = max(1, end - first_n)
     db_cpu = outside[0] - outside_first[0]
+    waited = {c: round(v - outside_first[2].get(c, 0.0), 2) for c, v in sorted(outside[2].items())}
     return PipelineRun(
         (end - first_n) / took,
         took,
@@ -498,6 +514,8 @@ async def run_pipeline(
         rate_from_first_commit=(end - committed_n) / (finished - committed_at)
         if 0 < committed_at < finished
         else 0.0,
+        wait_s=waited,
+        wait_share={c: round(v / (took * workers), 3) for c, v in waited.items()},
     )
 
 
