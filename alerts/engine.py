@@ -227,6 +227,9 @@ class RuleEngine:
     def _hold(self, ent: Entity, cr: CRule, vin: str, t: int, value: float | None) -> None:
         slots = ent.slots
         if cr.off >= 0:
+            # An inactive rule's clear countdown is NaN already (``_clear``): on the raising
+            # path below this write changes nothing, so a ``_raise`` that raises leaves the
+            # step unapplied.
             slots[cr.off] = _NAN
         if ent.active & cr.bit:
             if cr.lt >= 0:
@@ -239,32 +242,40 @@ class RuleEngine:
                         self._touch(a).updated_now = True
             return
         first = t
-        if cr.pend >= 0:
-            p = slots[cr.pend]
+        pend = cr.pend
+        if pend >= 0:
+            p = slots[pend]
             if cr.for_n:
-                count = (p if p == p else 0.0) + 1.0
-                slots[cr.pend] = count
-                if count < cr.for_n:
+                p = (p if p == p else 0.0) + 1.0  # the count with this frame
+                if p < cr.for_n:
+                    slots[pend] = p
                     return
             else:
                 if p != p:
-                    slots[cr.pend] = p = t
+                    slots[pend] = p = t
                 first = int(p)
                 if t - p < cr.for_ms:
                     return
-            # "Last held" for windowed composites: only once the duration is met, the rule
-            # really holds (a pending for_frames/for_s must not count in a composite).
+            if cr.alert and self._warming:
+                # Stays "ready": the first live frame that holds decides. "Last held" for
+                # windowed composites: only once the duration is met, the rule really holds (a
+                # pending for_frames/for_s must not count in a composite).
+                slots[pend] = p
+                if cr.lt >= 0:
+                    slots[cr.lt] = t
+                return
+        elif cr.alert and self._warming:
             if cr.lt >= 0:
                 slots[cr.lt] = t
-            if cr.alert and self._warming:
-                return  # stays "ready": the first live frame that holds decides
-            slots[cr.pend] = _NAN
-        elif cr.lt >= 0:
-            slots[cr.lt] = t
+            return
         if cr.alert:
-            if self._warming:
-                return
+            # Before the step's writes: a raise here leaves the pending count (or first time),
+            # "last held" and the active bit as they were (the safety net's "applied whole").
             self._raise(ent, cr, vin, t, value, (first, t) if first != t else (t,), late=False)
+        if pend >= 0:
+            slots[pend] = _NAN
+        if cr.lt >= 0:
+            slots[cr.lt] = t
         ent.active |= cr.bit
 
     # Mirrors _hold's counting (frames or milliseconds) on the clear slot: inlined, as it runs
@@ -283,25 +294,30 @@ class RuleEngine:
             p = slots[cr.off]
             if cr.clear_n:
                 count = (p if p == p else 0.0) + 1.0
-                slots[cr.off] = count
                 if count < cr.clear_n:
+                    slots[cr.off] = count
                     return
             else:
                 if p != p:
                     slots[cr.off] = p = t
                 if t - p < cr.clear_ms:
                     return
-            slots[cr.off] = _NAN
-        ent.active &= ~cr.bit
         if cr.alert:
-            a = self._open.pop((vin, cr.id), None)
+            key = (vin, cr.id)
+            a = self._open.get(key)
             if a is not None:
+                # Touched first, before the step's writes: a raise here leaves the alert open
+                # and the countdown as it was (the safety net's "applied whole").
+                self._touch(a)
+                del self._open[key]
                 # An episode opened after the millisecond of its raising frame (_raise)
                 # clears no earlier than it opened: that clear is what the next raise follows.
                 t = max(t, a.opened_ms)
                 a.cleared_ms = t
                 a.reason = "condition"
-                self._touch(a)
+        if cr.off >= 0:
+            slots[cr.off] = _NAN
+        ent.active &= ~cr.bit
         if cr.cl >= 0:
             slots[cr.cl] = t
 
@@ -338,19 +354,21 @@ class RuleEngine:
         What that frame's judging did before it raised stays: the entity's watermark is past
         it (a redelivery is a duplicate, an older copy late: it is not judged again in order),
         and the rules judged before the failing one keep their verdicts, each applied whole
-        (a rule's lifecycle step raises before it changes its alert, ``LiveAlert.see``). The
-        failing rule and those after it skip the frame, exactly as if it were absent. In
-        order, the failing rule's condition state (``base..base+nslots``), which its condition
-        may have half written, starts afresh (as a changed rule's after a reload); its open
-        alert stays open. Its lifecycle slots (pending, clear countdown) are kept: only the
-        engine's ``_hold`` / ``_clear`` write them (both runners, alerts.fastpath and
-        native/src/py_rules.rs, only read the pending slot), and no failure leaves them half
-        written: one that comes before the rule's lifecycle step left them as the previous
-        frame did, and one inside a step comes after its write of them, which is whole, so a
-        reset would only restart a countdown (an open alert's clear, a pending raise) on a
-        frame that counts for nothing. Late, nothing is reset: the late path runs stateless
-        rules' conditions (``CRule.late_ok``), which keep no state, and writes no lifecycle
-        slot. Not knowing the rule (``failure.UNKNOWN``), no state is reset."""
+        (a rule's lifecycle step raises before it changes anything: ``LiveAlert.see``
+        compares before it writes, ``_raise`` touches the alert before it is
+        open, ``_hold`` / ``_clear`` write their slots and the active bit after the raise or
+        clear of the alert). The failing rule and those after it skip the frame, exactly as if
+        it were absent. In order, the failing rule's condition state (``base..base+nslots``),
+        which its condition may have half written, starts afresh (as a changed rule's after a
+        reload); its open alert stays open. Its lifecycle slots (pending, clear countdown) are
+        kept: only the engine's ``_hold`` / ``_clear`` write them (both runners,
+        alerts.fastpath and native/src/py_rules.rs, only read the pending slot), and no
+        failure leaves them changed: one before the rule's lifecycle step left them as the
+        previous frame did, and a step that raises has not written them yet, so a pending
+        ``for_frames``/``for_s`` still counts the frames before and an open alert's
+        ``clear_for_*`` countdown goes on where it was. Late, nothing is reset: the late path
+        runs stateless rules' conditions (``CRule.late_ok``), which keep no state, and writes
+        no lifecycle slot. Not knowing the rule (``failure.UNKNOWN``), no state is reset."""
         cr = failing_rule(exc)
         ent = self._entities.get(eid)
         if cr is not None and ent is not None and not late:
@@ -392,8 +410,9 @@ class RuleEngine:
         # (T/CEC pushes carry no temperature): it stayed open for good.
         part, topic = self._source
         a = LiveAlert(cr, vin, opened, value, trigger, late, part, topic)
-        self._open[(vin, cr.id)] = a
+        # Touched before it is open: a raise in between leaves no alert open but unsaved.
         self._touch(a).raised_now = True
+        self._open[(vin, cr.id)] = a
 
     def _touch(self, a: LiveAlert) -> LiveAlert:
         if not a.touched:

@@ -195,3 +195,64 @@ def test_a_failure_restarts_the_failing_rules_condition_state(native: bool) -> N
     assert e.evaluate([fr(20, 50)]) == []
     # The state is sound again: the next drop is compared and raises.
     assert kinds(e.evaluate([fr(30, 30)])) == [("raised", VIN, "temp_drop")]
+
+
+class Flaky(RuleEngine):
+    """A stand-in for a defect at one point of an alert's lifecycle step: ``_raise`` (opening
+    an alert) or ``_touch`` (marking it changed) raises while ``fail`` is set."""
+
+    fail_raise = False
+    fail_touch = False
+
+    def _raise(self, *args: Any, **kwargs: Any) -> None:
+        if self.fail_raise:
+            raise RuntimeError("raise failed")
+        super()._raise(*args, **kwargs)
+
+    def _touch(self, a: LiveAlert) -> LiveAlert:
+        if self.fail_touch:
+            raise RuntimeError("touch failed")
+        return super()._touch(a)
+
+
+PENDING = """
+[[rule]]
+id = "hot"
+kind = "threshold"
+severity = "major"
+field = "max_temp_c"
+value = 60
+"""
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+@pytest.mark.parametrize("duration", ["for_frames = 2", "for_s = 10"])
+def test_a_raise_that_fails_keeps_the_pending_duration(native: bool, duration: str) -> None:
+    # The step applies whole or not at all: the frame that completed the duration failed to
+    # open the alert, so the duration is still met, and the next holding frame raises (with
+    # the trigger times of the run), as if the failed frame were absent.
+    e = Flaky(RuleSet.from_toml(PENDING + duration), native_rules=native, update_every_s=0)
+    assert e.evaluate([fr(0, 70)]) == []
+    e.fail_raise = True
+    assert e.evaluate([fr(10, 70)]) == []
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    e.fail_raise = False
+    changes = e.evaluate([fr(20, 70)])
+    assert kinds(changes) == [("raised", VIN, "hot")]
+    first = T0 if duration.startswith("for_s") else T0 + 20_000
+    assert changes[0].alert.trigger_ms[0] == first
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_clear_that_fails_keeps_the_alert_open(native: bool) -> None:
+    # The third frame below would clear the alert; marking it changed raises: the alert stays
+    # open (not popped and lost, never saved as cleared) and its countdown as it was, so the
+    # next frame below clears it.
+    e = Flaky(RuleSet.from_toml(COUNTDOWN), native_rules=native, update_every_s=0)
+    assert kinds(e.evaluate([fr(0, 70), fr(10, 50), fr(20, 50)])) == [("raised", VIN, "hot")]
+    e.fail_touch = True
+    assert e.evaluate([fr(30, 50)]) == []
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    e.fail_touch = False
+    assert [a.rule_id for a in e.open_alerts()] == ["hot"]
+    assert kinds(e.evaluate([fr(40, 50)])) == [("cleared", VIN, "hot")]
