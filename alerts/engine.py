@@ -35,7 +35,7 @@ from alerts import failure
 from alerts.failure import UNKNOWN, Failures, RuleFailure, failing_rule
 from alerts.kinds import CLEAR, HOLD
 from alerts.model import AlertChange, AlertRecord, Rule
-from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans
+from alerts.plan import CRule, Entity, LiveAlert, Plan, Plans, not_a_number
 from alerts.rules import RuleSet
 from alerts.subjects import Subject, subjects_of
 
@@ -355,8 +355,8 @@ class RuleEngine:
         it (a redelivery is a duplicate, an older copy late: it is not judged again in order),
         and the rules judged before the failing one keep their verdicts, each applied whole
         (a rule's lifecycle step raises before it changes anything: ``LiveAlert.see``
-        compares before it writes, ``_raise`` touches the alert before it is
-        open, ``_hold`` / ``_clear`` write their slots and the active bit after the raise or
+        compares before it writes, ``_raise`` checks the value and touches the alert before it
+        is open, ``_hold`` / ``_clear`` write their slots and the active bit after the raise or
         clear of the alert). The failing rule and those after it skip the frame, exactly as if
         it were absent. In order, the failing rule's condition state (``base..base+nslots``),
         which its condition may have half written, starts afresh (as a changed rule's after a
@@ -408,6 +408,11 @@ class RuleEngine:
         # both charger paths is placed on the one it was first seen on, and an alert stamped
         # there went after a rebalance to that path's owner, which may not be able to judge it
         # (T/CEC pushes carry no temperature): it stayed open for good.
+        # A value function's defect (a value that is no number) would make an alert row that
+        # cannot be stored: the batch's write would fail on every restart. A rule error instead
+        # (the safety net), before anything changes.
+        if value is not None and type(value) is not float and type(value) is not int:
+            raise not_a_number(value)
         part, topic = self._source
         a = LiveAlert(cr, vin, opened, value, trigger, late, part, topic)
         # Touched before it is open: a raise in between leaves no alert open but unsaved.

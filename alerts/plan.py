@@ -22,7 +22,7 @@ from alerts.kinds_native import runner_for
 from alerts.model import AlertRecord, Rule
 from alerts.rules import RuleSet
 
-__all__ = ["CRule", "Entity", "LiveAlert", "Plan", "Plans", "Step"]
+__all__ = ["CRule", "Entity", "LiveAlert", "Plan", "Plans", "Step", "not_a_number"]
 
 # Per rule: (condition, bit, pending slot, rule), for the late path and rule reloads.
 Step = tuple[Condition, int, int, "CRule"]
@@ -113,6 +113,15 @@ class Entity:
         self.topic = topic
 
 
+def not_a_number(value: object) -> TypeError:
+    """The error of an alert value that is no number (a value function's defect): an alert row
+    keeps its peak and last value as numbers (``alerts.peak_value``, ``last_value``), and a
+    string there failed the batch's write (asyncpg: "must be real number, not str"), on every
+    restart. The engine raises it before the alert changes: the safety net counts it against
+    the rule (alerts.failure)."""
+    return TypeError(f"the rule's value {value!r} is of type {type(value).__name__}, not a number")
+
+
 class LiveAlert:
     """An open alert (or one that changed in the current batch) inside the engine."""
 
@@ -168,9 +177,15 @@ class LiveAlert:
         ``t`` with the last one counted and still be after it (alerts.subjects)."""
         # Compared before anything changes: a value that cannot be compared raises with the
         # alert as it was (the engine's safety net then skips the frame, alerts.failure).
-        moved = value is not None and (
-            self.peak is None or (value > self.peak if self.cr.peak_max else value < self.peak)
-        )
+        if self.peak is None:
+            # Nothing to compare a value with, which would refuse what is no number.
+            if value is not None and type(value) is not float and type(value) is not int:
+                raise not_a_number(value)
+            moved = value is not None
+        else:
+            moved = value is not None and (
+                value > self.peak if self.cr.peak_max else value < self.peak
+            )
         if in_order or t > self.last_ms:
             self.count += 1
             self.last_ms = t

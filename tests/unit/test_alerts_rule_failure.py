@@ -256,3 +256,30 @@ def test_a_clear_that_fails_keeps_the_alert_open(native: bool) -> None:
     e.fail_touch = False
     assert [a.rule_id for a in e.open_alerts()] == ["hot"]
     assert kinds(e.evaluate([fr(40, 50)])) == [("cleared", VIN, "hot")]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_value_that_is_no_number_is_a_rule_error(native: bool) -> None:
+    # A value function's defect: a string would make an alert row the batch's write refuses
+    # (asyncpg: "must be real number, not str"), on every restart. The raise is refused,
+    # counted against the rule, and the next frame with a number raises.
+    e = RuleEngine(RuleSet.from_toml(RULES), native_rules=native, update_every_s=0)
+    hot = e._plan.by_id["hot"]
+    number = hot.value
+    hot.value = lambda vals: BAD
+    assert e.evaluate([fr(0, 70)]) == []
+    [failure] = e.take_failures()
+    assert failure.rule_id == "hot" and "'61.5' is of type str, not a number" in failure.error
+    hot.value = number
+    changes = e.evaluate([fr(10, 70)])
+    assert kinds(changes) == [("raised", VIN, "hot")]
+    assert changes[0].alert.peak == 70
+
+
+def test_an_alert_opened_without_a_value_refuses_one_that_is_no_number() -> None:
+    # Nothing to compare with (no peak yet): the type is checked, the alert left as it was.
+    cr = Plan.compile(RuleSet.from_toml(RULES)).by_id["hot"]
+    a = LiveAlert(cr, VIN, T0, None, (T0,), False, 0)
+    with pytest.raises(TypeError, match="not a number"):
+        a.see(T0 + 10_000, BAD, in_order=True)
+    assert (a.count, a.last_ms, a.last_value, a.peak) == (1, T0, None, None)
