@@ -43,6 +43,15 @@ _FLAGS: Final = frozenset({"general_flags"})  # a bit mask: integers only
 # two runners differently. It is refused here, not made a float: an int field (max_temp_c,
 # soc_pct) is an int from the decoder, and a float would be a type it never gives there.
 _FLAGS_MAX: Final = 0xFFFF_FFFF
+# The fields a decoder gives as ints (``int | None`` in the rows, forward references there): a
+# fraction (41.5 for max_temp_c) is no value a frame can carry, and is refused like an int
+# beyond 2**53. So is a float (41.0): the decoder never gives one there.
+_INTS: Final = frozenset(
+    name
+    for row in (VehicleRow, PackRow)
+    for name, kind in row.__annotations__.items()
+    if getattr(kind, "__forward_arg__", kind) in ("int", "int | None")
+)
 _EXACT: Final = 2**53
 _BOOLS: Final = frozenset({"position_valid", "extremes_derived", "signature_missing"})
 _NOT_VALUES: Final = frozenset({"vin", "ts", "received_at"})
@@ -63,6 +72,8 @@ def _check_value(name: str, value: Any) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _FLAGS_MAX
     elif isinstance(value, int) and not isinstance(value, bool):
         ok = -_EXACT <= value <= _EXACT
+    elif name in _INTS:
+        ok = False
     else:
         ok = isinstance(value, float) and math.isfinite(value)
     if not ok:
@@ -71,6 +82,8 @@ def _check_value(name: str, value: Any) -> None:
             if name in _BOOLS
             else f"an int 0..{_FLAGS_MAX:#x}"
             if name in _FLAGS
+            else "an int within ±2**53 (the decoder gives this field as an integer)"
+            if name in _INTS
             else "a number (an int within ±2**53)"
         )
         raise FrameSpecError(f"{name} = {value!r}: expected {want} or null")

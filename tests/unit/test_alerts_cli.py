@@ -196,6 +196,20 @@ def test_a_json_frame_gives_the_numbers_a_decoder_gives() -> None:
         frame_from_json({"vin": vin, "ts_ms": ts, "general_flags": 2**32})
 
 
+@pytest.mark.parametrize(("name", "value"), [("max_temp_c", 41.5), ("soc_pct", 80.0)])
+def test_a_json_frame_refuses_a_fraction_for_an_integer_field(name: str, value: float) -> None:
+    # A decoder gives max_temp_c, soc_pct, ... as ints: 41.5 is no value a frame can carry,
+    # and a rule would judge it as no frame the pipeline sees (41.5 > 41 with a threshold 41).
+    from alerts.frames import FrameSpecError, frame_from_json
+
+    base = {"vin": "LTEST000000000001", "ts_ms": 1_782_835_200_000}
+    with pytest.raises(FrameSpecError, match=rf"{name} = {value}: expected an int within"):
+        frame_from_json({**base, name: value})
+    with pytest.raises(FrameSpecError, match=r"cell_count = 2.5: expected an int within"):
+        frame_from_json({**base, "packs": [{"cell_count": 2.5}]})
+    assert frame_from_json({**base, "max_temp_c": 41, "speed_kmh": 41.5}).vehicle is not None
+
+
 def test_test_prints_a_rule_that_raises_and_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
