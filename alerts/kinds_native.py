@@ -70,7 +70,14 @@ def runner_for(
 
 
 def _exact(x: Any) -> float:
-    v = float(x)
+    # The loader gives numbers; a rule built through the public types may hold anything (a
+    # string guard value, an int beyond a double's range): the Python loop takes it then (its
+    # closure raises per frame if it cannot compare: the engine's safety net), never an error
+    # out of the plan's construction.
+    try:
+        v = float(x)
+    except (TypeError, ValueError, OverflowError):
+        raise _NotNative(f"{x!r} is not a number") from None
     if v != x:  # an int beyond 2**53: the closure compares it exactly, a double cannot
         raise _NotNative(f"{x!r} is not exactly a double")
     return v

@@ -14,6 +14,7 @@ import math
 import re
 import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from alerts import RuleEngine, RuleSet
 from alerts.frames import build_frame
+from alerts.model import Guard
 from alerts.plan import Entity
 from devtools.sim.bench_frames import frames_of_kind
 from devtools.sim.scenarios import normal_day, thermal_runaway
@@ -463,3 +465,22 @@ def test_a_non_number_error_runs_no_python_code_of_the_value(value: Any, message
     assert native.evaluate([build_frame(VINS[0], T0, soc_pct=value)]) == []
     (failed,) = native.take_failures()  # the engine's safety net took it (alerts/failure.py)
     assert failed.error_type == "TypeError" and message in failed.error
+
+
+@pytest.mark.parametrize(
+    ("value", "failed"), [("abc", ["t"]), (10**400, [])], ids=["a_string", "beyond_a_double"]
+)
+def test_a_guard_no_double_can_hold_keeps_the_python_loop(value: object, failed: list[str]) -> None:
+    # A rule built through the public types (not the loader) with such a guard value: the plan
+    # falls back to the Python loop (alerts.kinds_native), as for an int beyond 2**53, rather
+    # than raising out of the plan's construction on the entity's first frame. The string's
+    # comparison then raises per frame: a rule error of ``t`` (the safety net), not "unknown".
+    loaded = RuleSet.from_toml(
+        '[[rule]]\nid = "t"\nseverity = "major"\nkind = "threshold"\nfield = "odometer_km"\n'
+        "value = 10\n"
+    ).rules[0]
+    rules = RuleSet((replace(loaded, guards=(Guard("soc_pct", ">=", value),)),))  # type: ignore[arg-type]
+    native = RuleEngine(rules, update_every_s=0)
+    native.evaluate([build_frame(VINS[0], T0, odometer_km=20, soc_pct=50)])
+    assert runner_names(native) == {"function"}
+    assert [f.rule_id for f in native.take_failures()] == failed
