@@ -5,13 +5,13 @@ listener per configured kind (TLS when a certificate is set) and the ``extra_ser
 the T/CEC 102 HTTP receiver: anything with ``start``/``stop`` coroutines), and a sweeper that
 closes connections past their login or idle timeout. ``stop`` (SIGTERM): stop accepting,
 stop reading every connection, wait up to ``shutdown_timeout_s`` for every in-flight frame to
-be acknowledged and answered, close the connections, stop the producer.
+be acknowledged and answered (the extra servers stop meanwhile), close the connections and
+the listeners, stop the producer; every step bounded, ``stop_s`` in all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import itertools
 import logging
@@ -39,9 +39,10 @@ from ingest.gateway.peers import PeerCounts
 from ingest.gateway.producer import Dispatcher, batch_bytes
 from ingest.gateway.renewal import ProducerPool
 from ingest.gateway.tls_accept import TlsAccept
+from ingest.pipeline.closing import CLIENTS_S, LOOP_END_S, close_within, end_within
 from ingest.wiring import kafka_client_options
 
-__all__ = ["ExtraServer", "Gateway", "parse_listen", "tls_context"]
+__all__ = ["ExtraServer", "Gateway", "extra_stop_s", "parse_listen", "stop_s", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,39 @@ log = logging.getLogger(__name__)
 _DUMMY_HASH: Final = hash_password("not a password")
 # Frames waiting this long without any acknowledgement: Kafka is away (readiness, gauge).
 KAFKA_STALL_S: Final = 5.0
-# A listener's close on the way out (its accepts ended), each listener in turn: part of the
-# gateway's worst-case stop (docs/gateway.md "Stop", the deploy's grace periods).
+# The gateway's way out, every step bounded (ingest.pipeline.closing): its worst case
+# (``stop_s``) must stay below the orchestrator's grace (docs/gateway.md "Stop", deploy/),
+# or a stalled part gets the gateway killed mid-stop. The listeners' close on the way out,
+# all of them together (their accepts ended): one bound however many listeners there are.
 LISTENER_CLOSE_S: Final = 5.0
+# The dispatcher's and the sweeper's end once cancelled, together: one that swallowed its
+# cancellation held the stop for ever.
+TASKS_S: Final = 1.0
+# An extra server's stop, beside the frames' drain, gets the frames' deadline
+# (gateway.shutdown_timeout_s: the T/CEC receiver's requests in flight, ingest.gateway.tcec.
+# extra) plus its producers' stop (a replacement still starting, then the stops: 2 x
+# CLIENTS_S) plus this margin: past it the stop is left behind, the gateway goes on.
+EXTRA_MARGIN_S: Final = 1.0
+# Who goes on without a part left behind.
+_GOES_ON: Final = "the gateway does not wait for it"
+
+
+def extra_stop_s(shutdown_timeout_s: float) -> float:
+    """The bound of each extra server's stop (all of them together, beside the drain)."""
+    return shutdown_timeout_s + 2 * CLIENTS_S + EXTRA_MARGIN_S
+
+
+def stop_s(shutdown_timeout_s: float) -> float:
+    """The gateway's worst-case stop, SIGTERM to exit: the drain (or the extra servers' stops
+    beside it, the longer), the listeners' close, the tasks' end, the producers' close (a
+    replacement still starting, then the stops), the event loop's end (``run_gateway``)."""
+    return (
+        max(shutdown_timeout_s, extra_stop_s(shutdown_timeout_s))
+        + LISTENER_CLOSE_S
+        + TASKS_S
+        + 2 * CLIENTS_S
+        + LOOP_END_S
+    )
 
 
 # Pauses that are not the peer's doing: Kafka is behind (the in-flight budget), or its
@@ -234,15 +265,17 @@ class Gateway:
         return lambda: TlsAccept(Connection(self, kind), ctx, timeout_s)
 
     async def stop(self) -> None:
-        """Graceful stop: no new connections, in-flight frames acknowledged and answered."""
+        """Graceful stop: no new connections, in-flight frames acknowledged and answered.
+        Within ``stop_s(gateway.shutdown_timeout_s)`` (less the loop's end) whatever stalls:
+        a part that does not end in its bound is left behind with one WARNING."""
         self.ready = False
         for server in self._servers:
             server.close()
         for conn in list(self.connections):
             conn.pause("shutdown")
-        for extra in self.extra_servers:
-            with contextlib.suppress(Exception):
-                await extra.stop()
+        # Beside the drain, not before it: one after another, an extra server's stop (its own
+        # requests' answers, its producer) came on top of the frames' deadline, unbounded.
+        extras = asyncio.gather(*(self._stop_extra(extra) for extra in self.extra_servers))
         try:
             await asyncio.wait_for(self.dispatcher.drained(), self.config.shutdown_timeout_s)
         except TimeoutError:
@@ -252,22 +285,41 @@ class Gateway:
                 self.dispatcher.budget.frames,
                 self.config.shutdown_timeout_s,
             )
+        await extras
         for conn in list(self.connections):
             conn.close("shutdown")
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), LISTENER_CLOSE_S)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._servers:
+            # Together under one bound: in turn, 5 s each added up past the grace with every
+            # kind listening.
+            await close_within(
+                "the TCP listeners",
+                lambda: asyncio.gather(*(s.wait_closed() for s in self._servers)),
+                LISTENER_CLOSE_S,
+                goes_on=_GOES_ON,
+                undone="their connections were closed already",
+            )
+        await asyncio.gather(
+            *(
+                end_within(task, f"the {task.get_name()} task", TASKS_S, goes_on=_GOES_ON)
+                for task in self._tasks
+            )
+        )
         # Every connection closed, the sweeper gone: the refusal lines held back are logged
         # now, not by a timer that would outlive the gateway.
         self.refusal_log.close()
         # The producer (and any replaced one still delivering), unless handed in by the caller.
         await self.dispatcher.producers.close()
         self.metrics.kafka_connected.set(0)
+
+    async def _stop_extra(self, extra: ExtraServer) -> None:
+        await close_within(
+            f"the extra server {type(extra).__name__}",
+            extra.stop,
+            extra_stop_s(self.config.shutdown_timeout_s),
+            verb="stop",
+            goes_on=_GOES_ON,
+            undone="what it had not got acknowledged was not answered: its senders send it again",
+        )
 
     def _new_producer(self) -> Any:
         """A new (not started) producer; another replaces it when Kafka failed a batch it had

@@ -14,6 +14,7 @@ from ingest.config.settings import Settings
 from ingest.gateway.renewal import ProducerPool, RenewingSender
 from ingest.gateway.tcec.metrics import producer_replacements
 from ingest.gateway.tcec.server import TcecParams, TcecServer, start_tcec
+from ingest.pipeline.closing import close_within
 from ingest.wiring import kafka_client_options
 
 __all__ = ["TcecExtraServer", "tcec_extra_server"]
@@ -51,7 +52,16 @@ class TcecExtraServer:
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.close()
+            # aiohttp waits up to 60 s for the requests in flight: they get the frames'
+            # deadline instead, so that the producer's stop (its flush) still fits the
+            # gateway's bound of this stop (ingest.gateway.server.extra_stop_s).
+            await close_within(
+                "the T/CEC 102 receiver's HTTP server",
+                self._server.close,
+                self._settings.gateway.shutdown_timeout_s,
+                goes_on="its producer is stopped without it",
+                undone="a push not answered yet is sent again by its operator",
+            )
         if self._pool is not None:
             await self._pool.close()
 
