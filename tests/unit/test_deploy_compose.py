@@ -21,9 +21,7 @@ from ingest.cli import build_parser
 from ingest.config import Settings
 from ingest.config.load import load_settings
 from ingest.config.settings import SECTIONS
-from ingest.gateway.kinds import KINDS
-from ingest.gateway.server import LISTENER_CLOSE_S
-from ingest.pipeline.closing import CLIENTS_S, LOOP_END_S
+from ingest.gateway.server import stop_s
 
 pytestmark = pytest.mark.unit
 
@@ -69,12 +67,6 @@ def check_settings(env: dict[str, str], tmp_path: Path) -> Settings:
         )
     files = {k: str(secret) if v.startswith("/run/secrets/") else v for k, v in env.items()}
     return load_settings(environ=files)
-
-
-def gateway_stop_s(shutdown_timeout_s: float, listeners: int) -> float:
-    """The gateway's worst-case stop: the in-flight frames' deadline, each listener's close, a
-    replacement producer still starting, then the producers' stops (together), the loop's end."""
-    return shutdown_timeout_s + listeners * LISTENER_CLOSE_S + 2 * CLIENTS_S + LOOP_END_S
 
 
 def _compose() -> dict[str, Any]:
@@ -133,12 +125,13 @@ def test_the_service_runs_two_workers_after_migrate_and_topics() -> None:
 
 def test_the_gateway_s_grace_exceeds_its_worst_case_stop(tmp_path: Path) -> None:
     # It was 30 s against a worst case of 34 s (docs/gateway.md "Stop"): a stalled broker got
-    # the gateway killed mid-stop instead of exiting 0.
+    # the gateway killed mid-stop instead of exiting 0. The worst case is the code's own
+    # (ingest.gateway.server.stop_s), so a step added to the stop, or a bound raised, that
+    # takes it past the grace fails here.
     service = _compose()["services"]["nev-gateway"]
     grace = int(service["stop_grace_period"].rstrip("s"))
     gateway = check_settings(_env(service), tmp_path).gateway
-    listeners = sum(1 for kind in KINDS if getattr(gateway, f"listen_{kind}"))
-    assert grace > gateway_stop_s(gateway.shutdown_timeout_s, listeners)
+    assert grace > stop_s(gateway.shutdown_timeout_s)
 
 
 def test_health_conditions_have_health_checks_and_the_demo_is_a_profile() -> None:

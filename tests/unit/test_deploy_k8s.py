@@ -19,6 +19,7 @@ import pytest
 from devtools.devstack import kafka_secure as ks
 from ingest.config.load import load_settings
 from ingest.config.settings import Settings
+from ingest.gateway.server import stop_s
 from ingest.pipeline.multiproc_dir import WORKER_METRICS_ROOM
 from tests.unit.test_deploy_compose import _tool, check_command, check_settings, load_yaml
 
@@ -330,6 +331,11 @@ def test_probes_security_and_resources(tmp_path: Path) -> None:
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
             assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
             assert host == "0.0.0.0", f"{name}: the kubelet probes from outside"  # noqa: S104
+            if gateway:
+                # Above the gateway's worst-case stop (the code's own, docs/gateway.md "Stop"):
+                # a stalled part must not get it killed before it answered what Kafka took.
+                grace = pod["terminationGracePeriodSeconds"]
+                assert grace > stop_s(s.gateway.shutdown_timeout_s), name
     ingest = _pod_specs()["nev-ingest"]
     assert ingest["terminationGracePeriodSeconds"] > shutdown + 20
     (c,) = ingest["containers"]
