@@ -7,7 +7,8 @@ sees its connection lost in the middle of COMMIT, the outcome unknown to it (wha
 timeout's cut or a reset right then does). Once: later writes go through. Armed with
 ``drop=True`` it loses the COMMIT itself instead: both connections close before it is passed
 on, and the server rolls the transaction back - the client sees the same thing, and must not
-take the batch for committed.
+take the batch for committed. Armed with ``copied=False`` it takes the next COMMIT of any
+transaction that sent a statement (a changes-only write: alert rows and outbox rows, no COPY).
 
 Threads, not the test's event loop: the service tests block that loop (``Service.stop``)
 while the service still talks to its database through here. The client side must not use
@@ -40,6 +41,7 @@ class _Server(socketserver.ThreadingTCPServer):
         self.lock = threading.Lock()
         self.armed = False
         self.drop = False  # the armed cut loses the COMMIT itself, not its answer
+        self.copied = True  # the armed cut waits for a transaction that sent COPY data
         self.cut = 0  # COMMIT answers lost so far
         self.fired = threading.Event()
 
@@ -51,11 +53,13 @@ class _Reader:
         self.buf = b""
         self.started = False  # past the startup message: typed messages from here on
         self.copied = False  # the transaction in progress sent COPY data
+        self.sent = False  # the transaction in progress sent a statement
 
-    def feed(self, data: bytes) -> bool:
-        """Take ``data``; whether it ends with a COMMIT of a transaction that sent COPY data."""
+    def feed(self, data: bytes) -> bool | None:
+        """Take ``data``; whether it ends with a COMMIT of a transaction that sent COPY data
+        (None: no COMMIT of a transaction that sent a statement)."""
         self.buf += data
-        commit = False
+        commit: bool | None = None
         while True:
             if not self.started:
                 if len(self.buf) < 8:
@@ -78,12 +82,16 @@ class _Reader:
             self.buf = self.buf[1 + length :]
             if kind == b"d":
                 self.copied = True
+            elif kind in (b"P", b"E"):  # a statement parsed, or a prepared one run
+                self.sent = True
             elif kind == b"Q":
                 text = body.strip(b"\0; \n").upper()
-                if text.startswith(b"COMMIT"):
-                    commit = commit or self.copied
+                if text.startswith(b"COMMIT") and self.sent:
+                    commit = bool(commit) or self.copied
                 if text.startswith((b"BEGIN", b"COMMIT", b"ROLLBACK")):
-                    self.copied = False
+                    self.copied = self.sent = False
+                else:
+                    self.sent = True
 
 
 class _Forward(socketserver.BaseRequestHandler):
@@ -101,7 +109,8 @@ class _Forward(socketserver.BaseRequestHandler):
             reader = _Reader()
             try:
                 while data := client.recv(65536):
-                    if reader.feed(data) and (drop := self._take()) is not None:
+                    seen = reader.feed(data)
+                    if seen is not None and (drop := self._take(seen)) is not None:
                         if drop:  # never sent: the server sees the connection end, rolls back
                             with self.server.lock:
                                 self.server.cut += 1
@@ -115,10 +124,11 @@ class _Forward(socketserver.BaseRequestHandler):
                 _close(client, upstream)
             back.join()
 
-    def _take(self) -> bool | None:
-        """None when not armed; else disarmed, and whether to drop the COMMIT itself."""
+    def _take(self, copied: bool) -> bool | None:
+        """None when not armed (or armed for a COMMIT after COPY data, and ``copied`` is not
+        one); else disarmed, and whether to drop the COMMIT itself."""
         with self.server.lock:
-            if not self.server.armed:
+            if not self.server.armed or (self.server.copied and not copied):
                 return None
             self.server.armed = False
             return self.server.drop
@@ -149,8 +159,8 @@ def _close(*socks: socket.socket) -> None:
 
 class CommitCut:
     """``with CommitCut(dsn) as cut:`` connect to ``cut.dsn``; ``cut.arm()`` before the write
-    whose COMMIT answer is to be lost (``arm(drop=True)``: the COMMIT itself); ``cut.cut``
-    counts the cuts."""
+    whose COMMIT answer is to be lost (``arm(drop=True)``: the COMMIT itself;
+    ``copied=False``: of a write without COPY data too); ``cut.cut`` counts the cuts."""
 
     def __init__(self, dsn: str) -> None:
         self._url = urlsplit(dsn)
@@ -170,10 +180,11 @@ class CommitCut:
         query["sslmode"] = "disable"
         return urlunsplit(url._replace(netloc=f"{auth}127.0.0.1:{port}", query=urlencode(query)))
 
-    def arm(self, drop: bool = False) -> None:
+    def arm(self, drop: bool = False, *, copied: bool = True) -> None:
         with self._server.lock:
             self._server.armed = True
             self._server.drop = drop
+            self._server.copied = copied
             self._server.fired.clear()
 
     @property
