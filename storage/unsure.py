@@ -27,6 +27,26 @@ offsets do not already rule it out):
 
 A partition still before that attempt's end (nothing stored, at the batch's start, or in
 between) proves it did not commit, whatever the status: no query then.
+
+A changes-only transaction (alert changes without frames: a rules reload's clears, an idle
+worker's ``for_s`` clears) has no offsets: nothing to fence with, no row locks for the retry
+to wait behind. Before, its retry wrote its alert rows and outbox rows again after a COMMIT
+whose answer was lost: a second alert message. Now it records its id too (``mark``: one
+statement, only in such a transaction) and holds a transaction-level advisory lock keyed by
+that id; the retry takes the same lock - so that transaction has ended - and asks
+``txid_status``:
+
+* ``committed`` - finished as committed (``Sent``): nothing written again, the alert messages
+  it saved handed back once;
+* ``aborted`` - written as usual;
+* NULL - no offsets to decide: written again. A duplicate alert message at worst (the alerts
+  topic is at-least-once, docs/alerts.md), never a change lost; the retry would have to come
+  after the server's commit log was truncated past the id (hundreds of millions of
+  transactions later).
+
+The retry must be of the same batch: such batches have no ranges to tell them apart
+(``ranges_key`` is empty), so the writer keeps no record of them across ``write_batch`` calls;
+the caller keeps the batch's ``Unsure`` with the batch (``write_batch(unsure=...)``).
 """
 
 from __future__ import annotations
@@ -46,6 +66,7 @@ __all__ = [
     "UnsureWrites",
     "committed_by",
     "did_commit",
+    "mark",
     "ranges_key",
 ]
 
@@ -93,7 +114,11 @@ def committed_by(
     A partition before that attempt's end offset (nothing stored, stored at or before the
     batch's start, or in between) proves it did not commit: its commit would have moved every
     partition it wrote to its end, and offsets only move forward."""
-    if sent is None or not sent.committed:
+    if sent is None:
+        return None
+    if not ranges:
+        return set()  # changes only: no offsets to rule it out, its status decides alone
+    if not sent.committed:
         return None
     done: set[TopicPartition] = set()
     for tp, rng in ranges.items():
@@ -108,17 +133,31 @@ def committed_by(
     return done or None
 
 
-async def did_commit(conn: Any, sent: Sent) -> bool:
+async def did_commit(conn: Any, sent: Sent, *, offsets: bool = True) -> bool:
     """Whether ``sent``'s transaction committed, asked of the server on ``conn`` - after the
     retry's fence took the row locks that transaction held, so it has ended. Only
     ``committed`` is a commit; an id the server no longer knows (NULL: its commit log
-    truncated past it) or no id leaves it to the offsets (``committed_by``, checked first)."""
+    truncated past it) or no id leaves it to the offsets (``committed_by``, checked first).
+
+    Without ``offsets`` (a changes-only transaction, ``mark``) the retry first waits for that
+    transaction's advisory lock (it has ended then), in the same statement; NULL or no id is
+    then not a commit: written again (the module docstring)."""
     if sent.xact is None:
-        return True
-    status = await conn.fetchval(_STATUS, sent.xact)
-    # 'in progress' cannot be seen behind the row locks; were it, not taking the batch as
-    # committed is the safe side (written as usual: fenced, nothing doubled)
-    return status is None or status == "committed"
+        return offsets
+    status = await conn.fetchval(_STATUS if offsets else _ENDED_STATUS, sent.xact)
+    if status is None:
+        return offsets
+    # 'in progress' cannot be seen behind the row locks or the advisory lock; were it, not
+    # taking the batch as committed is the safe side (written as usual: fenced, nothing
+    # doubled - or, changes only, a duplicate message rather than a lost change)
+    return bool(status == "committed")
+
+
+async def mark(conn: Any) -> int:
+    """A changes-only transaction's id, and its advisory lock that a retry after a lost
+    COMMIT answer waits for (``did_commit``): one statement, in that transaction, before its
+    writes. Not taken by a batch with offsets: its fence's row locks do the same."""
+    return int(await conn.fetchval(_MARK))
 
 
 # txid_status raises for an id the server has not reached (a failover to a replica that had
@@ -128,6 +167,16 @@ async def did_commit(conn: Any, sent: Sent) -> bool:
 _STATUS: Final = (
     "SELECT CASE WHEN $1::int8 < txid_current() THEN txid_status($1) ELSE 'aborted' END"
 )
+
+# The advisory lock of a changes-only transaction: the two-key form (a key space of its own,
+# apart from the one-key locks of storage.migrate, .maintenance and .partitions), "nev\4"
+# and the id's low 32 bits as an int4. Two ids 2^32 apart share a key: a wait, never a wrong
+# answer (the status is asked of the whole id). Functions in FROM are lateral: the lock is
+# taken before the row (and the status) is produced.
+_LOCK_CLASS: Final = 0x6E65_7604
+_LOCK_OF = f"pg_advisory_xact_lock({_LOCK_CLASS}, ((%s & 4294967295) - 2147483648)::int4)"
+_MARK: Final = f"SELECT x FROM txid_current() x, {_LOCK_OF % 'x'}"
+_ENDED_STATUS: Final = f"{_STATUS} FROM {_LOCK_OF % '$1::int8'}"
 
 
 def ranges_key(ranges: Mapping[TopicPartition, OffsetRange]) -> RangesKey:

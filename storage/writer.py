@@ -35,8 +35,9 @@ the retry asks the server - that transaction's status (``txid_status``, read beh
 fence's row locks), with every partition at that attempt's end offset (or past it) - and
 finishes a batch that committed as that attempt left it (committed, its latest_state tuples
 pending or merged) instead of taking it for another consumer's (fenced); one that did not is
-written as usual. A caller retrying after ``StorageUnavailable`` gets the same
-(storage/unsure.py).
+written as usual. A caller retrying after ``StorageUnavailable`` gets the same. A batch
+without offsets (alert changes only) records its transaction's id with an advisory lock
+instead of the fence, and is never written twice either (storage/unsure.py).
 
 A permanent data error (a value the column refuses) is unexpected: it is isolated by
 bisecting the batch's frames under savepoints inside the same transaction, the bad frames are
@@ -77,7 +78,15 @@ from storage.migrate import require_current
 from storage.offsets import OffsetRange, TopicPartition
 from storage.params import TIMESERIES_TABLES, Dedupe, SchemaMode, WriterParams
 from storage.partitions import SlotCache, ensure
-from storage.unsure import Sent, Unsure, UnsureWrites, committed_by, did_commit, ranges_key
+from storage.unsure import (
+    Sent,
+    Unsure,
+    UnsureWrites,
+    committed_by,
+    did_commit,
+    mark,
+    ranges_key,
+)
 
 __all__ = ["BeforeCommit", "StorageWriter"]
 
@@ -195,6 +204,7 @@ class StorageWriter:
         kafka_offsets: Sequence[int] | None = None,
         raw: Sequence[bytes] | None = None,
         before_commit: BeforeCommit | None = None,
+        unsure: Unsure | None = None,
     ) -> WriteResult:
         """Write ``frames`` and store ``offsets`` in one transaction (module docstring).
 
@@ -206,6 +216,11 @@ class StorageWriter:
         answer: calling again with the same offsets finds out), ``SchemaError`` when the
         tables are not what this code expects; what ``before_commit`` raised that is not a
         database error comes back unchanged, after the rollback (the caller's to handle).
+
+        ``unsure``: the batch's own record of an attempt whose COMMIT got no answer, kept by
+        the caller across calls, for a batch without ``offsets`` (alert changes only: nothing
+        tells such batches apart here, so the writer keeps none of theirs after it gave up;
+        storage/unsure.py). Without it, the writer keeps a batch's by its offset ranges.
         """
         sources = self._sources(frames, offsets, partitions)
         for name, seq in (("kafka_offsets", kafka_offsets), ("raw", raw)):
@@ -217,8 +232,11 @@ class StorageWriter:
         delay = retry.initial
         attempt = 0
         key = ranges_key(offsets)
-        # The last attempt that sent its COMMIT without an answer (storage/unsure.py).
-        unsure = Unsure(self._unsure.take(key))
+        # The last attempt that sent its COMMIT without an answer (storage/unsure.py): the
+        # caller's, or the writer's by the ranges (none for a batch without ranges).
+        keeps = unsure is None and bool(key)
+        if unsure is None:
+            unsure = Unsure(self._unsure.take(key) if keeps else None)
         while True:
             attempt += 1
             state.reset()
@@ -266,10 +284,11 @@ class StorageWriter:
                     delay = min(delay * 2, retry.maximum)
                     continue
                 error = self._final_error(kind, exc, attempt, unsure.sent is not None)
-                if unsure.sent is not None:
+                if unsure.sent is not None and keeps:
                     self._unsure.keep(key, unsure.sent)  # the caller's retry looks again
                 self._hooks.on_failed(error)
                 raise error from exc
+            unsure.sent = None  # known now: a caller's record is done with
             done = WriteResult(
                 committed=result.committed,
                 fenced=result.fenced,
@@ -397,6 +416,8 @@ class StorageWriter:
         async with conn.transaction():
             fence = await offsets_sql.fence(conn, schema, group, ranges)
             stored = fence.stored
+            # No offsets (alert changes only): the id and a lock of its own for a retry.
+            xact = fence.xact if ranges else await mark(conn)
             fenced: dict[TopicPartition, int] = {}
             for tp, rng in ranges.items():
                 have = stored.get(tp)
@@ -405,7 +426,11 @@ class StorageWriter:
             # The offsets first (they may prove it did not commit: no query), then the
             # transaction's own status: another consumer may have stored the same offsets.
             done = committed_by(unsure.sent, ranges, stored)
-            if unsure.sent is not None and done is not None and await did_commit(conn, unsure.sent):
+            if (
+                unsure.sent is not None
+                and done is not None
+                and await did_commit(conn, unsure.sent, offsets=bool(ranges))
+            ):
                 raise _Committed(unsure.sent, done, fenced)  # nothing to write
             unsure.sent = None  # it did not (or the partitions went on since): no more doubt
             staging = self._params.dedupe is Dedupe.STAGING
@@ -468,7 +493,7 @@ class StorageWriter:
                 latest_merged=frozenset(committed if not self.latest.bounded else merged),
             )
             # Last before the COMMIT: an error from here on may come after it took effect.
-            sent = unsure.sent = Sent(result, deltas, merged, placed, began, committed, fence.xact)
+            sent = unsure.sent = Sent(result, deltas, merged, placed, began, committed, xact)
         self._applied(sent, fenced)
         return result
 

@@ -40,6 +40,7 @@ from ingest.pipeline.logs import RateLimiter
 from ingest.pipeline.timewindow import FRAME_TIME, WINDOW_END, WINDOW_START, TimeWindow
 from ingest.pipeline.wire import DeadLetter, Headers, Record
 from storage.shards import shard_of
+from storage.unsure import Unsure
 
 __all__ = [
     "Batch",
@@ -102,6 +103,10 @@ class Batch:
     # No frames: a transaction for alert changes that came without a batch (a rules reload,
     # restored alerts of removed rules), so they do not wait for the next frame.
     changes_only: bool = False
+    # Its attempt whose COMMIT got no answer, for the retry (storage/unsure.py): kept here for
+    # a batch without offsets, which the writer cannot tell from another changes-only batch
+    # (made by its first write: none for a batch with frames).
+    unsure: Unsure | None = None
     # The database (storage.shards) the batch goes to: a writer lane's batches are all of one
     # shard (``split``), and a changes-only batch is made once per shard.
     shard: int = 0

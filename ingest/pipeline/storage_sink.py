@@ -65,6 +65,7 @@ from storage.errors import ErrorKind, StorageUnavailable, classify
 from storage.offsets import OffsetRange
 from storage.params import SchemaMode, StorageParams, WriterParams
 from storage.shards import shard_of
+from storage.unsure import Unsure
 from storage.writer import StorageWriter
 
 __all__ = ["StorageSink"]
@@ -633,6 +634,8 @@ class StorageSink:
             for (topic, kind), entities in placements.items():
                 await replay.stamp(conn, kind, topic, entities)
 
+        if not offsets and batch.unsure is None:
+            batch.unsure = Unsure()  # changes only: its retry looks whether this write committed
         try:
             result = await writer.write_batch(
                 batch.frames,
@@ -641,6 +644,7 @@ class StorageSink:
                 kafka_offsets=[r.offset for r in batch.records],
                 raw=[r.value or b"" for r in batch.records] if self._raw_frames else None,
                 before_commit=before_commit,
+                unsure=None if offsets else batch.unsure,
             )
         except StorageUnavailable as exc:
             raise TransientSinkError(f"shard {shard}: {exc}") from exc

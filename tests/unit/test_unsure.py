@@ -77,3 +77,9 @@ def test_a_partition_short_of_the_attempts_end_says_it_did_not_commit() -> None:
     # Offsets only move forward: A at 15, past the batch's start (10) but before the end the
     # attempt would have stored (20), was stored by someone else; B at its end proves nothing.
     assert committed_by(_sent({A: 20, B: 5}), RANGES, {A: 15, B: 5}) is None
+
+
+def test_a_changes_only_attempt_is_left_to_its_status() -> None:
+    # No offsets (alert changes alone): nothing rules it out, did_commit asks the server.
+    assert committed_by(_sent({}), {}, {}) == set()
+    assert committed_by(None, {}, {}) is None
