@@ -417,7 +417,7 @@ class StorageWriter:
             fence = await offsets_sql.fence(conn, schema, group, ranges)
             stored = fence.stored
             # No offsets (alert changes only): the id and a lock of its own for a retry.
-            xact = fence.xact if ranges else await mark(conn)
+            xact, server_started = (fence.xact, None) if ranges else await mark(conn)
             fenced: dict[TopicPartition, int] = {}
             for tp, rng in ranges.items():
                 have = stored.get(tp)
@@ -493,7 +493,9 @@ class StorageWriter:
                 latest_merged=frozenset(committed if not self.latest.bounded else merged),
             )
             # Last before the COMMIT: an error from here on may come after it took effect.
-            sent = unsure.sent = Sent(result, deltas, merged, placed, began, committed, xact)
+            sent = unsure.sent = Sent(
+                result, deltas, merged, placed, began, committed, xact, server_started
+            )
         self._applied(sent, fenced)
         return result
 

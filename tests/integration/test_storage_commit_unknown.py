@@ -26,7 +26,7 @@ from storage import (
     WriterParams,
 )
 from storage.batch import WriteResult
-from storage.unsure import Sent, did_commit
+from storage.unsure import Sent, did_commit, mark
 from tests.integration.commit_cut import CommitCut
 
 pytestmark = pytest.mark.integration
@@ -170,6 +170,26 @@ async def test_the_servers_word_on_an_attempts_transaction(migrated_database: st
         await conn.close()
 
 
-def _sent(xact: int | None) -> Sent:
+async def test_a_changes_only_attempt_is_asked_of_the_server_that_gave_its_id(
+    migrated_database: str,
+) -> None:
+    """A changes-only attempt (``mark``) that committed is committed on the server that gave
+    its id; on a server started at another time (a failover to a replica that never got the
+    attempt, whose new ids then go past it and name other transactions) it is written again,
+    never taken for committed."""
+    conn = await asyncpg.connect(migrated_database)
+    try:
+        async with conn.transaction():
+            xact, started = await mark(conn)
+        here = _sent(xact, started)
+        elsewhere = _sent(xact, started - timedelta(seconds=1))
+        async with conn.transaction():
+            assert await did_commit(conn, here, offsets=False)
+            assert not await did_commit(conn, elsewhere, offsets=False)
+    finally:
+        await conn.close()
+
+
+def _sent(xact: int | None, server_started: datetime | None = None) -> Sent:
     result = WriteResult({}, {}, [], 0, {}, 0, 0, 0, 0, 0.0)
-    return Sent(result, {}, [], {}, {}, {TP: 1}, xact)
+    return Sent(result, {}, [], {}, {}, {TP: 1}, xact, server_started)
