@@ -47,9 +47,14 @@ that id; the retry takes the same lock - so that transaction has ended - and ask
 Without offsets nothing else checks the status, and an id is one server's: after a failover
 to an asynchronous replica that never got the attempt, the new primary hands out the same ids
 again, and once past it ``txid_status`` answers for another transaction - a ``committed``
-there would drop this one's changes (a raise or a clear never stored). So ``mark`` also keeps
-when the server started (``pg_postmaster_start_time``), and a retry on a server started at
-another time gets NULL: written again (after a plain restart too: a duplicate at worst).
+there would drop this one's changes (a raise or a clear never stored). So does a crash of
+one backend on the same server: the postmaster reinitialises without restarting, and an id
+whose WAL never reached the disk is handed out again after the crash recovery. So ``mark``
+also keeps the server's life - when it started (``pg_postmaster_start_time``) and the redo
+point of its last checkpoint (``pg_control_checkpoint``: a crash recovery ends with one) - and
+a retry on a server whose life differs gets NULL: written again. A plain restart or an
+ordinary checkpoint between the attempt and its retry (seconds apart) does that too: a
+duplicate message at worst.
 
 The retry must be of the same batch: such batches have no ranges to tell them apart
 (``ranges_key`` is empty), so the writer keeps no record of them across ``write_batch`` calls;
@@ -60,7 +65,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final
 
 from storage.batch import WriteResult
@@ -98,10 +102,11 @@ class Sent:
     began: dict[TopicPartition, PartitionLatest | None]
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     xact: int | None = None  # its transaction's id (None: unknown, the offsets decide)
-    # Changes only (``mark``): when the server that gave the id started. Another start (a
-    # failover to a replica that never got the attempt, whose ids then go on past it) makes
-    # the id another transaction's: its status is not this attempt's.
-    server_started: datetime | None = None
+    # Changes only (``mark``): the life of the server that gave the id - when it started and
+    # where its last checkpoint's redo began. Another start (a failover to a replica that
+    # never got the attempt) or a crash recovery (it ends with a checkpoint) may hand the id
+    # out again to another transaction: its status is then not this attempt's.
+    server_life: str | None = None
 
 
 @dataclass(slots=True)
@@ -159,7 +164,7 @@ async def did_commit(conn: Any, sent: Sent, *, offsets: bool = True) -> bool:
     if offsets:
         status = await conn.fetchval(_STATUS, sent.xact)
     else:
-        status = await conn.fetchval(_ENDED_STATUS, sent.xact, sent.server_started)
+        status = await conn.fetchval(_ENDED_STATUS, sent.xact, sent.server_life)
     if status is None:
         return offsets
     # 'in progress' cannot be seen behind the row locks or the advisory lock; were it, not
@@ -168,13 +173,13 @@ async def did_commit(conn: Any, sent: Sent, *, offsets: bool = True) -> bool:
     return bool(status == "committed")
 
 
-async def mark(conn: Any) -> tuple[int, datetime]:
-    """A changes-only transaction's id and when its server started (``Sent.server_started``),
+async def mark(conn: Any) -> tuple[int, str]:
+    """A changes-only transaction's id and its server's life (``Sent.server_life``),
     and its advisory lock that a retry after a lost COMMIT answer waits for (``did_commit``):
     one statement, in that transaction, before its writes. Not taken by a batch with offsets:
     its fence's row locks do the same."""
     row = await conn.fetchrow(_MARK)
-    return int(row[0]), row[1]
+    return int(row[0]), str(row[1])
 
 
 # txid_status raises for an id the server has not reached (a failover to a replica that had
@@ -192,10 +197,14 @@ _STATUS: Final = (
 # taken before the row (and the status) is produced.
 _LOCK_CLASS: Final = 0x6E65_7604
 _LOCK_OF = f"pg_advisory_xact_lock({_LOCK_CLASS}, ((%s & 4294967295) - 2147483648)::int4)"
-_MARK: Final = f"SELECT x, pg_postmaster_start_time() FROM txid_current() x, {_LOCK_OF % 'x'}"
-# NULL on a server started at another time than the one that gave the id (module docstring)
+# The server's life: its start and its last checkpoint's redo point (module docstring).
+_LIFE: Final = (
+    "(pg_postmaster_start_time()::text || ' ' || (pg_control_checkpoint()).redo_lsn::text)"
+)
+_MARK: Final = f"SELECT x, {_LIFE} FROM txid_current() x, {_LOCK_OF % 'x'}"
+# NULL on a server whose life is not the one that gave the id (module docstring)
 _ENDED_STATUS: Final = (
-    "SELECT CASE WHEN pg_postmaster_start_time() IS DISTINCT FROM $2::timestamptz THEN NULL "
+    f"SELECT CASE WHEN {_LIFE} IS DISTINCT FROM $2::text THEN NULL "
     "WHEN $1::int8 < txid_current() THEN txid_status($1) ELSE 'aborted' END "
     f"FROM {_LOCK_OF % '$1::int8'}"
 )

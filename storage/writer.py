@@ -213,7 +213,8 @@ class StorageWriter:
         rejects, archived with ``raw``); ``raw[i]`` its bytes for the ``raw_frames`` archive
         (used when the writer's ``raw_frames`` is on). Raises ``StorageUnavailable`` when
         transient errors outlast the retries (nothing committed, or an attempt's COMMIT got no
-        answer: calling again with the same offsets finds out), ``SchemaError`` when the
+        answer: calling again with the same offsets - or, without offsets, the same
+        ``unsure`` - finds out), ``SchemaError`` when the
         tables are not what this code expects; what ``before_commit`` raised that is not a
         database error comes back unchanged, after the rollback (the caller's to handle).
 
@@ -417,7 +418,7 @@ class StorageWriter:
             fence = await offsets_sql.fence(conn, schema, group, ranges)
             stored = fence.stored
             # No offsets (alert changes only): the id and a lock of its own for a retry.
-            xact, server_started = (fence.xact, None) if ranges else await mark(conn)
+            xact, server_life = (fence.xact, None) if ranges else await mark(conn)
             fenced: dict[TopicPartition, int] = {}
             for tp, rng in ranges.items():
                 have = stored.get(tp)
@@ -494,7 +495,7 @@ class StorageWriter:
             )
             # Last before the COMMIT: an error from here on may come after it took effect.
             sent = unsure.sent = Sent(
-                result, deltas, merged, placed, began, committed, xact, server_started
+                result, deltas, merged, placed, began, committed, xact, server_life
             )
         self._applied(sent, fenced)
         return result

@@ -9,6 +9,7 @@ itself (rolled back), the same offsets written by another consumer are that cons
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -170,26 +171,58 @@ async def test_the_servers_word_on_an_attempts_transaction(migrated_database: st
         await conn.close()
 
 
-async def test_a_changes_only_attempt_is_asked_of_the_server_that_gave_its_id(
+async def test_a_changes_only_attempt_is_asked_of_the_server_life_that_gave_its_id(
     migrated_database: str,
 ) -> None:
-    """A changes-only attempt (``mark``) that committed is committed on the server that gave
-    its id; on a server started at another time (a failover to a replica that never got the
-    attempt, whose new ids then go past it and name other transactions) it is written again,
-    never taken for committed."""
+    """A changes-only attempt (``mark``) that committed is committed in the server life that
+    gave its id; after another start (a failover to a replica that never got the attempt) or
+    a crash recovery (a checkpoint since), ids handed out again may name other transactions:
+    written again, never taken for committed."""
     conn = await asyncpg.connect(migrated_database)
     try:
         async with conn.transaction():
-            xact, started = await mark(conn)
-        here = _sent(xact, started)
-        elsewhere = _sent(xact, started - timedelta(seconds=1))
-        async with conn.transaction():
-            assert await did_commit(conn, here, offsets=False)
-            assert not await did_commit(conn, elsewhere, offsets=False)
+            xact, life = await mark(conn)
+        started, redo = life.rsplit(" ", 1)
+        assert await _asks(conn, _sent(xact, life))
+        assert not await _asks(conn, _sent(xact, f"{started}1 {redo}"))  # another start
+        await conn.execute("CHECKPOINT")  # as a crash recovery ends: the redo point moves
+        assert not await _asks(conn, _sent(xact, life))
     finally:
         await conn.close()
 
 
-def _sent(xact: int | None, server_started: datetime | None = None) -> Sent:
+async def test_a_changes_only_retry_waits_for_its_attempt_to_end(migrated_database: str) -> None:
+    """The retry asks behind the attempt's advisory lock: an attempt still open (its COMMIT
+    not yet done) is waited for, not taken as 'in progress' and written a second time."""
+    attempt = await asyncpg.connect(migrated_database)
+    retry = await asyncpg.connect(migrated_database)
+    try:
+        tx = attempt.transaction()
+        await tx.start()
+        xact, life = await mark(attempt)
+        asking = asyncio.ensure_future(_asks(retry, _sent(xact, life)))
+        retry_pid = retry.get_server_pid()
+        for _ in range(1000):  # until the retry's backend waits on a lock (a look per turn)
+            waiting = await attempt.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                retry_pid,
+            )
+            if waiting or asking.done():
+                break
+        assert not asking.done(), "the retry answered while its attempt was still open"
+        assert waiting
+        await tx.commit()
+        assert await asking
+    finally:
+        await attempt.close()
+        await retry.close()
+
+
+async def _asks(conn: Any, sent: Sent) -> bool:
+    async with conn.transaction():
+        return await did_commit(conn, sent, offsets=False)
+
+
+def _sent(xact: int | None, server_life: str | None = None) -> Sent:
     result = WriteResult({}, {}, [], 0, {}, 0, 0, 0, 0, 0.0)
-    return Sent(result, {}, [], {}, {}, {TP: 1}, xact, server_started)
+    return Sent(result, {}, [], {}, {}, {TP: 1}, xact, server_life)
