@@ -309,10 +309,12 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
         .with_panel(
             prom_timeseries(
                 "Where the workers wait",
-                "Share of a worker's time its consume loop waited, by cause: poll (Kafka's "
-                "fetch: the brokers, or nothing to fetch), room (in-flight bound or paused: "
-                "the database is the bound), lane (its write lanes' CPU between decode "
-                "slices). docs/operations.md, Sizing and tuning.",
+                "Share of a worker's time its consume loop waited idle: nothing to run, or no "
+                "core (the event loop's own CPU meanwhile left out), by cause: poll (Kafka's "
+                "fetch: the brokers, or nothing to fetch), room (in-flight bound or paused: the "
+                "database is the bound), lane (between decode slices, the lanes' CPU left out: "
+                "mostly waiting for a core). Low waits with a lag: the worker's CPU is the "
+                "bound. docs/operations.md, Sizing and tuning.",
                 [
                     prom(
                         f"{rate_by('cause', 'nev_ingest_worker_wait_seconds_total')}"

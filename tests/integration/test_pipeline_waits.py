@@ -1,7 +1,7 @@
 """``nev_ingest_worker_wait_seconds_total{cause}``: where a worker's consume loop waits. Every
 cause is exported from 0; a worker whose writes stall (a lock held by the test on the offsets
-table, as in test_pipeline_stall.py) fills its in-flight bound and its waits for room grow; the
-fetches and the decode slices' turns count under ``poll`` and ``lane``."""
+table, as in test_pipeline_stall.py) fills its in-flight bound and its waits for room grow (the
+loop idle: a room wait under a held lock has nothing to run); the fetches count under ``poll``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,6 @@ async def test_a_stalled_write_path_shows_as_waits_for_room(env: PipelineEnv) ->
 
         await ps.until(lambda: ps.caught_up(env), timeout_s=120, what="every offset stored")
         assert await ps.stored_rows(env.dsn) == expected.rows
-        # Fetches were waited for, and each fetch's decode slices took the lanes' turn.
+        # Fetches were waited for (caught up: a poll with nothing to fetch is idle). The lanes'
+        # turns are not asserted: only their idle part counts, which may be none at all.
         assert svc.metric(WAIT, cause="poll") > 0
-        assert svc.metric(WAIT, cause="lane") > 0

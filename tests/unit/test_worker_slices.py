@@ -5,6 +5,7 @@ or stays counted in flight."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,3 +166,28 @@ def test_only_a_real_seek_moves_the_partition() -> None:
     w._seek(OTHER, 42)
     assert w.moves.get(OTHER, 0) == 1
     assert w.consumer.seeks == [(OTHER, 42)]
+
+
+async def test_the_event_loops_own_cpu_in_the_lanes_turn_is_not_a_wait() -> None:
+    # While _add awaits the lanes' turn, the same loop runs the write lanes: their CPU is work,
+    # not a wait. A task made ready before the turn burns CPU in it (by its thread's clock, so
+    # whatever the machine's load); at most the rest of the wall time counts as a wait.
+    metrics = PipelineMetrics(CollectorRegistry())
+    w = _worker()
+    w._wait_lane = metrics.worker_wait.labels(cause="lane")
+    burn_s = 0.05
+
+    async def lane() -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < burn_s:
+            pass
+
+    began = time.perf_counter()
+    lanes = asyncio.ensure_future(lane())
+    await w._add(TP, _records(3), w.moves.get(TP, 0))
+    wall = time.perf_counter() - began
+    assert lanes.done()  # it ran in the turn _add awaited
+    counted = metrics.registry.get_sample_value(
+        "nev_ingest_worker_wait_seconds_total", {"cause": "lane"}
+    )
+    assert counted is not None and counted <= wall - burn_s
