@@ -28,8 +28,8 @@ Needs the dev stack (``nev-ingest devstack up``; addresses from state.json or ``
    (``pipeline_Nw_wait_s``: seconds by cause, summed over the workers, from
    ``nev_ingest_worker_wait_seconds_total``: ``poll`` for Kafka's fetch, ``room`` under
    ``pipeline.max_in_flight_frames`` or paused, ``lane`` the write lanes' turns between decode
-   slices; only the idle part of each, the event loop's own CPU meanwhile left out, so a share
-   is time the loop had nothing to run;
+   slices, ``restore`` after a rebalance; only the idle part of each, the event loop's own
+   CPU meanwhile left out, so a share is time the loop had nothing to run;
    ``pipeline_Nw_wait_share``: that over span x workers; docs/operations.md);
 5. steady state: one worker, a new topic fed at 50 % of the one-worker rate (or at each
    fraction of ``--steady-rates``, e.g. 0.25,0.5,0.75: one run each) for ``--steady-s``

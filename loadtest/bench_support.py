@@ -365,7 +365,7 @@ ASSIGNED = "nev_ingest_rebalances_total"  # {event="assigned"}: one per worker p
 # Fetched, not yet committed (all workers): set at every change of the count (the worker's
 # Backpressure), so a poll sees the first fetch when it happens.
 IN_FLIGHT = "nev_ingest_in_flight_frames"
-# The consume loops' idle waits by cause (poll, room, lane), each counted when the
+# The consume loops' idle waits by cause (poll, room, lane, restore), each counted when the
 # wait ends: a span's difference misses or adds at most the wait under way at either end (a
 # wait for room lasts at most pipeline.pause_after_s, a poll 0.5 s, except a poll held by a
 # rebalance: up to the session timeout).

@@ -313,8 +313,9 @@ def _health(d: dashboard.Dashboard) -> dashboard.Dashboard:
                 "core (the event loop's own CPU meanwhile left out), by cause: poll (Kafka's "
                 "fetch: the brokers, or nothing to fetch), room (in-flight bound or paused: the "
                 "database is the bound), lane (between decode slices, the lanes' CPU left out: "
-                "mostly waiting for a core). Low waits with a lag: the worker's CPU is the "
-                "bound. docs/operations.md, Sizing and tuning.",
+                "mostly waiting for a core), restore (stored offsets and refills after a "
+                "rebalance). Low waits with a lag: the worker's CPU is the bound. "
+                "docs/operations.md, Sizing and tuning.",
                 [
                     prom(
                         f"{rate_by('cause', 'nev_ingest_worker_wait_seconds_total')}"

@@ -239,7 +239,7 @@ def take_refill(sink: Any, decoder: _Decoder, tp: Any, records: Sequence[Any]) -
 
 async def end_refills(
     sink: Any, tps: Iterable[Any], position: Callable[[Any], Awaitable[int]]
-) -> None:
+) -> bool:
     """The worker's hook after each fetch: ``tps`` are its sought partitions, ``position`` the
     consumer's. A refill completes on seeing offset ``until - 1`` or later (``take_refill``),
     but a range that ends in a gap (compaction, a transaction marker) may never show it, and
@@ -247,18 +247,21 @@ async def end_refills(
     is exact where a time bound would guess: it moves past a record only once ``getmany``
     returned it (and ``take_refill`` saw it) and past a gap on its own, so position >= until
     means every record of the range was seen. Only a partition still refilling is asked (a
-    few after a crash, none otherwise)."""
+    few after a crash, none otherwise). Returns whether one was (the worker's restore wait)."""
     keeper = _keeper(sink)
     if keeper is None:
-        return
+        return False
+    asked = False
     for tp in tps:
         if keeper.refilling(tp):
+            asked = True
             try:
                 at = await position(tp)
             except Exception as exc:  # revoked meanwhile: its next owner refills it
                 log.debug("no position for a refilling partition (%r)", exc)
                 continue
             keeper.reached(tp, at)
+    return asked
 
 
 async def flush_latest(sink: Any, partitions: Iterable[Any]) -> None:

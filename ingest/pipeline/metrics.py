@@ -53,9 +53,9 @@ _LAG_LABELS: Final = ("consumergroup", "topic", "partition")
 # sum without knowing topic names (the T/CEC 102 topic counts as charger).
 _FRAME_LABELS: Final = ("topic", "kind")
 # What the consume loop waits for (``worker_wait``): the Kafka fetch, room under the in-flight
-# bounds (or a pause: the database), the write lanes' turn between decode slices. Only the
-# idle part of each: see the help.
-WAIT_CAUSES: Final = ("poll", "room", "lane")
+# bounds (or a pause: the database), the write lanes' turn between decode slices, a restore
+# after a rebalance (stored offsets, refills). Only the idle part of each: see the help.
+WAIT_CAUSES: Final = ("poll", "room", "lane", "restore")
 
 
 class PipelineMetrics:
@@ -153,7 +153,8 @@ class PipelineMetrics:
             "Seconds the workers' consume loops waited idle (nothing to run, or no core free), "
             "by cause: poll (Kafka's fetch: the brokers, or the producers sent nothing), room "
             "(at pipeline.max_in_flight_frames or _bytes, or paused: the database is the "
-            "bound), lane (the write lanes' turn of the event loop between decode slices). "
+            "bound), lane (the write lanes' turn of the event loop between decode slices), "
+            "restore (after a rebalance: stored offsets read, refills ended). "
             "Idle time only: the event loop's own CPU during the await (the write lanes, the "
             "Kafka client, commits) is not counted. rate() is the share of a worker's time it "
             "was idle.",

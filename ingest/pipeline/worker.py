@@ -139,6 +139,7 @@ class Worker:
         self._wait_poll = wait.labels(cause="poll")
         self._wait_room = wait.labels(cause="room")
         self._wait_lane = wait.labels(cause="lane")
+        self._wait_restore = wait.labels(cause="restore")
         self.builder = BatchBuilder(
             decoders, window=options.window, max_value_bytes=options.max_record_bytes
         )
@@ -319,7 +320,10 @@ class Worker:
             # shared-memory write per poll, not per frame): its age is the loop's own, not up
             # to pipeline.lag_interval_s more as when only the housekeeping wrote it.
             self.metrics.heartbeat.set(now)
-            await self._load_pending_offsets()
+            if self.needs_seek:  # a restore after a rebalance: stored offsets still to read
+                waited = _clocks()
+                await self._load_pending_offsets()
+                self._wait_restore.inc(_idle_since(waited))
             self._apply_backpressure()
             room = self.bp.room()
             if self.bp.paused or room == 0:
@@ -365,7 +369,9 @@ class Worker:
                     continue
                 records = take_refill(self.sink, self.builder, tp, records)  # latest_keeper
                 await self._add(tp, records, marks[tp])
-            await end_refills(self.sink, self.owned - self.needs_seek, consumer.position)
+            waited = _clocks()
+            if await end_refills(self.sink, self.owned - self.needs_seek, consumer.position):
+                self._wait_restore.inc(_idle_since(waited))  # a refill still under way
             self._maybe_seal(linger)
             writer = self.writer
             idle = writer is not None and writer.idle and not self.builder.size

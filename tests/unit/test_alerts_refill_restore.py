@@ -139,11 +139,13 @@ def test_a_refill_whose_range_ends_in_a_gap_completes_at_the_consumers_position(
     async def position(tp: Any) -> int:
         return at[tp]
 
-    asyncio.run(end_refills(sink, [TP], position))  # short of the stored offset: goes on
+    # Each call that asked says so: the worker counts its time as a restore wait.
+    assert asyncio.run(end_refills(sink, [TP], position))  # short of the stored offset
     assert keeper.refilling(TP) and new.open_alerts() == []
     at[TP] = CRASH  # the consumer skipped the gap
-    asyncio.run(end_refills(sink, [TP], position))
+    assert asyncio.run(end_refills(sink, [TP], position))
     assert not keeper.refilling(TP)
+    assert not asyncio.run(end_refills(sink, [TP], position))  # nothing left to restore
     assert [a.rule_id for a in new.open_alerts()] == ["warm_pack"]
 
 

@@ -204,3 +204,13 @@ def test_open_alerts_gauge_counts_and_zeroes_what_closed() -> None:
         "nev_ingest_alerts_open[('kind', 'charger'), ('rule', 'connector_over_temp'), "
         "('severity', 'major')]": 0.0,
     }
+
+
+def test_every_wait_cause_is_exported_from_0() -> None:
+    # A rate() over a cause not yet seen is 0, not absent: restore (after a rebalance) too.
+    m = PipelineMetrics(CollectorRegistry())
+    for cause in ("poll", "room", "lane", "restore"):
+        value = m.registry.get_sample_value(
+            "nev_ingest_worker_wait_seconds_total", {"cause": cause}
+        )
+        assert value == 0.0, cause
