@@ -12,8 +12,10 @@ children that ended (``cutime``/``cstime``), plus every live child's (backends, 
 WAL writer, the checkpointer). Every process of the server counts: the work a batch causes
 includes its WAL and the vacuum of what it updated. Found from the benchmark's own backend
 (``pg_backend_pid()``, whose parent is the postmaster), so it needs no privilege; when the server
-is not on this host (its backend is not in /proc), ``locate`` gives None and the figures are
-left out (``null``), never guessed.
+is not on this host (its backend is not in /proc), or its live children cannot be listed here
+(``/proc/PID/task/PID/children``: a kernel without CONFIG_PROC_CHILDREN, or another user's
+process under a restrictive ``hidepid``), ``locate`` gives None and the figures are left out
+(``null``), never guessed: a total without the live backends would pass for the server's.
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ class ServerCpu:
             # must be a postgres process too.
             if fields is None or not _is_postgres(int(fields[1])):
                 return None
-            return cls(int(fields[1]))
+            found = cls(int(fields[1]))
+            if _children(found.postmaster) is None:
+                return None
+            return found
         finally:
             await conn.close()
 
@@ -64,17 +69,30 @@ class ServerCpu:
         if own is None:
             raise RuntimeError(f"the PostgreSQL server (pid {self.postmaster}) is gone")
         # utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 here
+        # Read order: the postmaster's cutime first, then the list of live children. A backend
+        # that ends and is reaped in between is in neither (missed in this one reading, ~its
+        # CPU of that instant); it is in cutime at the next one, so a span's difference is off
+        # by at most that, never counted twice (a child is reaped once, listed only alive).
         total = sum(int(v) for v in own[11:15])
-        try:
-            children = Path(f"/proc/{self.postmaster}/task/{self.postmaster}/children")
-            pids = children.read_text().split()
-        except OSError:
-            pids = []
+        pids = _children(self.postmaster)
+        if pids is None:  # readable at locate: the server went away meanwhile
+            raise RuntimeError(
+                f"the PostgreSQL server's (pid {self.postmaster}) children cannot be listed "
+                "any more: it stopped or restarted during the benchmark; run it again"
+            )
         for pid in pids:
             fields = _stat(int(pid))
             if fields is not None:  # ended since the listing: in cutime at the next reading
                 total += int(fields[11]) + int(fields[12])
         return total / _TICK
+
+
+def _children(pid: int) -> list[str] | None:
+    """The live children of single-threaded ``pid`` (the postmaster), or None if unreadable."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
 
 
 def _is_postgres(pid: int) -> bool:
