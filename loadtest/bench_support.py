@@ -252,8 +252,8 @@ class PipelineRun:
     span_start: str = ""  # "idle poll" or "assignment" (run_pipeline)
     # the rate from the span's first commit on, as measured before 2026-12-06 (comparisons)
     rate_from_first_commit: float = 0.0
-    # seconds the workers' consume loops waited over the span, by cause (summed over the
-    # workers; nev_ingest_worker_wait_seconds_total), and that over (span x workers)
+    # seconds the workers' consume loops waited idle over the span, by cause (summed over
+    # the workers; nev_ingest_worker_wait_seconds_total), and that over (span x workers)
     wait_s: dict[str, float] = field(default_factory=dict)
     wait_share: dict[str, float] = field(default_factory=dict)
 
