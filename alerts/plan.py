@@ -175,12 +175,13 @@ class LiveAlert:
         already or backfill one never seen, which the engine cannot tell apart (docs/alerts.md).
         A frame ``in_order`` always counts: a T/CEC status push may share its millisecond
         ``t`` with the last one counted and still be after it (alerts.subjects)."""
-        # Compared before anything changes: a value that cannot be compared raises with the
-        # alert as it was (the engine's safety net then skips the frame, alerts.failure).
+        # Checked before anything changes: a value that is no number raises with the alert as
+        # it was (the engine's safety net then skips the frame, alerts.failure). On every
+        # frame, not only while there is no peak: a Decimal, bool or numpy number compares
+        # with a float peak, and stored as peak or last value it broke alerts.publish.
+        if value is not None and type(value) is not float and type(value) is not int:
+            raise not_a_number(value)
         if self.peak is None:
-            # Nothing to compare a value with, which would refuse what is no number.
-            if value is not None and type(value) is not float and type(value) is not int:
-                raise not_a_number(value)
             moved = value is not None
         else:
             moved = value is not None and (

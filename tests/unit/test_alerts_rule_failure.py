@@ -4,6 +4,7 @@ native runner and the generated Python loop alike."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from alerts import RuleEngine, RuleSet
 from alerts.failure import UNKNOWN, caught
 from alerts.frames import build_frame
 from alerts.plan import LiveAlert, Plan
+from alerts.publish import to_message
 from contract.rows import FrameRows
 
 pytestmark = pytest.mark.unit
@@ -283,3 +285,26 @@ def test_an_alert_opened_without_a_value_refuses_one_that_is_no_number() -> None
     with pytest.raises(TypeError, match="not a number"):
         a.see(T0 + 10_000, BAD, in_order=True)
     assert (a.count, a.last_ms, a.last_value, a.peak) == (1, T0, None, None)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_an_open_alert_refuses_a_value_that_is_no_number(native: bool) -> None:
+    # A Decimal compares with the float peak: unchecked, it became the peak and last value of
+    # an "updated" change that alerts.publish cannot serialise (orjson: "Type is not JSON
+    # serializable: decimal.Decimal"). A rule error instead, and the alert as it was.
+    e = RuleEngine(RuleSet.from_toml(RULES), native_rules=native, update_every_s=0)
+    assert kinds(e.evaluate([fr(0, 70)])) == [("raised", VIN, "hot")]
+    hot = e._plan.by_id["hot"]
+    number = hot.value
+    dec: Any = Decimal("80")
+    hot.value = lambda vals: dec
+    changes = e.evaluate([fr(10, 80)])
+    for c in changes:
+        to_message(c)
+    assert changes == []
+    [failure] = e.take_failures()
+    assert failure.rule_id == "hot" and "is of type Decimal, not a number" in failure.error
+    hot.value = number
+    changes = e.evaluate([fr(20, 75)])
+    assert kinds(changes) == [("updated", VIN, "hot")]
+    assert (changes[0].alert.peak, changes[0].alert.last_value) == (75, 75)
