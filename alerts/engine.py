@@ -226,21 +226,25 @@ class RuleEngine:
 
     def _hold(self, ent: Entity, cr: CRule, vin: str, t: int, value: float | None) -> None:
         slots = ent.slots
-        if cr.off >= 0:
-            # An inactive rule's clear countdown is NaN already (``_clear``): on the raising
-            # path below this write changes nothing, so a ``_raise`` that raises leaves the
-            # step unapplied.
-            slots[cr.off] = _NAN
         if ent.active & cr.bit:
-            if cr.lt >= 0:
-                slots[cr.lt] = t
             if cr.alert and not self._warming:
                 a = self._open.get((vin, cr.id))
                 if a is not None:
                     moved = a.see(t, value, in_order=True)
                     if moved or t - a.emitted_ms >= self._update_ms:
                         self._touch(a).updated_now = True
+            # After the alert's step: a ``see`` that raises (a value that is no number) leaves
+            # the clear countdown and "last held" as they were, as if the frame were absent.
+            if cr.off >= 0:
+                slots[cr.off] = _NAN
+            if cr.lt >= 0:
+                slots[cr.lt] = t
             return
+        if cr.off >= 0:
+            # An inactive rule's clear countdown is NaN already (``_clear``): on the raising
+            # path below this write changes nothing, so a ``_raise`` that raises leaves the
+            # step unapplied.
+            slots[cr.off] = _NAN
         first = t
         pend = cr.pend
         if pend >= 0:

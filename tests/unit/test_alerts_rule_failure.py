@@ -175,6 +175,23 @@ def test_a_failure_keeps_the_lifecycle_countdown(native: bool, late: bool) -> No
     assert kinds(e.evaluate([fr(30, 50)])) == [("cleared", VIN, "hot")]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_hold_that_fails_keeps_the_clear_countdown(native: bool) -> None:
+    # The open alert's step fails on a holding frame (its value is no number): the frame is
+    # absent for the rule, so it does not restart the countdown of 3 frames below either.
+    e = RuleEngine(RuleSet.from_toml(COUNTDOWN), native_rules=native, update_every_s=0)
+    assert kinds(e.evaluate([fr(0, 70), fr(10, 50)])) == [("raised", VIN, "hot")]
+    hot = e._plan.by_id["hot"]
+    number = hot.value
+    hot.value = lambda vals: BAD
+    assert e.evaluate([fr(20, 70)]) == []
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    hot.value = number
+    assert e.evaluate([fr(30, 50)]) == []
+    # The third frame below (10 s, 30 s, 40 s) clears it.
+    assert kinds(e.evaluate([fr(40, 50)])) == [("cleared", VIN, "hot")]
+
+
 DROP = """
 [[rule]]
 id = "temp_drop"
