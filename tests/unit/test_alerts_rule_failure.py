@@ -263,6 +263,44 @@ def test_a_raise_that_fails_keeps_the_pending_duration(native: bool, duration: s
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_raise_that_fails_leaves_no_composite_window(native: bool) -> None:
+    # A windowed composite counts a member with for_frames once the duration is met and the
+    # member raised, not while pending: the member's raise failed, so it never held, and the
+    # frame below it, within the window, raises no composite.
+    rules = (
+        PENDING
+        + "for_frames = 2\n"
+        + (
+            '[[rule]]\nid = "any_hot"\nkind = "composite"\nseverity = "major"\n'
+            'any = ["hot"]\nwindow_s = 35\n'
+        )
+    )
+    e = Flaky(RuleSet.from_toml(rules), native_rules=native, update_every_s=0)
+    assert e.evaluate([fr(0, 70)]) == []
+    e.fail_raise = True
+    assert e.evaluate([fr(10, 70)]) == []
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    e.fail_raise = False
+    assert e.evaluate([fr(20, 50)]) == []
+    # Once the member raises, so does the composite.
+    assert e.evaluate([fr(30, 70)]) == []
+    assert kinds(e.evaluate([fr(40, 70)])) == [("raised", VIN, "hot"), ("raised", VIN, "any_hot")]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_raise_whose_touch_fails_opens_no_alert(native: bool) -> None:
+    # Marking the new alert changed raises: it is not left open but never saved (an alert
+    # open in the engine that no store or consumer knows of); the next holding frame raises.
+    e = Flaky(RuleSet.from_toml(PENDING), native_rules=native, update_every_s=0)
+    e.fail_touch = True
+    assert e.evaluate([fr(0, 70)]) == []
+    assert [(f.rule_id, f.count) for f in e.take_failures()] == [("hot", 1)]
+    e.fail_touch = False
+    assert e.open_alerts() == []
+    assert kinds(e.evaluate([fr(10, 70)])) == [("raised", VIN, "hot")]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 def test_a_clear_that_fails_keeps_the_alert_open(native: bool) -> None:
     # The third frame below would clear the alert; marking it changed raises: the alert stays
     # open (not popped and lost, never saved as cleared) and its countdown as it was, so the
