@@ -24,7 +24,7 @@ import argparse
 import sys
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from alerts import AlertChange, RuleEngine, RuleFileError, RuleSet, to_message
@@ -113,10 +113,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# Beijing time by arithmetic, not datetime.fromtimestamp: that goes through UTC, which a
+# T/CEC push dated before 0001-01-01 08:00 Beijing time (its TimeStamp is Beijing time) has
+# not ("year 0 is out of range"). Clamped to what datetime can show.
+# (Arithmetic between datetimes of one tzinfo is on their wall clock: no UTC involved.)
+_EPOCH_CN = datetime(1970, 1, 1, 8, tzinfo=CHINA_TZ)
+_MS = timedelta(milliseconds=1)
+_MIN_MS = (datetime.min.replace(tzinfo=CHINA_TZ) - _EPOCH_CN) // _MS
+_MAX_MS = (datetime.max.replace(tzinfo=CHINA_TZ) - _EPOCH_CN) // _MS
+
+
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    ms = min(max(ms, _MIN_MS), _MAX_MS)
+    return (_EPOCH_CN + ms * _MS).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _print(changes: list[AlertChange], fmt: str, updates: bool) -> None:

@@ -137,6 +137,17 @@ def test_numbering_past_seq_9999_is_a_usage_error_naming_the_wrapped_form(
     assert "1 raised" in capsys.readouterr().err
 
 
+def test_a_push_dated_in_year_one_is_shown_in_beijing_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before 0001-01-01 08:00 Beijing time there is no UTC time datetime can hold: showing
+    # the alert's time crashed the command ("ValueError: year 0 is out of range").
+    frames = _write(tmp_path, [_push(255, "0001", "00010101000000")])
+    assert _test(_rules(tmp_path), "--frames", frames) == 0
+    opened = datetime(1, 1, 1, tzinfo=CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"{opened}  raised   major    {ENTITY}" in capsys.readouterr().out
+
+
 def test_a_push_without_its_timestamp_is_skipped_saying_what_to_give(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
