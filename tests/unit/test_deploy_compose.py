@@ -151,6 +151,9 @@ def test_health_conditions_have_health_checks_and_the_demo_is_a_profile() -> Non
     assert services["loadgen"]["build"]["target"] == "demo"
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb")
+    # latest_state's merge plan: 2.4x per row at the default 4 (docs/performance.md)
+    db = services["timescaledb"]["command"]
+    assert db[0] == "postgres" and "random_page_cost=1.1" in db
 
 
 def test_the_gateway_holds_the_demo_loadgens_connections(tmp_path: Path) -> None:
