@@ -32,7 +32,7 @@ from ingest.config.kafka_settings import RAW_SOURCES
 from loadtest.bench_copy import copy_rows
 from loadtest.clients import bench_producer, fresh_consumer
 from loadtest.db_activity import Activity
-from loadtest.db_cpu import HostIdle, ServerCpu
+from loadtest.db_cpu import HostIdle, ServerCpu, children, cpu_seconds
 from loadtest.feeder import FeedResult, feed
 
 __all__ = [
@@ -259,12 +259,8 @@ class PipelineRun:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
     out = []
-    for child in text.split():
+    for child in children(pid) or []:
         try:
             cmd = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
@@ -274,16 +270,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+_cpu_s = cpu_seconds  # scale_support's name for it
 
 
 def _rss_mb(pid: int) -> float:

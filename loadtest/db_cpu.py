@@ -26,7 +26,7 @@ from pathlib import Path
 
 import asyncpg
 
-__all__ = ["HostIdle", "ServerCpu"]
+__all__ = ["HostIdle", "ServerCpu", "children", "cpu_seconds"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -37,6 +37,12 @@ def _stat(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 when it is gone)."""
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / _TICK
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class ServerCpu:
             if fields is None or not _is_postgres(int(fields[1])):
                 return None
             found = cls(int(fields[1]))
-            if _children(found.postmaster) is None:
+            if children(found.postmaster) is None:
                 return None
             return found
         finally:
@@ -74,21 +80,19 @@ class ServerCpu:
         # CPU of that instant); it is in cutime at the next one, so a span's difference is off
         # by at most that, never counted twice (a child is reaped once, listed only alive).
         total = sum(int(v) for v in own[11:15])
-        pids = _children(self.postmaster)
+        pids = children(self.postmaster)
         if pids is None:  # readable at locate: the server went away meanwhile
             raise RuntimeError(
                 f"the PostgreSQL server's (pid {self.postmaster}) children cannot be listed "
                 "any more: it stopped or restarted during the benchmark; run it again"
             )
-        for pid in pids:
-            fields = _stat(int(pid))
-            if fields is not None:  # ended since the listing: in cutime at the next reading
-                total += int(fields[11]) + int(fields[12])
-        return total / _TICK
+        # a child ended since the listing counts 0 here: in cutime at the next reading
+        return total / _TICK + sum(cpu_seconds(int(pid)) for pid in pids)
 
 
-def _children(pid: int) -> list[str] | None:
-    """The live children of single-threaded ``pid`` (the postmaster), or None if unreadable."""
+def children(pid: int) -> list[str] | None:
+    """The live children of single-threaded ``pid`` (the postmaster, a service's main
+    process), or None if the kernel's list cannot be read."""
     try:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:

@@ -11,19 +11,13 @@ import time
 import asyncpg
 import pytest
 
-from loadtest.db_cpu import HostIdle, ServerCpu, _is_postgres, _stat
+from loadtest.db_cpu import HostIdle, ServerCpu, _is_postgres, _stat, cpu_seconds
 
 pytestmark = pytest.mark.integration
 
 # Enough work for several clock ticks of one backend's CPU (~0.2-0.5 s here), not a figure
 # the test compares against.
 _BURN = "SELECT sum(i) FROM generate_series(1, 3000000) AS i"
-
-
-def _backend_cpu_s(pid: int) -> float:
-    fields = _stat(pid)
-    assert fields is not None, f"backend {pid} is not in /proc"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def test_a_backends_cpu_counts_while_it_runs_and_after_it_ended(postgres_dsn: str) -> None:
@@ -33,7 +27,7 @@ async def test_a_backends_cpu_counts_while_it_runs_and_after_it_ended(postgres_d
     pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
     before = server.seconds()
     await conn.fetchval(_BURN)
-    used = _backend_cpu_s(pid)
+    used = cpu_seconds(pid)
     assert used > 0, "the burn used no measurable CPU: make it longer"
     live = server.seconds() - before
     assert live >= used - 0.02, f"a live backend's CPU not counted: {live:.3f} < {used:.3f}"
