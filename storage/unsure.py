@@ -42,7 +42,8 @@ that id; the retry takes the same lock - so that transaction has ended - and ask
 * NULL - no offsets to decide: written again. A duplicate alert message at worst (the alerts
   topic is at-least-once, docs/alerts.md), never a change lost; the retry would have to come
   after the server's commit log was truncated past the id (hundreds of millions of
-  transactions later), or on a server started since the id was taken (below).
+  transactions later), or in another life of the server than the one that gave the id
+  (below).
 
 Without offsets nothing else checks the status, and an id is one server's: after a failover
 to an asynchronous replica that never got the attempt, the new primary hands out the same ids

@@ -37,7 +37,8 @@ finishes a batch that committed as that attempt left it (committed, its latest_s
 pending or merged) instead of taking it for another consumer's (fenced); one that did not is
 written as usual. A caller retrying after ``StorageUnavailable`` gets the same. A batch
 without offsets (alert changes only) records its transaction's id with an advisory lock
-instead of the fence, and is never written twice either (storage/unsure.py).
+instead of the fence: not written twice either, unless the server can no longer say (then
+written again: a duplicate, never a loss; storage/unsure.py).
 
 A permanent data error (a value the column refuses) is unexpected: it is isolated by
 bisecting the batch's frames under savepoints inside the same transaction, the bad frames are
@@ -214,9 +215,9 @@ class StorageWriter:
         (used when the writer's ``raw_frames`` is on). Raises ``StorageUnavailable`` when
         transient errors outlast the retries (nothing committed, or an attempt's COMMIT got no
         answer: calling again with the same offsets - or, without offsets, the same
-        ``unsure`` - finds out), ``SchemaError`` when the
-        tables are not what this code expects; what ``before_commit`` raised that is not a
-        database error comes back unchanged, after the rollback (the caller's to handle).
+        ``unsure`` - finds out), ``SchemaError`` when the tables are not what this code
+        expects; what ``before_commit`` raised that is not a database error comes back
+        unchanged, after the rollback (the caller's to handle).
 
         ``unsure``: the batch's own record of an attempt whose COMMIT got no answer, kept by
         the caller across calls, for a batch without ``offsets`` (alert changes only: nothing
